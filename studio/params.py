@@ -1,0 +1,138 @@
+"""What may be asked of Flux Kontext: models, ratios, formats, prices and `EditParams`.
+
+Plain data and pure functions; imports nothing of ours but the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal, TypeGuard, get_args
+
+Model = Literal["pro", "max"]
+OutputFormat = Literal["png", "jpeg"]
+
+MODELS: tuple[Model, ...] = get_args(Model)
+# The wire names of the two models (contract: "Create body").
+MODEL_IDS: dict[Model, str] = {"pro": "flux-kontext-pro", "max": "flux-kontext-max"}
+# List prices in cents per image (contract: "Task states").
+PRICE_CENTS: dict[Model, int] = {"pro": 5, "max": 10}
+# The six supported ratios, widest first (contract: "Create body").
+ASPECT_RATIOS: tuple[str, ...] = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
+# The service's default ratio when none is sent; the studio sends the source's nearest instead.
+DEFAULT_GENERATE_RATIO = "1:1"
+# Safety tolerance ranges (contract: "documented 0-6 when generating, 0-2 when editing").
+SAFETY_MAX_EDIT = 2
+SAFETY_MAX_GENERATE = 6
+# Long prompts are accepted by the service; this cap only stops pasted novels.
+MAX_PROMPT_CHARS = 4000
+
+
+class ParamsError(ValueError):
+    """Parameters a user chose that the service would refuse; `str()` is one plain sentence.
+
+    `field_errors` maps each field to its messages, like the service's 422 body.
+    """
+
+    def __init__(self, field_errors: dict[str, list[str]]) -> None:
+        self.field_errors = field_errors
+        first_field, messages = next(iter(field_errors.items()))
+        super().__init__(f"{_FIELD_WORDS.get(first_field, first_field)} {messages[0]}.")
+
+
+_FIELD_WORDS = {
+    "prompt": "The instruction",
+    "model": "The model",
+    "aspect_ratio": "The aspect ratio",
+    "output_format": "The output format",
+    "safety_tolerance": "The safety tolerance",
+}
+
+
+def is_model(value: object) -> TypeGuard[Model]:
+    return value in MODELS
+
+
+def model_from_wire(model_id: str) -> Model:
+    """`flux-kontext-max` -> `max`; also accepts the short names."""
+    for model, wire in MODEL_IDS.items():
+        if model_id in (model, wire):
+            return model
+    raise ParamsError({"model": [f"must be pro or max, not {model_id!r}"]})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EditParams:
+    """Everything sent with one edit, in our words. `aspect_ratio=None` means "match the source"."""
+
+    prompt: str
+    model: Model = "pro"
+    aspect_ratio: str | None = None
+    # PNG by default: results feed the next step, and a lossless chain does not drift.
+    output_format: OutputFormat = "png"
+    enable_translation: bool = True
+    enable_prompt_expansion: bool = False
+    safety_tolerance: int = 2
+
+    def validated(self, *, editing: bool) -> EditParams:
+        """Return a copy with the prompt stripped, or raise `ParamsError` naming every bad field."""
+        errors: dict[str, list[str]] = {}
+        prompt = self.prompt.strip() if isinstance(self.prompt, str) else ""
+        if not prompt:
+            errors["prompt"] = ["is empty; describe the change you want"]
+        elif len(prompt) > MAX_PROMPT_CHARS:
+            errors["prompt"] = [f"is longer than {MAX_PROMPT_CHARS} characters"]
+        if not is_model(self.model):
+            errors["model"] = [f"must be pro or max, not {self.model!r}"]
+        if self.aspect_ratio is not None and self.aspect_ratio not in ASPECT_RATIOS:
+            errors["aspect_ratio"] = [f"must be one of {', '.join(ASPECT_RATIOS)}"]
+        if self.output_format not in OUTPUT_FORMATS:
+            errors["output_format"] = ["must be png or jpeg"]
+        top = SAFETY_MAX_EDIT if editing else SAFETY_MAX_GENERATE
+        tolerance = self.safety_tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 0 <= tolerance <= top:
+            mode = "editing" if editing else "generating"
+            errors["safety_tolerance"] = [f"must be a whole number from 0 to {top} when {mode}"]
+        if errors:
+            raise ParamsError(errors)
+        return replace(self, prompt=prompt)
+
+    @property
+    def price_cents(self) -> int:
+        return PRICE_CENTS[self.model]
+
+
+def nearest_aspect_ratio(width: int, height: int) -> str:
+    """The supported ratio closest to `width:height`, compared on a log scale.
+
+    A log scale makes 2:1 and 1:2 equally far from 1:1, so portrait photos never land on a
+    landscape ratio. Ties go to the earlier (wider) ratio in `ASPECT_RATIOS`.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError("width and height must be positive")
+    target = math.log(width / height)
+    return min(ASPECT_RATIOS, key=lambda r: abs(math.log(ratio_value(r)) - target))
+
+
+def ratio_value(ratio: str) -> float:
+    """`"16:9"` -> 1.777..."""
+    w, h = ratio.split(":")
+    return int(w) / int(h)
+
+
+def ratio_size(ratio: str, *, megapixels: float = 1.0, multiple: int = 16) -> tuple[int, int]:
+    """Width and height near `megapixels` for `ratio`, rounded to `multiple` (Flux outputs ~1 MP)."""
+    value = ratio_value(ratio)
+    pixels = megapixels * 1_000_000
+    width = math.sqrt(pixels * value)
+    height = width / value
+    return (
+        max(multiple, round(width / multiple) * multiple),
+        max(multiple, round(height / multiple) * multiple),
+    )
+
+
+def format_cents(cents: int) -> str:
+    """`5` -> `"$0.05"`."""
+    return f"${cents / 100:.2f}"
