@@ -1,0 +1,402 @@
+"""A session's tree of steps: the chain, branches, current step, undo/redo and step states.
+
+Plain immutable values; imports only `studio.params` and the stdlib. No I/O and no clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from studio.params import EditParams
+
+StepKind = Literal["origin", "edit", "generate"]
+SourceKind = Literal["upload", "link", "step", "none"]
+# Names are shown in lists and file names of exports; this only stops pasted novels.
+MAX_NAME_CHARS = 200
+
+
+class HistoryError(ValueError):
+    """An operation the tree does not allow (undo at the root, deleting a running step...).
+
+    `str()` is one plain sentence.
+    """
+
+
+class StepState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+UNFINISHED_STATES = frozenset({StepState.QUEUED, StepState.RUNNING})
+
+
+def new_id() -> str:
+    """A fresh step or session id (a uuid4 string); also the step's RunAPI idempotency key."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImageRef:
+    """A stored image, named by the SHA-256 of its bytes."""
+
+    sha256: str
+    format: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepSource:
+    """Where a step's input image came from; `uploaded_url` is RunAPI's copy, valid until expiry."""
+
+    kind: SourceKind
+    image_sha256: str | None = None
+    link_url: str | None = None
+    uploaded_url: str | None = None
+    uploaded_expires_at: datetime | None = None
+
+
+NO_SOURCE = StepSource(kind="none")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Step:
+    """Our durable record of one edit. Never rewritten: only its state advances, into a new value.
+
+    The states advance queued -> running -> completed | failed (queued -> failed too, when the
+    service refuses the create). The origin step is born completed.
+    """
+
+    step_id: str
+    session_id: str
+    parent_id: str | None
+    kind: StepKind
+    params: EditParams | None
+    source: StepSource
+    state: StepState
+    created_at: datetime
+    task_id: str | None = None
+    result: ImageRef | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    # Seconds from submission (or creation, if never submitted) to the end.
+    elapsed_s: float | None = None
+    # None until the service reports a charge; a failed task is refunded, so usually 0.
+    cost_cents: int | None = None
+    error: str | None = None
+    retry_of: str | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state not in UNFINISHED_STATES
+
+    def start(self, task_id: str, now: datetime) -> Step:
+        """queued -> running, recording RunAPI's task id the moment the create returns."""
+        self._require({StepState.QUEUED}, "start")
+        return replace(self, state=StepState.RUNNING, task_id=task_id, submitted_at=_utc(now))
+
+    def complete(self, result: ImageRef, now: datetime, *, cost_cents: int | None = None) -> Step:
+        """running -> completed, with the stored result image and the billed cost."""
+        self._require({StepState.RUNNING}, "complete")
+        now = _utc(now)
+        return replace(
+            self,
+            state=StepState.COMPLETED,
+            result=result,
+            completed_at=now,
+            elapsed_s=self._elapsed_s(now),
+            cost_cents=cost_cents,
+        )
+
+    def fail(self, error: str, now: datetime, *, cost_cents: int | None = None) -> Step:
+        """queued or running -> failed, with the service's message."""
+        self._require(UNFINISHED_STATES, "fail")
+        now = _utc(now)
+        return replace(
+            self,
+            state=StepState.FAILED,
+            error=error,
+            completed_at=now,
+            elapsed_s=self._elapsed_s(now),
+            cost_cents=cost_cents,
+        )
+
+    def with_upload(self, uploaded_url: str, expires_at: datetime) -> Step:
+        """Record RunAPI's copy of the source (uploads expire, so a resume may upload again)."""
+        self._require(UNFINISHED_STATES, "record an upload for")
+        source = replace(
+            self.source, uploaded_url=uploaded_url, uploaded_expires_at=_utc(expires_at)
+        )
+        return replace(self, source=source)
+
+    def _require(self, states: set[StepState] | frozenset[StepState], verb: str) -> None:
+        if self.state not in states:
+            raise HistoryError(f"Cannot {verb} step {self.step_id}: it is {self.state}.")
+
+    def _elapsed_s(self, now: datetime) -> float:
+        return (now - (self.submitted_at or self.created_at)).total_seconds()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Session:
+    """A tree of steps under one origin step, with a current step and a redo stack.
+
+    Every session has exactly one root, the origin step (kind "origin", completed, no params).
+    It holds the source image, or no image (`result=None`, source kind "none") for a session that
+    starts by generating. Methods return new sessions and never change this one.
+    `redo_stack[-1]` is the child that `redo()` moves to; it survives reloads through the store.
+    """
+
+    session_id: str
+    name: str
+    created_at: datetime
+    steps: dict[str, Step]
+    current_step_id: str
+    redo_stack: tuple[str, ...] = ()
+    owner: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        session_id: str,
+        name: str,
+        origin: ImageRef | None,
+        now: datetime,
+        *,
+        origin_step_id: str | None = None,
+        source: StepSource | None = None,
+        owner: str | None = None,
+    ) -> Session:
+        """A new session whose origin step holds `origin` (or nothing, to generate from scratch).
+
+        `source` says where the origin came from (default: an upload of `origin`).
+        """
+        now = _utc(now)
+        if source is None:
+            source = NO_SOURCE if origin is None else StepSource(kind="upload")
+        if origin is not None:
+            source = replace(source, image_sha256=origin.sha256)
+        root = Step(
+            step_id=origin_step_id or new_id(),
+            session_id=session_id,
+            parent_id=None,
+            kind="origin",
+            params=None,
+            source=source,
+            state=StepState.COMPLETED,
+            created_at=now,
+            completed_at=now,
+            result=origin,
+        )
+        return cls(
+            session_id=session_id,
+            name=_clean_name(name),
+            created_at=now,
+            steps={root.step_id: root},
+            current_step_id=root.step_id,
+            owner=owner,
+        )
+
+    @property
+    def current(self) -> Step:
+        return self.steps[self.current_step_id]
+
+    @property
+    def origin(self) -> Step:
+        return self.path()[0]
+
+    @property
+    def can_undo(self) -> bool:
+        return self.current.parent_id is not None
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.redo_stack)
+
+    @property
+    def total_cost_cents(self) -> int:
+        return sum(step.cost_cents or 0 for step in self.steps.values())
+
+    @property
+    def branches(self) -> tuple[Step, ...]:
+        """Tips (steps without children) that are not on the current path, oldest first."""
+        parents = {step.parent_id for step in self.steps.values()}
+        on_path = {step.step_id for step in self.path()}
+        return tuple(
+            step
+            for step in self.steps.values()
+            if step.step_id not in parents and step.step_id not in on_path
+        )
+
+    def path(self) -> tuple[Step, ...]:
+        """The steps from the origin down to the current step."""
+        return self._ancestry(self.current_step_id)
+
+    def children(self, step_id: str) -> tuple[Step, ...]:
+        """The steps made from `step_id`, oldest first."""
+        self._get(step_id)
+        return tuple(step for step in self.steps.values() if step.parent_id == step_id)
+
+    def subtree(self, step_id: str) -> tuple[str, ...]:
+        """The ids of `step_id` and all its descendants."""
+        found = [self._get(step_id).step_id]
+        for parent_id in found:  # grows while it is walked: a breadth-first search
+            found.extend(s.step_id for s in self.steps.values() if s.parent_id == parent_id)
+        return tuple(found)
+
+    def add_step(
+        self, step_id: str, params: EditParams, now: datetime, *, source: StepSource | None = None
+    ) -> Session:
+        """Queue a new step after the current one and make it current (this clears redo).
+
+        The source defaults to the current step's image, or to nothing (a generation) when the
+        current step is an origin without one. A failed step has no image, so a step added while
+        a failed step is current hangs off the failed step's parent instead.
+        """
+        parent = self.current
+        if parent.state is StepState.FAILED and parent.parent_id is not None:
+            parent = self.steps[parent.parent_id]
+        if source is None:
+            source = self._output_of(parent)
+        step = Step(
+            step_id=step_id,
+            session_id=self.session_id,
+            parent_id=parent.step_id,
+            kind="generate" if source.kind == "none" else "edit",
+            params=params,
+            source=source,
+            state=StepState.QUEUED,
+            created_at=_utc(now),
+        )
+        return self._with_new_step(step)
+
+    def retry(self, step_id: str, new_step_id: str, now: datetime) -> Session:
+        """Queue a copy of failed step `step_id` as its sibling and make it current."""
+        failed = self._get(step_id)
+        if failed.state is not StepState.FAILED:
+            raise HistoryError(f"Only a failed step can be retried; this one is {failed.state}.")
+        step = Step(
+            step_id=new_step_id,
+            session_id=self.session_id,
+            parent_id=failed.parent_id,
+            kind=failed.kind,
+            params=failed.params,
+            source=failed.source,
+            state=StepState.QUEUED,
+            created_at=_utc(now),
+            retry_of=failed.step_id,
+        )
+        return self._with_new_step(step)
+
+    def make_current(self, step_id: str) -> Session:
+        """Make any step current; the next edit branches from it.
+
+        Moving up the current path is a series of undos (redo can come back down), moving down the
+        redo stack is a series of redos, and anywhere else starts afresh with an empty redo stack.
+        """
+        self._get(step_id)
+        session = self
+        if any(step.step_id == step_id for step in self.path()):
+            while session.current_step_id != step_id:
+                session = session.undo()
+            return session
+        if step_id in self.redo_stack:
+            while session.current_step_id != step_id:
+                session = session.redo()
+            return session
+        return replace(self, current_step_id=step_id, redo_stack=())
+
+    def undo(self) -> Session:
+        """Move to the current step's parent; `redo()` comes back to this step."""
+        parent_id = self.current.parent_id
+        if parent_id is None:
+            raise HistoryError("There is nothing to undo: this is the original.")
+        return replace(
+            self,
+            current_step_id=parent_id,
+            redo_stack=(*self.redo_stack, self.current_step_id),
+        )
+
+    def redo(self) -> Session:
+        """Move back down to the child that the last undo left."""
+        if not self.redo_stack:
+            raise HistoryError("There is nothing to redo.")
+        *rest, child_id = self.redo_stack
+        return replace(self, current_step_id=child_id, redo_stack=tuple(rest))
+
+    def delete_branch(self, step_id: str) -> Session:
+        """Remove `step_id` and its descendants; if the current step was among them, its parent
+        becomes current. The origin and branches with an unfinished step cannot be deleted.
+        """
+        step = self._get(step_id)
+        if step.parent_id is None:
+            raise HistoryError("The original cannot be deleted; delete the session instead.")
+        doomed = set(self.subtree(step_id))
+        if any(self.steps[i].state in UNFINISHED_STATES for i in doomed):
+            raise HistoryError("That branch has an edit still running; wait for it to finish.")
+        steps = {i: s for i, s in self.steps.items() if i not in doomed}
+        if self.current_step_id in doomed:
+            return replace(self, steps=steps, current_step_id=step.parent_id, redo_stack=())
+        # Descendants sit deeper in the stack than their ancestor, so what is left still chains.
+        redo = tuple(i for i in self.redo_stack if i not in doomed)
+        return replace(self, steps=steps, redo_stack=redo)
+
+    def with_step(self, step: Step) -> Session:
+        """This session with `step` replacing the step of the same id (after a state change)."""
+        old = self._get(step.step_id)
+        if (old.parent_id, old.params, old.session_id) != (
+            step.parent_id,
+            step.params,
+            step.session_id,
+        ):
+            raise HistoryError(f"Step {step.step_id} can advance, but not change what it is.")
+        return replace(self, steps={**self.steps, step.step_id: step})
+
+    def rename(self, name: str) -> Session:
+        return replace(self, name=_clean_name(name))
+
+    def _get(self, step_id: str) -> Step:
+        try:
+            return self.steps[step_id]
+        except KeyError:
+            raise HistoryError(f"There is no step {step_id} in this session.") from None
+
+    def _ancestry(self, step_id: str) -> tuple[Step, ...]:
+        chain = [self._get(step_id)]
+        while (parent_id := chain[-1].parent_id) is not None:
+            chain.append(self.steps[parent_id])
+        return tuple(reversed(chain))
+
+    def _output_of(self, parent: Step) -> StepSource:
+        if parent.result is not None:
+            return StepSource(kind="step", image_sha256=parent.result.sha256)
+        if parent.kind == "origin":
+            return NO_SOURCE
+        raise HistoryError("The current step has no image yet; wait for it to finish.")
+
+    def _with_new_step(self, step: Step) -> Session:
+        if step.step_id in self.steps:
+            raise HistoryError(f"Step {step.step_id} already exists.")
+        steps = {**self.steps, step.step_id: step}
+        return replace(self, steps=steps, current_step_id=step.step_id, redo_stack=())
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("times must be timezone-aware (UTC)")
+    return moment.astimezone(UTC)
+
+
+def _clean_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise HistoryError("A session name cannot be empty.")
+    if len(name) > MAX_NAME_CHARS:
+        raise HistoryError(f"A session name can have at most {MAX_NAME_CHARS} characters.")
+    return name

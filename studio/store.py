@@ -1,0 +1,570 @@
+"""The data directory: sessions and steps in SQLite (WAL, ordered migrations) and images stored by
+SHA-256, written atomically. Imports `studio.params`, `studio.history`, sqlite3 and the stdlib only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from studio.history import ImageRef, Session, Step, StepSource, StepState
+from studio.params import EditParams
+
+DB_NAME = "studio.db"
+IMAGES_DIR = "images"
+# Seconds a writer waits for another process's lock. Writes take milliseconds; this only has to
+# outlast a burst of tabs and a CLI run writing at once.
+BUSY_TIMEOUT_S = 10.0
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_FORMAT = re.compile(r"[a-z0-9]{1,10}")
+
+
+class StoreError(Exception):
+    """The data directory cannot be used as asked; `str()` is one plain sentence.
+
+    `path` names the file concerned, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSummary:
+    """One line of the session list. `step_count` leaves out the origin."""
+
+    session_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    step_count: int
+    cost_cents: int
+    # The current step's image, else the newest image in the session; None if there is none.
+    cover_sha256: str | None
+
+
+# Ordered, named and never edited once released: a schema change is a new entry at the end.
+def _create_sessions_and_steps(db: sqlite3.Connection) -> None:
+    # The two tables refer to each other, so those references are checked at commit.
+    db.execute(
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            owner TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            current_step_id TEXT NOT NULL
+                REFERENCES steps (step_id) DEFERRABLE INITIALLY DEFERRED,
+            redo_json TEXT NOT NULL DEFAULT '[]'
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE steps (
+            step_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+            parent_id TEXT REFERENCES steps (step_id) DEFERRABLE INITIALLY DEFERRED,
+            kind TEXT NOT NULL CHECK (kind IN ('origin', 'edit', 'generate')),
+            params_json TEXT,
+            source_kind TEXT NOT NULL CHECK (source_kind IN ('upload', 'link', 'step', 'none')),
+            source_sha256 TEXT,
+            link_url TEXT,
+            uploaded_url TEXT,
+            uploaded_expires_at TEXT,
+            state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'completed', 'failed')),
+            task_id TEXT,
+            result_sha256 TEXT,
+            result_format TEXT,
+            result_width INTEGER,
+            result_height INTEGER,
+            created_at TEXT NOT NULL,
+            submitted_at TEXT,
+            completed_at TEXT,
+            elapsed_s REAL,
+            cost_cents INTEGER,
+            error TEXT,
+            retry_of TEXT
+        )"""
+    )
+
+
+def _index_lookups(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX steps_by_session ON steps (session_id)")
+    db.execute("CREATE INDEX steps_by_parent ON steps (parent_id)")
+    db.execute(
+        "CREATE INDEX steps_unfinished ON steps (state) WHERE state IN ('queued', 'running')"
+    )
+    db.execute("CREATE INDEX sessions_by_owner ON sessions (owner, updated_at)")
+
+
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
+    ("001_create_sessions_and_steps", _create_sessions_and_steps),
+    ("002_index_lookups", _index_lookups),
+)
+
+
+class Store:
+    """The studio's data directory. Sync and thread-safe; async code calls it via a thread.
+
+    Each thread gets its own SQLite connection; every write is one `BEGIN IMMEDIATE` transaction,
+    so several processes (browser sessions, the CLI) can share the directory.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.db_path = home / DB_NAME
+        self.images_dir = home / IMAGES_DIR
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        home: Path,
+        *,
+        migrations: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = MIGRATIONS,
+    ) -> Store:
+        """Open (creating if needed) the data directory at `home` and bring its schema up to date.
+
+        Raises:
+            StoreError: the database is damaged or from a newer studio. The file is left as it is.
+        """
+        store = cls(home)
+        try:
+            try:
+                store.images_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(
+                    f"The data directory {home} cannot be used ({error.strerror}).", path=home
+                ) from error
+            with store._guard():
+                db = store._db()
+                # Read-only checks first, so a damaged file is never written to.
+                problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(problems[:3]))
+                if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                    raise StoreError(f"{store.db_path} cannot use WAL mode.", path=store.db_path)
+                with store._write() as db:
+                    _migrate(db, migrations, store.db_path)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every connection this store opened; later calls raise `StoreError`."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+
+    # Images
+
+    def put_image(self, data: bytes, *, format: str, width: int, height: int) -> ImageRef:
+        """Store image bytes under their SHA-256 (idempotent) and return a reference to them.
+
+        The file is written to a temporary name, fsync'd, then renamed into place, so a reader
+        never sees half an image.
+        """
+        if not _FORMAT.fullmatch(format):
+            raise ValueError(f"unexpected image format {format!r}")
+        sha256 = hashlib.sha256(data).hexdigest()
+        final = self.images_dir / sha256[:2] / f"{sha256}.{format}"
+        ref = ImageRef(sha256=sha256, format=format, width=width, height=height)
+        # Already there (the usual case in a chain); a damaged copy is replaced below.
+        with contextlib.suppress(FileNotFoundError):
+            if hashlib.sha256(final.read_bytes()).hexdigest() == sha256:
+                return ref
+        # A leading dot keeps half-written files out of `image_path`'s glob.
+        temp = final.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with temp.open("wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, final)
+            _fsync_dir(final.parent)
+        except OSError as error:
+            raise StoreError(
+                f"The image could not be saved in {self.images_dir} ({error.strerror}).",
+                path=final,
+            ) from error
+        finally:
+            temp.unlink(missing_ok=True)
+        return ref
+
+    def image_path(self, sha256: str) -> Path:
+        """The file holding image `sha256`. Raises `StoreError` if there is none."""
+        if not _SHA256.fullmatch(sha256):
+            raise StoreError(f"{sha256!r} is not an image id.")
+        for path in (self.images_dir / sha256[:2]).glob(f"{sha256}.*"):
+            return path
+        raise StoreError(f"The image {sha256} is missing from {self.images_dir}.")
+
+    def read_image(self, sha256: str) -> bytes:
+        return self.image_path(sha256).read_bytes()
+
+    # Sessions and steps
+
+    def create_session(self, session: Session) -> None:
+        """Insert a new session with its steps (usually just the origin)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO sessions (session_id, name, owner, created_at, updated_at,"
+                " current_step_id, redo_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.session_id,
+                    session.name,
+                    session.owner,
+                    _time(session.created_at),
+                    _time(_now()),
+                    session.current_step_id,
+                    json.dumps(session.redo_stack),
+                ),
+            )
+            for step in session.steps.values():
+                _insert_step(db, step)
+
+    def save_step(self, step: Step) -> None:
+        """Insert a new step, or record how an unfinished one advanced.
+
+        Raises:
+            StoreError: the step is already finished here with other values (never rewritten).
+        """
+        with self._write() as db:
+            if _insert_step(db, step) == 0:
+                row = db.execute("SELECT * FROM steps WHERE step_id = ?", (step.step_id,))
+                if _step_from_row(row.fetchone()) != step:
+                    raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
+            _touch(db, step.session_id)
+
+    def set_current(self, session: Session) -> None:
+        """Record `session`'s current step and redo stack, so a reload lands in the same place."""
+        with self._write() as db:
+            self._write_current(db, session)
+
+    def rename_session(self, session_id: str, name: str) -> None:
+        with self._write() as db:
+            sql = "UPDATE sessions SET name = ? WHERE session_id = ?"
+            if db.execute(sql, (name, session_id)).rowcount == 0:
+                raise StoreError("There is no such session.")
+            _touch(db, session_id)
+
+    def delete_steps(self, session: Session, step_ids: Collection[str]) -> None:
+        """Delete `step_ids` (from `Session.subtree`) and record `session`'s new current step.
+
+        Raises:
+            StoreError: one of them is unfinished, or another tab added a step under them.
+        """
+        marks = ", ".join("?" * len(step_ids))
+        with self._write() as db:
+            unfinished = db.execute(
+                f"SELECT COUNT(*) FROM steps WHERE step_id IN ({marks})"
+                " AND state IN ('queued', 'running')",
+                (*step_ids,),
+            ).fetchone()[0]
+            if unfinished:
+                raise StoreError("That branch has an edit still running; wait for it to finish.")
+            db.execute(
+                f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
+                (session.session_id, *step_ids),
+            )
+            self._write_current(db, session)
+
+    def load_session(self, session_id: str) -> Session:
+        """The session with all its steps, current step and redo stack, as last saved."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
+            session = row.fetchone()
+            if session is None:
+                raise StoreError("There is no such session.")
+            rows = db.execute(
+                "SELECT * FROM steps WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
+            ).fetchall()
+        steps = {row["step_id"]: _step_from_row(row) for row in rows}
+        current = session["current_step_id"]
+        return Session(
+            session_id=session_id,
+            name=session["name"],
+            created_at=_parse_time(session["created_at"]),
+            steps=steps,
+            current_step_id=current,
+            redo_stack=_valid_redo(steps, current, json.loads(session["redo_json"])),
+            owner=session["owner"],
+        )
+
+    def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
+        """Summaries, most recently changed first: only `owner`'s, or every session if None."""
+        with self._read() as db:
+            rows = db.execute(
+                """SELECT s.session_id, s.name, s.created_at, s.updated_at,
+                    (SELECT COUNT(*) FROM steps t
+                        WHERE t.session_id = s.session_id AND t.kind != 'origin') AS step_count,
+                    (SELECT COALESCE(SUM(t.cost_cents), 0) FROM steps t
+                        WHERE t.session_id = s.session_id) AS cost_cents,
+                    COALESCE(
+                        (SELECT result_sha256 FROM steps WHERE step_id = s.current_step_id),
+                        (SELECT t.result_sha256 FROM steps t WHERE t.session_id = s.session_id
+                            AND t.result_sha256 IS NOT NULL ORDER BY t.rowid DESC LIMIT 1)
+                    ) AS cover_sha256
+                FROM sessions s WHERE ?1 IS NULL OR s.owner = ?1
+                ORDER BY s.updated_at DESC, s.rowid DESC""",
+                (owner,),
+            ).fetchall()
+        times = ("created_at", "updated_at")
+        return [
+            SessionSummary(**{**dict(row), **{name: _parse_time(row[name]) for name in times}})
+            for row in rows
+        ]
+
+    def unfinished_steps(self) -> list[Step]:
+        """Steps queued or running, oldest first: what a restart must resume."""
+        with self._read() as db:
+            sql = "SELECT * FROM steps WHERE state IN ('queued', 'running')"
+            rows = db.execute(f"{sql} ORDER BY created_at, rowid").fetchall()
+        return [_step_from_row(row) for row in rows]
+
+    # Connections and transactions
+
+    def _write_current(self, db: sqlite3.Connection, session: Session) -> None:
+        cursor = db.execute(
+            "UPDATE sessions SET current_step_id = ?, redo_json = ?, updated_at = ?"
+            " WHERE session_id = ?"
+            " AND EXISTS (SELECT 1 FROM steps WHERE step_id = ? AND session_id = ?)",
+            (
+                session.current_step_id,
+                json.dumps(session.redo_stack),
+                _time(_now()),
+                session.session_id,
+                session.current_step_id,
+                session.session_id,
+            ),
+        )
+        if cursor.rowcount == 0:
+            raise StoreError("There is no such session or step.")
+
+    def _db(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError("The store is closed.")
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            with self._lock:
+                # Autocommit mode: transactions are ours, explicit and short.
+                db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+                self._connections.append(db)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._local.db = db
+        return db
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn SQLite's errors into `StoreError` sentences that name the file."""
+        try:
+            yield
+        except sqlite3.IntegrityError as error:
+            raise StoreError(
+                f"The change conflicts with the saved history ({error}); reload and try again.",
+                path=self.db_path,
+            ) from error
+        except sqlite3.OperationalError as error:
+            raise StoreError(
+                f"The history database {self.db_path} could not be used ({error}).",
+                path=self.db_path,
+            ) from error
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"The history database {self.db_path} is damaged ({error}). It was left as it is;"
+                " move it aside to start afresh, or restore it from a backup.",
+                path=self.db_path,
+            ) from error
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead
+        # of one failing midway with "database is locked".
+        with self._guard(), self._transaction("BEGIN IMMEDIATE") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # One transaction, so the session row and its steps come from the same snapshot.
+        with self._guard(), self._transaction("BEGIN") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute(begin)
+        try:
+            yield db
+            db.execute("COMMIT")
+        finally:
+            # Also after a failed COMMIT, which leaves the transaction open.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+
+
+def _migrate(
+    db: sqlite3.Connection,
+    migrations: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...],
+    path: Path,
+) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+    applied = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    if unknown := applied - {name for name, _ in migrations}:
+        raise StoreError(
+            f"{path} was written by a newer Kontext Studio (it has {', '.join(sorted(unknown))});"
+            " upgrade to open it.",
+            path=path,
+        )
+    for name, migration in migrations:
+        if name not in applied:
+            migration(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, _time(_now())))
+
+
+_STEP_COLUMNS = (
+    "step_id, session_id, parent_id, kind, params_json, source_kind, source_sha256, link_url,"
+    " uploaded_url, uploaded_expires_at, state, task_id, result_sha256, result_format,"
+    " result_width, result_height, created_at, submitted_at, completed_at, elapsed_s,"
+    " cost_cents, error, retry_of"
+)
+# What may change as a step advances; the rest is fixed at creation. Finished steps stay put.
+_STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
+    uploaded_url = excluded.uploaded_url, uploaded_expires_at = excluded.uploaded_expires_at,
+    state = excluded.state, task_id = excluded.task_id, result_sha256 = excluded.result_sha256,
+    result_format = excluded.result_format, result_width = excluded.result_width,
+    result_height = excluded.result_height, submitted_at = excluded.submitted_at,
+    completed_at = excluded.completed_at, elapsed_s = excluded.elapsed_s,
+    cost_cents = excluded.cost_cents, error = excluded.error
+WHERE steps.state IN ('queued', 'running')"""
+
+
+def _insert_step(db: sqlite3.Connection, step: Step) -> int:
+    """Insert or advance `step`; returns 0 when it was already finished (and left alone)."""
+    source, result = step.source, step.result
+    params = None if step.params is None else json.dumps(dataclasses.asdict(step.params))
+    image: tuple[object, ...] = (None, None, None, None)
+    if result is not None:
+        image = (result.sha256, result.format, result.width, result.height)
+    values = (
+        *(step.step_id, step.session_id, step.parent_id, step.kind, params),
+        *(source.kind, source.image_sha256, source.link_url, source.uploaded_url),
+        _time(source.uploaded_expires_at),
+        *(step.state.value, step.task_id),
+        *image,
+        *(_time(step.created_at), _time(step.submitted_at), _time(step.completed_at)),
+        *(step.elapsed_s, step.cost_cents, step.error, step.retry_of),
+    )
+    marks = ", ".join("?" * len(values))
+    sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
+    return db.execute(sql, values).rowcount
+
+
+def _step_from_row(row: sqlite3.Row) -> Step:
+    result = None
+    if row["result_sha256"] is not None:
+        result = ImageRef(
+            sha256=row["result_sha256"],
+            format=row["result_format"],
+            width=row["result_width"],
+            height=row["result_height"],
+        )
+    return Step(
+        step_id=row["step_id"],
+        session_id=row["session_id"],
+        parent_id=row["parent_id"],
+        kind=row["kind"],
+        params=_params_from_json(row["params_json"]),
+        source=StepSource(
+            kind=row["source_kind"],
+            image_sha256=row["source_sha256"],
+            link_url=row["link_url"],
+            uploaded_url=row["uploaded_url"],
+            uploaded_expires_at=_parse_optional_time(row["uploaded_expires_at"]),
+        ),
+        state=StepState(row["state"]),
+        task_id=row["task_id"],
+        result=result,
+        created_at=_parse_time(row["created_at"]),
+        submitted_at=_parse_optional_time(row["submitted_at"]),
+        completed_at=_parse_optional_time(row["completed_at"]),
+        elapsed_s=row["elapsed_s"],
+        cost_cents=row["cost_cents"],
+        error=row["error"],
+        retry_of=row["retry_of"],
+    )
+
+
+def _params_from_json(text: str | None) -> EditParams | None:
+    if text is None:
+        return None
+    # Keys a newer studio added are dropped rather than refused: old rows must always load.
+    known = {f.name for f in dataclasses.fields(EditParams)}
+    values: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in known}
+    return EditParams(**values)
+
+
+def _valid_redo(steps: dict[str, Step], current: str, redo: list[str]) -> tuple[str, ...]:
+    """The longest part of the saved redo stack that still chains down from `current`.
+
+    Another process may have deleted or moved things since it was saved.
+    """
+    kept: list[str] = []
+    for step_id in reversed(redo):
+        step = steps.get(step_id)
+        if step is None or step.parent_id != (kept[-1] if kept else current):
+            break
+        kept.append(step_id)
+    return tuple(reversed(kept))
+
+
+def _touch(db: sqlite3.Connection, session_id: str) -> None:
+    db.execute(
+        "UPDATE sessions SET updated_at = ? WHERE session_id = ?", (_time(_now()), session_id)
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(moment: datetime | None) -> str | None:
+    # Fixed width, so that text order is time order in SQL.
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _parse_optional_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; directories cannot be opened this way on Windows.
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,258 @@
+"""The session tree: chain, branch, undo/redo, retry, delete, rename, costs and step states."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from studio.history import HistoryError, ImageRef, Session, Step, StepSource, StepState
+from studio.params import EditParams
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+PHOTO = ImageRef(sha256="a" * 64, format="jpeg", width=1200, height=800)
+
+
+def image(n: int) -> ImageRef:
+    return ImageRef(sha256=f"{n:064x}", format="png", width=1024, height=1024)
+
+
+def start(origin: ImageRef | None = PHOTO) -> Session:
+    return Session.start("s1", "Holiday", origin, T0, origin_step_id="origin")
+
+
+def edit(session: Session, step_id: str, prompt: str = "make it blue", *, cost: int = 5) -> Session:
+    """Add a step and run it to completion, as the engine would."""
+    session = session.add_step(step_id, EditParams(prompt=prompt), T0)
+    step = session.current.start(f"task-{step_id}", T0 + timedelta(seconds=1))
+    step = step.complete(image(len(session.steps)), T0 + timedelta(seconds=9), cost_cents=cost)
+    return session.with_step(step)
+
+
+def failing(session: Session, step_id: str) -> Session:
+    session = session.add_step(step_id, EditParams(prompt="make it red"), T0)
+    return session.with_step(session.current.fail("Content policy", T0, cost_cents=0))
+
+
+def ids(steps: tuple[Step, ...]) -> list[str]:
+    return [step.step_id for step in steps]
+
+
+def test_start_makes_a_completed_origin_step_holding_the_source():
+    session = start()
+    origin = session.current
+    assert (origin.kind, origin.state, origin.result, origin.params) == (
+        "origin",
+        StepState.COMPLETED,
+        PHOTO,
+        None,
+    )
+    assert origin.source == StepSource(kind="upload", image_sha256=PHOTO.sha256)
+    assert not session.can_undo
+    assert not session.can_redo
+
+
+def test_start_without_an_image_makes_the_first_step_a_generation():
+    session = start(None).add_step("a", EditParams(prompt="a red fox"), T0)
+    assert session.origin.result is None
+    assert session.current.kind == "generate"
+    assert session.current.source.kind == "none"
+
+
+def test_add_step_chains_each_output_into_the_next_source():
+    session = edit(edit(start(), "a"), "b")
+    assert ids(session.path()) == ["origin", "a", "b"]
+    a, b = session.steps["a"], session.steps["b"]
+    assert a.source == StepSource(kind="step", image_sha256=PHOTO.sha256)
+    assert b.source == StepSource(kind="step", image_sha256=a.result.sha256 if a.result else None)
+    assert (b.kind, b.parent_id, b.state) == ("edit", "a", StepState.COMPLETED)
+
+
+def test_add_step_is_refused_when_the_current_step_has_no_image_yet():
+    session = start().add_step("a", EditParams(prompt="blue"), T0)
+    with pytest.raises(HistoryError, match="no image yet"):
+        session.add_step("b", EditParams(prompt="red"), T0)
+
+
+def test_add_step_branches_from_the_parent_when_the_current_step_failed():
+    session = failing(edit(start(), "a"), "bad").add_step("b", EditParams(prompt="green"), T0)
+    assert session.steps["b"].parent_id == "a"
+
+
+def test_add_step_branches_when_an_older_step_is_made_current():
+    session = edit(edit(start(), "a"), "b").make_current("a")
+    session = edit(session, "c")
+    assert ids(session.children("a")) == ["b", "c"]
+    assert ids(session.path()) == ["origin", "a", "c"]
+    assert ids(session.branches) == ["b"]
+
+
+def test_redo_after_undo_goes_back_to_the_same_child():
+    session = edit(edit(start(), "a"), "b").make_current("a")
+    session = edit(edit(session, "c"), "d")
+    session = session.undo().undo()
+    assert session.current_step_id == "a"
+    assert ids(session.redo().redo().path()) == ["origin", "a", "c", "d"]
+
+
+def test_new_step_after_undo_clears_redo():
+    session = edit(edit(start(), "a"), "b").undo()
+    assert session.can_redo
+    session = edit(session, "c")
+    assert not session.can_redo
+    with pytest.raises(HistoryError, match="nothing to redo"):
+        session.redo()
+
+
+def test_undo_is_refused_at_the_origin():
+    with pytest.raises(HistoryError, match="nothing to undo"):
+        start().undo()
+
+
+@pytest.mark.parametrize(
+    ("target", "redo"),
+    [
+        pytest.param("a", ("c", "b"), id="itself-changes-nothing"),
+        pytest.param("origin", ("c", "b", "a"), id="up-the-path-is-undo"),
+        pytest.param("b", ("c",), id="down-the-redo-stack-is-redo"),
+        pytest.param("c", (), id="to-the-bottom-of-the-redo-stack"),
+        pytest.param("x", (), id="elsewhere-clears-redo"),
+    ],
+)
+def test_make_current_moves_along_or_off_the_path(target, redo):
+    session = edit(edit(edit(start(), "x").make_current("origin"), "a"), "b")
+    session = edit(session, "c").undo().undo()
+    assert (session.current_step_id, session.redo_stack) == ("a", ("c", "b"))
+    session = session.make_current(target)
+    assert (session.current_step_id, session.redo_stack) == (target, redo)
+
+
+def test_retry_adds_a_sibling_with_the_same_params_and_leaves_the_failed_step_alone():
+    before = failing(edit(start(), "a"), "bad")
+    after = before.retry("bad", "again", T0 + timedelta(minutes=1))
+    retried = after.current
+    assert retried.step_id == "again"
+    assert (retried.parent_id, retried.params, retried.retry_of) == (
+        "a",
+        before.steps["bad"].params,
+        "bad",
+    )
+    assert (retried.state, retried.task_id, retried.error) == (StepState.QUEUED, None, None)
+    assert after.steps["bad"] == before.steps["bad"]
+    assert ids(after.children("a")) == ["bad", "again"]
+
+
+def test_retry_is_refused_when_the_step_did_not_fail():
+    with pytest.raises(HistoryError, match="Only a failed step"):
+        edit(start(), "a").retry("a", "again", T0)
+
+
+def test_delete_branch_removes_descendants_and_moves_current_to_the_parent():
+    session = edit(edit(edit(start(), "a"), "b"), "c")
+    session = edit(session.make_current("a"), "d")
+    assert session.subtree("b") == ("b", "c")
+    session = session.make_current("c").delete_branch("b")
+    assert set(session.steps) == {"origin", "a", "d"}
+    assert session.current_step_id == "a"
+
+
+def test_delete_branch_keeps_the_redo_stack_outside_the_branch():
+    session = edit(edit(start(), "a"), "b").make_current("origin")
+    assert session.redo_stack == ("b", "a")
+    assert session.delete_branch("b").redo_stack == ("a",)
+
+
+def running() -> Session:
+    session = start().add_step("a", EditParams(prompt="x"), T0)
+    return session.with_step(session.current.start("t", T0))
+
+
+@pytest.mark.parametrize(
+    ("build", "step_id", "message"),
+    [
+        pytest.param(lambda: start(), "origin", "original cannot be deleted", id="origin"),
+        pytest.param(
+            lambda: start().add_step("a", EditParams(prompt="blue"), T0),
+            "a",
+            "still running",
+            id="queued-step",
+        ),
+        pytest.param(running, "a", "still running", id="running-step"),
+        pytest.param(lambda: start(), "nope", "no step nope", id="unknown-step"),
+    ],
+)
+def test_delete_branch_is_refused(build, step_id, message):
+    with pytest.raises(HistoryError, match=message):
+        build().delete_branch(step_id)
+
+
+def test_rename_collapses_whitespace_and_refuses_an_empty_name():
+    assert start().rename("  Beach \n day ").name == "Beach day"
+    with pytest.raises(HistoryError, match="cannot be empty"):
+        start().rename("   ")
+
+
+def test_total_cost_counts_every_billed_step_including_branches():
+    session = edit(edit(start(), "a", cost=5), "b", cost=10).make_current("a")
+    session = failing(edit(session, "c", cost=5), "bad")
+    session = session.add_step("queued", EditParams(prompt="later"), T0)
+    assert session.total_cost_cents == 20
+
+
+def test_step_states_advance_and_record_timings():
+    queued = start().add_step("a", EditParams(prompt="blue"), T0).current
+    running = queued.start("task-1", T0 + timedelta(seconds=2))
+    done = running.complete(image(1), T0 + timedelta(seconds=12.5), cost_cents=5)
+    assert (queued.state, running.state, done.state) == ("queued", "running", "completed")
+    assert (done.task_id, done.submitted_at, done.elapsed_s) == (
+        "task-1",
+        T0 + timedelta(seconds=2),
+        10.5,
+    )
+    assert queued.task_id is None  # the old values are untouched
+
+
+def test_a_queued_step_can_fail_when_the_create_is_refused():
+    failed = start().add_step("a", EditParams(prompt="blue"), T0).current.fail("No credits", T0)
+    assert (failed.state, failed.error, failed.elapsed_s) == (StepState.FAILED, "No credits", 0.0)
+
+
+QUEUED = start().add_step("q", EditParams(prompt="blue"), T0).current
+RUNNING = QUEUED.start("t", T0)
+COMPLETED = RUNNING.complete(image(1), T0)
+FAILED = RUNNING.fail("boom", T0)
+
+
+@pytest.mark.parametrize(
+    "transition",
+    [
+        pytest.param(lambda: QUEUED.complete(image(1), T0), id="queued-to-completed"),
+        pytest.param(lambda: RUNNING.start("t2", T0), id="running-to-running"),
+        pytest.param(lambda: COMPLETED.fail("late", T0), id="completed-to-failed"),
+        pytest.param(lambda: COMPLETED.start("t", T0), id="completed-to-running"),
+        pytest.param(lambda: FAILED.complete(image(1), T0), id="failed-to-completed"),
+        pytest.param(lambda: FAILED.with_upload("https://x/y.png", T0), id="upload-after-failure"),
+    ],
+)
+def test_illegal_transitions_raise(transition):
+    with pytest.raises(HistoryError, match="Cannot"):
+        transition()
+
+
+def test_upload_is_recorded_on_the_source_while_unfinished():
+    step = QUEUED.with_upload("https://files.example/x.png", T0 + timedelta(hours=1))
+    assert step.source.uploaded_url == "https://files.example/x.png"
+    assert step.source.image_sha256 == PHOTO.sha256
+
+
+def test_with_step_refuses_a_step_that_changed_what_it_is():
+    session = start().add_step("a", EditParams(prompt="blue"), T0)
+    moved = dataclasses.replace(session.current, parent_id=None)
+    with pytest.raises(HistoryError, match="not change what it is"):
+        session.with_step(moved)
+
+
+def test_naive_times_are_refused():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Session.start("s", "x", None, datetime(2025, 1, 1))
