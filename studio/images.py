@@ -1,0 +1,399 @@
+"""Image intake: sniffing, caps, decoding, EXIF orientation, modes, downscaling and encoding.
+
+Imports Pillow, pillow_heif and `studio.params` only (no network, no store). Alpha is kept, never
+flattened on white: an image with transparency goes to RunAPI as an RGBA PNG.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pillow_heif
+from PIL import Image, ImageFile, ImageOps, features
+
+from studio.params import nearest_aspect_ratio
+
+log = logging.getLogger(__name__)
+
+pillow_heif.register_heif_opener()  # HEIC; AVIF is built into Pillow since 11.3 (checked on 12.3).
+Image.init()
+
+# 50 MiB: a 61 MP camera JPEG is about 30 MB; the same number as `Settings.max_upload_bytes`.
+MAX_SOURCE_BYTES = 50 * 1024 * 1024
+# Memory: a rejected file costs its bytes only (the pixel cap is checked on the header). An accepted
+# one grows the process by under 2 x width x height x 4 bytes (640 MB at the cap; 12 MP PNG: ~82 MB
+# measured); JPEGs decode at a reduced scale through `draft` (24 MP JPEG: ~53 MB measured).
+# 80 MP: covers 61 MP full-frame cameras and 50 MP phone modes, and stays under Pillow's own bomb
+# warning (~89.5 MP), so Pillow's internal checks (GIF frames, TIFF tiles) never warn about an image
+# we accept. Checked on the header, before any pixel is decoded.
+MAX_SOURCE_PIXELS = 80_000_000
+# Flux Kontext answers with about one megapixel (contract: "Upstream"); 2048 px on the long side
+# keeps twice that detail per side while keeping uploads small.
+MAX_UPLOAD_SIDE = 2048
+# Pillow's names for what we take, probed in this order (AVIF first: it also claims HEIC's "mif1"
+# brand and steps aside, where libheif could otherwise misreport an AVIF as HEIC).
+_KNOWN_FORMATS = {
+    "PNG": "png",
+    "JPEG": "jpeg",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tiff",
+    "AVIF": "avif",
+    "HEIF": "heic",
+}
+# AVIF is built into Pillow from 11.3 when its wheel has libavif; older Pillows lack the plugin.
+_PIL_FORMATS = {
+    pil: ours
+    for pil, ours in _KNOWN_FORMATS.items()
+    if pil in Image.OPEN and (pil != "AVIF" or features.check("avif"))
+}
+_WORDS = {
+    ours: ours.upper() for ours in ("png", "jpeg", "webp", "gif", "bmp", "tiff", "heic", "avif")
+}
+_WORDS["webp"] = "WebP"
+# What this installation reads, in the README's order (all eight with Pillow 12 and pillow-heif).
+SUPPORTED_FORMATS: tuple[str, ...] = tuple(f for f in _WORDS if f in _PIL_FORMATS.values())
+_FORMAT_WORDS = ", ".join(_WORDS[f] for f in SUPPORTED_FORMATS[:-1]) + " or "
+_FORMAT_WORDS += _WORDS[SUPPORTED_FORMATS[-1]]
+# Formats Pillow cannot name from its plugins but users do bring.
+_OTHER_MAGIC = {b"%PDF": "PDF", b"\xff\x0a": "JPEG XL", b"\x00\x00\x00\x0cJXL ": "JPEG XL"}
+_LOSSLESS = {"png", "gif", "bmp", "tiff"}
+_UPLOAD_MODES = {"png": ("RGB", "RGBA"), "jpeg": ("RGB",)}
+_ORIENTATION_TAG = 0x0112
+# Modes that resample well as they are; any other is converted before downscaling.
+_RESAMPLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK", "YCbCr"}
+
+
+class ImageError(Exception):
+    """An image the studio will not take; `str()` is one sentence for the user, `reason` a code.
+
+    Reasons: empty, too_large, not_an_image, svg, html, truncated, corrupt, too_many_pixels,
+    unsupported_format, unreadable (and, from `studio.links`, the link reasons).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SourceImage:
+    """A checked image as the user gave it; `width` and `height` are after EXIF orientation."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    aspect_ratio: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadImage:
+    """What goes to `POST /api/v1/files`: upright, within the side cap, PNG or JPEG."""
+
+    data: bytes
+    file_name: str
+    mime_type: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResultImage:
+    """A downloaded result, checked but never re-encoded."""
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+
+
+def open_source(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImage:
+    """Check that `data` is one whole image the studio takes.
+
+    Cheap checks come first (size, markup, header, pixel count); only then are pixels decoded, so
+    truncated and damaged files are caught too.
+
+    Args:
+        data: the file's bytes.
+        max_bytes: the byte cap.
+
+    Returns:
+        The image with its original bytes, format and upright size.
+
+    Raises:
+        ImageError: for anything that is not a whole, supported image within the caps.
+    """
+    with _decoding():
+        im = _open_header(data, max_bytes)
+        width, height = _upright_size(im)
+        if im.format == "JPEG":
+            # Decoding at 1/8 scale still reads every byte, so truncation is caught for less memory.
+            im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
+        im.load()
+    return SourceImage(
+        data=data,
+        format=_PIL_FORMATS[_pil_format(im)],
+        width=width,
+        height=height,
+        aspect_ratio=nearest_aspect_ratio(width, height),
+    )
+
+
+def read_source_file(path: Path, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImage:
+    """`open_source` for a file on disk; the size on disk is checked before anything is read.
+
+    Raises:
+        ImageError: as `open_source`, or `unreadable` when the file cannot be read.
+    """
+    try:
+        with path.open("rb") as file:
+            if (size_bytes := path.stat().st_size) > max_bytes:
+                raise _too_large(max_bytes, size_bytes)
+            data = file.read(max_bytes + 1)  # the file may grow between stat and read
+    except OSError as exc:
+        log.debug("cannot read %s: %s", path, exc)
+        raise ImageError("unreadable", "The file could not be read; pick it again.") from None
+    return open_source(data, max_bytes=max_bytes)
+
+
+def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> UploadImage:
+    """The image to upload for `source`, re-encoded only when it must be.
+
+    An upright 8-bit RGB/RGBA PNG or RGB JPEG within `max_side` goes through byte-identical, so a
+    chained result is sent exactly as it came back. Anything else is converted once: downscaled,
+    turned upright, converted to RGB or RGBA, then saved as PNG (alpha or lossless source) or as
+    JPEG at quality 95.
+
+    Raises:
+        ImageError: when `source.data` does not decode (it should have come from `open_source`).
+    """
+    with _decoding():
+        im = _open_header(source.data, max(len(source.data), 1))
+        width, height = _upright_size(im)
+        kind = _PIL_FORMATS[_pil_format(im)]
+        if _can_pass_through(im, source.data, kind, max_side):
+            return _upload(source.data, "png" if kind == "png" else "jpeg", width, height)
+        icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
+        upright = _decode_upright(im, max_side)
+        if kind in _LOSSLESS or upright.mode == "RGBA":
+            return _upload(_encode(upright, "PNG", icc), "png", *upright.size)
+        return _upload(_encode(upright, "JPEG", icc), "jpeg", *upright.size)
+
+
+def check_result(data: bytes) -> ResultImage:
+    """Check that a downloaded result decodes, and say what it is; the bytes are kept as they are.
+
+    Raises:
+        ImageError: when the result is not a whole image.
+    """
+    source = open_source(data)
+    return ResultImage(data=data, format=source.format, width=source.width, height=source.height)
+
+
+def make_thumbnail(data: bytes, *, max_side: int = 256) -> bytes:
+    """A small upright copy for history strips: PNG when the image has alpha, JPEG otherwise.
+
+    Raises:
+        ImageError: when `data` is not an image the studio takes.
+    """
+    with _decoding():
+        im = _decode_upright(_open_header(data, MAX_SOURCE_BYTES), max_side)
+        if im.mode == "RGBA":
+            return _encode(im, "PNG", None)
+        return _encode(im, "JPEG", None, quality=85)
+
+
+def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
+    """Identify `data` from its header without decoding pixels; reject it as early as possible."""
+    if not data:
+        raise ImageError("empty", "The file is empty; pick an image file.")
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes, len(data))
+    if markup := _markup_kind(data):
+        reason, message = _MARKUP_ERRORS[markup]
+        raise ImageError(reason, message.format(formats=_FORMAT_WORDS))
+    prefix = data[:16]
+    failure: Exception | None = None
+    for name in _PIL_FORMATS:
+        # What `Image.open` does, without its global bomb check (which only warns below ~179 MP):
+        # our own cap is checked here, before any pixel is decoded.
+        factory, accept = Image.OPEN[name]
+        matched = accept(prefix) if accept else False
+        if not matched or isinstance(matched, str):
+            continue
+        try:
+            im = factory(io.BytesIO(data), "")
+        except (SyntaxError, IndexError, TypeError, struct.error) as exc:
+            failure = exc  # as in `Image.open`: e.g. AVIF also claims HEIC's "mif1" brand
+            continue
+        width, height = im.size
+        if width < 1 or height < 1:
+            raise _corrupt()
+        if width * height > MAX_SOURCE_PIXELS:
+            megapixels = math.ceil(width * height / 1_000_000)
+            raise ImageError(
+                "too_many_pixels",
+                f"The image is {width} x {height} pixels ({megapixels} megapixels), over the "
+                f"{MAX_SOURCE_PIXELS // 1_000_000} megapixel limit; shrink it first.",
+            )
+        return im
+    if failure is not None:
+        raise failure
+    raise _not_supported(prefix)
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    """Turn whatever Pillow raises on hostile bytes into an `ImageError`; never show its text."""
+    try:
+        yield
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(
+            "too_many_pixels", "The image is too large to decode in the memory this studio has."
+        ) from None
+    except Image.DecompressionBombError:
+        raise ImageError(
+            "too_many_pixels",
+            f"The image has over {MAX_SOURCE_PIXELS // 1_000_000} megapixels; shrink it first.",
+        ) from None
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...)
+        log.debug("image decoding failed: %r", exc)
+        if "truncated" in str(exc):
+            raise ImageError(
+                "truncated", "The image file is cut off; download or export it again."
+            ) from None
+        raise _corrupt() from None
+
+
+def _markup_kind(data: bytes) -> str | None:
+    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not head.startswith(b"<"):
+        return None
+    if b"<svg" in head:
+        return "svg"
+    if any(tag in head for tag in (b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    return "markup"
+
+
+_MARKUP_ERRORS = {
+    "svg": ("svg", "The file is an SVG drawing; export it as PNG or JPEG first."),
+    "html": ("html", "The file is a web page (HTML), not an image."),
+    "markup": ("not_an_image", "The file is text, not an image; the studio takes {formats}."),
+}
+
+
+def _not_supported(prefix: bytes) -> ImageError:
+    names = [name for magic, name in _OTHER_MAGIC.items() if prefix.startswith(magic)]
+    names += [
+        name
+        for name, (_factory, accept) in Image.OPEN.items()
+        if name not in _PIL_FORMATS and accept is not None and accept(prefix)
+    ]
+    if names:
+        return ImageError(
+            "unsupported_format",
+            f"The file is in {names[0]} format, which the studio does not take; "
+            f"save it as {_FORMAT_WORDS}.",
+        )
+    return ImageError(
+        "not_an_image", f"The file is not an image the studio can read; it takes {_FORMAT_WORDS}."
+    )
+
+
+def _corrupt() -> ImageError:
+    return ImageError(
+        "corrupt", "The image file is damaged and cannot be decoded; export it again."
+    )
+
+
+def _too_large(max_bytes: int, size_bytes: int) -> ImageError:
+    return ImageError(
+        "too_large",
+        f"The file is {_megabytes(size_bytes)}, over the {_megabytes(max_bytes)} limit; "
+        "pick a smaller one.",
+    )
+
+
+def _megabytes(size_bytes: int) -> str:
+    return f"{math.ceil(size_bytes / (1024 * 1024))} MB"
+
+
+def _pil_format(im: ImageFile.ImageFile) -> str:
+    # A JPEG with a multi-picture extension (many phones) reports "MPO"; its first image is a JPEG.
+    return "JPEG" if im.format == "MPO" else str(im.format)
+
+
+def _orientation(im: Image.Image) -> int:
+    value = im.getexif().get(_ORIENTATION_TAG, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    width, height = im.size
+    return (height, width) if _orientation(im) in (5, 6, 7, 8) else (width, height)
+
+
+def _can_pass_through(im: ImageFile.ImageFile, data: bytes, kind: str, max_side: int) -> bool:
+    if kind not in _UPLOAD_MODES or im.mode not in _UPLOAD_MODES[kind]:
+        return False
+    # A 16-bit PNG also opens as "RGB"/"RGBA"; byte 24 is the IHDR bit depth (PNG spec 11.2.2).
+    if kind == "png" and data[24] != 8:
+        return False
+    return max(im.size) <= max_side and _orientation(im) == 1
+
+
+def _decode_upright(im: ImageFile.ImageFile, max_side: int) -> Image.Image:
+    """Decode the first frame small (draft for JPEG), upright, in RGB or RGBA."""
+    scale = min(1.0, max_side / max(im.size))
+    target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    if im.format in ("JPEG", "MPO"):
+        im.draft("RGB" if im.mode == "RGB" else None, target)
+    im.load()
+    mode = "RGBA" if im.has_transparency_data else "RGB"
+    out: Image.Image = im
+    if out.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit grey: convert("L") would clip everything above 255 to white, so scale first.
+        out = out.convert("I").point(lambda value: value * (1 / 256)).convert("L")
+    if out.mode not in _RESAMPLE_MODES or "transparency" in out.info:
+        out = out.convert(mode)  # palettes and 1-bit resample badly; convert while still small
+    if max(out.size) > max_side:
+        out.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if out.mode != mode:
+        out = out.convert(mode)
+    if _orientation(out) != 1:
+        out = ImageOps.exif_transpose(out)
+    out.info.pop("exif", None)
+    return out
+
+
+def _encode(im: Image.Image, pil_format: str, icc: bytes | None, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    options: dict[str, object] = {"icc_profile": icc} if icc else {}
+    if pil_format == "JPEG":
+        # 4:4:4 chroma: at quality 95 the default 4:2:0 would still soften coloured edges.
+        options.update(quality=quality, subsampling=0)
+    im.save(buffer, pil_format, **options)
+    return buffer.getvalue()
+
+
+def _upload(data: bytes, kind: str, width: int, height: int) -> UploadImage:
+    extension = "png" if kind == "png" else "jpg"
+    return UploadImage(
+        data=data,
+        file_name=f"source.{extension}",
+        mime_type=f"image/{kind}",
+        width=width,
+        height=height,
+    )

@@ -1,0 +1,226 @@
+"""Image intake over the corpus: what is accepted, what is refused and why, what goes to RunAPI."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.images import (
+    MAX_SOURCE_BYTES,
+    MAX_UPLOAD_SIDE,
+    SUPPORTED_FORMATS,
+    ImageError,
+    SourceImage,
+    check_result,
+    make_thumbnail,
+    open_source,
+    prepare_upload,
+    read_source_file,
+)
+from studio.params import nearest_aspect_ratio
+from tests.support import corpus
+from tests.support.corpus import Case
+
+BAD = [pytest.param(case, id=case.name) for case in corpus.bad_cases()]
+GOOD = [pytest.param(case, id=case.name) for case in corpus.good_cases()]
+
+
+def decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_open_source_refuses_with_its_own_reason_when_the_file_is_bad(case: Case):
+    with pytest.raises(ImageError) as caught:
+        open_source(case.data)
+    assert caught.value.reason == case.reason
+    message = str(caught.value)
+    assert message.endswith(".")
+    assert "\n" not in message
+    assert message.count(". ") == 0  # one sentence
+
+
+@pytest.mark.parametrize("case", GOOD)
+def test_open_source_reports_format_and_upright_size_when_the_file_is_good(case: Case):
+    source = open_source(case.data)
+    assert source.data is case.data
+    assert (source.format, (source.width, source.height)) == (case.format, case.size)
+    assert source.aspect_ratio == nearest_aspect_ratio(source.width, source.height)
+
+
+@pytest.mark.parametrize("case", GOOD)
+def test_prepare_upload_sends_an_upright_png_or_jpeg_within_the_side_cap(case: Case):
+    upload = prepare_upload(open_source(case.data))
+    sent = decode(upload.data)
+    assert sent.format == upload.mime_type.removeprefix("image/").upper()
+    assert (upload.file_name, upload.mime_type) in {
+        ("source.png", "image/png"),
+        ("source.jpg", "image/jpeg"),
+    }
+    assert sent.mode in ("RGB", "RGBA")
+    assert sent.size == (upload.width, upload.height)
+    assert max(sent.size) <= MAX_UPLOAD_SIDE
+    assert sent.getexif().get(0x0112, 1) == 1
+    if case.upload == "same":
+        assert upload.data is case.data
+    else:
+        assert upload.mime_type == f"image/{case.upload}"
+    if case.upload_size:
+        assert sent.size == case.upload_size
+
+
+def test_every_supported_format_has_an_accepted_corpus_case():
+    assert {case.format for case in corpus.good_cases()} == set(SUPPORTED_FORMATS)
+
+
+def test_the_byte_cap_is_named_in_the_message_when_a_file_is_too_large():
+    with pytest.raises(ImageError, match="over the 1 MB limit") as caught:
+        open_source(bytes(1024 * 1024 + 1), max_bytes=1024 * 1024)
+    assert caught.value.reason == "too_large"
+
+
+def test_the_pixel_cap_is_named_in_the_message_when_the_header_declares_a_bomb():
+    with pytest.raises(ImageError, match="over the 80 megapixel limit"):
+        open_source(corpus.png_bomb())
+
+
+def test_upload_is_byte_identical_when_a_result_is_chained():
+    result = corpus.encode(corpus.photo((1024, 1024)), "PNG")
+    first = prepare_upload(open_source(check_result(result).data))
+    again = prepare_upload(open_source(first.data))
+    assert first.data is result
+    assert again.data is result
+
+
+def test_upload_downscales_to_the_side_cap_and_keeps_the_original_when_the_photo_is_large():
+    case = next(case for case in corpus.good_cases() if case.name == "big-jpeg")
+    source = open_source(case.data)
+    upload = prepare_upload(source, max_side=1000)
+    assert (upload.width, upload.height) == (1000, 667)
+    assert source.data is case.data
+
+
+def test_rotated_jpeg_is_turned_upright_when_uploaded():
+    upload = prepare_upload(open_source(corpus.rotated_jpeg(orientation=6)))
+    sent = decode(upload.data).convert("RGB")
+    # Orientation 6 means "rotate 90 degrees clockwise to view": the top-left red corner moves
+    # to the top-right.
+    red, green, _ = sent.getpixel((sent.width - 3, 2))  # type: ignore[misc]
+    assert (red > 200, green < 60) == (True, True)
+
+
+def test_cmyk_jpeg_keeps_its_colours_when_converted():
+    im = Image.new("RGB", (32, 32), (200, 30, 40)).convert("CMYK")
+    sent = decode(prepare_upload(open_source(corpus.encode(im, "JPEG", quality=100))).data)
+    assert sent.mode == "RGB"
+    assert all(
+        abs(a - b) <= 12 for a, b in zip(sent.getpixel((16, 16)), (200, 30, 40), strict=True)
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(corpus.png16_grey(value=32768), id="16-bit-grey"),
+        pytest.param(corpus.png16_rgb(), id="16-bit-rgb"),
+    ],
+)
+def test_sixteen_bit_png_is_scaled_not_clipped_when_converted(data: bytes):
+    sent = decode(prepare_upload(open_source(data)).data)
+    assert sent.mode == "RGB"
+    assert sent.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_palette_transparency_becomes_an_rgba_png_when_converted():
+    sent = decode(prepare_upload(open_source(corpus.transparent_gif())).data)
+    assert sent.format == "PNG"
+    assert sent.mode == "RGBA"
+    assert sent.getpixel((2, 2))[3] == 0  # type: ignore[index]
+    assert sent.getpixel((15, 5)) == (255, 0, 0, 255)
+
+
+def test_animated_gif_sends_its_first_frame():
+    sent = decode(prepare_upload(open_source(corpus.animated_gif())).data)
+    assert sent.convert("RGB").getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_greyscale_stays_grey_when_converted_to_rgb():
+    sent = decode(
+        prepare_upload(open_source(corpus.encode(corpus.photo((32, 32), "L"), "PNG"))).data
+    )
+    red, green, blue = sent.getpixel((20, 10))  # type: ignore[misc]
+    assert red == green == blue
+
+
+def test_read_source_file_refuses_by_size_on_disk_when_the_file_is_too_large(tmp_path: Path):
+    path = tmp_path / "huge.png"
+    with path.open("wb") as file:
+        file.truncate(MAX_SOURCE_BYTES + 1)  # sparse: costs no disk and would cost 50 MB to read
+    with pytest.raises(ImageError) as caught:
+        read_source_file(path)
+    assert caught.value.reason == "too_large"
+
+
+def test_read_source_file_opens_an_image_on_disk(tmp_path: Path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(corpus.rotated_jpeg())
+    source = read_source_file(path)
+    assert (source.format, source.width, source.height) == ("jpeg", 48, 64)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param("missing.png", id="missing"), pytest.param("", id="a-folder")]
+)
+def test_read_source_file_refuses_plainly_when_the_path_cannot_be_read(tmp_path: Path, name: str):
+    with pytest.raises(ImageError) as caught:
+        read_source_file(tmp_path / name)
+    assert caught.value.reason == "unreadable"
+
+
+def test_check_result_reports_the_format_and_keeps_the_bytes():
+    data = corpus.encode(corpus.photo((96, 64)), "JPEG")
+    result = check_result(data)
+    assert (result.data, result.format, result.width, result.height) == (data, "jpeg", 96, 64)
+
+
+def test_check_result_refuses_when_the_download_is_cut_off():
+    data = corpus.encode(corpus.photo((96, 64)), "JPEG")
+    with pytest.raises(ImageError):
+        check_result(data[:-200])
+
+
+@pytest.mark.parametrize(
+    ("data", "pil_format", "size"),
+    [
+        pytest.param(
+            corpus.encode(corpus.photo((3000, 2000)), "JPEG"), "JPEG", (256, 171), id="jpeg"
+        ),
+        pytest.param(
+            corpus.encode(corpus.photo((100, 400), "RGBA"), "PNG"), "PNG", (64, 256), id="alpha"
+        ),
+        pytest.param(corpus.rotated_jpeg(), "JPEG", (48, 64), id="rotated-small"),
+    ],
+)
+def test_make_thumbnail_is_small_and_upright(data: bytes, pil_format: str, size: tuple[int, int]):
+    thumbnail = decode(make_thumbnail(data))
+    assert (thumbnail.format, thumbnail.size) == (pil_format, size)
+
+
+def test_make_thumbnail_refuses_a_bomb():
+    with pytest.raises(ImageError) as caught:
+        make_thumbnail(corpus.jpeg_bomb())
+    assert caught.value.reason == "too_many_pixels"
+
+
+def test_prepare_upload_refuses_when_the_source_bytes_are_not_an_image():
+    bogus = SourceImage(
+        data=b"GIF89a" + os.urandom(8), format="gif", width=1, height=1, aspect_ratio="1:1"
+    )
+    with pytest.raises(ImageError):
+        prepare_upload(bogus)
