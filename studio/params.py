@@ -20,7 +20,8 @@ PRICE_CENTS: dict[Model, int] = {"pro": 5, "max": 10}
 # The six supported ratios, widest first (contract: "Create body").
 ASPECT_RATIOS: tuple[str, ...] = ("21:9", "16:9", "4:3", "1:1", "3:4", "9:16")
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
-# The service's default ratio when none is sent; the studio sends the source's nearest instead.
+# What the studio sends when generating on "match source" (there is no source to match). The
+# service's own default is 16:9; an edit always sends the ratio nearest to its source.
 DEFAULT_GENERATE_RATIO = "1:1"
 # Safety tolerance ranges (contract: "documented 0-6 when generating, 0-2 when editing").
 SAFETY_MAX_EDIT = 2
@@ -91,7 +92,8 @@ class EditParams:
             errors["output_format"] = ["must be png or jpeg"]
         top = SAFETY_MAX_EDIT if editing else SAFETY_MAX_GENERATE
         tolerance = self.safety_tolerance
-        if isinstance(tolerance, bool) or not isinstance(tolerance, int) or not 0 <= tolerance <= top:
+        whole = isinstance(tolerance, int) and not isinstance(tolerance, bool)
+        if not whole or not 0 <= tolerance <= top:
             mode = "editing" if editing else "generating"
             errors["safety_tolerance"] = [f"must be a whole number from 0 to {top} when {mode}"]
         if errors:
@@ -122,7 +124,7 @@ def ratio_value(ratio: str) -> float:
 
 
 def ratio_size(ratio: str, *, megapixels: float = 1.0, multiple: int = 16) -> tuple[int, int]:
-    """Width and height near `megapixels` for `ratio`, rounded to `multiple` (Flux outputs ~1 MP)."""
+    """Width and height near `megapixels` for `ratio`, rounded to `multiple` (Flux: ~1 MP)."""
     value = ratio_value(ratio)
     pixels = megapixels * 1_000_000
     width = math.sqrt(pixels * value)

@@ -1,0 +1,103 @@
+"""Faults a test can inject into the simulator: counted, thread-safe, consumed by matching requests.
+
+Imports the stdlib only; `routes` asks it what to do with each API request.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+Route = Literal["create", "get", "files", "balance", "any"]
+ROUTES: tuple[Route, ...] = ("create", "get", "files", "balance", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """An error answered instead of processing the request (a 429 or a 5xx)."""
+
+    status: int
+    retry_after: str | None = None
+
+
+class Faults:
+    """Counters for each kind of fault. Each `times=N` fault hits the next N matching requests.
+
+    Set from the test thread, consumed on the server thread, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Clear every fault."""
+        with self._lock:
+            self._errors: list[ErrorReply] = []
+            self._drops: dict[Route, int] = {}
+            self._slow: list[float] = []
+            self._fail_messages: list[str] = []
+            self.results_expired = False
+            self.sources_unreachable = False
+
+    def rate_limit(self, times: int = 1, retry_after: str | float = "1") -> None:
+        """The next `times` API requests answer 429 with `Retry-After` (seconds or HTTP date)."""
+        with self._lock:
+            self._errors.extend([ErrorReply(429, str(retry_after))] * times)
+
+    def server_error(self, status: int = 503, times: int = 2) -> None:
+        """The next `times` API requests answer `status` (a 5xx) without being processed."""
+        if not 500 <= status <= 599:
+            raise ValueError("server_error takes a 5xx status")
+        with self._lock:
+            self._errors.extend([ErrorReply(status)] * times)
+
+    def drop_connection(self, times: int = 1, route: Route = "create") -> None:
+        """The next `times` requests to `route` are processed, then their connection drops."""
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {', '.join(ROUTES)}")
+        with self._lock:
+            self._drops[route] = self._drops.get(route, 0) + times
+
+    def slow(self, seconds: float = 0.5, times: int = 1) -> None:
+        """Delay the next `times` API answers by `seconds` (after processing, before answering)."""
+        with self._lock:
+            self._slow.extend([seconds] * times)
+
+    def fail_tasks(self, message: str = "Content moderated", times: int = 1) -> None:
+        """The next `times` created tasks end `failed` with `message` (and are refunded)."""
+        with self._lock:
+            self._fail_messages.extend([message] * times)
+
+    def expire_results(self) -> None:
+        """Result image URLs answer 404 from now on."""
+        with self._lock:
+            self.results_expired = True
+
+    def unreachable_sources(self) -> None:
+        """Every `source_image_url` fails to fetch from now on, so new edit tasks fail."""
+        with self._lock:
+            self.sources_unreachable = True
+
+    # The server's side: each call consumes at most one fault.
+
+    def take_error(self) -> ErrorReply | None:
+        with self._lock:
+            return self._errors.pop(0) if self._errors else None
+
+    def take_slow_s(self) -> float:
+        with self._lock:
+            return self._slow.pop(0) if self._slow else 0.0
+
+    def take_drop(self, route: Route | None) -> bool:
+        with self._lock:
+            for key in (route, "any"):
+                if key is not None and self._drops.get(key, 0) > 0:
+                    self._drops[key] -= 1
+                    return True
+            return False
+
+    def take_fail_message(self) -> str | None:
+        with self._lock:
+            return self._fail_messages.pop(0) if self._fail_messages else None

@@ -1,0 +1,163 @@
+"""The simulator's stand-in for Flux: cheap, deterministic Pillow pictures, plainly marked as fake.
+
+Imports Pillow and the stdlib only. Same inputs give the same bytes (for one Pillow version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import textwrap
+from collections.abc import Callable
+
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+MARK = "SIMULATOR - not Flux"
+# Flux Kontext outputs about one megapixel (contract: "Upstream"); sides are multiples of 16.
+TARGET_PIXELS = 1_000_000
+SIDE_MULTIPLE = 16
+# What the simulator takes as a source or upload: the formats Flux and every browser read.
+MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+
+Effect = Callable[[Image.Image], Image.Image]
+
+
+def output_size(aspect_ratio: str) -> tuple[int, int]:
+    """Width and height near one megapixel for a ratio such as `"16:9"`."""
+    w, h = (int(part) for part in aspect_ratio.split(":"))
+    width = math.sqrt(TARGET_PIXELS * w / h)
+    height = width * h / w
+    return (
+        max(SIDE_MULTIPLE, round(width / SIDE_MULTIPLE) * SIDE_MULTIPLE),
+        max(SIDE_MULTIPLE, round(height / SIDE_MULTIPLE) * SIDE_MULTIPLE),
+    )
+
+
+def is_image(data: bytes) -> str | None:
+    """The MIME type of a PNG, JPEG, WebP or GIF, read from its signature; else None."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(MIME_TYPES)) as image:
+            return MIME_TYPES.get(image.format or "")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def render_result(
+    *, source: bytes | None, prompt: str, aspect_ratio: str, output_format: str, model: str
+) -> bytes:
+    """Draw the simulated result: the source edited (or a generated picture), captioned and marked.
+
+    Args:
+        source: The source image's bytes for an edit, or None to generate.
+        prompt: The prompt; its words pick the edit and it is drawn as a caption.
+        aspect_ratio: One of the contract's ratios, such as `"16:9"`.
+        output_format: `"png"` or `"jpeg"`.
+        model: The wire model name, shown beside the mark.
+
+    Returns:
+        The encoded image.
+    """
+    size = output_size(aspect_ratio)
+    digest = hashlib.sha256(prompt.encode()).digest()
+    image = _edit(source, prompt, digest, size) if source is not None else _generate(digest, size)
+    _draw_labels(image, prompt, model)
+    out = io.BytesIO()
+    if output_format == "png":
+        # Level 1: a few tens of ms for one megapixel; size does not matter here.
+        image.save(out, format="PNG", compress_level=1)
+    else:
+        image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def _edit(source: bytes, prompt: str, digest: bytes, size: tuple[int, int]) -> Image.Image:
+    with Image.open(io.BytesIO(source)) as opened:
+        opened.draft("RGB", size)  # JPEG only: decode at a reduced scale, much faster
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    image = ImageOps.fit(image, size, method=Image.Resampling.BILINEAR)
+    words = prompt.lower()
+    matched = [effect for keys, effect in _EFFECTS if any(key in words for key in keys)]
+    for effect in matched:
+        image = effect(image)
+    # A tint from the prompt's hash, so every different prompt gives a visibly different image.
+    tint = Image.new("RGB", size, _colour(digest, 0))
+    return Image.blend(image, tint, 0.12 if matched else 0.3)
+
+
+def _night(image: Image.Image) -> Image.Image:
+    dark = image.point(lambda v: v * 45 // 100)
+    return Image.blend(dark, Image.new("RGB", image.size, (10, 20, 90)), 0.3)
+
+
+def _sepia(image: Image.Image) -> Image.Image:
+    return ImageOps.colorize(ImageOps.grayscale(image), (40, 26, 13), (255, 240, 192))
+
+
+_EFFECTS: tuple[tuple[tuple[str, ...], Effect], ...] = (
+    (
+        ("black and white", "grayscale", "greyscale", "monochrome"),
+        lambda im: ImageOps.grayscale(im).convert("RGB"),
+    ),
+    (("sepia", "vintage", "old photo"), _sepia),
+    (("mirror", "flip"), ImageOps.mirror),
+    (("upside down",), ImageOps.flip),
+    (("blur", "soft focus", "dreamy"), lambda im: im.filter(ImageFilter.BoxBlur(6))),
+    (("night", "dark"), _night),
+    (("invert", "negative"), lambda im: ImageOps.invert(im)),
+    (("bright", "sunny", "daylight"), lambda im: im.point(lambda v: min(255, v * 13 // 10 + 20))),
+    (("sketch", "outline", "drawing"), lambda im: im.filter(ImageFilter.CONTOUR)),
+)
+
+
+def _generate(digest: bytes, size: tuple[int, int]) -> Image.Image:
+    width, height = size
+    top, bottom = _colour(digest, 0), _colour(digest, 3)
+    # A vertical gradient: a 1-pixel-wide strip stretched, far cheaper than drawing each row.
+    strip = Image.new("RGB", (1, 256))
+    strip.putdata(
+        [
+            tuple(t + (b - t) * y // 255 for t, b in zip(top, bottom, strict=True))
+            for y in range(256)
+        ]
+    )
+    image = strip.resize(size, Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(image)
+    for i in range(5):
+        b = digest[6 + i * 5 : 11 + i * 5]
+        x, y = b[0] * width // 255, b[1] * height // 255
+        r = (b[2] % 20 + 6) * min(width, height) // 100
+        box = (x - r, y - r, x + r, y + r)
+        fill = _colour(digest, 20 + i)
+        if b[3] % 2:
+            draw.ellipse(box, fill=fill, outline=(255, 255, 255), width=4)
+        else:
+            draw.rectangle(box, fill=fill, outline=(0, 0, 0), width=4)
+    return image
+
+
+def _draw_labels(image: Image.Image, prompt: str, model: str) -> None:
+    width, height = image.size
+    unit = max(12, min(width, height) // 40)
+    draw = ImageDraw.Draw(image)
+    mark_font = ImageFont.load_default(size=unit * 2)
+    text_font = ImageFont.load_default(size=unit)
+    # The mark: large, top-left, yellow on red, so nobody mistakes this for a real result.
+    label = f"{MARK} ({model})"
+    left, top, right, bottom = draw.textbbox((unit, unit), label, font=mark_font)
+    draw.rectangle(
+        (left - unit // 2, top - unit // 2, right + unit // 2, bottom + unit // 2), "red"
+    )
+    draw.text((unit, unit), label, fill="yellow", font=mark_font)
+    # The caption: the prompt, at most two lines, on a dark band at the bottom.
+    chars = max(10, int(width / (unit * 0.5)))
+    lines = textwrap.wrap(" ".join(prompt.split()), chars, max_lines=2, placeholder=" ...")
+    band = unit * (len(lines) * 3 // 2 + 1)
+    draw.rectangle((0, height - band, width, height), fill=(0, 0, 0))
+    for i, line in enumerate(lines):
+        draw.text((unit, height - band + unit // 2 + i * unit * 3 // 2), line, "white", text_font)
+
+
+def _colour(digest: bytes, offset: int) -> tuple[int, int, int]:
+    r, g, b = (digest[(offset + i) % len(digest)] for i in range(3))
+    return (r, g, b)
