@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,14 @@ _OWNED_PREFIXES = ("RUNAPI_", "KONTEXT_STUDIO_")
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """Clear our variables and point the data directory at this test's own folder."""
     for name in list(os.environ):
         if name.startswith(_OWNED_PREFIXES):
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("KONTEXT_STUDIO_HOME", str(home))
-    yield home
+    return home
 
 
 @pytest.fixture

@@ -12,10 +12,15 @@ KEY = "sk-live-very-secret-value"
 
 def test_settings_read_the_environment_when_no_argument_is_given():
     settings = Settings.from_env(
-        {"RUNAPI_API_KEY": KEY, "RUNAPI_BASE_URL": "https://example.test/v1",
-         "KONTEXT_STUDIO_HOME": "/tmp/ks", "KONTEXT_STUDIO_HOSTED": "true"}
+        {
+            "RUNAPI_API_KEY": KEY,
+            "RUNAPI_BASE_URL": "https://example.test/v1",
+            "KONTEXT_STUDIO_HOME": "/tmp/ks",
+            "KONTEXT_STUDIO_HOSTED": "true",
+        }
     )
-    assert settings.api_key is not None and settings.api_key.reveal() == KEY
+    assert settings.api_key is not None
+    assert settings.api_key.reveal() == KEY
     assert settings.base_url == "https://example.test/v1"
     assert settings.home == Path("/tmp/ks")
     assert settings.hosted is True

@@ -1,0 +1,197 @@
+"""The engine's use cases end to end: real store on disk, real client, the simulator on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import zipfile
+
+import pytest
+from PIL import Image
+
+from studio.engine import Engine
+from studio.history import StepState
+from studio.params import EditParams
+from tests.support.engines import make_engine, make_image
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(sim, clean_env):
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    yield engine
+    await engine.aclose()
+
+
+async def _start(engine: Engine, width: int = 320, height: int = 240):
+    image = await engine.read_image(make_image(width, height))
+    return await engine.start_session(image, name="test")
+
+
+async def test_a_chain_of_edits_feeds_each_result_to_the_next_step(engine, sim):
+    session = await _start(engine)
+    steps = []
+    for prompt in ("make it blue", "add snow", "make it night"):
+        step = await engine.edit(session.session_id, EditParams(prompt=prompt))
+        assert step.state is StepState.COMPLETED, step.error
+        steps.append(step)
+    session = await engine.load_session(session.session_id)
+    assert [s.step_id for s in session.path()[1:]] == [s.step_id for s in steps]
+    # What the service received as each step's source is, byte for byte, the previous result.
+    sources = [session.origin.result, *(s.result for s in steps[:-1])]
+    for step, source in zip(steps, sources, strict=True):
+        assert sim.tasks[step.task_id].source_bytes == engine.store.read_image(source.sha256)
+    assert session.total_cost_cents == 15
+    # One create per step, each under its own step id as the idempotency key.
+    creates = [r for r in sim.requests if r.method == "POST" and r.path.endswith("text_to_image")]
+    assert [r.headers["idempotency-key"] for r in creates] == [s.step_id for s in steps]
+
+
+async def test_match_source_sends_the_ratio_nearest_to_a_portrait_source(engine, sim):
+    session = await _start(engine, width=600, height=800)
+    step = await engine.edit(session.session_id, EditParams(prompt="add a hat"))
+    assert sim.tasks[step.task_id].body["aspect_ratio"] == "3:4"
+    assert step.result.height > step.result.width
+
+
+async def test_generation_without_a_source_sends_no_source_url(engine, sim):
+    session = await engine.start_session(None)
+    step = await engine.edit(
+        session.session_id, EditParams(prompt="a red bicycle", safety_tolerance=5)
+    )
+    assert step.state is StepState.COMPLETED
+    assert step.kind == "generate"
+    body = sim.tasks[step.task_id].body
+    assert "source_image_url" not in body
+    assert body["safety_tolerance"] == 5
+
+
+async def test_a_failed_task_keeps_the_service_message_and_a_retry_is_a_new_sibling(engine, sim):
+    session = await _start(engine)
+    sim.faults.fail_tasks(message="Content moderated", times=1)
+    failed = await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    assert failed.state is StepState.FAILED
+    assert "Content moderated" in failed.error
+    assert failed.cost_cents == 0
+    retried = await engine.wait((await engine.retry(session.session_id, failed.step_id)).step_id)
+    assert retried.state is StepState.COMPLETED
+    session = await engine.load_session(session.session_id)
+    assert session.steps[failed.step_id] == failed  # never rewritten
+    assert retried.parent_id == failed.parent_id
+    assert retried.step_id != failed.step_id
+    assert session.current_step_id == retried.step_id
+
+
+async def test_a_refused_create_fails_the_step_with_a_plain_sentence(engine, sim):
+    session = await _start(engine)
+    sim.balance_cents = 0
+    step = await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    assert step.state is StepState.FAILED
+    assert "credit" in step.error.lower()
+    assert sim.api_key not in step.error
+
+
+async def test_an_edit_survives_a_burst_of_server_errors_and_a_dropped_create(engine, sim):
+    session = await _start(engine)
+    sim.faults.server_error(status=503, times=2)
+    sim.faults.drop_connection(times=1, route="create")
+    step = await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    assert step.state is StepState.COMPLETED
+    assert len(sim.tasks) == 1  # the retried create replayed the first task
+
+
+async def test_compare_runs_pro_and_max_at_the_same_time_from_the_same_parent(engine, sim):
+    session = await _start(engine)
+    pro, max_ = await engine.compare(session.session_id, EditParams(prompt="make it blue"))
+    pro, max_ = await asyncio.gather(engine.wait(pro.step_id), engine.wait(max_.step_id))
+    assert (pro.params.model, max_.params.model) == ("pro", "max")
+    assert pro.state is max_.state is StepState.COMPLETED
+    assert pro.parent_id == max_.parent_id == session.current_step_id
+    a, b = sim.tasks[pro.task_id], sim.tasks[max_.task_id]
+    # They overlapped: each started before the other finished.
+    assert a.created_at < b.finished_at
+    assert b.created_at < a.finished_at
+    # Neither is current until the user keeps one; keeping max leaves pro as a sibling branch.
+    assert (await engine.load_session(session.session_id)).current_step_id == pro.parent_id
+    kept = await engine.keep(session.session_id, max_.step_id)
+    assert kept.current_step_id == max_.step_id
+    assert [s.step_id for s in kept.branches] == [pro.step_id]
+    after = await engine.edit(session.session_id, EditParams(prompt="add snow"))
+    assert after.parent_id == max_.step_id
+
+
+async def test_compare_shows_the_other_result_when_one_model_fails(engine, sim):
+    session = await _start(engine)
+    sim.faults.fail_tasks(message="Upstream error", times=1)
+    pair = await engine.compare(session.session_id, EditParams(prompt="make it blue"))
+    finished = await asyncio.gather(*(engine.wait(s.step_id) for s in pair))
+    states = sorted(str(s.state) for s in finished)
+    assert states == ["completed", "failed"]
+
+
+async def test_many_sessions_editing_at_once_keep_their_own_steps(engine, sim):
+    sessions = [await _start(engine) for _ in range(6)]
+
+    async def chain(index: int, session_id: str) -> None:
+        for n in range(2):
+            step = await engine.edit(session_id, EditParams(prompt=f"s{index} e{n}"))
+            assert step.state is StepState.COMPLETED
+
+    await asyncio.gather(*(chain(i, s.session_id) for i, s in enumerate(sessions)))
+    for index, session in enumerate(sessions):
+        loaded = await engine.load_session(session.session_id)
+        assert [s.params.prompt for s in loaded.path()[1:]] == [f"s{index} e0", f"s{index} e1"]
+    assert len(sim.tasks) == 12
+
+
+async def test_export_and_import_round_trip_keeps_images_byte_identical(engine, sim, clean_env):
+    session = await _start(engine)
+    for prompt in ("make it blue", "add snow"):
+        await engine.edit(session.session_id, EditParams(prompt=prompt))
+    original = await engine.load_session(session.session_id)
+    data = await engine.export_session(session.session_id)
+
+    assert sim.api_key.encode() not in data
+    assert str(clean_env).encode() not in data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        document = json.loads(archive.read("session.json"))
+        prompts = [s["params"]["prompt"] for s in document["steps"] if s["params"]]
+        assert prompts == ["make it blue", "add snow"]
+        last_png = archive.read(document["steps"][-1]["image"])
+    # The instruction and model travel inside the PNG too.
+    assert Image.open(io.BytesIO(last_png)).text["kontext-studio:prompt"] == "add snow"
+
+    imported = await engine.import_session(data)
+    assert imported.session_id != original.session_id
+    originals = [s.result.sha256 for s in original.path()]
+    assert [s.result.sha256 for s in imported.path()] == originals
+    assert [s.params.prompt for s in imported.path()[1:]] == ["make it blue", "add snow"]
+
+
+async def test_replay_applies_a_saved_chain_to_a_new_source(engine, sim):
+    session = await _start(engine)
+    for prompt in ("make it blue", "add snow"):
+        await engine.edit(session.session_id, EditParams(prompt=prompt, model="max"))
+    data = await engine.export_session(session.session_id)
+    new_source = await engine.read_image(make_image(400, 400, colour=(10, 200, 10)))
+    replayed = await engine.replay(data, new_source)
+    path = replayed.path()
+    assert [(s.params.prompt, s.params.model) for s in path[1:]] == [
+        ("make it blue", "max"),
+        ("add snow", "max"),
+    ]
+    assert all(s.state is StepState.COMPLETED for s in path)
+    assert sim.tasks[path[1].task_id].source_bytes == new_source.data
+
+
+async def test_import_refuses_a_zip_that_is_not_an_export(engine):
+    from studio.bundle import BundleError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(BundleError, match="not a Kontext Studio"):
+        await engine.import_session(buffer.getvalue())
+    assert await engine.list_sessions() == []
