@@ -16,7 +16,7 @@ APP_NAME = "kontext-studio"
 
 
 class Secret:
-    """A string that never shows itself in `str`, `repr`, f-strings or tracebacks (after Starlette)."""
+    """A string that never shows itself in `str`, `repr`, f-strings or tracebacks (Starlette's)."""
 
     __slots__ = ("_value",)
 
@@ -76,8 +76,13 @@ class Settings:
     connect_timeout_s: float = 10.0
     # Intake caps (bytes and pixels); see studio/images.py for why these numbers.
     max_upload_bytes: int = 50 * 1024 * 1024
-    # Set when the studio runs on its own simulator (no key configured).
-    simulator: bool = False
+    # Set when the studio runs on its own simulator (no key configured): the server's edits go
+    # there, while a visitor's own key still goes to `base_url`.
+    simulator_url: str | None = None
+
+    @property
+    def simulator(self) -> bool:
+        return self.simulator_url is not None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -99,5 +104,7 @@ class Settings:
             if name not in known:
                 raise TypeError(f"unknown setting {name!r}")
             if value is not None:
-                values[name] = Secret(value) if name == "api_key" and isinstance(value, str) else value
+                values[name] = (
+                    Secret(value) if name == "api_key" and isinstance(value, str) else value
+                )
         return cls(**values)

@@ -1,0 +1,76 @@
+"""`create_app(loop, settings)`: the studio's Blocks, laid out by `layout` and wired by `events`."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import gradio as gr
+
+from studio.config import Settings
+from studio.ui import layout, present
+from studio.ui.bridge import EngineLoop
+from studio.ui.events import Context, wire
+
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def assets_dir() -> Path:
+    """`assets/` beside the package in a checkout, or inside it when installed as a wheel."""
+    for candidate in (Path(__file__).parents[2] / "assets", Path(__file__).parents[1] / "_assets"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("the studio's assets folder is missing from this installation")
+
+
+def example_images(assets: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in assets.iterdir()
+        if p.suffix.lower() in EXAMPLE_SUFFIXES and not p.name.startswith("step-")
+    )
+
+
+def browser_secret(home: Path) -> str:
+    """A per-installation secret for `gr.BrowserState`, kept so reloads survive restarts.
+
+    Gradio sends it to every browser, so it only obfuscates; the state holds nothing but a
+    session id (gradio-notes §2).
+    """
+    path = home / "browser-secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    home.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    path.write_text(value, encoding="utf-8")
+    return value
+
+
+def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
+    """Build the studio page on an engine running in `loop`."""
+    assets = assets_dir()
+    (settings.home / "thumbs").mkdir(parents=True, exist_ok=True)
+    examples = example_images(assets)
+    ctx = Context(
+        loop=loop,
+        assets=assets,
+        examples=examples,
+        simulator=settings.simulator,
+        server_key=settings.api_key is not None and not settings.simulator,
+    )
+    banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
+    with gr.Blocks(title="Kontext Studio", analytics_enabled=False) as demo:
+        components = layout.render(
+            examples=examples, browser_secret=browser_secret(settings.home), banner=banner
+        )
+        wire(components, ctx, demo)
+    return demo
+
+
+def allowed_paths(settings: Settings) -> list[str]:
+    """What Gradio may serve from outside its cache: stored images, thumbnails, the assets."""
+    return [str(settings.home / "images"), str(settings.home / "thumbs"), str(assets_dir())]
+
+
+def css_path() -> Path:
+    return assets_dir() / "studio.css"

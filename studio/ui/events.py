@@ -1,0 +1,378 @@
+"""Every event of the studio, registered in one `wire`. Handlers parse, call the engine, present.
+
+What a handler shows is always read back from the store (`_view`), so a reload, a second tab
+and a restarted server all show the same truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.config import Secret
+from studio.engine import USER_ERRORS, StepUpdate, StoreError
+from studio.history import UNFINISHED_STATES, Session, Step, StepState
+from studio.params import EditParams, is_model, nearest_aspect_ratio
+from studio.ui import present
+from studio.ui.bridge import EngineLoop
+from studio.ui.layout import Components
+
+log = logging.getLogger(__name__)
+
+# Seconds between status refreshes while an edit runs (a dict read; no request to RunAPI).
+STATUS_REFRESH_S = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    loop: EngineLoop
+    assets: Path
+    examples: list[Path]
+    simulator: bool
+    server_key: bool
+
+
+def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
+    """Register every event of the page."""
+    view_outputs = _view_outputs(c)
+    engine = ctx.loop.engine
+
+    async def call(coro: Any) -> Any:
+        try:
+            return await ctx.loop.call(coro)
+        except USER_ERRORS as exc:
+            raise gr.Error(present.error_sentence(exc), print_exception=False) from None
+
+    async def view(session_id: str | None, update: StepUpdate | None = None) -> dict[Any, Any]:
+        session = None
+        if session_id:
+            try:
+                session = await ctx.loop.call(engine.load_session(session_id))
+            except StoreError:
+                session = None
+        summaries = await ctx.loop.call(engine.list_sessions())
+        return await asyncio.to_thread(_render_view, c, ctx, session, summaries, update)
+
+    async def on_load(session_id: str | None) -> dict[Any, Any]:
+        if not session_id:
+            summaries = await ctx.loop.call(engine.list_sessions())
+            session_id = summaries[0].session_id if summaries else None
+        return await view(session_id)
+
+    async def start_from_bytes(data: bytes, name: str | None) -> dict[Any, Any]:
+        image = await call(engine.read_image(data))
+        session = await call(engine.start_session(image, name=name))
+        return await view(session.session_id)
+
+    async def on_source(path: str | None) -> dict[Any, Any]:
+        if not path:
+            return {c.status: gr.skip()}
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        return await start_from_bytes(data, None)
+
+    async def on_example(evt: gr.SelectData) -> dict[Any, Any]:
+        example = ctx.examples[int(evt.index)]
+        data = await asyncio.to_thread(example.read_bytes)
+        return await start_from_bytes(data, f"{example.stem.capitalize()} example")
+
+    async def on_link(url: str) -> dict[Any, Any]:
+        url = (url or "").strip()
+        if not url:
+            raise gr.Error("Paste a link to an image first.", print_exception=False)
+        image = await call(engine.read_link(url))
+        session = await call(engine.start_session(image, link_url=url))
+        return await view(session.session_id)
+
+    async def on_new_session() -> dict[Any, Any]:
+        session = await call(engine.start_session(None))
+        return await view(session.session_id)
+
+    async def on_pick_session(session_id: str | None) -> dict[Any, Any]:
+        return await view(session_id) if session_id else {c.status: gr.skip()}
+
+    async def follow(session_id: str, step: Step) -> AsyncIterator[dict[Any, Any]]:
+        """Yield the page while `step` runs, then once more when it ends."""
+        yield await view(session_id)
+        while True:
+            update = engine.progress(step.step_id)
+            if update is None or update.is_final or not engine.is_running(step.step_id):
+                break
+            yield {c.status: present.step_status(update.step, update)}
+            await asyncio.sleep(STATUS_REFRESH_S)
+        yield await view(session_id)
+
+    async def on_edit(
+        session_id: str | None,
+        prompt: str,
+        model: str,
+        aspect: str,
+        output_format: str,
+        translation: bool,
+        expansion: bool,
+        safety: float,
+        tab_key: str | None,
+    ) -> AsyncIterator[dict[Any, Any]]:
+        if not is_model(model):
+            raise gr.Error("Pick pro or max.", print_exception=False)
+        params = EditParams(
+            prompt=prompt or "",
+            model=model,
+            aspect_ratio=None if aspect == "match" else aspect,
+            output_format="jpeg" if output_format == "jpeg" else "png",
+            enable_translation=bool(translation),
+            enable_prompt_expansion=bool(expansion),
+            safety_tolerance=int(safety),
+        )
+        if not session_id:
+            session_id = (await call(engine.start_session(None))).session_id
+        step = await call(engine.submit_edit(session_id, params, api_key=_secret(tab_key)))
+        first = True
+        async for page in follow(session_id, step):
+            # Clear the instruction once it is on its way, ready for the next one.
+            yield {**page, c.prompt: ""} if first else page
+            first = False
+
+    async def on_retry(
+        session_id: str | None, tab_key: str | None
+    ) -> AsyncIterator[dict[Any, Any]]:
+        if not session_id:
+            return
+        session = await call(engine.load_session(session_id))
+        step = await call(
+            engine.retry(session_id, session.current_step_id, api_key=_secret(tab_key))
+        )
+        async for page in follow(session_id, step):
+            yield page
+
+    async def on_history_select(session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
+        if not session_id:
+            return {c.status: gr.skip()}
+        session = await call(engine.load_session(session_id))
+        path = session.path()
+        index = int(evt.index)
+        if not 0 <= index < len(path):
+            return await view(session_id)
+        target = path[index].step_id
+        await call(engine.navigate(session_id, lambda s: s.make_current(target)))
+        return await view(session_id)
+
+    async def on_branch_select(session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
+        if not session_id:
+            return {c.status: gr.skip()}
+        session = await call(engine.load_session(session_id))
+        tips = session.branches
+        index = int(evt.index)
+        if 0 <= index < len(tips):
+            target = tips[index].step_id
+            await call(engine.navigate(session_id, lambda s: s.make_current(target)))
+        return await view(session_id)
+
+    async def on_undo(session_id: str | None) -> dict[Any, Any]:
+        if session_id:
+            await call(engine.navigate(session_id, lambda s: s.undo()))
+        return await view(session_id)
+
+    async def on_redo(session_id: str | None) -> dict[Any, Any]:
+        if session_id:
+            await call(engine.navigate(session_id, lambda s: s.redo()))
+        return await view(session_id)
+
+    async def on_tick(session_id: str | None) -> dict[Any, Any]:
+        return await view(session_id)
+
+    def on_key(key: str | None) -> tuple[str | None, str]:
+        key = (key or "").strip() or None
+        text = present.banner(
+            simulator=ctx.simulator, server_key=ctx.server_key, user_key=key is not None
+        )
+        return key, text
+
+    internal: dict[str, Any] = {"api_visibility": "undocumented"}
+    # Navigation and page refreshes are quick store reads: let many run at once.
+    quick: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **internal}
+    demo.load(on_load, [c.browser], view_outputs, **quick)
+    c.source.upload(
+        on_source,
+        [c.source],
+        view_outputs,
+        concurrency_limit=8,
+        concurrency_id="intake",
+        **internal,
+    )
+    c.examples.select(on_example, None, view_outputs, **quick)
+    gr.on(
+        [c.load_link.click, c.link.submit],
+        on_link,
+        [c.link],
+        view_outputs,
+        concurrency_limit=8,
+        concurrency_id="intake",
+        **internal,
+    )
+    c.new_session.click(on_new_session, None, view_outputs, **quick)
+    c.sessions.input(on_pick_session, [c.sessions], view_outputs, **quick)
+    # An edit holds its slot while it runs (seconds to minutes): no per-listener cap; the global
+    # cap is `launch(max_threads=...)`.
+    edit_inputs = [
+        c.browser,
+        c.prompt,
+        c.model,
+        c.aspect,
+        c.output_format,
+        c.translation,
+        c.expansion,
+        c.safety,
+        c.tab_key,
+    ]
+    gr.on(
+        [c.run.click, c.prompt.submit],
+        on_edit,
+        edit_inputs,
+        view_outputs,
+        concurrency_limit=None,
+        concurrency_id="edit",
+        **internal,
+    )
+    c.retry.click(
+        on_retry,
+        [c.browser, c.tab_key],
+        view_outputs,
+        concurrency_limit=None,
+        concurrency_id="edit",
+        **internal,
+    )
+    c.history.select(on_history_select, [c.browser], view_outputs, **quick)
+    c.branches.select(on_branch_select, [c.browser], view_outputs, **quick)
+    c.undo.click(on_undo, [c.browser], view_outputs, **quick)
+    c.redo.click(on_redo, [c.browser], view_outputs, **quick)
+    c.timer.tick(on_tick, [c.browser], view_outputs, **quick)
+    c.user_key.change(on_key, [c.user_key], [c.tab_key, c.banner], **quick)
+
+
+def _view_outputs(c: Components) -> list[Any]:
+    return [
+        c.browser,
+        c.sessions,
+        c.cost,
+        c.source,
+        c.result,
+        c.slider,
+        c.status,
+        c.download,
+        c.retry,
+        c.aspect,
+        c.history,
+        c.branches,
+        c.undo,
+        c.redo,
+        c.timer,
+        c.prompt,
+    ]
+
+
+def _render_view(
+    c: Components,
+    ctx: Context,
+    session: Session | None,
+    summaries: list[Any],
+    update: StepUpdate | None,
+) -> dict[Any, Any]:
+    """The whole page for `session` (runs in a thread: it may make thumbnails)."""
+    engine = ctx.loop.engine
+    choices = [(s.name, s.session_id) for s in summaries]
+    if session is None:
+        return {
+            c.sessions: gr.Dropdown(choices=choices, value=None),
+            c.cost: present.cost_line(None),
+            c.source: None,
+            c.result: None,
+            c.slider: None,
+            c.status: "Upload, paste or link an image, pick an example, or type an instruction "
+            "to generate one.",
+            c.download: gr.DownloadButton(visible=False),
+            c.retry: gr.Button(visible=False),
+            c.aspect: gr.Dropdown(choices=present.aspect_choices(None)),
+            c.history: [],
+            c.branches: gr.Gallery(value=[], visible=False),
+            c.undo: gr.Button(interactive=False),
+            c.redo: gr.Button(interactive=False),
+            c.timer: gr.Timer(active=False),
+            c.browser: gr.skip(),
+            c.prompt: gr.skip(),
+        }
+    current = session.current
+    path = session.path()
+    shown = _shown_step(session)
+    image = _image_path(engine, shown)
+    parent_image = None
+    if shown.parent_id is not None:
+        parent_image = _image_path(engine, session.steps[shown.parent_id])
+    progress = update or engine.progress(current.step_id)
+    running = any(s.state in UNFINISHED_STATES for s in session.steps.values())
+    history = [(_thumb(ctx, s), present.caption(s, i)) for i, s in enumerate(path)]
+    branches = [
+        (_thumb(ctx, s), present.caption(s, len(_ancestry(session, s)) - 1))
+        for s in session.branches
+    ]
+    match_ratio = None
+    if shown.result is not None:
+        match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
+    return {
+        c.browser: session.session_id,
+        c.sessions: gr.Dropdown(choices=choices, value=session.session_id),
+        c.cost: present.cost_line(session),
+        c.source: image,
+        c.result: image if shown.kind != "origin" else None,
+        c.slider: (parent_image, image) if parent_image and image else None,
+        c.status: present.step_status(
+            current,
+            progress if current.step_id == (progress.step.step_id if progress else None) else None,
+        ),
+        c.download: gr.DownloadButton(value=image, visible=image is not None),
+        c.retry: gr.Button(visible=current.state is StepState.FAILED),
+        c.aspect: gr.Dropdown(choices=present.aspect_choices(match_ratio)),
+        c.history: history,
+        c.branches: gr.Gallery(value=branches, visible=bool(branches)),
+        c.undo: gr.Button(interactive=session.can_undo),
+        c.redo: gr.Button(interactive=session.can_redo),
+        c.timer: gr.Timer(active=running),
+        c.prompt: gr.skip(),
+    }
+
+
+def _shown_step(session: Session) -> Step:
+    """The step whose image fills the page: the current one, or its nearest ancestor with one."""
+    for step in reversed(session.path()):
+        if step.result is not None:
+            return step
+    return session.current
+
+
+def _ancestry(session: Session, step: Step) -> list[Step]:
+    chain = [step]
+    while chain[-1].parent_id is not None:
+        chain.append(session.steps[chain[-1].parent_id])
+    return chain
+
+
+def _image_path(engine: Any, step: Step) -> str | None:
+    if step.result is None:
+        return None
+    return str(engine.store.image_path(step.result.sha256))
+
+
+def _thumb(ctx: Context, step: Step) -> str:
+    if step.result is None:
+        name = "step-failed.png" if step.state is StepState.FAILED else "step-running.png"
+        return str(ctx.assets / name)
+    return str(ctx.loop.engine.thumbnail(step.result.sha256))
+
+
+def _secret(key: str | None) -> Secret | None:
+    return Secret(key) if key else None

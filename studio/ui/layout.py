@@ -1,0 +1,274 @@
+"""The studio's components, built in `_render_*` functions and returned as one `Components` value.
+
+Only layout: no event is registered here (that is `events.wire`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.params import SAFETY_MAX_GENERATE
+from studio.ui import present
+
+# A fixed key, so the visitor's session survives reloads and restarts (gradio-notes §2).
+BROWSER_STORAGE_KEY = "kontext-studio-session"
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    banner: gr.Markdown
+    cost: gr.Markdown
+    sessions: gr.Dropdown
+    new_session: gr.Button
+    source: gr.Image
+    link: gr.Textbox
+    load_link: gr.Button
+    examples: gr.Gallery
+    result: gr.Image
+    slider: gr.ImageSlider
+    status: gr.Markdown
+    download: gr.DownloadButton
+    retry: gr.Button
+    prompt: gr.Textbox
+    run: gr.Button
+    model: gr.Radio
+    aspect: gr.Dropdown
+    output_format: gr.Radio
+    translation: gr.Checkbox
+    expansion: gr.Checkbox
+    safety: gr.Slider
+    user_key: gr.Textbox
+    history: gr.Gallery
+    branches: gr.Gallery
+    undo: gr.Button
+    redo: gr.Button
+    export: gr.Button
+    export_file: gr.DownloadButton
+    import_file: gr.UploadButton
+    timer: gr.Timer
+    browser: gr.BrowserState
+    tab_key: gr.State
+
+
+def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
+    """Lay out the whole page inside the current `gr.Blocks` context."""
+    header = _render_header(banner)
+    source = _render_source(examples)
+    instruction = _render_instruction()
+    history = _render_history()
+    return Components(
+        **header,
+        **source,
+        **instruction,
+        **history,
+        timer=gr.Timer(1.0, active=False),
+        browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
+        tab_key=gr.State(None),
+    )
+
+
+def _render_header(banner: str) -> dict[str, Any]:
+    with gr.Row(equal_height=True):
+        gr.Markdown("## Kontext Studio", elem_id="title")
+        sessions = gr.Dropdown(
+            label="Session",
+            choices=[],
+            value=None,
+            elem_id="sessions",
+            scale=3,
+            allow_custom_value=False,
+        )
+        new_session = gr.Button("New session", elem_id="new-session", scale=1, size="sm")
+        cost = gr.Markdown(present.cost_line(None), elem_id="cost")
+    return {
+        "banner": gr.Markdown(banner, elem_id="banner"),
+        "sessions": sessions,
+        "new_session": new_session,
+        "cost": cost,
+    }
+
+
+def _render_source(examples: list[Path]) -> dict[str, Any]:
+    with gr.Row():
+        with gr.Column(scale=1):
+            source = gr.Image(
+                label="Source: upload, paste or take a photo (the current step shows here)",
+                type="filepath",
+                image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
+                sources=["upload", "clipboard", "webcam"],
+                elem_id="source",
+                height=420,
+            )
+            with gr.Row(equal_height=True):
+                link = gr.Textbox(
+                    label="Or a link to an image", placeholder="https://…", elem_id="link", scale=4
+                )
+                load_link = gr.Button("Load", elem_id="load-link", scale=1)
+            example_gallery = gr.Gallery(
+                value=[(str(p), p.stem) for p in examples],
+                label="Examples (click one to start from it)",
+                columns=len(examples) or 1,
+                height=110,
+                allow_preview=False,
+                elem_id="examples",
+                interactive=False,
+            )
+        with gr.Column(scale=1):
+            result_parts = _render_result_column()
+    return {
+        "source": source,
+        "link": link,
+        "load_link": load_link,
+        "examples": example_gallery,
+        **result_parts,
+    }
+
+
+def _render_result_column() -> dict[str, Any]:
+    with gr.Tabs():
+        with gr.Tab("Result", id="result-tab"):
+            result = gr.Image(
+                label="Result",
+                type="filepath",
+                interactive=False,
+                elem_id="result",
+                height=420,
+                format="png",
+            )
+        with gr.Tab("Before / after", id="slider-tab"):
+            slider = gr.ImageSlider(
+                label="Before / after",
+                type="filepath",
+                format="png",
+                elem_id="slider",
+                max_height=420,
+            )
+    status = gr.Markdown("", elem_id="status")
+    with gr.Row():
+        download = gr.DownloadButton("Download", elem_id="download", visible=False, size="sm")
+        retry = gr.Button("Retry", elem_id="retry", visible=False, size="sm", variant="secondary")
+    return {
+        "result": result,
+        "slider": slider,
+        "status": status,
+        "download": download,
+        "retry": retry,
+    }
+
+
+def _render_instruction() -> dict[str, Any]:
+    with gr.Row(equal_height=True):
+        prompt = gr.Textbox(
+            label="Instruction",
+            placeholder='Change the shop sign to read "BAKERY", keep everything else',
+            lines=1,
+            max_lines=4,
+            elem_id="prompt",
+            scale=6,
+            autofocus=True,
+        )
+        run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=1)
+    with gr.Row():
+        model = gr.Radio(
+            present.model_choices(), value="pro", label="Model", elem_id="model", scale=2
+        )
+        aspect = gr.Dropdown(
+            present.aspect_choices(None),
+            value="match",
+            label="Aspect ratio",
+            elem_id="aspect",
+            scale=2,
+        )
+    with gr.Accordion("Advanced", open=False, elem_id="advanced"), gr.Row():
+        output_format = gr.Radio(
+            [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
+            value="png",
+            label="Output format",
+            elem_id="output-format",
+        )
+        translation = gr.Checkbox(
+            True, label="Translate non-English instructions", elem_id="translation"
+        )
+        expansion = gr.Checkbox(
+            False, label="Let the service expand the instruction", elem_id="expansion"
+        )
+        safety = gr.Slider(
+            0,
+            SAFETY_MAX_GENERATE,
+            value=2,
+            step=1,
+            elem_id="safety",
+            label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
+        )
+    with gr.Accordion("Tips", open=False, elem_id="tips"):
+        gr.Markdown(present.TIPS)
+    with gr.Accordion("RunAPI key", open=False, elem_id="key-box"):
+        user_key = gr.Textbox(
+            label="Your RunAPI key (used for this tab only, never stored)",
+            type="password",
+            elem_id="user-key",
+        )
+    return {
+        "prompt": prompt,
+        "run": run,
+        "model": model,
+        "aspect": aspect,
+        "output_format": output_format,
+        "translation": translation,
+        "expansion": expansion,
+        "safety": safety,
+        "user_key": user_key,
+    }
+
+
+def _render_history() -> dict[str, Any]:
+    with gr.Row(equal_height=True):
+        gr.Markdown("### History: click a step to continue from it", elem_id="history-title")
+        undo = gr.Button("↶ Undo", elem_id="undo", size="sm", interactive=False)
+        redo = gr.Button("↷ Redo", elem_id="redo", size="sm", interactive=False)
+        export = gr.Button("Export ZIP", elem_id="export", size="sm")
+        export_file = gr.DownloadButton(
+            "Download export", elem_id="export-file", visible=False, size="sm"
+        )
+        import_file = gr.UploadButton(
+            "Import ZIP", file_types=[".zip"], elem_id="import", size="sm"
+        )
+    history = gr.Gallery(
+        label="Current path",
+        columns=8,
+        height=210,
+        allow_preview=False,
+        elem_id="history",
+        object_fit="contain",
+        interactive=False,
+        buttons=[],
+        fit_columns=False,
+    )
+    branches = gr.Gallery(
+        label="Other branches (click to switch)",
+        columns=8,
+        height=170,
+        allow_preview=False,
+        elem_id="branches",
+        object_fit="contain",
+        interactive=False,
+        buttons=[],
+        fit_columns=False,
+        visible=False,
+    )
+    return {
+        "history": history,
+        "branches": branches,
+        "undo": undo,
+        "redo": redo,
+        "export": export,
+        "export_file": export_file,
+        "import_file": import_file,
+    }
+
+
+__all__ = ["Components", "render"]

@@ -1,0 +1,116 @@
+"""Words on screen: pure functions from engine values to short sentences. No Gradio here."""
+
+from __future__ import annotations
+
+import logging
+
+from studio.engine import USER_ERRORS, StepUpdate
+from studio.history import Session, Step, StepState
+from studio.params import ASPECT_RATIOS, PRICE_CENTS, format_cents
+
+log = logging.getLogger(__name__)
+
+GENERIC_ERROR = "Something went wrong in the studio; it has been logged. Please try again."
+
+TIPS = """**How Kontext likes instructions**
+- Say what to change *and* what to keep: "Make the sky stormy, keep the boat unchanged."
+- Put text to be written in quotes: `Change the shop sign to read "BAKERY"`.
+- Name the subject instead of "it" or "them": "the black cat on the left".
+- One change per step works best; chain steps for more.
+- Press **Enter** to run."""
+
+_PHASE_WORDS = {
+    "queued": "Queued",
+    "uploading": "Uploading the source",
+    "submitted": "Sent to RunAPI",
+    "pending": "Waiting in RunAPI's queue",
+    "processing": "Processing",
+    "downloading": "Saving the result",
+    "completed": "Done",
+    "failed": "Failed",
+}
+
+
+def banner(*, simulator: bool, server_key: bool, user_key: bool) -> str:
+    """Which service the edits go to, said plainly."""
+    if user_key:
+        return "Using **your own RunAPI key** for this tab. It is not stored."
+    if simulator:
+        return (
+            "**Simulator, not Flux.** No RunAPI key is set, so edits run on the built-in "
+            "simulator: simple deterministic image changes, free of charge. Paste your own key "
+            "under *RunAPI key*, or start the studio with `RUNAPI_API_KEY`."
+        )
+    if server_key:
+        return "Using the server's RunAPI key: every edit is billed to it."
+    return "No RunAPI key: paste yours under *RunAPI key* to edit."
+
+
+def model_choices() -> list[tuple[str, str]]:
+    return [(f"{m} · {format_cents(PRICE_CENTS[m])}", m) for m in ("pro", "max")]
+
+
+def aspect_choices(match_ratio: str | None) -> list[tuple[str, str]]:
+    label = f"Match source ({match_ratio})" if match_ratio else "Match source"
+    return [(label, "match"), *[(r, r) for r in ASPECT_RATIOS]]
+
+
+def caption(step: Step, index: int) -> str:
+    """A history thumbnail's caption: number, model, seconds, cents, instruction."""
+    if step.kind == "origin":
+        return "Original" if step.result else "Start (generate)"
+    assert step.params is not None
+    parts = [f"{index}", step.params.model]
+    if step.state is StepState.COMPLETED:
+        if step.elapsed_s is not None:
+            parts.append(f"{step.elapsed_s:.1f} s")
+        if step.cost_cents is not None:
+            parts.append(format_cents(step.cost_cents))
+    elif step.state is StepState.FAILED:
+        parts.append("failed")
+    else:
+        parts.append(str(step.state))
+    return " · ".join(parts) + f" — {_short(step.params.prompt)}"
+
+
+def step_status(step: Step, update: StepUpdate | None = None) -> str:
+    """The status line under the result for the current step."""
+    if update is not None and not update.is_final:
+        return f"⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s"
+    match step.state:
+        case StepState.COMPLETED if step.kind == "origin":
+            return (
+                "Ready: type an instruction and press Enter."
+                if step.result
+                else ("No source image: the instruction will generate one.")
+            )
+        case StepState.COMPLETED:
+            assert step.params is not None
+            seconds = f" in {step.elapsed_s:.1f} s" if step.elapsed_s is not None else ""
+            cost = format_cents(step.cost_cents or 0)
+            return f"✓ Done{seconds} · {step.params.model} · {cost}"
+        case StepState.FAILED:
+            return f"✗ Failed: {step.error or 'the service gave no reason.'}"
+        case _:
+            return f"⏳ {str(step.state).capitalize()}…"
+
+
+def cost_line(session: Session | None, balance_cents: int | None = None) -> str:
+    total = format_cents(session.total_cost_cents) if session else format_cents(0)
+    text = f"Session cost **{total}**"
+    if balance_cents is not None:
+        text += f" · balance {format_cents(balance_cents)}"
+    return text
+
+
+def error_sentence(exc: BaseException) -> str:
+    """One sentence for a known error; unknown errors are logged and get a generic sentence."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
+    log.error("Unexpected error in the studio", exc_info=exc)
+    return GENERIC_ERROR
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
