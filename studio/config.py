@@ -74,6 +74,9 @@ class Settings:
     task_deadline_s: float = 900.0
     request_timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
+    # Multiplies the poll schedule (studio/runapi/policy.py); below 1 only for a fast simulator,
+    # as the test suite runs one.
+    poll_scale: float = 1.0
     # Intake caps (bytes and pixels); see studio/images.py for why these numbers.
     max_upload_bytes: int = 50 * 1024 * 1024
     # Set when the studio runs on its own simulator (no key configured): the server's edits go
@@ -99,6 +102,8 @@ class Settings:
             values["hosted"] = hosted
         if deadline := env.get("KONTEXT_STUDIO_TASK_DEADLINE_S", "").strip():
             values["task_deadline_s"] = float(deadline)
+        if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():
+            values["poll_scale"] = float(scale)
         known = {f.name for f in fields(cls)}
         for name, value in overrides.items():
             if name not in known:

@@ -54,6 +54,7 @@ from studio.runapi import (
     TaskRequest,
     TaskTimeoutError,
     UploadedFile,
+    poll_delays,
 )
 from studio.store import SessionSummary, Store, StoreError
 
@@ -149,6 +150,7 @@ class Engine:
                 base_url=base_url,
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
+                poll_schedule=lambda model: poll_delays(model, scale=settings.poll_scale),
             )
 
         server_url = settings.simulator_url or settings.base_url

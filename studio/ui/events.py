@@ -7,8 +7,9 @@ and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,30 +39,62 @@ class Context:
     server_key: bool
 
 
+class Refusal(Exception):
+    """Input the page itself refuses; `str()` is one sentence for the user."""
+
+
+_REFUSED: tuple[type[Exception], ...] = (*USER_ERRORS, Refusal)
+
+
 def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
     """Register every event of the page."""
     view_outputs = _view_outputs(c)
     engine = ctx.loop.engine
-
-    async def call(coro: Any) -> Any:
-        try:
-            return await ctx.loop.call(coro)
-        except USER_ERRORS as exc:
-            raise gr.Error(present.error_sentence(exc), print_exception=False) from None
+    call = ctx.loop.call
 
     async def view(session_id: str | None, update: StepUpdate | None = None) -> dict[Any, Any]:
         session = None
         if session_id:
             try:
-                session = await ctx.loop.call(engine.load_session(session_id))
+                session = await call(engine.load_session(session_id))
             except StoreError:
                 session = None
-        summaries = await ctx.loop.call(engine.list_sessions())
+        summaries = await call(engine.list_sessions())
         return await asyncio.to_thread(_render_view, c, ctx, session, summaries, update)
 
+    async def refused(session_id: str | None, exc: BaseException) -> dict[Any, Any]:
+        """The page as it was, with the reason in a toast and in the status line."""
+        sentence = present.error_sentence(exc)
+        gr.Warning(sentence)
+        return {**(await view(session_id)), c.status: f"⚠ {sentence}"}
+
+    def guarded(handler: Callable[..., Awaitable[dict[Any, Any]]]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        async def run(session_id: str | None, *args: Any) -> dict[Any, Any]:
+            try:
+                return await handler(session_id, *args)
+            except _REFUSED as exc:
+                return await refused(session_id, exc)
+
+        return run
+
+    def guarded_stream(
+        handler: Callable[..., AsyncIterator[dict[Any, Any]]],
+    ) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        async def run(session_id: str | None, *args: Any) -> AsyncIterator[dict[Any, Any]]:
+            try:
+                async for page in handler(session_id, *args):
+                    yield page
+            except _REFUSED as exc:
+                yield await refused(session_id, exc)
+
+        return run
+
+    @guarded
     async def on_load(session_id: str | None) -> dict[Any, Any]:
         if not session_id:
-            summaries = await ctx.loop.call(engine.list_sessions())
+            summaries = await call(engine.list_sessions())
             session_id = summaries[0].session_id if summaries else None
         return await view(session_id)
 
@@ -70,31 +103,36 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         session = await call(engine.start_session(image, name=name))
         return await view(session.session_id)
 
-    async def on_source(path: str | None) -> dict[Any, Any]:
+    @guarded
+    async def on_source(_session_id: str | None, path: str | None) -> dict[Any, Any]:
         if not path:
             return {c.status: gr.skip()}
         data = await asyncio.to_thread(Path(path).read_bytes)
         return await start_from_bytes(data, None)
 
-    async def on_example(evt: gr.SelectData) -> dict[Any, Any]:
+    @guarded
+    async def on_example(_session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
         example = ctx.examples[int(evt.index)]
         data = await asyncio.to_thread(example.read_bytes)
         return await start_from_bytes(data, f"{example.stem.capitalize()} example")
 
-    async def on_link(url: str) -> dict[Any, Any]:
+    @guarded
+    async def on_link(_session_id: str | None, url: str) -> dict[Any, Any]:
         url = (url or "").strip()
         if not url:
-            raise gr.Error("Paste a link to an image first.", print_exception=False)
+            raise Refusal("Paste a link to an image first.")
         image = await call(engine.read_link(url))
         session = await call(engine.start_session(image, link_url=url))
         return await view(session.session_id)
 
-    async def on_new_session() -> dict[Any, Any]:
+    @guarded
+    async def on_new_session(_session_id: str | None) -> dict[Any, Any]:
         session = await call(engine.start_session(None))
         return await view(session.session_id)
 
-    async def on_pick_session(session_id: str | None) -> dict[Any, Any]:
-        return await view(session_id) if session_id else {c.status: gr.skip()}
+    @guarded
+    async def on_pick_session(_session_id: str | None, picked: str | None) -> dict[Any, Any]:
+        return await view(picked) if picked else {c.status: gr.skip()}
 
     async def follow(session_id: str, step: Step) -> AsyncIterator[dict[Any, Any]]:
         """Yield the page while `step` runs, then once more when it ends."""
@@ -107,6 +145,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
             await asyncio.sleep(STATUS_REFRESH_S)
         yield await view(session_id)
 
+    @guarded_stream
     async def on_edit(
         session_id: str | None,
         prompt: str,
@@ -119,7 +158,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         tab_key: str | None,
     ) -> AsyncIterator[dict[Any, Any]]:
         if not is_model(model):
-            raise gr.Error("Pick pro or max.", print_exception=False)
+            raise Refusal("Pick pro or max.")
         params = EditParams(
             prompt=prompt or "",
             model=model,
@@ -138,6 +177,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
             yield {**page, c.prompt: ""} if first else page
             first = False
 
+    @guarded_stream
     async def on_retry(
         session_id: str | None, tab_key: str | None
     ) -> AsyncIterator[dict[Any, Any]]:
@@ -150,39 +190,43 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         async for page in follow(session_id, step):
             yield page
 
-    async def on_history_select(session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
-        if not session_id:
-            return {c.status: gr.skip()}
-        session = await call(engine.load_session(session_id))
-        path = session.path()
-        index = int(evt.index)
-        if not 0 <= index < len(path):
-            return await view(session_id)
-        target = path[index].step_id
+    async def move_to(session_id: str, target: str) -> dict[Any, Any]:
         await call(engine.navigate(session_id, lambda s: s.make_current(target)))
         return await view(session_id)
 
+    @guarded
+    async def on_history_select(session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
+        if not session_id:
+            return {c.status: gr.skip()}
+        path = (await call(engine.load_session(session_id))).path()
+        index = int(evt.index)
+        if not 0 <= index < len(path):
+            return await view(session_id)
+        return await move_to(session_id, path[index].step_id)
+
+    @guarded
     async def on_branch_select(session_id: str | None, evt: gr.SelectData) -> dict[Any, Any]:
         if not session_id:
             return {c.status: gr.skip()}
-        session = await call(engine.load_session(session_id))
-        tips = session.branches
+        tips = (await call(engine.load_session(session_id))).branches
         index = int(evt.index)
-        if 0 <= index < len(tips):
-            target = tips[index].step_id
-            await call(engine.navigate(session_id, lambda s: s.make_current(target)))
-        return await view(session_id)
+        if not 0 <= index < len(tips):
+            return await view(session_id)
+        return await move_to(session_id, tips[index].step_id)
 
+    @guarded
     async def on_undo(session_id: str | None) -> dict[Any, Any]:
         if session_id:
             await call(engine.navigate(session_id, lambda s: s.undo()))
         return await view(session_id)
 
+    @guarded
     async def on_redo(session_id: str | None) -> dict[Any, Any]:
         if session_id:
             await call(engine.navigate(session_id, lambda s: s.redo()))
         return await view(session_id)
 
+    @guarded
     async def on_tick(session_id: str | None) -> dict[Any, Any]:
         return await view(session_id)
 
@@ -196,62 +240,26 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
     internal: dict[str, Any] = {"api_visibility": "undocumented"}
     # Navigation and page refreshes are quick store reads: let many run at once.
     quick: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **internal}
-    demo.load(on_load, [c.browser], view_outputs, **quick)
-    c.source.upload(
-        on_source,
-        [c.source],
-        view_outputs,
-        concurrency_limit=8,
-        concurrency_id="intake",
-        **internal,
-    )
-    c.examples.select(on_example, None, view_outputs, **quick)
-    gr.on(
-        [c.load_link.click, c.link.submit],
-        on_link,
-        [c.link],
-        view_outputs,
-        concurrency_limit=8,
-        concurrency_id="intake",
-        **internal,
-    )
-    c.new_session.click(on_new_session, None, view_outputs, **quick)
-    c.sessions.input(on_pick_session, [c.sessions], view_outputs, **quick)
+    intake: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", **internal}
     # An edit holds its slot while it runs (seconds to minutes): no per-listener cap; the global
     # cap is `launch(max_threads=...)`.
-    edit_inputs = [
-        c.browser,
-        c.prompt,
-        c.model,
-        c.aspect,
-        c.output_format,
-        c.translation,
-        c.expansion,
-        c.safety,
-        c.tab_key,
-    ]
-    gr.on(
-        [c.run.click, c.prompt.submit],
-        on_edit,
-        edit_inputs,
-        view_outputs,
-        concurrency_limit=None,
-        concurrency_id="edit",
-        **internal,
-    )
-    c.retry.click(
-        on_retry,
-        [c.browser, c.tab_key],
-        view_outputs,
-        concurrency_limit=None,
-        concurrency_id="edit",
-        **internal,
-    )
-    c.history.select(on_history_select, [c.browser], view_outputs, **quick)
-    c.branches.select(on_branch_select, [c.browser], view_outputs, **quick)
-    c.undo.click(on_undo, [c.browser], view_outputs, **quick)
-    c.redo.click(on_redo, [c.browser], view_outputs, **quick)
-    c.timer.tick(on_tick, [c.browser], view_outputs, **quick)
+    edits: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "edit", **internal}
+    b = c.browser
+    demo.load(on_load, [b], view_outputs, **quick)
+    c.source.upload(on_source, [b, c.source], view_outputs, **intake)
+    c.examples.select(on_example, [b], view_outputs, **intake)
+    gr.on([c.load_link.click, c.link.submit], on_link, [b, c.link], view_outputs, **intake)
+    c.new_session.click(on_new_session, [b], view_outputs, **quick)
+    c.sessions.input(on_pick_session, [b, c.sessions], view_outputs, **quick)
+    edit_inputs = [b, c.prompt, c.model, c.aspect, c.output_format, c.translation]
+    edit_inputs += [c.expansion, c.safety, c.tab_key]
+    gr.on([c.run.click, c.prompt.submit], on_edit, edit_inputs, view_outputs, **edits)
+    c.retry.click(on_retry, [b, c.tab_key], view_outputs, **edits)
+    c.history.select(on_history_select, [b], view_outputs, **quick)
+    c.branches.select(on_branch_select, [b], view_outputs, **quick)
+    c.undo.click(on_undo, [b], view_outputs, **quick)
+    c.redo.click(on_redo, [b], view_outputs, **quick)
+    c.timer.tick(on_tick, [b], view_outputs, **quick)
     c.user_key.change(on_key, [c.user_key], [c.tab_key, c.banner], **quick)
 
 

@@ -18,6 +18,22 @@ from studio.ui import present
 BROWSER_STORAGE_KEY = "kontext-studio-session"
 
 
+def _unopened_path(payload: Any) -> str | None:
+    return None if payload is None else str(payload.path)
+
+
+def _hand_over_unopened(image: gr.Image) -> gr.Image:
+    """Make `image` pass uploads to its handler as the file's path, unopened.
+
+    Gradio's own preprocessing decodes the file with Pillow and fails with a generic error on
+    anything odd; our intake (`studio.images`) checks it instead and says what is wrong in one
+    sentence. (Set on the instance: a `gr.Image` subclass makes Gradio write a .pyi file beside
+    our module.)
+    """
+    image.preprocess = _unopened_path  # type: ignore[method-assign]
+    return image
+
+
 @dataclass(frozen=True, slots=True)
 class Components:
     banner: gr.Markdown
@@ -95,13 +111,15 @@ def _render_header(banner: str) -> dict[str, Any]:
 def _render_source(examples: list[Path]) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=1):
-            source = gr.Image(
-                label="Source: upload, paste or take a photo (the current step shows here)",
-                type="filepath",
-                image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
-                sources=["upload", "clipboard", "webcam"],
-                elem_id="source",
-                height=420,
+            source = _hand_over_unopened(
+                gr.Image(
+                    label="Source: upload, paste or take a photo (the current step shows here)",
+                    type="filepath",
+                    image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
+                    sources=["upload", "clipboard", "webcam"],
+                    elem_id="source",
+                    height=420,
+                )
             )
             with gr.Row(equal_height=True):
                 link = gr.Textbox(
