@@ -1,0 +1,112 @@
+"""The studio on the simulator, driven in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from studio.config import Secret, Settings
+from studio.engine import Engine
+from studio.ui.bridge import EngineLoop
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Set to a folder to keep screenshots of the main states (the README's come from such a run).
+SCREENSHOTS = os.environ.get("STUDIO_SCREENSHOTS")
+# Chromium's own background connections are refused on this closed network (env notes).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Studio:
+    url: str
+    loop: EngineLoop
+    settings: Settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.loop.engine
+
+    def run(self, coro):  # type: ignore[no-untyped-def]
+        return self.loop.run(coro, timeout_s=30)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def studio(sim, clean_env) -> Iterator[Studio]:
+    from studio.ui.serve import start_studio
+
+    settings = Settings(
+        api_key=Secret(sim.api_key),
+        simulator_url=sim.base_url,
+        home=clean_env,
+        port=_free_port(),
+        poll_scale=0.05,
+    )
+    demo, loop, url = start_studio(settings)
+    try:
+        yield Studio(url=url, loop=loop, settings=settings)
+    finally:
+        demo.close()
+        loop.close()
+
+
+@pytest.fixture
+def page(browser, studio):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+            else outside.append(r.url)
+        ),
+    )
+    page.goto(studio.url)
+    expect(page.locator("#run")).to_be_visible(timeout=20_000)
+    # The first render from the store has arrived (before it, a click could be overwritten).
+    expect(page.locator("#status")).not_to_be_empty(timeout=20_000)
+    yield page
+    context.close()
+    assert outside == [], f"the page reached outside loopback: {outside[:3]}"
+
+
+def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """Keep a screenshot of a main state, when STUDIO_SCREENSHOTS names a folder."""
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)

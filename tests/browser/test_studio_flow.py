@@ -1,0 +1,137 @@
+"""A user's main flow in the browser: chain, branch, reload, failure and retry, bad upload."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from studio.history import StepState
+from tests.browser.conftest import shoot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+DONE = re.compile(r"Done in")
+
+
+def _thumbs(page, gallery: str = "#history"):  # type: ignore[no-untyped-def]
+    return page.locator(f'{gallery} button[aria-label^="Thumbnail"]')
+
+
+def _start_from_example(page, index: int = 1) -> None:  # type: ignore[no-untyped-def]
+    _thumbs(page, "#examples").nth(index).click()
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+
+
+def _edit(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
+    box = page.locator("#prompt textarea")
+    box.fill(prompt)
+    box.press("Enter")
+    expect(box).to_have_value("", timeout=15_000)  # cleared once the edit is on its way
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+
+
+def _only_session(studio):  # type: ignore[no-untyped-def]
+    (summary,) = studio.run(studio.engine.list_sessions())
+    return studio.run(studio.engine.load_session(summary.session_id))
+
+
+def test_three_chained_edits_each_start_from_the_previous_result(page, studio, sim):
+    _start_from_example(page)
+    shoot(page, "1-example-loaded")
+    for n, prompt in enumerate(["make it black and white", "add snow", "make it night"], 1):
+        _edit(page, prompt)
+        expect(_thumbs(page)).to_have_count(n + 1)
+    shoot(page, "2-chain")
+    path = _only_session(studio).path()
+    assert [s.params.prompt for s in path[1:]] == [
+        "make it black and white",
+        "add snow",
+        "make it night",
+    ]
+    # The simulator received, as each step's source, exactly the previous step's image.
+    for previous, step in zip(path, path[1:], strict=False):
+        received = sim.tasks[step.task_id].source_bytes
+        assert received == studio.engine.store.read_image(previous.result.sha256)
+    # The page shows the latest result, and the cost of the three pro edits.
+    expect(page.locator("#result img")).to_have_count(1)
+    expect(page.locator("#cost")).to_contain_text("$0.15")
+
+
+def test_clicking_an_earlier_step_branches_and_a_reload_restores_everything(page, studio):
+    _start_from_example(page, 2)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    # Go back to step one: the next edit branches from it.
+    _thumbs(page).nth(1).click()
+    expect(_thumbs(page)).to_have_count(2)
+    expect(page.locator("#redo button, button#redo")).to_be_enabled()
+    _edit(page, "make it a watercolour")
+    expect(_thumbs(page)).to_have_count(3)
+    expect(_thumbs(page, "#branches")).to_have_count(1)  # "add snow" is the other branch
+    shoot(page, "3-branch")
+    session = _only_session(studio)
+    step_one = session.path()[1]
+    assert session.current.params.prompt == "make it a watercolour"
+    assert session.current.parent_id == step_one.step_id
+    assert [b.params.prompt for b in session.branches] == ["add snow"]
+
+    page.reload()
+    expect(page.locator("#run")).to_be_visible(timeout=20_000)
+    expect(page.locator("#status")).not_to_be_empty(timeout=20_000)
+    expect(_thumbs(page)).to_have_count(3, timeout=15_000)
+    expect(_thumbs(page, "#branches")).to_have_count(1)
+    expect(page.locator("#history")).to_contain_text("watercolour")
+    expect(page.locator("#status")).to_contain_text(DONE)
+
+    # The other branch is one click away and becomes the current path.
+    _thumbs(page, "#branches").first.click()
+    expect(page.locator("#history")).to_contain_text("add snow", timeout=15_000)
+    expect(_thumbs(page)).to_have_count(3)
+
+
+def test_a_failed_edit_shows_the_reason_and_retry_completes_it(page, studio, sim):
+    _start_from_example(page)
+    sim.faults.fail_tasks(message="Content moderated: the request was flagged", times=1)
+    box = page.locator("#prompt textarea")
+    box.fill("make it black and white")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text(
+        "Content moderated: the request was flagged", timeout=30_000
+    )
+    retry = page.locator("#retry")
+    expect(retry).to_be_visible()
+    shoot(page, "4-failed")
+    retry.click()
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+    expect(retry).to_be_hidden()
+    session = _only_session(studio)
+    states = sorted(str(s.state) for s in session.steps.values() if s.kind == "edit")
+    assert states == ["completed", "failed"]  # the failed step is kept, the retry is a sibling
+    assert session.current.state is StepState.COMPLETED
+
+
+def test_an_upload_that_is_not_an_image_says_so_and_changes_nothing(page, studio, tmp_path):
+    _start_from_example(page)
+    before = _only_session(studio)
+    fake = tmp_path / "holiday.png"
+    fake.write_text("<html><body>not a photo</body></html>")
+    page.locator("#source input[type=file]").set_input_files(str(fake))
+    expect(page.locator("[data-testid=toast-body]")).to_contain_text("web page (HTML)")
+    expect(page.locator("#status")).to_contain_text("web page (HTML)")
+    expect(_thumbs(page)).to_have_count(1)  # the session is still there, as it was
+    assert studio.run(studio.engine.list_sessions())[0].session_id == before.session_id
+    assert len(studio.run(studio.engine.list_sessions())) == 1
+
+
+def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
+    from tests.support.engines import make_image
+
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(make_image(300, 400, fmt="JPEG"))
+    page.locator("#source input[type=file]").set_input_files(str(photo))
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#aspect input")).to_have_value("Match source (3:4)")
+    origin = _only_session(studio).origin
+    assert studio.engine.store.read_image(origin.result.sha256) == photo.read_bytes()
