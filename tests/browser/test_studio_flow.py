@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -51,7 +52,7 @@ def test_three_chained_edits_each_start_from_the_previous_result(page, studio, s
         "make it night",
     ]
     # The simulator received, as each step's source, exactly the previous step's image.
-    for previous, step in zip(path, path[1:], strict=False):
+    for previous, step in itertools.pairwise(path):
         received = sim.tasks[step.task_id].source_bytes
         assert received == studio.engine.store.read_image(previous.result.sha256)
     # The page shows the latest result, and the cost of the three pro edits.

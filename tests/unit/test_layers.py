@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"params", "history"},
     "bundle": {"params", "history", "store", "images"},
     "engine": {"*"},
-    "ui": {"engine", "params", "history", "config", "images", "present"},
+    "ui": {"engine", "params", "history", "config"},
     "cli": {"*"},
     "bench": {"*"},
     "simulator": set(),

@@ -59,9 +59,15 @@ def test_validated_strips_the_prompt_when_it_has_surrounding_space():
         pytest.param(EditParams(prompt="a", model="ultra"), True, "model", id="bad-model"),  # type: ignore[arg-type]
         pytest.param(EditParams(prompt="a", aspect_ratio="5:4"), True, "aspect_ratio", id="ratio"),
         pytest.param(EditParams(prompt="a", output_format="gif"), True, "output_format", id="gif"),  # type: ignore[arg-type]
-        pytest.param(EditParams(prompt="a", safety_tolerance=3), True, "safety_tolerance", id="s3-edit"),
-        pytest.param(EditParams(prompt="a", safety_tolerance=7), False, "safety_tolerance", id="s7-gen"),
-        pytest.param(EditParams(prompt="a", safety_tolerance=-1), False, "safety_tolerance", id="neg"),
+        pytest.param(
+            EditParams(prompt="a", safety_tolerance=3), True, "safety_tolerance", id="s3-edit"
+        ),
+        pytest.param(
+            EditParams(prompt="a", safety_tolerance=7), False, "safety_tolerance", id="s7-gen"
+        ),
+        pytest.param(
+            EditParams(prompt="a", safety_tolerance=-1), False, "safety_tolerance", id="neg"
+        ),
     ],
 )
 def test_validated_names_the_bad_field_when_a_value_is_refused(params, editing, field):
