@@ -302,7 +302,8 @@ class Engine:
                 session = moved.add_step(new_id(), model_params, self._now())
                 steps.append(session.current)
                 await asyncio.to_thread(self.store.save_step, session.current)
-            session = session.make_current(parent_id)
+            # Back at the parent, with nothing to redo: neither result is current until kept.
+            session = replace(session, current_step_id=parent_id, redo_stack=())
             await asyncio.to_thread(self.store.set_current, session)
         for step in steps:
             self._launch(step, api_key)

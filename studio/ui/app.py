@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -55,6 +56,8 @@ def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
         loop=loop,
         assets=assets,
         examples=examples,
+        # Exports are handed to Gradio from the temp dir, which it may serve (gradio-notes §5).
+        exports=Path(tempfile.mkdtemp(prefix="kontext-studio-exports-")),
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
     )

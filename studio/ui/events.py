@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ class Context:
     loop: EngineLoop
     assets: Path
     examples: list[Path]
+    exports: Path
     simulator: bool
     server_key: bool
 
@@ -157,17 +160,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         safety: float,
         tab_key: str | None,
     ) -> AsyncIterator[dict[Any, Any]]:
-        if not is_model(model):
-            raise Refusal("Pick pro or max.")
-        params = EditParams(
-            prompt=prompt or "",
-            model=model,
-            aspect_ratio=None if aspect == "match" else aspect,
-            output_format="jpeg" if output_format == "jpeg" else "png",
-            enable_translation=bool(translation),
-            enable_prompt_expansion=bool(expansion),
-            safety_tolerance=int(safety),
-        )
+        params = _edit_params(prompt, model, aspect, output_format, translation, expansion, safety)
         if not session_id:
             session_id = (await call(engine.start_session(None))).session_id
         step = await call(engine.submit_edit(session_id, params, api_key=_secret(tab_key)))
@@ -189,6 +182,106 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         )
         async for page in follow(session_id, step):
             yield page
+
+    @guarded_stream
+    async def on_compare(
+        session_id: str | None,
+        prompt: str,
+        aspect: str,
+        output_format: str,
+        translation: bool,
+        expansion: bool,
+        safety: float,
+        tab_key: str | None,
+    ) -> AsyncIterator[dict[Any, Any]]:
+        params = _edit_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
+        if not session_id:
+            session_id = (await call(engine.start_session(None))).session_id
+        pair = await call(engine.compare(session_id, params, api_key=_secret(tab_key)))
+        ids = (pair[0].step_id, pair[1].step_id)
+        yield {
+            **(await view(session_id)),
+            c.compare_pair: ids,
+            c.compare_panel: gr.Group(visible=True),
+            c.compare_pro: None,
+            c.compare_max: None,
+            c.compare_slider: None,
+            c.keep_pro: gr.Button(interactive=False),
+            c.keep_max: gr.Button(interactive=False),
+            c.prompt: "",
+        }
+        while any(engine.is_running(i) for i in ids):
+            texts = [present.compare_text(s, engine.progress(s.step_id)) for s in pair]
+            yield {c.compare_pro_text: texts[0], c.compare_max_text: texts[1]}
+            await asyncio.sleep(STATUS_REFRESH_S)
+        yield {**(await view(session_id)), **(await compare_view(session_id, ids))}
+
+    async def compare_view(session_id: str, ids: tuple[str, str]) -> dict[Any, Any]:
+        session = await call(engine.load_session(session_id))
+        pro, max_ = (session.steps[i] for i in ids)
+        pro_image, max_image = _image_path(engine, pro), _image_path(engine, max_)
+        both = (pro_image, max_image) if pro_image and max_image else None
+        return {
+            c.compare_pair: ids,
+            c.compare_panel: gr.Group(visible=True),
+            c.compare_pro: pro_image,
+            c.compare_max: max_image,
+            c.compare_pro_text: present.compare_text(pro, None),
+            c.compare_max_text: present.compare_text(max_, None),
+            c.compare_slider: both,
+            c.keep_pro: gr.Button(interactive=pro_image is not None),
+            c.keep_max: gr.Button(interactive=max_image is not None),
+        }
+
+    async def keep(session_id: str | None, pair: Any, side: int) -> dict[Any, Any]:
+        if not session_id or not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise Refusal("There is no comparison to keep a result from; run Compare first.")
+        await call(engine.keep(session_id, str(pair[side])))
+        return {
+            **(await view(session_id)),
+            c.compare_pair: None,
+            c.compare_panel: gr.Group(visible=False),
+        }
+
+    @guarded
+    async def on_keep_pro(session_id: str | None, pair: Any) -> dict[Any, Any]:
+        return await keep(session_id, pair, 0)
+
+    @guarded
+    async def on_keep_max(session_id: str | None, pair: Any) -> dict[Any, Any]:
+        return await keep(session_id, pair, 1)
+
+    @guarded
+    async def on_pair(
+        session_id: str | None, left: str | None, right: str | None
+    ) -> dict[Any, Any]:
+        if not session_id or not left or not right:
+            return {c.slider: gr.skip()}
+        session = await call(engine.load_session(session_id))
+        if left not in session.steps or right not in session.steps:
+            return {c.slider: gr.skip()}
+        a, b = _image_path(engine, session.steps[left]), _image_path(engine, session.steps[right])
+        return {c.slider: (a, b) if a and b else None}
+
+    @guarded
+    async def on_export(session_id: str | None) -> dict[Any, Any]:
+        if not session_id:
+            raise Refusal("There is no session to export yet.")
+        data = await call(engine.export_session(session_id))
+        session = await call(engine.load_session(session_id))
+        path = await asyncio.to_thread(_write_export, ctx.exports, session.name, data)
+        return {
+            c.export_file: gr.DownloadButton(value=str(path), visible=True),
+            c.status: f"Exported {len(session.steps)} steps: use *Download export* to save it.",
+        }
+
+    @guarded
+    async def on_import(_session_id: str | None, path: str | None) -> dict[Any, Any]:
+        if not path:
+            return {c.status: gr.skip()}
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        session = await call(engine.import_session(data))
+        return {**(await view(session.session_id)), c.status: f"Imported “{session.name}”."}
 
     async def move_to(session_id: str, target: str) -> dict[Any, Any]:
         await call(engine.navigate(session_id, lambda s: s.make_current(target)))
@@ -261,10 +354,23 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
     c.redo.click(on_redo, [b], view_outputs, **quick)
     c.timer.tick(on_tick, [b], view_outputs, **quick)
     c.user_key.change(on_key, [c.user_key], [c.tab_key, c.banner], **quick)
+    compare_outputs = [*view_outputs, c.compare_pair, c.compare_panel, c.compare_pro]
+    compare_outputs += [c.compare_max, c.compare_pro_text, c.compare_max_text]
+    compare_outputs += [c.compare_slider, c.keep_pro, c.keep_max]
+    compare_inputs = [b, c.prompt, c.aspect, c.output_format, c.translation, c.expansion]
+    compare_inputs += [c.safety, c.tab_key]
+    c.compare.click(on_compare, compare_inputs, compare_outputs, **edits)
+    c.keep_pro.click(on_keep_pro, [b, c.compare_pair], compare_outputs, **quick)
+    c.keep_max.click(on_keep_max, [b, c.compare_pair], compare_outputs, **quick)
+    gr.on([c.pair_a.input, c.pair_b.input], on_pair, [b, c.pair_a, c.pair_b], [c.slider], **quick)
+    c.export.click(on_export, [b], [*view_outputs, c.export_file], **quick)
+    c.import_file.upload(on_import, [b, c.import_file], view_outputs, **intake)
 
 
 def _view_outputs(c: Components) -> list[Any]:
     return [
+        c.pair_a,
+        c.pair_b,
         c.browser,
         c.sessions,
         c.cost,
@@ -296,6 +402,8 @@ def _render_view(
     choices = [(s.name, s.session_id) for s in summaries]
     if session is None:
         return {
+            c.pair_a: gr.Dropdown(choices=[], value=None),
+            c.pair_b: gr.Dropdown(choices=[], value=None),
             c.sessions: gr.Dropdown(choices=choices, value=None),
             c.cost: present.cost_line(None),
             c.source: None,
@@ -324,14 +432,16 @@ def _render_view(
     progress = update or engine.progress(current.step_id)
     running = any(s.state in UNFINISHED_STATES for s in session.steps.values())
     history = [(_thumb(ctx, s), present.caption(s, i)) for i, s in enumerate(path)]
-    branches = [
-        (_thumb(ctx, s), present.caption(s, len(_ancestry(session, s)) - 1))
-        for s in session.branches
-    ]
+    branches = [(_thumb(ctx, s), present.caption(s, _depth(session, s))) for s in session.branches]
     match_ratio = None
     if shown.result is not None:
         match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
+    finished = [s for s in session.steps.values() if s.result is not None]
+    pair_choices = [present.step_choice(s, _depth(session, s)) for s in finished]
+    left = shown.parent_id if parent_image else shown.step_id
     return {
+        c.pair_a: gr.Dropdown(choices=pair_choices, value=left),
+        c.pair_b: gr.Dropdown(choices=pair_choices, value=shown.step_id),
         c.browser: session.session_id,
         c.sessions: gr.Dropdown(choices=choices, value=session.session_id),
         c.cost: present.cost_line(session),
@@ -362,11 +472,43 @@ def _shown_step(session: Session) -> Step:
     return session.current
 
 
-def _ancestry(session: Session, step: Step) -> list[Step]:
-    chain = [step]
-    while chain[-1].parent_id is not None:
-        chain.append(session.steps[chain[-1].parent_id])
-    return chain
+def _depth(session: Session, step: Step) -> int:
+    """How many edits lie between the origin and `step` (its number in captions)."""
+    depth = 0
+    while step.parent_id is not None:
+        step = session.steps[step.parent_id]
+        depth += 1
+    return depth
+
+
+def _edit_params(
+    prompt: str | None,
+    model: str,
+    aspect: str,
+    output_format: str,
+    translation: bool,
+    expansion: bool,
+    safety: float,
+) -> EditParams:
+    if not is_model(model):
+        raise Refusal("Pick pro or max.")
+    return EditParams(
+        prompt=prompt or "",
+        model=model,
+        aspect_ratio=None if aspect == "match" else aspect,
+        output_format="jpeg" if output_format == "jpeg" else "png",
+        enable_translation=bool(translation),
+        enable_prompt_expansion=bool(expansion),
+        safety_tolerance=int(safety),
+    )
+
+
+def _write_export(folder: Path, name: str, data: bytes) -> Path:
+    """The ZIP under a per-export folder in the temp dir, which Gradio may serve."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
+    target = Path(tempfile.mkdtemp(dir=folder)) / f"{slug}.zip"
+    target.write_bytes(data)
+    return target
 
 
 def _image_path(engine: Any, step: Step) -> str | None:

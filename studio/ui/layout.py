@@ -65,9 +65,21 @@ class Components:
     export: gr.Button
     export_file: gr.DownloadButton
     import_file: gr.UploadButton
+    compare: gr.Button
+    compare_panel: gr.Group
+    compare_pro: gr.Image
+    compare_max: gr.Image
+    compare_pro_text: gr.Markdown
+    compare_max_text: gr.Markdown
+    compare_slider: gr.ImageSlider
+    keep_pro: gr.Button
+    keep_max: gr.Button
+    pair_a: gr.Dropdown
+    pair_b: gr.Dropdown
     timer: gr.Timer
     browser: gr.BrowserState
     tab_key: gr.State
+    compare_pair: gr.State
 
 
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
@@ -75,13 +87,16 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
     header = _render_header(banner)
     source = _render_source(examples)
     instruction = _render_instruction()
+    compare = _render_compare()
     history = _render_history()
     return Components(
         **header,
         **source,
         **instruction,
+        **compare,
         **history,
         timer=gr.Timer(1.0, active=False),
+        compare_pair=gr.State(None),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=gr.State(None),
     )
@@ -165,11 +180,16 @@ def _render_result_column() -> dict[str, Any]:
                 elem_id="slider",
                 max_height=420,
             )
+            with gr.Row():
+                pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
+                pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
     status = gr.Markdown("", elem_id="status")
     with gr.Row():
         download = gr.DownloadButton("Download", elem_id="download", visible=False, size="sm")
         retry = gr.Button("Retry", elem_id="retry", visible=False, size="sm", variant="secondary")
     return {
+        "pair_a": pair_a,
+        "pair_b": pair_b,
         "result": result,
         "slider": slider,
         "status": status,
@@ -190,6 +210,7 @@ def _render_instruction() -> dict[str, Any]:
             autofocus=True,
         )
         run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=1)
+        compare = gr.Button("Compare pro / max", elem_id="compare", scale=1)
     with gr.Row():
         model = gr.Radio(
             present.model_choices(), value="pro", label="Model", elem_id="model", scale=2
@@ -231,6 +252,7 @@ def _render_instruction() -> dict[str, Any]:
             elem_id="user-key",
         )
     return {
+        "compare": compare,
         "prompt": prompt,
         "run": run,
         "model": model,
@@ -240,6 +262,51 @@ def _render_instruction() -> dict[str, Any]:
         "expansion": expansion,
         "safety": safety,
         "user_key": user_key,
+    }
+
+
+def _render_compare() -> dict[str, Any]:
+    with gr.Group(visible=False, elem_id="compare-panel") as panel:
+        gr.Markdown("### Pro and max, side by side: keep the better one", elem_id="compare-title")
+        with gr.Row():
+            with gr.Column():
+                pro = gr.Image(
+                    label="pro",
+                    type="filepath",
+                    interactive=False,
+                    format="png",
+                    elem_id="compare-pro",
+                    height=320,
+                )
+                pro_text = gr.Markdown("", elem_id="compare-pro-text")
+                keep_pro = gr.Button("Keep pro", elem_id="keep-pro", variant="primary")
+            with gr.Column():
+                max_ = gr.Image(
+                    label="max",
+                    type="filepath",
+                    interactive=False,
+                    format="png",
+                    elem_id="compare-max",
+                    height=320,
+                )
+                max_text = gr.Markdown("", elem_id="compare-max-text")
+                keep_max = gr.Button("Keep max", elem_id="keep-max", variant="primary")
+        slider = gr.ImageSlider(
+            label="pro | max",
+            type="filepath",
+            format="png",
+            elem_id="compare-slider",
+            max_height=420,
+        )
+    return {
+        "compare_panel": panel,
+        "compare_pro": pro,
+        "compare_max": max_,
+        "compare_pro_text": pro_text,
+        "compare_max_text": max_text,
+        "compare_slider": slider,
+        "keep_pro": keep_pro,
+        "keep_max": keep_max,
     }
 
 

@@ -95,6 +95,25 @@ def step_status(step: Step, update: StepUpdate | None = None) -> str:
             return f"⏳ {str(step.state).capitalize()}…"
 
 
+def compare_text(step: Step, update: StepUpdate | None) -> str:
+    """One side of a compare: its state while running, then time and cost, or the reason."""
+    assert step.params is not None
+    name = f"**{step.params.model}**"
+    if update is not None and not update.is_final:
+        return f"{name} ⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s"
+    if step.state is StepState.COMPLETED:
+        seconds = f"{step.elapsed_s:.1f} s" if step.elapsed_s is not None else "done"
+        return f"{name} ✓ {seconds} to result · {format_cents(step.cost_cents or 0)}"
+    if step.state is StepState.FAILED:
+        return f"{name} ✗ Failed: {step.error or 'the service gave no reason.'}"
+    return f"{name} ⏳ {str(step.state).capitalize()}…"
+
+
+def step_choice(step: Step, index: int) -> tuple[str, str]:
+    """A step as a dropdown choice: its caption, and its id."""
+    return caption(step, index), step.step_id
+
+
 def cost_line(session: Session | None, balance_cents: int | None = None) -> str:
     total = format_cents(session.total_cost_cents) if session else format_cents(0)
     text = f"Session cost **{total}**"

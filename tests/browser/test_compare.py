@@ -1,0 +1,59 @@
+"""Pro and max side by side in the browser: keep one, go on editing, find the other as a branch."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import shoot
+from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim, tmp_path):
+    _start_from_example(page, 2)
+    page.locator("#prompt textarea").fill("make it night")
+    page.locator("#compare").click()
+    expect(page.locator("#keep-max")).to_be_visible(timeout=15_000)
+    expect(page.locator("#compare-pro-text")).to_contain_text("to result", timeout=30_000)
+    expect(page.locator("#compare-max-text")).to_contain_text("to result", timeout=30_000)
+    expect(page.locator("#compare-max-text")).to_contain_text("$0.10")
+    expect(page.locator("#compare-slider [data-testid=imageslider-image]")).to_have_count(2)
+    shoot(page, "5-compare")
+    # Both tasks ran at once on the simulator: each started before the other finished.
+    pro_task, max_task = sorted(sim.tasks.values(), key=lambda t: t.model != "flux-kontext-pro")
+    assert (pro_task.model, max_task.model) == ("flux-kontext-pro", "flux-kontext-max")
+    assert pro_task.created_at < max_task.finished_at
+    assert max_task.created_at < pro_task.finished_at
+
+    page.locator("#keep-max").click()
+    expect(page.locator("#keep-max")).to_be_hidden(timeout=15_000)
+    _edit(page, "add snow")
+    expect(_thumbs(page)).to_have_count(3)
+    expect(_thumbs(page, "#branches")).to_have_count(1)
+    expect(page.locator("#branches")).to_contain_text("pro")
+    session = _only_session(studio)
+    kept, after = session.path()[1:]
+    assert kept.params.model == "max"
+    assert after.parent_id == kept.step_id
+    (sibling,) = session.branches
+    assert sibling.params.model == "pro"
+    assert sibling.parent_id == kept.parent_id
+
+    # The whole session leaves as a ZIP and comes back as a second session.
+    page.locator("#export").click()
+    expect(page.locator("#export-file")).to_be_visible(timeout=15_000)
+    with page.expect_download() as download:
+        page.locator("#export-file").click()
+    saved = tmp_path / "export.zip"
+    download.value.save_as(saved)
+    assert "session.json" in zipfile.ZipFile(saved).namelist()
+    with page.expect_file_chooser() as chooser:
+        page.locator("#import").click()
+    chooser.value.set_files(str(saved))
+    expect(page.locator("#status")).to_contain_text("Imported", timeout=15_000)
+    expect(page.locator("#status")).not_to_contain_text(DONE)
+    assert len(studio.run(studio.engine.list_sessions())) == 2
