@@ -1,0 +1,5 @@
+"""`python -m studio.cli`: the same as the `kontext-studio` command."""
+
+from studio.cli import main
+
+raise SystemExit(main())

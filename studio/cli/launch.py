@@ -1,0 +1,91 @@
+"""Starting things: the simulator when no key is set, the browser studio, `simulate`.
+
+Imports `config` and, lazily, `simulator` and `ui` (Gradio is loaded only to serve the studio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal
+
+from studio.cli.errors import EXIT_OK, CommandError
+from studio.config import Secret, Settings
+
+if TYPE_CHECKING:
+    from studio.simulator import Simulator
+
+SimLatency = Literal["fast", "demo", "quick"]
+SIM_LATENCIES: tuple[SimLatency, ...] = ("fast", "demo", "quick")
+SIMULATOR_NOTICE = (
+    "No RUNAPI_API_KEY is set: using the built-in RunAPI simulator. "
+    "Its images are simple deterministic edits, not Flux."
+)
+# The real poll schedule waits 4.5 s before the first read (studio/runapi/policy.py); against a
+# simulator that finishes in well under a second, read at this fraction of it instead.
+FAST_SIM_POLL_SCALE = 0.05
+
+
+def sim_latency(environ: Mapping[str, str]) -> SimLatency:
+    """`KONTEXT_STUDIO_SIM_LATENCY`: fast, demo or quick (default demo, to watch the states)."""
+    value = environ.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower() or "demo"
+    if value not in SIM_LATENCIES:
+        raise CommandError("KONTEXT_STUDIO_SIM_LATENCY must be fast, demo or quick.")
+    return value
+
+
+def start_simulator_if_needed(
+    settings: Settings, *, latency: SimLatency = "demo"
+) -> tuple[Settings, Simulator | None]:
+    """With no key, start the simulator in this process and point the settings at it."""
+    if settings.api_key is not None:
+        return settings, None
+    from studio.simulator import Simulator
+
+    key = "sk-sim-" + secrets.token_hex(8)
+    sim = Simulator(api_key=key, latency=latency, state_dir=settings.home / "simulator")
+    sim.start()
+    settings = replace(settings, api_key=Secret(key), simulator_url=sim.base_url)
+    if latency != "demo" and settings.poll_scale == 1.0:
+        settings = replace(settings, poll_scale=FAST_SIM_POLL_SCALE)
+    return settings, sim
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """`kontext-studio simulate`: serve the simulator until Ctrl+C."""
+    from studio.simulator import Simulator
+
+    key = args.api_key or os.environ.get("RUNAPI_API_KEY") or "sk-sim"
+    sim = Simulator(api_key=key, latency=args.latency)
+    sim.start(port=args.sim_port)
+    sys.stdout.write(f"{sim.base_url}\n")
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"RUNAPI_BASE_URL={sim.base_url} RUNAPI_API_KEY=<the key you chose>  (Ctrl+C stops)\n"
+    )
+    try:
+        threading.Event().wait()  # until Ctrl+C
+    finally:
+        sim.stop()
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`kontext-studio` with no command: the browser studio (it resumes unfinished edits)."""
+    settings = Settings.from_env(home=args.home, host=args.host, port=args.port, hosted=args.hosted)
+    settings, sim = start_simulator_if_needed(settings, latency=sim_latency(os.environ))
+    if sim is not None:
+        sys.stderr.write(f"{SIMULATOR_NOTICE}\n")
+    try:
+        from studio.ui.serve import serve_studio
+
+        serve_studio(settings, mcp=args.mcp)
+    finally:
+        if sim is not None:
+            sim.stop()
+    return EXIT_OK

@@ -1,0 +1,220 @@
+"""The `kontext-studio` argument parser: every command, flag and one-line help.
+
+Imports `params` (the choices) and the stdlib. The README pastes `kontext-studio --help`, and
+`tests/unit/test_cli_help.py` keeps the two the same, so the width is fixed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from studio import __version__
+from studio.cli.errors import EXIT_USAGE
+from studio.params import ASPECT_RATIOS, MODELS, OUTPUT_FORMATS
+
+PROG = "kontext-studio"
+# Fixed, so the help does not change with the terminal it is printed in (the README pastes it).
+HELP_WIDTH = 88
+MATCH_SOURCE = "match"
+
+
+class _Formatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=HELP_WIDTH, max_help_position=28)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, `kontext-studio: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help').\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for `kontext-studio` and all its commands."""
+    parser = CommandParser(
+        prog=PROG,
+        formatter_class=_Formatter,
+        description=(
+            "Edit images with FLUX.1 Kontext through RunAPI. With no command, start the browser "
+            "studio. With no RUNAPI_API_KEY, everything runs on the built-in simulator."
+        ),
+        epilog="Exit codes: 0 ok, 1 the edit or the service failed, 2 bad arguments or input, "
+        "130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        help="data directory (default: KONTEXT_STUDIO_HOME or the platform's user data folder)",
+    )
+    parser.add_argument("--host", help="address to serve the studio on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port for the studio (default 7860)")
+    parser.add_argument(
+        "--hosted",
+        action="store_true",
+        default=None,
+        help="for a studio others can reach: links may not point at private or loopback "
+        "addresses (sessions are not yet separated per visitor)",
+    )
+    parser.add_argument("--mcp", action="store_true", help="also serve the studio as an MCP server")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log details (and tracebacks) on stderr"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_edit_commands(commands)
+    _add_session_commands(commands)
+    _add_simulate(commands)
+    return parser
+
+
+def _output_options() -> CommandParser:
+    common = CommandParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout, for scripts"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    # Also accepted after the command; SUPPRESS keeps a `-v` given before it.
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    return common
+
+
+def _edit_options(*, model: bool = True) -> CommandParser:
+    options = CommandParser(add_help=False)
+    if model:
+        options.add_argument("--model", choices=MODELS, default="pro", help="default pro")
+    options.add_argument(
+        "--aspect",
+        choices=[*ASPECT_RATIOS, MATCH_SOURCE],
+        default=MATCH_SOURCE,
+        metavar="RATIO",
+        help=f"{', '.join(ASPECT_RATIOS)} or {MATCH_SOURCE} (default: the source's own)",
+    )
+    options.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="default png")
+    return options
+
+
+def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> None:
+    output, source = _output_options(), "an image file, '-' for stdin, or an http(s) link"
+    edit = commands.add_parser(
+        "edit",
+        help="edit an image (a file or a link) with one instruction",
+        parents=[_edit_options(), output],
+        formatter_class=_Formatter,
+    )
+    edit.add_argument("source", metavar="SOURCE", help=source)
+    edit.add_argument("prompt", metavar="INSTRUCTION", help='what to change, e.g. "make it night"')
+    edit.add_argument("-o", "--output", type=Path, help="file or folder to write (default: .)")
+
+    chain = commands.add_parser(
+        "chain",
+        help="apply several instructions in turn, each to the previous result",
+        parents=[_edit_options(), output],
+        formatter_class=_Formatter,
+    )
+    chain.add_argument("source", metavar="SOURCE", help=source)
+    chain.add_argument(
+        "-p",
+        "--prompt",
+        dest="prompts",
+        action="append",
+        required=True,
+        metavar="INSTRUCTION",
+        help="one step; repeat for each step, in order",
+    )
+    chain.add_argument("-o", "--output", type=Path, help="folder to write to (default: .)")
+
+    compare = commands.add_parser(
+        "compare",
+        help="run one instruction on pro and max side by side",
+        parents=[_edit_options(model=False), output],
+        formatter_class=_Formatter,
+    )
+    compare.add_argument("source", metavar="SOURCE", help=source)
+    compare.add_argument("prompt", metavar="INSTRUCTION", help="what to change")
+    compare.add_argument("-o", "--output", type=Path, help="folder to write to (default: .)")
+
+    generate = commands.add_parser(
+        "generate",
+        help="make a new image from an instruction, without a source",
+        parents=[_edit_options(), output],
+        formatter_class=_Formatter,
+    )
+    generate.add_argument("prompt", metavar="INSTRUCTION", help="what to make")
+    generate.add_argument("-o", "--output", type=Path, help="file or folder to write (default: .)")
+
+    replay = commands.add_parser(
+        "replay",
+        help="apply the instructions of an exported session to a new image",
+        parents=[output],
+        formatter_class=_Formatter,
+    )
+    replay.add_argument("bundle", metavar="SESSION.zip", type=Path, help="a session export")
+    replay.add_argument("source", metavar="NEW_SOURCE", help=source)
+    replay.add_argument("-o", "--output", type=Path, help="folder to write to (default: .)")
+
+
+def _add_session_commands(commands: argparse._SubParsersAction[CommandParser]) -> None:
+    sessions = commands.add_parser(
+        "sessions",
+        help="list, show, export or import sessions",
+        formatter_class=_Formatter,
+    )
+    actions = sessions.add_subparsers(dest="action", metavar="ACTION", required=True)
+    output = _output_options()
+    actions.add_parser(
+        "list",
+        help="every session, most recent first",
+        parents=[output],
+        formatter_class=_Formatter,
+    )
+    show = actions.add_parser(
+        "show", help="one session's steps", parents=[output], formatter_class=_Formatter
+    )
+    show.add_argument("session_id", metavar="ID", help="a session id (or a unique prefix of one)")
+    export = actions.add_parser(
+        "export", help="write a session as a ZIP", parents=[output], formatter_class=_Formatter
+    )
+    export.add_argument("session_id", metavar="ID", help="a session id (or a unique prefix of one)")
+    export.add_argument(
+        "-o", "--output", type=Path, metavar="FILE.zip", help="default: ./<name>.zip"
+    )
+    import_ = actions.add_parser(
+        "import",
+        help="add an exported ZIP as a new session",
+        parents=[output],
+        formatter_class=_Formatter,
+    )
+    import_.add_argument("bundle", metavar="FILE.zip", type=Path, help="a session export")
+
+
+def _add_simulate(commands: argparse._SubParsersAction[CommandParser]) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the RunAPI simulator on loopback and print its base URL",
+        formatter_class=_Formatter,
+    )
+    simulate.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        dest="sim_port",
+        help="port (default 8765; 0 picks a free one)",
+    )
+    simulate.add_argument(
+        "--latency",
+        choices=["fast", "demo", "quick"],
+        default="demo",
+        help="how long tasks take (default demo: a few seconds)",
+    )
+    simulate.add_argument(
+        "--api-key",
+        default=None,
+        help="the key clients must send (default: RUNAPI_API_KEY, else sk-sim)",
+    )
