@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.config import Settings
-from studio.ui import layout, present
+from studio.ui import api, layout, present
 from studio.ui.bridge import EngineLoop
 from studio.ui.events import Context, wire
 
@@ -52,12 +52,13 @@ def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
     assets = assets_dir()
     (settings.home / "thumbs").mkdir(parents=True, exist_ok=True)
     examples = example_images(assets)
+    exports = Path(tempfile.mkdtemp(prefix="kontext-studio-exports-"))
     ctx = Context(
         loop=loop,
         assets=assets,
         examples=examples,
         # Exports are handed to Gradio from the temp dir, which it may serve (gradio-notes §5).
-        exports=Path(tempfile.mkdtemp(prefix="kontext-studio-exports-")),
+        exports=exports,
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
     )
@@ -67,6 +68,7 @@ def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
         wire(components, ctx, demo)
+        api.register(loop, exports)
     return demo
 
 

@@ -22,7 +22,7 @@ def _unopened_path(payload: Any) -> str | None:
     return None if payload is None else str(payload.path)
 
 
-def _hand_over_unopened(image: gr.Image) -> gr.Image:
+def hand_over_unopened(image: gr.Image) -> gr.Image:
     """Make `image` pass uploads to its handler as the file's path, unopened.
 
     Gradio's own preprocessing decodes the file with Pillow and fails with a generic error on
@@ -126,7 +126,7 @@ def _render_header(banner: str) -> dict[str, Any]:
 def _render_source(examples: list[Path]) -> dict[str, Any]:
     with gr.Row():
         with gr.Column(scale=1):
-            source = _hand_over_unopened(
+            source = hand_over_unopened(
                 gr.Image(
                     label="Source: upload, paste or take a photo (the current step shows here)",
                     type="filepath",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ class Studio:
         return self.loop.run(coro, timeout_s=30)
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API runs its own event loop in this thread while it is open,
+# which would break any async test that runs after it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
@@ -62,23 +65,30 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture
-def studio(sim, clean_env) -> Iterator[Studio]:
+@contextlib.contextmanager
+def running_studio(sim, home: Path, *, mcp: bool = False) -> Iterator[Studio]:  # type: ignore[no-untyped-def]
+    """The studio on a free port, on the test simulator, polling at the fast simulator's pace."""
     from studio.ui.serve import start_studio
 
     settings = Settings(
         api_key=Secret(sim.api_key),
         simulator_url=sim.base_url,
-        home=clean_env,
+        home=home,
         port=_free_port(),
         poll_scale=0.05,
     )
-    demo, loop, url = start_studio(settings)
+    demo, loop, url = start_studio(settings, mcp=mcp)
     try:
         yield Studio(url=url, loop=loop, settings=settings)
     finally:
         demo.close()
         loop.close()
+
+
+@pytest.fixture
+def studio(sim, clean_env) -> Iterator[Studio]:
+    with running_studio(sim, clean_env) as running:
+        yield running
 
 
 @pytest.fixture

@@ -1,0 +1,231 @@
+"""The studio's deliberate endpoints for scripts and agents: stable `api_name`s, documented args.
+
+Each is a public Gradio endpoint (so `gradio_client` and the MCP server list it) on hidden
+components; the page's own events stay undocumented plumbing. Docstrings become the MCP tool
+descriptions, so they are written for an agent reading them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.engine import USER_ERRORS, Engine
+from studio.history import Step, StepState
+from studio.params import ASPECT_RATIOS, MODELS, EditParams, is_model
+from studio.ui import present
+from studio.ui.bridge import EngineLoop
+from studio.ui.layout import hand_over_unopened
+
+# Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
+_EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
+
+
+def register(loop: EngineLoop, exports: Path) -> None:
+    """Add the public endpoints to the Blocks being built."""
+    engine = loop.engine
+
+    async def run(coro: Any) -> Any:
+        try:
+            return await loop.call(coro)
+        except USER_ERRORS as exc:
+            raise gr.Error(present.error_sentence(exc), print_exception=False) from None
+
+    async def session_for(image: str | None, session_id: str) -> str:
+        session_id = (session_id or "").strip()
+        if session_id:
+            return str((await run(engine.load_session(session_id))).session_id)
+        source = None
+        if image:
+            data = await asyncio.to_thread(Path(image).read_bytes)
+            source = await run(engine.read_image(data))
+        return str((await run(engine.start_session(source, name="From the API"))).session_id)
+
+    async def edit_image(
+        image: str | None,
+        instruction: str,
+        model: str = "pro",
+        aspect_ratio: str = "match",
+        session_id: str = "",
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Edit an image with FLUX.1 Kontext, or generate one when no image is given.
+
+        Describe the change and what to keep, e.g. 'Change the shop sign to read "BAKERY",
+        keep everything else'. The result is kept in the studio's history as a new step; pass
+        the returned session_id to continue_session to chain further edits on it.
+
+        Args:
+            image: The source image (a file, an http(s) URL or a data: URI). Leave empty to
+                generate from the instruction alone, or when session_id is given.
+            instruction: What to change, in plain English.
+            model: "pro" (5 cents) or "max" (10 cents, more faithful on hard edits).
+            aspect_ratio: "match" (nearest to the source) or one of 21:9, 16:9, 4:3, 1:1,
+                3:4, 9:16.
+            session_id: Continue this studio session from its current step instead of
+                starting a new one.
+
+        Returns:
+            The result image, and a summary with session_id, step_id, task_id, model,
+            seconds, cost_cents, state and error.
+        """
+        params = _params(instruction, model, aspect_ratio)
+        sid = await session_for(image, session_id)
+        step = await run(engine.edit(sid, params))
+        if step.state is not StepState.COMPLETED:
+            raise gr.Error(f"The edit failed: {step.error}", print_exception=False)
+        return _image(engine, step), _summary(step)
+
+    async def continue_session(
+        session_id: str, instruction: str, model: str = "pro", aspect_ratio: str = "match"
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Apply one more edit to a studio session, starting from its current step.
+
+        Args:
+            session_id: The session returned by edit_image or compare_models.
+            instruction: What to change next, in plain English.
+            model: "pro" (5 cents) or "max" (10 cents).
+            aspect_ratio: "match" (keep the current shape) or one of 21:9, 16:9, 4:3, 1:1,
+                3:4, 9:16.
+
+        Returns:
+            The result image and a summary (session_id, step_id, task_id, seconds,
+            cost_cents, state, error).
+        """
+        if not (session_id or "").strip():
+            raise gr.Error("Give the session_id of the session to continue.")
+        return await edit_image(None, instruction, model, aspect_ratio, session_id)
+
+    async def compare_models(
+        image: str | None, instruction: str, aspect_ratio: str = "match", session_id: str = ""
+    ) -> tuple[str | None, str | None, dict[str, Any]]:
+        """Run one instruction on flux-kontext-pro and flux-kontext-max at once, to compare.
+
+        Both results are kept as sibling steps; neither becomes current until keep_result is
+        called with the chosen step_id. Costs 15 cents in all.
+
+        Args:
+            image: The source image (a file, an http(s) URL or a data: URI); empty with
+                session_id to start from that session's current step.
+            instruction: What to change, in plain English.
+            aspect_ratio: "match" or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
+            session_id: Compare from this session's current step instead of a new session.
+
+        Returns:
+            The pro image, the max image, and a summary with both steps' ids, times, costs
+            and errors.
+        """
+        params = _params(instruction, "pro", aspect_ratio)
+        sid = await session_for(image, session_id)
+        pair = await run(engine.compare(sid, params))
+        pro, max_ = await asyncio.gather(*(run(engine.wait(s.step_id)) for s in pair))
+        return (
+            _image(engine, pro),
+            _image(engine, max_),
+            {"pro": _summary(pro), "max": _summary(max_)},
+        )
+
+    async def keep_result(session_id: str, step_id: str) -> dict[str, Any]:
+        """Make a compared result the current step, so the next edit continues from it.
+
+        Args:
+            session_id: The session of the comparison.
+            step_id: The step_id of the result to keep (from compare_models' summary).
+
+        Returns:
+            The kept step's summary.
+        """
+        session = await run(engine.keep(session_id, step_id))
+        return _summary(session.current)
+
+    async def export_session(session_id: str) -> str:
+        """Export a studio session as a ZIP: every image and a readable session.json.
+
+        Args:
+            session_id: The session to export.
+
+        Returns:
+            The ZIP file.
+        """
+        data = await run(engine.export_session(session_id))
+        target = exports / f"session-{session_id[:8]}.zip"
+        await asyncio.to_thread(target.write_bytes, data)
+        return str(target)
+
+    with gr.Column(visible=False):
+        image_in = hand_over_unopened(gr.Image(type="filepath", image_mode=None, label="image"))
+        text: dict[str, Any] = {
+            "instruction": gr.Textbox(label="instruction"),
+            "model": gr.Radio(list(MODELS), value="pro", label="model"),
+            "aspect_ratio": gr.Dropdown(
+                ["match", *ASPECT_RATIOS], value="match", label="aspect_ratio"
+            ),
+            "session_id": gr.Textbox("", label="session_id"),
+            "step_id": gr.Textbox(label="step_id"),
+        }
+        image_out = gr.Image(type="filepath", format="png", label="result")
+        second_out = gr.Image(type="filepath", format="png", label="max result")
+        summary = gr.JSON(label="summary")
+        zip_out = gr.File(label="export")
+        trigger = gr.Button()
+    t = text
+    trigger.click(
+        edit_image,
+        [image_in, t["instruction"], t["model"], t["aspect_ratio"], t["session_id"]],
+        [image_out, summary],
+        api_name="edit_image",
+        **_EDITS,
+    )
+    trigger.click(
+        continue_session,
+        [t["session_id"], t["instruction"], t["model"], t["aspect_ratio"]],
+        [image_out, summary],
+        api_name="continue_session",
+        **_EDITS,
+    )
+    trigger.click(
+        compare_models,
+        [image_in, t["instruction"], t["aspect_ratio"], t["session_id"]],
+        [image_out, second_out, summary],
+        api_name="compare_models",
+        **_EDITS,
+    )
+    trigger.click(
+        keep_result,
+        [t["session_id"], t["step_id"]],
+        [summary],
+        api_name="keep_result",
+        concurrency_limit=None,
+    )
+    trigger.click(
+        export_session, [t["session_id"]], [zip_out], api_name="export_session", concurrency_limit=4
+    )
+
+
+def _params(instruction: str, model: str, aspect_ratio: str) -> EditParams:
+    if not is_model(model):
+        raise gr.Error('model must be "pro" or "max".')
+    ratio = None if aspect_ratio in ("", "match", None) else aspect_ratio
+    return EditParams(prompt=instruction or "", model=model, aspect_ratio=ratio)
+
+
+def _image(engine: Engine, step: Step) -> str | None:
+    if step.result is None:
+        return None
+    return str(engine.store.image_path(step.result.sha256))
+
+
+def _summary(step: Step) -> dict[str, Any]:
+    return {
+        "session_id": step.session_id,
+        "step_id": step.step_id,
+        "task_id": step.task_id,
+        "model": step.params.model if step.params else None,
+        "instruction": step.params.prompt if step.params else None,
+        "state": str(step.state),
+        "seconds": step.elapsed_s,
+        "cost_cents": step.cost_cents,
+        "error": step.error if step.state is StepState.FAILED else None,
+    }

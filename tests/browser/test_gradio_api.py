@@ -1,0 +1,71 @@
+"""The studio's named endpoints through gradio_client, as a script would call them."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.support.engines import make_image
+
+pytestmark = pytest.mark.slow
+ENDPOINTS = [
+    "/compare_models",
+    "/continue_session",
+    "/edit_image",
+    "/export_session",
+    "/keep_result",
+]
+
+
+@pytest.fixture
+def client(studio):
+    client = Client(studio.url, verbose=False)
+    yield client
+    client.close()
+
+
+def test_the_public_api_is_exactly_the_documented_endpoints(client):
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert sorted(named) == ENDPOINTS
+
+
+def test_edit_continue_compare_keep_and_export_from_a_script(client, studio, sim, tmp_path):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(400, 300))
+    image, first = client.predict(
+        handle_file(str(photo)), "make it blue", "max", "match", "", api_name="/edit_image"
+    )
+    assert first["state"] == "completed"
+    assert first["model"] == "max"
+    assert first["cost_cents"] == 10
+    assert sim.tasks[first["task_id"]].body["aspect_ratio"] == "4:3"
+    assert open(image, "rb").read() == studio.engine.store.read_image(  # noqa: SIM115
+        studio.run(studio.engine.load_session(first["session_id"])).current.result.sha256
+    )
+
+    _, second = client.predict(first["session_id"], "add snow", api_name="/continue_session")
+    assert sim.tasks[second["task_id"]].source_bytes == open(image, "rb").read()  # noqa: SIM115
+
+    pro_image, max_image, both = client.predict(
+        None, "make it night", "match", first["session_id"], api_name="/compare_models"
+    )
+    assert both["pro"]["state"] == both["max"]["state"] == "completed"
+    assert pro_image != max_image
+    kept = client.predict(first["session_id"], both["pro"]["step_id"], api_name="/keep_result")
+    assert kept["step_id"] == both["pro"]["step_id"]
+
+    exported = client.predict(first["session_id"], api_name="/export_session")
+    with zipfile.ZipFile(exported) as archive:
+        assert "session.json" in archive.namelist()
+    assert sim.api_key.encode() not in open(exported, "rb").read()  # noqa: SIM115
+
+
+def test_a_file_that_is_not_an_image_is_refused_in_one_sentence(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    page = tmp_path / "photo.png"
+    page.write_text("<!doctype html><html></html>")
+    with pytest.raises(AppError, match="web page"):
+        client.predict(handle_file(str(page)), "x", api_name="/edit_image")
