@@ -99,7 +99,21 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         if not session_id:
             summaries = await call(engine.list_sessions())
             session_id = summaries[0].session_id if summaries else None
-        return await view(session_id)
+        return await with_balance(session_id, await view(session_id), None)
+
+    async def with_balance(
+        session_id: str | None, page: dict[Any, Any], tab_key: str | None
+    ) -> dict[Any, Any]:
+        """Add the account balance to the cost line, when edits go to the real service."""
+        key = _secret(tab_key)
+        if ctx.simulator and key is None:
+            return page
+        try:
+            cents = await call(engine.balance_cents(key))
+        except USER_ERRORS:
+            return page  # a nicety: the edits' own errors say what is wrong with the service
+        session = await call(engine.load_session(session_id)) if session_id else None
+        return {**page, c.cost: present.cost_line(session, cents)}
 
     async def start_from_bytes(data: bytes, name: str | None) -> dict[Any, Any]:
         image = await call(engine.read_image(data))
@@ -137,7 +151,9 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
     async def on_pick_session(_session_id: str | None, picked: str | None) -> dict[Any, Any]:
         return await view(picked) if picked else {c.status: gr.skip()}
 
-    async def follow(session_id: str, step: Step) -> AsyncIterator[dict[Any, Any]]:
+    async def follow(
+        session_id: str, step: Step, tab_key: str | None
+    ) -> AsyncIterator[dict[Any, Any]]:
         """Yield the page while `step` runs, then once more when it ends."""
         yield await view(session_id)
         while True:
@@ -146,7 +162,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
                 break
             yield {c.status: present.step_status(update.step, update)}
             await asyncio.sleep(STATUS_REFRESH_S)
-        yield await view(session_id)
+        yield await with_balance(session_id, await view(session_id), tab_key)
 
     @guarded_stream
     async def on_edit(
@@ -165,7 +181,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
             session_id = (await call(engine.start_session(None))).session_id
         step = await call(engine.submit_edit(session_id, params, api_key=_secret(tab_key)))
         first = True
-        async for page in follow(session_id, step):
+        async for page in follow(session_id, step, tab_key):
             # Clear the instruction once it is on its way, ready for the next one.
             yield {**page, c.prompt: ""} if first else page
             first = False
@@ -180,7 +196,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         step = await call(
             engine.retry(session_id, session.current_step_id, api_key=_secret(tab_key))
         )
-        async for page in follow(session_id, step):
+        async for page in follow(session_id, step, tab_key):
             yield page
 
     @guarded_stream
