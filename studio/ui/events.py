@@ -164,6 +164,12 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
             await asyncio.sleep(STATUS_REFRESH_S)
         yield await with_balance(session_id, await view(session_id), tab_key)
 
+    async def session_or_new(session_id: str | None) -> str:
+        """The visitor's session, or a new one without an image (the edit then generates)."""
+        if session_id:
+            return session_id
+        return str((await call(engine.start_session(None))).session_id)
+
     @guarded_stream
     async def on_edit(
         session_id: str | None,
@@ -177,8 +183,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         tab_key: str | None,
     ) -> AsyncIterator[dict[Any, Any]]:
         params = _edit_params(prompt, model, aspect, output_format, translation, expansion, safety)
-        if not session_id:
-            session_id = (await call(engine.start_session(None))).session_id
+        session_id = await session_or_new(session_id)
         step = await call(engine.submit_edit(session_id, params, api_key=_secret(tab_key)))
         first = True
         async for page in follow(session_id, step, tab_key):
@@ -211,8 +216,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         tab_key: str | None,
     ) -> AsyncIterator[dict[Any, Any]]:
         params = _edit_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
-        if not session_id:
-            session_id = (await call(engine.start_session(None))).session_id
+        session_id = await session_or_new(session_id)
         pair = await call(engine.compare(session_id, params, api_key=_secret(tab_key)))
         ids = (pair[0].step_id, pair[1].step_id)
         yield {

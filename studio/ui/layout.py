@@ -269,28 +269,8 @@ def _render_compare() -> dict[str, Any]:
     with gr.Group(visible=False, elem_id="compare-panel") as panel:
         gr.Markdown("### Pro and max, side by side: keep the better one", elem_id="compare-title")
         with gr.Row():
-            with gr.Column():
-                pro = gr.Image(
-                    label="pro",
-                    type="filepath",
-                    interactive=False,
-                    format="png",
-                    elem_id="compare-pro",
-                    height=320,
-                )
-                pro_text = gr.Markdown("", elem_id="compare-pro-text")
-                keep_pro = gr.Button("Keep pro", elem_id="keep-pro", variant="primary")
-            with gr.Column():
-                max_ = gr.Image(
-                    label="max",
-                    type="filepath",
-                    interactive=False,
-                    format="png",
-                    elem_id="compare-max",
-                    height=320,
-                )
-                max_text = gr.Markdown("", elem_id="compare-max-text")
-                keep_max = gr.Button("Keep max", elem_id="keep-max", variant="primary")
+            pro, pro_text, keep_pro = _render_compare_side("pro")
+            max_, max_text, keep_max = _render_compare_side("max")
         slider = gr.ImageSlider(
             label="pro | max",
             type="filepath",
@@ -308,6 +288,21 @@ def _render_compare() -> dict[str, Any]:
         "keep_pro": keep_pro,
         "keep_max": keep_max,
     }
+
+
+def _render_compare_side(model: str) -> tuple[gr.Image, gr.Markdown, gr.Button]:
+    with gr.Column():
+        image = gr.Image(
+            label=model,
+            type="filepath",
+            interactive=False,
+            format="png",
+            elem_id=f"compare-{model}",
+            height=320,
+        )
+        text = gr.Markdown("", elem_id=f"compare-{model}-text")
+        keep = gr.Button(f"Keep {model}", elem_id=f"keep-{model}", variant="primary")
+    return image, text, keep
 
 
 def _render_history() -> dict[str, Any]:
