@@ -113,3 +113,45 @@ def test_sdk_maps_simulator_errors_to_its_own_classes(sim, sdk, balance_cents, c
         sim.balance_cents = balance_cents
     with pytest.raises(error):
         call(sim, sdk)
+
+
+@pytest.mark.slow
+def test_the_simulate_command_answers_the_official_sdk(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "studio.cli",
+            "simulate",
+            "--port",
+            "0",
+            "--latency",
+            "fast",
+            "--api-key",
+            "sk-cli-sim",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KONTEXT_STUDIO_HOME": str(tmp_path)},
+    )
+    try:
+        base_url = proc.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:")
+        client = FluxKontextClient(api_key="sk-cli-sim", base_url=base_url)
+        try:
+            done = client.text_to_image.run(
+                model="flux-kontext-pro", prompt="a lighthouse at dusk", aspect_ratio="16:9"
+            )
+            assert done.status == "completed"
+            image = Image.open(io.BytesIO(httpx.get(done.images[0].url).content))
+            assert abs(image.width / image.height - 16 / 9) < 0.03
+        finally:
+            client._http.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
