@@ -136,3 +136,56 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     expect(page.locator("#aspect input")).to_have_value("Match source (3:4)")
     origin = _only_session(studio).origin
     assert studio.engine.store.read_image(origin.result.sha256) == photo.read_bytes()
+
+
+@pytest.fixture
+def image_server(tmp_path):
+    """A plain HTTP server on loopback serving a photo and a web page."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.support.engines import make_image
+
+    (tmp_path / "photo.jpg").write_bytes(make_image(640, 360, fmt="JPEG"))
+    (tmp_path / "page.jpg").write_text("<!doctype html><html><body>hello</body></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", tmp_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_pasted_link_starts_a_session_and_a_page_link_is_refused(page, studio, image_server):
+    base, folder = image_server
+    page.locator("#link textarea, #link input").first.fill(f"{base}/page.jpg")
+    page.locator("#load-link").click()
+    expect(page.locator("#status")).to_contain_text("is HTML, not an image", timeout=15_000)
+    assert studio.run(studio.engine.list_sessions()) == []
+
+    page.locator("#link textarea, #link input").first.fill(f"{base}/photo.jpg")
+    page.locator("#load-link").click()
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#aspect input")).to_have_value("Match source (16:9)")
+    origin = _only_session(studio).origin
+    assert (
+        studio.engine.store.read_image(origin.result.sha256) == (folder / "photo.jpg").read_bytes()
+    )
+
+
+def test_any_two_steps_can_be_put_in_the_slider(page, studio):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    page.get_by_role("tab", name="Before / after").click()
+    slider = page.locator("#slider [data-testid=imageslider-image]")
+    expect(slider).to_have_count(2)
+    before = slider.nth(0).get_attribute("src")
+    # Compare the original (left) with the latest (right) instead of the last step's parent.
+    page.locator("#pair-a input").click()
+    page.get_by_role("option", name="Original").click()
+    expect(slider.nth(0)).not_to_have_attribute("src", before or "", timeout=10_000)
+    session = _only_session(studio)
+    original = studio.engine.store.image_path(session.origin.result.sha256)
+    assert original.name.split(".")[0] in (slider.nth(0).get_attribute("src") or "")
