@@ -14,6 +14,8 @@ from studio.ui.bridge import EngineLoop
 from studio.ui.events import Context, wire
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# (how often, how old) in seconds: check hourly, remove cached files older than a day.
+CACHE_PRUNE_S = (3600, 86400)
 
 
 def assets_dir() -> Path:
@@ -63,7 +65,11 @@ def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
         server_key=settings.api_key is not None and not settings.simulator,
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
-    with gr.Blocks(title="Kontext Studio", analytics_enabled=False) as demo:
+    # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
+    # everything a user made lives in the store, so a day-old copy there can go.
+    with gr.Blocks(
+        title="Kontext Studio", analytics_enabled=False, delete_cache=CACHE_PRUNE_S
+    ) as demo:
         components = layout.render(
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
