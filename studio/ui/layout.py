@@ -317,28 +317,9 @@ def _render_history() -> dict[str, Any]:
         import_file = gr.UploadButton(
             "Import ZIP", file_types=[".zip"], elem_id="import", size="sm"
         )
-    history = gr.Gallery(
-        label="Current path",
-        columns=8,
-        height=210,
-        allow_preview=False,
-        elem_id="history",
-        object_fit="contain",
-        interactive=False,
-        buttons=[],
-        fit_columns=False,
-    )
-    branches = gr.Gallery(
-        label="Other branches (click to switch)",
-        columns=8,
-        height=170,
-        allow_preview=False,
-        elem_id="branches",
-        object_fit="contain",
-        interactive=False,
-        buttons=[],
-        fit_columns=False,
-        visible=False,
+    history = _step_strip("Current path", "history", height=210)
+    branches = _step_strip(
+        "Other branches (click to switch)", "branches", height=170, visible=False
     )
     return {
         "history": history,
@@ -352,3 +333,19 @@ def _render_history() -> dict[str, Any]:
 
 
 __all__ = ["Components", "render"]
+
+
+def _step_strip(label: str, elem_id: str, *, height: int, visible: bool = True) -> gr.Gallery:
+    """A strip of step thumbnails: clicking one makes that step current."""
+    return gr.Gallery(
+        label=label,
+        columns=8,
+        height=height,
+        allow_preview=False,
+        elem_id=elem_id,
+        object_fit="contain",
+        interactive=False,
+        buttons=[],
+        fit_columns=False,
+        visible=visible,
+    )
