@@ -67,18 +67,19 @@ def browser() -> Iterator[object]:
 
 @contextlib.contextmanager
 def running_studio(  # type: ignore[no-untyped-def]
-    sim, home: Path, *, mcp: bool = False, as_service: bool = False
+    sim, home: Path, *, mcp: bool = False, as_service: bool = False, visitor_keys: bool = False
 ) -> Iterator[Studio]:
     """The studio on a free port, on the test simulator, polling at the fast simulator's pace.
 
     `as_service` configures the simulator as the real service would be (a server key and a
-    base URL), so the page behaves as it does for a user with a key.
+    base URL), so the page behaves as it does for a user with a key. `visitor_keys` sends a
+    visitor's own key to the simulator too (instead of runapi.ai, which is out of reach here).
     """
     from studio.ui.serve import start_studio
 
     settings = Settings(
         api_key=Secret(sim.api_key),
-        base_url=sim.base_url if as_service else "https://runapi.ai",
+        base_url=sim.base_url if as_service or visitor_keys else "https://runapi.ai",
         simulator_url=None if as_service else sim.base_url,
         home=home,
         port=_free_port(),
