@@ -23,6 +23,7 @@ from studio.config import Secret, Settings
 from studio.history import (
     UNFINISHED_STATES,
     HistoryError,
+    ImageRef,
     Session,
     Step,
     StepSource,
@@ -195,13 +196,7 @@ class Engine:
         now = self._now()
         origin = None
         if source is not None:
-            origin = await asyncio.to_thread(
-                self.store.put_image,
-                source.data,
-                format=source.format,
-                width=source.width,
-                height=source.height,
-            )
+            origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
             new_id(),
@@ -374,13 +369,8 @@ class Engine:
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=owner)
         for image in bundle.images.values():
             await asyncio.to_thread(check_result, image.data)
-            await asyncio.to_thread(
-                self.store.put_image,
-                image.data,
-                format=image.ref.format,
-                width=image.ref.width,
-                height=image.ref.height,
-            )
+            ref = image.ref
+            await self._put_image(image.data, ref.format, ref.width, ref.height)
         await asyncio.to_thread(self.store.create_session, bundle.session)
         return bundle.session
 
@@ -524,13 +514,7 @@ class Engine:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
         data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
         result = await asyncio.to_thread(check_result, data)
-        ref = await asyncio.to_thread(
-            self.store.put_image,
-            result.data,
-            format=result.format,
-            width=result.width,
-            height=result.height,
-        )
+        ref = await self._put_image(result.data, result.format, result.width, result.height)
         cost = PRICE_CENTS[_model(step)]
         if task.billing is not None and task.billing.charged_cents is not None:
             cost = task.billing.charged_cents
@@ -560,6 +544,11 @@ class Engine:
         event = self._changed.get(step_id)
         if event is not None:
             event.set()
+
+    async def _put_image(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
+        return await asyncio.to_thread(
+            self.store.put_image, data, format=image_format, width=width, height=height
+        )
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return self._session_locks.setdefault(session_id, asyncio.Lock())
