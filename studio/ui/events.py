@@ -7,6 +7,7 @@ and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -55,7 +56,12 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
     engine = ctx.loop.engine
     call = ctx.loop.call
 
-    async def view(session_id: str | None, update: StepUpdate | None = None) -> dict[Any, Any]:
+    async def view(
+        session_id: str | None,
+        update: StepUpdate | None = None,
+        *,
+        balance_cents: int | None = None,
+    ) -> dict[Any, Any]:
         session = None
         if session_id:
             try:
@@ -63,7 +69,9 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
             except StoreError:
                 session = None
         summaries = await call(engine.list_sessions())
-        return await asyncio.to_thread(_render_view, c, ctx, session, summaries, update)
+        return await asyncio.to_thread(
+            _render_view, c, ctx, session, summaries, update, balance_cents
+        )
 
     async def refused(session_id: str | None, exc: BaseException) -> dict[Any, Any]:
         """The page as it was, with the reason in a toast and in the status line."""
@@ -99,21 +107,17 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
         if not session_id:
             summaries = await call(engine.list_sessions())
             session_id = summaries[0].session_id if summaries else None
-        return await with_balance(session_id, await view(session_id), None)
+        return await view_with_balance(session_id, None)
 
-    async def with_balance(
-        session_id: str | None, page: dict[Any, Any], tab_key: str | None
-    ) -> dict[Any, Any]:
-        """Add the account balance to the cost line, when edits go to the real service."""
+    async def view_with_balance(session_id: str | None, tab_key: str | None) -> dict[Any, Any]:
+        """The page, with the account balance when edits go to the real service."""
         key = _secret(tab_key)
-        if ctx.simulator and key is None:
-            return page
-        try:
-            cents = await call(engine.balance_cents(key))
-        except USER_ERRORS:
-            return page  # a nicety: the edits' own errors say what is wrong with the service
-        session = await call(engine.load_session(session_id)) if session_id else None
-        return {**page, c.cost: present.cost_line(session, cents)}
+        cents = None
+        if key is not None or not ctx.simulator:
+            # A nicety: if it fails, the edits' own errors say what is wrong with the service.
+            with contextlib.suppress(*USER_ERRORS):
+                cents = await call(engine.balance_cents(key))
+        return await view(session_id, balance_cents=cents)
 
     async def start_from_bytes(data: bytes, name: str | None) -> dict[Any, Any]:
         image = await call(engine.read_image(data))
@@ -162,7 +166,7 @@ def wire(c: Components, ctx: Context, demo: gr.Blocks) -> None:
                 break
             yield {c.status: present.step_status(update.step, update)}
             await asyncio.sleep(STATUS_REFRESH_S)
-        yield await with_balance(session_id, await view(session_id), tab_key)
+        yield await view_with_balance(session_id, tab_key)
 
     async def session_or_new(session_id: str | None) -> str:
         """The visitor's session, or a new one without an image (the edit then generates)."""
@@ -416,6 +420,7 @@ def _render_view(
     session: Session | None,
     summaries: list[Any],
     update: StepUpdate | None,
+    balance_cents: int | None = None,
 ) -> dict[Any, Any]:
     """The whole page for `session` (runs in a thread: it may make thumbnails)."""
     engine = ctx.loop.engine
@@ -425,7 +430,7 @@ def _render_view(
             c.pair_a: gr.Dropdown(choices=[], value=None),
             c.pair_b: gr.Dropdown(choices=[], value=None),
             c.sessions: gr.Dropdown(choices=choices, value=None),
-            c.cost: present.cost_line(None),
+            c.cost: present.cost_line(None, balance_cents),
             c.source: None,
             c.result: None,
             c.slider: None,
@@ -464,7 +469,7 @@ def _render_view(
         c.pair_b: gr.Dropdown(choices=pair_choices, value=shown.step_id),
         c.browser: session.session_id,
         c.sessions: gr.Dropdown(choices=choices, value=session.session_id),
-        c.cost: present.cost_line(session),
+        c.cost: present.cost_line(session, balance_cents),
         c.source: image,
         c.result: image if shown.kind != "origin" else None,
         c.slider: (parent_image, image) if parent_image and image else None,
