@@ -14,6 +14,17 @@ from typing import Literal
 from studio.params import EditParams
 
 StepKind = Literal["origin", "edit", "generate"]
+# Where a running step is, finer than its state: what the page and the CLI say while it runs.
+Phase = Literal[
+    "queued",
+    "uploading",
+    "submitted",
+    "pending",
+    "processing",
+    "downloading",
+    "completed",
+    "failed",
+]
 SourceKind = Literal["upload", "link", "step", "none"]
 # Names are shown in lists and file names of exports; this only stops pasted novels.
 MAX_NAME_CHARS = 200
@@ -143,6 +154,19 @@ class Step:
         return (now - (self.submitted_at or self.created_at)).total_seconds()
 
 
+@dataclass(frozen=True, slots=True)
+class StepUpdate:
+    """Where one running step is: its latest record, the phase and seconds since it was queued."""
+
+    step: Step
+    phase: Phase
+    elapsed_s: float
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in ("completed", "failed")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Session:
     """A tree of steps under one origin step, with a current step and a redo stack.
@@ -250,6 +274,24 @@ class Session:
             found.extend(s.step_id for s in self.steps.values() if s.parent_id == parent_id)
         return tuple(found)
 
+    @property
+    def next_parent(self) -> Step:
+        """The step the next edit builds on: the current one, or, when the current step failed
+        (it has no image), the failed step's parent."""
+        parent = self.current
+        if parent.state is StepState.FAILED and parent.parent_id is not None:
+            parent = self.steps[parent.parent_id]
+        return parent
+
+    @property
+    def next_is_edit(self) -> bool:
+        """Whether the next step edits an image (else it generates one from the prompt alone).
+
+        The one place that decides it: the page's limits, the engine's validation and the
+        step's kind all follow from here.
+        """
+        return self._output_of(self.next_parent).kind != "none"
+
     def add_step(
         self, step_id: str, params: EditParams, now: datetime, *, source: StepSource | None = None
     ) -> Session:
@@ -257,19 +299,19 @@ class Session:
 
         The source defaults to the current step's image, or to nothing (a generation) when the
         current step is an origin without one. A failed step has no image, so a step added while
-        a failed step is current hangs off the failed step's parent instead.
+        a failed step is current hangs off the failed step's parent instead. `params` are
+        validated for what the step is (an edit or a generation): raises `ParamsError`.
         """
-        parent = self.current
-        if parent.state is StepState.FAILED and parent.parent_id is not None:
-            parent = self.steps[parent.parent_id]
+        parent = self.next_parent
         if source is None:
             source = self._output_of(parent)
+        editing = source.kind != "none"
         step = Step(
             step_id=step_id,
             session_id=self.session_id,
             parent_id=parent.step_id,
-            kind="generate" if source.kind == "none" else "edit",
-            params=params,
+            kind="edit" if editing else "generate",
+            params=params.validated(editing=editing),
             source=source,
             state=StepState.QUEUED,
             created_at=_utc(now),

@@ -26,6 +26,9 @@ DEFAULT_GENERATE_RATIO = "1:1"
 # Safety tolerance ranges (contract: "documented 0-6 when generating, 0-2 when editing").
 SAFETY_MAX_EDIT = 2
 SAFETY_MAX_GENERATE = 6
+# The aspect-ratio choice that means "the supported ratio nearest to the source's own", spelled
+# the same on the page, in the API and on the command line.
+MATCH_SOURCE = "match"
 # Long prompts are accepted by the service; this cap only stops pasted novels.
 MAX_PROMPT_CHARS = 4000
 
@@ -103,6 +106,40 @@ class EditParams:
     @property
     def price_cents(self) -> int:
         return PRICE_CENTS[self.model]
+
+
+def parse_params(
+    prompt: object,
+    *,
+    model: object = "pro",
+    aspect_ratio: object = MATCH_SOURCE,
+    output_format: object = "png",
+    enable_translation: object = True,
+    enable_prompt_expansion: object = False,
+    safety_tolerance: object = 2,
+) -> EditParams:
+    """Loose input (a form, an API call, command-line flags) as `EditParams`, checked.
+
+    The one parser for every door: `MATCH_SOURCE`, "" and None mean "match the source"; "jpg"
+    means JPEG; a whole float safety tolerance (a slider's 2.0) is taken as a whole number.
+    Raises `ParamsError` naming every bad field. The tighter limits of an edit (safety 0-2)
+    are applied when the step is added, where the history knows whether it edits.
+    """
+    ratio = None if aspect_ratio in (None, "", MATCH_SOURCE) else aspect_ratio
+    fmt = "jpeg" if output_format == "jpg" else output_format
+    safety = safety_tolerance
+    if isinstance(safety, float) and safety.is_integer():
+        safety = int(safety)
+    params = EditParams(
+        prompt=prompt if isinstance(prompt, str) else "",
+        model=model,  # type: ignore[arg-type]  # checked by validated()
+        aspect_ratio=ratio,  # type: ignore[arg-type]
+        output_format=fmt,  # type: ignore[arg-type]
+        enable_translation=bool(enable_translation),
+        enable_prompt_expansion=bool(enable_prompt_expansion),
+        safety_tolerance=safety,  # type: ignore[arg-type]
+    )
+    return params.validated(editing=False)
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

@@ -209,6 +209,12 @@ class Store:
             temp.unlink(missing_ok=True)
         return ref
 
+    def path_of(self, ref: ImageRef) -> Path:
+        """Where image `ref` lives, built from its name and format (no disk access)."""
+        if not _SHA256.fullmatch(ref.sha256) or not _FORMAT.fullmatch(ref.format):
+            raise StoreError(f"{ref.sha256!r} is not an image id.")
+        return self.images_dir / ref.sha256[:2] / f"{ref.sha256}.{ref.format}"
+
     def image_path(self, sha256: str) -> Path:
         """The file holding image `sha256`. Raises `StoreError` if there is none."""
         if not _SHA256.fullmatch(sha256):

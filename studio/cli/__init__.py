@@ -37,8 +37,8 @@ from studio.cli.launch import (
     simulate,
     start_simulator_if_needed,
 )
-from studio.cli.output import PROG, Output
-from studio.cli.parser import build_parser
+from studio.cli.output import Output
+from studio.cli.parser import PROG, build_parser
 from studio.cli.sessions import plan_sessions
 from studio.config import Secret, Settings
 from studio.engine import USER_ERRORS, Engine, RunAPIError

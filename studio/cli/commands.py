@@ -16,12 +16,11 @@ from pathlib import Path
 
 from studio.cli.errors import EXIT_FAILED, EXIT_OK, CommandError
 from studio.cli.output import Output, StepOutcome, edits_document, result_name
-from studio.cli.parser import MATCH_SOURCE
 from studio.config import Settings
 from studio.engine import Engine, Phase, StepUpdate
 from studio.history import Session, Step, StepState
 from studio.images import SourceImage
-from studio.params import EditParams, Model, format_cents
+from studio.params import EditParams, Model, format_cents, parse_params
 
 # Session names are shown in lists; a long link or file name is cut to this.
 NAME_CHARS = 80
@@ -129,11 +128,10 @@ def read_file(path: Path, max_bytes: int, *, what: str = "file") -> bytes:
 def _params(
     args: argparse.Namespace, prompt: str, *, editing: bool, model: Model | None = None
 ) -> EditParams:
-    aspect = None if args.aspect == MATCH_SOURCE else args.aspect
-    params = EditParams(
-        prompt=prompt,
+    params = parse_params(
+        prompt,
         model=model if model is not None else args.model,
-        aspect_ratio=aspect,
+        aspect_ratio=args.aspect,
         output_format=args.format,
     )
     return params.validated(editing=editing)  # ParamsError: exit 2 before anything is written
@@ -186,7 +184,7 @@ async def write_result(
     if outcome.state != StepState.COMPLETED or result is None or step.params is None:
         return outcome
     name = result_name(step.session_id, number, step.params.prompt, result.format, tag)
-    data = await asyncio.to_thread(run.engine.store.read_image, result.sha256)
+    data = await run.engine.image_bytes(result)
     path = target.path_for(name)
     await asyncio.to_thread(_write_atomically, path, data)
     return replace(outcome, path=path.resolve())

@@ -1,6 +1,6 @@
 """What the command says: progress on stderr, results on stdout (lines or one JSON object).
 
-Imports `engine` (its `StepUpdate`), `history` and `params`; writes through `sys.stdout` and
+Imports `history` and `params`; writes through `sys.stdout` and
 `sys.stderr` only, so nothing else in the package prints.
 """
 
@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from studio.engine import StepUpdate
-from studio.history import Step, StepState
+from studio.cli.parser import PROG
+from studio.history import Step, StepState, StepUpdate
 from studio.params import format_cents
 
-PROG = "kontext-studio"
 # File names carry the start of the instruction; long enough to recognise, short enough to list.
 SLUG_CHARS = 40
 # The short session id in file names: 8 hex digits of a uuid4, as `git` shortens hashes.

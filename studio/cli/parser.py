@@ -13,12 +13,11 @@ from typing import NoReturn
 
 from studio import __version__
 from studio.cli.errors import EXIT_USAGE
-from studio.params import ASPECT_RATIOS, MODELS, OUTPUT_FORMATS
+from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, OUTPUT_FORMATS
 
 PROG = "kontext-studio"
 # Fixed, so the help does not change with the terminal it is printed in (the README pastes it).
 HELP_WIDTH = 88
-MATCH_SOURCE = "match"
 
 
 class _Formatter(argparse.HelpFormatter):

@@ -14,9 +14,9 @@ from studio.cli.commands import Job, Run, read_file
 from studio.cli.errors import EXIT_OK, CommandError
 from studio.cli.output import short_id, slug
 from studio.config import Settings
+from studio.engine import StoreError
 from studio.history import Session, Step
 from studio.params import format_cents
-from studio.store import StoreError
 
 # An export holds every image of a session; the import cap is the bundle format's own.
 MAX_IMPORT_BYTES = 500 * 1024 * 1024
@@ -133,10 +133,9 @@ async def _import(run: Run, data: bytes) -> int:
 def _step_json(run: Run, step: Step, *, current: bool) -> dict[str, Any]:
     image = None
     if step.result is not None:
-        try:
-            image = str(run.engine.store.image_path(step.result.sha256))
-        except StoreError:
-            image = None  # listed, but its file is gone; `show` still shows the step
+        path = run.engine.image_path(step.result)
+        # Listed, but its file may be gone; `show` still shows the step.
+        image = str(path) if path.exists() else None
     return {
         "step_id": step.step_id,
         "parent_id": step.parent_id,

@@ -3,7 +3,7 @@
 Imports httpx and the standard library only, nothing else of ours, so it can be lifted out whole.
 """
 
-from .client import DEFAULT_BASE_URL, RunAPIClient
+from .client import DEFAULT_BASE_URL, MAX_RESULT_BYTES, RunAPIClient
 from .errors import (
     AuthenticationError,
     ConflictError,
@@ -24,6 +24,7 @@ from .wire import Balance, Billing, Task, TaskRequest, TaskStatus, UploadedFile
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_RESULT_BYTES",
     "AuthenticationError",
     "Balance",
     "Billing",

@@ -13,42 +13,36 @@ from typing import Any
 
 import gradio as gr
 
-from studio.engine import USER_ERRORS, Engine
 from studio.history import Step, StepState
-from studio.params import ASPECT_RATIOS, MODELS, EditParams, is_model
-from studio.ui import present
-from studio.ui.bridge import EngineLoop
+from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
+from studio.ui.bridge import USER_ERRORS, Bridge
 from studio.ui.layout import hand_over_unopened
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
 _EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
 
 
-def register(loop: EngineLoop, exports: Path) -> None:
+def register(bridge: Bridge, exports: Path) -> None:
     """Add the public endpoints to the Blocks being built."""
-    engine = loop.engine
 
     async def run(coro: Any) -> Any:
         try:
-            return await loop.call(coro)
+            return await coro
         except USER_ERRORS as exc:
-            raise gr.Error(present.error_sentence(exc), print_exception=False) from None
+            raise gr.Error(str(exc), print_exception=False) from None
 
     async def session_for(image: str | None, session_id: str) -> str:
         session_id = (session_id or "").strip()
         if session_id:
-            return str((await run(engine.load_session(session_id))).session_id)
-        source = None
-        if image:
-            data = await asyncio.to_thread(Path(image).read_bytes)
-            source = await run(engine.read_image(data))
-        return str((await run(engine.start_session(source, name="From the API"))).session_id)
+            return str((await run(bridge.load_session(session_id))).session_id)
+        data = await asyncio.to_thread(Path(image).read_bytes) if image else None
+        return str((await run(bridge.start_session(data, name="From the API"))).session_id)
 
     async def edit_image(
         image: str | None,
         instruction: str,
         model: str = "pro",
-        aspect_ratio: str = "match",
+        aspect_ratio: str = MATCH_SOURCE,
         session_id: str = "",
     ) -> tuple[str | None, dict[str, Any]]:
         """Edit an image with FLUX.1 Kontext, or generate one when no image is given.
@@ -73,13 +67,13 @@ def register(loop: EngineLoop, exports: Path) -> None:
         """
         params = _params(instruction, model, aspect_ratio)
         sid = await session_for(image, session_id)
-        step = await run(engine.edit(sid, params))
+        step = await run(bridge.edit(sid, params))
         if step.state is not StepState.COMPLETED:
             raise gr.Error(f"The edit failed: {step.error}", print_exception=False)
-        return _image(engine, step), _summary(step)
+        return bridge.image_path(step), _summary(step)
 
     async def continue_session(
-        session_id: str, instruction: str, model: str = "pro", aspect_ratio: str = "match"
+        session_id: str, instruction: str, model: str = "pro", aspect_ratio: str = MATCH_SOURCE
     ) -> tuple[str | None, dict[str, Any]]:
         """Apply one more edit to a studio session, starting from its current step.
 
@@ -99,7 +93,7 @@ def register(loop: EngineLoop, exports: Path) -> None:
         return await edit_image(None, instruction, model, aspect_ratio, session_id)
 
     async def compare_models(
-        image: str | None, instruction: str, aspect_ratio: str = "match", session_id: str = ""
+        image: str | None, instruction: str, aspect_ratio: str = MATCH_SOURCE, session_id: str = ""
     ) -> tuple[str | None, str | None, dict[str, Any]]:
         """Run one instruction on flux-kontext-pro and flux-kontext-max at once, to compare.
 
@@ -119,11 +113,11 @@ def register(loop: EngineLoop, exports: Path) -> None:
         """
         params = _params(instruction, "pro", aspect_ratio)
         sid = await session_for(image, session_id)
-        pair = await run(engine.compare(sid, params))
-        pro, max_ = await asyncio.gather(*(run(engine.wait(s.step_id)) for s in pair))
+        pair = await run(bridge.compare(sid, params))
+        pro, max_ = await asyncio.gather(*(run(bridge.wait(s.step_id)) for s in pair))
         return (
-            _image(engine, pro),
-            _image(engine, max_),
+            bridge.image_path(pro),
+            bridge.image_path(max_),
             {"pro": _summary(pro), "max": _summary(max_)},
         )
 
@@ -137,7 +131,7 @@ def register(loop: EngineLoop, exports: Path) -> None:
         Returns:
             The kept step's summary.
         """
-        session = await run(engine.keep(session_id, step_id))
+        session = await run(bridge.keep(session_id, step_id))
         return _summary(session.current)
 
     async def export_session(session_id: str) -> str:
@@ -149,7 +143,7 @@ def register(loop: EngineLoop, exports: Path) -> None:
         Returns:
             The ZIP file.
         """
-        data = await run(engine.export_session(session_id))
+        _, data = await run(bridge.export_session(session_id))
         target = exports / f"session-{session_id[:8]}.zip"
         await asyncio.to_thread(target.write_bytes, data)
         return str(target)
@@ -160,7 +154,7 @@ def register(loop: EngineLoop, exports: Path) -> None:
             "instruction": gr.Textbox(label="instruction"),
             "model": gr.Radio(list(MODELS), value="pro", label="model"),
             "aspect_ratio": gr.Dropdown(
-                ["match", *ASPECT_RATIOS], value="match", label="aspect_ratio"
+                [MATCH_SOURCE, *ASPECT_RATIOS], value=MATCH_SOURCE, label="aspect_ratio"
             ),
             "session_id": gr.Textbox("", label="session_id"),
             "step_id": gr.Textbox(label="step_id"),
@@ -205,16 +199,10 @@ def register(loop: EngineLoop, exports: Path) -> None:
 
 
 def _params(instruction: str, model: str, aspect_ratio: str) -> EditParams:
-    if not is_model(model):
-        raise gr.Error('model must be "pro" or "max".')
-    ratio = None if aspect_ratio in ("", "match", None) else aspect_ratio
-    return EditParams(prompt=instruction or "", model=model, aspect_ratio=ratio)
-
-
-def _image(engine: Engine, step: Step) -> str | None:
-    if step.result is None:
-        return None
-    return str(engine.store.image_path(step.result.sha256))
+    try:
+        return parse_params(instruction, model=model, aspect_ratio=aspect_ratio)
+    except USER_ERRORS as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
 
 
 def _summary(step: Step) -> dict[str, Any]:

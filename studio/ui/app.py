@@ -1,4 +1,5 @@
-"""`create_app(loop, settings)`: the studio's Blocks, laid out by `layout` and wired by `events`."""
+"""`create_app(bridge, settings)`: the studio's Blocks, laid out by `layout`, wired by `events` to
+the `handlers`, which reach the engine through the `bridge` alone."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import gradio as gr
 
 from studio.config import Settings
 from studio.ui import api, layout, present
-from studio.ui.bridge import EngineLoop
-from studio.ui.events import Context, wire
+from studio.ui.bridge import Bridge
+from studio.ui.events import wire
+from studio.ui.handlers import Handlers, PageContext
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # (how often, how old) in seconds: check hourly, remove cached files older than a day.
@@ -49,18 +51,15 @@ def browser_secret(home: Path) -> str:
     return value
 
 
-def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
-    """Build the studio page on an engine running in `loop`."""
+def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
+    """Build the studio page on an engine reached through `bridge`."""
     assets = assets_dir()
-    (settings.home / "thumbs").mkdir(parents=True, exist_ok=True)
     examples = example_images(assets)
-    exports = Path(tempfile.mkdtemp(prefix="kontext-studio-exports-"))
-    ctx = Context(
-        loop=loop,
+    ctx = PageContext(
         assets=assets,
         examples=examples,
         # Exports are handed to Gradio from the temp dir, which it may serve (gradio-notes §5).
-        exports=exports,
+        exports=Path(tempfile.mkdtemp(prefix="kontext-studio-exports-")),
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
     )
@@ -73,14 +72,14 @@ def create_app(loop: EngineLoop, settings: Settings) -> gr.Blocks:
         components = layout.render(
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
-        wire(components, ctx, demo)
-        api.register(loop, exports)
+        wire(components, Handlers(components, bridge, ctx), demo)
+        api.register(bridge, ctx.exports)
     return demo
 
 
-def allowed_paths(settings: Settings) -> list[str]:
-    """What Gradio may serve from outside its cache: stored images, thumbnails, the assets."""
-    return [str(settings.home / "images"), str(settings.home / "thumbs"), str(assets_dir())]
+def allowed_paths(bridge: Bridge) -> list[str]:
+    """What Gradio may serve from outside its cache: the store's images and thumbnails, assets."""
+    return [*(str(p) for p in bridge.served_folders()), str(assets_dir())]
 
 
 def css_path() -> Path:

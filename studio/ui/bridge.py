@@ -1,31 +1,69 @@
-"""Runs the engine on its own event loop thread, so edits outlive the page that started them.
+"""The one door from Gradio into the engine: a typed facade over an engine on its own loop.
 
 Gradio runs async handlers on its server loop and cancels them when a tab closes; the engine's
-edits must go on regardless, and must resume at start-up before any page is open.
+edits must go on regardless, and must resume at start-up before any page is open. So the engine
+lives on a private loop in a daemon thread, and every method here crosses to it. Progress crosses
+back as an async iterator (`watch`): pushed by the engine, never polled by the page.
+
+Handlers and the public API call these methods and nothing else of the engine. The store is
+never seen from `ui/`: images come back as paths, sessions as `history` values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
-from studio.engine import Engine
+from studio.config import Secret
+from studio.engine import USER_ERRORS, Engine, SessionSummary, StoreError
+from studio.history import ImageRef, Session, Step, StepUpdate
+from studio.params import EditParams
 
 T = TypeVar("T")
+_END = object()
+
+__all__ = ["USER_ERRORS", "Bridge", "PageData", "SessionSummary"]
 
 
-class EngineLoop:
-    """An engine living on a private loop in a daemon thread; `call` awaits its coroutines."""
+@dataclass(frozen=True, slots=True)
+class PageData:
+    """Everything one render of the page needs, read in one crossing.
+
+    `images` and `thumbs` map an image's sha256 to a file Gradio may serve; `damaged` is set
+    when the asked-for session could not be read (the rest of the page still works).
+    """
+
+    session: Session | None
+    summaries: list[SessionSummary]
+    running: dict[str, StepUpdate]
+    images: dict[str, str]
+    thumbs: dict[str, str]
+    balance_cents: int | None = None
+    damaged: str | None = None
+
+
+class Bridge:
+    """An engine living on a private loop in a daemon thread, and the typed calls into it."""
 
     def __init__(self, make_engine: Callable[[], Engine]) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="engine", daemon=True)
         self._thread.start()
-        self.engine = make_engine()
+        self._engine = make_engine()
 
-    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    @property
+    def engine(self) -> Engine:
+        """The engine itself, for the composition root and tests; `ui/` uses the methods."""
+        return self._engine
+
+    # -- crossing -------------------------------------------------------------------------------
+
+    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await `coro` on the engine's loop from any other loop."""
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
@@ -35,6 +73,156 @@ class EngineLoop:
 
     def close(self) -> None:
         """Stop waiting on edits (they resume at the next start) and stop the loop."""
-        self.run(self.engine.aclose(), timeout_s=30)
+        self.run(self._engine.aclose(), timeout_s=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def page(
+        self,
+        session_id: str | None,
+        *,
+        balance_key: Secret | None = None,
+        with_balance: bool = False,
+    ) -> PageData:
+        """The session (or none), the session list, what runs, and the files to show."""
+        return await self._call(self._page(session_id, balance_key, with_balance))
+
+    async def list_sessions(self) -> list[SessionSummary]:
+        return await self._call(self._engine.list_sessions())
+
+    async def load_session(self, session_id: str) -> Session:
+        return await self._call(self._engine.load_session(session_id))
+
+    async def start_session(self, data: bytes | None, *, name: str | None = None) -> Session:
+        """A new session from uploaded bytes (checked first), or with no image for None."""
+        return await self._call(self._engine.start_session_from_bytes(data, name=name))
+
+    async def start_session_from_link(self, url: str) -> Session:
+        return await self._call(self._engine.start_session_from_link(url))
+
+    async def make_current(self, session_id: str, step_id: str) -> Session:
+        return await self._call(
+            self._engine.navigate(session_id, lambda s: s.make_current(step_id))
+        )
+
+    async def undo(self, session_id: str) -> Session:
+        return await self._call(self._engine.navigate(session_id, lambda s: s.undo()))
+
+    async def redo(self, session_id: str) -> Session:
+        return await self._call(self._engine.navigate(session_id, lambda s: s.redo()))
+
+    async def keep(self, session_id: str, step_id: str) -> Session:
+        return await self._call(self._engine.keep(session_id, step_id))
+
+    async def export_session(self, session_id: str) -> tuple[Session, bytes]:
+        """The session and its export ZIP."""
+        session = await self._call(self._engine.load_session(session_id))
+        return session, await self._call(self._engine.export_session(session_id))
+
+    async def import_session(self, data: bytes) -> Session:
+        return await self._call(self._engine.import_session(data))
+
+    # -- edits ----------------------------------------------------------------------------------
+
+    async def submit_edit(
+        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
+    ) -> Step:
+        return await self._call(self._engine.submit_edit(session_id, params, api_key=api_key))
+
+    async def edit(
+        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
+    ) -> Step:
+        """Submit an edit and wait for its final step."""
+        return await self._call(self._engine.edit(session_id, params, api_key=api_key))
+
+    async def retry_current(self, session_id: str, *, api_key: Secret | None = None) -> Step:
+        """Retry the session's current step (a failed one) as a new sibling."""
+
+        async def retry() -> Step:
+            session = await self._engine.load_session(session_id)
+            return await self._engine.retry(session_id, session.current_step_id, api_key=api_key)
+
+        return await self._call(retry())
+
+    async def compare(
+        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
+    ) -> tuple[Step, Step]:
+        return await self._call(self._engine.compare(session_id, params, api_key=api_key))
+
+    async def wait(self, step_id: str) -> Step:
+        return await self._call(self._engine.wait(step_id))
+
+    async def watch(self, session_id: str) -> AsyncIterator[dict[str, StepUpdate]]:
+        """The running steps of a session, pushed from the engine's loop at every change (and
+        every half second, so elapsed times tick), ending once nothing runs."""
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def put(item: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody listens
+                caller.call_soon_threadsafe(queue.put_nowait, item)
+
+        async def pump() -> None:
+            try:
+                async for snapshot in self._engine.watch_session(session_id):
+                    put(snapshot)
+            except Exception as exc:
+                put(exc)
+            finally:
+                put(_END)
+
+        future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            future.cancel()
+
+    async def balance_cents(self, api_key: Secret | None = None) -> int | None:
+        return await self._call(self._engine.balance_cents(api_key))
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def image_path(self, step: Step) -> str | None:
+        """The stored image of `step`, as a path Gradio may serve (None while it has none)."""
+        return None if step.result is None else str(self._engine.image_path(step.result))
+
+    def served_folders(self) -> list[Path]:
+        """Folders of the store whose files the page shows."""
+        return self._engine.served_folders()
+
+    # -- on the engine's loop -------------------------------------------------------------------
+
+    async def _page(
+        self, session_id: str | None, balance_key: Secret | None, with_balance: bool
+    ) -> PageData:
+        engine = self._engine
+        session, damaged = None, None
+        if session_id:
+            try:
+                session = await engine.load_session(session_id)
+            except StoreError as exc:
+                damaged = str(exc)
+        summaries = await engine.list_sessions()
+        balance = None
+        if with_balance:
+            # A nicety: if it fails, the edits' own errors say what is wrong with the service.
+            with contextlib.suppress(*USER_ERRORS):
+                balance = await engine.balance_cents(balance_key)
+        if session is None:
+            return PageData(None, summaries, {}, {}, {}, balance, damaged)
+        shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
+        thumbs = await engine.thumbnails(shown)
+        return PageData(
+            session=session,
+            summaries=summaries,
+            running=engine.running(session.session_id),
+            images={ref.sha256: str(engine.image_path(ref)) for ref in shown},
+            thumbs={sha: str(path) for sha, path in thumbs.items()},
+            balance_cents=balance,
+            damaged=damaged,
+        )

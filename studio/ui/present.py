@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
-from studio.engine import USER_ERRORS, StepUpdate
-from studio.history import Session, Step, StepState
-from studio.params import ASPECT_RATIOS, PRICE_CENTS, format_cents
-
-log = logging.getLogger(__name__)
+from studio.history import Session, Step, StepState, StepUpdate
+from studio.params import ASPECT_RATIOS, MATCH_SOURCE, PRICE_CENTS, format_cents
 
 GENERIC_ERROR = "Something went wrong in the studio; it has been logged. Please try again."
 
@@ -52,7 +47,7 @@ def model_choices() -> list[tuple[str, str]]:
 
 def aspect_choices(match_ratio: str | None) -> list[tuple[str, str]]:
     label = f"Match source ({match_ratio})" if match_ratio else "Match source"
-    return [(label, "match"), *[(r, r) for r in ASPECT_RATIOS]]
+    return [(label, MATCH_SOURCE), *[(r, r) for r in ASPECT_RATIOS]]
 
 
 def caption(step: Step, index: int) -> str:
@@ -120,14 +115,6 @@ def cost_line(session: Session | None, balance_cents: int | None = None) -> str:
     if balance_cents is not None:
         text += f" · balance {format_cents(balance_cents)}"
     return text
-
-
-def error_sentence(exc: BaseException) -> str:
-    """One sentence for a known error; unknown errors are logged and get a generic sentence."""
-    if isinstance(exc, USER_ERRORS):
-        return str(exc)
-    log.error("Unexpected error in the studio", exc_info=exc)
-    return GENERIC_ERROR
 
 
 def _short(text: str, limit: int = 60) -> str:

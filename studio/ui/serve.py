@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
 from studio.config import Settings
 from studio.engine import Engine
 from studio.ui.app import allowed_paths, create_app, css_path
-from studio.ui.bridge import EngineLoop
+from studio.ui.bridge import Bridge
 
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
 MAX_THREADS = 100
 
 
-def launch_kwargs(settings: Settings, *, mcp: bool = False) -> dict[str, Any]:
+def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
     css = css_path()
     return {
         "server_name": settings.host,
         "server_port": settings.port,
-        "allowed_paths": allowed_paths(settings),
+        "allowed_paths": allowed_paths(bridge),
         "max_threads": MAX_THREADS,
         "max_file_size": settings.max_upload_bytes,
         "css_paths": [css] if css.exists() else None,
@@ -34,21 +33,20 @@ def launch_kwargs(settings: Settings, *, mcp: bool = False) -> dict[str, Any]:
     }
 
 
-def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, EngineLoop, str]:
-    """Launch without blocking; returns the Blocks, the engine loop and the local URL."""
-    loop = EngineLoop(lambda: Engine.from_settings(settings))
-    resumed = loop.run(loop.engine.resume_unfinished(), timeout_s=60)
+def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, Bridge, str]:
+    """Launch without blocking; returns the Blocks, the bridge to the engine and the local URL."""
+    bridge = Bridge(lambda: Engine.from_settings(settings))
+    resumed = bridge.run(bridge.engine.resume_unfinished(), timeout_s=60)
     if resumed:
         log.info("Resuming %d unfinished edit(s)", len(resumed))
-    demo = create_app(loop, settings)
-    _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, mcp=mcp))
-    return demo, loop, url
+    demo = create_app(bridge, settings)
+    _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
+    return demo, bridge, url
 
 
 def serve_studio(settings: Settings, *, mcp: bool = False) -> None:
     """Run the studio until Ctrl+C."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo, loop, url = start_studio(settings, mcp=mcp)
+    demo, bridge, url = start_studio(settings, mcp=mcp)
     print(f"Kontext Studio is running at {url}", flush=True)  # noqa: T201 - the one line users need
     if mcp:
         print(f"MCP server: {url.rstrip('/')}/gradio_api/mcp/", flush=True)  # noqa: T201
@@ -56,5 +54,5 @@ def serve_studio(settings: Settings, *, mcp: bool = False) -> None:
         demo.block_thread()
     finally:
         demo.close()
-        loop.close()
+        bridge.close()
         sys.stdout.flush()

@@ -13,7 +13,8 @@ import pytest
 
 from studio.config import Secret, Settings
 from studio.engine import Engine
-from studio.ui.bridge import EngineLoop
+from studio.history import ImageRef
+from studio.ui.bridge import Bridge
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Set to a folder to keep screenshots of the main states (the README's come from such a run).
@@ -38,15 +39,18 @@ def _free_port() -> int:
 @dataclass
 class Studio:
     url: str
-    loop: EngineLoop
+    bridge: Bridge
     settings: Settings
 
     @property
     def engine(self) -> Engine:
-        return self.loop.engine
+        return self.bridge.engine
 
     def run(self, coro):  # type: ignore[no-untyped-def]
-        return self.loop.run(coro, timeout_s=30)
+        return self.bridge.run(coro, timeout_s=30)
+
+    def image_bytes(self, ref: ImageRef) -> bytes:
+        return self.run(self.engine.image_bytes(ref))
 
 
 # Module scope: Playwright's sync API runs its own event loop in this thread while it is open,
@@ -85,12 +89,12 @@ def running_studio(  # type: ignore[no-untyped-def]
         port=_free_port(),
         poll_scale=0.05,
     )
-    demo, loop, url = start_studio(settings, mcp=mcp)
+    demo, bridge, url = start_studio(settings, mcp=mcp)
     try:
-        yield Studio(url=url, loop=loop, settings=settings)
+        yield Studio(url=url, bridge=bridge, settings=settings)
     finally:
         demo.close()
-        loop.close()
+        bridge.close()
 
 
 @pytest.fixture

@@ -41,8 +41,8 @@ def test_edit_continue_compare_keep_and_export_from_a_script(client, studio, sim
     assert first["model"] == "max"
     assert first["cost_cents"] == 10
     assert sim.tasks[first["task_id"]].body["aspect_ratio"] == "4:3"
-    assert open(image, "rb").read() == studio.engine.store.read_image(  # noqa: SIM115
-        studio.run(studio.engine.load_session(first["session_id"])).current.result.sha256
+    assert open(image, "rb").read() == studio.image_bytes(  # noqa: SIM115
+        studio.run(studio.engine.load_session(first["session_id"])).current.result
     )
 
     _, second = client.predict(first["session_id"], "add snow", api_name="/continue_session")

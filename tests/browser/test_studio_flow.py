@@ -54,7 +54,7 @@ def test_three_chained_edits_each_start_from_the_previous_result(page, studio, s
     # The simulator received, as each step's source, exactly the previous step's image.
     for previous, step in itertools.pairwise(path):
         received = sim.tasks[step.task_id].source_bytes
-        assert received == studio.engine.store.read_image(previous.result.sha256)
+        assert received == studio.image_bytes(previous.result)
     # The page shows the latest result, and the cost of the three pro edits.
     expect(page.locator("#result img")).to_have_count(1)
     expect(page.locator("#cost")).to_contain_text("$0.15")
@@ -135,7 +135,7 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
     expect(page.locator("#aspect input")).to_have_value("Match source (3:4)")
     origin = _only_session(studio).origin
-    assert studio.engine.store.read_image(origin.result.sha256) == photo.read_bytes()
+    assert studio.image_bytes(origin.result) == photo.read_bytes()
 
 
 @pytest.fixture
@@ -169,9 +169,7 @@ def test_a_pasted_link_starts_a_session_and_a_page_link_is_refused(page, studio,
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
     expect(page.locator("#aspect input")).to_have_value("Match source (16:9)")
     origin = _only_session(studio).origin
-    assert (
-        studio.engine.store.read_image(origin.result.sha256) == (folder / "photo.jpg").read_bytes()
-    )
+    assert studio.image_bytes(origin.result) == (folder / "photo.jpg").read_bytes()
 
 
 def test_any_two_steps_can_be_put_in_the_slider(page, studio):
@@ -187,5 +185,5 @@ def test_any_two_steps_can_be_put_in_the_slider(page, studio):
     page.get_by_role("option", name="Original").click()
     expect(slider.nth(0)).not_to_have_attribute("src", before or "", timeout=10_000)
     session = _only_session(studio)
-    original = studio.engine.store.image_path(session.origin.result.sha256)
+    original = studio.engine.image_path(session.origin.result)
     assert original.name.split(".")[0] in (slider.nth(0).get_attribute("src") or "")

@@ -42,7 +42,7 @@ async def test_a_chain_of_edits_feeds_each_result_to_the_next_step(engine, sim):
     # What the service received as each step's source is, byte for byte, the previous result.
     sources = [session.origin.result, *(s.result for s in steps[:-1])]
     for step, source in zip(steps, sources, strict=True):
-        assert sim.tasks[step.task_id].source_bytes == engine.store.read_image(source.sha256)
+        assert sim.tasks[step.task_id].source_bytes == await engine.image_bytes(source)
     assert session.total_cost_cents == 15
     # One create per step, each under its own step id as the idempotency key.
     creates = [r for r in sim.requests if r.method == "POST" and r.path.endswith("text_to_image")]

@@ -71,7 +71,7 @@ async def test_an_edit_interrupted_by_sigkill_completes_after_restart(
         assert step.state is StepState.COMPLETED, step.error
         session = await engine.load_session(session_id)
         assert session.path()[-1].step_id == step_id
-        assert engine.store.read_image(step.result.sha256)
+        assert await engine.image_bytes(step.result)
     finally:
         await engine.aclose()
     # However the crash fell, the service created (and charged) exactly one task.

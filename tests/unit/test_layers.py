@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "images": {"params"},
     "links": {"images", "params"},
     "store": {"params", "history"},
+    "runner": {"config", "params", "history", "images", "links", "store", "runapi"},
     "bundle": {"params", "history", "store", "images"},
     "engine": {"*"},
     "ui": {"engine", "params", "history", "config"},

@@ -1,0 +1,404 @@
+"""The run of one step, and who is watching: part of the engine, used by `engine` alone.
+
+`StepRunner.launch` starts a stored, queued (or resumed) step as an asyncio task owned by the
+runner: it uploads the source if needed, creates the task under the step's idempotency key, records
+the task id, waits, downloads and stores the result. Each change of phase is published to whoever
+watches the step's session; a step's in-memory state lives only while it runs (the store holds
+the rest). Clients for visitors' own keys live in a `ClientPool` that closes idle ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from studio.config import Secret
+from studio.history import HistoryError, Phase, Step, StepState, StepUpdate
+from studio.images import ImageError, check_result, open_source, prepare_upload
+from studio.links import is_public_link
+from studio.params import (
+    DEFAULT_GENERATE_RATIO,
+    MODEL_IDS,
+    PRICE_CENTS,
+    Model,
+    nearest_aspect_ratio,
+)
+from studio.runapi import (
+    MAX_RESULT_BYTES,
+    RunAPIClient,
+    RunAPIError,
+    Task,
+    TaskRequest,
+    TaskTimeoutError,
+    UploadedFile,
+)
+from studio.store import Store
+
+log = logging.getLogger(__name__)
+
+# An uploaded source expires an hour after upload (contract: "Uploading a local image"); reuse it
+# only while at least this much of that hour is left, so a slow queue never outlives the URL.
+UPLOAD_REUSE_MARGIN = timedelta(minutes=10)
+# The sentence shown for a failure we did not foresee; its details go to the log only.
+UNEXPECTED_FAILURE = "The edit failed for a reason the studio did not expect; it has been logged."
+# A visitor's client (and its connection pool) is closed after this many idle seconds.
+CLIENT_IDLE_S = 600.0
+
+
+class ClientPool:
+    """The server's client, and one client per visitor key, kept in memory only, never stored.
+
+    A visitor's client is closed once no step uses it and it has been idle for `idle_s`; the
+    next edit with that key opens a new one.
+    """
+
+    def __init__(
+        self,
+        server: RunAPIClient,
+        make_client: Callable[[str], RunAPIClient] | None,
+        *,
+        idle_s: float = CLIENT_IDLE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.server = server
+        self._make = make_client
+        self._idle_s = idle_s
+        self._clock = clock
+        # digest of the key -> (client, steps using it, when it was last released)
+        self._visitors: dict[str, tuple[RunAPIClient, int, float]] = {}
+
+    def get(self, api_key: Secret | None) -> RunAPIClient:
+        """The client for `api_key` (the server's for None), for a short call such as a balance."""
+        if api_key is None:
+            return self.server
+        client, _ = self._entry(api_key)
+        return client
+
+    @contextlib.asynccontextmanager
+    async def using(self, api_key: Secret | None) -> AsyncIterator[RunAPIClient]:
+        """The client for `api_key`, held open until the block ends (a whole step's run)."""
+        if api_key is None:
+            yield self.server
+            return
+        client, digest = self._entry(api_key)
+        held, users, _ = self._visitors[digest]
+        self._visitors[digest] = (held, users + 1, self._clock())
+        try:
+            yield client
+        finally:
+            held, users, _ = self._visitors[digest]
+            self._visitors[digest] = (held, users - 1, self._clock())
+        await self.close_idle()
+
+    async def close_idle(self) -> None:
+        now = self._clock()
+        idle = [
+            digest
+            for digest, (_, users, since) in self._visitors.items()
+            if users == 0 and now - since >= self._idle_s
+        ]
+        for digest in idle:
+            client, _, _ = self._visitors.pop(digest)
+            await client.aclose()
+
+    @property
+    def visitor_clients(self) -> int:
+        return len(self._visitors)
+
+    async def aclose(self) -> None:
+        clients = [self.server, *(client for client, _, _ in self._visitors.values())]
+        self._visitors.clear()
+        for client in clients:
+            await client.aclose()
+
+    def _entry(self, api_key: Secret) -> tuple[RunAPIClient, str]:
+        if self._make is None:
+            raise HistoryError("This studio does not take visitors' own keys.")
+        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        if digest not in self._visitors:
+            self._visitors[digest] = (self._make(api_key.reveal()), 0, self._clock())
+        return self._visitors[digest][0], digest
+
+
+class SessionSignals:
+    """Wakes whoever watches a session when any of its steps changes. Lives on the engine loop."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    def notify(self, session_id: str) -> None:
+        for event in self._waiters.get(session_id, ()):
+            event.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, session_id: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiters.setdefault(session_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(session_id, set())
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(session_id, None)
+
+    @property
+    def watched_sessions(self) -> int:
+        return len(self._waiters)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A step this runner is running: its task and its latest update."""
+
+    task: asyncio.Task[Step]
+    update: StepUpdate
+
+
+class StepRunner:
+    """Launches, waits for, reports and watches steps; the store is written at every change."""
+
+    def __init__(
+        self,
+        store: Store,
+        clients: ClientPool,
+        *,
+        deadline_s: float,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._clients = clients
+        self._deadline_s = deadline_s
+        self._now = now
+        self._runs: dict[str, _Run] = {}
+        self._uploads: dict[str, UploadedFile] = {}
+        self.signals = SessionSignals()
+
+    # -- what callers see -----------------------------------------------------------------------
+
+    def launch(self, step: Step, api_key: Secret | None) -> None:
+        """Start running a stored step; returns at once."""
+        phase: Phase = "queued" if step.task_id is None else "submitted"
+        task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
+        self._runs[step.step_id] = _Run(task, StepUpdate(step, phase, self._elapsed(step)))
+        task.add_done_callback(lambda _: self._forget(step))
+        self.signals.notify(step.session_id)
+
+    def is_running(self, step_id: str) -> bool:
+        return step_id in self._runs
+
+    def running(self, session_id: str) -> dict[str, StepUpdate]:
+        """The steps of `session_id` running now, each with its phase and its elapsed time."""
+        return {
+            step_id: replace(run.update, elapsed_s=self._elapsed(run.update.step))
+            for step_id, run in self._runs.items()
+            if run.update.step.session_id == session_id
+        }
+
+    async def wait(self, step_id: str) -> Step | None:
+        """The final record of a running step, or None if it is not running here."""
+        run = self._runs.get(step_id)
+        if run is None:
+            return None
+        return await asyncio.shield(run.task)
+
+    async def watch(self, step_id: str) -> AsyncIterator[StepUpdate]:
+        """Each new phase of a running step, ending with its final update."""
+        run = self._runs.get(step_id)
+        if run is None:
+            return
+        seen: Phase | None = None
+        with self.signals.subscribe(run.update.step.session_id) as changed:
+            while True:
+                changed.clear()
+                if run.task.done():  # its done-callback notifies, so this wakes at the end
+                    break
+                if run.update.phase != seen:
+                    seen = run.update.phase
+                    yield replace(run.update, elapsed_s=self._elapsed(run.update.step))
+                await changed.wait()
+        yield _final(run.task.result(), self._now())
+
+    async def watch_session(
+        self, session_id: str, *, tick_s: float = 0.5
+    ) -> AsyncIterator[dict[str, StepUpdate]]:
+        """The running steps of `session_id`, at once, then at every change and every `tick_s`
+        (so elapsed times tick), ending with an empty snapshot when nothing runs."""
+        with self.signals.subscribe(session_id) as changed:
+            while True:
+                changed.clear()
+                snapshot = self.running(session_id)
+                yield snapshot
+                if not snapshot:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), tick_s)
+
+    async def aclose(self) -> None:
+        """Stop waiting on running steps (they stay unfinished in the store and resume later)."""
+        tasks = [run.task for run in self._runs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._clients.aclose()
+
+    @property
+    def in_memory(self) -> dict[str, int]:
+        """How many entries each in-memory table holds (they must shrink back to nothing)."""
+        return {
+            "runs": len(self._runs),
+            "uploads": len(self._uploads),
+            "watched_sessions": self.signals.watched_sessions,
+            "visitor_clients": self._clients.visitor_clients,
+        }
+
+    # -- the run of one step ---------------------------------------------------------------------
+
+    async def _run(self, step: Step, api_key: Secret | None) -> Step:
+        async with self._clients.using(api_key) as client:
+            try:
+                if step.task_id is None:
+                    step = await self._submit(step, client)
+                task = await client.wait_for_task(
+                    step.task_id or "",
+                    model=MODEL_IDS[_model(step)],
+                    on_status=lambda t, _elapsed: self._report(step, _phase_of(t)),
+                    deadline_s=self._deadline_s,
+                )
+                self._report(step, "downloading")
+                return await self._finish(step, task, client)
+            except asyncio.CancelledError:
+                raise  # shutting down: the step stays unfinished in the store, resumed next start
+            except TaskTimeoutError as exc:
+                # The task may still finish and be charged: leave the step running in the store
+                # so the next start polls it again, and tell the watchers.
+                return replace(step, error=str(exc))
+            except (RunAPIError, ImageError, HistoryError) as exc:
+                return await self._fail(step, str(exc))
+            except Exception:
+                log.exception("Step %s failed unexpectedly", step.step_id)
+                return await self._fail(step, UNEXPECTED_FAILURE)
+
+    async def _submit(self, step: Step, client: RunAPIClient) -> Step:
+        params = step.params
+        assert params is not None, "only edit and generate steps are submitted"
+        source_url, aspect_ratio = None, params.aspect_ratio
+        if step.source.kind != "none":
+            source_url, step, natural_ratio = await self._source_url(step, client)
+            aspect_ratio = aspect_ratio or natural_ratio
+        request = TaskRequest(
+            model=MODEL_IDS[params.model],
+            prompt=params.prompt,
+            source_image_url=source_url,
+            aspect_ratio=aspect_ratio or DEFAULT_GENERATE_RATIO,
+            output_format=params.output_format,
+            enable_translation=params.enable_translation,
+            enable_prompt_expansion=params.enable_prompt_expansion,
+            safety_tolerance=params.safety_tolerance,
+        )
+        task = await client.create_task(request, idempotency_key=step.step_id)
+        step = step.start(task.task_id, self._now())
+        await asyncio.to_thread(self._store.save_step, step)  # write-ahead, before any wait
+        self._report(step, "submitted")
+        return step
+
+    async def _source_url(self, step: Step, client: RunAPIClient) -> tuple[str, Step, str]:
+        """The URL RunAPI fetches the source from, the step (with its upload recorded) and the
+        supported ratio nearest to the source's own."""
+        source = step.source
+        sha = source.image_sha256
+        if sha is None:
+            raise HistoryError("This step's source image is missing from the history.")
+        data = await asyncio.to_thread(self._store.read_image, sha)
+        image = await asyncio.to_thread(open_source, data)
+        ratio = nearest_aspect_ratio(image.width, image.height)
+        if source.kind == "link" and source.link_url and is_public_link(source.link_url):
+            return source.link_url, step, ratio
+        now = self._now()
+        expires = source.uploaded_expires_at
+        if source.uploaded_url and expires and expires > now:
+            # A resumed step re-sends the very same body, so its idempotent create replays.
+            return source.uploaded_url, step, ratio
+        self._uploads = {k: u for k, u in self._uploads.items() if u.expires_at > now}
+        cached = self._uploads.get(sha)
+        if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
+            self._report(step, "uploading")
+            prepared = await asyncio.to_thread(prepare_upload, image)
+            cached = await client.upload_image(prepared.data, file_name=prepared.file_name)
+            self._uploads[sha] = cached
+        step = step.with_upload(cached.url, cached.expires_at)
+        await asyncio.to_thread(self._store.save_step, step)
+        return cached.url, step, ratio
+
+    async def _finish(self, step: Step, task: Task, client: RunAPIClient) -> Step:
+        if not task.image_urls:
+            return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
+        data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
+        result = await asyncio.to_thread(check_result, data)
+        ref = await asyncio.to_thread(
+            self._store.put_image,
+            result.data,
+            format=result.format,
+            width=result.width,
+            height=result.height,
+        )
+        cost = PRICE_CENTS[_model(step)]
+        if task.billing is not None and task.billing.charged_cents is not None:
+            cost = task.billing.charged_cents
+        step = step.complete(ref, self._now(), cost_cents=cost)
+        await asyncio.to_thread(self._store.save_step, step)
+        return step
+
+    async def _fail(self, step: Step, message: str) -> Step:
+        failed = step.fail(message, self._now(), cost_cents=0)
+        await asyncio.to_thread(self._store.save_step, failed)
+        return failed
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _report(self, step: Step, phase: Phase) -> None:
+        run = self._runs.get(step.step_id)
+        if run is None:
+            return
+        run.update = StepUpdate(step, phase, self._elapsed(step))
+        self.signals.notify(step.session_id)
+
+    def _forget(self, step: Step) -> None:
+        """A step's in-memory state goes once it ends; its watchers read the end in the store."""
+        self._runs.pop(step.step_id, None)
+        self.signals.notify(step.session_id)
+
+    def _elapsed(self, step: Step) -> float:
+        return (self._now() - step.created_at).total_seconds()
+
+
+def _final(step: Step, now: datetime) -> StepUpdate:
+    """The last update of a step whose run ended: completed, failed, or given up on for now."""
+    phase: Phase = "completed" if step.state is StepState.COMPLETED else "failed"
+    elapsed = step.elapsed_s
+    if elapsed is None:
+        elapsed = (now - step.created_at).total_seconds()
+    return StepUpdate(step, phase, elapsed)
+
+
+def _model(step: Step) -> Model:
+    assert step.params is not None
+    return step.params.model
+
+
+def _phase_of(task: Task) -> Phase:
+    """The phase a task status means while we still wait; only the engine's own record of the
+    step says `completed` or `failed`, once the image or the error is stored."""
+    match task.status:
+        case "pending":
+            return "pending"
+        case "completed":
+            return "downloading"
+        case _:
+            return "processing"

@@ -1,0 +1,459 @@
+"""The page's handlers, as methods of one class: parse the input, make one bridge call, render.
+
+Each public method is registered by `events.wire` (after Gradio's `ChatInterface`, whose
+`_setup_events` registers `_submit_fn` and friends). A handler never sees the store or the
+engine: it asks the `Bridge`, renders with the pure `view`, and turns the `PageUpdate` into
+component updates here. What it shows is always read back from the store, so a reload, a second
+tab and a restarted server all show the same truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import gradio as gr
+
+from studio.config import Secret
+from studio.history import Step, StepUpdate
+from studio.params import EditParams, parse_params
+from studio.ui import present, view
+from studio.ui.bridge import USER_ERRORS, Bridge
+from studio.ui.layout import Components
+
+log = logging.getLogger(__name__)
+
+Update = dict[Any, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Refusal(Exception):
+    """Input the page itself refuses; `str()` is one sentence for the user."""
+
+
+_REFUSED: tuple[type[Exception], ...] = (*USER_ERRORS, Refusal)
+
+
+def error_sentence(exc: BaseException) -> str:
+    """One sentence for a known error; unknown errors are logged and get a generic sentence."""
+    if isinstance(exc, _REFUSED):
+        return str(exc)
+    log.error("Unexpected error in the studio", exc_info=exc)
+    return present.GENERIC_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """What the handlers know of the studio besides the engine: assets, examples, mode."""
+
+    assets: Path
+    examples: list[Path]
+    exports: Path
+    simulator: bool
+    server_key: bool
+
+
+def guarded(handler: F) -> F:
+    """Refused input leaves the page as it was, with the reason in a toast and the status."""
+
+    @functools.wraps(handler)
+    async def run(self: Handlers, session_id: str | None, *args: Any) -> Update:
+        try:
+            return cast(Update, await handler(self, session_id, *args))
+        except _REFUSED as exc:
+            return await self.refused(session_id, exc)
+
+    return cast(F, run)
+
+
+def guarded_stream(handler: F) -> F:
+    """`guarded`, for handlers that yield the page as an edit runs."""
+
+    @functools.wraps(handler)
+    async def run(self: Handlers, session_id: str | None, *args: Any) -> AsyncIterator[Update]:
+        try:
+            async for page in handler(self, session_id, *args):
+                yield page
+        except _REFUSED as exc:
+            yield await self.refused(session_id, exc)
+
+    return cast(F, run)
+
+
+class Handlers:
+    """Every event of the page. The first argument of each is the browser's session id."""
+
+    def __init__(self, c: Components, bridge: Bridge, ctx: PageContext) -> None:
+        self.c = c
+        self.bridge = bridge
+        self.ctx = ctx
+        self.tiles = view.Tiles.from_assets(ctx.assets)
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    @property
+    def view_outputs(self) -> list[Any]:
+        c = self.c
+        return [
+            c.pair_a,
+            c.pair_b,
+            c.browser,
+            c.sessions,
+            c.cost,
+            c.source,
+            c.result,
+            c.slider,
+            c.status,
+            c.download,
+            c.retry,
+            c.aspect,
+            c.history,
+            c.branches,
+            c.undo,
+            c.redo,
+            c.timer,
+            c.prompt,
+        ]
+
+    @property
+    def compare_outputs(self) -> list[Any]:
+        c = self.c
+        return [
+            *self.view_outputs,
+            c.compare_pair,
+            c.compare_panel,
+            c.compare_pro,
+            c.compare_max,
+            c.compare_pro_text,
+            c.compare_max_text,
+            c.compare_slider,
+            c.keep_pro,
+            c.keep_max,
+        ]
+
+    async def page(
+        self, session_id: str | None, *, tab_key: str | None = None, balance: bool = False
+    ) -> Update:
+        """The page for `session_id`, read back from the store (with the balance if asked)."""
+        key = _secret(tab_key)
+        with_balance = balance and (key is not None or not self.ctx.simulator)
+        data = await self.bridge.page(session_id, balance_key=key, with_balance=with_balance)
+        return self.updates(view.render_page(data, self.tiles))
+
+    def updates(self, page: view.PageUpdate) -> Update:
+        """A `PageUpdate` as Gradio component updates."""
+        c = self.c
+        return {
+            c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
+            c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
+            c.browser: page.session_id if page.session_id else gr.skip(),
+            c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
+            c.cost: page.cost,
+            c.source: page.source,
+            c.result: page.result,
+            c.slider: page.slider,
+            c.status: page.status,
+            c.download: gr.DownloadButton(value=page.download, visible=page.download is not None),
+            c.retry: gr.Button(visible=page.retry_visible),
+            c.aspect: gr.Dropdown(choices=page.aspect_choices),
+            c.history: page.history,
+            c.branches: gr.Gallery(value=page.branches, visible=bool(page.branches)),
+            c.undo: gr.Button(interactive=page.can_undo),
+            c.redo: gr.Button(interactive=page.can_redo),
+            c.timer: gr.Timer(active=page.running),
+            c.prompt: gr.skip(),
+        }
+
+    async def refused(self, session_id: str | None, exc: BaseException) -> Update:
+        """The page as it was, with the reason in a toast and in the status line."""
+        sentence = error_sentence(exc)
+        gr.Warning(sentence)
+        return {**(await self.page(session_id)), self.c.status: f"⚠ {sentence}"}
+
+    # -- starting points ------------------------------------------------------------------------
+
+    @guarded
+    async def on_load(self, session_id: str | None) -> Update:
+        if not session_id:
+            summaries = await self.bridge.list_sessions()
+            session_id = summaries[0].session_id if summaries else None
+        return await self.page(session_id, balance=True)
+
+    @guarded
+    async def on_source(self, _session_id: str | None, path: str | None) -> Update:
+        if not path:
+            return {self.c.status: gr.skip()}
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        session = await self.bridge.start_session(data)
+        return await self.page(session.session_id)
+
+    @guarded
+    async def on_example(self, _session_id: str | None, evt: gr.SelectData) -> Update:
+        example = self.ctx.examples[int(evt.index)]
+        data = await asyncio.to_thread(example.read_bytes)
+        session = await self.bridge.start_session(data, name=f"{example.stem.capitalize()} example")
+        return await self.page(session.session_id)
+
+    @guarded
+    async def on_link(self, _session_id: str | None, url: str | None) -> Update:
+        url = (url or "").strip()
+        if not url:
+            raise Refusal("Paste a link to an image first.")
+        session = await self.bridge.start_session_from_link(url)
+        return await self.page(session.session_id)
+
+    @guarded
+    async def on_new_session(self, _session_id: str | None) -> Update:
+        session = await self.bridge.start_session(None)
+        return await self.page(session.session_id)
+
+    @guarded
+    async def on_pick_session(self, _session_id: str | None, picked: str | None) -> Update:
+        return await self.page(picked) if picked else {self.c.status: gr.skip()}
+
+    # -- edits ----------------------------------------------------------------------------------
+
+    @guarded_stream
+    async def on_edit(
+        self,
+        session_id: str | None,
+        prompt: str | None,
+        model: str,
+        aspect: str,
+        output_format: str,
+        translation: bool,
+        expansion: bool,
+        safety: float,
+        tab_key: str | None,
+    ) -> AsyncIterator[Update]:
+        params = _form_params(prompt, model, aspect, output_format, translation, expansion, safety)
+        session_id = await self._session_or_new(session_id)
+        step = await self.bridge.submit_edit(session_id, params, api_key=_secret(tab_key))
+        first = True
+        async for page in self._follow(session_id, step, tab_key):
+            # Clear the instruction once it is on its way, ready for the next one.
+            yield {**page, self.c.prompt: ""} if first else page
+            first = False
+
+    @guarded_stream
+    async def on_retry(self, session_id: str | None, tab_key: str | None) -> AsyncIterator[Update]:
+        if not session_id:
+            return
+        step = await self.bridge.retry_current(session_id, api_key=_secret(tab_key))
+        async for page in self._follow(session_id, step, tab_key):
+            yield page
+
+    @guarded_stream
+    async def on_compare(
+        self,
+        session_id: str | None,
+        prompt: str | None,
+        aspect: str,
+        output_format: str,
+        translation: bool,
+        expansion: bool,
+        safety: float,
+        tab_key: str | None,
+    ) -> AsyncIterator[Update]:
+        params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
+        session_id = await self._session_or_new(session_id)
+        pro, max_ = await self.bridge.compare(session_id, params, api_key=_secret(tab_key))
+        ids = (pro.step_id, max_.step_id)
+        c = self.c
+        yield {
+            **(await self.page(session_id)),
+            c.compare_pair: ids,
+            c.compare_panel: gr.Group(visible=True),
+            c.compare_pro: None,
+            c.compare_max: None,
+            c.compare_slider: None,
+            c.keep_pro: gr.Button(interactive=False),
+            c.keep_max: gr.Button(interactive=False),
+            c.prompt: "",
+        }
+        async for running in self.bridge.watch(session_id):
+            if not any(i in running for i in ids):
+                break
+            texts = [present.compare_text(s, running.get(s.step_id)) for s in (pro, max_)]
+            yield {c.compare_pro_text: texts[0], c.compare_max_text: texts[1]}
+        yield {**(await self.page(session_id)), **(await self._compare_panel(session_id, ids))}
+
+    async def _compare_panel(self, session_id: str, ids: tuple[str, str]) -> Update:
+        session = await self.bridge.load_session(session_id)
+        pro, max_ = (session.steps[i] for i in ids)
+        pro_image, max_image = self.bridge.image_path(pro), self.bridge.image_path(max_)
+        c = self.c
+        return {
+            c.compare_pair: ids,
+            c.compare_panel: gr.Group(visible=True),
+            c.compare_pro: pro_image,
+            c.compare_max: max_image,
+            c.compare_pro_text: present.compare_text(pro, None),
+            c.compare_max_text: present.compare_text(max_, None),
+            c.compare_slider: (pro_image, max_image) if pro_image and max_image else None,
+            c.keep_pro: gr.Button(interactive=pro_image is not None),
+            c.keep_max: gr.Button(interactive=max_image is not None),
+        }
+
+    @guarded
+    async def on_keep_pro(self, session_id: str | None, pair: Any) -> Update:
+        return await self._keep(session_id, pair, 0)
+
+    @guarded
+    async def on_keep_max(self, session_id: str | None, pair: Any) -> Update:
+        return await self._keep(session_id, pair, 1)
+
+    async def _keep(self, session_id: str | None, pair: Any, side: int) -> Update:
+        if not session_id or not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise Refusal("There is no comparison to keep a result from; run Compare first.")
+        await self.bridge.keep(session_id, str(pair[side]))
+        return {
+            **(await self.page(session_id)),
+            self.c.compare_pair: None,
+            self.c.compare_panel: gr.Group(visible=False),
+        }
+
+    # -- history --------------------------------------------------------------------------------
+
+    @guarded
+    async def on_history_select(self, session_id: str | None, evt: gr.SelectData) -> Update:
+        if not session_id:
+            return {self.c.status: gr.skip()}
+        path = (await self.bridge.load_session(session_id)).path()
+        return await self._move_to(session_id, path, int(evt.index))
+
+    @guarded
+    async def on_branch_select(self, session_id: str | None, evt: gr.SelectData) -> Update:
+        if not session_id:
+            return {self.c.status: gr.skip()}
+        tips = (await self.bridge.load_session(session_id)).branches
+        return await self._move_to(session_id, tips, int(evt.index))
+
+    async def _move_to(self, session_id: str, steps: tuple[Step, ...], index: int) -> Update:
+        if 0 <= index < len(steps):
+            await self.bridge.make_current(session_id, steps[index].step_id)
+        return await self.page(session_id)
+
+    @guarded
+    async def on_undo(self, session_id: str | None) -> Update:
+        if session_id:
+            await self.bridge.undo(session_id)
+        return await self.page(session_id)
+
+    @guarded
+    async def on_redo(self, session_id: str | None) -> Update:
+        if session_id:
+            await self.bridge.redo(session_id)
+        return await self.page(session_id)
+
+    @guarded
+    async def on_tick(self, session_id: str | None) -> Update:
+        return await self.page(session_id)
+
+    @guarded
+    async def on_pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
+        if not session_id or not left or not right:
+            return {self.c.slider: gr.skip()}
+        session = await self.bridge.load_session(session_id)
+        if left not in session.steps or right not in session.steps:
+            return {self.c.slider: gr.skip()}
+        a = self.bridge.image_path(session.steps[left])
+        b = self.bridge.image_path(session.steps[right])
+        return {self.c.slider: (a, b) if a and b else None}
+
+    # -- export and import ----------------------------------------------------------------------
+
+    @guarded
+    async def on_export(self, session_id: str | None) -> Update:
+        if not session_id:
+            raise Refusal("There is no session to export yet.")
+        session, data = await self.bridge.export_session(session_id)
+        path = await asyncio.to_thread(_write_export, self.ctx.exports, session.name, data)
+        return {
+            self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
+            self.c.status: (
+                f"Exported {len(session.steps)} steps: use *Download export* to save it."
+            ),
+        }
+
+    @guarded
+    async def on_import(self, _session_id: str | None, path: str | None) -> Update:
+        if not path:
+            return {self.c.status: gr.skip()}
+        data = await asyncio.to_thread(Path(path).read_bytes)
+        session = await self.bridge.import_session(data)
+        return {
+            **(await self.page(session.session_id)),
+            self.c.status: f"Imported “{session.name}”.",
+        }
+
+    # -- the key --------------------------------------------------------------------------------
+
+    def on_key(self, key: str | None) -> tuple[str | None, str]:
+        key = (key or "").strip() or None
+        text = present.banner(
+            simulator=self.ctx.simulator, server_key=self.ctx.server_key, user_key=key is not None
+        )
+        return key, text
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _follow(
+        self, session_id: str, step: Step, tab_key: str | None
+    ) -> AsyncIterator[Update]:
+        """Yield the page while `step` runs (its status ticking), then once more when it ends."""
+        yield await self.page(session_id)
+        async for running in self.bridge.watch(session_id):
+            update: StepUpdate | None = running.get(step.step_id)
+            if update is None:
+                break
+            yield {self.c.status: present.step_status(update.step, update)}
+        yield await self.page(session_id, tab_key=tab_key, balance=True)
+
+    async def _session_or_new(self, session_id: str | None) -> str:
+        """The visitor's session, or a new one without an image (the edit then generates)."""
+        if session_id:
+            return session_id
+        return (await self.bridge.start_session(None)).session_id
+
+
+def _form_params(
+    prompt: str | None,
+    model: str,
+    aspect: str,
+    output_format: str,
+    translation: bool,
+    expansion: bool,
+    safety: float,
+) -> EditParams:
+    return parse_params(
+        prompt,
+        model=model,
+        aspect_ratio=aspect,
+        output_format=output_format,
+        enable_translation=translation,
+        enable_prompt_expansion=expansion,
+        safety_tolerance=safety,
+    )
+
+
+def _write_export(folder: Path, name: str, data: bytes) -> Path:
+    """The ZIP under a per-export folder in the temp dir, which Gradio may serve."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
+    target = Path(tempfile.mkdtemp(dir=folder)) / f"{slug}.zip"
+    target.write_bytes(data)
+    return target
+
+
+def _secret(key: str | None) -> Secret | None:
+    return Secret(key) if key else None
+
+
+__all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]

@@ -1,0 +1,152 @@
+"""The page as plain values: `render_page(PageData) -> PageUpdate`, pure and typed.
+
+No Gradio and no I/O here: the handlers turn a `PageUpdate` into component updates, and the
+bridge has already read everything (the session, what runs, the files to show). Tested without a
+browser in `tests/unit/test_view.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.history import Session, Step, StepState
+from studio.params import nearest_aspect_ratio
+from studio.ui import present
+from studio.ui.bridge import PageData
+
+EMPTY_STATUS = (
+    "Upload, paste or link an image, pick an example, or type an instruction to generate one."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """A dropdown's choices (label, value) and its value."""
+
+    choices: list[tuple[str, str]]
+    value: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Tiles:
+    """The two tiles shown for a step that has no image yet (running) or never will (failed)."""
+
+    running: str
+    failed: str
+
+    @classmethod
+    def from_assets(cls, assets: Path) -> Tiles:
+        return cls(str(assets / "step-running.png"), str(assets / "step-failed.png"))
+
+
+@dataclass(frozen=True, slots=True)
+class PageUpdate:
+    """What every view output of the page shows. `session_id` None leaves the browser's own."""
+
+    session_id: str | None
+    sessions: Choices
+    cost: str
+    source: str | None
+    result: str | None
+    slider: tuple[str, str] | None
+    status: str
+    download: str | None
+    retry_visible: bool
+    aspect_choices: list[tuple[str, str]]
+    history: list[tuple[str, str]]
+    branches: list[tuple[str, str]]
+    can_undo: bool
+    can_redo: bool
+    running: bool
+    pair_a: Choices
+    pair_b: Choices = field(default_factory=lambda: Choices([], None))
+
+
+def render_page(data: PageData, tiles: Tiles) -> PageUpdate:
+    """The whole page for `data.session` (or the empty page)."""
+    choices = [(s.name, s.session_id) for s in data.summaries]
+    session = data.session
+    if session is None:
+        status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS
+        return PageUpdate(
+            session_id=None,
+            sessions=Choices(choices, None),
+            cost=present.cost_line(None, data.balance_cents),
+            source=None,
+            result=None,
+            slider=None,
+            status=status,
+            download=None,
+            retry_visible=False,
+            aspect_choices=present.aspect_choices(None),
+            history=[],
+            branches=[],
+            can_undo=False,
+            can_redo=False,
+            running=False,
+            pair_a=Choices([], None),
+            pair_b=Choices([], None),
+        )
+    current = session.current
+    shown = shown_step(session)
+    image = _image(data, shown)
+    parent_image = None
+    if shown.parent_id is not None:
+        parent_image = _image(data, session.steps[shown.parent_id])
+    match_ratio = None
+    if shown.result is not None:
+        match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
+    finished = [s for s in session.steps.values() if s.result is not None]
+    pair_choices = [present.step_choice(s, depth(session, s)) for s in finished]
+    left = shown.parent_id if parent_image else shown.step_id
+    return PageUpdate(
+        session_id=session.session_id,
+        sessions=Choices(choices, session.session_id),
+        cost=present.cost_line(session, data.balance_cents),
+        source=image,
+        result=image if shown.kind != "origin" else None,
+        slider=(parent_image, image) if parent_image and image else None,
+        status=present.step_status(current, data.running.get(current.step_id)),
+        download=image,
+        retry_visible=current.state is StepState.FAILED,
+        aspect_choices=present.aspect_choices(match_ratio),
+        history=[
+            (_tile(data, tiles, s), present.caption(s, i)) for i, s in enumerate(session.path())
+        ],
+        branches=[
+            (_tile(data, tiles, s), present.caption(s, depth(session, s))) for s in session.branches
+        ],
+        can_undo=session.can_undo,
+        can_redo=session.can_redo,
+        running=any(not s.is_finished for s in session.steps.values()),
+        pair_a=Choices(pair_choices, left),
+        pair_b=Choices(pair_choices, shown.step_id),
+    )
+
+
+def shown_step(session: Session) -> Step:
+    """The step whose image fills the page: the current one, or its nearest ancestor with one."""
+    for step in reversed(session.path()):
+        if step.result is not None:
+            return step
+    return session.current
+
+
+def depth(session: Session, step: Step) -> int:
+    """How many edits lie between the origin and `step` (its number in captions)."""
+    count = 0
+    while step.parent_id is not None:
+        step = session.steps[step.parent_id]
+        count += 1
+    return count
+
+
+def _image(data: PageData, step: Step) -> str | None:
+    return None if step.result is None else data.images.get(step.result.sha256)
+
+
+def _tile(data: PageData, tiles: Tiles, step: Step) -> str:
+    if step.result is None:
+        return tiles.failed if step.state is StepState.FAILED else tiles.running
+    return data.thumbs.get(step.result.sha256, tiles.running)
