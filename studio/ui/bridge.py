@@ -15,36 +15,19 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from studio.config import Secret
+from studio.config import Secret, Settings
 from studio.engine import USER_ERRORS, Engine, SessionSummary, StoreError
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import EditParams
+from studio.ui.view import PageData
 
 T = TypeVar("T")
 _END = object()
 
-__all__ = ["USER_ERRORS", "Bridge", "PageData", "SessionSummary"]
-
-
-@dataclass(frozen=True, slots=True)
-class PageData:
-    """Everything one render of the page needs, read in one crossing.
-
-    `images` and `thumbs` map an image's sha256 to a file Gradio may serve; `damaged` is set
-    when the asked-for session could not be read (the rest of the page still works).
-    """
-
-    session: Session | None
-    summaries: list[SessionSummary]
-    running: dict[str, StepUpdate]
-    images: dict[str, str]
-    thumbs: dict[str, str]
-    balance_cents: int | None = None
-    damaged: str | None = None
+__all__ = ["USER_ERRORS", "Bridge", "SessionSummary"]
 
 
 class Bridge:
@@ -55,6 +38,15 @@ class Bridge:
         self._thread = threading.Thread(target=self._loop.run_forever, name="engine", daemon=True)
         self._thread.start()
         self._engine = make_engine()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Bridge:
+        """The engine the settings describe, on its own loop."""
+        return cls(lambda: Engine.from_settings(settings))
+
+    def resume_unfinished(self, timeout_s: float = 60) -> int:
+        """Pick up the edits an earlier run left unfinished; how many there were."""
+        return len(self.run(self._engine.resume_unfinished(), timeout_s))
 
     @property
     def engine(self) -> Engine:

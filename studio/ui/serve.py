@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from studio.config import Settings
-from studio.engine import Engine
 from studio.ui.app import allowed_paths, create_app, css_path
 from studio.ui.bridge import Bridge
 
@@ -35,10 +34,9 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
 
 def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, Bridge, str]:
     """Launch without blocking; returns the Blocks, the bridge to the engine and the local URL."""
-    bridge = Bridge(lambda: Engine.from_settings(settings))
-    resumed = bridge.run(bridge.engine.resume_unfinished(), timeout_s=60)
-    if resumed:
-        log.info("Resuming %d unfinished edit(s)", len(resumed))
+    bridge = Bridge.from_settings(settings)
+    if resumed := bridge.resume_unfinished():
+        log.info("Resuming %d unfinished edit(s)", resumed)
     demo = create_app(bridge, settings)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
     return demo, bridge, url

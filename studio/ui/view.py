@@ -7,17 +7,45 @@ browser in `tests/unit/test_view.py`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from studio.history import Session, Step, StepState
+from studio.history import Session, Step, StepState, StepUpdate
 from studio.params import nearest_aspect_ratio
 from studio.ui import present
-from studio.ui.bridge import PageData
 
 EMPTY_STATUS = (
     "Upload, paste or link an image, pick an example, or type an instruction to generate one."
 )
+
+
+class SessionSummary(Protocol):
+    """What the session list shows of each session (the engine's summaries fit)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PageData:
+    """Everything one render of the page needs, read by the bridge in one crossing.
+
+    `images` and `thumbs` map an image's sha256 to a file Gradio may serve; `damaged` is the
+    sentence saying why the asked-for session could not be read (the rest of the page works).
+    """
+
+    session: Session | None
+    summaries: Sequence[SessionSummary]
+    running: dict[str, StepUpdate]
+    images: dict[str, str]
+    thumbs: dict[str, str]
+    balance_cents: int | None = None
+    damaged: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

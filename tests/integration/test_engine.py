@@ -12,7 +12,7 @@ from PIL import Image
 
 from studio.engine import Engine
 from studio.history import StepState
-from studio.params import EditParams
+from studio.params import EditParams, ParamsError
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -195,3 +195,31 @@ async def test_import_refuses_a_zip_that_is_not_an_export(engine):
     with pytest.raises(BundleError, match="not a Kontext Studio"):
         await engine.import_session(buffer.getvalue())
     assert await engine.list_sessions() == []
+
+
+async def test_compare_on_a_failed_step_checks_the_edit_limits_and_creates_nothing(engine, sim):
+    session = await _start(engine)
+    sim.faults.fail_tasks(message="Content moderated", times=1)
+    failed = await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    assert failed.state is StepState.FAILED
+    creates = len(sim.tasks)
+    risky = EditParams(prompt="make it red", safety_tolerance=6)  # allowed only when generating
+    with pytest.raises(ParamsError, match="from 0 to 2 when editing"):
+        await engine.compare(session.session_id, risky)
+    assert len(sim.tasks) == creates
+    stored = await engine.load_session(session.session_id)
+    assert set(stored.steps) == {session.current_step_id, failed.step_id}
+
+
+async def test_a_finished_step_leaves_nothing_behind_in_memory(engine, sim):
+    session = await _start(engine)
+    await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    pro, max_ = await engine.compare(session.session_id, EditParams(prompt="add snow"))
+    async for _ in engine.watch_session(session.session_id):
+        pass
+    for step in (pro, max_):
+        assert not engine.is_running(step.step_id)
+    sizes = engine.in_memory
+    assert sizes["runs"] == 0
+    assert sizes["watched_sessions"] == 0
+    assert sizes["session_locks"] == 0

@@ -64,3 +64,37 @@ def test_module_imports_only_what_the_design_allows(path):
                 assert target in allowed, f"{path.name} imports studio.{target}"
         if parts[0] == "gradio" or parts[0] == "gradio_client":
             assert owner in GRADIO_OWNERS, f"{path.name} imports gradio"
+
+
+def _attributes(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+
+
+UI_AND_CLI = [p for p in SOURCES if _owner(p) in ("ui", "cli")]
+
+
+@pytest.mark.parametrize("path", UI_AND_CLI, ids=lambda p: str(p.relative_to(STUDIO)))
+def test_ui_and_cli_never_reach_through_the_engine_to_its_store(path):
+    reached = _attributes(path) & {"store", "_store", "_runner", "_clients"}
+    assert not reached, f"{path.name} reaches into the engine: .{sorted(reached)[0]}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in UI_AND_CLI if _owner(p) == "ui" and p.name != "bridge.py"],
+    ids=lambda p: str(p.relative_to(STUDIO)),
+)
+def test_the_page_reaches_the_engine_only_through_the_bridge(path):
+    imported = {n for n in _imports(path) if n.startswith("studio.engine")}
+    assert not imported, f"{path.name} imports the engine; go through ui.bridge"
+    assert "engine" not in _attributes(path), f"{path.name} uses .engine; call the bridge"
+
+
+@pytest.mark.parametrize("name", ["present.py", "view.py"])
+def test_words_and_the_view_are_pure(name):
+    path = STUDIO / "ui" / name
+    ours = {n.split(".")[1] for n in _imports(path) if n.startswith("studio.") and "." in n}
+    assert ours <= {"history", "params", "ui"}, f"{name} imports {sorted(ours)}"
+    runtime = {n for n in _imports(path) if not n.startswith(("studio", "__future__"))}
+    assert runtime <= {"collections.abc", "dataclasses", "pathlib", "typing"}, runtime

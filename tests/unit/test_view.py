@@ -1,0 +1,121 @@
+"""The page as plain values: what `render_page` shows for a session, without a browser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from studio.history import ImageRef, Session, StepUpdate
+from studio.params import EditParams
+from studio.ui.view import PageData, Tiles, render_page
+
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+PHOTO = ImageRef(sha256="a" * 64, format="jpeg", width=1200, height=900)
+TILES = Tiles(running="running.png", failed="failed.png")
+
+
+def image(n: int) -> ImageRef:
+    return ImageRef(sha256=f"{n:064x}", format="png", width=800, height=1200)
+
+
+def start(origin: ImageRef | None = PHOTO) -> Session:
+    return Session.start("s1", "Holiday", origin, T0, origin_step_id="origin")
+
+
+def edit(session: Session, step_id: str, prompt: str, *, model: str = "pro") -> Session:
+    session = session.add_step(step_id, EditParams(prompt=prompt, model=model), T0)  # type: ignore[arg-type]
+    step = session.current.start(f"task-{step_id}", T0 + timedelta(seconds=1))
+    n = len(session.steps)
+    return session.with_step(step.complete(image(n), T0 + timedelta(seconds=7), cost_cents=5))
+
+
+def data(session: Session | None, **kw) -> PageData:
+    refs = [s.result for s in session.steps.values() if s.result] if session else []
+    return PageData(
+        session=session,
+        summaries=kw.pop("summaries", []),
+        running=kw.pop("running", {}),
+        images={r.sha256: f"/img/{r.sha256[-2:]}.{r.format}" for r in refs},
+        thumbs={r.sha256: f"/thumb/{r.sha256[-2:]}.jpg" for r in refs},
+        **kw,
+    )
+
+
+def test_with_no_session_the_page_invites_an_image_or_an_instruction():
+    page = render_page(data(None), TILES)
+    assert page.session_id is None
+    assert "Upload, paste or link an image" in page.status
+    assert (page.source, page.result, page.download, page.slider) == (None, None, None, None)
+    assert not page.can_undo
+    assert not page.running
+
+
+def test_a_session_that_cannot_be_read_is_named_damaged_and_the_rest_still_renders():
+    page = render_page(data(None, damaged="The session is damaged."), TILES)
+    assert page.status == "⚠ The session is damaged."
+    assert page.history == []
+
+
+def test_a_chain_shows_the_latest_result_with_its_parent_in_the_slider():
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    page = render_page(data(session), TILES)
+    assert page.session_id == "s1"
+    assert page.source == page.result == page.download == "/img/03.png"
+    assert page.slider == ("/img/02.png", "/img/03.png")
+    assert [caption for _, caption in page.history] == [
+        "Original",
+        "1 · pro · 6.0 s · $0.05 — make it blue",
+        "2 · pro · 6.0 s · $0.05 — add snow",
+    ]
+    assert page.status == "✓ Done in 6.0 s · pro · $0.05"
+    assert page.cost == "Session cost **$0.10**"
+    assert page.can_undo
+    assert not page.can_redo
+    assert not page.running
+    # The result is portrait (800x1200): "match source" names the ratio it would send.
+    assert page.aspect_choices[0] == ("Match source (3:4)", "match")
+
+
+def test_the_origin_alone_shows_in_the_source_and_not_as_a_result():
+    page = render_page(data(start()), TILES)
+    assert page.source == "/img/aa.jpeg"
+    assert page.result is None
+    assert page.status == "Ready: type an instruction and press Enter."
+    assert page.aspect_choices[0] == ("Match source (4:3)", "match")
+
+
+def test_a_failed_current_step_offers_retry_and_keeps_showing_the_last_image():
+    session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="x"), T0)
+    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
+    page = render_page(data(session), TILES)
+    assert page.retry_visible
+    assert page.status == "✗ Failed: Content moderated"
+    assert page.source == "/img/02.png"
+    assert page.history[-1] == ("failed.png", "2 · pro · failed — x")
+
+
+def test_a_running_step_shows_its_phase_and_elapsed_time_and_keeps_the_timer_on():
+    session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
+    update = StepUpdate(session.current, "processing", 3.04)
+    page = render_page(data(session, running={"b": update}), TILES)
+    assert page.status == "⏳ Processing… 3.0 s"
+    assert page.running
+    assert page.history[-1] == ("running.png", "2 · pro · queued — snow")
+
+
+def test_other_branches_are_listed_apart_from_the_current_path():
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = edit(session.make_current("a"), "c", "add rain", model="max")
+    page = render_page(data(session), TILES)
+    assert [caption for _, caption in page.history][-1].startswith("2 · max")
+    assert [caption for _, caption in page.branches] == ["2 · pro · 6.0 s · $0.05 — add snow"]
+
+
+def test_the_session_list_marks_the_open_session():
+    class Summary:
+        def __init__(self, session_id: str, name: str) -> None:
+            self.session_id, self.name = session_id, name
+
+    summaries = [Summary("s2", "Newer"), Summary("s1", "Holiday")]
+    page = render_page(data(start(), summaries=summaries), TILES)
+    assert page.sessions.choices == [("Newer", "s2"), ("Holiday", "s1")]
+    assert page.sessions.value == "s1"
