@@ -82,6 +82,8 @@ class Settings:
     # Set when the studio runs on its own simulator (no key configured): the server's edits go
     # there, while a visitor's own key still goes to `base_url`.
     simulator_url: str | None = None
+    # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
+    sim_latency: str = "demo"
 
     @property
     def simulator(self) -> bool:
@@ -102,6 +104,8 @@ class Settings:
             values["hosted"] = hosted
         if deadline := env.get("KONTEXT_STUDIO_TASK_DEADLINE_S", "").strip():
             values["task_deadline_s"] = float(deadline)
+        if latency := env.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower():
+            values["sim_latency"] = latency
         if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():
             values["poll_scale"] = float(scale)
         known = {f.name for f in fields(cls)}

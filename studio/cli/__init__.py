@@ -90,7 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
         settings = Settings.from_env(home=args.home)
         job = PLANS[args.command](args, settings)  # every input check that needs no engine
         if job.needs_service:
-            settings, sim = start_simulator_if_needed(settings, latency=sim_latency(os.environ))
+            settings, sim = start_simulator_if_needed(settings, latency=sim_latency(settings))
             if sim is not None:
                 out.note(SIMULATOR_NOTICE)
         else:

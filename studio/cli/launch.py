@@ -6,11 +6,9 @@ Imports `config` and, lazily, `simulator` and `ui` (Gradio is loaded only to ser
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import threading
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
@@ -31,9 +29,9 @@ SIMULATOR_NOTICE = (
 FAST_SIM_POLL_SCALE = 0.05
 
 
-def sim_latency(environ: Mapping[str, str]) -> SimLatency:
+def sim_latency(settings: Settings) -> SimLatency:
     """`KONTEXT_STUDIO_SIM_LATENCY`: fast, demo or quick (default demo, to watch the states)."""
-    value = environ.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower() or "demo"
+    value = settings.sim_latency
     if value not in SIM_LATENCIES:
         raise CommandError("KONTEXT_STUDIO_SIM_LATENCY must be fast, demo or quick.")
     return value
@@ -60,7 +58,8 @@ def simulate(args: argparse.Namespace) -> int:
     """`kontext-studio simulate`: serve the simulator until Ctrl+C."""
     from studio.simulator import Simulator
 
-    key = args.api_key or os.environ.get("RUNAPI_API_KEY") or "sk-sim"
+    configured = Settings.from_env().api_key
+    key = args.api_key or (configured.reveal() if configured else "sk-sim")
     sim = Simulator(api_key=key, latency=args.latency)
     sim.start(port=args.sim_port)
     sys.stdout.write(f"{sim.base_url}\n")
@@ -78,7 +77,7 @@ def simulate(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """`kontext-studio` with no command: the browser studio (it resumes unfinished edits)."""
     settings = Settings.from_env(home=args.home, host=args.host, port=args.port, hosted=args.hosted)
-    settings, sim = start_simulator_if_needed(settings, latency=sim_latency(os.environ))
+    settings, sim = start_simulator_if_needed(settings, latency=sim_latency(settings))
     if sim is not None:
         sys.stderr.write(f"{SIMULATOR_NOTICE}\n")
     try:

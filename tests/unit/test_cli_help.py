@@ -13,6 +13,7 @@ from studio.cli.errors import CommandError
 from studio.cli.launch import sim_latency
 from studio.cli.output import result_name, slug
 from studio.cli.parser import HELP_WIDTH
+from studio.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMANDS = ["edit", "chain", "compare", "generate", "replay", "sessions", "simulate"]
@@ -86,12 +87,12 @@ def test_a_bad_argument_is_one_line_on_stderr_and_exit_2(capsys, argv):
 )
 def test_sim_latency_comes_from_the_environment(value, latency):
     environ = {} if value is None else {"KONTEXT_STUDIO_SIM_LATENCY": value}
-    assert sim_latency(environ) == latency
+    assert sim_latency(Settings.from_env(environ)) == latency
 
 
 def test_an_unknown_sim_latency_is_a_usage_error():
     with pytest.raises(CommandError, match="fast, demo or quick") as error:
-        sim_latency({"KONTEXT_STUDIO_SIM_LATENCY": "slow"})
+        sim_latency(Settings.from_env({"KONTEXT_STUDIO_SIM_LATENCY": "slow"}))
     assert error.value.exit_code == EXIT_USAGE
 
 
