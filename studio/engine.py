@@ -248,6 +248,25 @@ class Engine:
             self._runner.launch(step, api_key)
         return pro, max_
 
+    async def cancel(self, session_id: str, step_id: str) -> Session:
+        """Remove a queued step that has not started, with the steps queued after it.
+
+        Raises `HistoryError` (one sentence) if it has started: it then runs to the end.
+        """
+        async with self._lock(session_id):
+            session = await self.load_session(session_id)
+            cancelled = session.cancel(step_id)
+            doomed = [i for i in session.subtree(step_id) if i not in cancelled.steps]
+            for each in doomed:  # the first is the one asked for: if it started, nothing goes
+                await self._runner.cancel(each)
+            await asyncio.to_thread(self._store.cancel_steps, cancelled, doomed)
+        self._runner.signals.notify(session_id)
+        return cancelled
+
+    async def session_version(self, session_id: str) -> str | None:
+        """A value that changes whenever a step of the session is added, advances or goes."""
+        return await asyncio.to_thread(self._store.session_version, session_id)
+
     async def keep(self, session_id: str, step_id: str) -> Session:
         """Make a compared result current, so the chain goes on from it."""
         return await self.navigate(session_id, lambda s: s.make_current(step_id))

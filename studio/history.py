@@ -146,6 +146,21 @@ class Step:
         )
         return replace(self, source=source)
 
+    @property
+    def is_waiting(self) -> bool:
+        """Queued behind its parent: it runs on the parent's image once that exists."""
+        return (
+            self.state is StepState.QUEUED
+            and self.source.kind == "step"
+            and self.source.image_sha256 is None
+        )
+
+    def with_source_image(self, sha256: str) -> Step:
+        """A waiting step, now that its parent's image exists: it can run."""
+        if not self.is_waiting:
+            raise HistoryError(f"Step {self.step_id} is not waiting for an image.")
+        return replace(self, source=replace(self.source, image_sha256=sha256))
+
     def _require(self, states: set[StepState] | frozenset[StepState], verb: str) -> None:
         if self.state not in states:
             raise HistoryError(f"Cannot {verb} step {self.step_id}: it is {self.state}.")
@@ -298,7 +313,8 @@ class Session:
         """Queue a new step after the current one and make it current (this clears redo).
 
         The source defaults to the current step's image, or to nothing (a generation) when the
-        current step is an origin without one. A failed step has no image, so a step added while
+        current step is an origin without one; while the current step still runs, the new step
+        waits for its image (typing ahead). A failed step has no image, so a step added while
         a failed step is current hangs off the failed step's parent instead. `params` are
         validated for what the step is (an edit or a generation): raises `ParamsError`.
         """
@@ -389,6 +405,20 @@ class Session:
         redo = tuple(i for i in self.redo_stack if i not in doomed)
         return replace(self, steps=steps, redo_stack=redo)
 
+    def cancel(self, step_id: str) -> Session:
+        """Remove a step that has not started (queued, never sent) with the steps queued after
+        it; if the current step was among them, its parent becomes current."""
+        step = self._get(step_id)
+        doomed = set(self.subtree(step_id))
+        if any(
+            self.steps[i].state is not StepState.QUEUED or self.steps[i].task_id for i in doomed
+        ):
+            raise HistoryError("That edit has already started; it can no longer be cancelled.")
+        steps = {i: s for i, s in self.steps.items() if i not in doomed}
+        current = step.parent_id if self.current_step_id in doomed else self.current_step_id
+        redo = tuple(i for i in self.redo_stack if i not in doomed)
+        return replace(self, steps=steps, current_step_id=current or "", redo_stack=redo)
+
     def with_step(self, step: Step) -> Session:
         """This session with `step` replacing the step of the same id (after a state change)."""
         old = self._get(step.step_id)
@@ -420,7 +450,10 @@ class Session:
             return StepSource(kind="step", image_sha256=parent.result.sha256)
         if parent.kind == "origin":
             return NO_SOURCE
-        raise HistoryError("The current step has no image yet; wait for it to finish.")
+        if not parent.is_finished:
+            # Typed ahead: it waits for the parent's image (`Step.is_waiting`).
+            return StepSource(kind="step")
+        raise HistoryError("That step has no image to edit; pick another step.")
 
     def _with_new_step(self, step: Step) -> Session:
         if step.step_id in self.steps:

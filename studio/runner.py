@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 UPLOAD_REUSE_MARGIN = timedelta(minutes=10)
 # The sentence shown for a failure we did not foresee; its details go to the log only.
 UNEXPECTED_FAILURE = "The edit failed for a reason the studio did not expect; it has been logged."
+# Seconds between looks at a parent step run by another process, for a step queued after it.
+PARENT_POLL_S = 1.0
 # A visitor's client (and its connection pool) is closed after this many idle seconds.
 CLIENT_IDLE_S = 600.0
 
@@ -155,10 +157,12 @@ class SessionSignals:
 
 @dataclass(slots=True)
 class _Run:
-    """A step this runner is running: its task and its latest update."""
+    """A step this runner is running: its task, its latest update, and whether it has not
+    started yet (it still waits for its parent's image), so that it may be cancelled."""
 
     task: asyncio.Task[Step]
     update: StepUpdate
+    waiting: bool = False
 
 
 class StepRunner:
@@ -186,12 +190,26 @@ class StepRunner:
         """Start running a stored step; returns at once."""
         phase: Phase = "queued" if step.task_id is None else "submitted"
         task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
-        self._runs[step.step_id] = _Run(task, StepUpdate(step, phase, self._elapsed(step)))
+        update = StepUpdate(step, phase, self._elapsed(step))
+        self._runs[step.step_id] = _Run(task, update, waiting=step.is_waiting)
         task.add_done_callback(lambda _: self._forget(step))
         self.signals.notify(step.session_id)
 
     def is_running(self, step_id: str) -> bool:
         return step_id in self._runs
+
+    async def cancel(self, step_id: str) -> None:
+        """Stop a step that still waits for its parent (nothing was sent, nothing is paid).
+
+        Raises `HistoryError` if it has started. A step not running here is left to the caller.
+        """
+        run = self._runs.get(step_id)
+        if run is None:
+            return
+        if not run.waiting:
+            raise HistoryError("That edit has already started; it can no longer be cancelled.")
+        run.task.cancel()
+        await asyncio.gather(run.task, return_exceptions=True)
 
     def running(self, session_id: str) -> dict[str, StepUpdate]:
         """The steps of `session_id` running now, each with its phase and its elapsed time."""
@@ -263,6 +281,8 @@ class StepRunner:
     async def _run(self, step: Step, api_key: Secret | None) -> Step:
         async with self._clients.using(api_key) as client:
             try:
+                if step.is_waiting:
+                    step = await self._await_parent(step)
                 if step.task_id is None:
                     step = await self._submit(step, client)
                 task = await client.wait_for_task(
@@ -284,6 +304,31 @@ class StepRunner:
             except Exception:
                 log.exception("Step %s failed unexpectedly", step.step_id)
                 return await self._fail(step, UNEXPECTED_FAILURE)
+
+    async def _await_parent(self, step: Step) -> Step:
+        """Wait for the step before a typed-ahead one; its image becomes this step's source."""
+        assert step.parent_id is not None
+        while True:
+            session = await asyncio.to_thread(self._store.load_session, step.session_id)
+            parent = session.steps[step.parent_id]
+            if parent.state is StepState.COMPLETED and parent.result is not None:
+                break
+            if parent.is_finished:
+                raise HistoryError(
+                    "The step before this one failed, so it did not run; retry it when ready."
+                )
+            running = self._runs.get(parent.step_id)
+            if running is not None:
+                await asyncio.wait([running.task])
+            else:  # run by another process (the CLI, a second studio): look again shortly
+                await asyncio.sleep(PARENT_POLL_S)
+        step = step.with_source_image(parent.result.sha256)
+        await asyncio.to_thread(self._store.save_step, step)
+        run = self._runs.get(step.step_id)
+        if run is not None:
+            run.waiting = False
+            run.update = replace(run.update, step=step)
+        return step
 
     async def _submit(self, step: Step, client: RunAPIClient) -> Step:
         params = step.params

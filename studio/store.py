@@ -293,6 +293,36 @@ class Store:
             )
             self._write_current(db, session)
 
+    def cancel_steps(self, session: Session, step_ids: Collection[str]) -> None:
+        """Delete queued steps that were never sent (`Session.cancel`) and record `session`'s
+        current step. Raises `StoreError` if one of them was sent meanwhile."""
+        marks = ", ".join("?" * len(step_ids))
+        with self._write() as db:
+            started = db.execute(
+                f"SELECT COUNT(*) FROM steps WHERE step_id IN ({marks})"
+                " AND (state != 'queued' OR task_id IS NOT NULL)",
+                (*step_ids,),
+            ).fetchone()[0]
+            if started:
+                raise StoreError("That edit has already started; it can no longer be cancelled.")
+            db.execute(
+                f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
+                (session.session_id, *step_ids),
+            )
+            self._write_current(db, session)
+            _touch(db, session.session_id)
+
+    def session_version(self, session_id: str) -> str | None:
+        """Changes whenever a step of the session is added, advances or goes (None: no session).
+
+        Cheap enough for every open tab to ask every second or two.
+        """
+        with self._read() as db:
+            row = db.execute(
+                "SELECT updated_at FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def load_session(self, session_id: str) -> Session:
         """The session with all its steps, current step and redo stack, as last saved."""
         with self._read() as db:

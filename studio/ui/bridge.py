@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,17 @@ from studio.ui.view import PageData
 T = TypeVar("T")
 _END = object()
 
-__all__ = ["USER_ERRORS", "Bridge", "SessionSummary"]
+__all__ = ["USER_ERRORS", "Bridge", "SessionSummary", "Tick"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A session's version (it changes with every step added, advanced or removed), what runs
+    in it now, and whether the version differs from the one the tab last saw."""
+
+    version: str | None
+    running: dict[str, StepUpdate]
+    changed: bool
 
 
 class Bridge:
@@ -99,11 +110,33 @@ class Bridge:
             self._engine.navigate(session_id, lambda s: s.make_current(step_id))
         )
 
-    async def undo(self, session_id: str) -> Session:
-        return await self._call(self._engine.navigate(session_id, lambda s: s.undo()))
+    async def undo(self, session_id: str, from_step_id: str | None = None) -> Session:
+        """Move to the parent of `from_step_id` (the step a tab shows; default the current)."""
+        return await self._call(
+            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).undo())
+        )
 
-    async def redo(self, session_id: str) -> Session:
-        return await self._call(self._engine.navigate(session_id, lambda s: s.redo()))
+    async def redo(self, session_id: str, from_step_id: str | None = None) -> Session:
+        return await self._call(
+            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).redo())
+        )
+
+    async def cancel(self, session_id: str, step_id: str) -> Session:
+        """Remove a queued step that has not started, and what was queued after it."""
+        return await self._call(self._engine.cancel(session_id, step_id))
+
+    async def tick(self, session_id: str | None, seen_version: str | None) -> Tick:
+        """What changed in a session since `seen_version`, and what runs in it now: cheap, so
+        every open tab can ask every second or two."""
+        if not session_id:
+            return Tick(None, {}, changed=False)
+
+        async def look() -> Tick:
+            version = await self._engine.session_version(session_id)
+            running = self._engine.running(session_id)
+            return Tick(version, running, changed=version != seen_version)
+
+        return await self._call(look())
 
     async def keep(self, session_id: str, step_id: str) -> Session:
         return await self._call(self._engine.keep(session_id, step_id))
@@ -119,9 +152,19 @@ class Bridge:
     # -- edits ----------------------------------------------------------------------------------
 
     async def submit_edit(
-        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
+        self,
+        session_id: str,
+        params: EditParams,
+        *,
+        parent_step_id: str | None = None,
+        api_key: Secret | None = None,
     ) -> Step:
-        return await self._call(self._engine.submit_edit(session_id, params, api_key=api_key))
+        """Queue an edit of `parent_step_id` (the step the tab shows; default the current)."""
+        return await self._call(
+            self._engine.submit_edit(
+                session_id, params, parent_step_id=parent_step_id, api_key=api_key
+            )
+        )
 
     async def edit(
         self, session_id: str, params: EditParams, *, api_key: Secret | None = None
@@ -129,19 +172,21 @@ class Bridge:
         """Submit an edit and wait for its final step."""
         return await self._call(self._engine.edit(session_id, params, api_key=api_key))
 
-    async def retry_current(self, session_id: str, *, api_key: Secret | None = None) -> Step:
-        """Retry the session's current step (a failed one) as a new sibling."""
-
-        async def retry() -> Step:
-            session = await self._engine.load_session(session_id)
-            return await self._engine.retry(session_id, session.current_step_id, api_key=api_key)
-
-        return await self._call(retry())
+    async def retry(self, session_id: str, step_id: str, *, api_key: Secret | None = None) -> Step:
+        """Run a failed step again as a new sibling."""
+        return await self._call(self._engine.retry(session_id, step_id, api_key=api_key))
 
     async def compare(
-        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
+        self,
+        session_id: str,
+        params: EditParams,
+        *,
+        parent_step_id: str | None = None,
+        api_key: Secret | None = None,
     ) -> tuple[Step, Step]:
-        return await self._call(self._engine.compare(session_id, params, api_key=api_key))
+        return await self._call(
+            self._engine.compare(session_id, params, parent_step_id=parent_step_id, api_key=api_key)
+        )
 
     async def wait(self, step_id: str) -> Step:
         return await self._call(self._engine.wait(step_id))
@@ -193,8 +238,10 @@ class Bridge:
         self, session_id: str | None, balance_key: Secret | None, with_balance: bool
     ) -> PageData:
         engine = self._engine
-        session, damaged = None, None
+        session, damaged, version = None, None, None
         if session_id:
+            # Read before the session: a change in between shows at the next tick, never lost.
+            version = await engine.session_version(session_id)
             try:
                 session = await engine.load_session(session_id)
             except StoreError as exc:
@@ -217,4 +264,12 @@ class Bridge:
             thumbs={sha: str(path) for sha, path in thumbs.items()},
             balance_cents=balance,
             damaged=damaged,
+            version=version,
         )
+
+
+def _at(session: Session, step_id: str | None) -> Session:
+    """`session` seen from `step_id` (a tab's step), or as stored when that step is gone."""
+    if step_id is None or step_id not in session.steps:
+        return session
+    return session.make_current(step_id)

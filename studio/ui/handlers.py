@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -22,9 +22,9 @@ from typing import Any, TypeVar, cast
 import gradio as gr
 
 from studio.config import Secret
-from studio.history import Step, StepUpdate
+from studio.history import Session, Step, StepUpdate
 from studio.params import EditParams, parse_params
-from studio.ui import present, view
+from studio.ui import layout, present, view
 from studio.ui.bridge import USER_ERRORS, Bridge
 from studio.ui.layout import Components
 
@@ -68,27 +68,16 @@ def guarded(handler: F) -> F:
         try:
             return cast(Update, await handler(self, session_id, *args))
         except _REFUSED as exc:
-            return await self.refused(session_id, exc)
-
-    return cast(F, run)
-
-
-def guarded_stream(handler: F) -> F:
-    """`guarded`, for handlers that yield the page as an edit runs."""
-
-    @functools.wraps(handler)
-    async def run(self: Handlers, session_id: str | None, *args: Any) -> AsyncIterator[Update]:
-        try:
-            async for page in handler(self, session_id, *args):
-                yield page
-        except _REFUSED as exc:
-            yield await self.refused(session_id, exc)
+            tab_step = args[0] if args and isinstance(args[0], str) else None
+            return await self.refused(session_id, tab_step, exc)
 
     return cast(F, run)
 
 
 class Handlers:
-    """Every event of the page. The first argument of each is the browser's session id."""
+    """Every event of the page. The first two arguments of most are the browser's session id and
+    the step this tab shows (its `tab_step`): every edit, compare and retry starts from that step,
+    never from whatever another tab, the CLI or an agent made current meanwhile."""
 
     def __init__(self, c: Components, bridge: Bridge, ctx: PageContext) -> None:
         self.c = c
@@ -105,6 +94,8 @@ class Handlers:
             c.pair_a,
             c.pair_b,
             c.browser,
+            c.tab_step,
+            c.version,
             c.sessions,
             c.cost,
             c.source,
@@ -113,6 +104,7 @@ class Handlers:
             c.status,
             c.download,
             c.retry,
+            c.cancel,
             c.aspect,
             c.history,
             c.branches,
@@ -136,24 +128,33 @@ class Handlers:
             c.compare_slider,
             c.keep_pro,
             c.keep_max,
+            c.model,
         ]
 
     async def page(
-        self, session_id: str | None, *, tab_key: str | None = None, balance: bool = False
+        self,
+        session_id: str | None,
+        tab_step: str | None = None,
+        *,
+        tab_key: str | None = None,
+        balance: bool = False,
     ) -> Update:
-        """The page for `session_id`, read back from the store (with the balance if asked)."""
+        """The page for `session_id` seen from `tab_step`, read back from the store."""
         key = _secret(tab_key)
         with_balance = balance and (key is not None or not self.ctx.simulator)
         data = await self.bridge.page(session_id, balance_key=key, with_balance=with_balance)
-        return self.updates(view.render_page(data, self.tiles))
+        return self.updates(view.render_page(data, self.tiles, tab_step))
 
     def updates(self, page: view.PageUpdate) -> Update:
         """A `PageUpdate` as Gradio component updates."""
         c = self.c
+        tick = layout.TICK_RUNNING_S if page.running else layout.TICK_IDLE_S
         return {
             c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
             c.browser: page.session_id if page.session_id else gr.skip(),
+            c.tab_step: page.tab_step,
+            c.version: page.version,
             c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
             c.cost: page.cost,
             c.source: page.source,
@@ -162,32 +163,39 @@ class Handlers:
             c.status: page.status,
             c.download: gr.DownloadButton(value=page.download, visible=page.download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
+            c.cancel: gr.Button(visible=page.cancel_visible),
             c.aspect: gr.Dropdown(choices=page.aspect_choices),
             c.history: page.history,
             c.branches: gr.Gallery(value=page.branches, visible=bool(page.branches)),
             c.undo: gr.Button(interactive=page.can_undo),
             c.redo: gr.Button(interactive=page.can_redo),
-            c.timer: gr.Timer(active=page.running),
+            c.timer: gr.Timer(value=tick, active=True),
             c.prompt: gr.skip(),
         }
 
-    async def refused(self, session_id: str | None, exc: BaseException) -> Update:
-        """The page as it was, with the reason in a toast and in the status line."""
+    async def refused(
+        self, session_id: str | None, tab_step: str | None, exc: BaseException
+    ) -> Update:
+        """The page as it was, with the reason in a toast and in the status line; what was
+        typed stays in the box."""
         sentence = error_sentence(exc)
         gr.Warning(sentence)
-        return {**(await self.page(session_id)), self.c.status: f"⚠ {sentence}"}
+        return {**(await self.page(session_id, tab_step)), self.c.status: f"⚠ {sentence}"}
 
     # -- starting points ------------------------------------------------------------------------
 
     @guarded
-    async def on_load(self, session_id: str | None) -> Update:
+    async def on_load(self, session_id: str | None, _tab_step: str | None = None) -> Update:
         if not session_id:
             summaries = await self.bridge.list_sessions()
             session_id = summaries[0].session_id if summaries else None
         return await self.page(session_id, balance=True)
 
     @guarded
-    async def on_source(self, _session_id: str | None, path: str | None) -> Update:
+    async def on_source(self, _session_id: str | None, _tab: str | None, upload: Any) -> Update:
+        """A new session from an upload, a paste or a photo. Registered with `preprocess=False`:
+        our intake reads the file, so anything odd gets one sentence, not Gradio's "Error"."""
+        path = upload.get("path") if isinstance(upload, dict) else upload
         if not path:
             return {self.c.status: gr.skip()}
         data = await asyncio.to_thread(Path(path).read_bytes)
@@ -195,14 +203,16 @@ class Handlers:
         return await self.page(session.session_id)
 
     @guarded
-    async def on_example(self, _session_id: str | None, evt: gr.SelectData) -> Update:
+    async def on_example(
+        self, _session_id: str | None, _tab: str | None, evt: gr.SelectData
+    ) -> Update:
         example = self.ctx.examples[int(evt.index)]
         data = await asyncio.to_thread(example.read_bytes)
         session = await self.bridge.start_session(data, name=f"{example.stem.capitalize()} example")
         return await self.page(session.session_id)
 
     @guarded
-    async def on_link(self, _session_id: str | None, url: str | None) -> Update:
+    async def on_link(self, _session_id: str | None, _tab: str | None, url: str | None) -> Update:
         url = (url or "").strip()
         if not url:
             raise Refusal("Paste a link to an image first.")
@@ -210,20 +220,23 @@ class Handlers:
         return await self.page(session.session_id)
 
     @guarded
-    async def on_new_session(self, _session_id: str | None) -> Update:
+    async def on_new_session(self, _session_id: str | None, _tab: str | None) -> Update:
         session = await self.bridge.start_session(None)
         return await self.page(session.session_id)
 
     @guarded
-    async def on_pick_session(self, _session_id: str | None, picked: str | None) -> Update:
+    async def on_pick_session(
+        self, _session_id: str | None, _tab: str | None, picked: str | None
+    ) -> Update:
         return await self.page(picked) if picked else {self.c.status: gr.skip()}
 
     # -- edits ----------------------------------------------------------------------------------
 
-    @guarded_stream
+    @guarded
     async def on_edit(
         self,
         session_id: str | None,
+        tab_step: str | None,
         prompt: str | None,
         model: str,
         aspect: str,
@@ -232,28 +245,39 @@ class Handlers:
         expansion: bool,
         safety: float,
         tab_key: str | None,
-    ) -> AsyncIterator[Update]:
+    ) -> Update:
+        """Queue the instruction after the step this tab shows; while that step still runs,
+        the new one waits for its image (typing ahead). Returns at once: the tab's timer shows
+        the progress, so switching sessions meanwhile never pulls the page back."""
         params = _form_params(prompt, model, aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
-        step = await self.bridge.submit_edit(session_id, params, api_key=_secret(tab_key))
-        first = True
-        async for page in self._follow(session_id, step, tab_key):
-            # Clear the instruction once it is on its way, ready for the next one.
-            yield {**page, self.c.prompt: ""} if first else page
-            first = False
+        step = await self.bridge.submit_edit(
+            session_id, params, parent_step_id=tab_step, api_key=_secret(tab_key)
+        )
+        # Clear the instruction once it is on its way, ready for the next one.
+        return {**(await self.page(session_id, step.step_id)), self.c.prompt: ""}
 
-    @guarded_stream
-    async def on_retry(self, session_id: str | None, tab_key: str | None) -> AsyncIterator[Update]:
-        if not session_id:
-            return
-        step = await self.bridge.retry_current(session_id, api_key=_secret(tab_key))
-        async for page in self._follow(session_id, step, tab_key):
-            yield page
+    @guarded
+    async def on_retry(
+        self, session_id: str | None, tab_step: str | None, tab_key: str | None
+    ) -> Update:
+        if not session_id or not tab_step:
+            raise Refusal("There is no failed step to retry here.")
+        step = await self.bridge.retry(session_id, tab_step, api_key=_secret(tab_key))
+        return await self.page(session_id, step.step_id)
 
-    @guarded_stream
+    @guarded
+    async def on_cancel(self, session_id: str | None, tab_step: str | None) -> Update:
+        if not session_id or not tab_step:
+            raise Refusal("There is no queued edit to cancel here.")
+        session = await self.bridge.cancel(session_id, tab_step)
+        return await self.page(session_id, session.current_step_id)
+
+    @guarded
     async def on_compare(
         self,
         session_id: str | None,
+        tab_step: str | None,
         prompt: str | None,
         aspect: str,
         output_format: str,
@@ -261,32 +285,29 @@ class Handlers:
         expansion: bool,
         safety: float,
         tab_key: str | None,
-    ) -> AsyncIterator[Update]:
+    ) -> Update:
+        """Queue the instruction on pro and max from the step this tab shows; the tab's timer
+        shows each side the moment it is ready."""
         params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
-        pro, max_ = await self.bridge.compare(session_id, params, api_key=_secret(tab_key))
+        pro, max_ = await self.bridge.compare(
+            session_id, params, parent_step_id=tab_step, api_key=_secret(tab_key)
+        )
         ids = (pro.step_id, max_.step_id)
-        c = self.c
-        yield {
-            **(await self.page(session_id)),
-            c.compare_pair: ids,
-            c.compare_panel: gr.Group(visible=True),
-            c.compare_pro: None,
-            c.compare_max: None,
-            c.compare_slider: None,
-            c.keep_pro: gr.Button(interactive=False),
-            c.keep_max: gr.Button(interactive=False),
-            c.prompt: "",
+        page = await self.page(session_id, tab_step)
+        return {
+            **page,
+            **(await self._compare_panel(session_id, ids, {})),
+            self.c.prompt: "",
+            self.c.status: "⏳ Comparing pro and max…",
         }
-        async for running in self.bridge.watch(session_id):
-            if not any(i in running for i in ids):
-                break
-            texts = [present.compare_text(s, running.get(s.step_id)) for s in (pro, max_)]
-            yield {c.compare_pro_text: texts[0], c.compare_max_text: texts[1]}
-        yield {**(await self.page(session_id)), **(await self._compare_panel(session_id, ids))}
 
-    async def _compare_panel(self, session_id: str, ids: tuple[str, str]) -> Update:
+    async def _compare_panel(
+        self, session_id: str, ids: tuple[str, str], running: dict[str, StepUpdate]
+    ) -> Update:
         session = await self.bridge.load_session(session_id)
+        if not all(i in session.steps for i in ids):
+            return {self.c.compare_pair: None, self.c.compare_panel: gr.Group(visible=False)}
         pro, max_ = (session.steps[i] for i in ids)
         pro_image, max_image = self.bridge.image_path(pro), self.bridge.image_path(max_)
         c = self.c
@@ -295,70 +316,112 @@ class Handlers:
             c.compare_panel: gr.Group(visible=True),
             c.compare_pro: pro_image,
             c.compare_max: max_image,
-            c.compare_pro_text: present.compare_text(pro, None),
-            c.compare_max_text: present.compare_text(max_, None),
+            c.compare_pro_text: present.compare_text(pro, running.get(pro.step_id)),
+            c.compare_max_text: present.compare_text(max_, running.get(max_.step_id)),
             c.compare_slider: (pro_image, max_image) if pro_image and max_image else None,
             c.keep_pro: gr.Button(interactive=pro_image is not None),
             c.keep_max: gr.Button(interactive=max_image is not None),
         }
 
     @guarded
-    async def on_keep_pro(self, session_id: str | None, pair: Any) -> Update:
+    async def on_keep_pro(self, session_id: str | None, _tab: str | None, pair: Any) -> Update:
         return await self._keep(session_id, pair, 0)
 
     @guarded
-    async def on_keep_max(self, session_id: str | None, pair: Any) -> Update:
+    async def on_keep_max(self, session_id: str | None, _tab: str | None, pair: Any) -> Update:
         return await self._keep(session_id, pair, 1)
 
     async def _keep(self, session_id: str | None, pair: Any, side: int) -> Update:
         if not session_id or not isinstance(pair, list | tuple) or len(pair) != 2:
             raise Refusal("There is no comparison to keep a result from; run Compare first.")
-        await self.bridge.keep(session_id, str(pair[side]))
+        session = await self.bridge.keep(session_id, str(pair[side]))
+        kept = session.current.params
         return {
-            **(await self.page(session_id)),
+            **(await self.page(session_id, session.current_step_id)),
             self.c.compare_pair: None,
             self.c.compare_panel: gr.Group(visible=False),
+            # The next edit goes on with the model that was kept.
+            self.c.model: kept.model if kept else gr.skip(),
         }
 
     # -- history --------------------------------------------------------------------------------
 
     @guarded
-    async def on_history_select(self, session_id: str | None, evt: gr.SelectData) -> Update:
+    async def on_history_select(
+        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
+    ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        path = (await self.bridge.load_session(session_id)).path()
-        return await self._move_to(session_id, path, int(evt.index))
+        path = _seen_from(await self.bridge.load_session(session_id), tab_step).path()
+        return await self._move_to(session_id, tab_step, path, int(evt.index))
 
     @guarded
-    async def on_branch_select(self, session_id: str | None, evt: gr.SelectData) -> Update:
+    async def on_branch_select(
+        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
+    ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        tips = (await self.bridge.load_session(session_id)).branches
-        return await self._move_to(session_id, tips, int(evt.index))
+        tips = _seen_from(await self.bridge.load_session(session_id), tab_step).branches
+        return await self._move_to(session_id, tab_step, tips, int(evt.index))
 
-    async def _move_to(self, session_id: str, steps: tuple[Step, ...], index: int) -> Update:
-        if 0 <= index < len(steps):
-            await self.bridge.make_current(session_id, steps[index].step_id)
-        return await self.page(session_id)
-
-    @guarded
-    async def on_undo(self, session_id: str | None) -> Update:
-        if session_id:
-            await self.bridge.undo(session_id)
-        return await self.page(session_id)
+    async def _move_to(
+        self, session_id: str, tab_step: str | None, steps: tuple[Step, ...], index: int
+    ) -> Update:
+        if not 0 <= index < len(steps):
+            return await self.page(session_id, tab_step)
+        session = await self.bridge.make_current(session_id, steps[index].step_id)
+        return await self.page(session_id, session.current_step_id)
 
     @guarded
-    async def on_redo(self, session_id: str | None) -> Update:
-        if session_id:
-            await self.bridge.redo(session_id)
-        return await self.page(session_id)
+    async def on_undo(self, session_id: str | None, tab_step: str | None) -> Update:
+        if not session_id:
+            return await self.page(None)
+        session = await self.bridge.undo(session_id, tab_step)
+        return await self.page(session_id, session.current_step_id)
 
     @guarded
-    async def on_tick(self, session_id: str | None) -> Update:
-        return await self.page(session_id)
+    async def on_redo(self, session_id: str | None, tab_step: str | None) -> Update:
+        if not session_id:
+            return await self.page(None)
+        session = await self.bridge.redo(session_id, tab_step)
+        return await self.page(session_id, session.current_step_id)
 
     @guarded
-    async def on_pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
+    async def on_tick(
+        self,
+        session_id: str | None,
+        tab_step: str | None,
+        version: str | None,
+        pair: Any,
+        tab_key: str | None = None,
+    ) -> Update:
+        """News of the session, at most every second or two: a new or finished step (from this
+        tab or anywhere) re-renders the page without moving what the tab shows; otherwise only
+        the elapsed time of what runs ticks; with nothing new, nothing is sent."""
+        tick = await self.bridge.tick(session_id, version)
+        ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
+        if session_id and tick.changed:
+            # Something was added or finished: the balance may have moved too.
+            update = await self.page(session_id, tab_step, tab_key=tab_key, balance=True)
+            if ids is not None:
+                update.update(await self._compare_panel(session_id, ids, tick.running))
+            return update
+        update = {}
+        if tab_step in tick.running:
+            running = tick.running[tab_step]
+            update[self.c.status] = present.step_status(running.step, running)
+        if ids is not None and any(i in tick.running for i in ids):
+            pro, max_ = (tick.running.get(i) for i in ids)
+            if pro is not None:
+                update[self.c.compare_pro_text] = present.compare_text(pro.step, pro)
+            if max_ is not None:
+                update[self.c.compare_max_text] = present.compare_text(max_.step, max_)
+        return update or {self.c.status: gr.skip()}
+
+    @guarded
+    async def on_pair(
+        self, session_id: str | None, _tab: str | None, left: str | None, right: str | None
+    ) -> Update:
         if not session_id or not left or not right:
             return {self.c.slider: gr.skip()}
         session = await self.bridge.load_session(session_id)
@@ -371,7 +434,7 @@ class Handlers:
     # -- export and import ----------------------------------------------------------------------
 
     @guarded
-    async def on_export(self, session_id: str | None) -> Update:
+    async def on_export(self, session_id: str | None, _tab: str | None) -> Update:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session, data = await self.bridge.export_session(session_id)
@@ -384,7 +447,9 @@ class Handlers:
         }
 
     @guarded
-    async def on_import(self, _session_id: str | None, path: str | None) -> Update:
+    async def on_import(
+        self, _session_id: str | None, _tab: str | None, path: str | None
+    ) -> Update:
         if not path:
             return {self.c.status: gr.skip()}
         data = await asyncio.to_thread(Path(path).read_bytes)
@@ -405,23 +470,18 @@ class Handlers:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _follow(
-        self, session_id: str, step: Step, tab_key: str | None
-    ) -> AsyncIterator[Update]:
-        """Yield the page while `step` runs (its status ticking), then once more when it ends."""
-        yield await self.page(session_id)
-        async for running in self.bridge.watch(session_id):
-            update: StepUpdate | None = running.get(step.step_id)
-            if update is None:
-                break
-            yield {self.c.status: present.step_status(update.step, update)}
-        yield await self.page(session_id, tab_key=tab_key, balance=True)
-
     async def _session_or_new(self, session_id: str | None) -> str:
         """The visitor's session, or a new one without an image (the edit then generates)."""
         if session_id:
             return session_id
         return (await self.bridge.start_session(None)).session_id
+
+
+def _seen_from(session: Session, tab_step: str | None) -> Session:
+    """The session as the tab sees it: its path runs to the tab's step."""
+    if tab_step is None or tab_step not in session.steps:
+        return session
+    return session.make_current(tab_step)
 
 
 def _form_params(

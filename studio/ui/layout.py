@@ -14,6 +14,10 @@ import gradio as gr
 from studio.params import SAFETY_MAX_GENERATE
 from studio.ui import present
 
+# Seconds between a tab's looks for news of its session: while something runs (so the elapsed
+# time ticks), and while nothing does (a new step made elsewhere shows within this).
+TICK_RUNNING_S = 1.0
+TICK_IDLE_S = 2.0
 # A fixed key, so the visitor's session survives reloads and restarts (gradio-notes §2).
 BROWSER_STORAGE_KEY = "kontext-studio-session"
 
@@ -77,6 +81,9 @@ class Components:
     pair_a: gr.Dropdown
     pair_b: gr.Dropdown
     timer: gr.Timer
+    tab_step: gr.State
+    version: gr.State
+    cancel: gr.Button
     browser: gr.BrowserState
     tab_key: gr.State
     compare_pair: gr.State
@@ -95,7 +102,12 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         **instruction,
         **compare,
         **history,
-        timer=gr.Timer(1.0, active=False),
+        # Every open tab looks for news of its session (other tabs, the CLI, agents) and ticks
+        # the elapsed time of what runs: a cheap version check when nothing changed.
+        timer=gr.Timer(TICK_IDLE_S, active=True),
+        # The step this tab shows (the parent of its next edit), and the version it shows.
+        tab_step=gr.State(None),
+        version=gr.State(None),
         compare_pair=gr.State(None),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=gr.State(None),
@@ -187,6 +199,9 @@ def _render_result_column() -> dict[str, Any]:
     with gr.Row():
         download = gr.DownloadButton("Download", elem_id="download", visible=False, size="sm")
         retry = gr.Button("Retry", elem_id="retry", visible=False, size="sm", variant="secondary")
+        cancel = gr.Button(
+            "Cancel queued edit", elem_id="cancel", visible=False, size="sm", variant="secondary"
+        )
     return {
         "pair_a": pair_a,
         "pair_b": pair_b,
@@ -195,6 +210,7 @@ def _render_result_column() -> dict[str, Any]:
         "status": status,
         "download": download,
         "retry": retry,
+        "cancel": cancel,
     }
 
 

@@ -46,6 +46,7 @@ class PageData:
     thumbs: dict[str, str]
     balance_cents: int | None = None
     damaged: str | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +71,15 @@ class Tiles:
 
 @dataclass(frozen=True, slots=True)
 class PageUpdate:
-    """What every view output of the page shows. `session_id` None leaves the browser's own."""
+    """What every view output of the page shows. `session_id` None leaves the browser's own.
+
+    `tab_step` is the step this tab shows: the parent of its next edit, whatever another tab,
+    the CLI or an agent does meanwhile. `version` is the session's version it shows.
+    """
 
     session_id: str | None
+    tab_step: str | None
+    version: str | None
     sessions: Choices
     cost: str
     source: str | None
@@ -87,18 +94,22 @@ class PageUpdate:
     can_undo: bool
     can_redo: bool
     running: bool
+    cancel_visible: bool
     pair_a: Choices
     pair_b: Choices = field(default_factory=lambda: Choices([], None))
 
 
-def render_page(data: PageData, tiles: Tiles) -> PageUpdate:
-    """The whole page for `data.session` (or the empty page)."""
+def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> PageUpdate:
+    """The whole page for `data.session` seen from `tab_step` (default: the session's current
+    step, as for a fresh page), or the empty page."""
     choices = [(s.name, s.session_id) for s in data.summaries]
     session = data.session
     if session is None:
         status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS
         return PageUpdate(
             session_id=None,
+            tab_step=None,
+            version=None,
             sessions=Choices(choices, None),
             cost=present.cost_line(None, data.balance_cents),
             source=None,
@@ -113,9 +124,12 @@ def render_page(data: PageData, tiles: Tiles) -> PageUpdate:
             can_undo=False,
             can_redo=False,
             running=False,
+            cancel_visible=False,
             pair_a=Choices([], None),
             pair_b=Choices([], None),
         )
+    if tab_step is not None and tab_step in session.steps:
+        session = session.make_current(tab_step)
     current = session.current
     shown = shown_step(session)
     image = _image(data, shown)
@@ -130,10 +144,13 @@ def render_page(data: PageData, tiles: Tiles) -> PageUpdate:
     left = shown.parent_id if parent_image else shown.step_id
     return PageUpdate(
         session_id=session.session_id,
+        tab_step=current.step_id,
+        version=data.version,
         sessions=Choices(choices, session.session_id),
         cost=present.cost_line(session, data.balance_cents),
         source=image,
-        result=image if shown.kind != "origin" else None,
+        # While the tab's step runs, the result area says so; its source stays in view.
+        result=tiles.running if not current.is_finished else _result(shown, image),
         slider=(parent_image, image) if parent_image and image else None,
         status=present.step_status(current, data.running.get(current.step_id)),
         download=image,
@@ -148,6 +165,7 @@ def render_page(data: PageData, tiles: Tiles) -> PageUpdate:
         can_undo=session.can_undo,
         can_redo=session.can_redo,
         running=any(not s.is_finished for s in session.steps.values()),
+        cancel_visible=current.state is StepState.QUEUED and current.task_id is None,
         pair_a=Choices(pair_choices, left),
         pair_b=Choices(pair_choices, shown.step_id),
     )
@@ -168,6 +186,10 @@ def depth(session: Session, step: Step) -> int:
         step = session.steps[step.parent_id]
         count += 1
     return count
+
+
+def _result(shown: Step, image: str | None) -> str | None:
+    return image if shown.kind != "origin" else None
 
 
 def _image(data: PageData, step: Step) -> str | None:

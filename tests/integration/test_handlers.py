@@ -5,6 +5,8 @@ Each handler returns (or yields) component updates; these tests read them as the
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from pathlib import Path
 
 import gradio as gr
@@ -43,18 +45,34 @@ def _photo(tmp_path: Path) -> str:
     return str(path)
 
 
-async def _run(stream) -> list[dict]:
-    return [update async for update in stream]
+async def _start(h: Handlers, tmp_path: Path) -> tuple[str, str]:
+    shown = await h.on_source(None, None, _photo(tmp_path))
+    return shown[h.c.browser], shown[h.c.tab_step]
 
 
-async def _edit(h: Handlers, session_id: str, prompt: str, safety: float = 2) -> list[dict]:
-    return await _run(
-        h.on_edit(session_id, prompt, "pro", "match", "png", True, False, safety, None)
-    )
+async def _settle(h: Handlers, session_id: str, shown: dict, pair=None) -> list[dict]:
+    """Tick as the page's timer does until nothing runs, then once more from scratch (a reload
+    of the tab's view); every tick's update, in order."""
+    c, ticks = h.c, []
+    version, tab_step = shown[c.version], shown[c.tab_step]
+    for _ in range(400):
+        idle = not h.bridge.engine.running(session_id)
+        update = await h.on_tick(session_id, tab_step, None if idle else version, pair)
+        ticks.append(update)
+        if idle:
+            return ticks
+        version = update.get(c.version, version)
+        await asyncio.sleep(0.05)
+    raise AssertionError("the session never settled")
+
+
+async def _edit(h: Handlers, session_id: str, tab_step: str | None, prompt: str, safety=2):
+    form = ("match", "png", True, False, safety, None)
+    return await h.on_edit(session_id, tab_step, prompt, "pro", *form)
 
 
 async def test_an_upload_starts_a_session_showing_the_image(page, tmp_path):
-    shown = await page.on_source(None, _photo(tmp_path))
+    shown = await page.on_source(None, None, _photo(tmp_path))
     c = page.c
     assert shown[c.status] == "Ready: type an instruction and press Enter."
     assert shown[c.source].endswith(".png")
@@ -68,47 +86,95 @@ async def test_a_file_that_is_not_an_image_is_refused_in_one_sentence_and_nothin
     path = tmp_path / "notes.html"
     path.write_text("<html><body>hello</body></html>")
     with pytest.warns(UserWarning, match="web page"):
-        shown = await page.on_source(None, str(path))
+        shown = await page.on_source(None, None, str(path))
     assert shown[page.c.status].startswith("⚠ The file is a web page")
     assert await page.bridge.list_sessions() == []
 
 
-async def test_an_edit_clears_the_instruction_shows_progress_then_the_result(page, tmp_path):
-    session_id = (await page.on_source(None, _photo(tmp_path)))[page.c.browser]
-    updates = await _edit(page, session_id, "make it blue")
+async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_result(page, tmp_path):
+    session_id, origin = await _start(page, tmp_path)
     c = page.c
-    assert updates[0][c.prompt] == ""
-    # What is typed next is never wiped.
-    assert all(u.get(c.prompt, gr.skip()) == gr.skip() for u in updates[1:])
-    final = updates[-1]
+    queued = await _edit(page, session_id, origin, "make it blue")
+    assert queued[c.prompt] == ""  # cleared, ready for the next instruction
+    assert queued[c.tab_step] != origin  # the tab now shows the new step
+    assert queued[c.status].startswith("⏳")
+    assert queued[c.result].endswith("step-running.png")  # the result area says a run is on
+    ticks = await _settle(page, session_id, queued)
+    final = ticks[-1]
     assert final[c.status].startswith("✓ Done in")
+    assert final[c.tab_step] == queued[c.tab_step]
     assert [caption for _, caption in final[c.history]][-1].endswith("make it blue")
-    assert final[c.result]
     assert final[c.result] != final[c.slider][0]
+    assert all(t.get(c.prompt, gr.skip()) == gr.skip() for t in ticks)  # never wipes typing
+
+
+async def test_instructions_typed_during_an_edit_run_in_order_on_each_result(page, tmp_path, sim):
+    session_id, tab_step = await _start(page, tmp_path)
+    steps = []
+    for prompt in ("make it blue", "add snow", "make it night"):
+        shown = await _edit(page, session_id, tab_step, prompt)
+        tab_step = shown[page.c.tab_step]
+        steps.append(tab_step)
+    await _settle(page, session_id, shown)
+    session = await page.bridge.load_session(session_id)
+    path = session.make_current(steps[-1]).path()
+    assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
+    assert all(s.state == "completed" for s in path)
+    for parent, child in itertools.pairwise(path[1:]):
+        received = sim.tasks[child.task_id].source_bytes
+        assert received == await page.bridge.engine.image_bytes(parent.result)
+
+
+async def test_an_edit_builds_on_the_step_the_tab_shows_not_on_the_current_one(page, tmp_path):
+    session_id, origin = await _start(page, tmp_path)
+    first = await _edit(page, session_id, origin, "make it blue")
+    await _settle(page, session_id, first)
+    # Another tab (or the CLI) moved the session on meanwhile; this tab still shows the original.
+    await _edit(page, session_id, first[page.c.tab_step], "add snow")
+    second = await _edit(page, session_id, origin, "make it red")
+    await _settle(page, session_id, second)
+    session = await page.bridge.load_session(session_id)
+    assert session.steps[second[page.c.tab_step]].parent_id == origin
 
 
 async def test_undo_and_redo_move_along_the_chain(page, tmp_path):
-    session_id = (await page.on_source(None, _photo(tmp_path)))[page.c.browser]
-    await _edit(page, session_id, "make it blue")
+    session_id, origin = await _start(page, tmp_path)
+    shown = await _edit(page, session_id, origin, "make it blue")
+    await _settle(page, session_id, shown)
     c = page.c
-    undone = await page.on_undo(session_id)
+    undone = await page.on_undo(session_id, shown[c.tab_step])
     assert undone[c.status] == "Ready: type an instruction and press Enter."
+    assert undone[c.tab_step] == origin
     assert len(undone[c.history]) == 1
-    redone = await page.on_redo(session_id)
+    redone = await page.on_redo(session_id, origin)
     assert redone[c.status].startswith("✓ Done")
 
 
+async def test_a_queued_edit_can_be_cancelled_before_it_starts(page, tmp_path, sim):
+    session_id, origin = await _start(page, tmp_path)
+    running = await _edit(page, session_id, origin, "make it blue")
+    queued = await _edit(page, session_id, running[page.c.tab_step], "add snow")
+    assert queued[page.c.cancel].visible is True
+    cancelled = await page.on_cancel(session_id, queued[page.c.tab_step])
+    assert cancelled[page.c.tab_step] == running[page.c.tab_step]
+    await _settle(page, session_id, cancelled)
+    session = await page.bridge.load_session(session_id)
+    assert [s.params.prompt for s in session.steps.values() if s.params] == ["make it blue"]
+    assert len(sim.tasks) == 1  # the cancelled edit was never sent
+
+
 async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_path):
-    session_id = (await page.on_source(None, _photo(tmp_path)))[page.c.browser]
+    session_id, origin = await _start(page, tmp_path)
     sim.faults.fail_tasks(message="Content moderated", times=1)
-    failed = await _edit(page, session_id, "make it blue")
-    assert failed[-1][page.c.status] == "✗ Failed: The edit failed on RunAPI: Content moderated."
+    failed = await _edit(page, session_id, origin, "make it blue")
+    ticks = await _settle(page, session_id, failed)
+    assert ticks[-1][page.c.status] == "✗ Failed: The edit failed on RunAPI: Content moderated."
     creates = len(sim.tasks)
     with pytest.warns(UserWarning, match="0 to 2 when editing"):
-        refused = await _run(
-            page.on_compare(session_id, "make it red", "match", "png", True, False, 6, None)
+        refused = await page.on_compare(
+            session_id, failed[page.c.tab_step], "make it red", "match", "png", True, False, 6, None
         )
-    assert refused[-1][page.c.status] == (
+    assert refused[page.c.status] == (
         "⚠ The safety tolerance must be a whole number from 0 to 2 when editing."
     )
     assert len(sim.tasks) == creates  # nothing was created, nothing paid
@@ -117,22 +183,26 @@ async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_pa
 
 
 async def test_keep_without_a_comparison_says_so(page, tmp_path):
-    session_id = (await page.on_source(None, _photo(tmp_path)))[page.c.browser]
+    session_id, origin = await _start(page, tmp_path)
     with pytest.warns(UserWarning, match="no comparison"):
-        shown = await page.on_keep_max(session_id, None)
+        shown = await page.on_keep_max(session_id, origin, None)
     assert "run Compare first" in shown[page.c.status]
 
 
 async def test_compare_shows_both_results_and_keep_max_continues_from_max(page, tmp_path):
-    session_id = (await page.on_source(None, _photo(tmp_path)))[page.c.browser]
-    updates = await _run(
-        page.on_compare(session_id, "make it red", "match", "png", True, False, 2, None)
-    )
+    session_id, origin = await _start(page, tmp_path)
     c = page.c
-    final = updates[-1]
+    started = await page.on_compare(
+        session_id, origin, "make it red", "match", "png", True, False, 2, None
+    )
+    assert started[c.status] == "⏳ Comparing pro and max…"
+    pair = started[c.compare_pair]
+    ticks = await _settle(page, session_id, started, pair)
+    final = ticks[-1]
     assert final[c.compare_pro]
     assert final[c.compare_max]
     assert "✓" in final[c.compare_pro_text]
     assert "✓" in final[c.compare_max_text]
-    kept = await page.on_keep_max(session_id, final[c.compare_pair])
+    kept = await page.on_keep_max(session_id, origin, final[c.compare_pair])
     assert " · max · " in kept[c.status]
+    assert kept[c.model] == "max"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from studio.history import HistoryError, ImageRef, Session, Step, StepSource, StepState
-from studio.params import EditParams
+from studio.params import EditParams, ParamsError
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 PHOTO = ImageRef(sha256="a" * 64, format="jpeg", width=1200, height=800)
@@ -69,10 +69,35 @@ def test_add_step_chains_each_output_into_the_next_source():
     assert (b.kind, b.parent_id, b.state) == ("edit", "a", StepState.COMPLETED)
 
 
-def test_add_step_is_refused_when_the_current_step_has_no_image_yet():
+def test_a_step_typed_ahead_waits_for_the_image_of_the_step_still_running():
     session = start().add_step("a", EditParams(prompt="blue"), T0)
-    with pytest.raises(HistoryError, match="no image yet"):
-        session.add_step("b", EditParams(prompt="red"), T0)
+    session = session.add_step("b", EditParams(prompt="red"), T0)
+    waiting = session.current
+    assert (waiting.parent_id, waiting.kind, waiting.is_waiting) == ("a", "edit", True)
+    ready = waiting.with_source_image(image(9).sha256)
+    assert not ready.is_waiting
+    assert ready.source == StepSource(kind="step", image_sha256=image(9).sha256)
+
+
+def test_a_step_typed_ahead_is_checked_against_the_edit_limits():
+    session = start(None).add_step("a", EditParams(prompt="a fox"), T0)  # generates
+    with pytest.raises(ParamsError, match="0 to 2 when editing"):
+        session.add_step("b", EditParams(prompt="snow", safety_tolerance=5), T0)
+
+
+def test_cancel_removes_a_queued_step_and_what_was_queued_after_it():
+    session = edit(start(), "a").add_step("b", EditParams(prompt="red"), T0)
+    session = session.add_step("c", EditParams(prompt="green"), T0)
+    cancelled = session.cancel("b")
+    assert set(cancelled.steps) == {"origin", "a"}
+    assert cancelled.current_step_id == "a"
+
+
+def test_a_step_already_sent_to_the_service_cannot_be_cancelled():
+    session = edit(start(), "a").add_step("b", EditParams(prompt="red"), T0)
+    session = session.with_step(session.current.start("task-b", T0))
+    with pytest.raises(HistoryError, match="already started"):
+        session.cancel("b")
 
 
 def test_add_step_branches_from_the_parent_when_the_current_step_failed():
