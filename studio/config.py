@@ -58,6 +58,15 @@ def _flag(value: str | None) -> bool | None:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Whole-number settings read from the environment as they are.
+_INT_VARIABLES = {
+    "visitor_budget_cents": "KONTEXT_STUDIO_VISITOR_BUDGET_CENTS",
+    "total_budget_cents": "KONTEXT_STUDIO_TOTAL_BUDGET_CENTS",
+    "visitor_max_running": "KONTEXT_STUDIO_VISITOR_MAX_RUNNING",
+    "visitor_edits_per_minute": "KONTEXT_STUDIO_VISITOR_EDITS_PER_MINUTE",
+}
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything configurable. Precedence: argument > environment > default."""
@@ -82,6 +91,12 @@ class Settings:
     # Set when the studio runs on its own simulator (no key configured): the server's edits go
     # there, while a visitor's own key still goes to `base_url`.
     simulator_url: str | None = None
+    # Hosted mode only: what the server's key may spend for visitors a day (None: never; each
+    # visitor brings a key), per visitor and for all together, and each visitor's caps.
+    visitor_budget_cents: int | None = None
+    total_budget_cents: int | None = None
+    visitor_max_running: int = 2
+    visitor_edits_per_minute: int = 10
     # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
     sim_latency: str = "demo"
 
@@ -104,6 +119,9 @@ class Settings:
             values["hosted"] = hosted
         if deadline := env.get("KONTEXT_STUDIO_TASK_DEADLINE_S", "").strip():
             values["task_deadline_s"] = float(deadline)
+        for name, variable in _INT_VARIABLES.items():
+            if text := env.get(variable, "").strip():
+                values[name] = int(text)
         if latency := env.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower():
             values["sim_latency"] = latency
         if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():

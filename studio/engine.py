@@ -34,8 +34,9 @@ from studio.history import (
     new_id,
 )
 from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
+from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import EditParams, ParamsError
+from studio.params import PRICE_CENTS, EditParams, ParamsError
 from studio.runapi import RunAPIClient, RunAPIError, poll_delays
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -50,7 +51,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     BundleError,
     StoreError,
     RunAPIError,
+    LimitError,
 )
+# What anyone asking for a session that is not theirs is told: the same as for one that does not
+# exist, so that knowing an id reveals nothing.
+NO_SUCH_SESSION = "There is no such session."
 THUMBNAIL_SIDE = 256
 PNG_SIGNATURE = b"\x89PNG"
 
@@ -75,8 +80,11 @@ class Engine:
         task_deadline_s: float = 900.0,
         now: Callable[[], datetime] = _utc_now,
         client_for_key: Callable[[str], RunAPIClient] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
+        # Hosted: every visitor is counted and capped (`limits`); None on a studio of one's own.
+        self._limits = limits
         self._clients = ClientPool(client, client_for_key)
         self._runner = StepRunner(store, self._clients, deadline_s=task_deadline_s, now=now)
         self._allow_private_links = allow_private_links
@@ -107,6 +115,7 @@ class Engine:
             allow_private_links=not settings.hosted,
             task_deadline_s=settings.task_deadline_s,
             client_for_key=client_for,
+            limits=Limits(_limit_settings(settings)) if settings.hosted else None,
         )
 
     async def aclose(self) -> None:
@@ -165,16 +174,34 @@ class Engine:
         source = await self.read_link(url)
         return await self.start_session(source, name=name, owner=owner, link_url=url)
 
-    async def load_session(self, session_id: str) -> Session:
-        return await asyncio.to_thread(self._store.load_session, session_id)
+    async def load_session(self, session_id: str, *, owner: str | None = None) -> Session:
+        """The session, if `owner` may touch it: the one check of who may touch a session.
+
+        `owner` None is the studio's own user (the CLI, a studio that is not hosted), who may
+        touch every session. Anyone else sees only sessions they made; another's session is
+        "no such session", exactly as one that does not exist.
+        """
+        session = await asyncio.to_thread(self._store.load_session, session_id)
+        if owner is not None and session.owner != owner:
+            raise StoreError(NO_SUCH_SESSION)
+        return session
+
+    async def owns_image(self, sha256: str, *, owner: str | None = None) -> bool:
+        """Whether `owner` may see stored image `sha256`: a session of theirs holds it (the
+        same rule as `load_session`, for the files the page shows)."""
+        if owner is None:
+            return True
+        return await asyncio.to_thread(self._store.owner_holds_image, owner, sha256)
 
     async def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, owner)
 
-    async def navigate(self, session_id: str, move: Callable[[Session], Session]) -> Session:
+    async def navigate(
+        self, session_id: str, move: Callable[[Session], Session], *, owner: str | None = None
+    ) -> Session:
         """Apply one pure move (undo, redo, make current, rename...) and store the result."""
         async with self._lock(session_id):
-            session = await self.load_session(session_id)
+            session = await self.load_session(session_id, owner=owner)
             moved = move(session)
             if moved.name != session.name:
                 await asyncio.to_thread(self._store.rename_session, session_id, moved.name)
@@ -194,25 +221,37 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         api_key: Secret | None = None,
+        owner: str | None = None,
     ) -> Step:
         """Queue an edit after the current step (or after `parent_step_id`) and start it.
 
-        Returns the queued step at once; follow it with `watch` or `wait`. Raises `ParamsError`
-        or `HistoryError` (with one plain sentence) when the edit cannot start.
+        Returns the queued step at once; follow it with `watch` or `wait`. Raises `ParamsError`,
+        `HistoryError` or `LimitError` (one plain sentence) when the edit cannot start; then
+        nothing is stored.
         """
-        (step,) = await self._add_steps(session_id, [params], parent_step_id, keep_current=False)
-        self._runner.launch(step, api_key)
+        (step,) = await self._add_steps(
+            session_id, [params], parent_step_id, keep_current=False, owner=owner, api_key=api_key
+        )
+        self._launch(step, api_key)
         return step
 
-    async def retry(self, session_id: str, step_id: str, *, api_key: Secret | None = None) -> Step:
+    async def retry(
+        self,
+        session_id: str,
+        step_id: str,
+        *,
+        api_key: Secret | None = None,
+        owner: str | None = None,
+    ) -> Step:
         """Run a failed step again as a new sibling step; the failed one stays as it was."""
         async with self._lock(session_id):
-            session = await self.load_session(session_id)
+            session = await self.load_session(session_id, owner=owner)
             session = session.retry(step_id, new_id(), self._now())
             step = session.current
+            self._admit(session, [step], api_key)
             await asyncio.to_thread(self._store.save_step, step)
             await asyncio.to_thread(self._store.set_current, session)
-        self._runner.launch(step, api_key)
+        self._launch(step, api_key)
         return step
 
     async def edit(
@@ -222,10 +261,11 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         api_key: Secret | None = None,
+        owner: str | None = None,
     ) -> Step:
         """Submit an edit and wait for its final step (completed or failed)."""
         step = await self.submit_edit(
-            session_id, params, parent_step_id=parent_step_id, api_key=api_key
+            session_id, params, parent_step_id=parent_step_id, api_key=api_key, owner=owner
         )
         return await self.wait(step.step_id)
 
@@ -236,6 +276,7 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         api_key: Secret | None = None,
+        owner: str | None = None,
     ) -> tuple[Step, Step]:
         """Queue the same edit on pro and on max, side by side from the same parent.
 
@@ -243,18 +284,20 @@ class Engine:
         current: the caller keeps one with `keep`, and the other stays as a sibling branch.
         """
         both = [replace(params, model="pro"), replace(params, model="max")]
-        pro, max_ = await self._add_steps(session_id, both, parent_step_id, keep_current=True)
+        pro, max_ = await self._add_steps(
+            session_id, both, parent_step_id, keep_current=True, owner=owner, api_key=api_key
+        )
         for step in (pro, max_):
-            self._runner.launch(step, api_key)
+            self._launch(step, api_key)
         return pro, max_
 
-    async def cancel(self, session_id: str, step_id: str) -> Session:
+    async def cancel(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
         """Remove a queued step that has not started, with the steps queued after it.
 
         Raises `HistoryError` (one sentence) if it has started: it then runs to the end.
         """
         async with self._lock(session_id):
-            session = await self.load_session(session_id)
+            session = await self.load_session(session_id, owner=owner)
             cancelled = session.cancel(step_id)
             doomed = [i for i in session.subtree(step_id) if i not in cancelled.steps]
             for each in doomed:  # the first is the one asked for: if it started, nothing goes
@@ -263,13 +306,15 @@ class Engine:
         self._runner.signals.notify(session_id)
         return cancelled
 
-    async def session_version(self, session_id: str) -> str | None:
+    async def session_version(self, session_id: str, *, owner: str | None = None) -> str | None:
         """A value that changes whenever a step of the session is added, advances or goes."""
+        if owner is not None:
+            await self.load_session(session_id, owner=owner)
         return await asyncio.to_thread(self._store.session_version, session_id)
 
-    async def keep(self, session_id: str, step_id: str) -> Session:
+    async def keep(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
         """Make a compared result current, so the chain goes on from it."""
-        return await self.navigate(session_id, lambda s: s.make_current(step_id))
+        return await self.navigate(session_id, lambda s: s.make_current(step_id), owner=owner)
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step started by this engine (or already finished in the store)."""
@@ -311,9 +356,11 @@ class Engine:
 
     # -- portable sessions ----------------------------------------------------------------------
 
-    async def export_session(self, session_id: str, *, branch_step_id: str | None = None) -> bytes:
+    async def export_session(
+        self, session_id: str, *, branch_step_id: str | None = None, owner: str | None = None
+    ) -> bytes:
         """A ZIP of the session (or of the path to `branch_step_id`): images and session.json."""
-        session = await self.load_session(session_id)
+        session = await self.load_session(session_id, owner=owner)
         step_ids = None
         if branch_step_id is not None:
             session = session.make_current(branch_step_id)
@@ -396,12 +443,14 @@ class Engine:
         parent_step_id: str | None,
         *,
         keep_current: bool,
+        owner: str | None,
+        api_key: Secret | None,
     ) -> list[Step]:
         """Store one new queued step per `params`, all from the same parent (the current step,
         or `parent_step_id`). The history decides whether each edits or generates and checks
         the params for that. With `keep_current`, the parent stays current (a compare)."""
         async with self._lock(session_id):
-            session = await self.load_session(session_id)
+            session = await self.load_session(session_id, owner=owner)
             if parent_step_id is not None:
                 session = session.make_current(parent_step_id)
             at_parent, steps = session, []
@@ -409,6 +458,7 @@ class Engine:
                 session = at_parent.add_step(new_id(), each, self._now())
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(session.current)
+            self._admit(session, steps, api_key)
             for step in steps:
                 await asyncio.to_thread(self._store.save_step, step)
             if keep_current:
@@ -417,6 +467,18 @@ class Engine:
             await asyncio.to_thread(self._store.set_current, session)
         self._runner.signals.notify(session_id)
         return steps
+
+    def _admit(self, session: Session, steps: list[Step], api_key: Secret | None) -> None:
+        """In a hosted studio, count these steps against the visitor's caps (or refuse them)."""
+        if self._limits is None or session.owner is None:
+            return
+        cost = sum(PRICE_CENTS[s.params.model] for s in steps if s.params is not None)
+        ids = [s.step_id for s in steps]
+        self._limits.admit(session.owner, ids, cost, server_key=api_key is None)
+
+    def _launch(self, step: Step, api_key: Secret | None) -> None:
+        limits = self._limits
+        self._runner.launch(step, api_key, on_done=limits.release if limits else None)
 
     def _thumbnail(self, ref: ImageRef) -> Path:
         """A small copy of a stored image, made once. Blocking: call it in a thread."""
@@ -447,6 +509,15 @@ class Engine:
             lock = asyncio.Lock()
             self._locks[session_id] = lock
         return lock
+
+
+def _limit_settings(settings: Settings) -> LimitSettings:
+    return LimitSettings(
+        visitor_budget_cents=settings.visitor_budget_cents,
+        total_budget_cents=settings.total_budget_cents,
+        max_running=settings.visitor_max_running,
+        per_minute=settings.visitor_edits_per_minute,
+    )
 
 
 __all__ = [

@@ -186,13 +186,21 @@ class StepRunner:
 
     # -- what callers see -----------------------------------------------------------------------
 
-    def launch(self, step: Step, api_key: Secret | None) -> None:
-        """Start running a stored step; returns at once."""
+    def launch(
+        self,
+        step: Step,
+        api_key: Secret | None,
+        *,
+        on_done: Callable[[str], None] | None = None,
+    ) -> None:
+        """Start running a stored step; returns at once. `on_done(step_id)` runs when it ends."""
         phase: Phase = "queued" if step.task_id is None else "submitted"
         task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
         update = StepUpdate(step, phase, self._elapsed(step))
         self._runs[step.step_id] = _Run(task, update, waiting=step.is_waiting)
         task.add_done_callback(lambda _: self._forget(step))
+        if on_done is not None:
+            task.add_done_callback(lambda _: on_done(step.step_id))
         self.signals.notify(step.session_id)
 
     def is_running(self, step_id: str) -> bool:

@@ -312,6 +312,17 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
+    def owner_holds_image(self, owner: str, sha256: str) -> bool:
+        """Whether a session of `owner` holds image `sha256` as a source or a result."""
+        with self._read() as db:
+            row = db.execute(
+                """SELECT 1 FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND (t.result_sha256 = ?2 OR t.source_sha256 = ?2)
+                LIMIT 1""",
+                (owner, sha256),
+            ).fetchone()
+        return row is not None
+
     def session_version(self, session_id: str) -> str | None:
         """Changes whenever a step of the session is added, advances or goes (None: no session).
 

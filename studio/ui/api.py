@@ -15,15 +15,27 @@ import gradio as gr
 
 from studio.history import Step, StepState
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
-from studio.ui.bridge import USER_ERRORS, Bridge
+from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
+from studio.ui.handlers import Refusal, visitor_from
 from studio.ui.layout import hand_over_unopened
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
 _EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
 
 
-def register(bridge: Bridge, exports: Path) -> None:
-    """Add the public endpoints to the Blocks being built."""
+def register(bridge: Bridge, exports: Path, *, hosted: bool = False) -> None:
+    """Add the public endpoints to the Blocks being built.
+
+    Each names its caller from the request (`handlers.visitor_from`): on a hosted studio, an
+    API or MCP caller sends its RunAPI key in an X-RunAPI-Key header and touches only the
+    sessions it made with that key.
+    """
+
+    def who(request: gr.Request | None) -> Visitor:
+        try:
+            return visitor_from(request, hosted=hosted)
+        except Refusal as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
 
     async def run(coro: Any) -> Any:
         try:
@@ -31,12 +43,13 @@ def register(bridge: Bridge, exports: Path) -> None:
         except USER_ERRORS as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    async def session_for(image: str | None, session_id: str) -> str:
+    async def session_for(image: str | None, session_id: str, caller: Visitor) -> str:
         session_id = (session_id or "").strip()
         if session_id:
-            return str((await run(bridge.load_session(session_id))).session_id)
+            return str((await run(bridge.load_session(session_id, caller))).session_id)
         data = await asyncio.to_thread(Path(image).read_bytes) if image else None
-        return str((await run(bridge.start_session(data, name="From the API"))).session_id)
+        session = await run(bridge.start_session(data, caller, name="From the API"))
+        return str(session.session_id)
 
     async def edit_image(
         image: str | None,
@@ -44,6 +57,7 @@ def register(bridge: Bridge, exports: Path) -> None:
         model: str = "pro",
         aspect_ratio: str = MATCH_SOURCE,
         session_id: str = "",
+        request: gr.Request | None = None,
     ) -> tuple[str | None, dict[str, Any]]:
         """Edit an image with FLUX.1 Kontext, or generate one when no image is given.
 
@@ -66,14 +80,19 @@ def register(bridge: Bridge, exports: Path) -> None:
             seconds, cost_cents, state and error.
         """
         params = _params(instruction, model, aspect_ratio)
-        sid = await session_for(image, session_id)
-        step = await run(bridge.edit(sid, params))
+        caller = who(request)
+        sid = await session_for(image, session_id, caller)
+        step = await run(bridge.edit(sid, params, caller))
         if step.state is not StepState.COMPLETED:
             raise gr.Error(f"The edit failed: {step.error}", print_exception=False)
         return bridge.image_path(step), _summary(step)
 
     async def continue_session(
-        session_id: str, instruction: str, model: str = "pro", aspect_ratio: str = MATCH_SOURCE
+        session_id: str,
+        instruction: str,
+        model: str = "pro",
+        aspect_ratio: str = MATCH_SOURCE,
+        request: gr.Request | None = None,
     ) -> tuple[str | None, dict[str, Any]]:
         """Apply one more edit to a studio session, starting from its current step.
 
@@ -90,10 +109,14 @@ def register(bridge: Bridge, exports: Path) -> None:
         """
         if not (session_id or "").strip():
             raise gr.Error("Give the session_id of the session to continue.")
-        return await edit_image(None, instruction, model, aspect_ratio, session_id)
+        return await edit_image(None, instruction, model, aspect_ratio, session_id, request)
 
     async def compare_models(
-        image: str | None, instruction: str, aspect_ratio: str = MATCH_SOURCE, session_id: str = ""
+        image: str | None,
+        instruction: str,
+        aspect_ratio: str = MATCH_SOURCE,
+        session_id: str = "",
+        request: gr.Request | None = None,
     ) -> tuple[str | None, str | None, dict[str, Any]]:
         """Run one instruction on flux-kontext-pro and flux-kontext-max at once, to compare.
 
@@ -112,8 +135,9 @@ def register(bridge: Bridge, exports: Path) -> None:
             and errors.
         """
         params = _params(instruction, "pro", aspect_ratio)
-        sid = await session_for(image, session_id)
-        pair = await run(bridge.compare(sid, params))
+        caller = who(request)
+        sid = await session_for(image, session_id, caller)
+        pair = await run(bridge.compare(sid, params, caller))
         pro, max_ = await asyncio.gather(*(run(bridge.wait(s.step_id)) for s in pair))
         return (
             bridge.image_path(pro),
@@ -121,7 +145,9 @@ def register(bridge: Bridge, exports: Path) -> None:
             {"pro": _summary(pro), "max": _summary(max_)},
         )
 
-    async def keep_result(session_id: str, step_id: str) -> dict[str, Any]:
+    async def keep_result(
+        session_id: str, step_id: str, request: gr.Request | None = None
+    ) -> dict[str, Any]:
         """Make a compared result the current step, so the next edit continues from it.
 
         Args:
@@ -131,10 +157,10 @@ def register(bridge: Bridge, exports: Path) -> None:
         Returns:
             The kept step's summary.
         """
-        session = await run(bridge.keep(session_id, step_id))
+        session = await run(bridge.keep(session_id, step_id, who(request)))
         return _summary(session.current)
 
-    async def export_session(session_id: str) -> str:
+    async def export_session(session_id: str, request: gr.Request | None = None) -> str:
         """Export a studio session as a ZIP: every image and a readable session.json.
 
         Args:
@@ -143,7 +169,7 @@ def register(bridge: Bridge, exports: Path) -> None:
         Returns:
             The ZIP file.
         """
-        _, data = await run(bridge.export_session(session_id))
+        _, data = await run(bridge.export_session(session_id, who(request)))
         target = exports / f"session-{session_id[:8]}.zip"
         await asyncio.to_thread(target.write_bytes, data)
         return str(target)

@@ -62,6 +62,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         exports=Path(tempfile.mkdtemp(prefix="kontext-studio-exports-")),
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
+        hosted=settings.hosted,
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
@@ -73,7 +74,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
         wire(components, Handlers(components, bridge, ctx), demo)
-        api.register(bridge, ctx.exports)
+        api.register(bridge, ctx.exports, hosted=settings.hosted)
     return demo
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ from studio.ui.view import PageData
 T = TypeVar("T")
 _END = object()
 
-__all__ = ["USER_ERRORS", "Bridge", "SessionSummary", "Tick"]
+__all__ = ["LOCAL", "USER_ERRORS", "Bridge", "SessionSummary", "Tick", "Visitor", "owner_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,26 @@ class Tick:
     version: str | None
     running: dict[str, StepUpdate]
     changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who is asking. `owner` None is the studio's own user (a studio that is not hosted), who
+    may touch every session; a hosted studio names every visitor (`owner_of`), and the engine
+    lets each touch only their own sessions. `api_key` is the key their edits use (None: the
+    server's, which a hosted studio spends for visitors only within its budget)."""
+
+    owner: str | None = None
+    api_key: Secret | None = field(default=None, repr=False)
+
+
+LOCAL = Visitor()
+
+
+def owner_of(kind: str, token: str) -> str:
+    """The owner recorded for a browser's token or an API caller's key: a hash, so that the
+    database holds nothing a visitor could be impersonated with."""
+    return f"{kind}:{hashlib.sha256(token.encode()).hexdigest()[:32]}"
 
 
 class Bridge:
@@ -81,73 +102,83 @@ class Bridge:
         self._thread.join(timeout=10)
 
     # -- sessions -------------------------------------------------------------------------------
+    # Every call names its `Visitor`: the engine lets them touch only their own sessions.
 
     async def page(
-        self,
-        session_id: str | None,
-        *,
-        balance_key: Secret | None = None,
-        with_balance: bool = False,
+        self, session_id: str | None, who: Visitor, *, with_balance: bool = False
     ) -> PageData:
-        """The session (or none), the session list, what runs, and the files to show."""
-        return await self._call(self._page(session_id, balance_key, with_balance))
+        """The session (or none), the visitor's sessions, what runs, and the files to show.
 
-    async def list_sessions(self) -> list[SessionSummary]:
-        return await self._call(self._engine.list_sessions())
+        The balance is the visitor's own key's, or the server's on a studio that is not hosted;
+        a hosted studio never shows a visitor the host's balance.
+        """
+        return await self._call(self._page(session_id, who, with_balance))
 
-    async def load_session(self, session_id: str) -> Session:
-        return await self._call(self._engine.load_session(session_id))
+    async def list_sessions(self, who: Visitor) -> list[SessionSummary]:
+        return await self._call(self._engine.list_sessions(who.owner))
 
-    async def start_session(self, data: bytes | None, *, name: str | None = None) -> Session:
+    async def load_session(self, session_id: str, who: Visitor) -> Session:
+        return await self._call(self._engine.load_session(session_id, owner=who.owner))
+
+    async def start_session(
+        self, data: bytes | None, who: Visitor, *, name: str | None = None
+    ) -> Session:
         """A new session from uploaded bytes (checked first), or with no image for None."""
-        return await self._call(self._engine.start_session_from_bytes(data, name=name))
-
-    async def start_session_from_link(self, url: str) -> Session:
-        return await self._call(self._engine.start_session_from_link(url))
-
-    async def make_current(self, session_id: str, step_id: str) -> Session:
         return await self._call(
-            self._engine.navigate(session_id, lambda s: s.make_current(step_id))
+            self._engine.start_session_from_bytes(data, name=name, owner=who.owner)
         )
 
-    async def undo(self, session_id: str, from_step_id: str | None = None) -> Session:
+    async def start_session_from_link(self, url: str, who: Visitor) -> Session:
+        return await self._call(self._engine.start_session_from_link(url, owner=who.owner))
+
+    async def make_current(self, session_id: str, step_id: str, who: Visitor) -> Session:
+        return await self._call(
+            self._engine.navigate(session_id, lambda s: s.make_current(step_id), owner=who.owner)
+        )
+
+    async def undo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
         """Move to the parent of `from_step_id` (the step a tab shows; default the current)."""
         return await self._call(
-            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).undo())
+            self._engine.navigate(
+                session_id, lambda s: _at(s, from_step_id).undo(), owner=who.owner
+            )
         )
 
-    async def redo(self, session_id: str, from_step_id: str | None = None) -> Session:
+    async def redo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
         return await self._call(
-            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).redo())
+            self._engine.navigate(
+                session_id, lambda s: _at(s, from_step_id).redo(), owner=who.owner
+            )
         )
 
-    async def cancel(self, session_id: str, step_id: str) -> Session:
+    async def cancel(self, session_id: str, step_id: str, who: Visitor) -> Session:
         """Remove a queued step that has not started, and what was queued after it."""
-        return await self._call(self._engine.cancel(session_id, step_id))
+        return await self._call(self._engine.cancel(session_id, step_id, owner=who.owner))
 
-    async def tick(self, session_id: str | None, seen_version: str | None) -> Tick:
+    async def tick(self, session_id: str | None, seen_version: str | None, who: Visitor) -> Tick:
         """What changed in a session since `seen_version`, and what runs in it now: cheap, so
         every open tab can ask every second or two."""
         if not session_id:
             return Tick(None, {}, changed=False)
 
         async def look() -> Tick:
-            version = await self._engine.session_version(session_id)
+            version = await self._engine.session_version(session_id, owner=who.owner)
             running = self._engine.running(session_id)
             return Tick(version, running, changed=version != seen_version)
 
         return await self._call(look())
 
-    async def keep(self, session_id: str, step_id: str) -> Session:
-        return await self._call(self._engine.keep(session_id, step_id))
+    async def keep(self, session_id: str, step_id: str, who: Visitor) -> Session:
+        return await self._call(self._engine.keep(session_id, step_id, owner=who.owner))
 
-    async def export_session(self, session_id: str) -> tuple[Session, bytes]:
+    async def export_session(self, session_id: str, who: Visitor) -> tuple[Session, bytes]:
         """The session and its export ZIP."""
-        session = await self._call(self._engine.load_session(session_id))
-        return session, await self._call(self._engine.export_session(session_id))
+        session = await self.load_session(session_id, who)
+        data = await self._call(self._engine.export_session(session_id, owner=who.owner))
+        return session, data
 
-    async def import_session(self, data: bytes) -> Session:
-        return await self._call(self._engine.import_session(data))
+    async def import_session(self, data: bytes, who: Visitor) -> Session:
+        return await self._call(self._engine.import_session(data, owner=who.owner))
 
     # -- edits ----------------------------------------------------------------------------------
 
@@ -155,43 +186,56 @@ class Bridge:
         self,
         session_id: str,
         params: EditParams,
+        who: Visitor,
         *,
         parent_step_id: str | None = None,
-        api_key: Secret | None = None,
     ) -> Step:
         """Queue an edit of `parent_step_id` (the step the tab shows; default the current)."""
         return await self._call(
             self._engine.submit_edit(
-                session_id, params, parent_step_id=parent_step_id, api_key=api_key
+                session_id,
+                params,
+                parent_step_id=parent_step_id,
+                api_key=who.api_key,
+                owner=who.owner,
             )
         )
 
-    async def edit(
-        self, session_id: str, params: EditParams, *, api_key: Secret | None = None
-    ) -> Step:
+    async def edit(self, session_id: str, params: EditParams, who: Visitor) -> Step:
         """Submit an edit and wait for its final step."""
-        return await self._call(self._engine.edit(session_id, params, api_key=api_key))
+        return await self._call(
+            self._engine.edit(session_id, params, api_key=who.api_key, owner=who.owner)
+        )
 
-    async def retry(self, session_id: str, step_id: str, *, api_key: Secret | None = None) -> Step:
+    async def retry(self, session_id: str, step_id: str, who: Visitor) -> Step:
         """Run a failed step again as a new sibling."""
-        return await self._call(self._engine.retry(session_id, step_id, api_key=api_key))
+        return await self._call(
+            self._engine.retry(session_id, step_id, api_key=who.api_key, owner=who.owner)
+        )
 
     async def compare(
         self,
         session_id: str,
         params: EditParams,
+        who: Visitor,
         *,
         parent_step_id: str | None = None,
-        api_key: Secret | None = None,
     ) -> tuple[Step, Step]:
         return await self._call(
-            self._engine.compare(session_id, params, parent_step_id=parent_step_id, api_key=api_key)
+            self._engine.compare(
+                session_id,
+                params,
+                parent_step_id=parent_step_id,
+                api_key=who.api_key,
+                owner=who.owner,
+            )
         )
 
     async def wait(self, step_id: str) -> Step:
+        """The final record of a step this caller just started (its id came from that call)."""
         return await self._call(self._engine.wait(step_id))
 
-    async def watch(self, session_id: str) -> AsyncIterator[dict[str, StepUpdate]]:
+    async def watch(self, session_id: str, who: Visitor) -> AsyncIterator[dict[str, StepUpdate]]:
         """The running steps of a session, pushed from the engine's loop at every change (and
         every half second, so elapsed times tick), ending once nothing runs."""
         caller = asyncio.get_running_loop()
@@ -210,6 +254,7 @@ class Bridge:
             finally:
                 put(_END)
 
+        await self.load_session(session_id, who)  # theirs, or "no such session"
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
             while (item := await queue.get()) is not _END:
@@ -219,8 +264,15 @@ class Bridge:
         finally:
             future.cancel()
 
-    async def balance_cents(self, api_key: Secret | None = None) -> int | None:
-        return await self._call(self._engine.balance_cents(api_key))
+    async def owns_image(self, sha256: str, who: Visitor) -> bool:
+        """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
+        return await self._call(self._engine.owns_image(sha256, owner=who.owner))
+
+    async def balance_cents(self, who: Visitor) -> int | None:
+        """The balance of the visitor's own key, or the server's (never a hosted visitor's)."""
+        if who.owner is not None and who.api_key is None:
+            return None
+        return await self._call(self._engine.balance_cents(who.api_key))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -234,24 +286,22 @@ class Bridge:
 
     # -- on the engine's loop -------------------------------------------------------------------
 
-    async def _page(
-        self, session_id: str | None, balance_key: Secret | None, with_balance: bool
-    ) -> PageData:
+    async def _page(self, session_id: str | None, who: Visitor, with_balance: bool) -> PageData:
         engine = self._engine
         session, damaged, version = None, None, None
         if session_id:
-            # Read before the session: a change in between shows at the next tick, never lost.
-            version = await engine.session_version(session_id)
             try:
-                session = await engine.load_session(session_id)
+                # Read before the session: a change in between shows at the next tick.
+                version = await engine.session_version(session_id, owner=who.owner)
+                session = await engine.load_session(session_id, owner=who.owner)
             except StoreError as exc:
                 damaged = str(exc)
-        summaries = await engine.list_sessions()
+        summaries = await engine.list_sessions(who.owner)
         balance = None
-        if with_balance:
+        if with_balance and not (who.owner is not None and who.api_key is None):
             # A nicety: if it fails, the edits' own errors say what is wrong with the service.
             with contextlib.suppress(*USER_ERRORS):
-                balance = await engine.balance_cents(balance_key)
+                balance = await engine.balance_cents(who.api_key)
         if session is None:
             return PageData(None, summaries, {}, {}, {}, balance, damaged)
         shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]

@@ -10,14 +10,16 @@ tab and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import inspect
 import logging
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import gradio as gr
 
@@ -25,7 +27,7 @@ from studio.config import Secret
 from studio.history import Session, Step, StepUpdate
 from studio.params import EditParams, parse_params
 from studio.ui import layout, present, view
-from studio.ui.bridge import USER_ERRORS, Bridge
+from studio.ui.bridge import LOCAL, USER_ERRORS, Bridge, Visitor, owner_of
 from studio.ui.layout import Components
 
 log = logging.getLogger(__name__)
@@ -58,19 +60,83 @@ class PageContext:
     exports: Path
     simulator: bool
     server_key: bool
+    hosted: bool = False
+
+
+# The cookie that tells a hosted studio's visitors apart (set by `ui.guard`), and the header an
+# API or MCP caller sends its own RunAPI key in (it also names the caller).
+VISITOR_COOKIE = "kontext_visitor"
+KEY_HEADER = "x-runapi-key"
+# Who the event being handled is for: set once per event from its request, in `guarded`.
+_WHO: contextvars.ContextVar[Visitor] = contextvars.ContextVar("who", default=LOCAL)
+
+
+class _Asking(Protocol):
+    """What naming a visitor reads of a request (Gradio's and Starlette's both have it)."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def cookies(self) -> Mapping[str, str]: ...
+
+
+def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
+    """Who sent this request. On a studio that is not hosted, the one local user; on a hosted
+    one, the browser's cookie (or, for API and MCP callers, the key they send) names them."""
+    headers: Mapping[str, str] = request.headers if request is not None else {}
+    key = (headers.get(KEY_HEADER) or "").strip() or None
+    if not hosted:
+        return Visitor(None, Secret(key) if key else None)
+    token = (request.cookies.get(VISITOR_COOKIE) if request is not None else None) or ""
+    if len(token) >= 32:
+        return Visitor(owner_of("browser", token), Secret(key) if key else None)
+    if key:
+        return Visitor(owner_of("key", key), Secret(key))
+    raise Refusal(
+        "This studio keeps each visitor's sessions apart with a cookie; allow cookies for this "
+        "site and reload the page (API and MCP callers send an X-RunAPI-Key header)."
+    )
 
 
 def guarded(handler: F) -> F:
-    """Refused input leaves the page as it was, with the reason in a toast and the status."""
+    """Who is asking is settled once, from the request, before the handler runs; refused input
+    leaves the page as it was, with the reason in a toast and the status.
+
+    Gradio passes the request to the parameter typed `gr.Request`, which the wrapper adds to the
+    handler's own signature; the handler reads the visitor as `self.who`.
+    """
 
     @functools.wraps(handler)
     async def run(self: Handlers, session_id: str | None, *args: Any) -> Update:
+        # Gradio adds the request last; a direct call (a test) may leave it out.
+        request = args[-1] if args and isinstance(args[-1], gr.Request) else None
+        args_ = args[:-1] if request is not None else args
+        tab_step = args_[0] if args_ and isinstance(args_[0], str) else None
         try:
-            return cast(Update, await handler(self, session_id, *args))
+            token = _WHO.set(visitor_from(request, hosted=self.ctx.hosted))
+        except Refusal as exc:
+            gr.Warning(str(exc))
+            return {self.c.status: f"⚠ {exc}"}
+        try:
+            return cast(Update, await handler(self, session_id, *args_))
         except _REFUSED as exc:
-            tab_step = args[0] if args and isinstance(args[0], str) else None
             return await self.refused(session_id, tab_step, exc)
+        finally:
+            _WHO.reset(token)
 
+    signature = inspect.signature(handler)
+    request = inspect.Parameter(
+        "request",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation="gr.Request | None",
+    )
+    del run.__wrapped__  # Gradio reads our own signature
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), request]
+    )
+    run.__annotations__ = {**handler.__annotations__, "request": "gr.Request | None"}
     return cast(F, run)
 
 
@@ -140,10 +206,20 @@ class Handlers:
         balance: bool = False,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store."""
-        key = _secret(tab_key)
-        with_balance = balance and (key is not None or not self.ctx.simulator)
-        data = await self.bridge.page(session_id, balance_key=key, with_balance=with_balance)
+        who = self.who_with(tab_key)
+        with_balance = balance and (who.api_key is not None or not self.ctx.simulator)
+        data = await self.bridge.page(session_id, who, with_balance=with_balance)
         return self.updates(view.render_page(data, self.tiles, tab_step))
+
+    @property
+    def who(self) -> Visitor:
+        """The visitor of the event being handled."""
+        return _WHO.get()
+
+    def who_with(self, tab_key: str | None) -> Visitor:
+        """The visitor, with the key pasted in their tab (if any) for their edits."""
+        key = _secret((tab_key or "").strip())
+        return replace(self.who, api_key=key) if key else self.who
 
     def updates(self, page: view.PageUpdate) -> Update:
         """A `PageUpdate` as Gradio component updates."""
@@ -185,9 +261,9 @@ class Handlers:
     # -- starting points ------------------------------------------------------------------------
 
     @guarded
-    async def on_load(self, session_id: str | None, _tab_step: str | None = None) -> Update:
+    async def on_load(self, session_id: str | None) -> Update:
         if not session_id:
-            summaries = await self.bridge.list_sessions()
+            summaries = await self.bridge.list_sessions(self.who)
             session_id = summaries[0].session_id if summaries else None
         return await self.page(session_id, balance=True)
 
@@ -199,7 +275,7 @@ class Handlers:
         if not path:
             return {self.c.status: gr.skip()}
         data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.start_session(data)
+        session = await self.bridge.start_session(data, self.who)
         return await self.page(session.session_id)
 
     @guarded
@@ -208,7 +284,9 @@ class Handlers:
     ) -> Update:
         example = self.ctx.examples[int(evt.index)]
         data = await asyncio.to_thread(example.read_bytes)
-        session = await self.bridge.start_session(data, name=f"{example.stem.capitalize()} example")
+        session = await self.bridge.start_session(
+            data, self.who, name=f"{example.stem.capitalize()} example"
+        )
         return await self.page(session.session_id)
 
     @guarded
@@ -216,12 +294,12 @@ class Handlers:
         url = (url or "").strip()
         if not url:
             raise Refusal("Paste a link to an image first.")
-        session = await self.bridge.start_session_from_link(url)
+        session = await self.bridge.start_session_from_link(url, self.who)
         return await self.page(session.session_id)
 
     @guarded
     async def on_new_session(self, _session_id: str | None, _tab: str | None) -> Update:
-        session = await self.bridge.start_session(None)
+        session = await self.bridge.start_session(None, self.who)
         return await self.page(session.session_id)
 
     @guarded
@@ -252,7 +330,7 @@ class Handlers:
         params = _form_params(prompt, model, aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
         step = await self.bridge.submit_edit(
-            session_id, params, parent_step_id=tab_step, api_key=_secret(tab_key)
+            session_id, params, self.who_with(tab_key), parent_step_id=tab_step
         )
         # Clear the instruction once it is on its way, ready for the next one.
         return {**(await self.page(session_id, step.step_id)), self.c.prompt: ""}
@@ -263,14 +341,14 @@ class Handlers:
     ) -> Update:
         if not session_id or not tab_step:
             raise Refusal("There is no failed step to retry here.")
-        step = await self.bridge.retry(session_id, tab_step, api_key=_secret(tab_key))
+        step = await self.bridge.retry(session_id, tab_step, self.who_with(tab_key))
         return await self.page(session_id, step.step_id)
 
     @guarded
     async def on_cancel(self, session_id: str | None, tab_step: str | None) -> Update:
         if not session_id or not tab_step:
             raise Refusal("There is no queued edit to cancel here.")
-        session = await self.bridge.cancel(session_id, tab_step)
+        session = await self.bridge.cancel(session_id, tab_step, self.who)
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -291,7 +369,7 @@ class Handlers:
         params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
         pro, max_ = await self.bridge.compare(
-            session_id, params, parent_step_id=tab_step, api_key=_secret(tab_key)
+            session_id, params, self.who_with(tab_key), parent_step_id=tab_step
         )
         ids = (pro.step_id, max_.step_id)
         page = await self.page(session_id, tab_step)
@@ -305,7 +383,7 @@ class Handlers:
     async def _compare_panel(
         self, session_id: str, ids: tuple[str, str], running: dict[str, StepUpdate]
     ) -> Update:
-        session = await self.bridge.load_session(session_id)
+        session = await self.bridge.load_session(session_id, self.who)
         if not all(i in session.steps for i in ids):
             return {self.c.compare_pair: None, self.c.compare_panel: gr.Group(visible=False)}
         pro, max_ = (session.steps[i] for i in ids)
@@ -334,7 +412,7 @@ class Handlers:
     async def _keep(self, session_id: str | None, pair: Any, side: int) -> Update:
         if not session_id or not isinstance(pair, list | tuple) or len(pair) != 2:
             raise Refusal("There is no comparison to keep a result from; run Compare first.")
-        session = await self.bridge.keep(session_id, str(pair[side]))
+        session = await self.bridge.keep(session_id, str(pair[side]), self.who)
         kept = session.current.params
         return {
             **(await self.page(session_id, session.current_step_id)),
@@ -352,7 +430,7 @@ class Handlers:
     ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        path = _seen_from(await self.bridge.load_session(session_id), tab_step).path()
+        path = _seen_from(await self.bridge.load_session(session_id, self.who), tab_step).path()
         return await self._move_to(session_id, tab_step, path, int(evt.index))
 
     @guarded
@@ -361,7 +439,7 @@ class Handlers:
     ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        tips = _seen_from(await self.bridge.load_session(session_id), tab_step).branches
+        tips = _seen_from(await self.bridge.load_session(session_id, self.who), tab_step).branches
         return await self._move_to(session_id, tab_step, tips, int(evt.index))
 
     async def _move_to(
@@ -369,21 +447,21 @@ class Handlers:
     ) -> Update:
         if not 0 <= index < len(steps):
             return await self.page(session_id, tab_step)
-        session = await self.bridge.make_current(session_id, steps[index].step_id)
+        session = await self.bridge.make_current(session_id, steps[index].step_id, self.who)
         return await self.page(session_id, session.current_step_id)
 
     @guarded
     async def on_undo(self, session_id: str | None, tab_step: str | None) -> Update:
         if not session_id:
             return await self.page(None)
-        session = await self.bridge.undo(session_id, tab_step)
+        session = await self.bridge.undo(session_id, tab_step, self.who)
         return await self.page(session_id, session.current_step_id)
 
     @guarded
     async def on_redo(self, session_id: str | None, tab_step: str | None) -> Update:
         if not session_id:
             return await self.page(None)
-        session = await self.bridge.redo(session_id, tab_step)
+        session = await self.bridge.redo(session_id, tab_step, self.who)
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -398,7 +476,7 @@ class Handlers:
         """News of the session, at most every second or two: a new or finished step (from this
         tab or anywhere) re-renders the page without moving what the tab shows; otherwise only
         the elapsed time of what runs ticks; with nothing new, nothing is sent."""
-        tick = await self.bridge.tick(session_id, version)
+        tick = await self.bridge.tick(session_id, version, self.who)
         ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
         if session_id and tick.changed:
             # Something was added or finished: the balance may have moved too.
@@ -424,7 +502,7 @@ class Handlers:
     ) -> Update:
         if not session_id or not left or not right:
             return {self.c.slider: gr.skip()}
-        session = await self.bridge.load_session(session_id)
+        session = await self.bridge.load_session(session_id, self.who)
         if left not in session.steps or right not in session.steps:
             return {self.c.slider: gr.skip()}
         a = self.bridge.image_path(session.steps[left])
@@ -437,7 +515,7 @@ class Handlers:
     async def on_export(self, session_id: str | None, _tab: str | None) -> Update:
         if not session_id:
             raise Refusal("There is no session to export yet.")
-        session, data = await self.bridge.export_session(session_id)
+        session, data = await self.bridge.export_session(session_id, self.who)
         path = await asyncio.to_thread(_write_export, self.ctx.exports, session.name, data)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
@@ -453,7 +531,7 @@ class Handlers:
         if not path:
             return {self.c.status: gr.skip()}
         data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.import_session(data)
+        session = await self.bridge.import_session(data, self.who)
         return {
             **(await self.page(session.session_id)),
             self.c.status: f"Imported “{session.name}”.",
@@ -474,7 +552,7 @@ class Handlers:
         """The visitor's session, or a new one without an image (the edit then generates)."""
         if session_id:
             return session_id
-        return (await self.bridge.start_session(None)).session_id
+        return (await self.bridge.start_session(None, self.who)).session_id
 
 
 def _seen_from(session: Session, tab_step: str | None) -> Session:

@@ -6,9 +6,12 @@ import logging
 import sys
 from typing import Any
 
+from starlette.middleware import Middleware
+
 from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path
 from studio.ui.bridge import Bridge
+from studio.ui.guard import VisitorGuard
 
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
@@ -29,6 +32,10 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "quiet": True,
         # The studio keeps its own history; Gradio's run history would record inputs.
         "run_history": False,
+        # Hosted: a cookie names each browser; stored images go only to their owner.
+        "app_kwargs": (
+            {"middleware": [Middleware(VisitorGuard, bridge=bridge)]} if settings.hosted else {}
+        ),
     }
 
 

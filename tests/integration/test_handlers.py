@@ -14,7 +14,7 @@ import pytest
 
 from studio.ui import layout
 from studio.ui.app import assets_dir
-from studio.ui.bridge import Bridge
+from studio.ui.bridge import LOCAL, Bridge
 from studio.ui.handlers import Handlers, PageContext
 from tests.support.engines import make_engine, make_image
 
@@ -77,7 +77,7 @@ async def test_an_upload_starts_a_session_showing_the_image(page, tmp_path):
     assert shown[c.status] == "Ready: type an instruction and press Enter."
     assert shown[c.source].endswith(".png")
     assert shown[c.browser]  # the browser remembers the new session
-    assert len(await page.bridge.list_sessions()) == 1
+    assert len(await page.bridge.list_sessions(LOCAL)) == 1
 
 
 async def test_a_file_that_is_not_an_image_is_refused_in_one_sentence_and_nothing_is_stored(
@@ -88,7 +88,7 @@ async def test_a_file_that_is_not_an_image_is_refused_in_one_sentence_and_nothin
     with pytest.warns(UserWarning, match="web page"):
         shown = await page.on_source(None, None, str(path))
     assert shown[page.c.status].startswith("⚠ The file is a web page")
-    assert await page.bridge.list_sessions() == []
+    assert await page.bridge.list_sessions(LOCAL) == []
 
 
 async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_result(page, tmp_path):
@@ -116,7 +116,7 @@ async def test_instructions_typed_during_an_edit_run_in_order_on_each_result(pag
         tab_step = shown[page.c.tab_step]
         steps.append(tab_step)
     await _settle(page, session_id, shown)
-    session = await page.bridge.load_session(session_id)
+    session = await page.bridge.load_session(session_id, LOCAL)
     path = session.make_current(steps[-1]).path()
     assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
     assert all(s.state == "completed" for s in path)
@@ -133,7 +133,7 @@ async def test_an_edit_builds_on_the_step_the_tab_shows_not_on_the_current_one(p
     await _edit(page, session_id, first[page.c.tab_step], "add snow")
     second = await _edit(page, session_id, origin, "make it red")
     await _settle(page, session_id, second)
-    session = await page.bridge.load_session(session_id)
+    session = await page.bridge.load_session(session_id, LOCAL)
     assert session.steps[second[page.c.tab_step]].parent_id == origin
 
 
@@ -158,7 +158,7 @@ async def test_a_queued_edit_can_be_cancelled_before_it_starts(page, tmp_path, s
     cancelled = await page.on_cancel(session_id, queued[page.c.tab_step])
     assert cancelled[page.c.tab_step] == running[page.c.tab_step]
     await _settle(page, session_id, cancelled)
-    session = await page.bridge.load_session(session_id)
+    session = await page.bridge.load_session(session_id, LOCAL)
     assert [s.params.prompt for s in session.steps.values() if s.params] == ["make it blue"]
     assert len(sim.tasks) == 1  # the cancelled edit was never sent
 
@@ -178,7 +178,7 @@ async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_pa
         "⚠ The safety tolerance must be a whole number from 0 to 2 when editing."
     )
     assert len(sim.tasks) == creates  # nothing was created, nothing paid
-    session = await page.bridge.load_session(session_id)
+    session = await page.bridge.load_session(session_id, LOCAL)
     assert len(session.steps) == 2  # the original and the failed step, nothing more
 
 

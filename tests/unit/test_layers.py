@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "images": {"params"},
     "links": {"images", "params"},
     "store": {"params", "history"},
+    "limits": set(),
     "runner": {"config", "params", "history", "images", "links", "store", "runapi"},
     "bundle": {"params", "history", "store", "images"},
     "engine": {"*"},

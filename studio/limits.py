@@ -1,0 +1,123 @@
+"""What a visitor of a hosted studio may spend and run: budgets, a rate and a concurrency cap.
+
+Plain bookkeeping with the clock passed in; imports nothing of ours. The engine asks `admit`
+before it stores a step (so a refused edit leaves nothing behind), and `release` when the step's
+run ends. A budget counts what was created, at creation, whatever the result: the service
+charges a created task unless it fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+# Defaults of issue "Share a hosted demo safely": two edits at once, ten a minute, per visitor.
+DEFAULT_MAX_RUNNING = 2
+DEFAULT_PER_MINUTE = 10
+RATE_WINDOW_S = 60.0
+
+
+class LimitError(ValueError):
+    """An edit a hosted studio will not run for this visitor now; `str()` is one sentence."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LimitSettings:
+    """Caps for visitors of a hosted studio; a budget of None means the server's key is never
+    spent for visitors (each must bring their own)."""
+
+    visitor_budget_cents: int | None = None
+    total_budget_cents: int | None = None
+    max_running: int = DEFAULT_MAX_RUNNING
+    per_minute: int = DEFAULT_PER_MINUTE
+
+    @property
+    def server_key_for_visitors(self) -> bool:
+        return self.visitor_budget_cents is not None or self.total_budget_cents is not None
+
+
+class Limits:
+    """Per-visitor bookkeeping, kept in memory (a restart starts the day's counts afresh)."""
+
+    def __init__(
+        self,
+        settings: LimitSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._today = today
+        self._day: date | None = None
+        self._spent: dict[str, int] = {}
+        self._spent_total = 0
+        self._recent: dict[str, deque[float]] = {}
+        self._running: dict[str, set[str]] = {}
+        self._owners: dict[str, str] = {}
+
+    def admit(self, owner: str, step_ids: list[str], cost_cents: int, *, server_key: bool) -> None:
+        """Count these steps for `owner`, or raise `LimitError` and count nothing."""
+        s = self.settings
+        self._new_day_if_needed()
+        running = self._running.get(owner, set())
+        if len(running) + len(step_ids) > s.max_running:
+            raise LimitError(
+                f"You already have {len(running)} edit(s) running; this studio runs at most "
+                f"{s.max_running} at once for each visitor. Wait for one to finish."
+            )
+        recent = self._recent.setdefault(owner, deque())
+        now = self._clock()
+        while recent and now - recent[0] >= RATE_WINDOW_S:
+            recent.popleft()
+        if len(recent) + len(step_ids) > s.per_minute:
+            raise LimitError(
+                f"This studio takes at most {s.per_minute} edits a minute from each visitor; "
+                "wait a moment and try again."
+            )
+        if server_key:
+            if not s.server_key_for_visitors:
+                raise LimitError(
+                    "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
+                    "(API and MCP callers send it in an X-RunAPI-Key header)."
+                )
+            mine = self._spent.get(owner, 0) + cost_cents
+            if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
+                raise LimitError(
+                    "You have used today's share of this studio's RunAPI budget; paste your own "
+                    "RunAPI key under *RunAPI key* to go on."
+                )
+            total = self._spent_total + cost_cents
+            if s.total_budget_cents is not None and total > s.total_budget_cents:
+                raise LimitError(
+                    "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
+                    "under *RunAPI key* to go on."
+                )
+            self._spent[owner] = mine
+            self._spent_total = total
+        recent.extend([now] * len(step_ids))
+        self._running.setdefault(owner, set()).update(step_ids)
+        self._owners.update(dict.fromkeys(step_ids, owner))
+
+    def release(self, step_id: str) -> None:
+        """The step's run ended (or was cancelled)."""
+        owner = self._owners.pop(step_id, None)
+        if owner is None:
+            return
+        running = self._running.get(owner, set())
+        running.discard(step_id)
+        if not running:
+            self._running.pop(owner, None)
+
+    def spent_cents(self, owner: str) -> int:
+        self._new_day_if_needed()
+        return self._spent.get(owner, 0)
+
+    def _new_day_if_needed(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day, self._spent, self._spent_total = today, {}, 0
+        self._recent = {k: v for k, v in self._recent.items() if v}
