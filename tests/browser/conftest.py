@@ -71,7 +71,13 @@ def browser() -> Iterator[object]:
 
 @contextlib.contextmanager
 def running_studio(  # type: ignore[no-untyped-def]
-    sim, home: Path, *, mcp: bool = False, as_service: bool = False, visitor_keys: bool = False
+    sim,
+    home: Path,
+    *,
+    mcp: bool = False,
+    as_service: bool = False,
+    visitor_keys: bool = False,
+    **overrides,
 ) -> Iterator[Studio]:
     """The studio on a free port, on the test simulator, polling at the fast simulator's pace.
 
@@ -88,6 +94,7 @@ def running_studio(  # type: ignore[no-untyped-def]
         home=home,
         port=_free_port(),
         poll_scale=0.05,
+        **overrides,
     )
     demo, bridge, url = start_studio(settings, mcp=mcp)
     try:

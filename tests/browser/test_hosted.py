@@ -1,0 +1,89 @@
+"""A hosted studio seen by two visitors, plus replays by HTTP and gradio_client: nothing of A
+reaches B. Every request goes to loopback only."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from gradio_client import Client
+from playwright.sync_api import expect
+
+from tests.browser.conftest import running_studio
+
+pytestmark = pytest.mark.slow
+DONE = "✓ Done"
+
+
+@pytest.fixture
+def hosted(sim, clean_env):
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        yield studio
+
+
+def _visit(browser, url):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#run")).to_be_visible(timeout=20_000)
+    expect(page.locator("#status")).not_to_be_empty(timeout=20_000)
+    return context, page
+
+
+def _edit_an_example(page):  # type: ignore[no-untyped-def]
+    page.locator('#examples button[aria-label^="Thumbnail"]').nth(1).click()
+    expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+    box = page.locator("#prompt textarea")
+    box.fill("make it black and white")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+
+
+def test_two_visitors_never_see_each_others_sessions_or_images(browser, hosted):
+    a_context, a = _visit(browser, hosted.url)
+    _edit_an_example(a)
+    image_url = a.locator("#result img").get_attribute("src") or ""
+    assert image_url.startswith(hosted.url)
+
+    b_context, b = _visit(browser, hosted.url)
+    # B's fresh page opens nothing of A's: no session, no image, no history.
+    expect(b.locator("#status")).to_contain_text("Upload, paste or link an image")
+    expect(b.locator("#result img")).to_have_count(0)
+    b.locator("#sessions input").click()
+    expect(b.get_by_role("option")).to_have_count(0)
+    # The image's URL is no key: B (with B's cookie) and a stranger get "not found"; A gets it.
+    assert b.request.get(image_url).status == 404
+    assert httpx.get(image_url).status_code == 404
+    assert a.request.get(image_url).status == 200
+    # The file route fetches no remote URL for anyone.
+    remote = f"{hosted.url.rstrip('/')}/gradio_api/file=http://127.0.0.1:9/x.png"
+    assert httpx.get(remote).status_code == 404
+    # B's own work stays B's, and A still has exactly their one session.
+    _edit_an_example(b)
+    assert len(hosted.run(hosted.engine.list_sessions())) == 2
+    a.reload()
+    expect(a.locator("#status")).to_contain_text(DONE, timeout=20_000)
+    a.locator("#sessions input").click()
+    expect(a.get_by_role("option")).to_have_count(1)
+    a_context.close()
+    b_context.close()
+
+
+def test_an_api_caller_cannot_act_on_a_visitors_session_by_id(browser, hosted, sim):
+    context, page = _visit(browser, hosted.url)
+    _edit_an_example(page)
+    (summary,) = hosted.run(hosted.engine.list_sessions())
+    creates = len(sim.tasks)
+    stranger = Client(hosted.url, verbose=False)  # a new visitor: a cookie of its own, no key
+    with pytest.raises(Exception, match="There is no such session"):
+        stranger.predict(summary.session_id, "add snow", api_name="/continue_session")
+    stranger.close()
+    caller = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": sim.api_key})
+    for call in (
+        lambda: caller.predict(summary.session_id, "add snow", api_name="/continue_session"),
+        lambda: caller.predict(summary.session_id, api_name="/export_session"),
+    ):
+        with pytest.raises(Exception, match="There is no such session"):
+            call()
+    caller.close()
+    assert len(sim.tasks) == creates  # nothing created, nothing paid
+    context.close()

@@ -1,0 +1,79 @@
+"""Who may touch a session: one check in the engine, so knowing an id is never enough."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.engine import StoreError
+from studio.history import StepState
+from studio.limits import LimitError, Limits, LimitSettings
+from studio.params import EditParams
+from tests.support.engines import make_engine, make_image
+
+pytestmark = pytest.mark.anyio
+A, B = "browser:a", "browser:b"
+
+
+@pytest.fixture
+async def engine(sim, clean_env):
+    caps = Limits(LimitSettings(visitor_budget_cents=10, max_running=2, per_minute=10))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    yield engine
+    await engine.aclose()
+
+
+async def _session_of(engine, owner):
+    image = await engine.read_image(make_image())
+    return await engine.start_session(image, name="mine", owner=owner)
+
+
+async def test_another_visitors_session_is_no_such_session_for_every_use(engine, sim):
+    session = await _session_of(engine, A)
+    step = await engine.edit(session.session_id, EditParams(prompt="blue"), owner=A)
+    assert step.state is StepState.COMPLETED
+    sid, creates = session.session_id, len(sim.tasks)
+    attempts = [
+        engine.load_session(sid, owner=B),
+        engine.submit_edit(sid, EditParams(prompt="red"), owner=B),
+        engine.compare(sid, EditParams(prompt="red"), owner=B),
+        engine.retry(sid, step.step_id, owner=B),
+        engine.keep(sid, step.step_id, owner=B),
+        engine.navigate(sid, lambda s: s.undo(), owner=B),
+        engine.cancel(sid, step.step_id, owner=B),
+        engine.export_session(sid, owner=B),
+        engine.session_version(sid, owner=B),
+    ]
+    for attempt in attempts:
+        with pytest.raises(StoreError, match="There is no such session"):
+            await attempt
+    assert len(sim.tasks) == creates  # nothing was created for B
+    assert [s.session_id for s in await engine.list_sessions(B)] == []
+    assert [s.session_id for s in await engine.list_sessions(A)] == [sid]
+    assert await engine.owns_image(step.result.sha256, owner=A)
+    assert not await engine.owns_image(step.result.sha256, owner=B)
+    assert (await engine.load_session(sid, owner=A)).current_step_id == step.step_id
+
+
+async def test_past_the_visitors_budget_nothing_is_created_or_stored(engine, sim):
+    session = await _session_of(engine, A)
+    await engine.edit(session.session_id, EditParams(prompt="blue", model="max"), owner=A)
+    creates = len(sim.tasks)
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.submit_edit(session.session_id, EditParams(prompt="red"), owner=A)
+    assert len(sim.tasks) == creates
+    stored = await engine.load_session(session.session_id, owner=A)
+    assert len(stored.steps) == 2  # the original and the one paid edit
+
+
+async def test_a_visitor_with_their_own_key_is_not_held_to_the_budget(engine, sim):
+    from studio.config import Secret
+
+    session = await _session_of(engine, A)
+    for prompt in ("blue", "red", "green"):
+        step = await engine.edit(
+            session.session_id,
+            EditParams(prompt=prompt, model="max"),
+            owner=A,
+            api_key=Secret(sim.api_key),
+        )
+        assert step.state is StepState.COMPLETED

@@ -1,0 +1,61 @@
+"""A hosted studio's caps on each visitor: edits at once, edits a minute, and the day's budgets."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from studio.limits import LimitError, Limits, LimitSettings
+
+
+def limits(**kw) -> tuple[Limits, list[float], list[date]]:
+    now, today = [0.0], [date(2026, 11, 30)]
+    return Limits(LimitSettings(**kw), clock=lambda: now[0], today=lambda: today[0]), now, today
+
+
+def test_a_visitor_runs_at_most_two_edits_at_once_and_others_are_not_held_back():
+    caps, _, _ = limits(visitor_budget_cents=1000)
+    caps.admit("a", ["1", "2"], 10, server_key=True)  # a compare: two at once
+    with pytest.raises(LimitError, match="at most 2 at once"):
+        caps.admit("a", ["3"], 5, server_key=True)
+    caps.admit("b", ["4"], 5, server_key=True)
+    caps.release("1")
+    caps.admit("a", ["3"], 5, server_key=True)
+
+
+def test_a_visitor_makes_at_most_ten_edits_a_minute():
+    caps, now, _ = limits(per_minute=10, max_running=100)
+    for n in range(10):
+        caps.admit("a", [str(n)], 5, server_key=False)
+    with pytest.raises(LimitError, match="at most 10 edits a minute"):
+        caps.admit("a", ["x"], 5, server_key=False)
+    now[0] += 60
+    caps.admit("a", ["x"], 5, server_key=False)
+
+
+def test_without_a_budget_a_visitor_must_bring_a_key():
+    caps, _, _ = limits()
+    with pytest.raises(LimitError, match="needs your own RunAPI key"):
+        caps.admit("a", ["1"], 5, server_key=True)
+    caps.admit("a", ["2"], 5, server_key=False)  # their own key: fine
+
+
+def test_the_visitor_budget_counts_what_was_created_and_a_refusal_counts_nothing():
+    caps, _, today = limits(visitor_budget_cents=15, max_running=100)
+    caps.admit("a", ["1"], 10, server_key=True)
+    with pytest.raises(LimitError, match="today's share"):
+        caps.admit("a", ["2"], 10, server_key=True)
+    assert caps.spent_cents("a") == 10
+    caps.admit("a", ["3"], 5, server_key=True)
+    caps.admit("b", ["4"], 10, server_key=True)  # another visitor has their own share
+    today[0] = date(2026, 12, 1)
+    assert caps.spent_cents("a") == 0
+
+
+def test_the_total_budget_is_shared_by_all_visitors():
+    caps, _, _ = limits(total_budget_cents=20, max_running=100)
+    caps.admit("a", ["1"], 10, server_key=True)
+    caps.admit("b", ["2"], 10, server_key=True)
+    with pytest.raises(LimitError, match="budget for today is used up"):
+        caps.admit("c", ["3"], 5, server_key=True)
