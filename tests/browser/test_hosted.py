@@ -87,3 +87,32 @@ def test_an_api_caller_cannot_act_on_a_visitors_session_by_id(browser, hosted, s
     caller.close()
     assert len(sim.tasks) == creates  # nothing created, nothing paid
     context.close()
+
+
+def test_the_server_key_reaches_no_response_header_or_log_line(browser, sim, clean_env, caplog):
+    caplog.set_level("DEBUG")
+    canary = sim.api_key  # the server's key, as the real service would check it
+    with running_studio(
+        sim, clean_env, as_service=True, hosted=True, visitor_budget_cents=100
+    ) as studio:
+        context = browser.new_context()
+        page = context.new_page()
+        seen: list[str] = []
+
+        def record(response):  # type: ignore[no-untyped-def]
+            seen.append(str(response.headers))
+            if "text" in response.headers.get("content-type", "") or "json" in (
+                response.headers.get("content-type", "")
+            ):
+                seen.append(response.text())
+
+        page.on("response", record)
+        page.goto(studio.url)
+        expect(page.locator("#run")).to_be_visible(timeout=20_000)
+        _edit_an_example(page)
+        # A hosted visitor is never shown the host's balance.
+        expect(page.locator("#cost")).not_to_contain_text("balance")
+        context.close()
+    assert seen
+    assert not any(canary in text for text in seen)
+    assert not any(canary in record.getMessage() for record in caplog.records)
