@@ -64,6 +64,7 @@ _INT_VARIABLES = {
     "total_budget_cents": "KONTEXT_STUDIO_TOTAL_BUDGET_CENTS",
     "visitor_max_running": "KONTEXT_STUDIO_VISITOR_MAX_RUNNING",
     "visitor_edits_per_minute": "KONTEXT_STUDIO_VISITOR_EDITS_PER_MINUTE",
+    "visitor_upload_bytes": "KONTEXT_STUDIO_VISITOR_UPLOAD_BYTES",
 }
 
 
@@ -97,6 +98,7 @@ class Settings:
     total_budget_cents: int | None = None
     visitor_max_running: int = 2
     visitor_edits_per_minute: int = 10
+    visitor_upload_bytes: int = 200 * 1024 * 1024
     # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
     sim_latency: str = "demo"
 

@@ -147,6 +147,9 @@ class Engine:
         now = self._now()
         origin = None
         if source is not None:
+            if self._limits is not None and owner is not None:
+                held = await asyncio.to_thread(self._uploaded_bytes, owner)
+                self._limits.admit_upload(held, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
@@ -480,6 +483,11 @@ class Engine:
         limits = self._limits
         self._runner.launch(step, api_key, on_done=limits.release if limits else None)
 
+    def _uploaded_bytes(self, owner: str) -> int:
+        """Bytes of the originals `owner`'s sessions hold. Blocking: call it in a thread."""
+        paths = (self._store.path_of(ref) for ref in self._store.uploaded_images(owner))
+        return sum(path.stat().st_size for path in paths if path.exists())
+
     def _thumbnail(self, ref: ImageRef) -> Path:
         """A small copy of a stored image, made once. Blocking: call it in a thread."""
         folder = self._thumbs_dir
@@ -517,6 +525,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         total_budget_cents=settings.total_budget_cents,
         max_running=settings.visitor_max_running,
         per_minute=settings.visitor_edits_per_minute,
+        upload_bytes=settings.visitor_upload_bytes,
     )
 
 

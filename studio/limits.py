@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime
 # Defaults of issue "Share a hosted demo safely": two edits at once, ten a minute, per visitor.
 DEFAULT_MAX_RUNNING = 2
 DEFAULT_PER_MINUTE = 10
+# What one visitor's originals may hold on the server's disk in all: a few dozen photos.
+DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
 RATE_WINDOW_S = 60.0
 
 
@@ -33,6 +35,7 @@ class LimitSettings:
     total_budget_cents: int | None = None
     max_running: int = DEFAULT_MAX_RUNNING
     per_minute: int = DEFAULT_PER_MINUTE
+    upload_bytes: int = DEFAULT_UPLOAD_BYTES
 
     @property
     def server_key_for_visitors(self) -> bool:
@@ -101,6 +104,15 @@ class Limits:
         recent.extend([now] * len(step_ids))
         self._running.setdefault(owner, set()).update(step_ids)
         self._owners.update(dict.fromkeys(step_ids, owner))
+
+    def admit_upload(self, held_bytes: int, new_bytes: int) -> None:
+        """Refuse an upload that would take a visitor's originals past their share of disk."""
+        cap = self.settings.upload_bytes
+        if held_bytes + new_bytes > cap:
+            raise LimitError(
+                f"Your images on this studio already take {held_bytes / 2**20:.0f} MB of the "
+                f"{cap / 2**20:.0f} MB each visitor may keep; this one does not fit."
+            )
 
     def release(self, step_id: str) -> None:
         """The step's run ended (or was cancelled)."""

@@ -312,6 +312,17 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
+    def uploaded_images(self, owner: str) -> list[ImageRef]:
+        """The originals of `owner`'s sessions (what they uploaded or linked), one per image."""
+        with self._read() as db:
+            rows = db.execute(
+                """SELECT DISTINCT t.result_sha256, t.result_format, t.result_width,
+                    t.result_height FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ? AND t.kind = 'origin' AND t.result_sha256 IS NOT NULL""",
+                (owner,),
+            ).fetchall()
+        return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
+
     def owner_holds_image(self, owner: str, sha256: str) -> bool:
         """Whether a session of `owner` holds image `sha256` as a source or a result."""
         with self._read() as db:

@@ -77,3 +77,25 @@ async def test_a_visitor_with_their_own_key_is_not_held_to_the_budget(engine, si
             api_key=Secret(sim.api_key),
         )
         assert step.state is StepState.COMPLETED
+
+
+async def test_an_upload_past_the_visitors_share_of_disk_is_refused_and_stores_nothing(
+    sim, clean_env
+):
+    from studio.limits import LimitError
+
+    first_data = make_image(300, 200)
+    big_data = make_image(300, 200, colour=(9, 9, 9))
+    # Room for the first image and not for both.
+    caps = Limits(LimitSettings(upload_bytes=len(first_data) + len(big_data) - 1))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    try:
+        first = await engine.read_image(first_data)
+        await engine.start_session(first, name="one", owner=A)
+        big = await engine.read_image(big_data)
+        with pytest.raises(LimitError, match="does not fit"):
+            await engine.start_session(big, name="two", owner=A)
+        assert len(await engine.list_sessions(A)) == 1
+        await engine.start_session(big, name="theirs", owner=B)  # B has a share of their own
+    finally:
+        await engine.aclose()

@@ -59,3 +59,10 @@ def test_the_total_budget_is_shared_by_all_visitors():
     caps.admit("b", ["2"], 10, server_key=True)
     with pytest.raises(LimitError, match="budget for today is used up"):
         caps.admit("c", ["3"], 5, server_key=True)
+
+
+def test_a_visitors_originals_may_hold_only_their_share_of_the_disk():
+    caps, _, _ = limits(upload_bytes=10 * 2**20)
+    caps.admit_upload(6 * 2**20, 4 * 2**20)
+    with pytest.raises(LimitError, match="take 6 MB of the 10 MB"):
+        caps.admit_upload(6 * 2**20, 5 * 2**20)
