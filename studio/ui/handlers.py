@@ -83,16 +83,17 @@ class _Asking(Protocol):
 
 def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
     """Who sent this request. On a studio that is not hosted, the one local user; on a hosted
-    one, the browser's cookie (or, for API and MCP callers, the key they send) names them."""
+    one, an API or MCP caller is named by the key it sends (X-RunAPI-Key), a browser by its
+    cookie."""
     headers: Mapping[str, str] = request.headers if request is not None else {}
     key = (headers.get(KEY_HEADER) or "").strip() or None
     if not hosted:
         return Visitor(None, Secret(key) if key else None)
+    if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
+        return Visitor(owner_of("key", key), Secret(key))
     token = (request.cookies.get(VISITOR_COOKIE) if request is not None else None) or ""
     if len(token) >= 32:
-        return Visitor(owner_of("browser", token), Secret(key) if key else None)
-    if key:
-        return Visitor(owner_of("key", key), Secret(key))
+        return Visitor(owner_of("browser", token))
     raise Refusal(
         "This studio keeps each visitor's sessions apart with a cookie; allow cookies for this "
         "site and reload the page (API and MCP callers send an X-RunAPI-Key header)."
