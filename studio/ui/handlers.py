@@ -231,7 +231,8 @@ class Handlers:
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
             c.browser: page.session_id if page.session_id else gr.skip(),
             c.tab_step: page.tab_step,
-            c.version: page.version,
+            # What this render shows: the session's version, seen from which step.
+            c.version: f"{page.version}|{page.tab_step}" if page.version else None,
             c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
             c.cost: page.cost,
             c.source: page.source,
@@ -477,11 +478,18 @@ class Handlers:
         """News of the session, at most every second or two: a new or finished step (from this
         tab or anywhere) re-renders the page without moving what the tab shows; otherwise only
         the elapsed time of what runs ticks; with nothing new, nothing is sent."""
-        tick = await self.bridge.tick(session_id, version, self.who)
+        # A render shows a version seen from a step; one from another step (an older tick that
+        # crossed an edit in flight) is stale and is drawn again.
+        seen, _, seen_from = (version or "").partition("|")
+        fresh = seen_from == (tab_step or "")
+        tick = await self.bridge.tick(session_id, seen if fresh else None, self.who)
         ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
         if session_id and tick.changed:
             # Something was added or finished: the balance may have moved too.
             update = await self.page(session_id, tab_step, tab_key=tab_key, balance=True)
+            if tab_step is not None:
+                # Never move the tab: this tick may have crossed an edit that moved it on.
+                del update[self.c.tab_step]
             if ids is not None:
                 update.update(await self._compare_panel(session_id, ids, tick.running))
             return update
