@@ -1,7 +1,7 @@
 """What the command says: progress on stderr, results on stdout (lines or one JSON object).
 
-Imports `history` and `params`; writes through `sys.stdout` and
-`sys.stderr` only, so nothing else in the package prints.
+Imports `history`, `params` and `summary`; writes through `sys.stdout` and `sys.stderr` only,
+so nothing else in the package prints.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from studio.cli.parser import PROG
 from studio.history import Step, StepState, StepUpdate
 from studio.params import format_cents
+from studio.summary import step_summary
 
 # File names carry the start of the instruction; long enough to recognise, short enough to list.
 SLUG_CHARS = 40
@@ -37,17 +38,14 @@ class StepOutcome:
         return self.step.error if self.state != StepState.COMPLETED else None
 
     def to_json(self) -> dict[str, Any]:
-        params = self.step.params
+        """The step summary every interface shares, with the written file as its image."""
+        image_url = self.path.as_uri() if self.path else None
+        summary = step_summary(self.step, image_url=image_url)
         return {
-            "step_id": self.step.step_id,
-            "task_id": self.step.task_id,
-            "model": params.model if params else None,
-            "prompt": params.prompt if params else None,
+            **summary,
             "state": self.state,
-            "seconds": _seconds(self.step.elapsed_s),
-            "cost_cents": self.step.cost_cents or 0,
-            "path": str(self.path) if self.path else None,
             "error": self.error,
+            "path": str(self.path) if self.path else None,
         }
 
 
@@ -116,9 +114,16 @@ class Output:
 
 
 def edits_document(
-    session_id: str | None, outcomes: list[StepOutcome], *, error: str | None = None
+    session_id: str | None,
+    outcomes: list[StepOutcome],
+    *,
+    error: str | None = None,
+    simulator: bool = False,
 ) -> dict[str, Any]:
-    """The JSON answer of edit, chain, compare, generate and replay (one shape for all five)."""
+    """The JSON answer of edit, chain, compare, generate and replay (one shape for all five).
+
+    `simulator` says the images came from the built-in simulator (no key was set), not Flux.
+    """
     models = {o.step.params.model for o in outcomes if o.step.params}
     failed = [o for o in outcomes if o.state != StepState.COMPLETED]
     error = error or next((o.error for o in failed if o.error), None)
@@ -133,6 +138,7 @@ def edits_document(
         "seconds": _seconds(sum(o.step.elapsed_s or 0.0 for o in outcomes)),
         "cost_cents": sum(o.step.cost_cents or 0 for o in outcomes),
         "error": error,
+        "simulator": simulator,
         "steps": [o.to_json() for o in outcomes],
     }
 

@@ -1,6 +1,6 @@
 """`kontext-studio sessions list | show | export | import`: the history, without the service.
 
-Imports `engine`, `history`, `params`, `store` and its siblings.
+Imports `engine`, `history`, `params`, `store`, `summary` and its siblings.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from studio.config import Settings
 from studio.engine import StoreError
 from studio.history import Session, Step
 from studio.params import format_cents
+from studio.summary import step_summary
 
 # An export holds every image of a session; the import cap is the bundle format's own.
 MAX_IMPORT_BYTES = 500 * 1024 * 1024
@@ -137,17 +138,10 @@ def _step_json(run: Run, step: Step, *, current: bool) -> dict[str, Any]:
         # Listed, but its file may be gone; `show` still shows the step.
         image = str(path) if path.exists() else None
     return {
-        "step_id": step.step_id,
+        **step_summary(step, image_url=Path(image).as_uri() if image else None),
         "parent_id": step.parent_id,
         "kind": step.kind,
-        "state": step.state.value,
         "current": current,
-        "model": step.params.model if step.params else None,
-        "prompt": step.params.prompt if step.params else None,
-        "task_id": step.task_id,
-        "seconds": None if step.elapsed_s is None else round(step.elapsed_s, 2),
-        "cost_cents": step.cost_cents,
-        "error": step.error,
         "image": image,
     }
 

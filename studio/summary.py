@@ -1,0 +1,60 @@
+"""One step as scripts and agents see it: the same keys from the CLI's `--json`, the API and MCP.
+
+Pure; imports `history` and `params` only. The caller supplies `image_url`, because only it knows
+where the image can be opened: a file it wrote, or the studio's own address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from studio.history import Step, StepState
+from studio.params import DEFAULT_GENERATE_RATIO, nearest_aspect_ratio
+
+# The keys of a step summary, in the order they are written (README: "Scripts and agents").
+SUMMARY_KEYS = (
+    "session_id",
+    "step_id",
+    "state",
+    "model",
+    "aspect_ratio",
+    "prompt",
+    "task_id",
+    "seconds",
+    "cost_cents",
+    "error",
+    "image_url",
+)
+
+
+def step_summary(step: Step, *, image_url: str | None = None) -> dict[str, Any]:
+    """The step's summary: ids, state, model, ratio, prompt, seconds, cost, error and image URL.
+
+    `aspect_ratio` is the shape of the result when there is one (so "match the source" reads as
+    the ratio it matched), else the ratio asked for: "match" for an edit, 1:1 for a generation.
+    `cost_cents` is None until the service has charged; a failed step costs 0.
+    """
+    params = step.params
+    return {
+        "session_id": step.session_id,
+        "step_id": step.step_id,
+        "state": step.state.value,
+        "model": params.model if params else None,
+        "aspect_ratio": _aspect_ratio(step),
+        "prompt": params.prompt if params else None,
+        "task_id": step.task_id,
+        "seconds": None if step.elapsed_s is None else round(step.elapsed_s, 2),
+        "cost_cents": step.cost_cents,
+        "error": step.error if step.state is StepState.FAILED else None,
+        "image_url": image_url,
+    }
+
+
+def _aspect_ratio(step: Step) -> str | None:
+    if step.result is not None:
+        return nearest_aspect_ratio(step.result.width, step.result.height)
+    if step.params is None:
+        return None
+    if step.params.aspect_ratio:
+        return step.params.aspect_ratio
+    return "match" if step.kind == "edit" else DEFAULT_GENERATE_RATIO
