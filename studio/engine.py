@@ -12,6 +12,7 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -436,6 +437,28 @@ class Engine:
     def in_memory(self) -> dict[str, int]:
         """Sizes of the in-memory tables (runs, uploads, watchers, visitor clients, locks)."""
         return {**self._runner.in_memory, "session_locks": len(self._locks)}
+
+    # -- recognising the studio's own results (scripts and agents pass them back) ---------------
+
+    async def result_step(self, data: bytes) -> Step | None:
+        """The newest edit or generation whose result is exactly these bytes, in any session.
+
+        An image the studio made, passed back by a script or an agent (a copy of the file, a
+        data: URI, a download), is recognised by its content and continues from its step.
+        """
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        return await asyncio.to_thread(self._store.find_result_step, sha256)
+
+    async def stored_image(self, path: Path) -> bytes | None:
+        """The bytes of `path` when it is a file of the store's image folder, else None."""
+        folder = self._store.images_dir.resolve()
+        try:
+            resolved = await asyncio.to_thread(path.resolve)
+            if not resolved.is_relative_to(folder) or not resolved.is_file():
+                return None
+            return await asyncio.to_thread(resolved.read_bytes)
+        except OSError:
+            return None
 
     # -- plumbing -------------------------------------------------------------------------------
 

@@ -391,6 +391,16 @@ class Store:
             for row in rows
         ]
 
+    def find_result_step(self, sha256: str) -> Step | None:
+        """The newest edit or generation whose result is image `sha256`, in any session."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT * FROM steps WHERE result_sha256 = ? AND kind != 'origin'"
+                " ORDER BY completed_at DESC, rowid DESC LIMIT 1",
+                (sha256,),
+            ).fetchone()
+        return None if row is None else _step_from_row(row)
+
     def unfinished_steps(self) -> list[Step]:
         """Steps queued or running, oldest first: what a restart must resume."""
         with self._read() as db:

@@ -99,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
         async def execute() -> int:
             nonlocal run
             engine = Engine.from_settings(settings)
-            run = Run(engine, out)
+            run = Run(engine, out, simulator=sim is not None)
             try:
                 return await job.run(run)
             finally:

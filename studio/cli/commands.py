@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from studio.cli.errors import EXIT_FAILED, EXIT_OK, CommandError
-from studio.cli.output import Output, StepOutcome, edits_document, result_name
+from studio.cli.output import Output, StepOutcome, edits_document, result_name, short_id
 from studio.config import Settings
 from studio.engine import Engine, Phase, StepUpdate
 from studio.history import Session, Step, StepState
@@ -35,6 +35,8 @@ class Run:
     # Steps this command started that have not finished: an interruption leaves them in the
     # history (queued or running), and the studio completes them at its next start.
     unfinished: set[str] = field(default_factory=set)
+    # The edits go to the built-in simulator (no key is set): the JSON answer says so.
+    simulator: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,9 @@ async def write_result(
     name = result_name(step.session_id, number, step.params.prompt, result.format, tag)
     data = await run.engine.image_bytes(result)
     path = target.path_for(name)
+    if target.file is None and path.exists():
+        # A branch of a continued session at the same depth: never write over its sibling.
+        path = path.with_stem(f"{path.stem}-{short_id(step.step_id)}")
     await asyncio.to_thread(_write_atomically, path, data)
     return replace(outcome, path=path.resolve())
 
@@ -202,17 +207,26 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise CommandError(message, exit_code=EXIT_FAILED) from None
 
 
-async def start_session(run: Run, source: SourceArg | None, name: str) -> Session:
-    """A new session holding SOURCE (checked by the engine), or none to generate."""
+async def start_session(run: Run, source: SourceArg | None, name: str) -> tuple[Session, int]:
+    """Where the edits go: the session and the step count of the path they continue.
+
+    A new session holds SOURCE (checked by the engine), or nothing to generate. A SOURCE the
+    studio made itself (a result file passed back, as agents do) continues its own session from
+    the step that made it, which becomes current; its depth numbers the next results.
+    """
     image = None if source is None else await start_session_image(run, source)
-    return await run.engine.start_session(
+    if image is not None and (step := await run.engine.result_step(image.data)) is not None:
+        session = await run.engine.navigate(step.session_id, lambda s: s.make_current(step.step_id))
+        return session, len(session.path()) - 1
+    session = await run.engine.start_session(
         image, name=name[:NAME_CHARS], link_url=source.link if source else None
     )
+    return session, 0
 
 
 def report(run: Run, session_id: str, outcomes: list[StepOutcome], lines: list[str]) -> int:
     """Say how the edits went: the failure on stderr, the answer on stdout; the exit code."""
-    document = edits_document(session_id, outcomes)
+    document = edits_document(session_id, outcomes, simulator=run.simulator)
     if document["error"]:
         run.out.error(document["error"])
     run.out.result(lines, document)
@@ -220,26 +234,32 @@ def report(run: Run, session_id: str, outcomes: list[StepOutcome], lines: list[s
 
 
 async def _edit(run: Run, source: SourceArg | None, chain: list[EditParams], target: Target) -> int:
-    session = await start_session(run, source, source.label if source else chain[0].prompt)
+    name = source.label if source else chain[0].prompt
+    session, depth = await start_session(run, source, name)
     outcomes: list[StepOutcome] = []
+    parent_id = session.current_step_id
     for number, params in enumerate(chain, start=1):
-        step = await run.engine.submit_edit(session.session_id, params)
+        # Each step names its parent, so an edit made meanwhile in the browser cannot reroute it.
+        step = await run.engine.submit_edit(session.session_id, params, parent_step_id=parent_id)
         label = params.model if len(chain) == 1 else f"step {number}/{len(chain)} {params.model}"
         outcome = await follow(run, step, label)
-        outcomes.append(await write_result(run, outcome, target, number))
+        outcomes.append(await write_result(run, outcome, target, depth + number))
         if outcome.state != StepState.COMPLETED:
             break  # the next step would have nothing to start from
+        parent_id = step.step_id
     return report(run, session.session_id, outcomes, [str(o.path) for o in outcomes if o.path])
 
 
 async def _compare(run: Run, source: SourceArg, params: EditParams, target: Target) -> int:
-    session = await start_session(run, source, source.label)
-    pair = await run.engine.compare(session.session_id, params)
+    session, depth = await start_session(run, source, source.label)
+    pair = await run.engine.compare(
+        session.session_id, params, parent_step_id=session.current_step_id
+    )
     followed = await asyncio.gather(*(follow(run, s, _model(s)) for s in pair))
     outcomes, lines = [], []
     for outcome in followed:
         model = _model(outcome.step)
-        outcome = await write_result(run, outcome, target, 1, model)
+        outcome = await write_result(run, outcome, target, depth + 1, model)
         outcomes.append(outcome)
         seconds = f"{outcome.step.elapsed_s or 0.0:.1f} s"
         cost = format_cents(outcome.step.cost_cents or 0)

@@ -154,6 +154,39 @@ def test_chain_feeds_each_result_to_the_next_step_in_one_session(cli, workdir, s
     ]
 
 
+def test_a_result_passed_back_continues_its_own_session_from_that_step(cli, workdir, sim):
+    first = json.loads(cli("edit", "photo.png", "make it night", "--json", "-q").stdout)
+    [night] = first["steps"]
+    # Any copy of the result (here, the written file) is recognised by its content.
+    again = cli("edit", night["path"], "add snow", "--json", "-q")
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    [snow] = second["steps"]
+    assert second["session_id"] == first["session_id"]
+    assert Path(snow["path"]).name.split("-", 1)[1] == "2-add-snow.png"
+    assert snow["image_url"] == Path(snow["path"]).as_uri()
+    assert sim.tasks[snow["task_id"]].source_bytes == Path(night["path"]).read_bytes()
+    # The same step again: a sibling branch, written beside the first (never over it).
+    branch = json.loads(cli("edit", night["path"], "add snow", "--json", "-q").stdout)
+    assert branch["paths"][0] != snow["path"]
+    assert Path(snow["path"]).exists()
+    shown = json.loads(cli("sessions", "show", first["session_id"], "--json").stdout)
+    parents = {s["step_id"]: s["parent_id"] for s in shown["steps"]}
+    assert parents[snow["step_id"]] == parents[branch["step_ids"][0]] == night["step_id"]
+    assert len(json.loads(cli("sessions", "list", "--json").stdout)["sessions"]) == 1
+
+
+def test_json_steps_carry_the_shared_step_summary(cli, sim):
+    result = json.loads(cli("generate", "a red bicycle", "--json", "-q").stdout)
+    [step] = result["steps"]
+    assert set(step) == {
+        "session_id", "step_id", "state", "model", "aspect_ratio", "prompt", "task_id",
+        "seconds", "cost_cents", "error", "image_url", "path",
+    }  # fmt: skip
+    assert (step["session_id"], step["aspect_ratio"]) == (result["session_id"], "1:1")
+    assert result["simulator"] is False  # a key (here, the test simulator's) is configured
+
+
 def test_compare_writes_both_results_with_their_times_and_costs(cli, workdir, sim):
     done = cli("compare", "photo.png", "make it blue", "-q")
     assert done.returncode == 0, done.stderr
@@ -291,6 +324,13 @@ def test_with_no_key_the_built_in_simulator_runs_and_says_so(cli, workdir):
     assert done.returncode == 0, done.stderr
     assert "simulator" in done.stderr.splitlines()[0]
     assert _is_image(Path(done.stdout.strip()))
+    scripted = cli(
+        "generate",
+        "a red bicycle",
+        "--json",
+        extra_env={"RUNAPI_API_KEY": "", "KONTEXT_STUDIO_SIM_LATENCY": "quick"},
+    )
+    assert json.loads(scripted.stdout)["simulator"] is True  # scripts are told too
 
 
 def test_ctrl_c_leaves_the_step_in_the_history_and_exits_130(env, workdir, sim, clean_env):
