@@ -440,21 +440,61 @@ class Engine:
 
     # -- recognising the studio's own results (scripts and agents pass them back) ---------------
 
-    async def result_step(self, data: bytes) -> Step | None:
-        """The newest edit or generation whose result is exactly these bytes, in any session.
+    async def place_edit(
+        self,
+        data: bytes | None = None,
+        *,
+        link: str | None = None,
+        session_id: str | None = None,
+        name: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[Session, str | None]:
+        """Where an edit of this image goes: the session, and the step it starts from (None for
+        the session's current step).
+
+        No image: session `session_id`, else a new session without one (the edit generates). An
+        image the studio made (its bytes or a link to them, any copy) continues its own session
+        from the step that made it (only `owner`'s own, on a hosted studio). Any other image
+        starts a new session. Raises `ImageError`, `StoreError` or `HistoryError` with one
+        sentence, and then stores nothing.
+        """
+        session = await self.load_session(session_id, owner=owner) if session_id else None
+        if data is None and link is None:
+            return session or await self.start_session(None, name=name, owner=owner), None
+        source = await (self.read_link(link) if link else self.read_image(data or b""))
+        made = await self.result_step(source.data, owner=owner)
+        if made is not None:
+            if session is not None and session.session_id != made.session_id:
+                raise HistoryError(
+                    f"That image was made in session {made.session_id}, not in "
+                    f"{session.session_id}; leave session_id empty to continue from it."
+                )
+            return await self.load_session(made.session_id, owner=owner), made.step_id
+        if session is not None:
+            raise HistoryError(
+                "Give either an image (to start a new session) or a session_id (to continue "
+                "one), not both."
+            )
+        return await self.start_session(source, name=name, link_url=link, owner=owner), None
+
+    async def result_step(self, data: bytes, *, owner: str | None = None) -> Step | None:
+        """The newest edit or generation whose result is exactly these bytes (in `owner`'s
+        sessions; in any, for None).
 
         An image the studio made, passed back by a script or an agent (a copy of the file, a
         data: URI, a download), is recognised by its content and continues from its step.
         """
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        return await asyncio.to_thread(self._store.find_result_step, sha256)
+        return await asyncio.to_thread(self._store.find_result_step, sha256, owner)
 
-    async def stored_image(self, path: Path) -> bytes | None:
-        """The bytes of `path` when it is a file of the store's image folder, else None."""
+    async def stored_image(self, path: Path, *, owner: str | None = None) -> bytes | None:
+        """The bytes of `path` when it is a stored image that `owner` may see, else None."""
         folder = self._store.images_dir.resolve()
         try:
             resolved = await asyncio.to_thread(path.resolve)
             if not resolved.is_relative_to(folder) or not resolved.is_file():
+                return None
+            if not await self.owns_image(resolved.stem, owner=owner):
                 return None
             return await asyncio.to_thread(resolved.read_bytes)
         except OSError:

@@ -391,13 +391,15 @@ class Store:
             for row in rows
         ]
 
-    def find_result_step(self, sha256: str) -> Step | None:
-        """The newest edit or generation whose result is image `sha256`, in any session."""
+    def find_result_step(self, sha256: str, owner: str | None = None) -> Step | None:
+        """The newest edit or generation whose result is image `sha256`: in `owner`'s sessions,
+        or in any session if None."""
         with self._read() as db:
             row = db.execute(
-                "SELECT * FROM steps WHERE result_sha256 = ? AND kind != 'origin'"
-                " ORDER BY completed_at DESC, rowid DESC LIMIT 1",
-                (sha256,),
+                """SELECT t.* FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE t.result_sha256 = ?1 AND t.kind != 'origin' AND (?2 IS NULL OR s.owner = ?2)
+                ORDER BY t.completed_at DESC, t.rowid DESC LIMIT 1""",
+                (sha256, owner),
             ).fetchone()
         return None if row is None else _step_from_row(row)
 

@@ -207,21 +207,18 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise CommandError(message, exit_code=EXIT_FAILED) from None
 
 
-async def start_session(run: Run, source: SourceArg | None, name: str) -> tuple[Session, int]:
-    """Where the edits go: the session and the step count of the path they continue.
+async def start_session(run: Run, source: SourceArg | None, name: str) -> tuple[Session, str, int]:
+    """Where the edits go: the session, the step they start from, and that step's depth.
 
     A new session holds SOURCE (checked by the engine), or nothing to generate. A SOURCE the
     studio made itself (a result file passed back, as agents do) continues its own session from
-    the step that made it, which becomes current; its depth numbers the next results.
+    the step that made it; its depth numbers the next results.
     """
-    image = None if source is None else await start_session_image(run, source)
-    if image is not None and (step := await run.engine.result_step(image.data)) is not None:
-        session = await run.engine.navigate(step.session_id, lambda s: s.make_current(step.step_id))
-        return session, len(session.path()) - 1
-    session = await run.engine.start_session(
-        image, name=name[:NAME_CHARS], link_url=source.link if source else None
-    )
-    return session, 0
+    data, link = (source.data, source.link) if source else (None, None)
+    session, parent = await run.engine.place_edit(data, link=link, name=name[:NAME_CHARS])
+    if parent is None:
+        return session, session.current_step_id, 0
+    return session, parent, len(session.make_current(parent).path()) - 1
 
 
 def report(run: Run, session_id: str, outcomes: list[StepOutcome], lines: list[str]) -> int:
@@ -235,9 +232,8 @@ def report(run: Run, session_id: str, outcomes: list[StepOutcome], lines: list[s
 
 async def _edit(run: Run, source: SourceArg | None, chain: list[EditParams], target: Target) -> int:
     name = source.label if source else chain[0].prompt
-    session, depth = await start_session(run, source, name)
+    session, parent_id, depth = await start_session(run, source, name)
     outcomes: list[StepOutcome] = []
-    parent_id = session.current_step_id
     for number, params in enumerate(chain, start=1):
         # Each step names its parent, so an edit made meanwhile in the browser cannot reroute it.
         step = await run.engine.submit_edit(session.session_id, params, parent_step_id=parent_id)
@@ -251,10 +247,8 @@ async def _edit(run: Run, source: SourceArg | None, chain: list[EditParams], tar
 
 
 async def _compare(run: Run, source: SourceArg, params: EditParams, target: Target) -> int:
-    session, depth = await start_session(run, source, source.label)
-    pair = await run.engine.compare(
-        session.session_id, params, parent_step_id=session.current_step_id
-    )
+    session, parent_id, depth = await start_session(run, source, source.label)
+    pair = await run.engine.compare(session.session_id, params, parent_step_id=parent_id)
     followed = await asyncio.gather(*(follow(run, s, _model(s)) for s in pair))
     outcomes, lines = [], []
     for outcome in followed:

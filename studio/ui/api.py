@@ -1,35 +1,75 @@
 """The studio's deliberate endpoints for scripts and agents: stable `api_name`s, documented args.
 
-Each is a public Gradio endpoint (so `gradio_client` and the MCP server list it) on hidden
-components; the page's own events stay undocumented plumbing. Docstrings become the MCP tool
-descriptions, so they are written for an agent reading them.
+Each is a public Gradio endpoint on hidden components, so `gradio_client` and the MCP server list
+it; the page's own events stay undocumented plumbing. The docstrings become the MCP tool
+descriptions (each argument's description is its one line under `Args:`), so they are written
+for an agent reading them.
+
+What an agent gets back is the result image (MCP image content) and one JSON text: the step
+summary of `studio.summary`, whose `image_url` is the studio's own address for the image. Images
+come in as text that we check ourselves (Gradio's file inputs refuse loopback and local paths):
+an http(s) URL, a data: URI, or, when the studio is not hosted, a local path or file:// URL. An
+image the studio made, passed back in any of these forms, continues its own session from the
+step that made it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+from urllib.request import url2pathname
 
 import gradio as gr
 
-from studio.history import Step, StepState
+from studio.config import Settings
+from studio.history import HistoryError, Step, StepState
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
+from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
 from studio.ui.handlers import Refusal, visitor_from
-from studio.ui.layout import hand_over_unopened
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
 _EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
+# The phases of a running step, in order, for progress notifications ("step 3 of 6").
+PHASES = ("queued", "uploading", "submitted", "pending", "processing", "downloading")
+# Seconds between two looks at a running step's phase (the page refreshes at the same pace).
+PROGRESS_EVERY_S = 0.5
+# Where Gradio serves files from; a URL of this studio carries the file's path after it.
+FILE_ROUTE = "/gradio_api/file="
+# Session names are shown in the page's list; a long instruction is cut to this.
+NAME_CHARS = 80
+DEFAULT_LIST_LIMIT = 20
+
+REFUSE_LOCAL = (
+    "This studio is hosted, so it cannot read local files; pass the image as an http(s) URL "
+    "or a data: URI."
+)
+REFUSE_FORM = "The image must be an http(s) URL, a data: URI or an absolute file path."
 
 
-def register(bridge: Bridge, exports: Path, *, hosted: bool = False) -> None:
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where an edit goes: a session, and the step it starts from (None: the current one)."""
+
+    session_id: str
+    parent_step_id: str | None = None
+
+
+def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
     """Add the public endpoints to the Blocks being built.
 
     Each names its caller from the request (`handlers.visitor_from`): on a hosted studio, an
     API or MCP caller sends its RunAPI key in an X-RunAPI-Key header and touches only the
     sessions it made with that key.
     """
+    _mcp_returns_each_output()
+    hosted = settings.hosted
 
     def who(request: gr.Request | None) -> Visitor:
         try:
@@ -43,125 +83,170 @@ def register(bridge: Bridge, exports: Path, *, hosted: bool = False) -> None:
         except USER_ERRORS as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    async def session_for(image: str | None, session_id: str, caller: Visitor) -> str:
-        session_id = (session_id or "").strip()
-        if session_id:
-            return str((await run(bridge.load_session(session_id, caller))).session_id)
-        data = await asyncio.to_thread(Path(image).read_bytes) if image else None
-        session = await run(bridge.start_session(data, caller, name="From the API"))
-        return str(session.session_id)
+    async def place(image: str, session_id: str, instruction: str, caller: Visitor) -> Place:
+        """Check the image and the session first, then start or continue a session."""
+        image, session_id = (image or "").strip(), (session_id or "").strip()
+        data, link = await read_image(image, caller) if image else (None, None)
+        name = instruction.strip()[:NAME_CHARS] or "From the API"
+        where = bridge.place_edit(data, caller, link=link, session_id=session_id or None, name=name)
+        return Place(*await run(where))
+
+    async def read_image(image: str, caller: Visitor) -> tuple[bytes | None, str | None]:
+        """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
+        scheme = urlsplit(image).scheme.lower()
+        if image.startswith("data:"):
+            return _data_uri(image), None
+        if scheme in ("http", "https"):
+            if (stored := await own_image(image, caller)) is not None:
+                return stored, None
+            return None, image
+        if len(scheme) > 1 and scheme != "file":  # "c:" is a Windows drive, not a scheme
+            raise gr.Error(REFUSE_FORM, print_exception=False)
+        if hosted:
+            raise gr.Error(REFUSE_LOCAL, print_exception=False)
+        path = url2pathname(unquote(urlsplit(image).path)) if scheme == "file" else image
+        return await asyncio.to_thread(_read_file, path, settings.max_upload_bytes), None
+
+    async def own_image(url: str, caller: Visitor) -> bytes | None:
+        """A stored image named by one of this studio's own URLs, read without a download."""
+        _, _, tail = urlsplit(url).path.partition(FILE_ROUTE)
+        if not tail:
+            return None
+        return await bridge.stored_image(Path(unquote(tail)), caller)
+
+    async def follow(step: Step, caller: Visitor, progress: gr.Progress) -> Step:
+        """Report each new phase of a running step (pushed by the engine); its final record."""
+        waiter = asyncio.ensure_future(final(step, caller))
+        shown: str | None = None
+        async for running in bridge.watch(step.session_id, caller):
+            update = running.get(step.step_id)
+            if update is None or waiter.done():
+                break
+            if update.phase in PHASES and update.phase != shown:
+                shown = update.phase
+                progress((PHASES.index(shown) + 1, len(PHASES)), desc=shown)
+        return await waiter
+
+    async def final(step: Step, caller: Visitor) -> Step:
+        try:
+            result: Step = await bridge.wait(step.step_id)
+            return result
+        except HistoryError:  # it ended before we asked: the history has its record
+            session = await run(bridge.load_session(step.session_id, caller))
+            return session.steps[step.step_id]
+
+    def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
+        path = bridge.image_path(step)
+        image_url = None if path is None else f"{_origin(request)}{FILE_ROUTE}{quote(path)}"
+        return step_summary(step, image_url=image_url)
+
+    def image_of(step: Step) -> str | None:
+        return bridge.image_path(step)
 
     async def edit_image(
-        image: str | None,
+        image: str,
         instruction: str,
-        model: str = "pro",
-        aspect_ratio: str = MATCH_SOURCE,
-        session_id: str = "",
-        request: gr.Request | None = None,
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Edit an image with FLUX.1 Kontext, or generate one when no image is given.
+        model: str,
+        aspect_ratio: str,
+        session_id: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented form
+    ) -> tuple[str | None, str]:
+        """Edit an image with FLUX.1 Kontext through RunAPI, or generate one when no image is given.
 
-        Describe the change and what to keep, e.g. 'Change the shop sign to read "BAKERY",
-        keep everything else'. The result is kept in the studio's history as a new step; pass
-        the returned session_id to continue_session to chain further edits on it.
+        The result is kept in the user's Kontext Studio as a new step they can open, branch and export in the browser. To chain edits, pass the returned image_url back as image (it continues from that step), or call continue_session with the session_id.
 
         Args:
-            image: The source image (a file, an http(s) URL or a data: URI). Leave empty to
-                generate from the instruction alone, or when session_id is given.
-            instruction: What to change, in plain English.
-            model: "pro" (5 cents) or "max" (10 cents, more faithful on hard edits).
-            aspect_ratio: "match" (nearest to the source) or one of 21:9, 16:9, 4:3, 1:1,
-                3:4, 9:16.
-            session_id: Continue this studio session from its current step instead of
-                starting a new one.
+            image: The image to edit: an http(s) URL, a data: URI, a local absolute path or file:// URL (when the studio is not hosted), or an image_url this studio returned; empty to generate.
+            instruction: What to change and what to keep, in plain English, e.g. 'Change the sign to read "BAKERY", keep everything else'.
+            model: "pro" (5 cents an image) or "max" (10 cents, more faithful on hard edits).
+            aspect_ratio: "match" keeps the source's shape (1:1 when generating), or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
+            session_id: Continue this session from its current step instead of giving an image; empty for a new session.
 
         Returns:
-            The result image, and a summary with session_id, step_id, task_id, model,
-            seconds, cost_cents, state and error.
+            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url.
         """
         params = _params(instruction, model, aspect_ratio)
         caller = who(request)
-        sid = await session_for(image, session_id, caller)
-        step = await run(bridge.edit(sid, params, caller))
+        where = await place(image, session_id, instruction, caller)
+        step = await run(
+            bridge.submit_edit(
+                where.session_id, params, caller, parent_step_id=where.parent_step_id
+            )
+        )
+        step = await follow(step, caller, progress)
         if step.state is not StepState.COMPLETED:
-            raise gr.Error(f"The edit failed: {step.error}", print_exception=False)
-        return bridge.image_path(step), _summary(step)
+            raise gr.Error(_failed(step), print_exception=False)
+        return image_of(step), _json(summary(step, request))
 
     async def continue_session(
         session_id: str,
         instruction: str,
-        model: str = "pro",
-        aspect_ratio: str = MATCH_SOURCE,
-        request: gr.Request | None = None,
-    ) -> tuple[str | None, dict[str, Any]]:
-        """Apply one more edit to a studio session, starting from its current step.
+        model: str,
+        aspect_ratio: str,
+        request: gr.Request,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented form
+    ) -> tuple[str | None, str]:
+        """Apply one more edit to a Kontext Studio session, starting from its current step.
 
         Args:
-            session_id: The session returned by edit_image or compare_models.
-            instruction: What to change next, in plain English.
-            model: "pro" (5 cents) or "max" (10 cents).
-            aspect_ratio: "match" (keep the current shape) or one of 21:9, 16:9, 4:3, 1:1,
-                3:4, 9:16.
+            session_id: The session to continue (from edit_image, list_sessions or show_session).
+            instruction: What to change next and what to keep, in plain English.
+            model: "pro" (5 cents an image) or "max" (10 cents, more faithful on hard edits).
+            aspect_ratio: "match" keeps the current image's shape, or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
 
         Returns:
-            The result image and a summary (session_id, step_id, task_id, seconds,
-            cost_cents, state, error).
+            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url.
         """
         if not (session_id or "").strip():
             raise gr.Error("Give the session_id of the session to continue.")
-        return await edit_image(None, instruction, model, aspect_ratio, session_id, request)
+        return await edit_image("", instruction, model, aspect_ratio, session_id, request, progress)
 
     async def compare_models(
-        image: str | None,
+        image: str,
         instruction: str,
-        aspect_ratio: str = MATCH_SOURCE,
-        session_id: str = "",
-        request: gr.Request | None = None,
-    ) -> tuple[str | None, str | None, dict[str, Any]]:
-        """Run one instruction on flux-kontext-pro and flux-kontext-max at once, to compare.
+        aspect_ratio: str,
+        session_id: str,
+        request: gr.Request,
+    ) -> tuple[str | None, str | None, str]:
+        """Run one instruction on FLUX.1 Kontext pro and max at once, to compare them (15 cents in all).
 
-        Both results are kept as sibling steps; neither becomes current until keep_result is
-        called with the chosen step_id. Costs 15 cents in all.
+        Both results are kept as sibling steps; neither becomes current until keep_result is called with the chosen step_id.
 
         Args:
-            image: The source image (a file, an http(s) URL or a data: URI); empty with
-                session_id to start from that session's current step.
-            instruction: What to change, in plain English.
-            aspect_ratio: "match" or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
-            session_id: Compare from this session's current step instead of a new session.
+            image: The image to edit, in any form edit_image takes; empty with session_id to start from that session's current step.
+            instruction: What to change and what to keep, in plain English.
+            aspect_ratio: "match" keeps the source's shape, or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
+            session_id: Compare from this session's current step instead of giving an image; empty for a new session.
 
         Returns:
-            The pro image, the max image, and a summary with both steps' ids, times, costs
-            and errors.
+            The pro image, the max image, and JSON with the step summary of each under "pro" and "max".
         """
         params = _params(instruction, "pro", aspect_ratio)
         caller = who(request)
-        sid = await session_for(image, session_id, caller)
-        pair = await run(bridge.compare(sid, params, caller))
-        pro, max_ = await asyncio.gather(*(run(bridge.wait(s.step_id)) for s in pair))
-        return (
-            bridge.image_path(pro),
-            bridge.image_path(max_),
-            {"pro": _summary(pro), "max": _summary(max_)},
+        where = await place(image, session_id, instruction, caller)
+        pair = await run(
+            bridge.compare(where.session_id, params, caller, parent_step_id=where.parent_step_id)
         )
+        pro, max_ = await asyncio.gather(*(final(s, caller) for s in pair))
+        both = {"pro": summary(pro, request), "max": summary(max_, request)}
+        return image_of(pro), image_of(max_), _json(both)
 
-    async def keep_result(
-        session_id: str, step_id: str, request: gr.Request | None = None
-    ) -> dict[str, Any]:
-        """Make a compared result the current step, so the next edit continues from it.
+    async def keep_result(session_id: str, step_id: str, request: gr.Request) -> str:
+        """Make a compared result the current step of its session, so the next edit continues from it.
 
         Args:
             session_id: The session of the comparison.
-            step_id: The step_id of the result to keep (from compare_models' summary).
+            step_id: The step_id of the result to keep (from compare_models).
 
         Returns:
-            The kept step's summary.
+            The kept step's JSON step summary.
         """
         session = await run(bridge.keep(session_id, step_id, who(request)))
-        return _summary(session.current)
+        return _json(summary(session.current, request))
 
-    async def export_session(session_id: str, request: gr.Request | None = None) -> str:
-        """Export a studio session as a ZIP: every image and a readable session.json.
+    async def export_session(session_id: str, request: gr.Request) -> str:
+        """Export a Kontext Studio session as a ZIP file: every image and a readable session.json.
 
         Args:
             session_id: The session to export.
@@ -174,72 +259,211 @@ def register(bridge: Bridge, exports: Path, *, hosted: bool = False) -> None:
         await asyncio.to_thread(target.write_bytes, data)
         return str(target)
 
+    async def list_sessions(limit: int, request: gr.Request) -> str:
+        """List the sessions in the user's Kontext Studio, most recently changed first (read-only).
+
+        Args:
+            limit: How many sessions to list at most (default 20).
+
+        Returns:
+            JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
+        """
+        summaries = await run(bridge.list_sessions(who(request)))
+        count = max(1, int(limit or DEFAULT_LIST_LIMIT))
+        sessions = [
+            {
+                "session_id": s.session_id,
+                "name": s.name,
+                "created_at": s.created_at.isoformat(),
+                "updated_at": s.updated_at.isoformat(),
+                "step_count": s.step_count,
+                "cost_cents": s.cost_cents,
+            }
+            for s in summaries[:count]
+        ]
+        return _json({"sessions": sessions})
+
+    async def show_session(session_id: str, request: gr.Request) -> str:
+        """Show one Kontext Studio session: every step, its tree and the current step (read-only).
+
+        Args:
+            session_id: The session to show (from list_sessions or edit_image).
+
+        Returns:
+            JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
+        """
+        session = await run(bridge.load_session((session_id or "").strip(), who(request)))
+        steps = [
+            {
+                **summary(step, request),
+                "parent_id": step.parent_id,
+                "kind": step.kind,
+                "current": step.step_id == session.current_step_id,
+            }
+            for step in session.steps.values()
+        ]
+        return _json(
+            {
+                "session_id": session.session_id,
+                "name": session.name,
+                "created_at": session.created_at.isoformat(),
+                "current_step_id": session.current_step_id,
+                "cost_cents": session.total_cost_cents,
+                "steps": steps,
+            }
+        )
+
+    # Hidden components; one set per endpoint, so each tool's schema says exactly which of its
+    # arguments are required (an input without a value is required) and what the defaults are.
     with gr.Column(visible=False):
-        image_in = hand_over_unopened(gr.Image(type="filepath", image_mode=None, label="image"))
-        text: dict[str, Any] = {
-            "instruction": gr.Textbox(label="instruction"),
-            "model": gr.Radio(list(MODELS), value="pro", label="model"),
-            "aspect_ratio": gr.Dropdown(
-                [MATCH_SOURCE, *ASPECT_RATIOS], value=MATCH_SOURCE, label="aspect_ratio"
-            ),
-            "session_id": gr.Textbox("", label="session_id"),
-            "step_id": gr.Textbox(label="step_id"),
-        }
-        image_out = gr.Image(type="filepath", format="png", label="result")
-        second_out = gr.Image(type="filepath", format="png", label="max result")
-        summary = gr.JSON(label="summary")
-        zip_out = gr.File(label="export")
         trigger = gr.Button()
-    t = text
-    trigger.click(
-        edit_image,
-        [image_in, t["instruction"], t["model"], t["aspect_ratio"], t["session_id"]],
-        [image_out, summary],
-        api_name="edit_image",
-        **_EDITS,
-    )
-    trigger.click(
-        continue_session,
-        [t["session_id"], t["instruction"], t["model"], t["aspect_ratio"]],
-        [image_out, summary],
-        api_name="continue_session",
-        **_EDITS,
-    )
-    trigger.click(
-        compare_models,
-        [image_in, t["instruction"], t["aspect_ratio"], t["session_id"]],
-        [image_out, second_out, summary],
-        api_name="compare_models",
-        **_EDITS,
-    )
-    trigger.click(
-        keep_result,
-        [t["session_id"], t["step_id"]],
-        [summary],
-        api_name="keep_result",
-        concurrency_limit=None,
-    )
-    trigger.click(
-        export_session, [t["session_id"]], [zip_out], api_name="export_session", concurrency_limit=4
-    )
+        result = gr.Image(type="filepath", format="png", label="result")
+        max_result = gr.Image(type="filepath", format="png", label="max result")
+        step_json = gr.Textbox(label="summary")
+        trigger.click(
+            edit_image,
+            [_image_in(), _text("instruction"), _model(), _ratio(), _text("session_id", "")],
+            [result, step_json],
+            api_name="edit_image",
+            **_EDITS,
+        )
+        trigger.click(
+            continue_session,
+            [_text("session_id"), _text("instruction"), _model(), _ratio()],
+            [result, step_json],
+            api_name="continue_session",
+            **_EDITS,
+        )
+        trigger.click(
+            compare_models,
+            [_image_in(), _text("instruction"), _ratio(), _text("session_id", "")],
+            [result, max_result, step_json],
+            api_name="compare_models",
+            **_EDITS,
+        )
+        trigger.click(
+            keep_result,
+            [_text("session_id"), _text("step_id")],
+            [step_json],
+            api_name="keep_result",
+            concurrency_limit=None,
+        )
+        trigger.click(
+            export_session,
+            [_text("session_id")],
+            [gr.File(label="export")],
+            api_name="export_session",
+            concurrency_limit=4,
+        )
+        trigger.click(
+            list_sessions,
+            [gr.Number(DEFAULT_LIST_LIMIT, precision=0, minimum=1, label="limit")],
+            [step_json],
+            api_name="list_sessions",
+            concurrency_limit=None,
+        )
+        trigger.click(
+            show_session,
+            [_text("session_id")],
+            [step_json],
+            api_name="show_session",
+            concurrency_limit=None,
+        )
+
+
+def _mcp_returns_each_output() -> None:
+    """Make Gradio's MCP server hand over each output of a tool called without a progress token.
+
+    Gradio 6.31 wraps such a call's outputs in one more list, so an MCP client gets the Python
+    repr of them all as one text instead of image content and our JSON. Its progress path reads
+    them right, from the job's final update; this does the same, without notifications.
+    """
+    from gradio.mcp import GradioMCPServer
+
+    async def without_progress(_server: object, job: Any) -> list[Any]:
+        async for update in job:
+            if update.type == "output" and update.final:
+                if not update.success:
+                    raise RuntimeError(update.outputs.get("error") or "The tool failed.")
+                return list(update.outputs["data"])
+        raise RuntimeError(str(job.exception() or "The tool ended without a result."))
+
+    GradioMCPServer._execute_tool_without_progress = without_progress  # type: ignore[method-assign,assignment]
+
+
+def _text(label: str, value: str | None = None) -> gr.Textbox:
+    return gr.Textbox(value, label=label)
+
+
+def _image_in() -> gr.Textbox:
+    return gr.Textbox("", label="image")
+
+
+def _model() -> gr.Radio:
+    return gr.Radio(list(MODELS), value="pro", label="model")
+
+
+def _ratio() -> gr.Dropdown:
+    return gr.Dropdown([MATCH_SOURCE, *ASPECT_RATIOS], value=MATCH_SOURCE, label="aspect_ratio")
 
 
 def _params(instruction: str, model: str, aspect_ratio: str) -> EditParams:
+    """The edit asked for, checked before anything is stored (nothing changes when refused)."""
     try:
         return parse_params(instruction, model=model, aspect_ratio=aspect_ratio)
     except USER_ERRORS as exc:
         raise gr.Error(str(exc), print_exception=False) from None
 
 
-def _summary(step: Step) -> dict[str, Any]:
-    return {
-        "session_id": step.session_id,
-        "step_id": step.step_id,
-        "task_id": step.task_id,
-        "model": step.params.model if step.params else None,
-        "instruction": step.params.prompt if step.params else None,
-        "state": str(step.state),
-        "seconds": step.elapsed_s,
-        "cost_cents": step.cost_cents,
-        "error": step.error if step.state is StepState.FAILED else None,
-    }
+def _failed(step: Step) -> str:
+    reason = (step.error or "no reason given").rstrip(".")
+    return (
+        f"The edit failed: {reason} (step {step.step_id} in session {step.session_id}); "
+        "change the instruction and try again."
+    )
+
+
+def _data_uri(uri: str) -> bytes:
+    header, comma, payload = uri.partition(",")
+    if not comma or not header.endswith(";base64"):
+        message = "The data: URI must be base64-encoded, as in data:image/png;base64,iVBOR..."
+        raise gr.Error(message, print_exception=False)
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise gr.Error("The data: URI is not valid base64.", print_exception=False) from None
+
+
+def _read_file(name: str, max_bytes: int) -> bytes:
+    """A local file's bytes, or one sentence saying why not. Blocking: run it in a thread."""
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        raise gr.Error(REFUSE_FORM, print_exception=False)
+    try:
+        if path.is_dir():
+            raise gr.Error(f"{path} is a folder, not an image file.", print_exception=False)
+        if path.stat().st_size > max_bytes:
+            raise gr.Error(
+                f"The file {path} is larger than {max_bytes // 2**20} MB.", print_exception=False
+            )
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise gr.Error(f"The file {path} does not exist.", print_exception=False) from None
+    except OSError as error:
+        message = f"The file {path} cannot be read ({error.strerror})."
+        raise gr.Error(message, print_exception=False) from None
+
+
+def _origin(request: gr.Request | None) -> str:
+    """The address the caller reached the studio at (its public one behind a proxy)."""
+    headers = {k.lower(): v for k, v in dict(request.headers).items()} if request else {}
+    host = headers.get("x-forwarded-host", headers.get("host", "127.0.0.1")).split(",")[0]
+    scheme = headers.get("x-forwarded-proto", "http").split(",")[0]
+    return f"{scheme.strip()}://{host.strip()}"
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, ensure_ascii=False)
+
+
+__all__ = ["register"]

@@ -74,7 +74,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
         wire(components, Handlers(components, bridge, ctx), demo)
-        api.register(bridge, ctx.exports, hosted=settings.hosted)
+        api.register(bridge, ctx.exports, settings)
     return demo
 
 

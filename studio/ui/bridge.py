@@ -231,6 +231,29 @@ class Bridge:
             )
         )
 
+    async def place_edit(
+        self,
+        data: bytes | None,
+        who: Visitor,
+        *,
+        link: str | None,
+        session_id: str | None,
+        name: str,
+    ) -> tuple[str, str | None]:
+        """The session an edit of this image goes to, and the step it starts from (None: the
+        current one); an image the studio made continues its own session (`Engine.place_edit`)."""
+        session, parent_step_id = await self._call(
+            self._engine.place_edit(
+                data, link=link, session_id=session_id, name=name, owner=who.owner
+            )
+        )
+        return session.session_id, parent_step_id
+
+    async def stored_image(self, path: Path, who: Visitor) -> bytes | None:
+        """The bytes of `path` when it is a stored image of the visitor's (a studio URL names
+        it)."""
+        return await self._call(self._engine.stored_image(path, owner=who.owner))
+
     async def wait(self, step_id: str) -> Step:
         """The final record of a step this caller just started (its id came from that call)."""
         return await self._call(self._engine.wait(step_id))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import Client
 
 from tests.support.engines import make_image
 
@@ -16,6 +17,8 @@ ENDPOINTS = [
     "/edit_image",
     "/export_session",
     "/keep_result",
+    "/list_sessions",
+    "/show_session",
 ]
 
 
@@ -34,26 +37,32 @@ def test_the_public_api_is_exactly_the_documented_endpoints(client):
 def test_edit_continue_compare_keep_and_export_from_a_script(client, studio, sim, tmp_path):
     photo = tmp_path / "photo.png"
     photo.write_bytes(make_image(400, 300))
-    image, first = client.predict(
-        handle_file(str(photo)), "make it blue", "max", "match", "", api_name="/edit_image"
+    image, text = client.predict(
+        str(photo), "make it blue", "max", "match", "", api_name="/edit_image"
     )
+    first = json.loads(text)
     assert first["state"] == "completed"
     assert first["model"] == "max"
     assert first["cost_cents"] == 10
+    assert first["aspect_ratio"] == "4:3"
     assert sim.tasks[first["task_id"]].body["aspect_ratio"] == "4:3"
     assert open(image, "rb").read() == studio.image_bytes(  # noqa: SIM115
         studio.run(studio.engine.load_session(first["session_id"])).current.result
     )
 
-    _, second = client.predict(first["session_id"], "add snow", api_name="/continue_session")
+    _, text = client.predict(first["session_id"], "add snow", api_name="/continue_session")
+    second = json.loads(text)
     assert sim.tasks[second["task_id"]].source_bytes == open(image, "rb").read()  # noqa: SIM115
 
-    pro_image, max_image, both = client.predict(
-        None, "make it night", "match", first["session_id"], api_name="/compare_models"
+    pro_image, max_image, text = client.predict(
+        "", "make it night", "match", first["session_id"], api_name="/compare_models"
     )
+    both = json.loads(text)
     assert both["pro"]["state"] == both["max"]["state"] == "completed"
     assert pro_image != max_image
-    kept = client.predict(first["session_id"], both["pro"]["step_id"], api_name="/keep_result")
+    kept = json.loads(
+        client.predict(first["session_id"], both["pro"]["step_id"], api_name="/keep_result")
+    )
     assert kept["step_id"] == both["pro"]["step_id"]
 
     exported = client.predict(first["session_id"], api_name="/export_session")
@@ -68,4 +77,4 @@ def test_a_file_that_is_not_an_image_is_refused_in_one_sentence(client, tmp_path
     page = tmp_path / "photo.png"
     page.write_text("<!doctype html><html></html>")
     with pytest.raises(AppError, match="web page"):
-        client.predict(handle_file(str(page)), "x", api_name="/edit_image")
+        client.predict(str(page), "x", api_name="/edit_image")

@@ -1,15 +1,44 @@
-"""The studio as an MCP server: an agent lists the tools and edits an image."""
+"""The studio as an MCP server, through the `mcp` package's own client: each tool as an agent
+calls it, with what comes back (image content and one JSON text) and what is refused."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator
 
 import pytest
+from PIL import Image
 
 from tests.browser.conftest import running_studio
 from tests.support.engines import make_image
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+TOOLS = {
+    "edit_image",
+    "continue_session",
+    "compare_models",
+    "keep_result",
+    "export_session",
+    "list_sessions",
+    "show_session",
+}
+SUMMARY_KEYS = {
+    "session_id",
+    "step_id",
+    "state",
+    "model",
+    "aspect_ratio",
+    "prompt",
+    "task_id",
+    "seconds",
+    "cost_cents",
+    "error",
+    "image_url",
+}
 
 
 @pytest.fixture
@@ -18,31 +47,216 @@ def mcp_studio(sim, clean_env):
         yield running
 
 
-async def test_an_mcp_client_lists_the_tools_and_edits_an_image(mcp_studio, sim):
+@contextlib.asynccontextmanager
+async def connect(studio, key: str | None = None) -> AsyncIterator[object]:
+    """An MCP client session; `key` goes in the X-RunAPI-Key header, as hosted studios ask."""
+    import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
+    headers = {"X-RunAPI-Key": key} if key else {}
+    timeout = httpx.Timeout(60, read=300)
     async with (
-        streamable_http_client(mcp_studio.url + "gradio_api/mcp/") as (read, write, _),
-        ClientSession(read, write) as session,
+        httpx.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(studio.url + "gradio_api/mcp/", http_client=http) as (r, w, _),
+        ClientSession(r, w) as session,
     ):
         await session.initialize()
-        tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-        assert set(tools) == {
-            "edit_image",
-            "continue_session",
-            "compare_models",
-            "keep_result",
-            "export_session",
-        }
-        assert "FLUX.1 Kontext" in tools["edit_image"].description
-        assert "instruction" in tools["edit_image"].inputSchema["properties"]
+        yield session
 
-        image = "data:image/png;base64," + base64.b64encode(make_image()).decode()
-        result = await session.call_tool(
-            "edit_image", {"image": image, "instruction": "make it blue", "model": "pro"}
-        )
+
+def summary_of(result) -> dict:
+    """The one JSON text of a tool result (the other texts are Gradio's own "Image URL" lines)."""
+    (document,) = [c.text for c in result.content if c.type == "text" and c.text.startswith("{")]
+    return json.loads(document)
+
+
+def images_of(result) -> list[bytes]:
+    return [base64.b64decode(c.data) for c in result.content if c.type == "image"]
+
+
+def sessions(studio) -> list:
+    return studio.run(studio.engine.list_sessions())
+
+
+async def test_the_tools_have_complete_descriptions_and_standard_schemas(mcp_studio):
+    async with connect(mcp_studio) as mcp:
+        tools = {tool.name: tool for tool in (await mcp.list_tools()).tools}
+    assert set(tools) == TOOLS
+    edit = tools["edit_image"]
+    assert "FLUX.1 Kontext" in edit.description
+    assert "upload_file_to_gradio" not in edit.description
+    assert ",," not in edit.description
+    props = edit.inputSchema["properties"]
+    assert edit.inputSchema["required"] == ["instruction"]  # no image: it generates
+    assert props["model"]["enum"] == ["pro", "max"]
+    assert "9:16" in props["aspect_ratio"]["enum"]
+    assert props["image"] == {"type": "string", "description": props["image"]["description"]}
+    # Whole sentences, not the first line of a wrapped docstring entry.
+    assert props["image"]["description"].endswith("empty to generate.")
+    assert props["aspect_ratio"]["description"].endswith("9:16.")
+    for name in ("continue_session", "keep_result", "export_session", "show_session"):
+        assert "session_id" in tools[name].inputSchema["required"], name
+    for tool in tools.values():
+        for prop in tool.inputSchema["properties"].values():
+            assert "format" not in prop
+            assert prop["description"].endswith((".", ")")), (tool.name, prop)
+
+
+async def test_edit_image_without_an_image_generates_into_a_new_session(mcp_studio, sim):
+    async with connect(mcp_studio) as mcp:
+        result = await mcp.call_tool("edit_image", {"instruction": "a red bicycle"})
     assert not result.isError
-    assert "completed" in str(result.content)
-    (task,) = sim.tasks.values()
-    assert task.body["prompt"] == "make it blue"
+    summary = summary_of(result)
+    assert set(summary) == SUMMARY_KEYS
+    assert (summary["state"], summary["model"], summary["aspect_ratio"]) == (
+        "completed",
+        "pro",
+        "1:1",
+    )
+    assert summary["cost_cents"] == 5
+    task = sim.tasks[summary["task_id"]]
+    assert task.body["prompt"] == "a red bicycle"
+    assert task.source_bytes is None
+    (image,) = images_of(result)  # the image itself, as MCP image content
+    assert Image.open(io.BytesIO(image)).size == Image.open(io.BytesIO(task.result_bytes)).size
+    assert [s.session_id for s in sessions(mcp_studio)] == [summary["session_id"]]
+
+
+async def test_a_local_path_is_edited_and_its_image_url_continues_the_same_session(
+    mcp_studio, sim, tmp_path
+):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(400, 300))
+    progress: list[str | None] = []
+
+    async def on_progress(_done, _total, message):
+        progress.append(message)
+
+    async with connect(mcp_studio) as mcp:
+        first = await mcp.call_tool(
+            "edit_image",
+            {"image": str(photo), "instruction": "make it night"},
+            progress_callback=on_progress,
+        )
+        night = summary_of(first)
+        # The studio's own address for the result: opened by the caller, and passed back.
+        second = await mcp.call_tool(
+            "edit_image", {"image": night["image_url"], "instruction": "add snow"}
+        )
+        snow = summary_of(second)
+        shown = summary_of(await mcp.call_tool("show_session", {"session_id": night["session_id"]}))
+        listed = summary_of(await mcp.call_tool("list_sessions", {}))
+    assert not first.isError
+    assert not second.isError
+    assert night["aspect_ratio"] == "4:3"
+    assert sim.tasks[night["task_id"]].source_bytes == photo.read_bytes()
+    # While it ran, the client heard which phase it was in ("Progress queued: Step 1 of 6").
+    assert any(m and m.startswith("Progress ") and m.endswith(" of 6") for m in progress)
+    assert snow["session_id"] == night["session_id"]
+    assert sim.tasks[snow["task_id"]].source_bytes == sim.tasks[night["task_id"]].result_bytes
+    steps = {s["step_id"]: s for s in shown["steps"]}
+    assert steps[snow["step_id"]]["parent_id"] == night["step_id"]
+    assert steps[snow["step_id"]]["current"] is True
+    assert shown["current_step_id"] == snow["step_id"]
+    assert [s["session_id"] for s in listed["sessions"]] == [night["session_id"]]
+    assert listed["sessions"][0]["step_count"] == 2
+
+
+async def test_continue_compare_keep_and_export_by_session_id(mcp_studio, sim, tmp_path):
+    image = "data:image/png;base64," + base64.b64encode(make_image()).decode()
+    async with connect(mcp_studio) as mcp:
+        first = summary_of(
+            await mcp.call_tool("edit_image", {"image": image, "instruction": "blue"})
+        )
+        sid = first["session_id"]
+        nxt = await mcp.call_tool("continue_session", {"session_id": sid, "instruction": "snow"})
+        compared = await mcp.call_tool("compare_models", {"session_id": sid, "instruction": "fox"})
+        both = summary_of(compared)
+        kept = summary_of(
+            await mcp.call_tool(
+                "keep_result", {"session_id": sid, "step_id": both["max"]["step_id"]}
+            )
+        )
+        exported = await mcp.call_tool("export_session", {"session_id": sid})
+    assert summary_of(nxt)["session_id"] == sid
+    assert len(images_of(compared)) == 2
+    assert (both["pro"]["model"], both["max"]["model"]) == ("pro", "max")
+    assert kept["step_id"] == both["max"]["step_id"]
+    assert exported.content[0].text.endswith(".zip")
+    session = mcp_studio.run(mcp_studio.engine.load_session(sid))
+    assert session.current_step_id == both["max"]["step_id"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "sentence"),
+    [
+        pytest.param(
+            {"image": "photo.png", "instruction": "x"}, "absolute file path", id="relative-path"
+        ),
+        pytest.param(
+            {"image": "/nowhere/photo.png", "instruction": "x"}, "does not exist", id="missing"
+        ),
+        pytest.param(
+            {"image": "ftp://example.com/a.png", "instruction": "x"}, "http(s) URL", id="scheme"
+        ),
+        pytest.param(
+            {"image": "data:image/png;base64,%%%", "instruction": "x"}, "base64", id="bad-data"
+        ),
+        pytest.param({"instruction": "  "}, "instruction is empty", id="no-instruction"),
+        pytest.param({"instruction": "x", "model": "ultra"}, "is not one of", id="model"),
+        pytest.param(
+            {"instruction": "x", "session_id": "nope"}, "no such session", id="unknown-session"
+        ),
+    ],
+)
+async def test_bad_input_is_refused_in_one_sentence_and_nothing_is_stored(
+    mcp_studio, sim, arguments, sentence
+):
+    async with connect(mcp_studio) as mcp:
+        result = await mcp.call_tool("edit_image", arguments)
+    assert result.isError
+    (text,) = [c.text for c in result.content]
+    assert sentence in text
+    assert text.count(". ") == 0
+    assert "Traceback" not in text
+    assert sessions(mcp_studio) == []
+    assert sim.tasks == {}
+
+
+async def test_a_file_that_is_not_an_image_is_refused(mcp_studio, sim, tmp_path):
+    page = tmp_path / "photo.png"
+    page.write_text("<!doctype html><html></html>")
+    async with connect(mcp_studio) as mcp:
+        result = await mcp.call_tool("edit_image", {"image": str(page), "instruction": "x"})
+    assert result.isError
+    assert "web page" in result.content[0].text
+    assert sessions(mcp_studio) == []
+
+
+async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
+    sim, clean_env, tmp_path
+):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image())
+    image = "data:image/png;base64," + base64.b64encode(make_image()).decode()
+    with running_studio(sim, clean_env, mcp=True, hosted=True, visitor_keys=True) as hosted:
+        async with connect(hosted, key=sim.api_key) as mcp:  # caller A, with its own key
+            for local in (str(photo), photo.as_uri()):
+                result = await mcp.call_tool("edit_image", {"image": local, "instruction": "x"})
+                assert result.isError
+                assert "cannot read local files" in result.content[0].text
+            assert sessions(hosted) == []
+            made = summary_of(
+                await mcp.call_tool("edit_image", {"image": image, "instruction": "x"})
+            )
+        async with connect(hosted, key="sk-caller-b-0123456789") as other:
+            listed = summary_of(await other.call_tool("list_sessions", {}))
+            # B passes A's result back: B cannot continue A's session with it.
+            result = await other.call_tool(
+                "edit_image", {"image": made["image_url"], "instruction": "y"}
+            )
+        assert {s.session_id for s in sessions(hosted)} == {made["session_id"]}
+    assert listed == {"sessions": []}
+    assert result.isError
+    assert "private network address" in result.content[0].text  # fetched as any link would be
