@@ -30,6 +30,7 @@ from studio.cli.errors import (
     EXIT_USAGE,
     CommandError,
 )
+from studio.cli.hermes import run_hermes
 from studio.cli.launch import (
     SIMULATOR_NOTICE,
     serve,
@@ -71,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return simulate(args)
+        if args.command == "hermes":
+            return run_hermes(args)
         if args.command is None:
             return serve(args)
         return run_command(args)

@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_edit_commands(commands)
     _add_session_commands(commands)
     _add_simulate(commands)
+    _add_hermes(commands)
     return parser
 
 
@@ -217,3 +218,23 @@ def _add_simulate(commands: argparse._SubParsersAction[CommandParser]) -> None:
         default=None,
         help="the key clients must send (default: RUNAPI_API_KEY, else sk-sim)",
     )
+
+
+def _add_hermes(commands: argparse._SubParsersAction[CommandParser]) -> None:
+    hermes = commands.add_parser(
+        "hermes",
+        help="make this studio Hermes Agent's image backend (install, uninstall)",
+        formatter_class=_Formatter,
+    )
+    actions = hermes.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, words in (
+        ("install", "install the Kontext plugin and enable it in Hermes' config"),
+        ("uninstall", "remove the plugin and what install added to Hermes' config"),
+    ):
+        parser = actions.add_parser(action, help=words, formatter_class=_Formatter)
+        parser.add_argument(
+            "--hermes-home",
+            type=Path,
+            metavar="DIR",
+            help="Hermes' folder (default: HERMES_HOME, else ~/.hermes)",
+        )

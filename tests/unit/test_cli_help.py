@@ -16,7 +16,7 @@ from studio.cli.parser import HELP_WIDTH
 from studio.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COMMANDS = ["edit", "chain", "compare", "generate", "replay", "sessions", "simulate"]
+COMMANDS = ["edit", "chain", "compare", "generate", "replay", "sessions", "simulate", "hermes"]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -36,6 +36,7 @@ def test_every_help_text_fits_the_fixed_width():
     parser = build_parser()
     pages = [parser, *_subcommands(parser).values()]
     pages += _subcommands(_subcommands(parser)["sessions"]).values()
+    pages += _subcommands(_subcommands(parser)["hermes"]).values()
     for page in pages:
         for line in page.format_help().splitlines():
             assert len(line) <= HELP_WIDTH, line
@@ -64,6 +65,7 @@ def test_the_readme_shows_the_exact_help_when_it_has_the_markers():
         pytest.param(["edit", "a.png"], id="missing-instruction"),
         pytest.param(["frobnicate"], id="unknown-command"),
         pytest.param(["sessions"], id="sessions-without-action"),
+        pytest.param(["hermes"], id="hermes-without-action"),
     ],
 )
 def test_a_bad_argument_is_one_line_on_stderr_and_exit_2(capsys, argv):
