@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from studio.history import ImageRef, Session, Step, StepSource, StepState
-from studio.params import EditParams
+from studio.params import MODELS, OUTPUT_FORMATS, EditParams
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "studio.db"
 IMAGES_DIR = "images"
@@ -28,6 +31,9 @@ IMAGES_DIR = "images"
 BUSY_TIMEOUT_S = 10.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FORMAT = re.compile(r"[a-z0-9]{1,10}")
+# What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
+_DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class StoreError(Exception):
@@ -53,6 +59,9 @@ class SessionSummary:
     cost_cents: int
     # The current step's image, else the newest image in the session; None if there is none.
     cover_sha256: str | None
+    # Its rows cannot be read back (edited by hand, or written by something else): it is listed,
+    # so the rest of the list works, but opening it says it is damaged.
+    damaged: bool = False
 
 
 # Ordered, named and never edited once released: a schema change is a new entry at the end.
@@ -226,6 +235,25 @@ class Store:
     def read_image(self, sha256: str) -> bytes:
         return self.image_path(sha256).read_bytes()
 
+    def has_image(self, sha256: str) -> bool:
+        try:
+            self.image_path(sha256)
+        except StoreError:
+            return False
+        return True
+
+    def discard_image(self, sha256: str) -> None:
+        """Remove image `sha256` if no step refers to it (undoing a half-done import)."""
+        with self._write() as db:
+            # The write lock is held while the file goes, so no step can start using it meanwhile.
+            used = db.execute(
+                "SELECT 1 FROM steps WHERE result_sha256 = ?1 OR source_sha256 = ?1 LIMIT 1",
+                (sha256,),
+            ).fetchone()
+            if used is None:
+                with contextlib.suppress(StoreError, FileNotFoundError):
+                    self.image_path(sha256).unlink()
+
     # Sessions and steps
 
     def create_session(self, session: Session) -> None:
@@ -256,7 +284,7 @@ class Store:
         with self._write() as db:
             if _insert_step(db, step) == 0:
                 row = db.execute("SELECT * FROM steps WHERE step_id = ?", (step.step_id,))
-                if _step_from_row(row.fetchone()) != step:
+                if _decode_step(row.fetchone()) != step:
                     raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
             _touch(db, step.session_id)
 
@@ -355,17 +383,23 @@ class Store:
             rows = db.execute(
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
             ).fetchall()
-        steps = {row["step_id"]: _step_from_row(row) for row in rows}
-        current = session["current_step_id"]
-        return Session(
-            session_id=session_id,
-            name=session["name"],
-            created_at=_parse_time(session["created_at"]),
-            steps=steps,
-            current_step_id=current,
-            redo_stack=_valid_redo(steps, current, json.loads(session["redo_json"])),
-            owner=session["owner"],
-        )
+        try:
+            steps = {row["step_id"]: _decode_step(row) for row in rows}
+            current = session["current_step_id"]
+            redo = json.loads(session["redo_json"])
+            if not isinstance(redo, list) or current not in steps:
+                raise ValueError("the current step or the redo stack is not readable")
+            return Session(
+                session_id=session_id,
+                name=_text(session["name"]),
+                created_at=_parse_time(session["created_at"]),
+                steps=steps,
+                current_step_id=current,
+                redo_stack=_valid_redo(steps, current, redo),
+                owner=session["owner"],
+            )
+        except _DECODE_ERRORS as error:
+            raise _damaged(session_id, self.db_path, error) from error
 
     def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
         """Summaries, most recently changed first: only `owner`'s, or every session if None."""
@@ -375,7 +409,16 @@ class Store:
                     (SELECT COUNT(*) FROM steps t
                         WHERE t.session_id = s.session_id AND t.kind != 'origin') AS step_count,
                     (SELECT COALESCE(SUM(t.cost_cents), 0) FROM steps t
-                        WHERE t.session_id = s.session_id) AS cost_cents,
+                        WHERE t.session_id = s.session_id
+                            AND typeof(t.cost_cents) = 'integer') AS cost_cents,
+                    EXISTS (SELECT 1 FROM steps t WHERE t.session_id = s.session_id AND (
+                        typeof(t.cost_cents) NOT IN ('integer', 'null')
+                        OR typeof(t.elapsed_s) NOT IN ('real', 'integer', 'null')
+                        OR typeof(t.result_width) NOT IN ('integer', 'null')
+                        OR typeof(t.result_height) NOT IN ('integer', 'null')
+                        OR typeof(t.created_at) != 'text'
+                        OR t.state NOT IN ('queued', 'running', 'completed', 'failed')
+                    )) AS damaged,
                     COALESCE(
                         (SELECT result_sha256 FROM steps WHERE step_id = s.current_step_id),
                         (SELECT t.result_sha256 FROM steps t WHERE t.session_id = s.session_id
@@ -385,11 +428,7 @@ class Store:
                 ORDER BY s.updated_at DESC, s.rowid DESC""",
                 (owner,),
             ).fetchall()
-        times = ("created_at", "updated_at")
-        return [
-            SessionSummary(**{**dict(row), **{name: _parse_time(row[name]) for name in times}})
-            for row in rows
-        ]
+        return [_summary(row) for row in rows]
 
     def find_result_step(self, sha256: str, owner: str | None = None) -> Step | None:
         """The newest edit or generation whose result is image `sha256`: in `owner`'s sessions,
@@ -401,14 +440,26 @@ class Store:
                 ORDER BY t.completed_at DESC, t.rowid DESC LIMIT 1""",
                 (sha256, owner),
             ).fetchone()
-        return None if row is None else _step_from_row(row)
+        if row is None:
+            return None
+        try:
+            return _decode_step(row)
+        except _DECODE_ERRORS as error:
+            raise _damaged(str(row["session_id"]), self.db_path, error) from error
 
     def unfinished_steps(self) -> list[Step]:
         """Steps queued or running, oldest first: what a restart must resume."""
         with self._read() as db:
             sql = "SELECT * FROM steps WHERE state IN ('queued', 'running')"
             rows = db.execute(f"{sql} ORDER BY created_at, rowid").fetchall()
-        return [_step_from_row(row) for row in rows]
+        steps = []
+        for row in rows:
+            try:
+                steps.append(_decode_step(row))
+            except _DECODE_ERRORS:
+                # One damaged row must not stop the studio from starting; it is never resumed.
+                log.warning("Step %s is damaged in %s; it is not resumed", row[0], self.db_path)
+        return steps
 
     # Connections and transactions
 
@@ -549,38 +600,42 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
     return db.execute(sql, values).rowcount
 
 
-def _step_from_row(row: sqlite3.Row) -> Step:
+def _decode_step(row: sqlite3.Row) -> Step:
+    """A step row as a `Step`, every value checked for its type (a row may have been edited)."""
     result = None
     if row["result_sha256"] is not None:
         result = ImageRef(
-            sha256=row["result_sha256"],
-            format=row["result_format"],
-            width=row["result_width"],
-            height=row["result_height"],
+            sha256=_text(row["result_sha256"]),
+            format=_text(row["result_format"]),
+            width=_whole(row["result_width"]),
+            height=_whole(row["result_height"]),
         )
+    elapsed = row["elapsed_s"]
+    if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, int | float)):
+        raise TypeError("elapsed_s is not a number")
     return Step(
-        step_id=row["step_id"],
-        session_id=row["session_id"],
-        parent_id=row["parent_id"],
-        kind=row["kind"],
+        step_id=_text(row["step_id"]),
+        session_id=_text(row["session_id"]),
+        parent_id=_optional_text(row["parent_id"]),
+        kind=_choice(row["kind"], ("origin", "edit", "generate")),
         params=_params_from_json(row["params_json"]),
         source=StepSource(
-            kind=row["source_kind"],
-            image_sha256=row["source_sha256"],
-            link_url=row["link_url"],
-            uploaded_url=row["uploaded_url"],
+            kind=_choice(row["source_kind"], ("upload", "link", "step", "none")),
+            image_sha256=_optional_text(row["source_sha256"]),
+            link_url=_optional_text(row["link_url"]),
+            uploaded_url=_optional_text(row["uploaded_url"]),
             uploaded_expires_at=_parse_optional_time(row["uploaded_expires_at"]),
         ),
         state=StepState(row["state"]),
-        task_id=row["task_id"],
+        task_id=_optional_text(row["task_id"]),
         result=result,
         created_at=_parse_time(row["created_at"]),
         submitted_at=_parse_optional_time(row["submitted_at"]),
         completed_at=_parse_optional_time(row["completed_at"]),
-        elapsed_s=row["elapsed_s"],
-        cost_cents=row["cost_cents"],
-        error=row["error"],
-        retry_of=row["retry_of"],
+        elapsed_s=None if elapsed is None else float(elapsed),
+        cost_cents=None if row["cost_cents"] is None else _whole(row["cost_cents"]),
+        error=_optional_text(row["error"]),
+        retry_of=_optional_text(row["retry_of"]),
     )
 
 
@@ -589,8 +644,78 @@ def _params_from_json(text: str | None) -> EditParams | None:
         return None
     # Keys a newer studio added are dropped rather than refused: old rows must always load.
     known = {f.name for f in dataclasses.fields(EditParams)}
-    values: dict[str, Any] = {k: v for k, v in json.loads(text).items() if k in known}
-    return EditParams(**values)
+    values: dict[str, Any] = {k: v for k, v in json.loads(_text(text)).items() if k in known}
+    params = EditParams(**values)
+    if not (
+        isinstance(params.prompt, str)
+        and params.model in MODELS
+        and (params.aspect_ratio is None or isinstance(params.aspect_ratio, str))
+        and params.output_format in OUTPUT_FORMATS
+        and isinstance(params.enable_translation, bool)
+        and isinstance(params.enable_prompt_expansion, bool)
+    ):
+        raise TypeError("the settings of a step are not readable")
+    _whole(params.safety_tolerance)
+    return params
+
+
+def _summary(row: sqlite3.Row) -> SessionSummary:
+    """A line of the session list; a row that cannot be read is listed as damaged, not dropped."""
+    values = dict(row)
+    damaged = bool(values.pop("damaged"))
+    try:
+        return SessionSummary(
+            **{
+                **values,
+                "name": _text(values["name"]),
+                "created_at": _parse_time(values["created_at"]),
+                "updated_at": _parse_time(values["updated_at"]),
+                "cost_cents": _whole(values["cost_cents"]),
+            },
+            damaged=damaged,
+        )
+    except _DECODE_ERRORS:
+        return SessionSummary(
+            session_id=str(values["session_id"]),
+            name=values["name"] if isinstance(values["name"], str) else "Damaged session",
+            created_at=_EPOCH,
+            updated_at=_EPOCH,
+            step_count=int(values["step_count"]),
+            cost_cents=0,
+            cover_sha256=None,
+            damaged=True,
+        )
+
+
+def _damaged(session_id: str, path: Path, error: Exception) -> StoreError:
+    log.warning("Session %s is damaged in %s: %s", session_id, path, error)
+    return StoreError(
+        "This session is damaged in the history database and cannot be opened; "
+        "the other sessions are not affected.",
+        path=path,
+    )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected text")
+    return value
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("expected a whole number")
+    return value
+
+
+def _choice(value: object, choices: tuple[str, ...]) -> Any:
+    if value not in choices:
+        raise ValueError(f"expected one of {choices}")
+    return value
 
 
 def _valid_redo(steps: dict[str, Step], current: str, redo: list[str]) -> tuple[str, ...]:
@@ -622,12 +747,15 @@ def _time(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def _parse_time(text: object) -> datetime:
+    moment = datetime.fromisoformat(_text(text))
+    if moment.tzinfo is None:
+        raise ValueError("a time without a time zone")
+    return moment
 
 
-def _parse_optional_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
+def _parse_optional_time(text: object) -> datetime | None:
+    return None if text is None else _parse_time(text)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -57,7 +57,7 @@ async def _list(run: Run) -> int:
     summaries = await run.engine.list_sessions()
     lines = [
         f"{s.session_id}  {s.updated_at:%Y-%m-%d %H:%M}  {_steps(s.step_count)}  "
-        f"{format_cents(s.cost_cents):>7}  {s.name}"
+        f"{format_cents(s.cost_cents):>7}  {s.name}{'  (damaged)' if s.damaged else ''}"
         for s in summaries
     ]
     document = {
@@ -69,6 +69,7 @@ async def _list(run: Run) -> int:
                 "updated_at": s.updated_at.isoformat(),
                 "step_count": s.step_count,
                 "cost_cents": s.cost_cents,
+                "damaged": s.damaged,
             }
             for s in summaries
         ]
