@@ -1,9 +1,13 @@
 """Portable sessions: a ZIP with every image and a readable `session.json`, and back again.
 
-Imports params, history and the stdlib (no store, no network): the engine reads and writes the
-store around these pure conversions. No API key, upload URL or local path ever goes into an export.
-PNG images carry the instruction and model as text chunks, added and removed as bytes, so the
-pixels are never re-encoded and an import gives back the very bytes that were exported.
+Imports params, history, images (its size cap) and the stdlib (no store, no network): the
+engine reads and writes the store around these pure conversions. No API key, upload URL or local
+path ever goes into an export. PNG images carry the instruction and model as text chunks, added and
+removed as bytes, so the pixels are never re-encoded and an import gives back the exported bytes.
+
+An import is untrusted input, whoever made it: every entry's size is capped before and while it
+is read, every field is checked as a new edit would be, and a step that was queued or running when
+it was exported arrives failed, without its task id: nothing of it is resumed, created or polled.
 """
 
 from __future__ import annotations
@@ -11,23 +15,56 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 import struct
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeGuard
 
-from studio.history import ImageRef, Session, Step, StepSource, StepState, new_id
-from studio.params import EditParams
+from studio.history import (
+    MAX_NAME_CHARS,
+    UNFINISHED_STATES,
+    ImageRef,
+    Session,
+    Step,
+    StepSource,
+    StepState,
+    new_id,
+)
+from studio.images import MAX_SOURCE_BYTES
+from studio.params import ASPECT_RATIOS, MODELS, OUTPUT_FORMATS, EditParams, ParamsError
 
 FORMAT_NAME = "kontext-studio-session"
 FORMAT_VERSION = 1
-# A ZIP larger than this is refused before it is read (a long chain of 1 MP PNGs is ~2 MB a step).
+# The one import cap (the CLI and the page import it from here): a ZIP larger than this is refused
+# before it is opened. A long chain of 1 MP PNGs is about 2 MB a step.
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
 MAX_STEPS = 5000
+# Uncompressed caps, checked against each entry's header before it is read and again while it is
+# read (a header can lie). session.json: 5000 steps with 4000-character instructions fit in 32 MiB.
+MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_BYTES = MAX_SOURCE_BYTES
+MAX_ENTRIES = MAX_STEPS + 16
+# The error a step gets when it was queued or running at export time: it never runs again.
+UNFINISHED_WHEN_EXPORTED = "unfinished when exported"
+# Sanity bounds for imported values. List prices are 5 and 10 cents, so no real step costs $10.
+MAX_STEP_COST_CENTS = 1000
+MAX_ERROR_CHARS = 2000
+MAX_LINK_CHARS = 4096
+MAX_IMAGE_SIDE = 100_000
+MAX_ELAPSED_S = 7 * 86400.0
+# FLUX.1 Kontext came out in 2025: no step of a real export is older than this.
+EARLIEST_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+# Clocks differ; a step from a day in the future is not.
+CLOCK_SLACK = timedelta(days=1)
+_READ_CHUNK = 1024 * 1024
+_TASK_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_IMAGE_FORMAT = re.compile(r"[a-z0-9]{1,10}")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TEXT_PREFIX = b"kontext-studio:"
 _PARAM_FIELDS = (
@@ -39,6 +76,8 @@ _PARAM_FIELDS = (
     "enable_prompt_expansion",
     "safety_tolerance",
 )
+_NOT_AN_EXPORT = "This file is not a Kontext Studio session export (a ZIP)."
+_DAMAGED = "The session export is damaged and cannot be read."
 
 
 class BundleError(ValueError):
@@ -103,24 +142,32 @@ def write_bundle(
 
 
 def read_bundle(data: bytes, *, now: datetime, owner: str | None = None) -> Bundle:
-    """Read an export into a new session (new ids, so a ZIP can be imported twice)."""
+    """Read an export into a new session (new ids, so a ZIP can be imported twice).
+
+    Raises:
+        BundleError: the file is not an export, is too large, or has a value a new edit could
+            not have; nothing is returned in part.
+    """
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            document = json.loads(archive.read("session.json"))
-            if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-                raise BundleError("This ZIP is not a Kontext Studio session export.")
-            entries = document.get("steps")
-            if not isinstance(entries, list) or not entries or len(entries) > MAX_STEPS:
-                raise BundleError("The export lists no steps, or too many.")
-            return _session_from(document, entries, archive, now=now, owner=owner)
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError("This file is not a Kontext Studio session export (a ZIP).") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
-        if isinstance(exc, BundleError):
-            raise
-        raise BundleError("The session export is damaged and cannot be read.") from exc
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        raise BundleError(_NOT_AN_EXPORT) from exc
+    try:
+        with archive:
+            reader = _Reader(archive)
+            document = json.loads(reader.read("session.json", MAX_DOCUMENT_BYTES, "session.json"))
+            return _session_from(_document(document), reader, now=now, owner=owner)
+    except BundleError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise BundleError(_NOT_AN_EXPORT) from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise BundleError(_DAMAGED) from exc
+    except (NotImplementedError, RuntimeError, UnicodeDecodeError, RecursionError) as exc:
+        # Unsupported compression, encrypted entries, text that is not UTF-8, absurd nesting.
+        raise BundleError(_DAMAGED) from exc
 
 
 def chain_params(bundle: Bundle) -> list[EditParams]:
@@ -141,83 +188,331 @@ def strip_png_text(data: bytes) -> bytes:
     return b"".join(out)
 
 
+class _Reader:
+    """Reads ZIP entries with their uncompressed size capped: by the header, then while reading."""
+
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        infos = archive.infolist()
+        if len(infos) > MAX_ENTRIES:
+            raise BundleError("The export has more files in it than any session could.")
+        names = [info.filename for info in infos]
+        if len(set(names)) != len(names):
+            raise BundleError(_DAMAGED)
+        if sum(info.file_size for info in infos) > MAX_BUNDLE_BYTES:
+            raise BundleError(
+                f"The export would unpack to more than {MAX_BUNDLE_BYTES // 2**20} MB; "
+                "it is not a session the studio made."
+            )
+        self._archive = archive
+        self._infos = {info.filename: info for info in infos}
+        self._read_total = 0
+
+    def read(self, name: str, cap: int, what: str) -> bytes:
+        info = self._infos.get(name)
+        if info is None:
+            if name == "session.json":
+                raise BundleError(_NOT_AN_EXPORT)
+            raise BundleError(f"The export names an image ({_short(name)}) it does not contain.")
+        too_large = BundleError(f"The export's {what} is larger than {cap // 2**20} MB unpacked.")
+        if info.file_size > cap:
+            raise too_large  # refused before a byte is inflated
+        out = bytearray()
+        with self._archive.open(info) as entry:
+            while chunk := entry.read(_READ_CHUNK):
+                out += chunk
+                self._read_total += len(chunk)
+                if len(out) > cap:
+                    raise too_large  # the header lied
+                if self._read_total > MAX_BUNDLE_BYTES:
+                    raise BundleError(_DAMAGED)
+        return bytes(out)
+
+
+def _document(document: Any) -> dict[str, Any]:
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise BundleError("This ZIP is not a Kontext Studio session export.")
+    version = document.get("version")
+    if not _is_int(version) or version < 1:
+        raise BundleError(_DAMAGED)
+    if version > FORMAT_VERSION:
+        raise BundleError("The export was written by a newer Kontext Studio; upgrade to import it.")
+    entries = document.get("steps")
+    if not isinstance(entries, list) or not entries or len(entries) > MAX_STEPS:
+        raise BundleError(f"The export lists no steps, or more than {MAX_STEPS}.")
+    if not all(isinstance(entry, dict) for entry in entries):
+        raise BundleError(_DAMAGED)
+    return document
+
+
 def _session_from(
-    document: dict[str, Any],
-    entries: list[Any],
-    archive: zipfile.ZipFile,
-    *,
-    now: datetime,
-    owner: str | None,
+    document: dict[str, Any], reader: _Reader, *, now: datetime, owner: str | None
 ) -> Bundle:
+    entries: list[dict[str, Any]] = document["steps"]
+    old_ids = [_uuid(entry.get("step_id"), "a step id") for entry in entries]
+    if len(set(old_ids)) != len(old_ids):
+        raise BundleError("The export lists the same step twice.")
+    parents = {
+        old: None if e.get("parent_id") is None else _uuid(e["parent_id"], "a parent step id")
+        for old, e in zip(old_ids, entries, strict=True)
+    }
+    root = _check_tree(parents)
     session_id = new_id()
-    ids = {str(e["step_id"]): new_id() for e in entries}
+    ids = {old: new_id() for old in old_ids}
+    by_old = dict(zip(old_ids, entries, strict=True))
     images: dict[str, BundleImage] = {}
+    read: dict[str, ImageRef] = {}
     steps: dict[str, Step] = {}
-    for entry in entries:
+    # Parents before children, so each step can be checked against its parent's image and state.
+    for number, old in enumerate(_tree_order(parents, root), start=1):
+        entry = by_old[old]
+        parent = steps[ids[p]] if (p := parents[old]) is not None else None
         result = None
-        if entry.get("image"):
-            raw = strip_png_text(archive.read(str(entry["image"])))
-            ref = _image_ref(entry["result"], raw)
-            images[ref.sha256] = BundleImage(data=raw, ref=ref)
-            result = ref
-        parent = entry.get("parent_id")
-        if parent is not None and str(parent) not in ids:
-            raise BundleError("The export's steps do not form one tree.")
-        step = Step(
-            step_id=ids[str(entry["step_id"])],
-            session_id=session_id,
-            parent_id=ids[str(parent)] if parent is not None else None,
-            kind=entry["kind"],
-            params=_params(entry.get("params")),
-            source=StepSource(
-                kind=entry.get("source", {}).get("kind", "none"),
-                image_sha256=None,
-                link_url=entry.get("source", {}).get("link_url"),
-            ),
-            state=StepState(entry["state"]),
-            created_at=datetime.fromisoformat(entry["created_at"]),
-            task_id=entry.get("task_id"),
-            result=result,
-            submitted_at=_time(entry.get("submitted_at")),
-            completed_at=_time(entry.get("completed_at")),
-            elapsed_s=entry.get("elapsed_s"),
-            cost_cents=entry.get("cost_cents"),
-            error=entry.get("error"),
-        )
+        if (name := entry.get("image")) is not None:
+            if not isinstance(name, str):
+                raise _invalid(number, "its image is not named by a file name")
+            if name not in read:
+                raw = strip_png_text(reader.read(name, MAX_IMAGE_BYTES, "image " + _short(name)))
+                read[name] = _image_ref(entry.get("result"), raw, number)
+                images[read[name].sha256] = BundleImage(data=raw, ref=read[name])
+            result = read[name]
+        step = _step(entry, number, ids[old], session_id, parent, result, now=now)
         steps[step.step_id] = step
-    roots = [s for s in steps.values() if s.parent_id is None]
-    if len(roots) != 1 or roots[0].kind != "origin":
-        raise BundleError("The export's steps do not start from one original.")
-    steps = {i: _with_source_image(s, steps) for i, s in steps.items()}
-    current = ids.get(str(document.get("current_step_id")), roots[0].step_id)
-    name = str(document.get("name") or "Imported session")[:200] or "Imported session"
+    ordered = {ids[old]: steps[ids[old]] for old in old_ids}  # the export's own order
+    current = document.get("current_step_id")
+    if current is None:
+        current_id = ids[root]
+    elif isinstance(current, str) and current in ids:
+        current_id = ids[current]
+    else:
+        raise BundleError("The export's current step is not one of its steps.")
     session = Session(
         session_id=session_id,
-        name=name,
+        name=_name(document.get("name")),
         created_at=now,
-        steps=steps,
-        current_step_id=current,
+        steps=ordered,
+        current_step_id=current_id,
         owner=owner,
     )
     return Bundle(session=session, images=images)
 
 
-def _with_source_image(step: Step, steps: dict[str, Step]) -> Step:
-    if step.parent_id is None:
-        source = StepSource(
-            kind=step.source.kind,
-            link_url=step.source.link_url,
-            image_sha256=step.result.sha256 if step.result else None,
-        )
+def _check_tree(parents: dict[str, str | None]) -> str:
+    """The one root, once every step is known to hang, through its parents, from it."""
+    roots = [step for step, parent in parents.items() if parent is None]
+    if len(roots) != 1 or any(p is not None and p not in parents for p in parents.values()):
+        raise BundleError("The export's steps do not form one tree.")
+    if len(_tree_order(parents, roots[0])) != len(parents):
+        raise BundleError("The export's steps do not form one tree.")  # a cycle off the root
+    return roots[0]
+
+
+def _tree_order(parents: dict[str, str | None], root: str) -> list[str]:
+    children: dict[str, list[str]] = {}
+    for step, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(step)
+    order = [root]
+    for step in order:  # grows while it is walked: breadth first
+        order.extend(children.get(step, ()))
+    return order
+
+
+def _step(
+    entry: dict[str, Any],
+    number: int,
+    step_id: str,
+    session_id: str,
+    parent: Step | None,
+    result: ImageRef | None,
+    *,
+    now: datetime,
+) -> Step:
+    kind = entry.get("kind")
+    state_value = entry.get("state")
+    if state_value not in {s.value for s in StepState}:
+        raise _invalid(number, "its state is not one the studio knows")
+    state = StepState(state_value)
+    if parent is None:
+        if kind != "origin" or state is not StepState.COMPLETED:
+            raise BundleError("The export's steps do not start from one original.")
+        if entry.get("params") is not None or entry.get("task_id") is not None:
+            raise _invalid(number, "the original has the settings of an edit")
+        params = None
+        source = _origin_source(entry.get("source"), result, number)
     else:
-        parent = steps[step.parent_id]
+        if kind not in ("edit", "generate") or parent.state is not StepState.COMPLETED:
+            raise _invalid(number, "it does not follow a finished step")
+        if (kind == "edit") != (parent.result is not None):
+            raise _invalid(number, "it is an edit without a source image, or the other way round")
+        params = _params(entry.get("params"), editing=kind == "edit", number=number)
         sha = parent.result.sha256 if parent.result else None
         source = StepSource(kind="step" if sha else "none", image_sha256=sha)
-    return Step(**{**_fields(step), "source": source})
+    if parent is not None and (result is not None) != (state is StepState.COMPLETED):
+        raise _invalid(number, "its image does not match its state")
+    created_at = _time(entry.get("created_at"), number, now=now)
+    if created_at is None:
+        raise _invalid(number, "it has no creation time")
+    task_id = _optional(entry.get("task_id"), number, "task id", _is_task_id)
+    cost = _optional(entry.get("cost_cents"), number, "cost", _is_cost)
+    elapsed = _optional(entry.get("elapsed_s"), number, "time", _is_elapsed)
+    error = _optional(entry.get("error"), number, "error text", _is_error)
+    submitted_at = _time(entry.get("submitted_at"), number, now=now)
+    completed_at = _time(entry.get("completed_at"), number, now=now)
+    if state in UNFINISHED_STATES:
+        # Never resumed and never polled: an export is no proof that a task is ours to follow.
+        state, task_id, error = StepState.FAILED, None, UNFINISHED_WHEN_EXPORTED
+        cost, elapsed, submitted_at, completed_at = 0, None, None, None
+    return Step(
+        step_id=step_id,
+        session_id=session_id,
+        parent_id=parent.step_id if parent is not None else None,
+        kind=kind,
+        params=params,
+        source=source,
+        state=state,
+        created_at=created_at,
+        task_id=task_id,
+        result=result,
+        submitted_at=submitted_at,
+        completed_at=completed_at,
+        elapsed_s=float(elapsed) if elapsed is not None else None,
+        cost_cents=cost,
+        error=error,
+    )
 
 
-def _fields(step: Step) -> dict[str, Any]:
-    return {name: getattr(step, name) for name in Step.__dataclass_fields__}
+def _origin_source(value: Any, result: ImageRef | None, number: int) -> StepSource:
+    value = value if isinstance(value, dict) else {}
+    kind = value.get("kind", "upload" if result is not None else "none")
+    link = value.get("link_url")
+    if kind not in (("upload", "link") if result is not None else ("none",)):
+        raise _invalid(number, "the original's source does not match its image")
+    if link is not None and (kind != "link" or not _is_link(link)):
+        raise _invalid(number, "the original's link is not a web address")
+    return StepSource(
+        kind=kind, image_sha256=result.sha256 if result is not None else None, link_url=link
+    )
+
+
+def _params(value: Any, *, editing: bool, number: int) -> EditParams:
+    if not isinstance(value, dict) or any(name not in value for name in _PARAM_FIELDS):
+        raise _invalid(number, "its settings are missing")
+    v = {name: value[name] for name in _PARAM_FIELDS}
+    checks = (
+        isinstance(v["prompt"], str),
+        v["model"] in MODELS,
+        v["aspect_ratio"] is None or v["aspect_ratio"] in ASPECT_RATIOS,
+        v["output_format"] in OUTPUT_FORMATS,
+        isinstance(v["enable_translation"], bool),
+        isinstance(v["enable_prompt_expansion"], bool),
+        _is_int(v["safety_tolerance"]),
+    )
+    if not all(checks):
+        raise _invalid(number, "its settings are not ones the studio offers")
+    try:
+        return EditParams(**v).validated(editing=editing)
+    except ParamsError as exc:
+        raise _invalid(number, _lower_first(str(exc).rstrip("."))) from None
+
+
+def _image_ref(meta: Any, data: bytes, number: int) -> ImageRef:
+    """The declared format and size; the engine checks them against the decoded image."""
+    if not isinstance(meta, dict):
+        raise _invalid(number, "its image has no description")
+    image_format, width, height = meta.get("format"), meta.get("width"), meta.get("height")
+    if not isinstance(image_format, str) or not _IMAGE_FORMAT.fullmatch(image_format):
+        raise _invalid(number, "its image format is not one the studio knows")
+    if not (_is_side(width) and _is_side(height)):
+        raise _invalid(number, "its image size is not a real size")
+    return ImageRef(
+        sha256=hashlib.sha256(data).hexdigest(), format=image_format, width=width, height=height
+    )
+
+
+def _uuid(value: Any, what: str) -> str:
+    try:
+        if isinstance(value, str) and str(uuid.UUID(value)) == value:
+            return value
+    except ValueError:
+        pass
+    raise BundleError(f"The export has {what} that is not a step id.")
+
+
+def _name(value: Any) -> str:
+    if value is None:
+        return "Imported session"
+    if not isinstance(value, str):
+        raise BundleError("The export's session name is not text.")
+    name = " ".join(value.split())
+    if len(name) > MAX_NAME_CHARS:
+        raise BundleError(f"The export's session name is longer than {MAX_NAME_CHARS} characters.")
+    return name or "Imported session"
+
+
+def _time(value: Any, number: int, *, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _invalid(number, "one of its times is not a date and time with a time zone")
+    moment = moment.astimezone(UTC)
+    if not EARLIEST_TIME <= moment <= now + CLOCK_SLACK:
+        raise _invalid(number, "one of its times is before 2024 or in the future")
+    return moment
+
+
+def _optional(value: Any, number: int, what: str, valid: Callable[[Any], bool]) -> Any:
+    if value is not None and not valid(value):
+        raise _invalid(number, f"its {what} is not a possible value")
+    return value
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_side(value: object) -> TypeGuard[int]:
+    return _is_int(value) and 1 <= value <= MAX_IMAGE_SIDE
+
+
+def _is_cost(value: Any) -> bool:
+    return _is_int(value) and 0 <= value <= MAX_STEP_COST_CENTS
+
+
+def _is_elapsed(value: Any) -> bool:
+    number = _is_int(value) or isinstance(value, float)
+    return number and math.isfinite(value) and 0 <= value <= MAX_ELAPSED_S
+
+
+def _is_error(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_ERROR_CHARS
+
+
+def _is_task_id(value: Any) -> bool:
+    return isinstance(value, str) and _TASK_ID.fullmatch(value) is not None
+
+
+def _is_link(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_LINK_CHARS
+        and value.lower().startswith(("http://", "https://"))
+    )
+
+
+def _invalid(number: int, problem: str) -> BundleError:
+    return BundleError(f"Step {number} of the export cannot be imported: {problem}.")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _step_json(step: Step) -> dict[str, Any]:
@@ -247,26 +542,6 @@ def _step_json(step: Step) -> dict[str, Any]:
             "height": step.result.height,
         }
     return entry
-
-
-def _params(value: Any) -> EditParams | None:
-    if value is None:
-        return None
-    known = {k: value[k] for k in _PARAM_FIELDS if k in value}
-    return EditParams(**known)
-
-
-def _image_ref(meta: Any, data: bytes) -> ImageRef:
-    return ImageRef(
-        sha256=hashlib.sha256(data).hexdigest(),
-        format=str(meta["format"]),
-        width=int(meta["width"]),
-        height=int(meta["height"]),
-    )
-
-
-def _time(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def _ancestors_kept(session: Session, step: Step, wanted: set[str]) -> bool:

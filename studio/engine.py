@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from studio.bundle import BundleError, chain_params, read_bundle, write_bundle
+from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_params, read_bundle, write_bundle
 from studio.config import Secret, Settings
 from studio.history import (
     UNFINISHED_STATES,
@@ -374,13 +374,37 @@ class Engine:
         )
 
     async def import_session(self, data: bytes, *, owner: str | None = None) -> Session:
-        """Store an exported ZIP as a new session; its images come back byte for byte."""
+        """Store an exported ZIP as a new session; its images come back byte for byte.
+
+        Everything is checked before anything is written, and a refused import leaves nothing
+        behind. Steps that were unfinished at export arrive failed and are never resumed.
+
+        Raises:
+            BundleError: the ZIP is not an export, or a value in it is not one a new edit could
+                have; ImageError: an image in it does not decode as described.
+        """
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=owner)
         for image in bundle.images.values():
-            await asyncio.to_thread(check_result, image.data)
+            checked = await asyncio.to_thread(check_result, image.data)
             ref = image.ref
-            await self._put_image(image.data, ref.format, ref.width, ref.height)
-        await asyncio.to_thread(self._store.create_session, bundle.session)
+            if (checked.format, checked.width, checked.height) != (
+                ref.format,
+                ref.width,
+                ref.height,
+            ):
+                raise BundleError("An image in the export is not the image its step describes.")
+        added: list[str] = []
+        try:
+            for image in bundle.images.values():
+                ref = image.ref
+                if not await asyncio.to_thread(self._store.has_image, ref.sha256):
+                    added.append(ref.sha256)
+                await self._put_image(image.data, ref.format, ref.width, ref.height)
+            await asyncio.to_thread(self._store.create_session, bundle.session)
+        except BaseException:
+            for sha256 in added:
+                await asyncio.to_thread(self._store.discard_image, sha256)
+            raise
         return bundle.session
 
     async def replay(
@@ -593,6 +617,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
 
 
 __all__ = [
+    "MAX_BUNDLE_BYTES",
     "UNFINISHED_STATES",
     "USER_ERRORS",
     "Engine",

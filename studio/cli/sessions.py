@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from studio.bundle import MAX_BUNDLE_BYTES
 from studio.cli.commands import Job, Run, read_file
 from studio.cli.errors import EXIT_OK, CommandError
 from studio.cli.output import short_id, slug
@@ -18,9 +19,6 @@ from studio.engine import StoreError
 from studio.history import Session, Step
 from studio.params import format_cents
 from studio.summary import step_summary
-
-# An export holds every image of a session; the import cap is the bundle format's own.
-MAX_IMPORT_BYTES = 500 * 1024 * 1024
 
 
 def plan_sessions(args: argparse.Namespace, _settings: Settings) -> Job:
@@ -35,7 +33,7 @@ def plan_sessions(args: argparse.Namespace, _settings: Settings) -> Job:
                 raise CommandError(f"The folder {output.parent} does not exist.")
             return Job(lambda run: _export(run, args.session_id, output), needs_service=False)
         case _:
-            data = read_file(args.bundle, MAX_IMPORT_BYTES, what="export")
+            data = read_file(args.bundle, MAX_BUNDLE_BYTES, what="export")
             return Job(lambda run: _import(run, data), needs_service=False)
 
 
