@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from studio.config import Secret, Settings
-from studio.engine import USER_ERRORS, Engine, SessionSummary, StoreError
+from studio.engine import MAX_BUNDLE_BYTES, USER_ERRORS, Engine, SessionSummary, StoreError
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData
@@ -29,7 +29,16 @@ from studio.ui.view import PageData
 T = TypeVar("T")
 _END = object()
 
-__all__ = ["LOCAL", "USER_ERRORS", "Bridge", "SessionSummary", "Tick", "Visitor", "owner_of"]
+__all__ = [
+    "LOCAL",
+    "MAX_BUNDLE_BYTES",
+    "USER_ERRORS",
+    "Bridge",
+    "SessionSummary",
+    "Tick",
+    "Visitor",
+    "owner_of",
+]
 
 
 @dataclass(frozen=True, slots=True)

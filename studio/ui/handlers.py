@@ -27,7 +27,7 @@ from studio.config import Secret
 from studio.history import Session, Step, StepUpdate
 from studio.params import EditParams, parse_params
 from studio.ui import layout, present, view
-from studio.ui.bridge import LOCAL, USER_ERRORS, Bridge, Visitor, owner_of
+from studio.ui.bridge import LOCAL, MAX_BUNDLE_BYTES, USER_ERRORS, Bridge, Visitor, owner_of
 from studio.ui.layout import Components
 
 log = logging.getLogger(__name__)
@@ -257,8 +257,8 @@ class Handlers:
         """The page as it was, with the reason in a toast and in the status line; what was
         typed stays in the box."""
         sentence = error_sentence(exc)
-        gr.Warning(sentence)
-        return {**(await self.page(session_id, tab_step)), self.c.status: f"⚠ {sentence}"}
+        gr.Warning(present.as_text(sentence))  # toasts render HTML; a refusal may quote input
+        return {**(await self.page(session_id, tab_step)), self.c.status: present.warning(sentence)}
 
     # -- starting points ------------------------------------------------------------------------
 
@@ -266,7 +266,8 @@ class Handlers:
     async def on_load(self, session_id: str | None) -> Update:
         if not session_id:
             summaries = await self.bridge.list_sessions(self.who)
-            session_id = summaries[0].session_id if summaries else None
+            readable = [s for s in summaries if not s.damaged]
+            session_id = readable[0].session_id if readable else None
         return await self.page(session_id, balance=True)
 
     @guarded
@@ -539,11 +540,13 @@ class Handlers:
     ) -> Update:
         if not path:
             return {self.c.status: gr.skip()}
+        if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
+            raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
         data = await asyncio.to_thread(Path(path).read_bytes)
         session = await self.bridge.import_session(data, self.who)
         return {
             **(await self.page(session.session_id)),
-            self.c.status: f"Imported “{session.name}”.",
+            self.c.status: present.imported(session.name),
         }
 
     # -- the key --------------------------------------------------------------------------------

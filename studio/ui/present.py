@@ -1,6 +1,12 @@
-"""Words on screen: pure functions from engine values to short sentences. No Gradio here."""
+"""Words on screen: pure functions from engine values to short sentences. No Gradio here.
+
+What a user or the service wrote (instructions, names, error messages) goes into the page's
+Markdown and toasts only through `as_text`, so it always shows as the characters it is.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, PRICE_CENTS, format_cents
@@ -13,6 +19,44 @@ TIPS = """**How Kontext likes instructions**
 - Name the subject instead of "it" or "them": "the black cat on the left".
 - One change per step works best; chain steps for more.
 - Press **Enter** to run."""
+
+# What can make Markdown or HTML out of text: tags and entities (`& < >`), links and images
+# (`[ ]`), emphasis and code, and escapes. Each becomes a numeric character reference, which
+# Markdown shows as the character itself (CommonMark: references are literal text), as HTML does.
+# Ordinary punctuation (`. : ( ) ! #`) is left alone, so plain sentences are unchanged.
+_MARKUP_CHARACTERS = frozenset("&<>[]\\`*_~@")
+
+
+def as_text(text: str) -> str:
+    """`text` (from a user, an import or the service) made safe to place in Markdown or HTML.
+
+    Whitespace runs become one space, so no line can start a heading, list or code block, and
+    bare web addresses (`https://…`, `www.…`), which GitHub-flavoured Markdown links by itself,
+    are broken up the same way.
+    """
+    text = "".join(
+        f"&#{ord(char)};" if char in _MARKUP_CHARACTERS else char for char in " ".join(text.split())
+    )
+    text = text.replace("://", "&#58;//")
+    pieces, start, lower = [], 0, text.lower()
+    while (found := lower.find("www.", start)) != -1:
+        pieces += [text[start : found + 3], "&#46;"]
+        start = found + 4
+    return "".join([*pieces, text[start:]])
+
+
+class Listed(Protocol):
+    """A session as the list shows it (the engine's summaries fit)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def damaged(self) -> bool: ...
+
 
 _PHASE_WORDS = {
     "queued": "Queued",
@@ -85,7 +129,9 @@ def step_status(step: Step, update: StepUpdate | None = None) -> str:
             cost = format_cents(step.cost_cents or 0)
             return f"✓ Done{seconds} · {step.params.model} · {cost}"
         case StepState.FAILED:
-            return f"✗ Failed: {step.error or 'the service gave no reason.'}"
+            return (
+                f"✗ Failed: {as_text(step.error) if step.error else 'the service gave no reason.'}"
+            )
         case _:
             return f"⏳ {str(step.state).capitalize()}…"
 
@@ -100,13 +146,30 @@ def compare_text(step: Step, update: StepUpdate | None) -> str:
         seconds = f"{step.elapsed_s:.1f} s" if step.elapsed_s is not None else "done"
         return f"{name} ✓ {seconds} to result · {format_cents(step.cost_cents or 0)}"
     if step.state is StepState.FAILED:
-        return f"{name} ✗ Failed: {step.error or 'the service gave no reason.'}"
+        reason = as_text(step.error) if step.error else "the service gave no reason."
+        return f"{name} ✗ Failed: {reason}"
     return f"{name} ⏳ {str(step.state).capitalize()}…"
 
 
 def step_choice(step: Step, index: int) -> tuple[str, str]:
     """A step as a dropdown choice: its caption, and its id."""
     return caption(step, index), step.step_id
+
+
+def session_choice(summary: Listed) -> tuple[str, str]:
+    """A session in the list (a plain-text label): its name, or a note that it is damaged."""
+    if summary.damaged:
+        return f"⚠ {summary.name} (damaged: cannot be opened)", summary.session_id
+    return summary.name, summary.session_id
+
+
+def warning(sentence: str) -> str:
+    """The status line for a refused action; the sentence may quote the user or the service."""
+    return f"⚠ {as_text(sentence)}"
+
+
+def imported(name: str) -> str:
+    return f"Imported “{as_text(name)}”."
 
 
 def cost_line(session: Session | None, balance_cents: int | None = None) -> str:

@@ -30,6 +30,9 @@ class SessionSummary(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def damaged(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PageData:
@@ -102,7 +105,7 @@ class PageUpdate:
 def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page."""
-    choices = [(s.name, s.session_id) for s in data.summaries]
+    choices = [present.session_choice(s) for s in data.summaries]
     session = data.session
     if session is None:
         status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS

@@ -112,6 +112,8 @@ def test_other_branches_are_listed_apart_from_the_current_path():
 
 def test_the_session_list_marks_the_open_session():
     class Summary:
+        damaged = False
+
         def __init__(self, session_id: str, name: str) -> None:
             self.session_id, self.name = session_id, name
 

@@ -1,0 +1,109 @@
+"""Words on screen: stored text (instructions, names, errors) always shows as text."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime
+
+import pytest
+from markdown_it import MarkdownIt
+
+from studio.history import ImageRef, Session, new_id
+from studio.params import EditParams
+from studio.store import SessionSummary
+from studio.ui import present
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+# CommonMark with raw HTML on, as gr.Markdown renders it.
+MARKDOWN = MarkdownIt("commonmark", {"html": True})
+ATTACKS = [
+    '<a href="http://127.0.0.2:9/x">claim your prize</a>',
+    '<img src="http://127.0.0.2:9/pixel.png" onerror="alert(1)">',
+    "[click](http://127.0.0.2:9/x) ![pixel](http://127.0.0.2:9/p.png)",
+    "<http://127.0.0.2:9/auto> and <script>alert(1)</script>",
+    "**bold** _it_ `code` # heading\n\n    indented code\n- list",
+    "&lt;b&gt; is &amp; stays literal; a \\* backslash",
+    "[ref]: http://127.0.0.2:9/ref\n\n[ref]",
+]
+
+
+def _visible_text(rendered: str) -> str:
+    """What a reader sees: tags dropped, character references decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_as_text_renders_as_exactly_the_characters_it_was_given(attack):
+    rendered = MARKDOWN.render(present.as_text(attack))
+    tags = re.findall(r"<\s*(\w+)", rendered)
+    assert tags == ["p"]  # one paragraph, no link, image, code, heading, list or script
+    assert _visible_text(rendered) == " ".join(attack.split())
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_as_text_is_inert_as_html_too(attack):
+    """Toasts render HTML: the same escaping leaves no tag there either."""
+    escaped = present.as_text(attack)
+    assert "<" not in escaped
+    assert html.unescape(escaped) == " ".join(attack.split())
+
+
+def test_bare_web_addresses_are_broken_up_so_no_markdown_links_them():
+    text = present.as_text("see https://127.0.0.2:9/x, WWW.example.test and a@b.test")
+    assert "://" not in text
+    assert "www." not in text.lower()
+    assert "@" not in text
+    assert html.unescape(text) == "see https://127.0.0.2:9/x, WWW.example.test and a@b.test"
+
+
+def test_a_plain_sentence_is_unchanged():
+    sentence = "The edit failed on RunAPI: Content moderated (code 3), try again!"
+    assert present.as_text(sentence) == sentence
+
+
+def _failed_session(error: str, prompt: str = "make it blue") -> Session:
+    origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
+    session = Session.start(new_id(), "s", origin, T0)
+    session = session.add_step(new_id(), EditParams(prompt=prompt), T0)
+    return session.with_step(session.current.fail(error, T0, cost_cents=0))
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_failed_steps_reason_shows_as_text_in_the_status_and_the_comparison(attack):
+    step = _failed_session(attack).current
+    for line in (present.step_status(step), present.compare_text(step, None)):
+        rendered = MARKDOWN.render(line)
+        assert not re.search(r"<\s*(a|img|script|code|h\d|li)\b", rendered), rendered
+        assert " ".join(attack.split()) in _visible_text(rendered)
+
+
+def test_a_refusal_and_an_imported_name_show_as_text():
+    attack = ATTACKS[0]
+    for line in (present.warning(attack), present.imported(attack)):
+        rendered = MARKDOWN.render(line)
+        assert "<a" not in rendered
+        assert attack in _visible_text(rendered)
+
+
+def test_our_own_markdown_still_renders():
+    origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
+    session = Session.start(new_id(), "s", origin, T0)
+    assert "<strong>" in MARKDOWN.render(present.cost_line(session, 1234))
+
+
+def test_a_damaged_session_is_labelled_in_the_list():
+    summary = SessionSummary(
+        session_id="s1",
+        name="Trip",
+        created_at=T0,
+        updated_at=T0,
+        step_count=1,
+        cost_cents=0,
+        cover_sha256=None,
+        damaged=True,
+    )
+    label, value = present.session_choice(summary)
+    assert "damaged" in label
+    assert "Trip" in label
+    assert value == "s1"
