@@ -31,6 +31,26 @@ _LINK_WORDS = {
 }
 
 
+# In hosted mode every failure to reach an image gets this one sentence: no status code, no
+# "could not be reached" or "timed out", so the page cannot be used to map the host's network.
+HOSTED_LINK_FAILURE = (
+    "The studio could not fetch an image from that link (a shared studio fetches only public "
+    "web addresses); download the image and upload it instead."
+)
+# The reasons that say something about the address rather than about the image at it.
+_NETWORK_REASONS = frozenset(
+    {
+        "private_address",
+        "unresolvable",
+        "unreachable",
+        "timeout",
+        "http_status",
+        "too_many_redirects",
+        "network",
+    }
+)
+
+
 class LinkError(ImageError):
     """A link that could not be fetched as an image; `str()` is one sentence for the user.
 
@@ -84,6 +104,7 @@ async def fetch_link(
     max_redirects: int = 5,
     http_client: httpx.AsyncClient | None = None,
     is_allowed_address: Callable[[IPAddress], bool] | None = None,
+    generic_errors: bool | None = None,
 ) -> SourceImage:
     """Download the image at `url` and check it as `open_source` does.
 
@@ -102,6 +123,8 @@ async def fetch_link(
         http_client: a client to use (its redirect setting is ignored); one is made if None.
         is_allowed_address: replaces the address rule; tests use it to call one loopback
             address public. None means `is_public_address`, or anything when `allow_private`.
+        generic_errors: say only `HOSTED_LINK_FAILURE` when the address fails (no status, no
+            reachability); None means so in hosted mode (`allow_private=False`).
 
     Returns:
         The checked image, with the downloaded bytes as its data.
@@ -109,6 +132,38 @@ async def fetch_link(
     Raises:
         LinkError: for every failure, with a reason and a plain sentence.
     """
+    try:
+        return await _fetch(
+            url,
+            allow_private=allow_private,
+            max_bytes=max_bytes,
+            connect_timeout_s=connect_timeout_s,
+            read_timeout_s=read_timeout_s,
+            total_timeout_s=total_timeout_s,
+            max_redirects=max_redirects,
+            http_client=http_client,
+            is_allowed_address=is_allowed_address,
+        )
+    except LinkError as exc:
+        generic = not allow_private if generic_errors is None else generic_errors
+        if generic and exc.reason in _NETWORK_REASONS:
+            log.debug("link refused (%s); the visitor is told only that it failed", exc.reason)
+            raise LinkError(exc.reason, HOSTED_LINK_FAILURE) from None
+        raise
+
+
+async def _fetch(
+    url: str,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    connect_timeout_s: float,
+    read_timeout_s: float,
+    total_timeout_s: float,
+    max_redirects: int,
+    http_client: httpx.AsyncClient | None,
+    is_allowed_address: Callable[[IPAddress], bool] | None,
+) -> SourceImage:
     allowed = is_allowed_address or (None if allow_private else is_public_address)
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
     try:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from PIL import Image
 
+from studio.links import HOSTED_LINK_FAILURE
 from tests.browser.conftest import running_studio
 from tests.support.engines import make_image
 
@@ -259,4 +260,5 @@ async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
         assert {s.session_id for s in sessions(hosted)} == {made["session_id"]}
     assert listed == {"sessions": []}
     assert result.isError
-    assert "private network address" in result.content[0].text  # fetched as any link would be
+    # Fetched as any link would be, and refused with hosted mode's one sentence for a link.
+    assert result.content[0].text == HOSTED_LINK_FAILURE

@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from studio.images import ImageError
-from studio.links import LinkError, fetch_link, is_public_address, is_public_link
+from studio.links import (
+    HOSTED_LINK_FAILURE,
+    LinkError,
+    fetch_link,
+    is_public_address,
+    is_public_link,
+)
 from tests.support import corpus
 
 PNG = corpus.encode(corpus.photo((48, 32)), "PNG")
@@ -253,12 +259,13 @@ async def test_fetch_uses_the_given_client_and_leaves_it_open(servers):
 async def test_hosted_mode_refuses_loopback_which_local_mode_fetches(servers, path):
     url = servers.url(path)
     assert (await fetch_link(url, allow_private=True)).data == PNG
-    with pytest.raises(LinkError, match="private network address") as caught:
+    with pytest.raises(LinkError) as caught:
         await fetch_link(url, allow_private=False)
     assert caught.value.reason == "private_address"
-    assert str(caught.value) == (
-        "The link points to a private network address, which a shared studio may not fetch."
-    )
+    assert str(caught.value) == HOSTED_LINK_FAILURE
+    # Outside hosted mode the same refusal says why.
+    with pytest.raises(LinkError, match="private network address"):
+        await fetch_link(url, allow_private=False, generic_errors=False)
 
 
 @pytest.mark.anyio
@@ -309,6 +316,57 @@ async def test_hosted_mode_connects_to_the_checked_address_and_keeps_the_host_na
         is_allowed_address=lambda address: address.is_loopback,
     )
     assert servers.private.hosts[-1] == f"localhost:{port}"
+
+
+# Hosted mode: a failed link says nothing about the address, so the page is not a scanner.
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((PUBLIC_HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("where", "options", "reason", "detail"),
+    [
+        pytest.param("/missing", {}, "http_status", "404", id="404"),
+        pytest.param("/loop", {"max_redirects": 2}, "too_many_redirects", "redirected", id="loop"),
+        pytest.param("/stall", {"read_timeout_s": 0.3}, "timeout", "within", id="stall"),
+        pytest.param("closed", {}, "unreachable", "could not be reached", id="nothing-listens"),
+        pytest.param("private", {}, "private_address", "private network", id="private"),
+    ],
+)
+async def test_hosted_mode_gives_every_failed_link_the_same_sentence(
+    servers, where, options, reason, detail
+):
+    public = servers.url("/image.png", public=True)  # skips where 127.0.0.2 is not loopback
+    url = {
+        "closed": f"http://{PUBLIC_HOST}:{_closed_port()}/a.png",
+        "private": servers.url("/image.png"),
+    }.get(where) or public.replace("/image.png", where)
+    hosted = {"allow_private": False, "is_allowed_address": _is_public_in_tests, **options}
+    with pytest.raises(LinkError) as caught:
+        await fetch_link(url, **hosted)
+    assert caught.value.reason == reason  # kept for the log, never shown
+    assert str(caught.value) == HOSTED_LINK_FAILURE
+    assert detail not in str(caught.value)
+    local = {"allow_private": True, **options}
+    if where != "private":  # local mode says what happened
+        with pytest.raises(LinkError, match=detail):
+            await fetch_link(url, **local)
+
+
+@pytest.mark.anyio
+async def test_hosted_mode_still_says_what_is_wrong_with_an_image_it_fetched(servers):
+    with pytest.raises(LinkError, match="is HTML, not an image") as caught:
+        await fetch_link(
+            servers.url("/html-as-png", public=True),
+            allow_private=False,
+            is_allowed_address=_is_public_in_tests,
+        )
+    assert caught.value.reason == "html"
 
 
 # The address rules themselves.
