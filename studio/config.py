@@ -5,14 +5,25 @@ Imports nothing of ours. Every other module takes these values as arguments.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BASE_URL = "https://runapi.ai"
 APP_NAME = "kontext-studio"
+# Where a Space's app must listen: every interface, on the port the Space routes to (7860).
+SPACE_HOST = "0.0.0.0"
+DEFAULT_HOST = "127.0.0.1"
+
+
+class SettingsError(ValueError):
+    """A flag or variable that cannot be used; `str()` is one sentence (never a password)."""
 
 
 class Secret:
@@ -68,6 +79,47 @@ _INT_VARIABLES = {
 }
 
 
+Login = tuple[str, Secret]
+
+
+def parse_logins(pairs: Iterable[str], *, source: str) -> tuple[Login, ...]:
+    """`USER:PASSWORD` items as (user, password) pairs; the password is held as a `Secret`.
+
+    Raises:
+        SettingsError: an item without a user or a password (`source` names where it came from).
+    """
+    logins = []
+    for pair in pairs:
+        user, colon, password = pair.partition(":")
+        if not colon or not user.strip() or not password:
+            raise SettingsError(f"{source} takes USER:PASSWORD, with neither part empty.")
+        logins.append((user.strip(), Secret(password)))
+    return tuple(logins)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a name for another interface, or 0.0.0.0 / :: (every interface)
+
+
+def hosted_reasons(*, share: bool, host: str, space: bool) -> tuple[str, ...]:
+    """What makes the studio reachable by others, each of which turns hosted mode on."""
+    reasons = []
+    if share:
+        reasons.append("--share")
+    if not is_loopback_host(host):
+        reasons.append(f"--host {host}")
+    if space:
+        reasons.append("a Hugging Face Space (SPACE_ID)")
+    return tuple(reasons)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Settings:
     """Everything configurable. Precedence: argument > environment > default."""
@@ -76,10 +128,19 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     home: Path = field(default_factory=_default_home)
     # Hosted mode: the studio is shared with others; links may not reach private addresses,
-    # visitors bring their own key, and each sees only their own sessions.
+    # visitors bring their own key, and each sees only their own sessions. `from_env` turns it on
+    # for a share link, a non-loopback host and a Space (`hosted_reasons`).
     hosted: bool = False
-    host: str = "127.0.0.1"
+    host: str = DEFAULT_HOST
     port: int = 7860
+    # Ask Gradio for a public share link (and keep serving locally if none can be made).
+    share: bool = False
+    # Logins for Gradio's own sign-in page: (user, password); empty means no sign-in.
+    auth: tuple[Login, ...] = field(default=(), repr=False)
+    # The path prefix a reverse proxy serves the studio under ("" for none); Gradio's root_path.
+    root_path: str = ""
+    # Running on a Hugging Face Space (SPACE_ID is set).
+    space: bool = False
     # Seconds. The overall wait for one task; the official SDK's run() waits 900 s.
     task_deadline_s: float = 900.0
     request_timeout_s: float = 60.0
@@ -108,32 +169,85 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from `environ` (default `os.environ`); non-None `overrides` win."""
+        """Build settings from `environ` (default `os.environ`); non-None `overrides` win.
+
+        `auth` may be given as `USER:PASSWORD` strings. Hosted mode is on when asked for
+        (`hosted=True`, `KONTEXT_STUDIO_HOSTED=1`) and whenever others can reach the studio (a
+        share link, a non-loopback host, a Space), unless `KONTEXT_STUDIO_HOSTED=0` turns it off,
+        which is logged as a warning.
+
+        Raises:
+            SettingsError: a value that cannot be used, in one sentence.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        if env.get("SPACE_ID", "").strip():
+            values["space"] = True
+            values["host"] = SPACE_HOST
+        if logins := env.get("KONTEXT_STUDIO_AUTH", "").strip():
+            pairs = [pair for pair in logins.split(",") if pair.strip()]
+            values["auth"] = parse_logins(pairs, source="KONTEXT_STUDIO_AUTH")
         if key := env.get("RUNAPI_API_KEY", "").strip():
             values["api_key"] = Secret(key)
         if base := env.get("RUNAPI_BASE_URL", "").strip():
             values["base_url"] = base
         if home := env.get("KONTEXT_STUDIO_HOME", "").strip():
             values["home"] = Path(home).expanduser()
-        if (hosted := _flag(env.get("KONTEXT_STUDIO_HOSTED"))) is not None:
-            values["hosted"] = hosted
+        hosted_env = _flag(env.get("KONTEXT_STUDIO_HOSTED"))
         if deadline := env.get("KONTEXT_STUDIO_TASK_DEADLINE_S", "").strip():
-            values["task_deadline_s"] = float(deadline)
+            values["task_deadline_s"] = _number(deadline, "KONTEXT_STUDIO_TASK_DEADLINE_S")
         for name, variable in _INT_VARIABLES.items():
             if text := env.get(variable, "").strip():
-                values[name] = int(text)
+                values[name] = _whole(text, variable)
         if latency := env.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower():
             values["sim_latency"] = latency
         if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():
-            values["poll_scale"] = float(scale)
+            values["poll_scale"] = _number(scale, "KONTEXT_STUDIO_POLL_SCALE")
         known = {f.name for f in fields(cls)}
         for name, value in overrides.items():
             if name not in known:
                 raise TypeError(f"unknown setting {name!r}")
-            if value is not None:
-                values[name] = (
-                    Secret(value) if name == "api_key" and isinstance(value, str) else value
+            if value is None:
+                continue
+            if name == "api_key" and isinstance(value, str):
+                value = Secret(value)
+            elif name == "auth" and not all(isinstance(v, tuple) for v in value):
+                value = parse_logins(value, source="--auth")
+            values[name] = value
+        values["root_path"] = _root_path(values.get("root_path", ""))
+        reasons = hosted_reasons(
+            share=values.get("share", False),
+            host=values.get("host", DEFAULT_HOST),
+            space=values.get("space", False),
+        )
+        if overrides.get("hosted") is None:
+            values["hosted"] = bool(reasons) if hosted_env is None else hosted_env
+            if hosted_env is False and reasons:
+                log.warning(
+                    "Hosted mode is off (KONTEXT_STUDIO_HOSTED=0) although others can reach "
+                    "this studio (%s): links may reach private addresses and say why they fail.",
+                    ", ".join(reasons),
                 )
         return cls(**values)
+
+
+def _whole(text: str, name: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number.") from None
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds or a factor.") from None
+
+
+def _root_path(path: str) -> str:
+    """Empty, a "/prefix" without a trailing slash, or a full http(s) URL (Gradio takes both)."""
+    path = path.strip().rstrip("/")
+    if path and not path.startswith(("/", "http://", "https://")):
+        raise SettingsError("--root-path must start with / (or be a full http(s) address).")
+    return path

@@ -41,7 +41,7 @@ from studio.cli.launch import (
 from studio.cli.output import Output
 from studio.cli.parser import PROG, build_parser
 from studio.cli.sessions import plan_sessions
-from studio.config import Secret, Settings
+from studio.config import Secret, Settings, SettingsError
 from studio.engine import USER_ERRORS, Engine, RunAPIError
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         return exc.exit_code
+    except SettingsError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_USAGE
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -114,6 +117,8 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(out, message, EXIT_INTERRUPTED, state="interrupted")
     except CommandError as exc:
         return _fail(out, str(exc), exc.exit_code)
+    except SettingsError as exc:
+        return _fail(out, str(exc), EXIT_USAGE)
     except USER_ERRORS as exc:
         # The service refusing is a failure; anything else known is the user's input.
         return _fail(out, str(exc), EXIT_FAILED if isinstance(exc, RunAPIError) else EXIT_USAGE)
@@ -138,6 +143,8 @@ def _configure_logging(*, verbose: bool) -> None:
     handler.setFormatter(_Formatter(verbose=verbose))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("studio").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # Except what an operator must see: a setting that leaves a reachable studio unguarded.
+    logging.getLogger("studio.config").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 class _Formatter(logging.Formatter):

@@ -24,6 +24,9 @@ SIMULATOR_NOTICE = (
     "No RUNAPI_API_KEY is set: using the built-in RunAPI simulator. "
     "Its images are simple deterministic edits, not Flux."
 )
+HOSTED_NOTICE = (
+    "Hosted mode: pasted links may not reach private addresses and fail with one plain sentence."
+)
 # The real poll schedule waits 4.5 s before the first read (studio/runapi/policy.py); against a
 # simulator that finishes in well under a second, read at this fraction of it instead.
 FAST_SIM_POLL_SCALE = 0.05
@@ -76,10 +79,20 @@ def simulate(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """`kontext-studio` with no command: the browser studio (it resumes unfinished edits)."""
-    settings = Settings.from_env(home=args.home, host=args.host, port=args.port, hosted=args.hosted)
+    settings = Settings.from_env(
+        home=args.home,
+        host=args.host,
+        port=args.port,
+        hosted=args.hosted,
+        share=args.share,
+        auth=args.auth,
+        root_path=args.root_path,
+    )
     settings, sim = start_simulator_if_needed(settings, latency=sim_latency(settings))
     if sim is not None:
         sys.stderr.write(f"{SIMULATOR_NOTICE}\n")
+    if settings.hosted:
+        sys.stderr.write(f"{HOSTED_NOTICE}\n")
     try:
         from studio.ui.serve import serve_studio
 

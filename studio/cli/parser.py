@@ -57,8 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--hosted",
         action="store_true",
         default=None,
-        help="for a studio others can reach: links may not point at private or loopback "
-        "addresses (sessions are not yet separated per visitor)",
+        help="for a studio others can reach (on by itself with --share, a --host that is not "
+        "loopback, or on a Space): links may not point at private addresses",
+    )
+    parser.add_argument(
+        "--share",
+        action="store_true",
+        default=None,
+        help="also ask Gradio for a public share link (hosted mode turns on)",
+    )
+    parser.add_argument(
+        "--auth",
+        action="append",
+        metavar="USER:PASSWORD",
+        help="require this login to open the studio; repeat for more (or KONTEXT_STUDIO_AUTH)",
+    )
+    parser.add_argument(
+        "--root-path",
+        metavar="PATH",
+        help="the path a reverse proxy serves the studio under, e.g. /studio",
     )
     parser.add_argument("--mcp", action="store_true", help="also serve the studio as an MCP server")
     parser.add_argument(

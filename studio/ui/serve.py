@@ -1,10 +1,14 @@
-"""Start the studio: engine on its own loop, resume unfinished edits, launch Gradio."""
+"""Start the studio: engine on its own loop, resume unfinished edits, launch Gradio, share it."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sys
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 from starlette.middleware import Middleware
 
@@ -16,6 +20,67 @@ from studio.ui.guard import VisitorGuard
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
 MAX_THREADS = 100
+# Seconds to wait for a share link. Gradio allows 30 s for the tunnel request and 30 s more for
+# its tunnel client, the first time after a download of that client; the studio already serves
+# locally while it waits, so this only bounds how long the terminal stays silent.
+SHARE_WAIT_S = 40.0
+# On every response. nosniff: a file is only ever what its Content-Type says. frame-ancestors: the
+# page may be framed by itself and by Hugging Face, whose Space pages embed the app in an iframe
+# from huggingface.co (the app itself is served from *.hf.space); nowhere else (no clickjacking).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (
+        b"content-security-policy",
+        b"frame-ancestors 'self' https://huggingface.co https://*.hf.space",
+    ),
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class SecurityHeaders:
+    """ASGI middleware adding `SECURITY_HEADERS` to every HTTP response (unless already set)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def login_check(settings: Settings) -> Callable[[str, str], bool] | None:
+    """Gradio's `auth` as a function, so the passwords stay `Secret`s and compare in constant
+    time; None when no login is configured."""
+    if not settings.auth:
+        return None
+    logins = settings.auth
+
+    def check(user: str, password: str) -> bool:
+        ok = False
+        for name, secret in logins:
+            # Every entry is compared, so the time taken does not say which user exists.
+            same_user = hmac.compare_digest(name.encode(), user.encode())
+            same_password = hmac.compare_digest(secret.reveal().encode(), password.encode())
+            ok |= same_user and same_password
+        return ok
+
+    return check
 
 
 def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
@@ -32,10 +97,22 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "quiet": True,
         # The studio keeps its own history; Gradio's run history would record inputs.
         "run_history": False,
-        # Hosted: a cookie names each browser; stored images go only to their owner.
-        "app_kwargs": (
-            {"middleware": [Middleware(VisitorGuard, bridge=bridge)]} if settings.hosted else {}
-        ),
+        "auth": login_check(settings),
+        # None lets GRADIO_ROOT_PATH apply, as Gradio documents.
+        "root_path": settings.root_path or None,
+        # The studio asks for a share link itself (`open_share_link`), bounded and quiet.
+        "share": False,
+        # Server-side rendering puts a Node proxy in front of Python (and needs Node 24+); the
+        # studio gains nothing from it, and its headers come from the Python app.
+        "ssr_mode": False,
+        # The headers go outermost, so even the guard's refusals carry them. Hosted: a cookie
+        # names each browser; stored images go only to their owner.
+        "app_kwargs": {
+            "middleware": [
+                Middleware(SecurityHeaders),
+                *([Middleware(VisitorGuard, bridge=bridge)] if settings.hosted else []),
+            ]
+        },
     }
 
 
@@ -49,15 +126,71 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, Bridge,
     return demo, bridge, url
 
 
+def open_share_link(demo: Any, *, wait_s: float = SHARE_WAIT_S) -> str | None:
+    """Ask Gradio's share server for a public link to the running `demo`; None if none came.
+
+    What `launch(share=True)` does, without its multi-line advice about a missing file (printed
+    when the real cause is no internet) and with a bounded wait: the attempt runs in a daemon
+    thread, and a tunnel that comes up after `wait_s` is closed again, so no link exists that
+    was not announced.
+    """
+    from gradio import networking, tunneling
+
+    found: list[str] = []
+    gave_up = threading.Event()
+
+    def attempt() -> None:
+        try:
+            url = networking.setup_tunnel(
+                local_host=demo.server_name,
+                local_port=demo.server_port,
+                share_token=demo.share_token,
+                share_server_address=demo.share_server_address,
+                share_server_tls_certificate=demo.share_server_tls_certificate,
+            )
+        except Exception as exc:  # no internet, a firewall, the share server down
+            log.debug("No share link: %r", exc)
+            return
+        if gave_up.is_set():
+            for tunnel in list(tunneling.CURRENT_TUNNELS):
+                if tunnel.url == url and tunnel.proc is not None:
+                    tunnel.proc.terminate()
+            return
+        found.append(urlunparse((demo.share_server_protocol, *urlparse(url)[1:])))
+
+    thread = threading.Thread(target=attempt, name="share-link", daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    gave_up.set()
+    if not found:
+        return None
+    demo.share, demo.share_url = True, found[0]
+    return found[0]
+
+
 def serve_studio(settings: Settings, *, mcp: bool = False) -> None:
     """Run the studio until Ctrl+C."""
     demo, bridge, url = start_studio(settings, mcp=mcp)
-    print(f"Kontext Studio is running at {url}", flush=True)  # noqa: T201 - the one line users need
+    _say(f"Kontext Studio is running at {url}")
+    if settings.share:
+        if settings.space:
+            _say("On a Space, the Space's own address is the link to share.")
+        elif link := open_share_link(demo):
+            _say(f"Share link (public, for up to a week): {link}")
+        else:
+            _say(
+                "No share link: Gradio's share server could not be reached (no internet?); "
+                f"serving locally at {url} only."
+            )
     if mcp:
-        print(f"MCP server: {url.rstrip('/')}/gradio_api/mcp/", flush=True)  # noqa: T201
+        _say(f"MCP server: {url.rstrip('/')}/gradio_api/mcp/")
     try:
         demo.block_thread()
     finally:
         demo.close()
         bridge.close()
         sys.stdout.flush()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # noqa: T201 - the few lines an operator needs
