@@ -231,8 +231,15 @@ class Handlers:
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
             c.browser: page.session_id if page.session_id else gr.skip(),
             c.tab_step: page.tab_step,
-            # What this render shows: the session's version, seen from which step.
-            c.version: f"{page.version}|{page.tab_step}" if page.version else None,
+            # What this render shows: the session's version, seen from which step. It goes with
+            # the browser's session: a page that leaves that session (a damaged one was picked)
+            # leaves its version too, or the next tick would see a change and put the old
+            # session back over the sentence saying why.
+            c.version: (
+                (f"{page.version}|{page.tab_step}" if page.version else None)
+                if page.session_id
+                else gr.skip()
+            ),
             c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
             c.cost: page.cost,
             c.source: page.source,
