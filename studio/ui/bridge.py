@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from studio.config import Secret, Settings
-from studio.engine import USER_ERRORS, Engine, SessionSummary, StoreError
+from studio.engine import (
+    USER_ERRORS,
+    AuthenticationError,
+    Engine,
+    RunAPIError,
+    SessionSummary,
+    StoreError,
+)
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData
@@ -29,7 +36,26 @@ from studio.ui.view import PageData
 T = TypeVar("T")
 _END = object()
 
-__all__ = ["LOCAL", "USER_ERRORS", "Bridge", "SessionSummary", "Tick", "Visitor", "owner_of"]
+__all__ = [
+    "LOCAL",
+    "USER_ERRORS",
+    "Bridge",
+    "KeyCheck",
+    "SessionSummary",
+    "Tick",
+    "Visitor",
+    "owner_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """What RunAPI said of a visitor's pasted key: `accepted` None when it could not be asked
+    (no answer); `refusal` is the sentence to show when it refused it."""
+
+    accepted: bool | None
+    balance_cents: int | None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +196,26 @@ class Bridge:
 
     async def keep(self, session_id: str, step_id: str, who: Visitor) -> Session:
         return await self._call(self._engine.keep(session_id, step_id, owner=who.owner))
+
+    async def rename_session(self, session_id: str, name: str, who: Visitor) -> Session:
+        return await self._call(self._engine.rename_session(session_id, name, owner=who.owner))
+
+    async def delete_session(self, session_id: str, who: Visitor) -> Session:
+        """Delete a session (refused while an edit in it runs) and the images nobody else
+        refers to; the session as it was."""
+        return await self._call(self._engine.delete_session(session_id, owner=who.owner))
+
+    async def check_key(self, api_key: Secret) -> KeyCheck:
+        """Check a visitor's pasted key with RunAPI (a balance call)."""
+        try:
+            balance = await self._call(self._engine.check_key(api_key))
+        except AuthenticationError as exc:
+            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
+        except RunAPIError:
+            return KeyCheck(accepted=None, balance_cents=None)
+        except USER_ERRORS as exc:  # this studio takes no visitors' keys
+            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
+        return KeyCheck(accepted=True, balance_cents=balance)
 
     async def export_session(self, session_id: str, who: Visitor) -> tuple[Session, bytes]:
         """The session and its export ZIP."""
