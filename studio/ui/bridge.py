@@ -60,8 +60,9 @@ class KeyCheck:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """A session's version (it changes with every step added, advanced or removed), what runs
-    in it now, and whether the version differs from the one the tab last saw."""
+    """A session's version (it changes with every step added, advanced or removed; it starts
+    with the session's id), what runs in it now, and whether it moved on from the version of
+    this session the tab last saw."""
 
     version: str | None
     running: dict[str, StepUpdate]
@@ -188,7 +189,10 @@ class Bridge:
             return Tick(None, {}, changed=False)
 
         async def look() -> Tick:
-            version = await self._engine.session_version(session_id, owner=who.owner)
+            # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
+            version = _tagged(
+                session_id, await self._engine.session_version(session_id, owner=who.owner)
+            )
             running = self._engine.running(session_id)
             return Tick(version, running, changed=version != seen_version)
 
@@ -361,7 +365,9 @@ class Bridge:
         if session_id:
             try:
                 # Read before the session: a change in between shows at the next tick.
-                version = await engine.session_version(session_id, owner=who.owner)
+                version = _tagged(
+                    session_id, await engine.session_version(session_id, owner=who.owner)
+                )
                 session = await engine.load_session(session_id, owner=who.owner)
             except StoreError as exc:
                 damaged = str(exc)
@@ -385,6 +391,11 @@ class Bridge:
             damaged=damaged,
             version=version,
         )
+
+
+def _tagged(session_id: str, version: str | None) -> str | None:
+    """A session's version with its id in front, so a tab can tell whose version it holds."""
+    return None if version is None else f"{session_id}@{version}"
 
 
 def _at(session: Session, step_id: str | None) -> Session:
