@@ -222,7 +222,9 @@ class Handlers:
         data = await self.bridge.page(session_id, who, with_balance=with_balance)
         page = view.render_page(data, self.tiles, tab_step)
         download = page.download
-        if download is not None and page.download_name is not None:
+        # A hosted studio serves a stored image only to its owner, recognising it by its hash
+        # name (ui.guard): there a download keeps that name.
+        if download is not None and page.download_name is not None and not self.ctx.hosted:
             folder = self.ctx.exports / "downloads"
             download = await asyncio.to_thread(
                 _named_download, folder, Path(download), page.download_name
