@@ -169,6 +169,7 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         box_.fill("make it black and white")
         box_.press("Enter")
         expect(phone.locator("#result")).to_be_in_viewport()
+        expect(phone.locator("#status")).to_contain_text("⏳")
         shoot(phone, "phone-2-running", full_page=False)
         expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
 
