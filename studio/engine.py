@@ -12,8 +12,10 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -23,7 +25,9 @@ from pathlib import Path
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_params, read_bundle, write_bundle
 from studio.config import Secret, Settings
 from studio.history import (
+    MAX_NAME_CHARS,
     UNFINISHED_STATES,
+    UNTITLED,
     HistoryError,
     ImageRef,
     Phase,
@@ -32,13 +36,16 @@ from studio.history import (
     StepSource,
     StepState,
     StepUpdate,
+    is_untitled,
+    link_name,
+    name_from_prompt,
     new_id,
 )
 from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import PRICE_CENTS, EditParams, ParamsError
-from studio.runapi import RunAPIClient, RunAPIError, poll_delays
+from studio.runapi import AuthenticationError, RunAPIClient, RunAPIError, poll_delays
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
 
@@ -59,6 +66,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 NO_SUCH_SESSION = "There is no such session."
 THUMBNAIL_SIDE = 256
 PNG_SIGNATURE = b"\x89PNG"
+# Image files no step refers to are removed once they are this old (seconds): an edit stores
+# its image a moment before the step that refers to it, possibly in another process.
+UNREFERENCED_GRACE_S = 600.0
+# Said after an imported session's name, so it is told apart from the one it was exported from.
+IMPORTED_MARK = " (imported)"
 
 
 def _utc_now() -> datetime:
@@ -155,7 +167,8 @@ class Engine:
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
             new_id(),
-            name or f"Session {now:%Y-%m-%d %H:%M}",
+            # Untitled until its first instruction names it (`_add_steps`).
+            name or (link_name(link_url) if link_url else None) or UNTITLED,
             origin,
             now,
             source=step_source,
@@ -200,6 +213,50 @@ class Engine:
     async def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, owner)
 
+    async def rename_session(
+        self, session_id: str, name: str, *, owner: str | None = None
+    ) -> Session:
+        """Give a session a new name; raises `HistoryError` for an empty or overlong one."""
+        return await self.navigate(session_id, lambda s: s.rename(name), owner=owner)
+
+    async def delete_session(self, session_id: str, *, owner: str | None = None) -> Session:
+        """Delete a session with its steps, then the images no other session refers to.
+
+        Raises `StoreError` (one sentence) while one of its edits is still queued or running.
+        Returns the session as it was.
+        """
+        async with self._lock(session_id):
+            session = await self.load_session(session_id, owner=owner)
+            if any(not s.is_finished for s in session.steps.values()):
+                raise HistoryError(
+                    "This session has an edit still running; delete it once it has finished."
+                )
+            await asyncio.to_thread(self._store.delete_session, session_id)
+        self._runner.signals.notify(session_id)
+        await self.collect_garbage()
+        return session
+
+    async def collect_garbage(self, *, older_than_s: float = UNREFERENCED_GRACE_S) -> int:
+        """Remove stored images and thumbnails no session refers to, older than `older_than_s`
+        seconds; how many images went. Files a session refers to are never touched."""
+
+        def collect() -> int:
+            removed = self._store.collect_images(older_than_s=older_than_s)
+            keep = self._store.referenced_images()
+            cutoff = time.time() - older_than_s
+            for thumb in self._thumbs_dir.glob("*.*"):
+                sha256 = thumb.name.split(".", 1)[0]
+                if sha256 not in keep and not thumb.name.startswith("."):
+                    with contextlib.suppress(FileNotFoundError):
+                        if thumb.stat().st_mtime < cutoff:
+                            thumb.unlink()
+            return len(removed)
+
+        count = await asyncio.to_thread(collect)
+        if count:
+            log.info("Removed %d image(s) no session refers to", count)
+        return count
+
     async def navigate(
         self, session_id: str, move: Callable[[Session], Session], *, owner: str | None = None
     ) -> Session:
@@ -233,6 +290,7 @@ class Engine:
         `HistoryError` or `LimitError` (one plain sentence) when the edit cannot start; then
         nothing is stored.
         """
+        await self._clients.require_accepted(api_key)
         (step,) = await self._add_steps(
             session_id, [params], parent_step_id, keep_current=False, owner=owner, api_key=api_key
         )
@@ -248,6 +306,7 @@ class Engine:
         owner: str | None = None,
     ) -> Step:
         """Run a failed step again as a new sibling step; the failed one stays as it was."""
+        await self._clients.require_accepted(api_key)
         async with self._lock(session_id):
             session = await self.load_session(session_id, owner=owner)
             session = session.retry(step_id, new_id(), self._now())
@@ -287,6 +346,7 @@ class Engine:
         Both start at once, so the pair takes about as long as the slower model. Neither becomes
         current: the caller keeps one with `keep`, and the other stays as a sibling branch.
         """
+        await self._clients.require_accepted(api_key)
         both = [replace(params, model="pro"), replace(params, model="max")]
         pro, max_ = await self._add_steps(
             session_id, both, parent_step_id, keep_current=True, owner=owner, api_key=api_key
@@ -400,12 +460,16 @@ class Engine:
                 if not await asyncio.to_thread(self._store.has_image, ref.sha256):
                     added.append(ref.sha256)
                 await self._put_image(image.data, ref.format, ref.width, ref.height)
-            await asyncio.to_thread(self._store.create_session, bundle.session)
+            session = bundle.session
+            if not session.name.endswith(IMPORTED_MARK):
+                name = f"{session.name[: MAX_NAME_CHARS - 20]}{IMPORTED_MARK}"
+                session = session.rename(name)
+            await asyncio.to_thread(self._store.create_session, session)
         except BaseException:
             for sha256 in added:
                 await asyncio.to_thread(self._store.discard_image, sha256)
             raise
-        return bundle.session
+        return session
 
     async def replay(
         self,
@@ -456,6 +520,12 @@ class Engine:
     async def balance_cents(self, api_key: Secret | None = None) -> int | None:
         balance = await self._clients.get(api_key).get_balance()
         return balance.balance_cents
+
+    async def check_key(self, api_key: Secret) -> int | None:
+        """Check a visitor's key with RunAPI (a balance call): the balance in cents, or None
+        if its shape is unknown. Raises `AuthenticationError` whose sentence names the pasted
+        key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked."""
+        return await self._clients.check(api_key)
 
     @property
     def in_memory(self) -> dict[str, int]:
@@ -551,6 +621,10 @@ class Engine:
             self._admit(session, steps, api_key)
             for step in steps:
                 await asyncio.to_thread(self._store.save_step, step)
+            if is_untitled(session.name):
+                # A session started without a name is called after its first instruction.
+                name = name_from_prompt(steps[0].params.prompt if steps[0].params else "")
+                await asyncio.to_thread(self._store.rename_session, session_id, name)
             if keep_current:
                 # Back at the parent, with nothing to redo: none is current until kept.
                 session = replace(at_parent, redo_stack=())
@@ -620,6 +694,7 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "UNFINISHED_STATES",
     "USER_ERRORS",
+    "AuthenticationError",
     "Engine",
     "ImageError",
     "Phase",

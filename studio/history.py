@@ -5,11 +5,13 @@ Plain immutable values; imports only `studio.params` and the stdlib. No I/O and 
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from studio.params import EditParams
 
@@ -28,6 +30,12 @@ Phase = Literal[
 SourceKind = Literal["upload", "link", "step", "none"]
 # Names are shown in lists and file names of exports; this only stops pasted novels.
 MAX_NAME_CHARS = 200
+# The name of a session started with no name; its first instruction names it. Earlier studios
+# named such sessions by the minute they were made ("Session 2026-11-30 23:40").
+UNTITLED = "Untitled session"
+_MINUTE_NAME = re.compile(r"Session \d{4}-\d\d-\d\d \d\d:\d\d")
+# How much of an instruction a session is named after.
+NAME_FROM_PROMPT_CHARS = 60
 
 
 class HistoryError(ValueError):
@@ -460,6 +468,32 @@ class Session:
             raise HistoryError(f"Step {step.step_id} already exists.")
         steps = {**self.steps, step.step_id: step}
         return replace(self, steps=steps, current_step_id=step.step_id, redo_stack=())
+
+
+def is_untitled(name: str) -> bool:
+    """Whether a session's name is the placeholder a session gets when started without one."""
+    return name == UNTITLED or _MINUTE_NAME.fullmatch(name) is not None
+
+
+def name_from_prompt(prompt: str) -> str:
+    """A session name from its first instruction: the start of it, on one line."""
+    text = " ".join(prompt.split())
+    if len(text) > NAME_FROM_PROMPT_CHARS:
+        text = text[: NAME_FROM_PROMPT_CHARS - 1].rstrip() + "…"
+    return text or UNTITLED
+
+
+def link_name(url: str) -> str | None:
+    """A session name from a link: its file name ("cat.jpg"), else its host; None if neither."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    name = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]).strip()
+    name = " ".join((name or parts.hostname or "").split())[:NAME_FROM_PROMPT_CHARS]
+    return name or None
 
 
 def _utc(moment: datetime) -> datetime:

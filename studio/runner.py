@@ -31,6 +31,7 @@ from studio.params import (
 )
 from studio.runapi import (
     MAX_RESULT_BYTES,
+    AuthenticationError,
     RunAPIClient,
     RunAPIError,
     Task,
@@ -51,6 +52,11 @@ UNEXPECTED_FAILURE = "The edit failed for a reason the studio did not expect; it
 PARENT_POLL_S = 1.0
 # A visitor's client (and its connection pool) is closed after this many idle seconds.
 CLIENT_IDLE_S = 600.0
+# Said when RunAPI refuses a key a visitor pasted (they set no variable: not RUNAPI_API_KEY).
+PASTED_KEY_REFUSED = (
+    "RunAPI did not accept the key you pasted; check it in your RunAPI account, "
+    "or clear it to go on without it."
+)
 
 
 class ClientPool:
@@ -74,6 +80,38 @@ class ClientPool:
         self._clock = clock
         # digest of the key -> (client, steps using it, when it was last released)
         self._visitors: dict[str, tuple[RunAPIClient, int, float]] = {}
+        # Digests of visitors' keys RunAPI has accepted (a balance call) while their client lives.
+        self._accepted: set[str] = set()
+
+    async def check(self, api_key: Secret) -> int | None:
+        """Ask RunAPI for the balance with a visitor's key: the balance in cents (None if its
+        shape is unknown). Raises `AuthenticationError` naming the pasted key if it is refused;
+        other errors (the service is unreachable...) as they come."""
+        client, digest = self._entry(api_key)
+        try:
+            balance = await client.get_balance()
+        except AuthenticationError as exc:
+            self._accepted.discard(digest)
+            held, users, _ = self._visitors.get(digest, (None, 1, 0.0))
+            if held is not None and users == 0:  # nothing uses a refused key: let it go now
+                del self._visitors[digest]
+                await held.aclose()
+            raise AuthenticationError(PASTED_KEY_REFUSED, status=exc.status) from None
+        self._accepted.add(digest)
+        return balance.balance_cents
+
+    async def require_accepted(self, api_key: Secret | None) -> None:
+        """Before a step is stored for a visitor's key: check it once, so a refused key leaves
+        no failed step behind. A key that cannot be checked now (no answer) is let through:
+        the step's own run then says what is wrong."""
+        if api_key is None or self._entry(api_key)[1] in self._accepted:
+            return
+        try:
+            await self.check(api_key)
+        except AuthenticationError:
+            raise
+        except RunAPIError:
+            return
 
     def get(self, api_key: Secret | None) -> RunAPIClient:
         """The client for `api_key` (the server's for None), for a short call such as a balance."""
@@ -107,6 +145,7 @@ class ClientPool:
         ]
         for digest in idle:
             client, _, _ = self._visitors.pop(digest)
+            self._accepted.discard(digest)
             await client.aclose()
 
     @property
@@ -307,6 +346,9 @@ class StepRunner:
                 # The task may still finish and be charged: leave the step running in the store
                 # so the next start polls it again, and tell the watchers.
                 return replace(step, error=str(exc))
+            except AuthenticationError as exc:
+                # A visitor's pasted key was refused (revoked since it was checked, say).
+                return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
             except (RunAPIError, ImageError, HistoryError) as exc:
                 return await self._fail(step, str(exc))
             except Exception:

@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,9 +196,11 @@ class Store:
         sha256 = hashlib.sha256(data).hexdigest()
         final = self.images_dir / sha256[:2] / f"{sha256}.{format}"
         ref = ImageRef(sha256=sha256, format=format, width=width, height=height)
-        # Already there (the usual case in a chain); a damaged copy is replaced below.
+        # Already there (the usual case in a chain); a damaged copy is replaced below. Touched,
+        # so a clean-up running meanwhile sees it as new and leaves it (`collect_images`).
         with contextlib.suppress(FileNotFoundError):
             if hashlib.sha256(final.read_bytes()).hexdigest() == sha256:
+                os.utime(final)
                 return ref
         # A leading dot keeps half-written files out of `image_path`'s glob.
         temp = final.with_name(f".{sha256}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -361,6 +364,56 @@ class Store:
                 (owner, sha256),
             ).fetchone()
         return row is not None
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete a session and all its steps (its images go at the next `collect_images`).
+
+        Raises:
+            StoreError: there is no such session, or one of its steps is unfinished.
+        """
+        with self._write() as db:
+            unfinished = db.execute(
+                "SELECT COUNT(*) FROM steps"
+                " WHERE session_id = ? AND state IN ('queued', 'running')",
+                (session_id,),
+            ).fetchone()[0]
+            if unfinished:
+                raise StoreError(
+                    "This session has an edit still running; delete it once it has finished."
+                )
+            db.execute("DELETE FROM steps WHERE session_id = ?", (session_id,))
+            deleted = db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+            if deleted.rowcount == 0:
+                raise StoreError("There is no such session.")
+
+    def referenced_images(self) -> set[str]:
+        """The sha256 of every image a step refers to: as its result or as its source."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT result_sha256 FROM steps WHERE result_sha256 IS NOT NULL"
+                " UNION SELECT source_sha256 FROM steps WHERE source_sha256 IS NOT NULL"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def collect_images(self, *, older_than_s: float) -> list[str]:
+        """Remove the image files no step refers to; the sha256 of each one removed.
+
+        A file written or stored again within `older_than_s` seconds is left alone: an edit or
+        an import (here or in another process) stores its image a moment before the step that
+        refers to it.
+        """
+        keep = self.referenced_images()
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path in self.images_dir.glob("??/*.*"):
+            sha256 = path.name.split(".", 1)[0]
+            if path.name.startswith(".") or not _SHA256.fullmatch(sha256) or sha256 in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(sha256)
+        return removed
 
     def session_version(self, session_id: str) -> str | None:
         """Changes whenever a step of the session is added, advances or goes (None: no session).

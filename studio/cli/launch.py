@@ -6,7 +6,9 @@ Imports `config` and, lazily, `simulator` and `ui` (Gradio is loaded only to ser
 from __future__ import annotations
 
 import argparse
+import errno
 import secrets
+import socket
 import sys
 import threading
 from dataclasses import replace
@@ -77,6 +79,22 @@ def simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """One sentence if the studio cannot listen on `host:port` (taken, or not an address of
+    this machine), else None. Checked before anything starts; Gradio's own refusal is a
+    traceback about "empty ports"."""
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return (
+                f"Port {port} on {host} is already in use (another studio?); stop it, "
+                "or pick another port with --port."
+            )
+        return f"The studio cannot listen on {host}:{port} ({error.strerror or error})."
+
+
 def serve(args: argparse.Namespace) -> int:
     """`kontext-studio` with no command: the browser studio (it resumes unfinished edits)."""
     settings = Settings.from_env(
@@ -88,6 +106,8 @@ def serve(args: argparse.Namespace) -> int:
         auth=args.auth,
         root_path=args.root_path,
     )
+    if problem := port_in_use(settings.host, settings.port):
+        raise CommandError(problem)
     settings, sim = start_simulator_if_needed(settings, latency=sim_latency(settings))
     if sim is not None:
         sys.stderr.write(f"{SIMULATOR_NOTICE}\n")
@@ -97,6 +117,13 @@ def serve(args: argparse.Namespace) -> int:
         from studio.ui.serve import serve_studio
 
         serve_studio(settings, mcp=args.mcp)
+    except OSError as error:
+        # Taken between the check and the start (Gradio says "Cannot find empty port").
+        if "empty port" not in str(error):
+            raise
+        raise CommandError(
+            port_in_use(settings.host, settings.port) or f"Port {settings.port} is taken."
+        ) from None
     finally:
         if sim is not None:
             sim.stop()

@@ -85,3 +85,9 @@ def allowed_paths(bridge: Bridge) -> list[str]:
 
 def css_path() -> Path:
     return assets_dir() / "studio.css"
+
+
+def page_script() -> str | None:
+    """The page's script (`assets/studio.js`, a function Gradio runs once the page is ready)."""
+    path = assets_dir() / "studio.js"
+    return path.read_text(encoding="utf-8") if path.exists() else None

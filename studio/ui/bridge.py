@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from studio.config import Secret, Settings
-from studio.engine import MAX_BUNDLE_BYTES, USER_ERRORS, Engine, SessionSummary, StoreError
+from studio.engine import (
+    MAX_BUNDLE_BYTES,
+    USER_ERRORS,
+    AuthenticationError,
+    Engine,
+    RunAPIError,
+    SessionSummary,
+    StoreError,
+)
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData
@@ -34,6 +42,7 @@ __all__ = [
     "MAX_BUNDLE_BYTES",
     "USER_ERRORS",
     "Bridge",
+    "KeyCheck",
     "SessionSummary",
     "Tick",
     "Visitor",
@@ -42,9 +51,20 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class KeyCheck:
+    """What RunAPI said of a visitor's pasted key: `accepted` None when it could not be asked
+    (no answer); `refusal` is the sentence to show when it refused it."""
+
+    accepted: bool | None
+    balance_cents: int | None
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
-    """A session's version (it changes with every step added, advanced or removed), what runs
-    in it now, and whether the version differs from the one the tab last saw."""
+    """A session's version (it changes with every step added, advanced or removed; it starts
+    with the session's id), what runs in it now, and whether it moved on from the version of
+    this session the tab last saw."""
 
     version: str | None
     running: dict[str, StepUpdate]
@@ -171,7 +191,10 @@ class Bridge:
             return Tick(None, {}, changed=False)
 
         async def look() -> Tick:
-            version = await self._engine.session_version(session_id, owner=who.owner)
+            # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
+            version = _tagged(
+                session_id, await self._engine.session_version(session_id, owner=who.owner)
+            )
             running = self._engine.running(session_id)
             return Tick(version, running, changed=version != seen_version)
 
@@ -179,6 +202,26 @@ class Bridge:
 
     async def keep(self, session_id: str, step_id: str, who: Visitor) -> Session:
         return await self._call(self._engine.keep(session_id, step_id, owner=who.owner))
+
+    async def rename_session(self, session_id: str, name: str, who: Visitor) -> Session:
+        return await self._call(self._engine.rename_session(session_id, name, owner=who.owner))
+
+    async def delete_session(self, session_id: str, who: Visitor) -> Session:
+        """Delete a session (refused while an edit in it runs) and the images nobody else
+        refers to; the session as it was."""
+        return await self._call(self._engine.delete_session(session_id, owner=who.owner))
+
+    async def check_key(self, api_key: Secret) -> KeyCheck:
+        """Check a visitor's pasted key with RunAPI (a balance call)."""
+        try:
+            balance = await self._call(self._engine.check_key(api_key))
+        except AuthenticationError as exc:
+            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
+        except RunAPIError:
+            return KeyCheck(accepted=None, balance_cents=None)
+        except USER_ERRORS as exc:  # this studio takes no visitors' keys
+            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
+        return KeyCheck(accepted=True, balance_cents=balance)
 
     async def export_session(self, session_id: str, who: Visitor) -> tuple[Session, bytes]:
         """The session and its export ZIP."""
@@ -324,7 +367,9 @@ class Bridge:
         if session_id:
             try:
                 # Read before the session: a change in between shows at the next tick.
-                version = await engine.session_version(session_id, owner=who.owner)
+                version = _tagged(
+                    session_id, await engine.session_version(session_id, owner=who.owner)
+                )
                 session = await engine.load_session(session_id, owner=who.owner)
             except StoreError as exc:
                 damaged = str(exc)
@@ -348,6 +393,11 @@ class Bridge:
             damaged=damaged,
             version=version,
         )
+
+
+def _tagged(session_id: str, version: str | None) -> str | None:
+    """A session's version with its id in front, so a tab can tell whose version it holds."""
+    return None if version is None else f"{session_id}@{version}"
 
 
 def _at(session: Session, step_id: str | None) -> Session:

@@ -20,9 +20,10 @@ _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # engine, not in the event): let many run at once.
 _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **_INTERNAL}
 _INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", **_INTERNAL}
-_SCROLL_TO_COMPARE = (
-    "() => document.getElementById('compare-panel')?.scrollIntoView({behavior: 'smooth'})"
-)
+_SCROLL_TO_COMPARE = "() => window.kontextStudio?.showCompare()"
+# After Enter, the result area (which now says a run is under way) is brought into view when
+# it is off screen, as it is on a phone (assets/studio.js).
+_SHOW_RESULT = "() => window.kontextStudio?.showResult()"
 
 
 def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
@@ -32,6 +33,7 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     demo.load(h.on_load, [c.browser], page, **_QUICK)
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
+    c.source.clear(h.on_clear_source, tab, page, **_QUICK)
     c.examples.select(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
     c.new_session.click(h.on_new_session, tab, page, **_QUICK)
@@ -39,7 +41,8 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form]
-    gr.on([c.run.click, c.prompt.submit], h.on_edit, edit_inputs, page, **_QUICK)
+    edit = gr.on([c.run.click, c.prompt.submit], h.on_edit, edit_inputs, page, **_QUICK)
+    edit.success(None, js=_SHOW_RESULT)
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUICK)
     c.cancel.click(h.on_cancel, tab, page, **_QUICK)
     compare = c.compare.click(h.on_compare, [*tab, c.prompt, *form], h.compare_outputs, **_QUICK)
@@ -49,6 +52,7 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
 
     c.history.select(h.on_history_select, tab, page, **_QUICK)
     c.branches.select(h.on_branch_select, tab, page, **_QUICK)
+    c.failed.select(h.on_failed_select, tab, page, **_QUICK)
     c.undo.click(h.on_undo, tab, page, **_QUICK)
     c.redo.click(h.on_redo, tab, page, **_QUICK)
     tick_inputs = [*tab, c.version, c.compare_pair, c.tab_key]
@@ -56,6 +60,36 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on([c.pair_a.input, c.pair_b.input], h.on_pair, pair, [c.slider], **_QUICK)
 
-    c.user_key.change(h.on_key, [c.user_key], [c.tab_key, c.banner], **_QUICK)
+    # The slider's top follows the tab's step: 2 when the next step edits, 6 when it generates.
+    c.tab_step.change(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)
+
+    # A pasted key is checked at once; typing is coalesced (only the last value is checked).
+    # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
+    # paste would go unnoticed.
+    key_outputs = [c.tab_key, c.key_store, c.banner, c.key_note]
+    c.user_key.change(
+        h.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
+    )
+    c.remember_key.input(
+        h.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
+    )
+    demo.load(
+        h.on_load_key,
+        [c.key_store],
+        [c.user_key, c.tab_key, c.remember_key, c.banner, c.key_note],
+        **_QUICK,
+    )
+
+    c.manage.expand(h.on_manage_open, tab, [c.session_name, c.delete_confirm], **_QUICK)
+    gr.on(
+        [c.rename.click, c.session_name.submit],
+        h.on_rename,
+        [*tab, c.session_name],
+        [*page, c.session_name],
+        **_QUICK,
+    )
+    c.delete.click(h.on_delete_ask, tab, [c.delete_text, c.delete_confirm, c.status], **_QUICK)
+    c.delete_no.click(h.on_delete_no, None, [c.delete_confirm], **_QUICK)
+    c.delete_yes.click(h.on_delete, tab, [*page, c.delete_confirm, c.manage], **_QUICK)
     c.export.click(h.on_export, tab, [*page, c.export_file], **_QUICK)
     c.import_file.upload(h.on_import, [*tab, c.import_file], page, **_INTAKE)

@@ -10,11 +10,13 @@ tab and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import logging
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -25,7 +27,13 @@ import gradio as gr
 
 from studio.config import Secret
 from studio.history import Session, Step, StepUpdate
-from studio.params import EditParams, parse_params
+from studio.params import (
+    SAFETY_MAX_EDIT,
+    SAFETY_MAX_GENERATE,
+    EditParams,
+    format_cents,
+    parse_params,
+)
 from studio.ui import layout, present, view
 from studio.ui.bridge import LOCAL, MAX_BUNDLE_BYTES, USER_ERRORS, Bridge, Visitor, owner_of
 from studio.ui.layout import Components
@@ -175,6 +183,8 @@ class Handlers:
             c.aspect,
             c.history,
             c.branches,
+            c.failed,
+            c.failed_box,
             c.undo,
             c.redo,
             c.timer,
@@ -210,7 +220,16 @@ class Handlers:
         who = self.who_with(tab_key)
         with_balance = balance and (who.api_key is not None or not self.ctx.simulator)
         data = await self.bridge.page(session_id, who, with_balance=with_balance)
-        return self.updates(view.render_page(data, self.tiles, tab_step))
+        page = view.render_page(data, self.tiles, tab_step)
+        download = page.download
+        # A hosted studio serves a stored image only to its owner, recognising it by its hash
+        # name (ui.guard): there a download keeps that name.
+        if download is not None and page.download_name is not None and not self.ctx.hosted:
+            folder = self.ctx.exports / "downloads"
+            download = await asyncio.to_thread(
+                _named_download, folder, Path(download), page.download_name
+            )
+        return self.updates(page, download)
 
     @property
     def who(self) -> Visitor:
@@ -222,10 +241,13 @@ class Handlers:
         key = _secret((tab_key or "").strip())
         return replace(self.who, api_key=key) if key else self.who
 
-    def updates(self, page: view.PageUpdate) -> Update:
-        """A `PageUpdate` as Gradio component updates."""
+    def updates(self, page: view.PageUpdate, download: str | None = None) -> Update:
+        """A `PageUpdate` as Gradio component updates; `download` is the shown image under
+        the name a download gets (default: as stored)."""
         c = self.c
         tick = layout.TICK_RUNNING_S if page.running else layout.TICK_IDLE_S
+        download = download or page.download
+        failed = len(page.failed)
         return {
             c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
@@ -246,12 +268,17 @@ class Handlers:
             c.result: page.result,
             c.slider: page.slider,
             c.status: page.status,
-            c.download: gr.DownloadButton(value=page.download, visible=page.download is not None),
+            c.download: gr.DownloadButton(value=download, visible=download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
             c.cancel: gr.Button(visible=page.cancel_visible),
             c.aspect: gr.Dropdown(choices=page.aspect_choices),
-            c.history: page.history,
+            # The tab's step is highlighted; setting it does not fire `select` (checked in 6.31).
+            c.history: gr.Gallery(value=page.history, selected_index=page.history_selected),
             c.branches: gr.Gallery(value=page.branches, visible=bool(page.branches)),
+            c.failed: gr.Gallery(value=page.failed),
+            c.failed_box: gr.Accordion(
+                label=f"Failed attempts ({failed}): kept out of the way", visible=failed > 0
+            ),
             c.undo: gr.Button(interactive=page.can_undo),
             c.redo: gr.Button(interactive=page.can_redo),
             c.timer: gr.Timer(value=tick, active=True),
@@ -284,9 +311,16 @@ class Handlers:
         path = upload.get("path") if isinstance(upload, dict) else upload
         if not path:
             return {self.c.status: gr.skip()}
+        name = upload.get("orig_name") if isinstance(upload, dict) else None
         data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.start_session(data, self.who)
+        session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
         return await self.page(session.session_id)
+
+    @guarded
+    async def on_clear_source(self, _session_id: str | None, _tab: str | None) -> Update:
+        """The source was removed with ✕: the page starts afresh (the next instruction
+        generates an image, in a new session), instead of editing the step it no longer shows."""
+        return {**(await self.page(None)), self.c.browser: None, self.c.tab_step: None}
 
     @guarded
     async def on_example(
@@ -440,8 +474,9 @@ class Handlers:
     ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        path = _seen_from(await self.bridge.load_session(session_id, self.who), tab_step).path()
-        return await self._move_to(session_id, tab_step, path, int(evt.index))
+        session = await self.bridge.load_session(session_id, self.who)
+        line = view.strips(_seen_from(session, tab_step)).line
+        return await self._move_to(session_id, tab_step, line, int(evt.index))
 
     @guarded
     async def on_branch_select(
@@ -449,8 +484,19 @@ class Handlers:
     ) -> Update:
         if not session_id:
             return {self.c.status: gr.skip()}
-        tips = _seen_from(await self.bridge.load_session(session_id, self.who), tab_step).branches
+        session = await self.bridge.load_session(session_id, self.who)
+        tips = view.strips(_seen_from(session, tab_step)).branches
         return await self._move_to(session_id, tab_step, tips, int(evt.index))
+
+    @guarded
+    async def on_failed_select(
+        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
+    ) -> Update:
+        if not session_id:
+            return {self.c.status: gr.skip()}
+        session = await self.bridge.load_session(session_id, self.who)
+        failed = view.strips(_seen_from(session, tab_step)).failed
+        return await self._move_to(session_id, tab_step, failed, int(evt.index))
 
     async def _move_to(
         self, session_id: str, tab_step: str | None, steps: tuple[Step, ...], index: int
@@ -489,6 +535,11 @@ class Handlers:
         # A render shows a version seen from a step; one from another step (an older tick that
         # crossed an edit in flight) is stale and is drawn again.
         seen, _, seen_from = (version or "").partition("|")
+        if not session_id or not seen.startswith(f"{session_id}@"):
+            # The page shows no session, or not the one its browser storage names: its states
+            # arrive one by one, and this tick fell between a render's (storage still on the
+            # session shown before). Drawing that session would pull the page back to it.
+            return {self.c.status: gr.skip()}
         fresh = seen_from == (tab_step or "")
         tick = await self.bridge.tick(session_id, seen if fresh else None, self.who)
         ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
@@ -526,6 +577,95 @@ class Handlers:
         b = self.bridge.image_path(session.steps[right])
         return {self.c.slider: (a, b) if a and b else None}
 
+    async def on_tab_step(
+        self,
+        session_id: str | None,
+        tab_step: str | None,
+        safety: float | None,
+        request: gr.Request | None = None,
+    ) -> Any:
+        """The safety slider's top follows what the tab's next step is: 2 for an edit, 6 for
+        a generation (`Session.next_is_edit`), with the value brought within it."""
+        top = SAFETY_MAX_GENERATE
+        if session_id and tab_step:
+            with contextlib.suppress(*_REFUSED):
+                who = visitor_from(request, hosted=self.ctx.hosted)
+                session = _seen_from(await self.bridge.load_session(session_id, who), tab_step)
+                top = SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE
+        value = min(int(safety if safety is not None else 2), top)
+        return gr.Slider(maximum=top, value=value)
+
+    # -- managing sessions ----------------------------------------------------------------------
+
+    async def on_manage_open(
+        self, session_id: str | None, _tab: str | None, request: gr.Request | None = None
+    ) -> Update:
+        """Opening "Rename or delete" fills in the session's name, ready to edit."""
+        name = ""
+        if session_id:
+            with contextlib.suppress(*_REFUSED):
+                who = visitor_from(request, hosted=self.ctx.hosted)
+                name = (await self.bridge.load_session(session_id, who)).name
+        return {self.c.session_name: name, self.c.delete_confirm: gr.Group(visible=False)}
+
+    @guarded
+    async def on_rename(
+        self, session_id: str | None, tab_step: str | None, name: str | None
+    ) -> Update:
+        if not session_id:
+            raise Refusal("There is no session to rename yet.")
+        session = await self.bridge.rename_session(session_id, name or "", self.who)
+        return {
+            **(await self.page(session_id, tab_step)),
+            self.c.session_name: session.name,
+            self.c.status: f"Renamed the session “{session.name}”.",
+        }
+
+    async def on_delete_ask(
+        self, session_id: str | None, _tab: str | None, request: gr.Request | None = None
+    ) -> Update:
+        """Deleting asks first, saying what goes."""
+        try:
+            if not session_id:
+                raise Refusal("There is no session to delete.")
+            who = visitor_from(request, hosted=self.ctx.hosted)
+            session = await self.bridge.load_session(session_id, who)
+        except _REFUSED as exc:
+            sentence = error_sentence(exc)
+            gr.Warning(sentence)
+            return {self.c.status: f"⚠ {sentence}", self.c.delete_confirm: gr.skip()}
+        edits = len(session.steps) - 1
+        text = (
+            f"Delete “{_markdown_text(session.name)}” with its {edits} "
+            f"step{'' if edits == 1 else 's'} and their images? This cannot be undone; "
+            "export it first to keep a copy."
+        )
+        return {
+            self.c.delete_text: text,
+            self.c.delete_confirm: gr.Group(visible=True),
+            self.c.status: gr.skip(),
+        }
+
+    async def on_delete_no(self) -> Any:
+        return gr.Group(visible=False)
+
+    @guarded
+    async def on_delete(self, session_id: str | None, _tab: str | None) -> Update:
+        """Delete the session (once confirmed), and show the most recent other one."""
+        if not session_id:
+            raise Refusal("There is no session to delete.")
+        gone = await self.bridge.delete_session(session_id, self.who)
+        summaries = await self.bridge.list_sessions(self.who)
+        next_id = summaries[0].session_id if summaries else None
+        return {
+            **(await self.page(next_id)),
+            self.c.browser: next_id,
+            self.c.tab_step: gr.skip() if next_id else None,
+            self.c.delete_confirm: gr.Group(visible=False),
+            self.c.manage: gr.Accordion(open=False),
+            self.c.status: f"Deleted “{gone.name}” and the images only it used.",
+        }
+
     # -- export and import ----------------------------------------------------------------------
 
     @guarded
@@ -558,12 +698,83 @@ class Handlers:
 
     # -- the key --------------------------------------------------------------------------------
 
-    def on_key(self, key: str | None) -> tuple[str | None, str]:
+    async def on_key(self, key: str | None, remember: bool = False) -> Update:
+        """A pasted key is checked at once (a balance call) and said so in one sentence. An
+        accepted key is used for this tab (and kept in this browser if asked); a refused one
+        is kept too, so edits are refused rather than quietly run elsewhere."""
         key = (key or "").strip() or None
-        text = present.banner(
-            simulator=self.ctx.simulator, server_key=self.ctx.server_key, user_key=key is not None
+        c = self.c
+        if key is None:
+            return {
+                c.tab_key: None,
+                c.key_store: None,
+                c.banner: self._banner(None, has_key=False),
+                c.key_note: "",
+            }
+        note, accepted = await self._check_key(key)
+        return {
+            c.tab_key: key,
+            c.key_store: key if remember and accepted else None,
+            c.banner: self._banner(accepted, remembered=bool(remember and accepted)),
+            c.key_note: note,
+        }
+
+    async def on_remember(self, key: str | None, remember: bool) -> Update:
+        """Keep the key in this browser's storage, or forget it there."""
+        key = (key or "").strip() or None
+        c = self.c
+        if key is None or not remember:
+            return {c.key_store: None, c.key_note: gr.skip(), c.banner: gr.skip()}
+        note, accepted = await self._check_key(key)
+        return {
+            c.key_store: key if accepted else None,
+            c.key_note: note,
+            c.banner: self._banner(accepted, remembered=accepted is True),
+        }
+
+    async def on_load_key(self, stored: str | None) -> Update:
+        """A key this browser was asked to remember: used again, checked again, and named."""
+        c = self.c
+        key = stored.strip() if isinstance(stored, str) and stored.strip() else None
+        if key is None:
+            return {c.user_key: gr.skip(), c.tab_key: gr.skip(), c.remember_key: gr.skip()}
+        note, accepted = await self._check_key(key)
+        return {
+            c.user_key: key,
+            c.tab_key: key,
+            c.remember_key: True,
+            c.banner: self._banner(accepted, remembered=True),
+            c.key_note: note,
+        }
+
+    async def _check_key(self, key: str) -> tuple[str, bool | None]:
+        """One sentence about a pasted key, and whether RunAPI took it (None: not known)."""
+        check = await self.bridge.check_key(Secret(key))
+        if check.accepted is False:
+            return f"⚠ {check.refusal}", False
+        if check.accepted is None:
+            return (
+                "⚠ The key could not be checked now (RunAPI did not answer); edits in this "
+                "tab will use it and say so if it is refused.",
+                None,
+            )
+        money = (
+            ""
+            if check.balance_cents is None
+            else (f" The account has {format_cents(check.balance_cents)}.")
         )
-        return key, text
+        return f"✓ RunAPI accepted your key.{money} Edits in this tab use it.", True
+
+    def _banner(
+        self, accepted: bool | None, *, has_key: bool = True, remembered: bool = False
+    ) -> str:
+        return present.banner(
+            simulator=self.ctx.simulator,
+            server_key=self.ctx.server_key,
+            user_key=has_key,
+            key_refused=has_key and accepted is False,
+            remembered=remembered,
+        )
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -611,6 +822,42 @@ def _write_export(folder: Path, name: str, data: bytes) -> Path:
 
 def _secret(key: str | None) -> Secret | None:
     return Secret(key) if key else None
+
+
+# What browsers and phones call a file with no name of its own (a paste, a photo): no name.
+_GENERIC_UPLOAD_NAMES = re.compile(r"(image|blob|webcam|clipboard|screenshot|photo)(\.\w+)?", re.I)
+
+
+def _upload_name(orig_name: object) -> str | None:
+    """A session name from an upload's file name, or None for a paste or photo with none."""
+    if not isinstance(orig_name, str):
+        return None
+    name = " ".join(Path(orig_name).name.split())[:60]
+    if not name or _GENERIC_UPLOAD_NAMES.fullmatch(name):
+        return None
+    return name
+
+
+def _named_download(folder: Path, stored: Path, name: str) -> str:
+    """The stored image under a name a person recognises ("holiday-step-3.png"), for the
+    Download button: Gradio serves a file by its own name, and stored files are named by
+    their SHA-256. A link in a temporary folder (a copy where links are not possible), made
+    once per image and name; the stored file stays the one true copy."""
+    target = folder / stored.stem[:16] / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.symlink_to(stored)
+        except FileExistsError:
+            pass
+        except OSError:
+            shutil.copyfile(stored, target)
+    return str(target)
+
+
+def _markdown_text(text: str) -> str:
+    """User text shown inside Markdown, with Markdown's own characters escaped."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|~])", r"\\\1", text)
 
 
 __all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]

@@ -20,6 +20,9 @@ TICK_RUNNING_S = 1.0
 TICK_IDLE_S = 2.0
 # A fixed key, so the visitor's session survives reloads and restarts (gradio-notes §2).
 BROWSER_STORAGE_KEY = "kontext-studio-session"
+# Where a visitor's own key is kept when they ask the studio to remember it: their browser's
+# local storage, never the server's disk.
+KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 
 
 def _unopened_path(payload: Any) -> str | None:
@@ -64,6 +67,8 @@ class Components:
     user_key: gr.Textbox
     history: gr.Gallery
     branches: gr.Gallery
+    failed: gr.Gallery
+    failed_box: gr.Accordion
     undo: gr.Button
     redo: gr.Button
     export: gr.Button
@@ -87,6 +92,17 @@ class Components:
     browser: gr.BrowserState
     tab_key: gr.State
     compare_pair: gr.State
+    remember_key: gr.Checkbox
+    key_note: gr.Markdown
+    key_store: gr.BrowserState
+    manage: gr.Accordion
+    session_name: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    delete_confirm: gr.Group
+    delete_text: gr.Markdown
+    delete_yes: gr.Button
+    delete_no: gr.Button
 
 
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
@@ -111,6 +127,8 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         compare_pair=gr.State(None),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=gr.State(None),
+        # Only when the visitor ticks "remember": in their browser's storage, never on disk here.
+        key_store=gr.BrowserState(None, storage_key=KEY_STORAGE_KEY, secret=browser_secret),
     )
 
 
@@ -162,7 +180,7 @@ def _render_source(examples: list[Path]) -> dict[str, Any]:
                 elem_id="examples",
                 interactive=False,
             )
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, elem_id="result-column"):
             result_parts = _render_result_column()
     return {
         "source": source,
@@ -223,7 +241,8 @@ def _render_instruction() -> dict[str, Any]:
             max_lines=4,
             elem_id="prompt",
             scale=6,
-            autofocus=True,
+            # Not `autofocus`: it scrolls a phone's page past the source on load; studio.js
+            # focuses the box without scrolling, on wide screens only.
         )
         run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=1)
         compare = gr.Button("Compare pro / max", elem_id="compare", scale=1)
@@ -263,10 +282,16 @@ def _render_instruction() -> dict[str, Any]:
         gr.Markdown(present.TIPS)
     with gr.Accordion("RunAPI key", open=False, elem_id="key-box"):
         user_key = gr.Textbox(
-            label="Your RunAPI key (used for this tab only, never stored)",
+            label="Your RunAPI key (checked when pasted; used for this tab only)",
             type="password",
             elem_id="user-key",
         )
+        remember_key = gr.Checkbox(
+            False,
+            label="Remember it in this browser (kept in this browser only, never on the server)",
+            elem_id="remember-key",
+        )
+        key_note = gr.Markdown("", elem_id="key-note")
     return {
         "compare": compare,
         "prompt": prompt,
@@ -278,6 +303,8 @@ def _render_instruction() -> dict[str, Any]:
         "expansion": expansion,
         "safety": safety,
         "user_key": user_key,
+        "remember_key": remember_key,
+        "key_note": key_note,
     }
 
 
@@ -333,13 +360,37 @@ def _render_history() -> dict[str, Any]:
         import_file = gr.UploadButton(
             "Import ZIP", file_types=[".zip"], elem_id="import", size="sm"
         )
-    history = _step_strip("Current path", "history", height=210)
-    branches = _step_strip(
-        "Other branches (click to switch)", "branches", height=170, visible=False
-    )
+    history = _step_strip("Current path (↷ marks what Redo brings back)", "history")
+    branches = _step_strip("Other branches (click to switch)", "branches", visible=False)
+    with gr.Accordion(
+        "Failed attempts", open=False, visible=False, elem_id="failed-box"
+    ) as failed_box:
+        failed = _step_strip("Failed attempts (click one to see why, or to retry it)", "failed")
+    with gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage:
+        with gr.Row(equal_height=True):
+            session_name = gr.Textbox(
+                label="Session name", elem_id="session-name", scale=4, max_lines=1
+            )
+            rename = gr.Button("Rename", elem_id="rename", scale=1)
+        delete = gr.Button("Delete this session…", elem_id="delete", variant="stop", size="sm")
+        with gr.Group(visible=False, elem_id="delete-confirm") as delete_confirm:
+            delete_text = gr.Markdown("", elem_id="delete-text")
+            with gr.Row():
+                delete_yes = gr.Button("Yes, delete it", elem_id="delete-yes", variant="stop")
+                delete_no = gr.Button("No, keep it", elem_id="delete-no")
     return {
         "history": history,
         "branches": branches,
+        "failed": failed,
+        "failed_box": failed_box,
+        "manage": manage,
+        "session_name": session_name,
+        "rename": rename,
+        "delete": delete,
+        "delete_confirm": delete_confirm,
+        "delete_text": delete_text,
+        "delete_yes": delete_yes,
+        "delete_no": delete_no,
         "undo": undo,
         "redo": redo,
         "export": export,
@@ -351,14 +402,16 @@ def _render_history() -> dict[str, Any]:
 __all__ = ["Components", "render"]
 
 
-def _step_strip(label: str, elem_id: str, *, height: int, visible: bool = True) -> gr.Gallery:
-    """A strip of step thumbnails: clicking one makes that step current."""
+def _step_strip(label: str, elem_id: str, *, visible: bool = True) -> gr.Gallery:
+    """A strip of step thumbnails: clicking one makes that step current. It grows with its
+    steps (no box to scroll inside); captions wrap (assets/studio.css)."""
     return gr.Gallery(
         label=label,
         columns=8,
-        height=height,
+        height="auto",
         allow_preview=False,
         elem_id=elem_id,
+        elem_classes=["step-strip"],
         object_fit="contain",
         interactive=False,
         buttons=[],

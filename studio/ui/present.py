@@ -6,7 +6,8 @@ Markdown and toasts only through `as_text`, so it always shows as the characters
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, PRICE_CENTS, format_cents
@@ -70,8 +71,25 @@ _PHASE_WORDS = {
 }
 
 
-def banner(*, simulator: bool, server_key: bool, user_key: bool) -> str:
-    """Which service the edits go to, said plainly."""
+def banner(
+    *,
+    simulator: bool,
+    server_key: bool,
+    user_key: bool,
+    key_refused: bool = False,
+    remembered: bool = False,
+) -> str:
+    """Which service the edits go to (and whose key pays), said plainly."""
+    if user_key and key_refused:
+        return (
+            "**RunAPI refused the key you pasted.** Edits in this tab wait until you correct "
+            "it under *RunAPI key*, or clear it."
+        )
+    if user_key and remembered:
+        return (
+            "Using **your own RunAPI key**, remembered in this browser (never stored on the "
+            "server). Clear it under *RunAPI key* to forget it."
+        )
     if user_key:
         return "Using **your own RunAPI key** for this tab. It is not stored."
     if simulator:
@@ -94,12 +112,13 @@ def aspect_choices(match_ratio: str | None) -> list[tuple[str, str]]:
     return [(label, MATCH_SOURCE), *[(r, r) for r in ASPECT_RATIOS]]
 
 
-def caption(step: Step, index: int) -> str:
-    """A history thumbnail's caption: number, model, seconds, cents, instruction."""
+def caption(step: Step, number: int, *, failed_before: int = 0, ahead: bool = False) -> str:
+    """A history thumbnail's caption: number (unique: the order steps were made in), model,
+    seconds, cents, the failed attempts before it, whether it lies ahead (Redo), instruction."""
     if step.kind == "origin":
         return "Original" if step.result else "Start (generate)"
     assert step.params is not None
-    parts = [f"{index}", step.params.model]
+    parts = [f"#{number}", step.params.model]
     if step.state is StepState.COMPLETED:
         if step.elapsed_s is not None:
             parts.append(f"{step.elapsed_s:.1f} s")
@@ -109,7 +128,11 @@ def caption(step: Step, index: int) -> str:
         parts.append("failed")
     else:
         parts.append(str(step.state))
-    return " · ".join(parts) + f" — {_short(step.params.prompt)}"
+    if failed_before:
+        parts.append(f"after {failed_before} failed attempt{'s' if failed_before > 1 else ''}")
+    if ahead:
+        parts.append("↷ Redo")
+    return " · ".join(parts) + f" — {' '.join(step.params.prompt.split())}"
 
 
 def step_status(step: Step, update: StepUpdate | None = None) -> str:
@@ -151,9 +174,50 @@ def compare_text(step: Step, update: StepUpdate | None) -> str:
     return f"{name} ⏳ {str(step.state).capitalize()}…"
 
 
-def step_choice(step: Step, index: int) -> tuple[str, str]:
-    """A step as a dropdown choice: its caption, and its id."""
-    return caption(step, index), step.step_id
+def step_choice(step: Step, number: int) -> tuple[str, str]:
+    """A step as a dropdown choice: its caption (the instruction shortened), and its id."""
+    text = caption(step, number)
+    head, dash, prompt = text.partition(" — ")
+    return (f"{head}{dash}{_short(prompt)}" if dash else text), step.step_id
+
+
+class NamedSession(Protocol):
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def created_at(self) -> Any: ...  # a datetime: only compared, so no import here
+
+
+def session_choices(summaries: Iterable[NamedSession]) -> list[tuple[str, str]]:
+    """The session list's (label, id) pairs, in the given order. Sessions sharing a name are
+    told apart by a number in the order they were made: "Cat", "Cat (2)"."""
+    summaries = list(summaries)
+    by_name: dict[str, list[NamedSession]] = {}
+    for summary in sorted(summaries, key=lambda s: s.created_at):
+        by_name.setdefault(summary.name, []).append(summary)
+    labels = {}
+    for name, same in by_name.items():
+        for n, summary in enumerate(same, 1):
+            labels[summary.session_id] = name if n == 1 else f"{name} ({n})"
+    return [
+        (f"⚠ {labels[s.session_id]} (damaged: cannot be opened)", s.session_id)
+        if getattr(s, "damaged", False)
+        else (labels[s.session_id], s.session_id)
+        for s in summaries
+    ]
+
+
+def download_name(session_name: str, number: int, image_format: str) -> str:
+    """What a downloaded image is called: the session's name and the step's number."""
+    words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in session_name)
+    slug = "-".join(words.lower().split())[:60].strip("-") or "kontext"
+    step = "original" if number == 0 else f"step-{number}"
+    suffix = "jpg" if image_format == "jpeg" else image_format
+    return f"{slug}-{step}.{suffix}"
 
 
 def session_choice(summary: Listed) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from urllib.parse import urlparse, urlunparse
 from starlette.middleware import Middleware
 
 from studio.config import Settings
-from studio.ui.app import allowed_paths, create_app, css_path
+from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 
@@ -92,6 +92,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "max_threads": MAX_THREADS,
         "max_file_size": settings.max_upload_bytes,
         "css_paths": [css] if css.exists() else None,
+        "js": page_script(),
         "mcp_server": mcp,
         "show_error": False,
         "quiet": True,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
-from studio.params import nearest_aspect_ratio
+from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
 from studio.ui import present
 
 EMPTY_STATUS = (
@@ -32,6 +32,9 @@ class SessionSummary(Protocol):
 
     @property
     def damaged(self) -> bool: ...
+
+    @property
+    def created_at(self) -> Any: ...  # a datetime: only compared
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +103,58 @@ class PageUpdate:
     cancel_visible: bool
     pair_a: Choices
     pair_b: Choices = field(default_factory=lambda: Choices([], None))
+    # The tab's step in `history` (highlighted), failed attempts off its line (tucked away),
+    # what a download of the shown image is called, and the safety slider's top for the next step.
+    history_selected: int | None = None
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    download_name: str | None = None
+    safety_max: int = SAFETY_MAX_GENERATE
+    session_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Strips:
+    """The history seen from the tab's step, as the page lays it out.
+
+    `line` runs from the origin to the tab's step (at `current_index`) and on along the redo
+    line ahead of it, so an undone step is one Redo away, not "another branch". `branches` are
+    the ends of the other lines (a failed attempt is not an end: its line ends before it), and
+    `failed` the failed attempts off the line, kept out of the way.
+    """
+
+    line: tuple[Step, ...]
+    current_index: int
+    branches: tuple[Step, ...]
+    failed: tuple[Step, ...]
+
+
+def strips(session: Session) -> Strips:
+    """`session` (seen from its current step) laid out as the history strip's rows."""
+    path = session.path()
+    ahead = tuple(session.steps[i] for i in reversed(session.redo_stack))
+    line = (*path, *ahead)
+    on_line = {s.step_id for s in line}
+    kept = [s for s in session.steps.values() if s.state is not StepState.FAILED]
+    parents = {s.parent_id for s in kept}
+    branches = tuple(s for s in kept if s.step_id not in parents and s.step_id not in on_line)
+    failed = tuple(
+        s
+        for s in session.steps.values()
+        if s.state is StepState.FAILED and s.step_id not in on_line
+    )
+    return Strips(line, len(path) - 1, branches, failed)
+
+
+def step_numbers(session: Session) -> dict[str, int]:
+    """Each step's number: its place in the order the steps were made (the origin is 0), so
+    no two steps share one, whatever branch they are on."""
+    return {step_id: n for n, step_id in enumerate(session.steps)}
 
 
 def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page."""
-    choices = [present.session_choice(s) for s in data.summaries]
+    choices = present.session_choices(data.summaries)
     session = data.session
     if session is None:
         status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS
@@ -142,9 +191,28 @@ def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> Pa
     match_ratio = None
     if shown.result is not None:
         match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
+    numbers = step_numbers(session)
     finished = [s for s in session.steps.values() if s.result is not None]
-    pair_choices = [present.step_choice(s, depth(session, s)) for s in finished]
+    pair_choices = [present.step_choice(s, numbers[s.step_id]) for s in finished]
+    pair_ids = {s.step_id for s in finished}
     left = shown.parent_id if parent_image else shown.step_id
+    rows = strips(session)
+    retries = _failed_attempts(session)
+
+    def tiles_of(steps: Sequence[Step], ahead_from: int | None = None) -> list[tuple[str, str]]:
+        return [
+            (
+                _tile(data, tiles, s),
+                present.caption(
+                    s,
+                    numbers[s.step_id],
+                    failed_before=retries.get(s.step_id, 0),
+                    ahead=ahead_from is not None and i > ahead_from,
+                ),
+            )
+            for i, s in enumerate(steps)
+        ]
+
     return PageUpdate(
         session_id=session.session_id,
         tab_step=current.step_id,
@@ -159,18 +227,25 @@ def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> Pa
         download=image,
         retry_visible=current.state is StepState.FAILED,
         aspect_choices=present.aspect_choices(match_ratio),
-        history=[
-            (_tile(data, tiles, s), present.caption(s, i)) for i, s in enumerate(session.path())
-        ],
-        branches=[
-            (_tile(data, tiles, s), present.caption(s, depth(session, s))) for s in session.branches
-        ],
+        history=tiles_of(rows.line, rows.current_index),
+        history_selected=rows.current_index,
+        branches=tiles_of(rows.branches),
+        failed=tiles_of(rows.failed),
         can_undo=session.can_undo,
         can_redo=session.can_redo,
         running=any(not s.is_finished for s in session.steps.values()),
-        cancel_visible=current.state is StepState.QUEUED and current.task_id is None,
-        pair_a=Choices(pair_choices, left),
-        pair_b=Choices(pair_choices, shown.step_id),
+        # Only a step still waiting for the one before it can be cancelled (nothing was sent).
+        cancel_visible=current.is_waiting,
+        # A value that is not among the choices (nothing finished yet) would make Gradio warn.
+        pair_a=Choices(pair_choices, left if left in pair_ids else None),
+        pair_b=Choices(pair_choices, shown.step_id if shown.step_id in pair_ids else None),
+        download_name=(
+            present.download_name(session.name, numbers[shown.step_id], shown.result.format)
+            if shown.result is not None
+            else None
+        ),
+        safety_max=SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE,
+        session_name=session.name,
     )
 
 
@@ -182,13 +257,17 @@ def shown_step(session: Session) -> Step:
     return session.current
 
 
-def depth(session: Session, step: Step) -> int:
-    """How many edits lie between the origin and `step` (its number in captions)."""
-    count = 0
-    while step.parent_id is not None:
-        step = session.steps[step.parent_id]
-        count += 1
-    return count
+def _failed_attempts(session: Session) -> dict[str, int]:
+    """For each retry, how many failed attempts came before it (the retries of retries too)."""
+    counts: dict[str, int] = {}
+    for step in session.steps.values():
+        count, earlier = 0, step.retry_of
+        while earlier is not None and earlier in session.steps:
+            count += 1
+            earlier = session.steps[earlier].retry_of
+        if count:
+            counts[step.step_id] = count
+    return counts
 
 
 def _result(shown: Step, image: str | None) -> str | None:

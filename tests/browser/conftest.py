@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,7 @@ class Studio:
     url: str
     bridge: Bridge
     settings: Settings
+    demo: Any = None
 
     @property
     def engine(self) -> Engine:
@@ -61,8 +63,10 @@ def browser() -> Iterator[object]:
         if os.environ.get("CI"):
             pytest.fail("CI needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)")
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Two cores shared with other work: give the page time before calling something absent.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -98,7 +102,7 @@ def running_studio(  # type: ignore[no-untyped-def]
     )
     demo, bridge, url = start_studio(settings, mcp=mcp)
     try:
-        yield Studio(url=url, bridge=bridge, settings=settings)
+        yield Studio(url=url, bridge=bridge, settings=settings, demo=demo)
     finally:
         demo.close()
         bridge.close()
@@ -110,12 +114,15 @@ def studio(sim, clean_env) -> Iterator[Studio]:
         yield running
 
 
-@pytest.fixture
-def page(browser, studio):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def open_page(browser, url: str, **context: Any) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """A page on the studio in its own browser context (its own storage: another visitor, or
+    another tab), once the first render from the store has arrived; it must stay on loopback."""
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+    context.setdefault("viewport", {"width": 1400, "height": 1000})
+    browser_context = browser.new_context(**context)
+    page = browser_context.new_page()
     outside: list[str] = []
     page.on(
         "request",
@@ -125,17 +132,23 @@ def page(browser, studio):  # type: ignore[no-untyped-def]
             else outside.append(r.url)
         ),
     )
-    page.goto(studio.url)
-    expect(page.locator("#run")).to_be_visible(timeout=20_000)
+    page.goto(url)
+    expect(page.locator("#run")).to_be_visible(timeout=30_000)
     # The first render from the store has arrived (before it, a click could be overwritten).
-    expect(page.locator("#status")).not_to_be_empty(timeout=20_000)
+    expect(page.locator("#status")).not_to_be_empty(timeout=30_000)
     yield page
-    context.close()
+    browser_context.close()
     assert outside == [], f"the page reached outside loopback: {outside[:3]}"
 
 
-def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def page(browser, studio):  # type: ignore[no-untyped-def]
+    with open_page(browser, studio.url) as page:
+        yield page
+
+
+def shoot(page, name: str, *, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]
     """Keep a screenshot of a main state, when STUDIO_SCREENSHOTS names a folder."""
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=full_page)

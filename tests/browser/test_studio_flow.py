@@ -19,10 +19,16 @@ def _thumbs(page, gallery: str = "#history"):  # type: ignore[no-untyped-def]
     return page.locator(f'{gallery} button[aria-label^="Thumbnail"]')
 
 
+EXAMPLES = ["Astronaut example", "Chelsea example", "Coffee example", "Rocket example"]
+
+
 def _start_from_example(page, index: int = 1) -> None:  # type: ignore[no-untyped-def]
     _thumbs(page, "#examples").nth(index).click()
+    # The new session is the one shown (not merely a page that looked the same before).
+    expect(page.locator("#sessions input")).to_have_value(EXAMPLES[index], timeout=20_000)
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
     expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+    expect(page.locator("#source img")).to_be_visible()
 
 
 def _edit(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
@@ -64,9 +70,10 @@ def test_clicking_an_earlier_step_branches_and_a_reload_restores_everything(page
     _start_from_example(page, 2)
     _edit(page, "make it black and white")
     _edit(page, "add snow")
-    # Go back to step one: the next edit branches from it.
+    # Go back to step one: the next edit branches from it ("add snow" is one Redo away).
     _thumbs(page).nth(1).click()
-    expect(_thumbs(page)).to_have_count(2)
+    expect(_thumbs(page).nth(1)).to_have_class(re.compile(r"\bselected\b"))
+    expect(page.locator("#history")).to_contain_text("↷ Redo — add snow")
     expect(page.locator("#redo button, button#redo")).to_be_enabled()
     _edit(page, "make it a watercolour")
     expect(_thumbs(page)).to_have_count(3)

@@ -10,8 +10,9 @@ import zipfile
 import pytest
 from PIL import Image
 
-from studio.engine import Engine
-from studio.history import StepState
+from studio.config import Secret
+from studio.engine import Engine, RunAPIError, StoreError
+from studio.history import HistoryError, StepState
 from studio.params import EditParams, ParamsError
 from tests.support.engines import make_engine, make_image
 
@@ -223,3 +224,98 @@ async def test_a_finished_step_leaves_nothing_behind_in_memory(engine, sim):
     assert sizes["runs"] == 0
     assert sizes["watched_sessions"] == 0
     assert sizes["session_locks"] == 0
+
+
+async def test_a_session_started_without_a_name_is_called_after_its_first_instruction(engine):
+    session = await engine.start_session(None)
+    assert session.name == "Untitled session"
+    await engine.edit(session.session_id, EditParams(prompt="  a red bicycle\nagainst a wall "))
+    assert (await engine.load_session(session.session_id)).name == "a red bicycle against a wall"
+    # Only the first instruction names it; a name given by a person is never replaced.
+    await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    await engine.rename_session(session.session_id, "Bicycles")
+    await engine.edit(session.session_id, EditParams(prompt="add snow"))
+    assert (await engine.load_session(session.session_id)).name == "Bicycles"
+
+
+async def test_an_import_is_marked_as_such(engine):
+    session = await _start(engine)
+    imported = await engine.import_session(await engine.export_session(session.session_id))
+    assert imported.name == "test (imported)"
+    again = await engine.import_session(await engine.export_session(imported.session_id))
+    assert again.name == "test (imported)"
+
+
+def _age(folder, seconds: float = 3600) -> None:
+    """Make every file under `folder` look `seconds` old, as after an hour of other work."""
+    import os
+    import time
+
+    for path in folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
+async def test_deleting_a_session_removes_the_images_only_it_used(engine, clean_env):
+    kept = await _start(engine)
+    doomed = await _start(engine)  # the same source image as `kept`
+    step = await engine.edit(doomed.session_id, EditParams(prompt="make it blue"))
+    await engine.thumbnails([step.result, kept.origin.result])
+    _age(clean_env)
+    only_doomed = engine.image_path(step.result)
+    shared = engine.image_path(kept.origin.result)
+    assert only_doomed.exists()
+
+    await engine.delete_session(doomed.session_id)
+
+    assert [s.session_id for s in await engine.list_sessions()] == [kept.session_id]
+    assert not only_doomed.exists()
+    assert shared.exists()  # still the source of the session that is left
+    thumbs = {p.name.split(".")[0] for p in (clean_env / "thumbs").iterdir()}
+    assert thumbs == {kept.origin.result.sha256}
+    with pytest.raises(StoreError, match="no such session"):
+        await engine.load_session(doomed.session_id)
+
+
+async def test_clean_up_leaves_an_image_stored_moments_ago_alone(engine, clean_env):
+    # An edit stores its image a moment before the step that refers to it (maybe in another
+    # process): an unreferenced file that is new is not touched.
+    ref = await engine._put_image(make_image(64, 64), "png", 64, 64)
+    await engine.collect_garbage()
+    assert engine.image_path(ref).exists()
+    _age(clean_env)
+    await engine.collect_garbage()
+    assert not engine.image_path(ref).exists()
+
+
+async def test_a_session_with_an_edit_running_cannot_be_deleted(engine, sim):
+    session = await _start(engine)
+    step = await engine.submit_edit(session.session_id, EditParams(prompt="make it blue"))
+    with pytest.raises(HistoryError, match="still running"):
+        await engine.delete_session(session.session_id)
+    await engine.wait(step.step_id)
+    await engine.delete_session(session.session_id)
+    assert await engine.list_sessions() == []
+
+
+async def test_a_refused_pasted_key_says_so_and_leaves_no_failed_step(engine, sim):
+    session = await _start(engine)
+    wrong = Secret("sk-pasted-but-wrong")
+    with pytest.raises(RunAPIError, match="the key you pasted") as refused:
+        await engine.check_key(wrong)
+    assert "RUNAPI_API_KEY" not in str(refused.value)
+    with pytest.raises(RunAPIError, match="the key you pasted"):
+        await engine.submit_edit(session.session_id, EditParams(prompt="x"), api_key=wrong)
+    with pytest.raises(RunAPIError, match="the key you pasted"):
+        await engine.compare(session.session_id, EditParams(prompt="x"), api_key=wrong)
+    assert len((await engine.load_session(session.session_id)).steps) == 1  # the origin only
+    assert not [r for r in sim.requests if r.method == "POST"]  # nothing was created
+    assert engine.in_memory["visitor_clients"] == 0  # the refused key's client is gone
+
+    good = Secret(sim.api_key)  # a key the simulator accepts, pasted by a visitor
+    assert await engine.check_key(good) == sim.balance_cents
+    step = await engine.edit(session.session_id, EditParams(prompt="x"), api_key=good)
+    assert step.state is StepState.COMPLETED
+    balance_calls = [r for r in sim.requests if r.path.endswith("/me/balance")]
+    # The refused key is asked about at each attempt (3); the accepted one once, not per edit.
+    assert len(balance_calls) == 4

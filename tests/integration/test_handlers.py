@@ -57,13 +57,19 @@ async def _settle(h: Handlers, session_id: str, shown: dict, pair=None) -> list[
     version, tab_step = shown[c.version], shown[c.tab_step]
     for _ in range(400):
         idle = not h.bridge.engine.running(session_id)
-        update = await h.on_tick(session_id, tab_step, None if idle else version, pair)
+        # Once idle, a version of this session the tab never saw: a full render, as on reload.
+        seen = f"{session_id}@never" if idle else version
+        update = await h.on_tick(session_id, tab_step, seen, pair)
         ticks.append(update)
         if idle:
             return ticks
         version = update.get(c.version, version)
         await asyncio.sleep(0.05)
     raise AssertionError("the session never settled")
+
+
+def _captions(gallery: gr.Gallery) -> list[str]:
+    return [caption for _, caption in gallery.constructor_args["value"]]
 
 
 async def _edit(h: Handlers, session_id: str, tab_step: str | None, prompt: str, safety=2):
@@ -103,7 +109,7 @@ async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_res
     final = ticks[-1]
     assert final[c.status].startswith("✓ Done in")
     assert c.tab_step not in final  # a tick never moves the tab
-    assert [caption for _, caption in final[c.history]][-1].endswith("make it blue")
+    assert _captions(final[c.history])[-1].endswith("make it blue")
     assert final[c.result] != final[c.slider][0]
     assert all(t.get(c.prompt, gr.skip()) == gr.skip() for t in ticks)  # never wipes typing
 
@@ -145,7 +151,9 @@ async def test_undo_and_redo_move_along_the_chain(page, tmp_path):
     undone = await page.on_undo(session_id, shown[c.tab_step])
     assert undone[c.status] == "Ready: type an instruction and press Enter."
     assert undone[c.tab_step] == origin
-    assert len(undone[c.history]) == 1
+    # The undone step is on the line ahead (Redo), the original is the highlighted one.
+    assert len(_captions(undone[c.history])) == 2
+    assert undone[c.history].selected_index == 0
     redone = await page.on_redo(session_id, origin)
     assert redone[c.status].startswith("✓ Done")
 
@@ -211,12 +219,120 @@ async def test_compare_shows_both_results_and_keep_max_continues_from_max(page, 
 async def test_a_tick_that_crossed_an_edit_never_moves_the_tab_and_is_drawn_again(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
     c = page.c
-    first = await page.on_tick(session_id, origin, None, None)  # the page as drawn at the origin
+    # The page as drawn at the origin (a version of this session it never saw: drawn in full).
+    first = await page.on_tick(session_id, origin, f"{session_id}@never|{origin}", None)
     edited = await _edit(page, session_id, origin, "make it blue")
     # A tick sent before the edit answered still carries the origin as the tab's step.
     stale = await page.on_tick(session_id, origin, first[c.version], None)
     assert c.tab_step not in stale
     # The next tick carries the tab's real step: it sees the stale drawing and draws again.
     healed = await page.on_tick(session_id, edited[c.tab_step], stale[c.version], None)
-    assert healed[c.history][-1][1].endswith("make it blue")
+    assert _captions(healed[c.history])[-1].endswith("make it blue")
     await _settle(page, session_id, edited)
+
+
+async def test_an_upload_is_named_after_its_file_and_a_paste_after_its_first_instruction(
+    page, tmp_path
+):
+    path = _photo(tmp_path)
+    await page.on_source(None, None, {"path": path, "orig_name": "Beach day.png"})
+    await page.on_source(None, None, {"path": path, "orig_name": "image.png"})  # a paste
+    names = sorted(s.name for s in await page.bridge.list_sessions(LOCAL))
+    assert names == ["Beach day.png", "Untitled session"]
+
+
+async def test_removing_the_source_makes_the_next_instruction_generate_in_a_new_session(
+    page, tmp_path, sim
+):
+    session_id, origin = await _start(page, tmp_path)
+    cleared = await page.on_clear_source(session_id, origin)
+    c = page.c
+    assert cleared[c.browser] is None
+    assert cleared[c.tab_step] is None
+    assert cleared[c.source] is None
+    shown = await _edit(page, None, None, "a red bicycle", safety=5)  # 5 is fine for a generation
+    new_id = shown[c.browser]
+    assert new_id != session_id
+    await _settle(page, new_id, shown)
+    generated = await page.bridge.load_session(new_id, LOCAL)
+    assert generated.current.kind == "generate"
+    assert generated.name == "a red bicycle"
+    (task,) = sim.tasks.values()
+    assert task.source_bytes is None  # nothing was edited
+    assert (
+        len((await page.bridge.load_session(session_id, LOCAL)).steps) == 1
+    )  # the old one as it was
+
+
+async def test_the_safety_slider_top_follows_whether_the_next_step_edits(page, tmp_path):
+    session_id, origin = await _start(page, tmp_path)
+    editing = await page.on_tab_step(session_id, origin, 5)
+    assert (editing.maximum, editing.value) == (2, 2)
+    generating = await page.on_tab_step(None, None, 5)
+    assert (generating.maximum, generating.value) == (6, 5)
+
+
+async def test_the_download_is_named_after_the_session_and_step(page, tmp_path):
+    shown = await page.on_source(None, None, {"path": _photo(tmp_path), "orig_name": "Cat.png"})
+    session_id = shown[page.c.browser]
+    done = await _edit(page, session_id, shown[page.c.tab_step], "make it blue")
+    final = (await _settle(page, session_id, done))[-1]
+    download = Path(final[page.c.download].constructor_args["value"])
+    assert download.name == "cat-png-step-1.png"
+    session = await page.bridge.load_session(session_id, LOCAL)
+    stored = page.bridge.image_path(session.current)
+    same = await asyncio.to_thread(lambda: download.read_bytes() == Path(stored).read_bytes())
+    assert same
+
+
+async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
+    first, _ = await _start(page, tmp_path)
+    second, tab = await _start(page, tmp_path)
+    c = page.c
+    renamed = await page.on_rename(second, tab, "  Holiday   photos ")
+    assert renamed[c.session_name] == "Holiday photos"
+    assert ("Holiday photos", second) in renamed[c.sessions].constructor_args["choices"]
+    asked = await page.on_delete_ask(second, tab)
+    assert "Delete “Holiday photos” with its 0 steps" in asked[c.delete_text]
+    assert asked[c.delete_confirm].visible is True
+    assert len(await page.bridge.list_sessions(LOCAL)) == 2  # asking deletes nothing
+    deleted = await page.on_delete(second, tab)
+    assert deleted[c.browser] == first  # the page goes on with the session that is left
+    assert deleted[c.status] == "Deleted “Holiday photos” and the images only it used."
+    assert [s.session_id for s in await page.bridge.list_sessions(LOCAL)] == [first]
+
+
+async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refused(
+    page, tmp_path, sim
+):
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    checked = await page.on_key("sk-pasted-but-wrong", False)
+    assert checked[c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
+    assert "refused the key you pasted" in checked[c.banner]
+    form = ("match", "png", True, False, 2, "sk-pasted-but-wrong")
+    with pytest.warns(UserWarning, match="the key you pasted"):
+        refused = await page.on_edit(session_id, origin, "make it blue", "pro", *form)
+    assert refused[c.prompt] == gr.skip()  # what was typed stays in the box
+    assert "the key you pasted" in refused[c.status]
+    assert len((await page.bridge.load_session(session_id, LOCAL)).steps) == 1  # no failed step
+    assert "sk-pasted-but-wrong" not in repr(refused)
+
+    accepted = await page.on_key(sim.api_key, True)
+    assert accepted[c.key_note].startswith("✓ RunAPI accepted your key.")
+    assert accepted[c.key_store] == sim.api_key  # kept in the browser, as asked
+    assert "remembered in this browser" in accepted[c.banner]
+    forgotten = await page.on_remember(sim.api_key, False)
+    assert forgotten[c.key_store] is None
+
+
+async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_path):
+    # The browser's storage still names the session the page showed before, while the version
+    # already belongs to the one it shows now (states arrive one by one): nothing is re-rendered.
+    old, _ = await _start(page, tmp_path)
+    shown = await page.on_source(None, None, _photo(tmp_path))
+    c = page.c
+    tick = await page.on_tick(old, shown[c.tab_step], shown[c.version], None)
+    assert tick == {c.status: gr.skip()}
+    cleared = await page.on_clear_source(shown[c.browser], shown[c.tab_step])
+    assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}

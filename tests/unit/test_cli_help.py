@@ -115,3 +115,18 @@ def test_result_names_carry_session_number_and_instruction(prompt, fmt, tag, nam
 
 def test_slug_never_ends_with_a_dash():
     assert slug("a" * 39 + " b c") == "a" * 39
+
+
+def test_a_port_in_use_is_said_in_one_sentence():
+    import socket
+
+    from studio.cli.launch import port_in_use
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        sentence = port_in_use("127.0.0.1", port)
+    assert sentence == (
+        f"Port {port} on 127.0.0.1 is already in use (another studio?); stop it, "
+        "or pick another port with --port."
+    )
+    assert port_in_use("127.0.0.1", port) is None  # free again once closed

@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from studio.history import HistoryError, ImageRef, Session, Step, StepSource, StepState
+from studio.history import (
+    HistoryError,
+    ImageRef,
+    Session,
+    Step,
+    StepSource,
+    StepState,
+    is_untitled,
+    link_name,
+    name_from_prompt,
+)
 from studio.params import EditParams, ParamsError
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -281,3 +291,37 @@ def test_with_step_refuses_a_step_that_changed_what_it_is():
 def test_naive_times_are_refused():
     with pytest.raises(ValueError, match="timezone-aware"):
         Session.start("s", "x", None, datetime(2025, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "untitled"),
+    [
+        pytest.param("Untitled session", True, id="placeholder"),
+        pytest.param("Session 2026-11-30 23:40", True, id="an-earlier-studio's-minute-name"),
+        pytest.param("Session at the beach", False, id="a-person's-name"),
+        pytest.param("Chelsea example", False, id="an-example"),
+    ],
+)
+def test_a_session_is_untitled_only_under_the_placeholder_names(name, untitled):
+    assert is_untitled(name) is untitled
+
+
+def test_a_name_from_an_instruction_is_one_line_and_short():
+    assert name_from_prompt("  make it\n night  ") == "make it night"
+    long = name_from_prompt("word " * 40)
+    assert len(long) <= 60
+    assert long.endswith("…")
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        pytest.param(
+            "https://example.com/photos/cat%20in%20hat.jpg?x=1", "cat in hat.jpg", id="file"
+        ),
+        pytest.param("https://example.com/", "example.com", id="host-only"),
+        pytest.param("not a link", None, id="nothing-to-name-it-by"),
+    ],
+)
+def test_a_link_names_a_session_by_its_file_or_host(url, name):
+    assert link_name(url) == name

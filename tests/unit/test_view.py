@@ -63,8 +63,8 @@ def test_a_chain_shows_the_latest_result_with_its_parent_in_the_slider():
     assert page.slider == ("/img/02.png", "/img/03.png")
     assert [caption for _, caption in page.history] == [
         "Original",
-        "1 · pro · 6.0 s · $0.05 — make it blue",
-        "2 · pro · 6.0 s · $0.05 — add snow",
+        "#1 · pro · 6.0 s · $0.05 — make it blue",
+        "#2 · pro · 6.0 s · $0.05 — add snow",
     ]
     assert page.status == "✓ Done in 6.0 s · pro · $0.05"
     assert page.cost == "Session cost **$0.10**"
@@ -90,7 +90,7 @@ def test_a_failed_current_step_offers_retry_and_keeps_showing_the_last_image():
     assert page.retry_visible
     assert page.status == "✗ Failed: Content moderated"
     assert page.source == "/img/02.png"
-    assert page.history[-1] == ("failed.png", "2 · pro · failed — x")
+    assert page.history[-1] == ("failed.png", "#2 · pro · failed — x")
 
 
 def test_a_running_step_shows_its_phase_and_elapsed_time_and_keeps_the_timer_on():
@@ -99,25 +99,103 @@ def test_a_running_step_shows_its_phase_and_elapsed_time_and_keeps_the_timer_on(
     page = render_page(data(session, running={"b": update}), TILES)
     assert page.status == "⏳ Processing… 3.0 s"
     assert page.running
-    assert page.history[-1] == ("running.png", "2 · pro · queued — snow")
+    assert page.history[-1] == ("running.png", "#2 · pro · queued — snow")
 
 
-def test_other_branches_are_listed_apart_from_the_current_path():
+def test_other_branches_are_listed_apart_from_the_current_path_with_unique_numbers():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
     session = edit(session.make_current("a"), "c", "add rain", model="max")
     page = render_page(data(session), TILES)
-    assert [caption for _, caption in page.history][-1].startswith("2 · max")
-    assert [caption for _, caption in page.branches] == ["2 · pro · 6.0 s · $0.05 — add snow"]
+    # Numbered in the order the steps were made: two steps at the same depth never share one.
+    assert [caption for _, caption in page.history][
+        -1
+    ] == "#3 · max · 6.0 s · $0.05 — add rain"  # (the fixture charges 5)
+    assert [caption for _, caption in page.branches] == ["#2 · pro · 6.0 s · $0.05 — add snow"]
+    assert page.history_selected == 2  # the tab's step is the highlighted one
+
+
+def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow").undo()
+    page = render_page(data(session), TILES)
+    assert [caption for _, caption in page.history] == [
+        "Original",
+        "#1 · pro · 6.0 s · $0.05 — make it blue",
+        "#2 · pro · 6.0 s · $0.05 · ↷ Redo — add snow",
+    ]
+    assert page.history_selected == 1
+    assert page.branches == []
+    assert page.can_redo
+
+
+def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving():
+    # Another tab made "b" current; this tab still shows "a".
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    page = render_page(data(session), TILES, tab_step="a")
+    assert page.tab_step == "a"
+    assert page.history_selected == 1
+    assert page.history[-1][1].endswith("↷ Redo — add snow")
+
+
+def test_failed_attempts_are_kept_out_of_the_branches_and_counted_beside_their_retry():
+    session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
+    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
+    session = session.retry("b", "c", T0)
+    step = session.current.start("task-c", T0)
+    session = session.with_step(step.complete(image(9), T0 + timedelta(seconds=5), cost_cents=5))
+    page = render_page(data(session), TILES)
+    assert page.branches == []
+    assert page.failed == [("failed.png", "#2 · pro · failed — snow")]
+    assert page.history[-1][1] == "#3 · pro · 5.0 s · $0.05 · after 1 failed attempt — snow"
+
+
+def test_a_branch_whose_last_attempt_failed_is_listed_by_its_last_good_step():
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = session.add_step("c", EditParams(prompt="add a fox"), T0)
+    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
+    session = edit(session.make_current("a"), "d", "add rain")
+    page = render_page(data(session), TILES)
+    assert [caption for _, caption in page.branches] == ["#2 · pro · 6.0 s · $0.05 — add snow"]
+    assert [caption for _, caption in page.failed] == ["#3 · pro · failed — add a fox"]
+
+
+def test_captions_keep_the_whole_instruction():
+    prompt = "Change the shop sign to read BAKERY and keep the street, the people and the light"
+    page = render_page(data(edit(start(), "a", prompt)), TILES)
+    assert page.history[-1][1].endswith(prompt)
+    # The before/after dropdowns shorten it.
+    assert page.pair_b.choices[-1][0].endswith("…")
+
+
+def test_a_generation_offers_the_generation_safety_limit_and_no_stray_slider_choice():
+    page = render_page(data(start(origin=None)), TILES)
+    assert page.safety_max == 6
+    assert page.pair_a.value is None  # nothing finished to compare yet
+    edited = render_page(data(edit(start(), "a", "make it blue")), TILES)
+    assert edited.safety_max == 2
+
+
+def test_a_download_is_named_after_the_session_and_the_step():
+    page = render_page(data(edit(start(), "a", "make it blue")), TILES)
+    assert page.download_name == "holiday-step-1.png"
+    assert render_page(data(start()), TILES).download_name == "holiday-original.jpg"
+
+
+class Summary:
+    damaged = False
+
+    def __init__(self, session_id: str, name: str, minute: int = 0) -> None:
+        self.session_id, self.name = session_id, name
+        self.created_at = T0 + timedelta(minutes=minute)
 
 
 def test_the_session_list_marks_the_open_session():
-    class Summary:
-        damaged = False
-
-        def __init__(self, session_id: str, name: str) -> None:
-            self.session_id, self.name = session_id, name
-
     summaries = [Summary("s2", "Newer"), Summary("s1", "Holiday")]
     page = render_page(data(start(), summaries=summaries), TILES)
     assert page.sessions.choices == [("Newer", "s2"), ("Holiday", "s1")]
     assert page.sessions.value == "s1"
+
+
+def test_sessions_sharing_a_name_are_numbered_in_the_order_they_were_made():
+    summaries = [Summary("s3", "Cat", 3), Summary("s1", "Cat", 1), Summary("s2", "Dog", 2)]
+    page = render_page(data(start(), summaries=summaries), TILES)
+    assert page.sessions.choices == [("Cat (2)", "s3"), ("Cat", "s1"), ("Dog", "s2")]

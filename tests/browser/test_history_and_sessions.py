@@ -1,0 +1,180 @@
+"""The history strip (whole captions, the tab's step highlighted, failed attempts out of the
+way, the redo line), sessions (names, rename, delete), and the smaller points of the page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import shoot
+from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SELECTED = re.compile(r"\bselected\b")
+LONG = "Make the sky stormy and dark, keep the cat, the whiskers and the light on its face"
+
+
+def test_the_strip_shows_whole_captions_highlights_the_tab_step_and_keeps_the_redo_line(page):
+    _start_from_example(page)
+    _edit(page, LONG)
+    _edit(page, "add snow")
+    thumbs = _thumbs(page)
+    expect(thumbs.nth(2)).to_have_class(SELECTED)
+    # The whole instruction is there: in the caption, and as the tile's tooltip.
+    expect(thumbs.nth(1)).to_have_attribute("title", re.compile(re.escape(LONG) + "$"))
+    caption = page.locator("#history .caption-label").nth(1)
+    expect(caption).to_contain_text(LONG)
+
+    page.locator("#undo").click()
+    expect(page.locator("#status")).to_contain_text(DONE)
+    expect(thumbs.nth(1)).to_have_class(SELECTED)
+    # The undone step is the redo line, not "another branch".
+    expect(thumbs).to_have_count(3)
+    expect(page.locator("#history")).to_contain_text("↷ Redo — add snow")
+    expect(page.locator("#branches")).to_be_hidden()
+
+    # An edit from here branches: the undone step becomes another branch, numbered uniquely.
+    _edit(page, "make it night")
+    expect(thumbs.nth(2)).to_have_class(SELECTED)
+    expect(page.locator("#branches")).to_contain_text("#2 · pro")
+    expect(page.locator("#history")).to_contain_text("#3 · pro")
+
+
+def test_a_failed_attempt_is_tucked_away_and_counted_beside_its_retry(page, sim):
+    _start_from_example(page)
+    sim.faults.fail_tasks(message="Content moderated: the request was flagged", times=1)
+    box = page.locator("#prompt textarea")
+    box.fill("make it black and white")
+    box.press("Enter")
+    expect(page.locator("#retry")).to_be_visible(timeout=30_000)
+    page.locator("#retry").click()
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+    expect(page.locator("#history")).to_contain_text("after 1 failed attempt")
+    expect(page.locator("#branches")).to_be_hidden()  # no red tile among the branches
+    failed_box = page.locator("#failed-box")
+    expect(failed_box).to_contain_text("Failed attempts (1)")
+    # One click away, with its reason.
+    failed_box.get_by_text("Failed attempts (1)").click()
+    _thumbs(page, "#failed").first.click()
+    expect(page.locator("#status")).to_contain_text("Content moderated")
+
+
+def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page, studio, tmp_path):
+    from tests.support.engines import make_image
+
+    _start_from_example(page)
+    photo = tmp_path / "Beach day.jpg"
+    photo.write_bytes(make_image(300, 200, fmt="JPEG"))
+    page.locator("#source input[type=file]").set_input_files(str(photo))
+    sessions = page.locator("#sessions input")
+    expect(sessions).to_have_value("Beach day.jpg")
+
+    page.get_by_role("button", name="Rename or delete this session").click()
+    name = page.locator("#session-name input")
+    expect(name).to_have_value("Beach day.jpg")
+    name.fill("Holiday, day one")
+    page.locator("#rename").click()
+    expect(sessions).to_have_value("Holiday, day one")
+
+    page.locator("#delete").click()
+    confirm = page.locator("#delete-text")  # inside the confirmation (a group)
+    expect(confirm).to_contain_text("Delete “Holiday, day one” with its 0 steps")
+    page.locator("#delete-no").click()
+    expect(confirm).to_be_hidden()
+    assert len(studio.run(studio.engine.list_sessions())) == 2  # nothing without a yes
+
+    page.locator("#delete").click()
+    page.locator("#delete-yes").click()
+    expect(page.locator("#status")).to_contain_text("Deleted “Holiday, day one”")
+    expect(sessions).to_have_value("Chelsea example")
+    assert [s.name for s in studio.run(studio.engine.list_sessions())] == ["Chelsea example"]
+
+
+def test_an_upload_over_the_limit_gets_one_sentence_and_changes_nothing(page, studio, tmp_path):
+    _start_from_example(page)
+    big = tmp_path / "huge.png"
+    with big.open("wb") as file:  # 51 MB, mostly a hole: cheap to make
+        file.write(b"\x89PNG\r\n\x1a\n")
+        file.truncate(51 * 1024 * 1024)
+    page.locator("#source input[type=file]").set_input_files(str(big))
+    expect(page.locator("#status")).to_contain_text("The file is 51 MB, over the 50 MB limit")
+    expect(page.locator("#status")).not_to_contain_text("Done")
+    expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
+    expect(page.locator("#source")).not_to_contain_text("Error")
+    expect(page.locator("#source img")).to_be_visible()  # still the session's image
+    assert len(studio.run(studio.engine.list_sessions())) == 1
+
+
+def test_removing_the_source_then_enter_generates_a_new_image(page, studio, sim):
+    _start_from_example(page)
+    page.get_by_role("button", name="Advanced").click()
+    slider = page.locator("#safety input[type=range]")
+    expect(slider).to_have_attribute("max", "2")  # the next step edits
+    edited = _only_session(studio)
+    page.locator("#source").get_by_role("button", name="Remove Image").click()
+    expect(page.locator("#status")).to_contain_text("type an instruction to generate one")
+    expect(slider).to_have_attribute("max", "6")  # the next step generates
+    _edit(page, "a red bicycle against a white wall")
+    (task,) = sim.tasks.values()
+    assert task.source_bytes is None  # generated, not an edit of the hidden step
+    assert len(studio.run(studio.engine.load_session(edited.session_id)).steps) == 1
+    names = {s.name for s in studio.run(studio.engine.list_sessions())}
+    assert names == {"Chelsea example", "a red bicycle against a white wall"}
+
+
+def test_a_download_is_named_after_the_session_and_step(page):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    with page.expect_download() as download:
+        page.locator("#download").click()
+    assert download.value.suggested_filename == "chelsea-example-step-1.png"
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
+    from tests.browser.conftest import open_page
+
+    with open_page(browser, studio.url, **PHONE) as phone:
+        _start_from_example(phone)
+        phone.evaluate("window.scrollTo(0, 0)")
+        phone.reload()
+        expect(phone.locator("#status")).not_to_be_empty(timeout=30_000)
+        expect(phone.locator("#history img").first).to_be_visible()
+        # Nothing scrolled on load: the title, banner and source are where the page starts.
+        assert phone.evaluate("window.scrollY") == 0
+        title = phone.locator("#title h2")
+        box = title.bounding_box()
+        line = phone.evaluate(
+            "e => parseFloat(getComputedStyle(e).lineHeight)", title.element_handle()
+        )
+        assert box is not None
+        assert box["height"] < 1.5 * line, "the title wraps"
+        assert box["x"] + box["width"] <= 390
+        shoot(phone, "phone-1-start", full_page=False)
+
+        # The aspect ratio's text stops before its arrow.
+        aspect = phone.locator("#aspect input")
+        arrow = phone.locator("#aspect .icon-wrap")
+        text_end = aspect.evaluate(
+            "e => e.getBoundingClientRect().right - parseFloat(getComputedStyle(e).paddingRight)"
+        )
+        assert text_end <= arrow.bounding_box()["x"] + 1  # type: ignore[index]
+
+        # After Enter, the result (saying a run is under way) is brought into view.
+        box_ = phone.locator("#prompt textarea")
+        box_.fill("make it black and white")
+        box_.press("Enter")
+        expect(phone.locator("#result")).to_be_in_viewport()
+        expect(phone.locator("#status")).to_contain_text("⏳")
+        shoot(phone, "phone-2-running", full_page=False)
+        expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
+
+        # The history grows with its steps instead of scrolling inside a small box.
+        wrap = phone.locator("#history .grid-wrap")
+        assert wrap.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+        assert _thumbs(phone).first.bounding_box()["width"] >= 140  # type: ignore[index]
+        shoot(phone, "phone-3-history")

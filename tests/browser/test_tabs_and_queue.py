@@ -1,0 +1,170 @@
+"""Working as people do: two tabs on one session, typing ahead while an edit runs, switching
+away mid-edit, watching the time tick, Compare's faster side first, and a lost connection.
+
+The simulator is slowed per test (`sim.latency`) so an edit runs long enough to act during it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from studio.history import StepState
+from studio.simulator.tasks import LatencyProfile
+from tests.browser.conftest import open_page, running_studio, shoot
+from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# An edit takes about eight seconds: long enough to type two more instructions meanwhile.
+STEADY = LatencyProfile(3.0, 5.0, 3.0, 5.0)
+
+
+def _submit(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
+    """Type an instruction and press Enter; it is on its way once the box is cleared."""
+    box = page.locator("#prompt textarea")
+    box.fill(prompt)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def _session(studio, session_id: str):  # type: ignore[no-untyped-def]
+    return studio.run(studio.engine.load_session(session_id))
+
+
+def _by_prompt(session, prompt: str):  # type: ignore[no-untyped-def]
+    (step,) = [s for s in session.steps.values() if s.params and s.params.prompt == prompt]
+    return step
+
+
+def test_two_pages_on_one_session_each_edit_what_they_show_and_see_each_others_steps(
+    browser, page, studio
+):
+    _start_from_example(page)
+    origin = _only_session(studio).origin
+    with open_page(browser, studio.url) as other:  # a second visitor, or a second window
+        expect(_thumbs(other)).to_have_count(1)  # it opened the same session, at its origin
+        _edit(page, "make it blue")
+        blue = _by_prompt(_only_session(studio), "make it blue")
+
+        # The other page shows the new step without a reload, and without moving: it still
+        # shows the original, and the new step lies ahead of it (one Redo away).
+        expect(other.locator("#history")).to_contain_text("make it blue", timeout=20_000)
+        expect(other.locator("#status")).to_contain_text("Ready")
+        expect(_thumbs(other).nth(0)).to_have_class(re.compile(r"\bselected\b"))
+
+        # Its edit builds on what it shows (the original), not on the newest step.
+        _edit(other, "add snow")
+        snow = _by_prompt(_only_session(studio), "add snow")
+        assert snow.parent_id == origin.step_id
+
+        # The first page now sees that step as another branch, and still shows its own.
+        expect(page.locator("#branches")).to_contain_text("add snow", timeout=20_000)
+        expect(page.locator("#status")).to_contain_text(DONE)
+        _edit(page, "make it night")
+        night = _by_prompt(_only_session(studio), "make it night")
+        assert night.parent_id == blue.step_id
+
+
+def test_three_instructions_typed_during_an_edit_run_in_order_on_each_result(page, studio, sim):
+    _start_from_example(page)
+    sim.latency = STEADY
+    prompts = ["make it black and white", "add snow", "make it night"]
+    for prompt in prompts:
+        _submit(page, prompt)
+    # Queued behind the running one, visible in the history (and cancellable).
+    history = page.locator("#history")
+    expect(history).to_contain_text("queued — make it night")
+    expect(history).to_contain_text("queued — add snow")
+    expect(page.locator("#cancel")).to_be_visible()
+    shoot(page, "6-typed-ahead")
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=60_000)
+    expect(_thumbs(page)).to_have_count(4)
+
+    path = _only_session(studio).path()
+    assert [s.params.prompt for s in path[1:]] == prompts
+    assert all(s.state is StepState.COMPLETED for s in path)
+    for previous, step in itertools.pairwise(path):
+        assert sim.tasks[step.task_id].source_bytes == studio.image_bytes(previous.result)
+
+
+def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own(page, studio, sim):
+    _start_from_example(page, 0)
+    other_id = _only_session(studio).session_id
+    _start_from_example(page, 1)
+    expect(page.locator("#sessions input")).to_have_value("Chelsea example")
+    sessions = studio.run(studio.engine.list_sessions())
+    editing_id = next(s.session_id for s in sessions if s.session_id != other_id)
+    sim.latency = LatencyProfile(3.0, 3.0, 3.0, 3.0)
+    _submit(page, "make it black and white")
+    expect(page.locator("#result img")).to_have_attribute("src", re.compile("step-running"))
+
+    # Open the other session while the edit runs.
+    page.locator("#sessions input").click()
+    page.get_by_role("option", name="Astronaut example").click()
+    expect(page.locator("#status")).to_contain_text("Ready")
+    expect(page.locator("#sessions input")).to_have_value("Astronaut example")
+
+    # The edit finishes in its own session (in the store) while the page shows the other one.
+    for _ in range(60):
+        (edit,) = [s for s in _session(studio, editing_id).steps.values() if s.params]
+        if edit.is_finished:
+            break
+        page.wait_for_timeout(500)
+    assert edit.state is StepState.COMPLETED
+    # Two ticks later the page is still where the user went.
+    page.wait_for_timeout(3_000)
+    expect(page.locator("#sessions input")).to_have_value("Astronaut example")
+    expect(page.locator("#status")).to_contain_text("Ready")
+    expect(_thumbs(page)).to_have_count(1)
+
+
+def test_the_elapsed_time_ticks_within_one_phase(page, studio, sim):
+    _start_from_example(page)
+    sim.latency = LatencyProfile(12.0, 1.0, 12.0, 1.0)  # a long wait in RunAPI's queue
+    _submit(page, "make it black and white")
+    status = page.locator("#status")
+    expect(status).to_contain_text("Waiting in RunAPI's queue…", timeout=20_000)
+    first = status.inner_text()
+    page.wait_for_timeout(1_000)
+    expect(status).not_to_have_text(first)
+    second = status.inner_text()
+    assert "Waiting in RunAPI's queue…" in second  # the same phase, a later time
+
+    def seconds(text: str) -> float:
+        return float(re.search(r"([0-9.]+) s", text).group(1))  # type: ignore[union-attr]
+
+    assert seconds(second) > seconds(first)
+
+
+def test_compare_shows_the_faster_side_before_the_slower_one_finishes(page, studio, sim):
+    _start_from_example(page, 2)
+    sim.latency = LatencyProfile(0.5, 1.0, 2.0, 14.0)  # max takes well over ten seconds
+    page.locator("#prompt textarea").fill("make it night")
+    page.locator("#compare").click()
+    expect(page.locator("#compare-title")).to_be_in_viewport()
+    expect(page.locator("#status")).to_contain_text("Comparing pro and max")
+    # Pro's result is shown while max is still under way.
+    expect(page.locator("#compare-pro img")).to_be_visible(timeout=20_000)
+    expect(page.locator("#compare-pro-text")).to_contain_text("to result")
+    assert "⏳" in page.locator("#compare-max-text").inner_text()
+    (max_task,) = [t for t in sim.tasks.values() if t.model == "flux-kontext-max"]
+    assert max_task.finished_at is None
+    expect(page.locator("#compare-max-text")).to_contain_text("to result", timeout=40_000)
+    # Keep max: the next edit goes on with max.
+    page.locator("#keep-max").click()
+    expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked()
+
+
+def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
+    with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as tab:
+        _start_from_example(tab)
+        sim.latency = LatencyProfile(30.0, 1.0, 30.0, 1.0)
+        _submit(tab, "make it black and white")
+        expect(tab.locator("#status")).to_contain_text("⏳")
+        studio.demo.close()  # the studio stops (or the network drops)
+        expect(tab.locator("#status")).to_contain_text(
+            "The studio cannot be reached", timeout=20_000
+        )
