@@ -5,6 +5,7 @@ Imports starlette and its siblings only; nothing else of ours (it shares no code
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from studio.simulator.contract import PRICE_CENTS, fingerprint, validate_create
+from studio.simulator.faults import DOWNLOAD_CHAOS
 from studio.simulator.fetch import MAX_IMAGE_BYTES, FetchError, fetch_image
 from studio.simulator.gateway import Gateway, error_body
 from studio.simulator.render import is_image, render_result
@@ -110,6 +112,7 @@ class _Api:
         if errors:
             return _invalid(errors)
         print_ = fingerprint(request.url.path, sent)
+        self.state.count_create(key)
         try:
             earlier = self.state.find_replay(key, print_)
             if earlier is not None:
@@ -269,7 +272,10 @@ class _Api:
         return Response(upload.data, media_type=upload.mime_type)
 
     async def result_image(self, request: Request) -> Response:
-        data = await self._result_bytes(request.path_params["name"])
+        chaos = self.state.faults.take_chaos(DOWNLOAD_CHAOS)
+        if chaos == "slow":
+            await asyncio.sleep(self.state.faults.chaos_slow_s)
+        data = None if chaos == "expired" else await self._result_bytes(request.path_params["name"])
         if data is None:
             return JSONResponse(error_body("not_found", "Result not found or expired."), 404)
         extension = request.path_params["name"].rpartition(".")[2]

@@ -71,6 +71,16 @@ class Simulator:
             return list(self.state.requests)
 
     @property
+    def creates_by_key(self) -> dict[str, int]:
+        """Create requests received per Idempotency-Key, replays included."""
+        with self.state.lock:
+            return dict(self.state.creates_by_key)
+
+    def tasks_by_key(self) -> dict[str, int]:
+        """Tasks created per Idempotency-Key (a replay creates none): above 1 is a double charge."""
+        return dict(self.state.tasks_by_key())
+
+    @property
     def tasks(self) -> dict[str, SimTask]:
         self.state.settle()
         with self.state.lock:

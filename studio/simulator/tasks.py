@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,8 @@ class SimState:
         self.lock = threading.RLock()
         self.file_ttl_s = FILE_TTL_S
         self.requests: list[RecordedRequest] = []
+        # Valid create requests per Idempotency-Key, replays included ("" for none).
+        self.creates_by_key: Counter[str] = Counter()
         self._clear()
         if state_dir is not None:
             self._load(state_dir)
@@ -162,6 +165,7 @@ class SimState:
         self.faults.reset()
         with self.lock:
             self.requests.clear()
+            self.creates_by_key.clear()
             self.file_ttl_s = FILE_TTL_S
             self.latency = self.starting_latency
             self._clear()
@@ -170,6 +174,15 @@ class SimState:
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(request)
+
+    def count_create(self, key: str | None) -> None:
+        with self.lock:
+            self.creates_by_key[key or ""] += 1
+
+    def tasks_by_key(self) -> Counter[str]:
+        """Tasks created (not replayed) per Idempotency-Key: above 1 means a double charge."""
+        with self.lock:
+            return Counter(task.idempotency_key or "" for task in self.tasks.values())
 
     def settle(self) -> None:
         """Bill every task that has finished since the last call: charge it, or refund a failure."""
