@@ -184,6 +184,7 @@ LEARN_PROBE_FLOOR = 0.002
 # times as deep as that finish was below the one before; each finish at or after `lo` since
 # halves the depth again: a search for the true time that costs one read a task.
 LEARN_PROBE_GROWTH = 4
+LEARN_SAME_FRACTION = 0.01
 # Between the fastest and the slowest recent finish, reads are this fraction of the slowest apart
 # at least, and there are at most this many of them.
 LEARN_STEP_FRACTION = 0.04
@@ -206,8 +207,8 @@ def learned_poll_delays(
     Otherwise it uses the last `LEARN_WINDOW` samples, without those beyond 4x from their median
     and without everything before a jump (three latest samples all 1.25x above every earlier
     one). With `lo` the fastest, `hi` the slowest, `m` the number of samples after the fastest
-    and `g` how far the fastest is below the fastest before it (`min(before) / lo - 1`), reads
-    land at:
+    and `g` how far the fastest is below the fastest before it (`min(before) / lo - 1`, counting
+    only those more than 1% above), reads land at:
 
     - `lo * (1 - d)`, a probe, with `d = max(0.002, min(0.25, 4 * g) / 2 ** m)` (`g` taken as
       infinite with nothing before): a probe that finds the task done makes the next one
@@ -232,7 +233,8 @@ def learned_poll_delays(
     lo, hi = min(recent), max(recent)
     fastest = recent.index(lo)
     misses = len(recent) - 1 - fastest
-    earlier = recent[:fastest]
+    # Earlier finishes within 1% of the fastest tell nothing about how deep to look.
+    earlier = [d for d in recent[:fastest] if d > lo * (1 + LEARN_SAME_FRACTION)]
     gap = LEARN_PROBE_GROWTH * (min(earlier) / lo - 1) if earlier else LEARN_PROBE_DEPTH
     depth = max(LEARN_PROBE_FLOOR, min(LEARN_PROBE_DEPTH, gap) / 2**misses)
     step = max(LEARN_STEP_FRACTION * hi, (hi - lo) / LEARN_SPAN_READS)

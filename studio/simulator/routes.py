@@ -139,6 +139,9 @@ class _Api:
         except InsufficientCreditsError:
             message = f"Insufficient credits: this image costs {PRICE_CENTS[body['model']]} cents."
             return JSONResponse(error_body("insufficient_credits", message), 402)
+        if self.state.render_ahead and not replayed and not task.fail_message:
+            # As the real service does: the image is ready when the task completes.
+            task.rendering = asyncio.ensure_future(self._render(task))
         return await self._task_answer(request, task, marketing=marketing, replayed=replayed)
 
     async def read(self, request: Request) -> Response:
@@ -290,15 +293,18 @@ class _Api:
         if extension != task.output_format:
             return None
         if task.result_bytes is None:
-            task.result_bytes = await run_in_threadpool(
-                render_result,
-                source=task.source_bytes,
-                prompt=str(task.body["prompt"]),
-                aspect_ratio=str(task.body.get("aspect_ratio") or "16:9"),
-                output_format=task.output_format,
-                model=task.model,
-            )
+            task.result_bytes = await (task.rendering or self._render(task))
         return task.result_bytes
+
+    async def _render(self, task: SimTask) -> bytes:
+        return await run_in_threadpool(
+            render_result,
+            source=task.source_bytes,
+            prompt=str(task.body["prompt"]),
+            aspect_ratio=str(task.body.get("aspect_ratio") or "16:9"),
+            output_format=task.output_format,
+            model=task.model,
+        )
 
     async def _fetch(self, request: Request, url: str, *, check_image: bool = True) -> bytes:
         if self.state.faults.sources_unreachable:

@@ -108,6 +108,16 @@ class Simulator:
         self.state.latency = LATENCY[value] if isinstance(value, str) else value
 
     @property
+    def render_ahead(self) -> bool:
+        """Render each result while its task runs (as the real service has it ready at the
+        end), rather than on its first download; off by default, benchmarks turn it on."""
+        return self.state.render_ahead
+
+    @render_ahead.setter
+    def render_ahead(self, value: bool) -> None:
+        self.state.render_ahead = value
+
+    @property
     def file_ttl_s(self) -> float:
         """Seconds an upload lives (one hour, as the contract says); tests may shorten it."""
         return self.state.file_ttl_s

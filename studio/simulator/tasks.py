@@ -71,6 +71,8 @@ class SimTask:
     source_bytes: bytes | None = field(default=None, repr=False)
     # Rendered on the first read of the result and kept (rendering is deterministic, never saved).
     result_bytes: bytes | None = field(default=None, repr=False)
+    # With `SimState.render_ahead`, the render started at creation (an asyncio future).
+    rendering: Any = field(default=None, repr=False)
     fail_message: str | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""
@@ -147,6 +149,9 @@ class SimState:
         self.faults = Faults()
         self.lock = threading.RLock()
         self.file_ttl_s = FILE_TTL_S
+        # Render each result while its task runs instead of on its first download, so a
+        # download costs what it costs on the real service (benchmarks turn this on).
+        self.render_ahead = False
         self.requests: list[RecordedRequest] = []
         # Valid create requests per Idempotency-Key, replays included ("" for none).
         self.creates_by_key: Counter[str] = Counter()

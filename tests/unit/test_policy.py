@@ -334,7 +334,8 @@ def test_learned_schedule_degrades_gracefully_when_every_task_turns_twice_as_slo
 @pytest.mark.parametrize("model", [PRO, MAX])
 def test_learned_schedule_follows_a_service_that_turns_twice_as_fast(model):
     results = _run_tasks(model, [10.0] * 16 + [5.0] * 16)
-    assert max(late for _, late in results[16 + 8 :]) <= 0.05 * 5.0
+    # Each probe that finds the task done goes deeper: within a dozen tasks, 3% late at most.
+    assert max(late for _, late in results[16 + 12 :]) <= 0.03 * 5.0
 
 
 @pytest.mark.parametrize(("model", "low_s"), [(PRO, 5.0), (MAX, 10.0)])
