@@ -304,6 +304,7 @@ class _Api:
             aspect_ratio=str(task.body.get("aspect_ratio") or "16:9"),
             output_format=task.output_format,
             model=task.model,
+            pixels=self.state.result_pixels,
         )
 
     async def _fetch(self, request: Request, url: str, *, check_image: bool = True) -> bytes:

@@ -118,6 +118,15 @@ class Simulator:
         self.state.render_ahead = value
 
     @property
+    def result_pixels(self) -> int:
+        """About how many pixels each result has: one megapixel, as Flux; fewer saves CPU."""
+        return self.state.result_pixels
+
+    @result_pixels.setter
+    def result_pixels(self, value: int) -> None:
+        self.state.result_pixels = value
+
+    @property
     def file_ttl_s(self) -> float:
         """Seconds an upload lives (one hour, as the contract says); tests may shorten it."""
         return self.state.file_ttl_s

@@ -152,6 +152,8 @@ class SimState:
         # Render each result while its task runs instead of on its first download, so a
         # download costs what it costs on the real service (benchmarks turn this on).
         self.render_ahead = False
+        # About how many pixels a result has (Flux's one megapixel; a drill may ask for fewer).
+        self.result_pixels = 1_000_000
         self.requests: list[RecordedRequest] = []
         # Valid create requests per Idempotency-Key, replays included ("" for none).
         self.creates_by_key: Counter[str] = Counter()
@@ -166,13 +168,15 @@ class SimState:
         self.files: dict[str, SimFile] = {}
 
     def reset(self) -> None:
-        """Forget faults, requests, tasks and files; restore the starting balance."""
+        """Forget faults, requests, tasks and files; restore the starting balance and settings."""
         self.faults.reset()
         with self.lock:
             self.requests.clear()
             self.creates_by_key.clear()
             self.file_ttl_s = FILE_TTL_S
             self.latency = self.starting_latency
+            self.render_ahead = False
+            self.result_pixels = 1_000_000
             self._clear()
             self._save()
 
