@@ -63,16 +63,16 @@ def profile(pro_s: float, max_s: float) -> LatencyProfile:
 
 
 def observe(sim: Simulator, client: str, task_id: str, wall_s: float) -> Sample:
-    """The task's duration, its reads and when the finishing read arrived, from the simulator."""
+    """The task's duration, its reads and when an answer first said it was done (simulator)."""
     task = sim.tasks[task_id]
     finished = task.created_at + task.pending_s + task.processing_s
-    reads = [r.at for r in sim.requests if r.method == "GET" and r.path.endswith(f"/{task_id}")]
+    reads = [r for r in sim.requests if r.method == "GET" and r.path.endswith(f"/{task_id}")]
     return Sample(
         client=client,
         model=task.model.removeprefix("flux-kontext-"),
         task_s=task.pending_s + task.processing_s,
         wall_s=wall_s,
-        delay_s=max(reads) - finished,
+        delay_s=(task.end_answered_at or finished) - finished,
         reads=len(reads),
     )
 

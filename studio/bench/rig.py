@@ -24,7 +24,7 @@ import httpx
 from PIL import Image
 
 # Seconds to wait for a studio child to answer its first page.
-STUDIO_START_TIMEOUT_S = 60.0
+STUDIO_START_TIMEOUT_S = 180.0
 
 
 def photo(width: int = 640, height: int = 480, fmt: str = "PNG", **options: Any) -> bytes:

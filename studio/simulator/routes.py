@@ -154,7 +154,10 @@ class _Api:
         self, request: Request, task: SimTask, *, marketing: bool, replayed: bool
     ) -> JSONResponse:
         await run_in_threadpool(self.state.settle)
-        status = task.status
+        now = time.monotonic()
+        status = task.status_at(now)
+        if status in ("completed", "failed") and task.end_answered_at is None:
+            task.end_answered_at = now  # when a client could first learn it ended
         price = task.price_cents
         answer: dict[str, Any] = {
             "task_id" if marketing else "id": task.task_id,

@@ -71,6 +71,8 @@ class SimTask:
     source_bytes: bytes | None = field(default=None, repr=False)
     # Rendered on the first read of the result and kept (rendering is deterministic, never saved).
     result_bytes: bytes | None = field(default=None, repr=False)
+    # `time.monotonic()` when an answer first said the task ended (benchmarks read it).
+    end_answered_at: float | None = None
     # With `SimState.render_ahead`, the render started at creation (an asyncio future).
     rendering: Any = field(default=None, repr=False)
     fail_message: str | None = None
