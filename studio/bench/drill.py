@@ -9,6 +9,7 @@ and the studio must still answer. The counts come from the store on disk and the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -89,10 +90,9 @@ class StudioTarget:
             self.client = Client(self.studio.url, verbose=False, max_workers=self.concurrency)
 
     def submit(self, n: int, model: str) -> Future[Any]:
-        from gradio_client import handle_file
-
+        # An absolute path: the studio reads it (a hosted one would take a URL or data: URI).
         return self.client.submit(  # type: ignore[no-any-return]
-            handle_file(str(self.source)),
+            str(self.source),
             PROMPT.format(n=n),
             model,
             "match",
@@ -106,19 +106,20 @@ class StudioTarget:
             Future.cancel(job)  # not yet sent: the caller gives up on those (locally)
 
     def answers_after(self) -> bool:
-        from gradio_client import Client, handle_file
+        from gradio_client import Client
 
         client = Client(self.studio.url, verbose=False)
         try:
             _, info = client.predict(
-                handle_file(str(self.source)),
+                str(self.source),
                 "after the drill",
                 "pro",
                 "match",
                 "",
                 api_name="/edit_image",
             )
-            return bool(info.get("state") == "completed")
+            summary = json.loads(info) if isinstance(info, str) else info
+            return bool(summary.get("state") == "completed")
         except Exception:
             return False
         finally:

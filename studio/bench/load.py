@@ -36,7 +36,7 @@ def run_load(
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """`edits` edits submitted at once through `/edit_image`, after a few to learn from."""
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     sim.latency = profile(task_s, task_s)
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
@@ -51,7 +51,7 @@ def run_load(
             say(f"  load: studio up in {start_s:.1f} s; 4 edits to learn from")
             for n in range(4):
                 client.predict(
-                    handle_file(str(source)),
+                    str(source),
                     f"warm {n}",
                     "pro",
                     "match",
@@ -68,7 +68,7 @@ def run_load(
             jobs = []
             for n in range(edits):
                 job = client.submit(
-                    handle_file(str(source)),
+                    str(source),
                     f"load {n}",
                     "pro",
                     "match",
