@@ -20,7 +20,7 @@ from studio.simulator import Simulator
 CHROMIUM = "/usr/bin/chromium"
 # Seconds an idle page is left alone before its memory is read (its load event has run).
 IDLE_SETTLE_S = 3.0
-PAGE_TIMEOUT_MS = 120_000
+PAGE_TIMEOUT_MS = 30_000
 
 
 def studio_env(sim: Simulator) -> dict[str, str]:

@@ -274,7 +274,7 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
         "--edits", type=int, help="edits for the load (default 100) or the drill (default 500)"
     )
     bench.add_argument(
-        "--pages", type=int, default=10, help="idle Chromium pages for memory (default 10)"
+        "--pages", type=int, default=5, help="idle Chromium pages for memory (default 5)"
     )
     bench.add_argument(
         "--drill",
