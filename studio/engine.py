@@ -44,8 +44,8 @@ from studio.history import (
 from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import PRICE_CENTS, EditParams, ParamsError
-from studio.runapi import AuthenticationError, RunAPIClient, RunAPIError, poll_delays
+from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
+from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
 
@@ -94,12 +94,17 @@ class Engine:
         now: Callable[[], datetime] = _utc_now,
         client_for_key: Callable[[str], RunAPIClient] | None = None,
         limits: Limits | None = None,
+        schedule: LearnedSchedule | None = None,
     ) -> None:
         self._store = store
+        # Learns each model's durations; the clients poll on it (see `from_settings`).
+        self.schedule = schedule or LearnedSchedule()
         # Hosted: every visitor is counted and capped (`limits`); None on a studio of one's own.
         self._limits = limits
         self._clients = ClientPool(client, client_for_key)
-        self._runner = StepRunner(store, self._clients, deadline_s=task_deadline_s, now=now)
+        self._runner = StepRunner(
+            store, self._clients, deadline_s=task_deadline_s, now=now, schedule=self.schedule
+        )
         self._allow_private_links = allow_private_links
         self._now = now
         # One lock per session while someone holds it; gone when nobody does.
@@ -111,6 +116,10 @@ class Engine:
         if settings.api_key is None:
             raise ValueError("the engine needs a RunAPI key (or the simulator's)")
         store = Store.open(settings.home)
+        known = store.recent_durations()
+        schedule = LearnedSchedule(
+            {MODEL_IDS[m]: known.get(m, []) for m in MODEL_IDS}, scale=settings.poll_scale
+        )
 
         def client_for(key: str, base_url: str = settings.base_url) -> RunAPIClient:
             return RunAPIClient(
@@ -118,7 +127,7 @@ class Engine:
                 base_url=base_url,
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
-                poll_schedule=lambda model: poll_delays(model, scale=settings.poll_scale),
+                poll_schedule=schedule,
             )
 
         server_url = settings.simulator_url or settings.base_url
@@ -129,6 +138,7 @@ class Engine:
             task_deadline_s=settings.task_deadline_s,
             client_for_key=client_for,
             limits=Limits(_limit_settings(settings)) if settings.hosted else None,
+            schedule=schedule,
         )
 
     async def aclose(self) -> None:

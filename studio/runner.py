@@ -32,6 +32,7 @@ from studio.params import (
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
+    LearnedSchedule,
     RunAPIClient,
     RunAPIError,
     Task,
@@ -214,8 +215,10 @@ class StepRunner:
         *,
         deadline_s: float,
         now: Callable[[], datetime],
+        schedule: LearnedSchedule | None = None,
     ) -> None:
         self._store = store
+        self._schedule = schedule
         self._clients = clients
         self._deadline_s = deadline_s
         self._now = now
@@ -330,12 +333,13 @@ class StepRunner:
             try:
                 if step.is_waiting:
                     step = await self._await_parent(step)
-                if step.task_id is None:
+                fresh = step.task_id is None
+                if fresh:
                     step = await self._submit(step, client)
                 task = await client.wait_for_task(
                     step.task_id or "",
                     model=MODEL_IDS[_model(step)],
-                    on_status=lambda t, _elapsed: self._report(step, _phase_of(t)),
+                    on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
                     deadline_s=self._deadline_s,
                 )
                 self._report(step, "downloading")
@@ -456,6 +460,12 @@ class StepRunner:
         return failed
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _on_status(self, step: Step, task: Task, elapsed_s: float, learn: bool) -> None:
+        # A resumed step's wait began after the restart, so only fresh ones teach the schedule.
+        if learn and task.status == "completed" and self._schedule is not None:
+            self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+        self._report(step, _phase_of(task))
 
     def _report(self, step: Step, phase: Phase) -> None:
         run = self._runs.get(step.step_id)

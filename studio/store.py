@@ -514,6 +514,25 @@ class Store:
                 log.warning("Step %s is damaged in %s; it is not resumed", row[0], self.db_path)
         return steps
 
+    def recent_durations(self, per_model: int = 8) -> dict[str, list[float]]:
+        """Seconds from submission to completion of the latest completed tasks of each model
+        (`pro`, `max`), oldest first, at most `per_model` each: what the poll schedule learns."""
+        with self._read() as db:
+            rows = db.execute(
+                """SELECT model, elapsed_s FROM (
+                    SELECT json_extract(params_json, '$.model') AS model, elapsed_s, completed_at,
+                        ROW_NUMBER() OVER (PARTITION BY json_extract(params_json, '$.model')
+                            ORDER BY completed_at DESC, rowid DESC) AS n
+                    FROM steps
+                    WHERE state = 'completed' AND task_id IS NOT NULL AND elapsed_s > 0
+                ) WHERE n <= ? ORDER BY completed_at, n DESC""",
+                (per_model,),
+            ).fetchall()
+        durations: dict[str, list[float]] = {}
+        for row in rows:
+            durations.setdefault(row["model"], []).append(row["elapsed_s"])
+        return durations
+
     # Connections and transactions
 
     def _write_current(self, db: sqlite3.Connection, session: Session) -> None:

@@ -74,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return simulate(args)
         if args.command == "hermes":
             return run_hermes(args)
+        if args.command == "bench":
+            from studio.bench import run_bench
+
+            return run_bench(args)
         if args.command is None:
             return serve(args)
         return run_command(args)

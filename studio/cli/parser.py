@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_commands(commands)
     _add_simulate(commands)
     _add_hermes(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -255,3 +256,49 @@ def _add_hermes(commands: argparse._SubParsersAction[CommandParser]) -> None:
             metavar="DIR",
             help="Hermes' folder (default: HERMES_HOME, else ~/.hermes)",
         )
+
+
+def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="measure the studio against the simulator: the README's Numbers",
+        formatter_class=_Formatter,
+        description="Poll schedule beside the official SDK, compare, load, intake and cold "
+        "start, on loopback against the simulator; with --drill, the fault drill instead. "
+        "Prints Markdown tables.",
+    )
+    bench.add_argument(
+        "--json", dest="json_file", type=Path, metavar="FILE", help="also write every number here"
+    )
+    bench.add_argument(
+        "--scale",
+        type=float,
+        default=0.25,
+        help="task durations (3 s, 10 s) and the SDK's interval times this (default 0.25; "
+        "1 for real time)",
+    )
+    bench.add_argument("--rounds", type=int, default=5, help="measured rounds per case (default 5)")
+    bench.add_argument(
+        "--warmup", type=int, default=10, help="edits the studio learns from first (default 10)"
+    )
+    bench.add_argument(
+        "--only",
+        action="append",
+        choices=["poll", "compare", "load", "intake", "cold"],
+        help="run only this section (repeatable)",
+    )
+    bench.add_argument(
+        "--edits", type=int, help="edits for the load (default 100) or the drill (default 500)"
+    )
+    bench.add_argument(
+        "--pages", type=int, default=5, help="idle Chromium pages for memory (default 5)"
+    )
+    bench.add_argument(
+        "--drill",
+        action="store_true",
+        help="the fault drill: a quarter of calls faulted, then a SIGKILL halfway",
+    )
+    bench.add_argument(
+        "--engine-only", action="store_true", help="drill the engine alone, without the web server"
+    )
+    bench.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")

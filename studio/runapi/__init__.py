@@ -19,7 +19,8 @@ from .errors import (
     TaskTimeoutError,
     UnexpectedResponseError,
 )
-from .policy import poll_delays
+from .policy import learned_poll_delays, poll_delays
+from .schedule import LearnedSchedule
 from .wire import Balance, Billing, Task, TaskRequest, TaskStatus, UploadedFile
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ImageRejectedError",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "LearnedSchedule",
     "NetworkError",
     "NotFoundError",
     "RateLimitedError",
@@ -45,5 +47,6 @@ __all__ = [
     "TaskTimeoutError",
     "UnexpectedResponseError",
     "UploadedFile",
+    "learned_poll_delays",
     "poll_delays",
 ]

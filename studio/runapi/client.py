@@ -172,11 +172,15 @@ class RunAPIClient:
     ) -> Task:
         """Read the task at once, then on the model's poll schedule, until it ends.
 
+        The schedule's sleeps add up to the times of the reads, counted from the start of the
+        wait: the time one read takes comes off the sleep before the next.
+
         Args:
             task_id: The task to wait for.
             model: Its wire model name; chooses the poll schedule.
             on_status: `cb(task, elapsed_s)`, sync or async, called after the first read and
-                whenever the status changes.
+                whenever the status changes; `elapsed_s` is when the read that saw it was sent
+                (seconds from the start of the wait), which is what a learned schedule needs.
             deadline_s: Overall seconds to wait, reads included.
 
         Returns:
@@ -201,12 +205,16 @@ class RunAPIClient:
         delays = iter(self._poll_schedule(model))
         last_status: str | None = None
         delay = 1.0
+        # Reads land at the schedule's times from the start (a slow read shortens the next
+        # sleep), so the times a learned schedule is taught are on its own clock.
+        read_at = started
         while True:
+            sent = time.monotonic()
             task = await self.get_task(task_id)
             if task.status != last_status:
                 last_status = task.status
                 if on_status is not None:
-                    result = on_status(task, time.monotonic() - started)
+                    result = on_status(task, sent - started)
                     if inspect.isawaitable(result):
                         await result
             if task.status == "completed":
@@ -215,7 +223,8 @@ class RunAPIClient:
                 message = redact(task.error, [self._api_key]) if task.error else None
                 raise TaskFailedError(task.task_id, message)
             delay = next(delays, delay)
-            await asyncio.sleep(delay)
+            read_at = max(read_at + delay, time.monotonic())
+            await asyncio.sleep(read_at - time.monotonic())
 
     async def upload_image(self, data: bytes, *, file_name: str = "in.png") -> UploadedFile:
         """Upload a local image as base64; use the answer's `url` as `source_image_url`.

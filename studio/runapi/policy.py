@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import email.utils
 import math
-from collections.abc import Iterator
+import statistics
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -159,3 +160,108 @@ def poll_delays(model: str, *, scale: float = 1.0) -> Iterator[float]:
     while True:
         delay = min(POLL_CAP_S, delay * POLL_GROWTH)
         yield delay * scale
+
+
+# The learned schedule (`learned_poll_delays`). Its numbers were tuned on a model of the client
+# (a read takes a few ms; finishes fixed, shifted 2x, or spread like the prior's windows) and are
+# checked end to end by `kontext-studio bench`.
+#
+# Fewer samples than this and the prior above is used: one or two finishes say little.
+LEARN_MIN_SAMPLES = 3
+# Only the latest finishes count, so a change in the service shows within a few tasks.
+LEARN_WINDOW = 8
+# A sample further than this factor from the window's median is an outlier (a task resumed
+# after a restart, or one that was already finished when its create was replayed).
+LEARN_OUTLIER_FACTOR = 4.0
+# A jump: this many latest samples all above the earlier ones by this factor start a new regime,
+# and the earlier ones are dropped (every task suddenly twice as slow, say).
+LEARN_JUMP_RUN = 3
+LEARN_JUMP_FACTOR = 1.25
+# The probe before the fastest finish: at most this fraction earlier, at least the floor.
+LEARN_PROBE_DEPTH = 0.25
+LEARN_PROBE_FLOOR = 0.002
+# After a probe finds the task done (the service may have sped up), the next goes this many
+# times as deep as that finish was below the one before; each finish at or after `lo` since
+# halves the depth again: a search for the true time that costs one read a task.
+LEARN_PROBE_GROWTH = 4
+LEARN_SAME_FRACTION = 0.01
+# Between the fastest and the slowest recent finish, reads are this fraction of the slowest apart
+# at least, and there are at most this many of them.
+LEARN_STEP_FRACTION = 0.04
+LEARN_SPAN_READS = 6
+# After the slowest recent finish: each delay 1.5x the one before, at most a fifth of the time
+# waited so far and at most POLL_CAP_S.
+LEARN_TAIL_FRACTION = 0.2
+
+
+def learned_poll_delays(
+    model: str, durations_s: Sequence[float], *, scale: float = 1.0
+) -> Iterator[float]:
+    """The sleeps between task reads for `model`, placed by the finishes seen before; forever.
+
+    `durations_s` are recent tasks of this model, oldest first: seconds from the create's answer
+    until a read saw the task finished. Each is an upper bound (the finish happened at or before
+    that read), so the schedule keeps probing just below the fastest one.
+
+    With fewer than `LEARN_MIN_SAMPLES` usable samples this is `poll_delays(model, scale=scale)`.
+    Otherwise it uses the last `LEARN_WINDOW` samples, without those beyond 4x from their median
+    and without everything before a jump (three latest samples all 1.25x above every earlier
+    one). With `lo` the fastest, `hi` the slowest, `m` the number of samples after the fastest
+    and `g` how far the fastest is below the fastest before it (`min(before) / lo - 1`, counting
+    only those more than 1% above), reads land at:
+
+    - `lo * (1 - d)`, a probe, with `d = max(0.002, min(0.25, 4 * g) / 2 ** m)` (`g` taken as
+      infinite with nothing before): a probe that finds the task done makes the next one
+      deeper (the service may be getting faster); each later finish halves it (a bisection);
+    - `lo`, then every `step = max(0.04 * hi, (hi - lo) / 6)` up to `hi`, and `hi`;
+    - then delays growing 1.5x from `step`, at most a fifth of the time waited and `POLL_CAP_S`.
+
+    A fixed duration is found within a dozen tasks or so, and from then on costs two reads after
+    the client's first, seen within about 1% of the duration. A service that turns twice as
+    slow is followed by the tail (at most a fifth late) and learned again within the window.
+    `scale` applies to the prior only: learned times are the service's own.
+
+    Args:
+        model: The wire model name, e.g. `flux-kontext-pro`.
+        durations_s: Seconds per finished task, oldest first.
+        scale: Multiplies the prior's delays (tests use a small one against a fast simulator).
+    """
+    recent = _usable(durations_s)
+    if len(recent) < LEARN_MIN_SAMPLES:
+        yield from poll_delays(model, scale=scale)
+        return
+    lo, hi = min(recent), max(recent)
+    fastest = recent.index(lo)
+    misses = len(recent) - 1 - fastest
+    # Earlier finishes within 1% of the fastest tell nothing about how deep to look.
+    earlier = [d for d in recent[:fastest] if d > lo * (1 + LEARN_SAME_FRACTION)]
+    gap = LEARN_PROBE_GROWTH * (min(earlier) / lo - 1) if earlier else LEARN_PROBE_DEPTH
+    depth = max(LEARN_PROBE_FLOOR, min(LEARN_PROBE_DEPTH, gap) / 2**misses)
+    step = max(LEARN_STEP_FRACTION * hi, (hi - lo) / LEARN_SPAN_READS)
+    reads = [lo * (1 - depth), *(lo + step * n for n in range(max(1, math.ceil((hi - lo) / step))))]
+    if hi > lo:
+        reads.append(hi)
+    waited = 0.0
+    for at in reads:
+        yield at - waited
+        waited = at
+    delay = step
+    while True:
+        delay = min(POLL_CAP_S, delay * POLL_GROWTH, max(step, LEARN_TAIL_FRACTION * waited))
+        waited += delay
+        yield delay
+
+
+def _usable(durations_s: Sequence[float]) -> list[float]:
+    """The last window of finite, positive samples without outliers or a regime left behind."""
+    recent = [d for d in durations_s[-LEARN_WINDOW:] if math.isfinite(d) and d > 0]
+    if not recent:
+        return []
+    median = statistics.median(recent)
+    recent = [
+        d for d in recent if median / LEARN_OUTLIER_FACTOR <= d <= median * LEARN_OUTLIER_FACTOR
+    ]
+    for start in range(len(recent) - LEARN_JUMP_RUN, 0, -1):
+        if min(recent[start : start + LEARN_JUMP_RUN]) > LEARN_JUMP_FACTOR * max(recent[:start]):
+            return recent[start:]
+    return recent

@@ -5,12 +5,19 @@ Imports the stdlib only; `routes` asks it what to do with each API request.
 
 from __future__ import annotations
 
+import random
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
 Route = Literal["create", "get", "files", "balance", "any"]
 ROUTES: tuple[Route, ...] = ("create", "get", "files", "balance", "any")
+# What `chaos` may do to an API request, a created task, or a result download.
+Chaos = Literal["429", "5xx", "drop", "slow", "failed", "expired"]
+API_CHAOS: tuple[Chaos, ...] = ("429", "5xx", "drop", "slow")
+DOWNLOAD_CHAOS: tuple[Chaos, ...] = ("expired", "slow")
+CHAOS_FAIL_MESSAGE = "Simulated failure: the task failed on the service."
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,10 @@ class Faults:
             self._fail_messages: list[str] = []
             self.results_expired = False
             self.sources_unreachable = False
+            self._chaos_rate = 0.0
+            self._rng = random.Random()
+            self.chaos_slow_s = 0.0
+            self.injected: Counter[str] = Counter()
 
     def rate_limit(self, times: int = 1, retry_after: str | float = "1") -> None:
         """The next `times` API requests answer 429 with `Retry-After` (seconds or HTTP date)."""
@@ -80,7 +91,32 @@ class Faults:
         with self._lock:
             self.sources_unreachable = True
 
+    def chaos(self, rate: float, *, seed: int | None = None, slow_s: float = 1.0) -> None:
+        """From now on fault a share `rate` of everything at random, until `reset()`.
+
+        Each API request draws once: with probability `rate` it is answered 429 (`Retry-After:
+        1`), answered 503, processed and then dropped, or answered `slow_s` late, in equal
+        shares. Each created task fails (and is refunded) with probability `rate / 4`; each
+        result download answers 404 (an expired URL) or `slow_s` late with probability `rate`.
+        `injected` counts what was done. `seed` makes the draws repeatable.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._lock:
+            self._chaos_rate = rate
+            self._rng = random.Random(seed)
+            self.chaos_slow_s = slow_s
+
     # The server's side: each call consumes at most one fault.
+
+    def take_chaos(self, kinds: tuple[Chaos, ...], *, rate_share: float = 1.0) -> Chaos | None:
+        """One random draw under `chaos`: a fault of `kinds`, or None (always None without it)."""
+        with self._lock:
+            if self._chaos_rate <= 0 or self._rng.random() >= self._chaos_rate * rate_share:
+                return None
+            kind = self._rng.choice(kinds)
+            self.injected[kind] += 1
+            return kind
 
     def take_error(self) -> ErrorReply | None:
         with self._lock:
@@ -100,4 +136,8 @@ class Faults:
 
     def take_fail_message(self) -> str | None:
         with self._lock:
-            return self._fail_messages.pop(0) if self._fail_messages else None
+            if self._fail_messages:
+                return self._fail_messages.pop(0)
+        if self.take_chaos(("failed",), rate_share=0.25) is not None:
+            return CHAOS_FAIL_MESSAGE
+        return None

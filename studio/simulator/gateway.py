@@ -14,7 +14,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from studio.simulator.faults import Route
+from studio.simulator.faults import API_CHAOS, Route
 from studio.simulator.tasks import RecordedRequest, SimState
 
 CREATE_PATHS = ("/api/v1/flux_kontext/text_to_image", "/v1/text_to_image")
@@ -73,12 +73,13 @@ class Gateway:
         if client_id := headers.get("x-client-request-id"):
             extra.append((b"x-client-request-id", client_id.encode("latin-1")))
         faults = self.state.faults
-        refusal = self._refusal(path, headers, complete)
+        chaos = faults.take_chaos(API_CHAOS)
+        refusal = self._refusal(path, headers, complete) or _chaos_refusal(chaos)
         if refusal is not None:
             await refusal(scope, receive, _with_headers(send, extra))
             return
-        slow_s = faults.take_slow_s()
-        drop = faults.take_drop(route_of(method, path))
+        slow_s = faults.chaos_slow_s if chaos == "slow" else faults.take_slow_s()
+        drop = chaos == "drop" or faults.take_drop(route_of(method, path))
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -117,6 +118,18 @@ class Gateway:
         if scheme.lower() == "bearer" and token.strip() == self.state.api_key:
             return True
         return headers.get("x-api-key", "").strip() == self.state.api_key
+
+
+def _chaos_refusal(chaos: str | None) -> JSONResponse | None:
+    if chaos == "429":
+        return JSONResponse(
+            error_body("rate_limited", "Too many requests; slow down."),
+            429,
+            headers={"Retry-After": "1"},
+        )
+    if chaos == "5xx":
+        return JSONResponse(error_body("server_error", "The service is unavailable."), 503)
+    return None
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:

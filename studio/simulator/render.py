@@ -23,10 +23,10 @@ MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "G
 Effect = Callable[[Image.Image], Image.Image]
 
 
-def output_size(aspect_ratio: str) -> tuple[int, int]:
-    """Width and height near one megapixel for a ratio such as `"16:9"`."""
+def output_size(aspect_ratio: str, pixels: int = TARGET_PIXELS) -> tuple[int, int]:
+    """Width and height near `pixels` (one megapixel) for a ratio such as `"16:9"`."""
     w, h = (int(part) for part in aspect_ratio.split(":"))
-    width = math.sqrt(TARGET_PIXELS * w / h)
+    width = math.sqrt(pixels * w / h)
     height = width * h / w
     return (
         max(SIDE_MULTIPLE, round(width / SIDE_MULTIPLE) * SIDE_MULTIPLE),
@@ -44,7 +44,13 @@ def is_image(data: bytes) -> str | None:
 
 
 def render_result(
-    *, source: bytes | None, prompt: str, aspect_ratio: str, output_format: str, model: str
+    *,
+    source: bytes | None,
+    prompt: str,
+    aspect_ratio: str,
+    output_format: str,
+    model: str,
+    pixels: int = TARGET_PIXELS,
 ) -> bytes:
     """Draw the simulated result: the source edited (or a generated picture), captioned and marked.
 
@@ -54,11 +60,12 @@ def render_result(
         aspect_ratio: One of the contract's ratios, such as `"16:9"`.
         output_format: `"png"` or `"jpeg"`.
         model: The wire model name, shown beside the mark.
+        pixels: About how many pixels (one megapixel, as Flux; drills ask for fewer).
 
     Returns:
         The encoded image.
     """
-    size = output_size(aspect_ratio)
+    size = output_size(aspect_ratio, pixels)
     digest = hashlib.sha256(prompt.encode()).digest()
     image = _edit(source, prompt, digest, size) if source is not None else _generate(digest, size)
     _draw_labels(image, prompt, model)

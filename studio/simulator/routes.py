@@ -5,6 +5,7 @@ Imports starlette and its siblings only; nothing else of ours (it shares no code
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import time
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from studio.simulator.contract import PRICE_CENTS, fingerprint, validate_create
+from studio.simulator.faults import DOWNLOAD_CHAOS
 from studio.simulator.fetch import MAX_IMAGE_BYTES, FetchError, fetch_image
 from studio.simulator.gateway import Gateway, error_body
 from studio.simulator.render import is_image, render_result
@@ -110,6 +112,7 @@ class _Api:
         if errors:
             return _invalid(errors)
         print_ = fingerprint(request.url.path, sent)
+        self.state.count_create(key)
         try:
             earlier = self.state.find_replay(key, print_)
             if earlier is not None:
@@ -136,6 +139,9 @@ class _Api:
         except InsufficientCreditsError:
             message = f"Insufficient credits: this image costs {PRICE_CENTS[body['model']]} cents."
             return JSONResponse(error_body("insufficient_credits", message), 402)
+        if self.state.render_ahead and not replayed and not task.fail_message:
+            # As the real service does: the image is ready when the task completes.
+            task.rendering = asyncio.ensure_future(self._render(task))
         return await self._task_answer(request, task, marketing=marketing, replayed=replayed)
 
     async def read(self, request: Request) -> Response:
@@ -148,7 +154,10 @@ class _Api:
         self, request: Request, task: SimTask, *, marketing: bool, replayed: bool
     ) -> JSONResponse:
         await run_in_threadpool(self.state.settle)
-        status = task.status
+        now = time.monotonic()
+        status = task.status_at(now)
+        if status in ("completed", "failed") and task.end_answered_at is None:
+            task.end_answered_at = now  # when a client could first learn it ended
         price = task.price_cents
         answer: dict[str, Any] = {
             "task_id" if marketing else "id": task.task_id,
@@ -269,7 +278,10 @@ class _Api:
         return Response(upload.data, media_type=upload.mime_type)
 
     async def result_image(self, request: Request) -> Response:
-        data = await self._result_bytes(request.path_params["name"])
+        chaos = self.state.faults.take_chaos(DOWNLOAD_CHAOS)
+        if chaos == "slow":
+            await asyncio.sleep(self.state.faults.chaos_slow_s)
+        data = None if chaos == "expired" else await self._result_bytes(request.path_params["name"])
         if data is None:
             return JSONResponse(error_body("not_found", "Result not found or expired."), 404)
         extension = request.path_params["name"].rpartition(".")[2]
@@ -284,15 +296,19 @@ class _Api:
         if extension != task.output_format:
             return None
         if task.result_bytes is None:
-            task.result_bytes = await run_in_threadpool(
-                render_result,
-                source=task.source_bytes,
-                prompt=str(task.body["prompt"]),
-                aspect_ratio=str(task.body.get("aspect_ratio") or "16:9"),
-                output_format=task.output_format,
-                model=task.model,
-            )
+            task.result_bytes = await (task.rendering or self._render(task))
         return task.result_bytes
+
+    async def _render(self, task: SimTask) -> bytes:
+        return await run_in_threadpool(
+            render_result,
+            source=task.source_bytes,
+            prompt=str(task.body["prompt"]),
+            aspect_ratio=str(task.body.get("aspect_ratio") or "16:9"),
+            output_format=task.output_format,
+            model=task.model,
+            pixels=self.state.result_pixels,
+        )
 
     async def _fetch(self, request: Request, url: str, *, check_image: bool = True) -> bytes:
         if self.state.faults.sources_unreachable:

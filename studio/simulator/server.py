@@ -71,6 +71,16 @@ class Simulator:
             return list(self.state.requests)
 
     @property
+    def creates_by_key(self) -> dict[str, int]:
+        """Create requests received per Idempotency-Key, replays included."""
+        with self.state.lock:
+            return dict(self.state.creates_by_key)
+
+    def tasks_by_key(self) -> dict[str, int]:
+        """Tasks created per Idempotency-Key (a replay creates none): above 1 is a double charge."""
+        return dict(self.state.tasks_by_key())
+
+    @property
     def tasks(self) -> dict[str, SimTask]:
         self.state.settle()
         with self.state.lock:
@@ -96,6 +106,25 @@ class Simulator:
     @latency.setter
     def latency(self, value: Latency) -> None:
         self.state.latency = LATENCY[value] if isinstance(value, str) else value
+
+    @property
+    def render_ahead(self) -> bool:
+        """Render each result while its task runs (as the real service has it ready at the
+        end), rather than on its first download; off by default, benchmarks turn it on."""
+        return self.state.render_ahead
+
+    @render_ahead.setter
+    def render_ahead(self, value: bool) -> None:
+        self.state.render_ahead = value
+
+    @property
+    def result_pixels(self) -> int:
+        """About how many pixels each result has: one megapixel, as Flux; fewer saves CPU."""
+        return self.state.result_pixels
+
+    @result_pixels.setter
+    def result_pixels(self, value: int) -> None:
+        self.state.result_pixels = value
 
     @property
     def file_ttl_s(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ class SimTask:
     source_bytes: bytes | None = field(default=None, repr=False)
     # Rendered on the first read of the result and kept (rendering is deterministic, never saved).
     result_bytes: bytes | None = field(default=None, repr=False)
+    # `time.monotonic()` when an answer first said the task ended (benchmarks read it).
+    end_answered_at: float | None = None
+    # With `SimState.render_ahead`, the render started at creation (an asyncio future).
+    rendering: Any = field(default=None, repr=False)
     fail_message: str | None = None
     idempotency_key: str | None = None
     fingerprint: str = ""
@@ -146,7 +151,14 @@ class SimState:
         self.faults = Faults()
         self.lock = threading.RLock()
         self.file_ttl_s = FILE_TTL_S
+        # Render each result while its task runs instead of on its first download, so a
+        # download costs what it costs on the real service (benchmarks turn this on).
+        self.render_ahead = False
+        # About how many pixels a result has (Flux's one megapixel; a drill may ask for fewer).
+        self.result_pixels = 1_000_000
         self.requests: list[RecordedRequest] = []
+        # Valid create requests per Idempotency-Key, replays included ("" for none).
+        self.creates_by_key: Counter[str] = Counter()
         self._clear()
         if state_dir is not None:
             self._load(state_dir)
@@ -158,18 +170,30 @@ class SimState:
         self.files: dict[str, SimFile] = {}
 
     def reset(self) -> None:
-        """Forget faults, requests, tasks and files; restore the starting balance."""
+        """Forget faults, requests, tasks and files; restore the starting balance and settings."""
         self.faults.reset()
         with self.lock:
             self.requests.clear()
+            self.creates_by_key.clear()
             self.file_ttl_s = FILE_TTL_S
             self.latency = self.starting_latency
+            self.render_ahead = False
+            self.result_pixels = 1_000_000
             self._clear()
             self._save()
 
     def record(self, request: RecordedRequest) -> None:
         with self.lock:
             self.requests.append(request)
+
+    def count_create(self, key: str | None) -> None:
+        with self.lock:
+            self.creates_by_key[key or ""] += 1
+
+    def tasks_by_key(self) -> Counter[str]:
+        """Tasks created (not replayed) per Idempotency-Key: above 1 means a double charge."""
+        with self.lock:
+            return Counter(task.idempotency_key or "" for task in self.tasks.values())
 
     def settle(self) -> None:
         """Bill every task that has finished since the last call: charge it, or refund a failure."""

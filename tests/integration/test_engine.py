@@ -319,3 +319,38 @@ async def test_a_refused_pasted_key_says_so_and_leaves_no_failed_step(engine, si
     balance_calls = [r for r in sim.requests if r.path.endswith("/me/balance")]
     # The refused key is asked about at each attempt (3); the accepted one once, not per edit.
     assert len(balance_calls) == 4
+
+
+async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_restart(
+    sim, clean_env
+):
+    from studio.config import Secret, Settings
+
+    settings = Settings(
+        api_key=Secret(sim.api_key), base_url=sim.base_url, home=clean_env, poll_scale=0.05
+    )
+    engine = Engine.from_settings(settings)
+    try:
+        session = await _start(engine)
+        steps = [
+            await engine.edit(session.session_id, EditParams(prompt=f"edit {n}")) for n in range(6)
+        ]
+        assert all(step.state is StepState.COMPLETED for step in steps)
+        assert len(engine.schedule.durations("flux-kontext-pro")) == 6
+        assert engine.schedule.durations("flux-kontext-max") == []
+
+        def reads(step):
+            return sum(1 for r in sim.requests if r.method == "GET" and step.task_id in r.path)
+
+        # Once finishes are known, a task is read just before and at the expected finish
+        # instead of all along the prior (scaled for this simulator).
+        assert sum(map(reads, steps[-2:])) < sum(map(reads, steps[:2]))
+    finally:
+        await engine.aclose()
+    again = Engine.from_settings(settings)
+    try:
+        # A new process starts from the store's record of the same tasks.
+        known = again.schedule.durations("flux-kontext-pro")
+        assert known == pytest.approx([step.elapsed_s for step in steps])
+    finally:
+        await again.aclose()

@@ -634,3 +634,25 @@ def test_serve_answers_until_interrupted_then_exits_cleanly():
             process.wait()
     with pytest.raises(httpx.ConnectError):
         httpx.get(url)
+
+
+def test_chaos_faults_a_share_of_calls_at_random_and_counts_creates_per_key(sim, client):
+    sim.faults.chaos(0.5, seed=7, slow_s=0.05)
+    body = {"model": "flux-kontext-pro", "prompt": "a lighthouse"}
+    statuses = []
+    for n in range(40):
+        try:
+            response = client.post(TASKS, json=body, headers={"Idempotency-Key": f"k{n % 4}"})
+            statuses.append(response.status_code)
+        except httpx.RemoteProtocolError:
+            statuses.append("dropped")
+    injected = sim.faults.injected
+    assert {"429", "5xx", "drop", "slow"} <= set(injected)
+    assert statuses.count(429) == injected["429"]
+    assert statuses.count(503) == injected["5xx"]
+    assert statuses.count("dropped") == injected["drop"]
+    # Four keys, forty requests: replays create nothing, so one task per key.
+    assert sim.tasks_by_key() == {f"k{n}": 1 for n in range(4)}
+    assert sum(sim.creates_by_key.values()) == 40 - injected["429"] - injected["5xx"]
+    sim.reset()
+    assert sim.faults.take_chaos(("429",)) is None

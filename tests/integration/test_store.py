@@ -478,3 +478,22 @@ def test_a_process_that_dies_without_closing_loses_nothing(tmp_path):
         assert [s.step_id for s in store.unfinished_steps()] == ["b"]
     finally:
         store.close()
+
+
+def test_recent_durations_are_the_latest_completed_tasks_per_model_oldest_first(store):
+    session = start(store)
+    now = datetime.now(UTC)
+    finished = [("pro", 3.0), ("max", 9.0), ("pro", 4.0), ("pro", None), ("max", 8.0)]
+    finished += [("pro", 5.0)]
+    for n, (model, seconds) in enumerate(finished):
+        session = session.add_step(new_id(), EditParams(prompt="p", model=model), now)
+        step = session.current.start(f"task-{n}", now + timedelta(seconds=n))
+        if seconds is None:  # a failed task says nothing about how long a finish takes
+            step = step.fail("refused", now + timedelta(seconds=n + 1), cost_cents=0)
+        else:
+            ref = store.put_image(f"{n}".encode(), format="png", width=8, height=8)
+            step = step.complete(ref, now + timedelta(seconds=n + seconds))
+        store.save_step(step)
+        session = session.with_step(step)
+    assert store.recent_durations(per_model=2) == {"pro": [4.0, 5.0], "max": [9.0, 8.0]}
+    assert store.recent_durations()["pro"] == [3.0, 4.0, 5.0]

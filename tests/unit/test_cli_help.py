@@ -16,7 +16,17 @@ from studio.cli.parser import HELP_WIDTH
 from studio.config import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-COMMANDS = ["edit", "chain", "compare", "generate", "replay", "sessions", "simulate", "hermes"]
+COMMANDS = [
+    "edit",
+    "chain",
+    "compare",
+    "generate",
+    "replay",
+    "sessions",
+    "simulate",
+    "hermes",
+    "bench",
+]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -9,9 +9,11 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from studio.runapi import LearnedSchedule
 from studio.runapi.policy import (
     POLL_CAP_S,
     RETRY_AFTER_CAP_S,
+    learned_poll_delays,
     parse_retry_after,
     poll_delays,
     retry_delay,
@@ -195,3 +197,160 @@ def test_poll_delays_scale_multiplies_every_delay():
     assert _first("flux-kontext-pro", 12, scale=0.01) == pytest.approx(
         [d * 0.01 for d in _first("flux-kontext-pro", 12)]
     )
+
+
+PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
+
+
+def _learned_reads(durations, n, model=PRO, scale=1.0):
+    """The first `n` read times (seconds after the client's own first read)."""
+    delays = itertools.islice(learned_poll_delays(model, durations, scale=scale), n)
+    return list(itertools.accumulate(delays))
+
+
+@pytest.mark.parametrize(
+    "durations",
+    [
+        pytest.param([], id="no-history"),
+        pytest.param([3.0, 3.0], id="two-samples"),
+        pytest.param([3.0, 0.0, -1.0, float("nan"), float("inf")], id="one-usable-sample"),
+    ],
+)
+def test_learned_poll_delays_follow_the_prior_until_a_few_tasks_are_known(durations):
+    assert _learned_reads(durations, 12, scale=0.5) == pytest.approx(
+        list(itertools.accumulate(_first(PRO, 12, scale=0.5)))
+    )
+
+
+@pytest.mark.parametrize(
+    ("durations", "expected_reads_s"),
+    [
+        # The fastest came first and two finishes since were slower: the probe is 25% / 4
+        # before it; then six steps up to the slowest; then the tail.
+        pytest.param(
+            [4.0, 5.0, 6.0],
+            [3.75, 4.0, 4 + 1 / 3, 4 + 2 / 3, 5.0, 5 + 1 / 3, 5 + 2 / 3, 6.0, 6.5],
+            id="spread-4-to-6",
+        ),
+        pytest.param([3.0, 3.0, 3.0], [2.8125, 3.0, 3.18], id="three-finishes-at-3s"),
+        pytest.param([3.0] * 8, [2.994, 3.0, 3.18], id="eight-finishes-probe-at-the-floor"),
+        pytest.param([10.0, 10.05, 10.08], [9.375, 10.0, 10.08], id="close-finishes-near-10s"),
+        # The latest finish was the fastest, 3.4% below the one before: probe 4 x 3.4% deeper.
+        pytest.param([3.0, 3.0, 3.0, 2.9], [2.5, 2.9, 3.0], id="a-new-fastest-probes-deeper"),
+        # Two finishes since the fastest: that depth halved twice.
+        pytest.param([3.0, 2.9, 3.0, 3.0], [2.8, 2.9, 3.0], id="misses-since-halve-the-depth"),
+    ],
+)
+def test_learned_poll_delays_read_just_before_and_at_the_known_finishes(
+    durations, expected_reads_s
+):
+    reads = _learned_reads(durations, len(expected_reads_s))
+    assert reads == pytest.approx(expected_reads_s, abs=1e-3)
+
+
+def test_learned_poll_delays_probe_depth_halves_with_each_later_finish_down_to_the_floor():
+    firsts = [_learned_reads([2.0, *[2.01] * k], 1)[0] for k in range(2, 8)]
+    depths = [round(1 - first / 2.0, 4) for first in firsts]
+    assert depths == [0.0625, 0.0312, 0.0156, 0.0078, 0.0039, 0.002]
+
+
+@pytest.mark.parametrize(
+    ("durations", "same_as"),
+    [
+        pytest.param([3.0, 3.0, 3.0, 30.0], [3.0, 3.0, 3.0], id="a-resumed-task-far-slower"),
+        pytest.param([3.0, 3.0, 0.1, 3.0], [3.0, 3.0, 3.0], id="a-replayed-task-already-done"),
+        pytest.param([1.0] * 5 + [3.0, 3.0, 3.0, 3.0], [3.0] * 4, id="only-the-last-eight-count"),
+        pytest.param([3.0] * 5 + [6.2, 6.0, 6.1], [6.2, 6.0, 6.1], id="a-jump-drops-the-old"),
+    ],
+)
+def test_learned_poll_delays_ignore_outliers_and_old_regimes(durations, same_as):
+    assert _learned_reads(durations, 15) == pytest.approx(_learned_reads(same_as, 15))
+
+
+def test_learned_poll_delays_keep_a_jump_of_two_as_a_spread_not_a_regime():
+    # Two slow finishes may be chance: the 3 s finishes still count (reads start near 3 s).
+    assert _learned_reads([3.0] * 6 + [6.0, 6.0], 1)[0] < 3.0
+
+
+@pytest.mark.parametrize("known_s", [0.5, 3.0, 10.0, 60.0])
+def test_learned_poll_delays_tail_grows_but_never_past_a_fifth_of_the_wait_or_the_cap(known_s):
+    times = [0.0, *_learned_reads([known_s] * 4, 60)]
+    tail = [b - a for a, b in itertools.pairwise(times)][2:]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(tail))
+    assert all(
+        d <= max(0.04 * known_s, 0.2 * t) + 1e-9 for d, t in zip(tail, times[2:], strict=False)
+    )
+    assert max(tail) == pytest.approx(POLL_CAP_S)
+
+
+def test_learned_poll_delays_ignore_scale_once_learned():
+    assert _learned_reads([3.0] * 4, 10, scale=0.01) == _learned_reads([3.0] * 4, 10)
+
+
+def _run_tasks(model, finishes_s, read_cost_s=0.005):
+    """Drive a LearnedSchedule as the client and the engine do, against tasks finishing at
+    `finishes_s` (client clock): returns (reads, seen late by) per task."""
+    schedule = LearnedSchedule()
+    results = []
+    for finish in finishes_s:
+        delays, t, reads = iter(schedule(model)), 0.0, 1  # the client reads once at once
+        while t < finish:
+            t += next(delays) + read_cost_s
+            reads += 1
+        schedule.observe(model, t)
+        results.append((reads, t - finish))
+    return results
+
+
+def _sdk(finish_s, read_cost_s=0.005):
+    t, reads = 0.0, 1
+    while t < finish_s:
+        t, reads = t + 2.0 + read_cost_s, reads + 1
+    return reads, t - finish_s
+
+
+@pytest.mark.parametrize("model", [PRO, MAX])
+@pytest.mark.parametrize("finish_s", [3.0, 7.3, 10.0])
+def test_learned_schedule_finds_a_fixed_duration_within_a_few_tasks(model, finish_s):
+    results = _run_tasks(model, [finish_s] * 24)
+    # Within a dozen tasks a few percent late; within twenty, 1%; two reads after the first.
+    assert max(late for _, late in results[12:]) <= 0.04 * finish_s
+    assert max(late for _, late in results[20:]) <= 0.01 * finish_s
+    assert max(reads for reads, _ in results[10:]) <= min(3, _sdk(finish_s)[0])
+
+
+@pytest.mark.parametrize("model", [PRO, MAX])
+@pytest.mark.parametrize("finish_s", [3.0, 10.0])
+def test_learned_schedule_degrades_gracefully_when_every_task_turns_twice_as_slow(model, finish_s):
+    results = _run_tasks(model, [finish_s] * 16 + [2 * finish_s] * 16)
+    shifted = results[16:]
+    # Never later than a fifth of the new duration, never more reads than the prior's worst...
+    assert max(late for _, late in shifted) <= 0.2 * 2 * finish_s
+    assert max(reads for reads, _ in shifted) <= 10
+    # ...and learned again within the window.
+    assert max(late for _, late in shifted[8:]) <= 0.02 * 2 * finish_s
+
+
+@pytest.mark.parametrize("model", [PRO, MAX])
+def test_learned_schedule_follows_a_service_that_turns_twice_as_fast(model):
+    results = _run_tasks(model, [10.0] * 16 + [5.0] * 16)
+    # Each probe that finds the task done goes deeper: within a dozen tasks, 3% late at most.
+    assert max(late for _, late in results[16 + 12 :]) <= 0.03 * 5.0
+
+
+@pytest.mark.parametrize(("model", "low_s"), [(PRO, 5.0), (MAX, 10.0)])
+def test_learned_schedule_reads_a_wide_spread_about_as_often_as_the_sdk(model, low_s):
+    # Finishes spread evenly from low_s to twice that, shuffled: the prior's windows.
+    finishes = [low_s * (1 + ((i * 7) % 16 + 0.5) / 16) for i in range(48)]
+    ours = _run_tasks(model, finishes)[8:]
+    sdk = [_sdk(f) for f in finishes[8:]]
+    assert sum(r for r, _ in ours) <= 1.15 * sum(r for r, _ in sdk)
+    assert sum(late for _, late in ours) <= 0.9 * sum(late for _, late in sdk)
+
+
+def test_learned_schedule_starts_from_the_history_it_is_given():
+    schedule = LearnedSchedule({PRO: [3.0, 3.0, 3.0]})
+    assert list(itertools.islice(schedule(PRO), 2)) == pytest.approx([2.8125, 0.1875])
+    assert list(itertools.islice(schedule(MAX), 1)) == [9.0]  # nothing known: the prior
+    schedule.observe(MAX, 12.0)
+    assert schedule.durations(MAX) == [12.0]

@@ -1,0 +1,189 @@
+"""`kontext-studio bench`: the numbers in the README's Numbers section, measured on this machine.
+
+Poll (the engine beside the official SDK's `run()`), compare, load, intake, cold start, and with
+`--drill` the fault drill. Everything runs on loopback against the simulator. May import
+anything of ours (it is a composition root like `cli`), and `gradio_client`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from studio.bench.rig import machine
+
+SECTIONS = ("poll", "compare", "load", "intake", "cold")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen sections, print the table, write JSON if asked; the exit code."""
+    from studio.simulator import Simulator
+
+    only = set(args.only or SECTIONS)
+    if args.edits is None:
+        args.edits = 500 if args.drill else 100
+    report: dict[str, Any] = {"machine": machine(), "scale": args.scale}
+    say = _say(args.quiet)
+    started = time.monotonic()
+    sim = Simulator(api_key="sk-bench", latency="fast", balance_cents=10**9)
+    sim.render_ahead = True  # results are ready when tasks complete, as on the real service
+    sim.start()
+    try:
+        if args.drill:
+            from studio.bench.drill import run_drill
+
+            target = "the engine alone" if args.engine_only else "the studio"
+            say(f"Fault drill: {args.edits} edits through {target}, a quarter of calls faulted")
+            report["drill"] = [
+                run_drill(
+                    sim, edits=args.edits, kill=kill, engine_only=args.engine_only, say=say
+                ).as_dict()
+                for kill in (False, True)
+            ]
+        else:
+            report |= _measure(sim, args, only, say)
+    except RuntimeError as exc:  # a missing optional dependency, or a child that did not start
+        sys.stderr.write(f"kontext-studio: error: {exc}\n")
+        return 1
+    finally:
+        sim.stop()
+    report["seconds"] = time.monotonic() - started
+    sys.stdout.write(format_report(report))
+    if args.json_file is not None:
+        args.json_file.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _measure(sim: Any, args: argparse.Namespace, only: set[str], say: Any) -> dict[str, Any]:
+    report: dict[str, Any] = {}
+    if "poll" in only:
+        from studio.bench.poll import run_poll
+
+        say(f"Poll: studio vs SDK, time x{args.scale:g}")
+        report["poll"] = asyncio.run(
+            run_poll(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
+        )
+    if "compare" in only:
+        from studio.bench.poll import run_compare
+
+        say("Compare: pro and max side by side")
+        report["compare"] = asyncio.run(
+            run_compare(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
+        )
+    if "load" in only:
+        from studio.bench.load import run_load
+
+        say(f"Load: {args.edits} edits at once through the studio")
+        report["load"] = run_load(sim, edits=args.edits, pages=args.pages, task_s=3.0, say=say)
+    if "intake" in only:
+        from studio.bench.intake import run_intake
+
+        say("Intake: a 24-megapixel JPEG")
+        report["intake"] = run_intake()
+    if "cold" in only:
+        from studio.bench.coldstart import run_cold_start
+
+        say("Cold start: the command to a page that answers")
+        report["cold_start"] = run_cold_start()
+    return report
+
+
+def _say(quiet: bool) -> Any:
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    return say
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The tables, as Markdown (the README's Numbers section pastes them)."""
+    m = report["machine"]
+    lines = [
+        f"{m['date']}, {m['cpus']} cores ({m['cpu']}), Python {m['python']}, "
+        f"{report['seconds']:.0f} s",
+        "",
+    ]
+    if poll := report.get("poll"):
+        lines += [
+            f"Edit, one at a time: time to result / task duration, detection delay, status reads "
+            f"(medians; range). Time x{report['scale']:g}.",
+            "",
+            "| task | client | result / task | delay ms | reads |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for row in [*poll["rows"], *poll["shift"]]:
+            ratio, delay, reads = row["result_over_task"], row["delay_s"], row["reads"]
+            lines.append(
+                f"| {row['task']} | {row['client']} | {_range(ratio, '.2f')} "
+                f"| {_range(delay, '.0f', 1000)} | {_range(reads, '.0f')} |"
+            )
+        lines.append("")
+    if compare := report.get("compare"):
+        lines += [
+            f"Compare: pro ({compare['pro_task_s']:g} s) and max ({compare['max_task_s']:g} s) "
+            f"together {compare['pair_s']['median']:.2f} s, max alone "
+            f"{compare['max_alone_s']['median']:.2f} s: ratio {compare['ratio']:.2f} "
+            f"(the pair is {compare['pair_over_max_task']:.2f}x max's task).",
+            "",
+        ]
+    if load := report.get("load"):
+        idle = load["idle"]
+        per_page = (
+            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)"
+            if idle.get("pages")
+            else f"idle pages not measured ({idle.get('skipped', 'none asked')})"
+        )
+        overhead = load["overhead_s"]
+        lines += [
+            f"Load: {load['edits']} edits at once ({load['task_s']:g} s tasks): overhead median "
+            f"{overhead['median']:.2f} s, p95 {overhead['p95']:.2f} s, {load['failed']} failed; "
+            f"studio peak RSS {load['peak_rss_mb']:.0f} MB; {per_page}.",
+            "",
+        ]
+    if intake := report.get("intake"):
+        lines += [
+            f"Intake: a {intake['megapixels']:g} MP JPEG ({intake['file_mb']:.1f} MB) accepted "
+            f"in {intake['accept_s']:.2f} s and prepared for upload in {intake['prepare_s']:.2f} s "
+            f"({intake['upload_size'][0]}x{intake['upload_size'][1]}); peak memory "
+            f"+{intake['peak_over_base_mb']:.0f} MB.",
+            "",
+        ]
+    if cold := report.get("cold_start"):
+        top = ", ".join(f"{name} {s:.2f} s" for name, s in list(cold["top_imports_s"].items())[:4])
+        lines += [
+            f"Cold start: {cold['seconds']:.1f} s from the command to a page that answers "
+            f"(median of {len(cold['all_s'])}); imports {cold['imports_s']:.1f} s of a profiled "
+            f"{cold['profiled_s']:.1f} s: {top}.",
+            "",
+        ]
+    for drill in report.get("drill", []):
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(drill["faults"].items()))
+        lines += [
+            f"Drill ({'SIGKILL halfway' if drill['killed'] else 'no kill'}): {drill['edits']} "
+            f"edits -> {drill['completed']} stored, {drill['failed_with_reason']} failed with a "
+            f"reason, {drill['refused']} refused to their caller, {drill['vanished']} vanished; "
+            f"created twice {drill['created_twice']}, stored twice {drill['stored_twice']}, "
+            f"orphan tasks {drill['orphan_tasks']}; charged without an image "
+            f"{drill['charged_without_image']}; {drill['create_requests']} create requests for "
+            f"{drill['tasks']} tasks; answers afterwards: "
+            f"{'yes' if drill['answered_after'] else 'NO'}. Faults: {faults}. "
+            f"{drill['seconds']:.0f} s.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _range(stats: dict[str, float], fmt: str, factor: float = 1.0) -> str:
+    if math.isnan(stats["median"]):
+        return "-"
+    low, mid, high = (format(stats[k] * factor, fmt) for k in ("min", "median", "max"))
+    return mid if low == high else f"{mid} ({low}-{high})"
+
+
+__all__ = ["SECTIONS", "format_report", "run_bench"]
