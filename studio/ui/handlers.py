@@ -534,7 +534,8 @@ class Handlers:
         the elapsed time of what runs ticks; with nothing new, nothing is sent."""
         # A render shows a version seen from a step; one from another step (an older tick that
         # crossed an edit in flight) is stale and is drawn again.
-        seen, _, seen_from = (version or "").partition("|")
+        # (A state never set holds no text: read it as no version.)
+        seen, _, seen_from = (version if isinstance(version, str) else "").partition("|")
         if not session_id or not seen.startswith(f"{session_id}@"):
             # The page shows no session, or not the one its browser storage names: its states
             # arrive one by one, and this tick fell between a render's (storage still on the
