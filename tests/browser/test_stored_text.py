@@ -91,7 +91,7 @@ def test_html_in_an_imported_session_shows_as_literal_text(open_page, studio, tm
     _import(page, tmp_path, data)
 
     # The imported session opens under its name, as typed (the status says so only briefly).
-    expect(page.locator("#sessions input")).to_have_value(f"{LINK} trip", timeout=20_000)
+    expect(page.locator("#sessions input")).to_have_value(f"{LINK} trip (imported)", timeout=20_000)
     # The failed step is current: its reason is the status, every character as it was.
     page.reload()
     status = page.locator("#status")
