@@ -472,31 +472,29 @@ class Handlers:
     async def on_history_select(
         self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
     ) -> Update:
-        if not session_id:
-            return {self.c.status: gr.skip()}
-        session = await self.bridge.load_session(session_id, self.who)
-        line = view.strips(_seen_from(session, tab_step)).line
-        return await self._move_to(session_id, tab_step, line, int(evt.index))
+        return await self._select(session_id, tab_step, "line", int(evt.index))
 
     @guarded
     async def on_branch_select(
         self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
     ) -> Update:
-        if not session_id:
-            return {self.c.status: gr.skip()}
-        session = await self.bridge.load_session(session_id, self.who)
-        tips = view.strips(_seen_from(session, tab_step)).branches
-        return await self._move_to(session_id, tab_step, tips, int(evt.index))
+        return await self._select(session_id, tab_step, "branches", int(evt.index))
 
     @guarded
     async def on_failed_select(
         self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
     ) -> Update:
+        return await self._select(session_id, tab_step, "failed", int(evt.index))
+
+    async def _select(
+        self, session_id: str | None, tab_step: str | None, strip: str, index: int
+    ) -> Update:
+        """A click on a tile of one of the strips (as the tab sees the session)."""
         if not session_id:
             return {self.c.status: gr.skip()}
         session = await self.bridge.load_session(session_id, self.who)
-        failed = view.strips(_seen_from(session, tab_step)).failed
-        return await self._move_to(session_id, tab_step, failed, int(evt.index))
+        steps = getattr(view.strips(_seen_from(session, tab_step)), strip)
+        return await self._move_to(session_id, tab_step, steps, index)
 
     async def _move_to(
         self, session_id: str, tab_step: str | None, steps: tuple[Step, ...], index: int

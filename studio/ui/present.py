@@ -58,6 +58,9 @@ class Listed(Protocol):
     @property
     def damaged(self) -> bool: ...
 
+    @property
+    def created_at(self) -> Any: ...  # a datetime: only compared, so no import here
+
 
 _PHASE_WORDS = {
     "queued": "Queued",
@@ -181,34 +184,18 @@ def step_choice(step: Step, number: int) -> tuple[str, str]:
     return (f"{head}{dash}{_short(prompt)}" if dash else text), step.step_id
 
 
-class NamedSession(Protocol):
-    @property
-    def session_id(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def created_at(self) -> Any: ...  # a datetime: only compared, so no import here
-
-
-def session_choices(summaries: Iterable[NamedSession]) -> list[tuple[str, str]]:
+def session_choices(summaries: Iterable[Listed]) -> list[tuple[str, str]]:
     """The session list's (label, id) pairs, in the given order. Sessions sharing a name are
     told apart by a number in the order they were made: "Cat", "Cat (2)"."""
     summaries = list(summaries)
-    by_name: dict[str, list[NamedSession]] = {}
+    by_name: dict[str, list[Listed]] = {}
     for summary in sorted(summaries, key=lambda s: s.created_at):
         by_name.setdefault(summary.name, []).append(summary)
     labels = {}
     for name, same in by_name.items():
         for n, summary in enumerate(same, 1):
             labels[summary.session_id] = name if n == 1 else f"{name} ({n})"
-    return [
-        (f"⚠ {labels[s.session_id]} (damaged: cannot be opened)", s.session_id)
-        if getattr(s, "damaged", False)
-        else (labels[s.session_id], s.session_id)
-        for s in summaries
-    ]
+    return [_session_label(s, labels[s.session_id]) for s in summaries]
 
 
 def download_name(session_name: str, number: int, image_format: str) -> str:
@@ -222,9 +209,13 @@ def download_name(session_name: str, number: int, image_format: str) -> str:
 
 def session_choice(summary: Listed) -> tuple[str, str]:
     """A session in the list (a plain-text label): its name, or a note that it is damaged."""
+    return _session_label(summary, summary.name)
+
+
+def _session_label(summary: Listed, name: str) -> tuple[str, str]:
     if summary.damaged:
-        return f"⚠ {summary.name} (damaged: cannot be opened)", summary.session_id
-    return summary.name, summary.session_id
+        return f"⚠ {name} (damaged: cannot be opened)", summary.session_id
+    return name, summary.session_id
 
 
 def warning(sentence: str) -> str:

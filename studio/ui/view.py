@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
 from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
@@ -19,22 +18,6 @@ from studio.ui import present
 EMPTY_STATUS = (
     "Upload, paste or link an image, pick an example, or type an instruction to generate one."
 )
-
-
-class SessionSummary(Protocol):
-    """What the session list shows of each session (the engine's summaries fit)."""
-
-    @property
-    def session_id(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def damaged(self) -> bool: ...
-
-    @property
-    def created_at(self) -> Any: ...  # a datetime: only compared
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +29,7 @@ class PageData:
     """
 
     session: Session | None
-    summaries: Sequence[SessionSummary]
+    summaries: Sequence[present.Listed]
     running: dict[str, StepUpdate]
     images: dict[str, str]
     thumbs: dict[str, str]
