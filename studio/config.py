@@ -76,6 +76,9 @@ _INT_VARIABLES = {
     "visitor_max_running": "KONTEXT_STUDIO_VISITOR_MAX_RUNNING",
     "visitor_edits_per_minute": "KONTEXT_STUDIO_VISITOR_EDITS_PER_MINUTE",
     "visitor_upload_bytes": "KONTEXT_STUDIO_VISITOR_UPLOAD_BYTES",
+    "address_budget_cents": "KONTEXT_STUDIO_ADDRESS_BUDGET_CENTS",
+    "identities_per_hour": "KONTEXT_STUDIO_IDENTITIES_PER_HOUR",
+    "proxy_hops": "KONTEXT_STUDIO_PROXY_HOPS",
 }
 
 
@@ -160,6 +163,18 @@ class Settings:
     visitor_max_running: int = 2
     visitor_edits_per_minute: int = 10
     visitor_upload_bytes: int = 200 * 1024 * 1024
+    # What the server's key may spend a day for all visitors from one network address (None:
+    # three visitors' budgets), and how many new visitors one address may become in an hour:
+    # so that fresh tokens do not buy fresh budgets.
+    address_budget_cents: int | None = None
+    identities_per_hour: int = 20
+    # The secret visitor tokens are signed with (None: one kept in the data directory).
+    visitor_secret: Secret | None = field(default=None, repr=False)
+    # Trusted proxies in front of the studio, whose X-Forwarded-For and X-Forwarded-Proto are
+    # believed (a Space has one); 0 for none.
+    proxy_hops: int = 0
+    # Origins besides the studio itself (and Hugging Face) that may show it in a frame.
+    frame_ancestors: tuple[str, ...] = ()
     # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
     sim_latency: str = "demo"
 
@@ -184,11 +199,16 @@ class Settings:
         if env.get("SPACE_ID", "").strip():
             values["space"] = True
             values["host"] = SPACE_HOST
+            values["proxy_hops"] = 1  # the Space's own proxy, which serves it over HTTPS
         if logins := env.get("KONTEXT_STUDIO_AUTH", "").strip():
             pairs = [pair for pair in logins.split(",") if pair.strip()]
             values["auth"] = parse_logins(pairs, source="KONTEXT_STUDIO_AUTH")
         if key := env.get("RUNAPI_API_KEY", "").strip():
             values["api_key"] = Secret(key)
+        if secret := env.get("KONTEXT_STUDIO_SECRET", "").strip():
+            values["visitor_secret"] = Secret(secret)
+        if ancestors := env.get("KONTEXT_STUDIO_FRAME_ANCESTORS", "").split():
+            values["frame_ancestors"] = tuple(ancestors)
         if base := env.get("RUNAPI_BASE_URL", "").strip():
             values["base_url"] = base
         if home := env.get("KONTEXT_STUDIO_HOME", "").strip():
@@ -209,7 +229,7 @@ class Settings:
                 raise TypeError(f"unknown setting {name!r}")
             if value is None:
                 continue
-            if name == "api_key" and isinstance(value, str):
+            if name in ("api_key", "visitor_secret") and isinstance(value, str):
                 value = Secret(value)
             elif name == "auth" and not all(isinstance(v, tuple) for v in value):
                 value = parse_logins(value, source="--auth")

@@ -537,6 +537,10 @@ class Engine:
         key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked."""
         return await self._clients.check(api_key)
 
+    async def secret(self, name: str) -> bytes:
+        """A random secret kept in the data directory (made once), e.g. to sign visitor tokens."""
+        return await asyncio.to_thread(self._store.secret, name)
+
     @property
     def in_memory(self) -> dict[str, int]:
         """Sizes of the in-memory tables (runs, uploads, watchers, visitor clients, locks)."""
@@ -647,7 +651,8 @@ class Engine:
             return
         cost = sum(PRICE_CENTS[s.params.model] for s in steps if s.params is not None)
         ids = [s.step_id for s in steps]
-        self._limits.admit(session.owner, ids, cost, server_key=self._payer(visitor) is None)
+        server_key = self._payer(visitor) is None
+        self._limits.admit(session.owner, ids, cost, server_key=server_key, address=visitor.address)
 
     def _launch(self, step: Step, visitor: Visitor) -> None:
         limits = self._limits
@@ -702,6 +707,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         max_running=settings.visitor_max_running,
         per_minute=settings.visitor_edits_per_minute,
         upload_bytes=settings.visitor_upload_bytes,
+        address_budget_cents=settings.address_budget_cents,
     )
 
 

@@ -20,6 +20,8 @@ DEFAULT_PER_MINUTE = 10
 # What one visitor's originals may hold on the server's disk in all: a few dozen photos.
 DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
 RATE_WINDOW_S = 60.0
+# Visitors' budgets one network address may spend of the server's key, unless the host says.
+VISITORS_PER_ADDRESS = 3
 
 
 class LimitError(ValueError):
@@ -36,6 +38,17 @@ class LimitSettings:
     max_running: int = DEFAULT_MAX_RUNNING
     per_minute: int = DEFAULT_PER_MINUTE
     upload_bytes: int = DEFAULT_UPLOAD_BYTES
+    # What all visitors from one network address may spend of the server's key (None: three
+    # visitors' budgets, when visitors have one): fresh tokens do not buy fresh budgets.
+    address_budget_cents: int | None = None
+
+    @property
+    def address_cap_cents(self) -> int | None:
+        if self.address_budget_cents is not None:
+            return self.address_budget_cents
+        if self.visitor_budget_cents is None:
+            return None
+        return VISITORS_PER_ADDRESS * self.visitor_budget_cents
 
     @property
     def server_key_for_visitors(self) -> bool:
@@ -57,13 +70,23 @@ class Limits:
         self._today = today
         self._day: date | None = None
         self._spent: dict[str, int] = {}
+        self._spent_by_address: dict[str, int] = {}
         self._spent_total = 0
         self._recent: dict[str, deque[float]] = {}
         self._running: dict[str, set[str]] = {}
         self._owners: dict[str, str] = {}
 
-    def admit(self, owner: str, step_ids: list[str], cost_cents: int, *, server_key: bool) -> None:
-        """Count these steps for `owner`, or raise `LimitError` and count nothing."""
+    def admit(
+        self,
+        owner: str,
+        step_ids: list[str],
+        cost_cents: int,
+        *,
+        server_key: bool,
+        address: str | None = None,
+    ) -> None:
+        """Count these steps for `owner` (asking from `address`), or raise `LimitError` and
+        count nothing."""
         s = self.settings
         self._new_day_if_needed()
         running = self._running.get(owner, set())
@@ -93,6 +116,12 @@ class Limits:
                     "You have used today's share of this studio's RunAPI budget; paste your own "
                     "RunAPI key under *RunAPI key* to go on."
                 )
+            here = self._spent_by_address.get(address or "", 0) + cost_cents
+            if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
+                raise LimitError(
+                    "Visitors from your network address have used today's share of this "
+                    "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
+                )
             total = self._spent_total + cost_cents
             if s.total_budget_cents is not None and total > s.total_budget_cents:
                 raise LimitError(
@@ -100,6 +129,8 @@ class Limits:
                     "under *RunAPI key* to go on."
                 )
             self._spent[owner] = mine
+            if address is not None:
+                self._spent_by_address[address] = here
             self._spent_total = total
         recent.extend([now] * len(step_ids))
         self._running.setdefault(owner, set()).update(step_ids)
@@ -132,4 +163,5 @@ class Limits:
         today = self._today()
         if today != self._day:
             self._day, self._spent, self._spent_total = today, {}, 0
+            self._spent_by_address = {}
         self._recent = {k: v for k, v in self._recent.items() if v}

@@ -533,6 +533,37 @@ class Store:
             durations.setdefault(row["model"], []).append(row["elapsed_s"])
         return durations
 
+    # Secrets
+
+    def secret(self, name: str) -> bytes:
+        """A random secret kept in the data directory (`<name>.key`, readable by its owner
+        only), made the first time it is asked for; every process sharing the directory reads
+        the same one."""
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,40}", name):
+            raise ValueError(f"unexpected secret name {name!r}")
+        path = self.home / f"{name}.key"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        except OSError as error:
+            raise StoreError(f"{path} cannot be written ({error.strerror}).", path=path) from error
+        else:
+            temp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            try:
+                with os.fdopen(fd, "wb"):
+                    pass  # claims the name; the value is renamed over it, whole
+                temp.write_bytes(os.urandom(32).hex().encode())
+                temp.chmod(0o600)
+                os.replace(temp, path)
+            finally:
+                temp.unlink(missing_ok=True)
+        for _ in range(50):  # another process may be between claiming the name and writing it
+            if len(value := path.read_bytes().strip()) >= 32:
+                return value
+            time.sleep(0.02)
+        raise StoreError(f"{path} holds no usable secret; remove it to make a new one.", path=path)
+
     # Connections and transactions
 
     def _write_current(self, db: sqlite3.Connection, session: Session) -> None:

@@ -318,6 +318,13 @@ class Bridge:
         """The stored image of `step`, as a path Gradio may serve (None while it has none)."""
         return None if step.result is None else str(self._engine.image_path(step.result))
 
+    def visitor_secret(self, settings: Settings) -> bytes:
+        """What visitor tokens are signed with: the host's (`KONTEXT_STUDIO_SECRET`), else one
+        kept in the data directory."""
+        if settings.visitor_secret:
+            return settings.visitor_secret.reveal().encode()
+        return self.run(self._engine.secret("visitor-tokens"), timeout_s=30)
+
     def served_folders(self) -> list[Path]:
         """Folders of the store whose files the page shows."""
         return self._engine.served_folders()

@@ -16,7 +16,7 @@ from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
-from studio.ui.visitor import VisitorMiddleware
+from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
@@ -46,8 +46,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class SecurityHeaders:
     """ASGI middleware adding `SECURITY_HEADERS` to every HTTP response (unless already set)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, frame_ancestors: tuple[str, ...] = ()) -> None:
         self.app = app
+        self.headers = _with_ancestors(SECURITY_HEADERS, frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,11 +59,23 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers += [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                headers += [(n, v) for n, v in self.headers if n not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _with_ancestors(
+    headers: tuple[tuple[bytes, bytes], ...], ancestors: tuple[str, ...]
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers, with the host's own origins added to those that may frame the studio."""
+    extra = " ".join(a for a in ancestors if a and not any(c in a for c in ";,\r\n"))
+    if not extra:
+        return headers
+    return tuple(
+        (n, v + b" " + extra.encode() if n == b"content-security-policy" else v) for n, v in headers
+    )
 
 
 def login_check(settings: Settings) -> Callable[[str, str], bool] | None:
@@ -82,6 +95,16 @@ def login_check(settings: Settings) -> Callable[[str, str], bool] | None:
         return ok
 
     return check
+
+
+def door_settings(settings: Settings, bridge: Bridge) -> DoorSettings:
+    """How the hosted studio's door names visitors (`ui.visitor`)."""
+    return DoorSettings(
+        secret=bridge.visitor_secret(settings),
+        proxy_hops=settings.proxy_hops,
+        https=settings.space,
+        identities_per_hour=settings.identities_per_hour,
+    )
 
 
 def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
@@ -111,9 +134,12 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         # names each browser; stored images go only to their owner.
         "app_kwargs": {
             "middleware": [
-                Middleware(SecurityHeaders),
+                Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
                 *(
-                    [Middleware(VisitorMiddleware), Middleware(VisitorGuard, bridge=bridge)]
+                    [
+                        Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
+                        Middleware(VisitorGuard, bridge=bridge),
+                    ]
                     if settings.hosted
                     else []
                 ),

@@ -1,28 +1,40 @@
 """Who is asking, settled once per request at the door (after Starlette's authentication
-middleware): the browser's visitor cookie, an API or MCP caller's key header, the client's
-address. The result is a `studio.visitor.Visitor`, which the handlers and the public endpoints
-pass whole through the bridge into the engine; nothing here decides what a visitor may do.
+middleware): the browser's signed visitor token, an API or MCP caller's key header, the
+client's address. The result is a `studio.visitor.Visitor`, which the handlers and the public
+endpoints pass whole through the bridge into the engine; nothing here decides what a visitor
+may do.
 
-- `VisitorMiddleware` gives every browser of a hosted studio its token (a cookie), before Gradio
-  sees the request, so that even its first request is a named visitor's.
-- `visitor_from(request)` names the visitor of one request (Gradio's or Starlette's).
+- `VisitorMiddleware` (hosted studios) names the visitor of every HTTP request and keeps it in
+  the request's state, where `visitor_from` finds it; a browser without a valid token gets a
+  new one, signed with the studio's secret (HMAC-SHA256), in its response. The request that
+  lacked one names nobody: it may read the page, but creates nothing and spends nothing.
+- The token travels in a cookie that also works inside another site's frame (a Space is framed
+  by huggingface.co): `SameSite=None; Secure; Partitioned` wherever the browser counts the page
+  as secure (HTTPS, or a loopback address), a plain `SameSite=Lax` one on bare HTTP elsewhere.
 - `guarded` wraps a page handler: the visitor is settled before it runs (`current()`), and a
   refusal leaves the page as it was, with the reason.
 """
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import functools
+import hashlib
+import hmac
 import inspect
+import ipaddress
 import secrets
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import gradio as gr
 from starlette.requests import Request
 
-from studio.config import Secret
+from studio.config import Secret, is_loopback_host
 from studio.ui.bridge import USER_ERRORS
 from studio.visitor import LOCAL, Visitor, owner_of
 
@@ -54,9 +66,130 @@ NO_COOKIE = (
 )
 
 
-class _Client(Protocol):
-    @property
-    def host(self) -> str: ...
+TOO_MANY_NEW = (
+    "Too many new visitors came from your network address in the last hour; try again later, "
+    "or use the browser you used before."
+)
+# Where the middleware leaves what it found, in the request's state (`request.state`).
+_STATE_VISITOR = "kontext_visitor"
+_STATE_REFUSAL = "kontext_refusal"
+# A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret.
+_TOKEN_VERSION = "v1"
+_ID_BYTES = 24
+# New visitors one network address may become in an hour (a browser keeps its token; only a
+# client that throws its cookies away needs more).
+DEFAULT_IDENTITIES_PER_HOUR = 20
+IDENTITY_WINDOW_S = 3600.0
+# Addresses remembered for that count at most (the oldest is forgotten first).
+MAX_TRACKED_ADDRESSES = 10_000
+
+
+def new_token(secret: bytes) -> str:
+    """A fresh visitor token signed with `secret`."""
+    token_id = secrets.token_urlsafe(_ID_BYTES)
+    return f"{_TOKEN_VERSION}.{token_id}.{_mac(secret, token_id)}"
+
+
+def token_id(token: str, secret: bytes) -> str | None:
+    """The id inside a token this studio signed with `secret`; None for anything else (a
+    forged, altered or foreign token, or an old unsigned one)."""
+    version, _, rest = token.partition(".")
+    ident, _, mac = rest.partition(".")
+    if version != _TOKEN_VERSION or len(ident) < 32 or not mac:
+        return None
+    return ident if hmac.compare_digest(mac, _mac(secret, ident)) else None
+
+
+def _mac(secret: bytes, ident: str) -> str:
+    digest = hmac.new(secret, f"visitor:{ident}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def cookie_values(header: str, name: str = VISITOR_COOKIE) -> list[str]:
+    """Every value of cookie `name` in a Cookie header, in the order the browser sent them
+    (a browser may send two of the same name: another path, a partitioned and a plain one)."""
+    values = []
+    for part in header.split(";"):
+        key, eq, value = part.strip().partition("=")
+        if eq and key == name:
+            values.append(value.strip().strip('"'))
+    return values
+
+
+def valid_token_id(header: str, secret: bytes) -> str | None:
+    """The id of the first token in the Cookie header that this studio signed; the same one
+    at every request, whatever else of that name comes along."""
+    for value in cookie_values(header):
+        if (ident := token_id(value, secret)) is not None:
+            return ident
+    return None
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, *, proxy_hops: int = 0
+) -> str | None:
+    """The client's address: the peer's, or behind `proxy_hops` trusted proxies (a Space has
+    one), the address the nearest of them saw, counted from the right of X-Forwarded-For (what
+    a client writes there itself sits to the left, and is ignored)."""
+    if proxy_hops > 0 and forwarded_for:
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        if len(hops) >= proxy_hops:
+            return _normal_address(hops[-proxy_hops])
+    return _normal_address(peer) if peer else None
+
+
+def _normal_address(text: str) -> str:
+    """An address as one spelling, so that one client is one key (an IPv6 client by its /64,
+    the block one household or machine gets)."""
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return text.strip()
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def cookie_attributes(*, https: bool, host: str) -> str:
+    """How the token's cookie is set. Wherever the browser counts the page as secure (HTTPS,
+    or a loopback address) it is `SameSite=None; Secure; Partitioned`, so it is kept and sent
+    inside another site's frame (as huggingface.co frames a Space) in a jar of that site's own;
+    on bare HTTP elsewhere a browser refuses `Secure`, and it is a plain `SameSite=Lax` one."""
+    if https or is_loopback_host(host):
+        return "HttpOnly; Secure; SameSite=None; Partitioned"
+    return "HttpOnly; SameSite=Lax"
+
+
+class IdentityRate:
+    """How many new visitors each network address became within the last hour."""
+
+    def __init__(
+        self,
+        per_hour: int = DEFAULT_IDENTITIES_PER_HOUR,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_hour = per_hour
+        self._clock = clock
+        self._issued: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def allow(self, address: str | None) -> bool:
+        """Count one new visitor for `address`, or say no (and count nothing)."""
+        key = address or "?"
+        now = self._clock()
+        times = self._issued.pop(key, deque())
+        while times and now - times[0] >= IDENTITY_WINDOW_S:
+            times.popleft()
+        allowed = len(times) < self.per_hour
+        if allowed:
+            times.append(now)
+        if times:
+            self._issued[key] = times
+        while len(self._issued) > MAX_TRACKED_ADDRESSES:
+            self._issued.popitem(last=False)
+        return allowed
 
 
 class _Asking(Protocol):
@@ -65,25 +198,28 @@ class _Asking(Protocol):
     @property
     def headers(self) -> Mapping[str, str]: ...
 
-    @property
-    def cookies(self) -> Mapping[str, str]: ...
-
 
 def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
-    """Who sent this request. On a studio that is not hosted, the one local user; on a hosted
-    one, an API or MCP caller is named by the key it sends (X-RunAPI-Key), a browser by its
-    cookie. Raises `Refusal` for a hosted request that names nobody."""
-    headers: Mapping[str, str] = request.headers if request is not None else {}
-    key = (headers.get(KEY_HEADER) or "").strip() or None
+    """Who sent this request. On a studio that is not hosted, the one local user (with the key
+    it sends, if any); on a hosted one, whoever `VisitorMiddleware` named for this request.
+    Raises `Refusal` for a hosted request that names nobody."""
     if not hosted:
+        headers: Mapping[str, str] = request.headers if request is not None else {}
+        key = (headers.get(KEY_HEADER) or "").strip()
         return Visitor(None, Secret(key) if key else None)
-    address = _address(request)
-    if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
-        return Visitor(owner_of("key", key), Secret(key), address)
-    token = (request.cookies.get(VISITOR_COOKIE) if request is not None else None) or ""
-    if len(token) >= 32:
-        return Visitor(owner_of("browser", token), None, address)
-    raise Refusal(NO_COOKIE)
+    state = _state(request)
+    named = state.get(_STATE_VISITOR)
+    if isinstance(named, Visitor):
+        return named
+    refusal = state.get(_STATE_REFUSAL)
+    raise Refusal(refusal if isinstance(refusal, str) else NO_COOKIE)
+
+
+def _state(request: object) -> Mapping[str, Any]:
+    """The request's state as the middleware left it (empty for anything else)."""
+    state = getattr(request, "state", None) if request is not None else None
+    values = getattr(state, "_state", None)
+    return values if isinstance(values, Mapping) else {}
 
 
 def current() -> Visitor:
@@ -146,46 +282,69 @@ def guarded(handler: F) -> F:
     return cast(F, run)
 
 
-class VisitorMiddleware:
-    """A hosted studio's door: every browser gets a random token in an HttpOnly cookie (the
-    owner of the sessions that browser makes), set on the very request that lacked one."""
+@dataclass(frozen=True, slots=True)
+class DoorSettings:
+    """What the middleware needs: the signing secret, how many proxies stand in front of the
+    studio (X-Forwarded-For), whether it is served over HTTPS by them, new visitors an address
+    may become in an hour."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    secret: bytes
+    proxy_hops: int = 0
+    https: bool = False
+    identities_per_hour: int = DEFAULT_IDENTITIES_PER_HOUR
+
+
+class VisitorMiddleware:
+    """A hosted studio's door: names the visitor of every HTTP request (an API or MCP caller by
+    its key header, a browser by its signed token) in the request's state, and gives a browser
+    without a valid token a new one, at most `identities_per_hour` per network address."""
+
+    def __init__(self, app: ASGIApp, *, door: DoorSettings) -> None:
         self.app = app
+        self.door = door
+        self.rate = IdentityRate(door.identities_per_hour)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        if len(request.cookies.get(VISITOR_COOKIE, "")) >= 32:
+        door = self.door
+        peer = request.client.host if request.client is not None else None
+        address = client_address(
+            peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
+        )
+        state = scope.setdefault("state", {})
+        key = (request.headers.get(KEY_HEADER) or "").strip()
+        ident = valid_token_id(request.headers.get("cookie", ""), door.secret)
+        if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
+            state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
+        elif ident is not None:
+            state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
+        if ident is not None or key:
             await self.app(scope, receive, send)
             return
-        new_token = secrets.token_urlsafe(32)
-        # This very request already counts as the new visitor's.
-        cookie = f"{VISITOR_COOKIE}={new_token}"
-        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-        headers.append((b"cookie", cookie.encode()))
-        scope = {**scope, "headers": headers}
+        if not self.rate.allow(address):
+            state[_STATE_REFUSAL] = TOO_MANY_NEW
+            await self.app(scope, receive, send)
+            return
+        cookie = self._cookie(request, new_token(door.secret))
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                root = scope.get("root_path", "") or "/"
-                value = (
-                    f"{VISITOR_COOKIE}={new_token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; "
-                    "HttpOnly; SameSite=Lax"
-                )
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", value.encode())]
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
 
-
-def _address(request: _Asking | None) -> str | None:
-    """The client's address as the server saw it (None when not known)."""
-    client: _Client | None = getattr(request, "client", None) if request is not None else None
-    host = getattr(client, "host", None) if client is not None else None
-    return host if isinstance(host, str) and host else None
+    def _cookie(self, request: Request, token: str) -> bytes:
+        root = request.scope.get("root_path", "") or "/"
+        https = self.door.https or request.url.scheme == "https"
+        if self.door.proxy_hops > 0:
+            https = https or request.headers.get("x-forwarded-proto", "").lower() == "https"
+        attributes = cookie_attributes(https=https, host=request.url.hostname or "")
+        value = f"{VISITOR_COOKIE}={token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; {attributes}"
+        return value.encode()
 
 
 __all__ = [
@@ -193,9 +352,16 @@ __all__ = [
     "REFUSED",
     "VISITOR_COOKIE",
     "Door",
+    "DoorSettings",
+    "IdentityRate",
     "Refusal",
     "VisitorMiddleware",
+    "client_address",
+    "cookie_attributes",
+    "cookie_values",
     "current",
     "guarded",
+    "new_token",
+    "token_id",
     "visitor_from",
 ]

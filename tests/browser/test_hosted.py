@@ -116,3 +116,45 @@ def test_the_server_key_reaches_no_response_header_or_log_line(browser, sim, cle
     assert seen
     assert not any(canary in text for text in seen)
     assert not any(canary in record.getMessage() for record in caplog.records)
+
+
+def _generate(client: Client) -> None:
+    client.predict("", "a red kite", "pro", "match", "", api_name="/edit_image")
+
+
+def test_a_forged_or_missing_token_creates_nothing_and_spends_nothing(hosted, sim):
+    forged = Client(hosted.url, verbose=False, headers={"Cookie": "kontext_visitor=" + "A" * 43})
+    with pytest.raises(Exception, match="cookie"):
+        _generate(forged)
+    forged.close()
+    assert hosted.run(hosted.engine.list_sessions()) == []
+    assert len(sim.tasks) == 0
+    # The token the studio signed works, also beside a forged one of the same name.
+    token = httpx.get(hosted.url).cookies["kontext_visitor"]
+    for cookie in (token, f"v1.{'B' * 32}.x; kontext_visitor={token}"):
+        _generate(
+            Client(hosted.url, verbose=False, headers={"Cookie": f"kontext_visitor={cookie}"})
+        )
+    sessions = hosted.run(hosted.engine.list_sessions())
+    owners = {hosted.run(hosted.engine.load_session(s.session_id)).owner for s in sessions}
+    assert len(sessions) == 2
+    assert len(owners) == 1
+
+
+def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, clean_env):
+    with running_studio(
+        sim,
+        clean_env,
+        hosted=True,
+        visitor_budget_cents=5,
+        address_budget_cents=10,
+        identities_per_hour=4,
+    ) as studio:
+        for _ in range(2):  # two fresh visitors spend this address's 10 cents
+            _generate(Client(studio.url, verbose=False))
+        with pytest.raises(Exception, match="network address"):
+            _generate(Client(studio.url, verbose=False))
+        creates = len(sim.tasks)
+        with pytest.raises(Exception, match="Too many new visitors"):
+            _generate(Client(studio.url, verbose=False))
+        assert len(sim.tasks) == creates == 2

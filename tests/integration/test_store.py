@@ -497,3 +497,15 @@ def test_recent_durations_are_the_latest_completed_tasks_per_model_oldest_first(
         session = session.with_step(step)
     assert store.recent_durations(per_model=2) == {"pro": [4.0, 5.0], "max": [9.0, 8.0]}
     assert store.recent_durations()["pro"] == [3.0, 4.0, 5.0]
+
+
+def test_a_secret_is_made_once_kept_private_and_read_by_every_later_opening(tmp_path):
+    first = Store.open(tmp_path)
+    secret = first.secret("visitor-tokens")
+    first.close()
+    again = Store.open(tmp_path)
+    assert again.secret("visitor-tokens") == secret
+    assert len(secret) >= 32
+    assert again.secret("other") != secret
+    again.close()
+    assert (tmp_path / "visitor-tokens.key").stat().st_mode & 0o077 == 0

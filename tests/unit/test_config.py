@@ -148,3 +148,20 @@ def test_a_root_path_that_is_not_a_path_is_refused():
 def test_a_number_setting_that_is_not_a_number_is_one_sentence():
     with pytest.raises(SettingsError, match="KONTEXT_STUDIO_POLL_SCALE"):
         Settings.from_env({"KONTEXT_STUDIO_POLL_SCALE": "fast"})
+
+
+def test_the_door_settings_come_from_the_environment_and_a_space_trusts_its_proxy():
+    settings = Settings.from_env(
+        {
+            "SPACE_ID": "someone/studio",
+            "KONTEXT_STUDIO_SECRET": "host-secret",
+            "KONTEXT_STUDIO_FRAME_ANCESTORS": "https://a.example https://b.example",
+            "KONTEXT_STUDIO_ADDRESS_BUDGET_CENTS": "40",
+        }
+    )
+    assert settings.proxy_hops == 1
+    assert settings.visitor_secret == Secret("host-secret")
+    assert "host-secret" not in repr(settings)
+    assert settings.frame_ancestors == ("https://a.example", "https://b.example")
+    assert settings.address_budget_cents == 40
+    assert Settings.from_env({}).proxy_hops == 0  # nobody's X-Forwarded-For is believed

@@ -1,0 +1,107 @@
+"""Who is asking: signed visitor tokens, two cookies of one name, the client's address, the
+cookie's attributes and new visitors per address. Pure rules, checked by classifying."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.limits import LimitError, Limits, LimitSettings
+from studio.ui.visitor import (
+    IdentityRate,
+    client_address,
+    cookie_attributes,
+    new_token,
+    token_id,
+    valid_token_id,
+)
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def test_a_token_the_studio_signed_names_its_visitor_and_a_forged_one_names_nobody():
+    token = new_token(SECRET)
+    ident = token_id(token, SECRET)
+    assert ident is not None
+    assert ident in token
+    version, ident_part, mac = token.split(".")
+    forged = [
+        "A" * 32,  # the old unsigned kind, accepted by any studio before
+        "A" * 64,
+        f"{version}.{'A' * 32}.{mac}",  # another id under a stolen signature
+        f"{version}.{ident_part}.{mac[:-1]}{'A' if mac[-1] != 'A' else 'B'}",
+        f"v2.{ident_part}.{mac}",
+        f"{version}.{ident_part}.",
+        "",
+    ]
+    assert [token_id(f, SECRET) for f in forged] == [None] * len(forged)
+    assert token_id(token, b"another studio's secret, 32 bytes") is None
+
+
+def test_two_cookies_of_that_name_name_the_visitor_of_the_valid_one_in_either_order():
+    token = new_token(SECRET)
+    ident = token_id(token, SECRET)
+    forged = "v1." + "B" * 32 + ".xyz"
+    assert valid_token_id(f"kontext_visitor={forged}; kontext_visitor={token}", SECRET) == ident
+    assert valid_token_id(f"kontext_visitor={token}; kontext_visitor={forged}", SECRET) == ident
+    assert valid_token_id(f"other=1; kontext_visitor={token}; x=2", SECRET) == ident
+    assert valid_token_id(f"kontext_visitorx={token}", SECRET) is None
+    assert valid_token_id(f"kontext_visitor={forged}", SECRET) is None
+    # Two valid ones (a partitioned and a plain cookie): always the first, so it never flips.
+    other = new_token(SECRET)
+    both = f"kontext_visitor={other}; kontext_visitor={token}"
+    assert valid_token_id(both, SECRET) == token_id(other, SECRET)
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "hops", "expected"),
+    [
+        ("203.0.113.7", None, 0, "203.0.113.7"),
+        ("203.0.113.7", "198.51.100.1", 0, "203.0.113.7"),  # no proxy trusted: header ignored
+        ("10.0.0.2", "198.51.100.1", 1, "198.51.100.1"),
+        ("10.0.0.2", "1.2.3.4, 198.51.100.1", 1, "198.51.100.1"),  # what the client wrote: left
+        ("10.0.0.2", "198.51.100.1, 10.0.0.9", 2, "198.51.100.1"),
+        ("10.0.0.2", None, 1, "10.0.0.2"),
+        ("2001:db8:1:2:3:4:5:6", None, 0, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", None, 0, "2001:db8:1:2::/64"),  # one household's /64
+        ("::ffff:198.51.100.1", None, 0, "198.51.100.1"),
+        (None, None, 0, None),
+    ],
+)
+def test_the_clients_address_trusts_only_the_configured_proxies(peer, forwarded, hops, expected):
+    assert client_address(peer, forwarded, proxy_hops=hops) == expected
+
+
+def test_the_cookie_is_secure_and_works_in_a_frame_wherever_the_browser_allows_it():
+    assert "Secure" in cookie_attributes(https=True, host="studio.example.org")
+    assert "SameSite=None" in cookie_attributes(https=True, host="studio.example.org")
+    assert "Partitioned" in cookie_attributes(https=True, host="studio.example.org")
+    for loopback in ("localhost", "127.0.0.1", "::1"):
+        assert "Partitioned" in cookie_attributes(https=False, host=loopback)
+    plain = cookie_attributes(https=False, host="192.168.1.20")  # bare HTTP on a LAN
+    assert "Secure" not in plain
+    assert "SameSite=Lax" in plain
+    assert all("HttpOnly" in cookie_attributes(https=h, host="x.org") for h in (True, False))
+
+
+def test_one_address_becomes_a_bounded_number_of_new_visitors_an_hour():
+    now = [0.0]
+    rate = IdentityRate(3, clock=lambda: now[0])
+    assert [rate.allow("198.51.100.1") for _ in range(4)] == [True, True, True, False]
+    assert rate.allow("198.51.100.2")  # another address has its own count
+    now[0] += 3600
+    assert rate.allow("198.51.100.1")
+
+
+def test_fresh_visitors_from_one_address_share_that_addresss_budget():
+    caps = Limits(LimitSettings(visitor_budget_cents=10, max_running=100, per_minute=100))
+    here, there = "198.51.100.1", "203.0.113.7"
+    for n in range(3):  # three visitors' budgets per address by default
+        caps.admit(f"fresh-{n}", [f"s{n}"], 10, server_key=True, address=here)
+    with pytest.raises(LimitError, match="network address"):
+        caps.admit("fresh-3", ["s3"], 5, server_key=True, address=here)
+    caps.admit("fresh-3", ["s4"], 5, server_key=False, address=here)  # their own key: fine
+    caps.admit("fresh-4", ["s5"], 10, server_key=True, address=there)
+    host_set = Limits(LimitSettings(visitor_budget_cents=10, address_budget_cents=15))
+    host_set.admit("a", ["1"], 10, server_key=True, address=here)
+    with pytest.raises(LimitError, match="network address"):
+        host_set.admit("b", ["2"], 10, server_key=True, address=here)
