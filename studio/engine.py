@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_params, read_bundle, write_bundle
@@ -30,6 +30,7 @@ from studio.history import (
     UNTITLED,
     HistoryError,
     ImageRef,
+    Payer,
     Phase,
     Session,
     Step,
@@ -70,6 +71,11 @@ PNG_SIGNATURE = b"\x89PNG"
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# Said of a step paid with a visitor's own key when the studio restarted under it.
+WAITS_FOR_KEY = (
+    "The studio restarted while this edit ran on your own RunAPI key, which it does not keep; "
+    "it goes on as soon as you come back with that key."
+)
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -108,6 +114,11 @@ class Engine:
         )
         self._allow_private_links = allow_private_links
         self._now = now
+        # Steps paid with a visitor's own key, found unfinished at start-up: by owner ("" for
+        # the studio's own user), they wait for that visitor's key (`resume_unfinished`).
+        self._awaiting_key: dict[str, dict[str, Step]] = {}
+        if limits is not None and limits.ledger is None:
+            limits.ledger = self._ledger
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -212,6 +223,7 @@ class Engine:
         session = await asyncio.to_thread(self._store.load_session, session_id)
         if not visitor.is_local and session.owner != visitor.owner:
             raise StoreError(NO_SUCH_SESSION)
+        self._resume_with_key(visitor)
         return session
 
     async def owns_image(self, sha256: str, *, visitor: Visitor = LOCAL) -> bool:
@@ -238,11 +250,14 @@ class Engine:
         """
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
-            if any(not s.is_finished for s in session.steps.values()):
+            waiting = self._awaiting_key.get(session.owner or "", {})
+            if any(not s.is_finished and s.step_id not in waiting for s in session.steps.values()):
                 raise HistoryError(
                     "This session has an edit still running; delete it once it has finished."
                 )
             await asyncio.to_thread(self._store.delete_session, session_id)
+            for step_id in session.steps:
+                waiting.pop(step_id, None)
         self._runner.signals.notify(session_id)
         await self.collect_garbage()
         return session
@@ -319,8 +334,8 @@ class Engine:
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             session = session.retry(step_id, new_id(), self._now())
-            step = session.current
-            self._admit(session, [step], visitor)
+            step = replace(session.current, payer=self._payer_kind(visitor))
+            await self._admit(session, [step], visitor)
             await asyncio.to_thread(self._store.save_step, step)
             await asyncio.to_thread(self._store.set_current, session)
         self._launch(step, visitor)
@@ -381,6 +396,7 @@ class Engine:
         """A value that changes whenever a step of the session is added, advances or goes."""
         if not visitor.is_local:
             await self.load_session(session_id, visitor=visitor)
+        self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.session_version, session_id)
 
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
@@ -417,13 +433,45 @@ class Engine:
 
         A step with a task id is polled by that id; one without is created again under its own
         idempotency key, so the service answers with the task it may already have started.
+        Only steps the server's key pays for run at once (each takes its visitor's place in a
+        hosted studio; its spending was counted when it was made). A step paid with a
+        visitor's own key never runs on the server's: the studio keeps no visitor's key, so it
+        waits, saying so, for its visitor to come back with their key (`load_session`); its
+        session can still be deleted meanwhile.
         """
         steps = await asyncio.to_thread(self._store.unfinished_steps)
+        owners = await asyncio.to_thread(self._store.owners_of, [s.session_id for s in steps])
         for step in steps:
-            if not self._runner.is_running(step.step_id):
-                log.info("Resuming step %s (task %s)", step.step_id, step.task_id)
-                self._runner.launch(step, None)
+            if self._runner.is_running(step.step_id):
+                continue
+            owner = owners.get(step.session_id)
+            # From before payers were recorded: a hosted visitor's may have been their key's.
+            payer = step.payer or ("host" if owner is None else "visitor")
+            if payer == "visitor":
+                await self._await_key(step, owner)
+                continue
+            log.info("Resuming step %s (task %s)", step.step_id, step.task_id)
+            limits = self._limits
+            if limits is not None and owner is not None:
+                limits.hold(owner, step.step_id)
+            self._runner.launch(step, None, on_done=limits.release if limits else None)
         return steps
+
+    async def _await_key(self, step: Step, owner: str | None) -> None:
+        """A step paid with a visitor's key, found unfinished at start-up: it never runs on the
+        server's key."""
+        log.info("Step %s waits for its visitor's own key", step.step_id)
+        waiting = replace(step, error=WAITS_FOR_KEY)
+        await asyncio.to_thread(self._store.save_step, waiting)
+        self._awaiting_key.setdefault(owner or "", {})[step.step_id] = waiting
+
+    def _resume_with_key(self, visitor: Visitor) -> None:
+        """The visitor is back with their own key: their steps that waited for it run on it."""
+        if visitor.api_key is None or not self._awaiting_key:
+            return
+        for step in self._awaiting_key.pop(visitor.owner or "", {}).values():
+            log.info("Resuming step %s on its visitor's key", step.step_id)
+            self._launch(replace(step, error=None), visitor)
 
     # -- portable sessions ----------------------------------------------------------------------
 
@@ -630,8 +678,8 @@ class Engine:
             for each in params:
                 session = at_parent.add_step(new_id(), each, self._now())
                 at_parent = replace(at_parent, steps=session.steps)
-                steps.append(session.current)
-            self._admit(session, steps, visitor)
+                steps.append(replace(session.current, payer=self._payer_kind(visitor)))
+            await self._admit(session, steps, visitor)
             for step in steps:
                 await asyncio.to_thread(self._store.save_step, step)
             if is_untitled(session.name):
@@ -645,14 +693,21 @@ class Engine:
         self._runner.signals.notify(session_id)
         return steps
 
-    def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
-        """In a hosted studio, count these steps against the visitor's caps (or refuse them)."""
-        if self._limits is None or session.owner is None:
+    async def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
+        """In a hosted studio, count these steps against the visitor's caps (or refuse them);
+        what they may cost the server's key is written down at once (`Store.record_spend`)."""
+        limits, owner = self._limits, session.owner
+        if limits is None or owner is None:
             return
-        cost = sum(PRICE_CENTS[s.params.model] for s in steps if s.params is not None)
+        cents = {s.step_id: PRICE_CENTS[s.params.model] for s in steps if s.params is not None}
         ids = [s.step_id for s in steps]
         server_key = self._payer(visitor) is None
-        self._limits.admit(session.owner, ids, cost, server_key=server_key, address=visitor.address)
+        limits.admit(
+            owner, ids, sum(cents.values()), server_key=server_key, address=visitor.address
+        )
+        if server_key:
+            day = limits.today
+            await asyncio.to_thread(self._store.record_spend, day, owner, visitor.address, cents)
 
     def _launch(self, step: Step, visitor: Visitor) -> None:
         limits = self._limits
@@ -663,6 +718,15 @@ class Engine:
     def _payer(visitor: Visitor) -> Secret | None:
         """The key that pays for `visitor`'s edits: their own, else the server's (None)."""
         return visitor.api_key
+
+    def _payer_kind(self, visitor: Visitor) -> Payer:
+        """Whose key pays, as each step records it."""
+        return "host" if self._payer(visitor) is None else "visitor"
+
+    def _ledger(self, day: date) -> tuple[dict[str, int], dict[str, int], int]:
+        """The day's spending of the server's key for visitors, as the store keeps it."""
+        spend = self._store.spend_on(day)
+        return spend.by_owner, spend.by_address, spend.total
 
     def _uploaded_bytes(self, owner: str) -> int:
         """Bytes of the originals `owner`'s sessions hold. Blocking: call it in a thread."""

@@ -28,6 +28,8 @@ Phase = Literal[
     "failed",
 ]
 SourceKind = Literal["upload", "link", "step", "none"]
+# Whose RunAPI key pays for a step: the server's ("host") or the visitor's own ("visitor").
+Payer = Literal["host", "visitor"]
 # Names are shown in lists and file names of exports; this only stops pasted novels.
 MAX_NAME_CHARS = 200
 # The name of a session started with no name; its first instruction names it. Earlier studios
@@ -110,6 +112,8 @@ class Step:
     cost_cents: int | None = None
     error: str | None = None
     retry_of: str | None = None
+    # Set when the step is made, never changed; None for steps from before it was recorded.
+    payer: Payer | None = None
 
     @property
     def is_finished(self) -> bool:

@@ -55,8 +55,14 @@ class LimitSettings:
         return self.visitor_budget_cents is not None or self.total_budget_cents is not None
 
 
+# A day's spending of the server's key as kept on disk: by visitor, by address, and in all.
+DaySpend = tuple[dict[str, int], dict[str, int], int]
+
+
 class Limits:
-    """Per-visitor bookkeeping, kept in memory (a restart starts the day's counts afresh)."""
+    """Per-visitor bookkeeping. The day's spending of the server's key is read from `ledger`
+    (the store) at the first use of each day, so a restart forgets none of it; what runs now
+    and the edits of the last minute are kept in memory."""
 
     def __init__(
         self,
@@ -64,10 +70,12 @@ class Limits:
         *,
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+        ledger: Callable[[date], DaySpend] | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self._today = today
+        self.ledger = ledger
         self._day: date | None = None
         self._spent: dict[str, int] = {}
         self._spent_by_address: dict[str, int] = {}
@@ -145,6 +153,18 @@ class Limits:
                 f"{cap / 2**20:.0f} MB each visitor may keep; this one does not fit."
             )
 
+    def hold(self, owner: str, step_id: str) -> None:
+        """A step that runs again after a restart: it takes one of its visitor's places (its
+        spending was counted when it was made), whatever the caps say now."""
+        self._running.setdefault(owner, set()).add(step_id)
+        self._owners[step_id] = owner
+
+    @property
+    def today(self) -> date:
+        self._new_day_if_needed()
+        assert self._day is not None
+        return self._day
+
     def release(self, step_id: str) -> None:
         """The step's run ended (or was cancelled)."""
         owner = self._owners.pop(step_id, None)
@@ -164,4 +184,8 @@ class Limits:
         if today != self._day:
             self._day, self._spent, self._spent_total = today, {}, 0
             self._spent_by_address = {}
+            if self.ledger is not None:
+                by_owner, by_address, total = self.ledger(today)
+                self._spent, self._spent_by_address = dict(by_owner), dict(by_address)
+                self._spent_total = total
         self._recent = {k: v for k, v in self._recent.items() if v}

@@ -15,8 +15,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,15 @@ _FORMAT = re.compile(r"[a-z0-9]{1,10}")
 # What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
 _DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class DaySpend:
+    """One day's spending of the server's key for visitors (`Store.spend_on`)."""
+
+    by_owner: dict[str, int] = field(default_factory=dict)
+    by_address: dict[str, int] = field(default_factory=dict)
+    total: int = 0
 
 
 class StoreError(Exception):
@@ -118,9 +127,26 @@ def _index_lookups(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX sessions_by_owner ON sessions (owner, updated_at)")
 
 
+def _record_payers_and_spend(db: sqlite3.Connection) -> None:
+    # Whose key pays for each step; and what the server's key was spent on for hosted visitors,
+    # by day, so that a restart forgets none of the day's budgets.
+    db.execute("ALTER TABLE steps ADD COLUMN payer TEXT CHECK (payer IN ('host', 'visitor'))")
+    db.execute(
+        """CREATE TABLE spend (
+            step_id TEXT PRIMARY KEY,
+            day TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            address TEXT,
+            cents INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX spend_by_day ON spend (day)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
+    ("004_payers_and_spend", _record_payers_and_spend),
 )
 
 
@@ -533,6 +559,45 @@ class Store:
             durations.setdefault(row["model"], []).append(row["elapsed_s"])
         return durations
 
+    # Spending of the server's key for hosted visitors
+
+    def record_spend(
+        self, day: date, owner: str, address: str | None, cents_by_step: dict[str, int]
+    ) -> None:
+        """Count what these steps may cost the server's key on `day` (once per step)."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?, ?)",
+                [(i, day.isoformat(), owner, address, c) for i, c in cents_by_step.items()],
+            )
+
+    def spend_on(self, day: date) -> DaySpend:
+        """What the server's key was spent on for visitors on `day`: by owner, by address, all."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT owner, address, cents FROM spend WHERE day = ?", (day.isoformat(),)
+            ).fetchall()
+        spend = DaySpend()
+        for row in rows:
+            cents = int(row["cents"])
+            spend.by_owner[row["owner"]] = spend.by_owner.get(row["owner"], 0) + cents
+            if row["address"] is not None:
+                address = row["address"]
+                spend.by_address[address] = spend.by_address.get(address, 0) + cents
+            spend.total += cents
+        return spend
+
+    def owners_of(self, session_ids: Collection[str]) -> dict[str, str | None]:
+        """The owner of each of these sessions (None: the studio's own user)."""
+        with self._read() as db:
+            return {
+                row[0]: row[1]
+                for each in set(session_ids)
+                for row in db.execute(
+                    "SELECT session_id, owner FROM sessions WHERE session_id = ?", (each,)
+                )
+            }
+
     # Secrets
 
     def secret(self, name: str) -> bytes:
@@ -669,7 +734,7 @@ _STEP_COLUMNS = (
     "step_id, session_id, parent_id, kind, params_json, source_kind, source_sha256, link_url,"
     " uploaded_url, uploaded_expires_at, state, task_id, result_sha256, result_format,"
     " result_width, result_height, created_at, submitted_at, completed_at, elapsed_s,"
-    " cost_cents, error, retry_of"
+    " cost_cents, error, retry_of, payer"
 )
 # What may change as a step advances; the rest is fixed at creation. Finished steps stay put.
 _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
@@ -696,7 +761,7 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
         *(step.state.value, step.task_id),
         *image,
         *(_time(step.created_at), _time(step.submitted_at), _time(step.completed_at)),
-        *(step.elapsed_s, step.cost_cents, step.error, step.retry_of),
+        *(step.elapsed_s, step.cost_cents, step.error, step.retry_of, step.payer),
     )
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
@@ -739,6 +804,7 @@ def _decode_step(row: sqlite3.Row) -> Step:
         cost_cents=None if row["cost_cents"] is None else _whole(row["cost_cents"]),
         error=_optional_text(row["error"]),
         retry_of=_optional_text(row["retry_of"]),
+        payer=None if row["payer"] is None else _choice(row["payer"], ("host", "visitor")),
     )
 
 

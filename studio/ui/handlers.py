@@ -459,7 +459,9 @@ class Handlers:
             # session shown before). Drawing that session would pull the page back to it.
             return {self.c.status: gr.skip()}
         fresh = seen_from == (tab_step or "")
-        tick = await self.bridge.tick(session_id, seen if fresh else None, self.who)
+        # With the tab's key: an edit that waits for it (after a restart) goes on.
+        who = self.who_with(tab_key)
+        tick = await self.bridge.tick(session_id, seen if fresh else None, who)
         ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
         if session_id and tick.changed:
             # Something was added or finished: the balance may have moved too.

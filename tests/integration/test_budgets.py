@@ -1,0 +1,108 @@
+"""A hosted studio's budgets hold across a restart, and every step says whose key pays for it:
+one paid with a visitor's own key never runs on the server's. Loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from studio.config import Secret
+from studio.engine import WAITS_FOR_KEY, Engine
+from studio.history import StepState
+from studio.limits import LimitError, Limits, LimitSettings
+from studio.params import EditParams
+from studio.simulator.tasks import LatencyProfile
+from studio.visitor import Visitor
+from tests.support.engines import make_engine, make_image
+
+pytestmark = pytest.mark.anyio
+A, B, C = (Visitor(f"browser:{n}", address="198.51.100.1") for n in "abc")
+# Slow enough to restart the studio while a task runs.
+SLOW = LatencyProfile(0.6, 0.6, 0.6, 0.6)
+
+
+def _engine(sim, home) -> Engine:  # type: ignore[no-untyped-def]
+    caps = LimitSettings(visitor_budget_cents=10, total_budget_cents=15, max_running=5)
+    return make_engine(home, sim.base_url, sim.api_key, limits=Limits(caps))
+
+
+async def _session(engine: Engine, who: Visitor) -> str:
+    image = await engine.read_image(make_image())
+    return (await engine.start_session(image, name="mine", visitor=who)).session_id
+
+
+async def _created(engine: Engine, session_id: str, step_id: str) -> None:
+    """Until the step's task exists at RunAPI (its id is stored)."""
+    for _ in range(200):
+        if (await engine.load_session(session_id)).steps[step_id].task_id:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the task was never created")
+
+
+async def test_a_restart_mid_day_forgets_none_of_the_days_spending(sim, clean_env):
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    step = await engine.edit(mine, EditParams(prompt="blue", model="max"), visitor=A)  # 10¢
+    assert step.payer == "host"
+    await engine.aclose()
+
+    engine = _engine(sim, clean_env)  # the same data directory, the same day
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.submit_edit(mine, EditParams(prompt="red"), visitor=A)
+    theirs = await _session(engine, B)
+    await engine.edit(theirs, EditParams(prompt="red"), visitor=B)  # 5¢: 15¢ in all
+    with pytest.raises(LimitError, match="budget for today is used up"):
+        await engine.submit_edit(await _session(engine, C), EditParams(prompt="x"), visitor=C)
+    await engine.aclose()
+
+
+async def test_a_resumed_step_on_the_servers_key_counts_against_the_budget(sim, clean_env):
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    step = await engine.submit_edit(mine, EditParams(prompt="blue", model="max"), visitor=A)
+    await _created(engine, mine, step.step_id)
+    await engine.aclose()  # a restart while it runs
+
+    engine = _engine(sim, clean_env)
+    await engine.resume_unfinished()
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.submit_edit(mine, EditParams(prompt="red"), visitor=A)
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert sim.tasks_by_key() == {step.step_id: 1}  # resumed, not paid twice
+    await engine.aclose()
+
+
+async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restart(sim, clean_env):
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    with_key = A.with_key(Secret(sim.api_key))
+    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=with_key)
+    assert step.payer == "visitor"
+    await _created(engine, mine, step.step_id)
+    await engine.aclose()
+
+    engine = _engine(sim, clean_env)
+    asked = len(sim.requests)
+    await engine.resume_unfinished()
+    await asyncio.sleep(0.3)
+    # Not run on the server's key: nothing was asked of RunAPI, and the step says why it waits.
+    assert not engine.is_running(step.step_id)
+    assert len(sim.requests) == asked
+    waiting = (await engine.load_session(mine, visitor=A)).steps[step.step_id]
+    assert waiting.state is StepState.RUNNING
+    assert waiting.error == WAITS_FOR_KEY
+    assert not engine.is_running(step.step_id)  # the visitor came back without their key
+
+    await engine.load_session(mine, visitor=with_key)  # back, with their key
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert done.error is None
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    # It cost the server's budget nothing: A still has all 10¢ of it.
+    await engine.edit(mine, EditParams(prompt="red", model="max"), visitor=A)
+    await engine.aclose()
