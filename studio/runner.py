@@ -32,12 +32,15 @@ from studio.params import (
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
+    InvalidRequestError,
     LearnedSchedule,
+    NotFoundError,
     RunAPIClient,
     RunAPIError,
     Task,
     TaskRequest,
     TaskTimeoutError,
+    UnexpectedResponseError,
     UploadedFile,
 )
 from studio.store import Store
@@ -53,6 +56,18 @@ UNEXPECTED_FAILURE = "The edit failed for a reason the studio did not expect; it
 PARENT_POLL_S = 1.0
 # A visitor's client (and its connection pool) is closed after this many idle seconds.
 CLIENT_IDLE_S = 600.0
+# Seconds between attempts to fetch a completed task's image, each after reading the task again
+# for a fresh URL (result URLs expire: BFL's after ten minutes); the last repeats until the
+# task's deadline, after which the step stays "completed, fetching" for the next start.
+RESULT_RETRY_S = (0.2, 1.0, 3.0, 10.0, 30.0)
+FETCHING = (
+    "RunAPI finished this edit, but its image could not be fetched yet; the studio keeps "
+    "asking RunAPI for a fresh link."
+)
+RESULT_GONE = (
+    "RunAPI finished this edit, but no longer has it, so its image could not be fetched; "
+    "ask RunAPI's support about task {task_id}."
+)
 # Said when RunAPI refuses a key a visitor pasted (they set no variable: not RUNAPI_API_KEY).
 PASTED_KEY_REFUSED = (
     "RunAPI did not accept the key you pasted; check it in your RunAPI account, "
@@ -350,6 +365,12 @@ class StepRunner:
                 # The task may still finish and be charged: leave the step running in the store
                 # so the next start polls it again, and tell the watchers.
                 return replace(step, error=str(exc))
+            except _StillFetching as fetching:
+                # Completed and charged: the step stays "completed, fetching" in the store.
+                return fetching.step
+            except _ResultGone:
+                message = RESULT_GONE.format(task_id=step.task_id)
+                return await self._fail(step, message, cost_cents=PRICE_CENTS[_model(step)])
             except AuthenticationError as exc:
                 # A visitor's pasted key was refused (revoked since it was checked, say).
                 return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
@@ -438,7 +459,8 @@ class StepRunner:
     async def _finish(self, step: Step, task: Task, client: RunAPIClient) -> Step:
         if not task.image_urls:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
-        data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
+        data, task = await self._fetch_result(step, task, client)
+        step = replace(step, error=None)
         result = await asyncio.to_thread(check_result, data)
         ref = await asyncio.to_thread(
             self._store.put_image,
@@ -454,8 +476,42 @@ class StepRunner:
         await asyncio.to_thread(self._store.save_step, step)
         return step
 
-    async def _fail(self, step: Step, message: str) -> Step:
-        failed = step.fail(message, self._now(), cost_cents=0)
+    async def _fetch_result(
+        self, step: Step, task: Task, client: RunAPIClient
+    ) -> tuple[bytes, Task]:
+        """The image of a completed (so charged) task. A result URL that does not answer (it
+        expired, the CDN is down) is not a failed edit: the task is read again for a fresh URL,
+        backing off, until the image comes or the deadline passes (`_StillFetching`: the step
+        stays unfinished, and the next start fetches it). Only a task RunAPI no longer has
+        ends the step (`_ResultGone`)."""
+        delays = iter(RESULT_RETRY_S)
+        started = time.monotonic()
+        while True:
+            if task.image_urls:
+                try:
+                    url = task.image_urls[0]
+                    return await client.download_result(url, max_bytes=MAX_RESULT_BYTES), task
+                except (InvalidRequestError, UnexpectedResponseError):
+                    raise  # not an image, or too large: no fresh link changes that
+                except RunAPIError as exc:
+                    log.info("Step %s: its image did not come (%r)", step.step_id, exc)
+            if step.error != FETCHING:
+                step = replace(step, error=FETCHING)
+                await asyncio.to_thread(self._store.save_step, step)
+                self._report(step, "downloading")
+            delay = next(delays, RESULT_RETRY_S[-1])
+            if time.monotonic() - started + delay > self._deadline_s:
+                raise _StillFetching(step)
+            await asyncio.sleep(delay)
+            try:
+                task = await client.get_task(step.task_id or "")
+            except NotFoundError:
+                raise _ResultGone from None
+            except RunAPIError as exc:  # read again after the next pause
+                log.info("Step %s: its task could not be read (%r)", step.step_id, exc)
+
+    async def _fail(self, step: Step, message: str, *, cost_cents: int = 0) -> Step:
+        failed = step.fail(message, self._now(), cost_cents=cost_cents)
         await asyncio.to_thread(self._store.save_step, failed)
         return failed
 
@@ -481,6 +537,18 @@ class StepRunner:
 
     def _elapsed(self, step: Step) -> float:
         return (self._now() - step.created_at).total_seconds()
+
+
+class _StillFetching(Exception):
+    """A completed task's image did not come before the deadline; `step` says so."""
+
+    def __init__(self, step: Step) -> None:
+        super().__init__(step.step_id)
+        self.step = step
+
+
+class _ResultGone(Exception):
+    """RunAPI no longer has a completed task, so its image cannot be fetched."""
 
 
 def _final(step: Step, now: datetime) -> StepUpdate:

@@ -61,11 +61,12 @@ class DrillCounts:
 
     @property
     def ok(self) -> bool:
-        """Nothing vanished, nothing created twice, and the studio answers."""
+        """Nothing vanished, nothing created twice, nothing charged lost, and the studio answers."""
         accounted = self.completed + self.failed_with_reason + self.refused
         return (
             accounted == self.edits
             and self.vanished == self.stored_twice == self.created_twice == self.orphan_tasks == 0
+            and self.charged_without_image == 0
             and self.answered_after
         )
 
@@ -244,6 +245,8 @@ def run_drill(
             target = StudioTarget(home, env, source, concurrency)
         target.start()
         sim.faults.chaos(rate, seed=seed, slow_s=0.5)
+        # Every task's first result link has expired by the time it is fetched.
+        sim.faults.expire_first_result_urls()
         answers: dict[int, str] = {}
         lock = threading.Lock()
         half = threading.Event()

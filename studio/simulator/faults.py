@@ -46,6 +46,7 @@ class Faults:
             self._slow: list[float] = []
             self._fail_messages: list[str] = []
             self.results_expired = False
+            self.first_result_urls_expire = False
             self.sources_unreachable = False
             self._chaos_rate = 0.0
             self._rng = random.Random()
@@ -85,6 +86,13 @@ class Faults:
         """Result image URLs answer 404 from now on."""
         with self._lock:
             self.results_expired = True
+
+    def expire_first_result_urls(self) -> None:
+        """From now on the first result URL handed out for each task answers 404 (it expired
+        before it was fetched, as BFL's do after ten minutes); reading the task again hands
+        out a fresh URL that works."""
+        with self._lock:
+            self.first_result_urls_expire = True
 
     def unreachable_sources(self) -> None:
         """Every `source_image_url` fails to fetch from now on, so new edit tasks fail."""

@@ -166,7 +166,10 @@ class _Api:
             "created_at": _iso(task.created_wall),
         }
         if status == "completed":
+            # Every read hands out a fresh URL (a real one is signed and expires).
+            task.urls_issued += 1
             url = f"{_base(request)}/results/{task.task_id}.{task.output_format}"
+            url += f"?n={task.urls_issued}"
             answer["images"] = [{"url": url, "origin_url": url}]
         if status == "failed":
             answer["error"] = task.fail_message
@@ -281,7 +284,10 @@ class _Api:
         chaos = self.state.faults.take_chaos(DOWNLOAD_CHAOS)
         if chaos == "slow":
             await asyncio.sleep(self.state.faults.chaos_slow_s)
-        data = None if chaos == "expired" else await self._result_bytes(request.path_params["name"])
+        expired = chaos == "expired" or (
+            self.state.faults.first_result_urls_expire and request.query_params.get("n") == "1"
+        )
+        data = None if expired else await self._result_bytes(request.path_params["name"])
         if data is None:
             return JSONResponse(error_body("not_found", "Result not found or expired."), 404)
         extension = request.path_params["name"].rpartition(".")[2]

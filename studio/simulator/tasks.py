@@ -81,6 +81,8 @@ class SimTask:
     settled: bool = False
     refunded_wall: float | None = None
     created_wall: float = field(default_factory=time.time)
+    # Result URLs handed out so far: each read of a completed task gives a fresh one.
+    urls_issued: int = 0
 
     @property
     def status(self) -> str:

@@ -28,6 +28,8 @@ def test_no_edit_vanishes_and_none_is_created_twice_when_a_quarter_of_calls_fail
     assert counts.created_twice == 0
     assert counts.stored_twice == 0
     assert counts.orphan_tasks == 0
+    # Every task's first result link had expired: fetched again, never failed once charged.
+    assert counts.charged_without_image == 0
     assert counts.create_requests >= counts.tasks
     assert counts.answered_after
     if not kill:

@@ -1,0 +1,81 @@
+"""A completed (so charged) task whose image link does not answer is not a failed edit: the
+studio reads the task again for a fresh link, keeps the step "completed, fetching" across a
+restart, and fails only when RunAPI no longer has it. Loopback only."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from studio.engine import Engine
+from studio.history import StepState
+from studio.params import EditParams
+from studio.runner import FETCHING
+from tests.support.engines import make_engine, make_image
+
+pytestmark = pytest.mark.anyio
+
+
+async def _session(engine: Engine) -> str:
+    image = await engine.read_image(make_image())
+    return (await engine.start_session(image, name="paid")).session_id
+
+
+def _downloads(sim) -> list[object]:  # type: ignore[no-untyped-def]
+    return [r for r in sim.requests if r.path.startswith("/results/")]
+
+
+async def test_an_expired_result_link_is_fetched_again_one_task_one_image_charged_once(
+    sim, clean_env
+):
+    sim.faults.expire_first_result_urls()
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    step = await engine.edit(await _session(engine), EditParams(prompt="blue"))
+    assert step.state is StepState.COMPLETED
+    assert step.error is None
+    assert step.result is not None
+    assert await engine.image_bytes(step.result)
+    assert step.cost_cents == 5
+    assert sim.tasks_by_key() == {step.step_id: 1}  # one task, charged once
+    assert len(_downloads(sim)) == 2  # the expired link, then the fresh one
+    await engine.aclose()
+
+
+async def test_a_paid_result_still_fetching_at_a_restart_is_fetched_after_it(sim, clean_env):
+    sim.faults.expire_results()  # every link answers 404 for now
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, task_deadline_s=1.5)
+    session_id = await _session(engine)
+    step = await engine.edit(session_id, EditParams(prompt="blue"))
+    # Given up on for now, but not failed: completed at RunAPI, fetching here.
+    stored = (await engine.load_session(session_id)).steps[step.step_id]
+    assert stored.state is StepState.RUNNING
+    assert stored.error == FETCHING
+    await engine.aclose()
+
+    sim.faults.reset()  # the links work again
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    await engine.resume_unfinished()
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert done.error is None
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()
+
+
+async def test_a_result_runapi_no_longer_has_fails_saying_so(sim, clean_env):
+    sim.faults.expire_results()
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    session_id = await _session(engine)
+    step = await engine.submit_edit(session_id, EditParams(prompt="blue"))
+    for _ in range(200):  # until its first link has failed
+        if (await engine.load_session(session_id)).steps[step.step_id].error == FETCHING:
+            break
+        await asyncio.sleep(0.05)
+    with sim.state.lock:
+        sim.state.tasks.clear()  # RunAPI has forgotten the task
+    failed = await engine.wait(step.step_id)
+    assert failed.state is StepState.FAILED
+    assert "no longer has it" in (failed.error or "")
+    assert failed.cost_cents == 5  # it was charged: said, not hidden
+    await engine.aclose()
