@@ -220,6 +220,15 @@ class Engine:
             return True
         return await asyncio.to_thread(self._store.owner_holds_image, owner, sha256)
 
+    async def owned_image_path(self, sha256: str, *, owner: str | None = None) -> Path | None:
+        """The stored file of image `sha256` when `owner` may see it (`owns_image`), else None."""
+        if not await self.owns_image(sha256, owner=owner):
+            return None
+        try:
+            return await asyncio.to_thread(self._store.image_path, sha256)
+        except StoreError:
+            return None
+
     async def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, owner)
 
@@ -526,6 +535,10 @@ class Engine:
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
         return [self._store.images_dir, self._thumbs_dir]
+
+    def private_folders(self) -> list[Path]:
+        """The data directory: nothing in it but a visitor's own images is ever served."""
+        return [self._store.home]
 
     async def balance_cents(self, api_key: Secret | None = None) -> int | None:
         balance = await self._clients.get(api_key).get_balance()
