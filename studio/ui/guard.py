@@ -1,12 +1,11 @@
-"""The studio's door: a visitor cookie for every hosted browser, and files only for their owner.
+"""The studio's file guard: every file only for its owner, and the studio's image address.
 
-An ASGI middleware in front of Gradio. On a hosted studio it gives each browser a random token in
-an HttpOnly cookie (the owner of the sessions that browser makes), and it guards every route of
-Gradio that serves a file (`FILE_ROUTES`). It decides on the path Gradio itself will open: the
-route is matched with Starlette's own path compiler (so a trailing newline, a doubled slash or a
-percent-encoded character means to the guard exactly what it means to Gradio), and the target is
-made absolute and resolved (`..`, a trailing slash, symbolic links) as Gradio's `file_fetch` does,
-before anything is decided. Then:
+An ASGI middleware in front of Gradio, behind `ui.visitor.VisitorMiddleware` (which names every
+browser on a hosted studio). It guards every route of Gradio that serves a file (`FILE_ROUTES`).
+It decides on the path Gradio itself will open: the route is matched with Starlette's own path
+compiler (so a trailing newline, a doubled slash or a percent-encoded character means to the
+guard exactly what it means to Gradio), and the target is made absolute and resolved (`..`, a
+trailing slash, symbolic links) as Gradio's `file_fetch` does, before anything is decided. Then:
 
 - a file whose name carries a content hash (a stored image, its thumbnail, a cached copy of
   either: `<sha256>.<ext>`) is served only to a visitor who owns a session holding that image;
@@ -26,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from starlette.responses import FileResponse
 from starlette.routing import compile_path
 
 from studio.ui.bridge import Bridge
-from studio.ui.handlers import VISITOR_COOKIE, Refusal, visitor_from
+from studio.ui.visitor import Refusal, visitor_from
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,8 +42,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# A year: the token only names the owner of this browser's sessions.
-COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
 # `file` and its older alias `file_deprecated`; both end in `route_utils.file_fetch`).
 # `tests/browser/test_file_guard.py` fails if Gradio adds another.
@@ -59,7 +55,7 @@ _NOT_FOUND = b"Not found."
 
 
 class VisitorGuard:
-    """Cookie for every hosted browser; files only for their owner; the studio's image address.
+    """Files only for their owner; the studio's image address.
 
     `hosted` False: one local user, who may read every file Gradio would serve; only the image
     address is answered here.
@@ -81,32 +77,11 @@ class VisitorGuard:
         if not self.hosted:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        new_token = None
-        if len(request.cookies.get(VISITOR_COOKIE, "")) < 32:
-            new_token = secrets.token_urlsafe(32)
-            # This very request already counts as the new visitor's.
-            cookie = f"{VISITOR_COOKIE}={new_token}"
-            headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-            headers.append((b"cookie", cookie.encode()))
-            scope = {**scope, "headers": headers}
-            request = Request(scope)
         target = file_target(route_path)
-        if target is not None and not await self._may_read(request, target):
+        if target is not None and not await self._may_read(Request(scope), target):
             await _not_found(send)
             return
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and new_token is not None:
-                root = scope.get("root_path", "") or "/"
-                value = (
-                    f"{VISITOR_COOKIE}={new_token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; "
-                    "HttpOnly; SameSite=Lax"
-                )
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", value.encode())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, send)
 
     async def _may_read(self, request: Request, target: str) -> bool:
         if _is_remote(target):
