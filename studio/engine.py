@@ -233,6 +233,16 @@ class Engine:
             return True
         return await asyncio.to_thread(self._store.owner_holds_image, visitor.owner, sha256)
 
+    async def owned_image_path(self, sha256: str, *, visitor: Visitor = LOCAL) -> Path | None:
+        """The stored file of image `sha256` when `visitor` may see it (`owns_image`), else
+        None."""
+        if not await self.owns_image(sha256, visitor=visitor):
+            return None
+        try:
+            return await asyncio.to_thread(self._store.image_path, sha256)
+        except StoreError:
+            return None
+
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
@@ -570,6 +580,10 @@ class Engine:
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
         return [self._store.images_dir, self._thumbs_dir]
+
+    def private_folders(self) -> list[Path]:
+        """The data directory: nothing in it but a visitor's own images is ever served."""
+        return [self._store.home]
 
     async def balance_cents(self, *, visitor: Visitor = LOCAL) -> int | None:
         """The balance of the key that pays for `visitor`'s edits; None for a hosted visitor
