@@ -353,8 +353,16 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "cost_cents",
             "error",
             "retry_of",
+            "payer",
         ],
-        "indexes": ["sessions_by_owner", "steps_by_parent", "steps_by_session", "steps_unfinished"],
+        "spend": ["step_id", "day", "owner", "address", "cents"],
+        "indexes": [
+            "sessions_by_owner",
+            "spend_by_day",
+            "steps_by_parent",
+            "steps_by_session",
+            "steps_unfinished",
+        ],
     }
     with sqlite3.connect(home / DB_NAME) as db:
         applied = [n for (n,) in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
