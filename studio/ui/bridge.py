@@ -31,7 +31,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import EditParams
+from studio.params import EditParams, RegionRequest
 from studio.ui.view import PageData
 
 T = TypeVar("T")
@@ -241,6 +241,7 @@ class Bridge:
         who: Visitor,
         *,
         parent_step_id: str | None = None,
+        region: RegionRequest | None = None,
     ) -> Step:
         """Queue an edit of `parent_step_id` (the step the tab shows; default the current)."""
         return await self._call(
@@ -250,13 +251,23 @@ class Bridge:
                 parent_step_id=parent_step_id,
                 api_key=who.api_key,
                 owner=who.owner,
+                region=region,
             )
         )
 
-    async def edit(self, session_id: str, params: EditParams, who: Visitor) -> Step:
+    async def edit(
+        self,
+        session_id: str,
+        params: EditParams,
+        who: Visitor,
+        *,
+        region: RegionRequest | None = None,
+    ) -> Step:
         """Submit an edit and wait for its final step."""
         return await self._call(
-            self._engine.edit(session_id, params, api_key=who.api_key, owner=who.owner)
+            self._engine.edit(
+                session_id, params, api_key=who.api_key, owner=who.owner, region=region
+            )
         )
 
     async def retry(self, session_id: str, step_id: str, who: Visitor) -> Step:
@@ -272,6 +283,7 @@ class Bridge:
         who: Visitor,
         *,
         parent_step_id: str | None = None,
+        region: RegionRequest | None = None,
     ) -> tuple[Step, Step]:
         return await self._call(
             self._engine.compare(
@@ -280,6 +292,7 @@ class Bridge:
                 parent_step_id=parent_step_id,
                 api_key=who.api_key,
                 owner=who.owner,
+                region=region,
             )
         )
 
