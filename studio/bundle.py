@@ -474,7 +474,10 @@ def _params(value: Any, *, editing: bool, number: int) -> EditParams:
     if not isinstance(value, dict) or any(name not in value for name in _PARAM_FIELDS):
         raise _invalid(number, "its settings are missing")
     v = {name: value[name] for name in _PARAM_FIELDS}
+    # Exports from before Keep the rest have no keep_rest: off.
+    v["keep_rest"] = value.get("keep_rest", False)
     checks = (
+        isinstance(v["keep_rest"], bool),
         isinstance(v["prompt"], str),
         v["model"] in MODELS,
         v["aspect_ratio"] is None or v["aspect_ratio"] in ASPECT_RATIOS,
@@ -594,7 +597,7 @@ def _short(text: str, limit: int = 60) -> str:
 def _step_json(step: Step) -> dict[str, Any]:
     params = None
     if step.params is not None:
-        params = {name: getattr(step.params, name) for name in _PARAM_FIELDS}
+        params = {name: getattr(step.params, name) for name in (*_PARAM_FIELDS, "keep_rest")}
     entry: dict[str, Any] = {
         "step_id": step.step_id,
         "parent_id": step.parent_id,

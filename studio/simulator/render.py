@@ -69,6 +69,10 @@ def render_result(
     digest = hashlib.sha256(prompt.encode()).digest()
     image = _edit(source, prompt, digest, size) if source is not None else _generate(digest, size)
     _draw_labels(image, prompt, model)
+    if source is not None:
+        # Drawn before the drift, so the labels move with the picture, as a real edit's
+        # additions would: every part of an edit's output sits where the drift puts it.
+        image = _drifted(image, digest)
     out = io.BytesIO()
     if output_format == "png":
         # Level 1: a few tens of ms for one megapixel; size does not matter here.
@@ -80,8 +84,8 @@ def render_result(
 
 def _edit(source: bytes, prompt: str, digest: bytes, size: tuple[int, int]) -> Image.Image:
     """The source fitted to the output's ratio and size, edited inside one patch (as a real edit
-    changes one thing), then drifted as the real model drifts: a little zoomed and shifted, and
-    with a colour cast over the whole picture (`drift`)."""
+    changes one thing); `render_result` then drifts it as the real model drifts: a little zoomed
+    and shifted, and with a colour cast over the whole picture (`drift`, `cast`)."""
     with Image.open(io.BytesIO(source)) as opened:
         opened.draft("RGB", size)  # JPEG only: decode at a reduced scale, much faster
         image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -96,8 +100,7 @@ def _edit(source: bytes, prompt: str, digest: bytes, size: tuple[int, int]) -> I
     edited = Image.blend(edited, tint, 0.12 if matched else 0.3)
     patch = Image.new("L", size, 0)
     ImageDraw.Draw(patch).ellipse(patch_box(digest, size), fill=255)
-    image = Image.composite(edited, image, patch)
-    return _drifted(image, digest)
+    return Image.composite(edited, image, patch)
 
 
 def patch_box(digest: bytes, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -158,22 +161,16 @@ def changed_boxes(
     crop_h = crop_w * height / width
     k = width / crop_w
     ox, oy = (sw - crop_w) / 2, (sh - crop_h) / 2
-    zoom, dx, dy = drift(digest, size)
-    cx, cy = width / 2, height / 2
 
-    def to_source(x: float, y: float, *, drifted: bool) -> tuple[float, float]:
-        if drifted:  # an output pixel shows the undrifted picture here
-            x, y = (x - cx - dx) / zoom + cx, (y - cy - dy) / zoom + cy
+    def to_source(x: float, y: float) -> tuple[float, float]:
         return ox + x / k, oy + y / k
 
     # Resampling spreads an edge over about two output pixels.
     margin = math.ceil(2 / k) + 1
     boxes = []
-    areas = [(patch_box(digest, size), False)]
-    areas += [(label, True) for label in _label_boxes(size, prompt)]
-    for (left, top, right, bottom), drifted in areas:
-        x0, y0 = to_source(left, top, drifted=drifted)
-        x1, y1 = to_source(right, bottom, drifted=drifted)
+    for left, top, right, bottom in [patch_box(digest, size), *_label_boxes(size, prompt)]:
+        x0, y0 = to_source(left, top)
+        x1, y1 = to_source(right, bottom)
         x0, y0 = max(0, math.floor(x0) - margin), max(0, math.floor(y0) - margin)
         x1, y1 = min(sw, math.ceil(x1) + margin), min(sh, math.ceil(y1) + margin)
         boxes.append((x0, y0, x1 - x0, y1 - y0))

@@ -68,7 +68,10 @@ def make_photo(width: int = 800, height: int = 600, *, seed: int = 7, fmt: str =
     draw = ImageDraw.Draw(im)
     for _ in range(40):
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = int(rng.integers(width // 30, width // 8)), int(rng.integers(height // 30, height // 8))
+        w, h = (
+            int(rng.integers(width // 30, width // 8)),
+            int(rng.integers(height // 30, height // 8)),
+        )
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         if rng.integers(0, 2):
             draw.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)
