@@ -29,6 +29,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from studio.images import ImageError, decode_full, decode_grey_and_alpha, encode_image
+from studio.params import RegionError
 
 # OpenCV's stubs type every array loosely; these name what each holds (uint8 images and masks,
 # float64 matrices).
@@ -49,10 +50,6 @@ CHANGE_LEVEL = 28
 MIN_CHANGE_SHARE = 0.0005
 # Rows blended at a time at full size (bounds the int32 temporaries).
 BAND_ROWS = 512
-
-
-class RegionError(ValueError):
-    """A mask or box that cannot be used for this source; `str()` is one sentence."""
 
 
 @dataclass(frozen=True, slots=True)

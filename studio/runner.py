@@ -27,9 +27,9 @@ from studio.params import (
     MODEL_IDS,
     PRICE_CENTS,
     Model,
+    RegionError,
     nearest_aspect_ratio,
 )
-from studio.regions import RegionError, blend_files, check_region
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
@@ -474,6 +474,8 @@ class StepRunner:
         mask = None
         if region.mask_sha256 is not None:
             mask = await asyncio.to_thread(self._store.read_image, region.mask_sha256)
+        from studio.regions import check_region  # OpenCV: loaded when a region is first used
+
         await asyncio.to_thread(
             check_region,
             (source.width, source.height),
@@ -491,6 +493,8 @@ class StepRunner:
         assert step.params is not None
         if sha is None:
             return None
+        from studio.regions import blend_files  # OpenCV: loaded when a region is first used
+
         try:
             source = await asyncio.to_thread(self._store.read_image, sha)
             mask = None

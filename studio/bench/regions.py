@@ -174,6 +174,7 @@ def format_regions(regions: dict[str, Any]) -> list[str]:
         "",
         f"Masked edit of a {blend['megapixels']:g} MP photo (full-size mask): blend "
         f"{blend['seconds']:.2f} s (decode, register, colour-match, feather, PNG), peak memory "
-        f"+{blend['peak_over_base_mb']:.0f} MB ({blend['peak_mb']:.0f} MB in all).",
+        f"+{blend['peak_over_base_mb']:.0f} MB ({blend['peak_mb']:.0f} MB in all); the step's "
+        f"PNG is {blend['png_mb']:.0f} MB.",
         "",
     ]
