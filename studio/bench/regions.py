@@ -15,33 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from studio.bench.rig import PEAK_PRELUDE, median_child
+
 PROMPTS = ("add a red hat", "make the car blue", "add a dog", "remove the lamp", "add snow")
 CHAIN_SIZE = (1600, 1200)
 BLEND_SIZE = (6000, 4000)
-_CHILD = r"""
+_CHILD = (
+    PEAK_PRELUDE
+    + r"""
 import json, sys, time
-from pathlib import Path
 from studio.regions import blend_files
-
-def kb(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 folder = Path(sys.argv[1])
 source, output, mask = (folder / n for n in ("source.jpg", "output.png", "mask.png"))
 source, output, mask = source.read_bytes(), output.read_bytes(), mask.read_bytes()
 blend_files(source[:0] or output, output, image_format="png")  # warm up: imports, OpenCV
-Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+reset_peak()
 base = kb("VmRSS")
 started = time.perf_counter()
 blended = blend_files(source, output, image_format="png", mask=mask)
@@ -51,6 +45,7 @@ print(json.dumps({
     "size": [blended.width, blended.height], "png_mb": len(blended.data) / 1e6,
 }))
 """
+)
 
 
 def run_regions(sim: Any, *, say: Any) -> dict[str, Any]:
@@ -141,23 +136,8 @@ def _blend(sim: Any) -> dict[str, Any]:
         mask = Image.new("L", BLEND_SIZE, 0)
         ImageDraw.Draw(mask).ellipse((1500, 800, 4200, 3000), fill=255)
         mask.save(folder / "mask.png")
-        runs = []
-        for _ in range(3):
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(folder)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append(json.loads(out.stdout))
-    runs.sort(key=lambda run: run["seconds"])
-    median = runs[len(runs) // 2]
-    return {
-        "megapixels": width * height / 1e6,
-        **median,
-        "peak_over_base_mb": median["peak_mb"] - median["base_mb"],
-        "seconds_all": [run["seconds"] for run in runs],
-    }
+        median = median_child(_CHILD, str(folder), rounds=3, key="seconds")
+    return {"megapixels": width * height / 1e6, **median}
 
 
 def format_regions(regions: dict[str, Any]) -> list[str]:

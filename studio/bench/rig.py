@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import platform
 import signal
@@ -25,6 +26,41 @@ from PIL import Image
 
 # Seconds to wait for a studio child to answer its first page.
 STUDIO_START_TIMEOUT_S = 180.0
+
+
+# The start of a child process that measures its own peak memory: `kb("VmHWM")` after
+# `reset_peak()` is the peak since the reset (Linux's /proc).
+PEAK_PRELUDE = r"""
+from pathlib import Path
+
+def kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+def reset_peak():
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+"""
+
+
+def median_child(script: str, argument: str, *, rounds: int, key: str) -> dict[str, Any]:
+    """Run `script` (which prints one JSON object) `rounds` times in fresh processes; the run
+    whose `key` is the median, with every run's `key` under `<key>_all` and its peak memory
+    over the base as `peak_over_base_mb`."""
+    runs = []
+    for _ in range(rounds):
+        out = subprocess.run(
+            [sys.executable, "-c", script, argument], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(out.stdout))
+    runs.sort(key=lambda run: run[key])
+    median: dict[str, Any] = runs[len(runs) // 2]
+    return {
+        **median,
+        "peak_over_base_mb": median["peak_mb"] - median["base_mb"],
+        f"{key}_all": [run[key] for run in runs],
+    }
 
 
 def photo(width: int = 640, height: int = 480, fmt: str = "PNG", **options: Any) -> bytes:
