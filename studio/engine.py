@@ -227,6 +227,12 @@ class Engine:
         except StoreError:
             return None
 
+    async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
+        """Bytes of every image `visitor`'s sessions hold: their share of the disk in use."""
+        if visitor.owner is None:
+            return 0
+        return await asyncio.to_thread(self._held_bytes, visitor.owner)
+
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 

@@ -308,6 +308,10 @@ class Bridge:
         """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
         return await self._call(self._engine.owns_image(sha256, visitor=who))
 
+    async def held_bytes(self, who: Visitor) -> int:
+        """Bytes of the images the visitor's sessions hold (their share of the disk in use)."""
+        return await self._call(self._engine.held_bytes(visitor=who))
+
     async def owned_image_path(self, sha256: str, who: Visitor) -> Path | None:
         """The stored file of image `sha256` when `who` may see it, else None."""
         return await self._call(self._engine.owned_image_path(sha256, visitor=who))

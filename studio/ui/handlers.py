@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from studio.params import (
 )
 from studio.ui import layout, present, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Visitor
+from studio.ui.files import discard_upload, write_export
 from studio.ui.layout import Components
 from studio.ui.visitor import REFUSED, Refusal, current, guarded, visitor_from
 
@@ -231,8 +231,11 @@ class Handlers:
         if not path:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
+        try:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
+        finally:  # the store keeps the one copy (or nothing, if refused)
+            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return await self.page(session.session_id)
 
     @guarded
@@ -591,7 +594,7 @@ class Handlers:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session, data = await self.bridge.export_session(session_id, self.who)
-        path = await asyncio.to_thread(_write_export, self.ctx.exports, session.name, data)
+        path = await asyncio.to_thread(write_export, self.ctx.exports, session.name, data)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (
@@ -605,10 +608,13 @@ class Handlers:
     ) -> Update:
         if not path:
             return {self.c.status: gr.skip()}
-        if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
-            raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.import_session(data, self.who)
+        try:
+            if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
+                raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            session = await self.bridge.import_session(data, self.who)
+        finally:  # imported into the store, or refused: either way the upload has done its work
+            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return {
             **(await self.page(session.session_id)),
             self.c.status: present.imported(session.name),
@@ -730,12 +736,9 @@ def _form_params(
     )
 
 
-def _write_export(folder: Path, name: str, data: bytes) -> Path:
-    """The ZIP under a per-export folder in the temp dir, which Gradio may serve."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
-    target = Path(tempfile.mkdtemp(dir=folder)) / f"{slug}.zip"
-    target.write_bytes(data)
-    return target
+def _upload_folder() -> Path:
+    """Where Gradio keeps uploads (GRADIO_TEMP_DIR, else the temp dir's `gradio`)."""
+    return Path(gr.utils.get_upload_folder())
 
 
 def _secret(key: str | None) -> Secret | None:

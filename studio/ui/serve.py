@@ -107,14 +107,19 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         # Server-side rendering puts a Node proxy in front of Python (and needs Node 24+); the
         # studio gains nothing from it, and its headers come from the Python app.
         "ssr_mode": False,
-        # The headers go outermost, so even the guard's refusals carry them. It serves the
-        # studio's image address; hosted, a cookie names each browser and every file goes only
-        # to its owner.
+        # The headers go outermost, so even the guard's refusals carry them. The guard serves
+        # the studio's image address; hosted, every file goes only to its owner, and it sees a
+        # request before a new browser is given a cookie (so a cookie-less upload is refused).
         "app_kwargs": {
             "middleware": [
                 Middleware(SecurityHeaders),
+                Middleware(
+                    VisitorGuard,
+                    bridge=bridge,
+                    hosted=settings.hosted,
+                    share_bytes=settings.visitor_upload_bytes,
+                ),
                 *([Middleware(VisitorMiddleware)] if settings.hosted else []),
-                Middleware(VisitorGuard, bridge=bridge, hosted=settings.hosted),
             ]
         },
     }
