@@ -28,7 +28,7 @@ from urllib.request import url2pathname
 import gradio as gr
 
 from studio.config import Settings
-from studio.history import HistoryError, Step, StepState
+from studio.history import HistoryError, ImageRef, Step, StepState
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
 from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
@@ -146,12 +146,15 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
     def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
         # The studio's own address for the image: no path of the server in it, and served
         # only to this caller (ui.guard), who sends the same X-RunAPI-Key (or cookie) for it.
-        image = step.result
-        image_url = None
-        if image is not None:
+        def address(image: ImageRef | None) -> str | None:
+            if image is None:
+                return None
             root = settings.root_path.rstrip("/")
-            image_url = f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
-        return step_summary(step, image_url=image_url)
+            return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+
+        return step_summary(
+            step, image_url=address(step.result), raw_image_url=address(step.raw_result)
+        )
 
     def image_of(step: Step) -> str | None:
         return bridge.image_path(step)
