@@ -162,6 +162,9 @@ class Settings:
     visitor_upload_bytes: int = 200 * 1024 * 1024
     # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
     sim_latency: str = "demo"
+    # Gradio's traffic monitoring (`/monitoring`, `/monitoring/summary`: every visitor's request
+    # counts), off unless the host asks for it (KONTEXT_STUDIO_MONITORING=1).
+    monitoring: bool = False
 
     @property
     def simulator(self) -> bool:
@@ -201,6 +204,8 @@ class Settings:
                 values[name] = _whole(text, variable)
         if latency := env.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower():
             values["sim_latency"] = latency
+        if (monitoring := _flag(env.get("KONTEXT_STUDIO_MONITORING"))) is not None:
+            values["monitoring"] = monitoring
         if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():
             values["poll_scale"] = _number(scale, "KONTEXT_STUDIO_POLL_SCALE")
         known = {f.name for f in fields(cls)}

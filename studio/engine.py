@@ -12,8 +12,10 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -70,6 +72,9 @@ NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
+# few typos are fine, trying keys in bulk is not).
+KEY_CHECKS_PER_MINUTE = 5
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -96,6 +101,7 @@ class Engine:
         client_for_key: Callable[[str], RunAPIClient] | None = None,
         limits: Limits | None = None,
         schedule: LearnedSchedule | None = None,
+        simulated: bool = False,
     ) -> None:
         self._store = store
         # Learns each model's durations; the clients poll on it (see `from_settings`).
@@ -104,10 +110,17 @@ class Engine:
         self._limits = limits
         self._clients = ClientPool(client, client_for_key)
         self._runner = StepRunner(
-            store, self._clients, deadline_s=task_deadline_s, now=now, schedule=self.schedule
+            store,
+            self._clients,
+            deadline_s=task_deadline_s,
+            now=now,
+            schedule=self.schedule,
+            simulated=simulated,
         )
         self._allow_private_links = allow_private_links
         self._now = now
+        # When each named visitor last had a key checked (`check_key`), the last minute's.
+        self._key_checks: dict[str, collections.deque[float]] = {}
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -140,6 +153,7 @@ class Engine:
             client_for_key=client_for,
             limits=Limits(_limit_settings(settings)) if settings.hosted else None,
             schedule=schedule,
+            simulated=settings.simulator,
         )
 
     async def aclose(self) -> None:
@@ -571,11 +585,31 @@ class Engine:
         balance = await self._clients.get(self._payer(visitor)).get_balance()
         return balance.balance_cents
 
-    async def check_key(self, api_key: Secret) -> int | None:
+    async def check_key(self, api_key: Secret, *, visitor: Visitor = LOCAL) -> int | None:
         """Check a visitor's key with RunAPI (a balance call): the balance in cents, or None
         if its shape is unknown. Raises `AuthenticationError` whose sentence names the pasted
-        key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked."""
+        key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked; a named
+        visitor checks at most `KEY_CHECKS_PER_MINUTE` keys a minute (`LimitError` past it), so
+        the studio cannot be used to try keys against RunAPI."""
+        if visitor.owner is not None:
+            self._count_key_check(visitor.owner)
         return await self._clients.check(api_key)
+
+    def _count_key_check(self, owner: str) -> None:
+        now = time.monotonic()
+        if len(self._key_checks) > 10_000:  # forget visitors idle for a minute
+            for name, times in list(self._key_checks.items()):
+                if not times or now - times[-1] > 60:
+                    del self._key_checks[name]
+        times = self._key_checks.setdefault(owner, collections.deque())
+        while times and now - times[0] > 60:
+            times.popleft()
+        if len(times) >= KEY_CHECKS_PER_MINUTE:
+            raise LimitError(
+                f"You have checked {len(times)} keys in the last minute; wait a minute before "
+                "checking another."
+            )
+        times.append(now)
 
     @property
     def in_memory(self) -> dict[str, int]:
@@ -760,6 +794,7 @@ __all__ = [
     "AuthenticationError",
     "Engine",
     "ImageError",
+    "LimitError",
     "Phase",
     "RunAPIError",
     "SessionSummary",

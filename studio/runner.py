@@ -29,6 +29,7 @@ from studio.params import (
     Model,
     nearest_aspect_ratio,
 )
+from studio.provenance import mark, xmp_packet
 from studio.regions import RegionError, blend_files, check_region
 from studio.runapi import (
     MAX_RESULT_BYTES,
@@ -217,9 +218,12 @@ class StepRunner:
         deadline_s: float,
         now: Callable[[], datetime],
         schedule: LearnedSchedule | None = None,
+        simulated: bool = False,
     ) -> None:
         self._store = store
         self._schedule = schedule
+        # Results are marked as the simulator's, not a model's (`provenance`).
+        self._simulated = simulated
         self._clients = clients
         self._deadline_s = deadline_s
         self._now = now
@@ -442,9 +446,10 @@ class StepRunner:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
         data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
         result = await asyncio.to_thread(check_result, data)
+        packet = self._provenance(step)
         ref = await asyncio.to_thread(
             self._store.put_image,
-            result.data,
+            mark(result.data, result.format, packet),
             format=result.format,
             width=result.width,
             height=result.height,
@@ -462,6 +467,12 @@ class StepRunner:
         )
         await asyncio.to_thread(self._store.save_step, step)
         return step
+
+    def _provenance(self, step: Step) -> bytes:
+        """The XMP every image this step makes carries: made by AI, and by which model."""
+        if self._simulated:
+            return xmp_packet("Kontext Studio simulator (not FLUX.1 Kontext)", simulated=True)
+        return xmp_packet(f"FLUX.1 Kontext [{_model(step)}]")
 
     async def _check_region(self, step: Step) -> None:
         """Before anything is paid: the step's box or mask must fit its source (a step typed
@@ -507,7 +518,7 @@ class StepRunner:
             )
             ref = await asyncio.to_thread(
                 self._store.put_image,
-                blended.data,
+                mark(blended.data, blended.format, self._provenance(step)),
                 format=blended.format,
                 width=blended.width,
                 height=blended.height,

@@ -25,6 +25,7 @@ from studio.engine import (
     USER_ERRORS,
     AuthenticationError,
     Engine,
+    LimitError,
     RunAPIError,
     SessionSummary,
     StoreError,
@@ -184,14 +185,16 @@ class Bridge:
         refers to; the session as it was."""
         return await self._call(self._engine.delete_session(session_id, visitor=who))
 
-    async def check_key(self, api_key: Secret) -> KeyCheck:
-        """Check a visitor's pasted key with RunAPI (a balance call)."""
+    async def check_key(self, api_key: Secret, who: Visitor = LOCAL) -> KeyCheck:
+        """Check a visitor's pasted key with RunAPI (a balance call); a few a minute each."""
         try:
-            balance = await self._call(self._engine.check_key(api_key))
+            balance = await self._call(self._engine.check_key(api_key, visitor=who))
         except AuthenticationError as exc:
             return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
         except RunAPIError:
             return KeyCheck(accepted=None, balance_cents=None)
+        except LimitError as exc:  # too many checks: not known, and not asked
+            return KeyCheck(accepted=None, balance_cents=None, refusal=str(exc))
         except USER_ERRORS as exc:  # this studio takes no visitors' keys
             return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
         return KeyCheck(accepted=True, balance_cents=balance)

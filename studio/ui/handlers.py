@@ -539,7 +539,7 @@ class Handlers:
         return {
             **(await self.page(session_id, tab_step)),
             self.c.session_name: session.name,
-            self.c.status: f"Renamed the session “{session.name}”.",
+            self.c.status: present.renamed(session.name),
         }
 
     async def on_delete_ask(
@@ -556,11 +556,7 @@ class Handlers:
             gr.Warning(sentence)
             return {self.c.status: f"⚠ {sentence}", self.c.delete_confirm: gr.skip()}
         edits = len(session.steps) - 1
-        text = (
-            f"Delete “{_markdown_text(session.name)}” with its {edits} "
-            f"step{'' if edits == 1 else 's'} and their images? This cannot be undone; "
-            "export it first to keep a copy."
-        )
+        text = present.delete_question(session.name, edits)
         return {
             self.c.delete_text: text,
             self.c.delete_confirm: gr.Group(visible=True),
@@ -584,7 +580,7 @@ class Handlers:
             self.c.tab_step: gr.skip() if next_id else None,
             self.c.delete_confirm: gr.Group(visible=False),
             self.c.manage: gr.Accordion(open=False),
-            self.c.status: f"Deleted “{gone.name}” and the images only it used.",
+            self.c.status: present.deleted(gone.name),
         }
 
     # -- export and import ----------------------------------------------------------------------
@@ -622,7 +618,9 @@ class Handlers:
 
     # -- the key --------------------------------------------------------------------------------
 
-    async def on_key(self, key: str | None, remember: bool = False) -> Update:
+    async def on_key(
+        self, key: str | None, remember: bool = False, request: gr.Request | None = None
+    ) -> Update:
         """A pasted key is checked at once (a balance call) and said so in one sentence. An
         accepted key is used for this tab (and kept in this browser if asked); a refused one
         is kept too, so edits are refused rather than quietly run elsewhere."""
@@ -635,7 +633,7 @@ class Handlers:
                 c.banner: self._banner(None, has_key=False),
                 c.key_note: "",
             }
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.tab_key: key,
             c.key_store: key if remember and accepted else None,
@@ -643,26 +641,28 @@ class Handlers:
             c.key_note: note,
         }
 
-    async def on_remember(self, key: str | None, remember: bool) -> Update:
+    async def on_remember(
+        self, key: str | None, remember: bool, request: gr.Request | None = None
+    ) -> Update:
         """Keep the key in this browser's storage, or forget it there."""
         key = (key or "").strip() or None
         c = self.c
         if key is None or not remember:
             return {c.key_store: None, c.key_note: gr.skip(), c.banner: gr.skip()}
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.key_store: key if accepted else None,
             c.key_note: note,
             c.banner: self._banner(accepted, remembered=accepted is True),
         }
 
-    async def on_load_key(self, stored: str | None) -> Update:
+    async def on_load_key(self, stored: str | None, request: gr.Request | None = None) -> Update:
         """A key this browser was asked to remember: used again, checked again, and named."""
         c = self.c
         key = stored.strip() if isinstance(stored, str) and stored.strip() else None
         if key is None:
             return {c.user_key: gr.skip(), c.tab_key: gr.skip(), c.remember_key: gr.skip()}
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.user_key: key,
             c.tab_key: key,
@@ -671,11 +671,16 @@ class Handlers:
             c.key_note: note,
         }
 
-    async def _check_key(self, key: str) -> tuple[str, bool | None]:
-        """One sentence about a pasted key, and whether RunAPI took it (None: not known)."""
-        check = await self.bridge.check_key(Secret(key))
-        if check.accepted is False:
-            return f"⚠ {check.refusal}", False
+    async def _check_key(self, key: str, request: gr.Request | None) -> tuple[str, bool | None]:
+        """One sentence about a pasted key, and whether RunAPI took it (None: not known).
+        Checks are counted per visitor (a few a minute)."""
+        try:
+            who = visitor_from(request, hosted=self.ctx.hosted)
+        except Refusal as exc:
+            return f"⚠ {exc}", None
+        check = await self.bridge.check_key(Secret(key), who)
+        if check.accepted is False or (check.accepted is None and check.refusal):
+            return f"⚠ {check.refusal}", check.accepted
         if check.accepted is None:
             return (
                 "⚠ The key could not be checked now (RunAPI did not answer); edits in this "
@@ -774,11 +779,6 @@ def _named_download(folder: Path, stored: Path, name: str) -> str:
         except OSError:
             shutil.copyfile(stored, target)
     return str(target)
-
-
-def _markdown_text(text: str) -> str:
-    """User text shown inside Markdown, with Markdown's own characters escaped."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|~])", r"\\\1", text)
 
 
 __all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]

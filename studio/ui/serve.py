@@ -99,6 +99,8 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "quiet": True,
         # The studio keeps its own history; Gradio's run history would record inputs.
         "run_history": False,
+        # Gradio's /monitoring pages show every visitor's request counts: only when asked for.
+        "enable_monitoring": settings.monitoring,
         "auth": login_check(settings),
         # None lets GRADIO_ROOT_PATH apply, as Gradio documents.
         "root_path": settings.root_path or None,

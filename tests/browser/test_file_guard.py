@@ -199,3 +199,10 @@ def test_images_the_page_and_the_api_show_are_not_copied_into_gradios_cache(host
     session = hosted.run(hosted.engine.load_session(json.loads(text)["session_id"]))
     name = hosted.engine.image_path(session.current.result).name
     assert [p for p in _gradio_files_since(start) if p.name == name] == []
+
+
+def test_gradios_monitoring_is_off_unless_asked_for(hosted):
+    visitor = httpx.Client(base_url=hosted.url)
+    visitor.get("/")
+    assert visitor.get("/monitoring/summary").status_code == 403
+    assert visitor.get("/monitoring").status_code == 403
