@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
-from studio.config import Secret, Settings
+from studio.config import Secret, Settings, SettingsError
 from studio.history import (
     MAX_NAME_CHARS,
     UNFINISHED_STATES,
@@ -47,6 +47,7 @@ from studio.images import ImageError, SourceImage, check_result, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError, RegionRequest
+from studio.provenance import C2paSigner
 from studio.regions import RegionError, fit_box, mask_png, read_mask
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
@@ -102,6 +103,7 @@ class Engine:
         limits: Limits | None = None,
         schedule: LearnedSchedule | None = None,
         simulated: bool = False,
+        signer: C2paSigner | None = None,
     ) -> None:
         self._store = store
         # Learns each model's durations; the clients poll on it (see `from_settings`).
@@ -116,6 +118,7 @@ class Engine:
             now=now,
             schedule=self.schedule,
             simulated=simulated,
+            signer=signer,
         )
         self._allow_private_links = allow_private_links
         self._now = now
@@ -154,6 +157,7 @@ class Engine:
             limits=Limits(_limit_settings(settings)) if settings.hosted else None,
             schedule=schedule,
             simulated=settings.simulator,
+            signer=_c2pa_signer(settings),
         )
 
     async def aclose(self) -> None:
@@ -775,6 +779,16 @@ class Engine:
             lock = asyncio.Lock()
             self._locks[session_id] = lock
         return lock
+
+
+def _c2pa_signer(settings: Settings) -> C2paSigner | None:
+    """The host's C2PA signer, when it gave a certificate and key (`Settings.c2pa_cert`)."""
+    if settings.c2pa_cert is None or settings.c2pa_key is None:
+        return None
+    try:
+        return C2paSigner.from_files(settings.c2pa_cert, settings.c2pa_key)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
 
 
 def _limit_settings(settings: Settings) -> LimitSettings:

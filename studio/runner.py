@@ -29,7 +29,7 @@ from studio.params import (
     Model,
     nearest_aspect_ratio,
 )
-from studio.provenance import mark, xmp_packet
+from studio.provenance import C2paSigner, mark, xmp_packet
 from studio.regions import RegionError, blend_files, check_region
 from studio.runapi import (
     MAX_RESULT_BYTES,
@@ -219,8 +219,11 @@ class StepRunner:
         now: Callable[[], datetime],
         schedule: LearnedSchedule | None = None,
         simulated: bool = False,
+        signer: C2paSigner | None = None,
     ) -> None:
         self._store = store
+        # Signs a C2PA manifest into each result when the host gave a certificate.
+        self._signer = signer
         self._schedule = schedule
         # Results are marked as the simulator's, not a model's (`provenance`).
         self._simulated = simulated
@@ -446,10 +449,9 @@ class StepRunner:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
         data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
         result = await asyncio.to_thread(check_result, data)
-        packet = self._provenance(step)
         ref = await asyncio.to_thread(
             self._store.put_image,
-            mark(result.data, result.format, packet),
+            await self._marked(result.data, result.format, step),
             format=result.format,
             width=result.width,
             height=result.height,
@@ -468,11 +470,23 @@ class StepRunner:
         await asyncio.to_thread(self._store.save_step, step)
         return step
 
-    def _provenance(self, step: Step) -> bytes:
-        """The XMP every image this step makes carries: made by AI, and by which model."""
-        if self._simulated:
-            return xmp_packet("Kontext Studio simulator (not FLUX.1 Kontext)", simulated=True)
-        return xmp_packet(f"FLUX.1 Kontext [{_model(step)}]")
+    async def _marked(self, data: bytes, image_format: str, step: Step) -> bytes:
+        """`data` saying inside the file that AI made it, and which model (XMP; and a signed
+        C2PA manifest when the host gave a certificate). A signing failure keeps the XMP: what
+        was paid for is never lost."""
+        system = (
+            "Kontext Studio simulator (not FLUX.1 Kontext)"
+            if self._simulated
+            else f"FLUX.1 Kontext [{_model(step)}]"
+        )
+        marked = mark(data, image_format, xmp_packet(system, simulated=self._simulated))
+        if self._signer is None or image_format not in ("png", "jpeg"):
+            return marked
+        try:
+            return await asyncio.to_thread(self._signer.sign, marked, image_format, system)
+        except Exception as exc:  # c2pa-python's own errors; the image is kept unsigned
+            log.warning("Step %s: the C2PA manifest could not be signed (%r)", step.step_id, exc)
+            return marked
 
     async def _check_region(self, step: Step) -> None:
         """Before anything is paid: the step's box or mask must fit its source (a step typed
@@ -518,7 +532,7 @@ class StepRunner:
             )
             ref = await asyncio.to_thread(
                 self._store.put_image,
-                mark(blended.data, blended.format, self._provenance(step)),
+                await self._marked(blended.data, blended.format, step),
                 format=blended.format,
                 width=blended.width,
                 height=blended.height,
