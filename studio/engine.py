@@ -366,17 +366,18 @@ class Engine:
         return pro, max_
 
     async def cancel(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
-        """Remove a queued step that has not started, with the steps queued after it.
+        """Remove one queued step that has not started; the steps queued after it then run
+        from the step before it.
 
         Raises `HistoryError` (one sentence) if it has started: it then runs to the end.
         """
         async with self._lock(session_id):
             session = await self.load_session(session_id, owner=owner)
             cancelled = session.cancel(step_id)
-            doomed = [i for i in session.subtree(step_id) if i not in cancelled.steps]
-            for each in doomed:  # the first is the one asked for: if it started, nothing goes
-                await self._runner.cancel(each)
-            await asyncio.to_thread(self._store.cancel_steps, cancelled, doomed)
+            moved = [cancelled.steps[s.step_id] for s in session.children(step_id)]
+            await self._runner.cancel(step_id)  # if it started, nothing goes
+            await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
+            self._runner.reparent(moved)
         self._runner.signals.notify(session_id)
         return cancelled
 

@@ -354,3 +354,25 @@ async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_
         assert known == pytest.approx([step.elapsed_s for step in steps])
     finally:
         await again.aclose()
+
+
+async def test_cancelling_the_middle_of_three_queued_edits_runs_the_last_on_the_first(engine, sim):
+    session = await _start(engine)
+    sid = session.session_id
+    first = await engine.submit_edit(sid, EditParams(prompt="make it blue"))
+    middle = await engine.submit_edit(sid, EditParams(prompt="add snow"))
+    last = await engine.submit_edit(sid, EditParams(prompt="make it night"))
+    cancelled = await engine.cancel(sid, middle.step_id)
+    assert middle.step_id not in cancelled.steps
+    assert cancelled.steps[last.step_id].parent_id == first.step_id
+    done = await engine.wait(last.step_id)
+    assert done.state is StepState.COMPLETED, done.error
+    session = await engine.load_session(sid)
+    assert [s.params.prompt for s in session.path()[1:] if s.params] == [
+        "make it blue",
+        "make it night",
+    ]
+    first_done = session.steps[first.step_id]
+    # The last one ran on the first one's image; the cancelled one was never sent.
+    assert sim.tasks[done.task_id].source_bytes == await engine.image_bytes(first_done.result)
+    assert len(sim.tasks) == 2

@@ -95,12 +95,17 @@ def test_a_step_typed_ahead_is_checked_against_the_edit_limits():
         session.add_step("b", EditParams(prompt="snow", safety_tolerance=5), T0)
 
 
-def test_cancel_removes_a_queued_step_and_what_was_queued_after_it():
-    session = edit(start(), "a").add_step("b", EditParams(prompt="red"), T0)
+def test_cancel_removes_that_step_only_and_the_ones_after_it_follow_the_step_before_it():
+    session = start().add_step("a", EditParams(prompt="blue"), T0)
+    session = session.add_step("b", EditParams(prompt="red"), T0)
     session = session.add_step("c", EditParams(prompt="green"), T0)
     cancelled = session.cancel("b")
-    assert set(cancelled.steps) == {"origin", "a"}
-    assert cancelled.current_step_id == "a"
+    assert set(cancelled.steps) == {"origin", "a", "c"}
+    assert ids(cancelled.path()) == ["origin", "a", "c"]  # c now runs on a's image
+    assert cancelled.steps["c"].is_waiting
+    assert cancelled.current_step_id == "c"
+    # Cancelling the step the tab shows moves it back to the step before it.
+    assert session.cancel("c").current_step_id == "b"
 
 
 def test_a_step_already_sent_to_the_service_cannot_be_cancelled():
