@@ -41,31 +41,121 @@
     if (text) sessionStorage.setItem(DRAFT_KEY, text);
   });
 
-  // After Enter: the result area (it says a run is under way) comes into view if it is off
-  // screen, as it is on a phone.
-  studio.showResult = () => {
-    const column = byId("result-column");
-    if (!column) return;
-    const box = column.getBoundingClientRect();
-    if (box.top < 0 || box.top > window.innerHeight * 0.5) {
-      column.scrollIntoView({ behavior: "smooth", block: "start" });
+  // Enter (or Edit) is taken here, at once, before anything goes to the server: the
+  // instruction is read, the box emptied, and a "queued" tile shows in the history. Each Enter
+  // is numbered, so the server takes instructions typed ahead in the order they were typed.
+  // The server's reply never writes into the box: what is typed meanwhile stays.
+  studio.seq = studio.seq || 0;
+  studio.pending = studio.pending || new Map();
+  studio.send = (args, promptAt, ticketAt) => {
+    const text = typeof args[promptAt] === "string" ? args[promptAt] : "";
+    if (!text.trim()) return args; // the server says why, in one sentence
+    studio.seq += 1;
+    const out = [...args];
+    out[ticketAt] = String(studio.seq);
+    const box = promptBox();
+    if (box && box.value.startsWith(text)) {
+      box.value = box.value.slice(text.length).replace(/^\n/, "");
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    studio.pending.set(studio.seq, text);
+    studio.redrawPending();
+    return out;
+  };
+
+  // The page's own "queued" tiles, until the server's history has taken their Enter; one the
+  // server refused goes back into the box (nothing typed is lost).
+  studio.redrawPending = () => {
+    const tree = document.querySelector("#history nav.tree");
+    if (!tree) return;
+    const done = Number(tree.dataset.done) || 0;
+    const refused = Number(tree.dataset.refused) || 0;
+    for (const [seq, text] of [...studio.pending]) {
+      if (seq > done) continue;
+      studio.pending.delete(seq);
+      if (seq === refused) {
+        const box = promptBox();
+        if (box) {
+          box.value = box.value ? `${box.value}\n${text}` : text;
+          box.dispatchEvent(new Event("input", { bubbles: true }));
+        }
+      }
+    }
+    tree.querySelectorAll("li.pending").forEach((li) => li.remove());
+    const list = tree.querySelector("ol.path");
+    if (!list) return;
+    let after = list.querySelector("li.node.current");
+    for (const text of studio.pending.values()) {
+      const li = document.createElement("li");
+      li.className = "node queued pending";
+      li.innerHTML =
+        '<span class="tile"><span class="thumb placeholder">queued</span>' +
+        '<span class="text"><span class="cap"></span><span class="meta"> · queued</span></span></span>';
+      li.querySelector(".cap").textContent = text;
+      if (after) after.after(li);
+      else list.append(li);
+      after = li;
     }
   };
 
-  // Compare's panel comes into view once it is shown (the page lays it out a moment after
-  // the answer arrives, so look for it for up to two seconds).
-  studio.showCompare = () => {
-    const started = Date.now();
-    const look = () => {
-      const title = byId("compare-title");
-      if (title && title.getBoundingClientRect().height > 0) {
-        title.scrollIntoView({ behavior: "smooth", block: "start" });
-      } else if (Date.now() - started < 2000) {
-        setTimeout(look, 100);
-      }
-    };
-    look();
+  // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)
+  // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,
+  // Enter sends and Shift+Enter starts a new line (Gradio's own box does both).
+  const typing = (target) =>
+    Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
+  const press = (id) => {
+    const button = byId(id);
+    if (button && !button.disabled) button.click();
   };
+  const walk = (step) => {
+    const nodes = [...document.querySelectorAll("#history li.node:not(.pending)")];
+    const at = nodes.findIndex((li) => li.classList.contains("current"));
+    const next = nodes[at + step];
+    next?.querySelector(".tile")?.click();
+  };
+  const canvas = () => byId("canvas");
+  const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
+  document.addEventListener("keydown", (event) => {
+    if (typing(event.target)) return;
+    const mod = event.ctrlKey || event.metaKey;
+    const key = event.key.toLowerCase();
+    if (mod && key === "z") {
+      event.preventDefault();
+      press(event.shiftKey ? "redo" : "undo");
+    } else if (mod && key === "y") {
+      event.preventDefault();
+      press("redo");
+    } else if (!mod && !event.altKey && event.key === "ArrowLeft") {
+      event.preventDefault();
+      walk(-1);
+    } else if (!mod && !event.altKey && event.key === "ArrowRight") {
+      event.preventDefault();
+      walk(1);
+    } else if (event.key === " " && !event.target?.closest?.("button")) {
+      event.preventDefault();
+      holdBefore(true);
+    }
+  });
+  document.addEventListener("keyup", (event) => {
+    if (event.key === " ") holdBefore(false);
+  });
+  // The "◐ Before" button: hold it to see the step's source in place of the step.
+  document.addEventListener("pointerdown", (event) => {
+    if (event.target?.closest?.("#hold")) holdBefore(true);
+  });
+  for (const name of ["pointerup", "pointercancel", "blur"]) {
+    window.addEventListener(name, () => holdBefore(false));
+  }
+  // (Only when the history was drawn again without them: redrawing is itself a change.)
+  new MutationObserver(() => {
+    const drawn = document.querySelectorAll("#history li.pending").length;
+    const tree = document.querySelector("#history nav.tree");
+    const fresh = tree && tree.dataset.seen !== "1";
+    if (tree && (fresh || drawn !== studio.pending.size)) {
+      tree.dataset.seen = "1";
+      studio.redrawPending();
+    }
+  }).observe(document.body, { childList: true, subtree: true });
 
   // A file over the upload limit gets the studio's own sentence, before it is sent, instead
   // of Gradio's red "Error" over the source.
@@ -102,23 +192,6 @@
     },
     true,
   );
-
-  // Whole captions: each history tile's title holds its caption (the tile may clamp it).
-  const titleTiles = () => {
-    for (const image of document.querySelectorAll(".step-strip img[alt]")) {
-      const tile = image.closest("button");
-      if (tile && tile.title !== image.alt) tile.title = image.alt;
-    }
-  };
-  let queued = false;
-  new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      titleTiles();
-    });
-  }).observe(document.body, { childList: true, subtree: true });
 
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row
   // and the status line says the studio cannot be reached. When it answers again the page

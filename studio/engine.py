@@ -17,7 +17,7 @@ import hashlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +44,7 @@ from studio.history import (
 from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
+from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, Model, ParamsError
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -69,6 +69,8 @@ PNG_SIGNATURE = b"\x89PNG"
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# At most this many results of one instruction at once (`Engine.candidates`).
+MAX_CANDIDATES = 4
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -356,14 +358,43 @@ class Engine:
         Both start at once, so the pair takes about as long as the slower model. Neither becomes
         current: the caller keeps one with `keep`, and the other stays as a sibling branch.
         """
-        await self._clients.require_accepted(api_key)
-        both = [replace(params, model="pro"), replace(params, model="max")]
-        pro, max_ = await self._add_steps(
-            session_id, both, parent_step_id, keep_current=True, owner=owner, api_key=api_key
+        pro, max_ = await self.candidates(
+            session_id,
+            params,
+            models=("pro", "max"),
+            parent_step_id=parent_step_id,
+            api_key=api_key,
+            owner=owner,
         )
-        for step in (pro, max_):
-            self._launch(step, api_key)
         return pro, max_
+
+    async def candidates(
+        self,
+        session_id: str,
+        params: EditParams,
+        *,
+        count: int = 2,
+        models: Sequence[Model] | None = None,
+        parent_step_id: str | None = None,
+        api_key: Secret | None = None,
+        owner: str | None = None,
+    ) -> list[Step]:
+        """Several results of one instruction from the same parent, all started at once: one
+        per model in `models` (pro vs max), or `count` runs on `params.model`.
+
+        None becomes current: keep one with `keep`; the others stay as sibling branches.
+        Raises `HistoryError` for fewer than 2 or more than `MAX_CANDIDATES`.
+        """
+        variants = [replace(params, model=m) for m in models] if models else [params] * count
+        if not 2 <= len(variants) <= MAX_CANDIDATES:
+            raise HistoryError(f"Ask for 2 to {MAX_CANDIDATES} results at once.")
+        await self._clients.require_accepted(api_key)
+        steps = await self._add_steps(
+            session_id, variants, parent_step_id, keep_current=True, owner=owner, api_key=api_key
+        )
+        for step in steps:
+            self._launch(step, api_key)
+        return steps
 
     async def cancel(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
         """Remove one queued step that has not started; the steps queued after it then run

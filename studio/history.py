@@ -350,10 +350,11 @@ class Session:
         return self._with_new_step(step)
 
     def retry(self, step_id: str, new_step_id: str, now: datetime) -> Session:
-        """Queue a copy of failed step `step_id` as its sibling and make it current."""
+        """Queue a copy of finished step `step_id` as its sibling and make it current: a retry
+        of a failed step, or another try of a finished one ("try again")."""
         failed = self._get(step_id)
-        if failed.state is not StepState.FAILED:
-            raise HistoryError(f"Only a failed step can be retried; this one is {failed.state}.")
+        if failed.kind == "origin" or not failed.is_finished:
+            raise HistoryError("Only a finished edit can be tried again.")
         step = Step(
             step_id=new_step_id,
             session_id=self.session_id,
@@ -363,7 +364,7 @@ class Session:
             source=failed.source,
             state=StepState.QUEUED,
             created_at=_utc(now),
-            retry_of=failed.step_id,
+            retry_of=failed.step_id if failed.state is StepState.FAILED else None,
         )
         return self._with_new_step(step)
 

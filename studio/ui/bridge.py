@@ -31,7 +31,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import EditParams
+from studio.params import EditParams, Model
 from studio.ui.view import PageData
 
 T = TypeVar("T")
@@ -277,6 +277,29 @@ class Bridge:
             self._engine.compare(
                 session_id,
                 params,
+                parent_step_id=parent_step_id,
+                api_key=who.api_key,
+                owner=who.owner,
+            )
+        )
+
+    async def candidates(
+        self,
+        session_id: str,
+        params: EditParams,
+        who: Visitor,
+        *,
+        count: int = 2,
+        models: tuple[Model, ...] | None = None,
+        parent_step_id: str | None = None,
+    ) -> list[Step]:
+        """Several results of one instruction side by side (`Engine.candidates`)."""
+        return await self._call(
+            self._engine.candidates(
+                session_id,
+                params,
+                count=count,
+                models=models,
                 parent_step_id=parent_step_id,
                 api_key=who.api_key,
                 owner=who.owner,

@@ -183,9 +183,18 @@ def test_retry_adds_a_sibling_with_the_same_params_and_leaves_the_failed_step_al
     assert ids(after.children("a")) == ["bad", "again"]
 
 
-def test_retry_is_refused_when_the_step_did_not_fail():
-    with pytest.raises(HistoryError, match="Only a failed step"):
-        edit(start(), "a").retry("a", "again", T0)
+def test_a_finished_step_can_be_tried_again_but_not_the_original_or_a_running_one():
+    session = edit(start(), "a")
+    again = session.retry("a", "again", T0).current
+    assert (again.parent_id, again.params, again.retry_of) == (
+        "origin",
+        session.steps["a"].params,
+        None,
+    )
+    with pytest.raises(HistoryError, match="Only a finished edit"):
+        session.retry("origin", "again", T0)
+    with pytest.raises(HistoryError, match="Only a finished edit"):
+        session.add_step("b", EditParams(prompt="red"), T0).retry("b", "again", T0)
 
 
 def test_delete_branch_removes_descendants_and_moves_current_to_the_parent():
