@@ -152,7 +152,8 @@ def _node(
                 f"{_thumb(tip, thumbs, url, small=True)}"
                 f'<span class="num">{escape(name)}</span> '
                 f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
-                f'<span class="meta"> · {size} step{"s" if size != 1 else ""}</span></button>'
+                f'<span class="meta"> · {escape(_model(branch))}{size} '
+                f'step{"s" if size != 1 else ""}</span></button>'
             )
         if len(branches) > FORKS_SHOWN:
             parts.append(f'<span class="meta">+{len(branches) - FORKS_SHOWN} more</span>')
@@ -256,6 +257,10 @@ def _size(step: Step, children: Mapping[str, list[Step]]) -> int:
         count += 1
         todo.extend(children.get(each.step_id, []))
     return count
+
+
+def _model(step: Step) -> str:
+    return f"{step.params.model} · " if step.params is not None else ""
 
 
 def _prompt(step: Step) -> str:
