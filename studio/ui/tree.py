@@ -153,7 +153,7 @@ def _node(
                 f'<span class="num">{escape(name)}</span> '
                 f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
                 f'<span class="meta"> · {escape(_model(branch))}{size} '
-                f'step{"s" if size != 1 else ""}</span></button>'
+                f"step{'s' if size != 1 else ''}</span></button>"
             )
         if len(branches) > FORKS_SHOWN:
             parts.append(f'<span class="meta">+{len(branches) - FORKS_SHOWN} more</span>')
