@@ -180,7 +180,9 @@ def test_holding_before_shows_the_step_s_source_in_place(page, studio):
     page.locator("#hold").hover()
     page.mouse.down()
     expect(page.locator("#canvas").first).to_have_class(re.compile(r"\bshow-before\b"))
-    assert float(before.evaluate("e => getComputedStyle(e).opacity")) > 0
+    page.wait_for_function(
+        "() => parseFloat(getComputedStyle(document.querySelector('#before')).opacity) > 0.9"
+    )
     session = _only_session(studio)
     src = page.locator("#before img").get_attribute("src") or ""
     assert studio.engine.image_path(session.origin.result).name.split(".")[0] in src
