@@ -12,17 +12,16 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_params, read_bundle, write_bundle
+from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
 from studio.config import Secret, Settings
 from studio.history import (
     MAX_NAME_CHARS,
@@ -33,6 +32,7 @@ from studio.history import (
     Phase,
     Session,
     Step,
+    StepRegion,
     StepSource,
     StepState,
     StepUpdate,
@@ -41,10 +41,11 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
+from studio.images import ImageError, SourceImage, check_result, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, Model, ParamsError
+from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, Model, ParamsError, RegionRequest
+from studio.regions import RegionError, fit_box, mask_png, read_mask
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -61,12 +62,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     StoreError,
     RunAPIError,
     LimitError,
+    RegionError,
 )
 # What anyone asking for a session that is not theirs is told: the same as for one that does not
 # exist, so that knowing an id reveals nothing.
 NO_SUCH_SESSION = "There is no such session."
-THUMBNAIL_SIDE = 256
-PNG_SIGNATURE = b"\x89PNG"
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
@@ -174,7 +174,7 @@ class Engine:
         origin = None
         if source is not None:
             if self._limits is not None and visitor.owner is not None:
-                held = await asyncio.to_thread(self._uploaded_bytes, visitor.owner)
+                held = await asyncio.to_thread(self._held_bytes, visitor.owner)
                 self._limits.admit_upload(held, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
@@ -263,19 +263,7 @@ class Engine:
         """Remove stored images and thumbnails no session refers to, older than `older_than_s`
         seconds; how many images went. Files a session refers to are never touched."""
 
-        def collect() -> int:
-            removed = self._store.collect_images(older_than_s=older_than_s)
-            keep = self._store.referenced_images()
-            cutoff = time.time() - older_than_s
-            for thumb in self._thumbs_dir.glob("*.*"):
-                sha256 = thumb.name.split(".", 1)[0]
-                if sha256 not in keep and not thumb.name.startswith("."):
-                    with contextlib.suppress(FileNotFoundError):
-                        if thumb.stat().st_mtime < cutoff:
-                            thumb.unlink()
-            return len(removed)
-
-        count = await asyncio.to_thread(collect)
+        count = len(await asyncio.to_thread(self._store.collect_images, older_than_s=older_than_s))
         if count:
             log.info("Removed %d image(s) no session refers to", count)
         return count
@@ -305,16 +293,23 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> Step:
         """Queue an edit after the current step (or after `parent_step_id`) and start it.
 
         Returns the queued step at once; follow it with `watch` or `wait`. Raises `ParamsError`,
-        `HistoryError` or `LimitError` (one plain sentence) when the edit cannot start; then
-        nothing is stored.
+        `HistoryError`, `RegionError` or `LimitError` (one plain sentence) when the edit cannot
+        start; then nothing is stored. With a `region` (or `params.keep_rest`), the step's
+        image is the source outside the region and the model's output inside it.
         """
         await self._clients.require_accepted(self._payer(visitor))
         (step,) = await self._add_steps(
-            session_id, [params], parent_step_id, keep_current=False, visitor=visitor
+            session_id,
+            [params],
+            parent_step_id,
+            keep_current=False,
+            visitor=visitor,
+            region=region,
         )
         self._launch(step, visitor)
         return step
@@ -345,10 +340,11 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> Step:
         """Submit an edit and wait for its final step (completed or failed)."""
         step = await self.submit_edit(
-            session_id, params, parent_step_id=parent_step_id, visitor=visitor
+            session_id, params, parent_step_id=parent_step_id, visitor=visitor, region=region
         )
         return await self.wait(step.step_id)
 
@@ -359,6 +355,7 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> tuple[Step, Step]:
         """Queue the same edit on pro and on max, side by side from the same parent.
 
@@ -371,6 +368,7 @@ class Engine:
             models=("pro", "max"),
             parent_step_id=parent_step_id,
             visitor=visitor,
+            region=region,
         )
         return pro, max_
 
@@ -383,6 +381,7 @@ class Engine:
         models: Sequence[Model] | None = None,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> list[Step]:
         """Several results of one instruction from the same parent, all started at once: one
         per model in `models` (pro vs max), or `count` runs on `params.model`.
@@ -395,7 +394,7 @@ class Engine:
             raise HistoryError(f"Ask for 2 to {MAX_CANDIDATES} results at once.")
         await self._clients.require_accepted(self._payer(visitor))
         steps = await self._add_steps(
-            session_id, variants, parent_step_id, keep_current=True, visitor=visitor
+            session_id, variants, parent_step_id, keep_current=True, visitor=visitor, region=region
         )
         for step in steps:
             self._launch(step, visitor)
@@ -491,6 +490,15 @@ class Engine:
                 have; ImageError: an image in it does not decode as described.
         """
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        if self._limits is not None and visitor.owner is not None:
+            # An import is counted against the visitor's share like an upload: every image it
+            # brings that they do not hold yet, and its text.
+            owner = visitor.owner
+            held = await asyncio.to_thread(self._held_bytes, owner)
+            have = {ref.sha256 for ref in await asyncio.to_thread(self._store.held_images, owner)}
+            new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
+            text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
+            self._limits.admit_upload(held, new + text)
         for image in bundle.images.values():
             checked = await asyncio.to_thread(check_result, image.data)
             ref = image.ref
@@ -525,20 +533,29 @@ class Engine:
         *,
         visitor: Visitor = LOCAL,
         on_step: Callable[[Step], None] | None = None,
+        region: RegionRequest | None = None,
+        keep_rest: bool = False,
     ) -> Session:
         """Apply the instructions of an exported chain, in order, to a new source image.
 
+        Each step is kept to the region it was kept to (a box scaled to the new image, a mask
+        scaled to it, or found again), unless `region` or `keep_rest` is given for every step.
         Stops at the first step that fails; that step stays in the new session's history.
         """
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now())
-        chain = chain_params(bundle)
+        chain = chain_steps(bundle)
         if not chain:
             raise BundleError("The export has no instructions to replay.")
         session = await self.start_session(
             source, name=f"Replay of {bundle.session.name}"[:200], visitor=visitor
         )
-        for params in chain:
-            step = await self.edit(session.session_id, params, visitor=visitor)
+        for params, recorded, mask in chain:
+            again: RegionRequest | StepRegion | None = region
+            if region is None and recorded is not None and recorded.kind != "auto":
+                again = RegionRequest(mask=mask) if recorded.kind == "mask" else recorded
+            if keep_rest:
+                params = replace(params, keep_rest=True)
+            step = await self.edit(session.session_id, params, visitor=visitor, region=again)
             if on_step is not None:
                 on_step(step)
             if step.state is not StepState.COMPLETED:
@@ -557,11 +574,11 @@ class Engine:
 
     async def thumbnails(self, refs: list[ImageRef]) -> dict[str, Path]:
         """A small copy of each stored image for history strips (made once), by sha256."""
-        return await asyncio.to_thread(lambda: {r.sha256: self._thumbnail(r) for r in refs})
+        return await asyncio.to_thread(self._store.thumbnails, refs)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
-        return [self._store.images_dir, self._thumbs_dir]
+        return [self._store.images_dir, self._store.thumbs_dir]
 
     def private_folders(self) -> list[Path]:
         """The data directory: nothing in it but a visitor's own images is ever served."""
@@ -658,17 +675,23 @@ class Engine:
         *,
         keep_current: bool,
         visitor: Visitor,
+        region: RegionRequest | StepRegion | None = None,
     ) -> list[Step]:
         """Store one new queued step per `params`, all from the same parent (the current step,
         or `parent_step_id`). The history decides whether each edits or generates and checks
-        the params for that. With `keep_current`, the parent stays current (a compare)."""
+        the params for that. With `keep_current`, the parent stays current (a compare). A
+        region is checked against the parent's image (when it has one yet) first."""
+        mask = None
+        if isinstance(region, RegionRequest) and region.mask is not None:
+            mask = await asyncio.to_thread(read_mask, region.mask)  # refused before anything
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:
                 session = session.make_current(parent_step_id)
+            step_region = await self._step_region(session.next_parent, region, mask)
             at_parent, steps = session, []
             for each in params:
-                session = at_parent.add_step(new_id(), each, self._now())
+                session = at_parent.add_step(new_id(), each, self._now(), region=step_region)
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(session.current)
             self._admit(session, steps, visitor)
@@ -684,6 +707,25 @@ class Engine:
             await asyncio.to_thread(self._store.set_current, session)
         self._runner.signals.notify(session_id)
         return steps
+
+    async def _step_region(
+        self, parent: Step, region: RegionRequest | StepRegion | None, mask: Any
+    ) -> StepRegion | None:
+        """The region to record with a new step after `parent`: a box checked against (and
+        clipped to) the parent's image, or a mask stored as a greyscale PNG. Raises
+        `RegionError` with one sentence. A step typed ahead is checked when it starts."""
+        if region is None or isinstance(region, StepRegion):
+            return region
+        size = None if parent.result is None else (parent.result.width, parent.result.height)
+        if region.box is not None:
+            box = region.box if size is None else fit_box(region.box, *size)
+            return StepRegion(kind="box", box=box, drawn_on=size)
+        if mask is None:
+            return None
+        data = await asyncio.to_thread(mask_png, mask)
+        height, width = mask.shape[:2]
+        ref = await self._put_image(data, "png", width, height)
+        return StepRegion(kind="mask", mask_sha256=ref.sha256, drawn_on=size)
 
     def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
         """In a hosted studio, count these steps against the visitor's caps (or refuse them)."""
@@ -703,28 +745,11 @@ class Engine:
         """The key that pays for `visitor`'s edits: their own, else the server's (None)."""
         return visitor.api_key
 
-    def _uploaded_bytes(self, owner: str) -> int:
-        """Bytes of the originals `owner`'s sessions hold. Blocking: call it in a thread."""
-        paths = (self._store.path_of(ref) for ref in self._store.uploaded_images(owner))
+    def _held_bytes(self, owner: str) -> int:
+        """Bytes of every image `owner`'s sessions hold (uploads, imports and results): their
+        share of the disk. Blocking: call it in a thread."""
+        paths = (self._store.path_of(ref) for ref in self._store.held_images(owner))
         return sum(path.stat().st_size for path in paths if path.exists())
-
-    def _thumbnail(self, ref: ImageRef) -> Path:
-        """A small copy of a stored image, made once. Blocking: call it in a thread."""
-        folder = self._thumbs_dir
-        for suffix in (".jpg", ".png"):
-            if (path := folder / f"{ref.sha256}{suffix}").exists():
-                return path
-        thumb = make_thumbnail(self._store.read_image(ref.sha256), max_side=THUMBNAIL_SIDE)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{ref.sha256}{'.png' if thumb.startswith(PNG_SIGNATURE) else '.jpg'}"
-        tmp = path.with_name(f".{path.name}.{new_id()}.tmp")
-        tmp.write_bytes(thumb)
-        tmp.replace(path)
-        return path
-
-    @property
-    def _thumbs_dir(self) -> Path:
-        return self._store.home / "thumbs"
 
     async def _put_image(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
         return await asyncio.to_thread(

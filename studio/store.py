@@ -4,6 +4,7 @@ SHA-256, written atomically. Imports `studio.params`, `studio.history`, sqlite3 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -20,18 +21,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from studio.history import ImageRef, Session, Step, StepSource, StepState
+from studio.history import REGION_KINDS, ImageRef, Session, Step, StepRegion, StepSource, StepState
+from studio.images import make_thumbnail
 from studio.params import MODELS, OUTPUT_FORMATS, EditParams
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "studio.db"
 IMAGES_DIR = "images"
+THUMBS_DIR = "thumbs"
+THUMBNAIL_SIDE = 256
+# Thumbnails made in one call at most: a page of a session of a thousand new imported steps
+# must not make a thousand on one request; the rest are made as the page asks again.
+THUMBNAILS_PER_CALL = 48
+_PNG_SIGNATURE = b"\x89PNG"
 # Seconds a writer waits for another process's lock. Writes take milliseconds; this only has to
 # outlast a burst of tabs and a CLI run writing at once.
 BUSY_TIMEOUT_S = 10.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FORMAT = re.compile(r"[a-z0-9]{1,10}")
+# Sessions kept decoded, each with the version it was read at: every open tab, every tick and
+# every call loads its session again, and a session of a thousand steps costs megabytes and tens
+# of milliseconds to decode. Tabs of the same session share one copy, read once per change.
+SESSION_CACHE = 8
 # What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
 _DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -118,9 +130,24 @@ def _index_lookups(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX sessions_by_owner ON sessions (owner, updated_at)")
 
 
+def _add_regions(db: sqlite3.Connection) -> None:
+    # A step kept to a region: how the region was given (kind, box, the size it was drawn on),
+    # its mask image, and the model's own output beside the blended result.
+    for column in (
+        "region_json TEXT",
+        "mask_sha256 TEXT",
+        "raw_sha256 TEXT",
+        "raw_format TEXT",
+        "raw_width INTEGER",
+        "raw_height INTEGER",
+    ):
+        db.execute(f"ALTER TABLE steps ADD COLUMN {column}")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
+    ("003_regions", _add_regions),
 )
 
 
@@ -135,10 +162,16 @@ class Store:
         self.home = home
         self.db_path = home / DB_NAME
         self.images_dir = home / IMAGES_DIR
+        self.thumbs_dir = home / THUMBS_DIR
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # session id -> (version, session), most recently used last (`load_session`).
+        self._sessions: collections.OrderedDict[str, tuple[str, Session]] = (
+            collections.OrderedDict()
+        )
+        self._loading: dict[str, threading.Lock] = {}
 
     @classmethod
     def open(
@@ -250,12 +283,47 @@ class Store:
         with self._write() as db:
             # The write lock is held while the file goes, so no step can start using it meanwhile.
             used = db.execute(
-                "SELECT 1 FROM steps WHERE result_sha256 = ?1 OR source_sha256 = ?1 LIMIT 1",
+                "SELECT 1 FROM steps WHERE result_sha256 = ?1 OR source_sha256 = ?1"
+                " OR raw_sha256 = ?1 OR mask_sha256 = ?1 LIMIT 1",
                 (sha256,),
             ).fetchone()
             if used is None:
                 with contextlib.suppress(StoreError, FileNotFoundError):
                     self.image_path(sha256).unlink()
+
+    # Thumbnails: small copies for history strips, made once, removed with their image
+
+    def thumbnails(
+        self, refs: Collection[ImageRef], *, most: int = THUMBNAILS_PER_CALL
+    ) -> dict[str, Path]:
+        """The thumbnail of each image that has one, making at most `most` missing ones."""
+        found: dict[str, Path] = {}
+        for ref in refs:
+            if ref.sha256 in found or not _SHA256.fullmatch(ref.sha256):
+                continue
+            for suffix in (".jpg", ".png"):
+                if (path := self.thumbs_dir / f"{ref.sha256}{suffix}").exists():
+                    found[ref.sha256] = path
+                    break
+            else:
+                if most > 0:
+                    with contextlib.suppress(StoreError, OSError):
+                        found[ref.sha256] = self._make_thumbnail(ref.sha256)
+                    most -= 1
+        return found
+
+    def _make_thumbnail(self, sha256: str) -> Path:
+        thumb = make_thumbnail(self.read_image(sha256), max_side=THUMBNAIL_SIDE)
+        self.thumbs_dir.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
+        path = self.thumbs_dir / f"{sha256}{suffix}"
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            temp.write_bytes(thumb)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return path
 
     # Sessions and steps
 
@@ -352,13 +420,17 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
-    def uploaded_images(self, owner: str) -> list[ImageRef]:
-        """The originals of `owner`'s sessions (what they uploaded or linked), one per image."""
+    def held_images(self, owner: str) -> list[ImageRef]:
+        """Every image `owner`'s sessions hold (originals, imports and results), once each: what
+        counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT DISTINCT t.result_sha256, t.result_format, t.result_width,
-                    t.result_height FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ? AND t.kind = 'origin' AND t.result_sha256 IS NOT NULL""",
+                """SELECT t.result_sha256, t.result_format, t.result_width, t.result_height
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND t.result_sha256 IS NOT NULL
+                UNION SELECT t.raw_sha256, t.raw_format, t.raw_width, t.raw_height
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL""",
                 (owner,),
             ).fetchall()
         return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
@@ -368,7 +440,8 @@ class Store:
         with self._read() as db:
             row = db.execute(
                 """SELECT 1 FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND (t.result_sha256 = ?2 OR t.source_sha256 = ?2)
+                WHERE s.owner = ?1 AND (t.result_sha256 = ?2 OR t.source_sha256 = ?2
+                    OR t.raw_sha256 = ?2 OR t.mask_sha256 = ?2)
                 LIMIT 1""",
                 (owner, sha256),
             ).fetchone()
@@ -396,11 +469,13 @@ class Store:
                 raise StoreError("There is no such session.")
 
     def referenced_images(self) -> set[str]:
-        """The sha256 of every image a step refers to: as its result or as its source."""
+        """The sha256 of every image a step refers to: its result, source, raw output or mask."""
         with self._read() as db:
             rows = db.execute(
                 "SELECT result_sha256 FROM steps WHERE result_sha256 IS NOT NULL"
                 " UNION SELECT source_sha256 FROM steps WHERE source_sha256 IS NOT NULL"
+                " UNION SELECT raw_sha256 FROM steps WHERE raw_sha256 IS NOT NULL"
+                " UNION SELECT mask_sha256 FROM steps WHERE mask_sha256 IS NOT NULL"
             ).fetchall()
         return {row[0] for row in rows}
 
@@ -422,6 +497,14 @@ class Store:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed.append(sha256)
+        # A thumbnail goes with its image (or when it has none any more).
+        for thumb in self.thumbs_dir.glob("*.*"):
+            sha256 = thumb.name.split(".", 1)[0]
+            if thumb.name.startswith(".") or sha256 in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if sha256 in removed or thumb.stat().st_mtime < cutoff:
+                    thumb.unlink()
         return removed
 
     def session_version(self, session_id: str) -> str | None:
@@ -436,7 +519,42 @@ class Store:
         return None if row is None else str(row[0])
 
     def load_session(self, session_id: str) -> Session:
-        """The session with all its steps, current step and redo stack, as last saved."""
+        """The session with all its steps, current step and redo stack, as last saved.
+
+        Decoded once per version of the session (`SESSION_CACHE`): many tabs or calls loading
+        one session at once wait for a single read (`Session` values are never changed in
+        place, so they share it).
+        """
+        version = self.session_version(session_id)
+        if version is None:
+            raise StoreError("There is no such session.")
+        if (session := self._cached(session_id, version)) is not None:
+            return session
+        with self._lock:
+            loading = self._loading.setdefault(session_id, threading.Lock())
+        with loading:
+            version = self.session_version(session_id)
+            if version is not None and (session := self._cached(session_id, version)) is not None:
+                return session
+            version, session = self._read_session(session_id)
+            with self._lock:
+                self._sessions[session_id] = (version, session)
+                self._sessions.move_to_end(session_id)
+                while len(self._sessions) > SESSION_CACHE:
+                    self._sessions.popitem(last=False)
+                self._loading.pop(session_id, None)
+            return session
+
+    def _cached(self, session_id: str, version: str) -> Session | None:
+        with self._lock:
+            cached = self._sessions.get(session_id)
+            if cached is None or cached[0] != version:
+                return None
+            self._sessions.move_to_end(session_id)
+            return cached[1]
+
+    def _read_session(self, session_id: str) -> tuple[str, Session]:
+        """The session and its version, read in one transaction (so they agree)."""
         with self._read() as db:
             row = db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
             session = row.fetchone()
@@ -445,6 +563,11 @@ class Store:
             rows = db.execute(
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
             ).fetchall()
+        return str(session["updated_at"]), self._decode_session(session_id, session, rows)
+
+    def _decode_session(
+        self, session_id: str, session: sqlite3.Row, rows: list[sqlite3.Row]
+    ) -> Session:
         try:
             steps = {row["step_id"]: _decode_step(row) for row in rows}
             current = session["current_step_id"]
@@ -647,7 +770,8 @@ _STEP_COLUMNS = (
     "step_id, session_id, parent_id, kind, params_json, source_kind, source_sha256, link_url,"
     " uploaded_url, uploaded_expires_at, state, task_id, result_sha256, result_format,"
     " result_width, result_height, created_at, submitted_at, completed_at, elapsed_s,"
-    " cost_cents, error, retry_of"
+    " cost_cents, error, retry_of, region_json, mask_sha256, raw_sha256, raw_format, raw_width,"
+    " raw_height"
 )
 # What may change as a step advances; the rest is fixed at creation. Finished steps stay put.
 _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
@@ -656,7 +780,10 @@ _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
     result_format = excluded.result_format, result_width = excluded.result_width,
     result_height = excluded.result_height, submitted_at = excluded.submitted_at,
     completed_at = excluded.completed_at, elapsed_s = excluded.elapsed_s,
-    cost_cents = excluded.cost_cents, error = excluded.error
+    cost_cents = excluded.cost_cents, error = excluded.error,
+    mask_sha256 = excluded.mask_sha256, raw_sha256 = excluded.raw_sha256,
+    raw_format = excluded.raw_format, raw_width = excluded.raw_width,
+    raw_height = excluded.raw_height
 WHERE steps.state IN ('queued', 'running')"""
 
 
@@ -667,6 +794,11 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
     image: tuple[object, ...] = (None, None, None, None)
     if result is not None:
         image = (result.sha256, result.format, result.width, result.height)
+    raw: tuple[object, ...] = (None, None, None, None)
+    if step.raw_result is not None:
+        ref = step.raw_result
+        raw = (ref.sha256, ref.format, ref.width, ref.height)
+    region = step.region
     values = (
         *(step.step_id, step.session_id, step.parent_id, step.kind, params),
         *(source.kind, source.image_sha256, source.link_url, source.uploaded_url),
@@ -675,22 +807,54 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
         *image,
         *(_time(step.created_at), _time(step.submitted_at), _time(step.completed_at)),
         *(step.elapsed_s, step.cost_cents, step.error, step.retry_of),
+        _region_json(region),
+        region.mask_sha256 if region is not None else None,
+        *raw,
     )
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
     return db.execute(sql, values).rowcount
 
 
+def _region_json(region: StepRegion | None) -> str | None:
+    if region is None:
+        return None
+    return json.dumps({"kind": region.kind, "box": region.box, "drawn_on": region.drawn_on})
+
+
+def _region_from(text: object, mask_sha256: object) -> StepRegion | None:
+    if text is None:
+        return None
+    values = json.loads(_text(text))
+    box, drawn_on = values.get("box"), values.get("drawn_on")
+    return StepRegion(
+        kind=_choice(values.get("kind"), REGION_KINDS),
+        box=None if box is None else _whole_tuple(box, 4),
+        mask_sha256=_optional_text(mask_sha256),
+        drawn_on=None if drawn_on is None else _whole_tuple(drawn_on, 2),
+    )
+
+
+def _whole_tuple(value: object, length: int) -> Any:
+    if not isinstance(value, list) or len(value) != length:
+        raise TypeError("expected a list of whole numbers")
+    return tuple(_whole(item) for item in value)
+
+
+def _image_ref(row: sqlite3.Row, prefix: str) -> ImageRef | None:
+    if row[f"{prefix}_sha256"] is None:
+        return None
+    return ImageRef(
+        sha256=_text(row[f"{prefix}_sha256"]),
+        format=_text(row[f"{prefix}_format"]),
+        width=_whole(row[f"{prefix}_width"]),
+        height=_whole(row[f"{prefix}_height"]),
+    )
+
+
 def _decode_step(row: sqlite3.Row) -> Step:
     """A step row as a `Step`, every value checked for its type (a row may have been edited)."""
-    result = None
-    if row["result_sha256"] is not None:
-        result = ImageRef(
-            sha256=_text(row["result_sha256"]),
-            format=_text(row["result_format"]),
-            width=_whole(row["result_width"]),
-            height=_whole(row["result_height"]),
-        )
+    result = _image_ref(row, "result")
     elapsed = row["elapsed_s"]
     if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, int | float)):
         raise TypeError("elapsed_s is not a number")
@@ -717,6 +881,8 @@ def _decode_step(row: sqlite3.Row) -> Step:
         cost_cents=None if row["cost_cents"] is None else _whole(row["cost_cents"]),
         error=_optional_text(row["error"]),
         retry_of=_optional_text(row["retry_of"]),
+        region=_region_from(row["region_json"], row["mask_sha256"]),
+        raw_result=_image_ref(row, "raw"),
     )
 
 
@@ -734,6 +900,7 @@ def _params_from_json(text: str | None) -> EditParams | None:
         and params.output_format in OUTPUT_FORMATS
         and isinstance(params.enable_translation, bool)
         and isinstance(params.enable_prompt_expansion, bool)
+        and isinstance(params.keep_rest, bool)
     ):
         raise TypeError("the settings of a step are not readable")
     _whole(params.safety_tolerance)
