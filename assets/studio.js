@@ -47,12 +47,14 @@
   // The server's reply never writes into the box: what is typed meanwhile stays.
   studio.seq = studio.seq || 0;
   studio.pending = studio.pending || new Map();
-  studio.send = (args, promptAt, ticketAt) => {
+  studio.send = (args, promptAt, ticketAt, regionAt) => {
     const text = typeof args[promptAt] === "string" ? args[promptAt] : "";
     if (!text.trim()) return args; // the server says why, in one sentence
     studio.seq += 1;
     const out = [...args];
     out[ticketAt] = String(studio.seq);
+    // A region drawn on the canvas belongs to this edit, and goes with it.
+    out[regionAt] = studio.takeRegion ? studio.takeRegion() : "";
     const box = promptBox();
     if (box && box.value.startsWith(text)) {
       box.value = box.value.slice(text.length).replace(/^\n/, "");
@@ -66,6 +68,7 @@
   // The page's own "queued" tiles, until the server's history has taken their Enter; one the
   // server refused goes back into the box (nothing typed is lost).
   studio.redrawPending = () => {
+    studio.paintRegion?.();
     const tree = document.querySelector("#history nav.tree");
     if (!tree) return;
     const done = Number(tree.dataset.done) || 0;
@@ -156,6 +159,241 @@
       studio.redrawPending();
     }
   }).observe(document.body, { childList: true, subtree: true });
+
+  // A region for the next edit, drawn on the canvas: a brush, a box and an eraser paint a
+  // mask at the image's own size (white: may change). Sent with the next Enter as a PNG (or,
+  // for one box alone, as "box:x,y,w,h"), then cleared. A step edited in a region shows its
+  // region outlined on the canvas.
+  const region = { tool: null, mask: null, boxes: 0, strokes: 0, drawing: null, key: "" };
+  const canvasImage = () => document.querySelector("#result img");
+  const imageBox = () => {
+    // Where the image is drawn inside its element (object-fit: contain).
+    const img = canvasImage();
+    if (!img || !img.naturalWidth) return null;
+    const box = img.getBoundingClientRect();
+    const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+    const width = img.naturalWidth * scale;
+    const height = img.naturalHeight * scale;
+    return {
+      left: box.left + (box.width - width) / 2,
+      top: box.top + (box.height - height) / 2,
+      width,
+      height,
+      natural: [img.naturalWidth, img.naturalHeight],
+    };
+  };
+  const layer = () => {
+    let view = byId("region-layer");
+    const host = canvas();
+    if (!host) return null;
+    if (!view) {
+      view = document.createElement("canvas");
+      view.id = "region-layer";
+      view.setAttribute("aria-label", "The region for the next edit");
+      host.append(view);
+      view.addEventListener("pointerdown", startStroke);
+      view.addEventListener("pointermove", moveStroke);
+      view.addEventListener("pointerup", endStroke);
+      view.addEventListener("pointercancel", endStroke);
+    }
+    const box = imageBox();
+    if (box) {
+      const hostBox = host.getBoundingClientRect();
+      view.style.left = `${box.left - hostBox.left}px`;
+      view.style.top = `${box.top - hostBox.top}px`;
+      view.style.width = `${box.width}px`;
+      view.style.height = `${box.height}px`;
+      if (view.width !== Math.round(box.width)) view.width = Math.round(box.width);
+      if (view.height !== Math.round(box.height)) view.height = Math.round(box.height);
+    }
+    view.classList.toggle("active", Boolean(region.tool));
+    return view;
+  };
+  const freshMask = () => {
+    const box = imageBox();
+    if (!box) return null;
+    const key = `${canvasImage().src}|${box.natural}`;
+    if (!region.mask || region.key !== key) {
+      region.mask = document.createElement("canvas");
+      [region.mask.width, region.mask.height] = box.natural;
+      region.boxes = 0;
+      region.strokes = 0;
+      region.lastBox = null;
+      region.key = key;
+    }
+    return region.mask;
+  };
+  const toImage = (event) => {
+    const box = imageBox();
+    if (!box) return null;
+    const x = ((event.clientX - box.left) / box.width) * box.natural[0];
+    const y = ((event.clientY - box.top) / box.height) * box.natural[1];
+    return { x, y, box };
+  };
+  const paint = () => {
+    // The region in a translucent red over the image; the step's own region as an outline.
+    const view = layer();
+    if (!view) return;
+    const ctx = view.getContext("2d");
+    ctx.clearRect(0, 0, view.width, view.height);
+    if (region.mask && (region.boxes || region.strokes)) {
+      ctx.save();
+      ctx.globalAlpha = 0.45;
+      ctx.drawImage(region.mask, 0, 0, view.width, view.height);
+      ctx.globalCompositeOperation = "source-in";
+      ctx.fillStyle = "#ef4444";
+      ctx.fillRect(0, 0, view.width, view.height);
+      ctx.restore();
+    } else {
+      paintStepRegion(ctx, view);
+    }
+    if (region.drawing?.tool === "box" && region.drawing.to) {
+      const { from, to } = region.drawing;
+      const sx = view.width / region.mask.width;
+      const sy = view.height / region.mask.height;
+      ctx.strokeStyle = "#ef4444";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(from.x * sx, from.y * sy, (to.x - from.x) * sx, (to.y - from.y) * sy);
+    }
+  };
+  const stepRegionImage = new Image();
+  stepRegionImage.onload = () => paint();
+  const paintStepRegion = (ctx, view) => {
+    const node = document.querySelector("#history li.node.current");
+    const kind = node?.dataset.region;
+    if (!kind) return;
+    ctx.save();
+    ctx.strokeStyle = "#f59e0b";
+    ctx.setLineDash([6, 4]);
+    ctx.lineWidth = 2;
+    const on = (node.dataset.regionOn || "").split(",").map(Number);
+    const boxText = node.dataset.regionBox;
+    if (boxText && on.length === 2 && on[0] && on[1]) {
+      const [x, y, w, h] = boxText.split(",").map(Number);
+      const sx = view.width / on[0];
+      const sy = view.height / on[1];
+      ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    } else if (node.dataset.regionMask) {
+      const src = node.dataset.regionMask;
+      if (!stepRegionImage.src.endsWith(src)) {
+        stepRegionImage.src = src;
+      } else if (stepRegionImage.complete && stepRegionImage.naturalWidth) {
+        ctx.globalAlpha = 0.3;
+        ctx.drawImage(stepRegionImage, 0, 0, view.width, view.height);
+        ctx.globalCompositeOperation = "source-in";
+        ctx.fillStyle = "#f59e0b";
+        ctx.fillRect(0, 0, view.width, view.height);
+      }
+    }
+    ctx.restore();
+  };
+  function startStroke(event) {
+    if (!region.tool) return;
+    const mask = freshMask();
+    const at = toImage(event);
+    if (!mask || !at) return;
+    event.preventDefault();
+    event.target.setPointerCapture?.(event.pointerId);
+    region.drawing = { tool: region.tool, from: at, to: null, last: at };
+    if (region.tool !== "box") strokeTo(at);
+  }
+  function strokeTo(at) {
+    const ctx = region.mask.getContext("2d");
+    const width = Math.max(6, Math.round(region.mask.width * 0.035));
+    ctx.save();
+    ctx.globalCompositeOperation =
+      region.drawing.tool === "eraser" ? "destination-out" : "source-over";
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = width;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(region.drawing.last.x, region.drawing.last.y);
+    ctx.lineTo(at.x + 0.01, at.y + 0.01);
+    ctx.stroke();
+    ctx.restore();
+    region.drawing.last = at;
+    if (region.drawing.tool === "brush") region.strokes += 1;
+    paint();
+  }
+  function moveStroke(event) {
+    if (!region.drawing) return;
+    const at = toImage(event);
+    if (!at) return;
+    if (region.drawing.tool === "box") {
+      region.drawing.to = at;
+      paint();
+    } else {
+      strokeTo(at);
+    }
+  }
+  function endStroke(event) {
+    const drawing = region.drawing;
+    region.drawing = null;
+    if (!drawing || drawing.tool !== "box" || !drawing.to) return paint();
+    const x = Math.max(0, Math.min(drawing.from.x, drawing.to.x));
+    const y = Math.max(0, Math.min(drawing.from.y, drawing.to.y));
+    const w = Math.abs(drawing.to.x - drawing.from.x);
+    const h = Math.abs(drawing.to.y - drawing.from.y);
+    if (w >= 2 && h >= 2) {
+      const ctx = region.mask.getContext("2d");
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(x, y, w, h);
+      region.boxes += 1;
+      region.lastBox = [x, y, w, h].map(Math.round);
+    }
+    paint();
+  }
+  studio.paintRegion = () => requestAnimationFrame(paint);
+  studio.clearRegion = () => {
+    region.mask = null;
+    region.boxes = 0;
+    region.strokes = 0;
+    paint();
+  };
+  studio.takeRegion = () => {
+    if (!region.mask || !(region.boxes || region.strokes)) return "";
+    let sent;
+    if (region.boxes === 1 && !region.strokes && region.lastBox) {
+      sent = `box:${region.lastBox.join(",")}`;
+    } else {
+      const out = document.createElement("canvas");
+      out.width = region.mask.width;
+      out.height = region.mask.height;
+      const ctx = out.getContext("2d");
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, out.width, out.height);
+      ctx.drawImage(region.mask, 0, 0);
+      sent = out.toDataURL("image/png");
+    }
+    studio.pickTool(null);
+    studio.clearRegion();
+    return sent;
+  };
+  studio.pickTool = (tool) => {
+    region.tool = tool && tool !== region.tool ? tool : null;
+    for (const button of document.querySelectorAll("#tools [data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tool === region.tool));
+    }
+    layer();
+    paint();
+  };
+  document.addEventListener("click", (event) => {
+    const button = event.target?.closest?.("#tools [data-tool]");
+    if (!button) return;
+    event.preventDefault();
+    if (button.dataset.tool === "clear") {
+      studio.pickTool(null);
+      studio.clearRegion();
+    } else {
+      freshMask();
+      studio.pickTool(button.dataset.tool);
+    }
+  });
+  window.addEventListener("resize", () => paint());
+  new MutationObserver(() => {
+    if (canvas()) requestAnimationFrame(paint);
+  }).observe(document.body, { attributes: true, attributeFilter: ["src"], subtree: true });
 
   // A file over the upload limit gets the studio's own sentence, before it is sent, instead
   // of Gradio's red "Error" over the source.

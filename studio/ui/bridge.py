@@ -391,12 +391,24 @@ class Bridge:
             session=session,
             summaries=summaries,
             running=engine.running(session.session_id),
-            images={ref.sha256: str(engine.image_path(ref)) for ref in shown},
+            images={ref.sha256: str(engine.image_path(ref)) for ref in [*shown, *_extras(session)]},
             thumbs={sha: str(path) for sha, path in thumbs.items()},
             balance_cents=balance,
             damaged=damaged,
             version=version,
         )
+
+
+def _extras(session: Session) -> list[ImageRef]:
+    """The other images a step may show: the model's own output (before the blend that kept the
+    rest) and the mask of the region it was edited in."""
+    found: list[ImageRef] = []
+    for step in session.steps.values():
+        if step.raw_result is not None:
+            found.append(step.raw_result)
+        if step.region is not None and step.region.mask_sha256 is not None:
+            found.append(ImageRef(sha256=step.region.mask_sha256, format="png", width=1, height=1))
+    return found
 
 
 def _tagged(session_id: str, version: str | None) -> str | None:

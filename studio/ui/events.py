@@ -23,7 +23,9 @@ _INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", *
 # Enter (or Edit): the page itself takes the instruction, empties the box and shows a
 # "queued" tile at once, and numbers the Enter (assets/studio.js); the reply never writes into
 # the box. Its arguments are the edit's inputs, in order.
-_SEND = "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}) : args"
+_SEND = (
+    "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
+)
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
@@ -41,14 +43,14 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     c.sessions.input(h.on_pick_session, [*tab, c.sessions], page, **_QUIET)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
-    edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count]
+    edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
     # Every Enter counts, even while the one before is still on its way ("multiple").
     gr.on(
         [c.run.click, c.prompt.submit],
         h.on_edit,
         edit_inputs,
         h.compare_outputs,
-        js=_SEND.format(edit_inputs.index(c.prompt), edit_inputs.index(c.ticket)),
+        js=_SEND.format(*(edit_inputs.index(x) for x in (c.prompt, c.ticket, c.region))),
         trigger_mode="multiple",
         **_QUIET,
     )

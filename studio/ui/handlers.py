@@ -10,6 +10,8 @@ tab and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import re
@@ -30,7 +32,9 @@ from studio.params import (
     SAFETY_MAX_EDIT,
     SAFETY_MAX_GENERATE,
     EditParams,
+    RegionRequest,
     format_cents,
+    parse_box,
     parse_params,
 )
 from studio.ui import layout, present, tree, view
@@ -156,6 +160,8 @@ class Handlers:
             c.result,
             c.before,
             c.hold,
+            c.tools,
+            c.raw,
             c.status,
             c.download,
             c.retry,
@@ -245,6 +251,8 @@ class Handlers:
             c.result: gr.Image(value=page.result, visible=has_image),
             c.before: gr.Image(value=page.before, visible=page.before is not None),
             c.hold: gr.Button(visible=page.before is not None),
+            c.tools: gr.HTML(visible=has_image),
+            c.raw: gr.DownloadButton(value=page.raw, visible=page.raw is not None),
             c.status: page.status,
             c.download: gr.DownloadButton(value=download, visible=download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
@@ -338,6 +346,7 @@ class Handlers:
         ticket: str | None = None,
         keep_rest: bool = False,
         count: str | None = None,
+        region: str | None = None,
     ) -> Update:
         """Queue the instruction after the step this tab shows; while that step still runs,
         the new one waits for its image (typing ahead). Returns at once: the tab's timer shows
@@ -346,15 +355,17 @@ class Handlers:
         `ticket` numbers the tab's Enters (the page script sets it): instructions typed ahead
         are taken in that order, each after the one before, even when the reply to the one
         before has not reached the page yet. With `count` above 1, that many candidates.
+        `region` is what the page drew on the canvas for this edit (a mask or a box); with
+        `keep_rest`, everything outside it (or outside what the edit changed) is kept exactly.
         """
         tab = self._tab()
         seq = _ticket(ticket)
         async with tab.turn(seq):
             try:
                 params = _form_params(
-                    prompt, model, aspect, output_format, translation, expansion, safety
+                    prompt, model, aspect, output_format, translation, expansion, safety, keep_rest
                 )
-                del keep_rest  # the region and keep-the-rest engine interface lands with issue 18
+                drawn = _region(region)
                 parent = tab.parent_for(tab_step)
                 session_id = await self._session_or_new(session_id)
                 many = _count(count)
@@ -365,11 +376,12 @@ class Handlers:
                         self.who_with(tab_key),
                         count=many,
                         parent_step_id=parent,
+                        region=drawn,
                     )
                     tab.moved()
                     return await self._with_candidates(session_id, parent, steps)
                 step = await self.bridge.submit_edit(
-                    session_id, params, self.who_with(tab_key), parent_step_id=parent
+                    session_id, params, self.who_with(tab_key), parent_step_id=parent, region=drawn
                 )
             except REFUSED:
                 tab.refused = max(tab.refused, seq)
@@ -791,6 +803,7 @@ def _form_params(
     translation: bool,
     expansion: bool,
     safety: float,
+    keep_rest: bool = False,
 ) -> EditParams:
     return parse_params(
         prompt,
@@ -800,7 +813,29 @@ def _form_params(
         enable_translation=translation,
         enable_prompt_expansion=expansion,
         safety_tolerance=safety,
+        keep_rest=bool(keep_rest),
     )
+
+
+# A drawn mask arrives as a PNG data URL; larger than this it is refused.
+MAX_REGION_CHARS = 24 * 2**20
+_PNG_DATA = "data:image/png;base64,"
+
+
+def _region(text: object) -> RegionRequest | None:
+    """The region the page drew for an edit: a mask (a PNG data URL) or a box ("box:x,y,w,h",
+    in the source's pixels); nothing when none was drawn."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = text.strip()
+    if text.startswith("box:"):
+        return RegionRequest(box=parse_box(text[4:]))
+    if text.startswith(_PNG_DATA) and len(text) <= MAX_REGION_CHARS:
+        try:
+            return RegionRequest(mask=base64.b64decode(text[len(_PNG_DATA) :], validate=True))
+        except binascii.Error:
+            pass
+    raise Refusal("The region drawn on the image could not be read; draw it again.")
 
 
 def _ticket(ticket: object) -> int:

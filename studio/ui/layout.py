@@ -46,6 +46,19 @@ watch('value', () => window.kontextStudio?.redrawPending?.());
 """
 
 
+TOOLS_HTML = (
+    '<div class="tools" role="toolbar" aria-label="A region for the next edit">'
+    '<button type="button" data-tool="brush" aria-pressed="false" '
+    'title="Paint where the next edit may change">✎ Brush</button>'
+    '<button type="button" data-tool="box" aria-pressed="false" '
+    'title="Drag a box where the next edit may change">▭ Box</button>'
+    '<button type="button" data-tool="eraser" aria-pressed="false" '
+    'title="Rub out part of the region">⌫ Eraser</button>'
+    '<button type="button" data-tool="clear" title="No region">✕</button>'
+    "</div>"
+)
+
+
 def _unopened_path(payload: Any) -> str | None:
     return None if payload is None else str(payload.path)
 
@@ -76,6 +89,9 @@ class Components:
     result: gr.Image
     before: gr.Image
     hold: gr.Button
+    tools: gr.HTML
+    region: gr.Textbox
+    raw: gr.DownloadButton
     slider: gr.ImageSlider
     pair_note: gr.Markdown
     steps_box: gr.Accordion
@@ -230,6 +246,8 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             )
     with gr.Row(equal_height=True, elem_id="canvas-bar"):
         status = gr.Markdown("", elem_id="status")
+        # A region for the next edit, drawn on the canvas (assets/studio.js draws and sends it).
+        tools = gr.HTML(TOOLS_HTML, elem_id="tools", js_on_load=None, visible=False)
         hold = gr.Button(
             "◐ Before", elem_id="hold", size="sm", scale=0, min_width=90, visible=False
         )
@@ -238,6 +256,14 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         )
         retry = gr.Button(
             "↻ Try again", elem_id="retry", visible=False, size="sm", scale=0, min_width=100
+        )
+        raw = gr.DownloadButton(
+            "Model's own output",
+            elem_id="raw",
+            visible=False,
+            size="sm",
+            scale=0,
+            min_width=120,
         )
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
     return {
@@ -250,6 +276,8 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         "examples": example_gallery,
         "status": status,
         "hold": hold,
+        "tools": tools,
+        "raw": raw,
         "download": download,
         "retry": retry,
         "candidates": candidates,
@@ -273,6 +301,8 @@ def _render_instruction() -> dict[str, Any]:
         # Which Enter of this tab an edit is (set by the page script as it sends), so that
         # instructions typed ahead chain in the order they were typed.
         ticket = gr.Textbox("", visible="hidden", elem_id="ticket")
+        # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
+        region = gr.Textbox("", visible="hidden", elem_id="region")
     with gr.Row(equal_height=True, elem_id="options"):
         model = gr.Radio(
             present.model_choices(),
@@ -365,6 +395,7 @@ def _render_instruction() -> dict[str, Any]:
         "prompt": prompt,
         "run": run,
         "ticket": ticket,
+        "region": region,
         "model": model,
         "aspect": aspect,
         "keep_rest": keep_rest,

@@ -54,9 +54,12 @@ def history_html(
     *,
     done: int = 0,
     refused: int = 0,
+    masks: Mapping[str, str] | None = None,
     url: Callable[[str], str] = file_url,
 ) -> str:
-    """`session` (seen from the tab's step) as the history tree. `done` and `refused` are
+    """`session` (seen from the tab's step) as the history tree. The tab's step carries the
+    region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
+    maps a region mask's sha256 to its file. `done` and `refused` are
     the last Enter of the tab the server took and refused (the page's own "queued" tiles)."""
     line = line_of(session)
     on_line = {s.step_id for s in line.steps}
@@ -86,6 +89,7 @@ def history_html(
                 branches=[c for c in others if c.state is not StepState.FAILED],
                 failed=[c for c in others if c.state is StepState.FAILED],
                 children=children,
+                region=_region_marks(step, masks or {}, url) if depth == line.current else "",
             )
         )
     return (
@@ -100,6 +104,21 @@ def empty_html(done: int = 0, refused: int = 0) -> str:
         f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
         '<p class="hint">Your steps appear here, as a tree.</p><ol class="path"></ol></nav>'
     )
+
+
+def _region_marks(step: Step, masks: Mapping[str, str], url: Callable[[str], str]) -> str:
+    """The region a step was edited in, as attributes the page script draws from."""
+    region = step.region
+    if region is None:
+        return ""
+    marks = f' data-region="{_a(region.kind)}"'
+    if region.box is not None:
+        marks += f' data-region-box="{",".join(str(int(v)) for v in region.box)}"'
+    if region.drawn_on is not None:
+        marks += f' data-region-on="{int(region.drawn_on[0])},{int(region.drawn_on[1])}"'
+    if region.mask_sha256 is not None and (path := masks.get(region.mask_sha256)):
+        marks += f' data-region-mask="{_a(url(path))}"'
+    return marks
 
 
 def _marks(done: int, refused: int) -> str:
@@ -124,6 +143,7 @@ def _node(
     branches: list[Step],
     failed: list[Step],
     children: Mapping[str, list[Step]],
+    region: str = "",
 ) -> str:
     classes = ["node", _state_class(step)]
     if current:
@@ -131,7 +151,7 @@ def _node(
     if ahead:
         classes.append("ahead")
     label = "0" if depth == 0 else str(depth)
-    parts = [f'<li class="{" ".join(classes)}" data-path="{depth}">']
+    parts = [f'<li class="{" ".join(classes)}" data-path="{depth}"{region}>']
     parts.append(_tile(step, label, thumbs, url, current=current, ahead=ahead))
     if step.state is StepState.QUEUED and not step.task_id and step.kind != "origin":
         text = _a(_prompt(step))
@@ -223,6 +243,8 @@ def _meta(step: Step) -> str:
     if step.kind == "origin" or step.params is None:
         return ""
     parts: list[str] = [step.params.model]
+    if step.region is not None:
+        parts.append("in a region" if step.region.kind != "auto" else "kept the rest")
     if step.state is StepState.COMPLETED:
         if step.elapsed_s is not None:
             parts.append(f"{step.elapsed_s:.1f} s")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.history import Session, Step, StepUpdate
+from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
 from studio.ui import present, tree
 
@@ -91,6 +91,8 @@ class PageUpdate:
     session_name: str | None = None
     notice: str | None = None
     notice_step: str | None = None
+    # The model's own output of the shown step, when the rest was kept by a blend.
+    raw: str | None = None
 
 
 def step_numbers(session: Session) -> dict[str, int]:
@@ -168,7 +170,9 @@ def render_page(
         download=image,
         retry_visible=current.kind != "origin" and current.is_finished,
         aspect_choices=present.aspect_choices(match_ratio),
-        history=tree.history_html(session, data.thumbs, done=done, refused=refused),
+        history=tree.history_html(
+            session, data.thumbs, done=done, refused=refused, masks=data.images
+        ),
         can_undo=session.can_undo,
         can_redo=session.can_redo,
         running=any(not s.is_finished for s in session.steps.values()),
@@ -184,6 +188,7 @@ def render_page(
         session_name=session.name,
         notice=notice,
         notice_step=notice_step,
+        raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
     )
 
 
@@ -204,6 +209,10 @@ def shown_step(session: Session) -> Step:
         if step.result is not None:
             return step
     return session.current
+
+
+def _image_of(data: PageData, ref: ImageRef | None) -> str | None:
+    return None if ref is None else data.images.get(ref.sha256)
 
 
 def _image(data: PageData, step: Step) -> str | None:

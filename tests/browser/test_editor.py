@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 import re
+from io import BytesIO
 
 import pytest
+from PIL import Image
 from playwright.sync_api import expect
 
-from studio.history import StepState
+from studio.history import ImageRef, StepState
 from studio.simulator.tasks import LatencyProfile
 from tests.browser.conftest import open_page, shoot
 from tests.browser.test_studio_flow import (
@@ -226,3 +228,68 @@ def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, pa
     notice.click()
     expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
     expect(notice).to_be_hidden()
+
+
+_PICTURE = """() => {
+  const img = document.querySelector('#result img');
+  const box = img.getBoundingClientRect();
+  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+  const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+  return {x: box.left + (box.width - width) / 2, y: box.top + (box.height - height) / 2,
+          width, height};
+}"""
+
+
+def _drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:  # type: ignore[no-untyped-def]
+    """A drag across the picture on the canvas, in fractions of its width and height."""
+    box = page.evaluate(_PICTURE)
+    page.mouse.move(box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1], steps=6)
+    page.mouse.up()
+
+
+def test_a_box_drawn_on_the_canvas_goes_with_the_next_edit_and_shows_on_its_step(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.25, 0.25), (0.75, 0.75))
+    page.locator("#keep-rest input").check()
+    _edit(page, "make the eyes blue")
+    step = _newest(studio)
+    assert step.params.keep_rest
+    assert step.region is not None
+    assert step.region.kind == "box"
+    x, y, w, h = step.region.box
+    width, height = step.region.drawn_on
+    # Drawn in the image's own pixels: about the middle half of it.
+    assert abs(x / width - 0.25) < 0.03
+    assert abs(w / width - 0.5) < 0.03
+    assert abs(y / height - 0.25) < 0.03
+    assert abs(h / height - 0.5) < 0.03
+    current = page.locator("#history li.current")
+    expect(current).to_have_attribute("data-region", "box")
+    expect(current).to_contain_text("in a region")
+    expect(page.locator("#raw")).to_be_visible()  # the model's own output, before the blend
+
+
+def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=brush]").click()
+    _drag(page, (0.2, 0.5), (0.8, 0.5))
+    page.locator("#tools button[data-tool=eraser]").click()
+    _drag(page, (0.45, 0.4), (0.55, 0.6))  # rub out the middle of the stroke
+    _edit(page, "make the stripe red")
+    step = _newest(studio)
+    assert step.region is not None
+    assert step.region.kind == "mask"
+    ref = ImageRef(sha256=step.region.mask_sha256, format="png", width=1, height=1)
+    mask = studio.image_bytes(ref)
+    with Image.open(BytesIO(mask)) as image:
+        grey = image.convert("L")
+        w, h = grey.size
+        assert grey.getpixel((int(w * 0.3), int(h * 0.5))) > 128  # painted
+        assert grey.getpixel((int(w * 0.5), int(h * 0.5))) < 128  # rubbed out
+        assert grey.getpixel((int(w * 0.5), int(h * 0.1))) < 128  # never painted
+    # The region is used once: the next edit has none.
+    _edit(page, "add snow")
+    assert _newest(studio).region is None
