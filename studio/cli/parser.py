@@ -306,7 +306,7 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
     bench.add_argument(
         "--only",
         action="append",
-        choices=["poll", "compare", "load", "intake", "cold"],
+        choices=["poll", "compare", "load", "intake", "regions", "cold"],
         help="run only this section (repeatable)",
     )
     bench.add_argument(
