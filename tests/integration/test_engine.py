@@ -393,7 +393,7 @@ async def test_candidates_run_one_instruction_several_times_and_keeping_one_leav
     steps = await engine.candidates(sid, EditParams(prompt="make it blue"), count=3)
     assert len({s.step_id for s in steps}) == 3
     assert {s.parent_id for s in steps} == {session.origin.step_id}
-    done = [await engine.wait(s.step_id) for s in steps]
+    done = await asyncio.gather(*(engine.wait(s.step_id) for s in steps))
     assert all(s.state is StepState.COMPLETED for s in done)
     assert len(sim.tasks) == 3  # three runs, three idempotency keys, three charges
     still = await engine.load_session(sid)
