@@ -65,6 +65,9 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         hosted=settings.hosted,
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
+    # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
+    # the examples, and exports (each kept once; gradio-notes §5).
+    gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
     # everything a user made lives in the store, so a day-old copy there can go.
     with gr.Blocks(

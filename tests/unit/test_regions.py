@@ -94,3 +94,12 @@ def test_the_blend_keeps_the_outside_bit_for_bit_and_feathers_inside_the_region(
     # On the region's edge, still mostly the source: the feather lies inside.
     edge = image[150, 100, :3].astype(int) - source[150, 100, :3].astype(int)
     assert np.abs(edge).max() <= 20
+
+
+def test_opencv_loads_only_when_a_region_is_used():
+    import subprocess
+    import sys
+
+    code = "import sys, studio.engine, studio.cli; print('cv2' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"  # the studio and the CLI start without it
