@@ -203,6 +203,8 @@ class _Run:
     task: asyncio.Task[Step]
     update: StepUpdate
     waiting: bool = False
+    # Seconds from its create's answer to the read that saw its task finished (a fresh task).
+    seen_s: float | None = None
 
 
 class StepRunner:
@@ -333,14 +335,16 @@ class StepRunner:
             try:
                 if step.is_waiting:
                     step = await self._await_parent(step)
-                fresh = step.task_id is None
-                if fresh:
-                    step = await self._submit(step, client)
+                created_at = None  # when a create made here answered: the wait counts from it
+                if step.task_id is None:
+                    step, created_at = await self._submit(step, client)
+                fresh = created_at is not None
                 task = await client.wait_for_task(
                     step.task_id or "",
                     model=MODEL_IDS[_model(step)],
                     on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
                     deadline_s=self._deadline_s,
+                    created_at=created_at,
                 )
                 self._report(step, "downloading")
                 return await self._finish(step, task, client)
@@ -384,7 +388,9 @@ class StepRunner:
             run.update = replace(run.update, step=step)
         return step
 
-    async def _submit(self, step: Step, client: RunAPIClient) -> Step:
+    async def _submit(self, step: Step, client: RunAPIClient) -> tuple[Step, float | None]:
+        """Create the step's task and record its id; the step, and when the create answered
+        (None when the answer says the task has ended: a replayed create, read at once)."""
         params = step.params
         assert params is not None, "only edit and generate steps are submitted"
         source_url, aspect_ratio = None, params.aspect_ratio
@@ -402,10 +408,11 @@ class StepRunner:
             safety_tolerance=params.safety_tolerance,
         )
         task = await client.create_task(request, idempotency_key=step.step_id)
+        created_at = time.monotonic() if task.status in ("pending", "processing") else None
         step = step.start(task.task_id, self._now())
         await asyncio.to_thread(self._store.save_step, step)  # write-ahead, before any wait
         self._report(step, "submitted")
-        return step
+        return step, created_at
 
     async def _source_url(self, step: Step, client: RunAPIClient) -> tuple[str, Step, str]:
         """The URL RunAPI fetches the source from, the step (with its upload recorded) and the
@@ -451,7 +458,9 @@ class StepRunner:
         if task.billing is not None and task.billing.charged_cents is not None:
             cost = task.billing.charged_cents
         step = step.complete(ref, self._now(), cost_cents=cost)
-        await asyncio.to_thread(self._store.save_step, step)
+        run = self._runs.get(step.step_id)
+        seen_s = run.seen_s if run is not None else None
+        await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
 
     async def _fail(self, step: Step, message: str) -> Step:
@@ -463,8 +472,11 @@ class StepRunner:
 
     def _on_status(self, step: Step, task: Task, elapsed_s: float, learn: bool) -> None:
         # A resumed step's wait began after the restart, so only fresh ones teach the schedule.
-        if learn and task.status == "completed" and self._schedule is not None:
-            self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+        if learn and task.status == "completed":
+            if self._schedule is not None:
+                self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+            if (run := self._runs.get(step.step_id)) is not None:
+                run.seen_s = elapsed_s  # stored with the result, for the next process to learn
         self._report(step, _phase_of(task))
 
     def _report(self, step: Step, phase: Phase) -> None:
