@@ -41,7 +41,14 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import ImageError, SourceImage, check_result, make_thumbnail, open_source
+from studio.images import (
+    ImageError,
+    SourceImage,
+    check_result,
+    describe,
+    make_thumbnail,
+    open_source,
+)
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
@@ -149,8 +156,17 @@ class Engine:
     # -- intake ---------------------------------------------------------------------------------
 
     async def read_image(self, data: bytes) -> SourceImage:
-        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence."""
-        return await asyncio.to_thread(open_source, data)
+        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence.
+
+        Bytes the store already holds (a result passed back, the same photo again) were checked
+        when they came in, so only their header is read: no decode."""
+
+        def read() -> SourceImage:
+            if self._store.has_image(hashlib.sha256(data).hexdigest()):
+                return describe(data)
+            return open_source(data)
+
+        return await asyncio.to_thread(read)
 
     async def read_link(self, url: str) -> SourceImage:
         """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence."""

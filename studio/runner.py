@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from studio.config import Secret
 from studio.history import HistoryError, Phase, Step, StepState, StepUpdate
-from studio.images import ImageError, check_result, open_source, prepare_upload
+from studio.images import ImageError, check_result, describe, prepare_upload
 from studio.links import is_public_link
 from studio.params import (
     DEFAULT_GENERATE_RATIO,
@@ -421,8 +421,8 @@ class StepRunner:
         sha = source.image_sha256
         if sha is None:
             raise HistoryError("This step's source image is missing from the history.")
-        data = await asyncio.to_thread(self._store.read_image, sha)
-        image = await asyncio.to_thread(open_source, data)
+        # Stored bytes were checked when they came in: their header says enough (no decode).
+        image = await asyncio.to_thread(lambda: describe(self._store.read_image(sha)))
         ratio = nearest_aspect_ratio(image.width, image.height)
         if source.kind == "link" and source.link_url and is_public_link(source.link_url):
             return source.link_url, step, ratio

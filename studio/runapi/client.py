@@ -53,6 +53,9 @@ MAX_ANSWER_BYTES = 2_000_000
 MAX_RESULT_BYTES = 50_000_000
 # The official SDK's run() waits 900 s for a task.
 DEFAULT_DEADLINE_S = 900.0
+# Every running edit polls on this client: keep as many connections alive as may be open, so a
+# hundred edits at once reuse theirs instead of connecting again for each read (httpx keeps 20).
+HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 PollSchedule = Callable[[str], Iterable[float]]
 StatusCallback = Callable[[Task, float], Awaitable[None] | None]
@@ -107,7 +110,7 @@ class RunAPIClient:
         self._poll_schedule: PollSchedule = poll_schedule or policy.poll_delays
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=HTTP_LIMITS)
         self._user_agent = _user_agent()
 
     def __repr__(self) -> str:
