@@ -55,6 +55,7 @@ from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
+from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
 
@@ -179,15 +180,15 @@ class Engine:
         source: SourceImage | None,
         *,
         name: str | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
         link_url: str | None = None,
     ) -> Session:
         """Store `source` (or nothing, to generate) as the origin of a new session."""
         now = self._now()
         origin = None
         if source is not None:
-            if self._limits is not None and owner is not None:
-                held = await asyncio.to_thread(self._uploaded_bytes, owner)
+            if self._limits is not None and visitor.owner is not None:
+                held = await asyncio.to_thread(self._uploaded_bytes, visitor.owner)
                 self._limits.admit_upload(held, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
@@ -198,61 +199,61 @@ class Engine:
             origin,
             now,
             source=step_source,
-            owner=owner,
+            owner=visitor.owner,
         )
         await asyncio.to_thread(self._store.create_session, session)
         return session
 
     async def start_session_from_bytes(
-        self, data: bytes | None, *, name: str | None = None, owner: str | None = None
+        self, data: bytes | None, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from uploaded bytes (checked first), or with no image for None."""
         source = None if data is None else await self.read_image(data)
-        return await self.start_session(source, name=name, owner=owner)
+        return await self.start_session(source, name=name, visitor=visitor)
 
     async def start_session_from_link(
-        self, url: str, *, name: str | None = None, owner: str | None = None
+        self, url: str, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from a user's link, fetched and checked first."""
         source = await self.read_link(url)
-        return await self.start_session(source, name=name, owner=owner, link_url=url)
+        return await self.start_session(source, name=name, visitor=visitor, link_url=url)
 
-    async def load_session(self, session_id: str, *, owner: str | None = None) -> Session:
-        """The session, if `owner` may touch it: the one check of who may touch a session.
+    async def load_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
+        """The session, if `visitor` may touch it: the one check of who may touch a session.
 
-        `owner` None is the studio's own user (the CLI, a studio that is not hosted), who may
-        touch every session. Anyone else sees only sessions they made; another's session is
-        "no such session", exactly as one that does not exist.
+        The studio's own user (`LOCAL`: the CLI, a studio that is not hosted) may touch every
+        session. Anyone else sees only sessions they made; another's session is "no such
+        session", exactly as one that does not exist.
         """
         session = await asyncio.to_thread(self._store.load_session, session_id)
-        if owner is not None and session.owner != owner:
+        if not visitor.is_local and session.owner != visitor.owner:
             raise StoreError(NO_SUCH_SESSION)
         return session
 
-    async def owns_image(self, sha256: str, *, owner: str | None = None) -> bool:
-        """Whether `owner` may see stored image `sha256`: a session of theirs holds it (the
+    async def owns_image(self, sha256: str, *, visitor: Visitor = LOCAL) -> bool:
+        """Whether `visitor` may see stored image `sha256`: a session of theirs holds it (the
         same rule as `load_session`, for the files the page shows)."""
-        if owner is None:
+        if visitor.owner is None:
             return True
-        return await asyncio.to_thread(self._store.owner_holds_image, owner, sha256)
+        return await asyncio.to_thread(self._store.owner_holds_image, visitor.owner, sha256)
 
-    async def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
-        return await asyncio.to_thread(self._store.list_sessions, owner)
+    async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
+        return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
     async def rename_session(
-        self, session_id: str, name: str, *, owner: str | None = None
+        self, session_id: str, name: str, *, visitor: Visitor = LOCAL
     ) -> Session:
         """Give a session a new name; raises `HistoryError` for an empty or overlong one."""
-        return await self.navigate(session_id, lambda s: s.rename(name), owner=owner)
+        return await self.navigate(session_id, lambda s: s.rename(name), visitor=visitor)
 
-    async def delete_session(self, session_id: str, *, owner: str | None = None) -> Session:
+    async def delete_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Delete a session with its steps, then the images no other session refers to.
 
         Raises `StoreError` (one sentence) while one of its edits is still queued or running.
         Returns the session as it was.
         """
         async with self._lock(session_id):
-            session = await self.load_session(session_id, owner=owner)
+            session = await self.load_session(session_id, visitor=visitor)
             if any(not s.is_finished for s in session.steps.values()):
                 raise HistoryError(
                     "This session has an edit still running; delete it once it has finished."
@@ -284,11 +285,11 @@ class Engine:
         return count
 
     async def navigate(
-        self, session_id: str, move: Callable[[Session], Session], *, owner: str | None = None
+        self, session_id: str, move: Callable[[Session], Session], *, visitor: Visitor = LOCAL
     ) -> Session:
         """Apply one pure move (undo, redo, make current, rename...) and store the result."""
         async with self._lock(session_id):
-            session = await self.load_session(session_id, owner=owner)
+            session = await self.load_session(session_id, visitor=visitor)
             moved = move(session)
             if moved.name != session.name:
                 await asyncio.to_thread(self._store.rename_session, session_id, moved.name)
@@ -307,8 +308,7 @@ class Engine:
         params: EditParams,
         *,
         parent_step_id: str | None = None,
-        api_key: Secret | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> Step:
         """Queue an edit after the current step (or after `parent_step_id`) and start it.
 
@@ -316,11 +316,11 @@ class Engine:
         `HistoryError` or `LimitError` (one plain sentence) when the edit cannot start; then
         nothing is stored.
         """
-        await self._clients.require_accepted(api_key)
+        await self._clients.require_accepted(self._payer(visitor))
         (step,) = await self._add_steps(
-            session_id, [params], parent_step_id, keep_current=False, owner=owner, api_key=api_key
+            session_id, [params], parent_step_id, keep_current=False, visitor=visitor
         )
-        self._launch(step, api_key)
+        self._launch(step, visitor)
         return step
 
     async def retry(
@@ -328,19 +328,18 @@ class Engine:
         session_id: str,
         step_id: str,
         *,
-        api_key: Secret | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> Step:
         """Run a failed step again as a new sibling step; the failed one stays as it was."""
-        await self._clients.require_accepted(api_key)
+        await self._clients.require_accepted(self._payer(visitor))
         async with self._lock(session_id):
-            session = await self.load_session(session_id, owner=owner)
+            session = await self.load_session(session_id, visitor=visitor)
             session = session.retry(step_id, new_id(), self._now())
             step = session.current
-            self._admit(session, [step], api_key)
+            self._admit(session, [step], visitor)
             await asyncio.to_thread(self._store.save_step, step)
             await asyncio.to_thread(self._store.set_current, session)
-        self._launch(step, api_key)
+        self._launch(step, visitor)
         return step
 
     async def edit(
@@ -349,12 +348,11 @@ class Engine:
         params: EditParams,
         *,
         parent_step_id: str | None = None,
-        api_key: Secret | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> Step:
         """Submit an edit and wait for its final step (completed or failed)."""
         step = await self.submit_edit(
-            session_id, params, parent_step_id=parent_step_id, api_key=api_key, owner=owner
+            session_id, params, parent_step_id=parent_step_id, visitor=visitor
         )
         return await self.wait(step.step_id)
 
@@ -364,30 +362,29 @@ class Engine:
         params: EditParams,
         *,
         parent_step_id: str | None = None,
-        api_key: Secret | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> tuple[Step, Step]:
         """Queue the same edit on pro and on max, side by side from the same parent.
 
         Both start at once, so the pair takes about as long as the slower model. Neither becomes
         current: the caller keeps one with `keep`, and the other stays as a sibling branch.
         """
-        await self._clients.require_accepted(api_key)
+        await self._clients.require_accepted(self._payer(visitor))
         both = [replace(params, model="pro"), replace(params, model="max")]
         pro, max_ = await self._add_steps(
-            session_id, both, parent_step_id, keep_current=True, owner=owner, api_key=api_key
+            session_id, both, parent_step_id, keep_current=True, visitor=visitor
         )
         for step in (pro, max_):
-            self._launch(step, api_key)
+            self._launch(step, visitor)
         return pro, max_
 
-    async def cancel(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
+    async def cancel(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Remove a queued step that has not started, with the steps queued after it.
 
         Raises `HistoryError` (one sentence) if it has started: it then runs to the end.
         """
         async with self._lock(session_id):
-            session = await self.load_session(session_id, owner=owner)
+            session = await self.load_session(session_id, visitor=visitor)
             cancelled = session.cancel(step_id)
             doomed = [i for i in session.subtree(step_id) if i not in cancelled.steps]
             for each in doomed:  # the first is the one asked for: if it started, nothing goes
@@ -396,15 +393,15 @@ class Engine:
         self._runner.signals.notify(session_id)
         return cancelled
 
-    async def session_version(self, session_id: str, *, owner: str | None = None) -> str | None:
+    async def session_version(self, session_id: str, *, visitor: Visitor = LOCAL) -> str | None:
         """A value that changes whenever a step of the session is added, advances or goes."""
-        if owner is not None:
-            await self.load_session(session_id, owner=owner)
+        if not visitor.is_local:
+            await self.load_session(session_id, visitor=visitor)
         return await asyncio.to_thread(self._store.session_version, session_id)
 
-    async def keep(self, session_id: str, step_id: str, *, owner: str | None = None) -> Session:
+    async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Make a compared result current, so the chain goes on from it."""
-        return await self.navigate(session_id, lambda s: s.make_current(step_id), owner=owner)
+        return await self.navigate(session_id, lambda s: s.make_current(step_id), visitor=visitor)
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step started by this engine (or already finished in the store)."""
@@ -447,10 +444,10 @@ class Engine:
     # -- portable sessions ----------------------------------------------------------------------
 
     async def export_session(
-        self, session_id: str, *, branch_step_id: str | None = None, owner: str | None = None
+        self, session_id: str, *, branch_step_id: str | None = None, visitor: Visitor = LOCAL
     ) -> bytes:
         """A ZIP of the session (or of the path to `branch_step_id`): images and session.json."""
-        session = await self.load_session(session_id, owner=owner)
+        session = await self.load_session(session_id, visitor=visitor)
         step_ids = None
         if branch_step_id is not None:
             session = session.make_current(branch_step_id)
@@ -459,7 +456,7 @@ class Engine:
             write_bundle, session, self._store.read_image, step_ids=step_ids
         )
 
-    async def import_session(self, data: bytes, *, owner: str | None = None) -> Session:
+    async def import_session(self, data: bytes, *, visitor: Visitor = LOCAL) -> Session:
         """Store an exported ZIP as a new session; its images come back byte for byte.
 
         Everything is checked before anything is written, and a refused import leaves nothing
@@ -469,7 +466,7 @@ class Engine:
             BundleError: the ZIP is not an export, or a value in it is not one a new edit could
                 have; ImageError: an image in it does not decode as described.
         """
-        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=owner)
+        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
         for image in bundle.images.values():
             checked = await asyncio.to_thread(check_result, image.data)
             ref = image.ref
@@ -502,8 +499,7 @@ class Engine:
         data: bytes,
         source: SourceImage | None,
         *,
-        owner: str | None = None,
-        api_key: Secret | None = None,
+        visitor: Visitor = LOCAL,
         on_step: Callable[[Step], None] | None = None,
     ) -> Session:
         """Apply the instructions of an exported chain, in order, to a new source image.
@@ -515,15 +511,15 @@ class Engine:
         if not chain:
             raise BundleError("The export has no instructions to replay.")
         session = await self.start_session(
-            source, name=f"Replay of {bundle.session.name}"[:200], owner=owner
+            source, name=f"Replay of {bundle.session.name}"[:200], visitor=visitor
         )
         for params in chain:
-            step = await self.edit(session.session_id, params, api_key=api_key)
+            step = await self.edit(session.session_id, params, visitor=visitor)
             if on_step is not None:
                 on_step(step)
             if step.state is not StepState.COMPLETED:
                 break
-        return await self.load_session(session.session_id)
+        return await self.load_session(session.session_id, visitor=visitor)
 
     # -- images ---------------------------------------------------------------------------------
 
@@ -543,8 +539,12 @@ class Engine:
         """The folders whose files the page shows: stored images and thumbnails."""
         return [self._store.images_dir, self._thumbs_dir]
 
-    async def balance_cents(self, api_key: Secret | None = None) -> int | None:
-        balance = await self._clients.get(api_key).get_balance()
+    async def balance_cents(self, *, visitor: Visitor = LOCAL) -> int | None:
+        """The balance of the key that pays for `visitor`'s edits; None for a hosted visitor
+        without a key of their own, who is never shown the host's balance."""
+        if not visitor.is_local and visitor.api_key is None:
+            return None
+        balance = await self._clients.get(self._payer(visitor)).get_balance()
         return balance.balance_cents
 
     async def check_key(self, api_key: Secret) -> int | None:
@@ -567,54 +567,54 @@ class Engine:
         link: str | None = None,
         session_id: str | None = None,
         name: str | None = None,
-        owner: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> tuple[Session, str | None]:
         """Where an edit of this image goes: the session, and the step it starts from (None for
         the session's current step).
 
         No image: session `session_id`, else a new session without one (the edit generates). An
         image the studio made (its bytes or a link to them, any copy) continues its own session
-        from the step that made it (only `owner`'s own, on a hosted studio). Any other image
+        from the step that made it (only the visitor's own, on a hosted studio). Any other image
         starts a new session. Raises `ImageError`, `StoreError` or `HistoryError` with one
         sentence, and then stores nothing.
         """
-        session = await self.load_session(session_id, owner=owner) if session_id else None
+        session = await self.load_session(session_id, visitor=visitor) if session_id else None
         if data is None and link is None:
-            return session or await self.start_session(None, name=name, owner=owner), None
+            return session or await self.start_session(None, name=name, visitor=visitor), None
         source = await (self.read_link(link) if link else self.read_image(data or b""))
-        made = await self.result_step(source.data, owner=owner)
+        made = await self.result_step(source.data, visitor=visitor)
         if made is not None:
             if session is not None and session.session_id != made.session_id:
                 raise HistoryError(
                     f"That image was made in session {made.session_id}, not in "
                     f"{session.session_id}; leave session_id empty to continue from it."
                 )
-            return await self.load_session(made.session_id, owner=owner), made.step_id
+            return await self.load_session(made.session_id, visitor=visitor), made.step_id
         if session is not None:
             raise HistoryError(
                 "Give either an image (to start a new session) or a session_id (to continue "
                 "one), not both."
             )
-        return await self.start_session(source, name=name, link_url=link, owner=owner), None
+        return await self.start_session(source, name=name, link_url=link, visitor=visitor), None
 
-    async def result_step(self, data: bytes, *, owner: str | None = None) -> Step | None:
-        """The newest edit or generation whose result is exactly these bytes (in `owner`'s
-        sessions; in any, for None).
+    async def result_step(self, data: bytes, *, visitor: Visitor = LOCAL) -> Step | None:
+        """The newest edit or generation whose result is exactly these bytes (in the
+        visitor's sessions; in any, for `LOCAL`).
 
         An image the studio made, passed back by a script or an agent (a copy of the file, a
         data: URI, a download), is recognised by its content and continues from its step.
         """
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        return await asyncio.to_thread(self._store.find_result_step, sha256, owner)
+        return await asyncio.to_thread(self._store.find_result_step, sha256, visitor.owner)
 
-    async def stored_image(self, path: Path, *, owner: str | None = None) -> bytes | None:
-        """The bytes of `path` when it is a stored image that `owner` may see, else None."""
+    async def stored_image(self, path: Path, *, visitor: Visitor = LOCAL) -> bytes | None:
+        """The bytes of `path` when it is a stored image that `visitor` may see, else None."""
         folder = self._store.images_dir.resolve()
         try:
             resolved = await asyncio.to_thread(path.resolve)
             if not resolved.is_relative_to(folder) or not resolved.is_file():
                 return None
-            if not await self.owns_image(resolved.stem, owner=owner):
+            if not await self.owns_image(resolved.stem, visitor=visitor):
                 return None
             return await asyncio.to_thread(resolved.read_bytes)
         except OSError:
@@ -629,14 +629,13 @@ class Engine:
         parent_step_id: str | None,
         *,
         keep_current: bool,
-        owner: str | None,
-        api_key: Secret | None,
+        visitor: Visitor,
     ) -> list[Step]:
         """Store one new queued step per `params`, all from the same parent (the current step,
         or `parent_step_id`). The history decides whether each edits or generates and checks
         the params for that. With `keep_current`, the parent stays current (a compare)."""
         async with self._lock(session_id):
-            session = await self.load_session(session_id, owner=owner)
+            session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:
                 session = session.make_current(parent_step_id)
             at_parent, steps = session, []
@@ -644,7 +643,7 @@ class Engine:
                 session = at_parent.add_step(new_id(), each, self._now())
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(session.current)
-            self._admit(session, steps, api_key)
+            self._admit(session, steps, visitor)
             for step in steps:
                 await asyncio.to_thread(self._store.save_step, step)
             if is_untitled(session.name):
@@ -658,17 +657,23 @@ class Engine:
         self._runner.signals.notify(session_id)
         return steps
 
-    def _admit(self, session: Session, steps: list[Step], api_key: Secret | None) -> None:
+    def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
         """In a hosted studio, count these steps against the visitor's caps (or refuse them)."""
         if self._limits is None or session.owner is None:
             return
         cost = sum(PRICE_CENTS[s.params.model] for s in steps if s.params is not None)
         ids = [s.step_id for s in steps]
-        self._limits.admit(session.owner, ids, cost, server_key=api_key is None)
+        self._limits.admit(session.owner, ids, cost, server_key=self._payer(visitor) is None)
 
-    def _launch(self, step: Step, api_key: Secret | None) -> None:
+    def _launch(self, step: Step, visitor: Visitor) -> None:
         limits = self._limits
-        self._runner.launch(step, api_key, on_done=limits.release if limits else None)
+        on_done = limits.release if limits else None
+        self._runner.launch(step, self._payer(visitor), on_done=on_done)
+
+    @staticmethod
+    def _payer(visitor: Visitor) -> Secret | None:
+        """The key that pays for `visitor`'s edits: their own, else the server's (None)."""
+        return visitor.api_key
 
     def _uploaded_bytes(self, owner: str) -> int:
         """Bytes of the originals `owner`'s sessions hold. Blocking: call it in a thread."""

@@ -32,7 +32,7 @@ from studio.history import HistoryError, Step, StepState
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
 from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
-from studio.ui.handlers import Refusal, visitor_from
+from studio.ui.visitor import Refusal, visitor_from
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
 _EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
@@ -64,7 +64,7 @@ class Place:
 def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
     """Add the public endpoints to the Blocks being built.
 
-    Each names its caller from the request (`handlers.visitor_from`): on a hosted studio, an
+    Each names its caller from the request (`ui.visitor.visitor_from`): on a hosted studio, an
     API or MCP caller sends its RunAPI key in an X-RunAPI-Key header and touches only the
     sessions it made with that key.
     """

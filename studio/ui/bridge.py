@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from studio.engine import (
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData
+from studio.visitor import LOCAL, Visitor
 
 T = TypeVar("T")
 _END = object()
@@ -46,7 +46,6 @@ __all__ = [
     "SessionSummary",
     "Tick",
     "Visitor",
-    "owner_of",
 ]
 
 
@@ -69,26 +68,6 @@ class Tick:
     version: str | None
     running: dict[str, StepUpdate]
     changed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Visitor:
-    """Who is asking. `owner` None is the studio's own user (a studio that is not hosted), who
-    may touch every session; a hosted studio names every visitor (`owner_of`), and the engine
-    lets each touch only their own sessions. `api_key` is the key their edits use (None: the
-    server's, which a hosted studio spends for visitors only within its budget)."""
-
-    owner: str | None = None
-    api_key: Secret | None = field(default=None, repr=False)
-
-
-LOCAL = Visitor()
-
-
-def owner_of(kind: str, token: str) -> str:
-    """The owner recorded for a browser's token or an API caller's key: a hash, so that the
-    database holds nothing a visitor could be impersonated with."""
-    return f"{kind}:{hashlib.sha256(token.encode()).hexdigest()[:32]}"
 
 
 class Bridge:
@@ -144,45 +123,39 @@ class Bridge:
         return await self._call(self._page(session_id, who, with_balance))
 
     async def list_sessions(self, who: Visitor) -> list[SessionSummary]:
-        return await self._call(self._engine.list_sessions(who.owner))
+        return await self._call(self._engine.list_sessions(visitor=who))
 
     async def load_session(self, session_id: str, who: Visitor) -> Session:
-        return await self._call(self._engine.load_session(session_id, owner=who.owner))
+        return await self._call(self._engine.load_session(session_id, visitor=who))
 
     async def start_session(
         self, data: bytes | None, who: Visitor, *, name: str | None = None
     ) -> Session:
         """A new session from uploaded bytes (checked first), or with no image for None."""
-        return await self._call(
-            self._engine.start_session_from_bytes(data, name=name, owner=who.owner)
-        )
+        return await self._call(self._engine.start_session_from_bytes(data, name=name, visitor=who))
 
     async def start_session_from_link(self, url: str, who: Visitor) -> Session:
-        return await self._call(self._engine.start_session_from_link(url, owner=who.owner))
+        return await self._call(self._engine.start_session_from_link(url, visitor=who))
 
     async def make_current(self, session_id: str, step_id: str, who: Visitor) -> Session:
         return await self._call(
-            self._engine.navigate(session_id, lambda s: s.make_current(step_id), owner=who.owner)
+            self._engine.navigate(session_id, lambda s: s.make_current(step_id), visitor=who)
         )
 
     async def undo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
         """Move to the parent of `from_step_id` (the step a tab shows; default the current)."""
         return await self._call(
-            self._engine.navigate(
-                session_id, lambda s: _at(s, from_step_id).undo(), owner=who.owner
-            )
+            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).undo(), visitor=who)
         )
 
     async def redo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
         return await self._call(
-            self._engine.navigate(
-                session_id, lambda s: _at(s, from_step_id).redo(), owner=who.owner
-            )
+            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).redo(), visitor=who)
         )
 
     async def cancel(self, session_id: str, step_id: str, who: Visitor) -> Session:
         """Remove a queued step that has not started, and what was queued after it."""
-        return await self._call(self._engine.cancel(session_id, step_id, owner=who.owner))
+        return await self._call(self._engine.cancel(session_id, step_id, visitor=who))
 
     async def tick(self, session_id: str | None, seen_version: str | None, who: Visitor) -> Tick:
         """What changed in a session since `seen_version`, and what runs in it now: cheap, so
@@ -193,7 +166,7 @@ class Bridge:
         async def look() -> Tick:
             # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
             version = _tagged(
-                session_id, await self._engine.session_version(session_id, owner=who.owner)
+                session_id, await self._engine.session_version(session_id, visitor=who)
             )
             running = self._engine.running(session_id)
             return Tick(version, running, changed=version != seen_version)
@@ -201,15 +174,15 @@ class Bridge:
         return await self._call(look())
 
     async def keep(self, session_id: str, step_id: str, who: Visitor) -> Session:
-        return await self._call(self._engine.keep(session_id, step_id, owner=who.owner))
+        return await self._call(self._engine.keep(session_id, step_id, visitor=who))
 
     async def rename_session(self, session_id: str, name: str, who: Visitor) -> Session:
-        return await self._call(self._engine.rename_session(session_id, name, owner=who.owner))
+        return await self._call(self._engine.rename_session(session_id, name, visitor=who))
 
     async def delete_session(self, session_id: str, who: Visitor) -> Session:
         """Delete a session (refused while an edit in it runs) and the images nobody else
         refers to; the session as it was."""
-        return await self._call(self._engine.delete_session(session_id, owner=who.owner))
+        return await self._call(self._engine.delete_session(session_id, visitor=who))
 
     async def check_key(self, api_key: Secret) -> KeyCheck:
         """Check a visitor's pasted key with RunAPI (a balance call)."""
@@ -226,11 +199,11 @@ class Bridge:
     async def export_session(self, session_id: str, who: Visitor) -> tuple[Session, bytes]:
         """The session and its export ZIP."""
         session = await self.load_session(session_id, who)
-        data = await self._call(self._engine.export_session(session_id, owner=who.owner))
+        data = await self._call(self._engine.export_session(session_id, visitor=who))
         return session, data
 
     async def import_session(self, data: bytes, who: Visitor) -> Session:
-        return await self._call(self._engine.import_session(data, owner=who.owner))
+        return await self._call(self._engine.import_session(data, visitor=who))
 
     # -- edits ----------------------------------------------------------------------------------
 
@@ -248,22 +221,17 @@ class Bridge:
                 session_id,
                 params,
                 parent_step_id=parent_step_id,
-                api_key=who.api_key,
-                owner=who.owner,
+                visitor=who,
             )
         )
 
     async def edit(self, session_id: str, params: EditParams, who: Visitor) -> Step:
         """Submit an edit and wait for its final step."""
-        return await self._call(
-            self._engine.edit(session_id, params, api_key=who.api_key, owner=who.owner)
-        )
+        return await self._call(self._engine.edit(session_id, params, visitor=who))
 
     async def retry(self, session_id: str, step_id: str, who: Visitor) -> Step:
         """Run a failed step again as a new sibling."""
-        return await self._call(
-            self._engine.retry(session_id, step_id, api_key=who.api_key, owner=who.owner)
-        )
+        return await self._call(self._engine.retry(session_id, step_id, visitor=who))
 
     async def compare(
         self,
@@ -278,8 +246,7 @@ class Bridge:
                 session_id,
                 params,
                 parent_step_id=parent_step_id,
-                api_key=who.api_key,
-                owner=who.owner,
+                visitor=who,
             )
         )
 
@@ -295,16 +262,14 @@ class Bridge:
         """The session an edit of this image goes to, and the step it starts from (None: the
         current one); an image the studio made continues its own session (`Engine.place_edit`)."""
         session, parent_step_id = await self._call(
-            self._engine.place_edit(
-                data, link=link, session_id=session_id, name=name, owner=who.owner
-            )
+            self._engine.place_edit(data, link=link, session_id=session_id, name=name, visitor=who)
         )
         return session.session_id, parent_step_id
 
     async def stored_image(self, path: Path, who: Visitor) -> bytes | None:
         """The bytes of `path` when it is a stored image of the visitor's (a studio URL names
         it)."""
-        return await self._call(self._engine.stored_image(path, owner=who.owner))
+        return await self._call(self._engine.stored_image(path, visitor=who))
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step this caller just started (its id came from that call)."""
@@ -341,13 +306,11 @@ class Bridge:
 
     async def owns_image(self, sha256: str, who: Visitor) -> bool:
         """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
-        return await self._call(self._engine.owns_image(sha256, owner=who.owner))
+        return await self._call(self._engine.owns_image(sha256, visitor=who))
 
     async def balance_cents(self, who: Visitor) -> int | None:
         """The balance of the visitor's own key, or the server's (never a hosted visitor's)."""
-        if who.owner is not None and who.api_key is None:
-            return None
-        return await self._call(self._engine.balance_cents(who.api_key))
+        return await self._call(self._engine.balance_cents(visitor=who))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -367,18 +330,16 @@ class Bridge:
         if session_id:
             try:
                 # Read before the session: a change in between shows at the next tick.
-                version = _tagged(
-                    session_id, await engine.session_version(session_id, owner=who.owner)
-                )
-                session = await engine.load_session(session_id, owner=who.owner)
+                version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
+                session = await engine.load_session(session_id, visitor=who)
             except StoreError as exc:
                 damaged = str(exc)
-        summaries = await engine.list_sessions(who.owner)
+        summaries = await engine.list_sessions(visitor=who)
         balance = None
-        if with_balance and not (who.owner is not None and who.api_key is None):
+        if with_balance:
             # A nicety: if it fails, the edits' own errors say what is wrong with the service.
             with contextlib.suppress(*USER_ERRORS):
-                balance = await engine.balance_cents(who.api_key)
+                balance = await engine.balance_cents(visitor=who)
         if session is None:
             return PageData(None, summaries, {}, {}, {}, balance, damaged)
         shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]

@@ -1,17 +1,15 @@
-"""The hosted studio's door: a visitor cookie for every browser, and files only for their owner.
+"""The hosted studio's file guard: stored images and their copies only for their owner.
 
-An ASGI middleware in front of Gradio. On a hosted studio it gives each browser a random token in
-an HttpOnly cookie (the owner of the sessions that browser makes), and it guards Gradio's file
-routes: a stored image, a thumbnail or a cached copy of either (all named by the image's SHA-256)
-is served only to a visitor who owns a session that holds it, and the route never fetches a
-remote URL for anyone. Knowing a session id, a step id, an image hash or a file URL is never
-enough.
+An ASGI middleware in front of Gradio, behind `ui.visitor.VisitorMiddleware` (which names every
+browser). It guards Gradio's file routes: a stored image, a thumbnail or a cached copy of
+either (all named by the image's SHA-256) is served only to a visitor who owns a session that
+holds it, and the route never fetches a remote URL for anyone. Knowing a session id, a step
+id, an image hash or a file URL is never enough.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
@@ -19,7 +17,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 
 from studio.ui.bridge import Bridge
-from studio.ui.handlers import VISITOR_COOKIE, Refusal, visitor_from
+from studio.ui.visitor import Refusal, visitor_from
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,14 +25,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# A year: the token only names the owner of this browser's sessions.
-COOKIE_MAX_AGE_S = 365 * 24 * 3600
 _FILE_ROUTE = re.compile(r"/(?:gradio_api/)?file=(?P<target>.+)$")
 _IMAGE_NAME = re.compile(r"(?:^|/)(?P<sha>[0-9a-f]{64})\.[a-z0-9]{1,10}$")
 
 
 class VisitorGuard:
-    """Cookie for every browser; stored images and their copies only for their owner."""
+    """Stored images and their copies only for their owner."""
 
     def __init__(self, app: ASGIApp, *, bridge: Bridge) -> None:
         self.app = app
@@ -45,32 +41,12 @@ class VisitorGuard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        new_token = None
-        if len(request.cookies.get(VISITOR_COOKIE, "")) < 32:
-            new_token = secrets.token_urlsafe(32)
-            # This very request already counts as the new visitor's.
-            cookie = f"{VISITOR_COOKIE}={new_token}"
-            headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-            headers.append((b"cookie", cookie.encode()))
-            scope = {**scope, "headers": headers}
-            request = Request(scope)
         if (match := _FILE_ROUTE.search(scope.get("path", ""))) is not None and not (
             await self._may_read(request, unquote(match["target"]))
         ):
             await _forbidden(send)
             return
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and new_token is not None:
-                root = scope.get("root_path", "") or "/"
-                value = (
-                    f"{VISITOR_COOKIE}={new_token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; "
-                    "HttpOnly; SameSite=Lax"
-                )
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", value.encode())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, send)
 
     async def _may_read(self, request: Request, target: str) -> bool:
         if target.lower().startswith(("http:", "https:", "//")):

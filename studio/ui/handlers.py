@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
-import inspect
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any
 
 import gradio as gr
 
@@ -35,25 +31,18 @@ from studio.params import (
     parse_params,
 )
 from studio.ui import layout, present, view
-from studio.ui.bridge import LOCAL, MAX_BUNDLE_BYTES, USER_ERRORS, Bridge, Visitor, owner_of
+from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Visitor
 from studio.ui.layout import Components
+from studio.ui.visitor import REFUSED, Refusal, current, guarded, visitor_from
 
 log = logging.getLogger(__name__)
 
 Update = dict[Any, Any]
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Refusal(Exception):
-    """Input the page itself refuses; `str()` is one sentence for the user."""
-
-
-_REFUSED: tuple[type[Exception], ...] = (*USER_ERRORS, Refusal)
 
 
 def error_sentence(exc: BaseException) -> str:
     """One sentence for a known error; unknown errors are logged and get a generic sentence."""
-    if isinstance(exc, _REFUSED):
+    if isinstance(exc, REFUSED):
         return str(exc)
     log.error("Unexpected error in the studio", exc_info=exc)
     return present.GENERIC_ERROR
@@ -69,84 +58,6 @@ class PageContext:
     simulator: bool
     server_key: bool
     hosted: bool = False
-
-
-# The cookie that tells a hosted studio's visitors apart (set by `ui.guard`), and the header an
-# API or MCP caller sends its own RunAPI key in (it also names the caller).
-VISITOR_COOKIE = "kontext_visitor"
-KEY_HEADER = "x-runapi-key"
-# Who the event being handled is for: set once per event from its request, in `guarded`.
-_WHO: contextvars.ContextVar[Visitor] = contextvars.ContextVar("who", default=LOCAL)
-
-
-class _Asking(Protocol):
-    """What naming a visitor reads of a request (Gradio's and Starlette's both have it)."""
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    @property
-    def cookies(self) -> Mapping[str, str]: ...
-
-
-def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
-    """Who sent this request. On a studio that is not hosted, the one local user; on a hosted
-    one, an API or MCP caller is named by the key it sends (X-RunAPI-Key), a browser by its
-    cookie."""
-    headers: Mapping[str, str] = request.headers if request is not None else {}
-    key = (headers.get(KEY_HEADER) or "").strip() or None
-    if not hosted:
-        return Visitor(None, Secret(key) if key else None)
-    if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
-        return Visitor(owner_of("key", key), Secret(key))
-    token = (request.cookies.get(VISITOR_COOKIE) if request is not None else None) or ""
-    if len(token) >= 32:
-        return Visitor(owner_of("browser", token))
-    raise Refusal(
-        "This studio keeps each visitor's sessions apart with a cookie; allow cookies for this "
-        "site and reload the page (API and MCP callers send an X-RunAPI-Key header)."
-    )
-
-
-def guarded(handler: F) -> F:
-    """Who is asking is settled once, from the request, before the handler runs; refused input
-    leaves the page as it was, with the reason in a toast and the status.
-
-    Gradio passes the request to the parameter typed `gr.Request`, which the wrapper adds to the
-    handler's own signature; the handler reads the visitor as `self.who`.
-    """
-
-    @functools.wraps(handler)
-    async def run(self: Handlers, session_id: str | None, *args: Any) -> Update:
-        # Gradio adds the request last; a direct call (a test) may leave it out.
-        request = args[-1] if args and isinstance(args[-1], gr.Request) else None
-        args_ = args[:-1] if request is not None else args
-        tab_step = args_[0] if args_ and isinstance(args_[0], str) else None
-        try:
-            token = _WHO.set(visitor_from(request, hosted=self.ctx.hosted))
-        except Refusal as exc:
-            gr.Warning(str(exc))
-            return {self.c.status: f"⚠ {exc}"}
-        try:
-            return cast(Update, await handler(self, session_id, *args_))
-        except _REFUSED as exc:
-            return await self.refused(session_id, tab_step, exc)
-        finally:
-            _WHO.reset(token)
-
-    signature = inspect.signature(handler)
-    request = inspect.Parameter(
-        "request",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=None,
-        annotation="gr.Request | None",
-    )
-    del run.__wrapped__  # Gradio reads our own signature
-    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), request]
-    )
-    run.__annotations__ = {**handler.__annotations__, "request": "gr.Request | None"}
-    return cast(F, run)
 
 
 class Handlers:
@@ -233,13 +144,21 @@ class Handlers:
 
     @property
     def who(self) -> Visitor:
-        """The visitor of the event being handled."""
-        return _WHO.get()
+        """The visitor of the event being handled (settled by `guarded`)."""
+        return current()
 
     def who_with(self, tab_key: str | None) -> Visitor:
         """The visitor, with the key pasted in their tab (if any) for their edits."""
-        key = _secret((tab_key or "").strip())
-        return replace(self.who, api_key=key) if key else self.who
+        return self.who.with_key(_secret((tab_key or "").strip()))
+
+    @property
+    def hosted(self) -> bool:
+        return self.ctx.hosted
+
+    def unnamed(self, refusal: Refusal) -> Update:
+        """A request that names no visitor: nothing changes, and the page says why."""
+        gr.Warning(str(refusal))
+        return {self.c.status: f"⚠ {refusal}"}
 
     def updates(self, page: view.PageUpdate, download: str | None = None) -> Update:
         """A `PageUpdate` as Gradio component updates; `download` is the shown image under
@@ -587,7 +506,7 @@ class Handlers:
         a generation (`Session.next_is_edit`), with the value brought within it."""
         top = SAFETY_MAX_GENERATE
         if session_id and tab_step:
-            with contextlib.suppress(*_REFUSED):
+            with contextlib.suppress(*REFUSED):
                 who = visitor_from(request, hosted=self.ctx.hosted)
                 session = _seen_from(await self.bridge.load_session(session_id, who), tab_step)
                 top = SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE
@@ -602,7 +521,7 @@ class Handlers:
         """Opening "Rename or delete" fills in the session's name, ready to edit."""
         name = ""
         if session_id:
-            with contextlib.suppress(*_REFUSED):
+            with contextlib.suppress(*REFUSED):
                 who = visitor_from(request, hosted=self.ctx.hosted)
                 name = (await self.bridge.load_session(session_id, who)).name
         return {self.c.session_name: name, self.c.delete_confirm: gr.Group(visible=False)}
@@ -629,7 +548,7 @@ class Handlers:
                 raise Refusal("There is no session to delete.")
             who = visitor_from(request, hosted=self.ctx.hosted)
             session = await self.bridge.load_session(session_id, who)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             sentence = error_sentence(exc)
             gr.Warning(sentence)
             return {self.c.status: f"⚠ {sentence}", self.c.delete_confirm: gr.skip()}

@@ -16,6 +16,7 @@ from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
+from studio.ui.visitor import VisitorMiddleware
 
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
@@ -111,7 +112,11 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "app_kwargs": {
             "middleware": [
                 Middleware(SecurityHeaders),
-                *([Middleware(VisitorGuard, bridge=bridge)] if settings.hosted else []),
+                *(
+                    [Middleware(VisitorMiddleware), Middleware(VisitorGuard, bridge=bridge)]
+                    if settings.hosted
+                    else []
+                ),
             ]
         },
     }

@@ -14,6 +14,7 @@ from studio.config import Secret
 from studio.engine import Engine, RunAPIError, StoreError
 from studio.history import HistoryError, StepState
 from studio.params import EditParams, ParamsError
+from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -305,16 +306,22 @@ async def test_a_refused_pasted_key_says_so_and_leaves_no_failed_step(engine, si
         await engine.check_key(wrong)
     assert "RUNAPI_API_KEY" not in str(refused.value)
     with pytest.raises(RunAPIError, match="the key you pasted"):
-        await engine.submit_edit(session.session_id, EditParams(prompt="x"), api_key=wrong)
+        await engine.submit_edit(
+            session.session_id, EditParams(prompt="x"), visitor=Visitor(api_key=wrong)
+        )
     with pytest.raises(RunAPIError, match="the key you pasted"):
-        await engine.compare(session.session_id, EditParams(prompt="x"), api_key=wrong)
+        await engine.compare(
+            session.session_id, EditParams(prompt="x"), visitor=Visitor(api_key=wrong)
+        )
     assert len((await engine.load_session(session.session_id)).steps) == 1  # the origin only
     assert not [r for r in sim.requests if r.method == "POST"]  # nothing was created
     assert engine.in_memory["visitor_clients"] == 0  # the refused key's client is gone
 
     good = Secret(sim.api_key)  # a key the simulator accepts, pasted by a visitor
     assert await engine.check_key(good) == sim.balance_cents
-    step = await engine.edit(session.session_id, EditParams(prompt="x"), api_key=good)
+    step = await engine.edit(
+        session.session_id, EditParams(prompt="x"), visitor=Visitor(api_key=good)
+    )
     assert step.state is StepState.COMPLETED
     balance_calls = [r for r in sim.requests if r.path.endswith("/me/balance")]
     # The refused key is asked about at each attempt (3); the accepted one once, not per edit.

@@ -8,10 +8,11 @@ from studio.engine import StoreError
 from studio.history import StepState
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import EditParams
+from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
-A, B = "browser:a", "browser:b"
+A, B = Visitor("browser:a"), Visitor("browser:b")
 
 
 @pytest.fixture
@@ -24,44 +25,44 @@ async def engine(sim, clean_env):
 
 async def _session_of(engine, owner):
     image = await engine.read_image(make_image())
-    return await engine.start_session(image, name="mine", owner=owner)
+    return await engine.start_session(image, name="mine", visitor=owner)
 
 
 async def test_another_visitors_session_is_no_such_session_for_every_use(engine, sim):
     session = await _session_of(engine, A)
-    step = await engine.edit(session.session_id, EditParams(prompt="blue"), owner=A)
+    step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=A)
     assert step.state is StepState.COMPLETED
     sid, creates = session.session_id, len(sim.tasks)
     attempts = [
-        engine.load_session(sid, owner=B),
-        engine.submit_edit(sid, EditParams(prompt="red"), owner=B),
-        engine.compare(sid, EditParams(prompt="red"), owner=B),
-        engine.retry(sid, step.step_id, owner=B),
-        engine.keep(sid, step.step_id, owner=B),
-        engine.navigate(sid, lambda s: s.undo(), owner=B),
-        engine.cancel(sid, step.step_id, owner=B),
-        engine.export_session(sid, owner=B),
-        engine.session_version(sid, owner=B),
+        engine.load_session(sid, visitor=B),
+        engine.submit_edit(sid, EditParams(prompt="red"), visitor=B),
+        engine.compare(sid, EditParams(prompt="red"), visitor=B),
+        engine.retry(sid, step.step_id, visitor=B),
+        engine.keep(sid, step.step_id, visitor=B),
+        engine.navigate(sid, lambda s: s.undo(), visitor=B),
+        engine.cancel(sid, step.step_id, visitor=B),
+        engine.export_session(sid, visitor=B),
+        engine.session_version(sid, visitor=B),
     ]
     for attempt in attempts:
         with pytest.raises(StoreError, match="There is no such session"):
             await attempt
     assert len(sim.tasks) == creates  # nothing was created for B
-    assert [s.session_id for s in await engine.list_sessions(B)] == []
-    assert [s.session_id for s in await engine.list_sessions(A)] == [sid]
-    assert await engine.owns_image(step.result.sha256, owner=A)
-    assert not await engine.owns_image(step.result.sha256, owner=B)
-    assert (await engine.load_session(sid, owner=A)).current_step_id == step.step_id
+    assert [s.session_id for s in await engine.list_sessions(visitor=B)] == []
+    assert [s.session_id for s in await engine.list_sessions(visitor=A)] == [sid]
+    assert await engine.owns_image(step.result.sha256, visitor=A)
+    assert not await engine.owns_image(step.result.sha256, visitor=B)
+    assert (await engine.load_session(sid, visitor=A)).current_step_id == step.step_id
 
 
 async def test_past_the_visitors_budget_nothing_is_created_or_stored(engine, sim):
     session = await _session_of(engine, A)
-    await engine.edit(session.session_id, EditParams(prompt="blue", model="max"), owner=A)
+    await engine.edit(session.session_id, EditParams(prompt="blue", model="max"), visitor=A)
     creates = len(sim.tasks)
     with pytest.raises(LimitError, match="today's share"):
-        await engine.submit_edit(session.session_id, EditParams(prompt="red"), owner=A)
+        await engine.submit_edit(session.session_id, EditParams(prompt="red"), visitor=A)
     assert len(sim.tasks) == creates
-    stored = await engine.load_session(session.session_id, owner=A)
+    stored = await engine.load_session(session.session_id, visitor=A)
     assert len(stored.steps) == 2  # the original and the one paid edit
 
 
@@ -73,8 +74,7 @@ async def test_a_visitor_with_their_own_key_is_not_held_to_the_budget(engine, si
         step = await engine.edit(
             session.session_id,
             EditParams(prompt=prompt, model="max"),
-            owner=A,
-            api_key=Secret(sim.api_key),
+            visitor=A.with_key(Secret(sim.api_key)),
         )
         assert step.state is StepState.COMPLETED
 
@@ -91,11 +91,11 @@ async def test_an_upload_past_the_visitors_share_of_disk_is_refused_and_stores_n
     engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
     try:
         first = await engine.read_image(first_data)
-        await engine.start_session(first, name="one", owner=A)
+        await engine.start_session(first, name="one", visitor=A)
         big = await engine.read_image(big_data)
         with pytest.raises(LimitError, match="does not fit"):
-            await engine.start_session(big, name="two", owner=A)
-        assert len(await engine.list_sessions(A)) == 1
-        await engine.start_session(big, name="theirs", owner=B)  # B has a share of their own
+            await engine.start_session(big, name="two", visitor=A)
+        assert len(await engine.list_sessions(visitor=A)) == 1
+        await engine.start_session(big, name="theirs", visitor=B)  # B has a share of their own
     finally:
         await engine.aclose()
