@@ -17,7 +17,11 @@ from typing import Any
 
 from studio.bench.rig import machine
 
-SECTIONS = ("poll", "compare", "load", "intake", "cold")
+SECTIONS = ("poll", "process", "compare", "load", "intake", "cold")
+# The process row's tasks: real seconds (a process's start does not scale with --scale).
+PROCESS_TASK_S = 4.0
+# Edits sent at once in the load row (each a burst of its own), unless --edits says otherwise.
+LOAD_SIZES = (100, 500)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -25,8 +29,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from studio.simulator import Simulator
 
     only = set(args.only or SECTIONS)
+    load_sizes = LOAD_SIZES if args.edits is None else (args.edits,)
     if args.edits is None:
-        args.edits = 500 if args.drill else 100
+        args.edits = 500
     report: dict[str, Any] = {"machine": machine(), "scale": args.scale}
     say = _say(args.quiet)
     started = time.monotonic()
@@ -46,7 +51,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 for kill in (False, True)
             ]
         else:
-            report |= _measure(sim, args, only, say)
+            report |= _measure(sim, args, only, say, load_sizes)
     except RuntimeError as exc:  # a missing optional dependency, or a child that did not start
         sys.stderr.write(f"kontext-studio: error: {exc}\n")
         return 1
@@ -59,7 +64,9 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(sim: Any, args: argparse.Namespace, only: set[str], say: Any) -> dict[str, Any]:
+def _measure(
+    sim: Any, args: argparse.Namespace, only: set[str], say: Any, load_sizes: tuple[int, ...]
+) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if "poll" in only:
         from studio.bench.poll import run_poll
@@ -68,18 +75,27 @@ def _measure(sim: Any, args: argparse.Namespace, only: set[str], say: Any) -> di
         report["poll"] = asyncio.run(
             run_poll(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
         )
+    if "process" in only:
+        from studio.bench.process import run_processes
+
+        say("Process: one edit per new process, the CLI beside an SDK script")
+        report["process"] = run_processes(
+            sim, task_s=PROCESS_TASK_S, runs=args.rounds, model="pro", say=say
+        )
     if "compare" in only:
         from studio.bench.poll import run_compare
 
         say("Compare: pro and max side by side")
         report["compare"] = asyncio.run(
-            run_compare(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
+            run_compare(
+                sim, scale=args.scale, rounds=args.rounds, warmup=max(3, args.warmup), say=say
+            )
         )
     if "load" in only:
         from studio.bench.load import run_load
 
-        say(f"Load: {args.edits} edits at once through the studio")
-        report["load"] = run_load(sim, edits=args.edits, pages=args.pages, task_s=3.0, say=say)
+        say(f"Load: {' then '.join(map(str, load_sizes))} edits at once through the studio")
+        report["load"] = run_load(sizes=load_sizes, pages=args.pages, task_s=3.0, say=say)
     if "intake" in only:
         from studio.bench.intake import run_intake
 
@@ -124,6 +140,16 @@ def format_report(report: dict[str, Any]) -> str:
                 f"| {_range(delay, '.0f', 1000)} | {_range(reads, '.0f')} |"
             )
         lines.append("")
+    if process := report.get("process"):
+        pairs = zip(process["studio_wall_s"], process["sdk_wall_s"], strict=True)
+        walls = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
+        lines += [
+            f"One edit per new process ({process['model']}, {process['task_s']:g} s tasks, a "
+            f"{process['source'][0]}x{process['source'][1]} PNG, one data directory from "
+            f"empty): wall seconds, CLI/SDK script, in order: {walls}. The CLI's wall beyond "
+            f"the step's own time: {_range(process['cli_overhead_s'], '.2f')} s.",
+            "",
+        ]
     if compare := report.get("compare"):
         lines += [
             f"Compare: pro ({compare['pro_task_s']:g} s) and max ({compare['max_task_s']:g} s) "
@@ -133,17 +159,31 @@ def format_report(report: dict[str, Any]) -> str:
             "",
         ]
     if load := report.get("load"):
-        idle = load["idle"]
-        per_page = (
-            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)"
-            if idle.get("pages")
-            else f"idle pages not measured ({idle.get('skipped', 'none asked')})"
-        )
-        overhead = load["overhead_s"]
         lines += [
-            f"Load: {load['edits']} edits at once ({load['task_s']:g} s tasks): overhead median "
-            f"{overhead['median']:.2f} s, p95 {overhead['p95']:.2f} s, {load['failed']} failed; "
-            f"studio peak RSS {load['peak_rss_mb']:.0f} MB; {per_page}.",
+            f"Load: edits sent at once to `/edit_image` ({load['task_s']:g} s tasks; the studio, "
+            "the simulator and a raw-HTTP client each in its own process), after "
+            "4 one at a time. Overhead is the time to result beyond the task.",
+            "",
+            "| edits | failed | overhead median | p95 | studio CPU / edit | its floor | "
+            "simulator CPU / edit | client CPU / edit | studio peak RSS | load average |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in load["rows"]:
+            overhead = row["overhead_s"]
+            lines.append(
+                f"| {row['edits']} | {row['failed']} | {overhead['median']:.2f} s "
+                f"| {overhead['p95']:.2f} s | {row['studio_cpu_per_edit_s'] * 1000:.0f} ms "
+                f"| {row['studio_floor_s']:.2f} s "
+                f"| {row['simulator_cpu_per_edit_s'] * 1000:.0f} ms "
+                f"| {row['client_cpu_per_edit_s'] * 1000:.0f} ms | {row['peak_rss_mb']:.0f} MB "
+                f"| {row['load_average']:.1f} |"
+            )
+        idle = load["idle"]
+        lines += [
+            "",
+            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)."
+            if idle.get("pages")
+            else f"Idle pages not measured ({idle.get('skipped', 'none asked')}).",
             "",
         ]
     if intake := report.get("intake"):

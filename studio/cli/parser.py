@@ -279,12 +279,15 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
     )
     bench.add_argument("--rounds", type=int, default=5, help="measured rounds per case (default 5)")
     bench.add_argument(
-        "--warmup", type=int, default=10, help="edits the studio learns from first (default 10)"
+        "--warmup",
+        type=int,
+        default=0,
+        help="uncounted edits after each poll case's first three (default 0; compare: 3 at least)",
     )
     bench.add_argument(
         "--only",
         action="append",
-        choices=["poll", "compare", "load", "intake", "cold"],
+        choices=["poll", "process", "compare", "load", "intake", "cold"],
         help="run only this section (repeatable)",
     )
     bench.add_argument(
