@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import json
 import math
+import statistics
 import sys
 import time
 from typing import Any
 
 from studio.bench.rig import machine
 
-SECTIONS = ("poll", "process", "compare", "load", "intake", "cold")
+SECTIONS = ("poll", "process", "compare", "load", "page", "intake", "cold")
 # The process row's tasks: real seconds (a process's start does not scale with --scale).
 PROCESS_TASK_S = 4.0
 # Edits sent at once in the load row (each a burst of its own), unless --edits says otherwise.
@@ -96,6 +97,11 @@ def _measure(
 
         say(f"Load: {' then '.join(map(str, load_sizes))} edits at once through the studio")
         report["load"] = run_load(sizes=load_sizes, pages=args.pages, task_s=3.0, say=say)
+    if "page" in only:
+        from studio.bench.page import run_page
+
+        say("Page: load to usable beside bare Gradio, Enter to feedback")
+        report["page"] = run_page(args.rounds, say)
     if "intake" in only:
         from studio.bench.intake import run_intake
 
@@ -186,6 +192,23 @@ def format_report(report: dict[str, Any]) -> str:
             else f"Idle pages not measured ({idle.get('skipped', 'none asked')}).",
             "",
         ]
+    if page := report.get("page"):
+        if "skipped" in page:
+            lines += [f"Page: not measured ({page['skipped']}).", ""]
+        else:
+            lines += [
+                f"Page (headless Chromium, a new context each time): load to a usable page "
+                f"{_range(page['load_s'], '.2f')} s, a bare Gradio Blocks page "
+                f"{_range(page['bare_load_s'], '.2f')} s: {page['load_ratio']:.2f}x; Enter to the "
+                f"first visible change {_range(page['enter_to_feedback_s'], '.3f')} s"
+                + (
+                    f" ({page['no_feedback']} without any within 30 s)"
+                    if page["no_feedback"]
+                    else ""
+                )
+                + ".",
+                "",
+            ]
     if intake := report.get("intake"):
         lines += [
             f"Intake: a {intake['megapixels']:g} MP JPEG ({intake['file_mb']:.1f} MB) accepted "
@@ -198,7 +221,9 @@ def format_report(report: dict[str, Any]) -> str:
         top = ", ".join(f"{name} {s:.2f} s" for name, s in list(cold["top_imports_s"].items())[:4])
         lines += [
             f"Cold start: {cold['seconds']:.1f} s from the command to a page that answers "
-            f"(median of {len(cold['all_s'])}); imports {cold['imports_s']:.1f} s of a profiled "
+            f"(median of {len(cold['all_s'])}), {cold['ratio']:.2f}x a bare Gradio Blocks app "
+            f"started the same way ({statistics.median(cold['bare_gradio_s']):.1f} s); "
+            f"imports {cold['imports_s']:.1f} s of a profiled "
             f"{cold['profiled_s']:.1f} s: {top}.",
             "",
         ]

@@ -34,9 +34,10 @@ def run_load(
     pages: int,
     task_s: float,
     say: Callable[[str], None],
+    warmup: int = LOAD_WARMUP,
 ) -> dict[str, Any]:
-    """For each of `sizes`, that many edits sent at once through `/edit_image`, after a few one
-    at a time to learn from; then idle pages. One studio, one simulator for the whole row."""
+    """For each of `sizes`, that many edits sent at once through `/edit_image`, after `warmup`
+    one at a time to learn from; then idle pages. One studio, one simulator for the whole row."""
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         source = Path(tmp) / "source.png"
         source.write_bytes(photo(640, 480))
@@ -47,8 +48,8 @@ def run_load(
         )
         try:
             start_s = studio.start()
-            say(f"  load: studio up in {start_s:.1f} s; {LOAD_WARMUP} edits to learn from")
-            for _ in range(LOAD_WARMUP):
+            say(f"  load: studio up in {start_s:.1f} s; {warmup} edits to learn from")
+            for _ in range(warmup):
                 run_client(studio.url, 1, source)
             rows = []
             for edits in sizes:

@@ -11,7 +11,7 @@ import base64
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -186,12 +186,21 @@ def rows(samples: list[Sample], label: str) -> list[dict[str, Any]]:
 
 # Task durations of the poll rows (seconds, before --scale): the issue's 2, 4, 7 and 15 s.
 POLL_TASKS_S = (2.0, 4.0, 7.0, 15.0)
+POLL_CASES: tuple[tuple[Model, float], ...] = tuple(
+    (model, seconds) for model in ("pro", "max") for seconds in POLL_TASKS_S
+)
 # Edits of a model before its schedule leaves the prior (`policy.LEARN_MIN_SAMPLES`).
 FIRST_EDITS = 3
 
 
 async def run_poll(
-    sim: Simulator, *, scale: float, rounds: int, warmup: int, say: Callable[[str], None]
+    sim: Simulator,
+    *,
+    scale: float,
+    rounds: int,
+    warmup: int,
+    say: Callable[[str], None],
+    cases: Sequence[tuple[Model, float]] = POLL_CASES,
 ) -> dict[str, Any]:
     """Side by side with the SDK, from a fresh data directory for each model and duration: the
     first three edits (the prior), then `rounds` more (learned); then pro turning 2x slower.
@@ -202,26 +211,25 @@ async def run_poll(
     shift: list[Sample] = []
     try:
         with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
-            for model in ("pro", "max"):
-                for seconds in POLL_TASKS_S:
-                    label = f"{model} {seconds:g} s"
-                    task_s = seconds * scale
-                    sim.latency = profile(task_s, task_s)
-                    side = EngineSide(sim, Path(tmp) / label.replace(" ", "-"), scale)
-                    await side.open()
-                    say(f"  {label}: {FIRST_EDITS} first edits, then {rounds} rounds")
-                    first = await _alternate(side, sdk, model, FIRST_EDITS)
-                    for _ in range(warmup):
-                        await side.edit(model)
-                    learned = await _alternate(side, sdk, model, rounds)
-                    if (model, seconds) == ("pro", 4.0):
-                        say(f"  {label}: every task turns twice as slow, {rounds + 3} rounds")
-                        sim.latency = profile(2 * task_s, 2 * task_s)
-                        shift += await _alternate(side, sdk, model, rounds + 3, sdk_first=False)
-                    await side.aclose()
-                    samples += first + learned
-                    results += rows(first, f"{label}, first {FIRST_EDITS}")
-                    results += rows(learned, f"{label}, then")
+            for model, seconds in cases:
+                label = f"{model} {seconds:g} s"
+                task_s = seconds * scale
+                sim.latency = profile(task_s, task_s)
+                side = EngineSide(sim, Path(tmp) / label.replace(" ", "-"), scale)
+                await side.open()
+                say(f"  {label}: {FIRST_EDITS} first edits, then {rounds} rounds")
+                first = await _alternate(side, sdk, model, FIRST_EDITS)
+                for _ in range(warmup):
+                    await side.edit(model)
+                learned = await _alternate(side, sdk, model, rounds)
+                if (model, seconds) == ("pro", 4.0):
+                    say(f"  {label}: every task turns twice as slow, {rounds + 3} rounds")
+                    sim.latency = profile(2 * task_s, 2 * task_s)
+                    shift += await _alternate(side, sdk, model, rounds + 3, sdk_first=False)
+                await side.aclose()
+                samples += first + learned
+                results += rows(first, f"{label}, first {FIRST_EDITS}")
+                results += rows(learned, f"{label}, then")
     finally:
         sdk.close()
     return {

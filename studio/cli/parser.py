@@ -287,7 +287,7 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
     bench.add_argument(
         "--only",
         action="append",
-        choices=["poll", "process", "compare", "load", "intake", "cold"],
+        choices=["poll", "process", "compare", "load", "page", "intake", "cold"],
         help="run only this section (repeatable)",
     )
     bench.add_argument(
