@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from studio.bench.rig import user_environ
+
 # Seconds a client waits for one edit's events before it counts the edit as failed.
 EDIT_TIMEOUT_S = 900.0
 
@@ -116,7 +118,7 @@ class Party:
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**user_environ(), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "studio.bench.parties", *self._args],
             stdin=subprocess.PIPE,
@@ -152,6 +154,7 @@ def run_client(url: str, count: int, source: Path) -> list[list[Any]]:
     """Run the light client in its own process and return its results."""
     process = subprocess.run(
         [sys.executable, "-m", "studio.bench.parties", "client", url, str(count), str(source)],
+        env=user_environ(),
         capture_output=True,
         text=True,
         check=False,

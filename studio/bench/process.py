@@ -10,7 +10,6 @@ and the simulator's type only.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.bench.poll import SDK_MISSING, profile
-from studio.bench.rig import photo, summary
+from studio.bench.rig import photo, summary, user_environ
 from studio.simulator import Simulator
 
 # About one megapixel, as the CLI target asks.
@@ -56,7 +55,7 @@ def run_processes(
         source = folder / "source.png"
         source.write_bytes(photo(*SOURCE_SIZE))
         env = {
-            **os.environ,
+            **user_environ(),
             "KONTEXT_STUDIO_HOME": str(folder / "home"),
             "RUNAPI_API_KEY": sim.api_key,
             "RUNAPI_BASE_URL": sim.base_url,
