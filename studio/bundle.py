@@ -44,10 +44,16 @@ FORMAT_VERSION = 1
 # The one import cap (the CLI and the page import it from here): a ZIP larger than this is refused
 # before it is opened. A long chain of 1 MP PNGs is about 2 MB a step.
 MAX_BUNDLE_BYTES = 500 * 1024 * 1024
-MAX_STEPS = 5000
+# What one import may hold: no more than edits could have made. 1000 steps is $50 of pro edits,
+# far past a day's work; each step's text is capped as a new edit's is (params.MAX_PROMPT_CHARS),
+# and all of it together at what 1000 edits of a long paragraph (1000 characters) make. Loading
+# a session costs in proportion to its text, and every page of it loads it (issue 21: 4999
+# steps of 4000 characters cost 23.5 MiB a load).
+MAX_STEPS = 1000
+MAX_TEXT_CHARS = 1_000_000
 # Uncompressed caps, checked against each entry's header before it is read and again while it is
-# read (a header can lie). session.json: 5000 steps with 4000-character instructions fit in 32 MiB.
-MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+# read (a header can lie). session.json: 1000 steps with that much text fit in 8 MiB.
+MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_BYTES = MAX_SOURCE_BYTES
 MAX_ENTRIES = MAX_STEPS + 16
 # The error a step gets when it was queued or running at export time: it never runs again.
@@ -262,6 +268,7 @@ def _session_from(
     images: dict[str, BundleImage] = {}
     read: dict[str, ImageRef] = {}
     steps: dict[str, Step] = {}
+    text_chars = 0
     # Parents before children, so each step can be checked against its parent's image and state.
     for number, old in enumerate(_tree_order(parents, root), start=1):
         entry = by_old[old]
@@ -276,6 +283,12 @@ def _session_from(
                 images[read[name].sha256] = BundleImage(data=raw, ref=read[name])
             result = read[name]
         step = _step(entry, number, ids[old], session_id, parent, result, now=now)
+        text_chars += _text_chars(step)
+        if text_chars > MAX_TEXT_CHARS:
+            raise BundleError(
+                f"The export's instructions hold more than {MAX_TEXT_CHARS:,} characters in all;"
+                " a session imports with at most that much text."
+            )
         steps[step.step_id] = step
     ordered = {ids[old]: steps[ids[old]] for old in old_ids}  # the export's own order
     current = document.get("current_step_id")
@@ -294,6 +307,12 @@ def _session_from(
         owner=owner,
     )
     return Bundle(session=session, images=images)
+
+
+def _text_chars(step: Step) -> int:
+    """The text a step holds (instruction, error, link), as stored and loaded with it."""
+    prompt = step.params.prompt if step.params is not None else ""
+    return len(prompt) + len(step.error or "") + len(step.source.link_url or "")
 
 
 def _check_tree(parents: dict[str, str | None]) -> str:

@@ -12,10 +12,8 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -41,14 +39,7 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import (
-    ImageError,
-    SourceImage,
-    check_result,
-    describe,
-    make_thumbnail,
-    open_source,
-)
+from studio.images import ImageError, SourceImage, describe, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
@@ -72,8 +63,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 # What anyone asking for a session that is not theirs is told: the same as for one that does not
 # exist, so that knowing an id reveals nothing.
 NO_SUCH_SESSION = "There is no such session."
-THUMBNAIL_SIDE = 256
-PNG_SIGNATURE = b"\x89PNG"
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
@@ -188,7 +177,7 @@ class Engine:
         origin = None
         if source is not None:
             if self._limits is not None and visitor.owner is not None:
-                held = await asyncio.to_thread(self._uploaded_bytes, visitor.owner)
+                held = await asyncio.to_thread(self._held_bytes, visitor.owner)
                 self._limits.admit_upload(held, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
@@ -237,6 +226,16 @@ class Engine:
             return True
         return await asyncio.to_thread(self._store.owner_holds_image, visitor.owner, sha256)
 
+    async def owned_image_path(self, sha256: str, *, visitor: Visitor = LOCAL) -> Path | None:
+        """The stored file of image `sha256` when `visitor` may see it (`owns_image`), else
+        None."""
+        if not await self.owns_image(sha256, visitor=visitor):
+            return None
+        try:
+            return await asyncio.to_thread(self._store.image_path, sha256)
+        except StoreError:
+            return None
+
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
@@ -267,19 +266,7 @@ class Engine:
         """Remove stored images and thumbnails no session refers to, older than `older_than_s`
         seconds; how many images went. Files a session refers to are never touched."""
 
-        def collect() -> int:
-            removed = self._store.collect_images(older_than_s=older_than_s)
-            keep = self._store.referenced_images()
-            cutoff = time.time() - older_than_s
-            for thumb in self._thumbs_dir.glob("*.*"):
-                sha256 = thumb.name.split(".", 1)[0]
-                if sha256 not in keep and not thumb.name.startswith("."):
-                    with contextlib.suppress(FileNotFoundError):
-                        if thumb.stat().st_mtime < cutoff:
-                            thumb.unlink()
-            return len(removed)
-
-        count = await asyncio.to_thread(collect)
+        count = len(await asyncio.to_thread(self._store.collect_images, older_than_s=older_than_s))
         if count:
             log.info("Removed %d image(s) no session refers to", count)
         return count
@@ -467,8 +454,18 @@ class Engine:
                 have; ImageError: an image in it does not decode as described.
         """
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        if self._limits is not None and visitor.owner is not None:
+            # An import is counted against the visitor's share like an upload: every image it
+            # brings that they do not hold yet, and its text.
+            owner = visitor.owner
+            held = await asyncio.to_thread(self._held_bytes, owner)
+            have = {ref.sha256 for ref in await asyncio.to_thread(self._store.held_images, owner)}
+            new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
+            text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
+            self._limits.admit_upload(held, new + text)
         for image in bundle.images.values():
-            checked = await asyncio.to_thread(check_result, image.data)
+            # An import is anyone's file: decoded in full (a result's CRC check is not enough).
+            checked = await asyncio.to_thread(open_source, image.data)
             ref = image.ref
             if (checked.format, checked.width, checked.height) != (
                 ref.format,
@@ -533,11 +530,15 @@ class Engine:
 
     async def thumbnails(self, refs: list[ImageRef]) -> dict[str, Path]:
         """A small copy of each stored image for history strips (made once), by sha256."""
-        return await asyncio.to_thread(lambda: {r.sha256: self._thumbnail(r) for r in refs})
+        return await asyncio.to_thread(self._store.thumbnails, refs)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
-        return [self._store.images_dir, self._thumbs_dir]
+        return [self._store.images_dir, self._store.thumbs_dir]
+
+    def private_folders(self) -> list[Path]:
+        """The data directory: nothing in it but a visitor's own images is ever served."""
+        return [self._store.home]
 
     async def balance_cents(self, *, visitor: Visitor = LOCAL) -> int | None:
         """The balance of the key that pays for `visitor`'s edits; None for a hosted visitor
@@ -675,28 +676,11 @@ class Engine:
         """The key that pays for `visitor`'s edits: their own, else the server's (None)."""
         return visitor.api_key
 
-    def _uploaded_bytes(self, owner: str) -> int:
-        """Bytes of the originals `owner`'s sessions hold. Blocking: call it in a thread."""
-        paths = (self._store.path_of(ref) for ref in self._store.uploaded_images(owner))
+    def _held_bytes(self, owner: str) -> int:
+        """Bytes of every image `owner`'s sessions hold (uploads, imports and results): their
+        share of the disk. Blocking: call it in a thread."""
+        paths = (self._store.path_of(ref) for ref in self._store.held_images(owner))
         return sum(path.stat().st_size for path in paths if path.exists())
-
-    def _thumbnail(self, ref: ImageRef) -> Path:
-        """A small copy of a stored image, made once. Blocking: call it in a thread."""
-        folder = self._thumbs_dir
-        for suffix in (".jpg", ".png"):
-            if (path := folder / f"{ref.sha256}{suffix}").exists():
-                return path
-        thumb = make_thumbnail(self._store.read_image(ref.sha256), max_side=THUMBNAIL_SIDE)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{ref.sha256}{'.png' if thumb.startswith(PNG_SIGNATURE) else '.jpg'}"
-        tmp = path.with_name(f".{path.name}.{new_id()}.tmp")
-        tmp.write_bytes(thumb)
-        tmp.replace(path)
-        return path
-
-    @property
-    def _thumbs_dir(self) -> Path:
-        return self._store.home / "thumbs"
 
     async def _put_image(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
         return await asyncio.to_thread(

@@ -4,6 +4,7 @@ SHA-256, written atomically. Imports `studio.params`, `studio.history`, sqlite3 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -21,17 +22,28 @@ from pathlib import Path
 from typing import Any
 
 from studio.history import ImageRef, Session, Step, StepSource, StepState
+from studio.images import make_thumbnail
 from studio.params import MODELS, OUTPUT_FORMATS, EditParams
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "studio.db"
 IMAGES_DIR = "images"
+THUMBS_DIR = "thumbs"
+THUMBNAIL_SIDE = 256
+# Thumbnails made in one call at most: a page of a session of a thousand new imported steps
+# must not make a thousand on one request; the rest are made as the page asks again.
+THUMBNAILS_PER_CALL = 48
+_PNG_SIGNATURE = b"\x89PNG"
 # Seconds a writer waits for another process's lock. Writes take milliseconds; this only has to
 # outlast a burst of tabs and a CLI run writing at once.
 BUSY_TIMEOUT_S = 10.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FORMAT = re.compile(r"[a-z0-9]{1,10}")
+# Sessions kept decoded, each with the version it was read at: every open tab, every tick and
+# every call loads its session again, and a session of a thousand steps costs megabytes and tens
+# of milliseconds to decode. Tabs of the same session share one copy, read once per change.
+SESSION_CACHE = 8
 # What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
 _DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -152,10 +164,16 @@ class Store:
         self.home = home
         self.db_path = home / DB_NAME
         self.images_dir = home / IMAGES_DIR
+        self.thumbs_dir = home / THUMBS_DIR
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # session id -> (version, session), most recently used last (`load_session`).
+        self._sessions: collections.OrderedDict[str, tuple[str, Session]] = (
+            collections.OrderedDict()
+        )
+        self._loading: dict[str, threading.Lock] = {}
 
     @classmethod
     def open(
@@ -274,6 +292,40 @@ class Store:
                 with contextlib.suppress(StoreError, FileNotFoundError):
                     self.image_path(sha256).unlink()
 
+    # Thumbnails: small copies for history strips, made once, removed with their image
+
+    def thumbnails(
+        self, refs: Collection[ImageRef], *, most: int = THUMBNAILS_PER_CALL
+    ) -> dict[str, Path]:
+        """The thumbnail of each image that has one, making at most `most` missing ones."""
+        found: dict[str, Path] = {}
+        for ref in refs:
+            if ref.sha256 in found or not _SHA256.fullmatch(ref.sha256):
+                continue
+            for suffix in (".jpg", ".png"):
+                if (path := self.thumbs_dir / f"{ref.sha256}{suffix}").exists():
+                    found[ref.sha256] = path
+                    break
+            else:
+                if most > 0:
+                    with contextlib.suppress(StoreError, OSError):
+                        found[ref.sha256] = self._make_thumbnail(ref.sha256)
+                    most -= 1
+        return found
+
+    def _make_thumbnail(self, sha256: str) -> Path:
+        thumb = make_thumbnail(self.read_image(sha256), max_side=THUMBNAIL_SIDE)
+        self.thumbs_dir.mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
+        path = self.thumbs_dir / f"{sha256}{suffix}"
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            temp.write_bytes(thumb)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return path
+
     # Sessions and steps
 
     def create_session(self, session: Session) -> None:
@@ -365,13 +417,14 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
-    def uploaded_images(self, owner: str) -> list[ImageRef]:
-        """The originals of `owner`'s sessions (what they uploaded or linked), one per image."""
+    def held_images(self, owner: str) -> list[ImageRef]:
+        """Every image `owner`'s sessions hold (originals, imports and results), once each: what
+        counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
                 """SELECT DISTINCT t.result_sha256, t.result_format, t.result_width,
                     t.result_height FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ? AND t.kind = 'origin' AND t.result_sha256 IS NOT NULL""",
+                WHERE s.owner = ? AND t.result_sha256 IS NOT NULL""",
                 (owner,),
             ).fetchall()
         return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
@@ -435,6 +488,14 @@ class Store:
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed.append(sha256)
+        # A thumbnail goes with its image (or when it has none any more).
+        for thumb in self.thumbs_dir.glob("*.*"):
+            sha256 = thumb.name.split(".", 1)[0]
+            if thumb.name.startswith(".") or sha256 in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if sha256 in removed or thumb.stat().st_mtime < cutoff:
+                    thumb.unlink()
         return removed
 
     def session_version(self, session_id: str) -> str | None:
@@ -449,7 +510,42 @@ class Store:
         return None if row is None else str(row[0])
 
     def load_session(self, session_id: str) -> Session:
-        """The session with all its steps, current step and redo stack, as last saved."""
+        """The session with all its steps, current step and redo stack, as last saved.
+
+        Decoded once per version of the session (`SESSION_CACHE`): many tabs or calls loading
+        one session at once wait for a single read (`Session` values are never changed in
+        place, so they share it).
+        """
+        version = self.session_version(session_id)
+        if version is None:
+            raise StoreError("There is no such session.")
+        if (session := self._cached(session_id, version)) is not None:
+            return session
+        with self._lock:
+            loading = self._loading.setdefault(session_id, threading.Lock())
+        with loading:
+            version = self.session_version(session_id)
+            if version is not None and (session := self._cached(session_id, version)) is not None:
+                return session
+            version, session = self._read_session(session_id)
+            with self._lock:
+                self._sessions[session_id] = (version, session)
+                self._sessions.move_to_end(session_id)
+                while len(self._sessions) > SESSION_CACHE:
+                    self._sessions.popitem(last=False)
+                self._loading.pop(session_id, None)
+            return session
+
+    def _cached(self, session_id: str, version: str) -> Session | None:
+        with self._lock:
+            cached = self._sessions.get(session_id)
+            if cached is None or cached[0] != version:
+                return None
+            self._sessions.move_to_end(session_id)
+            return cached[1]
+
+    def _read_session(self, session_id: str) -> tuple[str, Session]:
+        """The session and its version, read in one transaction (so they agree)."""
         with self._read() as db:
             row = db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
             session = row.fetchone()
@@ -458,6 +554,11 @@ class Store:
             rows = db.execute(
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
             ).fetchall()
+        return str(session["updated_at"]), self._decode_session(session_id, session, rows)
+
+    def _decode_session(
+        self, session_id: str, session: sqlite3.Row, rows: list[sqlite3.Row]
+    ) -> Session:
         try:
             steps = {row["step_id"]: _decode_step(row) for row in rows}
             current = session["current_step_id"]

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import gradio as gr
@@ -32,6 +32,7 @@ from studio.history import HistoryError, Step, StepState
 from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
 from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
+from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.visitor import Refusal, visitor_from
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
@@ -108,11 +109,17 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         return await asyncio.to_thread(_read_file, path, settings.max_upload_bytes), None
 
     async def own_image(url: str, caller: Visitor) -> bytes | None:
-        """A stored image named by one of this studio's own URLs, read without a download."""
-        _, _, tail = urlsplit(url).path.partition(FILE_ROUTE)
+        """A stored image named by one of this studio's own URLs (its image address, or a
+        Gradio file URL of a stored file), read without a download."""
+        path = unquote(urlsplit(url).path)
+        _, _, name = path.rpartition(IMAGE_ROUTE)
+        if name and (sha := image_sha(name)) is not None:
+            stored = await bridge.owned_image_path(sha, caller)
+            return None if stored is None else await asyncio.to_thread(stored.read_bytes)
+        _, _, tail = path.partition(FILE_ROUTE)
         if not tail:
             return None
-        return await bridge.stored_image(Path(unquote(tail)), caller)
+        return await bridge.stored_image(Path(tail), caller)
 
     async def follow(step: Step, caller: Visitor, progress: gr.Progress) -> Step:
         """Report each new phase of a running step (pushed by the engine); its final record."""
@@ -136,8 +143,13 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             return session.steps[step.step_id]
 
     def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
-        path = bridge.image_path(step)
-        image_url = None if path is None else f"{_origin(request)}{FILE_ROUTE}{quote(path)}"
+        # The studio's own address for the image: no path of the server in it, and served
+        # only to this caller (ui.guard), who sends the same X-RunAPI-Key (or cookie) for it.
+        image = step.result
+        image_url = None
+        if image is not None:
+            root = settings.root_path.rstrip("/")
+            image_url = f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
         return step_summary(step, image_url=image_url)
 
     def image_of(step: Step) -> str | None:

@@ -308,6 +308,10 @@ class Bridge:
         """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
         return await self._call(self._engine.owns_image(sha256, visitor=who))
 
+    async def owned_image_path(self, sha256: str, who: Visitor) -> Path | None:
+        """The stored file of image `sha256` when `who` may see it, else None."""
+        return await self._call(self._engine.owned_image_path(sha256, visitor=who))
+
     async def balance_cents(self, who: Visitor) -> int | None:
         """The balance of the visitor's own key, or the server's (never a hosted visitor's)."""
         return await self._call(self._engine.balance_cents(visitor=who))
@@ -321,6 +325,10 @@ class Bridge:
     def served_folders(self) -> list[Path]:
         """Folders of the store whose files the page shows."""
         return self._engine.served_folders()
+
+    def private_folders(self) -> list[Path]:
+        """The data directory: of it, only a visitor's own images are ever served."""
+        return self._engine.private_folders()
 
     # -- on the engine's loop -------------------------------------------------------------------
 

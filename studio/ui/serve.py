@@ -107,16 +107,14 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         # Server-side rendering puts a Node proxy in front of Python (and needs Node 24+); the
         # studio gains nothing from it, and its headers come from the Python app.
         "ssr_mode": False,
-        # The headers go outermost, so even the guard's refusals carry them. Hosted: a cookie
-        # names each browser; stored images go only to their owner.
+        # The headers go outermost, so even the guard's refusals carry them. It serves the
+        # studio's image address; hosted, a cookie names each browser and every file goes only
+        # to its owner.
         "app_kwargs": {
             "middleware": [
                 Middleware(SecurityHeaders),
-                *(
-                    [Middleware(VisitorMiddleware), Middleware(VisitorGuard, bridge=bridge)]
-                    if settings.hosted
-                    else []
-                ),
+                *([Middleware(VisitorMiddleware)] if settings.hosted else []),
+                Middleware(VisitorGuard, bridge=bridge, hosted=settings.hosted),
             ]
         },
     }

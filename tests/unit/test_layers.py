@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "runapi": set(),
     "images": {"params"},
     "links": {"images", "params"},
-    "store": {"params", "history"},
+    "store": {"params", "history", "images"},
     "limits": set(),
     "visitor": {"config"},
     "runner": {"config", "params", "history", "images", "links", "store", "runapi"},

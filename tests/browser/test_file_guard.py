@@ -1,0 +1,142 @@
+"""A hosted studio's files, asked for by every spelling of every file route Gradio has: a visitor's
+stored image, its thumbnail and a cached copy reach that visitor only. Raw HTTP on loopback
+(http.client sends a path exactly as written; httpx would tidy it first)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from studio.ui.guard import FILE_ROUTES, IMAGE_ROUTE
+from tests.browser.conftest import running_studio
+from tests.support.engines import make_image
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def hosted(sim, clean_env):
+    with running_studio(
+        sim, clean_env, hosted=True, visitor_budget_cents=100, visitor_keys=True
+    ) as s:
+        yield s
+
+
+def _get(url: str, path: str, *, method: str = "GET", headers: dict[str, str] | None = None):
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=20)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _spellings(path: str) -> list[str]:
+    """Every way of naming `path` (absolute) on Gradio's file routes."""
+    inner = path.lstrip("/")
+    head, _, tail = path.rpartition("/")
+    return [
+        f"/gradio_api/file={path}",
+        f"/gradio_api/file={path}/",
+        f"/gradio_api/file={path}%0A",
+        f"/gradio_api/file={quote(path, safe='')}",
+        f"/gradio_api/file={head}/./{tail}",
+        f"/gradio_api/file={head}/x/../{tail}",
+        f"/gradio_api/file=/{path}",
+        f"/gradio_api/file={path.replace('/', '//')}",
+        f"/gradio_api/file/{path}",
+        f"/gradio_api/file/{path}/",
+        f"/gradio_api/file/{inner}",
+        f"/gradio_api/file/{quote(path, safe='')}",
+        f"/gradio_api/file%3D{quote(path)}",
+        f"/gradio_api/file=/..{path}",
+    ]
+
+
+# Gradio's other routes with a path in the URL: its own bundled assets (each from one folder
+# of the gradio package), and the proxy to apps loaded with gr.load (none here; it refuses any
+# other host).
+NOT_FILES = {"/svelte/{}", "/static/{}", "/assets/{}", "/gradio_api/proxy={}"}
+
+
+def test_gradios_file_routes_are_exactly_the_ones_the_guard_knows(hosted):
+    def shape(route: str) -> str:
+        return re.sub(r"\{[^}:]+:path\}", "{}", route)
+
+    routes = list(hosted.demo.app.routes)
+    for route in list(routes):
+        routes += getattr(getattr(route, "original_router", None), "routes", [])
+    by_path = {shape(r.path) for r in routes if ":path}" in getattr(r, "path", "")}
+    assert by_path - NOT_FILES == {shape(route) for route in FILE_ROUTES}
+
+
+def test_a_visitors_image_thumbnail_and_cached_copy_reach_no_one_else(hosted, sim, tmp_path):
+    owner = {"X-RunAPI-Key": sim.api_key}
+    client = Client(hosted.url, verbose=False, headers=owner)
+    uri = "data:image/png;base64," + base64.b64encode(make_image(64, 48)).decode()
+    _, text = client.predict(uri, "make it blue", "pro", "match", "", api_name="/edit_image")
+    client.close()
+    made = json.loads(text)
+    session = hosted.run(hosted.engine.load_session(made["session_id"]))
+    ref = session.current.result
+    stored = hosted.engine.image_path(ref)
+    (thumb,) = hosted.run(hosted.engine.thumbnails([ref])).values()
+    cached = Path(os.environ["GRADIO_TEMP_DIR"]) / ("c" * 64) / stored.name
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(stored.read_bytes())
+
+    # A stranger with a cookie of its own.
+    stranger = httpx.Client(base_url=hosted.url)
+    stranger.get("/")
+    cookie = "; ".join(f"{k}={v}" for k, v in stranger.cookies.items())
+    assert cookie
+    for path in (stored, thumb, cached):
+        # The owner is served (so each spelling below names a file Gradio would serve)...
+        assert _get(hosted.url, f"/gradio_api/file={path}", headers=owner)[0] == 200
+        for spelling in _spellings(str(path)):
+            for method in ("GET", "HEAD"):
+                status, _ = _get(hosted.url, spelling, method=method, headers={"Cookie": cookie})
+                assert status != 200, f"{method} {spelling}"
+                status, _ = _get(hosted.url, spelling, method=method)
+                assert status != 200, f"{method} {spelling} with no cookie"
+    # Anything else of the data directory is never served, to anyone.
+    db = hosted.settings.home / "studio.db"
+    for spelling in _spellings(str(db))[:3]:
+        assert _get(hosted.url, spelling, headers=owner)[0] != 200
+
+
+def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hosted, sim):
+    owner = {"X-RunAPI-Key": sim.api_key}
+    client = Client(hosted.url, verbose=False, headers=owner)
+    uri = "data:image/png;base64," + base64.b64encode(make_image(64, 48)).decode()
+    _, text = client.predict(uri, "make it blue", "pro", "match", "", api_name="/edit_image")
+    made = json.loads(text)
+    url = made["image_url"]
+    assert urlsplit(url).path.startswith(IMAGE_ROUTE)
+    assert str(hosted.settings.home) not in url
+    assert "/tmp" not in url
+    session = hosted.run(hosted.engine.load_session(made["session_id"]))
+    stored = hosted.image_bytes(session.current.result)
+    assert httpx.get(url, headers=owner).content == stored
+    assert httpx.get(url).status_code == 404
+    stranger = httpx.Client()
+    stranger.get(hosted.url)
+    assert stranger.get(url).status_code == 404
+    # Passed back, the address continues the session from that step.
+    _, text = client.predict(url, "add snow", "pro", "match", "", api_name="/edit_image")
+    assert json.loads(text)["session_id"] == made["session_id"]
+    client.close()
