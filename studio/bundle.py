@@ -22,16 +22,18 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeGuard
 
 from studio.history import (
     MAX_NAME_CHARS,
+    REGION_KINDS,
     UNFINISHED_STATES,
     ImageRef,
     Session,
     Step,
+    StepRegion,
     StepSource,
     StepState,
     new_id,
@@ -120,18 +122,31 @@ def write_bundle(
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         entries = []
+
+        def add(ref: ImageRef, step: Step, index: int, tag: str = "") -> str:
+            name = names.get(ref.sha256)
+            if name is None:
+                name = f"images/{index:03d}-{_slug(step)}{tag}.{_suffix(ref.format)}"
+                names[ref.sha256] = name
+                data = read_image(ref.sha256)
+                if ref.format == "png" and not tag:
+                    data = _with_png_text(data, _png_text(step))
+                archive.writestr(name, data)
+            return name
+
         for index, step in enumerate(keep):
             entry = _step_json(step)
             if step.result is not None:
-                name = names.get(step.result.sha256)
-                if name is None:
-                    name = f"images/{index:03d}-{_slug(step)}.{_suffix(step.result.format)}"
-                    names[step.result.sha256] = name
-                    data = read_image(step.result.sha256)
-                    if step.result.format == "png":
-                        data = _with_png_text(data, _png_text(step))
-                    archive.writestr(name, data)
-                entry["image"] = name
+                entry["image"] = add(step.result, step, index)
+            if step.raw_result is not None:
+                entry["raw_image"] = add(step.raw_result, step, index, "-raw")
+            region = step.region
+            if region is not None and region.mask_sha256 is not None:
+                data = read_image(region.mask_sha256)
+                width, height = struct.unpack(">II", data[16:24])  # the PNG's IHDR
+                mask = ImageRef(sha256=region.mask_sha256, format="png", width=width, height=height)
+                entry["region"]["mask"] = add(mask, step, index, "-mask")
+                entry["region"]["mask_image"] = _ref_json(mask)
             entries.append(entry)
         current = session.current_step_id if session.current_step_id in wanted else None
         document = {
@@ -178,8 +193,22 @@ def read_bundle(data: bytes, *, now: datetime, owner: str | None = None) -> Bund
 
 def chain_params(bundle: Bundle) -> list[EditParams]:
     """The instructions from the origin to the exported current step, in order (for replay)."""
-    session = bundle.session
-    return [s.params for s in session.path() if s.params is not None and s.kind != "origin"]
+    return [params for params, _region, _mask in chain_steps(bundle)]
+
+
+def chain_steps(bundle: Bundle) -> list[tuple[EditParams, StepRegion | None, bytes | None]]:
+    """Each instruction from the origin to the exported current step, in order, with the
+    region it was kept to and, for a drawn mask, the mask's bytes (for replay)."""
+    chain = []
+    for step in bundle.session.path():
+        if step.params is None or step.kind == "origin":
+            continue
+        region, mask = step.region, None
+        if region is not None and region.kind == "mask" and region.mask_sha256 is not None:
+            image = bundle.images.get(region.mask_sha256)
+            mask = image.data if image is not None else None
+        chain.append((step.params, region, mask))
+    return chain
 
 
 def strip_png_text(data: bytes) -> bytes:
@@ -273,16 +302,27 @@ def _session_from(
     for number, old in enumerate(_tree_order(parents, root), start=1):
         entry = by_old[old]
         parent = steps[ids[p]] if (p := parents[old]) is not None else None
-        result = None
-        if (name := entry.get("image")) is not None:
+
+        def image(name: Any, meta: Any, number: int = number) -> ImageRef | None:
+            if name is None:
+                return None
             if not isinstance(name, str):
                 raise _invalid(number, "its image is not named by a file name")
             if name not in read:
                 raw = strip_png_text(reader.read(name, MAX_IMAGE_BYTES, "image " + _short(name)))
-                read[name] = _image_ref(entry.get("result"), raw, number)
+                read[name] = _image_ref(meta, raw, number)
                 images[read[name].sha256] = BundleImage(data=raw, ref=read[name])
-            result = read[name]
+            return read[name]
+
+        result = image(entry.get("image"), entry.get("result"))
+        raw_result = image(entry.get("raw_image"), entry.get("raw_result"))
+        region = _region(entry.get("region"), number, image)
         step = _step(entry, number, ids[old], session_id, parent, result, now=now)
+        if (raw_result is not None or region is not None) and step.kind != "edit":
+            raise _invalid(number, "only an edit can be kept to a region")
+        if raw_result is not None and step.state is not StepState.COMPLETED:
+            raise _invalid(number, "it has the model's own output but did not complete")
+        step = replace(step, region=region, raw_result=raw_result)
         text_chars += _text_chars(step)
         if text_chars > MAX_TEXT_CHARS:
             raise BundleError(
@@ -400,6 +440,42 @@ def _step(
     )
 
 
+def _region(value: Any, number: int, image: Callable[[Any, Any], ImageRef | None]) -> Any:
+    """A step's region as exported, checked; its mask (an image in the ZIP) is read too."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("kind") not in REGION_KINDS:
+        raise _invalid(number, "its region is not one the studio draws")
+    box, drawn_on = value.get("box"), value.get("drawn_on")
+    if box is not None and not (
+        isinstance(box, list)
+        and len(box) == 4
+        and all(_is_int(v) and 0 <= v <= MAX_IMAGE_SIDE for v in box)
+        and box[2] > 0
+        and box[3] > 0
+    ):
+        raise _invalid(number, "its box is not four whole numbers x, y, width and height")
+    if drawn_on is not None and not (
+        isinstance(drawn_on, list) and len(drawn_on) == 2 and all(_is_side(v) for v in drawn_on)
+    ):
+        raise _invalid(number, "its region was drawn on an image of no real size")
+    kind = value["kind"]
+    if (kind == "box") != (box is not None):
+        raise _invalid(number, "its region is a box without one, or the other way round")
+    mask = None
+    if value.get("mask") is not None:
+        ref = image(value["mask"], value.get("mask_image"))
+        mask = ref.sha256 if ref is not None else None
+    if kind == "mask" and mask is None:
+        raise _invalid(number, "its mask is missing")
+    return StepRegion(
+        kind=kind,
+        box=None if box is None else tuple(box),
+        mask_sha256=mask,
+        drawn_on=None if drawn_on is None else tuple(drawn_on),
+    )
+
+
 def _origin_source(value: Any, result: ImageRef | None, number: int) -> StepSource:
     value = value if isinstance(value, dict) else {}
     kind = value.get("kind", "upload" if result is not None else "none")
@@ -417,7 +493,10 @@ def _params(value: Any, *, editing: bool, number: int) -> EditParams:
     if not isinstance(value, dict) or any(name not in value for name in _PARAM_FIELDS):
         raise _invalid(number, "its settings are missing")
     v = {name: value[name] for name in _PARAM_FIELDS}
+    # Exports from before Keep the rest have no keep_rest: off.
+    v["keep_rest"] = value.get("keep_rest", False)
     checks = (
+        isinstance(v["keep_rest"], bool),
         isinstance(v["prompt"], str),
         v["model"] in MODELS,
         v["aspect_ratio"] is None or v["aspect_ratio"] in ASPECT_RATIOS,
@@ -537,7 +616,7 @@ def _short(text: str, limit: int = 60) -> str:
 def _step_json(step: Step) -> dict[str, Any]:
     params = None
     if step.params is not None:
-        params = {name: getattr(step.params, name) for name in _PARAM_FIELDS}
+        params = {name: getattr(step.params, name) for name in (*_PARAM_FIELDS, "keep_rest")}
     entry: dict[str, Any] = {
         "step_id": step.step_id,
         "parent_id": step.parent_id,
@@ -554,13 +633,21 @@ def _step_json(step: Step) -> dict[str, Any]:
         "error": step.error,
     }
     if step.result is not None:
-        entry["result"] = {
-            "sha256": step.result.sha256,
-            "format": step.result.format,
-            "width": step.result.width,
-            "height": step.result.height,
+        entry["result"] = _ref_json(step.result)
+    if step.raw_result is not None:
+        entry["raw_result"] = _ref_json(step.raw_result)
+    region = step.region
+    if region is not None:
+        entry["region"] = {
+            "kind": region.kind,
+            "box": list(region.box) if region.box is not None else None,
+            "drawn_on": list(region.drawn_on) if region.drawn_on is not None else None,
         }
     return entry
+
+
+def _ref_json(ref: ImageRef) -> dict[str, Any]:
+    return {"sha256": ref.sha256, "format": ref.format, "width": ref.width, "height": ref.height}
 
 
 def _ancestors_kept(session: Session, step: Step, wanted: set[str]) -> bool:

@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_params, read_bundle, write_bundle
+from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
 from studio.config import Secret, Settings
 from studio.history import (
     MAX_NAME_CHARS,
@@ -31,6 +32,7 @@ from studio.history import (
     Phase,
     Session,
     Step,
+    StepRegion,
     StepSource,
     StepState,
     StepUpdate,
@@ -42,7 +44,8 @@ from studio.history import (
 from studio.images import ImageError, SourceImage, describe, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError
+from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError, RegionRequest
+from studio.regions import RegionError, fit_box, mask_png, read_mask
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -59,6 +62,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     StoreError,
     RunAPIError,
     LimitError,
+    RegionError,
 )
 # What anyone asking for a session that is not theirs is told: the same as for one that does not
 # exist, so that knowing an id reveals nothing.
@@ -296,16 +300,23 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> Step:
         """Queue an edit after the current step (or after `parent_step_id`) and start it.
 
         Returns the queued step at once; follow it with `watch` or `wait`. Raises `ParamsError`,
-        `HistoryError` or `LimitError` (one plain sentence) when the edit cannot start; then
-        nothing is stored.
+        `HistoryError`, `RegionError` or `LimitError` (one plain sentence) when the edit cannot
+        start; then nothing is stored. With a `region` (or `params.keep_rest`), the step's
+        image is the source outside the region and the model's output inside it.
         """
         await self._clients.require_accepted(self._payer(visitor))
         (step,) = await self._add_steps(
-            session_id, [params], parent_step_id, keep_current=False, visitor=visitor
+            session_id,
+            [params],
+            parent_step_id,
+            keep_current=False,
+            visitor=visitor,
+            region=region,
         )
         self._launch(step, visitor)
         return step
@@ -336,10 +347,11 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> Step:
         """Submit an edit and wait for its final step (completed or failed)."""
         step = await self.submit_edit(
-            session_id, params, parent_step_id=parent_step_id, visitor=visitor
+            session_id, params, parent_step_id=parent_step_id, visitor=visitor, region=region
         )
         return await self.wait(step.step_id)
 
@@ -350,6 +362,7 @@ class Engine:
         *,
         parent_step_id: str | None = None,
         visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
     ) -> tuple[Step, Step]:
         """Queue the same edit on pro and on max, side by side from the same parent.
 
@@ -359,7 +372,12 @@ class Engine:
         await self._clients.require_accepted(self._payer(visitor))
         both = [replace(params, model="pro"), replace(params, model="max")]
         pro, max_ = await self._add_steps(
-            session_id, both, parent_step_id, keep_current=True, visitor=visitor
+            session_id,
+            both,
+            parent_step_id,
+            keep_current=True,
+            visitor=visitor,
+            region=region,
         )
         for step in (pro, max_):
             self._launch(step, visitor)
@@ -498,20 +516,29 @@ class Engine:
         *,
         visitor: Visitor = LOCAL,
         on_step: Callable[[Step], None] | None = None,
+        region: RegionRequest | None = None,
+        keep_rest: bool = False,
     ) -> Session:
         """Apply the instructions of an exported chain, in order, to a new source image.
 
+        Each step is kept to the region it was kept to (a box scaled to the new image, a mask
+        scaled to it, or found again), unless `region` or `keep_rest` is given for every step.
         Stops at the first step that fails; that step stays in the new session's history.
         """
         bundle = await asyncio.to_thread(read_bundle, data, now=self._now())
-        chain = chain_params(bundle)
+        chain = chain_steps(bundle)
         if not chain:
             raise BundleError("The export has no instructions to replay.")
         session = await self.start_session(
             source, name=f"Replay of {bundle.session.name}"[:200], visitor=visitor
         )
-        for params in chain:
-            step = await self.edit(session.session_id, params, visitor=visitor)
+        for params, recorded, mask in chain:
+            again: RegionRequest | StepRegion | None = region
+            if region is None and recorded is not None and recorded.kind != "auto":
+                again = RegionRequest(mask=mask) if recorded.kind == "mask" else recorded
+            if keep_rest:
+                params = replace(params, keep_rest=True)
+            step = await self.edit(session.session_id, params, visitor=visitor, region=again)
             if on_step is not None:
                 on_step(step)
             if step.state is not StepState.COMPLETED:
@@ -631,17 +658,23 @@ class Engine:
         *,
         keep_current: bool,
         visitor: Visitor,
+        region: RegionRequest | StepRegion | None = None,
     ) -> list[Step]:
         """Store one new queued step per `params`, all from the same parent (the current step,
         or `parent_step_id`). The history decides whether each edits or generates and checks
-        the params for that. With `keep_current`, the parent stays current (a compare)."""
+        the params for that. With `keep_current`, the parent stays current (a compare). A
+        region is checked against the parent's image (when it has one yet) first."""
+        mask = None
+        if isinstance(region, RegionRequest) and region.mask is not None:
+            mask = await asyncio.to_thread(read_mask, region.mask)  # refused before anything
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:
                 session = session.make_current(parent_step_id)
+            step_region = await self._step_region(session.next_parent, region, mask)
             at_parent, steps = session, []
             for each in params:
-                session = at_parent.add_step(new_id(), each, self._now())
+                session = at_parent.add_step(new_id(), each, self._now(), region=step_region)
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(session.current)
             self._admit(session, steps, visitor)
@@ -657,6 +690,25 @@ class Engine:
             await asyncio.to_thread(self._store.set_current, session)
         self._runner.signals.notify(session_id)
         return steps
+
+    async def _step_region(
+        self, parent: Step, region: RegionRequest | StepRegion | None, mask: Any
+    ) -> StepRegion | None:
+        """The region to record with a new step after `parent`: a box checked against (and
+        clipped to) the parent's image, or a mask stored as a greyscale PNG. Raises
+        `RegionError` with one sentence. A step typed ahead is checked when it starts."""
+        if region is None or isinstance(region, StepRegion):
+            return region
+        size = None if parent.result is None else (parent.result.width, parent.result.height)
+        if region.box is not None:
+            box = region.box if size is None else fit_box(region.box, *size)
+            return StepRegion(kind="box", box=box, drawn_on=size)
+        if mask is None:
+            return None
+        data = await asyncio.to_thread(mask_png, mask)
+        height, width = mask.shape[:2]
+        ref = await self._put_image(data, "png", width, height)
+        return StepRegion(kind="mask", mask_sha256=ref.sha256, drawn_on=size)
 
     def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
         """In a hosted studio, count these steps against the visitor's caps (or refuse them)."""

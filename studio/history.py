@@ -28,6 +28,9 @@ Phase = Literal[
     "failed",
 ]
 SourceKind = Literal["upload", "link", "step", "none"]
+# How a step's region was given: a mask, a box, or found by the studio ("Keep the rest").
+RegionKind = Literal["mask", "box", "auto"]
+REGION_KINDS: tuple[RegionKind, ...] = ("mask", "box", "auto")
 # Names are shown in lists and file names of exports; this only stops pasted novels.
 MAX_NAME_CHARS = 200
 # The name of a session started with no name; its first instruction names it. Earlier studios
@@ -85,6 +88,22 @@ NO_SOURCE = StepSource(kind="none")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class StepRegion:
+    """Where a step may change its source; everything else is kept from the source.
+
+    `box` is (x, y, w, h) in the pixels of the image it was drawn on, `mask_sha256` a stored
+    greyscale PNG (white: may change) at the size it was given, and `drawn_on` that image's
+    (width, height), so a replay on another image scales either. An "auto" region has no box; its
+    mask is the one the studio found, stored once the step completes.
+    """
+
+    kind: RegionKind
+    box: tuple[int, int, int, int] | None = None
+    mask_sha256: str | None = None
+    drawn_on: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Step:
     """Our durable record of one edit. Never rewritten: only its state advances, into a new value.
 
@@ -110,6 +129,10 @@ class Step:
     cost_cents: int | None = None
     error: str | None = None
     retry_of: str | None = None
+    # The region the edit was kept to (None: the model's output is the step's image), and the
+    # model's own output when the step's image is a blend of it over the source.
+    region: StepRegion | None = None
+    raw_result: ImageRef | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -120,14 +143,31 @@ class Step:
         self._require({StepState.QUEUED}, "start")
         return replace(self, state=StepState.RUNNING, task_id=task_id, submitted_at=_utc(now))
 
-    def complete(self, result: ImageRef, now: datetime, *, cost_cents: int | None = None) -> Step:
-        """running -> completed, with the stored result image and the billed cost."""
+    def complete(
+        self,
+        result: ImageRef,
+        now: datetime,
+        *,
+        cost_cents: int | None = None,
+        raw_result: ImageRef | None = None,
+        found_mask_sha256: str | None = None,
+    ) -> Step:
+        """running -> completed, with the stored result image and the billed cost.
+
+        A step with a region passes the model's own output as `raw_result` (`result` is then the
+        blend), and an "auto" region the mask the studio found.
+        """
         self._require({StepState.RUNNING}, "complete")
         now = _utc(now)
+        region = self.region
+        if region is not None and region.kind == "auto" and found_mask_sha256 is not None:
+            region = replace(region, mask_sha256=found_mask_sha256)
         return replace(
             self,
             state=StepState.COMPLETED,
             result=result,
+            raw_result=raw_result,
+            region=region,
             completed_at=now,
             elapsed_s=self._elapsed_s(now),
             cost_cents=cost_cents,
@@ -316,7 +356,13 @@ class Session:
         return self._output_of(self.next_parent).kind != "none"
 
     def add_step(
-        self, step_id: str, params: EditParams, now: datetime, *, source: StepSource | None = None
+        self,
+        step_id: str,
+        params: EditParams,
+        now: datetime,
+        *,
+        source: StepSource | None = None,
+        region: StepRegion | None = None,
     ) -> Session:
         """Queue a new step after the current one and make it current (this clears redo).
 
@@ -325,11 +371,18 @@ class Session:
         waits for its image (typing ahead). A failed step has no image, so a step added while
         a failed step is current hangs off the failed step's parent instead. `params` are
         validated for what the step is (an edit or a generation): raises `ParamsError`.
+        A `region` (or `params.keep_rest`, which finds one) needs an image to edit.
         """
         parent = self.next_parent
         if source is None:
             source = self._output_of(parent)
         editing = source.kind != "none"
+        if region is None and params.keep_rest:
+            region = StepRegion(kind="auto")
+        if region is not None and not editing:
+            raise HistoryError(
+                "A region or Keep the rest needs an image to edit; there is none to keep."
+            )
         step = Step(
             step_id=step_id,
             session_id=self.session_id,
@@ -339,6 +392,7 @@ class Session:
             source=source,
             state=StepState.QUEUED,
             created_at=_utc(now),
+            region=region,
         )
         return self._with_new_step(step)
 
@@ -357,6 +411,7 @@ class Session:
             state=StepState.QUEUED,
             created_at=_utc(now),
             retry_of=failed.step_id,
+            region=failed.region,
         )
         return self._with_new_step(step)
 

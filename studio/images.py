@@ -244,6 +244,48 @@ def make_thumbnail(data: bytes, *, max_side: int = 256) -> bytes:
         return _encode(im, "JPEG", None, quality=85)
 
 
+def decode_full(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> Image.Image:
+    """The whole image at its own size, upright, as 8-bit RGB or RGBA (RGBA when it has any
+    transparency): the pixels a region edit keeps bit for bit. Same caps as `open_source`.
+
+    Raises:
+        ImageError: for anything that is not a whole, supported image within the caps.
+    """
+    with _decoding():
+        return _decode_upright(_open_header(data, max_bytes), max_side=1 << 30)
+
+
+def decode_grey_and_alpha(data: bytes) -> tuple[Image.Image, Image.Image | None]:
+    """A drawn mask: its luminance (mode L), and its alpha when it has any transparency.
+
+    Raises:
+        ImageError: when `data` is not an image the studio takes.
+    """
+    with _decoding():
+        im = _open_header(data, MAX_SOURCE_BYTES)
+        im.load()
+        upright = ImageOps.exif_transpose(im)
+        alpha = None
+        if upright.has_transparency_data:
+            rgba = upright.convert("RGBA")
+            alpha = rgba.getchannel("A")
+            if alpha.getextrema() == (255, 255):
+                alpha = None
+        if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+            upright = upright.convert("I").point(lambda value: value * (1 / 256))
+        return upright.convert("L"), alpha
+
+
+def encode_image(im: Image.Image, image_format: str, *, compress_level: int = 6) -> bytes:
+    """`im` as PNG (lossless; `compress_level` trades time for size) or as JPEG at quality 95."""
+    buffer = io.BytesIO()
+    if image_format == "png":
+        im.save(buffer, "PNG", compress_level=compress_level)
+    else:
+        im.convert("RGB").save(buffer, "JPEG", quality=95, subsampling=0)
+    return buffer.getvalue()
+
+
 def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
     """Identify `data` from its header without decoding pixels; reject it as early as possible."""
     if not data:

@@ -51,6 +51,9 @@ _FIELD_WORDS = {
     "aspect_ratio": "The aspect ratio",
     "output_format": "The output format",
     "safety_tolerance": "The safety tolerance",
+    "box": "The box",
+    "mask": "The mask",
+    "keep_rest": "Keep the rest",
 }
 
 
@@ -78,6 +81,9 @@ class EditParams:
     enable_translation: bool = True
     enable_prompt_expansion: bool = False
     safety_tolerance: int = 2
+    # "Keep the rest": the step keeps the source outside the region the edit changed (its
+    # region, or, with none, the one the studio finds); never sent to the service.
+    keep_rest: bool = False
 
     def validated(self, *, editing: bool) -> EditParams:
         """Return a copy with the prompt stripped, or raise `ParamsError` naming every bad field."""
@@ -99,6 +105,8 @@ class EditParams:
         if not whole or not 0 <= tolerance <= top:
             mode = "editing" if editing else "generating"
             errors["safety_tolerance"] = [f"must be a whole number from 0 to {top} when {mode}"]
+        if not isinstance(self.keep_rest, bool):
+            errors["keep_rest"] = ["must be true or false"]
         if errors:
             raise ParamsError(errors)
         return replace(self, prompt=prompt)
@@ -117,6 +125,7 @@ def parse_params(
     enable_translation: object = True,
     enable_prompt_expansion: object = False,
     safety_tolerance: object = 2,
+    keep_rest: object = False,
 ) -> EditParams:
     """Loose input (a form, an API call, command-line flags) as `EditParams`, checked.
 
@@ -138,8 +147,41 @@ def parse_params(
         enable_translation=bool(enable_translation),
         enable_prompt_expansion=bool(enable_prompt_expansion),
         safety_tolerance=safety,  # type: ignore[arg-type]
+        keep_rest=bool(keep_rest),
     )
     return params.validated(editing=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRequest:
+    """A region asked for with one edit: a mask (image bytes in any format intake reads;
+    white/opaque = may change) or a box (x, y, w, h in the source's pixels).
+
+    Checked against the source (`studio.regions`) before anything is stored or paid.
+    """
+
+    mask: bytes | None = None
+    box: tuple[int, int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and self.box is not None:
+            raise ParamsError({"box": ["cannot be given with a mask; draw one or the other"]})
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """`"x,y,w,h"` (pixels of the source; spaces allowed) as a tuple, or `ParamsError`."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        x, y, w, h = (int(part) for part in parts)
+    except ValueError:
+        raise ParamsError(
+            {"box": [f"must be four whole numbers x,y,w,h in pixels, not {str(text)[:40]!r}"]}
+        ) from None
+    if w <= 0 or h <= 0:
+        raise ParamsError({"box": ["must have a width and a height above zero"]})
+    if x < 0 or y < 0:
+        raise ParamsError({"box": ["must start inside the image (x and y from 0)"]})
+    return (x, y, w, h)
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:

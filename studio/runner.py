@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from studio.config import Secret
-from studio.history import HistoryError, Phase, Step, StepState, StepUpdate
+from studio.history import HistoryError, ImageRef, Phase, Step, StepState, StepUpdate
 from studio.images import ImageError, check_result, describe, prepare_upload
 from studio.links import is_public_link
 from studio.params import (
@@ -29,6 +29,7 @@ from studio.params import (
     Model,
     nearest_aspect_ratio,
 )
+from studio.regions import RegionError, blend_files, check_region
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
@@ -40,7 +41,7 @@ from studio.runapi import (
     TaskTimeoutError,
     UploadedFile,
 )
-from studio.store import Store
+from studio.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +338,7 @@ class StepRunner:
                     step = await self._await_parent(step)
                 created_at = None  # when a create made here answered: the wait counts from it
                 if step.task_id is None:
+                    await self._check_region(step)
                     step, created_at = await self._submit(step, client)
                 fresh = created_at is not None
                 task = await client.wait_for_task(
@@ -357,7 +359,7 @@ class StepRunner:
             except AuthenticationError as exc:
                 # A visitor's pasted key was refused (revoked since it was checked, say).
                 return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
-            except (RunAPIError, ImageError, HistoryError) as exc:
+            except (RunAPIError, ImageError, HistoryError, RegionError) as exc:
                 return await self._fail(step, str(exc))
             except Exception:
                 log.exception("Step %s failed unexpectedly", step.step_id)
@@ -457,11 +459,82 @@ class StepRunner:
         cost = PRICE_CENTS[_model(step)]
         if task.billing is not None and task.billing.charged_cents is not None:
             cost = task.billing.charged_cents
-        step = step.complete(ref, self._now(), cost_cents=cost)
+        raw, found = None, None
+        if step.region is not None:
+            blended = await self._blend(step, result.data)
+            if blended is not None:
+                raw, (ref, found) = ref, blended
+        step = step.complete(
+            ref, self._now(), cost_cents=cost, raw_result=raw, found_mask_sha256=found
+        )
         run = self._runs.get(step.step_id)
         seen_s = run.seen_s if run is not None else None
         await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
+
+    async def _check_region(self, step: Step) -> None:
+        """Before anything is paid: the step's box or mask must fit its source (a step typed
+        ahead learns its source only now). Raises `RegionError` with one sentence."""
+        region = step.region
+        if region is None or region.kind == "auto" or step.source.image_sha256 is None:
+            return
+        data = await asyncio.to_thread(self._store.read_image, step.source.image_sha256)
+        source = await asyncio.to_thread(describe, data)  # stored: checked when it came in
+        mask = None
+        if region.mask_sha256 is not None:
+            mask = await asyncio.to_thread(self._store.read_image, region.mask_sha256)
+        await asyncio.to_thread(
+            check_region,
+            (source.width, source.height),
+            box=region.box,
+            drawn_on=region.drawn_on,
+            mask=mask,
+        )
+
+    async def _blend(self, step: Step, output: bytes) -> tuple[ImageRef, str | None] | None:
+        """The step's image kept to its region at the source's size (in a worker thread), and
+        the mask found for an "auto" region; None if it cannot be made (the model's output is
+        then the step's image: what was paid for is never lost)."""
+        region, sha = step.region, step.source.image_sha256
+        assert region is not None
+        assert step.params is not None
+        if sha is None:
+            return None
+        try:
+            source = await asyncio.to_thread(self._store.read_image, sha)
+            mask = None
+            if region.kind == "mask" and region.mask_sha256 is not None:
+                mask = await asyncio.to_thread(self._store.read_image, region.mask_sha256)
+            blended = await asyncio.to_thread(
+                blend_files,
+                source,
+                output,
+                image_format=step.params.output_format,
+                box=region.box,
+                drawn_on=region.drawn_on,
+                mask=mask,
+            )
+            ref = await asyncio.to_thread(
+                self._store.put_image,
+                blended.data,
+                format=blended.format,
+                width=blended.width,
+                height=blended.height,
+            )
+            found = None
+            if blended.found_mask is not None:
+                found_ref = await asyncio.to_thread(
+                    self._store.put_image,
+                    blended.found_mask,
+                    format="png",
+                    width=blended.width,
+                    height=blended.height,
+                )
+                found = found_ref.sha256
+            return ref, found
+        except (RegionError, ImageError, StoreError, MemoryError) as exc:
+            log.warning("Step %s kept the model's output: the blend failed (%s)", step.step_id, exc)
+            return None
 
     async def _fail(self, step: Step, message: str) -> Step:
         failed = step.fail(message, self._now(), cost_cents=0)

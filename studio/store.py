@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from studio.history import ImageRef, Session, Step, StepSource, StepState
+from studio.history import REGION_KINDS, ImageRef, Session, Step, StepRegion, StepSource, StepState
 from studio.images import make_thumbnail
 from studio.params import MODELS, OUTPUT_FORMATS, EditParams
 
@@ -130,6 +130,20 @@ def _index_lookups(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX sessions_by_owner ON sessions (owner, updated_at)")
 
 
+def _add_regions(db: sqlite3.Connection) -> None:
+    # A step kept to a region: how the region was given (kind, box, the size it was drawn on),
+    # its mask image, and the model's own output beside the blended result.
+    for column in (
+        "region_json TEXT",
+        "mask_sha256 TEXT",
+        "raw_sha256 TEXT",
+        "raw_format TEXT",
+        "raw_width INTEGER",
+        "raw_height INTEGER",
+    ):
+        db.execute(f"ALTER TABLE steps ADD COLUMN {column}")
+
+
 def _poll_durations(db: sqlite3.Connection) -> None:
     # What the poll schedule learned: seconds from a create's answer to the read that saw the task
     # finished, per model. A step's own elapsed time also holds the upload and the download, so
@@ -147,7 +161,8 @@ def _poll_durations(db: sqlite3.Connection) -> None:
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
-    ("003_poll_durations", _poll_durations),
+    ("003_regions", _add_regions),
+    ("004_poll_durations", _poll_durations),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -285,7 +300,8 @@ class Store:
         with self._write() as db:
             # The write lock is held while the file goes, so no step can start using it meanwhile.
             used = db.execute(
-                "SELECT 1 FROM steps WHERE result_sha256 = ?1 OR source_sha256 = ?1 LIMIT 1",
+                "SELECT 1 FROM steps WHERE result_sha256 = ?1 OR source_sha256 = ?1"
+                " OR raw_sha256 = ?1 OR mask_sha256 = ?1 LIMIT 1",
                 (sha256,),
             ).fetchone()
             if used is None:
@@ -422,9 +438,12 @@ class Store:
         counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT DISTINCT t.result_sha256, t.result_format, t.result_width,
-                    t.result_height FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ? AND t.result_sha256 IS NOT NULL""",
+                """SELECT t.result_sha256, t.result_format, t.result_width, t.result_height
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND t.result_sha256 IS NOT NULL
+                UNION SELECT t.raw_sha256, t.raw_format, t.raw_width, t.raw_height
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL""",
                 (owner,),
             ).fetchall()
         return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
@@ -434,7 +453,8 @@ class Store:
         with self._read() as db:
             row = db.execute(
                 """SELECT 1 FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND (t.result_sha256 = ?2 OR t.source_sha256 = ?2)
+                WHERE s.owner = ?1 AND (t.result_sha256 = ?2 OR t.source_sha256 = ?2
+                    OR t.raw_sha256 = ?2 OR t.mask_sha256 = ?2)
                 LIMIT 1""",
                 (owner, sha256),
             ).fetchone()
@@ -462,11 +482,13 @@ class Store:
                 raise StoreError("There is no such session.")
 
     def referenced_images(self) -> set[str]:
-        """The sha256 of every image a step refers to: as its result or as its source."""
+        """The sha256 of every image a step refers to: its result, source, raw output or mask."""
         with self._read() as db:
             rows = db.execute(
                 "SELECT result_sha256 FROM steps WHERE result_sha256 IS NOT NULL"
                 " UNION SELECT source_sha256 FROM steps WHERE source_sha256 IS NOT NULL"
+                " UNION SELECT raw_sha256 FROM steps WHERE raw_sha256 IS NOT NULL"
+                " UNION SELECT mask_sha256 FROM steps WHERE mask_sha256 IS NOT NULL"
             ).fetchall()
         return {row[0] for row in rows}
 
@@ -775,7 +797,8 @@ _STEP_COLUMNS = (
     "step_id, session_id, parent_id, kind, params_json, source_kind, source_sha256, link_url,"
     " uploaded_url, uploaded_expires_at, state, task_id, result_sha256, result_format,"
     " result_width, result_height, created_at, submitted_at, completed_at, elapsed_s,"
-    " cost_cents, error, retry_of"
+    " cost_cents, error, retry_of, region_json, mask_sha256, raw_sha256, raw_format, raw_width,"
+    " raw_height"
 )
 # What may change as a step advances; the rest is fixed at creation. Finished steps stay put.
 _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
@@ -784,7 +807,10 @@ _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
     result_format = excluded.result_format, result_width = excluded.result_width,
     result_height = excluded.result_height, submitted_at = excluded.submitted_at,
     completed_at = excluded.completed_at, elapsed_s = excluded.elapsed_s,
-    cost_cents = excluded.cost_cents, error = excluded.error
+    cost_cents = excluded.cost_cents, error = excluded.error,
+    mask_sha256 = excluded.mask_sha256, raw_sha256 = excluded.raw_sha256,
+    raw_format = excluded.raw_format, raw_width = excluded.raw_width,
+    raw_height = excluded.raw_height
 WHERE steps.state IN ('queued', 'running')"""
 
 
@@ -795,6 +821,11 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
     image: tuple[object, ...] = (None, None, None, None)
     if result is not None:
         image = (result.sha256, result.format, result.width, result.height)
+    raw: tuple[object, ...] = (None, None, None, None)
+    if step.raw_result is not None:
+        ref = step.raw_result
+        raw = (ref.sha256, ref.format, ref.width, ref.height)
+    region = step.region
     values = (
         *(step.step_id, step.session_id, step.parent_id, step.kind, params),
         *(source.kind, source.image_sha256, source.link_url, source.uploaded_url),
@@ -803,22 +834,54 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
         *image,
         *(_time(step.created_at), _time(step.submitted_at), _time(step.completed_at)),
         *(step.elapsed_s, step.cost_cents, step.error, step.retry_of),
+        _region_json(region),
+        region.mask_sha256 if region is not None else None,
+        *raw,
     )
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
     return db.execute(sql, values).rowcount
 
 
+def _region_json(region: StepRegion | None) -> str | None:
+    if region is None:
+        return None
+    return json.dumps({"kind": region.kind, "box": region.box, "drawn_on": region.drawn_on})
+
+
+def _region_from(text: object, mask_sha256: object) -> StepRegion | None:
+    if text is None:
+        return None
+    values = json.loads(_text(text))
+    box, drawn_on = values.get("box"), values.get("drawn_on")
+    return StepRegion(
+        kind=_choice(values.get("kind"), REGION_KINDS),
+        box=None if box is None else _whole_tuple(box, 4),
+        mask_sha256=_optional_text(mask_sha256),
+        drawn_on=None if drawn_on is None else _whole_tuple(drawn_on, 2),
+    )
+
+
+def _whole_tuple(value: object, length: int) -> Any:
+    if not isinstance(value, list) or len(value) != length:
+        raise TypeError("expected a list of whole numbers")
+    return tuple(_whole(item) for item in value)
+
+
+def _image_ref(row: sqlite3.Row, prefix: str) -> ImageRef | None:
+    if row[f"{prefix}_sha256"] is None:
+        return None
+    return ImageRef(
+        sha256=_text(row[f"{prefix}_sha256"]),
+        format=_text(row[f"{prefix}_format"]),
+        width=_whole(row[f"{prefix}_width"]),
+        height=_whole(row[f"{prefix}_height"]),
+    )
+
+
 def _decode_step(row: sqlite3.Row) -> Step:
     """A step row as a `Step`, every value checked for its type (a row may have been edited)."""
-    result = None
-    if row["result_sha256"] is not None:
-        result = ImageRef(
-            sha256=_text(row["result_sha256"]),
-            format=_text(row["result_format"]),
-            width=_whole(row["result_width"]),
-            height=_whole(row["result_height"]),
-        )
+    result = _image_ref(row, "result")
     elapsed = row["elapsed_s"]
     if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, int | float)):
         raise TypeError("elapsed_s is not a number")
@@ -845,6 +908,8 @@ def _decode_step(row: sqlite3.Row) -> Step:
         cost_cents=None if row["cost_cents"] is None else _whole(row["cost_cents"]),
         error=_optional_text(row["error"]),
         retry_of=_optional_text(row["retry_of"]),
+        region=_region_from(row["region_json"], row["mask_sha256"]),
+        raw_result=_image_ref(row, "raw"),
     )
 
 
@@ -862,6 +927,7 @@ def _params_from_json(text: str | None) -> EditParams | None:
         and params.output_format in OUTPUT_FORMATS
         and isinstance(params.enable_translation, bool)
         and isinstance(params.enable_prompt_expansion, bool)
+        and isinstance(params.keep_rest, bool)
     ):
         raise TypeError("the settings of a step are not readable")
     _whole(params.safety_tolerance)

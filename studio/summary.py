@@ -24,11 +24,19 @@ SUMMARY_KEYS = (
     "cost_cents",
     "error",
     "image_url",
+    "region",
+    "raw_image_url",
 )
 
 
-def step_summary(step: Step, *, image_url: str | None = None) -> dict[str, Any]:
+def step_summary(
+    step: Step, *, image_url: str | None = None, raw_image_url: str | None = None
+) -> dict[str, Any]:
     """The step's summary: ids, state, model, ratio, prompt, seconds, cost, error and image URL.
+
+    `region` is how the edit was kept to a region ("mask", "box", "auto" for Keep the rest with
+    none drawn, else None); `raw_image_url` is where the model's own output can be opened when
+    the step's image is the blend of it over the source (else None).
 
     `aspect_ratio` is the shape of the result when there is one (so "match the source" reads as
     the ratio it matched), else the ratio asked for: "match" for an edit, 1:1 for a generation.
@@ -47,6 +55,8 @@ def step_summary(step: Step, *, image_url: str | None = None) -> dict[str, Any]:
         "cost_cents": step.cost_cents,
         "error": step.error if step.state is StepState.FAILED else None,
         "image_url": image_url,
+        "region": step.region.kind if step.region is not None else None,
+        "raw_image_url": raw_image_url if step.raw_result is not None else None,
     }
 
 

@@ -20,7 +20,7 @@ from studio.config import Settings
 from studio.engine import Engine, Phase, StepUpdate
 from studio.history import Session, Step, StepState
 from studio.images import SourceImage
-from studio.params import EditParams, Model, format_cents, parse_params
+from studio.params import EditParams, Model, RegionRequest, format_cents, parse_box, parse_params
 
 # Session names are shown in lists; a long link or file name is cut to this.
 NAME_CHARS = 80
@@ -72,14 +72,16 @@ class Target:
 
 def plan_edit(args: argparse.Namespace, settings: Settings) -> Job:
     params = _params(args, args.prompt, editing=True)
+    region = _region(args, settings)
     source, target = read_source(args.source, settings), _target(args.output, single=True)
-    return Job(lambda run: _edit(run, source, [params], target))
+    return Job(lambda run: _edit(run, source, [params], target, region))
 
 
 def plan_chain(args: argparse.Namespace, settings: Settings) -> Job:
     chain = [_params(args, prompt, editing=True) for prompt in args.prompts]
+    region = _region(args, settings)
     source, target = read_source(args.source, settings), _target(args.output, single=False)
-    return Job(lambda run: _edit(run, source, chain, target))
+    return Job(lambda run: _edit(run, source, chain, target, region))
 
 
 def plan_generate(args: argparse.Namespace, _settings: Settings) -> Job:
@@ -90,14 +92,26 @@ def plan_generate(args: argparse.Namespace, _settings: Settings) -> Job:
 
 def plan_compare(args: argparse.Namespace, settings: Settings) -> Job:
     params = _params(args, args.prompt, editing=True, model="pro")
+    region = _region(args, settings)
     source, target = read_source(args.source, settings), _target(args.output, single=False)
-    return Job(lambda run: _compare(run, source, params, target))
+    return Job(lambda run: _compare(run, source, params, target, region))
 
 
 def plan_replay(args: argparse.Namespace, settings: Settings) -> Job:
     bundle = read_file(args.bundle, settings.max_upload_bytes * 10, what="export")
+    region = _region(args, settings)
     source, target = read_source(args.source, settings), _target(args.output, single=False)
-    return Job(lambda run: _replay(run, bundle, source, target))
+    return Job(lambda run: _replay(run, bundle, source, target, region, keep_rest=args.keep_rest))
+
+
+def _region(args: argparse.Namespace, settings: Settings) -> RegionRequest | None:
+    """--mask or --box as a region (the mask file read now; whether it is an image with
+    something marked is checked by the engine before anything is paid)."""
+    if getattr(args, "mask", None) is not None:
+        return RegionRequest(mask=read_file(args.mask, settings.max_upload_bytes, what="mask"))
+    if getattr(args, "box", None) is not None:
+        return RegionRequest(box=parse_box(args.box))  # ParamsError: exit 2
+    return None
 
 
 def read_source(value: str, settings: Settings) -> SourceArg:
@@ -135,6 +149,7 @@ def _params(
         model=model if model is not None else args.model,
         aspect_ratio=args.aspect,
         output_format=args.format,
+        keep_rest=getattr(args, "keep_rest", False),
     )
     return params.validated(editing=editing)  # ParamsError: exit 2 before anything is written
 
@@ -192,7 +207,15 @@ async def write_result(
         # A branch of a continued session at the same depth: never write over its sibling.
         path = path.with_stem(f"{path.stem}-{short_id(step.step_id)}")
     await asyncio.to_thread(_write_atomically, path, data)
-    return replace(outcome, path=path.resolve())
+    raw_path = None
+    if step.raw_result is not None:  # kept to a region: the model's own output goes beside it
+        raw = step.raw_result
+        raw_path = path.with_name(
+            f"{path.stem}-raw.{'jpg' if raw.format == 'jpeg' else raw.format}"
+        )
+        await asyncio.to_thread(_write_atomically, raw_path, await run.engine.image_bytes(raw))
+        raw_path = raw_path.resolve()
+    return replace(outcome, path=path.resolve(), raw_path=raw_path)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -230,13 +253,21 @@ def report(run: Run, session_id: str, outcomes: list[StepOutcome], lines: list[s
     return EXIT_FAILED if document["state"] != "completed" else EXIT_OK
 
 
-async def _edit(run: Run, source: SourceArg | None, chain: list[EditParams], target: Target) -> int:
+async def _edit(
+    run: Run,
+    source: SourceArg | None,
+    chain: list[EditParams],
+    target: Target,
+    region: RegionRequest | None = None,
+) -> int:
     name = source.label if source else chain[0].prompt
     session, parent_id, depth = await start_session(run, source, name)
     outcomes: list[StepOutcome] = []
     for number, params in enumerate(chain, start=1):
         # Each step names its parent, so an edit made meanwhile in the browser cannot reroute it.
-        step = await run.engine.submit_edit(session.session_id, params, parent_step_id=parent_id)
+        step = await run.engine.submit_edit(
+            session.session_id, params, parent_step_id=parent_id, region=region
+        )
         label = params.model if len(chain) == 1 else f"step {number}/{len(chain)} {params.model}"
         outcome = await follow(run, step, label)
         outcomes.append(await write_result(run, outcome, target, depth + number))
@@ -246,9 +277,17 @@ async def _edit(run: Run, source: SourceArg | None, chain: list[EditParams], tar
     return report(run, session.session_id, outcomes, [str(o.path) for o in outcomes if o.path])
 
 
-async def _compare(run: Run, source: SourceArg, params: EditParams, target: Target) -> int:
+async def _compare(
+    run: Run,
+    source: SourceArg,
+    params: EditParams,
+    target: Target,
+    region: RegionRequest | None = None,
+) -> int:
     session, parent_id, depth = await start_session(run, source, source.label)
-    pair = await run.engine.compare(session.session_id, params, parent_step_id=parent_id)
+    pair = await run.engine.compare(
+        session.session_id, params, parent_step_id=parent_id, region=region
+    )
     followed = await asyncio.gather(*(follow(run, s, _model(s)) for s in pair))
     outcomes, lines = [], []
     for outcome in followed:
@@ -263,7 +302,15 @@ async def _compare(run: Run, source: SourceArg, params: EditParams, target: Targ
     return report(run, session.session_id, outcomes, lines)
 
 
-async def _replay(run: Run, bundle: bytes, source: SourceArg, target: Target) -> int:
+async def _replay(
+    run: Run,
+    bundle: bytes,
+    source: SourceArg,
+    target: Target,
+    region: RegionRequest | None = None,
+    *,
+    keep_rest: bool = False,
+) -> int:
     image = await start_session_image(run, source)
     finished: list[Step] = []
 
@@ -274,7 +321,9 @@ async def _replay(run: Run, bundle: bytes, source: SourceArg, target: Target) ->
         run.out.progress(label, StepUpdate(step=step, phase=phase, elapsed_s=step.elapsed_s or 0))
 
     run.unfinished.add("replay")  # the engine names each step only once it is done
-    session = await run.engine.replay(bundle, image, on_step=on_step)
+    session = await run.engine.replay(
+        bundle, image, on_step=on_step, region=region, keep_rest=keep_rest
+    )
     run.unfinished.discard("replay")
     outcomes = []
     for number, step in enumerate(finished, start=1):

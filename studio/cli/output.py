@@ -32,6 +32,8 @@ class StepOutcome:
     step: Step
     state: str  # the step's state, or "failed" when the wait gave up while the task runs on
     path: Path | None = None
+    # The model's own output, written beside `path` when the step was kept to a region.
+    raw_path: Path | None = None
 
     @property
     def error(self) -> str | None:
@@ -40,12 +42,14 @@ class StepOutcome:
     def to_json(self) -> dict[str, Any]:
         """The step summary every interface shares, with the written file as its image."""
         image_url = self.path.as_uri() if self.path else None
-        summary = step_summary(self.step, image_url=image_url)
+        raw_url = self.raw_path.as_uri() if self.raw_path else None
+        summary = step_summary(self.step, image_url=image_url, raw_image_url=raw_url)
         return {
             **summary,
             "state": self.state,
             "error": self.error,
             "path": str(self.path) if self.path else None,
+            "raw_path": str(self.raw_path) if self.raw_path else None,
         }
 
 

@@ -118,12 +118,34 @@ def _edit_options(*, model: bool = True) -> CommandParser:
     return options
 
 
+def _region_options() -> CommandParser:
+    options = CommandParser(add_help=False)
+    where = options.add_mutually_exclusive_group()
+    where.add_argument(
+        "--mask",
+        type=Path,
+        metavar="MASK.png",
+        help="change only where this image is white (or opaque); scaled to the source",
+    )
+    where.add_argument(
+        "--box", metavar="X,Y,W,H", help="change only inside this box (pixels of the source)"
+    )
+    options.add_argument(
+        "--keep-rest",
+        action="store_true",
+        help="keep every pixel the edit did not change, at the source's full size (without "
+        "--mask or --box, the studio finds what changed)",
+    )
+    return options
+
+
 def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> None:
     output, source = _output_options(), "an image file, '-' for stdin, or an http(s) link"
+    region = _region_options()
     edit = commands.add_parser(
         "edit",
         help="edit an image (a file or a link) with one instruction",
-        parents=[_edit_options(), output],
+        parents=[_edit_options(), region, output],
         formatter_class=_Formatter,
     )
     edit.add_argument("source", metavar="SOURCE", help=source)
@@ -133,7 +155,7 @@ def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> N
     chain = commands.add_parser(
         "chain",
         help="apply several instructions in turn, each to the previous result",
-        parents=[_edit_options(), output],
+        parents=[_edit_options(), region, output],
         formatter_class=_Formatter,
     )
     chain.add_argument("source", metavar="SOURCE", help=source)
@@ -151,7 +173,7 @@ def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> N
     compare = commands.add_parser(
         "compare",
         help="run one instruction on pro and max side by side",
-        parents=[_edit_options(model=False), output],
+        parents=[_edit_options(model=False), region, output],
         formatter_class=_Formatter,
     )
     compare.add_argument("source", metavar="SOURCE", help=source)
@@ -170,7 +192,7 @@ def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> N
     replay = commands.add_parser(
         "replay",
         help="apply the instructions of an exported session to a new image",
-        parents=[output],
+        parents=[region, output],
         formatter_class=_Formatter,
     )
     replay.add_argument("bundle", metavar="SESSION.zip", type=Path, help="a session export")

@@ -30,7 +30,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import EditParams
+from studio.params import EditParams, RegionRequest
 from studio.ui.view import PageData
 from studio.visitor import LOCAL, Visitor
 
@@ -214,6 +214,7 @@ class Bridge:
         who: Visitor,
         *,
         parent_step_id: str | None = None,
+        region: RegionRequest | None = None,
     ) -> Step:
         """Queue an edit of `parent_step_id` (the step the tab shows; default the current)."""
         return await self._call(
@@ -222,12 +223,20 @@ class Bridge:
                 params,
                 parent_step_id=parent_step_id,
                 visitor=who,
+                region=region,
             )
         )
 
-    async def edit(self, session_id: str, params: EditParams, who: Visitor) -> Step:
+    async def edit(
+        self,
+        session_id: str,
+        params: EditParams,
+        who: Visitor,
+        *,
+        region: RegionRequest | None = None,
+    ) -> Step:
         """Submit an edit and wait for its final step."""
-        return await self._call(self._engine.edit(session_id, params, visitor=who))
+        return await self._call(self._engine.edit(session_id, params, visitor=who, region=region))
 
     async def retry(self, session_id: str, step_id: str, who: Visitor) -> Step:
         """Run a failed step again as a new sibling."""
@@ -240,6 +249,7 @@ class Bridge:
         who: Visitor,
         *,
         parent_step_id: str | None = None,
+        region: RegionRequest | None = None,
     ) -> tuple[Step, Step]:
         return await self._call(
             self._engine.compare(
@@ -247,6 +257,7 @@ class Bridge:
                 params,
                 parent_step_id=parent_step_id,
                 visitor=who,
+                region=region,
             )
         )
 

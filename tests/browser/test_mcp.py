@@ -39,6 +39,8 @@ SUMMARY_KEYS = {
     "cost_cents",
     "error",
     "image_url",
+    "region",
+    "raw_image_url",
 }
 
 

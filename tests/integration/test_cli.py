@@ -181,7 +181,8 @@ def test_json_steps_carry_the_shared_step_summary(cli, sim):
     [step] = result["steps"]
     assert set(step) == {
         "session_id", "step_id", "state", "model", "aspect_ratio", "prompt", "task_id",
-        "seconds", "cost_cents", "error", "image_url", "path",
+        "seconds", "cost_cents", "error", "image_url", "path", "region", "raw_image_url",
+        "raw_path",
     }  # fmt: skip
     assert (step["session_id"], step["aspect_ratio"]) == (result["session_id"], "1:1")
     assert result["simulator"] is False  # a key (here, the test simulator's) is configured

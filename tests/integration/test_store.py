@@ -353,6 +353,12 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "cost_cents",
             "error",
             "retry_of",
+            "region_json",
+            "mask_sha256",
+            "raw_sha256",
+            "raw_format",
+            "raw_width",
+            "raw_height",
         ],
         "poll_durations": ["n", "model", "seconds"],
         "indexes": [

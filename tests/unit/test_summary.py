@@ -38,7 +38,28 @@ def test_a_completed_edit_names_its_ids_cost_seconds_and_the_ratio_it_matched():
         "cost_cents": 10,
         "error": None,
         "image_url": "http://127.0.0.1:7860/x.png",
+        "region": None,  # the model's output is the step's image
+        "raw_image_url": None,
     }
+
+
+def test_a_step_kept_to_a_region_names_it_and_offers_the_models_own_output():
+    started = Session.start("s1", "Holiday", PHOTO, T0, origin_step_id="origin")
+    params = EditParams(prompt="add a hat", keep_rest=True)
+    queued = started.add_step("e1", params, T0).current
+    raw = ImageRef(sha256="c" * 64, format="png", width=1184, height=880)
+    full = ImageRef(sha256="d" * 64, format="png", width=1200, height=900)
+    step = queued.start("task-1", T0).complete(
+        full, T0 + timedelta(seconds=3), cost_cents=5, raw_result=raw, found_mask_sha256="e" * 64
+    )
+    summary = step_summary(step, image_url="/full.png", raw_image_url="/raw.png")
+    assert (summary["region"], summary["image_url"], summary["raw_image_url"]) == (
+        "auto",
+        "/full.png",
+        "/raw.png",
+    )
+    assert step.region is not None
+    assert step.region.mask_sha256 == "e" * 64  # the region found, kept with the step
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,165 @@
+"""Keep the rest, end to end: the engine, a real store, the drifting simulator on loopback.
+
+The simulator's edits come back at about one megapixel, zoomed 2-4 %, shifted, colour-cast and
+changed in one patch (plus its mark and caption), so each test has something real to undo.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.engine import Engine
+from studio.history import StepState
+from studio.params import EditParams, RegionRequest
+from studio.regions import RegionError
+from studio.simulator.render import changed_boxes
+from tests.support.engines import make_engine, make_photo
+
+pytestmark = pytest.mark.anyio
+
+RATIO = "4:3"
+
+
+@pytest.fixture
+async def engine(sim, clean_env):
+    sim.latency = "quick"
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    yield engine
+    await engine.aclose()
+
+
+def _pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _creates(sim) -> int:
+    return sum(1 for r in sim.requests if r.method == "POST" and r.path.endswith("text_to_image"))
+
+
+async def _start(engine: Engine, width: int = 800, height: int = 600):
+    image = await engine.read_image(make_photo(width, height))
+    return await engine.start_session(image, name="photo")
+
+
+async def test_a_box_edit_keeps_every_pixel_outside_the_box_at_the_source_s_full_size(engine):
+    session = await _start(engine, 1600, 1200)  # larger than the model's one megapixel
+    box = (500, 300, 400, 350)
+    step = await engine.edit(
+        session.session_id, EditParams(prompt="add a red hat"), region=RegionRequest(box=box)
+    )
+    assert step.state is StepState.COMPLETED, step.error
+    assert (step.result.width, step.result.height) == (1600, 1200)
+    assert step.raw_result is not None
+    assert step.raw_result.width * step.raw_result.height < 1.1e6  # the model's own output
+    assert step.region is not None
+    assert (step.region.kind, step.region.box) == ("box", box)
+    source = _pixels(await engine.image_bytes(session.origin.result))
+    result = _pixels(await engine.image_bytes(step.result))
+    x, y, w, h = box
+    outside = np.ones(source.shape[:2], bool)
+    outside[y : y + h, x : x + w] = False
+    assert (result[outside] == source[outside]).all()  # bit for bit
+    inside = (result[y : y + h, x : x + w] != source[y : y + h, x : x + w]).any(axis=2)
+    assert inside.mean() > 0.5  # and the edit did land inside the box
+
+
+async def test_a_mask_of_another_size_is_scaled_to_the_source(engine):
+    session = await _start(engine)
+    mask = Image.new("L", (80, 60), 0)
+    mask.paste(255, (20, 15, 60, 45))  # the middle half, at a tenth of the size
+    data = io.BytesIO()
+    mask.save(data, "PNG")
+    step = await engine.edit(
+        session.session_id,
+        EditParams(prompt="make it night"),
+        region=RegionRequest(mask=data.getvalue()),
+    )
+    assert step.state is StepState.COMPLETED, step.error
+    source = _pixels(await engine.image_bytes(session.origin.result))
+    result = _pixels(await engine.image_bytes(step.result))
+    changed = (result != source).any(axis=2)
+    assert not changed[:140].any()
+    assert not changed[:, :190].any()
+    assert changed[150:450, 200:600].mean() > 0.5
+
+
+async def test_five_chained_edits_with_keep_the_rest_leave_the_untouched_pixels_as_they_were(
+    engine,
+):
+    session = await _start(engine)
+    original = _pixels(await engine.image_bytes(session.origin.result))
+    touched = np.zeros(original.shape[:2], bool)
+    prompts = ["add a red hat", "make the car blue", "add a dog", "remove the lamp", "add snow"]
+    for prompt in prompts:
+        step = await engine.edit(session.session_id, EditParams(prompt=prompt, keep_rest=True))
+        assert step.state is StepState.COMPLETED, step.error
+        assert step.region is not None
+        assert step.region.kind == "auto"
+        assert step.region.mask_sha256 is not None  # the region found is kept with the step
+        for x, y, w, h in changed_boxes((800, 600), prompt, RATIO):
+            touched[y : y + h, x : x + w] = True
+    result = _pixels(await engine.image_bytes(step.result))
+    assert result.shape == original.shape
+    same = (result == original).all(axis=2)
+    assert same[~touched].mean() >= 0.99
+
+
+@pytest.mark.parametrize(
+    ("region", "message"),
+    [
+        pytest.param(RegionRequest(box=(900, 10, 50, 50)), "outside the image", id="box-outside"),
+        pytest.param(RegionRequest(mask=b"<html>no</html>"), "not an image", id="not-an-image"),
+        pytest.param("empty", "empty", id="empty-mask"),
+    ],
+)
+async def test_a_bad_region_is_refused_before_anything_is_stored_or_created(
+    engine, sim, region, message
+):
+    if region == "empty":
+        black = io.BytesIO()
+        Image.new("L", (40, 30), 0).save(black, "PNG")
+        region = RegionRequest(mask=black.getvalue())
+    session = await _start(engine)
+    before = _creates(sim)
+    with pytest.raises(RegionError, match=message):
+        await engine.submit_edit(session.session_id, EditParams(prompt="add a hat"), region=region)
+    assert _creates(sim) == before
+    assert len((await engine.load_session(session.session_id)).steps) == 1  # the origin only
+
+
+async def test_export_import_and_replay_keep_the_region(engine, sim):
+    session = await _start(engine)
+    boxed = await engine.edit(
+        session.session_id,
+        EditParams(prompt="add a red hat"),
+        region=RegionRequest(box=(100, 100, 200, 150)),
+    )
+    kept = await engine.edit(session.session_id, EditParams(prompt="add a dog", keep_rest=True))
+    assert kept.state is StepState.COMPLETED, kept.error
+    data = await engine.export_session(session.session_id)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert any(name.endswith("-raw.png") for name in names)  # the model's own output too
+    imported = await engine.import_session(data)
+    steps = {s.params.prompt: s for s in imported.steps.values() if s.params}
+    assert steps["add a red hat"].region == boxed.region
+    assert steps["add a red hat"].raw_result == boxed.raw_result
+    assert steps["add a dog"].region.kind == "auto"
+    for step in steps.values():
+        assert await engine.image_bytes(step.result)  # every image came along
+    # Replayed on a photo twice the size: the box is scaled, the rest found again.
+    bigger = await engine.read_image(make_photo(1600, 1200, seed=3))
+    replayed = await engine.replay(data, bigger)
+    first, second = replayed.path()[1:]
+    assert first.region.kind == "box"
+    assert second.region.kind == "auto"
+    assert (second.result.width, second.result.height) == (1600, 1200)
+    source = _pixels(await engine.image_bytes(replayed.origin.result))
+    result = _pixels(await engine.image_bytes(first.result))
+    outside = np.ones(source.shape[:2], bool)
+    outside[200:500, 200:600] = False  # (100, 100, 200, 150) on an image twice the size
+    assert (result[outside] == source[outside]).all()
