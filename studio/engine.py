@@ -44,8 +44,14 @@ from studio.history import (
 from studio.images import ImageError, SourceImage, describe, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
-from studio.params import MODEL_IDS, PRICE_CENTS, EditParams, ParamsError, RegionRequest
-from studio.regions import RegionError, fit_box, mask_png, read_mask
+from studio.params import (
+    MODEL_IDS,
+    PRICE_CENTS,
+    EditParams,
+    ParamsError,
+    RegionError,
+    RegionRequest,
+)
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -666,6 +672,8 @@ class Engine:
         region is checked against the parent's image (when it has one yet) first."""
         mask = None
         if isinstance(region, RegionRequest) and region.mask is not None:
+            from studio.regions import read_mask  # OpenCV: loaded when a region is first used
+
             mask = await asyncio.to_thread(read_mask, region.mask)  # refused before anything
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
@@ -699,6 +707,8 @@ class Engine:
         `RegionError` with one sentence. A step typed ahead is checked when it starts."""
         if region is None or isinstance(region, StepRegion):
             return region
+        from studio.regions import fit_box, mask_png
+
         size = None if parent.result is None else (parent.result.width, parent.result.height)
         if region.box is not None:
             box = region.box if size is None else fit_box(region.box, *size)

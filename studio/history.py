@@ -371,18 +371,17 @@ class Session:
         waits for its image (typing ahead). A failed step has no image, so a step added while
         a failed step is current hangs off the failed step's parent instead. `params` are
         validated for what the step is (an edit or a generation): raises `ParamsError`.
-        A `region` (or `params.keep_rest`, which finds one) needs an image to edit.
+        A `region` needs an image to edit; `params.keep_rest` finds one when editing (a
+        generation has nothing to keep, so it is ignored there).
         """
         parent = self.next_parent
         if source is None:
             source = self._output_of(parent)
         editing = source.kind != "none"
-        if region is None and params.keep_rest:
+        if region is None and params.keep_rest and editing:
             region = StepRegion(kind="auto")
         if region is not None and not editing:
-            raise HistoryError(
-                "A region or Keep the rest needs an image to edit; there is none to keep."
-            )
+            raise HistoryError("A mask or a box needs an image to edit; there is none here.")
         step = Step(
             step_id=step_id,
             session_id=self.session_id,

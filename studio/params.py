@@ -152,6 +152,11 @@ def parse_params(
     return params.validated(editing=False)
 
 
+class RegionError(ValueError):
+    """A mask or box that cannot be used for its source (`studio.regions` checks them there);
+    `str()` is one sentence."""
+
+
 @dataclass(frozen=True, slots=True)
 class RegionRequest:
     """A region asked for with one edit: a mask (image bytes in any format intake reads;

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from studio.images import ImageError, decode_full, decode_grey_and_alpha, encode_image
+from studio.params import RegionError
 
 # OpenCV's stubs type every array loosely; these name what each holds (uint8 images and masks,
 # float64 matrices).
@@ -47,12 +48,10 @@ ECC_PIXELS = 360_000
 # count as changed, and the smallest change kept (a share of the image).
 CHANGE_LEVEL = 28
 MIN_CHANGE_SHARE = 0.0005
+# Holes inside a change smaller than this share of the image are part of it.
+HOLE_SHARE = 0.02
 # Rows blended at a time at full size (bounds the int32 temporaries).
 BAND_ROWS = 512
-
-
-class RegionError(ValueError):
-    """A mask or box that cannot be used for this source; `str()` is one sentence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,8 +370,30 @@ def find_changes(work: U8, matched: U8, covered: U8) -> U8:
     smallest = MIN_CHANGE_SHARE * changed.size
     keep = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= smallest]
     out: U8 = np.where(np.isin(labels, keep), np.uint8(255), np.uint8(0)).astype(np.uint8)
+    out = _fill_holes(out, HOLE_SHARE * out.size)
     out = cv2.dilate(out, kernel, iterations=2)
     return out
+
+
+def _fill_holes(mask: U8, largest: float) -> U8:
+    """`mask` with its enclosed holes smaller than `largest` pixels filled: an edit that
+    changes an object changes the whole of it, even where a part came out close to before."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        cv2.bitwise_not(mask), connectivity=4
+    )
+    height, width = mask.shape
+    holes = [
+        i
+        for i in range(1, count)
+        if stats[i, cv2.CC_STAT_AREA] < largest
+        and stats[i, cv2.CC_STAT_LEFT] > 0
+        and stats[i, cv2.CC_STAT_TOP] > 0
+        and stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] < width
+        and stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] < height
+    ]
+    if holes:
+        mask = cv2.bitwise_or(mask, np.where(np.isin(labels, holes), 255, 0).astype(np.uint8))
+    return mask
 
 
 # -- the blend ------------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ from studio.params import (
     MODEL_IDS,
     PRICE_CENTS,
     Model,
+    RegionError,
     nearest_aspect_ratio,
 )
-from studio.regions import RegionError, blend_files, check_region
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
@@ -449,13 +449,7 @@ class StepRunner:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
         data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
         result = await asyncio.to_thread(check_result, data)
-        ref = await asyncio.to_thread(
-            self._store.put_image,
-            result.data,
-            format=result.format,
-            width=result.width,
-            height=result.height,
-        )
+        ref = await self._put(result.data, result.format, result.width, result.height)
         cost = PRICE_CENTS[_model(step)]
         if task.billing is not None and task.billing.charged_cents is not None:
             cost = task.billing.charged_cents
@@ -483,6 +477,8 @@ class StepRunner:
         mask = None
         if region.mask_sha256 is not None:
             mask = await asyncio.to_thread(self._store.read_image, region.mask_sha256)
+        from studio.regions import check_region  # OpenCV: loaded when a region is first used
+
         await asyncio.to_thread(
             check_region,
             (source.width, source.height),
@@ -500,6 +496,8 @@ class StepRunner:
         assert step.params is not None
         if sha is None:
             return None
+        from studio.regions import blend_files  # OpenCV: loaded when a region is first used
+
         try:
             source = await asyncio.to_thread(self._store.read_image, sha)
             mask = None
@@ -514,27 +512,20 @@ class StepRunner:
                 drawn_on=region.drawn_on,
                 mask=mask,
             )
-            ref = await asyncio.to_thread(
-                self._store.put_image,
-                blended.data,
-                format=blended.format,
-                width=blended.width,
-                height=blended.height,
-            )
+            size = (blended.width, blended.height)
+            ref = await self._put(blended.data, blended.format, *size)
             found = None
             if blended.found_mask is not None:
-                found_ref = await asyncio.to_thread(
-                    self._store.put_image,
-                    blended.found_mask,
-                    format="png",
-                    width=blended.width,
-                    height=blended.height,
-                )
-                found = found_ref.sha256
+                found = (await self._put(blended.found_mask, "png", *size)).sha256
             return ref, found
         except (RegionError, ImageError, StoreError, MemoryError) as exc:
             log.warning("Step %s kept the model's output: the blend failed (%s)", step.step_id, exc)
             return None
+
+    async def _put(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
+        return await asyncio.to_thread(
+            self._store.put_image, data, format=image_format, width=width, height=height
+        )
 
     async def _fail(self, step: Step, message: str) -> Step:
         failed = step.fail(message, self._now(), cost_cents=0)

@@ -1,6 +1,7 @@
 """`kontext-studio bench`: the numbers in the README's Numbers section, measured on this machine.
 
-Poll (the engine beside the official SDK's `run()`), compare, load, intake, cold start, and with
+Poll (the engine beside the official SDK's `run()`), compare, load, intake, Keep the rest
+(`regions`), cold start, and with
 `--drill` the fault drill. Everything runs on loopback against the simulator. May import
 anything of ours (it is a composition root like `cli`), and `gradio_client`.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from studio.bench.rig import machine
 
-SECTIONS = ("poll", "process", "compare", "load", "page", "intake", "cold")
+SECTIONS = ("poll", "process", "compare", "load", "page", "intake", "regions", "cold")
 # The process row's tasks: real seconds (a process's start does not scale with --scale).
 PROCESS_TASK_S = 4.0
 # Edits sent at once in the load row (each a burst of its own), unless --edits says otherwise.
@@ -107,6 +108,10 @@ def _measure(
 
         say("Intake: a 24-megapixel JPEG")
         report["intake"] = run_intake()
+    if "regions" in only:
+        from studio.bench.regions import run_regions
+
+        report["regions"] = run_regions(sim, say=say)
     if "cold" in only:
         from studio.bench.coldstart import run_cold_start
 
@@ -217,6 +222,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"+{intake['peak_over_base_mb']:.0f} MB.",
             "",
         ]
+    if regions := report.get("regions"):
+        from studio.bench.regions import format_regions
+
+        lines += format_regions(regions)
     if cold := report.get("cold_start"):
         top = ", ".join(f"{name} {s:.2f} s" for name, s in list(cold["top_imports_s"].items())[:4])
         lines += [

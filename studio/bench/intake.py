@@ -6,30 +6,22 @@ what it needs, reads the file, resets its peak, then runs what the engine runs o
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from studio.bench.rig import photo
+from studio.bench.rig import PEAK_PRELUDE, median_child, photo
 
 # 6000 x 4000: a 24-megapixel camera's photo.
 SIZE = (6000, 4000)
-_CHILD = r"""
+_CHILD = (
+    PEAK_PRELUDE
+    + r"""
 import json, sys, time
-from pathlib import Path
 from studio.images import open_source, prepare_upload
 
-def kb(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
 data = Path(sys.argv[1]).read_bytes()
-Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+reset_peak()
 base = kb("VmRSS")
 started = time.perf_counter()
 image = open_source(data)  # the engine's read_image: checks, orientation, mode
@@ -42,6 +34,7 @@ print(json.dumps({
     "upload_bytes": len(prepared.data), "upload_size": [prepared.width, prepared.height],
 }))
 """
+)
 
 
 def run_intake(rounds: int = 3) -> dict[str, Any]:
@@ -49,22 +42,6 @@ def run_intake(rounds: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         path = Path(tmp) / "24mp.jpg"
         path.write_bytes(photo(*SIZE, fmt="JPEG", quality=90))
-        runs = []
-        for _ in range(rounds):
-            out = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(path)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append(json.loads(out.stdout))
+        median = median_child(_CHILD, str(path), rounds=rounds, key="total_s")
         size_mb = path.stat().st_size / 1e6
-    runs.sort(key=lambda run: run["total_s"])
-    median = runs[len(runs) // 2]
-    return {
-        "megapixels": SIZE[0] * SIZE[1] / 1e6,
-        "file_mb": size_mb,
-        **median,
-        "peak_over_base_mb": median["peak_mb"] - median["base_mb"],
-        "total_s_all": [run["total_s"] for run in runs],
-    }
+    return {"megapixels": SIZE[0] * SIZE[1] / 1e6, "file_mb": size_mb, **median}

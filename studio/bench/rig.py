@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import platform
 import signal
@@ -27,6 +28,41 @@ from PIL import Image
 STUDIO_START_TIMEOUT_S = 180.0
 
 
+# The start of a child process that measures its own peak memory: `kb("VmHWM")` after
+# `reset_peak()` is the peak since the reset (Linux's /proc).
+PEAK_PRELUDE = r"""
+from pathlib import Path
+
+def kb(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+def reset_peak():
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+"""
+
+
+def median_child(script: str, argument: str, *, rounds: int, key: str) -> dict[str, Any]:
+    """Run `script` (which prints one JSON object) `rounds` times in fresh processes; the run
+    whose `key` is the median, with every run's `key` under `<key>_all` and its peak memory
+    over the base as `peak_over_base_mb`."""
+    runs = []
+    for _ in range(rounds):
+        out = subprocess.run(
+            [sys.executable, "-c", script, argument], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(out.stdout))
+    runs.sort(key=lambda run: run[key])
+    median: dict[str, Any] = runs[len(runs) // 2]
+    return {
+        **median,
+        "peak_over_base_mb": median["peak_mb"] - median["base_mb"],
+        f"{key}_all": [run[key] for run in runs],
+    }
+
+
 def photo(width: int = 640, height: int = 480, fmt: str = "PNG", **options: Any) -> bytes:
     """A photo-like image (gradients and noise): it compresses like a photo, not a flat fill."""
     size = (width, height)
@@ -37,6 +73,39 @@ def photo(width: int = 640, height: int = 480, fmt: str = "PNG", **options: Any)
     )
     out = io.BytesIO()
     Image.merge("RGB", bands).save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+def scene(width: int = 800, height: int = 600, *, seed: int = 7, fmt: str = "PNG") -> bytes:
+    """A photo-like scene with things in it: soft gradients, a few dozen coloured shapes with
+    hard edges and a little sensor noise (what registration and "what changed" work on); the
+    same bytes for the same arguments."""
+    import numpy as np
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [90 + 80 * x / width, 70 + 100 * y / height, 160 - 60 * (x + y) / (width + height)],
+        axis=2,
+    )
+    del x, y
+    im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    del base
+    draw = ImageDraw.Draw(im)
+    for _ in range(40):
+        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+        w = int(rng.integers(width // 30, width // 8))
+        h = int(rng.integers(height // 30, height // 8))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        if rng.integers(0, 2):
+            draw.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x0 + w, y0 + h), fill=colour)
+    pixels = np.asarray(im).astype(np.int16)
+    pixels += rng.normal(0, 4, pixels.shape).astype(np.int16)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format=fmt)
     return out.getvalue()
 
 

@@ -309,7 +309,7 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
     bench.add_argument(
         "--only",
         action="append",
-        choices=["poll", "process", "compare", "load", "page", "intake", "cold"],
+        choices=["poll", "process", "compare", "load", "page", "intake", "regions", "cold"],
         help="run only this section (repeatable)",
     )
     bench.add_argument(

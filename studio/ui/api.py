@@ -28,8 +28,17 @@ from urllib.request import url2pathname
 import gradio as gr
 
 from studio.config import Settings
-from studio.history import HistoryError, Step, StepState
-from studio.params import ASPECT_RATIOS, MATCH_SOURCE, MODELS, EditParams, parse_params
+from studio.history import HistoryError, ImageRef, Step, StepState
+from studio.params import (
+    ASPECT_RATIOS,
+    MATCH_SOURCE,
+    MODELS,
+    EditParams,
+    ParamsError,
+    RegionRequest,
+    parse_box,
+    parse_params,
+)
 from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
 from studio.ui.guard import IMAGE_ROUTE, image_sha
@@ -142,15 +151,38 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             session = await run(bridge.load_session(step.session_id, caller))
             return session.steps[step.step_id]
 
-    def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
-        # The studio's own address for the image: no path of the server in it, and served
+    async def region_of(mask: str, box: str, caller: Visitor) -> RegionRequest | None:
+        """A mask (an image in any form `image` takes) or a box ("x,y,w,h"), checked for form
+        here and against the source by the engine, before anything is paid."""
+        mask, box = (mask or "").strip(), (box or "").strip()
+        if mask and box:
+            raise gr.Error("Give a mask or a box, not both.", print_exception=False)
+        try:
+            if box:
+                return RegionRequest(box=parse_box(box))
+        except ParamsError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        if not mask:
+            return None
+        data, link = await read_image(mask, caller)
+        if data is None and link is not None:
+            data = await run(bridge.read_link(link))
+        return RegionRequest(mask=data)
+
+    def address(image: ImageRef | None, request: gr.Request | None) -> str | None:
+        # The studio's own address for an image: no path of the server in it, and served
         # only to this caller (ui.guard), who sends the same X-RunAPI-Key (or cookie) for it.
-        image = step.result
-        image_url = None
-        if image is not None:
-            root = settings.root_path.rstrip("/")
-            image_url = f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
-        return step_summary(step, image_url=image_url)
+        if image is None:
+            return None
+        root = settings.root_path.rstrip("/")
+        return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+
+    def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
+        return step_summary(
+            step,
+            image_url=address(step.result, request),
+            raw_image_url=address(step.raw_result, request),
+        )
 
     def image_of(step: Step) -> str | None:
         return bridge.image_path(step)
@@ -161,6 +193,9 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         model: str,
         aspect_ratio: str,
         session_id: str,
+        mask: str,
+        box: str,
+        keep_rest: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented form
     ) -> tuple[str | None, str]:
@@ -174,16 +209,24 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             model: "pro" (5 cents an image) or "max" (10 cents, more faithful on hard edits).
             aspect_ratio: "match" keeps the source's shape (1:1 when generating), or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
             session_id: Continue this session from its current step instead of giving an image; empty for a new session.
+            mask: Optional: change only where this image (in any form image takes; scaled to the source) is white or opaque, keep the rest exactly, at the source's full size; empty for none.
+            box: Optional: change only inside this box, "x,y,w,h" in the source's pixels, and keep the rest exactly; empty for none.
+            keep_rest: Keep every pixel the edit did not change, at the source's full size (with no mask or box, the studio finds what changed).
 
         Returns:
-            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url.
+            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url, region ("mask", "box", "auto" or null) and raw_image_url (the model's own output when the result is kept to a region).
         """
-        params = _params(instruction, model, aspect_ratio)
+        params = _params(instruction, model, aspect_ratio, keep_rest)
         caller = who(request)
+        region = await region_of(mask, box, caller)
         where = await place(image, session_id, instruction, caller)
         step = await run(
             bridge.submit_edit(
-                where.session_id, params, caller, parent_step_id=where.parent_step_id
+                where.session_id,
+                params,
+                caller,
+                parent_step_id=where.parent_step_id,
+                region=region,
             )
         )
         step = await follow(step, caller, progress)
@@ -196,6 +239,9 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         instruction: str,
         model: str,
         aspect_ratio: str,
+        mask: str,
+        box: str,
+        keep_rest: bool,
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's documented form
     ) -> tuple[str | None, str]:
@@ -206,19 +252,36 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             instruction: What to change next and what to keep, in plain English.
             model: "pro" (5 cents an image) or "max" (10 cents, more faithful on hard edits).
             aspect_ratio: "match" keeps the current image's shape, or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
+            mask: Optional: change only where this image (in any form edit_image takes; scaled to the current image) is white or opaque, keep the rest exactly; empty for none.
+            box: Optional: change only inside this box, "x,y,w,h" in the current image's pixels, and keep the rest exactly; empty for none.
+            keep_rest: Keep every pixel the edit did not change, at the image's full size (with no mask or box, the studio finds what changed).
 
         Returns:
-            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url.
+            The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url, region and raw_image_url.
         """
         if not (session_id or "").strip():
             raise gr.Error("Give the session_id of the session to continue.")
-        return await edit_image("", instruction, model, aspect_ratio, session_id, request, progress)
+        return await edit_image(
+            "",
+            instruction,
+            model,
+            aspect_ratio,
+            session_id,
+            mask,
+            box,
+            keep_rest,
+            request,
+            progress,
+        )
 
     async def compare_models(
         image: str,
         instruction: str,
         aspect_ratio: str,
         session_id: str,
+        mask: str,
+        box: str,
+        keep_rest: bool,
         request: gr.Request,
     ) -> tuple[str | None, str | None, str]:
         """Run one instruction on FLUX.1 Kontext pro and max at once, to compare them (15 cents in all).
@@ -230,15 +293,25 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             instruction: What to change and what to keep, in plain English.
             aspect_ratio: "match" keeps the source's shape, or one of 21:9, 16:9, 4:3, 1:1, 3:4, 9:16.
             session_id: Compare from this session's current step instead of giving an image; empty for a new session.
+            mask: Optional: both change only where this image (in any form image takes) is white or opaque, and keep the rest exactly; empty for none.
+            box: Optional: both change only inside this box, "x,y,w,h" in the source's pixels; empty for none.
+            keep_rest: Keep every pixel the edits did not change, at the source's full size.
 
         Returns:
             The pro image, the max image, and JSON with the step summary of each under "pro" and "max".
         """
-        params = _params(instruction, "pro", aspect_ratio)
+        params = _params(instruction, "pro", aspect_ratio, keep_rest)
         caller = who(request)
+        region = await region_of(mask, box, caller)
         where = await place(image, session_id, instruction, caller)
         pair = await run(
-            bridge.compare(where.session_id, params, caller, parent_step_id=where.parent_step_id)
+            bridge.compare(
+                where.session_id,
+                params,
+                caller,
+                parent_step_id=where.parent_step_id,
+                region=region,
+            )
         )
         pro, max_ = await asyncio.gather(*(final(s, caller) for s in pair))
         both = {"pro": summary(pro, request), "max": summary(max_, request)}
@@ -334,21 +407,34 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         step_json = gr.Textbox(label="summary")
         trigger.click(
             edit_image,
-            [_image_in(), _text("instruction"), _model(), _ratio(), _text("session_id", "")],
+            [
+                _image_in(),
+                _text("instruction"),
+                _model(),
+                _ratio(),
+                _text("session_id", ""),
+                *_region_in(),
+            ],
             [result, step_json],
             api_name="edit_image",
             **_EDITS,
         )
         trigger.click(
             continue_session,
-            [_text("session_id"), _text("instruction"), _model(), _ratio()],
+            [_text("session_id"), _text("instruction"), _model(), _ratio(), *_region_in()],
             [result, step_json],
             api_name="continue_session",
             **_EDITS,
         )
         trigger.click(
             compare_models,
-            [_image_in(), _text("instruction"), _ratio(), _text("session_id", "")],
+            [
+                _image_in(),
+                _text("instruction"),
+                _ratio(),
+                _text("session_id", ""),
+                *_region_in(),
+            ],
             [result, max_result, step_json],
             api_name="compare_models",
             **_EDITS,
@@ -411,6 +497,11 @@ def _image_in() -> gr.Textbox:
     return gr.Textbox("", label="image")
 
 
+def _region_in() -> tuple[gr.Textbox, gr.Textbox, gr.Checkbox]:
+    """The optional mask, box and keep_rest of an edit (defaults: none, none, off)."""
+    return _text("mask", ""), _text("box", ""), gr.Checkbox(False, label="keep_rest")
+
+
 def _model() -> gr.Radio:
     return gr.Radio(list(MODELS), value="pro", label="model")
 
@@ -419,10 +510,12 @@ def _ratio() -> gr.Dropdown:
     return gr.Dropdown([MATCH_SOURCE, *ASPECT_RATIOS], value=MATCH_SOURCE, label="aspect_ratio")
 
 
-def _params(instruction: str, model: str, aspect_ratio: str) -> EditParams:
+def _params(instruction: str, model: str, aspect_ratio: str, keep_rest: bool = False) -> EditParams:
     """The edit asked for, checked before anything is stored (nothing changes when refused)."""
     try:
-        return parse_params(instruction, model=model, aspect_ratio=aspect_ratio)
+        return parse_params(
+            instruction, model=model, aspect_ratio=aspect_ratio, keep_rest=bool(keep_rest)
+        )
     except USER_ERRORS as exc:
         raise gr.Error(str(exc), print_exception=False) from None
 

@@ -319,6 +319,12 @@ class Bridge:
         """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
         return await self._call(self._engine.owns_image(sha256, visitor=who))
 
+    async def read_link(self, url: str) -> bytes:
+        """The bytes of the image at a user's link (a mask, say), fetched and checked under
+        the same address rules as a source."""
+        image = await self._call(self._engine.read_link(url))
+        return image.data
+
     async def owned_image_path(self, sha256: str, who: Visitor) -> Path | None:
         """The stored file of image `sha256` when `who` may see it, else None."""
         return await self._call(self._engine.owned_image_path(sha256, visitor=who))

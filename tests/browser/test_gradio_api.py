@@ -78,3 +78,39 @@ def test_a_file_that_is_not_an_image_is_refused_in_one_sentence(client, tmp_path
     page.write_text("<!doctype html><html></html>")
     with pytest.raises(AppError, match="web page"):
         client.predict(str(page), "x", api_name="/edit_image")
+
+
+def test_a_box_edit_from_a_script_keeps_the_rest_and_a_bad_box_is_refused_unpaid(
+    client, studio, sim, tmp_path
+):
+    import numpy as np
+    from gradio_client.exceptions import AppError
+    from PIL import Image
+
+    from tests.support.engines import make_photo
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_photo(800, 600))
+    image, text = client.predict(
+        image=str(photo), instruction="add a hat", box="100,50,300,200", api_name="/edit_image"
+    )
+    step = json.loads(text)
+    assert (step["state"], step["region"]) == ("completed", "box")
+    assert step["raw_image_url"]  # the model's own output, at the studio's own address
+    source = np.asarray(Image.open(photo).convert("RGB"))
+    result = np.asarray(Image.open(image).convert("RGB"))
+    assert result.shape == source.shape  # the photo's own size, not the model's
+    outside = np.ones(source.shape[:2], bool)
+    outside[50:250, 100:400] = False
+    assert (result[outside] == source[outside]).all()
+    raw = client.predict(step["session_id"], api_name="/show_session")
+    assert json.loads(raw)["steps"][1]["raw_image_url"] == step["raw_image_url"]
+    creates = len(sim.tasks)
+    with pytest.raises(AppError, match="outside the image"):
+        client.predict(
+            session_id=step["session_id"],
+            instruction="add a scarf",
+            box="900,700,10,10",
+            api_name="/continue_session",
+        )
+    assert len(sim.tasks) == creates  # refused before anything was created

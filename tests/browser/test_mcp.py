@@ -264,3 +264,21 @@ async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
     assert result.isError
     # Fetched as any link would be, and refused with hosted mode's one sentence for a link.
     assert result.content[0].text == HOSTED_LINK_FAILURE
+
+
+async def test_keep_the_rest_over_mcp_answers_the_photo_at_its_size_and_the_raw_output(
+    mcp_studio, sim
+):
+    from tests.support.engines import make_photo
+
+    image = "data:image/png;base64," + base64.b64encode(make_photo(800, 600)).decode()
+    async with connect(mcp_studio) as mcp:
+        result = await mcp.call_tool(
+            "edit_image", {"image": image, "instruction": "add a hat", "keep_rest": True}
+        )
+    assert not result.isError
+    summary = summary_of(result)
+    assert (summary["region"], summary["state"]) == ("auto", "completed")
+    assert summary["raw_image_url"] != summary["image_url"]
+    (shown,) = images_of(result)
+    assert Image.open(io.BytesIO(shown)).size == (800, 600)

@@ -366,3 +366,47 @@ def test_ctrl_c_leaves_the_step_in_the_history_and_exits_130(env, workdir, sim, 
         store.close()
     assert unfinished.session_id == summary.session_id
     assert unfinished.task_id in sim.tasks
+
+
+def test_box_and_keep_rest_keep_the_photo_at_its_size_and_write_the_raw_output(cli, workdir, sim):
+    from tests.support.engines import make_photo
+
+    (workdir / "big.png").write_bytes(make_photo(1200, 900))
+    mask = Image.new("L", (120, 90), 0)
+    mask.paste(255, (30, 20, 90, 70))
+    mask.save(workdir / "mask.png")
+    edited = json.loads(
+        cli("edit", "big.png", "add a hat", "--box", "100,100,400,300", "--json", "-q").stdout
+    )
+    chained = json.loads(
+        cli(
+            "chain", "big.png", "-p", "add a dog", "-p", "add snow", "--keep-rest", "--json", "-q"
+        ).stdout
+    )
+    masked = json.loads(
+        cli("compare", "big.png", "add a lamp", "--mask", "mask.png", "--json", "-q").stdout
+    )
+    steps = [*edited["steps"], *chained["steps"], *masked["steps"]]
+    assert [s["region"] for s in steps] == ["box", "auto", "auto", "mask", "mask"]
+    for step in steps:
+        assert Image.open(step["path"]).size == (1200, 900)
+        raw = Path(step["raw_path"])
+        assert raw.name.endswith("-raw.png")
+        assert Image.open(raw).size != (1200, 900)  # the model's own, about one megapixel
+        assert step["raw_image_url"] == raw.as_uri()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--box", "10,10,wide,20"], "four whole numbers"),
+        (["--box", "5000,10,20,20"], "outside the image"),
+        (["--mask", "photo.png", "--box", "1,1,2,2"], "not allowed with"),
+    ],
+)
+def test_a_bad_region_exits_2_with_one_sentence_and_creates_nothing(cli, sim, flags, message):
+    creates = len(sim.tasks)
+    done = cli("edit", "photo.png", "add a hat", *flags)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(sim.tasks) == creates

@@ -15,8 +15,7 @@ from PIL import Image
 
 from studio.engine import Engine
 from studio.history import StepState
-from studio.params import EditParams, RegionRequest
-from studio.regions import RegionError
+from studio.params import EditParams, RegionError, RegionRequest
 from studio.simulator.render import changed_boxes
 from tests.support.engines import make_engine, make_photo
 

@@ -49,35 +49,8 @@ def make_image(
 
 
 def make_photo(width: int = 800, height: int = 600, *, seed: int = 7, fmt: str = "PNG") -> bytes:
-    """A photo-like test image: soft gradients, a few dozen coloured shapes with hard edges and
-    a little sensor noise; the same bytes for the same arguments."""
-    import numpy as np
-    from PIL import ImageDraw
+    """A photo-like test image (the bench's `scene`): soft gradients, a few dozen coloured
+    shapes with hard edges and a little sensor noise; the same bytes for the same arguments."""
+    from studio.bench.rig import scene
 
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [
-            90 + 80 * x / width,
-            70 + 100 * y / height,
-            160 - 60 * (x + y) / (width + height),
-        ],
-        axis=2,
-    )
-    im = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    for _ in range(40):
-        x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-        w, h = (
-            int(rng.integers(width // 30, width // 8)),
-            int(rng.integers(height // 30, height // 8)),
-        )
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        if rng.integers(0, 2):
-            draw.ellipse((x0, y0, x0 + w, y0 + h), fill=colour)
-        else:
-            draw.rectangle((x0, y0, x0 + w, y0 + h), fill=colour)
-    pixels = np.asarray(im).astype(np.int16) + rng.normal(0, 4, (height, width, 3)).astype(np.int16)
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, fmt)
-    return buffer.getvalue()
+    return scene(width, height, seed=seed, fmt=fmt)
