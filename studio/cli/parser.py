@@ -310,7 +310,9 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
         "--only",
         action="append",
         choices=["poll", "process", "compare", "load", "page", "intake", "regions", "cold"],
-        help="run only this section (repeatable)",
+        metavar="SECTION",
+        help="run only this section (repeatable): poll, process, compare, load, page, intake, "
+        "regions or cold",
     )
     bench.add_argument(
         "--edits", type=int, help="edits for the load (default 100) or the drill (default 500)"
