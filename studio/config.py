@@ -162,6 +162,13 @@ class Settings:
     visitor_upload_bytes: int = 200 * 1024 * 1024
     # How fast the built-in simulator finishes tasks: "demo", "fast" or "quick" (checked by cli).
     sim_latency: str = "demo"
+    # Gradio's traffic monitoring (`/monitoring`, `/monitoring/summary`: every visitor's request
+    # counts), off unless the host asks for it (KONTEXT_STUDIO_MONITORING=1).
+    monitoring: bool = False
+    # A C2PA certificate chain and private key (PEM, ES256) to sign every result with
+    # (KONTEXT_STUDIO_C2PA_CERT, KONTEXT_STUDIO_C2PA_KEY; needs the `c2pa` extra). None: XMP only.
+    c2pa_cert: Path | None = None
+    c2pa_key: Path | None = None
 
     @property
     def simulator(self) -> bool:
@@ -201,6 +208,11 @@ class Settings:
                 values[name] = _whole(text, variable)
         if latency := env.get("KONTEXT_STUDIO_SIM_LATENCY", "").strip().lower():
             values["sim_latency"] = latency
+        for name in ("c2pa_cert", "c2pa_key"):
+            if path := env.get(f"KONTEXT_STUDIO_{name.upper()}", "").strip():
+                values[name] = Path(path).expanduser()
+        if (monitoring := _flag(env.get("KONTEXT_STUDIO_MONITORING"))) is not None:
+            values["monitoring"] = monitoring
         if scale := env.get("KONTEXT_STUDIO_POLL_SCALE", "").strip():
             values["poll_scale"] = _number(scale, "KONTEXT_STUDIO_POLL_SCALE")
         known = {f.name for f in fields(cls)}

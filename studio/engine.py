@@ -12,8 +12,10 @@ original task instead of charging twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
-from studio.config import Secret, Settings
+from studio.config import Secret, Settings, SettingsError
 from studio.history import (
     MAX_NAME_CHARS,
     UNFINISHED_STATES,
@@ -52,6 +54,7 @@ from studio.params import (
     RegionError,
     RegionRequest,
 )
+from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
 from studio.store import SessionSummary, Store, StoreError
@@ -76,6 +79,9 @@ NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
+# few typos are fine, trying keys in bulk is not).
+KEY_CHECKS_PER_MINUTE = 5
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -102,6 +108,8 @@ class Engine:
         client_for_key: Callable[[str], RunAPIClient] | None = None,
         limits: Limits | None = None,
         schedule: LearnedSchedule | None = None,
+        simulated: bool = False,
+        signer: C2paSigner | None = None,
     ) -> None:
         self._store = store
         # Learns each model's durations; the clients poll on it (see `from_settings`).
@@ -110,10 +118,18 @@ class Engine:
         self._limits = limits
         self._clients = ClientPool(client, client_for_key)
         self._runner = StepRunner(
-            store, self._clients, deadline_s=task_deadline_s, now=now, schedule=self.schedule
+            store,
+            self._clients,
+            deadline_s=task_deadline_s,
+            now=now,
+            schedule=self.schedule,
+            simulated=simulated,
+            signer=signer,
         )
         self._allow_private_links = allow_private_links
         self._now = now
+        # When each named visitor last had a key checked (`check_key`), the last minute's.
+        self._key_checks: dict[str, collections.deque[float]] = {}
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -146,6 +162,8 @@ class Engine:
             client_for_key=client_for,
             limits=Limits(_limit_settings(settings)) if settings.hosted else None,
             schedule=schedule,
+            simulated=settings.simulator,
+            signer=_c2pa_signer(settings),
         )
 
     async def aclose(self) -> None:
@@ -245,6 +263,12 @@ class Engine:
             return await asyncio.to_thread(self._store.image_path, sha256)
         except StoreError:
             return None
+
+    async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
+        """Bytes of every image `visitor`'s sessions hold: their share of the disk in use."""
+        if visitor.owner is None:
+            return 0
+        return await asyncio.to_thread(self._held_bytes, visitor.owner)
 
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
@@ -581,11 +605,31 @@ class Engine:
         balance = await self._clients.get(self._payer(visitor)).get_balance()
         return balance.balance_cents
 
-    async def check_key(self, api_key: Secret) -> int | None:
+    async def check_key(self, api_key: Secret, *, visitor: Visitor = LOCAL) -> int | None:
         """Check a visitor's key with RunAPI (a balance call): the balance in cents, or None
         if its shape is unknown. Raises `AuthenticationError` whose sentence names the pasted
-        key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked."""
+        key when RunAPI refuses it, or another `RunAPIError` when it cannot be asked; a named
+        visitor checks at most `KEY_CHECKS_PER_MINUTE` keys a minute (`LimitError` past it), so
+        the studio cannot be used to try keys against RunAPI."""
+        if visitor.owner is not None:
+            self._count_key_check(visitor.owner)
         return await self._clients.check(api_key)
+
+    def _count_key_check(self, owner: str) -> None:
+        now = time.monotonic()
+        if len(self._key_checks) > 10_000:  # forget visitors idle for a minute
+            for name, times in list(self._key_checks.items()):
+                if not times or now - times[-1] > 60:
+                    del self._key_checks[name]
+        times = self._key_checks.setdefault(owner, collections.deque())
+        while times and now - times[0] > 60:
+            times.popleft()
+        if len(times) >= KEY_CHECKS_PER_MINUTE:
+            raise LimitError(
+                f"You have checked {len(times)} keys in the last minute; wait a minute before "
+                "checking another."
+            )
+        times.append(now)
 
     @property
     def in_memory(self) -> dict[str, int]:
@@ -757,6 +801,16 @@ class Engine:
         return lock
 
 
+def _c2pa_signer(settings: Settings) -> C2paSigner | None:
+    """The host's C2PA signer, when it gave a certificate and key (`Settings.c2pa_cert`)."""
+    if settings.c2pa_cert is None or settings.c2pa_key is None:
+        return None
+    try:
+        return C2paSigner.from_files(settings.c2pa_cert, settings.c2pa_key)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 def _limit_settings(settings: Settings) -> LimitSettings:
     return LimitSettings(
         visitor_budget_cents=settings.visitor_budget_cents,
@@ -774,6 +828,7 @@ __all__ = [
     "AuthenticationError",
     "Engine",
     "ImageError",
+    "LimitError",
     "Phase",
     "RunAPIError",
     "SessionSummary",

@@ -30,6 +30,7 @@ from studio.params import (
     RegionError,
     nearest_aspect_ratio,
 )
+from studio.provenance import C2paSigner, mark, xmp_packet
 from studio.runapi import (
     MAX_RESULT_BYTES,
     AuthenticationError,
@@ -219,9 +220,15 @@ class StepRunner:
         deadline_s: float,
         now: Callable[[], datetime],
         schedule: LearnedSchedule | None = None,
+        simulated: bool = False,
+        signer: C2paSigner | None = None,
     ) -> None:
         self._store = store
+        # Signs a C2PA manifest into each result when the host gave a certificate.
+        self._signer = signer
         self._schedule = schedule
+        # Results are marked as the simulator's, not a model's (`provenance`).
+        self._simulated = simulated
         self._clients = clients
         self._deadline_s = deadline_s
         self._now = now
@@ -449,7 +456,12 @@ class StepRunner:
             return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
         data = await client.download_result(task.image_urls[0], max_bytes=MAX_RESULT_BYTES)
         result = await asyncio.to_thread(check_result, data)
-        ref = await self._put(result.data, result.format, result.width, result.height)
+        ref = await self._put(
+            await self._marked(result.data, result.format, step),
+            result.format,
+            result.width,
+            result.height,
+        )
         cost = PRICE_CENTS[_model(step)]
         if task.billing is not None and task.billing.charged_cents is not None:
             cost = task.billing.charged_cents
@@ -465,6 +477,24 @@ class StepRunner:
         seen_s = run.seen_s if run is not None else None
         await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
+
+    async def _marked(self, data: bytes, image_format: str, step: Step) -> bytes:
+        """`data` saying inside the file that AI made it, and which model (XMP; and a signed
+        C2PA manifest when the host gave a certificate). A signing failure keeps the XMP: what
+        was paid for is never lost."""
+        system = (
+            "Kontext Studio simulator (not FLUX.1 Kontext)"
+            if self._simulated
+            else f"FLUX.1 Kontext [{_model(step)}]"
+        )
+        marked = mark(data, image_format, xmp_packet(system, simulated=self._simulated))
+        if self._signer is None or image_format not in ("png", "jpeg"):
+            return marked
+        try:
+            return await asyncio.to_thread(self._signer.sign, marked, image_format, system)
+        except Exception as exc:  # c2pa-python's own errors; the image is kept unsigned
+            log.warning("Step %s: the C2PA manifest could not be signed (%r)", step.step_id, exc)
+            return marked
 
     async def _check_region(self, step: Step) -> None:
         """Before anything is paid: the step's box or mask must fit its source (a step typed
@@ -513,7 +543,8 @@ class StepRunner:
                 mask=mask,
             )
             size = (blended.width, blended.height)
-            ref = await self._put(blended.data, blended.format, *size)
+            marked = await self._marked(blended.data, blended.format, step)
+            ref = await self._put(marked, blended.format, *size)
             found = None
             if blended.found_mask is not None:
                 found = (await self._put(blended.found_mask, "png", *size)).sha256

@@ -41,6 +41,7 @@ from studio.params import (
 )
 from studio.summary import step_summary
 from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
+from studio.ui.files import write_export
 from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.visitor import Refusal, visitor_from
 
@@ -340,9 +341,8 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             The ZIP file.
         """
         _, data = await run(bridge.export_session(session_id, who(request)))
-        target = exports / f"session-{session_id[:8]}.zip"
-        await asyncio.to_thread(target.write_bytes, data)
-        return str(target)
+        name = f"session-{session_id[:8]}"
+        return str(await asyncio.to_thread(write_export, exports, name, data))
 
     async def list_sessions(limit: int, request: gr.Request) -> str:
         """List the sessions in the user's Kontext Studio, most recently changed first (read-only).

@@ -66,10 +66,9 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
     lean.install()  # a session's page config is built when read, not for every API call
-    # Stored images never change (named by their SHA-256): Gradio serves them where they are
-    # instead of hashing and copying each result into its cache every time it is shown. Who may
-    # read them is still the guard's to say (it sees every file route).
-    gr.set_static_paths([str(folder) for folder in bridge.served_folders()])
+    # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
+    # the examples, and exports (each kept once; gradio-notes §5).
+    gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
     # everything a user made lives in the store, so a day-old copy there can go.
     with gr.Blocks(

@@ -25,6 +25,7 @@ from studio.engine import (
     USER_ERRORS,
     AuthenticationError,
     Engine,
+    LimitError,
     RunAPIError,
     SessionSummary,
     StoreError,
@@ -184,14 +185,16 @@ class Bridge:
         refers to; the session as it was."""
         return await self._call(self._engine.delete_session(session_id, visitor=who))
 
-    async def check_key(self, api_key: Secret) -> KeyCheck:
-        """Check a visitor's pasted key with RunAPI (a balance call)."""
+    async def check_key(self, api_key: Secret, who: Visitor = LOCAL) -> KeyCheck:
+        """Check a visitor's pasted key with RunAPI (a balance call); a few a minute each."""
         try:
-            balance = await self._call(self._engine.check_key(api_key))
+            balance = await self._call(self._engine.check_key(api_key, visitor=who))
         except AuthenticationError as exc:
             return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
         except RunAPIError:
             return KeyCheck(accepted=None, balance_cents=None)
+        except LimitError as exc:  # too many checks: not known, and not asked
+            return KeyCheck(accepted=None, balance_cents=None, refusal=str(exc))
         except USER_ERRORS as exc:  # this studio takes no visitors' keys
             return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
         return KeyCheck(accepted=True, balance_cents=balance)
@@ -318,6 +321,10 @@ class Bridge:
     async def owns_image(self, sha256: str, who: Visitor) -> bool:
         """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
         return await self._call(self._engine.owns_image(sha256, visitor=who))
+
+    async def held_bytes(self, who: Visitor) -> int:
+        """Bytes of the images the visitor's sessions hold (their share of the disk in use)."""
+        return await self._call(self._engine.held_bytes(visitor=who))
 
     async def read_link(self, url: str) -> bytes:
         """The bytes of the image at a user's link (a mask, say), fetched and checked under

@@ -13,6 +13,11 @@ trailing slash, symbolic links) as Gradio's `file_fetch` does, before anything i
 - an upload is served only to the visitor who uploaded it, an export only to the one who made it;
 - a remote URL is never fetched for anyone.
 
+On a hosted studio an upload (`POST /gradio_api/upload`) is kept only for a visitor the studio
+knows (a cookie it issued, or an X-RunAPI-Key); its bytes count against that visitor's share of
+the disk (with the images their sessions hold) until a handler has read it into the store and
+removed it; one nobody used is removed after `UPLOAD_TTL_S`.
+
 It also serves the studio's own image address, `IMAGE_ROUTE<sha256>.<ext>`: what the API and
 MCP hand their callers as `image_url`. It names no path of the server, and it is served only to
 the visitor who owns the image (the same check as above: their cookie, or the X-RunAPI-Key they
@@ -23,8 +28,11 @@ id, an image hash or a file URL is never enough.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,13 @@ _FILE_ROUTES = tuple(compile_path(route)[0] for route in FILE_ROUTES)
 # The studio's own address for a stored image (API and MCP `image_url`).
 IMAGE_ROUTE = "/studio/image/"
 _IMAGE_ADDRESS = compile_path(IMAGE_ROUTE + "{name}")[0]
+_UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
+# Seconds an upload waits for the handler that reads it into the store (it runs at once).
+UPLOAD_TTL_S = 15 * 60
+NO_VISITOR_UPLOAD = (
+    "This studio keeps an upload only for a visitor it knows: open the studio's page first "
+    "(it sets a cookie), or send your X-RunAPI-Key."
+)
 _HASH_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z0-9]{1,10})")
 _NOT_FOUND = b"Not found."
 
@@ -61,10 +76,16 @@ class VisitorGuard:
     address is answered here.
     """
 
-    def __init__(self, app: ASGIApp, *, bridge: Bridge, hosted: bool = True) -> None:
+    def __init__(
+        self, app: ASGIApp, *, bridge: Bridge, hosted: bool = True, share_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.bridge = bridge
         self.hosted = hosted
+        # What each visitor may keep on disk, uploads waiting included (None: no cap).
+        self.share_bytes = share_bytes
+        # Uploads waiting for their handler: path -> (owner, bytes, when).
+        self.uploads: dict[Path, tuple[str | None, int, float]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +97,9 @@ class VisitorGuard:
             return
         if not self.hosted:
             await self.app(scope, receive, send)
+            return
+        if _UPLOAD_ROUTE.match(route_path) is not None and scope.get("method") == "POST":
+            await self._upload(scope, receive, send)
             return
         target = file_target(route_path)
         if target is not None and not await self._may_read(Request(scope), target):
@@ -93,16 +117,89 @@ class VisitorGuard:
         hashes = {sha for p in paths if (sha := image_sha(p.name)) is not None}
         if inside_store and not hashes:
             return False  # the database, the secret, anything of the store's but its images
-        if not hashes:
-            return True  # the page's own assets; uploads and exports come in later commits
+        uploaders = {self.uploads[p][0] for p in paths if p in self.uploads}
+        if not hashes and not uploaders:
+            # The page's assets, and exports (in folders named by 128 random bits).
+            return True
         try:
             who = visitor_from(request, hosted=True)
         except Refusal:
+            return False
+        if uploaders and uploaders != {who.owner}:
             return False
         for sha in hashes:
             if not await self.bridge.owns_image(sha, who):
                 return False
         return True
+
+    async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Gradio's upload, for a visitor the studio knows and within their share of the disk."""
+        self._forget_stale_uploads()
+        try:
+            who = visitor_from(Request(scope), hosted=True)
+        except Refusal:
+            await _refuse(send, 403, NO_VISITOR_UPLOAD)
+            return
+        room = None
+        if self.share_bytes is not None and who.owner is not None:
+            held = await self.bridge.held_bytes(who)
+            waiting = sum(n for owner, n, _ in self.uploads.values() if owner == who.owner)
+            room = self.share_bytes - held - waiting
+            declared = Request(scope).headers.get("content-length", "")
+            if room <= 0 or (declared.isdigit() and int(declared) > room):
+                await _refuse(send, 413, _no_room(held + waiting, self.share_bytes))
+                return
+        received = 0
+        status = 0
+        body = bytearray()
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if room is not None and received > room:
+                # More than the visitor has room for: Gradio sees the upload end there.
+                raise _OverShare
+            return message
+
+        async def kept(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and status == 200:
+                body.extend(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counted, kept)
+        except _OverShare:
+            if status == 0:
+                await _refuse(send, 413, "The upload does not fit in your share of the disk.")
+            return
+        if status == 200:
+            self._remember_uploads(bytes(body), who.owner)
+
+    def _remember_uploads(self, body: bytes, owner: str | None) -> None:
+        try:
+            paths = json.loads(body)
+        except ValueError:
+            return
+        now = time.monotonic()
+        for name in paths if isinstance(paths, list) else ():
+            if isinstance(name, str):
+                path = Path(os.path.abspath(name))
+                with contextlib.suppress(OSError):
+                    self.uploads[path] = (owner, path.stat().st_size, now)
+
+    def _forget_stale_uploads(self) -> None:
+        """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone."""
+        cutoff = time.monotonic() - UPLOAD_TTL_S
+        for path, (_, _, when) in list(self.uploads.items()):
+            if when < cutoff or not path.exists():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    path.parent.rmdir()
+                self.uploads.pop(path, None)
 
     async def _serve_image(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """The studio's image address: the stored file, for its owner only."""
@@ -164,6 +261,32 @@ def _as_opened(target: str, private: list[Path]) -> tuple[tuple[Path, ...], bool
         return None
     paths = (absolute, real)
     return paths, any(p.is_relative_to(f) for p in paths for f in folders)
+
+
+class _OverShare(Exception):
+    """An upload's body went past what the visitor has room for."""
+
+
+def _no_room(used: int, share: int) -> str:
+    return (
+        f"Your images on this studio already take {used / 2**20:.0f} MB of the "
+        f"{share / 2**20:.0f} MB each visitor may keep; this upload does not fit."
+    )
+
+
+async def _refuse(send: Send, status: int, sentence: str) -> None:
+    body = sentence.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _not_found(send: Send) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from studio.params import (
 )
 from studio.ui import layout, present, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Visitor
+from studio.ui.files import discard_upload, write_export
 from studio.ui.layout import Components
 from studio.ui.visitor import REFUSED, Refusal, current, guarded, visitor_from
 
@@ -231,8 +231,11 @@ class Handlers:
         if not path:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
+        try:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
+        finally:  # the store keeps the one copy (or nothing, if refused)
+            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return await self.page(session.session_id)
 
     @guarded
@@ -536,7 +539,7 @@ class Handlers:
         return {
             **(await self.page(session_id, tab_step)),
             self.c.session_name: session.name,
-            self.c.status: f"Renamed the session “{session.name}”.",
+            self.c.status: present.renamed(session.name),
         }
 
     async def on_delete_ask(
@@ -553,11 +556,7 @@ class Handlers:
             gr.Warning(sentence)
             return {self.c.status: f"⚠ {sentence}", self.c.delete_confirm: gr.skip()}
         edits = len(session.steps) - 1
-        text = (
-            f"Delete “{_markdown_text(session.name)}” with its {edits} "
-            f"step{'' if edits == 1 else 's'} and their images? This cannot be undone; "
-            "export it first to keep a copy."
-        )
+        text = present.delete_question(session.name, edits)
         return {
             self.c.delete_text: text,
             self.c.delete_confirm: gr.Group(visible=True),
@@ -581,7 +580,7 @@ class Handlers:
             self.c.tab_step: gr.skip() if next_id else None,
             self.c.delete_confirm: gr.Group(visible=False),
             self.c.manage: gr.Accordion(open=False),
-            self.c.status: f"Deleted “{gone.name}” and the images only it used.",
+            self.c.status: present.deleted(gone.name),
         }
 
     # -- export and import ----------------------------------------------------------------------
@@ -591,7 +590,7 @@ class Handlers:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session, data = await self.bridge.export_session(session_id, self.who)
-        path = await asyncio.to_thread(_write_export, self.ctx.exports, session.name, data)
+        path = await asyncio.to_thread(write_export, self.ctx.exports, session.name, data)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (
@@ -605,10 +604,13 @@ class Handlers:
     ) -> Update:
         if not path:
             return {self.c.status: gr.skip()}
-        if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
-            raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
-        data = await asyncio.to_thread(Path(path).read_bytes)
-        session = await self.bridge.import_session(data, self.who)
+        try:
+            if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
+                raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            session = await self.bridge.import_session(data, self.who)
+        finally:  # imported into the store, or refused: either way the upload has done its work
+            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return {
             **(await self.page(session.session_id)),
             self.c.status: present.imported(session.name),
@@ -616,7 +618,9 @@ class Handlers:
 
     # -- the key --------------------------------------------------------------------------------
 
-    async def on_key(self, key: str | None, remember: bool = False) -> Update:
+    async def on_key(
+        self, key: str | None, remember: bool = False, request: gr.Request | None = None
+    ) -> Update:
         """A pasted key is checked at once (a balance call) and said so in one sentence. An
         accepted key is used for this tab (and kept in this browser if asked); a refused one
         is kept too, so edits are refused rather than quietly run elsewhere."""
@@ -629,7 +633,7 @@ class Handlers:
                 c.banner: self._banner(None, has_key=False),
                 c.key_note: "",
             }
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.tab_key: key,
             c.key_store: key if remember and accepted else None,
@@ -637,26 +641,28 @@ class Handlers:
             c.key_note: note,
         }
 
-    async def on_remember(self, key: str | None, remember: bool) -> Update:
+    async def on_remember(
+        self, key: str | None, remember: bool, request: gr.Request | None = None
+    ) -> Update:
         """Keep the key in this browser's storage, or forget it there."""
         key = (key or "").strip() or None
         c = self.c
         if key is None or not remember:
             return {c.key_store: None, c.key_note: gr.skip(), c.banner: gr.skip()}
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.key_store: key if accepted else None,
             c.key_note: note,
             c.banner: self._banner(accepted, remembered=accepted is True),
         }
 
-    async def on_load_key(self, stored: str | None) -> Update:
+    async def on_load_key(self, stored: str | None, request: gr.Request | None = None) -> Update:
         """A key this browser was asked to remember: used again, checked again, and named."""
         c = self.c
         key = stored.strip() if isinstance(stored, str) and stored.strip() else None
         if key is None:
             return {c.user_key: gr.skip(), c.tab_key: gr.skip(), c.remember_key: gr.skip()}
-        note, accepted = await self._check_key(key)
+        note, accepted = await self._check_key(key, request)
         return {
             c.user_key: key,
             c.tab_key: key,
@@ -665,11 +671,16 @@ class Handlers:
             c.key_note: note,
         }
 
-    async def _check_key(self, key: str) -> tuple[str, bool | None]:
-        """One sentence about a pasted key, and whether RunAPI took it (None: not known)."""
-        check = await self.bridge.check_key(Secret(key))
-        if check.accepted is False:
-            return f"⚠ {check.refusal}", False
+    async def _check_key(self, key: str, request: gr.Request | None) -> tuple[str, bool | None]:
+        """One sentence about a pasted key, and whether RunAPI took it (None: not known).
+        Checks are counted per visitor (a few a minute)."""
+        try:
+            who = visitor_from(request, hosted=self.ctx.hosted)
+        except Refusal as exc:
+            return f"⚠ {exc}", None
+        check = await self.bridge.check_key(Secret(key), who)
+        if check.accepted is False or (check.accepted is None and check.refusal):
+            return f"⚠ {check.refusal}", check.accepted
         if check.accepted is None:
             return (
                 "⚠ The key could not be checked now (RunAPI did not answer); edits in this "
@@ -730,12 +741,9 @@ def _form_params(
     )
 
 
-def _write_export(folder: Path, name: str, data: bytes) -> Path:
-    """The ZIP under a per-export folder in the temp dir, which Gradio may serve."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
-    target = Path(tempfile.mkdtemp(dir=folder)) / f"{slug}.zip"
-    target.write_bytes(data)
-    return target
+def _upload_folder() -> Path:
+    """Where Gradio keeps uploads (GRADIO_TEMP_DIR, else the temp dir's `gradio`)."""
+    return Path(gr.utils.get_upload_folder())
 
 
 def _secret(key: str | None) -> Secret | None:
@@ -771,11 +779,6 @@ def _named_download(folder: Path, stored: Path, name: str) -> str:
         except OSError:
             shutil.copyfile(stored, target)
     return str(target)
-
-
-def _markdown_text(text: str) -> str:
-    """User text shown inside Markdown, with Markdown's own characters escaped."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!<>|~])", r"\\\1", text)
 
 
 __all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]

@@ -227,6 +227,22 @@ def imported(name: str) -> str:
     return f"Imported “{as_text(name)}”."
 
 
+def renamed(name: str) -> str:
+    return f"Renamed the session “{as_text(name)}”."
+
+
+def deleted(name: str) -> str:
+    return f"Deleted “{as_text(name)}” and the images only it used."
+
+
+def delete_question(name: str, edits: int) -> str:
+    """Asked before a session is deleted; its name is shown as text, never as markup."""
+    return (
+        f"Delete “{as_text(name)}” with its {edits} step{'' if edits == 1 else 's'} and their "
+        "images? This cannot be undone; export it first to keep a copy."
+    )
+
+
 def cost_line(session: Session | None, balance_cents: int | None = None) -> str:
     total = format_cents(session.total_cost_cents) if session else format_cents(0)
     text = f"Session cost **{total}**"

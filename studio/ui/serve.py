@@ -99,6 +99,8 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "quiet": True,
         # The studio keeps its own history; Gradio's run history would record inputs.
         "run_history": False,
+        # Gradio's /monitoring pages show every visitor's request counts: only when asked for.
+        "enable_monitoring": settings.monitoring,
         "auth": login_check(settings),
         # None lets GRADIO_ROOT_PATH apply, as Gradio documents.
         "root_path": settings.root_path or None,
@@ -107,14 +109,19 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         # Server-side rendering puts a Node proxy in front of Python (and needs Node 24+); the
         # studio gains nothing from it, and its headers come from the Python app.
         "ssr_mode": False,
-        # The headers go outermost, so even the guard's refusals carry them. It serves the
-        # studio's image address; hosted, a cookie names each browser and every file goes only
-        # to its owner.
+        # The headers go outermost, so even the guard's refusals carry them. The guard serves
+        # the studio's image address; hosted, every file goes only to its owner, and it sees a
+        # request before a new browser is given a cookie (so a cookie-less upload is refused).
         "app_kwargs": {
             "middleware": [
                 Middleware(SecurityHeaders),
+                Middleware(
+                    VisitorGuard,
+                    bridge=bridge,
+                    hosted=settings.hosted,
+                    share_bytes=settings.visitor_upload_bytes,
+                ),
                 *([Middleware(VisitorMiddleware)] if settings.hosted else []),
-                Middleware(VisitorGuard, bridge=bridge, hosted=settings.hosted),
             ]
         },
     }

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -140,3 +141,68 @@ def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hos
     _, text = client.predict(url, "add snow", "pro", "match", "", api_name="/edit_image")
     assert json.loads(text)["session_id"] == made["session_id"]
     client.close()
+
+
+def _upload(url: str, data: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    files = {"files": ("photo.png", data, "image/png")}
+    return httpx.post(f"{url}gradio_api/upload", files=files, headers=headers or {}, timeout=30)
+
+
+def _gradio_files_since(start: float) -> list[Path]:
+    folder = Path(os.environ["GRADIO_TEMP_DIR"])
+    return [p for p in folder.rglob("*") if p.is_file() and p.stat().st_mtime >= start]
+
+
+def test_uploads_are_kept_only_for_a_known_visitor_and_served_only_to_them(hosted, sim):
+    start = time.time() - 1
+    data = make_image(80, 60)
+    bare = _upload(hosted.url, data)
+    assert bare.status_code == 403
+    assert "open the studio's page" in bare.text
+    assert _gradio_files_since(start) == []  # nothing kept
+    stranger = httpx.Client(base_url=hosted.url)
+    stranger.get("/")
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in stranger.cookies.items())}
+    kept = _upload(hosted.url, data, cookie)
+    assert kept.status_code == 200
+    (path,) = kept.json()
+    assert _get(hosted.url, f"/gradio_api/file={path}", headers=cookie)[0] == 200
+    owner = {"X-RunAPI-Key": sim.api_key}
+    assert _get(hosted.url, f"/gradio_api/file={path}", headers=owner)[0] == 404
+
+
+def test_an_upload_past_the_visitors_share_is_refused_and_not_kept(sim, clean_env):
+    data = make_image(200, 150, fmt="BMP")
+    with running_studio(sim, clean_env, hosted=True, visitor_upload_bytes=len(data) + 1000) as s:
+        visitor = httpx.Client(base_url=s.url)
+        visitor.get("/")
+        cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())}
+        assert _upload(s.url, data, cookie).status_code == 200
+        time.sleep(0.5)  # the first upload's file is in place (Gradio moves it after answering)
+        start = time.time()
+        # The first is still waiting for its handler: it counts, so a second does not fit.
+        again = _upload(s.url, data, cookie)
+        assert again.status_code == 413
+        assert "does not fit" in again.text
+        assert _gradio_files_since(start) == []
+
+
+def test_images_the_page_and_the_api_show_are_not_copied_into_gradios_cache(hosted, sim):
+    start = time.time() - 1
+    # The client's own downloads would land in the same folder (GRADIO_TEMP_DIR): none here.
+    client = Client(
+        hosted.url, verbose=False, headers={"X-RunAPI-Key": sim.api_key}, download_files=False
+    )
+    uri = "data:image/png;base64," + base64.b64encode(make_image(64, 40)).decode()
+    _, text = client.predict(uri, "make it red", "pro", "match", "", api_name="/edit_image")
+    client.close()
+    session = hosted.run(hosted.engine.load_session(json.loads(text)["session_id"]))
+    name = hosted.engine.image_path(session.current.result).name
+    assert [p for p in _gradio_files_since(start) if p.name == name] == []
+
+
+def test_gradios_monitoring_is_off_unless_asked_for(hosted):
+    visitor = httpx.Client(base_url=hosted.url)
+    visitor.get("/")
+    assert visitor.get("/monitoring/summary").status_code == 403
+    assert visitor.get("/monitoring").status_code == 403

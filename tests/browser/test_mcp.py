@@ -157,7 +157,11 @@ async def test_a_local_path_is_edited_and_its_image_url_continues_the_same_sessi
     # While it ran, the client heard which phase it was in ("Progress queued: Step 1 of 6").
     assert any(m and m.startswith("Progress ") and m.endswith(" of 6") for m in progress)
     assert snow["session_id"] == night["session_id"]
-    assert sim.tasks[snow["task_id"]].source_bytes == sim.tasks[night["task_id"]].result_bytes
+    # The next edit started from that result: the stored image, the model's own pixels (with
+    # the XMP that says who made it).
+    chain = mcp_studio.run(mcp_studio.engine.load_session(night["session_id"]))
+    night_bytes = mcp_studio.image_bytes(chain.steps[night["step_id"]].result)
+    assert sim.tasks[snow["task_id"]].source_bytes == night_bytes
     steps = {s["step_id"]: s for s in shown["steps"]}
     assert steps[snow["step_id"]]["parent_id"] == night["step_id"]
     assert steps[snow["step_id"]]["current"] is True

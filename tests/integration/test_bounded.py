@@ -3,6 +3,7 @@ page of a long session costs to load (real store on disk, the simulator on loopb
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import zipfile
@@ -14,6 +15,7 @@ from studio.bundle import MAX_STEPS, MAX_TEXT_CHARS, BundleError, strip_png_text
 from studio.history import StepState
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import MAX_PROMPT_CHARS, EditParams
+from studio.runapi import RunAPIError
 from studio.store import THUMBNAILS_PER_CALL
 from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
@@ -128,3 +130,22 @@ async def test_a_page_makes_a_bounded_number_of_thumbnails_at_a_time(engine):
         refs.append((await engine.start_session(image)).current.result)
     assert len(await engine.thumbnails(refs)) == THUMBNAILS_PER_CALL
     assert len(await engine.thumbnails(refs)) == len(refs)
+
+
+async def test_a_visitor_checks_only_a_few_keys_a_minute_with_runapi(sim, clean_env):
+    from studio.config import Secret
+    from studio.engine import KEY_CHECKS_PER_MINUTE
+
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        for n in range(KEY_CHECKS_PER_MINUTE):
+            with contextlib.suppress(RunAPIError):
+                await engine.check_key(Secret(f"sk-guess-{n}"), visitor=A)
+        asked = len(sim.requests)
+        with pytest.raises(LimitError, match="wait a minute"):
+            await engine.check_key(Secret("sk-guess-next"), visitor=A)
+        assert len(sim.requests) == asked  # RunAPI was not asked
+        # Another visitor is not held back by A's checks.
+        assert await engine.check_key(Secret(sim.api_key), visitor=Visitor("browser:b")) >= 0
+    finally:
+        await engine.aclose()

@@ -1,0 +1,70 @@
+"""The page's own files outside the store: exports waiting to be downloaded, and uploads.
+
+Exports are written into per-export folders named by 128 random bits (a link to one is a
+capability; the file guard also serves it only to the visitor who asked for it), and are removed
+after `EXPORT_TTL_S` or once more than `EXPORTS_KEPT` wait, whichever comes first. An upload is
+Gradio's file until a handler has read it into the store; then it is removed (`discard_upload`),
+so an image is kept once, in the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+# Seconds an export waits to be downloaded; a click on Export writes it again.
+EXPORT_TTL_S = 15 * 60
+# Exports kept at most at once, all visitors together (each up to bundle.MAX_BUNDLE_BYTES).
+EXPORTS_KEPT = 16
+# Where the non-hosted page keeps its named download links (made by the page's handlers).
+_KEEP = {"downloads"}
+
+
+def write_export(folder: Path, name: str, data: bytes) -> Path:
+    """The ZIP in a fresh, unguessable folder under `folder`, after clearing old exports.
+    Blocking: call it in a thread."""
+    prune_exports(folder)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
+    target = folder / secrets.token_urlsafe(16) / f"{slug}.zip"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data)
+    return target
+
+
+def prune_exports(folder: Path, *, now: float | None = None) -> int:
+    """Remove exports older than `EXPORT_TTL_S`, and the oldest past `EXPORTS_KEPT`; how many
+    went. Blocking: call it in a thread."""
+    cutoff = (time.time() if now is None else now) - EXPORT_TTL_S
+    folders = []
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if entry.is_dir() and entry.name not in _KEEP:
+                folders.append((entry.stat().st_mtime, entry))
+    folders.sort(reverse=True)
+    removed = 0
+    for index, (mtime, entry) in enumerate(folders):
+        if mtime < cutoff or index >= EXPORTS_KEPT - 1:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def discard_upload(path: Path, upload_folder: Path) -> None:
+    """Remove an upload Gradio kept (and its folder, once empty) after the store has it; any
+    other file is left alone. Blocking: call it in a thread."""
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(upload_folder.resolve()) or not resolved.is_file():
+            return
+        resolved.unlink()
+        with contextlib.suppress(OSError):
+            resolved.parent.rmdir()  # only when empty
+    except OSError:
+        return
+
+
+__all__ = ["EXPORTS_KEPT", "EXPORT_TTL_S", "discard_upload", "prune_exports", "write_export"]
