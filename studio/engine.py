@@ -43,7 +43,7 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import ImageError, SourceImage, check_result, open_source
+from studio.images import ImageError, SourceImage, describe, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import (
@@ -177,8 +177,17 @@ class Engine:
     # -- intake ---------------------------------------------------------------------------------
 
     async def read_image(self, data: bytes) -> SourceImage:
-        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence."""
-        return await asyncio.to_thread(open_source, data)
+        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence.
+
+        Bytes the store already holds (a result passed back, the same photo again) were checked
+        when they came in, so only their header is read: no decode."""
+
+        def read() -> SourceImage:
+            if self._store.has_image(hashlib.sha256(data).hexdigest()):
+                return describe(data)
+            return open_source(data)
+
+        return await asyncio.to_thread(read)
 
     async def read_link(self, url: str) -> SourceImage:
         """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence."""
@@ -531,7 +540,8 @@ class Engine:
             text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
             self._limits.admit_upload(held, new + text)
         for image in bundle.images.values():
-            checked = await asyncio.to_thread(check_result, image.data)
+            # An import is anyone's file: decoded in full (a result's CRC check is not enough).
+            checked = await asyncio.to_thread(open_source, image.data)
             ref = image.ref
             if (checked.format, checked.width, checked.height) != (
                 ref.format,
