@@ -265,7 +265,6 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             scale=0,
             min_width=120,
         )
-    candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
     return {
         "result": result,
         "before": before,
@@ -280,7 +279,6 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         "raw": raw,
         "download": download,
         "retry": retry,
-        "candidates": candidates,
     }
 
 
@@ -344,6 +342,8 @@ def _render_instruction() -> dict[str, Any]:
             min_width=90,
         )
         compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
+    # Candidates land here, side by side, under the bar (which stays where it is).
+    candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
     with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
         with gr.Row():
             pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
@@ -395,6 +395,7 @@ def _render_instruction() -> dict[str, Any]:
         "prompt": prompt,
         "run": run,
         "ticket": ticket,
+        "candidates": candidates,
         "region": region,
         "model": model,
         "aspect": aspect,

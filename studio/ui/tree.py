@@ -161,7 +161,7 @@ def _node(
             'title="Cancel this queued edit">✕</button>'
         )
     if branches:
-        parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">⑂</span>')
+        parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">↳</span>')
         for n, branch in enumerate(branches[:FORKS_SHOWN]):
             tip = _tip_of(branch, children)
             size = _size(branch, children)
@@ -172,7 +172,7 @@ def _node(
                 f"{_thumb(tip, thumbs, url, small=True)}"
                 f'<span class="num">{escape(name)}</span> '
                 f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
-                f'<span class="meta"> · {escape(_model(branch))}{size} '
+                f' <span class="meta">{escape(_model(branch))}{size} '
                 f"step{'s' if size != 1 else ''}</span></button>"
             )
         if len(branches) > FORKS_SHOWN:

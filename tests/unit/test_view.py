@@ -116,7 +116,7 @@ def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_ga
     session = edit(session.make_current("a"), "c", "add rain", model="max")
     tree = read_tree(render_page(data(session), TILES).history)
     assert tree.line[-1] == "Step 2: add rain (max · 6.0 s · $0.05)"
-    assert tree.branches == ["2b add snow · pro · 1 step"]
+    assert tree.branches == ["2b add snow pro · 1 step"]
     assert tree.current == 2  # the tab's step is the highlighted one
 
 
