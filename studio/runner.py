@@ -373,22 +373,34 @@ class StepRunner:
                 return await self._fail(step, UNEXPECTED_FAILURE)
 
     async def _await_parent(self, step: Step) -> Step:
-        """Wait for the step before a typed-ahead one; its image becomes this step's source."""
-        assert step.parent_id is not None
-        while True:
-            session = await asyncio.to_thread(self._store.load_session, step.session_id)
-            parent = session.steps[step.parent_id]
-            if parent.state is StepState.COMPLETED and parent.result is not None:
-                break
-            if parent.is_finished:
-                raise HistoryError(
-                    "The step before this one failed, so it did not run; retry it when ready."
-                )
-            running = self._runs.get(parent.step_id)
-            if running is not None:
-                await asyncio.wait([running.task])
-            else:  # run by another process (the CLI, a second studio): look again shortly
-                await asyncio.sleep(PARENT_POLL_S)
+        """Wait for the step before a typed-ahead one; its image becomes this step's source.
+        The step before it may change meanwhile (it was cancelled: `reparent`), so the step's
+        own record is read again each time."""
+        with self.signals.subscribe(step.session_id) as changed:
+            while True:
+                changed.clear()
+                session = await asyncio.to_thread(self._store.load_session, step.session_id)
+                step = session.steps.get(step.step_id, step)
+                assert step.parent_id is not None
+                parent = session.steps.get(step.parent_id)
+                if parent is not None and parent.state is StepState.COMPLETED and parent.result:
+                    break
+                if parent is not None and parent.is_finished:
+                    raise HistoryError(
+                        "The step before this one failed, so it did not run; retry it when ready."
+                    )
+                running = self._runs.get(step.parent_id)
+                if running is not None and not running.task.done():
+                    woken = asyncio.ensure_future(changed.wait())
+                    try:
+                        await asyncio.wait(
+                            [running.task, woken], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        woken.cancel()
+                else:  # run by another process (the CLI, a second studio): look again shortly
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), PARENT_POLL_S)
         step = step.with_source_image(parent.result.sha256)
         await asyncio.to_thread(self._store.save_step, step)
         run = self._runs.get(step.step_id)
@@ -396,6 +408,13 @@ class StepRunner:
             run.waiting = False
             run.update = replace(run.update, step=step)
         return step
+
+    def reparent(self, steps: list[Step]) -> None:
+        """Waiting steps now follow another step (the one before them was cancelled)."""
+        for step in steps:
+            run = self._runs.get(step.step_id)
+            if run is not None:
+                run.update = replace(run.update, step=step)
 
     async def _submit(self, step: Step, client: RunAPIClient) -> tuple[Step, float | None]:
         """Create the step's task and record its id; the step, and when the create answered

@@ -414,9 +414,12 @@ class Store:
             )
             self._write_current(db, session)
 
-    def cancel_steps(self, session: Session, step_ids: Collection[str]) -> None:
-        """Delete queued steps that were never sent (`Session.cancel`) and record `session`'s
-        current step. Raises `StoreError` if one of them was sent meanwhile."""
+    def cancel_steps(
+        self, session: Session, step_ids: Collection[str], moved: Collection[Step] = ()
+    ) -> None:
+        """Delete queued steps that were never sent (`Session.cancel`), record the new parent
+        of the steps `moved` after them, and record `session`'s current step. Raises
+        `StoreError` if one of them was sent meanwhile."""
         marks = ", ".join("?" * len(step_ids))
         with self._write() as db:
             started = db.execute(
@@ -426,6 +429,12 @@ class Store:
             ).fetchone()[0]
             if started:
                 raise StoreError("That edit has already started; it can no longer be cancelled.")
+            for step in moved:
+                db.execute(
+                    "UPDATE steps SET parent_id = ? WHERE step_id = ? AND session_id = ?"
+                    " AND state = 'queued'",
+                    (step.parent_id, step.step_id, session.session_id),
+                )
             db.execute(
                 f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
                 (session.session_id, *step_ids),
