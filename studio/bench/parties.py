@@ -78,11 +78,22 @@ def serve_simulator(task_s: float) -> None:
         sim.stop()
 
 
-async def _one(http: httpx.AsyncClient, url: str, source: str, n: int, t0: float) -> list[Any]:
+async def _inputs(http: httpx.AsyncClient, url: str) -> list[Any]:
+    """`/edit_image`'s inputs after image and instruction: pro, the source's ratio, and each
+    further one (session, region...) left at its empty value, read from the app's API info."""
+    info = (await http.get(f"{url}gradio_api/info")).json()
+    params = info["named_endpoints"]["/edit_image"]["parameters"]
+    rest = [False if p.get("python_type", {}).get("type") == "bool" else "" for p in params[4:]]
+    return ["pro", "match", *rest]
+
+
+async def _one(
+    http: httpx.AsyncClient, url: str, source: str, inputs: list[Any], n: int, t0: float
+) -> list[Any]:
     """One edit through `/edit_image`: [seconds from t0 to its end, "ok" or the error]."""
     call = f"{url}gradio_api/call/edit_image"
     try:
-        answer = await http.post(call, json={"data": [source, f"load {n}", "pro", "match", ""]})
+        answer = await http.post(call, json={"data": [source, f"load {n}", *inputs]})
         answer.raise_for_status()
         event_id = answer.json()["event_id"]
         outcome = "no end event"
@@ -106,8 +117,10 @@ async def send_edits(url: str, count: int, source: str) -> list[list[Any]]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
     timeout = httpx.Timeout(EDIT_TIMEOUT_S, connect=60.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+        inputs = await _inputs(http, url)
         t0 = time.monotonic()
-        return list(await asyncio.gather(*(_one(http, url, source, n, t0) for n in range(count))))
+        edits = (_one(http, url, source, inputs, n, t0) for n in range(count))
+        return list(await asyncio.gather(*edits))
 
 
 class Party:
