@@ -41,31 +41,359 @@
     if (text) sessionStorage.setItem(DRAFT_KEY, text);
   });
 
-  // After Enter: the result area (it says a run is under way) comes into view if it is off
-  // screen, as it is on a phone.
-  studio.showResult = () => {
-    const column = byId("result-column");
-    if (!column) return;
-    const box = column.getBoundingClientRect();
-    if (box.top < 0 || box.top > window.innerHeight * 0.5) {
-      column.scrollIntoView({ behavior: "smooth", block: "start" });
+  // Enter (or Edit) is taken here, at once, before anything goes to the server: the
+  // instruction is read, the box emptied, and a "queued" tile shows in the history. Each Enter
+  // is numbered, so the server takes instructions typed ahead in the order they were typed.
+  // The server's reply never writes into the box: what is typed meanwhile stays.
+  studio.seq = studio.seq || 0;
+  studio.pending = studio.pending || new Map();
+  studio.send = (args, promptAt, ticketAt, regionAt) => {
+    const text = typeof args[promptAt] === "string" ? args[promptAt] : "";
+    if (!text.trim()) return args; // the server says why, in one sentence
+    studio.seq += 1;
+    const out = [...args];
+    out[ticketAt] = String(studio.seq);
+    // A region drawn on the canvas belongs to this edit, and goes with it.
+    out[regionAt] = studio.takeRegion ? studio.takeRegion() : "";
+    const box = promptBox();
+    if (box && box.value.startsWith(text)) {
+      box.value = box.value.slice(text.length).replace(/^\n/, "");
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    studio.pending.set(studio.seq, text);
+    studio.redrawPending();
+    return out;
+  };
+
+  // The page's own "queued" tiles, until the server's history has taken their Enter; one the
+  // server refused goes back into the box (nothing typed is lost).
+  studio.redrawPending = () => {
+    studio.paintRegion?.();
+    const tree = document.querySelector("#history nav.tree");
+    if (!tree) return;
+    const done = Number(tree.dataset.done) || 0;
+    const refused = Number(tree.dataset.refused) || 0;
+    for (const [seq, text] of [...studio.pending]) {
+      if (seq > done) continue;
+      studio.pending.delete(seq);
+      if (seq === refused) {
+        const box = promptBox();
+        if (box) {
+          box.value = box.value ? `${box.value}\n${text}` : text;
+          box.dispatchEvent(new Event("input", { bubbles: true }));
+        }
+      }
+    }
+    tree.querySelectorAll("li.pending").forEach((li) => li.remove());
+    const list = tree.querySelector("ol.path");
+    if (!list) return;
+    let after = list.querySelector("li.node.current");
+    for (const text of studio.pending.values()) {
+      const li = document.createElement("li");
+      li.className = "node queued pending";
+      li.innerHTML =
+        '<span class="tile"><span class="thumb placeholder">queued</span>' +
+        '<span class="text"><span class="cap"></span><span class="meta">queued</span></span></span>';
+      li.querySelector(".cap").textContent = text;
+      if (after) after.after(li);
+      else list.append(li);
+      after = li;
     }
   };
 
-  // Compare's panel comes into view once it is shown (the page lays it out a moment after
-  // the answer arrives, so look for it for up to two seconds).
-  studio.showCompare = () => {
-    const started = Date.now();
-    const look = () => {
-      const title = byId("compare-title");
-      if (title && title.getBoundingClientRect().height > 0) {
-        title.scrollIntoView({ behavior: "smooth", block: "start" });
-      } else if (Date.now() - started < 2000) {
-        setTimeout(look, 100);
-      }
-    };
-    look();
+  // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)
+  // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,
+  // Enter sends and Shift+Enter starts a new line (Gradio's own box does both).
+  const typing = (target) =>
+    Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
+  const press = (id) => {
+    const button = byId(id);
+    if (button && !button.disabled) button.click();
   };
+  const walk = (step) => {
+    const nodes = [...document.querySelectorAll("#history li.node:not(.pending)")];
+    const at = nodes.findIndex((li) => li.classList.contains("current"));
+    const next = nodes[at + step];
+    next?.querySelector(".tile")?.click();
+  };
+  const canvas = () => byId("canvas");
+  const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
+  document.addEventListener("keydown", (event) => {
+    if (typing(event.target)) return;
+    const mod = event.ctrlKey || event.metaKey;
+    const key = event.key.toLowerCase();
+    if (mod && key === "z") {
+      event.preventDefault();
+      press(event.shiftKey ? "redo" : "undo");
+    } else if (mod && key === "y") {
+      event.preventDefault();
+      press("redo");
+    } else if (!mod && !event.altKey && event.key === "ArrowLeft") {
+      event.preventDefault();
+      walk(-1);
+    } else if (!mod && !event.altKey && event.key === "ArrowRight") {
+      event.preventDefault();
+      walk(1);
+    } else if (event.key === " " && !event.target?.closest?.("button")) {
+      event.preventDefault();
+      holdBefore(true);
+    }
+  });
+  document.addEventListener("keyup", (event) => {
+    if (event.key === " ") holdBefore(false);
+  });
+  // The "◐ Before" button: hold it to see the step's source in place of the step.
+  document.addEventListener("pointerdown", (event) => {
+    if (event.target?.closest?.("#hold")) holdBefore(true);
+  });
+  for (const name of ["pointerup", "pointercancel", "blur"]) {
+    window.addEventListener(name, () => holdBefore(false));
+  }
+  // (Only when the history was drawn again without them: redrawing is itself a change.)
+  new MutationObserver(() => {
+    const drawn = document.querySelectorAll("#history li.pending").length;
+    const tree = document.querySelector("#history nav.tree");
+    const fresh = tree && tree.dataset.seen !== "1";
+    if (tree && (fresh || drawn !== studio.pending.size)) {
+      tree.dataset.seen = "1";
+      studio.redrawPending();
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+
+  // A region for the next edit, drawn on the canvas: a brush, a box and an eraser paint a
+  // mask at the image's own size (white: may change). Sent with the next Enter as a PNG (or,
+  // for one box alone, as "box:x,y,w,h"), then cleared. A step edited in a region shows its
+  // region outlined on the canvas.
+  const region = { tool: null, mask: null, boxes: 0, strokes: 0, drawing: null, key: "" };
+  const canvasImage = () => document.querySelector("#result img");
+  const imageBox = () => {
+    // Where the image is drawn inside its element (object-fit: contain).
+    const img = canvasImage();
+    if (!img || !img.naturalWidth) return null;
+    const box = img.getBoundingClientRect();
+    const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+    const width = img.naturalWidth * scale;
+    const height = img.naturalHeight * scale;
+    return {
+      left: box.left + (box.width - width) / 2,
+      top: box.top + (box.height - height) / 2,
+      width,
+      height,
+      natural: [img.naturalWidth, img.naturalHeight],
+    };
+  };
+  const layer = () => {
+    let view = byId("region-layer");
+    const host = canvas();
+    if (!host) return null;
+    if (!view) {
+      view = document.createElement("canvas");
+      view.id = "region-layer";
+      view.setAttribute("aria-label", "The region for the next edit");
+      host.append(view);
+      view.addEventListener("pointerdown", startStroke);
+      view.addEventListener("pointermove", moveStroke);
+      view.addEventListener("pointerup", endStroke);
+      view.addEventListener("pointercancel", endStroke);
+    }
+    const box = imageBox();
+    if (box) {
+      const hostBox = host.getBoundingClientRect();
+      view.style.left = `${box.left - hostBox.left}px`;
+      view.style.top = `${box.top - hostBox.top}px`;
+      view.style.width = `${box.width}px`;
+      view.style.height = `${box.height}px`;
+      if (view.width !== Math.round(box.width)) view.width = Math.round(box.width);
+      if (view.height !== Math.round(box.height)) view.height = Math.round(box.height);
+    }
+    view.classList.toggle("active", Boolean(region.tool));
+    return view;
+  };
+  const freshMask = () => {
+    const box = imageBox();
+    if (!box) return null;
+    const key = `${canvasImage().src}|${box.natural}`;
+    if (!region.mask || region.key !== key) {
+      region.mask = document.createElement("canvas");
+      [region.mask.width, region.mask.height] = box.natural;
+      region.boxes = 0;
+      region.strokes = 0;
+      region.lastBox = null;
+      region.key = key;
+    }
+    return region.mask;
+  };
+  const toImage = (event) => {
+    const box = imageBox();
+    if (!box) return null;
+    const x = ((event.clientX - box.left) / box.width) * box.natural[0];
+    const y = ((event.clientY - box.top) / box.height) * box.natural[1];
+    return { x, y, box };
+  };
+  const paint = () => {
+    // The region in a translucent red over the image; the step's own region as an outline.
+    const view = layer();
+    if (!view) return;
+    const ctx = view.getContext("2d");
+    ctx.clearRect(0, 0, view.width, view.height);
+    if (region.mask && (region.boxes || region.strokes)) {
+      ctx.save();
+      ctx.globalAlpha = 0.45;
+      ctx.drawImage(region.mask, 0, 0, view.width, view.height);
+      ctx.globalCompositeOperation = "source-in";
+      ctx.fillStyle = "#ef4444";
+      ctx.fillRect(0, 0, view.width, view.height);
+      ctx.restore();
+    } else {
+      paintStepRegion(ctx, view);
+    }
+    if (region.drawing?.tool === "box" && region.drawing.to) {
+      const { from, to } = region.drawing;
+      const sx = view.width / region.mask.width;
+      const sy = view.height / region.mask.height;
+      ctx.strokeStyle = "#ef4444";
+      ctx.lineWidth = 2;
+      ctx.strokeRect(from.x * sx, from.y * sy, (to.x - from.x) * sx, (to.y - from.y) * sy);
+    }
+  };
+  const stepRegionImage = new Image();
+  stepRegionImage.onload = () => paint();
+  const paintStepRegion = (ctx, view) => {
+    const node = document.querySelector("#history li.node.current");
+    const kind = node?.dataset.region;
+    if (!kind) return;
+    ctx.save();
+    ctx.strokeStyle = "#f59e0b";
+    ctx.setLineDash([6, 4]);
+    ctx.lineWidth = 2;
+    const on = (node.dataset.regionOn || "").split(",").map(Number);
+    const boxText = node.dataset.regionBox;
+    if (boxText && on.length === 2 && on[0] && on[1]) {
+      const [x, y, w, h] = boxText.split(",").map(Number);
+      const sx = view.width / on[0];
+      const sy = view.height / on[1];
+      ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    } else if (node.dataset.regionMask) {
+      const src = node.dataset.regionMask;
+      if (!stepRegionImage.src.endsWith(src)) {
+        stepRegionImage.src = src;
+      } else if (stepRegionImage.complete && stepRegionImage.naturalWidth) {
+        ctx.globalAlpha = 0.3;
+        ctx.drawImage(stepRegionImage, 0, 0, view.width, view.height);
+        ctx.globalCompositeOperation = "source-in";
+        ctx.fillStyle = "#f59e0b";
+        ctx.fillRect(0, 0, view.width, view.height);
+      }
+    }
+    ctx.restore();
+  };
+  function startStroke(event) {
+    if (!region.tool) return;
+    const mask = freshMask();
+    const at = toImage(event);
+    if (!mask || !at) return;
+    event.preventDefault();
+    event.target.setPointerCapture?.(event.pointerId);
+    region.drawing = { tool: region.tool, from: at, to: null, last: at };
+    if (region.tool !== "box") strokeTo(at);
+  }
+  function strokeTo(at) {
+    const ctx = region.mask.getContext("2d");
+    const width = Math.max(6, Math.round(region.mask.width * 0.035));
+    ctx.save();
+    ctx.globalCompositeOperation =
+      region.drawing.tool === "eraser" ? "destination-out" : "source-over";
+    ctx.strokeStyle = "#fff";
+    ctx.lineWidth = width;
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.beginPath();
+    ctx.moveTo(region.drawing.last.x, region.drawing.last.y);
+    ctx.lineTo(at.x + 0.01, at.y + 0.01);
+    ctx.stroke();
+    ctx.restore();
+    region.drawing.last = at;
+    if (region.drawing.tool === "brush") region.strokes += 1;
+    paint();
+  }
+  function moveStroke(event) {
+    if (!region.drawing) return;
+    const at = toImage(event);
+    if (!at) return;
+    if (region.drawing.tool === "box") {
+      region.drawing.to = at;
+      paint();
+    } else {
+      strokeTo(at);
+    }
+  }
+  function endStroke(event) {
+    const drawing = region.drawing;
+    region.drawing = null;
+    if (!drawing || drawing.tool !== "box" || !drawing.to) return paint();
+    const x = Math.max(0, Math.min(drawing.from.x, drawing.to.x));
+    const y = Math.max(0, Math.min(drawing.from.y, drawing.to.y));
+    const w = Math.abs(drawing.to.x - drawing.from.x);
+    const h = Math.abs(drawing.to.y - drawing.from.y);
+    if (w >= 2 && h >= 2) {
+      const ctx = region.mask.getContext("2d");
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(x, y, w, h);
+      region.boxes += 1;
+      region.lastBox = [x, y, w, h].map(Math.round);
+    }
+    paint();
+  }
+  studio.paintRegion = () => requestAnimationFrame(paint);
+  studio.clearRegion = () => {
+    region.mask = null;
+    region.boxes = 0;
+    region.strokes = 0;
+    paint();
+  };
+  studio.takeRegion = () => {
+    if (!region.mask || !(region.boxes || region.strokes)) return "";
+    let sent;
+    if (region.boxes === 1 && !region.strokes && region.lastBox) {
+      sent = `box:${region.lastBox.join(",")}`;
+    } else {
+      const out = document.createElement("canvas");
+      out.width = region.mask.width;
+      out.height = region.mask.height;
+      const ctx = out.getContext("2d");
+      ctx.fillStyle = "#000";
+      ctx.fillRect(0, 0, out.width, out.height);
+      ctx.drawImage(region.mask, 0, 0);
+      sent = out.toDataURL("image/png");
+    }
+    studio.pickTool(null);
+    studio.clearRegion();
+    return sent;
+  };
+  studio.pickTool = (tool) => {
+    region.tool = tool && tool !== region.tool ? tool : null;
+    for (const button of document.querySelectorAll("#tools [data-tool]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tool === region.tool));
+    }
+    layer();
+    paint();
+  };
+  document.addEventListener("click", (event) => {
+    const button = event.target?.closest?.("#tools [data-tool]");
+    if (!button) return;
+    event.preventDefault();
+    if (button.dataset.tool === "clear") {
+      studio.pickTool(null);
+      studio.clearRegion();
+    } else {
+      freshMask();
+      studio.pickTool(button.dataset.tool);
+    }
+  });
+  window.addEventListener("resize", () => paint());
+  new MutationObserver(() => {
+    if (canvas()) requestAnimationFrame(paint);
+  }).observe(document.body, { attributes: true, attributeFilter: ["src"], subtree: true });
 
   // A file over the upload limit gets the studio's own sentence, before it is sent, instead
   // of Gradio's red "Error" over the source.
@@ -102,23 +430,6 @@
     },
     true,
   );
-
-  // Whole captions: each history tile's title holds its caption (the tile may clamp it).
-  const titleTiles = () => {
-    for (const image of document.querySelectorAll(".step-strip img[alt]")) {
-      const tile = image.closest("button");
-      if (tile && tile.title !== image.alt) tile.title = image.alt;
-    }
-  };
-  let queued = false;
-  new MutationObserver(() => {
-    if (queued) return;
-    queued = true;
-    requestAnimationFrame(() => {
-      queued = false;
-      titleTiles();
-    });
-  }).observe(document.body, { childList: true, subtree: true });
 
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row
   // and the status line says the studio cannot be reached. When it answers again the page

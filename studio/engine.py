@@ -17,7 +17,7 @@ import hashlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,13 +43,14 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import ImageError, SourceImage, check_result, open_source
+from studio.images import ImageError, SourceImage, describe, open_source
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import fetch_link
 from studio.params import (
     MODEL_IDS,
     PRICE_CENTS,
     EditParams,
+    Model,
     ParamsError,
     RegionError,
     RegionRequest,
@@ -79,6 +80,8 @@ NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# At most this many results of one instruction at once (`Engine.candidates`).
+MAX_CANDIDATES = 4
 # Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
 # few typos are fine, trying keys in bulk is not).
 KEY_CHECKS_PER_MINUTE = 5
@@ -174,8 +177,17 @@ class Engine:
     # -- intake ---------------------------------------------------------------------------------
 
     async def read_image(self, data: bytes) -> SourceImage:
-        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence."""
-        return await asyncio.to_thread(open_source, data)
+        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence.
+
+        Bytes the store already holds (a result passed back, the same photo again) were checked
+        when they came in, so only their header is read: no decode."""
+
+        def read() -> SourceImage:
+            if self._store.has_image(hashlib.sha256(data).hexdigest()):
+                return describe(data)
+            return open_source(data)
+
+        return await asyncio.to_thread(read)
 
     async def read_link(self, url: str) -> SourceImage:
         """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence."""
@@ -390,32 +402,57 @@ class Engine:
         Both start at once, so the pair takes about as long as the slower model. Neither becomes
         current: the caller keeps one with `keep`, and the other stays as a sibling branch.
         """
-        await self._clients.require_accepted(self._payer(visitor))
-        both = [replace(params, model="pro"), replace(params, model="max")]
-        pro, max_ = await self._add_steps(
+        pro, max_ = await self.candidates(
             session_id,
-            both,
-            parent_step_id,
-            keep_current=True,
+            params,
+            models=("pro", "max"),
+            parent_step_id=parent_step_id,
             visitor=visitor,
             region=region,
         )
-        for step in (pro, max_):
-            self._launch(step, visitor)
         return pro, max_
 
+    async def candidates(
+        self,
+        session_id: str,
+        params: EditParams,
+        *,
+        count: int = 2,
+        models: Sequence[Model] | None = None,
+        parent_step_id: str | None = None,
+        visitor: Visitor = LOCAL,
+        region: RegionRequest | StepRegion | None = None,
+    ) -> list[Step]:
+        """Several results of one instruction from the same parent, all started at once: one
+        per model in `models` (pro vs max), or `count` runs on `params.model`.
+
+        None becomes current: keep one with `keep`; the others stay as sibling branches.
+        Raises `HistoryError` for fewer than 2 or more than `MAX_CANDIDATES`.
+        """
+        variants = [replace(params, model=m) for m in models] if models else [params] * count
+        if not 2 <= len(variants) <= MAX_CANDIDATES:
+            raise HistoryError(f"Ask for 2 to {MAX_CANDIDATES} results at once.")
+        await self._clients.require_accepted(self._payer(visitor))
+        steps = await self._add_steps(
+            session_id, variants, parent_step_id, keep_current=True, visitor=visitor, region=region
+        )
+        for step in steps:
+            self._launch(step, visitor)
+        return steps
+
     async def cancel(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
-        """Remove a queued step that has not started, with the steps queued after it.
+        """Remove one queued step that has not started; the steps queued after it then run
+        from the step before it.
 
         Raises `HistoryError` (one sentence) if it has started: it then runs to the end.
         """
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             cancelled = session.cancel(step_id)
-            doomed = [i for i in session.subtree(step_id) if i not in cancelled.steps]
-            for each in doomed:  # the first is the one asked for: if it started, nothing goes
-                await self._runner.cancel(each)
-            await asyncio.to_thread(self._store.cancel_steps, cancelled, doomed)
+            moved = [cancelled.steps[s.step_id] for s in session.children(step_id)]
+            await self._runner.cancel(step_id)  # if it started, nothing goes
+            await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
+            self._runner.reparent(moved)
         self._runner.signals.notify(session_id)
         return cancelled
 
@@ -503,7 +540,8 @@ class Engine:
             text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
             self._limits.admit_upload(held, new + text)
         for image in bundle.images.values():
-            checked = await asyncio.to_thread(check_result, image.data)
+            # An import is anyone's file: decoded in full (a result's CRC check is not enough).
+            checked = await asyncio.to_thread(open_source, image.data)
             ref = image.ref
             if (checked.format, checked.width, checked.height) != (
                 ref.format,

@@ -209,6 +209,13 @@ class Step:
             raise HistoryError(f"Step {self.step_id} is not waiting for an image.")
         return replace(self, source=replace(self.source, image_sha256=sha256))
 
+    def reparent(self, parent_id: str) -> Step:
+        """A waiting step, moved after `parent_id` (the step before it was cancelled): it
+        waits for that step's image instead."""
+        if not self.is_waiting:
+            raise HistoryError(f"Step {self.step_id} is not waiting for an image.")
+        return replace(self, parent_id=parent_id)
+
     def _require(self, states: set[StepState] | frozenset[StepState], verb: str) -> None:
         if self.state not in states:
             raise HistoryError(f"Cannot {verb} step {self.step_id}: it is {self.state}.")
@@ -396,10 +403,11 @@ class Session:
         return self._with_new_step(step)
 
     def retry(self, step_id: str, new_step_id: str, now: datetime) -> Session:
-        """Queue a copy of failed step `step_id` as its sibling and make it current."""
+        """Queue a copy of finished step `step_id` as its sibling and make it current: a retry
+        of a failed step, or another try of a finished one ("try again")."""
         failed = self._get(step_id)
-        if failed.state is not StepState.FAILED:
-            raise HistoryError(f"Only a failed step can be retried; this one is {failed.state}.")
+        if failed.kind == "origin" or not failed.is_finished:
+            raise HistoryError("Only a finished edit can be tried again.")
         step = Step(
             step_id=new_step_id,
             session_id=self.session_id,
@@ -409,7 +417,7 @@ class Session:
             source=failed.source,
             state=StepState.QUEUED,
             created_at=_utc(now),
-            retry_of=failed.step_id,
+            retry_of=failed.step_id if failed.state is StepState.FAILED else None,
             region=failed.region,
         )
         return self._with_new_step(step)
@@ -468,18 +476,26 @@ class Session:
         return replace(self, steps=steps, redo_stack=redo)
 
     def cancel(self, step_id: str) -> Session:
-        """Remove a step that has not started (queued, never sent) with the steps queued after
-        it; if the current step was among them, its parent becomes current."""
+        """Remove one step that has not started (queued, never sent). The steps queued after
+        it stay, now after the step before it (they run on its image); if the cancelled step
+        was current, its parent becomes current."""
         step = self._get(step_id)
-        doomed = set(self.subtree(step_id))
-        if any(
-            self.steps[i].state is not StepState.QUEUED or self.steps[i].task_id for i in doomed
-        ):
+        if step.state is not StepState.QUEUED or step.task_id or step.parent_id is None:
             raise HistoryError("That edit has already started; it can no longer be cancelled.")
-        steps = {i: s for i, s in self.steps.items() if i not in doomed}
-        current = step.parent_id if self.current_step_id in doomed else self.current_step_id
-        redo = tuple(i for i in self.redo_stack if i not in doomed)
-        return replace(self, steps=steps, current_step_id=current or "", redo_stack=redo)
+        parent = self.steps[step.parent_id]
+        children = self.children(step_id)
+        if children and self._output_of(parent).kind == "none":
+            raise HistoryError(
+                "The instructions queued after this one need its image; cancel them first."
+            )
+        steps = {
+            i: (s.reparent(parent.step_id) if s.parent_id == step_id else s)
+            for i, s in self.steps.items()
+            if i != step_id
+        }
+        current = parent.step_id if self.current_step_id == step_id else self.current_step_id
+        redo = tuple(i for i in self.redo_stack if i != step_id)
+        return replace(self, steps=steps, current_step_id=current, redo_stack=redo)
 
     def with_step(self, step: Step) -> Session:
         """This session with `step` replacing the step of the same id (after a state change)."""

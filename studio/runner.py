@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from studio.config import Secret
 from studio.history import HistoryError, ImageRef, Phase, Step, StepState, StepUpdate
-from studio.images import ImageError, check_result, open_source, prepare_upload
+from studio.images import ImageError, check_result, describe, prepare_upload
 from studio.links import is_public_link
 from studio.params import (
     DEFAULT_GENERATE_RATIO,
@@ -205,6 +205,8 @@ class _Run:
     task: asyncio.Task[Step]
     update: StepUpdate
     waiting: bool = False
+    # Seconds from its create's answer to the read that saw its task finished (a fresh task).
+    seen_s: float | None = None
 
 
 class StepRunner:
@@ -341,15 +343,17 @@ class StepRunner:
             try:
                 if step.is_waiting:
                     step = await self._await_parent(step)
-                fresh = step.task_id is None
-                if fresh:
+                created_at = None  # when a create made here answered: the wait counts from it
+                if step.task_id is None:
                     await self._check_region(step)
-                    step = await self._submit(step, client)
+                    step, created_at = await self._submit(step, client)
+                fresh = created_at is not None
                 task = await client.wait_for_task(
                     step.task_id or "",
                     model=MODEL_IDS[_model(step)],
                     on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
                     deadline_s=self._deadline_s,
+                    created_at=created_at,
                 )
                 self._report(step, "downloading")
                 return await self._finish(step, task, client)
@@ -369,22 +373,34 @@ class StepRunner:
                 return await self._fail(step, UNEXPECTED_FAILURE)
 
     async def _await_parent(self, step: Step) -> Step:
-        """Wait for the step before a typed-ahead one; its image becomes this step's source."""
-        assert step.parent_id is not None
-        while True:
-            session = await asyncio.to_thread(self._store.load_session, step.session_id)
-            parent = session.steps[step.parent_id]
-            if parent.state is StepState.COMPLETED and parent.result is not None:
-                break
-            if parent.is_finished:
-                raise HistoryError(
-                    "The step before this one failed, so it did not run; retry it when ready."
-                )
-            running = self._runs.get(parent.step_id)
-            if running is not None:
-                await asyncio.wait([running.task])
-            else:  # run by another process (the CLI, a second studio): look again shortly
-                await asyncio.sleep(PARENT_POLL_S)
+        """Wait for the step before a typed-ahead one; its image becomes this step's source.
+        The step before it may change meanwhile (it was cancelled: `reparent`), so the step's
+        own record is read again each time."""
+        with self.signals.subscribe(step.session_id) as changed:
+            while True:
+                changed.clear()
+                session = await asyncio.to_thread(self._store.load_session, step.session_id)
+                step = session.steps.get(step.step_id, step)
+                assert step.parent_id is not None
+                parent = session.steps.get(step.parent_id)
+                if parent is not None and parent.state is StepState.COMPLETED and parent.result:
+                    break
+                if parent is not None and parent.is_finished:
+                    raise HistoryError(
+                        "The step before this one failed, so it did not run; retry it when ready."
+                    )
+                running = self._runs.get(step.parent_id)
+                if running is not None and not running.task.done():
+                    woken = asyncio.ensure_future(changed.wait())
+                    try:
+                        await asyncio.wait(
+                            [running.task, woken], return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        woken.cancel()
+                else:  # run by another process (the CLI, a second studio): look again shortly
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), PARENT_POLL_S)
         step = step.with_source_image(parent.result.sha256)
         await asyncio.to_thread(self._store.save_step, step)
         run = self._runs.get(step.step_id)
@@ -393,7 +409,16 @@ class StepRunner:
             run.update = replace(run.update, step=step)
         return step
 
-    async def _submit(self, step: Step, client: RunAPIClient) -> Step:
+    def reparent(self, steps: list[Step]) -> None:
+        """Waiting steps now follow another step (the one before them was cancelled)."""
+        for step in steps:
+            run = self._runs.get(step.step_id)
+            if run is not None:
+                run.update = replace(run.update, step=step)
+
+    async def _submit(self, step: Step, client: RunAPIClient) -> tuple[Step, float | None]:
+        """Create the step's task and record its id; the step, and when the create answered
+        (None when the answer says the task has ended: a replayed create, read at once)."""
         params = step.params
         assert params is not None, "only edit and generate steps are submitted"
         source_url, aspect_ratio = None, params.aspect_ratio
@@ -411,10 +436,11 @@ class StepRunner:
             safety_tolerance=params.safety_tolerance,
         )
         task = await client.create_task(request, idempotency_key=step.step_id)
+        created_at = time.monotonic() if task.status in ("pending", "processing") else None
         step = step.start(task.task_id, self._now())
         await asyncio.to_thread(self._store.save_step, step)  # write-ahead, before any wait
         self._report(step, "submitted")
-        return step
+        return step, created_at
 
     async def _source_url(self, step: Step, client: RunAPIClient) -> tuple[str, Step, str]:
         """The URL RunAPI fetches the source from, the step (with its upload recorded) and the
@@ -423,8 +449,8 @@ class StepRunner:
         sha = source.image_sha256
         if sha is None:
             raise HistoryError("This step's source image is missing from the history.")
-        data = await asyncio.to_thread(self._store.read_image, sha)
-        image = await asyncio.to_thread(open_source, data)
+        # Stored bytes were checked when they came in: their header says enough (no decode).
+        image = await asyncio.to_thread(lambda: describe(self._store.read_image(sha)))
         ratio = nearest_aspect_ratio(image.width, image.height)
         if source.kind == "link" and source.link_url and is_public_link(source.link_url):
             return source.link_url, step, ratio
@@ -466,7 +492,9 @@ class StepRunner:
         step = step.complete(
             ref, self._now(), cost_cents=cost, raw_result=raw, found_mask_sha256=found
         )
-        await asyncio.to_thread(self._store.save_step, step)
+        run = self._runs.get(step.step_id)
+        seen_s = run.seen_s if run is not None else None
+        await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
 
     async def _marked(self, data: bytes, image_format: str, step: Step) -> bytes:
@@ -494,7 +522,7 @@ class StepRunner:
         if region is None or region.kind == "auto" or step.source.image_sha256 is None:
             return
         data = await asyncio.to_thread(self._store.read_image, step.source.image_sha256)
-        source = await asyncio.to_thread(open_source, data)
+        source = await asyncio.to_thread(describe, data)  # stored: checked when it came in
         mask = None
         if region.mask_sha256 is not None:
             mask = await asyncio.to_thread(self._store.read_image, region.mask_sha256)
@@ -558,8 +586,11 @@ class StepRunner:
 
     def _on_status(self, step: Step, task: Task, elapsed_s: float, learn: bool) -> None:
         # A resumed step's wait began after the restart, so only fresh ones teach the schedule.
-        if learn and task.status == "completed" and self._schedule is not None:
-            self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+        if learn and task.status == "completed":
+            if self._schedule is not None:
+                self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+            if (run := self._runs.get(step.step_id)) is not None:
+                run.seen_s = elapsed_s  # stored with the result, for the next process to learn
         self._report(step, _phase_of(task))
 
     def _report(self, step: Step, phase: Phase) -> None:

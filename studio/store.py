@@ -144,11 +144,28 @@ def _add_regions(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE steps ADD COLUMN {column}")
 
 
+def _poll_durations(db: sqlite3.Connection) -> None:
+    # What the poll schedule learned: seconds from a create's answer to the read that saw the task
+    # finished, per model. A step's own elapsed time also holds the upload and the download, so
+    # it would teach a schedule to read late; this is the number the schedule itself measured.
+    db.execute(
+        """CREATE TABLE poll_durations (
+            n INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            seconds REAL NOT NULL CHECK (seconds > 0)
+        )"""
+    )
+    db.execute("CREATE INDEX poll_durations_by_model ON poll_durations (model, n)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
     ("003_regions", _add_regions),
+    ("004_poll_durations", _poll_durations),
 )
+# Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
+KEPT_DURATIONS = 32
 
 
 class Store:
@@ -346,8 +363,11 @@ class Store:
             for step in session.steps.values():
                 _insert_step(db, step)
 
-    def save_step(self, step: Step) -> None:
+    def save_step(self, step: Step, *, poll_seen_s: float | None = None) -> None:
         """Insert a new step, or record how an unfinished one advanced.
+
+        `poll_seen_s`, with a completed step: seconds from its create's answer to the read that
+        saw the task finished, kept (in the same transaction) for `recent_durations`.
 
         Raises:
             StoreError: the step is already finished here with other values (never rewritten).
@@ -358,6 +378,8 @@ class Store:
                 if _decode_step(row.fetchone()) != step:
                     raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
             _touch(db, step.session_id)
+            if poll_seen_s is not None and poll_seen_s > 0 and step.params is not None:
+                _add_duration(db, step.params.model, poll_seen_s)
 
     def set_current(self, session: Session) -> None:
         """Record `session`'s current step and redo stack, so a reload lands in the same place."""
@@ -392,9 +414,12 @@ class Store:
             )
             self._write_current(db, session)
 
-    def cancel_steps(self, session: Session, step_ids: Collection[str]) -> None:
-        """Delete queued steps that were never sent (`Session.cancel`) and record `session`'s
-        current step. Raises `StoreError` if one of them was sent meanwhile."""
+    def cancel_steps(
+        self, session: Session, step_ids: Collection[str], moved: Collection[Step] = ()
+    ) -> None:
+        """Delete queued steps that were never sent (`Session.cancel`), record the new parent
+        of the steps `moved` after them, and record `session`'s current step. Raises
+        `StoreError` if one of them was sent meanwhile."""
         marks = ", ".join("?" * len(step_ids))
         with self._write() as db:
             started = db.execute(
@@ -404,6 +429,12 @@ class Store:
             ).fetchone()[0]
             if started:
                 raise StoreError("That edit has already started; it can no longer be cancelled.")
+            for step in moved:
+                db.execute(
+                    "UPDATE steps SET parent_id = ? WHERE step_id = ? AND session_id = ?"
+                    " AND state = 'queued'",
+                    (step.parent_id, step.step_id, session.session_id),
+                )
             db.execute(
                 f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
                 (session.session_id, *step_ids),
@@ -638,22 +669,21 @@ class Store:
         return steps
 
     def recent_durations(self, per_model: int = 8) -> dict[str, list[float]]:
-        """Seconds from submission to completion of the latest completed tasks of each model
-        (`pro`, `max`), oldest first, at most `per_model` each: what the poll schedule learns."""
+        """Seconds from a create's answer to the read that saw the task finished, for the latest
+        tasks of each model (`pro`, `max`), oldest first, at most `per_model` each: what the
+        poll schedule learned, in this process or any other that shares the directory."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT model, elapsed_s FROM (
-                    SELECT json_extract(params_json, '$.model') AS model, elapsed_s, completed_at,
-                        ROW_NUMBER() OVER (PARTITION BY json_extract(params_json, '$.model')
-                            ORDER BY completed_at DESC, rowid DESC) AS n
-                    FROM steps
-                    WHERE state = 'completed' AND task_id IS NOT NULL AND elapsed_s > 0
-                ) WHERE n <= ? ORDER BY completed_at, n DESC""",
+                """SELECT model, seconds FROM (
+                    SELECT model, seconds, n,
+                        ROW_NUMBER() OVER (PARTITION BY model ORDER BY n DESC) AS k
+                    FROM poll_durations
+                ) WHERE k <= ? ORDER BY n""",
                 (per_model,),
             ).fetchall()
         durations: dict[str, list[float]] = {}
         for row in rows:
-            durations.setdefault(row["model"], []).append(row["elapsed_s"])
+            durations.setdefault(row["model"], []).append(row["seconds"])
         return durations
 
     # Connections and transactions
@@ -687,6 +717,12 @@ class Store:
             db.row_factory = sqlite3.Row
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA foreign_keys = ON")
+            # In WAL mode, NORMAL syncs at checkpoints instead of at every commit: a crash of the
+            # studio loses nothing, a power cut at most the last commits (never the file). Those
+            # are safe to lose: a step whose task id was lost is created again under the same
+            # Idempotency-Key and the service replays it. FULL made every edit's ~7 commits wait
+            # for the disk one at a time, which under 100 edits at once was most of the wait.
+            db.execute("PRAGMA synchronous = NORMAL")
             self._local.db = db
         return db
 
@@ -736,6 +772,15 @@ class Store:
             # Also after a failed COMMIT, which leaves the transaction open.
             if db.in_transaction:
                 db.execute("ROLLBACK")
+
+
+def _add_duration(db: sqlite3.Connection, model: str, seconds: float) -> None:
+    db.execute("INSERT INTO poll_durations (model, seconds) VALUES (?, ?)", (model, seconds))
+    db.execute(
+        "DELETE FROM poll_durations WHERE model = ? AND n < (SELECT MIN(n) FROM"
+        " (SELECT n FROM poll_durations WHERE model = ? ORDER BY n DESC LIMIT ?))",
+        (model, model, KEPT_DURATIONS),
+    )
 
 
 def _migrate(

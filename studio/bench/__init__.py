@@ -12,13 +12,18 @@ import argparse
 import asyncio
 import json
 import math
+import statistics
 import sys
 import time
 from typing import Any
 
 from studio.bench.rig import machine
 
-SECTIONS = ("poll", "compare", "load", "intake", "regions", "cold")
+SECTIONS = ("poll", "process", "compare", "load", "page", "intake", "regions", "cold")
+# The process row's tasks: real seconds (a process's start does not scale with --scale).
+PROCESS_TASK_S = 4.0
+# Edits sent at once in the load row (each a burst of its own), unless --edits says otherwise.
+LOAD_SIZES = (100, 500)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -26,8 +31,9 @@ def run_bench(args: argparse.Namespace) -> int:
     from studio.simulator import Simulator
 
     only = set(args.only or SECTIONS)
+    load_sizes = LOAD_SIZES if args.edits is None else (args.edits,)
     if args.edits is None:
-        args.edits = 500 if args.drill else 100
+        args.edits = 500
     report: dict[str, Any] = {"machine": machine(), "scale": args.scale}
     say = _say(args.quiet)
     started = time.monotonic()
@@ -47,7 +53,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 for kill in (False, True)
             ]
         else:
-            report |= _measure(sim, args, only, say)
+            report |= _measure(sim, args, only, say, load_sizes)
     except RuntimeError as exc:  # a missing optional dependency, or a child that did not start
         sys.stderr.write(f"kontext-studio: error: {exc}\n")
         return 1
@@ -60,7 +66,9 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(sim: Any, args: argparse.Namespace, only: set[str], say: Any) -> dict[str, Any]:
+def _measure(
+    sim: Any, args: argparse.Namespace, only: set[str], say: Any, load_sizes: tuple[int, ...]
+) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if "poll" in only:
         from studio.bench.poll import run_poll
@@ -69,18 +77,32 @@ def _measure(sim: Any, args: argparse.Namespace, only: set[str], say: Any) -> di
         report["poll"] = asyncio.run(
             run_poll(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
         )
+    if "process" in only:
+        from studio.bench.process import run_processes
+
+        say("Process: one edit per new process, the CLI beside an SDK script")
+        report["process"] = run_processes(
+            sim, task_s=PROCESS_TASK_S, runs=args.rounds, model="pro", say=say
+        )
     if "compare" in only:
         from studio.bench.poll import run_compare
 
         say("Compare: pro and max side by side")
         report["compare"] = asyncio.run(
-            run_compare(sim, scale=args.scale, rounds=args.rounds, warmup=args.warmup, say=say)
+            run_compare(
+                sim, scale=args.scale, rounds=args.rounds, warmup=max(3, args.warmup), say=say
+            )
         )
     if "load" in only:
         from studio.bench.load import run_load
 
-        say(f"Load: {args.edits} edits at once through the studio")
-        report["load"] = run_load(sim, edits=args.edits, pages=args.pages, task_s=3.0, say=say)
+        say(f"Load: {' then '.join(map(str, load_sizes))} edits at once through the studio")
+        report["load"] = run_load(sizes=load_sizes, pages=args.pages, task_s=3.0, say=say)
+    if "page" in only:
+        from studio.bench.page import run_page
+
+        say("Page: load to usable beside bare Gradio, Enter to feedback")
+        report["page"] = run_page(args.rounds, say)
     if "intake" in only:
         from studio.bench.intake import run_intake
 
@@ -129,6 +151,16 @@ def format_report(report: dict[str, Any]) -> str:
                 f"| {_range(delay, '.0f', 1000)} | {_range(reads, '.0f')} |"
             )
         lines.append("")
+    if process := report.get("process"):
+        pairs = zip(process["studio_wall_s"], process["sdk_wall_s"], strict=True)
+        walls = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
+        lines += [
+            f"One edit per new process ({process['model']}, {process['task_s']:g} s tasks, a "
+            f"{process['source'][0]}x{process['source'][1]} PNG, one data directory from "
+            f"empty): wall seconds, CLI/SDK script, in order: {walls}. The CLI's wall beyond "
+            f"the step's own time: {_range(process['cli_overhead_s'], '.2f')} s.",
+            "",
+        ]
     if compare := report.get("compare"):
         lines += [
             f"Compare: pro ({compare['pro_task_s']:g} s) and max ({compare['max_task_s']:g} s) "
@@ -138,19 +170,50 @@ def format_report(report: dict[str, Any]) -> str:
             "",
         ]
     if load := report.get("load"):
-        idle = load["idle"]
-        per_page = (
-            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)"
-            if idle.get("pages")
-            else f"idle pages not measured ({idle.get('skipped', 'none asked')})"
-        )
-        overhead = load["overhead_s"]
         lines += [
-            f"Load: {load['edits']} edits at once ({load['task_s']:g} s tasks): overhead median "
-            f"{overhead['median']:.2f} s, p95 {overhead['p95']:.2f} s, {load['failed']} failed; "
-            f"studio peak RSS {load['peak_rss_mb']:.0f} MB; {per_page}.",
+            f"Load: edits sent at once to `/edit_image` ({load['task_s']:g} s tasks; the studio, "
+            "the simulator and a raw-HTTP client each in its own process), after "
+            "4 one at a time. Overhead is the time to result beyond the task.",
+            "",
+            "| edits | failed | overhead median | p95 | studio CPU / edit | its floor | "
+            "simulator CPU / edit | client CPU / edit | studio peak RSS | load average |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in load["rows"]:
+            overhead = row["overhead_s"]
+            lines.append(
+                f"| {row['edits']} | {row['failed']} | {overhead['median']:.2f} s "
+                f"| {overhead['p95']:.2f} s | {row['studio_cpu_per_edit_s'] * 1000:.0f} ms "
+                f"| {row['studio_floor_s']:.2f} s "
+                f"| {row['simulator_cpu_per_edit_s'] * 1000:.0f} ms "
+                f"| {row['client_cpu_per_edit_s'] * 1000:.0f} ms | {row['peak_rss_mb']:.0f} MB "
+                f"| {row['load_average']:.1f} |"
+            )
+        idle = load["idle"]
+        lines += [
+            "",
+            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)."
+            if idle.get("pages")
+            else f"Idle pages not measured ({idle.get('skipped', 'none asked')}).",
             "",
         ]
+    if page := report.get("page"):
+        if "skipped" in page:
+            lines += [f"Page: not measured ({page['skipped']}).", ""]
+        else:
+            lines += [
+                f"Page (headless Chromium, a new context each time): load to a usable page "
+                f"{_range(page['load_s'], '.2f')} s, a bare Gradio Blocks page "
+                f"{_range(page['bare_load_s'], '.2f')} s: {page['load_ratio']:.2f}x; Enter to the "
+                f"first visible change {_range(page['enter_to_feedback_s'], '.3f')} s"
+                + (
+                    f" ({page['no_feedback']} without any within 30 s)"
+                    if page["no_feedback"]
+                    else ""
+                )
+                + ".",
+                "",
+            ]
     if intake := report.get("intake"):
         lines += [
             f"Intake: a {intake['megapixels']:g} MP JPEG ({intake['file_mb']:.1f} MB) accepted "
@@ -167,7 +230,9 @@ def format_report(report: dict[str, Any]) -> str:
         top = ", ".join(f"{name} {s:.2f} s" for name, s in list(cold["top_imports_s"].items())[:4])
         lines += [
             f"Cold start: {cold['seconds']:.1f} s from the command to a page that answers "
-            f"(median of {len(cold['all_s'])}); imports {cold['imports_s']:.1f} s of a profiled "
+            f"(median of {len(cold['all_s'])}), {cold['ratio']:.2f}x a bare Gradio Blocks app "
+            f"started the same way ({statistics.median(cold['bare_gradio_s']):.1f} s); "
+            f"imports {cold['imports_s']:.1f} s of a profiled "
             f"{cold['profiled_s']:.1f} s: {top}.",
             "",
         ]

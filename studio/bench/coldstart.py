@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +22,48 @@ from studio.bench.rig import StudioProcess
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
+# A bare Gradio Blocks app started the same way (a new Python, launch, first page answered).
+BARE_GRADIO = r"""
+import sys
+import gradio as gr
+with gr.Blocks(analytics_enabled=False) as demo:
+    text = gr.Textbox(label="Instruction")
+    image = gr.Image(type="filepath")
+    text.submit(lambda t: None, text, image)
+demo.launch(server_name="127.0.0.1", server_port=int(sys.argv[1]), quiet=True)
+"""
+
+
+class BareGradio(StudioProcess):
+    """`BARE_GRADIO` as a child process on a free port: the floor a Gradio app starts at."""
+
+    def start(self, *, python_args: Sequence[str] = ()) -> float:
+        self.home.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, *python_args, "-c", BARE_GRADIO, str(self.port)],
+                env=self._env,
+                stdout=log,
+                stderr=log,
+            )
+        self.wait_until_answers(started)
+        return time.monotonic() - started
+
+
 def run_cold_start(rounds: int = 3) -> dict[str, Any]:
-    """The median of `rounds` starts, and the import profile of one more."""
-    times = []
+    """The median of `rounds` starts, each beside a bare Gradio app's (in turn), and the import
+    profile of one more."""
+    times: list[float] = []
+    bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         for n in range(rounds):
-            studio = StudioProcess(Path(tmp) / f"home-{n}")
-            try:
-                times.append(studio.start())
-            finally:
-                studio.stop()
+            for kind, out in ((StudioProcess, times), (BareGradio, bare)):
+                child = kind(Path(tmp) / f"home-{kind.__name__}-{n}")
+                try:
+                    out.append(child.start())
+                finally:
+                    child.stop()
         studio = StudioProcess(Path(tmp) / "home-profile", env={"PYTHONPROFILEIMPORTTIME": "1"})
         try:
             profiled_s = studio.start()
@@ -38,6 +73,8 @@ def run_cold_start(rounds: int = 3) -> dict[str, Any]:
     return {
         "seconds": statistics.median(times),
         "all_s": times,
+        "bare_gradio_s": bare,
+        "ratio": statistics.median(a / b for a, b in zip(times, bare, strict=True)),
         "profiled_s": profiled_s,
         "imports_s": sum(imports.values()),
         "top_imports_s": dict(list(imports.items())[:8]),

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from studio.bench.engine_child import PROMPT
-from studio.bench.load import studio_env
 from studio.bench.poll import profile
 from studio.bench.rig import StudioProcess, photo
 from studio.history import StepState
@@ -240,7 +239,11 @@ def run_drill(
         if engine_only:
             target = EngineTarget(home, sim, poll_scale=0.1)
         else:
-            env = {**studio_env(sim), "KONTEXT_STUDIO_POLL_SCALE": "0.1"}
+            env = {
+                "RUNAPI_API_KEY": sim.api_key,
+                "RUNAPI_BASE_URL": sim.base_url,
+                "KONTEXT_STUDIO_POLL_SCALE": "0.1",
+            }
             target = StudioTarget(home, env, source, concurrency)
         target.start()
         sim.faults.chaos(rate, seed=seed, slow_s=0.5)

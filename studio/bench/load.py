@@ -1,107 +1,101 @@
-"""Load: many edits at once through the running studio (`gradio_client`), and idle pages.
+"""Load: many edits at once through the running studio, and idle pages.
 
-The studio runs as its own process (`kontext-studio`, pointed at this process's simulator), so
-its memory is its own. Imports `gradio_client` and, for idle pages, Playwright (lazily).
+Three processes besides the bench: the studio (`kontext-studio`), the simulator, and a light
+client that sends every edit at once over raw HTTP (`parties`); so the studio's CPU is its own,
+and neither the stand-in nor the client competes for its interpreter. Imports Playwright lazily
+(idle pages).
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from studio.bench.poll import profile
+from studio.bench.parties import Party, cpu_seconds, run_client
 from studio.bench.rig import StudioProcess, memory_kb, photo, summary
-from studio.simulator import Simulator
 
 CHROMIUM = "/usr/bin/chromium"
 # Seconds an idle page is left alone before its memory is read (its load event has run).
 IDLE_SETTLE_S = 3.0
 PAGE_TIMEOUT_MS = 30_000
-
-
-def studio_env(sim: Simulator) -> dict[str, str]:
-    return {"RUNAPI_API_KEY": sim.api_key, "RUNAPI_BASE_URL": sim.base_url}
+# Edits, one at a time, the studio learns its poll schedule from before the load.
+LOAD_WARMUP = 4
+BENCH_KEY = "sk-bench"
 
 
 def run_load(
-    sim: Simulator,
     *,
-    edits: int,
+    sizes: Sequence[int],
     pages: int,
     task_s: float,
     say: Callable[[str], None],
+    warmup: int = LOAD_WARMUP,
 ) -> dict[str, Any]:
-    """`edits` edits submitted at once through `/edit_image`, after a few to learn from."""
-    from gradio_client import Client
-
-    sim.latency = profile(task_s, task_s)
+    """For each of `sizes`, that many edits sent at once through `/edit_image`, after `warmup`
+    one at a time to learn from; then idle pages. One studio, one simulator for the whole row."""
     with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
         source = Path(tmp) / "source.png"
         source.write_bytes(photo(640, 480))
-        studio = StudioProcess(Path(tmp) / "home", env=studio_env(sim))
-        start_s = studio.start()
+        sim = Party("sim", str(task_s))
+        base_url = sim.start()
+        studio = StudioProcess(
+            Path(tmp) / "home", env={"RUNAPI_API_KEY": BENCH_KEY, "RUNAPI_BASE_URL": base_url}
+        )
         try:
-            client = Client(
-                studio.url, verbose=False, max_workers=edits, download_files=str(Path(tmp) / "dl")
-            )
-            say(f"  load: studio up in {start_s:.1f} s; 4 edits to learn from")
-            for n in range(4):
-                client.predict(
-                    str(source),
-                    f"warm {n}",
-                    "pro",
-                    "match",
-                    "",
-                    api_name="/edit_image",
-                )
+            start_s = studio.start()
+            say(f"  load: studio up in {start_s:.1f} s; {warmup} edits to learn from")
+            for _ in range(warmup):
+                run_client(studio.url, 1, source)
+            rows = []
+            for edits in sizes:
+                say(f"  load: {edits} edits at once")
+                rows.append(_burst(studio, sim, source, edits, task_s))
             idle = idle_pages(studio, pages, say) if pages else {"pages": 0}
-            say(f"  load: {edits} edits at once")
-            rss_before = memory_kb(studio.pid)
-            done: dict[int, float] = {}
-            failed: list[str] = []
-            lock = threading.Lock()
-            started = time.monotonic()
-            jobs = []
-            for n in range(edits):
-                job = client.submit(
-                    str(source),
-                    f"load {n}",
-                    "pro",
-                    "match",
-                    "",
-                    api_name="/edit_image",
-                )
-
-                def finished(future: Any, n: int = n) -> None:
-                    with lock:
-                        done[n] = time.monotonic()
-                        if future.exception() is not None:
-                            failed.append(str(future.exception()))
-
-                job.add_done_callback(finished)
-                jobs.append(job)
-            for job in jobs:
-                job.exception(timeout=600)
-            while len(done) < edits:  # callbacks run just after the result is set
-                time.sleep(0.01)
-            overheads = [done[n] - started - task_s for n in range(edits)]
-            peak_kb = memory_kb(studio.pid, "VmHWM")
-            client.close()
         finally:
             studio.stop()
+            sim.stop()
+    return {"task_s": task_s, "start_s": start_s, "rows": rows, "idle": idle}
+
+
+def _burst(
+    studio: StudioProcess, sim: Party, source: Path, edits: int, task_s: float
+) -> dict[str, Any]:
+    rss_before = memory_kb(studio.pid)
+    studio_cpu, sim_cpu = cpu_seconds(studio.pid), cpu_seconds(sim.pid)
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    results = run_client(studio.url, edits, source)
+    wall_s = time.monotonic() - started
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    studio_cpu = cpu_seconds(studio.pid) - studio_cpu
+    cpus = os.cpu_count() or 1
+    failed = [outcome for _, outcome in results if outcome != "ok"]
+    per_edit_s = studio_cpu / edits
     return {
         "edits": edits,
-        "task_s": task_s,
         "failed": len(failed),
         "errors": sorted(set(failed))[:5],
-        "overhead_s": summary(overheads),
+        "overhead_s": summary([end - task_s for end, outcome in results if outcome == "ok"]),
+        "wall_s": wall_s,
+        "studio_cpu_per_edit_s": per_edit_s,
+        # The studio's own work alone, spread over every core, leaves no shorter wait than this.
+        "studio_floor_s": per_edit_s * edits / cpus,
+        "simulator_cpu_per_edit_s": (cpu_seconds(sim.pid) - sim_cpu) / edits,
+        "client_cpu_per_edit_s": (
+            client_after.ru_utime
+            + client_after.ru_stime
+            - client_before.ru_utime
+            - client_before.ru_stime
+        )
+        / edits,
         "rss_before_mb": rss_before / 1024,
-        "peak_rss_mb": peak_kb / 1024,
-        "idle": idle,
+        "peak_rss_mb": memory_kb(studio.pid, "VmHWM") / 1024,
+        "load_average": os.getloadavg()[0],
     }
 
 

@@ -11,7 +11,7 @@ import base64
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -184,51 +184,75 @@ def rows(samples: list[Sample], label: str) -> list[dict[str, Any]]:
     return out
 
 
+# Task durations of the poll rows (seconds, before --scale): the issue's 2, 4, 7 and 15 s.
+POLL_TASKS_S = (2.0, 4.0, 7.0, 15.0)
+POLL_CASES: tuple[tuple[Model, float], ...] = tuple(
+    (model, seconds) for model in ("pro", "max") for seconds in POLL_TASKS_S
+)
+# Edits of a model before its schedule leaves the prior (`policy.LEARN_MIN_SAMPLES`).
+FIRST_EDITS = 3
+
+
 async def run_poll(
-    sim: Simulator, *, scale: float, rounds: int, warmup: int, say: Callable[[str], None]
+    sim: Simulator,
+    *,
+    scale: float,
+    rounds: int,
+    warmup: int,
+    say: Callable[[str], None],
+    cases: Sequence[tuple[Model, float]] = POLL_CASES,
 ) -> dict[str, Any]:
-    """The side-by-side runs: 3 s and 10 s tasks on pro and max, then pro turning 2x slower."""
+    """Side by side with the SDK, from a fresh data directory for each model and duration: the
+    first three edits (the prior), then `rounds` more (learned); then pro turning 2x slower.
+    `warmup` edits, if any, run before the learned rounds and are not counted."""
     sdk = SdkSide(sim, scale)
     results: list[dict[str, Any]] = []
     samples: list[Sample] = []
     shift: list[Sample] = []
     try:
         with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
-            for model in ("pro", "max"):
-                for seconds in (3.0, 10.0):
-                    label = f"{model} {seconds:g} s"
-                    task_s = seconds * scale
-                    sim.latency = profile(task_s, task_s)
-                    side = EngineSide(sim, Path(tmp) / label.replace(" ", "-"), scale)
-                    await side.open()
-                    say(f"  {label}: {warmup} warm-up edits, then {rounds} rounds")
-                    for _ in range(warmup):
-                        await side.edit(model)
-                    mine: list[Sample] = []
-                    for n in range(rounds):  # alternate who goes first
-                        first_sdk = n % 2 == 1
-                        if first_sdk:
-                            mine.append(await asyncio.to_thread(sdk.edit, model))
-                        mine.append(await side.edit(model))
-                        if not first_sdk:
-                            mine.append(await asyncio.to_thread(sdk.edit, model))
-                    if (model, seconds) == ("pro", 3.0):
-                        say(f"  {label}: every task turns twice as slow, {rounds + 3} rounds")
-                        sim.latency = profile(2 * task_s, 2 * task_s)
-                        for _ in range(rounds + 3):
-                            shift.append(await side.edit(model))
-                            shift.append(await asyncio.to_thread(sdk.edit, model))
-                    await side.aclose()
-                    samples += mine
-                    results += rows(mine, label)
+            for model, seconds in cases:
+                label = f"{model} {seconds:g} s"
+                task_s = seconds * scale
+                sim.latency = profile(task_s, task_s)
+                side = EngineSide(sim, Path(tmp) / label.replace(" ", "-"), scale)
+                await side.open()
+                say(f"  {label}: {FIRST_EDITS} first edits, then {rounds} rounds")
+                first = await _alternate(side, sdk, model, FIRST_EDITS)
+                for _ in range(warmup):
+                    await side.edit(model)
+                learned = await _alternate(side, sdk, model, rounds)
+                if (model, seconds) == ("pro", 4.0):
+                    say(f"  {label}: every task turns twice as slow, {rounds + 3} rounds")
+                    sim.latency = profile(2 * task_s, 2 * task_s)
+                    shift += await _alternate(side, sdk, model, rounds + 3, sdk_first=False)
+                await side.aclose()
+                samples += first + learned
+                results += rows(first, f"{label}, first {FIRST_EDITS}")
+                results += rows(learned, f"{label}, then")
     finally:
         sdk.close()
     return {
         "rows": results,
-        "shift": rows(shift, "pro 3 s -> 6 s"),
+        "shift": rows(shift, "pro 4 s -> 8 s"),
         "shift_sequence": [asdict(s) for s in shift if s.client == "studio"],
         "samples": [asdict(s) for s in samples],
     }
+
+
+async def _alternate(
+    side: EngineSide, sdk: SdkSide, model: Model, rounds: int, *, sdk_first: bool | None = None
+) -> list[Sample]:
+    """`rounds` edits by each, in turn; who goes first alternates unless `sdk_first` is set."""
+    out: list[Sample] = []
+    for n in range(rounds):
+        if sdk_first if sdk_first is not None else n % 2 == 1:
+            out.append(await asyncio.to_thread(sdk.edit, model))
+            out.append(await side.edit(model))
+        else:
+            out.append(await side.edit(model))
+            out.append(await asyncio.to_thread(sdk.edit, model))
+    return out
 
 
 async def run_compare(

@@ -134,6 +134,13 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def user_environ() -> dict[str, str]:
+    """This environment as a user's shell has it: Python caches compiled modules. (A machine
+    that sets PYTHONDONTWRITEBYTECODE makes every start compile our modules again, which no
+    installed studio does: pip compiles them, and Python keeps what it compiles.)"""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def machine() -> dict[str, Any]:
     """What the numbers ran on."""
     cpu = platform.processor() or platform.machine()
@@ -176,7 +183,7 @@ class StudioProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self._env = {
-            **os.environ,
+            **user_environ(),
             "KONTEXT_STUDIO_HOME": str(home),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "GRADIO_TEMP_DIR": str(home / "gradio-tmp"),

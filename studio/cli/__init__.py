@@ -11,8 +11,16 @@ import asyncio
 import logging
 import os
 import sys
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+
+# httpx imports its own command line (rich, click, pygments: about 0.1 s, a quarter of an edit's
+# start) whenever those are installed, as Gradio's dependencies are. Nothing here runs httpx's
+# command line, and every CLI run (each agent call) paid for it: an empty module in its place
+# makes httpx fall back to its stub. Gradio still imports rich itself when the studio serves.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
 
 from studio.cli.commands import (
     Job,

@@ -301,13 +301,18 @@ def _add_bench(commands: argparse._SubParsersAction[CommandParser]) -> None:
     )
     bench.add_argument("--rounds", type=int, default=5, help="measured rounds per case (default 5)")
     bench.add_argument(
-        "--warmup", type=int, default=10, help="edits the studio learns from first (default 10)"
+        "--warmup",
+        type=int,
+        default=0,
+        help="uncounted edits after each poll case's first three (default 0; compare: 3 at least)",
     )
     bench.add_argument(
         "--only",
         action="append",
-        choices=["poll", "compare", "load", "intake", "regions", "cold"],
-        help="run only this section (repeatable)",
+        choices=["poll", "process", "compare", "load", "page", "intake", "regions", "cold"],
+        metavar="SECTION",
+        help="run only this section (repeatable): poll, process, compare, load, page, intake, "
+        "regions or cold",
     )
     bench.add_argument(
         "--edits", type=int, help="edits for the load (default 100) or the drill (default 500)"

@@ -53,6 +53,9 @@ MAX_ANSWER_BYTES = 2_000_000
 MAX_RESULT_BYTES = 50_000_000
 # The official SDK's run() waits 900 s for a task.
 DEFAULT_DEADLINE_S = 900.0
+# Every running edit polls on this client: keep as many connections alive as may be open, so a
+# hundred edits at once reuse theirs instead of connecting again for each read (httpx keeps 20).
+HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
 
 PollSchedule = Callable[[str], Iterable[float]]
 StatusCallback = Callable[[Task, float], Awaitable[None] | None]
@@ -107,7 +110,7 @@ class RunAPIClient:
         self._poll_schedule: PollSchedule = poll_schedule or policy.poll_delays
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=self._timeout)
+        self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=HTTP_LIMITS)
         self._user_agent = _user_agent()
 
     def __repr__(self) -> str:
@@ -169,11 +172,15 @@ class RunAPIClient:
         model: str,
         on_status: StatusCallback | None = None,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        created_at: float | None = None,
     ) -> Task:
-        """Read the task at once, then on the model's poll schedule, until it ends.
+        """Read the task on the model's poll schedule until it ends.
 
         The schedule's sleeps add up to the times of the reads, counted from the start of the
-        wait: the time one read takes comes off the sleep before the next.
+        wait: the time one read takes comes off the sleep before the next. A task this client
+        has just created (`created_at` given) is first read after the schedule's first sleep,
+        counted from the create's answer: that answer already said the task was not done. Any
+        other (a resumed task may be done already) is read at once.
 
         Args:
             task_id: The task to wait for.
@@ -182,6 +189,7 @@ class RunAPIClient:
                 whenever the status changes; `elapsed_s` is when the read that saw it was sent
                 (seconds from the start of the wait), which is what a learned schedule needs.
             deadline_s: Overall seconds to wait, reads included.
+            created_at: `time.monotonic()` when the create that made this task answered.
 
         Returns:
             The completed task.
@@ -190,17 +198,22 @@ class RunAPIClient:
             TaskFailedError: the task ended `failed`; carries the service's message.
             TaskTimeoutError: not finished within `deadline_s`; the task may still finish.
         """
-        started = time.monotonic()
+        started = time.monotonic() if created_at is None else created_at
         try:
             async with asyncio.timeout(deadline_s) as deadline:
-                return await self._poll(task_id, model, on_status, started)
+                return await self._poll(task_id, model, on_status, started, created_at is None)
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise TaskTimeoutError(task_id, time.monotonic() - started) from None
 
     async def _poll(
-        self, task_id: str, model: str, on_status: StatusCallback | None, started: float
+        self,
+        task_id: str,
+        model: str,
+        on_status: StatusCallback | None,
+        started: float,
+        read_at_once: bool,
     ) -> Task:
         delays = iter(self._poll_schedule(model))
         last_status: str | None = None
@@ -208,6 +221,10 @@ class RunAPIClient:
         # Reads land at the schedule's times from the start (a slow read shortens the next
         # sleep), so the times a learned schedule is taught are on its own clock.
         read_at = started
+        if not read_at_once:
+            delay = next(delays, delay)
+            read_at = started + delay
+            await asyncio.sleep(read_at - time.monotonic())
         while True:
             sent = time.monotonic()
             task = await self.get_task(task_id)

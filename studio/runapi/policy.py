@@ -9,7 +9,6 @@ import email.utils
 import math
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -111,52 +110,36 @@ def should_retry(
     return repeatable and isinstance(error, httpx.TransportError)
 
 
-@dataclass(frozen=True, slots=True)
-class PollProfile:
-    """How to read one model's tasks: first read, interval, and where the usual window ends."""
-
-    first_s: float
-    step_s: float
-    window_end_s: float
-
-
-# Reality: pro usually finishes in ~5-10 s, max in ~10-20 s. Reading before the window only
-# costs requests; inside it, a step under the SDK's 2 s notices a finish sooner. Measured
-# against finish times spread evenly over those windows (client's immediate read included):
-#   pro: 4.9 reads, seen 0.63 s late on average (SDK every 2 s: 5.2 reads, 0.9 s late);
-#   max: 6.5 reads, 0.75 s late (SDK: 9.0 reads, 1.0 s late).
-POLL_PROFILES: dict[str, PollProfile] = {
-    "flux-kontext-pro": PollProfile(first_s=4.5, step_s=1.25, window_end_s=12.0),
-    "flux-kontext-max": PollProfile(first_s=9.0, step_s=1.5, window_end_s=24.0),
-}
-# Unknown models get the slower profile: waiting a little longer beats hammering.
-DEFAULT_POLL_PROFILE = POLL_PROFILES["flux-kontext-max"]
-# After the window, delays grow by this factor up to the cap, so a stuck task is not hammered.
+# The prior: what a client reads on before it knows a model's durations. The official SDK's
+# `run()` reads every 2 s, so a prior on the same 2 s grid is never later than it for any duration,
+# at no more reads; anything sparser (the old prior read pro first at 4.5 s, max at 9 s) makes a new
+# user's first edits the slowest of all. Reality: pro usually finishes in ~5-10 s, max in ~10-20 s;
+# past this window a task is unusual, and delays grow so that a stuck one is not hammered.
+PRIOR_STEP_S = 2.0
+PRIOR_WINDOW_S = 30.0
+# After the window, delays grow by this factor up to the cap.
 POLL_GROWTH = 1.5
 POLL_CAP_S = 5.0
 
 
 def poll_delays(model: str, *, scale: float = 1.0) -> Iterator[float]:
-    """The sleeps between task reads for `model`, forever; the caller owns the deadline.
+    """The sleeps between task reads for `model` before anything is known of it, forever.
 
-    The client reads once at once (a resumed task may be done already), then sleeps these:
-    `first_s`; then `step_s` until `window_end_s` is reached; then `min(5, step_s * 1.5 ** k)`
-    for k = 1, 2, ...; every value multiplied by `scale`.
-
-    For pro (4.5, 1.25, 12) the reads land at 0, 4.5, 5.75, 7, ... 12, 13.9, 16.7, 20.9,
-    25.9 s; for max (9, 1.5, 24) at 0, 9, 10.5, ... 24, 26.25, 29.6, 34.6 s.
+    Every `PRIOR_STEP_S` (2 s, the official SDK's interval) until `PRIOR_WINDOW_S` (30 s), then
+    `min(5, 2 * 1.5 ** k)` for k = 1, 2, ...; every value multiplied by `scale`. The reads land
+    at 2, 4, ... 30, 33, 37.5, 42.5, 47.5 s after the create's answer, for every model: no later
+    and no more often than the SDK's until 30 s.
 
     Args:
-        model: The wire model name, e.g. `flux-kontext-pro`.
+        model: The wire model name, e.g. `flux-kontext-pro` (every model has the same prior).
         scale: Multiplies every delay; tests use a small one against the fast simulator.
     """
-    profile = POLL_PROFILES.get(model, DEFAULT_POLL_PROFILE)
-    yield profile.first_s * scale
-    elapsed = profile.first_s
-    while elapsed < profile.window_end_s - 1e-9:
-        yield profile.step_s * scale
-        elapsed += profile.step_s
-    delay = profile.step_s
+    del model  # one prior for all: the SDK's grid is the bar, whatever the model
+    elapsed = 0.0
+    while elapsed < PRIOR_WINDOW_S - 1e-9:
+        yield PRIOR_STEP_S * scale
+        elapsed += PRIOR_STEP_S
+    delay = PRIOR_STEP_S
     while True:
         delay = min(POLL_CAP_S, delay * POLL_GROWTH)
         yield delay * scale

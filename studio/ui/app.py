@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.config import Settings
-from studio.ui import api, layout, present
+from studio.ui import api, layout, lean, present
 from studio.ui.bridge import Bridge
 from studio.ui.events import wire
 from studio.ui.handlers import Handlers, PageContext
@@ -65,6 +65,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         hosted=settings.hosted,
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
+    lean.install()  # a session's page config is built when read, not for every API call
     # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
     # the examples, and exports (each kept once; gradio-notes §5).
     gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])

@@ -31,7 +31,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import EditParams, RegionRequest
+from studio.params import EditParams, Model, RegionRequest
 from studio.ui.view import PageData
 from studio.visitor import LOCAL, Visitor
 
@@ -264,6 +264,30 @@ class Bridge:
             )
         )
 
+    async def candidates(
+        self,
+        session_id: str,
+        params: EditParams,
+        who: Visitor,
+        *,
+        count: int = 2,
+        models: tuple[Model, ...] | None = None,
+        parent_step_id: str | None = None,
+        region: RegionRequest | None = None,
+    ) -> list[Step]:
+        """Several results of one instruction side by side (`Engine.candidates`)."""
+        return await self._call(
+            self._engine.candidates(
+                session_id,
+                params,
+                count=count,
+                models=models,
+                parent_step_id=parent_step_id,
+                visitor=who,
+                region=region,
+            )
+        )
+
     async def place_edit(
         self,
         data: bytes | None,
@@ -380,12 +404,24 @@ class Bridge:
             session=session,
             summaries=summaries,
             running=engine.running(session.session_id),
-            images={ref.sha256: str(engine.image_path(ref)) for ref in shown},
+            images={ref.sha256: str(engine.image_path(ref)) for ref in [*shown, *_extras(session)]},
             thumbs={sha: str(path) for sha, path in thumbs.items()},
             balance_cents=balance,
             damaged=damaged,
             version=version,
         )
+
+
+def _extras(session: Session) -> list[ImageRef]:
+    """The other images a step may show: the model's own output (before the blend that kept the
+    rest) and the mask of the region it was edited in."""
+    found: list[ImageRef] = []
+    for step in session.steps.values():
+        if step.raw_result is not None:
+            found.append(step.raw_result)
+        if step.region is not None and step.region.mask_sha256 is not None:
+            found.append(ImageRef(sha256=step.region.mask_sha256, format="png", width=1, height=1))
+    return found
 
 
 def _tagged(session_id: str, version: str | None) -> str | None:

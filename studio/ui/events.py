@@ -20,10 +20,14 @@ _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # engine, not in the event): let many run at once.
 _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **_INTERNAL}
 _INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", **_INTERNAL}
-_SCROLL_TO_COMPARE = "() => window.kontextStudio?.showCompare()"
-# After Enter, the result area (which now says a run is under way) is brought into view when
-# it is off screen, as it is on a phone (assets/studio.js).
-_SHOW_RESULT = "() => window.kontextStudio?.showResult()"
+# Enter (or Edit): the page itself takes the instruction, empties the box and shows a
+# "queued" tile at once, and numbers the Enter (assets/studio.js); the reply never writes into
+# the box. Its arguments are the edit's inputs, in order.
+_SEND = (
+    "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
+)
+# Clicks and ticks change only what they show: no dimming, no spinner over the page.
+_QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
 
 def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
@@ -33,32 +37,46 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     demo.load(h.on_load, [c.browser], page, **_QUICK)
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
-    c.source.clear(h.on_clear_source, tab, page, **_QUICK)
     c.examples.select(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
-    c.new_session.click(h.on_new_session, tab, page, **_QUICK)
-    c.sessions.input(h.on_pick_session, [*tab, c.sessions], page, **_QUICK)
+    c.new_session.click(h.on_new_session, tab, page, **_QUIET)
+    c.sessions.input(h.on_pick_session, [*tab, c.sessions], page, **_QUIET)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
-    edit_inputs = [*tab, c.prompt, c.model, *form]
-    edit = gr.on([c.run.click, c.prompt.submit], h.on_edit, edit_inputs, page, **_QUICK)
-    edit.success(None, js=_SHOW_RESULT)
-    c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUICK)
-    c.cancel.click(h.on_cancel, tab, page, **_QUICK)
-    compare = c.compare.click(h.on_compare, [*tab, c.prompt, *form], h.compare_outputs, **_QUICK)
-    compare.success(None, js=_SCROLL_TO_COMPARE)
-    c.keep_pro.click(h.on_keep_pro, [*tab, c.compare_pair], h.compare_outputs, **_QUICK)
-    c.keep_max.click(h.on_keep_max, [*tab, c.compare_pair], h.compare_outputs, **_QUICK)
-
-    c.history.select(h.on_history_select, tab, page, **_QUICK)
-    c.branches.select(h.on_branch_select, tab, page, **_QUICK)
-    c.failed.select(h.on_failed_select, tab, page, **_QUICK)
-    c.undo.click(h.on_undo, tab, page, **_QUICK)
-    c.redo.click(h.on_redo, tab, page, **_QUICK)
-    tick_inputs = [*tab, c.version, c.compare_pair, c.tab_key]
-    c.timer.tick(h.on_tick, tick_inputs, h.compare_outputs, **_QUICK)
+    edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
+    # Every Enter counts, even while the one before is still on its way ("multiple").
+    gr.on(
+        [c.run.click, c.prompt.submit],
+        h.on_edit,
+        edit_inputs,
+        h.compare_outputs,
+        js=_SEND.format(*(edit_inputs.index(x) for x in (c.prompt, c.ticket, c.region))),
+        trigger_mode="multiple",
+        **_QUIET,
+    )
+    c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
+    c.compare.click(h.on_compare, [*tab, c.prompt, *form], h.compare_outputs, **_QUIET)
+    gr.on(
+        [c.history.click, c.candidates.click],
+        h.on_history_click,
+        tab,
+        h.compare_outputs,
+        trigger_mode="multiple",
+        **_QUIET,
+    )
+    c.notice.click(h.on_notice, tab, page, **_QUIET)
+    c.undo.click(h.on_undo, tab, page, **_QUIET)
+    c.redo.click(h.on_redo, tab, page, **_QUIET)
+    tick_inputs = [*tab, c.version, c.picks, c.tab_key]
+    c.timer.tick(h.on_tick, tick_inputs, h.compare_outputs, **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]
-    gr.on([c.pair_a.input, c.pair_b.input], h.on_pair, pair, [c.slider], **_QUICK)
+    gr.on(
+        [c.pair_a.input, c.pair_b.input, c.steps_box.expand],
+        h.on_pair,
+        pair,
+        [c.slider, c.pair_note],
+        **_QUICK,
+    )
 
     # The slider's top follows the tab's step: 2 when the next step edits, 6 when it generates.
     c.tab_step.change(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)

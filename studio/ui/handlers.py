@@ -10,15 +10,20 @@ tab and a restarted server all show the same truth.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
 import re
 import shutil
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from PIL import Image, ImageOps
 
 from studio.config import Secret
 from studio.history import Session, Step, StepUpdate
@@ -26,14 +31,16 @@ from studio.params import (
     SAFETY_MAX_EDIT,
     SAFETY_MAX_GENERATE,
     EditParams,
+    RegionRequest,
     format_cents,
+    parse_box,
     parse_params,
 )
-from studio.ui import layout, present, view
+from studio.ui import layout, present, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Visitor
 from studio.ui.files import discard_upload, write_export
 from studio.ui.layout import Components
-from studio.ui.visitor import REFUSED, Refusal, current, guarded, visitor_from
+from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded, visitor_from
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,55 @@ class PageContext:
     hosted: bool = False
 
 
+# How many tabs' typing-ahead records are kept (the oldest go first).
+MAX_TABS = 4096
+# Seconds an Enter waits for the ones typed before it to be taken.
+TURN_WAIT_S = 10.0
+
+
+class _Tab:
+    """What the server knows of one tab's typing: the last Enter it took (`done`) and refused
+    (`refused`), and the step its last edit made from which step, so that an instruction typed
+    ahead follows the one before it even when the page has not yet heard back about that one."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.refused = 0
+        self.base: str | None = None
+        self.last: str | None = None
+        self.notice: str | None = None
+        self._turns = asyncio.Condition()
+
+    def parent_for(self, tab_step: str | None) -> str | None:
+        """The step the next edit goes after: the last edit of this tab when the page sent
+        the step that edit started from (its reply had not arrived), else the tab's step."""
+        if self.last is not None and tab_step == self.base:
+            return self.last
+        return tab_step
+
+    def chained(self, base: str | None, step_id: str) -> None:
+        self.base, self.last = base, step_id
+
+    def moved(self) -> None:
+        """The tab moved (a click, undo, a kept candidate): its next edit starts there."""
+        self.base = self.last = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self, seq: int) -> AsyncIterator[None]:
+        """Take Enter number `seq` after those before it (0: no number, no wait)."""
+        async with self._turns:
+            if seq:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._turns.wait_for(lambda: self.done >= seq - 1), TURN_WAIT_S
+                    )
+        try:
+            yield
+        finally:
+            async with self._turns:
+                self._turns.notify_all()
+
+
 class Handlers:
     """Every event of the page. The first two arguments of most are the browser's session id and
     the step this tab shows (its `tab_step`): every edit, compare and retry starts from that step,
@@ -70,6 +126,21 @@ class Handlers:
         self.bridge = bridge
         self.ctx = ctx
         self.tiles = view.Tiles.from_assets(ctx.assets)
+        self._tabs: OrderedDict[str, _Tab] = OrderedDict()
+
+    def _tab(self) -> _Tab:
+        """The record of the tab whose event is being handled (a fresh one for a direct call)."""
+        key = current_tab()
+        if key is None:
+            return _Tab()
+        tab = self._tabs.get(key)
+        if tab is None:
+            tab = self._tabs[key] = _Tab()
+            while len(self._tabs) > MAX_TABS:
+                self._tabs.popitem(last=False)
+        else:
+            self._tabs.move_to_end(key)
+        return tab
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -85,39 +156,27 @@ class Handlers:
             c.sessions,
             c.cost,
             c.source,
+            c.empty,
             c.result,
-            c.slider,
+            c.before,
+            c.hold,
+            c.tools,
+            c.raw,
             c.status,
             c.download,
             c.retry,
-            c.cancel,
             c.aspect,
             c.history,
-            c.branches,
-            c.failed,
-            c.failed_box,
+            c.notice,
             c.undo,
             c.redo,
             c.timer,
-            c.prompt,
         ]
 
     @property
     def compare_outputs(self) -> list[Any]:
-        c = self.c
-        return [
-            *self.view_outputs,
-            c.compare_pair,
-            c.compare_panel,
-            c.compare_pro,
-            c.compare_max,
-            c.compare_pro_text,
-            c.compare_max_text,
-            c.compare_slider,
-            c.keep_pro,
-            c.keep_max,
-            c.model,
-        ]
+        """The page, with the candidates on show."""
+        return [*self.view_outputs, self.c.picks, self.c.candidates, self.c.model]
 
     async def page(
         self,
@@ -131,7 +190,9 @@ class Handlers:
         who = self.who_with(tab_key)
         with_balance = balance and (who.api_key is not None or not self.ctx.simulator)
         data = await self.bridge.page(session_id, who, with_balance=with_balance)
-        page = view.render_page(data, self.tiles, tab_step)
+        page = view.render_page(
+            data, self.tiles, tab_step, done=self._tab().done, refused=self._tab().refused
+        )
         download = page.download
         # A hosted studio serves a stored image only to its owner, recognising it by its hash
         # name (ui.guard): there a download keeps that name.
@@ -162,11 +223,13 @@ class Handlers:
 
     def updates(self, page: view.PageUpdate, download: str | None = None) -> Update:
         """A `PageUpdate` as Gradio component updates; `download` is the shown image under
-        the name a download gets (default: as stored)."""
+        the name a download gets (default: as stored). The instruction box is never among
+        them: only the page itself empties it, at the moment of Enter (assets/studio.js)."""
         c = self.c
         tick = layout.TICK_RUNNING_S if page.running else layout.TICK_IDLE_S
         download = download or page.download
-        failed = len(page.failed)
+        has_image = page.result is not None
+        self._tab().notice = page.notice_step
         return {
             c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
@@ -183,25 +246,22 @@ class Handlers:
             ),
             c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
             c.cost: page.cost,
-            c.source: page.source,
-            c.result: page.result,
-            c.slider: page.slider,
+            c.source: None,
+            c.empty: gr.Column(visible=not has_image),
+            c.result: gr.Image(value=page.result, visible=has_image),
+            c.before: gr.Image(value=page.before, visible=page.before is not None),
+            c.hold: gr.Button(visible=page.before is not None),
+            c.tools: gr.HTML(visible=has_image),
+            c.raw: gr.DownloadButton(value=page.raw, visible=page.raw is not None),
             c.status: page.status,
             c.download: gr.DownloadButton(value=download, visible=download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
-            c.cancel: gr.Button(visible=page.cancel_visible),
             c.aspect: gr.Dropdown(choices=page.aspect_choices),
-            # The tab's step is highlighted; setting it does not fire `select` (checked in 6.31).
-            c.history: gr.Gallery(value=page.history, selected_index=page.history_selected),
-            c.branches: gr.Gallery(value=page.branches, visible=bool(page.branches)),
-            c.failed: gr.Gallery(value=page.failed),
-            c.failed_box: gr.Accordion(
-                label=f"Failed attempts ({failed}): kept out of the way", visible=failed > 0
-            ),
+            c.history: page.history,
+            c.notice: gr.Button(value=page.notice or "", visible=page.notice is not None),
             c.undo: gr.Button(interactive=page.can_undo),
             c.redo: gr.Button(interactive=page.can_redo),
             c.timer: gr.Timer(value=tick, active=True),
-            c.prompt: gr.skip(),
         }
 
     async def refused(
@@ -239,12 +299,6 @@ class Handlers:
         return await self.page(session.session_id)
 
     @guarded
-    async def on_clear_source(self, _session_id: str | None, _tab: str | None) -> Update:
-        """The source was removed with ✕: the page starts afresh (the next instruction
-        generates an image, in a new session), instead of editing the step it no longer shows."""
-        return {**(await self.page(None)), self.c.browser: None, self.c.tab_step: None}
-
-    @guarded
     async def on_example(
         self, _session_id: str | None, _tab: str | None, evt: gr.SelectData
     ) -> Update:
@@ -265,13 +319,16 @@ class Handlers:
 
     @guarded
     async def on_new_session(self, _session_id: str | None, _tab: str | None) -> Update:
-        session = await self.bridge.start_session(None, self.who)
-        return await self.page(session.session_id)
+        """An empty page: an upload, a link, an example or an instruction starts the session
+        (so a new session that never got an image leaves nothing behind)."""
+        self._tab().moved()
+        return {**(await self.page(None)), self.c.browser: None, self.c.tab_step: None}
 
     @guarded
     async def on_pick_session(
         self, _session_id: str | None, _tab: str | None, picked: str | None
     ) -> Update:
+        self._tab().moved()
         return await self.page(picked) if picked else {self.c.status: gr.skip()}
 
     # -- edits ----------------------------------------------------------------------------------
@@ -289,33 +346,64 @@ class Handlers:
         expansion: bool,
         safety: float,
         tab_key: str | None,
+        ticket: str | None = None,
+        keep_rest: bool = False,
+        count: str | None = None,
+        region: str | None = None,
     ) -> Update:
         """Queue the instruction after the step this tab shows; while that step still runs,
         the new one waits for its image (typing ahead). Returns at once: the tab's timer shows
-        the progress, so switching sessions meanwhile never pulls the page back."""
-        params = _form_params(prompt, model, aspect, output_format, translation, expansion, safety)
-        session_id = await self._session_or_new(session_id)
-        step = await self.bridge.submit_edit(
-            session_id, params, self.who_with(tab_key), parent_step_id=tab_step
-        )
-        # Clear the instruction once it is on its way, ready for the next one.
-        return {**(await self.page(session_id, step.step_id)), self.c.prompt: ""}
+        the progress, so switching sessions meanwhile never pulls the page back.
+
+        `ticket` numbers the tab's Enters (the page script sets it): instructions typed ahead
+        are taken in that order, each after the one before, even when the reply to the one
+        before has not reached the page yet. With `count` above 1, that many candidates.
+        `region` is what the page drew on the canvas for this edit (a mask or a box); with
+        `keep_rest`, everything outside it (or outside what the edit changed) is kept exactly.
+        """
+        tab = self._tab()
+        seq = _ticket(ticket)
+        async with tab.turn(seq):
+            try:
+                params = _form_params(
+                    prompt, model, aspect, output_format, translation, expansion, safety, keep_rest
+                )
+                drawn = _region(region)
+                parent = tab.parent_for(tab_step)
+                session_id = await self._session_or_new(session_id)
+                many = _count(count)
+                if many > 1:
+                    steps = await self.bridge.candidates(
+                        session_id,
+                        params,
+                        self.who_with(tab_key),
+                        count=many,
+                        parent_step_id=parent,
+                        region=drawn,
+                    )
+                    tab.moved()
+                    return await self._with_candidates(session_id, parent, steps)
+                step = await self.bridge.submit_edit(
+                    session_id, params, self.who_with(tab_key), parent_step_id=parent, region=drawn
+                )
+            except REFUSED:
+                tab.refused = max(tab.refused, seq)
+                raise
+            finally:
+                tab.done = max(tab.done, seq)
+            tab.chained(tab_step, step.step_id)
+        return await self.page(session_id, step.step_id)
 
     @guarded
     async def on_retry(
         self, session_id: str | None, tab_step: str | None, tab_key: str | None
     ) -> Update:
+        """Try the tab's step again (failed or not): a new sibling with the same instruction."""
         if not session_id or not tab_step:
-            raise Refusal("There is no failed step to retry here.")
+            raise Refusal("There is no step to try again here.")
         step = await self.bridge.retry(session_id, tab_step, self.who_with(tab_key))
+        self._tab().moved()
         return await self.page(session_id, step.step_id)
-
-    @guarded
-    async def on_cancel(self, session_id: str | None, tab_step: str | None) -> Update:
-        if not session_id or not tab_step:
-            raise Refusal("There is no queued edit to cancel here.")
-        session = await self.bridge.cancel(session_id, tab_step, self.who)
-        return await self.page(session_id, session.current_step_id)
 
     @guarded
     async def on_compare(
@@ -334,56 +422,50 @@ class Handlers:
         shows each side the moment it is ready."""
         params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
-        pro, max_ = await self.bridge.compare(
-            session_id, params, self.who_with(tab_key), parent_step_id=tab_step
+        steps = await self.bridge.candidates(
+            session_id,
+            params,
+            self.who_with(tab_key),
+            models=("pro", "max"),
+            parent_step_id=tab_step,
         )
-        ids = (pro.step_id, max_.step_id)
-        page = await self.page(session_id, tab_step)
+        self._tab().moved()
+        return await self._with_candidates(session_id, tab_step, steps)
+
+    async def _with_candidates(
+        self, session_id: str, tab_step: str | None, steps: list[Step]
+    ) -> Update:
+        ids = tuple(s.step_id for s in steps)
         return {
-            **page,
-            **(await self._compare_panel(session_id, ids, {})),
-            self.c.prompt: "",
-            self.c.status: "⏳ Comparing pro and max…",
+            **(await self.page(session_id, tab_step)),
+            **(await self._candidates_panel(session_id, ids, {})),
+            self.c.status: f"⏳ {len(ids)} results on their way: keep the one you like.",
         }
 
-    async def _compare_panel(
-        self, session_id: str, ids: tuple[str, str], running: dict[str, StepUpdate]
+    async def _candidates_panel(
+        self, session_id: str, ids: tuple[str, ...], running: dict[str, StepUpdate]
     ) -> Update:
         session = await self.bridge.load_session(session_id, self.who)
-        if not all(i in session.steps for i in ids):
-            return {self.c.compare_pair: None, self.c.compare_panel: gr.Group(visible=False)}
-        pro, max_ = (session.steps[i] for i in ids)
-        pro_image, max_image = self.bridge.image_path(pro), self.bridge.image_path(max_)
-        c = self.c
+        if not ids or not all(i in session.steps for i in ids):
+            return {self.c.picks: None, self.c.candidates: gr.HTML(visible=False)}
+        steps = [session.steps[i] for i in ids]
+        images = {s.step_id: p for s in steps if (p := self.bridge.image_path(s))}
+        texts = {s.step_id: present.candidate_text(s, running.get(s.step_id)) for s in steps}
         return {
-            c.compare_pair: ids,
-            c.compare_panel: gr.Group(visible=True),
-            c.compare_pro: pro_image,
-            c.compare_max: max_image,
-            c.compare_pro_text: present.compare_text(pro, running.get(pro.step_id)),
-            c.compare_max_text: present.compare_text(max_, running.get(max_.step_id)),
-            c.compare_slider: (pro_image, max_image) if pro_image and max_image else None,
-            c.keep_pro: gr.Button(interactive=pro_image is not None),
-            c.keep_max: gr.Button(interactive=max_image is not None),
+            self.c.picks: list(ids),
+            self.c.candidates: gr.HTML(tree.candidates_html(steps, images, texts), visible=True),
         }
 
-    @guarded
-    async def on_keep_pro(self, session_id: str | None, _tab: str | None, pair: Any) -> Update:
-        return await self._keep(session_id, pair, 0)
-
-    @guarded
-    async def on_keep_max(self, session_id: str | None, _tab: str | None, pair: Any) -> Update:
-        return await self._keep(session_id, pair, 1)
-
-    async def _keep(self, session_id: str | None, pair: Any, side: int) -> Update:
-        if not session_id or not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise Refusal("There is no comparison to keep a result from; run Compare first.")
-        session = await self.bridge.keep(session_id, str(pair[side]), self.who)
+    async def _keep(self, session_id: str | None, step_id: str) -> Update:
+        if not session_id or not step_id:
+            raise Refusal("There is no result to keep here; ask for several results first.")
+        session = await self.bridge.keep(session_id, step_id, self.who)
         kept = session.current.params
+        self._tab().moved()
         return {
             **(await self.page(session_id, session.current_step_id)),
-            self.c.compare_pair: None,
-            self.c.compare_panel: gr.Group(visible=False),
+            self.c.picks: None,
+            self.c.candidates: gr.HTML("", visible=False),
             # The next edit goes on with the model that was kept.
             self.c.model: kept.model if kept else gr.skip(),
         }
@@ -391,39 +473,38 @@ class Handlers:
     # -- history --------------------------------------------------------------------------------
 
     @guarded
-    async def on_history_select(
-        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
+    async def on_history_click(
+        self, session_id: str | None, tab_step: str | None, evt: gr.EventData
     ) -> Update:
-        return await self._select(session_id, tab_step, "line", int(evt.index))
-
-    @guarded
-    async def on_branch_select(
-        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
-    ) -> Update:
-        return await self._select(session_id, tab_step, "branches", int(evt.index))
-
-    @guarded
-    async def on_failed_select(
-        self, session_id: str | None, tab_step: str | None, evt: gr.SelectData
-    ) -> Update:
-        return await self._select(session_id, tab_step, "failed", int(evt.index))
-
-    async def _select(
-        self, session_id: str | None, tab_step: str | None, strip: str, index: int
-    ) -> Update:
-        """A click on a tile of one of the strips (as the tab sees the session)."""
-        if not session_id:
+        """A click in the tree or on a candidate: show a step, cancel a queued one, or keep a
+        candidate. What the page sends is only a step id and a verb: both are checked here and
+        behind the bridge."""
+        data = getattr(evt, "_data", None) or {}
+        act, step_id = str(data.get("act", "")), str(data.get("step", ""))
+        if not session_id or not step_id:
             return {self.c.status: gr.skip()}
-        session = await self.bridge.load_session(session_id, self.who)
-        steps = getattr(view.strips(_seen_from(session, tab_step)), strip)
-        return await self._move_to(session_id, tab_step, steps, index)
+        if act == "keep":
+            return await self._keep(session_id, step_id)
+        if act == "cancel":
+            cancelled = await self.bridge.cancel(session_id, step_id, self.who)
+            shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
+            return {
+                **(await self.page(session_id, shown)),
+                self.c.status: "Cancelled the queued edit; the ones after it run from the step "
+                "before it.",
+            }
+        session = await self.bridge.make_current(session_id, step_id, self.who)
+        self._tab().moved()
+        return await self.page(session_id, session.current_step_id)
 
-    async def _move_to(
-        self, session_id: str, tab_step: str | None, steps: tuple[Step, ...], index: int
-    ) -> Update:
-        if not 0 <= index < len(steps):
+    @guarded
+    async def on_notice(self, session_id: str | None, tab_step: str | None) -> Update:
+        """Show the newest step made elsewhere (the notice's one click)."""
+        target = self._tab().notice
+        if not session_id or not target:
             return await self.page(session_id, tab_step)
-        session = await self.bridge.make_current(session_id, steps[index].step_id, self.who)
+        session = await self.bridge.make_current(session_id, target, self.who)
+        self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -431,6 +512,7 @@ class Handlers:
         if not session_id:
             return await self.page(None)
         session = await self.bridge.undo(session_id, tab_step, self.who)
+        self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -438,6 +520,7 @@ class Handlers:
         if not session_id:
             return await self.page(None)
         session = await self.bridge.redo(session_id, tab_step, self.who)
+        self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -463,40 +546,42 @@ class Handlers:
             return {self.c.status: gr.skip()}
         fresh = seen_from == (tab_step or "")
         tick = await self.bridge.tick(session_id, seen if fresh else None, self.who)
-        ids = tuple(pair) if isinstance(pair, list | tuple) and len(pair) == 2 else None
+        ids = _picks(pair)
         if session_id and tick.changed:
             # Something was added or finished: the balance may have moved too.
             update = await self.page(session_id, tab_step, tab_key=tab_key, balance=True)
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
-            if ids is not None:
-                update.update(await self._compare_panel(session_id, ids, tick.running))
+            if ids:
+                update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update
         update = {}
         if tab_step in tick.running:
             running = tick.running[tab_step]
             update[self.c.status] = present.step_status(running.step, running)
-        if ids is not None and any(i in tick.running for i in ids):
-            pro, max_ = (tick.running.get(i) for i in ids)
-            if pro is not None:
-                update[self.c.compare_pro_text] = present.compare_text(pro.step, pro)
-            if max_ is not None:
-                update[self.c.compare_max_text] = present.compare_text(max_.step, max_)
+        if ids and any(i in tick.running for i in ids):
+            update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}
 
     @guarded
     async def on_pair(
         self, session_id: str | None, _tab: str | None, left: str | None, right: str | None
     ) -> Update:
+        """Any two steps in the slider, fitted to one frame; it says when their shapes differ."""
+        skip = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
-            return {self.c.slider: gr.skip()}
+            return skip
         session = await self.bridge.load_session(session_id, self.who)
         if left not in session.steps or right not in session.steps:
-            return {self.c.slider: gr.skip()}
+            return skip
         a = self.bridge.image_path(session.steps[left])
         b = self.bridge.image_path(session.steps[right])
-        return {self.c.slider: (a, b) if a and b else None}
+        if not a or not b:
+            return {self.c.slider: None, self.c.pair_note: ""}
+        folder = self.ctx.exports / "pairs"
+        b, note = await asyncio.to_thread(_fit_to, folder, Path(a), Path(b))
+        return {self.c.slider: (a, b), self.c.pair_note: note}
 
     async def on_tab_step(
         self,
@@ -729,6 +814,7 @@ def _form_params(
     translation: bool,
     expansion: bool,
     safety: float,
+    keep_rest: bool = False,
 ) -> EditParams:
     return parse_params(
         prompt,
@@ -738,7 +824,75 @@ def _form_params(
         enable_translation=translation,
         enable_prompt_expansion=expansion,
         safety_tolerance=safety,
+        keep_rest=bool(keep_rest),
     )
+
+
+# A drawn mask arrives as a PNG data URL; larger than this it is refused.
+MAX_REGION_CHARS = 24 * 2**20
+_PNG_DATA = "data:image/png;base64,"
+
+
+def _region(text: object) -> RegionRequest | None:
+    """The region the page drew for an edit: a mask (a PNG data URL) or a box ("box:x,y,w,h",
+    in the source's pixels); nothing when none was drawn."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = text.strip()
+    if text.startswith("box:"):
+        return RegionRequest(box=parse_box(text[4:]))
+    if text.startswith(_PNG_DATA) and len(text) <= MAX_REGION_CHARS:
+        try:
+            return RegionRequest(mask=base64.b64decode(text[len(_PNG_DATA) :], validate=True))
+        except binascii.Error:
+            pass
+    raise Refusal("The region drawn on the image could not be read; draw it again.")
+
+
+def _ticket(ticket: object) -> int:
+    """Which Enter of its tab an edit is (the page script numbers them); 0 when not known."""
+    try:
+        value = int(str(ticket or "0").strip())
+    except ValueError:
+        return 0
+    return value if 0 < value < 2**31 else 0
+
+
+def _count(count: object) -> int:
+    """How many results the instruction asks for (1 to `layout.MAX_CANDIDATES`)."""
+    try:
+        value = int(str(count or "1"))
+    except ValueError:
+        raise Refusal("Ask for 1 to 4 results.") from None
+    if not 1 <= value <= layout.MAX_CANDIDATES:
+        raise Refusal(f"Ask for 1 to {layout.MAX_CANDIDATES} results.")
+    return value
+
+
+def _picks(picks: object) -> tuple[str, ...]:
+    """The candidates on show, as the tab's state holds them."""
+    if not isinstance(picks, list | tuple) or not 2 <= len(picks) <= layout.MAX_CANDIDATES:
+        return ()
+    return tuple(str(p) for p in picks)
+
+
+def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
+    """`right` fitted into `left`'s frame when their shapes differ (a copy, letterboxed), and
+    the sentence saying so; else `right` as it is and no sentence."""
+    with Image.open(left) as a, Image.open(right) as b:
+        (wa, ha), (wb, hb) = a.size, b.size
+        if abs(wa / ha - wb / hb) < 0.01:
+            return str(right), ""
+        target = folder / f"{left.stem[:16]}-{right.stem[:16]}-{wa}x{ha}.png"
+        if not target.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            fitted = ImageOps.pad(b.convert("RGBA"), (wa, ha), color=(0, 0, 0, 0))
+            fitted.save(target, format="PNG")
+    note = (
+        f"The two steps differ in shape ({wa} x {ha} and {wb} x {hb}): the right one is fitted "
+        "into the left one's frame."
+    )
+    return str(target), note
 
 
 def _upload_folder() -> Path:

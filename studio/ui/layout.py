@@ -1,5 +1,10 @@
 """The studio's components, built in `_render_*` functions and returned as one `Components` value.
 
+An editor, not a form (shared/UI.md): one large canvas showing the tab's step, the instruction
+bar directly under it (always on screen), the history beside it as a tree, sessions in the
+header; everything else (a link, examples, comparing two steps, advanced settings, tips, the
+key) is folded away under the bar.
+
 Only layout: no event is registered here (that is `events.wire`).
 """
 
@@ -23,6 +28,35 @@ BROWSER_STORAGE_KEY = "kontext-studio-session"
 # Where a visitor's own key is kept when they ask the studio to remember it: their browser's
 # local storage, never the server's disk.
 KEY_STORAGE_KEY = "kontext-studio-visitor-key"
+# The canvas takes what the header, the instruction bar and its options leave of the window.
+CANVAS_HEIGHT = "calc(100vh - 320px)"
+# How many results one instruction may ask for at once (candidates).
+MAX_CANDIDATES = 4
+
+# Clicks inside the history tree and the candidates: each clickable element carries what it
+# does (`data-act`) and on which step (`data-step`); the page sends both with one event.
+_CLICKS_JS = """
+element.addEventListener('click', (event) => {
+  const target = event.target.closest('[data-act]');
+  if (!target || !element.contains(target)) return;
+  event.preventDefault();
+  trigger('click', {act: target.dataset.act, step: target.dataset.step || ''});
+});
+watch('value', () => window.kontextStudio?.redrawPending?.());
+"""
+
+
+TOOLS_HTML = (
+    '<div class="tools" role="toolbar" aria-label="A region for the next edit">'
+    '<button type="button" data-tool="brush" aria-pressed="false" '
+    'title="Paint where the next edit may change">✎ Brush</button>'
+    '<button type="button" data-tool="box" aria-pressed="false" '
+    'title="Drag a box where the next edit may change">▭ Box</button>'
+    '<button type="button" data-tool="eraser" aria-pressed="false" '
+    'title="Rub out part of the region">⌫ Eraser</button>'
+    '<button type="button" data-tool="clear" title="No region">✕</button>'
+    "</div>"
+)
 
 
 def _unopened_path(payload: Any) -> str | None:
@@ -48,50 +82,51 @@ class Components:
     sessions: gr.Dropdown
     new_session: gr.Button
     source: gr.Image
+    empty: gr.Column
     link: gr.Textbox
     load_link: gr.Button
     examples: gr.Gallery
     result: gr.Image
+    before: gr.Image
+    hold: gr.Button
+    tools: gr.HTML
+    region: gr.Textbox
+    raw: gr.DownloadButton
     slider: gr.ImageSlider
+    pair_note: gr.Markdown
+    steps_box: gr.Accordion
     status: gr.Markdown
+    notice: gr.Button
     download: gr.DownloadButton
     retry: gr.Button
     prompt: gr.Textbox
     run: gr.Button
+    ticket: gr.Textbox
     model: gr.Radio
     aspect: gr.Dropdown
+    keep_rest: gr.Checkbox
+    count: gr.Dropdown
+    compare: gr.Button
+    candidates: gr.HTML
     output_format: gr.Radio
     translation: gr.Checkbox
     expansion: gr.Checkbox
     safety: gr.Slider
     user_key: gr.Textbox
-    history: gr.Gallery
-    branches: gr.Gallery
-    failed: gr.Gallery
-    failed_box: gr.Accordion
+    history: gr.HTML
     undo: gr.Button
     redo: gr.Button
     export: gr.Button
     export_file: gr.DownloadButton
     import_file: gr.UploadButton
-    compare: gr.Button
-    compare_panel: gr.Group
-    compare_pro: gr.Image
-    compare_max: gr.Image
-    compare_pro_text: gr.Markdown
-    compare_max_text: gr.Markdown
-    compare_slider: gr.ImageSlider
-    keep_pro: gr.Button
-    keep_max: gr.Button
     pair_a: gr.Dropdown
     pair_b: gr.Dropdown
     timer: gr.Timer
     tab_step: gr.State
     version: gr.State
-    cancel: gr.Button
     browser: gr.BrowserState
     tab_key: gr.State
-    compare_pair: gr.State
+    picks: gr.State
     remember_key: gr.Checkbox
     key_note: gr.Markdown
     key_store: gr.BrowserState
@@ -108,15 +143,16 @@ class Components:
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
     """Lay out the whole page inside the current `gr.Blocks` context."""
     header = _render_header(banner)
-    source = _render_source(examples)
-    instruction = _render_instruction()
-    compare = _render_compare()
-    history = _render_history()
+    with gr.Row(elem_id="main", equal_height=False):
+        with gr.Column(scale=3, min_width=320, elem_id="stage"):
+            canvas = _render_canvas(examples)
+            instruction = _render_instruction()
+        with gr.Column(scale=1, min_width=260, elem_id="side"):
+            history = _render_history()
     return Components(
         **header,
-        **source,
+        **canvas,
         **instruction,
-        **compare,
         **history,
         # Every open tab looks for news of its session (other tabs, the CLI, agents) and ticks
         # the elapsed time of what runs: a cheap version check when nothing changed.
@@ -124,7 +160,8 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         # The step this tab shows (the parent of its next edit), and the version it shows.
         tab_step=gr.State(None),
         version=gr.State(None),
-        compare_pair=gr.State(None),
+        # The candidates on show (step ids), while some are.
+        picks=gr.State(None),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=gr.State(None),
         # Only when the visitor ticks "remember": in their browser's storage, never on disk here.
@@ -133,44 +170,71 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
 
 
 def _render_header(banner: str) -> dict[str, Any]:
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="header"):
         gr.Markdown("## Kontext Studio", elem_id="title")
         sessions = gr.Dropdown(
             label="Session",
+            show_label=False,
             choices=[],
             value=None,
             elem_id="sessions",
             scale=3,
+            min_width=200,
             allow_custom_value=False,
         )
-        new_session = gr.Button("New session", elem_id="new-session", scale=1, size="sm")
+        new_session = gr.Button(
+            "+ New", elem_id="new-session", scale=0, min_width=70, size="sm", variant="secondary"
+        )
+        banner_md = gr.Markdown(banner, elem_id="banner")
         cost = gr.Markdown(present.cost_line(None), elem_id="cost")
-    return {
-        "banner": gr.Markdown(banner, elem_id="banner"),
-        "sessions": sessions,
-        "new_session": new_session,
-        "cost": cost,
-    }
+    return {"banner": banner_md, "sessions": sessions, "new_session": new_session, "cost": cost}
 
 
-def _render_source(examples: list[Path]) -> dict[str, Any]:
-    with gr.Row():
-        with gr.Column(scale=1):
+def _render_canvas(examples: list[Path]) -> dict[str, Any]:
+    with gr.Group(elem_id="canvas"):
+        result = gr.Image(
+            label="The step this tab shows",
+            show_label=False,
+            type="filepath",
+            interactive=False,
+            elem_id="result",
+            height=CANVAS_HEIGHT,
+            format="png",
+            buttons=["fullscreen"],
+            visible=False,
+        )
+        # The step's source, laid over the canvas while "before" is held (assets/studio.css).
+        before = gr.Image(
+            label="Its source",
+            show_label=False,
+            type="filepath",
+            interactive=False,
+            elem_id="before",
+            height=CANVAS_HEIGHT,
+            format="png",
+            buttons=[],
+            visible=False,
+        )
+        with gr.Column(elem_id="empty") as empty:
             source = hand_over_unopened(
                 gr.Image(
-                    label="Source: upload, paste or take a photo (the current step shows here)",
+                    label="Drop, paste or click to upload an image (or type an instruction)",
                     type="filepath",
                     image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
                     sources=["upload", "clipboard", "webcam"],
                     elem_id="source",
-                    height=420,
+                    height=300,
                 )
             )
             with gr.Row(equal_height=True):
                 link = gr.Textbox(
-                    label="Or a link to an image", placeholder="https://…", elem_id="link", scale=4
+                    label="Or a link to an image",
+                    placeholder="https://…",
+                    elem_id="link",
+                    scale=4,
+                    max_lines=1,
                 )
-                load_link = gr.Button("Load", elem_id="load-link", scale=1)
+                load_link = gr.Button("Load", elem_id="load-link", scale=1, min_width=60)
             example_gallery = gr.Gallery(
                 value=[(str(p), p.stem) for p in examples],
                 label="Examples (click one to start from it)",
@@ -180,82 +244,117 @@ def _render_source(examples: list[Path]) -> dict[str, Any]:
                 elem_id="examples",
                 interactive=False,
             )
-        with gr.Column(scale=1, elem_id="result-column"):
-            result_parts = _render_result_column()
+    with gr.Row(equal_height=True, elem_id="canvas-bar"):
+        status = gr.Markdown("", elem_id="status")
+        # A region for the next edit, drawn on the canvas (assets/studio.js draws and sends it).
+        tools = gr.HTML(TOOLS_HTML, elem_id="tools", js_on_load=None, visible=False)
+        hold = gr.Button(
+            "◐ Before", elem_id="hold", size="sm", scale=0, min_width=90, visible=False
+        )
+        download = gr.DownloadButton(
+            "Download", elem_id="download", visible=False, size="sm", scale=0, min_width=100
+        )
+        retry = gr.Button(
+            "↻ Try again", elem_id="retry", visible=False, size="sm", scale=0, min_width=100
+        )
+        raw = gr.DownloadButton(
+            "Model's own output",
+            elem_id="raw",
+            visible=False,
+            size="sm",
+            scale=0,
+            min_width=120,
+        )
     return {
+        "result": result,
+        "before": before,
+        "empty": empty,
         "source": source,
         "link": link,
         "load_link": load_link,
         "examples": example_gallery,
-        **result_parts,
-    }
-
-
-def _render_result_column() -> dict[str, Any]:
-    with gr.Tabs():
-        with gr.Tab("Result", id="result-tab"):
-            result = gr.Image(
-                label="Result",
-                type="filepath",
-                interactive=False,
-                elem_id="result",
-                height=420,
-                format="png",
-            )
-        with gr.Tab("Before / after", id="slider-tab"):
-            slider = gr.ImageSlider(
-                label="Before / after",
-                type="filepath",
-                format="png",
-                elem_id="slider",
-                max_height=420,
-            )
-            with gr.Row():
-                pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
-                pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
-    status = gr.Markdown("", elem_id="status")
-    with gr.Row():
-        download = gr.DownloadButton("Download", elem_id="download", visible=False, size="sm")
-        retry = gr.Button("Retry", elem_id="retry", visible=False, size="sm", variant="secondary")
-        cancel = gr.Button(
-            "Cancel queued edit", elem_id="cancel", visible=False, size="sm", variant="secondary"
-        )
-    return {
-        "pair_a": pair_a,
-        "pair_b": pair_b,
-        "result": result,
-        "slider": slider,
         "status": status,
+        "hold": hold,
+        "tools": tools,
+        "raw": raw,
         "download": download,
         "retry": retry,
-        "cancel": cancel,
     }
 
 
 def _render_instruction() -> dict[str, Any]:
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="bar"):
         prompt = gr.Textbox(
             label="Instruction",
+            show_label=False,
             placeholder='Change the shop sign to read "BAKERY", keep everything else',
             lines=1,
             max_lines=4,
             elem_id="prompt",
             scale=6,
-            # Not `autofocus`: it scrolls a phone's page past the source on load; studio.js
-            # focuses the box without scrolling, on wide screens only.
+            # Not `autofocus`: it scrolls a phone's page on load; studio.js focuses the box
+            # without scrolling, on wide screens only.
         )
-        run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=1)
-        compare = gr.Button("Compare pro / max", elem_id="compare", scale=1)
-    with gr.Row():
+        run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=0, min_width=100)
+        # Which Enter of this tab an edit is (set by the page script as it sends), so that
+        # instructions typed ahead chain in the order they were typed.
+        ticket = gr.Textbox("", visible="hidden", elem_id="ticket")
+        # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
+        region = gr.Textbox("", visible="hidden", elem_id="region")
+    with gr.Row(equal_height=True, elem_id="options"):
         model = gr.Radio(
-            present.model_choices(), value="pro", label="Model", elem_id="model", scale=2
+            present.model_choices(),
+            value="pro",
+            label="Model",
+            show_label=False,
+            container=False,
+            elem_id="model",
+            scale=0,
+            min_width=220,
         )
         aspect = gr.Dropdown(
             present.aspect_choices(None),
             value="match",
-            label="Aspect ratio",
+            label="Ratio",
+            show_label=False,
+            container=False,
             elem_id="aspect",
-            scale=2,
+            scale=1,
+            min_width=150,
+        )
+        keep_rest = gr.Checkbox(
+            False,
+            label="Keep the rest",
+            info=None,
+            container=False,
+            elem_id="keep-rest",
+            scale=0,
+            min_width=130,
+        )
+        count = gr.Dropdown(
+            [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)],
+            value="1",
+            label="Results",
+            show_label=False,
+            container=False,
+            elem_id="count",
+            scale=0,
+            min_width=90,
+        )
+        compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
+    # Candidates land here, side by side, under the bar (which stays where it is).
+    candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
+    with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
+        with gr.Row():
+            pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
+            pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
+        pair_note = gr.Markdown("", elem_id="pair-note")
+        slider = gr.ImageSlider(
+            label="Before / after",
+            type="filepath",
+            format="png",
+            elem_id="slider",
+            max_height=520,
         )
     with gr.Accordion("Advanced", open=False, elem_id="advanced"), gr.Row():
         output_format = gr.Radio(
@@ -293,11 +392,21 @@ def _render_instruction() -> dict[str, Any]:
         )
         key_note = gr.Markdown("", elem_id="key-note")
     return {
-        "compare": compare,
         "prompt": prompt,
         "run": run,
+        "ticket": ticket,
+        "candidates": candidates,
+        "region": region,
         "model": model,
         "aspect": aspect,
+        "keep_rest": keep_rest,
+        "count": count,
+        "compare": compare,
+        "steps_box": steps_box,
+        "pair_a": pair_a,
+        "pair_b": pair_b,
+        "pair_note": pair_note,
+        "slider": slider,
         "output_format": output_format,
         "translation": translation,
         "expansion": expansion,
@@ -308,64 +417,19 @@ def _render_instruction() -> dict[str, Any]:
     }
 
 
-def _render_compare() -> dict[str, Any]:
-    with gr.Group(visible=False, elem_id="compare-panel") as panel:
-        gr.Markdown("### Pro and max, side by side: keep the better one", elem_id="compare-title")
-        with gr.Row():
-            pro, pro_text, keep_pro = _render_compare_side("pro")
-            max_, max_text, keep_max = _render_compare_side("max")
-        slider = gr.ImageSlider(
-            label="pro | max",
-            type="filepath",
-            format="png",
-            elem_id="compare-slider",
-            max_height=420,
-        )
-    return {
-        "compare_panel": panel,
-        "compare_pro": pro,
-        "compare_max": max_,
-        "compare_pro_text": pro_text,
-        "compare_max_text": max_text,
-        "compare_slider": slider,
-        "keep_pro": keep_pro,
-        "keep_max": keep_max,
-    }
-
-
-def _render_compare_side(model: str) -> tuple[gr.Image, gr.Markdown, gr.Button]:
-    with gr.Column():
-        image = gr.Image(
-            label=model,
-            type="filepath",
-            interactive=False,
-            format="png",
-            elem_id=f"compare-{model}",
-            height=320,
-        )
-        text = gr.Markdown("", elem_id=f"compare-{model}-text")
-        keep = gr.Button(f"Keep {model}", elem_id=f"keep-{model}", variant="primary")
-    return image, text, keep
-
-
 def _render_history() -> dict[str, Any]:
-    with gr.Row(equal_height=True):
-        gr.Markdown("### History: click a step to continue from it", elem_id="history-title")
-        undo = gr.Button("↶ Undo", elem_id="undo", size="sm", interactive=False)
-        redo = gr.Button("↷ Redo", elem_id="redo", size="sm", interactive=False)
-        export = gr.Button("Export ZIP", elem_id="export", size="sm")
-        export_file = gr.DownloadButton(
-            "Download export", elem_id="export-file", visible=False, size="sm"
-        )
+    notice = gr.Button("", elem_id="notice", visible=False, size="sm", variant="primary")
+    with gr.Row(equal_height=True, elem_id="history-tools"):
+        undo = gr.Button("↶", elem_id="undo", size="sm", interactive=False, min_width=40)
+        redo = gr.Button("↷", elem_id="redo", size="sm", interactive=False, min_width=40)
+        export = gr.Button("Export", elem_id="export", size="sm", min_width=60)
         import_file = gr.UploadButton(
-            "Import ZIP", file_types=[".zip"], elem_id="import", size="sm"
+            "Import", file_types=[".zip"], elem_id="import", size="sm", min_width=60
         )
-    history = _step_strip("Current path (↷ marks what Redo brings back)", "history")
-    branches = _step_strip("Other branches (click to switch)", "branches", visible=False)
-    with gr.Accordion(
-        "Failed attempts", open=False, visible=False, elem_id="failed-box"
-    ) as failed_box:
-        failed = _step_strip("Failed attempts (click one to see why, or to retry it)", "failed")
+    export_file = gr.DownloadButton(
+        "Download export", elem_id="export-file", visible=False, size="sm"
+    )
+    history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
     with gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage:
         with gr.Row(equal_height=True):
             session_name = gr.Textbox(
@@ -379,10 +443,8 @@ def _render_history() -> dict[str, Any]:
                 delete_yes = gr.Button("Yes, delete it", elem_id="delete-yes", variant="stop")
                 delete_no = gr.Button("No, keep it", elem_id="delete-no")
     return {
+        "notice": notice,
         "history": history,
-        "branches": branches,
-        "failed": failed,
-        "failed_box": failed_box,
         "manage": manage,
         "session_name": session_name,
         "rename": rename,
@@ -400,21 +462,3 @@ def _render_history() -> dict[str, Any]:
 
 
 __all__ = ["Components", "render"]
-
-
-def _step_strip(label: str, elem_id: str, *, visible: bool = True) -> gr.Gallery:
-    """A strip of step thumbnails: clicking one makes that step current. It grows with its
-    steps (no box to scroll inside); captions wrap (assets/studio.css)."""
-    return gr.Gallery(
-        label=label,
-        columns=8,
-        height="auto",
-        allow_preview=False,
-        elem_id=elem_id,
-        elem_classes=["step-strip"],
-        object_fit="contain",
-        interactive=False,
-        buttons=[],
-        fit_columns=False,
-        visible=visible,
-    )

@@ -177,6 +177,20 @@ def compare_text(step: Step, update: StepUpdate | None) -> str:
     return f"{name} ⏳ {str(step.state).capitalize()}…"
 
 
+def candidate_text(step: Step, update: StepUpdate | None) -> str:
+    """One candidate, in plain text: its state while running, then time and cost, or why not."""
+    assert step.params is not None
+    name = step.params.model
+    if update is not None and not update.is_final:
+        return f"{name} ⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s"
+    if step.state is StepState.COMPLETED:
+        seconds = f"{step.elapsed_s:.1f} s" if step.elapsed_s is not None else "done"
+        return f"{name} ✓ {seconds} · {format_cents(step.cost_cents or 0)}"
+    if step.state is StepState.FAILED:
+        return f"{name} ✗ {step.error or 'the service gave no reason.'}"
+    return f"{name} ⏳ {step.state!s}…"
+
+
 def step_choice(step: Step, number: int) -> tuple[str, str]:
     """A step as a dropdown choice: its caption (the instruction shortened), and its id."""
     text = caption(step, number)

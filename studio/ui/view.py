@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.history import Session, Step, StepState, StepUpdate
+from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
-from studio.ui import present
+from studio.ui import present, tree
 
 EMPTY_STATUS = (
     "Upload, paste or link an image, pick an example, or type an instruction to generate one."
@@ -63,7 +63,10 @@ class PageUpdate:
     """What every view output of the page shows. `session_id` None leaves the browser's own.
 
     `tab_step` is the step this tab shows: the parent of its next edit, whatever another tab,
-    the CLI or an agent does meanwhile. `version` is the session's version it shows.
+    the CLI or an agent does meanwhile. `version` is the session's version it shows. `result`
+    is the canvas (the tab's step, or its nearest ancestor with an image while it runs) and
+    `before` that image's source; `history` is the tree (`tree.history_html`); `notice` names
+    steps made elsewhere after the one shown (the tab never moves by itself).
     """
 
     session_id: str | None
@@ -71,72 +74,47 @@ class PageUpdate:
     version: str | None
     sessions: Choices
     cost: str
-    source: str | None
     result: str | None
-    slider: tuple[str, str] | None
+    before: str | None
     status: str
     download: str | None
     retry_visible: bool
     aspect_choices: list[tuple[str, str]]
-    history: list[tuple[str, str]]
-    branches: list[tuple[str, str]]
+    history: str
     can_undo: bool
     can_redo: bool
     running: bool
-    cancel_visible: bool
     pair_a: Choices
     pair_b: Choices = field(default_factory=lambda: Choices([], None))
-    # The tab's step in `history` (highlighted), failed attempts off its line (tucked away),
-    # what a download of the shown image is called, and the safety slider's top for the next step.
-    history_selected: int | None = None
-    failed: list[tuple[str, str]] = field(default_factory=list)
     download_name: str | None = None
     safety_max: int = SAFETY_MAX_GENERATE
     session_name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Strips:
-    """The history seen from the tab's step, as the page lays it out.
-
-    `line` runs from the origin to the tab's step (at `current_index`) and on along the redo
-    line ahead of it, so an undone step is one Redo away, not "another branch". `branches` are
-    the ends of the other lines (a failed attempt is not an end: its line ends before it), and
-    `failed` the failed attempts off the line, kept out of the way.
-    """
-
-    line: tuple[Step, ...]
-    current_index: int
-    branches: tuple[Step, ...]
-    failed: tuple[Step, ...]
-
-
-def strips(session: Session) -> Strips:
-    """`session` (seen from its current step) laid out as the history strip's rows."""
-    path = session.path()
-    ahead = tuple(session.steps[i] for i in reversed(session.redo_stack))
-    line = (*path, *ahead)
-    on_line = {s.step_id for s in line}
-    kept = [s for s in session.steps.values() if s.state is not StepState.FAILED]
-    parents = {s.parent_id for s in kept}
-    branches = tuple(s for s in kept if s.step_id not in parents and s.step_id not in on_line)
-    failed = tuple(
-        s
-        for s in session.steps.values()
-        if s.state is StepState.FAILED and s.step_id not in on_line
-    )
-    return Strips(line, len(path) - 1, branches, failed)
+    notice: str | None = None
+    notice_step: str | None = None
+    # The model's own output of the shown step, when the rest was kept by a blend.
+    raw: str | None = None
 
 
 def step_numbers(session: Session) -> dict[str, int]:
-    """Each step's number: its place in the order the steps were made (the origin is 0), so
-    no two steps share one, whatever branch they are on."""
-    return {step_id: n for n, step_id in enumerate(session.steps)}
+    """Each step's number as the tree shows it: its depth (the original is 0)."""
+    depth: dict[str, int] = {}
+    for step_id, step in session.steps.items():  # parents come before their children
+        depth[step_id] = 0 if step.parent_id is None else depth.get(step.parent_id, 0) + 1
+    return depth
 
 
-def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> PageUpdate:
+def render_page(
+    data: PageData,
+    tiles: Tiles,
+    tab_step: str | None = None,
+    *,
+    done: int = 0,
+    refused: int = 0,
+) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
-    step, as for a fresh page), or the empty page."""
+    step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
+    the server has taken (the page drops its own "queued" tiles up to it)."""
+    del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
     if session is None:
@@ -147,22 +125,20 @@ def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> Pa
             version=None,
             sessions=Choices(choices, None),
             cost=present.cost_line(None, data.balance_cents),
-            source=None,
             result=None,
-            slider=None,
+            before=None,
             status=status,
             download=None,
             retry_visible=False,
             aspect_choices=present.aspect_choices(None),
-            history=[],
-            branches=[],
+            history=tree.empty_html(done, refused),
             can_undo=False,
             can_redo=False,
             running=False,
-            cancel_visible=False,
             pair_a=Choices([], None),
             pair_b=Choices([], None),
         )
+    stored = session.current
     if tab_step is not None and tab_step in session.steps:
         session = session.make_current(tab_step)
     current = session.current
@@ -179,46 +155,27 @@ def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> Pa
     pair_choices = [present.step_choice(s, numbers[s.step_id]) for s in finished]
     pair_ids = {s.step_id for s in finished}
     left = shown.parent_id if parent_image else shown.step_id
-    rows = strips(session)
-    retries = _failed_attempts(session)
-
-    def tiles_of(steps: Sequence[Step], ahead_from: int | None = None) -> list[tuple[str, str]]:
-        return [
-            (
-                _tile(data, tiles, s),
-                present.caption(
-                    s,
-                    numbers[s.step_id],
-                    failed_before=retries.get(s.step_id, 0),
-                    ahead=ahead_from is not None and i > ahead_from,
-                ),
-            )
-            for i, s in enumerate(steps)
-        ]
-
+    notice, notice_step = _news(session, stored, current)
     return PageUpdate(
         session_id=session.session_id,
         tab_step=current.step_id,
         version=data.version,
         sessions=Choices(choices, session.session_id),
         cost=present.cost_line(session, data.balance_cents),
-        source=image,
-        # While the tab's step runs, the result area says so; its source stays in view.
-        result=tiles.running if not current.is_finished else _result(shown, image),
-        slider=(parent_image, image) if parent_image and image else None,
+        # While the tab's step runs, the canvas keeps the image it builds on; the status line
+        # under it says a run is under way.
+        result=image,
+        before=parent_image if image else None,
         status=present.step_status(current, data.running.get(current.step_id)),
         download=image,
-        retry_visible=current.state is StepState.FAILED,
+        retry_visible=current.kind != "origin" and current.is_finished,
         aspect_choices=present.aspect_choices(match_ratio),
-        history=tiles_of(rows.line, rows.current_index),
-        history_selected=rows.current_index,
-        branches=tiles_of(rows.branches),
-        failed=tiles_of(rows.failed),
+        history=tree.history_html(
+            session, data.thumbs, done=done, refused=refused, masks=data.images
+        ),
         can_undo=session.can_undo,
         can_redo=session.can_redo,
         running=any(not s.is_finished for s in session.steps.values()),
-        # Only a step still waiting for the one before it can be cancelled (nothing was sent).
-        cancel_visible=current.is_waiting,
         # A value that is not among the choices (nothing finished yet) would make Gradio warn.
         pair_a=Choices(pair_choices, left if left in pair_ids else None),
         pair_b=Choices(pair_choices, shown.step_id if shown.step_id in pair_ids else None),
@@ -229,7 +186,21 @@ def render_page(data: PageData, tiles: Tiles, tab_step: str | None = None) -> Pa
         ),
         safety_max=SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE,
         session_name=session.name,
+        notice=notice,
+        notice_step=notice_step,
+        raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
     )
+
+
+def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, str | None]:
+    """A notice when the session's own current step (moved by another tab, the CLI or an
+    agent) is newer than the step this tab shows: how many steps were made since, and the
+    newest, one click away. The tab never moves by itself."""
+    if stored.step_id == current.step_id or stored.created_at <= current.created_at:
+        return None, None
+    count = sum(1 for s in session.steps.values() if s.created_at > current.created_at)
+    plural = "s" if count != 1 else ""
+    return f"✦ {count} new step{plural} from elsewhere: show", stored.step_id
 
 
 def shown_step(session: Session) -> Step:
@@ -240,28 +211,9 @@ def shown_step(session: Session) -> Step:
     return session.current
 
 
-def _failed_attempts(session: Session) -> dict[str, int]:
-    """For each retry, how many failed attempts came before it (the retries of retries too)."""
-    counts: dict[str, int] = {}
-    for step in session.steps.values():
-        count, earlier = 0, step.retry_of
-        while earlier is not None and earlier in session.steps:
-            count += 1
-            earlier = session.steps[earlier].retry_of
-        if count:
-            counts[step.step_id] = count
-    return counts
-
-
-def _result(shown: Step, image: str | None) -> str | None:
-    return image if shown.kind != "origin" else None
+def _image_of(data: PageData, ref: ImageRef | None) -> str | None:
+    return None if ref is None else data.images.get(ref.sha256)
 
 
 def _image(data: PageData, step: Step) -> str | None:
     return None if step.result is None else data.images.get(step.result.sha256)
-
-
-def _tile(data: PageData, tiles: Tiles, step: Step) -> str:
-    if step.result is None:
-        return tiles.failed if step.state is StepState.FAILED else tiles.running
-    return data.thumbs.get(step.result.sha256, tiles.running)

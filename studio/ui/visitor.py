@@ -34,6 +34,8 @@ KEY_HEADER = "x-runapi-key"
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
 _WHO: contextvars.ContextVar[Visitor] = contextvars.ContextVar("who", default=LOCAL)
+# Which tab (Gradio's session hash) sent the event being handled; None for a direct call.
+_TAB: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
 Scope = MutableMapping[str, Any]
@@ -91,6 +93,12 @@ def current() -> Visitor:
     return _WHO.get()
 
 
+def current_tab() -> str | None:
+    """The tab (Gradio's session hash) of the event being handled, if known: the page keeps
+    what it knows of one tab's typing under it (`handlers._Tab`)."""
+    return _TAB.get()
+
+
 class Door(Protocol):
     """What `guarded` needs of the object whose handlers it wraps."""
 
@@ -122,11 +130,13 @@ def guarded(handler: F) -> F:
             token = _WHO.set(visitor_from(request, hosted=self.hosted))
         except Refusal as exc:
             return self.unnamed(exc)
+        tab = _TAB.set(getattr(request, "session_hash", None) or None)
         try:
             return await handler(self, session_id, *args_)
         except REFUSED as exc:
             return await self.refused(session_id, tab_step, exc)
         finally:
+            _TAB.reset(tab)
             _WHO.reset(token)
 
     # Annotations resolved in the handler's own module: Gradio reads them in this one's.
@@ -196,6 +206,7 @@ __all__ = [
     "Refusal",
     "VisitorMiddleware",
     "current",
+    "current_tab",
     "guarded",
     "visitor_from",
 ]

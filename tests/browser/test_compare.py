@@ -17,24 +17,26 @@ def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim,
     _start_from_example(page, 2)
     page.locator("#prompt textarea").fill("make it night")
     page.locator("#compare").click()
-    expect(page.locator("#keep-max")).to_be_visible(timeout=15_000)
-    expect(page.locator("#compare-pro-text")).to_contain_text("to result", timeout=30_000)
-    expect(page.locator("#compare-max-text")).to_contain_text("to result", timeout=30_000)
-    expect(page.locator("#compare-max-text")).to_contain_text("$0.10")
-    expect(page.locator("#compare-slider [data-testid=imageslider-image]")).to_have_count(2)
-    shoot(page, "5-compare")
+    keep_max = page.locator("#candidates button.keep", has_text="Keep max")
+    expect(keep_max).to_be_visible(timeout=30_000)
+    candidates = page.locator("#candidates")
+    expect(candidates).to_contain_text("pro ✓", timeout=30_000)
+    expect(candidates).to_contain_text("max ✓", timeout=30_000)
+    expect(candidates).to_contain_text("$0.10")
+    expect(candidates.locator("figure.card img")).to_have_count(2)
+    shoot(page, "5-compare", full_page=False)
     # Both tasks ran at once on the simulator: each started before the other finished.
     pro_task, max_task = sorted(sim.tasks.values(), key=lambda t: t.model != "flux-kontext-pro")
     assert (pro_task.model, max_task.model) == ("flux-kontext-pro", "flux-kontext-max")
     assert pro_task.created_at < max_task.finished_at
     assert max_task.created_at < pro_task.finished_at
 
-    page.locator("#keep-max").click()
-    expect(page.locator("#keep-max")).to_be_hidden(timeout=15_000)
+    keep_max.click()
+    expect(candidates).to_be_hidden(timeout=15_000)
     _edit(page, "add snow")
     expect(_thumbs(page)).to_have_count(3)
     expect(_thumbs(page, "#branches")).to_have_count(1)
-    expect(page.locator("#branches")).to_contain_text("pro")
+    expect(_thumbs(page, "#branches")).to_contain_text("pro")
     session = _only_session(studio)
     kept, after = session.path()[1:]
     assert kept.params.model == "max"

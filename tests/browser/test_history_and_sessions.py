@@ -12,52 +12,49 @@ from tests.browser.conftest import shoot
 from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-SELECTED = re.compile(r"\bselected\b")
 LONG = "Make the sky stormy and dark, keep the cat, the whiskers and the light on its face"
 
 
-def test_the_strip_shows_whole_captions_highlights_the_tab_step_and_keeps_the_redo_line(page):
+def test_the_tree_shows_whole_captions_highlights_the_tab_step_and_keeps_the_redo_line(page):
     _start_from_example(page)
     _edit(page, LONG)
     _edit(page, "add snow")
     thumbs = _thumbs(page)
-    expect(thumbs.nth(2)).to_have_class(SELECTED)
-    # The whole instruction is there: in the caption, and as the tile's tooltip.
-    expect(thumbs.nth(1)).to_have_attribute("title", re.compile(re.escape(LONG) + "$"))
-    caption = page.locator("#history .caption-label").nth(1)
-    expect(caption).to_contain_text(LONG)
+    expect(thumbs.nth(2)).to_have_attribute("aria-current", "step")
+    # The whole instruction is there: in the tile's label, and as the tile's tooltip.
+    expect(thumbs.nth(1)).to_have_attribute("title", LONG)
+    expect(thumbs.nth(1)).to_have_attribute("aria-label", re.compile(re.escape(LONG)))
 
     page.locator("#undo").click()
     expect(page.locator("#status")).to_contain_text(DONE)
-    expect(thumbs.nth(1)).to_have_class(SELECTED)
+    expect(thumbs.nth(1)).to_have_attribute("aria-current", "step")
     # The undone step is the redo line, not "another branch".
     expect(thumbs).to_have_count(3)
-    expect(page.locator("#history")).to_contain_text("↷ Redo — add snow")
-    expect(page.locator("#branches")).to_be_hidden()
+    expect(page.locator("#history li.ahead")).to_contain_text("add snow")
+    expect(_thumbs(page, "#branches")).to_have_count(0)
 
-    # An edit from here branches: the undone step becomes another branch, numbered uniquely.
+    # An edit from here branches: the undone step hangs where it forks, numbered "2b".
     _edit(page, "make it night")
-    expect(thumbs.nth(2)).to_have_class(SELECTED)
-    expect(page.locator("#branches")).to_contain_text("#2 · pro")
-    expect(page.locator("#history")).to_contain_text("#3 · pro")
+    expect(thumbs.nth(2)).to_have_attribute("aria-current", "step")
+    expect(_thumbs(page, "#branches")).to_contain_text("2b add snow")
+    expect(thumbs.nth(2)).to_contain_text("2 make it night")
 
 
-def test_a_failed_attempt_is_tucked_away_and_counted_beside_its_retry(page, sim):
+def test_a_failed_attempt_is_folded_into_a_count_and_one_click_shows_why(page, sim):
     _start_from_example(page)
     sim.faults.fail_tasks(message="Content moderated: the request was flagged", times=1)
     box = page.locator("#prompt textarea")
     box.fill("make it black and white")
     box.press("Enter")
-    expect(page.locator("#retry")).to_be_visible(timeout=30_000)
+    expect(page.locator("#status")).to_contain_text("Content moderated", timeout=30_000)
     page.locator("#retry").click()
     expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
-    expect(page.locator("#history")).to_contain_text("after 1 failed attempt")
-    expect(page.locator("#branches")).to_be_hidden()  # no red tile among the branches
-    failed_box = page.locator("#failed-box")
-    expect(failed_box).to_contain_text("Failed attempts (1)")
+    expect(_thumbs(page, "#branches")).to_have_count(0)  # no red tile among the branches
+    folded = page.locator("#history details.failed")
+    expect(folded).to_contain_text("1 failed attempt")
     # One click away, with its reason.
-    failed_box.get_by_text("Failed attempts (1)").click()
-    _thumbs(page, "#failed").first.click()
+    folded.get_by_text("1 failed attempt").click()
+    folded.locator("button.branch").first.click()
     expect(page.locator("#status")).to_contain_text("Content moderated")
 
 
@@ -67,6 +64,7 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
     _start_from_example(page)
     photo = tmp_path / "Beach day.jpg"
     photo.write_bytes(make_image(300, 200, fmt="JPEG"))
+    page.locator("#new-session").click()
     page.locator("#source input[type=file]").set_input_files(str(photo))
     sessions = page.locator("#sessions input")
     expect(sessions).to_have_value("Beach day.jpg")
@@ -94,6 +92,7 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
 
 def test_an_upload_over_the_limit_gets_one_sentence_and_changes_nothing(page, studio, tmp_path):
     _start_from_example(page)
+    page.locator("#new-session").click()
     big = tmp_path / "huge.png"
     with big.open("wb") as file:  # 51 MB, mostly a hole: cheap to make
         file.write(b"\x89PNG\r\n\x1a\n")
@@ -103,19 +102,19 @@ def test_an_upload_over_the_limit_gets_one_sentence_and_changes_nothing(page, st
     expect(page.locator("#status")).not_to_contain_text("Done")
     expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
     expect(page.locator("#source")).not_to_contain_text("Error")
-    expect(page.locator("#source img")).to_be_visible()  # still the session's image
     assert len(studio.run(studio.engine.list_sessions())) == 1
 
 
-def test_removing_the_source_then_enter_generates_a_new_image(page, studio, sim):
+def test_new_then_enter_generates_a_new_image_and_leaves_no_empty_session(page, studio, sim):
     _start_from_example(page)
     page.get_by_role("button", name="Advanced").click()
     slider = page.locator("#safety input[type=range]")
     expect(slider).to_have_attribute("max", "2")  # the next step edits
     edited = _only_session(studio)
-    page.locator("#source").get_by_role("button", name="Remove Image").click()
+    page.locator("#new-session").click()
     expect(page.locator("#status")).to_contain_text("type an instruction to generate one")
     expect(slider).to_have_attribute("max", "6")  # the next step generates
+    assert len(studio.run(studio.engine.list_sessions())) == 1  # nothing stored for "New"
     _edit(page, "a red bicycle against a white wall")
     (task,) = sim.tasks.values()
     assert task.source_bytes is None  # generated, not an edit of the hidden step
@@ -164,7 +163,7 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         )
         assert text_end <= arrow.bounding_box()["x"] + 1  # type: ignore[index]
 
-        # After Enter, the result (saying a run is under way) is brought into view.
+        # After Enter, the canvas (the status under it says a run is under way) stays in view.
         box_ = phone.locator("#prompt textarea")
         box_.fill("make it black and white")
         box_.press("Enter")
@@ -173,8 +172,6 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         shoot(phone, "phone-2-running", full_page=False)
         expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
 
-        # The history grows with its steps instead of scrolling inside a small box.
-        wrap = phone.locator("#history .grid-wrap")
-        assert wrap.evaluate("e => e.scrollHeight <= e.clientHeight + 1")
+        # The history is a film strip of tiles a finger can hit.
         assert _thumbs(phone).first.bounding_box()["width"] >= 140  # type: ignore[index]
         shoot(phone, "phone-3-history")

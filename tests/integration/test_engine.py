@@ -343,7 +343,10 @@ async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_
             await engine.edit(session.session_id, EditParams(prompt=f"edit {n}")) for n in range(6)
         ]
         assert all(step.state is StepState.COMPLETED for step in steps)
-        assert len(engine.schedule.durations("flux-kontext-pro")) == 6
+        learned = engine.schedule.durations("flux-kontext-pro")
+        assert len(learned) == 6
+        # What is learned is the wait itself, not the step's elapsed time (upload, download).
+        assert all(seen < step.elapsed_s for seen, step in zip(learned, steps, strict=True))
         assert engine.schedule.durations("flux-kontext-max") == []
 
         def reads(step):
@@ -356,8 +359,50 @@ async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_
         await engine.aclose()
     again = Engine.from_settings(settings)
     try:
-        # A new process starts from the store's record of the same tasks.
-        known = again.schedule.durations("flux-kontext-pro")
-        assert known == pytest.approx([step.elapsed_s for step in steps])
+        # A new process (a CLI run, an agent's call) starts from what the last one learned.
+        assert again.schedule.durations("flux-kontext-pro") == learned
     finally:
         await again.aclose()
+
+
+async def test_cancelling_the_middle_of_three_queued_edits_runs_the_last_on_the_first(engine, sim):
+    session = await _start(engine)
+    sid = session.session_id
+    first = await engine.submit_edit(sid, EditParams(prompt="make it blue"))
+    middle = await engine.submit_edit(sid, EditParams(prompt="add snow"))
+    last = await engine.submit_edit(sid, EditParams(prompt="make it night"))
+    cancelled = await engine.cancel(sid, middle.step_id)
+    assert middle.step_id not in cancelled.steps
+    assert cancelled.steps[last.step_id].parent_id == first.step_id
+    done = await engine.wait(last.step_id)
+    assert done.state is StepState.COMPLETED, done.error
+    session = await engine.load_session(sid)
+    assert [s.params.prompt for s in session.path()[1:] if s.params] == [
+        "make it blue",
+        "make it night",
+    ]
+    first_done = session.steps[first.step_id]
+    # The last one ran on the first one's image; the cancelled one was never sent.
+    assert sim.tasks[done.task_id].source_bytes == await engine.image_bytes(first_done.result)
+    assert len(sim.tasks) == 2
+
+
+async def test_candidates_run_one_instruction_several_times_and_keeping_one_leaves_branches(
+    engine, sim
+):
+    session = await _start(engine)
+    sid = session.session_id
+    steps = await engine.candidates(sid, EditParams(prompt="make it blue"), count=3)
+    assert len({s.step_id for s in steps}) == 3
+    assert {s.parent_id for s in steps} == {session.origin.step_id}
+    done = await asyncio.gather(*(engine.wait(s.step_id) for s in steps))
+    assert all(s.state is StepState.COMPLETED for s in done)
+    assert len(sim.tasks) == 3  # three runs, three idempotency keys, three charges
+    still = await engine.load_session(sid)
+    assert still.current_step_id == session.origin.step_id  # none is current until kept
+    kept = await engine.keep(sid, steps[1].step_id)
+    assert kept.current_step_id == steps[1].step_id
+    others = {b.step_id for b in kept.branches}
+    assert others == {steps[0].step_id, steps[2].step_id}  # the others stay as branches
+    with pytest.raises(HistoryError, match="2 to 4 results"):
+        await engine.candidates(sid, EditParams(prompt="make it red"), count=5)

@@ -17,6 +17,7 @@ from studio.ui.app import assets_dir
 from studio.ui.bridge import LOCAL, Bridge
 from studio.ui.handlers import Handlers, PageContext
 from tests.support.engines import make_engine, make_image
+from tests.support.tree import read_tree
 
 pytestmark = pytest.mark.anyio
 
@@ -68,20 +69,25 @@ async def _settle(h: Handlers, session_id: str, shown: dict, pair=None) -> list[
     raise AssertionError("the session never settled")
 
 
-def _captions(gallery: gr.Gallery) -> list[str]:
-    return [caption for _, caption in gallery.constructor_args["value"]]
+def _tree(html: str):
+    return read_tree(html)
 
 
-async def _edit(h: Handlers, session_id: str, tab_step: str | None, prompt: str, safety=2):
+def _value(update):
+    """What a component update shows (a component instance, or a bare value)."""
+    return update.constructor_args.get("value") if hasattr(update, "constructor_args") else update
+
+
+async def _edit(h: Handlers, session_id, tab_step, prompt: str, safety=2, *more):
     form = ("match", "png", True, False, safety, None)
-    return await h.on_edit(session_id, tab_step, prompt, "pro", *form)
+    return await h.on_edit(session_id, tab_step, prompt, "pro", *form, *more)
 
 
 async def test_an_upload_starts_a_session_showing_the_image(page, tmp_path):
     shown = await page.on_source(None, None, _photo(tmp_path))
     c = page.c
     assert shown[c.status] == "Ready: type an instruction and press Enter."
-    assert shown[c.source].endswith(".png")
+    assert _value(shown[c.result]).endswith(".png")  # the canvas shows it
     assert shown[c.browser]  # the browser remembers the new session
     assert len(await page.bridge.list_sessions(LOCAL)) == 1
 
@@ -101,17 +107,18 @@ async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_res
     session_id, origin = await _start(page, tmp_path)
     c = page.c
     queued = await _edit(page, session_id, origin, "make it blue")
-    assert queued[c.prompt] == ""  # cleared, ready for the next instruction
+    assert c.prompt not in queued  # only the page itself empties the box
     assert queued[c.tab_step] != origin  # the tab now shows the new step
     assert queued[c.status].startswith("⏳")
-    assert queued[c.result].endswith("step-running.png")  # the result area says a run is on
+    # The canvas keeps the image the edit builds on; the status under it says a run is on.
+    assert _value(queued[c.result]).endswith(".png")
     ticks = await _settle(page, session_id, queued)
     final = ticks[-1]
     assert final[c.status].startswith("✓ Done in")
     assert c.tab_step not in final  # a tick never moves the tab
-    assert _captions(final[c.history])[-1].endswith("make it blue")
-    assert final[c.result] != final[c.slider][0]
-    assert all(t.get(c.prompt, gr.skip()) == gr.skip() for t in ticks)  # never wipes typing
+    assert _tree(final[c.history]).line[-1].startswith("Step 1: make it blue")
+    assert _value(final[c.result]) != _value(final[c.before])
+    assert all(c.prompt not in t for t in ticks)  # never wipes typing
 
 
 async def test_instructions_typed_during_an_edit_run_in_order_on_each_result(page, tmp_path, sim):
@@ -152,23 +159,44 @@ async def test_undo_and_redo_move_along_the_chain(page, tmp_path):
     assert undone[c.status] == "Ready: type an instruction and press Enter."
     assert undone[c.tab_step] == origin
     # The undone step is on the line ahead (Redo), the original is the highlighted one.
-    assert len(_captions(undone[c.history])) == 2
-    assert undone[c.history].selected_index == 0
+    tree = _tree(undone[c.history])
+    assert (len(tree.line), tree.current, tree.ahead) == (2, 0, [1])
     redone = await page.on_redo(session_id, origin)
     assert redone[c.status].startswith("✓ Done")
 
 
-async def test_a_queued_edit_can_be_cancelled_before_it_starts(page, tmp_path, sim):
+async def test_instructions_typed_ahead_chain_even_before_the_page_heard_back(page, tmp_path):
+    # Three Enters of one tab, each sent before the reply to the one before reached the page:
+    # all three carry the step the tab showed then. Numbered, they chain in the order typed.
     session_id, origin = await _start(page, tmp_path)
-    running = await _edit(page, session_id, origin, "make it blue")
-    queued = await _edit(page, session_id, running[page.c.tab_step], "add snow")
-    assert queued[page.c.cancel].visible is True
-    cancelled = await page.on_cancel(session_id, queued[page.c.tab_step])
-    assert cancelled[page.c.tab_step] == running[page.c.tab_step]
+    tab = gr.Request(session_hash="tab-1", headers={}, cookies={})
+    shown = None
+    for n, prompt in enumerate(("make it blue", "add snow", "make it night"), 1):
+        shown = await _edit(page, session_id, origin, prompt, 2, str(n), False, "1", tab)
+    await _settle(page, session_id, shown)
+    session = await page.bridge.load_session(session_id, LOCAL)
+    path = session.make_current(shown[page.c.tab_step]).path()
+    assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
+    assert _tree(shown[page.c.history]).done == 3  # the page drops its own queued tiles
+
+
+async def test_cancelling_a_queued_tile_removes_that_one_only(page, tmp_path, sim):
+    session_id, origin = await _start(page, tmp_path)
+    first = await _edit(page, session_id, origin, "make it blue")
+    middle = await _edit(page, session_id, first[page.c.tab_step], "add snow")
+    last = await _edit(page, session_id, middle[page.c.tab_step], "make it night")
+    assert _tree(last[page.c.history]).cancels[-2:] == [
+        middle[page.c.tab_step],
+        last[page.c.tab_step],
+    ]
+    click = gr.EventData(None, {"act": "cancel", "step": middle[page.c.tab_step]})
+    cancelled = await page.on_history_click(session_id, last[page.c.tab_step], click)
+    assert cancelled[page.c.tab_step] == last[page.c.tab_step]  # the tab stays where it was
     await _settle(page, session_id, cancelled)
     session = await page.bridge.load_session(session_id, LOCAL)
-    assert [s.params.prompt for s in session.steps.values() if s.params] == ["make it blue"]
-    assert len(sim.tasks) == 1  # the cancelled edit was never sent
+    path = session.make_current(last[page.c.tab_step]).path()
+    assert [s.params.prompt for s in path[1:]] == ["make it blue", "make it night"]
+    assert len(sim.tasks) == 2  # the cancelled edit was never sent
 
 
 async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_path):
@@ -190,30 +218,33 @@ async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_pa
     assert len(session.steps) == 2  # the original and the failed step, nothing more
 
 
-async def test_keep_without_a_comparison_says_so(page, tmp_path):
+async def test_keep_without_candidates_says_so(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
-    with pytest.warns(UserWarning, match="no comparison"):
-        shown = await page.on_keep_max(session_id, origin, None)
-    assert "run Compare first" in shown[page.c.status]
+    click = gr.EventData(None, {"act": "keep", "step": "not-a-step"})
+    with pytest.warns(UserWarning, match="no step"):
+        shown = await page.on_history_click(session_id, origin, click)
+    assert shown[page.c.status].startswith("⚠")
 
 
-async def test_compare_shows_both_results_and_keep_max_continues_from_max(page, tmp_path):
+async def test_pro_vs_max_shows_both_results_and_keeping_max_continues_from_max(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
     c = page.c
     started = await page.on_compare(
         session_id, origin, "make it red", "match", "png", True, False, 2, None
     )
-    assert started[c.status] == "⏳ Comparing pro and max…"
-    pair = started[c.compare_pair]
-    ticks = await _settle(page, session_id, started, pair)
-    final = ticks[-1]
-    assert final[c.compare_pro]
-    assert final[c.compare_max]
-    assert "✓" in final[c.compare_pro_text]
-    assert "✓" in final[c.compare_max_text]
-    kept = await page.on_keep_max(session_id, origin, final[c.compare_pair])
+    assert started[c.status] == "⏳ 2 results on their way: keep the one you like."
+    picks = started[c.picks]
+    ticks = await _settle(page, session_id, started, picks)
+    panel = _value(ticks[-1][c.candidates])
+    assert panel.count('data-act="keep"') == 2
+    assert "pro ✓" in panel
+    assert "max ✓" in panel
+    kept = await page.on_history_click(
+        session_id, origin, gr.EventData(None, {"act": "keep", "step": picks[1]})
+    )
     assert " · max · " in kept[c.status]
     assert kept[c.model] == "max"
+    assert kept[c.tab_step] == picks[1]
 
 
 async def test_a_tick_that_crossed_an_edit_never_moves_the_tab_and_is_drawn_again(page, tmp_path):
@@ -227,7 +258,7 @@ async def test_a_tick_that_crossed_an_edit_never_moves_the_tab_and_is_drawn_agai
     assert c.tab_step not in stale
     # The next tick carries the tab's real step: it sees the stale drawing and draws again.
     healed = await page.on_tick(session_id, edited[c.tab_step], stale[c.version], None)
-    assert _captions(healed[c.history])[-1].endswith("make it blue")
+    assert _tree(healed[c.history]).line[-1].startswith("Step 1: make it blue")
     await _settle(page, session_id, edited)
 
 
@@ -241,15 +272,15 @@ async def test_an_upload_is_named_after_its_file_and_a_paste_after_its_first_ins
     assert names == ["Beach day.png", "Untitled session"]
 
 
-async def test_removing_the_source_makes_the_next_instruction_generate_in_a_new_session(
+async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it(
     page, tmp_path, sim
 ):
     session_id, origin = await _start(page, tmp_path)
-    cleared = await page.on_clear_source(session_id, origin)
+    cleared = await page.on_new_session(session_id, origin)
     c = page.c
     assert cleared[c.browser] is None
     assert cleared[c.tab_step] is None
-    assert cleared[c.source] is None
+    assert len(await page.bridge.list_sessions(LOCAL)) == 1  # nothing empty left behind
     shown = await _edit(page, None, None, "a red bicycle", safety=5)  # 5 is fine for a generation
     new_id = shown[c.browser]
     assert new_id != session_id
@@ -313,7 +344,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     form = ("match", "png", True, False, 2, "sk-pasted-but-wrong")
     with pytest.warns(UserWarning, match="the key you pasted"):
         refused = await page.on_edit(session_id, origin, "make it blue", "pro", *form)
-    assert refused[c.prompt] == gr.skip()  # what was typed stays in the box
+    assert c.prompt not in refused  # the page puts what was typed back in the box
     assert "the key you pasted" in refused[c.status]
     assert len((await page.bridge.load_session(session_id, LOCAL)).steps) == 1  # no failed step
     assert "sk-pasted-but-wrong" not in repr(refused)
@@ -334,5 +365,5 @@ async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_pa
     c = page.c
     tick = await page.on_tick(old, shown[c.tab_step], shown[c.version], None)
     assert tick == {c.status: gr.skip()}
-    cleared = await page.on_clear_source(shown[c.browser], shown[c.tab_step])
+    cleared = await page.on_new_session(shown[c.browser], shown[c.tab_step])
     assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}

@@ -17,7 +17,7 @@ import pytest
 
 from studio.history import ImageRef, Session, StepState, new_id
 from studio.params import EditParams
-from studio.store import DB_NAME, MIGRATIONS, Store, StoreError
+from studio.store import DB_NAME, KEPT_DURATIONS, MIGRATIONS, Store, StoreError
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 PHOTO_BYTES = b"\x89PNG pretend photo bytes"
@@ -360,7 +360,14 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "raw_width",
             "raw_height",
         ],
-        "indexes": ["sessions_by_owner", "steps_by_parent", "steps_by_session", "steps_unfinished"],
+        "poll_durations": ["n", "model", "seconds"],
+        "indexes": [
+            "poll_durations_by_model",
+            "sessions_by_owner",
+            "steps_by_parent",
+            "steps_by_session",
+            "steps_unfinished",
+        ],
     }
     with sqlite3.connect(home / DB_NAME) as db:
         applied = [n for (n,) in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
@@ -486,20 +493,29 @@ def test_a_process_that_dies_without_closing_loses_nothing(tmp_path):
         store.close()
 
 
-def test_recent_durations_are_the_latest_completed_tasks_per_model_oldest_first(store):
+def test_recent_durations_are_what_the_schedule_saw_latest_per_model_oldest_first(store):
     session = start(store)
     now = datetime.now(UTC)
     finished = [("pro", 3.0), ("max", 9.0), ("pro", 4.0), ("pro", None), ("max", 8.0)]
     finished += [("pro", 5.0)]
-    for n, (model, seconds) in enumerate(finished):
+    for n, (model, seen_s) in enumerate(finished):
         session = session.add_step(new_id(), EditParams(prompt="p", model=model), now)
         step = session.current.start(f"task-{n}", now + timedelta(seconds=n))
-        if seconds is None:  # a failed task says nothing about how long a finish takes
+        if seen_s is None:  # a failed task says nothing about how long a finish takes
             step = step.fail("refused", now + timedelta(seconds=n + 1), cost_cents=0)
-        else:
+        else:  # the step's own elapsed time (upload, download) is not what is learned
             ref = store.put_image(f"{n}".encode(), format="png", width=8, height=8)
-            step = step.complete(ref, now + timedelta(seconds=n + seconds))
-        store.save_step(step)
+            step = step.complete(ref, now + timedelta(seconds=n + seen_s + 1.5))
+        store.save_step(step, poll_seen_s=seen_s)
         session = session.with_step(step)
     assert store.recent_durations(per_model=2) == {"pro": [4.0, 5.0], "max": [9.0, 8.0]}
     assert store.recent_durations()["pro"] == [3.0, 4.0, 5.0]
+    # Only the latest are kept, per model, however busy the other model is.
+    for n in range(KEPT_DURATIONS + 5):
+        session = session.add_step(new_id(), EditParams(prompt="p"), now)
+        step = session.current.start(f"more-{n}", now)
+        ref = store.put_image(f"more {n}".encode(), format="png", width=8, height=8)
+        store.save_step(step.complete(ref, now), poll_seen_s=1.0 + n)
+    kept = store.recent_durations(per_model=100)
+    assert kept["max"] == [9.0, 8.0]
+    assert kept["pro"] == [1.0 + n for n in range(5, KEPT_DURATIONS + 5)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,19 @@ def test_a_port_in_use_is_said_in_one_sentence():
         "or pick another port with --port."
     )
     assert port_in_use("127.0.0.1", port) is None  # free again once closed
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_answer_without_loading_gradio(flag):
+    # Gradio takes seconds to import; only the browser studio needs it (and `bench`'s pages).
+    code = (
+        "import contextlib, io, sys\n"
+        "from studio.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        f"    main([{flag!r}])\n"
+        "print(bool(out.getvalue().strip()), 'gradio' in sys.modules)\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert answer.stdout.split() == ["True", "False"]

@@ -95,12 +95,17 @@ def test_a_step_typed_ahead_is_checked_against_the_edit_limits():
         session.add_step("b", EditParams(prompt="snow", safety_tolerance=5), T0)
 
 
-def test_cancel_removes_a_queued_step_and_what_was_queued_after_it():
-    session = edit(start(), "a").add_step("b", EditParams(prompt="red"), T0)
+def test_cancel_removes_that_step_only_and_the_ones_after_it_follow_the_step_before_it():
+    session = start().add_step("a", EditParams(prompt="blue"), T0)
+    session = session.add_step("b", EditParams(prompt="red"), T0)
     session = session.add_step("c", EditParams(prompt="green"), T0)
     cancelled = session.cancel("b")
-    assert set(cancelled.steps) == {"origin", "a"}
-    assert cancelled.current_step_id == "a"
+    assert set(cancelled.steps) == {"origin", "a", "c"}
+    assert ids(cancelled.path()) == ["origin", "a", "c"]  # c now runs on a's image
+    assert cancelled.steps["c"].is_waiting
+    assert cancelled.current_step_id == "c"
+    # Cancelling the step the tab shows moves it back to the step before it.
+    assert session.cancel("c").current_step_id == "b"
 
 
 def test_a_step_already_sent_to_the_service_cannot_be_cancelled():
@@ -178,9 +183,18 @@ def test_retry_adds_a_sibling_with_the_same_params_and_leaves_the_failed_step_al
     assert ids(after.children("a")) == ["bad", "again"]
 
 
-def test_retry_is_refused_when_the_step_did_not_fail():
-    with pytest.raises(HistoryError, match="Only a failed step"):
-        edit(start(), "a").retry("a", "again", T0)
+def test_a_finished_step_can_be_tried_again_but_not_the_original_or_a_running_one():
+    session = edit(start(), "a")
+    again = session.retry("a", "again", T0).current
+    assert (again.parent_id, again.params, again.retry_of) == (
+        "origin",
+        session.steps["a"].params,
+        None,
+    )
+    with pytest.raises(HistoryError, match="Only a finished edit"):
+        session.retry("origin", "again", T0)
+    with pytest.raises(HistoryError, match="Only a finished edit"):
+        session.add_step("b", EditParams(prompt="red"), T0).retry("b", "again", T0)
 
 
 def test_delete_branch_removes_descendants_and_moves_current_to_the_parent():

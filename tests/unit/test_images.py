@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from studio.images import (
     ImageError,
     SourceImage,
     check_result,
+    describe,
     make_thumbnail,
     open_source,
     prepare_upload,
@@ -189,10 +191,44 @@ def test_check_result_reports_the_format_and_keeps_the_bytes():
     assert (result.data, result.format, result.width, result.height) == (data, "jpeg", 96, 64)
 
 
-def test_check_result_refuses_when_the_download_is_cut_off():
-    data = corpus.encode(corpus.photo((96, 64)), "JPEG")
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_check_result_refuses_when_the_download_is_cut_off(fmt: str):
+    data = corpus.encode(corpus.photo((96, 64)), fmt)
     with pytest.raises(ImageError):
         check_result(data[:-200])
+
+
+def test_check_result_refuses_a_png_damaged_in_its_pixel_data():
+    # PNG results are checked without a decode: a changed byte in the pixel data must still fail.
+    data = bytearray(corpus.encode(corpus.photo((96, 64)), "PNG"))
+    at = data.index(b"IDAT") + 40
+    data[at] ^= 0xFF
+    with pytest.raises(ImageError):
+        check_result(bytes(data))
+
+
+def _png_with_exif_after_the_pixels(orientation: int) -> bytes:
+    data = corpus.encode(corpus.photo((96, 64)), "PNG")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    body = exif.tobytes().removeprefix(b"Exif\x00\x00")  # a PNG chunk holds the TIFF part
+    chunk = len(body).to_bytes(4, "big") + b"eXIf" + body
+    chunk += zlib.crc32(b"eXIf" + body).to_bytes(4, "big")
+    end = data.index(b"IEND") - 4
+    return data[:end] + chunk + data[end:]
+
+
+def test_a_png_s_orientation_is_read_also_after_its_pixel_data():
+    data = _png_with_exif_after_the_pixels(orientation=6)
+    assert (check_result(data).width, check_result(data).height) == (64, 96)
+    assert (open_source(data).width, open_source(data).height) == (64, 96)
+    assert (describe(data).width, describe(data).height) == (64, 96)
+
+
+def test_describe_reads_a_stored_image_as_open_source_does():
+    for fmt in ("PNG", "JPEG"):
+        data = corpus.encode(corpus.photo((96, 64)), fmt)
+        assert describe(data) == open_source(data)
 
 
 @pytest.mark.parametrize(

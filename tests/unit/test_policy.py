@@ -136,61 +136,16 @@ def _first(model: str, n: int, scale: float = 1.0) -> list[float]:
     return list(itertools.islice(poll_delays(model, scale=scale), n))
 
 
-@pytest.mark.parametrize(
-    ("model", "expected_reads_s"),
-    [
-        pytest.param(
-            "flux-kontext-pro",
-            [4.5, 5.75, 7.0, 8.25, 9.5, 10.75, 12.0, 13.875, 16.6875, 20.90625, 25.90625],
-            id="pro",
-        ),
-        pytest.param(
-            "flux-kontext-max",
-            [9.0, 10.5, 12.0, 13.5, 15.0, 16.5, 18.0, 19.5, 21.0, 22.5, 24.0, 26.25, 29.625],
-            id="max",
-        ),
-        pytest.param(
-            "flux-kontext-unknown",
-            [9.0, 10.5, 12.0, 13.5, 15.0, 16.5, 18.0, 19.5, 21.0, 22.5, 24.0, 26.25, 29.625],
-            id="unknown-model-gets-the-slow-profile",
-        ),
-    ],
-)
-def test_poll_delays_read_inside_the_model_window(model, expected_reads_s):
-    reads = list(itertools.accumulate(_first(model, len(expected_reads_s))))
-    assert reads == pytest.approx(expected_reads_s)
+@pytest.mark.parametrize("model", ["flux-kontext-pro", "flux-kontext-max", "flux-kontext-next"])
+def test_poll_delays_read_on_the_sdks_grid_then_grow(model):
+    reads = list(itertools.accumulate(_first(model, 19)))
+    assert reads == pytest.approx([*range(2, 32, 2), 33.0, 37.5, 42.5, 47.5])
 
 
 @pytest.mark.parametrize("model", ["flux-kontext-pro", "flux-kontext-max"])
 def test_poll_delays_grow_to_the_cap_and_stay_there(model):
     tail = _first(model, 40)[-10:]
     assert tail == [POLL_CAP_S] * 10
-
-
-def _sdk_reads(finish_s: float) -> tuple[int, float]:
-    """The official SDK's run(): a read at once, then one every 2 s."""
-    seen_at = next(t for t in itertools.count(0.0, 2.0) if t >= finish_s)
-    return int(seen_at / 2) + 1, seen_at - finish_s
-
-
-@pytest.mark.parametrize(
-    ("model", "finish_s", "reads", "late_s"),
-    [
-        pytest.param("flux-kontext-pro", 5.0, 3, 0.75, id="pro-5s"),
-        pytest.param("flux-kontext-pro", 7.5, 5, 0.75, id="pro-7.5s"),
-        pytest.param("flux-kontext-pro", 10.0, 7, 0.75, id="pro-10s"),
-        pytest.param("flux-kontext-max", 10.0, 3, 0.5, id="max-10s"),
-        pytest.param("flux-kontext-max", 15.0, 6, 0.0, id="max-15s"),
-        pytest.param("flux-kontext-max", 20.0, 10, 1.0, id="max-20s"),
-    ],
-)
-def test_poll_delays_notice_a_finish_sooner_than_the_official_sdk(model, finish_s, reads, late_s):
-    times = [0.0, *itertools.accumulate(_first(model, 30))]  # the client also reads at once
-    seen_at = next(t for t in times if t >= finish_s)
-    assert (times.index(seen_at) + 1, seen_at - finish_s) == (reads, pytest.approx(late_s))
-    sdk_reads, sdk_late_s = _sdk_reads(finish_s)
-    assert reads <= sdk_reads + 1
-    assert late_s <= max(sdk_late_s, 1.25)
 
 
 def test_poll_delays_scale_multiplies_every_delay():
@@ -287,13 +242,14 @@ def test_learned_poll_delays_ignore_scale_once_learned():
     assert _learned_reads([3.0] * 4, 10, scale=0.01) == _learned_reads([3.0] * 4, 10)
 
 
-def _run_tasks(model, finishes_s, read_cost_s=0.005):
+def _run_tasks(model, finishes_s, read_cost_s=0.005, schedule=None):
     """Drive a LearnedSchedule as the client and the engine do, against tasks finishing at
-    `finishes_s` (client clock): returns (reads, seen late by) per task."""
-    schedule = LearnedSchedule()
+    `finishes_s` after the create's answer: returns (reads, seen late by) per task. A task just
+    created is not read at once (the create's answer said it was pending)."""
+    schedule = schedule or LearnedSchedule()
     results = []
     for finish in finishes_s:
-        delays, t, reads = iter(schedule(model)), 0.0, 1  # the client reads once at once
+        delays, t, reads = iter(schedule(model)), 0.0, 0
         while t < finish:
             t += next(delays) + read_cost_s
             reads += 1
@@ -303,10 +259,35 @@ def _run_tasks(model, finishes_s, read_cost_s=0.005):
 
 
 def _sdk(finish_s, read_cost_s=0.005):
+    """The official SDK's run(): a read at once, then one every 2 s."""
     t, reads = 0.0, 1
     while t < finish_s:
         t, reads = t + 2.0 + read_cost_s, reads + 1
     return reads, t - finish_s
+
+
+@pytest.mark.parametrize("model", [PRO, MAX])
+@pytest.mark.parametrize("finish_s", [2.0, 4.0, 7.0, 15.0, 0.8, 3.3, 7.3, 10.0, 19.9])
+def test_a_new_user_waits_no_longer_than_with_the_sdk_and_soon_less(model, finish_s):
+    # The issue's bar, as the schedule sees it (the client's own latency aside): the first
+    # three tasks of a model at most 1.1x the SDK's time to seeing the finish, and from the
+    # fourth on at most 1.05x with no more reads than the SDK.
+    results = _run_tasks(model, [finish_s] * 12)
+    sdk_reads, sdk_late = _sdk(finish_s)
+    for n, (reads, late) in enumerate(results):
+        assert finish_s + late <= (1.1 if n < 3 else 1.05) * (finish_s + sdk_late), n
+        if n >= 3:
+            assert reads <= sdk_reads, n
+
+
+@pytest.mark.parametrize("model", [PRO, MAX])
+def test_what_one_process_learned_teaches_the_next(model):
+    # A CLI run (a new process) starts from the durations the store kept: it reads as the
+    # long-running schedule it continues would have.
+    first = LearnedSchedule()
+    _run_tasks(model, [4.0] * 3, schedule=first)
+    second = LearnedSchedule({model: first.durations(model)})
+    assert _run_tasks(model, [4.0], schedule=second) == _run_tasks(model, [4.0], schedule=first)
 
 
 @pytest.mark.parametrize("model", [PRO, MAX])
@@ -351,6 +332,6 @@ def test_learned_schedule_reads_a_wide_spread_about_as_often_as_the_sdk(model, l
 def test_learned_schedule_starts_from_the_history_it_is_given():
     schedule = LearnedSchedule({PRO: [3.0, 3.0, 3.0]})
     assert list(itertools.islice(schedule(PRO), 2)) == pytest.approx([2.8125, 0.1875])
-    assert list(itertools.islice(schedule(MAX), 1)) == [9.0]  # nothing known: the prior
+    assert list(itertools.islice(schedule(MAX), 1)) == [2.0]  # nothing known: the prior
     schedule.observe(MAX, 12.0)
     assert schedule.durations(MAX) == [12.0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from studio.history import ImageRef, Session, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData, Tiles, render_page
+from tests.support.tree import read_tree
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 PHOTO = ImageRef(sha256="a" * 64, format="jpeg", width=1200, height=900)
@@ -44,7 +46,8 @@ def test_with_no_session_the_page_invites_an_image_or_an_instruction():
     page = render_page(data(None), TILES)
     assert page.session_id is None
     assert "Upload, paste or link an image" in page.status
-    assert (page.source, page.result, page.download, page.slider) == (None, None, None, None)
+    assert (page.result, page.before, page.download) == (None, None, None)
+    assert read_tree(page.history).line == []
     assert not page.can_undo
     assert not page.running
 
@@ -52,20 +55,22 @@ def test_with_no_session_the_page_invites_an_image_or_an_instruction():
 def test_a_session_that_cannot_be_read_is_named_damaged_and_the_rest_still_renders():
     page = render_page(data(None, damaged="The session is damaged."), TILES)
     assert page.status == "⚠ The session is damaged."
-    assert page.history == []
+    assert read_tree(page.history).line == []
 
 
-def test_a_chain_shows_the_latest_result_with_its_parent_in_the_slider():
+def test_a_chain_shows_the_latest_result_on_the_canvas_with_its_source_behind_it():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
     page = render_page(data(session), TILES)
     assert page.session_id == "s1"
-    assert page.source == page.result == page.download == "/img/03.png"
-    assert page.slider == ("/img/02.png", "/img/03.png")
-    assert [caption for _, caption in page.history] == [
-        "Original",
-        "#1 · pro · 6.0 s · $0.05 — make it blue",
-        "#2 · pro · 6.0 s · $0.05 — add snow",
+    assert page.result == page.download == "/img/03.png"
+    assert page.before == "/img/02.png"  # held, the canvas shows the step's source
+    tree = read_tree(page.history)
+    assert tree.line == [
+        "Step 0: Original",
+        "Step 1: make it blue (pro · 6.0 s · $0.05)",
+        "Step 2: add snow (pro · 6.0 s · $0.05)",
     ]
+    assert tree.current == 2
     assert page.status == "✓ Done in 6.0 s · pro · $0.05"
     assert page.cost == "Session cost **$0.10**"
     assert page.can_undo
@@ -75,10 +80,11 @@ def test_a_chain_shows_the_latest_result_with_its_parent_in_the_slider():
     assert page.aspect_choices[0] == ("Match source (3:4)", "match")
 
 
-def test_the_origin_alone_shows_in_the_source_and_not_as_a_result():
+def test_the_origin_alone_shows_on_the_canvas_with_nothing_behind_it():
     page = render_page(data(start()), TILES)
-    assert page.source == "/img/aa.jpeg"
-    assert page.result is None
+    assert page.result == "/img/aa.jpeg"
+    assert page.before is None
+    assert not page.retry_visible
     assert page.status == "Ready: type an instruction and press Enter."
     assert page.aspect_choices[0] == ("Match source (4:3)", "match")
 
@@ -89,81 +95,80 @@ def test_a_failed_current_step_offers_retry_and_keeps_showing_the_last_image():
     page = render_page(data(session), TILES)
     assert page.retry_visible
     assert page.status == "✗ Failed: Content moderated"
-    assert page.source == "/img/02.png"
-    assert page.history[-1] == ("failed.png", "#2 · pro · failed — x")
+    assert page.result == "/img/02.png"
+    assert read_tree(page.history).line[-1] == "Step 2: x (pro · failed)"
 
 
-def test_a_running_step_shows_its_phase_and_elapsed_time_and_keeps_the_timer_on():
+def test_a_running_step_shows_its_phase_and_the_queued_one_after_it_can_be_cancelled():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
-    update = StepUpdate(session.current, "processing", 3.04)
-    page = render_page(data(session, running={"b": update}), TILES)
+    session = session.add_step("c", EditParams(prompt="night"), T0)
+    update = StepUpdate(session.steps["b"], "processing", 3.04)
+    page = render_page(data(session, running={"b": update}), TILES, tab_step="b")
     assert page.status == "⏳ Processing… 3.0 s"
     assert page.running
-    assert page.history[-1] == ("running.png", "#2 · pro · queued — snow")
+    tree = read_tree(page.history)
+    assert tree.line[-2:] == ["Step 2: snow (pro · queued)", "Step 3: night (pro · queued)"]
+    assert tree.cancels == ["b", "c"]  # neither was sent yet
 
 
-def test_other_branches_are_listed_apart_from_the_current_path_with_unique_numbers():
+def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_gaps():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
     session = edit(session.make_current("a"), "c", "add rain", model="max")
-    page = render_page(data(session), TILES)
-    # Numbered in the order the steps were made: two steps at the same depth never share one.
-    assert [caption for _, caption in page.history][
-        -1
-    ] == "#3 · max · 6.0 s · $0.05 — add rain"  # (the fixture charges 5)
-    assert [caption for _, caption in page.branches] == ["#2 · pro · 6.0 s · $0.05 — add snow"]
-    assert page.history_selected == 2  # the tab's step is the highlighted one
+    tree = read_tree(render_page(data(session), TILES).history)
+    assert tree.line[-1] == "Step 2: add rain (max · 6.0 s · $0.05)"
+    assert tree.branches == ["2b add snow pro · 1 step"]
+    assert tree.current == 2  # the tab's step is the highlighted one
 
 
 def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow").undo()
     page = render_page(data(session), TILES)
-    assert [caption for _, caption in page.history] == [
-        "Original",
-        "#1 · pro · 6.0 s · $0.05 — make it blue",
-        "#2 · pro · 6.0 s · $0.05 · ↷ Redo — add snow",
-    ]
-    assert page.history_selected == 1
-    assert page.branches == []
+    tree = read_tree(page.history)
+    assert tree.line[-1] == "Step 2: add snow (pro · 6.0 s · $0.05)"
+    assert (tree.current, tree.ahead, tree.branches) == (1, [2], [])
     assert page.can_redo
 
 
-def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving():
+def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving_and_a_notice():
     # Another tab made "b" current; this tab still shows "a".
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = session.with_step(replace(session.steps["b"], created_at=T0 + timedelta(seconds=9)))
     page = render_page(data(session), TILES, tab_step="a")
     assert page.tab_step == "a"
-    assert page.history_selected == 1
-    assert page.history[-1][1].endswith("↷ Redo — add snow")
+    tree = read_tree(page.history)
+    assert (tree.current, tree.ahead) == (1, [2])
+    assert page.notice == "✦ 1 new step from elsewhere: show"
+    assert page.notice_step == "b"
+    # Seen from the newest step itself, there is nothing new.
+    assert render_page(data(session), TILES, tab_step="b").notice is None
 
 
-def test_failed_attempts_are_kept_out_of_the_branches_and_counted_beside_their_retry():
+def test_failed_attempts_are_folded_into_a_count_where_they_were_made():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
     session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
     session = session.retry("b", "c", T0)
     step = session.current.start("task-c", T0)
     session = session.with_step(step.complete(image(9), T0 + timedelta(seconds=5), cost_cents=5))
-    page = render_page(data(session), TILES)
-    assert page.branches == []
-    assert page.failed == [("failed.png", "#2 · pro · failed — snow")]
-    assert page.history[-1][1] == "#3 · pro · 5.0 s · $0.05 · after 1 failed attempt — snow"
+    tree = read_tree(render_page(data(session), TILES).history)
+    assert tree.branches == []
+    assert tree.failed == ["⚠ 1 failed attempt"]
+    assert tree.line[-1] == "Step 2: snow (pro · 5.0 s · $0.05)"
 
 
-def test_a_branch_whose_last_attempt_failed_is_listed_by_its_last_good_step():
-    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
-    session = session.add_step("c", EditParams(prompt="add a fox"), T0)
-    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
-    session = edit(session.make_current("a"), "d", "add rain")
-    page = render_page(data(session), TILES)
-    assert [caption for _, caption in page.branches] == ["#2 · pro · 6.0 s · $0.05 — add snow"]
-    assert [caption for _, caption in page.failed] == ["#3 · pro · failed — add a fox"]
+def test_a_long_session_draws_a_bounded_window_around_the_tab_s_step():
+    session = start()
+    for n in range(300):
+        session = edit(session, f"s{n}", f"step {n}")
+    tree = read_tree(render_page(data(session), TILES, tab_step="s150").history)
+    assert len(tree.line) <= 1 + 30 + 1 + 10
+    assert tree.line[0] == "Step 0: Original"
+    assert tree.line[tree.current or 0].startswith("Step 151: step 150")
 
 
-def test_captions_keep_the_whole_instruction():
-    prompt = "Change the shop sign to read BAKERY and keep the street, the people and the light"
-    page = render_page(data(edit(start(), "a", prompt)), TILES)
-    assert page.history[-1][1].endswith(prompt)
-    # The before/after dropdowns shorten it.
-    assert page.pair_b.choices[-1][0].endswith("…")
+def test_user_text_in_the_tree_is_escaped():
+    page = render_page(data(edit(start(), "a", '<img src=x onerror="alert(1)">')), TILES)
+    assert "<img src=x" not in page.history
+    assert read_tree(page.history).line[-1].startswith('Step 1: <img src=x onerror="alert(1)">')
 
 
 def test_a_generation_offers_the_generation_safety_limit_and_no_stray_slider_choice():

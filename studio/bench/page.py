@@ -1,0 +1,115 @@
+"""The page in a real browser: load to a usable page beside a bare Gradio Blocks page, and Enter
+to the first visible sign that the edit started.
+
+Both apps run as their own processes; headless Chromium (Playwright) opens each in turn, in a
+new browser context every time (no cache shared). "Usable" is the instruction box visible and
+enabled (and, on the studio, the source box visible): what a visitor needs to start. "Feedback"
+is the first change of the page outside the instruction box after Enter, seen by a
+MutationObserver installed before the key is pressed. Imports Playwright lazily.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio.bench.coldstart import BareGradio
+from studio.bench.load import CHROMIUM, PAGE_TIMEOUT_MS
+from studio.bench.rig import StudioProcess, summary
+
+STUDIO_READY = "#prompt textarea:not([disabled])"
+BARE_READY = "textarea:not([disabled])"
+# Records, on the page, when Enter went down and when anything outside a textarea changed next.
+_WATCH = """
+() => {
+  window.__benchKey = null; window.__benchChange = null;
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && window.__benchKey === null) window.__benchKey = performance.now();
+  }, true);
+  new MutationObserver((records) => {
+    if (window.__benchKey === null || window.__benchChange !== null) return;
+    for (const r of records) {
+      const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+      if (el && !el.closest('textarea')) { window.__benchChange = performance.now(); return; }
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true,
+                             characterData: true});
+}
+"""
+
+
+def run_page(rounds: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """Page load to usable (studio and bare Gradio, in turn) and Enter to feedback (studio)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return {"skipped": "Playwright is not installed (pip install -e '.[test]')"}
+    if not Path(CHROMIUM).exists():
+        return {"skipped": f"no Chromium at {CHROMIUM}"}
+    with tempfile.TemporaryDirectory(prefix="kontext-bench-") as tmp:
+        studio, bare = StudioProcess(Path(tmp) / "studio"), BareGradio(Path(tmp) / "bare")
+        try:
+            studio.start()
+            bare.start()
+            say(f"  page: {rounds} loads of each, {rounds} Enters")
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM)
+                try:
+                    _load(browser, studio.url, STUDIO_READY)  # warm: both servers' first page
+                    _load(browser, bare.url, BARE_READY)
+                    loads, bare_loads, feedback = [], [], []
+                    for n in range(rounds):
+                        loads.append(_load(browser, studio.url, STUDIO_READY))
+                        bare_loads.append(_load(browser, bare.url, BARE_READY))
+                        feedback.append(_enter(browser, studio.url, n))
+                finally:
+                    browser.close()
+        finally:
+            studio.stop()
+            bare.stop()
+    return {
+        "load_s": summary(loads),
+        "bare_load_s": summary(bare_loads),
+        "load_ratio": statistics.median(a / b for a, b in zip(loads, bare_loads, strict=True)),
+        "enter_to_feedback_s": summary([f for f in feedback if f is not None]),
+        "no_feedback": sum(f is None for f in feedback),
+    }
+
+
+def _load(browser: Any, url: str, ready: str) -> float:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        started = time.monotonic()
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector(ready, state="visible", timeout=PAGE_TIMEOUT_MS)
+        if ready == STUDIO_READY:
+            page.wait_for_selector("#source", state="visible", timeout=PAGE_TIMEOUT_MS)
+        return time.monotonic() - started
+    finally:
+        context.close()
+
+
+def _enter(browser: Any, url: str, n: int) -> float | None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="commit")
+        box = page.wait_for_selector(STUDIO_READY, state="visible", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_timeout(1000)  # the page's load event and first tick have settled
+        box.fill(f"a red square on white, number {n}")
+        page.evaluate(_WATCH)
+        box.press("Enter")
+        page.wait_for_function(
+            "() => window.__benchChange !== null", timeout=PAGE_TIMEOUT_MS, polling="raf"
+        )
+        key, change = page.evaluate("() => [window.__benchKey, window.__benchChange]")
+        return (float(change) - float(key)) / 1000
+    except Exception:  # a page too slow to answer: counted as no feedback
+        return None
+    finally:
+        context.close()

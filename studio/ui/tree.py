@@ -1,0 +1,337 @@
+"""The history as a tree, in HTML: pure, escaped, and bounded in size.
+
+The path from the original to the tab's step runs top to bottom (then the redo line ahead of
+it, marked ↷), numbered by depth without gaps (0 is the original). Where the path forks, the
+other branches hang under the step they fork from, labelled by depth and a letter ("2b"), with
+how many steps they hold; failed attempts are folded into a count there. A session of
+thousands of steps draws a window of the path around the tab's step, with counts for the rest.
+
+Every clickable element says what it does (`data-act`: go, cancel) and on which step
+(`data-step`); the page turns a click into one event (`layout._CLICKS_JS`). Everything a user
+or the service wrote is escaped: `gr.HTML` does not sanitise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from html import escape
+from urllib.parse import quote
+
+from studio.history import Session, Step, StepState
+from studio.params import format_cents
+
+# How much of the path is drawn around the tab's step, and how many branches per fork.
+BEFORE = 30
+AHEAD = 10
+FORKS_SHOWN = 3
+FAILED_SHOWN = 5
+
+
+def file_url(path: str) -> str:
+    """Where Gradio serves a file it may serve (a stored image or thumbnail), from the page."""
+    return "gradio_api/file=" + quote(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """The path of the tree as drawn: `steps` (origin first, then the redo line ahead), the
+    tab's step at `current`."""
+
+    steps: tuple[Step, ...]
+    current: int
+
+
+def line_of(session: Session) -> Line:
+    path = session.path()
+    ahead = tuple(session.steps[i] for i in reversed(session.redo_stack))
+    return Line((*path, *ahead), len(path) - 1)
+
+
+def history_html(
+    session: Session,
+    thumbs: Mapping[str, str],
+    *,
+    done: int = 0,
+    refused: int = 0,
+    masks: Mapping[str, str] | None = None,
+    url: Callable[[str], str] = file_url,
+) -> str:
+    """`session` (seen from the tab's step) as the history tree. The tab's step carries the
+    region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
+    maps a region mask's sha256 to its file. `done` and `refused` are
+    the last Enter of the tab the server took and refused (the page's own "queued" tiles)."""
+    line = line_of(session)
+    on_line = {s.step_id for s in line.steps}
+    children: dict[str, list[Step]] = {}
+    for step in session.steps.values():
+        if step.parent_id is not None:
+            children.setdefault(step.parent_id, []).append(step)
+    first = max(1, line.current - BEFORE)
+    last = min(len(line.steps) - 1, line.current + AHEAD)
+    items: list[str] = []
+    for depth, step in enumerate(line.steps):
+        if depth != 0 and not first <= depth <= last:
+            if depth == first - 1:
+                items.append(_gap(first - 1, line.steps[first - 1]))
+            elif depth == last + 1:
+                items.append(_gap(len(line.steps) - 1 - last, line.steps[-1]))
+            continue
+        others = [c for c in children.get(step.step_id, []) if c.step_id not in on_line]
+        items.append(
+            _node(
+                step,
+                depth,
+                thumbs,
+                url,
+                current=depth == line.current,
+                ahead=depth > line.current,
+                branches=[c for c in others if c.state is not StepState.FAILED],
+                failed=[c for c in others if c.state is StepState.FAILED],
+                children=children,
+                region=_region_marks(step, masks or {}, url) if depth == line.current else "",
+            )
+        )
+    return (
+        f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
+        f'<ol class="path">{"".join(items)}</ol></nav>'
+    )
+
+
+def empty_html(done: int = 0, refused: int = 0) -> str:
+    """The tree of a page with no session yet."""
+    return (
+        f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
+        '<p class="hint">Your steps appear here, as a tree.</p><ol class="path"></ol></nav>'
+    )
+
+
+def _region_marks(step: Step, masks: Mapping[str, str], url: Callable[[str], str]) -> str:
+    """The region a step was edited in, as attributes the page script draws from."""
+    region = step.region
+    if region is None:
+        return ""
+    marks = f' data-region="{_a(region.kind)}"'
+    if region.box is not None:
+        marks += f' data-region-box="{",".join(str(int(v)) for v in region.box)}"'
+    if region.drawn_on is not None:
+        marks += f' data-region-on="{int(region.drawn_on[0])},{int(region.drawn_on[1])}"'
+    if region.mask_sha256 is not None and (path := masks.get(region.mask_sha256)):
+        marks += f' data-region-mask="{_a(url(path))}"'
+    return marks
+
+
+def _marks(done: int, refused: int) -> str:
+    return f'data-done="{int(done)}" data-refused="{int(refused)}"'
+
+
+def _gap(count: int, target: Step) -> str:
+    return (
+        f'<li class="gap"><button class="more" data-act="go" data-step="{_a(target.step_id)}">'
+        f"… {count} more step{'s' if count != 1 else ''}</button></li>"
+    )
+
+
+def _node(
+    step: Step,
+    depth: int,
+    thumbs: Mapping[str, str],
+    url: Callable[[str], str],
+    *,
+    current: bool,
+    ahead: bool,
+    branches: list[Step],
+    failed: list[Step],
+    children: Mapping[str, list[Step]],
+    region: str = "",
+) -> str:
+    classes = ["node", _state_class(step)]
+    if current:
+        classes.append("current")
+    if ahead:
+        classes.append("ahead")
+    label = "0" if depth == 0 else str(depth)
+    parts = [f'<li class="{" ".join(classes)}" data-path="{depth}"{region}>']
+    parts.append(_tile(step, label, thumbs, url, current=current, ahead=ahead))
+    if step.state is StepState.QUEUED and not step.task_id and step.kind != "origin":
+        text = _a(_prompt(step))
+        parts.append(
+            f'<button class="x" data-act="cancel" data-step="{_a(step.step_id)}" '
+            f'aria-label="Cancel the queued edit: {text}" '
+            'title="Cancel this queued edit">✕</button>'
+        )
+    if branches:
+        parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">↳</span>')
+        for n, branch in enumerate(branches[:FORKS_SHOWN]):
+            tip = _tip_of(branch, children)
+            size = _size(branch, children)
+            name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
+            parts.append(
+                f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '
+                f'title="{_a(_prompt(branch))}">'
+                f"{_thumb(tip, thumbs, url, small=True)}"
+                f'<span class="num">{escape(name)}</span> '
+                f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
+                f' <span class="meta">{escape(_model(branch))}{size} '
+                f"step{'s' if size != 1 else ''}</span></button>"
+            )
+        if len(branches) > FORKS_SHOWN:
+            parts.append(f'<span class="meta">+{len(branches) - FORKS_SHOWN} more</span>')
+        parts.append("</div>")
+    if failed:
+        parts.append(
+            f'<details class="failed"><summary>⚠ {len(failed)} failed '
+            f"attempt{'s' if len(failed) != 1 else ''}</summary>"
+        )
+        for attempt in failed[:FAILED_SHOWN]:
+            parts.append(
+                f'<button class="branch failed" data-act="go" data-step="{_a(attempt.step_id)}" '
+                f'title="{_a(attempt.error or "")}">'
+                f'<span class="cap">✗ {escape(_short(_prompt(attempt)))}</span></button>'
+            )
+        parts.append("</details>")
+    parts.append("</li>")
+    return "".join(parts)
+
+
+def _tile(
+    step: Step,
+    label: str,
+    thumbs: Mapping[str, str],
+    url: Callable[[str], str],
+    *,
+    current: bool,
+    ahead: bool,
+) -> str:
+    caption = "Original" if step.kind == "origin" else _prompt(step)
+    if step.kind == "origin" and step.result is None:
+        caption = "Start (generate)"
+    meta = _meta(step)
+    aria = f"Step {label}: {caption}" + (f" ({meta})" if meta else "")
+    attrs = f'data-act="go" data-step="{_a(step.step_id)}" aria-label="{_a(aria)}"'
+    if current:
+        attrs += ' aria-current="step"'
+    return (
+        f'<button class="tile" {attrs} title="{_a(caption)}">'
+        f"{_thumb(step, thumbs, url)}"
+        f'<span class="text"><span class="num">{escape(label)}</span>'
+        f"{' <span class=redo>↷</span>' if ahead else ''} "
+        f'<span class="cap">{escape(caption)}</span>'
+        f'<span class="meta">{escape(meta)}</span></span></button>'
+    )
+
+
+def _thumb(
+    step: Step, thumbs: Mapping[str, str], url: Callable[[str], str], *, small: bool = False
+) -> str:
+    path = thumbs.get(step.result.sha256) if step.result is not None else None
+    size = "mini" if small else "thumb"
+    if path is None:
+        word = {
+            StepState.QUEUED: "queued",
+            StepState.RUNNING: "running",
+            StepState.FAILED: "✗",
+        }.get(step.state, "")
+        return f'<span class="{size} placeholder">{escape(word)}</span>'
+    return (
+        f'<img class="{size}" src="{_a(url(path))}" alt="{_a(_prompt(step) or "Original")}" '
+        'loading="lazy">'
+    )
+
+
+def _meta(step: Step) -> str:
+    if step.kind == "origin" or step.params is None:
+        return ""
+    parts: list[str] = [step.params.model]
+    if step.region is not None:
+        parts.append("in a region" if step.region.kind != "auto" else "kept the rest")
+    if step.state is StepState.COMPLETED:
+        if step.elapsed_s is not None:
+            parts.append(f"{step.elapsed_s:.1f} s")
+        if step.cost_cents is not None:
+            parts.append(format_cents(step.cost_cents))
+    elif step.state is StepState.QUEUED:
+        parts.append("queued")
+    elif step.state is StepState.RUNNING:
+        parts.append("running")
+    else:
+        parts.append("failed")
+    return " · ".join(parts)
+
+
+def _state_class(step: Step) -> str:
+    return str(step.state)
+
+
+def _tip_of(step: Step, children: Mapping[str, list[Step]]) -> Step:
+    """The newest end of the branch starting at `step` (where one would go on from)."""
+    while True:
+        kept = [c for c in children.get(step.step_id, []) if c.state is not StepState.FAILED]
+        if not kept:
+            return step
+        step = max(kept, key=lambda s: s.created_at)
+
+
+def _size(step: Step, children: Mapping[str, list[Step]]) -> int:
+    count, todo = 0, [step]
+    while todo:
+        each = todo.pop()
+        count += 1
+        todo.extend(children.get(each.step_id, []))
+    return count
+
+
+def _model(step: Step) -> str:
+    return f"{step.params.model} · " if step.params is not None else ""
+
+
+def _prompt(step: Step) -> str:
+    return " ".join(step.params.prompt.split()) if step.params is not None else ""
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _a(text: str) -> str:
+    return escape(text, quote=True)
+
+
+__all__ = ["Line", "candidates_html", "empty_html", "file_url", "history_html", "line_of"]
+
+
+def candidates_html(
+    steps: list[Step],
+    images: Mapping[str, str],
+    texts: Mapping[str, str],
+    *,
+    url: Callable[[str], str] = file_url,
+) -> str:
+    """Several results of one instruction side by side, each as it lands, with its time and
+    cost (`texts`, plain text) and a Keep button once it has an image."""
+    cards = []
+    for step in steps:
+        path = images.get(step.step_id)
+        model = step.params.model if step.params is not None else ""
+        mark = "✗" if step.state is StepState.FAILED else "⏳"
+        picture = (
+            f'<img src="{_a(url(path))}" alt="{_a(model + " result: " + _prompt(step))}">'
+            if path
+            else f'<span class="placeholder">{mark}</span>'
+        )
+        keep = (
+            f'<button class="keep" data-act="keep" data-step="{_a(step.step_id)}">'
+            f"Keep {escape(model)}</button>"
+            if path
+            else ""
+        )
+        cards.append(
+            f'<figure class="card">{picture}<figcaption>'
+            f'<span class="cand-text">{escape(texts.get(step.step_id, ""))}</span>{keep}'
+            "</figcaption></figure>"
+        )
+    return (
+        '<section class="cands" aria-label="Candidates: keep one, the others stay as branches">'
+        f'<p class="hint">Keep one; the others stay in the history as branches.</p>'
+        f'<div class="row">{"".join(cards)}</div></section>'
+    )

@@ -1,0 +1,295 @@
+"""An editor, not a form (issue 19): nothing typed is lost, queued tiles with their own ✕, the
+canvas and the instruction bar on screen at 1440x900 and on a phone, the keys, candidates, and
+the notice of steps made elsewhere. Real Chromium on the simulator."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from io import BytesIO
+
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from studio.history import ImageRef, StepState
+from studio.simulator.tasks import LatencyProfile
+from tests.browser.conftest import open_page, shoot
+from tests.browser.test_studio_flow import (
+    DONE,
+    _current,
+    _edit,
+    _only_session,
+    _start_from_example,
+    _thumbs,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# An edit takes about eight seconds: long enough to type two more instructions meanwhile.
+STEADY = LatencyProfile(3.0, 5.0, 3.0, 5.0)
+
+
+def _path_prompts(studio, step_id: str) -> list[str]:  # type: ignore[no-untyped-def]
+    session = _only_session(studio)
+    return [s.params.prompt for s in session.make_current(step_id).path()[1:] if s.params]
+
+
+def _newest(studio):  # type: ignore[no-untyped-def]
+    session = _only_session(studio)
+    return max(session.steps.values(), key=lambda s: s.created_at)
+
+
+def test_typing_ahead_at_a_key_every_100_ms_keeps_every_instruction_verbatim_and_chained(
+    page, studio, sim
+):
+    _start_from_example(page)
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    prompts = ["make it black and white", "second 0 words", "rotate it by six degrees"]
+    box.fill(prompts[0])
+    box.press("Enter")
+    # The page itself shows the instruction as queued and empties the box (its own tile, drawn
+    # before any reply; the server's tile replaces it once the reply is in).
+    page.wait_for_function(
+        "() => document.querySelector('#prompt textarea').value === '' &&"
+        " document.querySelectorAll('#history li.pending, #history li.queued').length > 0"
+    )
+    for prompt in prompts[1:]:
+        page.wait_for_timeout(150)  # typing starts 150 ms after Enter
+        box.press_sequentially(prompt, delay=100)  # a key every 100 ms
+        box.press("Enter")
+    expect(box).to_have_value("")
+    # The page never dimmed: no progress overlay over the canvas or the history.
+    # Gradio's progress overlays over the canvas, the bar and the history all stay hidden.
+    overlays = "#result .wrap:not(.hide), #history .wrap:not(.hide), #prompt .wrap:not(.hide)"
+    expect(page.locator(overlays)).to_have_count(0)
+    expect(page.locator("#history li.queued").first).to_contain_text("queued", timeout=10_000)
+    shoot(page, "6-typed-ahead", full_page=False)
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile("rotate it by six degrees"), timeout=20_000
+    )
+    last = _newest(studio)
+    assert _path_prompts(studio, last.step_id) == prompts
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=60_000)
+    path = _only_session(studio).make_current(last.step_id).path()
+    assert all(s.state is StepState.COMPLETED for s in path)
+    for previous, step in itertools.pairwise(path):
+        assert sim.tasks[step.task_id].source_bytes == studio.image_bytes(previous.result)
+
+
+def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_the_first(
+    page, studio, sim
+):
+    _start_from_example(page)
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    for prompt in ("make it black and white", "add snow", "make it night"):
+        box.fill(prompt)
+        box.press("Enter")
+    middle = page.locator("#history li.queued", has_text="add snow")
+    expect(middle).to_contain_text("queued", timeout=10_000)
+    middle.get_by_role("button", name="Cancel the queued edit: add snow").click()
+    expect(page.locator("#history")).not_to_contain_text("add snow", timeout=10_000)
+    expect(page.locator("#history")).to_contain_text("make it night")
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 2: make it night \(.*\$"), timeout=60_000
+    )
+    last = _newest(studio)
+    assert _path_prompts(studio, last.step_id) == ["make it black and white", "make it night"]
+    assert not any(t.body.get("prompt") == "add snow" for t in sim.tasks.values())
+
+
+def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    assert box is not None, f"{selector} is not laid out"
+    assert box["x"] >= 0, f"{selector} starts off screen: {box}"
+    assert box["y"] >= 0, f"{selector} starts off screen: {box}"
+    assert box["x"] + box["width"] <= size["width"] + 1, f"{selector} runs off the right: {box}"
+    assert box["y"] + box["height"] <= size["height"] + 1, f"{selector} runs off the bottom: {box}"
+
+
+def test_at_1440x900_canvas_instruction_edit_and_history_are_on_screen(browser, studio):
+    with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")
+        assert page.evaluate("() => window.scrollY") == 0
+        for selector in ("#result img", "#prompt textarea", "#run", "#history button.tile"):
+            _on_screen(page, selector)
+        # The canvas is large: most of the window's width beside the history.
+        canvas = page.locator("#result").bounding_box()
+        assert canvas is not None
+        assert canvas["width"] > 800
+        assert canvas["height"] > 450
+        shoot(page, "1-editor", full_page=False)
+
+
+def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio):
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        _start_from_example(page)
+        assert page.evaluate("() => window.scrollY") == 0
+        for selector in ("#result img", "#prompt textarea", "#run"):
+            _on_screen(page, selector)
+        image = page.locator("#result").bounding_box()
+        bar = page.locator("#prompt").bounding_box()
+        assert image is not None
+        assert bar is not None
+        assert image["y"] < bar["y"]
+        shoot(page, "phone-1-editor", full_page=False)
+
+
+def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page, studio):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    page.locator("#canvas").first.click()  # the focus leaves the instruction box
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    page.keyboard.press("Control+Shift+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    page.keyboard.press("ArrowLeft")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    page.keyboard.press("ArrowLeft")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    page.keyboard.press("ArrowRight")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    # In the box, Ctrl+Z is the box's own undo, not the history's.
+    box = page.locator("#prompt textarea")
+    box.click()
+    page.keyboard.press("Control+z")
+    page.wait_for_timeout(500)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    # Shift+Enter starts a new line; Enter sends both lines as one instruction.
+    box.press_sequentially("add a red hat")
+    box.press("Shift+Enter")
+    box.press_sequentially("and a scarf")
+    expect(box).to_have_value("add a red hat\nand a scarf")
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 2: add a red hat and a scarf \(.*\$"), timeout=30_000
+    )
+    assert _newest(studio).params.prompt == "add a red hat\nand a scarf"
+
+
+def test_holding_before_shows_the_step_s_source_in_place(page, studio):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    before = page.locator("#before")
+    expect(page.locator("#hold")).to_be_visible()
+    assert float(before.evaluate("e => getComputedStyle(e).opacity")) == 0
+    page.locator("#hold").hover()
+    page.mouse.down()
+    expect(page.locator("#canvas").first).to_have_class(re.compile(r"\bshow-before\b"))
+    page.wait_for_function(
+        "() => parseFloat(getComputedStyle(document.querySelector('#before')).opacity) > 0.9"
+    )
+    session = _only_session(studio)
+    src = page.locator("#before img").get_attribute("src") or ""
+    assert studio.engine.image_path(session.origin.result).name.split(".")[0] in src
+    page.mouse.up()
+    expect(page.locator("#canvas").first).not_to_have_class(re.compile(r"\bshow-before\b"))
+
+
+def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as_branches(
+    page, studio, sim
+):
+    _start_from_example(page)
+    page.locator("#count input").click()
+    page.get_by_role("option", name="3 results").click()
+    box = page.locator("#prompt textarea")
+    box.fill("make it black and white")
+    box.press("Enter")
+    cards = page.locator("#candidates figure.card")
+    expect(cards).to_have_count(3, timeout=15_000)
+    expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
+    expect(page.locator("#candidates")).to_contain_text("pro ✓")
+    shoot(page, "5-candidates", full_page=False)
+    page.locator("#candidates button.keep").nth(1).click()
+    expect(page.locator("#candidates")).to_be_hidden(timeout=15_000)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(_thumbs(page, "#branches")).to_have_count(2)
+    session = _only_session(studio)
+    assert len(session.children(session.origin.step_id)) == 3
+    assert len(sim.tasks) == 3
+
+
+def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    with open_page(browser, studio.url) as other:
+        expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 1"))
+        _edit(other, "add snow")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("1 new step from elsewhere: show", timeout=20_000)
+    # The tab never moved by itself.
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    notice.click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(notice).to_be_hidden()
+
+
+_PICTURE = """() => {
+  const img = document.querySelector('#result img');
+  const box = img.getBoundingClientRect();
+  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+  const width = img.naturalWidth * scale, height = img.naturalHeight * scale;
+  return {x: box.left + (box.width - width) / 2, y: box.top + (box.height - height) / 2,
+          width, height};
+}"""
+
+
+def _drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:  # type: ignore[no-untyped-def]
+    """A drag across the picture on the canvas, in fractions of its width and height."""
+    box = page.evaluate(_PICTURE)
+    page.mouse.move(box["x"] + box["width"] * start[0], box["y"] + box["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end[0], box["y"] + box["height"] * end[1], steps=6)
+    page.mouse.up()
+
+
+def test_a_box_drawn_on_the_canvas_goes_with_the_next_edit_and_shows_on_its_step(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.25, 0.25), (0.75, 0.75))
+    page.locator("#keep-rest input").check()
+    _edit(page, "make the eyes blue")
+    step = _newest(studio)
+    assert step.params.keep_rest
+    assert step.region is not None
+    assert step.region.kind == "box"
+    x, y, w, h = step.region.box
+    width, height = step.region.drawn_on
+    # Drawn in the image's own pixels: about the middle half of it.
+    assert abs(x / width - 0.25) < 0.03
+    assert abs(w / width - 0.5) < 0.03
+    assert abs(y / height - 0.25) < 0.03
+    assert abs(h / height - 0.5) < 0.03
+    current = page.locator("#history li.current")
+    expect(current).to_have_attribute("data-region", "box")
+    expect(current).to_contain_text("in a region")
+    expect(page.locator("#raw")).to_be_visible()  # the model's own output, before the blend
+
+
+def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=brush]").click()
+    _drag(page, (0.2, 0.5), (0.8, 0.5))
+    page.locator("#tools button[data-tool=eraser]").click()
+    _drag(page, (0.45, 0.4), (0.55, 0.6))  # rub out the middle of the stroke
+    _edit(page, "make the stripe red")
+    step = _newest(studio)
+    assert step.region is not None
+    assert step.region.kind == "mask"
+    ref = ImageRef(sha256=step.region.mask_sha256, format="png", width=1, height=1)
+    mask = studio.image_bytes(ref)
+    with Image.open(BytesIO(mask)) as image:
+        grey = image.convert("L")
+        w, h = grey.size
+        assert grey.getpixel((int(w * 0.3), int(h * 0.5))) > 128  # painted
+        assert grey.getpixel((int(w * 0.5), int(h * 0.5))) < 128  # rubbed out
+        assert grey.getpixel((int(w * 0.5), int(h * 0.1))) < 128  # never painted
+    # The region is used once: the next edit has none.
+    _edit(page, "add snow")
+    assert _newest(studio).region is None
