@@ -98,7 +98,16 @@ def test_a_listed_session_says_when_it_is_damaged():
     from studio.store import SessionSummary
     from studio.summary import listed_session
 
-    listed = SessionSummary("s1", "Holiday", T0, T0, 2, 15, None, damaged=True)
+    listed = SessionSummary(
+        session_id="s1",
+        name="Holiday",
+        created_at=T0,
+        updated_at=T0,
+        step_count=2,
+        cost_cents=15,
+        cover_sha256=None,
+        damaged=True,
+    )
     assert listed_session(listed) == {
         "session_id": "s1",
         "name": "Holiday",
