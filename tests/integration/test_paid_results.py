@@ -125,6 +125,7 @@ async def test_runapi_silent_until_the_deadline_leaves_the_edit_open_for_the_nex
     engine = make_engine(clean_env, sim.base_url, sim.api_key)
     await engine.resume_unfinished()
     done = await engine.wait(step.step_id)
-    assert done is not None and done.state is StepState.COMPLETED
+    assert done is not None
+    assert done.state is StepState.COMPLETED
     assert sim.tasks_by_key() == {step.step_id: 1}
     await engine.aclose()
