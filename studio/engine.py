@@ -357,7 +357,7 @@ class Engine:
         start; then nothing is stored. With a `region` (or `params.keep_rest`), the step's
         image is the source outside the region and the model's output inside it.
         """
-        await self._clients.require_accepted(self._payer(visitor))
+        await self._require_key(visitor)
         (step,) = await self._add_steps(
             session_id,
             [params],
@@ -377,7 +377,7 @@ class Engine:
         visitor: Visitor = LOCAL,
     ) -> Step:
         """Run a failed step again as a new sibling step; the failed one stays as it was."""
-        await self._clients.require_accepted(self._payer(visitor))
+        await self._require_key(visitor)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             session = session.retry(step_id, new_id(), self._now())
@@ -447,7 +447,7 @@ class Engine:
         variants = [replace(params, model=m) for m in models] if models else [params] * count
         if not 2 <= len(variants) <= MAX_CANDIDATES:
             raise HistoryError(f"Ask for 2 to {MAX_CANDIDATES} results at once.")
-        await self._clients.require_accepted(self._payer(visitor))
+        await self._require_key(visitor)
         steps = await self._add_steps(
             session_id, variants, parent_step_id, keep_current=True, visitor=visitor, region=region
         )
@@ -695,6 +695,17 @@ class Engine:
         """A random secret kept in the data directory (made once), e.g. to sign visitor tokens."""
         return await asyncio.to_thread(self._store.secret, name)
 
+    async def _require_key(self, visitor: Visitor) -> None:
+        """Before anything is stored for a visitor paying with their own key: RunAPI accepts
+        it (checked once). A hosted caller's keys RunAPI has not yet accepted count as key
+        checks of its network address, so the API cannot be used to try keys either."""
+        key = self._payer(visitor)
+        if key is None:
+            return
+        if visitor.owner is not None and not self._clients.is_accepted(key):
+            self._count_key_check(f"address:{visitor.address or '?'}")
+        await self._clients.require_accepted(key)
+
     def _count_key_check(self, owner: str) -> None:
         now = time.monotonic()
         if len(self._key_checks) > 10_000:  # forget visitors idle for a minute
@@ -736,6 +747,7 @@ class Engine:
         starts a new session. Raises `ImageError`, `StoreError` or `HistoryError` with one
         sentence, and then stores nothing.
         """
+        await self._require_key(visitor)  # a refused key leaves nothing behind, not even this
         session = await self.load_session(session_id, visitor=visitor) if session_id else None
         if data is None and link is None:
             return session or await self.start_session(None, name=name, visitor=visitor), None
@@ -803,13 +815,16 @@ class Engine:
             session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:
                 session = session.make_current(parent_step_id)
-            step_region = await self._step_region(session.next_parent, region, mask)
+            step_region, mask_data = await self._step_region(session.next_parent, region, mask)
             at_parent, steps = session, []
             for each in params:
                 session = at_parent.add_step(new_id(), each, self._now(), region=step_region)
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(replace(session.current, payer=self._payer_kind(visitor)))
             await self._admit(session, steps, visitor)
+            if mask_data is not None and mask is not None:  # stored once the edit is admitted
+                height, width = mask.shape[:2]
+                await self._put_image(mask_data, "png", width, height)
             for step in steps:
                 await asyncio.to_thread(self._store.save_step, step)
             if is_untitled(session.name):
@@ -825,24 +840,24 @@ class Engine:
 
     async def _step_region(
         self, parent: Step, region: RegionRequest | StepRegion | None, mask: Any
-    ) -> StepRegion | None:
+    ) -> tuple[StepRegion | None, bytes | None]:
         """The region to record with a new step after `parent`: a box checked against (and
-        clipped to) the parent's image, or a mask stored as a greyscale PNG. Raises
-        `RegionError` with one sentence. A step typed ahead is checked when it starts."""
+        clipped to) the parent's image, or a mask as a greyscale PNG (its bytes too, stored by
+        the caller once the edit is admitted). Raises `RegionError` with one sentence. A step
+        typed ahead is checked when it starts."""
         if region is None or isinstance(region, StepRegion):
-            return region
+            return region, None
         from studio.regions import fit_box, mask_png
 
         size = None if parent.result is None else (parent.result.width, parent.result.height)
         if region.box is not None:
             box = region.box if size is None else fit_box(region.box, *size)
-            return StepRegion(kind="box", box=box, drawn_on=size)
+            return StepRegion(kind="box", box=box, drawn_on=size), None
         if mask is None:
-            return None
+            return None, None
         data = await asyncio.to_thread(mask_png, mask)
-        height, width = mask.shape[:2]
-        ref = await self._put_image(data, "png", width, height)
-        return StepRegion(kind="mask", mask_sha256=ref.sha256, drawn_on=size)
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        return StepRegion(kind="mask", mask_sha256=sha256, drawn_on=size), data
 
     async def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
         """In a hosted studio, count these steps against the visitor's caps (or refuse them);

@@ -134,6 +134,10 @@ class ClientPool:
         self._accepted.add(digest)
         return balance.balance_cents
 
+    def is_accepted(self, api_key: Secret) -> bool:
+        """Whether RunAPI has accepted `api_key` while its client lives (no call made)."""
+        return hashlib.sha256(api_key.reveal().encode()).hexdigest() in self._accepted
+
     async def require_accepted(self, api_key: Secret | None) -> None:
         """Before a step is stored for a visitor's key: check it once, so a refused key leaves
         no failed step behind. A key that cannot be checked now (no answer) is let through:

@@ -469,8 +469,8 @@ class Store:
             _touch(db, session.session_id)
 
     def held_images(self, owner: str) -> list[ImageRef]:
-        """Every image `owner`'s sessions hold (originals, imports and results), once each: what
-        counts against a hosted visitor's share of the disk."""
+        """Every image `owner`'s sessions hold (originals, imports, results and masks, a mask's
+        size unrecorded), once each: what counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
                 """SELECT t.result_sha256, t.result_format, t.result_width, t.result_height
@@ -478,7 +478,10 @@ class Store:
                 WHERE s.owner = ?1 AND t.result_sha256 IS NOT NULL
                 UNION SELECT t.raw_sha256, t.raw_format, t.raw_width, t.raw_height
                 FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL""",
+                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL
+                UNION SELECT t.mask_sha256, 'png', 0, 0
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1 AND t.mask_sha256 IS NOT NULL""",
                 (owner,),
             ).fetchall()
         return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]

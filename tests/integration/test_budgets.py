@@ -4,6 +4,7 @@ one paid with a visitor's own key never runs on the server's. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 
@@ -11,7 +12,8 @@ from studio.config import Secret
 from studio.engine import WAITS_FOR_KEY, Engine
 from studio.history import StepState
 from studio.limits import LimitError, Limits, LimitSettings
-from studio.params import EditParams
+from studio.params import EditParams, RegionRequest
+from studio.runapi import AuthenticationError
 from studio.simulator.tasks import LatencyProfile
 from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
@@ -105,4 +107,69 @@ async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restar
     assert sim.tasks_by_key() == {step.step_id: 1}
     # It cost the server's budget nothing: A still has all 10¢ of it.
     await engine.edit(mine, EditParams(prompt="red", model="max"), visitor=A)
+    await engine.aclose()
+
+
+def _mask_png(width: int = 320, height: int = 240) -> bytes:
+    from PIL import Image
+
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (40, 40, 200, 160))
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _stored_files(home) -> int:  # type: ignore[no-untyped-def]
+    return sum(1 for p in (home / "images").rglob("*") if p.is_file())
+
+
+async def test_a_refused_masked_edit_leaves_no_mask_and_a_kept_one_counts_in_the_share(
+    sim, clean_env
+):
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    await engine.edit(mine, EditParams(prompt="blue", model="max"), visitor=A)  # 10¢: spent
+    before, held = _stored_files(clean_env), await engine.held_bytes(visitor=A)
+    for _ in range(3):
+        with pytest.raises(LimitError):
+            await engine.submit_edit(
+                mine, EditParams(prompt="red"), visitor=A, region=RegionRequest(mask=_mask_png())
+            )
+    assert _stored_files(clean_env) == before  # refused: nothing written
+
+    theirs = await _session(engine, B)
+    held_b = await engine.held_bytes(visitor=B)
+    await engine.edit(
+        theirs, EditParams(prompt="red"), visitor=B, region=RegionRequest(mask=_mask_png())
+    )
+    session = await engine.load_session(theirs, visitor=B)
+    (masked,) = [s for s in session.steps.values() if s.region is not None]
+    assert masked.region is not None
+    mask = masked.region.mask_sha256
+    assert mask is not None
+    assert await engine.held_bytes(visitor=B) > held_b
+    assert held == await engine.held_bytes(visitor=A)
+    await engine.aclose()
+
+
+async def test_a_key_runapi_refuses_stores_nothing_and_unchecked_keys_are_checks_of_the_address(
+    sim, clean_env
+):
+    engine = _engine(sim, clean_env)
+    image = make_image()
+    for n in range(5):  # five made-up keys from one address: each asked about, none kept
+        who = Visitor(f"key:made-up-{n}", Secret(f"sk-made-up-{n}"), address="198.51.100.9")
+        with pytest.raises(AuthenticationError):
+            await engine.place_edit(image, visitor=who)
+    assert await engine.list_sessions(visitor=who) == []
+    assert _stored_files(clean_env) == 0
+    sixth = Visitor("key:made-up-6", Secret("sk-made-up-6"), address="198.51.100.9")
+    with pytest.raises(LimitError, match="keys in the last minute"):
+        await engine.place_edit(image, visitor=sixth)
+    # The accepted key of another address goes on, and is checked once.
+    good = Visitor("key:good", Secret(sim.api_key), address="198.51.100.10")
+    session, _ = await engine.place_edit(image, visitor=good)
+    step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=good)
+    assert step.state is StepState.COMPLETED
     await engine.aclose()
