@@ -113,11 +113,12 @@ class Gateway:
         return None
 
     def _authorized(self, headers: dict[str, str]) -> bool:
+        keys = {self.state.api_key, *self.state.other_keys}
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip() == self.state.api_key:
+        if scheme.lower() == "bearer" and token.strip() in keys:
             return True
-        return headers.get("x-api-key", "").strip() == self.state.api_key
+        return headers.get("x-api-key", "").strip() in keys
 
 
 def _chaos_refusal(chaos: str | None) -> JSONResponse | None:

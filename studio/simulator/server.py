@@ -61,6 +61,11 @@ class Simulator:
     def api_key(self) -> str:
         return self.state.api_key
 
+    def accept_key(self, key: str) -> None:
+        """Accept `key` as well, as another RunAPI account's (one balance for all, here)."""
+        with self.state.lock:
+            self.state.other_keys.add(key)
+
     @property
     def faults(self) -> Faults:
         return self.state.faults

@@ -146,6 +146,8 @@ class SimState:
         state_dir: Path | None = None,
     ) -> None:
         self.api_key = api_key
+        # Other accounts' keys it accepts (`Simulator.accept_key`).
+        self.other_keys: set[str] = set()
         self.latency = latency
         self.starting_latency = latency
         self.starting_balance_cents = balance_cents
@@ -181,6 +183,7 @@ class SimState:
             self.latency = self.starting_latency
             self.render_ahead = False
             self.result_pixels = 1_000_000
+            self.other_keys.clear()
             self._clear()
             self._save()
 

@@ -178,6 +178,12 @@ class IdentityRate:
         self._clock = clock
         self._issued: OrderedDict[str, deque[float]] = OrderedDict()
 
+    def has_room(self, address: str | None) -> bool:
+        """Whether `address` may become one more new visitor now (nothing counted)."""
+        times = self._issued.get(address or "?", deque())
+        now = self._clock()
+        return sum(1 for t in times if now - t < IDENTITY_WINDOW_S) < self.per_hour
+
     def allow(self, address: str | None) -> bool:
         """Count one new visitor for `address`, or say no (and count nothing)."""
         key = address or "?"
@@ -193,6 +199,40 @@ class IdentityRate:
         while len(self._issued) > MAX_TRACKED_ADDRESSES:
             self._issued.popitem(last=False)
         return allowed
+
+
+class KeyRate:
+    """An API or MCP caller is named by its key, and a key is any string until RunAPI has
+    seen it: each key an address has not used before counts as a new visitor of that address
+    (`IdentityRate`), so made-up keys buy no fresh share of the disk or the budgets."""
+
+    def __init__(self, rate: IdentityRate) -> None:
+        self._rate = rate
+        self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def allow(self, key: str, address: str | None) -> bool:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        seen = (digest, address or "?")
+        if seen in self._known:
+            self._known.move_to_end(seen)
+            return True
+        if not self._rate.allow(address):
+            return False
+        self._known[seen] = None
+        while len(self._known) > MAX_TRACKED_ADDRESSES:
+            self._known.popitem(last=False)
+        return True
+
+
+def _is_page_load(request: Request) -> bool:
+    """Whether `request` asks for the studio's page (what a browser opens first)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    path = request.url.path
+    root = (request.scope.get("root_path") or "").rstrip("/")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path in ("", "/")
 
 
 class _Asking(Protocol):
@@ -332,6 +372,7 @@ class VisitorMiddleware:
         self.app = app
         self.door = door
         self.rate = IdentityRate(door.identities_per_hour)
+        self.keys = KeyRate(self.rate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -347,10 +388,20 @@ class VisitorMiddleware:
         key = (request.headers.get(KEY_HEADER) or "").strip()
         ident = valid_token_id(request.headers.get("cookie", ""), door.secret)
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
-            state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
+            if not self.keys.allow(key, address):
+                state[_STATE_REFUSAL] = TOO_MANY_NEW
+            else:
+                state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
         elif ident is not None:
             state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
-        if ident is not None or key:
+        if ident is None and not key and not self.rate.has_room(address):
+            state[_STATE_REFUSAL] = TOO_MANY_NEW  # said instead of "allow cookies"
+        if ident is not None or key or not _is_page_load(request):
+            # Only the page itself makes a new visitor: any other request without a token (an
+            # API probe, a client's /config, Gradio's own MCP client) names nobody, so no token
+            # is handed to a client that would share it (Gradio's MCP server calls every tool
+            # through one client, which keeps the cookies it is given), and probes use up no
+            # address's new visitors.
             await self.app(scope, receive, send)
             return
         if not self.rate.allow(address):

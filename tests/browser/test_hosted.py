@@ -20,6 +20,14 @@ def hosted(sim, clean_env):
         yield studio
 
 
+def _browser(url: str, **headers: str) -> Client:
+    """A client that opened the page first, as a browser does: the studio names a new visitor
+    only when its page is loaded (a client's own requests get no token)."""
+    token = httpx.get(url).cookies.get("kontext_visitor")
+    cookie = {"Cookie": f"kontext_visitor={token}"} if token else {}
+    return Client(url, verbose=False, headers={**cookie, **headers})
+
+
 def _visit(browser, url):  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -73,7 +81,7 @@ def test_an_api_caller_cannot_act_on_a_visitors_session_by_id(browser, hosted, s
     _edit_an_example(page)
     (summary,) = hosted.run(hosted.engine.list_sessions())
     creates = len(sim.tasks)
-    stranger = Client(hosted.url, verbose=False)  # a new visitor: a cookie of its own, no key
+    stranger = _browser(hosted.url)  # a new visitor: a cookie of its own, no key
     with pytest.raises(Exception, match="There is no such session"):
         stranger.predict(summary.session_id, "add snow", api_name="/continue_session")
     stranger.close()
@@ -148,13 +156,19 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
         hosted=True,
         visitor_budget_cents=5,
         address_budget_cents=10,
-        identities_per_hour=4,
+        identities_per_hour=3,
     ) as studio:
+        with pytest.raises(Exception, match="cookie"):  # a client of its own is nobody
+            _generate(Client(studio.url, verbose=False))
         for _ in range(2):  # two fresh visitors spend this address's 10 cents
-            _generate(Client(studio.url, verbose=False))
+            _generate(_browser(studio.url))
         with pytest.raises(Exception, match="network address"):
-            _generate(Client(studio.url, verbose=False))
+            _generate(_browser(studio.url))
         creates = len(sim.tasks)
         with pytest.raises(Exception, match="Too many new visitors"):
-            _generate(Client(studio.url, verbose=False))
+            _generate(_browser(studio.url))
+        # Made-up keys are new visitors of the address too (and RunAPI refuses them).
+        with pytest.raises(Exception, match="Too many new visitors"):
+            _generate(Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up"}))
         assert len(sim.tasks) == creates == 2
+        assert len(studio.run(studio.engine.list_sessions())) == 2

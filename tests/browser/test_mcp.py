@@ -257,6 +257,7 @@ async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
             made = summary_of(
                 await mcp.call_tool("edit_image", {"image": image, "instruction": "x"})
             )
+        sim.accept_key("sk-caller-b-0123456789")  # another RunAPI account
         async with connect(hosted, key="sk-caller-b-0123456789") as other:
             listed = summary_of(await other.call_tool("list_sessions", {}))
             # B passes A's result back: B cannot continue A's session with it.
@@ -286,3 +287,19 @@ async def test_keep_the_rest_over_mcp_answers_the_photo_at_its_size_and_the_raw_
     assert summary["raw_image_url"] != summary["image_url"]
     (shown,) = images_of(result)
     assert Image.open(io.BytesIO(shown)).size == (800, 600)
+
+
+async def test_hosted_mcp_callers_without_a_key_are_nobody_not_one_shared_visitor(sim, clean_env):
+    # Gradio's MCP server runs every tool through one client of its own, which keeps whatever
+    # cookie it is given: callers without a key must not become that one visitor.
+    image = "data:image/png;base64," + base64.b64encode(make_image()).decode()
+    with running_studio(sim, clean_env, mcp=True, hosted=True, visitor_budget_cents=100) as hosted:
+        async with connect(hosted) as x:
+            result = await x.call_tool("edit_image", {"image": image, "instruction": "x"})
+            assert result.isError
+            assert "X-RunAPI-Key" in result.content[0].text
+        async with connect(hosted) as y:
+            listed = await y.call_tool("list_sessions", {})
+        assert sessions(hosted) == []
+    assert listed.isError
+    assert len(sim.tasks) == 0  # nothing paid on the server's key

@@ -8,6 +8,7 @@ import pytest
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.ui.visitor import (
     IdentityRate,
+    KeyRate,
     client_address,
     cookie_attributes,
     new_token,
@@ -90,6 +91,18 @@ def test_one_address_becomes_a_bounded_number_of_new_visitors_an_hour():
     assert rate.allow("198.51.100.2")  # another address has its own count
     now[0] += 3600
     assert rate.allow("198.51.100.1")
+
+
+def test_each_key_new_to_an_address_counts_as_a_new_visitor_of_it_once():
+    rate = IdentityRate(2)
+    keys = KeyRate(rate)
+    here = "198.51.100.1"
+    assert keys.allow("sk-one", here)
+    assert all(keys.allow("sk-one", here) for _ in range(5))  # a known key: no new visitor
+    assert keys.allow("sk-two", here)
+    assert not keys.allow("sk-three", here)  # made-up keys buy no fresh visitors
+    assert not rate.has_room(here)
+    assert keys.allow("sk-three", "203.0.113.7")
 
 
 def test_fresh_visitors_from_one_address_share_that_addresss_budget():
