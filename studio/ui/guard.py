@@ -10,7 +10,8 @@ trailing slash, symbolic links) as Gradio's `file_fetch` does, before anything i
 - a file whose name carries a content hash (a stored image, its thumbnail, a cached copy of
   either: `<sha256>.<ext>`) is served only to a visitor who owns a session holding that image;
 - anything else inside the data directory is never served through Gradio;
-- an upload is served only to the visitor who uploaded it, an export only to the one who made it;
+- an upload is served only to the visitor who uploaded it; an export is a capability link (its
+  folder is named by 128 random bits, and it goes after 15 minutes): whoever holds the link;
 - a remote URL is never fetched for anyone.
 
 On a hosted studio an upload (`POST /gradio_api/upload`) is kept only for a visitor the studio
