@@ -34,6 +34,7 @@ from studio.history import (
     Payer,
     Phase,
     Session,
+    SessionSummary,
     Step,
     StepRegion,
     StepSource,
@@ -59,7 +60,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import SessionSummary, Store, StoreError
+from studio.store import Store, StoreError
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)

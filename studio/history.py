@@ -527,6 +527,23 @@ class Session:
         return replace(self, steps=steps, current_step_id=step.step_id, redo_stack=())
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSummary:
+    """One line of the session list. `step_count` leaves out the origin."""
+
+    session_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    step_count: int
+    cost_cents: int
+    # The current step's image, else the newest image in the session; None if there is none.
+    cover_sha256: str | None
+    # Its rows cannot be read back (edited by hand, or written by something else): it is listed,
+    # so the rest of the list works, but opening it says it is damaged.
+    damaged: bool = False
+
+
 def is_untitled(name: str) -> bool:
     """Whether a session's name is the placeholder a session gets when started without one."""
     return name == UNTITLED or _MINUTE_NAME.fullmatch(name) is not None

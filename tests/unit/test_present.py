@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from markdown_it import MarkdownIt
 
-from studio.history import ImageRef, Session, new_id
+from studio.history import ImageRef, Session, SessionSummary, new_id
 from studio.params import EditParams
-from studio.store import SessionSummary
 from studio.ui import present
 from tests.support.sessions import with_step
 
