@@ -504,9 +504,13 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> Endpoints:
 def _mcp_returns_each_output() -> None:
     """Make Gradio's MCP server hand over each output of a tool called without a progress token.
 
-    Gradio 6.31 wraps such a call's outputs in one more list, so an MCP client gets the Python
-    repr of them all as one text instead of image content and our JSON. Its progress path reads
-    them right, from the job's final update; this does the same, without notifications.
+    The one place the studio reaches into Gradio's private parts. Gradio 6.31 wraps such a
+    call's outputs in one more list (`GradioMCPServer._execute_tool_without_progress` returns
+    `[job.result()]`), so an MCP client gets the Python repr of them all as one text instead of
+    image content and our JSON. Its progress path reads them right, from the job's final update;
+    this does the same, without notifications. Gradio offers no public way: only endpoints
+    registered with `queue=False` avoid that path, and they would lose the edit's progress and
+    its queue. Replacing the method is idempotent; tests/browser/test_mcp.py fails without it.
     """
     from gradio.mcp import GradioMCPServer
 
