@@ -293,3 +293,32 @@ def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
     # The region is used once: the next edit has none.
     _edit(page, "add snow")
     assert _newest(studio).region is None
+
+
+def test_pro_vs_max_takes_the_region_drawn_on_the_canvas(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.25, 0.25), (0.75, 0.75))
+    page.locator("#keep-rest input").check()
+    page.locator("#prompt textarea").fill("make the eyes blue")
+    page.locator("#compare").click()
+    expect(page.locator("#candidates figure.card")).to_have_count(2, timeout=15_000)
+    session = _only_session(studio)
+    pair = [s for s in session.steps.values() if s.kind != "origin"]
+    assert sorted(s.params.model for s in pair) == ["max", "pro"]
+    for step in pair:
+        assert step.params.keep_rest
+        assert step.region is not None
+        assert step.region.kind == "box"
+        x, y, w, h = step.region.box
+        width, height = step.region.drawn_on
+        assert abs(x / width - 0.25) < 0.03
+        assert abs(w / width - 0.5) < 0.03
+        assert abs(y / height - 0.25) < 0.03
+        assert abs(h / height - 0.5) < 0.03
+    # Kept, the result shows its region; the region went with the pair and is gone now.
+    expect(page.locator("#candidates button.keep")).to_have_count(2, timeout=30_000)
+    page.locator("#candidates button.keep").first.click()
+    expect(page.locator("#history li.current")).to_have_attribute("data-region", "box")
+    _edit(page, "add snow")
+    assert _newest(studio).region is None
