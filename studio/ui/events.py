@@ -41,7 +41,7 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     page = h.view_outputs
     # One load event: the page, and a key this browser was asked to remember (put back in its
     # box, whose change checks it).
-    demo.load(h.on_load, [c.browser, c.key_store], [*page, c.remember_key, c.user_key], **_QUICK)
+    demo.load(h.on_load, [c.browser, c.key_store], [*page, c.remember_key, c.user_key], **_QUIET)
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)

@@ -205,10 +205,11 @@ def candidate_text(step: Step, update: StepUpdate | None) -> str:
 
 
 def step_choice(step: Step, number: int) -> tuple[str, str]:
-    """A step as a dropdown choice: its caption (the instruction shortened), and its id."""
-    text = caption(step, number)
-    head, dash, prompt = text.partition(" — ")
-    return (f"{head}{dash}{_short(prompt)}" if dash else text), step.step_id
+    """A step as a dropdown choice, and its id: its number and instruction first (what tells
+    steps apart, even where a phone cuts the label short), then its model."""
+    if step.kind == "origin" or step.params is None:
+        return caption(step, number), step.step_id
+    return f"{number} · {_short(step.params.prompt)} · {step.params.model}", step.step_id
 
 
 def session_choices(summaries: Iterable[Listed]) -> list[tuple[str, str]]:

@@ -136,7 +136,18 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert image is not None
         assert bar is not None
         assert image["y"] < bar["y"]
+        _edit(page, "make it black and white")
         shoot(page, "phone-1-editor", full_page=False)
+        # Scrolled down to the tree, the bar is still at the bottom of the window.
+        page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+        page.wait_for_function("() => window.scrollY > 100")
+        for selector in ("#prompt textarea", "#run", "#history button.tile"):
+            _on_screen(page, selector)
+        # The step pickers show whole labels: the number and the instruction.
+        page.get_by_text("Compare two steps").click()
+        picker = page.locator("#pair-b input")
+        expect(picker).to_have_value("1 · make it black and white · pro")
+        assert picker.evaluate("input => input.scrollWidth <= input.clientWidth")
 
 
 def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page, studio):

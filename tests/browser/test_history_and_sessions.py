@@ -12,6 +12,7 @@ from tests.browser.conftest import shoot
 from tests.browser.test_studio_flow import (
     DONE,
     _edit,
+    _listed,
     _only_session,
     _session_name,
     _start_from_example,
@@ -182,3 +183,31 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         # The history is a film strip of tiles a finger can hit.
         assert _thumbs(phone).first.bounding_box()["width"] >= 140  # type: ignore[index]
         shoot(phone, "phone-3-history")
+
+
+def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studio):
+    _start_from_example(page, 1)
+    _edit(page, "make it black and white")
+    _start_from_example(page, 0)
+    rows = _listed(page)
+    expect(rows).to_have_count(2)
+    chelsea = rows.filter(has_text="Chelsea example")
+    expect(chelsea.locator(".meta")).to_have_text("1 step · today")
+    expect(rows.filter(has_text="Astronaut example").locator(".meta")).to_have_text(
+        "0 steps · today"
+    )
+    cover = chelsea.locator("img.cover")
+    expect(cover).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=cover.element_handle()
+    )
+    # One click opens it, at its step, and folds the list.
+    chelsea.click()
+    expect(_session_name(page)).to_have_text("Chelsea example")
+    expect(page.locator("#history li.current")).to_contain_text("make it black and white")
+    expect(page.locator("#sessions ul.list")).to_be_hidden()
+    # "+ New" leaves nothing behind until it gets an image or an instruction.
+    page.locator("#new-session").click()
+    expect(_session_name(page)).to_have_text("New session")
+    expect(_listed(page)).to_have_count(2)
+    assert len(studio.run(studio.engine.list_sessions())) == 2
