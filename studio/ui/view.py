@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
+from studio.params import SAFETY_MAX_GENERATE, nearest_aspect_ratio, safety_max
 from studio.ui import present, tree
 
 if TYPE_CHECKING:
@@ -155,8 +155,7 @@ def render_page(
             sessions_html=listed,
         )
     stored = session.current
-    if tab_step is not None and tab_step in session.steps:
-        session = session.make_current(tab_step)
+    session = session.seen_from(tab_step)
     current = session.current
     shown = shown_step(session)
     image = _image(data, shown)
@@ -200,7 +199,7 @@ def render_page(
             if shown.result is not None
             else None
         ),
-        safety_max=SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE,
+        safety_max=safety_max(editing=session.next_is_edit),
         session_name=session.name,
         notice=notice,
         notice_step=notice_step,
