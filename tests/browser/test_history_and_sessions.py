@@ -8,7 +8,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import shoot
 from tests.browser.test_studio_flow import (
     DONE,
     _edit,
@@ -161,7 +160,6 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         assert box is not None
         assert box["height"] < 1.5 * line, "the title wraps"
         assert box["x"] + box["width"] <= 390
-        shoot(phone, "phone-1-start", full_page=False)
 
         # The aspect ratio's text stops before its arrow.
         aspect = phone.locator("#aspect input")
@@ -177,12 +175,10 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         box_.press("Enter")
         expect(phone.locator("#result")).to_be_in_viewport()
         expect(phone.locator("#status")).to_contain_text("⏳")
-        shoot(phone, "phone-2-running", full_page=False)
         expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
 
         # The history is a film strip of tiles a finger can hit.
         assert _thumbs(phone).first.bounding_box()["width"] >= 140  # type: ignore[index]
-        shoot(phone, "phone-3-history")
 
 
 def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studio):

@@ -78,11 +78,9 @@ def _only_session(studio):  # type: ignore[no-untyped-def]
 
 def test_three_chained_edits_each_start_from_the_previous_result(page, studio, sim):
     _start_from_example(page)
-    shoot(page, "1-example-loaded")
     for n, prompt in enumerate(["make it black and white", "add snow", "make it night"], 1):
         _edit(page, prompt)
         expect(_thumbs(page)).to_have_count(n + 1)
-    shoot(page, "2-chain")
     path = _only_session(studio).path()
     assert [s.params.prompt for s in path[1:]] == [
         "make it black and white",
