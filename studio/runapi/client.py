@@ -53,9 +53,14 @@ MAX_ANSWER_BYTES = 2_000_000
 MAX_RESULT_BYTES = 50_000_000
 # The official SDK's run() waits 900 s for a task.
 DEFAULT_DEADLINE_S = 900.0
-# Every running edit polls on this client: keep as many connections alive as may be open, so a
-# hundred edits at once reuse theirs instead of connecting again for each read (httpx keeps 20).
-HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+# Every running edit polls on this client. httpcore's pool looks at each connection it holds
+# twice for every request (for an idle one a select() and a count of all the others), and at
+# each of them again for every request queued in it: its cost grows with the square of the pool.
+# With 100 kept alive it was the studio's largest cost under 100 edits at once (py-spy; the
+# README's Numbers). So the pool keeps a few, and the requests beyond them wait their turn
+# outside it (`_slots`), where waiting costs nothing; each holds its connection for
+# milliseconds, and the service's own limits allow no more in flight anyway.
+HTTP_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
 
 PollSchedule = Callable[[str], Iterable[float]]
 StatusCallback = Callable[[Task, float], Awaitable[None] | None]
@@ -111,6 +116,7 @@ class RunAPIClient:
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._timeout, limits=HTTP_LIMITS)
+        self._slots = asyncio.Semaphore(HTTP_LIMITS.max_connections or 1)
         self._user_agent = _user_agent()
 
     def __repr__(self) -> str:
@@ -370,16 +376,19 @@ class RunAPIClient:
         follow_redirects: bool,
     ) -> httpx.Response:
         """Send once and read the answer, refusing bodies over `max_bytes` as they stream in."""
-        async with self._http.stream(
-            method,
-            url,
-            json=json,
-            headers=headers,
-            timeout=self._timeout,
-            # Only result downloads follow redirects (CDNs use them); API calls never do, so
-            # the key is never offered to another host.
-            follow_redirects=follow_redirects,
-        ) as response:
+        async with (
+            self._slots,
+            self._http.stream(
+                method,
+                url,
+                json=json,
+                headers=headers,
+                timeout=self._timeout,
+                # Only result downloads follow redirects (CDNs use them); API calls never do, so
+                # the key is never offered to another host.
+                follow_redirects=follow_redirects,
+            ) as response,
+        ):
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise _too_large(max_bytes)
