@@ -606,7 +606,7 @@ class Engine:
                 await self._put_image(image.data, ref.format, ref.width, ref.height)
             session = bundle.session
             if not session.name.endswith(IMPORTED_MARK):
-                name = f"{session.name[: MAX_NAME_CHARS - 20]}{IMPORTED_MARK}"
+                name = f"{session.name[: MAX_NAME_CHARS - len(IMPORTED_MARK)]}{IMPORTED_MARK}"
                 session = session.rename(name)
             await asyncio.to_thread(self._store.create_session, session)
         except BaseException:
@@ -636,7 +636,7 @@ class Engine:
         if not chain:
             raise BundleError("The export has no instructions to replay.")
         session = await self.start_session(
-            source, name=f"Replay of {bundle.session.name}"[:200], visitor=visitor
+            source, name=f"Replay of {bundle.session.name}"[:MAX_NAME_CHARS], visitor=visitor
         )
         for params, recorded, mask in chain:
             again: RegionRequest | StepRegion | None = region

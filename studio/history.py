@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import unquote, urlsplit
 
 from studio.params import EditParams
@@ -27,6 +27,9 @@ Phase = Literal[
     "completed",
     "failed",
 ]
+# The phases that end a step, and those of a step still running, in the order it passes them.
+FINAL_PHASES: tuple[Phase, ...] = ("completed", "failed")
+RUNNING_PHASES: tuple[Phase, ...] = tuple(p for p in get_args(Phase) if p not in FINAL_PHASES)
 SourceKind = Literal["upload", "link", "step", "none"]
 # Whose RunAPI key pays for a step: the server's ("host") or the visitor's own ("visitor").
 Payer = Literal["host", "visitor"]
@@ -39,8 +42,9 @@ MAX_NAME_CHARS = 200
 # named such sessions by the minute they were made ("Session 2026-11-30 23:40").
 UNTITLED = "Untitled session"
 _MINUTE_NAME = re.compile(r"Session \d{4}-\d\d-\d\d \d\d:\d\d")
-# How much of an instruction a session is named after.
-NAME_FROM_PROMPT_CHARS = 60
+# How much of other text (an instruction, a link, a file name) a session the studio names is
+# named after: what the page's session list shows whole.
+MADE_NAME_CHARS = 60
 
 
 class HistoryError(ValueError):
@@ -238,7 +242,7 @@ class StepUpdate:
 
     @property
     def is_final(self) -> bool:
-        return self.phase in ("completed", "failed")
+        return self.phase in FINAL_PHASES
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -549,12 +553,18 @@ def is_untitled(name: str) -> bool:
     return name == UNTITLED or _MINUTE_NAME.fullmatch(name) is not None
 
 
+def made_name(text: str) -> str | None:
+    """A session name made from other text (an instruction, a link's or a file's name): the
+    start of it, on one line, at most `MADE_NAME_CHARS` long; None when it has no words."""
+    text = " ".join(text.split())
+    if len(text) > MADE_NAME_CHARS:
+        text = text[: MADE_NAME_CHARS - 1].rstrip() + "…"
+    return text or None
+
+
 def name_from_prompt(prompt: str) -> str:
     """A session name from its first instruction: the start of it, on one line."""
-    text = " ".join(prompt.split())
-    if len(text) > NAME_FROM_PROMPT_CHARS:
-        text = text[: NAME_FROM_PROMPT_CHARS - 1].rstrip() + "…"
-    return text or UNTITLED
+    return made_name(prompt) or UNTITLED
 
 
 def link_name(url: str) -> str | None:
@@ -566,8 +576,7 @@ def link_name(url: str) -> str | None:
     if not parts.hostname:
         return None
     name = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]).strip()
-    name = " ".join((name or parts.hostname or "").split())[:NAME_FROM_PROMPT_CHARS]
-    return name or None
+    return made_name(name or parts.hostname or "")
 
 
 def _utc(moment: datetime) -> datetime:

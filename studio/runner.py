@@ -14,9 +14,10 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from studio.config import Secret
 from studio.history import HistoryError, ImageRef, Phase, Step, StepState, StepUpdate
@@ -36,9 +37,12 @@ from studio.runapi import (
     AuthenticationError,
     InvalidRequestError,
     LearnedSchedule,
+    NetworkError,
     NotFoundError,
+    RateLimitedError,
     RunAPIClient,
     RunAPIError,
+    ServiceUnavailableError,
     Task,
     TaskRequest,
     TaskTimeoutError,
@@ -48,6 +52,7 @@ from studio.runapi import (
 from studio.store import Store, StoreError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # An uploaded source expires an hour after upload (contract: "Uploading a local image"); reuse it
 # only while at least this much of that hour is left, so a slow queue never outlives the URL.
@@ -65,6 +70,17 @@ RESULT_RETRY_S = (0.2, 1.0, 3.0, 10.0, 30.0)
 FETCHING = (
     "RunAPI finished this edit, but its image could not be fetched yet; the studio keeps "
     "asking RunAPI for a fresh link."
+)
+# Seconds between the runner's own attempts when RunAPI is busy, unavailable or unreachable
+# after the client's retries: once a create may have reached RunAPI, or a task exists, giving
+# up would leave a task that can finish (and be charged) with no step to hold its image.
+# The last repeats until the task's deadline; then the step stays open for the next start,
+# whose create replays under the same idempotency key.
+TRANSIENT_RETRY_S = (1.0, 5.0, 15.0, 30.0)
+TRANSIENT = (RateLimitedError, ServiceUnavailableError, NetworkError)
+UNANSWERED = (
+    "RunAPI did not answer for {minutes:.0f} minutes; this edit stays open and is asked for "
+    "again (under the same request, so never paid twice) when the studio next starts."
 )
 RESULT_GONE = (
     "RunAPI finished this edit, but no longer has it, so its image could not be fetched; "
@@ -361,15 +377,11 @@ class StepRunner:
                 created_at = None  # when a create made here answered: the wait counts from it
                 if step.task_id is None:
                     await self._check_region(step)
-                    step, created_at = await self._submit(step, client)
-                fresh = created_at is not None
-                task = await client.wait_for_task(
-                    step.task_id or "",
-                    model=MODEL_IDS[_model(step)],
-                    on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
-                    deadline_s=self._deadline_s,
-                    created_at=created_at,
-                )
+                    submitting = step
+                    step, created_at = await self._persist(
+                        step, lambda: self._submit(submitting, client)
+                    )
+                task = await self._wait(step, client, created_at)
                 self._report(step, "downloading")
                 return await self._finish(step, task, client)
             except asyncio.CancelledError:
@@ -381,6 +393,11 @@ class StepRunner:
             except _StillFetching as fetching:
                 # Completed and charged: the step stays "completed, fetching" in the store.
                 return fetching.step
+            except _Unanswered as unanswered:
+                # RunAPI may have the task: the step stays open in the store for the next start.
+                return replace(
+                    unanswered.step, error=UNANSWERED.format(minutes=self._deadline_s / 60)
+                )
             except _ResultGone:
                 message = RESULT_GONE.format(task_id=step.task_id)
                 return await self._fail(step, message, cost_cents=PRICE_CENTS[_model(step)])
@@ -392,6 +409,44 @@ class StepRunner:
             except Exception:
                 log.exception("Step %s failed unexpectedly", step.step_id)
                 return await self._fail(step, UNEXPECTED_FAILURE)
+
+    async def _wait(self, step: Step, client: RunAPIClient, created_at: float | None) -> Task:
+        """The step's task once it has ended, read on the learned schedule; reads RunAPI does
+        not answer are tried again (`_persist`) within the deadline."""
+        fresh = created_at is not None
+        started = time.monotonic()
+
+        async def wait() -> Task:
+            nonlocal created_at
+            since = created_at
+            created_at = None  # a read after a failed one is sent at once
+            return await client.wait_for_task(
+                step.task_id or "",
+                model=MODEL_IDS[_model(step)],
+                on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
+                deadline_s=max(1.0, self._deadline_s - (time.monotonic() - started)),
+                created_at=since,
+            )
+
+        return await self._persist(step, wait)
+
+    async def _persist(self, step: Step, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, again after a pause while RunAPI is busy, unavailable or unreachable
+        (the client has already retried within its own limits), until the task's deadline;
+        then `_Unanswered`. Anything else is raised at once."""
+        delays = iter(TRANSIENT_RETRY_S)
+        started = time.monotonic()
+        while True:
+            try:
+                return await attempt()
+            except TRANSIENT as exc:
+                delay = next(delays, TRANSIENT_RETRY_S[-1])
+                if time.monotonic() - started + delay > self._deadline_s:
+                    raise _Unanswered(step) from exc
+                log.info(
+                    "Step %s: RunAPI did not answer (%r); again in %.0f s", step.step_id, exc, delay
+                )
+                await asyncio.sleep(delay)
 
     async def _await_parent(self, step: Step) -> Step:
         """Wait for the step before a typed-ahead one; its image becomes this step's source.
@@ -667,6 +722,14 @@ class StepRunner:
 
 class _StillFetching(Exception):
     """A completed task's image did not come before the deadline; `step` says so."""
+
+    def __init__(self, step: Step) -> None:
+        super().__init__(step.step_id)
+        self.step = step
+
+
+class _Unanswered(Exception):
+    """RunAPI did not answer within the task's deadline; `step` is as far as it got."""
 
     def __init__(self, step: Step) -> None:
         super().__init__(step.step_id)

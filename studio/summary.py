@@ -1,4 +1,5 @@
-"""One step as scripts and agents see it: the same keys from the CLI's `--json`, the API and MCP.
+"""Steps and sessions as scripts and agents see them: the same keys from the CLI's `--json`,
+the API and MCP.
 
 Pure; imports `history` and `params` only. The caller supplies `image_url`, because only it knows
 where the image can be opened: a file it wrote, or the studio's own address.
@@ -6,9 +7,10 @@ where the image can be opened: a file it wrote, or the studio's own address.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from studio.history import Step, StepState
+from studio.history import Session, Step, StepState
 from studio.params import DEFAULT_GENERATE_RATIO, nearest_aspect_ratio
 
 # The keys of a step summary, in the order they are written (README: "Scripts and agents").
@@ -68,3 +70,63 @@ def _aspect_ratio(step: Step) -> str | None:
     if step.params.aspect_ratio:
         return step.params.aspect_ratio
     return "match" if step.kind == "edit" else DEFAULT_GENERATE_RATIO
+
+
+def tree_step_summary(
+    step: Step,
+    session: Session,
+    *,
+    image_url: str | None = None,
+    raw_image_url: str | None = None,
+) -> dict[str, Any]:
+    """A step's summary with its place in the session's tree: `parent_id`, `kind`, `current`."""
+    return {
+        **step_summary(step, image_url=image_url, raw_image_url=raw_image_url),
+        "parent_id": step.parent_id,
+        "kind": step.kind,
+        "current": step.step_id == session.current_step_id,
+    }
+
+
+def session_summary(session: Session, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One session shown whole: ids, name, cost, and `steps` (each a `tree_step_summary`)."""
+    return {
+        "session_id": session.session_id,
+        "name": session.name,
+        "created_at": session.created_at.isoformat(),
+        "current_step_id": session.current_step_id,
+        "cost_cents": session.total_cost_cents,
+        "steps": steps,
+    }
+
+
+class Listed(Protocol):
+    """A line of the session list, as the store reads it (`store.SessionSummary`)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def step_count(self) -> int: ...
+    @property
+    def cost_cents(self) -> int: ...
+    @property
+    def damaged(self) -> bool: ...
+
+
+def listed_session(listed: Listed) -> dict[str, Any]:
+    """One session of a list: `damaged` when its rows cannot be read back (opening it says so)."""
+    return {
+        "session_id": listed.session_id,
+        "name": listed.name,
+        "created_at": listed.created_at.isoformat(),
+        "updated_at": listed.updated_at.isoformat(),
+        "step_count": listed.step_count,
+        "cost_cents": listed.cost_cents,
+        "damaged": listed.damaged,
+    }

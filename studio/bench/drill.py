@@ -57,6 +57,7 @@ class DrillCounts:
     seconds: float = 0.0
     faults: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    charged_reasons: dict[str, int] = field(default_factory=dict)  # why those charged steps failed
 
     @property
     def ok(self) -> bool:
@@ -336,11 +337,14 @@ def count(counts: DrillCounts, home: Path, sim: Simulator, answers: dict[int, st
             t.idempotency_key for t in tasks.values() if t.body.get("prompt") == "after the drill"
         }
         counts.orphan_tasks = sum(1 for key in by_key if key not in step_ids and key not in after)
+        charged: Counter[str] = Counter()
         for task in tasks.values():
             mine = step_ids.get(task.idempotency_key or "")
             if mine is not None and task.status == "completed" and mine.state is StepState.FAILED:
                 counts.charged_without_image += 1
+                charged[mine.error or "(no reason)"] += 1
         counts.reasons = dict(reasons.most_common(6))
+        counts.charged_reasons = dict(charged.most_common(6))
     finally:
         store.close()
 

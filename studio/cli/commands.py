@@ -18,12 +18,9 @@ from studio.cli.errors import EXIT_FAILED, EXIT_OK, CommandError
 from studio.cli.output import Output, StepOutcome, edits_document, result_name, short_id
 from studio.config import Settings
 from studio.engine import Engine, Phase, StepUpdate
-from studio.history import Session, Step, StepState
+from studio.history import Session, Step, StepState, made_name
 from studio.images import SourceImage
 from studio.params import EditParams, Model, RegionRequest, format_cents, parse_box, parse_params
-
-# Session names are shown in lists; a long link or file name is cut to this.
-NAME_CHARS = 80
 
 
 @dataclass(slots=True)
@@ -117,12 +114,14 @@ def _region(args: argparse.Namespace, settings: Settings) -> RegionRequest | Non
 def read_source(value: str, settings: Settings) -> SourceArg:
     """SOURCE as a link, `-` (stdin) or a file; raises `CommandError` for a missing file."""
     if "://" in value:
-        return SourceArg(label=value[:NAME_CHARS], link=value)
+        return SourceArg(label=made_name(value) or value, link=value)
     if value == "-":
         data = sys.stdin.buffer.read(settings.max_upload_bytes + 1)
         return SourceArg(label="stdin", data=data)
     path = Path(value).expanduser()
-    return SourceArg(label=path.name[:NAME_CHARS], data=read_file(path, settings.max_upload_bytes))
+    return SourceArg(
+        label=made_name(path.name) or "image", data=read_file(path, settings.max_upload_bytes)
+    )
 
 
 def read_file(path: Path, max_bytes: int, *, what: str = "file") -> bytes:
@@ -238,7 +237,7 @@ async def start_session(run: Run, source: SourceArg | None, name: str) -> tuple[
     the step that made it; its depth numbers the next results.
     """
     data, link = (source.data, source.link) if source else (None, None)
-    session, parent = await run.engine.place_edit(data, link=link, name=name[:NAME_CHARS])
+    session, parent = await run.engine.place_edit(data, link=link, name=made_name(name))
     if parent is None:
         return session, session.current_step_id, 0
     return session, parent, len(session.make_current(parent).path()) - 1

@@ -18,7 +18,7 @@ from studio.config import Settings
 from studio.engine import StoreError
 from studio.history import Session, Step
 from studio.params import format_cents
-from studio.summary import step_summary
+from studio.summary import listed_session, session_summary, tree_step_summary
 
 
 def plan_sessions(args: argparse.Namespace, _settings: Settings) -> Job:
@@ -58,20 +58,7 @@ async def _list(run: Run) -> int:
         f"{format_cents(s.cost_cents):>7}  {s.name}{'  (damaged)' if s.damaged else ''}"
         for s in summaries
     ]
-    document = {
-        "sessions": [
-            {
-                "session_id": s.session_id,
-                "name": s.name,
-                "created_at": s.created_at.isoformat(),
-                "updated_at": s.updated_at.isoformat(),
-                "step_count": s.step_count,
-                "cost_cents": s.cost_cents,
-                "damaged": s.damaged,
-            }
-            for s in summaries
-        ]
-    }
+    document = {"sessions": [listed_session(s) for s in summaries]}
     run.out.result(lines or ["No sessions yet."], document)
     return EXIT_OK
 
@@ -79,10 +66,7 @@ async def _list(run: Run) -> int:
 async def _show(run: Run, session_id: str) -> int:
     session = await resolve(run, session_id)
     on_path = {s.step_id for s in session.path()}
-    steps = [
-        _step_json(run, s, current=s.step_id == session.current_step_id)
-        for s in session.steps.values()
-    ]
+    steps = [_step_json(run, s, session) for s in session.steps.values()]
     lines = [f"{session.name}  ({session.session_id}, {format_cents(session.total_cost_cents)})"]
     for step, entry in zip(session.steps.values(), steps, strict=True):
         mark = ">" if entry["current"] else ("*" if step.step_id in on_path else " ")
@@ -93,14 +77,7 @@ async def _show(run: Run, session_id: str) -> int:
             f"{mark} {step.step_id[:8]}  {step.kind:<8} {step.state.value:<9} "
             f"{entry['model'] or '-':<4} {seconds:>7}  {what}  {detail}".rstrip()
         )
-    document = {
-        "session_id": session.session_id,
-        "name": session.name,
-        "created_at": session.created_at.isoformat(),
-        "current_step_id": session.current_step_id,
-        "cost_cents": session.total_cost_cents,
-        "steps": steps,
-    }
+    document = session_summary(session, steps)
     run.out.result(lines, document)
     return EXIT_OK
 
@@ -130,17 +107,14 @@ async def _import(run: Run, data: bytes) -> int:
     return EXIT_OK
 
 
-def _step_json(run: Run, step: Step, *, current: bool) -> dict[str, Any]:
+def _step_json(run: Run, step: Step, session: Session) -> dict[str, Any]:
     image = None
     if step.result is not None:
         path = run.engine.image_path(step.result)
         # Listed, but its file may be gone; `show` still shows the step.
         image = str(path) if path.exists() else None
     return {
-        **step_summary(step, image_url=Path(image).as_uri() if image else None),
-        "parent_id": step.parent_id,
-        "kind": step.kind,
-        "current": current,
+        **tree_step_summary(step, session, image_url=Path(image).as_uri() if image else None),
         "image": image,
     }
 

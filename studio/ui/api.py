@@ -28,33 +28,26 @@ from urllib.request import url2pathname
 import gradio as gr
 
 from studio.config import Settings
-from studio.history import HistoryError, ImageRef, Step, StepState
+from studio.history import RUNNING_PHASES, HistoryError, ImageRef, Step, StepState, made_name
 from studio.params import (
     ASPECT_RATIOS,
     MATCH_SOURCE,
     MODELS,
     EditParams,
-    ParamsError,
     RegionRequest,
     parse_box,
     parse_params,
 )
-from studio.summary import step_summary
-from studio.ui.bridge import USER_ERRORS, Bridge, Visitor
+from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
+from studio.ui.bridge import Bridge, Visitor
 from studio.ui.files import write_export
 from studio.ui.guard import IMAGE_ROUTE, image_sha
-from studio.ui.visitor import Refusal, visitor_from
+from studio.ui.visitor import Refusal, current, guarded
 
 # Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
 _EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
-# The phases of a running step, in order, for progress notifications ("step 3 of 6").
-PHASES = ("queued", "uploading", "submitted", "pending", "processing", "downloading")
-# Seconds between two looks at a running step's phase (the page refreshes at the same pace).
-PROGRESS_EVERY_S = 0.5
 # Where Gradio serves files from; a URL of this studio carries the file's path after it.
 FILE_ROUTE = "/gradio_api/file="
-# Session names are shown in the page's list; a long instruction is cut to this.
-NAME_CHARS = 80
 DEFAULT_LIST_LIMIT = 20
 
 REFUSE_LOCAL = (
@@ -72,123 +65,40 @@ class Place:
     parent_step_id: str | None = None
 
 
-def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
-    """Add the public endpoints to the Blocks being built.
+class Endpoints:
+    """The public endpoints: each public coroutine method is one, under its own name.
 
-    Each names its caller from the request (`ui.visitor.visitor_from`): on a hosted studio, an
-    API or MCP caller sends its RunAPI key in an X-RunAPI-Key header and touches only the
-    sessions it made with that key.
+    Each runs through `ui.visitor.guarded`, which names its caller from the request: on a hosted
+    studio, an API or MCP caller sends its RunAPI key in an X-RunAPI-Key header and touches only
+    the sessions it made with that key. Refused input of any kind (ours, the engine's) becomes
+    one `gr.Error` sentence (`refused`); nothing else changes.
     """
-    _mcp_returns_each_output()
-    hosted = settings.hosted
 
-    def who(request: gr.Request | None) -> Visitor:
-        try:
-            return visitor_from(request, hosted=hosted)
-        except Refusal as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+    def __init__(self, bridge: Bridge, exports: Path, settings: Settings) -> None:
+        self.bridge = bridge
+        self.exports = exports
+        self.settings = settings
 
-    async def run(coro: Any) -> Any:
-        try:
-            return await coro
-        except USER_ERRORS as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+    @property
+    def hosted(self) -> bool:
+        return self.settings.hosted
 
-    async def place(image: str, session_id: str, instruction: str, caller: Visitor) -> Place:
-        """Check the image and the session first, then start or continue a session."""
-        image, session_id = (image or "").strip(), (session_id or "").strip()
-        data, link = await read_image(image, caller) if image else (None, None)
-        name = instruction.strip()[:NAME_CHARS] or "From the API"
-        where = bridge.place_edit(data, caller, link=link, session_id=session_id or None, name=name)
-        return Place(*await run(where))
+    @property
+    def who(self) -> Visitor:
+        """The caller of the endpoint being run (settled by `guarded`)."""
+        return current()
 
-    async def read_image(image: str, caller: Visitor) -> tuple[bytes | None, str | None]:
-        """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
-        scheme = urlsplit(image).scheme.lower()
-        if image.startswith("data:"):
-            return _data_uri(image), None
-        if scheme in ("http", "https"):
-            if (stored := await own_image(image, caller)) is not None:
-                return stored, None
-            return None, image
-        if len(scheme) > 1 and scheme != "file":  # "c:" is a Windows drive, not a scheme
-            raise gr.Error(REFUSE_FORM, print_exception=False)
-        if hosted:
-            raise gr.Error(REFUSE_LOCAL, print_exception=False)
-        path = url2pathname(unquote(urlsplit(image).path)) if scheme == "file" else image
-        return await asyncio.to_thread(_read_file, path, settings.max_upload_bytes), None
+    def unnamed(self, refusal: Refusal) -> Any:
+        raise gr.Error(str(refusal), print_exception=False)
 
-    async def own_image(url: str, caller: Visitor) -> bytes | None:
-        """A stored image named by one of this studio's own URLs (its image address, or a
-        Gradio file URL of a stored file), read without a download."""
-        path = unquote(urlsplit(url).path)
-        _, _, name = path.rpartition(IMAGE_ROUTE)
-        if name and (sha := image_sha(name)) is not None:
-            stored = await bridge.owned_image_path(sha, caller)
-            return None if stored is None else await asyncio.to_thread(stored.read_bytes)
-        _, _, tail = path.partition(FILE_ROUTE)
-        if not tail:
-            return None
-        return await bridge.stored_image(Path(tail), caller)
+    async def refused(self, _args: tuple[object, ...], exc: Exception) -> Any:
+        raise gr.Error(str(exc), print_exception=False) from None
 
-    async def follow(step: Step, caller: Visitor, progress: gr.Progress) -> Step:
-        """Report each new phase of a running step (pushed by the engine); its final record."""
-        waiter = asyncio.ensure_future(final(step, caller))
-        shown: str | None = None
-        async for running in bridge.watch(step.session_id, caller):
-            update = running.get(step.step_id)
-            if update is None or waiter.done():
-                break
-            if update.phase in PHASES and update.phase != shown:
-                shown = update.phase
-                progress((PHASES.index(shown) + 1, len(PHASES)), desc=shown)
-        return await waiter
+    # -- the endpoints ---------------------------------------------------------------------------
 
-    async def final(step: Step, caller: Visitor) -> Step:
-        try:
-            result: Step = await bridge.wait(step.step_id)
-            return result
-        except HistoryError:  # it ended before we asked: the history has its record
-            session = await run(bridge.load_session(step.session_id, caller))
-            return session.steps[step.step_id]
-
-    async def region_of(mask: str, box: str, caller: Visitor) -> RegionRequest | None:
-        """A mask (an image in any form `image` takes) or a box ("x,y,w,h"), checked for form
-        here and against the source by the engine, before anything is paid."""
-        mask, box = (mask or "").strip(), (box or "").strip()
-        if mask and box:
-            raise gr.Error("Give a mask or a box, not both.", print_exception=False)
-        try:
-            if box:
-                return RegionRequest(box=parse_box(box))
-        except ParamsError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        if not mask:
-            return None
-        data, link = await read_image(mask, caller)
-        if data is None and link is not None:
-            data = await run(bridge.read_link(link))
-        return RegionRequest(mask=data)
-
-    def address(image: ImageRef | None, request: gr.Request | None) -> str | None:
-        # The studio's own address for an image: no path of the server in it, and served
-        # only to this caller (ui.guard), who sends the same X-RunAPI-Key (or cookie) for it.
-        if image is None:
-            return None
-        root = settings.root_path.rstrip("/")
-        return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
-
-    def summary(step: Step, request: gr.Request | None) -> dict[str, Any]:
-        return step_summary(
-            step,
-            image_url=address(step.result, request),
-            raw_image_url=address(step.raw_result, request),
-        )
-
-    def image_of(step: Step) -> str | None:
-        return bridge.image_path(step)
-
+    @guarded
     async def edit_image(
+        self,
         image: str,
         instruction: str,
         model: str,
@@ -217,25 +127,20 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         Returns:
             The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url, region ("mask", "box", "auto" or null) and raw_image_url (the model's own output when the result is kept to a region).
         """
-        params = _params(instruction, model, aspect_ratio, keep_rest)
-        caller = who(request)
-        region = await region_of(mask, box, caller)
-        where = await place(image, session_id, instruction, caller)
-        step = await run(
-            bridge.submit_edit(
-                where.session_id,
-                params,
-                caller,
-                parent_step_id=where.parent_step_id,
-                region=region,
-            )
+        return await self._edit(
+            image,
+            instruction,
+            model,
+            aspect_ratio,
+            session_id,
+            (mask, box, keep_rest),
+            request,
+            progress,
         )
-        step = await follow(step, caller, progress)
-        if step.state is not StepState.COMPLETED:
-            raise gr.Error(_failed(step), print_exception=False)
-        return image_of(step), _json(summary(step, request))
 
+    @guarded
     async def continue_session(
+        self,
         session_id: str,
         instruction: str,
         model: str,
@@ -261,21 +166,21 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             The result image and a JSON step summary: session_id, step_id, state, model, aspect_ratio, prompt, task_id, seconds, cost_cents, error, image_url, region and raw_image_url.
         """
         if not (session_id or "").strip():
-            raise gr.Error("Give the session_id of the session to continue.")
-        return await edit_image(
+            raise Refusal("Give the session_id of the session to continue.")
+        return await self._edit(
             "",
             instruction,
             model,
             aspect_ratio,
             session_id,
-            mask,
-            box,
-            keep_rest,
+            (mask, box, keep_rest),
             request,
             progress,
         )
 
+    @guarded
     async def compare_models(
+        self,
         image: str,
         instruction: str,
         aspect_ratio: str,
@@ -302,23 +207,21 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
             The pro image, the max image, and JSON with the step summary of each under "pro" and "max".
         """
         params = _params(instruction, "pro", aspect_ratio, keep_rest)
-        caller = who(request)
-        region = await region_of(mask, box, caller)
-        where = await place(image, session_id, instruction, caller)
-        pair = await run(
-            bridge.compare(
-                where.session_id,
-                params,
-                caller,
-                parent_step_id=where.parent_step_id,
-                region=region,
-            )
+        region = await self._region(mask, box)
+        where = await self._place(image, session_id, instruction)
+        pair = await self.bridge.compare(
+            where.session_id,
+            params,
+            self.who,
+            parent_step_id=where.parent_step_id,
+            region=region,
         )
-        pro, max_ = await asyncio.gather(*(final(s, caller) for s in pair))
-        both = {"pro": summary(pro, request), "max": summary(max_, request)}
-        return image_of(pro), image_of(max_), _json(both)
+        pro, max_ = await asyncio.gather(*(self._final(s) for s in pair))
+        both = {"pro": self._summary(pro, request), "max": self._summary(max_, request)}
+        return self.bridge.image_path(pro), self.bridge.image_path(max_), _json(both)
 
-    async def keep_result(session_id: str, step_id: str, request: gr.Request) -> str:
+    @guarded
+    async def keep_result(self, session_id: str, step_id: str, request: gr.Request) -> str:
         """Make a compared result the current step of its session, so the next edit continues from it.
 
         Args:
@@ -328,10 +231,11 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         Returns:
             The kept step's JSON step summary.
         """
-        session = await run(bridge.keep(session_id, step_id, who(request)))
-        return _json(summary(session.current, request))
+        session = await self.bridge.keep(session_id, step_id, self.who)
+        return _json(self._summary(session.current, request))
 
-    async def export_session(session_id: str, request: gr.Request) -> str:
+    @guarded
+    async def export_session(self, session_id: str) -> str:
         """Export a Kontext Studio session as a ZIP file: every image and a readable session.json.
 
         Args:
@@ -340,11 +244,12 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         Returns:
             The ZIP file.
         """
-        _, data = await run(bridge.export_session(session_id, who(request)))
+        _, data = await self.bridge.export_session(session_id, self.who)
         name = f"session-{session_id[:8]}"
-        return str(await asyncio.to_thread(write_export, exports, name, data))
+        return str(await asyncio.to_thread(write_export, self.exports, name, data))
 
-    async def list_sessions(limit: int, request: gr.Request) -> str:
+    @guarded
+    async def list_sessions(self, limit: int) -> str:
         """List the sessions in the user's Kontext Studio, most recently changed first (read-only).
 
         Args:
@@ -353,22 +258,12 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         Returns:
             JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
         """
-        summaries = await run(bridge.list_sessions(who(request)))
+        summaries = await self.bridge.list_sessions(self.who)
         count = max(1, int(limit or DEFAULT_LIST_LIMIT))
-        sessions = [
-            {
-                "session_id": s.session_id,
-                "name": s.name,
-                "created_at": s.created_at.isoformat(),
-                "updated_at": s.updated_at.isoformat(),
-                "step_count": s.step_count,
-                "cost_cents": s.cost_cents,
-            }
-            for s in summaries[:count]
-        ]
-        return _json({"sessions": sessions})
+        return _json({"sessions": [listed_session(s) for s in summaries[:count]]})
 
-    async def show_session(session_id: str, request: gr.Request) -> str:
+    @guarded
+    async def show_session(self, session_id: str, request: gr.Request) -> str:
         """Show one Kontext Studio session: every step, its tree and the current step (read-only).
 
         Args:
@@ -377,96 +272,217 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> None:
         Returns:
             JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
         """
-        session = await run(bridge.load_session((session_id or "").strip(), who(request)))
+        session = await self.bridge.load_session((session_id or "").strip(), self.who)
         steps = [
-            {
-                **summary(step, request),
-                "parent_id": step.parent_id,
-                "kind": step.kind,
-                "current": step.step_id == session.current_step_id,
-            }
+            tree_step_summary(
+                step,
+                session,
+                image_url=self._address(step.result, request),
+                raw_image_url=self._address(step.raw_result, request),
+            )
             for step in session.steps.values()
         ]
-        return _json(
-            {
-                "session_id": session.session_id,
-                "name": session.name,
-                "created_at": session.created_at.isoformat(),
-                "current_step_id": session.current_step_id,
-                "cost_cents": session.total_cost_cents,
-                "steps": steps,
-            }
+        return _json(session_summary(session, steps))
+
+    # -- registering -----------------------------------------------------------------------------
+
+    def register(self) -> None:
+        """Add the endpoints to the Blocks being built, on hidden components: one set per
+        endpoint, so each tool's schema says exactly which of its arguments are required (an
+        input without a value is required) and what the defaults are."""
+        _mcp_returns_each_output()
+        with gr.Column(visible=False):
+            trigger = gr.Button()
+            result = gr.Image(type="filepath", format="png", label="result")
+            max_result = gr.Image(type="filepath", format="png", label="max result")
+            step_json = gr.Textbox(label="summary")
+            trigger.click(
+                self.edit_image,
+                [
+                    _image_in(),
+                    _text("instruction"),
+                    _model(),
+                    _ratio(),
+                    _text("session_id", ""),
+                    *_region_in(),
+                ],
+                [result, step_json],
+                api_name="edit_image",
+                **_EDITS,
+            )
+            trigger.click(
+                self.continue_session,
+                [_text("session_id"), _text("instruction"), _model(), _ratio(), *_region_in()],
+                [result, step_json],
+                api_name="continue_session",
+                **_EDITS,
+            )
+            trigger.click(
+                self.compare_models,
+                [
+                    _image_in(),
+                    _text("instruction"),
+                    _ratio(),
+                    _text("session_id", ""),
+                    *_region_in(),
+                ],
+                [result, max_result, step_json],
+                api_name="compare_models",
+                **_EDITS,
+            )
+            quick: dict[str, Any] = {"concurrency_limit": None}
+            trigger.click(
+                self.keep_result,
+                [_text("session_id"), _text("step_id")],
+                [step_json],
+                api_name="keep_result",
+                **quick,
+            )
+            trigger.click(
+                self.export_session,
+                [_text("session_id")],
+                [gr.File(label="export")],
+                api_name="export_session",
+                concurrency_limit=4,
+            )
+            limit = gr.Number(DEFAULT_LIST_LIMIT, precision=0, minimum=1, label="limit")
+            trigger.click(
+                self.list_sessions, [limit], [step_json], api_name="list_sessions", **quick
+            )
+            trigger.click(
+                self.show_session,
+                [_text("session_id")],
+                [step_json],
+                api_name="show_session",
+                **quick,
+            )
+
+    # -- what the endpoints share ----------------------------------------------------------------
+
+    async def _edit(
+        self,
+        image: str,
+        instruction: str,
+        model: str,
+        aspect_ratio: str,
+        session_id: str,
+        region_in: tuple[str, str, bool],
+        request: gr.Request,
+        progress: gr.Progress,
+    ) -> tuple[str | None, str]:
+        """One edit (or generation), followed to its end: the image and its JSON summary."""
+        mask, box, keep_rest = region_in
+        params = _params(instruction, model, aspect_ratio, keep_rest)
+        region = await self._region(mask, box)
+        where = await self._place(image, session_id, instruction)
+        step = await self.bridge.submit_edit(
+            where.session_id,
+            params,
+            self.who,
+            parent_step_id=where.parent_step_id,
+            region=region,
+        )
+        step = await self._follow(step, progress)
+        if step.state is not StepState.COMPLETED:
+            raise Refusal(_failed(step))
+        return self.bridge.image_path(step), _json(self._summary(step, request))
+
+    async def _place(self, image: str, session_id: str, instruction: str) -> Place:
+        """Check the image and the session first, then start or continue a session."""
+        image, session_id = (image or "").strip(), (session_id or "").strip()
+        data, link = await self._read_image(image) if image else (None, None)
+        name = made_name(instruction) or "From the API"
+        where = await self.bridge.place_edit(
+            data, self.who, link=link, session_id=session_id or None, name=name
+        )
+        return Place(*where)
+
+    async def _read_image(self, image: str) -> tuple[bytes | None, str | None]:
+        """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
+        scheme = urlsplit(image).scheme.lower()
+        if image.startswith("data:"):
+            return _data_uri(image), None
+        if scheme in ("http", "https"):
+            if (stored := await self._own_image(image)) is not None:
+                return stored, None
+            return None, image
+        if len(scheme) > 1 and scheme != "file":  # "c:" is a Windows drive, not a scheme
+            raise Refusal(REFUSE_FORM)
+        if self.hosted:
+            raise Refusal(REFUSE_LOCAL)
+        path = url2pathname(unquote(urlsplit(image).path)) if scheme == "file" else image
+        return await asyncio.to_thread(_read_file, path, self.settings.max_upload_bytes), None
+
+    async def _own_image(self, url: str) -> bytes | None:
+        """A stored image named by one of this studio's own URLs (its image address, or a
+        Gradio file URL of a stored file), read without a download."""
+        path = unquote(urlsplit(url).path)
+        _, _, name = path.rpartition(IMAGE_ROUTE)
+        if name and (sha := image_sha(name)) is not None:
+            stored = await self.bridge.owned_image_path(sha, self.who)
+            return None if stored is None else await asyncio.to_thread(stored.read_bytes)
+        _, _, tail = path.partition(FILE_ROUTE)
+        if not tail:
+            return None
+        return await self.bridge.stored_image(Path(tail), self.who)
+
+    async def _follow(self, step: Step, progress: gr.Progress) -> Step:
+        """Report each new phase of a running step (pushed by the engine); its final record."""
+        waiter = asyncio.ensure_future(self._final(step))
+        shown: str | None = None
+        async for running in self.bridge.watch(step.session_id, self.who):
+            update = running.get(step.step_id)
+            if update is None or waiter.done():
+                break
+            if update.phase in RUNNING_PHASES and update.phase != shown:
+                shown = update.phase
+                done = RUNNING_PHASES.index(update.phase) + 1
+                progress((done, len(RUNNING_PHASES)), desc=shown)
+        return await waiter
+
+    async def _final(self, step: Step) -> Step:
+        try:
+            return await self.bridge.wait(step.step_id)
+        except HistoryError:  # it ended before we asked: the history has its record
+            session = await self.bridge.load_session(step.session_id, self.who)
+            return session.steps[step.step_id]
+
+    async def _region(self, mask: str, box: str) -> RegionRequest | None:
+        """A mask (an image in any form `image` takes) or a box ("x,y,w,h"), checked for form
+        here and against the source by the engine, before anything is paid."""
+        mask, box = (mask or "").strip(), (box or "").strip()
+        if mask and box:
+            raise Refusal("Give a mask or a box, not both.")
+        if box:
+            return RegionRequest(box=parse_box(box))
+        if not mask:
+            return None
+        data, link = await self._read_image(mask)
+        if data is None and link is not None:
+            data = await self.bridge.read_link(link)
+        return RegionRequest(mask=data)
+
+    def _address(self, image: ImageRef | None, request: gr.Request | None) -> str | None:
+        """The studio's own address for an image: no path of the server in it, and served only
+        to this caller (ui.guard), who sends the same X-RunAPI-Key (or cookie) for it."""
+        if image is None:
+            return None
+        root = self.settings.root_path.rstrip("/")
+        return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+
+    def _summary(self, step: Step, request: gr.Request | None) -> dict[str, Any]:
+        return step_summary(
+            step,
+            image_url=self._address(step.result, request),
+            raw_image_url=self._address(step.raw_result, request),
         )
 
-    # Hidden components; one set per endpoint, so each tool's schema says exactly which of its
-    # arguments are required (an input without a value is required) and what the defaults are.
-    with gr.Column(visible=False):
-        trigger = gr.Button()
-        result = gr.Image(type="filepath", format="png", label="result")
-        max_result = gr.Image(type="filepath", format="png", label="max result")
-        step_json = gr.Textbox(label="summary")
-        trigger.click(
-            edit_image,
-            [
-                _image_in(),
-                _text("instruction"),
-                _model(),
-                _ratio(),
-                _text("session_id", ""),
-                *_region_in(),
-            ],
-            [result, step_json],
-            api_name="edit_image",
-            **_EDITS,
-        )
-        trigger.click(
-            continue_session,
-            [_text("session_id"), _text("instruction"), _model(), _ratio(), *_region_in()],
-            [result, step_json],
-            api_name="continue_session",
-            **_EDITS,
-        )
-        trigger.click(
-            compare_models,
-            [
-                _image_in(),
-                _text("instruction"),
-                _ratio(),
-                _text("session_id", ""),
-                *_region_in(),
-            ],
-            [result, max_result, step_json],
-            api_name="compare_models",
-            **_EDITS,
-        )
-        trigger.click(
-            keep_result,
-            [_text("session_id"), _text("step_id")],
-            [step_json],
-            api_name="keep_result",
-            concurrency_limit=None,
-        )
-        trigger.click(
-            export_session,
-            [_text("session_id")],
-            [gr.File(label="export")],
-            api_name="export_session",
-            concurrency_limit=4,
-        )
-        trigger.click(
-            list_sessions,
-            [gr.Number(DEFAULT_LIST_LIMIT, precision=0, minimum=1, label="limit")],
-            [step_json],
-            api_name="list_sessions",
-            concurrency_limit=None,
-        )
-        trigger.click(
-            show_session,
-            [_text("session_id")],
-            [step_json],
-            api_name="show_session",
-            concurrency_limit=None,
-        )
+
+def register(bridge: Bridge, exports: Path, settings: Settings) -> Endpoints:
+    """Add the public endpoints to the Blocks being built."""
+    endpoints = Endpoints(bridge, exports, settings)
+    endpoints.register()
+    return endpoints
 
 
 def _mcp_returns_each_output() -> None:
@@ -512,12 +528,9 @@ def _ratio() -> gr.Dropdown:
 
 def _params(instruction: str, model: str, aspect_ratio: str, keep_rest: bool = False) -> EditParams:
     """The edit asked for, checked before anything is stored (nothing changes when refused)."""
-    try:
-        return parse_params(
-            instruction, model=model, aspect_ratio=aspect_ratio, keep_rest=bool(keep_rest)
-        )
-    except USER_ERRORS as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+    return parse_params(
+        instruction, model=model, aspect_ratio=aspect_ratio, keep_rest=bool(keep_rest)
+    )
 
 
 def _failed(step: Step) -> str:
@@ -532,31 +545,29 @@ def _data_uri(uri: str) -> bytes:
     header, comma, payload = uri.partition(",")
     if not comma or not header.endswith(";base64"):
         message = "The data: URI must be base64-encoded, as in data:image/png;base64,iVBOR..."
-        raise gr.Error(message, print_exception=False)
+        raise Refusal(message)
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise gr.Error("The data: URI is not valid base64.", print_exception=False) from None
+        raise Refusal("The data: URI is not valid base64.") from None
 
 
 def _read_file(name: str, max_bytes: int) -> bytes:
     """A local file's bytes, or one sentence saying why not. Blocking: run it in a thread."""
     path = Path(name).expanduser()
     if not path.is_absolute():
-        raise gr.Error(REFUSE_FORM, print_exception=False)
+        raise Refusal(REFUSE_FORM)
     try:
         if path.is_dir():
-            raise gr.Error(f"{path} is a folder, not an image file.", print_exception=False)
+            raise Refusal(f"{path} is a folder, not an image file.")
         if path.stat().st_size > max_bytes:
-            raise gr.Error(
-                f"The file {path} is larger than {max_bytes // 2**20} MB.", print_exception=False
-            )
+            raise Refusal(f"The file {path} is larger than {max_bytes // 2**20} MB.")
         return path.read_bytes()
     except FileNotFoundError:
-        raise gr.Error(f"The file {path} does not exist.", print_exception=False) from None
+        raise Refusal(f"The file {path} does not exist.") from None
     except OSError as error:
         message = f"The file {path} cannot be read ({error.strerror})."
-        raise gr.Error(message, print_exception=False) from None
+        raise Refusal(message) from None
 
 
 def _origin(request: gr.Request | None) -> str:
@@ -571,4 +582,4 @@ def _json(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False)
 
 
-__all__ = ["register"]
+__all__ = ["Endpoints", "register"]

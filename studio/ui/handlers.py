@@ -264,11 +264,10 @@ class Handlers:
             c.timer: gr.Timer(value=tick, active=True),
         }
 
-    async def refused(
-        self, session_id: str | None, tab_step: str | None, exc: BaseException
-    ) -> Update:
-        """The page as it was, with the reason in a toast and in the status line; what was
-        typed stays in the box."""
+    async def refused(self, args: tuple[object, ...], exc: BaseException) -> Update:
+        """The page as it was (most handlers take the session and the tab's step first), with
+        the reason in a toast and in the status line; what was typed stays in the box."""
+        session_id, tab_step = (_text(a) for a in (*args, None, None)[:2])
         sentence = error_sentence(exc)
         gr.Warning(present.as_text(sentence))  # toasts render HTML; a refusal may quote input
         return {**(await self.page(session_id, tab_step)), self.c.status: present.warning(sentence)}
@@ -799,6 +798,10 @@ class Handlers:
         if session_id:
             return session_id
         return (await self.bridge.start_session(None, self.who)).session_id
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _seen_from(session: Session, tab_step: str | None) -> Session:

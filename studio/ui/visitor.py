@@ -11,8 +11,9 @@ may do.
 - The token travels in a cookie that also works inside another site's frame (a Space is framed
   by huggingface.co): `SameSite=None; Secure; Partitioned` wherever the browser counts the page
   as secure (HTTPS, or a loopback address), a plain `SameSite=Lax` one on bare HTTP elsewhere.
-- `guarded` wraps a page handler: the visitor is settled before it runs (`current()`), and a
-  refusal leaves the page as it was, with the reason.
+- `guarded` wraps every page handler and public endpoint: the visitor is settled before it runs
+  (`current()`), and a refusal gets the one answer of its kind (the page as it was, with the
+  reason; an API error of one sentence).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ KEY_HEADER = "x-runapi-key"
 # A year: the token only names the owner of this browser's sessions.
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
-_WHO: contextvars.ContextVar[Visitor] = contextvars.ContextVar("who", default=LOCAL)
+_WHO: contextvars.ContextVar[Visitor | Refusal] = contextvars.ContextVar("who", default=LOCAL)
 # Which tab (Gradio's session hash) sent the event being handled; None for a direct call.
 _TAB: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab", default=None)
 
@@ -225,8 +226,12 @@ def _state(request: object) -> Mapping[str, Any]:
 
 
 def current() -> Visitor:
-    """The visitor of the event being handled (inside a `guarded` handler)."""
-    return _WHO.get()
+    """The visitor of the event being handled (inside a `guarded` handler). Raises `Refusal`
+    when the request named nobody: a handler that never asks creates and spends nothing."""
+    who = _WHO.get()
+    if isinstance(who, Refusal):
+        raise who
+    return who
 
 
 def current_tab() -> str | None:
@@ -244,52 +249,66 @@ class Door(Protocol):
     def unnamed(self, refusal: Refusal) -> Any:
         """The answer to a request that names no visitor (nothing changes)."""
 
-    async def refused(self, session_id: str | None, tab_step: str | None, exc: Exception) -> Any:
-        """The answer to refused input: the page as it was, and the reason."""
+    async def refused(self, args: tuple[object, ...], exc: Exception) -> Any:
+        """The answer to refused input, given the handler's arguments (nothing changes)."""
 
 
 def guarded(handler: F) -> F:
-    """Who is asking is settled once, from the request, before the handler runs; refused input
-    leaves the page as it was, with the reason in a toast and the status.
+    """The one way into a handler or endpoint: who is asking is settled once, from the request,
+    before it runs (`current()` reads it; a request that names nobody is refused the moment the
+    handler asks), and refused input gets the object's one answer (`Door`), never a traceback.
 
-    Gradio passes the request to the parameter typed `gr.Request`, which the wrapper adds to the
-    handler's own signature; the handler reads the visitor with `current()`.
+    Gradio passes the request to the parameter typed `gr.Request`: a handler that declares none
+    gets one added to its signature (and does not see it); one that declares it gets it too.
     """
+    signature = inspect.signature(handler, eval_str=True)
+    declared = any(_is_request(p.annotation) for p in signature.parameters.values())
 
     @functools.wraps(handler)
-    async def run(self: Door, session_id: str | None, *args: Any) -> Any:
-        # Gradio adds the request last; a direct call (a test) may leave it out.
-        request = args[-1] if args and isinstance(args[-1], gr.Request) else None
-        args_ = args[:-1] if request is not None else args
-        tab_step = args_[0] if args_ and isinstance(args_[0], str) else None
+    async def run(self: Door, *args: Any) -> Any:
+        # Gradio passes the request positionally; a direct call (a test) may leave it out.
+        request = next((a for a in args if isinstance(a, gr.Request)), None)
+        own = args if declared or request is None else tuple(a for a in args if a is not request)
         try:
-            token = _WHO.set(visitor_from(request, hosted=self.hosted))
+            who: Visitor | Refusal = visitor_from(request, hosted=self.hosted)
         except Refusal as exc:
-            return self.unnamed(exc)
+            who = exc
+        token = _WHO.set(who)
         tab = _TAB.set(getattr(request, "session_hash", None) or None)
         try:
-            return await handler(self, session_id, *args_)
+            return await handler(self, *own)
         except REFUSED as exc:
-            return await self.refused(session_id, tab_step, exc)
+            if isinstance(who, Refusal):
+                return self.unnamed(who)
+            return await self.refused(own, exc)
         finally:
             _TAB.reset(tab)
             _WHO.reset(token)
 
-    # Annotations resolved in the handler's own module: Gradio reads them in this one's.
-    signature = inspect.signature(handler, eval_str=True)
-    request = inspect.Parameter(
-        "request",
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        default=None,
-        annotation=gr.Request | None,
-    )
-    del run.__wrapped__  # Gradio reads our own signature
-    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), request]
-    )
+    del run.__wrapped__  # Gradio reads our own signature, resolved in the handler's module
     annotations = inspect.get_annotations(handler, eval_str=True)
-    run.__annotations__ = {**annotations, "request": gr.Request | None}
+    if not declared:
+        request = inspect.Parameter(
+            "request",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=gr.Request | None,
+        )
+        signature = signature.replace(parameters=[*signature.parameters.values(), request])
+        annotations["request"] = gr.Request | None
+    run.__signature__ = signature  # type: ignore[attr-defined]
+    run.__annotations__ = annotations
+    run.__guarded__ = True  # type: ignore[attr-defined]
     return cast(F, run)
+
+
+def is_guarded(handler: object) -> bool:
+    """Whether `handler` goes through `guarded` (a test checks every public one does)."""
+    return getattr(handler, "__guarded__", False) is True
+
+
+def _is_request(annotation: object) -> bool:
+    return annotation is gr.Request or annotation == gr.Request | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +391,7 @@ __all__ = [
     "current",
     "current_tab",
     "guarded",
+    "is_guarded",
     "new_token",
     "token_id",
     "visitor_from",

@@ -79,3 +79,53 @@ async def test_a_result_runapi_no_longer_has_fails_saying_so(sim, clean_env):
     assert "no longer has it" in (failed.error or "")
     assert failed.cost_cents == 5  # it was charged: said, not hidden
     await engine.aclose()
+
+
+async def test_a_create_whose_answers_keep_dropping_is_asked_again_not_failed(sim, clean_env):
+    # Each create reaches RunAPI (a task is made, so it will be charged) and then its answer is
+    # lost, more times than the client retries: the step must not fail with a task running.
+    sim.faults.drop_connection(times=6, route="create")
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    step = await engine.edit(await _session(engine), EditParams(prompt="blue"))
+    assert step.state is StepState.COMPLETED, step.error
+    assert step.result is not None
+    assert sim.tasks_by_key() == {step.step_id: 1}  # the repeats replayed the one task
+    await engine.aclose()
+
+
+async def test_reads_refused_past_the_clients_retries_do_not_fail_a_running_task(sim, clean_env):
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    session_id = await _session(engine)
+    step = await engine.submit_edit(session_id, EditParams(prompt="blue"))
+    for _ in range(200):  # until its task exists
+        if (await engine.load_session(session_id)).steps[step.step_id].task_id:
+            break
+        await asyncio.sleep(0.02)
+    sim.faults.server_error(503, times=8)  # every read the client tries, and more
+    done = await engine.wait(step.step_id)
+    assert done is not None
+    assert done.state is StepState.COMPLETED, done.error
+    assert done.cost_cents == 5
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()
+
+
+async def test_runapi_silent_until_the_deadline_leaves_the_edit_open_for_the_next_start(
+    sim, clean_env
+):
+    sim.faults.server_error(503, times=10_000)  # RunAPI answers nothing but 503 for now
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, task_deadline_s=1.5)
+    session_id = await _session(engine)
+    step = await engine.edit(session_id, EditParams(prompt="blue"))
+    stored = (await engine.load_session(session_id)).steps[step.step_id]
+    assert not stored.is_finished  # open, not failed: RunAPI may have the task
+    await engine.aclose()
+
+    sim.faults.reset()
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    await engine.resume_unfinished()
+    done = await engine.wait(step.step_id)
+    assert done is not None
+    assert done.state is StepState.COMPLETED
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()

@@ -92,3 +92,28 @@ def test_a_failed_step_carries_its_error_and_no_image():
 def test_the_origin_step_has_no_model_or_prompt():
     summary = step_summary(session().origin)
     assert (summary["model"], summary["prompt"], summary["aspect_ratio"]) == (None, None, "4:3")
+
+
+def test_a_listed_session_says_when_it_is_damaged():
+    from studio.store import SessionSummary
+    from studio.summary import listed_session
+
+    listed = SessionSummary(
+        session_id="s1",
+        name="Holiday",
+        created_at=T0,
+        updated_at=T0,
+        step_count=2,
+        cost_cents=15,
+        cover_sha256=None,
+        damaged=True,
+    )
+    assert listed_session(listed) == {
+        "session_id": "s1",
+        "name": "Holiday",
+        "created_at": T0.isoformat(),
+        "updated_at": T0.isoformat(),
+        "step_count": 2,
+        "cost_cents": 15,
+        "damaged": True,
+    }
