@@ -173,13 +173,16 @@ def format_report(report: dict[str, Any]) -> str:
         lines += [
             f"Load: edits sent at once to `/edit_image` ({load['task_s']:g} s tasks; the studio, "
             "the simulator and a raw-HTTP client each in its own process), after "
-            "4 one at a time. Overhead is the time to result beyond the task.",
+            "4 one at a time. Overhead is the time to result beyond the task. Each burst is "
+            "followed by as many to a bare Gradio `/edit_image` that only waits the task's "
+            "time (bare Gradio): Gradio's own floor on this machine.",
             "",
             "| edits | failed | overhead median | p95 | studio CPU / edit | its floor | "
             "simulator CPU / edit | client CPU / edit | studio peak RSS | load average |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for row in load["rows"]:
+        bare_rows = load.get("bare_rows") or [None] * len(load["rows"])
+        for row, bare in zip(load["rows"], bare_rows, strict=True):
             overhead = row["overhead_s"]
             lines.append(
                 f"| {row['edits']} | {row['failed']} | {overhead['median']:.2f} s "
@@ -189,6 +192,15 @@ def format_report(report: dict[str, Any]) -> str:
                 f"| {row['client_cpu_per_edit_s'] * 1000:.0f} ms | {row['peak_rss_mb']:.0f} MB "
                 f"| {row['load_average']:.1f} |"
             )
+            if bare is not None:
+                lines.append(
+                    f"| {bare['edits']} (bare Gradio) | {bare['failed']} "
+                    f"| {bare['overhead_s']['median']:.2f} s | {bare['overhead_s']['p95']:.2f} s "
+                    f"| {bare['studio_cpu_per_edit_s'] * 1000:.0f} ms "
+                    f"| {bare['studio_floor_s']:.2f} s | - "
+                    f"| {bare['client_cpu_per_edit_s'] * 1000:.0f} ms "
+                    f"| {bare['peak_rss_mb']:.0f} MB | {bare['load_average']:.1f} |"
+                )
         idle = load["idle"]
         lines += [
             "",
