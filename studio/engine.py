@@ -136,6 +136,8 @@ class Engine:
             signer=signer,
         )
         self._allow_private_links = allow_private_links
+        # On the simulator, the server's key holds play money: its balance is never shown.
+        self._simulated = simulated
         self._now = now
         # Steps paid with a visitor's own key, found unfinished at start-up: by owner ("" for
         # the studio's own user), they wait for that visitor's key (`resume_unfinished`).
@@ -479,8 +481,25 @@ class Engine:
         return await asyncio.to_thread(self._store.session_version, session_id)
 
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
-        """Make a compared result current, so the chain goes on from it."""
+        """Make a step current (a compared result kept, a step clicked), so the chain goes on
+        from it."""
         return await self.navigate(session_id, lambda s: s.make_current(step_id), visitor=visitor)
+
+    async def undo(
+        self, session_id: str, from_step_id: str | None = None, *, visitor: Visitor = LOCAL
+    ) -> Session:
+        """Move to the parent of `from_step_id` (the step a tab shows; default the current)."""
+        return await self.navigate(
+            session_id, lambda s: s.seen_from(from_step_id).undo(), visitor=visitor
+        )
+
+    async def redo(
+        self, session_id: str, from_step_id: str | None = None, *, visitor: Visitor = LOCAL
+    ) -> Session:
+        """Move back down to the step undone last from `from_step_id` (default the current)."""
+        return await self.navigate(
+            session_id, lambda s: s.seen_from(from_step_id).redo(), visitor=visitor
+        )
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step started by this engine (or already finished in the store)."""
@@ -675,8 +694,9 @@ class Engine:
 
     async def balance_cents(self, *, visitor: Visitor = LOCAL) -> int | None:
         """The balance of the key that pays for `visitor`'s edits; None for a hosted visitor
-        without a key of their own, who is never shown the host's balance."""
-        if not visitor.is_local and visitor.api_key is None:
+        without a key of their own, who is never shown the host's balance, and for the
+        simulator's key (play money)."""
+        if visitor.api_key is None and (not visitor.is_local or self._simulated):
             return None
         balance = await self._clients.get(self._payer(visitor)).get_balance()
         return balance.balance_cents

@@ -430,6 +430,13 @@ class Session:
         )
         return self._with_new_step(step)
 
+    def seen_from(self, step_id: str | None) -> Session:
+        """The session as a tab showing `step_id` sees it (its path runs to that step); as
+        stored when no step is named or that step is gone."""
+        if step_id is None or step_id not in self.steps:
+            return self
+        return self.make_current(step_id)
+
     def make_current(self, step_id: str) -> Session:
         """Make any step current; the next edit branches from it.
 

@@ -99,7 +99,7 @@ class EditParams:
             errors["aspect_ratio"] = [f"must be one of {', '.join(ASPECT_RATIOS)}"]
         if self.output_format not in OUTPUT_FORMATS:
             errors["output_format"] = ["must be png or jpeg"]
-        top = SAFETY_MAX_EDIT if editing else SAFETY_MAX_GENERATE
+        top = safety_max(editing=editing)
         tolerance = self.safety_tolerance
         whole = isinstance(tolerance, int) and not isinstance(tolerance, bool)
         if not whole or not 0 <= tolerance <= top:
@@ -222,3 +222,8 @@ def ratio_size(ratio: str, *, megapixels: float = 1.0, multiple: int = 16) -> tu
 def format_cents(cents: int) -> str:
     """`5` -> `"$0.05"`."""
     return f"${cents / 100:.2f}"
+
+
+def safety_max(*, editing: bool) -> int:
+    """The highest safety tolerance the service takes: lower when editing than when generating."""
+    return SAFETY_MAX_EDIT if editing else SAFETY_MAX_GENERATE

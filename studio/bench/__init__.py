@@ -170,45 +170,7 @@ def format_report(report: dict[str, Any]) -> str:
             "",
         ]
     if load := report.get("load"):
-        lines += [
-            f"Load: edits sent at once to `/edit_image` ({load['task_s']:g} s tasks; the studio, "
-            "the simulator and a raw-HTTP client each in its own process), after "
-            "4 one at a time. Overhead is the time to result beyond the task. Each burst is "
-            "followed by as many to a bare Gradio `/edit_image` that only waits the task's "
-            "time (bare Gradio): Gradio's own floor on this machine.",
-            "",
-            "| edits | failed | overhead median | p95 | studio CPU / edit | its floor | "
-            "simulator CPU / edit | client CPU / edit | studio peak RSS | load average |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        bare_rows = load.get("bare_rows") or [None] * len(load["rows"])
-        for row, bare in zip(load["rows"], bare_rows, strict=True):
-            overhead = row["overhead_s"]
-            lines.append(
-                f"| {row['edits']} | {row['failed']} | {overhead['median']:.2f} s "
-                f"| {overhead['p95']:.2f} s | {row['studio_cpu_per_edit_s'] * 1000:.0f} ms "
-                f"| {row['studio_floor_s']:.2f} s "
-                f"| {row['simulator_cpu_per_edit_s'] * 1000:.0f} ms "
-                f"| {row['client_cpu_per_edit_s'] * 1000:.0f} ms | {row['peak_rss_mb']:.0f} MB "
-                f"| {row['load_average']:.1f} |"
-            )
-            if bare is not None:
-                lines.append(
-                    f"| {bare['edits']} (bare Gradio) | {bare['failed']} "
-                    f"| {bare['overhead_s']['median']:.2f} s | {bare['overhead_s']['p95']:.2f} s "
-                    f"| {bare['studio_cpu_per_edit_s'] * 1000:.0f} ms "
-                    f"| {bare['studio_floor_s']:.2f} s | - "
-                    f"| {bare['client_cpu_per_edit_s'] * 1000:.0f} ms "
-                    f"| {bare['peak_rss_mb']:.0f} MB | {bare['load_average']:.1f} |"
-                )
-        idle = load["idle"]
-        lines += [
-            "",
-            f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)."
-            if idle.get("pages")
-            else f"Idle pages not measured ({idle.get('skipped', 'none asked')}).",
-            "",
-        ]
+        lines += _load_lines(load)
     if page := report.get("page"):
         if "skipped" in page:
             lines += [f"Page: not measured ({page['skipped']}).", ""]
@@ -249,20 +211,68 @@ def format_report(report: dict[str, Any]) -> str:
             "",
         ]
     for drill in report.get("drill", []):
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(drill["faults"].items()))
-        lines += [
-            f"Drill ({'SIGKILL halfway' if drill['killed'] else 'no kill'}): {drill['edits']} "
-            f"edits -> {drill['completed']} stored, {drill['failed_with_reason']} failed with a "
-            f"reason, {drill['refused']} refused to their caller, {drill['vanished']} vanished; "
-            f"created twice {drill['created_twice']}, stored twice {drill['stored_twice']}, "
-            f"orphan tasks {drill['orphan_tasks']}; charged without an image "
-            f"{drill['charged_without_image']}; {drill['create_requests']} create requests for "
-            f"{drill['tasks']} tasks; answers afterwards: "
-            f"{'yes' if drill['answered_after'] else 'NO'}. Faults: {faults}. "
-            f"{drill['seconds']:.0f} s.",
-            "",
-        ]
+        lines += _drill_lines(drill)
     return "\n".join(lines)
+
+
+def _load_lines(load: dict[str, Any]) -> list[str]:
+    """The load row's table (each burst, then the bare Gradio endpoint's beside it) and the
+    idle pages' memory."""
+    lines = [
+        f"Load: edits sent at once to `/edit_image` ({load['task_s']:g} s tasks; the studio, "
+        "the simulator and a raw-HTTP client each in its own process), after "
+        "4 one at a time. Overhead is the time to result beyond the task. Each burst is "
+        "followed by as many to a bare Gradio `/edit_image` that only waits the task's "
+        "time (bare Gradio): Gradio's own floor on this machine.",
+        "",
+        "| edits | failed | overhead median | p95 | studio CPU / edit | its floor | "
+        "simulator CPU / edit | client CPU / edit | studio peak RSS | load average |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    bare_rows = load.get("bare_rows") or [None] * len(load["rows"])
+    for row, bare in zip(load["rows"], bare_rows, strict=True):
+        lines.append(
+            _load_row(str(row["edits"]), row, f"{row['simulator_cpu_per_edit_s'] * 1000:.0f} ms")
+        )
+        if bare is not None:
+            lines.append(_load_row(f"{bare['edits']} (bare Gradio)", bare, "-"))
+    idle = load["idle"]
+    lines += [
+        "",
+        f"{idle['per_page_kb'] / 1024:.2f} MB per idle page ({idle['pages']} Chromium pages)."
+        if idle.get("pages")
+        else f"Idle pages not measured ({idle.get('skipped', 'none asked')}).",
+        "",
+    ]
+    return lines
+
+
+def _load_row(edits: str, row: dict[str, Any], simulator: str) -> str:
+    overhead = row["overhead_s"]
+    return (
+        f"| {edits} | {row['failed']} | {overhead['median']:.2f} s "
+        f"| {overhead['p95']:.2f} s | {row['studio_cpu_per_edit_s'] * 1000:.0f} ms "
+        f"| {row['studio_floor_s']:.2f} s | {simulator} "
+        f"| {row['client_cpu_per_edit_s'] * 1000:.0f} ms | {row['peak_rss_mb']:.0f} MB "
+        f"| {row['load_average']:.1f} |"
+    )
+
+
+def _drill_lines(drill: dict[str, Any]) -> list[str]:
+    """One run of the fault drill, in a paragraph."""
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(drill["faults"].items()))
+    return [
+        f"Drill ({'SIGKILL halfway' if drill['killed'] else 'no kill'}): {drill['edits']} "
+        f"edits -> {drill['completed']} stored, {drill['failed_with_reason']} failed with a "
+        f"reason, {drill['refused']} refused to their caller, {drill['vanished']} vanished; "
+        f"created twice {drill['created_twice']}, stored twice {drill['stored_twice']}, "
+        f"orphan tasks {drill['orphan_tasks']}; charged without an image "
+        f"{drill['charged_without_image']}; {drill['create_requests']} create requests for "
+        f"{drill['tasks']} tasks; answers afterwards: "
+        f"{'yes' if drill['answered_after'] else 'NO'}. Faults: {faults}. "
+        f"{drill['seconds']:.0f} s.",
+        "",
+    ]
 
 
 def _range(stats: dict[str, float], fmt: str, factor: float = 1.0) -> str:

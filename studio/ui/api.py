@@ -39,7 +39,7 @@ from studio.params import (
     parse_params,
 )
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
-from studio.ui.bridge import Bridge, Visitor
+from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.files import write_export
 from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.visitor import Refusal, current, guarded
@@ -209,12 +209,13 @@ class Endpoints:
         params = _params(instruction, "pro", aspect_ratio, keep_rest)
         region = await self._region(mask, box)
         where = await self._place(image, session_id, instruction)
-        pair = await self.bridge.compare(
+        pair = await self.bridge.call(
+            Engine.compare,
             where.session_id,
             params,
-            self.who,
             parent_step_id=where.parent_step_id,
             region=region,
+            visitor=self.who,
         )
         pro, max_ = await asyncio.gather(*(self._final(s) for s in pair))
         both = {"pro": self._summary(pro, request), "max": self._summary(max_, request)}
@@ -231,7 +232,7 @@ class Endpoints:
         Returns:
             The kept step's JSON step summary.
         """
-        session = await self.bridge.keep(session_id, step_id, self.who)
+        session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         return _json(self._summary(session.current, request))
 
     @guarded
@@ -244,7 +245,7 @@ class Endpoints:
         Returns:
             The ZIP file.
         """
-        _, data = await self.bridge.export_session(session_id, self.who)
+        data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
         name = f"session-{session_id[:8]}"
         return str(await asyncio.to_thread(write_export, self.exports, name, data))
 
@@ -258,7 +259,7 @@ class Endpoints:
         Returns:
             JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
         """
-        summaries = await self.bridge.list_sessions(self.who)
+        summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         count = max(1, int(limit or DEFAULT_LIST_LIMIT))
         return _json({"sessions": [listed_session(s) for s in summaries[:count]]})
 
@@ -272,7 +273,8 @@ class Endpoints:
         Returns:
             JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
         """
-        session = await self.bridge.load_session((session_id or "").strip(), self.who)
+        session_id = (session_id or "").strip()
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         steps = [
             tree_step_summary(
                 step,
@@ -375,12 +377,13 @@ class Endpoints:
         params = _params(instruction, model, aspect_ratio, keep_rest)
         region = await self._region(mask, box)
         where = await self._place(image, session_id, instruction)
-        step = await self.bridge.submit_edit(
+        step = await self.bridge.call(
+            Engine.submit_edit,
             where.session_id,
             params,
-            self.who,
             parent_step_id=where.parent_step_id,
             region=region,
+            visitor=self.who,
         )
         step = await self._follow(step, progress)
         if step.state is not StepState.COMPLETED:
@@ -392,10 +395,15 @@ class Endpoints:
         image, session_id = (image or "").strip(), (session_id or "").strip()
         data, link = await self._read_image(image) if image else (None, None)
         name = made_name(instruction) or "From the API"
-        where = await self.bridge.place_edit(
-            data, self.who, link=link, session_id=session_id or None, name=name
+        session, parent_step_id = await self.bridge.call(
+            Engine.place_edit,
+            data,
+            link=link,
+            session_id=session_id or None,
+            name=name,
+            visitor=self.who,
         )
-        return Place(*where)
+        return Place(session.session_id, parent_step_id)
 
     async def _read_image(self, image: str) -> tuple[bytes | None, str | None]:
         """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
@@ -419,12 +427,12 @@ class Endpoints:
         path = unquote(urlsplit(url).path)
         _, _, name = path.rpartition(IMAGE_ROUTE)
         if name and (sha := image_sha(name)) is not None:
-            stored = await self.bridge.owned_image_path(sha, self.who)
+            stored = await self.bridge.call(Engine.owned_image_path, sha, visitor=self.who)
             return None if stored is None else await asyncio.to_thread(stored.read_bytes)
         _, _, tail = path.partition(FILE_ROUTE)
         if not tail:
             return None
-        return await self.bridge.stored_image(Path(tail), self.who)
+        return await self.bridge.call(Engine.stored_image, Path(tail), visitor=self.who)
 
     async def _follow(self, step: Step, progress: gr.Progress) -> Step:
         """Report each new phase of a running step (pushed by the engine); its final record."""
@@ -442,9 +450,9 @@ class Endpoints:
 
     async def _final(self, step: Step) -> Step:
         try:
-            return await self.bridge.wait(step.step_id)
+            return await self.bridge.call(Engine.wait, step.step_id)
         except HistoryError:  # it ended before we asked: the history has its record
-            session = await self.bridge.load_session(step.session_id, self.who)
+            session = await self.bridge.call(Engine.load_session, step.session_id, visitor=self.who)
             return session.steps[step.step_id]
 
     async def _region(self, mask: str, box: str) -> RegionRequest | None:
@@ -459,7 +467,7 @@ class Endpoints:
             return None
         data, link = await self._read_image(mask)
         if data is None and link is not None:
-            data = await self.bridge.read_link(link)
+            data = (await self.bridge.call(Engine.read_link, link)).data
         return RegionRequest(mask=data)
 
     def _address(self, image: ImageRef | None, request: gr.Request | None) -> str | None:

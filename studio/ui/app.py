@@ -14,6 +14,7 @@ from studio.ui import api, layout, lean, present
 from studio.ui.bridge import Bridge
 from studio.ui.events import wire
 from studio.ui.handlers import Handlers, PageContext
+from studio.ui.key import KeyHandlers
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # (how often, how old) in seconds: check hourly, remove cached files older than a day.
@@ -77,7 +78,14 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         components = layout.render(
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )
-        wire(components, Handlers(components, bridge, ctx), demo)
+        keys = KeyHandlers(
+            components,
+            bridge,
+            simulator=ctx.simulator,
+            server_key=ctx.server_key,
+            hosted=ctx.hosted,
+        )
+        wire(components, Handlers(components, bridge, ctx), keys, demo)
         api.register(bridge, ctx.exports, settings)
     return demo
 

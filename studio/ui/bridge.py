@@ -1,12 +1,20 @@
-"""The one door from Gradio into the engine: a typed facade over an engine on its own loop.
+"""The one crossing from Gradio into the engine: an engine on its own loop, and one typed `call`.
 
 Gradio runs async handlers on its server loop and cancels them when a tab closes; the engine's
 edits must go on regardless, and must resume at start-up before any page is open. So the engine
-lives on a private loop in a daemon thread, and every method here crosses to it. Progress crosses
-back as an async iterator (`watch`): pushed by the engine, never polled by the page.
+lives on a private loop in a daemon thread, and every use case crosses to it through `call`:
 
-Handlers and the public API call these methods and nothing else of the engine. The store is
-never seen from `ui/`: images come back as paths, sessions as `history` values.
+    session = await bridge.call(Engine.load_session, session_id, visitor=who)
+
+`call` runs the engine's coroutine on the engine's loop (`run_coroutine_threadsafe`) and awaits
+it from the caller's; its arguments are checked against the use case's own signature (mypy, by
+`ParamSpec`). What differs is written out: watching a session's running steps (`watch`, progress
+pushed back through a queue on the caller's loop, never polled) and the page's two reads (`page`,
+`tick`), each made in one go on the engine's loop. No rule lives here: who may touch what, and
+whose key pays, are the engine's to decide for the `Visitor` it is given.
+
+Handlers and the public API reach the engine only here. The store is never seen from `ui/`:
+images come back as paths, sessions as `history` values.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from studio.config import Secret, Settings
+from studio.config import Settings
 from studio.engine import (
     MAX_BUNDLE_BYTES,
     USER_ERRORS,
@@ -31,33 +39,28 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import EditParams, Model, RegionRequest
 from studio.ui.view import PageData
 from studio.visitor import LOCAL, Visitor
 
+P = ParamSpec("P")
 T = TypeVar("T")
+# A use case: an engine method (`Engine.load_session`), called with the engine first.
+UseCase = Callable[Concatenate[Engine, P], Coroutine[Any, Any, T]]
 _END = object()
 
 __all__ = [
     "LOCAL",
     "MAX_BUNDLE_BYTES",
     "USER_ERRORS",
+    "AuthenticationError",
     "Bridge",
-    "KeyCheck",
+    "Engine",
+    "LimitError",
+    "RunAPIError",
     "SessionSummary",
     "Tick",
     "Visitor",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class KeyCheck:
-    """What RunAPI said of a visitor's pasted key: `accepted` None when it could not be asked
-    (no answer); `refusal` is the sentence to show when it refused it."""
-
-    accepted: bool | None
-    balance_cents: int | None
-    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +99,11 @@ class Bridge:
 
     # -- crossing -------------------------------------------------------------------------------
 
-    async def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await `coro` on the engine's loop from any other loop."""
+    async def call(self, use_case: UseCase[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `use_case(engine, *args, **kwargs)` on the engine's loop and await its result
+        from the caller's. Every use case names its `Visitor` (`visitor=`): the engine lets
+        them touch only their own sessions, and decides whose key pays."""
+        coro = use_case(self._engine, *args, **kwargs)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
@@ -110,208 +116,21 @@ class Bridge:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
-    # -- sessions -------------------------------------------------------------------------------
-    # Every call names its `Visitor`: the engine lets them touch only their own sessions.
+    # -- what differs: the page's reads and watching ----------------------------------------------
 
     async def page(
         self, session_id: str | None, who: Visitor, *, with_balance: bool = False
     ) -> PageData:
-        """The session (or none), the visitor's sessions, what runs, and the files to show.
-
-        The balance is the visitor's own key's, or the server's on a studio that is not hosted;
-        a hosted studio never shows a visitor the host's balance.
-        """
-        return await self._call(self._page(session_id, who, with_balance))
-
-    async def list_sessions(self, who: Visitor) -> list[SessionSummary]:
-        return await self._call(self._engine.list_sessions(visitor=who))
-
-    async def load_session(self, session_id: str, who: Visitor) -> Session:
-        return await self._call(self._engine.load_session(session_id, visitor=who))
-
-    async def start_session(
-        self, data: bytes | None, who: Visitor, *, name: str | None = None
-    ) -> Session:
-        """A new session from uploaded bytes (checked first), or with no image for None."""
-        return await self._call(self._engine.start_session_from_bytes(data, name=name, visitor=who))
-
-    async def start_session_from_link(self, url: str, who: Visitor) -> Session:
-        return await self._call(self._engine.start_session_from_link(url, visitor=who))
-
-    async def make_current(self, session_id: str, step_id: str, who: Visitor) -> Session:
-        return await self._call(
-            self._engine.navigate(session_id, lambda s: s.make_current(step_id), visitor=who)
-        )
-
-    async def undo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
-        """Move to the parent of `from_step_id` (the step a tab shows; default the current)."""
-        return await self._call(
-            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).undo(), visitor=who)
-        )
-
-    async def redo(self, session_id: str, from_step_id: str | None, who: Visitor) -> Session:
-        return await self._call(
-            self._engine.navigate(session_id, lambda s: _at(s, from_step_id).redo(), visitor=who)
-        )
-
-    async def cancel(self, session_id: str, step_id: str, who: Visitor) -> Session:
-        """Remove a queued step that has not started, and what was queued after it."""
-        return await self._call(self._engine.cancel(session_id, step_id, visitor=who))
+        """The session (or none), the visitor's sessions, what runs, and the files to show,
+        read in one go on the engine's loop (with the balance of the key that pays, if asked)."""
+        return await self.call(_page, session_id, who, with_balance)
 
     async def tick(self, session_id: str | None, seen_version: str | None, who: Visitor) -> Tick:
         """What changed in a session since `seen_version`, and what runs in it now: cheap, so
         every open tab can ask every second or two."""
         if not session_id:
             return Tick(None, {}, changed=False)
-
-        async def look() -> Tick:
-            # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
-            version = _tagged(
-                session_id, await self._engine.session_version(session_id, visitor=who)
-            )
-            running = self._engine.running(session_id)
-            return Tick(version, running, changed=version != seen_version)
-
-        return await self._call(look())
-
-    async def keep(self, session_id: str, step_id: str, who: Visitor) -> Session:
-        return await self._call(self._engine.keep(session_id, step_id, visitor=who))
-
-    async def rename_session(self, session_id: str, name: str, who: Visitor) -> Session:
-        return await self._call(self._engine.rename_session(session_id, name, visitor=who))
-
-    async def delete_session(self, session_id: str, who: Visitor) -> Session:
-        """Delete a session (refused while an edit in it runs) and the images nobody else
-        refers to; the session as it was."""
-        return await self._call(self._engine.delete_session(session_id, visitor=who))
-
-    async def check_key(self, api_key: Secret, who: Visitor = LOCAL) -> KeyCheck:
-        """Check a visitor's pasted key with RunAPI (a balance call); a few a minute each."""
-        try:
-            balance = await self._call(self._engine.check_key(api_key, visitor=who))
-        except AuthenticationError as exc:
-            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
-        except RunAPIError:
-            return KeyCheck(accepted=None, balance_cents=None)
-        except LimitError as exc:  # too many checks: not known, and not asked
-            return KeyCheck(accepted=None, balance_cents=None, refusal=str(exc))
-        except USER_ERRORS as exc:  # this studio takes no visitors' keys
-            return KeyCheck(accepted=False, balance_cents=None, refusal=str(exc))
-        return KeyCheck(accepted=True, balance_cents=balance)
-
-    async def export_session(self, session_id: str, who: Visitor) -> tuple[Session, bytes]:
-        """The session and its export ZIP."""
-        session = await self.load_session(session_id, who)
-        data = await self._call(self._engine.export_session(session_id, visitor=who))
-        return session, data
-
-    async def import_session(self, data: bytes, who: Visitor) -> Session:
-        return await self._call(self._engine.import_session(data, visitor=who))
-
-    # -- edits ----------------------------------------------------------------------------------
-
-    async def submit_edit(
-        self,
-        session_id: str,
-        params: EditParams,
-        who: Visitor,
-        *,
-        parent_step_id: str | None = None,
-        region: RegionRequest | None = None,
-    ) -> Step:
-        """Queue an edit of `parent_step_id` (the step the tab shows; default the current)."""
-        return await self._call(
-            self._engine.submit_edit(
-                session_id,
-                params,
-                parent_step_id=parent_step_id,
-                visitor=who,
-                region=region,
-            )
-        )
-
-    async def edit(
-        self,
-        session_id: str,
-        params: EditParams,
-        who: Visitor,
-        *,
-        region: RegionRequest | None = None,
-    ) -> Step:
-        """Submit an edit and wait for its final step."""
-        return await self._call(self._engine.edit(session_id, params, visitor=who, region=region))
-
-    async def retry(self, session_id: str, step_id: str, who: Visitor) -> Step:
-        """Run a failed step again as a new sibling."""
-        return await self._call(self._engine.retry(session_id, step_id, visitor=who))
-
-    async def compare(
-        self,
-        session_id: str,
-        params: EditParams,
-        who: Visitor,
-        *,
-        parent_step_id: str | None = None,
-        region: RegionRequest | None = None,
-    ) -> tuple[Step, Step]:
-        return await self._call(
-            self._engine.compare(
-                session_id,
-                params,
-                parent_step_id=parent_step_id,
-                visitor=who,
-                region=region,
-            )
-        )
-
-    async def candidates(
-        self,
-        session_id: str,
-        params: EditParams,
-        who: Visitor,
-        *,
-        count: int = 2,
-        models: tuple[Model, ...] | None = None,
-        parent_step_id: str | None = None,
-        region: RegionRequest | None = None,
-    ) -> list[Step]:
-        """Several results of one instruction side by side (`Engine.candidates`)."""
-        return await self._call(
-            self._engine.candidates(
-                session_id,
-                params,
-                count=count,
-                models=models,
-                parent_step_id=parent_step_id,
-                visitor=who,
-                region=region,
-            )
-        )
-
-    async def place_edit(
-        self,
-        data: bytes | None,
-        who: Visitor,
-        *,
-        link: str | None,
-        session_id: str | None,
-        name: str,
-    ) -> tuple[str, str | None]:
-        """The session an edit of this image goes to, and the step it starts from (None: the
-        current one); an image the studio made continues its own session (`Engine.place_edit`)."""
-        session, parent_step_id = await self._call(
-            self._engine.place_edit(data, link=link, session_id=session_id, name=name, visitor=who)
-        )
-        return session.session_id, parent_step_id
-
-    async def stored_image(self, path: Path, who: Visitor) -> bytes | None:
-        """The bytes of `path` when it is a stored image of the visitor's (a studio URL names
-        it)."""
-        return await self._call(self._engine.stored_image(path, visitor=who))
-
-    async def wait(self, step_id: str) -> Step:
-        """The final record of a step this caller just started (its id came from that call)."""
-        return await self._call(self._engine.wait(step_id))
+        return await self.call(_tick, session_id, seen_version, who)
 
     async def watch(self, session_id: str, who: Visitor) -> AsyncIterator[dict[str, StepUpdate]]:
         """The running steps of a session, pushed from the engine's loop at every change (and
@@ -332,7 +151,7 @@ class Bridge:
             finally:
                 put(_END)
 
-        await self.load_session(session_id, who)  # theirs, or "no such session"
+        await self.call(Engine.load_session, session_id, visitor=who)  # theirs, or "no such"
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
             while (item := await queue.get()) is not _END:
@@ -341,28 +160,6 @@ class Bridge:
                 yield item
         finally:
             future.cancel()
-
-    async def owns_image(self, sha256: str, who: Visitor) -> bool:
-        """Whether `who` may see the stored image `sha256` (a session of theirs holds it)."""
-        return await self._call(self._engine.owns_image(sha256, visitor=who))
-
-    async def held_bytes(self, who: Visitor) -> int:
-        """Bytes of the images the visitor's sessions hold (their share of the disk in use)."""
-        return await self._call(self._engine.held_bytes(visitor=who))
-
-    async def read_link(self, url: str) -> bytes:
-        """The bytes of the image at a user's link (a mask, say), fetched and checked under
-        the same address rules as a source."""
-        image = await self._call(self._engine.read_link(url))
-        return image.data
-
-    async def owned_image_path(self, sha256: str, who: Visitor) -> Path | None:
-        """The stored file of image `sha256` when `who` may see it, else None."""
-        return await self._call(self._engine.owned_image_path(sha256, visitor=who))
-
-    async def balance_cents(self, who: Visitor) -> int | None:
-        """The balance of the visitor's own key, or the server's (never a hosted visitor's)."""
-        return await self._call(self._engine.balance_cents(visitor=who))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -385,38 +182,46 @@ class Bridge:
         """The data directory: of it, only a visitor's own images are ever served."""
         return self._engine.private_folders()
 
-    # -- on the engine's loop -------------------------------------------------------------------
 
-    async def _page(self, session_id: str | None, who: Visitor, with_balance: bool) -> PageData:
-        engine = self._engine
-        session, damaged, version = None, None, None
-        if session_id:
-            try:
-                # Read before the session: a change in between shows at the next tick.
-                version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
-                session = await engine.load_session(session_id, visitor=who)
-            except StoreError as exc:
-                damaged = str(exc)
-        summaries = await engine.list_sessions(visitor=who)
-        balance = None
-        if with_balance:
-            # A nicety: if it fails, the edits' own errors say what is wrong with the service.
-            with contextlib.suppress(*USER_ERRORS):
-                balance = await engine.balance_cents(visitor=who)
-        if session is None:
-            return PageData(None, summaries, {}, {}, {}, balance, damaged)
-        shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-        thumbs = await engine.thumbnails(shown)
-        return PageData(
-            session=session,
-            summaries=summaries,
-            running=engine.running(session.session_id),
-            images={ref.sha256: str(engine.image_path(ref)) for ref in [*shown, *_extras(session)]},
-            thumbs={sha: str(path) for sha, path in thumbs.items()},
-            balance_cents=balance,
-            damaged=damaged,
-            version=version,
-        )
+async def _page(
+    engine: Engine, session_id: str | None, who: Visitor, with_balance: bool
+) -> PageData:
+    """The page's snapshot, on the engine's loop (`Bridge.page`)."""
+    session, damaged, version = None, None, None
+    if session_id:
+        try:
+            # Read before the session: a change in between shows at the next tick.
+            version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
+            session = await engine.load_session(session_id, visitor=who)
+        except StoreError as exc:
+            damaged = str(exc)
+    summaries = await engine.list_sessions(visitor=who)
+    balance = None
+    if with_balance:
+        # A nicety: if it fails, the edits' own errors say what is wrong with the service.
+        with contextlib.suppress(*USER_ERRORS):
+            balance = await engine.balance_cents(visitor=who)
+    if session is None:
+        return PageData(None, summaries, {}, {}, {}, balance, damaged)
+    shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
+    thumbs = await engine.thumbnails(shown)
+    return PageData(
+        session=session,
+        summaries=summaries,
+        running=engine.running(session.session_id),
+        images={ref.sha256: str(engine.image_path(ref)) for ref in [*shown, *_extras(session)]},
+        thumbs={sha: str(path) for sha, path in thumbs.items()},
+        balance_cents=balance,
+        damaged=damaged,
+        version=version,
+    )
+
+
+async def _tick(engine: Engine, session_id: str, seen_version: str | None, who: Visitor) -> Tick:
+    """The tick's snapshot, on the engine's loop (`Bridge.tick`)."""
+    # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
+    version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
+    return Tick(version, engine.running(session_id), changed=version != seen_version)
 
 
 def _extras(session: Session) -> list[ImageRef]:
@@ -434,10 +239,3 @@ def _extras(session: Session) -> list[ImageRef]:
 def _tagged(session_id: str, version: str | None) -> str | None:
     """A session's version with its id in front, so a tab can tell whose version it holds."""
     return None if version is None else f"{session_id}@{version}"
-
-
-def _at(session: Session, step_id: str | None) -> Session:
-    """`session` seen from `step_id` (a tab's step), or as stored when that step is gone."""
-    if step_id is None or step_id not in session.steps:
-        return session
-    return session.make_current(step_id)

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 
 from studio.ui.handlers import Handlers
+from studio.ui.key import KeyHandlers
 from studio.ui.layout import Components
 
 _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
@@ -30,7 +31,7 @@ _SEND = (
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
 
-def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
+def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     """Register every event of the page."""
     tab = [c.browser, c.tab_step]
     page = h.view_outputs
@@ -86,13 +87,13 @@ def wire(c: Components, h: Handlers, demo: gr.Blocks) -> None:
     # paste would go unnoticed.
     key_outputs = [c.tab_key, c.key_store, c.banner, c.key_note]
     c.user_key.change(
-        h.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
+        k.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
     )
     c.remember_key.input(
-        h.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
+        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
     )
     demo.load(
-        h.on_load_key,
+        k.on_load_key,
         [c.key_store],
         [c.user_key, c.tab_key, c.remember_key, c.banner, c.key_note],
         **_QUICK,

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import compile_path
 
-from studio.ui.bridge import Bridge
+from studio.ui.bridge import Bridge, Engine
 from studio.ui.visitor import Refusal, visitor_from
 
 Scope = MutableMapping[str, Any]
@@ -128,7 +128,7 @@ class VisitorGuard:
         if uploaders and uploaders != {who.owner}:
             return False
         for sha in hashes:
-            if not await self.bridge.owns_image(sha, who):
+            if not await self.bridge.call(Engine.owns_image, sha, visitor=who):
                 return False
         return True
 
@@ -142,7 +142,7 @@ class VisitorGuard:
             return
         room = None
         if self.share_bytes is not None and who.owner is not None:
-            held = await self.bridge.held_bytes(who)
+            held = await self.bridge.call(Engine.held_bytes, visitor=who)
             waiting = sum(n for owner, n, _ in self.uploads.values() if owner == who.owner)
             room = self.share_bytes - held - waiting
             declared = Request(scope).headers.get("content-length", "")
@@ -212,7 +212,7 @@ class VisitorGuard:
         except Refusal:
             await _not_found(send)
             return
-        path = await self.bridge.owned_image_path(named["sha"], who)
+        path = await self.bridge.call(Engine.owned_image_path, named["sha"], visitor=who)
         if path is None or path.suffix != f".{named['ext']}":
             await _not_found(send)
             return

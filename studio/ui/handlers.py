@@ -26,21 +26,13 @@ import gradio as gr
 from PIL import Image, ImageOps
 
 from studio.config import Secret
-from studio.history import Session, Step, StepUpdate
-from studio.params import (
-    SAFETY_MAX_EDIT,
-    SAFETY_MAX_GENERATE,
-    EditParams,
-    RegionRequest,
-    format_cents,
-    parse_box,
-    parse_params,
-)
+from studio.history import Step, StepUpdate
+from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, tree, view
-from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Visitor
+from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.files import discard_upload, write_export
 from studio.ui.layout import Components
-from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded, visitor_from
+from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +179,7 @@ class Handlers:
         balance: bool = False,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store."""
-        who = self.who_with(tab_key)
-        with_balance = balance and (who.api_key is not None or not self.ctx.simulator)
-        data = await self.bridge.page(session_id, who, with_balance=with_balance)
+        data = await self.bridge.page(session_id, self.who_with(tab_key), with_balance=balance)
         page = view.render_page(
             data, self.tiles, tab_step, done=self._tab().done, refused=self._tab().refused
         )
@@ -277,7 +267,7 @@ class Handlers:
     @guarded
     async def on_load(self, session_id: str | None) -> Update:
         if not session_id:
-            summaries = await self.bridge.list_sessions(self.who)
+            summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
         return await self.page(session_id, balance=True)
@@ -292,7 +282,9 @@ class Handlers:
         name = upload.get("orig_name") if isinstance(upload, dict) else None
         try:
             data = await asyncio.to_thread(Path(path).read_bytes)
-            session = await self.bridge.start_session(data, self.who, name=_upload_name(name))
+            session = await self.bridge.call(
+                Engine.start_session_from_bytes, data, name=_upload_name(name), visitor=self.who
+            )
         finally:  # the store keeps the one copy (or nothing, if refused)
             await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return await self.page(session.session_id)
@@ -303,8 +295,9 @@ class Handlers:
     ) -> Update:
         example = self.ctx.examples[int(evt.index)]
         data = await asyncio.to_thread(example.read_bytes)
-        session = await self.bridge.start_session(
-            data, self.who, name=f"{example.stem.capitalize()} example"
+        name = f"{example.stem.capitalize()} example"
+        session = await self.bridge.call(
+            Engine.start_session_from_bytes, data, name=name, visitor=self.who
         )
         return await self.page(session.session_id)
 
@@ -313,7 +306,7 @@ class Handlers:
         url = (url or "").strip()
         if not url:
             raise Refusal("Paste a link to an image first.")
-        session = await self.bridge.start_session_from_link(url, self.who)
+        session = await self.bridge.call(Engine.start_session_from_link, url, visitor=self.who)
         return await self.page(session.session_id)
 
     @guarded
@@ -372,18 +365,24 @@ class Handlers:
                 session_id = await self._session_or_new(session_id)
                 many = _count(count)
                 if many > 1:
-                    steps = await self.bridge.candidates(
+                    steps = await self.bridge.call(
+                        Engine.candidates,
                         session_id,
                         params,
-                        self.who_with(tab_key),
                         count=many,
                         parent_step_id=parent,
                         region=drawn,
+                        visitor=self.who_with(tab_key),
                     )
                     tab.moved()
                     return await self._with_candidates(session_id, parent, steps)
-                step = await self.bridge.submit_edit(
-                    session_id, params, self.who_with(tab_key), parent_step_id=parent, region=drawn
+                step = await self.bridge.call(
+                    Engine.submit_edit,
+                    session_id,
+                    params,
+                    parent_step_id=parent,
+                    region=drawn,
+                    visitor=self.who_with(tab_key),
                 )
             except REFUSED:
                 tab.refused = max(tab.refused, seq)
@@ -400,7 +399,9 @@ class Handlers:
         """Try the tab's step again (failed or not): a new sibling with the same instruction."""
         if not session_id or not tab_step:
             raise Refusal("There is no step to try again here.")
-        step = await self.bridge.retry(session_id, tab_step, self.who_with(tab_key))
+        step = await self.bridge.call(
+            Engine.retry, session_id, tab_step, visitor=self.who_with(tab_key)
+        )
         self._tab().moved()
         return await self.page(session_id, step.step_id)
 
@@ -421,12 +422,13 @@ class Handlers:
         shows each side the moment it is ready."""
         params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
         session_id = await self._session_or_new(session_id)
-        steps = await self.bridge.candidates(
+        steps = await self.bridge.call(
+            Engine.candidates,
             session_id,
             params,
-            self.who_with(tab_key),
             models=("pro", "max"),
             parent_step_id=tab_step,
+            visitor=self.who_with(tab_key),
         )
         self._tab().moved()
         return await self._with_candidates(session_id, tab_step, steps)
@@ -444,7 +446,7 @@ class Handlers:
     async def _candidates_panel(
         self, session_id: str, ids: tuple[str, ...], running: dict[str, StepUpdate]
     ) -> Update:
-        session = await self.bridge.load_session(session_id, self.who)
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         if not ids or not all(i in session.steps for i in ids):
             return {self.c.picks: None, self.c.candidates: gr.HTML(visible=False)}
         steps = [session.steps[i] for i in ids]
@@ -458,7 +460,7 @@ class Handlers:
     async def _keep(self, session_id: str | None, step_id: str) -> Update:
         if not session_id or not step_id:
             raise Refusal("There is no result to keep here; ask for several results first.")
-        session = await self.bridge.keep(session_id, step_id, self.who)
+        session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         kept = session.current.params
         self._tab().moved()
         return {
@@ -485,14 +487,14 @@ class Handlers:
         if act == "keep":
             return await self._keep(session_id, step_id)
         if act == "cancel":
-            cancelled = await self.bridge.cancel(session_id, step_id, self.who)
+            cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
             shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
             return {
                 **(await self.page(session_id, shown)),
                 self.c.status: "Cancelled the queued edit; the ones after it run from the step "
                 "before it.",
             }
-        session = await self.bridge.make_current(session_id, step_id, self.who)
+        session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
@@ -502,7 +504,7 @@ class Handlers:
         target = self._tab().notice
         if not session_id or not target:
             return await self.page(session_id, tab_step)
-        session = await self.bridge.make_current(session_id, target, self.who)
+        session = await self.bridge.call(Engine.keep, session_id, target, visitor=self.who)
         self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
@@ -510,7 +512,7 @@ class Handlers:
     async def on_undo(self, session_id: str | None, tab_step: str | None) -> Update:
         if not session_id:
             return await self.page(None)
-        session = await self.bridge.undo(session_id, tab_step, self.who)
+        session = await self.bridge.call(Engine.undo, session_id, tab_step, visitor=self.who)
         self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
@@ -518,7 +520,7 @@ class Handlers:
     async def on_redo(self, session_id: str | None, tab_step: str | None) -> Update:
         if not session_id:
             return await self.page(None)
-        session = await self.bridge.redo(session_id, tab_step, self.who)
+        session = await self.bridge.call(Engine.redo, session_id, tab_step, visitor=self.who)
         self._tab().moved()
         return await self.page(session_id, session.current_step_id)
 
@@ -573,7 +575,7 @@ class Handlers:
         skip = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
-        session = await self.bridge.load_session(session_id, self.who)
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         if left not in session.steps or right not in session.steps:
             return skip
         a = self.bridge.image_path(session.steps[left])
@@ -584,35 +586,30 @@ class Handlers:
         b, note = await asyncio.to_thread(_fit_to, folder, Path(a), Path(b))
         return {self.c.slider: (a, b), self.c.pair_note: note}
 
+    @guarded
     async def on_tab_step(
-        self,
-        session_id: str | None,
-        tab_step: str | None,
-        safety: float | None,
-        request: gr.Request | None = None,
-    ) -> Any:
+        self, session_id: str | None, tab_step: str | None, safety: float | None
+    ) -> Update:
         """The safety slider's top follows what the tab's next step is: 2 for an edit, 6 for
         a generation (`Session.next_is_edit`), with the value brought within it."""
-        top = SAFETY_MAX_GENERATE
+        top = safety_max(editing=False)
         if session_id and tab_step:
             with contextlib.suppress(*REFUSED):
-                who = visitor_from(request, hosted=self.ctx.hosted)
-                session = _seen_from(await self.bridge.load_session(session_id, who), tab_step)
-                top = SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE
+                session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+                top = safety_max(editing=session.seen_from(tab_step).next_is_edit)
         value = min(int(safety if safety is not None else 2), top)
-        return gr.Slider(maximum=top, value=value)
+        return {self.c.safety: gr.Slider(maximum=top, value=value)}
 
     # -- managing sessions ----------------------------------------------------------------------
 
-    async def on_manage_open(
-        self, session_id: str | None, _tab: str | None, request: gr.Request | None = None
-    ) -> Update:
+    @guarded
+    async def on_manage_open(self, session_id: str | None, _tab: str | None) -> Update:
         """Opening "Rename or delete" fills in the session's name, ready to edit."""
         name = ""
         if session_id:
             with contextlib.suppress(*REFUSED):
-                who = visitor_from(request, hosted=self.ctx.hosted)
-                name = (await self.bridge.load_session(session_id, who)).name
+                session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+                name = session.name
         return {self.c.session_name: name, self.c.delete_confirm: gr.Group(visible=False)}
 
     @guarded
@@ -621,22 +618,22 @@ class Handlers:
     ) -> Update:
         if not session_id:
             raise Refusal("There is no session to rename yet.")
-        session = await self.bridge.rename_session(session_id, name or "", self.who)
+        session = await self.bridge.call(
+            Engine.rename_session, session_id, name or "", visitor=self.who
+        )
         return {
             **(await self.page(session_id, tab_step)),
             self.c.session_name: session.name,
             self.c.status: present.renamed(session.name),
         }
 
-    async def on_delete_ask(
-        self, session_id: str | None, _tab: str | None, request: gr.Request | None = None
-    ) -> Update:
+    @guarded
+    async def on_delete_ask(self, session_id: str | None, _tab: str | None) -> Update:
         """Deleting asks first, saying what goes."""
         try:
             if not session_id:
                 raise Refusal("There is no session to delete.")
-            who = visitor_from(request, hosted=self.ctx.hosted)
-            session = await self.bridge.load_session(session_id, who)
+            session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         except REFUSED as exc:
             sentence = error_sentence(exc)
             gr.Warning(sentence)
@@ -649,16 +646,17 @@ class Handlers:
             self.c.status: gr.skip(),
         }
 
-    async def on_delete_no(self) -> Any:
-        return gr.Group(visible=False)
+    @guarded
+    async def on_delete_no(self) -> Update:
+        return {self.c.delete_confirm: gr.Group(visible=False)}
 
     @guarded
     async def on_delete(self, session_id: str | None, _tab: str | None) -> Update:
         """Delete the session (once confirmed), and show the most recent other one."""
         if not session_id:
             raise Refusal("There is no session to delete.")
-        gone = await self.bridge.delete_session(session_id, self.who)
-        summaries = await self.bridge.list_sessions(self.who)
+        gone = await self.bridge.call(Engine.delete_session, session_id, visitor=self.who)
+        summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         next_id = summaries[0].session_id if summaries else None
         return {
             **(await self.page(next_id)),
@@ -675,7 +673,8 @@ class Handlers:
     async def on_export(self, session_id: str | None, _tab: str | None) -> Update:
         if not session_id:
             raise Refusal("There is no session to export yet.")
-        session, data = await self.bridge.export_session(session_id, self.who)
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
         path = await asyncio.to_thread(write_export, self.ctx.exports, session.name, data)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
@@ -694,7 +693,7 @@ class Handlers:
             if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
                 raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
             data = await asyncio.to_thread(Path(path).read_bytes)
-            session = await self.bridge.import_session(data, self.who)
+            session = await self.bridge.call(Engine.import_session, data, visitor=self.who)
         finally:  # imported into the store, or refused: either way the upload has done its work
             await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
         return {
@@ -702,113 +701,18 @@ class Handlers:
             self.c.status: present.imported(session.name),
         }
 
-    # -- the key --------------------------------------------------------------------------------
-
-    async def on_key(
-        self, key: str | None, remember: bool = False, request: gr.Request | None = None
-    ) -> Update:
-        """A pasted key is checked at once (a balance call) and said so in one sentence. An
-        accepted key is used for this tab (and kept in this browser if asked); a refused one
-        is kept too, so edits are refused rather than quietly run elsewhere."""
-        key = (key or "").strip() or None
-        c = self.c
-        if key is None:
-            return {
-                c.tab_key: None,
-                c.key_store: None,
-                c.banner: self._banner(None, has_key=False),
-                c.key_note: "",
-            }
-        note, accepted = await self._check_key(key, request)
-        return {
-            c.tab_key: key,
-            c.key_store: key if remember and accepted else None,
-            c.banner: self._banner(accepted, remembered=bool(remember and accepted)),
-            c.key_note: note,
-        }
-
-    async def on_remember(
-        self, key: str | None, remember: bool, request: gr.Request | None = None
-    ) -> Update:
-        """Keep the key in this browser's storage, or forget it there."""
-        key = (key or "").strip() or None
-        c = self.c
-        if key is None or not remember:
-            return {c.key_store: None, c.key_note: gr.skip(), c.banner: gr.skip()}
-        note, accepted = await self._check_key(key, request)
-        return {
-            c.key_store: key if accepted else None,
-            c.key_note: note,
-            c.banner: self._banner(accepted, remembered=accepted is True),
-        }
-
-    async def on_load_key(self, stored: str | None, request: gr.Request | None = None) -> Update:
-        """A key this browser was asked to remember: used again, checked again, and named."""
-        c = self.c
-        key = stored.strip() if isinstance(stored, str) and stored.strip() else None
-        if key is None:
-            return {c.user_key: gr.skip(), c.tab_key: gr.skip(), c.remember_key: gr.skip()}
-        note, accepted = await self._check_key(key, request)
-        return {
-            c.user_key: key,
-            c.tab_key: key,
-            c.remember_key: True,
-            c.banner: self._banner(accepted, remembered=True),
-            c.key_note: note,
-        }
-
-    async def _check_key(self, key: str, request: gr.Request | None) -> tuple[str, bool | None]:
-        """One sentence about a pasted key, and whether RunAPI took it (None: not known).
-        Checks are counted per visitor (a few a minute)."""
-        try:
-            who = visitor_from(request, hosted=self.ctx.hosted)
-        except Refusal as exc:
-            return f"⚠ {exc}", None
-        check = await self.bridge.check_key(Secret(key), who)
-        if check.accepted is False or (check.accepted is None and check.refusal):
-            return f"⚠ {check.refusal}", check.accepted
-        if check.accepted is None:
-            return (
-                "⚠ The key could not be checked now (RunAPI did not answer); edits in this "
-                "tab will use it and say so if it is refused.",
-                None,
-            )
-        money = (
-            ""
-            if check.balance_cents is None
-            else (f" The account has {format_cents(check.balance_cents)}.")
-        )
-        return f"✓ RunAPI accepted your key.{money} Edits in this tab use it.", True
-
-    def _banner(
-        self, accepted: bool | None, *, has_key: bool = True, remembered: bool = False
-    ) -> str:
-        return present.banner(
-            simulator=self.ctx.simulator,
-            server_key=self.ctx.server_key,
-            user_key=has_key,
-            key_refused=has_key and accepted is False,
-            remembered=remembered,
-        )
-
     # -- plumbing -------------------------------------------------------------------------------
 
     async def _session_or_new(self, session_id: str | None) -> str:
         """The visitor's session, or a new one without an image (the edit then generates)."""
         if session_id:
             return session_id
-        return (await self.bridge.start_session(None, self.who)).session_id
+        session = await self.bridge.call(Engine.start_session_from_bytes, None, visitor=self.who)
+        return session.session_id
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _seen_from(session: Session, tab_step: str | None) -> Session:
-    """The session as the tab sees it: its path runs to the tab's step."""
-    if tab_step is None or tab_step not in session.steps:
-        return session
-    return session.make_current(tab_step)
 
 
 def _form_params(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.history import ImageRef, Session, Step, StepUpdate
-from studio.params import SAFETY_MAX_EDIT, SAFETY_MAX_GENERATE, nearest_aspect_ratio
+from studio.params import SAFETY_MAX_GENERATE, nearest_aspect_ratio, safety_max
 from studio.ui import present, tree
 
 EMPTY_STATUS = (
@@ -139,8 +139,7 @@ def render_page(
             pair_b=Choices([], None),
         )
     stored = session.current
-    if tab_step is not None and tab_step in session.steps:
-        session = session.make_current(tab_step)
+    session = session.seen_from(tab_step)
     current = session.current
     shown = shown_step(session)
     image = _image(data, shown)
@@ -184,7 +183,7 @@ def render_page(
             if shown.result is not None
             else None
         ),
-        safety_max=SAFETY_MAX_EDIT if session.next_is_edit else SAFETY_MAX_GENERATE,
+        safety_max=safety_max(editing=session.next_is_edit),
         session_name=session.name,
         notice=notice,
         notice_step=notice_step,

@@ -14,8 +14,9 @@ import pytest
 
 from studio.ui import layout
 from studio.ui.app import assets_dir
-from studio.ui.bridge import LOCAL, Bridge
+from studio.ui.bridge import Bridge, Engine
 from studio.ui.handlers import Handlers, PageContext
+from studio.ui.key import KeyHandlers
 from tests.support.engines import make_engine, make_image
 from tests.support.tree import read_tree
 
@@ -89,7 +90,7 @@ async def test_an_upload_starts_a_session_showing_the_image(page, tmp_path):
     assert shown[c.status] == "Ready: type an instruction and press Enter."
     assert _value(shown[c.result]).endswith(".png")  # the canvas shows it
     assert shown[c.browser]  # the browser remembers the new session
-    assert len(await page.bridge.list_sessions(LOCAL)) == 1
+    assert len(await page.bridge.call(Engine.list_sessions)) == 1
 
 
 async def test_a_file_that_is_not_an_image_is_refused_in_one_sentence_and_nothing_is_stored(
@@ -100,7 +101,7 @@ async def test_a_file_that_is_not_an_image_is_refused_in_one_sentence_and_nothin
     with pytest.warns(UserWarning, match="web page"):
         shown = await page.on_source(None, None, str(path))
     assert shown[page.c.status].startswith("⚠ The file is a web page")
-    assert await page.bridge.list_sessions(LOCAL) == []
+    assert await page.bridge.call(Engine.list_sessions) == []
 
 
 async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_result(page, tmp_path):
@@ -129,7 +130,7 @@ async def test_instructions_typed_during_an_edit_run_in_order_on_each_result(pag
         tab_step = shown[page.c.tab_step]
         steps.append(tab_step)
     await _settle(page, session_id, shown)
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     path = session.make_current(steps[-1]).path()
     assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
     assert all(s.state == "completed" for s in path)
@@ -146,7 +147,7 @@ async def test_an_edit_builds_on_the_step_the_tab_shows_not_on_the_current_one(p
     await _edit(page, session_id, first[page.c.tab_step], "add snow")
     second = await _edit(page, session_id, origin, "make it red")
     await _settle(page, session_id, second)
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     assert session.steps[second[page.c.tab_step]].parent_id == origin
 
 
@@ -174,7 +175,7 @@ async def test_instructions_typed_ahead_chain_even_before_the_page_heard_back(pa
     for n, prompt in enumerate(("make it blue", "add snow", "make it night"), 1):
         shown = await _edit(page, session_id, origin, prompt, 2, str(n), False, "1", tab)
     await _settle(page, session_id, shown)
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     path = session.make_current(shown[page.c.tab_step]).path()
     assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
     assert _tree(shown[page.c.history]).done == 3  # the page drops its own queued tiles
@@ -193,7 +194,7 @@ async def test_cancelling_a_queued_tile_removes_that_one_only(page, tmp_path, si
     cancelled = await page.on_history_click(session_id, last[page.c.tab_step], click)
     assert cancelled[page.c.tab_step] == last[page.c.tab_step]  # the tab stays where it was
     await _settle(page, session_id, cancelled)
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     path = session.make_current(last[page.c.tab_step]).path()
     assert [s.params.prompt for s in path[1:]] == ["make it blue", "make it night"]
     assert len(sim.tasks) == 2  # the cancelled edit was never sent
@@ -214,7 +215,7 @@ async def test_compare_on_a_failed_step_checks_the_edit_limits(page, sim, tmp_pa
         "⚠ The safety tolerance must be a whole number from 0 to 2 when editing."
     )
     assert len(sim.tasks) == creates  # nothing was created, nothing paid
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     assert len(session.steps) == 2  # the original and the failed step, nothing more
 
 
@@ -268,7 +269,7 @@ async def test_an_upload_is_named_after_its_file_and_a_paste_after_its_first_ins
     path = _photo(tmp_path)
     await page.on_source(None, None, {"path": path, "orig_name": "Beach day.png"})
     await page.on_source(None, None, {"path": path, "orig_name": "image.png"})  # a paste
-    names = sorted(s.name for s in await page.bridge.list_sessions(LOCAL))
+    names = sorted(s.name for s in await page.bridge.call(Engine.list_sessions))
     assert names == ["Beach day.png", "Untitled session"]
 
 
@@ -280,26 +281,26 @@ async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it
     c = page.c
     assert cleared[c.browser] is None
     assert cleared[c.tab_step] is None
-    assert len(await page.bridge.list_sessions(LOCAL)) == 1  # nothing empty left behind
+    assert len(await page.bridge.call(Engine.list_sessions)) == 1  # nothing empty left behind
     shown = await _edit(page, None, None, "a red bicycle", safety=5)  # 5 is fine for a generation
     new_id = shown[c.browser]
     assert new_id != session_id
     await _settle(page, new_id, shown)
-    generated = await page.bridge.load_session(new_id, LOCAL)
+    generated = await page.bridge.call(Engine.load_session, new_id)
     assert generated.current.kind == "generate"
     assert generated.name == "a red bicycle"
     (task,) = sim.tasks.values()
     assert task.source_bytes is None  # nothing was edited
     assert (
-        len((await page.bridge.load_session(session_id, LOCAL)).steps) == 1
+        len((await page.bridge.call(Engine.load_session, session_id)).steps) == 1
     )  # the old one as it was
 
 
 async def test_the_safety_slider_top_follows_whether_the_next_step_edits(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
-    editing = await page.on_tab_step(session_id, origin, 5)
+    editing = (await page.on_tab_step(session_id, origin, 5))[page.c.safety]
     assert (editing.maximum, editing.value) == (2, 2)
-    generating = await page.on_tab_step(None, None, 5)
+    generating = (await page.on_tab_step(None, None, 5))[page.c.safety]
     assert (generating.maximum, generating.value) == (6, 5)
 
 
@@ -310,7 +311,7 @@ async def test_the_download_is_named_after_the_session_and_step(page, tmp_path):
     final = (await _settle(page, session_id, done))[-1]
     download = Path(final[page.c.download].constructor_args["value"])
     assert download.name == "cat-png-step-1.png"
-    session = await page.bridge.load_session(session_id, LOCAL)
+    session = await page.bridge.call(Engine.load_session, session_id)
     stored = page.bridge.image_path(session.current)
     same = await asyncio.to_thread(lambda: download.read_bytes() == Path(stored).read_bytes())
     assert same
@@ -326,11 +327,11 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     asked = await page.on_delete_ask(second, tab)
     assert "Delete “Holiday photos” with its 0 steps" in asked[c.delete_text]
     assert asked[c.delete_confirm].visible is True
-    assert len(await page.bridge.list_sessions(LOCAL)) == 2  # asking deletes nothing
+    assert len(await page.bridge.call(Engine.list_sessions)) == 2  # asking deletes nothing
     deleted = await page.on_delete(second, tab)
     assert deleted[c.browser] == first  # the page goes on with the session that is left
     assert deleted[c.status] == "Deleted “Holiday photos” and the images only it used."
-    assert [s.session_id for s in await page.bridge.list_sessions(LOCAL)] == [first]
+    assert [s.session_id for s in await page.bridge.call(Engine.list_sessions)] == [first]
 
 
 async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refused(
@@ -338,7 +339,8 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
 ):
     session_id, origin = await _start(page, tmp_path)
     c = page.c
-    checked = await page.on_key("sk-pasted-but-wrong", False)
+    keys = KeyHandlers(c, page.bridge, simulator=True, server_key=False, hosted=False)
+    checked = await keys.on_key("sk-pasted-but-wrong", False)
     assert checked[c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
     assert "refused the key you pasted" in checked[c.banner]
     form = ("match", "png", True, False, 2, "sk-pasted-but-wrong")
@@ -346,14 +348,16 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
         refused = await page.on_edit(session_id, origin, "make it blue", "pro", *form)
     assert c.prompt not in refused  # the page puts what was typed back in the box
     assert "the key you pasted" in refused[c.status]
-    assert len((await page.bridge.load_session(session_id, LOCAL)).steps) == 1  # no failed step
+    assert (
+        len((await page.bridge.call(Engine.load_session, session_id)).steps) == 1
+    )  # no failed step
     assert "sk-pasted-but-wrong" not in repr(refused)
 
-    accepted = await page.on_key(sim.api_key, True)
+    accepted = await keys.on_key(sim.api_key, True)
     assert accepted[c.key_note].startswith("✓ RunAPI accepted your key.")
     assert accepted[c.key_store] == sim.api_key  # kept in the browser, as asked
     assert "remembered in this browser" in accepted[c.banner]
-    forgotten = await page.on_remember(sim.api_key, False)
+    forgotten = await keys.on_remember(sim.api_key, False)
     assert forgotten[c.key_store] is None
 
 

@@ -116,3 +116,28 @@ def test_words_and_the_view_are_pure(name):
     assert ours <= {"history", "params", "ui"}, f"{name} imports {sorted(ours)}"
     runtime = {n for n in _imports(path) if not n.startswith(("studio", "__future__"))}
     assert runtime <= {"collections.abc", "dataclasses", "pathlib", "typing"}, runtime
+
+
+# The classes whose public methods Gradio registers as listeners (each a public endpoint).
+LISTENERS = {"handlers.py": "Handlers", "key.py": "KeyHandlers", "api.py": "Endpoints"}
+
+
+@pytest.mark.parametrize(("name", "cls"), LISTENERS.items())
+def test_every_listener_names_its_visitor_through_the_one_guarded_path(name, cls):
+    tree = ast.parse((STUDIO / "ui" / name).read_text(encoding="utf-8"))
+    (found,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls]
+    listeners = [
+        n
+        for n in found.body
+        if isinstance(n, ast.AsyncFunctionDef)
+        and not n.name.startswith("_")
+        and (n.name.startswith("on_") or cls == "Endpoints")
+        and n.name != "refused"
+    ]
+    assert listeners
+    unguarded = [
+        n.name
+        for n in listeners
+        if not any(isinstance(d, ast.Name) and d.id == "guarded" for d in n.decorator_list)
+    ]
+    assert not unguarded, f"{cls} listeners not @guarded: {unguarded}"
