@@ -523,9 +523,6 @@ class Engine:
         """The steps of a session running in this engine now, with phase and elapsed time."""
         return self._runner.running(session_id)
 
-    def is_running(self, step_id: str) -> bool:
-        return self._runner.is_running(step_id)
-
     async def resume_unfinished(self) -> list[Step]:
         """Pick up every queued or running step left by an earlier run (a crash or a restart).
 

@@ -46,7 +46,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # A use case: an engine method (`Engine.load_session`), called with the engine first.
 UseCase = Callable[Concatenate[Engine, P], Coroutine[Any, Any, T]]
-_END = object()
 
 __all__ = [
     "LOCAL",
@@ -136,9 +135,10 @@ class Bridge:
         """The running steps of a session, pushed from the engine's loop at every change (and
         every half second, so elapsed times tick), ending once nothing runs."""
         caller = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Each snapshot, an error, then None for the end.
+        queue: asyncio.Queue[dict[str, StepUpdate] | Exception | None] = asyncio.Queue()
 
-        def put(item: object) -> None:
+        def put(item: dict[str, StepUpdate] | Exception | None) -> None:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody listens
                 caller.call_soon_threadsafe(queue.put_nowait, item)
 
@@ -149,12 +149,12 @@ class Bridge:
             except Exception as exc:
                 put(exc)
             finally:
-                put(_END)
+                put(None)
 
         await self.call(Engine.load_session, session_id, visitor=who)  # theirs, or "no such"
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
-            while (item := await queue.get()) is not _END:
+            while (item := await queue.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
                 yield item

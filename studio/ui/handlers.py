@@ -20,9 +20,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
 from PIL import Image, ImageOps
 
 from studio.config import Secret
@@ -36,7 +36,8 @@ from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
 
-Update = dict[Any, Any]
+# What a handler answers: a new value or an update for each component it changes.
+Update = dict[Block, object]
 
 
 def error_sentence(exc: BaseException) -> str:
@@ -137,7 +138,7 @@ class Handlers:
     # -- rendering ------------------------------------------------------------------------------
 
     @property
-    def view_outputs(self) -> list[Any]:
+    def view_outputs(self) -> list[Block]:
         c = self.c
         return [
             c.pair_a,
@@ -167,7 +168,7 @@ class Handlers:
         ]
 
     @property
-    def compare_outputs(self) -> list[Any]:
+    def compare_outputs(self) -> list[Block]:
         """The page, with the candidates on show."""
         return [*self.view_outputs, self.c.picks, self.c.candidates, self.c.model]
 
@@ -283,11 +284,11 @@ class Handlers:
         return update
 
     @guarded
-    async def on_source(self, _session_id: str | None, _tab: str | None, upload: Any) -> Update:
+    async def on_source(self, _session_id: str | None, _tab: str | None, upload: object) -> Update:
         """A new session from an upload, a paste or a photo. Registered with `preprocess=False`:
         our intake reads the file, so anything odd gets one sentence, not Gradio's "Error"."""
         path = upload.get("path") if isinstance(upload, dict) else upload
-        if not path:
+        if not isinstance(path, str) or not path:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
         try:
@@ -556,7 +557,7 @@ class Handlers:
         session_id: str | None,
         tab_step: str | None,
         version: str | None,
-        pair: Any,
+        pair: object,
         tab_key: str | None = None,
     ) -> Update:
         """News of the session, at most every second or two: a new or finished step (from this
@@ -597,8 +598,9 @@ class Handlers:
     async def on_pair(
         self, session_id: str | None, _tab: str | None, left: str | None, right: str | None
     ) -> Update:
-        """Any two steps in the slider, fitted to one frame; it says when their shapes differ."""
-        skip = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
+        """The two steps picked for the slider, fitted to one frame; it says when their shapes
+        differ."""
+        skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)

@@ -252,11 +252,6 @@ def download_name(session_name: str, number: int, image_format: str) -> str:
     return f"{slug}-{step}.{suffix}"
 
 
-def session_choice(summary: Listed) -> tuple[str, str]:
-    """A session in the list (a plain-text label): its name, or a note that it is damaged."""
-    return _session_label(summary, summary.name)
-
-
 def _session_label(summary: Listed, name: str) -> tuple[str, str]:
     if summary.damaged:
         return f"⚠ {name} (damaged: cannot be opened)", summary.session_id

@@ -13,6 +13,7 @@ from studio.history import ImageRef, Session, new_id
 from studio.params import EditParams
 from studio.store import SessionSummary
 from studio.ui import present
+from tests.support.sessions import with_step
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 # CommonMark with raw HTML on, as gr.Markdown renders it.
@@ -66,7 +67,7 @@ def _failed_session(error: str, prompt: str = "make it blue") -> Session:
     origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
     session = Session.start(new_id(), "s", origin, T0)
     session = session.add_step(new_id(), EditParams(prompt=prompt), T0)
-    return session.with_step(session.current.fail(error, T0, cost_cents=0))
+    return with_step(session, session.current.fail(error, T0, cost_cents=0))
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -103,7 +104,7 @@ def test_a_damaged_session_is_labelled_in_the_list():
         cover_sha256=None,
         damaged=True,
     )
-    label, value = present.session_choice(summary)
+    ((label, value),) = present.session_choices([summary])
     assert "damaged" in label
     assert "Trip" in label
     assert value == "s1"
