@@ -313,47 +313,7 @@ def _render_instruction() -> dict[str, Any]:
         ticket = gr.Textbox("", visible="hidden", elem_id="ticket")
         # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
         region = gr.Textbox("", visible="hidden", elem_id="region")
-    with gr.Row(equal_height=True, elem_id="options"):
-        model = gr.Radio(
-            present.model_choices(),
-            value="pro",
-            label="Model",
-            show_label=False,
-            container=False,
-            elem_id="model",
-            scale=0,
-            min_width=220,
-        )
-        aspect = gr.Dropdown(
-            present.aspect_choices(None),
-            value="match",
-            label="Ratio",
-            show_label=False,
-            container=False,
-            elem_id="aspect",
-            scale=1,
-            min_width=150,
-        )
-        keep_rest = gr.Checkbox(
-            False,
-            label="Keep the rest",
-            info=None,
-            container=False,
-            elem_id="keep-rest",
-            scale=0,
-            min_width=130,
-        )
-        count = gr.Dropdown(
-            [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)],
-            value="1",
-            label="Results",
-            show_label=False,
-            container=False,
-            elem_id="count",
-            scale=0,
-            min_width=90,
-        )
-        compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
+    model, aspect, keep_rest, count, compare = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
     with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
@@ -432,6 +392,52 @@ def _render_instruction() -> dict[str, Any]:
         "remember_key": remember_key,
         "key_note": key_note,
     }
+
+
+def _render_options() -> tuple[gr.Radio, gr.Dropdown, gr.Checkbox, gr.Dropdown, gr.Button]:
+    """The row under the instruction: model, ratio, Keep the rest, how many results, pro vs max."""
+    with gr.Row(equal_height=True, elem_id="options"):
+        model = gr.Radio(
+            present.model_choices(),
+            value="pro",
+            label="Model",
+            show_label=False,
+            container=False,
+            elem_id="model",
+            scale=0,
+            min_width=220,
+        )
+        aspect = gr.Dropdown(
+            present.aspect_choices(None),
+            value="match",
+            label="Ratio",
+            show_label=False,
+            container=False,
+            elem_id="aspect",
+            scale=1,
+            min_width=150,
+        )
+        keep_rest = gr.Checkbox(
+            False,
+            label="Keep the rest",
+            info=None,
+            container=False,
+            elem_id="keep-rest",
+            scale=0,
+            min_width=130,
+        )
+        count = gr.Dropdown(
+            [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)],
+            value="1",
+            label="Results",
+            show_label=False,
+            container=False,
+            elem_id="count",
+            scale=0,
+            min_width=90,
+        )
+        compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
+    return model, aspect, keep_rest, count, compare
 
 
 def _render_history() -> dict[str, Any]:
