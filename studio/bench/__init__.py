@@ -176,9 +176,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines += [f"Page: not measured ({page['skipped']}).", ""]
         else:
             lines += [
-                f"Page (headless Chromium, a new context each time): load to a usable page "
-                f"{_range(page['load_s'], '.2f')} s, a bare Gradio Blocks page "
-                f"{_range(page['bare_load_s'], '.2f')} s: {page['load_ratio']:.2f}x; Enter to the "
+                f"Page (headless Chromium, a new context each time): load to a usable page (the "
+                f"canvas showing the session) {_range(page['load_s'], '.2f')} s, the instruction "
+                f"bar alone {_range(page['bar_s'], '.2f')} s; a bare Gradio Blocks page "
+                f"{_range(page['bare_load_s'], '.2f')} s: {page['load_ratio']:.2f}x "
+                f"({page['bar_ratio']:.2f}x for the bar); Enter to the "
                 f"first visible change {_range(page['enter_to_feedback_s'], '.3f')} s"
                 + (
                     f" ({page['no_feedback']} without any within 30 s)"

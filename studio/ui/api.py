@@ -295,7 +295,7 @@ class Endpoints:
         endpoint, so each tool's schema says exactly which of its arguments are required (an
         input without a value is required) and what the defaults are."""
         _mcp_returns_each_output()
-        with gr.Column(visible=False):
+        with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
             result = gr.Image(type="filepath", format="png", label="result")
             max_result = gr.Image(type="filepath", format="png", label="max result")
@@ -366,6 +366,13 @@ class Endpoints:
                 api_name="show_session",
                 concurrency_limit=None,
             )
+        # Each one hidden too: the page loads and mounts the children of a hidden column, but
+        # never a hidden component (page load, README Numbers).
+        blocks = list(hidden.children)
+        while blocks:
+            block = blocks.pop()
+            block.visible = False
+            blocks.extend(getattr(block, "children", []))
 
     # -- what the endpoints share ----------------------------------------------------------------
 

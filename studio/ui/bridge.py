@@ -201,10 +201,17 @@ async def _page(
         # A nicety: if it fails, the edits' own errors say what is wrong with the service.
         with contextlib.suppress(*USER_ERRORS):
             balance = await engine.balance_cents(visitor=who)
+    # The session list shows each session's cover image.
+    covers = [
+        ImageRef(sha256=s.cover_sha256, format="png", width=1, height=1)
+        for s in summaries
+        if s.cover_sha256
+    ]
     if session is None:
-        return PageData(None, summaries, {}, {}, {}, balance, damaged)
+        listed = {sha: str(path) for sha, path in (await engine.thumbnails(covers)).items()}
+        return PageData(None, summaries, {}, {}, listed, balance, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-    thumbs = await engine.thumbnails(shown)
+    thumbs = await engine.thumbnails([*shown, *covers])
     return PageData(
         session=session,
         summaries=summaries,

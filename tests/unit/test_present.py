@@ -108,3 +108,12 @@ def test_a_damaged_session_is_labelled_in_the_list():
     assert "damaged" in label
     assert "Trip" in label
     assert value == "s1"
+
+
+def test_a_step_picker_label_starts_with_the_number_and_the_instruction():
+    image = ImageRef(sha256="a" * 64, format="png", width=10, height=10)
+    session = Session.start(new_id(), "s", image, T0)
+    session = session.add_step(new_id(), EditParams(prompt="make it  black and white"), T0)
+    origin, edit = session.origin, session.current
+    assert present.step_choice(origin, 0) == ("Original", origin.step_id)
+    assert present.step_choice(edit, 3) == ("3 · make it black and white · pro", edit.step_id)

@@ -38,7 +38,10 @@ def data(session: Session | None, **kw) -> PageData:
         summaries=kw.pop("summaries", []),
         running=kw.pop("running", {}),
         images={r.sha256: f"/img/{r.sha256[-2:]}.{r.format}" for r in refs},
-        thumbs={r.sha256: f"/thumb/{r.sha256[-2:]}.jpg" for r in refs},
+        thumbs={
+            **{r.sha256: f"/thumb/{r.sha256[-2:]}.jpg" for r in refs},
+            **kw.pop("thumbs", {}),
+        },
         **kw,
     )
 
@@ -188,10 +191,12 @@ def test_a_download_is_named_after_the_session_and_the_step():
 
 class Summary:
     damaged = False
+    step_count = 2
+    cover_sha256 = None
 
     def __init__(self, session_id: str, name: str, minute: int = 0) -> None:
         self.session_id, self.name = session_id, name
-        self.created_at = T0 + timedelta(minutes=minute)
+        self.created_at = self.updated_at = T0 + timedelta(minutes=minute)
 
 
 def test_the_session_list_marks_the_open_session():
@@ -205,3 +210,24 @@ def test_sessions_sharing_a_name_are_numbered_in_the_order_they_were_made():
     summaries = [Summary("s3", "Cat", 3), Summary("s1", "Cat", 1), Summary("s2", "Dog", 2)]
     page = render_page(data(start(), summaries=summaries), TILES)
     assert page.sessions.choices == [("Cat (2)", "s3"), ("Cat", "s1"), ("Dog", "s2")]
+
+
+def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_session():
+    holiday, cat = Summary("s1", "Holiday <b>"), Summary("s2", "Cat")
+    cat.cover_sha256, cat.step_count = "c" * 64, 1
+    now = T0 + timedelta(days=1, hours=1)
+    page = render_page(
+        data(start(), summaries=[cat, holiday], thumbs={"c" * 64: "/thumbs/c.jpg"}),
+        TILES,
+        now=now,
+    )
+    listed = page.sessions_html
+    assert 'data-act="open" data-step="s2"' in listed
+    assert '<img class="cover" src="gradio_api/file=/thumbs/c.jpg"' in listed
+    assert "1 step · yesterday" in listed
+    assert "2 steps · yesterday" in listed
+    assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
+    assert "<b>" not in listed
+    # The open session heads the list, and is marked in it.
+    assert listed.index("<summary") < listed.index("Holiday &lt;b&gt;") < listed.index("</summary>")
+    assert 'data-step="s1" aria-current="true"' in listed
