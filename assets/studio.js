@@ -14,7 +14,7 @@
   // A sentence in the status line, for what only the page knows.
   studio.say = (text) => {
     const status = byId("status");
-    const target = status?.querySelector(".md") || status;
+    const target = status?.querySelector(".prose") || status;
     if (!target) return;
     const line = document.createElement("p");
     line.textContent = text;

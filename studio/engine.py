@@ -34,6 +34,7 @@ from studio.history import (
     Payer,
     Phase,
     Session,
+    SessionSummary,
     Step,
     StepRegion,
     StepSource,
@@ -59,7 +60,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import SessionSummary, Store, StoreError
+from studio.store import Store, StoreError
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -522,9 +523,6 @@ class Engine:
     def running(self, session_id: str) -> dict[str, StepUpdate]:
         """The steps of a session running in this engine now, with phase and elapsed time."""
         return self._runner.running(session_id)
-
-    def is_running(self, step_id: str) -> bool:
-        return self._runner.is_running(step_id)
 
     async def resume_unfinished(self) -> list[Step]:
         """Pick up every queued or running step left by an earlier run (a crash or a restart).

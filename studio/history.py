@@ -473,23 +473,6 @@ class Session:
         *rest, child_id = self.redo_stack
         return replace(self, current_step_id=child_id, redo_stack=tuple(rest))
 
-    def delete_branch(self, step_id: str) -> Session:
-        """Remove `step_id` and its descendants; if the current step was among them, its parent
-        becomes current. The origin and branches with an unfinished step cannot be deleted.
-        """
-        step = self._get(step_id)
-        if step.parent_id is None:
-            raise HistoryError("The original cannot be deleted; delete the session instead.")
-        doomed = set(self.subtree(step_id))
-        if any(self.steps[i].state in UNFINISHED_STATES for i in doomed):
-            raise HistoryError("That branch has an edit still running; wait for it to finish.")
-        steps = {i: s for i, s in self.steps.items() if i not in doomed}
-        if self.current_step_id in doomed:
-            return replace(self, steps=steps, current_step_id=step.parent_id, redo_stack=())
-        # Descendants sit deeper in the stack than their ancestor, so what is left still chains.
-        redo = tuple(i for i in self.redo_stack if i not in doomed)
-        return replace(self, steps=steps, redo_stack=redo)
-
     def cancel(self, step_id: str) -> Session:
         """Remove one step that has not started (queued, never sent). The steps queued after
         it stay, now after the step before it (they run on its image); if the cancelled step
@@ -511,17 +494,6 @@ class Session:
         current = parent.step_id if self.current_step_id == step_id else self.current_step_id
         redo = tuple(i for i in self.redo_stack if i != step_id)
         return replace(self, steps=steps, current_step_id=current, redo_stack=redo)
-
-    def with_step(self, step: Step) -> Session:
-        """This session with `step` replacing the step of the same id (after a state change)."""
-        old = self._get(step.step_id)
-        if (old.parent_id, old.params, old.session_id) != (
-            step.parent_id,
-            step.params,
-            step.session_id,
-        ):
-            raise HistoryError(f"Step {step.step_id} can advance, but not change what it is.")
-        return replace(self, steps={**self.steps, step.step_id: step})
 
     def rename(self, name: str) -> Session:
         return replace(self, name=_clean_name(name))
@@ -553,6 +525,23 @@ class Session:
             raise HistoryError(f"Step {step.step_id} already exists.")
         steps = {**self.steps, step.step_id: step}
         return replace(self, steps=steps, current_step_id=step.step_id, redo_stack=())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSummary:
+    """One line of the session list. `step_count` leaves out the origin."""
+
+    session_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    step_count: int
+    cost_cents: int
+    # The current step's image, else the newest image in the session; None if there is none.
+    cover_sha256: str | None
+    # Its rows cannot be read back (edited by hand, or written by something else): it is listed,
+    # so the rest of the list works, but opening it says it is damaged.
+    damaged: bool = False
 
 
 def is_untitled(name: str) -> bool:

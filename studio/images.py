@@ -13,7 +13,6 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pillow_heif
 from PIL import Image, ImageFile, ImageOps, features
@@ -146,23 +145,6 @@ def open_source(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImag
         height=height,
         aspect_ratio=nearest_aspect_ratio(width, height),
     )
-
-
-def read_source_file(path: Path, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImage:
-    """`open_source` for a file on disk; the size on disk is checked before anything is read.
-
-    Raises:
-        ImageError: as `open_source`, or `unreadable` when the file cannot be read.
-    """
-    try:
-        with path.open("rb") as file:
-            if (size_bytes := path.stat().st_size) > max_bytes:
-                raise _too_large(max_bytes, size_bytes)
-            data = file.read(max_bytes + 1)  # the file may grow between stat and read
-    except OSError as exc:
-        log.debug("cannot read %s: %s", path, exc)
-        raise ImageError("unreadable", "The file could not be read; pick it again.") from None
-    return open_source(data, max_bytes=max_bytes)
 
 
 def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> UploadImage:

@@ -61,14 +61,6 @@ def is_model(value: object) -> TypeGuard[Model]:
     return value in MODELS
 
 
-def model_from_wire(model_id: str) -> Model:
-    """`flux-kontext-max` -> `max`; also accepts the short names."""
-    for model, wire in MODEL_IDS.items():
-        if model_id in (model, wire):
-            return model
-    raise ParamsError({"model": [f"must be pro or max, not {model_id!r}"]})
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EditParams:
     """Everything sent with one edit, in our words. `aspect_ratio=None` means "match the source"."""
@@ -205,18 +197,6 @@ def ratio_value(ratio: str) -> float:
     """`"16:9"` -> 1.777..."""
     w, h = ratio.split(":")
     return int(w) / int(h)
-
-
-def ratio_size(ratio: str, *, megapixels: float = 1.0, multiple: int = 16) -> tuple[int, int]:
-    """Width and height near `megapixels` for `ratio`, rounded to `multiple` (Flux: ~1 MP)."""
-    value = ratio_value(ratio)
-    pixels = megapixels * 1_000_000
-    width = math.sqrt(pixels * value)
-    height = width / value
-    return (
-        max(multiple, round(width / multiple) * multiple),
-        max(multiple, round(height / multiple) * multiple),
-    )
 
 
 def format_cents(cents: int) -> str:

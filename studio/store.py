@@ -21,7 +21,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from studio.history import REGION_KINDS, ImageRef, Session, Step, StepRegion, StepSource, StepState
+from studio.history import (
+    REGION_KINDS,
+    ImageRef,
+    Session,
+    SessionSummary,
+    Step,
+    StepRegion,
+    StepSource,
+    StepState,
+)
 from studio.images import make_thumbnail
 from studio.params import MODELS, OUTPUT_FORMATS, EditParams
 
@@ -67,23 +76,6 @@ class StoreError(Exception):
     def __init__(self, message: str, *, path: Path | None = None) -> None:
         super().__init__(message)
         self.path = path
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SessionSummary:
-    """One line of the session list. `step_count` leaves out the origin."""
-
-    session_id: str
-    name: str
-    created_at: datetime
-    updated_at: datetime
-    step_count: int
-    cost_cents: int
-    # The current step's image, else the newest image in the session; None if there is none.
-    cover_sha256: str | None
-    # Its rows cannot be read back (edited by hand, or written by something else): it is listed,
-    # so the rest of the list works, but opening it says it is damaged.
-    damaged: bool = False
 
 
 # Ordered, named and never edited once released: a schema change is a new entry at the end.

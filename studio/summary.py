@@ -7,10 +7,9 @@ where the image can be opened: a file it wrote, or the studio's own address.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from studio.history import Session, Step, StepState
+from studio.history import Session, SessionSummary, Step, StepState
 from studio.params import DEFAULT_GENERATE_RATIO, nearest_aspect_ratio
 
 # The keys of a step summary, in the order they are written (README: "Scripts and agents").
@@ -100,26 +99,7 @@ def session_summary(session: Session, steps: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-class Listed(Protocol):
-    """A line of the session list, as the store reads it (`store.SessionSummary`)."""
-
-    @property
-    def session_id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-    @property
-    def step_count(self) -> int: ...
-    @property
-    def cost_cents(self) -> int: ...
-    @property
-    def damaged(self) -> bool: ...
-
-
-def listed_session(listed: Listed) -> dict[str, Any]:
+def listed_session(listed: SessionSummary) -> dict[str, Any]:
     """One session of a list: `damaged` when its rows cannot be read back (opening it says so)."""
     return {
         "session_id": listed.session_id,

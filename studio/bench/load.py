@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from studio.bench.coldstart import BareGradio
 from studio.bench.parties import Party, cpu_seconds, run_client
 from studio.bench.rig import StudioProcess, memory_kb, photo, summary
 
@@ -26,6 +29,62 @@ PAGE_TIMEOUT_MS = 30_000
 # Edits, one at a time, the studio learns its poll schedule from before the load.
 LOAD_WARMUP = 4
 BENCH_KEY = "sk-bench"
+
+
+# Gradio's own floor beside the studio: an `/edit_image` with the studio's eight inputs and two
+# outputs that waits the task's time and answers a PNG path and a JSON text, served as the
+# studio serves (no concurrency limit, the same thread cap), so the same client measures what
+# Gradio alone costs an edit.
+BARE_EDIT = r"""
+import asyncio, sys
+from pathlib import Path
+import gradio as gr
+port, task_s, result = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+async def edit_image(image, instruction, model, ratio, session_id, mask, box, keep_rest):
+    await asyncio.sleep(task_s)
+    return result, '{"state": "completed"}'
+with gr.Blocks(analytics_enabled=False) as demo:
+    inputs = [gr.Textbox(visible=False) for _ in range(7)] + [gr.Checkbox(visible=False)]
+    outputs = [gr.Image(type="filepath", visible=False), gr.Textbox(visible=False)]
+    gr.Button(visible=False).click(
+        edit_image, inputs, outputs, api_name="edit_image", concurrency_limit=None
+    )
+demo.launch(
+    server_name="127.0.0.1", server_port=port, quiet=True, max_threads=100,
+    allowed_paths=[str(Path(result).parent)],
+)
+"""
+
+
+class BareEndpoint(BareGradio):
+    """`BARE_EDIT` as a child process: what Gradio alone spends on an edit through the API."""
+
+    def __init__(self, home: Path, task_s: float) -> None:
+        super().__init__(home)
+        self._task_s = task_s
+
+    def start(self, *, python_args: Sequence[str] = ()) -> float:
+        self.home.mkdir(parents=True, exist_ok=True)
+        result = self.home / "result.png"
+        result.write_bytes(photo(1024, 1024))
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    *python_args,
+                    "-c",
+                    BARE_EDIT,
+                    str(self.port),
+                    str(self._task_s),
+                    str(result),
+                ],
+                env=self._env,
+                stdout=log,
+                stderr=log,
+            )
+        self.wait_until_answers(started)
+        return time.monotonic() - started
 
 
 def run_load(
@@ -51,15 +110,27 @@ def run_load(
             say(f"  load: studio up in {start_s:.1f} s; {warmup} edits to learn from")
             for _ in range(warmup):
                 run_client(studio.url, 1, source)
-            rows = []
-            for edits in sizes:
-                say(f"  load: {edits} edits at once")
-                rows.append(_burst(studio, sim, source, edits, task_s))
+            bare = BareEndpoint(Path(tmp) / "bare", task_s)
+            bare.start()
+            rows, bare_rows = [], []
+            try:
+                for edits in sizes:
+                    say(f"  load: {edits} edits at once, then as many to a bare Gradio endpoint")
+                    rows.append(_burst(studio, sim, source, edits, task_s))
+                    bare_rows.append(_burst(bare, sim, source, edits, task_s))
+            finally:
+                bare.stop()
             idle = idle_pages(studio, pages, say) if pages else {"pages": 0}
         finally:
             studio.stop()
             sim.stop()
-    return {"task_s": task_s, "start_s": start_s, "rows": rows, "idle": idle}
+    return {
+        "task_s": task_s,
+        "start_s": start_s,
+        "rows": rows,
+        "bare_rows": bare_rows,
+        "idle": idle,
+    }
 
 
 def _burst(

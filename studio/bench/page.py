@@ -2,8 +2,11 @@
 to the first visible sign that the edit started.
 
 Both apps run as their own processes; headless Chromium (Playwright) opens each in turn, in a
-new browser context every time (no cache shared). "Usable" is the instruction box visible and
-enabled (and, on the studio, the source box visible): what a visitor needs to start. "Feedback"
+new browser context every time (no cache shared), as a returning visitor would find the studio:
+with a session in it (made by an Enter before the first round). "Usable" on the studio is the
+instruction box visible and enabled and the canvas showing the session (its image loaded, or the
+upload box when it has none) after the page's load event answered; the instruction bar alone
+(`bar_s`) is reported too. On the bare page it is its text box visible and enabled. "Feedback"
 is the first change of the page outside the instruction box after Enter, seen by a
 MutationObserver installed before the key is pressed. Imports Playwright lazily.
 """
@@ -23,6 +26,17 @@ from studio.bench.rig import StudioProcess, summary
 
 STUDIO_READY = "#prompt textarea:not([disabled])"
 BARE_READY = "textarea:not([disabled])"
+# The canvas shows the tab's session: the load event answered (the history is drawn) and the
+# step's image is loaded, or the upload box shows when there is none.
+CANVAS_READY = """
+() => {
+  if (!document.querySelector('#history nav.tree')) return false;
+  const img = document.querySelector('#result img');
+  if (img && img.offsetParent) return img.complete && img.naturalWidth > 0;
+  const source = document.querySelector('#source');
+  return Boolean(source && source.offsetParent);
+}
+"""
 # Records, on the page, when Enter went down and when anything outside a textarea changed next.
 _WATCH = """
 () => {
@@ -61,10 +75,13 @@ def run_page(rounds: int, say: Callable[[str], None]) -> dict[str, Any]:
                 try:
                     _load(browser, studio.url, STUDIO_READY)  # warm: both servers' first page
                     _load(browser, bare.url, BARE_READY)
-                    loads, bare_loads, feedback = [], [], []
+                    _enter(browser, studio.url, -1)  # a returning visitor: a session to show
+                    loads, bars, bare_loads, feedback = [], [], [], []
                     for n in range(rounds):
-                        loads.append(_load(browser, studio.url, STUDIO_READY))
-                        bare_loads.append(_load(browser, bare.url, BARE_READY))
+                        bar, usable = _load(browser, studio.url, STUDIO_READY)
+                        bars.append(bar)
+                        loads.append(usable)
+                        bare_loads.append(_load(browser, bare.url, BARE_READY)[1])
                         feedback.append(_enter(browser, studio.url, n))
                 finally:
                     browser.close()
@@ -73,23 +90,27 @@ def run_page(rounds: int, say: Callable[[str], None]) -> dict[str, Any]:
             bare.stop()
     return {
         "load_s": summary(loads),
+        "bar_s": summary(bars),
         "bare_load_s": summary(bare_loads),
         "load_ratio": statistics.median(a / b for a, b in zip(loads, bare_loads, strict=True)),
+        "bar_ratio": statistics.median(a / b for a, b in zip(bars, bare_loads, strict=True)),
         "enter_to_feedback_s": summary([f for f in feedback if f is not None]),
         "no_feedback": sum(f is None for f in feedback),
     }
 
 
-def _load(browser: Any, url: str, ready: str) -> float:
+def _load(browser: Any, url: str, ready: str) -> tuple[float, float]:
+    """Seconds to the text box visible, and to a usable page (the canvas ready, on the studio)."""
     context = browser.new_context()
     try:
         page = context.new_page()
         started = time.monotonic()
         page.goto(url, wait_until="commit")
         page.wait_for_selector(ready, state="visible", timeout=PAGE_TIMEOUT_MS)
+        bar = time.monotonic() - started
         if ready == STUDIO_READY:
-            page.wait_for_selector("#source", state="visible", timeout=PAGE_TIMEOUT_MS)
-        return time.monotonic() - started
+            page.wait_for_function(CANVAS_READY, timeout=PAGE_TIMEOUT_MS, polling="raf")
+        return bar, time.monotonic() - started
     finally:
         context.close()
 

@@ -14,6 +14,7 @@ import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import NoReturn
 
 # httpx imports its own command line (rich, click, pygments: about 0.1 s, a quarter of an edit's
 # start) whenever those are installed, as Gradio's dependencies are. Nothing here runs httpx's
@@ -38,7 +39,6 @@ from studio.cli.errors import (
     EXIT_USAGE,
     CommandError,
 )
-from studio.cli.hermes import run_hermes
 from studio.cli.launch import (
     SIMULATOR_NOTICE,
     serve,
@@ -75,12 +75,36 @@ _OFFLINE_KEY = Secret("offline")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `kontext-studio` with `argv` (default: the process's arguments); the exit code."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    args = build_parser().parse_args(argv)
+    return _dispatch(build_parser().parse_args(argv))
+
+
+def entry() -> NoReturn:
+    """The process's entry point (`kontext-studio`, `python -m studio.cli`): `main`, then exit.
+
+    A one-shot command (`edit`, `chain`...) has closed its store and written its output by the
+    time it returns, so the process leaves at once instead of tearing the interpreter down
+    (collecting every module's objects: a few tenths of a second of each CLI run, which every
+    agent call pays). The browser studio and the other commands exit the ordinary way.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args()
+    code = _dispatch(args)
+    if args.command in PLANS:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     _configure_logging(verbose=args.verbose)
     try:
         if args.command == "simulate":
             return simulate(args)
         if args.command == "hermes":
+            from studio.cli.hermes import run_hermes  # YAML: loaded for this command alone
+
             return run_hermes(args)
         if args.command == "bench":
             from studio.bench import run_bench
@@ -175,6 +199,7 @@ __all__ = [
     "EXIT_USAGE",
     "SIMULATOR_NOTICE",
     "build_parser",
+    "entry",
     "main",
     "start_simulator_if_needed",
 ]

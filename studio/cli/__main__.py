@@ -1,5 +1,5 @@
 """`python -m studio.cli`: the same as the `kontext-studio` command."""
 
-from studio.cli import main
+from studio.cli import entry
 
-raise SystemExit(main())
+entry()

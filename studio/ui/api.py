@@ -19,9 +19,10 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -44,8 +45,9 @@ from studio.ui.files import write_export
 from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.visitor import Refusal, current, guarded
 
-# Edits hold their slot for the whole task; the global cap is launch(max_threads=...).
-_EDITS: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "api-edit"}
+# Edits hold their slot for the whole task (in a queue of their own, "api-edit", without a
+# limit); the global cap is launch(max_threads=...).
+EDITS_QUEUE = "api-edit"
 # Where Gradio serves files from; a URL of this studio carries the file's path after it.
 FILE_ROUTE = "/gradio_api/file="
 DEFAULT_LIST_LIMIT = 20
@@ -88,10 +90,10 @@ class Endpoints:
         """The caller of the endpoint being run (settled by `guarded`)."""
         return current()
 
-    def unnamed(self, refusal: Refusal) -> Any:
+    def unnamed(self, refusal: Refusal) -> NoReturn:
         raise gr.Error(str(refusal), print_exception=False)
 
-    async def refused(self, _args: tuple[object, ...], exc: Exception) -> Any:
+    async def refused(self, _args: tuple[object, ...], exc: Exception) -> NoReturn:
         raise gr.Error(str(exc), print_exception=False) from None
 
     # -- the endpoints ---------------------------------------------------------------------------
@@ -293,7 +295,7 @@ class Endpoints:
         endpoint, so each tool's schema says exactly which of its arguments are required (an
         input without a value is required) and what the defaults are."""
         _mcp_returns_each_output()
-        with gr.Column(visible=False):
+        with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
             result = gr.Image(type="filepath", format="png", label="result")
             max_result = gr.Image(type="filepath", format="png", label="max result")
@@ -310,14 +312,16 @@ class Endpoints:
                 ],
                 [result, step_json],
                 api_name="edit_image",
-                **_EDITS,
+                concurrency_limit=None,
+                concurrency_id=EDITS_QUEUE,
             )
             trigger.click(
                 self.continue_session,
                 [_text("session_id"), _text("instruction"), _model(), _ratio(), *_region_in()],
                 [result, step_json],
                 api_name="continue_session",
-                **_EDITS,
+                concurrency_limit=None,
+                concurrency_id=EDITS_QUEUE,
             )
             trigger.click(
                 self.compare_models,
@@ -330,15 +334,15 @@ class Endpoints:
                 ],
                 [result, max_result, step_json],
                 api_name="compare_models",
-                **_EDITS,
+                concurrency_limit=None,
+                concurrency_id=EDITS_QUEUE,
             )
-            quick: dict[str, Any] = {"concurrency_limit": None}
             trigger.click(
                 self.keep_result,
                 [_text("session_id"), _text("step_id")],
                 [step_json],
                 api_name="keep_result",
-                **quick,
+                concurrency_limit=None,
             )
             trigger.click(
                 self.export_session,
@@ -349,15 +353,26 @@ class Endpoints:
             )
             limit = gr.Number(DEFAULT_LIST_LIMIT, precision=0, minimum=1, label="limit")
             trigger.click(
-                self.list_sessions, [limit], [step_json], api_name="list_sessions", **quick
+                self.list_sessions,
+                [limit],
+                [step_json],
+                api_name="list_sessions",
+                concurrency_limit=None,
             )
             trigger.click(
                 self.show_session,
                 [_text("session_id")],
                 [step_json],
                 api_name="show_session",
-                **quick,
+                concurrency_limit=None,
             )
+        # Each one hidden too: the page loads and mounts the children of a hidden column, but
+        # never a hidden component (page load, README Numbers).
+        blocks = list(hidden.children)
+        while blocks:
+            block = blocks.pop()
+            block.visible = False
+            blocks.extend(getattr(block, "children", []))
 
     # -- what the endpoints share ----------------------------------------------------------------
 
@@ -478,7 +493,7 @@ class Endpoints:
         root = self.settings.root_path.rstrip("/")
         return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
 
-    def _summary(self, step: Step, request: gr.Request | None) -> dict[str, Any]:
+    def _summary(self, step: Step, request: gr.Request | None) -> dict[str, object]:
         return step_summary(
             step,
             image_url=self._address(step.result, request),
@@ -496,9 +511,13 @@ def register(bridge: Bridge, exports: Path, settings: Settings) -> Endpoints:
 def _mcp_returns_each_output() -> None:
     """Make Gradio's MCP server hand over each output of a tool called without a progress token.
 
-    Gradio 6.31 wraps such a call's outputs in one more list, so an MCP client gets the Python
-    repr of them all as one text instead of image content and our JSON. Its progress path reads
-    them right, from the job's final update; this does the same, without notifications.
+    The one place the studio reaches into Gradio's private parts. Gradio 6.31 wraps such a
+    call's outputs in one more list (`GradioMCPServer._execute_tool_without_progress` returns
+    `[job.result()]`), so an MCP client gets the Python repr of them all as one text instead of
+    image content and our JSON. Its progress path reads them right, from the job's final update;
+    this does the same, without notifications. Gradio offers no public way: only endpoints
+    registered with `queue=False` avoid that path, and they would lose the edit's progress and
+    its queue. Replacing the method is idempotent; tests/browser/test_mcp.py fails without it.
     """
     from gradio.mcp import GradioMCPServer
 
@@ -586,7 +605,7 @@ def _origin(request: gr.Request | None) -> str:
     return f"{scheme.strip()}://{host.strip()}"
 
 
-def _json(document: dict[str, Any]) -> str:
+def _json(document: Mapping[str, object]) -> str:
     return json.dumps(document, ensure_ascii=False)
 
 

@@ -72,9 +72,8 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
     # everything a user made lives in the store, so a day-old copy there can go.
-    with gr.Blocks(
-        title="Kontext Studio", analytics_enabled=False, delete_cache=CACHE_PRUNE_S
-    ) as demo:
+    demo = gr.Blocks(title="Kontext Studio", analytics_enabled=False, delete_cache=CACHE_PRUNE_S)
+    with demo:
         components = layout.render(
             examples=examples, browser_secret=browser_secret(settings.home), banner=banner
         )

@@ -46,7 +46,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 # A use case: an engine method (`Engine.load_session`), called with the engine first.
 UseCase = Callable[Concatenate[Engine, P], Coroutine[Any, Any, T]]
-_END = object()
 
 __all__ = [
     "LOCAL",
@@ -136,9 +135,10 @@ class Bridge:
         """The running steps of a session, pushed from the engine's loop at every change (and
         every half second, so elapsed times tick), ending once nothing runs."""
         caller = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Each snapshot, an error, then None for the end.
+        queue: asyncio.Queue[dict[str, StepUpdate] | Exception | None] = asyncio.Queue()
 
-        def put(item: object) -> None:
+        def put(item: dict[str, StepUpdate] | Exception | None) -> None:
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody listens
                 caller.call_soon_threadsafe(queue.put_nowait, item)
 
@@ -149,12 +149,12 @@ class Bridge:
             except Exception as exc:
                 put(exc)
             finally:
-                put(_END)
+                put(None)
 
         await self.call(Engine.load_session, session_id, visitor=who)  # theirs, or "no such"
         future = asyncio.run_coroutine_threadsafe(pump(), self._loop)
         try:
-            while (item := await queue.get()) is not _END:
+            while (item := await queue.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
                 yield item
@@ -201,10 +201,17 @@ async def _page(
         # A nicety: if it fails, the edits' own errors say what is wrong with the service.
         with contextlib.suppress(*USER_ERRORS):
             balance = await engine.balance_cents(visitor=who)
+    # The session list shows each session's cover image.
+    covers = [
+        ImageRef(sha256=s.cover_sha256, format="png", width=1, height=1)
+        for s in summaries
+        if s.cover_sha256
+    ]
     if session is None:
-        return PageData(None, summaries, {}, {}, {}, balance, damaged)
+        listed = {sha: str(path) for sha, path in (await engine.thumbnails(covers)).items()}
+        return PageData(None, summaries, {}, {}, listed, balance, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-    thumbs = await engine.thumbnails(shown)
+    thumbs = await engine.thumbnails([*shown, *covers])
     return PageData(
         session=session,
         summaries=summaries,

@@ -27,6 +27,11 @@ _INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", *
 _SEND = (
     "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
 )
+# The region drawn on the canvas goes with the event (and is then cleared), at its argument.
+_WITH_REGION = (
+    "(...args) => {{ const out = [...args]; "
+    "out[{0}] = window.kontextStudio?.takeRegion?.() || ''; return out; }}"
+)
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
@@ -35,13 +40,15 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     """Register every event of the page."""
     tab = [c.browser, c.tab_step]
     page = h.view_outputs
-    demo.load(h.on_load, [c.browser], page, **_QUICK)
+    # One load event: the page, and a key this browser was asked to remember (put back in its
+    # box, whose change checks it).
+    demo.load(h.on_load, [c.browser, c.key_store], [*page, c.remember_key, c.user_key], **_QUIET)
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
-    c.examples.select(h.on_example, tab, page, **_INTAKE)
+    c.examples.click(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
     c.new_session.click(h.on_new_session, tab, page, **_QUIET)
-    c.sessions.input(h.on_pick_session, [*tab, c.sessions], page, **_QUIET)
+    c.sessions.click(h.on_pick_session, tab, page, **_QUIET)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
@@ -56,7 +63,15 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
-    c.compare.click(h.on_compare, [*tab, c.prompt, *form], h.compare_outputs, **_QUIET)
+    # pro vs max takes the region drawn on the canvas with it, as Enter does.
+    compare_inputs = [*tab, c.prompt, *form, c.keep_rest, c.region]
+    c.compare.click(
+        h.on_compare,
+        compare_inputs,
+        h.compare_outputs,
+        js=_WITH_REGION.format(compare_inputs.index(c.region)),
+        **_QUIET,
+    )
     gr.on(
         [c.history.click, c.candidates.click],
         h.on_history_click,
@@ -79,8 +94,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUICK,
     )
 
-    # The slider's top follows the tab's step: 2 when the next step edits, 6 when it generates.
-    c.tab_step.change(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)
+    # The safety slider shows when Advanced opens, its value within the tab's step's top (every
+    # page update sets that top: 2 when the next step edits, 6 when it generates).
+    c.advanced.expand(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)
 
     # A pasted key is checked at once; typing is coalesced (only the last value is checked).
     # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
@@ -91,12 +107,6 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     )
     c.remember_key.input(
         k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
-    )
-    demo.load(
-        k.on_load_key,
-        [c.key_store],
-        [c.user_key, c.tab_key, c.remember_key, c.banner, c.key_note],
-        **_QUICK,
     )
 
     c.manage.expand(h.on_manage_open, tab, [c.session_name, c.delete_confirm], **_QUICK)

@@ -34,22 +34,15 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.bridge import Bridge, Engine
 from studio.ui.visitor import Refusal, visitor_from
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
 # `file` and its older alias `file_deprecated`; both end in `route_utils.file_fetch`).

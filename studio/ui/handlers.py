@@ -20,9 +20,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
+from gradio.blocks import Block
 from PIL import Image, ImageOps
 
 from studio.config import Secret
@@ -36,7 +36,8 @@ from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
 
-Update = dict[Any, Any]
+# What a handler answers: a new value or an update for each component it changes.
+Update = dict[Block, object]
 
 
 def error_sentence(exc: BaseException) -> str:
@@ -137,7 +138,7 @@ class Handlers:
     # -- rendering ------------------------------------------------------------------------------
 
     @property
-    def view_outputs(self) -> list[Any]:
+    def view_outputs(self) -> list[Block]:
         c = self.c
         return [
             c.pair_a,
@@ -163,10 +164,11 @@ class Handlers:
             c.undo,
             c.redo,
             c.timer,
+            c.safety,
         ]
 
     @property
-    def compare_outputs(self) -> list[Any]:
+    def compare_outputs(self) -> list[Block]:
         """The page, with the candidates on show."""
         return [*self.view_outputs, self.c.picks, self.c.candidates, self.c.model]
 
@@ -234,7 +236,7 @@ class Handlers:
                 if page.session_id
                 else gr.skip()
             ),
-            c.sessions: gr.Dropdown(choices=page.sessions.choices, value=page.sessions.value),
+            c.sessions: page.sessions_html,
             c.cost: page.cost,
             c.source: None,
             c.empty: gr.Column(visible=not has_image),
@@ -252,6 +254,9 @@ class Handlers:
             c.undo: gr.Button(interactive=page.can_undo),
             c.redo: gr.Button(interactive=page.can_redo),
             c.timer: gr.Timer(value=tick, active=True),
+            # The safety slider's top follows the tab's step: 2 when the next step edits, 6
+            # when it generates (its value is brought within it when Advanced opens).
+            c.safety: gr.Slider(maximum=page.safety_max),
         }
 
     async def refused(self, args: tuple[object, ...], exc: BaseException) -> Update:
@@ -265,19 +270,25 @@ class Handlers:
     # -- starting points ------------------------------------------------------------------------
 
     @guarded
-    async def on_load(self, session_id: str | None) -> Update:
+    async def on_load(self, session_id: str | None, stored_key: str | None = None) -> Update:
+        """The page at load: the browser's session (else the newest), and the key this browser
+        was asked to remember, put back in its box (whose change checks it: `on_key`)."""
         if not session_id:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
-        return await self.page(session_id, balance=True)
+        update = await self.page(session_id, balance=True)
+        key = stored_key.strip() if isinstance(stored_key, str) else ""
+        if key:
+            update.update({self.c.remember_key: True, self.c.user_key: key})
+        return update
 
     @guarded
-    async def on_source(self, _session_id: str | None, _tab: str | None, upload: Any) -> Update:
+    async def on_source(self, _session_id: str | None, _tab: str | None, upload: object) -> Update:
         """A new session from an upload, a paste or a photo. Registered with `preprocess=False`:
         our intake reads the file, so anything odd gets one sentence, not Gradio's "Error"."""
         path = upload.get("path") if isinstance(upload, dict) else upload
-        if not path:
+        if not isinstance(path, str) or not path:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
         try:
@@ -291,9 +302,13 @@ class Handlers:
 
     @guarded
     async def on_example(
-        self, _session_id: str | None, _tab: str | None, evt: gr.SelectData
+        self, _session_id: str | None, _tab: str | None, evt: gr.EventData
     ) -> Update:
-        example = self.ctx.examples[int(evt.index)]
+        clicked = getattr(evt, "_data", None) or {}
+        index = str(clicked.get("step", "")) if isinstance(clicked, dict) else ""
+        if not index.isdigit() or int(index) >= len(self.ctx.examples):
+            return {self.c.status: gr.skip()}
+        example = self.ctx.examples[int(index)]
         data = await asyncio.to_thread(example.read_bytes)
         name = f"{example.stem.capitalize()} example"
         session = await self.bridge.call(
@@ -318,10 +333,16 @@ class Handlers:
 
     @guarded
     async def on_pick_session(
-        self, _session_id: str | None, _tab: str | None, picked: str | None
+        self, _session_id: str | None, _tab: str | None, evt: gr.EventData
     ) -> Update:
+        """A session picked in the list (what the page sends is only its id: checked behind
+        the bridge)."""
+        clicked = getattr(evt, "_data", None) or {}
+        picked = str(clicked.get("step", "")) if isinstance(clicked, dict) else ""
+        if not picked or clicked.get("act") != "open":
+            return {self.c.status: gr.skip()}
         self._tab().moved()
-        return await self.page(picked) if picked else {self.c.status: gr.skip()}
+        return await self.page(picked)
 
     # -- edits ----------------------------------------------------------------------------------
 
@@ -417,10 +438,15 @@ class Handlers:
         expansion: bool,
         safety: float,
         tab_key: str | None,
+        keep_rest: bool = False,
+        region: str | None = None,
     ) -> Update:
-        """Queue the instruction on pro and max from the step this tab shows; the tab's timer
-        shows each side the moment it is ready."""
-        params = _form_params(prompt, "pro", aspect, output_format, translation, expansion, safety)
+        """Queue the instruction on pro and max from the step this tab shows, in the region
+        drawn on the canvas (if any); the tab's timer shows each side the moment it is ready."""
+        params = _form_params(
+            prompt, "pro", aspect, output_format, translation, expansion, safety, keep_rest
+        )
+        drawn = _region(region)
         session_id = await self._session_or_new(session_id)
         steps = await self.bridge.call(
             Engine.candidates,
@@ -428,6 +454,7 @@ class Handlers:
             params,
             models=("pro", "max"),
             parent_step_id=tab_step,
+            region=drawn,
             visitor=self.who_with(tab_key),
         )
         self._tab().moved()
@@ -530,7 +557,7 @@ class Handlers:
         session_id: str | None,
         tab_step: str | None,
         version: str | None,
-        pair: Any,
+        pair: object,
         tab_key: str | None = None,
     ) -> Update:
         """News of the session, at most every second or two: a new or finished step (from this
@@ -571,8 +598,9 @@ class Handlers:
     async def on_pair(
         self, session_id: str | None, _tab: str | None, left: str | None, right: str | None
     ) -> Update:
-        """Any two steps in the slider, fitted to one frame; it says when their shapes differ."""
-        skip = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
+        """The two steps picked for the slider, fitted to one frame; it says when their shapes
+        differ."""
+        skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
@@ -581,10 +609,10 @@ class Handlers:
         a = self.bridge.image_path(session.steps[left])
         b = self.bridge.image_path(session.steps[right])
         if not a or not b:
-            return {self.c.slider: None, self.c.pair_note: ""}
+            return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
         folder = self.ctx.exports / "pairs"
         b, note = await asyncio.to_thread(_fit_to, folder, Path(a), Path(b))
-        return {self.c.slider: (a, b), self.c.pair_note: note}
+        return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
     @guarded
     async def on_tab_step(
@@ -598,7 +626,7 @@ class Handlers:
                 session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
                 top = safety_max(editing=session.seen_from(tab_step).next_is_edit)
         value = min(int(safety if safety is not None else 2), top)
-        return {self.c.safety: gr.Slider(maximum=top, value=value)}
+        return {self.c.safety: gr.Slider(maximum=top, value=value, visible=True)}
 
     # -- managing sessions ----------------------------------------------------------------------
 

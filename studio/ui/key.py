@@ -96,22 +96,6 @@ class KeyHandlers:
             c.banner: self._banner(check.accepted, remembered=check.accepted is True),
         }
 
-    @guarded
-    async def on_load_key(self, stored: str | None) -> Update:
-        """A key this browser was asked to remember: used again, checked again, and named."""
-        c = self.c
-        key = stored.strip() if isinstance(stored, str) and stored.strip() else None
-        if key is None:
-            return {c.user_key: gr.skip(), c.tab_key: gr.skip(), c.remember_key: gr.skip()}
-        check = await self._check(key)
-        return {
-            c.user_key: key,
-            c.tab_key: key,
-            c.remember_key: True,
-            c.banner: self._banner(check.accepted, remembered=True),
-            c.key_note: check.note,
-        }
-
     async def _check(self, key: str) -> KeyCheck:
         """Ask RunAPI about a pasted key (a balance call), counted per visitor (a few a
         minute); one sentence whatever the answer."""

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from studio.params import SAFETY_MAX_GENERATE
-from studio.ui import present
+from studio.ui import present, prose, tree
 
 # Seconds between a tab's looks for news of its session: while something runs (so the elapsed
 # time ticks), and while nothing does (a new step made elsewhere shows within this).
@@ -45,6 +45,21 @@ element.addEventListener('click', (event) => {
 watch('value', () => window.kontextStudio?.redrawPending?.());
 """
 
+# The session list: a click on a session opens it (one event) and folds the list; a click
+# elsewhere folds it too.
+_SESSIONS_JS = """
+element.addEventListener('click', (event) => {
+  const target = event.target.closest('[data-act]');
+  if (!target || !element.contains(target)) return;
+  event.preventDefault();
+  target.closest('details')?.removeAttribute('open');
+  trigger('click', {act: target.dataset.act, step: target.dataset.step || ''});
+});
+document.addEventListener('click', (event) => {
+  if (element.contains(event.target)) return;
+  element.querySelector('details[open]')?.removeAttribute('open');
+});
+"""
 
 TOOLS_HTML = (
     '<div class="tools" role="toolbar" aria-label="A region for the next edit">'
@@ -57,6 +72,12 @@ TOOLS_HTML = (
     '<button type="button" data-tool="clear" title="No region">✕</button>'
     "</div>"
 )
+
+
+def _thumbnail(example: Path) -> Path:
+    """An example's small thumbnail (`assets/thumbs/`), or the example itself without one."""
+    small = example.parent / "thumbs" / f"{example.stem}.webp"
+    return small if small.exists() else example
 
 
 def _unopened_path(payload: Any) -> str | None:
@@ -77,15 +98,15 @@ def hand_over_unopened(image: gr.Image) -> gr.Image:
 
 @dataclass(frozen=True, slots=True)
 class Components:
-    banner: gr.Markdown
-    cost: gr.Markdown
-    sessions: gr.Dropdown
+    banner: gr.HTML
+    cost: gr.HTML
+    sessions: gr.HTML
     new_session: gr.Button
     source: gr.Image
     empty: gr.Column
     link: gr.Textbox
     load_link: gr.Button
-    examples: gr.Gallery
+    examples: gr.HTML
     result: gr.Image
     before: gr.Image
     hold: gr.Button
@@ -93,9 +114,10 @@ class Components:
     region: gr.Textbox
     raw: gr.DownloadButton
     slider: gr.ImageSlider
-    pair_note: gr.Markdown
+    pair_note: gr.HTML
     steps_box: gr.Accordion
-    status: gr.Markdown
+    advanced: gr.Accordion
+    status: gr.HTML
     notice: gr.Button
     download: gr.DownloadButton
     retry: gr.Button
@@ -128,14 +150,14 @@ class Components:
     tab_key: gr.State
     picks: gr.State
     remember_key: gr.Checkbox
-    key_note: gr.Markdown
+    key_note: gr.HTML
     key_store: gr.BrowserState
     manage: gr.Accordion
     session_name: gr.Textbox
     rename: gr.Button
     delete: gr.Button
     delete_confirm: gr.Group
-    delete_text: gr.Markdown
+    delete_text: gr.HTML
     delete_yes: gr.Button
     delete_no: gr.Button
 
@@ -171,27 +193,20 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
 
 def _render_header(banner: str) -> dict[str, Any]:
     with gr.Row(equal_height=True, elem_id="header"):
-        gr.Markdown("## Kontext Studio", elem_id="title")
-        sessions = gr.Dropdown(
-            label="Session",
-            show_label=False,
-            choices=[],
-            value=None,
-            elem_id="sessions",
-            scale=3,
-            min_width=200,
-            allow_custom_value=False,
-        )
+        prose.component("## Kontext Studio", elem_id="title")
+        # The session list: the open one, and unfolded, every one with its thumbnail, name,
+        # steps and last change (`tree.sessions_html`).
+        sessions = gr.HTML("", elem_id="sessions", js_on_load=_SESSIONS_JS, scale=3, min_width=200)
         new_session = gr.Button(
             "+ New", elem_id="new-session", scale=0, min_width=70, size="sm", variant="secondary"
         )
-        banner_md = gr.Markdown(banner, elem_id="banner")
-        cost = gr.Markdown(present.cost_line(None), elem_id="cost")
+        banner_md = prose.component(banner, elem_id="banner")
+        cost = prose.component(present.cost_line(None), elem_id="cost")
     return {"banner": banner_md, "sessions": sessions, "new_session": new_session, "cost": cost}
 
 
 def _render_canvas(examples: list[Path]) -> dict[str, Any]:
-    with gr.Group(elem_id="canvas"):
+    with gr.Column(elem_id="canvas"):
         result = gr.Image(
             label="The step this tab shows",
             show_label=False,
@@ -235,17 +250,14 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                     max_lines=1,
                 )
                 load_link = gr.Button("Load", elem_id="load-link", scale=1, min_width=60)
-            example_gallery = gr.Gallery(
-                value=[(str(p), p.stem) for p in examples],
-                label="Examples (click one to start from it)",
-                columns=len(examples) or 1,
-                height=110,
-                allow_preview=False,
+            # Small thumbnails in plain HTML: a Gallery would cost the page fifteen requests.
+            example_gallery = gr.HTML(
+                tree.examples_html([(str(_thumbnail(p)), p.stem) for p in examples]),
                 elem_id="examples",
-                interactive=False,
+                js_on_load=_CLICKS_JS,
             )
     with gr.Row(equal_height=True, elem_id="canvas-bar"):
-        status = gr.Markdown("", elem_id="status")
+        status = prose.component("", elem_id="status")
         # A region for the next edit, drawn on the canvas (assets/studio.js draws and sends it).
         tools = gr.HTML(TOOLS_HTML, elem_id="tools", js_on_load=None, visible=False)
         hold = gr.Button(
@@ -301,6 +313,89 @@ def _render_instruction() -> dict[str, Any]:
         ticket = gr.Textbox("", visible="hidden", elem_id="ticket")
         # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
         region = gr.Textbox("", visible="hidden", elem_id="region")
+    model, aspect, keep_rest, count, compare = _render_options()
+    # Candidates land here, side by side, under the bar (which stays where it is).
+    candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
+    with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
+        with gr.Row():
+            pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
+            pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
+        pair_note = prose.component("", elem_id="pair-note")
+        # Shown once it has a pair (its module is not loaded with the page until then).
+        slider = gr.ImageSlider(
+            label="Before / after",
+            type="filepath",
+            format="png",
+            elem_id="slider",
+            max_height=520,
+            visible=False,
+        )
+    with gr.Accordion("Advanced", open=False, elem_id="advanced") as advanced, gr.Row():
+        output_format = gr.Radio(
+            [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
+            value="png",
+            label="Output format",
+            elem_id="output-format",
+        )
+        translation = gr.Checkbox(
+            True, label="Translate non-English instructions", elem_id="translation"
+        )
+        expansion = gr.Checkbox(
+            False, label="Let the service expand the instruction", elem_id="expansion"
+        )
+        # Shown when Advanced opens (its module is not loaded with the page until then).
+        safety = gr.Slider(
+            0,
+            SAFETY_MAX_GENERATE,
+            value=2,
+            step=1,
+            elem_id="safety",
+            label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
+            visible=False,
+        )
+    with gr.Accordion("Tips", open=False, elem_id="tips"):
+        prose.component(present.TIPS)
+    with gr.Accordion("RunAPI key", open=False, elem_id="key-box"):
+        user_key = gr.Textbox(
+            label="Your RunAPI key (checked when pasted; used for this tab only)",
+            type="password",
+            elem_id="user-key",
+        )
+        remember_key = gr.Checkbox(
+            False,
+            label="Remember it in this browser (kept in this browser only, never on the server)",
+            elem_id="remember-key",
+        )
+        key_note = prose.component("", elem_id="key-note")
+    return {
+        "prompt": prompt,
+        "run": run,
+        "ticket": ticket,
+        "candidates": candidates,
+        "region": region,
+        "model": model,
+        "aspect": aspect,
+        "keep_rest": keep_rest,
+        "count": count,
+        "compare": compare,
+        "steps_box": steps_box,
+        "advanced": advanced,
+        "pair_a": pair_a,
+        "pair_b": pair_b,
+        "pair_note": pair_note,
+        "slider": slider,
+        "output_format": output_format,
+        "translation": translation,
+        "expansion": expansion,
+        "safety": safety,
+        "user_key": user_key,
+        "remember_key": remember_key,
+        "key_note": key_note,
+    }
+
+
+def _render_options() -> tuple[gr.Radio, gr.Dropdown, gr.Checkbox, gr.Dropdown, gr.Button]:
+    """The row under the instruction: model, ratio, Keep the rest, how many results, pro vs max."""
     with gr.Row(equal_height=True, elem_id="options"):
         model = gr.Radio(
             present.model_choices(),
@@ -342,79 +437,7 @@ def _render_instruction() -> dict[str, Any]:
             min_width=90,
         )
         compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
-    # Candidates land here, side by side, under the bar (which stays where it is).
-    candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
-    with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
-        with gr.Row():
-            pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
-            pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
-        pair_note = gr.Markdown("", elem_id="pair-note")
-        slider = gr.ImageSlider(
-            label="Before / after",
-            type="filepath",
-            format="png",
-            elem_id="slider",
-            max_height=520,
-        )
-    with gr.Accordion("Advanced", open=False, elem_id="advanced"), gr.Row():
-        output_format = gr.Radio(
-            [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
-            value="png",
-            label="Output format",
-            elem_id="output-format",
-        )
-        translation = gr.Checkbox(
-            True, label="Translate non-English instructions", elem_id="translation"
-        )
-        expansion = gr.Checkbox(
-            False, label="Let the service expand the instruction", elem_id="expansion"
-        )
-        safety = gr.Slider(
-            0,
-            SAFETY_MAX_GENERATE,
-            value=2,
-            step=1,
-            elem_id="safety",
-            label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
-        )
-    with gr.Accordion("Tips", open=False, elem_id="tips"):
-        gr.Markdown(present.TIPS)
-    with gr.Accordion("RunAPI key", open=False, elem_id="key-box"):
-        user_key = gr.Textbox(
-            label="Your RunAPI key (checked when pasted; used for this tab only)",
-            type="password",
-            elem_id="user-key",
-        )
-        remember_key = gr.Checkbox(
-            False,
-            label="Remember it in this browser (kept in this browser only, never on the server)",
-            elem_id="remember-key",
-        )
-        key_note = gr.Markdown("", elem_id="key-note")
-    return {
-        "prompt": prompt,
-        "run": run,
-        "ticket": ticket,
-        "candidates": candidates,
-        "region": region,
-        "model": model,
-        "aspect": aspect,
-        "keep_rest": keep_rest,
-        "count": count,
-        "compare": compare,
-        "steps_box": steps_box,
-        "pair_a": pair_a,
-        "pair_b": pair_b,
-        "pair_note": pair_note,
-        "slider": slider,
-        "output_format": output_format,
-        "translation": translation,
-        "expansion": expansion,
-        "safety": safety,
-        "user_key": user_key,
-        "remember_key": remember_key,
-        "key_note": key_note,
-    }
+    return model, aspect, keep_rest, count, compare
 
 
 def _render_history() -> dict[str, Any]:
@@ -438,7 +461,7 @@ def _render_history() -> dict[str, Any]:
             rename = gr.Button("Rename", elem_id="rename", scale=1)
         delete = gr.Button("Delete this session…", elem_id="delete", variant="stop", size="sm")
         with gr.Group(visible=False, elem_id="delete-confirm") as delete_confirm:
-            delete_text = gr.Markdown("", elem_id="delete-text")
+            delete_text = prose.component("", elem_id="delete-text")
             with gr.Row():
                 delete_yes = gr.Button("Yes, delete it", elem_id="delete-yes", variant="stop")
                 delete_no = gr.Button("No, keep it", elem_id="delete-no")

@@ -62,6 +62,19 @@ class Listed(Protocol):
     def created_at(self) -> Any: ...  # a datetime: only compared, so no import here
 
 
+class Covered(Listed, Protocol):
+    """A session as the list shows it with its picture: steps, last change, cover image."""
+
+    @property
+    def step_count(self) -> int: ...
+
+    @property
+    def updated_at(self) -> Any: ...  # a datetime
+
+    @property
+    def cover_sha256(self) -> str | None: ...
+
+
 _PHASE_WORDS = {
     "queued": "Queued",
     "uploading": "Uploading the source",
@@ -192,10 +205,11 @@ def candidate_text(step: Step, update: StepUpdate | None) -> str:
 
 
 def step_choice(step: Step, number: int) -> tuple[str, str]:
-    """A step as a dropdown choice: its caption (the instruction shortened), and its id."""
-    text = caption(step, number)
-    head, dash, prompt = text.partition(" — ")
-    return (f"{head}{dash}{_short(prompt)}" if dash else text), step.step_id
+    """A step as a dropdown choice, and its id: its number and instruction first (what tells
+    steps apart, even where a phone cuts the label short), then its model."""
+    if step.kind == "origin" or step.params is None:
+        return caption(step, number), step.step_id
+    return f"{number} · {_short(step.params.prompt)} · {step.params.model}", step.step_id
 
 
 def session_choices(summaries: Iterable[Listed]) -> list[tuple[str, str]]:
@@ -212,6 +226,23 @@ def session_choices(summaries: Iterable[Listed]) -> list[tuple[str, str]]:
     return [_session_label(s, labels[s.session_id]) for s in summaries]
 
 
+def when(moment: Any, now: Any) -> str:
+    """A session's last change, briefly: "today", "yesterday", "2 Dec", "2 Dec 2025" (both
+    datetimes, in the same zone)."""
+    days = (now.date() - moment.date()).days
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    if moment.year == now.year:
+        return f"{moment.day} {moment:%b}"
+    return f"{moment.day} {moment:%b %Y}"
+
+
+def steps_count(count: int) -> str:
+    return f"{count} step{'' if count == 1 else 's'}"
+
+
 def download_name(session_name: str, number: int, image_format: str) -> str:
     """What a downloaded image is called: the session's name and the step's number."""
     words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in session_name)
@@ -219,11 +250,6 @@ def download_name(session_name: str, number: int, image_format: str) -> str:
     step = "original" if number == 0 else f"step-{number}"
     suffix = "jpg" if image_format == "jpeg" else image_format
     return f"{slug}-{step}.{suffix}"
-
-
-def session_choice(summary: Listed) -> tuple[str, str]:
-    """A session in the list (a plain-text label): its name, or a note that it is damaged."""
-    return _session_label(summary, summary.name)
 
 
 def _session_label(summary: Listed, name: str) -> tuple[str, str]:

@@ -6,17 +6,21 @@ import hmac
 import logging
 import sys
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlunparse
 
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 log = logging.getLogger(__name__)
 # Every long-polling edit holds one of Gradio's worker slots (gradio-notes §3).
@@ -35,12 +39,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
         b"frame-ancestors 'self' https://huggingface.co https://*.hf.space",
     ),
 )
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class SecurityHeaders:
@@ -155,7 +153,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
     }
 
 
-def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, Bridge, str]:
+def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, Bridge, str]:
     """Launch without blocking; returns the Blocks, the bridge to the engine and the local URL."""
     bridge = Bridge.from_settings(settings)
     if resumed := bridge.resume_unfinished():
@@ -165,7 +163,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[Any, Bridge,
     return demo, bridge, url
 
 
-def open_share_link(demo: Any, *, wait_s: float = SHARE_WAIT_S) -> str | None:
+def open_share_link(demo: gr.Blocks, *, wait_s: float = SHARE_WAIT_S) -> str | None:
     """Ask Gradio's share server for a public link to the running `demo`; None if none came.
 
     What `launch(share=True)` does, without its multi-line advice about a missing file (printed
@@ -203,7 +201,8 @@ def open_share_link(demo: Any, *, wait_s: float = SHARE_WAIT_S) -> str | None:
     gave_up.set()
     if not found:
         return None
-    demo.share, demo.share_url = True, found[0]
+    demo.share = True
+    demo.share_url = found[0]  # type: ignore[assignment]  # Gradio declares it by its None
     return found[0]
 
 

@@ -13,13 +13,15 @@ or the service wrote is escaped: `gr.HTML` does not sanitise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 from urllib.parse import quote
 
 from studio.history import Session, Step, StepState
 from studio.params import format_cents
+from studio.ui import present
 
 # How much of the path is drawn around the tab's step, and how many branches per fork.
 BEFORE = 30
@@ -297,7 +299,16 @@ def _a(text: str) -> str:
     return escape(text, quote=True)
 
 
-__all__ = ["Line", "candidates_html", "empty_html", "file_url", "history_html", "line_of"]
+__all__ = [
+    "Line",
+    "candidates_html",
+    "empty_html",
+    "examples_html",
+    "file_url",
+    "history_html",
+    "line_of",
+    "sessions_html",
+]
 
 
 def candidates_html(
@@ -334,4 +345,76 @@ def candidates_html(
         '<section class="cands" aria-label="Candidates: keep one, the others stay as branches">'
         f'<p class="hint">Keep one; the others stay in the history as branches.</p>'
         f'<div class="row">{"".join(cards)}</div></section>'
+    )
+
+
+def examples_html(examples: list[tuple[str, str]], *, url: Callable[[str], str] = file_url) -> str:
+    """The example images as buttons (`data-act="example"`, `data-step` their index): each a
+    small thumbnail (`examples` pairs a thumbnail's file with the example's name)."""
+    buttons = "".join(
+        f'<button type="button" class="example" data-act="example" data-step="{n}" '
+        f'aria-label="Start from the {_a(name)} example" title="{_a(name)}">'
+        f'<img src="{_a(url(path))}" alt="{_a(name)}"></button>'
+        for n, (path, name) in enumerate(examples)
+    )
+    return (
+        '<section class="examples" aria-label="Examples">'
+        '<p class="hint">Or start from an example:</p>'
+        f'<div class="row">{buttons}</div></section>'
+    )
+
+
+def sessions_html(
+    summaries: Sequence[present.Covered],
+    labels: Mapping[str, str],
+    current: str | None,
+    thumbs: Mapping[str, str],
+    now: datetime | None = None,
+    *,
+    url: Callable[[str], str] = file_url,
+) -> str:
+    """The session list: the open session (a thumbnail, its name, steps and last change) and,
+    unfolded, every session the same way, each one click away (`data-act="open"`). `labels`
+    are the names as listed (sessions sharing a name are numbered)."""
+    now = now or datetime.now(UTC)
+    rows = []
+    shown = '<span class="name">New session</span>'
+    for summary in summaries:
+        row = _session_row(summary, labels, thumbs, now, url)
+        attrs = f'class="session" data-act="open" data-step="{_a(summary.session_id)}"'
+        if summary.session_id == current:
+            shown = row
+            attrs = attrs.replace('"session"', '"session current"') + ' aria-current="true"'
+        rows.append(f'<li><button type="button" {attrs}>{row}</button></li>')
+    count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
+    return (
+        '<details class="sessions">'
+        f'<summary title="Sessions ({count}): open another">{shown}'
+        '<span class="fold" aria-hidden="true">▾</span></summary>'
+        f'<ul class="list" aria-label="Sessions">{"".join(rows)}</ul></details>'
+    )
+
+
+def _session_row(
+    summary: present.Covered,
+    labels: Mapping[str, str],
+    thumbs: Mapping[str, str],
+    now: datetime,
+    url: Callable[[str], str],
+) -> str:
+    name = labels.get(summary.session_id, summary.name)
+    cover = thumbs.get(summary.cover_sha256) if summary.cover_sha256 else None
+    picture = (
+        f'<img class="cover" src="{_a(url(cover))}" alt="" loading="lazy">'
+        if cover
+        else '<span class="cover placeholder" aria-hidden="true"></span>'
+    )
+    if summary.damaged:
+        meta = "damaged: cannot be opened"
+    else:
+        meta = (
+            f"{present.steps_count(summary.step_count)} · {present.when(summary.updated_at, now)}"
+        )
+    return (
+        f'{picture}<span class="name">{escape(name)}</span><span class="meta">{escape(meta)}</span>'
     )

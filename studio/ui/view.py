@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.params import SAFETY_MAX_GENERATE, nearest_aspect_ratio, safety_max
 from studio.ui import present, tree
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 EMPTY_STATUS = (
     "Upload, paste or link an image, pick an example, or type an instruction to generate one."
@@ -29,7 +33,7 @@ class PageData:
     """
 
     session: Session | None
-    summaries: Sequence[present.Listed]
+    summaries: Sequence[present.Covered]
     running: dict[str, StepUpdate]
     images: dict[str, str]
     thumbs: dict[str, str]
@@ -93,6 +97,8 @@ class PageUpdate:
     notice_step: str | None = None
     # The model's own output of the shown step, when the rest was kept by a blend.
     raw: str | None = None
+    # The session list (`tree.sessions_html`): thumbnails, names, steps, last change.
+    sessions_html: str = ""
 
 
 def step_numbers(session: Session) -> dict[str, int]:
@@ -110,13 +116,22 @@ def render_page(
     *,
     done: int = 0,
     refused: int = 0,
+    now: datetime | None = None,
 ) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
-    the server has taken (the page drops its own "queued" tiles up to it)."""
+    the server has taken (the page drops its own "queued" tiles up to it). `now` dates the
+    session list ("today", "2 Dec")."""
     del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
+    listed = tree.sessions_html(
+        data.summaries,
+        dict((value, label) for label, value in choices),
+        session.session_id if session is not None else None,
+        data.thumbs,
+        now,
+    )
     if session is None:
         status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS
         return PageUpdate(
@@ -137,6 +152,7 @@ def render_page(
             running=False,
             pair_a=Choices([], None),
             pair_b=Choices([], None),
+            sessions_html=listed,
         )
     stored = session.current
     session = session.seen_from(tab_step)
@@ -188,6 +204,7 @@ def render_page(
         notice=notice,
         notice_step=notice_step,
         raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
+        sessions_html=listed,
     )
 
 

@@ -28,12 +28,13 @@ import ipaddress
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import gradio as gr
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Secret, is_loopback_host
 from studio.ui.bridge import USER_ERRORS
@@ -51,11 +52,6 @@ _WHO: contextvars.ContextVar[Visitor | Refusal] = contextvars.ContextVar("who", 
 _TAB: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Refusal(Exception):
@@ -258,7 +254,7 @@ def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
     raise Refusal(refusal if isinstance(refusal, str) else NO_COOKIE)
 
 
-def _state(request: object) -> Mapping[str, Any]:
+def _state(request: object) -> Mapping[str, object]:
     """The request's state as the middleware left it (empty for anything else)."""
     state = getattr(request, "state", None) if request is not None else None
     values = getattr(state, "_state", None)
@@ -286,10 +282,10 @@ class Door(Protocol):
     @property
     def hosted(self) -> bool: ...
 
-    def unnamed(self, refusal: Refusal) -> Any:
+    def unnamed(self, refusal: Refusal) -> object:
         """The answer to a request that names no visitor (nothing changes)."""
 
-    async def refused(self, args: tuple[object, ...], exc: Exception) -> Any:
+    async def refused(self, args: tuple[object, ...], exc: Exception) -> object:
         """The answer to refused input, given the handler's arguments (nothing changes)."""
 
 
@@ -305,7 +301,7 @@ def guarded(handler: F) -> F:
     declared = any(_is_request(p.annotation) for p in signature.parameters.values())
 
     @functools.wraps(handler)
-    async def run(self: Door, *args: Any) -> Any:
+    async def run(self: Door, *args: object) -> object:
         # Gradio passes the request positionally; a direct call (a test) may leave it out.
         request = next((a for a in args if isinstance(a, gr.Request)), None)
         own = args if declared or request is None else tuple(a for a in args if a is not request)

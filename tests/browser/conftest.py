@@ -134,8 +134,9 @@ def open_page(browser, url: str, **context: Any) -> Iterator[Any]:  # type: igno
     )
     page.goto(url)
     expect(page.locator("#run")).to_be_visible(timeout=30_000)
-    # The first render from the store has arrived (before it, a click could be overwritten).
-    expect(page.locator("#status")).not_to_be_empty(timeout=30_000)
+    # The first render from the store has arrived (before it, a click could be overwritten):
+    # the history is drawn by the page's updates only.
+    expect(page.locator("#history nav.tree")).to_be_attached(timeout=30_000)
     yield page
     browser_context.close()
     assert outside == [], f"the page reached outside loopback: {outside[:3]}"

@@ -136,7 +136,18 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert image is not None
         assert bar is not None
         assert image["y"] < bar["y"]
+        _edit(page, "make it black and white")
         shoot(page, "phone-1-editor", full_page=False)
+        # Scrolled down to the tree, the bar is still at the bottom of the window.
+        page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+        page.wait_for_function("() => window.scrollY > 100")
+        for selector in ("#prompt textarea", "#run", "#history button.tile"):
+            _on_screen(page, selector)
+        # The step pickers show whole labels: the number and the instruction.
+        page.get_by_text("Compare two steps").click()
+        picker = page.locator("#pair-b input")
+        expect(picker).to_have_value("1 · make it black and white · pro")
+        assert picker.evaluate("input => input.scrollWidth <= input.clientWidth")
 
 
 def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page, studio):
@@ -293,3 +304,33 @@ def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
     # The region is used once: the next edit has none.
     _edit(page, "add snow")
     assert _newest(studio).region is None
+
+
+def test_pro_vs_max_takes_the_region_drawn_on_the_canvas(page, studio):
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.25, 0.25), (0.75, 0.75))
+    page.locator("#keep-rest input").check()
+    page.locator("#prompt textarea").fill("make the eyes blue")
+    page.locator("#compare").click()
+    expect(page.locator("#candidates figure.card")).to_have_count(2, timeout=15_000)
+    session = _only_session(studio)
+    pair = [s for s in session.steps.values() if s.kind != "origin"]
+    assert sorted(s.params.model for s in pair) == ["max", "pro"]
+    for step in pair:
+        assert step.params.keep_rest
+        assert step.region is not None
+        assert step.region.kind == "box"
+        x, y, w, h = step.region.box
+        width, height = step.region.drawn_on
+        assert abs(x / width - 0.25) < 0.03
+        assert abs(w / width - 0.5) < 0.03
+        assert abs(y / height - 0.25) < 0.03
+        assert abs(h / height - 0.5) < 0.03
+    # Kept, the result shows its region; the region went with the pair and is gone now (with
+    # Keep the rest still on, the next edit finds its own region).
+    expect(page.locator("#candidates button.keep")).to_have_count(2, timeout=30_000)
+    page.locator("#candidates button.keep").first.click()
+    expect(page.locator("#history li.current")).to_have_attribute("data-region", "box")
+    _edit(page, "add snow")
+    assert _newest(studio).region.kind == "auto"

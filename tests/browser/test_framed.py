@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import running_studio
+from tests.browser.test_studio_flow import _listed
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_a_framed_studio_keeps_its_visitor_across_events_and_a_reload(
         page.goto(site)
         frame = page.frame_locator("iframe")
         expect(frame.locator("#status")).not_to_be_empty(timeout=30_000)
-        frame.locator('#examples button[aria-label^="Thumbnail"]').nth(1).click()
+        frame.locator("#examples button[data-act=example]").nth(1).click()
         expect(frame.locator("#status")).to_contain_text("Ready", timeout=15_000)
         box = frame.locator("#prompt textarea")
         box.fill("make it black and white")
@@ -67,8 +68,7 @@ def test_a_framed_studio_keeps_its_visitor_across_events_and_a_reload(
         page.reload()
         expect(frame.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
         _shows_its_image(frame)
-        frame.locator("#sessions input").click()
-        expect(frame.get_by_role("option")).to_have_count(1)
+        expect(_listed(frame)).to_have_count(1)
         context.close()
 
 

@@ -8,8 +8,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import shoot
-from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
+from tests.browser.test_studio_flow import (
+    DONE,
+    _edit,
+    _listed,
+    _only_session,
+    _session_name,
+    _start_from_example,
+    _thumbs,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LONG = "Make the sky stormy and dark, keep the cat, the whiskers and the light on its face"
@@ -66,15 +73,15 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
     photo.write_bytes(make_image(300, 200, fmt="JPEG"))
     page.locator("#new-session").click()
     page.locator("#source input[type=file]").set_input_files(str(photo))
-    sessions = page.locator("#sessions input")
-    expect(sessions).to_have_value("Beach day.jpg")
+    sessions = _session_name(page)
+    expect(sessions).to_have_text("Beach day.jpg")
 
     page.get_by_role("button", name="Rename or delete this session").click()
     name = page.locator("#session-name input")
     expect(name).to_have_value("Beach day.jpg")
     name.fill("Holiday, day one")
     page.locator("#rename").click()
-    expect(sessions).to_have_value("Holiday, day one")
+    expect(sessions).to_have_text("Holiday, day one")
 
     page.locator("#delete").click()
     confirm = page.locator("#delete-text")  # inside the confirmation (a group)
@@ -86,7 +93,7 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
     page.locator("#delete").click()
     page.locator("#delete-yes").click()
     expect(page.locator("#status")).to_contain_text("Deleted “Holiday, day one”")
-    expect(sessions).to_have_value("Chelsea example")
+    expect(sessions).to_have_text("Chelsea example")
     assert [s.name for s in studio.run(studio.engine.list_sessions())] == ["Chelsea example"]
 
 
@@ -153,7 +160,6 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         assert box is not None
         assert box["height"] < 1.5 * line, "the title wraps"
         assert box["x"] + box["width"] <= 390
-        shoot(phone, "phone-1-start", full_page=False)
 
         # The aspect ratio's text stops before its arrow.
         aspect = phone.locator("#aspect input")
@@ -169,9 +175,35 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         box_.press("Enter")
         expect(phone.locator("#result")).to_be_in_viewport()
         expect(phone.locator("#status")).to_contain_text("⏳")
-        shoot(phone, "phone-2-running", full_page=False)
         expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
 
         # The history is a film strip of tiles a finger can hit.
         assert _thumbs(phone).first.bounding_box()["width"] >= 140  # type: ignore[index]
-        shoot(phone, "phone-3-history")
+
+
+def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studio):
+    _start_from_example(page, 1)
+    _edit(page, "make it black and white")
+    _start_from_example(page, 0)
+    rows = _listed(page)
+    expect(rows).to_have_count(2)
+    chelsea = rows.filter(has_text="Chelsea example")
+    expect(chelsea.locator(".meta")).to_have_text("1 step · today")
+    expect(rows.filter(has_text="Astronaut example").locator(".meta")).to_have_text(
+        "0 steps · today"
+    )
+    cover = chelsea.locator("img.cover")
+    expect(cover).to_be_visible()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=cover.element_handle()
+    )
+    # One click opens it, at its step, and folds the list.
+    chelsea.click()
+    expect(_session_name(page)).to_have_text("Chelsea example")
+    expect(page.locator("#history li.current")).to_contain_text("make it black and white")
+    expect(page.locator("#sessions ul.list")).to_be_hidden()
+    # "+ New" leaves nothing behind until it gets an image or an instruction.
+    page.locator("#new-session").click()
+    expect(_session_name(page)).to_have_text("New session")
+    expect(_listed(page)).to_have_count(2)
+    assert len(studio.run(studio.engine.list_sessions())) == 2

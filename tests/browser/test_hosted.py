@@ -9,6 +9,7 @@ from gradio_client import Client
 from playwright.sync_api import expect
 
 from tests.browser.conftest import running_studio
+from tests.browser.test_studio_flow import _listed
 
 pytestmark = pytest.mark.slow
 DONE = "✓ Done"
@@ -38,7 +39,7 @@ def _visit(browser, url):  # type: ignore[no-untyped-def]
 
 
 def _edit_an_example(page):  # type: ignore[no-untyped-def]
-    page.locator('#examples button[aria-label^="Thumbnail"]').nth(1).click()
+    page.locator("#examples button[data-act=example]").nth(1).click()
     expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
     box = page.locator("#prompt textarea")
     box.fill("make it black and white")
@@ -56,8 +57,7 @@ def test_two_visitors_never_see_each_others_sessions_or_images(browser, hosted):
     # B's fresh page opens nothing of A's: no session, no image, no history.
     expect(b.locator("#status")).to_contain_text("Upload, paste or link an image")
     expect(b.locator("#result img")).to_have_count(0)
-    b.locator("#sessions input").click()
-    expect(b.get_by_role("option")).to_have_count(0)
+    expect(_listed(b)).to_have_count(0)
     # The image's URL is no key: B (with B's cookie) and a stranger get "not found"; A gets it.
     assert b.request.get(image_url).status == 404
     assert httpx.get(image_url).status_code == 404
@@ -70,8 +70,7 @@ def test_two_visitors_never_see_each_others_sessions_or_images(browser, hosted):
     assert len(hosted.run(hosted.engine.list_sessions())) == 2
     a.reload()
     expect(a.locator("#status")).to_contain_text(DONE, timeout=20_000)
-    a.locator("#sessions input").click()
-    expect(a.get_by_role("option")).to_have_count(1)
+    expect(_listed(a)).to_have_count(1)
     a_context.close()
     b_context.close()
 

@@ -6,7 +6,6 @@ host: the page fixture fails the test if the browser requests anything outside 1
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import pytest
@@ -15,6 +14,7 @@ from playwright.sync_api import expect
 from studio.history import new_id
 from studio.params import EditParams
 from studio.store import DB_NAME
+from tests.browser.test_studio_flow import _listed, _open_session, _session_name
 from tests.support.engines import make_image
 from tests.support.zips import rewrite_export
 
@@ -91,7 +91,7 @@ def test_html_in_an_imported_session_shows_as_literal_text(open_page, studio, tm
     _import(page, tmp_path, data)
 
     # The imported session opens under its name, as typed (the status says so only briefly).
-    expect(page.locator("#sessions input")).to_have_value(f"{LINK} trip (imported)", timeout=20_000)
+    expect(_session_name(page)).to_have_text(f"{LINK} trip (imported)", timeout=20_000)
     # The failed step is current: its reason is the status, every character as it was.
     page.reload()
     status = page.locator("#status")
@@ -129,13 +129,11 @@ def test_a_damaged_session_is_listed_and_the_page_works_for_everyone(open_page, 
     expect(status).to_contain_text("Done", timeout=20_000)  # a readable session opened
     expect(page.get_by_text("Error", exact=True)).to_have_count(0)
     expect(page.locator("#cost")).to_contain_text("$0.05")
-    page.locator("#sessions input").click()
-    damaged = page.get_by_role("option", name=re.compile(r"damaged: cannot be opened"))
+    damaged = _listed(page).filter(has_text="damaged: cannot be opened")
     expect(damaged).to_have_count(1)
     damaged.click()
     expect(status).to_contain_text("This session is damaged", timeout=20_000)
     # The rest still works: back to the readable session.
-    page.locator("#sessions input").click()
-    page.get_by_role("option", name=good.name, exact=True).click()
+    _open_session(page, good.name)
     expect(status).to_contain_text("Done", timeout=20_000)
     expect(page.locator("#cost")).to_contain_text("$0.05")

@@ -20,6 +20,8 @@ from tests.browser.test_studio_flow import (
     _current,
     _edit,
     _only_session,
+    _open_session,
+    _session_name,
     _start_from_example,
     _thumbs,
 )
@@ -100,7 +102,7 @@ def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own
     _start_from_example(page, 0)
     other_id = _only_session(studio).session_id
     _start_from_example(page, 1)
-    expect(page.locator("#sessions input")).to_have_value("Chelsea example")
+    expect(_session_name(page)).to_have_text("Chelsea example")
     sessions = studio.run(studio.engine.list_sessions())
     editing_id = next(s.session_id for s in sessions if s.session_id != other_id)
     sim.latency = LatencyProfile(3.0, 3.0, 3.0, 3.0)
@@ -108,10 +110,9 @@ def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own
     expect(page.locator("#status")).to_contain_text("⏳")
 
     # Open the other session while the edit runs.
-    page.locator("#sessions input").click()
-    page.get_by_role("option", name="Astronaut example").click()
+    _open_session(page, "Astronaut example")
     expect(page.locator("#status")).to_contain_text("Ready")
-    expect(page.locator("#sessions input")).to_have_value("Astronaut example")
+    expect(_session_name(page)).to_have_text("Astronaut example")
 
     # The edit finishes in its own session (in the store) while the page shows the other one.
     for _ in range(60):
@@ -122,7 +123,7 @@ def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own
     assert edit.state is StepState.COMPLETED
     # Two ticks later the page is still where the user went.
     page.wait_for_timeout(3_000)
-    expect(page.locator("#sessions input")).to_have_value("Astronaut example")
+    expect(_session_name(page)).to_have_text("Astronaut example")
     expect(page.locator("#status")).to_contain_text("Ready")
     expect(_thumbs(page)).to_have_count(1)
 

@@ -37,8 +37,11 @@ def test_the_load_row_runs_the_studio_the_simulator_and_the_client_apart():
     [row] = load["rows"]
     assert (row["edits"], row["failed"]) == (2, 0)
     assert row["studio_cpu_per_edit_s"] > 0
+    [bare] = load["bare_rows"]  # Gradio's own floor, measured by the same client beside it
+    assert (bare["edits"], bare["failed"]) == (2, 0)
     text = format_report({"machine": machine(), "scale": 1, "seconds": 1.0, "load": load})
     assert "| 2 | 0 |" in text
+    assert "| 2 (bare Gradio) | 0 |" in text
 
 
 def test_the_bench_simulator_draws_once_and_still_answers_distinct_images():

@@ -93,12 +93,12 @@ async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restar
     await engine.resume_unfinished()
     await asyncio.sleep(0.3)
     # Not run on the server's key: nothing was asked of RunAPI, and the step says why it waits.
-    assert not engine.is_running(step.step_id)
+    assert step.step_id not in engine.running(mine)
     assert len(sim.requests) == asked
     waiting = (await engine.load_session(mine, visitor=A)).steps[step.step_id]
     assert waiting.state is StepState.RUNNING
     assert waiting.error == WAITS_FOR_KEY
-    assert not engine.is_running(step.step_id)  # the visitor came back without their key
+    assert step.step_id not in engine.running(mine)  # the visitor came back without their key
 
     await engine.load_session(mine, visitor=with_key)  # back, with their key
     done = await engine.wait(step.step_id)

@@ -21,6 +21,8 @@ from tests.support.engines import make_image
 
 # Seconds; a hang guard for one command, never a performance assertion.
 COMMAND_TIMEOUT_S = 60
+# Python lists every module it imports, on stderr (`-X importtime`).
+_IMPORT_TIMES = {"PYTHONPROFILEIMPORTTIME": "1"}
 
 
 @pytest.fixture
@@ -88,6 +90,22 @@ def test_edit_writes_a_real_image_and_prints_its_path_when_given_a_file(cli, wor
     assert lines[0].startswith("pro: queued")
     assert lines[-1].startswith("pro: completed")
     assert lines[-1].endswith("$0.05")
+
+
+def test_an_edit_loads_neither_the_browser_studio_nor_what_other_commands_need(cli, workdir):
+    # Every agent call is a new process: Gradio (seconds), YAML (hermes), numpy and OpenCV
+    # (regions) are loaded only by what uses them. The process leaves at once when done.
+    done = cli("edit", "photo.png", "make it blue", "-o", "blue.png", extra_env=_IMPORT_TIMES)
+    assert done.returncode == 0, done.stderr
+    loaded = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"studio.engine", "httpx"} <= loaded  # the listing is Python's own, and whole
+    assert not loaded & {"gradio", "yaml", "numpy", "cv2"}
+    assert done.stdout.strip() == str(workdir / "blue.png")
+    assert _is_image(workdir / "blue.png")
 
 
 def test_edit_json_names_the_step_the_task_and_what_was_sent(cli, workdir, sim):

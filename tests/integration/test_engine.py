@@ -219,8 +219,7 @@ async def test_a_finished_step_leaves_nothing_behind_in_memory(engine, sim):
     pro, max_ = await engine.compare(session.session_id, EditParams(prompt="add snow"))
     async for _ in engine.watch_session(session.session_id):
         pass
-    for step in (pro, max_):
-        assert not engine.is_running(step.step_id)
+    assert not {pro.step_id, max_.step_id} & engine.running(session.session_id).keys()
     sizes = engine.in_memory
     assert sizes["runs"] == 0
     assert sizes["watched_sessions"] == 0

@@ -323,7 +323,9 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     c = page.c
     renamed = await page.on_rename(second, tab, "  Holiday   photos ")
     assert renamed[c.session_name] == "Holiday photos"
-    assert ("Holiday photos", second) in renamed[c.sessions].constructor_args["choices"]
+    listed = renamed[c.sessions]  # the session list, in HTML
+    assert f'data-act="open" data-step="{second}"' in listed
+    assert '<span class="name">Holiday photos</span>' in listed
     asked = await page.on_delete_ask(second, tab)
     assert "Delete “Holiday photos” with its 0 steps" in asked[c.delete_text]
     assert asked[c.delete_confirm].visible is True

@@ -18,6 +18,7 @@ import pytest
 from studio.history import ImageRef, Session, StepState, new_id
 from studio.params import EditParams
 from studio.store import DB_NAME, KEPT_DURATIONS, MIGRATIONS, Store, StoreError
+from tests.support.sessions import with_step
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 PHOTO_BYTES = b"\x89PNG pretend photo bytes"
@@ -55,7 +56,7 @@ def run_edit(
         ref = store.put_image(prompt.encode(), format="png", width=1024, height=768)
         step = step.complete(ref, now + timedelta(seconds=7), cost_cents=5)
     store.save_step(step)
-    session = session.with_step(step)
+    session = with_step(session, step)
     store.set_current(session)
     return session
 
@@ -139,11 +140,18 @@ def test_a_step_for_an_unknown_session_is_refused(store):
         store.save_step(dataclasses.replace(orphan, session_id="nope"))
 
 
+def _without(session, doomed):
+    """`session` with the steps `doomed` gone (as a cancel leaves it)."""
+    steps = {i: s for i, s in session.steps.items() if i not in doomed}
+    redo = tuple(i for i in session.redo_stack if i not in doomed)
+    return dataclasses.replace(session, steps=steps, redo_stack=redo)
+
+
 def test_delete_steps_removes_a_branch_and_moves_current(store):
     session = branching_session(store).make_current("b")
     store.set_current(session)
     doomed = session.subtree("b")
-    session = session.delete_branch("b")
+    session = _without(session.make_current("a"), doomed)
     store.delete_steps(session, doomed)
     loaded = store.load_session("s1")
     assert loaded == session
@@ -160,7 +168,7 @@ def test_delete_steps_is_refused_when_another_process_added_a_child(tmp_path, st
         other.close()
     stale = session.make_current("s1-origin")
     with pytest.raises(StoreError, match="conflicts"):
-        store.delete_steps(stale.delete_branch("a"), ("a",))
+        store.delete_steps(_without(stale, ("a",)), ("a",))
     assert set(store.load_session("s1").steps) == {"s1-origin", "a", "late-child"}
 
 
@@ -510,7 +518,7 @@ def test_recent_durations_are_what_the_schedule_saw_latest_per_model_oldest_firs
             ref = store.put_image(f"{n}".encode(), format="png", width=8, height=8)
             step = step.complete(ref, now + timedelta(seconds=n + seen_s + 1.5))
         store.save_step(step, poll_seen_s=seen_s)
-        session = session.with_step(step)
+        session = with_step(session, step)
     assert store.recent_durations(per_model=2) == {"pro": [4.0, 5.0], "max": [9.0, 8.0]}
     assert store.recent_durations()["pro"] == [3.0, 4.0, 5.0]
     # Only the latest are kept, per model, however busy the other model is.

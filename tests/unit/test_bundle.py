@@ -19,6 +19,7 @@ from studio.bundle import (
 from studio.history import ImageRef, Session, StepState, new_id
 from studio.params import EditParams
 from tests.support.engines import make_image
+from tests.support.sessions import with_step
 from tests.support.zips import bomb, build_zip, rewrite_export
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -40,10 +41,10 @@ def _export() -> bytes:
     done = session.current.start("task-1", start).complete(
         result, start + timedelta(seconds=6), cost_cents=5
     )
-    session = session.with_step(done).make_current(session.origin.step_id)
+    session = with_step(session, done).make_current(session.origin.step_id)
     session = session.add_step(new_id(), EditParams(prompt="add snow", model="max"), start)
     failed = session.current.fail("moderation", start + timedelta(seconds=3), cost_cents=0)
-    session = session.with_step(failed)
+    session = with_step(session, failed)
     return write_bundle(session, images.__getitem__)
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import io
 import os
 import zlib
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from studio.images import (
-    MAX_SOURCE_BYTES,
     MAX_UPLOAD_SIDE,
     SUPPORTED_FORMATS,
     ImageError,
@@ -21,7 +19,6 @@ from studio.images import (
     make_thumbnail,
     open_source,
     prepare_upload,
-    read_source_file,
 )
 from studio.params import nearest_aspect_ratio
 from tests.support import corpus
@@ -158,31 +155,6 @@ def test_greyscale_stays_grey_when_converted_to_rgb():
     )
     red, green, blue = sent.getpixel((20, 10))  # type: ignore[misc]
     assert red == green == blue
-
-
-def test_read_source_file_refuses_by_size_on_disk_when_the_file_is_too_large(tmp_path: Path):
-    path = tmp_path / "huge.png"
-    with path.open("wb") as file:
-        file.truncate(MAX_SOURCE_BYTES + 1)  # sparse: costs no disk and would cost 50 MB to read
-    with pytest.raises(ImageError) as caught:
-        read_source_file(path)
-    assert caught.value.reason == "too_large"
-
-
-def test_read_source_file_opens_an_image_on_disk(tmp_path: Path):
-    path = tmp_path / "photo.jpg"
-    path.write_bytes(corpus.rotated_jpeg())
-    source = read_source_file(path)
-    assert (source.format, source.width, source.height) == ("jpeg", 48, 64)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param("missing.png", id="missing"), pytest.param("", id="a-folder")]
-)
-def test_read_source_file_refuses_plainly_when_the_path_cannot_be_read(tmp_path: Path, name: str):
-    with pytest.raises(ImageError) as caught:
-        read_source_file(tmp_path / name)
-    assert caught.value.reason == "unreadable"
 
 
 def test_check_result_reports_the_format_and_keeps_the_bytes():

@@ -37,6 +37,19 @@ def test_a_value_set_in_a_lean_session_shows_in_its_components():
     assert list(ours.components) == list(theirs.components)
 
 
+def test_values_set_by_events_build_nothing_and_show_in_order_with_replaced_blocks():
+    demo = _page()
+    first, second = [k for k, b in demo.blocks.items() if isinstance(b, gr.Textbox)][:2]
+    ours, theirs = lean.LeanSessionState(demo), lean._GradioSessionState(demo)
+    for session in (ours, theirs):
+        session._update_value_in_config(first, "set by an event")
+        session._update_value_in_config(second, "an output")
+        session[second] = gr.Textbox("replaced by an update")  # a later update wins
+        session._update_value_in_config(first, "set again")
+    assert set(ours.config_values) == {second}  # only the replaced block's config was made
+    assert list(ours.components) == list(theirs.components)
+
+
 def test_install_makes_every_new_session_lean():
     lean.install()
     lean.install()

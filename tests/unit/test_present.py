@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import pytest
 from markdown_it import MarkdownIt
 
-from studio.history import ImageRef, Session, new_id
+from studio.history import ImageRef, Session, SessionSummary, new_id
 from studio.params import EditParams
-from studio.store import SessionSummary
 from studio.ui import present
+from tests.support.sessions import with_step
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 # CommonMark with raw HTML on, as gr.Markdown renders it.
@@ -66,7 +66,7 @@ def _failed_session(error: str, prompt: str = "make it blue") -> Session:
     origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
     session = Session.start(new_id(), "s", origin, T0)
     session = session.add_step(new_id(), EditParams(prompt=prompt), T0)
-    return session.with_step(session.current.fail(error, T0, cost_cents=0))
+    return with_step(session, session.current.fail(error, T0, cost_cents=0))
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
@@ -103,7 +103,16 @@ def test_a_damaged_session_is_labelled_in_the_list():
         cover_sha256=None,
         damaged=True,
     )
-    label, value = present.session_choice(summary)
+    ((label, value),) = present.session_choices([summary])
     assert "damaged" in label
     assert "Trip" in label
     assert value == "s1"
+
+
+def test_a_step_picker_label_starts_with_the_number_and_the_instruction():
+    image = ImageRef(sha256="a" * 64, format="png", width=10, height=10)
+    session = Session.start(new_id(), "s", image, T0)
+    session = session.add_step(new_id(), EditParams(prompt="make it  black and white"), T0)
+    origin, edit = session.origin, session.current
+    assert present.step_choice(origin, 0) == ("Original", origin.step_id)
+    assert present.step_choice(edit, 3) == ("3 · make it black and white · pro", edit.step_id)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from studio.history import ImageRef, Session
+from studio.history import ImageRef, Session, SessionSummary
 from studio.params import EditParams
-from studio.summary import SUMMARY_KEYS, step_summary
+from studio.summary import SUMMARY_KEYS, listed_session, step_summary
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 PHOTO = ImageRef(sha256="a" * 64, format="jpeg", width=1200, height=900)
@@ -95,9 +95,6 @@ def test_the_origin_step_has_no_model_or_prompt():
 
 
 def test_a_listed_session_says_when_it_is_damaged():
-    from studio.store import SessionSummary
-    from studio.summary import listed_session
-
     listed = SessionSummary(
         session_id="s1",
         name="Holiday",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from studio.history import ImageRef, Session, StepUpdate
 from studio.params import EditParams
 from studio.ui.view import PageData, Tiles, render_page
+from tests.support.sessions import with_step
 from tests.support.tree import read_tree
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -27,7 +28,7 @@ def edit(session: Session, step_id: str, prompt: str, *, model: str = "pro") -> 
     session = session.add_step(step_id, EditParams(prompt=prompt, model=model), T0)  # type: ignore[arg-type]
     step = session.current.start(f"task-{step_id}", T0 + timedelta(seconds=1))
     n = len(session.steps)
-    return session.with_step(step.complete(image(n), T0 + timedelta(seconds=7), cost_cents=5))
+    return with_step(session, step.complete(image(n), T0 + timedelta(seconds=7), cost_cents=5))
 
 
 def data(session: Session | None, **kw) -> PageData:
@@ -37,7 +38,10 @@ def data(session: Session | None, **kw) -> PageData:
         summaries=kw.pop("summaries", []),
         running=kw.pop("running", {}),
         images={r.sha256: f"/img/{r.sha256[-2:]}.{r.format}" for r in refs},
-        thumbs={r.sha256: f"/thumb/{r.sha256[-2:]}.jpg" for r in refs},
+        thumbs={
+            **{r.sha256: f"/thumb/{r.sha256[-2:]}.jpg" for r in refs},
+            **kw.pop("thumbs", {}),
+        },
         **kw,
     )
 
@@ -91,7 +95,7 @@ def test_the_origin_alone_shows_on_the_canvas_with_nothing_behind_it():
 
 def test_a_failed_current_step_offers_retry_and_keeps_showing_the_last_image():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="x"), T0)
-    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
+    session = with_step(session, session.current.fail("Content moderated", T0, cost_cents=0))
     page = render_page(data(session), TILES)
     assert page.retry_visible
     assert page.status == "✗ Failed: Content moderated"
@@ -132,7 +136,7 @@ def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
 def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving_and_a_notice():
     # Another tab made "b" current; this tab still shows "a".
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
-    session = session.with_step(replace(session.steps["b"], created_at=T0 + timedelta(seconds=9)))
+    session = with_step(session, replace(session.steps["b"], created_at=T0 + timedelta(seconds=9)))
     page = render_page(data(session), TILES, tab_step="a")
     assert page.tab_step == "a"
     tree = read_tree(page.history)
@@ -145,10 +149,10 @@ def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving_and_a_no
 
 def test_failed_attempts_are_folded_into_a_count_where_they_were_made():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
-    session = session.with_step(session.current.fail("Content moderated", T0, cost_cents=0))
+    session = with_step(session, session.current.fail("Content moderated", T0, cost_cents=0))
     session = session.retry("b", "c", T0)
     step = session.current.start("task-c", T0)
-    session = session.with_step(step.complete(image(9), T0 + timedelta(seconds=5), cost_cents=5))
+    session = with_step(session, step.complete(image(9), T0 + timedelta(seconds=5), cost_cents=5))
     tree = read_tree(render_page(data(session), TILES).history)
     assert tree.branches == []
     assert tree.failed == ["⚠ 1 failed attempt"]
@@ -187,10 +191,12 @@ def test_a_download_is_named_after_the_session_and_the_step():
 
 class Summary:
     damaged = False
+    step_count = 2
+    cover_sha256 = None
 
     def __init__(self, session_id: str, name: str, minute: int = 0) -> None:
         self.session_id, self.name = session_id, name
-        self.created_at = T0 + timedelta(minutes=minute)
+        self.created_at = self.updated_at = T0 + timedelta(minutes=minute)
 
 
 def test_the_session_list_marks_the_open_session():
@@ -204,3 +210,24 @@ def test_sessions_sharing_a_name_are_numbered_in_the_order_they_were_made():
     summaries = [Summary("s3", "Cat", 3), Summary("s1", "Cat", 1), Summary("s2", "Dog", 2)]
     page = render_page(data(start(), summaries=summaries), TILES)
     assert page.sessions.choices == [("Cat (2)", "s3"), ("Cat", "s1"), ("Dog", "s2")]
+
+
+def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_session():
+    holiday, cat = Summary("s1", "Holiday <b>"), Summary("s2", "Cat")
+    cat.cover_sha256, cat.step_count = "c" * 64, 1
+    now = T0 + timedelta(days=1, hours=1)
+    page = render_page(
+        data(start(), summaries=[cat, holiday], thumbs={"c" * 64: "/thumbs/c.jpg"}),
+        TILES,
+        now=now,
+    )
+    listed = page.sessions_html
+    assert 'data-act="open" data-step="s2"' in listed
+    assert '<img class="cover" src="gradio_api/file=/thumbs/c.jpg"' in listed
+    assert "1 step · yesterday" in listed
+    assert "2 steps · yesterday" in listed
+    assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
+    assert "<b>" not in listed
+    # The open session heads the list, and is marked in it.
+    assert listed.index("<summary") < listed.index("Holiday &lt;b&gt;") < listed.index("</summary>")
+    assert 'data-step="s1" aria-current="true"' in listed
