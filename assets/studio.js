@@ -48,14 +48,21 @@
   studio.seq = studio.seq || 0;
   studio.pending = studio.pending || new Map();
   studio.send = (args, promptAt, ticketAt, regionAt) => {
-    const text = typeof args[promptAt] === "string" ? args[promptAt] : "";
-    if (!text.trim()) return args; // the server says why, in one sentence
-    studio.seq += 1;
+    // What goes is what the box shows. Gradio's copy of the value can lag a fast Enter (a paste
+    // and Enter, a busy machine): it may still hold the instruction just sent, which would be
+    // paid for twice, or nothing, which would drop the one typed. It is trusted only when the
+    // box starts with it (what was typed after Enter stays in the box).
+    const box = promptBox();
+    const given = typeof args[promptAt] === "string" ? args[promptAt] : "";
+    const shown = box ? box.value : given;
+    const text = given && shown.startsWith(given) ? given : shown;
     const out = [...args];
+    out[promptAt] = text;
+    if (!text.trim()) return out; // the server says why, in one sentence
+    studio.seq += 1;
     out[ticketAt] = String(studio.seq);
     // A region drawn on the canvas belongs to this edit, and goes with it.
     out[regionAt] = studio.takeRegion ? studio.takeRegion() : "";
-    const box = promptBox();
     if (box && box.value.startsWith(text)) {
       box.value = box.value.slice(text.length).replace(/^\n/, "");
       box.dispatchEvent(new Event("input", { bubbles: true }));

@@ -77,6 +77,22 @@ def test_typing_ahead_at_a_key_every_100_ms_keeps_every_instruction_verbatim_and
         assert sim.tasks[step.task_id].source_bytes == studio.image_bytes(previous.result)
 
 
+def test_what_the_box_shows_is_sent_even_when_gradios_copy_lags(page, studio, sim):
+    # A paste and an instant Enter on a busy machine: the box shows the instruction before
+    # Gradio's own copy of the value has it (here: set without an input event). What the user
+    # sees is what is sent, once; never "the instruction is empty", never the previous one again.
+    _start_from_example(page)
+    before = len(sim.tasks)
+    box = page.locator("#prompt textarea")
+    box.evaluate("(el) => { el.value = 'add snow'; }")
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("add snow"), timeout=20_000)
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+    sent = [t.body.get("prompt") for t in list(sim.tasks.values())[before:]]
+    assert sent == ["add snow"]
+
+
 def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_the_first(
     page, studio, sim
 ):
