@@ -706,7 +706,9 @@ class Handlers:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
-        path = await asyncio.to_thread(write_export, self.ctx.exports, session.name, data)
+        path = await asyncio.to_thread(
+            write_export, self.ctx.exports, session.name, data, owner=self.who.owner
+        )
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (
