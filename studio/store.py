@@ -53,6 +53,9 @@ _FORMAT = re.compile(r"[a-z0-9]{1,10}")
 # every call loads its session again, and a session of a thousand steps costs megabytes and tens
 # of milliseconds to decode. Tabs of the same session share one copy, read once per change.
 SESSION_CACHE = 8
+# Image file sizes remembered (`Store.image_bytes`): a hosted visitor's share is summed on every
+# upload, and a size never changes for a content-addressed name.
+SIZES_KEPT = 100_000
 # What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
 _DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,6 +68,15 @@ class DaySpend:
     by_owner: dict[str, int] = field(default_factory=dict)
     by_address: dict[str, int] = field(default_factory=dict)
     total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRows:
+    """What one owner's rows hold in the database (`Store.held_rows`)."""
+
+    sessions: int
+    steps: int
+    text_bytes: int
 
 
 class StoreError(Exception):
@@ -207,6 +219,8 @@ class Store:
             collections.OrderedDict()
         )
         self._loading: dict[str, threading.Lock] = {}
+        # Bytes of stored image files by sha256, as `image_bytes` read them (oldest first).
+        self._sizes: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     @classmethod
     def open(
@@ -477,6 +491,45 @@ class Store:
                 (owner,),
             ).fetchall()
         return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
+
+    def held_rows(self, owner: str) -> HeldRows:
+        """How many sessions and steps `owner` has, and the bytes of their text (names,
+        instructions and their parameters, errors, links): what their rows hold in the
+        database, read in one query."""
+        with self._read() as db:
+            row = db.execute(
+                """SELECT
+                    (SELECT COUNT(*) FROM sessions WHERE owner = ?1),
+                    (SELECT COALESCE(SUM(LENGTH(CAST(name AS BLOB))), 0)
+                        FROM sessions WHERE owner = ?1),
+                    COUNT(t.step_id),
+                    COALESCE(SUM(LENGTH(CAST(COALESCE(t.params_json, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.error, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.link_url, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.region_json, '') AS BLOB))), 0)
+                FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                WHERE s.owner = ?1""",
+                (owner,),
+            ).fetchone()
+        return HeldRows(sessions=row[0], steps=row[2], text_bytes=row[1] + row[3])
+
+    def image_bytes(self, refs: Collection[ImageRef]) -> int:
+        """The bytes of stored images `refs` on disk (a missing one counts nothing). A file's
+        size is read once: its name is its content."""
+        total = 0
+        for ref in refs:
+            size = self._sizes.get(ref.sha256)
+            if size is None:
+                try:
+                    size = self.path_of(ref).stat().st_size
+                except FileNotFoundError:
+                    continue
+                with self._lock:
+                    self._sizes[ref.sha256] = size
+                    while len(self._sizes) > SIZES_KEPT:
+                        self._sizes.popitem(last=False)
+            total += size
+        return total
 
     def owner_holds_image(self, owner: str, sha256: str) -> bool:
         """Whether a session of `owner` holds image `sha256` as a source or a result."""
@@ -942,6 +995,17 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
     return db.execute(sql, values).rowcount
+
+
+def text_bytes(session: Session) -> int:
+    """The bytes of `session`'s text as its rows hold it (`Store.held_rows` counts these):
+    its name and each step's parameters, error, link and region."""
+    total = len(session.name.encode())
+    for step in session.steps.values():
+        params = None if step.params is None else json.dumps(dataclasses.asdict(step.params))
+        texts = (params, step.error, step.source.link_url, _region_json(step.region))
+        total += sum(len(text.encode()) for text in texts if text)
+    return total
 
 
 def _region_json(region: StepRegion | None) -> str | None:
