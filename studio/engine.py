@@ -69,7 +69,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import Store, StoreError, text_bytes
+from studio.store import Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -711,8 +711,8 @@ class Engine:
             # An import is counted against the visitor's share like an upload: every image it
             # brings that they do not hold yet, and its rows and text.
             owner = visitor.owner
-            held = await asyncio.to_thread(self._held_bytes, owner)
-            have = {ref.sha256 for ref in await asyncio.to_thread(self._store.held_images, owner)}
+            held, holding = await asyncio.to_thread(self._held, owner)
+            have = {ref.sha256 for ref in holding.images}
             new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
             rows = taken_bytes(0, 1, len(session.steps), text_bytes(session))
             self._limits.admit_upload(held, new + rows)
@@ -1036,12 +1036,17 @@ class Engine:
         return spend.by_owner, spend.by_address, spend.total
 
     def _held_bytes(self, owner: str) -> int:
+        """What `owner`'s sessions take of their share of the disk. Blocking: call it in a
+        thread."""
+        return self._held(owner)[0]
+
+    def _held(self, owner: str) -> tuple[int, Holding]:
         """What `owner`'s sessions take of their share of the disk: the bytes of every image
         they hold (uploads, imports, results and masks), and their rows and text
-        (`limits.taken_bytes`). Blocking: call it in a thread."""
-        rows = self._store.held_rows(owner)
-        images = self._store.image_bytes(self._store.held_images(owner))
-        return taken_bytes(images, rows.sessions, rows.steps, rows.text_bytes)
+        (`limits.taken_bytes`); and what they hold. One query. Blocking: call it in a thread."""
+        holding = self._store.holding(owner)
+        images = self._store.image_bytes(holding.images)
+        return taken_bytes(images, holding.sessions, holding.steps, holding.text_bytes), holding
 
     async def _put_image(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
         return await asyncio.to_thread(

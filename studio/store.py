@@ -71,9 +71,11 @@ class DaySpend:
 
 
 @dataclass(frozen=True, slots=True)
-class HeldRows:
-    """What one owner's rows hold in the database (`Store.held_rows`)."""
+class Holding:
+    """What one owner's sessions hold (`Store.holding`): their images, once each, and their
+    rows and the bytes of their text."""
 
+    images: list[ImageRef]
     sessions: int
     steps: int
     text_bytes: int
@@ -474,44 +476,39 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
-    def held_images(self, owner: str) -> list[ImageRef]:
-        """Every image `owner`'s sessions hold (originals, imports, results and masks, a mask's
-        size unrecorded), once each: what counts against a hosted visitor's share of the disk."""
+    def holding(self, owner: str) -> Holding:
+        """What `owner`'s sessions hold, in one pass over their steps: every image (originals,
+        imports, results and masks, a mask's size unrecorded) once each, how many sessions and
+        steps, and the bytes of their text (names, parameters, errors, links, regions). What
+        counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT t.result_sha256, t.result_format, t.result_width, t.result_height
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.result_sha256 IS NOT NULL
-                UNION SELECT t.raw_sha256, t.raw_format, t.raw_width, t.raw_height
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL
-                UNION SELECT t.mask_sha256, 'png', 0, 0
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.mask_sha256 IS NOT NULL""",
-                (owner,),
-            ).fetchall()
-        return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
-
-    def held_rows(self, owner: str) -> HeldRows:
-        """How many sessions and steps `owner` has, and the bytes of their text (names,
-        instructions and their parameters, errors, links): what their rows hold in the
-        database, read in one query."""
-        with self._read() as db:
-            row = db.execute(
-                """SELECT
-                    (SELECT COUNT(*) FROM sessions WHERE owner = ?1),
-                    (SELECT COALESCE(SUM(LENGTH(CAST(name AS BLOB))), 0)
-                        FROM sessions WHERE owner = ?1),
-                    COUNT(t.step_id),
-                    COALESCE(SUM(LENGTH(CAST(COALESCE(t.params_json, '') AS BLOB))
+                """WITH mine AS MATERIALIZED (
+                    SELECT t.result_sha256 AS r, t.result_format AS rf, t.result_width AS rw,
+                        t.result_height AS rh, t.raw_sha256 AS w, t.raw_format AS wf,
+                        t.raw_width AS ww, t.raw_height AS wh, t.mask_sha256 AS m,
+                        LENGTH(CAST(COALESCE(t.params_json, '') AS BLOB))
                         + LENGTH(CAST(COALESCE(t.error, '') AS BLOB))
                         + LENGTH(CAST(COALESCE(t.link_url, '') AS BLOB))
-                        + LENGTH(CAST(COALESCE(t.region_json, '') AS BLOB))), 0)
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1""",
+                        + LENGTH(CAST(COALESCE(t.region_json, '') AS BLOB)) AS text
+                    FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                    WHERE s.owner = ?1)
+                SELECT NULL, (SELECT COUNT(*) FROM sessions WHERE owner = ?1), COUNT(*),
+                    TOTAL(text) + (SELECT TOTAL(LENGTH(CAST(name AS BLOB))) FROM sessions
+                        WHERE owner = ?1)
+                FROM mine
+                UNION SELECT r, rf, rw, rh FROM mine WHERE r IS NOT NULL
+                UNION SELECT w, wf, ww, wh FROM mine WHERE w IS NOT NULL
+                UNION SELECT m, 'png', 0, 0 FROM mine WHERE m IS NOT NULL""",
                 (owner,),
-            ).fetchone()
-        return HeldRows(sessions=row[0], steps=row[2], text_bytes=row[1] + row[3])
+            ).fetchall()
+        images, sessions, steps, text = [], 0, 0, 0
+        for row in rows:
+            if row[0] is None:
+                sessions, steps, text = row[1], row[2], int(row[3])
+            else:
+                images.append(ImageRef(sha256=row[0], format=row[1], width=row[2], height=row[3]))
+        return Holding(images=images, sessions=sessions, steps=steps, text_bytes=text)
 
     def image_bytes(self, refs: Collection[ImageRef]) -> int:
         """The bytes of stored images `refs` on disk (a missing one counts nothing). A file's
@@ -998,7 +995,7 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
 
 
 def text_bytes(session: Session) -> int:
-    """The bytes of `session`'s text as its rows hold it (`Store.held_rows` counts these):
+    """The bytes of `session`'s text as its rows hold it (`Store.holding` counts these):
     its name and each step's parameters, error, link and region."""
     total = len(session.name.encode())
     for step in session.steps.values():
