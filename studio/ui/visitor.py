@@ -254,6 +254,12 @@ def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
     raise Refusal(refusal if isinstance(refusal, str) else NO_COOKIE)
 
 
+def visitor_in(scope: Scope) -> Visitor | None:
+    """Who `VisitorMiddleware` named for this request, read from its scope (None: nobody)."""
+    named = scope.get("state", {}).get(_STATE_VISITOR)
+    return named if isinstance(named, Visitor) else None
+
+
 def _state(request: object) -> Mapping[str, object]:
     """The request's state as the middleware left it (empty for anything else)."""
     state = getattr(request, "state", None) if request is not None else None
@@ -442,4 +448,5 @@ __all__ = [
     "new_token",
     "token_id",
     "visitor_from",
+    "visitor_in",
 ]
