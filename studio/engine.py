@@ -640,7 +640,15 @@ class Engine:
             BundleError: the ZIP is not an export, or a value in it is not one a new edit could
                 have; ImageError: an image in it does not decode as described.
         """
-        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        room = None
+        if self._limits is not None and visitor.owner is not None:
+            # Inflated only within what the visitor may still keep: a small ZIP of zeros must
+            # not unpack to hundreds of megabytes before the share refuses it.
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
+            room = self._limits.settings.upload_bytes - held
+        bundle = await asyncio.to_thread(
+            read_bundle, data, now=self._now(), owner=visitor.owner, room=room
+        )
         if self._limits is not None and visitor.owner is not None:
             # An import is counted against the visitor's share like an upload: every image it
             # brings that they do not hold yet, and its text.

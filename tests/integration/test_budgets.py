@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import zipfile
 
 import pytest
 
+from studio.bundle import BundleError
 from studio.config import Secret
 from studio.engine import WAITS_FOR_KEY, Engine
 from studio.history import StepState
@@ -204,3 +206,20 @@ async def test_an_image_past_the_share_of_the_disk_is_refused_before_it_is_read(
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+async def test_an_import_that_unpacks_past_the_share_is_refused_before_it_is_inflated(
+    sim, clean_env
+):
+    caps = LimitSettings(visitor_budget_cents=10, upload_bytes=2 * 2**20)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    export = await engine.export_session(await _session(engine, A), visitor=A)
+    # The same export with 64 MiB of zeros beside it: a few kilobytes as a ZIP.
+    buffer = io.BytesIO(export)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("padding.bin", bytes(64 * 2**20))
+    assert len(buffer.getvalue()) < 2**20
+    with pytest.raises(BundleError, match="may take only"):
+        await engine.import_session(buffer.getvalue(), visitor=A)
+    assert len(await engine.list_sessions(visitor=A)) == 1
+    await engine.aclose()
