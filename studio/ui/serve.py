@@ -17,6 +17,7 @@ from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
+from studio.ui.signin import SignInThrottle
 from studio.ui.tabs import TabDoor
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
@@ -144,6 +145,11 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "app_kwargs": {
             "middleware": [
                 Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
+                *(
+                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
+                    if settings.auth
+                    else []
+                ),
                 *(
                     [
                         Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),

@@ -13,7 +13,9 @@ import pytest
 from gradio.utils import get_upload_folder
 from playwright.sync_api import expect
 
+from studio.config import Secret
 from studio.ui.guard import NO_LENGTH
+from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
 from studio.ui.tabs import NOT_YOUR_TAB, TOO_LARGE
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
@@ -119,3 +121,16 @@ def test_gradios_own_spool_files_are_served_to_nobody(hosted):
         assert httpx.get(url, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 404
     finally:
         spool.unlink()
+
+
+def test_wrong_sign_ins_from_one_address_are_stopped_after_ten_a_minute(sim, clean_env):
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        answers = [httpx.post(url, data=wrong).status_code for _ in range(FAILURES_PER_MINUTE)]
+        assert answers == [400] * FAILURES_PER_MINUTE
+        # The next guess is not even checked: the right password now gets the same refusal.
+        right = httpx.post(url, data={"username": "alice", "password": "Correct-Horse-9"})
+        assert right.status_code == 429
+        assert TOO_MANY_SIGN_INS in right.text
