@@ -1044,6 +1044,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         per_minute=settings.visitor_edits_per_minute,
         upload_bytes=settings.visitor_upload_bytes,
         address_budget_cents=settings.address_budget_cents,
+        address_upload_bytes=settings.address_upload_bytes,
     )
 
 
