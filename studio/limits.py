@@ -95,10 +95,33 @@ class Limits:
     ) -> None:
         """Count these steps for `owner` (asking from `address`), or raise `LimitError` and
         count nothing."""
+        self.check(owner, len(step_ids), cost_cents, server_key=server_key, address=address)
+        if server_key:
+            self._spent[owner] = self._spent.get(owner, 0) + cost_cents
+            if address is not None:
+                self._spent_by_address[address] = (
+                    self._spent_by_address.get(address, 0) + cost_cents
+                )
+            self._spent_total += cost_cents
+        self._recent[owner].extend([self._clock()] * len(step_ids))
+        self._running.setdefault(owner, set()).update(step_ids)
+        self._owners.update(dict.fromkeys(step_ids, owner))
+
+    def check(
+        self,
+        owner: str,
+        steps: int,
+        cost_cents: int,
+        *,
+        server_key: bool,
+        address: str | None = None,
+    ) -> None:
+        """Raise `LimitError` when `steps` more for `owner` (asking from `address`, costing
+        `cost_cents` of the server's key when `server_key`) would pass a cap; counts nothing."""
         s = self.settings
         self._new_day_if_needed()
         running = self._running.get(owner, set())
-        if len(running) + len(step_ids) > s.max_running:
+        if len(running) + steps > s.max_running:
             raise LimitError(
                 f"You already have {len(running)} edit(s) running; this studio runs at most "
                 f"{s.max_running} at once for each visitor. Wait for one to finish."
@@ -107,42 +130,36 @@ class Limits:
         now = self._clock()
         while recent and now - recent[0] >= RATE_WINDOW_S:
             recent.popleft()
-        if len(recent) + len(step_ids) > s.per_minute:
+        if len(recent) + steps > s.per_minute:
             raise LimitError(
                 f"This studio takes at most {s.per_minute} edits a minute from each visitor; "
                 "wait a moment and try again."
             )
-        if server_key:
-            if not s.server_key_for_visitors:
-                raise LimitError(
-                    "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
-                    "(API and MCP callers send it in an X-RunAPI-Key header)."
-                )
-            mine = self._spent.get(owner, 0) + cost_cents
-            if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
-                raise LimitError(
-                    "You have used today's share of this studio's RunAPI budget; paste your own "
-                    "RunAPI key under *RunAPI key* to go on."
-                )
-            here = self._spent_by_address.get(address or "", 0) + cost_cents
-            if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
-                raise LimitError(
-                    "Visitors from your network address have used today's share of this "
-                    "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
-                )
-            total = self._spent_total + cost_cents
-            if s.total_budget_cents is not None and total > s.total_budget_cents:
-                raise LimitError(
-                    "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
-                    "under *RunAPI key* to go on."
-                )
-            self._spent[owner] = mine
-            if address is not None:
-                self._spent_by_address[address] = here
-            self._spent_total = total
-        recent.extend([now] * len(step_ids))
-        self._running.setdefault(owner, set()).update(step_ids)
-        self._owners.update(dict.fromkeys(step_ids, owner))
+        if not server_key:
+            return
+        if not s.server_key_for_visitors:
+            raise LimitError(
+                "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
+                "(API and MCP callers send it in an X-RunAPI-Key header)."
+            )
+        mine = self._spent.get(owner, 0) + cost_cents
+        if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
+            raise LimitError(
+                "You have used today's share of this studio's RunAPI budget; paste your own "
+                "RunAPI key under *RunAPI key* to go on."
+            )
+        here = self._spent_by_address.get(address or "", 0) + cost_cents
+        if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
+            raise LimitError(
+                "Visitors from your network address have used today's share of this "
+                "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
+            )
+        total = self._spent_total + cost_cents
+        if s.total_budget_cents is not None and total > s.total_budget_cents:
+            raise LimitError(
+                "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
+                "under *RunAPI key* to go on."
+            )
 
     def admit_upload(self, held_bytes: int, new_bytes: int) -> None:
         """Refuse an upload that would take a visitor's originals past their share of disk."""

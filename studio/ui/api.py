@@ -249,7 +249,9 @@ class Endpoints:
         """
         data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
         name = f"session-{session_id[:8]}"
-        return str(await asyncio.to_thread(write_export, self.exports, name, data))
+        return str(
+            await asyncio.to_thread(write_export, self.exports, name, data, owner=self.who.owner)
+        )
 
     @guarded
     async def list_sessions(self, limit: int) -> str:

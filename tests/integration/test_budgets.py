@@ -4,6 +4,7 @@ one paid with a visitor's own key never runs on the server's. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 
 import pytest
@@ -173,3 +174,33 @@ async def test_a_key_runapi_refuses_stores_nothing_and_unchecked_keys_are_checks
     step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=good)
     assert step.state is StepState.COMPLETED
     await engine.aclose()
+
+
+async def test_an_edit_past_the_budget_stores_nothing_not_even_its_image(sim, clean_env):
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    await engine.edit(mine, EditParams(prompt="blue", model="max"), visitor=A)  # 10¢: all of A's
+    before = await engine.list_sessions(visitor=A)
+    photo = make_image(300, 200)
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.place_edit(photo, name="night", visitor=A)
+    assert await engine.list_sessions(visitor=A) == before  # no new session holding the photo
+    assert not await engine.owns_image(_sha(photo), visitor=A)
+    await engine.aclose()
+
+
+async def test_an_image_past_the_share_of_the_disk_is_refused_before_it_is_read(sim, clean_env):
+    caps = LimitSettings(visitor_budget_cents=10, upload_bytes=10_000)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    # More bytes than the share allows, and not an image at all: the share answers first (the
+    # bytes are never decoded), and nothing is stored.
+    with pytest.raises(LimitError, match="each visitor may keep"):
+        await engine.read_image(b"\x89PNG" + b"\0" * 20_000, visitor=A)
+    with pytest.raises(LimitError, match="each visitor may keep"):
+        await engine.start_session_from_bytes(b"x" * 20_000, visitor=A)
+    assert await engine.list_sessions(visitor=A) == []
+    await engine.aclose()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
