@@ -16,6 +16,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import shutil
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -97,6 +98,8 @@ KEY_CHECKS_PER_MINUTE = 5
 # Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
 # this machine class has cores.
 DECODES_AT_ONCE = 2
+# Network addresses whose visitors the engine keeps track of (their share of the disk together).
+MAX_TRACKED_ADDRESSES = 10_000
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -157,6 +160,9 @@ class Engine:
         # Images from outside decoded at once (`_decoding`): all visitors together, and one
         # visitor's (a lock each while they have one waiting).
         self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        # The visitors each network address has stored something as, the newest address last
+        # (memory only: after a restart an address starts again from its next visitor).
+        self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -254,6 +260,24 @@ class Engine:
         if self._limits is not None and visitor.owner is not None:
             held = await asyncio.to_thread(self._held_bytes, visitor.owner)
             self._limits.admit_upload(held, new_bytes)
+            await self._require_shared_room(visitor, new_bytes)
+
+    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+        """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
+        their network address keeps past its share, or the disk below its floor."""
+        limits, owner = self._limits, visitor.owner
+        if limits is None or owner is None:
+            return
+        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
+        limits.admit_disk(usage.free, usage.total, new_bytes)
+        if visitor.address is None:
+            return
+        owners = self._address_owners.pop(visitor.address, set()) | {owner}
+        self._address_owners[visitor.address] = owners  # the newest address last
+        while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
+            self._address_owners.popitem(last=False)
+        held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
+        limits.admit_address_upload(held, new_bytes)
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -272,6 +296,7 @@ class Engine:
             if self._limits is not None and visitor.owner is not None:
                 held = await asyncio.to_thread(self._held_bytes, visitor.owner)
                 self._limits.admit_upload(held, len(source.data))
+                await self._require_shared_room(visitor, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
@@ -642,7 +667,15 @@ class Engine:
             BundleError: the ZIP is not an export, or a value in it is not one a new edit could
                 have; ImageError: an image in it does not decode as described.
         """
-        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        room = None
+        if self._limits is not None and visitor.owner is not None:
+            # Inflated only within what the visitor may still keep: a small ZIP of zeros must
+            # not unpack to hundreds of megabytes before the share refuses it.
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
+            room = self._limits.settings.upload_bytes - held
+        bundle = await asyncio.to_thread(
+            read_bundle, data, now=self._now(), owner=visitor.owner, room=room
+        )
         if self._limits is not None and visitor.owner is not None:
             # An import is counted against the visitor's share like an upload: every image it
             # brings that they do not hold yet, and its text.
@@ -652,6 +685,7 @@ class Engine:
             new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
             text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
             self._limits.admit_upload(held, new + text)
+            await self._require_shared_room(visitor, new + text)
         for image in bundle.images.values():
             # An import is anyone's file: decoded in full (a result's CRC check is not enough).
             checked = await self._decode(image.data, visitor)
@@ -1012,6 +1046,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         per_minute=settings.visitor_edits_per_minute,
         upload_bytes=settings.visitor_upload_bytes,
         address_budget_cents=settings.address_budget_cents,
+        address_upload_bytes=settings.address_upload_bytes,
     )
 
 

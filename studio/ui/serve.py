@@ -18,6 +18,8 @@ from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
+from studio.ui.signin import SignInThrottle
+from studio.ui.tabs import TabDoor
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
@@ -106,6 +108,12 @@ def door_settings(settings: Settings, bridge: Bridge) -> DoorSettings:
     )
 
 
+def body_bytes(settings: Settings) -> int:
+    """The largest request a hosted studio's visitor may send outside an upload: two images as
+    data: URIs (a source and its mask; base64 takes 4 bytes for 3) and a megabyte for the rest."""
+    return 2 * (settings.max_upload_bytes * 4 // 3 + 4) + 2**20
+
+
 def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
     css = css_path()
     return {
@@ -139,7 +147,15 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
             "middleware": [
                 Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
                 *(
-                    [Middleware(VisitorMiddleware, door=door_settings(settings, bridge))]
+                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
+                    if settings.auth
+                    else []
+                ),
+                *(
+                    [
+                        Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
+                        Middleware(TabDoor, body_bytes=body_bytes(settings)),
+                    ]
                     if settings.hosted
                     else []
                 ),

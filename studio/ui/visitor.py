@@ -162,15 +162,18 @@ def cookie_attributes(*, https: bool, host: str) -> str:
 
 
 class IdentityRate:
-    """How many new visitors each network address became within the last hour."""
+    """How many new visitors each network address became within the last hour (or, with
+    `window_s`, how many times anything was counted for it within that many seconds)."""
 
     def __init__(
         self,
         per_hour: int = DEFAULT_IDENTITIES_PER_HOUR,
         *,
         clock: Callable[[], float] = time.monotonic,
+        window_s: float = IDENTITY_WINDOW_S,
     ) -> None:
         self.per_hour = per_hour
+        self.window_s = window_s
         self._clock = clock
         self._issued: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -178,14 +181,14 @@ class IdentityRate:
         """Whether `address` may become one more new visitor now (nothing counted)."""
         times = self._issued.get(address or "?", deque())
         now = self._clock()
-        return sum(1 for t in times if now - t < IDENTITY_WINDOW_S) < self.per_hour
+        return sum(1 for t in times if now - t < self.window_s) < self.per_hour
 
     def allow(self, address: str | None) -> bool:
         """Count one new visitor for `address`, or say no (and count nothing)."""
         key = address or "?"
         now = self._clock()
         times = self._issued.pop(key, deque())
-        while times and now - times[0] >= IDENTITY_WINDOW_S:
+        while times and now - times[0] >= self.window_s:
             times.popleft()
         allowed = len(times) < self.per_hour
         if allowed:
@@ -252,6 +255,12 @@ def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
         return named
     refusal = state.get(_STATE_REFUSAL)
     raise Refusal(refusal if isinstance(refusal, str) else NO_COOKIE)
+
+
+def visitor_in(scope: Scope) -> Visitor | None:
+    """Who `VisitorMiddleware` named for this request, read from its scope (None: nobody)."""
+    named = scope.get("state", {}).get(_STATE_VISITOR)
+    return named if isinstance(named, Visitor) else None
 
 
 def _state(request: object) -> Mapping[str, object]:
@@ -442,4 +451,5 @@ __all__ = [
     "new_token",
     "token_id",
     "visitor_from",
+    "visitor_in",
 ]
