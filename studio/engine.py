@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from studio import __version__
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
 from studio.config import Secret, Settings, SettingsError
 from studio.history import (
@@ -184,6 +185,7 @@ class Engine:
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
                 poll_schedule=schedule,
+                user_agent=f"kontext-studio/{__version__}",
             )
 
         server_url = settings.simulator_url or settings.base_url
