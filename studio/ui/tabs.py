@@ -83,7 +83,7 @@ class TabDoor:
         except _TooLarge:
             await refuse(send, 413, TOO_LARGE)
             return
-        named = await _hash_in_body(scope, body)
+        named = await _hash_in_body(body)
         if named is not None and not self._may_use(named, owner, browser):
             await refuse(send, 403, NOT_YOUR_TAB)
             return
@@ -111,21 +111,24 @@ def _hashes_in_url(scope: Scope, route_path: str) -> list[str]:
     return []
 
 
-async def _hash_in_body(scope: Scope, body: bytes) -> str | None:
-    """The top-level `session_hash` of a JSON body (joining an event, a cancel, a run)."""
-    headers = dict(scope.get("headers", []))
-    if b"json" not in headers.get(b"content-type", b"") or b'"session_hash"' not in body:
+async def _hash_in_body(body: bytes) -> str | None:
+    """The top-level `session_hash` of a body, read as Gradio will read it: any body that parses
+    as JSON, whatever its declared type (FastAPI compares media types without regard to case,
+    a key may be spelled with escapes, the text may be UTF-16 or start with a byte order mark),
+    parsed by the same `json.loads` as Starlette's `Request.json`."""
+    if not body:
         return None
 
     def parse() -> object:
         try:
             return json.loads(body)
         except ValueError:
-            return None  # Gradio answers a body it cannot read itself
+            return None  # Gradio cannot read it either, and answers so itself
 
     document = await asyncio.to_thread(parse) if len(body) > _PARSE_ON_THREAD_BYTES else parse()
-    if isinstance(document, dict) and isinstance(value := document.get("session_hash"), str):
-        return value
+    if isinstance(document, dict):
+        value = document.get("session_hash")
+        return value if isinstance(value, str) else None if value is None else str(value)
     return None
 
 

@@ -61,12 +61,21 @@ def test_another_visitor_can_neither_read_nor_use_a_tabs_session_hash(browser, h
         answer = httpx.get(url, headers=other, timeout=5)
         assert answer.status_code == 403, url
         assert NOT_YOUR_TAB in answer.text
-    joined = httpx.post(
-        f"{api}/queue/join",
-        headers={**other, "Content-Type": "application/json"},
-        content=json.dumps({"data": [], "fn_index": 0, "session_hash": tab}),
-    )
-    assert joined.status_code == 403
+    plain = json.dumps({"data": [], "fn_index": 0, "session_hash": tab})
+    escaped = plain.replace('"session_hash"', '"session\\u005fhash"')
+    assert json.loads(escaped)["session_hash"] == tab
+    # However the body is spelled, it is read as Gradio reads it.
+    for content, kind in [
+        (plain.encode(), "application/json"),
+        (plain.encode(), "application/JSON"),
+        (escaped.encode(), "application/json"),
+        (plain.encode("utf-16"), "application/json"),
+        (plain.encode(), "text/plain"),
+    ]:
+        joined = httpx.post(
+            f"{api}/queue/join", headers={**other, "Content-Type": kind}, content=content
+        )
+        assert joined.status_code == 403, (kind, content[:40])
     # Nobody at all (no cookie) fares no better.
     assert httpx.get(reads[0], timeout=5).status_code == 403
     # A's own tab goes on working.
