@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+import shutil
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from studio import __version__
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
 from studio.config import Secret, Settings, SettingsError
 from studio.history import (
@@ -114,6 +116,8 @@ BUSY_READING = (
 _INTAKE_OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "intake_owner", default=None
 )
+# Network addresses whose visitors the engine keeps track of (their share of the disk together).
+MAX_TRACKED_ADDRESSES = 10_000
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -174,6 +178,9 @@ class Engine:
         # Images from outside decoded at once (`_decoding`): all visitors together, and one
         # visitor's (a lock each while they have one waiting).
         self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        # The visitors each network address has stored something as, the newest address last
+        # (memory only: after a restart an address starts again from its next visitor).
+        self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -198,6 +205,7 @@ class Engine:
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
                 poll_schedule=schedule,
+                user_agent=f"kontext-studio/{__version__}",
             )
 
         server_url = settings.simulator_url or settings.base_url
@@ -300,6 +308,24 @@ class Engine:
         if self._limits is not None and visitor.owner is not None:
             held = await asyncio.to_thread(self._held_bytes, visitor.owner)
             self._limits.admit_upload(held, new_bytes)
+            await self._require_shared_room(visitor, new_bytes)
+
+    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+        """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
+        their network address keeps past its share, or the disk below its floor."""
+        limits, owner = self._limits, visitor.owner
+        if limits is None or owner is None:
+            return
+        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
+        limits.admit_disk(usage.free, usage.total, new_bytes)
+        if visitor.address is None:
+            return
+        owners = self._address_owners.pop(visitor.address, set()) | {owner}
+        self._address_owners[visitor.address] = owners  # the newest address last
+        while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
+            self._address_owners.popitem(last=False)
+        held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
+        limits.admit_address_upload(held, new_bytes)
 
     @staticmethod
     def _new_session_bytes(source: SourceImage | None, name: str | None) -> int:
@@ -702,7 +728,15 @@ class Engine:
             return await self._import(data, visitor)
 
     async def _import(self, data: bytes, visitor: Visitor) -> Session:
-        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        room = None
+        if self._limits is not None and visitor.owner is not None:
+            # Inflated only within what the visitor may still keep: a small ZIP of zeros must
+            # not unpack to hundreds of megabytes before the share refuses it.
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
+            room = self._limits.settings.upload_bytes - held
+        bundle = await asyncio.to_thread(
+            read_bundle, data, now=self._now(), owner=visitor.owner, room=room
+        )
         session = bundle.session
         if not session.name.endswith(IMPORTED_MARK):
             name = f"{session.name[: MAX_NAME_CHARS - len(IMPORTED_MARK)]}{IMPORTED_MARK}"
@@ -716,6 +750,7 @@ class Engine:
             new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
             rows = taken_bytes(0, 1, len(session.steps), text_bytes(session))
             self._limits.admit_upload(held, new + rows)
+            await self._require_shared_room(visitor, new + rows)
         for image in bundle.images.values():
             # An import is anyone's file: decoded in full (a result's CRC check is not enough).
             checked = await self._decode(image.data, visitor)
@@ -1079,6 +1114,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         per_minute=settings.visitor_edits_per_minute,
         upload_bytes=settings.visitor_upload_bytes,
         address_budget_cents=settings.address_budget_cents,
+        address_upload_bytes=settings.address_upload_bytes,
     )
 
 

@@ -52,6 +52,18 @@ class LimitSettings:
     # What all visitors from one network address may spend of the server's key (None: three
     # visitors' budgets, when visitors have one): fresh tokens do not buy fresh budgets.
     address_budget_cents: int | None = None
+    # What all visitors from one network address may keep on disk (None: three visitors'
+    # shares): fresh tokens do not buy fresh shares.
+    address_upload_bytes: int | None = None
+    # Free disk below which nothing new from visitors is stored (None: 2 GiB, or a tenth of the
+    # disk when that is less): what RunAPI already charged for can always be written.
+    disk_floor_bytes: int | None = None
+
+    @property
+    def address_share_bytes(self) -> int:
+        if self.address_upload_bytes is not None:
+            return self.address_upload_bytes
+        return VISITORS_PER_ADDRESS * self.upload_bytes
 
     @property
     def address_cap_cents(self) -> int | None:
@@ -170,6 +182,28 @@ class Limits:
             raise LimitError(
                 "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
                 "under *RunAPI key* to go on."
+            )
+
+    def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
+        """Refuse bytes that would take what all visitors from one address keep past their
+        share together."""
+        cap = self.settings.address_share_bytes
+        if held_bytes + new_bytes > cap:
+            raise LimitError(
+                f"Visitors from your network address already keep {held_bytes / 2**20:.0f} MB "
+                f"on this studio, of the {cap / 2**20:.0f} MB they may keep together; this one "
+                "does not fit."
+            )
+
+    def admit_disk(self, free_bytes: int, total_bytes: int, new_bytes: int) -> None:
+        """Refuse bytes that would leave the studio's disk below its floor."""
+        floor = self.settings.disk_floor_bytes
+        if floor is None:
+            floor = min(2 * 2**30, total_bytes // 10)
+        if free_bytes - new_bytes < floor:
+            raise LimitError(
+                "This studio's disk is nearly full, so it takes no new images for now; "
+                "try again later."
             )
 
     def admit_upload(self, held_bytes: int, new_bytes: int) -> None:
