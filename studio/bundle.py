@@ -162,8 +162,12 @@ def write_bundle(
     return buffer.getvalue()
 
 
-def read_bundle(data: bytes, *, now: datetime, owner: str | None = None) -> Bundle:
-    """Read an export into a new session (new ids, so a ZIP can be imported twice).
+def read_bundle(
+    data: bytes, *, now: datetime, owner: str | None = None, room: int | None = None
+) -> Bundle:
+    """Read an export into a new session (new ids, so a ZIP can be imported twice). `room`: the
+    bytes the importing visitor may still keep; an export that would unpack to more (its
+    document aside) is refused before anything is inflated.
 
     Raises:
         BundleError: the file is not an export, is too large, or has a value a new edit could
@@ -177,7 +181,7 @@ def read_bundle(data: bytes, *, now: datetime, owner: str | None = None) -> Bund
         raise BundleError(_NOT_AN_EXPORT) from exc
     try:
         with archive:
-            reader = _Reader(archive)
+            reader = _Reader(archive, room)
             document = json.loads(reader.read("session.json", MAX_DOCUMENT_BYTES, "session.json"))
             return _session_from(_document(document), reader, now=now, owner=owner)
     except BundleError:
@@ -226,18 +230,28 @@ def strip_png_text(data: bytes) -> bytes:
 class _Reader:
     """Reads ZIP entries with their uncompressed size capped: by the header, then while reading."""
 
-    def __init__(self, archive: zipfile.ZipFile) -> None:
+    def __init__(self, archive: zipfile.ZipFile, room: int | None = None) -> None:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
             raise BundleError("The export has more files in it than any session could.")
         names = [info.filename for info in infos]
         if len(set(names)) != len(names):
             raise BundleError(_DAMAGED)
-        if sum(info.file_size for info in infos) > MAX_BUNDLE_BYTES:
+        unpacked = sum(info.file_size for info in infos)
+        if unpacked > MAX_BUNDLE_BYTES:
             raise BundleError(
                 f"The export would unpack to more than {MAX_BUNDLE_BYTES // 2**20} MB; "
                 "it is not a session the studio made."
             )
+        # What may be inflated in all (the header may lie: counted again while reading).
+        self._limit = MAX_BUNDLE_BYTES
+        if room is not None:
+            self._limit = min(MAX_BUNDLE_BYTES, max(room, 0) + MAX_DOCUMENT_BYTES)
+            if unpacked > self._limit:
+                raise BundleError(
+                    f"The export unpacks to {unpacked / 2**20:.0f} MB; your images on this "
+                    f"studio may take only {max(room, 0) / 2**20:.0f} MB more."
+                )
         self._archive = archive
         self._infos = {info.filename: info for info in infos}
         self._read_total = 0
@@ -258,7 +272,7 @@ class _Reader:
                 self._read_total += len(chunk)
                 if len(out) > cap:
                     raise too_large  # the header lied
-                if self._read_total > MAX_BUNDLE_BYTES:
+                if self._read_total > self._limit:
                     raise BundleError(_DAMAGED)
         return bytes(out)
 

@@ -77,6 +77,7 @@ _INT_VARIABLES = {
     "visitor_edits_per_minute": "KONTEXT_STUDIO_VISITOR_EDITS_PER_MINUTE",
     "visitor_upload_bytes": "KONTEXT_STUDIO_VISITOR_UPLOAD_BYTES",
     "address_budget_cents": "KONTEXT_STUDIO_ADDRESS_BUDGET_CENTS",
+    "address_upload_bytes": "KONTEXT_STUDIO_ADDRESS_UPLOAD_BYTES",
     "identities_per_hour": "KONTEXT_STUDIO_IDENTITIES_PER_HOUR",
     "proxy_hops": "KONTEXT_STUDIO_PROXY_HOPS",
 }
@@ -167,6 +168,9 @@ class Settings:
     # three visitors' budgets), and how many new visitors one address may become in an hour:
     # so that fresh tokens do not buy fresh budgets.
     address_budget_cents: int | None = None
+    # What all visitors from one network address may keep on disk together (None: three
+    # visitors' shares).
+    address_upload_bytes: int | None = None
     identities_per_hour: int = 20
     # The secret visitor tokens are signed with (None: one kept in the data directory).
     visitor_secret: Secret | None = field(default=None, repr=False)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import logging
+import shutil
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -23,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from studio import __version__
 from studio.bundle import MAX_BUNDLE_BYTES, BundleError, chain_steps, read_bundle, write_bundle
 from studio.config import Secret, Settings, SettingsError
 from studio.history import (
@@ -92,6 +95,11 @@ MAX_CANDIDATES = 4
 # Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
 # few typos are fine, trying keys in bulk is not).
 KEY_CHECKS_PER_MINUTE = 5
+# Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
+# this machine class has cores.
+DECODES_AT_ONCE = 2
+# Network addresses whose visitors the engine keeps track of (their share of the disk together).
+MAX_TRACKED_ADDRESSES = 10_000
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 
@@ -149,6 +157,15 @@ class Engine:
         self._key_checks: dict[str, collections.deque[float]] = {}
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Images from outside decoded at once (`_decoding`): all visitors together, and one
+        # visitor's (a lock each while they have one waiting).
+        self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        # The visitors each network address has stored something as, the newest address last
+        # (memory only: after a restart an address starts again from its next visitor).
+        self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -168,6 +185,7 @@ class Engine:
                 timeout_s=settings.request_timeout_s,
                 connect_timeout_s=settings.connect_timeout_s,
                 poll_schedule=schedule,
+                user_agent=f"kontext-studio/{__version__}",
             )
 
         server_url = settings.simulator_url or settings.base_url
@@ -190,22 +208,76 @@ class Engine:
 
     # -- intake ---------------------------------------------------------------------------------
 
-    async def read_image(self, data: bytes) -> SourceImage:
-        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence.
+    async def read_image(self, data: bytes, *, visitor: Visitor = LOCAL) -> SourceImage:
+        """Check uploaded or pasted bytes; raises `ImageError` with one plain sentence (or
+        `LimitError` when a hosted visitor has no room left for them).
 
         Bytes the store already holds (a result passed back, the same photo again) were checked
-        when they came in, so only their header is read: no decode."""
+        when they came in, so only their header is read: no decode. Anything else is refused
+        past the visitor's share of the disk before a pixel is decoded, and then decoded as
+        `_decoding` allows."""
+        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if await asyncio.to_thread(self._store.has_image, sha256):
+            return await asyncio.to_thread(describe, data)
+        await self._require_room(visitor, len(data))
+        return await self._decode(data, visitor)
 
-        def read() -> SourceImage:
-            if self._store.has_image(hashlib.sha256(data).hexdigest()):
-                return describe(data)
-            return open_source(data)
+    async def read_link(self, url: str, *, visitor: Visitor = LOCAL) -> SourceImage:
+        """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence.
+        The download is capped as an upload is; its decode waits as `_decoding` says."""
+        await self._require_room(visitor, 0)
+        return await fetch_link(
+            url,
+            allow_private=self._allow_private_links,
+            check=lambda data: self._decode(data, visitor),
+        )
 
-        return await asyncio.to_thread(read)
+    async def _decode(self, data: bytes, visitor: Visitor) -> SourceImage:
+        async with self._decoding(visitor):
+            return await asyncio.to_thread(open_source, data)
 
-    async def read_link(self, url: str) -> SourceImage:
-        """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence."""
-        return await fetch_link(url, allow_private=self._allow_private_links)
+    @contextlib.asynccontextmanager
+    async def _decoding(self, visitor: Visitor) -> AsyncIterator[None]:
+        """A full decode of an image from outside takes memory and CPU in proportion to its
+        pixels (an 80-megapixel PNG of a few hundred kilobytes: about 300 MB and a second): a
+        named visitor's decodes run one at a time, and at most `DECODES_AT_ONCE` run in all, so
+        one visitor's pile of large images never fills the memory or stalls the others."""
+        owner = visitor.owner
+        lock = contextlib.nullcontext() if owner is None else self._decoder(owner)
+        async with lock, self._decodes:
+            yield
+
+    def _decoder(self, owner: str) -> asyncio.Lock:
+        lock = self._decoders.get(owner)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._decoders[owner] = lock
+        return lock
+
+    async def _require_room(self, visitor: Visitor, new_bytes: int) -> None:
+        """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
+        disk: checked before they are decoded, and again when they are stored."""
+        if self._limits is not None and visitor.owner is not None:
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
+            self._limits.admit_upload(held, new_bytes)
+            await self._require_shared_room(visitor, new_bytes)
+
+    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+        """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
+        their network address keeps past its share, or the disk below its floor."""
+        limits, owner = self._limits, visitor.owner
+        if limits is None or owner is None:
+            return
+        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
+        limits.admit_disk(usage.free, usage.total, new_bytes)
+        if visitor.address is None:
+            return
+        owners = self._address_owners.pop(visitor.address, set()) | {owner}
+        self._address_owners[visitor.address] = owners  # the newest address last
+        while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
+            self._address_owners.popitem(last=False)
+        held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
+        limits.admit_address_upload(held, new_bytes)
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -224,6 +296,7 @@ class Engine:
             if self._limits is not None and visitor.owner is not None:
                 held = await asyncio.to_thread(self._held_bytes, visitor.owner)
                 self._limits.admit_upload(held, len(source.data))
+                await self._require_shared_room(visitor, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
@@ -242,14 +315,14 @@ class Engine:
         self, data: bytes | None, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from uploaded bytes (checked first), or with no image for None."""
-        source = None if data is None else await self.read_image(data)
+        source = None if data is None else await self.read_image(data, visitor=visitor)
         return await self.start_session(source, name=name, visitor=visitor)
 
     async def start_session_from_link(
         self, url: str, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from a user's link, fetched and checked first."""
-        source = await self.read_link(url)
+        source = await self.read_link(url, visitor=visitor)
         return await self.start_session(source, name=name, visitor=visitor, link_url=url)
 
     async def load_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
@@ -594,7 +667,15 @@ class Engine:
             BundleError: the ZIP is not an export, or a value in it is not one a new edit could
                 have; ImageError: an image in it does not decode as described.
         """
-        bundle = await asyncio.to_thread(read_bundle, data, now=self._now(), owner=visitor.owner)
+        room = None
+        if self._limits is not None and visitor.owner is not None:
+            # Inflated only within what the visitor may still keep: a small ZIP of zeros must
+            # not unpack to hundreds of megabytes before the share refuses it.
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
+            room = self._limits.settings.upload_bytes - held
+        bundle = await asyncio.to_thread(
+            read_bundle, data, now=self._now(), owner=visitor.owner, room=room
+        )
         if self._limits is not None and visitor.owner is not None:
             # An import is counted against the visitor's share like an upload: every image it
             # brings that they do not hold yet, and its text.
@@ -604,9 +685,10 @@ class Engine:
             new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
             text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
             self._limits.admit_upload(held, new + text)
+            await self._require_shared_room(visitor, new + text)
         for image in bundle.images.values():
             # An import is anyone's file: decoded in full (a result's CRC check is not enough).
-            checked = await asyncio.to_thread(open_source, image.data)
+            checked = await self._decode(image.data, visitor)
             ref = image.ref
             if (checked.format, checked.width, checked.height) != (
                 ref.format,
@@ -767,9 +849,14 @@ class Engine:
         """
         await self._require_key(visitor)  # a refused key leaves nothing behind, not even this
         session = await self.load_session(session_id, visitor=visitor) if session_id else None
+        self._may_edit(visitor)  # an edit that would be refused stores nothing, decodes nothing
         if data is None and link is None:
             return session or await self.start_session(None, name=name, visitor=visitor), None
-        source = await (self.read_link(link) if link else self.read_image(data or b""))
+        source = await (
+            self.read_link(link, visitor=visitor)
+            if link
+            else self.read_image(data or b"", visitor=visitor)
+        )
         made = await self.result_step(source.data, visitor=visitor)
         if made is not None:
             if session is not None and session.session_id != made.session_id:
@@ -877,6 +964,16 @@ class Engine:
         sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         return StepRegion(kind="mask", mask_sha256=sha256, drawn_on=size), data
 
+    def _may_edit(self, visitor: Visitor) -> None:
+        """Raise `LimitError` when an edit by `visitor` would be refused now (its caps, at the
+        cheapest model's price), counting nothing; `_admit` counts it when it is made."""
+        limits, owner = self._limits, visitor.owner
+        if limits is not None and owner is not None:
+            cents = min(PRICE_CENTS.values())
+            limits.check(
+                owner, 1, cents, server_key=self._payer(visitor) is None, address=visitor.address
+            )
+
     async def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
         """In a hosted studio, count these steps against the visitor's caps (or refuse them);
         what they may cost the server's key is written down at once (`Store.record_spend`)."""
@@ -949,6 +1046,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         per_minute=settings.visitor_edits_per_minute,
         upload_bytes=settings.visitor_upload_bytes,
         address_budget_cents=settings.address_budget_cents,
+        address_upload_bytes=settings.address_upload_bytes,
     )
 
 

@@ -6,6 +6,7 @@ flattened on white: an image with transparency goes to RunAPI as an RGBA PNG.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import math
@@ -22,7 +23,6 @@ from studio.params import nearest_aspect_ratio
 log = logging.getLogger(__name__)
 
 pillow_heif.register_heif_opener()  # HEIC; AVIF is built into Pillow since 11.3 (checked on 12.3).
-Image.init()
 
 # 50 MiB: a 61 MP camera JPEG is about 30 MB; the same number as `Settings.max_upload_bytes`.
 MAX_SOURCE_BYTES = 50 * 1024 * 1024
@@ -48,20 +48,42 @@ _KNOWN_FORMATS = {
     "AVIF": "avif",
     "HEIF": "heic",
 }
-# AVIF is built into Pillow from 11.3 when its wheel has libavif; older Pillows lack the plugin.
-_PIL_FORMATS = {
-    pil: ours
-    for pil, ours in _KNOWN_FORMATS.items()
-    if pil in Image.OPEN and (pil != "AVIF" or features.check("avif"))
-}
+# PNG and JPEG (what the studio sends, gets back and mostly is given) are told by their first
+# bytes and read by the plugins Pillow loads first; every other plugin (and HEIC's) loads only
+# for another file: all of them took a tenth of a CLI edit's start.
+_QUICK_FORMATS = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"))
+
+
+@functools.cache
+def _pil_formats() -> dict[str, str]:
+    """Pillow's name to ours for each format this installation reads (every plugin loaded).
+    AVIF is built into Pillow from 11.3 when its wheel has libavif; older Pillows lack it."""
+    Image.init()
+    return {
+        pil: ours
+        for pil, ours in _KNOWN_FORMATS.items()
+        if pil in Image.OPEN and (pil != "AVIF" or features.check("avif"))
+    }
+
+
 _WORDS = {
     ours: ours.upper() for ours in ("png", "jpeg", "webp", "gif", "bmp", "tiff", "heic", "avif")
 }
 _WORDS["webp"] = "WebP"
-# What this installation reads, in the README's order (all eight with Pillow 12 and pillow-heif).
-SUPPORTED_FORMATS: tuple[str, ...] = tuple(f for f in _WORDS if f in _PIL_FORMATS.values())
-_FORMAT_WORDS = ", ".join(_WORDS[f] for f in SUPPORTED_FORMATS[:-1]) + " or "
-_FORMAT_WORDS += _WORDS[SUPPORTED_FORMATS[-1]]
+
+
+def supported_formats() -> tuple[str, ...]:
+    """What this installation reads, in the README's order (all eight with Pillow 12 and
+    pillow-heif)."""
+    return tuple(f for f in _WORDS if f in _pil_formats().values())
+
+
+@functools.cache
+def _format_words() -> str:
+    found = supported_formats()
+    return ", ".join(_WORDS[f] for f in found[:-1]) + " or " + _WORDS[found[-1]]
+
+
 # Formats Pillow cannot name from its plugins but users do bring.
 _OTHER_MAGIC = {b"%PDF": "PDF", b"\xff\x0a": "JPEG XL", b"\x00\x00\x00\x0cJXL ": "JPEG XL"}
 _LOSSLESS = {"png", "gif", "bmp", "tiff"}
@@ -140,7 +162,7 @@ def open_source(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImag
         im.load()
     return SourceImage(
         data=data,
-        format=_PIL_FORMATS[_pil_format(im)],
+        format=_KNOWN_FORMATS[_pil_format(im)],
         width=width,
         height=height,
         aspect_ratio=nearest_aspect_ratio(width, height),
@@ -161,7 +183,7 @@ def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> U
     with _decoding():
         im = _open_header(source.data, max(len(source.data), 1))
         width, height = _upright_size(im, source.data)
-        kind = _PIL_FORMATS[_pil_format(im)]
+        kind = _KNOWN_FORMATS[_pil_format(im)]
         if _can_pass_through(im, source.data, kind, max_side):
             return _upload(source.data, "png" if kind == "png" else "jpeg", width, height)
         icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
@@ -206,7 +228,7 @@ def describe(data: bytes) -> SourceImage:
         width, height = _upright_size(im, data)
         return SourceImage(
             data=data,
-            format=_PIL_FORMATS[_pil_format(im)],
+            format=_KNOWN_FORMATS[_pil_format(im)],
             width=width,
             height=height,
             aspect_ratio=nearest_aspect_ratio(width, height),
@@ -276,10 +298,10 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
         raise _too_large(max_bytes, len(data))
     if markup := _markup_kind(data):
         reason, message = _MARKUP_ERRORS[markup]
-        raise ImageError(reason, message.format(formats=_FORMAT_WORDS))
+        raise ImageError(reason, message.format(formats=_format_words()))
     prefix = data[:16]
     failure: Exception | None = None
-    for name in _PIL_FORMATS:
+    for name in _candidates(prefix):
         # What `Image.open` does, without its global bomb check (which only warns below ~179 MP):
         # our own cap is checked here, before any pixel is decoded.
         factory, accept = Image.OPEN[name]
@@ -305,6 +327,16 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
     if failure is not None:
         raise failure
     raise _not_supported(prefix)
+
+
+def _candidates(prefix: bytes) -> Iterator[str]:
+    """The formats to try for a file that starts with `prefix`, in order."""
+    for magic, name in _QUICK_FORMATS:
+        if prefix.startswith(magic):
+            Image.preinit()  # loads the PNG and JPEG plugins
+            yield name
+            return
+    yield from _pil_formats()
 
 
 @contextmanager
@@ -351,20 +383,21 @@ _MARKUP_ERRORS = {
 
 
 def _not_supported(prefix: bytes) -> ImageError:
+    ours = _pil_formats()  # every plugin loaded
     names = [name for magic, name in _OTHER_MAGIC.items() if prefix.startswith(magic)]
     names += [
         name
         for name, (_factory, accept) in Image.OPEN.items()
-        if name not in _PIL_FORMATS and accept is not None and accept(prefix)
+        if name not in ours and accept is not None and accept(prefix)
     ]
     if names:
         return ImageError(
             "unsupported_format",
             f"The file is in {names[0]} format, which the studio does not take; "
-            f"save it as {_FORMAT_WORDS}.",
+            f"save it as {_format_words()}.",
         )
     return ImageError(
-        "not_an_image", f"The file is not an image the studio can read; it takes {_FORMAT_WORDS}."
+        "not_an_image", f"The file is not an image the studio can read; it takes {_format_words()}."
     )
 
 

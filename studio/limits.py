@@ -41,6 +41,18 @@ class LimitSettings:
     # What all visitors from one network address may spend of the server's key (None: three
     # visitors' budgets, when visitors have one): fresh tokens do not buy fresh budgets.
     address_budget_cents: int | None = None
+    # What all visitors from one network address may keep on disk (None: three visitors'
+    # shares): fresh tokens do not buy fresh shares.
+    address_upload_bytes: int | None = None
+    # Free disk below which nothing new from visitors is stored (None: 2 GiB, or a tenth of the
+    # disk when that is less): what RunAPI already charged for can always be written.
+    disk_floor_bytes: int | None = None
+
+    @property
+    def address_share_bytes(self) -> int:
+        if self.address_upload_bytes is not None:
+            return self.address_upload_bytes
+        return VISITORS_PER_ADDRESS * self.upload_bytes
 
     @property
     def address_cap_cents(self) -> int | None:
@@ -95,10 +107,33 @@ class Limits:
     ) -> None:
         """Count these steps for `owner` (asking from `address`), or raise `LimitError` and
         count nothing."""
+        self.check(owner, len(step_ids), cost_cents, server_key=server_key, address=address)
+        if server_key:
+            self._spent[owner] = self._spent.get(owner, 0) + cost_cents
+            if address is not None:
+                self._spent_by_address[address] = (
+                    self._spent_by_address.get(address, 0) + cost_cents
+                )
+            self._spent_total += cost_cents
+        self._recent[owner].extend([self._clock()] * len(step_ids))
+        self._running.setdefault(owner, set()).update(step_ids)
+        self._owners.update(dict.fromkeys(step_ids, owner))
+
+    def check(
+        self,
+        owner: str,
+        steps: int,
+        cost_cents: int,
+        *,
+        server_key: bool,
+        address: str | None = None,
+    ) -> None:
+        """Raise `LimitError` when `steps` more for `owner` (asking from `address`, costing
+        `cost_cents` of the server's key when `server_key`) would pass a cap; counts nothing."""
         s = self.settings
         self._new_day_if_needed()
         running = self._running.get(owner, set())
-        if len(running) + len(step_ids) > s.max_running:
+        if len(running) + steps > s.max_running:
             raise LimitError(
                 f"You already have {len(running)} edit(s) running; this studio runs at most "
                 f"{s.max_running} at once for each visitor. Wait for one to finish."
@@ -107,42 +142,58 @@ class Limits:
         now = self._clock()
         while recent and now - recent[0] >= RATE_WINDOW_S:
             recent.popleft()
-        if len(recent) + len(step_ids) > s.per_minute:
+        if len(recent) + steps > s.per_minute:
             raise LimitError(
                 f"This studio takes at most {s.per_minute} edits a minute from each visitor; "
                 "wait a moment and try again."
             )
-        if server_key:
-            if not s.server_key_for_visitors:
-                raise LimitError(
-                    "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
-                    "(API and MCP callers send it in an X-RunAPI-Key header)."
-                )
-            mine = self._spent.get(owner, 0) + cost_cents
-            if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
-                raise LimitError(
-                    "You have used today's share of this studio's RunAPI budget; paste your own "
-                    "RunAPI key under *RunAPI key* to go on."
-                )
-            here = self._spent_by_address.get(address or "", 0) + cost_cents
-            if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
-                raise LimitError(
-                    "Visitors from your network address have used today's share of this "
-                    "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
-                )
-            total = self._spent_total + cost_cents
-            if s.total_budget_cents is not None and total > s.total_budget_cents:
-                raise LimitError(
-                    "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
-                    "under *RunAPI key* to go on."
-                )
-            self._spent[owner] = mine
-            if address is not None:
-                self._spent_by_address[address] = here
-            self._spent_total = total
-        recent.extend([now] * len(step_ids))
-        self._running.setdefault(owner, set()).update(step_ids)
-        self._owners.update(dict.fromkeys(step_ids, owner))
+        if not server_key:
+            return
+        if not s.server_key_for_visitors:
+            raise LimitError(
+                "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
+                "(API and MCP callers send it in an X-RunAPI-Key header)."
+            )
+        mine = self._spent.get(owner, 0) + cost_cents
+        if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
+            raise LimitError(
+                "You have used today's share of this studio's RunAPI budget; paste your own "
+                "RunAPI key under *RunAPI key* to go on."
+            )
+        here = self._spent_by_address.get(address or "", 0) + cost_cents
+        if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
+            raise LimitError(
+                "Visitors from your network address have used today's share of this "
+                "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
+            )
+        total = self._spent_total + cost_cents
+        if s.total_budget_cents is not None and total > s.total_budget_cents:
+            raise LimitError(
+                "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
+                "under *RunAPI key* to go on."
+            )
+
+    def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
+        """Refuse bytes that would take what all visitors from one address keep past their
+        share together."""
+        cap = self.settings.address_share_bytes
+        if held_bytes + new_bytes > cap:
+            raise LimitError(
+                f"Visitors from your network address already keep {held_bytes / 2**20:.0f} MB "
+                f"on this studio, of the {cap / 2**20:.0f} MB they may keep together; this one "
+                "does not fit."
+            )
+
+    def admit_disk(self, free_bytes: int, total_bytes: int, new_bytes: int) -> None:
+        """Refuse bytes that would leave the studio's disk below its floor."""
+        floor = self.settings.disk_floor_bytes
+        if floor is None:
+            floor = min(2 * 2**30, total_bytes // 10)
+        if free_bytes - new_bytes < floor:
+            raise LimitError(
+                "This studio's disk is nearly full, so it takes no new images for now; "
+                "try again later."
+            )
 
     def admit_upload(self, held_bytes: int, new_bytes: int) -> None:
         """Refuse an upload that would take a visitor's originals past their share of disk."""

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import math
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import httpx
@@ -105,6 +105,7 @@ async def fetch_link(
     http_client: httpx.AsyncClient | None = None,
     is_allowed_address: Callable[[IPAddress], bool] | None = None,
     generic_errors: bool | None = None,
+    check: Callable[[bytes], Awaitable[SourceImage]] | None = None,
 ) -> SourceImage:
     """Download the image at `url` and check it as `open_source` does.
 
@@ -125,6 +126,8 @@ async def fetch_link(
             address public. None means `is_public_address`, or anything when `allow_private`.
         generic_errors: say only `HOSTED_LINK_FAILURE` when the address fails (no status, no
             reachability); None means so in hosted mode (`allow_private=False`).
+        check: how the downloaded bytes are checked (the engine bounds how many decode at
+            once); None means `open_source` on a worker thread.
 
     Returns:
         The checked image, with the downloaded bytes as its data.
@@ -143,6 +146,7 @@ async def fetch_link(
             max_redirects=max_redirects,
             http_client=http_client,
             is_allowed_address=is_allowed_address,
+            check=check,
         )
     except LinkError as exc:
         generic = not allow_private if generic_errors is None else generic_errors
@@ -163,6 +167,7 @@ async def _fetch(
     max_redirects: int,
     http_client: httpx.AsyncClient | None,
     is_allowed_address: Callable[[IPAddress], bool] | None,
+    check: Callable[[bytes], Awaitable[SourceImage]] | None,
 ) -> SourceImage:
     allowed = is_allowed_address or (None if allow_private else is_public_address)
     timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
@@ -193,6 +198,8 @@ async def _fetch(
         log.debug("link download failed: %r", exc)
         raise LinkError("network", "The download from that link broke off; try again.") from None
     try:
+        if check is not None:
+            return await check(data)
         return await asyncio.to_thread(open_source, data, max_bytes=max_bytes)
     except ImageError as exc:
         raise LinkError(exc.reason, _LINK_WORDS.get(exc.reason, str(exc))) from None

@@ -85,7 +85,8 @@ def _png_with_xmp(data: bytes, packet: bytes) -> bytes:
         if end > len(data):
             return data  # truncated: leave it as it is
         whole = data[offset:end]
-        is_xmp = kind == b"iTXt" and data[offset + 8 :].startswith(PNG_XMP_KEY.encode() + b"\x00")
+        # (startswith at an offset: a slice would copy the rest of the file for every chunk)
+        is_xmp = kind == b"iTXt" and data.startswith(PNG_XMP_KEY.encode() + b"\x00", offset + 8)
         if not is_xmp:
             out += whole
         if kind == b"IHDR":

@@ -23,6 +23,13 @@ from typing import NoReturn
 if "httpx" not in sys.modules:
     sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
 
+from studio.runapi import tls
+
+# The RunAPI client's certificates load on a second core while the rest is imported (a tenth of
+# an edit's CPU, which every agent call paid before its first request could go out).
+if not {"-h", "--help", "--version"} & set(sys.argv):
+    tls.preload()
+
 from studio.cli.commands import (
     Job,
     Run,

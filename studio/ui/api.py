@@ -51,6 +51,8 @@ EDITS_QUEUE = "api-edit"
 # Where Gradio serves files from; a URL of this studio carries the file's path after it.
 FILE_ROUTE = "/gradio_api/file="
 DEFAULT_LIST_LIMIT = 20
+# An API edit reports phases, not elapsed time: its watch wakes at each change (and this rarely).
+QUIET_TICK_S = 60.0
 
 REFUSE_LOCAL = (
     "This studio is hosted, so it cannot read local files; pass the image as an http(s) URL "
@@ -249,7 +251,9 @@ class Endpoints:
         """
         data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
         name = f"session-{session_id[:8]}"
-        return str(await asyncio.to_thread(write_export, self.exports, name, data))
+        return str(
+            await asyncio.to_thread(write_export, self.exports, name, data, owner=self.who.owner)
+        )
 
     @guarded
     async def list_sessions(self, limit: int) -> str:
@@ -456,7 +460,9 @@ class Endpoints:
         """Report each new phase of a running step (pushed by the engine); its final record."""
         waiter = asyncio.ensure_future(self._final(step))
         shown: str | None = None
-        async for running in self.bridge.watch(step.session_id, self.who):
+        # Phases only: no half-second ticks (under 100 edits at once, a thousand wake-ups of
+        # both loops for nothing).
+        async for running in self.bridge.watch(step.session_id, self.who, tick_s=QUIET_TICK_S):
             update = running.get(step.step_id)
             if update is None or waiter.done():
                 break

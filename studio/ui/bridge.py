@@ -131,9 +131,11 @@ class Bridge:
             return Tick(None, {}, changed=False)
         return await self.call(_tick, session_id, seen_version, who)
 
-    async def watch(self, session_id: str, who: Visitor) -> AsyncIterator[dict[str, StepUpdate]]:
+    async def watch(
+        self, session_id: str, who: Visitor, *, tick_s: float = 0.5
+    ) -> AsyncIterator[dict[str, StepUpdate]]:
         """The running steps of a session, pushed from the engine's loop at every change (and
-        every half second, so elapsed times tick), ending once nothing runs."""
+        every `tick_s`, so elapsed times tick), ending once nothing runs."""
         caller = asyncio.get_running_loop()
         # Each snapshot, an error, then None for the end.
         queue: asyncio.Queue[dict[str, StepUpdate] | Exception | None] = asyncio.Queue()
@@ -144,7 +146,7 @@ class Bridge:
 
         async def pump() -> None:
             try:
-                async for snapshot in self._engine.watch_session(session_id):
+                async for snapshot in self._engine.watch_session(session_id, tick_s=tick_s):
                     put(snapshot)
             except Exception as exc:
                 put(exc)

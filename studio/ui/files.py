@@ -1,15 +1,17 @@
 """The page's own files outside the store: exports waiting to be downloaded, and uploads.
 
 Exports are written into per-export folders named by 128 random bits (a link to one is a
-capability; the file guard also serves it only to the visitor who asked for it), and are removed
-after `EXPORT_TTL_S` or once more than `EXPORTS_KEPT` wait, whichever comes first. An upload is
-Gradio's file until a handler has read it into the store; then it is removed (`discard_upload`),
-so an image is kept once, in the store.
+capability: whoever holds it may download it, as with a share link), and are removed after
+`EXPORT_TTL_S`, once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest: one
+visitor's clicks never push out another's export), or once more than `EXPORTS_KEPT` wait in all.
+An upload is Gradio's file until a handler has read it into the store; then it is removed
+(`discard_upload`), so an image is kept once, in the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import secrets
 import shutil
@@ -20,24 +22,27 @@ from pathlib import Path
 EXPORT_TTL_S = 15 * 60
 # Exports kept at most at once, all visitors together (each up to bundle.MAX_BUNDLE_BYTES).
 EXPORTS_KEPT = 16
+# Exports one hosted visitor may have waiting at once (the studio's own user: up to the total).
+EXPORTS_PER_VISITOR = 4
 # Where the non-hosted page keeps its named download links (made by the page's handlers).
 _KEEP = {"downloads"}
 
 
-def write_export(folder: Path, name: str, data: bytes) -> Path:
-    """The ZIP in a fresh, unguessable folder under `folder`, after clearing old exports.
-    Blocking: call it in a thread."""
-    prune_exports(folder)
+def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
+    """The ZIP in a fresh, unguessable folder under `folder`, after clearing old exports (and
+    `owner`'s oldest past their share). Blocking: call it in a thread."""
+    prune_exports(folder, owner=owner)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
-    target = folder / secrets.token_urlsafe(16) / f"{slug}.zip"
+    target = folder / f"{_tag(owner)}.{secrets.token_urlsafe(16)}" / f"{slug}.zip"
     target.parent.mkdir(parents=True)
     target.write_bytes(data)
     return target
 
 
-def prune_exports(folder: Path, *, now: float | None = None) -> int:
-    """Remove exports older than `EXPORT_TTL_S`, and the oldest past `EXPORTS_KEPT`; how many
-    went. Blocking: call it in a thread."""
+def prune_exports(folder: Path, *, now: float | None = None, owner: str | None = None) -> int:
+    """Remove exports older than `EXPORT_TTL_S`, `owner`'s oldest past `EXPORTS_PER_VISITOR`
+    (leaving room for one more), and the oldest past `EXPORTS_KEPT`; how many went. Blocking:
+    call it in a thread."""
     cutoff = (time.time() if now is None else now) - EXPORT_TTL_S
     folders = []
     for entry in folder.iterdir() if folder.is_dir() else ():
@@ -45,12 +50,22 @@ def prune_exports(folder: Path, *, now: float | None = None) -> int:
             if entry.is_dir() and entry.name not in _KEEP:
                 folders.append((entry.stat().st_mtime, entry))
     folders.sort(reverse=True)
-    removed = 0
+    mine = _tag(owner) + "."
+    removed = theirs = 0
     for index, (mtime, entry) in enumerate(folders):
-        if mtime < cutoff or index >= EXPORTS_KEPT - 1:
+        if owner is not None and entry.name.startswith(mine):
+            theirs += 1
+        if mtime < cutoff or index >= EXPORTS_KEPT - 1 or theirs >= EXPORTS_PER_VISITOR:
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
+            if owner is not None and entry.name.startswith(mine):
+                theirs -= 1
     return removed
+
+
+def _tag(owner: str | None) -> str:
+    """Which visitor's an export folder is, without saying who: a short hash of the owner."""
+    return hashlib.sha256((owner or "").encode()).hexdigest()[:8]
 
 
 def discard_upload(path: Path, upload_folder: Path) -> None:
@@ -67,4 +82,11 @@ def discard_upload(path: Path, upload_folder: Path) -> None:
         return
 
 
-__all__ = ["EXPORTS_KEPT", "EXPORT_TTL_S", "discard_upload", "prune_exports", "write_export"]
+__all__ = [
+    "EXPORTS_KEPT",
+    "EXPORTS_PER_VISITOR",
+    "EXPORT_TTL_S",
+    "discard_upload",
+    "prune_exports",
+    "write_export",
+]

@@ -36,6 +36,7 @@ import re
 import time
 from pathlib import Path
 
+from gradio.utils import get_upload_folder
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import compile_path
@@ -59,6 +60,7 @@ NO_VISITOR_UPLOAD = (
     "This studio keeps an upload only for a visitor it knows: open the studio's page first "
     "(it sets a cookie), or send your X-RunAPI-Key."
 )
+NO_LENGTH = "This studio takes an upload only with its length (a Content-Length header)."
 _HASH_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z0-9]{1,10})")
 _NOT_FOUND = b"Not found."
 
@@ -85,17 +87,17 @@ class VisitorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route_path = _route_path(scope)
-        if (image := _IMAGE_ADDRESS.match(route_path)) is not None:
+        path = route_path(scope)
+        if (image := _IMAGE_ADDRESS.match(path)) is not None:
             await self._serve_image(scope, receive, send, image["name"])
             return
         if not self.hosted:
             await self.app(scope, receive, send)
             return
-        if _UPLOAD_ROUTE.match(route_path) is not None and scope.get("method") == "POST":
+        if _UPLOAD_ROUTE.match(path) is not None and scope.get("method") == "POST":
             await self._upload(scope, receive, send)
             return
-        target = file_target(route_path)
+        target = file_target(path)
         if target is not None and not await self._may_read(Request(scope), target):
             await _not_found(send)
             return
@@ -108,6 +110,10 @@ class VisitorGuard:
         if opened is None:
             return True  # nothing there: Gradio answers "not allowed" itself
         paths, inside_store = opened
+        if any(p.parent == _upload_root() for p in paths):
+            # Gradio's own spool files (a multipart body being parsed) lie directly in its
+            # upload folder; an upload it keeps is in a folder of its own.
+            return False
         hashes = {sha for p in paths if (sha := image_sha(p.name)) is not None}
         if inside_store and not hashes:
             return False  # the database, the secret, anything of the store's but its images
@@ -132,7 +138,7 @@ class VisitorGuard:
         try:
             who = visitor_from(Request(scope), hosted=True)
         except Refusal:
-            await _refuse(send, 403, NO_VISITOR_UPLOAD)
+            await refuse(send, 403, NO_VISITOR_UPLOAD)
             return
         room = None
         if self.share_bytes is not None and who.owner is not None:
@@ -140,8 +146,13 @@ class VisitorGuard:
             waiting = sum(n for owner, n, _ in self.uploads.values() if owner == who.owner)
             room = self.share_bytes - held - waiting
             declared = Request(scope).headers.get("content-length", "")
+            if not declared.isdigit():
+                # Counted while streaming, a body past the room would leave Gradio's spool file
+                # of it behind: its length is asked for first (browsers and clients send it).
+                await refuse(send, 411, NO_LENGTH)
+                return
             if room <= 0 or (declared.isdigit() and int(declared) > room):
-                await _refuse(send, 413, _no_room(held + waiting, self.share_bytes))
+                await refuse(send, 413, _no_room(held + waiting, self.share_bytes))
                 return
         received = 0
         status = 0
@@ -168,7 +179,7 @@ class VisitorGuard:
             await self.app(scope, counted, kept)
         except _OverShare:
             if status == 0:
-                await _refuse(send, 413, "The upload does not fit in your share of the disk.")
+                await refuse(send, 413, "The upload does not fit in your share of the disk.")
             return
         if status == 200:
             self._remember_uploads(bytes(body), who.owner)
@@ -229,7 +240,7 @@ def file_target(route_path: str) -> str | None:
     return None
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
     """The path Starlette routes on: the request's, less the root path it is mounted under."""
     path: str = scope["path"]
     root = scope.get("root_path", "")
@@ -241,6 +252,11 @@ def _route_path(scope: Scope) -> str:
 def _is_remote(target: str) -> bool:
     # Gradio treats "http://" and "https://" (any case) as a URL to fetch (client_utils).
     return target.strip().lower().startswith(("http:", "https:", "//"))
+
+
+def _upload_root() -> Path:
+    """Gradio's upload folder (GRADIO_TEMP_DIR, else the temporary directory's `gradio`)."""
+    return Path(get_upload_folder()).resolve()
 
 
 def _as_opened(target: str, private: list[Path]) -> tuple[tuple[Path, ...], bool] | None:
@@ -268,7 +284,7 @@ def _no_room(used: int, share: int) -> str:
     )
 
 
-async def _refuse(send: Send, status: int, sentence: str) -> None:
+async def refuse(send: Send, status: int, sentence: str) -> None:
     body = sentence.encode()
     await send(
         {

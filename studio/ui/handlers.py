@@ -603,7 +603,10 @@ class Handlers:
         skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
-        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        try:
+            session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        except REFUSED:
+            return skip  # its outputs are the slider's two: the page's refusal would not fit
         if left not in session.steps or right not in session.steps:
             return skip
         a = self.bridge.image_path(session.steps[left])
@@ -703,7 +706,9 @@ class Handlers:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
-        path = await asyncio.to_thread(write_export, self.ctx.exports, session.name, data)
+        path = await asyncio.to_thread(
+            write_export, self.ctx.exports, session.name, data, owner=self.who.owner
+        )
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (

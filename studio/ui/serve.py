@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import sys
@@ -17,6 +18,8 @@ from studio.config import Settings
 from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
+from studio.ui.signin import SignInThrottle
+from studio.ui.tabs import TabDoor
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
@@ -105,6 +108,12 @@ def door_settings(settings: Settings, bridge: Bridge) -> DoorSettings:
     )
 
 
+def body_bytes(settings: Settings) -> int:
+    """The largest request a hosted studio's visitor may send outside an upload: two images as
+    data: URIs (a source and its mask; base64 takes 4 bytes for 3) and a megabyte for the rest."""
+    return 2 * (settings.max_upload_bytes * 4 // 3 + 4) + 2**20
+
+
 def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
     css = css_path()
     return {
@@ -138,7 +147,15 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
             "middleware": [
                 Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
                 *(
-                    [Middleware(VisitorMiddleware, door=door_settings(settings, bridge))]
+                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
+                    if settings.auth
+                    else []
+                ),
+                *(
+                    [
+                        Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
+                        Middleware(TabDoor, body_bytes=body_bytes(settings)),
+                    ]
                     if settings.hosted
                     else []
                 ),
@@ -160,6 +177,12 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
         log.info("Resuming %d unfinished edit(s)", resumed)
     demo = create_app(bridge, settings)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
+    # Everything made so far (Gradio, the app, their modules: a million objects) lives as long as
+    # the process: out of the collector's sight, so its full passes look at what edits make.
+    # Under 100 edits at once they were a large share of the studio's CPU (each pass a few
+    # tenths of a second over every object, with the GIL held); README Numbers.
+    gc.collect()
+    gc.freeze()
     return demo, bridge, url
 
 

@@ -44,6 +44,9 @@ from studio.visitor import LOCAL, Visitor, owner_of
 # sends its own RunAPI key in (it also names the caller).
 VISITOR_COOKIE = "kontext_visitor"
 KEY_HEADER = "x-runapi-key"
+# The header the door writes the client's address into, signed (`_stamp`), for requests Gradio
+# makes to itself on a client's behalf.
+ADDRESS_STAMP = "x-kontext-studio-address"
 # A year: the token only names the owner of this browser's sessions.
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
@@ -137,6 +140,19 @@ def client_address(
     return _normal_address(peer) if peer else None
 
 
+def _stamp(address: str | None, secret: bytes) -> str:
+    text = address or ""
+    return f"{text}|{_mac(secret, 'address:' + text)}"
+
+
+def _stamped(value: str, secret: bytes) -> str | None:
+    """The address a stamp the studio made carries (None: no stamp, or a forged one)."""
+    text, _, mac = value.rpartition("|")
+    if text and hmac.compare_digest(mac, _mac(secret, "address:" + text)):
+        return text
+    return None
+
+
 def _normal_address(text: str) -> str:
     """An address as one spelling, so that one client is one key (an IPv6 client by its /64,
     the block one household or machine gets)."""
@@ -162,15 +178,18 @@ def cookie_attributes(*, https: bool, host: str) -> str:
 
 
 class IdentityRate:
-    """How many new visitors each network address became within the last hour."""
+    """How many new visitors each network address became within the last hour (or, with
+    `window_s`, how many times anything was counted for it within that many seconds)."""
 
     def __init__(
         self,
         per_hour: int = DEFAULT_IDENTITIES_PER_HOUR,
         *,
         clock: Callable[[], float] = time.monotonic,
+        window_s: float = IDENTITY_WINDOW_S,
     ) -> None:
         self.per_hour = per_hour
+        self.window_s = window_s
         self._clock = clock
         self._issued: OrderedDict[str, deque[float]] = OrderedDict()
 
@@ -178,14 +197,14 @@ class IdentityRate:
         """Whether `address` may become one more new visitor now (nothing counted)."""
         times = self._issued.get(address or "?", deque())
         now = self._clock()
-        return sum(1 for t in times if now - t < IDENTITY_WINDOW_S) < self.per_hour
+        return sum(1 for t in times if now - t < self.window_s) < self.per_hour
 
     def allow(self, address: str | None) -> bool:
         """Count one new visitor for `address`, or say no (and count nothing)."""
         key = address or "?"
         now = self._clock()
         times = self._issued.pop(key, deque())
-        while times and now - times[0] >= IDENTITY_WINDOW_S:
+        while times and now - times[0] >= self.window_s:
             times.popleft()
         allowed = len(times) < self.per_hour
         if allowed:
@@ -252,6 +271,12 @@ def visitor_from(request: _Asking | None, *, hosted: bool) -> Visitor:
         return named
     refusal = state.get(_STATE_REFUSAL)
     raise Refusal(refusal if isinstance(refusal, str) else NO_COOKIE)
+
+
+def visitor_in(scope: Scope) -> Visitor | None:
+    """Who `VisitorMiddleware` named for this request, read from its scope (None: nobody)."""
+    named = scope.get("state", {}).get(_STATE_VISITOR)
+    return named if isinstance(named, Visitor) else None
 
 
 def _state(request: object) -> Mapping[str, object]:
@@ -377,9 +402,17 @@ class VisitorMiddleware:
         request = Request(scope)
         door = self.door
         peer = request.client.host if request.client is not None else None
-        address = client_address(
+        address = _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret) or client_address(
             peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
         )
+        # Gradio's MCP server runs each tool through a loopback client of its own, with the
+        # MCP request's headers: the stamp carries the caller's address to that second request
+        # (signed, so that no client can write one).
+        scope["headers"] = [
+            *((k, v) for k, v in scope.get("headers", []) if k != ADDRESS_STAMP.encode()),
+            (ADDRESS_STAMP.encode(), _stamp(address, door.secret).encode()),
+        ]
+        request = Request(scope)
         state = scope.setdefault("state", {})
         key = (request.headers.get(KEY_HEADER) or "").strip()
         ident = valid_token_id(request.headers.get("cookie", ""), door.secret)
@@ -442,4 +475,5 @@ __all__ = [
     "new_token",
     "token_id",
     "visitor_from",
+    "visitor_in",
 ]

@@ -98,7 +98,9 @@ def main() -> None:
                 label, path = spec.split("=", 1)
                 env = {"RUNAPI_API_KEY": "sk-bench", "RUNAPI_BASE_URL": base_url}
                 studio = StudioProcess(Path(tmp) / label, env={**env, "PYTHONPATH": path})
-                print(f"{label}: up in {studio.start():.1f} s", flush=True)
+                # -P: the folder this runs from is not put first on the path, so each studio's
+                # code is PATH's (run from a checkout, every studio would be that checkout).
+                print(f"{label}: up in {studio.start(python_args=['-P']):.1f} s", flush=True)
                 parties[label] = studio
                 for _ in range(WARMUP):
                     run_client(studio.url, 1, source)

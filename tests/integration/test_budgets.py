@@ -4,10 +4,15 @@ one paid with a visitor's own key never runs on the server's. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import zipfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from studio.bundle import BundleError
 from studio.config import Secret
 from studio.engine import WAITS_FOR_KEY, Engine
 from studio.history import StepState
@@ -172,4 +177,86 @@ async def test_a_key_runapi_refuses_stores_nothing_and_unchecked_keys_are_checks
     session, _ = await engine.place_edit(image, visitor=good)
     step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=good)
     assert step.state is StepState.COMPLETED
+    await engine.aclose()
+
+
+async def test_an_edit_past_the_budget_stores_nothing_not_even_its_image(sim, clean_env):
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    await engine.edit(mine, EditParams(prompt="blue", model="max"), visitor=A)  # 10¢: all of A's
+    before = await engine.list_sessions(visitor=A)
+    photo = make_image(300, 200)
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.place_edit(photo, name="night", visitor=A)
+    assert await engine.list_sessions(visitor=A) == before  # no new session holding the photo
+    assert not await engine.owns_image(_sha(photo), visitor=A)
+    await engine.aclose()
+
+
+async def test_an_image_past_the_share_of_the_disk_is_refused_before_it_is_read(sim, clean_env):
+    caps = LimitSettings(visitor_budget_cents=10, upload_bytes=10_000)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    # More bytes than the share allows, and not an image at all: the share answers first (the
+    # bytes are never decoded), and nothing is stored.
+    with pytest.raises(LimitError, match="each visitor may keep"):
+        await engine.read_image(b"\x89PNG" + b"\0" * 20_000, visitor=A)
+    with pytest.raises(LimitError, match="each visitor may keep"):
+        await engine.start_session_from_bytes(b"x" * 20_000, visitor=A)
+    assert await engine.list_sessions(visitor=A) == []
+    await engine.aclose()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def test_an_import_that_unpacks_past_the_share_is_refused_before_it_is_inflated(
+    sim, clean_env
+):
+    caps = LimitSettings(visitor_budget_cents=10, upload_bytes=2 * 2**20)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    export = await engine.export_session(await _session(engine, A), visitor=A)
+    # The same export with 64 MiB of zeros beside it: a few kilobytes as a ZIP.
+    buffer = io.BytesIO(export)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("padding.bin", bytes(64 * 2**20))
+    assert len(buffer.getvalue()) < 2**20
+    with pytest.raises(BundleError, match="may take only"):
+        await engine.import_session(buffer.getvalue(), visitor=A)
+    assert len(await engine.list_sessions(visitor=A)) == 1
+    await engine.aclose()
+
+
+async def test_fresh_visitors_from_one_address_share_one_share_of_the_disk(sim, clean_env):
+    caps = LimitSettings(
+        visitor_budget_cents=10, upload_bytes=300_000, address_upload_bytes=300_000
+    )
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    # Three fresh tokens from one address: each a visitor of their own, well within their own
+    # share, but together past what the address may keep.
+    photos = [_noise(200, 200, seed=n) for n in range(4)]
+    assert all(100_000 < len(p) < 150_000 for p in photos)
+    await engine.start_session_from_bytes(photos[0], visitor=A)
+    await engine.start_session_from_bytes(photos[1], visitor=B)
+    with pytest.raises(LimitError, match="network address"):
+        await engine.start_session_from_bytes(photos[2], visitor=C)
+    elsewhere = Visitor("browser:d", address="203.0.113.9")
+    await engine.start_session_from_bytes(photos[3], visitor=elsewhere)  # another address
+    await engine.aclose()
+
+
+def _noise(width: int, height: int, *, seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_nothing_new_is_stored_when_the_disk_is_nearly_full(sim, clean_env):
+    # A floor above what the disk has free stands for a nearly full disk.
+    caps = LimitSettings(visitor_budget_cents=10, disk_floor_bytes=2**62)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    with pytest.raises(LimitError, match="disk is nearly full"):
+        await engine.start_session_from_bytes(make_image(), visitor=A)
+    assert await engine.list_sessions(visitor=A) == []
     await engine.aclose()

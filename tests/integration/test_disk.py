@@ -13,7 +13,13 @@ import pytest
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge
-from studio.ui.files import EXPORT_TTL_S, EXPORTS_KEPT, prune_exports, write_export
+from studio.ui.files import (
+    EXPORT_TTL_S,
+    EXPORTS_KEPT,
+    EXPORTS_PER_VISITOR,
+    prune_exports,
+    write_export,
+)
 from studio.ui.handlers import Handlers, PageContext
 from tests.support.engines import make_engine, make_image
 
@@ -77,3 +83,12 @@ def test_exports_are_removed_when_old_or_too_many(tmp_path):
     assert all(len(p.parent.name) >= 21 for p in kept)
     assert prune_exports(tmp_path, now=time.time() + EXPORT_TTL_S + 1) == EXPORTS_KEPT
     assert not any(p.exists() for p in written)
+
+
+def test_one_visitors_exports_never_push_out_anothers(tmp_path):
+    theirs = write_export(tmp_path, "b", b"zip", owner="browser:b")
+    mine = [
+        write_export(tmp_path, f"a{n}", b"zip", owner="browser:a") for n in range(EXPORTS_KEPT + 4)
+    ]
+    assert theirs.exists()
+    assert [p for p in mine if p.exists()] == mine[-EXPORTS_PER_VISITOR:]

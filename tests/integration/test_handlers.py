@@ -373,3 +373,10 @@ async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_pa
     assert tick == {c.status: gr.skip()}
     cleared = await page.on_new_session(shown[c.browser], shown[c.tab_step])
     assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}
+
+
+async def test_the_slider_for_a_session_it_may_not_open_changes_only_itself(page, tmp_path):
+    # Replayed with a session id that is not the caller's (or not at all): the slider's event
+    # updates only its own two outputs (Gradio fails an event whose reply names others).
+    shown = await page.on_pair("not-a-session-of-yours", None, "a", "b")
+    assert set(shown) <= {page.c.slider, page.c.pair_note}

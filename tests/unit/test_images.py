@@ -11,7 +11,6 @@ from PIL import Image
 
 from studio.images import (
     MAX_UPLOAD_SIDE,
-    SUPPORTED_FORMATS,
     ImageError,
     SourceImage,
     check_result,
@@ -19,6 +18,7 @@ from studio.images import (
     make_thumbnail,
     open_source,
     prepare_upload,
+    supported_formats,
 )
 from studio.params import nearest_aspect_ratio
 from tests.support import corpus
@@ -75,7 +75,7 @@ def test_prepare_upload_sends_an_upright_png_or_jpeg_within_the_side_cap(case: C
 
 
 def test_every_supported_format_has_an_accepted_corpus_case():
-    assert {case.format for case in corpus.good_cases()} == set(SUPPORTED_FORMATS)
+    assert {case.format for case in corpus.good_cases()} == set(supported_formats())
 
 
 def test_the_byte_cap_is_named_in_the_message_when_a_file_is_too_large():

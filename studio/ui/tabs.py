@@ -1,0 +1,169 @@
+"""A hosted studio's second door, after `ui.visitor.VisitorMiddleware` has named the visitor:
+how much a request may carry, and whose tab it speaks for.
+
+- Bodies. A request that names nobody may carry at most `UNNAMED_BODY_BYTES` (a sign-in form,
+  an API probe): it creates nothing anyway, and the studio does not read megabytes to find that
+  out. A visitor's request carries at most `body_bytes` (two images as data: URIs and their
+  instruction). Uploads have their own door (`ui.guard.VisitorGuard`). Refused by the declared
+  length before a byte is read, else while the body streams in.
+- Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
+  its answers by a session hash that the page makes up. It is no secret: it is in every URL the
+  tab calls. So the first browser seen with a hash owns it, and every later request naming that
+  hash (joining an event, reading the answers, the heartbeat, a cancel) is refused to anyone
+  else: nobody reads another visitor's answers or runs an event with another tab's key. Hashes
+  first seen with an API or MCP caller are not bound (Gradio's MCP server calls every tool
+  through one loopback client, one hash for all its callers; such a hash never leaves the
+  server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from urllib.parse import parse_qs
+
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from studio.ui.guard import refuse, route_path
+from studio.ui.visitor import visitor_in
+
+# What a request that names nobody may carry.
+UNNAMED_BODY_BYTES = 64 * 1024
+# Tabs remembered at once (the oldest forgotten first; a forgotten hash is bound again to the
+# next browser that uses it, which can only be its own tab in practice).
+TABS_KEPT = 100_000
+# Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
+_PARSE_ON_THREAD_BYTES = 1024 * 1024
+TOO_LARGE = "This request is larger than this studio takes."
+NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
+_UPLOAD = compile_path("/gradio_api/upload")[0]
+_HEARTBEAT = compile_path("/gradio_api/heartbeat/{session_hash}")[0]
+# Routes that name a tab in their query: its answers, and a snapshot of its state.
+_BY_QUERY = tuple(
+    compile_path(route)[0] for route in ("/gradio_api/queue/data", "/gradio_api/deep_link")
+)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class TabDoor:
+    """Bodies within their caps, and each tab's session hash for its own browser only."""
+
+    def __init__(self, app: ASGIApp, *, body_bytes: int) -> None:
+        self.app = app
+        self.body_bytes = body_bytes
+        self.tabs: OrderedDict[str, str] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        who = visitor_in(scope)
+        owner = who.owner if who is not None else None
+        browser = owner if owner is not None and owner.startswith("browser:") else None
+        for hash_ in _hashes_in_url(scope, path):
+            if not self._may_use(hash_, owner, browser):
+                await refuse(send, 403, NOT_YOUR_TAB)
+                return
+        if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
+            await self.app(scope, receive, send)
+            return
+        cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
+        declared = _content_length(scope)
+        if declared is not None and declared > cap:
+            await refuse(send, 413, TOO_LARGE)
+            return
+        try:
+            body = await _read_body(receive, cap)
+        except _TooLarge:
+            await refuse(send, 413, TOO_LARGE)
+            return
+        named = await _hash_in_body(scope, body)
+        if named is not None and not self._may_use(named, owner, browser):
+            await refuse(send, 403, NOT_YOUR_TAB)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _may_use(self, hash_: str, owner: str | None, browser: str | None) -> bool:
+        """Whether the asker may speak for the tab `hash_`; its first browser takes it."""
+        bound = self.tabs.get(hash_)
+        if bound is not None:
+            self.tabs.move_to_end(hash_)
+            return bound == owner
+        if browser is not None:
+            self.tabs[hash_] = browser
+            if len(self.tabs) > TABS_KEPT:
+                self.tabs.popitem(last=False)
+        return True
+
+
+def _hashes_in_url(scope: Scope, route_path: str) -> list[str]:
+    if (match := _HEARTBEAT.match(route_path)) is not None:
+        return [match["session_hash"]]
+    if any(route.match(route_path) is not None for route in _BY_QUERY):
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return query.get("session_hash", [])
+    return []
+
+
+async def _hash_in_body(scope: Scope, body: bytes) -> str | None:
+    """The top-level `session_hash` of a JSON body (joining an event, a cancel, a run)."""
+    headers = dict(scope.get("headers", []))
+    if b"json" not in headers.get(b"content-type", b"") or b'"session_hash"' not in body:
+        return None
+
+    def parse() -> object:
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None  # Gradio answers a body it cannot read itself
+
+    document = await asyncio.to_thread(parse) if len(body) > _PARSE_ON_THREAD_BYTES else parse()
+    if isinstance(document, dict) and isinstance(value := document.get("session_hash"), str):
+        return value
+    return None
+
+
+async def _read_body(receive: Receive, cap: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # a disconnect, when it comes
+
+    return replay
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+__all__ = ["NOT_YOUR_TAB", "TABS_KEPT", "TOO_LARGE", "UNNAMED_BODY_BYTES", "TabDoor"]

@@ -1,0 +1,136 @@
+"""A hosted studio's door at its edges: a tab's session hash is its browser's alone, bodies
+within their caps, uploads with their length. A real Chromium for the victim's tab; raw HTTP for
+the other visitor. Every request goes to loopback only."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio.utils import get_upload_folder
+from playwright.sync_api import expect
+
+from studio.config import Secret
+from studio.ui.guard import NO_LENGTH
+from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
+from studio.ui.tabs import NOT_YOUR_TAB, TOO_LARGE
+from tests.browser.conftest import running_studio
+from tests.browser.test_hosted import _edit_an_example, _visit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def hosted(sim, clean_env):
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        yield studio
+
+
+def _cookie_of_a_new_visitor(url: str) -> dict[str, str]:
+    token = httpx.get(url).cookies.get("kontext_visitor")
+    assert token
+    return {"Cookie": f"kontext_visitor={token}"}
+
+
+def test_another_visitor_can_neither_read_nor_use_a_tabs_session_hash(browser, hosted):
+    context, page = _visit(browser, hosted.url)
+    hashes: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            hashes.extend(re.findall(r"session_hash=([\w-]+)", r.url))
+            or hashes.extend(re.findall(r"/heartbeat/([\w-]+)", r.url))
+        ),
+    )
+    _edit_an_example(page)
+    assert hashes
+    tab = hashes[-1]
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    other = _cookie_of_a_new_visitor(hosted.url)
+    # B, with a cookie of their own, cannot listen to A's tab, snapshot it, or join an event in
+    # its name (which would run with A's tab state: a pasted key among it).
+    reads = [
+        f"{api}/queue/data?session_hash={tab}",
+        f"{api}/heartbeat/{tab}",
+        f"{api}/deep_link?session_hash={tab}",
+    ]
+    for url in reads:
+        answer = httpx.get(url, headers=other, timeout=5)
+        assert answer.status_code == 403, url
+        assert NOT_YOUR_TAB in answer.text
+    joined = httpx.post(
+        f"{api}/queue/join",
+        headers={**other, "Content-Type": "application/json"},
+        content=json.dumps({"data": [], "fn_index": 0, "session_hash": tab}),
+    )
+    assert joined.status_code == 403
+    # Nobody at all (no cookie) fares no better.
+    assert httpx.get(reads[0], timeout=5).status_code == 403
+    # A's own tab goes on working.
+    box = page.locator("#prompt textarea")
+    box.fill("add snow")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
+    context.close()
+
+
+def test_a_body_past_its_cap_is_refused_before_it_is_read(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    big = b'{"data": ["' + b"A" * (2 * 2**20) + b'"], "fn_index": 0, "session_hash": "x"}'
+    # Nobody named: a few kilobytes at most.
+    answer = httpx.post(
+        f"{api}/queue/join", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert TOO_LARGE in answer.text
+    # The same refusal while streaming, when no length is declared.
+    answer = httpx.post(
+        f"{api}/queue/join",
+        content=iter([big[:1024], big[1024:]]),
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status_code == 413
+
+
+def test_an_upload_without_its_length_is_refused_and_leaves_nothing(hosted):
+    folder = Path(get_upload_folder())
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    visitor = _cookie_of_a_new_visitor(hosted.url)
+    body = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+    answer = httpx.post(
+        hosted.url.rstrip("/") + "/gradio_api/upload",
+        content=iter([body, b"x" * 4096, b"\r\n--b--\r\n"]),
+        headers={**visitor, "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert answer.status_code == 411
+    assert NO_LENGTH in answer.text
+    after = set(folder.iterdir()) if folder.is_dir() else set()
+    assert after == before
+
+
+def test_gradios_own_spool_files_are_served_to_nobody(hosted):
+    folder = Path(get_upload_folder())
+    folder.mkdir(parents=True, exist_ok=True)
+    spool = folder / "tmpspoolfortest"
+    spool.write_bytes(b"half an upload")
+    try:
+        url = f"{hosted.url.rstrip('/')}/gradio_api/file={spool}"
+        assert httpx.get(url, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 404
+    finally:
+        spool.unlink()
+
+
+def test_wrong_sign_ins_from_one_address_are_stopped_after_ten_a_minute(sim, clean_env):
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        answers = [httpx.post(url, data=wrong).status_code for _ in range(FAILURES_PER_MINUTE)]
+        assert answers == [400] * FAILURES_PER_MINUTE
+        # The next guess is not even checked: the right password now gets the same refusal.
+        right = httpx.post(url, data={"username": "alice", "password": "Correct-Horse-9"})
+        assert right.status_code == 429
+        assert TOO_MANY_SIGN_INS in right.text
