@@ -8,12 +8,12 @@ how much a request may carry, and whose tab it speaks for.
   length before a byte is read, else while the body streams in.
 - Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
   its answers by a session hash that the page makes up. It is no secret: it is in every URL the
-  tab calls. So the first browser seen with a hash owns it, and every later request naming that
+  tab calls. So the first visitor seen with a hash owns it, and every later request naming that
   hash (joining an event, reading the answers, the heartbeat, a cancel) is refused to anyone
-  else: nobody reads another visitor's answers or runs an event with another tab's key. Hashes
-  first seen with an API or MCP caller are not bound (Gradio's MCP server calls every tool
-  through one loopback client, one hash for all its callers; such a hash never leaves the
-  server).
+  else: nobody reads another visitor's answers or runs an event with another tab's key. The
+  requests Gradio's MCP server makes to itself are not bound (it calls every tool through one
+  loopback client, one hash for all its callers; such a hash never leaves the server); they
+  carry the door's signed address stamp, which no client can write.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import visitor_in
+from studio.ui.visitor import forwarded_in, visitor_in
 
 # What a request that names nobody may carry.
 UNNAMED_BODY_BYTES = 64 * 1024
@@ -65,9 +65,9 @@ class TabDoor:
         path = route_path(scope)
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
-        browser = owner if owner is not None and owner.startswith("browser:") else None
+        binds = owner if not forwarded_in(scope) else None
         for hash_ in _hashes_in_url(scope, path):
-            if not self._may_use(hash_, owner, browser):
+            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
@@ -84,19 +84,19 @@ class TabDoor:
             await refuse(send, 413, TOO_LARGE)
             return
         named = await _hash_in_body(body)
-        if named is not None and not self._may_use(named, owner, browser):
+        if named is not None and not forwarded_in(scope) and not self._may_use(named, owner, binds):
             await refuse(send, 403, NOT_YOUR_TAB)
             return
         await self.app(scope, _replay(body, receive), send)
 
-    def _may_use(self, hash_: str, owner: str | None, browser: str | None) -> bool:
-        """Whether the asker may speak for the tab `hash_`; its first browser takes it."""
+    def _may_use(self, hash_: str, owner: str | None, binds: str | None) -> bool:
+        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it."""
         bound = self.tabs.get(hash_)
         if bound is not None:
             self.tabs.move_to_end(hash_)
             return bound == owner
-        if browser is not None:
-            self.tabs[hash_] = browser
+        if binds is not None:
+            self.tabs[hash_] = binds
             if len(self.tabs) > TABS_KEPT:
                 self.tabs.popitem(last=False)
         return True
