@@ -280,16 +280,17 @@ def decode_grey_and_alpha(data: bytes) -> tuple[Image.Image, Image.Image | None]
         im = _open_header(data, MAX_SOURCE_BYTES)
         with _heavy(im):
             im.load()
-        upright = ImageOps.exif_transpose(im)
-        alpha = None
-        if upright.has_transparency_data:
-            rgba = upright.convert("RGBA")
-            alpha = rgba.getchannel("A")
-            if alpha.getextrema() == (255, 255):
-                alpha = None
-        if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-            upright = upright.convert("I").point(lambda value: value * (1 / 256))
-        return upright.convert("L"), alpha
+            upright = ImageOps.exif_transpose(im)
+            alpha = None
+            if upright.has_transparency_data:
+                rgba = upright.convert("RGBA")
+                alpha = rgba.getchannel("A")
+                del rgba
+                if alpha.getextrema() == (255, 255):
+                    alpha = None
+            if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                upright = upright.convert("I").point(lambda value: value * (1 / 256))
+            return upright.convert("L"), alpha
 
 
 def encode_image(im: Image.Image, image_format: str, *, compress_level: int = 6) -> bytes:
