@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from playwright.sync_api import expect
 from studio.config import Secret
 from studio.ui.guard import NO_LENGTH
 from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
-from studio.ui.tabs import NOT_YOUR_TAB, TOO_LARGE
+from studio.ui.tabs import NOT_YOUR_TAB, ONE_LARGE_AT_A_TIME, TOO_LARGE
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
 
@@ -159,3 +161,30 @@ def test_an_api_callers_session_hash_is_its_own_too(hosted):
     # The caller goes on as before.
     assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
     caller.close()
+
+
+def test_a_visitor_sends_one_large_body_at_a_time(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    visitor = {**_cookie_of_a_new_visitor(hosted.url), "Content-Type": "application/json"}
+    release = threading.Event()
+
+    def slow():  # a large body of no declared length, still on its way
+        yield b'{"data": ["'
+        release.wait(20)
+        yield b'"], "fn_index": 0, "session_hash": "one-large-body"}'
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, f"{api}/queue/join", content=slow(), headers=visitor)
+        refused = None
+        deadline = time.monotonic() + 10
+        while refused is None and time.monotonic() < deadline:
+            second = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=visitor)
+            if second.status_code == 429:
+                refused = second
+        release.set()
+        first.result(timeout=20)
+    assert refused is not None
+    assert ONE_LARGE_AT_A_TIME in refused.text
+    # Once the first is in, the next goes through the door (Gradio reads it: not JSON).
+    third = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=visitor)
+    assert third.status_code != 429
