@@ -355,6 +355,12 @@ class Engine:
         except StoreError:
             return None
 
+    async def require_room(self, new_bytes: int, *, visitor: Visitor = LOCAL) -> None:
+        """Raise `LimitError` when `new_bytes` more from `visitor` would take what everyone
+        from their network address keeps past its share, or the disk below its floor (the
+        upload door asks before an upload is read)."""
+        await self._require_shared_room(visitor, new_bytes)
+
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
         """Bytes of every image `visitor`'s sessions hold: their share of the disk in use."""
         if visitor.owner is None:

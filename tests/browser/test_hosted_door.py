@@ -188,3 +188,37 @@ def test_a_visitor_sends_one_large_body_at_a_time(hosted):
     # Once the first is in, the next goes through the door (Gradio reads it: not JSON).
     third = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=visitor)
     assert third.status_code != 429
+
+
+def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
+    with running_studio(sim, clean_env, hosted=True, visitor_upload_bytes=100_000) as studio:
+        url = studio.url.rstrip("/") + "/gradio_api/upload"
+        visitor = _cookie_of_a_new_visitor(studio.url)
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        tail = b"\r\n--b--\r\n"
+        payload = b"x" * 60_000
+        release = threading.Event()
+
+        def upload() -> int:
+            def body():  # declared in full, sent slowly: all three are on their way at once
+                yield head
+                release.wait(20)
+                yield payload + tail
+
+            length = str(len(head) + len(payload) + len(tail))
+            headers = {
+                **visitor,
+                "Content-Type": "multipart/form-data; boundary=b",
+                "Content-Length": length,
+            }
+            return httpx.post(url, content=body(), headers=headers, timeout=30).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            uploads = [pool.submit(upload) for _ in range(3)]
+            deadline = time.monotonic() + 10
+            while sum(u.done() for u in uploads) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            release.set()
+            statuses = sorted(u.result() for u in uploads)
+        # Two of 60 KB do not fit a 100 KB share: the first reserves its room as it starts.
+        assert statuses == [200, 413, 413]
