@@ -44,6 +44,9 @@ from studio.visitor import LOCAL, Visitor, owner_of
 # sends its own RunAPI key in (it also names the caller).
 VISITOR_COOKIE = "kontext_visitor"
 KEY_HEADER = "x-runapi-key"
+# The header the door writes the client's address into, signed (`_stamp`), for requests Gradio
+# makes to itself on a client's behalf.
+ADDRESS_STAMP = "x-kontext-studio-address"
 # A year: the token only names the owner of this browser's sessions.
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
@@ -135,6 +138,19 @@ def client_address(
         if len(hops) >= proxy_hops:
             return _normal_address(hops[-proxy_hops])
     return _normal_address(peer) if peer else None
+
+
+def _stamp(address: str | None, secret: bytes) -> str:
+    text = address or ""
+    return f"{text}|{_mac(secret, 'address:' + text)}"
+
+
+def _stamped(value: str, secret: bytes) -> str | None:
+    """The address a stamp the studio made carries (None: no stamp, or a forged one)."""
+    text, _, mac = value.rpartition("|")
+    if text and hmac.compare_digest(mac, _mac(secret, "address:" + text)):
+        return text
+    return None
 
 
 def _normal_address(text: str) -> str:
@@ -386,9 +402,17 @@ class VisitorMiddleware:
         request = Request(scope)
         door = self.door
         peer = request.client.host if request.client is not None else None
-        address = client_address(
+        address = _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret) or client_address(
             peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
         )
+        # Gradio's MCP server runs each tool through a loopback client of its own, with the
+        # MCP request's headers: the stamp carries the caller's address to that second request
+        # (signed, so that no client can write one).
+        scope["headers"] = [
+            *((k, v) for k, v in scope.get("headers", []) if k != ADDRESS_STAMP.encode()),
+            (ADDRESS_STAMP.encode(), _stamp(address, door.secret).encode()),
+        ]
+        request = Request(scope)
         state = scope.setdefault("state", {})
         key = (request.headers.get(KEY_HEADER) or "").strip()
         ident = valid_token_id(request.headers.get("cookie", ""), door.secret)

@@ -51,8 +51,11 @@ def mcp_studio(sim, clean_env):
 
 
 @contextlib.asynccontextmanager
-async def connect(studio, key: str | None = None) -> AsyncIterator[object]:
-    """An MCP client session; `key` goes in the X-RunAPI-Key header, as hosted studios ask."""
+async def connect(
+    studio, key: str | None = None, *, source: str | None = None
+) -> AsyncIterator[object]:
+    """An MCP client session; `key` goes in the X-RunAPI-Key header, as hosted studios ask;
+    `source` is the loopback address it calls from (default: the system's choice)."""
     import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -60,7 +63,11 @@ async def connect(studio, key: str | None = None) -> AsyncIterator[object]:
     headers = {"X-RunAPI-Key": key} if key else {}
     timeout = httpx.Timeout(60, read=300)
     async with (
-        httpx.AsyncClient(headers=headers, timeout=timeout) as http,
+        httpx.AsyncClient(
+            headers=headers,
+            timeout=timeout,
+            transport=httpx.AsyncHTTPTransport(local_address=source) if source else None,
+        ) as http,
         streamable_http_client(studio.url + "gradio_api/mcp/", http_client=http) as (r, w, _),
         ClientSession(r, w) as session,
     ):
@@ -303,3 +310,22 @@ async def test_hosted_mcp_callers_without_a_key_are_nobody_not_one_shared_visito
         assert sessions(hosted) == []
     assert listed.isError
     assert len(sim.tasks) == 0  # nothing paid on the server's key
+
+
+async def test_mcp_callers_count_at_their_own_address_not_at_the_studios(sim, clean_env):
+    # Gradio's MCP server runs each tool through a loopback client of its own: its callers'
+    # new keys must count at the caller's address, not use up the studio's own address.
+    from gradio_client import Client
+
+    settings = {"mcp": True, "hosted": True, "visitor_budget_cents": 100, "identities_per_hour": 2}
+    with running_studio(sim, clean_env, **settings) as hosted:
+        answers = []
+        for n in range(3):
+            async with connect(hosted, f"sk-made-up-{n}", source="127.0.0.5") as caller:
+                answers.append(await caller.call_tool("list_sessions", {}))
+        assert [a.isError for a in answers] == [False, False, True]  # 127.0.0.5 had its two
+        assert "Too many new visitors" in answers[2].content[0].text
+        # A new caller from another address is not refused for what 127.0.0.5 did.
+        fresh = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-x"})
+        assert json.loads(fresh.predict(5, api_name="/list_sessions"))["sessions"] == []
+        fresh.close()
