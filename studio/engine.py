@@ -915,7 +915,11 @@ class Engine:
         if isinstance(region, RegionRequest) and region.mask is not None:
             from studio.regions import read_mask  # OpenCV: loaded when a region is first used
 
-            mask = await asyncio.to_thread(read_mask, region.mask)  # refused before anything
+            # Refused before anything, and read as any image from outside: past the caps first
+            # (decoding a mask costs what decoding an image does), then within `_decoding`.
+            self._may_edit(visitor)
+            async with self._decoding(visitor):
+                mask = await asyncio.to_thread(read_mask, region.mask)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:
