@@ -6,11 +6,13 @@ flattened on white: an image with transparency goes to RunAPI as an RGBA PNG.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import logging
 import math
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -38,6 +40,7 @@ MAX_SOURCE_PIXELS = 80_000_000
 HEAVY_PIXELS = 8_000_000
 HEAVY_AT_ONCE = 2
 _HEAVY_DECODES = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform == "linux" else None
 # Flux Kontext answers with about one megapixel (contract: "Upstream"); 2048 px on the long side
 # keeps twice that detail per side while keeping uploads small.
 MAX_UPLOAD_SIDE = 2048
@@ -359,7 +362,22 @@ def _heavy(im: Image.Image) -> AbstractContextManager[object]:
     memory together; smaller ones never wait."""
     if im.width * im.height < HEAVY_PIXELS:
         return nullcontext()
-    return _HEAVY_DECODES
+    return _heavy_slot()
+
+
+@contextmanager
+def _heavy_slot() -> Iterator[None]:
+    with _HEAVY_DECODES:
+        yield
+    give_back_memory()
+
+
+def give_back_memory() -> None:
+    """Hand freed memory back to the system after a large decode: glibc keeps large freed
+    buffers in the worker thread's arena otherwise, so memory a burst of large images took
+    (freed, but kept) would stay with the process."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @contextmanager
