@@ -415,7 +415,13 @@ class VisitorMiddleware:
         request = Request(scope)
         door = self.door
         peer = request.client.host if request.client is not None else None
-        stamped = _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret)
+        # Only the studio itself (a loopback peer) passes a stamp on; from anyone else it is
+        # ignored (and written over).
+        stamped = (
+            _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret)
+            if peer is not None and is_loopback_host(peer)
+            else None
+        )
         address = stamped or client_address(
             peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
         )
