@@ -412,6 +412,12 @@ class Engine:
         except StoreError:
             return None
 
+    async def require_room(self, new_bytes: int, *, visitor: Visitor = LOCAL) -> None:
+        """Raise `LimitError` when `new_bytes` more from `visitor` would take what everyone
+        from their network address keeps past its share, or the disk below its floor (the
+        upload door asks before an upload is read)."""
+        await self._require_shared_room(visitor, new_bytes)
+
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
         """What `visitor`'s sessions take of their share of the disk (`limits.taken_bytes`)."""
         if visitor.owner is None:
@@ -976,7 +982,11 @@ class Engine:
         if isinstance(region, RegionRequest) and region.mask is not None:
             from studio.regions import read_mask  # OpenCV: loaded when a region is first used
 
-            mask = await asyncio.to_thread(read_mask, region.mask)  # refused before anything
+            # Refused before anything, and read as any image from outside: past the caps first
+            # (decoding a mask costs what decoding an image does), then within `_decoding`.
+            self._may_edit(visitor)
+            async with self._decoding(visitor):
+                mask = await asyncio.to_thread(read_mask, region.mask)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             if parent_step_id is not None:

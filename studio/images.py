@@ -6,13 +6,16 @@ flattened on white: an image with transparency goes to RunAPI as an RGBA PNG.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import io
 import logging
 import math
 import struct
+import sys
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import pillow_heif
@@ -33,6 +36,11 @@ MAX_SOURCE_BYTES = 50 * 1024 * 1024
 # warning (~89.5 MP), so Pillow's internal checks (GIF frames, TIFF tiles) never warn about an image
 # we accept. Checked on the header, before any pixel is decoded.
 MAX_SOURCE_PIXELS = 80_000_000
+# Full decodes of this many pixels or more run at most `HEAVY_AT_ONCE` at once (`_heavy`).
+HEAVY_PIXELS = 8_000_000
+HEAVY_AT_ONCE = 2
+_HEAVY_DECODES = threading.BoundedSemaphore(HEAVY_AT_ONCE)
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform == "linux" else None
 # Flux Kontext answers with about one megapixel (contract: "Upstream"); 2048 px on the long side
 # keeps twice that detail per side while keeping uploads small.
 MAX_UPLOAD_SIDE = 2048
@@ -159,7 +167,8 @@ def open_source(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImag
         if im.format == "JPEG":
             # Decoding at 1/8 scale still reads every byte, so truncation is caught for less memory.
             im.draft(None, (max(1, im.width // 8), max(1, im.height // 8)))
-        im.load()
+        with _heavy(im):
+            im.load()
     return SourceImage(
         data=data,
         format=_KNOWN_FORMATS[_pil_format(im)],
@@ -187,7 +196,8 @@ def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> U
         if _can_pass_through(im, source.data, kind, max_side):
             return _upload(source.data, "png" if kind == "png" else "jpeg", width, height)
         icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
-        upright = _decode_upright(im, max_side)
+        with _heavy(im):
+            upright = _decode_upright(im, max_side)
         if kind in _LOSSLESS or upright.mode == "RGBA":
             return _upload(_encode(upright, "PNG", icc), "png", *upright.size)
         return _upload(_encode(upright, "JPEG", icc), "jpeg", *upright.size)
@@ -242,7 +252,9 @@ def make_thumbnail(data: bytes, *, max_side: int = 256) -> bytes:
         ImageError: when `data` is not an image the studio takes.
     """
     with _decoding():
-        im = _decode_upright(_open_header(data, MAX_SOURCE_BYTES), max_side)
+        header = _open_header(data, MAX_SOURCE_BYTES)
+        with _heavy(header):
+            im = _decode_upright(header, max_side)
         if im.mode == "RGBA":
             return _encode(im, "PNG", None)
         return _encode(im, "JPEG", None, quality=85)
@@ -256,7 +268,9 @@ def decode_full(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> Image.Imag
         ImageError: for anything that is not a whole, supported image within the caps.
     """
     with _decoding():
-        return _decode_upright(_open_header(data, max_bytes), max_side=1 << 30)
+        header = _open_header(data, max_bytes)
+        with _heavy(header):
+            return _decode_upright(header, max_side=1 << 30)
 
 
 def decode_grey_and_alpha(data: bytes) -> tuple[Image.Image, Image.Image | None]:
@@ -267,17 +281,19 @@ def decode_grey_and_alpha(data: bytes) -> tuple[Image.Image, Image.Image | None]
     """
     with _decoding():
         im = _open_header(data, MAX_SOURCE_BYTES)
-        im.load()
-        upright = ImageOps.exif_transpose(im)
-        alpha = None
-        if upright.has_transparency_data:
-            rgba = upright.convert("RGBA")
-            alpha = rgba.getchannel("A")
-            if alpha.getextrema() == (255, 255):
-                alpha = None
-        if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-            upright = upright.convert("I").point(lambda value: value * (1 / 256))
-        return upright.convert("L"), alpha
+        with _heavy(im):
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            alpha = None
+            if upright.has_transparency_data:
+                rgba = upright.convert("RGBA")
+                alpha = rgba.getchannel("A")
+                del rgba
+                if alpha.getextrema() == (255, 255):
+                    alpha = None
+            if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                upright = upright.convert("I").point(lambda value: value * (1 / 256))
+            return upright.convert("L"), alpha
 
 
 def encode_image(im: Image.Image, image_format: str, *, compress_level: int = 6) -> bytes:
@@ -337,6 +353,31 @@ def _candidates(prefix: bytes) -> Iterator[str]:
             yield name
             return
     yield from _pil_formats()
+
+
+def _heavy(im: Image.Image) -> AbstractContextManager[object]:
+    """Room for a full decode of `im`: at most `HEAVY_AT_ONCE` decodes of `HEAVY_PIXELS` or more
+    run at once in this process, whoever asks (an 80-megapixel PNG of a few hundred kilobytes
+    takes about 300 MB), so many large images at once wait for each other instead of taking the
+    memory together; smaller ones never wait."""
+    if im.width * im.height < HEAVY_PIXELS:
+        return nullcontext()
+    return _heavy_slot()
+
+
+@contextmanager
+def _heavy_slot() -> Iterator[None]:
+    with _HEAVY_DECODES:
+        yield
+    give_back_memory()
+
+
+def give_back_memory() -> None:
+    """Hand freed memory back to the system after a large decode: glibc keeps large freed
+    buffers in the worker thread's arena otherwise, so memory a burst of large images took
+    (freed, but kept) would stay with the process."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 @contextmanager

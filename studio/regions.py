@@ -28,7 +28,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from studio.images import ImageError, decode_full, decode_grey_and_alpha, encode_image
+from studio.images import (
+    HEAVY_PIXELS,
+    ImageError,
+    decode_full,
+    decode_grey_and_alpha,
+    describe,
+    encode_image,
+    give_back_memory,
+)
 from studio.params import RegionError
 
 # OpenCV's stubs type every array loosely; these name what each holds (uint8 images and masks,
@@ -40,6 +48,8 @@ Box = tuple[int, int, int, int]
 # The feather, in the source's pixels: the blend goes from source to output across this band,
 # all of it inside the region.
 FEATHER_PX = 16
+# A drawn mask is scaled to its image: one larger than a 24-megapixel photo is never needed.
+MAX_MASK_PIXELS = 25_000_000
 # Registration and change-finding work on a copy of about this many pixels (the model's own
 # output is about one megapixel, so nothing finer is there to align to).
 WORK_PIXELS = 1_000_000
@@ -74,11 +84,20 @@ def read_mask(data: bytes) -> U8:
         RegionError: the bytes are not an image, or nothing is marked.
     """
     try:
+        size = describe(data)  # the header alone: a mask too large is refused undecoded
+        if size.width * size.height > MAX_MASK_PIXELS:
+            raise RegionError(
+                f"The mask has over {MAX_MASK_PIXELS // 1_000_000} megapixels; draw it at the "
+                "image's size or smaller (it is scaled to the image)."
+            )
         grey, alpha = decode_grey_and_alpha(data)
     except ImageError as exc:
         raise RegionError(f"The mask is not an image the studio can read: {exc}") from None
     values = np.asarray(alpha if alpha is not None else grey, dtype=np.uint8)
     mask = np.where(values >= 128, np.uint8(255), np.uint8(0)).astype(np.uint8)
+    if values.size >= HEAVY_PIXELS:
+        del grey, alpha, values
+        give_back_memory()  # the large copies made on the way
     if not mask.any():
         raise RegionError(
             "The mask is empty: paint white (or opaque) where the edit may change the image."

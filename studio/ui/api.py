@@ -294,10 +294,11 @@ class Endpoints:
 
     # -- registering -----------------------------------------------------------------------------
 
-    def register(self) -> None:
+    def register(self) -> gr.Column:
         """Add the endpoints to the Blocks being built, on hidden components: one set per
         endpoint, so each tool's schema says exactly which of its arguments are required (an
-        input without a value is required) and what the defaults are."""
+        input without a value is required) and what the defaults are. Returns the hidden column
+        that holds them."""
         _mcp_returns_each_output()
         with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
@@ -372,11 +373,13 @@ class Endpoints:
             )
         # Each one hidden too: the page loads and mounts the children of a hidden column, but
         # never a hidden component (page load, README Numbers).
+        column: gr.Column = hidden
         blocks = list(hidden.children)
         while blocks:
             block = blocks.pop()
             block.visible = False
             blocks.extend(getattr(block, "children", []))
+        return column
 
     # -- what the endpoints share ----------------------------------------------------------------
 
@@ -507,11 +510,49 @@ class Endpoints:
         )
 
 
-def register(bridge: Bridge, exports: Path, settings: Settings) -> Endpoints:
-    """Add the public endpoints to the Blocks being built."""
+def register(bridge: Bridge, exports: Path, settings: Settings, demo: gr.Blocks) -> Endpoints:
+    """Add the public endpoints to `demo`, the Blocks being built."""
     endpoints = Endpoints(bridge, exports, settings)
-    endpoints.register()
+    _off_the_page(demo, endpoints.register())
     return endpoints
+
+
+def _off_the_page(demo: gr.Blocks, hidden: gr.Column) -> None:
+    """Leave the endpoints' hidden column out of the page's layout.
+
+    The page builds a node for every block of the layout, twice (README Numbers, page), and
+    never shows these. Their components stay in the config, with their endpoints: the API's
+    clients (`/config`, `/gradio_api/info`, gradio_client, MCP) read those, never the layout.
+    Each is marked hidden (the forms Gradio adds around them at launch too), as the page waits
+    for every component not hidden to appear.
+    """
+    made = demo.get_config_file
+
+    def without_hidden() -> Any:
+        config: dict[str, Any] = dict(made())
+        left_out: set[int] = set()
+        for layout in [config["layout"], *(p["layout"] for p in config.get("page", {}).values())]:
+            kept: list[dict[str, Any]] = []
+            for child in layout.get("children", []):
+                if child["id"] == hidden._id:
+                    left_out.update(_ids(child))
+                else:
+                    kept.append(child)
+            layout["children"] = kept
+        for component in config["components"]:
+            if component["id"] in left_out:
+                component["props"]["visible"] = False
+        return config
+
+    demo.get_config_file = without_hidden  # type: ignore[method-assign]
+
+
+def _ids(layout: dict[str, Any]) -> set[int]:
+    """The ids of a layout node and all its descendants."""
+    found = {int(layout["id"])}
+    for child in layout.get("children", []):
+        found |= _ids(child)
+    return found
 
 
 def _mcp_returns_each_output() -> None:

@@ -85,7 +85,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
             hosted=ctx.hosted,
         )
         wire(components, Handlers(components, bridge, ctx), keys, demo)
-        api.register(bridge, ctx.exports, settings)
+        api.register(bridge, ctx.exports, settings, demo)
     return demo
 
 

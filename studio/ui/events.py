@@ -32,6 +32,8 @@ _WITH_REGION = (
     "(...args) => {{ const out = [...args]; "
     "out[{0}] = window.kontextStudio?.takeRegion?.() || ''; return out; }}"
 )
+# A folded panel's contents show when it opens, in the page alone (`layout.fold`).
+_SHOW = "() => ({__type__: 'update', visible: true})"
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
@@ -43,6 +45,8 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # One load event: the page, and a key this browser was asked to remember (put back in its
     # box, whose change checks it).
     demo.load(h.on_load, [c.browser, c.key_store], [*page, c.remember_key, c.user_key], **_QUIET)
+    for accordion, contents in c.folds:
+        accordion.expand(None, None, [contents], js=_SHOW, queue=False, api_visibility="private")
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)

@@ -43,7 +43,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.bridge import Bridge, Engine
-from studio.ui.visitor import Refusal, visitor_from
+from studio.ui.visitor import REFUSED, Refusal, visitor_from
 
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
 # `file` and its older alias `file_deprecated`; both end in `route_utils.file_fetch`).
@@ -82,6 +82,8 @@ class VisitorGuard:
         self.share_bytes = share_bytes
         # Uploads waiting for their handler: path -> (owner, bytes, when).
         self.uploads: dict[Path, tuple[str | None, int, float]] = {}
+        # Bytes of uploads on their way, by owner (reserved as each starts).
+        self.in_flight: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,9 +143,14 @@ class VisitorGuard:
             await refuse(send, 403, NO_VISITOR_UPLOAD)
             return
         room = None
-        if self.share_bytes is not None and who.owner is not None:
+        pending = 0
+        owner = who.owner
+        if self.share_bytes is not None and owner is not None:
             held = await self.bridge.call(Engine.held_bytes, visitor=who)
-            waiting = sum(n for owner, n, _ in self.uploads.values() if owner == who.owner)
+            # Uploads waiting for their handler, and those still on their way (reserved when
+            # they start, so uploads sent at once cannot all fit the same room).
+            waiting = sum(n for o, n, _ in self.uploads.values() if o == owner)
+            waiting += self.in_flight.get(owner, 0)
             room = self.share_bytes - held - waiting
             declared = Request(scope).headers.get("content-length", "")
             if not declared.isdigit():
@@ -151,9 +158,31 @@ class VisitorGuard:
                 # of it behind: its length is asked for first (browsers and clients send it).
                 await refuse(send, 411, NO_LENGTH)
                 return
-            if room <= 0 or (declared.isdigit() and int(declared) > room):
+            if room <= 0 or int(declared) > room:
                 await refuse(send, 413, _no_room(held + waiting, self.share_bytes))
                 return
+            # Reserved at once (no await in between): the next upload's room leaves it out.
+            self.in_flight[owner] = self.in_flight.get(owner, 0) + int(declared)
+            pending = waiting + int(declared)
+        try:
+            if room is not None:
+                try:  # what everyone from the address keeps, and the disk's floor
+                    await self.bridge.call(Engine.require_room, pending, visitor=who)
+                except REFUSED as exc:
+                    await refuse(send, 413, str(exc))
+                    return
+            await self._forward_upload(scope, receive, send, room, owner)
+        finally:
+            if room is not None and owner is not None:
+                left = self.in_flight.get(owner, 0) - int(Request(scope).headers["content-length"])
+                if left > 0:
+                    self.in_flight[owner] = left
+                else:
+                    self.in_flight.pop(owner, None)
+
+    async def _forward_upload(
+        self, scope: Scope, receive: Receive, send: Send, room: int | None, owner: str | None
+    ) -> None:
         received = 0
         status = 0
         body = bytearray()
@@ -182,7 +211,7 @@ class VisitorGuard:
                 await refuse(send, 413, "The upload does not fit in your share of the disk.")
             return
         if status == 200:
-            self._remember_uploads(bytes(body), who.owner)
+            self._remember_uploads(bytes(body), owner)
 
     def _remember_uploads(self, body: bytes, owner: str | None) -> None:
         try:

@@ -160,6 +160,18 @@ class Components:
     delete_text: gr.HTML
     delete_yes: gr.Button
     delete_no: gr.Button
+    # The rarely used panels' contents, each shown when its fold first opens (`fold`).
+    folds: tuple[tuple[gr.Accordion, gr.Column], ...] = ()
+
+
+def fold() -> gr.Column:
+    """The contents of a closed accordion, hidden until it first opens.
+
+    Gradio loads the code of every component under a closed accordion with the page and builds
+    each one; under a hidden column it does neither (README Numbers, page). `events.wire` shows
+    the column when the accordion opens, in the page alone (no server call).
+    """
+    return gr.Column(visible=False, elem_classes=["fold"])
 
 
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
@@ -171,7 +183,9 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
             instruction = _render_instruction()
         with gr.Column(scale=1, min_width=260, elem_id="side"):
             history = _render_history()
+    folds = (*instruction.pop("folds"), *history.pop("folds"))
     return Components(
+        folds=folds,
         **header,
         **canvas,
         **instruction,
@@ -216,7 +230,9 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             height=CANVAS_HEIGHT,
             format="png",
             buttons=["fullscreen"],
-            visible=False,
+            # The canvas is what a returning visitor finds: it shows at once (empty until the
+            # page's load event fills it), and the upload box only when there is no session.
+            visible=True,
         )
         # The step's source, laid over the canvas while "before" is held (assets/studio.css).
         before = gr.Image(
@@ -230,7 +246,7 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             buttons=[],
             visible=False,
         )
-        with gr.Column(elem_id="empty") as empty:
+        with gr.Column(elem_id="empty", visible=False) as empty:
             source = hand_over_unopened(
                 gr.Image(
                     label="Drop, paste or click to upload an image (or type an instruction)",
@@ -310,13 +326,17 @@ def _render_instruction() -> dict[str, Any]:
         run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=0, min_width=100)
         # Which Enter of this tab an edit is (set by the page script as it sends), so that
         # instructions typed ahead chain in the order they were typed.
-        ticket = gr.Textbox("", visible="hidden", elem_id="ticket")
+        ticket = gr.Textbox("", visible=False, elem_id="ticket")
         # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
-        region = gr.Textbox("", visible="hidden", elem_id="region")
+        region = gr.Textbox("", visible=False, elem_id="region")
     model, aspect, keep_rest, count, compare = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
-    with gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box:
+    folds = []
+    with (
+        gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box,
+        fold() as shown,
+    ):
         with gr.Row():
             pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
             pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
@@ -330,7 +350,12 @@ def _render_instruction() -> dict[str, Any]:
             max_height=520,
             visible=False,
         )
-    with gr.Accordion("Advanced", open=False, elem_id="advanced") as advanced, gr.Row():
+    folds.append((steps_box, shown))
+    with (
+        gr.Accordion("Advanced", open=False, elem_id="advanced") as advanced,
+        fold() as shown,
+        gr.Row(),
+    ):
         output_format = gr.Radio(
             [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
             value="png",
@@ -353,9 +378,11 @@ def _render_instruction() -> dict[str, Any]:
             label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
             visible=False,
         )
-    with gr.Accordion("Tips", open=False, elem_id="tips"):
+    folds.append((advanced, shown))
+    with gr.Accordion("Tips", open=False, elem_id="tips") as tips, fold() as shown:
         prose.component(present.TIPS)
-    with gr.Accordion("RunAPI key", open=False, elem_id="key-box"):
+    folds.append((tips, shown))
+    with gr.Accordion("RunAPI key", open=False, elem_id="key-box") as key_box, fold() as shown:
         user_key = gr.Textbox(
             label="Your RunAPI key (checked when pasted; used for this tab only)",
             type="password",
@@ -367,6 +394,7 @@ def _render_instruction() -> dict[str, Any]:
             elem_id="remember-key",
         )
         key_note = prose.component("", elem_id="key-note")
+    folds.append((key_box, shown))
     return {
         "prompt": prompt,
         "run": run,
@@ -391,6 +419,7 @@ def _render_instruction() -> dict[str, Any]:
         "user_key": user_key,
         "remember_key": remember_key,
         "key_note": key_note,
+        "folds": folds,
     }
 
 
@@ -453,7 +482,10 @@ def _render_history() -> dict[str, Any]:
         "Download export", elem_id="export-file", visible=False, size="sm"
     )
     history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
-    with gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage:
+    with (
+        gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage,
+        fold() as shown,
+    ):
         with gr.Row(equal_height=True):
             session_name = gr.Textbox(
                 label="Session name", elem_id="session-name", scale=4, max_lines=1
@@ -476,6 +508,7 @@ def _render_history() -> dict[str, Any]:
         "delete_text": delete_text,
         "delete_yes": delete_yes,
         "delete_no": delete_no,
+        "folds": [(manage, shown)],
         "undo": undo,
         "redo": redo,
         "export": export,

@@ -1,6 +1,8 @@
-"""The sign-in page's door (`--auth`): a network address gets `FAILURES_PER_MINUTE` wrong
-sign-ins a minute, then one sentence until the minute has passed. Gradio's own `/login` has no
-limit, and a password tried at hundreds a second does not stay secret for long."""
+"""The sign-in page's door (`--auth`): a network address gets `FAILURES_PER_MINUTE` sign-ins a
+minute, then one sentence until the minute has passed. Gradio's own `/login` has no limit, and a
+password tried at hundreds a second does not stay secret for long. Each attempt counts when it
+arrives, so guesses sent at once are counted as they come, not when their answers return; one
+that signs in is given back."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ _LOGIN_SLASH = compile_path("/login/")[0]
 
 
 class SignInThrottle:
-    """Counts failed sign-ins per client address; past the limit, refuses before Gradio checks
-    the password (so a right guess then says nothing either)."""
+    """Counts sign-ins per client address as they arrive (one that succeeds is given back);
+    past the limit, refuses before Gradio checks the password (so a right guess then says
+    nothing either)."""
 
     def __init__(self, app: ASGIApp, *, proxy_hops: int = 0) -> None:
         self.app = app
@@ -39,13 +42,13 @@ class SignInThrottle:
             headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
             proxy_hops=self.proxy_hops,
         )
-        if not self.failures.has_room(address):
+        if not self.failures.allow(address):
             await refuse(send, 429, TOO_MANY_SIGN_INS)
             return
 
         async def counted(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (400, 401):
-                self.failures.allow(address)
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.failures.give_back(address)
             await send(message)
 
         await self.app(scope, receive, counted)

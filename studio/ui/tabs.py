@@ -5,20 +5,22 @@ how much a request may carry, and whose tab it speaks for.
   an API probe): it creates nothing anyway, and the studio does not read megabytes to find that
   out. A visitor's request carries at most `body_bytes` (two images as data: URIs and their
   instruction). Uploads have their own door (`ui.guard.VisitorGuard`). Refused by the declared
-  length before a byte is read, else while the body streams in.
+  length before a byte is read, else while the body streams in. A body over a megabyte (or of
+  no declared length) is read one at a time for each visitor and two at once in all.
 - Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
   its answers by a session hash that the page makes up. It is no secret: it is in every URL the
-  tab calls. So the first browser seen with a hash owns it, and every later request naming that
+  tab calls. So the first visitor seen with a hash owns it, and every later request naming that
   hash (joining an event, reading the answers, the heartbeat, a cancel) is refused to anyone
-  else: nobody reads another visitor's answers or runs an event with another tab's key. Hashes
-  first seen with an API or MCP caller are not bound (Gradio's MCP server calls every tool
-  through one loopback client, one hash for all its callers; such a hash never leaves the
-  server).
+  else: nobody reads another visitor's answers or runs an event with another tab's key. The
+  requests Gradio's MCP server makes to itself are not bound (it calls every tool through one
+  loopback client, one hash for all its callers; such a hash never leaves the server); they
+  carry the door's signed address stamp, which no client can write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import OrderedDict
 from urllib.parse import parse_qs
@@ -27,7 +29,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import visitor_in
+from studio.ui.visitor import forwarded_in, visitor_in
 
 # What a request that names nobody may carry.
 UNNAMED_BODY_BYTES = 64 * 1024
@@ -37,6 +39,14 @@ TABS_KEPT = 100_000
 # Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
+ONE_LARGE_AT_A_TIME = "You already have a large request on its way; wait for it to finish."
+# Bodies above this (images as data: URIs) are read one at a time per visitor, this many in all.
+BIG_BODY_BYTES = 1024 * 1024
+BIG_BODIES_AT_ONCE = 2
+# Routes that answer as soon as the event is queued (the page's events, gradio_client's calls).
+_ANSWER_WHEN_QUEUED = tuple(
+    compile_path(route)[0] for route in ("/gradio_api/queue/join", "/gradio_api/call/{api:path}")
+)
 NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
 _HEARTBEAT = compile_path("/gradio_api/heartbeat/{session_hash}")[0]
@@ -57,6 +67,9 @@ class TabDoor:
         self.app = app
         self.body_bytes = body_bytes
         self.tabs: OrderedDict[str, str] = OrderedDict()
+        # Large bodies being read or parsed: whose, and a bound on them all.
+        self.big_in_flight: set[str] = set()
+        self.big_bodies = asyncio.Semaphore(BIG_BODIES_AT_ONCE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,9 +78,9 @@ class TabDoor:
         path = route_path(scope)
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
-        browser = owner if owner is not None and owner.startswith("browser:") else None
+        binds = owner if not forwarded_in(scope) else None
         for hash_ in _hashes_in_url(scope, path):
-            if not self._may_use(hash_, owner, browser):
+            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
@@ -78,25 +91,44 @@ class TabDoor:
         if declared is not None and declared > cap:
             await refuse(send, 413, TOO_LARGE)
             return
-        try:
-            body = await _read_body(receive, cap)
-        except _TooLarge:
-            await refuse(send, 413, TOO_LARGE)
+        big = declared is None or declared > BIG_BODY_BYTES
+        key = owner or "?"
+        if big and key in self.big_in_flight:
+            await refuse(send, 429, ONE_LARGE_AT_A_TIME)
             return
-        named = await _hash_in_body(body)
-        if named is not None and not self._may_use(named, owner, browser):
-            await refuse(send, 403, NOT_YOUR_TAB)
-            return
+        # A large body (or one of no declared length) takes memory while it is read and again
+        # while Gradio parses it: one at a time for each visitor, two at once in all. Joining
+        # an event answers once it is parsed, so the bound holds until then; a route that
+        # answers only when its work is done (MCP, run) holds it while the body is read.
+        quick = any(route.match(path) for route in _ANSWER_WHEN_QUEUED)
+        async with contextlib.AsyncExitStack() as held:
+            if big:
+                self.big_in_flight.add(key)
+                held.callback(self.big_in_flight.discard, key)
+                await held.enter_async_context(self.big_bodies)
+            try:
+                body = await _read_body(receive, cap)
+            except _TooLarge:
+                await refuse(send, 413, TOO_LARGE)
+                return
+            named = await _hash_in_body(body)
+            theirs = named is not None and not self._may_use(named, owner, binds)
+            if theirs and not forwarded_in(scope):
+                await refuse(send, 403, NOT_YOUR_TAB)
+                return
+            if quick:
+                await self.app(scope, _replay(body, receive), send)
+                return
         await self.app(scope, _replay(body, receive), send)
 
-    def _may_use(self, hash_: str, owner: str | None, browser: str | None) -> bool:
-        """Whether the asker may speak for the tab `hash_`; its first browser takes it."""
+    def _may_use(self, hash_: str, owner: str | None, binds: str | None) -> bool:
+        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it."""
         bound = self.tabs.get(hash_)
         if bound is not None:
             self.tabs.move_to_end(hash_)
             return bound == owner
-        if browser is not None:
-            self.tabs[hash_] = browser
+        if binds is not None:
+            self.tabs[hash_] = binds
             if len(self.tabs) > TABS_KEPT:
                 self.tabs.popitem(last=False)
         return True

@@ -75,6 +75,7 @@ TOO_MANY_NEW = (
 # Where the middleware leaves what it found, in the request's state (`request.state`).
 _STATE_VISITOR = "kontext_visitor"
 _STATE_REFUSAL = "kontext_refusal"
+_STATE_FORWARDED = "kontext_forwarded"
 # A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret.
 _TOKEN_VERSION = "v1"
 _ID_BYTES = 24
@@ -199,6 +200,12 @@ class IdentityRate:
         now = self._clock()
         return sum(1 for t in times if now - t < self.window_s) < self.per_hour
 
+    def give_back(self, address: str | None) -> None:
+        """Uncount the newest one counted for `address`."""
+        times = self._issued.get(address or "?")
+        if times:
+            times.pop()
+
     def allow(self, address: str | None) -> bool:
         """Count one new visitor for `address`, or say no (and count nothing)."""
         key = address or "?"
@@ -277,6 +284,12 @@ def visitor_in(scope: Scope) -> Visitor | None:
     """Who `VisitorMiddleware` named for this request, read from its scope (None: nobody)."""
     named = scope.get("state", {}).get(_STATE_VISITOR)
     return named if isinstance(named, Visitor) else None
+
+
+def forwarded_in(scope: Scope) -> bool:
+    """Whether this request is one the studio made to itself for a client (Gradio's MCP server
+    calling a tool): it carries the address stamp the door wrote, which no client can forge."""
+    return scope.get("state", {}).get(_STATE_FORWARDED) is True
 
 
 def _state(request: object) -> Mapping[str, object]:
@@ -402,7 +415,14 @@ class VisitorMiddleware:
         request = Request(scope)
         door = self.door
         peer = request.client.host if request.client is not None else None
-        address = _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret) or client_address(
+        # Only the studio itself (a loopback peer) passes a stamp on; from anyone else it is
+        # ignored (and written over).
+        stamped = (
+            _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret)
+            if peer is not None and is_loopback_host(peer)
+            else None
+        )
+        address = stamped or client_address(
             peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
         )
         # Gradio's MCP server runs each tool through a loopback client of its own, with the
@@ -414,6 +434,8 @@ class VisitorMiddleware:
         ]
         request = Request(scope)
         state = scope.setdefault("state", {})
+        if stamped is not None:
+            state[_STATE_FORWARDED] = True
         key = (request.headers.get(KEY_HEADER) or "").strip()
         ident = valid_token_id(request.headers.get("cookie", ""), door.secret)
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
@@ -470,6 +492,7 @@ __all__ = [
     "cookie_values",
     "current",
     "current_tab",
+    "forwarded_in",
     "guarded",
     "is_guarded",
     "new_token",

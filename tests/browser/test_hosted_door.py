@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,7 @@ from playwright.sync_api import expect
 from studio.config import Secret
 from studio.ui.guard import NO_LENGTH
 from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
-from studio.ui.tabs import NOT_YOUR_TAB, TOO_LARGE
+from studio.ui.tabs import NOT_YOUR_TAB, ONE_LARGE_AT_A_TIME, TOO_LARGE
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
 
@@ -132,14 +135,90 @@ def test_gradios_own_spool_files_are_served_to_nobody(hosted):
         spool.unlink()
 
 
-def test_wrong_sign_ins_from_one_address_are_stopped_after_ten_a_minute(sim, clean_env):
+def test_sign_ins_from_one_address_are_stopped_after_ten_a_minute_even_sent_at_once(sim, clean_env):
     login = (("alice", Secret("Correct-Horse-9")),)
     with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
         url = studio.url.rstrip("/") + "/login"
         wrong = {"username": "alice", "password": "nope"}
-        answers = [httpx.post(url, data=wrong).status_code for _ in range(FAILURES_PER_MINUTE)]
-        assert answers == [400] * FAILURES_PER_MINUTE
+        # Twice the limit, all at once: each counts when it arrives, not when it is answered.
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: httpx.post(url, data=wrong).status_code, range(20)))
+        assert sorted(answers) == [400] * FAILURES_PER_MINUTE + [429] * (20 - FAILURES_PER_MINUTE)
         # The next guess is not even checked: the right password now gets the same refusal.
         right = httpx.post(url, data={"username": "alice", "password": "Correct-Horse-9"})
         assert right.status_code == 429
         assert TOO_MANY_SIGN_INS in right.text
+
+
+def test_an_api_callers_session_hash_is_its_own_too(hosted):
+    from gradio_client import Client
+
+    caller = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-caller"})
+    assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
+    url = f"{hosted.url.rstrip('/')}/gradio_api/queue/data?session_hash={caller.session_hash}"
+    answer = httpx.get(url, headers=_cookie_of_a_new_visitor(hosted.url), timeout=5)
+    assert answer.status_code == 403
+    # The caller goes on as before.
+    assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
+    caller.close()
+
+
+def test_a_visitor_sends_one_large_body_at_a_time(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    visitor = {**_cookie_of_a_new_visitor(hosted.url), "Content-Type": "application/json"}
+    release = threading.Event()
+
+    def slow():  # a large body of no declared length, still on its way
+        yield b'{"data": ["'
+        release.wait(20)
+        yield b'"], "fn_index": 0, "session_hash": "one-large-body"}'
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, f"{api}/queue/join", content=slow(), headers=visitor)
+        refused = None
+        deadline = time.monotonic() + 10
+        while refused is None and time.monotonic() < deadline:
+            second = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=visitor)
+            if second.status_code == 429:
+                refused = second
+        release.set()
+        first.result(timeout=20)
+    assert refused is not None
+    assert ONE_LARGE_AT_A_TIME in refused.text
+    # Once the first is in, the next goes through the door (Gradio reads it: not JSON).
+    third = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=visitor)
+    assert third.status_code != 429
+
+
+def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
+    with running_studio(sim, clean_env, hosted=True, visitor_upload_bytes=100_000) as studio:
+        url = studio.url.rstrip("/") + "/gradio_api/upload"
+        visitor = _cookie_of_a_new_visitor(studio.url)
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+        tail = b"\r\n--b--\r\n"
+        payload = b"x" * 60_000
+        release = threading.Event()
+
+        def upload() -> int:
+            def body():  # declared in full, sent slowly: all three are on their way at once
+                yield head
+                release.wait(20)
+                yield payload + tail
+
+            length = str(len(head) + len(payload) + len(tail))
+            headers = {
+                **visitor,
+                "Content-Type": "multipart/form-data; boundary=b",
+                "Content-Length": length,
+            }
+            return httpx.post(url, content=body(), headers=headers, timeout=30).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            uploads = [pool.submit(upload) for _ in range(3)]
+            deadline = time.monotonic() + 10
+            while sum(u.done() for u in uploads) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            release.set()
+            statuses = sorted(u.result() for u in uploads)
+        # Two of 60 KB do not fit a 100 KB share: the first reserves its room as it starts.
+        assert statuses == [200, 413, 413]

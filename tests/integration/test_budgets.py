@@ -260,3 +260,17 @@ async def test_nothing_new_is_stored_when_the_disk_is_nearly_full(sim, clean_env
         await engine.start_session_from_bytes(make_image(), visitor=A)
     assert await engine.list_sessions(visitor=A) == []
     await engine.aclose()
+
+
+async def test_a_mask_past_the_budget_is_refused_before_it_is_read(sim, clean_env):
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    await engine.edit(mine, EditParams(prompt="blue", model="max"), visitor=A)  # 10¢: all of A's
+    # An empty mask would be refused as empty once read: the budget answers first, unread.
+    empty = io.BytesIO()
+    Image.new("L", (320, 240), 0).save(empty, "PNG")
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.submit_edit(
+            mine, EditParams(prompt="red"), visitor=A, region=RegionRequest(mask=empty.getvalue())
+        )
+    await engine.aclose()

@@ -103,3 +103,10 @@ def test_opencv_loads_only_when_a_region_is_used():
     code = "import sys, studio.engine, studio.cli; print('cv2' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"  # the studio and the CLI start without it
+
+
+def test_a_mask_of_more_pixels_than_any_photo_needs_is_refused_undecoded():
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 5000), 255).save(buffer, "PNG")  # 30 megapixels, a few kilobytes
+    with pytest.raises(RegionError, match="over 25 megapixels"):
+        read_mask(buffer.getvalue())
