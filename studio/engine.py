@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import hashlib
 import logging
 import shutil
@@ -49,7 +50,14 @@ from studio.history import (
     new_id,
 )
 from studio.images import ImageError, SourceImage, describe, open_source
-from studio.limits import LimitError, Limits, LimitSettings
+from studio.limits import (
+    SESSION_BYTES,
+    STEP_BYTES,
+    LimitError,
+    Limits,
+    LimitSettings,
+    taken_bytes,
+)
 from studio.links import fetch_link
 from studio.params import (
     MODEL_IDS,
@@ -63,7 +71,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import Store, StoreError
+from studio.store import Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -98,6 +106,16 @@ KEY_CHECKS_PER_MINUTE = 5
 # Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
 # this machine class has cores.
 DECODES_AT_ONCE = 2
+# Images, links and imports one hosted visitor may have read at once (`Engine._intake`): a third
+# is refused at once, so a pile of one visitor's requests never holds the slots all visitors share.
+INTAKES_AT_ONCE = 2
+BUSY_READING = (
+    "You already have two images or imports being read; wait for them to finish and try again."
+)
+# The hosted visitor whose image, link or import this task is reading (`Engine._intake`).
+_INTAKE_OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "intake_owner", default=None
+)
 # Network addresses whose visitors the engine keeps track of (their share of the disk together).
 MAX_TRACKED_ADDRESSES = 10_000
 # Said after an imported session's name, so it is told apart from the one it was exported from.
@@ -166,6 +184,8 @@ class Engine:
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        # Images, links and imports being read now, by hosted visitor (`_intake`).
+        self._intakes: dict[str, int] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -215,22 +235,25 @@ class Engine:
         Bytes the store already holds (a result passed back, the same photo again) were checked
         when they came in, so only their header is read: no decode. Anything else is refused
         past the visitor's share of the disk before a pixel is decoded, and then decoded as
-        `_decoding` allows."""
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        if await asyncio.to_thread(self._store.has_image, sha256):
-            return await asyncio.to_thread(describe, data)
-        await self._require_room(visitor, len(data))
-        return await self._decode(data, visitor)
+        `_decoding` allows. A hosted visitor reads at most `INTAKES_AT_ONCE` at a time."""
+        async with self._intake(visitor):
+            sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            if await asyncio.to_thread(self._store.has_image, sha256):
+                return await asyncio.to_thread(describe, data)
+            await self._require_room(visitor, len(data))
+            return await self._decode(data, visitor)
 
     async def read_link(self, url: str, *, visitor: Visitor = LOCAL) -> SourceImage:
         """Fetch and check a user's link; raises `ImageError` (`LinkError`) with one sentence.
-        The download is capped as an upload is; its decode waits as `_decoding` says."""
-        await self._require_room(visitor, 0)
-        return await fetch_link(
-            url,
-            allow_private=self._allow_private_links,
-            check=lambda data: self._decode(data, visitor),
-        )
+        The download is capped as an upload is; its decode waits as `_decoding` says. A hosted
+        visitor reads at most `INTAKES_AT_ONCE` images, links and imports at a time."""
+        async with self._intake(visitor):
+            await self._require_room(visitor, 0)
+            return await fetch_link(
+                url,
+                allow_private=self._allow_private_links,
+                check=lambda data: self._decode(data, visitor),
+            )
 
     async def _decode(self, data: bytes, visitor: Visitor) -> SourceImage:
         async with self._decoding(visitor):
@@ -246,6 +269,31 @@ class Engine:
         lock = contextlib.nullcontext() if owner is None else self._decoder(owner)
         async with lock, self._decodes:
             yield
+
+    @contextlib.asynccontextmanager
+    async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
+        """One image, link or import being read for `visitor`: a hosted visitor has at most
+        `INTAKES_AT_ONCE` at a time, and another is refused at once (`LimitError`), so a pile
+        of one visitor's requests runs as quick refusals and never holds the slots all
+        visitors share. The studio's own user is never refused. A read inside another (a
+        session started from an upload) counts once."""
+        owner = visitor.owner
+        if owner is None or _INTAKE_OWNER.get() == owner:
+            yield
+            return
+        if self._intakes.get(owner, 0) >= INTAKES_AT_ONCE:
+            raise LimitError(BUSY_READING)
+        self._intakes[owner] = self._intakes.get(owner, 0) + 1
+        token = _INTAKE_OWNER.set(owner)
+        try:
+            yield
+        finally:
+            _INTAKE_OWNER.reset(token)
+            left = self._intakes[owner] - 1
+            if left:
+                self._intakes[owner] = left
+            else:
+                del self._intakes[owner]
 
     def _decoder(self, owner: str) -> asyncio.Lock:
         lock = self._decoders.get(owner)
@@ -279,6 +327,13 @@ class Engine:
         held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
         limits.admit_address_upload(held, new_bytes)
 
+    @staticmethod
+    def _new_session_bytes(source: SourceImage | None, name: str | None) -> int:
+        """What a new session takes of its visitor's share: its row, its first step's, its
+        name and its image."""
+        image = 0 if source is None else len(source.data)
+        return SESSION_BYTES + STEP_BYTES + len((name or UNTITLED).encode()) + image
+
     # -- sessions -------------------------------------------------------------------------------
 
     async def start_session(
@@ -292,11 +347,9 @@ class Engine:
         """Store `source` (or nothing, to generate) as the origin of a new session."""
         now = self._now()
         origin = None
+        # Even a session with no image counts (its rows), so one visitor cannot make millions.
+        await self._require_room(visitor, self._new_session_bytes(source, name))
         if source is not None:
-            if self._limits is not None and visitor.owner is not None:
-                held = await asyncio.to_thread(self._held_bytes, visitor.owner)
-                self._limits.admit_upload(held, len(source.data))
-                await self._require_shared_room(visitor, len(source.data))
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
         session = Session.start(
@@ -315,15 +368,19 @@ class Engine:
         self, data: bytes | None, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from uploaded bytes (checked first), or with no image for None."""
-        source = None if data is None else await self.read_image(data, visitor=visitor)
-        return await self.start_session(source, name=name, visitor=visitor)
+        if data is None:
+            return await self.start_session(None, name=name, visitor=visitor)
+        async with self._intake(visitor):
+            source = await self.read_image(data, visitor=visitor)
+            return await self.start_session(source, name=name, visitor=visitor)
 
     async def start_session_from_link(
         self, url: str, *, name: str | None = None, visitor: Visitor = LOCAL
     ) -> Session:
         """A new session from a user's link, fetched and checked first."""
-        source = await self.read_link(url, visitor=visitor)
-        return await self.start_session(source, name=name, visitor=visitor, link_url=url)
+        async with self._intake(visitor):
+            source = await self.read_link(url, visitor=visitor)
+            return await self.start_session(source, name=name, visitor=visitor, link_url=url)
 
     async def load_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """The session, if `visitor` may touch it: the one check of who may touch a session.
@@ -362,7 +419,7 @@ class Engine:
         await self._require_shared_room(visitor, new_bytes)
 
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
-        """Bytes of every image `visitor`'s sessions hold: their share of the disk in use."""
+        """What `visitor`'s sessions take of their share of the disk (`limits.taken_bytes`)."""
         if visitor.owner is None:
             return 0
         return await asyncio.to_thread(self._held_bytes, visitor.owner)
@@ -673,6 +730,10 @@ class Engine:
             BundleError: the ZIP is not an export, or a value in it is not one a new edit could
                 have; ImageError: an image in it does not decode as described.
         """
+        async with self._intake(visitor):
+            return await self._import(data, visitor)
+
+    async def _import(self, data: bytes, visitor: Visitor) -> Session:
         room = None
         if self._limits is not None and visitor.owner is not None:
             # Inflated only within what the visitor may still keep: a small ZIP of zeros must
@@ -682,16 +743,20 @@ class Engine:
         bundle = await asyncio.to_thread(
             read_bundle, data, now=self._now(), owner=visitor.owner, room=room
         )
+        session = bundle.session
+        if not session.name.endswith(IMPORTED_MARK):
+            name = f"{session.name[: MAX_NAME_CHARS - len(IMPORTED_MARK)]}{IMPORTED_MARK}"
+            session = session.rename(name)
         if self._limits is not None and visitor.owner is not None:
             # An import is counted against the visitor's share like an upload: every image it
-            # brings that they do not hold yet, and its text.
+            # brings that they do not hold yet, and its rows and text.
             owner = visitor.owner
-            held = await asyncio.to_thread(self._held_bytes, owner)
-            have = {ref.sha256 for ref in await asyncio.to_thread(self._store.held_images, owner)}
+            held, holding = await asyncio.to_thread(self._held, owner)
+            have = {ref.sha256 for ref in holding.images}
             new = sum(len(i.data) for sha, i in bundle.images.items() if sha not in have)
-            text = sum(len(s.params.prompt) for s in bundle.session.steps.values() if s.params)
-            self._limits.admit_upload(held, new + text)
-            await self._require_shared_room(visitor, new + text)
+            rows = taken_bytes(0, 1, len(session.steps), text_bytes(session))
+            self._limits.admit_upload(held, new + rows)
+            await self._require_shared_room(visitor, new + rows)
         for image in bundle.images.values():
             # An import is anyone's file: decoded in full (a result's CRC check is not enough).
             checked = await self._decode(image.data, visitor)
@@ -709,10 +774,6 @@ class Engine:
                 if not await asyncio.to_thread(self._store.has_image, ref.sha256):
                     added.append(ref.sha256)
                 await self._put_image(image.data, ref.format, ref.width, ref.height)
-            session = bundle.session
-            if not session.name.endswith(IMPORTED_MARK):
-                name = f"{session.name[: MAX_NAME_CHARS - len(IMPORTED_MARK)]}{IMPORTED_MARK}"
-                session = session.rename(name)
             await asyncio.to_thread(self._store.create_session, session)
         except BaseException:
             for sha256 in added:
@@ -1020,10 +1081,17 @@ class Engine:
         return spend.by_owner, spend.by_address, spend.total
 
     def _held_bytes(self, owner: str) -> int:
-        """Bytes of every image `owner`'s sessions hold (uploads, imports and results): their
-        share of the disk. Blocking: call it in a thread."""
-        paths = (self._store.path_of(ref) for ref in self._store.held_images(owner))
-        return sum(path.stat().st_size for path in paths if path.exists())
+        """What `owner`'s sessions take of their share of the disk. Blocking: call it in a
+        thread."""
+        return self._held(owner)[0]
+
+    def _held(self, owner: str) -> tuple[int, Holding]:
+        """What `owner`'s sessions take of their share of the disk: the bytes of every image
+        they hold (uploads, imports, results and masks), and their rows and text
+        (`limits.taken_bytes`); and what they hold. One query. Blocking: call it in a thread."""
+        holding = self._store.holding(owner)
+        images = self._store.image_bytes(holding.images)
+        return taken_bytes(images, holding.sessions, holding.steps, holding.text_bytes), holding
 
     async def _put_image(self, data: bytes, image_format: str, width: int, height: int) -> ImageRef:
         return await asyncio.to_thread(

@@ -19,9 +19,20 @@ DEFAULT_MAX_RUNNING = 2
 DEFAULT_PER_MINUTE = 10
 # What one visitor's originals may hold on the server's disk in all: a few dozen photos.
 DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
+# What a visitor's sessions take of their share besides image bytes: a row's overhead in the
+# database (a step's row and indexes take about 1 KB before its text), plus the bytes of its text,
+# so thousands of imported steps or empty sessions are not free (`taken_bytes`).
+SESSION_BYTES = 4 * 1024
+STEP_BYTES = 2 * 1024
 RATE_WINDOW_S = 60.0
 # Visitors' budgets one network address may spend of the server's key, unless the host says.
 VISITORS_PER_ADDRESS = 3
+
+
+def taken_bytes(image_bytes: int, sessions: int, steps: int, text_bytes: int) -> int:
+    """What a visitor's sessions take of their share of the disk: their images' bytes, each
+    session's and step's overhead, and the bytes of their text."""
+    return image_bytes + sessions * SESSION_BYTES + steps * STEP_BYTES + text_bytes
 
 
 class LimitError(ValueError):
@@ -200,7 +211,7 @@ class Limits:
         cap = self.settings.upload_bytes
         if held_bytes + new_bytes > cap:
             raise LimitError(
-                f"Your images on this studio already take {held_bytes / 2**20:.0f} MB of the "
+                f"Your sessions on this studio already take {held_bytes / 2**20:.0f} MB of the "
                 f"{cap / 2**20:.0f} MB each visitor may keep; this one does not fit."
             )
 

@@ -53,6 +53,9 @@ _FORMAT = re.compile(r"[a-z0-9]{1,10}")
 # every call loads its session again, and a session of a thousand steps costs megabytes and tens
 # of milliseconds to decode. Tabs of the same session share one copy, read once per change.
 SESSION_CACHE = 8
+# Image file sizes remembered (`Store.image_bytes`): a hosted visitor's share is summed on every
+# upload, and a size never changes for a content-addressed name.
+SIZES_KEPT = 100_000
 # What decoding a hand-edited row can raise; each becomes the one "damaged" sentence.
 _DECODE_ERRORS = (TypeError, ValueError, KeyError, AttributeError, RecursionError)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,6 +68,17 @@ class DaySpend:
     by_owner: dict[str, int] = field(default_factory=dict)
     by_address: dict[str, int] = field(default_factory=dict)
     total: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What one owner's sessions hold (`Store.holding`): their images, once each, and their
+    rows and the bytes of their text."""
+
+    images: list[ImageRef]
+    sessions: int
+    steps: int
+    text_bytes: int
 
 
 class StoreError(Exception):
@@ -207,6 +221,8 @@ class Store:
             collections.OrderedDict()
         )
         self._loading: dict[str, threading.Lock] = {}
+        # Bytes of stored image files by sha256, as `image_bytes` read them (oldest first).
+        self._sizes: collections.OrderedDict[str, int] = collections.OrderedDict()
 
     @classmethod
     def open(
@@ -460,23 +476,57 @@ class Store:
             self._write_current(db, session)
             _touch(db, session.session_id)
 
-    def held_images(self, owner: str) -> list[ImageRef]:
-        """Every image `owner`'s sessions hold (originals, imports, results and masks, a mask's
-        size unrecorded), once each: what counts against a hosted visitor's share of the disk."""
+    def holding(self, owner: str) -> Holding:
+        """What `owner`'s sessions hold, in one pass over their steps: every image (originals,
+        imports, results and masks, a mask's size unrecorded) once each, how many sessions and
+        steps, and the bytes of their text (names, parameters, errors, links, regions). What
+        counts against a hosted visitor's share of the disk."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT t.result_sha256, t.result_format, t.result_width, t.result_height
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.result_sha256 IS NOT NULL
-                UNION SELECT t.raw_sha256, t.raw_format, t.raw_width, t.raw_height
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.raw_sha256 IS NOT NULL
-                UNION SELECT t.mask_sha256, 'png', 0, 0
-                FROM steps t JOIN sessions s ON s.session_id = t.session_id
-                WHERE s.owner = ?1 AND t.mask_sha256 IS NOT NULL""",
+                """WITH mine AS MATERIALIZED (
+                    SELECT t.result_sha256 AS r, t.result_format AS rf, t.result_width AS rw,
+                        t.result_height AS rh, t.raw_sha256 AS w, t.raw_format AS wf,
+                        t.raw_width AS ww, t.raw_height AS wh, t.mask_sha256 AS m,
+                        LENGTH(CAST(COALESCE(t.params_json, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.error, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.link_url, '') AS BLOB))
+                        + LENGTH(CAST(COALESCE(t.region_json, '') AS BLOB)) AS text
+                    FROM steps t JOIN sessions s ON s.session_id = t.session_id
+                    WHERE s.owner = ?1)
+                SELECT NULL, (SELECT COUNT(*) FROM sessions WHERE owner = ?1), COUNT(*),
+                    TOTAL(text) + (SELECT TOTAL(LENGTH(CAST(name AS BLOB))) FROM sessions
+                        WHERE owner = ?1)
+                FROM mine
+                UNION SELECT r, rf, rw, rh FROM mine WHERE r IS NOT NULL
+                UNION SELECT w, wf, ww, wh FROM mine WHERE w IS NOT NULL
+                UNION SELECT m, 'png', 0, 0 FROM mine WHERE m IS NOT NULL""",
                 (owner,),
             ).fetchall()
-        return [ImageRef(sha256=r[0], format=r[1], width=r[2], height=r[3]) for r in rows]
+        images, sessions, steps, text = [], 0, 0, 0
+        for row in rows:
+            if row[0] is None:
+                sessions, steps, text = row[1], row[2], int(row[3])
+            else:
+                images.append(ImageRef(sha256=row[0], format=row[1], width=row[2], height=row[3]))
+        return Holding(images=images, sessions=sessions, steps=steps, text_bytes=text)
+
+    def image_bytes(self, refs: Collection[ImageRef]) -> int:
+        """The bytes of stored images `refs` on disk (a missing one counts nothing). A file's
+        size is read once: its name is its content."""
+        total = 0
+        for ref in refs:
+            size = self._sizes.get(ref.sha256)
+            if size is None:
+                try:
+                    size = self.path_of(ref).stat().st_size
+                except FileNotFoundError:
+                    continue
+                with self._lock:
+                    self._sizes[ref.sha256] = size
+                    while len(self._sizes) > SIZES_KEPT:
+                        self._sizes.popitem(last=False)
+            total += size
+        return total
 
     def owner_holds_image(self, owner: str, sha256: str) -> bool:
         """Whether a session of `owner` holds image `sha256` as a source or a result."""
@@ -942,6 +992,17 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
     return db.execute(sql, values).rowcount
+
+
+def text_bytes(session: Session) -> int:
+    """The bytes of `session`'s text as its rows hold it (`Store.holding` counts these):
+    its name and each step's parameters, error, link and region."""
+    total = len(session.name.encode())
+    for step in session.steps.values():
+        params = None if step.params is None else json.dumps(dataclasses.asdict(step.params))
+        texts = (params, step.error, step.source.link_url, _region_json(step.region))
+        total += sum(len(text.encode()) for text in texts if text)
+    return total
 
 
 def _region_json(region: StepRegion | None) -> str | None:

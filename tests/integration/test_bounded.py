@@ -3,20 +3,32 @@ page of a long session costs to load (real store on disk, the simulator on loopb
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
+import threading
 import zipfile
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
-from studio.bundle import MAX_STEPS, MAX_TEXT_CHARS, BundleError, strip_png_text
+from studio.bundle import MAX_STEPS, MAX_TEXT_CHARS, BundleError, read_bundle, strip_png_text
+from studio.engine import IMPORTED_MARK
 from studio.history import StepState
-from studio.limits import LimitError, Limits, LimitSettings
+from studio.limits import (
+    SESSION_BYTES,
+    STEP_BYTES,
+    LimitError,
+    Limits,
+    LimitSettings,
+    taken_bytes,
+)
 from studio.params import MAX_PROMPT_CHARS, EditParams
 from studio.runapi import RunAPIError
-from studio.store import THUMBNAILS_PER_CALL
+from studio.store import THUMBNAILS_PER_CALL, text_bytes
 from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
 from tests.support.zips import rewrite_export
@@ -96,8 +108,12 @@ async def test_imports_and_results_count_against_the_visitors_share_like_uploads
         # As stored: the text chunks an export adds to each PNG are taken off again.
         images = sum(len(strip_png_text(archive.read(n))) for n in names)
     upload = _noisy_png()
-    # Room for the import's images or for the upload beside them, not for both.
-    caps = Limits(LimitSettings(upload_bytes=images + len(upload) - 1))
+    # Room for the imported session or for the upload's beside it, not for both: each takes
+    # its images, its rows and its text.
+    imported = read_bundle(data, now=datetime.now(UTC)).session
+    text = text_bytes(imported) + len(IMPORTED_MARK) + len("one")
+    both = taken_bytes(images + len(upload), 2, len(imported.steps) + 1, text)
+    caps = Limits(LimitSettings(upload_bytes=both - 1))
     engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
     try:
         await engine.start_session(await engine.read_image(upload), name="one", visitor=A)
@@ -148,4 +164,114 @@ async def test_a_visitor_checks_only_a_few_keys_a_minute_with_runapi(sim, clean_
         # Another visitor is not held back by A's checks.
         assert await engine.check_key(Secret(sim.api_key), visitor=Visitor("browser:b")) >= 0
     finally:
+        await engine.aclose()
+
+
+async def test_imports_count_their_steps_and_text_so_a_pile_of_them_is_refused(sim, clean_env):
+    local = make_engine(clean_env / "other", sim.base_url, sim.api_key)
+    try:
+        data = await _export(local, ["make it blue"])
+    finally:
+        await local.aclose()
+    # Four hundred failed tries of a long instruction: a few kilobytes zipped, 1.3 MB of rows.
+    bulk = rewrite_export(data, lambda d: _failed_tries(d, 400, "z" * 990))
+    engine = make_engine(
+        clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings(upload_bytes=2 << 20))
+    )
+    try:
+        first = await engine.import_session(bulk, visitor=A)
+        held = await engine.held_bytes(visitor=A)
+        assert held > 400 * (STEP_BYTES + 990)
+        with pytest.raises(LimitError, match="each visitor may keep; this one does not fit"):
+            await engine.import_session(bulk, visitor=A)
+        assert [s.session_id for s in await engine.list_sessions(visitor=A)] == [first.session_id]
+        assert await engine.held_bytes(visitor=A) == held
+    finally:
+        await engine.aclose()
+
+
+async def test_empty_sessions_count_against_the_share_too(sim, clean_env):
+    caps = Limits(LimitSettings(upload_bytes=20 * (SESSION_BYTES + STEP_BYTES)))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    try:
+        for _ in range(19):  # each takes a session's and a step's row, and its name
+            await engine.start_session_from_bytes(None, visitor=A)
+        with pytest.raises(LimitError, match="does not fit"):
+            await engine.start_session_from_bytes(None, visitor=A)
+        assert len(await engine.list_sessions(visitor=A)) == 19
+        await engine.start_session(None)  # the studio's own user is never counted
+    finally:
+        await engine.aclose()
+
+
+class _HeldImages(ThreadingHTTPServer):
+    """A loopback server that answers every request with a PNG once `release` is set."""
+
+    def __init__(self, image: bytes) -> None:
+        self.image, self.asked, self.release = image, 0, threading.Event()
+        self.two_asked = threading.Event()
+        super().__init__(("127.0.0.1", 0), _HeldHandler)
+
+
+class _HeldHandler(BaseHTTPRequestHandler):
+    server: _HeldImages
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        self.server.asked += 1
+        if self.server.asked >= 2:
+            self.server.two_asked.set()
+        self.server.release.wait(30)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(self.server.image)))
+        self.end_headers()
+        self.wfile.write(self.server.image)
+
+
+@pytest.fixture
+def held_images():
+    server = _HeldImages(make_image())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_visitor_reads_two_images_or_imports_at_once_and_a_third_is_refused(
+    sim, clean_env, held_images
+):
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()))
+    link = f"http://127.0.0.1:{held_images.server_port}/photo.png"
+    try:
+        exported = await _export(engine, ["make it blue"])
+        reading = [
+            asyncio.create_task(engine.start_session_from_link(link, visitor=A)) for _ in range(2)
+        ]
+        assert await asyncio.to_thread(held_images.two_asked.wait, 10)
+        # Both of A's links hang on the server: A's next image, link or import is refused at
+        # once, and nothing is stored for it.
+        photo = make_image(64, 48, colour=(1, 2, 3))
+        for attempt in (
+            engine.start_session_from_bytes(photo, visitor=A),
+            engine.read_link(link, visitor=A),
+            engine.import_session(exported, visitor=A),
+        ):
+            with pytest.raises(LimitError, match="two images or imports being read"):
+                await asyncio.wait_for(attempt, 5)
+        assert held_images.asked == 2
+        assert await engine.list_sessions(visitor=A) == []
+        # Another visitor, and the studio's own user, are not held back by A's reads.
+        await engine.start_session_from_bytes(photo, visitor=Visitor("browser:b"))
+        await engine.import_session(exported)
+        held_images.release.set()
+        await asyncio.wait_for(asyncio.gather(*reading), 10)
+        await engine.start_session_from_bytes(photo, visitor=A)  # A's reads are done
+        assert len(await engine.list_sessions(visitor=A)) == 3
+    finally:
+        held_images.release.set()
         await engine.aclose()

@@ -82,12 +82,13 @@ async def test_a_visitor_with_their_own_key_is_not_held_to_the_budget(engine, si
 async def test_an_upload_past_the_visitors_share_of_disk_is_refused_and_stores_nothing(
     sim, clean_env
 ):
-    from studio.limits import LimitError
+    from studio.limits import LimitError, taken_bytes
 
     first_data = make_image(300, 200)
     big_data = make_image(300, 200, colour=(9, 9, 9))
-    # Room for the first image and not for both.
-    caps = Limits(LimitSettings(upload_bytes=len(first_data) + len(big_data) - 1))
+    # Room for the first session and not for both (each: its image, rows and name).
+    both = taken_bytes(len(first_data) + len(big_data), 2, 2, len("one") + len("two"))
+    caps = Limits(LimitSettings(upload_bytes=both - 1))
     engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
     try:
         first = await engine.read_image(first_data)
