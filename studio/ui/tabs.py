@@ -43,6 +43,9 @@ ONE_LARGE_AT_A_TIME = "You already have a large request on its way; wait for it 
 # Bodies above this (images as data: URIs) are read one at a time per visitor, this many in all.
 BIG_BODY_BYTES = 1024 * 1024
 BIG_BODIES_AT_ONCE = 2
+# Seconds a large body may take to arrive (50 MB at about 2 MB/s).
+BIG_BODY_READ_S = 30.0
+TOO_SLOW = "This request took too long to arrive; try again."
 # Routes that answer as soon as the event is queued (the page's events, gradio_client's calls).
 _ANSWER_WHEN_QUEUED = tuple(
     compile_path(route)[0] for route in ("/gradio_api/queue/join", "/gradio_api/call/{api:path}")
@@ -91,7 +94,8 @@ class TabDoor:
         if declared is not None and declared > cap:
             await refuse(send, 413, TOO_LARGE)
             return
-        big = declared is None or declared > BIG_BODY_BYTES
+        # (A request that names nobody carries 64 KB at most: never a large body.)
+        big = owner is not None and (declared is None or declared > BIG_BODY_BYTES)
         key = owner or "?"
         if big and key in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_AT_A_TIME)
@@ -107,9 +111,13 @@ class TabDoor:
                 held.callback(self.big_in_flight.discard, key)
                 await held.enter_async_context(self.big_bodies)
             try:
-                body = await _read_body(receive, cap)
+                async with asyncio.timeout(BIG_BODY_READ_S if big else None):
+                    body = await _read_body(receive, cap)
             except _TooLarge:
                 await refuse(send, 413, TOO_LARGE)
+                return
+            except TimeoutError:  # a body trickling in holds no place for long
+                await refuse(send, 408, TOO_SLOW)
                 return
             named = await _hash_in_body(body)
             theirs = named is not None and not self._may_use(named, owner, binds)

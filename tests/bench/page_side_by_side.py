@@ -4,9 +4,10 @@
         --tree after=. [--rounds 8]
 
 Each `--tree LABEL=PATH` is a studio process whose `studio` package comes from PATH (first on
-PYTHONPATH), with a session in it (one Enter first), as `kontext-studio bench --only page` runs
-it: headless Chromium, a new browser context per load, "usable" the instruction box enabled and
-the canvas showing the session (`studio.bench.page.CANVAS_READY`). Each round loads every
+PYTHONPATH, and the current folder not on the path), with a session in it (one Enter first),
+as `kontext-studio bench --only page` runs it: headless Chromium, a new browser context per
+load, "usable" the instruction box enabled and the canvas showing the session
+(`studio.bench.page.CANVAS_READY`). Each round loads every
 studio, in rotating order, then the bare Gradio page. Besides the wall times it reports, per
 load, the CPU the page's renderer process used (Chromium's `ProcessTime`) and the CPU the
 server used (from /proc): on a shared machine they vary less than the wall times do.
@@ -68,7 +69,11 @@ def main() -> None:
         studios = {}
         for spec in args.tree:
             label, _, path = spec.partition("=")
-            env = {"PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(":"))}
+            # PYTHONSAFEPATH: `python -m` would put the current folder first, before PYTHONPATH.
+            env = {
+                "PYTHONPATH": os.pathsep.join(str(Path(p).resolve()) for p in path.split(":")),
+                "PYTHONSAFEPATH": "1",
+            }
             studios[label] = StudioProcess(Path(tmp) / label, env=env)
         bare = BareGradio(Path(tmp) / "bare")
         try:
