@@ -308,7 +308,7 @@ class _OverShare(Exception):
 
 def _no_room(used: int, share: int) -> str:
     return (
-        f"Your images on this studio already take {used / 2**20:.0f} MB of the "
+        f"Your sessions on this studio already take {used / 2**20:.0f} MB of the "
         f"{share / 2**20:.0f} MB each visitor may keep; this upload does not fit."
     )
 

@@ -292,7 +292,10 @@ class Handlers:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
         try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
+            try:
+                data = await asyncio.to_thread(Path(path).read_bytes)
+            except OSError:  # the same file sent twice at once: the first upload took it
+                raise Refusal(UPLOAD_GONE) from None
             session = await self.bridge.call(
                 Engine.start_session_from_bytes, data, name=_upload_name(name), visitor=self.who
             )
@@ -723,9 +726,12 @@ class Handlers:
         if not path:
             return {self.c.status: gr.skip()}
         try:
-            if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
-                raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
-            data = await asyncio.to_thread(Path(path).read_bytes)
+            try:
+                if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
+                    raise Refusal(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
+                data = await asyncio.to_thread(Path(path).read_bytes)
+            except OSError:  # the same file sent twice at once: the first import took it
+                raise Refusal(UPLOAD_GONE) from None
             session = await self.bridge.call(Engine.import_session, data, visitor=self.who)
         finally:  # imported into the store, or refused: either way the upload has done its work
             await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
@@ -845,6 +851,9 @@ def _upload_folder() -> Path:
 def _secret(key: str | None) -> Secret | None:
     return Secret(key) if key else None
 
+
+# An upload whose file is gone before its handler read it.
+UPLOAD_GONE = "That upload is no longer here (it was sent twice at once); upload the file again."
 
 # What browsers and phones call a file with no name of its own (a paste, a photo): no name.
 _GENERIC_UPLOAD_NAMES = re.compile(r"(image|blob|webcam|clipboard|screenshot|photo)(\.\w+)?", re.I)

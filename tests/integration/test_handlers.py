@@ -380,3 +380,12 @@ async def test_the_slider_for_a_session_it_may_not_open_changes_only_itself(page
     # updates only its own two outputs (Gradio fails an event whose reply names others).
     shown = await page.on_pair("not-a-session-of-yours", None, "a", "b")
     assert set(shown) <= {page.c.slider, page.c.pair_note}
+
+
+async def test_an_upload_gone_before_its_handler_read_it_gets_one_sentence(page, tmp_path):
+    # The same file sent twice at once: Gradio hands both events one path, the first takes it.
+    gone = str(tmp_path / "sent-twice.zip")
+    for handler in (page.on_import, page.on_source):
+        with pytest.warns(UserWarning, match="no longer here"):
+            shown = await handler(None, None, gone)
+        assert "no longer here" in str(shown[page.c.status])
