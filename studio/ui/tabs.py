@@ -46,6 +46,16 @@ BIG_BODIES_AT_ONCE = 2
 # Seconds a large body may take to arrive (50 MB at about 2 MB/s).
 BIG_BODY_READ_S = 30.0
 TOO_SLOW = "This request took too long to arrive; try again."
+# Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
+_BY_EVENT = tuple(
+    compile_path(route)[0]
+    for route in (
+        "/gradio_api/call/{api}/{event_id}",
+        "/gradio_api/stream/{event_id}",
+        "/gradio_api/stream/{event_id}/close",
+    )
+)
+_EVENT = "event:"
 # Routes that answer as soon as the event is queued (the page's events, gradio_client's calls).
 _ANSWER_WHEN_QUEUED = tuple(
     compile_path(route)[0] for route in ("/gradio_api/queue/join", "/gradio_api/call/{api:path}")
@@ -86,6 +96,11 @@ class TabDoor:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
+        event = _event_in_url(path)
+        theirs = event is not None and not self._may_use(_EVENT + event, owner, None)
+        if theirs and not forwarded_in(scope):
+            await refuse(send, 403, NOT_YOUR_TAB)
+            return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
             await self.app(scope, receive, send)
             return
@@ -125,9 +140,28 @@ class TabDoor:
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
             if quick:
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _binding_events(self, send: Send, binds: str | None) -> Send:
+        """`send`, noting the event id a queued event is answered with as `binds`'s: its answers
+        (`GET /gradio_api/call/…/<event id>`) and its stream are then for nobody else."""
+        if binds is None:
+            return send
+        answer = bytearray()
+
+        async def noting(message: Message) -> None:
+            if message["type"] == "http.response.body" and len(answer) < 4096:
+                answer.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    with contextlib.suppress(ValueError):
+                        event = json.loads(answer).get("event_id")
+                        if isinstance(event, str):
+                            self._may_use(_EVENT + event, binds, binds)
+            await send(message)
+
+        return noting
 
     def _may_use(self, hash_: str, owner: str | None, binds: str | None) -> bool:
         """Whether the asker may speak for the tab `hash_`; its first named visitor takes it."""
@@ -140,6 +174,13 @@ class TabDoor:
             if len(self.tabs) > TABS_KEPT:
                 self.tabs.popitem(last=False)
         return True
+
+
+def _event_in_url(route_path: str) -> str | None:
+    for route in _BY_EVENT:
+        if (match := route.match(route_path)) is not None:
+            return str(match["event_id"])
+    return None
 
 
 def _hashes_in_url(scope: Scope, route_path: str) -> list[str]:

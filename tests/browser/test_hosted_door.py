@@ -222,3 +222,18 @@ def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
             statuses = sorted(u.result() for u in uploads)
         # Two of 60 KB do not fit a 100 KB share: the first reserves its room as it starts.
         assert statuses == [200, 413, 413]
+
+
+def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    caller = {"X-RunAPI-Key": "sk-made-up-rest-caller"}
+    queued = httpx.post(f"{api}/call/list_sessions", json={"data": [5]}, headers=caller)
+    assert queued.status_code == 200
+    event = queued.json()["event_id"]
+    answer = f"{api}/call/list_sessions/{event}"
+    # Another visitor, and nobody at all, cannot take the answer first.
+    assert httpx.get(answer, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 403
+    assert httpx.get(answer).status_code == 403
+    mine = httpx.get(answer, headers=caller, timeout=30)
+    assert mine.status_code == 200
+    assert "sessions" in mine.text
