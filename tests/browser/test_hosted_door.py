@@ -182,7 +182,11 @@ def test_a_visitor_sends_one_large_body_at_a_time(hosted):
             if second.status_code == 429:
                 refused = second
         release.set()
-        first.result(timeout=20)
+        answered = first.result(timeout=20)
+    # Whichever came second while the other was on its way was refused: a loaded machine may
+    # have taken a probe before the slow body's headers.
+    if refused is None and answered.status_code == 429:
+        refused = answered
     assert refused is not None
     assert ONE_LARGE_AT_A_TIME in refused.text
     # Once the first is in, the next goes through the door (Gradio reads it: not JSON).
