@@ -266,7 +266,7 @@ class Engine:
         named visitor's decodes run one at a time, and at most `DECODES_AT_ONCE` run in all, so
         one visitor's pile of large images never fills the memory or stalls the others."""
         owner = visitor.owner
-        lock = contextlib.nullcontext() if owner is None else self._decoder(owner)
+        lock = contextlib.nullcontext() if owner is None else _held_lock(self._decoders, owner)
         async with lock, self._decodes:
             yield
 
@@ -294,13 +294,6 @@ class Engine:
                 self._intakes[owner] = left
             else:
                 del self._intakes[owner]
-
-    def _decoder(self, owner: str) -> asyncio.Lock:
-        lock = self._decoders.get(owner)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._decoders[owner] = lock
-        return lock
 
     async def _require_room(self, visitor: Visitor, new_bytes: int) -> None:
         """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
@@ -1099,11 +1092,7 @@ class Engine:
         )
 
     def _lock(self, session_id: str) -> asyncio.Lock:
-        lock = self._locks.get(session_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[session_id] = lock
-        return lock
+        return _held_lock(self._locks, session_id)
 
 
 def _c2pa_signer(settings: Settings) -> C2paSigner | None:
@@ -1126,6 +1115,15 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         address_budget_cents=settings.address_budget_cents,
         address_upload_bytes=settings.address_upload_bytes,
     )
+
+
+def _held_lock(locks: weakref.WeakValueDictionary[str, asyncio.Lock], key: str) -> asyncio.Lock:
+    """The lock for `key` while someone holds it (a fresh one when nobody does)."""
+    lock = locks.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        locks[key] = lock
+    return lock
 
 
 __all__ = [

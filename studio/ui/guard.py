@@ -143,7 +143,7 @@ class VisitorGuard:
             await refuse(send, 403, NO_VISITOR_UPLOAD)
             return
         room = None
-        pending = 0
+        pending = reserved = 0
         owner = who.owner
         if self.share_bytes is not None and owner is not None:
             held = await self.bridge.call(Engine.held_bytes, visitor=who)
@@ -158,12 +158,13 @@ class VisitorGuard:
                 # of it behind: its length is asked for first (browsers and clients send it).
                 await refuse(send, 411, NO_LENGTH)
                 return
-            if room <= 0 or int(declared) > room:
+            reserved = int(declared)
+            if room <= 0 or reserved > room:
                 await refuse(send, 413, _no_room(held + waiting, self.share_bytes))
                 return
             # Reserved at once (no await in between): the next upload's room leaves it out.
-            self.in_flight[owner] = self.in_flight.get(owner, 0) + int(declared)
-            pending = waiting + int(declared)
+            self.in_flight[owner] = self.in_flight.get(owner, 0) + reserved
+            pending = waiting + reserved
         try:
             if room is not None:
                 try:  # what everyone from the address keeps, and the disk's floor
@@ -174,7 +175,7 @@ class VisitorGuard:
             await self._forward_upload(scope, receive, send, room, owner)
         finally:
             if room is not None and owner is not None:
-                left = self.in_flight.get(owner, 0) - int(Request(scope).headers["content-length"])
+                left = self.in_flight.get(owner, 0) - reserved
                 if left > 0:
                     self.in_flight[owner] = left
                 else:
