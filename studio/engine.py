@@ -435,6 +435,9 @@ class Engine:
         return await asyncio.to_thread(self._held_bytes, visitor.owner)
 
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
+        """The visitor's sessions, newest first (a visitor back with their own key: their steps
+        that waited for it go on, as when they open a session)."""
+        self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
     async def rename_session(
