@@ -15,6 +15,12 @@ how much a request may carry, and whose tab it speaks for.
   requests Gradio's MCP server makes to itself are not bound (it calls every tool through one
   loopback client, one hash for all its callers; such a hash never leaves the server); they
   carry the door's signed address stamp, which no client can write.
+- Events. A visitor may have at most `events_at_once` events waiting or running in Gradio's
+  queue (the page's, their API and MCP calls together); one more is refused at once with a
+  sentence, so a pile of one visitor's events never delays everyone else's. They are counted
+  from Gradio's own queue (each queued event keeps the request that made it, which names its
+  visitor), so a place comes back however the event ends: done, failed, cancelled, or its
+  client gone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import asyncio
 import contextlib
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.routing import compile_path
@@ -46,6 +54,18 @@ BIG_BODIES_AT_ONCE = 2
 # Seconds a large body may take to arrive (50 MB at about 2 MB/s).
 BIG_BODY_READ_S = 30.0
 TOO_SLOW = "This request took too long to arrive; try again."
+# Events one visitor may have waiting or running in Gradio's queue at once, beside one for each
+# edit they may have running (an API or MCP edit's event lasts as long as the edit;
+# `serve.events_at_once`). A tab queues at most three events of its own at a time (the tick,
+# the key check, a click: each "once" or "always last"), and each Enter typed ahead is an event
+# that lasts the few hundredths of a second it takes to store the step; typing ahead in two
+# tabs on a loaded machine stays well under 16. A pile of refused events is what delays
+# everyone else (measured: another visitor's example click, 0.14 s alone, took 3.5 s behind
+# 24 of one visitor's events and 7.6 s behind 48).
+EVENTS_AT_ONCE = 16
+TOO_MANY_EVENTS = (
+    "You already have many requests waiting on this studio; wait for them to finish and try again."
+)
 # Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
 _BY_EVENT = tuple(
     compile_path(route)[0]
@@ -76,9 +96,15 @@ class _TooLarge(Exception):
 class TabDoor:
     """Bodies within their caps, and each tab's session hash for its own browser only."""
 
-    def __init__(self, app: ASGIApp, *, body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, body_bytes: int, events_at_once: int = EVENTS_AT_ONCE
+    ) -> None:
         self.app = app
         self.body_bytes = body_bytes
+        self.events_at_once = events_at_once
+        # Events past the door and not yet in Gradio's queue (it answers once they are), by
+        # visitor: a burst sent at once is counted before any of it is queued.
+        self.joining: dict[str, int] = {}
         self.tabs: OrderedDict[str, str] = OrderedDict()
         # Large bodies being read or parsed: whose, and a bound on them all.
         self.big_in_flight: set[str] = set()
@@ -104,6 +130,10 @@ class TabDoor:
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
             await self.app(scope, receive, send)
             return
+        quick = any(route.match(path) for route in _ANSWER_WHEN_QUEUED)
+        if quick and owner is not None and self._events_of(scope, owner) >= self.events_at_once:
+            await refuse_event(send, 429, TOO_MANY_EVENTS)
+            return
         cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
         declared = _content_length(scope)
         if declared is not None and declared > cap:
@@ -119,8 +149,10 @@ class TabDoor:
         # while Gradio parses it: one at a time for each visitor, two at once in all. Joining
         # an event answers once it is parsed, so the bound holds until then; a route that
         # answers only when its work is done (MCP, run) holds it while the body is read.
-        quick = any(route.match(path) for route in _ANSWER_WHEN_QUEUED)
         async with contextlib.AsyncExitStack() as held:
+            if quick and owner is not None:
+                self.joining[owner] = self.joining.get(owner, 0) + 1
+                held.callback(self._joined, owner)
             if big:
                 self.big_in_flight.add(key)
                 held.callback(self.big_in_flight.discard, key)
@@ -143,6 +175,22 @@ class TabDoor:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _events_of(self, scope: Scope, owner: str) -> int:
+        """`owner`'s events waiting or running in Gradio's queue, and those on their way in."""
+        queued = 0
+        for event in list(_gradio_events(scope)):
+            request = getattr(event, "request", None)
+            who = visitor_in(request.scope) if request is not None else None
+            queued += who is not None and who.owner == owner
+        return queued + self.joining.get(owner, 0)
+
+    def _joined(self, owner: str) -> None:
+        left = self.joining.get(owner, 0) - 1
+        if left > 0:
+            self.joining[owner] = left
+        else:
+            self.joining.pop(owner, None)
 
     def _binding_events(self, send: Send, binds: str | None) -> Send:
         """`send`, noting the event id a queued event is answered with as `binds`'s: its answers
@@ -174,6 +222,31 @@ class TabDoor:
             if len(self.tabs) > TABS_KEPT:
                 self.tabs.popitem(last=False)
         return True
+
+
+def _gradio_events(scope: Scope) -> Iterable[Any]:
+    """Every event waiting or running in the queue of the Gradio app serving `scope` (Gradio
+    keeps each by its id until it ends, however it ends: `gradio.queueing.Queue`)."""
+    blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+    events = getattr(getattr(blocks, "_queue", None), "event_ids_to_events", None)
+    return events.values() if isinstance(events, dict) else ()
+
+
+async def refuse_event(send: Send, status: int, sentence: str) -> None:
+    """`refuse` for a route that queues an event: the sentence as Gradio words its own
+    refusals there (`{"detail": ...}`), which is what its page and its clients show."""
+    body = json.dumps({"detail": sentence}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _event_in_url(route_path: str) -> str | None:
@@ -250,4 +323,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["NOT_YOUR_TAB", "TABS_KEPT", "TOO_LARGE", "UNNAMED_BODY_BYTES", "TabDoor"]
+__all__ = [
+    "EVENTS_AT_ONCE",
+    "NOT_YOUR_TAB",
+    "TABS_KEPT",
+    "TOO_LARGE",
+    "TOO_MANY_EVENTS",
+    "UNNAMED_BODY_BYTES",
+    "TabDoor",
+]

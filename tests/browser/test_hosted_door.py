@@ -4,22 +4,35 @@ the other visitor. Every request goes to loopback only."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import json
 import re
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from gradio.utils import get_upload_folder
+from PIL import Image
 from playwright.sync_api import expect
 
 from studio.config import Secret
+from studio.simulator.tasks import LatencyProfile
 from studio.ui.guard import NO_LENGTH
 from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
-from studio.ui.tabs import NOT_YOUR_TAB, ONE_LARGE_AT_A_TIME, TOO_LARGE
+from studio.ui.tabs import (
+    EVENTS_AT_ONCE,
+    NOT_YOUR_TAB,
+    ONE_LARGE_AT_A_TIME,
+    TOO_LARGE,
+    TOO_MANY_EVENTS,
+)
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
 
@@ -241,3 +254,94 @@ def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
     mine = httpx.get(answer, headers=caller, timeout=30)
     assert mine.status_code == 200
     assert "sessions" in mine.text
+
+
+@contextlib.contextmanager
+def _bodies_on_their_way(url: str, path: str, headers: dict[str, str], n: int) -> Iterator[None]:
+    """`n` requests whose headers are in and whose bodies are not (yet): each stays at the door
+    until the block ends, when its client goes away."""
+    address = httpx.URL(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.create_connection((address.host, address.port))
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+                "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode()
+            )
+            sockets.append(sock)
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _png_uri() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_visitor_has_a_bounded_number_of_events_waiting_and_gets_them_back(hosted, sim):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    a = _cookie_of_a_new_visitor(hosted.url)
+    b = _cookie_of_a_new_visitor(hosted.url)
+    sim.latency = LatencyProfile(3.0, 3.0, 3.0, 3.0)
+    # Two edits of A's run in Gradio's queue for as long as the edits take (their places are
+    # counted from Gradio's own queue) ...
+    edit = {"data": [_png_uri(), "make it red", "pro", "match", "", "", "", False]}
+    running = [httpx.post(f"{api}/call/edit_image", json=edit, headers=a) for _ in range(2)]
+    assert all(r.status_code == 200 for r in running)
+    probe = {"data": [5]}
+
+    def list_sessions(who: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{api}/call/list_sessions", json=probe, headers=who, timeout=10)
+
+    # ... and with as many more on their way as the door allows besides, A's next is refused.
+    held = EVENTS_AT_ONCE - 2 + hosted.settings.visitor_max_running
+    with _bodies_on_their_way(hosted.url, "/gradio_api/call/list_sessions", a, held):
+        refused = None
+        deadline = time.monotonic() + 10
+        while refused is None and time.monotonic() < deadline:
+            answer = list_sessions(a)
+            if answer.status_code == 429:
+                refused = answer
+        assert refused is not None
+        assert refused.json() == {"detail": TOO_MANY_EVENTS}
+        # Another visitor's events go on as before.
+        assert list_sessions(b).status_code == 200
+    # Once the edits are done (and the bodies' clients gone), A's places are back.
+    for queued in running:
+        event = queued.json()["event_id"]
+        done = httpx.get(f"{api}/call/edit_image/{event}", headers=a, timeout=30)
+        assert "event: complete" in done.text
+    assert list_sessions(a).status_code == 200
+
+
+def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
+    context, page = _visit(browser, hosted.url)
+    token = next(c["value"] for c in context.cookies() if c["name"] == "kontext_visitor")
+    mine = {"Cookie": f"kontext_visitor={token}"}
+    box = page.locator("#prompt textarea")
+    # As if this visitor already had their fill of events waiting (held at the door).
+    full = EVENTS_AT_ONCE + hosted.settings.visitor_max_running
+    with _bodies_on_their_way(hosted.url, "/gradio_api/queue/join", mine, full):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the door has them all
+            if (
+                httpx.post(
+                    f"{hosted.url.rstrip('/')}/gradio_api/queue/join", json={}, headers=mine
+                ).status_code
+                == 429
+            ):
+                break
+        box.fill("make it red")
+        box.press("Enter")
+        expect(page.locator("#status")).to_contain_text(TOO_MANY_EVENTS)
+        expect(box).to_have_value("make it red")
+    # Once they are gone, the same Enter goes through.
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(page.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
+    context.close()
