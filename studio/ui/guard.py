@@ -81,7 +81,7 @@ class VisitorGuard:
         # What each visitor may keep on disk, uploads waiting included (None: no cap).
         self.share_bytes = share_bytes
         # Uploads waiting for their handler: path -> (owner, bytes, when).
-        self.uploads: dict[Path, tuple[str | None, int, float]] = {}
+        self.uploads: dict[Path, tuple[str | None, int, float]] = bridge.uploads.waiting
         # Bytes of uploads on their way, by owner (reserved as each starts).
         self.in_flight: dict[str, int] = {}
 
