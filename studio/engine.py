@@ -320,14 +320,18 @@ class Engine:
             self._limits.admit_upload(held, new_bytes)
             await self._require_shared_room(visitor, new_bytes)
 
-    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+    async def _require_shared_room(
+        self, visitor: Visitor, new_bytes: int, also_at: Path | None = None
+    ) -> None:
         """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
-        their network address keeps past its share, or the disk below its floor."""
+        their network address keeps past its share, or the disk below its floor (the store's
+        disk, and the one `also_at` is on: where the bytes are written first)."""
         limits, owner = self._limits, visitor.owner
         if limits is None or owner is None:
             return
-        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
-        limits.admit_disk(usage.free, usage.total, new_bytes)
+        for place in (self._store.home, *([also_at] if also_at is not None else [])):
+            usage = await asyncio.to_thread(shutil.disk_usage, place)
+            limits.admit_disk(usage.free, usage.total, new_bytes)
         if visitor.address is None:
             return
         owners = self._address_owners.pop(visitor.address, set()) | {owner}
@@ -422,11 +426,13 @@ class Engine:
         except StoreError:
             return None
 
-    async def require_room(self, new_bytes: int, *, visitor: Visitor = LOCAL) -> None:
+    async def require_room(
+        self, new_bytes: int, *, visitor: Visitor = LOCAL, also_at: Path | None = None
+    ) -> None:
         """Raise `LimitError` when `new_bytes` more from `visitor` would take what everyone
         from their network address keeps past its share, or the disk below its floor (the
-        upload door asks before an upload is read)."""
-        await self._require_shared_room(visitor, new_bytes)
+        upload door asks before an upload is read, for the disk `also_at` is on too)."""
+        await self._require_shared_room(visitor, new_bytes, also_at)
 
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
         """What `visitor`'s sessions take of their share of the disk (`limits.taken_bytes`)."""
