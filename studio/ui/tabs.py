@@ -78,6 +78,7 @@ _BY_EVENT = tuple(
     compile_path(route)[0]
     for route in (
         "/gradio_api/call/{api}/{event_id}",
+        "/gradio_api/call/v2/{api}/{event_id}",
         "/gradio_api/stream/{event_id}",
         "/gradio_api/stream/{event_id}/close",
     )

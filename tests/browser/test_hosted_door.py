@@ -244,6 +244,21 @@ def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
         assert statuses == [200, 413, 413]
 
 
+def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    caller = {"X-RunAPI-Key": "sk-made-up-v2-caller"}
+    queued = httpx.post(f"{api}/call/v2/list_sessions", json={}, headers=caller)
+    assert queued.status_code == 200
+    event = queued.json()["event_id"]
+    for route in ("call/v2/list_sessions", "call/list_sessions"):
+        answer = f"{api}/{route}/{event}"
+        assert httpx.get(answer, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 403
+        assert httpx.get(answer).status_code == 403
+    mine = httpx.get(f"{api}/call/v2/list_sessions/{event}", headers=caller, timeout=30)
+    assert mine.status_code == 200
+    assert "sessions" in mine.text
+
+
 def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
     api = hosted.url.rstrip("/") + "/gradio_api"
     caller = {"X-RunAPI-Key": "sk-made-up-rest-caller"}
