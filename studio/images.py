@@ -14,6 +14,7 @@ import math
 import struct
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -393,14 +394,23 @@ def _heavy(im: Image.Image) -> AbstractContextManager[object]:
     memory together; smaller ones never wait."""
     if im.width * im.height < HEAVY_PIXELS:
         return nullcontext()
-    return _heavy_slot()
+    return _heavy_slot(im)
 
 
 @contextmanager
-def _heavy_slot() -> Iterator[None]:
+def _heavy_slot(im: Image.Image) -> Iterator[None]:
     with _HEAVY_DECODES:
-        yield
-    give_back_memory()
+        try:
+            yield
+        except BaseException as exc:
+            # A decode that fails (a file damaged or cut off) took the memory too: its pixels
+            # (held by the image, and by the decoder in the failed call's frame) go now, not
+            # with the last reference to the exception.
+            im.close()
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            give_back_memory()
 
 
 def give_back_memory() -> None:

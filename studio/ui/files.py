@@ -112,6 +112,26 @@ def _tag(owner: str | None) -> str:
     return hashlib.sha256((owner or "").encode()).hexdigest()[:8]
 
 
+class UploadBook:
+    """Uploads Gradio kept, waiting for the handler of the event that sends them, and whose each
+    is: `ui.guard.VisitorGuard` writes it as each upload is answered; a hosted page's handlers
+    read a path the page sends only when the book says it is that visitor's own upload (a path
+    is no secret: another visitor's upload, a stored image or an export are all files Gradio
+    would let an event name)."""
+
+    def __init__(self) -> None:
+        # path -> (owner, bytes, when: monotonic seconds, the network address it came from)
+        self.waiting: dict[Path, tuple[str | None, int, float, str | None]] = {}
+
+    def holds(self, name: str, owner: str | None) -> bool:
+        """Whether `name` is an upload `owner` made that no handler has taken yet."""
+        entry = self.waiting.get(Path(os.path.abspath(name)))
+        return entry is not None and entry[0] == owner
+
+    def forget(self, name: str) -> None:
+        self.waiting.pop(Path(os.path.abspath(name)), None)
+
+
 def discard_upload(path: Path, upload_folder: Path) -> None:
     """Remove an upload Gradio kept (and its folder, once empty) after the store has it; any
     other file is left alone. Blocking: call it in a thread."""
@@ -130,6 +150,7 @@ __all__ = [
     "EXPORTS_KEPT",
     "EXPORTS_PER_VISITOR",
     "EXPORT_TTL_S",
+    "UploadBook",
     "discard_upload",
     "make_exports_folder",
     "prune_exports",
