@@ -21,9 +21,10 @@ _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # engine, not in the event): let many run at once.
 _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **_INTERNAL}
 _INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", **_INTERNAL}
-# Enter (or Edit): the page itself takes the instruction, empties the box and shows a
-# "queued" tile at once, and numbers the Enter (assets/studio.js); the reply never writes into
-# the box. Its arguments are the edit's inputs, in order.
+# Enter (or Edit): the page itself takes the instruction at the key or the click, empties the
+# box and shows a "queued" tile at once, and numbers the Enter (assets/studio.js); this page
+# function then puts exactly the text taken into the edit's arguments (Gradio's own copy of the
+# box may lag). The reply never writes into the box. Its arguments are the edit's inputs.
 _SEND = (
     "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
 )

@@ -62,36 +62,53 @@ class PageContext:
 
 # How many tabs' typing-ahead records are kept (the oldest go first).
 MAX_TABS = 4096
+# How many steps of a tab's chain of Enters are remembered (a page is a few replies behind at most).
+CHAIN_KEPT = 32
 # Seconds an Enter waits for the ones typed before it to be taken.
 TURN_WAIT_S = 10.0
 
 
 class _Tab:
     """What the server knows of one tab's typing: the last Enter it took (`done`) and refused
-    (`refused`), and the step its last edit made from which step, so that an instruction typed
-    ahead follows the one before it even when the page has not yet heard back about that one."""
+    (`refused`), and the chain its Enters made since it last moved (the step the first started
+    from, then each step made), so that an instruction typed ahead follows the one before it
+    even when the page has not yet heard back about that one."""
 
     def __init__(self) -> None:
         self.done = 0
         self.refused = 0
-        self.base: str | None = None
-        self.last: str | None = None
+        # The step the chain started from, then the steps its edits made, in order.
+        self.chain: list[str | None] = []
         self.notice: str | None = None
         self._turns = asyncio.Condition()
 
+    @property
+    def last(self) -> str | None:
+        return self.chain[-1] if len(self.chain) > 1 else None
+
     def parent_for(self, tab_step: str | None) -> str | None:
-        """The step the next edit goes after: the last edit of this tab when the page sent
-        the step that edit started from (its reply had not arrived), else the tab's step."""
-        if self.last is not None and tab_step == self.base:
+        """The step the next edit goes after: the last edit of this tab when the page sent a
+        step of its chain (the replies to the Enters before had not all arrived: the page
+        still showed where the chain started, or one of its steps), else the tab's step."""
+        if self.last is not None and tab_step in self.chain:
             return self.last
         return tab_step
 
-    def chained(self, base: str | None, step_id: str) -> None:
-        self.base, self.last = base, step_id
+    def chained(self, tab_step: str | None, step_id: str) -> None:
+        """An edit sent from `tab_step` made `step_id` (after `parent_for(tab_step)`)."""
+        if self.last is None or tab_step not in self.chain:
+            self.chain = [tab_step]
+        self.chain.append(step_id)
+        del self.chain[:-CHAIN_KEPT]
+
+    def cancelled(self, step_id: str) -> None:
+        """A queued step was cancelled: the ones after it run from the step before it."""
+        if step_id in self.chain[1:]:
+            self.chain.remove(step_id)
 
     def moved(self) -> None:
         """The tab moved (a click, undo, a kept candidate): its next edit starts there."""
-        self.base = self.last = None
+        self.chain = []
 
     @contextlib.asynccontextmanager
     async def turn(self, seq: int) -> AsyncIterator[None]:
@@ -518,6 +535,7 @@ class Handlers:
             return await self._keep(session_id, step_id)
         if act == "cancel":
             cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
+            self._tab().cancelled(step_id)
             shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
             return {
                 **(await self.page(session_id, shown)),
