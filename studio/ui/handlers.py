@@ -195,10 +195,9 @@ class Handlers:
         tab_step: str | None = None,
         *,
         tab_key: str | None = None,
-        balance: bool = False,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store."""
-        data = await self.bridge.page(session_id, self.who_with(tab_key), with_balance=balance)
+        data = await self.bridge.page(session_id, self.who_with(tab_key))
         page = view.render_page(
             data, self.tiles, tab_step, done=self._tab().done, refused=self._tab().refused
         )
@@ -289,12 +288,14 @@ class Handlers:
     @guarded
     async def on_load(self, session_id: str | None, stored_key: str | None = None) -> Update:
         """The page at load: the browser's session (else the newest), and the key this browser
-        was asked to remember, put back in its box (whose change checks it: `on_key`)."""
+        was asked to remember, put back in its box (whose change checks it: `on_key`). The
+        balance is asked of RunAPI once the page is drawn (`on_balance`), never before."""
         if not session_id:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
-        update = await self.page(session_id, balance=True)
+        update = await self.page(session_id)
+        update[self.c.balance_due] = "load"
         key = stored_key.strip() if isinstance(stored_key, str) else ""
         if key:
             update.update({self.c.remember_key: True, self.c.user_key: key})
@@ -599,8 +600,9 @@ class Handlers:
         tick = await self.bridge.tick(session_id, seen if fresh else None, who)
         ids = _picks(pair)
         if session_id and tick.changed:
-            # Something was added or finished: the balance may have moved too.
-            update = await self.page(session_id, tab_step, tab_key=tab_key, balance=True)
+            update = await self.page(session_id, tab_step, tab_key=tab_key)
+            # Something was added or finished: the balance may have moved too (`on_balance`).
+            update[self.c.balance_due] = tick.version
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
@@ -614,6 +616,18 @@ class Handlers:
         if ids and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}
+
+    @guarded
+    async def on_balance(self, _session_id: str | None, tab_key: str | None) -> Update:
+        """The balance of the key that pays for this tab's edits, beside the session's cost:
+        asked of RunAPI after the page is drawn, so a slow or failing answer never holds the
+        page up. Nothing shows when it is not shown (a hosted visitor without a key of their
+        own, the simulator) or RunAPI does not answer (the edits' own errors say why)."""
+        try:
+            cents = await self.bridge.balance(self.who_with(tab_key))
+        except REFUSED:
+            cents = None
+        return {self.c.balance: present.balance_line(cents)}
 
     @guarded
     async def on_pair(
