@@ -80,6 +80,11 @@ class _Tab:
         # The step the chain started from, then the steps its edits made, in order.
         self.chain: list[str | None] = []
         self.notice: str | None = None
+        # The session the last render sent to this tab shows (once one was sent: `known`). A
+        # tick about another was sent before the page heard of that render (+ New, another
+        # session picked, this one deleted), and would pull the page back.
+        self.showing: str | None = None
+        self.known = False
         self._turns = asyncio.Condition()
 
     @property
@@ -100,6 +105,10 @@ class _Tab:
             self.chain = [tab_step]
         self.chain.append(step_id)
         del self.chain[:-CHAIN_KEPT]
+
+    def moved_from(self, session_id: str) -> bool:
+        """Whether this tab was last sent a render of another session than `session_id`."""
+        return self.known and self.showing != session_id
 
     def cancelled(self, step_id: str) -> None:
         """A queued step was cancelled: the ones after it run from the step before it."""
@@ -195,12 +204,15 @@ class Handlers:
         tab_step: str | None = None,
         *,
         tab_key: str | None = None,
+        tick: bool = False,
     ) -> Update:
-        """The page for `session_id` seen from `tab_step`, read back from the store."""
+        """The page for `session_id` seen from `tab_step`, read back from the store (for a
+        `tick`: news of the session the page named, which does not move the tab)."""
         data = await self.bridge.page(session_id, self.who_with(tab_key))
-        page = view.render_page(
-            data, self.tiles, tab_step, done=self._tab().done, refused=self._tab().refused
-        )
+        tab = self._tab()
+        page = view.render_page(data, self.tiles, tab_step, done=tab.done, refused=tab.refused)
+        if not tick:
+            tab.showing, tab.known = page.session_id, True
         download = page.download
         # A hosted studio serves a stored image only to its owner, recognising it by its hash
         # name (ui.guard): there a download keeps that name.
@@ -594,13 +606,17 @@ class Handlers:
             # arrive one by one, and this tick fell between a render's (storage still on the
             # session shown before). Drawing that session would pull the page back to it.
             return {self.c.status: gr.skip()}
+        if self._tab().moved_from(session_id):
+            return {self.c.status: gr.skip()}
         fresh = seen_from == (tab_step or "")
         # With the tab's key: an edit that waits for it (after a restart) goes on.
         who = self.who_with(tab_key)
         tick = await self.bridge.tick(session_id, seen if fresh else None, who)
         ids = _picks(pair)
         if session_id and tick.changed:
-            update = await self.page(session_id, tab_step, tab_key=tab_key)
+            update = await self.page(session_id, tab_step, tab_key=tab_key, tick=True)
+            if self._tab().moved_from(session_id):  # meanwhile
+                return {self.c.status: gr.skip()}
             # Something was added or finished: the balance may have moved too (`on_balance`).
             update[self.c.balance_due] = tick.version
             if tab_step is not None:

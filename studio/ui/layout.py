@@ -220,10 +220,9 @@ def _render_header(banner: str) -> dict[str, Any]:
             "+ New", elem_id="new-session", scale=0, min_width=70, size="sm", variant="secondary"
         )
         banner_md = prose.component(banner, elem_id="banner")
-        with gr.Row(elem_id="cost"):
-            cost = prose.component(present.cost_line(None), elem_id="session-cost")
-            # Filled in once RunAPI answers, after the page is drawn (`Handlers.on_balance`).
-            balance = prose.component("", elem_id="balance")
+        cost = prose.component(present.cost_line(None), elem_id="cost")
+        # Filled in once RunAPI answers, after the page is drawn (`Handlers.on_balance`).
+        balance = prose.component("", elem_id="balance")
     return {
         "banner": banner_md,
         "sessions": sessions,

@@ -31,10 +31,10 @@ def test_a_server_key_is_named_in_the_banner_and_the_balance_follows_the_edits(p
     expect(page.locator("#banner")).to_contain_text("server's RunAPI key")
     expect(page.locator("#banner")).not_to_contain_text("Simulator")
     start = sim.balance_cents
-    expect(page.locator("#cost")).to_contain_text(f"balance ${start / 100:.2f}")
+    expect(page.locator("#balance")).to_contain_text(f"balance ${start / 100:.2f}")
     _start_from_example(page)
     _edit(page, "make it black and white")
-    expect(page.locator("#cost")).to_contain_text(f"balance ${(start - 5) / 100:.2f}")
+    expect(page.locator("#balance")).to_contain_text(f"balance ${(start - 5) / 100:.2f}")
     assert sim.api_key not in page.content()
 
 
