@@ -49,7 +49,7 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import ImageError, SourceImage, describe, open_source
+from studio.images import HEAVY_PIXELS, ImageError, SourceImage, describe, open_source, peek
 from studio.limits import (
     SESSION_BYTES,
     STEP_BYTES,
@@ -104,13 +104,22 @@ MAX_CANDIDATES = 4
 # few typos are fine, trying keys in bulk is not).
 KEY_CHECKS_PER_MINUTE = 5
 # Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
-# this machine class has cores.
+# this machine class has cores, of which one at most for a large image (`HEAVY_PIXELS` or more
+# to decode: about a second and hundreds of megabytes each), so large images wait for each
+# other and never for the small ones, nor the small ones for them.
 DECODES_AT_ONCE = 2
+HEAVY_DECODES_AT_ONCE = 1
 # Images, links and imports one hosted visitor may have read at once (`Engine._intake`): a third
 # is refused at once, so a pile of one visitor's requests never holds the slots all visitors share.
 INTAKES_AT_ONCE = 2
 BUSY_READING = (
     "You already have two images or imports being read; wait for them to finish and try again."
+)
+# ... and all visitors from one network address together (fresh identities buy no more).
+INTAKES_PER_ADDRESS = 4
+BUSY_READING_HERE = (
+    "Visitors from your network address already have four images or imports being read; wait "
+    "for one to finish and try again."
 )
 # The hosted visitor whose image, link or import this task is reading (`Engine._intake`).
 _INTAKE_OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -175,16 +184,19 @@ class Engine:
         self._key_checks: dict[str, collections.deque[float]] = {}
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # Images from outside decoded at once (`_decoding`): all visitors together, and one
-        # visitor's (a lock each while they have one waiting).
+        # Images from outside decoded at once (`_decoding`): small and large ones each in their
+        # own lane, all visitors together, and one visitor's (a lock each while they have one
+        # waiting).
         self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
+        self._heavy_decodes = asyncio.Semaphore(HEAVY_DECODES_AT_ONCE)
         # The visitors each network address has stored something as, the newest address last
         # (memory only: after a restart an address starts again from its next visitor).
         self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        # Images, links and imports being read now, by hosted visitor (`_intake`).
+        # Images, links and imports being read now, by hosted visitor and by "address:<it>"
+        # (`_intake`).
         self._intakes: dict[str, int] = {}
 
     @classmethod
@@ -255,45 +267,64 @@ class Engine:
                 check=lambda data: self._decode(data, visitor),
             )
 
-    async def _decode(self, data: bytes, visitor: Visitor) -> SourceImage:
-        async with self._decoding(visitor):
+    async def _decode(self, data: bytes, visitor: Visitor, *, counted: bool = False) -> SourceImage:
+        """`open_source` for bytes from outside: their header first (refused undecoded when it
+        says no), then the full decode as `_decoding` allows (`counted`: already counted)."""
+        header = await asyncio.to_thread(peek, data)
+        async with self._decoding(visitor, header.decode_pixels, counted=counted):
             return await asyncio.to_thread(open_source, data)
 
     @contextlib.asynccontextmanager
-    async def _decoding(self, visitor: Visitor) -> AsyncIterator[None]:
+    async def _decoding(
+        self, visitor: Visitor, pixels: int, *, counted: bool = False
+    ) -> AsyncIterator[None]:
         """A full decode of an image from outside takes memory and CPU in proportion to its
-        pixels (an 80-megapixel PNG of a few hundred kilobytes: about 300 MB and a second): a
-        named visitor's decodes run one at a time, and at most `DECODES_AT_ONCE` run in all, so
-        one visitor's pile of large images never fills the memory or stalls the others."""
+        `pixels` (an 80-megapixel PNG of a few hundred kilobytes: about 300 MB and a second).
+        A named visitor's decodes run one at a time. Small images are decoded at most
+        `DECODES_AT_ONCE` at once, large ones (`HEAVY_PIXELS` or more) `HEAVY_DECODES_AT_ONCE`
+        in a lane of their own, each lane first come first served: a visitor waits for at most
+        one decode of each visitor ahead of them, and never for a large image when theirs is
+        small. A hosted visitor's large decodes are counted against their minute's
+        (`Limits.admit_decode`) as they arrive, before they wait, unless already `counted`."""
         owner = visitor.owner
+        heavy = pixels >= HEAVY_PIXELS
+        if heavy and owner is not None and self._limits is not None and not counted:
+            self._limits.admit_decode(owner, pixels)
         lock = contextlib.nullcontext() if owner is None else _held_lock(self._decoders, owner)
-        async with lock, self._decodes:
+        async with lock, self._heavy_decodes if heavy else self._decodes:
             yield
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
         """One image, link or import being read for `visitor`: a hosted visitor has at most
-        `INTAKES_AT_ONCE` at a time, and another is refused at once (`LimitError`), so a pile
-        of one visitor's requests runs as quick refusals and never holds the slots all
-        visitors share. The studio's own user is never refused. A read inside another (a
-        session started from an upload) counts once."""
+        `INTAKES_AT_ONCE` at a time (and all visitors from one address `INTAKES_PER_ADDRESS`),
+        and another is refused at once (`LimitError`), so a pile of one visitor's requests
+        runs as quick refusals and never holds the slots all visitors share. The studio's own
+        user is never refused. A read inside another (a session started from an upload) counts
+        once."""
         owner = visitor.owner
         if owner is None or _INTAKE_OWNER.get() == owner:
             yield
             return
         if self._intakes.get(owner, 0) >= INTAKES_AT_ONCE:
             raise LimitError(BUSY_READING)
-        self._intakes[owner] = self._intakes.get(owner, 0) + 1
+        here = None if visitor.address is None else f"address:{visitor.address}"
+        if here is not None and self._intakes.get(here, 0) >= INTAKES_PER_ADDRESS:
+            raise LimitError(BUSY_READING_HERE)
+        counted = [owner, *([here] if here is not None else [])]
+        for key in counted:
+            self._intakes[key] = self._intakes.get(key, 0) + 1
         token = _INTAKE_OWNER.set(owner)
         try:
             yield
         finally:
             _INTAKE_OWNER.reset(token)
-            left = self._intakes[owner] - 1
-            if left:
-                self._intakes[owner] = left
-            else:
-                del self._intakes[owner]
+            for key in counted:
+                left = self._intakes[key] - 1
+                if left:
+                    self._intakes[key] = left
+                else:
+                    del self._intakes[key]
 
     async def _require_room(self, visitor: Visitor, new_bytes: int) -> None:
         """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
@@ -303,14 +334,18 @@ class Engine:
             self._limits.admit_upload(held, new_bytes)
             await self._require_shared_room(visitor, new_bytes)
 
-    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+    async def _require_shared_room(
+        self, visitor: Visitor, new_bytes: int, also_at: Path | None = None
+    ) -> None:
         """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
-        their network address keeps past its share, or the disk below its floor."""
+        their network address keeps past its share, or the disk below its floor (the store's
+        disk, and the one `also_at` is on: where the bytes are written first)."""
         limits, owner = self._limits, visitor.owner
         if limits is None or owner is None:
             return
-        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
-        limits.admit_disk(usage.free, usage.total, new_bytes)
+        for place in (self._store.home, *([also_at] if also_at is not None else [])):
+            usage = await asyncio.to_thread(shutil.disk_usage, place)
+            limits.admit_disk(usage.free, usage.total, new_bytes)
         if visitor.address is None:
             return
         owners = self._address_owners.pop(visitor.address, set()) | {owner}
@@ -405,11 +440,13 @@ class Engine:
         except StoreError:
             return None
 
-    async def require_room(self, new_bytes: int, *, visitor: Visitor = LOCAL) -> None:
+    async def require_room(
+        self, new_bytes: int, *, visitor: Visitor = LOCAL, also_at: Path | None = None
+    ) -> None:
         """Raise `LimitError` when `new_bytes` more from `visitor` would take what everyone
         from their network address keeps past its share, or the disk below its floor (the
-        upload door asks before an upload is read)."""
-        await self._require_shared_room(visitor, new_bytes)
+        upload door asks before an upload is read, for the disk `also_at` is on too)."""
+        await self._require_shared_room(visitor, new_bytes, also_at)
 
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
         """What `visitor`'s sessions take of their share of the disk (`limits.taken_bytes`)."""
@@ -418,6 +455,9 @@ class Engine:
         return await asyncio.to_thread(self._held_bytes, visitor.owner)
 
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
+        """The visitor's sessions, newest first (a visitor back with their own key: their steps
+        that waited for it go on, as when they open a session)."""
+        self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
     async def rename_session(
@@ -750,16 +790,16 @@ class Engine:
             rows = taken_bytes(0, 1, len(session.steps), text_bytes(session))
             self._limits.admit_upload(held, new + rows)
             await self._require_shared_room(visitor, new + rows)
+        # An import is anyone's file: each image is decoded in full (a result's CRC check is
+        # not enough), but only once every header matches its step's description and what
+        # they cost to decode is counted, so a refused import costs its headers alone.
+        headers = [await asyncio.to_thread(peek, i.data) for i in bundle.images.values()]
+        for image, header in zip(bundle.images.values(), headers, strict=True):
+            _check_described(header.format, header.width, header.height, image.ref)
+        await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
         for image in bundle.images.values():
-            # An import is anyone's file: decoded in full (a result's CRC check is not enough).
-            checked = await self._decode(image.data, visitor)
-            ref = image.ref
-            if (checked.format, checked.width, checked.height) != (
-                ref.format,
-                ref.width,
-                ref.height,
-            ):
-                raise BundleError("An image in the export is not the image its step describes.")
+            checked = await self._decode(image.data, visitor, counted=True)
+            _check_described(checked.format, checked.width, checked.height, image.ref)
         added: list[str] = []
         try:
             for image in bundle.images.values():
@@ -773,6 +813,22 @@ class Engine:
                 await asyncio.to_thread(self._store.discard_image, sha256)
             raise
         return session
+
+    async def _admit_decodes(self, visitor: Visitor, pixels: list[int]) -> None:
+        """Count the large images of one import for a hosted visitor, all at once, or refuse
+        the import (`LimitError`) before any is decoded. One import holds at most what a
+        visitor may decode in a minute."""
+        heavy = sum(p for p in pixels if p >= HEAVY_PIXELS)
+        if not heavy or visitor.owner is None or self._limits is None:
+            return
+        cap = self._limits.settings.decode_pixels_per_minute
+        if heavy > cap:
+            raise LimitError(
+                f"The export holds {heavy // 1_000_000} megapixels of large images; this studio "
+                f"checks at most {cap // 1_000_000} in one import. Export "
+                "fewer steps (a branch) and import them in turn."
+            )
+        self._limits.admit_decode(visitor.owner, heavy)
 
     async def replay(
         self,
@@ -982,7 +1038,7 @@ class Engine:
             # Refused before anything, and read as any image from outside: past the caps first
             # (decoding a mask costs what decoding an image does), then within `_decoding`.
             self._may_edit(visitor)
-            async with self._decoding(visitor):
+            async with self._decoding(visitor, await asyncio.to_thread(_mask_pixels, region.mask)):
                 mask = await asyncio.to_thread(read_mask, region.mask)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
@@ -1119,6 +1175,21 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         address_budget_cents=settings.address_budget_cents,
         address_upload_bytes=settings.address_upload_bytes,
     )
+
+
+def _check_described(image_format: str, width: int, height: int, ref: ImageRef) -> None:
+    if (image_format, width, height) != (ref.format, ref.width, ref.height):
+        raise BundleError("An image in the export is not the image its step describes.")
+
+
+def _mask_pixels(data: bytes) -> int:
+    """What decoding a drawn mask costs (all its pixels, whatever its format), from its header
+    (0 when it has none: `read_mask` refuses it then, from the header too)."""
+    try:
+        header = peek(data)
+        return header.width * header.height
+    except ImageError:
+        return 0
 
 
 def _held_lock(locks: weakref.WeakValueDictionary[str, asyncio.Lock], key: str) -> asyncio.Lock:

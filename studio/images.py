@@ -14,6 +14,7 @@ import math
 import struct
 import sys
 import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -245,6 +246,37 @@ def describe(data: bytes) -> SourceImage:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What an image's header says, read without decoding a pixel (`peek`)."""
+
+    format: str
+    width: int  # upright
+    height: int
+    # Pixels a full check decodes (`open_source`): all of them, or an eighth of each side for a
+    # JPEG (decoded at reduced scale); what the engine schedules and counts decodes by.
+    decode_pixels: int
+
+
+def peek(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> Header:
+    """The header of bytes from outside, checked as `open_source` checks it first (size, markup,
+    format, pixel count) but with no pixel decoded: what a full check will cost, before paying it.
+
+    Raises:
+        ImageError: for anything `open_source` would refuse from the header alone.
+    """
+    with _decoding():
+        im = _open_header(data, max_bytes)
+        width, height = _upright_size(im, data)
+        pixels = im.width * im.height
+        return Header(
+            format=_KNOWN_FORMATS[_pil_format(im)],
+            width=width,
+            height=height,
+            decode_pixels=pixels // 64 if im.format == "JPEG" else pixels,
+        )
+
+
 def make_thumbnail(data: bytes, *, max_side: int = 256) -> bytes:
     """A small upright copy for history strips: PNG when the image has alpha, JPEG otherwise.
 
@@ -362,14 +394,23 @@ def _heavy(im: Image.Image) -> AbstractContextManager[object]:
     memory together; smaller ones never wait."""
     if im.width * im.height < HEAVY_PIXELS:
         return nullcontext()
-    return _heavy_slot()
+    return _heavy_slot(im)
 
 
 @contextmanager
-def _heavy_slot() -> Iterator[None]:
+def _heavy_slot(im: Image.Image) -> Iterator[None]:
     with _HEAVY_DECODES:
-        yield
-    give_back_memory()
+        try:
+            yield
+        except BaseException as exc:
+            # A decode that fails (a file damaged or cut off) took the memory too: its pixels
+            # (held by the image, and by the decoder in the failed call's frame) go now, not
+            # with the last reference to the exception.
+            im.close()
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            give_back_memory()
 
 
 def give_back_memory() -> None:

@@ -25,6 +25,11 @@ DEFAULT_UPLOAD_BYTES = 200 * 1024 * 1024
 SESSION_BYTES = 4 * 1024
 STEP_BYTES = 2 * 1024
 RATE_WINDOW_S = 60.0
+# Pixels of large images (8 megapixels or more to decode) one visitor may have decoded in a
+# minute: five 80-megapixel PNGs, or a dozen 30-megapixel ones (a JPEG decodes at an eighth of
+# each side, so camera photos hardly count). Counted as they arrive, refused or not, so nobody
+# keeps the large-decode lane to themselves by sending images that fail after their decode.
+DEFAULT_DECODE_PIXELS_PER_MINUTE = 400_000_000
 # Visitors' budgets one network address may spend of the server's key, unless the host says.
 VISITORS_PER_ADDRESS = 3
 
@@ -58,6 +63,8 @@ class LimitSettings:
     # Free disk below which nothing new from visitors is stored (None: 2 GiB, or a tenth of the
     # disk when that is less): what RunAPI already charged for can always be written.
     disk_floor_bytes: int | None = None
+    # Pixels of large images one visitor may have decoded in a minute (and one import may hold).
+    decode_pixels_per_minute: int = DEFAULT_DECODE_PIXELS_PER_MINUTE
 
     @property
     def address_share_bytes(self) -> int:
@@ -106,6 +113,7 @@ class Limits:
         self._recent: dict[str, deque[float]] = {}
         self._running: dict[str, set[str]] = {}
         self._owners: dict[str, str] = {}
+        self._decoded: dict[str, deque[tuple[float, int]]] = {}
 
     def admit(
         self,
@@ -184,6 +192,25 @@ class Limits:
                 "under *RunAPI key* to go on."
             )
 
+    def admit_decode(self, owner: str, pixels: int) -> None:
+        """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they
+        would take the last minute's past `LimitSettings.decode_pixels_per_minute` (and count
+        nothing)."""
+        cap = self.settings.decode_pixels_per_minute
+        recent = self._decoded.setdefault(owner, deque())
+        now = self._clock()
+        while recent and now - recent[0][0] >= RATE_WINDOW_S:
+            recent.popleft()
+        if sum(p for _, p in recent) + pixels > cap:
+            if not recent:
+                del self._decoded[owner]
+            raise LimitError(
+                "You have sent more large images in the last minute than this studio decodes "
+                f"for one visitor ({cap // 1_000_000} megapixels); wait a "
+                "minute and try again."
+            )
+        recent.append((now, pixels))
+
     def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
         """Refuse bytes that would take what all visitors from one address keep past their
         share together."""
@@ -251,3 +278,4 @@ class Limits:
                 self._spent, self._spent_by_address = dict(by_owner), dict(by_address)
                 self._spent_total = total
         self._recent = {k: v for k, v in self._recent.items() if v}
+        self._decoded = {k: v for k, v in self._decoded.items() if v}

@@ -4,7 +4,6 @@ the `handlers`, which reach the engine through the `bridge` alone."""
 from __future__ import annotations
 
 import secrets
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -13,6 +12,7 @@ from studio.config import Settings
 from studio.ui import api, layout, lean, present
 from studio.ui.bridge import Bridge
 from studio.ui.events import wire
+from studio.ui.files import make_exports_folder
 from studio.ui.handlers import Handlers, PageContext
 from studio.ui.key import KeyHandlers
 
@@ -60,7 +60,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         assets=assets,
         examples=examples,
         # Exports are handed to Gradio from the temp dir, which it may serve (gradio-notes §5).
-        exports=Path(tempfile.mkdtemp(prefix="kontext-studio-exports-")),
+        exports=make_exports_folder(),
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
         hosted=settings.hosted,

@@ -39,6 +39,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
+from studio.ui.files import UploadBook
 from studio.ui.view import PageData
 from studio.visitor import LOCAL, Visitor
 
@@ -81,6 +82,8 @@ class Bridge:
         self._thread = threading.Thread(target=self._loop.run_forever, name="engine", daemon=True)
         self._thread.start()
         self._engine = make_engine()
+        # Uploads waiting for their handler, and whose: the guard's and the page's (`UploadBook`).
+        self.uploads = UploadBook()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bridge:

@@ -4,6 +4,8 @@ Exports are written into per-export folders named by 128 random bits (a link to 
 capability: whoever holds it may download it, as with a share link), and are removed after
 `EXPORT_TTL_S`, once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest: one
 visitor's clicks never push out another's export), or once more than `EXPORTS_KEPT` wait in all.
+Each running studio holds a lock on its own exports folder; a folder whose lock nobody holds
+(a studio that stopped or was killed) is removed when the next studio starts.
 An upload is Gradio's file until a handler has read it into the store; then it is removed
 (`discard_upload`), so an image is kept once, in the store.
 """
@@ -11,10 +13,13 @@ An upload is Gradio's file until a handler has read it into the store; then it i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
+import os
 import re
 import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,8 +29,47 @@ EXPORT_TTL_S = 15 * 60
 EXPORTS_KEPT = 16
 # Exports one hosted visitor may have waiting at once (the studio's own user: up to the total).
 EXPORTS_PER_VISITOR = 4
+# The exports folders of every studio on this machine, in the temporary directory (which Gradio
+# may serve: gradio-notes §5), and the lock that says a studio still uses one.
+_EXPORTS_PREFIX = "kontext-studio-exports-"
+_LIVE = ".live"
+# The lock of this process's exports folders, held open while it runs.
+_held: list[int] = []
 # Where the non-hosted page keeps its named download links (made by the page's handlers).
 _KEEP = {"downloads"}
+
+
+def make_exports_folder(parent: Path | None = None) -> Path:
+    """A fresh exports folder for this studio, locked for as long as the process runs, after
+    removing the folders of studios that no longer run (whose lock nobody holds)."""
+    parent = Path(tempfile.gettempdir()) if parent is None else parent
+    for stale in parent.glob(_EXPORTS_PREFIX + "*"):
+        _remove_if_unused(stale)
+    folder = Path(tempfile.mkdtemp(prefix=_EXPORTS_PREFIX, dir=parent))
+    fd = os.open(folder / _LIVE, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    _held.append(fd)
+    return folder
+
+
+def _remove_if_unused(folder: Path) -> None:
+    try:
+        fd = os.open(folder / _LIVE, os.O_RDWR)
+    except FileNotFoundError:
+        # No lock: made before locks were (or half made): gone once it is a day old.
+        with contextlib.suppress(OSError):
+            if time.time() - folder.stat().st_mtime > 24 * 3600:
+                shutil.rmtree(folder, ignore_errors=True)
+        return
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return  # a running studio's
+    finally:
+        os.close(fd)  # (closing gives the lock back at once)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
@@ -68,6 +112,26 @@ def _tag(owner: str | None) -> str:
     return hashlib.sha256((owner or "").encode()).hexdigest()[:8]
 
 
+class UploadBook:
+    """Uploads Gradio kept, waiting for the handler of the event that sends them, and whose each
+    is: `ui.guard.VisitorGuard` writes it as each upload is answered; a hosted page's handlers
+    read a path the page sends only when the book says it is that visitor's own upload (a path
+    is no secret: another visitor's upload, a stored image or an export are all files Gradio
+    would let an event name)."""
+
+    def __init__(self) -> None:
+        # path -> (owner, bytes, when: monotonic seconds, the network address it came from)
+        self.waiting: dict[Path, tuple[str | None, int, float, str | None]] = {}
+
+    def holds(self, name: str, owner: str | None) -> bool:
+        """Whether `name` is an upload `owner` made that no handler has taken yet."""
+        entry = self.waiting.get(Path(os.path.abspath(name)))
+        return entry is not None and entry[0] == owner
+
+    def forget(self, name: str) -> None:
+        self.waiting.pop(Path(os.path.abspath(name)), None)
+
+
 def discard_upload(path: Path, upload_folder: Path) -> None:
     """Remove an upload Gradio kept (and its folder, once empty) after the store has it; any
     other file is left alone. Blocking: call it in a thread."""
@@ -86,7 +150,9 @@ __all__ = [
     "EXPORTS_KEPT",
     "EXPORTS_PER_VISITOR",
     "EXPORT_TTL_S",
+    "UploadBook",
     "discard_upload",
+    "make_exports_folder",
     "prune_exports",
     "write_export",
 ]

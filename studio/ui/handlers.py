@@ -321,6 +321,7 @@ class Handlers:
         if not isinstance(path, str) or not path:
             return {self.c.status: gr.skip()}
         name = upload.get("orig_name") if isinstance(upload, dict) else None
+        self._require_own_upload(path)
         try:
             try:
                 data = await asyncio.to_thread(Path(path).read_bytes)
@@ -330,8 +331,19 @@ class Handlers:
                 Engine.start_session_from_bytes, data, name=_upload_name(name), visitor=self.who
             )
         finally:  # the store keeps the one copy (or nothing, if refused)
-            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
+            await self._discard_upload(path)
         return await self.page(session.session_id)
+
+    def _require_own_upload(self, path: str) -> None:
+        """On a hosted studio, the file an upload event names must be an upload of this
+        visitor's that no handler has taken yet: a path is no secret, and Gradio lets an event
+        name any file it serves (another visitor's upload, a stored image, an export)."""
+        if self.ctx.hosted and not self.bridge.uploads.holds(path, self.who.owner):
+            raise Refusal(UPLOAD_GONE)
+
+    async def _discard_upload(self, path: str) -> None:
+        self.bridge.uploads.forget(path)
+        await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
 
     @guarded
     async def on_example(
@@ -773,6 +785,7 @@ class Handlers:
     ) -> Update:
         if not path:
             return {self.c.status: gr.skip()}
+        self._require_own_upload(path)
         try:
             try:
                 if (await asyncio.to_thread(Path(path).stat)).st_size > MAX_BUNDLE_BYTES:
@@ -782,7 +795,7 @@ class Handlers:
                 raise Refusal(UPLOAD_GONE) from None
             session = await self.bridge.call(Engine.import_session, data, visitor=self.who)
         finally:  # imported into the store, or refused: either way the upload has done its work
-            await asyncio.to_thread(discard_upload, Path(path), _upload_folder())
+            await self._discard_upload(path)
         return {
             **(await self.page(session.session_id)),
             self.c.status: present.imported(session.name),

@@ -115,6 +115,29 @@ async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restar
     await engine.aclose()
 
 
+async def test_a_waiting_step_goes_on_when_its_visitor_lists_their_sessions_with_the_key(
+    sim, clean_env
+):
+    """An API or MCP caller back after a restart may only list their sessions: that is enough."""
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    with_key = A.with_key(Secret(sim.api_key))
+    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=with_key)
+    await _created(engine, mine, step.step_id)
+    await engine.aclose()
+
+    engine = _engine(sim, clean_env)
+    await engine.resume_unfinished()
+    await engine.list_sessions(visitor=A)  # without the key: it keeps waiting
+    assert step.step_id not in engine.running(mine)
+    await engine.list_sessions(visitor=with_key)
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()
+
+
 def _mask_png(width: int = 320, height: int = 240) -> bytes:
     from PIL import Image
 

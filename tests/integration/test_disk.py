@@ -4,6 +4,8 @@ visitor and within their share. Real store, real Gradio upload folder, the simul
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from studio.ui.files import (
     EXPORT_TTL_S,
     EXPORTS_KEPT,
     EXPORTS_PER_VISITOR,
+    make_exports_folder,
     prune_exports,
     write_export,
 )
@@ -92,3 +95,37 @@ def test_one_visitors_exports_never_push_out_anothers(tmp_path):
     ]
     assert theirs.exists()
     assert [p for p in mine if p.exists()] == mine[-EXPORTS_PER_VISITOR:]
+
+
+def _studio_with_exports(parent: Path) -> tuple[subprocess.Popen[str], Path]:
+    """Another studio process that made its exports folder under `parent` and wrote an export."""
+    code = (
+        "import sys, time; from pathlib import Path; "
+        "from studio.ui.files import make_exports_folder, write_export; "
+        "f = make_exports_folder(Path(sys.argv[1])); write_export(f, 'a session', b'PK zip'); "
+        "print(f, flush=True); time.sleep(600)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(parent)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    return process, Path(process.stdout.readline().strip())
+
+
+def test_a_stopped_studios_exports_are_removed_when_the_next_starts(tmp_path):
+    """A studio killed (or stopped) with exports waiting leaves them in the temporary directory;
+    the next studio to start removes them, and never a running studio's."""
+    killed, killed_folder = _studio_with_exports(tmp_path)
+    running, running_folder = _studio_with_exports(tmp_path)
+    try:
+        killed.kill()
+        killed.wait()
+        assert any(killed_folder.rglob("*.zip"))
+        mine = make_exports_folder(tmp_path)
+        assert not killed_folder.exists()
+        assert any(running_folder.rglob("*.zip"))
+        assert mine.is_dir()
+        assert mine != running_folder
+    finally:
+        running.kill()
+        running.wait()

@@ -232,3 +232,50 @@ def test_prepare_upload_refuses_when_the_source_bytes_are_not_an_image():
     )
     with pytest.raises(ImageError):
         prepare_upload(bogus)
+
+
+# A fresh process decodes four large PNGs cut off in their pixel data, two threads at once, and
+# says how much its memory grew.
+_CUT_OFF_DECODES = """
+import concurrent.futures, io, sys
+from PIL import Image
+from studio.images import ImageError, open_source
+
+buffer = io.BytesIO()
+Image.new("RGB", (8000, 5000), (10, 20, 30)).save(buffer, "PNG")
+data = buffer.getvalue()
+data = data[: len(data) - 2048] + data[-12:]  # the pixel data cut short, IEND kept
+
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+
+
+def one(_):
+    try:
+        open_source(data)
+    except ImageError as exc:
+        return str(exc)
+
+
+before = rss_mb()
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    answers = list(pool.map(one, range(4)))
+    print(rss_mb() - before, answers[0])
+"""
+
+
+def test_a_large_image_cut_off_gives_its_memory_back_when_refused():
+    """A 40-megapixel PNG cut off past its header is refused after a decode that takes about
+    160 MB; refused or not, that memory goes back (it stayed with each worker thread)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CUT_OFF_DECODES], capture_output=True, text=True, check=True
+    )
+    grown_mb, answer = done.stdout.split(" ", 1)
+    assert answer.startswith("The image file is")  # refused: cut off, or damaged
+    assert int(grown_mb) < 60, f"{grown_mb} MB kept after four refused decodes"

@@ -1,0 +1,154 @@
+"""Decoding images from outside, shared fairly between hosted visitors: large images wait for
+each other and never hold up small ones, each visitor decodes a bounded number of large pixels
+a minute, and an import is checked from its headers before any image in it is decoded (real
+store on disk, the simulator on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import zipfile
+import zlib
+
+import pytest
+from PIL import Image
+
+from studio.bundle import BundleError
+from studio.images import HEAVY_PIXELS
+from studio.limits import LimitError, Limits, LimitSettings
+from studio.params import EditParams
+from studio.visitor import Visitor
+from tests.support.engines import make_engine, make_image
+from tests.support.zips import build_zip, rewrite_export
+
+pytestmark = pytest.mark.anyio
+
+
+def _flat_png(side: int) -> bytes:
+    """A large image of few bytes: cheap to send, costly to decode."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (10, 20, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+LARGE = _flat_png(3000)  # 9 megapixels: a large decode
+assert HEAVY_PIXELS <= 3000 * 3000
+
+
+def _pixels_missing(png: bytes) -> bytes:
+    """`png` whose pixel data holds only a few rows: every chunk whole (CRCs valid, IEND in
+    place), so only a decode finds that it is damaged."""
+    out, at = [png[:8]], 8
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        kind, body = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+        at += 12 + length
+        if kind == b"IDAT":
+            if out[-1][4:8] == b"IDAT":
+                continue  # one short IDAT in place of them all
+            body = zlib.compress(b"\0" * 64)
+        out.append(struct.pack(">I", len(body)) + kind + body)
+        out[-1] += struct.pack(">I", zlib.crc32(kind + body))
+    return b"".join(out)
+
+
+def _stored_images(home) -> set[str]:
+    return {p.name for p in (home / "images").rglob("*") if p.is_file()}
+
+
+async def test_a_visitor_decodes_a_bounded_number_of_large_pixels_a_minute(sim, clean_env):
+    caps = Limits(LimitSettings(decode_pixels_per_minute=20_000_000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    try:
+        for _ in range(2):  # 18 of their 20 megapixels
+            await engine.read_image(LARGE, visitor=a)
+        with pytest.raises(LimitError, match="wait a minute") as refused:
+            await engine.read_image(LARGE, visitor=a)
+        assert "\n" not in str(refused.value)
+        # Small images are not counted, and other visitors have their own minute.
+        assert (await engine.read_image(make_image(), visitor=a)).width == 320
+        assert (await engine.read_image(LARGE, visitor=b)).width == 3000
+        # The studio's own user (the CLI, a studio that is not hosted) is never refused.
+        for _ in range(3):
+            await engine.read_image(LARGE)
+    finally:
+        await engine.aclose()
+
+
+async def _export_from_large_source(sim, home) -> bytes:
+    local = make_engine(home, sim.base_url, sim.api_key)
+    try:
+        session = await local.start_session(await local.read_image(LARGE), name="large")
+        await local.edit(session.session_id, EditParams(prompt="make it blue"))
+        return await local.export_session(session.session_id)
+    finally:
+        await local.aclose()
+
+
+async def test_an_import_of_more_large_pixels_than_a_minute_allows_is_refused_undecoded(
+    sim, clean_env, tmp_path
+):
+    data = await _export_from_large_source(sim, tmp_path / "maker")
+    caps = Limits(LimitSettings(decode_pixels_per_minute=5_000_000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a = Visitor("browser:a")
+    try:
+        before = _stored_images(clean_env)
+        with pytest.raises(LimitError, match="9 megapixels of large images") as refused:
+            await engine.import_session(data, visitor=a)
+        assert "import them in turn" in str(refused.value)
+        assert await engine.list_sessions(visitor=a) == []
+        assert _stored_images(clean_env) == before
+    finally:
+        await engine.aclose()
+
+
+async def test_an_import_that_lies_about_an_image_is_refused_before_any_image_is_decoded(
+    sim, clean_env, tmp_path
+):
+    """Every header is compared with its step's description first: an export whose first image
+    is damaged past its header and whose last one is not the size its step says is refused for
+    the lie (from the headers), not for the damage (which only a decode finds)."""
+    data = await _export_from_large_source(sim, tmp_path / "maker")
+
+    def lie(document):
+        document["steps"][-1]["result"]["width"] += 1
+
+    data = rewrite_export(data, lie)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    source = sorted(n for n in files if n.startswith("images/"))[0]
+    assert Image.open(io.BytesIO(files[source])).size == (3000, 3000)
+    files[source] = _pixels_missing(files[source])
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        with pytest.raises(BundleError, match="not the image its step describes"):
+            await engine.import_session(build_zip(files))
+        assert await engine.list_sessions() == []
+    finally:
+        await engine.aclose()
+
+
+async def test_a_small_image_is_never_held_up_by_other_visitors_large_ones(sim, clean_env):
+    """Two visitors' 40-megapixel images are being decoded when a third visitor's small photo
+    arrives: it is read before either of theirs is done, not after one of them."""
+    caps = Limits(LimitSettings())
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    huge = _flat_png(6400)
+    finished: list[str] = []
+
+    async def read(name: str, data: bytes) -> None:
+        await engine.read_image(data, visitor=Visitor(f"browser:{name}"))
+        finished.append(name)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(read("large-1", huge))
+            group.create_task(read("large-2", huge))
+            await asyncio.sleep(0.3)  # both large decodes have begun (or wait their turn)
+            group.create_task(read("small", make_image()))
+        assert finished[0] == "small", finished
+    finally:
+        await engine.aclose()
