@@ -72,6 +72,48 @@
     return out;
   };
 
+  const putBack = (text) => {
+    const box = promptBox();
+    if (box) {
+      box.value = box.value ? `${box.value}\n${text}` : text;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  };
+
+  // An Enter the studio's door refused (too many of this visitor's events already waiting:
+  // studio/ui/tabs.py) never reached the server: its instruction goes back into the box, and
+  // the status line says why. Gradio's client sends each event with the page's `fetch`.
+  const fetched = window.fetch.bind(window);
+  window.fetch = async (input, init) => {
+    const answer = await fetched(input, init);
+    const url = String(input?.url || input);
+    if (answer.status === 429 && /\/queue\/join(\?|$)/.test(url)) {
+      refusedAtDoor(init?.body, answer.clone());
+    }
+    return answer;
+  };
+  const refusedAtDoor = async (body, answer) => {
+    let data = [];
+    try {
+      data = JSON.parse(body).data || [];
+    } catch (error) {
+      return;
+    }
+    for (const [seq, text] of [...studio.pending]) {
+      if (data.includes(String(seq)) && data.includes(text)) {
+        studio.pending.delete(seq);
+        putBack(text);
+      }
+    }
+    studio.redrawPending();
+    try {
+      const { detail } = await answer.json();
+      if (detail) studio.say(`⚠ ${detail}`);
+    } catch (error) {
+      // not the door's answer
+    }
+  };
+
   // The page's own "queued" tiles, until the server's history has taken their Enter; one the
   // server refused goes back into the box (nothing typed is lost).
   studio.redrawPending = () => {
@@ -83,13 +125,7 @@
     for (const [seq, text] of [...studio.pending]) {
       if (seq > done) continue;
       studio.pending.delete(seq);
-      if (seq === refused) {
-        const box = promptBox();
-        if (box) {
-          box.value = box.value ? `${box.value}\n${text}` : text;
-          box.dispatchEvent(new Event("input", { bubbles: true }));
-        }
-      }
+      if (seq === refused) putBack(text);
     }
     tree.querySelectorAll("li.pending").forEach((li) => li.remove());
     const list = tree.querySelector("ol.path");

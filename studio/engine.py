@@ -122,6 +122,12 @@ INTAKES_AT_ONCE = 2
 BUSY_READING = (
     "You already have two images or imports being read; wait for them to finish and try again."
 )
+# ... and all visitors from one network address together (fresh identities buy no more).
+INTAKES_PER_ADDRESS = 4
+BUSY_READING_HERE = (
+    "Visitors from your network address already have four images or imports being read; wait "
+    "for one to finish and try again."
+)
 # The hosted visitor whose image, link or import this task is reading (`Engine._intake`).
 _INTAKE_OWNER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "intake_owner", default=None
@@ -202,7 +208,8 @@ class Engine:
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        # Images, links and imports being read now, by hosted visitor (`_intake`).
+        # Images, links and imports being read now, by hosted visitor and by "address:<it>"
+        # (`_intake`).
         self._intakes: dict[str, int] = {}
         # Exports being written (`_export_turn`): all together, and the visitors who have one.
         self._exports = asyncio.Semaphore(EXPORTS_AT_ONCE)
@@ -306,27 +313,34 @@ class Engine:
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
         """One image, link or import being read for `visitor`: a hosted visitor has at most
-        `INTAKES_AT_ONCE` at a time, and another is refused at once (`LimitError`), so a pile
-        of one visitor's requests runs as quick refusals and never holds the slots all
-        visitors share. The studio's own user is never refused. A read inside another (a
-        session started from an upload) counts once."""
+        `INTAKES_AT_ONCE` at a time (and all visitors from one address `INTAKES_PER_ADDRESS`),
+        and another is refused at once (`LimitError`), so a pile of one visitor's requests
+        runs as quick refusals and never holds the slots all visitors share. The studio's own
+        user is never refused. A read inside another (a session started from an upload) counts
+        once."""
         owner = visitor.owner
         if owner is None or _INTAKE_OWNER.get() == owner:
             yield
             return
         if self._intakes.get(owner, 0) >= INTAKES_AT_ONCE:
             raise LimitError(BUSY_READING)
-        self._intakes[owner] = self._intakes.get(owner, 0) + 1
+        here = None if visitor.address is None else f"address:{visitor.address}"
+        if here is not None and self._intakes.get(here, 0) >= INTAKES_PER_ADDRESS:
+            raise LimitError(BUSY_READING_HERE)
+        counted = [owner, *([here] if here is not None else [])]
+        for key in counted:
+            self._intakes[key] = self._intakes.get(key, 0) + 1
         token = _INTAKE_OWNER.set(owner)
         try:
             yield
         finally:
             _INTAKE_OWNER.reset(token)
-            left = self._intakes[owner] - 1
-            if left:
-                self._intakes[owner] = left
-            else:
-                del self._intakes[owner]
+            for key in counted:
+                left = self._intakes[key] - 1
+                if left:
+                    self._intakes[key] = left
+                else:
+                    del self._intakes[key]
 
     async def _require_room(self, visitor: Visitor, new_bytes: int) -> None:
         """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
@@ -336,14 +350,18 @@ class Engine:
             self._limits.admit_upload(held, new_bytes)
             await self._require_shared_room(visitor, new_bytes)
 
-    async def _require_shared_room(self, visitor: Visitor, new_bytes: int) -> None:
+    async def _require_shared_room(
+        self, visitor: Visitor, new_bytes: int, also_at: Path | None = None
+    ) -> None:
         """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
-        their network address keeps past its share, or the disk below its floor."""
+        their network address keeps past its share, or the disk below its floor (the store's
+        disk, and the one `also_at` is on: where the bytes are written first)."""
         limits, owner = self._limits, visitor.owner
         if limits is None or owner is None:
             return
-        usage = await asyncio.to_thread(shutil.disk_usage, self._store.home)
-        limits.admit_disk(usage.free, usage.total, new_bytes)
+        for place in (self._store.home, *([also_at] if also_at is not None else [])):
+            usage = await asyncio.to_thread(shutil.disk_usage, place)
+            limits.admit_disk(usage.free, usage.total, new_bytes)
         if visitor.address is None:
             return
         owners = self._address_owners.pop(visitor.address, set()) | {owner}
@@ -438,11 +456,13 @@ class Engine:
         except StoreError:
             return None
 
-    async def require_room(self, new_bytes: int, *, visitor: Visitor = LOCAL) -> None:
+    async def require_room(
+        self, new_bytes: int, *, visitor: Visitor = LOCAL, also_at: Path | None = None
+    ) -> None:
         """Raise `LimitError` when `new_bytes` more from `visitor` would take what everyone
         from their network address keeps past its share, or the disk below its floor (the
-        upload door asks before an upload is read)."""
-        await self._require_shared_room(visitor, new_bytes)
+        upload door asks before an upload is read, for the disk `also_at` is on too)."""
+        await self._require_shared_room(visitor, new_bytes, also_at)
 
     async def held_bytes(self, *, visitor: Visitor = LOCAL) -> int:
         """What `visitor`'s sessions take of their share of the disk (`limits.taken_bytes`)."""

@@ -20,7 +20,10 @@ _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # Navigation, ticks and submitting an edit are quick store reads and writes (an edit runs in the
 # engine, not in the event): let many run at once.
 _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", **_INTERNAL}
-_INTAKE: dict[str, Any] = {"concurrency_limit": 8, "concurrency_id": "intake", **_INTERNAL}
+# The engine bounds what reading images costs (a few per visitor and per address, decodes in
+# fair lanes), so Gradio's own bound on these events is only a backstop: a pile of slow reads
+# from a few addresses must not fill it for everyone.
+_INTAKE: dict[str, Any] = {"concurrency_limit": 64, "concurrency_id": "intake", **_INTERNAL}
 # Enter (or Edit): the page itself takes the instruction, empties the box and shows a
 # "queued" tile at once, and numbers the Enter (assets/studio.js); the reply never writes into
 # the box. Its arguments are the edit's inputs, in order.

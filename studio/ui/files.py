@@ -149,8 +149,8 @@ class UploadBook:
     would let an event name)."""
 
     def __init__(self) -> None:
-        # path -> (owner, bytes, when: monotonic seconds)
-        self.waiting: dict[Path, tuple[str | None, int, float]] = {}
+        # path -> (owner, bytes, when: monotonic seconds, the network address it came from)
+        self.waiting: dict[Path, tuple[str | None, int, float, str | None]] = {}
 
     def holds(self, name: str, owner: str | None) -> bool:
         """Whether `name` is an upload `owner` made that no handler has taken yet."""

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gradio.utils import get_upload_folder
@@ -56,6 +57,10 @@ _IMAGE_ADDRESS = compile_path(IMAGE_ROUTE + "{name}")[0]
 _UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
 # Seconds an upload waits for the handler that reads it into the store (it runs at once).
 UPLOAD_TTL_S = 15 * 60
+# Seconds after which a spool file nobody writes to is an abandoned upload's (Gradio keeps the
+# file of an upload whose client went away, or that the guard cut short, for good): it is
+# removed, and until then its bytes count against its visitor's share and their address's.
+SPOOL_IDLE_S = 60.0
 NO_VISITOR_UPLOAD = (
     "This studio keeps an upload only for a visitor it knows: open the studio's page first "
     "(it sets a cookie), or send your X-RunAPI-Key."
@@ -81,9 +86,12 @@ class VisitorGuard:
         # What each visitor may keep on disk, uploads waiting included (None: no cap).
         self.share_bytes = share_bytes
         # Uploads waiting for their handler: path -> (owner, bytes, when).
-        self.uploads: dict[Path, tuple[str | None, int, float]] = bridge.uploads.waiting
-        # Bytes of uploads on their way, by owner (reserved as each starts).
-        self.in_flight: dict[str, int] = {}
+        self.uploads = bridge.uploads.waiting
+        # Uploads on their way (reserved as each starts), and uploads abandoned on the way whose
+        # spool files may still be on disk until `SPOOL_IDLE_S` has passed:
+        # (owner, network address, bytes, until: monotonic seconds or None while on its way).
+        self.in_flight: list[tuple[str, str | None, int, float | None]] = []
+        self.swept = 0.0  # when spool files were last looked at (`_sweep_spool`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,14 +151,13 @@ class VisitorGuard:
             await refuse(send, 403, NO_VISITOR_UPLOAD)
             return
         room = None
-        pending = reserved = 0
-        owner = who.owner
+        owner, address = who.owner, who.address
+        reservation: tuple[str, str | None, int, float | None] | None = None
         if self.share_bytes is not None and owner is not None:
             held = await self.bridge.call(Engine.held_bytes, visitor=who)
             # Uploads waiting for their handler, and those still on their way (reserved when
             # they start, so uploads sent at once cannot all fit the same room).
-            waiting = sum(n for o, n, _ in self.uploads.values() if o == owner)
-            waiting += self.in_flight.get(owner, 0)
+            waiting = self._pending(lambda o, _: o == owner)
             room = self.share_bytes - held - waiting
             declared = Request(scope).headers.get("content-length", "")
             if not declared.isdigit():
@@ -163,27 +170,71 @@ class VisitorGuard:
                 await refuse(send, 413, _no_room(held + waiting, self.share_bytes))
                 return
             # Reserved at once (no await in between): the next upload's room leaves it out.
-            self.in_flight[owner] = self.in_flight.get(owner, 0) + reserved
-            pending = waiting + reserved
+            reservation = (owner, address, reserved, None)
+            self.in_flight.append(reservation)
+        completed = False
         try:
-            if room is not None:
-                try:  # what everyone from the address keeps, and the disk's floor
-                    await self.bridge.call(Engine.require_room, pending, visitor=who)
+            if reservation is not None:
+                # What everyone from the address keeps, their uploads waiting or on their way
+                # included (whichever identity sent them), and the disk's floor, where the
+                # store keeps images and where Gradio writes uploads.
+                pending = self._pending(lambda o, a: o == owner or (a is not None and a == address))
+                try:
+                    await self.bridge.call(
+                        Engine.require_room, pending, visitor=who, also_at=_upload_root()
+                    )
                 except REFUSED as exc:
                     await refuse(send, 413, str(exc))
+                    completed = True  # nothing was read
                     return
-            await self._forward_upload(scope, receive, send, room, owner)
+            completed = await self._forward_upload(scope, receive, send, room, owner, address)
         finally:
-            if room is not None and owner is not None:
-                left = self.in_flight.get(owner, 0) - reserved
-                if left > 0:
-                    self.in_flight[owner] = left
-                else:
-                    self.in_flight.pop(owner, None)
+            if reservation is not None:
+                self.in_flight.remove(reservation)
+                if not completed:
+                    # Gradio leaves the spool file of an upload cut short: its bytes stay
+                    # counted until the file is gone.
+                    owner_, address_, size, _ = reservation
+                    until = time.monotonic() + SPOOL_IDLE_S
+                    self.in_flight.append((owner_, address_, size, until))
+            if not completed:
+                with contextlib.suppress(RuntimeError):
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(SPOOL_IDLE_S + 1, self._sweep_spool)
+
+    def _pending(self, counts: Callable[[str | None, str | None], bool]) -> int:
+        """Bytes of uploads waiting for their handler, on their way, or abandoned on the way
+        and maybe still on disk, of the owners and addresses `counts` takes."""
+        now = time.monotonic()
+        self.in_flight[:] = [r for r in self.in_flight if r[3] is None or r[3] > now]
+        waiting = sum(n for o, n, _, a in self.uploads.values() if counts(o, a))
+        return waiting + sum(n for o, a, n, _ in self.in_flight if counts(o, a))
+
+    def _sweep_spool(self, *, unless_recent: bool = False) -> None:
+        """Remove spool files nobody has written to for `SPOOL_IDLE_S`: abandoned uploads'
+        (`unless_recent`: not if the last look was under a tenth of that ago)."""
+        now = time.time()
+        if unless_recent and now - self.swept < SPOOL_IDLE_S / 10:
+            return
+        self.swept = now
+        cutoff = now - SPOOL_IDLE_S
+        with contextlib.suppress(OSError):
+            for entry in _upload_root().iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.is_file() and entry.stat().st_mtime < cutoff:
+                        entry.unlink()
 
     async def _forward_upload(
-        self, scope: Scope, receive: Receive, send: Send, room: int | None, owner: str | None
-    ) -> None:
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        room: int | None,
+        owner: str | None,
+        address: str | None,
+    ) -> bool:
+        """Gradio's upload, counted; whether Gradio answered it (else its spool file may be
+        left behind)."""
         received = 0
         status = 0
         body = bytearray()
@@ -210,11 +261,12 @@ class VisitorGuard:
         except _OverShare:
             if status == 0:
                 await refuse(send, 413, "The upload does not fit in your share of the disk.")
-            return
+            return False
         if status == 200:
-            self._remember_uploads(bytes(body), owner)
+            self._remember_uploads(bytes(body), owner, address)
+        return status != 0
 
-    def _remember_uploads(self, body: bytes, owner: str | None) -> None:
+    def _remember_uploads(self, body: bytes, owner: str | None, address: str | None) -> None:
         try:
             paths = json.loads(body)
         except ValueError:
@@ -224,12 +276,14 @@ class VisitorGuard:
             if isinstance(name, str):
                 path = Path(os.path.abspath(name))
                 with contextlib.suppress(OSError):
-                    self.uploads[path] = (owner, path.stat().st_size, now)
+                    self.uploads[path] = (owner, path.stat().st_size, now, address)
 
     def _forget_stale_uploads(self) -> None:
-        """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone."""
+        """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone;
+        remove abandoned uploads' spool files."""
+        self._sweep_spool(unless_recent=True)
         cutoff = time.monotonic() - UPLOAD_TTL_S
-        for path, (_, _, when) in list(self.uploads.items()):
+        for path, (_, _, when, _) in list(self.uploads.items()):
             if when < cutoff or not path.exists():
                 with contextlib.suppress(OSError):
                     path.unlink()

@@ -19,7 +19,7 @@ from studio.ui.app import allowed_paths, create_app, css_path, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 from studio.ui.signin import SignInThrottle
-from studio.ui.tabs import TabDoor
+from studio.ui.tabs import EVENTS_AT_ONCE, TabDoor
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
@@ -114,6 +114,13 @@ def body_bytes(settings: Settings) -> int:
     return 2 * (settings.max_upload_bytes * 4 // 3 + 4) + 2**20
 
 
+def events_at_once(settings: Settings) -> int:
+    """The events a hosted studio's visitor may have waiting or running in Gradio's queue:
+    their tabs' (`tabs.EVENTS_AT_ONCE`), and one for each edit they may have running (an API or
+    MCP edit's event lasts as long as the edit)."""
+    return EVENTS_AT_ONCE + settings.visitor_max_running
+
+
 def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> dict[str, Any]:
     css = css_path()
     return {
@@ -154,7 +161,11 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                 *(
                     [
                         Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
-                        Middleware(TabDoor, body_bytes=body_bytes(settings)),
+                        Middleware(
+                            TabDoor,
+                            body_bytes=body_bytes(settings),
+                            events_at_once=events_at_once(settings),
+                        ),
                     ]
                     if settings.hosted
                     else []

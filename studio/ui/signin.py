@@ -10,7 +10,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import IdentityRate, client_address
+from studio.ui.visitor import IdentityRate, client_address, forwarded_for
 
 FAILURES_PER_MINUTE = 10
 TOO_MANY_SIGN_INS = (
@@ -35,11 +35,10 @@ class SignInThrottle:
         if scope.get("method") != "POST" or not (_LOGIN.match(path) or _LOGIN_SLASH.match(path)):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers", []))
         peer = scope.get("client")
         address = client_address(
             peer[0] if peer else None,
-            headers.get(b"x-forwarded-for", b"").decode("latin-1") or None,
+            forwarded_for(scope.get("headers", [])),
             proxy_hops=self.proxy_hops,
         )
         if not self.failures.allow(address):

@@ -15,6 +15,12 @@ how much a request may carry, and whose tab it speaks for.
   requests Gradio's MCP server makes to itself are not bound (it calls every tool through one
   loopback client, one hash for all its callers; such a hash never leaves the server); they
   carry the door's signed address stamp, which no client can write.
+- Events. A visitor may have at most `events_at_once` events waiting or running in Gradio's
+  queue (the page's, their API and MCP calls together); one more is refused at once with a
+  sentence, so a pile of one visitor's events never delays everyone else's. They are counted
+  from Gradio's own queue (each queued event keeps the request that made it, which names its
+  visitor), so a place comes back however the event ends: done, failed, cancelled, or its
+  client gone.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import asyncio
 import contextlib
 import json
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.routing import compile_path
@@ -43,14 +51,34 @@ ONE_LARGE_AT_A_TIME = "You already have a large request on its way; wait for it 
 # Bodies above this (images as data: URIs) are read one at a time per visitor, this many in all.
 BIG_BODY_BYTES = 1024 * 1024
 BIG_BODIES_AT_ONCE = 2
-# Seconds a large body may take to arrive (50 MB at about 2 MB/s).
+# Seconds a large body may take to arrive (50 MB at about 2 MB/s); and it must keep coming: after
+# its first few seconds, at `BIG_BODY_BYTES_PER_S` on average (a slow mobile upload is faster),
+# so a body trickling in holds its place for seconds, not the whole deadline.
 BIG_BODY_READ_S = 30.0
+BIG_BODY_GRACE_S = 4.0
+BIG_BODY_BYTES_PER_S = 100 * 1024
 TOO_SLOW = "This request took too long to arrive; try again."
+# Seconds a large body waits for one of the places before it is refused (not queued without end).
+BIG_BODY_WAIT_S = 8.0
+BUSY = "This studio is receiving other large requests right now; try again in a moment."
+# Events one visitor may have waiting or running in Gradio's queue at once, beside one for each
+# edit they may have running (an API or MCP edit's event lasts as long as the edit;
+# `serve.events_at_once`). A tab queues at most three events of its own at a time (the tick,
+# the key check, a click: each "once" or "always last"), and each Enter typed ahead is an event
+# that lasts the few hundredths of a second it takes to store the step; typing ahead in two
+# tabs on a loaded machine stays well under 16. A pile of refused events is what delays
+# everyone else (measured: another visitor's example click, 0.14 s alone, took 3.5 s behind
+# 24 of one visitor's events and 7.6 s behind 48).
+EVENTS_AT_ONCE = 16
+TOO_MANY_EVENTS = (
+    "You already have many requests waiting on this studio; wait for them to finish and try again."
+)
 # Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
 _BY_EVENT = tuple(
     compile_path(route)[0]
     for route in (
         "/gradio_api/call/{api}/{event_id}",
+        "/gradio_api/call/v2/{api}/{event_id}",
         "/gradio_api/stream/{event_id}",
         "/gradio_api/stream/{event_id}/close",
     )
@@ -60,8 +88,18 @@ _EVENT = "event:"
 _ANSWER_WHEN_QUEUED = tuple(
     compile_path(route)[0] for route in ("/gradio_api/queue/join", "/gradio_api/call/{api:path}")
 )
+# Routes that run an event at once, outside Gradio's queue, and answer when it is done.
+_RUN_AT_ONCE = tuple(
+    compile_path(route)[0] for route in ("/gradio_api/run/{api:path}", "/gradio_api/api/{api:path}")
+)
 NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
+_QUEUE_DATA = compile_path("/gradio_api/queue/data")[0]
+# What Gradio streams for a session it has no messages for (`routes.queue_data_helper`).
+_NO_SUCH_STREAM = (
+    b'data: {"msg": "unexpected_error", "event_id": null, "message": "404: Not Found", '
+    b'"success": false, "session_not_found": true}\n\n'
+)
 _HEARTBEAT = compile_path("/gradio_api/heartbeat/{session_hash}")[0]
 # Routes that name a tab in their query: its answers, and a snapshot of its state.
 _BY_QUERY = tuple(
@@ -76,9 +114,16 @@ class _TooLarge(Exception):
 class TabDoor:
     """Bodies within their caps, and each tab's session hash for its own browser only."""
 
-    def __init__(self, app: ASGIApp, *, body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, body_bytes: int, events_at_once: int = EVENTS_AT_ONCE
+    ) -> None:
         self.app = app
         self.body_bytes = body_bytes
+        self.events_at_once = events_at_once
+        # Events past the door and not in Gradio's queue, by visitor: those on their way into it
+        # (until it answers that they are in: a burst sent at once is counted before any of it
+        # is queued), and those run outside it (until they are done).
+        self.outside: dict[str, int] = {}
         self.tabs: OrderedDict[str, str] = OrderedDict()
         # Large bodies being read or parsed: whose, and a bound on them all.
         self.big_in_flight: set[str] = set()
@@ -92,7 +137,14 @@ class TabDoor:
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
-        for hash_ in _hashes_in_url(scope, path):
+        hashes = _hashes_in_url(scope, path)
+        if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):
+            # A stream no event was ever queued for (a tab opens its stream only after its
+            # first event is queued): Gradio's own answer, without the traceback it logs for
+            # it, and the made-up hash is bound to nobody.
+            await _no_such_stream(send)
+            return
+        for hash_ in hashes:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
@@ -103,6 +155,12 @@ class TabDoor:
             return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
             await self.app(scope, receive, send)
+            return
+        quick = any(route.match(path) for route in _ANSWER_WHEN_QUEUED)
+        at_once = any(route.match(path) for route in _RUN_AT_ONCE)
+        counted = owner if quick or at_once else None  # whose event this is
+        if counted is not None and self._events_of(scope, counted) >= self.events_at_once:
+            await refuse_event(send, 429, TOO_MANY_EVENTS)
             return
         cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
         declared = _content_length(scope)
@@ -119,15 +177,23 @@ class TabDoor:
         # while Gradio parses it: one at a time for each visitor, two at once in all. Joining
         # an event answers once it is parsed, so the bound holds until then; a route that
         # answers only when its work is done (MCP, run) holds it while the body is read.
-        quick = any(route.match(path) for route in _ANSWER_WHEN_QUEUED)
         async with contextlib.AsyncExitStack() as held:
+            if counted is not None:
+                self.outside[counted] = self.outside.get(counted, 0) + 1
+                held.callback(self._left, counted)
             if big:
                 self.big_in_flight.add(key)
                 held.callback(self.big_in_flight.discard, key)
-                await held.enter_async_context(self.big_bodies)
+                try:
+                    async with asyncio.timeout(BIG_BODY_WAIT_S):
+                        await self.big_bodies.acquire()
+                except TimeoutError:
+                    await refuse(send, 503, BUSY)
+                    return
+                held.callback(self.big_bodies.release)
             try:
                 async with asyncio.timeout(BIG_BODY_READ_S if big else None):
-                    body = await _read_body(receive, cap)
+                    body = await _read_body(receive, cap, paced=big)
             except _TooLarge:
                 await refuse(send, 413, TOO_LARGE)
                 return
@@ -142,7 +208,26 @@ class TabDoor:
             if quick:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
+            if at_once:  # counted until it is done
+                await self.app(scope, _replay(body, receive), send)
+                return
         await self.app(scope, _replay(body, receive), send)
+
+    def _events_of(self, scope: Scope, owner: str) -> int:
+        """`owner`'s events waiting or running in Gradio's queue, and those outside it."""
+        queued = 0
+        for event in list(_gradio_events(scope)):
+            request = getattr(event, "request", None)
+            who = visitor_in(request.scope) if request is not None else None
+            queued += who is not None and who.owner == owner
+        return queued + self.outside.get(owner, 0)
+
+    def _left(self, owner: str) -> None:
+        left = self.outside.get(owner, 0) - 1
+        if left > 0:
+            self.outside[owner] = left
+        else:
+            self.outside.pop(owner, None)
 
     def _binding_events(self, send: Send, binds: str | None) -> Send:
         """`send`, noting the event id a queued event is answered with as `binds`'s: its answers
@@ -174,6 +259,59 @@ class TabDoor:
             if len(self.tabs) > TABS_KEPT:
                 self.tabs.popitem(last=False)
         return True
+
+
+def _gradio_queue(scope: Scope) -> Any:
+    """The queue (`gradio.queueing.Queue`) of the Gradio app serving `scope` (None: none)."""
+    blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+    return getattr(blocks, "_queue", None)
+
+
+def _gradio_events(scope: Scope) -> Iterable[Any]:
+    """Every event waiting or running in Gradio's queue (it keeps each by its id until it
+    ends, however it ends)."""
+    events = getattr(_gradio_queue(scope), "event_ids_to_events", None)
+    return events.values() if isinstance(events, dict) else ()
+
+
+def _hashes_known(scope: Scope, hashes: list[str]) -> bool:
+    """Whether Gradio's queue holds messages for every tab in `hashes` (one it has never
+    queued an event for has none); True when there is no queue to ask."""
+    queue = _gradio_queue(scope)
+    if queue is None:
+        return True
+    return all(h in queue.pending_messages_per_session for h in hashes)
+
+
+async def _no_such_stream(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"content-length", str(len(_NO_SUCH_STREAM)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _NO_SUCH_STREAM})
+
+
+async def refuse_event(send: Send, status: int, sentence: str) -> None:
+    """`refuse` for a route that queues an event: the sentence as Gradio words its own
+    refusals there (`{"detail": ...}`), which is what its page and its clients show."""
+    body = json.dumps({"detail": sentence}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _event_in_url(route_path: str) -> str | None:
@@ -213,11 +351,17 @@ async def _hash_in_body(body: bytes) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, cap: int) -> bytes:
+async def _read_body(receive: Receive, cap: int, *, paced: bool = False) -> bytes:
+    """The body, up to `cap` bytes (`_TooLarge` past it). `paced`: after its first
+    `BIG_BODY_GRACE_S` it must have come at `BIG_BODY_BYTES_PER_S` on average (`TimeoutError`
+    when it falls behind)."""
     chunks: list[bytes] = []
     size = 0
+    start = asyncio.get_running_loop().time()
     while True:
-        message = await receive()
+        due = start + max(BIG_BODY_GRACE_S, size / BIG_BODY_BYTES_PER_S) if paced else None
+        async with asyncio.timeout_at(due):
+            message = await receive()
         if message["type"] != "http.request":
             break
         chunk = message.get("body", b"")
@@ -250,4 +394,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["NOT_YOUR_TAB", "TABS_KEPT", "TOO_LARGE", "UNNAMED_BODY_BYTES", "TabDoor"]
+__all__ = [
+    "EVENTS_AT_ONCE",
+    "NOT_YOUR_TAB",
+    "TABS_KEPT",
+    "TOO_LARGE",
+    "TOO_MANY_EVENTS",
+    "UNNAMED_BODY_BYTES",
+    "TabDoor",
+]

@@ -43,6 +43,10 @@ from studio.visitor import LOCAL, Visitor, owner_of
 # The cookie that tells a hosted studio's visitors apart, and the header an API or MCP caller
 # sends its own RunAPI key in (it also names the caller).
 VISITOR_COOKIE = "kontext_visitor"
+# Its name over HTTPS: a `__Host-` cookie is only ever set by this host itself (Secure, Path=/,
+# no Domain), so a page on a sibling host under a shared parent domain (another Space on
+# hf.space, another share link on gradio.live) cannot put a token of its choosing on a visitor.
+SECURE_VISITOR_COOKIE = "__Host-" + VISITOR_COOKIE
 KEY_HEADER = "x-runapi-key"
 # The header the door writes the client's address into, signed (`_stamp`), for requests Gradio
 # makes to itself on a client's behalf.
@@ -119,10 +123,10 @@ def cookie_values(header: str, name: str = VISITOR_COOKIE) -> list[str]:
     return values
 
 
-def valid_token_id(header: str, secret: bytes) -> str | None:
-    """The id of the first token in the Cookie header that this studio signed; the same one
-    at every request, whatever else of that name comes along."""
-    for value in cookie_values(header):
+def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
+    """The id of the first token in the Cookie header's `name` cookies that this studio
+    signed; the same one at every request, whatever else of that name comes along."""
+    for value in cookie_values(header, name):
         if (ident := token_id(value, secret)) is not None:
             return ident
     return None
@@ -139,6 +143,13 @@ def client_address(
         if len(hops) >= proxy_hops:
             return _normal_address(hops[-proxy_hops])
     return _normal_address(peer) if peer else None
+
+
+def forwarded_for(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """Every X-Forwarded-For header of a request as one list, in order (a proxy may add a line
+    of its own rather than extend the client's; the nearest proxy's entries come last)."""
+    lines = [v.decode("latin-1") for k, v in headers if k.lower() == b"x-forwarded-for"]
+    return ", ".join(lines) or None
 
 
 def _stamp(address: str | None, secret: bytes) -> str:
@@ -423,7 +434,7 @@ class VisitorMiddleware:
             else None
         )
         address = stamped or client_address(
-            peer, request.headers.get("x-forwarded-for"), proxy_hops=door.proxy_hops
+            peer, forwarded_for(scope.get("headers", [])), proxy_hops=door.proxy_hops
         )
         # Gradio's MCP server runs each tool through a loopback client of its own, with the
         # MCP request's headers: the stamp carries the caller's address to that second request
@@ -437,7 +448,13 @@ class VisitorMiddleware:
         if stamped is not None:
             state[_STATE_FORWARDED] = True
         key = (request.headers.get(KEY_HEADER) or "").strip()
-        ident = valid_token_id(request.headers.get("cookie", ""), door.secret)
+        cookies = request.headers.get("cookie", "")
+        https = self._https(request)
+        # Over HTTPS only the `__Host-` cookie names a browser: a plain one may have been put
+        # there by a sibling host (no token is carried over from one to the other, for the
+        # same reason).
+        named = SECURE_VISITOR_COOKIE if https else VISITOR_COOKIE
+        ident = valid_token_id(cookies, door.secret, named)
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
             if not self.keys.allow(key, address):
                 state[_STATE_REFUSAL] = TOO_MANY_NEW
@@ -468,19 +485,28 @@ class VisitorMiddleware:
 
         await self.app(scope, receive, send_with_cookie)
 
-    def _cookie(self, request: Request, token: str) -> bytes:
-        root = request.scope.get("root_path", "") or "/"
+    def _https(self, request: Request) -> bool:
+        """Whether the browser sees this studio over HTTPS (itself, or its proxy's)."""
         https = self.door.https or request.url.scheme == "https"
         if self.door.proxy_hops > 0:
             https = https or request.headers.get("x-forwarded-proto", "").lower() == "https"
+        return https
+
+    def _cookie(self, request: Request, token: str) -> bytes:
+        https = self._https(request)
         attributes = cookie_attributes(https=https, host=request.url.hostname or "")
-        value = f"{VISITOR_COOKIE}={token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; {attributes}"
+        if https:  # `__Host-`: Secure, no Domain, and the whole host's path
+            name, root = SECURE_VISITOR_COOKIE, "/"
+        else:
+            name, root = VISITOR_COOKIE, request.scope.get("root_path", "") or "/"
+        value = f"{name}={token}; Path={root}; Max-Age={COOKIE_MAX_AGE_S}; {attributes}"
         return value.encode()
 
 
 __all__ = [
     "KEY_HEADER",
     "REFUSED",
+    "SECURE_VISITOR_COOKIE",
     "VISITOR_COOKIE",
     "Door",
     "DoorSettings",
@@ -492,6 +518,7 @@ __all__ = [
     "cookie_values",
     "current",
     "current_tab",
+    "forwarded_for",
     "forwarded_in",
     "guarded",
     "is_guarded",

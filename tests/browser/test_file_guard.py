@@ -273,3 +273,66 @@ def test_an_upload_event_takes_only_the_visitors_own_upload(hosted, sim):
     assert stored.is_file()
     assert _sessions(bob) == {"sessions": []}
     assert len(_sessions(alice)["sessions"]) == 1
+
+
+def _abandon_upload(url: str, cookie: dict[str, str], declared: int, sent: int) -> None:
+    """An upload whose client goes away after `sent` of the `declared` bytes."""
+    import socket
+
+    parts = urlsplit(url)
+    boundary = "----abandoned"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port)) as connection:
+        connection.sendall(
+            (
+                f"POST /gradio_api/upload HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Cookie: {cookie['Cookie']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {declared}\r\n\r\n"
+            ).encode()
+            + head
+            + b"\0" * (sent - len(head))
+        )
+        time.sleep(0.5)  # the server has spooled what came; then the client is gone
+
+
+def _spool_files() -> set[Path]:
+    return {p for p in Path(os.environ["GRADIO_TEMP_DIR"]).iterdir() if p.is_file()}
+
+
+def test_an_upload_abandoned_on_its_way_leaves_nothing_on_disk(hosted, monkeypatch):
+    """Gradio keeps the file of an upload whose client went away; the studio removes it once
+    nobody writes to it, and counts it against the visitor until then."""
+    from studio.ui import guard
+
+    monkeypatch.setattr(guard, "SPOOL_IDLE_S", 1.0, raising=False)
+    visitor = _visitor(hosted.url)
+    before = _spool_files()
+    _abandon_upload(hosted.url, _cookie(visitor), 3 << 20, 1 << 20)
+    deadline = time.monotonic() + 30
+    while _spool_files() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _spool_files() - before == set()
+    # And the visitor uploads again as before.
+    assert _upload(hosted.url, make_image(90, 70), _cookie(visitor)).status_code == 200
+
+
+def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean_env):
+    """Fresh identities buy no fresh disk: uploads waiting for their handler count toward
+    their address's share whichever identity sent them."""
+    noise = os.urandom(1_500_000)  # kept as it is: a file of 1.5 MB
+    with running_studio(
+        sim,
+        clean_env,
+        hosted=True,
+        visitor_upload_bytes=2 << 20,
+        address_upload_bytes=(5 << 20) // 2,  # room for one such upload from the address
+    ) as studio:
+        first, second = _visitor(studio.url), _visitor(studio.url)
+        assert _upload(studio.url, noise, _cookie(first)).status_code == 200
+        refused = _upload(studio.url, noise, _cookie(second))
+        assert refused.status_code == 413
+        assert "network address" in refused.text

@@ -171,3 +171,39 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
             _generate(Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up"}))
         assert len(sim.tasks) == creates == 2
         assert len(studio.run(studio.engine.list_sessions())) == 2
+
+
+def test_over_https_only_a_host_only_cookie_names_a_browser(sim, clean_env):
+    """A page on a sibling host under a shared parent domain can set a plain cookie for the
+    whole domain, not a `__Host-` one: over HTTPS the studio issues and believes only the
+    latter, so a token put there by someone else names nobody, beside the visitor's own or not."""
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100, proxy_hops=1) as s:
+        https = {"X-Forwarded-Proto": "https"}
+        issued = httpx.get(s.url, headers=https).headers["set-cookie"]
+        name, _, rest = issued.partition("=")
+        assert name == "__Host-kontext_visitor"
+        attributes = [a.strip().lower() for a in rest.split(";")[1:]]
+        assert "path=/" in attributes
+        assert "secure" in attributes
+        assert not any(a.startswith("domain") for a in attributes)
+        mine = rest.split(";")[0]
+        # Someone else's token (a plain cookie, as a sibling host could set one).
+        theirs = httpx.get(s.url).cookies["kontext_visitor"]
+        _generate(Client(s.url, verbose=False, headers={"Cookie": f"kontext_visitor={theirs}"}))
+        for cookie in (
+            f"kontext_visitor={theirs}; __Host-kontext_visitor={mine}",
+            f"__Host-kontext_visitor={mine}; kontext_visitor={theirs}",
+        ):
+            client = Client(s.url, verbose=False, headers={**https, "Cookie": cookie})
+            _generate(client)  # as the visitor whose own token it is
+            client.close()
+        with pytest.raises(Exception, match="cookie"):
+            _generate(
+                Client(
+                    s.url, verbose=False, headers={**https, "Cookie": f"kontext_visitor={theirs}"}
+                )
+            )
+        sessions = s.run(s.engine.list_sessions())
+        owners = [s.run(s.engine.load_session(x.session_id)).owner for x in sessions]
+        assert len(sessions) == 3
+        assert sorted(owners.count(o) for o in set(owners)) == [1, 2]  # theirs, and mine twice

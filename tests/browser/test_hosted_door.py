@@ -4,22 +4,38 @@ the other visitor. Every request goes to loopback only."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import json
 import re
+import select
+import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from gradio.utils import get_upload_folder
+from PIL import Image
 from playwright.sync_api import expect
 
 from studio.config import Secret
+from studio.simulator.tasks import LatencyProfile
 from studio.ui.guard import NO_LENGTH
 from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
-from studio.ui.tabs import NOT_YOUR_TAB, ONE_LARGE_AT_A_TIME, TOO_LARGE
+from studio.ui.tabs import (
+    BUSY,
+    EVENTS_AT_ONCE,
+    NOT_YOUR_TAB,
+    ONE_LARGE_AT_A_TIME,
+    TOO_LARGE,
+    TOO_MANY_EVENTS,
+    TOO_SLOW,
+)
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
 
@@ -228,6 +244,21 @@ def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
         assert statuses == [200, 413, 413]
 
 
+def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    caller = {"X-RunAPI-Key": "sk-made-up-v2-caller"}
+    queued = httpx.post(f"{api}/call/v2/list_sessions", json={}, headers=caller)
+    assert queued.status_code == 200
+    event = queued.json()["event_id"]
+    for route in ("call/v2/list_sessions", "call/list_sessions"):
+        answer = f"{api}/{route}/{event}"
+        assert httpx.get(answer, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 403
+        assert httpx.get(answer).status_code == 403
+    mine = httpx.get(f"{api}/call/v2/list_sessions/{event}", headers=caller, timeout=30)
+    assert mine.status_code == 200
+    assert "sessions" in mine.text
+
+
 def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
     api = hosted.url.rstrip("/") + "/gradio_api"
     caller = {"X-RunAPI-Key": "sk-made-up-rest-caller"}
@@ -241,3 +272,164 @@ def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
     mine = httpx.get(answer, headers=caller, timeout=30)
     assert mine.status_code == 200
     assert "sessions" in mine.text
+
+
+@contextlib.contextmanager
+def _bodies_on_their_way(url: str, path: str, headers: dict[str, str], n: int) -> Iterator[None]:
+    """`n` requests whose headers are in and whose bodies are not (yet): each stays at the door
+    until the block ends, when its client goes away."""
+    address = httpx.URL(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.create_connection((address.host, address.port))
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+                "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode()
+            )
+            sockets.append(sock)
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _once_refused(ask: Callable[[], httpx.Response]) -> httpx.Response:
+    """`ask` again until the door refuses it three times in a row (a loaded machine may take a
+    while to have taken in every request sent before; a page's own events come and go)."""
+    deadline = time.monotonic() + 60
+    refused = 0
+    while refused < 3:
+        answer = ask()
+        refused = refused + 1 if answer.status_code == 429 else 0
+        assert time.monotonic() < deadline, answer.status_code
+        time.sleep(0.2)
+    return answer
+
+
+def _png_uri() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_visitor_has_a_bounded_number_of_events_waiting_and_gets_them_back(hosted, sim):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    a = _cookie_of_a_new_visitor(hosted.url)
+    b = _cookie_of_a_new_visitor(hosted.url)
+    sim.latency = LatencyProfile(3.0, 3.0, 3.0, 3.0)
+    # Two edits of A's run in Gradio's queue for as long as the edits take (their places are
+    # counted from Gradio's own queue) ...
+    edit = {"data": [_png_uri(), "make it red", "pro", "match", "", "", "", False]}
+    running = [httpx.post(f"{api}/call/edit_image", json=edit, headers=a) for _ in range(2)]
+    assert all(r.status_code == 200 for r in running)
+    probe = {"data": [5]}
+
+    def list_sessions(who: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{api}/call/list_sessions", json=probe, headers=who, timeout=10)
+
+    # ... and with as many more on their way as the door allows besides, A's next is refused.
+    held = EVENTS_AT_ONCE - 2 + hosted.settings.visitor_max_running
+    with _bodies_on_their_way(hosted.url, "/gradio_api/call/list_sessions", a, held):
+        refused = _once_refused(lambda: list_sessions(a))
+        assert refused.json() == {"detail": TOO_MANY_EVENTS}
+        # So is one run at once, outside the queue.
+        direct = httpx.post(f"{api}/run/list_sessions", json=probe, headers=a, timeout=10)
+        assert direct.status_code == 429
+        # Another visitor's events go on as before.
+        assert list_sessions(b).status_code == 200
+    # Once the edits are done (and the bodies' clients gone), A's places are back.
+    for queued in running:
+        event = queued.json()["event_id"]
+        done = httpx.get(f"{api}/call/edit_image/{event}", headers=a, timeout=30)
+        assert "event: complete" in done.text
+    assert list_sessions(a).status_code == 200
+
+
+def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
+    context, page = _visit(browser, hosted.url)
+    token = next(c["value"] for c in context.cookies() if c["name"] == "kontext_visitor")
+    mine = {"Cookie": f"kontext_visitor={token}"}
+    box = page.locator("#prompt textarea")
+    # As if this visitor already had their fill of events waiting (held at the door; a few
+    # more than the fill, so the page's own ticks coming and going make no difference).
+    full = EVENTS_AT_ONCE + hosted.settings.visitor_max_running + 2
+    with _bodies_on_their_way(hosted.url, "/gradio_api/queue/join", mine, full):
+        join = f"{hosted.url.rstrip('/')}/gradio_api/queue/join"
+        _once_refused(lambda: httpx.post(join, json={}, headers=mine))  # the door has them all
+        box.fill("make it red")
+        box.press("Enter")
+        expect(page.locator("#status")).to_contain_text(TOO_MANY_EVENTS)
+        expect(box).to_have_value("make it red")
+    # Once they are gone, the same Enter goes through.
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(page.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
+    context.close()
+
+
+def _send_slowly(url: str, headers: dict[str, str], length: int, chunk: int, every_s: float) -> str:
+    """POST a large body to the queue, `chunk` bytes every `every_s` seconds, until it is all
+    sent or the studio answers; the answer's text."""
+    address = httpx.URL(url)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection((address.host, address.port)) as sock:
+        sock.sendall(
+            f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        sent = 0
+        while sent < length and not select.select([sock], [], [], every_s)[0]:
+            try:
+                sock.sendall(b" " * min(chunk, length - sent))
+            except OSError:
+                break
+            sent += chunk
+        sock.settimeout(30)
+        answer = b""
+        while chunk := sock.recv(65536):  # until the studio closes the connection
+            answer += chunk
+        return answer.decode(errors="replace")
+
+
+def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    cookies = [_cookie_of_a_new_visitor(hosted.url) for _ in range(6)]
+    large = 2 * 2**20
+
+    def post_large(visitor: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{api}/queue/join", content=b" " * large, headers=visitor, timeout=20)
+
+    with ThreadPoolExecutor(3) as pool:
+        # Two visitors take both large-body places, sending a byte at a time ...
+        slow = [pool.submit(_send_slowly, hosted.url, c, large, 1, 0.05) for c in cookies[:2]]
+        time.sleep(1)
+        # ... and a third visitor's large body goes through once they fall behind (before: it
+        # waited until their 30 s were up).
+        assert post_large(cookies[2]).status_code not in (408, 429, 503)
+        for answer in slow:
+            assert " 408 " in answer.result(timeout=30).split("\r\n")[0]
+            assert TOO_SLOW in answer.result()
+        # Two bodies that do keep coming (160 KB/s, for 13 s) hold the places: the next one
+        # waits a few seconds for a place, then is told so (before: it waited for them).
+        steady = [pool.submit(_send_slowly, hosted.url, c, large, 16384, 0.1) for c in cookies[3:5]]
+        time.sleep(1)
+        busy = post_large(cookies[5])
+        assert busy.status_code == 503
+        assert BUSY in busy.text
+        for answer in steady:
+            assert " 422 " in answer.result(timeout=40).split("\r\n")[0]  # (not JSON)
+
+
+def test_a_stream_for_a_made_up_tab_is_answered_quietly(hosted, capfd):
+    url = f"{hosted.url.rstrip('/')}/gradio_api/queue/data?session_hash="
+    capfd.readouterr()
+    for n in range(3):  # nobody, asking for tabs that never queued an event
+        answer = httpx.get(f"{url}made-up-{n}", timeout=10)
+        assert answer.status_code == 200  # Gradio's own answer ...
+        assert json.loads(answer.text.removeprefix("data: "))["session_not_found"] is True
+    httpx.get(hosted.url, timeout=10)
+    # ... and nothing in the studio's log (before: a 6 KB traceback each).
+    assert "Traceback" not in capfd.readouterr().err

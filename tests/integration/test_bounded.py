@@ -209,7 +209,7 @@ class _HeldImages(ThreadingHTTPServer):
 
     def __init__(self, image: bytes) -> None:
         self.image, self.asked, self.release = image, 0, threading.Event()
-        self.two_asked = threading.Event()
+        self.two_asked, self.four_asked = threading.Event(), threading.Event()
         super().__init__(("127.0.0.1", 0), _HeldHandler)
 
 
@@ -223,6 +223,8 @@ class _HeldHandler(BaseHTTPRequestHandler):
         self.server.asked += 1
         if self.server.asked >= 2:
             self.server.two_asked.set()
+        if self.server.asked >= 4:
+            self.server.four_asked.set()
         self.server.release.wait(30)
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
@@ -272,6 +274,36 @@ async def test_a_visitor_reads_two_images_or_imports_at_once_and_a_third_is_refu
         await asyncio.wait_for(asyncio.gather(*reading), 10)
         await engine.start_session_from_bytes(photo, visitor=A)  # A's reads are done
         assert len(await engine.list_sessions(visitor=A)) == 3
+    finally:
+        held_images.release.set()
+        await engine.aclose()
+
+
+async def test_visitors_from_one_address_read_four_images_or_imports_at_once(
+    sim, clean_env, held_images
+):
+    """Fresh identities buy no more reading at once: two visitors from one address each hold
+    two links on a hanging server; a third visitor from there is refused at once, one from
+    elsewhere is not."""
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()))
+    link = f"http://127.0.0.1:{held_images.server_port}/photo.png"
+    here = [Visitor(f"browser:{n}", address="192.0.2.7") for n in "abc"]
+    try:
+        reading = [
+            asyncio.create_task(engine.start_session_from_link(link, visitor=who))
+            for who in here[:2]
+            for _ in range(2)
+        ]
+        assert await asyncio.to_thread(held_images.four_asked.wait, 10)
+        photo = make_image(64, 48, colour=(1, 2, 3))
+        with pytest.raises(LimitError, match="network address already have four") as refused:
+            await asyncio.wait_for(engine.start_session_from_bytes(photo, visitor=here[2]), 5)
+        assert "\n" not in str(refused.value)
+        elsewhere = Visitor("browser:d", address="198.51.100.9")
+        await engine.start_session_from_bytes(photo, visitor=elsewhere)
+        held_images.release.set()
+        await asyncio.wait_for(asyncio.gather(*reading), 10)
+        await engine.start_session_from_bytes(photo, visitor=here[2])  # room again
     finally:
         held_images.release.set()
         await engine.aclose()

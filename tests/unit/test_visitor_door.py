@@ -11,6 +11,7 @@ from studio.ui.visitor import (
     KeyRate,
     client_address,
     cookie_attributes,
+    forwarded_for,
     new_token,
     token_id,
     valid_token_id,
@@ -70,6 +71,19 @@ def test_two_cookies_of_that_name_name_the_visitor_of_the_valid_one_in_either_or
 )
 def test_the_clients_address_trusts_only_the_configured_proxies(peer, forwarded, hops, expected):
     assert client_address(peer, forwarded, proxy_hops=hops) == expected
+
+
+def test_a_client_cannot_choose_its_address_with_a_header_line_of_its_own():
+    """A proxy that adds its own X-Forwarded-For line (rather than extend the client's) is
+    read as one that extends it: the client's line is to the left, whatever it says."""
+    headers = [
+        (b"host", b"studio.example"),
+        (b"x-forwarded-for", b"1.2.3.4"),  # written by the client
+        (b"X-Forwarded-For", b"198.51.100.1"),  # added by the proxy
+    ]
+    assert forwarded_for(headers) == "1.2.3.4, 198.51.100.1"
+    assert client_address("10.0.0.2", forwarded_for(headers), proxy_hops=1) == "198.51.100.1"
+    assert forwarded_for([(b"host", b"studio.example")]) is None
 
 
 def test_the_cookie_is_secure_and_works_in_a_frame_wherever_the_browser_allows_it():
