@@ -950,10 +950,14 @@ class Engine:
     async def balance_cents(self, *, visitor: Visitor = LOCAL) -> int | None:
         """The balance of the key that pays for `visitor`'s edits; None for a hosted visitor
         without a key of their own, who is never shown the host's balance, and for the
-        simulator's key (play money)."""
+        simulator's key (play money), and for a visitor's key RunAPI has not accepted through
+        `check_key` (counted there): asking for a balance is never a way to try keys."""
         if visitor.api_key is None and (not visitor.is_local or self._simulated):
             return None
-        balance = await self._clients.get(self._payer(visitor)).get_balance()
+        key = self._payer(visitor)
+        if key is not None and not self._clients.is_accepted(key):
+            return None
+        balance = await self._clients.get(key).get_balance()
         return balance.balance_cents
 
     async def check_key(self, api_key: Secret, *, visitor: Visitor = LOCAL) -> int | None:
