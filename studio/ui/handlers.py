@@ -30,7 +30,8 @@ from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
-from studio.ui.files import discard_upload, write_export
+from studio.ui.export import export_file
+from studio.ui.files import discard_upload
 from studio.ui.layout import Components
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
@@ -768,10 +769,7 @@ class Handlers:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
-        data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
-        path = await asyncio.to_thread(
-            write_export, self.ctx.exports, session.name, data, owner=self.who.owner
-        )
+        path = await export_file(self.bridge, self.ctx.exports, session_id, session.name, self.who)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (
