@@ -275,32 +275,46 @@ def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
 
 
 @contextlib.contextmanager
-def _bodies_on_their_way(url: str, path: str, headers: dict[str, str], n: int) -> Iterator[None]:
+def _bodies_on_their_way(
+    url: str, path: str, headers: dict[str, str], n: int
+) -> Iterator[Callable[[], None]]:
     """`n` requests whose headers are in and whose bodies are not (yet): each stays at the door
-    until the block ends, when its client goes away."""
+    until the block ends, when its client goes away. Yields `top_up`, which sends again any the
+    studio has answered already (the door refuses those past a visitor's events at once)."""
     address = httpx.URL(url)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    sockets = []
+    sockets: list[socket.socket] = []
+
+    def send_one() -> socket.socket:
+        sock = socket.create_connection((address.host, address.port))
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+            "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode()
+        )
+        return sock
+
+    def top_up() -> None:
+        for n, sock in enumerate(sockets):
+            if select.select([sock], [], [], 0)[0]:  # answered: not on its way any more
+                sock.close()
+                sockets[n] = send_one()
+
     try:
-        for _ in range(n):
-            sock = socket.create_connection((address.host, address.port))
-            sock.sendall(
-                f"POST {path} HTTP/1.1\r\nHost: {address.host}\r\n{head}"
-                "Content-Type: application/json\r\nContent-Length: 64\r\n\r\n{".encode()
-            )
-            sockets.append(sock)
-        yield
+        sockets.extend(send_one() for _ in range(n))
+        yield top_up
     finally:
         for sock in sockets:
             sock.close()
 
 
-def _once_refused(ask: Callable[[], httpx.Response]) -> httpx.Response:
+def _once_refused(ask: Callable[[], httpx.Response], top_up: Callable[[], None]) -> httpx.Response:
     """`ask` again until the door refuses it three times in a row (a loaded machine may take a
-    while to have taken in every request sent before; a page's own events come and go)."""
+    while to have taken in every request sent before; a page's own events come and go), with
+    the bodies on their way topped up before each."""
     deadline = time.monotonic() + 60
     refused = 0
     while refused < 3:
+        top_up()
         answer = ask()
         refused = refused + 1 if answer.status_code == 429 else 0
         assert time.monotonic() < deadline, answer.status_code
@@ -331,8 +345,8 @@ def test_a_visitor_has_a_bounded_number_of_events_waiting_and_gets_them_back(hos
 
     # ... and with as many more on their way as the door allows besides, A's next is refused.
     held = EVENTS_AT_ONCE - 2 + hosted.settings.visitor_max_running
-    with _bodies_on_their_way(hosted.url, "/gradio_api/call/list_sessions", a, held):
-        refused = _once_refused(lambda: list_sessions(a))
+    with _bodies_on_their_way(hosted.url, "/gradio_api/call/list_sessions", a, held) as top_up:
+        refused = _once_refused(lambda: list_sessions(a), top_up)
         assert refused.json() == {"detail": TOO_MANY_EVENTS}
         # So is one run at once, outside the queue.
         direct = httpx.post(f"{api}/run/list_sessions", json=probe, headers=a, timeout=10)
@@ -352,12 +366,11 @@ def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
     token = next(c["value"] for c in context.cookies() if c["name"] == "kontext_visitor")
     mine = {"Cookie": f"kontext_visitor={token}"}
     box = page.locator("#prompt textarea")
-    # As if this visitor already had their fill of events waiting (held at the door; a few
-    # more than the fill, so the page's own ticks coming and going make no difference).
-    full = EVENTS_AT_ONCE + hosted.settings.visitor_max_running + 2
-    with _bodies_on_their_way(hosted.url, "/gradio_api/queue/join", mine, full):
+    # As if this visitor already had their fill of events waiting (held at the door).
+    full = EVENTS_AT_ONCE + hosted.settings.visitor_max_running
+    with _bodies_on_their_way(hosted.url, "/gradio_api/queue/join", mine, full) as top_up:
         join = f"{hosted.url.rstrip('/')}/gradio_api/queue/join"
-        _once_refused(lambda: httpx.post(join, json={}, headers=mine))  # the door has them all
+        _once_refused(lambda: httpx.post(join, json={}, headers=mine), top_up)
         box.fill("make it red")
         box.press("Enter")
         expect(page.locator("#status")).to_contain_text(TOO_MANY_EVENTS)
