@@ -60,6 +60,7 @@ from studio.images import HEAVY_PIXELS, ImageError, SourceImage, describe, open_
 from studio.limits import (
     SESSION_BYTES,
     STEP_BYTES,
+    FairPlaces,
     LimitError,
     Limits,
     LimitSettings,
@@ -200,8 +201,10 @@ class Engine:
         # Images from outside decoded at once (`_decoding`): small and large ones each in their
         # own lane, all visitors together, and one visitor's (a lock each while they have one
         # waiting).
-        self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
-        self._heavy_decodes = asyncio.Semaphore(HEAVY_DECODES_AT_ONCE)
+        self._decodes = FairPlaces(DECODES_AT_ONCE)
+        self._heavy_decodes = FairPlaces(HEAVY_DECODES_AT_ONCE)
+        # The pixels each named visitor had decoded in the last minute (`_decoding`'s turns).
+        self._decoded: dict[str, collections.deque[tuple[float, int]]] = {}
         # The visitors each network address has stored something as, the newest address last
         # (memory only: after a restart an address starts again from its next visitor).
         self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
@@ -307,8 +310,25 @@ class Engine:
         if heavy and owner is not None and self._limits is not None and not counted:
             self._limits.admit_decode(owner, pixels)
         lock = contextlib.nullcontext() if owner is None else _held_lock(self._decoders, owner)
-        async with lock, self._heavy_decodes if heavy else self._decodes:
-            yield
+        async with lock:
+            lane = self._heavy_decodes if heavy else self._decodes
+            async with lane.place(self._decoded_lately(owner, pixels)):
+                yield
+
+    def _decoded_lately(self, owner: str | None, pixels: int) -> int:
+        """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
+        now): who has had the fewest goes first when a decode place comes free."""
+        if owner is None:
+            return 0
+        now = time.monotonic()
+        recent = self._decoded.setdefault(owner, collections.deque())
+        while recent and now - recent[0][0] >= 60.0:
+            recent.popleft()
+        used = sum(p for _, p in recent)
+        recent.append((now, pixels))
+        if len(self._decoded) > MAX_TRACKED_ADDRESSES:  # forget those idle for a minute
+            self._decoded = {o: r for o, r in self._decoded.items() if r and now - r[-1][0] < 60.0}
+        return used
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
