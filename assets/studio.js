@@ -41,33 +41,72 @@
     if (text) sessionStorage.setItem(DRAFT_KEY, text);
   });
 
-  // Enter (or Edit) is taken here, at once, before anything goes to the server: the
-  // instruction is read, the box emptied, and a "queued" tile shows in the history. Each Enter
-  // is numbered, so the server takes instructions typed ahead in the order they were typed.
-  // The server's reply never writes into the box: what is typed meanwhile stays.
+  // Enter (or Edit) is taken here, at the very moment of the key or the click, before
+  // anything goes to the server: the box's text is read and the box emptied right then, and
+  // the edit sent carries exactly that text. (Gradio sends its `submit` a tick later and reads
+  // the box late: an instruction pasted and sent within the same frame would be read in place
+  // of the one before.) One path: Enter in the box clicks Edit; a click on Edit takes the
+  // text (capture phase, before Gradio's own listener); the event's page function (`send`)
+  // then carries what that click took, in order. Each is numbered, so the server takes
+  // instructions typed ahead in the order they were typed. The server's reply never writes
+  // into the box: what is typed meanwhile stays.
   studio.seq = studio.seq || 0;
   studio.pending = studio.pending || new Map();
-  studio.send = (args, promptAt, ticketAt, regionAt) => {
-    // What goes is what the box shows. Gradio's copy of the value can lag a fast Enter (a paste
-    // and Enter, a busy machine): it may still hold the instruction just sent, which would be
-    // paid for twice, or nothing, which would drop the one typed. It is trusted only when the
-    // box starts with it (what was typed after Enter stays in the box).
+  studio.taken = studio.taken || [];
+  // A click whose edit never started (none seen within this time) gives its text back.
+  const TAKEN_MS = 10000;
+  const putBack = (text) => {
     const box = promptBox();
-    const given = typeof args[promptAt] === "string" ? args[promptAt] : "";
-    const shown = box ? box.value : given;
-    const text = given && shown.startsWith(given) ? given : shown;
-    const out = [...args];
-    out[promptAt] = text;
-    if (!text.trim()) return out; // the server says why, in one sentence
-    studio.seq += 1;
-    out[ticketAt] = String(studio.seq);
-    // A region drawn on the canvas belongs to this edit, and goes with it.
-    out[regionAt] = studio.takeRegion ? studio.takeRegion() : "";
-    if (box && box.value.startsWith(text)) {
-      box.value = box.value.slice(text.length).replace(/^\n/, "");
+    if (!box || !text) return;
+    box.value = box.value ? `${text}\n${box.value}` : text;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  const take = () => {
+    const box = promptBox();
+    const text = box ? box.value : "";
+    const entry = { text, region: "", at: Date.now() };
+    if (text.trim() && box) {
+      // A region drawn on the canvas belongs to this edit, and goes with it.
+      entry.region = studio.takeRegion ? studio.takeRegion() : "";
+      box.value = "";
       box.dispatchEvent(new Event("input", { bubbles: true }));
     }
-    studio.pending.set(studio.seq, text);
+    return entry;
+  };
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+      if (!event.target?.matches?.("#prompt textarea")) return;
+      const run = byId("run");
+      if (!run || run.disabled) return; // Gradio's own Enter, as before
+      event.preventDefault(); // no new line, and no `keypress` for Gradio's deferred submit
+      run.click();
+    },
+    true,
+  );
+  document.addEventListener(
+    "click",
+    (event) => {
+      if (event.target?.closest?.("#run")) studio.taken.push(take());
+    },
+    true,
+  );
+  studio.send = (args, promptAt, ticketAt, regionAt) => {
+    // What goes is what the click (or Enter) took; without one (Gradio's own Enter, were the
+    // keys not seen here), what the box shows now.
+    const now = Date.now();
+    while (studio.taken.length > 1 && now - studio.taken[0].at > TAKEN_MS) {
+      putBack(studio.taken.shift().text);
+    }
+    const entry = studio.taken.shift() || take();
+    const out = [...args];
+    out[promptAt] = entry.text;
+    out[regionAt] = entry.region;
+    if (!entry.text.trim()) return out; // the server says why, in one sentence
+    studio.seq += 1;
+    out[ticketAt] = String(studio.seq);
+    studio.pending.set(studio.seq, entry.text);
     studio.redrawPending();
     return out;
   };

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import IO, Any, TypeGuard
 
 from studio.history import (
     MAX_NAME_CHARS,
@@ -109,7 +109,22 @@ class Bundle:
 def write_bundle(
     session: Session, read_image: Callable[[str], bytes], *, step_ids: Iterable[str] | None = None
 ) -> bytes:
-    """The ZIP of `session`, or of only `step_ids` (a branch: ancestors are always included).
+    """The ZIP of `session`, or of only `step_ids` (a branch: ancestors are always included),
+    in memory (`stream_bundle` writes it to a file)."""
+    buffer = io.BytesIO()
+    stream_bundle(buffer, session, read_image, step_ids=step_ids)
+    return buffer.getvalue()
+
+
+def stream_bundle(
+    out: IO[bytes],
+    session: Session,
+    read_image: Callable[[str], bytes],
+    *,
+    step_ids: Iterable[str] | None = None,
+) -> None:
+    """Write the ZIP of `session` (or of only `step_ids`) into the binary file `out`, one image
+    in memory at a time, so an export costs its largest image, not the whole session.
 
     Unfinished steps are left out: they have no image yet, and nothing can hang off them.
     """
@@ -119,8 +134,7 @@ def write_bundle(
         if step.step_id in wanted and step.is_finished and _ancestors_kept(session, step, wanted):
             keep.append(step)
     names: dict[str, str] = {}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as archive:
         entries = []
 
         def add(ref: ImageRef, step: Step, index: int, tag: str = "") -> str:
@@ -159,7 +173,6 @@ def write_bundle(
             "steps": entries,
         }
         archive.writestr("session.json", json.dumps(document, indent=2, ensure_ascii=False))
-    return buffer.getvalue()
 
 
 def read_bundle(

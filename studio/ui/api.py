@@ -41,7 +41,7 @@ from studio.params import (
 )
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
 from studio.ui.bridge import Bridge, Engine, Visitor
-from studio.ui.files import write_export
+from studio.ui.export import export_file
 from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.visitor import Refusal, current, guarded
 
@@ -249,11 +249,8 @@ class Endpoints:
         Returns:
             The ZIP file.
         """
-        data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
         name = f"session-{session_id[:8]}"
-        return str(
-            await asyncio.to_thread(write_export, self.exports, name, data, owner=self.who.owner)
-        )
+        return str(await export_file(self.bridge, self.exports, session_id, name, self.who))
 
     @guarded
     async def list_sessions(self, limit: int) -> str:

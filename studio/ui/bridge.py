@@ -120,12 +120,15 @@ class Bridge:
 
     # -- what differs: the page's reads and watching ----------------------------------------------
 
-    async def page(
-        self, session_id: str | None, who: Visitor, *, with_balance: bool = False
-    ) -> PageData:
+    async def page(self, session_id: str | None, who: Visitor) -> PageData:
         """The session (or none), the visitor's sessions, what runs, and the files to show,
-        read in one go on the engine's loop (with the balance of the key that pays, if asked)."""
-        return await self.call(_page, session_id, who, with_balance)
+        read in one go on the engine's loop: from the store alone, never waiting on RunAPI."""
+        return await self.call(_page, session_id, who)
+
+    async def balance(self, who: Visitor) -> int | None:
+        """The balance of the key that pays for `who`'s edits (a RunAPI call; None when it is
+        not shown). Asked apart from the page, so a slow or failing answer never holds it up."""
+        return await self.call(Engine.balance_cents, visitor=who)
 
     async def tick(self, session_id: str | None, seen_version: str | None, who: Visitor) -> Tick:
         """What changed in a session since `seen_version`, and what runs in it now: cheap, so
@@ -188,9 +191,7 @@ class Bridge:
         return self._engine.private_folders()
 
 
-async def _page(
-    engine: Engine, session_id: str | None, who: Visitor, with_balance: bool
-) -> PageData:
+async def _page(engine: Engine, session_id: str | None, who: Visitor) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
     session, damaged, version = None, None, None
     if session_id:
@@ -201,11 +202,6 @@ async def _page(
         except StoreError as exc:
             damaged = str(exc)
     summaries = await engine.list_sessions(visitor=who)
-    balance = None
-    if with_balance:
-        # A nicety: if it fails, the edits' own errors say what is wrong with the service.
-        with contextlib.suppress(*USER_ERRORS):
-            balance = await engine.balance_cents(visitor=who)
     # The session list shows each session's cover image.
     covers = [
         ImageRef(sha256=s.cover_sha256, format="png", width=1, height=1)
@@ -214,7 +210,7 @@ async def _page(
     ]
     if session is None:
         listed = {sha: str(path) for sha, path in (await engine.thumbnails(covers)).items()}
-        return PageData(None, summaries, {}, {}, listed, balance, damaged)
+        return PageData(None, summaries, {}, {}, listed, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
     thumbs = await engine.thumbnails([*shown, *covers])
     return PageData(
@@ -223,7 +219,6 @@ async def _page(
         running=engine.running(session.session_id),
         images={ref.sha256: str(engine.image_path(ref)) for ref in [*shown, *_extras(session)]},
         thumbs={sha: str(path) for sha, path in thumbs.items()},
-        balance_cents=balance,
         damaged=damaged,
         version=version,
     )

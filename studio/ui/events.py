@@ -24,9 +24,10 @@ _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", 
 # fair lanes), so Gradio's own bound on these events is only a backstop: a pile of slow reads
 # from a few addresses must not fill it for everyone.
 _INTAKE: dict[str, Any] = {"concurrency_limit": 64, "concurrency_id": "intake", **_INTERNAL}
-# Enter (or Edit): the page itself takes the instruction, empties the box and shows a
-# "queued" tile at once, and numbers the Enter (assets/studio.js); the reply never writes into
-# the box. Its arguments are the edit's inputs, in order.
+# Enter (or Edit): the page itself takes the instruction at the key or the click, empties the
+# box and shows a "queued" tile at once, and numbers the Enter (assets/studio.js); this page
+# function then puts exactly the text taken into the edit's arguments (Gradio's own copy of the
+# box may lag). The reply never writes into the box. Its arguments are the edit's inputs.
 _SEND = (
     "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
 )
@@ -46,8 +47,13 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     tab = [c.browser, c.tab_step]
     page = h.view_outputs
     # One load event: the page, and a key this browser was asked to remember (put back in its
-    # box, whose change checks it).
-    demo.load(h.on_load, [c.browser, c.key_store], [*page, c.remember_key, c.user_key], **_QUIET)
+    # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
+    # the page up (a load or a change in the session sets `balance_due`).
+    load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
+    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **_QUIET)
+    c.balance_due.change(
+        h.on_balance, [c.browser, c.tab_key], [c.balance], trigger_mode="always_last", **_QUIET
+    )
     for accordion, contents in c.folds:
         accordion.expand(None, None, [contents], js=_SHOW, queue=False, api_visibility="private")
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
@@ -91,7 +97,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.undo.click(h.on_undo, tab, page, **_QUIET)
     c.redo.click(h.on_redo, tab, page, **_QUIET)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
-    c.timer.tick(h.on_tick, tick_inputs, h.compare_outputs, **_QUIET)
+    c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on(
         [c.pair_a.input, c.pair_b.input, c.steps_box.expand],

@@ -2,8 +2,10 @@
 
 Exports are written into per-export folders named by 128 random bits (a link to one is a
 capability: whoever holds it may download it, as with a share link), and are removed after
-`EXPORT_TTL_S`, once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest: one
-visitor's clicks never push out another's export), or once more than `EXPORTS_KEPT` wait in all.
+`EXPORT_TTL_S`, or once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest).
+At most `EXPORTS_KEPT` wait in all: past that, a new export takes the place of its own
+visitor's oldest, else of another visitor's older than `EXPORT_KEPT_S`, else it is refused
+with one sentence (one visitor's clicks never push out another's young export).
 Each running studio holds a lock on its own exports folder; a folder whose lock nobody holds
 (a studio that stopped or was killed) is removed when the next studio starts.
 An upload is Gradio's file until a handler has read it into the store; then it is removed
@@ -26,7 +28,11 @@ from pathlib import Path
 # Seconds an export waits to be downloaded; a click on Export writes it again.
 EXPORT_TTL_S = 15 * 60
 # Exports kept at most at once, all visitors together (each up to bundle.MAX_BUNDLE_BYTES).
-EXPORTS_KEPT = 16
+EXPORTS_KEPT = 32
+# Seconds another visitor's export is kept at least, however many wait: time to fetch the link
+# the page or the API gave them (review round 3 F7: five free cookies pushed out another
+# visitor's export link within seconds).
+EXPORT_KEPT_S = 5 * 60
 # Exports one hosted visitor may have waiting at once (the studio's own user: up to the total).
 EXPORTS_PER_VISITOR = 4
 # The exports folders of every studio on this machine, in the temporary directory (which Gradio
@@ -72,39 +78,62 @@ def _remove_if_unused(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
-    """The ZIP in a fresh, unguessable folder under `folder`, after clearing old exports (and
-    `owner`'s oldest past their share). Blocking: call it in a thread."""
-    prune_exports(folder, owner=owner)
+def new_export(folder: Path, name: str, *, owner: str | None = None) -> Path | None:
+    """Where `owner`'s new export is written: a file in a fresh, unguessable folder under
+    `folder`, made after clearing room for it (`prune_exports`); None when there is none (every
+    export waiting is another visitor's, younger than `EXPORT_KEPT_S`). Blocking: call it in a
+    thread."""
+    prune_exports(folder, owner=owner, room=1)
+    if len(_exports(folder)) >= EXPORTS_KEPT:
+        return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
     target = folder / f"{_tag(owner)}.{secrets.token_urlsafe(16)}" / f"{slug}.zip"
     target.parent.mkdir(parents=True)
-    target.write_bytes(data)
     return target
 
 
-def prune_exports(folder: Path, *, now: float | None = None, owner: str | None = None) -> int:
-    """Remove exports older than `EXPORT_TTL_S`, `owner`'s oldest past `EXPORTS_PER_VISITOR`
-    (leaving room for one more), and the oldest past `EXPORTS_KEPT`; how many went. Blocking:
-    call it in a thread."""
-    cutoff = (time.time() if now is None else now) - EXPORT_TTL_S
-    folders = []
+def discard_export(target: Path) -> None:
+    """Remove an export (its folder) that was not written after all. Blocking."""
+    shutil.rmtree(target.parent, ignore_errors=True)
+
+
+def prune_exports(
+    folder: Path, *, now: float | None = None, owner: str | None = None, room: int = 0
+) -> int:
+    """Remove exports older than `EXPORT_TTL_S`; `owner`'s oldest past `EXPORTS_PER_VISITOR`
+    (less `room`, for new ones of theirs); and while more than `EXPORTS_KEPT` (less `room`)
+    wait, `owner`'s own oldest first, then other visitors' oldest that are older than
+    `EXPORT_KEPT_S`. How many went. Blocking: call it in a thread."""
+    now = time.time() if now is None else now
+    mine = _tag(owner) + "."
+    expired: list[tuple[float, Path]] = []
+    waiting: list[tuple[float, Path]] = []
+    for mtime, entry in sorted(_exports(folder)):  # the oldest first
+        (expired if mtime < now - EXPORT_TTL_S else waiting).append((mtime, entry))
+    own = [entry for _, entry in waiting if entry.name.startswith(mine)]
+    gone = own[: max(0, len(own) - (EXPORTS_PER_VISITOR - room))] if owner is not None else []
+    over = len(waiting) - len(gone) - (EXPORTS_KEPT - room)
+    if over > 0:
+        old_others = [
+            entry
+            for mtime, entry in waiting
+            if not entry.name.startswith(mine) and mtime < now - EXPORT_KEPT_S
+        ]
+        gone += [entry for entry in own + old_others if entry not in gone][:over]
+    gone += [entry for _, entry in expired]
+    for entry in gone:
+        shutil.rmtree(entry, ignore_errors=True)
+    return len(gone)
+
+
+def _exports(folder: Path) -> list[tuple[float, Path]]:
+    """The exports waiting in `folder` (their folders), each with when it was written."""
+    found = []
     for entry in folder.iterdir() if folder.is_dir() else ():
         with contextlib.suppress(OSError):
             if entry.is_dir() and entry.name not in _KEEP:
-                folders.append((entry.stat().st_mtime, entry))
-    folders.sort(reverse=True)
-    mine = _tag(owner) + "."
-    removed = theirs = 0
-    for index, (mtime, entry) in enumerate(folders):
-        if owner is not None and entry.name.startswith(mine):
-            theirs += 1
-        if mtime < cutoff or index >= EXPORTS_KEPT - 1 or theirs >= EXPORTS_PER_VISITOR:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-            if owner is not None and entry.name.startswith(mine):
-                theirs -= 1
-    return removed
+                found.append((entry.stat().st_mtime, entry))
+    return found
 
 
 def _tag(owner: str | None) -> str:
@@ -149,10 +178,12 @@ def discard_upload(path: Path, upload_folder: Path) -> None:
 __all__ = [
     "EXPORTS_KEPT",
     "EXPORTS_PER_VISITOR",
+    "EXPORT_KEPT_S",
     "EXPORT_TTL_S",
     "UploadBook",
+    "discard_export",
     "discard_upload",
     "make_exports_folder",
+    "new_export",
     "prune_exports",
-    "write_export",
 ]

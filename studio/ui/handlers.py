@@ -30,7 +30,8 @@ from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
-from studio.ui.files import discard_upload, write_export
+from studio.ui.export import export_file
+from studio.ui.files import discard_upload
 from studio.ui.layout import Components
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
@@ -62,36 +63,62 @@ class PageContext:
 
 # How many tabs' typing-ahead records are kept (the oldest go first).
 MAX_TABS = 4096
+# How many steps of a tab's chain of Enters are remembered (a page is a few replies behind at most).
+CHAIN_KEPT = 32
 # Seconds an Enter waits for the ones typed before it to be taken.
 TURN_WAIT_S = 10.0
 
 
 class _Tab:
     """What the server knows of one tab's typing: the last Enter it took (`done`) and refused
-    (`refused`), and the step its last edit made from which step, so that an instruction typed
-    ahead follows the one before it even when the page has not yet heard back about that one."""
+    (`refused`), and the chain its Enters made since it last moved (the step the first started
+    from, then each step made), so that an instruction typed ahead follows the one before it
+    even when the page has not yet heard back about that one."""
 
     def __init__(self) -> None:
         self.done = 0
         self.refused = 0
-        self.base: str | None = None
-        self.last: str | None = None
+        # The step the chain started from, then the steps its edits made, in order.
+        self.chain: list[str | None] = []
         self.notice: str | None = None
+        # The session the last render sent to this tab shows (once one was sent: `known`). A
+        # tick about another was sent before the page heard of that render (+ New, another
+        # session picked, this one deleted), and would pull the page back.
+        self.showing: str | None = None
+        self.known = False
         self._turns = asyncio.Condition()
 
+    @property
+    def last(self) -> str | None:
+        return self.chain[-1] if len(self.chain) > 1 else None
+
     def parent_for(self, tab_step: str | None) -> str | None:
-        """The step the next edit goes after: the last edit of this tab when the page sent
-        the step that edit started from (its reply had not arrived), else the tab's step."""
-        if self.last is not None and tab_step == self.base:
+        """The step the next edit goes after: the last edit of this tab when the page sent a
+        step of its chain (the replies to the Enters before had not all arrived: the page
+        still showed where the chain started, or one of its steps), else the tab's step."""
+        if self.last is not None and tab_step in self.chain:
             return self.last
         return tab_step
 
-    def chained(self, base: str | None, step_id: str) -> None:
-        self.base, self.last = base, step_id
+    def chained(self, tab_step: str | None, step_id: str) -> None:
+        """An edit sent from `tab_step` made `step_id` (after `parent_for(tab_step)`)."""
+        if self.last is None or tab_step not in self.chain:
+            self.chain = [tab_step]
+        self.chain.append(step_id)
+        del self.chain[:-CHAIN_KEPT]
+
+    def moved_from(self, session_id: str) -> bool:
+        """Whether this tab was last sent a render of another session than `session_id`."""
+        return self.known and self.showing != session_id
+
+    def cancelled(self, step_id: str) -> None:
+        """A queued step was cancelled: the ones after it run from the step before it."""
+        if step_id in self.chain[1:]:
+            self.chain.remove(step_id)
 
     def moved(self) -> None:
         """The tab moved (a click, undo, a kept candidate): its next edit starts there."""
-        self.base = self.last = None
+        self.chain = []
 
     @contextlib.asynccontextmanager
     async def turn(self, seq: int) -> AsyncIterator[None]:
@@ -178,13 +205,15 @@ class Handlers:
         tab_step: str | None = None,
         *,
         tab_key: str | None = None,
-        balance: bool = False,
+        tick: bool = False,
     ) -> Update:
-        """The page for `session_id` seen from `tab_step`, read back from the store."""
-        data = await self.bridge.page(session_id, self.who_with(tab_key), with_balance=balance)
-        page = view.render_page(
-            data, self.tiles, tab_step, done=self._tab().done, refused=self._tab().refused
-        )
+        """The page for `session_id` seen from `tab_step`, read back from the store (for a
+        `tick`: news of the session the page named, which does not move the tab)."""
+        data = await self.bridge.page(session_id, self.who_with(tab_key))
+        tab = self._tab()
+        page = view.render_page(data, self.tiles, tab_step, done=tab.done, refused=tab.refused)
+        if not tick:
+            tab.showing, tab.known = page.session_id, True
         download = page.download
         # A hosted studio serves a stored image only to its owner, recognising it by its hash
         # name (ui.guard): there a download keeps that name.
@@ -272,12 +301,14 @@ class Handlers:
     @guarded
     async def on_load(self, session_id: str | None, stored_key: str | None = None) -> Update:
         """The page at load: the browser's session (else the newest), and the key this browser
-        was asked to remember, put back in its box (whose change checks it: `on_key`)."""
+        was asked to remember, put back in its box (whose change checks it: `on_key`). The
+        balance is asked of RunAPI once the page is drawn (`on_balance`), never before."""
         if not session_id:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
-        update = await self.page(session_id, balance=True)
+        update = await self.page(session_id)
+        update[self.c.balance_due] = "load"
         key = stored_key.strip() if isinstance(stored_key, str) else ""
         if key:
             update.update({self.c.remember_key: True, self.c.user_key: key})
@@ -530,6 +561,7 @@ class Handlers:
             return await self._keep(session_id, step_id)
         if act == "cancel":
             cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
+            self._tab().cancelled(step_id)
             shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
             return {
                 **(await self.page(session_id, shown)),
@@ -587,14 +619,19 @@ class Handlers:
             # arrive one by one, and this tick fell between a render's (storage still on the
             # session shown before). Drawing that session would pull the page back to it.
             return {self.c.status: gr.skip()}
+        if self._tab().moved_from(session_id):
+            return {self.c.status: gr.skip()}
         fresh = seen_from == (tab_step or "")
         # With the tab's key: an edit that waits for it (after a restart) goes on.
         who = self.who_with(tab_key)
         tick = await self.bridge.tick(session_id, seen if fresh else None, who)
         ids = _picks(pair)
         if session_id and tick.changed:
-            # Something was added or finished: the balance may have moved too.
-            update = await self.page(session_id, tab_step, tab_key=tab_key, balance=True)
+            update = await self.page(session_id, tab_step, tab_key=tab_key, tick=True)
+            if self._tab().moved_from(session_id):  # meanwhile
+                return {self.c.status: gr.skip()}
+            # Something was added or finished: the balance may have moved too (`on_balance`).
+            update[self.c.balance_due] = tick.version
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
@@ -608,6 +645,18 @@ class Handlers:
         if ids and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}
+
+    @guarded
+    async def on_balance(self, _session_id: str | None, tab_key: str | None) -> Update:
+        """The balance of the key that pays for this tab's edits, beside the session's cost:
+        asked of RunAPI after the page is drawn, so a slow or failing answer never holds the
+        page up. Nothing shows when it is not shown (a hosted visitor without a key of their
+        own, the simulator) or RunAPI does not answer (the edits' own errors say why)."""
+        try:
+            cents = await self.bridge.balance(self.who_with(tab_key))
+        except REFUSED:
+            cents = None
+        return {self.c.balance: present.balance_line(cents)}
 
     @guarded
     async def on_pair(
@@ -720,10 +769,7 @@ class Handlers:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
-        data = await self.bridge.call(Engine.export_session, session_id, visitor=self.who)
-        path = await asyncio.to_thread(
-            write_export, self.ctx.exports, session.name, data, owner=self.who.owner
-        )
+        path = await export_file(self.bridge, self.ctx.exports, session_id, session.name, self.who)
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             self.c.status: (

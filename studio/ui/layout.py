@@ -100,6 +100,7 @@ def hand_over_unopened(image: gr.Image) -> gr.Image:
 class Components:
     banner: gr.HTML
     cost: gr.HTML
+    balance: gr.HTML
     sessions: gr.HTML
     new_session: gr.Button
     source: gr.Image
@@ -149,6 +150,7 @@ class Components:
     browser: gr.BrowserState
     tab_key: gr.State
     picks: gr.State
+    balance_due: gr.State
     remember_key: gr.Checkbox
     key_note: gr.HTML
     key_store: gr.BrowserState
@@ -198,6 +200,9 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         version=gr.State(None),
         # The candidates on show (step ids), while some are.
         picks=gr.State(None),
+        # Set when the balance may have moved (a load, a change in the session): its change
+        # asks RunAPI, apart from the page (`Handlers.on_balance`).
+        balance_due=gr.State(None),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=gr.State(None),
         # Only when the visitor ticks "remember": in their browser's storage, never on disk here.
@@ -216,7 +221,15 @@ def _render_header(banner: str) -> dict[str, Any]:
         )
         banner_md = prose.component(banner, elem_id="banner")
         cost = prose.component(present.cost_line(None), elem_id="cost")
-    return {"banner": banner_md, "sessions": sessions, "new_session": new_session, "cost": cost}
+        # Filled in once RunAPI answers, after the page is drawn (`Handlers.on_balance`).
+        balance = prose.component("", elem_id="balance")
+    return {
+        "banner": banner_md,
+        "sessions": sessions,
+        "new_session": new_session,
+        "cost": cost,
+        "balance": balance,
+    }
 
 
 def _render_canvas(examples: list[Path]) -> dict[str, Any]:

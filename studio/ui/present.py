@@ -283,12 +283,14 @@ def delete_question(name: str, edits: int) -> str:
     )
 
 
-def cost_line(session: Session | None, balance_cents: int | None = None) -> str:
+def cost_line(session: Session | None) -> str:
     total = format_cents(session.total_cost_cents) if session else format_cents(0)
-    text = f"Session cost **{total}**"
-    if balance_cents is not None:
-        text += f" · balance {format_cents(balance_cents)}"
-    return text
+    return f"Session cost **{total}**"
+
+
+def balance_line(balance_cents: int | None) -> str:
+    """The balance beside the session's cost; nothing when it is not shown or not known."""
+    return "" if balance_cents is None else f"· balance {format_cents(balance_cents)}"
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -37,7 +37,6 @@ class PageData:
     running: dict[str, StepUpdate]
     images: dict[str, str]
     thumbs: dict[str, str]
-    balance_cents: int | None = None
     damaged: str | None = None
     version: str | None = None
 
@@ -139,7 +138,7 @@ def render_page(
             tab_step=None,
             version=None,
             sessions=Choices(choices, None),
-            cost=present.cost_line(None, data.balance_cents),
+            cost=present.cost_line(None),
             result=None,
             before=None,
             status=status,
@@ -176,7 +175,7 @@ def render_page(
         tab_step=current.step_id,
         version=data.version,
         sessions=Choices(choices, session.session_id),
-        cost=present.cost_line(session, data.balance_cents),
+        cost=present.cost_line(session),
         # While the tab's step runs, the canvas keeps the image it builds on; the status line
         # under it says a run is under way.
         result=image,

@@ -93,6 +93,44 @@ def test_what_the_box_shows_is_sent_even_when_gradios_copy_lags(page, studio, si
     assert sent == ["add snow"]
 
 
+# Three pastes, each followed by Enter, all within one frame: the events a browser sends for a
+# paste and an Enter (keydown, then keypress unless the keydown was taken), dispatched in one go.
+_PASTE_AND_ENTER = """(prompts) => {
+  const box = document.querySelector('#prompt textarea');
+  box.focus();
+  const enter = {key: 'Enter', code: 'Enter', keyCode: 13, which: 13, bubbles: true,
+                 cancelable: true};
+  for (const text of prompts) {
+    box.value = text;
+    box.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertFromPaste',
+                                               data: text}));
+    if (box.dispatchEvent(new KeyboardEvent('keydown', enter))) {
+      box.dispatchEvent(new KeyboardEvent('keypress', enter));
+    }
+  }
+}"""
+
+
+def test_three_instructions_pasted_and_sent_within_one_frame_each_go_once_in_order(
+    page, studio, sim
+):
+    # Gradio sends its submit a tick after Enter: read then, the box already holds the next
+    # paste. Each Enter must carry exactly what the box held at that Enter, and follow the one
+    # before it (however many replies have reached the page meanwhile).
+    _start_from_example(page)
+    prompts = ["make it black and white", "add snow", "make it night"]
+    page.evaluate(_PASTE_AND_ENTER, prompts)
+    box = page.locator("#prompt textarea")
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 3: make it night \(.*\$"), timeout=30_000
+    )
+    expect(page.locator("#status")).not_to_contain_text("empty")
+    assert _path_prompts(studio, _newest(studio).step_id) == prompts
+    assert len(_only_session(studio).steps) == 4  # the original and the three, no other
+    assert [t.body.get("prompt") for t in sim.tasks.values()] == prompts
+
+
 def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_the_first(
     page, studio, sim
 ):

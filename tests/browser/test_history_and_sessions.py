@@ -72,6 +72,8 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
     photo = tmp_path / "Beach day.jpg"
     photo.write_bytes(make_image(300, 200, fmt="JPEG"))
     page.locator("#new-session").click()
+    # The empty page is there (a reply still on its way would otherwise land over the upload's).
+    expect(page.locator("#status")).to_contain_text("type an instruction to generate one")
     page.locator("#source input[type=file]").set_input_files(str(photo))
     sessions = _session_name(page)
     expect(sessions).to_have_text("Beach day.jpg")

@@ -118,7 +118,7 @@ def test_the_server_key_reaches_no_response_header_or_log_line(browser, sim, cle
         expect(page.locator("#run")).to_be_visible(timeout=20_000)
         _edit_an_example(page)
         # A hosted visitor is never shown the host's balance.
-        expect(page.locator("#cost")).not_to_contain_text("balance")
+        expect(page.locator("#balance")).not_to_contain_text("balance")
         context.close()
     assert seen
     assert not any(canary in text for text in seen)

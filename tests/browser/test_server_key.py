@@ -3,11 +3,20 @@ is checked at once, named when refused, and kept in their browser only if they a
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import open_page, running_studio
-from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example
+from tests.browser.test_studio_flow import (
+    DONE,
+    _current,
+    _edit,
+    _only_session,
+    _start_from_example,
+    _thumbs,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,11 +31,36 @@ def test_a_server_key_is_named_in_the_banner_and_the_balance_follows_the_edits(p
     expect(page.locator("#banner")).to_contain_text("server's RunAPI key")
     expect(page.locator("#banner")).not_to_contain_text("Simulator")
     start = sim.balance_cents
-    expect(page.locator("#cost")).to_contain_text(f"balance ${start / 100:.2f}")
+    expect(page.locator("#balance")).to_contain_text(f"balance ${start / 100:.2f}")
     _start_from_example(page)
     _edit(page, "make it black and white")
-    expect(page.locator("#cost")).to_contain_text(f"balance ${(start - 5) / 100:.2f}")
+    expect(page.locator("#balance")).to_contain_text(f"balance ${(start - 5) / 100:.2f}")
     assert sim.api_key not in page.content()
+
+
+def test_the_page_fills_without_waiting_for_a_slow_balance_which_fills_in_when_it_comes(page, sim):
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    balance = page.locator("#balance")
+    shown = f"balance ${sim.balance_cents / 100:.2f}"
+    expect(balance).to_contain_text(shown)
+    sim.faults.slow(seconds=6.0, times=1)  # RunAPI takes six seconds to say the balance
+    page.reload()
+    # The canvas and the history show the session while the balance is still on its way.
+    expect(page.locator("#result img")).to_be_visible()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(_thumbs(page)).to_have_count(2)
+    assert "balance" not in balance.inner_text()
+    expect(page.locator("#status")).to_contain_text(DONE)
+    expect(balance).to_contain_text(shown, timeout=30_000)
+    # A balance RunAPI fails to give: the page is whole, with no balance and no error.
+    sim.faults.server_error(503, times=20)
+    page.reload()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(page.locator("#result img")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text(DONE)
+    expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
+    assert "balance" not in balance.inner_text()
 
 
 def _paste_key(tab, key: str) -> None:  # type: ignore[no-untyped-def]

@@ -167,6 +167,24 @@ async def test_a_visitor_checks_only_a_few_keys_a_minute_with_runapi(sim, clean_
         await engine.aclose()
 
 
+async def test_a_balance_is_asked_only_with_a_key_runapi_accepted_through_a_counted_check(
+    sim, clean_env
+):
+    from studio.config import Secret
+
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        guessed = Visitor("browser:a", api_key=Secret("sk-a-guess"))
+        assert await engine.balance_cents(visitor=guessed) is None
+        assert sim.requests == []  # a balance is never a way to try keys
+        own = Visitor("browser:a", api_key=Secret(sim.api_key))
+        assert await engine.balance_cents(visitor=own) is None
+        assert await engine.check_key(Secret(sim.api_key), visitor=own) == sim.balance_cents
+        assert await engine.balance_cents(visitor=own) == sim.balance_cents
+    finally:
+        await engine.aclose()
+
+
 async def test_imports_count_their_steps_and_text_so_a_pile_of_them_is_refused(sim, clean_env):
     local = make_engine(clean_env / "other", sim.base_url, sim.api_key)
     try:

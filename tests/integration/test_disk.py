@@ -3,6 +3,8 @@ visitor and within their share. Real store, real Gradio upload folder, the simul
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -12,18 +14,21 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from studio.engine import BUSY_EXPORTING, LimitError
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge
 from studio.ui.files import (
+    EXPORT_KEPT_S,
     EXPORT_TTL_S,
     EXPORTS_KEPT,
     EXPORTS_PER_VISITOR,
     make_exports_folder,
+    new_export,
     prune_exports,
-    write_export,
 )
 from studio.ui.handlers import Handlers, PageContext
+from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -77,6 +82,37 @@ async def test_an_imported_zip_upload_is_not_kept(page, sim, clean_env, tmp_path
     assert len(await engine.list_sessions()) == 2
 
 
+async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_back(
+    page, tmp_path
+):
+    engine = page.bridge.engine
+    session = await engine.start_session(await engine.read_image(make_image()), name="trip")
+    update = await page.on_export(session.session_id, None)
+    assert Path(update[page.c.export_file].value["path"]).name == "trip.zip"
+    (path,) = tmp_path.glob("*/trip.zip")  # in the exports folder
+    again = await engine.import_session(await asyncio.to_thread(path.read_bytes))
+    assert again.origin.result == session.origin.result
+
+
+_WRITTEN = itertools.count()
+
+
+def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
+    """An export as the page writes one, a hundredth of a second after the one before (the
+    file system's clock is coarser than a loop of writes)."""
+    target = new_export(folder, name, owner=owner)
+    assert target is not None, "refused"
+    target.write_bytes(data)
+    _age(target, 60 - next(_WRITTEN) / 100)
+    return target
+
+
+def _age(export: Path, seconds: float) -> None:
+    """Make `export` look written `seconds` ago."""
+    then = time.time() - seconds
+    os.utime(export.parent, (then, then))
+
+
 def test_exports_are_removed_when_old_or_too_many(tmp_path):
     written = [write_export(tmp_path, f"s{n}", b"zip") for n in range(EXPORTS_KEPT + 4)]
     kept = [p for p in written if p.exists()]
@@ -97,12 +133,68 @@ def test_one_visitors_exports_never_push_out_anothers(tmp_path):
     assert [p for p in mine if p.exists()] == mine[-EXPORTS_PER_VISITOR:]
 
 
+def test_many_visitors_exports_never_push_out_a_young_one_when_the_folder_is_full(tmp_path):
+    """Alice's export link was just handed out; other visitors export until every place is
+    taken: hers stays, and the next visitor is refused (None: the page says one sentence)
+    rather than pushing out anyone's young export. Once hers is older than EXPORT_KEPT_S, a
+    new export may take its place; and a visitor who holds exports gives up their own first."""
+    alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice")
+    others = [
+        write_export(tmp_path, f"s{n}", b"zip", owner=f"browser:{n // EXPORTS_PER_VISITOR}")
+        for n in range(EXPORTS_KEPT - 1)
+    ]
+    assert new_export(tmp_path, "one more", owner="browser:late") is None
+    assert alice.exists()
+    assert all(p.exists() for p in others)
+    mine = write_export(tmp_path, "again", b"zip", owner="browser:0")  # their own oldest goes
+    assert not others[0].exists()
+    assert mine.exists()
+    assert alice.exists()
+    _age(alice, EXPORT_KEPT_S + 1)
+    late = write_export(tmp_path, "late", b"zip", owner="browser:late")
+    assert late.exists()
+    assert not alice.exists()
+    assert all(p.exists() for p in others[1:])
+
+
+async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_written(
+    sim, clean_env, tmp_path
+):
+    """One export at a time for each visitor, written to its file as it goes: the second click
+    while the first is being written gets one sentence and leaves nothing; another visitor's
+    export at the same moment is written; each imports back whole."""
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    try:
+        image = await engine.read_image(make_image(640, 480))
+        ours = await engine.start_session(image, name="a's", visitor=a)
+        theirs = await engine.start_session(image, name="b's", visitor=b)
+        targets = [tmp_path / "first.zip", tmp_path / "second.zip", tmp_path / "b.zip"]
+        first, second, other = await asyncio.gather(
+            engine.export_to(ours.session_id, targets[0], visitor=a),
+            engine.export_to(ours.session_id, targets[1], visitor=a),
+            engine.export_to(theirs.session_id, targets[2], visitor=b),
+            return_exceptions=True,
+        )
+        assert isinstance(second, LimitError)
+        assert str(second) == BUSY_EXPORTING
+        assert not targets[1].exists()
+        assert first == targets[0].stat().st_size
+        assert other == targets[2].stat().st_size
+        again = await engine.import_session(targets[0].read_bytes(), visitor=a)
+        assert again.origin.result == ours.origin.result
+        await engine.export_to(ours.session_id, tmp_path / "later.zip", visitor=a)  # done: free
+    finally:
+        await engine.aclose()
+
+
 def _studio_with_exports(parent: Path) -> tuple[subprocess.Popen[str], Path]:
     """Another studio process that made its exports folder under `parent` and wrote an export."""
     code = (
         "import sys, time; from pathlib import Path; "
-        "from studio.ui.files import make_exports_folder, write_export; "
-        "f = make_exports_folder(Path(sys.argv[1])); write_export(f, 'a session', b'PK zip'); "
+        "from studio.ui.files import make_exports_folder, new_export; "
+        "f = make_exports_folder(Path(sys.argv[1])); "
+        "new_export(f, 'a session').write_bytes(b'PK zip'); "
         "print(f, flush=True); time.sleep(600)"
     )
     process = subprocess.Popen(

@@ -181,6 +181,25 @@ async def test_instructions_typed_ahead_chain_even_before_the_page_heard_back(pa
     assert _tree(shown[page.c.history]).done == 3  # the page drops its own queued tiles
 
 
+async def test_an_enter_sent_after_some_replies_arrived_still_follows_the_one_before(
+    page, tmp_path
+):
+    # The second Enter left before the reply to the first reached the page (it carries the
+    # original); the third after that reply only (it carries the first edit's step). Each still
+    # follows the one before it: nothing branches that was typed as a chain.
+    session_id, origin = await _start(page, tmp_path)
+    tab = gr.Request(session_hash="tab-1", headers={}, cookies={})
+    first = await _edit(page, session_id, origin, "make it blue", 2, "1", False, "1", tab)
+    await _edit(page, session_id, origin, "add snow", 2, "2", False, "1", tab)
+    shown = await _edit(
+        page, session_id, first[page.c.tab_step], "make it night", 2, "3", False, "1", tab
+    )
+    session = await page.bridge.call(Engine.load_session, session_id)
+    path = session.make_current(shown[page.c.tab_step]).path()
+    assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow", "make it night"]
+    await _settle(page, session_id, shown)
+
+
 async def test_cancelling_a_queued_tile_removes_that_one_only(page, tmp_path, sim):
     session_id, origin = await _start(page, tmp_path)
     first = await _edit(page, session_id, origin, "make it blue")
@@ -373,6 +392,32 @@ async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_pa
     assert tick == {c.status: gr.skip()}
     cleared = await page.on_new_session(shown[c.browser], shown[c.tab_step])
     assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}
+
+
+async def test_a_tick_sent_before_the_tab_left_its_session_never_pulls_it_back(page, tmp_path):
+    # The tab's timer fired while + New, or a delete, was on its way: the tick names the session
+    # the tab is leaving. The reply that moved the tab shows what follows; the tick must not
+    # draw that session back over it (nor its browser storage).
+    first, _ = await _start(page, tmp_path)
+    c = page.c
+    tab = gr.Request(session_hash="tab-1", headers={}, cookies={})
+    picked = gr.EventData(None, {"act": "open", "step": first})
+    shown = await page.on_pick_session(first, None, picked, tab)
+    assert shown[c.browser] == first
+    await page.on_new_session(first, shown[c.tab_step], tab)
+    # (A tick that saw the session change meanwhile: it would draw the whole page again.)
+    stale = f"{first}@never|{shown[c.tab_step]}"
+    tick = await page.on_tick(first, shown[c.tab_step], stale, None, None, tab)
+    assert tick == {c.status: gr.skip()}
+
+    second = await page.on_source(None, None, _photo(tmp_path), tab)
+    deleted = await page.on_delete(second[c.browser], second[c.tab_step], tab)
+    assert deleted[c.browser] == first
+    tick = await page.on_tick(second[c.browser], second[c.tab_step], second[c.version], None, tab)
+    assert tick == {c.status: gr.skip()}
+    # The session the tab shows now still gets its news.
+    news = await page.on_tick(first, None, f"{first}@never|", None, None, tab)
+    assert news[c.browser] == first
 
 
 async def test_the_slider_for_a_session_it_may_not_open_changes_only_itself(page, tmp_path):

@@ -6,18 +6,22 @@ changed in one patch (plus its mark and caption), so each test has something rea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from studio.engine import Engine
-from studio.history import StepState
+from studio.history import HistoryError, StepState
 from studio.params import EditParams, RegionError, RegionRequest
 from studio.simulator.render import changed_boxes
-from tests.support.engines import make_engine, make_photo
+from studio.visitor import Visitor
+from tests.support.engines import make_engine, make_image, make_photo
 
 pytestmark = pytest.mark.anyio
 
@@ -162,3 +166,42 @@ async def test_export_import_and_replay_keep_the_region(engine, sim):
     outside = np.ones(source.shape[:2], bool)
     outside[200:500, 200:600] = False  # (100, 100, 200, 150) on an image twice the size
     assert (result[outside] == source[outside]).all()
+
+
+async def test_another_visitor_s_sessions_are_read_while_blends_run(engine, clean_env):
+    """Two keep-the-rest edits finish together and blend in turn, on a machine with one worker
+    thread for everything else: another visitor's page (their session list, read ten times)
+    is answered while the first blend runs, not after the blends."""
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(1))
+    image = await engine.read_image(make_image(2400, 1800, fmt="JPEG"))
+    sessions = [await engine.start_session(image, name=f"photo {i}") for i in range(2)]
+    box = RegionRequest(box=(600, 400, 900, 800))
+    steps = [
+        await engine.submit_edit(
+            s.session_id, EditParams(prompt=f"add hat {i}", output_format="jpeg"), region=box
+        )
+        for i, s in enumerate(sessions)
+    ]
+
+    def phases() -> list[str]:
+        return [u.phase for s in sessions for u in engine.running(s.session_id).values()]
+
+    def stored() -> set[str]:
+        return {p.name for p in (clean_env / "images").rglob("*.*") if not p.name.startswith(".")}
+
+    before = stored()
+    while len(stored() - before) < 2:  # noqa: ASYNC110 (the store's files are the signal)
+        await asyncio.sleep(0.02)
+    # Both models' outputs are stored (a step keeps its own): the blends come next, in turn.
+    await asyncio.sleep(0.1)
+    victim = Visitor("browser:victim")
+    for _ in range(10):
+        assert await engine.list_sessions(visitor=victim) == []
+    assert len(phases()) == 2, "the other visitor's page waited for the blends"
+    for session, step in zip(sessions, steps, strict=True):
+        with contextlib.suppress(HistoryError):  # (still running: wait for it)
+            await engine.wait(step.step_id)
+        done = (await engine.load_session(session.session_id)).steps[step.step_id]
+        assert done.state is StepState.COMPLETED
+        assert done.result is not None
+        assert (done.result.width, done.result.height) == (2400, 1800)  # at the source's size

@@ -89,7 +89,9 @@ def test_a_refusal_and_an_imported_name_show_as_text():
 def test_our_own_markdown_still_renders():
     origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
     session = Session.start(new_id(), "s", origin, T0)
-    assert "<strong>" in MARKDOWN.render(present.cost_line(session, 1234))
+    assert "<strong>" in MARKDOWN.render(present.cost_line(session))
+    assert present.balance_line(1234) == "· balance $12.34"
+    assert present.balance_line(None) == ""
 
 
 def test_a_damaged_session_is_labelled_in_the_list():

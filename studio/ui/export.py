@@ -1,0 +1,33 @@
+"""Export, for the page and the API alike: the session's ZIP written by the engine (bounded, one
+image in memory at a time) straight into a fresh folder of the exports folder (`ui.files`)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from studio.ui.bridge import Bridge, Engine, Visitor
+from studio.ui.files import discard_export, new_export
+from studio.ui.visitor import Refusal
+
+EXPORTS_FULL = (
+    "The studio is holding as many exports as it can for other visitors just now; "
+    "try again in a few minutes."
+)
+
+
+async def export_file(
+    bridge: Bridge, folder: Path, session_id: str, name: str, who: Visitor
+) -> Path:
+    """The ZIP of `who`'s session `session_id`, written to a new export named after `name`
+    under `folder`. Raises `Refusal` when the exports folder is full of other
+    visitors' young exports, and what `Engine.export_to` raises (nothing is left behind)."""
+    target = await asyncio.to_thread(new_export, folder, name, owner=who.owner)
+    if target is None:
+        raise Refusal(EXPORTS_FULL)
+    try:
+        await bridge.call(Engine.export_to, session_id, target, visitor=who)
+    except BaseException:
+        await asyncio.to_thread(discard_export, target)
+        raise
+    return target
