@@ -70,12 +70,12 @@ BIG_BODY_WAIT_S = 8.0
 BUSY = "This studio is receiving other large requests right now; try again in a moment."
 # Events one visitor may have waiting or running in Gradio's queue at once, beside one for each
 # edit they may have running (an API or MCP edit's event lasts as long as the edit;
-# `serve.events_at_once`). A tab queues at most three events of its own at a time (the tick,
-# the key check, a click: each "once" or "always last"), and each Enter typed ahead is an event
-# that lasts the few hundredths of a second it takes to store the step; typing ahead in two
-# tabs on a loaded machine stays well under 16. A pile of refused events is what delays
-# everyone else (measured: another visitor's example click, 0.14 s alone, took 3.5 s behind
-# 24 of one visitor's events and 7.6 s behind 48).
+# `serve.events_at_once`). A tab queues at most four events of its own at a time (the tick,
+# the balance, the key check, a click: each "once" or "always last"), and each Enter typed
+# ahead is an event that lasts the few hundredths of a second it takes to store the step;
+# typing ahead in two tabs on a loaded machine stays well under 16. A pile of refused events
+# is what delays everyone else (measured: another visitor's example click, 0.14 s alone, took
+# 3.5 s behind 24 of one visitor's events and 7.6 s behind 48).
 EVENTS_AT_ONCE = 16
 TOO_MANY_EVENTS = (
     "You already have many requests waiting on this studio; wait for them to finish and try again."
