@@ -55,12 +55,6 @@
   studio.taken = studio.taken || [];
   // A click whose edit never started (none seen within this time) gives its text back.
   const TAKEN_MS = 10000;
-  const putBack = (text) => {
-    const box = promptBox();
-    if (!box || !text) return;
-    box.value = box.value ? `${text}\n${box.value}` : text;
-    box.dispatchEvent(new Event("input", { bubbles: true }));
-  };
   const take = () => {
     const box = promptBox();
     const text = box ? box.value : "";
@@ -97,7 +91,8 @@
     // keys not seen here), what the box shows now.
     const now = Date.now();
     while (studio.taken.length > 1 && now - studio.taken[0].at > TAKEN_MS) {
-      putBack(studio.taken.shift().text);
+      const stale = studio.taken.shift().text;
+      if (stale.trim()) putBack(stale);
     }
     const entry = studio.taken.shift() || take();
     const out = [...args];

@@ -1,25 +1,28 @@
-"""Gradio's per-session record, made when needed instead of in full for every caller.
+"""Gradio's per-session record, without the copy of every value the tab's events sent.
 
 Gradio 6 makes a `SessionState` for every new session: each page load, and each API call that
 comes without a session of its own (every raw HTTP call, every MCP tool call). Its constructor
 builds the config of every block on the page (`config_for_block`, with `get_config` and its
-API-info schemas), kept only to rebuild the page for a deep link. On the studio's page that was
+API-info schemas), and every event builds the config of each of its inputs and outputs again and
+puts the value sent or returned into it, kept for as long as the session: a 20 MB text in the
+link box was 20 MB more held by the server for each event (review round 3, F2). Those configs
+serve one purpose, Gradio's deep links, which the studio refuses (`ui.tabstate`). They also were
 about a quarter of the studio's CPU for an edit through `/edit_image` under load (py-spy, 100
-edits at once; see the README's Numbers). Then, for every event, it builds the config of each of
-the event's inputs and outputs again just to set their value in it (an eighth of the server
-loop's CPU for an API edit, cProfile on its thread). `LeanSessionState` is the same record whose
-configs are made, and given the values last set, the first time something reads them, in the
-same order; nothing else changes.
+edits at once; README, Numbers). `LeanSessionState` is the same record that keeps what the page
+needs (the `gr.State` values, the components an event's `gr.update` replaced) and no values:
+its `components` are the page's blocks as configured, made when read.
 
 Imports gradio; installed once by `create_app`.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator
 from typing import Any
 
 import gradio.blocks
+import gradio.components
 import gradio.mcp
 import gradio.route_utils
 import gradio.state_holder
@@ -38,38 +41,35 @@ class _WithoutBlocks:
 
 
 class LeanSessionState(_GradioSessionState):
-    """Gradio's `SessionState` whose `config_values` fill in when `components` is read."""
+    """Gradio's `SessionState` that keeps no copy of the values events send and return."""
 
     def __init__(self, blocks: Any) -> None:
         super().__init__(_WithoutBlocks(blocks))  # type: ignore[arg-type]
         self._block_ids = [k for k in self.blocks_config.blocks if k in blocks.blocks]
-        # The value last set for each block whose config is not made yet.
-        self._values: dict[int, Any] = {}
 
     def __setitem__(self, key: int, value: Any) -> None:
-        self._values.pop(key, None)  # Gradio makes this block's config afresh
-        super().__setitem__(key, value)
+        # Gradio's, less the block's config built afresh for deep links.
+        block = self.blocks_config.blocks.get(key)
+        if isinstance(block, gradio.components.State):
+            self._state_ttl[key] = (block.time_to_live, datetime.datetime.now())
+            self.state_data[key] = value
+        else:
+            self.blocks_config.blocks[key] = value
+
+    def _update_config(self, key: int) -> None:
+        pass  # the config is made when read
 
     def _update_value_in_config(self, key: int, value: Any) -> None:
-        if key in self.config_values:
-            super()._update_value_in_config(key, value)
-        else:
-            self._values[key] = value
+        pass  # values are not kept (only deep links read them)
 
     @property
     def components(self) -> Iterator[dict[str, Any]]:
-        made: dict[int, Any] = self.config_values
         blocks = self.blocks_config.blocks
-        ordered = {
-            k: made[k] if k in made else self.blocks_config.config_for_block(k, [], blocks[k])
-            for k in self._block_ids
-            if k in made or k in blocks
-        }
-        self.config_values = {**ordered, **made}
-        for key, value in self._values.items():
-            super()._update_value_in_config(key, value)
-        self._values.clear()
-        return super().components
+        for key in self._block_ids:
+            if key in blocks and (
+                config := self.blocks_config.config_for_block(key, [], blocks[key])
+            ):
+                yield config
 
 
 def install() -> None:

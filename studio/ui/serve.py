@@ -20,6 +20,7 @@ from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 from studio.ui.signin import SignInThrottle
 from studio.ui.tabs import EVENTS_AT_ONCE, TabDoor
+from studio.ui.tabstate import TabStates
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
@@ -170,6 +171,9 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                     if settings.hosted
                     else []
                 ),
+                # No deep links (Gradio's snapshot of a tab's values, on disk); who each request
+                # names, so that only a visitor's tab gets a record.
+                Middleware(TabStates, hosted=settings.hosted),
                 Middleware(
                     VisitorGuard,
                     bridge=bridge,

@@ -1,4 +1,4 @@
-"""Gradio's session record made lazily (studio/ui/lean.py) says the same as Gradio's own."""
+"""Gradio's session record (studio/ui/lean.py): what the page needs, no copy of event values."""
 
 from __future__ import annotations
 
@@ -28,26 +28,21 @@ def test_a_lean_session_lists_the_same_components_as_gradio_s_own():
     assert list(lean.LeanSessionState(demo).components) == list(original.components)
 
 
-def test_a_value_set_in_a_lean_session_shows_in_its_components():
+def test_values_sent_by_events_are_not_kept_but_states_and_updates_are():
     demo = _page()
-    ids = [k for k, b in demo.blocks.items() if isinstance(b, gr.Textbox)]
+    text, out = [k for k, b in demo.blocks.items() if isinstance(b, gr.Textbox)][:2]
+    state = next(k for k, b in demo.blocks.items() if isinstance(b, gr.State))
+    big = "x" * 1_000_000
     ours, theirs = lean.LeanSessionState(demo), lean._GradioSessionState(demo)
     for session in (ours, theirs):
-        session._update_value_in_config(ids[0], "changed")
-    assert list(ours.components) == list(theirs.components)
-
-
-def test_values_set_by_events_build_nothing_and_show_in_order_with_replaced_blocks():
-    demo = _page()
-    first, second = [k for k, b in demo.blocks.items() if isinstance(b, gr.Textbox)][:2]
-    ours, theirs = lean.LeanSessionState(demo), lean._GradioSessionState(demo)
-    for session in (ours, theirs):
-        session._update_value_in_config(first, "set by an event")
-        session._update_value_in_config(second, "an output")
-        session[second] = gr.Textbox("replaced by an update")  # a later update wins
-        session._update_value_in_config(first, "set again")
-    assert set(ours.config_values) == {second}  # only the replaced block's config was made
-    assert list(ours.components) == list(theirs.components)
+        session._update_value_in_config(text, big)  # what preprocess does with an input
+        session[out] = gr.Textbox("replaced by an update", render=False)
+        session[state] = "the tab's own"
+    assert any(big in str(c) for c in theirs.components)  # Gradio keeps the text
+    assert not any(big in str(c) for c in ours.components)
+    assert ours.config_values == {}
+    assert ours[state] == "the tab's own"
+    assert ours[out].value == "replaced by an update"
 
 
 def test_install_makes_every_new_session_lean():

@@ -1,0 +1,191 @@
+"""What Gradio keeps of each tab on the server: no deep links, and a bounded record per tab.
+
+- Deep links. Gradio 6 answers `GET /gradio_api/deep_link?session_hash=…` by writing everything
+  the tab's events sent (a pasted RunAPI key among it) to `<upload folder>/deep_links/<id>/
+  state.json`, a file nothing removes; `?deep_link=<id>` on the page (or on `/config`) then puts
+  that snapshot into whoever opens the link. The studio makes no deep links (it has no
+  `DeepLinkButton`; the page only passes a `deep_link` it finds in its own address on to
+  `/config`), so `TabStates` answers the route with 404, drops `deep_link` from every query
+  (the page loads as it would without it), and the file routes never serve the `deep_links`
+  folder (a studio of an older version, or another Gradio app, may have left files there).
+- Tab records. Gradio keeps a record (`SessionState`) for every session hash it hears of, the
+  values of every event's inputs inside it (only for deep links), until 10,000 newer ones push
+  it out. `ui.lean.LeanSessionState` keeps no values; `TabRecords` keeps a record only for a
+  request that names somebody when the studio is hosted (one that names nobody creates nothing
+  anyway: its handlers refuse), at most `TABS_PER_VISITOR` per visitor (their least recently
+  used goes first) and `TABS_KEPT` in all.
+
+Imports gradio; `install()` once, before the app is made (`create_app`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import gradio.route_utils
+import gradio.routes
+import gradio.state_holder
+from gradio.utils import get_upload_folder
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from studio.ui.guard import file_target, refuse, route_path
+from studio.ui.lean import LeanSessionState
+from studio.ui.visitor import visitor_in
+
+# Tab records kept for one visitor (each page load is a tab; each API call without a session
+# of its own is one too), and in all. A record is a few kilobytes (README, Numbers).
+TABS_PER_VISITOR = 32
+TABS_KEPT = 4_000
+NO_DEEP_LINKS = "This studio makes no deep links."
+_DEEP_LINK_ROUTE = compile_path("/gradio_api/deep_link")[0]
+_DEEP_LINK_QUERY = "deep_link"
+# Where a hosted studio's door leaves who a request names, for the queue, which runs the event
+# later and elsewhere (`_restore_session_state` reads it from the request the event kept).
+_ASKER = "kontext_tab_asker"
+_NOBODY = ""
+# Who the request being handled names: a visitor's owner, `_NOBODY`, or None (not hosted, or
+# not known: Gradio's own behaviour).
+_ASKING: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab_asker", default=None)
+
+_GradioStateHolder = gradio.state_holder.StateHolder
+_gradio_restore_session_state = gradio.route_utils.restore_session_state
+
+
+class TabStates:
+    """ASGI middleware: no deep links; on a hosted studio, who each request names, for
+    `TabRecords`. Goes after `VisitorMiddleware` (which names the visitor)."""
+
+    def __init__(self, app: ASGIApp, *, hosted: bool) -> None:
+        self.app = app
+        self.hosted = hosted
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        if _DEEP_LINK_ROUTE.match(path) is not None:
+            await refuse(send, 404, NO_DEEP_LINKS)
+            return
+        target = file_target(path)
+        if target is not None and await asyncio.to_thread(_in_deep_links, target):
+            await refuse(send, 404, "Not found.")
+            return
+        scope = _without_deep_link(scope)
+        if not self.hosted:
+            await self.app(scope, receive, send)
+            return
+        who = visitor_in(scope)
+        asker = who.owner if who is not None and who.owner is not None else _NOBODY
+        scope.setdefault("state", {})[_ASKER] = asker
+        token = _ASKING.set(asker)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _ASKING.reset(token)
+
+
+class TabRecords(_GradioStateHolder):
+    """Gradio's `StateHolder`, bounded: no record for a request that names nobody, at most
+    `TABS_PER_VISITOR` for each visitor and `TABS_KEPT` in all (least recently used first)."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.capacity = TABS_KEPT
+        self.owners: dict[str, str] = {}
+        self.per_owner: Counter[str] = Counter()
+
+    def set_blocks(self, blocks: Any) -> None:
+        super().set_blocks(blocks)
+        self.capacity = min(TABS_KEPT, blocks.state_session_capacity)
+
+    def __getitem__(self, session_id: str) -> Any:
+        asker = _ASKING.get()
+        if asker == _NOBODY:
+            # Made for this one call and dropped with it: nobody comes back for it.
+            return LeanSessionState(self.blocks)
+        with self.lock:
+            state = self.session_data.get(session_id)
+            if state is None:
+                state = self.session_data[session_id] = LeanSessionState(self.blocks)
+                if asker is not None:
+                    self.owners[session_id] = asker
+                    self.per_owner[asker] += 1
+            self.time_last_used[session_id] = datetime.datetime.now()
+        self.update(session_id)
+        return state
+
+    def update(self, session_id: str) -> None:
+        with self.lock:
+            if session_id in self.session_data:
+                self.session_data.move_to_end(session_id)
+            owner = self.owners.get(session_id)
+            if owner is not None and self.per_owner[owner] > TABS_PER_VISITOR:
+                # Their own least recently used tab goes, not another visitor's.
+                oldest = next(k for k in self.session_data if self.owners.get(k) == owner)
+                self._forget(oldest)
+            while len(self.session_data) > self.capacity:
+                self._forget(next(iter(self.session_data)))
+
+    def _forget(self, session_id: str) -> None:
+        self.session_data.pop(session_id, None)
+        self.time_last_used.pop(session_id, None)
+        owner = self.owners.pop(session_id, None)
+        if owner is not None:
+            self.per_owner[owner] -= 1
+            if self.per_owner[owner] <= 0:
+                del self.per_owner[owner]
+
+
+def _restore_session_state(app: Any, body: Any) -> Any:
+    """Gradio's, for a queued event: the record is looked up as the event's request named."""
+    scope = getattr(getattr(body, "request", None), "scope", None)
+    state = scope.get("state") if isinstance(scope, dict) else None
+    asker = state.get(_ASKER) if isinstance(state, dict) else None
+    token = _ASKING.set(asker if isinstance(asker, str) else None)
+    try:
+        return _gradio_restore_session_state(app, body)
+    finally:
+        _ASKING.reset(token)
+
+
+def install() -> None:
+    """Make every Gradio app made from now on keep its tabs in `TabRecords` (idempotent)."""
+    if getattr(gradio.routes, "StateHolder", None) is _GradioStateHolder:
+        gradio.routes.StateHolder = TabRecords  # type: ignore[attr-defined]
+    if gradio.route_utils.restore_session_state is _gradio_restore_session_state:
+        gradio.route_utils.restore_session_state = _restore_session_state
+
+
+def _without_deep_link(scope: Scope) -> Scope:
+    query = scope.get("query_string", b"")
+    if _DEEP_LINK_QUERY.encode() not in query.lower() and b"%" not in query:
+        return scope
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if k != _DEEP_LINK_QUERY]
+    if len(kept) == len(pairs):
+        return scope
+    return {**scope, "query_string": urlencode(kept).encode("latin-1")}
+
+
+def _in_deep_links(target: str) -> bool:
+    """Whether the file a file route opens for `target` lies in Gradio's deep-link folder (as
+    given, or with symbolic links followed). Blocking."""
+    folder = Path(get_upload_folder()).resolve() / "deep_links"
+    absolute = Path(os.path.abspath(target))
+    try:
+        real = absolute.resolve()
+    except (OSError, RuntimeError):
+        real = absolute
+    return any(p.is_relative_to(folder) for p in (absolute, real))
+
+
+__all__ = ["NO_DEEP_LINKS", "TABS_KEPT", "TABS_PER_VISITOR", "TabRecords", "TabStates", "install"]

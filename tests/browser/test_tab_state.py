@@ -1,0 +1,103 @@
+"""What a hosted studio keeps of a tab (studio/ui/tabstate.py, studio/ui/lean.py): no deep link
+writes a tab's values to disk or hands them to another visitor, and the records Gradio keeps
+for tabs are bounded and hold none of the values events sent. Raw HTTP on loopback, as a
+client of Gradio's queue would speak it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio.utils import get_upload_folder
+
+from studio.ui.tabstate import TABS_PER_VISITOR
+from tests.browser.conftest import Studio, running_studio
+
+pytestmark = pytest.mark.slow
+KEY = "sk-visitor-pasted-0001"
+
+
+@pytest.fixture(scope="module")
+def hosted(_simulator_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
+    home = tmp_path_factory.mktemp("home")
+    with running_studio(_simulator_server, home, hosted=True) as studio:
+        yield studio
+
+
+class _Tab:
+    """One browser tab's worth of Gradio queue calls: a visitor (a cookie, or none) and a hash."""
+
+    def __init__(self, url: str, *, cookie: bool = True) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+        self.hash = secrets.token_hex(6)
+        if cookie:
+            token = self.http.get("/").cookies["kontext_visitor"]
+            self.http.cookies.clear()
+            self.http.headers["cookie"] = f"kontext_visitor={token}"
+        config = self.http.get("/config").json()
+        self.fns = {d.get("api_name"): d["id"] for d in config["dependencies"]}
+
+    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> None:
+        """Send one event and read its answers to the end, as the page does."""
+        tab = secrets.token_hex(6) if fresh else self.hash
+        body = {"data": data, "fn_index": self.fns[api_name], "session_hash": tab}
+        assert self.http.post("/gradio_api/queue/join", json=body).status_code == 200
+        params = {"session_hash": tab}
+        with self.http.stream("GET", "/gradio_api/queue/data", params=params) as answers:
+            for line in answers.iter_lines():
+                if line.startswith("data:") and json.loads(line[5:])["msg"] == "close_stream":
+                    return
+
+
+def _deep_links() -> Path:
+    return Path(get_upload_folder()) / "deep_links"
+
+
+def _records(studio: Studio) -> dict[str, Any]:
+    return dict(studio.demo.server_app.state_holder.session_data)
+
+
+def test_a_tabs_pasted_key_never_reaches_disk_or_another_visitor(hosted):
+    alice = _Tab(hosted.url)
+    alice.run("on_key", [KEY, False])
+    before = set(_deep_links().rglob("*")) if _deep_links().exists() else set()
+    answer = alice.http.get("/gradio_api/deep_link", params={"session_hash": alice.hash})
+    assert answer.status_code == 404
+    after = set(_deep_links().rglob("*")) if _deep_links().exists() else set()
+    assert after == before  # nothing written
+    # A snapshot another Gradio app (or an older studio) left there reaches nobody.
+    left = _deep_links() / "AbCdEfGhIjK"
+    left.mkdir(parents=True, exist_ok=True)
+    (left / "state.json").write_text(json.dumps([{"id": 1, "props": {"value": KEY}}]))
+    bob = _Tab(hosted.url)
+    for path in (f"/gradio_api/file={left / 'state.json'}", f"/gradio_api/file/{left}/state.json"):
+        assert bob.http.get(path).status_code == 404
+    for path in ("/", "/config"):
+        page = bob.http.get(path, params={"deep_link": "AbCdEfGhIjK"})
+        assert page.status_code == 200
+        assert KEY not in page.text
+        assert "deep_link_state" not in page.text or '"deep_link_state":"none"' in page.text
+
+
+def test_tab_records_are_kept_only_for_visitors_bounded_and_without_sent_values(hosted):
+    text = "https://example.invalid/" + "x" * 60_000
+    nobody = _Tab(hosted.url, cookie=False)
+    before = set(_records(hosted))
+    for _ in range(5):
+        nobody.run("on_link", [None, None, text], fresh=True)
+    assert set(_records(hosted)) == before  # a request that names nobody keeps nothing
+    visitor = _Tab(hosted.url)
+    for _ in range(TABS_PER_VISITOR + 8):
+        visitor.run("on_link", [None, None, text], fresh=True)
+    records = _records(hosted)
+    theirs = set(records) - before
+    assert 0 < len(theirs) <= TABS_PER_VISITOR  # their oldest tabs went, nobody else's
+    assert before <= set(records)
+    for record in records.values():
+        assert not any(text in str(config) for config in record.components)
+        assert not any(text in str(value) for value in record.state_data.values())
