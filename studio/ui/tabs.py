@@ -23,9 +23,8 @@ how much a request may carry, and whose tab it speaks for.
   client gone.
 - Nobody. A request that names nobody (no valid token, no key) creates nothing: an event it
   sends is answered at the door with the sentence that says why (Gradio's own form of an
-  error: the page shows it, a client raises it), and never reaches Gradio, which would keep a
-  tab's state and its messages for it. A hosted studio makes no deep links (Gradio writes a
-  snapshot of the tab's state to disk for one, a pasted key among it); its page has none.
+  error: the page shows it, a client raises it), and never reaches Gradio's queue, which would
+  keep messages (and a record) for a made-up tab and give the event a place among everyone's.
 """
 
 from __future__ import annotations
@@ -103,8 +102,6 @@ NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
 _JOIN = compile_path("/gradio_api/queue/join")[0]
 _COMPONENT_SERVER = compile_path("/gradio_api/component_server{slash:path}")[0]
-_DEEP_LINK = compile_path("/gradio_api/deep_link")[0]
-NO_DEEP_LINKS = "This studio makes no deep links."
 # Events refused to nobody, kept until their answer is read (the oldest forgotten first).
 REFUSALS_KEPT = 1000
 _TAB = "tab:"
@@ -154,9 +151,6 @@ class TabDoor:
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
         hashes = _hashes_in_url(scope, path)
-        if _DEEP_LINK.match(path):
-            await refuse(send, 404, NO_DEEP_LINKS)
-            return
         if await self._answer_refused(scope, send, path, hashes):
             return
         if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):

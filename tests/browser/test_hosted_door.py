@@ -30,7 +30,6 @@ from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_SIGN_INS
 from studio.ui.tabs import (
     BUSY,
     EVENTS_AT_ONCE,
-    NO_DEEP_LINKS,
     NOT_YOUR_TAB,
     ONE_LARGE_AT_A_TIME,
     TOO_LARGE,
@@ -478,11 +477,6 @@ def test_a_request_that_names_nobody_creates_nothing_and_is_told_why(hosted):
     with pytest.raises(Exception, match="allow cookies"):
         Client(hosted.url, verbose=False).predict(5, api_name="/list_sessions")
     assert len(hosted.demo.state_holder.session_data) == 0
-    # No deep links at all (Gradio would write a tab's state, a pasted key among it, to disk).
-    visitor = _cookie_of_a_new_visitor(hosted.url)
-    deep = httpx.get(f"{api}/deep_link", params={"session_hash": tab}, headers=visitor)
-    assert deep.status_code == 404
-    assert NO_DEEP_LINKS in deep.text
 
 
 def test_a_page_that_names_nobody_says_why_and_keeps_the_instruction(browser, sim, clean_env):
