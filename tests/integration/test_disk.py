@@ -22,6 +22,7 @@ from studio.ui.files import (
     EXPORT_KEPT_S,
     EXPORT_TTL_S,
     EXPORTS_KEPT,
+    EXPORTS_PER_ADDRESS,
     EXPORTS_PER_VISITOR,
     make_exports_folder,
     new_export,
@@ -97,10 +98,12 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
 _WRITTEN = itertools.count()
 
 
-def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
+def write_export(
+    folder: Path, name: str, data: bytes, *, owner: str | None = None, address: str | None = None
+) -> Path:
     """An export as the page writes one, a hundredth of a second after the one before (the
     file system's clock is coarser than a loop of writes)."""
-    target = new_export(folder, name, owner=owner)
+    target = new_export(folder, name, owner=owner, address=address)
     assert target is not None, "refused"
     target.write_bytes(data)
     _age(target, 60 - next(_WRITTEN) / 100)
@@ -155,6 +158,28 @@ def test_many_visitors_exports_never_push_out_a_young_one_when_the_folder_is_ful
     assert late.exists()
     assert not alice.exists()
     assert all(p.exists() for p in others[1:])
+
+
+def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_path):
+    """Eight free cookies from one address exporting four times each once filled all 32
+    places, and every other visitor was refused for as long as they kept at it: an address
+    now holds at most EXPORTS_PER_ADDRESS, its own oldest going first."""
+    alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice", address="192.0.2.1")
+    flood = [
+        write_export(
+            tmp_path,
+            f"f{n}",
+            b"zip",
+            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
+            address="198.51.100.7",
+        )
+        for n in range(EXPORTS_KEPT)
+    ]
+    kept = [p for p in flood if p.exists()]
+    assert kept == flood[-EXPORTS_PER_ADDRESS:]
+    assert alice.exists()
+    bob = new_export(tmp_path, "bob", owner="browser:bob", address="203.0.113.5")
+    assert bob is not None  # room for a visitor from elsewhere
 
 
 async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_written(
