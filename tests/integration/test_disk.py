@@ -15,6 +15,7 @@ import gradio as gr
 import pytest
 
 from studio.engine import BUSY_EXPORTING, LimitError
+from studio.limits import Limits, LimitSettings
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge
@@ -209,6 +210,29 @@ async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_wri
         again = await engine.import_session(targets[0].read_bytes(), visitor=a)
         assert again.origin.result == ours.origin.result
         await engine.export_to(ours.session_id, tmp_path / "later.zip", visitor=a)  # done: free
+    finally:
+        await engine.aclose()
+
+
+async def test_an_export_that_would_take_the_disk_below_its_floor_is_refused(
+    sim, clean_env, tmp_path
+):
+    """Exports are written outside every visitor's share: a hosted visitor's is refused with
+    one sentence (and leaves nothing) when the disk it goes to is at its floor."""
+    a = Visitor("browser:a")
+    maker = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        image = await maker.read_image(make_image(640, 480))
+        mine = (await maker.start_session(image, name="a's", visitor=a)).session_id
+    finally:
+        await maker.aclose()
+    floor = Limits(LimitSettings(disk_floor_bytes=2**62))  # every disk is at its floor
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=floor)
+    try:
+        target = tmp_path / "theirs.zip"
+        with pytest.raises(LimitError, match="disk is nearly full"):
+            await engine.export_to(mine, target, visitor=a)
+        assert not target.exists()
     finally:
         await engine.aclose()
 
