@@ -313,6 +313,9 @@ class TabDoor:
                         event = json.loads(answer).get("event_id")
                         if isinstance(event, str):
                             self._may_use(_EVENT + event, binds, binds)
+                            # A REST call's event streams under its own id as its tab's
+                            # hash (Gradio's default): that stream is the caller's too.
+                            self._may_use(event, binds, binds)
             await send(message)
 
         return noting

@@ -254,6 +254,9 @@ def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either
         answer = f"{api}/{route}/{event}"
         assert httpx.get(answer, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 403
         assert httpx.get(answer).status_code == 403
+        # Nor by its stream: a REST call's event streams under its own id as a tab's hash.
+        stream = f"{api}/queue/data?session_hash={event}"
+        assert httpx.get(stream, headers=_cookie_of_a_new_visitor(hosted.url)).status_code == 403
     mine = httpx.get(f"{api}/call/v2/list_sessions/{event}", headers=caller, timeout=30)
     assert mine.status_code == 200
     assert "sessions" in mine.text
