@@ -60,6 +60,7 @@ from studio.images import HEAVY_PIXELS, ImageError, SourceImage, describe, open_
 from studio.limits import (
     SESSION_BYTES,
     STEP_BYTES,
+    FairPlaces,
     LimitError,
     Limits,
     LimitSettings,
@@ -200,8 +201,10 @@ class Engine:
         # Images from outside decoded at once (`_decoding`): small and large ones each in their
         # own lane, all visitors together, and one visitor's (a lock each while they have one
         # waiting).
-        self._decodes = asyncio.Semaphore(DECODES_AT_ONCE)
-        self._heavy_decodes = asyncio.Semaphore(HEAVY_DECODES_AT_ONCE)
+        self._decodes = FairPlaces(DECODES_AT_ONCE)
+        self._heavy_decodes = FairPlaces(HEAVY_DECODES_AT_ONCE)
+        # The pixels each named visitor had decoded in the last minute (`_decoding`'s turns).
+        self._decoded: dict[str, collections.deque[tuple[float, int]]] = {}
         # The visitors each network address has stored something as, the newest address last
         # (memory only: after a restart an address starts again from its next visitor).
         self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
@@ -307,8 +310,25 @@ class Engine:
         if heavy and owner is not None and self._limits is not None and not counted:
             self._limits.admit_decode(owner, pixels)
         lock = contextlib.nullcontext() if owner is None else _held_lock(self._decoders, owner)
-        async with lock, self._heavy_decodes if heavy else self._decodes:
-            yield
+        async with lock:
+            lane = self._heavy_decodes if heavy else self._decodes
+            async with lane.place(self._decoded_lately(owner, pixels)):
+                yield
+
+    def _decoded_lately(self, owner: str | None, pixels: int) -> int:
+        """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
+        now): who has had the fewest goes first when a decode place comes free."""
+        if owner is None:
+            return 0
+        now = time.monotonic()
+        recent = self._decoded.setdefault(owner, collections.deque())
+        while recent and now - recent[0][0] >= 60.0:
+            recent.popleft()
+        used = sum(p for _, p in recent)
+        recent.append((now, pixels))
+        if len(self._decoded) > MAX_TRACKED_ADDRESSES:  # forget those idle for a minute
+            self._decoded = {o: r for o, r in self._decoded.items() if r and now - r[-1][0] < 60.0}
+        return used
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
@@ -779,9 +799,15 @@ class Engine:
         file, one image in memory at a time; its size in bytes. At most `EXPORTS_AT_ONCE` are
         written at once (the others wait their turn), and a hosted visitor's second while their
         first is written is refused (`LimitError`, one sentence). Nothing is left at `target`
-        when it fails."""
+        when it fails. A hosted visitor's export is refused when it would take the disk it is
+        written to below the floor (`Limits.admit_disk`), as an upload is."""
         async with self._export_turn(visitor):
             session, step_ids = await self._exported(session_id, branch_step_id, visitor)
+            if self._limits is not None and visitor.owner is not None:
+                refs = {s.result for s in session.steps.values() if s.result is not None}
+                size = await asyncio.to_thread(_stored_size, self._store, refs)
+                usage = await asyncio.to_thread(shutil.disk_usage, target.parent)
+                self._limits.admit_disk(usage.free, usage.total, size)
             return await asyncio.to_thread(
                 _write_file, target, session, self._store.read_image, step_ids
             )
@@ -1234,6 +1260,15 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         address_budget_cents=settings.address_budget_cents,
         address_upload_bytes=settings.address_upload_bytes,
     )
+
+
+def _stored_size(store: Store, refs: set[ImageRef]) -> int:
+    """The bytes the store holds for `refs` (what an export of them writes, about)."""
+    total = 0
+    for ref in refs:
+        with contextlib.suppress(OSError):
+            total += store.path_of(ref).stat().st_size
+    return total
 
 
 def _check_described(image_format: str, width: int, height: int, ref: ImageRef) -> None:

@@ -3,14 +3,19 @@
 Plain bookkeeping with the clock passed in; imports nothing of ours. The engine asks `admit`
 before it stores a step (so a refused edit leaves nothing behind), and `release` when the step's
 run ends. A budget counts what was created, at creation, whatever the result: the service
-charges a created task unless it fails.
+charges a created task unless it fails. `FairPlaces` shares a few places (decodes) between
+visitors by how much each has used lately.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
+import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -38,6 +43,44 @@ def taken_bytes(image_bytes: int, sessions: int, steps: int, text_bytes: int) ->
     """What a visitor's sessions take of their share of the disk: their images' bytes, each
     session's and step's overhead, and the bytes of their text."""
     return image_bytes + sessions * SESSION_BYTES + steps * STEP_BYTES + text_bytes
+
+
+class FairPlaces:
+    """At most `capacity` holders at once; a place that comes free goes to the waiter whose
+    visitor has used the least lately (`used`, as they asked), then to the one waiting longest:
+    a visitor who has had many turns waits behind one who has had few, however many requests
+    the first keeps sending. Used on one event loop."""
+
+    def __init__(self, capacity: int) -> None:
+        self._free = capacity
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def place(self, used: int = 0) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (used, next(self._arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._give_back()  # the place came just as the waiter gave up
+                raise
+        try:
+            yield
+        finally:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
 
 
 class LimitError(ValueError):

@@ -55,6 +55,19 @@ _FILE_ROUTES = tuple(compile_path(route)[0] for route in FILE_ROUTES)
 IMAGE_ROUTE = "/studio/image/"
 _IMAGE_ADDRESS = compile_path(IMAGE_ROUTE + "{name}")[0]
 _UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
+# Gradio's routes a hosted studio has no use for, answered 404: screen recordings (each runs
+# ffmpeg on whatever video it is sent, unbounded, for anyone), the run history (kept on the
+# Hugging Face Hub) and its page.
+_UNUSED_ROUTES = tuple(
+    compile_path(route)[0]
+    for route in (
+        "/gradio_api/process_recording",
+        "/gradio_api/process_recording/",
+        "/gradio_api/run-history/{rest:path}",
+        "/gradio_api/runs",
+        "/gradio_api/runs/",
+    )
+)
 # Seconds an upload waits for the handler that reads it into the store (it runs at once).
 UPLOAD_TTL_S = 15 * 60
 # Seconds after which a spool file nobody writes to is an abandoned upload's (Gradio keeps the
@@ -103,6 +116,9 @@ class VisitorGuard:
             return
         if not self.hosted:
             await self.app(scope, receive, send)
+            return
+        if any(route.match(path) is not None for route in _UNUSED_ROUTES):
+            await _not_found(send)
             return
         if _UPLOAD_ROUTE.match(path) is not None and scope.get("method") == "POST":
             await self._upload(scope, receive, send)

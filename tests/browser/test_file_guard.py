@@ -336,3 +336,21 @@ def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean
         refused = _upload(studio.url, noise, _cookie(second))
         assert refused.status_code == 413
         assert "network address" in refused.text
+
+
+def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
+    """Gradio's screen-recording route runs ffmpeg on any video it is sent, for anyone; the
+    run history talks to the Hugging Face Hub. A hosted studio answers neither."""
+    visitor = _visitor(hosted.url)
+    video = {"video": ("clip.mp4", b"\0" * 1024, "video/mp4")}
+    for client in (visitor, httpx.Client(base_url=hosted.url)):
+        refused = client.post(
+            "/gradio_api/process_recording",
+            files=video,
+            data={"remove_segment_start": "0", "remove_segment_end": "1"},
+        )
+        assert refused.status_code == 404
+        for route in ("/gradio_api/run-history/records", "/gradio_api/runs"):
+            assert client.get(route).status_code == 404
+    # The routes the page uses still answer.
+    assert visitor.get("/config").status_code == 200

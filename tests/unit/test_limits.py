@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 
 import pytest
 
-from studio.limits import LimitError, Limits, LimitSettings
+from studio.limits import FairPlaces, LimitError, Limits, LimitSettings
 
 
 def limits(**kw) -> tuple[Limits, list[float], list[date]]:
@@ -66,3 +67,38 @@ def test_a_visitors_originals_may_hold_only_their_share_of_the_disk():
     caps.admit_upload(6 * 2**20, 4 * 2**20)
     with pytest.raises(LimitError, match="take 6 MB of the 10 MB"):
         caps.admit_upload(6 * 2**20, 5 * 2**20)
+
+
+def test_a_free_place_goes_to_the_visitor_who_has_had_the_fewest_turns():
+    """Decode places: a visitor who has decoded much lately waits behind one who has not, even
+    when they asked first; among equals, the first to ask goes first; a waiter who gives up
+    takes no place with them."""
+
+    async def scenario() -> list[str]:
+        places = FairPlaces(1)
+        order: list[str] = []
+        holding = asyncio.Event()
+        release = asyncio.Event()
+
+        async def take(name: str, used: int, hold: asyncio.Event | None = None) -> None:
+            async with places.place(used):
+                order.append(name)
+                if hold is not None:
+                    holding.set()
+                    await hold.wait()
+
+        first = asyncio.create_task(take("first", 0, release))
+        await holding.wait()
+        busy = asyncio.create_task(take("busy", 900))
+        gone = asyncio.create_task(take("gone", 0))
+        fresh = asyncio.create_task(take("fresh", 0))
+        also_fresh = asyncio.create_task(take("also fresh", 0))
+        await asyncio.sleep(0)
+        gone.cancel()
+        release.set()
+        await asyncio.gather(first, busy, fresh, also_fresh)
+        async with places.place(0):  # and the place is free again
+            order.append("after")
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "fresh", "also fresh", "busy", "after"]
