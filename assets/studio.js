@@ -114,17 +114,28 @@
     }
   };
 
-  // An Enter the studio's door refused (too many of this visitor's events already waiting:
-  // studio/ui/tabs.py) never reached the server: its instruction goes back into the box, and
-  // the status line says why. Gradio's client sends each event with the page's `fetch`.
+  // An Enter the studio's door refused (too many of this visitor's events already waiting, or
+  // a page that names nobody: studio/ui/tabs.py) never reached the server: its instruction goes
+  // back into the box, and the status line says why. Gradio's client sends each event, and
+  // reads their answers, with the page's `fetch`.
   const fetched = window.fetch.bind(window);
   window.fetch = async (input, init) => {
     const answer = await fetched(input, init);
     const url = String(input?.url || input);
     if (answer.status === 429 && /\/queue\/join(\?|$)/.test(url)) {
       refusedAtDoor(init?.body, answer.clone());
+    } else if (answer.headers.get("x-kontext-refused")) {
+      refusedToNobody(decodeURIComponent(answer.headers.get("x-kontext-refused")));
     }
     return answer;
+  };
+  const refusedToNobody = (sentence) => {
+    for (const [seq, text] of [...studio.pending]) {
+      studio.pending.delete(seq);
+      putBack(text);
+    }
+    studio.redrawPending();
+    studio.say(`⚠ ${sentence}`);
   };
   const refusedAtDoor = async (body, answer) => {
     let data = [];

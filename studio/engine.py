@@ -799,9 +799,15 @@ class Engine:
         file, one image in memory at a time; its size in bytes. At most `EXPORTS_AT_ONCE` are
         written at once (the others wait their turn), and a hosted visitor's second while their
         first is written is refused (`LimitError`, one sentence). Nothing is left at `target`
-        when it fails."""
+        when it fails. A hosted visitor's export is refused when it would take the disk it is
+        written to below the floor (`Limits.admit_disk`), as an upload is."""
         async with self._export_turn(visitor):
             session, step_ids = await self._exported(session_id, branch_step_id, visitor)
+            if self._limits is not None and visitor.owner is not None:
+                refs = {s.result for s in session.steps.values() if s.result is not None}
+                size = await asyncio.to_thread(_stored_size, self._store, refs)
+                usage = await asyncio.to_thread(shutil.disk_usage, target.parent)
+                self._limits.admit_disk(usage.free, usage.total, size)
             return await asyncio.to_thread(
                 _write_file, target, session, self._store.read_image, step_ids
             )
@@ -1254,6 +1260,15 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         address_budget_cents=settings.address_budget_cents,
         address_upload_bytes=settings.address_upload_bytes,
     )
+
+
+def _stored_size(store: Store, refs: set[ImageRef]) -> int:
+    """The bytes the store holds for `refs` (what an export of them writes, about)."""
+    total = 0
+    for ref in refs:
+        with contextlib.suppress(OSError):
+            total += store.path_of(ref).stat().st_size
+    return total
 
 
 def _check_described(image_format: str, width: int, height: int, ref: ImageRef) -> None:

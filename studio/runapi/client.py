@@ -26,6 +26,7 @@ import httpx
 
 from . import policy, tls
 from .errors import (
+    AuthenticationError,
     InvalidRequestError,
     NetworkError,
     RunAPIError,
@@ -338,6 +339,10 @@ class RunAPIClient:
     ) -> httpx.Response:
         """One call with retries; returns a successful, fully read answer or raises."""
         all_headers = {"User-Agent": self._user_agent, **(headers or {})}
+        if authorised and not (self._api_key.isascii() and self._api_key.isprintable()):
+            # No RunAPI key has such characters, and a header cannot carry them (httpx would
+            # raise an encoding error whose message gives the key's shape away): refused unsent.
+            raise AuthenticationError(task_id=task_id)
         if authorised:
             all_headers |= {
                 "Authorization": f"Bearer {self._api_key}",

@@ -22,7 +22,7 @@ async def export_file(
     """The ZIP of `who`'s session `session_id`, written to a new export named after `name`
     under `folder`. Raises `Refusal` when the exports folder is full of other
     visitors' young exports, and what `Engine.export_to` raises (nothing is left behind)."""
-    target = await asyncio.to_thread(new_export, folder, name, owner=who.owner)
+    target = await asyncio.to_thread(new_export, folder, name, owner=who.owner, address=who.address)
     if target is None:
         raise Refusal(EXPORTS_FULL)
     try:

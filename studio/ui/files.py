@@ -2,7 +2,8 @@
 
 Exports are written into per-export folders named by 128 random bits (a link to one is a
 capability: whoever holds it may download it, as with a share link), and are removed after
-`EXPORT_TTL_S`, or once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest).
+`EXPORT_TTL_S`, or once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest),
+or all visitors from one network address more than `EXPORTS_PER_ADDRESS`.
 At most `EXPORTS_KEPT` wait in all: past that, a new export takes the place of its own
 visitor's oldest, else of another visitor's older than `EXPORT_KEPT_S`, else it is refused
 with one sentence (one visitor's clicks never push out another's young export).
@@ -35,6 +36,9 @@ EXPORTS_KEPT = 32
 EXPORT_KEPT_S = 5 * 60
 # Exports one hosted visitor may have waiting at once (the studio's own user: up to the total).
 EXPORTS_PER_VISITOR = 4
+# ... and all visitors from one network address together: fresh identities from one address
+# cannot hold every place (a new export from an address past that takes its oldest place).
+EXPORTS_PER_ADDRESS = 8
 # The exports folders of every studio on this machine, in the temporary directory (which Gradio
 # may serve: gradio-notes §5), and the lock that says a studio still uses one.
 _EXPORTS_PREFIX = "kontext-studio-exports-"
@@ -78,16 +82,19 @@ def _remove_if_unused(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def new_export(folder: Path, name: str, *, owner: str | None = None) -> Path | None:
-    """Where `owner`'s new export is written: a file in a fresh, unguessable folder under
-    `folder`, made after clearing room for it (`prune_exports`); None when there is none (every
-    export waiting is another visitor's, younger than `EXPORT_KEPT_S`). Blocking: call it in a
-    thread."""
-    prune_exports(folder, owner=owner, room=1)
+def new_export(
+    folder: Path, name: str, *, owner: str | None = None, address: str | None = None
+) -> Path | None:
+    """Where `owner`'s new export (asked from `address`) is written: a file in a fresh,
+    unguessable folder under `folder`, made after clearing room for it (`prune_exports`); None
+    when there is none (every export waiting is another visitor's, younger than
+    `EXPORT_KEPT_S`). Blocking: call it in a thread."""
+    prune_exports(folder, owner=owner, address=address, room=1)
     if len(_exports(folder)) >= EXPORTS_KEPT:
         return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
-    target = folder / f"{_tag(owner)}.{secrets.token_urlsafe(16)}" / f"{slug}.zip"
+    tags = f"{_tag(owner)}.{_tag(address)}"
+    target = folder / f"{tags}.{secrets.token_urlsafe(16)}" / f"{slug}.zip"
     target.parent.mkdir(parents=True)
     return target
 
@@ -98,20 +105,30 @@ def discard_export(target: Path) -> None:
 
 
 def prune_exports(
-    folder: Path, *, now: float | None = None, owner: str | None = None, room: int = 0
+    folder: Path,
+    *,
+    now: float | None = None,
+    owner: str | None = None,
+    address: str | None = None,
+    room: int = 0,
 ) -> int:
     """Remove exports older than `EXPORT_TTL_S`; `owner`'s oldest past `EXPORTS_PER_VISITOR`
-    (less `room`, for new ones of theirs); and while more than `EXPORTS_KEPT` (less `room`)
-    wait, `owner`'s own oldest first, then other visitors' oldest that are older than
-    `EXPORT_KEPT_S`. How many went. Blocking: call it in a thread."""
+    and `address`'s past `EXPORTS_PER_ADDRESS` (less `room`, for new ones of theirs); and while
+    more than `EXPORTS_KEPT` (less `room`) wait, `owner`'s own oldest first, then other
+    visitors' oldest that are older than `EXPORT_KEPT_S`. How many went. Blocking: call it in
+    a thread."""
     now = time.time() if now is None else now
     mine = _tag(owner) + "."
+    here = f".{_tag(address)}."
     expired: list[tuple[float, Path]] = []
     waiting: list[tuple[float, Path]] = []
     for mtime, entry in sorted(_exports(folder)):  # the oldest first
         (expired if mtime < now - EXPORT_TTL_S else waiting).append((mtime, entry))
     own = [entry for _, entry in waiting if entry.name.startswith(mine)]
     gone = own[: max(0, len(own) - (EXPORTS_PER_VISITOR - room))] if owner is not None else []
+    if address is not None:
+        ours = [entry for _, entry in waiting if here in entry.name and entry not in gone]
+        gone += ours[: max(0, len(ours) - (EXPORTS_PER_ADDRESS - room))]
     over = len(waiting) - len(gone) - (EXPORTS_KEPT - room)
     if over > 0:
         old_others = [
@@ -177,6 +194,7 @@ def discard_upload(path: Path, upload_folder: Path) -> None:
 
 __all__ = [
     "EXPORTS_KEPT",
+    "EXPORTS_PER_ADDRESS",
     "EXPORTS_PER_VISITOR",
     "EXPORT_KEPT_S",
     "EXPORT_TTL_S",

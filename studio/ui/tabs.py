@@ -21,6 +21,10 @@ how much a request may carry, and whose tab it speaks for.
   from Gradio's own queue (each queued event keeps the request that made it, which names its
   visitor), so a place comes back however the event ends: done, failed, cancelled, or its
   client gone.
+- Nobody. A request that names nobody (no valid token, no key) creates nothing: an event it
+  sends is answered at the door with the sentence that says why (Gradio's own form of an
+  error: the page shows it, a client raises it), and never reaches Gradio's queue, which would
+  keep messages (and a record) for a made-up tab and give the event a place among everyone's.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
+from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import forwarded_in, visitor_in
+from studio.ui.visitor import NO_COOKIE, Refusal, forwarded_in, visitor_from, visitor_in
 
 # What a request that names nobody may carry.
 UNNAMED_BODY_BYTES = 64 * 1024
@@ -63,12 +69,12 @@ BIG_BODY_WAIT_S = 8.0
 BUSY = "This studio is receiving other large requests right now; try again in a moment."
 # Events one visitor may have waiting or running in Gradio's queue at once, beside one for each
 # edit they may have running (an API or MCP edit's event lasts as long as the edit;
-# `serve.events_at_once`). A tab queues at most three events of its own at a time (the tick,
-# the key check, a click: each "once" or "always last"), and each Enter typed ahead is an event
-# that lasts the few hundredths of a second it takes to store the step; typing ahead in two
-# tabs on a loaded machine stays well under 16. A pile of refused events is what delays
-# everyone else (measured: another visitor's example click, 0.14 s alone, took 3.5 s behind
-# 24 of one visitor's events and 7.6 s behind 48).
+# `serve.events_at_once`). A tab queues at most four events of its own at a time (the tick,
+# the balance, the key check, a click: each "once" or "always last"), and each Enter typed
+# ahead is an event that lasts the few hundredths of a second it takes to store the step;
+# typing ahead in two tabs on a loaded machine stays well under 16. A pile of refused events
+# is what delays everyone else (measured: another visitor's example click, 0.14 s alone, took
+# 3.5 s behind 24 of one visitor's events and 7.6 s behind 48).
 EVENTS_AT_ONCE = 16
 TOO_MANY_EVENTS = (
     "You already have many requests waiting on this studio; wait for them to finish and try again."
@@ -94,17 +100,21 @@ _RUN_AT_ONCE = tuple(
 )
 NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
+_JOIN = compile_path("/gradio_api/queue/join")[0]
+_COMPONENT_SERVER = compile_path("/gradio_api/component_server{slash:path}")[0]
+# Events refused to nobody, kept until their answer is read (the oldest forgotten first).
+REFUSALS_KEPT = 1000
+_TAB = "tab:"
 _QUEUE_DATA = compile_path("/gradio_api/queue/data")[0]
 # What Gradio streams for a session it has no messages for (`routes.queue_data_helper`).
+_STREAM = b"text/event-stream; charset=utf-8"
 _NO_SUCH_STREAM = (
     b'data: {"msg": "unexpected_error", "event_id": null, "message": "404: Not Found", '
     b'"success": false, "session_not_found": true}\n\n'
 )
 _HEARTBEAT = compile_path("/gradio_api/heartbeat/{session_hash}")[0]
-# Routes that name a tab in their query: its answers, and a snapshot of its state.
-_BY_QUERY = tuple(
-    compile_path(route)[0] for route in ("/gradio_api/queue/data", "/gradio_api/deep_link")
-)
+# Routes that name a tab in their query: its answers.
+_BY_QUERY = tuple(compile_path(route)[0] for route in ("/gradio_api/queue/data",))
 
 
 class _TooLarge(Exception):
@@ -125,6 +135,9 @@ class TabDoor:
         # is queued), and those run outside it (until they are done).
         self.outside: dict[str, int] = {}
         self.tabs: OrderedDict[str, str] = OrderedDict()
+        # Events refused to nobody, by their tab (`_TAB`) or their event id (`_EVENT`): each
+        # event's id and the sentence its answer says.
+        self.refusals: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
         # Large bodies being read or parsed: whose, and a bound on them all.
         self.big_in_flight: set[str] = set()
         self.big_bodies = asyncio.Semaphore(BIG_BODIES_AT_ONCE)
@@ -138,11 +151,13 @@ class TabDoor:
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
         hashes = _hashes_in_url(scope, path)
+        if await self._answer_refused(scope, send, path, hashes):
+            return
         if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):
             # A stream no event was ever queued for (a tab opens its stream only after its
             # first event is queued): Gradio's own answer, without the traceback it logs for
             # it, and the made-up hash is bound to nobody.
-            await _no_such_stream(send)
+            await _answer(send, 200, _STREAM, _NO_SUCH_STREAM)
             return
         for hash_ in hashes:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
@@ -205,6 +220,9 @@ class TabDoor:
             if theirs and not forwarded_in(scope):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
+            if owner is None and (quick or at_once or _COMPONENT_SERVER.match(path)):
+                await self._refuse_nobody(scope, send, quick, named if _JOIN.match(path) else None)
+                return
             if quick:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
@@ -228,6 +246,57 @@ class TabDoor:
             self.outside[owner] = left
         else:
             self.outside.pop(owner, None)
+
+    async def _refuse_nobody(self, scope: Scope, send: Send, queued: bool, tab: str | None) -> None:
+        """Refuse an event of a request that names nobody, saying why, without Gradio. An
+        event joined to a tab, or called by name, is answered as queued; its answer (read from
+        the tab's stream, or by its id) is the refusal, as Gradio words an error."""
+        try:
+            visitor_from(Request(scope), hosted=True)
+            sentence = NO_COOKIE
+        except Refusal as exc:
+            sentence = str(exc)
+        if not queued or (tab is None and _JOIN.match(route_path(scope))):
+            await refuse_event(send, 403, sentence)
+            return
+        event = uuid.uuid4().hex
+        key = _TAB + tab if tab is not None else _EVENT + event
+        self.refusals[key] = [*self.refusals.pop(key, [])[-15:], (event, sentence)]
+        while len(self.refusals) > REFUSALS_KEPT:
+            self.refusals.popitem(last=False)
+        body = json.dumps({"event_id": event}).encode()
+        await _answer(send, 200, b"application/json", body)
+
+    async def _answer_refused(self, scope: Scope, send: Send, path: str, hashes: list[str]) -> bool:
+        """Answer the stream of a tab (or a called event) refused to nobody, if this asks for
+        one: the refusals, then the end of the stream. False: it asks for no such thing."""
+        event = _event_in_url(path)
+        if event is not None and scope.get("method") == "GET":
+            refused = self.refusals.pop(_EVENT + event, None)
+            if refused is not None:
+                data = json.dumps(_error(refused[0][1])).encode()
+                await _answer(send, 200, _STREAM, b"event: error\ndata: " + data + b"\n\n")
+                return True
+        if _QUEUE_DATA.match(path) and len(hashes) == 1:
+            refused = self.refusals.pop(_TAB + hashes[0], None)
+            if refused is not None:
+                messages: list[dict[str, object]] = [
+                    {
+                        "msg": "process_completed",
+                        "event_id": event_id,
+                        "output": _error(sentence),
+                        "success": False,
+                    }
+                    for event_id, sentence in refused
+                ]
+                messages.append({"msg": "close_stream", "event_id": None})
+                body = b"".join(b"data: " + json.dumps(m).encode() + b"\n\n" for m in messages)
+                # (Marked with the sentence, so the page can say it and put back what was typed
+                # before it reads the stream: assets/studio.js.)
+                said = quote(refused[-1][1]).encode()
+                await _answer(send, 200, _STREAM, body, ((b"x-kontext-refused", said),))
+                return True
+        return False
 
     def _binding_events(self, send: Send, binds: str | None) -> Send:
         """`send`, noting the event id a queued event is answered with as `binds`'s: its answers
@@ -286,35 +355,27 @@ def _hashes_known(scope: Scope, hashes: list[str]) -> bool:
     return all(h in queue.pending_messages_per_session for h in hashes)
 
 
-async def _no_such_stream(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"content-length", str(len(_NO_SUCH_STREAM)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _NO_SUCH_STREAM})
+def _error(sentence: str) -> dict[str, object]:
+    """An event's answer when it failed, as Gradio words an error (`utils.error_payload`)."""
+    return {"error": sentence, "duration": None, "visible": True, "title": "Error"}
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    kind: bytes,
+    body: bytes,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def refuse_event(send: Send, status: int, sentence: str) -> None:
     """`refuse` for a route that queues an event: the sentence as Gradio words its own
     refusals there (`{"detail": ...}`), which is what its page and its clients show."""
-    body = json.dumps({"detail": sentence}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _answer(send, status, b"application/json", json.dumps({"detail": sentence}).encode())
 
 
 def _event_in_url(route_path: str) -> str | None:

@@ -92,6 +92,15 @@ def test_an_api_caller_cannot_act_on_a_visitors_session_by_id(browser, hosted, s
         with pytest.raises(Exception, match="There is no such session"):
             call()
     caller.close()
+    # A key no header may carry (a Latin-1 byte, as a client can send one): one sentence.
+    odd = {"X-RunAPI-Key": b"sk-\xe9t\xe9-SECRET42"}
+    api = f"{hosted.url.rstrip('/')}/gradio_api/call/edit_image"
+    asked = httpx.post(
+        api, json={"data": ["", "a kite", "pro", "match", "", "", "", False]}, headers=odd
+    )
+    answer = httpx.get(f"{api}/{asked.json()['event_id']}", headers=odd, timeout=30).text
+    assert "RunAPI did not accept the key you pasted" in answer
+    assert "SECRET" not in answer
     assert len(sim.tasks) == creates  # nothing created, nothing paid
     context.close()
 

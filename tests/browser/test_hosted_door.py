@@ -36,6 +36,7 @@ from studio.ui.tabs import (
     TOO_MANY_EVENTS,
     TOO_SLOW,
 )
+from studio.ui.visitor import NO_COOKIE
 from tests.browser.conftest import running_studio
 from tests.browser.test_hosted import _edit_an_example, _visit
 
@@ -74,7 +75,6 @@ def test_another_visitor_can_neither_read_nor_use_a_tabs_session_hash(browser, h
     reads = [
         f"{api}/queue/data?session_hash={tab}",
         f"{api}/heartbeat/{tab}",
-        f"{api}/deep_link?session_hash={tab}",
     ]
     for url in reads:
         answer = httpx.get(url, headers=other, timeout=5)
@@ -428,9 +428,11 @@ def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long
         for answer in slow:
             assert " 408 " in answer.result(timeout=30).split("\r\n")[0]
             assert TOO_SLOW in answer.result()
-        # Two bodies that do keep coming (160 KB/s, for 13 s) hold the places: the next one
+        # Two bodies that do keep coming (640 KB/s, for 12 s) hold the places: the next one
         # waits a few seconds for a place, then is told so (before: it waited for them).
-        steady = [pool.submit(_send_slowly, hosted.url, c, large, 16384, 0.1) for c in cookies[3:5]]
+        steady = [
+            pool.submit(_send_slowly, hosted.url, c, 4 * large, 65536, 0.1) for c in cookies[3:5]
+        ]
         time.sleep(1)
         busy = post_large(cookies[5])
         assert busy.status_code == 503
@@ -449,3 +451,44 @@ def test_a_stream_for_a_made_up_tab_is_answered_quietly(hosted, capfd):
     httpx.get(hosted.url, timeout=10)
     # ... and nothing in the studio's log (before: a 6 KB traceback each).
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_that_names_nobody_creates_nothing_and_is_told_why(hosted):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    config = httpx.get(f"{hosted.url.rstrip('/')}/config").json()
+    load = next(d for d in config["dependencies"] if d.get("api_name") == "on_load")
+    tab = "nobody-" + "x" * 8
+    # An event joined to a tab of its own: answered as queued, its answer says why ...
+    body = {"data": [None, None], "fn_index": load["id"], "session_hash": tab}
+    joined = httpx.post(f"{api}/queue/join", json=body)
+    assert joined.status_code == 200
+    stream = httpx.get(f"{api}/queue/data", params={"session_hash": tab}, timeout=10).text
+    messages = [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:")]
+    assert messages[0]["event_id"] == joined.json()["event_id"]
+    assert messages[0]["output"]["error"] == NO_COOKIE
+    assert messages[-1]["msg"] == "close_stream"
+    # ... and Gradio keeps nothing for that tab (before: its state and its messages).
+    assert tab not in hosted.demo.state_holder
+    assert tab not in hosted.demo._queue.pending_messages_per_session
+    # The same by REST, and from a client of Gradio's own.
+    called = httpx.post(f"{api}/call/list_sessions", json={"data": [5]})
+    answer = httpx.get(f"{api}/call/list_sessions/{called.json()['event_id']}", timeout=10)
+    assert answer.text.startswith("event: error")
+    assert NO_COOKIE in answer.text
+    from gradio_client import Client
+
+    with pytest.raises(Exception, match="allow cookies"):
+        Client(hosted.url, verbose=False).predict(5, api_name="/list_sessions")
+    assert len(hosted.demo.state_holder.session_data) == 0
+
+
+def test_a_page_that_names_nobody_says_why_and_keeps_the_instruction(browser, sim, clean_env):
+    with running_studio(sim, clean_env, hosted=True, identities_per_hour=0) as studio:
+        context, page = _visit(browser, studio.url)  # given no token: this address had its fill
+        box = page.locator("#prompt textarea")
+        box.fill("make it red")
+        box.press("Enter")
+        expect(page.locator("#status")).to_contain_text("Too many new visitors")
+        expect(box).to_have_value("make it red")
+        assert len(studio.demo.state_holder.session_data) == 0
+        context.close()

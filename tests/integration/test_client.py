@@ -169,6 +169,25 @@ async def test_a_wrong_key_is_an_authentication_error_and_is_not_retried(sim):
     assert len(sim.requests) == 1
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("sk-SECRETKEY-999 \u0436", id="cyrillic"),
+        pytest.param("sk-\xe9t\xe9-SECRET42", id="latin-1-header"),
+        pytest.param("sk-SECRET\n42", id="line-break"),
+    ],
+)
+async def test_a_key_no_header_can_carry_is_refused_unsent_and_never_logged(sim, key, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with _client(sim, api_key=key) as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.get_balance()
+    assert str(caught.value) == AuthenticationError.sentence
+    assert caught.value.status is None
+    assert sim.requests == []
+    assert "SECRET" not in caplog.text
+
+
 async def test_an_empty_balance_is_insufficient_credits(sim):
     sim.balance_cents = 0
     async with _client(sim) as client:

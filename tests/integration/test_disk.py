@@ -15,6 +15,7 @@ import gradio as gr
 import pytest
 
 from studio.engine import BUSY_EXPORTING, LimitError
+from studio.limits import Limits, LimitSettings
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge
@@ -22,6 +23,7 @@ from studio.ui.files import (
     EXPORT_KEPT_S,
     EXPORT_TTL_S,
     EXPORTS_KEPT,
+    EXPORTS_PER_ADDRESS,
     EXPORTS_PER_VISITOR,
     make_exports_folder,
     new_export,
@@ -97,10 +99,12 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
 _WRITTEN = itertools.count()
 
 
-def write_export(folder: Path, name: str, data: bytes, *, owner: str | None = None) -> Path:
+def write_export(
+    folder: Path, name: str, data: bytes, *, owner: str | None = None, address: str | None = None
+) -> Path:
     """An export as the page writes one, a hundredth of a second after the one before (the
     file system's clock is coarser than a loop of writes)."""
-    target = new_export(folder, name, owner=owner)
+    target = new_export(folder, name, owner=owner, address=address)
     assert target is not None, "refused"
     target.write_bytes(data)
     _age(target, 60 - next(_WRITTEN) / 100)
@@ -157,6 +161,28 @@ def test_many_visitors_exports_never_push_out_a_young_one_when_the_folder_is_ful
     assert all(p.exists() for p in others[1:])
 
 
+def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_path):
+    """Eight free cookies from one address exporting four times each once filled all 32
+    places, and every other visitor was refused for as long as they kept at it: an address
+    now holds at most EXPORTS_PER_ADDRESS, its own oldest going first."""
+    alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice", address="192.0.2.1")
+    flood = [
+        write_export(
+            tmp_path,
+            f"f{n}",
+            b"zip",
+            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
+            address="198.51.100.7",
+        )
+        for n in range(EXPORTS_KEPT)
+    ]
+    kept = [p for p in flood if p.exists()]
+    assert kept == flood[-EXPORTS_PER_ADDRESS:]
+    assert alice.exists()
+    bob = new_export(tmp_path, "bob", owner="browser:bob", address="203.0.113.5")
+    assert bob is not None  # room for a visitor from elsewhere
+
+
 async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_written(
     sim, clean_env, tmp_path
 ):
@@ -184,6 +210,29 @@ async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_wri
         again = await engine.import_session(targets[0].read_bytes(), visitor=a)
         assert again.origin.result == ours.origin.result
         await engine.export_to(ours.session_id, tmp_path / "later.zip", visitor=a)  # done: free
+    finally:
+        await engine.aclose()
+
+
+async def test_an_export_that_would_take_the_disk_below_its_floor_is_refused(
+    sim, clean_env, tmp_path
+):
+    """Exports are written outside every visitor's share: a hosted visitor's is refused with
+    one sentence (and leaves nothing) when the disk it goes to is at its floor."""
+    a = Visitor("browser:a")
+    maker = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        image = await maker.read_image(make_image(640, 480))
+        mine = (await maker.start_session(image, name="a's", visitor=a)).session_id
+    finally:
+        await maker.aclose()
+    floor = Limits(LimitSettings(disk_floor_bytes=2**62))  # every disk is at its floor
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=floor)
+    try:
+        target = tmp_path / "theirs.zip"
+        with pytest.raises(LimitError, match="disk is nearly full"):
+            await engine.export_to(mine, target, visitor=a)
+        assert not target.exists()
     finally:
         await engine.aclose()
 

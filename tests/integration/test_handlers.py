@@ -382,6 +382,23 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     assert forgotten[c.key_store] is None
 
 
+async def test_a_pasted_key_with_letters_no_key_has_gets_one_sentence_and_reaches_no_log(
+    page, tmp_path, sim, caplog
+):
+    caplog.set_level("DEBUG")
+    session_id, origin = await _start(page, tmp_path)
+    keys = KeyHandlers(page.c, page.bridge, simulator=True, server_key=False, hosted=False)
+    pasted = "sk-SECRETKEY-999 \u0436"
+    checked = await keys.on_key(pasted, False)
+    assert checked[page.c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
+    form = ("match", "png", True, False, 2, pasted)
+    with pytest.warns(UserWarning, match="the key you pasted"):
+        await page.on_edit(session_id, origin, "make it blue", "pro", *form)
+    assert not [r for r in sim.requests if "SECRETKEY" in str(r.headers)]  # never sent
+    assert "SECRETKEY" not in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback either
+
+
 async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_path):
     # The browser's storage still names the session the page showed before, while the version
     # already belongs to the one it shows now (states arrive one by one): nothing is re-rendered.
