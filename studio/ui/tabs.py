@@ -6,7 +6,8 @@ how much a request may carry, and whose tab it speaks for.
   out. A visitor's request carries at most `body_bytes` (two images as data: URIs and their
   instruction). Uploads have their own door (`ui.guard.VisitorGuard`). Refused by the declared
   length before a byte is read, else while the body streams in. A body over a megabyte (or of
-  no declared length) is read one at a time for each visitor and two at once in all.
+  no declared length) is read one at a time for each visitor and each network address, three
+  at once in all.
 - Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
   its answers by a session hash that the page makes up. It is no secret: it is in every URL the
   tab calls. So the first visitor seen with a hash owns it, and every later request naming that
@@ -54,9 +55,14 @@ TABS_KEPT = 100_000
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
 ONE_LARGE_AT_A_TIME = "You already have a large request on its way; wait for it to finish."
-# Bodies above this (images as data: URIs) are read one at a time per visitor, this many in all.
+ONE_LARGE_HERE = (
+    "Someone from your network address already has a large request on its way; wait for it to "
+    "finish."
+)
+# Bodies above this (images as data: URIs) are read one at a time per visitor and per network
+# address (fresh identities from one address hold no more places), this many in all.
 BIG_BODY_BYTES = 1024 * 1024
-BIG_BODIES_AT_ONCE = 2
+BIG_BODIES_AT_ONCE = 3
 # Seconds a large body may take to arrive (50 MB at about 2 MB/s); and it must keep coming: after
 # its first few seconds, at `BIG_BODY_BYTES_PER_S` on average (a slow mobile upload is faster),
 # so a body trickling in holds its place for seconds, not the whole deadline.
@@ -188,17 +194,23 @@ class TabDoor:
         if big and key in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_AT_A_TIME)
             return
+        here = f"address:{who.address}" if who is not None and who.address else None
+        if big and here is not None and here in self.big_in_flight:
+            await refuse(send, 429, ONE_LARGE_HERE)
+            return
         # A large body (or one of no declared length) takes memory while it is read and again
-        # while Gradio parses it: one at a time for each visitor, two at once in all. Joining
-        # an event answers once it is parsed, so the bound holds until then; a route that
-        # answers only when its work is done (MCP, run) holds it while the body is read.
+        # while Gradio parses it: one at a time for each visitor and address, three at once in
+        # all. Joining an event answers once it is parsed, so the bound holds until then; a
+        # route that answers only when its work is done (MCP, run) holds it while the body is
+        # read.
         async with contextlib.AsyncExitStack() as held:
             if counted is not None:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(self._left, counted)
             if big:
-                self.big_in_flight.add(key)
-                held.callback(self.big_in_flight.discard, key)
+                for taken in (key, *([here] if here is not None else [])):
+                    self.big_in_flight.add(taken)
+                    held.callback(self.big_in_flight.discard, taken)
                 try:
                     async with asyncio.timeout(BIG_BODY_WAIT_S):
                         await self.big_bodies.acquire()

@@ -32,6 +32,7 @@ from studio.ui.tabs import (
     EVENTS_AT_ONCE,
     NOT_YOUR_TAB,
     ONE_LARGE_AT_A_TIME,
+    ONE_LARGE_HERE,
     TOO_LARGE,
     TOO_MANY_EVENTS,
     TOO_SLOW,
@@ -385,12 +386,14 @@ def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
     context.close()
 
 
-def _send_slowly(url: str, headers: dict[str, str], length: int, chunk: int, every_s: float) -> str:
-    """POST a large body to the queue, `chunk` bytes every `every_s` seconds, until it is all
-    sent or the studio answers; the answer's text."""
+def _send_slowly(
+    url: str, headers: dict[str, str], length: int, chunk: int, every_s: float, source: str
+) -> str:
+    """POST a large body to the queue from loopback address `source`, `chunk` bytes every
+    `every_s` seconds, until it is all sent or the studio answers; the answer's text."""
     address = httpx.URL(url)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    with socket.create_connection((address.host, address.port)) as sock:
+    with socket.create_connection((address.host, address.port), source_address=(source, 0)) as sock:
         sock.sendall(
             f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
             f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
@@ -411,30 +414,43 @@ def _send_slowly(url: str, headers: dict[str, str], length: int, chunk: int, eve
 
 
 def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long(hosted):
+    """Large bodies take one of three places, one per visitor and one per network address (each
+    sender here has its own loopback address), and must keep coming."""
     api = hosted.url.rstrip("/") + "/gradio_api"
-    cookies = [_cookie_of_a_new_visitor(hosted.url) for _ in range(6)]
+    cookies = [_cookie_of_a_new_visitor(hosted.url) for _ in range(8)]
     large = 2 * 2**20
 
-    def post_large(visitor: dict[str, str]) -> httpx.Response:
-        return httpx.post(f"{api}/queue/join", content=b" " * large, headers=visitor, timeout=20)
+    def post_large(visitor: dict[str, str], source: str) -> httpx.Response:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+            return client.post(
+                f"{api}/queue/join", content=b" " * large, headers=visitor, timeout=20
+            )
 
     with ThreadPoolExecutor(3) as pool:
-        # Two visitors take both large-body places, sending a byte at a time ...
-        slow = [pool.submit(_send_slowly, hosted.url, c, large, 1, 0.05) for c in cookies[:2]]
+        # Three visitors take the three large-body places, sending a byte at a time ...
+        slow = [
+            pool.submit(_send_slowly, hosted.url, c, large, 1, 0.05, f"127.0.0.{11 + n}")
+            for n, c in enumerate(cookies[:3])
+        ]
         time.sleep(1)
-        # ... and a third visitor's large body goes through once they fall behind (before: it
+        # ... a fresh identity from one of their addresses gets no place of its own ...
+        here = post_large(cookies[3], "127.0.0.11")
+        assert here.status_code == 429
+        assert ONE_LARGE_HERE in here.text
+        # ... and a visitor from elsewhere goes through once they fall behind (before: it
         # waited until their 30 s were up).
-        assert post_large(cookies[2]).status_code not in (408, 429, 503)
+        assert post_large(cookies[4], "127.0.0.14").status_code not in (408, 429, 503)
         for answer in slow:
             assert " 408 " in answer.result(timeout=30).split("\r\n")[0]
             assert TOO_SLOW in answer.result()
-        # Two bodies that do keep coming (640 KB/s, for 12 s) hold the places: the next one
+        # Three bodies that do keep coming (640 KB/s, for 12 s) hold the places: the next one
         # waits a few seconds for a place, then is told so (before: it waited for them).
         steady = [
-            pool.submit(_send_slowly, hosted.url, c, 4 * large, 65536, 0.1) for c in cookies[3:5]
+            pool.submit(_send_slowly, hosted.url, c, 4 * large, 65536, 0.1, f"127.0.0.{21 + n}")
+            for n, c in enumerate(cookies[5:8])
         ]
         time.sleep(1)
-        busy = post_large(cookies[5])
+        busy = post_large(cookies[4], "127.0.0.24")
         assert busy.status_code == 503
         assert BUSY in busy.text
         for answer in steady:
