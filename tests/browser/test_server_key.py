@@ -67,6 +67,10 @@ def _paste_key(tab, key: str) -> None:  # type: ignore[no-untyped-def]
     box = tab.locator("#user-key input")
     if not box.is_visible():
         tab.get_by_role("button", name="RunAPI key").click()
+    # The panel's parts are built when it first opens: a person sees it whole before pasting
+    # (pasted within the same frame, the note's answer could land before the note was built).
+    expect(tab.locator("#key-note")).to_be_attached()
+    expect(box).to_be_editable()
     box.fill(key)
 
 
