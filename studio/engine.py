@@ -56,7 +56,15 @@ from studio.history import (
     name_from_prompt,
     new_id,
 )
-from studio.images import HEAVY_PIXELS, ImageError, SourceImage, describe, open_source, peek
+from studio.images import (
+    HEAVY_PIXELS,
+    Header,
+    ImageError,
+    SourceImage,
+    describe,
+    open_source,
+    peek,
+)
 from studio.limits import (
     SESSION_BYTES,
     STEP_BYTES,
@@ -286,10 +294,15 @@ class Engine:
                 check=lambda data: self._decode(data, visitor),
             )
 
-    async def _decode(self, data: bytes, visitor: Visitor, *, counted: bool = False) -> SourceImage:
+    async def _decode(
+        self, data: bytes, visitor: Visitor, *, header: Header | None = None
+    ) -> SourceImage:
         """`open_source` for bytes from outside: their header first (refused undecoded when it
-        says no), then the full decode as `_decoding` allows (`counted`: already counted)."""
-        header = await asyncio.to_thread(peek, data)
+        says no), then the full decode as `_decoding` allows. A `header` given was read and
+        counted already (an import's)."""
+        counted = header is not None
+        if header is None:
+            header = await asyncio.to_thread(peek, data)
         async with self._decoding(visitor, header.decode_pixels, counted=counted):
             return await asyncio.to_thread(open_source, data)
 
@@ -882,9 +895,9 @@ class Engine:
         for image, header in zip(bundle.images.values(), headers, strict=True):
             _check_described(header.format, header.width, header.height, image.ref)
         await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
-        for image in bundle.images.values():
-            checked = await self._decode(image.data, visitor, counted=True)
-            _check_described(checked.format, checked.width, checked.height, image.ref)
+        for image, header in zip(bundle.images.values(), headers, strict=True):
+            # (The decode reads the same header: only a damaged image can fail it now.)
+            await self._decode(image.data, visitor, header=header)
         added: list[str] = []
         try:
             for image in bundle.images.values():
