@@ -72,6 +72,10 @@ NO_COOKIE = (
 )
 
 
+TWO_TOKENS = (
+    "This browser sent two different studio cookies for this site (another site may have put "
+    "one there); clear this site's cookies and reload the page."
+)
 TOO_MANY_NEW = (
     "Too many new visitors came from your network address in the last hour; try again later, "
     "or use the browser you used before."
@@ -123,13 +127,24 @@ def cookie_values(header: str, name: str = VISITOR_COOKIE) -> list[str]:
     return values
 
 
-def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
-    """The id of the first token in the Cookie header's `name` cookies that this studio
-    signed; the same one at every request, whatever else of that name comes along."""
+def valid_token_ids(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> list[str]:
+    """The ids of the distinct tokens this studio signed among the Cookie header's `name`
+    cookies, in the order sent (what else comes along under that name is ignored)."""
+    ids: list[str] = []
     for value in cookie_values(header, name):
-        if (ident := token_id(value, secret)) is not None:
-            return ident
-    return None
+        if (ident := token_id(value, secret)) is not None and ident not in ids:
+            ids.append(ident)
+    return ids
+
+
+def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
+    """The id of the one token this studio signed among the Cookie header's `name` cookies.
+    None for none, and for two different ones: a browser keeps one cookie of that name for
+    this studio, so a second was put there by another site under the same domain (a sibling
+    host can set a cookie for its parent domain, or for a longer path), which would have the
+    visitor work in a session of the other site's choosing (and show it what they make)."""
+    ids = valid_token_ids(header, secret, name)
+    return ids[0] if len(ids) == 1 else None
 
 
 def client_address(
@@ -454,7 +469,13 @@ class VisitorMiddleware:
         # there by a sibling host (no token is carried over from one to the other, for the
         # same reason).
         named = SECURE_VISITOR_COOKIE if https else VISITOR_COOKIE
-        ident = valid_token_id(cookies, door.secret, named)
+        tokens = valid_token_ids(cookies, door.secret, named)
+        ident = tokens[0] if len(tokens) == 1 else None
+        if len(tokens) > 1 and not key:
+            # Neither is believed, and no third is handed out (the other site's would stay).
+            state[_STATE_REFUSAL] = TWO_TOKENS
+            await self.app(scope, receive, send)
+            return
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
             if not self.keys.allow(key, address):
                 state[_STATE_REFUSAL] = TOO_MANY_NEW
