@@ -13,7 +13,7 @@
   it out. `ui.lean.LeanSessionState` keeps no values; `TabRecords` keeps a record only for a
   request that names somebody when the studio is hosted (one that names nobody creates nothing
   anyway: its handlers refuse), at most `TABS_PER_VISITOR` per visitor (their least recently
-  used goes first) and `TABS_KEPT` in all.
+  used goes first) and `TABS_KEPT` in all (once full, the visitor holding the most gives one up).
 
 Imports gradio; `install()` once, before the app is made (`create_app`).
 """
@@ -95,7 +95,8 @@ class TabStates:
 
 class TabRecords(_GradioStateHolder):
     """Gradio's `StateHolder`, bounded: no record for a request that names nobody, at most
-    `TABS_PER_VISITOR` for each visitor and `TABS_KEPT` in all (least recently used first)."""
+    `TABS_PER_VISITOR` for each visitor and `TABS_KEPT` in all (least recently used first, of
+    the visitor holding the most)."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -133,7 +134,17 @@ class TabRecords(_GradioStateHolder):
                 oldest = next(k for k in self.session_data if self.owners.get(k) == owner)
                 self._forget(oldest)
             while len(self.session_data) > self.capacity:
-                self._forget(next(iter(self.session_data)))
+                self._forget(self._evictable())
+
+    def _evictable(self) -> str:
+        """The tab to forget when all are full: the least recently used of the visitor holding
+        the most (so that many fresh visitors opening tabs push out one another's, never the
+        one tab of a visitor whose pasted key and step it holds), else the oldest of all."""
+        if self.per_owner:
+            heaviest, held = self.per_owner.most_common(1)[0]
+            if held > 1:
+                return next(k for k in self.session_data if self.owners.get(k) == heaviest)
+        return next(iter(self.session_data))
 
     def _forget(self, session_id: str) -> None:
         self.session_data.pop(session_id, None)

@@ -101,3 +101,24 @@ def test_tab_records_are_kept_only_for_visitors_bounded_and_without_sent_values(
     for record in records.values():
         assert not any(text in str(config) for config in record.components)
         assert not any(text in str(value) for value in record.state_data.values())
+
+
+def test_once_all_tab_records_are_taken_a_visitors_one_tab_keeps_its_pasted_key(hosted):
+    # Many fresh visitors opening tabs push out one another's tabs, not the one tab in which
+    # someone pasted their key (it would have gone quietly, and their next edit been paid on
+    # the server's key).
+    holder = hosted.demo.server_app.state_holder
+    capacity, holder.capacity = holder.capacity, len(_records(hosted)) + 24
+    try:
+        alice = _Tab(hosted.url)
+        alice.run("on_key", [KEY, False])
+        crowd = [_Tab(hosted.url) for _ in range(3)]
+        for _ in range(12):
+            for tab in crowd:
+                tab.run("on_link", [None, None, "https://example.invalid/a.png"], fresh=True)
+        records = _records(hosted)
+        assert len(records) <= holder.capacity
+        assert alice.hash in records
+        assert KEY in str(records[alice.hash].state_data)
+    finally:
+        holder.capacity = capacity
