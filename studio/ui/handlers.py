@@ -457,7 +457,9 @@ class Handlers:
             finally:
                 tab.done = max(tab.done, seq)
             tab.chained(tab_step, step.step_id)
-        return await self.page(session_id, step.step_id)
+            # Drawn before the next Enter is taken: a reply drawn after the next one's (its
+            # store read waiting behind that edit's writes) would move the tab back a step.
+            return await self.page(session_id, step.step_id)
 
     @guarded
     async def on_retry(
