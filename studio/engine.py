@@ -895,9 +895,18 @@ class Engine:
         for image, header in zip(bundle.images.values(), headers, strict=True):
             _check_described(header.format, header.width, header.height, image.ref)
         await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
-        for image, header in zip(bundle.images.values(), headers, strict=True):
-            # (The decode reads the same header: only a damaged image can fail it now.)
-            await self._decode(image.data, visitor, header=header)
+        small = 0
+        try:
+            for image, header in zip(bundle.images.values(), headers, strict=True):
+                # (The decode reads the same header: only a damaged image can fail it now.)
+                if header.decode_pixels < HEAVY_PIXELS:
+                    small += header.decode_pixels
+                await self._decode(image.data, visitor, header=header)
+        finally:
+            # Its small images count too once decoded (refused or not): an import failing at
+            # its last image is no free way to make the studio decode a hundred others.
+            if self._limits is not None and visitor.owner is not None:
+                self._limits.note_decoded(visitor.owner, small)
         added: list[str] = []
         try:
             for image in bundle.images.values():
@@ -914,10 +923,14 @@ class Engine:
 
     async def _admit_decodes(self, visitor: Visitor, pixels: list[int]) -> None:
         """Count the large images of one import for a hosted visitor, all at once, or refuse
-        the import (`LimitError`) before any is decoded. One import holds at most what a
-        visitor may decode in a minute."""
+        the import (`LimitError`) before any is decoded: when they decoded a minute's worth
+        already (small images of imports included), or the import's large ones would pass it.
+        One import holds at most what a visitor may decode in a minute."""
+        if visitor.owner is None or self._limits is None:
+            return
+        self._limits.admit_decoding(visitor.owner)
         heavy = sum(p for p in pixels if p >= HEAVY_PIXELS)
-        if not heavy or visitor.owner is None or self._limits is None:
+        if not heavy:
             return
         cap = self._limits.settings.decode_pixels_per_minute
         if heavy > cap:
