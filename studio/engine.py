@@ -294,6 +294,14 @@ class Engine:
                 check=lambda data: self._decode(data, visitor),
             )
 
+    async def read_mask_link(self, url: str, *, visitor: Visitor = LOCAL) -> bytes:
+        """The bytes of a mask given as a link (an API or MCP caller's region), read as
+        `read_link` reads an image, by `visitor`, once their key and caps say an edit may go:
+        an edit that would be refused fetches and decodes nothing."""
+        await self._require_key(visitor)
+        self._may_edit(visitor)
+        return (await self.read_link(url, visitor=visitor)).data
+
     async def _decode(
         self, data: bytes, visitor: Visitor, *, header: Header | None = None
     ) -> SourceImage:
