@@ -14,6 +14,11 @@
   request that names somebody when the studio is hosted (one that names nobody creates nothing
   anyway: its handlers refuse), at most `TABS_PER_VISITOR` per visitor (their least recently
   used goes first) and `TABS_KEPT` in all (once full, the visitor holding the most gives one up).
+- Upload progress. Gradio keeps, for every `upload_id` anyone asks `/gradio_api/upload_progress`
+  about, an event that nothing removes (and, for every upload sent with an id, a record that only
+  a reader of its progress removes): anyone could grow the studio's memory for good, a request at
+  a time. `UploadProgress` forgets an id nobody uploads under once its wait ends, takes no id
+  longer than a page makes, and keeps `UPLOADS_FOLLOWED` records at most (the oldest go first).
 
 Imports gradio; `install()` once, before the app is made (`create_app`).
 """
@@ -55,7 +60,13 @@ _NOBODY = ""
 # not known: Gradio's own behaviour).
 _ASKING: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab_asker", default=None)
 
+# Uploads whose progress is kept at once (a page follows each of its uploads for seconds), and
+# the longest id taken (the page's are about a dozen characters).
+UPLOADS_FOLLOWED = 1_000
+UPLOAD_ID_CHARS = 64
+
 _GradioStateHolder = gradio.state_holder.StateHolder
+_GradioUploadProgress = gradio.route_utils.FileUploadProgress
 _gradio_restore_session_state = gradio.route_utils.restore_session_state
 
 
@@ -156,6 +167,38 @@ class TabRecords(_GradioStateHolder):
                 del self.per_owner[owner]
 
 
+class UploadProgress(_GradioUploadProgress):
+    """Gradio's record of uploads' progress, bounded (see the module's notes)."""
+
+    def track(self, upload_id: str) -> None:
+        if len(upload_id) > UPLOAD_ID_CHARS:
+            return  # followed by nobody: its chunks are not counted either
+        super().track(upload_id)
+        while len(self._statuses) > UPLOADS_FOLLOWED:
+            self.stop_tracking(next(iter(self._statuses)))
+
+    async def is_tracked(self, upload_id: str) -> bool:
+        if len(upload_id) > UPLOAD_ID_CHARS:
+            raise TimeoutError  # answered as an id never uploaded under: 404
+        try:
+            return await super().is_tracked(upload_id)
+        finally:
+            if upload_id not in self._statuses:
+                self._signals.pop(upload_id, None)
+
+    def append(self, upload_id: str, filename: str, message_bytes: bytes) -> None:
+        if len(upload_id) <= UPLOAD_ID_CHARS:
+            super().append(upload_id, filename, message_bytes)
+
+    def set_done(self, upload_id: str) -> None:
+        if len(upload_id) <= UPLOAD_ID_CHARS:
+            super().set_done(upload_id)
+
+    def stop_tracking(self, upload_id: str) -> None:
+        super().stop_tracking(upload_id)
+        self._signals.pop(upload_id, None)
+
+
 def _restore_session_state(app: Any, body: Any) -> Any:
     """Gradio's, for a queued event: the record is looked up as the event's request named."""
     scope = getattr(getattr(body, "request", None), "scope", None)
@@ -174,6 +217,9 @@ def install() -> None:
         gradio.routes.StateHolder = TabRecords  # type: ignore[attr-defined]
     if gradio.route_utils.restore_session_state is _gradio_restore_session_state:
         gradio.route_utils.restore_session_state = _restore_session_state
+    # The upload routes read this module global at every request.
+    if not isinstance(gradio.routes.file_upload_statuses, UploadProgress):
+        gradio.routes.file_upload_statuses = UploadProgress()
 
 
 def _without_deep_link(scope: Scope) -> Scope:
@@ -199,4 +245,14 @@ def _in_deep_links(target: str) -> bool:
     return any(p.is_relative_to(folder) for p in (absolute, real))
 
 
-__all__ = ["NO_DEEP_LINKS", "TABS_KEPT", "TABS_PER_VISITOR", "TabRecords", "TabStates", "install"]
+__all__ = [
+    "NO_DEEP_LINKS",
+    "TABS_KEPT",
+    "TABS_PER_VISITOR",
+    "UPLOADS_FOLLOWED",
+    "UPLOAD_ID_CHARS",
+    "TabRecords",
+    "TabStates",
+    "UploadProgress",
+    "install",
+]

@@ -5,6 +5,7 @@ client of Gradio's queue would speak it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -122,3 +123,33 @@ def test_once_all_tab_records_are_taken_a_visitors_one_tab_keeps_its_pasted_key(
         assert KEY in str(records[alice.hash].state_data)
     finally:
         holder.capacity = capacity
+
+
+def test_asking_after_uploads_that_never_came_keeps_nothing(hosted):
+    # Anyone could ask for the progress of an upload id nobody used (no cookie needed): Gradio
+    # kept a record of each for good, and memory grew a request at a time until the studio
+    # was killed. Each is answered "not found", and nothing of it stays.
+    import gradio.routes
+
+    progress = gradio.routes.file_upload_statuses
+    before = (len(progress._signals), len(progress._statuses))
+    ids = [secrets.token_hex(6) for _ in range(20)] + ["x" * 20_000 + str(n) for n in range(20)]
+
+    async def ask_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=hosted.url, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(http.get("/gradio_api/upload_progress", params={"upload_id": i}) for i in ids)
+            )
+        return [a.status_code for a in answers]
+
+    assert set(asyncio.run(ask_all())) == {404}
+    assert (len(progress._signals), len(progress._statuses)) == before
+    # An upload sent under a long id is still taken (its progress is just not followed).
+    visitor = _Tab(hosted.url)
+    answer = visitor.http.post(
+        "/gradio_api/upload",
+        params={"upload_id": "y" * 20_000},
+        files={"files": ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")},
+    )
+    assert answer.status_code == 200
+    assert (len(progress._signals), len(progress._statuses)) == before
