@@ -279,8 +279,9 @@ class Limits:
         cap = self.settings.address_share_bytes
         if held_bytes + new_bytes > cap:
             raise LimitError(
-                f"Visitors from your network address already keep {held_bytes / 2**20:.0f} MB "
-                f"on this studio, of the {cap / 2**20:.0f} MB they may keep together; this one "
+                f"Visitors from your network address keep {held_bytes / 2**20:.0f} MB on this "
+                f"studio, and {new_bytes / 2**20:.0f} MB more are on their way (this one "
+                f"included): past the {cap / 2**20:.0f} MB they may keep together, so this one "
                 "does not fit."
             )
 

@@ -336,6 +336,10 @@ def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean
         refused = _upload(studio.url, noise, _cookie(second))
         assert refused.status_code == 413
         assert "network address" in refused.text
+        # What the first sent is said (it waits for its handler: nothing is stored yet).
+        assert re.search(
+            r"keep 0 MB on this studio, and \d+ MB more are on their way", refused.text
+        )
 
 
 def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
