@@ -33,9 +33,11 @@ from studio.ui.tabs import (
     NOT_YOUR_TAB,
     ONE_LARGE_AT_A_TIME,
     ONE_LARGE_HERE,
+    TABS_PER_VISITOR,
     TOO_LARGE,
     TOO_MANY_EVENTS,
     TOO_SLOW,
+    TabDoor,
 )
 from studio.ui.visitor import NO_COOKIE
 from tests.browser.conftest import running_studio
@@ -508,3 +510,33 @@ def test_a_page_that_names_nobody_says_why_and_keeps_the_instruction(browser, si
         expect(box).to_have_value("make it red")
         assert len(studio.demo.state_holder.session_data) == 0
         context.close()
+
+
+def _door(studio) -> TabDoor:  # type: ignore[no-untyped-def]
+    app = studio.demo.server_app.middleware_stack
+    while not isinstance(app, TabDoor):
+        app = app.app
+    return app
+
+
+def test_tab_hashes_of_another_form_are_refused_and_a_visitor_binds_so_many(hosted):
+    """A client makes up the hash that names its tab: one of 60,000 characters (a cookie's
+    heartbeat, or an event's body) was kept, by the door, Gradio's queue and the handlers, for
+    good; a thousand fresh ones from one cookie were each kept too."""
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    door = _door(hosted)
+    before = len(door.tabs)
+    long = "a" * 10_000
+    answer = httpx.get(f"{base}/gradio_api/heartbeat/{long}", headers=cookie, timeout=10)
+    assert answer.status_code == 400
+    assert "reload the page" in answer.text
+    body = {"data": [], "fn_index": 0, "session_hash": long}
+    answer = httpx.post(f"{base}/gradio_api/queue/join", json=body, headers=cookie, timeout=10)
+    assert answer.status_code == 400
+    assert len(door.tabs) == before
+    with httpx.Client(base_url=base, headers=cookie, timeout=10) as http:
+        for n in range(TABS_PER_VISITOR + 40):
+            with http.stream("GET", f"/gradio_api/heartbeat/tab{n}") as stream:
+                assert stream.status_code == 200
+    assert len(door.tabs) - before == TABS_PER_VISITOR  # their oldest went
