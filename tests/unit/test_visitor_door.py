@@ -12,6 +12,7 @@ from studio.ui.visitor import (
     client_address,
     cookie_attributes,
     forwarded_for,
+    from_another_site,
     new_token,
     token_id,
     valid_token_id,
@@ -133,3 +134,21 @@ def test_fresh_visitors_from_one_address_share_that_addresss_budget():
     host_set.admit("a", ["1"], 10, server_key=True, address=here)
     with pytest.raises(LimitError, match="network address"):
         host_set.admit("b", ["2"], 10, server_key=True, address=here)
+
+
+@pytest.mark.parametrize(
+    ("headers", "elsewhere"),
+    [
+        ({"sec-fetch-site": "same-origin", "sec-fetch-mode": "cors"}, False),  # its own page
+        ({"sec-fetch-site": "none", "sec-fetch-mode": "navigate"}, False),  # typed in
+        ({"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}, False),  # framed
+        ({"sec-fetch-site": "cross-site", "sec-fetch-mode": "cors"}, True),
+        ({"sec-fetch-site": "same-site", "sec-fetch-mode": "no-cors"}, True),  # a sibling host
+        ({}, False),  # a client of its own (gradio_client, MCP, curl)
+        ({"host": "studio.example", "origin": "https://studio.example"}, False),
+        ({"host": "studio.example", "origin": "https://other.example"}, True),
+        ({"host": "studio.example", "origin": "null"}, True),  # a sandboxed frame
+    ],
+)
+def test_a_request_made_for_another_sites_page_is_told_apart(headers, elsewhere):
+    assert from_another_site(headers) is elsewhere
