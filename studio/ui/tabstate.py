@@ -29,7 +29,8 @@ import asyncio
 import contextvars
 import datetime
 import os
-from collections import Counter
+import weakref
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -49,6 +50,9 @@ from studio.ui.visitor import visitor_in
 # of its own is one too), and in all. A record is a few kilobytes (README, Numbers).
 TABS_PER_VISITOR = 32
 TABS_KEPT = 4_000
+# Tabs whose record went that are remembered as such (their hashes alone), to tell a tab that
+# comes back after its record went (`was_forgotten`).
+FORGOTTEN_KEPT = 100_000
 NO_DEEP_LINKS = "This studio makes no deep links."
 _DEEP_LINK_ROUTE = compile_path("/gradio_api/deep_link")[0]
 _DEEP_LINK_QUERY = "deep_link"
@@ -114,6 +118,11 @@ class TabRecords(_GradioStateHolder):
         self.capacity = TABS_KEPT
         self.owners: dict[str, str] = {}
         self.per_owner: Counter[str] = Counter()
+        # Tabs whose record went, and those of them that came back since (a fresh record, its
+        # states as a new page's: a pasted key, the step shown, all gone).
+        self.forgotten: OrderedDict[str, None] = OrderedDict()
+        self.revived: set[str] = set()
+        _HOLDERS.add(self)
 
     def set_blocks(self, blocks: Any) -> None:
         super().set_blocks(blocks)
@@ -128,6 +137,8 @@ class TabRecords(_GradioStateHolder):
             state = self.session_data.get(session_id)
             if state is None:
                 state = self.session_data[session_id] = LeanSessionState(self.blocks)
+                if self.forgotten.pop(session_id, 0) is None:
+                    self.revived.add(session_id)
                 if asker is not None:
                     self.owners[session_id] = asker
                     self.per_owner[asker] += 1
@@ -158,7 +169,10 @@ class TabRecords(_GradioStateHolder):
         return next(iter(self.session_data))
 
     def _forget(self, session_id: str) -> None:
-        self.session_data.pop(session_id, None)
+        if self.session_data.pop(session_id, None) is not None:
+            self.forgotten[session_id] = None
+            while len(self.forgotten) > FORGOTTEN_KEPT:
+                self.revived.discard(self.forgotten.popitem(last=False)[0])
         self.time_last_used.pop(session_id, None)
         owner = self.owners.pop(session_id, None)
         if owner is not None:
@@ -197,6 +211,16 @@ class UploadProgress(_GradioUploadProgress):
     def stop_tracking(self, upload_id: str) -> None:
         super().stop_tracking(upload_id)
         self._signals.pop(upload_id, None)
+
+
+_HOLDERS: weakref.WeakSet[TabRecords] = weakref.WeakSet()
+
+
+def was_forgotten(session_hash: str | None) -> bool:
+    """Whether the record of tab `session_hash` went (its visitor opened many other tabs, or
+    the studio held all it may) and the tab came back since: what its states held, a pasted
+    RunAPI key among them, is gone, so the page it shows no longer says what the studio knows."""
+    return session_hash is not None and any(session_hash in h.revived for h in list(_HOLDERS))
 
 
 def _restore_session_state(app: Any, body: Any) -> Any:
@@ -255,4 +279,5 @@ __all__ = [
     "TabStates",
     "UploadProgress",
     "install",
+    "was_forgotten",
 ]

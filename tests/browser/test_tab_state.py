@@ -16,6 +16,7 @@ import httpx
 import pytest
 from gradio.utils import get_upload_folder
 
+from studio.ui.handlers import TAB_FORGOTTEN
 from studio.ui.tabstate import TABS_PER_VISITOR
 from tests.browser.conftest import Studio, running_studio
 
@@ -43,16 +44,23 @@ class _Tab:
         config = self.http.get("/config").json()
         self.fns = {d.get("api_name"): d["id"] for d in config["dependencies"]}
 
-    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> None:
-        """Send one event and read its answers to the end, as the page does."""
+    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> str:
+        """Send one event and read its answers to the end, as the page does: what it answered."""
         tab = secrets.token_hex(6) if fresh else self.hash
         body = {"data": data, "fn_index": self.fns[api_name], "session_hash": tab}
         assert self.http.post("/gradio_api/queue/join", json=body).status_code == 200
         params = {"session_hash": tab}
+        answered = ""
         with self.http.stream("GET", "/gradio_api/queue/data", params=params) as answers:
             for line in answers.iter_lines():
-                if line.startswith("data:") and json.loads(line[5:])["msg"] == "close_stream":
-                    return
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message["msg"] == "process_completed":
+                    answered = json.dumps(message, ensure_ascii=False)
+                if message["msg"] == "close_stream":
+                    break
+        return answered
 
 
 def _deep_links() -> Path:
@@ -153,3 +161,24 @@ def test_asking_after_uploads_that_never_came_keeps_nothing(hosted):
     )
     assert answer.status_code == 200
     assert (len(progress._signals), len(progress._statuses)) == before
+
+
+def test_a_tab_whose_record_went_spends_nothing_until_reloaded(hosted, sim):
+    # A visitor pasted their key in one tab, then opened more tabs than the studio keeps for
+    # them: that tab's record (its key among it) went. Its next edit would have run on the
+    # server's key, while the page still said the visitor's own was used: it is refused, saying
+    # to reload, and nothing is sent to RunAPI.
+    alice = _Tab(hosted.url)
+    alice.run("on_key", [sim.api_key, False])
+    for _ in range(TABS_PER_VISITOR + 1):
+        alice.run("on_load", [None, None], fresh=True)
+    assert alice.hash not in _records(hosted)
+    before = len(sim.tasks)
+    edit = [None, None, "make it red", "pro", "match", "png", False, False, 2, None, "0"]
+    answer = alice.run("on_edit", [*edit, False, None, ""])
+    assert TAB_FORGOTTEN in answer
+    assert len(sim.tasks) == before
+    # A reloaded page (a new tab) edits as before.
+    fresh = _Tab(hosted.url)
+    fresh.http.headers["cookie"] = alice.http.headers["cookie"]
+    assert TAB_FORGOTTEN not in fresh.run("on_edit", [*edit, False, None, ""])
