@@ -169,6 +169,28 @@ def test_sign_ins_from_one_address_are_stopped_after_ten_a_minute_even_sent_at_o
         assert TOO_MANY_SIGN_INS in right.text
 
 
+def test_others_wrong_sign_ins_never_refuse_a_visitors_right_password(sim, clean_env):
+    """Through a share link's tunnel every visitor comes from one address: someone's wrong
+    guesses (with a cookie of their own, or none) lock out their own tries, not the browser of
+    the person who knows the password."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        guesser = _cookie_of_a_new_visitor(studio.url)
+        for headers in ({}, guesser):
+            answers = [httpx.post(url, data=wrong, headers=headers).status_code for _ in range(12)]
+            assert answers[-1] == 429
+        alice = _cookie_of_a_new_visitor(studio.url)
+        right = httpx.post(
+            url, data={"username": "alice", "password": "Correct-Horse-9"}, headers=alice
+        )
+        assert right.status_code == 200
+        # Her own browser's wrong guesses count against it like anyone's.
+        answers = [httpx.post(url, data=wrong, headers=alice).status_code for _ in range(12)]
+        assert answers.count(429) == 12 - FAILURES_PER_MINUTE
+
+
 def test_an_api_callers_session_hash_is_its_own_too(hosted):
     from gradio_client import Client
 
