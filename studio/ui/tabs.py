@@ -94,6 +94,14 @@ EVENTS_AT_ONCE = 16
 TOO_MANY_EVENTS = (
     "You already have many requests waiting on this studio; wait for them to finish and try again."
 )
+# Answers Gradio keeps for a visitor's tabs that no one has read yet (a page reads its own as
+# they come; a client that never reads them would have them kept for good): past this, their
+# next event is refused.
+UNREAD_PER_VISITOR = 200
+UNREAD = (
+    "Your tabs have many answers from this studio they have not read; reload the page, or read "
+    "the answers of the events you sent."
+)
 # Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
 _BY_EVENT = tuple(
     compile_path(route)[0]
@@ -200,6 +208,9 @@ class TabDoor:
         if counted is not None and self._events_of(scope, counted) >= self.events_at_once:
             await refuse_event(send, 429, TOO_MANY_EVENTS)
             return
+        if counted is not None and self._unread_of(scope, counted) >= UNREAD_PER_VISITOR:
+            await refuse_event(send, 429, UNREAD)
+            return
         cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
         declared = _content_length(scope)
         if declared is not None and declared > cap:
@@ -271,6 +282,17 @@ class TabDoor:
                 await self.app(scope, _replay(body, receive), send)
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _unread_of(self, scope: Scope, owner: str) -> int:
+        """Messages Gradio keeps for `owner`'s tabs that no stream has taken yet."""
+        pending = getattr(_gradio_queue(scope), "pending_messages_per_session", None)
+        if not isinstance(pending, dict):
+            return 0
+        unread = 0
+        for hash_ in self.owned.get(owner, ()):
+            messages = dict.get(pending, hash_)  # (not as a use: its order is Gradio's to keep)
+            unread += messages.qsize() if isinstance(messages, asyncio.Queue) else 0
+        return unread
 
     def _events_of(self, scope: Scope, owner: str) -> int:
         """`owner`'s events waiting or running in Gradio's queue, and those outside it."""
@@ -545,5 +567,7 @@ __all__ = [
     "TOO_LARGE",
     "TOO_MANY_EVENTS",
     "UNNAMED_BODY_BYTES",
+    "UNREAD",
+    "UNREAD_PER_VISITOR",
     "TabDoor",
 ]

@@ -37,6 +37,8 @@ from studio.ui.tabs import (
     TOO_LARGE,
     TOO_MANY_EVENTS,
     TOO_SLOW,
+    UNREAD,
+    UNREAD_PER_VISITOR,
     TabDoor,
 )
 from studio.ui.visitor import NO_COOKIE
@@ -611,3 +613,30 @@ def test_tab_hashes_of_another_form_are_refused_and_a_visitor_binds_so_many(host
             with http.stream("GET", f"/gradio_api/heartbeat/tab{n}") as stream:
                 assert stream.status_code == 200
     assert len(door.tabs) - before == TABS_PER_VISITOR  # their oldest went
+
+
+def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
+    """Gradio keeps every answer until the tab's stream takes it: a client sending event after
+    event on one tab without ever reading had them kept for good (12 KB an answer)."""
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    config = httpx.get(f"{base}/config", headers=cookie).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "on_delete_no"]
+    body = {"data": [], "fn_index": fn, "session_hash": "neverreads"}
+    join = f"{base}/gradio_api/queue/join"
+    answers = []
+    for _ in range(UNREAD_PER_VISITOR):
+        answer = httpx.post(join, json=body, headers=cookie, timeout=10)
+        answers.append(answer.status_code)
+        if answer.status_code == 429:
+            break
+        time.sleep(0.02)  # (each event is done before the next: only the answers pile up)
+    assert answers[-1] == 429
+    assert UNREAD in answer.text
+    # Read, the answers go, and the tab goes on.
+    params = {"session_hash": "neverreads"}
+    with httpx.stream("GET", f"{base}/gradio_api/queue/data", params=params, headers=cookie) as s:
+        for line in s.iter_lines():
+            if '"close_stream"' in line or '"heartbeat"' in line:
+                break
+    assert httpx.post(join, json=body, headers=cookie, timeout=10).status_code == 200
