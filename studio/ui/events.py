@@ -8,6 +8,7 @@ and the step the tab shows (`tab_step`) first.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -24,18 +25,22 @@ _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", 
 # fair lanes), so Gradio's own bound on these events is only a backstop: a pile of slow reads
 # from a few addresses must not fill it for everyone.
 _INTAKE: dict[str, Any] = {"concurrency_limit": 64, "concurrency_id": "intake", **_INTERNAL}
+
+
 # Enter (or Edit): the page itself takes the instruction at the key or the click, empties the
 # box and shows a "queued" tile at once, and numbers the Enter (assets/studio.js); this page
 # function then puts exactly the text taken into the edit's arguments (Gradio's own copy of the
-# box may lag). The reply never writes into the box. Its arguments are the edit's inputs.
-_SEND = (
-    "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
-)
-# The region drawn on the canvas goes with the event (and is then cleared), at its argument.
-_WITH_REGION = (
-    "(...args) => {{ const out = [...args]; "
-    "out[{0}] = window.kontextStudio?.takeRegion?.() || ''; return out; }}"
-)
+# box may lag), with the options row's values (model, ratio, Keep the rest, results: plain
+# controls, `layout.options_html`) as they were at that moment, and the region drawn on the
+# canvas (then cleared). The reply never writes into the box. `at` names where each goes.
+def _page_fills(function: str, at: dict[str, int]) -> str:
+    """A page function that hands the event's arguments and `at` to `kontextStudio.<function>`."""
+    return (
+        f"(...args) => window.kontextStudio?.{function} ? "
+        f"window.kontextStudio.{function}(args, {json.dumps(at)}) : args"
+    )
+
+
 # A folded panel's contents show when it opens, in the page alone (`layout.fold`).
 _SHOW = "() => ({__type__: 'update', visible: true})"
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
@@ -66,23 +71,27 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
     # Every Enter counts, even while the one before is still on its way ("multiple").
+    sent = {"prompt": c.prompt, "ticket": c.ticket, "region": c.region, "model": c.model}
+    sent |= {"aspect": c.aspect, "keep": c.keep_rest, "count": c.count}
     gr.on(
         [c.run.click, c.prompt.submit],
         h.on_edit,
         edit_inputs,
         h.compare_outputs,
-        js=_SEND.format(*(edit_inputs.index(x) for x in (c.prompt, c.ticket, c.region))),
+        js=_page_fills("send", {k: edit_inputs.index(x) for k, x in sent.items()}),
         trigger_mode="multiple",
         **_QUIET,
     )
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
-    # pro vs max takes the region drawn on the canvas with it, as Enter does.
+    # pro vs max (in the options row) takes the region drawn on the canvas with it, as Enter
+    # does, and the ratio and Keep the rest as they are.
     compare_inputs = [*tab, c.prompt, *form, c.keep_rest, c.region]
-    c.compare.click(
+    taken = {"region": c.region, "aspect": c.aspect, "keep": c.keep_rest}
+    c.options.click(
         h.on_compare,
         compare_inputs,
         h.compare_outputs,
-        js=_WITH_REGION.format(compare_inputs.index(c.region)),
+        js=_page_fills("withOptions", {k: compare_inputs.index(x) for k, x in taken.items()}),
         **_QUIET,
     )
     gr.on(

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
@@ -185,7 +186,7 @@ class Handlers:
             c.status,
             c.download,
             c.retry,
-            c.aspect,
+            c.options,
             c.history,
             c.notice,
             c.undo,
@@ -197,7 +198,7 @@ class Handlers:
     @property
     def compare_outputs(self) -> list[Block]:
         """The page, with the candidates on show."""
-        return [*self.view_outputs, self.c.picks, self.c.candidates, self.c.model]
+        return [*self.view_outputs, self.c.picks, self.c.candidates]
 
     async def page(
         self,
@@ -206,6 +207,7 @@ class Handlers:
         *,
         tab_key: str | None = None,
         tick: bool = False,
+        model: str | None = None,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store (for a
         `tick`: news of the session the page named, which does not move the tab)."""
@@ -222,7 +224,7 @@ class Handlers:
             download = await asyncio.to_thread(
                 _named_download, folder, Path(download), page.download_name
             )
-        return self.updates(page, download)
+        return self.updates(page, download, model)
 
     @property
     def who(self) -> Visitor:
@@ -242,15 +244,21 @@ class Handlers:
         gr.Warning(str(refusal))
         return {self.c.status: f"⚠ {refusal}"}
 
-    def updates(self, page: view.PageUpdate, download: str | None = None) -> Update:
+    def updates(
+        self, page: view.PageUpdate, download: str | None = None, model: str | None = None
+    ) -> Update:
         """A `PageUpdate` as Gradio component updates; `download` is the shown image under
-        the name a download gets (default: as stored). The instruction box is never among
-        them: only the page itself empties it, at the moment of Enter (assets/studio.js)."""
+        the name a download gets (default: as stored); `model` the one the next edit takes.
+        The instruction box is never among them: only the page itself empties it, at the moment
+        of Enter (assets/studio.js)."""
         c = self.c
         tick = layout.TICK_RUNNING_S if page.running else layout.TICK_IDLE_S
         download = download or page.download
         has_image = page.result is not None
         self._tab().notice = page.notice_step
+        options: dict[str, Any] = {"match": page.aspect_choices[0][0]}
+        if model:
+            options["model"] = f"{model}|{page.tab_step}"
         return {
             c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
@@ -277,7 +285,9 @@ class Handlers:
             c.status: page.status,
             c.download: gr.DownloadButton(value=download, visible=download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
-            c.aspect: gr.Dropdown(choices=page.aspect_choices),
+            # The ratio's "Match source" label (the options row is plain controls: the page
+            # script puts it in), and the model a kept candidate used, for the next edit.
+            c.options: gr.HTML(**options),
             c.history: page.history,
             c.notice: gr.Button(value=page.notice or "", visible=page.notice is not None),
             c.undo: gr.Button(interactive=page.can_undo),
@@ -537,11 +547,14 @@ class Handlers:
         kept = session.current.params
         self._tab().moved()
         return {
-            **(await self.page(session_id, session.current_step_id)),
+            # The next edit goes on with the model that was kept.
+            **(
+                await self.page(
+                    session_id, session.current_step_id, model=kept.model if kept else None
+                )
+            ),
             self.c.picks: None,
             self.c.candidates: gr.HTML("", visible=False),
-            # The next edit goes on with the model that was kept.
-            self.c.model: kept.model if kept else gr.skip(),
         }
 
     # -- history --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Only layout: no event is registered here (that is `events.wire`).
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class Components:
     aspect: gr.Dropdown
     keep_rest: gr.Checkbox
     count: gr.Dropdown
-    compare: gr.Button
+    options: gr.HTML
     candidates: gr.HTML
     output_format: gr.Radio
     translation: gr.Checkbox
@@ -342,7 +343,7 @@ def _render_instruction() -> dict[str, Any]:
         ticket = gr.Textbox("", visible=False, elem_id="ticket")
         # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
         region = gr.Textbox("", visible=False, elem_id="region")
-    model, aspect, keep_rest, count, compare = _render_options()
+    options = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
     folds = []
@@ -414,11 +415,7 @@ def _render_instruction() -> dict[str, Any]:
         "ticket": ticket,
         "candidates": candidates,
         "region": region,
-        "model": model,
-        "aspect": aspect,
-        "keep_rest": keep_rest,
-        "count": count,
-        "compare": compare,
+        **options,
         "steps_box": steps_box,
         "advanced": advanced,
         "pair_a": pair_a,
@@ -436,50 +433,66 @@ def _render_instruction() -> dict[str, Any]:
     }
 
 
-def _render_options() -> tuple[gr.Radio, gr.Dropdown, gr.Checkbox, gr.Dropdown, gr.Button]:
-    """The row under the instruction: model, ratio, Keep the rest, how many results, pro vs max."""
-    with gr.Row(equal_height=True, elem_id="options"):
-        model = gr.Radio(
-            present.model_choices(),
-            value="pro",
-            label="Model",
-            show_label=False,
-            container=False,
-            elem_id="model",
-            scale=0,
-            min_width=220,
-        )
-        aspect = gr.Dropdown(
-            present.aspect_choices(None),
-            value="match",
-            label="Ratio",
-            show_label=False,
-            container=False,
-            elem_id="aspect",
-            scale=1,
-            min_width=150,
-        )
-        keep_rest = gr.Checkbox(
-            False,
-            label="Keep the rest",
-            info=None,
-            container=False,
-            elem_id="keep-rest",
-            scale=0,
-            min_width=130,
-        )
-        count = gr.Dropdown(
-            [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)],
-            value="1",
-            label="Results",
-            show_label=False,
-            container=False,
-            elem_id="count",
-            scale=0,
-            min_width=90,
-        )
-        compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
-    return model, aspect, keep_rest, count, compare
+def options_html() -> str:
+    """The row under the instruction as plain controls (a `gr.HTML`: README Numbers, page): the
+    model, the ratio, Keep the rest, how many results, pro vs max. The page script carries their
+    values into the edit's hidden inputs (`studio.send`); the server checks them as before."""
+    models = "".join(
+        f'<label><input type="radio" name="kontext-model" value="{value}"'
+        f"{' checked' if value == 'pro' else ''}> {html.escape(label)}</label>"
+        for label, value in present.model_choices()
+    )
+    ratios = "".join(
+        f'<option value="{value}">{html.escape(label)}</option>'
+        for label, value in present.aspect_choices(None)
+    )
+    counts = "".join(f'<option value="{value}">{label}</option>' for label, value in COUNTS)
+    return (
+        '<div class="opts">'
+        f'<div id="model" role="radiogroup" aria-label="Model">{models}</div>'
+        f'<select id="aspect" aria-label="Ratio" title="Ratio">{ratios}</select>'
+        '<label id="keep-rest" title="Change only what the instruction asks; keep the rest'
+        ' of the image exactly"><input type="checkbox"> Keep the rest</label>'
+        f'<select id="count" aria-label="Results" title="How many results">{counts}</select>'
+        '<button type="button" id="compare" class="opt-button">pro vs max</button>'
+        "</div>"
+    )
+
+
+# The options row: pro vs max is its one click (the other controls are read by the page script
+# as an edit goes); the server's word on the ratio's "Match source" label (`match`) and on the
+# model a kept candidate used (`model`) is put into the controls.
+_OPTIONS_JS = """
+element.addEventListener('click', (event) => {
+  if (!event.target.closest('#compare')) return;
+  event.preventDefault();
+  trigger('click');
+});
+watch(['match', 'model'], () => window.kontextStudio?.setOptions?.(props.match, props.model));
+"""
+
+# How many results one instruction may ask for (label, value).
+COUNTS = [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)]
+
+
+def _render_options() -> dict[str, Any]:
+    """The row under the instruction (`options_html`), and the hidden inputs its values go in."""
+    options = gr.HTML(
+        options_html(),
+        elem_id="options",
+        js_on_load=_OPTIONS_JS,
+        match=present.aspect_choices(None)[0][0],
+        model="",
+    )
+    # Hidden: neither loaded nor mounted by the page; Gradio checks what the page puts in them
+    # against their choices, and the handlers check it again (`_form_params`).
+    return {
+        "options": options,
+        "model": gr.Radio(present.model_choices(), value="pro", visible=False),
+        "aspect": gr.Dropdown(present.aspect_choices(None), value="match", visible=False),
+        "keep_rest": gr.Checkbox(False, visible=False),
+        "count": gr.Dropdown(COUNTS, value="1", visible=False),
+    }
 
 
 def _render_history() -> dict[str, Any]:
