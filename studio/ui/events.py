@@ -57,7 +57,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
     demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **_QUIET)
     c.balance_due.change(
-        h.on_balance, [c.browser, c.tab_key], [c.balance], trigger_mode="always_last", **_QUIET
+        h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
     )
     for accordion, contents in c.folds:
         accordion.expand(None, None, [contents], js=_SHOW, queue=False, api_visibility="private")
@@ -65,8 +65,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
-    c.new_session.click(h.on_new_session, tab, page, **_QUIET)
-    c.sessions.click(h.on_pick_session, tab, page, **_QUIET)
+    c.header.click(h.on_header_click, tab, page, **_QUIET)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
@@ -123,12 +122,12 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # A pasted key is checked at once; typing is coalesced (only the last value is checked).
     # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
     # paste would go unnoticed.
-    key_outputs = [c.tab_key, c.key_store, c.banner, c.key_note]
+    key_outputs = [c.tab_key, c.key_store, c.header, c.key_note]
     c.user_key.change(
         k.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
     )
     c.remember_key.input(
-        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
+        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.header], **_QUICK
     )
 
     c.manage.expand(h.on_manage_open, tab, [c.session_name, c.delete_confirm], **_QUICK)

@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 from studio.config import Secret
 from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
-from studio.ui import layout, present, tree, view
+from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.files import discard_upload
@@ -174,8 +174,7 @@ class Handlers:
             c.browser,
             c.tab_step,
             c.version,
-            c.sessions,
-            c.cost,
+            c.header,
             c.source,
             c.empty,
             c.result,
@@ -273,8 +272,8 @@ class Handlers:
                 if page.session_id
                 else gr.skip()
             ),
-            c.sessions: page.sessions_html,
-            c.cost: page.cost,
+            # The header: the session list, and the session's cost.
+            c.header: gr.HTML(value=page.sessions_html, cost=prose.to_html(page.cost)),
             c.source: None,
             c.empty: gr.Column(visible=not has_image),
             c.result: gr.Image(value=page.result, visible=has_image),
@@ -380,22 +379,24 @@ class Handlers:
         session = await self.bridge.call(Engine.start_session_from_link, url, visitor=self.who)
         return await self.page(session.session_id)
 
-    @guarded
-    async def on_new_session(self, _session_id: str | None, _tab: str | None) -> Update:
+    async def _new_session(self) -> Update:
         """An empty page: an upload, a link, an example or an instruction starts the session
         (so a new session that never got an image leaves nothing behind)."""
         self._tab().moved()
         return {**(await self.page(None)), self.c.browser: None, self.c.tab_step: None}
 
     @guarded
-    async def on_pick_session(
+    async def on_header_click(
         self, _session_id: str | None, _tab: str | None, evt: gr.EventData
     ) -> Update:
-        """A session picked in the list (what the page sends is only its id: checked behind
-        the bridge)."""
+        """A click in the header: + New (`act` "new"), or a session picked in the list (`act`
+        "open"; what the page sends is only its id: checked behind the bridge)."""
         clicked = getattr(evt, "_data", None) or {}
+        act = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        if act == "new":
+            return await self._new_session()
         picked = str(clicked.get("step", "")) if isinstance(clicked, dict) else ""
-        if not picked or clicked.get("act") != "open":
+        if not picked or act != "open":
             return {self.c.status: gr.skip()}
         self._tab().moved()
         return await self.page(picked)
@@ -669,7 +670,7 @@ class Handlers:
             cents = await self.bridge.balance(self.who_with(tab_key))
         except REFUSED:
             cents = None
-        return {self.c.balance: present.balance_line(cents)}
+        return {self.c.header: gr.HTML(balance=prose.to_html(present.balance_line(cents)))}
 
     @guarded
     async def on_pair(

@@ -46,9 +46,12 @@ element.addEventListener('click', (event) => {
 watch('value', () => window.kontextStudio?.redrawPending?.());
 """
 
-# The session list: a click on a session opens it (one event) and folds the list; a click
-# elsewhere folds it too.
-_SESSIONS_JS = """
+# The header: a click on a session in its list opens it (one event, which also takes + New)
+# and folds the list; a click elsewhere folds it too. The banner, the cost and the balance are
+# the server's props, painted into their places (again after each redraw of the list, which
+# would otherwise empty them): the template never changes with them, so a new balance never
+# redraws (and folds) an open list.
+_HEADER_JS = """
 element.addEventListener('click', (event) => {
   const target = event.target.closest('[data-act]');
   if (!target || !element.contains(target)) return;
@@ -60,7 +63,27 @@ document.addEventListener('click', (event) => {
   if (element.contains(event.target)) return;
   element.querySelector('details[open]')?.removeAttribute('open');
 });
+const paint = () => {
+  for (const name of ['banner', 'cost', 'balance']) {
+    const slot = element.querySelector('#' + name);
+    if (slot && slot.innerHTML !== (props[name] || '')) slot.innerHTML = props[name] || '';
+  }
+};
+paint();
+watch(['value', 'banner', 'cost', 'balance'], paint);
 """
+# The header's fixed parts; `${value}` is the session list (`tree.sessions_html`), and the
+# three prose slots are filled by `_HEADER_JS` (their HTML is `prose.to_html`: escaped).
+HEADER_TEMPLATE = (
+    '<div class="head">'
+    '<div id="title"><h2>Kontext Studio</h2></div>'
+    '<div id="sessions">${value}</div>'
+    '<button type="button" id="new-session" data-act="new" class="opt-button">+ New</button>'
+    f'<div id="banner" class="{prose.PROSE}"></div>'
+    f'<div id="cost" class="{prose.PROSE}"></div>'
+    f'<div id="balance" class="{prose.PROSE}"></div>'
+    "</div>"
+)
 
 TOOLS_HTML = (
     '<div class="tools" role="toolbar" aria-label="A region for the next edit">'
@@ -99,11 +122,7 @@ def hand_over_unopened(image: gr.Image) -> gr.Image:
 
 @dataclass(frozen=True, slots=True)
 class Components:
-    banner: gr.HTML
-    cost: gr.HTML
-    balance: gr.HTML
-    sessions: gr.HTML
-    new_session: gr.Button
+    header: gr.HTML
     source: gr.Image
     empty: gr.Column
     link: gr.Textbox
@@ -212,25 +231,20 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
 
 
 def _render_header(banner: str) -> dict[str, Any]:
-    with gr.Row(equal_height=True, elem_id="header"):
-        prose.component("## Kontext Studio", elem_id="title")
-        # The session list: the open one, and unfolded, every one with its thumbnail, name,
-        # steps and last change (`tree.sessions_html`).
-        sessions = gr.HTML("", elem_id="sessions", js_on_load=_SESSIONS_JS, scale=3, min_width=200)
-        new_session = gr.Button(
-            "+ New", elem_id="new-session", scale=0, min_width=70, size="sm", variant="secondary"
-        )
-        banner_md = prose.component(banner, elem_id="banner")
-        cost = prose.component(present.cost_line(None), elem_id="cost")
+    """The title, the session list, + New, the banner, the session's cost and the balance: one
+    `gr.HTML` (README Numbers, page); the handlers set its value (the list) and its props."""
+    header = gr.HTML(
+        "",
+        elem_id="header",
+        html_template=HEADER_TEMPLATE,
+        js_on_load=_HEADER_JS,
+        padding=False,
+        banner=prose.to_html(banner),
+        cost=prose.to_html(present.cost_line(None)),
         # Filled in once RunAPI answers, after the page is drawn (`Handlers.on_balance`).
-        balance = prose.component("", elem_id="balance")
-    return {
-        "banner": banner_md,
-        "sessions": sessions,
-        "new_session": new_session,
-        "cost": cost,
-        "balance": balance,
-    }
+        balance="",
+    )
+    return {"header": header}
 
 
 def _render_canvas(examples: list[Path]) -> dict[str, Any]:

@@ -74,6 +74,10 @@ def _tree(html: str):
     return read_tree(html)
 
 
+# + New, as the header sends it.
+_NEW = gr.EventData(None, {"act": "new"})
+
+
 def _value(update):
     """What a component update shows (a component instance, or a bare value)."""
     return update.constructor_args.get("value") if hasattr(update, "constructor_args") else update
@@ -296,7 +300,7 @@ async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it
     page, tmp_path, sim
 ):
     session_id, origin = await _start(page, tmp_path)
-    cleared = await page.on_new_session(session_id, origin)
+    cleared = await page.on_header_click(session_id, origin, _NEW)
     c = page.c
     assert cleared[c.browser] is None
     assert cleared[c.tab_step] is None
@@ -342,7 +346,7 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     c = page.c
     renamed = await page.on_rename(second, tab, "  Holiday   photos ")
     assert renamed[c.session_name] == "Holiday photos"
-    listed = renamed[c.sessions]  # the session list, in HTML
+    listed = _value(renamed[c.header])  # the session list, in HTML
     assert f'data-act="open" data-step="{second}"' in listed
     assert '<span class="name">Holiday photos</span>' in listed
     asked = await page.on_delete_ask(second, tab)
@@ -363,7 +367,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     keys = KeyHandlers(c, page.bridge, simulator=True, server_key=False, hosted=False)
     checked = await keys.on_key("sk-pasted-but-wrong", False)
     assert checked[c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
-    assert "refused the key you pasted" in checked[c.banner]
+    assert "refused the key you pasted" in checked[c.header].props["banner"]
     form = ("match", "png", True, False, 2, "sk-pasted-but-wrong")
     with pytest.warns(UserWarning, match="the key you pasted"):
         refused = await page.on_edit(session_id, origin, "make it blue", "pro", *form)
@@ -377,7 +381,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     accepted = await keys.on_key(sim.api_key, True)
     assert accepted[c.key_note].startswith("✓ RunAPI accepted your key.")
     assert accepted[c.key_store] == sim.api_key  # kept in the browser, as asked
-    assert "remembered in this browser" in accepted[c.banner]
+    assert "remembered in this browser" in accepted[c.header].props["banner"]
     forgotten = await keys.on_remember(sim.api_key, False)
     assert forgotten[c.key_store] is None
 
@@ -407,7 +411,7 @@ async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_pa
     c = page.c
     tick = await page.on_tick(old, shown[c.tab_step], shown[c.version], None)
     assert tick == {c.status: gr.skip()}
-    cleared = await page.on_new_session(shown[c.browser], shown[c.tab_step])
+    cleared = await page.on_header_click(shown[c.browser], shown[c.tab_step], _NEW)
     assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}
 
 
@@ -419,9 +423,9 @@ async def test_a_tick_sent_before_the_tab_left_its_session_never_pulls_it_back(p
     c = page.c
     tab = gr.Request(session_hash="tab-1", headers={}, cookies={})
     picked = gr.EventData(None, {"act": "open", "step": first})
-    shown = await page.on_pick_session(first, None, picked, tab)
+    shown = await page.on_header_click(first, None, picked, tab)
     assert shown[c.browser] == first
-    await page.on_new_session(first, shown[c.tab_step], tab)
+    await page.on_header_click(first, shown[c.tab_step], _NEW, tab)
     # (A tick that saw the session change meanwhile: it would draw the whole page again.)
     stale = f"{first}@never|{shown[c.tab_step]}"
     tick = await page.on_tick(first, shown[c.tab_step], stale, None, None, tab)
