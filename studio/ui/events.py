@@ -102,8 +102,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.notice.click(h.on_notice, tab, page, **_QUIET)
-    c.undo.click(h.on_undo, tab, page, **_QUIET)
-    c.redo.click(h.on_redo, tab, page, **_QUIET)
+    c.history_tools.click(h.on_history_tool, tab, [*page, c.export_file], **_QUIET)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
     c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]
@@ -141,5 +140,4 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.delete.click(h.on_delete_ask, tab, [c.delete_text, c.delete_confirm, c.status], **_QUICK)
     c.delete_no.click(h.on_delete_no, None, [c.delete_confirm], **_QUICK)
     c.delete_yes.click(h.on_delete, tab, [*page, c.delete_confirm, c.manage], **_QUICK)
-    c.export.click(h.on_export, tab, [*page, c.export_file], **_QUICK)
     c.import_file.upload(h.on_import, [*tab, c.import_file], page, **_INTAKE)

@@ -188,8 +188,7 @@ class Handlers:
             c.options,
             c.history,
             c.notice,
-            c.undo,
-            c.redo,
+            c.history_tools,
             c.timer,
             c.safety,
         ]
@@ -289,8 +288,7 @@ class Handlers:
             c.options: gr.HTML(**options),
             c.history: page.history,
             c.notice: gr.Button(value=page.notice or "", visible=page.notice is not None),
-            c.undo: gr.Button(interactive=page.can_undo),
-            c.redo: gr.Button(interactive=page.can_redo),
+            c.history_tools: gr.HTML(undo=page.can_undo, redo=page.can_redo),
             c.timer: gr.Timer(value=tick, active=True),
             # The safety slider's top follows the tab's step: 2 when the next step edits, 6
             # when it generates (its value is brought within it when Advanced opens).
@@ -597,20 +595,23 @@ class Handlers:
         return await self.page(session_id, session.current_step_id)
 
     @guarded
-    async def on_undo(self, session_id: str | None, tab_step: str | None) -> Update:
-        if not session_id:
-            return await self.page(None)
-        session = await self.bridge.call(Engine.undo, session_id, tab_step, visitor=self.who)
-        self._tab().moved()
-        return await self.page(session_id, session.current_step_id)
-
-    @guarded
-    async def on_redo(self, session_id: str | None, tab_step: str | None) -> Update:
-        if not session_id:
-            return await self.page(None)
-        session = await self.bridge.call(Engine.redo, session_id, tab_step, visitor=self.who)
-        self._tab().moved()
-        return await self.page(session_id, session.current_step_id)
+    async def on_history_tool(
+        self, session_id: str | None, tab_step: str | None, evt: gr.EventData
+    ) -> Update:
+        """A button over the history: undo, redo or export (what the page sends is only the
+        verb; what it may do is decided behind the bridge)."""
+        clicked = getattr(evt, "_data", None) or {}
+        act = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        if act in ("undo", "redo"):
+            if not session_id:
+                return await self.page(None)
+            move = Engine.undo if act == "undo" else Engine.redo
+            session = await self.bridge.call(move, session_id, tab_step, visitor=self.who)
+            self._tab().moved()
+            return await self.page(session_id, session.current_step_id)
+        if act == "export":
+            return await self._export(session_id)
+        return {self.c.status: gr.skip()}
 
     @guarded
     async def on_tick(
@@ -778,8 +779,7 @@ class Handlers:
 
     # -- export and import ----------------------------------------------------------------------
 
-    @guarded
-    async def on_export(self, session_id: str | None, _tab: str | None) -> Update:
+    async def _export(self, session_id: str | None) -> Update:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)

@@ -85,6 +85,26 @@ HEADER_TEMPLATE = (
     "</div>"
 )
 
+# Undo, redo and export over the history; a click sends only its verb (`data-act`).
+HISTORY_TOOLS_TEMPLATE = (
+    '<div class="history-buttons">'
+    '<button type="button" id="undo" data-act="undo" class="opt-button" aria-label="Undo"'
+    ' title="Undo (Ctrl+Z)" ${undo ? "" : "disabled"}>↶</button>'
+    '<button type="button" id="redo" data-act="redo" class="opt-button" aria-label="Redo"'
+    ' title="Redo (Ctrl+Shift+Z)" ${redo ? "" : "disabled"}>↷</button>'
+    '<button type="button" id="export" data-act="export" class="opt-button"'
+    ' title="Save this session as a ZIP">Export</button>'
+    "</div>"
+)
+_HISTORY_TOOLS_JS = """
+element.addEventListener('click', (event) => {
+  const target = event.target.closest('button[data-act]');
+  if (!target || target.disabled || !element.contains(target)) return;
+  event.preventDefault();
+  trigger('click', {act: target.dataset.act});
+});
+"""
+
 TOOLS_HTML = (
     '<div class="tools" role="toolbar" aria-label="A region for the next edit">'
     '<button type="button" data-tool="brush" aria-pressed="false" '
@@ -157,9 +177,7 @@ class Components:
     safety: gr.Slider
     user_key: gr.Textbox
     history: gr.HTML
-    undo: gr.Button
-    redo: gr.Button
-    export: gr.Button
+    history_tools: gr.HTML
     export_file: gr.DownloadButton
     import_file: gr.UploadButton
     pair_a: gr.Dropdown
@@ -512,9 +530,19 @@ def _render_options() -> dict[str, Any]:
 def _render_history() -> dict[str, Any]:
     notice = gr.Button("", elem_id="notice", visible=False, size="sm", variant="primary")
     with gr.Row(equal_height=True, elem_id="history-tools"):
-        undo = gr.Button("↶", elem_id="undo", size="sm", interactive=False, min_width=40)
-        redo = gr.Button("↷", elem_id="redo", size="sm", interactive=False, min_width=40)
-        export = gr.Button("Export", elem_id="export", size="sm", min_width=60)
+        # Undo, redo and export: plain buttons in one `gr.HTML` (README Numbers, page), whose
+        # `undo` and `redo` props say whether each can be used now.
+        history_tools = gr.HTML(
+            "",
+            elem_id="history-buttons",
+            html_template=HISTORY_TOOLS_TEMPLATE,
+            js_on_load=_HISTORY_TOOLS_JS,
+            padding=False,
+            scale=3,
+            undo=False,
+            redo=False,
+        )
+        # Gradio's own upload button: its file is checked by Gradio as an upload of this page.
         import_file = gr.UploadButton(
             "Import", file_types=[".zip"], elem_id="import", size="sm", min_width=60
         )
@@ -549,9 +577,7 @@ def _render_history() -> dict[str, Any]:
         "delete_yes": delete_yes,
         "delete_no": delete_no,
         "folds": [(manage, shown)],
-        "undo": undo,
-        "redo": redo,
-        "export": export,
+        "history_tools": history_tools,
         "export_file": export_file,
         "import_file": import_file,
     }

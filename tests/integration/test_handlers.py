@@ -74,8 +74,12 @@ def _tree(html: str):
     return read_tree(html)
 
 
-# + New, as the header sends it.
-_NEW = gr.EventData(None, {"act": "new"})
+def _act(verb: str) -> gr.EventData:
+    """A click on a plain button of the page (+ New, undo, redo, export), as the page sends it."""
+    return gr.EventData(None, {"act": verb})
+
+
+_NEW = _act("new")
 
 
 def _value(update):
@@ -160,13 +164,13 @@ async def test_undo_and_redo_move_along_the_chain(page, tmp_path):
     shown = await _edit(page, session_id, origin, "make it blue")
     await _settle(page, session_id, shown)
     c = page.c
-    undone = await page.on_undo(session_id, shown[c.tab_step])
+    undone = await page.on_history_tool(session_id, shown[c.tab_step], _act("undo"))
     assert undone[c.status] == "Ready: type an instruction and press Enter."
     assert undone[c.tab_step] == origin
     # The undone step is on the line ahead (Redo), the original is the highlighted one.
     tree = _tree(undone[c.history])
     assert (len(tree.line), tree.current, tree.ahead) == (2, 0, [1])
-    redone = await page.on_redo(session_id, origin)
+    redone = await page.on_history_tool(session_id, origin, _act("redo"))
     assert redone[c.status].startswith("✓ Done")
 
 
