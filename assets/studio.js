@@ -133,6 +133,21 @@
     if (radio) radio.checked = true;
   };
 
+  // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
+  // shows it and fills it in for the tab's step: true is returned, and the toggle's event goes)
+  // or, when it is open, folds it again here, at once.
+  studio.toggleFold = (toggle) => {
+    const panel = byId(toggle.dataset.fold);
+    const shown = Boolean(panel?.offsetParent) && !panel.classList.contains("folded");
+    toggle.setAttribute("aria-expanded", String(!shown));
+    if (shown) {
+      panel.classList.add("folded");
+      return false;
+    }
+    panel?.classList.remove("folded");
+    return true;
+  };
+
   const putBack = (text) => {
     const box = promptBox();
     if (box) {

@@ -41,8 +41,6 @@ def _page_fills(function: str, at: dict[str, int]) -> str:
     )
 
 
-# A folded panel's contents show when it opens, in the page alone (`layout.fold`).
-_SHOW = "() => ({__type__: 'update', visible: true})"
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
@@ -59,8 +57,15 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.balance_due.change(
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
     )
-    for accordion, contents in c.folds:
-        accordion.expand(None, None, [contents], js=_SHOW, queue=False, api_visibility="private")
+    # A folded panel opens (`layout.fold`): shown, and filled in for the tab's step.
+    fold_outputs = [*c.folds.values(), c.slider, c.pair_note, c.safety, c.session_name]
+    gr.on(
+        [c.fold_bar.click, c.manage_bar.click],
+        h.on_fold,
+        [*tab, c.pair_a, c.pair_b, c.safety],
+        [*fold_outputs, c.delete_confirm],
+        **_QUICK,
+    )
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)
@@ -107,16 +112,12 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on(
-        [c.pair_a.input, c.pair_b.input, c.steps_box.expand],
+        [c.pair_a.input, c.pair_b.input],
         h.on_pair,
         pair,
         [c.slider, c.pair_note],
         **_QUICK,
     )
-
-    # The safety slider shows when Advanced opens, its value within the tab's step's top (every
-    # page update sets that top: 2 when the next step edits, 6 when it generates).
-    c.advanced.expand(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)
 
     # A pasted key is checked at once; typing is coalesced (only the last value is checked).
     # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
@@ -129,7 +130,6 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.header], **_QUICK
     )
 
-    c.manage.expand(h.on_manage_open, tab, [c.session_name, c.delete_confirm], **_QUICK)
     gr.on(
         [c.rename.click, c.session_name.submit],
         h.on_rename,

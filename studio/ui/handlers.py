@@ -679,6 +679,9 @@ class Handlers:
     ) -> Update:
         """The two steps picked for the slider, fitted to one frame; it says when their shapes
         differ."""
+        return await self._pair(session_id, left, right)
+
+    async def _pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
         skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
@@ -697,7 +700,33 @@ class Handlers:
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
     @guarded
-    async def on_tab_step(
+    async def on_fold(
+        self,
+        session_id: str | None,
+        tab_step: str | None,
+        left: str | None,
+        right: str | None,
+        safety: float | None,
+        evt: gr.EventData,
+    ) -> Update:
+        """A folded panel opened (`layout.fold`; the page sends only its name): it shows,
+        filled in for the tab's step (the slider's pair, the safety slider's top, the
+        session's name)."""
+        clicked = getattr(evt, "_data", None) or {}
+        name = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        panel = self.c.folds.get(name)
+        if panel is None:
+            return {self.c.status: gr.skip()}
+        update: Update = {panel: gr.Column(visible=True)}
+        if name == "steps-box":
+            update |= await self._pair(session_id, left, right)
+        elif name == "advanced":
+            update |= await self._safety(session_id, tab_step, safety)
+        elif name == "manage":
+            update |= await self._manage(session_id)
+        return update
+
+    async def _safety(
         self, session_id: str | None, tab_step: str | None, safety: float | None
     ) -> Update:
         """The safety slider's top follows what the tab's next step is: 2 for an edit, 6 for
@@ -712,8 +741,7 @@ class Handlers:
 
     # -- managing sessions ----------------------------------------------------------------------
 
-    @guarded
-    async def on_manage_open(self, session_id: str | None, _tab: str | None) -> Update:
+    async def _manage(self, session_id: str | None) -> Update:
         """Opening "Rename or delete" fills in the session's name, ready to edit."""
         name = ""
         if session_id:
@@ -773,7 +801,7 @@ class Handlers:
             self.c.browser: next_id,
             self.c.tab_step: gr.skip() if next_id else None,
             self.c.delete_confirm: gr.Group(visible=False),
-            self.c.manage: gr.Accordion(open=False),
+            self.c.manage: gr.Column(visible=False),
             self.c.status: present.deleted(gone.name),
         }
 

@@ -11,7 +11,7 @@ Only layout: no event is registered here (that is `events.wire`).
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,7 @@ class Components:
     raw: gr.DownloadButton
     slider: gr.ImageSlider
     pair_note: gr.HTML
-    steps_box: gr.Accordion
-    advanced: gr.Accordion
+    fold_bar: gr.HTML
     status: gr.HTML
     notice: gr.Button
     download: gr.DownloadButton
@@ -192,7 +191,8 @@ class Components:
     remember_key: gr.Checkbox
     key_note: gr.HTML
     key_store: gr.BrowserState
-    manage: gr.Accordion
+    manage: gr.Column
+    manage_bar: gr.HTML
     session_name: gr.Textbox
     rename: gr.Button
     delete: gr.Button
@@ -200,18 +200,58 @@ class Components:
     delete_text: gr.HTML
     delete_yes: gr.Button
     delete_no: gr.Button
-    # The rarely used panels' contents, each shown when its fold first opens (`fold`).
-    folds: tuple[tuple[gr.Accordion, gr.Column], ...] = ()
+    # The rarely used panels, by name, each shown when its toggle opens it (`fold`).
+    folds: dict[str, gr.Column] = field(default_factory=dict)
 
 
-def fold() -> gr.Column:
-    """The contents of a closed accordion, hidden until it first opens.
+# The rarely used panels: each one's name (its contents' `elem_id`) and its toggle's label.
+FOLDS = {
+    "steps-box": "Compare two steps",
+    "advanced": "Advanced",
+    "tips": "Tips",
+    "key-box": "RunAPI key",
+}
+MANAGE_FOLD = {"manage": "Rename or delete this session"}
+
+
+def fold(name: str) -> gr.Column:
+    """A rarely used panel's contents, hidden until its toggle opens it.
 
     Gradio loads the code of every component under a closed accordion with the page and builds
-    each one; under a hidden column it does neither (README Numbers, page). `events.wire` shows
-    the column when the accordion opens, in the page alone (no server call).
+    each one, and an accordion is itself a block the page mounts; a hidden column costs the page
+    nothing (README Numbers, page). The toggles are plain buttons in one `gr.HTML` (`folds_html`):
+    opening one asks the server to show the column and fill it (`Handlers.on_fold`); folding it
+    is the page's own (assets/studio.js).
     """
-    return gr.Column(visible=False, elem_classes=["fold"])
+    return gr.Column(visible=False, elem_id=name, elem_classes=["fold-panel"])
+
+
+def folds_html(folds: dict[str, str]) -> str:
+    """The toggles of `folds` (name: label) as buttons that say whether their panel is open."""
+    return (
+        '<div class="fold-bar">'
+        + "".join(
+            f'<button type="button" class="fold-toggle" data-fold="{name}" aria-expanded="false"'
+            f' aria-controls="{name}">{html.escape(label)}</button>'
+            for name, label in folds.items()
+        )
+        + "</div>"
+    )
+
+
+# A toggle opens its panel (one event: the server shows and fills it) or folds it (the page).
+_FOLDS_JS = """
+element.addEventListener('click', (event) => {
+  const toggle = event.target.closest('button[data-fold]');
+  if (!toggle || !element.contains(toggle)) return;
+  event.preventDefault();
+  if (window.kontextStudio?.toggleFold?.(toggle)) trigger('click', {act: toggle.dataset.fold});
+});
+"""
+
+
+def _fold_bar(folds: dict[str, str], elem_id: str) -> gr.HTML:
+    return gr.HTML(folds_html(folds), elem_id=elem_id, js_on_load=_FOLDS_JS, padding=False)
 
 
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
@@ -223,7 +263,7 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
             instruction = _render_instruction()
         with gr.Column(scale=1, min_width=260, elem_id="side"):
             history = _render_history()
-    folds = (*instruction.pop("folds"), *history.pop("folds"))
+    folds = {**instruction.pop("folds"), **history.pop("folds")}
     return Components(
         folds=folds,
         **header,
@@ -378,11 +418,9 @@ def _render_instruction() -> dict[str, Any]:
     options = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
-    folds = []
-    with (
-        gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box,
-        fold() as shown,
-    ):
+    fold_bar = _fold_bar(FOLDS, "folds")
+    folds = {}
+    with fold("steps-box") as shown:
         with gr.Row():
             pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
             pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
@@ -396,12 +434,8 @@ def _render_instruction() -> dict[str, Any]:
             max_height=520,
             visible=False,
         )
-    folds.append((steps_box, shown))
-    with (
-        gr.Accordion("Advanced", open=False, elem_id="advanced") as advanced,
-        fold() as shown,
-        gr.Row(),
-    ):
+    folds["steps-box"] = shown
+    with fold("advanced") as shown, gr.Row():
         output_format = gr.Radio(
             [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
             value="png",
@@ -424,11 +458,11 @@ def _render_instruction() -> dict[str, Any]:
             label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
             visible=False,
         )
-    folds.append((advanced, shown))
-    with gr.Accordion("Tips", open=False, elem_id="tips") as tips, fold() as shown:
+    folds["advanced"] = shown
+    with fold("tips") as shown:
         prose.component(present.TIPS)
-    folds.append((tips, shown))
-    with gr.Accordion("RunAPI key", open=False, elem_id="key-box") as key_box, fold() as shown:
+    folds["tips"] = shown
+    with fold("key-box") as shown:
         user_key = gr.Textbox(
             label="Your RunAPI key (checked when pasted; used for this tab only)",
             type="password",
@@ -440,7 +474,7 @@ def _render_instruction() -> dict[str, Any]:
             elem_id="remember-key",
         )
         key_note = prose.component("", elem_id="key-note")
-    folds.append((key_box, shown))
+    folds["key-box"] = shown
     return {
         "prompt": prompt,
         "run": run,
@@ -448,8 +482,7 @@ def _render_instruction() -> dict[str, Any]:
         "candidates": candidates,
         "region": region,
         **options,
-        "steps_box": steps_box,
-        "advanced": advanced,
+        "fold_bar": fold_bar,
         "pair_a": pair_a,
         "pair_b": pair_b,
         "pair_note": pair_note,
@@ -550,10 +583,8 @@ def _render_history() -> dict[str, Any]:
         "Download export", elem_id="export-file", visible=False, size="sm"
     )
     history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
-    with (
-        gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage,
-        fold() as shown,
-    ):
+    manage_bar = _fold_bar(MANAGE_FOLD, "manage-fold")
+    with fold("manage") as manage:
         with gr.Row(equal_height=True):
             session_name = gr.Textbox(
                 label="Session name", elem_id="session-name", scale=4, max_lines=1
@@ -569,6 +600,7 @@ def _render_history() -> dict[str, Any]:
         "notice": notice,
         "history": history,
         "manage": manage,
+        "manage_bar": manage_bar,
         "session_name": session_name,
         "rename": rename,
         "delete": delete,
@@ -576,7 +608,7 @@ def _render_history() -> dict[str, Any]:
         "delete_text": delete_text,
         "delete_yes": delete_yes,
         "delete_no": delete_no,
-        "folds": [(manage, shown)],
+        "folds": {"manage": manage},
         "history_tools": history_tools,
         "export_file": export_file,
         "import_file": import_file,

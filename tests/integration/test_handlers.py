@@ -75,7 +75,7 @@ def _tree(html: str):
 
 
 def _act(verb: str) -> gr.EventData:
-    """A click on a plain button of the page (+ New, undo, redo, export), as the page sends it."""
+    """A click on a plain button of the page (+ New, undo, a panel's toggle), as it sends it."""
     return gr.EventData(None, {"act": verb})
 
 
@@ -325,10 +325,17 @@ async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it
 
 async def test_the_safety_slider_top_follows_whether_the_next_step_edits(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
-    editing = (await page.on_tab_step(session_id, origin, 5))[page.c.safety]
+    # (Filled in when Advanced opens.)
+    opened = await page.on_fold(session_id, origin, None, None, 5, _act("advanced"))
+    assert opened[page.c.folds["advanced"]].visible is True
+    editing = opened[page.c.safety]
     assert (editing.maximum, editing.value) == (2, 2)
-    generating = (await page.on_tab_step(None, None, 5))[page.c.safety]
+    generating = (await page.on_fold(None, None, None, None, 5, _act("advanced")))[page.c.safety]
     assert (generating.maximum, generating.value) == (6, 5)
+    # A name the page has no panel under changes nothing.
+    assert await page.on_fold(session_id, origin, None, None, 5, _act("status")) == {
+        page.c.status: gr.skip()
+    }
 
 
 async def test_the_download_is_named_after_the_session_and_step(page, tmp_path):
