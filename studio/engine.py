@@ -294,6 +294,14 @@ class Engine:
                 check=lambda data: self._decode(data, visitor),
             )
 
+    async def read_mask_link(self, url: str, *, visitor: Visitor = LOCAL) -> bytes:
+        """The bytes of a mask given as a link (an API or MCP caller's region), read as
+        `read_link` reads an image, by `visitor`, once their key and caps say an edit may go:
+        an edit that would be refused fetches and decodes nothing."""
+        await self._require_key(visitor)
+        self._may_edit(visitor)
+        return (await self.read_link(url, visitor=visitor)).data
+
     async def _decode(
         self, data: bytes, visitor: Visitor, *, header: Header | None = None
     ) -> SourceImage:
@@ -895,9 +903,18 @@ class Engine:
         for image, header in zip(bundle.images.values(), headers, strict=True):
             _check_described(header.format, header.width, header.height, image.ref)
         await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
-        for image, header in zip(bundle.images.values(), headers, strict=True):
-            # (The decode reads the same header: only a damaged image can fail it now.)
-            await self._decode(image.data, visitor, header=header)
+        small = 0
+        try:
+            for image, header in zip(bundle.images.values(), headers, strict=True):
+                # (The decode reads the same header: only a damaged image can fail it now.)
+                if header.decode_pixels < HEAVY_PIXELS:
+                    small += header.decode_pixels
+                await self._decode(image.data, visitor, header=header)
+        finally:
+            # Its small images count too once decoded (refused or not): an import failing at
+            # its last image is no free way to make the studio decode a hundred others.
+            if self._limits is not None and visitor.owner is not None:
+                self._limits.note_decoded(visitor.owner, small)
         added: list[str] = []
         try:
             for image in bundle.images.values():
@@ -914,10 +931,14 @@ class Engine:
 
     async def _admit_decodes(self, visitor: Visitor, pixels: list[int]) -> None:
         """Count the large images of one import for a hosted visitor, all at once, or refuse
-        the import (`LimitError`) before any is decoded. One import holds at most what a
-        visitor may decode in a minute."""
+        the import (`LimitError`) before any is decoded: when they decoded a minute's worth
+        already (small images of imports included), or the import's large ones would pass it.
+        One import holds at most what a visitor may decode in a minute."""
+        if visitor.owner is None or self._limits is None:
+            return
+        self._limits.admit_decoding(visitor.owner)
         heavy = sum(p for p in pixels if p >= HEAVY_PIXELS)
-        if not heavy or visitor.owner is None or self._limits is None:
+        if not heavy:
             return
         cap = self._limits.settings.decode_pixels_per_minute
         if heavy > cap:

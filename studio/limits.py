@@ -239,20 +239,39 @@ class Limits:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they
         would take the last minute's past `LimitSettings.decode_pixels_per_minute` (and count
         nothing)."""
-        cap = self.settings.decode_pixels_per_minute
+        recent = self._recent_decodes(owner)
+        if sum(p for _, p in recent) + pixels > self.settings.decode_pixels_per_minute:
+            if not recent:
+                del self._decoded[owner]
+            raise self._decoded_enough()
+        recent.append((self._clock(), pixels))
+
+    def note_decoded(self, owner: str, pixels: int) -> None:
+        """Count `pixels` decoded for `owner` that were not admitted first (an import's small
+        images: their count is known only once they are decoded, and may pass the cap)."""
+        if pixels > 0:
+            self._recent_decodes(owner).append((self._clock(), pixels))
+
+    def admit_decoding(self, owner: str) -> None:
+        """Raise `LimitError` when `owner` already decoded the last minute's
+        `LimitSettings.decode_pixels_per_minute` (an import, whatever its images' size, waits)."""
+        recent = self._recent_decodes(owner)
+        if sum(p for _, p in recent) >= self.settings.decode_pixels_per_minute:
+            raise self._decoded_enough()
+
+    def _recent_decodes(self, owner: str) -> deque[tuple[float, int]]:
         recent = self._decoded.setdefault(owner, deque())
         now = self._clock()
         while recent and now - recent[0][0] >= RATE_WINDOW_S:
             recent.popleft()
-        if sum(p for _, p in recent) + pixels > cap:
-            if not recent:
-                del self._decoded[owner]
-            raise LimitError(
-                "You have sent more large images in the last minute than this studio decodes "
-                f"for one visitor ({cap // 1_000_000} megapixels); wait a "
-                "minute and try again."
-            )
-        recent.append((now, pixels))
+        return recent
+
+    def _decoded_enough(self) -> LimitError:
+        cap = self.settings.decode_pixels_per_minute
+        return LimitError(
+            "You have sent more large images in the last minute than this studio decodes "
+            f"for one visitor ({cap // 1_000_000} megapixels); wait a minute and try again."
+        )
 
     def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
         """Refuse bytes that would take what all visitors from one address keep past their
@@ -260,8 +279,9 @@ class Limits:
         cap = self.settings.address_share_bytes
         if held_bytes + new_bytes > cap:
             raise LimitError(
-                f"Visitors from your network address already keep {held_bytes / 2**20:.0f} MB "
-                f"on this studio, of the {cap / 2**20:.0f} MB they may keep together; this one "
+                f"Visitors from your network address keep {held_bytes / 2**20:.0f} MB on this "
+                f"studio, and {new_bytes / 2**20:.0f} MB more are on their way (this one "
+                f"included): past the {cap / 2**20:.0f} MB they may keep together, so this one "
                 "does not fit."
             )
 

@@ -488,7 +488,7 @@ class Endpoints:
             return None
         data, link = await self._read_image(mask)
         if data is None and link is not None:
-            data = (await self.bridge.call(Engine.read_link, link)).data
+            data = await self.bridge.call(Engine.read_mask_link, link, visitor=self.who)
         return RegionRequest(mask=data)
 
     def _address(self, image: ImageRef | None, request: gr.Request | None) -> str | None:

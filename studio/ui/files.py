@@ -5,8 +5,9 @@ capability: whoever holds it may download it, as with a share link), and are rem
 `EXPORT_TTL_S`, or once a visitor has more than `EXPORTS_PER_VISITOR` waiting (their oldest),
 or all visitors from one network address more than `EXPORTS_PER_ADDRESS`.
 At most `EXPORTS_KEPT` wait in all: past that, a new export takes the place of its own
-visitor's oldest, else of another visitor's older than `EXPORT_KEPT_S`, else it is refused
-with one sentence (one visitor's clicks never push out another's young export).
+visitor's oldest, else of another visitor's older than `EXPORT_KEPT_S`, else of the oldest
+of the address holding the most (at least two more than the asker's), else it is refused with
+one sentence (one visitor's clicks never push out the young export of someone holding as few).
 Each running studio holds a lock on its own exports folder; a folder whose lock nobody holds
 (a studio that stopped or was killed) is removed when the next studio starts.
 An upload is Gradio's file until a handler has read it into the store; then it is removed
@@ -115,8 +116,8 @@ def prune_exports(
     """Remove exports older than `EXPORT_TTL_S`; `owner`'s oldest past `EXPORTS_PER_VISITOR`
     and `address`'s past `EXPORTS_PER_ADDRESS` (less `room`, for new ones of theirs); and while
     more than `EXPORTS_KEPT` (less `room`) wait, `owner`'s own oldest first, then other
-    visitors' oldest that are older than `EXPORT_KEPT_S`. How many went. Blocking: call it in
-    a thread."""
+    visitors' oldest that are older than `EXPORT_KEPT_S`, then those of the address holding the
+    most (`_from_the_heaviest`). How many went. Blocking: call it in a thread."""
     now = time.time() if now is None else now
     mine = _tag(owner) + "."
     here = f".{_tag(address)}."
@@ -137,10 +138,37 @@ def prune_exports(
             if not entry.name.startswith(mine) and mtime < now - EXPORT_KEPT_S
         ]
         gone += [entry for entry in own + old_others if entry not in gone][:over]
+        over = len(waiting) - len(gone) - (EXPORTS_KEPT - room)
+    if over > 0 and address is not None:
+        gone += _from_the_heaviest(
+            [entry for _, entry in waiting if entry not in gone], _tag(address), over
+        )
     gone += [entry for _, entry in expired]
     for entry in gone:
         shutil.rmtree(entry, ignore_errors=True)
     return len(gone)
+
+
+def _from_the_heaviest(waiting: list[Path], here: str, over: int) -> list[Path]:
+    """Up to `over` of `waiting` (the oldest first) to make room for a new export from address
+    tag `here`, each the oldest of the address holding the most places while that holds at
+    least two more than `here` would: a few addresses' fresh identities keeping every place
+    lose places to everyone else; a visitor holding as few as the asker keeps theirs."""
+    held: dict[str, list[Path]] = {}
+    for entry in waiting:
+        held.setdefault(_address_tag(entry), []).append(entry)
+    gone: list[Path] = []
+    for _ in range(over):
+        heaviest = max(held, key=lambda tag: len(held[tag]), default=None)
+        if heaviest is None or len(held[heaviest]) < len(held.get(here, [])) + 2:
+            break
+        gone.append(held[heaviest].pop(0))
+    return gone
+
+
+def _address_tag(entry: Path) -> str:
+    parts = entry.name.split(".")
+    return parts[1] if len(parts) == 3 else ""
 
 
 def _exports(folder: Path) -> list[tuple[float, Path]]:

@@ -57,7 +57,9 @@ _IMAGE_ADDRESS = compile_path(IMAGE_ROUTE + "{name}")[0]
 _UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
 # Gradio's routes a hosted studio has no use for, answered 404: screen recordings (each runs
 # ffmpeg on whatever video it is sent, unbounded, for anyone), the run history (kept on the
-# Hugging Face Hub) and its page.
+# Hugging Face Hub) and its page, the reload stream of a studio run in development (held open
+# by anyone, each woken every 50 ms), profiling, streamed inputs and outputs (the page streams
+# nothing) and custom components (it has none).
 _UNUSED_ROUTES = tuple(
     compile_path(route)[0]
     for route in (
@@ -66,6 +68,10 @@ _UNUSED_ROUTES = tuple(
         "/gradio_api/run-history/{rest:path}",
         "/gradio_api/runs",
         "/gradio_api/runs/",
+        "/gradio_api/dev/{rest:path}",
+        "/gradio_api/profiling/{rest:path}",
+        "/gradio_api/stream/{rest:path}",
+        "/gradio_api/custom_component/{rest:path}",
     )
 )
 # Seconds an upload waits for the handler that reads it into the store (it runs at once).

@@ -34,6 +34,7 @@ from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.files import discard_upload
 from studio.ui.layout import Components
+from studio.ui.tabstate import was_forgotten
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class PageContext:
     hosted: bool = False
 
 
+TAB_FORGOTTEN = (
+    "This tab was open so long that the studio let go of what it held for it (a RunAPI key "
+    "pasted here among it); reload the page to go on."
+)
 # How many tabs' typing-ahead records are kept (the oldest go first).
 MAX_TABS = 4096
 # How many steps of a tab's chain of Enters are remembered (a page is a few replies behind at most).
@@ -232,6 +237,14 @@ class Handlers:
     def who_with(self, tab_key: str | None) -> Visitor:
         """The visitor, with the key pasted in their tab (if any) for their edits."""
         return self.who.with_key(_secret((tab_key or "").strip()))
+
+    def payer(self, tab_key: str | None) -> Visitor:
+        """`who_with`, for an edit: refused for a tab whose record the studio let go of (its
+        pasted key, if any, went with it, and its edits would otherwise go on, silently, on
+        the server's key)."""
+        if was_forgotten(current_tab()):
+            raise Refusal(TAB_FORGOTTEN)
+        return self.who_with(tab_key)
 
     @property
     def hosted(self) -> bool:
@@ -448,7 +461,7 @@ class Handlers:
                         count=many,
                         parent_step_id=parent,
                         region=drawn,
-                        visitor=self.who_with(tab_key),
+                        visitor=self.payer(tab_key),
                     )
                     tab.moved()
                     return await self._with_candidates(session_id, parent, steps)
@@ -458,7 +471,7 @@ class Handlers:
                     params,
                     parent_step_id=parent,
                     region=drawn,
-                    visitor=self.who_with(tab_key),
+                    visitor=self.payer(tab_key),
                 )
             except REFUSED:
                 tab.refused = max(tab.refused, seq)
@@ -466,7 +479,9 @@ class Handlers:
             finally:
                 tab.done = max(tab.done, seq)
             tab.chained(tab_step, step.step_id)
-        return await self.page(session_id, step.step_id)
+            # Drawn before the next Enter is taken: a reply drawn after the next one's (its
+            # store read waiting behind that edit's writes) would move the tab back a step.
+            return await self.page(session_id, step.step_id)
 
     @guarded
     async def on_retry(
@@ -476,7 +491,7 @@ class Handlers:
         if not session_id or not tab_step:
             raise Refusal("There is no step to try again here.")
         step = await self.bridge.call(
-            Engine.retry, session_id, tab_step, visitor=self.who_with(tab_key)
+            Engine.retry, session_id, tab_step, visitor=self.payer(tab_key)
         )
         self._tab().moved()
         return await self.page(session_id, step.step_id)
@@ -510,7 +525,7 @@ class Handlers:
             models=("pro", "max"),
             parent_step_id=tab_step,
             region=drawn,
-            visitor=self.who_with(tab_key),
+            visitor=self.payer(tab_key),
         )
         self._tab().moved()
         return await self._with_candidates(session_id, tab_step, steps)

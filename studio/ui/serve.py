@@ -156,11 +156,6 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
             "middleware": [
                 Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
                 *(
-                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
-                    if settings.auth
-                    else []
-                ),
-                *(
                     [
                         Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
                         Middleware(
@@ -170,6 +165,12 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                         ),
                     ]
                     if settings.hosted
+                    else []
+                ),
+                # Sign-ins counted per browser (named by the door, when hosted), else address.
+                *(
+                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
+                    if settings.auth
                     else []
                 ),
                 # No deep links (Gradio's snapshot of a tab's values, on disk); who each request

@@ -1,8 +1,16 @@
-"""The sign-in page's door (`--auth`): a network address gets `FAILURES_PER_MINUTE` sign-ins a
-minute, then one sentence until the minute has passed. Gradio's own `/login` has no limit, and a
-password tried at hundreds a second does not stay secret for long. Each attempt counts when it
-arrives, so guesses sent at once are counted as they come, not when their answers return; one
-that signs in is given back."""
+"""The sign-in page's door (`--auth`): each browser (on a hosted studio, the visitor its signed
+token names), else each network address, gets `FAILURES_PER_MINUTE` sign-ins a minute and
+`FAILURES_PER_HOUR` an hour, then one sentence until they have passed. Gradio's own `/login`
+has no limit, and a password tried at hundreds a second does not stay secret for long. Each
+attempt counts when it arrives, so guesses sent at once are counted as they come, not when
+their answers return; one that signs in is given back.
+
+Counted per browser first, so that another's wrong guesses never refuse a visitor's right
+password: through a share link's tunnel (or a proxy the studio is not told of) every visitor
+comes from one address, and a count per address would let anyone lock everyone out. A guesser
+gains little by fresh browsers: an address becomes at most so many new visitors an hour
+(`ui.visitor`), each with its own hour's guesses; a request without a token is counted against
+its address."""
 
 from __future__ import annotations
 
@@ -10,47 +18,54 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import IdentityRate, client_address, forwarded_for
+from studio.ui.visitor import IdentityRate, client_address, forwarded_for, visitor_in
 
 FAILURES_PER_MINUTE = 10
-TOO_MANY_SIGN_INS = (
-    "Too many wrong sign-ins from your network address; wait a minute and try again."
-)
+FAILURES_PER_HOUR = 30
+TOO_MANY_SIGN_INS = "Too many wrong sign-ins from this browser; wait a while and try again."
 _LOGIN = compile_path("/login")[0]
 _LOGIN_SLASH = compile_path("/login/")[0]
 
 
 class SignInThrottle:
-    """Counts sign-ins per client address as they arrive (one that succeeds is given back);
-    past the limit, refuses before Gradio checks the password (so a right guess then says
-    nothing either)."""
+    """Counts sign-ins per browser (or per client address) as they arrive (one that succeeds
+    is given back); past a limit, refuses before Gradio checks the password (so a right guess
+    then says nothing either). Goes after `VisitorMiddleware`, where there is one."""
 
     def __init__(self, app: ASGIApp, *, proxy_hops: int = 0) -> None:
         self.app = app
         self.proxy_hops = proxy_hops
-        self.failures = IdentityRate(FAILURES_PER_MINUTE, window_s=60.0)
+        self.minute = IdentityRate(FAILURES_PER_MINUTE, window_s=60.0)
+        self.hour = IdentityRate(FAILURES_PER_HOUR)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope["type"] == "http" else ""
         if scope.get("method") != "POST" or not (_LOGIN.match(path) or _LOGIN_SLASH.match(path)):
             await self.app(scope, receive, send)
             return
-        peer = scope.get("client")
-        address = client_address(
-            peer[0] if peer else None,
-            forwarded_for(scope.get("headers", [])),
-            proxy_hops=self.proxy_hops,
-        )
-        if not self.failures.allow(address):
+        who = visitor_in(scope)
+        if who is not None and who.owner is not None:
+            key = who.owner
+        else:
+            peer = scope.get("client")
+            address = client_address(
+                peer[0] if peer else None,
+                forwarded_for(scope.get("headers", [])),
+                proxy_hops=self.proxy_hops,
+            )
+            key = f"address:{address}"
+        if not self.hour.has_room(key) or not self.minute.allow(key):
             await refuse(send, 429, TOO_MANY_SIGN_INS)
             return
+        self.hour.allow(key)
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
-                self.failures.give_back(address)
+                self.minute.give_back(key)
+                self.hour.give_back(key)
             await send(message)
 
         await self.app(scope, receive, counted)
 
 
-__all__ = ["FAILURES_PER_MINUTE", "TOO_MANY_SIGN_INS", "SignInThrottle"]
+__all__ = ["FAILURES_PER_HOUR", "FAILURES_PER_MINUTE", "TOO_MANY_SIGN_INS", "SignInThrottle"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -51,6 +52,13 @@ UNNAMED_BODY_BYTES = 64 * 1024
 # Tabs remembered at once (the oldest forgotten first; a forgotten hash is bound again to the
 # next browser that uses it, which can only be its own tab in practice).
 TABS_KEPT = 100_000
+# ... and for one visitor (their oldest forgotten first): a client makes up hashes at will.
+TABS_PER_VISITOR = 256
+# What a tab's hash (and an event's id) may look like: the page's are a dozen letters and
+# digits, a client's a UUID. Anything else is refused before it is kept anywhere (a hash of
+# 60,000 characters was kept, by the door, Gradio's queue and the handlers, for good).
+_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
+BAD_TAB = "This request names a tab in a form this studio does not use; reload the page."
 # Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
@@ -141,6 +149,8 @@ class TabDoor:
         # is queued), and those run outside it (until they are done).
         self.outside: dict[str, int] = {}
         self.tabs: OrderedDict[str, str] = OrderedDict()
+        # The tabs bound to each visitor, oldest first.
+        self.owned: dict[str, OrderedDict[str, None]] = {}
         # Events refused to nobody, by their tab (`_TAB`) or their event id (`_EVENT`): each
         # event's id and the sentence its answer says.
         self.refusals: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
@@ -157,6 +167,10 @@ class TabDoor:
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
         hashes = _hashes_in_url(scope, path)
+        event = _event_in_url(path)
+        if not all(_HASH.fullmatch(h) for h in (*hashes, *([event] if event else []))):
+            await refuse(send, 400, BAD_TAB)
+            return
         if await self._answer_refused(scope, send, path, hashes):
             return
         if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):
@@ -169,7 +183,6 @@ class TabDoor:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
-        event = _event_in_url(path)
         theirs = event is not None and not self._may_use(_EVENT + event, owner, None)
         if theirs and not forwarded_in(scope):
             await refuse(send, 403, NOT_YOUR_TAB)
@@ -228,6 +241,9 @@ class TabDoor:
                 await refuse(send, 408, TOO_SLOW)
                 return
             named = await _hash_in_body(body)
+            if named is not None and not _HASH.fullmatch(named):
+                await refuse(send, 400, BAD_TAB)
+                return
             theirs = named is not None and not self._may_use(named, owner, binds)
             if theirs and not forwarded_in(scope):
                 await refuse(send, 403, NOT_YOUR_TAB)
@@ -340,9 +356,20 @@ class TabDoor:
             return bound == owner
         if binds is not None:
             self.tabs[hash_] = binds
+            theirs = self.owned.setdefault(binds, OrderedDict())
+            theirs[hash_] = None
+            if len(theirs) > TABS_PER_VISITOR:
+                self.tabs.pop(theirs.popitem(last=False)[0], None)
             if len(self.tabs) > TABS_KEPT:
-                self.tabs.popitem(last=False)
+                self._forget(*self.tabs.popitem(last=False))
         return True
+
+    def _forget(self, hash_: str, owner: str) -> None:
+        theirs = self.owned.get(owner)
+        if theirs is not None:
+            theirs.pop(hash_, None)
+            if not theirs:
+                del self.owned[owner]
 
 
 def _gradio_queue(scope: Scope) -> Any:
@@ -471,9 +498,11 @@ def _content_length(scope: Scope) -> int | None:
 
 
 __all__ = [
+    "BAD_TAB",
     "EVENTS_AT_ONCE",
     "NOT_YOUR_TAB",
     "TABS_KEPT",
+    "TABS_PER_VISITOR",
     "TOO_LARGE",
     "TOO_MANY_EVENTS",
     "UNNAMED_BODY_BYTES",

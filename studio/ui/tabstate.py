@@ -13,7 +13,12 @@
   it out. `ui.lean.LeanSessionState` keeps no values; `TabRecords` keeps a record only for a
   request that names somebody when the studio is hosted (one that names nobody creates nothing
   anyway: its handlers refuse), at most `TABS_PER_VISITOR` per visitor (their least recently
-  used goes first) and `TABS_KEPT` in all.
+  used goes first) and `TABS_KEPT` in all (once full, the visitor holding the most gives one up).
+- Upload progress. Gradio keeps, for every `upload_id` anyone asks `/gradio_api/upload_progress`
+  about, an event that nothing removes (and, for every upload sent with an id, a record that only
+  a reader of its progress removes): anyone could grow the studio's memory for good, a request at
+  a time. `UploadProgress` forgets an id nobody uploads under once its wait ends, takes no id
+  longer than a page makes, and keeps `UPLOADS_FOLLOWED` records at most (the oldest go first).
 
 Imports gradio; `install()` once, before the app is made (`create_app`).
 """
@@ -24,7 +29,8 @@ import asyncio
 import contextvars
 import datetime
 import os
-from collections import Counter
+import weakref
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -44,6 +50,9 @@ from studio.ui.visitor import visitor_in
 # of its own is one too), and in all. A record is a few kilobytes (README, Numbers).
 TABS_PER_VISITOR = 32
 TABS_KEPT = 4_000
+# Tabs whose record went that are remembered as such (their hashes alone), to tell a tab that
+# comes back after its record went (`was_forgotten`).
+FORGOTTEN_KEPT = 100_000
 NO_DEEP_LINKS = "This studio makes no deep links."
 _DEEP_LINK_ROUTE = compile_path("/gradio_api/deep_link")[0]
 _DEEP_LINK_QUERY = "deep_link"
@@ -55,7 +64,13 @@ _NOBODY = ""
 # not known: Gradio's own behaviour).
 _ASKING: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab_asker", default=None)
 
+# Uploads whose progress is kept at once (a page follows each of its uploads for seconds), and
+# the longest id taken (the page's are about a dozen characters).
+UPLOADS_FOLLOWED = 1_000
+UPLOAD_ID_CHARS = 64
+
 _GradioStateHolder = gradio.state_holder.StateHolder
+_GradioUploadProgress = gradio.route_utils.FileUploadProgress
 _gradio_restore_session_state = gradio.route_utils.restore_session_state
 
 
@@ -95,13 +110,19 @@ class TabStates:
 
 class TabRecords(_GradioStateHolder):
     """Gradio's `StateHolder`, bounded: no record for a request that names nobody, at most
-    `TABS_PER_VISITOR` for each visitor and `TABS_KEPT` in all (least recently used first)."""
+    `TABS_PER_VISITOR` for each visitor and `TABS_KEPT` in all (least recently used first, of
+    the visitor holding the most)."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.capacity = TABS_KEPT
         self.owners: dict[str, str] = {}
         self.per_owner: Counter[str] = Counter()
+        # Tabs whose record went, and those of them that came back since (a fresh record, its
+        # states as a new page's: a pasted key, the step shown, all gone).
+        self.forgotten: OrderedDict[str, None] = OrderedDict()
+        self.revived: set[str] = set()
+        _HOLDERS.add(self)
 
     def set_blocks(self, blocks: Any) -> None:
         super().set_blocks(blocks)
@@ -116,6 +137,8 @@ class TabRecords(_GradioStateHolder):
             state = self.session_data.get(session_id)
             if state is None:
                 state = self.session_data[session_id] = LeanSessionState(self.blocks)
+                if self.forgotten.pop(session_id, 0) is None:
+                    self.revived.add(session_id)
                 if asker is not None:
                     self.owners[session_id] = asker
                     self.per_owner[asker] += 1
@@ -133,16 +156,71 @@ class TabRecords(_GradioStateHolder):
                 oldest = next(k for k in self.session_data if self.owners.get(k) == owner)
                 self._forget(oldest)
             while len(self.session_data) > self.capacity:
-                self._forget(next(iter(self.session_data)))
+                self._forget(self._evictable())
+
+    def _evictable(self) -> str:
+        """The tab to forget when all are full: the least recently used of the visitor holding
+        the most (so that many fresh visitors opening tabs push out one another's, never the
+        one tab of a visitor whose pasted key and step it holds), else the oldest of all."""
+        if self.per_owner:
+            heaviest, held = self.per_owner.most_common(1)[0]
+            if held > 1:
+                return next(k for k in self.session_data if self.owners.get(k) == heaviest)
+        return next(iter(self.session_data))
 
     def _forget(self, session_id: str) -> None:
-        self.session_data.pop(session_id, None)
+        if self.session_data.pop(session_id, None) is not None:
+            self.forgotten[session_id] = None
+            while len(self.forgotten) > FORGOTTEN_KEPT:
+                self.revived.discard(self.forgotten.popitem(last=False)[0])
         self.time_last_used.pop(session_id, None)
         owner = self.owners.pop(session_id, None)
         if owner is not None:
             self.per_owner[owner] -= 1
             if self.per_owner[owner] <= 0:
                 del self.per_owner[owner]
+
+
+class UploadProgress(_GradioUploadProgress):
+    """Gradio's record of uploads' progress, bounded (see the module's notes)."""
+
+    def track(self, upload_id: str) -> None:
+        if len(upload_id) > UPLOAD_ID_CHARS:
+            return  # followed by nobody: its chunks are not counted either
+        super().track(upload_id)
+        while len(self._statuses) > UPLOADS_FOLLOWED:
+            self.stop_tracking(next(iter(self._statuses)))
+
+    async def is_tracked(self, upload_id: str) -> bool:
+        if len(upload_id) > UPLOAD_ID_CHARS:
+            raise TimeoutError  # answered as an id never uploaded under: 404
+        try:
+            return await super().is_tracked(upload_id)
+        finally:
+            if upload_id not in self._statuses:
+                self._signals.pop(upload_id, None)
+
+    def append(self, upload_id: str, filename: str, message_bytes: bytes) -> None:
+        if len(upload_id) <= UPLOAD_ID_CHARS:
+            super().append(upload_id, filename, message_bytes)
+
+    def set_done(self, upload_id: str) -> None:
+        if len(upload_id) <= UPLOAD_ID_CHARS:
+            super().set_done(upload_id)
+
+    def stop_tracking(self, upload_id: str) -> None:
+        super().stop_tracking(upload_id)
+        self._signals.pop(upload_id, None)
+
+
+_HOLDERS: weakref.WeakSet[TabRecords] = weakref.WeakSet()
+
+
+def was_forgotten(session_hash: str | None) -> bool:
+    """Whether the record of tab `session_hash` went (its visitor opened many other tabs, or
+    the studio held all it may) and the tab came back since: what its states held, a pasted
+    RunAPI key among them, is gone, so the page it shows no longer says what the studio knows."""
+    return session_hash is not None and any(session_hash in h.revived for h in list(_HOLDERS))
 
 
 def _restore_session_state(app: Any, body: Any) -> Any:
@@ -163,6 +241,9 @@ def install() -> None:
         gradio.routes.StateHolder = TabRecords  # type: ignore[attr-defined]
     if gradio.route_utils.restore_session_state is _gradio_restore_session_state:
         gradio.route_utils.restore_session_state = _restore_session_state
+    # The upload routes read this module global at every request.
+    if not isinstance(gradio.routes.file_upload_statuses, UploadProgress):
+        gradio.routes.file_upload_statuses = UploadProgress()
 
 
 def _without_deep_link(scope: Scope) -> Scope:
@@ -188,4 +269,15 @@ def _in_deep_links(target: str) -> bool:
     return any(p.is_relative_to(folder) for p in (absolute, real))
 
 
-__all__ = ["NO_DEEP_LINKS", "TABS_KEPT", "TABS_PER_VISITOR", "TabRecords", "TabStates", "install"]
+__all__ = [
+    "NO_DEEP_LINKS",
+    "TABS_KEPT",
+    "TABS_PER_VISITOR",
+    "UPLOADS_FOLLOWED",
+    "UPLOAD_ID_CHARS",
+    "TabRecords",
+    "TabStates",
+    "UploadProgress",
+    "install",
+    "was_forgotten",
+]

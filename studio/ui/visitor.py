@@ -11,6 +11,10 @@ may do.
 - The token travels in a cookie that also works inside another site's frame (a Space is framed
   by huggingface.co): `SameSite=None; Secure; Partitioned` wherever the browser counts the page
   as secure (HTTPS, or a loopback address), a plain `SameSite=Lax` one on bare HTTP elsewhere.
+  Such a cookie also goes with requests another site's page makes (in the same frame
+  partition, or anywhere, where the cookie is a plain one): a request a browser says it made
+  for another site's page (`from_another_site`) names nobody, whatever cookie it carries, and
+  so does one carrying two different tokens of the studio's.
 - `guarded` wraps every page handler and public endpoint: the visitor is settled before it runs
   (`current()`), and a refusal gets the one answer of its kind (the page as it was, with the
   reason; an API error of one sentence).
@@ -31,6 +35,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
+from urllib.parse import urlsplit
 
 import gradio as gr
 from starlette.requests import Request
@@ -72,6 +77,14 @@ NO_COOKIE = (
 )
 
 
+TWO_TOKENS = (
+    "This browser sent two different studio cookies for this site (another site may have put "
+    "one there); clear this site's cookies and reload the page."
+)
+FROM_ELSEWHERE = (
+    "This request came from a page of another site; the studio answers its visitors only on "
+    "its own page."
+)
 TOO_MANY_NEW = (
     "Too many new visitors came from your network address in the last hour; try again later, "
     "or use the browser you used before."
@@ -123,13 +136,24 @@ def cookie_values(header: str, name: str = VISITOR_COOKIE) -> list[str]:
     return values
 
 
-def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
-    """The id of the first token in the Cookie header's `name` cookies that this studio
-    signed; the same one at every request, whatever else of that name comes along."""
+def valid_token_ids(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> list[str]:
+    """The ids of the distinct tokens this studio signed among the Cookie header's `name`
+    cookies, in the order sent (what else comes along under that name is ignored)."""
+    ids: list[str] = []
     for value in cookie_values(header, name):
-        if (ident := token_id(value, secret)) is not None:
-            return ident
-    return None
+        if (ident := token_id(value, secret)) is not None and ident not in ids:
+            ids.append(ident)
+    return ids
+
+
+def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
+    """The id of the one token this studio signed among the Cookie header's `name` cookies.
+    None for none, and for two different ones: a browser keeps one cookie of that name for
+    this studio, so a second was put there by another site under the same domain (a sibling
+    host can set a cookie for its parent domain, or for a longer path), which would have the
+    visitor work in a session of the other site's choosing (and show it what they make)."""
+    ids = valid_token_ids(header, secret, name)
+    return ids[0] if len(ids) == 1 else None
 
 
 def client_address(
@@ -255,6 +279,24 @@ class KeyRate:
         while len(self._known) > MAX_TRACKED_ADDRESSES:
             self._known.popitem(last=False)
         return True
+
+
+def from_another_site(headers: Mapping[str, str]) -> bool:
+    """Whether a browser sent this request for a page of another site, or of another origin of
+    this one (a fetch it made, not a navigation to the studio). A browser's cookie goes with
+    such a request too: inside a frame, every site framed by the same top-level site shares
+    the partitioned cookie (every Space on huggingface.co), and Gradio allows any origin to read
+    its answers with credentials. Browsers say where a request comes from in `Sec-Fetch-Site`;
+    for one that does not, an `Origin` other than the host asked says it."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        navigating = headers.get("sec-fetch-mode") == "navigate"
+        return site.lower() in ("cross-site", "same-site") and not navigating
+    origin = headers.get("origin")
+    if not origin:
+        return False
+    host = (headers.get("host") or "").lower()
+    return origin == "null" or urlsplit(origin).netloc.lower() != host
 
 
 def _is_page_load(request: Request) -> bool:
@@ -454,7 +496,19 @@ class VisitorMiddleware:
         # there by a sibling host (no token is carried over from one to the other, for the
         # same reason).
         named = SECURE_VISITOR_COOKIE if https else VISITOR_COOKIE
-        ident = valid_token_id(cookies, door.secret, named)
+        tokens = valid_token_ids(cookies, door.secret, named)
+        ident = tokens[0] if len(tokens) == 1 else None
+        if tokens and not key and from_another_site(request.headers):
+            # Another site's page asking with the visitor's cookie: it names nobody (it may
+            # read nothing of theirs, nor act for them).
+            state[_STATE_REFUSAL] = FROM_ELSEWHERE
+            await self.app(scope, receive, send)
+            return
+        if len(tokens) > 1 and not key:
+            # Neither is believed, and no third is handed out (the other site's would stay).
+            state[_STATE_REFUSAL] = TWO_TOKENS
+            await self.app(scope, receive, send)
+            return
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
             if not self.keys.allow(key, address):
                 state[_STATE_REFUSAL] = TOO_MANY_NEW
@@ -520,6 +574,7 @@ __all__ = [
     "current_tab",
     "forwarded_for",
     "forwarded_in",
+    "from_another_site",
     "guarded",
     "is_guarded",
     "new_token",

@@ -336,11 +336,16 @@ def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean
         refused = _upload(studio.url, noise, _cookie(second))
         assert refused.status_code == 413
         assert "network address" in refused.text
+        # What the first sent is said (it waits for its handler: nothing is stored yet).
+        assert re.search(
+            r"keep 0 MB on this studio, and \d+ MB more are on their way", refused.text
+        )
 
 
 def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
     """Gradio's screen-recording route runs ffmpeg on any video it is sent, for anyone; the
-    run history talks to the Hugging Face Hub. A hosted studio answers neither."""
+    run history talks to the Hugging Face Hub; the reload stream of a studio in development is
+    held open by anyone. A hosted studio answers none of them."""
     visitor = _visitor(hosted.url)
     video = {"video": ("clip.mp4", b"\0" * 1024, "video/mp4")}
     for client in (visitor, httpx.Client(base_url=hosted.url)):
@@ -350,7 +355,12 @@ def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
             data={"remove_segment_start": "0", "remove_segment_end": "1"},
         )
         assert refused.status_code == 404
-        for route in ("/gradio_api/run-history/records", "/gradio_api/runs"):
+        for route in (
+            "/gradio_api/run-history/records",
+            "/gradio_api/runs",
+            "/gradio_api/dev/reload",  # an endless stream, held by anyone
+            "/gradio_api/profiling/traces",
+        ):
             assert client.get(route).status_code == 404
     # The routes the page uses still answer.
     assert visitor.get("/config").status_code == 200

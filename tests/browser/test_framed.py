@@ -19,12 +19,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def framing_site() -> Iterator[tuple[str, list[str]]]:
-    """A site of its own on 127.0.0.1 whose page frames the URL it is given."""
+    """A site of its own on 127.0.0.1 whose page frames the URLs it is given (any other path is
+    a page of its own)."""
     frames: list[str] = []
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = f'<iframe src="{frames[0]}" width="1300" height="950"></iframe>'.encode()
+            shown = "".join(
+                f'<iframe src="{f}" width="1300" height="950"></iframe>' for f in frames
+            )
+            body = (shown if self.path == "/" else "<p>another site</p>").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -81,3 +85,50 @@ def _shows_its_image(frame) -> None:  # type: ignore[no-untyped-def]
             return
         frame.owner.page.wait_for_timeout(250)
     raise AssertionError("the framed page's result image never loaded")
+
+
+# What another site's page framed beside the studio could do with the visitor's cookie (it is
+# sent: the same frame partition, `SameSite=None`), if the studio believed it: ask for their
+# sessions through the public API, as a plain `fetch` with credentials.
+_READ_THEIR_SESSIONS = """async (studio) => {
+  const asked = await fetch(studio + 'gradio_api/call/list_sessions', {
+    method: 'POST', credentials: 'include', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({data: [5]}),
+  });
+  const {event_id} = await asked.json();
+  const answer = await fetch(studio + 'gradio_api/call/list_sessions/' + event_id,
+                             {credentials: 'include'});
+  return await answer.text();
+}"""
+
+
+def test_another_sites_page_in_the_same_frame_partition_reads_nothing_of_the_visitors(
+    browser, sim, clean_env, framing_site
+):
+    site, frames = framing_site
+    with running_studio(
+        sim, clean_env, hosted=True, visitor_budget_cents=100, frame_ancestors=(site,)
+    ) as studio:
+        # The studio and another site's page, each under a name of its own, framed by one site
+        # (as every Space is framed by huggingface.co).
+        port = site.rsplit(":", 1)[1]
+        shown = studio.url.replace("127.0.0.1", "studio.localhost")
+        frames.extend([shown, f"http://other.localhost:{port}/page"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(site)
+        frame = page.frame_locator("iframe").first
+        expect(frame.locator("#status")).not_to_be_empty(timeout=30_000)
+        frame.locator("#examples button[data-act=example]").nth(1).click()
+        expect(frame.locator("#status")).to_contain_text("Ready", timeout=15_000)
+        (summary,) = studio.run(studio.engine.list_sessions())
+        other = next(f for f in page.frames if f.url.startswith("http://other.localhost"))
+        answer = other.evaluate(_READ_THEIR_SESSIONS, shown)
+        assert summary.session_id not in answer
+        assert "another site" in answer
+        # The visitor's own page goes on as theirs.
+        frame.locator("#prompt textarea").fill("make it black and white")
+        frame.locator("#prompt textarea").press("Enter")
+        expect(frame.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
+        assert len(studio.run(studio.engine.list_sessions())) == 1
+        context.close()

@@ -216,3 +216,42 @@ def test_over_https_only_a_host_only_cookie_names_a_browser(sim, clean_env):
         owners = [s.run(s.engine.load_session(x.session_id)).owner for x in sessions]
         assert len(sessions) == 3
         assert sorted(owners.count(o) for o in set(owners)) == [1, 2]  # theirs, and mine twice
+
+
+def test_two_different_tokens_in_one_request_name_nobody_and_say_why(sim, clean_env):
+    """Where the studio cannot tell HTTPS (a `--share` link, a proxy it is not told of), its
+    cookie is a plain one, which a sibling host can also set (for the parent domain, or a longer
+    path): the browser then sends both. Believing either could put the visitor in a session of
+    the other site's choosing, so neither is: the events say why, and nothing is made."""
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as s:
+        mine = httpx.get(s.url).cookies["kontext_visitor"]
+        theirs = httpx.get(s.url).cookies["kontext_visitor"]
+        _generate(Client(s.url, verbose=False, headers={"Cookie": f"kontext_visitor={theirs}"}))
+        before = len(sim.tasks)
+        for cookie in (
+            f"kontext_visitor={theirs}; kontext_visitor={mine}",
+            f"kontext_visitor={mine}; kontext_visitor={theirs}",
+        ):
+            client = Client(s.url, verbose=False, headers={"Cookie": cookie})
+            with pytest.raises(Exception, match="two different studio cookies"):
+                _generate(client)
+            client.close()
+        # A page load hands out no third token beside them.
+        both = httpx.get(
+            s.url, headers={"Cookie": f"kontext_visitor={theirs}; kontext_visitor={mine}"}
+        )
+        assert "set-cookie" not in both.headers
+        assert len(sim.tasks) == before
+        # The same token twice is one visitor; my own alone is mine.
+        _generate(
+            Client(
+                s.url,
+                verbose=False,
+                headers={"Cookie": f"kontext_visitor={mine}; kontext_visitor={mine}"},
+            )
+        )
+        owners = {
+            s.run(s.engine.load_session(x.session_id)).owner
+            for x in s.run(s.engine.list_sessions())
+        }
+        assert len(owners) == 2

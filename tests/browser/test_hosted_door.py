@@ -33,9 +33,11 @@ from studio.ui.tabs import (
     NOT_YOUR_TAB,
     ONE_LARGE_AT_A_TIME,
     ONE_LARGE_HERE,
+    TABS_PER_VISITOR,
     TOO_LARGE,
     TOO_MANY_EVENTS,
     TOO_SLOW,
+    TabDoor,
 )
 from studio.ui.visitor import NO_COOKIE
 from tests.browser.conftest import running_studio
@@ -165,6 +167,28 @@ def test_sign_ins_from_one_address_are_stopped_after_ten_a_minute_even_sent_at_o
         right = httpx.post(url, data={"username": "alice", "password": "Correct-Horse-9"})
         assert right.status_code == 429
         assert TOO_MANY_SIGN_INS in right.text
+
+
+def test_others_wrong_sign_ins_never_refuse_a_visitors_right_password(sim, clean_env):
+    """Through a share link's tunnel every visitor comes from one address: someone's wrong
+    guesses (with a cookie of their own, or none) lock out their own tries, not the browser of
+    the person who knows the password."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        guesser = _cookie_of_a_new_visitor(studio.url)
+        for headers in ({}, guesser):
+            answers = [httpx.post(url, data=wrong, headers=headers).status_code for _ in range(12)]
+            assert answers[-1] == 429
+        alice = _cookie_of_a_new_visitor(studio.url)
+        right = httpx.post(
+            url, data={"username": "alice", "password": "Correct-Horse-9"}, headers=alice
+        )
+        assert right.status_code == 200
+        # Her own browser's wrong guesses count against it like anyone's.
+        answers = [httpx.post(url, data=wrong, headers=alice).status_code for _ in range(12)]
+        assert answers.count(429) == 12 - FAILURES_PER_MINUTE
 
 
 def test_an_api_callers_session_hash_is_its_own_too(hosted):
@@ -311,6 +335,24 @@ def _bodies_on_their_way(
             sock.close()
 
 
+@contextlib.contextmanager
+def _kept_topped_up(top_up: Callable[[], None]) -> Iterator[None]:
+    """`top_up` every 20 ms, on a thread of its own, while the block runs."""
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(0.02):
+            top_up()
+
+    thread = threading.Thread(target=keep, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def _once_refused(ask: Callable[[], httpx.Response], top_up: Callable[[], None]) -> httpx.Response:
     """`ask` again until the door refuses it three times in a row (a loaded machine may take a
     while to have taken in every request sent before; a page's own events come and go), with
@@ -375,9 +417,12 @@ def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
     with _bodies_on_their_way(hosted.url, "/gradio_api/queue/join", mine, full) as top_up:
         join = f"{hosted.url.rstrip('/')}/gradio_api/queue/join"
         _once_refused(lambda: httpx.post(join, json={}, headers=mine), top_up)
-        box.fill("make it red")
-        box.press("Enter")
-        expect(page.locator("#status")).to_contain_text(TOO_MANY_EVENTS)
+        # The page's own events (its tick) come and go meanwhile: the place one gives back is
+        # taken again at once, so that the Enter finds none.
+        with _kept_topped_up(top_up):
+            box.fill("make it red")
+            box.press("Enter")
+            expect(page.locator("#status")).to_contain_text(TOO_MANY_EVENTS)
         expect(box).to_have_value("make it red")
     # Once they are gone, the same Enter goes through.
     box.press("Enter")
@@ -508,3 +553,33 @@ def test_a_page_that_names_nobody_says_why_and_keeps_the_instruction(browser, si
         expect(box).to_have_value("make it red")
         assert len(studio.demo.state_holder.session_data) == 0
         context.close()
+
+
+def _door(studio) -> TabDoor:  # type: ignore[no-untyped-def]
+    app = studio.demo.server_app.middleware_stack
+    while not isinstance(app, TabDoor):
+        app = app.app
+    return app
+
+
+def test_tab_hashes_of_another_form_are_refused_and_a_visitor_binds_so_many(hosted):
+    """A client makes up the hash that names its tab: one of 60,000 characters (a cookie's
+    heartbeat, or an event's body) was kept, by the door, Gradio's queue and the handlers, for
+    good; a thousand fresh ones from one cookie were each kept too."""
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    door = _door(hosted)
+    before = len(door.tabs)
+    long = "a" * 10_000
+    answer = httpx.get(f"{base}/gradio_api/heartbeat/{long}", headers=cookie, timeout=10)
+    assert answer.status_code == 400
+    assert "reload the page" in answer.text
+    body = {"data": [], "fn_index": 0, "session_hash": long}
+    answer = httpx.post(f"{base}/gradio_api/queue/join", json=body, headers=cookie, timeout=10)
+    assert answer.status_code == 400
+    assert len(door.tabs) == before
+    with httpx.Client(base_url=base, headers=cookie, timeout=10) as http:
+        for n in range(TABS_PER_VISITOR + 40):
+            with http.stream("GET", f"/gradio_api/heartbeat/tab{n}") as stream:
+                assert stream.status_code == 200
+    assert len(door.tabs) - before == TABS_PER_VISITOR  # their oldest went

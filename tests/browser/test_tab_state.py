@@ -5,6 +5,7 @@ client of Gradio's queue would speak it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from gradio.utils import get_upload_folder
 
+from studio.ui.handlers import TAB_FORGOTTEN
 from studio.ui.tabstate import TABS_PER_VISITOR
 from tests.browser.conftest import Studio, running_studio
 
@@ -42,16 +44,23 @@ class _Tab:
         config = self.http.get("/config").json()
         self.fns = {d.get("api_name"): d["id"] for d in config["dependencies"]}
 
-    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> None:
-        """Send one event and read its answers to the end, as the page does."""
+    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> str:
+        """Send one event and read its answers to the end, as the page does: what it answered."""
         tab = secrets.token_hex(6) if fresh else self.hash
         body = {"data": data, "fn_index": self.fns[api_name], "session_hash": tab}
         assert self.http.post("/gradio_api/queue/join", json=body).status_code == 200
         params = {"session_hash": tab}
+        answered = ""
         with self.http.stream("GET", "/gradio_api/queue/data", params=params) as answers:
             for line in answers.iter_lines():
-                if line.startswith("data:") and json.loads(line[5:])["msg"] == "close_stream":
-                    return
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message["msg"] == "process_completed":
+                    answered = json.dumps(message, ensure_ascii=False)
+                if message["msg"] == "close_stream":
+                    break
+        return answered
 
 
 def _deep_links() -> Path:
@@ -101,3 +110,75 @@ def test_tab_records_are_kept_only_for_visitors_bounded_and_without_sent_values(
     for record in records.values():
         assert not any(text in str(config) for config in record.components)
         assert not any(text in str(value) for value in record.state_data.values())
+
+
+def test_once_all_tab_records_are_taken_a_visitors_one_tab_keeps_its_pasted_key(hosted):
+    # Many fresh visitors opening tabs push out one another's tabs, not the one tab in which
+    # someone pasted their key (it would have gone quietly, and their next edit been paid on
+    # the server's key).
+    holder = hosted.demo.server_app.state_holder
+    capacity, holder.capacity = holder.capacity, len(_records(hosted)) + 24
+    try:
+        alice = _Tab(hosted.url)
+        alice.run("on_key", [KEY, False])
+        crowd = [_Tab(hosted.url) for _ in range(3)]
+        for _ in range(12):
+            for tab in crowd:
+                tab.run("on_link", [None, None, "https://example.invalid/a.png"], fresh=True)
+        records = _records(hosted)
+        assert len(records) <= holder.capacity
+        assert alice.hash in records
+        assert KEY in str(records[alice.hash].state_data)
+    finally:
+        holder.capacity = capacity
+
+
+def test_asking_after_uploads_that_never_came_keeps_nothing(hosted):
+    # Anyone could ask for the progress of an upload id nobody used (no cookie needed): Gradio
+    # kept a record of each for good, and memory grew a request at a time until the studio
+    # was killed. Each is answered "not found", and nothing of it stays.
+    import gradio.routes
+
+    progress = gradio.routes.file_upload_statuses
+    before = (len(progress._signals), len(progress._statuses))
+    ids = [secrets.token_hex(6) for _ in range(20)] + ["x" * 20_000 + str(n) for n in range(20)]
+
+    async def ask_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=hosted.url, timeout=30) as http:
+            answers = await asyncio.gather(
+                *(http.get("/gradio_api/upload_progress", params={"upload_id": i}) for i in ids)
+            )
+        return [a.status_code for a in answers]
+
+    assert set(asyncio.run(ask_all())) == {404}
+    assert (len(progress._signals), len(progress._statuses)) == before
+    # An upload sent under a long id is still taken (its progress is just not followed).
+    visitor = _Tab(hosted.url)
+    answer = visitor.http.post(
+        "/gradio_api/upload",
+        params={"upload_id": "y" * 20_000},
+        files={"files": ("a.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "image/png")},
+    )
+    assert answer.status_code == 200
+    assert (len(progress._signals), len(progress._statuses)) == before
+
+
+def test_a_tab_whose_record_went_spends_nothing_until_reloaded(hosted, sim):
+    # A visitor pasted their key in one tab, then opened more tabs than the studio keeps for
+    # them: that tab's record (its key among it) went. Its next edit would have run on the
+    # server's key, while the page still said the visitor's own was used: it is refused, saying
+    # to reload, and nothing is sent to RunAPI.
+    alice = _Tab(hosted.url)
+    alice.run("on_key", [sim.api_key, False])
+    for _ in range(TABS_PER_VISITOR + 1):
+        alice.run("on_load", [None, None], fresh=True)
+    assert alice.hash not in _records(hosted)
+    before = len(sim.tasks)
+    edit = [None, None, "make it red", "pro", "match", "png", False, False, 2, None, "0"]
+    answer = alice.run("on_edit", [*edit, False, None, ""])
+    assert TAB_FORGOTTEN in answer
+    assert len(sim.tasks) == before
+    # A reloaded page (a new tab) edits as before.
+    fresh = _Tab(hosted.url)
+    fresh.http.headers["cookie"] = alice.http.headers["cookie"]
+    assert TAB_FORGOTTEN not in fresh.run("on_edit", [*edit, False, None, ""])

@@ -123,7 +123,7 @@ async def test_on_status_reports_each_status_once_with_elapsed_time(sim, callbac
     assert [status for status, _ in seen] == ["pending", "processing", "completed"]
     elapsed = [elapsed_s for _, elapsed_s in seen]
     assert elapsed == sorted(elapsed)
-    assert 0.2 < elapsed[-1] < 5.0
+    assert elapsed[-1] > 0.2  # the task's own time, measured from its creation
 
 
 async def test_wait_raises_task_failed_with_the_service_message_when_the_task_fails(sim):

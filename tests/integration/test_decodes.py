@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from studio.bundle import BundleError
-from studio.images import HEAVY_PIXELS
+from studio.images import HEAVY_PIXELS, ImageError
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import EditParams
 from studio.visitor import Visitor
@@ -127,6 +127,39 @@ async def test_an_import_that_lies_about_an_image_is_refused_before_any_image_is
         with pytest.raises(BundleError, match="not the image its step describes"):
             await engine.import_session(build_zip(files))
         assert await engine.list_sessions() == []
+    finally:
+        await engine.aclose()
+
+
+async def test_a_failing_import_of_small_images_counts_what_it_made_the_studio_decode(
+    sim, clean_env, tmp_path
+):
+    """An import whose images are each just under the large size, damaged past their headers
+    so that it fails only once they are decoded, was free to send again and again: what it
+    decoded now counts against the visitor's minute, and their next import waits."""
+    local = make_engine(tmp_path / "maker", sim.base_url, sim.api_key)
+    try:
+        session = await local.start_session(await local.read_image(make_image(2000, 1500)))
+        data = await local.export_session(session.session_id)
+    finally:
+        await local.aclose()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    (source,) = [n for n in files if n.startswith("images/")]
+    damaged = build_zip({**files, source: _pixels_missing(files[source])})
+    caps = Limits(LimitSettings(decode_pixels_per_minute=5_000_000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    try:
+        with pytest.raises(ImageError, match="cut off"):
+            await engine.import_session(damaged, visitor=a)  # 3 of their 5 megapixels
+        with pytest.raises(ImageError, match="cut off"):
+            await engine.import_session(damaged, visitor=a)  # 6: past them
+        with pytest.raises(LimitError, match="wait a minute"):
+            await engine.import_session(data, visitor=a)
+        assert await engine.list_sessions(visitor=a) == []
+        # Another visitor has their own minute, and a whole import of small images goes in.
+        assert (await engine.import_session(data, visitor=b)).name
     finally:
         await engine.aclose()
 

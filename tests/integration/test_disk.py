@@ -185,6 +185,39 @@ def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_pa
     assert bob is not None  # room for a visitor from elsewhere
 
 
+def test_a_few_addresses_holding_every_export_place_give_one_up_to_a_visitor_from_elsewhere(
+    tmp_path,
+):
+    """Four addresses' free cookies (eight places each) once held all 32 places, young, and
+    every other visitor's Export was refused for as long as they re-exported: now a visitor
+    from elsewhere takes the oldest place of an address holding the most, while a visitor
+    holding as few places as the asker keeps theirs."""
+    alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice", address="192.0.2.1")
+    flood = [
+        write_export(
+            tmp_path,
+            f"f{n}",
+            b"zip",
+            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
+            address=f"198.51.100.{n // EXPORTS_PER_ADDRESS}",
+        )
+        for n in range(EXPORTS_KEPT - 1)
+    ]
+    assert all(p.exists() for p in flood)
+    for n in range(3):
+        bob = new_export(tmp_path, f"bob{n}", owner=f"browser:bob{n}", address=f"203.0.113.{n}")
+        assert bob is not None
+        bob.write_bytes(b"zip")
+    assert alice.exists()
+    gone = [p for p in flood if not p.exists()]
+    assert len(gone) == 3
+    assert all(p.name.startswith("f") for p in gone)
+    # Alice and the three each hold one: a fourth asker from elsewhere takes a flood place too,
+    # never one of theirs.
+    assert new_export(tmp_path, "carol", owner="browser:carol", address="203.0.113.9")
+    assert alice.exists()
+
+
 async def test_a_visitor_s_second_export_at_once_is_refused_and_the_first_is_written(
     sim, clean_env, tmp_path
 ):

@@ -18,7 +18,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from studio.config import Secret
 from studio.images import ImageError
+from studio.limits import LimitError, Limits, LimitSettings
 from studio.links import (
     HOSTED_LINK_FAILURE,
     LinkError,
@@ -26,7 +28,11 @@ from studio.links import (
     is_public_address,
     is_public_link,
 )
+from studio.params import EditParams
+from studio.runapi import AuthenticationError
+from studio.visitor import Visitor
 from tests.support import corpus
+from tests.support.engines import make_engine
 
 PNG = corpus.encode(corpus.photo((48, 32)), "PNG")
 JPEG = corpus.encode(corpus.photo((48, 32)), "JPEG")
@@ -429,3 +435,26 @@ def test_address_classification(address, public):
 )
 def test_is_public_link(url, public):
     assert is_public_link(url) is public
+
+
+@pytest.mark.anyio
+async def test_a_mask_link_is_read_as_its_caller_and_never_fetched_for_an_edit_refused(
+    servers, sim, clean_env
+):
+    """An API or MCP caller's mask given as a link is read within that caller's caps: past
+    their budget (or with a key RunAPI refuses) it is never fetched, let alone decoded."""
+    caps = Limits(LimitSettings(visitor_budget_cents=5))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a, refused = Visitor("browser:a"), Visitor("key:x", Secret("sk-made-up"))
+    try:
+        assert await engine.read_mask_link(servers.url("/image.png"), visitor=a) == PNG
+        session = await engine.start_session(await engine.read_image(PNG, visitor=a), visitor=a)
+        await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=a)  # all 5¢
+        before = len(servers.private.hosts)
+        with pytest.raises(LimitError, match="today's share"):
+            await engine.read_mask_link(servers.url("/image.png"), visitor=a)
+        with pytest.raises(AuthenticationError):
+            await engine.read_mask_link(servers.url("/image.png"), visitor=refused)
+        assert len(servers.private.hosts) == before  # never asked
+    finally:
+        await engine.aclose()

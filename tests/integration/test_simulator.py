@@ -444,10 +444,10 @@ def test_upload_answers_422_when_the_source_is_missing_or_not_base64(client):
 
 
 def test_uploaded_file_answers_404_and_fails_edits_when_it_has_expired(sim, client):
-    sim.file_ttl_s = 0.2
+    sim.file_ttl_s = 1.0  # (long enough for the first read on a busy machine)
     url = _upload(client, _png())["url"]
     assert httpx.get(url).status_code == 200
-    time.sleep(0.25)
+    time.sleep(1.05)
     assert httpx.get(url).status_code == 404
     task = _wait(client, _create(client, source_image_url=url)["id"])
     assert task["status"] == "failed"

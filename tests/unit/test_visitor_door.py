@@ -12,6 +12,7 @@ from studio.ui.visitor import (
     client_address,
     cookie_attributes,
     forwarded_for,
+    from_another_site,
     new_token,
     token_id,
     valid_token_id,
@@ -39,7 +40,7 @@ def test_a_token_the_studio_signed_names_its_visitor_and_a_forged_one_names_nobo
     assert token_id(token, b"another studio's secret, 32 bytes") is None
 
 
-def test_two_cookies_of_that_name_name_the_visitor_of_the_valid_one_in_either_order():
+def test_two_cookies_of_that_name_name_the_visitor_of_the_one_valid_token_and_two_name_nobody():
     token = new_token(SECRET)
     ident = token_id(token, SECRET)
     forged = "v1." + "B" * 32 + ".xyz"
@@ -48,10 +49,11 @@ def test_two_cookies_of_that_name_name_the_visitor_of_the_valid_one_in_either_or
     assert valid_token_id(f"other=1; kontext_visitor={token}; x=2", SECRET) == ident
     assert valid_token_id(f"kontext_visitorx={token}", SECRET) is None
     assert valid_token_id(f"kontext_visitor={forged}", SECRET) is None
-    # Two valid ones (a partitioned and a plain cookie): always the first, so it never flips.
+    assert valid_token_id(f"kontext_visitor={token}; kontext_visitor={token}", SECRET) == ident
+    # Two different valid ones (one put there by another site under the same domain): neither.
     other = new_token(SECRET)
-    both = f"kontext_visitor={other}; kontext_visitor={token}"
-    assert valid_token_id(both, SECRET) == token_id(other, SECRET)
+    assert valid_token_id(f"kontext_visitor={other}; kontext_visitor={token}", SECRET) is None
+    assert valid_token_id(f"kontext_visitor={token}; kontext_visitor={other}", SECRET) is None
 
 
 @pytest.mark.parametrize(
@@ -132,3 +134,21 @@ def test_fresh_visitors_from_one_address_share_that_addresss_budget():
     host_set.admit("a", ["1"], 10, server_key=True, address=here)
     with pytest.raises(LimitError, match="network address"):
         host_set.admit("b", ["2"], 10, server_key=True, address=here)
+
+
+@pytest.mark.parametrize(
+    ("headers", "elsewhere"),
+    [
+        ({"sec-fetch-site": "same-origin", "sec-fetch-mode": "cors"}, False),  # its own page
+        ({"sec-fetch-site": "none", "sec-fetch-mode": "navigate"}, False),  # typed in
+        ({"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate"}, False),  # framed
+        ({"sec-fetch-site": "cross-site", "sec-fetch-mode": "cors"}, True),
+        ({"sec-fetch-site": "same-site", "sec-fetch-mode": "no-cors"}, True),  # a sibling host
+        ({}, False),  # a client of its own (gradio_client, MCP, curl)
+        ({"host": "studio.example", "origin": "https://studio.example"}, False),
+        ({"host": "studio.example", "origin": "https://other.example"}, True),
+        ({"host": "studio.example", "origin": "null"}, True),  # a sandboxed frame
+    ],
+)
+def test_a_request_made_for_another_sites_page_is_told_apart(headers, elsewhere):
+    assert from_another_site(headers) is elsewhere
