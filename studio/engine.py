@@ -412,6 +412,12 @@ class Engine:
         held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
         limits.admit_address_upload(held, new_bytes)
 
+    async def _require_session_room(self, visitor: Visitor) -> None:
+        """Refuse (`LimitError`) a hosted visitor one more session past their cap."""
+        if self._limits is not None and visitor.owner is not None:
+            count = await asyncio.to_thread(self._store.count_sessions, visitor.owner)
+            self._limits.admit_session(count)
+
     @staticmethod
     def _new_session_bytes(source: SourceImage | None, name: str | None) -> int:
         """What a new session takes of its visitor's share: its row, its first step's, its
@@ -433,6 +439,7 @@ class Engine:
         now = self._now()
         origin = None
         # Even a session with no image counts (its rows), so one visitor cannot make millions.
+        await self._require_session_room(visitor)
         await self._require_room(visitor, self._new_session_bytes(source, name))
         if source is not None:
             origin = await self._put_image(source.data, source.format, source.width, source.height)
@@ -873,6 +880,7 @@ class Engine:
             return await self._import(data, visitor)
 
     async def _import(self, data: bytes, visitor: Visitor) -> Session:
+        await self._require_session_room(visitor)
         room = None
         if self._limits is not None and visitor.owner is not None:
             # Inflated only within what the visitor may still keep: a small ZIP of zeros must

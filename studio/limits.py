@@ -83,6 +83,11 @@ class FairPlaces:
         self._free += 1
 
 
+# Sessions a hosted visitor may keep: each page render lists them all, and a visitor making
+# thousands of tiny ones made every render of theirs (and everyone else's, meanwhile) slow.
+DEFAULT_VISITOR_SESSIONS = 500
+
+
 class LimitError(ValueError):
     """An edit a hosted studio will not run for this visitor now; `str()` is one sentence."""
 
@@ -108,6 +113,8 @@ class LimitSettings:
     disk_floor_bytes: int | None = None
     # Pixels of large images one visitor may have decoded in a minute (and one import may hold).
     decode_pixels_per_minute: int = DEFAULT_DECODE_PIXELS_PER_MINUTE
+    # Sessions one visitor may keep (every page they open lists them all).
+    visitor_sessions: int = DEFAULT_VISITOR_SESSIONS
 
     @property
     def address_share_bytes(self) -> int:
@@ -272,6 +279,15 @@ class Limits:
             "You have sent more large images in the last minute than this studio decodes "
             f"for one visitor ({cap // 1_000_000} megapixels); wait a minute and try again."
         )
+
+    def admit_session(self, sessions: int) -> None:
+        """Refuse one more session to a visitor who keeps `sessions` already, at the cap."""
+        cap = self.settings.visitor_sessions
+        if sessions >= cap:
+            raise LimitError(
+                f"You have {sessions} sessions on this studio, as many as it keeps for one "
+                "visitor; delete some to start another."
+            )
 
     def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
         """Refuse bytes that would take what all visitors from one address keep past their

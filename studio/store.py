@@ -679,6 +679,14 @@ class Store:
         except _DECODE_ERRORS as error:
             raise _damaged(session_id, self.db_path, error) from error
 
+    def count_sessions(self, owner: str) -> int:
+        """How many sessions `owner` keeps."""
+        with self._read() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM sessions WHERE owner = ?", (owner,)
+            ).fetchone()
+        return int(count)
+
     def list_sessions(self, owner: str | None = None) -> list[SessionSummary]:
         """Summaries, most recently changed first: only `owner`'s, or every session if None."""
         with self._read() as db:

@@ -6,8 +6,9 @@ how much a request may carry, and whose tab it speaks for.
   out. A visitor's request carries at most `body_bytes` (two images as data: URIs and their
   instruction). Uploads have their own door (`ui.guard.VisitorGuard`). Refused by the declared
   length before a byte is read, else while the body streams in. A body over a megabyte (or of
-  no declared length) is read one at a time for each visitor and each network address, three
-  at once in all.
+  no declared length) is read one at a time for each visitor and each network address; what
+  all such bodies being read hold is bounded by the bytes they sent (three whole bodies'
+  worth), so one trickling in holds what it sent and no place; three are parsed at once.
 - Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
   its answers by a session hash that the page makes up. It is no secret: it is in every URL the
   tab calls. So the first visitor seen with a hash owns it, and every later request naming that
@@ -93,6 +94,14 @@ EVENTS_AT_ONCE = 16
 TOO_MANY_EVENTS = (
     "You already have many requests waiting on this studio; wait for them to finish and try again."
 )
+# Answers Gradio keeps for a visitor's tabs that no one has read yet (a page reads its own as
+# they come; a client that never reads them would have them kept for good): past this, their
+# next event is refused.
+UNREAD_PER_VISITOR = 200
+UNREAD = (
+    "Your tabs have many answers from this studio they have not read; reload the page, or read "
+    "the answers of the events you sent."
+)
 # Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
 _BY_EVENT = tuple(
     compile_path(route)[0]
@@ -157,6 +166,9 @@ class TabDoor:
         # Large bodies being read or parsed: whose, and a bound on them all.
         self.big_in_flight: set[str] = set()
         self.big_bodies = asyncio.Semaphore(BIG_BODIES_AT_ONCE)
+        # Bytes of large bodies being read (or read and not yet done with), and their bound.
+        self.big_bytes = 0
+        self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,6 +208,9 @@ class TabDoor:
         if counted is not None and self._events_of(scope, counted) >= self.events_at_once:
             await refuse_event(send, 429, TOO_MANY_EVENTS)
             return
+        if counted is not None and self._unread_of(scope, counted) >= UNREAD_PER_VISITOR:
+            await refuse_event(send, 429, UNREAD)
+            return
         cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
         declared = _content_length(scope)
         if declared is not None and declared > cap:
@@ -212,18 +227,36 @@ class TabDoor:
             await refuse(send, 429, ONE_LARGE_HERE)
             return
         # A large body (or one of no declared length) takes memory while it is read and again
-        # while Gradio parses it: one at a time for each visitor and address, three at once in
-        # all. Joining an event answers once it is parsed, so the bound holds until then; a
-        # route that answers only when its work is done (MCP, run) holds it while the body is
-        # read.
+        # while Gradio parses it: one at a time for each visitor and address; the bytes of all
+        # those being read at most `BIG_BODIES_AT_ONCE` bodies' worth (counted as they arrive,
+        # so a body trickling in holds what it sent, not a place); and, once whole, three
+        # parsed at once. Joining an event answers once it is parsed, so that bound holds until
+        # then; a route that answers only when its work is done (MCP, run) holds it while the
+        # body is read.
         async with contextlib.AsyncExitStack() as held:
             if counted is not None:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(self._left, counted)
+            budget = None
             if big:
                 for taken in (key, *([here] if here is not None else [])):
                     self.big_in_flight.add(taken)
                     held.callback(self.big_in_flight.discard, taken)
+                budget = _Budget(self)
+                held.callback(budget.give_back)
+            try:
+                async with asyncio.timeout(BIG_BODY_READ_S if big else None):
+                    body = await _read_body(receive, cap, paced=big, budget=budget)
+            except _TooLarge:
+                await refuse(send, 413, TOO_LARGE)
+                return
+            except _Busy:
+                await refuse(send, 503, BUSY)
+                return
+            except TimeoutError:  # a body trickling in holds what it sent, and not for long
+                await refuse(send, 408, TOO_SLOW)
+                return
+            if big:
                 try:
                     async with asyncio.timeout(BIG_BODY_WAIT_S):
                         await self.big_bodies.acquire()
@@ -231,15 +264,6 @@ class TabDoor:
                     await refuse(send, 503, BUSY)
                     return
                 held.callback(self.big_bodies.release)
-            try:
-                async with asyncio.timeout(BIG_BODY_READ_S if big else None):
-                    body = await _read_body(receive, cap, paced=big)
-            except _TooLarge:
-                await refuse(send, 413, TOO_LARGE)
-                return
-            except TimeoutError:  # a body trickling in holds no place for long
-                await refuse(send, 408, TOO_SLOW)
-                return
             named = await _hash_in_body(body)
             if named is not None and not _HASH.fullmatch(named):
                 await refuse(send, 400, BAD_TAB)
@@ -258,6 +282,17 @@ class TabDoor:
                 await self.app(scope, _replay(body, receive), send)
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _unread_of(self, scope: Scope, owner: str) -> int:
+        """Messages Gradio keeps for `owner`'s tabs that no stream has taken yet."""
+        pending = getattr(_gradio_queue(scope), "pending_messages_per_session", None)
+        if not isinstance(pending, dict):
+            return 0
+        unread = 0
+        for hash_ in self.owned.get(owner, ()):
+            messages = dict.get(pending, hash_)  # (not as a use: its order is Gradio's to keep)
+            unread += messages.qsize() if isinstance(messages, asyncio.Queue) else 0
+        return unread
 
     def _events_of(self, scope: Scope, owner: str) -> int:
         """`owner`'s events waiting or running in Gradio's queue, and those outside it."""
@@ -454,10 +489,34 @@ async def _hash_in_body(body: bytes) -> str | None:
     return None
 
 
-async def _read_body(receive: Receive, cap: int, *, paced: bool = False) -> bytes:
+class _Busy(Exception):
+    """The large bodies being read hold all the bytes they may."""
+
+
+class _Budget:
+    """One large body's bytes, counted against the door's `big_bytes_cap` as they arrive."""
+
+    def __init__(self, door: TabDoor) -> None:
+        self.door = door
+        self.taken = 0
+
+    def take(self, size: int) -> None:
+        if self.door.big_bytes + size > self.door.big_bytes_cap:
+            raise _Busy
+        self.door.big_bytes += size
+        self.taken += size
+
+    def give_back(self) -> None:
+        self.door.big_bytes -= self.taken
+        self.taken = 0
+
+
+async def _read_body(
+    receive: Receive, cap: int, *, paced: bool = False, budget: _Budget | None = None
+) -> bytes:
     """The body, up to `cap` bytes (`_TooLarge` past it). `paced`: after its first
     `BIG_BODY_GRACE_S` it must have come at `BIG_BODY_BYTES_PER_S` on average (`TimeoutError`
-    when it falls behind)."""
+    when it falls behind). Each chunk is counted in `budget` as it comes (`_Busy` past it)."""
     chunks: list[bytes] = []
     size = 0
     start = asyncio.get_running_loop().time()
@@ -471,6 +530,8 @@ async def _read_body(receive: Receive, cap: int, *, paced: bool = False) -> byte
         size += len(chunk)
         if size > cap:
             raise _TooLarge
+        if budget is not None:
+            budget.take(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -506,5 +567,7 @@ __all__ = [
     "TOO_LARGE",
     "TOO_MANY_EVENTS",
     "UNNAMED_BODY_BYTES",
+    "UNREAD",
+    "UNREAD_PER_VISITOR",
     "TabDoor",
 ]

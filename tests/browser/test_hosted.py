@@ -8,6 +8,7 @@ import pytest
 from gradio_client import Client
 from playwright.sync_api import expect
 
+from studio.config import Secret
 from tests.browser.conftest import running_studio
 from tests.browser.test_studio_flow import _listed
 
@@ -255,3 +256,24 @@ def test_two_different_tokens_in_one_request_name_nobody_and_say_why(sim, clean_
             for x in s.run(s.engine.list_sessions())
         }
         assert len(owners) == 2
+
+
+def test_a_visitor_signs_in_on_the_page_and_edits(browser, sim, clean_env):
+    """`--auth`: the sign-in page, then the studio, in a real browser (the sign-in is counted
+    against the browser the studio named when the page opened)."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login, visitor_budget_cents=100) as s:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(s.url)
+        page.locator("input[type=text]").fill("alice")
+        page.locator("input[type=password]").fill("wrong")
+        page.locator("input[type=password]").press("Enter")
+        expect(page.get_by_text("Incorrect")).to_be_visible(timeout=15_000)
+        page.locator("input[type=text]").fill("alice")  # (the form was cleared)
+        page.locator("input[type=password]").fill("Correct-Horse-9")
+        page.locator("input[type=password]").press("Enter")
+        expect(page.locator("#run")).to_be_visible(timeout=30_000)
+        _edit_an_example(page)
+        assert len(s.run(s.engine.list_sessions())) == 1
+        context.close()

@@ -37,6 +37,8 @@ from studio.ui.tabs import (
     TOO_LARGE,
     TOO_MANY_EVENTS,
     TOO_SLOW,
+    UNREAD,
+    UNREAD_PER_VISITOR,
     TabDoor,
 )
 from studio.ui.visitor import NO_COOKIE
@@ -459,8 +461,8 @@ def _send_slowly(
 
 
 def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long(hosted):
-    """Large bodies take one of three places, one per visitor and one per network address (each
-    sender here has its own loopback address), and must keep coming."""
+    """Large bodies are read one at a time per visitor and per network address (each sender
+    here has its own loopback address), must keep coming, and hold no place while they come."""
     api = hosted.url.rstrip("/") + "/gradio_api"
     cookies = [_cookie_of_a_new_visitor(hosted.url) for _ in range(8)]
     large = 2 * 2**20
@@ -488,18 +490,46 @@ def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long
         for answer in slow:
             assert " 408 " in answer.result(timeout=30).split("\r\n")[0]
             assert TOO_SLOW in answer.result()
-        # Three bodies that do keep coming (640 KB/s, for 12 s) hold the places: the next one
-        # waits a few seconds for a place, then is told so (before: it waited for them).
+        # Three bodies that do keep coming (640 KB/s, for 12 s) hold no place while they come
+        # (before: they held all three, and the next one waited, then was refused).
         steady = [
             pool.submit(_send_slowly, hosted.url, c, 4 * large, 65536, 0.1, f"127.0.0.{21 + n}")
             for n, c in enumerate(cookies[5:8])
         ]
         time.sleep(1)
-        busy = post_large(cookies[4], "127.0.0.24")
-        assert busy.status_code == 503
-        assert BUSY in busy.text
+        assert post_large(cookies[4], "127.0.0.24").status_code not in (408, 429, 503)
         for answer in steady:
             assert " 422 " in answer.result(timeout=40).split("\r\n")[0]  # (not JSON)
+
+
+def test_large_bodies_being_read_hold_a_bounded_number_of_bytes(hosted):
+    """What large bodies being read hold in all is bounded by the bytes they sent (here, for
+    the test, 5 MB): past it, the next is told the studio is busy; once they are done, it goes."""
+    _door(hosted).big_bytes_cap = 5 * 2**20
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    address = httpx.URL(hosted.url)
+    held = []
+    for n in range(2):  # 2 MB each sent at once, the rest held back
+        sock = socket.create_connection(
+            (address.host, address.port), source_address=(f"127.0.0.{31 + n}", 0)
+        )
+        head = "".join(f"{k}: {v}\r\n" for k, v in _cookie_of_a_new_visitor(hosted.url).items())
+        sock.sendall(
+            f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+            f"Content-Type: application/json\r\nContent-Length: {3 * 2**20}\r\n\r\n".encode()
+            + b" " * (2 * 2**20)
+        )
+        held.append(sock)
+    time.sleep(1)
+    victim = _cookie_of_a_new_visitor(hosted.url)
+    busy = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=victim, timeout=20)
+    assert busy.status_code == 503
+    assert BUSY in busy.text
+    for sock in held:
+        sock.close()
+    time.sleep(1)
+    answer = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=victim, timeout=20)
+    assert answer.status_code == 422  # read, and found not to be JSON
 
 
 def test_a_stream_for_a_made_up_tab_is_answered_quietly(hosted, capfd):
@@ -583,3 +613,30 @@ def test_tab_hashes_of_another_form_are_refused_and_a_visitor_binds_so_many(host
             with http.stream("GET", f"/gradio_api/heartbeat/tab{n}") as stream:
                 assert stream.status_code == 200
     assert len(door.tabs) - before == TABS_PER_VISITOR  # their oldest went
+
+
+def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
+    """Gradio keeps every answer until the tab's stream takes it: a client sending event after
+    event on one tab without ever reading had them kept for good (12 KB an answer)."""
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    config = httpx.get(f"{base}/config", headers=cookie).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "on_delete_no"]
+    body = {"data": [], "fn_index": fn, "session_hash": "neverreads"}
+    join = f"{base}/gradio_api/queue/join"
+    answers = []
+    for _ in range(UNREAD_PER_VISITOR):
+        answer = httpx.post(join, json=body, headers=cookie, timeout=10)
+        answers.append(answer.status_code)
+        if answer.status_code == 429:
+            break
+        time.sleep(0.02)  # (each event is done before the next: only the answers pile up)
+    assert answers[-1] == 429
+    assert UNREAD in answer.text
+    # Read, the answers go, and the tab goes on.
+    params = {"session_hash": "neverreads"}
+    with httpx.stream("GET", f"{base}/gradio_api/queue/data", params=params, headers=cookie) as s:
+        for line in s.iter_lines():
+            if '"close_stream"' in line or '"heartbeat"' in line:
+                break
+    assert httpx.post(join, json=body, headers=cookie, timeout=10).status_code == 200

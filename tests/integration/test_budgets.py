@@ -297,3 +297,25 @@ async def test_a_mask_past_the_budget_is_refused_before_it_is_read(sim, clean_en
             mine, EditParams(prompt="red"), visitor=A, region=RegionRequest(mask=empty.getvalue())
         )
     await engine.aclose()
+
+
+async def test_a_visitor_keeps_a_bounded_number_of_sessions(sim, clean_env):
+    """Every page a visitor opens lists all their sessions: thousands of tiny ones made every
+    render slow (theirs, and everyone else's meanwhile). Past the cap, one sentence."""
+    caps = LimitSettings(visitor_budget_cents=10, visitor_sessions=2)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    image = await engine.read_image(make_image(), visitor=A)
+    first = await engine.start_session(image, visitor=A)
+    await engine.start_session(image, visitor=A)
+    with pytest.raises(LimitError, match="as many as it keeps for one visitor") as refused:
+        await engine.start_session(image, visitor=A)
+    assert "delete some" in str(refused.value)
+    exported = await engine.export_session(first.session_id, visitor=A)
+    with pytest.raises(LimitError, match="as many as it keeps"):
+        await engine.import_session(exported, visitor=A)
+    assert len(await engine.list_sessions(visitor=A)) == 2
+    # Another visitor has their own; once one is deleted, there is room again.
+    await engine.start_session(image, visitor=Visitor("browser:b"))
+    await engine.delete_session(first.session_id, visitor=A)
+    await engine.start_session(image, visitor=A)
+    await engine.aclose()
