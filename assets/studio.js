@@ -55,10 +55,19 @@
   studio.taken = studio.taken || [];
   // A click whose edit never started (none seen within this time) gives its text back.
   const TAKEN_MS = 10000;
+  // The options row (plain controls: studio/ui/layout.py, `options_html`) as it is now.
+  const options = () => {
+    const row = byId("options");
+    const model = row?.querySelector("#model input:checked")?.value || "pro";
+    const aspect = row?.querySelector("#aspect")?.value || "match";
+    const keep = Boolean(row?.querySelector("#keep-rest input")?.checked);
+    const count = row?.querySelector("#count")?.value || "1";
+    return { model, aspect, keep, count };
+  };
   const take = () => {
     const box = promptBox();
     const text = box ? box.value : "";
-    const entry = { text, region: "", at: Date.now() };
+    const entry = { text, region: "", at: Date.now(), options: options() };
     if (text.trim() && box) {
       // A region drawn on the canvas belongs to this edit, and goes with it.
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
@@ -86,7 +95,14 @@
     },
     true,
   );
-  studio.send = (args, promptAt, ticketAt, regionAt) => {
+  // `at` names each value's place among the event's arguments (studio/ui/events.py).
+  const fill = (out, at, values) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (name in at) out[at[name]] = value;
+    }
+    return out;
+  };
+  studio.send = (args, at) => {
     // What goes is what the click (or Enter) took; without one (Gradio's own Enter, were the
     // keys not seen here), what the box shows now.
     const now = Date.now();
@@ -95,15 +111,41 @@
       if (stale.trim()) putBack(stale);
     }
     const entry = studio.taken.shift() || take();
-    const out = [...args];
-    out[promptAt] = entry.text;
-    out[regionAt] = entry.region;
+    const out = fill([...args], at, { ...entry.options, prompt: entry.text, region: entry.region });
     if (!entry.text.trim()) return out; // the server says why, in one sentence
     studio.seq += 1;
-    out[ticketAt] = String(studio.seq);
+    out[at.ticket] = String(studio.seq);
     studio.pending.set(studio.seq, entry.text);
     studio.redrawPending();
     return out;
+  };
+  // pro vs max: the region drawn on the canvas, and the options row as it is.
+  studio.withOptions = (args, at) =>
+    fill([...args], at, { ...options(), region: studio.takeRegion?.() || "" });
+  // The server's word for the options row: the ratio's "Match source" label (it names the
+  // shown step's ratio), and the model of a kept candidate ("model|step", once per keep).
+  studio.setOptions = (match, model) => {
+    const row = byId("options");
+    const option = row?.querySelector('#aspect option[value="match"]');
+    if (option && match) option.textContent = match;
+    const name = String(model || "").split("|")[0];
+    const radio = name && row?.querySelector(`#model input[value="${CSS.escape(name)}"]`);
+    if (radio) radio.checked = true;
+  };
+
+  // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
+  // shows it and fills it in for the tab's step: true is returned, and the toggle's event goes)
+  // or, when it is open, folds it again here, at once.
+  studio.toggleFold = (toggle) => {
+    const panel = byId(toggle.dataset.fold);
+    const shown = Boolean(panel?.offsetParent) && !panel.classList.contains("folded");
+    toggle.setAttribute("aria-expanded", String(!shown));
+    if (shown) {
+      panel.classList.add("folded");
+      return false;
+    }
+    panel?.classList.remove("folded");
+    return true;
   };
 
   const putBack = (text) => {

@@ -99,6 +99,13 @@ def css_path() -> Path:
     return assets_dir() / "studio.css"
 
 
+def page_head() -> str | None:
+    """What runs before Gradio mounts the page: a stand-in for storage the browser denies a
+    framed page (`assets/storage.js`)."""
+    path = assets_dir() / "storage.js"
+    return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.exists() else None
+
+
 def page_script() -> str | None:
     """The page's script (`assets/studio.js`, a function Gradio runs once the page is ready)."""
     path = assets_dir() / "studio.js"

@@ -8,6 +8,7 @@ and the step the tab shows (`tab_step`) first.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -24,20 +25,22 @@ _QUICK: dict[str, Any] = {"concurrency_limit": None, "concurrency_id": "quick", 
 # fair lanes), so Gradio's own bound on these events is only a backstop: a pile of slow reads
 # from a few addresses must not fill it for everyone.
 _INTAKE: dict[str, Any] = {"concurrency_limit": 64, "concurrency_id": "intake", **_INTERNAL}
+
+
 # Enter (or Edit): the page itself takes the instruction at the key or the click, empties the
 # box and shows a "queued" tile at once, and numbers the Enter (assets/studio.js); this page
 # function then puts exactly the text taken into the edit's arguments (Gradio's own copy of the
-# box may lag). The reply never writes into the box. Its arguments are the edit's inputs.
-_SEND = (
-    "(...args) => window.kontextStudio?.send ? window.kontextStudio.send(args, {}, {}, {}) : args"
-)
-# The region drawn on the canvas goes with the event (and is then cleared), at its argument.
-_WITH_REGION = (
-    "(...args) => {{ const out = [...args]; "
-    "out[{0}] = window.kontextStudio?.takeRegion?.() || ''; return out; }}"
-)
-# A folded panel's contents show when it opens, in the page alone (`layout.fold`).
-_SHOW = "() => ({__type__: 'update', visible: true})"
+# box may lag), with the options row's values (model, ratio, Keep the rest, results: plain
+# controls, `layout.options_html`) as they were at that moment, and the region drawn on the
+# canvas (then cleared). The reply never writes into the box. `at` names where each goes.
+def _page_fills(function: str, at: dict[str, int]) -> str:
+    """A page function that hands the event's arguments and `at` to `kontextStudio.<function>`."""
+    return (
+        f"(...args) => window.kontextStudio?.{function} ? "
+        f"window.kontextStudio.{function}(args, {json.dumps(at)}) : args"
+    )
+
+
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
@@ -52,37 +55,47 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
     demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **_QUIET)
     c.balance_due.change(
-        h.on_balance, [c.browser, c.tab_key], [c.balance], trigger_mode="always_last", **_QUIET
+        h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
     )
-    for accordion, contents in c.folds:
-        accordion.expand(None, None, [contents], js=_SHOW, queue=False, api_visibility="private")
+    # A folded panel opens (`layout.fold`): shown, and filled in for the tab's step.
+    fold_outputs = [*c.folds.values(), c.slider, c.pair_note, c.safety, c.session_name]
+    gr.on(
+        [c.fold_bar.click, c.manage_bar.click],
+        h.on_fold,
+        [*tab, c.pair_a, c.pair_b, c.safety],
+        [*fold_outputs, c.delete_confirm],
+        **_QUICK,
+    )
     # Gradio's own decoding of the upload is skipped: our intake checks it (gradio-notes).
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
-    c.new_session.click(h.on_new_session, tab, page, **_QUIET)
-    c.sessions.click(h.on_pick_session, tab, page, **_QUIET)
+    c.header.click(h.on_header_click, tab, page, **_QUIET)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
     # Every Enter counts, even while the one before is still on its way ("multiple").
+    sent = {"prompt": c.prompt, "ticket": c.ticket, "region": c.region, "model": c.model}
+    sent |= {"aspect": c.aspect, "keep": c.keep_rest, "count": c.count}
     gr.on(
         [c.run.click, c.prompt.submit],
         h.on_edit,
         edit_inputs,
         h.compare_outputs,
-        js=_SEND.format(*(edit_inputs.index(x) for x in (c.prompt, c.ticket, c.region))),
+        js=_page_fills("send", {k: edit_inputs.index(x) for k, x in sent.items()}),
         trigger_mode="multiple",
         **_QUIET,
     )
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
-    # pro vs max takes the region drawn on the canvas with it, as Enter does.
+    # pro vs max (in the options row) takes the region drawn on the canvas with it, as Enter
+    # does, and the ratio and Keep the rest as they are.
     compare_inputs = [*tab, c.prompt, *form, c.keep_rest, c.region]
-    c.compare.click(
+    taken = {"region": c.region, "aspect": c.aspect, "keep": c.keep_rest}
+    c.options.click(
         h.on_compare,
         compare_inputs,
         h.compare_outputs,
-        js=_WITH_REGION.format(compare_inputs.index(c.region)),
+        js=_page_fills("withOptions", {k: compare_inputs.index(x) for k, x in taken.items()}),
         **_QUIET,
     )
     gr.on(
@@ -94,35 +107,29 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.notice.click(h.on_notice, tab, page, **_QUIET)
-    c.undo.click(h.on_undo, tab, page, **_QUIET)
-    c.redo.click(h.on_redo, tab, page, **_QUIET)
+    c.history_tools.click(h.on_history_tool, tab, [*page, c.export_file], **_QUIET)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
     c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on(
-        [c.pair_a.input, c.pair_b.input, c.steps_box.expand],
+        [c.pair_a.input, c.pair_b.input],
         h.on_pair,
         pair,
         [c.slider, c.pair_note],
         **_QUICK,
     )
 
-    # The safety slider shows when Advanced opens, its value within the tab's step's top (every
-    # page update sets that top: 2 when the next step edits, 6 when it generates).
-    c.advanced.expand(h.on_tab_step, [*tab, c.safety], [c.safety], **_QUICK)
-
     # A pasted key is checked at once; typing is coalesced (only the last value is checked).
     # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
     # paste would go unnoticed.
-    key_outputs = [c.tab_key, c.key_store, c.banner, c.key_note]
+    key_outputs = [c.tab_key, c.key_store, c.header, c.key_note]
     c.user_key.change(
         k.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
     )
     c.remember_key.input(
-        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.banner], **_QUICK
+        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.header], **_QUICK
     )
 
-    c.manage.expand(h.on_manage_open, tab, [c.session_name, c.delete_confirm], **_QUICK)
     gr.on(
         [c.rename.click, c.session_name.submit],
         h.on_rename,
@@ -133,5 +140,4 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.delete.click(h.on_delete_ask, tab, [c.delete_text, c.delete_confirm, c.status], **_QUICK)
     c.delete_no.click(h.on_delete_no, None, [c.delete_confirm], **_QUICK)
     c.delete_yes.click(h.on_delete, tab, [*page, c.delete_confirm, c.manage], **_QUICK)
-    c.export.click(h.on_export, tab, [*page, c.export_file], **_QUICK)
     c.import_file.upload(h.on_import, [*tab, c.import_file], page, **_INTAKE)

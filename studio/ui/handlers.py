@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from gradio.blocks import Block
@@ -28,7 +29,7 @@ from PIL import Image, ImageOps
 from studio.config import Secret
 from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
-from studio.ui import layout, present, tree, view
+from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.files import discard_upload
@@ -178,8 +179,7 @@ class Handlers:
             c.browser,
             c.tab_step,
             c.version,
-            c.sessions,
-            c.cost,
+            c.header,
             c.source,
             c.empty,
             c.result,
@@ -190,11 +190,10 @@ class Handlers:
             c.status,
             c.download,
             c.retry,
-            c.aspect,
+            c.options,
             c.history,
             c.notice,
-            c.undo,
-            c.redo,
+            c.history_tools,
             c.timer,
             c.safety,
         ]
@@ -202,7 +201,7 @@ class Handlers:
     @property
     def compare_outputs(self) -> list[Block]:
         """The page, with the candidates on show."""
-        return [*self.view_outputs, self.c.picks, self.c.candidates, self.c.model]
+        return [*self.view_outputs, self.c.picks, self.c.candidates]
 
     async def page(
         self,
@@ -211,6 +210,7 @@ class Handlers:
         *,
         tab_key: str | None = None,
         tick: bool = False,
+        model: str | None = None,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store (for a
         `tick`: news of the session the page named, which does not move the tab)."""
@@ -227,7 +227,7 @@ class Handlers:
             download = await asyncio.to_thread(
                 _named_download, folder, Path(download), page.download_name
             )
-        return self.updates(page, download)
+        return self.updates(page, download, model)
 
     @property
     def who(self) -> Visitor:
@@ -255,15 +255,21 @@ class Handlers:
         gr.Warning(str(refusal))
         return {self.c.status: f"⚠ {refusal}"}
 
-    def updates(self, page: view.PageUpdate, download: str | None = None) -> Update:
+    def updates(
+        self, page: view.PageUpdate, download: str | None = None, model: str | None = None
+    ) -> Update:
         """A `PageUpdate` as Gradio component updates; `download` is the shown image under
-        the name a download gets (default: as stored). The instruction box is never among
-        them: only the page itself empties it, at the moment of Enter (assets/studio.js)."""
+        the name a download gets (default: as stored); `model` the one the next edit takes.
+        The instruction box is never among them: only the page itself empties it, at the moment
+        of Enter (assets/studio.js)."""
         c = self.c
         tick = layout.TICK_RUNNING_S if page.running else layout.TICK_IDLE_S
         download = download or page.download
         has_image = page.result is not None
         self._tab().notice = page.notice_step
+        options: dict[str, Any] = {"match": page.aspect_choices[0][0]}
+        if model:
+            options["model"] = f"{model}|{page.tab_step}"
         return {
             c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
             c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
@@ -278,8 +284,8 @@ class Handlers:
                 if page.session_id
                 else gr.skip()
             ),
-            c.sessions: page.sessions_html,
-            c.cost: page.cost,
+            # The header: the session list, and the session's cost.
+            c.header: gr.HTML(value=page.sessions_html, cost=prose.to_html(page.cost)),
             c.source: None,
             c.empty: gr.Column(visible=not has_image),
             c.result: gr.Image(value=page.result, visible=has_image),
@@ -290,11 +296,12 @@ class Handlers:
             c.status: page.status,
             c.download: gr.DownloadButton(value=download, visible=download is not None),
             c.retry: gr.Button(visible=page.retry_visible),
-            c.aspect: gr.Dropdown(choices=page.aspect_choices),
+            # The ratio's "Match source" label (the options row is plain controls: the page
+            # script puts it in), and the model a kept candidate used, for the next edit.
+            c.options: gr.HTML(**options),
             c.history: page.history,
             c.notice: gr.Button(value=page.notice or "", visible=page.notice is not None),
-            c.undo: gr.Button(interactive=page.can_undo),
-            c.redo: gr.Button(interactive=page.can_redo),
+            c.history_tools: gr.HTML(undo=page.can_undo, redo=page.can_redo),
             c.timer: gr.Timer(value=tick, active=True),
             # The safety slider's top follows the tab's step: 2 when the next step edits, 6
             # when it generates (its value is brought within it when Advanced opens).
@@ -383,22 +390,24 @@ class Handlers:
         session = await self.bridge.call(Engine.start_session_from_link, url, visitor=self.who)
         return await self.page(session.session_id)
 
-    @guarded
-    async def on_new_session(self, _session_id: str | None, _tab: str | None) -> Update:
+    async def _new_session(self) -> Update:
         """An empty page: an upload, a link, an example or an instruction starts the session
         (so a new session that never got an image leaves nothing behind)."""
         self._tab().moved()
         return {**(await self.page(None)), self.c.browser: None, self.c.tab_step: None}
 
     @guarded
-    async def on_pick_session(
+    async def on_header_click(
         self, _session_id: str | None, _tab: str | None, evt: gr.EventData
     ) -> Update:
-        """A session picked in the list (what the page sends is only its id: checked behind
-        the bridge)."""
+        """A click in the header: + New (`act` "new"), or a session picked in the list (`act`
+        "open"; what the page sends is only its id: checked behind the bridge)."""
         clicked = getattr(evt, "_data", None) or {}
+        act = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        if act == "new":
+            return await self._new_session()
         picked = str(clicked.get("step", "")) if isinstance(clicked, dict) else ""
-        if not picked or clicked.get("act") != "open":
+        if not picked or act != "open":
             return {self.c.status: gr.skip()}
         self._tab().moved()
         return await self.page(picked)
@@ -552,11 +561,14 @@ class Handlers:
         kept = session.current.params
         self._tab().moved()
         return {
-            **(await self.page(session_id, session.current_step_id)),
+            # The next edit goes on with the model that was kept.
+            **(
+                await self.page(
+                    session_id, session.current_step_id, model=kept.model if kept else None
+                )
+            ),
             self.c.picks: None,
             self.c.candidates: gr.HTML("", visible=False),
-            # The next edit goes on with the model that was kept.
-            self.c.model: kept.model if kept else gr.skip(),
         }
 
     # -- history --------------------------------------------------------------------------------
@@ -598,20 +610,23 @@ class Handlers:
         return await self.page(session_id, session.current_step_id)
 
     @guarded
-    async def on_undo(self, session_id: str | None, tab_step: str | None) -> Update:
-        if not session_id:
-            return await self.page(None)
-        session = await self.bridge.call(Engine.undo, session_id, tab_step, visitor=self.who)
-        self._tab().moved()
-        return await self.page(session_id, session.current_step_id)
-
-    @guarded
-    async def on_redo(self, session_id: str | None, tab_step: str | None) -> Update:
-        if not session_id:
-            return await self.page(None)
-        session = await self.bridge.call(Engine.redo, session_id, tab_step, visitor=self.who)
-        self._tab().moved()
-        return await self.page(session_id, session.current_step_id)
+    async def on_history_tool(
+        self, session_id: str | None, tab_step: str | None, evt: gr.EventData
+    ) -> Update:
+        """A button over the history: undo, redo or export (what the page sends is only the
+        verb; what it may do is decided behind the bridge)."""
+        clicked = getattr(evt, "_data", None) or {}
+        act = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        if act in ("undo", "redo"):
+            if not session_id:
+                return await self.page(None)
+            move = Engine.undo if act == "undo" else Engine.redo
+            session = await self.bridge.call(move, session_id, tab_step, visitor=self.who)
+            self._tab().moved()
+            return await self.page(session_id, session.current_step_id)
+        if act == "export":
+            return await self._export(session_id)
+        return {self.c.status: gr.skip()}
 
     @guarded
     async def on_tick(
@@ -671,7 +686,7 @@ class Handlers:
             cents = await self.bridge.balance(self.who_with(tab_key))
         except REFUSED:
             cents = None
-        return {self.c.balance: present.balance_line(cents)}
+        return {self.c.header: gr.HTML(balance=prose.to_html(present.balance_line(cents)))}
 
     @guarded
     async def on_pair(
@@ -679,6 +694,9 @@ class Handlers:
     ) -> Update:
         """The two steps picked for the slider, fitted to one frame; it says when their shapes
         differ."""
+        return await self._pair(session_id, left, right)
+
+    async def _pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
         skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
         if not session_id or not left or not right:
             return skip
@@ -697,7 +715,33 @@ class Handlers:
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
     @guarded
-    async def on_tab_step(
+    async def on_fold(
+        self,
+        session_id: str | None,
+        tab_step: str | None,
+        left: str | None,
+        right: str | None,
+        safety: float | None,
+        evt: gr.EventData,
+    ) -> Update:
+        """A folded panel opened (`layout.fold`; the page sends only its name): it shows,
+        filled in for the tab's step (the slider's pair, the safety slider's top, the
+        session's name)."""
+        clicked = getattr(evt, "_data", None) or {}
+        name = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
+        panel = self.c.folds.get(name)
+        if panel is None:
+            return {self.c.status: gr.skip()}
+        update: Update = {panel: gr.Column(visible=True)}
+        if name == "steps-box":
+            update |= await self._pair(session_id, left, right)
+        elif name == "advanced":
+            update |= await self._safety(session_id, tab_step, safety)
+        elif name == "manage":
+            update |= await self._manage(session_id)
+        return update
+
+    async def _safety(
         self, session_id: str | None, tab_step: str | None, safety: float | None
     ) -> Update:
         """The safety slider's top follows what the tab's next step is: 2 for an edit, 6 for
@@ -712,8 +756,7 @@ class Handlers:
 
     # -- managing sessions ----------------------------------------------------------------------
 
-    @guarded
-    async def on_manage_open(self, session_id: str | None, _tab: str | None) -> Update:
+    async def _manage(self, session_id: str | None) -> Update:
         """Opening "Rename or delete" fills in the session's name, ready to edit."""
         name = ""
         if session_id:
@@ -773,14 +816,13 @@ class Handlers:
             self.c.browser: next_id,
             self.c.tab_step: gr.skip() if next_id else None,
             self.c.delete_confirm: gr.Group(visible=False),
-            self.c.manage: gr.Accordion(open=False),
+            self.c.manage: gr.Column(visible=False),
             self.c.status: present.deleted(gone.name),
         }
 
     # -- export and import ----------------------------------------------------------------------
 
-    @guarded
-    async def on_export(self, session_id: str | None, _tab: str | None) -> Update:
+    async def _export(self, session_id: str | None) -> Update:
         if not session_id:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)

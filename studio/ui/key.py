@@ -14,7 +14,7 @@ import gradio as gr
 
 from studio.config import Secret
 from studio.params import format_cents
-from studio.ui import present
+from studio.ui import present, prose
 from studio.ui.bridge import (
     USER_ERRORS,
     AuthenticationError,
@@ -71,14 +71,14 @@ class KeyHandlers:
             return {
                 c.tab_key: None,
                 c.key_store: None,
-                c.banner: self._banner(None, has_key=False),
+                c.header: self._banner(None, has_key=False),
                 c.key_note: "",
             }
         check = await self._check(key)
         return {
             c.tab_key: key,
             c.key_store: key if remember and check.accepted else None,
-            c.banner: self._banner(check.accepted, remembered=bool(remember and check.accepted)),
+            c.header: self._banner(check.accepted, remembered=bool(remember and check.accepted)),
             c.key_note: check.note,
         }
 
@@ -88,12 +88,12 @@ class KeyHandlers:
         key = (key or "").strip() or None
         c = self.c
         if key is None or not remember:
-            return {c.key_store: None, c.key_note: gr.skip(), c.banner: gr.skip()}
+            return {c.key_store: None, c.key_note: gr.skip(), c.header: gr.skip()}
         check = await self._check(key)
         return {
             c.key_store: key if check.accepted else None,
             c.key_note: check.note,
-            c.banner: self._banner(check.accepted, remembered=check.accepted is True),
+            c.header: self._banner(check.accepted, remembered=check.accepted is True),
         }
 
     async def _check(self, key: str) -> KeyCheck:
@@ -114,11 +114,13 @@ class KeyHandlers:
 
     def _banner(
         self, accepted: bool | None, *, has_key: bool = True, remembered: bool = False
-    ) -> str:
-        return present.banner(
+    ) -> gr.HTML:
+        """The header's banner: which service the edits go to, and whose key pays."""
+        text = present.banner(
             simulator=self.simulator,
             server_key=self.server_key,
             user_key=has_key,
             key_refused=has_key and accepted is False,
             remembered=remembered,
         )
+        return gr.HTML(banner=prose.to_html(text))

@@ -10,7 +10,8 @@ Only layout: no event is registered here (that is `events.wire`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import html
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,12 @@ element.addEventListener('click', (event) => {
 watch('value', () => window.kontextStudio?.redrawPending?.());
 """
 
-# The session list: a click on a session opens it (one event) and folds the list; a click
-# elsewhere folds it too.
-_SESSIONS_JS = """
+# The header: a click on a session in its list opens it (one event, which also takes + New)
+# and folds the list; a click elsewhere folds it too. The banner, the cost and the balance are
+# the server's props, painted into their places (again after each redraw of the list, which
+# would otherwise empty them): the template never changes with them, so a new balance never
+# redraws (and folds) an open list.
+_HEADER_JS = """
 element.addEventListener('click', (event) => {
   const target = event.target.closest('[data-act]');
   if (!target || !element.contains(target)) return;
@@ -58,6 +62,46 @@ element.addEventListener('click', (event) => {
 document.addEventListener('click', (event) => {
   if (element.contains(event.target)) return;
   element.querySelector('details[open]')?.removeAttribute('open');
+});
+const paint = () => {
+  for (const name of ['banner', 'cost', 'balance']) {
+    const slot = element.querySelector('#' + name);
+    if (slot && slot.innerHTML !== (props[name] || '')) slot.innerHTML = props[name] || '';
+  }
+};
+paint();
+watch(['value', 'banner', 'cost', 'balance'], paint);
+"""
+# The header's fixed parts; `${value}` is the session list (`tree.sessions_html`), and the
+# three prose slots are filled by `_HEADER_JS` (their HTML is `prose.to_html`: escaped).
+HEADER_TEMPLATE = (
+    '<div class="head">'
+    '<div id="title"><h2>Kontext Studio</h2></div>'
+    '<div id="sessions">${value}</div>'
+    '<button type="button" id="new-session" data-act="new" class="opt-button">+ New</button>'
+    f'<div id="banner" class="{prose.PROSE}"></div>'
+    f'<div id="cost" class="{prose.PROSE}"></div>'
+    f'<div id="balance" class="{prose.PROSE}"></div>'
+    "</div>"
+)
+
+# Undo, redo and export over the history; a click sends only its verb (`data-act`).
+HISTORY_TOOLS_TEMPLATE = (
+    '<div class="history-buttons">'
+    '<button type="button" id="undo" data-act="undo" class="opt-button" aria-label="Undo"'
+    ' title="Undo (Ctrl+Z)" ${undo ? "" : "disabled"}>↶</button>'
+    '<button type="button" id="redo" data-act="redo" class="opt-button" aria-label="Redo"'
+    ' title="Redo (Ctrl+Shift+Z)" ${redo ? "" : "disabled"}>↷</button>'
+    '<button type="button" id="export" data-act="export" class="opt-button"'
+    ' title="Save this session as a ZIP">Export</button>'
+    "</div>"
+)
+_HISTORY_TOOLS_JS = """
+element.addEventListener('click', (event) => {
+  const target = event.target.closest('button[data-act]');
+  if (!target || target.disabled || !element.contains(target)) return;
+  event.preventDefault();
+  trigger('click', {act: target.dataset.act});
 });
 """
 
@@ -98,11 +142,7 @@ def hand_over_unopened(image: gr.Image) -> gr.Image:
 
 @dataclass(frozen=True, slots=True)
 class Components:
-    banner: gr.HTML
-    cost: gr.HTML
-    balance: gr.HTML
-    sessions: gr.HTML
-    new_session: gr.Button
+    header: gr.HTML
     source: gr.Image
     empty: gr.Column
     link: gr.Textbox
@@ -116,8 +156,7 @@ class Components:
     raw: gr.DownloadButton
     slider: gr.ImageSlider
     pair_note: gr.HTML
-    steps_box: gr.Accordion
-    advanced: gr.Accordion
+    fold_bar: gr.HTML
     status: gr.HTML
     notice: gr.Button
     download: gr.DownloadButton
@@ -129,7 +168,7 @@ class Components:
     aspect: gr.Dropdown
     keep_rest: gr.Checkbox
     count: gr.Dropdown
-    compare: gr.Button
+    options: gr.HTML
     candidates: gr.HTML
     output_format: gr.Radio
     translation: gr.Checkbox
@@ -137,9 +176,7 @@ class Components:
     safety: gr.Slider
     user_key: gr.Textbox
     history: gr.HTML
-    undo: gr.Button
-    redo: gr.Button
-    export: gr.Button
+    history_tools: gr.HTML
     export_file: gr.DownloadButton
     import_file: gr.UploadButton
     pair_a: gr.Dropdown
@@ -154,7 +191,8 @@ class Components:
     remember_key: gr.Checkbox
     key_note: gr.HTML
     key_store: gr.BrowserState
-    manage: gr.Accordion
+    manage: gr.Column
+    manage_bar: gr.HTML
     session_name: gr.Textbox
     rename: gr.Button
     delete: gr.Button
@@ -162,18 +200,58 @@ class Components:
     delete_text: gr.HTML
     delete_yes: gr.Button
     delete_no: gr.Button
-    # The rarely used panels' contents, each shown when its fold first opens (`fold`).
-    folds: tuple[tuple[gr.Accordion, gr.Column], ...] = ()
+    # The rarely used panels, by name, each shown when its toggle opens it (`fold`).
+    folds: dict[str, gr.Column] = field(default_factory=dict)
 
 
-def fold() -> gr.Column:
-    """The contents of a closed accordion, hidden until it first opens.
+# The rarely used panels: each one's name (its contents' `elem_id`) and its toggle's label.
+FOLDS = {
+    "steps-box": "Compare two steps",
+    "advanced": "Advanced",
+    "tips": "Tips",
+    "key-box": "RunAPI key",
+}
+MANAGE_FOLD = {"manage": "Rename or delete this session"}
+
+
+def fold(name: str) -> gr.Column:
+    """A rarely used panel's contents, hidden until its toggle opens it.
 
     Gradio loads the code of every component under a closed accordion with the page and builds
-    each one; under a hidden column it does neither (README Numbers, page). `events.wire` shows
-    the column when the accordion opens, in the page alone (no server call).
+    each one, and an accordion is itself a block the page mounts; a hidden column costs the page
+    nothing (README Numbers, page). The toggles are plain buttons in one `gr.HTML` (`folds_html`):
+    opening one asks the server to show the column and fill it (`Handlers.on_fold`); folding it
+    is the page's own (assets/studio.js).
     """
-    return gr.Column(visible=False, elem_classes=["fold"])
+    return gr.Column(visible=False, elem_id=name, elem_classes=["fold-panel"])
+
+
+def folds_html(folds: dict[str, str]) -> str:
+    """The toggles of `folds` (name: label) as buttons that say whether their panel is open."""
+    return (
+        '<div class="fold-bar">'
+        + "".join(
+            f'<button type="button" class="fold-toggle" data-fold="{name}" aria-expanded="false"'
+            f' aria-controls="{name}">{html.escape(label)}</button>'
+            for name, label in folds.items()
+        )
+        + "</div>"
+    )
+
+
+# A toggle opens its panel (one event: the server shows and fills it) or folds it (the page).
+_FOLDS_JS = """
+element.addEventListener('click', (event) => {
+  const toggle = event.target.closest('button[data-fold]');
+  if (!toggle || !element.contains(toggle)) return;
+  event.preventDefault();
+  if (window.kontextStudio?.toggleFold?.(toggle)) trigger('click', {act: toggle.dataset.fold});
+});
+"""
+
+
+def _fold_bar(folds: dict[str, str], elem_id: str) -> gr.HTML:
+    return gr.HTML(folds_html(folds), elem_id=elem_id, js_on_load=_FOLDS_JS, padding=False)
 
 
 def render(*, examples: list[Path], browser_secret: str, banner: str) -> Components:
@@ -185,7 +263,7 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
             instruction = _render_instruction()
         with gr.Column(scale=1, min_width=260, elem_id="side"):
             history = _render_history()
-    folds = (*instruction.pop("folds"), *history.pop("folds"))
+    folds = {**instruction.pop("folds"), **history.pop("folds")}
     return Components(
         folds=folds,
         **header,
@@ -211,25 +289,20 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
 
 
 def _render_header(banner: str) -> dict[str, Any]:
-    with gr.Row(equal_height=True, elem_id="header"):
-        prose.component("## Kontext Studio", elem_id="title")
-        # The session list: the open one, and unfolded, every one with its thumbnail, name,
-        # steps and last change (`tree.sessions_html`).
-        sessions = gr.HTML("", elem_id="sessions", js_on_load=_SESSIONS_JS, scale=3, min_width=200)
-        new_session = gr.Button(
-            "+ New", elem_id="new-session", scale=0, min_width=70, size="sm", variant="secondary"
-        )
-        banner_md = prose.component(banner, elem_id="banner")
-        cost = prose.component(present.cost_line(None), elem_id="cost")
+    """The title, the session list, + New, the banner, the session's cost and the balance: one
+    `gr.HTML` (README Numbers, page); the handlers set its value (the list) and its props."""
+    header = gr.HTML(
+        "",
+        elem_id="header",
+        html_template=HEADER_TEMPLATE,
+        js_on_load=_HEADER_JS,
+        padding=False,
+        banner=prose.to_html(banner),
+        cost=prose.to_html(present.cost_line(None)),
         # Filled in once RunAPI answers, after the page is drawn (`Handlers.on_balance`).
-        balance = prose.component("", elem_id="balance")
-    return {
-        "banner": banner_md,
-        "sessions": sessions,
-        "new_session": new_session,
-        "cost": cost,
-        "balance": balance,
-    }
+        balance="",
+    )
+    return {"header": header}
 
 
 def _render_canvas(examples: list[Path]) -> dict[str, Any]:
@@ -342,14 +415,12 @@ def _render_instruction() -> dict[str, Any]:
         ticket = gr.Textbox("", visible=False, elem_id="ticket")
         # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
         region = gr.Textbox("", visible=False, elem_id="region")
-    model, aspect, keep_rest, count, compare = _render_options()
+    options = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
-    folds = []
-    with (
-        gr.Accordion("Compare two steps", open=False, elem_id="steps-box") as steps_box,
-        fold() as shown,
-    ):
+    fold_bar = _fold_bar(FOLDS, "folds")
+    folds = {}
+    with fold("steps-box") as shown:
         with gr.Row():
             pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
             pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
@@ -363,12 +434,8 @@ def _render_instruction() -> dict[str, Any]:
             max_height=520,
             visible=False,
         )
-    folds.append((steps_box, shown))
-    with (
-        gr.Accordion("Advanced", open=False, elem_id="advanced") as advanced,
-        fold() as shown,
-        gr.Row(),
-    ):
+    folds["steps-box"] = shown
+    with fold("advanced") as shown, gr.Row():
         output_format = gr.Radio(
             [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
             value="png",
@@ -391,11 +458,11 @@ def _render_instruction() -> dict[str, Any]:
             label="Safety tolerance (0 strict; up to 2 when editing, 6 when generating)",
             visible=False,
         )
-    folds.append((advanced, shown))
-    with gr.Accordion("Tips", open=False, elem_id="tips") as tips, fold() as shown:
+    folds["advanced"] = shown
+    with fold("tips") as shown:
         prose.component(present.TIPS)
-    folds.append((tips, shown))
-    with gr.Accordion("RunAPI key", open=False, elem_id="key-box") as key_box, fold() as shown:
+    folds["tips"] = shown
+    with fold("key-box") as shown:
         user_key = gr.Textbox(
             label="Your RunAPI key (checked when pasted; used for this tab only)",
             type="password",
@@ -407,20 +474,15 @@ def _render_instruction() -> dict[str, Any]:
             elem_id="remember-key",
         )
         key_note = prose.component("", elem_id="key-note")
-    folds.append((key_box, shown))
+    folds["key-box"] = shown
     return {
         "prompt": prompt,
         "run": run,
         "ticket": ticket,
         "candidates": candidates,
         "region": region,
-        "model": model,
-        "aspect": aspect,
-        "keep_rest": keep_rest,
-        "count": count,
-        "compare": compare,
-        "steps_box": steps_box,
-        "advanced": advanced,
+        **options,
+        "fold_bar": fold_bar,
         "pair_a": pair_a,
         "pair_b": pair_b,
         "pair_note": pair_note,
@@ -436,58 +498,84 @@ def _render_instruction() -> dict[str, Any]:
     }
 
 
-def _render_options() -> tuple[gr.Radio, gr.Dropdown, gr.Checkbox, gr.Dropdown, gr.Button]:
-    """The row under the instruction: model, ratio, Keep the rest, how many results, pro vs max."""
-    with gr.Row(equal_height=True, elem_id="options"):
-        model = gr.Radio(
-            present.model_choices(),
-            value="pro",
-            label="Model",
-            show_label=False,
-            container=False,
-            elem_id="model",
-            scale=0,
-            min_width=220,
-        )
-        aspect = gr.Dropdown(
-            present.aspect_choices(None),
-            value="match",
-            label="Ratio",
-            show_label=False,
-            container=False,
-            elem_id="aspect",
-            scale=1,
-            min_width=150,
-        )
-        keep_rest = gr.Checkbox(
-            False,
-            label="Keep the rest",
-            info=None,
-            container=False,
-            elem_id="keep-rest",
-            scale=0,
-            min_width=130,
-        )
-        count = gr.Dropdown(
-            [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)],
-            value="1",
-            label="Results",
-            show_label=False,
-            container=False,
-            elem_id="count",
-            scale=0,
-            min_width=90,
-        )
-        compare = gr.Button("pro vs max", elem_id="compare", size="sm", scale=0, min_width=100)
-    return model, aspect, keep_rest, count, compare
+def options_html() -> str:
+    """The row under the instruction as plain controls (a `gr.HTML`: README Numbers, page): the
+    model, the ratio, Keep the rest, how many results, pro vs max. The page script carries their
+    values into the edit's hidden inputs (`studio.send`); the server checks them as before."""
+    models = "".join(
+        f'<label><input type="radio" name="kontext-model" value="{value}"'
+        f"{' checked' if value == 'pro' else ''}> {html.escape(label)}</label>"
+        for label, value in present.model_choices()
+    )
+    ratios = "".join(
+        f'<option value="{value}">{html.escape(label)}</option>'
+        for label, value in present.aspect_choices(None)
+    )
+    counts = "".join(f'<option value="{value}">{label}</option>' for label, value in COUNTS)
+    return (
+        '<div class="opts">'
+        f'<div id="model" role="radiogroup" aria-label="Model">{models}</div>'
+        f'<select id="aspect" aria-label="Ratio" title="Ratio">{ratios}</select>'
+        '<label id="keep-rest" title="Change only what the instruction asks; keep the rest'
+        ' of the image exactly"><input type="checkbox"> Keep the rest</label>'
+        f'<select id="count" aria-label="Results" title="How many results">{counts}</select>'
+        '<button type="button" id="compare" class="opt-button">pro vs max</button>'
+        "</div>"
+    )
+
+
+# The options row: pro vs max is its one click (the other controls are read by the page script
+# as an edit goes); the server's word on the ratio's "Match source" label (`match`) and on the
+# model a kept candidate used (`model`) is put into the controls.
+_OPTIONS_JS = """
+element.addEventListener('click', (event) => {
+  if (!event.target.closest('#compare')) return;
+  event.preventDefault();
+  trigger('click');
+});
+watch(['match', 'model'], () => window.kontextStudio?.setOptions?.(props.match, props.model));
+"""
+
+# How many results one instruction may ask for (label, value).
+COUNTS = [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CANDIDATES + 1)]
+
+
+def _render_options() -> dict[str, Any]:
+    """The row under the instruction (`options_html`), and the hidden inputs its values go in."""
+    options = gr.HTML(
+        options_html(),
+        elem_id="options",
+        js_on_load=_OPTIONS_JS,
+        match=present.aspect_choices(None)[0][0],
+        model="",
+    )
+    # Hidden: neither loaded nor mounted by the page; Gradio checks what the page puts in them
+    # against their choices, and the handlers check it again (`_form_params`).
+    return {
+        "options": options,
+        "model": gr.Radio(present.model_choices(), value="pro", visible=False),
+        "aspect": gr.Dropdown(present.aspect_choices(None), value="match", visible=False),
+        "keep_rest": gr.Checkbox(False, visible=False),
+        "count": gr.Dropdown(COUNTS, value="1", visible=False),
+    }
 
 
 def _render_history() -> dict[str, Any]:
     notice = gr.Button("", elem_id="notice", visible=False, size="sm", variant="primary")
     with gr.Row(equal_height=True, elem_id="history-tools"):
-        undo = gr.Button("↶", elem_id="undo", size="sm", interactive=False, min_width=40)
-        redo = gr.Button("↷", elem_id="redo", size="sm", interactive=False, min_width=40)
-        export = gr.Button("Export", elem_id="export", size="sm", min_width=60)
+        # Undo, redo and export: plain buttons in one `gr.HTML` (README Numbers, page), whose
+        # `undo` and `redo` props say whether each can be used now.
+        history_tools = gr.HTML(
+            "",
+            elem_id="history-buttons",
+            html_template=HISTORY_TOOLS_TEMPLATE,
+            js_on_load=_HISTORY_TOOLS_JS,
+            padding=False,
+            scale=3,
+            undo=False,
+            redo=False,
+        )
+        # Gradio's own upload button: its file is checked by Gradio as an upload of this page.
         import_file = gr.UploadButton(
             "Import", file_types=[".zip"], elem_id="import", size="sm", min_width=60
         )
@@ -495,10 +583,8 @@ def _render_history() -> dict[str, Any]:
         "Download export", elem_id="export-file", visible=False, size="sm"
     )
     history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
-    with (
-        gr.Accordion("Rename or delete this session", open=False, elem_id="manage") as manage,
-        fold() as shown,
-    ):
+    manage_bar = _fold_bar(MANAGE_FOLD, "manage-fold")
+    with fold("manage") as manage:
         with gr.Row(equal_height=True):
             session_name = gr.Textbox(
                 label="Session name", elem_id="session-name", scale=4, max_lines=1
@@ -514,6 +600,7 @@ def _render_history() -> dict[str, Any]:
         "notice": notice,
         "history": history,
         "manage": manage,
+        "manage_bar": manage_bar,
         "session_name": session_name,
         "rename": rename,
         "delete": delete,
@@ -521,10 +608,8 @@ def _render_history() -> dict[str, Any]:
         "delete_text": delete_text,
         "delete_yes": delete_yes,
         "delete_no": delete_no,
-        "folds": [(manage, shown)],
-        "undo": undo,
-        "redo": redo,
-        "export": export,
+        "folds": {"manage": manage},
+        "history_tools": history_tools,
         "export_file": export_file,
         "import_file": import_file,
     }

@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
-from studio.ui.app import allowed_paths, create_app, css_path, page_script
+from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 from studio.ui.signin import SignInThrottle
@@ -132,6 +132,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         "max_file_size": settings.max_upload_bytes,
         "css_paths": [css] if css.exists() else None,
         "js": page_script(),
+        "head": page_head(),
         "mcp_server": mcp,
         "show_error": False,
         "quiet": True,

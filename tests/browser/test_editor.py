@@ -262,8 +262,7 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     page, studio, sim
 ):
     _start_from_example(page)
-    page.locator("#count input").click()
-    page.get_by_role("option", name="3 results").click()
+    page.get_by_label("Results").select_option(label="3 results")
     box = page.locator("#prompt textarea")
     box.fill("make it black and white")
     box.press("Enter")

@@ -169,7 +169,7 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     photo.write_bytes(make_image(300, 400, fmt="JPEG"))
     page.locator("#source input[type=file]").set_input_files(str(photo))
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
-    expect(page.locator("#aspect input")).to_have_value("Match source (3:4)")
+    expect(page.locator('#aspect option[value="match"]')).to_have_text("Match source (3:4)")
     origin = _only_session(studio).origin
     assert studio.image_bytes(origin.result) == photo.read_bytes()
 
@@ -203,7 +203,7 @@ def test_a_pasted_link_starts_a_session_and_a_page_link_is_refused(page, studio,
     page.locator("#link textarea, #link input").first.fill(f"{base}/photo.jpg")
     page.locator("#load-link").click()
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
-    expect(page.locator("#aspect input")).to_have_value("Match source (16:9)")
+    expect(page.locator('#aspect option[value="match"]')).to_have_text("Match source (16:9)")
     origin = _only_session(studio).origin
     assert studio.image_bytes(origin.result) == (folder / "photo.jpg").read_bytes()
 

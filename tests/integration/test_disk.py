@@ -89,7 +89,9 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
 ):
     engine = page.bridge.engine
     session = await engine.start_session(await engine.read_image(make_image()), name="trip")
-    update = await page.on_export(session.session_id, None)
+    update = await page.on_history_tool(
+        session.session_id, None, gr.EventData(None, {"act": "export"})
+    )
     assert Path(update[page.c.export_file].value["path"]).name == "trip.zip"
     (path,) = tmp_path.glob("*/trip.zip")  # in the exports folder
     again = await engine.import_session(await asyncio.to_thread(path.read_bytes))

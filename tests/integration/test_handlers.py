@@ -74,6 +74,14 @@ def _tree(html: str):
     return read_tree(html)
 
 
+def _act(verb: str) -> gr.EventData:
+    """A click on a plain button of the page (+ New, undo, a panel's toggle), as it sends it."""
+    return gr.EventData(None, {"act": verb})
+
+
+_NEW = _act("new")
+
+
 def _value(update):
     """What a component update shows (a component instance, or a bare value)."""
     return update.constructor_args.get("value") if hasattr(update, "constructor_args") else update
@@ -156,13 +164,13 @@ async def test_undo_and_redo_move_along_the_chain(page, tmp_path):
     shown = await _edit(page, session_id, origin, "make it blue")
     await _settle(page, session_id, shown)
     c = page.c
-    undone = await page.on_undo(session_id, shown[c.tab_step])
+    undone = await page.on_history_tool(session_id, shown[c.tab_step], _act("undo"))
     assert undone[c.status] == "Ready: type an instruction and press Enter."
     assert undone[c.tab_step] == origin
     # The undone step is on the line ahead (Redo), the original is the highlighted one.
     tree = _tree(undone[c.history])
     assert (len(tree.line), tree.current, tree.ahead) == (2, 0, [1])
-    redone = await page.on_redo(session_id, origin)
+    redone = await page.on_history_tool(session_id, origin, _act("redo"))
     assert redone[c.status].startswith("✓ Done")
 
 
@@ -263,7 +271,7 @@ async def test_pro_vs_max_shows_both_results_and_keeping_max_continues_from_max(
         session_id, origin, gr.EventData(None, {"act": "keep", "step": picks[1]})
     )
     assert " · max · " in kept[c.status]
-    assert kept[c.model] == "max"
+    assert kept[c.options].props["model"] == f"max|{picks[1]}"  # the next edit takes max
     assert kept[c.tab_step] == picks[1]
 
 
@@ -296,7 +304,7 @@ async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it
     page, tmp_path, sim
 ):
     session_id, origin = await _start(page, tmp_path)
-    cleared = await page.on_new_session(session_id, origin)
+    cleared = await page.on_header_click(session_id, origin, _NEW)
     c = page.c
     assert cleared[c.browser] is None
     assert cleared[c.tab_step] is None
@@ -317,10 +325,17 @@ async def test_a_new_session_stores_nothing_until_an_instruction_generates_in_it
 
 async def test_the_safety_slider_top_follows_whether_the_next_step_edits(page, tmp_path):
     session_id, origin = await _start(page, tmp_path)
-    editing = (await page.on_tab_step(session_id, origin, 5))[page.c.safety]
+    # (Filled in when Advanced opens.)
+    opened = await page.on_fold(session_id, origin, None, None, 5, _act("advanced"))
+    assert opened[page.c.folds["advanced"]].visible is True
+    editing = opened[page.c.safety]
     assert (editing.maximum, editing.value) == (2, 2)
-    generating = (await page.on_tab_step(None, None, 5))[page.c.safety]
+    generating = (await page.on_fold(None, None, None, None, 5, _act("advanced")))[page.c.safety]
     assert (generating.maximum, generating.value) == (6, 5)
+    # A name the page has no panel under changes nothing.
+    assert await page.on_fold(session_id, origin, None, None, 5, _act("status")) == {
+        page.c.status: gr.skip()
+    }
 
 
 async def test_the_download_is_named_after_the_session_and_step(page, tmp_path):
@@ -342,7 +357,7 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     c = page.c
     renamed = await page.on_rename(second, tab, "  Holiday   photos ")
     assert renamed[c.session_name] == "Holiday photos"
-    listed = renamed[c.sessions]  # the session list, in HTML
+    listed = _value(renamed[c.header])  # the session list, in HTML
     assert f'data-act="open" data-step="{second}"' in listed
     assert '<span class="name">Holiday photos</span>' in listed
     asked = await page.on_delete_ask(second, tab)
@@ -363,7 +378,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     keys = KeyHandlers(c, page.bridge, simulator=True, server_key=False, hosted=False)
     checked = await keys.on_key("sk-pasted-but-wrong", False)
     assert checked[c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
-    assert "refused the key you pasted" in checked[c.banner]
+    assert "refused the key you pasted" in checked[c.header].props["banner"]
     form = ("match", "png", True, False, 2, "sk-pasted-but-wrong")
     with pytest.warns(UserWarning, match="the key you pasted"):
         refused = await page.on_edit(session_id, origin, "make it blue", "pro", *form)
@@ -377,7 +392,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     accepted = await keys.on_key(sim.api_key, True)
     assert accepted[c.key_note].startswith("✓ RunAPI accepted your key.")
     assert accepted[c.key_store] == sim.api_key  # kept in the browser, as asked
-    assert "remembered in this browser" in accepted[c.banner]
+    assert "remembered in this browser" in accepted[c.header].props["banner"]
     forgotten = await keys.on_remember(sim.api_key, False)
     assert forgotten[c.key_store] is None
 
@@ -407,7 +422,7 @@ async def test_a_tick_between_two_renders_never_pulls_the_page_back(page, tmp_pa
     c = page.c
     tick = await page.on_tick(old, shown[c.tab_step], shown[c.version], None)
     assert tick == {c.status: gr.skip()}
-    cleared = await page.on_new_session(shown[c.browser], shown[c.tab_step])
+    cleared = await page.on_header_click(shown[c.browser], shown[c.tab_step], _NEW)
     assert await page.on_tick(old, None, cleared[c.version], None) == {c.status: gr.skip()}
 
 
@@ -419,9 +434,9 @@ async def test_a_tick_sent_before_the_tab_left_its_session_never_pulls_it_back(p
     c = page.c
     tab = gr.Request(session_hash="tab-1", headers={}, cookies={})
     picked = gr.EventData(None, {"act": "open", "step": first})
-    shown = await page.on_pick_session(first, None, picked, tab)
+    shown = await page.on_header_click(first, None, picked, tab)
     assert shown[c.browser] == first
-    await page.on_new_session(first, shown[c.tab_step], tab)
+    await page.on_header_click(first, shown[c.tab_step], _NEW, tab)
     # (A tick that saw the session change meanwhile: it would draw the whole page again.)
     stale = f"{first}@never|{shown[c.tab_step]}"
     tick = await page.on_tick(first, shown[c.tab_step], stale, None, None, tab)
