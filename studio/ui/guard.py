@@ -85,6 +85,17 @@ NO_VISITOR_UPLOAD = (
     "(it sets a cookie), or send your X-RunAPI-Key."
 )
 NO_LENGTH = "This studio takes an upload only with its length (a Content-Length header)."
+# Uploads one visitor (and all visitors from one network address) may have waiting for their
+# handler or on their way at once: the page hands each to its handler at once. (A cookie piling
+# up thousands of tiny ones slowed every request, each upload looking at every waiting one.)
+UPLOADS_WAITING_PER_VISITOR = 16
+UPLOADS_WAITING_PER_ADDRESS = 48
+TOO_MANY_UPLOADS = (
+    "You have many uploads waiting to be read into the studio; wait a moment, or reload the "
+    "page, and try again."
+)
+# Seconds between two looks for uploads no handler took in time (each looks at every one).
+STALE_LOOK_S = 5.0
 _HASH_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z0-9]{1,10})")
 _NOT_FOUND = b"Not found."
 
@@ -111,6 +122,7 @@ class VisitorGuard:
         # (owner, network address, bytes, until: monotonic seconds or None while on its way).
         self.in_flight: list[tuple[str, str | None, int, float | None]] = []
         self.swept = 0.0  # when spool files were last looked at (`_sweep_spool`)
+        self.looked = 0.0  # when waiting uploads were last looked at (`_forget_stale_uploads`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -174,6 +186,9 @@ class VisitorGuard:
             return
         room = None
         owner, address = who.owner, who.address
+        if owner is not None and self._too_many_waiting(owner, address):
+            await refuse(send, 429, TOO_MANY_UPLOADS)
+            return
         reservation: tuple[str, str | None, int, float | None] | None = None
         if self.share_bytes is not None and owner is not None:
             held = await self.bridge.call(Engine.held_bytes, visitor=who)
@@ -223,6 +238,17 @@ class VisitorGuard:
                 with contextlib.suppress(RuntimeError):
                     loop = asyncio.get_running_loop()
                     loop.call_later(SPOOL_IDLE_S + 1, self._sweep_spool)
+
+    def _too_many_waiting(self, owner: str, address: str | None) -> bool:
+        """Whether `owner` (or everyone from `address`) has as many uploads waiting for their
+        handler or on their way as they may."""
+        mine = here = 0
+        for o, a in [(o, a) for o, _, _, a in self.uploads.values()] + [
+            (o, a) for o, a, _, until in self.in_flight if until is None
+        ]:
+            mine += o == owner
+            here += address is not None and a == address
+        return mine >= UPLOADS_WAITING_PER_VISITOR or here >= UPLOADS_WAITING_PER_ADDRESS
 
     def _pending(self, counts: Callable[[str | None, str | None], bool]) -> int:
         """Bytes of uploads waiting for their handler, on their way, or abandoned on the way
@@ -301,10 +327,14 @@ class VisitorGuard:
                     self.uploads[path] = (owner, path.stat().st_size, now, address)
 
     def _forget_stale_uploads(self) -> None:
-        """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone;
-        remove abandoned uploads' spool files."""
+        """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone
+        (at most every `STALE_LOOK_S`); remove abandoned uploads' spool files."""
         self._sweep_spool(unless_recent=True)
-        cutoff = time.monotonic() - UPLOAD_TTL_S
+        now = time.monotonic()
+        if now - self.looked < STALE_LOOK_S:
+            return
+        self.looked = now
+        cutoff = now - UPLOAD_TTL_S
         for path, (_, _, when, _) in list(self.uploads.items()):
             if when < cutoff or not path.exists():
                 with contextlib.suppress(OSError):

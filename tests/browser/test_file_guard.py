@@ -17,7 +17,12 @@ import httpx
 import pytest
 from gradio_client import Client
 
-from studio.ui.guard import FILE_ROUTES, IMAGE_ROUTE
+from studio.ui.guard import (
+    FILE_ROUTES,
+    IMAGE_ROUTE,
+    TOO_MANY_UPLOADS,
+    UPLOADS_WAITING_PER_VISITOR,
+)
 from tests.browser.conftest import running_studio
 from tests.support.engines import make_image
 
@@ -364,3 +369,19 @@ def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
             assert client.get(route).status_code == 404
     # The routes the page uses still answer.
     assert visitor.get("/config").status_code == 200
+
+
+def test_a_visitor_has_a_bounded_number_of_uploads_waiting(hosted):
+    """Uploads no handler has taken yet wait up to 15 minutes: one cookie piled up thousands of
+    tiny ones, and every request slowed (each upload looked at every waiting one)."""
+    visitor = _visitor(hosted.url)
+    answers = [
+        _upload(hosted.url, make_image(8 + n, 8), _cookie(visitor)).status_code
+        for n in range(UPLOADS_WAITING_PER_VISITOR + 2)
+    ]
+    assert answers[:UPLOADS_WAITING_PER_VISITOR] == [200] * UPLOADS_WAITING_PER_VISITOR
+    refused = _upload(hosted.url, make_image(5, 5), _cookie(visitor))
+    assert refused.status_code == 429
+    assert TOO_MANY_UPLOADS in refused.text
+    # Another visitor uploads as before.
+    assert _upload(hosted.url, make_image(6, 6), _cookie(_visitor(hosted.url))).status_code == 200
