@@ -1044,13 +1044,17 @@ class Engine:
 
     async def _require_key(self, visitor: Visitor) -> None:
         """Before anything is stored for a visitor paying with their own key: RunAPI accepts
-        it (checked once). A hosted caller's keys RunAPI has not yet accepted count as key
-        checks of its network address, so the API cannot be used to try keys either."""
+        it (checked once). A hosted caller's key RunAPI has not yet accepted counts as a key
+        check of that caller (as a pasted one does of its browser); an API caller's key names a
+        new visitor, so trying keys through the API is bounded by the new visitors a network
+        address may become (`ui.visitor`). (Counted per address, anyone's five made-up keys a
+        minute locked out every new API caller where all share one address: a share link's
+        tunnel, a proxy the studio is not told of.)"""
         key = self._payer(visitor)
         if key is None:
             return
         if visitor.owner is not None and not self._clients.is_accepted(key):
-            self._count_key_check(f"address:{visitor.address or '?'}")
+            self._count_key_check(visitor.owner)
         await self._clients.require_accepted(key)
 
     def _count_key_check(self, owner: str) -> None:

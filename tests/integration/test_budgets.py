@@ -181,9 +181,7 @@ async def test_a_refused_masked_edit_leaves_no_mask_and_a_kept_one_counts_in_the
     await engine.aclose()
 
 
-async def test_a_key_runapi_refuses_stores_nothing_and_unchecked_keys_are_checks_of_the_address(
-    sim, clean_env
-):
+async def test_a_key_runapi_refuses_stores_nothing_and_locks_no_one_else_out(sim, clean_env):
     engine = _engine(sim, clean_env)
     image = make_image()
     for n in range(5):  # five made-up keys from one address: each asked about, none kept
@@ -192,11 +190,11 @@ async def test_a_key_runapi_refuses_stores_nothing_and_unchecked_keys_are_checks
             await engine.place_edit(image, visitor=who)
     assert await engine.list_sessions(visitor=who) == []
     assert _stored_files(clean_env) == 0
-    sixth = Visitor("key:made-up-6", Secret("sk-made-up-6"), address="198.51.100.9")
-    with pytest.raises(LimitError, match="keys in the last minute"):
-        await engine.place_edit(image, visitor=sixth)
-    # The accepted key of another address goes on, and is checked once.
-    good = Visitor("key:good", Secret(sim.api_key), address="198.51.100.10")
+    # Others' made-up keys lock no one else out (where everyone shares one address, a share
+    # link's tunnel, five a minute kept every new API caller out): a good key from the same
+    # address goes on, and is checked once. (New visitors an address may become bound how many
+    # keys it can try: tests/browser/test_hosted.py.)
+    good = Visitor("key:good", Secret(sim.api_key), address="198.51.100.9")
     session, _ = await engine.place_edit(image, visitor=good)
     step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=good)
     assert step.state is StepState.COMPLETED
