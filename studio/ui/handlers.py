@@ -731,7 +731,7 @@ class Handlers:
         name = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
         panel = self.c.folds.get(name)
         if panel is None:
-            return {self.c.status: gr.skip()}
+            return {self.c.delete_confirm: gr.skip()}  # no panel of that name: nothing changes
         update: Update = {panel: gr.Column(visible=True)}
         if name == "steps-box":
             update |= await self._pair(session_id, left, right)

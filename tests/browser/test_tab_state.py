@@ -44,10 +44,13 @@ class _Tab:
         config = self.http.get("/config").json()
         self.fns = {d.get("api_name"): d["id"] for d in config["dependencies"]}
 
-    def run(self, api_name: str, data: list[Any], *, fresh: bool = False) -> str:
-        """Send one event and read its answers to the end, as the page does: what it answered."""
+    def run(self, api_name: str, data: list[Any], *, fresh: bool = False, event: Any = None) -> str:
+        """Send one event and read its answers to the end, as the page does: what it answered.
+        `event`: what the page's click sends with it (`gr.EventData`)."""
         tab = secrets.token_hex(6) if fresh else self.hash
         body = {"data": data, "fn_index": self.fns[api_name], "session_hash": tab}
+        if event is not None:
+            body["event_data"] = event
         assert self.http.post("/gradio_api/queue/join", json=body).status_code == 200
         params = {"session_hash": tab}
         answered = ""
@@ -182,3 +185,13 @@ def test_a_tab_whose_record_went_spends_nothing_until_reloaded(hosted, sim):
     fresh = _Tab(hosted.url)
     fresh.http.headers["cookie"] = alice.http.headers["cookie"]
     assert TAB_FORGOTTEN not in fresh.run("on_edit", [*edit, False, None, ""])
+
+
+def test_a_click_naming_no_panel_changes_nothing_and_is_no_error(hosted):
+    # The page sends the name of the panel opened; a name the studio does not know (sent by
+    # anyone) was an error with no sentence, and a traceback in the log each time.
+    tab = _Tab(hosted.url)
+    answer = json.loads(tab.run("on_fold", [None, None, None, None, 2], event={"act": "nope"}))
+    assert answer["success"] is True
+    opened = json.loads(tab.run("on_fold", [None, None, None, None, 2], event={"act": "advanced"}))
+    assert opened["success"] is True
