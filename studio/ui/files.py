@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -46,6 +47,8 @@ _EXPORTS_PREFIX = "kontext-studio-exports-"
 _LIVE = ".live"
 # The lock of this process's exports folders, held open while it runs.
 _held: list[int] = []
+# The key of `_tag`: a running studio's own (its exports folders are its own too).
+_TAG_KEY = secrets.token_bytes(32)
 # Where the non-hosted page keeps its named download links (made by the page's handlers).
 _KEEP = {"downloads"}
 
@@ -182,8 +185,10 @@ def _exports(folder: Path) -> list[tuple[float, Path]]:
 
 
 def _tag(owner: str | None) -> str:
-    """Which visitor's an export folder is, without saying who: a short hash of the owner."""
-    return hashlib.sha256((owner or "").encode()).hexdigest()[:8]
+    """Which visitor's (or address's) an export folder is, without saying who: a short MAC of
+    it under a key of this process (the folders go with it), so that a link handed on names
+    no one: a plain hash of an address is found by trying them all."""
+    return hmac.new(_TAG_KEY, (owner or "").encode(), hashlib.sha256).hexdigest()[:8]
 
 
 class UploadBook:
