@@ -173,6 +173,8 @@ class TabRecords(_GradioStateHolder):
             self.forgotten[session_id] = None
             while len(self.forgotten) > FORGOTTEN_KEPT:
                 self.revived.discard(self.forgotten.popitem(last=False)[0])
+            while len(self.revived) > FORGOTTEN_KEPT:
+                self.revived.pop()
         self.time_last_used.pop(session_id, None)
         owner = self.owners.pop(session_id, None)
         if owner is not None:

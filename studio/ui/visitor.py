@@ -498,7 +498,10 @@ class VisitorMiddleware:
         named = SECURE_VISITOR_COOKIE if https else VISITOR_COOKIE
         tokens = valid_token_ids(cookies, door.secret, named)
         ident = tokens[0] if len(tokens) == 1 else None
-        if tokens and not key and from_another_site(request.headers):
+        # (Another site's page fetching the studio's page is no visitor opening it either: it
+        # is handed no token, and uses up none of the address's new visitors.)
+        cross = from_another_site(request.headers)
+        if tokens and not key and cross:
             # Another site's page asking with the visitor's cookie: it names nobody (it may
             # read nothing of theirs, nor act for them).
             state[_STATE_REFUSAL] = FROM_ELSEWHERE
@@ -518,7 +521,7 @@ class VisitorMiddleware:
             state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
         if ident is None and not key and not self.rate.has_room(address):
             state[_STATE_REFUSAL] = TOO_MANY_NEW  # said instead of "allow cookies"
-        if ident is not None or key or not _is_page_load(request):
+        if ident is not None or key or not _is_page_load(request) or cross:
             # Only the page itself makes a new visitor: any other request without a token (an
             # API probe, a client's /config, Gradio's own MCP client) names nobody, so no token
             # is handed to a client that would share it (Gradio's MCP server calls every tool

@@ -277,3 +277,16 @@ def test_a_visitor_signs_in_on_the_page_and_edits(browser, sim, clean_env):
         _edit_an_example(page)
         assert len(s.run(s.engine.list_sessions())) == 1
         context.close()
+
+
+def test_another_sites_page_fetching_the_studio_uses_up_no_new_visitor(sim, clean_env):
+    """Any web page can make its visitors' browsers fetch the studio's page: such a fetch is no
+    one opening the studio, so it gets no token and uses none of the address's new visitors."""
+    # (The studio's own first look at its page, as it starts, is one of the two.)
+    with running_studio(sim, clean_env, hosted=True, identities_per_hour=2) as s:
+        fetched = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+        for _ in range(3):
+            answer = httpx.get(s.url, headers=fetched)
+            assert "set-cookie" not in answer.headers
+        opened = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}
+        assert httpx.get(s.url, headers=opened).cookies.get("kontext_visitor")
