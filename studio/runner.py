@@ -394,9 +394,9 @@ class StepRunner:
                 created_at = None  # when a create made here answered: the wait counts from it
                 if step.task_id is None:
                     await self._check_region(step)
-                    submitting = step
+                    sending = [step]  # with its upload recorded, once made: a retry sends the same
                     step, created_at = await self._persist(
-                        step, lambda: self._submit(submitting, client)
+                        step, lambda: self._submit(sending, client)
                     )
                 task = await self._wait(step, client, created_at)
                 self._report(step, "downloading")
@@ -509,14 +509,20 @@ class StepRunner:
             if run is not None:
                 run.update = replace(run.update, step=step)
 
-    async def _submit(self, step: Step, client: RunAPIClient) -> tuple[Step, float | None]:
-        """Create the step's task and record its id; the step, and when the create answered
-        (None when the answer says the task has ended: a replayed create, read at once)."""
+    async def _submit(self, sending: list[Step], client: RunAPIClient) -> tuple[Step, float | None]:
+        """Create the step (`sending[0]`) 's task and record its id; the step, and when the
+        create answered (None when the answer says the task has ended: a replayed create, read
+        at once). The step with its upload recorded is left in `sending` before the create is
+        sent: tried again, the create carries the very same body, so that RunAPI replays the
+        task it may have made rather than refusing another body under the same key (the edit
+        would fail while its first task was charged)."""
+        step = sending[0]
         params = step.params
         assert params is not None, "only edit and generate steps are submitted"
         source_url, aspect_ratio = None, params.aspect_ratio
         if step.source.kind != "none":
             source_url, step, natural_ratio = await self._source_url(step, client)
+            sending[0] = step
             aspect_ratio = aspect_ratio or natural_ratio
         request = TaskRequest(
             model=MODEL_IDS[params.model],
@@ -548,9 +554,10 @@ class StepRunner:
         if source.kind == "link" and source.link_url and is_public_link(source.link_url):
             return source.link_url, step, ratio
         now = self._now()
-        expires = source.uploaded_expires_at
-        if source.uploaded_url and expires and expires > now:
-            # A resumed step re-sends the very same body, so its idempotent create replays.
+        if source.uploaded_url:
+            # A create may have gone with this body (a retried or resumed step): the very same
+            # body again, so that its idempotent create replays, even once the upload expired
+            # (RunAPI has its task; were there none, the new one fails without a charge).
             return source.uploaded_url, step, ratio
         self._uploads = {k: u for k, u in self._uploads.items() if u.expires_at > now}
         cached = self._uploads.get(sha)

@@ -93,6 +93,23 @@ async def test_a_create_whose_answers_keep_dropping_is_asked_again_not_failed(si
     await engine.aclose()
 
 
+async def test_a_create_asked_again_sends_the_same_body_even_when_its_upload_is_short_lived(
+    sim, clean_env
+):
+    # The first create reaches RunAPI (a task is made: it will be charged) and its answers are
+    # lost past the client's retries; RunAPI's uploads live five minutes here, so the studio
+    # would not have reused the upload for a new create. Asked again, the create must carry the
+    # very same source URL: another body under the same key is refused (409), and the edit
+    # failed while its first task was charged (the fault drill found one such in 24 edits).
+    sim.file_ttl_s = 300
+    sim.faults.drop_connection(times=6, route="create")
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    step = await engine.edit(await _session(engine), EditParams(prompt="blue"))
+    assert step.state is StepState.COMPLETED, step.error
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()
+
+
 async def test_reads_refused_past_the_clients_retries_do_not_fail_a_running_task(sim, clean_env):
     engine = make_engine(clean_env, sim.base_url, sim.api_key)
     session_id = await _session(engine)
