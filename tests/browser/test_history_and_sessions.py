@@ -130,6 +130,16 @@ def test_new_then_enter_generates_a_new_image_and_leaves_no_empty_session(page, 
     assert len(studio.run(studio.engine.load_session(edited.session_id)).steps) == 1
     names = {s.name for s in studio.run(studio.engine.list_sessions())}
     assert names == {"Chelsea example", "a red bicycle against a white wall"}
+    # Its toggle says the panel is open, folds it at once, and opens it again from the keyboard.
+    advanced = page.get_by_role("button", name="Advanced")
+    expect(advanced).to_have_attribute("aria-expanded", "true")
+    advanced.click()
+    expect(advanced).to_have_attribute("aria-expanded", "false")
+    expect(slider).to_be_hidden()
+    advanced.focus()
+    page.keyboard.press("Enter")
+    expect(advanced).to_have_attribute("aria-expanded", "true")
+    expect(slider).to_be_visible()
 
 
 def test_a_download_is_named_after_the_session_and_step(page):
