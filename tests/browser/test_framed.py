@@ -45,18 +45,27 @@ def framing_site() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
+def _framed_studio(sim, home, site):  # type: ignore[no-untyped-def]
+    """A hosted studio that `site` may frame."""
+    return running_studio(sim, home, hosted=True, visitor_budget_cents=100, frame_ancestors=(site,))
+
+
+def _open(browser, site):  # type: ignore[no-untyped-def]
+    """A new browser (its own cookies) on the framing site's page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(site)
+    return context, page
+
+
 def test_a_framed_studio_keeps_its_visitor_across_events_and_a_reload(
     browser, sim, clean_env, framing_site
 ):
     site, frames = framing_site
-    with running_studio(
-        sim, clean_env, hosted=True, visitor_budget_cents=100, frame_ancestors=(site,)
-    ) as studio:
+    with _framed_studio(sim, clean_env, site) as studio:
         # The same studio, under a name the browser counts as another site than the page's.
         frames.append(studio.url.replace("127.0.0.1", "localhost"))
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.goto(site)
+        context, page = _open(browser, site)
         frame = page.frame_locator("iframe")
         expect(frame.locator("#status")).not_to_be_empty(timeout=30_000)
         frame.locator("#examples button[data-act=example]").nth(1).click()
@@ -106,17 +115,13 @@ def test_another_sites_page_in_the_same_frame_partition_reads_nothing_of_the_vis
     browser, sim, clean_env, framing_site
 ):
     site, frames = framing_site
-    with running_studio(
-        sim, clean_env, hosted=True, visitor_budget_cents=100, frame_ancestors=(site,)
-    ) as studio:
+    with _framed_studio(sim, clean_env, site) as studio:
         # The studio and another site's page, each under a name of its own, framed by one site
         # (as every Space is framed by huggingface.co).
         port = site.rsplit(":", 1)[1]
         shown = studio.url.replace("127.0.0.1", "studio.localhost")
         frames.extend([shown, f"http://other.localhost:{port}/page"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.goto(site)
+        context, page = _open(browser, site)
         frame = page.frame_locator("iframe").first
         expect(frame.locator("#status")).not_to_be_empty(timeout=30_000)
         frame.locator("#examples button[data-act=example]").nth(1).click()

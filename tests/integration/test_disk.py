@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -163,21 +164,27 @@ def test_many_visitors_exports_never_push_out_a_young_one_when_the_folder_is_ful
     assert all(p.exists() for p in others[1:])
 
 
+def _flood(folder: Path, count: int, address: Callable[[int], str]) -> list[Path]:
+    """`count` exports of free cookies (four each, as many as one may keep), export `n` from
+    `address(n)`."""
+    return [
+        write_export(
+            folder,
+            f"f{n}",
+            b"zip",
+            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
+            address=address(n),
+        )
+        for n in range(count)
+    ]
+
+
 def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_path):
     """Eight free cookies from one address exporting four times each once filled all 32
     places, and every other visitor was refused for as long as they kept at it: an address
     now holds at most EXPORTS_PER_ADDRESS, its own oldest going first."""
     alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice", address="192.0.2.1")
-    flood = [
-        write_export(
-            tmp_path,
-            f"f{n}",
-            b"zip",
-            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
-            address="198.51.100.7",
-        )
-        for n in range(EXPORTS_KEPT)
-    ]
+    flood = _flood(tmp_path, EXPORTS_KEPT, lambda n: "198.51.100.7")
     kept = [p for p in flood if p.exists()]
     assert kept == flood[-EXPORTS_PER_ADDRESS:]
     assert alice.exists()
@@ -193,16 +200,7 @@ def test_a_few_addresses_holding_every_export_place_give_one_up_to_a_visitor_fro
     from elsewhere takes the oldest place of an address holding the most, while a visitor
     holding as few places as the asker keeps theirs."""
     alice = write_export(tmp_path, "alice", b"zip", owner="browser:alice", address="192.0.2.1")
-    flood = [
-        write_export(
-            tmp_path,
-            f"f{n}",
-            b"zip",
-            owner=f"browser:f{n // EXPORTS_PER_VISITOR}",
-            address=f"198.51.100.{n // EXPORTS_PER_ADDRESS}",
-        )
-        for n in range(EXPORTS_KEPT - 1)
-    ]
+    flood = _flood(tmp_path, EXPORTS_KEPT - 1, lambda n: f"198.51.100.{n // EXPORTS_PER_ADDRESS}")
     assert all(p.exists() for p in flood)
     for n in range(3):
         bob = new_export(tmp_path, f"bob{n}", owner=f"browser:bob{n}", address=f"203.0.113.{n}")
