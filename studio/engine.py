@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import contextvars
 import hashlib
@@ -87,7 +88,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import Holding, Store, StoreError, text_bytes
+from studio.store import THUMBNAILS_PER_CALL, Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,12 @@ class Engine:
         # Exports being written (`_export_turn`): all together, and the visitors who have one.
         self._exports = asyncio.Semaphore(EXPORTS_AT_ONCE)
         self._exporting: set[str] = set()
+        # Thumbnails being made (`thumbnails`): on a thread of their own, one at a time, each
+        # image once however many ask; and the thumbnails each named visitor asked for lately.
+        self._thumb_maker = concurrent.futures.ThreadPoolExecutor(1, "thumbnails")
+        self._thumb_places = FairPlaces(1)
+        self._thumbs_making: dict[str, asyncio.Future[Path | None]] = {}
+        self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -263,6 +270,7 @@ class Engine:
     async def aclose(self) -> None:
         """Stop waiting on running edits (they resume at the next start) and close everything."""
         await self._runner.aclose()
+        await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._store.close)
 
     # -- intake ---------------------------------------------------------------------------------
@@ -339,17 +347,7 @@ class Engine:
     def _decoded_lately(self, owner: str | None, pixels: int) -> int:
         """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
         now): who has had the fewest goes first when a decode place comes free."""
-        if owner is None:
-            return 0
-        now = time.monotonic()
-        recent = self._decoded.setdefault(owner, collections.deque())
-        while recent and now - recent[0][0] >= 60.0:
-            recent.popleft()
-        used = sum(p for _, p in recent)
-        recent.append((now, pixels))
-        if len(self._decoded) > MAX_TRACKED_ADDRESSES:  # forget those idle for a minute
-            self._decoded = {o: r for o, r in self._decoded.items() if r and now - r[-1][0] < 60.0}
-        return used
+        return 0 if owner is None else _used_lately(self._decoded, owner, pixels)
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
@@ -1003,9 +1001,51 @@ class Engine:
         """The stored bytes of image `ref`, exactly as received."""
         return await asyncio.to_thread(self._store.read_image, ref.sha256)
 
-    async def thumbnails(self, refs: list[ImageRef]) -> dict[str, Path]:
-        """A small copy of each stored image for history strips (made once), by sha256."""
-        return await asyncio.to_thread(self._store.thumbnails, refs)
+    async def thumbnails(
+        self, refs: list[ImageRef], *, visitor: Visitor = LOCAL
+    ) -> dict[str, Path]:
+        """A small copy of each stored image for history strips (made once), by sha256; at
+        most `THUMBNAILS_PER_CALL` missing ones are made in one call (the rest as the page asks
+        again). A thumbnail is a full decode of its image (an 8-megapixel HEIC: half a second):
+        they are made on a thread of their own, never on the one every store read shares; one
+        at a time; each image once, however many pages ask for it at once; and a visitor who
+        asked for many lately waits behind one who asked for few (review 5 F3: six renders of
+        a fresh import, each decoding the same 48 images on the shared threads, stalled every
+        other visitor's page for up to 39 s)."""
+        found, missing = await asyncio.to_thread(self._store.existing_thumbnails, refs)
+        missing = missing[:THUMBNAILS_PER_CALL]
+        if missing:
+            used = self._thumbnails_lately(visitor.owner, len(missing))
+            # Each counts the ones asked before it: one large ask waits its turn too.
+            asks = (self._thumbnail(sha, used + n) for n, sha in enumerate(missing))
+            made = await asyncio.gather(*asks)
+            found.update({sha: path for sha, path in zip(missing, made, strict=True) if path})
+        return found
+
+    def _thumbnail(self, sha256: str, used: int) -> asyncio.Future[Path | None]:
+        """The thumbnail of `sha256` being made (one making for all who ask), for one asker
+        (who may give up without stopping it for the others)."""
+        making = self._thumbs_making.get(sha256)
+        if making is None:
+            making = asyncio.ensure_future(self._make_thumbnail(sha256, used))
+            self._thumbs_making[sha256] = making
+            making.add_done_callback(lambda _: self._thumbs_making.pop(sha256, None))
+        return asyncio.shield(making)
+
+    async def _make_thumbnail(self, sha256: str, used: int) -> Path | None:
+        async with self._thumb_places.place(used):
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._thumb_maker, self._store.make_thumbnail, sha256
+                )
+            except (StoreError, OSError, RuntimeError):  # unreadable, or the studio closing
+                return None
+
+    def _thumbnails_lately(self, owner: str | None, count: int) -> int:
+        """The thumbnails `owner` asked for in the last minute, before these `count` (counted
+        now): who asked for the fewest goes first when the maker comes free."""
+        return 0 if owner is None else _used_lately(self._thumbed, owner, count)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
@@ -1284,6 +1324,21 @@ class Engine:
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return _held_lock(self._locks, session_id)
+
+
+def _used_lately(table: dict[str, collections.deque[tuple[float, int]]], owner: str, n: int) -> int:
+    """What `owner` used in the last minute by `table` (when, how much), before these `n`
+    (counted now). Owners idle for a minute are forgotten once the table is large."""
+    now = time.monotonic()
+    recent = table.setdefault(owner, collections.deque())
+    while recent and now - recent[0][0] >= 60.0:
+        recent.popleft()
+    used = sum(amount for _, amount in recent)
+    recent.append((now, n))
+    if len(table) > MAX_TRACKED_ADDRESSES:
+        for idle in [o for o, r in table.items() if not r or now - r[-1][0] >= 60.0]:
+            del table[idle]
+    return used
 
 
 def _c2pa_signer(settings: Settings) -> C2paSigner | None:

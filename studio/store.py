@@ -344,11 +344,10 @@ class Store:
 
     # Thumbnails: small copies for history strips, made once, removed with their image
 
-    def thumbnails(
-        self, refs: Collection[ImageRef], *, most: int = THUMBNAILS_PER_CALL
-    ) -> dict[str, Path]:
-        """The thumbnail of each image that has one, making at most `most` missing ones."""
+    def existing_thumbnails(self, refs: Collection[ImageRef]) -> tuple[dict[str, Path], list[str]]:
+        """The thumbnail of each image that has one, by sha256; and the images without one."""
         found: dict[str, Path] = {}
+        missing: dict[str, None] = {}
         for ref in refs:
             if ref.sha256 in found or not _SHA256.fullmatch(ref.sha256):
                 continue
@@ -357,13 +356,12 @@ class Store:
                     found[ref.sha256] = path
                     break
             else:
-                if most > 0:
-                    with contextlib.suppress(StoreError, OSError):
-                        found[ref.sha256] = self._make_thumbnail(ref.sha256)
-                    most -= 1
-        return found
+                missing[ref.sha256] = None
+        return found, list(missing)
 
-    def _make_thumbnail(self, sha256: str) -> Path:
+    def make_thumbnail(self, sha256: str) -> Path:
+        """Make the thumbnail of a stored image (a full decode: `StoreError` or `OSError` when
+        it cannot be read)."""
         thumb = make_thumbnail(self.read_image(sha256), max_side=THUMBNAIL_SIDE)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
         suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
