@@ -32,7 +32,7 @@ from studio.params import EditParams, RegionRequest, parse_box, parse_params, sa
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.export import export_file
-from studio.ui.files import discard_upload
+from studio.ui.files import discard_upload, fitted_name
 from studio.ui.layout import Components
 from studio.ui.tabstate import was_forgotten
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
@@ -964,7 +964,7 @@ def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
         (wa, ha), (wb, hb) = a.size, b.size
         if abs(wa / ha - wb / hb) < 0.01:
             return str(right), ""
-        target = folder / f"{left.stem[:16]}-{right.stem[:16]}-{wa}x{ha}.png"
+        target = folder / fitted_name(left.stem, right.stem, wa, ha)
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)
             fitted = ImageOps.pad(b.convert("RGBA"), (wa, ha), color=(0, 0, 0, 0))
