@@ -110,6 +110,9 @@ NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# Seconds between two passes over every stored file for images nobody refers to (a deleted
+# session's own images go at once; a pass finds those left by a crash or still new then).
+FULL_COLLECT_EVERY_S = 600.0
 # Said of a step paid with a visitor's own key when the studio restarted under it.
 WAITS_FOR_KEY = (
     "The studio restarted while this edit ran on your own RunAPI key, which it does not keep; "
@@ -232,6 +235,10 @@ class Engine:
         self._thumb_places = FairPlaces(1)
         self._thumbs_making: dict[str, asyncio.Future[Path | None]] = {}
         self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
+        # The pass over every stored file for unreferenced images (`delete_session`): when the
+        # next may start, and the one running.
+        self._next_full_collect = 0.0
+        self._full_collect: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -270,6 +277,8 @@ class Engine:
     async def aclose(self) -> None:
         """Stop waiting on running edits (they resume at the next start) and close everything."""
         await self._runner.aclose()
+        if self._full_collect is not None:
+            await asyncio.wait([self._full_collect])
         await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._store.close)
 
@@ -529,7 +538,8 @@ class Engine:
         return await self.navigate(session_id, lambda s: s.rename(name), visitor=visitor)
 
     async def delete_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
-        """Delete a session with its steps, then the images no other session refers to.
+        """Delete a session with its steps, then its images no other session refers to (and
+        now and then, in the background, every image nobody refers to: `FULL_COLLECT_EVERY_S`).
 
         Raises `StoreError` (one sentence) while one of its edits is still queued or running.
         Returns the session as it was.
@@ -541,21 +551,39 @@ class Engine:
                 raise HistoryError(
                     "This session has an edit still running; delete it once it has finished."
                 )
+            held = await asyncio.to_thread(self._store.referenced_images, session_id)
             await asyncio.to_thread(self._store.delete_session, session_id)
             for step_id in session.steps:
                 waiting.pop(step_id, None)
         self._runner.signals.notify(session_id)
-        await self.collect_garbage()
+        await self.collect_garbage(among=held)
+        if time.monotonic() >= self._next_full_collect and self._full_collect is None:
+            # Every file looked at (a second per 40,000 images): not on a visitor's delete, and
+            # one at a time (review 5 F6: each delete looked at every file of the store).
+            self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
+            self._full_collect = asyncio.ensure_future(self._collect_all())
         return session
 
-    async def collect_garbage(self, *, older_than_s: float = UNREFERENCED_GRACE_S) -> int:
-        """Remove stored images and thumbnails no session refers to, older than `older_than_s`
-        seconds; how many images went. Files a session refers to are never touched."""
+    async def _collect_all(self) -> None:
+        try:
+            await self.collect_garbage()
+        except (OSError, StoreError) as exc:
+            log.warning("Clean-up of unreferenced images failed: %s", exc)
+        finally:
+            self._full_collect = None
 
-        count = len(await asyncio.to_thread(self._store.collect_images, older_than_s=older_than_s))
-        if count:
-            log.info("Removed %d image(s) no session refers to", count)
-        return count
+    async def collect_garbage(
+        self, *, older_than_s: float = UNREFERENCED_GRACE_S, among: set[str] | None = None
+    ) -> int:
+        """Remove stored images and thumbnails no session refers to (of `among`, if given),
+        older than `older_than_s` seconds; how many images went. Files a session refers to are
+        never touched."""
+        removed = await asyncio.to_thread(
+            self._store.collect_images, older_than_s=older_than_s, among=among
+        )
+        if removed:
+            log.info("Removed %d image(s) no session refers to", len(removed))
+        return len(removed)
 
     async def navigate(
         self, session_id: str, move: Callable[[Session], Session], *, visitor: Visitor = LOCAL
