@@ -39,6 +39,7 @@ from studio.engine import (
     StoreError,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
+from studio.ui import tree
 from studio.ui.files import UploadBook
 from studio.ui.view import PageData
 from studio.visitor import LOCAL, Visitor
@@ -120,10 +121,13 @@ class Bridge:
 
     # -- what differs: the page's reads and watching ----------------------------------------------
 
-    async def page(self, session_id: str | None, who: Visitor) -> PageData:
+    async def page(
+        self, session_id: str | None, who: Visitor, *, every_session: bool = False
+    ) -> PageData:
         """The session (or none), the visitor's sessions, what runs, and the files to show,
-        read in one go on the engine's loop: from the store alone, never waiting on RunAPI."""
-        return await self.call(_page, session_id, who)
+        read in one go on the engine's loop: from the store alone, never waiting on RunAPI.
+        Covers are made for the sessions the list draws (`tree.listed_sessions`)."""
+        return await self.call(_page, session_id, who, every_session)
 
     async def balance(self, who: Visitor) -> int | None:
         """The balance of the key that pays for `who`'s edits (a RunAPI call; None when it is
@@ -191,7 +195,9 @@ class Bridge:
         return self._engine.private_folders()
 
 
-async def _page(engine: Engine, session_id: str | None, who: Visitor) -> PageData:
+async def _page(
+    engine: Engine, session_id: str | None, who: Visitor, every_session: bool = False
+) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
     session, damaged, version = None, None, None
     if session_id:
@@ -205,7 +211,7 @@ async def _page(engine: Engine, session_id: str | None, who: Visitor) -> PageDat
     # The session list shows each session's cover image.
     covers = [
         ImageRef(sha256=s.cover_sha256, format="png", width=1, height=1)
-        for s in summaries
+        for s in tree.listed_sessions(summaries, session_id, every=every_session)
         if s.cover_sha256
     ]
     if session is None:

@@ -92,6 +92,8 @@ class _Tab:
         # session picked, this one deleted), and would pull the page back.
         self.showing: str | None = None
         self.known = False
+        # The session list shows all of the visitor's sessions, not only the newest (asked for).
+        self.every_session = False
         self._turns = asyncio.Condition()
 
     @property
@@ -211,12 +213,23 @@ class Handlers:
         tab_key: str | None = None,
         tick: bool = False,
         model: str | None = None,
+        sessions_open: bool = False,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store (for a
-        `tick`: news of the session the page named, which does not move the tab)."""
-        data = await self.bridge.page(session_id, self.who_with(tab_key))
+        `tick`: news of the session the page named, which does not move the tab;
+        `sessions_open`: with the session list unfolded)."""
         tab = self._tab()
-        page = view.render_page(data, self.tiles, tab_step, done=tab.done, refused=tab.refused)
+        every = tab.every_session
+        data = await self.bridge.page(session_id, self.who_with(tab_key), every_session=every)
+        page = view.render_page(
+            data,
+            self.tiles,
+            tab_step,
+            done=tab.done,
+            refused=tab.refused,
+            every_session=every,
+            sessions_open=sessions_open,
+        )
         if not tick:
             tab.showing, tab.known = page.session_id, True
         download = page.download
@@ -398,14 +411,18 @@ class Handlers:
 
     @guarded
     async def on_header_click(
-        self, _session_id: str | None, _tab: str | None, evt: gr.EventData
+        self, session_id: str | None, tab_step: str | None, evt: gr.EventData
     ) -> Update:
-        """A click in the header: + New (`act` "new"), or a session picked in the list (`act`
-        "open"; what the page sends is only its id: checked behind the bridge)."""
+        """A click in the header: + New (`act` "new"), a session picked in the list (`act`
+        "open"; what the page sends is only its id: checked behind the bridge), or the list's
+        older sessions asked for (`act` "every": the list, unfolded, with all of them)."""
         clicked = getattr(evt, "_data", None) or {}
         act = str(clicked.get("act", "")) if isinstance(clicked, dict) else ""
         if act == "new":
             return await self._new_session()
+        if act == "every":
+            self._tab().every_session = True
+            return await self.page(session_id, tab_step, sessions_open=True)
         picked = str(clicked.get("step", "")) if isinstance(clicked, dict) else ""
         if not picked or act != "open":
             return {self.c.status: gr.skip()}

@@ -36,11 +36,13 @@ SHARE_WAIT_S = 40.0
 # On every response. nosniff: a file is only ever what its Content-Type says. frame-ancestors: the
 # page may be framed by itself and by Hugging Face, whose Space pages embed the app in an iframe
 # from huggingface.co (the app itself is served from *.hf.space); nowhere else (no clickjacking).
+# Not by *.hf.space: every Space is served there, so any Space could frame the studio under a
+# page of its own.
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (
         b"content-security-policy",
-        b"frame-ancestors 'self' https://huggingface.co https://*.hf.space",
+        b"frame-ancestors 'self' https://huggingface.co",
     ),
 )
 

@@ -23,6 +23,12 @@ from studio.ui.visitor import IdentityRate, client_address, forwarded_for, visit
 FAILURES_PER_MINUTE = 10
 FAILURES_PER_HOUR = 30
 TOO_MANY_SIGN_INS = "Too many wrong sign-ins from this browser; wait a while and try again."
+# A request without the studio's cookie (none could be given: the address's new visitors of the
+# hour are used up) is counted with every other such request from its address.
+TOO_MANY_FROM_ADDRESS = (
+    "Too many wrong sign-ins from this network address (this browser has no visitor cookie yet,"
+    " so it is counted with every other one there); wait a while and try again."
+)
 _LOGIN = compile_path("/login")[0]
 _LOGIN_SLASH = compile_path("/login/")[0]
 
@@ -45,7 +51,7 @@ class SignInThrottle:
             return
         who = visitor_in(scope)
         if who is not None and who.owner is not None:
-            key = who.owner
+            key, refusal = who.owner, TOO_MANY_SIGN_INS
         else:
             peer = scope.get("client")
             address = client_address(
@@ -53,9 +59,9 @@ class SignInThrottle:
                 forwarded_for(scope.get("headers", [])),
                 proxy_hops=self.proxy_hops,
             )
-            key = f"address:{address}"
+            key, refusal = f"address:{address}", TOO_MANY_FROM_ADDRESS
         if not self.hour.has_room(key) or not self.minute.allow(key):
-            await refuse(send, 429, TOO_MANY_SIGN_INS)
+            await refuse(send, 429, refusal)
             return
         self.hour.allow(key)
 
@@ -68,4 +74,10 @@ class SignInThrottle:
         await self.app(scope, receive, counted)
 
 
-__all__ = ["FAILURES_PER_HOUR", "FAILURES_PER_MINUTE", "TOO_MANY_SIGN_INS", "SignInThrottle"]
+__all__ = [
+    "FAILURES_PER_HOUR",
+    "FAILURES_PER_MINUTE",
+    "TOO_MANY_FROM_ADDRESS",
+    "TOO_MANY_SIGN_INS",
+    "SignInThrottle",
+]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from typing import TypeVar
 from urllib.parse import quote
 
 from studio.history import Session, Step, StepState
@@ -27,6 +28,9 @@ from studio.ui import present
 BEFORE = 30
 AHEAD = 10
 FORKS_SHOWN = 3
+# The session list shows the newest this many (and the open one); the rest are one click away.
+SESSIONS_SHOWN = 50
+_Covered = TypeVar("_Covered", bound=present.Covered)
 FAILED_SHOWN = 5
 
 
@@ -372,14 +376,18 @@ def sessions_html(
     now: datetime | None = None,
     *,
     url: Callable[[str], str] = file_url,
+    every: bool = False,
+    opened: bool = False,
 ) -> str:
     """The session list: the open session (a thumbnail, its name, steps and last change) and,
-    unfolded, every session the same way, each one click away (`data-act="open"`). `labels`
-    are the names as listed (sessions sharing a name are numbered)."""
+    unfolded, the newest `SESSIONS_SHOWN` sessions (`every`: all of them) the same way, each one
+    click away (`data-act="open"`), then a button showing the rest (`data-act="every"`).
+    `labels` are the names as listed (sessions sharing a name are numbered); `opened` draws
+    the list unfolded."""
     now = now or datetime.now(UTC)
     rows = []
     shown = '<span class="name">New session</span>'
-    for summary in summaries:
+    for summary in listed_sessions(summaries, current, every=every):
         row = _session_row(summary, labels, thumbs, now, url)
         attrs = f'class="session" data-act="open" data-step="{_a(summary.session_id)}"'
         if summary.session_id == current:
@@ -387,12 +395,29 @@ def sessions_html(
             attrs = attrs.replace('"session"', '"session current"') + ' aria-current="true"'
         rows.append(f'<li><button type="button" {attrs}>{row}</button></li>')
     count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
+    if len(rows) < len(summaries):
+        rows.append(
+            '<li><button type="button" class="more" data-act="every">'
+            f"Show all {count} ({len(summaries) - len(rows)} older)</button></li>"
+        )
     return (
-        '<details class="sessions">'
+        f'<details class="sessions"{" open" if opened else ""}>'
         f'<summary title="Sessions ({count}): open another">{shown}'
         '<span class="fold" aria-hidden="true">▾</span></summary>'
         f'<ul class="list" aria-label="Sessions">{"".join(rows)}</ul></details>'
     )
+
+
+def listed_sessions(
+    summaries: Sequence[_Covered], current: str | None, *, every: bool = False
+) -> list[_Covered]:
+    """The sessions the list draws, newest first: the newest `SESSIONS_SHOWN` and the open one
+    (or, `every`, all of them). A render stays small however many sessions a visitor keeps."""
+    if every:
+        return list(summaries)
+    shown = list(summaries[:SESSIONS_SHOWN])
+    shown += [s for s in summaries[SESSIONS_SHOWN:] if s.session_id == current]
+    return shown
 
 
 def _session_row(

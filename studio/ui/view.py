@@ -116,11 +116,14 @@ def render_page(
     done: int = 0,
     refused: int = 0,
     now: datetime | None = None,
+    every_session: bool = False,
+    sessions_open: bool = False,
 ) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
     the server has taken (the page drops its own "queued" tiles up to it). `now` dates the
-    session list ("today", "2 Dec")."""
+    session list ("today", "2 Dec"); `every_session` lists all of them, not only the newest
+    (`sessions_open`: unfolded)."""
     del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
@@ -130,6 +133,8 @@ def render_page(
         session.session_id if session is not None else None,
         data.thumbs,
         now,
+        every=every_session,
+        opened=sessions_open,
     )
     if session is None:
         status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS

@@ -218,3 +218,23 @@ def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studi
     expect(_session_name(page)).to_have_text("New session")
     expect(_listed(page)).to_have_count(2)
     assert len(studio.run(studio.engine.list_sessions())) == 2
+
+
+def test_a_long_session_list_shows_the_newest_fifty_and_the_rest_one_click_away(page, studio):
+    for n in range(55):  # made one after the other: "Kept 54" is the newest
+        studio.run(studio.engine.start_session(None, name=f"Kept {n}"))
+    page.reload()
+    expect(_session_name(page)).to_have_text("Kept 54", timeout=20_000)
+    rows = _listed(page)
+    expect(rows).to_have_count(50)
+    expect(rows.filter(has=page.locator(".name", has_text=re.compile("^Kept 0$")))).to_have_count(0)
+    more = page.locator("#sessions button.more")
+    expect(more).to_have_text("Show all 55 sessions (5 older)")
+    more.click()
+    # The list stays unfolded, now with every session; the oldest opens with one click.
+    expect(rows).to_have_count(55)
+    expect(page.locator("#sessions ul.list")).to_be_visible()
+    rows.filter(has=page.locator(".name", has_text=re.compile("^Kept 0$"))).click()
+    expect(_session_name(page)).to_have_text("Kept 0")
+    # Opened, it is in the list (marked) however old it is.
+    expect(_listed(page).filter(has_text="Kept 0")).to_have_attribute("aria-current", "true")

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pw-canary-51d0a"
 # Seconds; hang guards, never performance assertions.
 START_TIMEOUT_S = 60
-FRAME_POLICY = "frame-ancestors 'self' https://huggingface.co https://*.hf.space"
+FRAME_POLICY = "frame-ancestors 'self' https://huggingface.co"
 
 
 def _free_port() -> int:

@@ -231,3 +231,24 @@ def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_sessio
     # The open session heads the list, and is marked in it.
     assert listed.index("<summary") < listed.index("Holiday &lt;b&gt;") < listed.index("</summary>")
     assert 'data-step="s1" aria-current="true"' in listed
+
+
+def test_a_long_session_list_draws_the_newest_fifty_and_the_open_one_then_all_when_asked():
+    # 120 sessions, newest first; the open one ("s1", the oldest) is far down the list.
+    summaries = [Summary(f"s{n}", f"Session {n}", n) for n in range(120, 0, -1)]
+    page = render_page(data(start(), summaries=summaries), TILES)
+    listed = page.sessions_html
+    assert listed.count('data-act="open"') == 51
+    assert 'data-step="s120"' in listed
+    assert 'data-step="s71"' in listed
+    assert 'data-step="s70"' not in listed
+    assert 'data-step="s1" aria-current="true"' in listed  # the open one, though old
+    assert 'data-act="every">Show all 120 sessions (69 older)</button>' in listed
+    assert '<details class="sessions">' in listed  # folded
+
+    every = render_page(
+        data(start(), summaries=summaries), TILES, every_session=True, sessions_open=True
+    ).sessions_html
+    assert every.count('data-act="open"') == 120
+    assert 'data-act="every"' not in every
+    assert '<details class="sessions" open>' in every
