@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.config import Settings
-from studio.ui import api, layout, lean, present, tabstate
+from studio.ui import api, files, layout, lean, present, tabstate
 from studio.ui.bridge import Bridge
 from studio.ui.events import wire
 from studio.ui.files import make_exports_folder
@@ -68,6 +68,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
     lean.install()  # a session's page config is built when read, not for every API call
     tabstate.install()  # a tab's record only for a visitor, and a bounded number of them
+    files.install()  # each upload in a folder of its own
     # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
     # the examples, and exports (each kept once; gradio-notes §5).
     gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])

@@ -11,7 +11,10 @@ one sentence (one visitor's clicks never push out the young export of someone ho
 Each running studio holds a lock on its own exports folder; a folder whose lock nobody holds
 (a studio that stopped or was killed) is removed when the next studio starts.
 An upload is Gradio's file until a handler has read it into the store; then it is removed
-(`discard_upload`), so an image is kept once, in the store.
+(`discard_upload`), so an image is kept once, in the store. Each upload gets a folder of its own
+(`install`): Gradio names the folder by the hash of the bytes, so two visitors sending the same
+photo under the same name shared one file (one answer could fail, one visitor's upload took the
+other's place, and storing one removed the other's).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import gradio.route_utils
 
 # Seconds an export waits to be downloaded; a click on Export writes it again.
 EXPORT_TTL_S = 15 * 60
@@ -211,6 +217,25 @@ class UploadBook:
         self.waiting.pop(Path(os.path.abspath(name)), None)
 
 
+_GradioUploadFile = gradio.route_utils.GradioUploadFile
+
+
+class UploadApart(_GradioUploadFile):
+    """Gradio's upload file, whose hash (the name of the folder Gradio keeps it in) is salted
+    with 128 random bits as well as Gradio's own seed: a folder of its own for each upload."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sha.update(secrets.token_bytes(16))
+
+
+def install() -> None:
+    """Give every upload made from now on a folder of its own (idempotent). Gradio's multipart
+    parser and upload route read this module global at every upload."""
+    if gradio.route_utils.GradioUploadFile is _GradioUploadFile:
+        gradio.route_utils.GradioUploadFile = UploadApart  # type: ignore[misc]
+
+
 def discard_upload(path: Path, upload_folder: Path) -> None:
     """Remove an upload Gradio kept (and its folder, once empty) after the store has it; any
     other file is left alone. Blocking: call it in a thread."""
@@ -231,9 +256,11 @@ __all__ = [
     "EXPORTS_PER_VISITOR",
     "EXPORT_KEPT_S",
     "EXPORT_TTL_S",
+    "UploadApart",
     "UploadBook",
     "discard_export",
     "discard_upload",
+    "install",
     "make_exports_folder",
     "new_export",
     "prune_exports",

@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
+from studio.ui import conn
 from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
@@ -195,7 +196,13 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     if resumed := bridge.resume_unfinished():
         log.info("Resuming %d unfinished edit(s)", resumed)
     demo = create_app(bridge, settings)
+    conn.install()  # (it changes nothing until an app is given its rules, below)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
+    if settings.hosted:
+        # Each connection must send its headers in time; one address holds so many, unless
+        # every visitor comes through one proxy (a share link's tunnel, a Space's proxy).
+        per_address = settings.proxy_hops == 0 and not settings.share
+        conn.guard_connections(demo.server_app, per_address=per_address)
     # Everything made so far (Gradio, the app, their modules: a million objects) lives as long as
     # the process: out of the collector's sight, so its full passes look at what edits make.
     # Under 100 edits at once they were a large share of the studio's CPU (each pass a few

@@ -9,6 +9,11 @@ how much a request may carry, and whose tab it speaks for.
   no declared length) is read one at a time for each visitor and each network address; what
   all such bodies being read hold is bounded by the bytes they sent (three whole bodies'
   worth), so one trickling in holds what it sent and no place; three are parsed at once.
+  Every body must keep coming (`BIG_BODY_BYTES_PER_S` on average after `BIG_BODY_GRACE_S`) and
+  arrive within `BIG_BODY_READ_S`; the smaller bodies being read hold at most
+  `READING_PER_VISITOR` bytes for a visitor and `READING_PER_ADDRESS` for a network address
+  (counted as they arrive): hundreds of bodies held open just short of their end hold a few
+  megabytes, not hundreds.
 - Tabs. Gradio keys a tab's server-side state (a pasted RunAPI key among it) and the stream of
   its answers by a session hash that the page makes up. It is no secret: it is in every URL the
   tab calls. So the first visitor seen with a hash owns it, and every later request naming that
@@ -46,7 +51,14 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import NO_COOKIE, Refusal, forwarded_in, visitor_from, visitor_in
+from studio.ui.visitor import (
+    NO_COOKIE,
+    Refusal,
+    address_in,
+    forwarded_in,
+    visitor_from,
+    visitor_in,
+)
 
 # What a request that names nobody may carry.
 UNNAMED_BODY_BYTES = 64 * 1024
@@ -82,6 +94,19 @@ TOO_SLOW = "This request took too long to arrive; try again."
 # Seconds a large body waits for one of the places before it is refused (not queued without end).
 BIG_BODY_WAIT_S = 8.0
 BUSY = "This studio is receiving other large requests right now; try again in a moment."
+# Bytes of bodies up to `BIG_BODY_BYTES` being read at once for one visitor, and for everyone
+# from one network address (a request naming nobody counts for its address only). A page's
+# events are a few kilobytes and read in a moment; an API call with a small image as data is
+# a megabyte at most.
+READING_PER_VISITOR = 4 * BIG_BODY_BYTES
+READING_PER_ADDRESS = 16 * BIG_BODY_BYTES
+TOO_MUCH_ON_ITS_WAY = (
+    "You have many requests on their way to this studio at once; wait for them to arrive."
+)
+TOO_MUCH_HERE = (
+    "Others from your network address have many requests on their way to this studio; try again "
+    "in a moment."
+)
 # Events one visitor may have waiting or running in Gradio's queue at once, beside one for each
 # edit they may have running (an API or MCP edit's event lasts as long as the edit;
 # `serve.events_at_once`). A tab queues at most four events of its own at a time (the tick,
@@ -169,6 +194,8 @@ class TabDoor:
         # Bytes of large bodies being read (or read and not yet done with), and their bound.
         self.big_bytes = 0
         self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
+        # Bytes of the smaller bodies being read, by visitor and by address (`_Budget`).
+        self.reading: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,7 +249,8 @@ class TabDoor:
         if big and key in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_AT_A_TIME)
             return
-        here = f"address:{who.address}" if who is not None and who.address else None
+        address = who.address if who is not None else address_in(scope)
+        here = f"address:{address}" if address else None
         if big and here is not None and here in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_HERE)
             return
@@ -237,21 +265,22 @@ class TabDoor:
             if counted is not None:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(self._left, counted)
-            budget = None
             if big:
                 for taken in (key, *([here] if here is not None else [])):
                     self.big_in_flight.add(taken)
                     held.callback(self.big_in_flight.discard, taken)
-                budget = _Budget(self)
-                held.callback(budget.give_back)
+                budget = _Budget(self, big=True)
+            else:
+                budget = _Budget(self, visitor=owner, address=here)
+            held.callback(budget.give_back)
             try:
-                async with asyncio.timeout(BIG_BODY_READ_S if big else None):
-                    body = await _read_body(receive, cap, paced=big, budget=budget)
+                async with asyncio.timeout(BIG_BODY_READ_S):
+                    body = await _read_body(receive, cap, budget=budget)
             except _TooLarge:
                 await refuse(send, 413, TOO_LARGE)
                 return
-            except _Busy:
-                await refuse(send, 503, BUSY)
+            except _Busy as busy:
+                await refuse(send, busy.status, busy.sentence)
                 return
             except TimeoutError:  # a body trickling in holds what it sent, and not for long
                 await refuse(send, 408, TOO_SLOW)
@@ -490,38 +519,74 @@ async def _hash_in_body(body: bytes) -> str | None:
 
 
 class _Busy(Exception):
-    """The large bodies being read hold all the bytes they may."""
+    """The bodies being read hold all the bytes they may: of all large ones, or of one
+    visitor's or one address's smaller ones."""
+
+    def __init__(self, status: int, sentence: str) -> None:
+        super().__init__(sentence)
+        self.status, self.sentence = status, sentence
 
 
 class _Budget:
-    """One large body's bytes, counted against the door's `big_bytes_cap` as they arrive."""
+    """One body's bytes, counted as they arrive: a large body's against the door's
+    `big_bytes_cap`, a smaller one's against its visitor's and its address's share of
+    `TabDoor.reading`."""
 
-    def __init__(self, door: TabDoor) -> None:
+    def __init__(
+        self,
+        door: TabDoor,
+        *,
+        big: bool = False,
+        visitor: str | None = None,
+        address: str | None = None,
+    ) -> None:
         self.door = door
+        self.big = big
+        self.shares = [
+            (key, cap, sentence)
+            for key, cap, sentence in (
+                (visitor, READING_PER_VISITOR, TOO_MUCH_ON_ITS_WAY),
+                (address, READING_PER_ADDRESS, TOO_MUCH_HERE),
+            )
+            if key is not None
+        ]
         self.taken = 0
 
     def take(self, size: int) -> None:
-        if self.door.big_bytes + size > self.door.big_bytes_cap:
-            raise _Busy
-        self.door.big_bytes += size
+        door = self.door
+        if self.big and door.big_bytes + size > door.big_bytes_cap:
+            raise _Busy(503, BUSY)
+        for key, cap, sentence in self.shares:
+            if door.reading.get(key, 0) + size > cap:
+                raise _Busy(429, sentence)
+        if self.big:
+            door.big_bytes += size
+        for key, _, _ in self.shares:
+            door.reading[key] = door.reading.get(key, 0) + size
         self.taken += size
 
     def give_back(self) -> None:
-        self.door.big_bytes -= self.taken
+        door = self.door
+        if self.big:
+            door.big_bytes -= self.taken
+        for key, _, _ in self.shares:
+            left = door.reading.get(key, 0) - self.taken
+            if left > 0:
+                door.reading[key] = left
+            else:
+                door.reading.pop(key, None)
         self.taken = 0
 
 
-async def _read_body(
-    receive: Receive, cap: int, *, paced: bool = False, budget: _Budget | None = None
-) -> bytes:
-    """The body, up to `cap` bytes (`_TooLarge` past it). `paced`: after its first
-    `BIG_BODY_GRACE_S` it must have come at `BIG_BODY_BYTES_PER_S` on average (`TimeoutError`
-    when it falls behind). Each chunk is counted in `budget` as it comes (`_Busy` past it)."""
+async def _read_body(receive: Receive, cap: int, *, budget: _Budget) -> bytes:
+    """The body, up to `cap` bytes (`_TooLarge` past it). After its first `BIG_BODY_GRACE_S` it
+    must have come at `BIG_BODY_BYTES_PER_S` on average (`TimeoutError` when it falls behind).
+    Each chunk is counted in `budget` as it comes (`_Busy` past it)."""
     chunks: list[bytes] = []
     size = 0
     start = asyncio.get_running_loop().time()
     while True:
-        due = start + max(BIG_BODY_GRACE_S, size / BIG_BODY_BYTES_PER_S) if paced else None
+        due = start + max(BIG_BODY_GRACE_S, size / BIG_BODY_BYTES_PER_S)
         async with asyncio.timeout_at(due):
             message = await receive()
         if message["type"] != "http.request":
@@ -530,8 +595,7 @@ async def _read_body(
         size += len(chunk)
         if size > cap:
             raise _TooLarge
-        if budget is not None:
-            budget.take(len(chunk))
+        budget.take(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
@@ -562,10 +626,14 @@ __all__ = [
     "BAD_TAB",
     "EVENTS_AT_ONCE",
     "NOT_YOUR_TAB",
+    "READING_PER_ADDRESS",
+    "READING_PER_VISITOR",
     "TABS_KEPT",
     "TABS_PER_VISITOR",
     "TOO_LARGE",
     "TOO_MANY_EVENTS",
+    "TOO_MUCH_HERE",
+    "TOO_MUCH_ON_ITS_WAY",
     "UNNAMED_BODY_BYTES",
     "UNREAD",
     "UNREAD_PER_VISITOR",

@@ -93,6 +93,7 @@ TOO_MANY_NEW = (
 _STATE_VISITOR = "kontext_visitor"
 _STATE_REFUSAL = "kontext_refusal"
 _STATE_FORWARDED = "kontext_forwarded"
+_STATE_ADDRESS = "kontext_address"
 # A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret.
 _TOKEN_VERSION = "v1"
 _ID_BYTES = 24
@@ -339,6 +340,12 @@ def visitor_in(scope: Scope) -> Visitor | None:
     return named if isinstance(named, Visitor) else None
 
 
+def address_in(scope: Scope) -> str | None:
+    """The network address `VisitorMiddleware` took this request to come from, named or not."""
+    address = scope.get("state", {}).get(_STATE_ADDRESS)
+    return address if isinstance(address, str) and address else None
+
+
 def forwarded_in(scope: Scope) -> bool:
     """Whether this request is one the studio made to itself for a client (Gradio's MCP server
     calling a tool): it carries the address stamp the door wrote, which no client can forge."""
@@ -487,6 +494,7 @@ class VisitorMiddleware:
         ]
         request = Request(scope)
         state = scope.setdefault("state", {})
+        state[_STATE_ADDRESS] = address
         if stamped is not None:
             state[_STATE_FORWARDED] = True
         key = (request.headers.get(KEY_HEADER) or "").strip()
@@ -570,6 +578,7 @@ __all__ = [
     "IdentityRate",
     "Refusal",
     "VisitorMiddleware",
+    "address_in",
     "client_address",
     "cookie_attributes",
     "cookie_values",

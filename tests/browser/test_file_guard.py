@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -278,6 +279,27 @@ def test_an_upload_event_takes_only_the_visitors_own_upload(hosted, sim):
     assert stored.is_file()
     assert _sessions(bob) == {"sessions": []}
     assert len(_sessions(alice)["sessions"]) == 1
+
+
+def test_two_visitors_uploading_the_same_photo_at_once_each_keep_their_own(hosted, sim):
+    """The same bytes under the same name (a photo two people both have), sent at once: each
+    visitor's upload is their own file, so neither answer fails, neither takes the other's
+    place, and storing one removes only that one."""
+    alice, bob = _visitor(hosted.url), _visitor(hosted.url)
+    photo = make_image(90, 70)
+    with ThreadPoolExecutor(4) as pool:
+        sent = list(pool.map(lambda c: _upload(hosted.url, photo, _cookie(c)), [alice, bob] * 2))
+    assert [r.status_code for r in sent] == [200] * 4
+    paths = [r.json()[0] for r in sent]
+    assert len(set(paths)) == 4
+    for client, path in zip([alice, bob], paths[:2], strict=True):
+        upload = {"path": path, "orig_name": "photo.png", "meta": {"_type": "gradio.FileData"}}
+        assert _run_event(client, "on_source", [None, None, upload])["success"] is True
+        assert not Path(path).exists()  # stored, so removed ...
+    assert Path(paths[2]).is_file()  # ... and only that one
+    assert Path(paths[3]).is_file()
+    assert len(_sessions(alice)["sessions"]) == 1
+    assert len(_sessions(bob)["sessions"]) == 1
 
 
 def _abandon_upload(url: str, cookie: dict[str, str], declared: int, sent: int) -> None:

@@ -36,6 +36,8 @@ from studio.ui.tabs import (
     TABS_PER_VISITOR,
     TOO_LARGE,
     TOO_MANY_EVENTS,
+    TOO_MUCH_HERE,
+    TOO_MUCH_ON_ITS_WAY,
     TOO_SLOW,
     UNREAD,
     UNREAD_PER_VISITOR,
@@ -532,6 +534,111 @@ def test_large_bodies_being_read_hold_a_bounded_number_of_bytes(hosted):
     time.sleep(1)
     answer = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=victim, timeout=20)
     assert answer.status_code == 422  # read, and found not to be JSON
+
+
+def _hold_body(url: str, headers: dict[str, str], size: int, source: str) -> socket.socket:
+    """A POST to the queue declaring `size` bytes from loopback address `source`, all sent but
+    the last: held open, as if the last byte were on its way."""
+    address = httpx.URL(url)
+    sock = socket.create_connection((address.host, address.port), source_address=(source, 0))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(
+        f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+        + b" " * (size - 1)
+    )
+    return sock
+
+
+def _answer_of(sock: socket.socket, wait_s: float) -> str:
+    """What the studio sent on `sock` within `wait_s` of the first byte of it ('' for none)."""
+    sock.settimeout(wait_s)
+    answer = b""
+    with contextlib.suppress(TimeoutError, ConnectionResetError):
+        while chunk := sock.recv(65536):
+            answer += chunk
+            sock.settimeout(0.5)  # the rest of the answer comes at once, if at all
+    return answer.decode(errors="replace")
+
+
+def test_small_bodies_held_open_hold_a_few_megabytes_and_not_for_long(hosted, monkeypatch):
+    """Bodies under a megabyte, all but their last byte sent and then held: a visitor's hold at
+    most `READING_PER_VISITOR` bytes (the next is refused at once, with a sentence), everyone's
+    from one address at most `READING_PER_ADDRESS` (here 256 KB, for the test; requests naming
+    nobody count there too), and each is closed once it stops coming. Others are not kept
+    waiting meanwhile, and a place comes back once a held body is gone."""
+    from studio.ui import tabs
+
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    visitor = _cookie_of_a_new_visitor(hosted.url)
+    held = [_hold_body(hosted.url, visitor, 900_000, "127.0.0.41") for _ in range(4)]
+    time.sleep(0.5)
+    fifth = _hold_body(hosted.url, visitor, 900_000, "127.0.0.41")
+    assert TOO_MUCH_ON_ITS_WAY in _answer_of(fifth, 10)
+    # Nobody (no cookie), from another address: four of 60 KB fit its 256 KB, the fifth not.
+    monkeypatch.setattr(tabs, "READING_PER_ADDRESS", 256 * 1024)
+    nobody = [_hold_body(hosted.url, {}, 60_000, "127.0.0.42") for _ in range(4)]
+    time.sleep(0.5)
+    assert TOO_MUCH_HERE in _answer_of(_hold_body(hosted.url, {}, 60_000, "127.0.0.42"), 10)
+    # Someone else meanwhile: read at once (and found not to be JSON).
+    other = _cookie_of_a_new_visitor(hosted.url)
+    assert httpx.post(f"{api}/queue/join", content=b" " * 1000, headers=other).status_code == 422
+    # The held bodies stop coming: each is answered that it took too long, and closed.
+    for sock in [*held, *nobody]:
+        assert TOO_SLOW in _answer_of(sock, 15)
+        sock.close()
+    monkeypatch.undo()
+    time.sleep(0.5)
+    again = httpx.post(f"{api}/queue/join", content=b" " * 900_000, headers=visitor)
+    assert again.status_code == 422, again.text
+
+
+def _connect(url: str, source: str) -> socket.socket:
+    address = httpx.URL(url)
+    return socket.create_connection((address.host, address.port), source_address=(source, 0))
+
+
+def _closed_within(sock: socket.socket, wait_s: float) -> bool:
+    """Whether the studio closes `sock` within `wait_s` (whatever it sent before)."""
+    sock.settimeout(wait_s)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+def test_a_connection_sends_its_headers_in_time_and_one_address_holds_so_many(hosted, monkeypatch):
+    """Connections that send nothing, or headers that never end, are closed (they held a file
+    descriptor each, for good: a few thousand from one address and nobody else got in); one
+    address holds at most so many connections (here 5, for the test); a request whose headers
+    came whole is not cut, however long its body or answer takes."""
+    from studio.ui import conn
+
+    monkeypatch.setattr(conn, "HEADERS_S", 1.0)
+    monkeypatch.setattr(conn, "CONNECTIONS_PER_ADDRESS", 5)
+    idle = _connect(hosted.url, "127.0.0.51")
+    partial = _connect(hosted.url, "127.0.0.51")
+    partial.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # ... and the headers never end
+    assert _closed_within(idle, 10)
+    assert _closed_within(partial, 10)
+    # Five held from one address: a sixth is closed at once; another address gets in.
+    held = [_connect(hosted.url, "127.0.0.52") for _ in range(5)]
+    assert _closed_within(_connect(hosted.url, "127.0.0.52"), 0.5)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.53")) as other:
+        assert other.get(hosted.url).status_code == 200
+    for sock in held:
+        sock.close()
+    time.sleep(0.2)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.52")) as again:
+        assert again.get(hosted.url).status_code == 200
+    # Headers in time, then a body that takes three seconds: read whole, answered.
+    visitor = _cookie_of_a_new_visitor(hosted.url)
+    answer = _send_slowly(hosted.url, visitor, 3000, 100, 0.1, "127.0.0.54")
+    assert " 422 " in answer.split("\r\n")[0]
 
 
 def test_a_stream_for_a_made_up_tab_is_answered_quietly(hosted, capfd):
