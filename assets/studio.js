@@ -21,6 +21,25 @@
     target.replaceChildren(line);
   };
 
+  // The instruction bar (plain controls: studio/ui/layout.py, `bar_html`) is drawn disabled
+  // and enabled here, now that Enter and Edit are taken by this script. The box grows with
+  // what is typed, up to four lines.
+  const MAX_LINES = 4;
+  const fit = (box) => {
+    const style = getComputedStyle(box);
+    const px = (name) => parseFloat(style[name]) || 0;
+    const borders = px("borderTopWidth") + px("borderBottomWidth");
+    const tallest = (px("lineHeight") || 20) * MAX_LINES + px("paddingTop") + px("paddingBottom");
+    box.style.height = "auto";
+    box.style.height = `${Math.min(box.scrollHeight, tallest) + borders}px`;
+  };
+  document.addEventListener("input", (event) => {
+    if (event.target?.matches?.("#prompt textarea")) fit(event.target);
+  });
+  for (const control of [promptBox(), byId("run")]) {
+    if (control) control.disabled = false;
+  }
+
   // The instruction box gets the focus on wide screens, without scrolling (on a phone the
   // page starts at the top: title, banner, source).
   if (window.matchMedia("(min-width: 700px)").matches) {
@@ -43,11 +62,9 @@
 
   // Enter (or Edit) is taken here, at the very moment of the key or the click, before
   // anything goes to the server: the box's text is read and the box emptied right then, and
-  // the edit sent carries exactly that text. (Gradio sends its `submit` a tick later and reads
-  // the box late: an instruction pasted and sent within the same frame would be read in place
-  // of the one before.) One path: Enter in the box clicks Edit; a click on Edit takes the
-  // text (capture phase, before Gradio's own listener); the event's page function (`send`)
-  // then carries what that click took, in order. Each is numbered, so the server takes
+  // the edit sent carries exactly that text. One path: Enter in the box clicks Edit; a click
+  // on Edit takes the text (capture phase, before the bar's own listener sends the event);
+  // the event's page function (`send`) then carries what that click took, in order. Each is numbered, so the server takes
   // instructions typed ahead in the order they were typed. The server's reply never writes
   // into the box: what is typed meanwhile stays.
   studio.seq = studio.seq || 0;
@@ -55,7 +72,7 @@
   studio.taken = studio.taken || [];
   // A click whose edit never started (none seen within this time) gives its text back.
   const TAKEN_MS = 10000;
-  // The options row (plain controls: studio/ui/layout.py, `options_html`) as it is now.
+  // The options row (plain controls: studio/ui/layout.py, `bar_html`) as it is now.
   const options = () => {
     const row = byId("options");
     const model = row?.querySelector("#model input:checked")?.value || "pro";
@@ -82,8 +99,8 @@
       if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
       if (!event.target?.matches?.("#prompt textarea")) return;
       const run = byId("run");
-      if (!run || run.disabled) return; // Gradio's own Enter, as before
-      event.preventDefault(); // no new line, and no `keypress` for Gradio's deferred submit
+      if (!run || run.disabled) return;
+      event.preventDefault(); // no new line
       run.click();
     },
     true,
@@ -103,8 +120,8 @@
     return out;
   };
   studio.send = (args, at) => {
-    // What goes is what the click (or Enter) took; without one (Gradio's own Enter, were the
-    // keys not seen here), what the box shows now.
+    // What goes is what the click (or Enter) took; without one (an event not sent by a
+    // click seen here), what the box shows now.
     const now = Date.now();
     while (studio.taken.length > 1 && now - studio.taken[0].at > TAKEN_MS) {
       const stale = studio.taken.shift().text;
@@ -119,9 +136,14 @@
     studio.redrawPending();
     return out;
   };
-  // pro vs max: the region drawn on the canvas, and the options row as it is.
+  // pro vs max: the instruction as the box shows it (left there), the region drawn on the
+  // canvas, and the options row as it is.
   studio.withOptions = (args, at) =>
-    fill([...args], at, { ...options(), region: studio.takeRegion?.() || "" });
+    fill([...args], at, {
+      ...options(),
+      prompt: promptBox()?.value || "",
+      region: studio.takeRegion?.() || "",
+    });
   // The server's word for the options row: the ratio's "Match source" label (it names the
   // shown step's ratio), and the model of a kept candidate ("model|step", once per keep).
   studio.setOptions = (match, model) => {
@@ -233,7 +255,7 @@
 
   // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)
   // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,
-  // Enter sends and Shift+Enter starts a new line (Gradio's own box does both).
+  // Enter sends (above) and Shift+Enter starts a new line (the box's own).
   const typing = (target) =>
     Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
   const press = (id) => {

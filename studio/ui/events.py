@@ -29,10 +29,11 @@ _INTAKE: dict[str, Any] = {"concurrency_limit": 64, "concurrency_id": "intake", 
 
 # Enter (or Edit): the page itself takes the instruction at the key or the click, empties the
 # box and shows a "queued" tile at once, and numbers the Enter (assets/studio.js); this page
-# function then puts exactly the text taken into the edit's arguments (Gradio's own copy of the
-# box may lag), with the options row's values (model, ratio, Keep the rest, results: plain
-# controls, `layout.options_html`) as they were at that moment, and the region drawn on the
-# canvas (then cleared). The reply never writes into the box. `at` names where each goes.
+# function then puts exactly the text taken into the edit's arguments (the box and Edit are
+# plain controls in the options block, `layout.bar_html`, and the instruction goes in a hidden
+# input), with the options row's values (model, ratio, Keep the rest, results) as they were at
+# that moment, and the region drawn on the canvas (then cleared). The reply never writes into
+# the box. `at` names where each goes.
 def _page_fills(function: str, at: dict[str, int]) -> str:
     """A page function that hands the event's arguments and `at` to `kontextStudio.<function>`."""
     return (
@@ -77,8 +78,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # Every Enter counts, even while the one before is still on its way ("multiple").
     sent = {"prompt": c.prompt, "ticket": c.ticket, "region": c.region, "model": c.model}
     sent |= {"aspect": c.aspect, "keep": c.keep_rest, "count": c.count}
-    gr.on(
-        [c.run.click, c.prompt.submit],
+    c.options.submit(
         h.on_edit,
         edit_inputs,
         h.compare_outputs,
@@ -87,10 +87,11 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
-    # pro vs max (in the options row) takes the region drawn on the canvas with it, as Enter
-    # does, and the ratio and Keep the rest as they are.
+    # pro vs max (in the options row) takes the instruction as the box shows it (and leaves it
+    # there) and the region drawn on the canvas with it, as Enter does, and the ratio and Keep
+    # the rest as they are.
     compare_inputs = [*tab, c.prompt, *form, c.keep_rest, c.region]
-    taken = {"region": c.region, "aspect": c.aspect, "keep": c.keep_rest}
+    taken = {"prompt": c.prompt, "region": c.region, "aspect": c.aspect, "keep": c.keep_rest}
     c.options.click(
         h.on_compare,
         compare_inputs,

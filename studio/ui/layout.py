@@ -162,7 +162,6 @@ class Components:
     download: gr.DownloadButton
     retry: gr.Button
     prompt: gr.Textbox
-    run: gr.Button
     ticket: gr.Textbox
     model: gr.Radio
     aspect: gr.Dropdown
@@ -397,24 +396,16 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
 
 
 def _render_instruction() -> dict[str, Any]:
-    with gr.Row(equal_height=True, elem_id="bar"):
-        prompt = gr.Textbox(
-            label="Instruction",
-            show_label=False,
-            placeholder='Change the shop sign to read "BAKERY", keep everything else',
-            lines=1,
-            max_lines=4,
-            elem_id="prompt",
-            scale=6,
-            # Not `autofocus`: it scrolls a phone's page on load; studio.js focuses the box
-            # without scrolling, on wide screens only.
-        )
-        run = gr.Button("Edit ⏎", variant="primary", elem_id="run", scale=0, min_width=100)
-        # Which Enter of this tab an edit is (set by the page script as it sends), so that
-        # instructions typed ahead chain in the order they were typed.
-        ticket = gr.Textbox("", visible=False, elem_id="ticket")
-        # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
-        region = gr.Textbox("", visible=False, elem_id="region")
+    # The instruction bar is plain HTML at the head of the options block (`bar_html`), whose
+    # Edit is that block's `submit`; what Enter took goes to the server in these hidden inputs,
+    # put there by the page script (`studio.send`), as the options' values are (README Numbers,
+    # page: the page loads no Textbox or Button module for it).
+    prompt = gr.Textbox("", visible=False)
+    # Which Enter of this tab an edit is (set by the page script as it sends), so that
+    # instructions typed ahead chain in the order they were typed.
+    ticket = gr.Textbox("", visible=False, elem_id="ticket")
+    # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
+    region = gr.Textbox("", visible=False, elem_id="region")
     options = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
@@ -477,7 +468,6 @@ def _render_instruction() -> dict[str, Any]:
     folds["key-box"] = shown
     return {
         "prompt": prompt,
-        "run": run,
         "ticket": ticket,
         "candidates": candidates,
         "region": region,
@@ -498,10 +488,29 @@ def _render_instruction() -> dict[str, Any]:
     }
 
 
-def options_html() -> str:
-    """The row under the instruction as plain controls (a `gr.HTML`: README Numbers, page): the
-    model, the ratio, Keep the rest, how many results, pro vs max. The page script carries their
-    values into the edit's hidden inputs (`studio.send`); the server checks them as before."""
+# What the instruction box shows while empty.
+PLACEHOLDER = 'Change the shop sign to read "BAKERY", keep everything else'
+# The instruction bar: the box and Edit, plain controls (`bar_html`). Both are enabled by the
+# page script as it starts (assets/studio.js): it takes Enter and the click, so an instruction
+# is never sent before it can be (`#prompt textarea:not([disabled])` is the bar ready).
+BAR_HTML = (
+    '<div id="bar" class="bar">'
+    '<div id="prompt" class="prompt">'
+    '<label for="prompt-box" class="sr-only">Instruction</label>'
+    f'<textarea id="prompt-box" rows="1" placeholder="{html.escape(PLACEHOLDER)}"'
+    ' autocomplete="off" disabled></textarea>'
+    "</div>"
+    '<button type="button" id="run" class="run" title="Edit (Enter)" disabled>Edit ⏎</button>'
+    "</div>"
+)
+
+
+def bar_html() -> str:
+    """The instruction bar and the row under it, as plain controls in one `gr.HTML` (README
+    Numbers, page): the box and Edit (`BAR_HTML`), then the model, the ratio, Keep the rest, how
+    many results, pro vs max. The page script takes the box's text at Enter and carries it and
+    the options' values into the edit's hidden inputs (`studio.send`); the server checks them
+    as before."""
     models = "".join(
         f'<label><input type="radio" name="kontext-model" value="{value}"'
         f"{' checked' if value == 'pro' else ''}> {html.escape(label)}</label>"
@@ -513,7 +522,7 @@ def options_html() -> str:
     )
     counts = "".join(f'<option value="{value}">{label}</option>' for label, value in COUNTS)
     return (
-        '<div class="opts">'
+        BAR_HTML + '<div class="opts">'
         f'<div id="model" role="radiogroup" aria-label="Model">{models}</div>'
         f'<select id="aspect" aria-label="Ratio" title="Ratio">{ratios}</select>'
         '<label id="keep-rest" title="Change only what the instruction asks; keep the rest'
@@ -524,14 +533,17 @@ def options_html() -> str:
     )
 
 
-# The options row: pro vs max is its one click (the other controls are read by the page script
+# The bar and its options: Edit is the block's `submit` (the page script takes the text first,
+# in the capture phase), pro vs max its `click` (the other controls are read by the page script
 # as an edit goes); the server's word on the ratio's "Match source" label (`match`) and on the
-# model a kept candidate used (`model`) is put into the controls.
+# model a kept candidate used (`model`) is put into the controls. Neither prop is in the
+# template, so the block is never drawn again: what is typed in the box stays.
 _OPTIONS_JS = """
 element.addEventListener('click', (event) => {
-  if (!event.target.closest('#compare')) return;
+  const button = event.target.closest('#run, #compare');
+  if (!button || button.disabled || !element.contains(button)) return;
   event.preventDefault();
-  trigger('click');
+  trigger(button.id === 'run' ? 'submit' : 'click');
 });
 watch(['match', 'model'], () => window.kontextStudio?.setOptions?.(props.match, props.model));
 """
@@ -541,9 +553,10 @@ COUNTS = [(f"{n} result{'s' if n > 1 else ''}", str(n)) for n in range(1, MAX_CA
 
 
 def _render_options() -> dict[str, Any]:
-    """The row under the instruction (`options_html`), and the hidden inputs its values go in."""
+    """The instruction bar and the row under it (`bar_html`), and the hidden inputs its values
+    go in."""
     options = gr.HTML(
-        options_html(),
+        bar_html(),
         elem_id="options",
         js_on_load=_OPTIONS_JS,
         match=present.aspect_choices(None)[0][0],

@@ -171,6 +171,10 @@ def test_at_1440x900_canvas_instruction_edit_and_history_are_on_screen(browser, 
         assert page.evaluate("() => window.scrollY") == 0
         for selector in ("#result img", "#prompt textarea", "#run", "#history button.tile"):
             _on_screen(page, selector)
+        # The bar is plain controls a screen reader names; Tab goes from the box to Edit.
+        page.get_by_role("textbox", name="Instruction").focus()
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("button", name="Edit ⏎")).to_be_focused()
         # The canvas is large: most of the window's width beside the history.
         canvas = page.locator("#result").bounding_box()
         assert canvas is not None

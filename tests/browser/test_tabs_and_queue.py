@@ -174,6 +174,9 @@ def test_pro_vs_max_shows_the_faster_side_before_the_slower_one_finishes(page, s
     # Keep max: the next edit goes on with max.
     candidates.locator("button.keep", has_text="Keep max").click()
     expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked()
+    # The bar took the server's word on the model without being drawn again: the instruction
+    # pro vs max took is still in the box.
+    expect(page.locator("#prompt textarea")).to_have_value("make it night")
 
 
 def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
