@@ -74,6 +74,7 @@ from studio.limits import (
     Limits,
     LimitSettings,
     taken_bytes,
+    used_lately,
 )
 from studio.links import fetch_link
 from studio.params import (
@@ -356,7 +357,7 @@ class Engine:
     def _decoded_lately(self, owner: str | None, pixels: int) -> int:
         """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
         now): who has had the fewest goes first when a decode place comes free."""
-        return 0 if owner is None else _used_lately(self._decoded, owner, pixels)
+        return 0 if owner is None else used_lately(self._decoded, owner, pixels)
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
@@ -1073,7 +1074,7 @@ class Engine:
     def _thumbnails_lately(self, owner: str | None, count: int) -> int:
         """The thumbnails `owner` asked for in the last minute, before these `count` (counted
         now): who asked for the fewest goes first when the maker comes free."""
-        return 0 if owner is None else _used_lately(self._thumbed, owner, count)
+        return 0 if owner is None else used_lately(self._thumbed, owner, count)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""
@@ -1352,21 +1353,6 @@ class Engine:
 
     def _lock(self, session_id: str) -> asyncio.Lock:
         return _held_lock(self._locks, session_id)
-
-
-def _used_lately(table: dict[str, collections.deque[tuple[float, int]]], owner: str, n: int) -> int:
-    """What `owner` used in the last minute by `table` (when, how much), before these `n`
-    (counted now). Owners idle for a minute are forgotten once the table is large."""
-    now = time.monotonic()
-    recent = table.setdefault(owner, collections.deque())
-    while recent and now - recent[0][0] >= 60.0:
-        recent.popleft()
-    used = sum(amount for _, amount in recent)
-    recent.append((now, n))
-    if len(table) > MAX_TRACKED_ADDRESSES:
-        for idle in [o for o, r in table.items() if not r or now - r[-1][0] >= 60.0]:
-            del table[idle]
-    return used
 
 
 def _c2pa_signer(settings: Settings) -> C2paSigner | None:
