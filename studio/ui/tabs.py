@@ -196,12 +196,17 @@ class TabDoor:
         self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
         # Bytes of the smaller bodies being read, by visitor and by address (`_Budget`).
         self.reading: dict[str, int] = {}
+        # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen.
+        self.pending: dict[str, Any] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = route_path(scope)
+        if self.pending is None:
+            pending = getattr(_gradio_queue(scope), "pending_messages_per_session", None)
+            self.pending = pending if isinstance(pending, dict) else None
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
@@ -413,17 +418,25 @@ class TabDoor:
         return noting
 
     def _may_use(self, hash_: str, owner: str | None, binds: str | None) -> bool:
-        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it."""
+        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it.
+        A visitor's tabs are kept most recently used last; past `TABS_PER_VISITOR`, the least
+        recently used goes, and with it the answers Gradio keeps for it that no one read (so
+        fresh hashes cannot push unread answers out of the count while Gradio keeps them)."""
         bound = self.tabs.get(hash_)
         if bound is not None:
             self.tabs.move_to_end(hash_)
+            if (theirs := self.owned.get(bound)) is not None and hash_ in theirs:
+                theirs.move_to_end(hash_)
             return bound == owner
         if binds is not None:
             self.tabs[hash_] = binds
             theirs = self.owned.setdefault(binds, OrderedDict())
             theirs[hash_] = None
             if len(theirs) > TABS_PER_VISITOR:
-                self.tabs.pop(theirs.popitem(last=False)[0], None)
+                gone = theirs.popitem(last=False)[0]
+                self.tabs.pop(gone, None)
+                if self.pending is not None:
+                    self.pending.pop(gone, None)
             if len(self.tabs) > TABS_KEPT:
                 self._forget(*self.tabs.popitem(last=False))
         return True

@@ -749,3 +749,27 @@ def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
             if '"close_stream"' in line or '"heartbeat"' in line:
                 break
     assert httpx.post(join, json=body, headers=cookie, timeout=10).status_code == 200
+
+
+def test_fresh_tab_hashes_do_not_let_unread_answers_pile_up(hosted):
+    """A visitor's unread answers are counted over their tabs; binding fresh hashes pushes their
+    oldest tabs out, and Gradio's unread answers for those go with them: they no longer pile
+    up uncounted (one cookie had 520 unread renders kept, +157 MB in 72 s)."""
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    config = httpx.get(f"{base}/config", headers=cookie).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "on_delete_no"]
+    door = _door(hosted)
+    with httpx.Client(base_url=base, headers=cookie, timeout=10) as http:
+        for round_ in range(2):
+            for n in range(UNREAD_PER_VISITOR + 10):  # events on fresh tabs, never read
+                body = {"data": [], "fn_index": fn, "session_hash": f"r{round_}e{n}"}
+                if http.post("/gradio_api/queue/join", json=body).status_code == 429:
+                    break
+                time.sleep(0.01)
+            for n in range(TABS_PER_VISITOR + 10):  # then fresh tabs that send nothing
+                with http.stream("GET", f"/gradio_api/heartbeat/r{round_}h{n}") as stream:
+                    assert stream.status_code == 200
+    assert door.pending is not None
+    kept = sum(q.qsize() for q in list(door.pending.values()))
+    assert kept <= UNREAD_PER_VISITOR
