@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import shutil
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -79,6 +80,11 @@ TURN_WAIT_S = 10.0
 # CPU with everyone else's rather than take it (review 5 F7: one cookie keeping 16 renders of a
 # 1,000-step session in flight made others' page loads take 1.5-1.9 s, 0.05 s alone).
 RENDERS_AT_ONCE = 2
+# ... and so many a second on average (after a burst: typing ahead, two tabs reloading); a tab
+# draws at most one a second while an edit runs. Back to back, two at a time still took both
+# cores (the review's retest: 12 draws a second, others' loads 1.05 s median).
+RENDERS_PER_S = 4.0
+RENDER_BURST = 12.0
 
 
 class _Tab:
@@ -150,6 +156,33 @@ class _Tab:
                 self._turns.notify_all()
 
 
+class _RenderTurns:
+    """One visitor's turns to have a page drawn: `RENDERS_AT_ONCE` at a time, and on average
+    `RENDERS_PER_S` a second after a burst of `RENDER_BURST` (a draw past that waits, holding
+    its place: the visitor's others wait behind it, nobody else's)."""
+
+    def __init__(self) -> None:
+        self._places = asyncio.Semaphore(RENDERS_AT_ONCE)
+        self._tokens = RENDER_BURST
+        self._at = time.monotonic()
+
+    async def __aenter__(self) -> None:
+        await self._places.acquire()
+        try:
+            now = time.monotonic()
+            self._tokens = min(RENDER_BURST, self._tokens + (now - self._at) * RENDERS_PER_S)
+            self._at = now
+            self._tokens -= 1
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / RENDERS_PER_S)
+        except BaseException:
+            self._places.release()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._places.release()
+
+
 class Handlers:
     """Every event of the page. The first two arguments of most are the browser's session id and
     the step this tab shows (its `tab_step`): every edit, compare and retry starts from that step,
@@ -162,7 +195,7 @@ class Handlers:
         self.tiles = view.Tiles.from_assets(ctx.assets)
         self._tabs: OrderedDict[str, _Tab] = OrderedDict()
         # Each named visitor's turns to have a page drawn, while they have one drawn or waiting.
-        self._renders: weakref.WeakValueDictionary[str, asyncio.Semaphore] = (
+        self._renders: weakref.WeakValueDictionary[str, _RenderTurns] = (
             weakref.WeakValueDictionary()
         )
 
@@ -263,7 +296,7 @@ class Handlers:
             return contextlib.nullcontext()
         turns = self._renders.get(owner)
         if turns is None:
-            turns = self._renders[owner] = asyncio.Semaphore(RENDERS_AT_ONCE)
+            turns = self._renders[owner] = _RenderTurns()
         return turns
 
     @property
