@@ -100,15 +100,27 @@ _ID_BYTES = 24
 # New visitors one network address may become in an hour (a browser keeps its token; only a
 # client that throws its cookies away needs more).
 DEFAULT_IDENTITIES_PER_HOUR = 20
+# Tokens remembered as counted (`VisitorMiddleware._admit_token`); one forgotten counts again.
+COUNTED_TOKENS_KEPT = 100_000
 IDENTITY_WINDOW_S = 3600.0
 # Addresses remembered for that count at most (the oldest is forgotten first).
 MAX_TRACKED_ADDRESSES = 10_000
 
 
 def new_token(secret: bytes) -> str:
-    """A fresh visitor token signed with `secret`."""
-    token_id = secrets.token_urlsafe(_ID_BYTES)
+    """A fresh visitor token signed with `secret`; its id says when it was issued (signed with
+    it: `issued_at`)."""
+    token_id = f"{secrets.token_urlsafe(_ID_BYTES)}~{int(time.time()):x}"
     return f"{_TOKEN_VERSION}.{token_id}.{_mac(secret, token_id)}"
+
+
+def issued_at(ident: str) -> int | None:
+    """When the token of id `ident` was issued (Unix seconds); None for one that does not say."""
+    _, sep, when = ident.rpartition("~")
+    try:
+        return int(when, 16) if sep and when else None
+    except ValueError:
+        return None
 
 
 def token_id(token: str, secret: bytes) -> str | None:
@@ -469,6 +481,26 @@ class VisitorMiddleware:
         self.door = door
         self.rate = IdentityRate(door.identities_per_hour)
         self.keys = KeyRate(self.rate)
+        # Tokens issued since this door opened that came back, and were counted then
+        # (`_admit_token`), the most recent last.
+        self.started = int(time.time())
+        self.counted: OrderedDict[str, None] = OrderedDict()
+
+    def _admit_token(self, ident: str, address: str | None) -> bool:
+        """Whether a browser's token may name its visitor. A token this door issued counts
+        among its address's new visitors the first time it comes back, not when it is issued:
+        a client fetching the page and throwing the cookie away uses none up (twenty such
+        fetches an hour from one address, a share link's tunnel, closed the studio to every
+        newcomer). Tokens from before this door opened were counted then, or never need be."""
+        issued = issued_at(ident)
+        if issued is None or issued < self.started or ident in self.counted:
+            return True
+        if not self.rate.allow(address):
+            return False
+        self.counted[ident] = None
+        if len(self.counted) > COUNTED_TOKENS_KEPT:
+            self.counted.popitem(last=False)
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -528,7 +560,10 @@ class VisitorMiddleware:
             else:
                 state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
         elif ident is not None:
-            state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
+            if self._admit_token(ident, address):
+                state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
+            else:
+                state[_STATE_REFUSAL] = TOO_MANY_NEW
         if ident is None and not key and not self.rate.has_room(address):
             state[_STATE_REFUSAL] = TOO_MANY_NEW  # said instead of "allow cookies"
         if ident is not None or key or not _is_page_load(request) or cross:
@@ -539,7 +574,7 @@ class VisitorMiddleware:
             # address's new visitors.
             await self.app(scope, receive, send)
             return
-        if not self.rate.allow(address):
+        if not self.rate.has_room(address):  # (counted when the token comes back)
             state[_STATE_REFUSAL] = TOO_MANY_NEW
             await self.app(scope, receive, send)
             return

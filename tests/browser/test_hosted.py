@@ -3,6 +3,8 @@ reaches B. Every request goes to loopback only."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from gradio_client import Client
@@ -290,3 +292,29 @@ def test_another_sites_page_fetching_the_studio_uses_up_no_new_visitor(sim, clea
             assert "set-cookie" not in answer.headers
         opened = {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}
         assert httpx.get(s.url, headers=opened).cookies.get("kontext_visitor")
+
+
+def test_pages_fetched_by_clients_that_keep_no_cookie_use_up_no_new_visitor(sim, clean_env):
+    """A newcomer counts among the address's new visitors when their token first comes back,
+    not when the page hands it out: twenty cookie-less fetches an hour from one address (a
+    share link's tunnel, where every visitor has one address) closed the studio to everyone new."""
+    with running_studio(sim, clean_env, hosted=True, identities_per_hour=2) as s:
+        for _ in range(5):  # a script fetching the page, throwing each cookie away
+            assert httpx.get(s.url).cookies.get("kontext_visitor")
+        for _ in range(2):  # two newcomers who stay: counted as their tokens come back
+            visitor = httpx.Client(base_url=s.url)
+            visitor.get("/")
+            assert visitor.get("/config").status_code == 200
+            api = Client(s.url, verbose=False, headers=_cookie_header(visitor))
+            assert json.loads(api.predict(5, api_name="/list_sessions"))["sessions"] == []
+            api.close()
+        third = httpx.Client(base_url=s.url)
+        third.get("/")
+        api = Client(s.url, verbose=False, headers=_cookie_header(third))
+        with pytest.raises(Exception, match="Too many new visitors"):
+            api.predict(5, api_name="/list_sessions")
+        api.close()
+
+
+def _cookie_header(client: httpx.Client) -> dict[str, str]:
+    return {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
