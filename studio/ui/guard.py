@@ -142,8 +142,13 @@ class VisitorGuard:
             await self._upload(scope, receive, send)
             return
         target = file_target(path)
-        if target is not None and not await self._may_read(Request(scope), target):
-            await _not_found(send)
+        if target is not None:
+            if not await self._may_read(Request(scope), target):
+                await _not_found(send)
+                return
+            # Served to this asker alone: no shared cache (a CDN, a caching proxy) may keep it
+            # for the next one asking for the same address.
+            await self.app(scope, receive, _private(send))
             return
         await self.app(scope, receive, send)
 
@@ -388,6 +393,27 @@ def route_path(scope: Scope) -> str:
 def _is_remote(target: str) -> bool:
     # Gradio treats "http://" and "https://" (any case) as a URL to fetch (client_utils).
     return target.strip().lower().startswith(("http:", "https:", "//"))
+
+
+def _private(send: Send) -> Send:
+    """`send`, with an answer marked for the asker's own browser only (`Cache-Control:
+    private`, varying with what names the asker)."""
+
+    async def marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (k, v)
+                for k, v in message.get("headers", [])
+                if k.lower() not in (b"cache-control", b"vary")
+            ]
+            headers += [
+                (b"cache-control", b"private, max-age=3600"),
+                (b"vary", b"Cookie, X-RunAPI-Key"),
+            ]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return marked
 
 
 def _upload_root() -> Path:

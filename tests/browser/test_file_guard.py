@@ -113,8 +113,12 @@ def test_a_visitors_image_thumbnail_and_cached_copy_reach_no_one_else(hosted, si
     cookie = "; ".join(f"{k}={v}" for k, v in stranger.cookies.items())
     assert cookie
     for path in (stored, thumb, cached):
-        # The owner is served (so each spelling below names a file Gradio would serve)...
-        assert _get(hosted.url, f"/gradio_api/file={path}", headers=owner)[0] == 200
+        # The owner is served (so each spelling below names a file Gradio would serve), for
+        # their own browser only: no shared cache in front may keep it for the next asker...
+        served = httpx.get(f"{hosted.url}gradio_api/file={path}", headers=owner)
+        assert served.status_code == 200
+        assert served.headers["cache-control"].startswith("private")
+        assert "Cookie" in served.headers["vary"]
         for spelling in _spellings(str(path)):
             for method in ("GET", "HEAD"):
                 status, _ = _get(hosted.url, spelling, method=method, headers={"Cookie": cookie})
