@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import contextvars
 import hashlib
@@ -73,6 +74,7 @@ from studio.limits import (
     Limits,
     LimitSettings,
     taken_bytes,
+    used_lately,
 )
 from studio.links import fetch_link
 from studio.params import (
@@ -87,7 +89,7 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import ClientPool, StepRunner
-from studio.store import Holding, Store, StoreError, text_bytes
+from studio.store import THUMBNAILS_PER_CALL, Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,9 @@ NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
+# Seconds between two passes over every stored file for images nobody refers to (a deleted
+# session's own images go at once; a pass finds those left by a crash or still new then).
+FULL_COLLECT_EVERY_S = 600.0
 # Said of a step paid with a visitor's own key when the studio restarted under it.
 WAITS_FOR_KEY = (
     "The studio restarted while this edit ran on your own RunAPI key, which it does not keep; "
@@ -225,6 +230,16 @@ class Engine:
         # Exports being written (`_export_turn`): all together, and the visitors who have one.
         self._exports = asyncio.Semaphore(EXPORTS_AT_ONCE)
         self._exporting: set[str] = set()
+        # Thumbnails being made (`thumbnails`): on a thread of their own, one at a time, each
+        # image once however many ask; and the thumbnails each named visitor asked for lately.
+        self._thumb_maker = concurrent.futures.ThreadPoolExecutor(1, "thumbnails")
+        self._thumb_places = FairPlaces(1)
+        self._thumbs_making: dict[str, asyncio.Future[Path | None]] = {}
+        self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
+        # The pass over every stored file for unreferenced images (`delete_session`): when the
+        # next may start, and the one running.
+        self._next_full_collect = 0.0
+        self._full_collect: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -263,6 +278,9 @@ class Engine:
     async def aclose(self) -> None:
         """Stop waiting on running edits (they resume at the next start) and close everything."""
         await self._runner.aclose()
+        if self._full_collect is not None:
+            await asyncio.wait([self._full_collect])
+        await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._store.close)
 
     # -- intake ---------------------------------------------------------------------------------
@@ -339,17 +357,7 @@ class Engine:
     def _decoded_lately(self, owner: str | None, pixels: int) -> int:
         """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
         now): who has had the fewest goes first when a decode place comes free."""
-        if owner is None:
-            return 0
-        now = time.monotonic()
-        recent = self._decoded.setdefault(owner, collections.deque())
-        while recent and now - recent[0][0] >= 60.0:
-            recent.popleft()
-        used = sum(p for _, p in recent)
-        recent.append((now, pixels))
-        if len(self._decoded) > MAX_TRACKED_ADDRESSES:  # forget those idle for a minute
-            self._decoded = {o: r for o, r in self._decoded.items() if r and now - r[-1][0] < 60.0}
-        return used
+        return 0 if owner is None else used_lately(self._decoded, owner, pixels)
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
@@ -531,7 +539,8 @@ class Engine:
         return await self.navigate(session_id, lambda s: s.rename(name), visitor=visitor)
 
     async def delete_session(self, session_id: str, *, visitor: Visitor = LOCAL) -> Session:
-        """Delete a session with its steps, then the images no other session refers to.
+        """Delete a session with its steps, then its images no other session refers to (and
+        now and then, in the background, every image nobody refers to: `FULL_COLLECT_EVERY_S`).
 
         Raises `StoreError` (one sentence) while one of its edits is still queued or running.
         Returns the session as it was.
@@ -543,21 +552,39 @@ class Engine:
                 raise HistoryError(
                     "This session has an edit still running; delete it once it has finished."
                 )
+            held = await asyncio.to_thread(self._store.referenced_images, session_id)
             await asyncio.to_thread(self._store.delete_session, session_id)
             for step_id in session.steps:
                 waiting.pop(step_id, None)
         self._runner.signals.notify(session_id)
-        await self.collect_garbage()
+        await self.collect_garbage(among=held)
+        if time.monotonic() >= self._next_full_collect and self._full_collect is None:
+            # Every file looked at (a second per 40,000 images): not on a visitor's delete, and
+            # one at a time (review 5 F6: each delete looked at every file of the store).
+            self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
+            self._full_collect = asyncio.ensure_future(self._collect_all())
         return session
 
-    async def collect_garbage(self, *, older_than_s: float = UNREFERENCED_GRACE_S) -> int:
-        """Remove stored images and thumbnails no session refers to, older than `older_than_s`
-        seconds; how many images went. Files a session refers to are never touched."""
+    async def _collect_all(self) -> None:
+        try:
+            await self.collect_garbage()
+        except (OSError, StoreError) as exc:
+            log.warning("Clean-up of unreferenced images failed: %s", exc)
+        finally:
+            self._full_collect = None
 
-        count = len(await asyncio.to_thread(self._store.collect_images, older_than_s=older_than_s))
-        if count:
-            log.info("Removed %d image(s) no session refers to", count)
-        return count
+    async def collect_garbage(
+        self, *, older_than_s: float = UNREFERENCED_GRACE_S, among: set[str] | None = None
+    ) -> int:
+        """Remove stored images and thumbnails no session refers to (of `among`, if given),
+        older than `older_than_s` seconds; how many images went. Files a session refers to are
+        never touched."""
+        removed = await asyncio.to_thread(
+            self._store.collect_images, older_than_s=older_than_s, among=among
+        )
+        if removed:
+            log.info("Removed %d image(s) no session refers to", len(removed))
+        return len(removed)
 
     async def navigate(
         self, session_id: str, move: Callable[[Session], Session], *, visitor: Visitor = LOCAL
@@ -1003,9 +1030,51 @@ class Engine:
         """The stored bytes of image `ref`, exactly as received."""
         return await asyncio.to_thread(self._store.read_image, ref.sha256)
 
-    async def thumbnails(self, refs: list[ImageRef]) -> dict[str, Path]:
-        """A small copy of each stored image for history strips (made once), by sha256."""
-        return await asyncio.to_thread(self._store.thumbnails, refs)
+    async def thumbnails(
+        self, refs: list[ImageRef], *, visitor: Visitor = LOCAL
+    ) -> dict[str, Path]:
+        """A small copy of each stored image for history strips (made once), by sha256; at
+        most `THUMBNAILS_PER_CALL` missing ones are made in one call (the rest as the page asks
+        again). A thumbnail is a full decode of its image (an 8-megapixel HEIC: half a second):
+        they are made on a thread of their own, never on the one every store read shares; one
+        at a time; each image once, however many pages ask for it at once; and a visitor who
+        asked for many lately waits behind one who asked for few (review 5 F3: six renders of
+        a fresh import, each decoding the same 48 images on the shared threads, stalled every
+        other visitor's page for up to 39 s)."""
+        found, missing = await asyncio.to_thread(self._store.existing_thumbnails, refs)
+        missing = missing[:THUMBNAILS_PER_CALL]
+        if missing:
+            used = self._thumbnails_lately(visitor.owner, len(missing))
+            # Each counts the ones asked before it: one large ask waits its turn too.
+            asks = (self._thumbnail(sha, used + n) for n, sha in enumerate(missing))
+            made = await asyncio.gather(*asks)
+            found.update({sha: path for sha, path in zip(missing, made, strict=True) if path})
+        return found
+
+    def _thumbnail(self, sha256: str, used: int) -> asyncio.Future[Path | None]:
+        """The thumbnail of `sha256` being made (one making for all who ask), for one asker
+        (who may give up without stopping it for the others)."""
+        making = self._thumbs_making.get(sha256)
+        if making is None:
+            making = asyncio.ensure_future(self._make_thumbnail(sha256, used))
+            self._thumbs_making[sha256] = making
+            making.add_done_callback(lambda _: self._thumbs_making.pop(sha256, None))
+        return asyncio.shield(making)
+
+    async def _make_thumbnail(self, sha256: str, used: int) -> Path | None:
+        async with self._thumb_places.place(used):
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(
+                    self._thumb_maker, self._store.make_thumbnail, sha256
+                )
+            except (StoreError, OSError, RuntimeError):  # unreadable, or the studio closing
+                return None
+
+    def _thumbnails_lately(self, owner: str | None, count: int) -> int:
+        """The thumbnails `owner` asked for in the last minute, before these `count` (counted
+        now): who asked for the fewest goes first when the maker comes free."""
+        return 0 if owner is None else used_lately(self._thumbed, owner, count)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""

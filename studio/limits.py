@@ -45,6 +45,26 @@ def taken_bytes(image_bytes: int, sessions: int, steps: int, text_bytes: int) ->
     return image_bytes + sessions * SESSION_BYTES + steps * STEP_BYTES + text_bytes
 
 
+# Visitors whose use `used_lately` remembers before it forgets those idle for a minute.
+USE_TRACKED = 10_000
+
+
+def used_lately(table: dict[str, deque[tuple[float, int]]], owner: str, n: int) -> int:
+    """What `owner` used in the last minute by `table` (when, how much), before these `n`
+    (counted now): `FairPlaces` gives the next place to whom used the least. Owners idle for a
+    minute are forgotten once the table holds `USE_TRACKED`."""
+    now = time.monotonic()
+    recent = table.setdefault(owner, deque())
+    while recent and now - recent[0][0] >= 60.0:
+        recent.popleft()
+    used = sum(amount for _, amount in recent)
+    recent.append((now, n))
+    if len(table) > USE_TRACKED:
+        for idle in [o for o, r in table.items() if not r or now - r[-1][0] >= 60.0]:
+            del table[idle]
+    return used
+
+
 class FairPlaces:
     """At most `capacity` holders at once; a place that comes free goes to the waiter whose
     visitor has used the least lately (`used`, as they asked), then to the one waiting longest:

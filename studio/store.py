@@ -8,6 +8,7 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -344,11 +345,10 @@ class Store:
 
     # Thumbnails: small copies for history strips, made once, removed with their image
 
-    def thumbnails(
-        self, refs: Collection[ImageRef], *, most: int = THUMBNAILS_PER_CALL
-    ) -> dict[str, Path]:
-        """The thumbnail of each image that has one, making at most `most` missing ones."""
+    def existing_thumbnails(self, refs: Collection[ImageRef]) -> tuple[dict[str, Path], list[str]]:
+        """The thumbnail of each image that has one, by sha256; and the images without one."""
         found: dict[str, Path] = {}
+        missing: dict[str, None] = {}
         for ref in refs:
             if ref.sha256 in found or not _SHA256.fullmatch(ref.sha256):
                 continue
@@ -357,13 +357,12 @@ class Store:
                     found[ref.sha256] = path
                     break
             else:
-                if most > 0:
-                    with contextlib.suppress(StoreError, OSError):
-                        found[ref.sha256] = self._make_thumbnail(ref.sha256)
-                    most -= 1
-        return found
+                missing[ref.sha256] = None
+        return found, list(missing)
 
-    def _make_thumbnail(self, sha256: str) -> Path:
+    def make_thumbnail(self, sha256: str) -> Path:
+        """Make the thumbnail of a stored image (a full decode: `StoreError` or `OSError` when
+        it cannot be read)."""
         thumb = make_thumbnail(self.read_image(sha256), max_side=THUMBNAIL_SIDE)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
         suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
@@ -561,19 +560,25 @@ class Store:
             if deleted.rowcount == 0:
                 raise StoreError("There is no such session.")
 
-    def referenced_images(self) -> set[str]:
-        """The sha256 of every image a step refers to: its result, source, raw output or mask."""
+    def referenced_images(self, session_id: str | None = None) -> set[str]:
+        """The sha256 of every image a step refers to (of session `session_id`, if given): its
+        result, source, raw output or mask."""
+        where = "session_id = ?1 AND" if session_id is not None else "?1 IS NULL AND"
         with self._read() as db:
             rows = db.execute(
-                "SELECT result_sha256 FROM steps WHERE result_sha256 IS NOT NULL"
-                " UNION SELECT source_sha256 FROM steps WHERE source_sha256 IS NOT NULL"
-                " UNION SELECT raw_sha256 FROM steps WHERE raw_sha256 IS NOT NULL"
-                " UNION SELECT mask_sha256 FROM steps WHERE mask_sha256 IS NOT NULL"
+                " UNION ".join(
+                    f"SELECT {column} FROM steps WHERE {where} {column} IS NOT NULL"
+                    for column in ("result_sha256", "source_sha256", "raw_sha256", "mask_sha256")
+                ),
+                (session_id,),
             ).fetchall()
         return {row[0] for row in rows}
 
-    def collect_images(self, *, older_than_s: float) -> list[str]:
-        """Remove the image files no step refers to; the sha256 of each one removed.
+    def collect_images(
+        self, *, older_than_s: float, among: Collection[str] | None = None
+    ) -> list[str]:
+        """Remove the image files no step refers to (of those in `among`, if given: a deleted
+        session's, without looking at every file); the sha256 of each one removed.
 
         A file written or stored again within `older_than_s` seconds is left alone: an edit or
         an import (here or in another process) stores its image a moment before the step that
@@ -582,7 +587,20 @@ class Store:
         keep = self.referenced_images()
         cutoff = time.time() - older_than_s
         removed = []
-        for path in self.images_dir.glob("??/*.*"):
+        images: Iterable[Path]
+        thumbs: Iterable[Path]
+        if among is None:
+            images = self.images_dir.glob("??/*.*")
+            thumbs = self.thumbs_dir.glob("*.*")
+        else:
+            wanted = [sha for sha in among if _SHA256.fullmatch(sha) and sha not in keep]
+            images = itertools.chain.from_iterable(
+                self.images_dir.glob(f"{sha[:2]}/{sha}.*") for sha in wanted
+            )
+            thumbs = itertools.chain.from_iterable(
+                self.thumbs_dir.glob(f"{sha}.*") for sha in wanted
+            )
+        for path in images:
             sha256 = path.name.split(".", 1)[0]
             if path.name.startswith(".") or not _SHA256.fullmatch(sha256) or sha256 in keep:
                 continue
@@ -591,7 +609,7 @@ class Store:
                     path.unlink()
                     removed.append(sha256)
         # A thumbnail goes with its image (or when it has none any more).
-        for thumb in self.thumbs_dir.glob("*.*"):
+        for thumb in thumbs:
             sha256 = thumb.name.split(".", 1)[0]
             if thumb.name.startswith(".") or sha256 in keep:
                 continue

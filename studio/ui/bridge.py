@@ -215,10 +215,11 @@ async def _page(
         if s.cover_sha256
     ]
     if session is None:
-        listed = {sha: str(path) for sha, path in (await engine.thumbnails(covers)).items()}
+        made = await engine.thumbnails(covers, visitor=who)
+        listed = {sha: str(path) for sha, path in made.items()}
         return PageData(None, summaries, {}, {}, listed, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-    thumbs = await engine.thumbnails([*shown, *covers])
+    thumbs = await engine.thumbnails([*shown, *covers], visitor=who)
     return PageData(
         session=session,
         summaries=summaries,

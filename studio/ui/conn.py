@@ -37,8 +37,11 @@ class ConnectionRules:
     """What `GuardedHTTPProtocol` enforces for one running app."""
 
     per_address: bool
-    # The open connections of each peer address (pruned of closed ones as they are counted).
+    # The open connections of each peer address (each taken out as it closes; and pruned of
+    # closed ones as they are counted, for one whose protocol changed on the way).
     open: dict[str, set[asyncio.BaseTransport]] = field(default_factory=dict)
+    # How many addresses may be tracked before those with no connection left are looked for.
+    prune_at: int = 1024
 
     def admit(self, address: str | None, transport: asyncio.BaseTransport) -> bool:
         """Whether a connection from `address` may stay open (it is counted if so)."""
@@ -50,11 +53,19 @@ class ConnectionRules:
             return False
         held.add(transport)
         self.open[address] = held
-        # Addresses whose connections all closed are forgotten now and then.
-        if len(self.open) > 4 * CONNECTIONS_PER_ADDRESS:
+        if len(self.open) > self.prune_at:  # addresses whose connections all closed go
             for other in [a for a, ts in self.open.items() if all(t.is_closing() for t in ts)]:
                 del self.open[other]
+            self.prune_at = max(1024, 2 * len(self.open))
         return True
+
+    def closed(self, address: str | None, transport: asyncio.BaseTransport) -> None:
+        """A connection `admit` counted has closed."""
+        held = self.open.get(address) if address is not None else None
+        if address is not None and held is not None:
+            held.discard(transport)
+            if not held:
+                del self.open[address]
 
 
 class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -92,6 +103,8 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         if self._headers_due is not None:
             self._headers_due.cancel()
             self._headers_due = None
+        if self._rules is not None:
+            self._rules.closed(self.client[0] if self.client else None, self.transport)
         super().connection_lost(exc)
 
     def _between_requests(self) -> bool:

@@ -217,6 +217,15 @@ class UploadBook:
         self.waiting.pop(Path(os.path.abspath(name)), None)
 
 
+def fitted_name(left: str, right: str, width: int, height: int) -> str:
+    """The file name of `right`'s image fitted into `left`'s frame (the compare slider's copy):
+    a keyed MAC of the two images and the frame, so that a copy is made once for the same pair,
+    and its address is known only to whom the studio showed it (as with an export's link; made
+    of the images' hashes it could be named by anyone who knew them)."""
+    made_of = f"{left}|{right}|{width}x{height}".encode()
+    return hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32] + ".png"
+
+
 _GradioUploadFile = gradio.route_utils.GradioUploadFile
 
 
@@ -260,6 +269,7 @@ __all__ = [
     "UploadBook",
     "discard_export",
     "discard_upload",
+    "fitted_name",
     "install",
     "make_exports_folder",
     "new_export",

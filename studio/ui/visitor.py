@@ -282,17 +282,19 @@ class KeyRate:
         return True
 
 
-def from_another_site(headers: Mapping[str, str]) -> bool:
+def from_another_site(headers: Mapping[str, str], method: str = "GET") -> bool:
     """Whether a browser sent this request for a page of another site, or of another origin of
-    this one (a fetch it made, not a navigation to the studio). A browser's cookie goes with
-    such a request too: inside a frame, every site framed by the same top-level site shares
-    the partitioned cookie (every Space on huggingface.co), and Gradio allows any origin to read
-    its answers with credentials. Browsers say where a request comes from in `Sec-Fetch-Site`;
-    for one that does not, an `Origin` other than the host asked says it."""
+    this one (a fetch it made, or a form it posted: anything but opening the studio). A
+    browser's cookie goes with such a request too: inside a frame, every site framed by the
+    same top-level site shares the partitioned cookie (every Space on huggingface.co), Gradio
+    allows any origin to read its answers with credentials, and another site's form posted to
+    the studio (a navigation, with `method` POST) carries the cookie as well: it filled a
+    visitor's uploads. Browsers say where a request comes from in `Sec-Fetch-Site`; for one
+    that does not, an `Origin` other than the host asked says it."""
     site = headers.get("sec-fetch-site")
     if site is not None:
-        navigating = headers.get("sec-fetch-mode") == "navigate"
-        return site.lower() in ("cross-site", "same-site") and not navigating
+        opening = headers.get("sec-fetch-mode") == "navigate" and method in ("GET", "HEAD")
+        return site.lower() in ("cross-site", "same-site") and not opening
     origin = headers.get("origin")
     if not origin:
         return False
@@ -508,7 +510,7 @@ class VisitorMiddleware:
         ident = tokens[0] if len(tokens) == 1 else None
         # (Another site's page fetching the studio's page is no visitor opening it either: it
         # is handed no token, and uses up none of the address's new visitors.)
-        cross = from_another_site(request.headers)
+        cross = from_another_site(request.headers, request.method)
         if tokens and not key and cross:
             # Another site's page asking with the visitor's cookie: it names nobody (it may
             # read nothing of theirs, nor act for them).

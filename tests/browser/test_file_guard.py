@@ -4,6 +4,7 @@ stored image, its thumbnail and a cached copy reach that visitor only. Raw HTTP 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
@@ -407,3 +408,34 @@ def test_a_visitor_has_a_bounded_number_of_uploads_waiting(hosted):
     assert TOO_MANY_UPLOADS in refused.text
     # Another visitor uploads as before.
     assert _upload(hosted.url, make_image(6, 6), _cookie(_visitor(hosted.url))).status_code == 200
+
+
+def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(hosted, monkeypatch):
+    """A visitor's events in flight (here ten page loads at once) are drawn at most two at a
+    time; the others wait their turn, and another visitor's page is drawn meanwhile (one cookie
+    keeping 16 draws of a long session in flight took the CPU from everyone)."""
+    from studio.ui import handlers
+
+    drawing: dict[str | None, int] = {}
+    most: dict[str | None, int] = {}
+    real = hosted.bridge.page
+
+    async def counted(session_id, who, **kw):  # type: ignore[no-untyped-def]
+        drawing[who.owner] = drawing.get(who.owner, 0) + 1
+        most[who.owner] = max(most.get(who.owner, 0), drawing[who.owner])
+        try:
+            await asyncio.sleep(1.0)  # a long session's draw
+            return await real(session_id, who, **kw)
+        finally:
+            drawing[who.owner] -= 1
+
+    monkeypatch.setattr(hosted.bridge, "page", counted)
+    alice, bob = _visitor(hosted.url), _visitor(hosted.url)
+    with ThreadPoolExecutor(11) as pool:
+        loads = [pool.submit(_run_event, alice, "on_load", [None, None]) for _ in range(10)]
+        time.sleep(0.5)
+        bobs = pool.submit(_run_event, bob, "on_load", [None, None])
+        assert bobs.result(timeout=60)["success"] is True
+        assert not all(load.done() for load in loads)  # Bob did not wait for all of Alice's
+        assert all(load.result(timeout=60)["success"] for load in loads)
+    assert sorted(most.values()) == [1, handlers.RENDERS_AT_ONCE]  # Bob's one; Alice's two

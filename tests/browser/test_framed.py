@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import running_studio
-from tests.browser.test_studio_flow import _listed
+from tests.browser.test_studio_flow import _listed, _thumbs
+from tests.support.engines import make_image
 
 pytestmark = pytest.mark.slow
 
@@ -136,4 +137,67 @@ def test_another_sites_page_in_the_same_frame_partition_reads_nothing_of_the_vis
         frame.locator("#prompt textarea").press("Enter")
         expect(frame.locator("#status")).to_contain_text("✓ Done", timeout=30_000)
         assert len(studio.run(studio.engine.list_sessions())) == 1
+        context.close()
+
+
+# Another site's page posting a form of 16 small files to the studio's upload route as soon as
+# it opens (a top-level navigation: the visitor's cookie goes with it).
+_POSTING_PAGE = """<!doctype html><form id="f" method="POST" enctype="multipart/form-data"
+action="{studio}gradio_api/upload"><input type="file" name="files" id="i" multiple></form>
+<script>
+const files = new DataTransfer();
+for (let n = 0; n < 16; n++) files.items.add(new File([new Uint8Array(1000).fill(n)], n + '.png'));
+document.getElementById('i').files = files.files;
+document.getElementById('f').submit();
+</script>"""
+
+
+@pytest.fixture
+def posting_site() -> Iterator[tuple[str, list[str]]]:
+    """A site of its own on 127.0.0.1 whose page posts the form above to the studio it is given."""
+    studio: list[str] = []
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = _POSTING_PAGE.replace("{studio}", studio[0]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", studio
+    server.shutdown()
+    server.server_close()
+
+
+def test_another_sites_form_posted_to_the_studio_is_nobodys(browser, sim, clean_env, posting_site):
+    """A visitor who opens another site's page, which posts a form of files to the studio (a
+    navigation, so their cookie goes with it), has nothing stored or kept in their name: their
+    own upload afterwards starts their session as ever (before, the form's 16 files filled the
+    uploads a visitor may have waiting, and theirs was refused for a quarter of an hour)."""
+    site, studio_url = posting_site
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        shown = studio.url.replace("127.0.0.1", "localhost")  # another site than the form's
+        studio_url.append(shown)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(shown)
+        expect(page.locator("#status")).not_to_be_empty(timeout=30_000)
+        with page.expect_response(lambda r: r.url.endswith("/gradio_api/upload")) as posted:
+            page.goto(site)
+        assert posted.value.status == 403  # names nobody: nothing kept
+        page.goto(shown)
+        expect(page.locator("#status")).not_to_be_empty(timeout=30_000)
+        page.locator("#source input[type=file]").set_input_files(
+            {"name": "mine.png", "mimeType": "image/png", "buffer": make_image(120, 90)}
+        )
+        expect(_thumbs(page)).to_have_count(1, timeout=20_000)
+        expect(page.locator("#status")).to_contain_text("Ready")
+        expect(_listed(page)).to_have_count(1)
         context.close()

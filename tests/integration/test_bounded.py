@@ -148,6 +148,29 @@ async def test_a_page_makes_a_bounded_number_of_thumbnails_at_a_time(engine):
     assert len(await engine.thumbnails(refs)) == len(refs)
 
 
+async def test_thumbnails_asked_for_at_once_wait_their_turn_and_a_small_ask_goes_first(engine):
+    """Eight pages of one visitor asking at once for the same twenty new thumbnails (each a full
+    decode) do not hold the threads every store read shares: another visitor's one thumbnail
+    is made after at most a couple of theirs, not after all twenty."""
+    a_refs = []
+    for n in range(20):
+        image = await engine.read_image(make_image(400, 300, colour=(n, 2 * n, 3)))
+        a_refs.append((await engine.start_session(image, visitor=A)).current.result)
+    b = Visitor("browser:b")
+    b_image = await engine.read_image(make_image(400, 300, colour=(250, 1, 1)))
+    b_ref = (await engine.start_session(b_image, visitor=b)).current.result
+    pages = [asyncio.create_task(engine.thumbnails(a_refs, visitor=A)) for _ in range(8)]
+    await asyncio.sleep(0)  # their asks are in
+    (b_thumb,) = (await engine.thumbnails([b_ref], visitor=b)).values()
+    assert b_thumb.is_file()
+    made_for_a = [
+        p for p in b_thumb.parent.iterdir() if p != b_thumb and not p.name.startswith(".")
+    ]
+    assert len(made_for_a) < 5
+    for page in pages:  # and every page of A's gets all twenty
+        assert len(await page) == 20
+
+
 async def test_a_visitor_checks_only_a_few_keys_a_minute_with_runapi(sim, clean_env):
     from studio.config import Secret
     from studio.engine import KEY_CHECKS_PER_MINUTE

@@ -288,6 +288,34 @@ async def test_clean_up_leaves_an_image_stored_moments_ago_alone(engine, clean_e
     assert not engine.image_path(ref).exists()
 
 
+async def test_a_delete_removes_its_own_images_and_a_pass_over_the_rest_runs_now_and_then(
+    engine, clean_env
+):
+    """A delete looks at its own session's images; every other file of the store is looked at
+    in the background, at most every `FULL_COLLECT_EVERY_S` (each delete looked at every file:
+    a second per 40,000 images, on the threads every visitor's reads share)."""
+    left_behind = await engine._put_image(make_image(64, 64, colour=(1, 2, 3)), "png", 64, 64)
+    doomed = await _start(engine)
+    step = await engine.edit(doomed.session_id, EditParams(prompt="make it blue"))
+    _age(clean_env)
+    await engine.delete_session(doomed.session_id)
+    assert not engine.image_path(step.result).exists()
+    for _ in range(100):  # the pass over the rest, in the background
+        if not engine.image_path(left_behind).exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not engine.image_path(left_behind).exists()
+    # The next delete soon after removes its own images, and leaves the rest to the next pass.
+    later = await engine._put_image(make_image(64, 64, colour=(4, 5, 6)), "png", 64, 64)
+    second = await _start(engine)
+    made = await engine.edit(second.session_id, EditParams(prompt="make it red"))
+    _age(clean_env)
+    await engine.delete_session(second.session_id)
+    await asyncio.sleep(0.2)
+    assert not engine.image_path(made.result).exists()
+    assert engine.image_path(later).exists()
+
+
 async def test_a_session_with_an_edit_running_cannot_be_deleted(engine, sim):
     session = await _start(engine)
     step = await engine.submit_edit(session.session_id, EditParams(prompt="make it blue"))

@@ -468,3 +468,24 @@ async def test_an_upload_gone_before_its_handler_read_it_gets_one_sentence(page,
         with pytest.warns(UserWarning, match="no longer here"):
             shown = await handler(None, None, gone)
         assert "no longer here" in str(shown[page.c.status])
+
+
+async def test_steps_of_two_shapes_are_fitted_into_one_frame_under_a_name_nobody_can_guess(
+    page, tmp_path
+):
+    session_id, origin = await _start(page, tmp_path)  # 4:3
+    form = ("1:1", "png", True, False, 2, None)
+    shown = await page.on_edit(session_id, origin, "make it square", "pro", *form)
+    await _settle(page, session_id, shown)
+    session = await page.bridge.call(Engine.load_session, session_id)
+    square = session.current
+    assert square.result.width == square.result.height
+    pair = await page.on_pair(session_id, None, origin, square.step_id)
+    assert "differ in shape" in pair[page.c.pair_note]
+    left, right = _value(pair[page.c.slider])
+    fitted = Path(str(getattr(right, "path", right)))
+    assert await asyncio.to_thread(fitted.is_file)
+    # Its address says nothing of the two images (whoever knew their hashes could fetch it).
+    left_sha = Path(str(getattr(left, "path", left))).stem
+    assert left_sha[:16] not in fitted.name
+    assert square.result.sha256[:16] not in fitted.name

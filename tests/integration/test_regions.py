@@ -205,3 +205,42 @@ async def test_another_visitor_s_sessions_are_read_while_blends_run(engine, clea
         assert done.state is StepState.COMPLETED
         assert done.result is not None
         assert (done.result.width, done.result.height) == (2400, 1800)  # at the source's size
+
+
+async def test_one_visitors_pile_of_blends_puts_anothers_back_by_one_blend_at_most(
+    engine, clean_env
+):
+    """Three keep-the-rest edits of one visitor wait to be blended, then one of another's: the
+    other's goes after the first of theirs, not after all three (first come, first served put
+    it last). The lane is held meanwhile, as by a long blend under way."""
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    image = await engine.read_image(make_image(1600, 1200, fmt="JPEG"))
+    box = RegionRequest(box=(600, 400, 900, 800))
+
+    def stored() -> int:
+        return sum(1 for p in (clean_env / "images").rglob("*.*") if not p.name.startswith("."))
+
+    async def submit(n: int, who: Visitor):  # type: ignore[no-untyped-def]
+        session = await engine.start_session(image, name=f"photo {n}", visitor=who)
+        params = EditParams(prompt=f"add hat {n}", output_format="jpeg")
+        return await engine.submit_edit(session.session_id, params, region=box, visitor=who)
+
+    async def outputs_stored(count: int) -> None:
+        while stored() < count:  # noqa: ASYNC110 (the store's files are the signal)
+            await asyncio.sleep(0.02)
+
+    before = stored()
+    async with engine._runner._blend_turns.place(0):  # a blend under way
+        steps = [await submit(n, a) for n in range(3)]
+        await outputs_stored(before + 3)  # each model's output, waiting for its blend
+        steps.append(await submit(3, b))
+        await outputs_stored(before + 4)
+    done = []
+    for step, who in zip(steps, [a, a, a, b], strict=True):
+        with contextlib.suppress(HistoryError):  # (still running: wait for it)
+            await engine.wait(step.step_id)
+        session = await engine.load_session(step.session_id, visitor=who)
+        done.append(session.steps[step.step_id])
+    assert all(s.state is StepState.COMPLETED and s.region is not None for s in done)
+    order = [s.step_id for s in sorted(done, key=lambda s: s.completed_at)]
+    assert order.index(steps[3].step_id) == 1

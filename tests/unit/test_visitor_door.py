@@ -136,6 +136,9 @@ def test_fresh_visitors_from_one_address_share_that_addresss_budget():
         host_set.admit("b", ["2"], 10, server_key=True, address=here)
 
 
+_POSTED = "POST"
+
+
 @pytest.mark.parametrize(
     ("headers", "elsewhere"),
     [
@@ -148,7 +151,14 @@ def test_fresh_visitors_from_one_address_share_that_addresss_budget():
         ({"host": "studio.example", "origin": "https://studio.example"}, False),
         ({"host": "studio.example", "origin": "https://other.example"}, True),
         ({"host": "studio.example", "origin": "null"}, True),  # a sandboxed frame
+        # Another site's form, posted to the studio: a navigation, but no opening of it.
+        ({"sec-fetch-site": "cross-site", "sec-fetch-mode": "navigate", "m": _POSTED}, True),
+        ({"sec-fetch-site": "same-site", "sec-fetch-mode": "navigate", "m": _POSTED}, True),
+        ({"sec-fetch-site": "same-origin", "sec-fetch-mode": "navigate", "m": _POSTED}, False),
+        ({"host": "studio.example", "origin": "https://other.example", "m": _POSTED}, True),
     ],
 )
 def test_a_request_made_for_another_sites_page_is_told_apart(headers, elsewhere):
-    assert from_another_site(headers) is elsewhere
+    sent = dict(headers)
+    method = sent.pop("m", "GET")
+    assert from_another_site(sent, method) is elsewhere
