@@ -122,12 +122,18 @@ class Bridge:
     # -- what differs: the page's reads and watching ----------------------------------------------
 
     async def page(
-        self, session_id: str | None, who: Visitor, *, every_session: bool = False
+        self,
+        session_id: str | None,
+        who: Visitor,
+        *,
+        every_session: bool = False,
+        tab_step: str | None = None,
     ) -> PageData:
         """The session (or none), the visitor's sessions, what runs, and the files to show,
         read in one go on the engine's loop: from the store alone, never waiting on RunAPI.
-        Covers are made for the sessions the list draws (`tree.listed_sessions`)."""
-        return await self.call(_page, session_id, who, every_session)
+        Thumbnails are looked for only for the steps the tree draws seen from `tab_step`
+        (`tree.drawn_steps`), covers for the sessions the list draws (`tree.listed_sessions`)."""
+        return await self.call(_page, session_id, who, every_session, tab_step)
 
     async def balance(self, who: Visitor) -> int | None:
         """The balance of the key that pays for `who`'s edits (a RunAPI call; None when it is
@@ -196,7 +202,11 @@ class Bridge:
 
 
 async def _page(
-    engine: Engine, session_id: str | None, who: Visitor, every_session: bool = False
+    engine: Engine,
+    session_id: str | None,
+    who: Visitor,
+    every_session: bool = False,
+    tab_step: str | None = None,
 ) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
     session, damaged, version = None, None, None
@@ -219,7 +229,8 @@ async def _page(
         listed = {sha: str(path) for sha, path in made.items()}
         return PageData(None, summaries, {}, {}, listed, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-    thumbs = await engine.thumbnails([*shown, *covers], visitor=who)
+    drawn = [s.result for s in tree.drawn_steps(session.seen_from(tab_step)) if s.result]
+    thumbs = await engine.thumbnails([*drawn, *covers], visitor=who)
     return PageData(
         session=session,
         summaries=summaries,

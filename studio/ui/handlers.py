@@ -231,7 +231,9 @@ class Handlers:
         tab = self._tab()
         every = tab.every_session
         async with self._render_turn():
-            data = await self.bridge.page(session_id, self.who_with(tab_key), every_session=every)
+            data = await self.bridge.page(
+                session_id, self.who_with(tab_key), every_session=every, tab_step=tab_step
+            )
             page = view.render_page(
                 data,
                 self.tiles,

@@ -32,6 +32,7 @@ ALLOWED: dict[str, set[str]] = {
         "runapi",
         "regions",
         "provenance",
+        "limits",  # the blends' fair turns (DESIGN: the runner may import what the engine may)
     },
     "bundle": {"params", "history", "store", "images"},
     "summary": {"params", "history"},

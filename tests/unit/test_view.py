@@ -252,3 +252,21 @@ def test_a_long_session_list_draws_the_newest_fifty_and_the_open_one_then_all_wh
     assert every.count('data-act="open"') == 120
     assert 'data-act="every"' not in every
     assert '<details class="sessions" open>' in every
+
+
+def test_the_thumbnails_looked_for_are_those_of_the_steps_the_tree_draws():
+    import re
+
+    from studio.ui.tree import drawn_steps, history_html
+
+    session = start()
+    for n in range(300):
+        session = edit(session, f"s{n}", f"step {n}")
+    session = edit(session.make_current("s100"), "fork", "another way")  # a branch at 101
+    seen = session.seen_from("s120")
+    drawn = {s.step_id for s in drawn_steps(seen)}
+    assert len(drawn) < 50  # of 302
+    html = history_html(seen, {s.result.sha256: f"/t/{s.step_id}" for s in seen.steps.values()})
+    pictured = set(re.findall(r'src="gradio_api/file=/t/([^"]+)"', html))
+    assert pictured == drawn
+    assert "fork" in drawn  # the branch's picture where it forks
