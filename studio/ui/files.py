@@ -55,8 +55,11 @@ _LIVE = ".live"
 _held: list[int] = []
 # The key of `_tag`: a running studio's own (its exports folders are its own too).
 _TAG_KEY = secrets.token_bytes(32)
-# Where the non-hosted page keeps its named download links (made by the page's handlers).
-_KEEP = {"downloads"}
+# Where the non-hosted page keeps its named download links, and where the compare slider's
+# fitted copies wait (`keep_fitted`): not exports, so neither counts among their places.
+_KEEP = {"downloads", "pairs"}
+# Fitted copies kept at most (the oldest go first), each at most `EXPORT_TTL_S`.
+FITTED_KEPT = 64
 
 
 def make_exports_folder(parent: Path | None = None) -> Path:
@@ -226,6 +229,20 @@ def fitted_name(left: str, right: str, width: int, height: int) -> str:
     return hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32] + ".png"
 
 
+def keep_fitted(folder: Path, *, now: float | None = None) -> None:
+    """Make room for one more fitted copy in `folder`: those older than `EXPORT_TTL_S` go, and
+    the oldest past `FITTED_KEPT`. Blocking: call it in a thread."""
+    now = time.time() if now is None else now
+    found: list[tuple[float, Path]] = []
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        with contextlib.suppress(OSError):
+            found.append((entry.stat().st_mtime, entry))
+    found.sort()
+    for n, (mtime, entry) in enumerate(found):
+        if mtime < now - EXPORT_TTL_S or len(found) - n >= FITTED_KEPT:
+            entry.unlink(missing_ok=True)
+
+
 _GradioUploadFile = gradio.route_utils.GradioUploadFile
 
 
@@ -271,6 +288,7 @@ __all__ = [
     "discard_upload",
     "fitted_name",
     "install",
+    "keep_fitted",
     "make_exports_folder",
     "new_export",
     "prune_exports",

@@ -34,7 +34,7 @@ from studio.params import EditParams, RegionRequest, parse_box, parse_params, sa
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
 from studio.ui.export import export_file
-from studio.ui.files import discard_upload, fitted_name
+from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
 from studio.ui.tabstate import was_forgotten
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
@@ -1024,6 +1024,7 @@ def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
         target = folder / fitted_name(left.stem, right.stem, wa, ha)
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)
+            keep_fitted(folder)
             fitted = ImageOps.pad(b.convert("RGBA"), (wa, ha), color=(0, 0, 0, 0))
             fitted.save(target, format="PNG")
     note = (

@@ -26,6 +26,8 @@ from studio.ui.files import (
     EXPORTS_KEPT,
     EXPORTS_PER_ADDRESS,
     EXPORTS_PER_VISITOR,
+    FITTED_KEPT,
+    keep_fitted,
     make_exports_folder,
     new_export,
     prune_exports,
@@ -129,6 +131,22 @@ def test_exports_are_removed_when_old_or_too_many(tmp_path):
     assert all(len(p.parent.name) >= 21 for p in kept)
     assert prune_exports(tmp_path, now=time.time() + EXPORT_TTL_S + 1) == EXPORTS_KEPT
     assert not any(p.exists() for p in written)
+
+
+def test_the_sliders_fitted_copies_take_no_export_place_and_are_bounded_on_their_own(tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    copies = []
+    for n in range(FITTED_KEPT + 5):
+        keep_fitted(pairs)
+        copies.append(pairs / f"{n}.png")
+        copies[-1].write_bytes(b"png")
+    assert [p.exists() for p in copies].count(True) == FITTED_KEPT  # the oldest went
+    written = [write_export(tmp_path, f"s{n}", b"zip") for n in range(EXPORTS_KEPT)]
+    assert all(p.exists() for p in written)  # all 32 places are exports'
+    assert copies[-1].exists()  # and the copies are not pruned as one of them
+    keep_fitted(pairs, now=time.time() + EXPORT_TTL_S + 1)
+    assert not any(p.exists() for p in copies)
 
 
 def test_one_visitors_exports_never_push_out_anothers(tmp_path):
