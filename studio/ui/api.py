@@ -43,6 +43,7 @@ from studio.summary import listed_session, session_summary, step_summary, tree_s
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.guard import IMAGE_ROUTE, image_sha
+from studio.ui.turns import turn_of
 from studio.ui.visitor import Refusal, current, guarded
 
 # Edits hold their slot for the whole task (in a queue of their own, "api-edit", without a
@@ -262,7 +263,8 @@ class Endpoints:
         Returns:
             JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
         """
-        summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
+        async with turn_of(self.who.owner):  # (`ui.turns`: a few reads at once, a few a second)
+            summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         count = max(1, int(limit or DEFAULT_LIST_LIMIT))
         return _json({"sessions": [listed_session(s) for s in summaries[:count]]})
 
@@ -277,17 +279,18 @@ class Endpoints:
             JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
         """
         session_id = (session_id or "").strip()
-        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
-        steps = [
-            tree_step_summary(
-                step,
-                session,
-                image_url=self._address(step.result, request),
-                raw_image_url=self._address(step.raw_result, request),
-            )
-            for step in session.steps.values()
-        ]
-        return _json(session_summary(session, steps))
+        async with turn_of(self.who.owner):  # (`ui.turns`: a few reads at once, a few a second)
+            session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+            steps = [
+                tree_step_summary(
+                    step,
+                    session,
+                    image_url=self._address(step.result, request),
+                    raw_image_url=self._address(step.raw_result, request),
+                )
+                for step in session.steps.values()
+            ]
+            return _json(session_summary(session, steps))
 
     # -- registering -----------------------------------------------------------------------------
 

@@ -16,8 +16,6 @@ import contextlib
 import logging
 import re
 import shutil
-import time
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from studio.ui.export import export_file
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
 from studio.ui.tabstate import was_forgotten
+from studio.ui.turns import turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
@@ -75,16 +74,6 @@ MAX_TABS = 4096
 CHAIN_KEPT = 32
 # Seconds an Enter waits for the ones typed before it to be taken.
 TURN_WAIT_S = 10.0
-# Pages drawn at once for one visitor (a draw of a long session takes a tenth of a second of
-# CPU or more): their other events wait their turn, so one visitor's events in flight share the
-# CPU with everyone else's rather than take it (review 5 F7: one cookie keeping 16 renders of a
-# 1,000-step session in flight made others' page loads take 1.5-1.9 s, 0.05 s alone).
-RENDERS_AT_ONCE = 2
-# ... and so many a second on average (after a burst: typing ahead, two tabs reloading); a tab
-# draws at most one a second while an edit runs. Back to back, two at a time still took both
-# cores (the review's retest: 12 draws a second, others' loads 1.05 s median).
-RENDERS_PER_S = 4.0
-RENDER_BURST = 12.0
 
 
 class _Tab:
@@ -156,33 +145,6 @@ class _Tab:
                 self._turns.notify_all()
 
 
-class _RenderTurns:
-    """One visitor's turns to have a page drawn: `RENDERS_AT_ONCE` at a time, and on average
-    `RENDERS_PER_S` a second after a burst of `RENDER_BURST` (a draw past that waits, holding
-    its place: the visitor's others wait behind it, nobody else's)."""
-
-    def __init__(self) -> None:
-        self._places = asyncio.Semaphore(RENDERS_AT_ONCE)
-        self._tokens = RENDER_BURST
-        self._at = time.monotonic()
-
-    async def __aenter__(self) -> None:
-        await self._places.acquire()
-        try:
-            now = time.monotonic()
-            self._tokens = min(RENDER_BURST, self._tokens + (now - self._at) * RENDERS_PER_S)
-            self._at = now
-            self._tokens -= 1
-            if self._tokens < 0:
-                await asyncio.sleep(-self._tokens / RENDERS_PER_S)
-        except BaseException:
-            self._places.release()
-            raise
-
-    async def __aexit__(self, *_: object) -> None:
-        self._places.release()
-
-
 class Handlers:
     """Every event of the page. The first two arguments of most are the browser's session id and
     the step this tab shows (its `tab_step`): every edit, compare and retry starts from that step,
@@ -194,10 +156,6 @@ class Handlers:
         self.ctx = ctx
         self.tiles = view.Tiles.from_assets(ctx.assets)
         self._tabs: OrderedDict[str, _Tab] = OrderedDict()
-        # Each named visitor's turns to have a page drawn, while they have one drawn or waiting.
-        self._renders: weakref.WeakValueDictionary[str, _RenderTurns] = (
-            weakref.WeakValueDictionary()
-        )
 
     def _tab(self) -> _Tab:
         """The record of the tab whose event is being handled (a fresh one for a direct call)."""
@@ -263,7 +221,7 @@ class Handlers:
         `sessions_open`: with the session list unfolded)."""
         tab = self._tab()
         every = tab.every_session
-        async with self._render_turn():
+        async with turn_of(self.who.owner):  # (`ui.turns`: a few draws at once, a few a second)
             data = await self.bridge.page(
                 session_id, self.who_with(tab_key), every_session=every, tab_step=tab_step
             )
@@ -287,17 +245,6 @@ class Handlers:
                 _named_download, folder, Path(download), page.download_name
             )
         return self.updates(page, download, model)
-
-    def _render_turn(self) -> contextlib.AbstractAsyncContextManager[object]:
-        """One of the asking visitor's `RENDERS_AT_ONCE` turns to have a page drawn (the studio's
-        own user, unnamed, is not counted)."""
-        owner = self.who.owner
-        if owner is None:
-            return contextlib.nullcontext()
-        turns = self._renders.get(owner)
-        if turns is None:
-            turns = self._renders[owner] = _RenderTurns()
-        return turns
 
     @property
     def who(self) -> Visitor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -418,7 +419,7 @@ def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(ho
     """A visitor's events in flight (here ten page loads at once) are drawn at most two at a
     time; the others wait their turn, and another visitor's page is drawn meanwhile (one cookie
     keeping 16 draws of a long session in flight took the CPU from everyone)."""
-    from studio.ui import handlers
+    from studio.ui import turns
 
     drawing: dict[str | None, int] = {}
     most: dict[str | None, int] = {}
@@ -442,4 +443,40 @@ def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(ho
         assert bobs.result(timeout=60)["success"] is True
         assert not all(load.done() for load in loads)  # Bob did not wait for all of Alice's
         assert all(load.result(timeout=60)["success"] for load in loads)
-    assert sorted(most.values()) == [1, handlers.RENDERS_AT_ONCE]  # Bob's one; Alice's two
+    assert sorted(most.values()) == [1, turns.AT_ONCE]  # Bob's one; Alice's two
+
+
+def test_one_api_callers_session_reads_take_turns_too(hosted, sim, monkeypatch):
+    """The same turns for an API or MCP caller's reads: ten `show_session` calls at once are
+    answered two at a time, and another caller's list meanwhile."""
+    from studio.ui import turns
+
+    reading: dict[str | None, int] = {}
+    most: dict[str | None, int] = {}
+    real = hosted.bridge.call
+
+    async def counted(fn, *args, visitor=None, **kw):  # type: ignore[no-untyped-def]
+        if fn is not hosted.engine.__class__.load_session:
+            return await real(fn, *args, visitor=visitor, **kw)
+        owner = visitor.owner
+        reading[owner] = reading.get(owner, 0) + 1
+        most[owner] = max(most.get(owner, 0), reading[owner])
+        try:
+            await asyncio.sleep(1.0)  # a long session's read
+            return await real(fn, *args, visitor=visitor, **kw)
+        finally:
+            reading[owner] -= 1
+
+    alice = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-alice-made-up"})
+    bob = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-bob-made-up"})
+    monkeypatch.setattr(hosted.bridge, "call", counted)
+    shows = [alice.submit("no-such-session", api_name="/show_session") for _ in range(10)]
+    time.sleep(0.5)
+    assert json.loads(bob.predict(5, api_name="/list_sessions"))["sessions"] == []
+    assert not all(job.done() for job in shows)  # Bob did not wait for all of Alice's
+    for job in shows:
+        with contextlib.suppress(Exception):  # ("There is no such session": read, in turn)
+            job.result(timeout=60)
+    assert max(most.values()) == turns.AT_ONCE
+    alice.close()
+    bob.close()

@@ -1,4 +1,4 @@
-"""A visitor's turns to have pages drawn: two at a time, and a few a second after a burst."""
+"""A visitor's turns at the heavier reads: two at a time, and a few a second after a burst."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from studio.ui.handlers import RENDER_BURST, RENDERS_AT_ONCE, RENDERS_PER_S, _RenderTurns
+from studio.ui.turns import AT_ONCE, BURST, PER_S, Turns
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_past_a_burst_draws_wait_their_pace_and_two_run_at_once_at_most():
-    turns = _RenderTurns()
+    turns = Turns()
     drawing, most = 0, 0
 
     async def draw() -> None:
@@ -26,7 +26,7 @@ async def test_past_a_burst_draws_wait_their_pace_and_two_run_at_once_at_most():
 
     extra = 4
     start = time.monotonic()
-    await asyncio.gather(*(draw() for _ in range(int(RENDER_BURST) + extra)))
+    await asyncio.gather(*(draw() for _ in range(int(BURST) + extra)))
     # The burst goes at once; the four past it wait a quarter of a second each (at least).
-    assert time.monotonic() - start >= (extra - 0.5) / RENDERS_PER_S
-    assert most == RENDERS_AT_ONCE
+    assert time.monotonic() - start >= (extra - 0.5) / PER_S
+    assert most == AT_ONCE
