@@ -67,19 +67,10 @@ def history_html(
     region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
     maps a region mask's sha256 to its file. `done` and `refused` are
     the last Enter of the tab the server took and refused (the page's own "queued" tiles)."""
-    line = line_of(session)
-    on_line = {s.step_id for s in line.steps}
-    children = _children(session)
-    first, last = _window(line)
+    drawn = _drawn(session)
+    line, children = drawn.line, drawn.children
     items: list[str] = []
-    for depth, step in enumerate(line.steps):
-        if depth != 0 and not first <= depth <= last:
-            if depth == first - 1:
-                items.append(_gap(first - 1, line.steps[first - 1]))
-            elif depth == last + 1:
-                items.append(_gap(len(line.steps) - 1 - last, line.steps[-1]))
-            continue
-        others = [c for c in children.get(step.step_id, []) if c.step_id not in on_line]
+    for depth, step, others in drawn.nodes:
         items.append(
             _node(
                 step,
@@ -94,6 +85,10 @@ def history_html(
                 region=_region_marks(step, masks or {}, url) if depth == line.current else "",
             )
         )
+        if depth == 0 and drawn.first > 1:  # the steps between the origin and the window
+            items.append(_gap(drawn.first - 1, line.steps[drawn.first - 1]))
+    if drawn.last < len(line.steps) - 1:  # the steps ahead of the window
+        items.append(_gap(len(line.steps) - 1 - drawn.last, line.steps[-1]))
     return (
         f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
         f'<ol class="path">{"".join(items)}</ol></nav>'
@@ -270,22 +265,39 @@ def drawn_steps(session: Session) -> list[Step]:
     the origin, the path's window around the tab's step, and the newest end of each branch
     shown where it forks. However long the session, a few dozen: only their thumbnails are
     looked for (a page of a 1,000-step session looked for 1,000, a tenth of a second)."""
+    tree = _drawn(session)
+    drawn: list[Step] = []
+    for _, step, others in tree.nodes:
+        drawn.append(step)
+        branches = [c for c in others if c.state is not StepState.FAILED]
+        drawn.extend(_tip_of(b, tree.children) for b in branches[:FORKS_SHOWN])
+    return drawn
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    """The tree as drawn: the path, each step's children, the window of the path drawn around
+    the tab's step (depths `first` to `last`, the origin always), and each drawn depth with its
+    step and the steps forking off it there (branches and failed attempts)."""
+
+    line: Line
+    children: dict[str, list[Step]]
+    first: int
+    last: int
+    nodes: list[tuple[int, Step, list[Step]]]
+
+
+def _drawn(session: Session) -> _Drawn:
     line = line_of(session)
     on_line = {s.step_id for s in line.steps}
     children = _children(session)
     first, last = _window(line)
-    drawn: list[Step] = []
-    for depth, step in enumerate(line.steps):
-        if depth != 0 and not first <= depth <= last:
-            continue
-        drawn.append(step)
-        branches = [
-            c
-            for c in children.get(step.step_id, [])
-            if c.step_id not in on_line and c.state is not StepState.FAILED
-        ]
-        drawn.extend(_tip_of(b, children) for b in branches[:FORKS_SHOWN])
-    return drawn
+    nodes = [
+        (depth, step, [c for c in children.get(step.step_id, []) if c.step_id not in on_line])
+        for depth, step in enumerate(line.steps)
+        if depth == 0 or first <= depth <= last
+    ]
+    return _Drawn(line, children, first, last, nodes)
 
 
 def _children(session: Session) -> dict[str, list[Step]]:
