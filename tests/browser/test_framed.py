@@ -4,8 +4,9 @@ keeps their session across events and a reload. Loopback only."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,18 +19,13 @@ from tests.support.engines import make_image
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def framing_site() -> Iterator[tuple[str, list[str]]]:
-    """A site of its own on 127.0.0.1 whose page frames the URLs it is given (any other path is
-    a page of its own)."""
-    frames: list[str] = []
+@contextlib.contextmanager
+def _site(page: Callable[[str], str]) -> Iterator[str]:
+    """A site of its own on 127.0.0.1 answering every GET with `page(path)`; its address."""
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            shown = "".join(
-                f'<iframe src="{f}" width="1300" height="950"></iframe>' for f in frames
-            )
-            body = (shown if self.path == "/" else "<p>another site</p>").encode()
+            body = page(self.path).encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
@@ -41,9 +37,25 @@ def framing_site() -> Iterator[tuple[str, list[str]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", frames
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def framing_site() -> Iterator[tuple[str, list[str]]]:
+    """A site of its own whose page frames the URLs it is given (any other path is a page of
+    its own)."""
+    frames: list[str] = []
+
+    def page(path: str) -> str:
+        shown = "".join(f'<iframe src="{f}" width="1300" height="950"></iframe>' for f in frames)
+        return shown if path == "/" else "<p>another site</p>"
+
+    with _site(page) as site:
+        yield site, frames
 
 
 def _framed_studio(sim, home, site):  # type: ignore[no-untyped-def]
@@ -154,26 +166,10 @@ document.getElementById('f').submit();
 
 @pytest.fixture
 def posting_site() -> Iterator[tuple[str, list[str]]]:
-    """A site of its own on 127.0.0.1 whose page posts the form above to the studio it is given."""
+    """A site of its own whose page posts the form above to the studio it is given."""
     studio: list[str] = []
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = _POSTING_PAGE.replace("{studio}", studio[0]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", studio
-    server.shutdown()
-    server.server_close()
+    with _site(lambda _path: _POSTING_PAGE.replace("{studio}", studio[0])) as site:
+        yield site + "/", studio
 
 
 def test_another_sites_form_posted_to_the_studio_is_nobodys(browser, sim, clean_env, posting_site):
