@@ -124,6 +124,19 @@ MAX_CANDIDATES = 4
 # Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
 # few typos are fine, trying keys in bulk is not).
 KEY_CHECKS_PER_MINUTE = 5
+# Keys RunAPI is asked about in a minute for API and MCP callers from one network address
+# before any of them names a caller (`key_accepted`): a made-up key names nobody, so it uses up
+# none of the address's new visitors (where all share one address, a share link's tunnel,
+# twenty made-up keys closed the studio to every new caller for an hour); a caller sending
+# more unknown keys than this waits a minute, and a refused key is answered from memory.
+KEY_CHECKS_PER_ADDRESS_PER_MINUTE = 30
+# A key RunAPI could not be asked about (no answer) names its caller for this long before
+# RunAPI is asked again.
+UNANSWERED_KEY_MEMORY_S = 60.0
+TOO_MANY_KEYS_FROM_ADDRESS = (
+    "Too many unknown RunAPI keys came from your network address in the last minute; try "
+    "again in a minute."
+)
 # Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
 # this machine class has cores, of which one at most for a large image (`HEAVY_PIXELS` or more
 # to decode: about a second and hundreds of megabytes each), so large images wait for each
@@ -209,6 +222,10 @@ class Engine:
             limits.ledger = self._ledger
         # When each named visitor last had a key checked (`check_key`), the last minute's.
         self._key_checks: dict[str, collections.deque[float]] = {}
+        # Keys being asked about for a caller (`key_accepted`), by digest: one call each.
+        self._key_asks: dict[str, asyncio.Future[bool | None]] = {}
+        # Keys RunAPI could not be asked about lately, by digest, and when (the oldest first).
+        self._key_unanswered: collections.OrderedDict[str, float] = collections.OrderedDict()
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Images from outside decoded at once (`_decoding`): small and large ones each in their
@@ -1126,7 +1143,50 @@ class Engine:
             self._count_key_check(visitor.owner)
         await self._clients.require_accepted(key)
 
-    def _count_key_check(self, owner: str) -> None:
+    async def key_accepted(self, api_key: Secret, *, address: str | None = None) -> bool | None:
+        """Whether RunAPI accepts an API or MCP caller's key, before it names anyone: True,
+        False, or None when RunAPI could not be asked (the key then names its caller, and the
+        step's run says what is wrong). Answered from memory where it can be (a key accepted
+        while its client lives, one refused lately); otherwise asked once however many of the
+        caller's requests wait on it, at most `KEY_CHECKS_PER_ADDRESS_PER_MINUTE` keys a minute
+        for one network address (`LimitError` past it)."""
+        known = self._clients.known_verdict(api_key)
+        if known is not None:
+            return known
+        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        unanswered = self._key_unanswered.get(digest)
+        if unanswered is not None and time.monotonic() - unanswered < UNANSWERED_KEY_MEMORY_S:
+            return None  # (not asked again at every request while RunAPI is out of reach)
+        asking = self._key_asks.get(digest)
+        if asking is None:
+            self._count_key_check(
+                f"address:{address or '?'}",
+                per_minute=KEY_CHECKS_PER_ADDRESS_PER_MINUTE,
+                sentence=TOO_MANY_KEYS_FROM_ADDRESS,
+            )
+            asking = asyncio.ensure_future(self._ask_about_key(api_key))
+            self._key_asks[digest] = asking
+            asking.add_done_callback(lambda _: self._key_asks.pop(digest, None))
+        return await asyncio.shield(asking)
+
+    async def _ask_about_key(self, api_key: Secret) -> bool | None:
+        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        try:
+            await self._clients.check(api_key)
+        except AuthenticationError:
+            return False
+        except RunAPIError:
+            self._key_unanswered.pop(digest, None)
+            self._key_unanswered[digest] = time.monotonic()
+            while len(self._key_unanswered) > 10_000:
+                self._key_unanswered.popitem(last=False)
+            return None
+        self._key_unanswered.pop(digest, None)
+        return True
+
+    def _count_key_check(
+        self, owner: str, *, per_minute: int = KEY_CHECKS_PER_MINUTE, sentence: str | None = None
+    ) -> None:
         now = time.monotonic()
         if len(self._key_checks) > 10_000:  # forget visitors idle for a minute
             for name, times in list(self._key_checks.items()):
@@ -1135,10 +1195,11 @@ class Engine:
         times = self._key_checks.setdefault(owner, collections.deque())
         while times and now - times[0] > 60:
             times.popleft()
-        if len(times) >= KEY_CHECKS_PER_MINUTE:
+        if len(times) >= per_minute:
             raise LimitError(
-                f"You have checked {len(times)} keys in the last minute; wait a minute before "
-                "checking another."
+                sentence
+                or f"You have checked {len(times)} keys in the last minute; wait a minute "
+                "before checking another."
             )
         times.append(now)
 

@@ -107,6 +107,10 @@ PASTED_KEY_REFUSED = (
     "RunAPI did not accept the key you pasted; check it in your RunAPI account, "
     "or clear it to go on without it."
 )
+# A key RunAPI refused is said to be refused without asking again for this long (a caller
+# sending made-up keys makes one balance call each, not one a request).
+REFUSED_KEY_MEMORY_S = 600.0
+REFUSED_KEYS_KEPT = 10_000
 
 
 class ClientPool:
@@ -132,6 +136,8 @@ class ClientPool:
         self._visitors: dict[str, tuple[RunAPIClient, int, float]] = {}
         # Digests of visitors' keys RunAPI has accepted (a balance call) while their client lives.
         self._accepted: set[str] = set()
+        # Digests of keys RunAPI refused, and when (the oldest first; `REFUSED_KEY_MEMORY_S`).
+        self._refused: collections.OrderedDict[str, float] = collections.OrderedDict()
 
     async def check(self, api_key: Secret) -> int | None:
         """Ask RunAPI for the balance with a visitor's key: the balance in cents (None if its
@@ -142,17 +148,33 @@ class ClientPool:
             balance = await client.get_balance()
         except AuthenticationError as exc:
             self._accepted.discard(digest)
+            self._refused.pop(digest, None)
+            self._refused[digest] = self._clock()
+            while len(self._refused) > REFUSED_KEYS_KEPT:
+                self._refused.popitem(last=False)
             held, users, _ = self._visitors.get(digest, (None, 1, 0.0))
             if held is not None and users == 0:  # nothing uses a refused key: let it go now
                 del self._visitors[digest]
                 await held.aclose()
             raise AuthenticationError(PASTED_KEY_REFUSED, status=exc.status) from None
         self._accepted.add(digest)
+        self._refused.pop(digest, None)
         return balance.balance_cents
 
     def is_accepted(self, api_key: Secret) -> bool:
         """Whether RunAPI has accepted `api_key` while its client lives (no call made)."""
         return hashlib.sha256(api_key.reveal().encode()).hexdigest() in self._accepted
+
+    def known_verdict(self, api_key: Secret) -> bool | None:
+        """What RunAPI last said of `api_key`, without asking: True (accepted, while its
+        client lives), False (refused in the last `REFUSED_KEY_MEMORY_S`), None (not known)."""
+        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        if digest in self._accepted:
+            return True
+        refused = self._refused.get(digest)
+        if refused is not None and self._clock() - refused < REFUSED_KEY_MEMORY_S:
+            return False
+        return None
 
     async def require_accepted(self, api_key: Secret | None) -> None:
         """Before a step is stored for a visitor's key: check it once, so a refused key leaves
@@ -160,6 +182,8 @@ class ClientPool:
         the step's own run then says what is wrong."""
         if api_key is None or self._entry(api_key)[1] in self._accepted:
             return
+        if self.known_verdict(api_key) is False:
+            raise AuthenticationError(PASTED_KEY_REFUSED, status=401)
         try:
             await self.check(api_key)
         except AuthenticationError:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from studio.config import Settings
+from studio.config import Secret, Settings
 from studio.engine import (
     MAX_BUNDLE_BYTES,
     USER_ERRORS,
@@ -184,6 +184,10 @@ class Bridge:
     def image_path(self, step: Step) -> str | None:
         """The stored image of `step`, as a path Gradio may serve (None while it has none)."""
         return None if step.result is None else str(self._engine.image_path(step.result))
+
+    async def key_accepted(self, key: str, address: str | None) -> bool | None:
+        """Whether RunAPI accepts an API or MCP caller's key (`Engine.key_accepted`)."""
+        return await self.call(Engine.key_accepted, Secret(key), address=address)
 
     def visitor_secret(self, settings: Settings) -> bytes:
         """What visitor tokens are signed with: the host's (`KONTEXT_STUDIO_SECRET`), else one

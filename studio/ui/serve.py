@@ -109,6 +109,7 @@ def door_settings(settings: Settings, bridge: Bridge) -> DoorSettings:
         proxy_hops=settings.proxy_hops,
         https=settings.space,
         identities_per_hour=settings.identities_per_hour,
+        check_key=bridge.key_accepted,
     )
 
 

@@ -32,7 +32,7 @@ import ipaddress
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
@@ -84,6 +84,10 @@ TWO_TOKENS = (
 FROM_ELSEWHERE = (
     "This request came from a page of another site; the studio answers its visitors only on "
     "its own page."
+)
+KEY_REFUSED = (
+    "RunAPI did not accept the key sent in the X-RunAPI-Key header; check it in your RunAPI "
+    "account."
 )
 TOO_MANY_NEW = (
     "Too many new visitors came from your network address in the last hour; try again later, "
@@ -272,9 +276,10 @@ class IdentityRate:
 
 
 class KeyRate:
-    """An API or MCP caller is named by its key, and a key is any string until RunAPI has
-    seen it: each key an address has not used before counts as a new visitor of that address
-    (`IdentityRate`), so made-up keys buy no fresh share of the disk or the budgets."""
+    """An API or MCP caller is named by its key: each key an address has not used before
+    counts as a new visitor of that address (`IdentityRate`), so keys buy no fresh share of the
+    disk or the budgets beyond it. (Only keys RunAPI accepted are counted, where the door can
+    ask: `DoorSettings.check_key`.)"""
 
     def __init__(self, rate: IdentityRate) -> None:
         self._rate = rate
@@ -469,6 +474,9 @@ class DoorSettings:
     proxy_hops: int = 0
     https: bool = False
     identities_per_hour: int = DEFAULT_IDENTITIES_PER_HOUR
+    # Asks RunAPI whether a caller's key (and from which address) is accepted: True, False, or
+    # None when it cannot be asked; raises a user error (`USER_ERRORS`) to refuse the request.
+    check_key: Callable[[str, str | None], Awaitable[bool | None]] | None = None
 
 
 class VisitorMiddleware:
@@ -555,7 +563,10 @@ class VisitorMiddleware:
             await self.app(scope, receive, send)
             return
         if key:  # an API or MCP caller: the key names it (it may keep no cookie between calls)
-            if not self.keys.allow(key, address):
+            refusal = await self._refuse_key(key, address)
+            if refusal is not None:
+                state[_STATE_REFUSAL] = refusal
+            elif not self.keys.allow(key, address):
                 state[_STATE_REFUSAL] = TOO_MANY_NEW
             else:
                 state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
@@ -586,6 +597,19 @@ class VisitorMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)
+
+    async def _refuse_key(self, key: str, address: str | None) -> str | None:
+        """Why a caller's key names nobody (None: it may name its caller). A key RunAPI refuses
+        names nobody, and so uses up none of its address's new visitors: where every caller
+        comes from one address (a share link's tunnel), twenty made-up keys closed the studio
+        to every new caller for an hour."""
+        if self.door.check_key is None:
+            return None
+        try:
+            accepted = await self.door.check_key(key, address)
+        except USER_ERRORS as exc:
+            return str(exc)
+        return KEY_REFUSED if accepted is False else None
 
     def _https(self, request: Request) -> bool:
         """Whether the browser sees this studio over HTTPS (itself, or its proxy's)."""

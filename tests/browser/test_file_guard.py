@@ -455,20 +455,22 @@ def test_one_api_callers_session_reads_take_turns_too(hosted, sim, monkeypatch):
     most: dict[str | None, int] = {}
     real = hosted.bridge.call
 
-    async def counted(fn, *args, visitor=None, **kw):  # type: ignore[no-untyped-def]
+    async def counted(fn, *args, **kw):  # type: ignore[no-untyped-def]
         if fn is not hosted.engine.__class__.load_session:
-            return await real(fn, *args, visitor=visitor, **kw)
-        owner = visitor.owner
+            return await real(fn, *args, **kw)
+        owner = kw["visitor"].owner
         reading[owner] = reading.get(owner, 0) + 1
         most[owner] = max(most.get(owner, 0), reading[owner])
         try:
             await asyncio.sleep(1.0)  # a long session's read
-            return await real(fn, *args, visitor=visitor, **kw)
+            return await real(fn, *args, **kw)
         finally:
             reading[owner] -= 1
 
-    alice = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-alice-made-up"})
-    bob = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-bob-made-up"})
+    for account in ("sk-alice-account", "sk-bob-account"):  # two RunAPI accounts
+        sim.accept_key(account)
+    alice = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-alice-account"})
+    bob = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-bob-account"})
     monkeypatch.setattr(hosted.bridge, "call", counted)
     shows = [alice.submit("no-such-session", api_name="/show_session") for _ in range(10)]
     time.sleep(0.5)

@@ -20,7 +20,9 @@ DONE = "✓ Done"
 
 @pytest.fixture
 def hosted(sim, clean_env):
-    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+    with running_studio(
+        sim, clean_env, hosted=True, visitor_budget_cents=100, visitor_keys=True
+    ) as studio:
         yield studio
 
 
@@ -102,7 +104,7 @@ def test_an_api_caller_cannot_act_on_a_visitors_session_by_id(browser, hosted, s
         api, json={"data": ["", "a kite", "pro", "match", "", "", "", False]}, headers=odd
     )
     answer = httpx.get(f"{api}/{asked.json()['event_id']}", headers=odd, timeout=30).text
-    assert "RunAPI did not accept the key you pasted" in answer
+    assert "RunAPI did not accept the key" in answer
     assert "SECRET" not in answer
     assert len(sim.tasks) == creates  # nothing created, nothing paid
     context.close()
@@ -168,6 +170,7 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
         visitor_budget_cents=5,
         address_budget_cents=10,
         identities_per_hour=3,
+        visitor_keys=True,
     ) as studio:
         with pytest.raises(Exception, match="cookie"):  # a client of its own is nobody
             _generate(Client(studio.url, verbose=False))
@@ -178,10 +181,51 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
         creates = len(sim.tasks)
         with pytest.raises(Exception, match="Too many new visitors"):
             _generate(_browser(studio.url))
-        # Made-up keys are new visitors of the address too (and RunAPI refuses them).
+        # Another RunAPI account's key is a new visitor of the address too.
+        sim.accept_key("sk-another-account")
         with pytest.raises(Exception, match="Too many new visitors"):
-            _generate(Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up"}))
+            _generate(
+                Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-another-account"})
+            )
         assert len(sim.tasks) == creates == 2
+        assert len(studio.run(studio.engine.list_sessions())) == 2
+
+
+def _balance_reads(sim) -> int:
+    return sum(r.path.endswith("/balance") for r in sim.requests)
+
+
+def test_made_up_keys_name_nobody_and_use_up_no_new_visitors(sim, clean_env):
+    """Where every caller comes through one address (a share link's tunnel), made-up keys
+    used to count as new visitors of it: twenty closed the studio to every newcomer for an
+    hour. A key RunAPI refuses now names nobody and counts nothing; past a minute's checks
+    from one address, unknown keys wait a minute, and a refused one is answered from memory."""
+    from studio.engine import KEY_CHECKS_PER_ADDRESS_PER_MINUTE
+
+    settings = {
+        "hosted": True,
+        "identities_per_hour": 2,
+        "visitor_keys": True,
+        "visitor_budget_cents": 100,
+    }
+    with running_studio(sim, clean_env, **settings) as studio:
+        caller = Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-0"})
+        for n in range(KEY_CHECKS_PER_ADDRESS_PER_MINUTE):
+            caller.headers["X-RunAPI-Key"] = f"sk-made-up-{n}"
+            with pytest.raises(Exception, match="RunAPI did not accept the key"):
+                caller.predict(5, api_name="/list_sessions")
+        checked = _balance_reads(sim)
+        caller.headers["X-RunAPI-Key"] = "sk-made-up-one-more"
+        with pytest.raises(Exception, match="Too many unknown RunAPI keys"):
+            caller.predict(5, api_name="/list_sessions")
+        caller.headers["X-RunAPI-Key"] = "sk-made-up-0"  # refused a moment ago: not asked again
+        with pytest.raises(Exception, match="RunAPI did not accept the key"):
+            caller.predict(5, api_name="/list_sessions")
+        assert _balance_reads(sim) == checked
+        caller.close()
+        # None of them used up the address's two new visitors: two browsers still come in.
+        for _ in range(2):
+            _generate(_browser(studio.url))
         assert len(studio.run(studio.engine.list_sessions())) == 2
 
 

@@ -52,7 +52,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def hosted(sim, clean_env):
-    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+    settings = {"hosted": True, "visitor_budget_cents": 100, "visitor_keys": True}
+    with running_studio(sim, clean_env, **settings) as studio:
         yield studio
 
 
@@ -197,10 +198,11 @@ def test_others_wrong_sign_ins_never_refuse_a_visitors_right_password(sim, clean
         assert answers.count(429) == 12 - FAILURES_PER_MINUTE
 
 
-def test_an_api_callers_session_hash_is_its_own_too(hosted):
+def test_an_api_callers_session_hash_is_its_own_too(hosted, sim):
     from gradio_client import Client
 
-    caller = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-caller"})
+    sim.accept_key("sk-account-caller")  # a RunAPI account of its own
+    caller = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-account-caller"})
     assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
     url = f"{hosted.url.rstrip('/')}/gradio_api/queue/data?session_hash={caller.session_hash}"
     answer = httpx.get(url, headers=_cookie_of_a_new_visitor(hosted.url), timeout=5)
@@ -275,9 +277,10 @@ def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
         assert statuses == [200, 413, 413]
 
 
-def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either(hosted):
+def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either(hosted, sim):
+    sim.accept_key("sk-account-v2-caller")  # a RunAPI account of its own
     api = hosted.url.rstrip("/") + "/gradio_api"
-    caller = {"X-RunAPI-Key": "sk-made-up-v2-caller"}
+    caller = {"X-RunAPI-Key": "sk-account-v2-caller"}
     queued = httpx.post(f"{api}/call/v2/list_sessions", json={}, headers=caller)
     assert queued.status_code == 200
     event = queued.json()["event_id"]
@@ -293,9 +296,10 @@ def test_an_api_callers_answer_is_read_by_nobody_else_by_gradios_v2_route_either
     assert "sessions" in mine.text
 
 
-def test_an_api_callers_answer_is_read_by_nobody_else(hosted):
+def test_an_api_callers_answer_is_read_by_nobody_else(hosted, sim):
+    sim.accept_key("sk-account-rest-caller")  # a RunAPI account of its own
     api = hosted.url.rstrip("/") + "/gradio_api"
-    caller = {"X-RunAPI-Key": "sk-made-up-rest-caller"}
+    caller = {"X-RunAPI-Key": "sk-account-rest-caller"}
     queued = httpx.post(f"{api}/call/list_sessions", json={"data": [5]}, headers=caller)
     assert queued.status_code == 200
     event = queued.json()["event_id"]

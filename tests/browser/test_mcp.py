@@ -317,15 +317,23 @@ async def test_mcp_callers_count_at_their_own_address_not_at_the_studios(sim, cl
     # new keys must count at the caller's address, not use up the studio's own address.
     from gradio_client import Client
 
-    settings = {"mcp": True, "hosted": True, "visitor_budget_cents": 100, "identities_per_hour": 2}
+    settings = {
+        "mcp": True,
+        "hosted": True,
+        "visitor_budget_cents": 100,
+        "identities_per_hour": 2,
+        "visitor_keys": True,
+    }
     with running_studio(sim, clean_env, **settings) as hosted:
         answers = []
         for n in range(3):
-            async with connect(hosted, f"sk-made-up-{n}", source="127.0.0.5") as caller:
+            sim.accept_key(f"sk-account-{n}")  # three RunAPI accounts
+            async with connect(hosted, f"sk-account-{n}", source="127.0.0.5") as caller:
                 answers.append(await caller.call_tool("list_sessions", {}))
         assert [a.isError for a in answers] == [False, False, True]  # 127.0.0.5 had its two
         assert "Too many new visitors" in answers[2].content[0].text
         # A new caller from another address is not refused for what 127.0.0.5 did.
-        fresh = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-x"})
+        sim.accept_key("sk-account-x")
+        fresh = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-account-x"})
         assert json.loads(fresh.predict(5, api_name="/list_sessions"))["sessions"] == []
         fresh.close()
