@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import logging
 import re
 import shutil
@@ -731,8 +732,8 @@ class Handlers:
         b = self.bridge.image_path(session.steps[right])
         if not a or not b:
             return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
-        folder = self.ctx.exports / "pairs"
-        b, note = await asyncio.to_thread(_fit_to, folder, Path(a), Path(b))
+        fit = functools.partial(_fit_to, self.ctx.exports / "pairs", Path(a), Path(b))
+        b, note = await self.bridge.call(Engine.image_work, fit, visitor=self.who)
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
     @guarded
@@ -961,18 +962,27 @@ def _picks(picks: object) -> tuple[str, ...]:
     return tuple(str(p) for p in picks)
 
 
+# The longer side of the slider's fitted copy (its frame: the left step's shape).
+FIT_MAX_SIDE = 2048
+
+
 def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
-    """`right` fitted into `left`'s frame when their shapes differ (a copy, letterboxed), and
-    the sentence saying so; else `right` as it is and no sentence."""
+    """`right` fitted into `left`'s frame when their shapes differ (a copy, letterboxed, at
+    most `FIT_MAX_SIDE` on its longer side: the slider shows both at the page's size, and a
+    JPEG is decoded at that size, not its own), and the sentence saying so; else `right` as it
+    is and no sentence. Blocking: `Engine.image_work` runs it."""
     with Image.open(left) as a, Image.open(right) as b:
         (wa, ha), (wb, hb) = a.size, b.size
         if abs(wa / ha - wb / hb) < 0.01:
             return str(right), ""
-        target = folder / fitted_name(left.stem, right.stem, wa, ha)
+        scale = min(1.0, FIT_MAX_SIDE / max(wa, ha))
+        frame = (max(1, round(wa * scale)), max(1, round(ha * scale)))
+        target = folder / fitted_name(left.stem, right.stem, *frame)
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)
             keep_fitted(folder)
-            fitted = ImageOps.pad(b.convert("RGBA"), (wa, ha), color=(0, 0, 0, 0))
+            b.draft("RGB", frame)  # (a JPEG decodes at 1/2, 1/4 or 1/8 of its size)
+            fitted = ImageOps.pad(b.convert("RGBA"), frame, color=(0, 0, 0, 0))
             fitted.save(target, format="PNG")
     note = (
         f"The two steps differ in shape ({wa} x {ha} and {wb} x {hb}): the right one is fitted "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from PIL import Image
 
 from studio.ui import layout
 from studio.ui.app import assets_dir
@@ -485,6 +486,10 @@ async def test_steps_of_two_shapes_are_fitted_into_one_frame_under_a_name_nobody
     left, right = _value(pair[page.c.slider])
     fitted = Path(str(getattr(right, "path", right)))
     assert await asyncio.to_thread(fitted.is_file)
+    # Both show in one frame: the fitted copy has the left step's shape (at the page's size).
+    with Image.open(Path(str(getattr(left, "path", left)))) as a, Image.open(fitted) as b:
+        assert abs(a.width / a.height - b.width / b.height) < 0.01
+        assert max(b.size) <= max(a.size)
     # Its address says nothing of the two images (whoever knew their hashes could fetch it).
     left_sha = Path(str(getattr(left, "path", left))).stem
     assert left_sha[:16] not in fitted.name
