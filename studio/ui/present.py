@@ -151,8 +151,16 @@ def caption(step: Step, number: int, *, failed_before: int = 0, ahead: bool = Fa
     return " · ".join(parts) + f" — {' '.join(step.params.prompt.split())}"
 
 
-def step_status(step: Step, update: StepUpdate | None = None) -> str:
-    """The status line under the result for the current step."""
+def step_status(step: Step, update: StepUpdate | None = None, *, waiting: int = 0) -> str:
+    """The status line under the result for the current step; `waiting` counts the edits not
+    yet finished that build on it (typed ahead), said after a finished step's line."""
+    line = _step_line(step, update)
+    if waiting and step.is_finished and (update is None or update.is_final):
+        line += f" · {waiting} more queued"
+    return line
+
+
+def _step_line(step: Step, update: StepUpdate | None) -> str:
     if update is not None and not update.is_final:
         return f"⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s"
     match step.state:

@@ -185,7 +185,9 @@ def render_page(
         # under it says a run is under way.
         result=image,
         before=parent_image if image else None,
-        status=present.step_status(current, data.running.get(current.step_id)),
+        status=present.step_status(
+            current, data.running.get(current.step_id), waiting=_waiting_after(session, current)
+        ),
         download=image,
         retry_visible=current.kind != "origin" and current.is_finished,
         aspect_choices=present.aspect_choices(match_ratio),
@@ -210,6 +212,21 @@ def render_page(
         raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
         sessions_html=listed,
     )
+
+
+def _waiting_after(session: Session, step: Step) -> int:
+    """The edits not yet finished that build on `step` (typed ahead, queued after it)."""
+    if not step.is_finished:
+        return 0
+    waiting = 0
+    for other in session.steps.values():
+        if other.is_finished:
+            continue
+        parent = other.parent_id
+        while parent is not None and parent != step.step_id:
+            parent = session.steps[parent].parent_id
+        waiting += parent == step.step_id
+    return waiting
 
 
 def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, str | None]:

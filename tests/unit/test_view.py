@@ -270,3 +270,16 @@ def test_the_thumbnails_looked_for_are_those_of_the_steps_the_tree_draws():
     pictured = set(re.findall(r'src="gradio_api/file=/t/([^"]+)"', html))
     assert pictured == drawn
     assert "fork" in drawn  # the branch's picture where it forks
+
+
+def test_a_finished_step_says_how_many_instructions_typed_after_it_still_wait():
+    # Typed ahead: two instructions queued after "make it blue"; the tab shows it done.
+    done = edit(start(), "a", "make it blue")
+    session = done.add_step("b", EditParams(prompt="add snow"), T0)
+    session = session.add_step("c", EditParams(prompt="add a kite"), T0)
+    page = render_page(data(session), TILES, tab_step="a")
+    assert page.status == "✓ Done in 6.0 s · pro · $0.05 · 2 more queued"
+    # Once they have finished, the line is the step's own again.
+    finished = edit(edit(done, "b", "add snow"), "c", "add a kite")
+    page = render_page(data(finished), TILES, tab_step="a")
+    assert page.status == "✓ Done in 6.0 s · pro · $0.05"
