@@ -981,7 +981,9 @@ def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)
             keep_fitted(folder)
-            b.draft("RGB", frame)  # (a JPEG decodes at 1/2, 1/4 or 1/8 of its size)
+            # A JPEG decodes at 1/2, 1/4 or 1/8 of its size, as near the size it is shown at.
+            fit = min(frame[0] / wb, frame[1] / hb)
+            b.draft("RGB", (max(1, round(wb * fit)), max(1, round(hb * fit))))
             fitted = ImageOps.pad(b.convert("RGBA"), frame, color=(0, 0, 0, 0))
             fitted.save(target, format="PNG")
     note = (
