@@ -94,6 +94,12 @@ class StoreError(Exception):
 
 
 # Ordered, named and never edited once released: a schema change is a new entry at the end.
+# The columns of a step that name an image (by sha256): result, source, raw output, mask.
+_IMAGE_COLUMNS = ("result_sha256", "source_sha256", "raw_sha256", "mask_sha256")
+# Shas asked about in one query (SQLite's bound parameters).
+_SHAS_PER_QUERY = 500
+
+
 def _create_sessions_and_steps(db: sqlite3.Connection) -> None:
     # The two tables refer to each other, so those references are checked at commit.
     db.execute(
@@ -190,12 +196,20 @@ def _record_payers_and_spend(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX spend_by_day ON spend (day)")
 
 
+def _index_images(db: sqlite3.Connection) -> None:
+    # Which steps refer to an image, looked up by its sha256: a deleted session's images are
+    # checked one by one (`Store.collect_images`), not against every step of every visitor.
+    for column in _IMAGE_COLUMNS:
+        db.execute(f"CREATE INDEX steps_by_{column} ON steps ({column}) WHERE {column} IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
     ("003_regions", _add_regions),
     ("004_poll_durations", _poll_durations),
     ("004_payers_and_spend", _record_payers_and_spend),
+    ("005_index_images", _index_images),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -568,11 +582,26 @@ class Store:
             rows = db.execute(
                 " UNION ".join(
                     f"SELECT {column} FROM steps WHERE {where} {column} IS NOT NULL"
-                    for column in ("result_sha256", "source_sha256", "raw_sha256", "mask_sha256")
+                    for column in _IMAGE_COLUMNS
                 ),
                 (session_id,),
             ).fetchall()
         return {row[0] for row in rows}
+
+    def still_referenced(self, shas: Collection[str]) -> set[str]:
+        """Those of `shas` some step still refers to (looked up one by one, by index)."""
+        found: set[str] = set()
+        wanted = sorted(set(shas))
+        with self._read() as db:
+            for start in range(0, len(wanted), _SHAS_PER_QUERY):
+                chunk = wanted[start : start + _SHAS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                query = " UNION ".join(
+                    f"SELECT {column} FROM steps WHERE {column} IN ({marks})"
+                    for column in _IMAGE_COLUMNS
+                )
+                found.update(row[0] for row in db.execute(query, chunk * len(_IMAGE_COLUMNS)))
+        return found
 
     def collect_images(
         self, *, older_than_s: float, among: Collection[str] | None = None
@@ -584,7 +613,7 @@ class Store:
         an import (here or in another process) stores its image a moment before the step that
         refers to it.
         """
-        keep = self.referenced_images()
+        keep = self.referenced_images() if among is None else self.still_referenced(among)
         cutoff = time.time() - older_than_s
         removed = []
         images: Iterable[Path]

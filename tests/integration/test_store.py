@@ -375,8 +375,12 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "poll_durations_by_model",
             "sessions_by_owner",
             "spend_by_day",
+            "steps_by_mask_sha256",
             "steps_by_parent",
+            "steps_by_raw_sha256",
+            "steps_by_result_sha256",
             "steps_by_session",
+            "steps_by_source_sha256",
             "steps_unfinished",
         ],
     }
