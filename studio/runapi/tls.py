@@ -28,8 +28,10 @@ def context() -> ssl.SSLContext:
 
 
 def preload() -> None:
-    """Start making `context()` on a thread of its own; whoever asks first waits for it."""
-    threading.Thread(target=_quietly, name="tls-preload", daemon=True).start()
+    """Start making `context()` on a thread of its own; whoever asks first waits for it. Not
+    a daemon: a process that ends meanwhile (`--help`) waits the few milliseconds left, since
+    a daemon thread still inside OpenSSL as the interpreter shut down crashed it (SIGSEGV)."""
+    threading.Thread(target=_quietly, name="tls-preload", daemon=False).start()
 
 
 def _quietly() -> None:
