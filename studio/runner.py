@@ -180,10 +180,13 @@ class ClientPool:
         """Before a step is stored for a visitor's key: check it once, so a refused key leaves
         no failed step behind. A key that cannot be checked now (no answer) is let through:
         the step's own run then says what is wrong."""
-        if api_key is None or self._entry(api_key)[1] in self._accepted:
+        if api_key is None:
             return
-        if self.known_verdict(api_key) is False:
+        known = self.known_verdict(api_key)  # (a refused key makes no client)
+        if known is False:
             raise AuthenticationError(PASTED_KEY_REFUSED, status=401)
+        if known:
+            return
         try:
             await self.check(api_key)
         except AuthenticationError:

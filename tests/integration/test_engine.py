@@ -351,8 +351,9 @@ async def test_a_refused_pasted_key_says_so_and_leaves_no_failed_step(engine, si
     )
     assert step.state is StepState.COMPLETED
     balance_calls = [r for r in sim.requests if r.path.endswith("/me/balance")]
-    # The refused key is asked about at each attempt (3); the accepted one once, not per edit.
-    assert len(balance_calls) == 4
+    # The refused key is asked about once (then remembered as refused), the accepted one
+    # once, not per edit.
+    assert len(balance_calls) == 2
 
 
 async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_restart(
