@@ -263,7 +263,9 @@ class Endpoints:
         Returns:
             JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
         """
-        async with turn_of(self.who.owner):  # (`ui.turns`: a few reads at once, a few a second)
+        async with turn_of(
+            self.who.owner, self.who.address
+        ):  # (`ui.turns`: a few reads at once, a few a second)
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         count = max(1, int(limit or DEFAULT_LIST_LIMIT))
         return _json({"sessions": [listed_session(s) for s in summaries[:count]]})
@@ -279,7 +281,9 @@ class Endpoints:
             JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
         """
         session_id = (session_id or "").strip()
-        async with turn_of(self.who.owner):  # (`ui.turns`: a few reads at once, a few a second)
+        async with turn_of(
+            self.who.owner, self.who.address
+        ):  # (`ui.turns`: a few reads at once, a few a second)
             session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
             steps = [
                 tree_step_summary(

@@ -222,7 +222,9 @@ class Handlers:
         `sessions_open`: with the session list unfolded)."""
         tab = self._tab()
         every = tab.every_session
-        async with turn_of(self.who.owner):  # (`ui.turns`: a few draws at once, a few a second)
+        async with turn_of(
+            self.who.owner, self.who.address
+        ):  # (`ui.turns`: a few draws at once, a few a second)
             data = await self.bridge.page(
                 session_id, self.who_with(tab_key), every_session=every, tab_step=tab_step
             )

@@ -3,11 +3,16 @@ API or MCP. A draw of a long session takes a tenth of a second of CPU or more, s
 reads in flight share the CPU with everyone else's rather than take it: `AT_ONCE` at a time,
 and `PER_S` a second on average after a burst of `BURST` (a read past that waits, holding its
 place: the visitor's others wait behind it, nobody else's). A tab draws at most one page a
-second while an edit runs; typing ahead or two tabs reloading fit in the burst.
+second while an edit runs; typing ahead or two tabs reloading fit in the burst. Everyone from
+one network address shares turns of its own as well (`ADDRESS_AT_ONCE`, `ADDRESS_PER_S`,
+`ADDRESS_BURST`), since an address may become a few new visitors an hour.
 
 Review 5 F7: one cookie keeping 16 draws of a 1,000-step session in flight made others' page
 loads take 1.5-1.9 s (0.05 s alone); two at a time back to back still took both cores; then one
-API key's 16 `show_session` calls did the same.
+API key's 16 `show_session` calls did the same. Review 6 F3: each visitor's turns were
+forgotten whenever none of their reads was under way, so a client leaving the smallest gap
+between its reads got a fresh burst each time (12 draws a second, not 4): a visitor's turns are
+now kept until they have rested (nothing under way, the burst whole again).
 """
 
 from __future__ import annotations
@@ -15,50 +20,138 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 
 AT_ONCE = 2
 PER_S = 4.0
 BURST = 12.0
+ADDRESS_AT_ONCE = 3
+ADDRESS_PER_S = 8.0
+ADDRESS_BURST = 24.0
+# Visitors' and addresses' turns kept (those that have rested are forgotten first: forgetting
+# them changes nothing).
+TURNS_KEPT = 10_000
 
 
 class Turns:
-    """One visitor's turns (an async context manager: one turn each time it is entered)."""
+    """One visitor's (or address's) turns: an async context manager, one turn each time it is
+    entered."""
 
-    def __init__(self) -> None:
-        self._places = asyncio.Semaphore(AT_ONCE)
-        self._tokens = BURST
+    def __init__(self, at_once: int = AT_ONCE, per_s: float = PER_S, burst: float = BURST):
+        self._places = asyncio.Semaphore(at_once)
+        self._per_s = per_s
+        self._burst = burst
+        self._tokens = burst
         self._at = time.monotonic()
+        self._inside = 0
 
     async def __aenter__(self) -> None:
-        await self._places.acquire()
+        self._inside += 1
+        try:
+            await self._places.acquire()
+        except BaseException:
+            self._inside -= 1
+            raise
         try:
             now = time.monotonic()
-            self._tokens = min(BURST, self._tokens + (now - self._at) * PER_S)
+            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._per_s)
             self._at = now
             self._tokens -= 1
             if self._tokens < 0:
-                await asyncio.sleep(-self._tokens / PER_S)
+                await asyncio.sleep(-self._tokens / self._per_s)
         except BaseException:
             self._places.release()
+            self._inside -= 1
             raise
 
     async def __aexit__(self, *_: object) -> None:
         self._places.release()
+        self._inside -= 1
+
+    def rested(self) -> bool:
+        """Nothing under way or waiting, and the burst whole again: as good as new."""
+        refilled = self._tokens + (time.monotonic() - self._at) * self._per_s
+        return self._inside == 0 and refilled >= self._burst
 
 
-# Each named visitor's turns, while they have a read under way or waiting.
-_TURNS: weakref.WeakValueDictionary[str, Turns] = weakref.WeakValueDictionary()
+# Each named visitor's turns, and each address's ("address:..."), the most recently used last.
+_TURNS: OrderedDict[str, Turns] = OrderedDict()
 
 
-def turn_of(owner: str | None) -> contextlib.AbstractAsyncContextManager[object]:
-    """A turn of `owner`'s (the studio's own user, unnamed, is not counted)."""
-    if owner is None:
-        return contextlib.nullcontext()
-    turns = _TURNS.get(owner)
+def _turns(name: str, *, address: bool) -> Turns:
+    turns = _TURNS.pop(name, None)
     if turns is None:
-        turns = _TURNS[owner] = Turns()
+        turns = Turns(ADDRESS_AT_ONCE, ADDRESS_PER_S, ADDRESS_BURST) if address else Turns()
+    _TURNS[name] = turns
+    if len(_TURNS) > TURNS_KEPT:
+        for old in [n for n, t in _TURNS.items() if t.rested()]:
+            del _TURNS[old]
     return turns
 
 
-__all__ = ["AT_ONCE", "BURST", "PER_S", "Turns", "turn_of"]
+@contextlib.asynccontextmanager
+async def _both(first: Turns, then: Turns) -> AsyncIterator[None]:
+    async with first, then:
+        yield
+
+
+def turn_of(
+    owner: str | None, address: str | None = None
+) -> contextlib.AbstractAsyncContextManager[object]:
+    """A turn of `owner`'s, and of their network `address`'s (the studio's own user, unnamed,
+    is not counted)."""
+    if owner is None:
+        return contextlib.nullcontext()
+    mine = _turns(owner, address=False)
+    if address is None:
+        return mine
+    return _both(mine, _turns(f"address:{address}", address=True))
+
+
+# The requests for which Gradio builds the page or its description for each request (the page
+# itself is 200 kB, 25 ms of CPU; its config 17 ms): what everyone from one network address
+# may ask for, `PAGES_PER_S` a second after a burst of `PAGES_BURST`; a request that would
+# wait more than `PAGE_WAIT_S` for its turn is refused (review 6 F4: sixteen connections with
+# no cookie fetching the page in a loop made everyone else's page take 2 s).
+PAGES_PER_S = 4.0
+PAGES_BURST = 40.0
+PAGE_WAIT_S = 10.0
+PAGES_HERE = (
+    "Too many pages were asked for from your network address just now; try again in a moment."
+)
+
+
+class PageRate:
+    """How soon each network address may have its next page built (`PAGES_PER_S`)."""
+
+    def __init__(self) -> None:
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_for(self, address: str | None) -> float | None:
+        """Seconds the next page for `address` waits (counted now), or None: refused."""
+        key = address or "?"
+        now = time.monotonic()
+        tokens, at = self._buckets.pop(key, (PAGES_BURST, now))
+        tokens = min(PAGES_BURST, tokens + (now - at) * PAGES_PER_S) - 1
+        wait = max(0.0, -tokens / PAGES_PER_S)
+        if wait > PAGE_WAIT_S:
+            tokens += 1  # (not counted)
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > TURNS_KEPT:
+            self._buckets.popitem(last=False)
+        return wait if wait <= PAGE_WAIT_S else None
+
+
+__all__ = [
+    "ADDRESS_AT_ONCE",
+    "ADDRESS_BURST",
+    "ADDRESS_PER_S",
+    "AT_ONCE",
+    "BURST",
+    "PAGES_HERE",
+    "PER_S",
+    "PageRate",
+    "Turns",
+    "turn_of",
+]
