@@ -51,6 +51,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
+from studio.ui.turns import PAGES_HERE, PageRate
 from studio.ui.visitor import (
     NO_COOKIE,
     Refusal,
@@ -119,6 +120,20 @@ EVENTS_AT_ONCE = 16
 TOO_MANY_EVENTS = (
     "You already have many requests waiting on this studio; wait for them to finish and try again."
 )
+# MCP requests (a tool call lasts as long as its tool) one visitor may have under way at once,
+# and everyone from one network address (a request naming nobody counts for its address
+# only). Gradio's MCP server runs every caller's tools through one client of its own, with a
+# few dozen threads: one caller holding 80 calls made every other MCP caller wait 2 to 5 s a
+# call (review 6 F5).
+MCP_CALLS_PER_VISITOR = 4
+MCP_CALLS_PER_ADDRESS = 8
+TOO_MANY_MCP_CALLS = (
+    "You already have several MCP calls under way on this studio; wait for one to finish."
+)
+TOO_MANY_MCP_CALLS_HERE = (
+    "Others from your network address have several MCP calls under way on this studio; try "
+    "again in a moment."
+)
 # Answers Gradio keeps for a visitor's tabs that no one has read yet (a page reads its own as
 # they come; a client that never reads them would have them kept for good): past this, their
 # next event is refused.
@@ -148,6 +163,30 @@ _RUN_AT_ONCE = tuple(
 )
 NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
+# What Gradio builds for each request: the page, its config, the API's description
+# (`turns.PageRate`).
+_BUILT = tuple(
+    compile_path(route)[0]
+    for route in (
+        "/",
+        "/config",
+        "/config/",
+        "/gradio_api/info",
+        "/gradio_api/info/",
+        "/gradio_api/openapi.json",
+    )
+)
+# Gradio's MCP server: a streamable HTTP request answers when its work is done (its SSE
+# transport, which answers a call at once and runs it after, is not served to a hosted
+# studio's visitors: its calls could not be counted while they run).
+_MCP = compile_path("/gradio_api/mcp{rest:path}")[0]
+_MCP_SSE = tuple(
+    compile_path(route)[0]
+    for route in ("/gradio_api/mcp/sse", "/gradio_api/mcp/messages{rest:path}")
+)
+NO_MCP_SSE = (
+    "This hosted studio serves MCP over streamable HTTP only, at /gradio_api/mcp/ (not SSE)."
+)
 _JOIN = compile_path("/gradio_api/queue/join")[0]
 _COMPONENT_SERVER = compile_path("/gradio_api/component_server{slash:path}")[0]
 # Events refused to nobody, kept until their answer is read (the oldest forgotten first).
@@ -198,6 +237,10 @@ class TabDoor:
         self.reading: dict[str, int] = {}
         # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen.
         self.pending: dict[str, Any] | None = None
+        # MCP requests under way, by visitor and by "address:..." (`MCP_CALLS_PER_VISITOR`).
+        self.mcp_calls: dict[str, int] = {}
+        # Pages built for each network address lately.
+        self.pages = PageRate()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,26 +253,9 @@ class TabDoor:
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
-        hashes = _hashes_in_url(scope, path)
-        event = _event_in_url(path)
-        if not all(_HASH.fullmatch(h) for h in (*hashes, *([event] if event else []))):
-            await refuse(send, 400, BAD_TAB)
+        if await self._tab_refused(scope, send, path, owner, binds):
             return
-        if await self._answer_refused(scope, send, path, hashes):
-            return
-        if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):
-            # A stream no event was ever queued for (a tab opens its stream only after its
-            # first event is queued): Gradio's own answer, without the traceback it logs for
-            # it, and the made-up hash is bound to nobody.
-            await _answer(send, 200, _STREAM, _NO_SUCH_STREAM)
-            return
-        for hash_ in hashes:
-            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
-                await refuse(send, 403, NOT_YOUR_TAB)
-                return
-        theirs = event is not None and not self._may_use(_EVENT + event, owner, None)
-        if theirs and not forwarded_in(scope):
-            await refuse(send, 403, NOT_YOUR_TAB)
+        if await self._page_refused(scope, send, path):
             return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
             await self.app(scope, receive, send)
@@ -256,6 +282,10 @@ class TabDoor:
             return
         address = who.address if who is not None else address_in(scope)
         here = f"address:{address}" if address else None
+        mcp = _MCP.match(path) is not None and not forwarded_in(scope)
+        if mcp and (too_many := self._mcp_refusal(owner, here)):
+            await refuse(send, 429, too_many)
+            return
         if big and here is not None and here in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_HERE)
             return
@@ -270,6 +300,10 @@ class TabDoor:
             if counted is not None:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(self._left, counted)
+            if mcp:  # counted until it is answered
+                for taken in (*([owner] if owner is not None else []), here or "?"):
+                    self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
+                    held.callback(self._mcp_done, taken)
             if big:
                 for taken in (key, *([here] if here is not None else [])):
                     self.big_in_flight.add(taken)
@@ -312,7 +346,7 @@ class TabDoor:
             if quick:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
-            if at_once:  # counted until it is done
+            if at_once or mcp:  # counted until it is done
                 await self.app(scope, _replay(body, receive), send)
                 return
         await self.app(scope, _replay(body, receive), send)
@@ -336,6 +370,65 @@ class TabDoor:
             who = visitor_in(request.scope) if request is not None else None
             queued += who is not None and who.owner == owner
         return queued + self.outside.get(owner, 0)
+
+    async def _tab_refused(
+        self, scope: Scope, send: Send, path: str, owner: str | None, binds: str | None
+    ) -> bool:
+        """Refuse (and say so) a request naming a tab or an event in a form the studio does not
+        use, or another visitor's; or answer one refused before, or a stream never opened."""
+        hashes = _hashes_in_url(scope, path)
+        event = _event_in_url(path)
+        if not all(_HASH.fullmatch(h) for h in (*hashes, *([event] if event else []))):
+            await refuse(send, 400, BAD_TAB)
+            return True
+        if await self._answer_refused(scope, send, path, hashes):
+            return True
+        if _QUEUE_DATA.match(path) and not _hashes_known(scope, hashes):
+            # A stream no event was ever queued for (a tab opens its stream only after its
+            # first event is queued): Gradio's own answer, without the traceback it logs for
+            # it, and the made-up hash is bound to nobody.
+            await _answer(send, 200, _STREAM, _NO_SUCH_STREAM)
+            return True
+        for hash_ in hashes:
+            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
+                await refuse(send, 403, NOT_YOUR_TAB)
+                return True
+        theirs = event is not None and not self._may_use(_EVENT + event, owner, None)
+        if theirs and not forwarded_in(scope):
+            await refuse(send, 403, NOT_YOUR_TAB)
+            return True
+        return False
+
+    async def _page_refused(self, scope: Scope, send: Send, path: str) -> bool:
+        """Refuse MCP's SSE transport; pace what Gradio builds for each request (the page, its
+        config, the API's description) for the request's network address, refusing a page
+        that would wait too long."""
+        if any(route.match(path) for route in _MCP_SSE):
+            await refuse(send, 404, NO_MCP_SSE)
+            return True
+        if scope.get("method") in ("GET", "HEAD") and any(r.match(path) for r in _BUILT):
+            wait = self.pages.wait_for(address_in(scope))
+            if wait is None:
+                await refuse(send, 429, PAGES_HERE)
+                return True
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return False
+
+    def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
+        """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is."""
+        if owner is not None and self.mcp_calls.get(owner, 0) >= MCP_CALLS_PER_VISITOR:
+            return TOO_MANY_MCP_CALLS
+        if self.mcp_calls.get(here or "?", 0) >= MCP_CALLS_PER_ADDRESS:
+            return TOO_MANY_MCP_CALLS_HERE
+        return None
+
+    def _mcp_done(self, taken: str) -> None:
+        left = self.mcp_calls.get(taken, 0) - 1
+        if left > 0:
+            self.mcp_calls[taken] = left
+        else:
+            self.mcp_calls.pop(taken, None)
 
     def _left(self, owner: str) -> None:
         left = self.outside.get(owner, 0) - 1

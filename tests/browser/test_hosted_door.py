@@ -780,3 +780,30 @@ def test_fresh_tab_hashes_do_not_let_unread_answers_pile_up(hosted):
     assert door.pending is not None
     kept = sum(q.qsize() for q in list(door.pending.values()))
     assert kept <= UNREAD_PER_VISITOR
+
+
+def test_pages_asked_for_in_a_flood_from_one_address_are_refused_not_built(
+    sim, clean_env, monkeypatch
+):
+    """Gradio builds the page (200 kB) for each request: a loop fetching it, with no cookie,
+    made everyone else's page take 2 s. One address gets pages at a pace; past a short wait
+    it is refused with a sentence, and another address is served as before."""
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "PAGES_BURST", 4.0)
+    monkeypatch.setattr(turns, "PAGE_WAIT_S", 1.0)
+    with running_studio(sim, clean_env, hosted=True) as studio:
+
+        def page(source: str) -> httpx.Response:
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(transport=transport, timeout=30) as client:
+                return client.get(studio.url)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(page, ["127.0.0.5"] * 16))
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(200) >= 4
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused
+        assert "Too many pages were asked for from your network address" in refused[0].text
+        assert page("127.0.0.6").status_code == 200

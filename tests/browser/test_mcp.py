@@ -337,3 +337,64 @@ async def test_mcp_callers_count_at_their_own_address_not_at_the_studios(sim, cl
         fresh = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-account-x"})
         assert json.loads(fresh.predict(5, api_name="/list_sessions"))["sessions"] == []
         fresh.close()
+
+
+def test_one_callers_mcp_calls_under_way_are_bounded_and_others_go_on(sim, clean_env):
+    """Gradio's MCP server runs every caller's tools through one client of its own: one caller
+    holding dozens of calls made every other caller wait seconds a call. A caller may have
+    `MCP_CALLS_PER_VISITOR` under way, an address `MCP_CALLS_PER_ADDRESS`; one more is refused
+    at once with a sentence, and another caller is not."""
+    import httpx
+
+    from studio.ui.tabs import MCP_CALLS_PER_ADDRESS, MCP_CALLS_PER_VISITOR
+    from tests.browser.test_hosted_door import _bodies_on_their_way
+
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-03-26",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+
+    def initialize(key: str, source: str = "127.0.0.1") -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(transport=transport, timeout=30) as client:
+            headers = {**accept, "X-RunAPI-Key": key}
+            return client.post(hosted.url + "gradio_api/mcp/", json=hello, headers=headers)
+
+    settings = {"mcp": True, "hosted": True, "visitor_keys": True}
+    with running_studio(sim, clean_env, **settings) as hosted:
+        for key in ("sk-account-a", "sk-account-b", "sk-account-c"):
+            sim.accept_key(key)
+        assert initialize("sk-account-a").status_code == 200
+        a = {**accept, "X-RunAPI-Key": "sk-account-a"}
+        with _bodies_on_their_way(hosted.url, "/gradio_api/mcp/", a, MCP_CALLS_PER_VISITOR):
+            refused = initialize("sk-account-a")
+            assert refused.status_code == 429
+            assert "several MCP calls under way" in refused.text
+            assert initialize("sk-account-b").status_code == 200  # another caller goes on
+            b = {**accept, "X-RunAPI-Key": "sk-account-b"}
+            more = MCP_CALLS_PER_ADDRESS - MCP_CALLS_PER_VISITOR
+            with _bodies_on_their_way(hosted.url, "/gradio_api/mcp/", b, more):
+                crowded = initialize("sk-account-c")
+                assert crowded.status_code == 429
+                assert "Others from your network address" in crowded.text
+                assert initialize("sk-account-c", source="127.0.0.9").status_code == 200
+        assert initialize("sk-account-a").status_code == 200  # once those are gone
+
+
+def test_a_hosted_studio_serves_mcp_over_streamable_http_only(sim, clean_env):
+    # The SSE transport answers a call at once and runs it after: its calls could not be
+    # counted while they run, so a hosted studio does not serve it, and says where to go.
+    import httpx
+
+    with running_studio(sim, clean_env, mcp=True, hosted=True) as hosted:
+        for path in ("gradio_api/mcp/sse", "gradio_api/mcp/messages/?session_id=x"):
+            answer = httpx.get(hosted.url + path, timeout=10)
+            assert answer.status_code == 404
+            assert "streamable HTTP only, at /gradio_api/mcp/" in answer.text
