@@ -32,6 +32,9 @@ how much a request may carry, and whose tab it speaks for.
   sends is answered at the door with the sentence that says why (Gradio's own form of an
   error: the page shows it, a client raises it), and never reaches Gradio's queue, which would
   keep messages (and a record) for a made-up tab and give the event a place among everyone's.
+  Except the calls Gradio's MCP server makes to itself for a caller who names nobody: its one
+  client's tab carries every caller's answers, so they go on to the handler, which refuses
+  them in the answer (the MCP requests themselves are bounded per address at the door).
 """
 
 from __future__ import annotations
@@ -340,7 +343,13 @@ class TabDoor:
             if theirs and not forwarded_in(scope):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
-            if owner is None and (quick or at_once or _COMPONENT_SERVER.match(path)):
+            # (Gradio's MCP server calls every caller's tools through one client, one tab for
+            # all: a refusal parked under that tab took its stream from everyone's answers
+            # (review 6 F6). Its requests that name nobody go on to the handler, which refuses
+            # them in its answer on that stream; the MCP request itself was counted per
+            # address at the door.)
+            nobody = owner is None and not forwarded_in(scope)
+            if nobody and (quick or at_once or _COMPONENT_SERVER.match(path)):
                 await self._refuse_nobody(scope, send, quick, named if _JOIN.match(path) else None)
                 return
             if quick:

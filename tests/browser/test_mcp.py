@@ -398,3 +398,47 @@ def test_a_hosted_studio_serves_mcp_over_streamable_http_only(sim, clean_env):
             answer = httpx.get(hosted.url + path, timeout=10)
             assert answer.status_code == 404
             assert "streamable HTTP only, at /gradio_api/mcp/" in answer.text
+
+
+def test_calls_naming_nobody_beside_a_callers_own_leave_its_answer_alone(sim, clean_env):
+    """Gradio's MCP server runs every caller's tools through one client of its own, one tab for
+    all: a refusal of a call that named nobody, answered on that tab, took the tab's stream from
+    everyone's answers, so a caller's own call beside it failed with an empty error."""
+    import threading
+
+    import httpx
+
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "list_sessions", "arguments": {"limit": 1}},
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    settings = {"mcp": True, "hosted": True, "visitor_keys": True}
+    with running_studio(sim, clean_env, **settings) as hosted:
+        sim.accept_key("sk-account-a")
+        url = hosted.url + "gradio_api/mcp/"
+
+        def post(key: str | None, source: str, answers: list[str]) -> None:
+            transport = httpx.HTTPTransport(local_address=source)
+            headers = {**accept, **({"X-RunAPI-Key": key} if key else {})}
+            with httpx.Client(transport=transport, timeout=60) as client:
+                answers.append(client.post(url, json=call, headers=headers).text)
+
+        for _ in range(8):
+            nobody: list[str] = []
+            mine: list[str] = []
+            threads = [
+                *(
+                    threading.Thread(target=post, args=(None, "127.0.0.94", nobody))
+                    for _ in range(3)
+                ),
+                threading.Thread(target=post, args=("sk-account-a", "127.0.0.99", mine)),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert "sessions" in mine[0]  # the caller's own answer, every time
+            assert all("X-RunAPI-Key" in answer for answer in nobody)  # each told why not
