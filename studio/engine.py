@@ -125,19 +125,19 @@ MAX_CANDIDATES = 4
 # Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
 # few typos are fine, trying keys in bulk is not).
 KEY_CHECKS_PER_MINUTE = 5
-# Keys RunAPI is asked about in a minute for API and MCP callers from one network address
-# before any of them names a caller (`key_accepted`): a made-up key names nobody, so it uses up
-# none of the address's new visitors (where all share one address, a share link's tunnel,
-# twenty made-up keys closed the studio to every new caller for an hour); a caller sending
-# more unknown keys than this waits a minute, and a refused key is answered from memory.
-KEY_CHECKS_PER_ADDRESS_PER_MINUTE = 30
+# Keys RunAPI is asked about at once for API and MCP callers, all together, before any of them
+# names a caller (`key_accepted`): a made-up key names nobody, so it uses up none of its
+# address's new visitors (where all share one address, a share link's tunnel, twenty made-up
+# keys closed the studio to every new caller for an hour). The next place goes to the address
+# that asked least lately; an ask that waits `KEY_ASK_WAIT_S` for one is refused. (Thirty
+# asks a minute for each address let anyone's made-up keys keep every new caller out where
+# all share an address: review 6 F7.) A refused key is answered from memory.
+KEY_ASKS_AT_ONCE = 4
+KEY_ASK_WAIT_S = 20.0
+KEYS_BUSY = "The studio is checking many RunAPI keys with RunAPI right now; try again in a moment."
 # A key RunAPI could not be asked about (no answer) names its caller for this long before
 # RunAPI is asked again.
 UNANSWERED_KEY_MEMORY_S = 60.0
-TOO_MANY_KEYS_FROM_ADDRESS = (
-    "Too many unknown RunAPI keys came from your network address in the last minute; try "
-    "again in a minute."
-)
 # Images from outside decoded at once, all visitors together (`Engine._decoding`): as many as
 # this machine class has cores, of which one at most for a large image (`HEAVY_PIXELS` or more
 # to decode: about a second and hundreds of megabytes each), so large images wait for each
@@ -225,6 +225,9 @@ class Engine:
         self._key_checks: dict[str, collections.deque[float]] = {}
         # Keys being asked about for a caller (`key_accepted`), by digest: one call each.
         self._key_asks: dict[str, asyncio.Future[bool | None]] = {}
+        # Places to ask RunAPI about a caller's key, and what each address asked for lately.
+        self._key_places = FairPlaces(KEY_ASKS_AT_ONCE)
+        self._keys_asked: dict[str, collections.deque[tuple[float, int]]] = {}
         # Keys RunAPI could not be asked about lately, by digest, and when (the oldest first).
         self._key_unanswered: collections.OrderedDict[str, float] = collections.OrderedDict()
         # One lock per session while someone holds it; gone when nobody does.
@@ -1159,8 +1162,8 @@ class Engine:
         False, or None when RunAPI could not be asked (the key then names its caller, and the
         step's run says what is wrong). Answered from memory where it can be (a key accepted
         while its client lives, one refused lately); otherwise asked once however many of the
-        caller's requests wait on it, at most `KEY_CHECKS_PER_ADDRESS_PER_MINUTE` keys a minute
-        for one network address (`LimitError` past it)."""
+        caller's requests wait on it, `KEY_ASKS_AT_ONCE` keys at a time for all callers, fair
+        by network address (`LimitError` after `KEY_ASK_WAIT_S` waiting for a place)."""
         known = self._clients.known_verdict(api_key)
         if known is not None:
             return known
@@ -1170,20 +1173,22 @@ class Engine:
             return None  # (not asked again at every request while RunAPI is out of reach)
         asking = self._key_asks.get(digest)
         if asking is None:
-            self._count_key_check(
-                f"address:{address or '?'}",
-                per_minute=KEY_CHECKS_PER_ADDRESS_PER_MINUTE,
-                sentence=TOO_MANY_KEYS_FROM_ADDRESS,
-            )
-            asking = asyncio.ensure_future(self._ask_about_key(api_key))
+            used = used_lately(self._keys_asked, address or "?", 1)
+            asking = asyncio.ensure_future(self._ask_about_key(api_key, used))
             self._key_asks[digest] = asking
             asking.add_done_callback(lambda _: self._key_asks.pop(digest, None))
         return await asyncio.shield(asking)
 
-    async def _ask_about_key(self, api_key: Secret) -> bool | None:
+    async def _ask_about_key(self, api_key: Secret, used: int) -> bool | None:
         digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
         try:
-            await self._clients.check(api_key)
+            async with contextlib.AsyncExitStack() as place:
+                try:
+                    async with asyncio.timeout(KEY_ASK_WAIT_S):
+                        await place.enter_async_context(self._key_places.place(used))
+                except TimeoutError:
+                    raise LimitError(KEYS_BUSY) from None
+                await self._clients.check(api_key)
         except AuthenticationError:
             return False
         except RunAPIError:
@@ -1195,9 +1200,7 @@ class Engine:
         self._key_unanswered.pop(digest, None)
         return True
 
-    def _count_key_check(
-        self, owner: str, *, per_minute: int = KEY_CHECKS_PER_MINUTE, sentence: str | None = None
-    ) -> None:
+    def _count_key_check(self, owner: str) -> None:
         now = time.monotonic()
         if len(self._key_checks) > 10_000:  # forget visitors idle for a minute
             for name, times in list(self._key_checks.items()):
@@ -1206,11 +1209,10 @@ class Engine:
         times = self._key_checks.setdefault(owner, collections.deque())
         while times and now - times[0] > 60:
             times.popleft()
-        if len(times) >= per_minute:
+        if len(times) >= KEY_CHECKS_PER_MINUTE:
             raise LimitError(
-                sentence
-                or f"You have checked {len(times)} keys in the last minute; wait a minute "
-                "before checking another."
+                f"You have checked {len(times)} keys in the last minute; wait a minute before "
+                "checking another."
             )
         times.append(now)
 
