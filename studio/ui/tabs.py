@@ -130,6 +130,7 @@ TOO_MANY_EVENTS = (
 # call (review 6 F5).
 MCP_CALLS_PER_VISITOR = 4
 MCP_CALLS_PER_ADDRESS = 8
+MCP_REFUSAL_PAUSE_S = 1.0
 TOO_MANY_MCP_CALLS = (
     "You already have several MCP calls under way on this studio; wait for one to finish."
 )
@@ -287,6 +288,9 @@ class TabDoor:
         here = f"address:{address}" if address else None
         mcp = _MCP.match(path) is not None and not forwarded_in(scope)
         if mcp and (too_many := self._mcp_refusal(owner, here)):
+            # Said after a pause: a client asking again at once (16,000 refusals in 35 s from
+            # one address) takes the CPU everyone's calls need.
+            await asyncio.sleep(MCP_REFUSAL_PAUSE_S)
             await refuse(send, 429, too_many)
             return
         if big and here is not None and here in self.big_in_flight:
