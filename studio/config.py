@@ -193,6 +193,13 @@ class Settings:
     def simulator(self) -> bool:
         return self.simulator_url is not None
 
+    @property
+    def addresses_apart(self) -> bool:
+        """Whether clients' network addresses tell them apart: not through a share link's
+        tunnel, where every visitor is one address (and a turn or a cap for that address
+        would be everyone's, for anyone to use up)."""
+        return not self.share
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from `environ` (default `os.environ`); non-None `overrides` win.

@@ -93,6 +93,11 @@ class Endpoints:
         """The caller of the endpoint being run (settled by `guarded`)."""
         return current()
 
+    @property
+    def _address_for_turns(self) -> str | None:
+        """The caller's network address, where it tells callers apart (`ui.turns`)."""
+        return self.who.address if self.settings.addresses_apart else None
+
     def unnamed(self, refusal: Refusal) -> NoReturn:
         raise gr.Error(str(refusal), print_exception=False)
 
@@ -263,9 +268,7 @@ class Endpoints:
         Returns:
             JSON with "sessions": each with session_id, name, created_at, updated_at, step_count and cost_cents.
         """
-        async with turn_of(
-            self.who.owner, self.who.address
-        ):  # (`ui.turns`: a few reads at once, a few a second)
+        async with turn_of(self.who.owner, self._address_for_turns):  # (`ui.turns`)
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         count = max(1, int(limit or DEFAULT_LIST_LIMIT))
         return _json({"sessions": [listed_session(s) for s in summaries[:count]]})
@@ -281,9 +284,7 @@ class Endpoints:
             JSON with session_id, name, current_step_id, cost_cents and "steps": each a step summary with parent_id, kind and current.
         """
         session_id = (session_id or "").strip()
-        async with turn_of(
-            self.who.owner, self.who.address
-        ):  # (`ui.turns`: a few reads at once, a few a second)
+        async with turn_of(self.who.owner, self._address_for_turns):  # (`ui.turns`)
             session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
             steps = [
                 tree_step_summary(

@@ -64,6 +64,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
         hosted=settings.hosted,
+        addresses_apart=settings.addresses_apart,
     )
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
     lean.install()  # a session's page config is built when read, not for every API call

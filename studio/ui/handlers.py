@@ -63,6 +63,8 @@ class PageContext:
     simulator: bool
     server_key: bool
     hosted: bool = False
+    # Whether turns are kept for each network address too (`Settings.addresses_apart`).
+    addresses_apart: bool = True
 
 
 TAB_FORGOTTEN = (
@@ -222,9 +224,8 @@ class Handlers:
         `sessions_open`: with the session list unfolded)."""
         tab = self._tab()
         every = tab.every_session
-        async with turn_of(
-            self.who.owner, self.who.address
-        ):  # (`ui.turns`: a few draws at once, a few a second)
+        address = self.who.address if self.ctx.addresses_apart else None
+        async with turn_of(self.who.owner, address):  # (`ui.turns`)
             data = await self.bridge.page(
                 session_id, self.who_with(tab_key), every_session=every, tab_step=tab_step
             )

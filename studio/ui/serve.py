@@ -166,6 +166,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                             TabDoor,
                             body_bytes=body_bytes(settings),
                             events_at_once=events_at_once(settings),
+                            per_address=settings.addresses_apart,
                         ),
                     ]
                     if settings.hosted

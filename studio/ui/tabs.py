@@ -157,6 +157,8 @@ _BY_EVENT = tuple(
     )
 )
 _EVENT = "event:"
+# Whom the MCP requests that name nobody are counted as, all together (`_mcp_refusal`).
+_NOBODY = "nobody:"
 # Routes that answer as soon as the event is queued (the page's events, gradio_client's calls).
 _ANSWER_WHEN_QUEUED = tuple(
     compile_path(route)[0] for route in ("/gradio_api/queue/join", "/gradio_api/call/{api:path}")
@@ -216,9 +218,18 @@ class TabDoor:
     """Bodies within their caps, and each tab's session hash for its own browser only."""
 
     def __init__(
-        self, app: ASGIApp, *, body_bytes: int, events_at_once: int = EVENTS_AT_ONCE
+        self,
+        app: ASGIApp,
+        *,
+        body_bytes: int,
+        events_at_once: int = EVENTS_AT_ONCE,
+        per_address: bool = True,
     ) -> None:
         self.app = app
+        # Whether pages and MCP requests are counted per network address: not where every
+        # visitor is one address (a share link's tunnel), where one client would use them up
+        # for everyone (review 6 F8: pages paced per address there had everyone's refused).
+        self.per_address = per_address
         self.body_bytes = body_bytes
         self.events_at_once = events_at_once
         # Events past the door and not in Gradio's queue, by visitor: those on their way into it
@@ -308,7 +319,7 @@ class TabDoor:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(self._left, counted)
             if mcp:  # counted until it is answered
-                for taken in (*([owner] if owner is not None else []), here or "?"):
+                for taken in (owner or _NOBODY, here or "?"):
                     self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
                     held.callback(self._mcp_done, taken)
             if big:
@@ -419,7 +430,8 @@ class TabDoor:
         if any(route.match(path) for route in _MCP_SSE):
             await refuse(send, 404, NO_MCP_SSE)
             return True
-        if scope.get("method") in ("GET", "HEAD") and any(r.match(path) for r in _BUILT):
+        built = any(r.match(path) for r in _BUILT) and self.per_address
+        if scope.get("method") in ("GET", "HEAD") and built:
             wait = self.pages.wait_for(address_in(scope))
             if wait is None:
                 await refuse(send, 429, PAGES_HERE)
@@ -429,10 +441,11 @@ class TabDoor:
         return False
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
-        """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is."""
-        if owner is not None and self.mcp_calls.get(owner, 0) >= MCP_CALLS_PER_VISITOR:
+        """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is (the
+        requests that name nobody, all together, as one visitor's)."""
+        if self.mcp_calls.get(owner or _NOBODY, 0) >= MCP_CALLS_PER_VISITOR:
             return TOO_MANY_MCP_CALLS
-        if self.mcp_calls.get(here or "?", 0) >= MCP_CALLS_PER_ADDRESS:
+        if self.per_address and self.mcp_calls.get(here or "?", 0) >= MCP_CALLS_PER_ADDRESS:
             return TOO_MANY_MCP_CALLS_HERE
         return None
 

@@ -807,3 +807,16 @@ def test_pages_asked_for_in_a_flood_from_one_address_are_refused_not_built(
         assert refused
         assert "Too many pages were asked for from your network address" in refused[0].text
         assert page("127.0.0.6").status_code == 200
+
+
+def test_through_a_share_link_one_client_cannot_use_up_everyones_pages(sim, clean_env, monkeypatch):
+    """Through a share link's tunnel every visitor is one network address: pages paced for
+    that address would have one client's loop get everyone's page refused (review 6 F8)."""
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "PAGES_BURST", 4.0)
+    monkeypatch.setattr(turns, "PAGE_WAIT_S", 1.0)
+    with running_studio(sim, clean_env, hosted=True, share=True) as studio:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: httpx.get(studio.url, timeout=30), range(16)))
+        assert [a.status_code for a in answers] == [200] * 16
