@@ -196,8 +196,13 @@ class Engine:
         schedule: LearnedSchedule | None = None,
         simulated: bool = False,
         signer: C2paSigner | None = None,
+        addresses_apart: bool = True,
     ) -> None:
         self._store = store
+        # Whether reads are also counted per network address (`_intake`): not through a share
+        # link's tunnel, where every visitor is one address and one client would use up the
+        # address's reads for everyone (review 6 F8).
+        self._addresses_apart = addresses_apart
         # Learns each model's durations; the clients poll on it (see `from_settings`).
         self.schedule = schedule or LearnedSchedule()
         # Hosted: every visitor is counted and capped (`limits`); None on a studio of one's own.
@@ -294,6 +299,7 @@ class Engine:
             schedule=schedule,
             simulated=settings.simulator,
             signer=_c2pa_signer(settings),
+            addresses_apart=settings.addresses_apart,
         )
 
     async def aclose(self) -> None:
@@ -394,7 +400,8 @@ class Engine:
             return
         if self._intakes.get(owner, 0) >= INTAKES_AT_ONCE:
             raise LimitError(BUSY_READING)
-        here = None if visitor.address is None else f"address:{visitor.address}"
+        apart = visitor.address is not None and self._addresses_apart
+        here = f"address:{visitor.address}" if apart else None
         if here is not None and self._intakes.get(here, 0) >= INTAKES_PER_ADDRESS:
             raise LimitError(BUSY_READING_HERE)
         counted = [owner, *([here] if here is not None else [])]

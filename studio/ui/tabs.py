@@ -226,9 +226,10 @@ class TabDoor:
         per_address: bool = True,
     ) -> None:
         self.app = app
-        # Whether pages and MCP requests are counted per network address: not where every
-        # visitor is one address (a share link's tunnel), where one client would use them up
-        # for everyone (review 6 F8: pages paced per address there had everyone's refused).
+        # Whether pages, MCP requests and bodies on their way are counted per network address:
+        # not where every visitor is one address (a share link's tunnel), where one client
+        # would use them up for everyone (review 6 F8: pages paced per address there had
+        # everyone's refused).
         self.per_address = per_address
         self.body_bytes = body_bytes
         self.events_at_once = events_at_once
@@ -296,7 +297,8 @@ class TabDoor:
             await refuse(send, 429, ONE_LARGE_AT_A_TIME)
             return
         address = who.address if who is not None else address_in(scope)
-        here = f"address:{address}" if address else None
+        # (Not where every visitor is one address: `per_address`.)
+        here = f"address:{address}" if address and self.per_address else None
         mcp = _MCP.match(path) is not None and not forwarded_in(scope)
         if mcp and (too_many := self._mcp_refusal(owner, here)):
             # Said after a pause: a client asking again at once (16,000 refusals in 35 s from

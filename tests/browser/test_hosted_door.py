@@ -820,3 +820,21 @@ def test_through_a_share_link_one_client_cannot_use_up_everyones_pages(sim, clea
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda _: httpx.get(studio.url, timeout=30), range(16)))
         assert [a.status_code for a in answers] == [200] * 16
+
+
+def test_through_a_share_link_one_visitors_large_body_holds_no_place_of_everyones(sim, clean_env):
+    """Through a share link's tunnel every visitor is one address: a large body trickling in
+    from one of them must not get everyone else's large requests refused (review 6 F8)."""
+    with running_studio(sim, clean_env, hosted=True, share=True) as studio:
+        api = studio.url.rstrip("/") + "/gradio_api"
+        slow_one, other = (_cookie_of_a_new_visitor(studio.url) for _ in range(2))
+        large = 2 * 2**20
+        with ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(_send_slowly, studio.url, slow_one, large, 1, 0.05, "127.0.0.1")
+            time.sleep(1)
+            answer = httpx.post(
+                f"{api}/queue/join", content=b" " * large, headers=other, timeout=20
+            )
+            assert ONE_LARGE_HERE not in answer.text
+            assert answer.status_code != 429
+            slow.result(timeout=40)
