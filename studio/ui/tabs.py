@@ -168,6 +168,11 @@ _RUN_AT_ONCE = tuple(
     compile_path(route)[0] for route in ("/gradio_api/run/{api:path}", "/gradio_api/api/{api:path}")
 )
 NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
+# An event called by its name: only the public API's are (the page's own events are run by
+# the page, by their number; called by name, each answer failed to serialise and logged a
+# traceback of 6.6 KB: review 6 F9).
+_BY_NAME = re.compile(r"/gradio_api/(?:call/v2|call|run|api)/([^/]+)/?")
+NO_SUCH_ENDPOINT = "This studio has no API endpoint of that name (see its API page)."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
 # What Gradio builds for each request: the page, its config, the API's description
 # (`turns.PageRate`).
@@ -257,6 +262,8 @@ class TabDoor:
         self.mcp_calls: dict[str, int] = {}
         # Pages built for each network address lately.
         self.pages = PageRate()
+        # The public API's endpoint names (`_public_names`), once read.
+        self.public: frozenset[str] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -271,7 +278,7 @@ class TabDoor:
         binds = owner if not forwarded_in(scope) else None
         if await self._tab_refused(scope, send, path, owner, binds):
             return
-        if await self._page_refused(scope, send, path):
+        if await self._route_refused(scope, send, path):
             return
         if scope.get("method") not in ("POST", "PUT", "PATCH") or _UPLOAD.match(path):
             await self.app(scope, receive, send)
@@ -425,12 +432,17 @@ class TabDoor:
             return True
         return False
 
-    async def _page_refused(self, scope: Scope, send: Send, path: str) -> bool:
-        """Refuse MCP's SSE transport; pace what Gradio builds for each request (the page, its
-        config, the API's description) for the request's network address, refusing a page
-        that would wait too long."""
+    async def _route_refused(self, scope: Scope, send: Send, path: str) -> bool:
+        """Refuse MCP's SSE transport, and an event called by a name the public API does not
+        have; pace what Gradio builds for each request (the page, its config, the API's
+        description) for the request's network address, refusing a page that would wait too
+        long."""
         if any(route.match(path) for route in _MCP_SSE):
             await refuse(send, 404, NO_MCP_SSE)
+            return True
+        by_name = _BY_NAME.fullmatch(path) if scope.get("method") == "POST" else None
+        if by_name is not None and by_name.group(1) not in self._public_names(scope):
+            await refuse(send, 404, NO_SUCH_ENDPOINT)
             return True
         built = any(r.match(path) for r in _BUILT) and self.per_address
         if scope.get("method") in ("GET", "HEAD") and built:
@@ -441,6 +453,18 @@ class TabDoor:
             if wait > 0:
                 await asyncio.sleep(wait)
         return False
+
+    def _public_names(self, scope: Scope) -> frozenset[str]:
+        """The names of the public API's endpoints (read from the app once)."""
+        if self.public is None:
+            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            fns = getattr(blocks, "fns", {})
+            self.public = frozenset(
+                fn.api_name
+                for fn in fns.values()
+                if fn.api_visibility == "public" and isinstance(fn.api_name, str)
+            )
+        return self.public
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
         """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is (the

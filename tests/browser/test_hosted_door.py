@@ -838,3 +838,20 @@ def test_through_a_share_link_one_visitors_large_body_holds_no_place_of_everyone
             assert ONE_LARGE_HERE not in answer.text
             assert answer.status_code != 429
             slow.result(timeout=40)
+
+
+def test_the_pages_own_events_cannot_be_called_by_name(hosted, sim):
+    """Only the public API is called by name: the page's own events, called so, each failed
+    to serialise their answer and logged a 6.6 KB traceback (review 6 F9)."""
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    visitor = _cookie_of_a_new_visitor(hosted.url)
+    for route in ("call/on_notice", "call/v2/on_notice", "run/on_load"):
+        answer = httpx.post(f"{api}/{route}", json={"data": [None, None]}, headers=visitor)
+        assert answer.status_code == 404
+        assert "no API endpoint of that name" in answer.text
+    sim.accept_key("sk-account-named")
+    caller = {"X-RunAPI-Key": "sk-account-named"}
+    queued = httpx.post(f"{api}/call/list_sessions", json={"data": [5]}, headers=caller)
+    assert queued.status_code == 200  # the public API as before
+    answer = httpx.get(f"{api}/call/list_sessions/{queued.json()['event_id']}", headers=caller)
+    assert "sessions" in answer.text
