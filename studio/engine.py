@@ -1181,13 +1181,12 @@ class Engine:
         asking = self._key_asks.get(digest)
         if asking is None:
             used = used_lately(self._keys_asked, address or "?", 1)
-            asking = asyncio.ensure_future(self._ask_about_key(api_key, used))
+            asking = asyncio.ensure_future(self._ask_about_key(api_key, digest, used))
             self._key_asks[digest] = asking
             asking.add_done_callback(lambda _: self._key_asks.pop(digest, None))
         return await asyncio.shield(asking)
 
-    async def _ask_about_key(self, api_key: Secret, used: int) -> bool | None:
-        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+    async def _ask_about_key(self, api_key: Secret, digest: str, used: int) -> bool | None:
         try:
             async with contextlib.AsyncExitStack() as place:
                 try:

@@ -326,11 +326,11 @@ class TabDoor:
         async with contextlib.AsyncExitStack() as held:
             if counted is not None:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
-                held.callback(self._left, counted)
+                held.callback(_count_down, self.outside, counted)
             if mcp:  # counted until it is answered
                 for taken in (owner or _NOBODY, here or "?"):
                     self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
-                    held.callback(self._mcp_done, taken)
+                    held.callback(_count_down, self.mcp_calls, taken)
             if big:
                 for taken in (key, *([here] if here is not None else [])):
                     self.big_in_flight.add(taken)
@@ -475,20 +475,6 @@ class TabDoor:
             return TOO_MANY_MCP_CALLS_HERE
         return None
 
-    def _mcp_done(self, taken: str) -> None:
-        left = self.mcp_calls.get(taken, 0) - 1
-        if left > 0:
-            self.mcp_calls[taken] = left
-        else:
-            self.mcp_calls.pop(taken, None)
-
-    def _left(self, owner: str) -> None:
-        left = self.outside.get(owner, 0) - 1
-        if left > 0:
-            self.outside[owner] = left
-        else:
-            self.outside.pop(owner, None)
-
     async def _refuse_nobody(self, scope: Scope, send: Send, queued: bool, tab: str | None) -> None:
         """Refuse an event of a request that names nobody, saying why, without Gradio. An
         event joined to a tab, or called by name, is answered as queued; its answer (read from
@@ -592,6 +578,15 @@ class TabDoor:
             theirs.pop(hash_, None)
             if not theirs:
                 del self.owned[owner]
+
+
+def _count_down(table: dict[str, int], key: str) -> None:
+    """One fewer of `key` in `table` (gone at none)."""
+    left = table.get(key, 0) - 1
+    if left > 0:
+        table[key] = left
+    else:
+        table.pop(key, None)
 
 
 def _gradio_queue(scope: Scope) -> Any:

@@ -64,6 +64,7 @@ _WHO: contextvars.ContextVar[Visitor | Refusal] = contextvars.ContextVar("who", 
 _TAB: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
+K = TypeVar("K")
 
 
 class Refusal(Exception):
@@ -293,10 +294,15 @@ class KeyRate:
             return True
         if not self._rate.allow(address):
             return False
-        self._known[seen] = None
-        while len(self._known) > MAX_TRACKED_ADDRESSES:
-            self._known.popitem(last=False)
+        _remember(self._known, seen, MAX_TRACKED_ADDRESSES)
         return True
+
+
+def _remember(table: OrderedDict[K, None], key: K, kept: int) -> None:
+    """Remember `key` in `table`, the newest last, forgetting the oldest past `kept`."""
+    table[key] = None
+    while len(table) > kept:
+        table.popitem(last=False)
 
 
 def from_another_site(headers: Mapping[str, str], method: str = "GET") -> bool:
@@ -505,9 +511,7 @@ class VisitorMiddleware:
             return True
         if not self.rate.allow(address):
             return False
-        self.counted[ident] = None
-        if len(self.counted) > COUNTED_TOKENS_KEPT:
-            self.counted.popitem(last=False)
+        _remember(self.counted, ident, COUNTED_TOKENS_KEPT)
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
