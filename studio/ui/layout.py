@@ -63,14 +63,17 @@ document.addEventListener('click', (event) => {
   if (element.contains(event.target)) return;
   element.querySelector('details[open]')?.removeAttribute('open');
 });
+// The prop names are never quoted alone in this script: Gradio takes any quoted name in it for
+// an event of the block's, and an update of one prop would send the others as that event's repr.
+const slots = 'banner cost balance'.split(' ');
 const paint = () => {
-  for (const name of ['banner', 'cost', 'balance']) {
+  for (const name of slots) {
     const slot = element.querySelector('#' + name);
     if (slot && slot.innerHTML !== (props[name] || '')) slot.innerHTML = props[name] || '';
   }
 };
 paint();
-watch(['value', 'banner', 'cost', 'balance'], paint);
+watch(['value', ...slots], paint);
 """
 # The header's fixed parts; `${value}` is the session list (`tree.sessions_html`), and the
 # three prose slots are filled by `_HEADER_JS` (their HTML is `prose.to_html`: escaped).
@@ -89,9 +92,9 @@ HEADER_TEMPLATE = (
 HISTORY_TOOLS_TEMPLATE = (
     '<div class="history-buttons">'
     '<button type="button" id="undo" data-act="undo" class="opt-button" aria-label="Undo"'
-    ' title="Undo (Ctrl+Z)" ${undo ? "" : "disabled"}>↶</button>'
+    ' title="Undo (Ctrl+Z)" ${can_undo ? "" : "disabled"}>↶</button>'
     '<button type="button" id="redo" data-act="redo" class="opt-button" aria-label="Redo"'
-    ' title="Redo (Ctrl+Shift+Z)" ${redo ? "" : "disabled"}>↷</button>'
+    ' title="Redo (Ctrl+Shift+Z)" ${can_redo ? "" : "disabled"}>↷</button>'
     '<button type="button" id="export" data-act="export" class="opt-button"'
     ' title="Save this session as a ZIP">Export</button>'
     "</div>"
@@ -213,6 +216,25 @@ FOLDS = {
 MANAGE_FOLD = {"manage": "Rename or delete this session"}
 
 
+class _Forget:
+    """A `gr.State`'s value needs nothing done when its tab ends. Gradio writes the callback into
+    the page's config as text: its own default's repr is a memory address of the server."""
+
+    def __call__(self, _value: Any) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "forget"
+
+
+_FORGET = _Forget()
+
+
+def _state() -> gr.State:
+    """A tab's state, empty at first."""
+    return gr.State(None, delete_callback=_FORGET)
+
+
 def fold(name: str) -> gr.Column:
     """A rarely used panel's contents, hidden until its toggle opens it.
 
@@ -273,15 +295,15 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         # the elapsed time of what runs: a cheap version check when nothing changed.
         timer=gr.Timer(TICK_IDLE_S, active=True),
         # The step this tab shows (the parent of its next edit), and the version it shows.
-        tab_step=gr.State(None),
-        version=gr.State(None),
+        tab_step=_state(),
+        version=_state(),
         # The candidates on show (step ids), while some are.
-        picks=gr.State(None),
+        picks=_state(),
         # Set when the balance may have moved (a load, a change in the session): its change
         # asks RunAPI, apart from the page (`Handlers.on_balance`).
-        balance_due=gr.State(None),
+        balance_due=_state(),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
-        tab_key=gr.State(None),
+        tab_key=_state(),
         # Only when the visitor ticks "remember": in their browser's storage, never on disk here.
         key_store=gr.BrowserState(None, storage_key=KEY_STORAGE_KEY, secret=browser_secret),
     )
@@ -545,7 +567,7 @@ element.addEventListener('click', (event) => {
   event.preventDefault();
   trigger(button.id === 'run' ? 'submit' : 'click');
 });
-watch(['match', 'model'], () => window.kontextStudio?.setOptions?.(props.match, props.model));
+watch('match model'.split(' '), () => window.kontextStudio?.setOptions?.(props.match, props.model));
 """
 
 # How many results one instruction may ask for (label, value).
@@ -577,7 +599,7 @@ def _render_history() -> dict[str, Any]:
     notice = gr.Button("", elem_id="notice", visible=False, size="sm", variant="primary")
     with gr.Row(equal_height=True, elem_id="history-tools"):
         # Undo, redo and export: plain buttons in one `gr.HTML` (README Numbers, page), whose
-        # `undo` and `redo` props say whether each can be used now.
+        # `can_undo` and `can_redo` props say whether each can be used now.
         history_tools = gr.HTML(
             "",
             elem_id="history-buttons",
@@ -585,8 +607,8 @@ def _render_history() -> dict[str, Any]:
             js_on_load=_HISTORY_TOOLS_JS,
             padding=False,
             scale=3,
-            undo=False,
-            redo=False,
+            can_undo=False,
+            can_redo=False,
         )
         # Gradio's own upload button: its file is checked by Gradio as an upload of this page.
         import_file = gr.UploadButton(

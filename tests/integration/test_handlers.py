@@ -494,3 +494,35 @@ async def test_steps_of_two_shapes_are_fitted_into_one_frame_under_a_name_nobody
     left_sha = Path(str(getattr(left, "path", left))).stem
     assert left_sha[:16] not in fitted.name
     assert square.result.sha256[:16] not in fitted.name
+
+
+def test_an_update_of_one_prop_sends_that_prop_and_no_python_object(page):
+    """Gradio takes any name quoted in a block's script for an event of the block's; an update of
+    one prop would then also send the block's other props as the repr of a Python function (a
+    memory address of the server, in every balance and banner the page was sent)."""
+    from dataclasses import fields
+
+    from gradio.blocks import postprocess_update_dict
+
+    every = [getattr(page.c, f.name) for f in fields(page.c)]
+    blocks = [b for b in every if isinstance(b, gr.HTML) and b.props]
+    assert blocks, "the page has HTML blocks with props"
+    for block in blocks:
+        for name in block.props:
+            sent = postprocess_update_dict(block, {name: "<p>x</p>"})
+            assert sent["props"] == {name: "<p>x</p>"}
+            others = {k: v for k, v in sent.items() if k not in ("props", "__type__")}
+            assert others == {}, (block.elem_id, name, others)
+
+
+def test_the_page_config_names_no_address_of_the_server():
+    """Every visitor is sent the page's config: a Python object's repr in it (a tab state's
+    callback was one) tells them where the server's code sits in memory."""
+    import json
+    import re
+
+    with gr.Blocks() as demo:
+        layout.render(examples=[], browser_secret="test", banner="")
+    text = json.dumps(demo.get_config_file(), default=str)
+    assert "delete_callback" in text
+    assert not re.search(r" at 0x[0-9a-f]+", text)
