@@ -59,7 +59,15 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
     )
     # A folded panel opens (`layout.fold`): shown, and filled in for the tab's step.
-    fold_outputs = [*c.folds.values(), c.slider, c.pair_note, c.safety, c.session_name]
+    fold_outputs = [
+        *c.folds.values(),
+        c.slider,
+        c.pair_note,
+        c.pair_a,
+        c.pair_b,
+        c.safety,
+        c.session_name,
+    ]
     gr.on(
         [c.fold_bar.click, c.manage_bar.click],
         h.on_fold,

@@ -98,6 +98,9 @@ class _Tab:
         self.known = False
         # The session list shows all of the visitor's sessions, not only the newest (asked for).
         self.every_session = False
+        # "Compare two steps" was opened in this tab: its two dropdowns (every finished step of
+        # the session, a long list for a long history) go with each render from then on only.
+        self.pair_open = False
         self._turns = asyncio.Condition()
 
     @property
@@ -291,9 +294,13 @@ class Handlers:
         options: dict[str, Any] = {"match": page.aspect_choices[0][0]}
         if model:
             options["model"] = f"{model}|{page.tab_step}"
-        return {
-            c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
-            c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
+        pair: Update = {}
+        if self._tab().pair_open:
+            pair = {
+                c.pair_a: gr.Dropdown(choices=page.pair_a.choices, value=page.pair_a.value),
+                c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
+            }
+        return pair | {
             c.browser: page.session_id if page.session_id else gr.skip(),
             c.tab_step: page.tab_step,
             # What this render shows: the session's version, seen from which step. It goes with
@@ -739,6 +746,28 @@ class Handlers:
         b, note = await self.bridge.call(Engine.image_work, fit, visitor=self.who)
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
+    async def _open_pair(
+        self, session_id: str | None, tab_step: str | None, left: str | None, right: str | None
+    ) -> Update:
+        """ "Compare two steps" opens: its dropdowns list the session's finished steps (renders
+        leave them out until then), keeping a pick made earlier in this tab that still holds,
+        and the slider shows the pair."""
+        self._tab().pair_open = True
+        if not session_id:
+            return await self._pair(session_id, left, right)
+        try:
+            session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        except REFUSED:
+            return await self._pair(None, left, right)
+        a, b = view.pair(session.seen_from(tab_step))
+        ids = {value for _label, value in a.choices}
+        left = left if left in ids else a.value
+        right = right if right in ids else b.value
+        return {
+            self.c.pair_a: gr.Dropdown(choices=a.choices, value=left),
+            self.c.pair_b: gr.Dropdown(choices=b.choices, value=right),
+        } | await self._pair(session_id, left, right)
+
     @guarded
     async def on_fold(
         self,
@@ -759,7 +788,7 @@ class Handlers:
             return {self.c.delete_confirm: gr.skip()}  # no panel of that name: nothing changes
         update: Update = {panel: gr.Column(visible=True)}
         if name == "steps-box":
-            update |= await self._pair(session_id, left, right)
+            update |= await self._open_pair(session_id, tab_step, left, right)
         elif name == "advanced":
             update |= await self._safety(session_id, tab_step, safety)
         elif name == "manage":

@@ -108,6 +108,23 @@ def step_numbers(session: Session) -> dict[str, int]:
     return depth
 
 
+def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choices, Choices]:
+    """The two dropdowns of "Compare two steps" for the step `session` is seen from: every
+    finished step to pick from, the step's parent on the left (itself when the parent has no
+    image) and the step on the right."""
+    shown = shown_step(session)
+    numbers = numbers if numbers is not None else step_numbers(session)
+    finished = [s for s in session.steps.values() if s.result is not None]
+    choices = [present.step_choice(s, numbers[s.step_id]) for s in finished]
+    ids = {s.step_id for s in finished}
+    left = shown.parent_id if shown.parent_id in ids else shown.step_id
+    # A value that is not among the choices (nothing finished yet) would make Gradio warn.
+    return (
+        Choices(choices, left if left in ids else None),
+        Choices(choices, shown.step_id if shown.step_id in ids else None),
+    )
+
+
 def render_page(
     data: PageData,
     tiles: Tiles,
@@ -170,10 +187,7 @@ def render_page(
     if shown.result is not None:
         match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
     numbers = step_numbers(session)
-    finished = [s for s in session.steps.values() if s.result is not None]
-    pair_choices = [present.step_choice(s, numbers[s.step_id]) for s in finished]
-    pair_ids = {s.step_id for s in finished}
-    left = shown.parent_id if parent_image else shown.step_id
+    pair_a, pair_b = pair(session, numbers)
     notice, notice_step = _news(session, stored, current)
     return PageUpdate(
         session_id=session.session_id,
@@ -197,9 +211,8 @@ def render_page(
         can_undo=session.can_undo,
         can_redo=session.can_redo,
         running=any(not s.is_finished for s in session.steps.values()),
-        # A value that is not among the choices (nothing finished yet) would make Gradio warn.
-        pair_a=Choices(pair_choices, left if left in pair_ids else None),
-        pair_b=Choices(pair_choices, shown.step_id if shown.step_id in pair_ids else None),
+        pair_a=pair_a,
+        pair_b=pair_b,
         download_name=(
             present.download_name(session.name, numbers[shown.step_id], shown.result.format)
             if shown.result is not None

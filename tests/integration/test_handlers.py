@@ -526,3 +526,29 @@ def test_the_page_config_names_no_address_of_the_server():
     text = json.dumps(demo.get_config_file(), default=str)
     assert "delete_callback" in text
     assert not re.search(r" at 0x[0-9a-f]+", text)
+
+
+async def test_the_compare_dropdowns_go_with_renders_only_once_their_panel_opened(page, tmp_path):
+    """Every finished step is a choice of "Compare two steps": sent with every render, a long
+    history's list went twice into each answer (about 140 KB for 1,000 steps). A tab gets it
+    when it opens the panel, and from then on with each render, so a new step is there."""
+    c = page.c
+    tab = gr.Request(session_hash="tab-one", headers={})
+    session_id, origin = await _start(page, tmp_path)
+    shown = await _edit(page, session_id, origin, "make it blue")
+    await _settle(page, session_id, shown)
+    step = shown[c.tab_step]
+    closed = await page.on_history_tool(session_id, step, _act("undo"), tab)
+    assert c.pair_a not in closed
+    assert c.pair_b not in closed
+    opened = await page.on_fold(session_id, origin, None, None, 2, _act("steps-box"), tab)
+    labels = [label for label, _ in opened[c.pair_a].constructor_args["choices"]]
+    assert labels == ["Original", "1 · make it blue · pro"]
+    # Seen from the original: itself on both sides (it has no parent).
+    assert _value(opened[c.pair_a]) == _value(opened[c.pair_b]) == origin
+    again = await page.on_history_tool(session_id, origin, _act("redo"), tab)
+    assert _value(again[c.pair_b]) == step
+    other_tab = await page.on_history_tool(
+        session_id, step, _act("undo"), gr.Request(session_hash="t2", headers={})
+    )
+    assert c.pair_a not in other_tab
