@@ -18,6 +18,7 @@ Imports gradio; installed once by `create_app`.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,3 +78,33 @@ def install() -> None:
     for module in _MAKERS:
         if getattr(module, "SessionState", None) is _GradioSessionState:
             module.SessionState = LeanSessionState  # type: ignore[attr-defined]
+
+
+# With the studio's monitoring on, Gradio's summary of its recent events is made again at most
+# this often (its `/monitoring` page then lags by as much), not after each event.
+SUMMARY_EVERY_S = 5.0
+
+
+def quiet_summary(queue: Any, *, monitoring: bool) -> None:
+    """Gradio's queue makes a summary of its last 10,000 events (a pandas table of them, grouped
+    by function, with percentiles) after every event, on a worker thread with the GIL held,
+    whether anything reads it or not: only its `/monitoring` page does. A busy studio spent most
+    of its CPU there, and a flood of cheap events from one client made everyone's page twenty
+    times slower (review round 7). Not made unless the studio's monitoring is on; then made at
+    most every `SUMMARY_EVERY_S` seconds."""
+    if not monitoring:
+        queue.compute_analytics_summary = lambda _records: queue.cached_event_analytics_summary
+        # Nor does anything read the records the summary is made from.
+        queue.ANALYTICS_MAX_EVENTS = 1
+        return
+    make = queue.compute_analytics_summary
+    made_at = [-SUMMARY_EVERY_S]
+
+    def now_and_then(records: list[Any]) -> Any:
+        now = time.monotonic()
+        if now - made_at[0] < SUMMARY_EVERY_S:
+            return queue.cached_event_analytics_summary
+        made_at[0] = now
+        return make(records)
+
+    queue.compute_analytics_summary = now_and_then

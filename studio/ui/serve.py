@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
-from studio.ui import conn
+from studio.ui import conn, lean
 from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
@@ -200,6 +200,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     demo = create_app(bridge, settings)
     conn.install()  # (it changes nothing until an app is given its rules, below)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
+    lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
     if settings.hosted:
         # Each connection must send its headers in time; one address holds so many, unless
         # every visitor comes through one proxy (a share link's tunnel, a Space's proxy).

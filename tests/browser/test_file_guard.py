@@ -220,6 +220,26 @@ def test_gradios_monitoring_is_off_unless_asked_for(hosted):
     assert visitor.get("/monitoring").status_code == 403
 
 
+def test_gradio_summarises_its_events_only_for_a_monitoring_page(sim, clean_env):
+    """Gradio made a pandas summary of its last 10,000 events after every event, read only by
+    its monitoring page: a flood of cheap events made every other visitor's page twenty times
+    slower. Without monitoring it is never made; with it, the page still shows the counts."""
+    for monitoring in (True, False):
+        with running_studio(sim, clean_env / str(monitoring), monitoring=monitoring) as s:
+            client = Client(s.url, verbose=False, download_files=False)
+            for _ in range(3):
+                client.predict(api_name="/list_sessions")
+            client.close()
+            queue = s.demo._queue
+            assert queue.events_recorded >= 3
+            summary = httpx.get(s.url.rstrip("/") + "/monitoring/summary")
+            if monitoring:
+                assert "list_sessions" in summary.json()["functions"]
+            else:
+                assert summary.status_code != 200
+                assert queue.cached_event_analytics_summary == {"functions": {}}
+
+
 def _visitor(url: str) -> httpx.Client:
     client = httpx.Client(base_url=url, timeout=60)
     client.get("/")  # the page sets the visitor's signed cookie
