@@ -99,8 +99,10 @@ _STATE_VISITOR = "kontext_visitor"
 _STATE_REFUSAL = "kontext_refusal"
 _STATE_FORWARDED = "kontext_forwarded"
 _STATE_ADDRESS = "kontext_address"
-# A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret.
+# A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret; once
+# it has been counted among its address's new visitors, "v1c.<id>.<mac>" with a MAC of its own.
 _TOKEN_VERSION = "v1"
+_COUNTED_VERSION = "v1c"
 _ID_BYTES = 24
 # New visitors one network address may become in an hour (a browser keeps its token; only a
 # client that throws its cookies away needs more).
@@ -131,11 +133,29 @@ def issued_at(ident: str) -> int | None:
 def token_id(token: str, secret: bytes) -> str | None:
     """The id inside a token this studio signed with `secret`; None for anything else (a
     forged, altered or foreign token, or an old unsigned one)."""
+    signed = _signed(token, secret)
+    return None if signed is None else signed[0]
+
+
+def counted_token(ident: str, secret: bytes) -> str:
+    """The token of id `ident` marked as counted among its address's new visitors: the same
+    visitor, never counted again (`VisitorMiddleware._admit_token`), across restarts too."""
+    return f"{_COUNTED_VERSION}.{ident}.{_mac(secret, 'counted:' + ident)}"
+
+
+def _signed(token: str, secret: bytes) -> tuple[str, bool] | None:
+    """A token's id and whether it is marked counted, if this studio signed it."""
     version, _, rest = token.partition(".")
     ident, _, mac = rest.partition(".")
-    if version != _TOKEN_VERSION or len(ident) < 32 or not mac:
+    if len(ident) < 32 or not mac:
         return None
-    return ident if hmac.compare_digest(mac, _mac(secret, ident)) else None
+    if version == _TOKEN_VERSION:
+        expected, counted = _mac(secret, ident), False
+    elif version == _COUNTED_VERSION:
+        expected, counted = _mac(secret, "counted:" + ident), True
+    else:
+        return None
+    return (ident, counted) if hmac.compare_digest(mac, expected) else None
 
 
 def _mac(secret: bytes, ident: str) -> str:
@@ -157,11 +177,17 @@ def cookie_values(header: str, name: str = VISITOR_COOKIE) -> list[str]:
 def valid_token_ids(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> list[str]:
     """The ids of the distinct tokens this studio signed among the Cookie header's `name`
     cookies, in the order sent (what else comes along under that name is ignored)."""
-    ids: list[str] = []
+    return list(valid_tokens(header, secret, name))
+
+
+def valid_tokens(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> dict[str, bool]:
+    """`valid_token_ids`, each with whether a token of that id came marked as counted."""
+    found: dict[str, bool] = {}
     for value in cookie_values(header, name):
-        if (ident := token_id(value, secret)) is not None and ident not in ids:
-            ids.append(ident)
-    return ids
+        if (signed := _signed(value, secret)) is not None:
+            ident, counted = signed
+            found[ident] = found.get(ident, False) or counted
+    return found
 
 
 def valid_token_id(header: str, secret: bytes, name: str = VISITOR_COOKIE) -> str | None:
@@ -485,6 +511,17 @@ class DoorSettings:
     check_key: Callable[[str, str | None], Awaitable[bool | None]] | None = None
 
 
+def _with_cookie(send: Send, cookie: bytes) -> Send:
+    """`send`, setting `cookie` on the response."""
+
+    async def send_with_cookie(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+        await send(message)
+
+    return send_with_cookie
+
+
 class VisitorMiddleware:
     """A hosted studio's door: names the visitor of every HTTP request (an API or MCP caller by
     its key header, a browser by its signed token) in the request's state, and gives a browser
@@ -495,19 +532,20 @@ class VisitorMiddleware:
         self.door = door
         self.rate = IdentityRate(door.identities_per_hour)
         self.keys = KeyRate(self.rate)
-        # Tokens issued since this door opened that came back, and were counted then
-        # (`_admit_token`), the most recent last.
-        self.started = int(time.time())
+        # Tokens counted lately whose browser may not yet hold them marked (`_admit_token`),
+        # the most recent last.
         self.counted: OrderedDict[str, None] = OrderedDict()
 
-    def _admit_token(self, ident: str, address: str | None) -> bool:
-        """Whether a browser's token may name its visitor. A token this door issued counts
-        among its address's new visitors the first time it comes back, not when it is issued:
-        a client fetching the page and throwing the cookie away uses none up (twenty such
-        fetches an hour from one address, a share link's tunnel, closed the studio to every
-        newcomer). Tokens from before this door opened were counted then, or never need be."""
-        issued = issued_at(ident)
-        if issued is None or issued < self.started or ident in self.counted:
+    def _admit_token(self, ident: str, marked: bool, address: str | None) -> bool:
+        """Whether a browser's token may name its visitor. A token counts among its address's
+        new visitors the first time it comes back, not when it is issued: a client fetching
+        the page and throwing the cookie away uses none up (twenty such fetches an hour from
+        one address, a share link's tunnel, closed the studio to every newcomer). Once counted,
+        the browser is given it marked so (`counted_token`), and a marked token is never
+        counted again: the mark, not the door's memory, says so, so a restart neither counts
+        a browser twice nor lets tokens fetched before it in unseen (a review minted 60 before
+        a restart and all 60 named visitors after it)."""
+        if marked or issued_at(ident) is None or ident in self.counted:
             return True
         if not self.rate.allow(address):
             return False
@@ -550,8 +588,8 @@ class VisitorMiddleware:
         # there by a sibling host (no token is carried over from one to the other, for the
         # same reason).
         named = SECURE_VISITOR_COOKIE if https else VISITOR_COOKIE
-        tokens = valid_token_ids(cookies, door.secret, named)
-        ident = tokens[0] if len(tokens) == 1 else None
+        tokens = valid_tokens(cookies, door.secret, named)
+        ident = next(iter(tokens)) if len(tokens) == 1 else None
         # (Another site's page fetching the studio's page is no visitor opening it either: it
         # is handed no token, and uses up none of the address's new visitors.)
         cross = from_another_site(request.headers, request.method)
@@ -575,8 +613,12 @@ class VisitorMiddleware:
             else:
                 state[_STATE_VISITOR] = Visitor(owner_of("key", key), Secret(key), address)
         elif ident is not None:
-            if self._admit_token(ident, address):
+            if self._admit_token(ident, tokens[ident], address):
                 state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
+                if not tokens[ident]:  # counted now: the browser keeps it marked so
+                    mark = self._cookie(request, counted_token(ident, door.secret))
+                    await self.app(scope, receive, _with_cookie(send, mark))
+                    return
             else:
                 state[_STATE_REFUSAL] = TOO_MANY_NEW
         if ident is None and not key and not self.rate.has_room(address):
@@ -594,13 +636,7 @@ class VisitorMiddleware:
             await self.app(scope, receive, send)
             return
         cookie = self._cookie(request, new_token(door.secret))
-
-        async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, _with_cookie(send, cookie))
 
     async def _refuse_key(self, key: str, address: str | None) -> str | None:
         """Why a caller's key names nobody (None: it may name its caller). A key RunAPI refuses

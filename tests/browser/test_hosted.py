@@ -360,5 +360,42 @@ def test_pages_fetched_by_clients_that_keep_no_cookie_use_up_no_new_visitor(sim,
         api.close()
 
 
+def test_a_restart_lets_no_token_in_uncounted_and_counts_no_visitor_twice(sim, clean_env):
+    """Tokens fetched and thrown away before a restart used to name visitors after it without
+    being counted (a review minted 60 and all 60 got in). A counted browser holds its token
+    marked so: it is never counted again, across restarts too."""
+    settings = {"hosted": True, "identities_per_hour": 2, "visitor_budget_cents": 10}
+    with running_studio(sim, clean_env, **settings) as s:
+        minted = [httpx.get(s.url).cookies["kontext_visitor"] for _ in range(4)]
+        fresh = httpx.get(s.url).cookies["kontext_visitor"]
+        assert not fresh.startswith("v1c.")
+        # Its first return: counted, and marked so.
+        answer = httpx.get(s.url + "config", headers={"Cookie": f"kontext_visitor={fresh}"})
+        assert answer.status_code == 200
+        kept = answer.cookies["kontext_visitor"]
+        assert kept.startswith("v1c.")
+        _generate(Client(s.url, verbose=False, headers={"Cookie": f"kontext_visitor={kept}"}))
+        made = _sessions_of(s.url, kept)
+        assert len(made) == 1
+
+    with running_studio(sim, clean_env, **settings) as s:
+        assert _sessions_of(s.url, kept) == made  # the same visitor, using up no new place
+        answers = [_sessions_of(s.url, token) for token in minted]
+        assert answers[:2] == [[], []]
+        assert all("Too many new visitors" in str(a) for a in answers[2:])
+
+
+def _sessions_of(url: str, token: str) -> list[str] | str:
+    """The session ids a visitor's token lists, or why it was refused."""
+    api = Client(url, verbose=False, headers={"Cookie": f"kontext_visitor={token}"})
+    try:
+        sessions = json.loads(api.predict(5, api_name="/list_sessions"))["sessions"]
+        return [row["session_id"] for row in sessions]
+    except Exception as exc:
+        return str(exc)
+    finally:
+        api.close()
+
+
 def _cookie_header(client: httpx.Client) -> dict[str, str]:
     return {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
