@@ -410,6 +410,31 @@
   };
   const stepRegionImage = new Image();
   stepRegionImage.onload = () => paint();
+  // A stored mask is an opaque grey image (white where the edit might change): drawn as it is,
+  // it tinted the whole step. It becomes an amber layer whose opacity is the mask's, made once
+  // for each mask at the canvas's size (a full-size mask of a large photo is never read whole).
+  let tint = { key: "", canvas: null };
+  const regionTint = (src, view) => {
+    const key = `${src}@${view.width}x${view.height}`;
+    if (tint.key === key) return tint.canvas;
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(view.width));
+    canvas.height = Math.max(1, Math.round(view.height));
+    const g = canvas.getContext("2d");
+    g.drawImage(stepRegionImage, 0, 0, canvas.width, canvas.height);
+    const pixels = g.getImageData(0, 0, canvas.width, canvas.height);
+    const p = pixels.data;
+    for (let i = 0; i < p.length; i += 4) {
+      const alpha = Math.round((p[i] * p[i + 3]) / 255);
+      p[i] = 245;
+      p[i + 1] = 158;
+      p[i + 2] = 11;
+      p[i + 3] = alpha;
+    }
+    g.putImageData(pixels, 0, 0);
+    tint = { key, canvas };
+    return canvas;
+  };
   const paintStepRegion = (ctx, view) => {
     const node = document.querySelector("#history li.node.current");
     const kind = node?.dataset.region;
@@ -430,11 +455,8 @@
       if (!stepRegionImage.src.endsWith(src)) {
         stepRegionImage.src = src;
       } else if (stepRegionImage.complete && stepRegionImage.naturalWidth) {
-        ctx.globalAlpha = 0.3;
-        ctx.drawImage(stepRegionImage, 0, 0, view.width, view.height);
-        ctx.globalCompositeOperation = "source-in";
-        ctx.fillStyle = "#f59e0b";
-        ctx.fillRect(0, 0, view.width, view.height);
+        ctx.globalAlpha = 0.35;
+        ctx.drawImage(regionTint(src, view), 0, 0, view.width, view.height);
       }
     }
     ctx.restore();

@@ -341,6 +341,15 @@ def test_a_box_drawn_on_the_canvas_goes_with_the_next_edit_and_shows_on_its_step
     expect(page.locator("#raw")).to_be_visible()  # the model's own output, before the blend
 
 
+# Whether the region layer over the canvas is painted at a point (fractions of its size).
+_TINTED_AT = """([fx, fy]) => {
+  const layer = document.querySelector('#region-layer');
+  if (!layer || !layer.width) return false;
+  const x = Math.floor(layer.width * fx), y = Math.floor(layer.height * fy);
+  return layer.getContext('2d').getImageData(x, y, 1, 1).data[3] > 0;
+}"""
+
+
 def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
     _start_from_example(page)
     page.locator("#tools button[data-tool=brush]").click()
@@ -359,6 +368,11 @@ def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
         assert grey.getpixel((int(w * 0.3), int(h * 0.5))) > 128  # painted
         assert grey.getpixel((int(w * 0.5), int(h * 0.5))) < 128  # rubbed out
         assert grey.getpixel((int(w * 0.5), int(h * 0.1))) < 128  # never painted
+    # The step shows its region tinted where it was painted, and nowhere else (the stored mask
+    # is opaque grey: drawn as it was, it tinted the whole picture).
+    page.wait_for_function(_TINTED_AT, arg=[0.3, 0.5], timeout=10_000)
+    assert not page.evaluate(_TINTED_AT, [0.5, 0.1])
+    assert not page.evaluate(_TINTED_AT, [0.5, 0.5])
     # The region is used once: the next edit has none.
     _edit(page, "add snow")
     assert _newest(studio).region is None
