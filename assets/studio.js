@@ -251,6 +251,19 @@
       else list.append(li);
       after = li;
     }
+    keepInView(tree);
+  };
+  // The history scrolls inside its own box: after each redraw, the tab's step and what is
+  // queued after it are brought into that box's view (a long path had them below the window).
+  const keepInView = (tree) => {
+    const box = byId("history");
+    const last = [...tree.querySelectorAll("ol.path > li.queued, ol.path > li.pending")].pop();
+    const target = last || tree.querySelector("ol.path > li.node.current");
+    if (!box || !target) return;
+    const outer = box.getBoundingClientRect();
+    const inner = target.getBoundingClientRect();
+    if (inner.bottom > outer.bottom) box.scrollTop += inner.bottom - outer.bottom + 8;
+    else if (inner.top < outer.top) box.scrollTop -= outer.top - inner.top + 8;
   };
 
   // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)

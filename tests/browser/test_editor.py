@@ -13,6 +13,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from studio.history import ImageRef, StepState
+from studio.params import EditParams
 from studio.simulator.tasks import LatencyProfile
 from tests.browser.conftest import open_page, shoot
 from tests.browser.test_studio_flow import (
@@ -23,6 +24,7 @@ from tests.browser.test_studio_flow import (
     _start_from_example,
     _thumbs,
 )
+from tests.support.engines import make_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # An edit takes about eight seconds: long enough to type two more instructions meanwhile.
@@ -181,6 +183,20 @@ def test_at_1440x900_canvas_instruction_edit_and_history_are_on_screen(browser, 
         assert canvas["width"] > 800
         assert canvas["height"] > 450
         shoot(page, "1-editor", full_page=False)
+
+
+def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, studio):
+    """A long path used to push the tab's step below the window, and "Rename or delete" into
+    a second column off its right edge: the tree scrolls in its own box, to the tab's step."""
+    engine = studio.engine
+    session = studio.run(engine.start_session(studio.run(engine.read_image(make_image()))))
+    for n in range(16):
+        studio.run(engine.edit(session.session_id, EditParams(prompt=f"edit {n}")))
+    with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as page:
+        expect(_current(page)).to_have_attribute("aria-label", re.compile(r"^Step 16: edit 15"))
+        assert page.evaluate("() => window.scrollY") == 0
+        for selector in ("#history li.current", "#manage-fold", "#prompt textarea", "#run"):
+            _on_screen(page, selector)
 
 
 def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio):
