@@ -151,12 +151,18 @@ def caption(step: Step, number: int, *, failed_before: int = 0, ahead: bool = Fa
     return " · ".join(parts) + f" — {' '.join(step.params.prompt.split())}"
 
 
-def step_status(step: Step, update: StepUpdate | None = None, *, waiting: int = 0) -> str:
+def step_status(
+    step: Step, update: StepUpdate | None = None, *, waiting: tuple[int, int] = (0, 0)
+) -> str:
     """The status line under the result for the current step; `waiting` counts the edits not
-    yet finished that build on it (typed ahead), said after a finished step's line."""
+    yet finished that build on it (typed ahead, or its candidates): how many run and how many
+    wait their turn, said after a finished step's line."""
     line = _step_line(step, update)
-    if waiting and step.is_finished and (update is None or update.is_final):
-        line += f" · {waiting} more queued"
+    running, queued = waiting
+    if (running or queued) and step.is_finished and (update is None or update.is_final):
+        words = [f"{running} running"] if running else []
+        words += [f"{queued} more queued"] if queued else []
+        line += " · " + ", ".join(words)
     return line
 
 

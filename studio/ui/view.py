@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from studio.history import ImageRef, Session, Step, StepUpdate
+from studio.history import ImageRef, Session, Step, StepState, StepUpdate
 from studio.params import SAFETY_MAX_GENERATE, nearest_aspect_ratio, safety_max
 from studio.ui import present, tree
 
@@ -227,19 +227,24 @@ def render_page(
     )
 
 
-def _waiting_after(session: Session, step: Step) -> int:
-    """The edits not yet finished that build on `step` (typed ahead, queued after it)."""
+def _waiting_after(session: Session, step: Step) -> tuple[int, int]:
+    """The edits not yet finished that build on `step` (typed ahead after it, or its
+    candidates): how many run, and how many wait their turn."""
     if not step.is_finished:
-        return 0
-    waiting = 0
+        return 0, 0
+    running = queued = 0
     for other in session.steps.values():
         if other.is_finished:
             continue
         parent = other.parent_id
         while parent is not None and parent != step.step_id:
             parent = session.steps[parent].parent_id
-        waiting += parent == step.step_id
-    return waiting
+        if parent == step.step_id:
+            if other.state is StepState.RUNNING:
+                running += 1
+            else:
+                queued += 1
+    return running, queued
 
 
 def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, str | None]:

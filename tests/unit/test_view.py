@@ -279,6 +279,10 @@ def test_a_finished_step_says_how_many_instructions_typed_after_it_still_wait():
     session = session.add_step("c", EditParams(prompt="add a kite"), T0)
     page = render_page(data(session), TILES, tab_step="a")
     assert page.status == "✓ Done in 6.0 s · pro · $0.05 · 2 more queued"
+    # The first of them sent: it runs, the other waits (candidates all run at once: "2 running").
+    running = with_step(session, session.steps["b"].start("task-b", T0))
+    page = render_page(data(running), TILES, tab_step="a")
+    assert page.status == "✓ Done in 6.0 s · pro · $0.05 · 1 running, 1 more queued"
     # Once they have finished, the line is the step's own again.
     finished = edit(edit(done, "b", "add snow"), "c", "add a kite")
     page = render_page(data(finished), TILES, tab_step="a")
