@@ -167,7 +167,22 @@
       return false;
     }
     panel?.classList.remove("folded");
+    reveal(toggle.dataset.fold, performance.now() + 5000);
     return true;
+  };
+  // An opened panel is brought into the window once the server has shown it (and again once
+  // what it shows has loaded): "Compare two steps" used to open below the window's edge.
+  const reveal = (id, until, again = true) => {
+    const panel = byId(id);
+    if (!panel?.offsetParent) {
+      if (performance.now() < until) requestAnimationFrame(() => reveal(id, until, again));
+      return;
+    }
+    const box = panel.getBoundingClientRect();
+    if (box.bottom > window.innerHeight) {
+      window.scrollBy({ top: Math.min(box.top - 8, box.bottom - window.innerHeight + 8) });
+    }
+    if (again) setTimeout(() => reveal(id, until, false), 700);
   };
 
   const putBack = (text) => {

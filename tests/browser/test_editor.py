@@ -199,6 +199,21 @@ def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, st
             _on_screen(page, selector)
 
 
+def test_compare_two_steps_opens_in_view_at_1440x900(browser, studio):
+    """It opened below the window's edge, so the click seemed to do nothing."""
+    with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")
+        page.get_by_text("Compare two steps").click()
+        slider = page.locator("#slider [data-testid=imageslider-image]")
+        expect(slider).to_have_count(2)
+        page.wait_for_function(
+            "() => { const r = document.querySelector('#slider').getBoundingClientRect();"
+            " return r.top >= 0 && r.top < window.innerHeight - 100; }",
+            timeout=5_000,
+        )
+
+
 def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio):
     phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
     with open_page(browser, studio.url, **phone) as page:
