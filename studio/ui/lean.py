@@ -17,8 +17,10 @@ Imports gradio; installed once by `create_app`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +29,7 @@ import gradio.components
 import gradio.mcp
 import gradio.route_utils
 import gradio.state_holder
+import gradio.utils
 
 _GradioSessionState = gradio.state_holder.SessionState
 # Every module of Gradio that makes a session, by the name it knows the class under.
@@ -108,3 +111,51 @@ def quiet_summary(queue: Any, *, monitoring: bool) -> None:
         return make(records)
 
     queue.compute_analytics_summary = now_and_then
+
+
+class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
+    """Gradio's unread answers by tab (`Queue.pending_messages_per_session`): at most
+    `max_size` tabs for everyone, as Gradio's own, but the tab that makes room is the oldest
+    with no event waiting or running, not the oldest of all. Gradio's dropped a tab whose event
+    was still running: its caller's answer was lost (the paid edit's call cut), and Gradio's
+    progress updater, raising on the missing tab, stopped for every visitor until a restart
+    (review round 7, F4: fresh tabs from one address, or an agent polling during its edit). A
+    tab that goes takes its empty record of events (`pending_event_ids_session`) with it:
+    Gradio left one behind for every tab whose stream ended, for good (F6)."""
+
+    def __init__(self, events: dict[str, set[str]], max_size: int) -> None:
+        super().__init__(max_size)
+        self._events = events
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self and len(self) >= self.max_size:
+            self._make_room()
+        if key in self:
+            self.move_to_end(key)
+        OrderedDict.__setitem__(self, key, value)
+
+    def _make_room(self) -> None:
+        idle = next((tab for tab in self if not self._events.get(tab)), None)
+        gone = idle if idle is not None else next(iter(self))
+        OrderedDict.__delitem__(self, gone)
+        if not self._events.get(gone):
+            self._events.pop(gone, None)
+
+
+def hold_answers(queue: Any) -> None:
+    """Keep a tab's answers while its events wait or run (`_AnswersByTab`), and let an answer
+    for a tab Gradio no longer holds start the tab's record again instead of raising (in
+    Gradio's progress updater, one such error ended progress for everyone)."""
+    old = queue.pending_messages_per_session
+    answers = _AnswersByTab(queue.pending_event_ids_session, old.max_size)
+    for tab, messages in old.items():
+        OrderedDict.__setitem__(answers, tab, messages)
+    queue.pending_messages_per_session = answers
+    send = queue.send_message
+
+    def send_message(event: Any, message: Any) -> None:
+        if event.alive and event.session_hash not in answers:
+            answers[event.session_hash] = asyncio.Queue()
+        send(event, message)
+
+    queue.send_message = send_message

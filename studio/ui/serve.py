@@ -201,6 +201,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     conn.install()  # (it changes nothing until an app is given its rules, below)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
     lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
+    lean.hold_answers(demo._queue)
     if settings.hosted:
         # Each connection must send its headers in time; one address holds so many, unless
         # every visitor comes through one proxy (a share link's tunnel, a Space's proxy).

@@ -68,7 +68,7 @@ from studio.ui.visitor import (
 UNNAMED_BODY_BYTES = 64 * 1024
 # Tabs remembered at once (the oldest forgotten first; a forgotten hash is bound again to the
 # next browser that uses it, which can only be its own tab in practice).
-TABS_KEPT = 100_000
+TABS_KEPT = 20_000
 # ... and for one visitor (their oldest forgotten first): a client makes up hashes at will.
 TABS_PER_VISITOR = 256
 # What a tab's hash (and an event's id) may look like: the page's are a dozen letters and
@@ -256,8 +256,10 @@ class TabDoor:
         self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
         # Bytes of the smaller bodies being read, by visitor and by address (`_Budget`).
         self.reading: dict[str, int] = {}
-        # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen.
+        # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen, and
+        # its events waiting or running by tab (`Queue.pending_event_ids_session`).
         self.pending: dict[str, Any] | None = None
+        self.events: dict[str, Any] = {}
         # MCP requests under way, by visitor and by "address:..." (`MCP_CALLS_PER_VISITOR`).
         self.mcp_calls: dict[str, int] = {}
         # Pages built for each network address lately.
@@ -271,8 +273,7 @@ class TabDoor:
             return
         path = route_path(scope)
         if self.pending is None:
-            pending = getattr(_gradio_queue(scope), "pending_messages_per_session", None)
-            self.pending = pending if isinstance(pending, dict) else None
+            self._see_queue(scope)
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
@@ -383,6 +384,14 @@ class TabDoor:
                 await self.app(scope, _replay(body, receive), send)
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _see_queue(self, scope: Scope) -> None:
+        """Find Gradio's tables of unread answers and of events by tab (once)."""
+        queue = _gradio_queue(scope)
+        pending = getattr(queue, "pending_messages_per_session", None)
+        self.pending = pending if isinstance(pending, dict) else None
+        events = getattr(queue, "pending_event_ids_session", None)
+        self.events = events if isinstance(events, dict) else {}
 
     def _unread_of(self, scope: Scope, owner: str) -> int:
         """Messages Gradio keeps for `owner`'s tabs that no stream has taken yet."""
@@ -564,10 +573,16 @@ class TabDoor:
             theirs = self.owned.setdefault(binds, OrderedDict())
             theirs[hash_] = None
             if len(theirs) > TABS_PER_VISITOR:
-                gone = theirs.popitem(last=False)[0]
-                self.tabs.pop(gone, None)
-                if self.pending is not None:
-                    self.pending.pop(gone, None)
+                # Their oldest tab with no event waiting or running (one dropped while its
+                # event ran lost that answer, and stopped Gradio's progress updates: review
+                # round 7, F4); its empty record of events goes too (F6).
+                gone = next((t for t in theirs if not self.events.get(t)), None)
+                if gone is not None:
+                    del theirs[gone]
+                    self.tabs.pop(gone, None)
+                    if self.pending is not None:
+                        self.pending.pop(gone, None)
+                    self.events.pop(gone, None)
             if len(self.tabs) > TABS_KEPT:
                 self._forget(*self.tabs.popitem(last=False))
         return True

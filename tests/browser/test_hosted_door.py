@@ -731,6 +731,49 @@ def test_tab_hashes_of_another_form_are_refused_and_a_visitor_binds_so_many(host
     assert len(door.tabs) - before == TABS_PER_VISITOR  # their oldest went
 
 
+def _messages(base: str, tab: str, headers: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
+    """Every message of a tab's answer stream, until it closes."""
+    found = []
+    params = {"session_hash": tab}
+    with httpx.stream(
+        "GET", f"{base}/gradio_api/queue/data", params=params, headers=headers, timeout=60
+    ) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                found.append(json.loads(line[6:]))
+                if found[-1].get("msg") == "close_stream":
+                    break
+    return found
+
+
+def test_a_tab_whose_edit_runs_keeps_its_answer_however_many_tabs_are_opened(hosted, sim):
+    """Past its 256 tabs a visitor's oldest went, even one whose edit was running: that paid
+    edit's answer was lost, and Gradio's progress updates stopped for every visitor until a
+    restart (one caller with 260 heartbeats did it in a second; review round 7, F4)."""
+    base = hosted.url.rstrip("/")
+    key = {"X-RunAPI-Key": sim.api_key}
+    config = httpx.get(f"{base}/config", headers=key).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "edit_image"]
+    sim.latency = LatencyProfile(1.0, 2.0, 1.0, 2.0)
+
+    def join(tab: str, prompt: str) -> None:
+        data = ["", prompt, "pro", "1:1", "", "", "", False]
+        body = {"data": data, "fn_index": fn, "session_hash": tab}
+        answer = httpx.post(f"{base}/gradio_api/queue/join", json=body, headers=key)
+        assert answer.status_code == 200
+
+    join("runningtab", "a lime")
+    with httpx.Client(base_url=base, headers=key, timeout=10) as http:
+        for n in range(TABS_PER_VISITOR + 4):
+            with http.stream("GET", f"/gradio_api/heartbeat/fresh{n}") as stream:
+                assert stream.status_code == 200
+    done = [m for m in _messages(base, "runningtab", key) if m["msg"] == "process_completed"]
+    assert [m["success"] for m in done] == [True]
+    # Progress still reaches the next caller's stream.
+    join("nexttab", "a fig")
+    assert any(m["msg"] == "progress" for m in _messages(base, "nexttab", key))
+
+
 def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
     """Gradio keeps every answer until the tab's stream takes it: a client sending event after
     event on one tab without ever reading had them kept for good (12 KB an answer)."""

@@ -50,3 +50,27 @@ def test_install_makes_every_new_session_lean():
     lean.install()
     assert gradio.state_holder.SessionState is lean.LeanSessionState
     assert gradio.route_utils.SessionState is lean.LeanSessionState
+
+
+def test_answers_make_room_with_idle_tabs_and_take_their_empty_records_along():
+    """Gradio's table of unread answers dropped its oldest tab even while that tab's event ran
+    (the answer lost), and left an empty record of events behind for every tab whose stream
+    ended, for good (review round 7, F4 and F6)."""
+    import asyncio
+
+    from gradio.queueing import Queue
+
+    queue = Queue(
+        live_updates=False, concurrency_count=1, update_intervals=1, max_size=None, blocks=None
+    )
+    queue.pending_messages_per_session.max_size = 10
+    lean.hold_answers(queue)
+    answers, events = queue.pending_messages_per_session, queue.pending_event_ids_session
+    answers["busy"] = asyncio.Queue()
+    events["busy"] = {"event-1"}
+    for n in range(50):
+        answers[f"tab{n}"] = asyncio.Queue()
+        events[f"tab{n}"] = set()  # its stream ended: Gradio keeps the empty record
+    assert len(answers) == 10
+    assert "busy" in answers  # its event runs: its answer has a place
+    assert set(events) == set(answers)  # the tabs that went took their records along
