@@ -174,7 +174,13 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                 ),
                 # Sign-ins counted per browser (named by the door, when hosted), else address.
                 *(
-                    [Middleware(SignInThrottle, proxy_hops=settings.proxy_hops)]
+                    [
+                        Middleware(
+                            SignInThrottle,
+                            proxy_hops=settings.proxy_hops,
+                            per_address=settings.addresses_apart,
+                        )
+                    ]
                     if settings.auth
                     else []
                 ),

@@ -26,7 +26,13 @@ from playwright.sync_api import expect
 from studio.config import Secret
 from studio.simulator.tasks import LatencyProfile
 from studio.ui.guard import NO_LENGTH
-from studio.ui.signin import FAILURES_PER_MINUTE, TOO_MANY_FROM_ADDRESS, TOO_MANY_SIGN_INS
+from studio.ui.signin import (
+    ADDRESS_FAILURES_PER_MINUTE,
+    FAILURES_PER_MINUTE,
+    TOO_MANY_FROM_ADDRESS,
+    TOO_MANY_HERE,
+    TOO_MANY_SIGN_INS,
+)
 from studio.ui.tabs import (
     BUSY,
     EVENTS_AT_ONCE,
@@ -196,6 +202,22 @@ def test_others_wrong_sign_ins_never_refuse_a_visitors_right_password(sim, clean
         # Her own browser's wrong guesses count against it like anyone's.
         answers = [httpx.post(url, data=wrong, headers=alice).status_code for _ in range(12)]
         assert answers.count(429) == 12 - FAILURES_PER_MINUTE
+
+
+def test_fresh_browsers_from_one_address_share_its_ceiling_of_wrong_sign_ins(sim, clean_env):
+    """Each browser had its own ten a minute and thirty an hour, so an address's guesses grew
+    with the tokens it gathered (review round 7: 800 checked a minute from 80 tokens)."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        answers = []
+        for _ in range(8):
+            browser = _cookie_of_a_new_visitor(studio.url)
+            answers += [httpx.post(url, data=wrong, headers=browser) for _ in range(5)]
+        checked = [a for a in answers if a.status_code == 400]
+        assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
+        assert TOO_MANY_HERE in answers[-1].text
 
 
 def test_an_api_callers_session_hash_is_its_own_too(hosted, sim):
