@@ -661,6 +661,16 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    def sessions_mark(self, owner: str | None = None) -> str:
+        """Changes whenever one of `owner`'s sessions (every session if None) is made or goes:
+        how many there are and when the newest was made. Cheap, as `session_version`."""
+        with self._read() as db:
+            count, newest = db.execute(
+                "SELECT COUNT(*), MAX(created_at) FROM sessions WHERE ?1 IS NULL OR owner = ?1",
+                (owner,),
+            ).fetchone()
+        return f"{count}.{newest or ''}"
+
     def load_session(self, session_id: str) -> Session:
         """The session with all its steps, current step and redo stack, as last saved.
 

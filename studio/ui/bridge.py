@@ -217,7 +217,7 @@ async def _page(
     if session_id:
         try:
             # Read before the session: a change in between shows at the next tick.
-            version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
+            version = await _version(engine, session_id, who)
             session = await engine.load_session(session_id, visitor=who)
         except StoreError as exc:
             damaged = str(exc)
@@ -248,9 +248,18 @@ async def _page(
 
 async def _tick(engine: Engine, session_id: str, seen_version: str | None, who: Visitor) -> Tick:
     """The tick's snapshot, on the engine's loop (`Bridge.tick`)."""
-    # Tagged with the session's id: a tab can tell whose version it holds (`on_tick`).
-    version = _tagged(session_id, await engine.session_version(session_id, visitor=who))
+    version = await _version(engine, session_id, who)
     return Tick(version, engine.running(session_id), changed=version != seen_version)
+
+
+async def _version(engine: Engine, session_id: str, who: Visitor) -> str | None:
+    """What a tab's render shows, as one value: the session's version and the mark of the
+    visitor's sessions (one made by the CLI or an agent, or deleted elsewhere, redraws the
+    list), tagged with the session's id, so a tab can tell whose version it holds (`on_tick`)."""
+    version = await engine.session_version(session_id, visitor=who)
+    if version is None:
+        return None
+    return _tagged(session_id, f"{version}~{await engine.sessions_mark(visitor=who)}")
 
 
 def _extras(session: Session) -> list[ImageRef]:

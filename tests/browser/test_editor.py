@@ -20,6 +20,7 @@ from tests.browser.test_studio_flow import (
     DONE,
     _current,
     _edit,
+    _listed,
     _only_session,
     _start_from_example,
     _thumbs,
@@ -328,6 +329,18 @@ def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, pa
     notice.click()
     expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
     expect(notice).to_be_hidden()
+
+
+def test_a_session_made_elsewhere_joins_the_list_without_moving_the_tab(page, studio):
+    """A CLI edit (or an agent's) is a new session in the same store: an open tab never heard
+    of it until a reload."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    engine = studio.engine
+    studio.run(engine.start_session(studio.run(engine.read_image(make_image())), name="from CLI"))
+    names = _listed(page).locator(".name")
+    expect(names.filter(has_text="from CLI")).to_have_count(1, timeout=20_000)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
 
 
 _PICTURE = """() => {
