@@ -110,9 +110,8 @@ def banner(
         return "Using **your own RunAPI key** for this tab. It is not stored."
     if simulator:
         return (
-            "**Simulator, not Flux.** No RunAPI key is set, so edits run on the built-in "
-            "simulator: simple deterministic image changes, free of charge. Paste your own key "
-            "under *RunAPI key*, or start the studio with `RUNAPI_API_KEY`."
+            "**Simulator, not Flux:** simple, free image changes. For Flux, paste a RunAPI key "
+            "under *RunAPI key* or start with `RUNAPI_API_KEY`."
         )
     if server_key:
         return "Using the server's RunAPI key: every edit is billed to it."

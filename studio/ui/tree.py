@@ -34,6 +34,11 @@ _Covered = TypeVar("_Covered", bound=present.Covered)
 FAILED_SHOWN = 5
 
 
+# What stands for a step's picture while it has none, on a tile and on a branch's small one.
+_WORDS = {StepState.QUEUED: "queued", StepState.RUNNING: "running", StepState.FAILED: "✗"}
+_MARKS = {StepState.QUEUED: "…", StepState.RUNNING: "⏳", StepState.FAILED: "✗"}
+
+
 def file_url(path: str) -> str:
     """Where Gradio serves a file it may serve (a stored image or thumbnail), from the page."""
     return "gradio_api/file=" + quote(path)
@@ -224,11 +229,12 @@ def _thumb(
     path = thumbs.get(step.result.sha256) if step.result is not None else None
     size = "mini" if small else "thumb"
     if path is None:
-        word = {
-            StepState.QUEUED: "queued",
-            StepState.RUNNING: "running",
-            StepState.FAILED: "✗",
-        }.get(step.state, "")
+        # (A branch's small picture is too narrow for a word: "running" showed as "runnin".)
+        word = _WORDS.get(step.state, "")
+        if small:
+            mark = escape(_MARKS.get(step.state, ""))
+            named = f'title="{_a(word)}" aria-label="{_a(word)}"'
+            return f'<span class="{size} placeholder" {named}>{mark}</span>'
         return f'<span class="{size} placeholder">{escape(word)}</span>'
     return (
         f'<img class="{size}" src="{_a(url(path))}" alt="{_a(_prompt(step) or "Original")}" '

@@ -287,3 +287,14 @@ def test_a_finished_step_says_how_many_instructions_typed_after_it_still_wait():
     finished = edit(edit(done, "b", "add snow"), "c", "add a kite")
     page = render_page(data(finished), TILES, tab_step="a")
     assert page.status == "✓ Done in 6.0 s · pro · $0.05"
+
+
+def test_a_branch_still_running_says_so_in_a_mark_that_fits_its_small_picture():
+    from studio.ui.tree import history_html
+
+    session = edit(start(), "a", "make it blue")
+    session = session.make_current("origin").add_step("b", EditParams(prompt="add snow"), T0)
+    session = with_step(session, session.steps["b"].start("task-b", T0))
+    html = history_html(session.seen_from("a"), {})
+    assert 'class="mini placeholder" title="running" aria-label="running">⏳</span>' in html
+    assert ">running</span>" not in html  # the word cut to "runnin" in 28 pixels
