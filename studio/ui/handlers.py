@@ -592,7 +592,7 @@ class Handlers:
         session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         kept = session.current.params
         self._tab().moved()
-        return {
+        update = {
             # The next edit goes on with the model that was kept.
             **(
                 await self.page(
@@ -602,6 +602,9 @@ class Handlers:
             self.c.picks: None,
             self.c.candidates: gr.HTML("", visible=False),
         }
+        if kept is not None:  # (said: it may change what the next edit costs)
+            update[self.c.status] = f"{update[self.c.status]} · Kept: next edits use {kept.model}."
+        return update
 
     # -- history --------------------------------------------------------------------------------
 

@@ -272,6 +272,7 @@ async def test_pro_vs_max_shows_both_results_and_keeping_max_continues_from_max(
         session_id, origin, gr.EventData(None, {"act": "keep", "step": picks[1]})
     )
     assert " · max · " in kept[c.status]
+    assert kept[c.status].endswith("Kept: next edits use max.")
     assert kept[c.options].props["model"] == f"max|{picks[1]}"  # the next edit takes max
     assert kept[c.tab_step] == picks[1]
 
