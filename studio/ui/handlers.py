@@ -870,8 +870,9 @@ class Handlers:
         next_id = summaries[0].session_id if summaries else None
         return {
             **(await self.page(next_id)),
+            # (The tab shows the next session's step: left on the deleted one's, the next tick
+            # drew the page again over the sentence below.)
             self.c.browser: next_id,
-            self.c.tab_step: gr.skip() if next_id else None,
             self.c.delete_confirm: gr.Group(visible=False),
             self.c.manage: gr.Column(visible=False),
             self.c.status: present.deleted(gone.name),

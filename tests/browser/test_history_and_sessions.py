@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from studio.ui.layout import TICK_IDLE_S
 from tests.browser.test_studio_flow import (
     DONE,
     _edit,
@@ -96,6 +97,9 @@ def test_sessions_are_named_after_their_file_and_can_be_renamed_and_deleted(page
     page.locator("#delete-yes").click()
     expect(page.locator("#status")).to_contain_text("Deleted “Holiday, day one”")
     expect(sessions).to_have_text("Chelsea example")
+    # The sentence stays: the next tick used to draw the page again over it.
+    page.wait_for_timeout(2_000 * TICK_IDLE_S + 500)
+    expect(page.locator("#status")).to_contain_text("Deleted “Holiday, day one”")
     assert [s.name for s in studio.run(studio.engine.list_sessions())] == ["Chelsea example"]
 
 
