@@ -885,10 +885,13 @@ class Handlers:
             raise Refusal("There is no session to export yet.")
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         path = await export_file(self.bridge, self.ctx.exports, session_id, session.name, self.who)
+        edits = sum(step.kind != "origin" for step in session.steps.values())
         return {
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
+            # Counted as the session list counts them: the original is not a step.
             self.c.status: (
-                f"Exported {len(session.steps)} steps: use *Download export* to save it."
+                f"Exported the original and {edits} step{'s' if edits != 1 else ''}: use "
+                "*Download export* to save it."
             ),
         }
 

@@ -96,6 +96,8 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
         session.session_id, None, gr.EventData(None, {"act": "export"})
     )
     assert Path(update[page.c.export_file].value["path"]).name == "trip.zip"
+    # Counted as the session list counts them (it said one more: the original).
+    assert update[page.c.status].startswith("Exported the original and 0 steps")
     (path,) = tmp_path.glob("*/trip.zip")  # in the exports folder
     again = await engine.import_session(await asyncio.to_thread(path.read_bytes))
     assert again.origin.result == session.origin.result
