@@ -12,9 +12,13 @@ gains little by fresh browsers: all the browsers of one network address share a 
 `ADDRESS_FAILURES_PER_MINUTE` and `ADDRESS_FAILURES_PER_HOUR` where addresses are told apart
 (not through a share link's tunnel); a review found each token's own hour renewing, so that
 an address's guesses grew with the tokens it had gathered (800 a minute from 80 tokens). A
-request without a token is counted against its address."""
+browser's first `OWN_TRIES` sign-ins are outside that ceiling, so a neighbour's guesses never
+refuse the first tries of someone who knows the password. A request without a token is counted
+against its address."""
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +38,10 @@ TOO_MANY_FROM_ADDRESS = (
     "Too many wrong sign-ins from this network address (this browser has no visitor cookie yet,"
     " so it is counted with every other one there); wait a while and try again."
 )
+# A browser's first sign-ins, which its address's ceiling never refuses (nor counts); the
+# browsers remembered for that, at most.
+OWN_TRIES = 3
+TRIES_KEPT = 100_000
 TOO_MANY_HERE = "Too many wrong sign-ins from this network address; wait a while and try again."
 _LOGIN = compile_path("/login")[0]
 _LOGIN_SLASH = compile_path("/login/")[0]
@@ -52,6 +60,9 @@ class SignInThrottle:
         self.hour = IdentityRate(FAILURES_PER_HOUR)
         self.address_minute = IdentityRate(ADDRESS_FAILURES_PER_MINUTE, window_s=60.0)
         self.address_hour = IdentityRate(ADDRESS_FAILURES_PER_HOUR)
+        # Sign-ins each browser has tried (its first `OWN_TRIES` are outside its address's
+        # ceiling), the most recent last.
+        self.tried: OrderedDict[str, int] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope) if scope["type"] == "http" else ""
@@ -71,8 +82,15 @@ class SignInThrottle:
         else:
             key, refusal = address, TOO_MANY_FROM_ADDRESS
         # (Where every browser comes from one address, a ceiling for it would let anyone lock
-        # everyone out; a request without a token is counted against its address already.)
+        # everyone out; a request without a token is counted against its address already.) A
+        # browser's first `OWN_TRIES` are its own, outside that ceiling: a neighbour's guesses
+        # filling it never refuse the first tries of someone who knows the password (review
+        # round 7, retest N1: a right password refused for an hour behind one NAT).
         here = address if self.per_address and key != address else None
+        if here is not None and self.tried.get(key, 0) < OWN_TRIES:
+            here = None
+        if key != address:
+            _remember_try(self.tried, key)
         if here is not None and (
             not self.address_hour.has_room(here) or not self.address_minute.allow(here)
         ):
@@ -89,6 +107,7 @@ class SignInThrottle:
 
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 200:
+                self.tried.pop(key, None)
                 self.minute.give_back(key)
                 self.hour.give_back(key)
                 if here is not None:
@@ -99,11 +118,19 @@ class SignInThrottle:
         await self.app(scope, receive, counted)
 
 
+def _remember_try(tried: OrderedDict[str, int], key: str) -> None:
+    """One more sign-in tried by `key` (the oldest browsers forgotten past `TRIES_KEPT`)."""
+    tried[key] = tried.pop(key, 0) + 1
+    while len(tried) > TRIES_KEPT:
+        tried.popitem(last=False)
+
+
 __all__ = [
     "ADDRESS_FAILURES_PER_HOUR",
     "ADDRESS_FAILURES_PER_MINUTE",
     "FAILURES_PER_HOUR",
     "FAILURES_PER_MINUTE",
+    "OWN_TRIES",
     "TOO_MANY_FROM_ADDRESS",
     "TOO_MANY_HERE",
     "TOO_MANY_SIGN_INS",
