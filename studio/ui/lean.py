@@ -123,9 +123,15 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
     tab that goes takes its empty record of events (`pending_event_ids_session`) with it:
     Gradio left one behind for every tab whose stream ended, for good (F6)."""
 
-    def __init__(self, events: dict[str, set[str]], max_size: int) -> None:
+    def __init__(self, events: dict[str, set[str]], live: dict[str, Any], max_size: int) -> None:
         super().__init__(max_size)
         self._events = events
+        self._live = live  # the events waiting or running, by id (`Queue.event_ids_to_events`)
+
+    def _busy(self, tab: str) -> bool:
+        """Whether an event of `tab` waits or runs (one done whose answer nobody read does not
+        count: such tabs would otherwise hold their places for good)."""
+        return any(event in self._live for event in self._events.get(tab, ()))
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self and len(self) >= self.max_size:
@@ -135,10 +141,10 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
         OrderedDict.__setitem__(self, key, value)
 
     def _make_room(self) -> None:
-        idle = next((tab for tab in self if not self._events.get(tab)), None)
+        idle = next((tab for tab in self if not self._busy(tab)), None)
         gone = idle if idle is not None else next(iter(self))
         OrderedDict.__delitem__(self, gone)
-        if not self._events.get(gone):
+        if not self._busy(gone):
             self._events.pop(gone, None)
 
 
@@ -147,7 +153,9 @@ def hold_answers(queue: Any) -> None:
     for a tab Gradio no longer holds start the tab's record again instead of raising (in
     Gradio's progress updater, one such error ended progress for everyone)."""
     old = queue.pending_messages_per_session
-    answers = _AnswersByTab(queue.pending_event_ids_session, old.max_size)
+    answers = _AnswersByTab(
+        queue.pending_event_ids_session, queue.event_ids_to_events, old.max_size
+    )
     for tab, messages in old.items():
         OrderedDict.__setitem__(answers, tab, messages)
     queue.pending_messages_per_session = answers

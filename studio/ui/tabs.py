@@ -260,6 +260,7 @@ class TabDoor:
         # its events waiting or running by tab (`Queue.pending_event_ids_session`).
         self.pending: dict[str, Any] | None = None
         self.events: dict[str, Any] = {}
+        self.live: dict[str, Any] = {}
         # MCP requests under way, by visitor and by "address:..." (`MCP_CALLS_PER_VISITOR`).
         self.mcp_calls: dict[str, int] = {}
         # Pages built for each network address lately.
@@ -385,6 +386,11 @@ class TabDoor:
                 return
         await self.app(scope, _replay(body, receive), send)
 
+    def _busy(self, tab: str) -> bool:
+        """Whether an event of `tab` waits or runs in Gradio's queue (one done whose answer
+        nobody read does not count, or a client could keep its tabs for good)."""
+        return any(event in self.live for event in self.events.get(tab, ()))
+
     def _see_queue(self, scope: Scope) -> None:
         """Find Gradio's tables of unread answers and of events by tab (once)."""
         queue = _gradio_queue(scope)
@@ -392,6 +398,8 @@ class TabDoor:
         self.pending = pending if isinstance(pending, dict) else None
         events = getattr(queue, "pending_event_ids_session", None)
         self.events = events if isinstance(events, dict) else {}
+        live = getattr(queue, "event_ids_to_events", None)
+        self.live = live if isinstance(live, dict) else {}
 
     def _unread_of(self, scope: Scope, owner: str) -> int:
         """Messages Gradio keeps for `owner`'s tabs that no stream has taken yet."""
@@ -576,7 +584,7 @@ class TabDoor:
                 # Their oldest tab with no event waiting or running (one dropped while its
                 # event ran lost that answer, and stopped Gradio's progress updates: review
                 # round 7, F4); its empty record of events goes too (F6).
-                gone = next((t for t in theirs if not self.events.get(t)), None)
+                gone = next((t for t in theirs if not self._busy(t)), None)
                 if gone is not None:
                     del theirs[gone]
                     self.tabs.pop(gone, None)

@@ -68,9 +68,13 @@ def test_answers_make_room_with_idle_tabs_and_take_their_empty_records_along():
     answers, events = queue.pending_messages_per_session, queue.pending_event_ids_session
     answers["busy"] = asyncio.Queue()
     events["busy"] = {"event-1"}
+    queue.event_ids_to_events["event-1"] = object()  # waiting or running
+    answers["unread"] = asyncio.Queue()
+    events["unread"] = {"event-2"}  # done, its answer never read: no claim to a place
     for n in range(50):
         answers[f"tab{n}"] = asyncio.Queue()
         events[f"tab{n}"] = set()  # its stream ended: Gradio keeps the empty record
     assert len(answers) == 10
     assert "busy" in answers  # its event runs: its answer has a place
+    assert "unread" not in answers
     assert set(events) == set(answers)  # the tabs that went took their records along
