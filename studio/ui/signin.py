@@ -12,8 +12,10 @@ gains little by fresh browsers: all the browsers of one network address share a 
 `ADDRESS_FAILURES_PER_MINUTE` and `ADDRESS_FAILURES_PER_HOUR` where addresses are told apart
 (not through a share link's tunnel); a review found each token's own hour renewing, so that
 an address's guesses grew with the tokens it had gathered (800 a minute from 80 tokens). A
-browser's first `OWN_TRIES` sign-ins are outside that ceiling, so a neighbour's guesses never
-refuse the first tries of someone who knows the password. A request without a token is counted
+browser's first `OWN_TRIES` sign-ins, within the hour after it first came (`newcomer_in`), are
+outside that ceiling, so a neighbour's guesses never refuse the first tries of someone new who
+knows the password; tokens gathered over hours, or before a restart, bring no tries of their
+own. A request without a token is counted
 against its address."""
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.visitor import IdentityRate, client_address, forwarded_for, visitor_in
+from studio.ui.visitor import (
+    IdentityRate,
+    client_address,
+    forwarded_for,
+    newcomer_in,
+    visitor_in,
+)
 
 FAILURES_PER_MINUTE = 10
 FAILURES_PER_HOUR = 30
@@ -87,7 +95,9 @@ class SignInThrottle:
         # filling it never refuse the first tries of someone who knows the password (review
         # round 7, retest N1: a right password refused for an hour behind one NAT).
         here = address if self.per_address and key != address else None
-        if here is not None and self.tried.get(key, 0) < OWN_TRIES:
+        if here is not None and newcomer_in(scope) and self.tried.get(key, 0) < OWN_TRIES:
+            # (Only a newcomer's, counted within the hour: tokens gathered over hours, or
+            # before a restart, bring none; retest of round 7, NEW-1.)
             here = None
         if key != address:
             _remember_try(self.tried, key)

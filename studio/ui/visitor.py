@@ -99,6 +99,9 @@ _STATE_VISITOR = "kontext_visitor"
 _STATE_REFUSAL = "kontext_refusal"
 _STATE_FORWARDED = "kontext_forwarded"
 _STATE_ADDRESS = "kontext_address"
+_STATE_NEWCOMER = "kontext_newcomer"
+# How long after its token was first counted a browser is a newcomer (`newcomer_in`).
+NEWCOMER_S = 3600.0
 # A token is "v1.<id>.<mac>": a random id and its HMAC-SHA256 under the studio's secret; once
 # it has been counted among its address's new visitors, "v1c.<id>.<mac>" with a MAC of its own.
 _TOKEN_VERSION = "v1"
@@ -391,6 +394,13 @@ def visitor_in(scope: Scope) -> Visitor | None:
     return named if isinstance(named, Visitor) else None
 
 
+def newcomer_in(scope: Scope) -> bool:
+    """Whether the browser of this request first came to this studio, as counted by its door,
+    within the last `NEWCOMER_S` since the studio started (`ui.signin` gives such a browser
+    its first sign-in tries of its own)."""
+    return scope.get("state", {}).get(_STATE_NEWCOMER) is True
+
+
 def address_in(scope: Scope) -> str | None:
     """The network address `VisitorMiddleware` took this request to come from, named or not."""
     address = scope.get("state", {}).get(_STATE_ADDRESS)
@@ -532,9 +542,9 @@ class VisitorMiddleware:
         self.door = door
         self.rate = IdentityRate(door.identities_per_hour)
         self.keys = KeyRate(self.rate)
-        # Tokens counted lately whose browser may not yet hold them marked (`_admit_token`),
-        # the most recent last.
-        self.counted: OrderedDict[str, None] = OrderedDict()
+        # Tokens counted by this door (whose browser may not yet hold them marked), with when
+        # (`_admit_token`), the most recent last.
+        self.counted: OrderedDict[str, float] = OrderedDict()
 
     def _admit_token(self, ident: str, marked: bool, address: str | None) -> bool:
         """Whether a browser's token may name its visitor. A token counts among its address's
@@ -549,8 +559,15 @@ class VisitorMiddleware:
             return True
         if not self.rate.allow(address):
             return False
-        _remember(self.counted, ident, COUNTED_TOKENS_KEPT)
+        self.counted[ident] = time.monotonic()
+        while len(self.counted) > COUNTED_TOKENS_KEPT:
+            self.counted.popitem(last=False)
         return True
+
+    def _newcomer(self, ident: str) -> bool:
+        """Whether `ident` was counted by this door within the last `NEWCOMER_S`."""
+        counted = self.counted.get(ident)
+        return counted is not None and time.monotonic() - counted < NEWCOMER_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -615,6 +632,7 @@ class VisitorMiddleware:
         elif ident is not None:
             if self._admit_token(ident, tokens[ident], address):
                 state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
+                state[_STATE_NEWCOMER] = self._newcomer(ident)
                 if not tokens[ident]:  # counted now: the browser keeps it marked so
                     mark = self._cookie(request, counted_token(ident, door.secret))
                     await self.app(scope, receive, _with_cookie(send, mark))
@@ -691,6 +709,7 @@ __all__ = [
     "guarded",
     "is_guarded",
     "new_token",
+    "newcomer_in",
     "token_id",
     "visitor_from",
     "visitor_in",

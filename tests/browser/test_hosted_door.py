@@ -226,6 +226,25 @@ def test_fresh_browsers_from_one_address_share_its_ceiling_of_wrong_sign_ins(sim
         assert httpx.post(url, data=right, headers=neighbour).status_code == 200
 
 
+def test_browsers_gathered_earlier_bring_no_sign_in_tries_of_their_own(sim, clean_env, monkeypatch):
+    """A token's own first tries are a newcomer's: tokens gathered over hours (or before a
+    restart) and spent at once brought three guesses each past the ceiling (retest of round
+    7, NEW-1). Here every browser is older than a newcomer."""
+    from studio.ui import visitor
+
+    monkeypatch.setattr(visitor, "NEWCOMER_S", 0.0)
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        answers = []
+        for _ in range(8):
+            browser = _cookie_of_a_new_visitor(studio.url)
+            answers += [httpx.post(url, data=wrong, headers=browser) for _ in range(5)]
+        checked = [a for a in answers if a.status_code == 400]
+        assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
+
+
 def test_an_api_callers_session_hash_is_its_own_too(hosted, sim):
     from gradio_client import Client
 
