@@ -544,7 +544,7 @@ class VisitorMiddleware:
         self.keys = KeyRate(self.rate)
         # Tokens counted by this door (whose browser may not yet hold them marked), with when
         # (`_admit_token`), the most recent last.
-        self.counted: OrderedDict[str, float] = OrderedDict()
+        self.counted: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
 
     def _admit_token(self, ident: str, marked: bool, address: str | None) -> bool:
         """Whether a browser's token may name its visitor. A token counts among its address's
@@ -559,15 +559,19 @@ class VisitorMiddleware:
             return True
         if not self.rate.allow(address):
             return False
-        self.counted[ident] = time.monotonic()
+        self.counted[ident] = (time.monotonic(), address)
         while len(self.counted) > COUNTED_TOKENS_KEPT:
             self.counted.popitem(last=False)
         return True
 
-    def _newcomer(self, ident: str) -> bool:
-        """Whether `ident` was counted by this door within the last `NEWCOMER_S`."""
+    def _newcomer(self, ident: str, address: str | None) -> bool:
+        """Whether `ident` was counted by this door within the last `NEWCOMER_S`, as a new
+        visitor of `address` (tokens gathered elsewhere bring no newcomer's tries here)."""
         counted = self.counted.get(ident)
-        return counted is not None and time.monotonic() - counted < NEWCOMER_S
+        if counted is None:
+            return False
+        when, where = counted
+        return where == address and time.monotonic() - when < NEWCOMER_S
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -632,7 +636,7 @@ class VisitorMiddleware:
         elif ident is not None:
             if self._admit_token(ident, tokens[ident], address):
                 state[_STATE_VISITOR] = Visitor(owner_of("browser", ident), None, address)
-                state[_STATE_NEWCOMER] = self._newcomer(ident)
+                state[_STATE_NEWCOMER] = self._newcomer(ident, address)
                 if not tokens[ident]:  # counted now: the browser keeps it marked so
                     mark = self._cookie(request, counted_token(ident, door.secret))
                     await self.app(scope, receive, _with_cookie(send, mark))

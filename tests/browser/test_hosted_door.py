@@ -245,6 +245,28 @@ def test_browsers_gathered_earlier_bring_no_sign_in_tries_of_their_own(sim, clea
         assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
 
 
+def test_browsers_counted_at_another_address_bring_no_sign_in_tries_of_their_own(sim, clean_env):
+    """Tokens gathered as newcomers of other addresses and spent from one brought three
+    guesses each past its ceiling (third retest of round 7, NEW-3)."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        tokens = [httpx.get(studio.url).cookies["kontext_visitor"] for _ in range(8)]
+        elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=elsewhere, timeout=10) as there:
+            for token in tokens:  # each counted as a newcomer of 127.0.0.2 (not signed in)
+                cookie = {"Cookie": f"kontext_visitor={token}"}
+                assert there.get(studio.url + "config", headers=cookie).status_code == 401
+        url = studio.url.rstrip("/") + "/login"
+        wrong = {"username": "alice", "password": "nope"}
+        answers = [
+            httpx.post(url, data=wrong, headers={"Cookie": f"kontext_visitor={token}"})
+            for token in tokens
+            for _ in range(5)
+        ]
+        checked = [a for a in answers if a.status_code == 400]
+        assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
+
+
 def test_an_api_callers_session_hash_is_its_own_too(hosted, sim):
     from gradio_client import Client
 
