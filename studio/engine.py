@@ -769,10 +769,13 @@ class Engine:
         self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.session_version, session_id)
 
-    async def sessions_mark(self, *, visitor: Visitor = LOCAL) -> str:
-        """A value that changes whenever one of the visitor's sessions is made or goes (the
-        CLI's or an agent's new session shows in an open tab's list)."""
-        return await asyncio.to_thread(self._store.sessions_mark, visitor.owner)
+    async def tab_version(self, session_id: str, *, visitor: Visitor = LOCAL) -> str | None:
+        """`session_version`, and a mark that changes whenever one of the visitor's sessions is
+        made or goes (the CLI's or an agent's new session shows in an open tab's list)."""
+        if not visitor.is_local:
+            await self.load_session(session_id, visitor=visitor)
+        self._resume_with_key(visitor)
+        return await asyncio.to_thread(self._store.tab_version, session_id, visitor.owner)
 
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Make a step current (a compared result kept, a step clicked), so the chain goes on

@@ -661,15 +661,20 @@ class Store:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def sessions_mark(self, owner: str | None = None) -> str:
-        """Changes whenever one of `owner`'s sessions (every session if None) is made or goes:
-        how many there are and when the newest was made. Cheap, as `session_version`."""
+    def tab_version(self, session_id: str, owner: str | None = None) -> str | None:
+        """What a tab shows, as one value (None: no session): the session's version
+        (`session_version`) and a mark that changes whenever one of `owner`'s sessions (every
+        session if None) is made or goes (how many, and when the newest was made). One read,
+        cheap enough for every open tab to ask every second or two."""
         with self._read() as db:
-            count, newest = db.execute(
-                "SELECT COUNT(*), MAX(created_at) FROM sessions WHERE ?1 IS NULL OR owner = ?1",
-                (owner,),
+            row = db.execute(
+                """SELECT s.updated_at, mark.made, mark.newest FROM sessions s,
+                    (SELECT COUNT(*) AS made, MAX(created_at) AS newest FROM sessions
+                        WHERE ?2 IS NULL OR owner = ?2) AS mark
+                WHERE s.session_id = ?1""",
+                (session_id, owner),
             ).fetchone()
-        return f"{count}.{newest or ''}"
+        return None if row is None else f"{row[0]}~{row[1]}.{row[2] or ''}"
 
     def load_session(self, session_id: str) -> Session:
         """The session with all its steps, current step and redo stack, as last saved.

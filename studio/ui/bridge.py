@@ -256,10 +256,7 @@ async def _version(engine: Engine, session_id: str, who: Visitor) -> str | None:
     """What a tab's render shows, as one value: the session's version and the mark of the
     visitor's sessions (one made by the CLI or an agent, or deleted elsewhere, redraws the
     list), tagged with the session's id, so a tab can tell whose version it holds (`on_tick`)."""
-    version = await engine.session_version(session_id, visitor=who)
-    if version is None:
-        return None
-    return _tagged(session_id, f"{version}~{await engine.sessions_mark(visitor=who)}")
+    return _tagged(session_id, await engine.tab_version(session_id, visitor=who))
 
 
 def _extras(session: Session) -> list[ImageRef]:

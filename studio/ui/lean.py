@@ -31,6 +31,8 @@ import gradio.route_utils
 import gradio.state_holder
 import gradio.utils
 
+from studio.ui.tabs import tab_busy
+
 _GradioSessionState = gradio.state_holder.SessionState
 # Every module of Gradio that makes a session, by the name it knows the class under.
 _MAKERS = (gradio.state_holder, gradio.route_utils, gradio.blocks, gradio.mcp)
@@ -129,9 +131,7 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
         self._live = live  # the events waiting or running, by id (`Queue.event_ids_to_events`)
 
     def _busy(self, tab: str) -> bool:
-        """Whether an event of `tab` waits or runs (one done whose answer nobody read does not
-        count: such tabs would otherwise hold their places for good)."""
-        return any(event in self._live for event in self._events.get(tab, ()))
+        return tab_busy(self._events, self._live, tab)
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key not in self and len(self) >= self.max_size:

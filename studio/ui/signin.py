@@ -31,6 +31,7 @@ from studio.ui.visitor import (
     client_address,
     forwarded_for,
     newcomer_in,
+    remember,
     visitor_in,
 )
 
@@ -100,7 +101,7 @@ class SignInThrottle:
             # before a restart, bring none; retest of round 7, NEW-1.)
             here = None
         if key != address:
-            _remember_try(self.tried, key)
+            remember(self.tried, key, self.tried.get(key, 0) + 1, TRIES_KEPT)
         if here is not None and (
             not self.address_hour.has_room(here) or not self.address_minute.allow(here)
         ):
@@ -126,13 +127,6 @@ class SignInThrottle:
             await send(message)
 
         await self.app(scope, receive, counted)
-
-
-def _remember_try(tried: OrderedDict[str, int], key: str) -> None:
-    """One more sign-in tried by `key` (the oldest browsers forgotten past `TRIES_KEPT`)."""
-    tried[key] = tried.pop(key, 0) + 1
-    while len(tried) > TRIES_KEPT:
-        tried.popitem(last=False)
 
 
 __all__ = [

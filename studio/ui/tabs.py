@@ -386,11 +386,6 @@ class TabDoor:
                 return
         await self.app(scope, _replay(body, receive), send)
 
-    def _busy(self, tab: str) -> bool:
-        """Whether an event of `tab` waits or runs in Gradio's queue (one done whose answer
-        nobody read does not count, or a client could keep its tabs for good)."""
-        return any(event in self.live for event in self.events.get(tab, ()))
-
     def _see_queue(self, scope: Scope) -> None:
         """Find Gradio's tables of unread answers and of events by tab (once)."""
         queue = _gradio_queue(scope)
@@ -584,7 +579,7 @@ class TabDoor:
                 # Their oldest tab with no event waiting or running (one dropped while its
                 # event ran lost that answer, and stopped Gradio's progress updates: review
                 # round 7, F4); its empty record of events goes too (F6).
-                gone = next((t for t in theirs if not self._busy(t)), None)
+                gone = next((t for t in theirs if not tab_busy(self.events, self.live, t)), None)
                 if gone is not None:
                     del theirs[gone]
                     self.tabs.pop(gone, None)
@@ -601,6 +596,14 @@ class TabDoor:
             theirs.pop(hash_, None)
             if not theirs:
                 del self.owned[owner]
+
+
+def tab_busy(events: dict[str, Any], live: dict[str, Any], tab: str) -> bool:
+    """Whether an event of `tab` waits or runs in Gradio's queue: one of its events by tab
+    (`Queue.pending_event_ids_session`) is still among those waiting or running
+    (`Queue.event_ids_to_events`). One done whose answer nobody read does not count, or a client
+    could keep its tabs for good."""
+    return any(event in live for event in events.get(tab, ()))
 
 
 def _count_down(table: dict[str, int], key: str) -> None:
@@ -814,4 +817,5 @@ __all__ = [
     "UNREAD",
     "UNREAD_PER_VISITOR",
     "TabDoor",
+    "tab_busy",
 ]

@@ -65,6 +65,7 @@ _TAB: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab", default
 
 F = TypeVar("F", bound=Callable[..., Any])
 K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Refusal(Exception):
@@ -323,13 +324,15 @@ class KeyRate:
             return True
         if not self._rate.allow(address):
             return False
-        _remember(self._known, seen, MAX_TRACKED_ADDRESSES)
+        remember(self._known, seen, None, MAX_TRACKED_ADDRESSES)
         return True
 
 
-def _remember(table: OrderedDict[K, None], key: K, kept: int) -> None:
-    """Remember `key` in `table`, the newest last, forgetting the oldest past `kept`."""
-    table[key] = None
+def remember(table: OrderedDict[K, V], key: K, value: V, kept: int) -> None:
+    """Remember `key` (with `value`) in `table`, the newest last, forgetting the oldest past
+    `kept`."""
+    table.pop(key, None)
+    table[key] = value
     while len(table) > kept:
         table.popitem(last=False)
 
@@ -559,9 +562,7 @@ class VisitorMiddleware:
             return True
         if not self.rate.allow(address):
             return False
-        self.counted[ident] = (time.monotonic(), address)
-        while len(self.counted) > COUNTED_TOKENS_KEPT:
-            self.counted.popitem(last=False)
+        remember(self.counted, ident, (time.monotonic(), address), COUNTED_TOKENS_KEPT)
         return True
 
     def _newcomer(self, ident: str, address: str | None) -> bool:
@@ -714,6 +715,7 @@ __all__ = [
     "is_guarded",
     "new_token",
     "newcomer_in",
+    "remember",
     "token_id",
     "visitor_from",
     "visitor_in",

@@ -205,6 +205,13 @@ def test_others_wrong_sign_ins_never_refuse_a_visitors_right_password(sim, clean
         assert answers.count(429) == 12 - FAILURES_PER_MINUTE
 
 
+def _wrong_sign_ins(url: str, browsers: list[dict[str, str]], each: int) -> list[httpx.Response]:
+    """`each` wrong passwords from each of `browsers` (their cookie headers), in turn."""
+    login = url.rstrip("/") + "/login"
+    wrong = {"username": "alice", "password": "nope"}
+    return [httpx.post(login, data=wrong, headers=b) for b in browsers for _ in range(each)]
+
+
 def test_fresh_browsers_from_one_address_share_its_ceiling_of_wrong_sign_ins(sim, clean_env):
     """Each browser had its own ten a minute and thirty an hour, so an address's guesses grew
     with the tokens it gathered (review round 7: 800 checked a minute from 80 tokens). Past
@@ -212,18 +219,15 @@ def test_fresh_browsers_from_one_address_share_its_ceiling_of_wrong_sign_ins(sim
     own, so a neighbour who knows the password still signs in while the ceiling is full."""
     login = (("alice", Secret("Correct-Horse-9")),)
     with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
-        url = studio.url.rstrip("/") + "/login"
-        wrong = {"username": "alice", "password": "nope"}
-        answers = []
-        for _ in range(8):
-            browser = _cookie_of_a_new_visitor(studio.url)
-            answers += [httpx.post(url, data=wrong, headers=browser) for _ in range(8)]
+        browsers = [_cookie_of_a_new_visitor(studio.url) for _ in range(8)]
+        answers = _wrong_sign_ins(studio.url, browsers, 8)
         checked = [a for a in answers if a.status_code == 400]
         assert len(checked) == 8 * OWN_TRIES + ADDRESS_FAILURES_PER_MINUTE
         assert TOO_MANY_HERE in answers[-1].text
         neighbour = _cookie_of_a_new_visitor(studio.url)
         right = {"username": "alice", "password": "Correct-Horse-9"}
-        assert httpx.post(url, data=right, headers=neighbour).status_code == 200
+        login_url = studio.url.rstrip("/") + "/login"
+        assert httpx.post(login_url, data=right, headers=neighbour).status_code == 200
 
 
 def test_browsers_gathered_earlier_bring_no_sign_in_tries_of_their_own(sim, clean_env, monkeypatch):
@@ -235,12 +239,8 @@ def test_browsers_gathered_earlier_bring_no_sign_in_tries_of_their_own(sim, clea
     monkeypatch.setattr(visitor, "NEWCOMER_S", 0.0)
     login = (("alice", Secret("Correct-Horse-9")),)
     with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
-        url = studio.url.rstrip("/") + "/login"
-        wrong = {"username": "alice", "password": "nope"}
-        answers = []
-        for _ in range(8):
-            browser = _cookie_of_a_new_visitor(studio.url)
-            answers += [httpx.post(url, data=wrong, headers=browser) for _ in range(5)]
+        browsers = [_cookie_of_a_new_visitor(studio.url) for _ in range(8)]
+        answers = _wrong_sign_ins(studio.url, browsers, 5)
         checked = [a for a in answers if a.status_code == 400]
         assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
 
@@ -256,13 +256,8 @@ def test_browsers_counted_at_another_address_bring_no_sign_in_tries_of_their_own
             for token in tokens:  # each counted as a newcomer of 127.0.0.2 (not signed in)
                 cookie = {"Cookie": f"kontext_visitor={token}"}
                 assert there.get(studio.url + "config", headers=cookie).status_code == 401
-        url = studio.url.rstrip("/") + "/login"
-        wrong = {"username": "alice", "password": "nope"}
-        answers = [
-            httpx.post(url, data=wrong, headers={"Cookie": f"kontext_visitor={token}"})
-            for token in tokens
-            for _ in range(5)
-        ]
+        browsers = [{"Cookie": f"kontext_visitor={token}"} for token in tokens]
+        answers = _wrong_sign_ins(studio.url, browsers, 5)
         checked = [a for a in answers if a.status_code == 400]
         assert len(checked) == ADDRESS_FAILURES_PER_MINUTE
 
