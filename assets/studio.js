@@ -144,6 +144,15 @@
       prompt: promptBox()?.value || "",
       region: studio.takeRegion?.() || "",
     });
+  // Export is one click: a ZIP the server has just made is saved at once, by clicking its
+  // *Download export* button (which stays, to save it again); each file is saved once.
+  studio.saveExport = (file) => {
+    const url = file && file.url;
+    if (url && url !== studio.savedExport) {
+      studio.savedExport = url;
+      byId("export-file")?.click();
+    }
+  };
   // The server's word for the options row: the ratio's "Match source" label (it names the
   // shown step's ratio), and the model of a kept candidate ("model|step", once per keep).
   studio.setOptions = (match, model) => {

@@ -116,7 +116,10 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.notice.click(h.on_notice, tab, page, **_QUIET)
-    c.history_tools.click(h.on_history_tool, tab, [*page, c.export_file], **_QUIET)
+    # Export is one click: once the ZIP is made the page saves it (`kontextStudio.saveExport`).
+    c.history_tools.click(h.on_history_tool, tab, [*page, c.export_file], **_QUIET).then(
+        None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **_QUIET
+    )
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
     c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]

@@ -890,8 +890,8 @@ class Handlers:
             self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
             # Counted as the session list counts them: the original is not a step.
             self.c.status: (
-                f"Exported the original and {edits} step{'s' if edits != 1 else ''}: use "
-                "*Download export* to save it."
+                f"Exported the original and {edits} step{'s' if edits != 1 else ''} as a "
+                "ZIP: your browser saves it (*Download export* saves it again)."
             ),
         }
 

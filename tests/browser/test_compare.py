@@ -45,14 +45,22 @@ def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim,
     assert sibling.params.model == "pro"
     assert sibling.parent_id == kept.parent_id
 
-    # The whole session leaves as a ZIP and comes back as a second session.
-    page.locator("#export").click()
-    expect(page.locator("#export-file")).to_be_visible(timeout=15_000)
-    with page.expect_download() as download:
-        page.locator("#export-file").click()
+    # The whole session leaves as a ZIP in one click, and comes back as a second session.
+    with page.expect_download(timeout=15_000) as download:
+        page.locator("#export").click()
     saved = tmp_path / "export.zip"
     download.value.save_as(saved)
     assert "session.json" in zipfile.ZipFile(saved).namelist()
+    expect(page.locator("#status")).to_contain_text("your browser saves it")
+    # Saved once: going back a step (another click of the same buttons) saves nothing more.
+    downloads: list[str] = []
+    page.on("download", lambda saving: downloads.append(saving.suggested_filename))
+    page.locator("#undo").click()
+    expect(page.locator("#status")).not_to_contain_text("your browser saves it", timeout=15_000)
+    with page.expect_download() as again:  # and the button saves it again
+        page.locator("#export-file").click()
+    assert downloads == [again.value.suggested_filename]
+    assert downloads[0].endswith(".zip")
     with page.expect_file_chooser() as chooser:
         page.locator("#import").click()
     chooser.value.set_files(str(saved))
