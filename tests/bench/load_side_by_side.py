@@ -11,7 +11,9 @@ client (its own process), so the machine's load falls on all alike. `--bare` add
 bare Gradio endpoint (`studio.bench.load.BARE_EDIT`). Per burst: failures, overhead over the
 task (median, p95), the studio's CPU per edit and, when py-spy is installed, that CPU split by
 thread (`engine`: the engine's loop; `Thread-1 (run)`: Gradio's server loop; `asyncio_N`: the
-worker threads of `asyncio.to_thread`).
+worker threads of `asyncio.to_thread`). `--profile DIR` also samples each studio with py-spy during
+its bursts (`DIR/LABEL-N.txt`, collapsed stacks, only samples holding the GIL) and prints the
+functions most often on the stack.
 """
 
 from __future__ import annotations
@@ -55,10 +57,54 @@ def threads(pid: int) -> dict[str, tuple[str, float]]:
     return found
 
 
-def burst(label: str, party: Any, source: Path, edits: int, task_s: float) -> dict[str, Any]:
+def top_functions(stacks: Path, count: int = 12) -> list[tuple[str, float]]:
+    """The functions most often on the sampled stacks (inclusive share of the samples)."""
+    seen: dict[str, int] = {}
+    total = 0
+    for line in stacks.read_text().splitlines():
+        frames, _, samples = line.rpartition(" ")
+        if not samples.isdigit():
+            continue
+        total += int(samples)
+        for frame in set(frames.split(";")):
+            name = re.sub(r":\d+\)$", ")", frame)
+            seen[name] = seen.get(name, 0) + int(samples)
+    ranked = sorted(seen.items(), key=lambda kv: -kv[1])
+    return [(name, round(100 * n / total, 1)) for name, n in ranked[:count]] if total else []
+
+
+def burst(
+    label: str, party: Any, source: Path, edits: int, task_s: float, profile: Path | None = None
+) -> dict[str, Any]:
+    spy = None
+    if profile is not None and Path(PY_SPY).exists():
+        profile.mkdir(parents=True, exist_ok=True)
+        out = profile / f"{label.replace(' ', '-')}-{len(list(profile.glob(label + '-*')))}.txt"
+        spy = subprocess.Popen(
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(party.pid),
+                "--format",
+                "raw",
+                "--gil",
+                "--rate",
+                "200",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     before, cpu = threads(party.pid), cpu_seconds(party.pid)
     results = run_client(party.url, edits, source)
     cpu = cpu_seconds(party.pid) - cpu
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=60)
+        for name, share in top_functions(out):
+            print(f"  {share:5.1f}%  {name}", flush=True)
     per_thread: dict[str, float] = {}
     for tid, (name, seconds) in threads(party.pid).items():
         kind = name.rstrip("0123456789_") or name
@@ -86,6 +132,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--task", type=float, default=3.0, help="each task's seconds")
     parser.add_argument("--bare", action="store_true", help="also a bare Gradio endpoint")
+    parser.add_argument("--profile", type=Path, help="sample each studio with py-spy into DIR")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kontext-side-") as tmp:
         source = Path(tmp) / "source.png"
@@ -110,7 +157,10 @@ def main() -> None:
             for _ in range(args.rounds):
                 for label, party in parties.items():
                     print(
-                        json.dumps(burst(label, party, source, args.edits, args.task)), flush=True
+                        json.dumps(
+                            burst(label, party, source, args.edits, args.task, args.profile)
+                        ),
+                        flush=True,
                     )
         finally:
             for party in parties.values():
