@@ -12,7 +12,8 @@ bare Gradio endpoint (`studio.bench.load.BARE_EDIT`). Per burst: failures, overh
 task (median, p95), the studio's CPU per edit and, when py-spy is installed, that CPU split by
 thread (`engine`: the engine's loop; `Thread-1 (run)`: Gradio's server loop; `asyncio_N`: the
 worker threads of `asyncio.to_thread`). `--profile DIR` also samples each studio with py-spy during
-its bursts (`DIR/LABEL-N.txt`, collapsed stacks, only samples holding the GIL) and prints the
+its bursts (`DIR/LABEL-N.txt`, collapsed stacks, only samples holding the GIL, `--nonblocking`: a
+blocking sampler stops the studio's 100+ threads at every sample) and prints the
 functions most often on the stack.
 """
 
@@ -89,6 +90,7 @@ def burst(
                 "--format",
                 "raw",
                 "--gil",
+                "--nonblocking",
                 "--rate",
                 "200",
                 "--output",
