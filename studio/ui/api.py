@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import gradio as gr
+from gradio.data_classes import ImageData
 
 from studio.config import Settings
 from studio.history import RUNNING_PHASES, HistoryError, ImageRef, Step, StepState, made_name
@@ -42,7 +45,7 @@ from studio.params import (
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
-from studio.ui.guard import IMAGE_ROUTE, image_sha
+from studio.ui.guard import IMAGE_ROUTE, address_name, image_sha
 from studio.ui.turns import turn_of
 from studio.ui.visitor import Refusal, current, guarded
 
@@ -229,7 +232,8 @@ class Endpoints:
         )
         pro, max_ = await asyncio.gather(*(self._final(s) for s in pair))
         both = {"pro": self._summary(pro, request), "max": self._summary(max_, request)}
-        return self.bridge.image_path(pro), self.bridge.image_path(max_), _json(both)
+        pro_at, max_at = self._address(pro.result, request), self._address(max_.result, request)
+        return pro_at, max_at, _json(both)
 
     @guarded
     async def keep_result(self, session_id: str, step_id: str, request: gr.Request) -> str:
@@ -305,10 +309,11 @@ class Endpoints:
         input without a value is required) and what the defaults are. Returns the hidden column
         that holds them."""
         _mcp_returns_each_output()
+        _mcp_hands_stored_bytes()
         with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
-            result = gr.Image(type="filepath", format="png", label="result")
-            max_result = gr.Image(type="filepath", format="png", label="max result")
+            result = _AddressedImage(type="filepath", format="png", label="result")
+            max_result = _AddressedImage(type="filepath", format="png", label="max result")
             step_json = gr.Textbox(label="summary")
             trigger.click(
                 self.edit_image,
@@ -415,7 +420,7 @@ class Endpoints:
         step = await self._follow(step, progress)
         if step.state is not StepState.COMPLETED:
             raise Refusal(_failed(step))
-        return self.bridge.image_path(step), _json(self._summary(step, request))
+        return self._address(step.result, request), _json(self._summary(step, request))
 
     async def _place(self, image: str, session_id: str, instruction: str) -> Place:
         """Check the image and the session first, then start or continue a session."""
@@ -515,9 +520,27 @@ class Endpoints:
         )
 
 
+class _AddressedImage(gr.Image):
+    """An image answer at the studio's own address (`Endpoints._address`), so no answer names
+    a path of the server (Gradio's own answers give the stored file's path, and its URL holds it
+    too). gradio_client fetches it through Gradio's file route (`/gradio_api/file=<address>`),
+    which the guard answers from the store, for the image's owner only (`guard.own_address`);
+    MCP sends the stored bytes (`_mcp_hands_stored_bytes`)."""
+
+    def postprocess(self, value: Any) -> ImageData | Any:
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            name = value.rsplit("/", 1)[-1]
+            kind = mimetypes.guess_type(name)[0]
+            # A URL in `url` is taken as it is (gradio.processing_utils.move_files_to_cache):
+            # nothing is fetched, copied or looked up on disk.
+            return ImageData(path=value, url=value, orig_name=name, mime_type=kind)
+        return super().postprocess(value)
+
+
 def register(bridge: Bridge, exports: Path, settings: Settings, demo: gr.Blocks) -> Endpoints:
     """Add the public endpoints to `demo`, the Blocks being built."""
     endpoints = Endpoints(bridge, exports, settings)
+    demo.kontext_stored_file = functools.partial(_stored_answer, bridge)  # type: ignore[attr-defined]
     _off_the_page(demo, endpoints.register())
     return endpoints
 
@@ -582,6 +605,51 @@ def _mcp_returns_each_output() -> None:
         raise RuntimeError(str(job.exception() or "The tool ended without a result."))
 
     GradioMCPServer._execute_tool_without_progress = without_progress  # type: ignore[method-assign,assignment]
+
+
+def _stored_answer(bridge: Bridge, url: str) -> Path | None:
+    """The stored file an image answer's address names (for MCP: `_mcp_hands_stored_bytes`)."""
+    name = address_name(url)
+    if name is None:
+        return None
+    sha256, _, image_format = name.partition(".")
+    return bridge.stored_file(sha256, image_format)
+
+
+def _mcp_hands_stored_bytes() -> None:
+    """Make Gradio's MCP server send a result as the studio stored it.
+
+    Gradio's MCP server decodes an image answer from its path and encodes it again with Pillow,
+    which drops what the file says of itself (the XMP that marks it as made by AI, and by which
+    model: `studio.provenance`) and re-compresses a JPEG; its "Image URL" line names the file's
+    path. An answer at the studio's own address (`_AddressedImage`) is sent instead as the
+    stored bytes, with that address; any other answer as Gradio would. Idempotent (the original
+    method is kept on the class); tests/browser/test_mcp.py fails without it.
+    """
+    from gradio.mcp import GradioMCPServer
+    from mcp import types
+
+    gradio_own = getattr(GradioMCPServer, "_gradio_postprocess", None)
+    if gradio_own is None:
+        gradio_own = GradioMCPServer.postprocess_output_data
+        GradioMCPServer._gradio_postprocess = gradio_own  # type: ignore[attr-defined]
+
+    def as_stored(server: Any, data: Any, root_url: str) -> list[Any]:
+        stored_file = getattr(server.blocks, "kontext_stored_file", None)
+        content: list[Any] = []
+        for output in data:
+            url = output.get("url") if isinstance(output, dict) else None
+            path = stored_file(str(url)) if stored_file and isinstance(url, str) else None
+            if path is None:
+                content.extend(gradio_own(server, [output], root_url))
+                continue
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+            content.append(types.ImageContent(type="image", data=encoded, mimeType=kind))
+            content.append(types.TextContent(type="text", text=f"Image URL: {url}"))
+        return content
+
+    GradioMCPServer.postprocess_output_data = as_stored  # type: ignore[method-assign,assignment]
 
 
 def _text(label: str, value: str | None = None) -> gr.Textbox:

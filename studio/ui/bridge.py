@@ -185,6 +185,16 @@ class Bridge:
         """The stored image of `step`, as a path Gradio may serve (None while it has none)."""
         return None if step.result is None else str(self._engine.image_path(step.result))
 
+    def stored_file(self, sha256: str, image_format: str) -> Path | None:
+        """The stored file of image `sha256` in `image_format`, if there is one (no owner check:
+        for an answer the studio has just made for its caller)."""
+        ref = ImageRef(sha256=sha256, format=image_format, width=0, height=0)
+        with contextlib.suppress(ValueError, StoreError):
+            path = self._engine.image_path(ref)
+            if path.is_file():
+                return path
+        return None
+
     async def key_accepted(self, key: str, address: str | None) -> bool | None:
         """Whether RunAPI accepts an API or MCP caller's key (`Engine.key_accepted`)."""
         return await self.call(Engine.key_accepted, Secret(key), address=address)

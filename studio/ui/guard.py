@@ -20,7 +20,9 @@ the disk (with the images their sessions hold) until a handler has read it into 
 removed it; one nobody used is removed after `UPLOAD_TTL_S`.
 
 It also serves the studio's own image address, `IMAGE_ROUTE<sha256>.<ext>`: what the API and
-MCP hand their callers as `image_url`. It names no path of the server, and it is served only to
+MCP hand their callers as `image_url` and as the image itself (gradio_client asks for it through
+the file route, `/gradio_api/file=<address>`: the same image). It names no path of the server,
+and it is served only to
 the visitor who owns the image (the same check as above: their cookie, or the X-RunAPI-Key they
 called with); on a studio that is not hosted, to its one local user. Knowing a session id, a step
 id, an image hash or a file URL is never enough.
@@ -36,6 +38,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gradio.utils import get_upload_folder
 from starlette.requests import Request
@@ -132,6 +135,13 @@ class VisitorGuard:
         if (image := _IMAGE_ADDRESS.match(path)) is not None:
             await self._serve_image(scope, receive, send, image["name"])
             return
+        target = file_target(path)
+        if target is not None and (name := address_name(target)) is not None:
+            # The image address an API answer gave, asked for through the file route (as
+            # gradio_client fetches every file): the same image, for its owner. Nothing is
+            # fetched from the address's host.
+            await self._serve_image(scope, receive, send, name)
+            return
         if not self.hosted:
             await self.app(scope, receive, send)
             return
@@ -141,7 +151,6 @@ class VisitorGuard:
         if _UPLOAD_ROUTE.match(path) is not None and scope.get("method") == "POST":
             await self._upload(scope, receive, send)
             return
-        target = file_target(path)
         if target is not None:
             if not await self._may_read(Request(scope), target):
                 await _not_found(send)
@@ -364,6 +373,17 @@ class VisitorGuard:
             return
         response = FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
         await response(scope, receive, send)
+
+
+def address_name(url: str) -> str | None:
+    """`<sha256>.<ext>` of an image address (`IMAGE_ROUTE`, under any root path and host) in a
+    URL, else None."""
+    if not _is_remote(url):
+        return None
+    path = urlsplit(url.strip()).path
+    at = path.rfind(IMAGE_ROUTE)
+    named = _HASH_NAME.fullmatch(path[at + len(IMAGE_ROUTE) :]) if at >= 0 else None
+    return None if named is None else named.group(0)
 
 
 def image_sha(name: str) -> str | None:

@@ -132,11 +132,22 @@ def test_a_visitors_image_thumbnail_and_cached_copy_reach_no_one_else(hosted, si
         assert _get(hosted.url, spelling, headers=owner)[0] != 200
 
 
+def _raw_answer(url: str, endpoint: str, data: list[object], headers: dict[str, str]) -> str:
+    """An endpoint's whole answer as a REST caller reads it (Gradio's two-step /call route)."""
+    posted = httpx.post(
+        f"{url}gradio_api/call/{endpoint}", json={"data": data}, headers=headers, timeout=30
+    )
+    event_id = posted.json()["event_id"]
+    answer = httpx.get(f"{url}gradio_api/call/{endpoint}/{event_id}", headers=headers, timeout=60)
+    assert "event: complete" in answer.text, answer.text
+    return answer.text
+
+
 def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hosted, sim):
     owner = {"X-RunAPI-Key": sim.api_key}
     client = Client(hosted.url, verbose=False, headers=owner)
     uri = "data:image/png;base64," + base64.b64encode(make_image(64, 48)).decode()
-    _, text = client.predict(uri, "make it blue", "pro", "match", "", api_name="/edit_image")
+    image, text = client.predict(uri, "make it blue", "pro", "match", "", api_name="/edit_image")
     made = json.loads(text)
     url = made["image_url"]
     assert urlsplit(url).path.startswith(IMAGE_ROUTE)
@@ -144,11 +155,24 @@ def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hos
     assert "/tmp" not in url
     session = hosted.run(hosted.engine.load_session(made["session_id"]))
     stored = hosted.image_bytes(session.current.result)
+    assert Path(image).read_bytes() == stored  # gradio_client fetched it, through that address
     assert httpx.get(url, headers=owner).content == stored
     assert httpx.get(url).status_code == 404
     stranger = httpx.Client()
     stranger.get(hosted.url)
     assert stranger.get(url).status_code == 404
+    # The whole answer, image included, names no folder of the server; the image it gives is
+    # that address, which Gradio's file route answers (for gradio_client) to its owner alone.
+    continued = [made["session_id"], "add rain", "pro", "match", "", "", False]
+    answer = _raw_answer(hosted.url, "continue_session", continued, owner)
+    for folder in (hosted.settings.home, os.environ["GRADIO_TEMP_DIR"], "/tmp/", "/home/"):
+        assert str(folder) not in answer
+    image_data, summary = json.loads(answer.split("data: ", 1)[1].split("\n", 1)[0])
+    assert image_data["path"] == image_data["url"] == json.loads(summary)["image_url"]
+    via_file_route = f"{hosted.url}gradio_api/file={image_data['url']}"
+    assert httpx.get(via_file_route, headers=owner).status_code == 200
+    assert httpx.get(via_file_route).status_code == 404
+    assert stranger.get(via_file_route).status_code == 404
     # Passed back, the address continues the session from that step.
     _, text = client.predict(url, "add snow", "pro", "match", "", api_name="/edit_image")
     assert json.loads(text)["session_id"] == made["session_id"]

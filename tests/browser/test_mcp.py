@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from studio.links import HOSTED_LINK_FAILURE
+from studio.provenance import TRAINED_ALGORITHMIC_MEDIA
 from tests.browser.conftest import running_studio
 from tests.support.engines import make_image
 
@@ -169,6 +170,13 @@ async def test_a_local_path_is_edited_and_its_image_url_continues_the_same_sessi
     chain = mcp_studio.run(mcp_studio.engine.load_session(night["session_id"]))
     night_bytes = mcp_studio.image_bytes(chain.steps[night["step_id"]].result)
     assert sim.tasks[snow["task_id"]].source_bytes == night_bytes
+    # What the agent got is that stored file, byte for byte: the XMP that says it was made by a
+    # model (and which) is in it, and no text of the answer names a folder of the server.
+    assert images_of(first) == [night_bytes]
+    assert TRAINED_ALGORITHMIC_MEDIA.encode() in images_of(first)[0]
+    texts = [c.text for c in first.content if c.type == "text"]
+    assert f"Image URL: {night['image_url']}" in texts
+    assert not any(str(mcp_studio.settings.home) in t or "/tmp/" in t for t in texts)
     steps = {s["step_id"]: s for s in shown["steps"]}
     assert steps[snow["step_id"]]["parent_id"] == night["step_id"]
     assert steps[snow["step_id"]]["current"] is True
