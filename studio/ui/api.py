@@ -312,8 +312,8 @@ class Endpoints:
         _mcp_hands_stored_bytes()
         with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
-            result = _AddressedImage(type="filepath", format="png", label="result")
-            max_result = _AddressedImage(type="filepath", format="png", label="max result")
+            result = _addressed_image("result")
+            max_result = _addressed_image("max result")
             step_json = gr.Textbox(label="summary")
             trigger.click(
                 self.edit_image,
@@ -520,21 +520,25 @@ class Endpoints:
         )
 
 
-class _AddressedImage(gr.Image):
+def _addressed_image(label: str) -> gr.Image:
     """An image answer at the studio's own address (`Endpoints._address`), so no answer names
     a path of the server (Gradio's own answers give the stored file's path, and its URL holds it
     too). gradio_client fetches it through Gradio's file route (`/gradio_api/file=<address>`),
-    which the guard answers from the store, for the image's owner only (`guard.own_address`);
-    MCP sends the stored bytes (`_mcp_hands_stored_bytes`)."""
+    which the guard answers from the store, for the image's owner only (`guard.address_name`);
+    MCP sends the stored bytes (`_mcp_hands_stored_bytes`). (Set on the instance: a `gr.Image`
+    subclass makes Gradio write a .pyi file beside our module.)"""
+    image = gr.Image(type="filepath", format="png", label=label)
+    image.postprocess = _at_address  # type: ignore[method-assign,assignment]
+    return image
 
-    def postprocess(self, value: Any) -> ImageData | Any:
-        if isinstance(value, str) and value.startswith(("http://", "https://")):
-            name = value.rsplit("/", 1)[-1]
-            kind = mimetypes.guess_type(name)[0]
-            # A URL in `url` is taken as it is (gradio.processing_utils.move_files_to_cache):
-            # nothing is fetched, copied or looked up on disk.
-            return ImageData(path=value, url=value, orig_name=name, mime_type=kind)
-        return super().postprocess(value)
+
+def _at_address(value: str | None) -> ImageData | None:
+    if value is None:
+        return None
+    name = value.rsplit("/", 1)[-1]
+    # A URL in `url` is taken as it is (gradio.processing_utils.move_files_to_cache): nothing
+    # is fetched, copied or looked up on disk.
+    return ImageData(path=value, url=value, orig_name=name, mime_type=mimetypes.guess_type(name)[0])
 
 
 def register(bridge: Bridge, exports: Path, settings: Settings, demo: gr.Blocks) -> Endpoints:
@@ -622,7 +626,7 @@ def _mcp_hands_stored_bytes() -> None:
     Gradio's MCP server decodes an image answer from its path and encodes it again with Pillow,
     which drops what the file says of itself (the XMP that marks it as made by AI, and by which
     model: `studio.provenance`) and re-compresses a JPEG; its "Image URL" line names the file's
-    path. An answer at the studio's own address (`_AddressedImage`) is sent instead as the
+    path. An answer at the studio's own address (`_addressed_image`) is sent instead as the
     stored bytes, with that address; any other answer as Gradio would. Idempotent (the original
     method is kept on the class); tests/browser/test_mcp.py fails without it.
     """
