@@ -170,6 +170,11 @@ BUSY_EXPORTING = "Your last export is still being written; wait for it to finish
 MAX_TRACKED_ADDRESSES = 10_000
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
+# What an edit's result may take, counted against a hosted visitor's share before it runs
+# (`_result_bytes`): FLUX.1 Kontext answers about a megapixel (1.5 at 21:9), a PNG of at most
+# about 4.5 MB; a step kept to a region also stores the blend at its source's size.
+MODEL_RESULT_BYTES = 5 * 2**20
+BLEND_BYTES_PER_PIXEL = 3
 
 
 def _utc_now() -> datetime:
@@ -419,16 +424,29 @@ class Engine:
                 else:
                     del self._intakes[key]
 
-    async def _require_room(self, visitor: Visitor, new_bytes: int) -> None:
+    async def _require_room(self, visitor: Visitor, new_bytes: int, what: str = "this one") -> None:
         """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
         disk: checked before they are decoded, and again when they are stored."""
         if self._limits is not None and visitor.owner is not None:
             held = await asyncio.to_thread(self._held_bytes, visitor.owner)
-            self._limits.admit_upload(held, new_bytes)
-            await self._require_shared_room(visitor, new_bytes)
+            self._limits.admit_upload(held, new_bytes, what)
+            await self._require_shared_room(visitor, new_bytes, what=what)
+
+    async def _require_result_room(
+        self, visitor: Visitor, session: Session, steps: list[Step]
+    ) -> None:
+        """Refuse (`LimitError`) new edits whose results would take a hosted visitor (or their
+        address) past their share of the disk, or the disk below its floor: checked when the
+        edit is made, before anything is paid. What a result may take is counted ahead
+        (`_result_bytes`); a result already paid for is always stored."""
+        if self._limits is None or visitor.owner is None:
+            return
+        expected = sum(_result_bytes(step, session) for step in steps)
+        what = "another edit's result" if len(steps) == 1 else "these edits' results"
+        await self._require_room(visitor, expected, what)
 
     async def _require_shared_room(
-        self, visitor: Visitor, new_bytes: int, also_at: Path | None = None
+        self, visitor: Visitor, new_bytes: int, also_at: Path | None = None, what: str = "this one"
     ) -> None:
         """Refuse (`LimitError`) a hosted visitor's bytes that would take what everyone from
         their network address keeps past its share, or the disk below its floor (the store's
@@ -446,7 +464,7 @@ class Engine:
         while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
             self._address_owners.popitem(last=False)
         held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
-        limits.admit_address_upload(held, new_bytes)
+        limits.admit_address_upload(held, new_bytes, what)
 
     async def _require_session_room(self, visitor: Visitor) -> None:
         """Refuse (`LimitError`) a hosted visitor one more session past their cap."""
@@ -673,6 +691,7 @@ class Engine:
             session = await self.load_session(session_id, visitor=visitor)
             session = session.retry(step_id, new_id(), self._now())
             step = replace(session.current, payer=self._payer_kind(visitor))
+            await self._require_result_room(visitor, session, [step])
             await self._admit(session, [step], visitor)
             await asyncio.to_thread(self._store.save_step, step)
             await asyncio.to_thread(self._store.set_current, session)
@@ -1338,6 +1357,7 @@ class Engine:
                 session = at_parent.add_step(new_id(), each, self._now(), region=step_region)
                 at_parent = replace(at_parent, steps=session.steps)
                 steps.append(replace(session.current, payer=self._payer_kind(visitor)))
+            await self._require_result_room(visitor, session, steps)
             await self._admit(session, steps, visitor)
             if mask_data is not None and mask is not None:  # stored once the edit is admitted
                 height, width = mask.shape[:2]
@@ -1493,6 +1513,24 @@ def _write_file(
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+def _result_bytes(step: Step, session: Session) -> int:
+    """What `step`'s results may take on disk, counted before it runs: the model's image (about
+    a megapixel: a PNG of at most `MODEL_RESULT_BYTES`), and for a step kept to a region the
+    blend at its source's full size as well (`BLEND_BYTES_PER_PIXEL`: a PNG of a noisy photo
+    takes about that). The source is the nearest image up the step's branch (a step typed
+    ahead has none yet: its parent's will be the same size, as a blend keeps the size)."""
+    expected = MODEL_RESULT_BYTES + STEP_BYTES
+    kept = step.region is not None or (step.params is not None and step.params.keep_rest)
+    if not kept:
+        return expected
+    at: Step | None = step
+    while at is not None and at.result is None:
+        at = session.steps.get(at.parent_id) if at.parent_id else None
+    if at is not None and at.result is not None:
+        expected += at.result.width * at.result.height * BLEND_BYTES_PER_PIXEL
+    return expected
 
 
 def _mask_pixels(data: bytes) -> int:

@@ -309,15 +309,15 @@ class Limits:
                 "visitor; delete some to start another."
             )
 
-    def admit_address_upload(self, held_bytes: int, new_bytes: int) -> None:
+    def admit_address_upload(self, held_bytes: int, new_bytes: int, what: str = "this one") -> None:
         """Refuse bytes that would take what all visitors from one address keep past their
-        share together."""
+        share together (`what`: the thing refused, as the sentence names it)."""
         cap = self.settings.address_share_bytes
         if held_bytes + new_bytes > cap:
             raise LimitError(
                 f"Visitors from your network address keep {held_bytes / 2**20:.0f} MB on this "
-                f"studio, and {new_bytes / 2**20:.0f} MB more are on their way (this one "
-                f"included): past the {cap / 2**20:.0f} MB they may keep together, so this one "
+                f"studio, and {new_bytes / 2**20:.0f} MB more are on their way ({what} "
+                f"included): past the {cap / 2**20:.0f} MB they may keep together, so {what} "
                 "does not fit."
             )
 
@@ -332,13 +332,14 @@ class Limits:
                 "try again later."
             )
 
-    def admit_upload(self, held_bytes: int, new_bytes: int) -> None:
-        """Refuse an upload that would take a visitor's originals past their share of disk."""
+    def admit_upload(self, held_bytes: int, new_bytes: int, what: str = "this one") -> None:
+        """Refuse bytes (an upload, or an edit's result: `what`) that would take a visitor's
+        sessions past their share of disk."""
         cap = self.settings.upload_bytes
         if held_bytes + new_bytes > cap:
             raise LimitError(
                 f"Your sessions on this studio already take {held_bytes / 2**20:.0f} MB of the "
-                f"{cap / 2**20:.0f} MB each visitor may keep; this one does not fit."
+                f"{cap / 2**20:.0f} MB each visitor may keep; {what} does not fit."
             )
 
     def hold(self, owner: str, step_id: str) -> None:

@@ -16,7 +16,9 @@ import gradio as gr
 import pytest
 
 from studio.engine import BUSY_EXPORTING, LimitError
+from studio.history import StepState
 from studio.limits import Limits, LimitSettings
+from studio.params import EditParams, RegionRequest
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge
@@ -323,3 +325,45 @@ def test_a_stopped_studios_exports_are_removed_when_the_next_starts(tmp_path):
     finally:
         running.kill()
         running.wait()
+
+
+async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anything_is_paid(
+    sim, clean_env
+):
+    """An edit's result counts against its visitor's share before it runs (a model's image,
+    and for a step kept to a region the full-size blend too): past the share, or with the disk
+    at its floor, the edit is refused with one sentence, nothing is created at RunAPI and
+    nothing is stored (review 8 F6: keep-the-rest edits grew the store without bound)."""
+    a = Visitor("browser:a")
+    share = 12 * 2**20
+    limits = Limits(LimitSettings(visitor_budget_cents=500, upload_bytes=share))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=limits)
+    try:
+        photo = await engine.read_image(make_image(2000, 1500), visitor=a)
+        session = await engine.start_session(photo, name="big", visitor=a)
+        first = await engine.edit(session.session_id, EditParams(prompt="add a hat"), visitor=a)
+        assert first.state is StepState.COMPLETED  # the model's image fits the share
+        tasks = len(sim.tasks)
+        steps = len((await engine.load_session(session.session_id, visitor=a)).steps)
+        # Kept to a box on the photo, the result would also store a blend at the photo's own
+        # 3 megapixels (9 MB): past the share.
+        with pytest.raises(LimitError, match="another edit's result does not fit"):
+            await engine.submit_edit(
+                session.session_id,
+                EditParams(prompt="add a scarf"),
+                parent_step_id=session.origin.step_id,
+                visitor=a,
+                region=RegionRequest(box=(10, 10, 100, 100)),
+            )
+        assert len(sim.tasks) == tasks
+        assert len((await engine.load_session(session.session_id, visitor=a)).steps) == steps
+    finally:
+        await engine.aclose()
+    floor = Limits(LimitSettings(visitor_budget_cents=500, disk_floor_bytes=2**62))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=floor)
+    try:
+        with pytest.raises(LimitError, match="disk is nearly full"):
+            await engine.submit_edit(session.session_id, EditParams(prompt="add snow"), visitor=a)
+        assert len(sim.tasks) == tasks
+    finally:
+        await engine.aclose()
