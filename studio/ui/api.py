@@ -43,6 +43,7 @@ from studio.params import (
     parse_params,
 )
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
+from studio.ui import mcp_answers
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.guard import IMAGE_ROUTE, address_name, image_sha
@@ -308,8 +309,7 @@ class Endpoints:
         endpoint, so each tool's schema says exactly which of its arguments are required (an
         input without a value is required) and what the defaults are. Returns the hidden column
         that holds them."""
-        _mcp_returns_each_output()
-        _mcp_hands_stored_bytes()
+        mcp_answers.install()
         with gr.Column(visible=False) as hidden:
             trigger = gr.Button()
             result = _addressed_image("result")
@@ -525,7 +525,7 @@ def _addressed_image(label: str) -> gr.Image:
     a path of the server (Gradio's own answers give the stored file's path, and its URL holds it
     too). gradio_client fetches it through Gradio's file route (`/gradio_api/file=<address>`),
     which the guard answers from the store, for the image's owner only (`guard.address_name`);
-    MCP sends the stored bytes (`_mcp_hands_stored_bytes`). (Set on the instance: a `gr.Image`
+    MCP sends the stored bytes (`mcp_answers`). (Set on the instance: a `gr.Image`
     subclass makes Gradio write a .pyi file beside our module.)"""
     image = gr.Image(type="filepath", format="png", label=label)
     image.postprocess = _at_address  # type: ignore[method-assign,assignment]
@@ -544,7 +544,7 @@ def _at_address(value: str | None) -> ImageData | None:
 def register(bridge: Bridge, exports: Path, settings: Settings, demo: gr.Blocks) -> Endpoints:
     """Add the public endpoints to `demo`, the Blocks being built."""
     endpoints = Endpoints(bridge, exports, settings)
-    demo.kontext_stored_file = functools.partial(_stored_answer, bridge)  # type: ignore[attr-defined]
+    setattr(demo, mcp_answers.STORED_FILE_ATTR, functools.partial(_stored_answer, bridge))
     _off_the_page(demo, endpoints.register())
     return endpoints
 
@@ -587,73 +587,13 @@ def _ids(layout: dict[str, Any]) -> set[int]:
     return found
 
 
-def _mcp_returns_each_output() -> None:
-    """Make Gradio's MCP server hand over each output of a tool called without a progress token.
-
-    The one place the studio reaches into Gradio's private parts. Gradio 6.31 wraps such a
-    call's outputs in one more list (`GradioMCPServer._execute_tool_without_progress` returns
-    `[job.result()]`), so an MCP client gets the Python repr of them all as one text instead of
-    image content and our JSON. Its progress path reads them right, from the job's final update;
-    this does the same, without notifications. Gradio offers no public way: only endpoints
-    registered with `queue=False` avoid that path, and they would lose the edit's progress and
-    its queue. Replacing the method is idempotent; tests/browser/test_mcp.py fails without it.
-    """
-    from gradio.mcp import GradioMCPServer
-
-    async def without_progress(_server: object, job: Any) -> list[Any]:
-        async for update in job:
-            if update.type == "output" and update.final:
-                if not update.success:
-                    raise RuntimeError(update.outputs.get("error") or "The tool failed.")
-                return list(update.outputs["data"])
-        raise RuntimeError(str(job.exception() or "The tool ended without a result."))
-
-    GradioMCPServer._execute_tool_without_progress = without_progress  # type: ignore[method-assign,assignment]
-
-
 def _stored_answer(bridge: Bridge, url: str) -> Path | None:
-    """The stored file an image answer's address names (for MCP: `_mcp_hands_stored_bytes`)."""
+    """The stored file an image answer's address names (for MCP: `mcp_answers`)."""
     name = address_name(url)
     if name is None:
         return None
     sha256, _, image_format = name.partition(".")
     return bridge.stored_file(sha256, image_format)
-
-
-def _mcp_hands_stored_bytes() -> None:
-    """Make Gradio's MCP server send a result as the studio stored it.
-
-    Gradio's MCP server decodes an image answer from its path and encodes it again with Pillow,
-    which drops what the file says of itself (the XMP that marks it as made by AI, and by which
-    model: `studio.provenance`) and re-compresses a JPEG; its "Image URL" line names the file's
-    path. An answer at the studio's own address (`_addressed_image`) is sent instead as the
-    stored bytes, with that address; any other answer as Gradio would. Idempotent (the original
-    method is kept on the class); tests/browser/test_mcp.py fails without it.
-    """
-    from gradio.mcp import GradioMCPServer
-    from mcp import types
-
-    gradio_own = getattr(GradioMCPServer, "_gradio_postprocess", None)
-    if gradio_own is None:
-        gradio_own = GradioMCPServer.postprocess_output_data
-        GradioMCPServer._gradio_postprocess = gradio_own  # type: ignore[attr-defined]
-
-    def as_stored(server: Any, data: Any, root_url: str) -> list[Any]:
-        stored_file = getattr(server.blocks, "kontext_stored_file", None)
-        content: list[Any] = []
-        for output in data:
-            url = output.get("url") if isinstance(output, dict) else None
-            path = stored_file(str(url)) if stored_file and isinstance(url, str) else None
-            if path is None:
-                content.extend(gradio_own(server, [output], root_url))
-                continue
-            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-            content.append(types.ImageContent(type="image", data=encoded, mimeType=kind))
-            content.append(types.TextContent(type="text", text=f"Image URL: {url}"))
-        return content
-
-    GradioMCPServer.postprocess_output_data = as_stored  # type: ignore[method-assign,assignment]
 
 
 def _text(label: str, value: str | None = None) -> gr.Textbox:

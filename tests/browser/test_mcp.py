@@ -304,6 +304,51 @@ async def test_keep_the_rest_over_mcp_answers_the_photo_at_its_size_and_the_raw_
     assert Image.open(io.BytesIO(shown)).size == (800, 600)
 
 
+async def test_a_result_too_large_for_mcp_comes_as_a_marked_preview_with_the_whole_images_address(
+    mcp_studio, sim, tmp_path
+):
+    """A keep-the-rest result at a large photo's size is more than an agent's image content
+    takes: a JPEG preview comes instead, still saying it was made by AI, with the address of
+    the whole image (which serves it byte for byte); with and without progress alike."""
+    import httpx
+
+    from studio.ui.mcp_answers import MCP_IMAGE_BYTES, PREVIEW_SIDE
+    from tests.support.engines import make_photo
+
+    photo = tmp_path / "big.png"
+    photo.write_bytes(make_photo(2400, 1800))
+    assert photo.stat().st_size > MCP_IMAGE_BYTES
+
+    async def on_progress(_done, _total, _message):
+        pass
+
+    async with connect(mcp_studio) as mcp:
+        quiet = await mcp.call_tool(
+            "edit_image", {"image": str(photo), "instruction": "add a hat", "keep_rest": True}
+        )
+        followed = await mcp.call_tool(
+            "edit_image",
+            {"image": str(photo), "instruction": "add a hat", "keep_rest": True},
+            progress_callback=on_progress,
+        )
+    for result in (quiet, followed):
+        assert not result.isError
+        summary = summary_of(result)
+        (preview,) = images_of(result)
+        assert [c.mimeType for c in result.content if c.type == "image"] == ["image/jpeg"]
+        shown = Image.open(io.BytesIO(preview))
+        assert (shown.format, max(shown.size)) == ("JPEG", PREVIEW_SIDE)
+        assert shown.size == (PREVIEW_SIDE, PREVIEW_SIDE * 3 // 4)
+        assert TRAINED_ALGORITHMIC_MEDIA.encode() in preview
+        (line,) = [c.text for c in result.content if c.type == "text" and "preview" in c.text]
+        assert "2400x1800" in line
+        assert line.endswith(summary["image_url"])
+        step = mcp_studio.run(mcp_studio.engine.load_session(summary["session_id"])).current
+        whole = mcp_studio.image_bytes(step.result)
+        assert len(whole) > MCP_IMAGE_BYTES
+        assert httpx.get(summary["image_url"], timeout=30).content == whole
+
+
 async def test_hosted_mcp_callers_without_a_key_are_nobody_not_one_shared_visitor(sim, clean_env):
     # Gradio's MCP server runs every tool through one client of its own, which keeps whatever
     # cookie it is given: callers without a key must not become that one visitor.
