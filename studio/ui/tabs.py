@@ -333,13 +333,8 @@ class TabDoor:
                 for taken in (owner or _NOBODY, here or "?"):
                     self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
                     held.callback(_count_down, self.mcp_calls, taken)
-            if big:
-                for taken in (key, *([here] if here is not None else [])):
-                    self.big_in_flight.add(taken)
-                    held.callback(self.big_in_flight.discard, taken)
-                budget = _Budget(self, big=True)
-            else:
-                budget = _Budget(self, visitor=owner, address=here)
+            places = self._large_places(held, [key, *([here] if here else [])] if big else [])
+            budget = _Budget(self, big=True) if big else _Budget(self, visitor=owner, address=here)
             held.callback(budget.give_back)
             try:
                 async with asyncio.timeout(BIG_BODY_READ_S):
@@ -382,9 +377,24 @@ class TabDoor:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
                 return
             if at_once or mcp:  # counted until it is done
+                places.close()
                 await self.app(scope, _replay(body, receive), send)
                 return
         await self.app(scope, _replay(body, receive), send)
+
+    def _large_places(
+        self, held: contextlib.AsyncExitStack, keys: list[str]
+    ) -> contextlib.ExitStack:
+        """Take a large body's place for each of `keys` (its visitor, its address) until `held`
+        closes, or until the stack returned is closed: once the body is read, on a route that
+        answers only when its work is done (MCP forwards that body to Gradio's queue as its
+        caller; holding the place until the tool ended refused that: review 8 F5)."""
+        places = contextlib.ExitStack()
+        held.callback(places.close)
+        for taken in keys:
+            self.big_in_flight.add(taken)
+            places.callback(self.big_in_flight.discard, taken)
+        return places
 
     def _see_queue(self, scope: Scope) -> None:
         """Find Gradio's tables of unread answers and of events by tab (once)."""

@@ -286,6 +286,24 @@ async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
     assert result.content[0].text == HOSTED_LINK_FAILURE
 
 
+async def test_a_hosted_mcp_caller_can_send_a_photo_of_a_few_megabytes(sim, clean_env):
+    """A photo over the door's 1 MB "large body" mark, sent as a data: URI: the tool call's
+    body and the queue request Gradio's MCP server makes for it with the same body are one
+    caller's, one after the other (review 8 F5: refused with Gradio's internal 429 text)."""
+    from tests.support.engines import make_photo
+
+    data = make_photo(1100, 825)
+    assert 1_000_000 < len(data) < 2_500_000
+    image = "data:image/png;base64," + base64.b64encode(data).decode()
+    with running_studio(sim, clean_env, mcp=True, hosted=True, visitor_keys=True) as hosted:
+        async with connect(hosted, key=sim.api_key) as mcp:
+            result = await mcp.call_tool("edit_image", {"image": image, "instruction": "x"})
+    assert not result.isError, result.content[0].text
+    summary = summary_of(result)
+    assert summary["state"] == "completed"
+    assert sim.tasks[summary["task_id"]].source_bytes == data
+
+
 async def test_keep_the_rest_over_mcp_answers_the_photo_at_its_size_and_the_raw_output(
     mcp_studio, sim
 ):
