@@ -32,7 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gradio
+import gradio.blocks
 import gradio.route_utils
+import gradio_client.utils
 
 # Seconds an export waits to be downloaded; a click on Export writes it again.
 EXPORT_TTL_S = 15 * 60
@@ -257,9 +260,43 @@ class UploadApart(_GradioUploadFile):
 
 def install() -> None:
     """Give every upload made from now on a folder of its own (idempotent). Gradio's multipart
-    parser and upload route read this module global at every upload."""
+    parser and upload route read this module global at every upload. And never let Gradio
+    download a file an event names by URL (`_no_downloads`)."""
     if gradio.route_utils.GradioUploadFile is _GradioUploadFile:
         gradio.route_utils.GradioUploadFile = UploadApart  # type: ignore[misc]
+    _no_downloads()
+
+
+NOT_FETCHED = "This studio does not fetch files named by a URL; upload the file instead."
+
+
+def _no_downloads() -> None:
+    """Gradio downloads a file an event's input names by URL into its cache, whole into memory,
+    with no bound on its size or time, before any handler runs (review 8 F7). The door refuses
+    such events (`ui.tabs`); this is the backstop where Gradio would fetch: a URL is refused in
+    one sentence, a local path goes on as before. Nothing of the studio's needs the fetch (its
+    link intake is `studio.links`, with its own rules). Idempotent."""
+    block = gradio.blocks.Block
+    if getattr(block, "_kontext_no_downloads", False):
+        return
+    moves, async_moves = (
+        block.move_resource_to_block_cache,
+        block.async_move_resource_to_block_cache,
+    )
+
+    def move(self: Any, url_or_file_path: str | Path | None) -> str | None:
+        if gradio_client.utils.is_http_url_like(url_or_file_path):
+            raise gradio.Error(NOT_FETCHED, print_exception=False)
+        return moves(self, url_or_file_path)
+
+    async def async_move(self: Any, url_or_file_path: str | Path | None) -> str | None:
+        if gradio_client.utils.is_http_url_like(url_or_file_path):
+            raise gradio.Error(NOT_FETCHED, print_exception=False)
+        return await async_moves(self, url_or_file_path)
+
+    block.move_resource_to_block_cache = move  # type: ignore[method-assign]
+    block.async_move_resource_to_block_cache = async_move  # type: ignore[method-assign]
+    block._kontext_no_downloads = True  # type: ignore[attr-defined]
 
 
 def discard_upload(path: Path, upload_folder: Path) -> None:

@@ -76,6 +76,11 @@ TABS_PER_VISITOR = 256
 # 60,000 characters was kept, by the door, Gradio's queue and the handlers, for good).
 _HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BAD_TAB = "This request names a tab in a form this studio does not use; reload the page."
+NO_FETCHING = (
+    "This studio does not fetch files named by a URL inside a request: upload the file, or give "
+    "the link as text where a link is asked for."
+)
+_URL_SCHEMES = ("http:", "https:", "//")
 # Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
@@ -356,7 +361,10 @@ class TabDoor:
                     await refuse(send, 503, BUSY)
                     return
                 held.callback(self.big_bodies.release)
-            named = await _hash_in_body(body)
+            named, fetches = await _read_event(body)
+            if fetches:
+                await refuse(send, 400, NO_FETCHING)
+                return
             if named is not None and not _HASH.fullmatch(named):
                 await refuse(send, 400, BAD_TAB)
                 return
@@ -686,25 +694,50 @@ def _hashes_in_url(scope: Scope, route_path: str) -> list[str]:
     return []
 
 
-async def _hash_in_body(body: bytes) -> str | None:
+async def _read_event(body: bytes) -> tuple[str | None, bool]:
     """The top-level `session_hash` of a body, read as Gradio will read it: any body that parses
     as JSON, whatever its declared type (FastAPI compares media types without regard to case,
     a key may be spelled with escapes, the text may be UTF-16 or start with a byte order mark),
-    parsed by the same `json.loads` as Starlette's `Request.json`."""
+    parsed by the same `json.loads` as Starlette's `Request.json`. And whether the body names a
+    file by URL (`_names_a_url`)."""
     if not body:
-        return None
+        return None, False
 
-    def parse() -> object:
+    def parse() -> tuple[object, bool]:
         try:
-            return json.loads(body)
-        except ValueError:
-            return None  # Gradio cannot read it either, and answers so itself
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return None, False  # Gradio cannot read it either, and answers so itself
+        return document, _names_a_url(document)
 
-    document = await asyncio.to_thread(parse) if len(body) > _PARSE_ON_THREAD_BYTES else parse()
+    big = len(body) > _PARSE_ON_THREAD_BYTES
+    document, fetches = await asyncio.to_thread(parse) if big else parse()
     if isinstance(document, dict):
         value = document.get("session_hash")
-        return value if isinstance(value, str) else None if value is None else str(value)
-    return None
+        named = value if isinstance(value, str) else None if value is None else str(value)
+        return named, fetches
+    return None, fetches
+
+
+def _names_a_url(document: object) -> bool:
+    """Whether `document` holds a file object (Gradio's FileData: a `path` and `meta._type`
+    "gradio.FileData") whose path is a URL. Gradio downloads such a file into its cache while it
+    prepares any event's inputs, before a handler runs, whole into memory and without a bound on
+    its size or time (gradio.processing_utils.move_files_to_cache; review 8 F7). The page only
+    sends files it uploaded, by path; the API takes images and links as text. (A loop, not
+    recursion: the body may nest as deep as `json.loads` allows.)"""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            meta, path = item.get("meta"), item.get("path")
+            a_file = isinstance(meta, dict) and meta.get("_type") == "gradio.FileData"
+            if a_file and isinstance(path, str) and path.strip().lower().startswith(_URL_SCHEMES):
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 class _Busy(Exception):

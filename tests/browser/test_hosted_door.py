@@ -962,3 +962,75 @@ def test_the_pages_own_events_cannot_be_called_by_name(hosted, sim):
     assert queued.status_code == 200  # the public API as before
     answer = httpx.get(f"{api}/call/list_sessions/{queued.json()['event_id']}", headers=caller)
     assert "sessions" in answer.text
+
+
+@contextlib.contextmanager
+def _counting_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server that answers every GET with a small PNG and notes its path."""
+    import http.server
+
+    asked: list[str] = []
+    png = base64.b64decode(_png_uri().split(",", 1)[1])
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_event_naming_a_file_by_url_is_refused_and_nothing_is_fetched(hosted, sim):
+    """Gradio downloads a file an event names by URL (its FileData `path`) before any handler
+    runs, with no bound on size or time (review 8 F7): the door refuses such an event in one
+    sentence, whatever route or nesting carries it, and Gradio's own download is refused as a
+    backstop. Nothing is fetched."""
+    import gradio as gr
+
+    from studio.ui.files import NOT_FETCHED, install
+    from studio.ui.tabs import NO_FETCHING
+
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    with _counting_server() as (server, asked):
+        url = f"{server}/photo.png"
+        named = {"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}
+        sent = [
+            ("call/show_session", {"data": [named]}),
+            ("call/v2/show_session", {"session_id": named}),
+            ("queue/join", {"data": [[{"deep": [named]}]], "fn_index": 0, "session_hash": "a1b2"}),
+            ("queue/join", {"data": [{**named, "path": url.upper()}], "fn_index": 3}),
+        ]
+        for route, body in sent:
+            answer = httpx.post(f"{api}/{route}", json=body, headers=cookie, timeout=30)
+            assert answer.status_code == 400, (route, answer.text)
+            assert NO_FETCHING in answer.text
+        key = {"X-RunAPI-Key": sim.api_key}
+        answer = httpx.post(f"{api}/call/show_session", json={"data": [named]}, headers=key)
+        assert answer.status_code == 400
+        # The backstop, where Gradio would fetch (a studio installs it at start).
+        install()
+        with pytest.raises(gr.Error, match=NOT_FETCHED):
+            gr.Image().move_resource_to_block_cache(url)
+        assert asked == []
+    # A local path in a file object still goes to Gradio (the page's own uploads are so).
+    assert _names_nothing_fetched(api, cookie)
+
+
+def _names_nothing_fetched(api: str, cookie: dict[str, str]) -> bool:
+    local = {"path": "/no/such/file.png", "meta": {"_type": "gradio.FileData"}}
+    answer = httpx.post(f"{api}/call/show_session", json={"data": [local]}, headers=cookie)
+    return answer.status_code != 400
