@@ -9,8 +9,12 @@ unable to accept anyone ("Too many open files"). Here:
   starting its next request's headers; else it is closed;
 - one network address holds at most `CONNECTIONS_PER_ADDRESS` connections at once (a browser
   keeps six to a host; a house or an office behind one address, a few dozen tabs); a
-  connection past that is closed at once. Not where every visitor comes through one proxy (a
-  share link's tunnel, `PROXY_HOPS`): there the peer is the proxy, which bounds its clients.
+  connection past that is closed at once. An address is keyed as every other rule per address
+  keys it (`ui.visitor.normal_address`): an IPv6 client by its /64, which one household or
+  machine gets whole (each of its addresses counted apart, one /64 held 2,000 connections
+  under a cap of 256: review 8 F3), an IPv4-mapped IPv6 address as its IPv4. Not where every
+  visitor comes through one proxy (a share link's tunnel, `PROXY_HOPS`): there the peer is the
+  proxy, which bounds its clients.
 
 Rules are per running app (`guard_connections`); an app without them is served as by stock
 uvicorn. The protocol is uvicorn's own (`AutoHTTPProtocol`), with these two checks added.
@@ -25,6 +29,8 @@ from typing import Any
 import uvicorn.config
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from studio.ui.visitor import normal_address
+
 # Seconds a connection may take to send a request's headers.
 HEADERS_S = 10.0
 # Connections one network address may hold at once.
@@ -37,16 +43,18 @@ class ConnectionRules:
     """What `GuardedHTTPProtocol` enforces for one running app."""
 
     per_address: bool
-    # The open connections of each peer address (each taken out as it closes; and pruned of
-    # closed ones as they are counted, for one whose protocol changed on the way).
+    # The open connections of each network address, keyed by `normal_address` (each taken out
+    # as it closes; and pruned of closed ones as they are counted, for one whose protocol
+    # changed on the way).
     open: dict[str, set[asyncio.BaseTransport]] = field(default_factory=dict)
     # How many addresses may be tracked before those with no connection left are looked for.
     prune_at: int = 1024
 
     def admit(self, address: str | None, transport: asyncio.BaseTransport) -> bool:
-        """Whether a connection from `address` may stay open (it is counted if so)."""
+        """Whether a connection from peer `address` may stay open (it is counted if so)."""
         if not self.per_address or address is None:
             return True
+        address = normal_address(address)
         held = {t for t in self.open.get(address, ()) if not t.is_closing()}
         if len(held) >= CONNECTIONS_PER_ADDRESS:
             self.open[address] = held
@@ -60,9 +68,12 @@ class ConnectionRules:
         return True
 
     def closed(self, address: str | None, transport: asyncio.BaseTransport) -> None:
-        """A connection `admit` counted has closed."""
-        held = self.open.get(address) if address is not None else None
-        if address is not None and held is not None:
+        """A connection `admit` counted (from peer `address`) has closed."""
+        if not self.per_address or address is None:
+            return
+        address = normal_address(address)
+        held = self.open.get(address)
+        if held is not None:
             held.discard(transport)
             if not held:
                 del self.open[address]

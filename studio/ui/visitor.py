@@ -213,8 +213,8 @@ def client_address(
     if proxy_hops > 0 and forwarded_for:
         hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
         if len(hops) >= proxy_hops:
-            return _normal_address(hops[-proxy_hops])
-    return _normal_address(peer) if peer else None
+            return normal_address(hops[-proxy_hops])
+    return normal_address(peer) if peer else None
 
 
 def forwarded_for(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -237,9 +237,10 @@ def _stamped(value: str, secret: bytes) -> str | None:
     return None
 
 
-def _normal_address(text: str) -> str:
+def normal_address(text: str) -> str:
     """An address as one spelling, so that one client is one key (an IPv6 client by its /64,
-    the block one household or machine gets)."""
+    the block one household or machine gets; an IPv4-mapped IPv6 address as its IPv4). Every
+    rule per network address keys by it, connections included (`ui.conn`)."""
     try:
         address = ipaddress.ip_address(text.strip().strip("[]"))
     except ValueError:
@@ -715,6 +716,7 @@ __all__ = [
     "is_guarded",
     "new_token",
     "newcomer_in",
+    "normal_address",
     "remember",
     "token_id",
     "visitor_from",

@@ -1,0 +1,80 @@
+"""A hosted studio's connections per network address, checked by classifying peer addresses
+(`ConnectionRules.admit`); nothing connects from the addresses named here."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+
+import pytest
+
+from studio.ui.conn import CONNECTIONS_PER_ADDRESS, ConnectionRules
+
+
+class Transport(asyncio.BaseTransport):
+    """A connection's transport as the rules see it: open until closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+def _admitted(rules: ConnectionRules, addresses: list[str]) -> list[Transport]:
+    kept = []
+    for address in addresses:
+        transport = Transport()
+        if rules.admit(address, transport):
+            kept.append(transport)
+    return kept
+
+
+def _addresses_of_one_64(count: int, network: str = "2001:db8:1:2::/64") -> list[str]:
+    block = ipaddress.ip_network(network)
+    return [str(block[n * 7919 + 1]) for n in range(count)]
+
+
+def test_an_ipv6_clients_addresses_of_one_64_share_its_connections():
+    """A household or machine gets a whole /64 and may connect from any address in it: 2,000
+    connections from 2,000 of them were all kept, under a cap of 256 per address."""
+    rules = ConnectionRules(per_address=True)
+    kept = _admitted(rules, _addresses_of_one_64(2000))
+    assert len(kept) == CONNECTIONS_PER_ADDRESS
+    # The neighbouring /64 is another client, with a cap of its own.
+    neighbour = _admitted(rules, _addresses_of_one_64(300, "2001:db8:1:3::/64"))
+    assert len(neighbour) == CONNECTIONS_PER_ADDRESS
+    # A connection that closes gives its place back, whichever address of the /64 it had.
+    kept[0].close()
+    rules.closed(_addresses_of_one_64(1)[0], kept[0])
+    assert rules.admit("2001:db8:1:2:ffff:ffff:ffff:ffff", Transport())
+    assert not rules.admit("2001:db8:1:2::abcd", Transport())
+
+
+@pytest.mark.parametrize(
+    ("spellings", "one_client"),
+    [
+        pytest.param(["198.51.100.7"], True, id="ipv4"),
+        pytest.param(["198.51.100.7", "::ffff:198.51.100.7"], True, id="ipv4-and-mapped"),
+        pytest.param(["2001:db8::1", "[2001:db8::2]", "2001:DB8::3"], True, id="ipv6-spellings"),
+        pytest.param(["198.51.100.7", "198.51.100.8"], False, id="two-ipv4s"),
+        pytest.param(["2001:db8:0:1::1", "2001:db8:0:2::1"], False, id="two-64s"),
+    ],
+)
+def test_an_address_is_one_client_however_it_is_spelled(spellings, one_client):
+    rules = ConnectionRules(per_address=True)
+    cycle = [spellings[n % len(spellings)] for n in range(2 * CONNECTIONS_PER_ADDRESS)]
+    kept = _admitted(rules, cycle)
+    expected = CONNECTIONS_PER_ADDRESS if one_client else 2 * CONNECTIONS_PER_ADDRESS
+    assert len(kept) == expected
+
+
+def test_without_the_rule_per_address_every_connection_is_kept():
+    """Where every visitor comes through one proxy, the proxy's address is not bounded."""
+    rules = ConnectionRules(per_address=False)
+    assert len(_admitted(rules, ["198.51.100.7"] * 300)) == 300
+    assert rules.open == {}
