@@ -17,7 +17,10 @@ trailing slash, symbolic links) as Gradio's `file_fetch` does, before anything i
 On a hosted studio an upload (`POST /gradio_api/upload`) is kept only for a visitor the studio
 knows (a cookie it issued, or an X-RunAPI-Key); its bytes count against that visitor's share of
 the disk (with the images their sessions hold) until a handler has read it into the store and
-removed it; one nobody used is removed after `UPLOAD_TTL_S`.
+removed it; one nobody used is removed after `UPLOAD_TTL_S`. Its body must keep coming, as
+every other body must (`ui.tabs`): at `UPLOAD_BYTES_PER_S` on average after `UPLOAD_GRACE_S`,
+and whole within `upload_read_s` of the largest file the studio takes; else it is cut, its
+connection closed, and its reservation given back.
 
 It also serves the studio's own image address, `IMAGE_ROUTE<sha256>.<ext>`: what the API and
 MCP hand their callers as `image_url` and as the image itself (gradio_client asks for it through
@@ -88,6 +91,18 @@ NO_VISITOR_UPLOAD = (
     "(it sets a cookie), or send your X-RunAPI-Key."
 )
 NO_LENGTH = "This studio takes an upload only with its length (a Content-Length header)."
+# An upload's body must keep coming: after its first `UPLOAD_GRACE_S`, at `UPLOAD_BYTES_PER_S`
+# on average over the time the studio waits for it (the pace of every other body, `ui.tabs`),
+# and be whole within `upload_read_s`.
+# 100 KB/s is 0.8 Mbit/s: a phone sends faster on 3G (1 to 5 Mbit/s up) and far faster on 4G;
+# the largest file the studio takes (50 MB) needs 8.6 minutes at that pace, inside the
+# `UPLOAD_MOST_S` that bounds any upload. One sent a byte every 2 s under a declared megabyte
+# held its connection, and that megabyte of its visitor's and address's share, for good
+# (review 8 F4).
+UPLOAD_GRACE_S = 4.0
+UPLOAD_BYTES_PER_S = 100 * 1024
+UPLOAD_MOST_S = 10 * 60.0
+TOO_SLOW_UPLOAD = "The upload came in too slowly and was stopped; try again on a faster connection."
 # Uploads one visitor (and all visitors from one network address) may have waiting for their
 # handler or on their way at once: the page hands each to its handler at once. (A cookie piling
 # up thousands of tiny ones slowed every request, each upload looking at every waiting one.)
@@ -111,13 +126,21 @@ class VisitorGuard:
     """
 
     def __init__(
-        self, app: ASGIApp, *, bridge: Bridge, hosted: bool = True, share_bytes: int | None = None
+        self,
+        app: ASGIApp,
+        *,
+        bridge: Bridge,
+        hosted: bool = True,
+        share_bytes: int | None = None,
+        file_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.bridge = bridge
         self.hosted = hosted
         # What each visitor may keep on disk, uploads waiting included (None: no cap).
         self.share_bytes = share_bytes
+        # The largest file Gradio takes in an upload (its `max_file_size`; None: no cap).
+        self.file_bytes = file_bytes
         # Uploads waiting for their handler: path -> (owner, bytes, when).
         self.uploads = bridge.uploads.waiting
         # Uploads on their way (reserved as each starts), and uploads abandoned on the way whose
@@ -224,6 +247,7 @@ class VisitorGuard:
             reservation = (owner, address, reserved, None)
             self.in_flight.append(reservation)
         completed = False
+        pace = _Pace(upload_read_s(self.file_bytes))
         try:
             if reservation is not None:
                 # What everyone from the address keeps, their uploads waiting or on their way
@@ -238,16 +262,18 @@ class VisitorGuard:
                     await refuse(send, 413, str(exc))
                     completed = True  # nothing was read
                     return
-            completed = await self._forward_upload(scope, receive, send, room, owner, address)
+            completed = await self._forward_upload(scope, receive, send, room, owner, address, pace)
         finally:
             if reservation is not None:
                 self.in_flight.remove(reservation)
                 if not completed:
-                    # Gradio leaves the spool file of an upload cut short: its bytes stay
-                    # counted until the file is gone.
+                    # Gradio leaves the spool file of an upload cut short: the bytes that came
+                    # (what that file can hold, not the length declared) stay counted until
+                    # the file is gone.
                     owner_, address_, size, _ = reservation
                     until = time.monotonic() + SPOOL_IDLE_S
-                    self.in_flight.append((owner_, address_, size, until))
+                    kept = min(size, pace.received)
+                    self.in_flight.append((owner_, address_, kept, until))
             if not completed:
                 with contextlib.suppress(RuntimeError):
                     loop = asyncio.get_running_loop()
@@ -294,18 +320,16 @@ class VisitorGuard:
         room: int | None,
         owner: str | None,
         address: str | None,
+        pace: _Pace,
     ) -> bool:
-        """Gradio's upload, counted; whether Gradio answered it (else its spool file may be
-        left behind)."""
-        received = 0
+        """Gradio's upload, counted and paced (`pace`); whether Gradio answered it (else its
+        spool file may be left behind)."""
         status = 0
         body = bytearray()
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if room is not None and received > room:
+            message = await pace.next(receive)  # (`_TooSlow`: Gradio sees the upload end)
+            if room is not None and pace.received > room:
                 # More than the visitor has room for: Gradio sees the upload end there.
                 raise _OverShare
             return message
@@ -323,6 +347,11 @@ class VisitorGuard:
         except _OverShare:
             if status == 0:
                 await refuse(send, 413, "The upload does not fit in your share of the disk.")
+            return False
+        except _TooSlow:
+            if status == 0:
+                # Closed after this answer: the rest of the body is not waited for.
+                await refuse(send, 408, TOO_SLOW_UPLOAD, close=True)
             return False
         if status == 200:
             self._remember_uploads(bytes(body), owner, address)
@@ -459,6 +488,50 @@ class _OverShare(Exception):
     """An upload's body went past what the visitor has room for."""
 
 
+class _TooSlow(Exception):
+    """An upload's body fell behind its pace, or was not whole by its deadline."""
+
+
+class _Pace:
+    """An upload's body as it comes, kept to its pace: after `UPLOAD_GRACE_S`, the bytes so far
+    at `UPLOAD_BYTES_PER_S` over the time the studio has waited for them (its own work between
+    two reads, Gradio writing what came to disk on a thread that may be busy, is not the
+    client's), and the whole body within `read_s` of its start."""
+
+    def __init__(self, read_s: float) -> None:
+        self.received = 0
+        self.waited_s = 0.0
+        self.last = asyncio.get_running_loop().time() + read_s
+        self.whole = False
+
+    async def next(self, receive: Receive) -> Message:
+        """The body's next message (`_TooSlow` once it falls behind or runs out of time)."""
+        if self.whole:  # the body is in: what comes now is the client going away
+            return await receive()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        allowed_s = max(UPLOAD_GRACE_S, self.received / UPLOAD_BYTES_PER_S) - self.waited_s
+        try:
+            async with asyncio.timeout_at(min(began + allowed_s, self.last)):
+                message = await receive()
+        except TimeoutError:
+            raise _TooSlow from None
+        finally:
+            self.waited_s += loop.time() - began
+        self.received += len(message.get("body", b""))
+        self.whole = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
+
+
+def upload_read_s(file_bytes: int | None) -> float:
+    """Seconds an upload's body may take in all: what the largest file the studio takes
+    (`file_bytes`) needs at `UPLOAD_BYTES_PER_S` after its grace, a quarter more for the form
+    around it, at most `UPLOAD_MOST_S` (also for a studio with no cap on files)."""
+    if file_bytes is None:
+        return UPLOAD_MOST_S
+    return min(UPLOAD_MOST_S, UPLOAD_GRACE_S + 1.25 * file_bytes / UPLOAD_BYTES_PER_S)
+
+
 def _no_room(used: int, share: int) -> str:
     return (
         f"Your sessions on this studio already take {used / 2**20:.0f} MB of the "
@@ -466,18 +539,17 @@ def _no_room(used: int, share: int) -> str:
     )
 
 
-async def refuse(send: Send, status: int, sentence: str) -> None:
+async def refuse(send: Send, status: int, sentence: str, *, close: bool = False) -> None:
+    """Answer `sentence` as plain text (`close`: and close the connection after it, whatever
+    of the request's body has not come yet)."""
     body = sentence.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -192,6 +192,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                     bridge=bridge,
                     hosted=settings.hosted,
                     share_bytes=settings.visitor_upload_bytes,
+                    file_bytes=settings.max_upload_bytes,
                 ),
             ]
         },

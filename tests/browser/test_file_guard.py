@@ -397,6 +397,66 @@ def test_an_upload_abandoned_on_its_way_leaves_nothing_on_disk(hosted, monkeypat
     assert _upload(hosted.url, make_image(90, 70), _cookie(visitor)).status_code == 200
 
 
+def _trickle_upload(url: str, cookie: dict[str, str], declared: int, every_s: float) -> str:
+    """An upload declaring `declared` bytes whose client then sends one byte every `every_s`
+    seconds until the studio answers; the answer, read until the studio closes the connection
+    (a hang guard of 30 s, not a measure: a studio that never cuts it fails here)."""
+    import select
+    import socket
+
+    parts = urlsplit(url)
+    boundary = "----trickle"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        'filename="slow.png"\r\nContent-Type: image/png\r\n\r\n'
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port)) as connection:
+        connection.sendall(
+            (
+                f"POST /gradio_api/upload HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Cookie: {cookie['Cookie']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                f"Content-Length: {declared}\r\n\r\n"
+            ).encode()
+            + head
+        )
+        deadline = time.monotonic() + 30
+        while not select.select([connection], [], [], every_s)[0]:
+            if time.monotonic() > deadline:
+                return ""  # still open, still waiting for the rest
+            connection.sendall(b"\0")
+        connection.settimeout(30)
+        answer = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := connection.recv(65536):
+                answer += chunk
+            return answer.decode(errors="replace") + "\n[closed]"
+        return answer.decode(errors="replace")
+
+
+def test_an_upload_that_trickles_in_is_cut_and_gives_its_room_back(sim, clean_env, monkeypatch):
+    """An upload declaring most of the visitor's share, then sending a byte at a time, held its
+    connection and that share for good (review 8 F4). It must keep the pace of every other
+    body after its first seconds (here one second, for the test): it is cut with a sentence,
+    its connection closed, and an honest upload of the same size then fits."""
+    from studio.ui import guard
+
+    monkeypatch.setattr(guard, "UPLOAD_GRACE_S", 1.0)
+    noise = os.urandom(1_500_000)  # kept as it is: a file of 1.5 MB
+    with running_studio(sim, clean_env, hosted=True, visitor_upload_bytes=2 << 20) as studio:
+        visitor = _visitor(studio.url)
+        answer = _trickle_upload(studio.url, _cookie(visitor), 1_600_000, 0.2)
+        assert answer.startswith("HTTP/1.1 408"), answer[:200]
+        assert guard.TOO_SLOW_UPLOAD in answer
+        # Closed by the studio (not left open for the rest of the body).
+        assert "connection: close" in answer.lower()
+        assert answer.endswith("[closed]")
+        # Its reservation is given back: 1.5 MB more fits the 2 MB share.
+        honest = _upload(studio.url, noise, _cookie(visitor))
+        assert honest.status_code == 200, honest.text
+        assert Path(honest.json()[0]).stat().st_size == len(noise)
+
+
 def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean_env):
     """Fresh identities buy no fresh disk: uploads waiting for their handler count toward
     their address's share whichever identity sent them."""

@@ -307,7 +307,12 @@ def test_a_visitor_sends_one_large_body_at_a_time(hosted):
     assert third.status_code != 429
 
 
-def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env):
+def test_uploads_sent_at_once_cannot_all_fit_the_same_room(sim, clean_env, monkeypatch):
+    from studio.ui import guard
+
+    # The three bodies stall until two answers are in (httpx reads none before its body is
+    # sent): longer than an upload may wait for its first bytes, which is not what this tests.
+    monkeypatch.setattr(guard, "UPLOAD_GRACE_S", 60.0)
     with running_studio(sim, clean_env, hosted=True, visitor_upload_bytes=100_000) as studio:
         url = studio.url.rstrip("/") + "/gradio_api/upload"
         visitor = _cookie_of_a_new_visitor(studio.url)
