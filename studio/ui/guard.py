@@ -187,7 +187,12 @@ class VisitorGuard:
     async def _may_read(self, request: Request, target: str) -> bool:
         if _is_remote(target):
             return False  # the file route never fetches a remote URL on a hosted studio
-        opened = await asyncio.to_thread(_as_opened, target, self.bridge.private_folders())
+        try:
+            opened = await asyncio.to_thread(_as_opened, target, self.bridge.private_folders())
+        except ValueError:
+            # A name no file can have (a NUL in it: "embedded null byte"): answered as missing,
+            # as Gradio's route would only answer it with a traceback in the log (review 8 F2).
+            return False
         if opened is None:
             return True  # nothing there: Gradio answers "not allowed" itself
         paths, inside_store = opened
@@ -473,7 +478,8 @@ def _upload_root() -> Path:
 def _as_opened(target: str, private: list[Path]) -> tuple[tuple[Path, ...], bool] | None:
     """The file Gradio would open for `target` (the absolute path it checks, and the file that
     really is, symbolic links followed), and whether it lies in one of the `private` folders;
-    None when there is no such file. Blocking: call it in a thread."""
+    None when there is no such file; ValueError for a name no file can have (a NUL in it).
+    Blocking: call it in a thread."""
     absolute = Path(os.path.abspath(target))  # what gradio.utils.abspath does
     try:
         real = absolute.resolve(strict=True)

@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from gradio.data_classes import PredictBody
 from starlette.requests import Request
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -81,6 +82,7 @@ NO_FETCHING = (
     "the link as text where a link is asked for."
 )
 _URL_SCHEMES = ("http:", "https:", "//")
+TOO_DEEP = "This request nests its data deeper than this studio reads."
 # Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
@@ -178,6 +180,25 @@ NOT_YOUR_TAB = "This tab belongs to another visitor; reload the page."
 # traceback of 6.6 KB: review 6 F9).
 _BY_NAME = re.compile(r"/gradio_api/(?:call/v2|call|run|api)/([^/]+)/?")
 NO_SUCH_ENDPOINT = "This studio has no API endpoint of that name (see its API page)."
+# What Gradio cannot handle, and answers with a traceback in the studio's log for each request
+# (review 8 F2: a client sending them in a loop grew the log by half a megabyte a second):
+# refused at the door with a sentence instead. A `/call/v2/<name>` body is its endpoint's
+# arguments by name (`client_utils.construct_args` raises on any other key, or a missing one);
+# a page's event names a function Gradio has; the answers of an event Gradio holds.
+_CALL_V2 = tuple(
+    compile_path(route)[0]
+    for route in ("/gradio_api/call/v2/{api_name}", "/gradio_api/call/v2/{api_name}/")
+)
+V2_ARGUMENTS = (
+    "This API route takes a JSON object of the endpoint's arguments by name ({names}); see the "
+    "studio's API page."
+)
+NO_SUCH_EVENT_KIND = "This studio has no event of that number; reload the page."
+_CALL_ANSWERS = tuple(
+    compile_path(route)[0]
+    for route in ("/gradio_api/call/{api}/{event_id}", "/gradio_api/call/v2/{api}/{event_id}")
+)
+NO_SUCH_EVENT = "This studio has no answers for that event id (already read, or never sent)."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
 # What Gradio builds for each request: the page, its config, the API's description
 # (`turns.PageRate`).
@@ -270,8 +291,10 @@ class TabDoor:
         self.mcp_calls: dict[str, int] = {}
         # Pages built for each network address lately.
         self.pages = PageRate()
-        # The public API's endpoint names (`_public_names`), once read.
+        # The public API's endpoint names (`_public_names`), once read; and each one's argument
+        # names, all and required (`_arguments`).
         self.public: frozenset[str] | None = None
+        self.arguments: dict[str, tuple[tuple[str, ...], frozenset[str]]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -361,10 +384,11 @@ class TabDoor:
                     await refuse(send, 503, BUSY)
                     return
                 held.callback(self.big_bodies.release)
-            named, fetches = await _read_event(body)
-            if fetches:
-                await refuse(send, 400, NO_FETCHING)
+            document, unread = await _parsed(body)
+            if unread is not None:
+                await refuse(send, 400, unread)
                 return
+            named = _hash_in(document)
             if named is not None and not _HASH.fullmatch(named):
                 await refuse(send, 400, BAD_TAB)
                 return
@@ -380,6 +404,9 @@ class TabDoor:
             nobody = owner is None and not forwarded_in(scope)
             if nobody and (quick or at_once or _COMPONENT_SERVER.match(path)):
                 await self._refuse_nobody(scope, send, quick, named if _JOIN.match(path) else None)
+                return
+            if (wrong := self._body_refusal(scope, path, document)) is not None:
+                await refuse_event(send, 422, wrong)
                 return
             if quick:
                 await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
@@ -452,6 +479,12 @@ class TabDoor:
             # it, and the made-up hash is bound to nobody.
             await _answer(send, 200, _STREAM, _NO_SUCH_STREAM)
             return True
+        answers = scope.get("method") == "GET" and any(r.match(path) for r in _CALL_ANSWERS)
+        if answers and event is not None and not _event_known(scope, event):
+            # Gradio would open a stream and fail inside it (its 404 raised after the answer
+            # began: a 6 KB traceback logged each time).
+            await refuse(send, 404, NO_SUCH_EVENT)
+            return True
         for hash_ in hashes:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
                 await refuse(send, 403, NOT_YOUR_TAB)
@@ -495,6 +528,46 @@ class TabDoor:
                 if fn.api_visibility == "public" and isinstance(fn.api_name, str)
             )
         return self.public
+
+    def _arguments(self, scope: Scope) -> dict[str, tuple[tuple[str, ...], frozenset[str]]]:
+        """Each public endpoint's argument names, and those it requires (read from Gradio's
+        description of its API once: what `/call/v2` matches a body against)."""
+        if self.arguments is None:
+            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            info = blocks.get_api_info() if blocks is not None else {}
+            arguments = {}
+            for route, endpoint in info.get("named_endpoints", {}).items():
+                parameters = endpoint.get("parameters", [])
+                names = tuple(p["parameter_name"] for p in parameters if "parameter_name" in p)
+                required = frozenset(
+                    p["parameter_name"]
+                    for p in parameters
+                    if "parameter_name" in p and not p.get("parameter_has_default", False)
+                )
+                arguments[route.lstrip("/")] = (names, required)
+            self.arguments = arguments
+        return self.arguments
+
+    def _body_refusal(self, scope: Scope, path: str, document: object) -> str | None:
+        """Why Gradio could not handle this event's parsed body without a traceback, if so: a
+        `/call/v2/<name>` body that is not that endpoint's arguments by name, or a join naming a
+        function Gradio does not have. (A body Gradio cannot read at all, it refuses itself.)"""
+        v2 = next((m for route in _CALL_V2 if (m := route.match(path)) is not None), None)
+        if v2 is not None and isinstance(document, dict):
+            names, required = self._arguments(scope).get(v2["api_name"], ((), frozenset()))
+            given = set(document) - {"oauth_token"}  # (Gradio takes it apart, or drops it)
+            if not given <= set(names) or not required <= given:
+                return V2_ARGUMENTS.format(names=", ".join(names) or "none")
+        if _JOIN.match(path) and isinstance(document, dict):
+            try:  # read by Gradio's own model, as its route will (a "3" is 3)
+                index = PredictBody.model_validate(document).fn_index
+            except ValueError:  # (pydantic's ValidationError)
+                return None  # Gradio answers 422 itself
+            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            fns = getattr(blocks, "fns", None)
+            if index is not None and isinstance(fns, dict) and index not in fns:
+                return NO_SUCH_EVENT_KIND
+        return None
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
         """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is (the
@@ -646,6 +719,24 @@ def _gradio_events(scope: Scope) -> Iterable[Any]:
     return events.values() if isinstance(events, dict) else ()
 
 
+def _event_known(scope: Scope, event: str) -> bool:
+    """Whether Gradio's `/call/…/<event id>` route has a stream to read for `event`: it reads the
+    answers of the event's tab (its own id for a caller who sent no tab), found as that route
+    finds it, among the event's waiting or running, then among those whose last answer is not
+    read yet. (A finished event's answers stay until read, so a caller asking just after its
+    event finished still finds them.) True when there is no queue to ask."""
+    queue = _gradio_queue(scope)
+    if queue is None:
+        return True
+    held = queue.event_ids_to_events.get(event)
+    if held is not None:
+        tab = held.session_hash
+    else:
+        tabs = queue.pending_event_ids_session.items()
+        tab = next((t for t, ids in list(tabs) if event in ids), event)
+    return tab in queue.pending_messages_per_session
+
+
 def _hashes_known(scope: Scope, hashes: list[str]) -> bool:
     """Whether Gradio's queue holds messages for every tab in `hashes` (one it has never
     queued an event for has none); True when there is no queue to ask."""
@@ -689,34 +780,40 @@ def _hashes_in_url(scope: Scope, route_path: str) -> list[str]:
     if (match := _HEARTBEAT.match(route_path)) is not None:
         return [match["session_hash"]]
     if any(route.match(route_path) is not None for route in _BY_QUERY):
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        # (An empty one too: Gradio has no stream for it, and would log a traceback.)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         return query.get("session_hash", [])
     return []
 
 
-async def _read_event(body: bytes) -> tuple[str | None, bool]:
-    """The top-level `session_hash` of a body, read as Gradio will read it: any body that parses
-    as JSON, whatever its declared type (FastAPI compares media types without regard to case,
-    a key may be spelled with escapes, the text may be UTF-16 or start with a byte order mark),
-    parsed by the same `json.loads` as Starlette's `Request.json`. And whether the body names a
-    file by URL (`_names_a_url`)."""
+async def _parsed(body: bytes) -> tuple[object, str | None]:
+    """A body read as Gradio will read it: any body that parses as JSON, whatever its declared
+    type (FastAPI compares media types without regard to case, a key may be spelled with
+    escapes, the text may be UTF-16 or start with a byte order mark), parsed by the same
+    `json.loads` as Starlette's `Request.json` (None when it does not parse); and why it is
+    refused unread, if it is: it nests deeper than `json.loads` reads (Gradio would answer with
+    a traceback in the log), or it names a file by URL (`_names_a_url`)."""
     if not body:
-        return None, False
+        return None, None
 
-    def parse() -> tuple[object, bool]:
+    def parse() -> tuple[object, str | None]:
         try:
             document = json.loads(body)
-        except (ValueError, RecursionError):
-            return None, False  # Gradio cannot read it either, and answers so itself
-        return document, _names_a_url(document)
+        except ValueError:
+            return None, None  # Gradio cannot read it either, and answers so itself
+        except RecursionError:
+            return None, TOO_DEEP
+        return document, NO_FETCHING if _names_a_url(document) else None
 
-    big = len(body) > _PARSE_ON_THREAD_BYTES
-    document, fetches = await asyncio.to_thread(parse) if big else parse()
+    return await asyncio.to_thread(parse) if len(body) > _PARSE_ON_THREAD_BYTES else parse()
+
+
+def _hash_in(document: object) -> str | None:
+    """The top-level `session_hash` of a parsed body."""
     if isinstance(document, dict):
         value = document.get("session_hash")
-        named = value if isinstance(value, str) else None if value is None else str(value)
-        return named, fetches
-    return None, fetches
+        return value if isinstance(value, str) else None if value is None else str(value)
+    return None
 
 
 def _names_a_url(document: object) -> bool:
@@ -848,6 +945,8 @@ __all__ = [
     "BAD_TAB",
     "EVENTS_AT_ONCE",
     "NOT_YOUR_TAB",
+    "NO_SUCH_EVENT",
+    "NO_SUCH_EVENT_KIND",
     "READING_PER_ADDRESS",
     "READING_PER_VISITOR",
     "TABS_KEPT",
@@ -859,6 +958,7 @@ __all__ = [
     "UNNAMED_BODY_BYTES",
     "UNREAD",
     "UNREAD_PER_VISITOR",
+    "V2_ARGUMENTS",
     "TabDoor",
     "tab_busy",
 ]

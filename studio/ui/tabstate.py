@@ -261,11 +261,15 @@ def _without_deep_link(scope: Scope) -> Scope:
 
 def _in_deep_links(target: str) -> bool:
     """Whether the file a file route opens for `target` lies in Gradio's deep-link folder (as
-    given, or with symbolic links followed). Blocking."""
+    given, or with symbolic links followed); True too for a name no file can have (a NUL in
+    it), which Gradio's route would answer with a traceback in the log each time (review 8
+    F2): it is answered as missing here. Blocking."""
     folder = Path(get_upload_folder()).resolve() / "deep_links"
     absolute = Path(os.path.abspath(target))
     try:
         real = absolute.resolve()
+    except ValueError:  # "embedded null byte"
+        return True
     except (OSError, RuntimeError):
         real = absolute
     return any(p.is_relative_to(folder) for p in (absolute, real))

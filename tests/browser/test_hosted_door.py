@@ -1006,7 +1006,7 @@ def test_an_event_naming_a_file_by_url_is_refused_and_nothing_is_fetched(hosted,
     import gradio as gr
 
     from studio.ui.files import NOT_FETCHED, install
-    from studio.ui.tabs import NO_FETCHING
+    from studio.ui.tabs import NO_FETCHING, TOO_DEEP
 
     api = hosted.url.rstrip("/") + "/gradio_api"
     cookie = _cookie_of_a_new_visitor(hosted.url)
@@ -1033,6 +1033,10 @@ def test_an_event_naming_a_file_by_url_is_refused_and_nothing_is_fetched(hosted,
         assert asked == []
     # A local path in a file object still goes to Gradio (the page's own uploads are so).
     assert _names_nothing_fetched(api, cookie)
+    # A body nested deeper than JSON is read is refused too (Gradio's answer was a traceback).
+    deep = '{"data": ' + "[" * 100_000 + "]" * 100_000 + ', "fn_index": 0}'
+    answer = httpx.post(f"{api}/queue/join", content=deep, headers=cookie, timeout=30)
+    assert (answer.status_code, TOO_DEEP in answer.text) == (400, True)
 
 
 def _names_nothing_fetched(api: str, cookie: dict[str, str]) -> bool:
