@@ -116,7 +116,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         from studio.ui.serve import serve_studio
 
-        serve_studio(settings, mcp=args.mcp)
+        serve_studio(settings, mcp=args.mcp, verbose=args.verbose)
     except OSError as error:
         # Taken between the check and the start (Gradio says "Cannot find empty port").
         if "empty port" not in str(error):

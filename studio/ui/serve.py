@@ -22,6 +22,7 @@ from studio.ui.guard import VisitorGuard
 from studio.ui.signin import SignInThrottle
 from studio.ui.tabs import EVENTS_AT_ONCE, TabDoor
 from studio.ui.tabstate import TabStates
+from studio.ui.tracelog import TracebackNet
 from studio.ui.visitor import DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
@@ -266,9 +267,13 @@ def open_share_link(demo: gr.Blocks, *, wait_s: float = SHARE_WAIT_S) -> str | N
     return found[0]
 
 
-def serve_studio(settings: Settings, *, mcp: bool = False) -> None:
-    """Run the studio until Ctrl+C."""
+def serve_studio(settings: Settings, *, mcp: bool = False, verbose: bool = False) -> None:
+    """Run the studio until Ctrl+C. Unless `verbose`, the log holds a few full tracebacks a
+    minute of each kind, and counts the rest (`ui.tracelog`)."""
     demo, bridge, url = start_studio(settings, mcp=mcp)
+    net = TracebackNet()
+    if not verbose:
+        net.install()  # (after the launch, which configured uvicorn's log handlers)
     _say(f"Kontext Studio is running at {url}")
     if settings.share:
         if settings.space:
@@ -287,6 +292,7 @@ def serve_studio(settings: Settings, *, mcp: bool = False) -> None:
     finally:
         demo.close()
         bridge.close()
+        net.close()
         sys.stdout.flush()
 
 

@@ -1,0 +1,239 @@
+"""The studio server's log, bounded: a few full tracebacks a minute of each kind, the rest
+counted and said in one line.
+
+Gradio prints a traceback for many a request it cannot handle (`traceback.print_exc()` in its
+queue and routes), and uvicorn logs one for every exception that reaches it. Each is a few
+kilobytes; one client sending such requests in a loop grew a hosted studio's log by half a
+megabyte a second (review 8 F2). The door refuses the requests known to do it (`ui.tabs`,
+`ui.guard`, `ui.tabstate`); this is the net for whatever else does. A kind is an exception's
+type and the line that raised it: its first `FULL_PER_WINDOW` in a minute are printed in full
+(a host needs to see real errors), the rest counted, and said in one line when the minute is
+over ("... 1,234 more like this in the last minute").
+
+Installed by `ui.serve.serve_studio` in the studio's server process only, and not with
+`--verbose`, which prints every traceback in full. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import TextIO
+
+# Full tracebacks of one kind printed in a window; the rest are counted.
+FULL_PER_WINDOW = 3
+WINDOW_S = 60.0
+# Kinds counted apart at once; past this, new kinds share one count (the limiter's own memory
+# stays bounded, whatever a client manages to make the server raise).
+KINDS_KEPT = 1000
+# How often the counts of finished windows are written (so a line may come this much late).
+SUMMARY_EVERY_S = 10.0
+# The loggers whose handlers the net filters: uvicorn's (its own handlers, which print full
+# tracebacks whatever the studio's settings), Gradio's and the root's (where Gradio's and
+# every other library's records end up).
+LOGGERS = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "gradio")
+
+# An exception's type, and where it was raised ("gradio_client/utils.py:1409").
+Kind = tuple[str, str]
+_OTHER: Kind = ("other exceptions", "many places")
+
+
+def kind_of(error: BaseException) -> Kind:
+    """`error`'s kind: its type, and the file (its last two parts) and line that raised it."""
+    where = "?"
+    tb = error.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        where = f"{'/'.join(PurePath(code.co_filename).parts[-2:])}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    cls = type(error)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+    return name, where
+
+
+@dataclass
+class _Tally:
+    since_s: float
+    shown: int = 0
+    held: int = 0
+
+
+class RepeatLimit:
+    """How many tracebacks of each kind to print: pure, the clock passed in.
+
+    A kind's window starts at its first traceback and lasts `window_s`; within it, the first
+    `full` are printed and the rest held (counted). Once it is over, the count is said in one
+    line (`due`), and the kind's next traceback starts a new window.
+    """
+
+    def __init__(
+        self, *, full: int = FULL_PER_WINDOW, window_s: float = WINDOW_S, kinds: int = KINDS_KEPT
+    ) -> None:
+        self.full = full
+        self.window_s = window_s
+        self.kinds = kinds
+        self.tallies: dict[Kind, _Tally] = {}
+        self.said: list[str] = []  # lines of windows over, not yet taken by `due`
+
+    def admit(self, kind: Kind, now_s: float) -> bool:
+        """Whether to print this traceback of `kind` in full (else it is counted)."""
+        tally = self.tallies.get(kind)
+        if tally is not None and now_s - tally.since_s >= self.window_s:
+            self._end(kind, tally)
+            tally = None
+        if tally is None:
+            if len(self.tallies) >= self.kinds and kind != _OTHER:
+                return self.admit(_OTHER, now_s)
+            tally = self.tallies[kind] = _Tally(since_s=now_s)
+        if tally.shown < self.full:
+            tally.shown += 1
+            return True
+        tally.held += 1
+        return False
+
+    def due(self, now_s: float) -> list[str]:
+        """The lines of every window over by `now_s` (each said once)."""
+        for kind, tally in list(self.tallies.items()):
+            if now_s - tally.since_s >= self.window_s:
+                self._end(kind, tally)
+        said, self.said = self.said, []
+        return said
+
+    def flush(self) -> list[str]:
+        """The lines of every window, over or not (when the server stops)."""
+        for kind, tally in list(self.tallies.items()):
+            self._end(kind, tally)
+        said, self.said = self.said, []
+        return said
+
+    def _end(self, kind: Kind, tally: _Tally) -> None:
+        del self.tallies[kind]
+        if tally.held:
+            name, where = kind
+            self.said.append(
+                f"... {tally.held:,} more like this in the last minute: {name} at {where}"
+            )
+
+
+class _RepeatFilter(logging.Filter):
+    """Lets a record with an exception through only if the net admits it; a record that goes
+    through several handlers is judged once."""
+
+    def __init__(self, admit: Callable[[BaseException], bool]) -> None:
+        super().__init__()
+        self.admit = admit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        verdict = record.__dict__.get("_studio_admitted")
+        if verdict is None:
+            error = record.exc_info[1] if record.exc_info else None
+            verdict = error is None or self.admit(error)
+            record._studio_admitted = verdict
+        return bool(verdict)
+
+
+class TracebackNet:
+    """The bound, installed in this process: on `traceback.print_exc` and on the handlers of
+    `LOGGERS`; the held counts written to `stream` every `SUMMARY_EVERY_S`, and at `close`."""
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        limit: RepeatLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        prefix: str = "kontext-studio: ",
+    ) -> None:
+        self.stream = stream
+        self.limit = limit or RepeatLimit()
+        self.clock = clock
+        self.prefix = prefix
+        self.lock = threading.Lock()
+        self.filter = _RepeatFilter(self.admit)
+        self.filtered: list[logging.Handler] = []
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.print_exc: Callable[..., None] | None = None
+
+    def admit(self, error: BaseException) -> bool:
+        """Whether to print `error`'s traceback in full; the lines of windows over are written
+        first."""
+        with self.lock:
+            verdict = self.limit.admit(kind_of(error), self.clock())
+            said = self.limit.due(self.clock()) if self.limit.said else []
+        self._write(said)
+        return verdict
+
+    def install(self) -> None:
+        """Bound `traceback.print_exc` and the handlers of `LOGGERS` (those there now: call it
+        once the server has configured its logging); start writing the counts."""
+        if self.print_exc is not None:
+            return
+        self.print_exc = original = traceback.print_exc
+
+        def print_exc(
+            limit: int | None = None, file: TextIO | None = None, chain: bool = True
+        ) -> None:
+            error = sys.exc_info()[1]
+            if error is None or self.admit(error):
+                original(limit=limit, file=file, chain=chain)
+
+        # Gradio calls `traceback.print_exc()` itself, through the module (queueing, routes,
+        # route_utils, utils): no logger or setting of its own reaches those, so the module's
+        # function is replaced, in the server process only, for as long as the net is up.
+        traceback.print_exc = print_exc  # type: ignore[assignment]  # (the stream, typed narrower)
+        for name in LOGGERS:
+            for handler in logging.getLogger(name).handlers:
+                if handler not in self.filtered:
+                    handler.addFilter(self.filter)
+                    self.filtered.append(handler)
+        self.thread = threading.Thread(target=self._summarise, name="traceback-net", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Put everything back, and write what is still held."""
+        if self.print_exc is None:
+            return
+        traceback.print_exc = self.print_exc
+        self.print_exc = None
+        for handler in self.filtered:
+            handler.removeFilter(self.filter)
+        self.filtered.clear()
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        with self.lock:
+            said = self.limit.flush()
+        self._write(said)
+
+    def _summarise(self) -> None:
+        while not self.stopped.wait(SUMMARY_EVERY_S):
+            with self.lock:
+                said = self.limit.due(self.clock())
+            self._write(said)
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        stream = self.stream or sys.stderr
+        stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
+        stream.flush()
+
+
+__all__ = [
+    "FULL_PER_WINDOW",
+    "KINDS_KEPT",
+    "LOGGERS",
+    "SUMMARY_EVERY_S",
+    "WINDOW_S",
+    "Kind",
+    "RepeatLimit",
+    "TracebackNet",
+    "kind_of",
+]
