@@ -1,0 +1,196 @@
+"""A hosted studio's log stays bounded whatever one client sends (review 8 F2).
+
+The studio runs as its own process (`kontext-studio --hosted`, on the built-in simulator, on
+loopback), its stderr written to a file as a host would keep it. Requests Gradio cannot handle
+are refused at the door without a traceback; a flood of requests that still reach Gradio's own
+`traceback.print_exc` prints a few in full and counts the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from studio.ui.tabs import NO_SUCH_EVENT, NO_SUCH_EVENT_KIND, V2_ARGUMENTS
+from studio.ui.tracelog import FULL_PER_WINDOW
+
+pytestmark = pytest.mark.slow
+
+# Seconds; hang guards, never performance assertions.
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 20
+TRACEBACK = "Traceback (most recent call last)"
+FLOOD = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class HostedStudio:
+    url: str
+    log: Path
+    proc: subprocess.Popen[str]
+    cookie: dict[str, str]
+
+    def log_text(self, start: int = 0) -> str:
+        return self.log.read_bytes()[start:].decode("utf-8", "replace")
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostedStudio]:
+    folder = tmp_path_factory.mktemp("log-bound")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNAPI_", "KONTEXT_STUDIO_"))}
+    env |= {
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "KONTEXT_STUDIO_SIM_LATENCY": "fast",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    log = folder / "stderr.log"
+    args = [sys.executable, "-m", "studio.cli", "--hosted", "--port", str(port)]
+    args += ["--home", str(folder / "home")]
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=folder
+        )
+    url = f"http://127.0.0.1:{port}"
+    running = HostedStudio(url=url, log=log, proc=proc, cookie={})
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        line = ""
+        while time.monotonic() < deadline and not line.startswith("Kontext Studio is running"):
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                pytest.fail(f"the studio did not start: {running.log_text()}")
+        token = httpx.get(url + "/", timeout=30).cookies.get("kontext_visitor")
+        assert token
+        running.cookie = {"Cookie": f"kontext_visitor={token}"}
+        yield running
+    finally:
+        running.stop()
+
+
+def _calls(studio: HostedStudio) -> dict[str, Callable[[httpx.Client], httpx.Response]]:
+    """The requests the review found each logging a traceback, by what they are."""
+    cookie = studio.cookie
+    return {
+        "a v1 body on the v2 route": lambda http: http.post(
+            "/gradio_api/call/v2/show_session", json={"data": ["x"]}, headers=cookie
+        ),
+        "a NUL in a file route": lambda http: http.get("/gradio_api/file=%00"),
+        "a NUL in the older file route": lambda http: http.get("/gradio_api/file/%00"),
+        "a NUL after a dot-dot": lambda http: http.get("/gradio_api/file=%2e%2e/%00"),
+        "the answers of an unknown event": lambda http: http.get(
+            "/gradio_api/call/show_session/0123456789abcdef"
+        ),
+        "... by any name": lambda http: http.get("/gradio_api/call/no_such_name/0123456789"),
+        "... on the v2 route": lambda http: http.get("/gradio_api/call/v2/anything/0123456789"),
+        "the stream of an empty tab": lambda http: http.get("/gradio_api/queue/data?session_hash="),
+        "an event of an unknown number": lambda http: http.post(
+            "/gradio_api/queue/join",
+            json={"data": [], "fn_index": 99999, "session_hash": "tab0123456"},
+            headers=cookie,
+        ),
+        "... given as text": lambda http: http.post(
+            "/gradio_api/queue/join",
+            json={"data": [], "fn_index": "99999", "session_hash": "tab0123456"},
+            headers=cookie,
+        ),
+    }
+
+
+REFUSED_AS = {
+    "a v1 body on the v2 route": (422, V2_ARGUMENTS.format(names="session_id")),
+    "a NUL in a file route": (404, ""),
+    "a NUL in the older file route": (404, ""),
+    "a NUL after a dot-dot": (404, ""),
+    "the answers of an unknown event": (404, NO_SUCH_EVENT),
+    "... by any name": (404, NO_SUCH_EVENT),
+    "... on the v2 route": (404, NO_SUCH_EVENT),
+    "the stream of an empty tab": (400, "in a form this studio does not use"),
+    "an event of an unknown number": (422, NO_SUCH_EVENT_KIND),
+    "... given as text": (422, NO_SUCH_EVENT_KIND),
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSED_AS))
+def test_a_request_gradio_cannot_handle_is_refused_without_a_traceback(studio, kind):
+    status, sentence = REFUSED_AS[kind]
+    start = studio.log_size()
+    with httpx.Client(base_url=studio.url, timeout=30) as http:
+        for _ in range(5):
+            answer = _calls(studio)[kind](http)
+            assert answer.status_code == status, answer.text
+            assert sentence in answer.text
+            assert TRACEBACK not in answer.text
+    assert studio.log_text(start) == ""
+
+
+def test_a_real_callers_answers_are_still_read_on_either_route(studio):
+    with httpx.Client(base_url=studio.url, timeout=30, headers=studio.cookie) as http:
+        called = http.post("/gradio_api/call/list_sessions", json={"data": [5]})
+        answer = http.get(f"/gradio_api/call/list_sessions/{called.json()['event_id']}")
+        assert answer.status_code == 200
+        assert answer.text.startswith("event: complete")
+        called = http.post("/gradio_api/call/v2/list_sessions", json={"limit": 5})
+        assert called.status_code == 200, called.text
+        answer = http.get(f"/gradio_api/call/v2/list_sessions/{called.json()['event_id']}")
+        assert answer.text.startswith("event: complete")
+
+
+def test_a_flood_that_reaches_gradios_print_exc_prints_a_few_and_counts_the_rest(studio):
+    """Mistyped arguments to the public API pass the door (they are the handler's to check)
+    and fail in Gradio's preprocessing, which prints a traceback for each."""
+    start = studio.log_size()
+    with httpx.Client(base_url=studio.url, timeout=30, headers=studio.cookie) as http:
+        for _ in range(FLOOD):
+            called = http.post("/gradio_api/call/list_sessions", json={"data": ["abc"]})
+            answer = http.get(f"/gradio_api/call/list_sessions/{called.json()['event_id']}")
+            assert answer.text.startswith("event: error")
+    flood = studio.log_text(start)
+    failure = "ComponentProcessingError: Could not preprocess input component"
+    printed = flood.count(failure)
+    # The first one in full (a host sees the real error), the rest counted.
+    assert 1 <= printed <= FULL_PER_WINDOW
+    assert TRACEBACK in flood.split(failure)[0]
+    assert "TypeError: '<' not supported between instances of 'str' and 'int'" in flood
+    assert len(flood.encode()) < FULL_PER_WINDOW * 4096  # not one per request (150 KB)
+    # Once stopped, the studio says how many it held (each minute's count, in one line).
+    studio.stop()
+    counted = re.findall(
+        r"^kontext-studio: \.\.\. ([\d,]+) more like this in the last minute: "
+        r"gradio\.exceptions\.ComponentProcessingError at ",
+        studio.log_text(start),
+        re.MULTILINE,
+    )
+    assert counted
+    assert printed + sum(int(n.replace(",", "")) for n in counted) == FLOOD

@@ -1,0 +1,171 @@
+"""The bound on repeated tracebacks (`studio.ui.tracelog`), on a fake clock."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import traceback
+
+import pytest
+
+from studio.ui.tracelog import FULL_PER_WINDOW, WINDOW_S, RepeatLimit, TracebackNet, kind_of
+
+KIND = ("TypeError", "gradio_client/utils.py:1409")
+OTHER = ("ValueError", "gradio/routes.py:1641")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def _raised(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_the_first_of_a_kind_are_printed_and_the_rest_counted_until_the_minute_is_over():
+    limit = RepeatLimit()
+    verdicts = [limit.admit(KIND, 1000.0 + n * 0.01) for n in range(1234 + FULL_PER_WINDOW)]
+    assert verdicts == [True] * FULL_PER_WINDOW + [False] * 1234
+    assert limit.due(1000.0 + WINDOW_S - 1) == []  # the minute is not over
+    assert limit.due(1000.0 + WINDOW_S) == [
+        "... 1,234 more like this in the last minute: TypeError at gradio_client/utils.py:1409"
+    ]
+    assert limit.due(1000.0 + 2 * WINDOW_S) == []  # said once
+    # A new minute prints the first few in full again.
+    assert limit.admit(KIND, 1000.0 + 2 * WINDOW_S) is True
+
+
+def test_each_kind_has_its_own_count():
+    limit = RepeatLimit(full=1)
+    assert [limit.admit(KIND, 0.0), limit.admit(OTHER, 0.0)] == [True, True]
+    assert [limit.admit(KIND, 1.0), limit.admit(KIND, 2.0), limit.admit(OTHER, 3.0)] == [
+        False,
+        False,
+        False,
+    ]
+    assert sorted(limit.due(WINDOW_S + 3)) == [
+        "... 1 more like this in the last minute: ValueError at gradio/routes.py:1641",
+        "... 2 more like this in the last minute: TypeError at gradio_client/utils.py:1409",
+    ]
+
+
+def test_a_kind_that_comes_back_after_its_minute_says_its_count_first():
+    limit = RepeatLimit(full=1)
+    limit.admit(KIND, 0.0)
+    limit.admit(KIND, 1.0)
+    assert limit.admit(KIND, WINDOW_S + 5) is True  # a new window
+    assert limit.due(WINDOW_S + 5) == [
+        "... 1 more like this in the last minute: TypeError at gradio_client/utils.py:1409"
+    ]
+
+
+def test_a_minute_with_nothing_held_says_nothing():
+    limit = RepeatLimit()
+    assert limit.admit(KIND, 0.0)
+    assert limit.due(WINDOW_S) == []
+    assert limit.tallies == {}  # and is forgotten
+
+
+def test_kinds_past_the_bound_share_one_count():
+    limit = RepeatLimit(full=1, kinds=2)
+    assert limit.admit(("A", "a.py:1"), 0.0)
+    assert limit.admit(("B", "b.py:1"), 0.0)
+    assert limit.admit(("C", "c.py:1"), 0.0)  # the first of the shared count
+    assert not limit.admit(("D", "d.py:1"), 0.0)
+    assert len(limit.tallies) == 3
+    assert limit.flush() == [
+        "... 1 more like this in the last minute: other exceptions at many places"
+    ]
+
+
+def test_a_kind_is_the_exception_type_and_the_line_that_raised_it():
+    def fail() -> None:
+        raise KeyError("x")
+
+    try:
+        fail()
+    except KeyError as error:
+        name, where = kind_of(error)
+    line = fail.__code__.co_firstlineno + 1
+    assert (name, where) == ("KeyError", f"unit/test_tracelog.py:{line}")
+    assert kind_of(_raised(json.JSONDecodeError("x", "", 0)))[0] == "json.decoder.JSONDecodeError"
+
+
+@pytest.fixture
+def net():
+    clock = FakeClock()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("gradio")
+    logger.addHandler(handler)
+    original = traceback.print_exc
+    net = TracebackNet(stream, clock=clock)
+    net.install()
+    assert traceback.print_exc is not original
+    try:
+        yield net, stream, clock
+    finally:
+        net.close()
+        logger.removeHandler(handler)
+    assert traceback.print_exc is original  # put back
+    assert handler.filters == []
+
+
+def test_gradios_print_exc_is_bounded_while_the_net_is_up(net):
+    up, stream, clock = net
+
+    def print_one() -> None:
+        try:
+            raise TypeError("Parameter `data` is not a valid key-word argument.")
+        except TypeError:
+            traceback.print_exc(file=stream)
+
+    for _ in range(50):
+        print_one()
+    assert stream.getvalue().count("Traceback (most recent call last)") == FULL_PER_WINDOW
+    assert stream.getvalue().count("TypeError: Parameter `data`") == FULL_PER_WINDOW
+    clock.now_s += WINDOW_S
+    print_one()  # a new minute: the count of the last one is said, and this one printed
+    assert stream.getvalue().count("Traceback (most recent call last)") == FULL_PER_WINDOW + 1
+    assert "kontext-studio: ... 47 more like this in the last minute: TypeError at " in (
+        stream.getvalue()
+    )
+    up.close()
+    for _ in range(5):
+        print_one()  # put back: every one printed
+    assert stream.getvalue().count("Traceback (most recent call last)") == FULL_PER_WINDOW + 6
+
+
+def test_log_records_with_an_exception_are_bounded_and_the_rest_pass(net):
+    _, stream, _ = net
+    logger = logging.getLogger("gradio.queueing")
+    for n in range(20):
+        try:
+            raise RuntimeError("Caught handled exception, but response already started.")
+        except RuntimeError:
+            logger.error("Exception in ASGI application %d", n, exc_info=True)
+        logger.error("plain record %d", n)
+    text = stream.getvalue()
+    assert text.count("Exception in ASGI application") == FULL_PER_WINDOW
+    assert text.count("RuntimeError: Caught handled") == FULL_PER_WINDOW
+    assert text.count("plain record") == 20
+
+
+def test_held_counts_are_written_when_the_net_closes(net):
+    up, stream, _ = net
+    for _ in range(FULL_PER_WINDOW + 7):
+        up.admit(_raised(ValueError("embedded null byte")))
+    up.close()
+    assert (
+        stream.getvalue()
+        .splitlines()[-1]
+        .startswith("kontext-studio: ... 7 more like this in the last minute: ValueError at ")
+    )
