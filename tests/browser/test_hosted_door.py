@@ -978,7 +978,7 @@ def _counting_server() -> Iterator[tuple[str, list[str]]]:
     png = base64.b64decode(_png_uri().split(",", 1)[1])
 
     class Answer(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        def do_GET(self) -> None:
             asked.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "image/png")

@@ -364,7 +364,8 @@ async def test_a_result_too_large_for_mcp_comes_as_a_marked_preview_with_the_who
         step = mcp_studio.run(mcp_studio.engine.load_session(summary["session_id"])).current
         whole = mcp_studio.image_bytes(step.result)
         assert len(whole) > MCP_IMAGE_BYTES
-        assert httpx.get(summary["image_url"], timeout=30).content == whole
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.get(summary["image_url"])).content == whole
 
 
 async def test_hosted_mcp_callers_without_a_key_are_nobody_not_one_shared_visitor(sim, clean_env):
