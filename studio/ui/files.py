@@ -35,6 +35,7 @@ from typing import Any
 import gradio
 import gradio.blocks
 import gradio.route_utils
+import gradio.routes
 import gradio_client.utils
 
 # Seconds an export waits to be downloaded; a click on Export writes it again.
@@ -264,7 +265,27 @@ def install() -> None:
     download a file an event names by URL (`_no_downloads`)."""
     if gradio.route_utils.GradioUploadFile is _GradioUploadFile:
         gradio.route_utils.GradioUploadFile = UploadApart  # type: ignore[misc]
+    # (The upload route reads the name from `route_utils`; the older one from `routes`.)
+    if gradio.route_utils.GradioMultiPartParser is _GradioMultiPartParser:
+        gradio.route_utils.GradioMultiPartParser = FewFilesParser  # type: ignore[misc]
+    if getattr(gradio.routes, "GradioMultiPartParser", None) is _GradioMultiPartParser:
+        gradio.routes.GradioMultiPartParser = FewFilesParser  # type: ignore[attr-defined]
     _no_downloads()
+
+
+# Files one upload request may carry. Gradio's upload route takes 1,000, and the guard's cap on
+# a visitor's waiting uploads (16) was checked once per request: one request left 999 waiting
+# (review 8 F8). The page sends one file a request; gradio_client one a request too.
+FILES_PER_UPLOAD = 16
+_GradioMultiPartParser = gradio.route_utils.GradioMultiPartParser
+
+
+class FewFilesParser(_GradioMultiPartParser):
+    """Gradio's multipart parser, taking at most `FILES_PER_UPLOAD` files a request (more: its
+    own 400, "Too many files. Maximum number of files is 16.", before the next file is kept)."""
+
+    def __init__(self, *args: Any, max_files: float = 1000, **kwargs: Any) -> None:
+        super().__init__(*args, max_files=min(max_files, FILES_PER_UPLOAD), **kwargs)
 
 
 NOT_FETCHED = "This studio does not fetch files named by a URL; upload the file instead."

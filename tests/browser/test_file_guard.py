@@ -586,3 +586,23 @@ def test_one_api_callers_session_reads_take_turns_too(hosted, sim, monkeypatch):
     assert max(most.values()) == turns.AT_ONCE
     alice.close()
     bob.close()
+
+
+def test_one_upload_request_carries_at_most_a_few_files(hosted):
+    """The cap on a visitor's waiting uploads holds per file, not per request: one request of
+    17 files is refused whole (review 8 F8: one request left 999 uploads waiting), and the
+    visitor's next upload of one file is kept as usual."""
+    from studio.ui.files import FILES_PER_UPLOAD
+
+    visitor = httpx.Client(base_url=hosted.url)
+    visitor.get("/")
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in visitor.cookies.items())}
+    data = make_image(8, 8)
+    many = [("files", (f"p{n}.png", data, "image/png")) for n in range(FILES_PER_UPLOAD + 1)]
+    answer = httpx.post(f"{hosted.url}gradio_api/upload", files=many, headers=cookie, timeout=30)
+    assert answer.status_code == 400
+    assert f"Maximum number of files is {FILES_PER_UPLOAD}" in answer.text
+    few = many[:FILES_PER_UPLOAD]
+    answer = httpx.post(f"{hosted.url}gradio_api/upload", files=few, headers=cookie, timeout=30)
+    assert answer.status_code == 200
+    assert len(answer.json()) == FILES_PER_UPLOAD
