@@ -83,6 +83,9 @@ NO_FETCHING = (
 )
 _URL_SCHEMES = ("http:", "https:", "//")
 TOO_DEEP = "This request nests its data deeper than this studio reads."
+# The largest MCP request the MCP layer takes (mcp.server.transport_security): one larger was
+# read whole first, up to the studio's body cap (134 MB: review 9 F4).
+MCP_BODY_BYTES = 4 * 1024 * 1024
 # Bodies larger than this are parsed on a worker thread (Gradio's loop keeps serving others).
 _PARSE_ON_THREAD_BYTES = 1024 * 1024
 TOO_LARGE = "This request is larger than this studio takes."
@@ -322,7 +325,7 @@ class TabDoor:
         if counted is not None and self._unread_of(scope, counted) >= UNREAD_PER_VISITOR:
             await refuse_event(send, 429, UNREAD)
             return
-        cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
+        cap = self._body_cap(owner, path)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
             await refuse(send, 413, TOO_LARGE)
@@ -363,7 +366,7 @@ class TabDoor:
                     held.callback(_count_down, self.mcp_calls, taken)
             places = self._large_places(held, [key, *([here] if here else [])] if big else [])
             budget = _Budget(self, big=True) if big else _Budget(self, visitor=owner, address=here)
-            held.callback(budget.give_back)
+            places.callback(budget.give_back)
             try:
                 async with asyncio.timeout(BIG_BODY_READ_S):
                     body = await _read_body(receive, cap, budget=budget)
@@ -383,7 +386,7 @@ class TabDoor:
                 except TimeoutError:
                     await refuse(send, 503, BUSY)
                     return
-                held.callback(self.big_bodies.release)
+                places.callback(self.big_bodies.release)
             document, unread = await _parsed(body)
             if unread is not None:
                 await refuse(send, 400, unread)
@@ -417,13 +420,22 @@ class TabDoor:
                 return
         await self.app(scope, _replay(body, receive), send)
 
+    def _body_cap(self, owner: str | None, path: str) -> int:
+        """The most a body may carry: less for a request that names nobody, and for MCP what
+        the MCP layer takes (it refuses more only once it has read it all)."""
+        cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
+        return min(cap, MCP_BODY_BYTES) if _MCP.match(path) is not None else cap
+
     def _large_places(
         self, held: contextlib.AsyncExitStack, keys: list[str]
     ) -> contextlib.ExitStack:
         """Take a large body's place for each of `keys` (its visitor, its address) until `held`
-        closes, or until the stack returned is closed: once the body is read, on a route that
-        answers only when its work is done (MCP forwards that body to Gradio's queue as its
-        caller; holding the place until the tool ended refused that: review 8 F5)."""
+        closes, or until the stack returned is closed (with what else was taken to read the
+        body: its bytes, a place among the large bodies parsed at once): once the body is read,
+        on a route that answers only when its work is done. MCP forwards that body to Gradio's
+        queue as its caller: holding the visitor's place until the tool ended refused that
+        (review 8 F5), holding one of the three places of all made it wait past its client's
+        5 s, so paid edits were answered "timed out" (review 9 F1)."""
         places = contextlib.ExitStack()
         held.callback(places.close)
         for taken in keys:

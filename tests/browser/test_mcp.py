@@ -3,6 +3,7 @@ calls it, with what comes back (image content and one JSON text) and what is ref
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -302,6 +303,42 @@ async def test_a_hosted_mcp_caller_can_send_a_photo_of_a_few_megabytes(sim, clea
     summary = summary_of(result)
     assert summary["state"] == "completed"
     assert sim.tasks[summary["task_id"]].source_bytes == data
+
+
+async def test_hosted_mcp_callers_sending_photos_at_once_all_get_their_results(sim, clean_env):
+    """Three callers from three addresses each send a photo of a few megabytes at the same
+    moment: each gets its result (review 9 F1: the first call's body held one of the three
+    places of large bodies until its tool ended, so the queue request Gradio's MCP server made
+    for it waited past its client's 5 s and paid edits were answered "timed out"). And an MCP
+    body larger than the MCP layer takes is refused before it is read."""
+    import httpx
+
+    from studio.ui.tabs import MCP_BODY_BYTES, TOO_LARGE
+    from tests.support.engines import make_photo
+
+    data = make_photo(1100, 825)
+    image = "data:image/png;base64," + base64.b64encode(data).decode()
+    keys = [f"sk-caller-{n}-0123456789" for n in range(3)]
+    for key in keys:
+        sim.accept_key(key)
+
+    async def call(key: str, source: str) -> object:
+        async with connect(hosted, key=key, source=source) as mcp:
+            return await mcp.call_tool("edit_image", {"image": image, "instruction": "x"})
+
+    with running_studio(sim, clean_env, mcp=True, hosted=True, visitor_keys=True) as hosted:
+        results = await asyncio.gather(
+            *(call(key, f"127.0.0.{20 + n}") for n, key in enumerate(keys))
+        )
+        too_big = b"x" * (MCP_BODY_BYTES + 1)
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.post(
+                hosted.url + "gradio_api/mcp/", content=too_big, headers={"X-RunAPI-Key": keys[0]}
+            )
+    for result in results:
+        assert not result.isError, result.content[0].text
+        assert summary_of(result)["state"] == "completed"
+    assert (answer.status_code, TOO_LARGE in answer.text) == (413, True)
 
 
 async def test_keep_the_rest_over_mcp_answers_the_photo_at_its_size_and_the_raw_output(
