@@ -228,6 +228,8 @@ NO_MCP_SSE = (
     "This hosted studio serves MCP over streamable HTTP only, at /gradio_api/mcp/ (not SSE)."
 )
 _JOIN = compile_path("/gradio_api/queue/join")[0]
+_CANCEL = compile_path("/gradio_api/cancel")[0]
+NOT_YOUR_EVENT = "That event belongs to another tab; nothing was cancelled."
 _COMPONENT_SERVER = compile_path("/gradio_api/component_server{slash:path}")[0]
 # Events refused to nobody, kept until their answer is read (the oldest forgotten first).
 REFUSALS_KEPT = 1000
@@ -563,7 +565,9 @@ class TabDoor:
     def _body_refusal(self, scope: Scope, path: str, document: object) -> str | None:
         """Why Gradio could not handle this event's parsed body without a traceback, if so: a
         `/call/v2/<name>` body that is not that endpoint's arguments by name, or a join naming a
-        function Gradio does not have. (A body Gradio cannot read at all, it refuses itself.)"""
+        function Gradio does not have. (A body Gradio cannot read at all, it refuses itself.)
+        And a cancel naming an event of another tab than its own: Gradio drops the event named
+        by its id alone, whoever's it is (the tab was checked, not the event)."""
         v2 = next((m for route in _CALL_V2 if (m := route.match(path)) is not None), None)
         if v2 is not None and isinstance(document, dict):
             names, required = self._arguments(scope).get(v2["api_name"], ((), frozenset()))
@@ -579,6 +583,12 @@ class TabDoor:
             fns = getattr(blocks, "fns", None)
             if index is not None and isinstance(fns, dict) and index not in fns:
                 return NO_SUCH_EVENT_KIND
+        if _CANCEL.match(path) and isinstance(document, dict):
+            queue = _gradio_queue(scope)
+            events = getattr(queue, "event_ids_to_events", {})
+            event = events.get(str(document.get("event_id")))
+            if event is not None and event.session_hash != document.get("session_hash"):
+                return NOT_YOUR_EVENT
         return None
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:

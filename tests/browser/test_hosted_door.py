@@ -38,6 +38,7 @@ from studio.ui.signin import (
 from studio.ui.tabs import (
     BUSY,
     EVENTS_AT_ONCE,
+    NOT_YOUR_EVENT,
     NOT_YOUR_TAB,
     ONE_LARGE_AT_A_TIME,
     ONE_LARGE_HERE,
@@ -487,6 +488,25 @@ def test_a_visitor_has_a_bounded_number_of_events_waiting_and_gets_them_back(hos
         done = httpx.get(f"{api}/call/edit_image/{event}", headers=a, timeout=30)
         assert "event: complete" in done.text
     assert list_sessions(a).status_code == 200
+
+
+def test_a_visitor_cannot_cancel_another_visitors_event_by_its_id(hosted, sim):
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    a = _cookie_of_a_new_visitor(hosted.url)
+    b = _cookie_of_a_new_visitor(hosted.url)
+    sim.latency = LatencyProfile(1.5, 1.5, 1.5, 1.5)
+    edit = {"data": [_png_uri(), "make it red", "pro", "match", "", "", "", False]}
+    queued = httpx.post(f"{api}/call/edit_image", json=edit, headers=a)
+    event = queued.json()["event_id"]
+    # B cancels A's event by its id, naming a tab of B's own (which the door lets B use).
+    cancel = {"session_hash": "b-own-tab", "fn_index": 0, "event_id": event}
+    refused = httpx.post(f"{api}/cancel", json=cancel, headers=b, timeout=10)
+    assert refused.status_code == 422
+    assert NOT_YOUR_EVENT in refused.text
+    # A's edit goes on and answers with its image.
+    done = httpx.get(f"{api}/call/edit_image/{event}", headers=a, timeout=30)
+    assert "event: complete" in done.text
+    assert "/studio/image/" in done.text
 
 
 def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
