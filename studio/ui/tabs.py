@@ -372,14 +372,15 @@ class TabDoor:
             try:
                 async with asyncio.timeout(BIG_BODY_READ_S):
                     body = await _read_body(receive, cap, budget=budget)
+            # (Cut mid-body: the connection is closed after the answer, whatever has not come.)
             except _TooLarge:
-                await refuse(send, 413, TOO_LARGE)
+                await refuse(send, 413, TOO_LARGE, close=True)
                 return
             except _Busy as busy:
-                await refuse(send, busy.status, busy.sentence)
+                await refuse(send, busy.status, busy.sentence, close=True)
                 return
             except TimeoutError:  # a body trickling in holds what it sent, and not for long
-                await refuse(send, 408, TOO_SLOW)
+                await refuse(send, 408, TOO_SLOW, close=True)
                 return
             if big:
                 try:

@@ -681,7 +681,9 @@ def test_small_bodies_held_open_hold_a_few_megabytes_and_not_for_long(hosted, mo
     assert httpx.post(f"{api}/queue/join", content=b" " * 1000, headers=other).status_code == 422
     # The held bodies stop coming: each is answered that it took too long, and closed.
     for sock in [*held, *nobody]:
-        assert TOO_SLOW in _answer_of(sock, 15)
+        answer = _answer_of(sock, 15)
+        assert TOO_SLOW in answer
+        assert "connection: close" in answer.lower()
         sock.close()
     monkeypatch.undo()
     time.sleep(0.5)
