@@ -10,6 +10,7 @@ Only layout: no event is registered here (that is `events.wire`).
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,19 @@ def _thumbnail(example: Path) -> Path:
     """An example's small thumbnail (`assets/thumbs/`), or the example itself without one."""
     small = example.parent / "thumbs" / f"{example.stem}.webp"
     return small if small.exists() else example
+
+
+# A thumbnail larger than this is linked by Gradio's file route rather than written into the page.
+INLINE_THUMB_BYTES = 16 * 1024
+
+
+def _thumbnail_url(path: str) -> str:
+    """An example's thumbnail written into the page as a data: URI (a few KB each: no request,
+    and no folder of the server named in the page), or Gradio's file route for a large one."""
+    file = Path(path)
+    if file.suffix == ".webp" and file.stat().st_size <= INLINE_THUMB_BYTES:
+        return "data:image/webp;base64," + base64.b64encode(file.read_bytes()).decode()
+    return tree.file_url(path)
 
 
 def _unopened_path(payload: Any) -> str | None:
@@ -375,7 +389,9 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                 load_link = gr.Button("Load", elem_id="load-link", scale=1, min_width=60)
             # Small thumbnails in plain HTML: a Gallery would cost the page fifteen requests.
             example_gallery = gr.HTML(
-                tree.examples_html([(str(_thumbnail(p)), p.stem) for p in examples]),
+                tree.examples_html(
+                    [(str(_thumbnail(p)), p.stem) for p in examples], url=_thumbnail_url
+                ),
                 elem_id="examples",
                 js_on_load=_CLICKS_JS,
             )

@@ -606,3 +606,21 @@ def test_one_upload_request_carries_at_most_a_few_files(hosted):
     answer = httpx.post(f"{hosted.url}gradio_api/upload", files=few, headers=cookie, timeout=30)
     assert answer.status_code == 200
     assert len(answer.json()) == FILES_PER_UPLOAD
+
+
+def test_the_page_names_no_folder_of_the_server(hosted):
+    """The page and its config (what every visitor's browser gets) carry no path of the
+    installation or of the data directory: the examples' thumbnails are written into it."""
+    install = str(Path(__file__).resolve().parents[2])
+    folders = [install, str(hosted.settings.home), str(Path(hosted.settings.home).resolve())]
+    cookie = {"Cookie": f"kontext_visitor={httpx.get(hosted.url).cookies['kontext_visitor']}"}
+    base = hosted.url.rstrip("/")
+    for route in ("/", "/config"):
+        text = httpx.get(base + route, headers=cookie, timeout=20).text
+        for folder in folders:
+            assert folder not in text, (route, folder)
+            assert quote(folder) not in text, (route, folder)
+    examples = json.loads(httpx.get(base + "/config", headers=cookie, timeout=20).text)
+    shown = [c for c in examples["components"] if c.get("props", {}).get("elem_id") == "examples"]
+    assert shown
+    assert shown[0]["props"]["value"].count("data:image/webp;base64,") == 4
