@@ -295,16 +295,43 @@
   // Enter sends (above) and Shift+Enter starts a new line (the box's own).
   const typing = (target) =>
     Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
-  const press = (id) => {
-    const button = byId(id);
-    if (button && !button.disabled) button.click();
+  // A key pressed again before the page has drawn the last one's move (Ctrl+Z three times in
+  // quick succession) waits for that drawing, then moves on from there: each press is one
+  // move (Gradio would drop a click sent while the last is on its way, and the step a move
+  // starts from is the one drawn).
+  const moves = { queued: [], busy: false, timer: 0 };
+  const moveDone = () => {
+    clearTimeout(moves.timer);
+    moves.busy = false;
+    const next = moves.queued.shift();
+    if (next) requestAnimationFrame(() => move(next));
   };
-  const walk = (step) => {
-    const nodes = [...document.querySelectorAll("#history li.node:not(.pending)")];
-    const at = nodes.findIndex((li) => li.classList.contains("current"));
-    const next = nodes[at + step];
-    next?.querySelector(".tile")?.click();
+  const move = (act) => {
+    if (moves.busy) {
+      if (moves.queued.length < 20) moves.queued.push(act);
+      return;
+    }
+    if (!act()) return moveDone();
+    moves.busy = true;
+    moves.timer = setTimeout(moveDone, 3000); // a move that changed nothing draws nothing
   };
+  studio.moved = moveDone;
+  const press = (id) =>
+    move(() => {
+      const button = byId(id);
+      if (!button || button.disabled) return false;
+      button.click();
+      return true;
+    });
+  const walk = (step) =>
+    move(() => {
+      const nodes = [...document.querySelectorAll("#history li.node:not(.pending)")];
+      const at = nodes.findIndex((li) => li.classList.contains("current"));
+      const tile = nodes[at + step]?.querySelector(".tile");
+      if (at < 0 || !tile) return false;
+      tile.click();
+      return true;
+    });
   const canvas = () => byId("canvas");
   const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
   document.addEventListener("keydown", (event) => {
@@ -346,6 +373,7 @@
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
       studio.redrawPending();
+      if (fresh) studio.moved();
     }
   }).observe(document.body, { childList: true, subtree: true });
 

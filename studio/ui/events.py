@@ -117,9 +117,11 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     )
     c.notice.click(h.on_notice, tab, page, **_QUIET)
     # Export is one click: once the ZIP is made the page saves it (`kontextStudio.saveExport`).
-    c.history_tools.click(h.on_history_tool, tab, [*page, c.export_file], **_QUIET).then(
-        None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **_QUIET
-    )
+    # Undo pressed again while the last is on its way counts too: the page sends it once the
+    # last move is drawn ("multiple": Gradio would drop it while the chain runs).
+    c.history_tools.click(
+        h.on_history_tool, tab, [*page, c.export_file], trigger_mode="multiple", **_QUIET
+    ).then(None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **_QUIET)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
     c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
     pair = [*tab, c.pair_a, c.pair_b]

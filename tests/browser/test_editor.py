@@ -450,3 +450,63 @@ def test_pro_vs_max_takes_the_region_drawn_on_the_canvas(page, studio):
     expect(page.locator("#history li.current")).to_have_attribute("data-region", "box")
     _edit(page, "add snow")
     assert _newest(studio).region.kind == "auto"
+
+
+def test_ten_edits_changing_course_twice_without_scrolling_waiting_or_retyping(
+    browser, studio, sim
+):
+    """Issue 19's bar: ten edits in a row at 1440x900, going back twice to branch, each
+    instruction typed once (some while the one before still runs), the window never scrolled,
+    and every instruction stored verbatim on the path it was sent from."""
+    sim.latency = LatencyProfile(0.5, 1.0, 0.5, 1.0)
+    with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as page:
+        page.evaluate(
+            "() => { window.__scrolled = 0; addEventListener('scroll', () =>"
+            " { window.__scrolled = Math.max(window.__scrolled, scrollY); }); }"
+        )
+        _start_from_example(page)
+        box = page.locator("#prompt textarea")
+        typed: list[str] = []
+
+        def send(prompts: list[str]) -> None:
+            for prompt in prompts:  # each typed once, sent without waiting for the one before
+                box.press_sequentially(prompt, delay=20)
+                box.press("Enter")
+                expect(box).to_have_value("")
+                typed.append(prompt)
+            done = re.compile(rf": {re.escape(prompts[-1])} \(.*\$")
+            expect(_current(page)).to_have_attribute("aria-label", done, timeout=60_000)
+            expect(page.locator("#status")).to_contain_text(DONE, timeout=60_000)
+
+        def back(steps: int) -> None:  # changing course: undo from the keyboard
+            depth = len(_current_path(studio)) - 1 - steps
+            page.locator("#canvas").first.click()
+            for _ in range(steps):
+                page.keyboard.press("Control+z")
+            expect(_current(page)).to_have_attribute("aria-label", re.compile(f"^Step {depth}:"))
+
+        send(["make it black and white", "add snow", "crop to the face", "brighter"])
+        back(1)  # not brighter after all
+        send(["warmer", "add a red hat", "rotate it by six degrees"])
+        back(2)  # nor the hat
+        send(["a blue scarf", "film grain", "a thin frame"])
+        assert page.evaluate("() => window.__scrolled") == 0
+        for selector in ("#result img", "#prompt textarea", "#run", "#history button.tile"):
+            _on_screen(page, selector)
+    session = _only_session(studio)
+    sent = [s.params.prompt for s in session.steps.values() if s.params is not None]
+    assert sorted(sent) == sorted(typed)  # ten edits, each exactly as typed, none twice
+    assert all(s.state is StepState.COMPLETED for s in session.steps.values())
+    assert [s.params.prompt for s in session.path()[1:] if s.params] == [
+        "make it black and white",
+        "add snow",
+        "crop to the face",
+        "warmer",
+        "a blue scarf",
+        "film grain",
+        "a thin frame",
+    ]
+
+
+def _current_path(studio):  # type: ignore[no-untyped-def]
+    return _only_session(studio).path()
