@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,3 +196,50 @@ def test_a_click_naming_no_panel_changes_nothing_and_is_no_error(hosted):
     assert answer["success"] is True
     opened = json.loads(tab.run("on_fold", [None, None, None, None, 2], event={"act": "advanced"}))
     assert opened["success"] is True
+
+
+def _png_uri() -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _call(tab: _Tab, name: str, data: list[Any]) -> str:
+    """A public API call by name, its answer read to the end."""
+    queued = tab.http.post(f"/gradio_api/call/{name}", json={"data": data})
+    assert queued.status_code == 200, queued.text
+    event = queued.json()["event_id"]
+    return tab.http.get(f"/gradio_api/call/{name}/{event}", timeout=60).text
+
+
+@pytest.fixture
+def budgeted(sim: Any, clean_env: Path) -> Iterator[Studio]:
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        yield studio
+
+
+def test_opening_compare_again_and_again_keeps_one_copy_of_its_lists(budgeted):
+    # Each time "Compare two steps" opened, Gradio kept one more copy of its two dropdowns
+    # (every finished step of the session as a choice) in the tab's record: a tab doing it
+    # again and again grew the studio's memory without end (review 10 F3).
+    hosted = budgeted
+    tab = _Tab(hosted.url)
+    answer = _call(tab, "edit_image", [_png_uri(), "make it red", "pro", "match", "", "", "", False])
+    assert "event: complete" in answer
+    (session_id,) = set(re.findall(r'session_id\\*": \\*"([0-9a-f-]{36})', answer))
+    fold = {"act": "steps-box"}
+
+    def record_size() -> int:
+        return len(_records(hosted)[tab.hash].blocks_config.blocks)
+
+    opened = tab.run("on_fold", [session_id, None, None, None, 1.0], event=fold)
+    assert "make it red" in opened  # the dropdowns list the step
+    size = record_size()
+    for _ in range(12):
+        assert "make it red" in tab.run("on_fold", [session_id, None, None, None, 1.0], event=fold)
+    assert record_size() == size
