@@ -229,7 +229,9 @@ def test_opening_compare_again_and_again_keeps_one_copy_of_its_lists(budgeted):
     # again and again grew the studio's memory without end (review 10 F3).
     hosted = budgeted
     tab = _Tab(hosted.url)
-    answer = _call(tab, "edit_image", [_png_uri(), "make it red", "pro", "match", "", "", "", False])
+    answer = _call(
+        tab, "edit_image", [_png_uri(), "make it red", "pro", "match", "", "", "", False]
+    )
     assert "event: complete" in answer
     (session_id,) = set(re.findall(r'session_id\\*": \\*"([0-9a-f-]{36})', answer))
     fold = {"act": "steps-box"}
