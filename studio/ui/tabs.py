@@ -203,8 +203,8 @@ _CALL_ANSWERS = tuple(
 )
 NO_SUCH_EVENT = "This studio has no answers for that event id (already read, or never sent)."
 _UPLOAD = compile_path("/gradio_api/upload")[0]
-# What Gradio builds for each request: the page, its config, the API's description
-# (`turns.PageRate`).
+# What Gradio builds for each request: the page, its config, the API's description, the MCP
+# tools' schema (`turns.PageRate`).
 _BUILT = tuple(
     compile_path(route)[0]
     for route in (
@@ -214,6 +214,11 @@ _BUILT = tuple(
         "/gradio_api/info",
         "/gradio_api/info/",
         "/gradio_api/openapi.json",
+        # Every tool's description and JSON schema, built afresh on the event loop for each
+        # request: 32 connections asking again and again made another visitor's API call
+        # 1.8 s slower (review 10 F1).
+        "/gradio_api/mcp/schema",
+        "/gradio_api/mcp/schema/",
     )
 )
 # Gradio's MCP server: a streamable HTTP request answers when its work is done (its SSE

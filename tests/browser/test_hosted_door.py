@@ -946,6 +946,32 @@ def test_pages_asked_for_in_a_flood_from_one_address_are_refused_not_built(
         assert page("127.0.0.6").status_code == 200
 
 
+def test_the_mcp_schema_asked_for_in_a_flood_is_paced_like_a_page(sim, clean_env, monkeypatch):
+    """Gradio builds every MCP tool's schema for each request, on its event loop: a flood of
+    them from one address (no cookie) slowed everyone's API calls (review 10 F1)."""
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "PAGES_BURST", 4.0)
+    monkeypatch.setattr(turns, "PAGE_WAIT_S", 1.0)
+    with running_studio(sim, clean_env, hosted=True, mcp=True) as studio:
+        schema = studio.url.rstrip("/") + "/gradio_api/mcp/schema"
+
+        def ask(source: str) -> httpx.Response:
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(transport=transport, timeout=30) as client:
+                return client.get(schema)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, ["127.0.0.7"] * 16))
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(200) >= 4
+        assert "edit_image" in answers[statuses.index(200)].text
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused
+        assert "Too many pages were asked for from your network address" in refused[0].text
+        assert ask("127.0.0.8").status_code == 200
+
+
 def test_through_a_share_link_one_client_cannot_use_up_everyones_pages(sim, clean_env, monkeypatch):
     """Through a share link's tunnel every visitor is one network address: pages paced for
     that address would have one client's loop get everyone's page refused (review 6 F8)."""
