@@ -271,8 +271,11 @@ def _visitor(url: str) -> httpx.Client:
     return client
 
 
-def _run_event(client: httpx.Client, api_name: str, data: list[object]) -> dict[str, object]:
-    """Run one of the page's events as the page does (join the queue, read its answers)."""
+def _run_event(
+    client: httpx.Client, api_name: str, data: list[object], event: object = None
+) -> dict[str, object]:
+    """Run one of the page's events as the page does (join the queue, read its answers);
+    `event`: what the page's click sends with it (`gr.EventData`)."""
     config = client.get("/config").json()
     (dep,) = [d for d in config["dependencies"] if d.get("api_name") == api_name]
     session_hash = os.urandom(6).hex()
@@ -283,7 +286,7 @@ def _run_event(client: httpx.Client, api_name: str, data: list[object]) -> dict[
             "fn_index": dep["id"],
             "trigger_id": dep["targets"][0][0],
             "session_hash": session_hash,
-            "event_data": None,
+            "event_data": event,
         },
     )
     assert joined.status_code == 200, joined.text
@@ -548,6 +551,41 @@ def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(ho
         assert not all(load.done() for load in loads)  # Bob did not wait for all of Alice's
         assert all(load.result(timeout=60)["success"] for load in loads)
     assert sorted(most.values()) == [1, turns.AT_ONCE]  # Bob's one; Alice's two
+
+
+def test_one_visitors_folded_panels_opened_at_once_take_turns_too(hosted, monkeypatch):
+    """Opening "Compare two steps" lists every finished step of the session: ten opened at
+    once are read two at a time, and another visitor's page is drawn meanwhile."""
+    from studio.ui import turns
+
+    reading: dict[str | None, int] = {}
+    most: dict[str | None, int] = {}
+    real = hosted.bridge.call
+
+    async def counted(fn, *args, **kw):  # type: ignore[no-untyped-def]
+        if fn is not hosted.engine.__class__.load_session:
+            return await real(fn, *args, **kw)
+        owner = kw["visitor"].owner
+        reading[owner] = reading.get(owner, 0) + 1
+        most[owner] = max(most.get(owner, 0), reading[owner])
+        try:
+            await asyncio.sleep(1.0)  # a long session's read
+            return await real(fn, *args, **kw)
+        finally:
+            reading[owner] -= 1
+
+    monkeypatch.setattr(hosted.bridge, "call", counted)
+    alice, bob = _visitor(hosted.url), _visitor(hosted.url)
+    fold = {"act": "steps-box"}
+    data = ["no-such-session", None, None, None, 2]
+    with ThreadPoolExecutor(11) as pool:
+        opened = [pool.submit(_run_event, alice, "on_fold", data, fold) for _ in range(10)]
+        time.sleep(0.5)
+        bobs = pool.submit(_run_event, bob, "on_load", [None, None])
+        assert bobs.result(timeout=60)["success"] is True
+        assert not all(event.done() for event in opened)  # Bob did not wait for all of Alice's
+        assert all(event.result(timeout=60)["success"] for event in opened)
+    assert max(most.values()) == turns.AT_ONCE
 
 
 def test_one_api_callers_session_reads_take_turns_too(hosted, sim, monkeypatch):
