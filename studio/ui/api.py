@@ -510,7 +510,8 @@ class Endpoints:
         if image is None:
             return None
         root = self.settings.root_path.rstrip("/")
-        return f"{_origin(request)}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+        origin = _origin(request, behind_proxy=self.settings.proxy_hops > 0)
+        return f"{origin}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
 
     def _summary(self, step: Step, request: gr.Request | None) -> dict[str, object]:
         return step_summary(
@@ -661,12 +662,18 @@ def _read_file(name: str, max_bytes: int) -> bytes:
         raise Refusal(message) from None
 
 
-def _origin(request: gr.Request | None) -> str:
-    """The address the caller reached the studio at (its public one behind a proxy)."""
+def _origin(request: gr.Request | None, *, behind_proxy: bool) -> str:
+    """The address the caller reached the studio at: its public one behind a proxy the host
+    named (`PROXY_HOPS`), whose forwarded headers say it; else the Host header alone. (A
+    caller's own `X-Forwarded-Host` would have named any host in their answers' image
+    addresses: an agent told to fetch one with its key would send the key there.)"""
     headers = {k.lower(): v for k, v in dict(request.headers).items()} if request else {}
-    host = headers.get("x-forwarded-host", headers.get("host", "127.0.0.1")).split(",")[0]
-    scheme = headers.get("x-forwarded-proto", "http").split(",")[0]
-    return f"{scheme.strip()}://{host.strip()}"
+    host = headers.get("host", "127.0.0.1")
+    scheme = "http"
+    if behind_proxy:
+        host = headers.get("x-forwarded-host", host)
+        scheme = headers.get("x-forwarded-proto", scheme)
+    return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
 
 
 def _json(document: Mapping[str, object]) -> str:

@@ -143,6 +143,26 @@ def _raw_answer(url: str, endpoint: str, data: list[object], headers: dict[str, 
     return answer.text
 
 
+def test_a_callers_forwarded_host_is_believed_only_behind_a_proxy_the_host_named(
+    hosted, sim, clean_env
+):
+    """An image address is where the caller reached the studio. A caller's own
+    X-Forwarded-Host named any host there (an agent fetching it with its key would send the
+    key to that host: review 10 F5); behind a proxy the host named, the proxy's is believed."""
+    forged = {"X-RunAPI-Key": sim.api_key, "X-Forwarded-Host": "elsewhere.invalid"}
+    forged["X-Forwarded-Proto"] = "https"
+    uri = "data:image/png;base64," + base64.b64encode(make_image(64, 48)).decode()
+    edit = [uri, "make it blue", "pro", "match", "", "", "", False]
+    answer = _raw_answer(hosted.url, "edit_image", edit, forged)
+    assert "elsewhere.invalid" not in answer
+    assert f"{hosted.url.rstrip('/')}{IMAGE_ROUTE}" in answer
+    proxy = {"visitor_keys": True, "proxy_hops": 1}
+    with running_studio(sim, clean_env / "proxied", hosted=True, **proxy) as proxied:
+        via = {**forged, "X-Forwarded-For": "203.0.113.9"}  # (a name, never connected to)
+        answer = _raw_answer(proxied.url, "edit_image", edit, via)
+        assert f"https://elsewhere.invalid{IMAGE_ROUTE}" in answer
+
+
 def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hosted, sim):
     owner = {"X-RunAPI-Key": sim.api_key}
     client = Client(hosted.url, verbose=False, headers=owner)
