@@ -377,8 +377,7 @@ class TabDoor:
             try:
                 async with asyncio.timeout(BIG_BODY_READ_S):
                     body = await _read_body(receive, cap, budget=budget)
-            # (Cut mid-body: the connection is closed after the answer, whatever has not come.)
-            except _TooLarge:
+            except _TooLarge:  # (cut mid-body: closed after the answer, whatever is to come)
                 await refuse(send, 413, TOO_LARGE, close=True)
                 return
             except _Busy as busy:
