@@ -21,6 +21,7 @@ import binascii
 import functools
 import json
 import mimetypes
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -662,6 +663,9 @@ def _read_file(name: str, max_bytes: int) -> bytes:
         raise Refusal(message) from None
 
 
+_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
 def _origin(request: gr.Request | None, *, behind_proxy: bool) -> str:
     """The address the caller reached the studio at: its public one behind a proxy the host
     named (`PROXY_HOPS`), whose forwarded headers say it; else the Host header alone. (A
@@ -673,7 +677,13 @@ def _origin(request: gr.Request | None, *, behind_proxy: bool) -> str:
     if behind_proxy:
         host = headers.get("x-forwarded-host", host)
         scheme = headers.get("x-forwarded-proto", scheme)
-    return f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+    host, scheme = host.split(",")[0].strip(), scheme.split(",")[0].strip().lower()
+    # A host is a name or an address and a port, nothing else: a Host of
+    # "studio/studio/image/<another visitor's image>.png?" made the address name that image
+    # (review 11 F1).
+    if not _HOST.fullmatch(host):
+        host = "localhost"
+    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
 
 
 def _json(document: Mapping[str, object]) -> str:

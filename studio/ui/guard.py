@@ -414,7 +414,10 @@ def address_name(url: str) -> str | None:
     URL, else None."""
     if not _is_remote(url):
         return None
-    path = urlsplit(url.strip()).path
+    parts = urlsplit(url.strip())
+    if parts.query or parts.fragment:  # (an address the studio makes has neither)
+        return None
+    path = parts.path
     at = path.rfind(IMAGE_ROUTE)
     named = _HASH_NAME.fullmatch(path[at + len(IMAGE_ROUTE) :]) if at >= 0 else None
     return None if named is None else named.group(0)

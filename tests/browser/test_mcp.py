@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -54,15 +55,18 @@ def mcp_studio(sim, clean_env):
 
 @contextlib.asynccontextmanager
 async def connect(
-    studio, key: str | None = None, *, source: str | None = None
+    studio, key: str | None = None, *, source: str | None = None, host: str | None = None
 ) -> AsyncIterator[object]:
     """An MCP client session; `key` goes in the X-RunAPI-Key header, as hosted studios ask;
-    `source` is the loopback address it calls from (default: the system's choice)."""
+    `source` is the loopback address it calls from (default: the system's choice); `host`, a
+    Host header of the caller's own making."""
     import httpx
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
     headers = {"X-RunAPI-Key": key} if key else {}
+    if host is not None:
+        headers["Host"] = host
     timeout = httpx.Timeout(60, read=300)
     async with (
         httpx.AsyncClient(
@@ -285,6 +289,38 @@ async def test_a_hosted_studio_refuses_local_files_and_keeps_callers_apart(
     assert result.isError
     # Fetched as any link would be, and refused with hosted mode's one sentence for a link.
     assert result.content[0].text == HOSTED_LINK_FAILURE
+
+
+async def test_a_host_header_of_the_callers_making_never_names_another_callers_image(
+    sim, clean_env
+):
+    """An image answer's address is built from the Host the caller reached: a Host carrying a
+    path and a query once made it name another visitor's stored image, which the MCP answer
+    then sent whole (review 11 F1)."""
+    import hashlib
+
+    image = "data:image/png;base64," + base64.b64encode(make_image()).decode()
+    with running_studio(sim, clean_env, mcp=True, hosted=True, visitor_keys=True) as hosted:
+        async with connect(hosted, key=sim.api_key) as mcp:  # caller A
+            made = summary_of(
+                await mcp.call_tool("edit_image", {"image": image, "instruction": "x"})
+            )
+        theirs = urlsplit(made["image_url"]).path.rsplit("/", 1)[1]
+        sim.accept_key("sk-caller-b-0123456789")
+        port = urlsplit(hosted.url).port
+        crafted = f"127.0.0.1:{port}/studio/image/{theirs}?"
+        async with connect(hosted, key="sk-caller-b-0123456789", host=crafted) as other:
+            result = await other.call_tool("edit_image", {"image": image, "instruction": "y"})
+    assert not result.isError
+    mine = summary_of(result)
+    assert theirs not in json.dumps(mine)
+    assert all(theirs not in c.text for c in result.content if c.type == "text")
+    (sent,) = images_of(result)
+    assert hashlib.sha256(sent).hexdigest() != theirs.split(".")[0]
+    assert (
+        hashlib.sha256(sent).hexdigest()
+        == urlsplit(mine["image_url"]).path.rsplit("/", 1)[1].split(".")[0]
+    )
 
 
 async def test_a_hosted_mcp_caller_can_send_a_photo_of_a_few_megabytes(sim, clean_env):
