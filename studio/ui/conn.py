@@ -10,9 +10,9 @@ unable to accept anyone ("Too many open files"). Here:
 - one network address holds at most `CONNECTIONS_PER_ADDRESS` connections at once (a browser
   keeps six to a host; a house or an office behind one address, a few dozen tabs); a
   connection past that is closed at once. An address is keyed as every other rule per address
-  keys it (`ui.visitor.normal_address`): an IPv6 client by its /64, which one household or
-  machine gets whole (each of its addresses counted apart, one /64 held 2,000 connections
-  under a cap of 256: review 8 F3), an IPv4-mapped IPv6 address as its IPv4. Not where every
+  keys it (`ui.visitor.normal_address`): an IPv6 client by its /48, the most one site gets
+  (each of its addresses counted apart, one /64 held 2,000 connections under a cap of 256:
+  review 8 F3), an IPv4-mapped IPv6 address as its IPv4. Not where every
   visitor comes through one proxy (a share link's tunnel, `PROXY_HOPS`): there the peer is the
   proxy, which bounds its clients.
 

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import inspect
 import ipaddress
+import re
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -237,19 +238,48 @@ def _stamped(value: str, secret: bytes) -> str | None:
     return None
 
 
+# The block of IPv6 addresses counted as one network address: a /48, the most one site is
+# given (RIPE-690 advises a /48 or a /56 for every customer, many ISPs and tunnel brokers give
+# a /48 for free, and Let's Encrypt counts new accounts per /48 for the same reason). By /64,
+# one holder of a /48 was 65,536 addresses, each with fresh caps (review 11 F2).
+IPV6_BLOCK = 48
+# What every address that does not read as one counts as (one key for them all).
+UNREADABLE = "unreadable"
+_PORT = re.compile(r":[0-9]{1,5}")
+
+
 def normal_address(text: str) -> str:
-    """An address as one spelling, so that one client is one key (an IPv6 client by its /64,
-    the block one household or machine gets; an IPv4-mapped IPv6 address as its IPv4). Every
-    rule per network address keys by it, connections included (`ui.conn`)."""
-    try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
-    except ValueError:
-        return text.strip()
+    """An address as one spelling, so that one client is one key: an IPv6 client by its
+    `IPV6_BLOCK`, an IPv4-mapped IPv6 address as its IPv4, an address with a port (as some
+    proxies write it: `1.2.3.4:5678`, `[2001:db8::1]:443`) without it, and anything that is
+    not an address as `UNREADABLE` (each spelling its own key made every connection through
+    such a proxy a new address). Every rule per network address keys by it, connections
+    included (`ui.conn`)."""
+    address = _address_in(text.strip())
+    if address is None:
+        return UNREADABLE
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(ipaddress.ip_network(f"{address}/{IPV6_BLOCK}", strict=False))
     return str(address)
+
+
+def _address_in(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `text` spells, with or without a port (None: none)."""
+    if text.startswith("["):  # [v6] or [v6]:port
+        inner, closed, port = text[1:].partition("]")
+        if not closed or (port and not _PORT.fullmatch(port)):
+            return None
+        text = inner
+    elif text.count(":") == 1:  # v4:port
+        text, _, port = text.partition(":")
+        if not _PORT.fullmatch(":" + port):
+            return None
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def cookie_attributes(*, https: bool, host: str) -> str:

@@ -191,6 +191,28 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
         assert len(studio.run(studio.engine.list_sessions())) == 2
 
 
+def test_behind_a_proxy_one_site_is_one_address_however_it_is_written(sim, clean_env):
+    """Per-address caps behind a proxy: the /64s of one IPv6 /48 (one site's block) and one
+    IPv4 address written with a different port each time are one network address each; a
+    review had 25 new visitors from 25 /64s of one /48, and from 25 ports of one address,
+    under a cap of 20 (review 11 F2). (Addresses are written into X-Forwarded-For as a proxy
+    would; nothing connects to them.)"""
+    settings = {"hosted": True, "identities_per_hour": 2, "proxy_hops": 1}
+    settings |= {"visitor_budget_cents": 5, "address_budget_cents": 100}
+    with running_studio(sim, clean_env, **settings) as studio:
+        for written in (
+            ["2001:db8:7:1::5", "[2001:db8:7:2::5]:443", "2001:db8:7:3::5"],
+            ["198.51.100.8:40001", "198.51.100.8:40002", "198.51.100.8:40003"],
+        ):
+            clients = [_browser(studio.url, **{"X-Forwarded-For": a}) for a in written]
+            for client in clients[:2]:
+                _generate(client)
+            with pytest.raises(Exception, match="Too many new visitors"):
+                _generate(clients[2])
+        # Another /48 is another site, with new visitors of its own.
+        _generate(_browser(studio.url, **{"X-Forwarded-For": "2001:db8:8:1::5"}))
+
+
 def _balance_reads(sim) -> int:
     return sum(r.path.endswith("/balance") for r in sim.requests)
 

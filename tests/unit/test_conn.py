@@ -34,24 +34,25 @@ def _admitted(rules: ConnectionRules, addresses: list[str]) -> list[Transport]:
     return kept
 
 
-def _addresses_of_one_64(count: int, network: str = "2001:db8:1:2::/64") -> list[str]:
+def _addresses_of_one_48(count: int, network: str = "2001:db8:1::/48") -> list[str]:
+    """`count` addresses spread over the /64s of one /48."""
     block = ipaddress.ip_network(network)
-    return [str(block[n * 7919 + 1]) for n in range(count)]
+    return [str(block[(n * 7919 + 1) % 65536 << 64 | n + 1]) for n in range(count)]
 
 
-def test_an_ipv6_clients_addresses_of_one_64_share_its_connections():
-    """A household or machine gets a whole /64 and may connect from any address in it: 2,000
+def test_an_ipv6_clients_addresses_of_one_48_share_its_connections():
+    """A site gets a whole /48 and may connect from any address of any /64 in it: 2,000
     connections from 2,000 of them were all kept, under a cap of 256 per address."""
     rules = ConnectionRules(per_address=True)
-    kept = _admitted(rules, _addresses_of_one_64(2000))
+    kept = _admitted(rules, _addresses_of_one_48(2000))
     assert len(kept) == CONNECTIONS_PER_ADDRESS
-    # The neighbouring /64 is another client, with a cap of its own.
-    neighbour = _admitted(rules, _addresses_of_one_64(300, "2001:db8:1:3::/64"))
+    # The neighbouring /48 is another client, with a cap of its own.
+    neighbour = _admitted(rules, _addresses_of_one_48(300, "2001:db8:2::/48"))
     assert len(neighbour) == CONNECTIONS_PER_ADDRESS
-    # A connection that closes gives its place back, whichever address of the /64 it had.
+    # A connection that closes gives its place back, whichever address of the /48 it had.
     kept[0].close()
-    rules.closed(_addresses_of_one_64(1)[0], kept[0])
-    assert rules.admit("2001:db8:1:2:ffff:ffff:ffff:ffff", Transport())
+    rules.closed(_addresses_of_one_48(1)[0], kept[0])
+    assert rules.admit("2001:db8:1:ffff:ffff:ffff:ffff:ffff", Transport())
     assert not rules.admit("2001:db8:1:2::abcd", Transport())
 
 
@@ -62,7 +63,9 @@ def test_an_ipv6_clients_addresses_of_one_64_share_its_connections():
         pytest.param(["198.51.100.7", "::ffff:198.51.100.7"], True, id="ipv4-and-mapped"),
         pytest.param(["2001:db8::1", "[2001:db8::2]", "2001:DB8::3"], True, id="ipv6-spellings"),
         pytest.param(["198.51.100.7", "198.51.100.8"], False, id="two-ipv4s"),
-        pytest.param(["2001:db8:0:1::1", "2001:db8:0:2::1"], False, id="two-64s"),
+        pytest.param(["2001:db8:0:1::1", "2001:db8:0:2::1"], True, id="two-64s-of-one-48"),
+        pytest.param(["2001:db8:1::1", "2001:db8:2::1"], False, id="two-48s"),
+        pytest.param(["198.51.100.7:40000", "198.51.100.7:40001"], True, id="ipv4-with-ports"),
     ],
 )
 def test_an_address_is_one_client_however_it_is_spelled(spellings, one_client):

@@ -65,8 +65,14 @@ def test_two_cookies_of_that_name_name_the_visitor_of_the_one_valid_token_and_tw
         ("10.0.0.2", "1.2.3.4, 198.51.100.1", 1, "198.51.100.1"),  # what the client wrote: left
         ("10.0.0.2", "198.51.100.1, 10.0.0.9", 2, "198.51.100.1"),
         ("10.0.0.2", None, 1, "10.0.0.2"),
-        ("2001:db8:1:2:3:4:5:6", None, 0, "2001:db8:1:2::/64"),
-        ("2001:db8:1:2:ffff::1", None, 0, "2001:db8:1:2::/64"),  # one household's /64
+        ("2001:db8:1:2:3:4:5:6", None, 0, "2001:db8:1::/48"),
+        ("2001:db8:1:ffff::1", None, 0, "2001:db8:1::/48"),  # one site's /48, any /64 of it
+        ("2001:db8:2::1", None, 0, "2001:db8:2::/48"),  # the next /48: another site
+        # A proxy that writes the port: the address without it, not a new address each time.
+        ("10.0.0.2", "198.51.100.8:40001", 1, "198.51.100.8"),
+        ("10.0.0.2", "[2001:db8:1:2::5]:443", 1, "2001:db8:1::/48"),
+        ("10.0.0.2", "garbage", 1, "unreadable"),  # one key for whatever is no address
+        ("10.0.0.2", "198.51.100.8:http", 1, "unreadable"),
         ("::ffff:198.51.100.1", None, 0, "198.51.100.1"),
         (None, None, 0, None),
     ],
