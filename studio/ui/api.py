@@ -22,6 +22,7 @@ import functools
 import json
 import mimetypes
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ from studio.summary import listed_session, session_summary, step_summary, tree_s
 from studio.ui import mcp_answers
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
-from studio.ui.guard import IMAGE_ROUTE, address_name, image_sha
+from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.turns import turn_of
 from studio.ui.visitor import Refusal, current, guarded
 
@@ -512,7 +513,12 @@ class Endpoints:
             return None
         root = self.settings.root_path.rstrip("/")
         origin = _origin(request, behind_proxy=self.settings.proxy_hops > 0)
-        return f"{origin}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+        address = f"{origin}{root}{IMAGE_ROUTE}{image.sha256}.{image.format}"
+        _ISSUED[address] = (image.sha256, image.format)
+        _ISSUED.move_to_end(address)
+        while len(_ISSUED) > ISSUED_KEPT:
+            _ISSUED.popitem(last=False)
+        return address
 
     def _summary(self, step: Step, request: gr.Request | None) -> dict[str, object]:
         return step_summary(
@@ -589,13 +595,18 @@ def _ids(layout: dict[str, Any]) -> set[int]:
     return found
 
 
+# The image addresses answers were given lately, each with the image it was made for: what an
+# MCP answer sends is the image the address was made for, never one re-read from the address's
+# text (a crafted Host once made it name another visitor's image: review 11 F1).
+ISSUED_KEPT = 4096
+_ISSUED: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+
 def _stored_answer(bridge: Bridge, url: str) -> Path | None:
-    """The stored file an image answer's address names (for MCP: `mcp_answers`)."""
-    name = address_name(url)
-    if name is None:
-        return None
-    sha256, _, image_format = name.partition(".")
-    return bridge.stored_file(sha256, image_format)
+    """The stored file of the image an answer's address was made for (for MCP:
+    `mcp_answers`); None for an address the studio did not make lately."""
+    issued = _ISSUED.get(url)
+    return None if issued is None else bridge.stored_file(*issued)
 
 
 def _text(label: str, value: str | None = None) -> gr.Textbox:
