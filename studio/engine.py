@@ -168,6 +168,8 @@ EXPORTS_AT_ONCE = 2
 BUSY_EXPORTING = "Your last export is still being written; wait for it to finish and try again."
 # Network addresses whose visitors the engine keeps track of (their share of the disk together).
 MAX_TRACKED_ADDRESSES = 10_000
+# Seconds after which a visitor of an address who keeps nothing is no longer counted there.
+OWNER_QUIET_S = 3600.0
 # Said after an imported session's name, so it is told apart from the one it was exported from.
 IMPORTED_MARK = " (imported)"
 # What an edit's result may take, counted against a hosted visitor's share before it runs
@@ -251,7 +253,10 @@ class Engine:
         self._decoded: dict[str, collections.deque[tuple[float, int]]] = {}
         # The visitors each network address has stored something as, the newest address last
         # (memory only: after a restart an address starts again from its next visitor).
-        self._address_owners: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        # Each network address's visitors who may keep bytes, with when each last asked for room.
+        self._address_owners: collections.OrderedDict[str, dict[str, float]] = (
+            collections.OrderedDict()
+        )
         self._decoders: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -459,12 +464,20 @@ class Engine:
             limits.admit_disk(usage.free, usage.total, new_bytes)
         if visitor.address is None:
             return
-        owners = self._address_owners.pop(visitor.address, set()) | {owner}
+        owners = self._address_owners.pop(visitor.address, {})
+        now = time.monotonic()
+        owners[owner] = now
         self._address_owners[visitor.address] = owners  # the newest address last
         while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
             self._address_owners.popitem(last=False)
-        held = await asyncio.to_thread(lambda: sum(self._held_bytes(o) for o in owners))
-        limits.admit_address_upload(held, new_bytes, what)
+        each = await asyncio.to_thread(lambda: {o: self._held_bytes(o) for o in list(owners)})
+        # Those who have kept nothing since long after they last asked for room are no longer
+        # looked at (through a share link's tunnel every visitor ever seen was one query more
+        # for each upload); one who asked lately may be storing what they asked for.
+        for quiet, held in each.items():
+            if held == 0 and now - owners.get(quiet, now) > OWNER_QUIET_S:
+                owners.pop(quiet, None)
+        limits.admit_address_upload(sum(each.values()), new_bytes, what)
 
     async def _require_session_room(self, visitor: Visitor) -> None:
         """Refuse (`LimitError`) a hosted visitor one more session past their cap."""
