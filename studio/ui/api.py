@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import json
 import mimetypes
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -50,7 +51,7 @@ from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.turns import turn_of
-from studio.ui.visitor import Refusal, current, guarded
+from studio.ui.visitor import REFUSED, Refusal, current, guarded
 
 # Edits hold their slot for the whole task (in a queue of their own, "api-edit", without a
 # limit); the global cap is launch(max_threads=...).
@@ -225,14 +226,15 @@ class Endpoints:
         params = _params(instruction, "pro", aspect_ratio, keep_rest)
         region = await self._region(mask, box)
         where = await self._place(image, session_id, instruction)
-        pair = await self.bridge.call(
-            Engine.compare,
-            where.session_id,
-            params,
-            parent_step_id=where.parent_step_id,
-            region=region,
-            visitor=self.who,
-        )
+        async with self._made_for(where, session_id):
+            pair = await self.bridge.call(
+                Engine.compare,
+                where.session_id,
+                params,
+                parent_step_id=where.parent_step_id,
+                region=region,
+                visitor=self.who,
+            )
         pro, max_ = await asyncio.gather(*(self._final(s) for s in pair))
         both = {"pro": self._summary(pro, request), "max": self._summary(max_, request)}
         pro_at, max_at = self._address(pro.result, request), self._address(max_.result, request)
@@ -411,18 +413,34 @@ class Endpoints:
         params = _params(instruction, model, aspect_ratio, keep_rest)
         region = await self._region(mask, box)
         where = await self._place(image, session_id, instruction)
-        step = await self.bridge.call(
-            Engine.submit_edit,
-            where.session_id,
-            params,
-            parent_step_id=where.parent_step_id,
-            region=region,
-            visitor=self.who,
-        )
+        async with self._made_for(where, session_id):
+            step = await self.bridge.call(
+                Engine.submit_edit,
+                where.session_id,
+                params,
+                parent_step_id=where.parent_step_id,
+                region=region,
+                visitor=self.who,
+            )
         step = await self._follow(step, progress)
         if step.state is not StepState.COMPLETED:
             raise Refusal(_failed(step))
         return self._address(step.result, request), _json(self._summary(step, request))
+
+    @contextlib.asynccontextmanager
+    async def _made_for(self, where: Place, session_id: str) -> AsyncIterator[None]:
+        """An edit's start: when it is refused (running cap, budget, disk) and the session was
+        made for it (no `session_id` given), the session goes too: a refusal creates nothing
+        (six edits sent at once left four empty sessions: review 12 F1)."""
+        try:
+            yield
+        except REFUSED:
+            if not (session_id or "").strip():
+                with contextlib.suppress(*REFUSED):
+                    await self.bridge.call(
+                        Engine.delete_session, where.session_id, visitor=self.who
+                    )
+            raise
 
     async def _place(self, image: str, session_id: str, instruction: str) -> Place:
         """Check the image and the session first, then start or continue a session."""

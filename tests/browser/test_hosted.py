@@ -213,6 +213,34 @@ def test_behind_a_proxy_one_site_is_one_address_however_it_is_written(sim, clean
         _generate(_browser(studio.url, **{"X-Forwarded-For": "2001:db8:8:1::5"}))
 
 
+def test_an_api_edit_refused_at_its_start_leaves_no_session_behind(sim, clean_env):
+    """Six generations sent at once by one visitor who may run two: the four refused each
+    made a session first and left it behind, empty (review 12 F1). Each refusal is one
+    sentence and creates nothing."""
+    from studio.simulator.tasks import LatencyProfile
+
+    sim.latency = LatencyProfile(1.0, 1.0, 1.0, 1.0)
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        client = _browser(studio.url)
+        jobs = [
+            client.submit("", f"a red kite {n}", "pro", "match", "", api_name="/edit_image")
+            for n in range(6)
+        ]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result(timeout=60)
+                outcomes.append("made")
+            except Exception as refused:  # gradio_client raises the sentence
+                assert "running" in str(refused)
+                outcomes.append("refused")
+        assert outcomes.count("made") >= 2
+        assert "refused" in outcomes
+        listed = studio.run(studio.engine.list_sessions())
+        assert len(listed) == outcomes.count("made")
+        assert all(summary.step_count >= 1 for summary in listed)
+
+
 def _balance_reads(sim) -> int:
     return sum(r.path.endswith("/balance") for r in sim.requests)
 
