@@ -205,8 +205,11 @@ class VisitorGuard:
             return False  # the database, the secret, anything of the store's but its images
         uploaders = {self.uploads[p][0] for p in paths if p in self.uploads}
         if not hashes and not uploaders:
-            # The page's assets, and exports (in folders named by 128 random bits).
-            return True
+            # An upload nobody waits for any more (one from before a restart, whose record
+            # went with it: served to anyone who had its path, review 12 F3), or another
+            # program's file in Gradio's shared upload folder: nobody's to read here.
+            # Else the page's assets, and exports (in folders named by 128 random bits).
+            return not any(p.is_relative_to(_upload_root()) for p in paths)
         try:
             who = visitor_from(request, hosted=True)
         except Refusal:

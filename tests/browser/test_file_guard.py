@@ -682,3 +682,23 @@ def test_the_page_names_no_folder_of_the_server(hosted):
     shown = [c for c in examples["components"] if c.get("props", {}).get("elem_id") == "examples"]
     assert shown
     assert shown[0]["props"]["value"].count("data:image/webp;base64,") == 4
+
+
+def test_a_file_left_in_gradios_upload_folder_is_served_to_nobody(hosted):
+    """An upload from before a restart (its record went with the process), or another
+    program's file in Gradio's shared upload folder, was served to anyone who had its path
+    (review 12 F3): nobody's to read through a hosted studio."""
+    from gradio.utils import get_upload_folder
+
+    left = Path(get_upload_folder()) / os.urandom(16).hex() / "private-photo.png"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(make_image(32, 32))
+    try:
+        stranger = _visitor(hosted.url)
+        for spelling in _spellings(str(left))[:2]:
+            assert _get(hosted.url, spelling)[0] != 200, spelling
+            cookie = {"Cookie": stranger.headers["cookie"]}
+            assert _get(hosted.url, spelling, headers=cookie)[0] != 200, spelling
+    finally:
+        left.unlink()
+        left.parent.rmdir()

@@ -232,10 +232,9 @@ def test_an_api_edit_refused_at_its_start_leaves_no_session_behind(sim, clean_en
                 job.result(timeout=60)
                 outcomes.append("made")
             except Exception as refused:  # gradio_client raises the sentence
-                assert "running" in str(refused)
-                outcomes.append("refused")
+                outcomes.append("refused" if "running" in str(refused) else str(refused))
+        assert set(outcomes) == {"made", "refused"}
         assert outcomes.count("made") >= 2
-        assert "refused" in outcomes
         listed = studio.run(studio.engine.list_sessions())
         assert len(listed) == outcomes.count("made")
         assert all(summary.step_count >= 1 for summary in listed)
