@@ -55,7 +55,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.turns import PAGES_HERE, PageRate
+from studio.ui.turns import EVENTS_HERE, PAGES_HERE, EventRate, PageRate
 from studio.ui.visitor import (
     NO_COOKIE,
     Refusal,
@@ -301,6 +301,8 @@ class TabDoor:
         self.mcp_calls: dict[str, int] = {}
         # Pages built for each network address lately.
         self.pages = PageRate()
+        # Events each visitor and each address sent lately (`turns.EventRate`).
+        self.event_rate = EventRate()
         # The public API's endpoint names (`_public_names`), once read; and each one's argument
         # names, all and required (`_arguments`).
         self.public: frozenset[str] | None = None
@@ -522,6 +524,8 @@ class TabDoor:
         if any(route.match(path) for route in _MCP_SSE):
             await refuse(send, 404, NO_MCP_SSE)
             return True
+        if await self._events_paced(scope, send, path):
+            return True
         by_name = _BY_NAME.fullmatch(path) if scope.get("method") == "POST" else None
         if by_name is not None and by_name.group(1) not in self._public_names(scope):
             await refuse(send, 404, NO_SUCH_ENDPOINT)
@@ -534,6 +538,26 @@ class TabDoor:
                 return True
             if wait > 0:
                 await asyncio.sleep(wait)
+        return False
+
+    async def _events_paced(self, scope: Scope, send: Send, path: str) -> bool:
+        """Pace a visitor's events (and their address's): one past the pace waits its turn, and
+        one that would wait too long is refused with a sentence (True). Not the calls
+        Gradio's MCP server makes to itself (MCP requests are counted at the door)."""
+        if scope.get("method") != "POST" or forwarded_in(scope):
+            return False
+        if not any(r.match(path) for r in (*_ANSWER_WHEN_QUEUED, *_RUN_AT_ONCE)):
+            return False
+        who = visitor_in(scope)
+        if who is None or who.owner is None:
+            return False  # (nobody's events are answered at the door)
+        address = (who.address or address_in(scope)) if self.per_address else None
+        wait = self.event_rate.wait_for(who.owner, address)
+        if wait is None:
+            await refuse_event(send, 429, EVENTS_HERE)
+            return True
+        if wait > 0:
+            await asyncio.sleep(wait)
         return False
 
     def _public_names(self, scope: Scope) -> frozenset[str]:

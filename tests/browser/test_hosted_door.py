@@ -509,6 +509,35 @@ def test_a_visitor_cannot_cancel_another_visitors_event_by_its_id(hosted, sim):
     assert "/studio/image/" in done.text
 
 
+def test_a_visitors_events_are_paced_and_a_flood_is_refused_not_run(hosted, monkeypatch):
+    """Events come in at a pace per visitor and per address: a burst past it waits its turn,
+    past a short wait it is refused with a sentence, and another visitor from elsewhere is
+    answered at once (six cookies sending a do-nothing click 50 times a second made everyone
+    else's API call a second slower: review 12 F4)."""
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "EVENTS_BURST", 4.0)
+    monkeypatch.setattr(turns, "EVENTS_PER_S", 2.0)
+    monkeypatch.setattr(turns, "EVENT_WAIT_S", 1.0)
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    flooder = _cookie_of_a_new_visitor(hosted.url)
+
+    def ask(who: dict[str, str], source: str) -> httpx.Response:
+        transport = httpx.HTTPTransport(local_address=source)
+        with httpx.Client(transport=transport, timeout=30) as client:
+            return client.post(f"{api}/call/list_sessions", json={"data": [5]}, headers=who)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: ask(flooder, "127.0.0.1"), range(16)))
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) >= 4
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused
+    assert turns.EVENTS_HERE in refused[0].text
+    other = _cookie_of_a_new_visitor(hosted.url)
+    assert ask(other, "127.0.0.9").status_code == 200
+
+
 def test_a_refused_enter_says_why_and_keeps_the_instruction(browser, hosted):
     context, page = _visit(browser, hosted.url)
     token = next(c["value"] for c in context.cookies() if c["name"] == "kontext_visitor")
