@@ -573,11 +573,9 @@ def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(ho
     assert sorted(most.values()) == [1, turns.AT_ONCE]  # Bob's one; Alice's two
 
 
-def test_one_visitors_folded_panels_opened_at_once_take_turns_too(hosted, monkeypatch):
-    """Opening "Compare two steps" lists every finished step of the session: ten opened at
-    once are read two at a time, and another visitor's page is drawn meanwhile."""
-    from studio.ui import turns
-
+def _session_reads_counted(hosted, monkeypatch) -> dict[str | None, int]:  # type: ignore[no-untyped-def]
+    """Make each session read of the studio take a second (a long session's), and count the
+    most read at once for each visitor: the dict returned fills in as they run."""
     reading: dict[str | None, int] = {}
     most: dict[str | None, int] = {}
     real = hosted.bridge.call
@@ -595,6 +593,15 @@ def test_one_visitors_folded_panels_opened_at_once_take_turns_too(hosted, monkey
             reading[owner] -= 1
 
     monkeypatch.setattr(hosted.bridge, "call", counted)
+    return most
+
+
+def test_one_visitors_folded_panels_opened_at_once_take_turns_too(hosted, monkeypatch):
+    """Opening "Compare two steps" lists every finished step of the session: ten opened at
+    once are read two at a time, and another visitor's page is drawn meanwhile."""
+    from studio.ui import turns
+
+    most = _session_reads_counted(hosted, monkeypatch)
     alice, bob = _visitor(hosted.url), _visitor(hosted.url)
     fold = {"act": "steps-box"}
     data = ["no-such-session", None, None, None, 2]
@@ -613,27 +620,11 @@ def test_one_api_callers_session_reads_take_turns_too(hosted, sim, monkeypatch):
     answered two at a time, and another caller's list meanwhile."""
     from studio.ui import turns
 
-    reading: dict[str | None, int] = {}
-    most: dict[str | None, int] = {}
-    real = hosted.bridge.call
-
-    async def counted(fn, *args, **kw):  # type: ignore[no-untyped-def]
-        if fn is not hosted.engine.__class__.load_session:
-            return await real(fn, *args, **kw)
-        owner = kw["visitor"].owner
-        reading[owner] = reading.get(owner, 0) + 1
-        most[owner] = max(most.get(owner, 0), reading[owner])
-        try:
-            await asyncio.sleep(1.0)  # a long session's read
-            return await real(fn, *args, **kw)
-        finally:
-            reading[owner] -= 1
-
+    most = _session_reads_counted(hosted, monkeypatch)
     for account in ("sk-alice-account", "sk-bob-account"):  # two RunAPI accounts
         sim.accept_key(account)
     alice = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-alice-account"})
     bob = Client(hosted.url, verbose=False, headers={"X-RunAPI-Key": "sk-bob-account"})
-    monkeypatch.setattr(hosted.bridge, "call", counted)
     shows = [alice.submit("no-such-session", api_name="/show_session") for _ in range(10)]
     time.sleep(0.5)
     assert json.loads(bob.predict(5, api_name="/list_sessions"))["sessions"] == []
