@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import uuid
@@ -70,6 +71,8 @@ UNNAMED_BODY_BYTES = 64 * 1024
 # Tabs remembered at once (the oldest forgotten first; a forgotten hash is bound again to the
 # next browser that uses it, which can only be its own tab in practice).
 TABS_KEPT = 20_000
+# ... of which so many of the oldest are looked at for one with nothing waiting or running.
+IDLE_LOOKED_AT = 64
 # ... and for one visitor (their oldest forgotten first): a client makes up hashes at will.
 TABS_PER_VISITOR = 256
 # What a tab's hash (and an event's id) may look like: the page's are a dozen letters and
@@ -729,8 +732,22 @@ class TabDoor:
                         self.pending.pop(gone, None)
                     self.events.pop(gone, None)
             if len(self.tabs) > TABS_KEPT:
-                self._forget(*self.tabs.popitem(last=False))
+                self._forget_oldest_idle()
         return True
+
+    def _forget_oldest_idle(self) -> None:
+        """Past `TABS_KEPT`, the least recently used tab with no event waiting or running goes
+        (of the oldest `IDLE_LOOKED_AT`; all busy, the oldest): a forgotten hash is bound again
+        to the next visitor naming it, so one whose edit runs keeps its owner."""
+        oldest = itertools.islice(self.tabs, IDLE_LOOKED_AT)
+        gone = next((t for t in oldest if not tab_busy(self.events, self.live, t)), None)
+        if gone is None:
+            gone = next(iter(self.tabs))
+        else:  # its record of events and unread answers go with it, as a visitor's oldest's do
+            if self.pending is not None:
+                self.pending.pop(gone, None)
+            self.events.pop(gone, None)
+        self._forget(gone, self.tabs.pop(gone))
 
     def _forget(self, hash_: str, owner: str) -> None:
         theirs = self.owned.get(owner)

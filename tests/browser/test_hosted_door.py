@@ -897,6 +897,35 @@ def test_a_tab_whose_edit_runs_keeps_its_answer_however_many_tabs_are_opened(hos
     assert any(m["msg"] == "progress" for m in _messages(base, "nexttab", key))
 
 
+def test_a_running_tab_keeps_its_owner_when_the_studio_forgets_old_tabs(hosted, sim, monkeypatch):
+    """Past the tabs kept in all, the least recently used went even while its edit ran: its
+    hash was then bound to the next visitor who named it, who read that paid edit's answer."""
+    from studio.ui import tabs
+
+    monkeypatch.setattr(tabs, "TABS_KEPT", 6)
+    base = hosted.url.rstrip("/")
+    key = {"X-RunAPI-Key": sim.api_key}
+    config = httpx.get(f"{base}/config", headers=key).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "edit_image"]
+    sim.latency = LatencyProfile(1.0, 2.0, 1.0, 2.0)
+    body = {"data": ["", "a plum", "pro", "1:1", "", "", "", False], "fn_index": fn}
+    joined = httpx.post(
+        f"{base}/gradio_api/queue/join", json={**body, "session_hash": "plumtab"}, headers=key
+    )
+    assert joined.status_code == 200
+    other = _cookie_of_a_new_visitor(hosted.url)
+    with httpx.Client(base_url=base, headers=other, timeout=10) as http:
+        for n in range(10):  # another visitor's fresh tabs push the oldest out
+            with http.stream("GET", f"/gradio_api/heartbeat/push{n}") as stream:
+                assert stream.status_code == 200
+        assert len(_door(hosted).tabs) <= 6
+        taken = http.get("/gradio_api/queue/data", params={"session_hash": "plumtab"})
+    assert taken.status_code == 403
+    assert NOT_YOUR_TAB in taken.text
+    done = [m for m in _messages(base, "plumtab", key) if m["msg"] == "process_completed"]
+    assert [m["success"] for m in done] == [True]
+
+
 def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
     """Gradio keeps every answer until the tab's stream takes it: a client sending event after
     event on one tab without ever reading had them kept for good (12 KB an answer)."""
