@@ -135,6 +135,21 @@ KEY_CHECKS_PER_MINUTE = 5
 KEY_ASKS_AT_ONCE = 4
 KEY_ASK_WAIT_S = 20.0
 KEYS_BUSY = "The studio is checking many RunAPI keys with RunAPI right now; try again in a moment."
+# Keys RunAPI refused that one network address may have had checked in `KEYS_REFUSED_WINDOW_S`,
+# by the page's key box and the API's key header together (a key accepted gives its place
+# back): past them, a key new to the studio from that address is refused without asking RunAPI.
+# Four at a time for all callers let one address try about a hundred keys a second through the
+# studio, from the studio's own address (review 14 F1). Not counted through a share link's
+# tunnel, where every caller is one address (review 6 F7: there anyone's made-up keys would keep
+# every new caller out); a key accepted in the last `KEY_ACCEPTED_MEMORY_S` is not asked again,
+# so callers already known go on whatever their neighbours try.
+KEYS_REFUSED_PER_ADDRESS = 10
+KEYS_REFUSED_WINDOW_S = 600.0
+KEY_ACCEPTED_MEMORY_S = 86_400.0
+KEYS_TRIED_HERE = (
+    "Too many RunAPI keys that RunAPI did not accept were tried from your network address "
+    "lately; wait a few minutes before trying another."
+)
 # A key RunAPI could not be asked about (no answer) names its caller for this long before
 # RunAPI is asked again.
 UNANSWERED_KEY_MEMORY_S = 60.0
@@ -242,6 +257,12 @@ class Engine:
         self._keys_asked: dict[str, collections.deque[tuple[float, int]]] = {}
         # Keys RunAPI could not be asked about lately, by digest, and when (the oldest first).
         self._key_unanswered: collections.OrderedDict[str, float] = collections.OrderedDict()
+        # Keys RunAPI accepted lately, by digest, and when (the oldest first); and, by network
+        # address, when each key it had checked and RunAPI refused (or is being asked) was.
+        self._key_accepted: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._key_tries: collections.OrderedDict[str, collections.deque[float]] = (
+            collections.OrderedDict()
+        )
         # One lock per session while someone holds it; gone when nobody does.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         # Images from outside decoded at once (`_decoding`): small and large ones each in their
@@ -1183,7 +1204,18 @@ class Engine:
         the studio cannot be used to try keys against RunAPI."""
         if visitor.owner is not None:
             self._count_key_check(visitor.owner)
-        return await self._clients.check(api_key)
+        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        tried = None if self._accepted_lately(digest) else self._try_key_from(visitor.address)
+        refused = False
+        try:
+            balance = await self._clients.check(api_key)
+        except AuthenticationError:
+            refused = True
+            raise
+        finally:
+            self._settle_key_try(visitor.address, tried, refused=refused)
+        self._note_accepted(digest)
+        return balance
 
     async def secret(self, name: str) -> bytes:
         """A random secret kept in the data directory (made once), e.g. to sign visitor tokens."""
@@ -1215,13 +1247,25 @@ class Engine:
         if known is not None:
             return known
         digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        if self._accepted_lately(digest):
+            return True
         unanswered = self._key_unanswered.get(digest)
         if unanswered is not None and time.monotonic() - unanswered < UNANSWERED_KEY_MEMORY_S:
             return None  # (not asked again at every request while RunAPI is out of reach)
         asking = self._key_asks.get(digest)
         if asking is None:
+            tried = self._try_key_from(address)
             used = used_lately(self._keys_asked, address or "?", 1)
             asking = asyncio.ensure_future(self._ask_about_key(api_key, digest, used))
+            asking.add_done_callback(
+                lambda done: self._settle_key_try(
+                    address,
+                    tried,
+                    refused=not done.cancelled()
+                    and done.exception() is None
+                    and done.result() is False,
+                )
+            )
             self._key_asks[digest] = asking
             asking.add_done_callback(lambda _: self._key_asks.pop(digest, None))
         return await asyncio.shield(asking)
@@ -1244,7 +1288,47 @@ class Engine:
                 self._key_unanswered.popitem(last=False)
             return None
         self._key_unanswered.pop(digest, None)
+        self._note_accepted(digest)
         return True
+
+    def _note_accepted(self, digest: str) -> None:
+        self._key_accepted.pop(digest, None)
+        self._key_accepted[digest] = time.monotonic()
+        while len(self._key_accepted) > 10_000:
+            self._key_accepted.popitem(last=False)
+
+    def _accepted_lately(self, digest: str) -> bool:
+        """Whether RunAPI accepted the key of `digest` in the last `KEY_ACCEPTED_MEMORY_S`."""
+        accepted = self._key_accepted.get(digest)
+        return accepted is not None and time.monotonic() - accepted < KEY_ACCEPTED_MEMORY_S
+
+    def _try_key_from(self, address: str | None) -> float | None:
+        """Before RunAPI is asked about a key new to the studio from `address`: one of the
+        address's places for refused keys (`KEYS_REFUSED_PER_ADDRESS`), taken now (`LimitError`
+        when none is left). Given back (`_settle_key_try`) unless RunAPI refused the key."""
+        if address is None or not self._addresses_apart:
+            return None
+        now = time.monotonic()
+        tries = self._key_tries.pop(address, None) or collections.deque()
+        self._key_tries[address] = tries  # the address asking most lately last
+        while tries and now - tries[0] > KEYS_REFUSED_WINDOW_S:
+            tries.popleft()
+        while len(self._key_tries) > MAX_TRACKED_ADDRESSES:
+            self._key_tries.popitem(last=False)
+        if len(tries) >= KEYS_REFUSED_PER_ADDRESS:
+            raise LimitError(KEYS_TRIED_HERE)
+        tries.append(now)
+        return now
+
+    def _settle_key_try(self, address: str | None, tried: float | None, *, refused: bool) -> None:
+        """The key asked about at `tried` from `address` was refused (its place stays taken for
+        the window) or not (given back)."""
+        if address is None or tried is None or refused:
+            return
+        tries = self._key_tries.get(address)
+        if tries is not None:
+            with contextlib.suppress(ValueError):
+                tries.remove(tried)
 
     def _count_key_check(self, owner: str) -> None:
         now = time.monotonic()

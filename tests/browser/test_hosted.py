@@ -11,6 +11,7 @@ from gradio_client import Client
 from playwright.sync_api import expect
 
 from studio.config import Secret
+from studio.engine import KEYS_REFUSED_PER_ADDRESS
 from tests.browser.conftest import running_studio
 from tests.browser.test_studio_flow import _listed
 
@@ -258,7 +259,7 @@ def test_made_up_keys_name_nobody_and_use_up_no_new_visitors(sim, clean_env):
     }
     with running_studio(sim, clean_env, **settings) as studio:
         caller = Client(studio.url, verbose=False, headers={"X-RunAPI-Key": "sk-made-up-0"})
-        for n in range(40):
+        for n in range(KEYS_REFUSED_PER_ADDRESS - 1):  # (more are refused unasked: below)
             caller.headers["X-RunAPI-Key"] = f"sk-made-up-{n}"
             with pytest.raises(Exception, match="RunAPI did not accept the key"):
                 caller.predict(5, api_name="/list_sessions")
@@ -270,6 +271,19 @@ def test_made_up_keys_name_nobody_and_use_up_no_new_visitors(sim, clean_env):
         # Another RunAPI account's key, new to the studio, from the same address gets in.
         sim.accept_key("sk-another-account")
         caller.headers["X-RunAPI-Key"] = "sk-another-account"
+        assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
+        # Past ten refused keys in ten minutes, the address's next new key is refused unasked
+        # (one address tried a hundred keys a second: review 14 F1); a known one goes on.
+        caller.session_hash = "anothertab"  # (that one is the other account's tab now)
+        for n in range(KEYS_REFUSED_PER_ADDRESS - 1, KEYS_REFUSED_PER_ADDRESS + 3):
+            caller.headers["X-RunAPI-Key"] = f"sk-made-up-{n}"
+            with pytest.raises(Exception, match=r"RunAPI did not accept|Too many RunAPI keys"):
+                caller.predict(5, api_name="/list_sessions")
+        with pytest.raises(Exception, match="Too many RunAPI keys"):
+            caller.predict(5, api_name="/list_sessions")
+        assert _balance_reads(sim) == checked + 2  # the other account's, and the tenth
+        caller.headers["X-RunAPI-Key"] = "sk-another-account"
+        caller.session_hash = "itsowntab"
         assert json.loads(caller.predict(5, api_name="/list_sessions"))["sessions"] == []
         caller.close()
         # None of the made-up keys used up the address's two new visitors (the real key took

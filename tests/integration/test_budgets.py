@@ -14,7 +14,7 @@ from PIL import Image
 
 from studio.bundle import BundleError
 from studio.config import Secret
-from studio.engine import WAITS_FOR_KEY, Engine
+from studio.engine import KEYS_REFUSED_PER_ADDRESS, WAITS_FOR_KEY, Engine
 from studio.history import StepState
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import EditParams, RegionRequest
@@ -198,6 +198,51 @@ async def test_a_key_runapi_refuses_stores_nothing_and_locks_no_one_else_out(sim
     session, _ = await engine.place_edit(image, visitor=good)
     step = await engine.edit(session.session_id, EditParams(prompt="blue"), visitor=good)
     assert step.state is StepState.COMPLETED
+    await engine.aclose()
+
+
+def _balance_reads(sim) -> int:  # type: ignore[no-untyped-def]
+    return sum(r.path.endswith("/balance") for r in sim.requests)
+
+
+async def test_an_address_has_only_a_few_keys_runapi_refuses_checked(sim, clean_env):
+    """Every key new to the studio was asked about, four at a time for all callers: one
+    address tried about a hundred keys a second through the studio's own address (review 14
+    F1). Past ten refused in ten minutes, a new key from that address is refused without
+    asking RunAPI, by the API's key header and the page's key box alike; a key RunAPI accepted
+    lately, and other addresses, go on as before."""
+    engine = _engine(sim, clean_env)
+    here, there = "198.51.100.9", "203.0.113.7"
+    good = Secret(sim.api_key)
+    assert await engine.key_accepted(good, address=here) is True  # (gives its place back)
+    for n in range(KEYS_REFUSED_PER_ADDRESS):
+        assert await engine.key_accepted(Secret(f"sk-made-up-{n}"), address=here) is False
+    asked = _balance_reads(sim)
+    with pytest.raises(LimitError, match="Too many RunAPI keys"):
+        await engine.key_accepted(Secret("sk-made-up-next"), address=here)
+    with pytest.raises(LimitError, match="Too many RunAPI keys"):
+        await engine.check_key(Secret("sk-pasted"), visitor=Visitor("browser:c", address=here))
+    assert _balance_reads(sim) == asked
+    # A key refused a moment ago is answered from memory, as before; one RunAPI accepted
+    # lately is checked again from here; another address's keys are asked about.
+    assert await engine.key_accepted(Secret("sk-made-up-0"), address=here) is False
+    await engine.check_key(good, visitor=Visitor("browser:d", address=here))
+    assert await engine.key_accepted(Secret("sk-made-up-x"), address=there) is False
+    assert _balance_reads(sim) == asked + 2
+    await engine.aclose()
+
+
+async def test_through_a_share_links_tunnel_refused_keys_lock_no_one_out(sim, clean_env):
+    """Where every caller is one address (a share link's tunnel), a cap on that address's
+    refused keys would let anyone's made-up keys keep every new caller out (review 6 F7)."""
+    caps = LimitSettings(visitor_budget_cents=10, total_budget_cents=15, max_running=5)
+    engine = make_engine(
+        clean_env, sim.base_url, sim.api_key, limits=Limits(caps), addresses_apart=False
+    )
+    for n in range(KEYS_REFUSED_PER_ADDRESS + 2):
+        assert await engine.key_accepted(Secret(f"sk-made-up-{n}"), address="127.0.0.1") is False
+    sim.accept_key("sk-another-account")
+    assert await engine.key_accepted(Secret("sk-another-account"), address="127.0.0.1") is True
     await engine.aclose()
 
 
