@@ -68,8 +68,8 @@ from studio.ui.visitor import (
 
 # What a request that names nobody may carry.
 UNNAMED_BODY_BYTES = 64 * 1024
-# Tabs remembered at once (the oldest forgotten first; a forgotten hash is bound again to the
-# next browser that uses it, which can only be its own tab in practice).
+# Tabs remembered at once (past them, one of the visitor holding the most goes; a forgotten hash
+# is bound again to the next visitor who names it).
 TABS_KEPT = 20_000
 # ... of which so many of the oldest are looked at for one with nothing waiting or running.
 IDLE_LOOKED_AT = 64
@@ -732,17 +732,20 @@ class TabDoor:
                         self.pending.pop(gone, None)
                     self.events.pop(gone, None)
             if len(self.tabs) > TABS_KEPT:
-                self._forget_oldest_idle()
+                self._forget_one()
         return True
 
-    def _forget_oldest_idle(self) -> None:
-        """Past `TABS_KEPT`, the least recently used tab with no event waiting or running goes
-        (of the oldest `IDLE_LOOKED_AT`; all busy, the oldest): a forgotten hash is bound again
-        to the next visitor naming it, so one whose edit runs keeps its owner."""
-        oldest = itertools.islice(self.tabs, IDLE_LOOKED_AT)
-        gone = next((t for t in oldest if not tab_busy(self.events, self.live, t)), None)
+    def _forget_one(self) -> None:
+        """Past `TABS_KEPT`: a tab of the visitor holding the most (so that visitors opening
+        many tabs push out one another's, never the one tab of another visitor, which anyone
+        naming its hash could then take: review 14 F2), else of all; the least recently used
+        of the first `IDLE_LOOKED_AT` with no event waiting or running (all busy: the oldest)."""
+        heaviest = max(self.owned.values(), key=len, default=None)
+        held: Iterable[str] = heaviest if heaviest is not None and len(heaviest) > 1 else self.tabs
+        looked_at = list(itertools.islice(held, IDLE_LOOKED_AT))
+        gone = next((t for t in looked_at if not tab_busy(self.events, self.live, t)), None)
         if gone is None:
-            gone = next(iter(self.tabs))
+            gone = looked_at[0]
         else:  # its record of events and unread answers go with it, as a visitor's oldest's do
             if self.pending is not None:
                 self.pending.pop(gone, None)

@@ -135,6 +135,12 @@ class TabRecords(_GradioStateHolder):
             return LeanSessionState(self.blocks)
         with self.lock:
             state = self.session_data.get(session_id)
+            owner = self.owners.get(session_id)
+            if state is not None and None not in (asker, owner) and owner != asker:
+                # Another visitor's tab (the door, which refuses that, may have forgotten
+                # whose it was): its states (a pasted key, the step shown) are not the
+                # asker's; they get a record made for this one call, as nobody does.
+                return LeanSessionState(self.blocks)
             if state is None:
                 state = self.session_data[session_id] = LeanSessionState(self.blocks)
                 if self.forgotten.pop(session_id, 0) is None:

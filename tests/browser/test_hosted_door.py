@@ -897,9 +897,13 @@ def test_a_tab_whose_edit_runs_keeps_its_answer_however_many_tabs_are_opened(hos
     assert any(m["msg"] == "progress" for m in _messages(base, "nexttab", key))
 
 
-def test_a_running_tab_keeps_its_owner_when_the_studio_forgets_old_tabs(hosted, sim, monkeypatch):
-    """Past the tabs kept in all, the least recently used went even while its edit ran: its
-    hash was then bound to the next visitor who named it, who read that paid edit's answer."""
+def test_another_visitors_tab_keeps_its_owner_however_many_tabs_are_opened(
+    hosted, sim, monkeypatch
+):
+    """Past the tabs kept in all, the least recently used went, whoever's it was, even while
+    its edit ran: its hash was then bound to the next visitor naming it, who read that tab's
+    answers and ran events with its states (a pasted key among them). 80 cookies opening 256
+    tabs each did it to any tab (review 14 F2). Now the visitor holding the most gives one up."""
     from studio.ui import tabs
 
     monkeypatch.setattr(tabs, "TABS_KEPT", 6)
@@ -912,18 +916,49 @@ def test_a_running_tab_keeps_its_owner_when_the_studio_forgets_old_tabs(hosted, 
     joined = httpx.post(
         f"{base}/gradio_api/queue/join", json={**body, "session_hash": "plumtab"}, headers=key
     )
-    assert joined.status_code == 200
+    assert joined.status_code == 200  # a tab whose edit runs
+    idle = _cookie_of_a_new_visitor(hosted.url)
+    with httpx.stream("GET", f"{base}/gradio_api/heartbeat/idletab", headers=idle) as stream:
+        assert stream.status_code == 200  # a tab that only listens
     other = _cookie_of_a_new_visitor(hosted.url)
     with httpx.Client(base_url=base, headers=other, timeout=10) as http:
-        for n in range(10):  # another visitor's fresh tabs push the oldest out
+        for n in range(10):  # another visitor's fresh tabs
             with http.stream("GET", f"/gradio_api/heartbeat/push{n}") as stream:
                 assert stream.status_code == 200
         assert len(_door(hosted).tabs) <= 6
-        taken = http.get("/gradio_api/queue/data", params={"session_hash": "plumtab"})
-    assert taken.status_code == 403
-    assert NOT_YOUR_TAB in taken.text
+        for tab in ("plumtab", "idletab"):
+            with http.stream("GET", f"/gradio_api/heartbeat/{tab}") as taken:
+                assert taken.status_code == 403, tab
+                taken.read()
+                assert NOT_YOUR_TAB in taken.text
+    with httpx.stream("GET", f"{base}/gradio_api/heartbeat/idletab", headers=idle) as stream:
+        assert stream.status_code == 200
     done = [m for m in _messages(base, "plumtab", key) if m["msg"] == "process_completed"]
     assert [m["success"] for m in done] == [True]
+
+
+def test_a_tabs_record_is_its_visitors_alone(hosted):
+    """Behind the door, Gradio's record of a tab (its states: a pasted key, the step shown)
+    goes only to the visitor it was made for; another asker gets a record of their own."""
+    from studio.ui import tabstate
+
+    records = hosted.demo.state_holder
+    token = tabstate._ASKING.set("browser:a")
+    try:
+        theirs = records["sometab"]
+        assert records["sometab"] is theirs
+    finally:
+        tabstate._ASKING.reset(token)
+    token = tabstate._ASKING.set("browser:b")
+    try:
+        assert records["sometab"] is not theirs
+    finally:
+        tabstate._ASKING.reset(token)
+    token = tabstate._ASKING.set("browser:a")
+    try:
+        assert records["sometab"] is theirs
+    finally:
+        tabstate._ASKING.reset(token)
 
 
 def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
