@@ -37,18 +37,25 @@ CANVAS_READY = """
   return Boolean(source && source.offsetParent);
 }
 """
-# Records, on the page, when Enter went down and when anything outside a textarea changed next.
+# Records, on the page, when Enter went down (on the window, before any listener of the page's
+# own) and when anything visible outside a textarea changed next (Gradio's status trackers
+# change as an event is sent, hidden: not feedback).
 _WATCH = """
 () => {
   window.__benchKey = null; window.__benchChange = null;
-  document.addEventListener('keydown', (e) => {
+  window.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && window.__benchKey === null) window.__benchKey = performance.now();
   }, true);
+  const seen = (el) => el.isConnected && el.checkVisibility({checkOpacity: true,
+                                                            checkVisibilityCSS: true});
   new MutationObserver((records) => {
     if (window.__benchKey === null || window.__benchChange !== null) return;
     for (const r of records) {
       const el = r.target.nodeType === 1 ? r.target : r.target.parentElement;
-      if (el && !el.closest('textarea')) { window.__benchChange = performance.now(); return; }
+      if (el && !el.closest('textarea') && seen(el)) {
+        window.__benchChange = performance.now();
+        return;
+      }
     }
   }).observe(document.body, {subtree: true, childList: true, attributes: true,
                              characterData: true});
