@@ -8,7 +8,9 @@ how much a request may carry, and whose tab it speaks for.
   length before a byte is read, else while the body streams in. A body over a megabyte (or of
   no declared length) is read one at a time for each visitor and each network address; what
   all such bodies being read hold is bounded by the bytes they sent (three whole bodies'
-  worth), so one trickling in holds what it sent and no place; three are parsed at once.
+  worth), so one trickling in holds what it sent and no place; three are parsed at once. Where
+  one finds no room, the largest still arriving that declared more gives way to it (cut, told
+  the studio is busy): bodies as large as the studio takes, held open, refuse no smaller one.
   Every body must keep coming (`BIG_BODY_BYTES_PER_S` on average after `BIG_BODY_GRACE_S`) and
   arrive within `BIG_BODY_READ_S`; the smaller bodies being read hold at most
   `READING_PER_VISITOR` bytes for a visitor and `READING_PER_ADDRESS` for a network address
@@ -293,6 +295,8 @@ class TabDoor:
         # Bytes of large bodies being read (or read and not yet done with), and their bound.
         self.big_bytes = 0
         self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
+        # Those large bodies still arriving (`_Budget.take`: the largest gives way).
+        self.big_arriving: set[_Budget] = set()
         # Bytes of the smaller bodies being read, by visitor and by address (`_Budget`).
         self.reading: dict[str, int] = {}
         # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen, and
@@ -377,19 +381,14 @@ class TabDoor:
                     self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
                     held.callback(_count_down, self.mcp_calls, taken)
             places = self._large_places(held, [key, *([here] if here else [])] if big else [])
-            budget = _Budget(self, big=True) if big else _Budget(self, visitor=owner, address=here)
+            budget = (
+                _Budget(self, big=True, declared=cap if declared is None else declared)
+                if big
+                else _Budget(self, visitor=owner, address=here)
+            )
             places.callback(budget.give_back)
-            try:
-                async with asyncio.timeout(BIG_BODY_READ_S):
-                    body = await _read_body(receive, cap, budget=budget)
-            except _TooLarge:  # (cut mid-body: closed after the answer, whatever is to come)
-                await refuse(send, 413, TOO_LARGE, close=True)
-                return
-            except _Busy as busy:
-                await refuse(send, busy.status, busy.sentence, close=True)
-                return
-            except TimeoutError:  # a body trickling in holds what it sent, and not for long
-                await refuse(send, 408, TOO_SLOW, close=True)
+            body = await _read_or_refuse(receive, send, cap, budget)
+            if body is None:
                 return
             if big:
                 try:
@@ -920,18 +919,30 @@ class _Busy(Exception):
 class _Budget:
     """One body's bytes, counted as they arrive: a large body's against the door's
     `big_bytes_cap`, a smaller one's against its visitor's and its address's share of
-    `TabDoor.reading`."""
+    `TabDoor.reading`. Where a large body finds no room, the largest of those still arriving
+    that declared more than it gives way (cut, and told the studio is busy): three addresses
+    each sending a body of the studio's whole cap (134 MB) but its last byte, again and again,
+    had every other caller's image refused (review 15 F2). Bodies as large as the
+    one waiting, or smaller, keep their bytes."""
 
     def __init__(
         self,
         door: TabDoor,
         *,
         big: bool = False,
+        declared: int = 0,
         visitor: str | None = None,
         address: str | None = None,
     ) -> None:
         self.door = door
         self.big = big
+        self.declared = declared
+        # While it arrives: the deadline of its next chunk (moved to now to cut it), and
+        # whether it was cut.
+        self.deadline: asyncio.Timeout | None = None
+        self.cut = False
+        if big:
+            door.big_arriving.add(self)
         self.shares = [
             (key, cap, sentence)
             for key, cap, sentence in (
@@ -944,8 +955,13 @@ class _Budget:
 
     def take(self, size: int) -> None:
         door = self.door
-        if self.big and door.big_bytes + size > door.big_bytes_cap:
+        if self.cut:
             raise _Busy(503, BUSY)
+        while self.big and door.big_bytes + size > door.big_bytes_cap:
+            larger = [b for b in door.big_arriving if b.declared > self.declared and not b.cut]
+            if not larger:
+                raise _Busy(503, BUSY)
+            max(larger, key=lambda b: (b.declared, b.taken)).give_way()
         for key, cap, sentence in self.shares:
             if door.reading.get(key, 0) + size > cap:
                 raise _Busy(429, sentence)
@@ -955,8 +971,16 @@ class _Budget:
             door.reading[key] = door.reading.get(key, 0) + size
         self.taken += size
 
+    def give_way(self) -> None:
+        """Cut this body while it arrives: its bytes go back now, and its reader is woken."""
+        self.cut = True
+        self.give_back()
+        if self.deadline is not None:
+            self.deadline.reschedule(asyncio.get_running_loop().time())
+
     def give_back(self) -> None:
         door = self.door
+        door.big_arriving.discard(self)
         if self.big:
             door.big_bytes -= self.taken
         for key, _, _ in self.shares:
@@ -968,6 +992,24 @@ class _Budget:
         self.taken = 0
 
 
+async def _read_or_refuse(receive: Receive, send: Send, cap: int, budget: _Budget) -> bytes | None:
+    """The body (`_read_body`), or None once it is refused, the connection closed after the
+    answer, whatever is still to come."""
+    try:
+        async with asyncio.timeout(BIG_BODY_READ_S):
+            return await _read_body(receive, cap, budget=budget)
+    except _TooLarge:
+        await refuse(send, 413, TOO_LARGE, close=True)
+    except _Busy as busy:
+        await refuse(send, busy.status, busy.sentence, close=True)
+    except TimeoutError:  # a body trickling in holds what it sent, and not for long
+        if budget.cut:  # (a smaller one took its bytes: `_Budget.take`)
+            await refuse(send, 503, BUSY, close=True)
+        else:
+            await refuse(send, 408, TOO_SLOW, close=True)
+    return None
+
+
 async def _read_body(receive: Receive, cap: int, *, budget: _Budget) -> bytes:
     """The body, up to `cap` bytes (`_TooLarge` past it). After its first `BIG_BODY_GRACE_S` it
     must have come at `BIG_BODY_BYTES_PER_S` on average (`TimeoutError` when it falls behind).
@@ -977,8 +1019,9 @@ async def _read_body(receive: Receive, cap: int, *, budget: _Budget) -> bytes:
     start = asyncio.get_running_loop().time()
     while True:
         due = start + max(BIG_BODY_GRACE_S, size / BIG_BODY_BYTES_PER_S)
-        async with asyncio.timeout_at(due):
+        async with asyncio.timeout_at(due) as budget.deadline:
             message = await receive()
+        budget.deadline = None
         if message["type"] != "http.request":
             break
         chunk = message.get("body", b"")
@@ -989,6 +1032,7 @@ async def _read_body(receive: Receive, cap: int, *, budget: _Budget) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+    budget.door.big_arriving.discard(budget)  # (read whole: it keeps its bytes until parsed)
     return b"".join(chunks)
 
 

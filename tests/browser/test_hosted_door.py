@@ -631,34 +631,65 @@ def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long
             assert " 422 " in answer.result(timeout=40).split("\r\n")[0]  # (not JSON)
 
 
+def _hold_part(
+    url: str, headers: dict[str, str], size: int, sent: int, source: str
+) -> socket.socket:
+    """A POST to the queue declaring `size` bytes from loopback address `source`, `sent` of
+    them sent at once and the rest held back."""
+    address = httpx.URL(url)
+    sock = socket.create_connection((address.host, address.port), source_address=(source, 0))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(
+        f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
+        + b" " * sent
+    )
+    return sock
+
+
 def test_large_bodies_being_read_hold_a_bounded_number_of_bytes(hosted):
     """What large bodies being read hold in all is bounded by the bytes they sent (here, for
-    the test, 5 MB): past it, the next is told the studio is busy; once they are done, it goes."""
+    the test, 5 MB): past it, the next of their size is told the studio is busy; once they are
+    done, it goes."""
     _door(hosted).big_bytes_cap = 5 * 2**20
     api = hosted.url.rstrip("/") + "/gradio_api"
-    address = httpx.URL(hosted.url)
-    held = []
-    for n in range(2):  # 2 MB each sent at once, the rest held back
-        sock = socket.create_connection(
-            (address.host, address.port), source_address=(f"127.0.0.{31 + n}", 0)
-        )
-        head = "".join(f"{k}: {v}\r\n" for k, v in _cookie_of_a_new_visitor(hosted.url).items())
-        sock.sendall(
-            f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
-            f"Content-Type: application/json\r\nContent-Length: {3 * 2**20}\r\n\r\n".encode()
-            + b" " * (2 * 2**20)
-        )
-        held.append(sock)
+    size = 3 * 2**20
+    held = [  # 2 MB each sent at once, the rest held back
+        _hold_part(hosted.url, _cookie_of_a_new_visitor(hosted.url), size, 2 * 2**20, source)
+        for source in ("127.0.0.31", "127.0.0.32")
+    ]
     time.sleep(1)
     victim = _cookie_of_a_new_visitor(hosted.url)
-    busy = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=victim, timeout=20)
+    busy = httpx.post(f"{api}/queue/join", content=b" " * size, headers=victim, timeout=20)
     assert busy.status_code == 503
     assert BUSY in busy.text
     for sock in held:
         sock.close()
     time.sleep(1)
-    answer = httpx.post(f"{api}/queue/join", content=b" " * (2 * 2**20), headers=victim, timeout=20)
+    answer = httpx.post(f"{api}/queue/join", content=b" " * size, headers=victim, timeout=20)
     assert answer.status_code == 422  # read, and found not to be JSON
+
+
+def test_bodies_as_large_as_the_studio_takes_held_open_refuse_no_smaller_one(hosted):
+    """Three addresses each sending a body of the studio's whole cap but its last byte, again
+    and again, held all the large bodies' bytes: every other caller's image (a megabyte or
+    two as a data: URI) was refused as long as they liked (review 15 F2). The largest still
+    arriving now gives way to a smaller one (and is told the studio is busy)."""
+    _door(hosted).big_bytes_cap = 5 * 2**20
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    held = [  # 2.4 MB of 4 MB each sent at once, the rest held back
+        _hold_part(hosted.url, _cookie_of_a_new_visitor(hosted.url), 4 * 2**20, 2_400_000, src)
+        for src in ("127.0.0.33", "127.0.0.34")
+    ]
+    time.sleep(1)
+    victim = _cookie_of_a_new_visitor(hosted.url)
+    for _ in range(2):
+        answer = httpx.post(f"{api}/queue/join", content=b" " * 2**21, headers=victim, timeout=20)
+        assert answer.status_code == 422, answer.text  # read, and found not to be JSON
+    cut = [_answer_of(sock, 10) for sock in held]
+    assert any(" 503 " in a.split("\r\n")[0] and BUSY in a for a in cut), cut
+    for sock in held:
+        sock.close()
 
 
 def _hold_body(url: str, headers: dict[str, str], size: int, source: str) -> socket.socket:
