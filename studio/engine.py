@@ -810,8 +810,11 @@ class Engine:
             cancelled = session.cancel(step_id)
             moved = [cancelled.steps[s.step_id] for s in session.children(step_id)]
             await self._runner.cancel(step_id)  # if it started, nothing goes
-            await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
+            unspent = await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
             self._runner.reparent(moved)
+            if self._limits is not None:  # (sent nothing: it costs nobody's budget)
+                for day, owner, address, cents in unspent:
+                    self._limits.refund(day, owner, address, cents)
         self._runner.signals.notify(session_id)
         return cancelled
 

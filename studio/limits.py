@@ -364,6 +364,17 @@ class Limits:
         if not running:
             self._running.pop(owner, None)
 
+    def refund(self, day: date, owner: str, address: str | None, cost_cents: int) -> None:
+        """What a step cancelled before it was sent was counted to cost the server's key, no
+        longer counted (if it was counted today)."""
+        self._new_day_if_needed()
+        if day != self._day or cost_cents <= 0:
+            return
+        self._spent[owner] = max(0, self._spent.get(owner, 0) - cost_cents)
+        if address is not None and address in self._spent_by_address:
+            self._spent_by_address[address] = max(0, self._spent_by_address[address] - cost_cents)
+        self._spent_total = max(0, self._spent_total - cost_cents)
+
     def spent_cents(self, owner: str) -> int:
         self._new_day_if_needed()
         return self._spent.get(owner, 0)

@@ -463,10 +463,11 @@ class Store:
 
     def cancel_steps(
         self, session: Session, step_ids: Collection[str], moved: Collection[Step] = ()
-    ) -> None:
-        """Delete queued steps that were never sent (`Session.cancel`), record the new parent
-        of the steps `moved` after them, and record `session`'s current step. Raises
-        `StoreError` if one of them was sent meanwhile."""
+    ) -> list[tuple[date, str, str | None, int]]:
+        """Delete queued steps that were never sent (`Session.cancel`), and what they were to
+        cost the server's key (returned: day, owner, address, cents); record the new parent of
+        the steps `moved` after them, and `session`'s current step. Raises `StoreError` if one
+        of them was sent meanwhile."""
         marks = ", ".join("?" * len(step_ids))
         with self._write() as db:
             started = db.execute(
@@ -486,8 +487,17 @@ class Store:
                 f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
                 (session.session_id, *step_ids),
             )
+            unspent = [
+                (date.fromisoformat(r["day"]), r["owner"], r["address"], r["cents"])
+                for r in db.execute(
+                    f"SELECT day, owner, address, cents FROM spend WHERE step_id IN ({marks})",
+                    (*step_ids,),
+                )
+            ]
+            db.execute(f"DELETE FROM spend WHERE step_id IN ({marks})", (*step_ids,))
             self._write_current(db, session)
             _touch(db, session.session_id)
+        return unspent
 
     def holding(self, owner: str) -> Holding:
         """What `owner`'s sessions hold, in one pass over their steps: every image (originals,

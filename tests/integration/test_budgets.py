@@ -246,6 +246,29 @@ async def test_through_a_share_links_tunnel_refused_keys_lock_no_one_out(sim, cl
     await engine.aclose()
 
 
+async def test_a_queued_edit_cancelled_before_it_is_sent_costs_no_budget(sim, clean_env):
+    """A step cancelled before it was sent kept its cents counted against its visitor's share
+    and the day's total, in memory and on disk (review 15 L2): budget spent on nothing."""
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)  # A's share 10 cents
+    sid = await _session(engine, A)
+    await engine.submit_edit(sid, EditParams(prompt="blue"), visitor=A)  # 5 cents, runs
+    queued = await engine.submit_edit(sid, EditParams(prompt="red"), visitor=A)  # 5, waits
+    with pytest.raises(LimitError, match="today's share"):
+        await engine.submit_edit(sid, EditParams(prompt="green"), visitor=A)
+    await engine.cancel(sid, queued.step_id, visitor=A)
+    again = await engine.submit_edit(sid, EditParams(prompt="green"), visitor=A)
+    assert (await engine.wait(again.step_id)).state is StepState.COMPLETED
+    await engine.aclose()
+    # A restart reads the day's spending from the store: the cancelled step is not in it, so
+    # the day's total (15 cents) has room for B's 5.
+    engine = _engine(sim, clean_env)
+    theirs = await _session(engine, B)
+    step = await engine.submit_edit(theirs, EditParams(prompt="one more"), visitor=B)
+    assert (await engine.wait(step.step_id)).state is StepState.COMPLETED
+    await engine.aclose()
+
+
 async def test_an_edit_past_the_budget_stores_nothing_not_even_its_image(sim, clean_env):
     engine = _engine(sim, clean_env)
     mine = await _session(engine, A)
