@@ -958,7 +958,7 @@ class _Budget:
         if self.cut:
             raise _Busy(503, BUSY)
         while self.big and door.big_bytes + size > door.big_bytes_cap:
-            larger = [b for b in door.big_arriving if b.declared > self.declared and not b.cut]
+            larger = [b for b in door.big_arriving if b.declared > self.declared]
             if not larger:
                 raise _Busy(503, BUSY)
             max(larger, key=lambda b: (b.declared, b.taken)).give_way()

@@ -95,8 +95,8 @@ class DrawGate:
     whoever drew least in the last `DRAWS_USED_S` (then the longest waiting), and a rest after a
     long draw. Used on one event loop."""
 
-    def __init__(self, at_once: int | None = None) -> None:
-        self._free = DRAWS_AT_ONCE if at_once is None else at_once
+    def __init__(self) -> None:
+        self._free = DRAWS_AT_ONCE
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._drawn: OrderedDict[str, deque[float]] = OrderedDict()

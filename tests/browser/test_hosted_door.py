@@ -631,22 +631,6 @@ def test_large_bodies_that_trickle_in_give_their_places_up_and_nobody_waits_long
             assert " 422 " in answer.result(timeout=40).split("\r\n")[0]  # (not JSON)
 
 
-def _hold_part(
-    url: str, headers: dict[str, str], size: int, sent: int, source: str
-) -> socket.socket:
-    """A POST to the queue declaring `size` bytes from loopback address `source`, `sent` of
-    them sent at once and the rest held back."""
-    address = httpx.URL(url)
-    sock = socket.create_connection((address.host, address.port), source_address=(source, 0))
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    sock.sendall(
-        f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
-        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
-        + b" " * sent
-    )
-    return sock
-
-
 def test_large_bodies_being_read_hold_a_bounded_number_of_bytes(hosted):
     """What large bodies being read hold in all is bounded by the bytes they sent (here, for
     the test, 5 MB): past it, the next of their size is told the studio is busy; once they are
@@ -655,7 +639,7 @@ def test_large_bodies_being_read_hold_a_bounded_number_of_bytes(hosted):
     api = hosted.url.rstrip("/") + "/gradio_api"
     size = 3 * 2**20
     held = [  # 2 MB each sent at once, the rest held back
-        _hold_part(hosted.url, _cookie_of_a_new_visitor(hosted.url), size, 2 * 2**20, source)
+        _hold_body(hosted.url, _cookie_of_a_new_visitor(hosted.url), size, source, 2 * 2**20)
         for source in ("127.0.0.31", "127.0.0.32")
     ]
     time.sleep(1)
@@ -678,7 +662,7 @@ def test_bodies_as_large_as_the_studio_takes_held_open_refuse_no_smaller_one(hos
     _door(hosted).big_bytes_cap = 5 * 2**20
     api = hosted.url.rstrip("/") + "/gradio_api"
     held = [  # 2.4 MB of 4 MB each sent at once, the rest held back
-        _hold_part(hosted.url, _cookie_of_a_new_visitor(hosted.url), 4 * 2**20, 2_400_000, src)
+        _hold_body(hosted.url, _cookie_of_a_new_visitor(hosted.url), 4 * 2**20, src, 2_400_000)
         for src in ("127.0.0.33", "127.0.0.34")
     ]
     time.sleep(1)
@@ -692,16 +676,18 @@ def test_bodies_as_large_as_the_studio_takes_held_open_refuse_no_smaller_one(hos
         sock.close()
 
 
-def _hold_body(url: str, headers: dict[str, str], size: int, source: str) -> socket.socket:
-    """A POST to the queue declaring `size` bytes from loopback address `source`, all sent but
-    the last: held open, as if the last byte were on its way."""
+def _hold_body(
+    url: str, headers: dict[str, str], size: int, source: str, sent: int | None = None
+) -> socket.socket:
+    """A POST to the queue declaring `size` bytes from loopback address `source`, `sent` of
+    them sent at once (all but the last by default) and the rest held back, as if on its way."""
     address = httpx.URL(url)
     sock = socket.create_connection((address.host, address.port), source_address=(source, 0))
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     sock.sendall(
         f"POST /gradio_api/queue/join HTTP/1.1\r\nHost: {address.host}\r\n{head}"
         f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n".encode()
-        + b" " * (size - 1)
+        + b" " * (size - 1 if sent is None else sent)
     )
     return sock
 
