@@ -20,16 +20,19 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
 import gradio.blocks
 import gradio.components
 import gradio.mcp
+import gradio.queueing
 import gradio.route_utils
 import gradio.state_holder
 import gradio.utils
+from gradio.server_messages import EstimationMessage
 
 from studio.ui.tabs import tab_busy
 
@@ -46,13 +49,24 @@ class _WithoutBlocks:
         self.blocks: dict[int, Any] = {}
 
 
+# The ids of a page's blocks, made once for all its tabs (each tab's own copy was half its record).
+_PAGE_IDS: weakref.WeakKeyDictionary[Any, tuple[list[int], frozenset[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 class LeanSessionState(_GradioSessionState):
     """Gradio's `SessionState` that keeps no copy of the values events send and return."""
 
     def __init__(self, blocks: Any) -> None:
         super().__init__(_WithoutBlocks(blocks))  # type: ignore[arg-type]
-        self._block_ids = [k for k in self.blocks_config.blocks if k in blocks.blocks]
-        self._page_ids = frozenset(self.blocks_config.blocks)
+        ids = _PAGE_IDS.get(blocks)
+        if ids is None or len(ids[1]) != len(self.blocks_config.blocks):
+            ids = _PAGE_IDS[blocks] = (
+                [k for k in self.blocks_config.blocks if k in blocks.blocks],
+                frozenset(self.blocks_config.blocks),
+            )
+        self._block_ids, self._page_ids = ids
 
     def __setitem__(self, key: int, value: Any) -> None:
         # Gradio's, less the block's config built afresh for deep links; and only for the
@@ -156,10 +170,35 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
             self._events.pop(gone, None)
 
 
+# How far back among a tab's unread answers an earlier estimate of the same event is looked for.
+ESTIMATES_LOOKED_AT = 256
+
+
+class _Unread(asyncio.Queue):  # type: ignore[type-arg]
+    """A tab's unread answers, in which a new estimate of an event's place in the queue takes the
+    place of that event's estimate still unread. Gradio sends every waiting event a new estimate
+    each time any event starts, so a tab that never reads its answers (a made-up tab, or a page
+    that went away) kept one for every event that started while its own waited: hundreds a tab
+    (about 65 KB) under a flood of events, for as long as the studio kept the tab (review 16,
+    M1). A reader only ever needs the newest; an event's estimates all come before its start."""
+
+    def _put(self, item: Any) -> None:
+        unread: deque[Any] = self._queue  # type: ignore[attr-defined]
+        if isinstance(item, EstimationMessage):
+            for at in range(len(unread) - 1, max(-1, len(unread) - 1 - ESTIMATES_LOOKED_AT), -1):
+                earlier = unread[at]
+                if isinstance(earlier, EstimationMessage) and earlier.event_id == item.event_id:
+                    unread[at] = item
+                    return
+        unread.append(item)
+
+
 def hold_answers(queue: Any) -> None:
-    """Keep a tab's answers while its events wait or run (`_AnswersByTab`), and let an answer
-    for a tab Gradio no longer holds start the tab's record again instead of raising (in
-    Gradio's progress updater, one such error ended progress for everyone)."""
+    """Keep a tab's answers while its events wait or run (`_AnswersByTab`), an event's newest
+    estimate only (`_Unread`), and let an answer for a tab Gradio no longer holds start the
+    tab's record again instead of raising (in Gradio's progress updater, one such error ended
+    progress for everyone)."""
+    gradio.queueing.AsyncQueue = _Unread  # type: ignore[attr-defined]
     old = queue.pending_messages_per_session
     answers = _AnswersByTab(
         queue.pending_event_ids_session, queue.event_ids_to_events, old.max_size
@@ -171,7 +210,7 @@ def hold_answers(queue: Any) -> None:
 
     def send_message(event: Any, message: Any) -> None:
         if event.alive and event.session_hash not in answers:
-            answers[event.session_hash] = asyncio.Queue()
+            answers[event.session_hash] = _Unread()
         send(event, message)
 
     queue.send_message = send_message

@@ -78,3 +78,45 @@ def test_answers_make_room_with_idle_tabs_and_take_their_empty_records_along():
     assert "busy" in answers  # its event runs: its answer has a place
     assert "unread" not in answers
     assert set(events) == set(answers)  # the tabs that went took their records along
+
+
+def test_a_tab_that_never_reads_keeps_one_estimate_per_waiting_event():
+    """Gradio sends every waiting event a new estimate of its place each time any event starts;
+    a tab that never read its answers kept them all, hundreds a tab under a flood (about 65 KB
+    of the studio's memory each, review 16 M1). The newest estimate is all a reader needs."""
+    import asyncio
+
+    import gradio.queueing
+    from gradio.queueing import Event, Queue
+    from gradio.server_messages import EstimationMessage, ProcessStartsMessage
+
+    demo = _page()
+    fn = next(iter(demo.fns.values()))
+    queue = Queue(
+        live_updates=True, concurrency_count=1, update_intervals=1, max_size=None, blocks=demo
+    )
+    lean.hold_answers(queue)
+    queue.create_event_queue_for_fn(fn)
+    waiting = queue.event_queue_per_concurrency_id[fn.concurrency_id].queue
+
+    async def flood() -> list[object]:
+        first, second = Event("quiet", fn, None, None), Event("quiet", fn, None, None)  # type: ignore[arg-type]
+        for event in (Event("someone", fn, None, None), first, second):  # type: ignore[arg-type]
+            # (as Gradio's `Queue.push` makes a tab's unread answers)
+            queue.pending_messages_per_session.setdefault(
+                event.session_hash, gradio.queueing.AsyncQueue()
+            )
+            waiting.append(event)
+        for _ in range(300):  # each time another event starts
+            queue.broadcast_estimations(fn.concurrency_id)
+        waiting.remove(first)
+        queue.send_message(first, ProcessStartsMessage())
+        queue.broadcast_estimations(fn.concurrency_id)
+        unread = queue.pending_messages_per_session["quiet"]
+        return [unread.get_nowait() for _ in range(unread.qsize())]
+
+    unread = asyncio.run(flood())
+    # Each event's newest estimate (the second moved up when the first began), then the start.
+    assert [type(m) for m in unread] == [EstimationMessage, EstimationMessage, ProcessStartsMessage]
+    assert [m.rank for m in unread[:2]] == [1, 1]  # type: ignore[attr-defined]
+    assert unread[1].event_id != unread[0].event_id == unread[2].event_id  # type: ignore[attr-defined]
