@@ -75,6 +75,10 @@ class Tick:
     changed: bool
 
 
+# The folder of the studio's home where uploads waiting for their handler are noted.
+UPLOADS_JOURNAL = "uploads-waiting"
+
+
 class Bridge:
     """An engine living on a private loop in a daemon thread, and the typed calls into it."""
 
@@ -88,8 +92,11 @@ class Bridge:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Bridge:
-        """The engine the settings describe, on its own loop."""
-        return cls(lambda: Engine.from_settings(settings))
+        """The engine the settings describe, on its own loop; uploads waiting for their handler
+        noted in the studio's home (`UploadBook`)."""
+        bridge = cls(lambda: Engine.from_settings(settings))
+        bridge.uploads = UploadBook(journal=settings.home / UPLOADS_JOURNAL)
+        return bridge
 
     def resume_unfinished(self, timeout_s: float = 60) -> int:
         """Pick up the edits an earlier run left unfinished; how many there were."""

@@ -209,19 +209,63 @@ class UploadBook:
     is: `ui.guard.VisitorGuard` writes it as each upload is answered; a hosted page's handlers
     read a path the page sends only when the book says it is that visitor's own upload (a path
     is no secret: another visitor's upload, a stored image or an export are all files Gradio
-    would let an event name)."""
+    would let an event name).
 
-    def __init__(self) -> None:
+    With a `journal` (a folder in the studio's home), each waiting upload is also noted there,
+    one small file each, until a handler takes it or it goes: uploads waiting when the studio
+    was killed were otherwise left in Gradio's upload folder for good, counted in nobody's share
+    (review 15, L1). The next start removes them (`clear_left_behind`)."""
+
+    def __init__(self, journal: Path | None = None) -> None:
         # path -> (owner, bytes, when: monotonic seconds, the network address it came from)
         self.waiting: dict[Path, tuple[str | None, int, float, str | None]] = {}
+        self.journal = journal
 
     def holds(self, name: str, owner: str | None) -> bool:
         """Whether `name` is an upload `owner` made that no handler has taken yet."""
         entry = self.waiting.get(Path(os.path.abspath(name)))
         return entry is not None and entry[0] == owner
 
+    def add(self, path: Path, entry: tuple[str | None, int, float, str | None]) -> None:
+        """Note `path` as waiting for its handler (and in the journal)."""
+        self.waiting[path] = entry
+        if self.journal is not None:
+            with contextlib.suppress(OSError):
+                self.journal.mkdir(parents=True, exist_ok=True)
+                _note_of(self.journal, path).write_text(str(path), encoding="utf-8")
+
     def forget(self, name: str) -> None:
-        self.waiting.pop(Path(os.path.abspath(name)), None)
+        """A handler took the upload `name` (or it went)."""
+        path = Path(os.path.abspath(name))
+        self.waiting.pop(path, None)
+        if self.journal is not None:
+            with contextlib.suppress(OSError):
+                _note_of(self.journal, path).unlink(missing_ok=True)
+
+    def clear_left_behind(self, upload_root: Path) -> int:
+        """Remove the uploads an earlier run of the studio noted as waiting and never saw
+        taken (it was killed), and their notes; how many files went. Only files inside
+        `upload_root` are touched. Call at start, before any upload is taken."""
+        if self.journal is None or not self.journal.is_dir():
+            return 0
+        root = upload_root.resolve()
+        removed = 0
+        for note in self.journal.iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                left = Path(note.read_text(encoding="utf-8"))
+                if left.is_absolute() and left.resolve().is_relative_to(root) and left.is_file():
+                    left.unlink()
+                    removed += 1
+                    with contextlib.suppress(OSError):
+                        left.parent.rmdir()  # its own folder (`UploadApart`), if now empty
+            with contextlib.suppress(OSError):
+                note.unlink()
+        return removed
+
+
+def _note_of(journal: Path, path: Path) -> Path:
+    """The journal's note of the waiting upload `path`."""
+    return journal / hashlib.sha256(str(path).encode()).hexdigest()[:32]
 
 
 def fitted_name(left: str, right: str, width: int, height: int) -> str:

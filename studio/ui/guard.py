@@ -142,6 +142,7 @@ class VisitorGuard:
         # The largest file Gradio takes in an upload (its `max_file_size`; None: no cap).
         self.file_bytes = file_bytes
         # Uploads waiting for their handler: path -> (owner, bytes, when).
+        self.book = bridge.uploads
         self.uploads = bridge.uploads.waiting
         # Uploads on their way (reserved as each starts), and uploads abandoned on the way whose
         # spool files may still be on disk until `SPOOL_IDLE_S` has passed:
@@ -375,7 +376,7 @@ class VisitorGuard:
             if isinstance(name, str):
                 path = Path(os.path.abspath(name))
                 with contextlib.suppress(OSError):
-                    self.uploads[path] = (owner, path.stat().st_size, now, address)
+                    self.book.add(path, (owner, path.stat().st_size, now, address))
 
     def _forget_stale_uploads(self) -> None:
         """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone
@@ -391,7 +392,7 @@ class VisitorGuard:
                 with contextlib.suppress(OSError):
                     path.unlink()
                     path.parent.rmdir()
-                self.uploads.pop(path, None)
+                self.book.forget(str(path))
 
     async def _serve_image(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """The studio's image address: the stored file, for its owner only."""

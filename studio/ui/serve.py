@@ -8,9 +8,11 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlunparse
 
+from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -205,6 +207,8 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     bridge = Bridge.from_settings(settings)
     if resumed := bridge.resume_unfinished():
         log.info("Resuming %d unfinished edit(s)", resumed)
+    if left := bridge.uploads.clear_left_behind(Path(get_upload_folder())):
+        log.info("Removed %d upload(s) an earlier run left waiting", left)
     demo = create_app(bridge, settings)
     conn.install()  # (it changes nothing until an app is given its rules, below)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))

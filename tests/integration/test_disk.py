@@ -367,3 +367,60 @@ async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anythi
         assert len(sim.tasks) == tasks
     finally:
         await engine.aclose()
+
+
+def test_uploads_waiting_when_the_studio_is_killed_are_removed_when_it_starts_again(
+    sim, clean_env, tmp_path
+):
+    """An upload waits in Gradio's upload folder until the event that sends it is handled; a
+    studio killed then left it there for good, in nobody's share (review 15, L1). The next
+    start removes it, and nothing another program keeps in that folder."""
+    import io
+
+    import httpx
+    from PIL import Image
+
+    from tests.integration.test_launch import _free_port, _Process
+
+    uploads = tmp_path / "gradio-uploads"
+    uploads.mkdir()
+    someone_elses = uploads / "another-app" / "keep.txt"
+    someone_elses.parent.mkdir()
+    someone_elses.write_text("not the studio's")
+    env = {
+        **os.environ,
+        "GRADIO_TEMP_DIR": str(uploads),
+        "RUNAPI_API_KEY": sim.api_key,
+        "RUNAPI_BASE_URL": sim.base_url,
+    }
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(png, "PNG")
+
+    def start() -> tuple[_Process, str]:
+        port = _free_port()
+        args = [sys.executable, "-m", "studio.cli", "--hosted", "--port", str(port)]
+        studio = _Process([*args, "--home", str(clean_env)], env, tmp_path)
+        studio.wait_for_line("Kontext Studio is running at")
+        return studio, f"http://127.0.0.1:{port}"
+
+    killed, url = start()
+    try:
+        with httpx.Client(base_url=url, trust_env=False, timeout=30) as http:
+            token = http.get("/").cookies.get("kontext_visitor")  # a visitor's
+            http.headers["Cookie"] = f"kontext_visitor={token}"
+            sent = http.post(
+                "/gradio_api/upload", files={"files": ("photo.png", png.getvalue(), "image/png")}
+            )
+            assert sent.status_code == 200, sent.text
+            (waiting,) = [Path(name) for name in sent.json()]
+        assert waiting.is_file()
+    finally:
+        killed.proc.kill()
+        killed.stop()
+    assert waiting.is_file()  # the killed studio left it
+    again, _ = start()
+    try:
+        assert not waiting.exists()
+        assert someone_elses.read_text() == "not the studio's"
+    finally:
+        again.stop()
