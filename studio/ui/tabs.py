@@ -284,8 +284,11 @@ class TabDoor:
         # is queued), and those run outside it (until they are done).
         self.outside: dict[str, int] = {}
         self.tabs: OrderedDict[str, str] = OrderedDict()
-        # The tabs bound to each visitor, oldest first.
+        # The tabs bound to each visitor, oldest first; and to each network address (where the
+        # visitor was when they bound it), and where each such tab was bound.
         self.owned: dict[str, OrderedDict[str, None]] = {}
+        self.at_address: dict[str, OrderedDict[str, None]] = {}
+        self.tab_at: dict[str, str] = {}
         # Events refused to nobody, by their tab (`_TAB`) or their event id (`_EVENT`): each
         # event's id and the sentence its answer says.
         self.refusals: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
@@ -325,7 +328,9 @@ class TabDoor:
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
-        if await self._tab_refused(scope, send, path, owner, binds):
+        # Where a tab bound now is counted (not where every visitor is one address).
+        at = (who.address or address_in(scope)) if who is not None and self.per_address else None
+        if await self._tab_refused(scope, send, path, owner, binds, at):
             return
         if await self._route_refused(scope, send, path):
             return
@@ -406,7 +411,7 @@ class TabDoor:
             if named is not None and not _HASH.fullmatch(named):
                 await refuse(send, 400, BAD_TAB)
                 return
-            theirs = named is not None and not self._may_use(named, owner, binds)
+            theirs = named is not None and not self._may_use(named, owner, binds, at)
             if theirs and not forwarded_in(scope):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return
@@ -423,7 +428,7 @@ class TabDoor:
                 await refuse_event(send, 422, wrong)
                 return
             if quick:
-                await self.app(scope, _replay(body, receive), self._binding_events(send, binds))
+                await self.app(scope, _replay(body, receive), self._binding_events(send, binds, at))
                 return
             if at_once or mcp:  # counted until it is done
                 places.close()
@@ -485,7 +490,13 @@ class TabDoor:
         return queued + self.outside.get(owner, 0)
 
     async def _tab_refused(
-        self, scope: Scope, send: Send, path: str, owner: str | None, binds: str | None
+        self,
+        scope: Scope,
+        send: Send,
+        path: str,
+        owner: str | None,
+        binds: str | None,
+        at: str | None,
     ) -> bool:
         """Refuse (and say so) a request naming a tab or an event in a form the studio does not
         use, or another visitor's; or answer one refused before, or a stream never opened."""
@@ -509,7 +520,7 @@ class TabDoor:
             await refuse(send, 404, NO_SUCH_EVENT)
             return True
         for hash_ in hashes:
-            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds):
+            if not forwarded_in(scope) and not self._may_use(hash_, owner, binds, at):
                 await refuse(send, 403, NOT_YOUR_TAB)
                 return True
         theirs = event is not None and not self._may_use(_EVENT + event, owner, None)
@@ -682,7 +693,7 @@ class TabDoor:
                 return True
         return False
 
-    def _binding_events(self, send: Send, binds: str | None) -> Send:
+    def _binding_events(self, send: Send, binds: str | None, at: str | None) -> Send:
         """`send`, noting the event id a queued event is answered with as `binds`'s: its answers
         (`GET /gradio_api/call/…/<event id>`) and its stream are then for nobody else."""
         if binds is None:
@@ -696,60 +707,77 @@ class TabDoor:
                     with contextlib.suppress(ValueError):
                         event = json.loads(answer).get("event_id")
                         if isinstance(event, str):
-                            self._may_use(_EVENT + event, binds, binds)
+                            self._may_use(_EVENT + event, binds, binds, at)
                             # A REST call's event streams under its own id as its tab's
                             # hash (Gradio's default): that stream is the caller's too.
-                            self._may_use(event, binds, binds)
+                            self._may_use(event, binds, binds, at)
             await send(message)
 
         return noting
 
-    def _may_use(self, hash_: str, owner: str | None, binds: str | None) -> bool:
-        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it.
-        A visitor's tabs are kept most recently used last; past `TABS_PER_VISITOR`, the least
-        recently used goes, and with it the answers Gradio keeps for it that no one read (so
-        fresh hashes cannot push unread answers out of the count while Gradio keeps them)."""
+    def _may_use(
+        self, hash_: str, owner: str | None, binds: str | None, at: str | None = None
+    ) -> bool:
+        """Whether the asker may speak for the tab `hash_`; its first named visitor takes it
+        (counted at their network address `at`, when known). A visitor's tabs are kept most
+        recently used last; past `TABS_PER_VISITOR`, the least recently used goes, and with it
+        the answers Gradio keeps for it that no one read (so fresh hashes cannot push unread
+        answers out of the count while Gradio keeps them)."""
         bound = self.tabs.get(hash_)
         if bound is not None:
             self.tabs.move_to_end(hash_)
             if (theirs := self.owned.get(bound)) is not None and hash_ in theirs:
                 theirs.move_to_end(hash_)
+            if (where := self.tab_at.get(hash_)) is not None:
+                self.at_address[where].move_to_end(hash_)
             return bound == owner
         if binds is not None:
             self.tabs[hash_] = binds
             theirs = self.owned.setdefault(binds, OrderedDict())
             theirs[hash_] = None
+            if at is not None:
+                self.tab_at[hash_] = at
+                self.at_address.setdefault(at, OrderedDict())[hash_] = None
             if len(theirs) > TABS_PER_VISITOR:
                 # Their oldest tab with no event waiting or running (one dropped while its
                 # event ran lost that answer, and stopped Gradio's progress updates: review
                 # round 7, F4); its empty record of events goes too (F6).
                 gone = next((t for t in theirs if not tab_busy(self.events, self.live, t)), None)
                 if gone is not None:
-                    del theirs[gone]
-                    self.tabs.pop(gone, None)
-                    if self.pending is not None:
-                        self.pending.pop(gone, None)
-                    self.events.pop(gone, None)
+                    self._let_go(gone)
             if len(self.tabs) > TABS_KEPT:
                 self._forget_one()
         return True
 
     def _forget_one(self) -> None:
-        """Past `TABS_KEPT`: a tab of the visitor holding the most (so that visitors opening
-        many tabs push out one another's, never the one tab of another visitor, which anyone
-        naming its hash could then take: review 14 F2), else of all; the least recently used
+        """Past `TABS_KEPT`: a tab of the network address holding the most (so that visitors
+        opening many tabs, or crowds of fresh visitors with one each, push out one another's,
+        never the one tab of a visitor elsewhere, which anyone naming its hash could then take:
+        review 14 F2, review 17 F2), of its visitor holding the most; where no address holds
+        more than one, of the visitor holding the most, else of all. The least recently used
         of the first `IDLE_LOOKED_AT` with no event waiting or running (all busy: the oldest)."""
+        crowded = max(self.at_address.values(), key=len, default=None)
         heaviest = max(self.owned.values(), key=len, default=None)
-        held: Iterable[str] = heaviest if heaviest is not None and len(heaviest) > 1 else self.tabs
+        held: Iterable[str] = self.tabs
+        if crowded is not None and len(crowded) > 1:
+            held = crowded
+        elif heaviest is not None and len(heaviest) > 1:
+            held = heaviest
         looked_at = list(itertools.islice(held, IDLE_LOOKED_AT))
-        gone = next((t for t in looked_at if not tab_busy(self.events, self.live, t)), None)
-        if gone is None:
-            gone = looked_at[0]
-        else:  # its record of events and unread answers go with it, as a visitor's oldest's do
-            if self.pending is not None:
-                self.pending.pop(gone, None)
-            self.events.pop(gone, None)
-        self._forget(gone, self.tabs.pop(gone))
+        idle = [t for t in looked_at if not tab_busy(self.events, self.live, t)]
+        if not idle:
+            owner = self.tabs.pop(looked_at[0])
+            self._forget(looked_at[0], owner)
+            return
+        # (`max` keeps the first of equals: the least recently used of whoever holds most.)
+        self._let_go(max(idle, key=lambda t: len(self.owned.get(self.tabs[t], ()))))
+
+    def _let_go(self, hash_: str) -> None:
+        """Forget the idle tab `hash_`, and with it its record of events and unread answers."""
+        if self.pending is not None:
+            self.pending.pop(hash_, None)
+        self.events.pop(hash_, None)
+        self._forget(hash_, self.tabs.pop(hash_))
 
     def _forget(self, hash_: str, owner: str) -> None:
         theirs = self.owned.get(owner)
@@ -757,6 +785,11 @@ class TabDoor:
             theirs.pop(hash_, None)
             if not theirs:
                 del self.owned[owner]
+        where = self.tab_at.pop(hash_, None)
+        if where is not None and (here := self.at_address.get(where)) is not None:
+            here.pop(hash_, None)
+            if not here:
+                del self.at_address[where]
 
 
 def tab_busy(events: dict[str, Any], live: dict[str, Any], tab: str) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime
+import itertools
 import os
 import weakref
 from collections import Counter, OrderedDict
@@ -63,6 +64,12 @@ _NOBODY = ""
 # Who the request being handled names: a visitor's owner, `_NOBODY`, or None (not hosted, or
 # not known: Gradio's own behaviour).
 _ASKING: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab_asker", default=None)
+# ... and the network address it comes from (None: not known).
+_ASKER_AT = "kontext_tab_asker_at"
+_ASKING_AT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tab_at", default=None)
+# Of the tabs of the address holding the most, so many of the least recently used are looked at
+# for one of the visitor holding the most there.
+LOOKED_AT = 64
 
 # Uploads whose progress is kept at once (a page follows each of its uploads for seconds), and
 # the longest id taken (the page's are about a dozen characters).
@@ -100,12 +107,15 @@ class TabStates:
             return
         who = visitor_in(scope)
         asker = who.owner if who is not None and who.owner is not None else _NOBODY
+        at = who.address if who is not None else None
         scope.setdefault("state", {})[_ASKER] = asker
-        token = _ASKING.set(asker)
+        scope["state"][_ASKER_AT] = at
+        token, token_at = _ASKING.set(asker), _ASKING_AT.set(at)
         try:
             await self.app(scope, receive, send)
         finally:
             _ASKING.reset(token)
+            _ASKING_AT.reset(token_at)
 
 
 class TabRecords(_GradioStateHolder):
@@ -118,6 +128,9 @@ class TabRecords(_GradioStateHolder):
         self.capacity = TABS_KEPT
         self.owners: dict[str, str] = {}
         self.per_owner: Counter[str] = Counter()
+        # Where each tab's visitor was when it was made, and the tabs of each address.
+        self.at: dict[str, str] = {}
+        self.per_address: Counter[str] = Counter()
         # Tabs whose record went, and those of them that came back since (a fresh record, its
         # states as a new page's: a pasted key, the step shown, all gone).
         self.forgotten: OrderedDict[str, None] = OrderedDict()
@@ -148,6 +161,9 @@ class TabRecords(_GradioStateHolder):
                 if asker is not None:
                     self.owners[session_id] = asker
                     self.per_owner[asker] += 1
+                if (at := _ASKING_AT.get()) is not None:
+                    self.at[session_id] = at
+                    self.per_address[at] += 1
             self.time_last_used[session_id] = datetime.datetime.now()
         self.update(session_id)
         return state
@@ -165,9 +181,18 @@ class TabRecords(_GradioStateHolder):
                 self._forget(self._evictable())
 
     def _evictable(self) -> str:
-        """The tab to forget when all are full: the least recently used of the visitor holding
-        the most (so that many fresh visitors opening tabs push out one another's, never the
-        one tab of a visitor whose pasted key and step it holds), else the oldest of all."""
+        """The tab to forget when all are full: of the network address holding the most, the
+        least recently used of its visitor holding the most (so that many fresh visitors, even
+        with one tab each, push out one another's, never the one tab of a visitor elsewhere
+        whose pasted key and step it holds: review 17 F2); where no address holds more than
+        one, the least recently used of the visitor holding the most, else the oldest."""
+        if self.per_address:
+            crowded, held = self.per_address.most_common(1)[0]
+            if held > 1:
+                theirs = (k for k in self.session_data if self.at.get(k) == crowded)
+                looked_at = list(itertools.islice(theirs, LOOKED_AT))
+                # (`max` keeps the first of equals: the least recently used.)
+                return max(looked_at, key=lambda k: self.per_owner[self.owners.get(k, "")])
         if self.per_owner:
             heaviest, held = self.per_owner.most_common(1)[0]
             if held > 1:
@@ -187,6 +212,11 @@ class TabRecords(_GradioStateHolder):
             self.per_owner[owner] -= 1
             if self.per_owner[owner] <= 0:
                 del self.per_owner[owner]
+        at = self.at.pop(session_id, None)
+        if at is not None:
+            self.per_address[at] -= 1
+            if self.per_address[at] <= 0:
+                del self.per_address[at]
 
 
 class UploadProgress(_GradioUploadProgress):
@@ -236,11 +266,14 @@ def _restore_session_state(app: Any, body: Any) -> Any:
     scope = getattr(getattr(body, "request", None), "scope", None)
     state = scope.get("state") if isinstance(scope, dict) else None
     asker = state.get(_ASKER) if isinstance(state, dict) else None
+    at = state.get(_ASKER_AT) if isinstance(state, dict) else None
     token = _ASKING.set(asker if isinstance(asker, str) else None)
+    token_at = _ASKING_AT.set(at if isinstance(at, str) else None)
     try:
         return _gradio_restore_session_state(app, body)
     finally:
         _ASKING.reset(token)
+        _ASKING_AT.reset(token_at)
 
 
 def install() -> None:

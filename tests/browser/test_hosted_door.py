@@ -954,6 +954,46 @@ def test_another_visitors_tab_keeps_its_owner_however_many_tabs_are_opened(
     assert [m["success"] for m in done] == [True]
 
 
+def test_a_crowd_of_one_tab_visitors_elsewhere_pushes_out_none_of_a_visitors_one_tab(
+    hosted, monkeypatch
+):
+    """Past the tabs kept, the visitor holding the most gave one up, but where everyone held
+    one, the least recently used of all went: 200 fresh cookies from 10 addresses with one
+    call each pushed out the one tab in which a visitor had pasted their key (review 17 F2).
+    Now the address holding the most gives one up."""
+    from studio.ui import tabs, tabstate
+
+    monkeypatch.setattr(tabs, "TABS_KEPT", 6)
+    records = hosted.demo.state_holder
+    monkeypatch.setattr(records, "capacity", 6)
+    base = hosted.url.rstrip("/")
+    mine = _cookie_of_a_new_visitor(hosted.url)
+    config = httpx.get(f"{base}/config", headers=mine).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "on_delete_no"]
+
+    def one_event(http: httpx.Client, tab: str, cookie: dict[str, str]) -> None:
+        body = {"data": [], "fn_index": fn, "session_hash": tab}
+        joined = http.post(f"{base}/gradio_api/queue/join", json=body, headers=cookie)
+        assert joined.status_code == 200, joined.text
+        assert [m["msg"] for m in _messages(base, tab, cookie)][-1] == "close_stream"
+
+    with httpx.Client(timeout=30) as http:
+        one_event(http, "mytab", mine)
+    for n in range(5):  # two fresh visitors from each of five other addresses, one tab each
+        source = f"127.0.7.{n + 2}"
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as http:
+            for m in range(2):
+                token = http.get(f"{base}/").cookies.get("kontext_visitor")
+                one_event(http, f"crowd{n}x{m}", {"Cookie": f"kontext_visitor={token}"})
+    assert "mytab" in records.session_data  # its record (a pasted key among its states)
+    assert _door(hosted).tabs.get("mytab") is not None  # still bound to its visitor
+    with httpx.Client(timeout=30) as http:
+        one_event(http, "mytab", mine)
+    assert not tabstate.was_forgotten("mytab")
+    assert len(records.session_data) <= 6
+    assert len(_door(hosted).tabs) <= 6
+
+
 def test_a_tabs_record_is_its_visitors_alone(hosted):
     """Behind the door, Gradio's record of a tab (its states: a pasted key, the step shown)
     goes only to the visitor it was made for; another asker gets a record of their own."""
