@@ -302,6 +302,9 @@ class Engine:
         # next may start, and the one running.
         self._next_full_collect = 0.0
         self._full_collect: asyncio.Future[None] | None = None
+        # The pass a start schedules over what an earlier run left (`collect_after_start`),
+        # while it waits.
+        self._start_collect: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -341,6 +344,8 @@ class Engine:
     async def aclose(self) -> None:
         """Stop waiting on running edits (they resume at the next start) and close everything."""
         await self._runner.aclose()
+        if self._start_collect is not None:
+            self._start_collect.cancel()
         if self._full_collect is not None:
             await asyncio.wait([self._full_collect])
         await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
@@ -649,6 +654,23 @@ class Engine:
             self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
             self._full_collect = asyncio.ensure_future(self._collect_all())
         return session
+
+    def collect_after_start(self, delay_s: float = UNREFERENCED_GRACE_S) -> None:
+        """Look at every stored image once, `delay_s` from now, in the background: a run killed
+        mid-import (or mid-edit) left images no session refers to, which otherwise waited for a
+        visitor's delete to start a pass (review 17 L1). The wait is the grace every new image
+        has (one the killed run stored moments before is that young)."""
+
+        async def later() -> None:
+            await asyncio.sleep(delay_s)
+            self._start_collect = None
+            if self._full_collect is None:
+                self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
+                self._full_collect = asyncio.ensure_future(self._collect_all())
+                await asyncio.wait([self._full_collect])
+
+        if self._start_collect is None:
+            self._start_collect = asyncio.ensure_future(later())
 
     async def _collect_all(self) -> None:
         try:

@@ -99,7 +99,9 @@ class Bridge:
         return bridge
 
     def resume_unfinished(self, timeout_s: float = 60) -> int:
-        """Pick up the edits an earlier run left unfinished; how many there were."""
+        """Pick up the edits an earlier run left unfinished; how many there were. And, in a
+        while, remove the images it left that no session refers to."""
+        self._loop.call_soon_threadsafe(self._engine.collect_after_start)
         return len(self.run(self._engine.resume_unfinished(), timeout_s))
 
     @property

@@ -434,3 +434,20 @@ async def test_candidates_run_one_instruction_several_times_and_keeping_one_leav
     assert others == {steps[0].step_id, steps[2].step_id}  # the others stay as branches
     with pytest.raises(HistoryError, match="2 to 4 results"):
         await engine.candidates(sid, EditParams(prompt="make it red"), count=5)
+
+
+async def test_images_a_killed_run_left_unreferenced_are_removed_after_the_next_start(
+    engine, clean_env
+):
+    """An import killed midway stored its images and no session: they stayed until some
+    visitor's delete started a pass over the store (review 17 L1). A start schedules one."""
+    left = await engine._put_image(make_image(64, 64, colour=(9, 8, 7)), "png", 64, 64)
+    _age(clean_env)  # stored by the run that was killed, before the grace
+    kept = await _start(engine)
+    engine.collect_after_start(delay_s=0.05)
+    for _ in range(200):
+        if not engine.image_path(left).exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not engine.image_path(left).exists()
+    assert engine.image_path(kept.origin.result).exists()
