@@ -197,6 +197,10 @@ class VisitorGuard:
         if opened is None:
             return True  # nothing there: Gradio answers "not allowed" itself
         paths, inside_store = opened
+        if any(p.name.startswith(".") for p in paths):
+            # No file the studio serves is hidden: the exports folder's lock (`.live`) was
+            # served to anyone who had the folder's name (review 17 L2).
+            return False
         if any(p.parent == _upload_root() for p in paths):
             # Gradio's own spool files (a multipart body being parsed) lie directly in its
             # upload folder; an upload it keeps is in a folder of its own.

@@ -750,3 +750,14 @@ def test_a_file_left_in_gradios_upload_folder_is_served_to_nobody(hosted):
     finally:
         left.unlink()
         left.parent.rmdir()
+
+
+def test_the_exports_folders_own_files_are_served_to_nobody(hosted):
+    """The exports folder is served for the exports in it; its lock file (`.live`), named by
+    the folder every export answer shows, was served to anyone (review 17 L2)."""
+    import tempfile
+
+    locks = list(Path(tempfile.gettempdir()).glob("kontext-studio-exports-*/.live"))
+    assert locks  # (this studio's among them)
+    for lock in locks:
+        assert _get(hosted.url, f"/gradio_api/file={lock}")[0] != 200, lock
