@@ -16,6 +16,7 @@ Installed by `ui.serve.serve_studio` in the studio's server process only, and no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -32,6 +33,12 @@ WINDOW_S = 60.0
 # Kinds counted apart at once; past this, new kinds share one count (the limiter's own memory
 # stays bounded, whatever a client manages to make the server raise).
 KINDS_KEPT = 1000
+# What one printed traceback or record may take: each line at most `LINE_CHARS`, the whole at
+# most `RECORD_CHARS` (its head and its end, where the error is said). Gradio puts every value
+# an event sent into some errors' messages: three 60 MB ones a minute grew the log by 180 MB a
+# minute (review 17 F3).
+LINE_CHARS = 2_000
+RECORD_CHARS = 32_000
 # How often the counts of finished windows are written (so a line may come this much late).
 SUMMARY_EVERY_S = 10.0
 # The loggers whose handlers the net filters: uvicorn's (its own handlers, which print full
@@ -55,6 +62,24 @@ def kind_of(error: BaseException) -> Kind:
     cls = type(error)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
     return name, where
+
+
+def bounded(text: str, *, line_chars: int = LINE_CHARS, record_chars: int = RECORD_CHARS) -> str:
+    """`text` with each line cut at `line_chars` and the whole at `record_chars` (its head and
+    its end kept), saying how much was left out."""
+    if len(text) <= line_chars and "\n" not in text:
+        return text
+    lines = []
+    for line in text.split("\n"):
+        if len(line) > line_chars:
+            line = f"{line[:line_chars]}... ({len(line) - line_chars:,} more characters)"
+        lines.append(line)
+    text = "\n".join(lines)
+    if len(text) > record_chars:
+        head, end = text[: record_chars * 3 // 4], text[-record_chars // 4 :]
+        left_out = len(text) - len(head) - len(end)
+        text = f"{head}\n... ({left_out:,} characters left out)\n{end}"
+    return text
 
 
 @dataclass
@@ -135,7 +160,20 @@ class _RepeatFilter(logging.Filter):
             error = record.exc_info[1] if record.exc_info else None
             verdict = error is None or self.admit(error)
             record._studio_admitted = verdict
+            if verdict:
+                _bound_record(record)
         return bool(verdict)
+
+
+def _bound_record(record: logging.LogRecord) -> None:
+    """`record`'s message and traceback, bounded (`bounded`), made once for every handler."""
+    with contextlib.suppress(Exception):  # (a message that cannot be made is the handler's)
+        message = record.getMessage()
+        if len(message) > LINE_CHARS or "\n" in message:
+            record.msg, record.args = bounded(message), None
+    if record.exc_info and not record.exc_text:
+        text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_text = bounded(text)
 
 
 class TracebackNet:
@@ -181,8 +219,12 @@ class TracebackNet:
             limit: int | None = None, file: TextIO | None = None, chain: bool = True
         ) -> None:
             error = sys.exc_info()[1]
-            if error is None or self.admit(error):
+            if error is None:
                 original(limit=limit, file=file, chain=chain)
+            elif self.admit(error):
+                text = "".join(traceback.format_exception(error, limit=limit, chain=chain))
+                stream = sys.stderr if file is None else file
+                stream.write(bounded(text.rstrip("\n")) + "\n")
 
         # Gradio calls `traceback.print_exc()` itself, through the module (queueing, routes,
         # route_utils, utils): no logger or setting of its own reaches those, so the module's
@@ -229,11 +271,14 @@ class TracebackNet:
 __all__ = [
     "FULL_PER_WINDOW",
     "KINDS_KEPT",
+    "LINE_CHARS",
     "LOGGERS",
+    "RECORD_CHARS",
     "SUMMARY_EVERY_S",
     "WINDOW_S",
     "Kind",
     "RepeatLimit",
     "TracebackNet",
+    "bounded",
     "kind_of",
 ]

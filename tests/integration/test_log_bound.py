@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio.ui.tabs import NO_SUCH_EVENT, NO_SUCH_EVENT_KIND, V2_ARGUMENTS
+from studio.ui.tabs import NO_SUCH_EVENT, NO_SUCH_EVENT_KIND, TOO_FEW_ARGUMENTS, V2_ARGUMENTS
 from studio.ui.tracelog import FULL_PER_WINDOW
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,25 @@ def _calls(studio: HostedStudio) -> dict[str, Callable[[httpx.Client], httpx.Res
             json={"data": [], "fn_index": "99999", "session_hash": "tab0123456"},
             headers=cookie,
         ),
+        # Gradio's error quotes every value sent: 60 MB ones grew the log 180 MB a minute.
+        "an API call sending fewer values than it takes": lambda http: http.post(
+            "/gradio_api/call/edit_image", json={"data": ["A" * 1_000_000]}, headers=cookie
+        ),
+        "... on the route that runs at once": lambda http: http.post(
+            "/gradio_api/run/edit_image", json={"data": ["A" * 1_000_000]}, headers=cookie
+        ),
+        "a page event sending fewer values than it takes": lambda http: http.post(
+            "/gradio_api/queue/join",
+            json={"data": [], "fn_index": _takes_some(http), "session_hash": "tab0123456"},
+            headers=cookie,
+        ),
     }
+
+
+def _takes_some(http: httpx.Client) -> int:
+    """The number of a page event that takes at least one value."""
+    config = http.get("/config").json()
+    return next(d["id"] for d in config["dependencies"] if d.get("inputs"))
 
 
 REFUSED_AS = {
@@ -139,6 +157,9 @@ REFUSED_AS = {
     "the stream of an empty tab": (400, "in a form this studio does not use"),
     "an event of an unknown number": (422, NO_SUCH_EVENT_KIND),
     "... given as text": (422, NO_SUCH_EVENT_KIND),
+    "an API call sending fewer values than it takes": (422, TOO_FEW_ARGUMENTS.format(wanted=8)),
+    "... on the route that runs at once": (422, TOO_FEW_ARGUMENTS.format(wanted=8)),
+    "a page event sending fewer values than it takes": (422, "sends fewer values than"),
 }
 
 

@@ -9,7 +9,16 @@ import traceback
 
 import pytest
 
-from studio.ui.tracelog import FULL_PER_WINDOW, WINDOW_S, RepeatLimit, TracebackNet, kind_of
+from studio.ui.tracelog import (
+    FULL_PER_WINDOW,
+    LINE_CHARS,
+    RECORD_CHARS,
+    WINDOW_S,
+    RepeatLimit,
+    TracebackNet,
+    bounded,
+    kind_of,
+)
 
 KIND = ("TypeError", "gradio_client/utils.py:1409")
 OTHER = ("ValueError", "gradio/routes.py:1641")
@@ -169,3 +178,35 @@ def test_held_counts_are_written_when_the_net_closes(net):
         .splitlines()[-1]
         .startswith("kontext-studio: ... 7 more like this in the last minute: ValueError at ")
     )
+
+
+def test_a_traceback_quoting_a_huge_value_is_printed_in_a_bounded_size(net):
+    """Gradio puts every value an event sent into some errors: three 60 MB values a minute grew
+    the log by 180 MB a minute (review 17 F3). Each printed one is now at most a few dozen KB,
+    and still says what went wrong."""
+    _, stream, _ = net
+    huge = "A" * 5_000_000
+    for _ in range(FULL_PER_WINDOW):
+        try:
+            raise ValueError(f"An event handler didn't receive enough input values.\n    [{huge}]")
+        except ValueError:
+            traceback.print_exc(file=stream)
+        try:
+            raise ValueError(f"Received inputs: [{huge}]")
+        except ValueError:
+            logging.getLogger("gradio.queueing").exception("Error while running %s", huge)
+    text = stream.getvalue()
+    assert len(text) < 2 * FULL_PER_WINDOW * (RECORD_CHARS + LINE_CHARS)
+    assert text.count("ValueError: An event handler didn't receive") == FULL_PER_WINDOW
+    assert text.count("Traceback (most recent call last)") == 2 * FULL_PER_WINDOW
+    assert "more characters)" in text
+
+
+def test_a_short_text_is_left_as_it_is_and_a_long_one_says_what_was_left_out():
+    assert bounded("KeyError: 'x'") == "KeyError: 'x'"
+    text = "\n".join(f"  File line {n}" for n in range(5_000))
+    cut = bounded(text, record_chars=1_000)
+    assert cut.startswith("  File line 0\n")
+    assert cut.endswith("  File line 4999")
+    assert "characters left out" in cut
+    assert len(cut) < 1_100
