@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 
 from studio.ui.bridge import Bridge, Engine, Visitor
-from studio.ui.files import discard_export, new_export
+from studio.ui.files import export_written, new_export
 from studio.ui.visitor import Refusal
 
 EXPORTS_FULL = (
-    "The studio is holding as many exports as it can for other visitors just now; "
-    "try again in a few minutes."
+    "The studio is holding as many exports as it can just now (for other visitors, or for "
+    "those of your network address); try again in a few minutes."
 )
 
 
@@ -28,6 +28,7 @@ async def export_file(
     try:
         await bridge.call(Engine.export_to, session_id, target, visitor=who)
     except BaseException:
-        await asyncio.to_thread(discard_export, target)
+        await asyncio.to_thread(export_written, target, kept=False)
         raise
+    await asyncio.to_thread(export_written, target, kept=True)
     return target

@@ -46,6 +46,10 @@ EXPORTS_KEPT = 32
 # the page or the API gave them (review round 3 F7: five free cookies pushed out another
 # visitor's export link within seconds).
 EXPORT_KEPT_S = 5 * 60
+# An export being written, or written less than this ago (its answer on its way, its download
+# about to start), never makes room for another: ten visitors of one address exporting at once
+# had the ninth remove the first while it was still being written (its answer failed).
+EXPORT_YOUNG_S = 60.0
 # Exports one hosted visitor may have waiting at once (the studio's own user: up to the total).
 EXPORTS_PER_VISITOR = 4
 # ... and all visitors from one network address together: fresh identities from one address
@@ -57,6 +61,8 @@ _EXPORTS_PREFIX = "kontext-studio-exports-"
 _LIVE = ".live"
 # The lock of this process's exports folders, held open while it runs.
 _held: list[int] = []
+# The folders of the exports this process is writing now (`new_export` to `export_written`).
+_writing: set[Path] = set()
 # The key of `_tag`: a running studio's own (its exports folders are its own too).
 _TAG_KEY = secrets.token_bytes(32)
 # Where the non-hosted page keeps its named download links, and where the compare slider's
@@ -107,13 +113,30 @@ def new_export(
     when there is none (every export waiting is another visitor's, younger than
     `EXPORT_KEPT_S`). Blocking: call it in a thread."""
     prune_exports(folder, owner=owner, address=address, room=1)
-    if len(_exports(folder)) >= EXPORTS_KEPT:
+    waiting = _exports(folder)
+    here = f".{_tag(address)}."
+    if len(waiting) >= EXPORTS_KEPT or (
+        address is not None
+        and sum(here in entry.name for _, entry in waiting) >= EXPORTS_PER_ADDRESS
+    ):
         return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
     tags = f"{_tag(owner)}.{_tag(address)}"
     target = folder / f"{tags}.{secrets.token_urlsafe(16)}" / f"{slug}.zip"
     target.parent.mkdir(parents=True)
+    _writing.add(target.parent)
     return target
+
+
+def export_written(target: Path, *, kept: bool) -> None:
+    """The export at `target` is written (`kept`: its young time starts now) or was not
+    (removed). Blocking."""
+    _writing.discard(target.parent)
+    if kept:
+        with contextlib.suppress(OSError):
+            os.utime(target.parent)
+    else:
+        discard_export(target)
 
 
 def discard_export(target: Path) -> None:
@@ -143,9 +166,12 @@ def prune_exports(
         (expired if mtime < now - EXPORT_TTL_S else waiting).append((mtime, entry))
     own = [entry for _, entry in waiting if entry.name.startswith(mine)]
     gone = own[: max(0, len(own) - (EXPORTS_PER_VISITOR - room))] if owner is not None else []
+    gone = [entry for entry in gone if entry not in _writing]
     if address is not None:
         ours = [entry for _, entry in waiting if here in entry.name and entry not in gone]
-        gone += ours[: max(0, len(ours) - (EXPORTS_PER_ADDRESS - room))]
+        past = ours[: max(0, len(ours) - (EXPORTS_PER_ADDRESS - room))]
+        young = {e for mtime, e in waiting if e in _writing or mtime > now - EXPORT_YOUNG_S}
+        gone += [entry for entry in past if entry not in young]
     over = len(waiting) - len(gone) - (EXPORTS_KEPT - room)
     if over > 0:
         old_others = [
@@ -388,6 +414,7 @@ __all__ = [
     "UploadBook",
     "discard_export",
     "discard_upload",
+    "export_written",
     "fitted_name",
     "install",
     "keep_fitted",

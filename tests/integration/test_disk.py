@@ -25,10 +25,12 @@ from studio.ui.bridge import Bridge
 from studio.ui.files import (
     EXPORT_KEPT_S,
     EXPORT_TTL_S,
+    EXPORT_YOUNG_S,
     EXPORTS_KEPT,
     EXPORTS_PER_ADDRESS,
     EXPORTS_PER_VISITOR,
     FITTED_KEPT,
+    export_written,
     keep_fitted,
     make_exports_folder,
     new_export,
@@ -116,7 +118,8 @@ def write_export(
     target = new_export(folder, name, owner=owner, address=address)
     assert target is not None, "refused"
     target.write_bytes(data)
-    _age(target, 60 - next(_WRITTEN) / 100)
+    export_written(target, kept=True)
+    _age(target, EXPORT_YOUNG_S + 60 - next(_WRITTEN) / 100)  # (its answer long handed out)
     return target
 
 
@@ -212,6 +215,34 @@ def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_pa
     assert alice.exists()
     bob = new_export(tmp_path, "bob", owner="browser:bob", address="203.0.113.5")
     assert bob is not None  # room for a visitor from elsewhere
+
+
+def test_an_export_being_written_or_just_written_never_makes_room_for_another(tmp_path):
+    """Ten cookies of one address exporting at once: the ninth export made room by removing
+    the address's oldest, the first, while it was still being written (its answer failed:
+    review 17, a retest of F1). Exports being written, or written within EXPORT_YOUNG_S,
+    keep their place; one more from that address is refused until one is old enough."""
+    here = "198.51.100.7"
+    writing = [
+        new_export(tmp_path, f"w{n}", owner=f"browser:w{n}", address=here)
+        for n in range(EXPORTS_PER_ADDRESS)
+    ]
+    assert all(target is not None for target in writing)
+    assert new_export(tmp_path, "one more", owner="browser:late", address=here) is None
+    for target in writing:
+        assert target is not None
+        target.write_bytes(b"zip")
+        export_written(target, kept=True)
+    assert new_export(tmp_path, "one more", owner="browser:late", address=here) is None
+    assert all(t is not None and t.exists() for t in writing)  # each answer's file still there
+    assert writing[0] is not None
+    _age(writing[0], EXPORT_YOUNG_S + 1)
+    late = new_export(tmp_path, "one more", owner="browser:late", address=here)
+    assert late is not None
+    assert not writing[0].exists()  # the address's oldest, handed out long enough ago
+    assert all(t is not None and t.exists() for t in writing[1:])
+    elsewhere = new_export(tmp_path, "bob", owner="browser:bob", address="203.0.113.5")
+    assert elsewhere is not None
 
 
 def test_a_few_addresses_holding_every_export_place_give_one_up_to_a_visitor_from_elsewhere(
