@@ -137,12 +137,15 @@ class Bridge:
         *,
         every_session: bool = False,
         tab_step: str | None = None,
+        thumbnails: bool = True,
     ) -> PageData:
         """The session (or none), the visitor's sessions, what runs, and the files to show,
         read in one go on the engine's loop: from the store alone, never waiting on RunAPI.
         Thumbnails are looked for only for the steps the tree draws seen from `tab_step`
-        (`tree.drawn_steps`), covers for the sessions the list draws (`tree.listed_sessions`)."""
-        return await self.call(_page, session_id, who, every_session, tab_step)
+        (`tree.drawn_steps`), covers for the sessions the list draws (`tree.listed_sessions`);
+        not made here without `thumbnails` (the page's `wanted`: `Engine.thumbnails` makes them
+        apart, while the draw waits outside the studio's draws)."""
+        return await self.call(_page, session_id, who, every_session, tab_step, thumbnails)
 
     async def balance(self, who: Visitor) -> int | None:
         """The balance of the key that pays for `who`'s edits (a RunAPI call; None when it is
@@ -230,6 +233,7 @@ async def _page(
     who: Visitor,
     every_session: bool = False,
     tab_step: str | None = None,
+    thumbnails: bool = True,
 ) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
     session, damaged, version = None, None, None
@@ -248,12 +252,15 @@ async def _page(
         if s.cover_sha256
     ]
     if session is None:
+        if not thumbnails:
+            return PageData(None, summaries, {}, {}, {}, damaged, wanted=tuple(covers))
         made = await engine.thumbnails(covers, visitor=who)
         listed = {sha: str(path) for sha, path in made.items()}
         return PageData(None, summaries, {}, {}, listed, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
     drawn = [s.result for s in tree.drawn_steps(session.seen_from(tab_step)) if s.result]
-    thumbs = await engine.thumbnails([*drawn, *covers], visitor=who)
+    wanted = [*drawn, *covers]
+    thumbs = await engine.thumbnails(wanted, visitor=who) if thumbnails else {}
     return PageData(
         session=session,
         summaries=summaries,
@@ -262,6 +269,7 @@ async def _page(
         thumbs={sha: str(path) for sha, path in thumbs.items()},
         damaged=damaged,
         version=version,
+        wanted=() if thumbnails else tuple(wanted),
     )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -36,7 +37,7 @@ from studio.ui.export import export_file
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
 from studio.ui.tabstate import was_forgotten
-from studio.ui.turns import turn_of
+from studio.ui.turns import aside, turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
 
 log = logging.getLogger(__name__)
@@ -228,10 +229,23 @@ class Handlers:
         tab = self._tab()
         every = tab.every_session
         address = self.who.address if self.ctx.addresses_apart else None
-        async with turn_of(self.who.owner, address):  # (`ui.turns`)
+        async with turn_of(self.who.owner, address) as turn:  # (`ui.turns`)
             data = await self.bridge.page(
-                session_id, self.who_with(tab_key), every_session=every, tab_step=tab_step
+                session_id,
+                self.who_with(tab_key),
+                every_session=every,
+                tab_step=tab_step,
+                thumbnails=False,
             )
+            if data.wanted:
+                # Made (a fresh import's: seconds of decoding on their own thread) outside the
+                # studio's draws, so nobody else's page waits for them (review 18 F1).
+                async with aside(turn):
+                    made = await self.bridge.call(
+                        Engine.thumbnails, list(data.wanted), visitor=self.who
+                    )
+                thumbs = {sha: str(path) for sha, path in made.items()}
+                data = dataclasses.replace(data, thumbs=thumbs, wanted=())
             page = view.render_page(
                 data,
                 self.tiles,

@@ -114,28 +114,27 @@ class DrawGate:
         return used
 
     @contextlib.asynccontextmanager
-    async def place(self, who: str) -> AsyncIterator[None]:
-        used = self._drawn_lately(who)
+    async def place(self, who: str) -> AsyncIterator[DrawPlace]:
+        held = DrawPlace(self, self._drawn_lately(who))
+        await self._take(held.used)
+        held.since = time.monotonic()  # (held from now: the wait for it is no draw)
+        try:
+            yield held
+        finally:
+            held.end()
+
+    async def _take(self, used: int) -> None:
         if self._free > 0 and not self._waiting:
             self._free -= 1
-        else:
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (used, next(self._arrivals), turn))
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():
-                    self._give_back()  # the place came just as the waiter gave up
-                raise
-        started = time.monotonic()
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (used, next(self._arrivals), turn))
         try:
-            yield
-        finally:
-            took = time.monotonic() - started
-            if took > DRAW_REST_AFTER_S:
-                asyncio.get_running_loop().call_later(took, self._give_back)
-            else:
-                self._give_back()
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._give_back()  # the place came just as the waiter gave up
+            raise
 
     def _give_back(self) -> None:
         while self._waiting:
@@ -144,6 +143,50 @@ class DrawGate:
                 turn.set_result(None)
                 return
         self._free += 1
+
+
+class DrawPlace:
+    """A place among the studio's draws, held by one draw. `aside()` gives it up for a wait in
+    the draw that is not drawing (thumbnails made on their own thread: a fresh import's page
+    held the place for 6 s, then rested as long, and every other visitor's page waited up to
+    21 s: review 18 F1), and takes it again, in its turn, after; the rest after a long draw is
+    as long as the place was held."""
+
+    def __init__(self, gate: DrawGate, used: int) -> None:
+        self.gate = gate
+        self.used = used
+        self.held_s = 0.0
+        self.since = time.monotonic()
+        self.holding = True
+
+    @contextlib.asynccontextmanager
+    async def aside(self) -> AsyncIterator[None]:
+        self._let_go()
+        self.gate._give_back()
+        try:
+            yield
+        finally:
+            await self.gate._take(self.used)
+            self.since, self.holding = time.monotonic(), True
+
+    def _let_go(self) -> None:
+        self.held_s += time.monotonic() - self.since
+        self.holding = False
+
+    def end(self) -> None:
+        if not self.holding:
+            return  # (given up, and not taken again: cancelled while waiting for it)
+        self._let_go()
+        if self.held_s > DRAW_REST_AFTER_S:
+            asyncio.get_running_loop().call_later(self.held_s, self.gate._give_back)
+        else:
+            self.gate._give_back()
+
+
+def aside(turn: DrawPlace | None) -> contextlib.AbstractAsyncContextManager[None]:
+    """`turn`'s place among the studio's draws given up for a wait (`DrawPlace.aside`); for
+    the studio's own user (no turn), nothing."""
+    return turn.aside() if turn is not None else contextlib.nullcontext()
 
 
 # The studio's gate for draws (`turn_of`), one for each event loop that draws (a process that
@@ -175,17 +218,17 @@ def _turns(name: str, *, address: bool) -> Turns:
 
 
 @contextlib.asynccontextmanager
-async def _paced(mine: Turns, theirs: Turns | None, who: str) -> AsyncIterator[None]:
+async def _paced(mine: Turns, theirs: Turns | None, who: str) -> AsyncIterator[DrawPlace]:
     """A turn of a visitor's, of their address's, then a place among the studio's draws."""
-    async with mine, theirs or contextlib.nullcontext(), _gate().place(who):
-        yield
+    async with mine, theirs or contextlib.nullcontext(), _gate().place(who) as place:
+        yield place
 
 
 def turn_of(
     owner: str | None, address: str | None = None
-) -> contextlib.AbstractAsyncContextManager[object]:
+) -> contextlib.AbstractAsyncContextManager[DrawPlace | None]:
     """A turn of `owner`'s, and of their network `address`'s (the studio's own user, unnamed,
-    is not counted)."""
+    is not counted): the place it holds among the studio's draws (None: the studio's user)."""
     if owner is None:
         return contextlib.nullcontext()
     mine = _turns(owner, address=False)
@@ -279,8 +322,10 @@ __all__ = [
     "PAGES_HERE",
     "PER_S",
     "DrawGate",
+    "DrawPlace",
     "EventRate",
     "PageRate",
     "Turns",
+    "aside",
     "turn_of",
 ]

@@ -39,6 +39,8 @@ class PageData:
     thumbs: dict[str, str]
     damaged: str | None = None
     version: str | None = None
+    # The images whose thumbnails `thumbs` is still to hold (made apart: `Bridge.page`).
+    wanted: tuple[ImageRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -553,3 +553,44 @@ async def test_the_compare_dropdowns_go_with_renders_only_once_their_panel_opene
         session_id, step, _act("undo"), gr.Request(session_hash="t2", headers={})
     )
     assert c.pair_a not in other_tab
+
+
+async def test_a_page_waiting_for_its_thumbnails_lets_another_visitors_page_be_drawn(
+    page, monkeypatch
+):
+    """The studio draws one page at a time for everyone; a fresh import's page held that place
+    while its thumbnails were made (seconds of decoding on their own thread), then rested as
+    long: every other visitor's page waited up to 21 s (review 18 F1). The place is given up
+    while thumbnails are made: another visitor's page is drawn meanwhile."""
+    import io
+    import os
+    import weakref
+
+    from studio.ui import turns
+    from studio.ui import visitor as visitors
+    from studio.visitor import Visitor
+
+    monkeypatch.setattr(turns, "_GATES", weakref.WeakKeyDictionary())
+    importer = Visitor("browser:importer", address="198.51.100.1")
+    other = Visitor("browser:other", address="203.0.113.2")
+    engine = page.bridge.engine
+    for n in range(8):  # large images whose thumbnails are not made yet (as after an import)
+        photo = Image.frombytes("RGB", (48, 48), os.urandom(48 * 48 * 3)).resize((2400, 2400))
+        data = io.BytesIO()
+        photo.save(data, "PNG", compress_level=1)
+        source = page.bridge.run(engine.read_image(data.getvalue(), visitor=importer), 60)
+        page.bridge.run(engine.start_session(source, name=f"big {n}", visitor=importer), 60)
+    small = page.bridge.run(engine.read_image(make_image(), visitor=other), 60)
+    page.bridge.run(engine.start_session(small, name="mine", visitor=other), 60)
+    done: list[str] = []
+
+    async def draw(who: Visitor) -> None:
+        visitors._WHO.set(who)
+        await page.page(None)
+        done.append(who.owner or "")
+
+    theirs = asyncio.create_task(draw(importer))
+    await asyncio.sleep(0.2)  # (their page is making its thumbnails)
+    await draw(other)
+    await theirs
+    assert done == ["browser:other", "browser:importer"]
