@@ -1556,11 +1556,10 @@ class Engine:
         cents = {s.step_id: PRICE_CENTS[s.params.model] for s in steps if s.params is not None}
         ids = [s.step_id for s in steps]
         server_key = self._payer(visitor) is None
-        limits.admit(
+        day = limits.admit(
             owner, ids, sum(cents.values()), server_key=server_key, address=visitor.address
         )
         if server_key:
-            day = limits.today
             await asyncio.to_thread(self._store.record_spend, day, owner, visitor.address, cents)
 
     def _launch(self, step: Step, visitor: Visitor) -> None:

@@ -193,10 +193,12 @@ class Limits:
         *,
         server_key: bool,
         address: str | None = None,
-    ) -> None:
+    ) -> date:
         """Count these steps for `owner` (asking from `address`), or raise `LimitError` and
-        count nothing."""
+        count nothing; the day (UTC) they were counted in, for the ledger (read apart, at
+        midnight it could be the next day's: review 18 F3)."""
         self.check(owner, len(step_ids), cost_cents, server_key=server_key, address=address)
+        assert self._day is not None  # (set by `check`)
         if server_key:
             self._spent[owner] = self._spent.get(owner, 0) + cost_cents
             if address is not None:
@@ -207,6 +209,7 @@ class Limits:
         self._recent[owner].extend([self._clock()] * len(step_ids))
         self._running.setdefault(owner, set()).update(step_ids)
         self._owners.update(dict.fromkeys(step_ids, owner))
+        return self._day
 
     def check(
         self,

@@ -102,3 +102,15 @@ def test_a_free_place_goes_to_the_visitor_who_has_had_the_fewest_turns():
         return order
 
     assert asyncio.run(scenario()) == ["first", "fresh", "also fresh", "busy", "after"]
+
+
+def test_an_edit_is_written_in_the_ledger_under_the_day_it_was_counted_in():
+    """The engine counted an edit in day D, then asked for today to write it in the ledger: at
+    midnight that was D+1, where the day's count in memory never had it (one edit past a
+    budget until a restart: review 18 F3). `admit` says the day it counted in."""
+    caps, _, _ = limits(visitor_budget_cents=30)
+    days = iter([date(2026, 11, 30)] + [date(2026, 12, 1)] * 10)
+    caps._today = lambda: next(days)  # (midnight comes just after the first look)
+    counted = caps.admit("a", ["1"], 5, server_key=True)
+    assert counted == date(2026, 11, 30)
+    assert caps.today == date(2026, 12, 1)  # where the ledger row went, and D+1 never had it
