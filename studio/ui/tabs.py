@@ -579,7 +579,7 @@ class TabDoor:
     def _public_names(self, scope: Scope) -> frozenset[str]:
         """The names of the public API's endpoints (read from the app once)."""
         if self.public is None:
-            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            blocks = _gradio_blocks(scope)
             fns = getattr(blocks, "fns", {})
             self.public = frozenset(
                 fn.api_name
@@ -592,7 +592,7 @@ class TabDoor:
         """Each public endpoint's argument names, and those it requires (read from Gradio's
         description of its API once: what `/call/v2` matches a body against)."""
         if self.arguments is None:
-            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            blocks = _gradio_blocks(scope)
             info = blocks.get_api_info() if blocks is not None else {}
             arguments = {}
             for route, endpoint in info.get("named_endpoints", {}).items():
@@ -624,7 +624,7 @@ class TabDoor:
                 index = PredictBody.model_validate(document).fn_index
             except ValueError:  # (pydantic's ValidationError)
                 return None  # Gradio answers 422 itself
-            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            blocks = _gradio_blocks(scope)
             fns = getattr(blocks, "fns", None)
             if index is not None and isinstance(fns, dict) and index not in fns:
                 return NO_SUCH_EVENT_KIND
@@ -632,7 +632,7 @@ class TabDoor:
                 return _too_few(fns[index], document)
         by_name = _BY_NAME.fullmatch(path)
         if by_name is not None and v2 is None and isinstance(document, dict):
-            blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+            blocks = _gradio_blocks(scope)
             fns = getattr(blocks, "fns", {})
             named = [fn for fn in fns.values() if fn.api_name == by_name[1]]
             if len(named) == 1:
@@ -831,9 +831,14 @@ def _count_down(table: dict[str, int], key: str) -> None:
         table.pop(key, None)
 
 
+def _gradio_blocks(scope: Scope) -> Any:
+    """The Gradio app (`gradio.Blocks`) serving `scope` (None: none)."""
+    return getattr(scope.get("app"), "get_blocks", lambda: None)()
+
+
 def _gradio_queue(scope: Scope) -> Any:
     """The queue (`gradio.queueing.Queue`) of the Gradio app serving `scope` (None: none)."""
-    blocks = getattr(scope.get("app"), "get_blocks", lambda: None)()
+    blocks = _gradio_blocks(scope)
     return getattr(blocks, "_queue", None)
 
 

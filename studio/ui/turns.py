@@ -115,9 +115,9 @@ class DrawGate:
 
     @contextlib.asynccontextmanager
     async def place(self, who: str) -> AsyncIterator[DrawPlace]:
-        held = DrawPlace(self, self._drawn_lately(who))
-        await self._take(held.used)
-        held.since = time.monotonic()  # (held from now: the wait for it is no draw)
+        used = self._drawn_lately(who)
+        await self._take(used)
+        held = DrawPlace(self, used)  # (held from now: the wait for it is no draw)
         try:
             yield held
         finally:
