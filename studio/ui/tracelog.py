@@ -1,5 +1,5 @@
-"""The studio server's log, bounded: a few full tracebacks a minute of each kind, the rest
-counted and said in one line.
+"""The studio server's log, bounded: a few full tracebacks (and log records) a minute of each
+kind, the rest counted and said in one line.
 
 Gradio prints a traceback for many a request it cannot handle (`traceback.print_exc()` in its
 queue and routes), and uvicorn logs one for every exception that reaches it. Each is a few
@@ -8,7 +8,8 @@ megabyte a second (review 8 F2). The door refuses the requests known to do it (`
 `ui.guard`, `ui.tabstate`); this is the net for whatever else does. A kind is an exception's
 type and the line that raised it: its first `FULL_PER_WINDOW` in a minute are printed in full
 (a host needs to see real errors), the rest counted, and said in one line when the minute is
-over ("... 1,234 more like this in the last minute").
+over ("... 1,234 more like this in the last minute"). A record without an exception is a kind
+of its own: its logger, its message before the values go in, and the line that logged it.
 
 Installed by `ui.serve.serve_studio` in the studio's server process only, and not with
 `--verbose`, which prints every traceback in full. Imports only the standard library.
@@ -57,11 +58,24 @@ def kind_of(error: BaseException) -> Kind:
     tb = error.__traceback__
     while tb is not None:
         code = tb.tb_frame.f_code
-        where = f"{'/'.join(PurePath(code.co_filename).parts[-2:])}:{tb.tb_lineno}"
+        where = _where(code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
     cls = type(error)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
     return name, where
+
+
+def kind_of_record(record: logging.LogRecord) -> Kind:
+    """A record's kind when it carries no exception: its logger and message (unformatted, so
+    one warning with different values is one kind), and the line that logged it."""
+    said = str(record.msg)
+    said = said if len(said) <= 80 else f"{said[:80]}..."
+    return f"{record.name}: {said}", _where(record.pathname, record.lineno)
+
+
+def _where(filename: str, line: int) -> str:
+    """A place in the code, short: "gradio_client/utils.py:1409"."""
+    return f"{'/'.join(PurePath(filename).parts[-2:])}:{line}"
 
 
 def bounded(text: str, *, line_chars: int = LINE_CHARS, record_chars: int = RECORD_CHARS) -> str:
@@ -147,10 +161,12 @@ class RepeatLimit:
 
 
 class _RepeatFilter(logging.Filter):
-    """Lets a record with an exception through only if the net admits it; a record that goes
+    """Lets a record through only if the net admits its kind (its exception's, else its own:
+    uvicorn logs one warning line for every malformed request, with no exception, and one client
+    sending them in a loop grew the log by 100 KB a second, review 19 F1); a record that goes
     through several handlers is judged once."""
 
-    def __init__(self, admit: Callable[[BaseException], bool]) -> None:
+    def __init__(self, admit: Callable[[Kind], bool]) -> None:
         super().__init__()
         self.admit = admit
 
@@ -158,7 +174,7 @@ class _RepeatFilter(logging.Filter):
         verdict = record.__dict__.get("_studio_admitted")
         if verdict is None:
             error = record.exc_info[1] if record.exc_info else None
-            verdict = error is None or self.admit(error)
+            verdict = self.admit(kind_of_record(record) if error is None else kind_of(error))
             record._studio_admitted = verdict
             if verdict:
                 _bound_record(record)
@@ -199,11 +215,11 @@ class TracebackNet:
         self.thread: threading.Thread | None = None
         self.print_exc: Callable[..., None] | None = None
 
-    def admit(self, error: BaseException) -> bool:
-        """Whether to print `error`'s traceback in full; the lines of windows over are written
-        first."""
+    def admit(self, kind: Kind) -> bool:
+        """Whether to print a traceback or record of `kind` in full; the lines of windows over
+        are written first."""
         with self.lock:
-            verdict = self.limit.admit(kind_of(error), self.clock())
+            verdict = self.limit.admit(kind, self.clock())
             said = self.limit.due(self.clock()) if self.limit.said else []
         self._write(said)
         return verdict
@@ -221,7 +237,7 @@ class TracebackNet:
             error = sys.exc_info()[1]
             if error is None:
                 original(limit=limit, file=file, chain=chain)
-            elif self.admit(error):
+            elif self.admit(kind_of(error)):
                 text = "".join(traceback.format_exception(error, limit=limit, chain=chain))
                 stream = sys.stderr if file is None else file
                 stream.write(bounded(text.rstrip("\n")) + "\n")
@@ -281,4 +297,5 @@ __all__ = [
     "TracebackNet",
     "bounded",
     "kind_of",
+    "kind_of_record",
 ]

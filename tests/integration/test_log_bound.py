@@ -8,6 +8,7 @@ are refused at the door without a traceback; a flood of requests that still reac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -186,6 +187,39 @@ def test_a_real_callers_answers_are_still_read_on_either_route(studio):
         assert called.status_code == 200, called.text
         answer = http.get(f"/gradio_api/call/v2/list_sessions/{called.json()['event_id']}")
         assert answer.text.startswith("event: complete")
+
+
+def _send_raw(url: str, request: bytes) -> None:
+    """One connection that sends `request` as it is and reads the answer's head (or until the
+    server closes it)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        read = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in read and (chunk := conn.recv(65536)):
+                read += chunk
+
+
+MALFORMED = {
+    "Invalid HTTP request received.": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 4,
+    "Unsupported upgrade request.": (
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("warning", list(MALFORMED))
+def test_uvicorns_warning_for_each_malformed_request_is_printed_a_few_times(studio, warning):
+    """uvicorn logs a line for every malformed request, with no exception: one client sending
+    them in a loop grew the log by 100 KB a second (review 19 F1)."""
+    start = studio.log_size()
+    for _ in range(FLOOD):
+        _send_raw(studio.url, MALFORMED[warning])
+    flood = studio.log_text(start)
+    assert 1 <= flood.count(warning) <= FULL_PER_WINDOW
+    assert len(flood.encode()) < 20 * FULL_PER_WINDOW * 200  # not one or two a request (10 KB)
 
 
 def test_a_flood_that_reaches_gradios_print_exc_prints_a_few_and_counts_the_rest(studio):
