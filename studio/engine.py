@@ -115,6 +115,14 @@ UNREFERENCED_GRACE_S = 600.0
 # Seconds between two passes over every stored file for images nobody refers to (a deleted
 # session's own images go at once; a pass finds those left by a crash or still new then).
 FULL_COLLECT_EVERY_S = 600.0
+# A deleted session's images no other session refers to go at once, but those stored within
+# this many seconds (the same bytes may be on their way into another step, here or in another
+# process) go this long later; meanwhile they count against the deleting visitor's share of
+# the disk, so deleting is no way past it (review 19: upload-and-delete cycles stored five
+# times the share, and edits refused for the share left their source behind, 30 MB a second).
+LEAVING_GRACE_S = 60.0
+# Deletes whose images wait to go, kept at once; past this a delete's images go at once.
+LEAVING_KEPT = 10_000
 # Said of a step paid with a visitor's own key when the studio restarted under it.
 WAITS_FOR_KEY = (
     "The studio restarted while this edit ran on your own RunAPI key, which it does not keep; "
@@ -305,6 +313,9 @@ class Engine:
         # The pass a start schedules over what an earlier run left (`collect_after_start`),
         # while it waits.
         self._start_collect: asyncio.Future[None] | None = None
+        # The images of sessions deleted within `LEAVING_GRACE_S`, by owner: their bytes on
+        # disk, and the task that removes them.
+        self._leaving: dict[str, dict[asyncio.Future[None], int]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -346,6 +357,9 @@ class Engine:
         await self._runner.aclose()
         if self._start_collect is not None:
             self._start_collect.cancel()
+        for leaving in self._leaving.values():  # (the next start's pass removes them)
+            for task in leaving:
+                task.cancel()
         if self._full_collect is not None:
             await asyncio.wait([self._full_collect])
         await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
@@ -464,8 +478,9 @@ class Engine:
         """Refuse (`LimitError`) bytes that would take a hosted visitor past their share of the
         disk: checked before they are decoded, and again when they are stored."""
         if self._limits is not None and visitor.owner is not None:
-            held = await asyncio.to_thread(self._held_bytes, visitor.owner)
-            self._limits.admit_upload(held, new_bytes, what)
+            leaving = self._leaving_bytes(visitor.owner)
+            held = await asyncio.to_thread(self._held_bytes, visitor.owner) + leaving
+            self._limits.admit_upload(held, new_bytes, what, leaving)
             await self._require_shared_room(visitor, new_bytes, what=what)
 
     async def _require_result_room(
@@ -502,6 +517,7 @@ class Engine:
         while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
             self._address_owners.popitem(last=False)
         each = await asyncio.to_thread(lambda: {o: self._held_bytes(o) for o in list(owners)})
+        each = {o: held + self._leaving_bytes(o) for o, held in each.items()}
         # Those who have kept nothing since long after they last asked for room are no longer
         # looked at (through a share link's tunnel every visitor ever seen was one query more
         # for each upload); one who asked lately may be storing what they asked for.
@@ -532,13 +548,15 @@ class Engine:
         name: str | None = None,
         visitor: Visitor = LOCAL,
         link_url: str | None = None,
+        then_bytes: int = 0,
     ) -> Session:
-        """Store `source` (or nothing, to generate) as the origin of a new session."""
+        """Store `source` (or nothing, to generate) as the origin of a new session; with room
+        for `then_bytes` more (an edit's result to come), or none of it."""
         now = self._now()
         origin = None
         # Even a session with no image counts (its rows), so one visitor cannot make millions.
         await self._require_session_room(visitor)
-        await self._require_room(visitor, self._new_session_bytes(source, name))
+        await self._require_room(visitor, self._new_session_bytes(source, name) + then_bytes)
         if source is not None:
             origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
@@ -647,13 +665,45 @@ class Engine:
             for step_id in session.steps:
                 waiting.pop(step_id, None)
         self._runner.signals.notify(session_id)
-        await self.collect_garbage(among=held)
+        await self._collect_deleted(held, session.owner)
         if time.monotonic() >= self._next_full_collect and self._full_collect is None:
             # Every file looked at (a second per 40,000 images): not on a visitor's delete, and
             # one at a time (review 5 F6: each delete looked at every file of the store).
             self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
             self._full_collect = asyncio.ensure_future(self._collect_all())
         return session
+
+    async def _collect_deleted(self, images: set[str], owner: str | None) -> None:
+        """Remove a deleted session's `images` that no other session refers to: at once those
+        stored more than `LEAVING_GRACE_S` ago, the rest that long later, counted against
+        `owner`'s share of the disk until then."""
+        owner = owner or ""  # (nobody's share: the studio's own sessions)
+        if sum(map(len, self._leaving.values())) >= LEAVING_KEPT:
+            await self.collect_garbage(among=images, older_than_s=0)
+            return
+        await self.collect_garbage(among=images, older_than_s=LEAVING_GRACE_S)
+        left = await asyncio.to_thread(self._store.unreferenced_bytes, images)
+        if not left:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(LEAVING_GRACE_S + 1)  # (past the files' own grace)
+                await self.collect_garbage(among=images, older_than_s=LEAVING_GRACE_S)
+            except (OSError, StoreError) as exc:
+                log.warning("Clean-up of a deleted session's images failed: %s", exc)
+            finally:
+                leaving = self._leaving.get(owner, {})
+                leaving.pop(task, None)
+                if not leaving:
+                    self._leaving.pop(owner, None)
+
+        task = asyncio.ensure_future(later())
+        self._leaving.setdefault(owner, {})[task] = left
+
+    def _leaving_bytes(self, owner: str) -> int:
+        """The bytes of `owner`'s deleted sessions still on disk (`_collect_deleted`)."""
+        return sum(self._leaving.get(owner, {}).values())
 
     def collect_after_start(self, delay_s: float = UNREFERENCED_GRACE_S) -> None:
         """Look at every stored image once, `delay_s` from now, in the background: a run killed
@@ -1438,7 +1488,13 @@ class Engine:
                 "Give either an image (to start a new session) or a session_id (to continue "
                 "one), not both."
             )
-        return await self.start_session(source, name=name, link_url=link, visitor=visitor), None
+        # With room for the edit's result as well: an edit refused for the share once its
+        # session was made left its source behind (review 19 F3).
+        then = MODEL_RESULT_BYTES + STEP_BYTES
+        started = await self.start_session(
+            source, name=name, link_url=link, visitor=visitor, then_bytes=then
+        )
+        return started, None
 
     async def result_step(self, data: bytes, *, visitor: Visitor = LOCAL) -> Step | None:
         """The newest edit or generation whose result is exactly these bytes (in the

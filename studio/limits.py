@@ -335,14 +335,23 @@ class Limits:
                 "try again later."
             )
 
-    def admit_upload(self, held_bytes: int, new_bytes: int, what: str = "this one") -> None:
+    def admit_upload(
+        self, held_bytes: int, new_bytes: int, what: str = "this one", leaving_bytes: int = 0
+    ) -> None:
         """Refuse bytes (an upload, or an edit's result: `what`) that would take a visitor's
-        sessions past their share of disk."""
+        sessions past their share of disk; `leaving_bytes` (of `held_bytes`) are those of
+        sessions they deleted, still on disk for a moment."""
         cap = self.settings.upload_bytes
         if held_bytes + new_bytes > cap:
+            leaving = (
+                f" ({leaving_bytes / 2**20:.0f} MB of them of sessions you deleted in the last "
+                "minute, which go within a minute)"
+                if leaving_bytes >= 2**20
+                else ""
+            )
             raise LimitError(
                 f"Your sessions on this studio already take {held_bytes / 2**20:.0f} MB of the "
-                f"{cap / 2**20:.0f} MB each visitor may keep; {what} does not fit."
+                f"{cap / 2**20:.0f} MB each visitor may keep{leaving}; {what} does not fit."
             )
 
     def hold(self, owner: str, step_id: str) -> None:

@@ -616,6 +616,22 @@ class Store:
                 found.update(row[0] for row in db.execute(query, chunk))
         return found
 
+    def unreferenced_bytes(self, shas: Collection[str]) -> int:
+        """The bytes on disk of those of `shas` no step refers to (images and their
+        thumbnails)."""
+        keep = self.still_referenced(shas)
+        total = 0
+        for sha in shas:
+            if sha in keep or not _SHA256.fullmatch(sha):
+                continue
+            for path in (
+                *self.images_dir.glob(f"{sha[:2]}/{sha}.*"),
+                *self.thumbs_dir.glob(f"{sha}.*"),
+            ):
+                with contextlib.suppress(FileNotFoundError):
+                    total += path.stat().st_size
+        return total
+
     def collect_images(
         self, *, older_than_s: float, among: Collection[str] | None = None
     ) -> list[str]:
