@@ -8,8 +8,8 @@ megabyte a second (review 8 F2). The door refuses the requests known to do it (`
 `ui.guard`, `ui.tabstate`); this is the net for whatever else does. A kind is an exception's
 type and the line that raised it: its first `FULL_PER_WINDOW` in a minute are printed in full
 (a host needs to see real errors), the rest counted, and said in one line when the minute is
-over ("... 1,234 more like this in the last minute"). A record without an exception is a kind
-of its own: its logger, its message before the values go in, and the line that logged it.
+over ("... 1,234 more like this in the last minute"). A record without an exception is of a
+kind of its own: its level, its logger and the line that logged it.
 
 Installed by `ui.serve.serve_studio` in the studio's server process only, and not with
 `--verbose`, which prints every traceback in full. Imports only the standard library.
@@ -66,11 +66,10 @@ def kind_of(error: BaseException) -> Kind:
 
 
 def kind_of_record(record: logging.LogRecord) -> Kind:
-    """A record's kind when it carries no exception: its logger and message (unformatted, so
-    one warning with different values is one kind), and the line that logged it."""
-    said = str(record.msg)
-    said = said if len(said) <= 80 else f"{said[:80]}..."
-    return f"{record.name}: {said}", _where(record.pathname, record.lineno)
+    """A record's kind when it carries no exception: its level and logger, and the line that
+    logged it, whatever its message says (the MCP library logs a message made with the request's
+    own values in it, review 19 F4)."""
+    return f"{record.levelname} of {record.name}", _where(record.pathname, record.lineno)
 
 
 def _where(filename: str, line: int) -> str:

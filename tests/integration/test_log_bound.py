@@ -76,7 +76,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostedStudio]:
         "NO_PROXY": "127.0.0.1,localhost",
     }
     log = folder / "stderr.log"
-    args = [sys.executable, "-m", "studio.cli", "--hosted", "--port", str(port)]
+    args = [sys.executable, "-m", "studio.cli", "--hosted", "--mcp", "--port", str(port)]
     args += ["--home", str(folder / "home")]
     with log.open("w") as stderr:
         proc = subprocess.Popen(
@@ -220,6 +220,25 @@ def test_uvicorns_warning_for_each_malformed_request_is_printed_a_few_times(stud
     flood = studio.log_text(start)
     assert 1 <= flood.count(warning) <= FULL_PER_WINDOW
     assert len(flood.encode()) < 20 * FULL_PER_WINDOW * 200  # not one or two a request (10 KB)
+
+
+MCP_BODIES = (
+    {"jsonrpc": "2.0", "id": 1, "method": "nope"},  # a method the MCP server does not have
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"x": 1}},  # wrong params
+)
+
+
+def test_the_mcp_librarys_warning_for_each_malformed_request_is_printed_a_few_times(studio):
+    """The MCP library logs a 5.8 KB warning, with the request's own values in it, for every
+    request it cannot validate: 1.3 MB a second from one address naming nobody (review 19 F4)."""
+    start = studio.log_size()
+    headers = {"Accept": "application/json, text/event-stream"}
+    with httpx.Client(base_url=studio.url, timeout=30, headers=headers) as http:
+        for n in range(FLOOD):
+            http.post("/gradio_api/mcp/", json=MCP_BODIES[n % len(MCP_BODIES)])
+    flood = studio.log_text(start)
+    assert 1 <= flood.count("Failed to validate request") <= FULL_PER_WINDOW
+    assert len(flood.encode()) < FULL_PER_WINDOW * 8_000  # not 5.8 KB a request (350 KB)
 
 
 def test_a_flood_that_reaches_gradios_print_exc_prints_a_few_and_counts_the_rest(studio):

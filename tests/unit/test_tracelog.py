@@ -165,19 +165,22 @@ def test_log_records_are_bounded_by_kind_with_an_exception_or_without(net):
         except RuntimeError:
             logger.error("Exception in ASGI application %d", n, exc_info=True)
         logger.warning("Invalid HTTP request received: %d", n)
+        logger.warning(f"Failed to validate request: {n} validation errors")
     logger.warning("Unsupported upgrade request.")  # another kind: printed
     text = stream.getvalue()
     assert text.count("Exception in ASGI application") == FULL_PER_WINDOW
     assert text.count("RuntimeError: Caught handled") == FULL_PER_WINDOW
     assert text.count("Invalid HTTP request received") == FULL_PER_WINDOW
+    assert text.count("Failed to validate request") == FULL_PER_WINDOW  # whatever it says
     assert "Unsupported upgrade request." in text
     up.close()
-    assert re.search(
+    counted = re.findall(
         r"^kontext-studio: \.\.\. 17 more like this in the last minute: "
-        r"gradio\.queueing: Invalid HTTP request received: %d at unit/test_tracelog\.py:\d+$",
+        r"WARNING of gradio\.queueing at unit/test_tracelog\.py:\d+$",
         stream.getvalue(),
         re.MULTILINE,
     )
+    assert len(counted) == 2
 
 
 def test_held_counts_are_written_when_the_net_closes(net):
