@@ -112,8 +112,11 @@ TOO_MANY_UPLOADS = (
     "You have many uploads waiting to be read into the studio; wait a moment, or reload the "
     "page, and try again."
 )
-# Seconds between two looks for uploads no handler took in time (each looks at every one).
+# Seconds between two looks for uploads no handler took in time (each looks at every one);
+# while any wait, one is made at least every `STALE_SWEEP_S` whether anyone uploads or not (an
+# upload nobody used stayed until the next upload, review 19 F5).
 STALE_LOOK_S = 5.0
+STALE_SWEEP_S = 60.0
 _HASH_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z0-9]{1,10})")
 _NOT_FOUND = b"Not found."
 
@@ -150,6 +153,7 @@ class VisitorGuard:
         self.in_flight: list[tuple[str, str | None, int, float | None]] = []
         self.swept = 0.0  # when spool files were last looked at (`_sweep_spool`)
         self.looked = 0.0  # when waiting uploads were last looked at (`_forget_stale_uploads`)
+        self.sweeper: asyncio.Future[None] | None = None  # while uploads wait (`_keep_looking`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -229,6 +233,8 @@ class VisitorGuard:
     async def _upload(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Gradio's upload, for a visitor the studio knows and within their share of the disk."""
         self._forget_stale_uploads()
+        if self.sweeper is None or self.sweeper.done():
+            self.sweeper = asyncio.ensure_future(self._keep_looking())
         try:
             who = visitor_from(Request(scope), hosted=True)
         except Refusal:
@@ -381,6 +387,17 @@ class VisitorGuard:
                 path = Path(os.path.abspath(name))
                 with contextlib.suppress(OSError):
                     self.book.add(path, (owner, path.stat().st_size, now, address))
+
+    async def _keep_looking(self) -> None:
+        """Look for uploads nobody took in time every `STALE_SWEEP_S` while any wait or are on
+        their way."""
+        await asyncio.sleep(STALE_SWEEP_S)
+        while True:
+            self._forget_stale_uploads()
+            self._pending(lambda *_: False)  # (forgets the abandoned uploads' reservations)
+            if not self.uploads and not self.in_flight:
+                return
+            await asyncio.sleep(STALE_SWEEP_S)
 
     def _forget_stale_uploads(self) -> None:
         """Remove uploads no handler took within `UPLOAD_TTL_S`; forget those already gone

@@ -542,6 +542,24 @@ def test_a_visitor_has_a_bounded_number_of_uploads_waiting(hosted):
     assert _upload(hosted.url, make_image(6, 6), _cookie(_visitor(hosted.url))).status_code == 200
 
 
+def test_an_upload_nobody_used_goes_though_nobody_uploads_again(hosted, monkeypatch):
+    """Uploads no handler took were looked for only at the next upload: one nobody used stayed
+    25 minutes and more on a quiet studio (review 19 F5)."""
+    from studio.ui import guard
+
+    monkeypatch.setattr(guard, "UPLOAD_TTL_S", 1.0)
+    monkeypatch.setattr(guard, "STALE_LOOK_S", 0.1)
+    monkeypatch.setattr(guard, "STALE_SWEEP_S", 0.5)
+    answer = _upload(hosted.url, make_image(33, 22), _cookie(_visitor(hosted.url)))
+    assert answer.status_code == 200
+    waiting = Path(answer.json()[0])
+    assert waiting.is_file()
+    deadline = time.monotonic() + 30  # a hang guard, not a measure
+    while waiting.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not waiting.exists()
+
+
 def _roomy_draws(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Room for many draws at once in all (a fresh gate): a visitor's own turns are what is
     looked at."""
