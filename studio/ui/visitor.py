@@ -108,6 +108,9 @@ NEWCOMER_S = 3600.0
 # it has been counted among its address's new visitors, "v1c.<id>.<mac>" with a MAC of its own.
 _TOKEN_VERSION = "v1"
 _COUNTED_VERSION = "v1c"
+# What an id the studio made looks like (`new_token`: no ":", so no other MAC the studio makes,
+# "counted:<id>" or "address:<text>", passes for a token's).
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_~-]+")
 _ID_BYTES = 24
 # New visitors one network address may become in an hour (a browser keeps its token; only a
 # client that throws its cookies away needs more).
@@ -152,7 +155,7 @@ def _signed(token: str, secret: bytes) -> tuple[str, bool] | None:
     """A token's id and whether it is marked counted, if this studio signed it."""
     version, _, rest = token.partition(".")
     ident, _, mac = rest.partition(".")
-    if len(ident) < 32 or not mac:
+    if len(ident) < 32 or not mac or not _TOKEN_ID.fullmatch(ident):
         return None
     if version == _TOKEN_VERSION:
         expected, counted = _mac(secret, ident), False

@@ -9,8 +9,10 @@ from studio.limits import LimitError, Limits, LimitSettings
 from studio.ui.visitor import (
     IdentityRate,
     KeyRate,
+    _stamp,
     client_address,
     cookie_attributes,
+    counted_token,
     forwarded_for,
     from_another_site,
     new_token,
@@ -38,6 +40,20 @@ def test_a_token_the_studio_signed_names_its_visitor_and_a_forged_one_names_nobo
     ]
     assert [token_id(f, SECRET) for f in forged] == [None] * len(forged)
     assert token_id(token, b"another studio's secret, 32 bytes") is None
+
+
+def test_no_other_signature_the_studio_makes_passes_for_a_new_visitors_token():
+    """A counted token's MAC is the MAC of "counted:<id>": relabelled "v1.counted:<id>.<mac>"
+    it was a valid token of a new visitor, minted from the old one (review 19, noted); an
+    address stamp's ("address:<text>") the same."""
+    ident = token_id(new_token(SECRET), SECRET)
+    counted = counted_token(ident, SECRET)
+    assert token_id(counted, SECRET) == ident
+    _, _, mac = counted.split(".")
+    assert token_id(f"v1.counted:{ident}.{mac}", SECRET) is None
+    text = "2001:db8:1234::/48-and-long-enough-to-be-an-id"
+    stamp_mac = _stamp(text, SECRET).rpartition("|")[2]
+    assert token_id(f"v1.address:{text}.{stamp_mac}", SECRET) is None
 
 
 def test_two_cookies_of_that_name_name_the_visitor_of_the_one_valid_token_and_two_name_nobody():
