@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from studio.config import Secret
 from studio.history import HistoryError, ImageRef, Phase, Step, StepState, StepUpdate
-from studio.images import ImageError, check_result, describe, prepare_upload
+from studio.images import ImageError, ResultImage, check_result, describe, prepare_upload
 from studio.limits import FairPlaces, used_lately
 from studio.links import is_public_link
 from studio.params import (
@@ -76,6 +76,14 @@ RESULT_RETRY_S = (0.2, 1.0, 3.0, 10.0, 30.0)
 FETCHING = (
     "RunAPI finished this edit, but its image could not be fetched yet; the studio keeps "
     "asking RunAPI for a fresh link."
+)
+# Said meanwhile when the image came but the server could not save it (its disk full, its files
+# all open): tried again as an image that did not come is (`RESULT_RETRY_S`), never failed (a
+# review's flood of connections used up the studio's file descriptors, and paid results were
+# failed with cost 0, review 20 F1).
+STORING = (
+    "RunAPI finished this edit and the studio has its image, but could not save it yet; it "
+    "keeps trying."
 )
 # Seconds between the runner's own attempts when RunAPI is busy, unavailable or unreachable
 # after the client's retries: once a create may have reached RunAPI, or a task exists, giving
@@ -458,8 +466,8 @@ class StepRunner:
                 return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
             except (RunAPIError, ImageError, HistoryError, RegionError) as exc:
                 return await self._fail(step, str(exc))
-            except Exception:
-                log.exception("Step %s failed unexpectedly", step.step_id)
+            except Exception as exc:
+                log.exception("Step %s failed unexpectedly: %r", step.step_id, exc)
                 return await self._fail(step, UNEXPECTED_FAILURE)
 
     async def _wait(self, step: Step, client: RunAPIClient, created_at: float | None) -> Task:
@@ -611,21 +619,41 @@ class StepRunner:
         data, task = await self._fetch_result(step, task, client)
         step = replace(step, error=None)
         result = await asyncio.to_thread(check_result, data)
+        cost = PRICE_CENTS[_model(step)]
+        if task.billing is not None and task.billing.charged_cents is not None:
+            cost = task.billing.charged_cents
+        delays = iter(RESULT_RETRY_S)
+        started = time.monotonic()
+        while True:
+            try:
+                return await self._keep(step, result, cost)
+            except (OSError, StoreError) as exc:
+                log.warning("Step %s: its image could not be saved (%r)", step.step_id, exc)
+            if step.error != STORING:
+                step = replace(step, error=STORING)
+                with contextlib.suppress(OSError, StoreError):  # (the store may be what fails)
+                    await asyncio.to_thread(self._store.save_step, step)
+                self._report(step, "downloading")
+            delay = next(delays, RESULT_RETRY_S[-1])
+            if time.monotonic() - started + delay > self._deadline_s:
+                raise _StillFetching(step)  # the next start fetches it again
+            await asyncio.sleep(delay)
+
+    async def _keep(self, step: Step, result: ResultImage, cost: int) -> Step:
+        """Store a completed step's checked `result` (marked, and blended into its source when
+        kept to a region), and the step."""
         ref = await self._put(
             await self._marked(result.data, result.format, step),
             result.format,
             result.width,
             result.height,
         )
-        cost = PRICE_CENTS[_model(step)]
-        if task.billing is not None and task.billing.charged_cents is not None:
-            cost = task.billing.charged_cents
         raw, found = None, None
         if step.region is not None:
             blended = await self._blend(step, result.data)
             if blended is not None:
                 raw, (ref, found) = ref, blended
-        step = step.complete(
+        step = replace(step, error=None).complete(
             ref, self._now(), cost_cents=cost, raw_result=raw, found_mask_sha256=found
         )
         run = self._runs.get(step.step_id)

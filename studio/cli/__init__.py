@@ -185,7 +185,9 @@ def _configure_logging(*, verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(verbose=verbose))
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
-    logging.getLogger("studio").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    # Errors the studio did not expect are logged (their sentence says so), without their
+    # traceback unless `verbose` (review 20 F2: nothing reached the log).
+    logging.getLogger("studio").setLevel(logging.DEBUG if verbose else logging.ERROR)
     # Except what an operator must see: a setting that leaves a reachable studio unguarded.
     logging.getLogger("studio.config").setLevel(logging.DEBUG if verbose else logging.WARNING)
 

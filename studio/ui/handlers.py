@@ -50,7 +50,7 @@ def error_sentence(exc: BaseException) -> str:
     """One sentence for a known error; unknown errors are logged and get a generic sentence."""
     if isinstance(exc, REFUSED):
         return str(exc)
-    log.error("Unexpected error in the studio", exc_info=exc)
+    log.error("Unexpected error in the studio: %r", exc, exc_info=exc)
     return present.GENERIC_ERROR
 
 

@@ -11,7 +11,7 @@ import pytest
 from studio.engine import Engine
 from studio.history import StepState
 from studio.params import EditParams
-from studio.runner import FETCHING
+from studio.runner import FETCHING, STORING
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -145,4 +145,42 @@ async def test_runapi_silent_until_the_deadline_leaves_the_edit_open_for_the_nex
     assert done is not None
     assert done.state is StepState.COMPLETED
     assert sim.tasks_by_key() == {step.step_id: 1}
+    await engine.aclose()
+
+
+async def test_a_paid_result_the_server_cannot_save_yet_is_saved_once_it_can(sim, clean_env):
+    """A completed task's image that came but could not be written (the studio's file
+    descriptors all taken by a flood of connections) failed the step with cost 0: paid for and
+    lost (review 20 F1). It is tried again, as an image that did not come is."""
+    sim.faults.expire_results()  # held at "fetching", before anything is written
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    session_id = await _session(engine)
+    step = await engine.submit_edit(session_id, EditParams(prompt="blue"))
+
+    async def error_is(expected: str) -> None:
+        for _ in range(300):
+            if (await engine.load_session(session_id)).steps[step.step_id].error == expected:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the step never said {expected!r}")
+
+    await error_is(FETCHING)
+    images = clean_env / "images"
+    away = images.rename(clean_env / "images-away")
+    images.write_bytes(b"not a folder")  # every image write fails now
+    try:
+        sim.faults.reset()  # the link answers: the image comes, and cannot be saved
+        await error_is(STORING)
+        stored = (await engine.load_session(session_id)).steps[step.step_id]
+        assert stored.state is StepState.RUNNING  # not failed
+    finally:
+        images.unlink()
+        away.rename(images)
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert done.error is None
+    assert done.result is not None
+    assert await engine.image_bytes(done.result)
+    assert done.cost_cents == 5
+    assert sim.tasks_by_key() == {step.step_id: 1}  # one task, charged once
     await engine.aclose()

@@ -225,3 +225,27 @@ def test_a_short_text_is_left_as_it_is_and_a_long_one_says_what_was_left_out():
     assert cut.endswith("  File line 4999")
     assert "characters left out" in cut
     assert len(cut) < 1_100
+
+
+def test_an_error_the_studio_did_not_expect_reaches_the_log_without_verbose(capsys):
+    """The sentence of an unexpected failure says "it has been logged": it was not, unless the
+    studio ran with -v (review 20 F2). Its line is logged; its traceback only with -v; the
+    studio's own debug and info records stay out."""
+    from studio.cli import _configure_logging
+
+    try:
+        _configure_logging(verbose=False)
+        runner = logging.getLogger("studio.runner")
+        try:
+            raise KeyError("the cause")
+        except KeyError as error:
+            runner.exception("Step %s failed unexpectedly: %r", "s1", error)
+        runner.info("Step %s: its image did not come", "s2")
+        logged = capsys.readouterr().err
+    finally:
+        logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+        logging.getLogger("studio").setLevel(logging.NOTSET)
+        logging.getLogger("studio.config").setLevel(logging.NOTSET)
+    assert "Step s1 failed unexpectedly: KeyError('the cause')" in logged
+    assert "Traceback" not in logged
+    assert "s2" not in logged
