@@ -15,6 +15,12 @@ unable to accept anyone ("Too many open files"). Here:
   review 8 F3), an IPv4-mapped IPv6 address as its IPv4. Not where every
   visitor comes through one proxy (a share link's tunnel, `PROXY_HOPS`): there the peer is the
   proxy, which bounds its clients.
+- all addresses together hold at most `ConnectionRules.most` connections, well below the
+  process's limit of open files (raised to its hard limit at start: `open_files_room`), so the
+  store, SQLite and RunAPI always have file descriptors left; at that total a new connection
+  takes the place of one of the address holding the most (four addresses of 256 half-open
+  connections each used up a limit of 1,024: paid results could not be saved, and the accept
+  loop spun on two cores, review 20 F1).
 
 Rules are per running app (`guard_connections`); an app without them is served as by stock
 uvicorn. The protocol is uvicorn's own (`AutoHTTPProtocol`), with these two checks added.
@@ -23,6 +29,7 @@ uvicorn. The protocol is uvicorn's own (`AutoHTTPProtocol`), with these two chec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +42,27 @@ from studio.ui.visitor import normal_address
 HEADERS_S = 10.0
 # Connections one network address may hold at once.
 CONNECTIONS_PER_ADDRESS = 256
+# File descriptors kept for everything but connections: at least this many, and half the
+# limit (the store's files, SQLite, RunAPI's connections, uploads being written, and the
+# connections accepted in a burst and not yet closed: with a quarter kept, a flood at the total
+# still found the limit now and then).
+FILES_KEPT = 256
 _STATE = "kontext_connections"
+
+
+def open_files_room() -> int:
+    """Raise this process's limit of open files to its hard limit (a service's soft limit is
+    often 1,024), and say how many connections may be open at once, all addresses together."""
+    soft = 1024
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource  # (POSIX only)
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 1_048_576 if hard == resource.RLIM_INFINITY else min(hard, 1_048_576)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted if soft == resource.RLIM_INFINITY else max(soft, wanted)
+    return max(soft // 4, soft - max(FILES_KEPT, soft // 2))
 
 
 @dataclass
@@ -43,28 +70,57 @@ class ConnectionRules:
     """What `GuardedHTTPProtocol` enforces for one running app."""
 
     per_address: bool
+    # Connections all addresses together may hold (`open_files_room`).
+    most: int = 1_000_000
     # The open connections of each network address, keyed by `normal_address` (each taken out
     # as it closes; and pruned of closed ones as they are counted, for one whose protocol
     # changed on the way).
     open: dict[str, set[asyncio.BaseTransport]] = field(default_factory=dict)
+    # How many there are in `open`, all addresses together.
+    total: int = 0
     # How many addresses may be tracked before those with no connection left are looked for.
     prune_at: int = 1024
 
     def admit(self, address: str | None, transport: asyncio.BaseTransport) -> bool:
-        """Whether a connection from peer `address` may stay open (it is counted if so)."""
+        """Whether a connection from peer `address` may stay open (it is counted if so); at
+        the total, one of the most crowded address's connections is closed for it."""
         if not self.per_address or address is None:
             return True
         address = normal_address(address)
-        held = {t for t in self.open.get(address, ()) if not t.is_closing()}
+        held = self._held(address)
         if len(held) >= CONNECTIONS_PER_ADDRESS:
-            self.open[address] = held
+            return False
+        if self.total >= self.most and not self._make_room(address):
             return False
         held.add(transport)
         self.open[address] = held
+        self.total += 1
         if len(self.open) > self.prune_at:  # addresses whose connections all closed go
-            for other in [a for a, ts in self.open.items() if all(t.is_closing() for t in ts)]:
-                del self.open[other]
+            for other in list(self.open):
+                self._held(other)
             self.prune_at = max(1024, 2 * len(self.open))
+        return True
+
+    def _held(self, address: str) -> set[asyncio.BaseTransport]:
+        """`address`'s connections still open (those closed on the way uncounted; an address
+        holding none forgotten)."""
+        held = self.open.pop(address, set())
+        still = {t for t in held if not t.is_closing()}
+        self.total -= len(held) - len(still)
+        if still:
+            self.open[address] = still
+        return still
+
+    def _make_room(self, address: str) -> bool:
+        """Close a connection of the address holding the most (not `address`, unless another
+        holds as many), for one of `address`'s; whether there was one to close."""
+        mine = len(self.open.get(address, ()))
+        crowded = max(self.open, key=lambda a: len(self.open[a]), default=None)
+        if crowded is None or len(self.open[crowded]) <= mine + 1:
+            return False
+        victim = self.open[crowded].pop()
+        self.total -= 1
+        victim.close()
         return True
 
     def closed(self, address: str | None, transport: asyncio.BaseTransport) -> None:
@@ -73,8 +129,9 @@ class ConnectionRules:
             return
         address = normal_address(address)
         held = self.open.get(address)
-        if held is not None:
+        if held is not None and transport in held:
             held.discard(transport)
+            self.total -= 1
             if not held:
                 del self.open[address]
 
@@ -139,14 +196,16 @@ def install() -> None:
 
 def guard_connections(app: Any, *, per_address: bool) -> None:
     """Give the running `app` (Gradio's server app) its `ConnectionRules`."""
-    setattr(app.state, _STATE, ConnectionRules(per_address=per_address))
+    setattr(app.state, _STATE, ConnectionRules(per_address=per_address, most=open_files_room()))
 
 
 __all__ = [
     "CONNECTIONS_PER_ADDRESS",
+    "FILES_KEPT",
     "HEADERS_S",
     "ConnectionRules",
     "GuardedHTTPProtocol",
     "guard_connections",
     "install",
+    "open_files_room",
 ]

@@ -81,3 +81,51 @@ def test_without_the_rule_per_address_every_connection_is_kept():
     rules = ConnectionRules(per_address=False)
     assert len(_admitted(rules, ["198.51.100.7"] * 300)) == 300
     assert rules.open == {}
+
+
+def test_at_the_total_a_new_connection_takes_the_place_of_one_of_the_most_crowded_address():
+    """Four addresses of 256 half-open connections each used up a limit of 1,024 open files:
+    paid results could not be saved (review 20 F1). All addresses together hold at most
+    `most`; past it, the address holding the most gives one up, never a smaller one."""
+    rules = ConnectionRules(per_address=True, most=10)
+    crowd = _admitted(rules, ["10.0.0.1"] * 8)
+    few = _admitted(rules, ["10.0.0.2"] * 2)
+    assert (len(crowd), len(few)) == (8, 2)
+    newcomer = Transport()
+    assert rules.admit("10.0.0.3", newcomer)  # in, for one of the crowd's
+    assert sum(t.closing for t in crowd) == 1
+    assert not any(t.closing for t in few)
+    assert not rules.admit("10.0.0.1", Transport())  # the crowd cannot take its own back
+    assert rules.admit("10.0.0.2", Transport())  # a smaller address can
+    assert sum(t.closing for t in crowd) == 2
+    assert rules.total == 10
+    # A connection that closes by itself gives its place back.
+    few[0].close()
+    rules.closed("10.0.0.2", few[0])
+    assert rules.admit("10.0.0.1", Transport())
+    assert rules.total == 10
+
+
+def test_the_studio_raises_its_open_files_limit_and_keeps_some_for_its_own_files():
+    """A service's soft limit is often 1,024; the studio raises it to the hard limit, and
+    connections get what is left once its own files have theirs."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from studio.ui.conn import open_files_room\n"
+        "room = open_files_room()\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard, room)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
+        "print(open_files_room())\n"
+    )
+    raised, low = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    soft, hard, room = (int(n) for n in raised.split())
+    assert soft == min(hard, 1_048_576)
+    assert 0 < room <= soft - 256
+    assert int(low) == 64  # a hard limit of 256: a quarter for connections
