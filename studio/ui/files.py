@@ -68,8 +68,11 @@ _TAG_KEY = secrets.token_bytes(32)
 # Where the non-hosted page keeps its named download links, and where the compare slider's
 # fitted copies wait (`keep_fitted`): not exports, so neither counts among their places.
 _KEEP = {"downloads", "pairs"}
-# Fitted copies kept at most (the oldest go first), each at most `EXPORT_TTL_S`.
+# Fitted copies kept at most, each at most `EXPORT_TTL_S`: `FITTED_PER_VISITOR` of a visitor's
+# (their oldest go first), `FITTED_KEPT` in all (the oldest of whoever holds the most go first:
+# one visitor's many never push out another's few).
 FITTED_KEPT = 64
+FITTED_PER_VISITOR = 16
 
 
 def make_exports_folder(parent: Path | None = None) -> Path:
@@ -294,27 +297,37 @@ def _note_of(journal: Path, path: Path) -> Path:
     return journal / hashlib.sha256(str(path).encode()).hexdigest()[:32]
 
 
-def fitted_name(left: str, right: str, width: int, height: int) -> str:
-    """The file name of `right`'s image fitted into `left`'s frame (the compare slider's copy):
-    a keyed MAC of the two images and the frame, so that a copy is made once for the same pair,
-    and its address is known only to whom the studio showed it (as with an export's link; made
-    of the images' hashes it could be named by anyone who knew them)."""
+def fitted_name(left: str, right: str, width: int, height: int, owner: str | None = None) -> str:
+    """The file name of `right`'s image fitted into `left`'s frame (the compare slider's copy),
+    for `owner`: which visitor's it is (`_tag`), and a keyed MAC of the two images and the
+    frame, so that a copy is made once for the same pair, and its address is known only to whom
+    the studio showed it (as with an export's link; made of the images' hashes it could be named
+    by anyone who knew them)."""
     made_of = f"{left}|{right}|{width}x{height}".encode()
-    return hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32] + ".png"
+    return f"{_tag(owner)}-{hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32]}.png"
 
 
-def keep_fitted(folder: Path, *, now: float | None = None) -> None:
-    """Make room for one more fitted copy in `folder`: those older than `EXPORT_TTL_S` go, and
-    the oldest past `FITTED_KEPT`. Blocking: call it in a thread."""
+def keep_fitted(folder: Path, owner: str | None = None, *, now: float | None = None) -> None:
+    """Make room in `folder` for one more fitted copy of `owner`'s: those older than
+    `EXPORT_TTL_S` go, then `owner`'s oldest past `FITTED_PER_VISITOR`, then, while all
+    together hold `FITTED_KEPT`, the oldest of whoever holds the most (a review found one
+    visitor's copies could push out another's). Blocking: call it in a thread."""
     now = time.time() if now is None else now
-    found: list[tuple[float, Path]] = []
+    by_whom: dict[str, list[tuple[float, Path]]] = {}
     for entry in folder.iterdir() if folder.is_dir() else ():
         with contextlib.suppress(OSError):
-            found.append((entry.stat().st_mtime, entry))
-    found.sort()
-    for n, (mtime, entry) in enumerate(found):
-        if mtime < now - EXPORT_TTL_S or len(found) - n >= FITTED_KEPT:
-            entry.unlink(missing_ok=True)
+            if (mtime := entry.stat().st_mtime) < now - EXPORT_TTL_S:
+                entry.unlink(missing_ok=True)
+            else:
+                by_whom.setdefault(entry.name.split("-", 1)[0], []).append((mtime, entry))
+    for held in by_whom.values():
+        held.sort()
+    mine = by_whom.setdefault(_tag(owner), [])
+    while len(mine) >= FITTED_PER_VISITOR:
+        mine.pop(0)[1].unlink(missing_ok=True)
+    while sum(map(len, by_whom.values())) >= FITTED_KEPT:
+        most = max(by_whom.values(), key=lambda held: (len(held), -held[0][0] if held else 0))
+        most.pop(0)[1].unlink(missing_ok=True)
 
 
 _GradioUploadFile = gradio.route_utils.GradioUploadFile

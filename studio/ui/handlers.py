@@ -759,7 +759,8 @@ class Handlers:
         b = self.bridge.image_path(session.steps[right])
         if not a or not b:
             return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
-        fit = functools.partial(_fit_to, self.ctx.exports / "pairs", Path(a), Path(b))
+        pairs, owner = self.ctx.exports / "pairs", self.who.owner
+        fit = functools.partial(_fit_to, pairs, Path(a), Path(b), owner)
         b, note = await self.bridge.call(Engine.image_work, fit, visitor=self.who)
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
@@ -1025,7 +1026,7 @@ def _picks(picks: object) -> tuple[str, ...]:
 FIT_MAX_SIDE = 2048
 
 
-def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
+def _fit_to(folder: Path, left: Path, right: Path, owner: str | None) -> tuple[str, str]:
     """`right` fitted into `left`'s frame when their shapes differ (a copy, letterboxed, at
     most `FIT_MAX_SIDE` on its longer side: the slider shows both at the page's size, and a
     JPEG is decoded at that size, not its own), and the sentence saying so; else `right` as it
@@ -1036,10 +1037,10 @@ def _fit_to(folder: Path, left: Path, right: Path) -> tuple[str, str]:
             return str(right), ""
         scale = min(1.0, FIT_MAX_SIDE / max(wa, ha))
         frame = (max(1, round(wa * scale)), max(1, round(ha * scale)))
-        target = folder / fitted_name(left.stem, right.stem, *frame)
+        target = folder / fitted_name(left.stem, right.stem, *frame, owner)
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)
-            keep_fitted(folder)
+            keep_fitted(folder, owner)
             # A JPEG decodes at 1/2, 1/4 or 1/8 of its size, as near the size it is shown at.
             fit = min(frame[0] / wb, frame[1] / hb)
             b.draft("RGB", (max(1, round(wb * fit)), max(1, round(hb * fit))))

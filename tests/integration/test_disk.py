@@ -30,7 +30,9 @@ from studio.ui.files import (
     EXPORTS_PER_ADDRESS,
     EXPORTS_PER_VISITOR,
     FITTED_KEPT,
+    FITTED_PER_VISITOR,
     export_written,
+    fitted_name,
     keep_fitted,
     make_exports_folder,
     new_export,
@@ -154,6 +156,30 @@ def test_the_sliders_fitted_copies_take_no_export_place_and_are_bounded_on_their
     assert copies[-1].exists()  # and the copies are not pruned as one of them
     keep_fitted(pairs, now=time.time() + EXPORT_TTL_S + 1)
     assert not any(p.exists() for p in copies)
+
+
+def test_one_visitors_fitted_copies_never_push_out_anothers(tmp_path):
+    """The slider's fitted copies were kept 64 for everyone, the oldest going first: one
+    visitor comparing many pairs removed another's copy from under their slider (review 20)."""
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+
+    def fit(owner: str, n: int) -> Path:
+        keep_fitted(pairs, owner)
+        copy = pairs / fitted_name(f"left{n}", f"right{n}", 640, 480, owner)
+        copy.write_bytes(b"png")
+        return copy
+
+    theirs = [fit("browser:b", n) for n in range(3)]
+    mine = [fit("browser:a", n) for n in range(200)]
+    assert all(p.exists() for p in theirs)
+    assert [p.exists() for p in mine].count(True) == FITTED_PER_VISITOR  # their newest
+    assert all(p.exists() for p in mine[-FITTED_PER_VISITOR:])
+    crowd = [fit(f"browser:{n}", 0) for n in range(50)]  # many visitors, one each
+    assert len(list(pairs.iterdir())) == FITTED_KEPT
+    assert all(p.exists() for p in crowd)
+    assert all(p.exists() for p in theirs)  # the most crowded gave theirs up
+    assert [p.exists() for p in mine].count(True) == FITTED_KEPT - 50 - len(theirs)
 
 
 def test_one_visitors_exports_never_push_out_anothers(tmp_path):
