@@ -171,12 +171,12 @@ class ClientPool:
 
     def is_accepted(self, api_key: Secret) -> bool:
         """Whether RunAPI has accepted `api_key` while its client lives (no call made)."""
-        return hashlib.sha256(api_key.reveal().encode()).hexdigest() in self._accepted
+        return _payer_of(api_key) in self._accepted
 
     def known_verdict(self, api_key: Secret) -> bool | None:
         """What RunAPI last said of `api_key`, without asking: True (accepted, while its
         client lives), False (refused in the last `REFUSED_KEY_MEMORY_S`), None (not known)."""
-        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        digest = _payer_of(api_key)
         if digest in self._accepted:
             return True
         refused = self._refused.get(digest)
@@ -250,7 +250,7 @@ class ClientPool:
     def _entry(self, api_key: Secret) -> tuple[RunAPIClient, str]:
         if self._make is None:
             raise HistoryError("This studio does not take visitors' own keys.")
-        digest = hashlib.sha256(api_key.reveal().encode()).hexdigest()
+        digest = _payer_of(api_key)
         if digest not in self._visitors:
             self._visitors[digest] = (self._make(api_key.reveal()), 0, self._clock())
         return self._visitors[digest][0], digest
@@ -319,7 +319,10 @@ class StepRunner:
         self._deadline_s = deadline_s
         self._now = now
         self._runs: dict[str, _Run] = {}
-        self._uploads: dict[str, UploadedFile] = {}
+        # Sources uploaded lately, by who paid (`_payer_of`) and the image's sha256: RunAPI
+        # fetches a file from the account that uploaded it, and one another visitor's key
+        # uploaded is no business of this one (review 21 F1).
+        self._uploads: dict[tuple[str, str], UploadedFile] = {}
         self.signals = SessionSignals()
         self._blender = ThreadPoolExecutor(BLENDS_AT_ONCE, thread_name_prefix="kontext-blend")
         self._blend_turns = FairPlaces(BLENDS_AT_ONCE)
@@ -430,6 +433,7 @@ class StepRunner:
     # -- the run of one step ---------------------------------------------------------------------
 
     async def _run(self, step: Step, api_key: Secret | None) -> Step:
+        payer = _payer_of(api_key)
         async with self._clients.using(api_key) as client:
             try:
                 if step.is_waiting:
@@ -439,7 +443,7 @@ class StepRunner:
                     await self._check_region(step)
                     sending = [step]  # with its upload recorded, once made: a retry sends the same
                     step, created_at = await self._persist(
-                        step, lambda: self._submit(sending, client)
+                        step, lambda: self._submit(sending, client, payer)
                     )
                 task = await self._wait(step, client, created_at)
                 self._report(step, "downloading")
@@ -465,6 +469,10 @@ class StepRunner:
                 # A visitor's pasted key was refused (revoked since it was checked, say).
                 return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
             except (RunAPIError, ImageError, HistoryError, RegionError) as exc:
+                if step.source.image_sha256 is not None:
+                    # (RunAPI may have lost the file: the next edit of it uploads it again,
+                    # rather than failing the same way for the rest of its hour.)
+                    self._uploads.pop((payer, step.source.image_sha256), None)
                 return await self._fail(step, str(exc))
             except Exception as exc:
                 log.exception("Step %s failed unexpectedly: %r", step.step_id, exc)
@@ -552,7 +560,9 @@ class StepRunner:
             if run is not None:
                 run.update = replace(run.update, step=step)
 
-    async def _submit(self, sending: list[Step], client: RunAPIClient) -> tuple[Step, float | None]:
+    async def _submit(
+        self, sending: list[Step], client: RunAPIClient, payer: str
+    ) -> tuple[Step, float | None]:
         """Create the step (`sending[0]`) 's task and record its id; the step, and when the
         create answered (None when the answer says the task has ended: a replayed create, read
         at once). The step with its upload recorded is left in `sending` before the create is
@@ -564,7 +574,7 @@ class StepRunner:
         assert params is not None, "only edit and generate steps are submitted"
         source_url, aspect_ratio = None, params.aspect_ratio
         if step.source.kind != "none":
-            source_url, step, natural_ratio = await self._source_url(step, client)
+            source_url, step, natural_ratio = await self._source_url(step, client, payer)
             sending[0] = step
             aspect_ratio = aspect_ratio or natural_ratio
         request = TaskRequest(
@@ -584,9 +594,11 @@ class StepRunner:
         self._report(step, "submitted")
         return step, created_at
 
-    async def _source_url(self, step: Step, client: RunAPIClient) -> tuple[str, Step, str]:
-        """The URL RunAPI fetches the source from, the step (with its upload recorded) and the
-        supported ratio nearest to the source's own."""
+    async def _source_url(
+        self, step: Step, client: RunAPIClient, payer: str
+    ) -> tuple[str, Step, str]:
+        """The URL RunAPI fetches the source from (uploaded with `payer`'s key), the step (with
+        its upload recorded) and the supported ratio nearest to the source's own."""
         source = step.source
         sha = source.image_sha256
         if sha is None:
@@ -603,12 +615,12 @@ class StepRunner:
             # (RunAPI has its task; were there none, the new one fails without a charge).
             return source.uploaded_url, step, ratio
         self._uploads = {k: u for k, u in self._uploads.items() if u.expires_at > now}
-        cached = self._uploads.get(sha)
+        cached = self._uploads.get((payer, sha))
         if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
             self._report(step, "uploading")
             prepared = await asyncio.to_thread(prepare_upload, image)
             cached = await client.upload_image(prepared.data, file_name=prepared.file_name)
-            self._uploads[sha] = cached
+            self._uploads[(payer, sha)] = cached
         step = step.with_upload(cached.url, cached.expires_at)
         await asyncio.to_thread(self._store.save_step, step)
         return cached.url, step, ratio
@@ -811,6 +823,12 @@ class StepRunner:
 
     def _elapsed(self, step: Step) -> float:
         return (self._now() - step.created_at).total_seconds()
+
+
+def _payer_of(api_key: Secret | None) -> str:
+    """Who pays, as the runner's memory keys it: "" for the server's key, else a digest of the
+    visitor's (never the key)."""
+    return "" if api_key is None else hashlib.sha256(api_key.reveal().encode()).hexdigest()
 
 
 class _StillFetching(Exception):

@@ -451,3 +451,40 @@ async def test_images_a_killed_run_left_unreferenced_are_removed_after_the_next_
         await asyncio.sleep(0.05)
     assert not engine.image_path(left).exists()
     assert engine.image_path(kept.origin.result).exists()
+
+
+def _uploads(sim) -> list[str]:  # type: ignore[no-untyped-def]
+    """The key each upload to RunAPI was made with."""
+    return [
+        r.headers.get("authorization", "")
+        for r in sim.requests
+        if r.method == "POST" and r.path == "/api/v1/files"
+    ]
+
+
+async def test_a_source_runapi_lost_is_uploaded_again_and_each_key_uploads_its_own(engine, sim):
+    """The studio kept one upload of an image for everyone, whoever's key made it, and kept it
+    when RunAPI could no longer fetch it: every edit of that image failed the same way for the
+    rest of its hour, on every key (review 21 F1)."""
+    session = await _start(engine)
+    first = await engine.edit(session.session_id, EditParams(prompt="make it blue"))
+    assert first.state is StepState.COMPLETED
+    with sim.state.lock:
+        sim.state.files.clear()  # RunAPI lost the uploaded file
+    origin = session.origin.step_id
+    lost = await engine.edit(
+        session.session_id, EditParams(prompt="make it red"), parent_step_id=origin
+    )
+    assert lost.state is StepState.FAILED
+    again = await engine.edit(
+        session.session_id, EditParams(prompt="make it red"), parent_step_id=origin
+    )
+    assert again.state is StepState.COMPLETED  # uploaded afresh
+    assert len(_uploads(sim)) == 2
+    # A visitor with a key of their own edits the same image: uploaded with their key.
+    sim.accept_key("sk-another-account")
+    theirs = Visitor(api_key=Secret("sk-another-account"))
+    own = await engine.start_session(await engine.read_image(make_image()), visitor=theirs)
+    mine = await engine.edit(own.session_id, EditParams(prompt="make it green"), visitor=theirs)
+    assert mine.state is StepState.COMPLETED
+    assert _uploads(sim)[-1] == "Bearer sk-another-account"
