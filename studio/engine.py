@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import hashlib
+import hmac
 import logging
 import shutil
 import time
@@ -43,7 +44,6 @@ from studio.history import (
     UNTITLED,
     HistoryError,
     ImageRef,
-    Payer,
     Phase,
     Session,
     SessionSummary,
@@ -257,6 +257,7 @@ class Engine:
         # Steps paid with a visitor's own key, found unfinished at start-up: by owner ("" for
         # the studio's own user), they wait for that visitor's key (`resume_unfinished`).
         self._awaiting_key: dict[str, dict[str, Step]] = {}
+        self._print_secret: bytes | None = None  # (`_key_print`)
         if limits is not None and limits.ledger is None:
             limits.ledger = self._ledger
         # When each named visitor last had a key checked (`check_key`), the last minute's.
@@ -600,7 +601,7 @@ class Engine:
         session = await asyncio.to_thread(self._store.load_session, session_id)
         if not visitor.is_local and session.owner != visitor.owner:
             raise StoreError(NO_SUCH_SESSION)
-        self._resume_with_key(visitor)
+        await self._resume_with_key(visitor)
         return session
 
     async def owns_image(self, sha256: str, *, visitor: Visitor = LOCAL) -> bool:
@@ -637,7 +638,7 @@ class Engine:
     async def list_sessions(self, *, visitor: Visitor = LOCAL) -> list[SessionSummary]:
         """The visitor's sessions, newest first (a visitor back with their own key: their steps
         that waited for it go on, as when they open a session)."""
-        self._resume_with_key(visitor)
+        await self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.list_sessions, visitor.owner)
 
     async def rename_session(
@@ -801,7 +802,7 @@ class Engine:
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
             session = session.retry(step_id, new_id(), self._now())
-            step = replace(session.current, payer=self._payer_kind(visitor))
+            step = await self._paid_by(session.current, visitor)
             await self._require_result_room(visitor, session, [step])
             await self._admit(session, [step], visitor)
             await asyncio.to_thread(self._store.save_step, step)
@@ -899,7 +900,7 @@ class Engine:
         """A value that changes whenever a step of the session is added, advances or goes."""
         if not visitor.is_local:
             await self.load_session(session_id, visitor=visitor)
-        self._resume_with_key(visitor)
+        await self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.session_version, session_id)
 
     async def tab_version(self, session_id: str, *, visitor: Visitor = LOCAL) -> str | None:
@@ -907,7 +908,7 @@ class Engine:
         made or goes (the CLI's or an agent's new session shows in an open tab's list)."""
         if not visitor.is_local:
             await self.load_session(session_id, visitor=visitor)
-        self._resume_with_key(visitor)
+        await self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.tab_version, session_id, visitor.owner)
 
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
@@ -990,13 +991,21 @@ class Engine:
         await asyncio.to_thread(self._store.save_step, waiting)
         self._awaiting_key.setdefault(owner or "", {})[step.step_id] = waiting
 
-    def _resume_with_key(self, visitor: Visitor) -> None:
-        """The visitor is back with their own key: their steps that waited for it run on it."""
+    async def _resume_with_key(self, visitor: Visitor) -> None:
+        """The visitor is back with their own key: their steps that waited for that key (the
+        one that paid for them) run on it; those of another key of theirs wait on."""
         if visitor.api_key is None or not self._awaiting_key:
             return
-        for step in self._awaiting_key.pop(visitor.owner or "", {}).values():
+        waiting = self._awaiting_key.get(visitor.owner or "", {})
+        if not waiting:
+            return
+        paid_by = await self._key_print(visitor.api_key)
+        for step in [s for s in waiting.values() if s.payer_key in (None, paid_by)]:
+            del waiting[step.step_id]
             log.info("Resuming step %s on its visitor's key", step.step_id)
             self._launch(replace(step, error=None), visitor)
+        if not waiting:
+            self._awaiting_key.pop(visitor.owner or "", None)
 
     # -- portable sessions ----------------------------------------------------------------------
 
@@ -1553,7 +1562,7 @@ class Engine:
             for each in params:
                 session = at_parent.add_step(new_id(), each, self._now(), region=step_region)
                 at_parent = replace(at_parent, steps=session.steps)
-                steps.append(replace(session.current, payer=self._payer_kind(visitor)))
+                steps.append(await self._paid_by(session.current, visitor))
             await self._require_result_room(visitor, session, steps)
             await self._admit(session, steps, visitor)
             if mask_data is not None and mask is not None:  # stored once the edit is admitted
@@ -1628,9 +1637,19 @@ class Engine:
         """The key that pays for `visitor`'s edits: their own, else the server's (None)."""
         return visitor.api_key
 
-    def _payer_kind(self, visitor: Visitor) -> Payer:
-        """Whose key pays, as each step records it."""
-        return "host" if self._payer(visitor) is None else "visitor"
+    async def _paid_by(self, step: Step, visitor: Visitor) -> Step:
+        """`step` saying whose key pays for it: the server's, or which of the visitor's."""
+        key = self._payer(visitor)
+        if key is None:
+            return replace(step, payer="host")
+        return replace(step, payer="visitor", payer_key=await self._key_print(key))
+
+    async def _key_print(self, key: Secret) -> str:
+        """A digest of a visitor's key under a secret of the data directory: which key paid,
+        told apart without keeping any."""
+        if self._print_secret is None:
+            self._print_secret = await asyncio.to_thread(self._store.secret, "payer-keys")
+        return hmac.new(self._print_secret, key.reveal().encode(), hashlib.sha256).hexdigest()[:32]
 
     def _ledger(self, day: date) -> tuple[dict[str, int], dict[str, int], int]:
         """The day's spending of the server's key for visitors, as the store keeps it."""

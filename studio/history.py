@@ -137,6 +137,9 @@ class Step:
     retry_of: str | None = None
     # Set when the step is made, never changed; None for steps from before it was recorded.
     payer: Payer | None = None
+    # Which visitor's key pays (a keyed digest, never the key), for a step the visitor pays:
+    # after a restart it runs again on that key only (None: from before it was recorded).
+    payer_key: str | None = None
     # The region the edit was kept to (None: the model's output is the step's image), and the
     # model's own output when the step's image is a blend of it over the source.
     region: StepRegion | None = None

@@ -203,6 +203,12 @@ def _index_images(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE INDEX steps_by_{column} ON steps ({column}) WHERE {column} IS NOT NULL")
 
 
+def _record_payer_keys(db: sqlite3.Connection) -> None:
+    # Which visitor's key pays for a step (a keyed digest): a step waiting at a restart runs
+    # again on that key only (review 21 F2: it ran on whichever key its browser pasted next).
+    db.execute("ALTER TABLE steps ADD COLUMN payer_key TEXT")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
@@ -210,6 +216,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("004_poll_durations", _poll_durations),
     ("004_payers_and_spend", _record_payers_and_spend),
     ("005_index_images", _index_images),
+    ("006_payer_keys", _record_payer_keys),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -1047,7 +1054,7 @@ _STEP_COLUMNS = (
     " uploaded_url, uploaded_expires_at, state, task_id, result_sha256, result_format,"
     " result_width, result_height, created_at, submitted_at, completed_at, elapsed_s,"
     " cost_cents, error, retry_of, region_json, mask_sha256, raw_sha256, raw_format, raw_width,"
-    " raw_height, payer"
+    " raw_height, payer, payer_key"
 )
 # What may change as a step advances; the rest is fixed at creation. Finished steps stay put.
 _STEP_UPDATE = """ON CONFLICT (step_id) DO UPDATE SET
@@ -1087,6 +1094,7 @@ def _insert_step(db: sqlite3.Connection, step: Step) -> int:
         region.mask_sha256 if region is not None else None,
         *raw,
         step.payer,
+        step.payer_key,
     )
     marks = ", ".join("?" * len(values))
     sql = f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES ({marks}) {_STEP_UPDATE}"
@@ -1172,6 +1180,7 @@ def _decode_step(row: sqlite3.Row) -> Step:
         region=_region_from(row["region_json"], row["mask_sha256"]),
         raw_result=_image_ref(row, "raw"),
         payer=None if row["payer"] is None else _choice(row["payer"], ("host", "visitor")),
+        payer_key=_optional_text(row["payer_key"]),
     )
 
 

@@ -115,6 +115,37 @@ async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restar
     await engine.aclose()
 
 
+async def test_a_waiting_step_goes_on_only_with_the_key_that_paid_for_it(sim, clean_env):
+    """A step paid with a visitor's pasted key ran, after a restart, on whichever key their
+    browser pasted next: RunAPI's task belongs to the account that made it (review 21 F2)."""
+    sim.latency = SLOW
+    sim.accept_key("sk-their-other-account")
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    paying = A.with_key(Secret(sim.api_key))
+    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=paying)
+    await _created(engine, mine, step.step_id)
+    await engine.aclose()
+
+    engine = _engine(sim, clean_env)
+    await engine.resume_unfinished()
+    asked = len(sim.requests)
+    other = A.with_key(Secret("sk-their-other-account"))
+    waiting = (await engine.load_session(mine, visitor=other)).steps[step.step_id]
+    await asyncio.sleep(0.3)
+    assert step.step_id not in engine.running(mine)  # not on another account's key
+    assert waiting.error == WAITS_FOR_KEY
+    assert len(sim.requests) == asked
+    await engine.load_session(mine, visitor=paying)
+    done = await engine.wait(step.step_id)
+    assert done.state is StepState.COMPLETED
+    assert sim.tasks_by_key() == {step.step_id: 1}
+    reads = [r for r in sim.requests[asked:] if r.method == "GET" and "text_to_image/" in r.path]
+    assert reads
+    assert {r.headers.get("authorization") for r in reads} == {f"Bearer {sim.api_key}"}
+    await engine.aclose()
+
+
 async def test_a_waiting_step_goes_on_when_its_visitor_lists_their_sessions_with_the_key(
     sim, clean_env
 ):

@@ -368,6 +368,7 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "raw_width",
             "raw_height",
             "payer",
+            "payer_key",
         ],
         "spend": ["step_id", "day", "owner", "address", "cents"],
         "poll_durations": ["n", "model", "seconds"],
