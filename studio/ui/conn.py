@@ -17,10 +17,14 @@ unable to accept anyone ("Too many open files"). Here:
   proxy, which bounds its clients.
 - all addresses together hold at most `ConnectionRules.most` connections, well below the
   process's limit of open files (raised to its hard limit at start: `open_files_room`), so the
-  store, SQLite and RunAPI always have file descriptors left; at that total a new connection
-  takes the place of one of the address holding the most (four addresses of 256 half-open
+  store, SQLite and RunAPI always have file descriptors left (four addresses of 256 half-open
   connections each used up a limit of 1,024: paid results could not be saved, and the accept
-  loop spun on two cores, review 20 F1).
+  loop spun on two cores, review 20 F1). At that total a new connection takes the place of the
+  oldest connection still waiting for a request's headers, else of the oldest one idle between
+  requests (a browser opens a kept-alive connection closed under it again); a connection with a
+  request or a stream under way is never closed for another, and with none to close the new one
+  is (closing one of the address holding the most let an attacker spread thin over many
+  addresses make a visitor's browser the most crowded: review 21 F3).
 
 Rules are per running app (`guard_connections`); an app without them is served as by stock
 uvicorn. The protocol is uvicorn's own (`AutoHTTPProtocol`), with these two checks added.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,64 +81,84 @@ class ConnectionRules:
     # as it closes; and pruned of closed ones as they are counted, for one whose protocol
     # changed on the way).
     open: dict[str, set[asyncio.BaseTransport]] = field(default_factory=dict)
-    # How many there are in `open`, all addresses together.
-    total: int = 0
+    # Every counted connection, the oldest first, with its address; and those waiting for a
+    # request's headers, the longest waiting first (`waiting`).
+    order: OrderedDict[asyncio.BaseTransport, str] = field(default_factory=OrderedDict)
+    waiting_now: OrderedDict[asyncio.BaseTransport, None] = field(default_factory=OrderedDict)
     # How many addresses may be tracked before those with no connection left are looked for.
     prune_at: int = 1024
 
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
     def admit(self, address: str | None, transport: asyncio.BaseTransport) -> bool:
         """Whether a connection from peer `address` may stay open (it is counted if so); at
-        the total, one of the most crowded address's connections is closed for it."""
+        the total, another connection waiting for headers or idle is closed for it."""
         if not self.per_address or address is None:
             return True
         address = normal_address(address)
         held = self._held(address)
         if len(held) >= CONNECTIONS_PER_ADDRESS:
             return False
-        if self.total >= self.most and not self._make_room(address):
+        if self.total >= self.most and not self._make_room():
             return False
         held.add(transport)
         self.open[address] = held
-        self.total += 1
+        self.order[transport] = address
         if len(self.open) > self.prune_at:  # addresses whose connections all closed go
             for other in list(self.open):
                 self._held(other)
             self.prune_at = max(1024, 2 * len(self.open))
         return True
 
-    def _held(self, address: str) -> set[asyncio.BaseTransport]:
-        """`address`'s connections still open (those closed on the way uncounted; an address
-        holding none forgotten)."""
-        held = self.open.pop(address, set())
-        still = {t for t in held if not t.is_closing()}
-        self.total -= len(held) - len(still)
-        if still:
-            self.open[address] = still
-        return still
-
-    def _make_room(self, address: str) -> bool:
-        """Close a connection of the address holding the most (not `address`, unless another
-        holds as many), for one of `address`'s; whether there was one to close."""
-        mine = len(self.open.get(address, ()))
-        crowded = max(self.open, key=lambda a: len(self.open[a]), default=None)
-        if crowded is None or len(self.open[crowded]) <= mine + 1:
-            return False
-        victim = self.open[crowded].pop()
-        self.total -= 1
-        victim.close()
-        return True
+    def waiting(self, transport: asyncio.BaseTransport, waits: bool) -> None:
+        """A counted connection starts (`waits`) or stops waiting for a request's headers."""
+        if not waits:
+            self.waiting_now.pop(transport, None)
+        elif transport in self.order:
+            self.waiting_now[transport] = None
+            self.waiting_now.move_to_end(transport)
 
     def closed(self, address: str | None, transport: asyncio.BaseTransport) -> None:
         """A connection `admit` counted (from peer `address`) has closed."""
         if not self.per_address or address is None:
             return
-        address = normal_address(address)
-        held = self.open.get(address)
-        if held is not None and transport in held:
+        self._forget(transport)
+
+    def _held(self, address: str) -> set[asyncio.BaseTransport]:
+        """`address`'s connections still open (those closed on the way forgotten, and an
+        address holding none)."""
+        for gone in [t for t in self.open.get(address, ()) if t.is_closing()]:
+            self._forget(gone)
+        return self.open.get(address, set())
+
+    def _forget(self, transport: asyncio.BaseTransport) -> None:
+        address = self.order.pop(transport, None)
+        self.waiting_now.pop(transport, None)
+        held = self.open.get(address or "")
+        if held is not None:
             held.discard(transport)
-            self.total -= 1
             if not held:
-                del self.open[address]
+                del self.open[address or ""]
+
+    def _make_room(self) -> bool:
+        """Close the oldest connection waiting for a request's headers, else the oldest idle
+        between requests; whether there was one."""
+        victim = next(iter(self.waiting_now), None)
+        if victim is None:
+            victim = next((t for t in self.order if _idle(t)), None)
+        if victim is None:
+            return False
+        self._forget(victim)
+        victim.close()
+        return True
+
+
+def _idle(transport: asyncio.BaseTransport) -> bool:
+    """Whether a connection is between requests, with nothing under way (its protocol says)."""
+    idle = getattr(transport.get_protocol(), "idle", None)
+    return not transport.is_closing() and callable(idle) and bool(idle())
 
 
 class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
@@ -164,6 +189,7 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         if self.cycle is not before and self._headers_due is not None:
             self._headers_due.cancel()  # a request's headers came whole
             self._headers_due = None
+            self._rules.waiting(self.transport, False)
         if self._between_requests() and self._headers_due is None:
             self._expect_headers()  # part of the next request's headers
 
@@ -175,14 +201,23 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
             self._rules.closed(self.client[0] if self.client else None, self.transport)
         super().connection_lost(exc)
 
+    def idle(self) -> bool:
+        """Between requests, with nothing under way (`ConnectionRules` may close it for
+        another)."""
+        return self._headers_due is None and self._between_requests()
+
     def _between_requests(self) -> bool:
         return self.cycle is None or bool(self.cycle.response_complete)
 
     def _expect_headers(self) -> None:
         self._headers_due = self.loop.call_later(HEADERS_S, self._no_headers, self.cycle)
+        if self._rules is not None:
+            self._rules.waiting(self.transport, True)
 
     def _no_headers(self, cycle_then: object) -> None:
         self._headers_due = None
+        if self._rules is not None:
+            self._rules.waiting(self.transport, False)
         waiting = self.cycle is cycle_then and self._between_requests()
         if waiting and not self.transport.is_closing():
             self.transport.close()
