@@ -44,6 +44,13 @@ _PREVIEWS = threading.Semaphore(1)
 # Set on the Blocks by `api.register`: the stored file an image address names, or None.
 STORED_FILE_ATTR = "kontext_stored_file"
 _KEY = "kontext_mcp_content"
+# Said when the answer of a tool's run never came (its stream from the queue broke): an edit may
+# have run and been paid for, and a caller told only that it failed would pay for it again
+# (review 21 saw one such answer once).
+NO_RESULT = (
+    "The tool's answer did not come through; if it was an edit, it may have run: call "
+    "list_sessions (or show_session) to see it before asking for it again."
+)
 
 
 def install() -> None:
@@ -64,7 +71,7 @@ def install() -> None:
                 if not update.success:
                     raise RuntimeError(update.outputs.get("error") or "The tool failed.")
                 return await _read_images(server, list(update.outputs["data"]))
-        raise RuntimeError(str(job.exception() or "The tool ended without a result."))
+        raise RuntimeError(str(job.exception() or NO_RESULT))
 
     async def with_progress(server: Any, job: Any, progress_token: Any) -> list[Any]:
         data = await own["with_progress"](server, job, progress_token)
