@@ -22,6 +22,42 @@ log = logging.getLogger(__name__)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # RFC 6052 NAT64 prefix: 64:ff9b::7f00:1 reaches 127.0.0.1 through a NAT64 gateway.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never public, whatever the running Python's own table says (Python's `is_global` before
+# 3.11.10 and 3.12.4 took 192.0.0.0/24, with Oracle Cloud's old metadata address 192.0.0.192,
+# and the documentation range 3fff::/20 for public: review 22 F2): IANA's special-purpose
+# blocks that are not globally reachable, and the cloud's addresses for its own services.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "168.63.129.16/32",  # Azure's host services (WireServer)
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/127",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
 # Servers may not compress: the byte cap then counts what we hold, with no zip bomb to expand.
 _HEADERS = {"Accept": "image/*", "Accept-Encoding": "identity", "User-Agent": "kontext-studio"}
 _LINK_WORDS = {
@@ -71,6 +107,8 @@ def is_public_address(address: IPAddress) -> bool:
             return is_public_address(embedded)
         if address.is_site_local:
             return False
+    if any(address in block for block in _NOT_PUBLIC if block.version == address.version):
+        return False
     return address.is_global and not (address.is_multicast or address.is_reserved)
 
 

@@ -408,6 +408,12 @@ async def test_hosted_mode_still_says_what_is_wrong_with_an_image_it_fetched(ser
         pytest.param("64:ff9b::a9fe:a9fe", False, id="nat64-of-metadata"),
         pytest.param("64:ff9b::808:808", True, id="nat64-of-public"),
         pytest.param("2606:4700:4700::1111", True, id="public-v6"),
+        # Python's own table before 3.11.10 took these for public (review 22 F2).
+        pytest.param("192.0.0.192", False, id="oracle-cloud-metadata"),
+        pytest.param("192.0.0.9", False, id="192.0.0.0/24"),
+        pytest.param("3fff::1", False, id="documentation-3fff::/20"),
+        pytest.param("168.63.129.16", False, id="azure-wireserver"),
+        pytest.param("2001:db8::1", False, id="documentation-v6"),
     ],
 )
 def test_address_classification(address, public):
