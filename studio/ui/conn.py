@@ -21,10 +21,11 @@ unable to accept anyone ("Too many open files"). Here:
   connections each used up a limit of 1,024: paid results could not be saved, and the accept
   loop spun on two cores, review 20 F1). At that total a new connection takes the place of the
   oldest connection still waiting for a request's headers, else of the oldest one idle between
-  requests (a browser opens a kept-alive connection closed under it again); a connection with a
-  request or a stream under way is never closed for another, and with none to close the new one
-  is (closing one of the address holding the most let an attacker spread thin over many
-  addresses make a visitor's browser the most crowded: review 21 F3).
+  requests or holding a tab's heartbeat (a browser opens a kept-alive connection closed under
+  it again, and a page its heartbeat); a connection with another request or stream under way is
+  never closed for another, and with none to close the new one is (closing one of the address
+  holding the most let an attacker spread thin over many addresses make a visitor's browser the
+  most crowded: review 21 F3; heartbeats held by the thousand took every place: review 22 F1).
 
 Rules are per running app (`guard_connections`); an app without them is served as by stock
 uvicorn. The protocol is uvicorn's own (`AutoHTTPProtocol`), with these two checks added.
@@ -53,6 +54,8 @@ CONNECTIONS_PER_ADDRESS = 256
 # still found the limit now and then).
 FILES_KEPT = 256
 _STATE = "kontext_connections"
+# Gradio's heartbeat of a tab: an endless stream, which the page opens again when it closes.
+_HEARTBEAT = "/gradio_api/heartbeat/"
 
 
 def open_files_room() -> int:
@@ -202,9 +205,14 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         super().connection_lost(exc)
 
     def idle(self) -> bool:
-        """Between requests, with nothing under way (`ConnectionRules` may close it for
-        another)."""
-        return self._headers_due is None and self._between_requests()
+        """Between requests with nothing under way, or holding a tab's heartbeat (a page opens
+        it again): `ConnectionRules` may close it for another."""
+        if self._headers_due is not None:
+            return False
+        if self._between_requests():
+            return True
+        scope = getattr(self.cycle, "scope", None) or {}
+        return _HEARTBEAT in str(scope.get("path", ""))
 
     def _between_requests(self) -> bool:
         return self.cycle is None or bool(self.cycle.response_complete)

@@ -240,6 +240,15 @@ _MCP_SSE = tuple(
 NO_MCP_SSE = (
     "This hosted studio serves MCP over streamable HTTP only, at /gradio_api/mcp/ (not SSE)."
 )
+# Endless streams for whom they serve nothing: MCP's stream of the server's own messages (its
+# server is stateless: a client never asks for it), and a tab's heartbeat for a request that
+# names nobody (it has no tab). Held open by the thousand from a few dozen addresses, they filled
+# the studio's connections, and every page was refused (review 22 F1).
+NO_MCP_STREAM = "This studio's MCP server sends no stream of its own; POST requests to it."
+NO_HEARTBEAT = (
+    "This studio keeps a tab alive only for a visitor it knows: open the studio's page, or "
+    "reload it."
+)
 _JOIN = compile_path("/gradio_api/queue/join")[0]
 _CANCEL = compile_path("/gradio_api/cancel")[0]
 NOT_YOUR_EVENT = "That event belongs to another tab; nothing was cancelled."
@@ -522,6 +531,9 @@ class TabDoor:
             # began: a 6 KB traceback logged each time).
             await refuse(send, 404, NO_SUCH_EVENT)
             return True
+        if owner is None and _HEARTBEAT.match(path) and not forwarded_in(scope):
+            await refuse(send, 403, NO_HEARTBEAT)
+            return True
         for hash_ in hashes:
             if not forwarded_in(scope) and not self._may_use(hash_, owner, binds, at):
                 await refuse(send, 403, NOT_YOUR_TAB)
@@ -539,6 +551,10 @@ class TabDoor:
         long."""
         if any(route.match(path) for route in _MCP_SSE):
             await refuse(send, 404, NO_MCP_SSE)
+            return True
+        stream = path.rstrip("/") == "/gradio_api/mcp"  # (not its schema, nor SSE's routes)
+        if scope.get("method") == "GET" and stream and not forwarded_in(scope):
+            await refuse(send, 405, NO_MCP_STREAM)
             return True
         if await self._events_paced(scope, send, path):
             return True

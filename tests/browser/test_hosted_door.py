@@ -1244,3 +1244,43 @@ def _names_nothing_fetched(api: str, cookie: dict[str, str]) -> bool:
     local = {"path": "/no/such/file.png", "meta": {"_type": "gradio.FileData"}}
     answer = httpx.post(f"{api}/call/show_session", json={"data": [local]}, headers=cookie)
     return answer.status_code != 400
+
+
+def test_endless_streams_for_nobody_are_refused_and_heartbeats_give_way_at_the_total(
+    sim, clean_env
+):
+    """Heartbeats for made-up tabs, asked by nobody, held by the thousand from a few dozen
+    addresses, took every connection the studio may hold: every page was refused (review 22
+    F1). Nobody gets a heartbeat, nor MCP's stream of its own messages; and at the total a
+    visitor's heartbeat (which the page opens again) gives its place to a page load."""
+    from studio.ui.tabs import NO_HEARTBEAT, NO_MCP_STREAM
+
+    with running_studio(sim, clean_env, hosted=True, mcp=True) as studio:
+        base = studio.url.rstrip("/")
+        beat = httpx.get(f"{base}/gradio_api/heartbeat/madeuptab01", timeout=10)
+        assert beat.status_code == 403
+        assert NO_HEARTBEAT in beat.text
+        stream = httpx.get(
+            f"{base}/gradio_api/mcp/", headers={"Accept": "text/event-stream"}, timeout=10
+        )
+        assert stream.status_code == 405
+        assert NO_MCP_STREAM in stream.text
+
+        cookie = _cookie_of_a_new_visitor(studio.url)["Cookie"]
+        rules = studio.demo.server_app.state.kontext_connections
+        held = []
+        for n in range(6):  # a visitor's tabs' heartbeats, from three addresses
+            sock = _connect(studio.url, f"127.0.0.{81 + n % 3}")
+            sock.sendall(
+                f"GET /gradio_api/heartbeat/tab{n:08d} HTTP/1.1\r\nHost: x\r\n"
+                f"Cookie: {cookie}\r\n\r\n".encode()
+            )
+            sock.settimeout(10)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # streaming
+            held.append(sock)
+        rules.most = rules.total  # the studio at its total: all held
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.90")) as other:
+            assert other.get(studio.url, timeout=30).status_code == 200
+        assert _closed_within(held[0], 10)  # the oldest heartbeat gave its place
+        for sock in held:
+            sock.close()
