@@ -147,7 +147,8 @@ class ConnectionRules:
 
     def _make_room(self) -> bool:
         """Close the oldest connection waiting for a request's headers, else the oldest idle
-        between requests; whether there was one."""
+        (`GuardedHTTPProtocol.idle`: between requests, or holding a heartbeat); whether there
+        was one."""
         victim = next(iter(self.waiting_now), None)
         if victim is None:
             victim = next((t for t in self.order if _idle(t)), None)
@@ -159,7 +160,8 @@ class ConnectionRules:
 
 
 def _idle(transport: asyncio.BaseTransport) -> bool:
-    """Whether a connection is between requests, with nothing under way (its protocol says)."""
+    """Whether a connection may give its place up for another (its protocol says:
+    `GuardedHTTPProtocol.idle`)."""
     idle = getattr(transport.get_protocol(), "idle", None)
     return not transport.is_closing() and callable(idle) and bool(idle())
 
