@@ -641,15 +641,7 @@ class StepRunner:
                 return await self._keep(step, result, cost)
             except (OSError, StoreError) as exc:
                 log.warning("Step %s: its image could not be saved (%r)", step.step_id, exc)
-            if step.error != STORING:
-                step = replace(step, error=STORING)
-                with contextlib.suppress(OSError, StoreError):  # (the store may be what fails)
-                    await asyncio.to_thread(self._store.save_step, step)
-                self._report(step, "downloading")
-            delay = next(delays, RESULT_RETRY_S[-1])
-            if time.monotonic() - started + delay > self._deadline_s:
-                raise _StillFetching(step)  # the next start fetches it again
-            await asyncio.sleep(delay)
+            step = await self._pause_paid(step, STORING, delays, started)
 
     async def _keep(self, step: Step, result: ResultImage, cost: int) -> Step:
         """Store a completed step's checked `result` (marked, and blended into its source when
@@ -692,20 +684,31 @@ class StepRunner:
                     raise  # not an image, or too large: no fresh link changes that
                 except RunAPIError as exc:
                     log.info("Step %s: its image did not come (%r)", step.step_id, exc)
-            if step.error != FETCHING:
-                step = replace(step, error=FETCHING)
-                await asyncio.to_thread(self._store.save_step, step)
-                self._report(step, "downloading")
-            delay = next(delays, RESULT_RETRY_S[-1])
-            if time.monotonic() - started + delay > self._deadline_s:
-                raise _StillFetching(step)
-            await asyncio.sleep(delay)
+            step = await self._pause_paid(step, FETCHING, delays, started)
             try:
                 task = await client.get_task(step.task_id or "")
             except NotFoundError:
                 raise _ResultGone from None
             except RunAPIError as exc:  # read again after the next pause
                 log.info("Step %s: its task could not be read (%r)", step.step_id, exc)
+
+    async def _pause_paid(
+        self, step: Step, saying: str, delays: Iterator[float], started: float
+    ) -> Step:
+        """A completed (so charged) step whose image is not kept yet, `saying` why: said once
+        (in the store, when it can be written, and to its watchers), then the next pause of
+        `delays`; past the task's deadline, counted from `started`, `_StillFetching` (the step
+        stays unfinished, and the next start fetches its image)."""
+        if step.error != saying:
+            step = replace(step, error=saying)
+            with contextlib.suppress(OSError, StoreError):  # (the store may be what fails)
+                await asyncio.to_thread(self._store.save_step, step)
+            self._report(step, "downloading")
+        delay = next(delays, RESULT_RETRY_S[-1])
+        if time.monotonic() - started + delay > self._deadline_s:
+            raise _StillFetching(step)
+        await asyncio.sleep(delay)
+        return step
 
     async def _marked(self, data: bytes, image_format: str, step: Step) -> bytes:
         """`data` saying inside the file that AI made it, and which model (XMP; and a signed

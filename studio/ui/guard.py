@@ -312,10 +312,15 @@ class VisitorGuard:
     def _pending(self, counts: Callable[[str | None, str | None], bool]) -> int:
         """Bytes of uploads waiting for their handler, on their way, or abandoned on the way
         and maybe still on disk, of the owners and addresses `counts` takes."""
-        now = time.monotonic()
-        self.in_flight[:] = [r for r in self.in_flight if r[3] is None or r[3] > now]
+        self._forget_abandoned()
         waiting = sum(n for o, n, _, a in self.uploads.values() if counts(o, a))
         return waiting + sum(n for o, a, n, _ in self.in_flight if counts(o, a))
+
+    def _forget_abandoned(self) -> None:
+        """Forget the reservations of uploads abandoned on their way once their spool files can
+        no longer be on disk (`SPOOL_IDLE_S`)."""
+        now = time.monotonic()
+        self.in_flight[:] = [r for r in self.in_flight if r[3] is None or r[3] > now]
 
     def _sweep_spool(self, *, unless_recent: bool = False) -> None:
         """Remove spool files nobody has written to for `SPOOL_IDLE_S`: abandoned uploads'
@@ -394,7 +399,7 @@ class VisitorGuard:
         await asyncio.sleep(STALE_SWEEP_S)
         while True:
             self._forget_stale_uploads()
-            self._pending(lambda *_: False)  # (forgets the abandoned uploads' reservations)
+            self._forget_abandoned()
             if not self.uploads and not self.in_flight:
                 return
             await asyncio.sleep(STALE_SWEEP_S)

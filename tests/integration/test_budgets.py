@@ -15,7 +15,7 @@ from PIL import Image
 from studio.bundle import BundleError
 from studio.config import Secret
 from studio.engine import KEYS_REFUSED_PER_ADDRESS, WAITS_FOR_KEY, Engine
-from studio.history import StepState
+from studio.history import Step, StepState
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import EditParams, RegionRequest
 from studio.runapi import AuthenticationError
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 A, B, C = (Visitor(f"browser:{n}", address="198.51.100.1") for n in "abc")
 # Slow enough to restart the studio while a task runs.
 SLOW = LatencyProfile(0.6, 0.6, 0.6, 0.6)
+BLUE = EditParams(prompt="blue")
 
 
 def _engine(sim, home) -> Engine:  # type: ignore[no-untyped-def]
@@ -48,6 +49,20 @@ async def _created(engine: Engine, session_id: str, step_id: str) -> None:
     raise AssertionError("the task was never created")
 
 
+async def _left_at_a_restart(  # type: ignore[no-untyped-def]
+    sim, home, who: Visitor, params: EditParams
+) -> tuple[Engine, str, Step]:
+    """A step of `who`'s (in a session of A's) created at RunAPI, then the studio restarted
+    under it, not yet resumed: the new engine, the session and the step as it was made."""
+    sim.latency = SLOW
+    engine = _engine(sim, home)
+    mine = await _session(engine, A)
+    step = await engine.submit_edit(mine, params, visitor=who)
+    await _created(engine, mine, step.step_id)
+    await engine.aclose()  # a restart while it runs
+    return _engine(sim, home), mine, step
+
+
 async def test_a_restart_mid_day_forgets_none_of_the_days_spending(sim, clean_env):
     engine = _engine(sim, clean_env)
     mine = await _session(engine, A)
@@ -66,14 +81,8 @@ async def test_a_restart_mid_day_forgets_none_of_the_days_spending(sim, clean_en
 
 
 async def test_a_resumed_step_on_the_servers_key_counts_against_the_budget(sim, clean_env):
-    sim.latency = SLOW
-    engine = _engine(sim, clean_env)
-    mine = await _session(engine, A)
-    step = await engine.submit_edit(mine, EditParams(prompt="blue", model="max"), visitor=A)
-    await _created(engine, mine, step.step_id)
-    await engine.aclose()  # a restart while it runs
-
-    engine = _engine(sim, clean_env)
+    blue = EditParams(prompt="blue", model="max")
+    engine, mine, step = await _left_at_a_restart(sim, clean_env, A, blue)
     await engine.resume_unfinished()
     with pytest.raises(LimitError, match="today's share"):
         await engine.submit_edit(mine, EditParams(prompt="red"), visitor=A)
@@ -84,16 +93,9 @@ async def test_a_resumed_step_on_the_servers_key_counts_against_the_budget(sim, 
 
 
 async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restart(sim, clean_env):
-    sim.latency = SLOW
-    engine = _engine(sim, clean_env)
-    mine = await _session(engine, A)
     with_key = A.with_key(Secret(sim.api_key))
-    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=with_key)
+    engine, mine, step = await _left_at_a_restart(sim, clean_env, with_key, BLUE)
     assert step.payer == "visitor"
-    await _created(engine, mine, step.step_id)
-    await engine.aclose()
-
-    engine = _engine(sim, clean_env)
     asked = len(sim.requests)
     await engine.resume_unfinished()
     await asyncio.sleep(0.3)
@@ -118,16 +120,9 @@ async def test_a_step_paid_with_a_visitors_key_waits_for_that_key_after_a_restar
 async def test_a_waiting_step_goes_on_only_with_the_key_that_paid_for_it(sim, clean_env):
     """A step paid with a visitor's pasted key ran, after a restart, on whichever key their
     browser pasted next: RunAPI's task belongs to the account that made it (review 21 F2)."""
-    sim.latency = SLOW
     sim.accept_key("sk-their-other-account")
-    engine = _engine(sim, clean_env)
-    mine = await _session(engine, A)
     paying = A.with_key(Secret(sim.api_key))
-    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=paying)
-    await _created(engine, mine, step.step_id)
-    await engine.aclose()
-
-    engine = _engine(sim, clean_env)
+    engine, mine, step = await _left_at_a_restart(sim, clean_env, paying, BLUE)
     await engine.resume_unfinished()
     asked = len(sim.requests)
     other = A.with_key(Secret("sk-their-other-account"))
@@ -150,15 +145,8 @@ async def test_a_waiting_step_goes_on_when_its_visitor_lists_their_sessions_with
     sim, clean_env
 ):
     """An API or MCP caller back after a restart may only list their sessions: that is enough."""
-    sim.latency = SLOW
-    engine = _engine(sim, clean_env)
-    mine = await _session(engine, A)
     with_key = A.with_key(Secret(sim.api_key))
-    step = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=with_key)
-    await _created(engine, mine, step.step_id)
-    await engine.aclose()
-
-    engine = _engine(sim, clean_env)
+    engine, mine, step = await _left_at_a_restart(sim, clean_env, with_key, BLUE)
     await engine.resume_unfinished()
     await engine.list_sessions(visitor=A)  # without the key: it keeps waiting
     assert step.step_id not in engine.running(mine)

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from studio.engine import Engine
-from studio.history import StepState
+from studio.history import Step, StepState
 from studio.params import EditParams
 from studio.runner import FETCHING, STORING
 from tests.support.engines import make_engine, make_image
@@ -22,6 +22,16 @@ async def _session(engine: Engine) -> str:
     return (await engine.start_session(image, name="paid")).session_id
 
 
+async def _kept_and_paid_once(engine: Engine, sim, step: Step) -> None:  # type: ignore[no-untyped-def]
+    """`step` completed with its image in the store, from one task charged once."""
+    assert step.state is StepState.COMPLETED
+    assert step.error is None
+    assert step.result is not None
+    assert await engine.image_bytes(step.result)
+    assert step.cost_cents == 5
+    assert sim.tasks_by_key() == {step.step_id: 1}  # one task, charged once
+
+
 def _downloads(sim) -> list[object]:  # type: ignore[no-untyped-def]
     return [r for r in sim.requests if r.path.startswith("/results/")]
 
@@ -32,12 +42,7 @@ async def test_an_expired_result_link_is_fetched_again_one_task_one_image_charge
     sim.faults.expire_first_result_urls()
     engine = make_engine(clean_env, sim.base_url, sim.api_key)
     step = await engine.edit(await _session(engine), EditParams(prompt="blue"))
-    assert step.state is StepState.COMPLETED
-    assert step.error is None
-    assert step.result is not None
-    assert await engine.image_bytes(step.result)
-    assert step.cost_cents == 5
-    assert sim.tasks_by_key() == {step.step_id: 1}  # one task, charged once
+    await _kept_and_paid_once(engine, sim, step)
     assert len(_downloads(sim)) == 2  # the expired link, then the fresh one
     await engine.aclose()
 
@@ -176,11 +181,5 @@ async def test_a_paid_result_the_server_cannot_save_yet_is_saved_once_it_can(sim
     finally:
         images.unlink()
         away.rename(images)
-    done = await engine.wait(step.step_id)
-    assert done.state is StepState.COMPLETED
-    assert done.error is None
-    assert done.result is not None
-    assert await engine.image_bytes(done.result)
-    assert done.cost_cents == 5
-    assert sim.tasks_by_key() == {step.step_id: 1}  # one task, charged once
+    await _kept_and_paid_once(engine, sim, await engine.wait(step.step_id))
     await engine.aclose()
