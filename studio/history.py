@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal, get_args
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-from studio.params import EditParams
+from studio.params import EditParams, split_url
 
 StepKind = Literal["origin", "edit", "generate"]
 # Where a running step is, finer than its state: what the page and the CLI say while it runs.
@@ -569,7 +569,7 @@ def name_from_prompt(prompt: str) -> str:
 def link_name(url: str) -> str | None:
     """A session name from a link: its file name ("cat.jpg"), else its host; None if neither."""
     try:
-        parts = urlsplit(url)
+        parts = split_url(url)
     except ValueError:
         return None
     if not parts.hostname:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 from urllib.request import url2pathname
 
 import gradio as gr
@@ -44,6 +44,7 @@ from studio.params import (
     RegionRequest,
     parse_box,
     parse_params,
+    split_url,
 )
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
 from studio.ui import mcp_answers
@@ -462,9 +463,9 @@ class Endpoints:
 
     async def _read_image(self, image: str) -> tuple[bytes | None, str | None]:
         """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
-        scheme = urlsplit(image).scheme.lower()
         if image.startswith("data:"):
             return _data_uri(image), None
+        scheme = split_url(image).scheme.lower()
         if scheme in ("http", "https"):
             if (stored := await self._own_image(image)) is not None:
                 return stored, None
@@ -473,13 +474,13 @@ class Endpoints:
             raise Refusal(REFUSE_FORM)
         if self.hosted:
             raise Refusal(REFUSE_LOCAL)
-        path = url2pathname(unquote(urlsplit(image).path)) if scheme == "file" else image
+        path = url2pathname(unquote(split_url(image).path)) if scheme == "file" else image
         return await asyncio.to_thread(_read_file, path, self.settings.max_upload_bytes), None
 
     async def _own_image(self, url: str) -> bytes | None:
         """A stored image named by one of this studio's own URLs (its image address, or a
         Gradio file URL of a stored file), read without a download."""
-        path = unquote(urlsplit(url).path)
+        path = unquote(split_url(url).path)
         _, _, name = path.rpartition(IMAGE_ROUTE)
         if name and (sha := image_sha(name)) is not None:
             stored = await self.bridge.call(Engine.owned_image_path, sha, visitor=self.who)

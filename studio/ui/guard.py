@@ -41,7 +41,6 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from gradio.utils import get_upload_folder
 from starlette.requests import Request
@@ -49,6 +48,7 @@ from starlette.responses import FileResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio.params import split_url
 from studio.ui.bridge import Bridge, Engine
 from studio.ui.visitor import REFUSED, Refusal, visitor_from
 
@@ -444,7 +444,7 @@ def address_name(url: str) -> str | None:
     URL, else None."""
     if not _is_remote(url):
         return None
-    parts = urlsplit(url.strip())
+    parts = split_url(url.strip())
     if parts.query or parts.fragment:  # (an address the studio makes has neither)
         return None
     path = parts.path

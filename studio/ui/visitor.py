@@ -36,13 +36,13 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
-from urllib.parse import urlsplit
 
 import gradio as gr
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Secret, is_loopback_host
+from studio.params import split_url
 from studio.ui.bridge import USER_ERRORS
 from studio.visitor import LOCAL, Visitor, owner_of
 
@@ -388,7 +388,7 @@ def from_another_site(headers: Mapping[str, str], method: str = "GET") -> bool:
     if not origin:
         return False
     host = (headers.get("host") or "").lower()
-    return origin == "null" or urlsplit(origin).netloc.lower() != host
+    return origin == "null" or split_url(origin).netloc.lower() != host
 
 
 def _is_page_load(request: Request) -> bool:
