@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import hmac
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,8 @@ MAX_THREADS = 100
 # its tunnel client, the first time after a download of that client; the studio already serves
 # locally while it waits, so this only bounds how long the terminal stays silent.
 SHARE_WAIT_S = 40.0
+# How often the C allocator is asked to give its free memory back (`give_memory_back`).
+GIVE_BACK_S = 60.0
 # On every response. nosniff: a file is only ever what its Content-Type says. frame-ancestors: the
 # page may be framed by itself and by Hugging Face, whose Space pages embed the app in an iframe
 # from huggingface.co (the app itself is served from *.hf.space); nowhere else (no clickjacking).
@@ -271,11 +276,35 @@ def open_share_link(demo: gr.Blocks, *, wait_s: float = SHARE_WAIT_S) -> str | N
     return found[0]
 
 
+def give_memory_back(every_s: float = GIVE_BACK_S) -> threading.Thread | None:
+    """Every `every_s`, ask the C allocator to return the free memory it keeps to the system.
+
+    glibc keeps what a burst took, in each worker thread's arena: after a minute of 11 MB
+    uploads the studio stayed at 420 MB, of which `malloc_trim` gave 180 MB back (README
+    Numbers). A call takes milliseconds, without the GIL. None where the C library has no
+    `malloc_trim` (musl, macOS), which return memory themselves."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def keep_giving() -> None:
+        while True:
+            time.sleep(every_s)
+            trim(0)
+
+    thread = threading.Thread(target=keep_giving, name="give-memory-back", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve_studio(settings: Settings, *, mcp: bool = False, verbose: bool = False) -> None:
     """Run the studio until Ctrl+C. Unless `verbose`, the log holds a few full tracebacks a
     minute of each kind, and counts the rest (`ui.tracelog`)."""
     demo, bridge, url = start_studio(settings, mcp=mcp)
     net = TracebackNet()
+    give_memory_back()
     if not verbose:
         net.install()  # (after the launch, which configured uvicorn's log handlers)
     _say(f"Kontext Studio is running at {url}")
