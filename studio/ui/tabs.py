@@ -58,7 +58,14 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
-from studio.ui.turns import EVENTS_HERE, PAGES_HERE, EventRate, PageRate
+from studio.ui.turns import (
+    EVENTS_HERE,
+    PAGES_HERE,
+    REQUESTS_HERE,
+    EventRate,
+    PageRate,
+    RequestRate,
+)
 from studio.ui.visitor import (
     NO_COOKIE,
     Refusal,
@@ -321,8 +328,9 @@ class TabDoor:
         self.live: dict[str, Any] = {}
         # MCP requests under way, by visitor and by "address:..." (`MCP_CALLS_PER_VISITOR`).
         self.mcp_calls: dict[str, int] = {}
-        # Pages built for each network address lately.
+        # Pages built for each network address lately, and requests answered.
         self.pages = PageRate()
+        self.requests = RequestRate()
         # Events each visitor and each address sent lately (`turns.EventRate`).
         self.event_rate = EventRate()
         # The public API's endpoint names (`_public_names`), once read; and each one's argument
@@ -334,6 +342,13 @@ class TabDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.per_address and not forwarded_in(scope):
+            wait = self.requests.wait_for(address_in(scope))
+            if wait is None:
+                await refuse(send, 429, REQUESTS_HERE)
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)
         path = route_path(scope)
         if self.pending is None:
             self._see_queue(scope)
