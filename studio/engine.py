@@ -284,9 +284,8 @@ class Engine:
         self._heavy_decodes = FairPlaces(HEAVY_DECODES_AT_ONCE)
         # The pixels each named visitor had decoded in the last minute (`_decoding`'s turns).
         self._decoded: dict[str, collections.deque[tuple[float, int]]] = {}
-        # The visitors each network address has stored something as, the newest address last
-        # (memory only: after a restart an address starts again from its next visitor).
-        # Each network address's visitors who may keep bytes, with when each last asked for room.
+        # Each network address's visitors who may keep bytes, with when each last asked for room,
+        # the newest address last (the store keeps who they are: `Store.owners_at`).
         self._address_owners: collections.OrderedDict[str, dict[str, float]] = (
             collections.OrderedDict()
         )
@@ -509,22 +508,33 @@ class Engine:
         for place in (self._store.home, *([also_at] if also_at is not None else [])):
             usage = await asyncio.to_thread(shutil.disk_usage, place)
             limits.admit_disk(usage.free, usage.total, new_bytes)
-        if visitor.address is None:
+        address = visitor.address
+        if address is None:
             return
-        owners = self._address_owners.pop(visitor.address, {})
         now = time.monotonic()
+        if address not in self._address_owners:  # as the store knows them (since a restart)
+            known = await asyncio.to_thread(self._store.owners_at, address)
+            self._address_owners.setdefault(address, dict.fromkeys(known, now))
+        owners = self._address_owners.pop(address, {})
+        new_here = owner not in owners
         owners[owner] = now
-        self._address_owners[visitor.address] = owners  # the newest address last
+        self._address_owners[address] = owners  # the newest address last
         while len(self._address_owners) > MAX_TRACKED_ADDRESSES:
             self._address_owners.popitem(last=False)
+        if new_here:
+            await asyncio.to_thread(self._store.note_owner_at, address, owner)
         each = await asyncio.to_thread(lambda: {o: self._held_bytes(o) for o in list(owners)})
         each = {o: held + self._leaving_bytes(o) for o, held in each.items()}
         # Those who have kept nothing since long after they last asked for room are no longer
         # looked at (through a share link's tunnel every visitor ever seen was one query more
         # for each upload); one who asked lately may be storing what they asked for.
-        for quiet, held in each.items():
-            if held == 0 and now - owners.get(quiet, now) > OWNER_QUIET_S:
-                owners.pop(quiet, None)
+        quiet = [
+            o for o, held in each.items() if held == 0 and now - owners.get(o, now) > OWNER_QUIET_S
+        ]
+        for gone in quiet:
+            owners.pop(gone, None)
+        if quiet:
+            await asyncio.to_thread(self._store.forget_owners_at, address, quiet)
         limits.admit_address_upload(sum(each.values()), new_bytes, what)
 
     async def _require_session_room(self, visitor: Visitor) -> None:
@@ -964,7 +974,11 @@ class Engine:
         visitor's own key never runs on the server's: the studio keeps no visitor's key, so it
         waits, saying so, for its visitor to come back with their key (`load_session`); its
         session can still be deleted meanwhile.
+
+        Network addresses' visitors who keep no session are forgotten (`Store.owners_at`): what
+        they were storing when the earlier run ended is gone with it.
         """
+        await asyncio.to_thread(self._store.forget_owners_without_sessions)
         steps = await asyncio.to_thread(self._store.unfinished_steps)
         owners = await asyncio.to_thread(self._store.owners_of, [s.session_id for s in steps])
         for step in steps:
@@ -1319,6 +1333,22 @@ class Engine:
             self._settle_key_try(visitor.address, tried, refused=refused)
         self._note_accepted(digest)
         return balance
+
+    async def note_new_visitor(self, address: str, *, kept_s: float) -> None:
+        """Keep, for `kept_s`, that `address` became a new visitor now (the door's count of new
+        visitors an hour, which a restart would otherwise start again from none)."""
+        try:
+            await asyncio.to_thread(
+                self._store.note_new_visitor, address, time.time(), kept_s=kept_s
+            )
+        except StoreError as exc:  # counted in memory all the same
+            log.warning("A new visitor could not be counted in the store: %s", exc)
+
+    async def new_visitors_within(self, seconds: float) -> dict[str, list[float]]:
+        """How many seconds ago each address became each of its new visitors, within `seconds`."""
+        now = time.time()
+        since = await asyncio.to_thread(self._store.new_visitors_since, now - seconds)
+        return {address: [now - at for at in times] for address, times in since.items()}
 
     async def secret(self, name: str) -> bytes:
         """A random secret kept in the data directory (made once), e.g. to sign visitor tokens."""

@@ -209,6 +209,22 @@ def _record_payer_keys(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE steps ADD COLUMN payer_key TEXT")
 
 
+def _record_addresses(db: sqlite3.Connection) -> None:
+    # Who asked for room to store something from each network address: an address's share of
+    # the disk counts them all; and when each address became a new visitor. A restart forgot
+    # both (review 23 F2: fresh identities from one address stored its whole share again after
+    # each, and became twenty new visitors more within the hour).
+    db.execute(
+        """CREATE TABLE address_owners (
+            address TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            PRIMARY KEY (address, owner)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE TABLE new_visitors (address TEXT NOT NULL, at REAL NOT NULL)")
+    db.execute("CREATE INDEX new_visitors_by_time ON new_visitors (at)")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
@@ -217,6 +233,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("004_payers_and_spend", _record_payers_and_spend),
     ("005_index_images", _index_images),
     ("006_payer_keys", _record_payer_keys),
+    ("007_addresses", _record_addresses),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -890,6 +907,53 @@ class Store:
                 spend.by_address[address] = spend.by_address.get(address, 0) + cents
             spend.total += cents
         return spend
+
+    # Who stored from each network address (an address's share of the disk)
+
+    def owners_at(self, address: str) -> list[str]:
+        """The visitors who asked for room from `address` (`note_owner_at`), still kept."""
+        with self._read() as db:
+            rows = db.execute("SELECT owner FROM address_owners WHERE address = ?", (address,))
+            return [row[0] for row in rows.fetchall()]
+
+    def note_owner_at(self, address: str, owner: str) -> None:
+        """Remember that `owner` asked for room from `address`."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO address_owners VALUES (?, ?)", (address, owner))
+
+    def forget_owners_at(self, address: str, owners: Collection[str]) -> None:
+        """Forget these owners of `address` (they keep nothing)."""
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM address_owners WHERE address = ? AND owner = ?",
+                [(address, owner) for owner in owners],
+            )
+
+    def forget_owners_without_sessions(self) -> int:
+        """Forget every owner of an address who keeps no session; how many were forgotten."""
+        with self._write() as db:
+            return db.execute(
+                """DELETE FROM address_owners
+                    WHERE owner NOT IN (SELECT owner FROM sessions WHERE owner IS NOT NULL)"""
+            ).rowcount
+
+    def note_new_visitor(self, address: str, at: float, *, kept_s: float) -> None:
+        """Count a new visitor of `address` at `at` (seconds since the epoch), forgetting those
+        counted more than `kept_s` before it."""
+        with self._write() as db:
+            db.execute("DELETE FROM new_visitors WHERE at < ?", (at - kept_s,))
+            db.execute("INSERT INTO new_visitors VALUES (?, ?)", (address, at))
+
+    def new_visitors_since(self, since: float) -> dict[str, list[float]]:
+        """When each address became a new visitor since `since` (seconds since the epoch)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT address, at FROM new_visitors WHERE at >= ? ORDER BY at", (since,)
+            ).fetchall()
+        times: dict[str, list[float]] = {}
+        for row in rows:
+            times.setdefault(row[0], []).append(float(row[1]))
+        return times
 
     def owners_of(self, session_ids: Collection[str]) -> dict[str, str | None]:
         """The owner of each of these sessions (None: the studio's own user)."""

@@ -230,6 +230,15 @@ class Bridge:
             return settings.visitor_secret.reveal().encode()
         return self.run(self._engine.secret("visitor-tokens"), timeout_s=30)
 
+    def new_visitors_within(self, seconds: float) -> dict[str, list[float]]:
+        """How long ago each network address became each of its new visitors, within
+        `seconds` (as counted by `note_new_visitor`, before a restart too)."""
+        return self.run(self._engine.new_visitors_within(seconds), timeout_s=30)
+
+    def note_new_visitor(self, address: str, kept_s: float) -> None:
+        """Count a new visitor of `address` in the store, for `kept_s`; not waited for."""
+        self._submit(self._engine.note_new_visitor(address, kept_s=kept_s))
+
     def served_folders(self) -> list[Path]:
         """Folders of the store whose files the page shows."""
         return self._engine.served_folders()

@@ -28,7 +28,7 @@ from studio.ui.signin import SignInThrottle
 from studio.ui.tabs import EVENTS_AT_ONCE, TabDoor
 from studio.ui.tabstate import TabStates
 from studio.ui.tracelog import TracebackNet
-from studio.ui.visitor import DoorSettings, VisitorMiddleware
+from studio.ui.visitor import IDENTITY_WINDOW_S, DoorSettings, VisitorMiddleware
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -118,6 +118,8 @@ def door_settings(settings: Settings, bridge: Bridge) -> DoorSettings:
         https=settings.space,
         identities_per_hour=settings.identities_per_hour,
         check_key=bridge.key_accepted,
+        new_visitors=bridge.new_visitors_within(IDENTITY_WINDOW_S),
+        note_new_visitor=lambda address: bridge.note_new_visitor(address, IDENTITY_WINDOW_S),
     )
 
 

@@ -33,8 +33,8 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 import gradio as gr
@@ -305,11 +305,21 @@ class IdentityRate:
         *,
         clock: Callable[[], float] = time.monotonic,
         window_s: float = IDENTITY_WINDOW_S,
+        counted: Mapping[str, Sequence[float]] | None = None,
+        on_count: Callable[[str], None] | None = None,
     ) -> None:
+        """`counted`: how many seconds ago each address was counted before (a restart's
+        store); `on_count` is told of each address counted from now on."""
         self.per_hour = per_hour
         self.window_s = window_s
         self._clock = clock
+        self._on_count = on_count
         self._issued: OrderedDict[str, deque[float]] = OrderedDict()
+        now = clock()
+        for address, ages in (counted or {}).items():
+            times = sorted(now - age for age in ages if 0 <= age < window_s)
+            if times:
+                self._issued[address] = deque(times)
 
     def has_room(self, address: str | None) -> bool:
         """Whether `address` may become one more new visitor now (nothing counted)."""
@@ -333,6 +343,8 @@ class IdentityRate:
         allowed = len(times) < self.per_hour
         if allowed:
             times.append(now)
+            if self._on_count is not None:
+                self._on_count(key)
         if times:
             self._issued[key] = times
         while len(self._issued) > MAX_TRACKED_ADDRESSES:
@@ -556,6 +568,10 @@ class DoorSettings:
     # Asks RunAPI whether a caller's key (and from which address) is accepted: True, False, or
     # None when it cannot be asked; raises a user error (`USER_ERRORS`) to refuse the request.
     check_key: Callable[[str, str | None], Awaitable[bool | None]] | None = None
+    # How many seconds ago each address became each of its new visitors within the hour, as the
+    # store kept them (so a restart forgets none); and where each new one is kept.
+    new_visitors: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    note_new_visitor: Callable[[str], None] | None = None
 
 
 def _with_cookie(send: Send, cookie: bytes) -> Send:
@@ -577,7 +593,9 @@ class VisitorMiddleware:
     def __init__(self, app: ASGIApp, *, door: DoorSettings) -> None:
         self.app = app
         self.door = door
-        self.rate = IdentityRate(door.identities_per_hour)
+        self.rate = IdentityRate(
+            door.identities_per_hour, counted=door.new_visitors, on_count=door.note_new_visitor
+        )
         self.keys = KeyRate(self.rate)
         # Tokens counted by this door (whose browser may not yet hold them marked), with when
         # (`_admit_token`), the most recent last.

@@ -353,6 +353,28 @@ async def test_fresh_visitors_from_one_address_share_one_share_of_the_disk(sim, 
     await engine.aclose()
 
 
+async def test_an_address_share_of_the_disk_holds_across_a_restart(sim, clean_env):
+    """After a restart an address's share counted none of what its visitors kept until each
+    asked again: fresh identities from one address stored a whole share more after every
+    restart (review 23 F2)."""
+    caps = LimitSettings(
+        visitor_budget_cents=10, upload_bytes=300_000, address_upload_bytes=300_000
+    )
+    photos = [_noise(200, 200, seed=n) for n in range(4)]
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    await engine.resume_unfinished()
+    await engine.start_session_from_bytes(photos[0], visitor=A)
+    await engine.start_session_from_bytes(photos[1], visitor=B)
+    await engine.aclose()
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    await engine.resume_unfinished()
+    with pytest.raises(LimitError, match="network address"):
+        await engine.start_session_from_bytes(photos[2], visitor=C)
+    elsewhere = Visitor("browser:d", address="203.0.113.9")
+    await engine.start_session_from_bytes(photos[3], visitor=elsewhere)  # another address
+    await engine.aclose()
+
+
 def _noise(width: int, height: int, *, seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     buffer = io.BytesIO()
