@@ -269,8 +269,8 @@ class PageRate:
 # more than `REQUEST_WAIT_S` is refused. Four addresses pipelining `/robots.txt` or the page's
 # script on 600 connections had the studio answer 1,400 a second, and another visitor's page
 # took 1.5-3.2 s (review 23 F1).
-REQUESTS_PER_S = 60.0
-REQUESTS_BURST = 240.0
+REQUESTS_PER_S = 30.0
+REQUESTS_BURST = 150.0
 REQUEST_WAIT_S = 10.0
 REQUESTS_HERE = "Too many requests came from your network address just now; try again in a moment."
 
