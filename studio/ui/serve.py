@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from studio.config import Settings
 from studio.ui import conn, lean
 from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
+from studio.ui.assets import CompressedAssets
 from studio.ui.bridge import Bridge
 from studio.ui.guard import VisitorGuard
 from studio.ui.signin import SignInThrottle
@@ -182,6 +183,8 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                     if settings.hosted
                     else []
                 ),
+                # (Inside the door: a request for a file waits its turn there first.)
+                Middleware(CompressedAssets),
                 # Sign-ins counted per browser (named by the door, when hosted), else address.
                 *(
                     [
