@@ -342,13 +342,8 @@ class TabDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.per_address and not forwarded_in(scope):
-            wait = self.requests.wait_for(address_in(scope))
-            if wait is None:
-                await refuse(send, 429, REQUESTS_HERE)
-                return
-            if wait > 0:
-                await asyncio.sleep(wait)
+        if await self._request_refused(scope, send):
+            return
         path = route_path(scope)
         if self.pending is None:
             self._see_queue(scope)
@@ -557,6 +552,20 @@ class TabDoor:
         if theirs and not forwarded_in(scope):
             await refuse(send, 403, NOT_YOUR_TAB)
             return True
+        return False
+
+    async def _request_refused(self, scope: Scope, send: Send) -> bool:
+        """Pace every request of a network address (`turns.RequestRate`): one past the pace
+        waits its turn, and one that would wait too long is refused with a sentence (True).
+        Not where every visitor is one address, nor Gradio's MCP server's calls to itself."""
+        if not self.per_address or forwarded_in(scope):
+            return False
+        wait = self.requests.wait_for(address_in(scope))
+        if wait is None:
+            await refuse(send, 429, REQUESTS_HERE)
+            return True
+        if wait > 0:
+            await asyncio.sleep(wait)
         return False
 
     async def _route_refused(self, scope: Scope, send: Send, path: str) -> bool:

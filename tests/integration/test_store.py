@@ -372,7 +372,10 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
         ],
         "spend": ["step_id", "day", "owner", "address", "cents"],
         "poll_durations": ["n", "model", "seconds"],
+        "address_owners": ["address", "owner"],
+        "new_visitors": ["address", "at"],
         "indexes": [
+            "new_visitors_by_time",
             "poll_durations_by_model",
             "sessions_by_owner",
             "spend_by_day",
