@@ -179,7 +179,8 @@ _BY_EVENT = tuple(
     )
 )
 _EVENT = "event:"
-# Whom the MCP requests that name nobody are counted as, all together (`_mcp_refusal`).
+# Whom the MCP requests that name nobody are counted as, all those of one network address
+# together (`_mcp_caller`).
 _NOBODY = "nobody:"
 # Routes that answer as soon as the event is queued (the page's events, gradio_client's calls).
 _ANSWER_WHEN_QUEUED = tuple(
@@ -404,7 +405,7 @@ class TabDoor:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(_count_down, self.outside, counted)
             if mcp:  # counted until it is answered
-                for taken in (owner or _NOBODY, here or "?"):
+                for taken in (_mcp_caller(owner, here), here or "?"):
                     self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
                     held.callback(_count_down, self.mcp_calls, taken)
             places = self._large_places(held, [key, *([here] if here else [])] if big else [])
@@ -686,9 +687,8 @@ class TabDoor:
         return None
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
-        """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is (the
-        requests that name nobody, all together, as one visitor's)."""
-        if self.mcp_calls.get(owner or _NOBODY, 0) >= MCP_CALLS_PER_VISITOR:
+        """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is."""
+        if self.mcp_calls.get(_mcp_caller(owner, here), 0) >= MCP_CALLS_PER_VISITOR:
             return TOO_MANY_MCP_CALLS
         if self.per_address and self.mcp_calls.get(here or "?", 0) >= MCP_CALLS_PER_ADDRESS:
             return TOO_MANY_MCP_CALLS_HERE
@@ -1177,3 +1177,10 @@ __all__ = [
     "TabDoor",
     "tab_busy",
 ]
+
+
+def _mcp_caller(owner: str | None, here: str | None) -> str:
+    """Whom an MCP request is counted as: its visitor; or, naming nobody, everyone of its
+    network address who names nobody (one address holding four keyless requests refused every
+    keyless caller everywhere: review 24 F1), all of them where every visitor is one address."""
+    return owner if owner is not None else _NOBODY + (here or "")

@@ -531,6 +531,11 @@ def test_one_callers_mcp_calls_under_way_are_bounded_and_others_go_on(sim, clean
                 assert "Others from your network address" in crowded.text
                 assert initialize("sk-account-c", source="127.0.0.9").status_code == 200
         assert initialize("sk-account-a").status_code == 200  # once those are gone
+        # Requests with no key are counted together for each address, not for all: one
+        # address holding four refused every keyless caller everywhere (review 24 F1).
+        with _bodies_on_their_way(hosted.url, "/gradio_api/mcp/", accept, MCP_CALLS_PER_VISITOR):
+            assert initialize("").status_code == 429
+            assert initialize("", source="127.0.0.9").status_code == 200
 
 
 def test_a_hosted_studio_serves_mcp_over_streamable_http_only(sim, clean_env):
