@@ -48,7 +48,7 @@ import json
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -561,13 +561,9 @@ class TabDoor:
         Not where every visitor is one address, nor Gradio's MCP server's calls to itself."""
         if not self.per_address or forwarded_in(scope):
             return False
-        wait = self.requests.wait_for(address_in(scope))
-        if wait is None:
-            await refuse(send, 429, REQUESTS_HERE)
-            return True
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return False
+        return await _waited_or_refused(
+            send, self.requests.wait_for(address_in(scope)), REQUESTS_HERE
+        )
 
     async def _route_refused(self, scope: Scope, send: Send, path: str) -> bool:
         """Refuse MCP's SSE transport, and an event called by a name the public API does not
@@ -589,12 +585,9 @@ class TabDoor:
             return True
         built = any(r.match(path) for r in _BUILT) and self.per_address
         if scope.get("method") in ("GET", "HEAD") and built:
-            wait = self.pages.wait_for(address_in(scope))
-            if wait is None:
-                await refuse(send, 429, PAGES_HERE)
-                return True
-            if wait > 0:
-                await asyncio.sleep(wait)
+            return await _waited_or_refused(
+                send, self.pages.wait_for(address_in(scope)), PAGES_HERE
+            )
         return False
 
     async def _events_paced(self, scope: Scope, send: Send, path: str) -> bool:
@@ -610,12 +603,7 @@ class TabDoor:
             return False  # (nobody's events are answered at the door)
         address = (who.address or address_in(scope)) if self.per_address else None
         wait = self.event_rate.wait_for(who.owner, address)
-        if wait is None:
-            await refuse_event(send, 429, EVENTS_HERE)
-            return True
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return False
+        return await _waited_or_refused(send, wait, EVENTS_HERE, refusing=refuse_event)
 
     def _public_names(self, scope: Scope) -> frozenset[str]:
         """The names of the public API's endpoints (read from the app once)."""
@@ -1184,3 +1172,20 @@ def _mcp_caller(owner: str | None, here: str | None) -> str:
     network address who names nobody (one address holding four keyless requests refused every
     keyless caller everywhere: review 24 F1), all of them where every visitor is one address."""
     return owner if owner is not None else _NOBODY + (here or "")
+
+
+async def _waited_or_refused(
+    send: Send,
+    wait: float | None,
+    sentence: str,
+    *,
+    refusing: Callable[[Send, int, str], Awaitable[None]] = refuse,
+) -> bool:
+    """Wait its turn (`wait` seconds) and go on (False), or, with no turn to wait for (None),
+    refuse with `sentence` (True), as `refusing` words it."""
+    if wait is None:
+        await refusing(send, 429, sentence)
+        return True
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return False

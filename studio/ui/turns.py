@@ -251,15 +251,26 @@ PAGES_HERE = (
 )
 
 
-class PageRate:
-    """How soon each network address may have its next page built (`PAGES_PER_S`)."""
+class _AddressRate:
+    """How soon each network address's next request of a kind may be answered (`_limits`:
+    a second on average, the burst, the longest wait; read at each request)."""
 
     def __init__(self) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
+    def _limits(self) -> tuple[float, float, float]:
+        raise NotImplementedError
+
     def wait_for(self, address: str | None) -> float | None:
-        """Seconds the next page for `address` waits (counted now), or None: refused."""
-        return _take(self._buckets, address or "?", PAGES_PER_S, PAGES_BURST, PAGE_WAIT_S)
+        """Seconds the next one from `address` waits (counted now), or None: refused."""
+        return _take(self._buckets, address or "?", *self._limits())
+
+
+class PageRate(_AddressRate):
+    """How soon each network address may have its next page built (`PAGES_PER_S`)."""
+
+    def _limits(self) -> tuple[float, float, float]:
+        return PAGES_PER_S, PAGES_BURST, PAGE_WAIT_S
 
 
 # Every request of one network address, whatever it asks for: `REQUESTS_PER_S` a second after a
@@ -275,15 +286,11 @@ REQUEST_WAIT_S = 10.0
 REQUESTS_HERE = "Too many requests came from your network address just now; try again in a moment."
 
 
-class RequestRate:
+class RequestRate(_AddressRate):
     """How soon each network address's next request may be answered (`REQUESTS_PER_S`)."""
 
-    def __init__(self) -> None:
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def wait_for(self, address: str | None) -> float | None:
-        """Seconds the next request from `address` waits (counted now), or None: refused."""
-        return _take(self._buckets, address or "?", REQUESTS_PER_S, REQUESTS_BURST, REQUEST_WAIT_S)
+    def _limits(self) -> tuple[float, float, float]:
+        return REQUESTS_PER_S, REQUESTS_BURST, REQUEST_WAIT_S
 
 
 def _take(
