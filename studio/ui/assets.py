@@ -1,13 +1,13 @@
-"""Gradio's frontend files compressed once, not for every request.
+"""Compression: Gradio's own files compressed once and kept; nothing compressed per request.
 
-Gradio compresses each response for a `.js`, `.css`, `.json` or `.svg` path as it sends it
-(brotli, or gzip at level 9): 6-10 ms of CPU for the page's 135 kB script, against 2 ms to send
-it as it is. A page load asks for about 70 such files, and a client asking for them in a loop
-with `Accept-Encoding: gzip` made the studio compress the same bytes hundreds of times a
-second. The files under `/assets/` never change while the studio runs (their names carry
-their content's hash), so each is compressed once (brotli, or gzip for a client that takes
-only gzip) and kept; Gradio's own compression passes a response that already says its
-encoding.
+Gradio compresses every response for a path ending `.js`, `.css`, `.json`, `.svg`, `.txt` and
+the like as it sends it (brotli, or gzip at level 9), on its event loop: 6-10 ms of CPU for the
+page's 135 kB script, 0.24 s for its 4.6 MB Plotly script, 2-3 s for a visitor's own 48 MB text
+file fetched back, whoever asks and however often (reviews 23 and 25: a few addresses asking
+in a loop took the page of everyone else past 2 s). Here the studio compresses instead: the
+files Gradio ships (`/assets/`, `/static/`, whose names never change while it runs) and the
+theme's CSS, once per encoding, kept in memory; everything else is sent as it is
+(`install` turns Gradio's compression off).
 """
 
 from __future__ import annotations
@@ -18,76 +18,117 @@ import re
 from collections.abc import Callable
 
 import brotli
+import gradio.routes
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import route_path
 
-# Gradio's built frontend (`/assets/<name>`), of the kinds it compresses; and the theme's CSS.
-_ASSET = re.compile(r"/assets/[\w.-]+\.(?:js|css|json|svg)|(?:/gradio_api)?/theme\.css")
-# What is kept: files up to `LARGEST_BYTES`, `KEPT_BYTES` of them in all (the page's own are
-# about 0.6 MB compressed; all 900 of Gradio's, 5.2 MB with gzip).
-LARGEST_BYTES = 4 * 2**20
-KEPT_BYTES = 24 * 2**20
-# How each encoding compresses, at its best but slowest: each file is compressed once.
+# The files Gradio ships, of the kinds it compresses; and the theme's CSS.
+_SHIPPED = re.compile(
+    r"/(?:assets|static)/(?:[\w.-]+/)*[\w.-]+\.(?:js|css|json|svg|html|txt|md|xml|csv|tsv)"
+    r"|(?:/gradio_api)?/theme\.css"
+)
+# What is kept: files up to `LARGEST_BYTES` (Gradio's largest, Plotly's script, is 4.6 MB),
+# `KEPT_BYTES` of them in all (all 877 of Gradio's files: 20 MB, 11 MB compressed both ways).
+LARGEST_BYTES = 8 * 2**20
+KEPT_BYTES = 32 * 2**20
+# How each encoding compresses, once for each file (brotli at 11 took 7 s for Plotly's
+# script, at 9 0.3 s; both release the GIL).
 _COMPRESS: dict[str, Callable[[bytes], bytes]] = {
-    "br": lambda data: brotli.compress(data, quality=11),
+    "br": lambda data: brotli.compress(data, quality=9),
     "gzip": lambda data: gzip.compress(data, 9, mtime=0),
 }
 
+Kept = tuple[list[tuple[bytes, bytes]], bytes, str | None]
+
+
+def install() -> None:
+    """Gradio compresses nothing itself from now on (its apps are made at `launch`)."""
+    gradio.routes.BrotliMiddleware = _Uncompressed  # type: ignore[assignment,attr-defined]
+
+
+class _Uncompressed:
+    """In place of Gradio's `BrotliMiddleware`: the response as it is."""
+
+    def __init__(self, app: ASGIApp, **_: object) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
 
 class CompressedAssets:
-    """Serve Gradio's frontend files compressed from memory, once compressed."""
+    """Gradio's own files compressed from memory, once compressed; and a request for several
+    ranges of a file answered whole (each part was another pass over the file)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # (path, encoding) -> (the response's headers, its compressed body).
-        self.kept: dict[tuple[str, str], tuple[list[tuple[bytes, bytes]], bytes]] = {}
+        # (path, encoding) -> (the response's headers, its compressed body, its ETag).
+        self.kept: dict[tuple[str, str], Kept] = {}
         self.kept_bytes = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = route_path(scope) if scope["type"] == "http" else ""
-        headers = Headers(scope=scope) if path else None
-        accepted = headers.get("accept-encoding", "") if headers is not None else ""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if "," in headers.get("range", ""):  # (a server may answer a Range whole: RFC 9110)
+            scope = _without(scope, b"range")
+            headers = Headers(scope=scope)
+        path = route_path(scope)
+        accepted = headers.get("accept-encoding", "")
         encoding = next((e for e in _COMPRESS if e in accepted), None)
         if (
-            headers is None
-            or encoding is None  # (nor does Gradio compress it)
+            encoding is None
             or scope.get("method") != "GET"
-            or not _ASSET.fullmatch(path)
-            or "if-none-match" in headers  # (Gradio's 304s are cheap)
+            or not _SHIPPED.fullmatch(path)
+            or ".." in path
             or "range" in headers
         ):
             await self.app(scope, receive, send)
             return
-        key = (path, encoding)
-        kept = self.kept.get(key)
+        kept = await self._kept(scope, receive, send, (path, encoding))
         if kept is None:
-            lock = self._locks.setdefault(key, asyncio.Lock())
-            async with lock:  # the first asks; those at the same time wait for its answer
-                kept = self.kept.get(key)
-                if kept is None:
-                    kept = await self._compress(scope, receive, send, key)
-            self._locks.pop(key, None)
-            if kept is None:
-                return  # (answered as Gradio answered it)
-        raw_headers, body = kept
+            return  # (answered as Gradio answered it)
+        raw_headers, body, etag = kept
+        if etag is not None and headers.get("if-none-match") == etag:
+            unchanged = [(k, v) for k, v in raw_headers if k in (b"etag", b"vary")]
+            await send({"type": "http.response.start", "status": 304, "headers": unchanged})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def _kept(
+        self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str]
+    ) -> Kept | None:
+        """The file at `key` (its path and the encoding), compressed once; None if it could not
+        be kept (then sent on as Gradio answered it)."""
+        kept = self.kept.get(key)
+        if kept is not None:
+            return kept
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # the first asks; those at the same time wait for its answer
+            kept = self.kept.get(key)
+            if kept is None:
+                kept = await self._compress(scope, receive, send, key)
+        self._locks.pop(key, None)
+        return kept
+
     async def _compress(
         self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str]
-    ) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
-        """Ask Gradio for the file uncompressed and keep it compressed (`key`: its path and
-        the encoding); None if it was not a whole 200 that fits (then sent on as Gradio
-        answered it)."""
+    ) -> Kept | None:
+        """Ask Gradio for the whole file and keep it compressed; None if it was not a whole
+        200 that fits (then sent on as Gradio answered it)."""
         messages: list[Message] = []
 
         async def collect(message: Message) -> None:
             messages.append(message)
 
-        await self.app(_uncompressed(scope), receive, collect)
+        plain = _without(scope, b"accept-encoding", b"if-none-match", b"range")
+        await self.app(plain, receive, collect)
         start = messages[0] if messages else None
         chunks = [m.get("body", b"") for m in messages[1:] if m["type"] == "http.response.body"]
         size = sum(len(chunk) for chunk in chunks)
@@ -107,14 +148,12 @@ class CompressedAssets:
         headers["content-encoding"] = key[1]
         headers["content-length"] = str(len(body))
         headers.add_vary_header("Accept-Encoding")
-        kept = (headers.raw, body)
+        kept = (headers.raw, body, headers.get("etag"))
         self.kept[key] = kept
         self.kept_bytes += len(body)
         return kept
 
 
-def _uncompressed(scope: Scope) -> Scope:
-    """`scope` asking for no compression (no `Accept-Encoding`)."""
-    plain = dict(scope)
-    plain["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept-encoding"]
-    return plain
+def _without(scope: Scope, *names: bytes) -> Scope:
+    """`scope` without the request headers `names` (lower case)."""
+    return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() not in names]}

@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
-from studio.ui import conn, lean
+from studio.ui import assets, conn, lean
 from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
 from studio.ui.assets import CompressedAssets
 from studio.ui.bridge import Bridge
@@ -221,6 +221,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
         log.info("Removed %d upload(s) an earlier run left waiting", left)
     demo = create_app(bridge, settings)
     conn.install()  # (it changes nothing until an app is given its rules, below)
+    assets.install()  # (Gradio compresses nothing; `CompressedAssets`, below, compresses)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
     lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
     lean.hold_answers(demo._queue)
