@@ -584,8 +584,11 @@ def _send_slowly(
             sent += chunk
         sock.settimeout(30)
         answer = b""
-        while chunk := sock.recv(65536):  # until the studio closes the connection
-            answer += chunk
+        # Until the studio closes the connection (with a reset when bytes of ours it never
+        # read were still arriving: its answer came before).
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
         return answer.decode(errors="replace")
 
 
