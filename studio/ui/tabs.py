@@ -65,6 +65,7 @@ from studio.ui.turns import (
     EventRate,
     PageRate,
     RequestRate,
+    SentRate,
 )
 from studio.ui.visitor import (
     NO_COOKIE,
@@ -332,6 +333,7 @@ class TabDoor:
         # Pages built for each network address lately, and requests answered.
         self.pages = PageRate()
         self.requests = RequestRate()
+        self.sent = SentRate()
         # Events each visitor and each address sent lately (`turns.EventRate`).
         self.event_rate = EventRate()
         # The public API's endpoint names (`_public_names`), once read; and each one's argument
@@ -345,6 +347,8 @@ class TabDoor:
             return
         if await self._request_refused(scope, send):
             return
+        if self.per_address and not forwarded_in(scope):
+            send = self._sent_at_a_pace(send, address_in(scope))
         path = route_path(scope)
         if self.pending is None:
             self._see_queue(scope)
@@ -564,6 +568,18 @@ class TabDoor:
         return await _waited_or_refused(
             send, self.requests.wait_for(address_in(scope)), REQUESTS_HERE
         )
+
+    def _sent_at_a_pace(self, send: Send, address: str | None) -> Send:
+        """`send`, pacing the bytes of the answer's body for its network address
+        (`turns.SentRate`)."""
+
+        async def paced(message: Message) -> None:
+            body = message.get("body") if message["type"] == "http.response.body" else None
+            if body and (wait := self.sent.wait_for(address, len(body))):
+                await asyncio.sleep(wait)
+            await send(message)
+
+        return paced
 
     async def _route_refused(self, scope: Scope, send: Send, path: str) -> bool:
         """Refuse MCP's SSE transport, and an event called by a name the public API does not

@@ -1148,6 +1148,43 @@ def test_a_pipelined_flood_of_cheap_requests_from_one_address_is_answered_at_a_p
         assert statuses == [200] * 15
 
 
+def test_what_one_address_is_sent_comes_at_a_pace(sim, clean_env, monkeypatch):
+    """Sending costs the studio CPU as computing does: three visitors fetching their own 48 MB
+    files again and again had it send 390 MB a second, and everyone's pages slowed (review 25
+    F2). An address is sent so many bytes a second after a burst; another is not held up."""
+    import gradio
+
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "SENT_BYTES_BURST", float(2**20))
+    monkeypatch.setattr(turns, "SENT_BYTES_PER_S", float(2**20))
+    plotly = next((Path(gradio.__file__).parent / "templates/frontend/assets").glob("Plotly*.js"))
+    size = plotly.stat().st_size
+    assert size > 4 * 2**20
+    with running_studio(sim, clean_env, hosted=True) as studio:
+        url = f"{studio.url.rstrip('/')}/assets/{plotly.name}"
+
+        def fetch(source: str, seconds: float) -> tuple[int, float]:
+            """Bytes of the file received within `seconds`, and the seconds it took."""
+            transport = httpx.HTTPTransport(local_address=source)
+            got, began = 0, time.monotonic()
+            with httpx.Client(transport=transport, timeout=30) as client:
+                plain = {"Accept-Encoding": "identity"}
+                with client.stream("GET", url, headers=plain) as answer:
+                    for chunk in answer.iter_raw():
+                        got += len(chunk)
+                        if time.monotonic() - began > seconds:
+                            break
+            return got, time.monotonic() - began
+
+        got, took = fetch("127.0.0.41", 2.0)
+        # Without the pace: the whole file at once.
+        assert got <= 2**20 + 2**20 * took + 2**17
+        assert got >= 2**20
+        # Another address has its own pace: a burst of its own.
+        assert fetch("127.0.0.42", 0.0)[0] > 0
+
+
 def test_the_mcp_schema_asked_for_in_a_flood_is_paced_like_a_page(sim, clean_env, monkeypatch):
     """Gradio builds every MCP tool's schema for each request, on its event loop: a flood of
     them from one address (no cookie) slowed everyone's API calls (review 10 F1)."""
