@@ -330,7 +330,7 @@ class TabDoor:
         self.live: dict[str, Any] = {}
         # MCP requests under way, by visitor and by "address:..." (`MCP_CALLS_PER_VISITOR`).
         self.mcp_calls: dict[str, int] = {}
-        # Pages built for each network address lately, and requests answered.
+        # For each network address: pages built lately, requests answered, bytes sent.
         self.pages = PageRate()
         self.requests = RequestRate()
         self.sent = SentRate()

@@ -320,6 +320,8 @@ class IdentityRate:
             times = sorted(now - age for age in ages if 0 <= age < window_s)
             if times:
                 self._issued[address] = deque(times)
+        while len(self._issued) > MAX_TRACKED_ADDRESSES:
+            self._issued.popitem(last=False)
 
     def has_room(self, address: str | None) -> bool:
         """Whether `address` may become one more new visitor now (nothing counted)."""
