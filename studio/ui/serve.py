@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlunparse
 
+import gradio.routes
+from gradio import route_utils
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -78,6 +80,18 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def headers_outermost(frame_ancestors: tuple[str, ...] = ()) -> None:
+    """`SecurityHeaders` around Gradio's CORS middleware too: Gradio adds it at launch outside
+    every middleware of ours, and it answers preflight requests (`OPTIONS`) itself, which
+    came without them (review 22 F3)."""
+    cors = route_utils.CustomCORSMiddleware
+
+    def with_headers(app: ASGIApp, **kwargs: Any) -> ASGIApp:
+        return SecurityHeaders(cors(app, **kwargs), frame_ancestors=frame_ancestors)
+
+    gradio.routes.CustomCORSMiddleware = with_headers  # type: ignore[assignment,attr-defined]
 
 
 def _with_ancestors(
@@ -163,13 +177,13 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
         # Server-side rendering puts a Node proxy in front of Python (and needs Node 24+); the
         # studio gains nothing from it, and its headers come from the Python app.
         "ssr_mode": False,
-        # The headers go outermost, so even the guard's refusals carry them. Hosted, the door
+        # The security headers go outside all of these, around Gradio's own CORS middleware
+        # (`headers_outermost`), so even the guard's refusals carry them. Hosted, the door
         # names each request's visitor first (a request without a valid token names nobody, so
         # a cookie-less upload is refused); the guard serves the studio's image address, and
         # every file only to its owner.
         "app_kwargs": {
             "middleware": [
-                Middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors),
                 *(
                     [
                         Middleware(VisitorMiddleware, door=door_settings(settings, bridge)),
@@ -222,6 +236,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     demo = create_app(bridge, settings)
     conn.install()  # (it changes nothing until an app is given its rules, below)
     assets.install()  # (Gradio compresses nothing; `CompressedAssets`, below, compresses)
+    headers_outermost(settings.frame_ancestors)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
     lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
     lean.hold_answers(demo._queue)

@@ -345,10 +345,9 @@ class TabDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if await self._request_refused(scope, send):
+        if (paced := await self._paced(scope, send)) is None:
             return
-        if self.per_address and not forwarded_in(scope):
-            send = self._sent_at_a_pace(send, address_in(scope))
+        send = paced
         path = route_path(scope)
         if self.pending is None:
             self._see_queue(scope)
@@ -559,19 +558,16 @@ class TabDoor:
             return True
         return False
 
-    async def _request_refused(self, scope: Scope, send: Send) -> bool:
-        """Pace every request of a network address (`turns.RequestRate`): one past the pace
-        waits its turn, and one that would wait too long is refused with a sentence (True).
-        Not where every visitor is one address, nor Gradio's MCP server's calls to itself."""
+    async def _paced(self, scope: Scope, send: Send) -> Send | None:
+        """Every request of a network address at a pace (`turns.RequestRate`): one past it
+        waits its turn, and one that would wait too long is refused with a sentence (None);
+        and `send`, pacing the bytes of the answer's body (`turns.SentRate`). Not where every
+        visitor is one address, nor Gradio's MCP server's calls to itself."""
         if not self.per_address or forwarded_in(scope):
-            return False
-        return await _waited_or_refused(
-            send, self.requests.wait_for(address_in(scope)), REQUESTS_HERE
-        )
-
-    def _sent_at_a_pace(self, send: Send, address: str | None) -> Send:
-        """`send`, pacing the bytes of the answer's body for its network address
-        (`turns.SentRate`)."""
+            return send
+        address = address_in(scope)
+        if await _waited_or_refused(send, self.requests.wait_for(address), REQUESTS_HERE):
+            return None
 
         async def paced(message: Message) -> None:
             body = message.get("body") if message["type"] == "http.response.body" else None

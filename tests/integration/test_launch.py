@@ -189,6 +189,10 @@ def test_a_host_that_is_not_loopback_turns_hosted_mode_on(sim, clean_env):
             assert page.status_code == 200
             _assert_security_headers(page)
             _assert_security_headers(http.get(f"{local}/gradio_api/info"))
+            # Gradio's CORS middleware answers a preflight itself, outside the studio's own
+            # (review 22 F3: without the headers).
+            asking = {"Origin": "https://example.org", "Access-Control-Request-Method": "POST"}
+            _assert_security_headers(http.options(f"{local}/gradio_api/info", headers=asking))
             assert http.get(f"{local}/config").json()["root"].endswith("/s")
         # Hosted mode is on in the engine: a private link is refused, with the one sentence.
         with pytest.raises(LinkError) as refused:
