@@ -1350,6 +1350,14 @@ class Engine:
         since = await asyncio.to_thread(self._store.new_visitors_since, now - seconds)
         return {address: [now - at for at in times] for address, times in since.items()}
 
+    async def export_shares(self, *, visitor: Visitor) -> tuple[int, int] | None:
+        """The bytes of exports `visitor`, and everyone from their network address, may have
+        waiting: their shares of the disk (None: not counted, the studio's own user)."""
+        if self._limits is None or visitor.owner is None:
+            return None
+        caps = self._limits.settings
+        return caps.upload_bytes, caps.address_share_bytes
+
     async def secret(self, name: str) -> bytes:
         """A random secret kept in the data directory (made once), e.g. to sign visitor tokens."""
         return await asyncio.to_thread(self._store.secret, name)

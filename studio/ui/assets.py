@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import posixpath
 import re
 from collections.abc import Callable
 
@@ -84,7 +85,7 @@ class CompressedAssets:
             encoding is None
             or scope.get("method") != "GET"
             or not _SHIPPED.fullmatch(path)
-            or ".." in path
+            or posixpath.normpath(path) != path  # (one file, one key: review 26 F2)
             or "range" in headers
         ):
             await self.app(scope, receive, send)

@@ -22,7 +22,10 @@ async def export_file(
     """The ZIP of `who`'s session `session_id`, written to a new export named after `name`
     under `folder`. Raises `Refusal` when the exports folder is full of other
     visitors' young exports, and what `Engine.export_to` raises (nothing is left behind)."""
-    target = await asyncio.to_thread(new_export, folder, name, owner=who.owner, address=who.address)
+    shares = await bridge.call(Engine.export_shares, visitor=who)
+    target = await asyncio.to_thread(
+        new_export, folder, name, owner=who.owner, address=who.address, shares=shares
+    )
     if target is None:
         raise Refusal(EXPORTS_FULL)
     try:
@@ -30,5 +33,5 @@ async def export_file(
     except BaseException:
         await asyncio.to_thread(export_written, target, kept=False)
         raise
-    await asyncio.to_thread(export_written, target, kept=True)
+    await asyncio.to_thread(export_written, target, kept=True, shares=shares)
     return target

@@ -109,18 +109,26 @@ def _remove_if_unused(folder: Path) -> None:
 
 
 def new_export(
-    folder: Path, name: str, *, owner: str | None = None, address: str | None = None
+    folder: Path,
+    name: str,
+    *,
+    owner: str | None = None,
+    address: str | None = None,
+    shares: tuple[int, int] | None = None,
 ) -> Path | None:
     """Where `owner`'s new export (asked from `address`) is written: a file in a fresh,
     unguessable folder under `folder`, made after clearing room for it (`prune_exports`); None
     when there is none (every export waiting is another visitor's, younger than
-    `EXPORT_KEPT_S`). Blocking: call it in a thread."""
+    `EXPORT_KEPT_S`; or their address's young ones hold its share of bytes: `shares`, the
+    visitor's and the address's). Blocking: call it in a thread."""
     prune_exports(folder, owner=owner, address=address, room=1)
     waiting = _exports(folder)
     here = f".{_tag(address)}."
-    if len(waiting) >= EXPORTS_KEPT or (
-        address is not None
-        and sum(here in entry.name for _, entry in waiting) >= EXPORTS_PER_ADDRESS
+    ours = [entry for _, entry in waiting if here in entry.name] if address is not None else []
+    if (
+        len(waiting) >= EXPORTS_KEPT
+        or len(ours) >= EXPORTS_PER_ADDRESS
+        or (shares is not None and _bytes(ours) >= shares[1])
     ):
         return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
@@ -131,15 +139,55 @@ def new_export(
     return target
 
 
-def export_written(target: Path, *, kept: bool) -> None:
-    """The export at `target` is written (`kept`: its young time starts now) or was not
-    (removed). Blocking."""
+def export_written(target: Path, *, kept: bool, shares: tuple[int, int] | None = None) -> None:
+    """The export at `target` is written (`kept`: its young time starts now; its visitor's and
+    address's older ones past their `shares` of bytes go) or was not (removed). Blocking."""
     _writing.discard(target.parent)
     if kept:
         with contextlib.suppress(OSError):
             os.utime(target.parent)
+        if shares is not None:
+            owner_tag, address_tag = target.parent.name.split(".")[:2]
+            _prune_bytes(target.parent.parent, target.parent, owner_tag, address_tag, shares)
     else:
         discard_export(target)
+
+
+def _prune_bytes(
+    folder: Path, new: Path, owner_tag: str, address_tag: str, shares: tuple[int, int]
+) -> None:
+    """Remove the oldest exports of a visitor (tag `owner_tag`) while theirs take more bytes
+    than their share, then of their address while its take more than its share; never `new`,
+    one being written, or (another visitor's) one younger than `EXPORT_YOUNG_S`: a visitor's
+    exports count against their share of the disk, as all they make does (review 26 F1: five
+    clicks each from two cookies kept 4.3 times what their sessions held). Blocking."""
+    now = time.time()
+    waiting = [(mtime, e) for mtime, e in sorted(_exports(folder)) if e != new]
+    for tag, share, own in ((owner_tag, shares[0], True), (address_tag, shares[1], False)):
+        theirs = [
+            (mtime, e)
+            for mtime, e in waiting
+            if (e.name.split(".")[0] if own else _address_tag(e)) == tag
+        ]
+        held = _bytes([new, *(e for _, e in theirs)])
+        for mtime, entry in theirs:  # the oldest first
+            if held <= share:
+                break
+            young = mtime > now - EXPORT_YOUNG_S and not entry.name.startswith(owner_tag + ".")
+            if entry in _writing or young:
+                continue
+            held -= _bytes([entry])
+            shutil.rmtree(entry, ignore_errors=True)
+            waiting.remove((mtime, entry))
+
+
+def _bytes(exports: list[Path]) -> int:
+    """The bytes of these exports (their folders' files)."""
+    total = 0
+    for entry in exports:
+        with contextlib.suppress(OSError):
+            total += sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+    return total
 
 
 def discard_export(target: Path) -> None:

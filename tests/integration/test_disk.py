@@ -243,6 +243,42 @@ def test_fresh_identities_from_one_address_cannot_take_every_export_place(tmp_pa
     assert bob is not None  # room for a visitor from elsewhere
 
 
+def test_a_visitors_exports_and_their_addresss_take_at_most_their_shares_of_the_disk(tmp_path):
+    """Exports were counted by number only: two cookies of one address clicking Export five
+    times each on a 15 MB session kept 138 MB, 4.3 times what their sessions held, and one
+    address could keep 1.6 GB (review 26 F1). A visitor's exports take at most their share in
+    bytes (their oldest go), and an address's at most its share (a new one is refused while its
+    young ones hold it)."""
+    shares = (3_000, 5_000)  # (a visitor's, their address's)
+    here = "198.51.100.9"
+
+    def export(owner: str, size: int) -> Path | None:
+        target = new_export(tmp_path, "s", owner=owner, address=here, shares=shares)
+        if target is not None:
+            target.write_bytes(b"z" * size)
+            export_written(target, kept=True, shares=shares)
+        return target
+
+    first, second = export("browser:a", 1_200), export("browser:a", 1_200)
+    assert first is not None
+    assert second is not None
+    third = export("browser:a", 1_200)  # 3,600 bytes of A's: A's oldest goes
+    assert third is not None
+    assert not first.exists()
+    assert second.exists()
+    assert third.exists()
+    # B, from the same address: 2,400 of A's and 2,600 of B's is within the address's 5,000 ...
+    b1, b2 = export("browser:b", 1_300), export("browser:b", 1_300)
+    assert b1 is not None
+    assert b2 is not None
+    assert b1.exists()
+    # ... and a fresh cookie there finds the address's young exports holding its share.
+    assert export("browser:c", 1_000) is None
+    # Another address has its own share.
+    elsewhere = new_export(tmp_path, "s", owner="browser:d", address="203.0.113.7", shares=shares)
+    assert elsewhere is not None
+
+
 def test_an_export_being_written_or_just_written_never_makes_room_for_another(tmp_path):
     """Ten cookies of one address exporting at once: the ninth export made room by removing
     the address's oldest, the first, while it was still being written (its answer failed:
