@@ -24,7 +24,13 @@ async def export_file(
     visitors' young exports, and what `Engine.export_to` raises (nothing is left behind)."""
     shares = await bridge.call(Engine.export_shares, visitor=who)
     target = await asyncio.to_thread(
-        new_export, folder, name, owner=who.owner, address=who.address, shares=shares
+        new_export,
+        folder,
+        name,
+        owner=who.owner,
+        address=who.address,
+        shares=shares,
+        session=session_id,
     )
     if target is None:
         raise Refusal(EXPORTS_FULL)
