@@ -375,6 +375,43 @@ async def test_an_address_share_of_the_disk_holds_across_a_restart(sim, clean_en
     await engine.aclose()
 
 
+async def test_exports_of_sessions_sharing_an_image_hold_no_more_than_the_sessions_do(
+    sim, clean_env, tmp_path
+):
+    """The store keeps an image once however many sessions hold it; each export holds it
+    whole. Two cookies of one address exporting four sessions of one image each kept six
+    times what the store held (review 27 F1). A visitor's exports waiting take at most what
+    their sessions hold, and their address's what theirs do (and a little for the ZIP)."""
+    from studio.engine import EXPORT_SLACK_BYTES
+    from studio.ui.files import export_written, new_export
+
+    caps = LimitSettings(visitor_budget_cents=10, upload_bytes=50 * 2**20)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    photo = _noise(1200, 1000, seed=7)  # about 3.6 MB
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for who in (A, B):
+        for _ in range(4):
+            session = await engine.start_session_from_bytes(photo, visitor=who)
+            shares = await engine.export_shares(visitor=who)
+            target = new_export(
+                exports,
+                "s",
+                owner=who.owner,
+                address=who.address,
+                shares=shares,
+                session=session.session_id,
+            )
+            assert target is not None
+            await engine.export_to(session.session_id, target, visitor=who)
+            export_written(target, kept=True, shares=shares)
+    kept = sum(f.stat().st_size for f in exports.rglob("*.zip"))
+    # Before: 8 exports of the photo; now at most one a visitor, and the slack.
+    assert kept <= 2 * (len(photo) + EXPORT_SLACK_BYTES)
+    assert kept >= len(photo)
+    await engine.aclose()
+
+
 def _noise(width: int, height: int, *, seed: int) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     buffer = io.BytesIO()
