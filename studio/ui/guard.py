@@ -364,6 +364,10 @@ class VisitorGuard:
                 status = int(message["status"])
             elif message["type"] == "http.response.body" and status == 200:
                 body.extend(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # Noted before the answer goes out: a studio killed just after it left
+                    # an upload nobody had noted, kept for good.
+                    self._remember_uploads(bytes(body), owner, address)
             await send(message)
 
         try:
@@ -377,8 +381,6 @@ class VisitorGuard:
                 # Closed after this answer: the rest of the body is not waited for.
                 await refuse(send, 408, TOO_SLOW_UPLOAD, close=True)
             return False
-        if status == 200:
-            self._remember_uploads(bytes(body), owner, address)
         return status != 0
 
     def _remember_uploads(self, body: bytes, owner: str | None, address: str | None) -> None:
