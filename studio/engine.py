@@ -400,9 +400,15 @@ class Engine:
         """The bytes of a mask given as a link (an API or MCP caller's region), read as
         `read_link` reads an image, by `visitor`, once their key and caps say an edit may go:
         an edit that would be refused fetches and decodes nothing."""
+        await self.may_edit(visitor)
+        return (await self.read_link(url, visitor=visitor)).data
+
+    async def may_edit(self, visitor: Visitor = LOCAL) -> None:
+        """Raise when an edit by `visitor` would be refused now (their key, their caps, the
+        budgets), counting nothing: a caller asks before reading an image it was sent, so a
+        refused edit costs no read or decode (review 27 F2)."""
         await self._require_key(visitor)
         self._may_edit(visitor)
-        return (await self.read_link(url, visitor=visitor)).data
 
     async def _decode(
         self, data: bytes, visitor: Visitor, *, header: Header | None = None

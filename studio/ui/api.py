@@ -462,7 +462,9 @@ class Endpoints:
         return Place(session.session_id, parent_step_id)
 
     async def _read_image(self, image: str) -> tuple[bytes | None, str | None]:
-        """The bytes of `image`, or the http(s) link the engine is to fetch it from."""
+        """The bytes of `image`, or the http(s) link the engine is to fetch it from; nothing
+        is read when the edit would be refused (a budget used up, a cap reached)."""
+        await self.bridge.call(Engine.may_edit, visitor=self.who)
         if image.startswith("data:"):
             return _data_uri(image), None
         scheme = split_url(image).scheme.lower()

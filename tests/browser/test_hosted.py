@@ -192,6 +192,21 @@ def test_fresh_tokens_buy_no_fresh_budget_and_only_so_many_new_visitors(sim, cle
         assert len(studio.run(studio.engine.list_sessions())) == 2
 
 
+def test_an_edit_past_the_budget_is_refused_before_its_image_is_read(sim, clean_env):
+    """Once a visitor's budget is spent, an edit they send is refused with the budget's
+    sentence before its image is read: a broken image and a mask are not even looked at, so a
+    flood of large images the studio will refuse costs it no decode (review 27 F2: 17-44 MB
+    data URIs, each read whole before the refusal, kept the studio near 1 GB)."""
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=5) as studio:
+        client = _browser(studio.url)
+        _generate(client)  # the visitor's 5 cents
+        broken = "data:image/png;base64,@@not base64@@"
+        for image, mask in ((broken, ""), ("", broken)):
+            with pytest.raises(Exception, match="today's share"):
+                client.predict(image, "blue", "pro", "match", "", mask, api_name="/edit_image")
+        assert len(sim.tasks) == 1
+
+
 def test_behind_a_proxy_one_site_is_one_address_however_it_is_written(sim, clean_env):
     """Per-address caps behind a proxy: the /64s of one IPv6 /48 (one site's block) and one
     IPv4 address written with a different port each time are one network address each; a
