@@ -125,8 +125,8 @@ def new_export(
     visitor's and the address's). Blocking: call it in a thread."""
     prune_exports(folder, owner=owner, address=address, room=1)
     waiting = _exports(folder)
-    here = f".{_tag(address)}."
-    ours = [entry for _, entry in waiting if here in entry.name] if address is not None else []
+    here = _tag(address)
+    ours = [e for _, e in waiting if _named(e)[1] == here] if address is not None else []
     if (
         len(waiting) >= EXPORTS_KEPT
         or len(ours) >= EXPORTS_PER_ADDRESS
@@ -153,8 +153,7 @@ def export_written(target: Path, *, kept: bool, shares: tuple[int, int] | None =
             os.utime(target.parent)
         _replace_earlier(target.parent)
         if shares is not None:
-            owner_tag, address_tag = target.parent.name.split(".")[:2]
-            _prune_bytes(target.parent.parent, target.parent, owner_tag, address_tag, shares)
+            _prune_bytes(target.parent.parent, target.parent, shares)
     else:
         discard_export(target)
 
@@ -163,35 +162,29 @@ def _replace_earlier(new: Path) -> None:
     """Remove its visitor's earlier exports of the session `new` is an export of: each click on
     Export wrote one more whole copy (review 26 F1: five clicks each from two cookies kept 4.3
     times what their sessions held). Blocking."""
-    owner_tag, _, token = new.name.split(".")
+    owner_tag, _, token = _named(new)
     for _, entry in _exports(new.parent):
-        parts = entry.name.split(".")
-        earlier = len(parts) == 3 and parts[0] == owner_tag and parts[2][:8] == token[:8]
-        if earlier and entry != new and entry not in _writing:
+        tag, _, of = _named(entry)
+        if tag == owner_tag and of[:8] == token[:8] and entry != new and entry not in _writing:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _prune_bytes(
-    folder: Path, new: Path, owner_tag: str, address_tag: str, shares: tuple[int, int]
-) -> None:
-    """Remove the oldest exports of a visitor (tag `owner_tag`) while theirs take more bytes
-    than their share, then of their address while its take more than its share; never `new`,
+def _prune_bytes(folder: Path, new: Path, shares: tuple[int, int]) -> None:
+    """Remove the oldest exports of `new`'s visitor while theirs take more bytes than their
+    share, then of their address while its take more than its share; never `new`,
     one being written, or (another visitor's) one younger than `EXPORT_YOUNG_S`: a visitor's
     exports count against their share of the disk, as all they make does (review 26 F1: five
     clicks each from two cookies kept 4.3 times what their sessions held). Blocking."""
     now = time.time()
     waiting = [(mtime, e) for mtime, e in sorted(_exports(folder)) if e != new]
-    for tag, share, own in ((owner_tag, shares[0], True), (address_tag, shares[1], False)):
-        theirs = [
-            (mtime, e)
-            for mtime, e in waiting
-            if (e.name.split(".")[0] if own else _address_tag(e)) == tag
-        ]
+    owner_tag, address_tag, _ = _named(new)
+    for part, tag, share in ((0, owner_tag, shares[0]), (1, address_tag, shares[1])):
+        theirs = [(mtime, e) for mtime, e in waiting if _named(e)[part] == tag]
         held = _bytes([new, *(e for _, e in theirs)])
         for mtime, entry in theirs:  # the oldest first
             if held <= share:
                 break
-            young = mtime > now - EXPORT_YOUNG_S and not entry.name.startswith(owner_tag + ".")
+            young = mtime > now - EXPORT_YOUNG_S and _named(entry)[0] != owner_tag
             if entry in _writing or young:
                 continue
             held -= _bytes([entry])
@@ -227,17 +220,16 @@ def prune_exports(
     visitors' oldest that are older than `EXPORT_KEPT_S`, then those of the address holding the
     most (`_from_the_heaviest`). How many went. Blocking: call it in a thread."""
     now = time.time() if now is None else now
-    mine = _tag(owner) + "."
-    here = f".{_tag(address)}."
+    mine, here = _tag(owner), _tag(address)
     expired: list[tuple[float, Path]] = []
     waiting: list[tuple[float, Path]] = []
     for mtime, entry in sorted(_exports(folder)):  # the oldest first
         (expired if mtime < now - EXPORT_TTL_S else waiting).append((mtime, entry))
-    own = [entry for _, entry in waiting if entry.name.startswith(mine)]
+    own = [entry for _, entry in waiting if _named(entry)[0] == mine]
     gone = own[: max(0, len(own) - (EXPORTS_PER_VISITOR - room))] if owner is not None else []
     gone = [entry for entry in gone if entry not in _writing]
     if address is not None:
-        ours = [entry for _, entry in waiting if here in entry.name and entry not in gone]
+        ours = [entry for _, entry in waiting if _named(entry)[1] == here and entry not in gone]
         past = ours[: max(0, len(ours) - (EXPORTS_PER_ADDRESS - room))]
         young = {e for mtime, e in waiting if e in _writing or mtime > now - EXPORT_YOUNG_S}
         gone += [entry for entry in past if entry not in young]
@@ -246,7 +238,7 @@ def prune_exports(
         old_others = [
             entry
             for mtime, entry in waiting
-            if not entry.name.startswith(mine) and mtime < now - EXPORT_KEPT_S
+            if _named(entry)[0] != mine and mtime < now - EXPORT_KEPT_S
         ]
         gone += [entry for entry in own + old_others if entry not in gone][:over]
         over = len(waiting) - len(gone) - (EXPORTS_KEPT - room)
@@ -267,7 +259,7 @@ def _from_the_heaviest(waiting: list[Path], here: str, over: int) -> list[Path]:
     lose places to everyone else; a visitor holding as few as the asker keeps theirs."""
     held: dict[str, list[Path]] = {}
     for entry in waiting:
-        held.setdefault(_address_tag(entry), []).append(entry)
+        held.setdefault(_named(entry)[1], []).append(entry)
     gone: list[Path] = []
     for _ in range(over):
         heaviest = max(held, key=lambda tag: len(held[tag]), default=None)
@@ -277,9 +269,12 @@ def _from_the_heaviest(waiting: list[Path], here: str, over: int) -> list[Path]:
     return gone
 
 
-def _address_tag(entry: Path) -> str:
+def _named(entry: Path) -> tuple[str, str, str]:
+    """An export folder's name read back: its visitor's tag, its address's tag and its token
+    (the first 8 characters say which session), as `new_export` wrote them; empty when the
+    folder is not an export's."""
     parts = entry.name.split(".")
-    return parts[1] if len(parts) == 3 else ""
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")
 
 
 def _exports(folder: Path) -> list[tuple[float, Path]]:
