@@ -96,6 +96,13 @@ NO_FETCHING = (
 )
 _URL_SCHEMES = ("http:", "https:", "//")
 TOO_DEEP = "This request nests its data deeper than this studio reads."
+# The most separators and containers (`,` `[` `{`, in strings or not) a body may hold: far
+# more than any event or call carries (an instruction of 4,000 commas; images are strings),
+# and read in milliseconds. A 20 MB body of `[],` held the GIL for seconds in each of the
+# three parses it got (ours, Starlette's, pydantic's): every page stalled 3-11 s, and the
+# studio took 2.3 GB (review 28 F1).
+MAX_JSON_PARTS = 50_000
+TOO_MANY_PARTS = "This request holds more separate values than this studio reads."
 # The largest MCP request the MCP layer takes (mcp.server.transport_security): one larger was
 # read whole first, up to the studio's body cap (134 MB: review 9 F4).
 MCP_BODY_BYTES = 4 * 1024 * 1024
@@ -961,12 +968,15 @@ async def _parsed(body: bytes) -> tuple[object, str | None]:
     type (FastAPI compares media types without regard to case, a key may be spelled with
     escapes, the text may be UTF-16 or start with a byte order mark), parsed by the same
     `json.loads` as Starlette's `Request.json` (None when it does not parse); and why it is
-    refused unread, if it is: it nests deeper than `json.loads` reads (Gradio would answer with
+    refused unread, if it is: it holds more values than any request of the page or the API
+    does (`MAX_JSON_PARTS`), it nests deeper than `json.loads` reads (Gradio would answer with
     a traceback in the log), or it names a file by URL (`_names_a_url`)."""
     if not body:
         return None, None
 
     def parse() -> tuple[object, str | None]:
+        if _parts(body) > MAX_JSON_PARTS:
+            return None, TOO_MANY_PARTS
         try:
             document = json.loads(body)
         except ValueError:
@@ -976,6 +986,18 @@ async def _parsed(body: bytes) -> tuple[object, str | None]:
         return document, NO_FETCHING if _names_a_url(document) else None
 
     return await asyncio.to_thread(parse) if len(body) > _PARSE_ON_THREAD_BYTES else parse()
+
+
+def _parts(body: bytes) -> int:
+    """How many separators and containers `body` holds, at most (commas and brackets inside
+    strings count too): a bound on the values it parses into, counted without parsing (a UTF-16
+    or UTF-32 body has the same bytes for them, among zeros)."""
+    parts = 0
+    for mark in (b",", b"[", b"{"):
+        parts += body.count(mark)
+        if parts > MAX_JSON_PARTS:
+            break
+    return parts
 
 
 def _hash_in(document: object) -> str | None:

@@ -1324,9 +1324,32 @@ def test_an_event_naming_a_file_by_url_is_refused_and_nothing_is_fetched(hosted,
     # A local path in a file object still goes to Gradio (the page's own uploads are so).
     assert _names_nothing_fetched(api, cookie)
     # A body nested deeper than JSON is read is refused too (Gradio's answer was a traceback).
-    deep = '{"data": ' + "[" * 100_000 + "]" * 100_000 + ', "fn_index": 0}'
+    deep = '{"data": ' + "[" * 20_000 + "]" * 20_000 + ', "fn_index": 0}'
     answer = httpx.post(f"{api}/queue/join", content=deep, headers=cookie, timeout=30)
     assert (answer.status_code, TOO_DEEP in answer.text) == (400, True)
+
+
+def test_a_body_of_millions_of_tiny_values_is_refused_unparsed(hosted):
+    """A few MB of JSON made of tiny values (`0,` or `[],`: millions of them) is refused in one
+    sentence before anything parses it: 20 MB of `[],` held the GIL for seconds in each parse
+    and took the studio to 2.3 GB, and every other page waited 3-11 s (review 28 F1). A body of
+    the same size carrying an image as one long string still goes on to Gradio."""
+    from studio.ui.tabs import MAX_JSON_PARTS, TOO_MANY_PARTS
+
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    cookie = {**_cookie_of_a_new_visitor(hosted.url), "Content-Type": "application/json"}
+    for tiny in ("0", "[]", "{}"):
+        body = '{"data": [[' + ",".join([tiny] * 2_000_000) + "]]}"
+        answer = httpx.post(f"{api}/call/list_sessions", content=body, headers=cookie, timeout=60)
+        assert (answer.status_code, TOO_MANY_PARTS in answer.text) == (400, True), tiny
+    # Below the bound it is Gradio's, which reads it and says what is wrong with it.
+    few = '{"data": [[' + ",".join(["0"] * (MAX_JSON_PARTS // 2)) + "]]}"
+    answer = httpx.post(f"{api}/call/list_sessions", content=few, headers=cookie, timeout=60)
+    assert answer.status_code == 200, answer.text[:300]
+    image = "data:image/png;base64," + "A" * 6_000_000
+    answer = httpx.post(f"{api}/call/show_session", json={"data": [image]}, headers=cookie)
+    assert answer.status_code == 200, answer.text[:300]
+    assert httpx.get(hosted.url, timeout=30).status_code == 200
 
 
 def _names_nothing_fetched(api: str, cookie: dict[str, str]) -> bool:
