@@ -101,7 +101,7 @@ TOO_DEEP = "This request nests its data deeper than this studio reads."
 # and read in milliseconds. A 20 MB body of `[],` held the GIL for seconds in each of the
 # three parses it got (ours, Starlette's, pydantic's): every page stalled 3-11 s, and the
 # studio took 2.3 GB (review 28 F1).
-MAX_JSON_PARTS = 50_000
+MAX_JSON_PARTS = 10_000
 TOO_MANY_PARTS = "This request holds more separate values than this studio reads."
 # The largest MCP request the MCP layer takes (mcp.server.transport_security): one larger was
 # read whole first, up to the studio's body cap (134 MB: review 9 F4).
