@@ -1324,7 +1324,7 @@ def test_an_event_naming_a_file_by_url_is_refused_and_nothing_is_fetched(hosted,
     # A local path in a file object still goes to Gradio (the page's own uploads are so).
     assert _names_nothing_fetched(api, cookie)
     # A body nested deeper than JSON is read is refused too (Gradio's answer was a traceback).
-    deep = '{"data": ' + "[" * 20_000 + "]" * 20_000 + ', "fn_index": 0}'
+    deep = '{"data": ' + "[" * 9_000 + "]" * 9_000 + ', "fn_index": 0}'
     answer = httpx.post(f"{api}/queue/join", content=deep, headers=cookie, timeout=30)
     assert (answer.status_code, TOO_DEEP in answer.text) == (400, True)
 
