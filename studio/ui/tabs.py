@@ -415,9 +415,7 @@ class TabDoor:
                 self.outside[counted] = self.outside.get(counted, 0) + 1
                 held.callback(_count_down, self.outside, counted)
             if mcp:  # counted until it is answered
-                for taken in (_mcp_caller(owner, here), here or "?"):
-                    self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
-                    held.callback(_count_down, self.mcp_calls, taken)
+                send = self._mcp_counted(held, send, (_mcp_caller(owner, here), here or "?"))
             places = self._large_places(held, [key, *([here] if here else [])] if big else [])
             budget = (
                 _Budget(self, big=True, declared=cap if declared is None else declared)
@@ -692,6 +690,31 @@ class TabDoor:
             if event is not None and event.session_hash != document.get("session_hash"):
                 return NOT_YOUR_EVENT
         return None
+
+    def _mcp_counted(
+        self, held: contextlib.AsyncExitStack, send: Send, callers: tuple[str, str]
+    ) -> Send:
+        """Count an MCP request for each of `callers` until its answer's last byte goes out (or
+        it ends unanswered, with `held`): a client's next call, sent as soon as it has read the
+        answer, could find its last one still counted, and be refused."""
+        for taken in callers:
+            self.mcp_calls[taken] = self.mcp_calls.get(taken, 0) + 1
+        counted = [True]
+
+        def count_down() -> None:
+            if counted:  # once
+                counted.clear()
+                for taken in callers:
+                    _count_down(self.mcp_calls, taken)
+
+        held.callback(count_down)
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                count_down()
+            await send(message)
+
+        return answering
 
     def _mcp_refusal(self, owner: str | None, here: str | None) -> str | None:
         """Why one more MCP request of `owner`'s (from `here`) is refused now, if it is."""

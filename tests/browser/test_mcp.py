@@ -591,4 +591,4 @@ def test_calls_naming_nobody_beside_a_callers_own_leave_its_answer_alone(sim, cl
             for thread in threads:
                 thread.join()
             assert "sessions" in mine[0]  # the caller's own answer, every time
-            assert all("X-RunAPI-Key" in answer for answer in nobody)  # each told why not
+            assert all("X-RunAPI-Key" in answer for answer in nobody), nobody  # each told why
