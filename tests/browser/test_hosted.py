@@ -207,6 +207,43 @@ def test_an_edit_past_the_budget_is_refused_before_its_image_is_read(sim, clean_
         assert len(sim.tasks) == 1
 
 
+def test_keeping_a_step_again_and_again_waits_its_turn_as_any_session_read(sim, clean_env):
+    """`keep_result` reads the whole session each time: a few cookies calling it on a
+    1,000-step session again and again made other visitors' pages 1.2-2.5 s (review 29 F1).
+    It now takes a visitor's turn as `show_session` does: past the burst, a few a second."""
+    import threading
+    import time
+
+    from studio.ui.turns import BURST, PER_S
+
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=100) as studio:
+        client = _browser(studio.url)
+        _generate(client)
+        (listed,) = json.loads(client.predict(5, api_name="/list_sessions"))["sessions"]
+        shown = json.loads(client.predict(listed["session_id"], api_name="/show_session"))
+        call = studio.url.rstrip("/") + "/gradio_api/call/keep_result"
+        body = {"data": [listed["session_id"], shown["current_step_id"]]}
+        headers = dict(client.headers)
+        kept: list[bool] = []
+
+        def keep_eight() -> None:
+            with httpx.Client(timeout=60) as http:
+                for _ in range(8):
+                    event = http.post(call, json=body, headers=headers).json()["event_id"]
+                    answer = http.get(f"{call}/{event}", headers=headers).text
+                    kept.append("event: complete" in answer)
+
+        calls = 32
+        start = time.monotonic()
+        threads = [threading.Thread(target=keep_eight) for _ in range(calls // 8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert kept == [True] * calls
+        assert time.monotonic() - start >= (calls - BURST - 2) / PER_S
+
+
 def test_behind_a_proxy_one_site_is_one_address_however_it_is_written(sim, clean_env):
     """Per-address caps behind a proxy: the /64s of one IPv6 /48 (one site's block) and one
     IPv4 address written with a different port each time are one network address each; a
