@@ -1529,8 +1529,9 @@ class Engine:
         sentence, and then stores nothing.
         """
         await self._require_key(visitor)  # a refused key leaves nothing behind, not even this
+        # An edit that would be refused stores nothing, decodes nothing, reads no session.
+        self._may_edit(visitor)
         session = await self.load_session(session_id, visitor=visitor) if session_id else None
-        self._may_edit(visitor)  # an edit that would be refused stores nothing, decodes nothing
         if data is None and link is None:
             return session or await self.start_session(None, name=name, visitor=visitor), None
         source = await (
