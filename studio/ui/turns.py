@@ -344,18 +344,17 @@ ADDRESS_EVENTS_PER_S = 16.0
 ADDRESS_EVENTS_BURST = 80.0
 EVENT_WAIT_S = 5.0
 EVENTS_HERE = "You are sending events faster than this studio takes them; wait a moment."
-# What all busy addresses together may send a second (an address is busy while it sends more
-# than a page does, `LIGHT_PER_S` after a burst of `LIGHT_BURST`, and for `BUSY_S` after): one
-# address's pace, shared equally, but never less than `BUSY_FLOOR_PER_S` each (a page ticks
-# every second or two), with a burst as much smaller. A page that sends a few events is never
-# busy. Paced address by address only, 18 addresses each sending a page's tick 8 times a
-# second made other visitors' pages 1.94 s median, 3.56 s at worst (0.63 s alone), and 6
-# addresses 1.42 s (review 30 F1).
-BUSY_EVENTS_PER_S = ADDRESS_EVENTS_PER_S
-BUSY_FLOOR_PER_S = 1.0
-BUSY_S = 5.0
-LIGHT_PER_S = 2.0
-LIGHT_BURST = 20.0
+# What all addresses together may send a second: when more addresses sent events in the last
+# `ACTIVE_S` than `EVENTS_IN_ALL_PER_S` gives each an address's pace, each gets an equal share
+# (an address sending less than its share never waits), with a burst as much smaller but
+# never less than `SHARED_BURST` (a page's load sends a few events at once). Paced address by
+# address only, 18 addresses each resending a page's tick 8 times a second made other
+# visitors' pages 1.94 s median (0.63 s alone: review 30 F1), and 72 addresses at 1.9 a
+# second each another visitor's API call 2.05 s (0.009 s alone: review 31 F1). At 32 a second
+# in all, past 64 idle pages at once (a tick every 2 s each) their ticks wait their share.
+EVENTS_IN_ALL_PER_S = 32.0
+SHARED_BURST = 8.0
+ACTIVE_S = 5.0
 
 
 class EventRate:
@@ -363,8 +362,8 @@ class EventRate:
 
     def __init__(self) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        # The addresses busy lately, and when each last was (the longest ago first).
-        self._busy: OrderedDict[str, float] = OrderedDict()
+        # The addresses that sent events lately, and when each last did (the longest ago first).
+        self._active: OrderedDict[str, float] = OrderedDict()
 
     def wait_for(self, owner: str, address: str | None) -> float | None:
         """Seconds the next event of `owner` from `address` waits (counted now), or None:
@@ -373,7 +372,7 @@ class EventRate:
         kinds = [(f"visitor:{owner}", EVENTS_PER_S, EVENTS_BURST)]
         if address is not None:
             pace = self._address_pace(address, now)
-            burst = ADDRESS_EVENTS_BURST * pace / ADDRESS_EVENTS_PER_S
+            burst = max(SHARED_BURST, ADDRESS_EVENTS_BURST * pace / ADDRESS_EVENTS_PER_S)
             kinds.append((f"address:{address}", pace, burst))
         taken: list[tuple[str, float]] = []
         wait = 0.0
@@ -386,29 +385,18 @@ class EventRate:
             self._buckets[key] = (tokens + (1 if wait > EVENT_WAIT_S else 0), now)
         while len(self._buckets) > TURNS_KEPT:
             self._buckets.popitem(last=False)
-        if address is not None:
-            self._note_busy(address, now)
         return wait if wait <= EVENT_WAIT_S else None
 
-    def _note_busy(self, address: str, now: float) -> None:
-        """Count an event of `address` at a page's pace; past it, the address is busy."""
-        key = f"light:{address}"
-        tokens, at = self._buckets.pop(key, (LIGHT_BURST, now))
-        tokens = min(LIGHT_BURST, tokens + (now - at) * LIGHT_PER_S) - 1
-        self._buckets[key] = (max(tokens, -LIGHT_BURST), now)
-        if tokens < 0:
-            self._busy.pop(address, None)
-            self._busy[address] = now
-
     def _address_pace(self, address: str, now: float) -> float:
-        """`address`'s events a second now: an address's pace, or when it is busy its equal
-        share of `BUSY_EVENTS_PER_S` among the addresses busy lately, whichever is less."""
-        while self._busy and now - next(iter(self._busy.values())) > BUSY_S:
-            self._busy.popitem(last=False)
-        if address not in self._busy:
-            return ADDRESS_EVENTS_PER_S
-        share = max(BUSY_FLOOR_PER_S, BUSY_EVENTS_PER_S / len(self._busy))
-        return min(ADDRESS_EVENTS_PER_S, share)
+        """`address`'s events a second now: an address's pace, or its equal share of
+        `EVENTS_IN_ALL_PER_S` among the addresses that sent events lately, whichever is less."""
+        self._active.pop(address, None)
+        self._active[address] = now
+        while now - next(iter(self._active.values())) > ACTIVE_S:
+            self._active.popitem(last=False)
+        while len(self._active) > TURNS_KEPT:
+            self._active.popitem(last=False)
+        return min(ADDRESS_EVENTS_PER_S, EVENTS_IN_ALL_PER_S / len(self._active))
 
 
 __all__ = [
