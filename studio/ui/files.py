@@ -176,20 +176,23 @@ def _prune_bytes(folder: Path, new: Path, shares: tuple[int, int]) -> None:
     exports count against their share of the disk, as all they make does (review 26 F1: five
     clicks each from two cookies kept 4.3 times what their sessions held). Blocking."""
     now = time.time()
-    waiting = [(mtime, e) for mtime, e in sorted(_exports(folder)) if e != new]
     owner_tag, address_tag, _ = _named(new)
+    # (mtime, its name's parts, its bytes, the export), the oldest first; sizes read once
+    waiting = [(t, _named(e), _bytes([e]), e) for t, e in sorted(_exports(folder)) if e != new]
+    new_bytes = _bytes([new])
     for part, tag, share in ((0, owner_tag, shares[0]), (1, address_tag, shares[1])):
-        theirs = [(mtime, e) for mtime, e in waiting if _named(e)[part] == tag]
-        held = _bytes([new, *(e for _, e in theirs)])
-        for mtime, entry in theirs:  # the oldest first
+        theirs = [w for w in waiting if w[1][part] == tag]
+        held = new_bytes + sum(size for _, _, size, _ in theirs)
+        for each in theirs:
+            mtime, named, size, entry = each
             if held <= share:
                 break
-            young = mtime > now - EXPORT_YOUNG_S and _named(entry)[0] != owner_tag
+            young = mtime > now - EXPORT_YOUNG_S and named[0] != owner_tag
             if entry in _writing or young:
                 continue
-            held -= _bytes([entry])
+            held -= size
             shutil.rmtree(entry, ignore_errors=True)
-            waiting.remove((mtime, entry))
+            waiting.remove(each)
 
 
 def _bytes(exports: list[Path]) -> int:
