@@ -123,7 +123,16 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         h.on_history_tool, tab, [*page, c.export_file], trigger_mode="multiple", **_QUIET
     ).then(None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **_QUIET)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
-    c.timer.tick(h.on_tick, tick_inputs, [*h.compare_outputs, c.balance_due], **_QUIET)
+    # The timer's tick answers two outputs (Gradio builds anew each output an answer leaves
+    # alone); news that redraws the page comes as a change of `news`.
+    c.timer.tick(h.on_beat, tick_inputs, [c.status, c.news], **_QUIET)
+    c.news.change(
+        h.on_tick,
+        tick_inputs,
+        [*h.compare_outputs, c.balance_due],
+        trigger_mode="always_last",
+        **_QUIET,
+    )
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on(
         [c.pair_a.input, c.pair_b.input],

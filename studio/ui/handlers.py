@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import re
 import shutil
@@ -32,7 +33,7 @@ from studio.config import Secret
 from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
-from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Visitor
+from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
 from studio.ui.export import export_file
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
@@ -677,6 +678,54 @@ class Handlers:
             return await self._export(session_id)
         return {self.c.status: gr.skip()}
 
+    async def _news(
+        self, session_id: str | None, tab_step: str | None, version: str | None, tab_key: str | None
+    ) -> Tick | None:
+        """What is new in the session this tab shows, or None: the page shows no session, or
+        not the one its browser storage names (its states arrive one by one, and this tick fell
+        between a render's: drawing that session would pull the page back to it), or the tab
+        moved to another meanwhile."""
+        # A render shows a version seen from a step; one from another step (an older tick that
+        # crossed an edit in flight) is stale and is drawn again.
+        # (A state never set holds no text: read it as no version.)
+        seen, _, seen_from = (version if isinstance(version, str) else "").partition("|")
+        if not session_id or not seen.startswith(f"{session_id}@"):
+            return None
+        if self._tab().moved_from(session_id):
+            return None
+        fresh = seen_from == (tab_step or "")
+        # With the tab's key: an edit that waits for it (after a restart) goes on.
+        return await self.bridge.tick(session_id, seen if fresh else None, self.who_with(tab_key))
+
+    @guarded
+    async def on_beat(
+        self,
+        session_id: str | None,
+        tab_step: str | None,
+        version: str | None,
+        pair: object,
+        tab_key: str | None = None,
+    ) -> Update:
+        """The timer: every second or two, a cheap look for news. Only the elapsed time of what
+        runs is answered here; news that redraws the page (a new or finished step, from this
+        tab or anywhere; candidates on show that run) sets `news`, whose change draws it
+        (`on_tick`). Gradio builds anew each output an answer leaves alone (a component each):
+        with the page's 27 outputs, a tick that changed nothing took 12.1 ms of the studio's
+        CPU; with these two, 7.5 ms (README, Numbers)."""
+        try:
+            tick = await self._news(session_id, tab_step, version, tab_key)
+        except REFUSED:
+            return {self.c.news: next(_BEATS)}  # (`on_tick` says why)
+        if tick is None:
+            return {self.c.status: gr.skip()}
+        ids = _picks(pair)
+        if tick.changed or any(i in tick.running for i in ids):
+            return {self.c.news: next(_BEATS)}
+        if tab_step in tick.running:
+            running = tick.running[tab_step]
+            return {self.c.status: present.step_status(running.step, running)}
+        return {self.c.status: gr.skip()}
+
     @guarded
     async def on_tick(
         self,
@@ -686,26 +735,16 @@ class Handlers:
         pair: object,
         tab_key: str | None = None,
     ) -> Update:
-        """News of the session, at most every second or two: a new or finished step (from this
-        tab or anywhere) re-renders the page without moving what the tab shows; otherwise only
-        the elapsed time of what runs ticks; with nothing new, nothing is sent."""
-        # A render shows a version seen from a step; one from another step (an older tick that
-        # crossed an edit in flight) is stale and is drawn again.
-        # (A state never set holds no text: read it as no version.)
-        seen, _, seen_from = (version if isinstance(version, str) else "").partition("|")
-        if not session_id or not seen.startswith(f"{session_id}@"):
-            # The page shows no session, or not the one its browser storage names: its states
-            # arrive one by one, and this tick fell between a render's (storage still on the
-            # session shown before). Drawing that session would pull the page back to it.
+        """News of the session (`on_beat`): a new or finished step (from this tab or anywhere)
+        re-renders the page without moving what the tab shows; otherwise only the elapsed time
+        of what runs ticks; with nothing new, nothing is sent."""
+        if (
+            not session_id
+            or (tick := await self._news(session_id, tab_step, version, tab_key)) is None
+        ):
             return {self.c.status: gr.skip()}
-        if self._tab().moved_from(session_id):
-            return {self.c.status: gr.skip()}
-        fresh = seen_from == (tab_step or "")
-        # With the tab's key: an edit that waits for it (after a restart) goes on.
-        who = self.who_with(tab_key)
-        tick = await self.bridge.tick(session_id, seen if fresh else None, who)
         ids = _picks(pair)
-        if session_id and tick.changed:
+        if tick.changed:
             update = await self.page(session_id, tab_step, tab_key=tab_key, tick=True)
             if self._tab().moved_from(session_id):  # meanwhile
                 return {self.c.status: gr.skip()}
@@ -977,6 +1016,8 @@ def _form_params(
 # A drawn mask arrives as a PNG data URL; larger than this it is refused.
 MAX_REGION_CHARS = 24 * 2**20
 _PNG_DATA = "data:image/png;base64,"
+# What `on_beat` sets `news` to: a new value each time, so that each is a change.
+_BEATS = itertools.count(1)
 
 
 def _region(text: object) -> RegionRequest | None:

@@ -204,6 +204,7 @@ class Components:
     tab_key: gr.State
     picks: gr.State
     balance_due: gr.State
+    news: gr.State
     remember_key: gr.Checkbox
     key_note: gr.HTML
     key_store: gr.BrowserState
@@ -316,6 +317,9 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         # Set when the balance may have moved (a load, a change in the session): its change
         # asks RunAPI, apart from the page (`Handlers.on_balance`).
         balance_due=_state(),
+        # Set by the timer's tick when there is news that redraws the page: its change draws it
+        # (`Handlers.on_beat`, `Handlers.on_tick`).
+        news=_state(),
         browser=gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=browser_secret),
         tab_key=_state(),
         # Only when the visitor ticks "remember": in their browser's storage, never on disk here.

@@ -292,6 +292,23 @@ async def test_a_tick_that_crossed_an_edit_never_moves_the_tab_and_is_drawn_agai
     await _settle(page, session_id, edited)
 
 
+async def test_the_timer_leaves_an_idle_page_alone_and_hands_news_on_to_be_drawn(page, tmp_path):
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    first = await page.on_tick(session_id, origin, f"{session_id}@never|{origin}", None)
+    # Nothing new: the timer's tick leaves the page alone.
+    assert await page.on_beat(session_id, origin, first[c.version], None) == {c.status: gr.skip()}
+    edited = await _edit(page, session_id, origin, "make it blue")
+    # News (an edit, as another tab sees it) sets `news`, whose change draws the page: a new
+    # value at each tick, so that each is a change.
+    beats = [await page.on_beat(session_id, origin, first[c.version], None) for _ in range(2)]
+    assert [set(b) for b in beats] == [{c.news}, {c.news}]
+    assert beats[0][c.news] != beats[1][c.news]
+    drawn = await page.on_tick(session_id, origin, first[c.version], None)
+    assert _tree(drawn[c.history]).line[-1].startswith("Step 1: make it blue")
+    await _settle(page, session_id, edited)
+
+
 async def test_an_upload_is_named_after_its_file_and_a_paste_after_its_first_instruction(
     page, tmp_path
 ):
