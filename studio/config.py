@@ -80,6 +80,7 @@ _INT_VARIABLES = {
     "address_upload_bytes": "KONTEXT_STUDIO_ADDRESS_UPLOAD_BYTES",
     "identities_per_hour": "KONTEXT_STUDIO_IDENTITIES_PER_HOUR",
     "proxy_hops": "KONTEXT_STUDIO_PROXY_HOPS",
+    "events_per_s": "KONTEXT_STUDIO_EVENTS_PER_S",
 }
 
 
@@ -172,6 +173,9 @@ class Settings:
     # visitors' shares).
     address_upload_bytes: int | None = None
     identities_per_hour: int = 20
+    # Page events and API calls all visitors together send a second, shared equally among the
+    # network addresses sending them when more than a few do (`ui.turns.EventRate`).
+    events_per_s: int = 48
     # The secret visitor tokens are signed with (None: one kept in the data directory).
     visitor_secret: Secret | None = field(default=None, repr=False)
     # Trusted proxies in front of the studio, whose X-Forwarded-For and X-Forwarded-Proto are
@@ -258,6 +262,8 @@ class Settings:
                 value = parse_logins(value, source="--auth")
             values[name] = value
         values["root_path"] = _root_path(values.get("root_path", ""))
+        if values.get("events_per_s", 1) < 1:
+            raise SettingsError("KONTEXT_STUDIO_EVENTS_PER_S must be 1 or more.")
         reasons = hosted_reasons(
             share=values.get("share", False),
             host=values.get("host", DEFAULT_HOST),

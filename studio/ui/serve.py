@@ -192,6 +192,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                             body_bytes=body_bytes(settings),
                             events_at_once=events_at_once(settings),
                             per_address=settings.addresses_apart,
+                            events_per_s=settings.events_per_s,
                         ),
                     ]
                     if settings.hosted

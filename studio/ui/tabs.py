@@ -60,6 +60,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from studio.ui.guard import refuse, route_path
 from studio.ui.turns import (
     EVENTS_HERE,
+    EVENTS_IN_ALL_PER_S,
     PAGES_HERE,
     REQUESTS_HERE,
     EventRate,
@@ -298,6 +299,7 @@ class TabDoor:
         body_bytes: int,
         events_at_once: int = EVENTS_AT_ONCE,
         per_address: bool = True,
+        events_per_s: float = EVENTS_IN_ALL_PER_S,
     ) -> None:
         self.app = app
         # Whether pages, MCP requests and bodies on their way are counted per network address:
@@ -342,7 +344,7 @@ class TabDoor:
         self.requests = RequestRate()
         self.sent = SentRate()
         # Events each visitor and each address sent lately (`turns.EventRate`).
-        self.event_rate = EventRate()
+        self.event_rate = EventRate(events_per_s)
         # The public API's endpoint names (`_public_names`), once read; and each one's argument
         # names, all and required (`_arguments`).
         self.public: frozenset[str] | None = None
@@ -594,11 +596,12 @@ class TabDoor:
         if scope.get("method") == "GET" and stream and not forwarded_in(scope):
             await refuse(send, 405, NO_MCP_STREAM)
             return True
-        if await self._events_paced(scope, send, path):
-            return True
+        # (An endpoint the API does not have is refused before it counts as an event.)
         by_name = _BY_NAME.fullmatch(path) if scope.get("method") == "POST" else None
         if by_name is not None and by_name.group(1) not in self._public_names(scope):
             await refuse(send, 404, NO_SUCH_ENDPOINT)
+            return True
+        if await self._events_paced(scope, send, path):
             return True
         built = any(r.match(path) for r in _BUILT) and self.per_address
         if scope.get("method") in ("GET", "HEAD") and built:

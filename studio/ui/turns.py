@@ -31,7 +31,7 @@ import math
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 AT_ONCE = 2
 PER_S = 4.0
@@ -344,34 +344,49 @@ ADDRESS_EVENTS_PER_S = 16.0
 ADDRESS_EVENTS_BURST = 80.0
 EVENT_WAIT_S = 5.0
 EVENTS_HERE = "You are sending events faster than this studio takes them; wait a moment."
-# What all addresses together may send a second: when more addresses sent events in the last
-# `ACTIVE_S` than `EVENTS_IN_ALL_PER_S` gives each an address's pace, each gets an equal share
-# (an address sending less than its share never waits), with a burst as much smaller but
-# never less than `SHARED_BURST` (a page's load sends a few events at once). Paced address by
-# address only, 18 addresses each resending a page's tick 8 times a second made other
-# visitors' pages 1.94 s median (0.63 s alone: review 30 F1), and 72 addresses at 1.9 a
-# second each another visitor's API call 2.05 s (0.009 s alone: review 31 F1). At 32 a second
-# in all, past 64 idle pages at once (a tick every 2 s each) their ticks wait their share.
-EVENTS_IN_ALL_PER_S = 32.0
+# What all addresses together may send a second. While they send less, no address waits for
+# others; past it, each address may send as much as the others leave it, the level at which
+# the addresses' rates, each cut to it, add up to the pace (max-min fairness: an address sending
+# less than the level never waits for those sending more), with a burst as much smaller but
+# never less than `SHARED_BURST` (a page's load sends a few events at once). What an address
+# sent is its events a second, an average over the last `ACTIVE_S` or so; the level is worked
+# out again every `LEVEL_EVERY_S`. Paced address by address only, 18 addresses each resending a
+# page's tick 8 times a second made other visitors' pages 1.94 s median (0.63 s alone: review 30
+# F1); an equal share for each address that sent anything lately let 72 addresses sending one
+# event every 4.5 s (16 a second in all, under the pace) hold every other visitor's call 2.3 s
+# (review 32 F1). An idle page ticks every 2 s: 48 a second is about 96 open pages.
+EVENTS_IN_ALL_PER_S = 48.0
 SHARED_BURST = 8.0
 ACTIVE_S = 5.0
+LEVEL_EVERY_S = 0.25
 
 
 class EventRate:
     """How soon each visitor's (and each network address's) next event may go in."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        in_all_per_s: float = EVENTS_IN_ALL_PER_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        # The addresses that sent events lately, and when each last did (the longest ago first).
-        self._active: OrderedDict[str, float] = OrderedDict()
+        # What all addresses together may send a second (the host's `events_per_s`).
+        self._in_all_per_s = in_all_per_s
+        self._clock = clock
+        # Each address's events a second lately, and when that was worked out (the longest
+        # ago first); the level past which an address waits, and when it was worked out.
+        self._sent: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._level = math.inf
+        self._level_at = -math.inf
 
     def wait_for(self, owner: str, address: str | None) -> float | None:
         """Seconds the next event of `owner` from `address` waits (counted now), or None:
         refused (then not counted)."""
-        now = time.monotonic()
+        now = self._clock()
         kinds = [(f"visitor:{owner}", EVENTS_PER_S, EVENTS_BURST)]
         if address is not None:
-            pace = self._address_pace(address, now)
+            pace = min(ADDRESS_EVENTS_PER_S, self._level_for(address, now))
             burst = max(SHARED_BURST, ADDRESS_EVENTS_BURST * pace / ADDRESS_EVENTS_PER_S)
             kinds.append((f"address:{address}", pace, burst))
         taken: list[tuple[str, float]] = []
@@ -387,16 +402,31 @@ class EventRate:
             self._buckets.popitem(last=False)
         return wait if wait <= EVENT_WAIT_S else None
 
-    def _address_pace(self, address: str, now: float) -> float:
-        """`address`'s events a second now: an address's pace, or its equal share of
-        `EVENTS_IN_ALL_PER_S` among the addresses that sent events lately, whichever is less."""
-        self._active.pop(address, None)
-        self._active[address] = now
-        while now - next(iter(self._active.values())) > ACTIVE_S:
-            self._active.popitem(last=False)
-        while len(self._active) > TURNS_KEPT:
-            self._active.popitem(last=False)
-        return min(ADDRESS_EVENTS_PER_S, EVENTS_IN_ALL_PER_S / len(self._active))
+    def _level_for(self, address: str, now: float) -> float:
+        """The events a second each address may send now (infinite while all together send
+        less than `in_all_per_s`), counting this one of `address`'s."""
+        rate, at = self._sent.pop(address, (0.0, now))
+        self._sent[address] = (rate * math.exp((at - now) / ACTIVE_S) + 1 / ACTIVE_S, now)
+        while now - next(iter(self._sent.values()))[1] > 8 * ACTIVE_S:  # (e^-8 of what it was)
+            self._sent.popitem(last=False)
+        while len(self._sent) > TURNS_KEPT:
+            self._sent.popitem(last=False)
+        if now - self._level_at >= LEVEL_EVERY_S:
+            rates = [r * math.exp((t - now) / ACTIVE_S) for r, t in self._sent.values()]
+            self._level, self._level_at = fair_level(rates, self._in_all_per_s), now
+        return self._level
+
+
+def fair_level(rates: list[float], total: float) -> float:
+    """The most each of `rates` may be so that, each cut to it, they add up to `total`
+    (infinite if they add up to less as they are)."""
+    left = total
+    ordered = sorted(rates)
+    for i, rate in enumerate(ordered):
+        if rate * (len(ordered) - i) > left:
+            return left / (len(ordered) - i)
+        left -= rate
+    return math.inf
 
 
 __all__ = [
@@ -406,6 +436,7 @@ __all__ = [
     "AT_ONCE",
     "BURST",
     "EVENTS_HERE",
+    "EVENTS_IN_ALL_PER_S",
     "PAGES_HERE",
     "PER_S",
     "DrawGate",
@@ -414,5 +445,6 @@ __all__ = [
     "PageRate",
     "Turns",
     "aside",
+    "fair_level",
     "turn_of",
 ]

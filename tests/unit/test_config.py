@@ -165,3 +165,11 @@ def test_the_door_settings_come_from_the_environment_and_a_space_trusts_its_prox
     assert settings.frame_ancestors == ("https://a.example", "https://b.example")
     assert settings.address_budget_cents == 40
     assert Settings.from_env({}).proxy_hops == 0  # nobody's X-Forwarded-For is believed
+
+
+def test_the_studios_event_pace_is_a_setting_of_one_event_a_second_at_least():
+    assert Settings.from_env({}).events_per_s == 48
+    assert Settings.from_env({"KONTEXT_STUDIO_EVENTS_PER_S": "96"}).events_per_s == 96
+    for bad in ("0", "-4"):
+        with pytest.raises(SettingsError, match="KONTEXT_STUDIO_EVENTS_PER_S must be 1 or more"):
+            Settings.from_env({"KONTEXT_STUDIO_EVENTS_PER_S": bad})
