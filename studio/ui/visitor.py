@@ -228,17 +228,28 @@ def forwarded_for(headers: list[tuple[bytes, bytes]]) -> str | None:
     return ", ".join(lines) or None
 
 
-def _stamp(address: str | None, secret: bytes) -> str:
-    text = address or ""
-    return f"{text}|{_mac(secret, 'address:' + text)}"
+# Address stamps are signed with a key of this process alone (never the visitor tokens'
+# secret) and hold for `STAMP_S` after they are made: one that reached anyone (a proxy on
+# loopback passes a client's headers on) stops being believed within a minute, and at the
+# next start (review 30 F3, hardening). Gradio's own call follows its stamp at once.
+_STAMP_KEY = secrets.token_bytes(32)
+STAMP_S = 60.0
 
 
-def _stamped(value: str, secret: bytes) -> str | None:
-    """The address a stamp the studio made carries (None: no stamp, or a forged one)."""
+def _stamp(address: str | None, *, now: float | None = None) -> str:
+    text = f"{address or ''}|{int(time.time() if now is None else now)}"
+    return f"{text}|{_mac(_STAMP_KEY, 'address:' + text)}"
+
+
+def _stamped(value: str, *, now: float | None = None) -> str | None:
+    """The address a stamp this process made lately carries (None: no stamp, a forged one, or
+    one older than `STAMP_S`)."""
     text, _, mac = value.rpartition("|")
-    if text and hmac.compare_digest(mac, _mac(secret, "address:" + text)):
-        return text
-    return None
+    address, _, made = text.rpartition("|")
+    if not address or not hmac.compare_digest(mac, _mac(_STAMP_KEY, "address:" + text)):
+        return None
+    age = (time.time() if now is None else now) - int(made)
+    return address if -STAMP_S <= age <= STAMP_S else None
 
 
 # The block of IPv6 addresses counted as one network address: a /48, the most one site is
@@ -638,7 +649,7 @@ class VisitorMiddleware:
         # Only the studio itself (a loopback peer) passes a stamp on; from anyone else it is
         # ignored (and written over).
         stamped = (
-            _stamped(request.headers.get(ADDRESS_STAMP, ""), door.secret)
+            _stamped(request.headers.get(ADDRESS_STAMP, ""))
             if peer is not None and is_loopback_host(peer)
             else None
         )
@@ -650,7 +661,7 @@ class VisitorMiddleware:
         # (signed, so that no client can write one).
         scope["headers"] = [
             *((k, v) for k, v in scope.get("headers", []) if k != ADDRESS_STAMP.encode()),
-            (ADDRESS_STAMP.encode(), _stamp(address, door.secret).encode()),
+            (ADDRESS_STAMP.encode(), _stamp(address).encode()),
         ]
         request = Request(scope)
         state = scope.setdefault("state", {})

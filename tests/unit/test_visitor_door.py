@@ -7,9 +7,12 @@ import pytest
 
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.ui.visitor import (
+    STAMP_S,
     IdentityRate,
     KeyRate,
+    _mac,
     _stamp,
+    _stamped,
     client_address,
     cookie_attributes,
     counted_token,
@@ -52,8 +55,19 @@ def test_no_other_signature_the_studio_makes_passes_for_a_new_visitors_token():
     _, _, mac = counted.split(".")
     assert token_id(f"v1.counted:{ident}.{mac}", SECRET) is None
     text = "2001:db8:1234::/48-and-long-enough-to-be-an-id"
-    stamp_mac = _stamp(text, SECRET).rpartition("|")[2]
-    assert token_id(f"v1.address:{text}.{stamp_mac}", SECRET) is None
+    stamp_text, _, stamp_mac = _stamp(text).rpartition("|")
+    assert token_id(f"v1.address:{stamp_text}.{stamp_mac}", SECRET) is None
+
+
+def test_an_address_stamp_is_believed_for_a_minute_and_only_as_this_process_signed_it():
+    """The stamp the door hands Gradio's own MCP client was good for ever, under the tokens'
+    secret: one that reached anyone would have passed the door's checks (review 30 F3)."""
+    stamp = _stamp("203.0.113.7", now=1_000_000)
+    assert _stamped(stamp, now=1_000_030) == "203.0.113.7"
+    assert _stamped(stamp, now=1_000_000 + STAMP_S + 1) is None
+    assert _stamped(stamp.replace("203.0.113.7", "198.51.100.1"), now=1_000_000) is None
+    made = "203.0.113.7|1000000"
+    assert _stamped(f"{made}|{_mac(SECRET, 'address:' + made)}", now=1_000_000) is None
 
 
 def test_two_cookies_of_that_name_name_the_visitor_of_the_one_valid_token_and_two_name_nobody():
