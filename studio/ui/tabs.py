@@ -59,6 +59,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import refuse, route_path
 from studio.ui.turns import (
+    EVENTS_CROWDED,
     EVENTS_HERE,
     EVENTS_IN_ALL_PER_S,
     PAGES_HERE,
@@ -623,7 +624,8 @@ class TabDoor:
             return False  # (nobody's events are answered at the door)
         address = (who.address or address_in(scope)) if self.per_address else None
         wait = self.event_rate.wait_for(who.owner, address)
-        return await _waited_or_refused(send, wait, EVENTS_HERE, refusing=refuse_event)
+        sentence = EVENTS_CROWDED if self.event_rate.crowded else EVENTS_HERE
+        return await _waited_or_refused(send, wait, sentence, refusing=refuse_event)
 
     def _public_names(self, scope: Scope) -> frozenset[str]:
         """The names of the public API's endpoints (read from the app once)."""

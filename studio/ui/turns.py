@@ -344,6 +344,8 @@ ADDRESS_EVENTS_PER_S = 16.0
 ADDRESS_EVENTS_BURST = 80.0
 EVENT_WAIT_S = 5.0
 EVENTS_HERE = "You are sending events faster than this studio takes them; wait a moment."
+# The same when many addresses together send more than the studio takes (`EventRate.crowded`).
+EVENTS_CROWDED = "This studio is busy with many visitors just now; wait a moment and try again."
 # What all addresses together may send a second. While they send less, no address waits for
 # others; past it, each address may send as much as the others leave it, the level at which
 # the addresses' rates, each cut to it, add up to the pace (max-min fairness: an address sending
@@ -402,6 +404,11 @@ class EventRate:
             self._buckets.popitem(last=False)
         return wait if wait <= EVENT_WAIT_S else None
 
+    @property
+    def crowded(self) -> bool:
+        """Whether all addresses together send more than the studio takes, lately."""
+        return self._level < ADDRESS_EVENTS_PER_S
+
     def _level_for(self, address: str, now: float) -> float:
         """The events a second each address may send now (infinite while all together send
         less than `in_all_per_s`), counting this one of `address`'s."""
@@ -435,6 +442,7 @@ __all__ = [
     "ADDRESS_PER_S",
     "AT_ONCE",
     "BURST",
+    "EVENTS_CROWDED",
     "EVENTS_HERE",
     "EVENTS_IN_ALL_PER_S",
     "PAGES_HERE",

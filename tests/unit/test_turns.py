@@ -129,6 +129,7 @@ def test_many_quiet_addresses_hold_up_nobody_while_all_together_send_less_than_t
     waits = _send(rate, clock, {**crowd, "203.0.113.9": 0.5}, 60)
     assert set(waits["203.0.113.9"]) == {0.0}  # a page's tick and a call: never held up
     assert {w for address in crowd for w in waits[address]} == {0.0}
+    assert not rate.crowded
 
 
 def test_past_the_pace_a_busy_address_waits_and_a_quiet_one_does_not():
@@ -147,6 +148,7 @@ def test_past_the_pace_a_busy_address_waits_and_a_quiet_one_does_not():
     taken = len(late) - refused
     assert taken / 30 == pytest.approx(48, rel=0.25)  # what all took a second, about the pace
     assert refused > len(late) / 2
+    assert rate.crowded  # (a refusal then says the studio is busy, not that they send too fast)
 
 
 def test_a_host_sets_the_pace_for_all_addresses_together():
