@@ -163,11 +163,26 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
         OrderedDict.__setitem__(self, key, value)
 
     def _make_room(self) -> None:
-        idle = next((tab for tab in self if not self._busy(tab)), None)
-        gone = idle if idle is not None else next(iter(self))
-        OrderedDict.__delitem__(self, gone)
-        if not self._busy(gone):
-            self._events.pop(gone, None)
+        """Drop the oldest tabs with nothing waiting or running, looking at `ROOM_LOOKED_AT`
+        at most (a busy one looked at goes to the back); none among them, and the table holds
+        one more than `max_size` (it then holds `max_size` tabs and those with events waiting
+        or running, which the door bounds). Looking at every tab for an idle one, and dropping
+        a busy one when none was, made every estimate Gradio sends to a waiting event whose tab
+        was dropped put it back: after a flood of API calls (each its own tab) faster than they
+        ran, the studio spent minutes at 100% of a core looking (2026-12-05)."""
+        for _ in range(min(len(self), ROOM_LOOKED_AT)):
+            if len(self) < self.max_size:
+                return
+            tab = next(iter(self))
+            if self._busy(tab):
+                self.move_to_end(tab)
+            else:
+                OrderedDict.__delitem__(self, tab)
+                self._events.pop(tab, None)
+
+
+# How many tabs `_AnswersByTab` looks at, at most, to make room for one.
+ROOM_LOOKED_AT = 64
 
 
 # How far back among a tab's unread answers an earlier estimate of the same event is looked for.

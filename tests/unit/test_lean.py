@@ -80,6 +80,40 @@ def test_answers_make_room_with_idle_tabs_and_take_their_empty_records_along():
     assert set(events) == set(answers)  # the tabs that went took their records along
 
 
+def test_tabs_whose_events_wait_keep_their_answers_and_making_room_looks_at_a_few():
+    """API calls sent faster than they ran, each its own tab: making room looked at every tab
+    for an idle one, and with none dropped a busy one, which the next estimate Gradio sent its
+    waiting event put back; the studio spent minutes at 100% of a core (2026-12-05)."""
+    import asyncio
+
+    from gradio.queueing import Queue
+
+    class Looked(dict):
+        asked = 0
+
+        def get(self, key, default=None):
+            Looked.asked += 1
+            return super().get(key, default)
+
+    queue = Queue(
+        live_updates=False, concurrency_count=1, update_intervals=1, max_size=None, blocks=None
+    )
+    queue.pending_messages_per_session.max_size = 10
+    queue.pending_event_ids_session = Looked()
+    lean.hold_answers(queue)
+    answers, events = queue.pending_messages_per_session, queue.pending_event_ids_session
+    for n in range(2_000):
+        events[f"tab{n}"] = {f"event-{n}"}
+        queue.event_ids_to_events[f"event-{n}"] = object()  # waiting
+        answers[f"tab{n}"] = asyncio.Queue()
+    assert len(answers) == 2_000  # none dropped while its event waits
+    assert Looked.asked <= 2_000 * lean.ROOM_LOOKED_AT
+    queue.event_ids_to_events.clear()  # all done: the next tabs make room again
+    for n in range(40):
+        answers[f"later{n}"] = asyncio.Queue()
+    assert len(answers) < 2_000
+
+
 def test_a_tab_that_never_reads_keeps_one_estimate_per_waiting_event():
     """Gradio sends every waiting event a new estimate of its place each time any event starts;
     a tab that never read its answers kept them all, hundreds a tab under a flood (about 65 KB
