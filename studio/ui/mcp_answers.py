@@ -10,7 +10,14 @@ installed by `install` (idempotent: Gradio's own methods are kept on the class).
   (`postprocess_output_data`): the XMP that marks a result as made by AI (and by which model:
   `studio.provenance`) was dropped, a JPEG re-compressed, the "Image URL" line named the file's
   path, and one answer of a 48-megapixel keep-the-rest result held the loop for 25 to 45 s
-  (review 8 F1), with 58 MB of base64 in it.
+  (review 8 F1), with 58 MB of base64 in it;
+- makes each tool's description (its docstring parsed) and JSON schema afresh for every
+  `tools/list`, which anyone may send at a network address's request pace: 3.7 ms of CPU each
+  (a page's own route paced at 4 a second, `/gradio_api/mcp/schema`, makes the same), and 40
+  addresses sending it held another visitor's page at 1.2-1.5 s median (review 33 F1). They
+  are made once per tool here (`get_fn_description`, `get_input_schema`): the tools never
+  change while the studio runs. Nor does MCP's own version, which its server otherwise reads
+  from the package's metadata (a file parsed) for every request (`create_mcp_server`).
 
 Here an answer at the studio's own address (`api._addressed_image`) is read off the event loop
 once the tool has finished: the stored bytes as they are when they fit an agent's image content
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import importlib.metadata
 import io
 import mimetypes
 import threading
@@ -62,6 +71,9 @@ def install() -> None:
         own = {
             "with_progress": GradioMCPServer._execute_tool_with_progress,
             "postprocess": GradioMCPServer.postprocess_output_data,
+            "description": GradioMCPServer.get_fn_description,
+            "schema": GradioMCPServer.get_input_schema,
+            "create": GradioMCPServer.create_mcp_server,
         }
         GradioMCPServer._kontext_gradio_own = own  # type: ignore[attr-defined]
 
@@ -90,9 +102,41 @@ def install() -> None:
             content.append(types.TextContent(type="text", text=text))
         return content
 
+    def description(server: Any, block_fn: Any, tool_name: str) -> Any:
+        return _once(server, ("description", tool_name), own["description"], block_fn, tool_name)
+
+    def schema(server: Any, tool_name: str, parameters: dict[str, str] | None = None) -> Any:
+        key = ("schema", tool_name, tuple(sorted((parameters or {}).items())))
+        return _once(server, key, own["schema"], tool_name, parameters)
+
+    def create(server: Any) -> Any:
+        made = own["create"](server)
+        if not getattr(made, "version", None):
+            made.version = importlib.metadata.version("mcp")
+        return made
+
+    GradioMCPServer.create_mcp_server = create  # type: ignore[method-assign,assignment]
+    GradioMCPServer.get_fn_description = description  # type: ignore[method-assign,assignment]
+    GradioMCPServer.get_input_schema = schema  # type: ignore[method-assign,assignment]
     GradioMCPServer._execute_tool_without_progress = without_progress  # type: ignore[method-assign,assignment]
     GradioMCPServer._execute_tool_with_progress = with_progress  # type: ignore[method-assign,assignment]
     GradioMCPServer.postprocess_output_data = postprocess  # type: ignore[method-assign,assignment]
+
+
+# What `_once` keeps for one MCP server, at most (its tools' descriptions and schemas).
+ONCE_KEPT = 512
+
+
+def _once(server: Any, key: tuple[Any, ...], make: Callable[..., Any], *args: Any) -> Any:
+    """What `make(server, *args)` answers, made once for `server` and `key` (a copy each time:
+    Gradio's callers are free to change what they are given). What raises is not kept."""
+    kept: dict[tuple[Any, ...], Any] = server.__dict__.setdefault("_kontext_once", {})
+    if key not in kept:
+        made = make(server, *args)
+        if len(kept) >= ONCE_KEPT:
+            return made
+        kept[key] = made
+    return copy.deepcopy(kept[key])
 
 
 async def _read_images(server: Any, data: list[Any]) -> list[Any]:

@@ -1211,6 +1211,35 @@ def test_the_mcp_schema_asked_for_in_a_flood_is_paced_like_a_page(sim, clean_env
         assert ask("127.0.0.8").status_code == 200
 
 
+def test_mcp_requests_asked_for_in_a_flood_are_paced_like_a_page(sim, clean_env, monkeypatch):
+    """Gradio makes every tool's description and schema afresh for each `tools/list`, which
+    anyone may ask for: 40 addresses asking again and again held another visitor's page at
+    1.2-1.5 s median, 0.45-0.52 s alone (review 33 F1)."""
+    from studio.ui import turns
+
+    monkeypatch.setattr(turns, "PAGES_BURST", 4.0)
+    monkeypatch.setattr(turns, "PAGE_WAIT_S", 1.0)
+    with running_studio(sim, clean_env, hosted=True, mcp=True) as studio:
+        mcp = studio.url.rstrip("/") + "/gradio_api/mcp/"
+        listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        headers = {"Accept": "application/json, text/event-stream"}
+
+        def ask(source: str) -> httpx.Response:
+            transport = httpx.HTTPTransport(local_address=source)
+            with httpx.Client(transport=transport, timeout=30) as client:
+                return client.post(mcp, json=listing, headers=headers)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, ["127.0.0.7"] * 16))
+        statuses = [a.status_code for a in answers]
+        assert statuses.count(200) >= 4
+        assert "edit_image" in answers[statuses.index(200)].text
+        refused = [a for a in answers if a.status_code == 429]
+        assert refused
+        assert "Too many MCP requests came from your network address" in refused[0].text
+        assert ask("127.0.0.8").status_code == 200
+
+
 def test_through_a_share_link_one_client_cannot_use_up_everyones_pages(sim, clean_env, monkeypatch):
     """Through a share link's tunnel every visitor is one network address: pages paced for
     that address would have one client's loop get everyone's page refused (review 6 F8)."""
