@@ -78,6 +78,12 @@ from studio.ui.visitor import (
     visitor_in,
 )
 
+# The events that may wait in Gradio's queue for their start, for everyone together; one more is
+# refused with a sentence (the studio is busy). Each time an event starts, Gradio sends every
+# waiting event a new estimate of its place: 400 addresses each sending a real call a second,
+# each address within its own burst, had thousands waiting, and the studio spent minutes at
+# 100% of a core on estimates after the flood ended (2026-12-05). A page's events start at once.
+WAITING_MOST = 256
 # Said to an MCP request past its network address's pace (`_route_refused`).
 MCP_HERE = "Too many MCP requests came from your network address just now; try again in a moment."
 # What a request that names nobody may carry.
@@ -630,6 +636,10 @@ class TabDoor:
         who = visitor_in(scope)
         if who is None or who.owner is None:
             return False  # (nobody's events are answered at the door)
+        waiting = _gradio_waiting(scope)
+        if waiting >= WAITING_MOST and any(r.match(path) for r in _ANSWER_WHEN_QUEUED):
+            await refuse_event(send, 429, EVENTS_CROWDED)
+            return True
         address = (who.address or address_in(scope)) if self.per_address else None
         wait = self.event_rate.wait_for(who.owner, address)
         sentence = EVENTS_CROWDED if self.event_rate.crowded else EVENTS_HERE
@@ -923,6 +933,12 @@ def _gradio_queue(scope: Scope) -> Any:
     """The queue (`gradio.queueing.Queue`) of the Gradio app serving `scope` (None: none)."""
     blocks = _gradio_blocks(scope)
     return getattr(blocks, "_queue", None)
+
+
+def _gradio_waiting(scope: Scope) -> int:
+    """How many events wait in Gradio's queue for their start (0 when there is no queue)."""
+    queue = _gradio_queue(scope)
+    return len(queue) if queue is not None else 0
 
 
 def _gradio_events(scope: Scope) -> Iterable[Any]:

@@ -1240,6 +1240,31 @@ def test_mcp_requests_asked_for_in_a_flood_are_paced_like_a_page(sim, clean_env,
         assert ask("127.0.0.8").status_code == 200
 
 
+def test_with_the_queue_full_a_new_event_is_refused_in_a_sentence_and_pages_still_load(
+    sim, clean_env, monkeypatch
+):
+    """Gradio sends every waiting event a new estimate each time one starts: thousands waiting
+    (400 addresses each sending a real call a second) kept the studio at 100% of a core for
+    minutes after the flood (2026-12-05). Past `WAITING_MOST` waiting, a new event is refused."""
+    from studio.ui import tabs, turns
+
+    with running_studio(sim, clean_env, hosted=True) as studio:
+        api = studio.url.rstrip("/") + "/gradio_api"
+        caller = _cookie_of_a_new_visitor(studio.url)
+        assert httpx.post(
+            f"{api}/call/list_sessions", json={"data": [5]}, headers=caller
+        ).is_success
+        monkeypatch.setattr(tabs, "WAITING_MOST", 0)  # as if the queue were full
+        refused = httpx.post(f"{api}/call/list_sessions", json={"data": [5]}, headers=caller)
+        assert refused.status_code == 429
+        assert turns.EVENTS_CROWDED in refused.text
+        assert httpx.get(studio.url).status_code == 200  # a page is no event
+        monkeypatch.setattr(tabs, "WAITING_MOST", 256)
+        assert httpx.post(
+            f"{api}/call/list_sessions", json={"data": [5]}, headers=caller
+        ).is_success
+
+
 def test_through_a_share_link_one_client_cannot_use_up_everyones_pages(sim, clean_env, monkeypatch):
     """Through a share link's tunnel every visitor is one network address: pages paced for
     that address would have one client's loop get everyone's page refused (review 6 F8)."""
