@@ -65,6 +65,7 @@ from studio.ui.turns import (
     PAGES_HERE,
     REQUESTS_HERE,
     EventRate,
+    McpRate,
     PageRate,
     RequestRate,
     SentRate,
@@ -350,6 +351,7 @@ class TabDoor:
         self.mcp_calls: dict[str, int] = {}
         # For each network address: pages built lately, requests answered, bytes sent.
         self.pages = PageRate()
+        self.mcp_requests = McpRate()
         self.requests = RequestRate()
         self.sent = SentRate()
         # Events each visitor and each address sent lately (`turns.EventRate`).
@@ -617,12 +619,13 @@ class TabDoor:
             return await _waited_or_refused(
                 send, self.pages.wait_for(address_in(scope)), PAGES_HERE
             )
-        # An MCP request (a tool's call; the list of tools, each one's schema made afresh) is
-        # paced like a page: 40 addresses asking for the list again and again, anonymous, held
+        # An MCP request (a tool's call; the list of tools) is paced for its address
+        # (`turns.McpRate`): 40 addresses asking for the list again and again, anonymous, held
         # another visitor's page at 1.2-1.5 s median, 0.45-0.52 s alone (review 33 F1).
         mcp = scope.get("method") == "POST" and stream and self.per_address
         if mcp and not forwarded_in(scope):
-            return await _waited_or_refused(send, self.pages.wait_for(address_in(scope)), MCP_HERE)
+            wait = self.mcp_requests.wait_for(address_in(scope))
+            return await _waited_or_refused(send, wait, MCP_HERE)
         return False
 
     async def _events_paced(self, scope: Scope, send: Send, path: str) -> bool:

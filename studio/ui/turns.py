@@ -275,6 +275,23 @@ class PageRate(_AddressRate):
         return PAGES_PER_S, PAGES_BURST, PAGE_WAIT_S
 
 
+# MCP requests from one network address (a tool's call, the list of tools: Gradio's MCP server
+# spends 3.3 ms of CPU on a list even with each tool's description made once), `MCP_PER_S` a
+# second after a burst of `MCP_BURST` (an agent starting says hello, lists the tools and calls
+# one); one that would wait more than `PAGE_WAIT_S` is refused. Paced as pages (after 40), 40
+# addresses asking for the list again and again held another visitor's first page load at
+# 2.8 s (review 33 F1, retested).
+MCP_PER_S = 4.0
+MCP_BURST = 12.0
+
+
+class McpRate(_AddressRate):
+    """How soon each network address's next MCP request may be answered (`MCP_PER_S`)."""
+
+    def _limits(self) -> tuple[float, float, float]:
+        return MCP_PER_S, MCP_BURST, PAGE_WAIT_S
+
+
 # Every request of one network address, whatever it asks for: `REQUESTS_PER_S` a second after a
 # burst of `REQUESTS_BURST` (a page load is about 75 requests, its ticks a few a second). One
 # past the pace waits its turn, holding its connection (which sends no more meanwhile: HTTP/1.1
@@ -450,6 +467,7 @@ __all__ = [
     "DrawGate",
     "DrawPlace",
     "EventRate",
+    "McpRate",
     "PageRate",
     "Turns",
     "aside",
