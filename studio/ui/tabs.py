@@ -260,6 +260,13 @@ _BUILT = tuple(
 # transport, which answers a call at once and runs it after, is not served to a hosted
 # studio's visitors: its calls could not be counted while they run).
 _MCP = compile_path("/gradio_api/mcp{rest:path}")[0]
+# The ends of the paths Gradio's MCP server takes requests at (`handle_streamable_http`).
+_MCP_STREAM_ENDS = (
+    "/gradio_api/mcp",
+    "/gradio_api/mcp/",
+    "/gradio_api/mcp/http",
+    "/gradio_api/mcp/http/",
+)
 _MCP_SSE = tuple(
     compile_path(route)[0]
     for route in ("/gradio_api/mcp/sse", "/gradio_api/mcp/messages{rest:path}")
@@ -603,7 +610,9 @@ class TabDoor:
         if any(route.match(path) for route in _MCP_SSE):
             await refuse(send, 404, NO_MCP_SSE)
             return True
-        stream = path.rstrip("/") == "/gradio_api/mcp"  # (not its schema, nor SSE's routes)
+        # Gradio's MCP server answers any path under it that ends as one of these (not its
+        # schema, nor SSE's routes): `/gradio_api/mcp/http` was one, unpaced (review 34 F1).
+        stream = _MCP.match(path) is not None and path.endswith(_MCP_STREAM_ENDS)
         if scope.get("method") == "GET" and stream and not forwarded_in(scope):
             await refuse(send, 405, NO_MCP_STREAM)
             return True

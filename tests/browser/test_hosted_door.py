@@ -1198,6 +1198,8 @@ _TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
         # anyone may ask for: 40 addresses asking again and again held another visitor's page
         # at 1.2-1.5 s median, 0.45-0.52 s alone (review 33 F1).
         ("/gradio_api/mcp/", "MCP_BURST", "Too many MCP requests came"),
+        # Gradio's MCP server answers at this path too (review 34 F1).
+        ("/gradio_api/mcp/http", "MCP_BURST", "Too many MCP requests came"),
     ],
 )
 def test_what_gradio_builds_for_each_mcp_request_is_paced_for_its_address(
@@ -1415,11 +1417,12 @@ def test_endless_streams_for_nobody_are_refused_and_heartbeats_give_way_at_the_t
         beat = httpx.get(f"{base}/gradio_api/heartbeat/madeuptab01", timeout=10)
         assert beat.status_code == 403
         assert NO_HEARTBEAT in beat.text
-        stream = httpx.get(
-            f"{base}/gradio_api/mcp/", headers={"Accept": "text/event-stream"}, timeout=10
-        )
-        assert stream.status_code == 405
-        assert NO_MCP_STREAM in stream.text
+        for route in ("mcp/", "mcp/http"):  # (Gradio answers at both: review 34 F1)
+            stream = httpx.get(
+                f"{base}/gradio_api/{route}", headers={"Accept": "text/event-stream"}, timeout=10
+            )
+            assert stream.status_code == 405
+            assert NO_MCP_STREAM in stream.text
 
         cookie = _cookie_of_a_new_visitor(studio.url)["Cookie"]
         rules = studio.demo.server_app.state.kontext_connections
