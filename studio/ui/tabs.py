@@ -279,6 +279,9 @@ NO_MCP_SSE = (
 # names nobody (it has no tab). Held open by the thousand from a few dozen addresses, they filled
 # the studio's connections, and every page was refused (review 22 F1).
 NO_MCP_STREAM = "This studio's MCP server sends no stream of its own; POST requests to it."
+NO_SUCH_MCP_ROUTE = (
+    "This studio's MCP server is at /gradio_api/mcp/ (and its tools' schema at /schema)."
+)
 NO_HEARTBEAT = (
     "This studio keeps a tab alive only for a visitor it knows: open the studio's page, or "
     "reload it."
@@ -613,6 +616,11 @@ class TabDoor:
         # Gradio's MCP server answers any path under it that ends as one of these (not its
         # schema, nor SSE's routes): `/gradio_api/mcp/http` was one, unpaced (review 34 F1).
         stream = _MCP.match(path) is not None and path.endswith(_MCP_STREAM_ENDS)
+        # Any other path under it Gradio answers with its own 404, which quotes the path (a
+        # page built from the path, under a name ending as a stream's: review 34 F3).
+        if _MCP.match(path) and not stream and path.rstrip("/") != "/gradio_api/mcp/schema":
+            await refuse(send, 404, NO_SUCH_MCP_ROUTE)
+            return True
         if scope.get("method") == "GET" and stream and not forwarded_in(scope):
             await refuse(send, 405, NO_MCP_STREAM)
             return True

@@ -1423,6 +1423,15 @@ def test_endless_streams_for_nobody_are_refused_and_heartbeats_give_way_at_the_t
             )
             assert stream.status_code == 405
             assert NO_MCP_STREAM in stream.text
+        # Gradio answered a browser's GET of any path ending as its server's with a page that
+        # put the path in a script (review 34 F3), and any other path under it with a 404
+        # quoting the path.
+        script = "%3C%2Fscript%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E"
+        for route in (f"mcp/{script}/gradio_api/mcp", f"mcp/{script}"):
+            page = httpx.get(f"{base}/gradio_api/{route}", timeout=10)
+            assert page.status_code in (404, 405)
+            assert "<script>" not in page.text
+            assert page.headers["content-type"].startswith("text/plain")
 
         cookie = _cookie_of_a_new_visitor(studio.url)["Cookie"]
         rules = studio.demo.server_app.state.kontext_connections
