@@ -17,7 +17,10 @@ installed by `install` (idempotent: Gradio's own methods are kept on the class).
   addresses sending it held another visitor's page at 1.2-1.5 s median (review 33 F1). They
   are made once per tool here (`get_fn_description`, `get_input_schema`): the tools never
   change while the studio runs. Nor does MCP's own version, which its server otherwise reads
-  from the package's metadata (a file parsed) for every request (`create_mcp_server`).
+  from the package's metadata (a file parsed) for every request (`create_mcp_server`);
+- answers a browser's GET of any path ending as its server's with a page that puts the path,
+  percent-decoded, into a script (`json.dumps` leaves `</script>` as it is): a link to a
+  studio ran any script on its origin (review 34 F3). The path is percent-encoded again here.
 
 Here an answer at the studio's own address (`api._addressed_image`) is read off the event loop
 once the tool has finished: the stored bytes as they are when they fit an agent's image content
@@ -36,6 +39,7 @@ import importlib.metadata
 import io
 import mimetypes
 import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,7 @@ def install() -> None:
             "description": GradioMCPServer.get_fn_description,
             "schema": GradioMCPServer.get_input_schema,
             "create": GradioMCPServer.create_mcp_server,
+            "landing": GradioMCPServer._landing_page_html,
         }
         GradioMCPServer._kontext_gradio_own = own  # type: ignore[attr-defined]
 
@@ -115,6 +120,10 @@ def install() -> None:
             made.version = importlib.metadata.version("mcp")
         return made
 
+    def landing(server_url: str) -> str:
+        return str(own["landing"](urllib.parse.quote(server_url, safe=":/%")))
+
+    GradioMCPServer._landing_page_html = staticmethod(landing)  # type: ignore[method-assign]
     GradioMCPServer.create_mcp_server = create  # type: ignore[method-assign,assignment]
     GradioMCPServer.get_fn_description = description  # type: ignore[method-assign,assignment]
     GradioMCPServer.get_input_schema = schema  # type: ignore[method-assign,assignment]
