@@ -119,21 +119,6 @@ async def test_the_tools_have_complete_descriptions_and_standard_schemas(mcp_stu
             assert prop["description"].endswith((".", ")")), (tool.name, prop)
 
 
-def test_the_mcp_page_a_browser_sees_runs_no_script_from_its_link(browser, mcp_studio):
-    """Gradio shows a browser that opens any path ending as its MCP server's a page putting the
-    path into a script: a link to the studio ran the link's script on its origin, where it
-    could read the visitor's sessions and remembered key (review 34 F3)."""
-    script = "%3C%2Fscript%3E%3Cscript%3Edocument.title%3D%27RAN%27%3C%2Fscript%3E"
-    page = browser.new_page()
-    try:
-        page.goto(f"{mcp_studio.url.rstrip('/')}/gradio_api/mcp/{script}/gradio_api/mcp")
-        page.wait_for_load_state("load")
-        assert page.title() != "RAN"
-        assert "/gradio_api/mcp" in page.content()  # (the page itself is still shown)
-    finally:
-        page.close()
-
-
 async def test_edit_image_without_an_image_generates_into_a_new_session(mcp_studio, sim):
     async with connect(mcp_studio) as mcp:
         result = await mcp.call_tool("edit_image", {"instruction": "a red bicycle"})
