@@ -615,10 +615,11 @@ class TabDoor:
             return True
         # Gradio's MCP server answers any path under it that ends as one of these (not its
         # schema, nor SSE's routes): `/gradio_api/mcp/http` was one, unpaced (review 34 F1).
-        stream = _MCP.match(path) is not None and path.endswith(_MCP_STREAM_ENDS)
+        under_mcp = _MCP.match(path) is not None
+        stream = under_mcp and path.endswith(_MCP_STREAM_ENDS)
         # Any other path under it Gradio answers with its own 404, which quotes the path (a
         # page built from the path, under a name ending as a stream's: review 34 F3).
-        if _MCP.match(path) and not stream and path.rstrip("/") != "/gradio_api/mcp/schema":
+        if under_mcp and not stream and path.rstrip("/") != "/gradio_api/mcp/schema":
             await refuse(send, 404, NO_SUCH_MCP_ROUTE)
             return True
         if scope.get("method") == "GET" and stream and not forwarded_in(scope):
@@ -656,8 +657,8 @@ class TabDoor:
         who = visitor_in(scope)
         if who is None or who.owner is None:
             return False  # (nobody's events are answered at the door)
-        waiting = _gradio_waiting(scope)
-        if waiting >= WAITING_MOST and any(r.match(path) for r in _ANSWER_WHEN_QUEUED):
+        queued = any(r.match(path) for r in _ANSWER_WHEN_QUEUED)
+        if queued and _gradio_waiting(scope) >= WAITING_MOST:
             await refuse_event(send, 429, EVENTS_CROWDED)
             return True
         address = (who.address or address_in(scope)) if self.per_address else None
