@@ -50,7 +50,7 @@ from studio.summary import listed_session, session_summary, step_summary, tree_s
 from studio.ui import mcp_answers
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
-from studio.ui.guard import IMAGE_ROUTE, image_sha
+from studio.ui.guard import EXPORT_ROUTE, IMAGE_ROUTE, image_sha
 from studio.ui.turns import turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, guarded
 
@@ -259,17 +259,22 @@ class Endpoints:
         return _json(self._summary(session.current, request))
 
     @guarded
-    async def export_session(self, session_id: str) -> str:
+    async def export_session(self, session_id: str, request: gr.Request) -> str:
         """Export a Kontext Studio session as a ZIP file: every image and a readable session.json.
 
         Args:
             session_id: The session to export.
 
         Returns:
-            The ZIP file.
+            The ZIP file's address (a link for whoever holds it, for 15 minutes).
         """
         name = f"session-{session_id[:8]}"
-        return str(await export_file(self.bridge, self.exports, session_id, name, self.who))
+        path = await export_file(self.bridge, self.exports, session_id, name, self.who)
+        # At the studio's own address (`ui.guard.EXPORT_ROUTE`): no path of the server in the
+        # answer (review 30 F2: it named the temporary directory's).
+        root = self.settings.root_path.rstrip("/")
+        origin = _origin(request, behind_proxy=self.settings.proxy_hops > 0)
+        return f"{origin}{root}{EXPORT_ROUTE}{path.parent.name}/{path.name}"
 
     @guarded
     async def list_sessions(self, limit: int) -> str:
@@ -370,7 +375,7 @@ class Endpoints:
             trigger.click(
                 self.export_session,
                 [_text("session_id")],
-                [gr.File(label="export")],
+                [_addressed_file("export")],
                 api_name="export_session",
                 # The engine bounds the exports written at once and gives each place fairly
                 # (`Engine._export_turn`); a FIFO of Gradio's before it made a visitor wait
@@ -565,6 +570,13 @@ def _addressed_image(label: str) -> gr.Image:
     image = gr.Image(type="filepath", format="png", label=label)
     image.postprocess = _at_address  # type: ignore[method-assign,assignment]
     return image
+
+
+def _addressed_file(label: str) -> gr.File:
+    """A file answer at the studio's own address, as `_addressed_image`'s."""
+    file = gr.File(label=label)
+    file.postprocess = _at_address  # type: ignore[method-assign,assignment]
+    return file
 
 
 def _at_address(value: str | None) -> ImageData | None:

@@ -63,6 +63,12 @@ _LIVE = ".live"
 _held: list[int] = []
 # The folders of the exports this process is writing now (`new_export` to `export_written`).
 _writing: set[Path] = set()
+# This process's exports folders (`make_exports_folder`): where `exported` looks.
+_made: list[Path] = []
+# An export's folder and file as `new_export` names them: two tags, the session's 8 characters
+# and 128 random bits; the name made a slug.
+_EXPORT_FOLDER = re.compile(r"[0-9a-f]{8}\.[0-9a-f]{8}\.[0-9a-f]{8}[A-Za-z0-9_-]{22}")
+_EXPORT_FILE = re.compile(r"[A-Za-z0-9-]{1,60}\.zip")
 # The key of `_tag`: a running studio's own (its exports folders are its own too).
 _TAG_KEY = secrets.token_bytes(32)
 # Where the non-hosted page keeps its named download links, and where the compare slider's
@@ -85,7 +91,20 @@ def make_exports_folder(parent: Path | None = None) -> Path:
     fd = os.open(folder / _LIVE, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     _held.append(fd)
+    _made.append(folder)
     return folder
+
+
+def exported(folder: str, name: str) -> Path | None:
+    """The written export `folder/name` (as `new_export` named it) in one of this process's
+    exports folders, else None (a name it never makes, one being written, one gone). Blocking."""
+    if _EXPORT_FOLDER.fullmatch(folder) is None or _EXPORT_FILE.fullmatch(name) is None:
+        return None
+    for made in _made:
+        target = made / folder / name
+        if target.parent not in _writing and target.is_file() and not target.is_symlink():
+            return target
+    return None
 
 
 def _remove_if_unused(folder: Path) -> None:
@@ -492,6 +511,7 @@ __all__ = [
     "discard_export",
     "discard_upload",
     "export_written",
+    "exported",
     "fitted_name",
     "install",
     "keep_fitted",

@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.params import split_url
 from studio.ui.bridge import Bridge, Engine
+from studio.ui.files import exported
 from studio.ui.visitor import REFUSED, Refusal, visitor_from
 
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
@@ -60,6 +61,10 @@ _FILE_ROUTES = tuple(compile_path(route)[0] for route in FILE_ROUTES)
 # The studio's own address for a stored image (API and MCP `image_url`).
 IMAGE_ROUTE = "/studio/image/"
 _IMAGE_ADDRESS = compile_path(IMAGE_ROUTE + "{name}")[0]
+# The studio's own address for an export (the API's and MCP's `export_session`): its folder's
+# name (128 random bits) and the file's; no path of the server.
+EXPORT_ROUTE = "/studio/export/"
+_EXPORT_ADDRESS = compile_path(EXPORT_ROUTE + "{folder}/{name}")[0]
 _UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
 # Gradio's routes a hosted studio has no use for, answered 404: screen recordings (each runs
 # ffmpeg on whatever video it is sent, unbounded, for anyone), the run history (kept on the
@@ -163,12 +168,19 @@ class VisitorGuard:
         if (image := _IMAGE_ADDRESS.match(path)) is not None:
             await self._serve_image(scope, receive, send, image["name"])
             return
+        if (export := _EXPORT_ADDRESS.match(path)) is not None:
+            await _serve_export(scope, receive, send, export["folder"], export["name"])
+            return
         target = file_target(path)
         if target is not None and (name := address_name(target)) is not None:
             # The image address an API answer gave, asked for through the file route (as
             # gradio_client fetches every file): the same image, for its owner. Nothing is
             # fetched from the address's host.
             await self._serve_image(scope, receive, send, name)
+            return
+        if target is not None and (parts := export_parts(target)) is not None:
+            # An export's address, asked for the same way: the same export.
+            await _serve_export(scope, receive, send, *parts)
             return
         if not self.hosted:
             await self.app(scope, receive, send)
@@ -439,6 +451,41 @@ class VisitorGuard:
             return
         response = FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
         await response(scope, receive, send)
+
+
+async def _serve_export(scope: Scope, receive: Receive, send: Send, folder: str, name: str) -> None:
+    """The studio's export address: a capability link, as an export's file route always was
+    (its folder is named by 128 random bits, and it goes after 15 minutes): whoever holds it."""
+    if scope.get("method") not in ("GET", "HEAD"):
+        await _not_found(send)
+        return
+    path = await asyncio.to_thread(exported, folder, name)
+    if path is None:
+        await _not_found(send)
+        return
+    response = FileResponse(
+        path,
+        filename=name,
+        media_type="application/zip",
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
+    await response(scope, receive, send)
+
+
+def export_parts(url: str) -> tuple[str, str] | None:
+    """The folder and file names of an export address (`EXPORT_ROUTE`, under any root path and
+    host) in a URL, else None."""
+    if not _is_remote(url):
+        return None
+    parts = split_url(url.strip())
+    if parts.query or parts.fragment:  # (an address the studio makes has neither)
+        return None
+    path = parts.path
+    at = path.rfind(EXPORT_ROUTE)
+    if at < 0:
+        return None
+    folder, slash, name = path[at + len(EXPORT_ROUTE) :].partition("/")
+    return (folder, name) if slash and "/" not in name else None
 
 
 def address_name(url: str) -> str | None:

@@ -8,10 +8,12 @@ import asyncio
 import base64
 import contextlib
 import http.client
+import io
 import json
 import os
 import re
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -196,6 +198,43 @@ def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hos
     # Passed back, the address continues the session from that step.
     _, text = client.predict(url, "add snow", "pro", "match", "", api_name="/edit_image")
     assert json.loads(text)["session_id"] == made["session_id"]
+    client.close()
+
+
+def test_an_api_export_is_at_an_address_that_names_no_server_path(hosted, sim, tmp_path):
+    owner = {"X-RunAPI-Key": sim.api_key}
+    client = Client(hosted.url, verbose=False, headers=owner, download_files=str(tmp_path))
+    uri = "data:image/png;base64," + base64.b64encode(make_image(64, 48)).decode()
+    _, text = client.predict(uri, "make it blue", "pro", "match", "", api_name="/edit_image")
+    sid = json.loads(text)["session_id"]
+    answer = _raw_answer(hosted.url, "export_session", [sid], owner)
+    for folder in (hosted.settings.home, os.environ["GRADIO_TEMP_DIR"], "/tmp/", "/home/"):
+        assert str(folder) not in answer  # (it named the temporary directory's: review 30 F2)
+    (data,) = json.loads(answer.split("data: ", 1)[1].split("\n", 1)[0])
+    url = data["url"]
+    assert data["path"] == url
+    assert urlsplit(url).path.startswith("/studio/export/")
+    assert url.endswith(f"/session-{sid[:8]}.zip")
+    fetched = httpx.get(url)  # a link for whoever holds it, as the page's export link is
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(fetched.content)) as archive:
+        assert "session.json" in archive.namelist()
+    assert sim.api_key.encode() not in fetched.content
+    # gradio_client fetches it through the file route, as it fetches every file.
+    saved = client.predict(sid, api_name="/export_session")
+    assert Path(saved).name == f"session-{sid[:8]}.zip"
+    assert zipfile.is_zipfile(saved)
+    folder, name = urlsplit(url).path.split("/")[-2:]
+    guessed = folder[:-4] + ("AAAA" if folder[-4:] != "AAAA" else "BBBB")
+    for wrong in (
+        url.replace(folder, guessed),
+        url.replace(name, "session.json"),
+        url.replace(f"{folder}/", f"{folder}/../"),
+        url.replace(f"{folder}/", ".live/"),
+    ):
+        assert httpx.get(wrong).status_code == 404
+    assert httpx.post(url).status_code == 404
     client.close()
 
 

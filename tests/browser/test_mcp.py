@@ -8,9 +8,11 @@ import base64
 import contextlib
 import io
 import json
+import zipfile
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -210,7 +212,14 @@ async def test_continue_compare_keep_and_export_by_session_id(mcp_studio, sim, t
     assert len(images_of(compared)) == 2
     assert (both["pro"]["model"], both["max"]["model"]) == ("pro", "max")
     assert kept["step_id"] == both["max"]["step_id"]
-    assert exported.content[0].text.endswith(".zip")
+    link = exported.content[0].text
+    assert link.endswith(f"/session-{sid[:8]}.zip")
+    assert "/studio/export/" in link
+    assert "/tmp/" not in link  # no path of the server
+    async with httpx.AsyncClient() as http:
+        fetched = (await http.get(link)).content
+    with zipfile.ZipFile(io.BytesIO(fetched)) as archive:
+        assert "session.json" in archive.namelist()
     session = mcp_studio.run(mcp_studio.engine.load_session(sid))
     assert session.current_step_id == both["max"]["step_id"]
 
