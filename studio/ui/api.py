@@ -51,6 +51,7 @@ from studio.ui import mcp_answers
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.export import export_file
 from studio.ui.guard import EXPORT_ROUTE, IMAGE_ROUTE, image_sha
+from studio.ui.tabs import takes_large
 from studio.ui.turns import turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, guarded
 
@@ -653,12 +654,15 @@ def _text(label: str, value: str | None = None) -> gr.Textbox:
 
 
 def _image_in() -> gr.Textbox:
-    return gr.Textbox("", label="image")
+    # (A data: URI may be sent in it: `ui.tabs` takes a large body for it.)
+    return takes_large(gr.Textbox("", label="image"))
 
 
 def _region_in() -> tuple[gr.Textbox, gr.Textbox, gr.Checkbox]:
-    """The optional mask, box and keep_rest of an edit (defaults: none, none, off)."""
-    return _text("mask", ""), _text("box", ""), gr.Checkbox(False, label="keep_rest")
+    """The optional mask (a data: URI may be sent in it), box and keep_rest of an edit
+    (defaults: none, none, off)."""
+    mask = takes_large(_text("mask", ""))
+    return mask, _text("box", ""), gr.Checkbox(False, label="keep_rest")
 
 
 def _model() -> gr.Radio:

@@ -20,6 +20,7 @@ import gradio as gr
 
 from studio.params import SAFETY_MAX_GENERATE
 from studio.ui import present, prose, tree
+from studio.ui.tabs import takes_large
 
 # Seconds between a tab's looks for news of its session: while something runs (so the elapsed
 # time ticks), and while nothing does (a new step made elsewhere shows within this).
@@ -447,7 +448,8 @@ def _render_instruction() -> dict[str, Any]:
     # instructions typed ahead chain in the order they were typed.
     ticket = gr.Textbox("", visible=False, elem_id="ticket")
     # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
-    region = gr.Textbox("", visible=False, elem_id="region")
+    # (`ui.tabs` takes a large body for an event with it.)
+    region = takes_large(gr.Textbox("", visible=False, elem_id="region"))
     options = _render_options()
     # Candidates land here, side by side, under the bar (which stays where it is).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)

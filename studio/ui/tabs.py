@@ -49,7 +49,7 @@ import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote
 
 from gradio.data_classes import PredictBody
@@ -64,6 +64,7 @@ from studio.ui.turns import (
     EVENTS_IN_ALL_PER_S,
     PAGES_HERE,
     REQUESTS_HERE,
+    BigBodyRate,
     EventRate,
     McpRate,
     PageRate,
@@ -136,6 +137,12 @@ BIG_BODY_READ_S = 30.0
 BIG_BODY_GRACE_S = 4.0
 BIG_BODY_BYTES_PER_S = 100 * 1024
 TOO_SLOW = "This request took too long to arrive; try again."
+# Marks an input that may carry an image inside a request (a data: URI: the API's image and
+# mask, the page's drawn region): only an event of a function with one may send a body larger
+# than `BIG_BODY_BYTES` (`takes_large`). A call to list sessions sent as the largest body the
+# studio takes was read and parsed whole, twice (review 35 F1).
+LARGE_INPUT = "kontext_large_input"
+_C = TypeVar("_C")
 # Seconds a large body waits for one of the places before it is refused (not queued without end).
 BIG_BODY_WAIT_S = 8.0
 BUSY = "This studio is receiving other large requests right now; try again in a moment."
@@ -350,6 +357,8 @@ class TabDoor:
         self.big_bytes_cap = BIG_BODIES_AT_ONCE * body_bytes
         # Those large bodies still arriving (`_Budget.take`: the largest gives way).
         self.big_arriving: set[_Budget] = set()
+        # How soon each address's next large body may be read (`turns.BigBodyRate`).
+        self.big_rate = BigBodyRate(body_bytes)
         # Bytes of the smaller bodies being read, by visitor and by address (`_Budget`).
         self.reading: dict[str, int] = {}
         # Gradio's unread answers by tab (`Queue.pending_messages_per_session`), once seen, and
@@ -402,7 +411,7 @@ class TabDoor:
         if counted is not None and self._unread_of(scope, counted) >= UNREAD_PER_VISITOR:
             await refuse_event(send, 429, UNREAD)
             return
-        cap = self._body_cap(owner, path)
+        cap = self._body_cap(scope, owner, path)
         declared = _content_length(scope)
         if declared is not None and declared > cap:
             await refuse(send, 413, TOO_LARGE)
@@ -423,6 +432,10 @@ class TabDoor:
             await asyncio.sleep(MCP_REFUSAL_PAUSE_S)
             await refuse(send, 429, too_many)
             return
+        # (MCP's own call of a tool carries the body its caller's request was paced for.)
+        size = cap if declared is None else declared
+        if big and not forwarded_in(scope) and await self._big_refused(send, here, size):
+            return
         if big and here is not None and here in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_HERE)
             return
@@ -441,7 +454,7 @@ class TabDoor:
                 send = self._mcp_counted(held, send, (_mcp_caller(owner, here), here or "?"))
             places = self._large_places(held, [key, *([here] if here else [])] if big else [])
             budget = (
-                _Budget(self, big=True, declared=cap if declared is None else declared)
+                _Budget(self, big=True, declared=size)
                 if big
                 else _Budget(self, visitor=owner, address=here)
             )
@@ -449,14 +462,8 @@ class TabDoor:
             body = await _read_or_refuse(receive, send, cap, budget)
             if body is None:
                 return
-            if big:
-                try:
-                    async with asyncio.timeout(BIG_BODY_WAIT_S):
-                        await self.big_bodies.acquire()
-                except TimeoutError:
-                    await refuse(send, 503, BUSY)
-                    return
-                places.callback(self.big_bodies.release)
+            if big and not await self._parse_place(places, send):
+                return
             document, unread = await _parsed(body)
             if unread is not None:
                 await refuse(send, 400, unread)
@@ -478,23 +485,71 @@ class TabDoor:
             if nobody and (quick or at_once or _COMPONENT_SERVER.match(path)):
                 await self._refuse_nobody(scope, send, quick, named if _JOIN.match(path) else None)
                 return
-            if (wrong := self._body_refusal(scope, path, document)) is not None:
-                await refuse_event(send, 422, wrong)
+            if (wrong := self._body_refusal(scope, path, document, len(body))) is not None:
+                await refuse_event(send, *wrong)
                 return
+            replay = _replay(body, receive)  # (the door's parse of it goes now)
+            del body, document
             if quick:
-                await self.app(scope, _replay(body, receive), self._binding_events(send, binds, at))
+                await self.app(scope, replay, self._binding_events(send, binds, at))
                 return
             if at_once or mcp:  # counted until it is done
                 places.close()
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, replay, send)
                 return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay, send)
 
-    def _body_cap(self, owner: str | None, path: str) -> int:
-        """The most a body may carry: less for a request that names nobody, and for MCP what
-        the MCP layer takes (it refuses more only once it has read it all)."""
+    async def _big_refused(self, send: Send, here: str | None, size: int) -> bool:
+        """Refuse a large body of `size` bytes from the address `here` past its pace or
+        everyone's (`turns.BigBodyRate`), saying which; else wait for its turn."""
+        wait, refusal = self.big_rate.wait_for(here, size)
+        if refusal is not None:
+            await refuse(send, 429, refusal)
+            return True
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return False
+
+    async def _parse_place(self, places: contextlib.ExitStack, send: Send) -> bool:
+        """One of the places of large bodies parsed at once, held with `places` (else refused,
+        saying the studio is busy, after `BIG_BODY_WAIT_S`)."""
+        try:
+            async with asyncio.timeout(BIG_BODY_WAIT_S):
+                await self.big_bodies.acquire()
+        except TimeoutError:
+            await refuse(send, 503, BUSY)
+            return False
+        places.callback(self.big_bodies.release)
+        return True
+
+    def _body_cap(self, scope: Scope, owner: str | None, path: str) -> int:
+        """The most a body may carry: less for a request that names nobody; for MCP what the
+        MCP layer takes (it refuses more only once it has read it all); and for an endpoint
+        called by name that takes no image inside a request, no large body."""
         cap = self.body_bytes if owner is not None else UNNAMED_BODY_BYTES
-        return min(cap, MCP_BODY_BYTES) if _MCP.match(path) is not None else cap
+        if _MCP.match(path) is not None:
+            return min(cap, MCP_BODY_BYTES)
+        by_name = _BY_NAME.fullmatch(path)
+        if by_name is not None and not any(
+            _large_taking(fn) for fn in _named_fns(scope, by_name.group(1))
+        ):
+            return min(cap, BIG_BODY_BYTES)
+        return cap
+
+    def _takes_large(self, scope: Scope, path: str, document: object) -> bool:
+        """Whether the event this parsed body asks for may carry a large body: a join naming a
+        function with an input that takes an image inside a request (`LARGE_INPUT`). (Called
+        by name, the cap said so before the body was read; MCP's own requests are its.)"""
+        if not _JOIN.match(path) or not isinstance(document, dict):
+            return True
+        try:  # read by Gradio's own model, as its route will (a "3" is 3)
+            index = PredictBody.model_validate(document).fn_index
+        except ValueError:  # (pydantic's ValidationError)
+            return True  # Gradio answers 422 itself
+        fns = getattr(_gradio_blocks(scope), "fns", None)
+        if not isinstance(fns, dict) or index not in fns:
+            return True  # (`_event_refusal` says so)
+        return _large_taking(fns[index])
 
     def _large_places(
         self, held: contextlib.AsyncExitStack, keys: list[str]
@@ -697,7 +752,18 @@ class TabDoor:
             self.arguments = arguments
         return self.arguments
 
-    def _body_refusal(self, scope: Scope, path: str, document: object) -> str | None:
+    def _body_refusal(
+        self, scope: Scope, path: str, document: object, size: int
+    ) -> tuple[int, str] | None:
+        """The status and sentence this event's parsed body (of `size` bytes) is refused with,
+        if it is: a large body for an event that takes no image inside it (`_takes_large`).
+        Else `_event_refusal`'s, answered 422."""
+        if size > BIG_BODY_BYTES and not self._takes_large(scope, path, document):
+            return 413, TOO_LARGE
+        wrong = self._event_refusal(scope, path, document)
+        return None if wrong is None else (422, wrong)
+
+    def _event_refusal(self, scope: Scope, path: str, document: object) -> str | None:
         """Why Gradio could not handle this event's parsed body without a traceback, if so: a
         `/call/v2/<name>` body that is not that endpoint's arguments by name, or a join naming a
         function Gradio does not have. (A body Gradio cannot read at all, it refuses itself.)
@@ -916,6 +982,22 @@ class TabDoor:
             here.pop(hash_, None)
             if not here:
                 del self.at_address[where]
+
+
+def takes_large(component: _C) -> _C:
+    """`component`, marked as an input that may carry an image inside a request (`LARGE_INPUT`)."""
+    setattr(component, LARGE_INPUT, True)
+    return component
+
+
+def _large_taking(fn: Any) -> bool:
+    return any(getattr(block, LARGE_INPUT, False) for block in getattr(fn, "inputs", ()))
+
+
+def _named_fns(scope: Scope, api_name: str) -> list[Any]:
+    """The functions of the Gradio app serving `scope` called `api_name`."""
+    fns = getattr(_gradio_blocks(scope), "fns", None)
+    return [fn for fn in fns.values() if fn.api_name == api_name] if isinstance(fns, dict) else []
 
 
 def _too_few(fn: Any, document: dict[str, Any]) -> str | None:
@@ -1232,13 +1314,14 @@ async def _read_body(receive: Receive, cap: int, *, budget: _Budget) -> bytes:
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
+    """`receive`, after `body` whole: held by the replay alone until Gradio has read it, not
+    after (a large one was kept, with Gradio's copies and the door's parse, while its event
+    ran)."""
+    held = [body]
 
     async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+        if held:
+            return {"type": "http.request", "body": held.pop(), "more_body": False}
         return await receive()  # a disconnect, when it comes
 
     return replay

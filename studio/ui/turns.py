@@ -327,6 +327,51 @@ class SentRate(_AddressRate):
         return SENT_BYTES_PER_S, SENT_BYTES_BURST, math.inf
 
 
+# The bytes of large bodies (an image sent inside a request, as a data: URI) one network
+# address may send a second, after a burst of two of the largest the studio takes; and everyone
+# together, after three. Each is parsed whole, holding Python's lock for as long (0.2-0.4 s for
+# the largest, twice: the door's and Gradio's): one visitor sending the largest bodies in a
+# loop held others' page loads at 1.6-2.3 s and the studio at 1.7 GB (review 35 F1). One that
+# would wait more than `BIG_WAIT_S` for its turn is refused, before a byte of it is read.
+BIG_BYTES_PER_S = 8.0 * 2**20
+BIG_BYTES_IN_ALL_PER_S = 24.0 * 2**20
+BIG_WAIT_S = 8.0
+BIG_HERE = (
+    "Large requests (images sent inside them) came from your network address faster than this "
+    "studio takes them; wait a few seconds and send it again, or upload the image instead."
+)
+BIG_CROWDED = (
+    "This studio is receiving many large requests just now; wait a few seconds and send it again."
+)
+
+
+class BigBodyRate:
+    """How soon the next large body may be read, from each network address and from everyone
+    (`BIG_BYTES_PER_S`, `BIG_BYTES_IN_ALL_PER_S`), for a studio whose largest body is
+    `largest` bytes."""
+
+    def __init__(self, largest: int) -> None:
+        self.largest = largest
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._everyone: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait_for(self, address: str | None, size: int) -> tuple[float, str | None]:
+        """Seconds a body of `size` bytes from `address` waits (counted now), and no sentence;
+        or the sentence it is refused with (nothing counted)."""
+        key = address or "?"
+        mine = _take(self._buckets, key, BIG_BYTES_PER_S, 2.0 * self.largest, BIG_WAIT_S, cost=size)
+        if mine is None:
+            return 0.0, BIG_HERE
+        everyone = _take(
+            self._everyone, "*", BIG_BYTES_IN_ALL_PER_S, 3.0 * self.largest, BIG_WAIT_S, cost=size
+        )
+        if everyone is None:
+            tokens, at = self._buckets[key]
+            self._buckets[key] = (tokens + size, at)  # (not counted after all)
+            return 0.0, BIG_CROWDED
+        return max(mine, everyone), None
+
+
 def _take(
     buckets: OrderedDict[str, tuple[float, float]],
     key: str,
@@ -458,12 +503,15 @@ __all__ = [
     "ADDRESS_BURST",
     "ADDRESS_PER_S",
     "AT_ONCE",
+    "BIG_CROWDED",
+    "BIG_HERE",
     "BURST",
     "EVENTS_CROWDED",
     "EVENTS_HERE",
     "EVENTS_IN_ALL_PER_S",
     "PAGES_HERE",
     "PER_S",
+    "BigBodyRate",
     "DrawGate",
     "DrawPlace",
     "EventRate",

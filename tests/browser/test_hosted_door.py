@@ -140,6 +140,45 @@ def test_a_body_past_its_cap_is_refused_before_it_is_read(hosted):
     assert answer.status_code == 413
 
 
+def test_only_an_event_that_takes_an_image_inside_it_may_send_a_large_body(hosted):
+    """A call to list sessions sent as the largest body the studio takes was read and parsed
+    whole, twice, and held every other visitor's page (review 35 F1)."""
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    visitor = {**_cookie_of_a_new_visitor(hosted.url), "Content-Type": "application/json"}
+    # Called by name: refused by its declared length, before a byte of it is sent.
+    host, port = hosted.url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            "POST /gradio_api/call/list_sessions HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nCookie: {visitor['Cookie'].split(': ')[-1]}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {50 * 2**20}\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413")
+    assert TOO_LARGE in answer
+    # Joined by its function's number: refused once read, before Gradio reads it.
+    config = httpx.get(hosted.url.rstrip("/") + "/config", headers=visitor).json()
+    index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "list_sessions")
+    escapes = json.dumps({"data": ["\n" * 2**20], "fn_index": index, "session_hash": "large-a"})
+    joined = httpx.post(f"{api}/queue/join", content=escapes, headers=visitor, timeout=30)
+    assert joined.status_code == 413
+    assert TOO_LARGE in joined.text
+    # An edit's image sent inside the call is taken (and then found to be no image).
+    garbage = "data:image/png;base64," + "A" * (2 * 2**20)
+    called = httpx.post(
+        f"{api}/call/edit_image",
+        json={"data": [garbage, "make it blue", "pro", "match", "", "", "", False]},
+        headers=visitor,
+        timeout=30,
+    )
+    assert called.status_code == 200
+    event = called.json()["event_id"]
+    result = httpx.get(f"{api}/call/edit_image/{event}", headers=visitor, timeout=30).text
+    assert "event: error" in result
+    assert TOO_LARGE not in result
+
+
 def test_an_upload_without_its_length_is_refused_and_leaves_nothing(hosted):
     folder = Path(get_upload_folder())
     visitor = _cookie_of_a_new_visitor(hosted.url)
@@ -1383,17 +1422,21 @@ def test_a_body_of_millions_of_tiny_values_is_refused_unparsed(hosted):
 
     api = hosted.url.rstrip("/") + "/gradio_api"
     cookie = {**_cookie_of_a_new_visitor(hosted.url), "Content-Type": "application/json"}
-    for tiny in ("0", "[]", "{}"):
+    for tiny in ("0", "[]", "{}"):  # (to the one endpoint that takes a large body)
         body = '{"data": [[' + ",".join([tiny] * 2_000_000) + "]]}"
-        answer = httpx.post(f"{api}/call/list_sessions", content=body, headers=cookie, timeout=60)
+        answer = httpx.post(f"{api}/call/edit_image", content=body, headers=cookie, timeout=60)
         assert (answer.status_code, TOO_MANY_PARTS in answer.text) == (400, True), tiny
     # Below the bound it is Gradio's, which reads it and says what is wrong with it.
     few = '{"data": [[' + ",".join(["0"] * (MAX_JSON_PARTS // 2)) + "]]}"
     answer = httpx.post(f"{api}/call/list_sessions", content=few, headers=cookie, timeout=60)
     assert answer.status_code == 200, answer.text[:300]
     image = "data:image/png;base64," + "A" * 6_000_000
-    answer = httpx.post(f"{api}/call/show_session", json={"data": [image]}, headers=cookie)
+    edit = [image, "make it blue", "pro", "match", "", "", "", False]
+    answer = httpx.post(f"{api}/call/edit_image", json={"data": edit}, headers=cookie)
     assert answer.status_code == 200, answer.text[:300]
+    # (An endpoint that takes no image inside a call takes no large body.)
+    answer = httpx.post(f"{api}/call/show_session", json={"data": [image]}, headers=cookie)
+    assert answer.status_code == 413
     assert httpx.get(hosted.url, timeout=30).status_code == 200
 
 

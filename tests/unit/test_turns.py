@@ -168,3 +168,40 @@ def test_the_fair_level_cuts_the_largest_rates_first():
     assert fair_level([4.0, 4.0, 4.0], 6.0) == 2.0
     assert fair_level([1.0, 2.0], 5.0) == math.inf
     assert fair_level([], 5.0) == math.inf
+
+
+def test_large_bodies_come_at_a_pace_for_each_address_and_for_everyone():
+    from studio.ui.turns import (
+        BIG_BYTES_PER_S,
+        BIG_CROWDED,
+        BIG_HERE,
+        BIG_WAIT_S,
+        BigBodyRate,
+    )
+
+    largest = 64 * 2**20
+    rate = BigBodyRate(largest)
+    # Two of the largest at once from one address (an edit and its retry) ...
+    assert rate.wait_for("198.51.100.1", largest) == (0.0, None)
+    assert rate.wait_for("198.51.100.1", largest) == (0.0, None)
+    # ... then a small one waits its turn, and the largest, which would wait too long, is
+    # refused (not counted: the small one after it waits no longer for it).
+    small = 4 * 2**20
+    wait, refusal = rate.wait_for("198.51.100.1", small)
+    assert refusal is None
+    assert wait == pytest.approx(small / BIG_BYTES_PER_S, rel=0.05)
+    assert rate.wait_for("198.51.100.1", largest) == (0.0, BIG_HERE)
+    wait_again, _ = rate.wait_for("198.51.100.1", small)
+    assert wait_again == pytest.approx(2 * small / BIG_BYTES_PER_S, rel=0.05)
+    assert wait_again < BIG_WAIT_S
+    # Another address is not held to the first's pace, only to everyone's: past three of the
+    # largest in all, each waits for everyone's pace, and one that would wait too long is
+    # refused, saying the studio is busy.
+    wait, refusal = rate.wait_for("203.0.113.9", largest)
+    assert refusal is None
+    assert wait < small / BIG_BYTES_PER_S
+    answers = [rate.wait_for(f"203.0.113.{n}", largest) for n in range(10, 20)]
+    refused = [sentence for _, sentence in answers if sentence is not None]
+    assert refused
+    assert set(refused) == {BIG_CROWDED}
+    assert all(w <= BIG_WAIT_S for w, sentence in answers if sentence is None)
