@@ -475,31 +475,29 @@ async def _serve_export(scope: Scope, receive: Receive, send: Send, folder: str,
 def export_parts(url: str) -> tuple[str, str] | None:
     """The folder and file names of an export address (`EXPORT_ROUTE`, under any root path and
     host) in a URL, else None."""
-    if not _is_remote(url):
-        return None
-    parts = split_url(url.strip())
-    if parts.query or parts.fragment:  # (an address the studio makes has neither)
-        return None
-    path = parts.path
-    at = path.rfind(EXPORT_ROUTE)
-    if at < 0:
-        return None
-    folder, slash, name = path[at + len(EXPORT_ROUTE) :].partition("/")
+    tail = _after_route(url, EXPORT_ROUTE)
+    folder, slash, name = (tail or "").partition("/")
     return (folder, name) if slash and "/" not in name else None
 
 
 def address_name(url: str) -> str | None:
     """`<sha256>.<ext>` of an image address (`IMAGE_ROUTE`, under any root path and host) in a
     URL, else None."""
+    tail = _after_route(url, IMAGE_ROUTE)
+    named = _HASH_NAME.fullmatch(tail) if tail is not None else None
+    return None if named is None else named.group(0)
+
+
+def _after_route(url: str, route: str) -> str | None:
+    """What follows the last `route` in the path of a URL with no query or fragment (an
+    address the studio makes has neither), else None."""
     if not _is_remote(url):
         return None
     parts = split_url(url.strip())
-    if parts.query or parts.fragment:  # (an address the studio makes has neither)
+    if parts.query or parts.fragment:
         return None
-    path = parts.path
-    at = path.rfind(IMAGE_ROUTE)
-    named = _HASH_NAME.fullmatch(path[at + len(IMAGE_ROUTE) :]) if at >= 0 else None
-    return None if named is None else named.group(0)
+    at = parts.path.rfind(route)
+    return parts.path[at + len(route) :] if at >= 0 else None
 
 
 def image_sha(name: str) -> str | None:
