@@ -908,6 +908,7 @@ class Engine:
             await self._runner.cancel(step_id)  # if it started, nothing goes
             unspent = await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
             self._runner.reparent(moved)
+            self._unawait(session.owner, step_id, moved)
             if self._limits is not None:  # (sent nothing: it costs nobody's budget)
                 for day, owner, address, cents in unspent:
                     self._limits.refund(day, owner, address, cents)
@@ -1012,6 +1013,20 @@ class Engine:
         waiting = replace(step, error=WAITS_FOR_KEY)
         await asyncio.to_thread(self._store.save_step, waiting)
         self._awaiting_key.setdefault(owner or "", {})[step.step_id] = waiting
+
+    def _unawait(self, owner: str | None, step_id: str, moved: list[Step]) -> None:
+        """A step cancelled (`step_id`) no longer waits for its visitor's key, and the steps
+        moved to its parent wait as they are now: it was run, and paid, when the key came back,
+        and those after it ran from it (review 36 F2)."""
+        waiting = self._awaiting_key.get(owner or "")
+        if not waiting:
+            return
+        waiting.pop(step_id, None)
+        for step in moved:
+            if step.step_id in waiting:
+                waiting[step.step_id] = step
+        if not waiting:
+            self._awaiting_key.pop(owner or "", None)
 
     async def _resume_with_key(self, visitor: Visitor) -> None:
         """The visitor is back with their own key: their steps that waited for that key (the

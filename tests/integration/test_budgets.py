@@ -157,6 +157,41 @@ async def test_a_waiting_step_goes_on_when_its_visitor_lists_their_sessions_with
     await engine.aclose()
 
 
+async def test_a_waiting_step_cancelled_after_a_restart_is_never_run_when_its_key_comes_back(
+    sim, clean_env
+):
+    """An instruction typed ahead on the visitor's own key, cancelled while it waited for that
+    key after a restart, ran and was paid once the key came back; the one queued after it ran
+    from the cancelled step (review 36 F2)."""
+    with_key = A.with_key(Secret(sim.api_key))
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    sent = await engine.submit_edit(mine, BLUE, visitor=with_key)
+    queued = await engine.submit_edit(mine, EditParams(prompt="snow"), visitor=with_key)
+    after = await engine.submit_edit(mine, EditParams(prompt="night"), visitor=with_key)
+    await _created(engine, mine, sent.step_id)
+    await engine.aclose()  # a restart while the first runs and two wait behind it
+    engine = _engine(sim, clean_env)
+    await engine.resume_unfinished()
+    cancelled = await engine.cancel(mine, queued.step_id, visitor=A)  # back without the key
+    assert queued.step_id not in cancelled.steps
+    assert cancelled.steps[after.step_id].parent_id == sent.step_id
+    await engine.list_sessions(visitor=with_key)  # back with it
+    done = await engine.wait(after.step_id)
+    assert done.state is StepState.COMPLETED
+    session = await engine.load_session(mine, visitor=A)
+    assert session.steps[sent.step_id].state is StepState.COMPLETED
+    assert queued.step_id not in session.steps  # not written back
+    assert session.steps[after.step_id].parent_id == sent.step_id
+    made = {t.body.get("prompt") for t in sim.tasks.values()}
+    assert "snow" not in made  # never created, never paid
+    source = session.steps[sent.step_id].result
+    assert source is not None
+    assert sim.tasks[done.task_id].source_bytes == await engine.image_bytes(source)
+    await engine.aclose()
+
+
 def _mask_png(width: int = 320, height: int = 240) -> bytes:
     from PIL import Image
 
