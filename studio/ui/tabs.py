@@ -432,10 +432,7 @@ class TabDoor:
             await asyncio.sleep(MCP_REFUSAL_PAUSE_S)
             await refuse(send, 429, too_many)
             return
-        # (MCP's own call of a tool carries the body its caller's request was paced for.)
         size = cap if declared is None else declared
-        if big and not forwarded_in(scope) and await self._big_refused(send, here, size):
-            return
         if big and here is not None and here in self.big_in_flight:
             await refuse(send, 429, ONE_LARGE_HERE)
             return
@@ -461,6 +458,9 @@ class TabDoor:
             places.callback(budget.give_back)
             body = await _read_or_refuse(receive, send, cap, budget)
             if body is None:
+                return
+            # (By the bytes that came. MCP's own call of a tool carries its caller's body.)
+            if big and not forwarded_in(scope) and await self._big_refused(send, here, len(body)):
                 return
             if big and not await self._parse_place(places, send):
                 return
@@ -500,8 +500,9 @@ class TabDoor:
         await self.app(scope, replay, send)
 
     async def _big_refused(self, send: Send, here: str | None, size: int) -> bool:
-        """Refuse a large body of `size` bytes from the address `here` past its pace or
-        everyone's (`turns.BigBodyRate`), saying which; else wait for its turn."""
+        """Refuse a large body of `size` bytes (whole) from the address `here` past its pace or
+        its fair share of everyone's (`turns.BigBodyRate`), saying which; else wait for its
+        turn."""
         wait, refusal = self.big_rate.wait_for(here, size)
         if refusal is not None:
             await refuse(send, 429, refusal)

@@ -328,13 +328,18 @@ class SentRate(_AddressRate):
 
 
 # The bytes of large bodies (an image sent inside a request, as a data: URI) one network
-# address may send a second, after a burst of two of the largest the studio takes; and everyone
-# together, after three. Each is parsed whole, holding Python's lock for as long (0.2-0.4 s for
-# the largest, twice: the door's and Gradio's): one visitor sending the largest bodies in a
-# loop held others' page loads at 1.6-2.3 s and the studio at 1.7 GB (review 35 F1). One that
-# would wait more than `BIG_WAIT_S` for its turn is refused, before a byte of it is read.
+# address may send a second, after a burst of two of the largest the studio takes; and, while
+# all addresses together send more than `BIG_BYTES_IN_ALL_PER_S`, each address at most its
+# fair share of that (the max-min fair level, as events': an address sending less than the
+# level never waits for those sending more). Each is parsed whole, holding Python's lock for
+# as long (0.2-0.4 s for the largest, twice: the door's and Gradio's): one visitor sending the
+# largest bodies in a loop held others' page loads at 1.6-2.3 s and the studio at 1.7 GB
+# (review 35 F1). Counted once a body is whole, by the bytes that came: counted by the length
+# declared, a few addresses sending headers alone used everyone's pace up (review 36 F1). One
+# that would wait more than `BIG_WAIT_S` for its turn is refused.
 BIG_BYTES_PER_S = 8.0 * 2**20
 BIG_BYTES_IN_ALL_PER_S = 24.0 * 2**20
+BIG_ACTIVE_S = 10.0
 BIG_WAIT_S = 8.0
 BIG_HERE = (
     "Large requests (images sent inside them) came from your network address faster than this "
@@ -346,30 +351,55 @@ BIG_CROWDED = (
 
 
 class BigBodyRate:
-    """How soon the next large body may be read, from each network address and from everyone
-    (`BIG_BYTES_PER_S`, `BIG_BYTES_IN_ALL_PER_S`), for a studio whose largest body is
-    `largest` bytes."""
+    """How soon a large body, once whole, may be parsed, for each network address
+    (`BIG_BYTES_PER_S`, cut to its fair share of `BIG_BYTES_IN_ALL_PER_S` while everyone
+    together sends more), for a studio whose largest body is `largest` bytes."""
 
-    def __init__(self, largest: int) -> None:
+    def __init__(self, largest: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.largest = largest
+        self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._everyone: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # Each address's bytes a second lately, and when that was worked out (the longest ago
+        # first); the level past which an address waits, and when it was worked out.
+        self._sent: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._level = math.inf
+        self._level_at = -math.inf
 
     def wait_for(self, address: str | None, size: int) -> tuple[float, str | None]:
         """Seconds a body of `size` bytes from `address` waits (counted now), and no sentence;
-        or the sentence it is refused with (nothing counted)."""
+        or the sentence it is refused with (then not counted against its turns)."""
+        now = self._clock()
         key = address or "?"
-        mine = _take(self._buckets, key, BIG_BYTES_PER_S, 2.0 * self.largest, BIG_WAIT_S, cost=size)
-        if mine is None:
-            return 0.0, BIG_HERE
-        everyone = _take(
-            self._everyone, "*", BIG_BYTES_IN_ALL_PER_S, 3.0 * self.largest, BIG_WAIT_S, cost=size
+        level = self._level_for(key, size, now)
+        pace = min(BIG_BYTES_PER_S, level)
+        burst = 2.0 * self.largest
+        tokens, at = self._buckets.pop(key, (burst, now))
+        tokens = min(burst, tokens + (now - at) * pace) - size
+        wait = max(0.0, -tokens / pace)
+        refused = wait > BIG_WAIT_S
+        self._buckets[key] = (tokens + (size if refused else 0), now)
+        while len(self._buckets) > TURNS_KEPT:
+            self._buckets.popitem(last=False)
+        if refused:
+            return 0.0, BIG_CROWDED if level < BIG_BYTES_PER_S else BIG_HERE
+        return wait, None
+
+    def _level_for(self, address: str, size: int, now: float) -> float:
+        """The bytes a second each address may send now (infinite while all together send
+        less than `BIG_BYTES_IN_ALL_PER_S`), counting these `size` of `address`'s."""
+        rate, at = self._sent.pop(address, (0.0, now))
+        self._sent[address] = (
+            rate * math.exp((at - now) / BIG_ACTIVE_S) + size / BIG_ACTIVE_S,
+            now,
         )
-        if everyone is None:
-            tokens, at = self._buckets[key]
-            self._buckets[key] = (tokens + size, at)  # (not counted after all)
-            return 0.0, BIG_CROWDED
-        return max(mine, everyone), None
+        while now - next(iter(self._sent.values()))[1] > 8 * BIG_ACTIVE_S:
+            self._sent.popitem(last=False)
+        while len(self._sent) > TURNS_KEPT:
+            self._sent.popitem(last=False)
+        if now - self._level_at >= LEVEL_EVERY_S:
+            rates = [r * math.exp((t - now) / BIG_ACTIVE_S) for r, t in self._sent.values()]
+            self._level, self._level_at = fair_level(rates, BIG_BYTES_IN_ALL_PER_S), now
+        return self._level
 
 
 def _take(

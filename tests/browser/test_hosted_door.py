@@ -154,7 +154,9 @@ def test_only_an_event_that_takes_an_image_inside_it_may_send_a_large_body(hoste
             f"Content-Type: application/json\r\nContent-Length: {50 * 2**20}\r\n\r\n"
         )
         sock.sendall(head.encode())
-        answer = sock.recv(65536).decode(errors="replace")
+        answer = ""
+        while TOO_LARGE not in answer and (chunk := sock.recv(65536)):  # (headers, then body)
+            answer += chunk.decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413")
     assert TOO_LARGE in answer
     # Joined by its function's number: refused once read, before Gradio reads it.
@@ -177,6 +179,34 @@ def test_only_an_event_that_takes_an_image_inside_it_may_send_a_large_body(hoste
     result = httpx.get(f"{api}/call/edit_image/{event}", headers=visitor, timeout=30).text
     assert "event: error" in result
     assert TOO_LARGE not in result
+
+
+def test_large_bodies_announced_and_never_sent_take_nobody_elses_turn(hosted):
+    """Large bodies were counted against everyone's pace by the length they declared, before a
+    byte came: four addresses sending only such headers had other callers' images refused
+    (review 36 F1). Counted by what comes, they count for nothing."""
+    host, port = hosted.url.split("//")[1].rstrip("/").split(":")
+    for n in range(6):
+        source = f"127.0.0.{41 + n}"
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as client:
+            token = client.get(hosted.url).cookies.get("kontext_visitor")
+        for _ in range(20):
+            with socket.create_connection((host, int(port)), 10, (source, 0)) as sock:
+                sock.sendall(
+                    (
+                        "POST /gradio_api/call/edit_image HTTP/1.1\r\n"
+                        f"Host: {host}:{port}\r\nCookie: kontext_visitor={token}\r\n"
+                        f"Content-Type: application/json\r\nContent-Length: {100 * 2**20}\r\n"
+                        '\r\n{"data": ["'
+                    ).encode()
+                )
+    visitor = _cookie_of_a_new_visitor(hosted.url)
+    garbage = "data:image/png;base64," + "A" * (2 * 2**20)
+    edit = [garbage, "make it blue", "pro", "match", "", "", "", False]
+    api = hosted.url.rstrip("/") + "/gradio_api"
+    for _ in range(3):
+        called = httpx.post(f"{api}/call/edit_image", json={"data": edit}, headers=visitor)
+        assert called.status_code == 200, called.text[:200]
 
 
 def test_an_upload_without_its_length_is_refused_and_leaves_nothing(hosted):
