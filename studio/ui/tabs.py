@@ -62,6 +62,7 @@ from studio.ui.turns import (
     EVENTS_CROWDED,
     EVENTS_HERE,
     EVENTS_IN_ALL_PER_S,
+    PAGES_CROWDED,
     PAGES_HERE,
     REQUESTS_HERE,
     BigBodyRate,
@@ -690,9 +691,8 @@ class TabDoor:
             return True
         built = any(r.match(path) for r in _BUILT) and self.per_address
         if scope.get("method") in ("GET", "HEAD") and built:
-            return await _waited_or_refused(
-                send, self.pages.wait_for(address_in(scope)), PAGES_HERE
-            )
+            sentence = PAGES_CROWDED if self.pages.crowded else PAGES_HERE
+            return await _waited_or_refused(send, self.pages.wait_for(address_in(scope)), sentence)
         # An MCP request (a tool's call; the list of tools) is paced for its address
         # (`turns.McpRate`): 40 addresses asking for the list again and again, anonymous, held
         # another visitor's page at 1.2-1.5 s median, 0.45-0.52 s alone (review 33 F1).

@@ -250,6 +250,11 @@ PAGE_WAIT_S = 10.0
 PAGES_HERE = (
     "Too many pages were asked for from your network address just now; try again in a moment."
 )
+# And while all addresses together ask for more than this a second (about half a core), each
+# at most its fair share of it (as events'): 48 addresses, each asking for the API's
+# description four times a second, held every other visitor's page at 2.8 s (review 37 F2).
+PAGES_IN_ALL_PER_S = 24.0
+PAGES_CROWDED = "This studio is busy with many visitors just now; try again in a moment."
 
 
 class _AddressRate:
@@ -268,11 +273,32 @@ class _AddressRate:
         return _take(self._buckets, address or "?", *self._limits(), cost=cost)
 
 
-class PageRate(_AddressRate):
-    """How soon each network address may have its next page built (`PAGES_PER_S`)."""
+class PageRate:
+    """How soon each network address may have its next page built (`PAGES_PER_S`, cut to its
+    fair share of `PAGES_IN_ALL_PER_S` while all together ask for more)."""
 
-    def _limits(self) -> tuple[float, float, float]:
-        return PAGES_PER_S, PAGES_BURST, PAGE_WAIT_S
+    def __init__(
+        self,
+        in_all_per_s: float = PAGES_IN_ALL_PER_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._shares = _Shares(in_all_per_s, ACTIVE_S)
+        self._clock = clock
+
+    def wait_for(self, address: str | None) -> float | None:
+        """Seconds the next page for `address` waits (counted now), or None: refused."""
+        now = self._clock()
+        key = address or "?"
+        pace = min(PAGES_PER_S, self._shares.level(key, 1.0, now))
+        burst = max(SHARED_BURST, PAGES_BURST * pace / PAGES_PER_S)
+        return _take(self._buckets, key, pace, burst, PAGE_WAIT_S, now=now)
+
+    @property
+    def crowded(self) -> bool:
+        """Whether all addresses together ask for more pages than the studio builds, lately."""
+        return self._shares.latest < PAGES_PER_S
 
 
 # MCP requests from one network address (a tool's call, the list of tools: Gradio's MCP server
@@ -359,18 +385,14 @@ class BigBodyRate:
         self.largest = largest
         self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        # Each address's bytes a second lately, and when that was worked out (the longest ago
-        # first); the level past which an address waits, and when it was worked out.
-        self._sent: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._level = math.inf
-        self._level_at = -math.inf
+        self._shares = _Shares(BIG_BYTES_IN_ALL_PER_S, BIG_ACTIVE_S)
 
     def wait_for(self, address: str | None, size: int) -> tuple[float, str | None]:
         """Seconds a body of `size` bytes from `address` waits (counted now), and no sentence;
         or the sentence it is refused with (then not counted against its turns)."""
         now = self._clock()
         key = address or "?"
-        level = self._level_for(key, size, now)
+        level = self._shares.level(key, size, now)
         pace = min(BIG_BYTES_PER_S, level)
         burst = 2.0 * self.largest
         tokens, at = self._buckets.pop(key, (burst, now))
@@ -384,23 +406,6 @@ class BigBodyRate:
             return 0.0, BIG_CROWDED if level < BIG_BYTES_PER_S else BIG_HERE
         return wait, None
 
-    def _level_for(self, address: str, size: int, now: float) -> float:
-        """The bytes a second each address may send now (infinite while all together send
-        less than `BIG_BYTES_IN_ALL_PER_S`), counting these `size` of `address`'s."""
-        rate, at = self._sent.pop(address, (0.0, now))
-        self._sent[address] = (
-            rate * math.exp((at - now) / BIG_ACTIVE_S) + size / BIG_ACTIVE_S,
-            now,
-        )
-        while now - next(iter(self._sent.values()))[1] > 8 * BIG_ACTIVE_S:
-            self._sent.popitem(last=False)
-        while len(self._sent) > TURNS_KEPT:
-            self._sent.popitem(last=False)
-        if now - self._level_at >= LEVEL_EVERY_S:
-            rates = [r * math.exp((t - now) / BIG_ACTIVE_S) for r, t in self._sent.values()]
-            self._level, self._level_at = fair_level(rates, BIG_BYTES_IN_ALL_PER_S), now
-        return self._level
-
 
 def _take(
     buckets: OrderedDict[str, tuple[float, float]],
@@ -410,10 +415,11 @@ def _take(
     most_s: float,
     *,
     cost: float = 1.0,
+    now: float | None = None,
 ) -> float | None:
     """`cost` from `key`'s bucket in `buckets` (`per_s` a second, at most `burst` kept): the
     seconds to wait for it, or None (and nothing taken) if that would be more than `most_s`."""
-    now = time.monotonic()
+    now = time.monotonic() if now is None else now
     tokens, at = buckets.pop(key, (burst, now))
     tokens = min(burst, tokens + (now - at) * per_s) - cost
     wait = max(0.0, -tokens / per_s)
@@ -465,14 +471,9 @@ class EventRate:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        # What all addresses together may send a second (the host's `events_per_s`).
-        self._in_all_per_s = in_all_per_s
+        # (All addresses together may send `in_all_per_s`: the host's `events_per_s`.)
+        self._shares = _Shares(in_all_per_s, ACTIVE_S)
         self._clock = clock
-        # Each address's events a second lately, and when that was worked out (the longest
-        # ago first); the level past which an address waits, and when it was worked out.
-        self._sent: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._level = math.inf
-        self._level_at = -math.inf
 
     def wait_for(self, owner: str, address: str | None) -> float | None:
         """Seconds the next event of `owner` from `address` waits (counted now), or None:
@@ -480,7 +481,7 @@ class EventRate:
         now = self._clock()
         kinds = [(f"visitor:{owner}", EVENTS_PER_S, EVENTS_BURST)]
         if address is not None:
-            pace = min(ADDRESS_EVENTS_PER_S, self._level_for(address, now))
+            pace = min(ADDRESS_EVENTS_PER_S, self._shares.level(address, 1.0, now))
             burst = max(SHARED_BURST, ADDRESS_EVENTS_BURST * pace / ADDRESS_EVENTS_PER_S)
             kinds.append((f"address:{address}", pace, burst))
         taken: list[tuple[str, float]] = []
@@ -499,21 +500,35 @@ class EventRate:
     @property
     def crowded(self) -> bool:
         """Whether all addresses together send more than the studio takes, lately."""
-        return self._level < ADDRESS_EVENTS_PER_S
+        return self._shares.latest < ADDRESS_EVENTS_PER_S
 
-    def _level_for(self, address: str, now: float) -> float:
-        """The events a second each address may send now (infinite while all together send
-        less than `in_all_per_s`), counting this one of `address`'s."""
+
+class _Shares:
+    """Each network address's rate lately (an average over about `active_s`: events, or
+    bytes) and the level past which one waits: the max-min fair share of `in_all_per_s`
+    (infinite while all together send less), worked out every `LEVEL_EVERY_S`."""
+
+    def __init__(self, in_all_per_s: float, active_s: float) -> None:
+        self.in_all_per_s = in_all_per_s
+        self.active_s = active_s
+        # Each address's rate, and when it was worked out (the longest ago first).
+        self._sent: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.latest = math.inf
+        self._level_at = -math.inf
+
+    def level(self, address: str, cost: float, now: float) -> float:
+        """The level now, counting `cost` more of `address`'s."""
+        span = self.active_s
         rate, at = self._sent.pop(address, (0.0, now))
-        self._sent[address] = (rate * math.exp((at - now) / ACTIVE_S) + 1 / ACTIVE_S, now)
-        while now - next(iter(self._sent.values()))[1] > 8 * ACTIVE_S:  # (e^-8 of what it was)
+        self._sent[address] = (rate * math.exp((at - now) / span) + cost / span, now)
+        while now - next(iter(self._sent.values()))[1] > 8 * span:  # (e^-8 of what it was)
             self._sent.popitem(last=False)
         while len(self._sent) > TURNS_KEPT:
             self._sent.popitem(last=False)
         if now - self._level_at >= LEVEL_EVERY_S:
-            rates = [r * math.exp((t - now) / ACTIVE_S) for r, t in self._sent.values()]
-            self._level, self._level_at = fair_level(rates, self._in_all_per_s), now
-        return self._level
+            rates = [r * math.exp((t - now) / span) for r, t in self._sent.values()]
+            self.latest, self._level_at = fair_level(rates, self.in_all_per_s), now
+        return self.latest
 
 
 def fair_level(rates: list[float], total: float) -> float:
@@ -539,7 +554,9 @@ __all__ = [
     "EVENTS_CROWDED",
     "EVENTS_HERE",
     "EVENTS_IN_ALL_PER_S",
+    "PAGES_CROWDED",
     "PAGES_HERE",
+    "PAGES_IN_ALL_PER_S",
     "PER_S",
     "BigBodyRate",
     "DrawGate",

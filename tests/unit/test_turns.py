@@ -207,3 +207,28 @@ def test_large_bodies_come_at_a_pace_and_a_quiet_address_never_waits_for_a_busy_
     # Past their bursts, the crowd was cut to about what the studio takes from everyone
     # (each address alone would have had all of its 8 MB a second: 32 MB in all).
     assert sum(taken.values()) / 60 == pytest.approx(BIG_BYTES_IN_ALL_PER_S, rel=0.1)
+
+
+def test_pages_for_a_crowd_of_addresses_are_cut_to_the_pace_and_a_visitor_loads_at_once():
+    from studio.ui.turns import PAGES_IN_ALL_PER_S, PageRate
+
+    clock = _Clock()
+    pages = PageRate(clock=clock)
+    answered = 0
+    first_loads = []
+    start = clock.now
+    # 48 addresses each asking for a built answer four times a second (within each one's own
+    # pace), for two minutes; another visitor loads the page (the page and its config) every 10 s.
+    for tick in range(1200):
+        clock.now = start + tick / 10
+        if tick % 10 == 0:
+            for n in range(48):
+                for _ in range(4):
+                    wait = pages.wait_for(f"192.0.2.{n}")
+                    answered += wait is not None and wait < 1 and tick >= 600
+        if tick % 100 == 55:
+            first_loads.append([pages.wait_for(f"198.51.100.{tick}") for _ in range(2)])
+    assert first_loads == [[0.0, 0.0]] * len(first_loads)
+    assert pages.crowded
+    # Past their bursts, the crowd had about what the studio builds in all, not 192 a second.
+    assert answered / 60 < 1.5 * PAGES_IN_ALL_PER_S
