@@ -211,7 +211,10 @@ class VisitorGuard:
             # as Gradio's route would only answer it with a traceback in the log (review 8 F2).
             return False
         if opened is None:
-            return True  # nothing there: Gradio answers "not allowed" itself
+            # Nothing there: answered as the guard answers a file it keeps from the asker (404),
+            # not by Gradio ("not allowed", 403), which told anyone whether a given image was
+            # stored, or where the data directory is (review 37 F1).
+            return False
         paths, inside_store = opened
         if any(p.name.startswith(".") for p in paths):
             # No file the studio serves is hidden: the exports folder's lock (`.live`) was

@@ -132,6 +132,15 @@ def test_a_visitors_image_thumbnail_and_cached_copy_reach_no_one_else(hosted, si
     db = hosted.settings.home / "studio.db"
     for spelling in _spellings(str(db))[:3]:
         assert _get(hosted.url, spelling, headers=owner)[0] != 200
+    # And a stranger cannot tell a stored image, or the data directory, from a file that is not
+    # there: both answered alike (a stored image was 404, one not there Gradio's 403: review
+    # 37 F1).
+    absent = stored.with_name("0" * 64 + stored.suffix)
+    elsewhere = hosted.settings.home.parent / "not-the-home" / "studio.db"
+    for there, not_there in ((stored, absent), (db, elsewhere)):
+        assert _get(hosted.url, f"/gradio_api/file={there}") == _get(
+            hosted.url, f"/gradio_api/file={not_there}"
+        )
 
 
 def _raw_answer(url: str, endpoint: str, data: list[object], headers: dict[str, str]) -> str:
