@@ -66,8 +66,11 @@ class CompressedAssets:
     """Gradio's own files compressed from memory, once compressed; and a request for several
     ranges of a file answered whole (each part was another pass over the file)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, describe: bool = True) -> None:
         self.app = app
+        # Whether the API's description is kept too (not behind a sign-in: Gradio checks the
+        # sign-in on each request for it, and what is kept would be sent without that check).
+        self.describe = describe
         # (path, encoding) -> (the response's headers, its compressed body, its ETag).
         self.kept: dict[tuple[str, str], Kept] = {}
         self.kept_bytes = 0
@@ -84,9 +87,12 @@ class CompressedAssets:
         path = route_path(scope)
         accepted = headers.get("accept-encoding", "")
         encoding = next((e for e in _COMPRESS if e in accepted), None)
-        described = _described(scope, path)
+        described = _described(scope, path) if self.describe else None
         if described is not None and scope.get("method") == "GET" and "range" not in headers:
             path, encoding = described, encoding or _PLAIN
+            # (Asked of Gradio, the first time, as the key says: no page, nothing else.)
+            everything = described.endswith("?all")
+            scope = {**scope, "query_string": b"all_endpoints=True" if everything else b""}
         elif (
             encoding is None
             or scope.get("method") != "GET"
@@ -171,13 +177,12 @@ def _described(scope: Scope, path: str) -> str | None:
     """The key of the API's description this request asks for (`/gradio_api/info`, of the
     named endpoints or of all), else None. Gradio makes each once and keeps it, but turned it
     into JSON for every request: 43 ms for all the endpoints, which 48 addresses asking four
-    times a second made every other visitor's page wait 2.8 s for (review 37 F2). Not a page's
-    description (`?page=`), which Gradio makes per page."""
+    times a second made every other visitor's page wait 2.8 s for (review 37 F2). A page's
+    own description (`?page=`, which Gradio makes afresh for each request, and for a page it
+    does not have answers with all of it: review 38 F2) is the studio's one page's: the same."""
     if _DESCRIPTION.fullmatch(path) is None:
         return None
     query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
-    if query.get("page") is not None:
-        return None
     # (Any value but an empty one asks for all: Gradio reads the parameter as it comes.)
     return "/gradio_api/info?all" if query.get("all_endpoints", False) else "/gradio_api/info"
 

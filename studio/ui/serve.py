@@ -199,7 +199,7 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                     else []
                 ),
                 # (Inside the door: a request for a file waits its turn there first.)
-                Middleware(CompressedAssets),
+                Middleware(CompressedAssets, describe=not settings.auth),
                 # Sign-ins counted per browser (named by the door, when hosted), else address.
                 *(
                     [

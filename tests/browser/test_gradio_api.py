@@ -228,6 +228,11 @@ def test_the_apis_description_is_made_once_and_kept_for_each_way_of_asking(studi
         ("?all_endpoints=false", everything),
         ("?all_endpoints=", named),
         ("?other=1", named),
+        # A page's own (the studio has one), or one it does not have (then Gradio answered
+        # with all of it, made afresh each time: review 38 F2).
+        ("?page=", named),
+        ("?page=x", named),
+        ("?all_endpoints=1&page=x", everything),
         ("/", named),
         ("", named),
     ]:

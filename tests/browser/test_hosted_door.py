@@ -303,6 +303,28 @@ def test_fresh_browsers_from_one_address_share_its_ceiling_of_wrong_sign_ins(sim
         assert httpx.post(login_url, data=right, headers=neighbour).status_code == 200
 
 
+def test_behind_a_sign_in_the_apis_description_is_for_the_signed_in_alone(sim, clean_env):
+    """The API's description, kept once Gradio has made it, was sent to anyone once a
+    signed-in visitor had asked for it: Gradio checks the sign-in on each request (review 38
+    F1). Behind a sign-in it is asked of Gradio each time."""
+    login = (("alice", Secret("Correct-Horse-9")),)
+    with running_studio(sim, clean_env, hosted=True, auth=login) as studio:
+        base = studio.url.rstrip("/")
+        info = f"{base}/gradio_api/info"
+        assert httpx.get(info).status_code == 401
+        token = _cookie_of_a_new_visitor(studio.url)["Cookie"].split("=", 1)[1]
+        with httpx.Client() as alice:
+            alice.cookies.set("kontext_visitor", token)
+            right = {"username": "alice", "password": "Correct-Horse-9"}
+            assert alice.post(f"{base}/login", data=right).status_code == 200
+            for asked in ("", "?all_endpoints=true"):
+                assert alice.get(f"{info}{asked}").status_code == 200
+        for asked in ("", "/", "?all_endpoints=true", "?page=x"):
+            for encoding in ("identity", "br"):
+                answer = httpx.get(f"{info}{asked}", headers={"Accept-Encoding": encoding})
+                assert answer.status_code == 401, (asked, encoding)
+
+
 def test_browsers_gathered_earlier_bring_no_sign_in_tries_of_their_own(sim, clean_env, monkeypatch):
     """A token's own first tries are a newcomer's: tokens gathered over hours (or before a
     restart) and spent at once brought three guesses each past the ceiling (retest of round
