@@ -197,7 +197,7 @@ class VisitorGuard:
                 return
             # Served to this asker alone: no shared cache (a CDN, a caching proxy) may keep it
             # for the next one asking for the same address.
-            await self.app(scope, receive, _private(send))
+            await self.app(scope, receive, _private(_not_forbidden(send)))
             return
         await self.app(scope, receive, send)
 
@@ -640,6 +640,23 @@ async def refuse(send: Send, status: int, sentence: str, *, close: bool = False)
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def _not_forbidden(send: Send) -> Send:
+    """`send`, with Gradio's "not allowed" (403, a file outside what it serves) answered as a
+    file that is not there (404): a stranger could map the host's files by which was which
+    (review 38 F4)."""
+    refused = False
+
+    async def answered(message: Message) -> None:
+        nonlocal refused
+        if message["type"] == "http.response.start" and message.get("status") == 403:
+            refused = True
+            await _not_found(send)
+        elif not refused:
+            await send(message)
+
+    return answered
 
 
 async def _not_found(send: Send) -> None:

@@ -57,6 +57,15 @@ KEY_HEADER = "x-runapi-key"
 # The header the door writes the client's address into, signed (`_stamp`), for requests Gradio
 # makes to itself on a client's behalf.
 ADDRESS_STAMP = "x-kontext-studio-address"
+# The headers a proxy adds to say where a request came from and where it was sent.
+_FORWARDED = (
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+    b"x-forwarded-proto",
+)
 # A year: the token only names the owner of this browser's sessions.
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
@@ -659,8 +668,13 @@ class VisitorMiddleware:
         # Gradio's MCP server runs each tool through a loopback client of its own, with the
         # MCP request's headers: the stamp carries the caller's address to that second request
         # (signed, so that no client can write one).
+        # And with no proxy the host named, a client's own forwarded headers go: Gradio took
+        # its X-Forwarded-Host for the studio's address in the API's description, which it
+        # keeps from the first request (review 38 F3: every visitor's "Use via API" then named
+        # the client's host, where a caller would send their key).
+        dropped = {ADDRESS_STAMP.encode(), *(_FORWARDED if door.proxy_hops == 0 else ())}
         scope["headers"] = [
-            *((k, v) for k, v in scope.get("headers", []) if k != ADDRESS_STAMP.encode()),
+            *((k, v) for k, v in scope.get("headers", []) if k.lower() not in dropped),
             (ADDRESS_STAMP.encode(), _stamp(address).encode()),
         ]
         request = Request(scope)

@@ -137,7 +137,14 @@ def test_a_visitors_image_thumbnail_and_cached_copy_reach_no_one_else(hosted, si
     # 37 F1).
     absent = stored.with_name("0" * 64 + stored.suffix)
     elsewhere = hosted.settings.home.parent / "not-the-home" / "studio.db"
-    for there, not_there in ((stored, absent), (db, elsewhere)):
+    # Nor any other file of the host's from one that is not there (Gradio's "not allowed" for
+    # the first, review 38 F4).
+    here = Path(__file__)
+    for there, not_there in (
+        (stored, absent),
+        (db, elsewhere),
+        (here, here.with_name("no-such-file.py")),
+    ):
         assert _get(hosted.url, f"/gradio_api/file={there}") == _get(
             hosted.url, f"/gradio_api/file={not_there}"
         )
@@ -172,6 +179,19 @@ def test_a_callers_forwarded_host_is_believed_only_behind_a_proxy_the_host_named
         via = {**forged, "X-Forwarded-For": "203.0.113.9"}  # (a name, never connected to)
         answer = _raw_answer(proxied.url, "edit_image", edit, via)
         assert f"https://elsewhere.invalid{IMAGE_ROUTE}" in answer
+
+
+def test_a_clients_forwarded_host_never_reaches_the_apis_description(hosted):
+    """With no proxy the host named, the first request's X-Forwarded-Host named the studio in
+    the API's description Gradio keeps: every visitor's "Use via API" then pointed at the
+    client's host (review 38 F3)."""
+    info = f"{hosted.url}gradio_api/info"
+    forged = {"X-Forwarded-Host": "elsewhere.invalid", "X-Forwarded-Proto": "https"}
+    forged["Forwarded"] = "host=elsewhere.invalid;proto=https"
+    for asked in ("", "?all_endpoints=true"):
+        assert "elsewhere.invalid" not in httpx.get(f"{info}{asked}", headers=forged).text
+        assert "elsewhere.invalid" not in httpx.get(f"{info}{asked}").text
+    assert urlsplit(hosted.url).netloc in httpx.get(info).text  # (the snippets name the studio)
 
 
 def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hosted, sim):
