@@ -7,6 +7,7 @@ import ctypes.util
 import gc
 import hmac
 import logging
+import os
 import sys
 import threading
 import time
@@ -234,6 +235,13 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
         log.info("Resuming %d unfinished edit(s)", resumed)
     if left := bridge.uploads.clear_left_behind(Path(get_upload_folder())):
         log.info("Removed %d upload(s) an earlier run left waiting", left)
+    if settings.hosted:
+        # uvicorn believes `X-Forwarded-For` and `-Proto` from a loopback peer unless told
+        # otherwise, and rewrites the client's address before the door sees it: a client
+        # behind a forwarder that passes its headers on (`ssh -R`, socat) chose its own network
+        # address, and every per-address limit with it (review 39 F2). The door reads those
+        # headers itself, behind the proxies the host named (`PROXY_HOPS`).
+        os.environ["FORWARDED_ALLOW_IPS"] = ""
     demo = create_app(bridge, settings)
     conn.install()  # (it changes nothing until an app is given its rules, below)
     assets.install()  # (Gradio compresses nothing; `CompressedAssets`, below, compresses)

@@ -475,6 +475,26 @@ def test_pages_fetched_by_clients_that_keep_no_cookie_use_up_no_new_visitor(sim,
         api.close()
 
 
+def test_a_clients_own_forwarded_for_names_no_address_even_from_loopback(sim, clean_env):
+    """uvicorn believed `X-Forwarded-For` from a loopback peer (a forwarder such as `ssh -R`
+    passes the client's headers on): each client chose its own network address, and every
+    per-address limit with it (review 39 F2). With no proxy named, the peer is the address."""
+    with running_studio(sim, clean_env, hosted=True, identities_per_hour=2) as s:
+        answers = []
+        for n in range(3):  # three newcomers, each claiming an address of its own
+            claimed = {"X-Forwarded-For": f"203.0.113.{n + 1}"}
+            visitor = httpx.Client(base_url=s.url, headers=claimed)
+            visitor.get("/")
+            visitor.get("/config")
+            api = Client(s.url, verbose=False, headers={**claimed, **_cookie_header(visitor)})
+            try:
+                answers.append(api.predict(5, api_name="/list_sessions"))
+            except Exception as exc:
+                answers.append(str(exc))
+            api.close()
+        assert "Too many new visitors" in answers[-1]
+
+
 def test_a_restart_lets_no_token_in_uncounted_and_counts_no_visitor_twice(sim, clean_env):
     """Tokens fetched and thrown away before a restart used to name visitors after it without
     being counted (a review minted 60 and all 60 got in). A counted browser holds its token
