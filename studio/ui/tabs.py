@@ -789,9 +789,7 @@ class TabDoor:
                 return _too_few(fns[index], document)
         by_name = _BY_NAME.fullmatch(path)
         if by_name is not None and v2 is None and isinstance(document, dict):
-            blocks = _gradio_blocks(scope)
-            fns = getattr(blocks, "fns", {})
-            named = [fn for fn in fns.values() if fn.api_name == by_name[1]]
+            named = _named_fns(scope, by_name[1])
             if len(named) == 1:
                 return _too_few(named[0], document)
         if _CANCEL.match(path) and isinstance(document, dict):
