@@ -22,7 +22,6 @@ import contextlib
 import functools
 import json
 import mimetypes
-import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from studio.ui.export import export_file
 from studio.ui.guard import EXPORT_ROUTE, IMAGE_ROUTE, image_sha
 from studio.ui.tabs import takes_large
 from studio.ui.turns import turn_of
-from studio.ui.visitor import REFUSED, Refusal, current, guarded
+from studio.ui.visitor import REFUSED, Refusal, current, guarded, public_origin
 
 # Edits hold their slot for the whole task (in a queue of their own, "api-edit", without a
 # limit); the global cap is launch(max_threads=...).
@@ -717,27 +716,10 @@ def _read_file(name: str, max_bytes: int) -> bytes:
         raise Refusal(message) from None
 
 
-_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-
-
 def _origin(request: gr.Request | None, *, behind_proxy: bool) -> str:
-    """The address the caller reached the studio at: its public one behind a proxy the host
-    named (`PROXY_HOPS`), whose forwarded headers say it; else the Host header alone. (A
-    caller's own `X-Forwarded-Host` would have named any host in their answers' image
-    addresses: an agent told to fetch one with its key would send the key there.)"""
+    """The address the caller reached the studio at (`ui.visitor.public_origin`)."""
     headers = {k.lower(): v for k, v in dict(request.headers).items()} if request else {}
-    host = headers.get("host", "127.0.0.1")
-    scheme = "http"
-    if behind_proxy:
-        host = headers.get("x-forwarded-host", host)
-        scheme = headers.get("x-forwarded-proto", scheme)
-    host, scheme = host.split(",")[0].strip(), scheme.split(",")[0].strip().lower()
-    # A host is a name or an address and a port, nothing else: a Host of
-    # "studio/studio/image/<another visitor's image>.png?" made the address name that image
-    # (review 11 F1).
-    if not _HOST.fullmatch(host):
-        host = "localhost"
-    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
+    return public_origin(headers, behind_proxy=behind_proxy)
 
 
 def _json(document: Mapping[str, object]) -> str:

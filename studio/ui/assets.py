@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import posixpath
 import re
+import secrets
+from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 import brotli
 import gradio.routes
@@ -24,9 +28,22 @@ from starlette.datastructures import Headers, MutableHeaders, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.ui.guard import route_path
+from studio.ui.visitor import public_origin
+
+log = logging.getLogger(__name__)
 
 # The API's description (`_described`), kept as Gradio answered it, compressed or not.
 _DESCRIPTION = re.compile(r"/gradio_api/info/?")
+# The address the description names while kept (Gradio makes its own once, from the request
+# that first asks, and keeps it: a stranger's Host or X-Gradio-Server on the first request after
+# a start named their host in every visitor's "Use via API" snippets, where a caller would send
+# their key: reviews 38 F3, 39 F1). Gradio's is made before the studio listens, naming this
+# address (`_describe_now`); each answer names the asker's own address in its place.
+KEPT_HOST = "kontext-studio.invalid"
+KEPT_ORIGIN = f"http://{KEPT_HOST}"
+# For how many askers' addresses the description is kept compressed (an honest studio is
+# reached at one or two); any other is sent uncompressed.
+DESCRIBED_ORIGINS = 4
 _PLAIN = "identity"
 # The files Gradio ships, of the kinds it compresses; and the theme's CSS.
 _SHIPPED = re.compile(
@@ -66,17 +83,23 @@ class CompressedAssets:
     """Gradio's own files compressed from memory, once compressed; and a request for several
     ranges of a file answered whole (each part was another pass over the file)."""
 
-    def __init__(self, app: ASGIApp, *, describe: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, describe: bool = True, proxy_hops: int = 0) -> None:
         self.app = app
         # Whether the API's description is kept too (not behind a sign-in: Gradio checks the
         # sign-in on each request for it, and what is kept would be sent without that check).
         self.describe = describe
+        # Whether an asker's address is the one its proxy's forwarded headers name.
+        self.behind_proxy = proxy_hops > 0
         # (path, encoding) -> (the response's headers, its compressed body, its ETag).
         self.kept: dict[tuple[str, str], Kept] = {}
         self.kept_bytes = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # (path, encoding, the asker's address) -> the description naming it, compressed.
+        self.told: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and "app" in scope:
+            await _describe_now(self.app, scope["app"])  # (at start-up, before it listens)
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -87,12 +110,17 @@ class CompressedAssets:
         path = route_path(scope)
         accepted = headers.get("accept-encoding", "")
         encoding = next((e for e in _COMPRESS if e in accepted), None)
-        described = _described(scope, path) if self.describe else None
+        described = _described(scope, path)
+        origin = public_origin(dict(headers.items()), behind_proxy=self.behind_proxy)
+        if described is not None and not self.describe:
+            await self._named(scope, receive, send, origin)
+            return
         if described is not None and scope.get("method") == "GET" and "range" not in headers:
-            path, encoding = described, encoding or _PLAIN
             # (Asked of Gradio, the first time, as the key says: no page, nothing else.)
             everything = described.endswith("?all")
             scope = {**scope, "query_string": b"all_endpoints=True" if everything else b""}
+            await self._describe(scope, receive, send, (described, encoding or _PLAIN), origin)
+            return
         elif (
             encoding is None
             or scope.get("method") != "GET"
@@ -103,15 +131,55 @@ class CompressedAssets:
             await self.app(scope, receive, send)
             return
         kept = await self._kept(scope, receive, send, (path, encoding))
-        if kept is None:
+        if kept is not None:
+            await _send_kept(kept, headers, send)
+
+    async def _describe(
+        self, scope: Scope, receive: Receive, send: Send, key: tuple[str, str], origin: str
+    ) -> None:
+        """The API's description as kept (`key`), naming the asker's `origin` as the studio's."""
+        plain = await self._kept(scope, receive, send, (key[0], _PLAIN))
+        if plain is None:
             return  # (answered as Gradio answered it)
-        raw_headers, body, etag = kept
-        if etag is not None and headers.get("if-none-match") == etag:
-            unchanged = [(k, v) for k, v in raw_headers if k in (b"etag", b"vary")]
-            await send({"type": "http.response.start", "status": 304, "headers": unchanged})
-            await send({"type": "http.response.body", "body": b""})
+        if KEPT_ORIGIN.encode() not in plain[1] or origin == KEPT_ORIGIN:
+            kept = plain if key[1] == _PLAIN else await self._kept(scope, receive, send, key)
+            if kept is not None:
+                await _send_kept(kept, Headers(scope=scope), send)
             return
-        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        told_key = (*key, origin)
+        told = self.told.get(told_key)
+        if told is None:
+            body = plain[1].replace(KEPT_ORIGIN.encode(), origin.encode())
+            encoding = key[1] if len(self.told) < DESCRIBED_ORIGINS * len(_COMPRESS) else _PLAIN
+            if encoding != _PLAIN:
+                body = await asyncio.to_thread(_COMPRESS[encoding], body)
+            headers = MutableHeaders(raw=[(k, v) for k, v in plain[0] if k != b"etag"])
+            if encoding != _PLAIN:
+                headers["content-encoding"] = encoding
+            headers["content-length"] = str(len(body))
+            told = (headers.raw, body, None)
+            if encoding != _PLAIN:
+                self.told[told_key] = told
+        await _send_kept(told, Headers(scope=scope), send)
+
+    async def _named(self, scope: Scope, receive: Receive, send: Send, origin: str) -> None:
+        """The API's description as Gradio answers it (after its own sign-in check), naming
+        the asker's `origin` as the studio's; not kept."""
+        messages: list[Message] = []
+
+        async def collect(message: Message) -> None:
+            messages.append(message)
+
+        await self.app(_without(scope, b"accept-encoding", b"range"), receive, collect)
+        chunks = [m.get("body", b"") for m in messages[1:] if m["type"] == "http.response.body"]
+        if not messages or messages[0].get("status") != 200:
+            for message in messages:
+                await send(message)
+            return
+        body = b"".join(chunks).replace(KEPT_ORIGIN.encode(), origin.encode())
+        headers = MutableHeaders(raw=[(k, v) for k, v in messages[0].get("headers", [])])
+        headers["content-length"] = str(len(body))
+        await send({**messages[0], "headers": headers.raw})
         await send({"type": "http.response.body", "body": body})
 
     async def _kept(
@@ -171,6 +239,64 @@ class CompressedAssets:
         self.kept[key] = kept
         self.kept_bytes += len(body)
         return kept
+
+
+async def _send_kept(kept: Kept, headers: Headers, send: Send) -> None:
+    """A kept response; 304 to a request naming its ETag."""
+    raw_headers, body, etag = kept
+    if etag is not None and headers.get("if-none-match") == etag:
+        unchanged = [(k, v) for k, v in raw_headers if k in (b"etag", b"vary")]
+        await send({"type": "http.response.start", "status": 304, "headers": unchanged})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _describe_now(inner: ASGIApp, app: Any) -> None:
+    """Have Gradio (`app`, through the middleware `inner`) make its API description now, as if
+    asked at `KEPT_ORIGIN` (it keeps the first it makes, naming the address that first request
+    gave), past its sign-in check, if any, with a token of its own that lives as long as this
+    request; at start-up, before the studio listens."""
+    token = secrets.token_urlsafe(32)
+    tokens = getattr(app, "tokens", None)
+    if isinstance(tokens, dict):
+        tokens[token] = "kontext-studio"
+    cookie = f"access-token-{getattr(app, 'cookie_id', '')}={token}"
+    messages: list[Message] = []
+
+    async def nothing() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def collect(message: Message) -> None:
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/gradio_api/info",
+        "raw_path": b"/gradio_api/info",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", KEPT_HOST.encode()), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 0),
+        "server": (KEPT_HOST, 80),
+        "app": app,
+        "state": {},
+    }
+    try:
+        await inner(scope, nothing, collect)
+    except Exception:  # (a start-up that fails here would not stop: uvicorn goes on without)
+        log.exception("Gradio's API description could not be made at start")
+    finally:
+        if isinstance(tokens, dict):
+            tokens.pop(token, None)
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    if not messages or messages[0].get("status") != 200 or KEPT_ORIGIN.encode() not in body:
+        log.error("Gradio's API description was not made at start: it names its first asker's host")
 
 
 def _described(scope: Scope, path: str) -> str | None:

@@ -200,7 +200,9 @@ def launch_kwargs(settings: Settings, bridge: Bridge, *, mcp: bool = False) -> d
                     else []
                 ),
                 # (Inside the door: a request for a file waits its turn there first.)
-                Middleware(CompressedAssets, describe=not settings.auth),
+                Middleware(
+                    CompressedAssets, describe=not settings.auth, proxy_hops=settings.proxy_hops
+                ),
                 # Sign-ins counted per browser (named by the door, when hosted), else address.
                 *(
                     [

@@ -66,6 +66,10 @@ _FORWARDED = (
     b"x-forwarded-prefix",
     b"x-forwarded-proto",
 )
+# What a host in a Host or X-Forwarded-Host header may be: a name or an address and a port.
+_HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# The address Gradio takes as the studio's own when a request carries it (never from a client).
+_GRADIO_SERVER = b"x-gradio-server"
 # A year: the token only names the owner of this browser's sessions.
 COOKIE_MAX_AGE_S = 365 * 24 * 3600
 # Who the event being handled is for: set once per event from its request, in `guarded`.
@@ -478,6 +482,25 @@ def address_in(scope: Scope) -> str | None:
     return address if isinstance(address, str) and address else None
 
 
+def public_origin(headers: Mapping[str, str], *, behind_proxy: bool) -> str:
+    """The address a request reached the studio at, "scheme://host[:port]", from its headers
+    (names lower case): its public one behind a proxy the host named (`PROXY_HOPS`), whose
+    forwarded headers say it; else the Host header alone. Only ever put in the answer to that
+    request: a caller's own X-Forwarded-Host once named any host in their answers' image
+    addresses, where an agent told to fetch one would send its key (and a Host of
+    "studio/studio/image/<another visitor's image>.png?" made the address name that image:
+    review 11 F1), hence a host is a name or an address and a port, nothing else."""
+    host = headers.get("host", "127.0.0.1")
+    scheme = "http"
+    if behind_proxy:
+        host = headers.get("x-forwarded-host", host)
+        scheme = headers.get("x-forwarded-proto", scheme)
+    host, scheme = host.split(",")[0].strip(), scheme.split(",")[0].strip().lower()
+    if not _HOST.fullmatch(host):
+        host = "localhost"
+    return f"{scheme if scheme in ('http', 'https') else 'http'}://{host}"
+
+
 def forwarded_in(scope: Scope) -> bool:
     """Whether this request is one the studio made to itself for a client (Gradio's MCP server
     calling a tool): it carries the address stamp the door wrote, which no client can forge."""
@@ -672,7 +695,14 @@ class VisitorMiddleware:
         # its X-Forwarded-Host for the studio's address in the API's description, which it
         # keeps from the first request (review 38 F3: every visitor's "Use via API" then named
         # the client's host, where a caller would send their key).
-        dropped = {ADDRESS_STAMP.encode(), *(_FORWARDED if door.proxy_hops == 0 else ())}
+        # Nor does Gradio's X-Gradio-Server pass, ever (it is the address Gradio's own page
+        # server names when it renders a page, which this studio does not use: a client's own
+        # named any host in that description too, behind a proxy as well: review 39 F1).
+        dropped = {
+            ADDRESS_STAMP.encode(),
+            _GRADIO_SERVER,
+            *(_FORWARDED if door.proxy_hops == 0 else ()),
+        }
         scope["headers"] = [
             *((k, v) for k, v in scope.get("headers", []) if k.lower() not in dropped),
             (ADDRESS_STAMP.encode(), _stamp(address).encode()),

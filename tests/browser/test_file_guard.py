@@ -22,6 +22,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from studio.config import Secret
 from studio.ui.guard import (
     FILE_ROUTES,
     IMAGE_ROUTE,
@@ -192,6 +193,46 @@ def test_a_clients_forwarded_host_never_reaches_the_apis_description(hosted):
         assert "elsewhere.invalid" not in httpx.get(f"{info}{asked}", headers=forged).text
         assert "elsewhere.invalid" not in httpx.get(f"{info}{asked}").text
     assert urlsplit(hosted.url).netloc in httpx.get(info).text  # (the snippets name the studio)
+
+
+def _snippet_hosts(client: httpx.Client, url: str, headers: dict[str, str]) -> set[str]:
+    """The hosts the API description's Python snippets name (`Client("...")`), whatever the
+    encoding the answer came in."""
+    answer = client.get(url, headers=headers)
+    assert answer.status_code == 200
+    return set(re.findall(r'Client\("([^"]+)"\)', json.dumps(answer.json()).replace("\\", "")))
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["open", "signed-in"])
+def test_the_first_askers_host_never_reaches_anyone_elses_api_description(sim, clean_env, auth):
+    """Gradio makes the API's description once, from the first request that asks, and names in
+    its snippets the host that request gave (its Host, or X-Gradio-Server, behind any proxy):
+    a stranger asking first after a start pointed every visitor's "Use via API" at their host,
+    where a caller adds their key (review 39 F1). Each answer names its own asker's host."""
+    with running_studio(
+        sim, clean_env, hosted=True, auth=(("alice", Secret("s3cret")),) if auth else ()
+    ) as s:
+        base = s.url.rstrip("/")
+        honest = urlsplit(s.url).netloc
+        with httpx.Client() as visitor:
+            visitor.get(s.url)  # (the visitor's token)
+            if auth:
+                right = {"username": "alice", "password": "s3cret"}
+                assert visitor.post(f"{base}/login", data=right).status_code == 200
+            # (Each route that makes Gradio's description, asked first with a stranger's host.)
+            forged = {"Host": "elsewhere.invalid", "X-Gradio-Server": "https://elsewhere.invalid"}
+            for path in ("/gradio_api/openapi.json", "/gradio_api/info", "/gradio_api/info?page=x"):
+                visitor.get(f"{base}{path}", headers=forged)
+            visitor.post(f"{base}/gradio_api/call/v2/list_sessions", json={}, headers=forged)
+            for encoding in ("br", "gzip", "identity"):
+                for path in ("/gradio_api/info", "/gradio_api/info?page="):
+                    asked = {"Accept-Encoding": encoding}
+                    named = _snippet_hosts(visitor, f"{base}{path}", asked)
+                    assert named == {f"http://{honest}"}
+                    other = {**asked, "Host": "other.example:99"}
+                    named = _snippet_hosts(visitor, f"{base}{path}", other)
+                    assert named == {"http://other.example:99"}
+            assert "elsewhere" not in visitor.get(f"{base}/gradio_api/openapi.json").text
 
 
 def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hosted, sim):
