@@ -111,17 +111,17 @@ class CompressedAssets:
         accepted = headers.get("accept-encoding", "")
         encoding = next((e for e in _COMPRESS if e in accepted), None)
         described = _described(scope, path)
-        origin = public_origin(dict(headers.items()), behind_proxy=self.behind_proxy)
-        if described is not None and not self.describe:
-            await self._named(scope, receive, send, origin)
-            return
-        if described is not None and scope.get("method") == "GET" and "range" not in headers:
+        if described is not None:
+            origin = public_origin(dict(headers.items()), behind_proxy=self.behind_proxy)
+            if not self.describe or scope.get("method") != "GET" or "range" in headers:
+                await self._named(scope, receive, send, origin)
+                return
             # (Asked of Gradio, the first time, as the key says: no page, nothing else.)
             everything = described.endswith("?all")
             scope = {**scope, "query_string": b"all_endpoints=True" if everything else b""}
             await self._describe(scope, receive, send, (described, encoding or _PLAIN), origin)
             return
-        elif (
+        if (
             encoding is None
             or scope.get("method") != "GET"
             or not _SHIPPED.fullmatch(path)
