@@ -46,6 +46,7 @@ import contextlib
 import itertools
 import json
 import re
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -191,9 +192,14 @@ TOO_MANY_MCP_CALLS_HERE = (
 # they come; a client that never reads them would have them kept for good): past this, their
 # next event is refused.
 UNREAD_PER_VISITOR = 200
+# How long answers no one reads are kept once a visitor has that many: those of their tabs
+# unused that long go (a client killed before reading, or that lost its events' ids, was
+# refused every event for good: an API or MCP caller, named by their key, until a restart;
+# "reload the page" did not help either: review 40 F1).
+UNREAD_KEPT_S = 60.0
 UNREAD = (
-    "Your tabs have many answers from this studio they have not read; reload the page, or read "
-    "the answers of the events you sent."
+    "Your tabs have many answers from this studio they have not read: read the answers of the "
+    "events you sent, or try again in a minute (answers left unread that long are let go)."
 )
 # Routes that name a queued event (its answers, its streamed inputs), and how its id is kept.
 _BY_EVENT = tuple(
@@ -347,6 +353,8 @@ class TabDoor:
         self.owned: dict[str, OrderedDict[str, None]] = {}
         self.at_address: dict[str, OrderedDict[str, None]] = {}
         self.tab_at: dict[str, str] = {}
+        # When each tab was last used (`_may_use`).
+        self.used_at: dict[str, float] = {}
         # Events refused to nobody, by their tab (`_TAB`) or their event id (`_EVENT`): each
         # event's id and the sentence its answer says.
         self.refusals: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
@@ -389,8 +397,7 @@ class TabDoor:
             return
         send = paced
         path = route_path(scope)
-        if self.pending is None:
-            self._see_queue(scope)
+        self._see_queue(scope)
         who = visitor_in(scope)
         owner = who.owner if who is not None else None
         binds = owner if not forwarded_in(scope) else None
@@ -409,7 +416,7 @@ class TabDoor:
         if counted is not None and self._events_of(scope, counted) >= self.events_at_once:
             await refuse_event(send, 429, TOO_MANY_EVENTS)
             return
-        if counted is not None and self._unread_of(scope, counted) >= UNREAD_PER_VISITOR:
+        if counted is not None and self._unread_past(scope, counted):
             await refuse_event(send, 429, UNREAD)
             return
         cap = self._body_cap(scope, owner, path)
@@ -571,7 +578,10 @@ class TabDoor:
         return places
 
     def _see_queue(self, scope: Scope) -> None:
-        """Find Gradio's tables of unread answers and of events by tab (once)."""
+        """Find Gradio's tables of unread answers and of events by tab (on each request: the
+        studio puts its own table of answers in place of Gradio's after Gradio's first request
+        to itself; seen once, tabs let go took their unread answers out of Gradio's first,
+        which nothing used, and Gradio kept them: review 40 F1)."""
         queue = _gradio_queue(scope)
         pending = getattr(queue, "pending_messages_per_session", None)
         self.pending = pending if isinstance(pending, dict) else None
@@ -590,6 +600,23 @@ class TabDoor:
             messages = dict.get(pending, hash_)  # (not as a use: its order is Gradio's to keep)
             unread += messages.qsize() if isinstance(messages, asyncio.Queue) else 0
         return unread
+
+    def _unread_past(self, scope: Scope, owner: str) -> bool:
+        """Whether `owner` has `UNREAD_PER_VISITOR` unread answers, once those of their idle
+        tabs unused for `UNREAD_KEPT_S` have gone (least recently used first)."""
+        unread = self._unread_of(scope, owner)
+        if unread < UNREAD_PER_VISITOR or self.pending is None:
+            return unread >= UNREAD_PER_VISITOR
+        now = time.monotonic()
+        for hash_ in list(self.owned.get(owner, ())):  # (least recently used first)
+            if unread < UNREAD_PER_VISITOR or now - self.used_at.get(hash_, now) < UNREAD_KEPT_S:
+                break
+            messages = dict.get(self.pending, hash_)
+            waiting = messages.qsize() if isinstance(messages, asyncio.Queue) else 0
+            if waiting and not tab_busy(self.events, self.live, hash_):
+                self._let_go(hash_)
+                unread -= waiting
+        return unread >= UNREAD_PER_VISITOR
 
     def _events_of(self, scope: Scope, owner: str) -> int:
         """`owner`'s events waiting or running in Gradio's queue, and those outside it."""
@@ -917,6 +944,7 @@ class TabDoor:
         bound = self.tabs.get(hash_)
         if bound is not None:
             self.tabs.move_to_end(hash_)
+            self.used_at[hash_] = time.monotonic()
             if (theirs := self.owned.get(bound)) is not None and hash_ in theirs:
                 theirs.move_to_end(hash_)
             if (where := self.tab_at.get(hash_)) is not None:
@@ -924,6 +952,7 @@ class TabDoor:
             return bound == owner
         if binds is not None:
             self.tabs[hash_] = binds
+            self.used_at[hash_] = time.monotonic()
             theirs = self.owned.setdefault(binds, OrderedDict())
             theirs[hash_] = None
             if at is not None:
@@ -971,6 +1000,7 @@ class TabDoor:
         self._forget(hash_, self.tabs.pop(hash_))
 
     def _forget(self, hash_: str, owner: str) -> None:
+        self.used_at.pop(hash_, None)
         theirs = self.owned.get(owner)
         if theirs is not None:
             theirs.pop(hash_, None)

@@ -1146,6 +1146,38 @@ def test_a_visitor_who_never_reads_the_answers_is_refused_more_events(hosted):
     assert httpx.post(join, json=body, headers=cookie, timeout=10).status_code == 200
 
 
+def test_a_client_that_lost_its_answers_is_refused_only_until_they_have_waited_a_while(
+    hosted, monkeypatch
+):
+    """A client killed before reading its calls' answers (or that lost their ids) was refused
+    every event for good once it had many unread: an API caller, named by their key, until a
+    restart; reloading did not help (review 40 F1). Answers left unread on tabs unused for
+    `UNREAD_KEPT_S` go when the visitor next needs the room; a tab in use keeps its own."""
+    from studio.ui import tabs
+
+    monkeypatch.setattr(tabs, "UNREAD_KEPT_S", 3600.0)  # (none let go while they pile up)
+    base = hosted.url.rstrip("/")
+    cookie = _cookie_of_a_new_visitor(hosted.url)
+    config = httpx.get(f"{base}/config", headers=cookie).json()
+    (fn,) = [d["id"] for d in config["dependencies"] if d.get("api_name") == "on_delete_no"]
+    join = f"{base}/gradio_api/queue/join"
+    with httpx.Client(headers=cookie, timeout=10) as http:
+        for n in range(UNREAD_PER_VISITOR + 10):  # each on its own tab, as calls are; none read
+            body = {"data": [], "fn_index": fn, "session_hash": f"lost{n}"}
+            if (answer := http.post(join, json=body)).status_code == 429:
+                break
+            time.sleep(0.01)
+        assert answer.status_code == 429
+        assert UNREAD in answer.text
+        monkeypatch.setattr(tabs, "UNREAD_KEPT_S", 1.0)
+        time.sleep(1.5)
+        fresh = {"data": [], "fn_index": fn, "session_hash": "afterwards"}
+        later = http.post(join, json=fresh)
+        assert later.status_code == 200, later.text
+    answers = hosted.demo._queue.pending_messages_per_session
+    assert sum(q.qsize() for q in list(answers.values())) < UNREAD_PER_VISITOR
+
+
 def test_fresh_tab_hashes_do_not_let_unread_answers_pile_up(hosted):
     """A visitor's unread answers are counted over their tabs; binding fresh hashes pushes their
     oldest tabs out, and Gradio's unread answers for those go with them: they no longer pile
@@ -1165,8 +1197,9 @@ def test_fresh_tab_hashes_do_not_let_unread_answers_pile_up(hosted):
             for n in range(TABS_PER_VISITOR + 10):  # then fresh tabs that send nothing
                 with http.stream("GET", f"/gradio_api/heartbeat/r{round_}h{n}") as stream:
                     assert stream.status_code == 200
-    assert door.pending is not None
-    kept = sum(q.qsize() for q in list(door.pending.values()))
+    answers = hosted.demo._queue.pending_messages_per_session  # (Gradio's own, as it is now)
+    assert door.pending is answers
+    kept = sum(q.qsize() for q in list(answers.values()))
     assert kept <= UNREAD_PER_VISITOR
 
 
