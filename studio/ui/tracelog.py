@@ -8,8 +8,11 @@ megabyte a second (review 8 F2). The door refuses the requests known to do it (`
 `ui.guard`, `ui.tabstate`); this is the net for whatever else does. A kind is an exception's
 type and the line that raised it: its first `FULL_PER_WINDOW` in a minute are printed in full
 (a host needs to see real errors), the rest counted, and said in one line when the minute is
-over ("... 1,234 more like this in the last minute"). A record without an exception is of a
-kind of its own: its level, its logger and the line that logged it.
+over ("... 1,234 more like this in the last minute"). A kind that keeps coming has each next
+window twice as long, up to an hour, and all kinds together print `FULL_PER_HOUR` in full an
+hour at most: a client sending a few failing requests of six kinds a minute, within every
+kind's minute, grew the log by 36 MB a day (review 40 F2). A record without an exception is of
+a kind of its own: its level, its logger and the line that logged it.
 
 Installed by `ui.serve.serve_studio` in the studio's server process only, and not with
 `--verbose`, which prints every traceback in full. Imports only the standard library.
@@ -31,6 +34,11 @@ from typing import TextIO
 # Full tracebacks of one kind printed in a window; the rest are counted.
 FULL_PER_WINDOW = 3
 WINDOW_S = 60.0
+# The longest window of a kind that keeps coming (each twice the one before while it does).
+LONGEST_WINDOW_S = 3600.0
+# Full tracebacks of all kinds together in an hour (the rest counted under their kinds).
+FULL_PER_HOUR = 60
+HOUR_S = 3600.0
 # Kinds counted apart at once; past this, new kinds share one count (the limiter's own memory
 # stays bounded, whatever a client manages to make the server raise).
 KINDS_KEPT = 1000
@@ -98,6 +106,7 @@ def bounded(text: str, *, line_chars: int = LINE_CHARS, record_chars: int = RECO
 @dataclass
 class _Tally:
     since_s: float
+    span_s: float
     shown: int = 0
     held: int = 0
 
@@ -107,30 +116,49 @@ class RepeatLimit:
 
     A kind's window starts at its first traceback and lasts `window_s`; within it, the first
     `full` are printed and the rest held (counted). Once it is over, the count is said in one
-    line (`due`), and the kind's next traceback starts a new window.
+    line (`due`), and the kind's next traceback starts a new window: twice as long if some were
+    held in this one (up to `longest_s`), else `window_s` again. Of all kinds together, at most
+    `per_hour` are printed in an hour.
     """
 
     def __init__(
-        self, *, full: int = FULL_PER_WINDOW, window_s: float = WINDOW_S, kinds: int = KINDS_KEPT
+        self,
+        *,
+        full: int = FULL_PER_WINDOW,
+        window_s: float = WINDOW_S,
+        kinds: int = KINDS_KEPT,
+        longest_s: float = LONGEST_WINDOW_S,
+        per_hour: int = FULL_PER_HOUR,
     ) -> None:
         self.full = full
         self.window_s = window_s
         self.kinds = kinds
+        self.longest_s = longest_s
+        self.per_hour = per_hour
         self.tallies: dict[Kind, _Tally] = {}
+        # The next window of each kind that kept coming (at most `kinds` of them).
+        self.spans: dict[Kind, float] = {}
+        # The hour under way, for all kinds (`per_hour`): when it began, and printed in it.
+        self.hour_since_s: float | None = None
+        self.hour_shown = 0
         self.said: list[str] = []  # lines of windows over, not yet taken by `due`
 
     def admit(self, kind: Kind, now_s: float) -> bool:
         """Whether to print this traceback of `kind` in full (else it is counted)."""
         tally = self.tallies.get(kind)
-        if tally is not None and now_s - tally.since_s >= self.window_s:
+        if tally is not None and now_s - tally.since_s >= tally.span_s:
             self._end(kind, tally)
             tally = None
         if tally is None:
             if len(self.tallies) >= self.kinds and kind != _OTHER:
                 return self.admit(_OTHER, now_s)
-            tally = self.tallies[kind] = _Tally(since_s=now_s)
-        if tally.shown < self.full:
+            span = self.spans.get(kind, self.window_s)
+            tally = self.tallies[kind] = _Tally(since_s=now_s, span_s=span)
+        if self.hour_since_s is None or now_s - self.hour_since_s >= HOUR_S:
+            self.hour_since_s, self.hour_shown = now_s, 0
+        if tally.shown < self.full and self.hour_shown < self.per_hour:
             tally.shown += 1
+            self.hour_shown += 1
             return True
         tally.held += 1
         return False
@@ -138,7 +166,7 @@ class RepeatLimit:
     def due(self, now_s: float) -> list[str]:
         """The lines of every window over by `now_s` (each said once)."""
         for kind, tally in list(self.tallies.items()):
-            if now_s - tally.since_s >= self.window_s:
+            if now_s - tally.since_s >= tally.span_s:
                 self._end(kind, tally)
         said, self.said = self.said, []
         return said
@@ -152,11 +180,16 @@ class RepeatLimit:
 
     def _end(self, kind: Kind, tally: _Tally) -> None:
         del self.tallies[kind]
+        self.spans.pop(kind, None)
         if tally.held:
             name, where = kind
+            minutes = round(tally.span_s / 60)
+            span = "minute" if minutes <= 1 else f"{minutes} minutes"
             self.said.append(
-                f"... {tally.held:,} more like this in the last minute: {name} at {where}"
+                f"... {tally.held:,} more like this in the last {span}: {name} at {where}"
             )
+            if len(self.spans) < self.kinds:
+                self.spans[kind] = min(tally.span_s * 2, self.longest_s)
 
 
 class _RepeatFilter(logging.Filter):
@@ -284,10 +317,12 @@ class TracebackNet:
 
 
 __all__ = [
+    "FULL_PER_HOUR",
     "FULL_PER_WINDOW",
     "KINDS_KEPT",
     "LINE_CHARS",
     "LOGGERS",
+    "LONGEST_WINDOW_S",
     "RECORD_CHARS",
     "SUMMARY_EVERY_S",
     "WINDOW_S",

@@ -11,6 +11,7 @@ import traceback
 import pytest
 
 from studio.ui.tracelog import (
+    FULL_PER_HOUR,
     FULL_PER_WINDOW,
     LINE_CHARS,
     RECORD_CHARS,
@@ -249,3 +250,53 @@ def test_an_error_the_studio_did_not_expect_reaches_the_log_without_verbose(caps
     assert "Step s1 failed unexpectedly: KeyError('the cause')" in logged
     assert "Traceback" not in logged
     assert "s2" not in logged
+
+
+def _full_in_a_day(limit: RepeatLimit, kinds: int, per_minute: int) -> int:
+    """How many tracebacks `limit` prints in full in a day of `kinds` kinds coming
+    `per_minute` times a minute each (windows said as the net says them)."""
+    printed = 0
+    for minute in range(24 * 60):
+        for n in range(per_minute):
+            now = minute * 60.0 + n * 60.0 / per_minute
+            for k in range(kinds):
+                printed += limit.admit((f"Error{k}", f"x.py:{k}"), now)
+        limit.due(minute * 60.0 + 59.9)
+    return printed
+
+
+def test_a_kind_that_keeps_coming_is_printed_in_full_a_few_times_an_hour_not_a_minute():
+    """A client sending four failing requests a minute of each of six kinds, within every
+    kind's three a minute, had 72 tracebacks a minute printed for as long as it went on: the
+    log grew by 36 MB a day (review 40 F2). A kind that keeps coming waits twice as long each
+    time, up to an hour."""
+    printed = _full_in_a_day(RepeatLimit(per_hour=10**9), kinds=6, per_minute=4)
+    assert printed <= 6 * FULL_PER_WINDOW * (24 + 7)  # (an hour's window, after 1+2+...+32 min)
+    assert printed >= 6 * FULL_PER_WINDOW * 24  # (and each kind still shown every hour)
+
+
+def test_all_kinds_together_print_a_bounded_number_in_full_an_hour():
+    limit = RepeatLimit()
+    assert _full_in_a_day(limit, kinds=200, per_minute=1) <= 24 * FULL_PER_HOUR
+    held = [line for line in limit.flush() if "more like this" in line]
+    assert held  # (the rest counted, and said)
+
+
+def test_a_kind_that_stops_coming_starts_again_from_a_minute():
+    limit = RepeatLimit(full=1)
+    for n in range(4):  # windows of 1, 2, 4 and 8 minutes, each with one held
+        start = sum(2**k for k in range(n)) * WINDOW_S
+        assert limit.admit(KIND, start)
+        assert not limit.admit(KIND, start + 1)
+    spans = ["minute", "2 minutes", "4 minutes", "8 minutes"]
+    assert limit.due(15 * WINDOW_S) == [
+        f"... 1 more like this in the last {span}: TypeError at gradio_client/utils.py:1409"
+        for span in spans
+    ]
+    assert limit.admit(KIND, 100 * WINDOW_S)  # (a window of 16 minutes, nothing held in it)
+    assert limit.due(116 * WINDOW_S) == []
+    assert limit.admit(KIND, 120 * WINDOW_S)  # so the next is a minute again
+    assert not limit.admit(KIND, 120 * WINDOW_S + 1)
+    assert limit.due(121 * WINDOW_S) == [
+        "... 1 more like this in the last minute: TypeError at gradio_client/utils.py:1409"
+    ]
