@@ -18,7 +18,6 @@ import logging
 import posixpath
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -95,7 +94,7 @@ class CompressedAssets:
         self.kept_bytes = 0
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # (path, encoding, the asker's address) -> the description naming it, compressed.
-        self.told: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
+        self.told: dict[tuple[str, str, str], Kept] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan" and "app" in scope:
