@@ -22,7 +22,7 @@ import datetime
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio.blocks
@@ -140,17 +140,23 @@ def quiet_summary(queue: Any, *, monitoring: bool) -> None:
 class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
     """Gradio's unread answers by tab (`Queue.pending_messages_per_session`): at most
     `max_size` tabs for everyone, as Gradio's own, but the tab that makes room is the oldest
-    with no event waiting or running, not the oldest of all. Gradio's dropped a tab whose event
-    was still running: its caller's answer was lost (the paid edit's call cut), and Gradio's
-    progress updater, raising on the missing tab, stopped for every visitor until a restart
-    (review round 7, F4: fresh tabs from one address, or an agent polling during its edit). A
-    tab that goes takes its empty record of events (`pending_event_ids_session`) with it:
-    Gradio left one behind for every tab whose stream ended, for good (F6)."""
+    with no event waiting or running and no answer unread; else, of those with answers unread,
+    the one whose visitor holds the most tabs (`weight`, which the door gives); never the oldest
+    of all. Gradio's dropped a tab whose event was still running: its caller's answer was lost
+    (the paid edit's call cut), and Gradio's progress updater, raising on the missing tab,
+    stopped for every visitor until a restart (review round 7, F4: fresh tabs from one address,
+    or an agent polling during its edit). And one whose event was done, before its caller read
+    the answer: other visitors' calls, each a fresh tab read at once, pushed a paid edit's
+    answer out in 85 s (review 40 F3). A tab that goes takes its empty record of events
+    (`pending_event_ids_session`) with it: Gradio left one behind for every tab whose stream
+    ended, for good (F6)."""
 
     def __init__(self, events: dict[str, set[str]], live: dict[str, Any], max_size: int) -> None:
         super().__init__(max_size)
         self._events = events
         self._live = live  # the events waiting or running, by id (`Queue.event_ids_to_events`)
+        # How many tabs the visitor of a tab holds (0 for a tab nobody holds).
+        self.weight: Callable[[str], int] = lambda _tab: 0
 
     def _busy(self, tab: str) -> bool:
         return tab_busy(self._events, self._live, tab)
@@ -163,22 +169,39 @@ class _AnswersByTab(gradio.utils.LRUCache):  # type: ignore[type-arg]
         OrderedDict.__setitem__(self, key, value)
 
     def _make_room(self) -> None:
-        """Drop the oldest tabs with nothing waiting or running, looking at `ROOM_LOOKED_AT`
-        at most (a busy one looked at goes to the back); none among them, and the table holds
-        one more than `max_size` (it then holds `max_size` tabs and those with events waiting
-        or running, which the door bounds). Looking at every tab for an idle one, and dropping
-        a busy one when none was, made every estimate Gradio sends to a waiting event whose tab
-        was dropped put it back: after a flood of API calls (each its own tab) faster than they
-        ran, the studio spent minutes at 100% of a core looking (2026-12-05)."""
+        """Drop the oldest tab with nothing waiting, running or unread, looking at
+        `ROOM_LOOKED_AT` at most (one looked at that has something goes to the back); none among
+        them, the one with answers unread whose visitor holds the most tabs; none of those
+        either, and the table holds one more than `max_size` (it then holds `max_size` tabs and
+        those with events waiting or running, which the door bounds). Looking at every tab for
+        an idle one, and dropping a busy one when none was, made every estimate Gradio sends to
+        a waiting event whose tab was dropped put it back: after a flood of API calls (each its
+        own tab) faster than they ran, the studio spent minutes at 100% of a core looking
+        (2026-12-05)."""
+        unread: list[str] = []
         for _ in range(min(len(self), ROOM_LOOKED_AT)):
             if len(self) < self.max_size:
                 return
             tab = next(iter(self))
             if self._busy(tab):
                 self.move_to_end(tab)
+            elif _waiting(OrderedDict.__getitem__(self, tab)):
+                unread.append(tab)
+                self.move_to_end(tab)
             else:
-                OrderedDict.__delitem__(self, tab)
-                self._events.pop(tab, None)
+                self._drop(tab)
+        if len(self) >= self.max_size and unread:
+            # (`max` keeps the first of equals: the oldest.)
+            self._drop(max(unread, key=self.weight))
+
+    def _drop(self, tab: str) -> None:
+        OrderedDict.__delitem__(self, tab)
+        self._events.pop(tab, None)
+
+
+def _waiting(messages: Any) -> bool:
+    """Whether a tab's table of answers holds one nobody has read."""
+    return isinstance(messages, asyncio.Queue) and not messages.empty()
 
 
 # How many tabs `_AnswersByTab` looks at, at most, to make room for one.

@@ -585,10 +585,17 @@ class TabDoor:
         queue = _gradio_queue(scope)
         pending = getattr(queue, "pending_messages_per_session", None)
         self.pending = pending if isinstance(pending, dict) else None
+        if getattr(pending, "weight", self._held_with) != self._held_with:
+            setattr(pending, "weight", self._held_with)  # noqa: B010 (`ui.lean`: who makes room)
         events = getattr(queue, "pending_event_ids_session", None)
         self.events = events if isinstance(events, dict) else {}
         live = getattr(queue, "event_ids_to_events", None)
         self.live = live if isinstance(live, dict) else {}
+
+    def _held_with(self, hash_: str) -> int:
+        """How many tabs the visitor of the tab `hash_` holds (0: nobody holds it)."""
+        owner = self.tabs.get(hash_)
+        return len(self.owned.get(owner, ())) if owner is not None else 0
 
     def _unread_of(self, scope: Scope, owner: str) -> int:
         """Messages Gradio keeps for `owner`'s tabs that no stream has taken yet."""
