@@ -128,6 +128,11 @@ WAITS_FOR_KEY = (
     "The studio restarted while this edit ran on your own RunAPI key, which it does not keep; "
     "it goes on as soon as you come back with that key."
 )
+# Said of a step the server's key pays for, queued behind one that waits for its visitor's key.
+WAITS_FOR_EARLIER = (
+    "The studio restarted while the edit before this one ran on your own RunAPI key, which it "
+    "does not keep; this one goes on once that one has."
+)
 # At most this many results of one instruction at once (`Engine.candidates`).
 MAX_CANDIDATES = 4
 # Keys one visitor may have checked with RunAPI in a minute (a pasted key is checked once; a
@@ -990,29 +995,51 @@ class Engine:
         await asyncio.to_thread(self._store.forget_owners_without_sessions)
         steps = await asyncio.to_thread(self._store.unfinished_steps)
         owners = await asyncio.to_thread(self._store.owners_of, [s.session_id for s in steps])
-        for step in steps:
+        for step in steps:  # (oldest first: a step before the steps queued behind it)
             if self._runner.is_running(step.step_id):
                 continue
             owner = owners.get(step.session_id)
             # From before payers were recorded: a hosted visitor's may have been their key's.
             payer = step.payer or ("host" if owner is None else "visitor")
             if payer == "visitor":
-                await self._await_key(step, owner)
-                continue
-            log.info("Resuming step %s (task %s)", step.step_id, step.task_id)
-            limits = self._limits
-            if limits is not None and owner is not None:
-                limits.hold(owner, step.step_id)
-            self._runner.launch(step, None, on_done=limits.release if limits else None)
+                await self._await_key(replace(step, payer=payer), owner, WAITS_FOR_KEY)
+            elif step.parent_id in self._awaiting_key.get(owner or "", {}):
+                # Queued behind one that waits: it would hold a running place, waiting for it
+                # without a word, for as long as that one waits (review 36 F3).
+                await self._await_key(replace(step, payer=payer), owner, WAITS_FOR_EARLIER)
+            else:
+                self._resume_on_server_key(step, owner)
         return steps
 
-    async def _await_key(self, step: Step, owner: str | None) -> None:
-        """A step paid with a visitor's key, found unfinished at start-up: it never runs on the
-        server's key."""
+    def _resume_on_server_key(self, step: Step, owner: str | None) -> None:
+        """Run a step the server's key pays for, found unfinished at start-up (it holds its
+        visitor's running place; its spending was counted when it was made)."""
+        log.info("Resuming step %s (task %s)", step.step_id, step.task_id)
+        limits = self._limits
+        if limits is not None and owner is not None:
+            limits.hold(owner, step.step_id)
+        self._runner.launch(step, None, on_done=limits.release if limits else None)
+
+    async def _await_key(self, step: Step, owner: str | None, why: str) -> None:
+        """A step found unfinished at start-up that waits for its visitor's key: paid with it
+        (it never runs on the server's), or queued behind one that is (`why` says which)."""
         log.info("Step %s waits for its visitor's own key", step.step_id)
-        waiting = replace(step, error=WAITS_FOR_KEY)
+        waiting = replace(step, error=why)
         await asyncio.to_thread(self._store.save_step, waiting)
         self._awaiting_key.setdefault(owner or "", {})[step.step_id] = waiting
+
+    def _resume_behind(self, owner: str | None) -> None:
+        """Run `owner`'s steps the server's key pays for that waited behind a step waiting for
+        their key, once the step before each no longer waits (it ran, or was cancelled)."""
+        waiting = self._awaiting_key.get(owner or "", {})
+        while free := [
+            s for s in waiting.values() if s.payer == "host" and s.parent_id not in waiting
+        ]:
+            for step in free:
+                del waiting[step.step_id]
+                self._resume_on_server_key(replace(step, error=None), owner)
+        if not waiting:
+            self._awaiting_key.pop(owner or "", None)
 
     def _unawait(self, owner: str | None, step_id: str, moved: list[Step]) -> None:
         """A step cancelled (`step_id`) no longer waits for its visitor's key, and the steps
@@ -1024,9 +1051,8 @@ class Engine:
         waiting.pop(step_id, None)
         for step in moved:
             if step.step_id in waiting:
-                waiting[step.step_id] = step
-        if not waiting:
-            self._awaiting_key.pop(owner or "", None)
+                waiting[step.step_id] = replace(step, error=waiting[step.step_id].error)
+        self._resume_behind(owner)
 
     async def _resume_with_key(self, visitor: Visitor) -> None:
         """The visitor is back with their own key: their steps that waited for that key (the
@@ -1037,12 +1063,12 @@ class Engine:
         if not waiting:
             return
         paid_by = await self._key_print(visitor.api_key)
-        for step in [s for s in waiting.values() if s.payer_key in (None, paid_by)]:
-            del waiting[step.step_id]
-            log.info("Resuming step %s on its visitor's key", step.step_id)
-            self._launch(replace(step, error=None), visitor)
-        if not waiting:
-            self._awaiting_key.pop(visitor.owner or "", None)
+        for step in [s for s in waiting.values() if s.payer != "host"]:
+            if step.payer_key in (None, paid_by):
+                del waiting[step.step_id]
+                log.info("Resuming step %s on its visitor's key", step.step_id)
+                self._launch(replace(step, error=None), visitor)
+        self._resume_behind(visitor.owner)
 
     # -- portable sessions ----------------------------------------------------------------------
 

@@ -184,6 +184,8 @@ def _step_line(step: Step, update: StepUpdate | None) -> str:
             return (
                 f"✗ Failed: {as_text(step.error) if step.error else 'the service gave no reason.'}"
             )
+        case _ if step.error:  # (why it waits: for its visitor's key after a restart, ...)
+            return f"⏳ {as_text(step.error)}"
         case _:
             return f"⏳ {str(step.state).capitalize()}…"
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from studio.bundle import BundleError
 from studio.config import Secret
-from studio.engine import KEYS_REFUSED_PER_ADDRESS, WAITS_FOR_KEY, Engine
+from studio.engine import KEYS_REFUSED_PER_ADDRESS, WAITS_FOR_EARLIER, WAITS_FOR_KEY, Engine
 from studio.history import Step, StepState
 from studio.limits import LimitError, Limits, LimitSettings
 from studio.params import EditParams, RegionRequest
@@ -189,6 +189,69 @@ async def test_a_waiting_step_cancelled_after_a_restart_is_never_run_when_its_ke
     source = session.steps[sent.step_id].result
     assert source is not None
     assert sim.tasks[done.task_id].source_bytes == await engine.image_bytes(source)
+    await engine.aclose()
+
+
+async def test_a_step_on_the_servers_key_behind_one_waiting_for_a_key_holds_no_running_place(
+    sim, clean_env
+):
+    """After a restart, a step the server's key pays for, typed ahead behind one paid with the
+    visitor's own key, waited for it without a word and held one of the visitor's running
+    places for as long as that one waited (review 36 F3). It waits saying why, holding none,
+    and runs on the server's key once the one before it has run on the visitor's."""
+    sim.accept_key("sk-visitor-own")
+    with_key = A.with_key(Secret("sk-visitor-own"))
+    sim.latency = SLOW
+    caps = LimitSettings(visitor_budget_cents=10, total_budget_cents=15, max_running=2)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    mine = await _session(engine, A)
+    theirs = await engine.submit_edit(mine, BLUE, visitor=with_key)
+    behind = await engine.submit_edit(mine, EditParams(prompt="snow"), visitor=A)
+    assert behind.payer == "host"
+    await _created(engine, mine, theirs.step_id)
+    await engine.aclose()  # a restart while the first runs and the second waits behind it
+    caps = LimitSettings(visitor_budget_cents=10, total_budget_cents=15, max_running=1)
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(caps))
+    await engine.resume_unfinished()
+    waiting = (await engine.load_session(mine, visitor=A)).steps[behind.step_id]
+    assert waiting.error == WAITS_FOR_EARLIER
+    assert behind.step_id not in engine.running(mine)
+    # Their one running place is free: another edit of theirs runs meanwhile.
+    other = await _session(engine, A)
+    meanwhile = await engine.submit_edit(other, EditParams(prompt="red"), visitor=A)
+    assert (await engine.wait(meanwhile.step_id)).state is StepState.COMPLETED
+    asked = len(sim.requests)
+    await engine.list_sessions(visitor=with_key)  # back with the key
+    assert (await engine.wait(theirs.step_id)).state is StepState.COMPLETED
+    done = await engine.wait(behind.step_id)
+    assert done.state is StepState.COMPLETED
+    assert done.error is None
+    sent = [r for r in sim.requests[asked:] if r.method == "POST"]  # (its image, its task)
+    assert {r.headers.get("authorization") for r in sent} == {f"Bearer {sim.api_key}"}
+    assert [r for r in sent if "text_to_image" in r.path]
+    assert sim.tasks_by_key()[behind.step_id] == 1
+    await engine.aclose()
+
+
+async def test_a_step_behind_a_cancelled_waiting_one_runs_on_the_servers_key(sim, clean_env):
+    """Once the step it waited behind is cancelled, it runs from the step before that one."""
+    sim.accept_key("sk-visitor-own")
+    with_key = A.with_key(Secret("sk-visitor-own"))
+    sim.latency = SLOW
+    engine = _engine(sim, clean_env)
+    mine = await _session(engine, A)
+    sent = await engine.submit_edit(mine, EditParams(prompt="blue"), visitor=A)
+    waits = await engine.submit_edit(mine, EditParams(prompt="snow"), visitor=with_key)
+    behind = await engine.submit_edit(mine, EditParams(prompt="night"), visitor=A)
+    await _created(engine, mine, sent.step_id)
+    await engine.aclose()  # the first runs on the server's key; the second waits for the key
+    engine = _engine(sim, clean_env)
+    await engine.resume_unfinished()
+    assert behind.step_id not in engine.running(mine)
+    await engine.cancel(mine, waits.step_id, visitor=A)
+    done = await engine.wait(behind.step_id)
+    assert done.state is StepState.COMPLETED
+    assert done.parent_id == sent.step_id
     await engine.aclose()
 
 
