@@ -118,3 +118,17 @@ def test_a_step_picker_label_starts_with_the_number_and_the_instruction():
     origin, edit = session.origin, session.current
     assert present.step_choice(origin, 0) == ("Original", origin.step_id)
     assert present.step_choice(edit, 3) == ("3 · make it black and white · pro", edit.step_id)
+
+
+def test_a_step_that_waits_says_why():
+    """After a restart, a step waiting for its visitor's key said only "Running…"."""
+    from dataclasses import replace
+
+    from studio.engine import WAITS_FOR_EARLIER
+
+    origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
+    session = Session.start(new_id(), "s", origin, T0)
+    queued = session.add_step(new_id(), EditParams(prompt="snow"), T0).current
+    assert present.step_status(queued) == "⏳ Queued…"
+    waiting = present.step_status(replace(queued, error=WAITS_FOR_EARLIER))
+    assert waiting == f"⏳ {WAITS_FOR_EARLIER}"
