@@ -77,6 +77,37 @@ async def test_a_visitor_decodes_a_bounded_number_of_large_pixels_a_minute(sim, 
         await engine.aclose()
 
 
+def _photo_jpeg(side: int, *, progressive: bool) -> bytes:
+    """A photo-like JPEG (noise: no format makes it small), baseline or progressive."""
+    import numpy as np
+
+    pixels = np.random.default_rng(7).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=80, progressive=progressive)
+    return buffer.getvalue()
+
+
+async def test_a_progressive_jpeg_counts_as_the_large_decode_it_is(sim, clean_env):
+    """A JPEG is checked at an eighth of each side, so a camera photo hardly counts; but a
+    progressive one is decoded whole first, whatever the scale (80 megapixels: 489 MB against
+    33 MB baseline), and four callers sending them, counted as a 64th, took the studio to
+    2.2 GB (review 41 F1). It counts as the large decode it is."""
+    baseline = _photo_jpeg(2400, progressive=False)
+    progressive = _photo_jpeg(2400, progressive=True)
+    assert Image.open(io.BytesIO(progressive)).info.get("progressive")
+    caps = Limits(LimitSettings(decode_pixels_per_minute=15_000_000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    try:
+        for _ in range(4):  # 5.8 megapixels each, checked at a 64th: nearly free
+            assert (await engine.read_image(baseline, visitor=a)).width == 2400
+        assert (await engine.read_image(progressive, visitor=b)).width == 2400
+        with pytest.raises(LimitError, match="wait a minute"):
+            await engine.read_image(progressive, visitor=b)
+    finally:
+        await engine.aclose()
+
+
 async def _export_from_large_source(sim, home) -> bytes:
     local = make_engine(home, sim.base_url, sim.api_key)
     try:
