@@ -6,6 +6,7 @@ flattened on white: an image with transparency goes to RunAPI as an RGBA PNG.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import io
@@ -219,9 +220,8 @@ def check_result(data: bytes) -> ResultImage:
     """
     with _decoding():
         im = _open_header(data, MAX_SOURCE_BYTES)
-        # (An eXIf chunk after the pixels is read by a decode: then `open_source` below.)
-        if im.format == "PNG" and ("exif" in im.info or not _png_has_chunk(data, b"eXIf")):
-            width, height = _upright_size(im, data)
+        if im.format == "PNG":
+            width, height = _upright_size(im, data)  # (its eXIf chunk read on its own)
             im.verify()
             return ResultImage(data=data, format="png", width=width, height=height)
     source = open_source(data)
@@ -527,27 +527,34 @@ def _pil_format(im: ImageFile.ImageFile) -> str:
 
 def _orientation(im: Image.Image, data: bytes | None = None) -> int:
     if data is not None and im.format == "PNG" and "exif" not in im.info:
-        # Pillow decodes every pixel of a PNG to look for an eXIf chunk after the image data;
-        # reading the chunks' lengths says whether there is one, at no cost.
-        exif = im.getexif() if _png_has_chunk(data, b"eXIf") else Image.Image.getexif(im)
+        # Pillow decodes every pixel of a PNG to read an eXIf chunk after the image data (an
+        # 80-megapixel PNG of 250 KB: 0.8 s and 329 MB for each look at its header, outside
+        # every lane: review 41 F2); the chunk is found by walking the chunks' lengths, and
+        # read on its own.
+        exif = Image.Exif()
+        found = _png_chunk(data, b"eXIf")
+        if found is not None:
+            with contextlib.suppress(Exception):  # (a damaged one says nothing)
+                exif.load(found)
     else:
         exif = im.getexif()
     value = exif.get(_ORIENTATION_TAG, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _png_has_chunk(data: bytes, kind: bytes) -> bool:
-    """Whether the PNG `data` has a chunk of type `kind`, walking the chunk lengths only."""
+def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
+    """The data of the PNG `data`'s first chunk of type `kind` (None: it has none), walking the
+    chunk lengths only."""
     at = 8  # after the signature
     while at + 8 <= len(data):
         length = int.from_bytes(data[at : at + 4], "big")
         chunk = data[at + 4 : at + 8]
         if chunk == kind:
-            return True
+            return data[at + 8 : at + 8 + length]
         if chunk == b"IEND":
-            return False
+            return None
         at += 12 + length  # length, type, data, CRC
-    return False
+    return None
 
 
 def _upright_size(im: Image.Image, data: bytes | None = None) -> tuple[int, int]:
