@@ -63,11 +63,14 @@ _LIVE = ".live"
 _held: list[int] = []
 # The folders of the exports this process is writing now (`new_export` to `export_written`).
 _writing: set[Path] = set()
+# What `new_export` noted of each export it made (by its folder): its visitor's tag, its
+# address's and its session's.
+_names: dict[str, tuple[str, str, str]] = {}
 # This process's exports folders (`make_exports_folder`): where `exported` looks.
 _made: list[Path] = []
 # An export's folder and file as `new_export` names them: two tags, the session's 8 characters
 # and 128 random bits; the name made a slug.
-_EXPORT_FOLDER = re.compile(r"[0-9a-f]{8}\.[0-9a-f]{8}\.[0-9a-f]{8}[A-Za-z0-9_-]{22}")
+_EXPORT_FOLDER = re.compile(r"[A-Za-z0-9_-]{32}")
 _EXPORT_FILE = re.compile(r"[A-Za-z0-9-]{1,60}\.zip")
 # The key of `_tag`: a running studio's own (its exports folders are its own too).
 _TAG_KEY = secrets.token_bytes(32)
@@ -153,12 +156,15 @@ def new_export(
     ):
         return None
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:60] or "session"
-    tags = f"{_tag(owner)}.{_tag(address)}"
-    # (8 + 22 characters; the 8 say which session, to the same visitor's later exports of it)
+    # Whose it is, from where and of which session (to the same visitor's later exports of it)
+    # is kept here, not in its name: the name is a link anyone may be handed, and tags in it
+    # told two links of one visitor, one network or one session apart from others' (review 41
+    # F3). 192 random bits.
+    token = secrets.token_urlsafe(24)
     of = _tag(f"session:{session}") if session is not None else secrets.token_hex(4)
-    token = of + secrets.token_urlsafe(16)
-    target = folder / f"{tags}.{token}" / f"{slug}.zip"
+    target = folder / token / f"{slug}.zip"
     target.parent.mkdir(parents=True)
+    _names[str(target.parent)] = (_tag(owner), _tag(address), of)
     _writing.add(target.parent)
     return target
 
@@ -181,10 +187,10 @@ def _replace_earlier(new: Path) -> None:
     """Remove its visitor's earlier exports of the session `new` is an export of: each click on
     Export wrote one more whole copy (review 26 F1: five clicks each from two cookies kept 4.3
     times what their sessions held). Blocking."""
-    owner_tag, _, token = _named(new)
+    owner_tag, _, session = _named(new)
     for _, entry in _exports(new.parent):
         tag, _, of = _named(entry)
-        if tag == owner_tag and of[:8] == token[:8] and entry != new and entry not in _writing:
+        if tag == owner_tag and of == session and entry != new and entry not in _writing:
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -292,20 +298,22 @@ def _from_the_heaviest(waiting: list[Path], here: str, over: int) -> list[Path]:
 
 
 def _named(entry: Path) -> tuple[str, str, str]:
-    """An export folder's name read back: its visitor's tag, its address's tag and its token
-    (the first 8 characters say which session), as `new_export` wrote them; empty when the
-    folder is not an export's."""
-    parts = entry.name.split(".")
-    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")
+    """What `new_export` noted of an export (its folder): its visitor's tag, its address's tag
+    and its session's; empty for a folder it did not make."""
+    return _names.get(str(entry), ("", "", ""))
 
 
 def _exports(folder: Path) -> list[tuple[float, Path]]:
-    """The exports waiting in `folder` (their folders), each with when it was written."""
+    """The exports waiting in `folder` (their folders), each with when it was written; what was
+    noted of those gone is forgotten."""
     found = []
     for entry in folder.iterdir() if folder.is_dir() else ():
         with contextlib.suppress(OSError):
             if entry.is_dir() and entry.name not in _KEEP:
                 found.append((entry.stat().st_mtime, entry))
+    here = {str(entry) for _, entry in found}
+    for gone in [n for n in _names if n not in here and os.path.dirname(n) == str(folder)]:
+        _names.pop(gone, None)
     return found
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -299,6 +300,22 @@ def test_exporting_a_session_again_replaces_the_visitors_earlier_export_of_it(tm
     assert [t.exists() for t in again] == [False, False, False, True]
     assert other_session.exists()
     assert other_visitor.exists()
+
+
+def test_an_export_link_says_nothing_of_whose_it_is_or_what_it_is_of(tmp_path):
+    """Export links are handed on; their folder named keyed tags of the visitor, their network
+    address and the session, so two links could be told to come from one visitor, one
+    network or one session (review 41 F3). Each is a random name, whoever made it."""
+    links = [
+        new_export(tmp_path, "s", owner=owner, address="198.51.100.9", session=session)
+        for owner, session in [("browser:a", "s1")] * 2 + [("browser:a", "s2"), ("browser:b", "s1")]
+    ]
+    names = [link.parent.name for link in links if link is not None]
+    assert len(names) == 4
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{32}", name) for name in names)
+    for size in (4, 6, 8):  # no tag shared anywhere in them
+        pieces = [{n[i : i + size] for i in range(len(n) - size + 1)} for n in names]
+        assert not any(a & b for i, a in enumerate(pieces) for b in pieces[i + 1 :]), size
 
 
 def test_an_export_being_written_or_just_written_never_makes_room_for_another(tmp_path):
