@@ -52,6 +52,8 @@ MAX_UPLOAD_SIDE = 2048
 # `PART_BYTES` of the file (a PNG's pixels come in chunks of 8-64 KB).
 PARTS = 1_000
 PART_BYTES = 1024
+# Scans a JPEG may have (a progressive one has about ten; each is another pass over the image).
+SCANS = 256
 _KNOWN_FORMATS = {
     "PNG": "png",
     "JPEG": "jpeg",
@@ -434,7 +436,11 @@ def _png_parts(data: bytes, bound: int) -> bool:
 
 
 def _jpeg_parts(data: bytes) -> bool:
-    """(The segments before the first scan: what Pillow reads; libjpeg reads the rest.)"""
+    """(The segments before the first scan: what Pillow reads; libjpeg reads the rest, of which
+    each scan of a progressive one is another pass: a scan's marker appears nowhere else, as a
+    0xFF in the coded data is followed by 0 or a restart's number.)"""
+    if data.count(b"\xff\xda") > SCANS:
+        return False
     at, parts = 2, 0
     while at + 4 <= len(data) and data[at] == 0xFF:
         parts += 1

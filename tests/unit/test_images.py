@@ -324,3 +324,15 @@ def test_an_image_padded_with_many_empty_parts_is_refused_before_pillow_reads_th
     for check in (peek, open_source, describe):
         with pytest.raises(ImageError, match="far more parts than an image needs"):
             check(_padded(kind, 5_000))
+
+
+def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused():
+    """Each scan of a progressive JPEG is another pass of libjpeg over the whole image."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    assert open_source(data).width == 64
+    at = data.index(b"\xff\xda")
+    scan = data[at : data.index(b"\xff", at + 4)]  # (a scan's header: its marker and length)
+    with pytest.raises(ImageError, match="far more parts than an image needs"):
+        open_source(data[:at] + scan * 300 + data[at:])
