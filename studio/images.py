@@ -53,6 +53,8 @@ MAX_UPLOAD_SIDE = 2048
 # `PART_BYTES` of the file (a PNG's pixels come in chunks of 8-64 KB).
 PARTS = 1_000
 PART_BYTES = 1024
+# The largest run-length compressed BMP taken (Pillow decodes those in Python).
+RLE_PIXELS = 1_000_000
 # Scans a JPEG may have (a progressive one has about ten; each is another pass over the image).
 SCANS = 256
 _KNOWN_FORMATS = {
@@ -390,6 +392,18 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
         width, height = im.size
         if width < 1 or height < 1:
             raise _corrupt()
+        if (
+            im.format == "BMP"
+            and im.info.get("compression") in (1, 2)
+            and (width * height > RLE_PIXELS)
+        ):
+            # (Pillow decodes a run-length BMP with Python code, a run at a time: 0.33 s a
+            # megapixel, the GIL held: review 43 F2.)
+            raise ImageError(
+                "rle_bmp",
+                f"Run-length compressed BMP images over {RLE_PIXELS // 1_000_000} megapixel "
+                "are not taken; save it as PNG first.",
+            )
         if width * height > MAX_SOURCE_PIXELS:
             megapixels = math.ceil(width * height / 1_000_000)
             raise ImageError(

@@ -370,3 +370,20 @@ def test_a_tiff_of_far_more_strips_than_an_image_needs_is_refused_before_pillow_
     for check in (peek, open_source):
         with pytest.raises(ImageError, match="far more parts than an image needs"):
             check(_striped_tiff(20_000))
+
+
+def _rle_bmp(width: int, height: int) -> bytes:
+    """An 8-bit run-length BMP whose every run is one pixel."""
+    pixels = (b"\x01\x05" * width + b"\x00\x00") * height + b"\x00\x01"
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    at = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", at + len(pixels), 0, 0, at) + info + palette + pixels
+
+
+def test_a_large_run_length_bmp_is_refused_before_pillow_decodes_it_in_python():
+    """Pillow decodes a run-length BMP with Python code, a run at a time: 0.33 s a megapixel,
+    the GIL held (review 43 F2)."""
+    assert open_source(_rle_bmp(64, 64)).width == 64
+    with pytest.raises(ImageError, match="save it as PNG first"):
+        peek(_rle_bmp(1100, 1000))
