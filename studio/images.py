@@ -47,8 +47,6 @@ _MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform =
 # Flux Kontext answers with about one megapixel (contract: "Upstream"); 2048 px on the long side
 # keeps twice that detail per side while keeping uploads small.
 MAX_UPLOAD_SIDE = 2048
-# Pillow's names for what we take, probed in this order (AVIF first: it also claims HEIC's "mif1"
-# brand and steps aside, where libheif could otherwise misreport an AVIF as HEIC).
 # What an image may be made of (`_few_parts`): this many parts, and one more for each
 # `PART_BYTES` of the file (a PNG's pixels come in chunks of 8-64 KB).
 PARTS = 1_000
@@ -57,6 +55,8 @@ PART_BYTES = 1024
 RLE_PIXELS = 1_000_000
 # Scans a JPEG may have (a progressive one has about ten; each is another pass over the image).
 SCANS = 256
+# Pillow's names for what we take, probed in this order (AVIF first: it also claims HEIC's "mif1"
+# brand and steps aside, where libheif could otherwise misreport an AVIF as HEIC).
 _KNOWN_FORMATS = {
     "PNG": "png",
     "JPEG": "jpeg",
@@ -418,8 +418,8 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
 
 
 def _few_parts(data: bytes) -> bool:
-    """Whether `data`, when it is a PNG, JPEG or GIF, is made of no more parts (chunks,
-    segments, blocks) than an image needs, walking their lengths only, and no further than
+    """Whether `data`, when it is a PNG, JPEG, GIF or TIFF, is made of no more parts (chunks,
+    segments, blocks, strips) than an image needs, walking their lengths only, and no further than
     that bound. Pillow reads each part with Python code, so a small picture padded with
     millions of empty ones cost seconds of CPU at each look at its header, the GIL held,
     before a pixel was counted: 3.1 million empty PNG chunks, 36 MB, 18 s a try, failed and
