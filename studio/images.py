@@ -439,17 +439,25 @@ def _few_parts(data: bytes) -> bool:
 
 
 def _png_parts(data: bytes, bound: int) -> bool:
-    at, parts, other = 8, 0, 0
-    while at + 8 <= len(data):
-        kind = data[at + 4 : at + 8]
-        parts += 1
+    other = 0
+    for parts, (kind, _at, _length) in enumerate(_png_walk(data), start=1):
         other += kind != b"IDAT"
         if parts > bound or other > PARTS:
             return False
-        if kind == b"IEND":
-            break
-        at += 12 + int.from_bytes(data[at : at + 4], "big")
     return True
+
+
+def _png_walk(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk of the PNG `data` as its type, where its data starts and its declared length,
+    up to IEND, walking the chunk lengths only (no CRC, no decompression)."""
+    at = 8  # after the signature
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        yield kind, at + 8, length
+        if kind == b"IEND":
+            return
+        at += 12 + length  # length, type, data, CRC
 
 
 def _jpeg_parts(data: bytes) -> bool:
@@ -674,17 +682,10 @@ def _orientation(im: Image.Image, data: bytes | None = None) -> int:
 
 
 def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
-    """The data of the PNG `data`'s first chunk of type `kind` (None: it has none), walking the
-    chunk lengths only."""
-    at = 8  # after the signature
-    while at + 8 <= len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        chunk = data[at + 4 : at + 8]
+    """The data of the PNG `data`'s first chunk of type `kind` (None: it has none)."""
+    for chunk, at, length in _png_walk(data):
         if chunk == kind:
-            return data[at + 8 : at + 8 + length]
-        if chunk == b"IEND":
-            return None
-        at += 12 + length  # length, type, data, CRC
+            return data[at : at + length]
     return None
 
 
