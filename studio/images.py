@@ -55,6 +55,8 @@ PART_BYTES = 1024
 RLE_PIXELS = 1_000_000
 # Scans a JPEG may have (a progressive one has about ten; each is another pass over the image).
 SCANS = 256
+# Numbers a TIFF's first directory may hold besides its strips or tiles (a colour map has 768).
+TIFF_VALUES = 10_000
 # Pillow's names for what we take, probed in this order (AVIF first: it also claims HEIC's "mif1"
 # brand and steps aside, where libheif could otherwise misreport an AVIF as HEIC).
 _KNOWN_FORMATS = {
@@ -505,10 +507,13 @@ def _gif_parts(data: bytes, bound: int) -> bool:
 
 
 def _tiff_parts(data: bytes, bound: int) -> bool:
-    """(The first directory's entries, and the strips or tiles it lists: Pillow makes each a
-    part to decode, in Python, when it opens the file; a TIFF of one-pixel-wide strips, 2
-    million of them in 12 MB, took 3.75 s at each look at its header and 10 s and 706 MB to
-    check: review 43 F1.)"""
+    """(The first directory, which Pillow reads when it opens the file: each entry's values are
+    copied, and those Pillow looks at made into Python numbers, one by one. So the strips or
+    tiles it lists are at most `bound` each, a TIFF of one-pixel-wide strips, 2 million of them
+    in 12 MB, took 3.75 s at each look at its header and 10 s and 706 MB to check (review 43
+    F1); the other entries hold at most `TIFF_VALUES` numbers, two resolutions of 6 million
+    fractions each took 23 s and 1.1 GB a look (review 44 F1); and all entries together no
+    more bytes than the file has, a hundred entries naming the same 10 MB took 2 GB.)"""
     order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
     big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
     size, at = (
@@ -519,14 +524,28 @@ def _tiff_parts(data: bytes, bound: int) -> bool:
     if entries > PARTS:
         return False
     width = 4 + 2 * size  # tag, type, count, value
+    values, held = 0, 0
     for n in range(entries):
         entry = at + head + n * width
         tag = int.from_bytes(data[entry : entry + 2], order)
+        kind = int.from_bytes(data[entry + 2 : entry + 4], order)
+        count = int.from_bytes(data[entry + 4 : entry + 4 + size], order)
+        unit = _TIFF_UNITS.get(kind, 0)  # (Pillow skips a type it does not know)
+        if count * unit > size:  # (what fits in the value's place stays there)
+            held += count * unit
         if tag in (273, 279, 324, 325):  # strip and tile offsets, and their byte counts
-            count = int.from_bytes(data[entry + 4 : entry + 4 + size], order)
             if count > bound:
                 return False
-    return True
+        elif kind not in _TIFF_BYTES:
+            values += count if unit else 0
+    return values <= TIFF_VALUES and held <= len(data)
+
+
+# The bytes of each value of a TIFF entry's type (TIFF 6.0 section 2, BigTIFF's 16-18), and the
+# types Pillow keeps as bytes or text rather than numbers.
+_TIFF_UNITS = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_TIFF_UNITS |= {16: 8, 17: 8, 18: 8}
+_TIFF_BYTES = (1, 2, 6, 7)
 
 
 def _candidates(prefix: bytes) -> Iterator[str]:

@@ -372,6 +372,48 @@ def test_a_tiff_of_far_more_strips_than_an_image_needs_is_refused_before_pillow_
             check(_striped_tiff(20_000))
 
 
+def _tiff_with_entries(entries: int, kind: int, count: int) -> bytes:
+    """An 8 x 8 grey TIFF whose directory also has `entries` entries of TIFF type `kind`
+    (5: fractions, 7: bytes), each of `count` values, all of them naming the same bytes."""
+    unit = {5: 8, 7: 1}[kind]
+    blob = b"\x01\x00\x00\x00" * (count * unit // 4 + 1)
+    tags = [
+        (256, 3, 1, 8),  # width
+        (257, 3, 1, 8),  # height
+        (258, 3, 1, 8),  # bits per sample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # black is zero
+        (273, 4, 1, 8),  # the strip: 64 bytes after the header
+        (277, 3, 1, 1),  # samples per pixel
+        (278, 3, 1, 8),  # rows per strip
+        (279, 4, 1, 64),  # strip byte count
+    ]
+    at_blob = 8 + 64
+    tags += [(40000 + n, kind, count, at_blob) for n in range(entries)]
+    at_ifd = at_blob + len(blob)
+    ifd = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *t) for t in tags)
+    return b"II*\x00" + struct.pack("<I", at_ifd) + b"\x80" * 64 + blob + ifd + bytes(4)
+
+
+def test_a_tiff_entry_of_far_more_numbers_than_an_image_needs_is_refused_before_pillow():
+    """Pillow makes each number of the entries it reads a Python object, one by one, when it
+    opens the file: an 8 x 8 TIFF whose two resolutions held 6 million fractions each took 23 s
+    of CPU and 1.1 GB at each look at its header (review 44 F1)."""
+    assert open_source(_tiff_with_entries(1, 5, 1_000)).width == 8  # (a few are fine)
+    for check in (peek, open_source, describe):
+        with pytest.raises(ImageError, match="far more parts than an image needs"):
+            check(_tiff_with_entries(1, 5, 20_000))
+
+
+def test_a_tiff_whose_entries_name_more_bytes_than_the_file_has_is_refused_before_pillow():
+    """Pillow copies each entry's bytes when it opens the file: a hundred entries naming the
+    same 10 MB took 2 GB at each look (review 44 F1)."""
+    assert open_source(_tiff_with_entries(1, 7, 100_000)).width == 8  # (its own bytes: fine)
+    for check in (peek, open_source):
+        with pytest.raises(ImageError, match="far more parts than an image needs"):
+            check(_tiff_with_entries(100, 7, 100_000))
+
+
 def _rle_bmp(width: int, height: int) -> bytes:
     """An 8-bit run-length BMP whose every run is one pixel."""
     pixels = (b"\x01\x05" * width + b"\x00\x00") * height + b"\x00\x01"
