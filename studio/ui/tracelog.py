@@ -12,7 +12,8 @@ over ("... 1,234 more like this in the last minute"). A kind that keeps coming h
 window twice as long, up to an hour, and all kinds together print `FULL_PER_HOUR` in full an
 hour at most: a client sending a few failing requests of six kinds a minute, within every
 kind's minute, grew the log by 36 MB a day (review 40 F2). A record without an exception is of
-a kind of its own: its level, its logger and the line that logged it.
+a kind of its own: its level, its logger and the line that logged it. Warnings are records too
+(Pillow's, about a visitor's file, are not shown).
 
 Installed by `ui.serve.serve_studio` in the studio's server process only, and not with
 `--verbose`, which prints every traceback in full. Imports only the standard library.
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -246,6 +248,7 @@ class TracebackNet:
         self.stopped = threading.Event()
         self.thread: threading.Thread | None = None
         self.print_exc: Callable[..., None] | None = None
+        self.quiet: tuple[object, ...] | None = None
 
     def admit(self, kind: Kind) -> bool:
         """Whether to print a traceback or record of `kind` in full; the lines of windows over
@@ -278,6 +281,14 @@ class TracebackNet:
         # route_utils, utils): no logger or setting of its own reaches those, so the module's
         # function is replaced, in the server process only, for as long as the net is up.
         traceback.print_exc = print_exc  # type: ignore[assignment]  # (the stream, typed narrower)
+        # Warnings become records of the log, and so bounded: Python prints each new text of a
+        # warning once, to stderr, outside every bound. Pillow's are about a visitor's file and
+        # carry its own numbers ("tag 282 had too many entries: N"), each a new text (and kept
+        # by Python for good): one client varying them grew the log by 190 KB a minute
+        # (review 44 F2); nothing in them is for a host, so they are not shown at all.
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        self.quiet = warnings.filters[0]
+        logging.captureWarnings(True)
         for name in LOGGERS:
             for handler in logging.getLogger(name).handlers:
                 if handler not in self.filtered:
@@ -292,6 +303,10 @@ class TracebackNet:
             return
         traceback.print_exc = self.print_exc
         self.print_exc = None
+        logging.captureWarnings(False)
+        filters: list[object] = warnings.filters  # type: ignore[assignment]  # (a list)
+        with contextlib.suppress(ValueError):
+            filters.remove(self.quiet)
         for handler in self.filtered:
             handler.removeFilter(self.filter)
         self.filtered.clear()

@@ -6,10 +6,14 @@ import io
 import json
 import logging
 import re
+import struct
 import traceback
+import warnings
 
 import pytest
+from PIL import Image
 
+from studio.images import peek
 from studio.ui.tracelog import (
     FULL_PER_HOUR,
     FULL_PER_WINDOW,
@@ -300,3 +304,42 @@ def test_a_kind_that_stops_coming_starts_again_from_a_minute():
     assert limit.due(121 * WINDOW_S) == [
         "... 1 more like this in the last minute: TypeError at gradio_client/utils.py:1409"
     ]
+
+
+def _tiff_of_two_resolutions() -> bytes:
+    """An 8 x 8 TIFF whose horizontal resolution has two values: Pillow warns as it opens it
+    ("Metadata Warning, tag 282 had too many entries: 2, expected 1")."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "TIFF", dpi=(300, 300))
+    data = bytearray(buffer.getvalue())
+    at = struct.unpack("<I", data[4:8])[0]
+    for n in range(struct.unpack("<H", data[at : at + 2])[0]):
+        entry = at + 2 + 12 * n
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 282:
+            data[entry + 4 : entry + 8] = struct.pack("<I", 2)
+    return bytes(data)
+
+
+def test_warnings_go_through_the_bound_and_pillows_about_a_file_not_at_all(capfd):
+    """Python printed each new text of a warning to stderr, outside every bound: Pillow's carry
+    the file's own numbers, and one client varying them grew the log by 190 KB a minute
+    (review 44 F2)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    net = TracebackNet(stream, clock=FakeClock())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")  # (Python's own; the tests make warnings errors)
+            net.install()
+            for n in range(20):
+                warnings.warn(f"A library's warning, number {n}", UserWarning, stacklevel=1)
+                assert peek(_tiff_of_two_resolutions()).width == 8
+            net.close()
+    finally:
+        net.close()
+        logging.getLogger().removeHandler(handler)
+    assert stream.getvalue().count("UserWarning: A library's warning, number") == FULL_PER_WINDOW
+    assert "17 more like this in the last minute: WARNING of py.warnings" in stream.getvalue()
+    assert "Metadata Warning" not in stream.getvalue()
+    assert "Warning" not in capfd.readouterr().err
