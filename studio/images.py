@@ -16,13 +16,14 @@ import struct
 import sys
 import threading
 import traceback
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
 
 import pillow_heif
-from PIL import Image, ImageFile, ImageOps, features
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, features
 
 from studio.params import nearest_aspect_ratio
 
@@ -373,11 +374,7 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
         raise ImageError(reason, message.format(formats=_format_words()))
     prefix = data[:16]
     if not _few_parts(data):
-        raise ImageError(
-            "too_many_parts",
-            "The image file is made of far more parts than an image needs; save it again "
-            "from an image editor.",
-        )
+        raise _too_many_parts()
     failure: Exception | None = None
     for name in _candidates(prefix):
         # What `Image.open` does, without its global bomb check (which only warns below ~179 MP):
@@ -406,6 +403,9 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
                 f"Run-length compressed BMP images over {RLE_PIXELS // 1_000_000} megapixel "
                 "are not taken; save it as PNG first.",
             )
+        exif = im.info.get("exif")
+        if isinstance(exif, bytes) and not _directories_fit(exif, PARTS + len(data) // PART_BYTES):
+            raise _too_many_parts()  # (WebP, HEIF and AVIF: found by their own libraries)
         if width * height > MAX_SOURCE_PIXELS:
             megapixels = math.ceil(width * height / 1_000_000)
             raise ImageError(
@@ -417,6 +417,14 @@ def _open_header(data: bytes, max_bytes: int) -> ImageFile.ImageFile:
     if failure is not None:
         raise failure
     raise _not_supported(prefix)
+
+
+def _too_many_parts() -> ImageError:
+    return ImageError(
+        "too_many_parts",
+        "The image file is made of far more parts than an image needs; save it again "
+        "from an image editor.",
+    )
 
 
 def _few_parts(data: bytes) -> bool:
@@ -432,7 +440,7 @@ def _few_parts(data: bytes) -> bool:
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return _png_parts(data, bound)
     if data.startswith(b"\xff\xd8"):
-        return _jpeg_parts(data)
+        return _jpeg_parts(data, bound)
     if data.startswith((b"GIF87a", b"GIF89a")):
         return _gif_parts(data, bound)
     if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
@@ -441,12 +449,44 @@ def _few_parts(data: bytes) -> bool:
 
 
 def _png_parts(data: bytes, bound: int) -> bool:
-    other = 0
-    for parts, (kind, _at, _length) in enumerate(_png_walk(data), start=1):
+    """(Its chunks; the EXIF directories of its eXIf chunk, or of a text chunk holding EXIF as
+    ImageMagick writes it: `_directories_fit`.)"""
+    other, exifs = 0, 0
+    for parts, (kind, at, length) in enumerate(_png_walk(data), start=1):
         other += kind != b"IDAT"
         if parts > bound or other > PARTS:
             return False
+        if kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+            exif = data[at : at + length]
+            if kind != b"eXIf":
+                exif = _png_text_exif(kind, exif)
+            exifs += bool(exif)
+            if exifs > 2 or not _directories_fit(exif, bound):  # (an image has one)
+                return False
     return True
+
+
+def _png_text_exif(kind: bytes, body: bytes) -> bytes:
+    """The EXIF data of a PNG text chunk named "Raw profile type exif" (hexadecimal after three
+    lines, as Pillow reads it), or nothing."""
+    keyword, _, text = body.partition(b"\x00")
+    if keyword != b"Raw profile type exif":
+        return b""
+    compressed = kind == b"zTXt"
+    if kind == b"iTXt":  # compressed or not, its method; language and translated keyword
+        compressed = text[:1] == b"\x01"
+        text = text[2:].partition(b"\x00")[2].partition(b"\x00")[2]
+    elif compressed:
+        text = text[1:]  # (its method)
+    if compressed:
+        try:  # (as much as Pillow takes of one)
+            text = zlib.decompressobj().decompress(text, PngImagePlugin.MAX_TEXT_CHUNK)
+        except zlib.error:
+            return b""
+    try:
+        return bytes.fromhex("".join(text.decode("latin-1").split("\n")[3:]))
+    except ValueError:
+        return b""
 
 
 def _png_walk(data: bytes) -> Iterator[tuple[bytes, int, int]]:
@@ -462,13 +502,14 @@ def _png_walk(data: bytes) -> Iterator[tuple[bytes, int, int]]:
         at += 12 + length  # length, type, data, CRC
 
 
-def _jpeg_parts(data: bytes) -> bool:
+def _jpeg_parts(data: bytes, bound: int) -> bool:
     """(The segments before the first scan: what Pillow reads; libjpeg reads the rest, of which
     each scan of a progressive one is another pass: a scan's marker appears nowhere else, as a
-    0xFF in the coded data is followed by 0 or a restart's number.)"""
+    0xFF in the coded data is followed by 0 or a restart's number; its EXIF and multi-picture
+    directories: `_directories_fit`.)"""
     if data.count(b"\xff\xda") > SCANS:
         return False
-    at, parts = 2, 0
+    at, parts, exif, mpf = 2, 0, b"", b""
     while at + 4 <= len(data) and data[at] == 0xFF:
         parts += 1
         if parts > PARTS:
@@ -481,8 +522,13 @@ def _jpeg_parts(data: bytes) -> bool:
         elif marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length
             at += 2
         else:
-            at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-    return True
+            end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+            if marker == 0xE1 and not exif and data.startswith(b"Exif\x00\x00", at + 4):
+                exif = data[at + 4 : end]  # (Pillow reads the first)
+            if marker == 0xE2 and not mpf and data.startswith(b"MPF\x00", at + 4):
+                mpf = data[at + 8 : end]  # (Pillow reads the first, to open the file)
+            at = end
+    return _directories_fit(exif, bound) and _directories_fit(mpf, bound)
 
 
 def _gif_parts(data: bytes, bound: int) -> bool:
@@ -507,38 +553,62 @@ def _gif_parts(data: bytes, bound: int) -> bool:
 
 
 def _tiff_parts(data: bytes, bound: int) -> bool:
-    """(The first directory, which Pillow reads when it opens the file: each entry's values are
-    copied, and those Pillow looks at made into Python numbers, one by one. So the strips or
-    tiles it lists are at most `bound` each, a TIFF of one-pixel-wide strips, 2 million of them
-    in 12 MB, took 3.75 s at each look at its header and 10 s and 706 MB to check (review 43
-    F1); the other entries hold at most `TIFF_VALUES` numbers, two resolutions of 6 million
-    fractions each took 23 s and 1.1 GB a look (review 44 F1); and all entries together no
-    more bytes than the file has, a hundred entries naming the same 10 MB took 2 GB.)"""
-    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
-    big = data[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
-    size, at = (
-        (8, int.from_bytes(data[8:16], order)) if big else (4, int.from_bytes(data[4:8], order))
-    )
-    head = 8 if big else 2
-    entries = int.from_bytes(data[at : at + head], order)
-    if entries > PARTS:
-        return False
-    width = 4 + 2 * size  # tag, type, count, value
-    values, held = 0, 0
-    for n in range(entries):
-        entry = at + head + n * width
-        tag = int.from_bytes(data[entry : entry + 2], order)
-        kind = int.from_bytes(data[entry + 2 : entry + 4], order)
-        count = int.from_bytes(data[entry + 4 : entry + 4 + size], order)
-        unit = _TIFF_UNITS.get(kind, 0)  # (Pillow skips a type it does not know)
-        if count * unit > size:  # (what fits in the value's place stays there)
-            held += count * unit
-        if tag in (273, 279, 324, 325):  # strip and tile offsets, and their byte counts
-            if count > bound:
-                return False
-        elif kind not in _TIFF_BYTES:
-            values += count if unit else 0
-    return values <= TIFF_VALUES and held <= len(data)
+    """(A TIFF file's directories: `_directories_fit`; a TIFF of one-pixel-wide strips, 2
+    million of them in 12 MB, took 3.75 s at each look at its header and 10 s and 706 MB to
+    check: review 43 F1.)"""
+    return _directories_fit(data, bound)
+
+
+def _directories_fit(blob: bytes, bound: int) -> bool:
+    """Whether the TIFF-structured `blob` (a TIFF file, or an image's EXIF or MPF data, which
+    share the layout) has directories Pillow reads at a bounded cost: the first one, and the
+    EXIF, GPS and interoperability ones it points to (what Pillow reads to open a TIFF, to find
+    an image's orientation and to turn it upright). Pillow copies the bytes of each entry they
+    hold and makes each number it reads a Python object, one by one: so they have at most
+    `PARTS` entries in all; the strips or tiles at most `bound` each; the other entries at most
+    `TIFF_VALUES` numbers in all, and their bytes at most the blob's (two resolutions of 6
+    million fractions each took 23 s and 1.1 GB at each look; a hundred entries naming the same
+    10 MB, 2 GB: review 44 F1). Bytes past the blob's end are not copied (Pillow skips the
+    entry), so they do not count."""
+    blob = blob.removeprefix(b"Exif\x00\x00")
+    if blob[:4] not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return True  # (not a TIFF layout: Pillow reads none of it)
+    order: Literal["little", "big"] = "little" if blob[:2] == b"II" else "big"
+    big = blob[2:4] in (b"+\x00", b"\x00+")  # BigTIFF: 8-byte counts and offsets
+    size = 8 if big else 4
+    head, width = (8, 20) if big else (2, 12)  # a directory's count; an entry
+    todo = [int.from_bytes(blob[8:16] if big else blob[4:8], order)]
+    seen: set[int] = set()
+    values, held, entries = 0, 0, 0
+    while todo:
+        at = todo.pop()
+        if at in seen or len(seen) == 4:
+            continue
+        seen.add(at)
+        first = entries
+        entries += int.from_bytes(blob[at : at + head], order)
+        if entries > PARTS:
+            return False
+        for n in range(entries - first):
+            entry = at + head + n * width
+            tag = int.from_bytes(blob[entry : entry + 2], order)
+            kind = int.from_bytes(blob[entry + 2 : entry + 4], order)
+            count = int.from_bytes(blob[entry + 4 : entry + 4 + size], order)
+            value = int.from_bytes(blob[entry + 4 + size : entry + width], order)
+            taken = count * _TIFF_UNITS.get(kind, 0)  # (Pillow skips a type it does not know)
+            if taken > size:  # (what fits in the value's place stays there)
+                present = max(0, len(blob) - value)
+                held += min(taken, present)
+                if taken > present:
+                    taken = 0  # (cut off: Pillow skips it, and makes no number of it)
+            if tag in (273, 279, 324, 325):  # strip and tile offsets, and their byte counts
+                if count > bound:
+                    return False
+            elif taken and kind not in _TIFF_BYTES:
+                values += count
+            if tag in (34665, 34853, 40965) and count == 1:  # EXIF, GPS, interoperability
+                todo.append(value)
+    return values <= TIFF_VALUES and held <= len(blob)
 
 
 # The bytes of each value of a TIFF entry's type (TIFF 6.0 section 2, BigTIFF's 16-18), and the

@@ -414,6 +414,63 @@ def test_a_tiff_whose_entries_name_more_bytes_than_the_file_has_is_refused_befor
             check(_tiff_with_entries(100, 7, 100_000))
 
 
+def _exif_sharing_bytes(entries: int, count: int) -> bytes:
+    """EXIF data whose first directory has an orientation of 6 and `entries` entries of `count`
+    bytes each, all of them naming the same bytes."""
+    tags = [(274, 3, 1, 6)] + [(0x9000 + n, 7, count, 0) for n in range(entries)]
+    at_blob = 8 + 2 + 12 * len(tags) + 4
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, n, value in tags:
+        ifd += struct.pack("<HHII", tag, kind, n, value or at_blob)
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + bytes(4) + b"\x01" * count
+
+
+def _with_exif(kind: str, exif: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buffer, kind, exif=exif)
+    data = buffer.getvalue()
+    if kind == "PNG":  # (after the pixels, where Pillow reads it only as it decodes them)
+        at = data.index(b"eXIf") - 4
+        chunk = data[at : at + 12 + int.from_bytes(data[at : at + 4], "big")]
+        data = data.replace(chunk, b"")
+        end = data.index(b"IEND") - 4
+        data = data[:end] + chunk + data[end:]
+    return data
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "PNG", "WEBP"])
+def test_exif_whose_entries_name_the_same_bytes_many_times_is_refused_before_pillow(kind):
+    """Pillow copies each EXIF entry's bytes as it reads an image's orientation: a 10 MB PNG
+    or WebP whose hundred entries all named the same 10 MB took 1 GB at each look at its header,
+    a 64 KB JPEG 85 MB (review 44, F1's cause through EXIF)."""
+    honest = _with_exif(kind, _exif_sharing_bytes(1, 30_000))
+    assert (open_source(honest).width, open_source(honest).height) == (48, 64)  # upright
+    shared = _with_exif(kind, _exif_sharing_bytes(20 if kind == "JPEG" else 100, 30_000))
+    for check in (peek, open_source, describe):
+        with pytest.raises(ImageError, match="far more parts than an image needs"):
+            check(shared)
+
+
+def test_exif_kept_as_text_in_a_png_is_bounded_as_exif_is():
+    """ImageMagick keeps a PNG's EXIF in a compressed text chunk, which Pillow reads when it
+    looks for the orientation (hexadecimal, after three lines)."""
+
+    def png(exif: bytes) -> bytes:
+        text = b"\nexif\n%8d\n" % len(exif) + exif.hex().encode()
+        body = b"Raw profile type exif\x00\x00" + zlib.compress(text)
+        chunk = len(body).to_bytes(4, "big") + b"zTXt" + body
+        chunk += zlib.crc32(b"zTXt" + body).to_bytes(4, "big")
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48)).save(buffer, "PNG")
+        data = buffer.getvalue()
+        at = data.index(b"IDAT") - 4
+        return data[:at] + chunk + data[at:]
+
+    assert open_source(png(_exif_sharing_bytes(1, 30_000))).width == 64
+    with pytest.raises(ImageError, match="far more parts than an image needs"):
+        open_source(png(_exif_sharing_bytes(30, 30_000)))
+
+
 def _rle_bmp(width: int, height: int) -> bytes:
     """An 8-bit run-length BMP whose every run is one pixel."""
     pixels = (b"\x01\x05" * width + b"\x00\x00") * height + b"\x00\x01"
