@@ -505,8 +505,9 @@ def _png_walk(data: bytes) -> Iterator[tuple[bytes, int, int]]:
 def _jpeg_parts(data: bytes, bound: int) -> bool:
     """(The segments before the first scan: what Pillow reads; libjpeg reads the rest, of which
     each scan of a progressive one is another pass: a scan's marker appears nowhere else, as a
-    0xFF in the coded data is followed by 0 or a restart's number; its EXIF and multi-picture
-    directories: `_directories_fit`.)"""
+    0xFF in the coded data is followed by 0 or a restart's number; each of Photoshop's
+    resources is a part too, as Pillow reads them in Python: 100 segments of them, 6.5 MB, took
+    0.28 s a look; its EXIF and multi-picture directories: `_directories_fit`.)"""
     if data.count(b"\xff\xda") > SCANS:
         return False
     at, parts, exif, mpf = 2, 0, b"", b""
@@ -527,6 +528,8 @@ def _jpeg_parts(data: bytes, bound: int) -> bool:
                 exif = data[at + 4 : end]  # (Pillow reads the first)
             if marker == 0xE2 and not mpf and data.startswith(b"MPF\x00", at + 4):
                 mpf = data[at + 8 : end]  # (Pillow reads the first, to open the file)
+            if marker == 0xED:  # Photoshop's resources, which Pillow reads one by one
+                parts += data.count(b"8BIM", at + 4, end)
             at = end
     return _directories_fit(exif, bound) and _directories_fit(mpf, bound)
 
