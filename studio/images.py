@@ -789,6 +789,8 @@ def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
 
 def _upright_size(im: Image.Image, data: bytes | None = None) -> tuple[int, int]:
     width, height = im.size
+    if im.format == "TIFF":  # (Pillow gives a TIFF's size upright, and turns it as it loads)
+        return width, height
     return (height, width) if _orientation(im, data) in (5, 6, 7, 8) else (width, height)
 
 

@@ -495,6 +495,18 @@ def test_exif_kept_as_text_in_a_png_is_bounded_as_exif_is():
         open_source(png(_exif_sharing_bytes(30, 30_000)))
 
 
+def test_a_turned_tiff_is_said_upright_as_it_is_sent():
+    """Pillow gives a TIFF's size upright already: the studio turned it a second time, so a
+    portrait TIFF was said to be landscape ("Match source" then asked for 4:3) and sent upright."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 300)).save(buffer, "TIFF", tiffinfo={274: 6})  # turned a quarter
+    source = open_source(buffer.getvalue())
+    assert (source.width, source.height, source.aspect_ratio) == (300, 400, "3:4")
+    assert (peek(buffer.getvalue()).width, peek(buffer.getvalue()).height) == (300, 400)
+    upload = prepare_upload(source)
+    assert (upload.width, upload.height) == (300, 400)
+
+
 def _rle_bmp(width: int, height: int) -> bytes:
     """An 8-bit run-length BMP whose every run is one pixel."""
     pixels = (b"\x01\x05" * width + b"\x00\x00") * height + b"\x00\x01"
