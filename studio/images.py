@@ -456,7 +456,7 @@ def _png_parts(data: bytes, bound: int) -> bool:
         other += kind != b"IDAT"
         if parts > bound or other > PARTS:
             return False
-        if kind in (b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+        if kind == b"eXIf" or _png_exif_text(data, kind, at):
             exif = data[at : at + length]
             if kind != b"eXIf":
                 exif = _png_text_exif(kind, exif)
@@ -464,6 +464,12 @@ def _png_parts(data: bytes, bound: int) -> bool:
             if exifs > 2 or not _directories_fit(exif, bound):  # (an image has one)
                 return False
     return True
+
+
+def _png_exif_text(data: bytes, kind: bytes, at: int) -> bool:
+    """Whether the PNG chunk of `kind` whose data starts at `at` is text holding EXIF, as
+    ImageMagick writes it (and Pillow reads it, when there is no eXIf chunk)."""
+    return kind in (b"tEXt", b"zTXt", b"iTXt") and data.startswith(b"Raw profile type exif\x00", at)
 
 
 def _png_text_exif(kind: bytes, body: bytes) -> bytes:
@@ -766,10 +772,10 @@ def _orientation(im: Image.Image, data: bytes | None = None) -> int:
     if data is not None and im.format == "PNG" and "exif" not in im.info:
         # Pillow decodes every pixel of a PNG to read an eXIf chunk after the image data (an
         # 80-megapixel PNG of 250 KB: 0.8 s and 329 MB for each look at its header, outside
-        # every lane: review 41 F2); the chunk is found by walking the chunks' lengths, and
-        # read on its own.
+        # every lane: review 41 F2); the chunk (or EXIF kept as text) is found by walking the
+        # chunks' lengths, and read on its own.
         exif = Image.Exif()
-        found = _png_chunk(data, b"eXIf")
+        found = _png_exif(data)
         if found is not None:
             with contextlib.suppress(Exception):  # (a damaged one says nothing)
                 exif.load(found)
@@ -779,12 +785,16 @@ def _orientation(im: Image.Image, data: bytes | None = None) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _png_chunk(data: bytes, kind: bytes) -> bytes | None:
-    """The data of the PNG `data`'s first chunk of type `kind` (None: it has none)."""
-    for chunk, at, length in _png_walk(data):
-        if chunk == kind:
+def _png_exif(data: bytes) -> bytes | None:
+    """The EXIF data of the PNG `data` as Pillow reads it: its eXIf chunk, else EXIF kept as
+    text (None: neither)."""
+    text = None
+    for kind, at, length in _png_walk(data):
+        if kind == b"eXIf":
             return data[at : at + length]
-    return None
+        if text is None and _png_exif_text(data, kind, at):
+            text = _png_text_exif(kind, data[at : at + length]) or None
+    return text
 
 
 def _upright_size(im: Image.Image, data: bytes | None = None) -> tuple[int, int]:
