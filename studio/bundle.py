@@ -58,6 +58,11 @@ MAX_TEXT_CHARS = 1_000_000
 MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
 MAX_IMAGE_BYTES = MAX_SOURCE_BYTES
 MAX_ENTRIES = MAX_STEPS + 16
+# The bytes its central directory may take: an export's entry there is about 120 bytes (46, and
+# its name). `zipfile` makes an object of each entry it lists, in Python, before anything can
+# count them: a 48 MB directory of a million empty entries took 5.3 s and 459 MB a try (review 45
+# F1); so its size is read from its end record first.
+MAX_DIRECTORY_BYTES = MAX_ENTRIES * 512
 # The error a step gets when it was queued or running at export time: it never runs again.
 UNFINISHED_WHEN_EXPORTED = "unfinished when exported"
 # Sanity bounds for imported values. List prices are 5 and 10 cents, so no real step costs $10.
@@ -86,6 +91,7 @@ _PARAM_FIELDS = (
 )
 _NOT_AN_EXPORT = "This file is not a Kontext Studio session export (a ZIP)."
 _DAMAGED = "The session export is damaged and cannot be read."
+_TOO_MANY_ENTRIES = "The export has more files in it than any session could."
 
 
 class BundleError(ValueError):
@@ -188,6 +194,8 @@ def read_bundle(
     """
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"The file is larger than {MAX_BUNDLE_BYTES // 2**20} MB.")
+    if _directory_bytes(data) > MAX_DIRECTORY_BYTES:
+        raise BundleError(_TOO_MANY_ENTRIES)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
@@ -206,6 +214,21 @@ def read_bundle(
     except (NotImplementedError, RuntimeError, UnicodeDecodeError, RecursionError) as exc:
         # Unsupported compression, encrypted entries, text that is not UTF-8, absurd nesting.
         raise BundleError(_DAMAGED) from exc
+
+
+def _directory_bytes(data: bytes) -> int:
+    """The size the ZIP `data`'s central directory declares, found as `zipfile` finds it (the
+    last end record in the file's last 64 KB, and a ZIP64 end record just before it, whose size
+    wins); 0 when there is none (`zipfile` then says it is not a ZIP)."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - (1 << 16)))
+    if at < 0 or at + 22 > len(data):
+        return 0
+    size = int.from_bytes(data[at + 12 : at + 16], "little")
+    record = at - 20 - 56  # (the ZIP64 locator, 20 bytes, and before it the record, 56)
+    zip64 = record >= 0 and data.startswith(b"PK\x06\x07", at - 20)
+    if zip64 and data.startswith(b"PK\x06\x06", record):
+        size = int.from_bytes(data[record + 40 : record + 48], "little")
+    return size
 
 
 def chain_params(bundle: Bundle) -> list[EditParams]:
@@ -246,7 +269,7 @@ class _Reader:
     def __init__(self, archive: zipfile.ZipFile, room: int | None = None) -> None:
         infos = archive.infolist()
         if len(infos) > MAX_ENTRIES:
-            raise BundleError("The export has more files in it than any session could.")
+            raise BundleError(_TOO_MANY_ENTRIES)
         names = [info.filename for info in infos]
         if len(set(names)) != len(names):
             raise BundleError(_DAMAGED)
