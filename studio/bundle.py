@@ -217,18 +217,20 @@ def read_bundle(
 
 
 def _directory_bytes(data: bytes) -> int:
-    """The size the ZIP `data`'s central directory declares, found as `zipfile` finds it (the
-    last end record in the file's last 64 KB, and a ZIP64 end record just before it, whose size
-    wins); 0 when there is none (`zipfile` then says it is not a ZIP)."""
-    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - (1 << 16)))
-    if at < 0 or at + 22 > len(data):
-        return 0
-    size = int.from_bytes(data[at + 12 : at + 16], "little")
-    record = at - 20 - 56  # (the ZIP64 locator, 20 bytes, and before it the record, 56)
-    zip64 = record >= 0 and data.startswith(b"PK\x06\x07", at - 20)
-    if zip64 and data.startswith(b"PK\x06\x06", record):
-        size = int.from_bytes(data[record + 40 : record + 48], "little")
-    return size
+    """The largest size the ZIP `data`'s central directory may be read at by `zipfile`, which
+    takes an end record in the last 22 bytes, else the last one in the file's last 64 KB (each
+    with a ZIP64 end record just before it, whose size wins): both are read here, as the bytes
+    of one can hold the other's signature (review 46 F1); 0 when there is none."""
+    sizes = [0]
+    for at in (len(data) - 22, data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - (1 << 16)))):
+        if at < 0 or at + 22 > len(data) or not data.startswith(b"PK\x05\x06", at):
+            continue
+        sizes.append(int.from_bytes(data[at + 12 : at + 16], "little"))
+        record = at - 20 - 56  # (the ZIP64 locator, 20 bytes, and before it the record, 56)
+        zip64 = record >= 0 and data.startswith(b"PK\x06\x07", at - 20)
+        if zip64 and data.startswith(b"PK\x06\x06", record):
+            sizes.append(int.from_bytes(data[record + 40 : record + 48], "little"))
+    return max(sizes)
 
 
 def chain_params(bundle: Bundle) -> list[EditParams]:
