@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pillow_heif
-from PIL import Image, ImageFile, ImageOps, PngImagePlugin, features
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, features
 
 from studio.params import nearest_aspect_ratio
 
@@ -511,6 +511,14 @@ def _png_walk(data: bytes) -> Iterator[tuple[bytes, int, int]]:
         at += 12 + length  # length, type, data, CRC
 
 
+# The JPEG markers Pillow knows, and those of them that carry no length: what it reads, read the
+# same way (a walk that read a length where Pillow reads none would step over what it reads).
+_JPEG_MARKERS = frozenset(code & 0xFF for code in JpegImagePlugin.MARKER)
+_JPEG_BARE = frozenset(
+    code & 0xFF for code, (*_, read) in JpegImagePlugin.MARKER.items() if not read
+)
+
+
 def _jpeg_parts(data: bytes, bound: int) -> bool:
     """(The segments before the first scan: what Pillow reads; libjpeg reads the rest, of which
     each scan of a progressive one is another pass: a scan's marker appears nowhere else, as a
@@ -539,8 +547,10 @@ def _jpeg_parts(data: bytes, bound: int) -> bool:
             break
         if marker == 0xFF:  # a fill byte
             at += 1
-        elif marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length (0x00: out of
-            at += 2  # place, an escaped 0xFF, which Pillow skips)
+        elif marker == 0x00 or marker in _JPEG_BARE:  # (0x00: an escaped 0xFF, out of place)
+            at += 2
+        elif marker not in _JPEG_MARKERS:
+            break  # (Pillow stops there: "no marker found")
         else:
             end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
             if marker == 0xE1 and not exif and data.startswith(b"Exif\x00\x00", at + 4):

@@ -383,6 +383,22 @@ def test_an_image_with_far_more_bytes_between_its_parts_than_an_image_needs_is_r
         open_source(padded(200_000))
 
 
+def test_a_jpeg_walk_reads_no_length_where_pillow_reads_none():
+    """An end-of-image marker carries no length, and Pillow reads on past it as it looks at the
+    header: a walk that read the next two bytes as its length stepped over the segments Pillow
+    then reads (here, each span a thousand quantization tables, review 46 F2)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    tables = (b"\x00" + bytes(range(1, 65))) * 500
+    span = b"\xff\xd9" + b"\xff\xdb" + struct.pack(">H", len(tables) + 2) + tables
+    rest = 2 + 0xFFDB - len(span) - 4  # (a comment, to where "FF DB" read as a length led)
+    span += b"\xff\xfe" + struct.pack(">H", rest + 2) + bytes(rest)
+    assert peek(data[:2] + span + data[2:]).width == 64  # (one is a header Pillow reads)
+    with pytest.raises(ImageError, match="far more parts than an image needs"):
+        peek(data[:2] + span * 20 + data[2:])
+
+
 def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused():
     """Each scan of a progressive JPEG is another pass of libjpeg over the whole image."""
     buffer = io.BytesIO()
