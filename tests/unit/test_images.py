@@ -8,7 +8,7 @@ import struct
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from studio.images import (
     MAX_UPLOAD_SIDE,
@@ -419,6 +419,29 @@ def test_a_png_of_far_more_chunks_to_inflate_than_an_image_needs_is_refused(kind
     assert open_source(data[:at] + chunk * 2 + data[at:]).width == 64  # (a few are fine)
     with pytest.raises(ImageError, match="far more parts than an image needs"):
         open_source(data[:at] + chunk * 100 + data[at:])
+
+
+def test_a_png_whose_chunks_inflate_to_far_more_than_an_image_needs_is_refused():
+    """Pillow inflates each compressed text of a PNG, up to a megabyte each and 64 MB in all,
+    at every look: 63 of them in a 66 KB file, four looks at once an address, took a studio to
+    5.6 GB from 20 addresses (review 47 F1)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(
+        buffer,
+        "PNG",
+        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+    )
+    data = buffer.getvalue()
+    at = data.index(b"IDAT") - 4
+
+    def texts(count: int) -> bytes:
+        body = b"Comment\x00\x00" + zlib.compress(bytes(1_000_000), 9)
+        chunk = len(body).to_bytes(4, "big") + b"zTXt" + body
+        return (chunk + zlib.crc32(b"zTXt" + body).to_bytes(4, "big")) * count
+
+    assert open_source(data[:at] + texts(2) + data[at:]).width == 64  # (a profile, two texts)
+    with pytest.raises(ImageError, match="far more parts than an image needs"):
+        open_source(data[:at] + texts(8) + data[at:])
 
 
 def test_a_jpeg_of_more_scans_than_any_encoder_writes_is_refused():
