@@ -467,7 +467,7 @@ def _png_parts(data: bytes, bound: int) -> bool:
         other += kind != b"IDAT"
         if kind in (b"iCCP", b"zTXt", b"iTXt"):
             inflated += 1
-            room -= len(_inflate(_png_compressed(kind, data[at : at + length]), room + 1))
+            room -= _inflated_size(_png_compressed(kind, data[at : at + length]), room + 1)
         if parts > bound or other > PARTS or inflated > PNG_INFLATED or room < 0:
             return False
         if kind == b"eXIf" or _png_exif_text(data, kind, at):
@@ -490,6 +490,18 @@ def _png_compressed(kind: bytes, body: bytes) -> bytes:
             return b""
         return rest[2:].partition(b"\x00")[2].partition(b"\x00")[2]
     return rest[1:]
+
+
+def _inflated_size(deflated: bytes, most: int) -> int:
+    """How many bytes `deflated` inflates to, up to `most`, a piece at a time (none kept)."""
+    inflater, size = zlib.decompressobj(), 0
+    try:
+        while deflated and size < most:
+            size += len(inflater.decompress(deflated, min(most - size, 2**16)))
+            deflated = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # (what Pillow does with it is Pillow's)
+    return size
 
 
 def _inflate(deflated: bytes, most: int) -> bytes:
