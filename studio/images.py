@@ -454,7 +454,94 @@ def _few_parts(data: bytes) -> bool:
         return _gif_parts(data, bound)
     if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return _tiff_parts(data, bound)
+    if data[4:8] == b"ftyp":  # AVIF and HEIF: Pillow reads an AVIF's EXIF as it opens it
+        try:
+            return _directories_fit(_isobmff_exif(data)[4:], bound)
+        except _TooManyBoxes:
+            return False
     return True
+
+
+class _TooManyBoxes(Exception):
+    pass
+
+
+def _isobmff_boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """Each box between `start` and `end` (ISO/IEC 14496-12 4.2): its type, and where its
+    contents start and end; at most `PARTS` of them."""
+    for _ in range(PARTS + 1):
+        if start + 8 > end:
+            return
+        size, head = int.from_bytes(data[start : start + 4], "big"), 8
+        kind = data[start + 4 : start + 8]
+        if size == 1:  # (a 64-bit size follows)
+            size, head = int.from_bytes(data[start + 8 : start + 16], "big"), 16
+        elif size == 0:  # (to the end)
+            size = end - start
+        if size < head:
+            return
+        yield kind, start + head, min(start + size, end)
+        start += size
+    raise _TooManyBoxes
+
+
+def _isobmff_box(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    return next(((s, e) for k, s, e in _isobmff_boxes(data, start, end) if k == kind), None)
+
+
+def _isobmff_exif(data: bytes) -> bytes:
+    """The data of an AVIF or HEIF file's EXIF item (after it, a 4-byte offset and the EXIF),
+    found through its boxes as libavif finds it (meta: iinf names the item, iloc says where it
+    is: ISO/IEC 23008-12 9.2, 14496-12 8.11.3); nothing when it has none or they do not parse."""
+    meta = _isobmff_box(data, 0, len(data), b"meta")
+    if meta is None:
+        return b""
+    inner = (meta[0] + 4, meta[1])  # (a full box: its version and flags first)
+    iinf, iloc = _isobmff_box(data, *inner, b"iinf"), _isobmff_box(data, *inner, b"iloc")
+    idat = _isobmff_box(data, *inner, b"idat")
+    if iinf is None or iloc is None:
+        return b""
+    read = _Reader(data, iinf[0])
+    version = read.int(4) >> 24
+    read.at += 2 if version == 0 else 4  # (how many entries: the boxes say)
+    exif = set()
+    for kind, start, _end in _isobmff_boxes(data, read.at, iinf[1]):
+        entry = _Reader(data, start)
+        version = entry.int(4) >> 24
+        if kind == b"infe" and version >= 2:
+            item = entry.int(2 if version == 2 else 4)
+            entry.at += 2  # (its protection)
+            if data[entry.at : entry.at + 4] == b"Exif":
+                exif.add(item)
+    read = _Reader(data, iloc[0])
+    version = read.int(4) >> 24
+    sizes, more = read.int(1), read.int(1)
+    offset_size, length_size, base_size = sizes >> 4, sizes & 15, more >> 4
+    index_size = more & 15 if version in (1, 2) else 0
+    found = []
+    for _ in range(min(read.int(2 if version < 2 else 4), PARTS)):
+        item = read.int(2 if version < 2 else 4)
+        method = read.int(2) & 15 if version in (1, 2) else 0
+        read.at += 2  # (its data reference)
+        base = read.int(base_size)
+        for _ in range(min(read.int(2), PARTS)):
+            read.at += index_size
+            offset, length = read.int(offset_size), read.int(length_size)
+            if item in exif and method in (0, 1):
+                at = base + offset + (idat[0] if method == 1 and idat else 0)
+                found.append(data[at : at + length] if length else data[at:])
+    return b"".join(found)
+
+
+class _Reader:
+    """Big-endian numbers of `data`, one after another from `at`."""
+
+    def __init__(self, data: bytes, at: int) -> None:
+        self.data, self.at = data, at
+
+    def int(self, size: int) -> int:
+        self.at += size
+        return int.from_bytes(self.data[self.at - size : self.at], "big")
 
 
 def _png_parts(data: bytes, bound: int) -> bool:

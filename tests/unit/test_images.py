@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tracemalloc
 import zlib
 
 import pytest
@@ -531,10 +532,11 @@ def test_a_tiff_whose_entries_name_more_bytes_than_the_file_has_is_refused_befor
             check(_tiff_with_entries(100, 7, 100_000))
 
 
-def _exif_sharing_bytes(entries: int, count: int) -> bytes:
-    """EXIF data whose first directory has an orientation of 6 and `entries` entries of `count`
-    bytes each, all of them naming the same bytes."""
-    tags = [(274, 3, 1, 6)] + [(0x9000 + n, 7, count, 0) for n in range(entries)]
+def _exif_sharing_bytes(entries: int, count: int, orientation: int | None = 6) -> bytes:
+    """EXIF data whose first directory has an `orientation` (if any) and `entries` entries of
+    `count` bytes each, all of them naming the same bytes."""
+    tags = [(274, 3, 1, orientation)] if orientation else []
+    tags += [(0x9000 + n, 7, count, 0) for n in range(entries)]
     at_blob = 8 + 2 + 12 * len(tags) + 4
     ifd = struct.pack("<H", len(tags))
     for tag, kind, n, value in tags:
@@ -594,6 +596,28 @@ def test_a_jpeg_of_far_more_exif_segments_than_an_image_needs_is_refused():
     assert open_source(data[:at] + more + data[at:]).height == 64  # (one more is fine)
     with pytest.raises(ImageError, match="far more parts than an image needs"):
         open_source(data[:at] + more * 20 + data[at:])
+
+
+@pytest.mark.skipif("avif" not in supported_formats(), reason="this Pillow reads no AVIF")
+def test_an_avif_whose_exif_entries_name_the_same_bytes_is_refused_before_pillow_opens_it():
+    """Pillow reads an AVIF's EXIF as it opens the file, copying each entry's bytes: a 1 MB
+    file whose hundred entries named the same megabyte took 100 MB before it could be refused;
+    its EXIF item is found through the file's boxes first."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48)).save(buffer, "AVIF", exif=_exif_sharing_bytes(1, 30_000))
+    assert (open_source(buffer.getvalue()).width, open_source(buffer.getvalue()).height) == (48, 64)
+    buffer = io.BytesIO()
+    exif = _exif_sharing_bytes(100, 1_000_000, orientation=None)  # (else Pillow writes it anew)
+    Image.new("RGB", (64, 48)).save(buffer, "AVIF", exif=exif)
+    data = buffer.getvalue()
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match="far more parts than an image needs"):
+            peek(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 * 2**20, f"{peak >> 20} MB to refuse a {len(data) / 2**20:.1f} MB AVIF"
 
 
 def test_exif_kept_as_text_in_a_png_is_bounded_as_exif_is():
