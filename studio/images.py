@@ -61,6 +61,8 @@ SCANS = 256
 # the bytes they may inflate to in all (Pillow takes a profile of up to a megabyte).
 PNG_INFLATED = 16
 PNG_INFLATED_BYTES = 4 * 2**20
+# The metadata items (EXIF, XMP) an AVIF or HEIF file may have (an image has one of each).
+ISOBMFF_METADATA = 16
 # The segments a JPEG's EXIF may come in (a long one takes two or three).
 EXIF_SEGMENTS = 8
 # The bytes a GIF's comments may hold in all.
@@ -454,9 +456,9 @@ def _few_parts(data: bytes) -> bool:
         return _gif_parts(data, bound)
     if data.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return _tiff_parts(data, bound)
-    if data[4:8] == b"ftyp":  # AVIF and HEIF: Pillow reads an AVIF's EXIF as it opens it
+    if data[4:8] == b"ftyp":  # AVIF and HEIF
         try:
-            return _directories_fit(_isobmff_exif(data)[4:], bound)
+            return _isobmff_parts(data, bound)
         except _TooManyBoxes:
             return False
     return True
@@ -489,48 +491,70 @@ def _isobmff_box(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, i
     return next(((s, e) for k, s, e in _isobmff_boxes(data, start, end) if k == kind), None)
 
 
-def _isobmff_exif(data: bytes) -> bytes:
-    """The data of an AVIF or HEIF file's EXIF item (after it, a 4-byte offset and the EXIF),
-    found through its boxes as libavif finds it (meta: iinf names the item, iloc says where it
-    is: ISO/IEC 23008-12 9.2, 14496-12 8.11.3); nothing when it has none or they do not parse."""
+def _isobmff_parts(data: bytes, bound: int) -> bool:
+    """(An AVIF's or HEIF's metadata items: at most `ISOBMFF_METADATA`, naming no more bytes
+    than the file has, as pillow_heif copies each one's (990 naming the same megabyte of a
+    1 MB HEIC took 2 GB and 1.45 s a look: review 48 F1); each EXIF item's directories, which
+    Pillow reads as it opens an AVIF (a 1 MB AVIF whose hundred entries named the same megabyte
+    took 100 MB): `_directories_fit`.)"""
+    metadata = [(kind, spans) for kind, spans in _isobmff_items(data) if kind in _METADATA]
+    held = sum(min(n, max(0, len(data) - at)) for _, spans in metadata for at, n in spans)
+    if len(metadata) > ISOBMFF_METADATA or held > len(data):
+        return False
+    for kind, spans in metadata:
+        item = b"".join(data[start : start + length] for start, length in spans)
+        if kind == b"Exif" and not _directories_fit(item[4:], bound):  # (after its offset)
+            return False
+    return True
+
+
+# The item types of an AVIF's or HEIF's metadata: EXIF, XMP (a MIME item), a URI item.
+_METADATA = (b"Exif", b"mime", b"uri ")
+
+
+def _isobmff_items(data: bytes) -> list[tuple[bytes, list[tuple[int, int]]]]:
+    """Each item of an AVIF or HEIF file as its type and where its bytes are (start, length),
+    found through its boxes as libheif and libavif find them (meta: iinf names the items, iloc
+    says where each is: ISO/IEC 23008-12 9.2, 14496-12 8.11.3); none when they do not parse."""
     meta = _isobmff_box(data, 0, len(data), b"meta")
     if meta is None:
-        return b""
+        return []
     inner = (meta[0] + 4, meta[1])  # (a full box: its version and flags first)
     iinf, iloc = _isobmff_box(data, *inner, b"iinf"), _isobmff_box(data, *inner, b"iloc")
     idat = _isobmff_box(data, *inner, b"idat")
     if iinf is None or iloc is None:
-        return b""
+        return []
     read = _Reader(data, iinf[0])
     version = read.int(4) >> 24
     read.at += 2 if version == 0 else 4  # (how many entries: the boxes say)
-    exif = set()
+    kinds = {}
     for kind, start, _end in _isobmff_boxes(data, read.at, iinf[1]):
         entry = _Reader(data, start)
         version = entry.int(4) >> 24
         if kind == b"infe" and version >= 2:
             item = entry.int(2 if version == 2 else 4)
             entry.at += 2  # (its protection)
-            if data[entry.at : entry.at + 4] == b"Exif":
-                exif.add(item)
+            kinds[item] = data[entry.at : entry.at + 4]
     read = _Reader(data, iloc[0])
     version = read.int(4) >> 24
     sizes, more = read.int(1), read.int(1)
     offset_size, length_size, base_size = sizes >> 4, sizes & 15, more >> 4
     index_size = more & 15 if version in (1, 2) else 0
-    found = []
+    items = []
     for _ in range(min(read.int(2 if version < 2 else 4), PARTS)):
         item = read.int(2 if version < 2 else 4)
         method = read.int(2) & 15 if version in (1, 2) else 0
         read.at += 2  # (its data reference)
         base = read.int(base_size)
+        spans = []
         for _ in range(min(read.int(2), PARTS)):
             read.at += index_size
             offset, length = read.int(offset_size), read.int(length_size)
-            if item in exif and method in (0, 1):
-                at = base + offset + (idat[0] if method == 1 and idat else 0)
-                found.append(data[at : at + length] if length else data[at:])
-    return b"".join(found)
+            start = base + offset + (idat[0] if method == 1 and idat else 0)
+            spans.append((start, length or max(0, len(data) - start)))
+        if method in (0, 1):  # (in the file, or in its idat box)
+            items.append((kinds.get(item, b""), spans))
+    return items
 
 
 class _Reader:
