@@ -540,14 +540,20 @@ def _isobmff_items(data: bytes) -> list[tuple[bytes, list[tuple[int, int]]]]:
     sizes, more = read.int(1), read.int(1)
     offset_size, length_size, base_size = sizes >> 4, sizes & 15, more >> 4
     index_size = more & 15 if version in (1, 2) else 0
-    items = []
-    for _ in range(min(read.int(2 if version < 2 else 4), PARTS)):
+    items, parts = [], 0
+    for _ in range(read.int(2 if version < 2 else 4)):
+        parts += 1  # (items and their extents together, as an extent may take no bytes at all)
+        if parts > PARTS or read.at > iloc[1]:
+            raise _TooManyBoxes
         item = read.int(2 if version < 2 else 4)
         method = read.int(2) & 15 if version in (1, 2) else 0
         read.at += 2  # (its data reference)
         base = read.int(base_size)
         spans = []
-        for _ in range(min(read.int(2), PARTS)):
+        for _ in range(read.int(2)):
+            parts += 1
+            if parts > PARTS or read.at > iloc[1]:
+                raise _TooManyBoxes
             read.at += index_size
             offset, length = read.int(offset_size), read.int(length_size)
             start = base + offset + (idat[0] if method == 1 and idat else 0)
