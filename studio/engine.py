@@ -77,6 +77,8 @@ from studio.limits import (
     used_lately,
 )
 from studio.links import fetch_link
+from studio.lookout import Lookout
+from studio.lookout import shared as shared_lookout
 from studio.params import (
     MODEL_IDS,
     PRICE_CENTS,
@@ -175,6 +177,8 @@ HEAVY_DECODES_AT_ONCE = 1
 # Images, links and imports one hosted visitor may have read at once (`Engine._intake`): a third
 # is refused at once, so a pile of one visitor's requests never holds the slots all visitors share.
 INTAKES_AT_ONCE = 2
+# Looks at images from outside taken at once, all visitors together (`Engine._look`).
+LOOK_PLACES = 2
 BUSY_READING = (
     "You already have two images or imports being read; wait for them to finish and try again."
 )
@@ -237,8 +241,17 @@ class Engine:
         simulated: bool = False,
         signer: C2paSigner | None = None,
         addresses_apart: bool = True,
+        lookout: Lookout | None = None,
     ) -> None:
         self._store = store
+        # Hosted, the first look at an image from outside is taken in a child process with a
+        # CPU and memory limit (`studio.lookout`), all of the process's looks together.
+        self._lookout = lookout if lookout is not None or limits is None else shared_lookout()
+        self._looks = FairPlaces(LOOK_PLACES)
+        # (Threads of their own, which wait on the children: never the ones store reads use.)
+        self._lookers = concurrent.futures.ThreadPoolExecutor(
+            LOOK_PLACES + DECODES_AT_ONCE + HEAVY_DECODES_AT_ONCE, "looks"
+        )
         # Whether reads are also counted per network address (`_intake`): not through a share
         # link's tunnel, where every visitor is one address and one client would use up the
         # address's reads for everyone (review 6 F8).
@@ -370,6 +383,7 @@ class Engine:
         if self._full_collect is not None:
             await asyncio.wait([self._full_collect])
         await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
+        await asyncio.to_thread(self._lookers.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._store.close)
 
     # -- intake ---------------------------------------------------------------------------------
@@ -419,13 +433,29 @@ class Engine:
         self, data: bytes, visitor: Visitor, *, header: Header | None = None
     ) -> SourceImage:
         """`open_source` for bytes from outside: their header first (refused undecoded when it
-        says no), then the full decode as `_decoding` allows. A `header` given was read and
-        counted already (an import's)."""
+        says no), then the full decode as `_decoding` allows; hosted, both in a child process
+        (`studio.lookout`), so neither's memory or CPU is the studio's. A `header` given was
+        read and counted already (an import's)."""
         counted = header is not None
         if header is None:
-            header = await asyncio.to_thread(peek, data)
+            header = await self._look(data)
         async with self._decoding(visitor, header.decode_pixels, counted=counted):
-            return await asyncio.to_thread(open_source, data)
+            if self._lookout is None:
+                return await asyncio.to_thread(open_source, data)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._lookers, self._lookout.check, data, header.decode_pixels
+            )
+
+    async def _look(self, data: bytes) -> Header:
+        """`peek` at bytes from outside; hosted, in a child process (`studio.lookout`), at most
+        `LOOK_PLACES` at once, first come first served (a hosted visitor has at most
+        `INTAKES_AT_ONCE` reads under way)."""
+        if self._lookout is None:
+            return await asyncio.to_thread(peek, data)
+        async with self._looks.place():
+            return await asyncio.get_running_loop().run_in_executor(
+                self._lookers, self._lookout.look, data
+            )
 
     @contextlib.asynccontextmanager
     async def _decoding(
@@ -1189,7 +1219,7 @@ class Engine:
         # An import is anyone's file: each image is decoded in full (a result's CRC check is
         # not enough), but only once every header matches its step's description and what
         # they cost to decode is counted, so a refused import costs its headers alone.
-        headers = [await asyncio.to_thread(peek, i.data) for i in bundle.images.values()]
+        headers = [await self._look(i.data) for i in bundle.images.values()]
         for image, header in zip(bundle.images.values(), headers, strict=True):
             _check_described(header.format, header.width, header.height, image.ref)
         await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
@@ -1647,7 +1677,11 @@ class Engine:
             # Refused before anything, and read as any image from outside: past the caps first
             # (decoding a mask costs what decoding an image does), then within `_decoding`.
             self._may_edit(visitor)
-            async with self._decoding(visitor, await asyncio.to_thread(_mask_pixels, region.mask)):
+            try:
+                header = await self._look(region.mask)
+            except ImageError as exc:  # (what `read_mask` says of it)
+                raise RegionError(f"The mask is not an image the studio can read: {exc}") from None
+            async with self._decoding(visitor, header.width * header.height):
                 mask = await asyncio.to_thread(read_mask, region.mask)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
@@ -1842,16 +1876,6 @@ def _result_bytes(step: Step, session: Session) -> int:
     if at is not None and at.result is not None:
         expected += at.result.width * at.result.height * BLEND_BYTES_PER_PIXEL
     return expected
-
-
-def _mask_pixels(data: bytes) -> int:
-    """What decoding a drawn mask costs (all its pixels, whatever its format), from its header
-    (0 when it has none: `read_mask` refuses it then, from the header too)."""
-    try:
-        header = peek(data)
-        return header.width * header.height
-    except ImageError:
-        return 0
 
 
 def _held_lock(locks: weakref.WeakValueDictionary[str, asyncio.Lock], key: str) -> asyncio.Lock:

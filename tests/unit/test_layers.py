@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "links": {"images", "params"},
     "store": {"params", "history", "images"},
     "limits": set(),
+    "lookout": {"images", "params"},
     "regions": {"images", "params"},
     "visitor": {"config"},
     "provenance": set(),

@@ -1,0 +1,183 @@
+"""A hosted studio's first look at an image from outside, taken in a child process with a CPU and
+memory limit (`studio.lookout`): real children, a real store, the simulator on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.history import StepState
+from studio.images import ImageError, open_source, peek
+from studio.limits import Limits, LimitSettings
+from studio.lookout import COSTLY, Lookout
+from studio.params import EditParams, RegionError, RegionRequest
+from studio.visitor import Visitor
+from tests.support.engines import make_engine, make_image, make_photo
+
+pytestmark = pytest.mark.anyio
+A = Visitor("browser:a")
+
+
+@pytest.fixture
+def lookout():
+    lookout = Lookout(1)
+    yield lookout
+    lookout.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # (a zombie until reaped: closing the child reaps it)
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().split(")")[-1].split()[0] == "Z"
+
+
+def test_a_look_in_a_child_says_what_a_look_here_says(lookout):
+    for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP"):
+        data = make_photo(640, 480, fmt=fmt)
+        assert lookout.look(data) == peek(data), fmt
+    [pid] = lookout.children()
+    assert pid != os.getpid()
+    # ... and refuses what a look here refuses, with the same sentence.
+    with pytest.raises(ImageError) as refused:
+        lookout.look(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>")
+    with pytest.raises(ImageError) as here:
+        peek(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>")
+    assert (refused.value.reason, str(refused.value)) == (here.value.reason, str(here.value))
+    assert lookout.children() == [pid]  # a refusal costs the child nothing: it stays
+
+
+def test_a_child_that_ended_while_idle_is_replaced_and_the_next_look_is_not_blamed(lookout):
+    data = make_image()
+    lookout.look(data)
+    [pid] = lookout.children()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lookout.look(data) == peek(data)
+    [replaced] = lookout.children()
+    assert replaced != pid
+    assert _gone(pid)
+
+
+def test_a_look_past_its_limit_is_refused_and_its_child_stopped():
+    data = make_photo(640, 480, fmt="WEBP")  # (a WebP's look copies the file once)
+    strict = Lookout(1, extra_bytes=-len(data) // 2)
+    try:
+        with pytest.raises(ImageError) as refused:
+            strict.look(data)
+        assert str(refused.value) == str(COSTLY)
+        assert strict.children() == []  # the child that grew is not kept
+        assert Lookout(1).look(data) == peek(data)  # (the same file, within the limit)
+    finally:
+        strict.close()
+
+
+async def test_a_hosted_upload_refused_by_its_look_keeps_nothing(sim, clean_env):
+    strict = Lookout(1, cpu_s=-1.0)  # every look costs more than this
+    engine = make_engine(
+        clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()), lookout=strict
+    )
+    data = make_image()
+    try:
+        with pytest.raises(ImageError, match="far more work to read than an image needs"):
+            await engine.read_image(data, visitor=A)
+        assert await engine.held_bytes(visitor=A) == 0
+        assert not engine._store.has_image(hashlib.sha256(data).hexdigest())
+    finally:
+        await engine.aclose()
+        strict.close()
+
+
+def _mask(width: int, height: int) -> bytes:
+    mask = Image.new("L", (width, height), 0)
+    mask.paste(255, (40, 40, 200, 160))
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_a_hosted_studio_reads_uploads_and_masks_through_its_children(sim, clean_env):
+    lookout = Lookout(1)
+    engine = make_engine(
+        clean_env,
+        sim.base_url,
+        sim.api_key,
+        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
+        lookout=lookout,
+    )
+    try:
+        source = await engine.read_image(make_photo(640, 480, fmt="JPEG"), visitor=A)
+        assert (source.format, source.width, source.height) == ("jpeg", 640, 480)
+        [pid] = lookout.children()
+        session = await engine.start_session(source, visitor=A)
+        with pytest.raises(RegionError, match="The mask is not an image the studio can read"):
+            await engine.submit_edit(
+                session.session_id,
+                EditParams(prompt="red"),
+                visitor=A,
+                region=RegionRequest(mask=b"GIF89a" + bytes(7)),
+            )
+        step = await engine.edit(
+            session.session_id,
+            EditParams(prompt="red"),
+            visitor=A,
+            region=RegionRequest(mask=_mask(640, 480)),
+        )
+        assert step.state is StepState.COMPLETED
+        assert step.region is not None
+        assert lookout.children() == [pid]
+    finally:
+        await engine.aclose()
+        lookout.close()
+
+
+def test_a_check_in_a_child_decodes_as_a_check_here_does(lookout):
+    photo = make_photo(640, 480, fmt="PNG")
+    checked = lookout.check(photo, lookout.look(photo).decode_pixels)
+    assert checked == open_source(photo)
+    for damaged in (photo[: len(photo) // 2], photo[:30_000] + bytes(100) + photo[30_100:]):
+        with pytest.raises(ImageError) as refused:
+            lookout.check(damaged, 640 * 480)
+        with pytest.raises(ImageError) as here:
+            open_source(damaged)
+        assert str(refused.value) == str(here.value)
+
+
+def _reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
+def _status(field: str) -> int:
+    rows = Path("/proc/self/status").read_text(encoding="ascii").splitlines()
+    return next(int(r.split()[1]) for r in rows if r.startswith(field + ":")) * 1024
+
+
+async def test_a_hosted_studio_decodes_a_large_upload_in_a_child_not_in_itself(sim, clean_env):
+    lookout = Lookout(1)
+    engine = make_engine(
+        clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()), lookout=lookout
+    )
+    photo = make_photo(4000, 3000, fmt="PNG")  # 12 megapixels: 48 MB decoded
+    try:
+        await engine.read_image(make_image(), visitor=A)  # (the child started)
+        _reset_peak()
+        before = _status("VmRSS")
+        source = await engine.read_image(photo, visitor=A)
+        peak = _status("VmHWM")
+        assert (source.width, source.height) == (4000, 3000)
+        assert peak - before < 24 * 2**20  # (decoded here: over 48 MB)
+    finally:
+        await engine.aclose()
+        lookout.close()
