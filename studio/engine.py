@@ -65,6 +65,7 @@ from studio.images import (
     describe,
     open_source,
     peek,
+    prepare_upload,
 )
 from studio.limits import (
     SESSION_BYTES,
@@ -269,6 +270,7 @@ class Engine:
             schedule=self.schedule,
             simulated=simulated,
             signer=signer,
+            prepare=prepare_upload if self._lookout is None else self._lookout.prepare_upload,
         )
         self._allow_private_links = allow_private_links
         # On the simulator, the server's key holds play money: its balance is never shown.
@@ -323,6 +325,7 @@ class Engine:
         # Thumbnails being made (`thumbnails`): on a thread of their own, one at a time, each
         # image once however many ask; and the thumbnails each named visitor asked for lately.
         self._thumb_maker = concurrent.futures.ThreadPoolExecutor(1, "thumbnails")
+        self._thumbnail_maker = None if self._lookout is None else self._lookout.make_thumbnail
         self._thumb_places = FairPlaces(1)
         self._thumbs_making: dict[str, asyncio.Future[Path | None]] = {}
         self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
@@ -1351,9 +1354,9 @@ class Engine:
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(
-                    self._thumb_maker, self._store.make_thumbnail, sha256
+                    self._thumb_maker, self._store.make_thumbnail, sha256, self._thumbnail_maker
                 )
-            except (StoreError, OSError, RuntimeError):  # unreadable, or the studio closing
+            except (StoreError, OSError, RuntimeError, ImageError):  # (or the studio closing)
                 return None
 
     async def image_work(self, work: Callable[[], T], *, visitor: Visitor = LOCAL) -> T:

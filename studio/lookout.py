@@ -1,19 +1,23 @@
-"""A hosted studio's first look at an image from outside, and its full check, in a child process.
+"""A hosted studio's work on images from visitors, done in child processes under limits.
 
 Reading an image's header is Pillow's (or libheif's, or libavif's) work, most of it in Python
 with the GIL held, before anything of ours can count it: review after review found one more
 structure (TIFF fractions, EXIF entries naming the same bytes, JPEG tables, PNG texts, HEIC item
 lists) that made one look cost seconds or gigabytes. `images` bounds every one found; this module
-bounds the ones not found yet, by construction: the look runs in a child process, at low
-priority, under a CPU and memory limit, and a file whose look costs more than an image's ever
-does (`LOOK_CPU_S`, `LOOK_BYTES`) is refused. Every later look at an accepted file (the upload,
-thumbnails, a region's blend) repeats the same reading, so each is bounded by what this one
-measured. The full decode that checks an accepted file is made in a child too (`check`), under
-limits in proportion to its pixels, so its memory and CPU are never the studio's own.
+bounds the ones not found yet, by construction: the first look at a file from outside runs in a
+child process, at low priority, under a CPU and memory limit, and a file whose look costs more
+than an image's ever does (`LOOK_CPU_S`, `LOOK_BYTES`) is refused. Every later look at an
+accepted file repeats the same reading, so each is bounded by what this one measured.
+
+The decodes that follow are made in a child too, under limits in proportion to their pixels:
+the full check of an accepted file (`check`), its conversion for upload (`prepare_upload`) and
+its thumbnail (`make_thumbnail`), so that a visitor's 24-megapixel photo is never the studio's
+own memory or CPU (a region's blend, on arrays at the source's full size, is still made here).
 
 `Lookout` keeps a few children for the whole process, started when first needed, and replaced
 when one dies, is stopped, or has grown. They hold no secret: their environment is emptied. The
-wire is a one-letter request and a length-prefixed file in, one JSON line out.
+wire: a one-letter request, a number and a length-prefixed file in; one JSON line out, followed
+by the bytes the child made (a conversion's, a thumbnail's).
 """
 
 from __future__ import annotations
@@ -33,12 +37,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from studio.images import (
+    MAX_SOURCE_PIXELS,
     Header,
     ImageError,
     SourceImage,
+    UploadImage,
+    describe,
     give_back_memory,
+    make_thumbnail,
     open_source,
     peek,
+    prepare_upload,
     supported_formats,
 )
 from studio.params import nearest_aspect_ratio
@@ -51,9 +60,9 @@ LOOK_CPU_S = 0.1
 LOOK_BYTES = 32 * 2**20  # and the file's own size
 # What the child may take before the system stops it (a look far past the limits above is
 # stopped there, not measured): CPU seconds past its own, and address space past its start;
-# a check, besides, in proportion to the pixels it decodes (measured on 24-megapixel photos:
+# a decode, besides, in proportion to the pixels it may decode (measured on 24-megapixel photos:
 # at most 25 ns and 17 bytes a pixel, a JPEG's counted pixels 214 ns: `images.decode_pixels`).
-_CPU_STOP_S = 2
+_CPU_STOP_S = 1
 _CPU_STOP_S_PER_PIXEL = 400e-9
 _MEMORY_STOP_BYTES = 1024 * 2**20
 _MEMORY_STOP_BYTES_PER_PIXEL = 32
@@ -61,9 +70,12 @@ _MEMORY_STOP_BYTES_PER_PIXEL = 32
 _ANSWER_WAIT_S = 30.0
 # A child that holds more than this after answering ends (a large decode's memory is not kept).
 _KEPT_BYTES = 256 * 2**20
-# Children for the whole process: looks and checks (`Engine._decoding` runs at most three).
+# Children for the whole process: looks and checks (`Engine._decoding` runs at most three),
+# uploads' conversions and thumbnails.
 LOOKERS = 3
-_LOOK, _CHECK = b"L", b"C"
+# What a child is asked: look at a header, check a whole image, convert a stored one for upload,
+# or make its thumbnail.
+_LOOK, _CHECK, _UPLOAD, _THUMBNAIL = b"L", b"C", b"U", b"T"
 
 COSTLY = ImageError(
     "costly",
@@ -73,7 +85,7 @@ COSTLY = ImageError(
 
 
 class _Gone(Exception):
-    """The child died or did not answer: its look is refused and the child replaced."""
+    """The child died or did not answer: its request is refused and the child replaced."""
 
 
 class _Child:
@@ -93,26 +105,32 @@ class _Child:
             raise _Gone
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
 
-    def ask(self, mode: bytes, data: bytes, pixels: int = 0) -> dict[str, Any]:
-        stdin, stdout = self._stdin, self._stdout
+    def ask(self, mode: bytes, data: bytes, number: int = 0) -> tuple[dict[str, Any], bytes]:
+        """The child's answer to one request, and the bytes it made."""
         try:
-            stdin.write(mode + struct.pack(">QQ", pixels, len(data)))
-            stdin.write(data)
-            stdin.flush()
-        except (BrokenPipeError, OSError):
+            self._stdin.write(mode + struct.pack(">QQ", number, len(data)))
+            self._stdin.write(data)
+            self._stdin.flush()
+        except OSError:  # (BrokenPipeError: it died)
             raise _Gone from None
-        line = b""
-        deadline = time.monotonic() + _ANSWER_WAIT_S + _cpu_stop(mode, pixels)
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([stdout], [], [], left)[0]:
-                raise _Gone
-            chunk = os.read(stdout.fileno(), 4096)
-            if not chunk:
-                raise _Gone
-            line += chunk
+        deadline = time.monotonic() + _ANSWER_WAIT_S + _cpu_stop(mode, number)
+        received = b""
+        while b"\n" not in received:
+            received += self._receive(deadline)
+        line, _, made = received.partition(b"\n")
         answer: dict[str, Any] = json.loads(line)
-        return answer
+        while len(made) < answer.get("made", 0):
+            made += self._receive(deadline)
+        return answer, made
+
+    def _receive(self, deadline: float) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self._stdout], [], [], left)[0]:
+            raise _Gone
+        chunk = os.read(self._stdout.fileno(), 1 << 20)
+        if not chunk:
+            raise _Gone
+        return chunk
 
     @property
     def pid(self) -> int:
@@ -132,7 +150,8 @@ class _Child:
 
 
 class Lookout:
-    """`LOOKERS` children taking looks for the whole process; thread-safe (`look` blocks)."""
+    """`lookers` children doing image work for the whole process; thread-safe (each call
+    blocks its thread until a child has answered)."""
 
     def __init__(
         self, lookers: int = LOOKERS, *, cpu_s: float = LOOK_CPU_S, extra_bytes: int = LOOK_BYTES
@@ -147,7 +166,7 @@ class Lookout:
         """`images.peek(data)` as a child saw it, or `ImageError`: what peek refuses, or
         `COSTLY` when the look took more than `cpu_s`, or `extra_bytes` past the file's size (or
         was stopped)."""
-        answer = self._ask(_LOOK, data)
+        answer, _ = self._ask(_LOOK, data)
         image_format, width, height, pixels = answer["header"]
         return Header(format=image_format, width=width, height=height, decode_pixels=pixels)
 
@@ -155,7 +174,7 @@ class Lookout:
         """`images.open_source(data)` made by a child, which decodes every pixel, or
         `ImageError`: what it refuses, or `COSTLY` when the decode went past CPU and memory in
         proportion to its `pixels` (what `look` said it would decode)."""
-        answer = self._ask(_CHECK, data, pixels)
+        answer, _ = self._ask(_CHECK, data, pixels)
         image_format, width, height = answer["image"]
         return SourceImage(
             data=data,
@@ -165,16 +184,34 @@ class Lookout:
             aspect_ratio=nearest_aspect_ratio(width, height),
         )
 
-    def _ask(self, mode: bytes, data: bytes, pixels: int = 0) -> dict[str, Any]:
+    def prepare_upload(self, source: SourceImage) -> UploadImage:
+        """`images.prepare_upload(source)` made by a child, for a stored image (checked when it
+        came in)."""
+        answer, made = self._ask(_UPLOAD, source.data)
+        file_name, mime_type, width, height = answer["upload"]
+        return UploadImage(
+            data=made if answer["made"] else source.data,
+            file_name=file_name,
+            mime_type=mime_type,
+            width=width,
+            height=height,
+        )
+
+    def make_thumbnail(self, data: bytes, max_side: int) -> bytes:
+        """`images.make_thumbnail(data, max_side=max_side)` made by a child, for a stored image."""
+        return self._ask(_THUMBNAIL, data, max_side)[1]
+
+    def _ask(self, mode: bytes, data: bytes, number: int = 0) -> tuple[dict[str, Any], bytes]:
         child = self._idle.get()
         answer: dict[str, Any] | None = None
+        made = b""
         try:
             if child is not None and not child.alive():
                 child.close()  # (ended while idle: another starts; the file is not to blame)
                 child = None
             if child is None:
                 child = _Child()
-            answer = child.ask(mode, data, pixels)
+            answer, made = child.ask(mode, data, number)
         except _Gone:
             pass
         finally:
@@ -193,7 +230,7 @@ class Lookout:
             raise ImageError(reason, message)
         if costly or answer is None:
             raise COSTLY
-        return answer
+        return answer, made
 
     def children(self) -> list[int]:
         """The process ids of the idle children (for tests and the bench)."""
@@ -206,7 +243,7 @@ class Lookout:
         return [child.pid for child in found if child is not None]
 
     def close(self) -> None:
-        """Stop every child (a look under way finishes first)."""
+        """Stop every idle child (one at work stops when it answers)."""
         self._closed = True
         taken: list[_Child | None] = []
         with contextlib.suppress(queue.Empty):
@@ -232,6 +269,92 @@ def shared() -> Lookout:
 
 
 # -- the child ------------------------------------------------------------------------------------
+
+
+def _serve() -> None:
+    """The child: read a request, do it under the limits, answer; until the pipe closes, or
+    until it holds more memory than it should keep."""
+    import resource
+
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else reaches the parent's pipe
+    requests = sys.stdin.buffer
+    os.nice(10)
+    supported_formats()  # every plugin loaded now, not counted against the first look
+    memory_limits = resource.getrlimit(resource.RLIMIT_AS)
+    cpu_limits = resource.getrlimit(resource.RLIMIT_CPU)
+    while True:
+        try:
+            request = _read_exactly(requests, 17)
+            mode, (number, size) = request[:1], struct.unpack(">QQ", request[1:])
+            data = _read_exactly(requests, size)
+        except EOFError:
+            return
+        before = _status(b"VmRSS") if _reset_peak() else None
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_before = used.ru_utime + used.ru_stime
+        stop_cpu = math.ceil(cpu_before + _cpu_stop(mode, number))  # (whole seconds)
+        resource.setrlimit(resource.RLIMIT_CPU, (_within(stop_cpu, cpu_limits), cpu_limits[1]))
+        if (size_now := _status(b"VmSize")) is not None:
+            stop_memory = size_now + len(data) + _MEMORY_STOP_BYTES
+            stop_memory += _pixels(mode, number) * _MEMORY_STOP_BYTES_PER_PIXEL
+            resource.setrlimit(
+                resource.RLIMIT_AS, (_within(stop_memory, memory_limits), memory_limits[1])
+            )
+        made = b""
+        try:
+            answer, made = _answer(mode, number, data)
+        except ImageError as exc:
+            # (`images` says a MemoryError as "too large to decode": here it is the limit.)
+            stopped = isinstance(exc.__context__, MemoryError)
+            answer = {"costly": True} if stopped else {"refused": [exc.reason, str(exc)]}
+        except MemoryError:
+            answer = {"costly": True}
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, memory_limits)
+            resource.setrlimit(resource.RLIMIT_CPU, cpu_limits)
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        peak = _status(b"VmHWM") if before is not None else None
+        answer["cpu_s"] = used.ru_utime + used.ru_stime - cpu_before
+        answer["bytes"] = max(0, peak - before) if peak is not None and before is not None else 0
+        answer["made"] = len(made)
+        del data
+        give_back_memory()
+        answer["ending"] = ending = (_status(b"VmRSS") or 0) > _KEPT_BYTES + len(made)
+        answers.write(json.dumps(answer).encode() + b"\n")
+        answers.write(made)
+        answers.flush()
+        if ending:
+            return
+
+
+def _answer(mode: bytes, number: int, data: bytes) -> tuple[dict[str, Any], bytes]:
+    if mode == _LOOK:
+        header = peek(data)
+        fields = [header.format, header.width, header.height, header.decode_pixels]
+        return {"header": fields}, b""
+    if mode == _CHECK:
+        source = open_source(data)
+        return {"image": [source.format, source.width, source.height]}, b""
+    if mode == _UPLOAD:
+        upload = prepare_upload(describe(data))
+        fields = [upload.file_name, upload.mime_type, upload.width, upload.height]
+        return {"upload": fields}, (b"" if upload.data is data else upload.data)
+    if mode == _THUMBNAIL:
+        return {}, make_thumbnail(data, max_side=number)
+    raise ValueError(f"unknown request {mode!r}")
+
+
+def _pixels(mode: bytes, number: int) -> int:
+    """The most pixels a request may decode: a check's, as its look said; a stored image's
+    conversion or thumbnail, the most a stored image may have; a look's, none."""
+    if mode == _CHECK:
+        return number
+    return MAX_SOURCE_PIXELS if mode in (_UPLOAD, _THUMBNAIL) else 0
+
+
+def _cpu_stop(mode: bytes, number: int) -> float:
+    return _CPU_STOP_S + _pixels(mode, number) * _CPU_STOP_S_PER_PIXEL
 
 
 def _status(field: bytes) -> int | None:
@@ -265,75 +388,6 @@ def _read_exactly(source: IO[bytes], size: int) -> bytes:
         parts.append(part)
         left -= len(part)
     return b"".join(parts)
-
-
-def _serve() -> None:
-    """The child: read a file, look at it (or check it) under the limits, answer; until the
-    pipe closes, or until it holds more memory than it should keep."""
-    import resource
-
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else reaches the parent's pipe
-    requests = sys.stdin.buffer
-    os.nice(10)
-    supported_formats()  # every plugin loaded now, not counted against the first look
-    memory_limits = resource.getrlimit(resource.RLIMIT_AS)
-    cpu_limits = resource.getrlimit(resource.RLIMIT_CPU)
-    while True:
-        try:
-            request = _read_exactly(requests, 17)
-            mode, (pixels, size) = request[:1], struct.unpack(">QQ", request[1:])
-            data = _read_exactly(requests, size)
-        except EOFError:
-            return
-        before = _status(b"VmRSS") if _reset_peak() else None
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_before = used.ru_utime + used.ru_stime
-        stop_cpu = math.ceil(cpu_before + _cpu_stop(mode, pixels)) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (_within(stop_cpu, cpu_limits), cpu_limits[1]))
-        if (size_now := _status(b"VmSize")) is not None:
-            stop_memory = size_now + len(data) + _MEMORY_STOP_BYTES
-            if mode == _CHECK:
-                stop_memory += pixels * _MEMORY_STOP_BYTES_PER_PIXEL
-            resource.setrlimit(
-                resource.RLIMIT_AS, (_within(stop_memory, memory_limits), memory_limits[1])
-            )
-        try:
-            answer = _answer(mode, data)
-        except ImageError as exc:
-            # (`images` says a MemoryError as "too large to decode": here it is the limit.)
-            stopped = isinstance(exc.__context__, MemoryError)
-            answer = {"costly": True} if stopped else {"refused": [exc.reason, str(exc)]}
-        finally:
-            resource.setrlimit(resource.RLIMIT_AS, memory_limits)
-            resource.setrlimit(resource.RLIMIT_CPU, cpu_limits)
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        peak = _status(b"VmHWM") if before is not None else None
-        answer["cpu_s"] = used.ru_utime + used.ru_stime - cpu_before
-        answer["bytes"] = max(0, peak - before) if peak is not None and before is not None else 0
-        del data
-        give_back_memory()
-        ending = (_status(b"VmRSS") or 0) > _KEPT_BYTES
-        answer["ending"] = ending
-        answers.write(json.dumps(answer).encode() + b"\n")
-        answers.flush()
-        if ending:
-            return
-
-
-def _answer(mode: bytes, data: bytes) -> dict[str, Any]:
-    if mode == _LOOK:
-        return {"header": list(_header(peek(data)))}
-    source = open_source(data)
-    return {"image": [source.format, source.width, source.height]}
-
-
-def _cpu_stop(mode: bytes, pixels: int) -> float:
-    return _CPU_STOP_S + (pixels * _CPU_STOP_S_PER_PIXEL if mode == _CHECK else 0.0)
-
-
-def _header(header: Header) -> tuple[str, int, int, int]:
-    return header.format, header.width, header.height, header.decode_pixels
 
 
 def _within(value: int, limits: tuple[int, int]) -> int:

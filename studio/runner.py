@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, TypeVar
 
 from studio.config import Secret
 from studio.history import HistoryError, ImageRef, Phase, Step, StepState, StepUpdate
-from studio.images import ImageError, ResultImage, check_result, describe, prepare_upload
+from studio.images import (
+    ImageError,
+    ResultImage,
+    SourceImage,
+    UploadImage,
+    check_result,
+    describe,
+    prepare_upload,
+)
 from studio.limits import FairPlaces, used_lately
 from studio.links import is_public_link
 from studio.params import (
@@ -110,6 +118,8 @@ RESULT_GONE = (
 # another's first blend back more than one blend (review 5 F8: 17.8 s behind one address's four
 # 24-megapixel blends, 2.9 s alone).
 BLENDS_AT_ONCE = 1
+# Sources converted for upload at once (a 24-megapixel photo: about half a second each).
+UPLOADS_AT_ONCE = 2
 # Said when RunAPI refuses a key a visitor pasted (they set no variable: not RUNAPI_API_KEY).
 PASTED_KEY_REFUSED = (
     "RunAPI did not accept the key you pasted; check it in your RunAPI account, "
@@ -308,8 +318,13 @@ class StepRunner:
         schedule: LearnedSchedule | None = None,
         simulated: bool = False,
         signer: C2paSigner | None = None,
+        prepare: Callable[[SourceImage], UploadImage] = prepare_upload,
     ) -> None:
         self._store = store
+        # Converts a stored source for upload (a hosted studio's in a child process:
+        # `Lookout.prepare_upload`), on threads of its own, never the ones store reads use.
+        self._prepare = prepare
+        self._preparer = ThreadPoolExecutor(UPLOADS_AT_ONCE, thread_name_prefix="kontext-upload")
         # Signs a C2PA manifest into each result when the host gave a certificate.
         self._signer = signer
         self._schedule = schedule
@@ -418,6 +433,7 @@ class StepRunner:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._blender.shutdown(wait=False, cancel_futures=True)
+        self._preparer.shutdown(wait=False, cancel_futures=True)
         await self._clients.aclose()
 
     @property
@@ -618,7 +634,9 @@ class StepRunner:
         cached = self._uploads.get((payer, sha))
         if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
             self._report(step, "uploading")
-            prepared = await asyncio.to_thread(prepare_upload, image)
+            prepared = await asyncio.get_running_loop().run_in_executor(
+                self._preparer, self._prepare, image
+            )
             cached = await client.upload_image(prepared.data, file_name=prepared.file_name)
             self._uploads[(payer, sha)] = cached
         step = step.with_upload(cached.url, cached.expires_at)

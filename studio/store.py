@@ -398,10 +398,16 @@ class Store:
                 missing[ref.sha256] = None
         return found, list(missing)
 
-    def make_thumbnail(self, sha256: str) -> Path:
-        """Make the thumbnail of a stored image (a full decode: `StoreError` or `OSError` when
-        it cannot be read)."""
-        thumb = make_thumbnail(self.read_image(sha256), max_side=THUMBNAIL_SIDE)
+    def make_thumbnail(
+        self, sha256: str, maker: Callable[[bytes, int], bytes] | None = None
+    ) -> Path:
+        """Make the thumbnail of a stored image with `maker(data, max_side)` (a full decode:
+        `StoreError` or `OSError` when it cannot be read)."""
+        data = self.read_image(sha256)
+        if maker is None:
+            thumb = make_thumbnail(data, max_side=THUMBNAIL_SIDE)
+        else:
+            thumb = maker(data, THUMBNAIL_SIDE)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
         suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
         path = self.thumbs_dir / f"{sha256}{suffix}"

@@ -181,3 +181,45 @@ async def test_a_hosted_studio_decodes_a_large_upload_in_a_child_not_in_itself(s
     finally:
         await engine.aclose()
         lookout.close()
+
+
+def test_a_conversion_and_a_thumbnail_in_a_child_are_those_made_here(lookout):
+    from studio.images import make_thumbnail, prepare_upload
+
+    photo = make_photo(3000, 2000, fmt="WEBP")  # (converted: a WebP goes up as JPEG)
+    source = open_source(photo)
+    assert lookout.prepare_upload(source) == prepare_upload(source)
+    chained = open_source(make_photo(640, 480, fmt="PNG"))  # (goes up as it is)
+    assert lookout.prepare_upload(chained).data is chained.data
+    assert lookout.make_thumbnail(photo, 256) == make_thumbnail(photo, max_side=256)
+
+
+async def test_a_hosted_edit_of_a_large_photo_decodes_it_in_children_only(sim, clean_env):
+    lookout = Lookout(2)
+    engine = make_engine(
+        clean_env,
+        sim.base_url,
+        sim.api_key,
+        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
+        lookout=lookout,
+    )
+    photo = make_photo(4000, 3000, fmt="WEBP")  # 12 megapixels: 48 MB decoded, each time
+    try:
+        warm = await engine.start_session(
+            await engine.read_image(make_image(), visitor=A), visitor=A
+        )
+        await engine.edit(warm.session_id, EditParams(prompt="warm"), visitor=A)
+        _reset_peak()
+        before = _status("VmRSS")
+        session = await engine.start_session(await engine.read_image(photo, visitor=A), visitor=A)
+        step = await engine.edit(session.session_id, EditParams(prompt="red"), visitor=A)
+        loaded = await engine.load_session(session.session_id, visitor=A)
+        refs = [s.result for s in loaded.steps.values() if s.result is not None]
+        thumbs = await engine.thumbnails(refs, visitor=A)
+        peak = _status("VmHWM")
+        assert step.state is StepState.COMPLETED
+        assert len(thumbs) == 2
+        assert peak - before < 24 * 2**20  # (decoded here: over 48 MB at each of three)
+    finally:
+        await engine.aclose()
+        lookout.close()
