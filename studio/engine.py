@@ -362,6 +362,11 @@ class Engine:
             )
 
         server_url = settings.simulator_url or settings.base_url
+        if settings.hosted:
+            try:
+                shared_lookout().ready()  # (every image would be refused otherwise)
+            except RuntimeError as exc:
+                raise SettingsError(str(exc)) from None
         return cls(
             store,
             client_for(settings.api_key.reveal(), server_url),
@@ -443,11 +448,16 @@ class Engine:
         if header is None:
             header = await self._look(data)
         async with self._decoding(visitor, header.decode_pixels, counted=counted):
-            if self._lookout is None:
-                return await asyncio.to_thread(open_source, data)
-            return await asyncio.get_running_loop().run_in_executor(
-                self._lookers, self._lookout.check, data, header.decode_pixels
-            )
+            return await self._check(data, header)
+
+    async def _check(self, data: bytes, header: Header) -> SourceImage:
+        """`open_source` for bytes from outside whose `header` was read; hosted, in a child
+        process, refused when it costs more than `header` says (`Lookout.check`)."""
+        if self._lookout is None:
+            return await asyncio.to_thread(open_source, data)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._lookers, self._lookout.check, data, header.decode_pixels
+        )
 
     async def _look(self, data: bytes) -> Header:
         """`peek` at bytes from outside; hosted, in a child process (`studio.lookout`), at most
@@ -1680,11 +1690,19 @@ class Engine:
             # Refused before anything, and read as any image from outside: past the caps first
             # (decoding a mask costs what decoding an image does), then within `_decoding`.
             self._may_edit(visitor)
+            unreadable = "The mask is not an image the studio can read: {}"  # (as `read_mask`)
             try:
                 header = await self._look(region.mask)
-            except ImageError as exc:  # (what `read_mask` says of it)
-                raise RegionError(f"The mask is not an image the studio can read: {exc}") from None
+            except ImageError as exc:
+                raise RegionError(unreadable.format(exc)) from None
             async with self._decoding(visitor, header.width * header.height):
+                if self._lookout is not None:
+                    # (Decoded in a child first: one costing more than its header says is
+                    # refused before this process decodes it: review 50 F5.)
+                    try:
+                        await self._check(region.mask, header)
+                    except ImageError as exc:
+                        raise RegionError(unreadable.format(exc)) from None
                 mask = await asyncio.to_thread(read_mask, region.mask)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)

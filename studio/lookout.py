@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import queue
@@ -52,19 +53,33 @@ from studio.images import (
 )
 from studio.params import nearest_aspect_ratio
 
+log = logging.getLogger(__name__)
+
 # What a look at a real image costs, measured in the child (the repo's images, and 24-megapixel
 # photos in every format the studio takes): at most 6 ms of CPU, and 6 MB of memory beyond the
 # file's bytes (a WebP's look copies the file once). A look past either is refused: over ten
 # times what any image's header needed, and the most any later look at the same bytes can cost.
 LOOK_CPU_S = 0.1
 LOOK_BYTES = 32 * 2**20  # and the file's own size
+# The same for a check, in proportion to the pixels its look counted (`images.decode_pixels`):
+# measured on 24-megapixel photos in every format, at most 16.3 bytes and 194 ns a counted
+# pixel (a WebP's memory; a JPEG's CPU, decoded at an eighth of each side). A decode past
+# these holds more than its look said it would (an AVIF whose box says 100 x 100 holding a
+# 16384 x 16384 picture: 548 MB, review 50 F5) and is refused: it is never stored, so
+# nothing decodes it again.
+CHECK_CPU_S = 0.25
+CHECK_CPU_S_PER_PIXEL = 400e-9
+CHECK_BYTES_PER_PIXEL = 24  # and `LOOK_BYTES`, and the file's own size
 # What the child may take before the system stops it (a look far past the limits above is
 # stopped there, not measured): CPU seconds past its own, and address space past its start;
 # a decode, besides, in proportion to the pixels it may decode (measured on 24-megapixel photos:
 # at most 25 ns and 17 bytes a pixel, a JPEG's counted pixels 214 ns: `images.decode_pixels`).
 _CPU_STOP_S = 1
 _CPU_STOP_S_PER_PIXEL = 400e-9
-_MEMORY_STOP_BYTES = 1024 * 2**20
+# (A look's memory stop leaves room for the two canvases libwebp allocates for an animated
+# WebP at the pixel cap as Pillow opens it: 640 MB, untouched.)
+_MEMORY_STOP_BYTES = {b"L": 1024 * 2**20, b"C": 512 * 2**20}
+_MEMORY_STOP_BYTES_DEFAULT = 1024 * 2**20
 _MEMORY_STOP_BYTES_PER_PIXEL = 32
 # How long to wait for an answer on a busy machine before giving up on the child, past its CPU.
 _ANSWER_WAIT_S = 30.0
@@ -77,6 +92,12 @@ LOOKERS = 3
 # or make its thumbnail.
 _LOOK, _CHECK, _UPLOAD, _THUMBNAIL = b"L", b"C", b"U", b"T"
 
+# A 1 x 1 PNG: what `Lookout.ready` asks a child to look at.
+_READY_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000000000500010d0a2db40000000049454e44ae426082"
+)
+
 COSTLY = ImageError(
     "costly",
     "The image file takes far more work to read than an image needs; save it again from an "
@@ -88,12 +109,26 @@ class _Gone(Exception):
     """The child died or did not answer: its request is refused and the child replaced."""
 
 
+def _child_command() -> tuple[list[str], dict[str, str], str]:
+    """How a child starts: this interpreter, finding every module where this process found it
+    (a virtual environment, the user's site, PYTHONPATH: review 50 F4), in an environment that
+    holds nothing else (no key); and decoding on one thread, in few memory arenas."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = dict.fromkeys([root, *(p for p in sys.path if p and os.path.isdir(p))])
+    env = {
+        "PYTHONPATH": os.pathsep.join(path),
+        "PATH": os.defpath,
+        "LC_ALL": "C.UTF-8",
+        "MALLOC_ARENA_MAX": "2",
+    }
+    return [sys.executable, "-s", "-m", "studio.lookout"], env, root
+
+
 class _Child:
     def __init__(self) -> None:
-        root = str(Path(__file__).resolve().parents[1])
-        env = {"PYTHONPATH": root, "PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+        command, env, root = _child_command()
         self._process = subprocess.Popen(
-            [sys.executable, "-s", "-m", "studio.lookout"],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -101,6 +136,7 @@ class _Child:
             cwd=root,
             close_fds=True,
         )
+        self.answered = False
         if self._process.stdin is None or self._process.stdout is None:
             raise _Gone
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
@@ -121,6 +157,7 @@ class _Child:
         answer: dict[str, Any] = json.loads(line)
         while len(made) < answer.get("made", 0):
             made += self._receive(deadline)
+        self.answered = True
         return answer, made
 
     def _receive(self, deadline: float) -> bytes:
@@ -138,6 +175,9 @@ class _Child:
 
     def alive(self) -> bool:
         return self._process.poll() is None
+
+    def returncode(self) -> int | None:
+        return self._process.poll()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -161,6 +201,28 @@ class Lookout:
         for _ in range(lookers):
             self._idle.put(None)  # a place: a child is started when first needed
         self._closed = False
+        self._warned = False
+
+    def ready(self) -> None:
+        """Raise `RuntimeError`, saying why, when a child cannot work here (at a hosted
+        studio's start: otherwise every image would be refused, as too costly)."""
+        try:
+            self.look(_READY_PNG)
+            return
+        except ImageError:
+            pass
+        command, env, root = _child_command()
+        tried = subprocess.run(
+            [*command[:-2], "-c", "import studio.lookout"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        lines = tried.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"exit code {tried.returncode}"
+        raise RuntimeError(f"The studio's image workers cannot start: {why}")
 
     def look(self, data: bytes) -> Header:
         """`images.peek(data)` as a child saw it, or `ImageError`: what peek refuses, or
@@ -213,13 +275,19 @@ class Lookout:
                 child = _Child()
             answer, made = child.ask(mode, data, number)
         except _Gone:
-            pass
-        finally:
-            costly = answer is None or "costly" in answer
-            if answer is not None and mode == _LOOK:
-                costly = costly or (
-                    answer["cpu_s"] > self._cpu_s or answer["bytes"] > self._extra_bytes + len(data)
+            if child is not None and not child.answered and not self._warned:
+                self._warned = True
+                log.error(
+                    "An image worker ended before its first answer (exit code %s): images are "
+                    "refused until one works (a hosted studio says why as it starts).",
+                    child.returncode(),
                 )
+        finally:
+            costly = (
+                answer is None
+                or "costly" in answer
+                or self._past_limits(mode, answer, data, number)
+            )
             ending = answer is not None and answer.get("ending", False)
             if child is not None and (costly or ending or self._closed):
                 child.close()  # (a child that grew is not kept: it starts again when needed)
@@ -231,6 +299,18 @@ class Lookout:
         if costly or answer is None:
             raise COSTLY
         return answer, made
+
+    def _past_limits(self, mode: bytes, answer: dict[str, Any], data: bytes, pixels: int) -> bool:
+        """Whether a look, or a check of `pixels`, cost more than an image's ever does."""
+        cpu_s, size = float(answer["cpu_s"]), int(answer["bytes"]) - len(data)
+        if mode == _LOOK:
+            return cpu_s > self._cpu_s or size > self._extra_bytes
+        if mode == _CHECK:
+            return (
+                cpu_s > CHECK_CPU_S + CHECK_CPU_S_PER_PIXEL * pixels
+                or size > self._extra_bytes + CHECK_BYTES_PER_PIXEL * pixels
+            )
+        return False  # (a stored image's conversion or thumbnail: it was checked)
 
     def children(self) -> list[int]:
         """The process ids of the idle children (for tests and the bench)."""
@@ -281,6 +361,7 @@ def _serve() -> None:
     requests = sys.stdin.buffer
     os.nice(10)
     supported_formats()  # every plugin loaded now, not counted against the first look
+    _one_thread()
     memory_limits = resource.getrlimit(resource.RLIMIT_AS)
     cpu_limits = resource.getrlimit(resource.RLIMIT_CPU)
     while True:
@@ -296,7 +377,8 @@ def _serve() -> None:
         stop_cpu = math.ceil(cpu_before + _cpu_stop(mode, number))  # (whole seconds)
         resource.setrlimit(resource.RLIMIT_CPU, (_within(stop_cpu, cpu_limits), cpu_limits[1]))
         if (size_now := _status(b"VmSize")) is not None:
-            stop_memory = size_now + len(data) + _MEMORY_STOP_BYTES
+            stop_memory = size_now + len(data)
+            stop_memory += _MEMORY_STOP_BYTES.get(mode, _MEMORY_STOP_BYTES_DEFAULT)
             stop_memory += _pixels(mode, number) * _MEMORY_STOP_BYTES_PER_PIXEL
             resource.setrlimit(
                 resource.RLIMIT_AS, (_within(stop_memory, memory_limits), memory_limits[1])
@@ -355,6 +437,16 @@ def _pixels(mode: bytes, number: int) -> int:
 
 def _cpu_stop(mode: bytes, number: int) -> float:
     return _CPU_STOP_S + _pixels(mode, number) * _CPU_STOP_S_PER_PIXEL
+
+
+def _one_thread() -> None:
+    """Decode on this thread alone: a child is one of a few working at once, and a decoder's
+    threads (one a core, for AVIF and HEIC) would count against its memory limit."""
+    import pillow_heif
+    from PIL import AvifImagePlugin
+
+    AvifImagePlugin.DEFAULT_MAX_THREADS = 1
+    pillow_heif.options.DECODE_THREADS = 1
 
 
 def _status(field: bytes) -> int | None:

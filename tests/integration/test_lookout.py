@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import signal
+import struct
 import time
 from pathlib import Path
 
@@ -223,3 +224,121 @@ async def test_a_hosted_edit_of_a_large_photo_decodes_it_in_children_only(sim, c
     finally:
         await engine.aclose()
         lookout.close()
+
+
+def _lying_avif(side: int, says: int) -> bytes:
+    """A solid AVIF of `side` x `side` whose size box (`ispe`) says `says` x `says`."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 130, 140)).save(buffer, "AVIF", speed=10, quality=10)
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"ispe")
+    data[at + 8 : at + 16] = struct.pack(">II", says, says)
+    return bytes(data)
+
+
+async def test_an_image_whose_decode_costs_more_than_its_header_says_is_refused(sim, clean_env):
+    """An AVIF whose box says 100 x 100 holding a 16384 x 16384 picture was counted as 10,000
+    pixels and held 548 MB and the GIL for most of a second at each decode (review 50 F5). Its
+    check, in a child, measures what it costs against what its header said: refused, never
+    stored, so nothing decodes it again; as an image and as a mask."""
+    lying = _lying_avif(8192, 100)  # (130 MB to decode, counted 40 KB)
+    assert peek(lying).decode_pixels == 100 * 100
+    honest = _lying_avif(640, 640)
+    lookout = Lookout(1)
+    engine = make_engine(
+        clean_env,
+        sim.base_url,
+        sim.api_key,
+        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
+        lookout=lookout,
+    )
+    try:
+        assert (await engine.read_image(honest, visitor=A)).width == 640
+        with pytest.raises(ImageError, match="far more work to read than an image needs"):
+            await engine.read_image(lying, visitor=A)
+        assert not engine._store.has_image(hashlib.sha256(lying).hexdigest())
+        session = await engine.start_session(await engine.read_image(honest, visitor=A), visitor=A)
+        with pytest.raises(RegionError, match="far more work to read"):
+            await engine.submit_edit(
+                session.session_id,
+                EditParams(prompt="red"),
+                visitor=A,
+                region=RegionRequest(mask=lying),
+            )
+    finally:
+        await engine.aclose()
+        lookout.close()
+
+
+def _webp_frames(frames: int) -> bytes:
+    """An animated WebP of `frames` copies of one tiny frame."""
+    buffer = io.BytesIO()
+    first, second = (Image.new("RGB", (8, 8), (c, 0, 0)) for c in (0, 200))
+    first.save(buffer, "WEBP", save_all=True, append_images=[second], lossless=True)
+    data = buffer.getvalue()
+    at, chunks = 12, []
+    while at < len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        chunks.append(data[at : at + 8 + size + (size & 1)])
+        at += 8 + size + (size & 1)
+    frame = next(c for c in chunks if c.startswith(b"ANMF"))
+    body = b"WEBP" + b"".join(c for c in chunks if not c.startswith(b"ANMF")) + frame * frames
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def test_a_webp_of_far_more_frames_than_its_bytes_hold_is_refused_undecoded(lookout):
+    """libwebp's demuxer keeps a record of each frame as Pillow opens the file: 330,000
+    one-pixel frames, 15 MB, 45 ms and 50 MB at each look (review 50 F2)."""
+    assert lookout.look(_webp_frames(500)).format == "webp"
+    for look in (peek, lookout.look):
+        with pytest.raises(ImageError, match="far more parts than an image needs"):
+            look(_webp_frames(40_000))
+
+
+def test_a_webp_over_the_pixel_cap_says_so_when_looked_at_in_a_child(lookout):
+    """Pillow's WebP reader allocates its canvas twice as it opens the file, which a child's
+    memory limit stops past 134 megapixels: the studio said "damaged, export it again" of a
+    12000 x 12000 WebP (review 50 F3). Its size is read from its first chunk first."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "WEBP", lossless=True)
+    small = bytearray(buffer.getvalue())
+    assert small[12:16] == b"VP8L"
+    bits = int.from_bytes(small[21:25], "little") & ~((1 << 28) - 1)
+    small[21:25] = (bits | (11_999 << 14) | 11_999).to_bytes(4, "little")
+    for look in (peek, lookout.look):
+        with pytest.raises(ImageError, match=r"12000 x 12000 pixels \(144 megapixels\), over"):
+            look(bytes(small))
+
+
+def test_a_child_finds_every_module_where_its_studio_found_it(tmp_path):
+    """A studio whose packages come from PYTHONPATH or the user's site (a Docker Space's
+    `pip install --user`) on an interpreter that has none of them: its children found no Pillow
+    and every image was refused, silently (review 50 F4)."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    bare = subprocess.run([base, "-c", "import PIL"], capture_output=True)
+    if not base.exists() or bare.returncode == 0:
+        pytest.skip("needs an interpreter without Pillow beside this environment")
+    here = str(Path(__file__).resolve().parents[2])
+    packages = sysconfig.get_paths()["purelib"]
+    script = (
+        "from studio.lookout import Lookout\n"
+        "from studio.images import ImageError\n"
+        f"data = open({str(tmp_path / 'photo.png')!r}, 'rb').read()\n"
+        "lookout = Lookout(1)\n"
+        "print(lookout.look(data).width)\n"
+        "lookout.ready()\n"
+    )
+    (tmp_path / "photo.png").write_bytes(make_photo(320, 240))
+    ran = subprocess.run(
+        [base, "-s", "-c", script],
+        env={"PYTHONPATH": f"{here}:{packages}", "PATH": os.defpath},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-500:]
+    assert ran.stdout.split() == ["320"]
