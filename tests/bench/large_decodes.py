@@ -1,7 +1,7 @@
 """Benchmark (prints numbers, asserts nothing): a hosted studio's memory, and another visitor's
 page, while visitors send edits of 24-megapixel photos.
 
-    .venv/bin/python tests/bench/large_decodes.py PORT [--seconds 30] [--senders 4]
+    .venv/bin/python tests/bench/large_decodes.py PORT [--seconds 30] [--senders 4] [--photo F]
 
 Run it against a hosted studio on loopback (see README, "Host it"; budgets high enough for the
 run, e.g. KONTEXT_STUDIO_VISITOR_BUDGET_CENTS=3000 and IDENTITIES_PER_HOUR=500), and again
@@ -9,6 +9,7 @@ against another tree's studio on another port, side by side. Each sender is a vi
 own, from an address of its own (127.0.4.N), sending a 24-megapixel WebP (a gradient: 80 KB,
 400 MB to decode) as API edits, one after another; the studio's process and its children are
 sampled apart every 0.2 s; visitor V (127.0.0.60) loads `/` and `/config` every half second.
+`--photo` sends another file instead (a JPEG, PNG, WebP or AVIF).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -83,12 +85,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--pid", type=int, help="the studio's process (found by its port)")
+    parser.add_argument("--photo", type=Path, help="the file to send (a 24-megapixel WebP)")
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}"
     pid = args.pid or int(
         subprocess.check_output(["pgrep", "-f", "--", f"--port {args.port}"]).split()[0]
     )
-    photo = _photo()
+    photo = args.photo.read_bytes() if args.photo else _photo()
+    kind = args.photo.suffix.lstrip(".").replace("jpg", "jpeg") if args.photo else "webp"
     stop = time.monotonic() + args.seconds
     samples: list[tuple[int, int]] = []
     pages: list[float] = []
@@ -115,7 +119,7 @@ def main() -> None:
             count += 1  # (new bytes each time: trailing bytes are ignored by decoders)
             data = photo + count.to_bytes(8, "big")
             outcomes.append(
-                _edit(client, "data:image/webp;base64," + base64.b64encode(data).decode())
+                _edit(client, f"data:image/{kind};base64," + base64.b64encode(data).decode())
             )
 
     children = sum(map(_resident_mb, _children(pid)))
