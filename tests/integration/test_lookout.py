@@ -33,6 +33,12 @@ def lookout():
     lookout.close()
 
 
+def _hosted(sim, home, lookout: Lookout):  # type: ignore[no-untyped-def]
+    """A hosted engine (visitors may spend the server's key) taking its looks from `lookout`."""
+    caps = LimitSettings(visitor_budget_cents=10, total_budget_cents=15)
+    return make_engine(home, sim.base_url, sim.api_key, limits=Limits(caps), lookout=lookout)
+
+
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -87,9 +93,7 @@ def test_a_look_past_its_limit_is_refused_and_its_child_stopped():
 
 async def test_a_hosted_upload_refused_by_its_look_keeps_nothing(sim, clean_env):
     strict = Lookout(1, cpu_s=-1.0)  # every look costs more than this
-    engine = make_engine(
-        clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()), lookout=strict
-    )
+    engine = _hosted(sim, clean_env, strict)
     data = make_image()
     try:
         with pytest.raises(ImageError, match="far more work to read than an image needs"):
@@ -111,13 +115,7 @@ def _mask(width: int, height: int) -> bytes:
 
 async def test_a_hosted_studio_reads_uploads_and_masks_through_its_children(sim, clean_env):
     lookout = Lookout(1)
-    engine = make_engine(
-        clean_env,
-        sim.base_url,
-        sim.api_key,
-        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
-        lookout=lookout,
-    )
+    engine = _hosted(sim, clean_env, lookout)
     try:
         source = await engine.read_image(make_photo(640, 480, fmt="JPEG"), visitor=A)
         assert (source.format, source.width, source.height) == ("jpeg", 640, 480)
@@ -167,9 +165,7 @@ def _status(field: str) -> int:
 
 async def test_a_hosted_studio_decodes_a_large_upload_in_a_child_not_in_itself(sim, clean_env):
     lookout = Lookout(1)
-    engine = make_engine(
-        clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()), lookout=lookout
-    )
+    engine = _hosted(sim, clean_env, lookout)
     photo = make_photo(4000, 3000, fmt="PNG")  # 12 megapixels: 48 MB decoded
     try:
         await engine.read_image(make_image(), visitor=A)  # (the child started)
@@ -197,13 +193,7 @@ def test_a_conversion_and_a_thumbnail_in_a_child_are_those_made_here(lookout):
 
 async def test_a_hosted_edit_of_a_large_photo_decodes_it_in_children_only(sim, clean_env):
     lookout = Lookout(2)
-    engine = make_engine(
-        clean_env,
-        sim.base_url,
-        sim.api_key,
-        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
-        lookout=lookout,
-    )
+    engine = _hosted(sim, clean_env, lookout)
     photo = make_photo(4000, 3000, fmt="WEBP")  # 12 megapixels: 48 MB decoded, each time
     try:
         warm = await engine.start_session(
@@ -241,17 +231,11 @@ async def test_an_image_whose_decode_costs_more_than_its_header_says_is_refused(
     pixels and held 548 MB and the GIL for most of a second at each decode (review 50 F5). Its
     check, in a child, measures what it costs against what its header said: refused, never
     stored, so nothing decodes it again; as an image and as a mask."""
-    lying = _lying_avif(8192, 100)  # (130 MB to decode, counted 40 KB)
+    lying = _lying_avif(8192, 100)  # (130 MB to decode, counted 10,000 pixels)
     assert peek(lying).decode_pixels == 100 * 100
     honest = _lying_avif(640, 640)
     lookout = Lookout(1)
-    engine = make_engine(
-        clean_env,
-        sim.base_url,
-        sim.api_key,
-        limits=Limits(LimitSettings(visitor_budget_cents=10, total_budget_cents=15)),
-        lookout=lookout,
-    )
+    engine = _hosted(sim, clean_env, lookout)
     try:
         assert (await engine.read_image(honest, visitor=A)).width == 640
         with pytest.raises(ImageError, match="far more work to read than an image needs"):
