@@ -249,6 +249,7 @@ class Engine:
         # CPU and memory limit (`studio.lookout`), all of the process's looks together.
         self._lookout = lookout if lookout is not None or limits is None else shared_lookout()
         self._looks = FairPlaces(LOOK_PLACES)
+        self._looked: dict[str, collections.deque[tuple[float, int]]] = {}
         # (Threads of their own, which wait on the children: never the ones store reads use.)
         self._lookers = concurrent.futures.ThreadPoolExecutor(
             LOOK_PLACES + DECODES_AT_ONCE + HEAVY_DECODES_AT_ONCE, "looks"
@@ -446,7 +447,7 @@ class Engine:
         read and counted already (an import's)."""
         counted = header is not None
         if header is None:
-            header = await self._look(data)
+            header = await self._look(data, visitor)
         async with self._decoding(visitor, header.decode_pixels, counted=counted):
             return await self._check(data, header)
 
@@ -459,13 +460,16 @@ class Engine:
             self._lookers, self._lookout.check, data, header.decode_pixels
         )
 
-    async def _look(self, data: bytes) -> Header:
+    async def _look(self, data: bytes, visitor: Visitor) -> Header:
         """`peek` at bytes from outside; hosted, in a child process (`studio.lookout`), at most
-        `LOOK_PLACES` at once, first come first served (a hosted visitor has at most
-        `INTAKES_AT_ONCE` reads under way)."""
+        `LOOK_PLACES` at once: a place that comes free goes to the visitor who had the fewest
+        looks in the last minute (a hosted visitor has at most `INTAKES_AT_ONCE` reads under
+        way; a file refused as costly holds a place for up to two seconds)."""
         if self._lookout is None:
             return await asyncio.to_thread(peek, data)
-        async with self._looks.place():
+        owner = visitor.owner
+        used = 0 if owner is None else used_lately(self._looked, owner, 1)
+        async with self._looks.place(used):
             return await asyncio.get_running_loop().run_in_executor(
                 self._lookers, self._lookout.look, data
             )
@@ -1232,7 +1236,7 @@ class Engine:
         # An import is anyone's file: each image is decoded in full (a result's CRC check is
         # not enough), but only once every header matches its step's description and what
         # they cost to decode is counted, so a refused import costs its headers alone.
-        headers = [await self._look(i.data) for i in bundle.images.values()]
+        headers = [await self._look(i.data, visitor) for i in bundle.images.values()]
         for image, header in zip(bundle.images.values(), headers, strict=True):
             _check_described(header.format, header.width, header.height, image.ref)
         await self._admit_decodes(visitor, [h.decode_pixels for h in headers])
@@ -1692,7 +1696,7 @@ class Engine:
             self._may_edit(visitor)
             unreadable = "The mask is not an image the studio can read: {}"  # (as `read_mask`)
             try:
-                header = await self._look(region.mask)
+                header = await self._look(region.mask, visitor)
             except ImageError as exc:
                 raise RegionError(unreadable.format(exc)) from None
             async with self._decoding(visitor, header.width * header.height):
