@@ -22,16 +22,17 @@ by the bytes the child made (a conversion's, a thumbnail's).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import math
 import os
-import queue
 import select
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,8 +82,10 @@ _CPU_STOP_S_PER_PIXEL = 400e-9
 _MEMORY_STOP_BYTES = {b"L": 1024 * 2**20, b"C": 512 * 2**20}
 _MEMORY_STOP_BYTES_DEFAULT = 1024 * 2**20
 _MEMORY_STOP_BYTES_PER_PIXEL = 32
-# How long to wait for an answer on a busy machine before giving up on the child, past its CPU.
-_ANSWER_WAIT_S = 30.0
+# How long to wait for an answer, past the CPU a request may take, before giving up on a child
+# that neither answers nor ends: a child works at low priority, and on a machine kept busy it
+# may take many times its CPU in time (a false "costly" under load: review 51 F1).
+_ANSWER_WAIT_S = 120.0
 # A child that holds more than this after answering ends (a large decode's memory is not kept).
 _KEPT_BYTES = 256 * 2**20
 # Children for the whole process: looks and checks (`Engine._decoding` runs at most three),
@@ -98,15 +101,20 @@ _READY_PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000000000500010d0a2db40000000049454e44ae426082"
 )
 
-COSTLY = ImageError(
-    "costly",
+COSTLY = (
     "The image file takes far more work to read than an image needs; save it again from an "
-    "image editor.",
+    "image editor."
 )
+BUSY = "The studio is too busy to read this image just now; try again in a moment."
 
 
 class _Gone(Exception):
-    """The child died or did not answer: its request is refused and the child replaced."""
+    """The child ended before it answered (stopped at a limit, or crashed on the file): the
+    request is refused and the child replaced."""
+
+
+class _Late(Exception):
+    """The child neither answered nor ended in time: the studio is busy, not the file at fault."""
 
 
 def _child_command() -> tuple[list[str], dict[str, str], str]:
@@ -127,11 +135,14 @@ def _child_command() -> tuple[list[str], dict[str, str], str]:
 class _Child:
     def __init__(self) -> None:
         command, env, root = _child_command()
+        # What it says as it ends (Python's traceback, or `faulthandler`'s on a crash): read
+        # when it ends before answering, to say why in the log.
+        self._said = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the child: `close`)
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._said,
             env=env,
             cwd=root,
             close_fds=True,
@@ -140,16 +151,13 @@ class _Child:
         if self._process.stdin is None or self._process.stdout is None:
             raise _Gone
         self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        os.set_blocking(self._stdin.fileno(), False)  # (`_send` waits for room itself)
 
     def ask(self, mode: bytes, data: bytes, number: int = 0) -> tuple[dict[str, Any], bytes]:
         """The child's answer to one request, and the bytes it made."""
-        try:
-            self._stdin.write(mode + struct.pack(">QQ", number, len(data)))
-            self._stdin.write(data)
-            self._stdin.flush()
-        except OSError:  # (BrokenPipeError: it died)
-            raise _Gone from None
         deadline = time.monotonic() + _ANSWER_WAIT_S + _cpu_stop(mode, number)
+        self._send(mode + struct.pack(">QQ", number, len(data)), deadline)
+        self._send(data, deadline)
         received = b""
         while b"\n" not in received:
             received += self._receive(deadline)
@@ -160,10 +168,23 @@ class _Child:
         self.answered = True
         return answer, made
 
+    def _send(self, data: bytes, deadline: float) -> None:
+        """Write `data` to the child as it reads it (a child that stops reading fills the pipe:
+        no write waits past `deadline`)."""
+        view, fd = memoryview(data), self._stdin.fileno()
+        while view:
+            if not _ready(fd, select.POLLOUT, deadline):
+                raise _Late
+            try:
+                view = view[os.write(fd, view[: 1 << 16]) :]
+            except BlockingIOError:
+                continue  # (less room than that: wait for more)
+            except OSError:  # (BrokenPipeError: it ended)
+                raise _Gone from None
+
     def _receive(self, deadline: float) -> bytes:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([self._stdout], [], [], left)[0]:
-            raise _Gone
+        if not _ready(self._stdout.fileno(), select.POLLIN, deadline):
+            raise _Late
         chunk = os.read(self._stdout.fileno(), 1 << 20)
         if not chunk:
             raise _Gone
@@ -176,17 +197,79 @@ class _Child:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def returncode(self) -> int | None:
-        return self._process.poll()
+    def report_end(self, *, first: bool) -> None:
+        """Log that the child ended before it answered, how, and the end of what it said."""
+        with contextlib.suppress(Exception):
+            self._process.wait(5)
+        code = self._process.poll()
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        said = b""
+        with contextlib.suppress(OSError):
+            self._said.seek(0, os.SEEK_END)
+            self._said.seek(max(0, self._said.tell() - 2048))
+            said = self._said.read()
+        lines = said.decode("utf-8", "replace").strip().splitlines()
+        log.warning(
+            "An image worker ended before it answered (%s)%s: %s",
+            how,
+            ", at its first request" if first else "",
+            lines[-1] if lines else "it said nothing",
+        )
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._process.kill()
         with contextlib.suppress(Exception):
             self._process.wait(5)
-        for pipe in (self._stdin, self._stdout):
+        for pipe in (self._stdin, self._stdout, self._said):
             with contextlib.suppress(OSError):
                 pipe.close()
+
+
+class _Places:
+    """The children's places, handed to waiting threads in the order they asked (a `Queue`
+    lets a thread that asks again at once take a place before one woken to take it: small
+    requests got 2 turns in a minute against large ones' 64, review 51 F3)."""
+
+    def __init__(self, count: int) -> None:
+        self._lock = threading.Lock()
+        self._free: list[_Child | None] = [None] * count  # (a child starts when first needed)
+        self._waiting: collections.deque[list[Any]] = collections.deque()
+
+    def take(self) -> _Child | None:
+        with self._lock:
+            if self._free and not self._waiting:
+                return self._free.pop()
+            waiter: list[Any] = [threading.Event(), None]
+            self._waiting.append(waiter)
+        waiter[0].wait()
+        child: _Child | None = waiter[1]
+        return child
+
+    def give(self, child: _Child | None) -> None:
+        with self._lock:
+            if self._waiting:
+                waiter = self._waiting.popleft()
+                waiter[1] = child
+                waiter[0].set()
+            else:
+                self._free.append(child)
+
+    def idle(self) -> list[_Child | None]:
+        with self._lock:
+            return list(self._free)
+
+
+def _ready(fd: int, event: int, deadline: float) -> bool:
+    """Whether `fd` is ready for `event` (or closed) before `deadline`. (`poll`, not `select`,
+    which refuses a descriptor past 1023: a child started while a thousand connections were open
+    could not be read, and every image failed: review 51 F2.)"""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(left * 1000))
 
 
 class Lookout:
@@ -197,11 +280,8 @@ class Lookout:
         self, lookers: int = LOOKERS, *, cpu_s: float = LOOK_CPU_S, extra_bytes: int = LOOK_BYTES
     ) -> None:
         self._cpu_s, self._extra_bytes = cpu_s, extra_bytes
-        self._idle: queue.LifoQueue[_Child | None] = queue.LifoQueue()
-        for _ in range(lookers):
-            self._idle.put(None)  # a place: a child is started when first needed
+        self._places = _Places(lookers)
         self._closed = False
-        self._warned = False
 
     def ready(self) -> None:
         """Raise `RuntimeError`, saying why, when a child cannot work here (at a hosted
@@ -225,17 +305,17 @@ class Lookout:
         raise RuntimeError(f"The studio's image workers cannot start: {why}")
 
     def look(self, data: bytes) -> Header:
-        """`images.peek(data)` as a child saw it, or `ImageError`: what peek refuses, or
-        `COSTLY` when the look took more than `cpu_s`, or `extra_bytes` past the file's size (or
-        was stopped)."""
+        """`images.peek(data)` as a child saw it, or `ImageError`: what peek refuses; a "costly"
+        one when the look took more than `cpu_s`, or `extra_bytes` past the file's size (or was
+        stopped); a "busy" one when the child gave no answer in time."""
         answer, _ = self._ask(_LOOK, data)
         image_format, width, height, pixels = answer["header"]
         return Header(format=image_format, width=width, height=height, decode_pixels=pixels)
 
     def check(self, data: bytes, pixels: int) -> SourceImage:
         """`images.open_source(data)` made by a child, which decodes every pixel, or
-        `ImageError`: what it refuses, or `COSTLY` when the decode went past CPU and memory in
-        proportion to its `pixels` (what `look` said it would decode)."""
+        `ImageError`: what it refuses; a "costly" one when the decode went past CPU and memory
+        in proportion to its `pixels` (what `look` said it would decode); a "busy" one."""
         answer, _ = self._ask(_CHECK, data, pixels)
         image_format, width, height = answer["image"]
         return SourceImage(
@@ -264,9 +344,9 @@ class Lookout:
         return self._ask(_THUMBNAIL, data, max_side)[1]
 
     def _ask(self, mode: bytes, data: bytes, number: int = 0) -> tuple[dict[str, Any], bytes]:
-        child = self._idle.get()
+        child = self._places.take()
         answer: dict[str, Any] | None = None
-        made = b""
+        made, late = b"", False
         try:
             if child is not None and not child.alive():
                 child.close()  # (ended while idle: another starts; the file is not to blame)
@@ -275,13 +355,14 @@ class Lookout:
                 child = _Child()
             answer, made = child.ask(mode, data, number)
         except _Gone:
-            if child is not None and not child.answered and not self._warned:
-                self._warned = True
-                log.error(
-                    "An image worker ended before its first answer (exit code %s): images are "
-                    "refused until one works (a hosted studio says why as it starts).",
-                    child.returncode(),
-                )
+            if child is not None:
+                child.report_end(first=not child.answered)
+        except _Late:
+            late = True
+            log.warning("An image worker gave no answer in time; its request is refused as busy.")
+        except Exception:  # (not the file's doing: said as busy, and the child replaced)
+            late = True
+            log.exception("An image worker could not be asked")
         finally:
             costly = (
                 answer is None
@@ -292,12 +373,14 @@ class Lookout:
             if child is not None and (costly or ending or self._closed):
                 child.close()  # (a child that grew is not kept: it starts again when needed)
                 child = None
-            self._idle.put(child)
+            self._places.give(child)
         if answer is not None and "refused" in answer:
             reason, message = answer["refused"]
             raise ImageError(reason, message)
+        if late:
+            raise ImageError("busy", BUSY)
         if costly or answer is None:
-            raise COSTLY
+            raise ImageError("costly", COSTLY)
         return answer, made
 
     def _past_limits(self, mode: bytes, answer: dict[str, Any], data: bytes, pixels: int) -> bool:
@@ -314,25 +397,14 @@ class Lookout:
 
     def children(self) -> list[int]:
         """The process ids of the idle children (for tests and the bench)."""
-        found: list[_Child | None] = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                found.append(self._idle.get_nowait())
-        for child in reversed(found):
-            self._idle.put(child)
-        return [child.pid for child in found if child is not None]
+        return [child.pid for child in self._places.idle() if child is not None]
 
     def close(self) -> None:
         """Stop every idle child (one at work stops when it answers)."""
         self._closed = True
-        taken: list[_Child | None] = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                taken.append(self._idle.get_nowait())
-        for child in taken:
+        for child in self._places.idle():
             if child is not None:
                 child.close()
-            self._idle.put(None)
 
 
 _SHARED: Lookout | None = None
@@ -354,10 +426,14 @@ def shared() -> Lookout:
 def _serve() -> None:
     """The child: read a request, do it under the limits, answer; until the pipe closes, or
     until it holds more memory than it should keep."""
+    import faulthandler
     import resource
+    import warnings
 
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else reaches the parent's pipe
+    warnings.simplefilter("ignore")  # (Pillow's, about a visitor's file: said nowhere)
+    faulthandler.enable()  # (a crash says where, for the parent's log)
     requests = sys.stdin.buffer
     os.nice(10)
     supported_formats()  # every plugin loaded now, not counted against the first look
