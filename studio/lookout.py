@@ -209,6 +209,10 @@ class _Child:
             self._said.seek(max(0, self._said.tell() - 2048))
             said = self._said.read()
         lines = said.decode("utf-8", "replace").strip().splitlines()
+        global _LAST_REPORT
+        if time.monotonic() - _LAST_REPORT < _REPORT_EVERY_S:
+            return  # (a visitor sending file after file that ends children: said once a while)
+        _LAST_REPORT = time.monotonic()
         log.warning(
             "An image worker ended before it answered (%s)%s: %s",
             how,
@@ -224,6 +228,11 @@ class _Child:
         for pipe in (self._stdin, self._stdout, self._said):
             with contextlib.suppress(OSError):
                 pipe.close()
+
+
+# How often a child's end is logged at most (`_Child.report_end`), and when it last was.
+_REPORT_EVERY_S = 10.0
+_LAST_REPORT = -_REPORT_EVERY_S
 
 
 class _Places:
