@@ -637,12 +637,15 @@ class StepRunner:
         cached = self._uploads.get((payer, sha))
         if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
             self._report(step, "uploading")
-            # A place that comes free goes to whose sessions had the fewest pixels converted in
-            # the last minute: 40 callers' 8-megapixel sources, first come first served, held
-            # another visitor's 64 x 64 edit for 58 s (review 52 F1).
+            # A place that comes free goes to the conversion whose owner's sessions had the
+            # fewest pixels converted in the last minute, this one's included: 40 callers'
+            # 8-megapixel sources, first come first served, held another visitor's 64 x 64
+            # edit for 58 s (review 52 F1). Counting this one's own pixels puts a small image
+            # ahead of large ones from owners as new as its own.
             owners = await asyncio.to_thread(self._store.owners_of, [step.session_id])
             owner = owners.get(step.session_id) or ""
-            used = used_lately(self._converted, owner, image.width * image.height)
+            pixels = image.width * image.height
+            used = used_lately(self._converted, owner, pixels) + pixels
             async with self._upload_turns.place(used):
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     self._preparer, self._prepare, image

@@ -272,3 +272,49 @@ async def test_a_small_image_is_never_held_up_by_other_visitors_large_ones(sim, 
         assert finished[0] == "small", finished
     finally:
         await engine.aclose()
+
+
+async def test_a_small_source_is_converted_for_upload_before_large_ones_queued_before_it(
+    sim, clean_env
+):
+    """Four visitors' edits of 12-megapixel photos are being converted for upload, two at a
+    time, when a fifth visitor edits a 64 x 64 image: theirs is uploaded and created next, not
+    after the four (first come first served held such an edit for 58 s: review 52 F1)."""
+    import numpy as np
+
+    caps = Limits(LimitSettings(visitor_budget_cents=100, total_budget_cents=1000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    pixels = np.random.default_rng(5).integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
+    try:
+        sessions = []
+        for n in range(4):  # four different photos (no upload is shared), four visitors
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, "JPEG", quality=86 + n)
+            who = Visitor(f"browser:large-{n}")
+            session = await engine.start_session_from_bytes(buffer.getvalue(), visitor=who)
+            sessions.append((session.session_id, who))
+        small = Visitor("browser:small")
+        small_session = await engine.start_session_from_bytes(make_image(64, 64), visitor=small)
+        sim.requests.clear()
+
+        async def run(session_id: str, prompt: str, who: Visitor) -> str:
+            step = await engine.submit_edit(session_id, EditParams(prompt=prompt), visitor=who)
+            return str((await engine.wait(step.step_id)).state)
+
+        async with asyncio.TaskGroup() as group:
+            runs = [
+                group.create_task(run(sid, f"large {n}", who))
+                for n, (sid, who) in enumerate(sessions)
+            ]
+            await asyncio.sleep(0.2)  # two conversions under way, two waiting for a place
+            runs.append(group.create_task(run(small_session.session_id, "small", small)))
+        assert [r.result() for r in runs] == ["completed"] * 5
+        created = [
+            r.json["prompt"]
+            for r in sim.requests
+            if r.method == "POST" and r.path == "/api/v1/flux_kontext/text_to_image"
+        ]
+        assert sorted(created) == sorted(["large 0", "large 1", "large 2", "large 3", "small"])
+        assert created.index("small") <= 2, created
+    finally:
+        await engine.aclose()
