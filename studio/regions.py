@@ -464,7 +464,9 @@ def _blend(source: U8, output: U8, region: U8, alignment: Alignment, feather: in
     distance = cv2.distanceTransform(inside, cv2.DIST_L2, 3)
     del inside
     ramp = max(1, feather)
-    weight = np.minimum(distance * (255.0 / ramp), 255.0).astype(np.uint8)
+    # (Clipped before it is scaled: with no kept pixel in the frame, every distance is the
+    # largest float, and scaling it overflowed.)
+    weight = (np.minimum(distance, ramp) * (255.0 / ramp)).astype(np.uint8)
     del distance
     warped = apply_lut(warp_to(output[..., :3], matrix, size, cubic=True), alignment.lut)
     for top in range(0, size[1], BAND_ROWS):

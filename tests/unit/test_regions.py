@@ -110,3 +110,16 @@ def test_a_mask_of_more_pixels_than_any_photo_needs_is_refused_undecoded():
     Image.new("L", (6000, 5000), 255).save(buffer, "PNG")  # 30 megapixels, a few kilobytes
     with pytest.raises(RegionError, match="over 25 megapixels"):
         read_mask(buffer.getvalue())
+
+
+def test_a_region_of_the_whole_image_takes_the_output_without_a_warning():
+    """A box drawn over the whole image, edited into a result three times its size: the output
+    everywhere (the suite turns warnings into errors: the feather's arithmetic overflowed and
+    logged a warning for every such edit, review 52 F3)."""
+    rng = np.random.default_rng(2)
+    source = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    output = np.full((360, 480, 3), 90, np.uint8)
+    region = np.full((120, 160), 255, np.uint8)
+    image = keep_the_rest(source, output, region).image
+    assert image.shape == source.shape
+    assert (image == 90).all()  # the flat output, not a pixel of the noisy source
