@@ -70,7 +70,8 @@ _UPLOAD_ROUTE = compile_path("/gradio_api/upload")[0]
 # ffmpeg on whatever video it is sent, unbounded, for anyone), the run history (kept on the
 # Hugging Face Hub) and its page, the reload stream of a studio run in development (held open
 # by anyone, each woken every 50 ms), profiling, streamed inputs and outputs (the page streams
-# nothing) and custom components (it has none).
+# nothing), custom components (it has none) and the queue's length and pace (neither the page
+# nor gradio_client asks: it told anyone how busy the studio was, review 52 F2).
 _UNUSED_ROUTES = tuple(
     compile_path(route)[0]
     for route in (
@@ -83,6 +84,7 @@ _UNUSED_ROUTES = tuple(
         "/gradio_api/profiling/{rest:path}",
         "/gradio_api/stream/{rest:path}",
         "/gradio_api/custom_component/{rest:path}",
+        "/gradio_api/queue/status",
     )
 )
 # Seconds an upload waits for the handler that reads it into the store (it runs at once).

@@ -614,7 +614,8 @@ def test_visitors_from_one_address_share_its_room_for_uploads_waiting(sim, clean
 def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
     """Gradio's screen-recording route runs ffmpeg on any video it is sent, for anyone; the
     run history talks to the Hugging Face Hub; the reload stream of a studio in development is
-    held open by anyone. A hosted studio answers none of them."""
+    held open by anyone; the queue's status tells anyone how busy the studio is. A hosted studio
+    answers none of them."""
     visitor = _visitor(hosted.url)
     video = {"video": ("clip.mp4", b"\0" * 1024, "video/mp4")}
     for client in (visitor, httpx.Client(base_url=hosted.url)):
@@ -629,6 +630,7 @@ def test_gradios_routes_a_hosted_studio_does_not_use_answer_nothing(hosted):
             "/gradio_api/runs",
             "/gradio_api/dev/reload",  # an endless stream, held by anyone
             "/gradio_api/profiling/traces",
+            "/gradio_api/queue/status",  # how busy the studio is
         ):
             assert client.get(route).status_code == 404
     # The routes the page uses still answer.
