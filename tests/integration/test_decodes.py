@@ -318,3 +318,22 @@ async def test_a_small_source_is_converted_for_upload_before_large_ones_queued_b
         assert created.index("small") <= 2, created
     finally:
         await engine.aclose()
+
+
+async def test_bytes_another_visitor_holds_are_decoded_for_a_visitor_who_does_not(sim, clean_env):
+    """Only a visitor's own stored images skip the decode: skipping it for another visitor's
+    copy answered seven times faster, so anyone could tell that someone had that exact photo
+    here (review 53 F2). Seen here by what each read counts against the minute's decodes."""
+    caps = Limits(LimitSettings(decode_pixels_per_minute=20_000_000))
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    try:
+        await engine.start_session_from_bytes(LARGE, visitor=a)  # 9 of a's 20 megapixels
+        for _ in range(3):  # a's own photo again: its header only, nothing counted
+            assert (await engine.read_image(LARGE, visitor=a)).width == 3000
+        for _ in range(2):  # 18 of b's 20: decoded, as any photo new to b is
+            assert (await engine.read_image(LARGE, visitor=b)).width == 3000
+        with pytest.raises(LimitError, match="wait a minute"):
+            await engine.read_image(LARGE, visitor=b)
+    finally:
+        await engine.aclose()
