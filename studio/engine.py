@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import hashlib
 import hmac
+import itertools
 import logging
 import shutil
 import time
@@ -180,6 +181,9 @@ HEAVY_DECODES_AT_ONCE = 1
 INTAKES_AT_ONCE = 2
 # Looks at images from outside taken at once, all visitors together (`Engine._look`).
 LOOK_PLACES = 2
+# What a thumbnail to make of an image no step names the size of counts, in pixels, when the
+# maker's turns are shared (`thumbnails`): a large photo's.
+UNKNOWN_THUMBNAIL_PIXELS = 8_000_000
 BUSY_READING = (
     "You already have two images or imports being read; wait for them to finish and try again."
 )
@@ -475,12 +479,14 @@ class Engine:
     async def _look(self, data: bytes, visitor: Visitor) -> Header:
         """`peek` at bytes from outside; hosted, in a child process (`studio.lookout`), at most
         `LOOK_PLACES` at once: a place that comes free goes to the visitor who had the fewest
-        looks in the last minute (a hosted visitor has at most `INTAKES_AT_ONCE` reads under
-        way; a file refused as costly holds a place for up to two seconds)."""
+        bytes looked at in the last minute, these counted (a hosted visitor has at most
+        `INTAKES_AT_ONCE` reads under way; a file refused as costly holds a place for up to two
+        seconds; a small file goes ahead of larger ones from visitors as new: review 53 F1)."""
         if self._lookout is None:
             return await asyncio.to_thread(peek, data)
         owner = visitor.owner
-        used = 0 if owner is None else used_lately(self._looked, owner, 1)
+        size = len(data)
+        used = 0 if owner is None else used_lately(self._looked, owner, size) + size
         async with self._looks.place(used):
             return await asyncio.get_running_loop().run_in_executor(
                 self._lookers, self._lookout.look, data
@@ -494,9 +500,11 @@ class Engine:
         `pixels` (an 80-megapixel PNG of a few hundred kilobytes: about 300 MB and a second).
         A named visitor's decodes run one at a time. Small images are decoded at most
         `DECODES_AT_ONCE` at once, large ones (`HEAVY_PIXELS` or more) `HEAVY_DECODES_AT_ONCE`
-        in a lane of their own, each lane first come first served: a visitor waits for at most
-        one decode of each visitor ahead of them, and never for a large image when theirs is
-        small. A hosted visitor's large decodes are counted against their minute's
+        in a lane of their own; in each, a place that comes free goes to the decode whose
+        visitor had the fewest pixels decoded lately, its own counted (`_decoded_lately`): a
+        visitor waits for at most one decode of each visitor ahead of them, never for a large
+        image when theirs is small, and a small one goes ahead of larger ones from visitors as
+        new as its own. A hosted visitor's large decodes are counted against their minute's
         (`Limits.admit_decode`) as they arrive, before they wait, unless already `counted`."""
         owner = visitor.owner
         heavy = pixels >= HEAVY_PIXELS
@@ -509,9 +517,11 @@ class Engine:
                 yield
 
     def _decoded_lately(self, owner: str | None, pixels: int) -> int:
-        """The pixels `owner` had decoded in the last minute, before these `pixels` (counted
-        now): who has had the fewest goes first when a decode place comes free."""
-        return 0 if owner is None else used_lately(self._decoded, owner, pixels)
+        """The pixels `owner` had decoded in the last minute with these `pixels` (counted now):
+        the fewest goes first when a decode place comes free. (Without its own, forty fresh
+        visitors' 7.8-megapixel images, all at 0, went first come first served, and another
+        visitor's 64 x 64 upload waited 2.5 s behind them: review 53 F1.)"""
+        return 0 if owner is None else used_lately(self._decoded, owner, pixels) + pixels
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:
@@ -1351,16 +1361,21 @@ class Engine:
         most `THUMBNAILS_PER_CALL` missing ones are made in one call (the rest as the page asks
         again). A thumbnail is a full decode of its image (an 8-megapixel HEIC: half a second):
         they are made on a thread of their own, never on the one every store read shares; one
-        at a time; each image once, however many pages ask for it at once; and a visitor who
-        asked for many lately waits behind one who asked for few (review 5 F3: six renders of
-        a fresh import, each decoding the same 48 images on the shared threads, stalled every
-        other visitor's page for up to 39 s)."""
+        at a time; each image once, however many pages ask for it at once; and the maker, when
+        it comes free, goes to the visitor who had the fewest pixels made lately, this
+        thumbnail's own counted (review 5 F3: six renders of a fresh import, each decoding the
+        same 48 images on the shared threads, stalled every other visitor's page for up to
+        39 s; review 53 F1: forty fresh visitors' 7.8-megapixel thumbnails, first come first
+        served, held another's 64 x 64 one for seconds)."""
         found, missing = await asyncio.to_thread(self._store.existing_thumbnails, refs)
         missing = missing[:THUMBNAILS_PER_CALL]
         if missing:
-            used = self._thumbnails_lately(visitor.owner, len(missing))
-            # Each counts the ones asked before it: one large ask waits its turn too.
-            asks = (self._thumbnail(sha, used + n) for n, sha in enumerate(missing))
+            known = await asyncio.to_thread(self._store.image_pixels, missing)
+            pixels = [known.get(sha, UNKNOWN_THUMBNAIL_PIXELS) for sha in missing]
+            used = self._thumbnails_lately(visitor.owner, sum(pixels))
+            # Each counts the ones asked before it and its own: one large ask waits its turn.
+            ahead = itertools.accumulate(pixels)
+            asks = (self._thumbnail(sha, used + n) for n, sha in zip(ahead, missing, strict=True))
             made = await asyncio.gather(*asks)
             found.update({sha: path for sha, path in zip(missing, made, strict=True) if path})
         return found
@@ -1385,20 +1400,23 @@ class Engine:
             except (StoreError, OSError, RuntimeError, ImageError):  # (or the studio closing)
                 return None
 
-    async def image_work(self, work: Callable[[], T], *, visitor: Visitor = LOCAL) -> T:
-        """Run `work`, a blocking computation on stored images for a page (the compare
-        slider's fitted copy), where thumbnails are made: on their thread, one at a time, and
-        a visitor who asked for many lately behind one who asked for few. (Review 6 F1: twelve
-        fits at once of one visitor's imported 8-megapixel steps, on the threads that serve
-        every visitor's pictures, held those for 20 s and grew the studio by 700 MB.)"""
-        used = self._thumbnails_lately(visitor.owner, 1)
+    async def image_work(
+        self, work: Callable[[], T], *, pixels: int, visitor: Visitor = LOCAL
+    ) -> T:
+        """Run `work`, a blocking computation on stored images of `pixels` in all, for a page
+        (the compare slider's fitted copy), where thumbnails are made: on their thread, one at
+        a time, and counted as thumbnails are. (Review 6 F1: twelve fits at once of one
+        visitor's imported 8-megapixel steps, on the threads that serve every visitor's
+        pictures, held those for 20 s and grew the studio by 700 MB.)"""
+        used = self._thumbnails_lately(visitor.owner, pixels) + pixels
         async with self._thumb_places.place(used):
             return await asyncio.get_running_loop().run_in_executor(self._thumb_maker, work)
 
-    def _thumbnails_lately(self, owner: str | None, count: int) -> int:
-        """The thumbnails `owner` asked for in the last minute, before these `count` (counted
-        now): who asked for the fewest goes first when the maker comes free."""
-        return 0 if owner is None else used_lately(self._thumbed, owner, count)
+    def _thumbnails_lately(self, owner: str | None, pixels: int) -> int:
+        """The pixels of the thumbnails (and page work) `owner` asked for in the last minute,
+        before these `pixels` (counted now): who asked for the fewest goes first when the maker
+        comes free."""
+        return 0 if owner is None else used_lately(self._thumbed, owner, pixels)
 
     def served_folders(self) -> list[Path]:
         """The folders whose files the page shows: stored images and thumbnails."""

@@ -581,6 +581,25 @@ class Store:
             total += size
         return total
 
+    def image_pixels(self, sha256s: Collection[str]) -> dict[str, int]:
+        """The pixels of each of these stored images that is a step's result (an origin's
+        image is its result), by sha256; the rest are left out."""
+        wanted = list(dict.fromkeys(sha256s))
+        found: dict[str, int] = {}
+        with self._read() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"""SELECT result_sha256, MAX(result_width * result_height) FROM steps
+                    WHERE result_sha256 IN ({marks}) GROUP BY result_sha256""",
+                    chunk,
+                ).fetchall()
+                for sha256, pixels in rows:
+                    if isinstance(pixels, int) and pixels > 0:
+                        found[sha256] = pixels
+        return found
+
     def owner_holds_image(self, owner: str, sha256: str) -> bool:
         """Whether a session of `owner` holds image `sha256` as a source or a result."""
         with self._read() as db:

@@ -800,7 +800,11 @@ class Handlers:
             return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
         pairs, owner = self.ctx.exports / "pairs", self.who.owner
         fit = functools.partial(_fit_to, pairs, Path(a), Path(b), owner)
-        b, note = await self.bridge.call(Engine.image_work, fit, visitor=self.who)
+        pixels = sum(
+            (s.result.width * s.result.height) if s.result else 0
+            for s in (session.steps[left], session.steps[right])
+        )
+        b, note = await self.bridge.call(Engine.image_work, fit, pixels=pixels, visitor=self.who)
         return {self.c.slider: gr.ImageSlider(value=(a, b), visible=True), self.c.pair_note: note}
 
     async def _open_pair(

@@ -337,3 +337,45 @@ async def test_bytes_another_visitor_holds_are_decoded_for_a_visitor_who_does_no
             await engine.read_image(LARGE, visitor=b)
     finally:
         await engine.aclose()
+
+
+def _noisy_jpeg(width: int, height: int, n: int) -> bytes:
+    """A photo-like JPEG of its own for each `n` (noise: costly to decode for its size)."""
+    import numpy as np
+
+    pixels = np.random.default_rng(11).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    pixels[0, 0, 0] = n
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+async def test_a_small_upload_goes_ahead_of_larger_ones_from_visitors_as_new(sim, clean_env):
+    """Eight fresh visitors' 7.9-megapixel photos (just under a large decode) are being read
+    when a ninth fresh visitor sends a 64 x 64 image: it is read before most of theirs.
+    (All at nothing decoded lately, first come first served held such an upload 2.5 s behind
+    forty: review 53 F1.)"""
+    caps = Limits(LimitSettings())
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=caps)
+    photos = [_noisy_jpeg(3240, 2430, n) for n in range(8)]
+    assert HEAVY_PIXELS > 3240 * 2430
+    finished: list[str] = []
+
+    async def read(name: str, data: bytes) -> None:
+        await engine.read_image(data, visitor=Visitor(f"browser:{name}"))
+        finished.append(name)
+
+    try:
+        warm = (
+            engine.read_image(make_image(300 + n), visitor=Visitor(f"browser:{n}"))
+            for n in range(3)
+        )
+        await asyncio.gather(*warm)  # the children started, as on a studio at work
+        async with asyncio.TaskGroup() as group:
+            for n, photo in enumerate(photos):
+                group.create_task(read(f"large-{n}", photo))
+            await asyncio.sleep(0.15)  # two decodes under way, six waiting
+            group.create_task(read("small", make_image(64, 64)))
+        assert finished.index("small") <= 4, finished
+    finally:
+        await engine.aclose()

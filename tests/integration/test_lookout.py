@@ -394,3 +394,38 @@ def test_a_child_that_ends_mid_request_is_logged_with_how_it_ended(lookout, capl
     ended = [r.getMessage() for r in caplog.records if "ended before it answered" in r.getMessage()]
     assert ended, caplog.text
     assert "Fatal Python error: Segmentation fault" in ended[0] or "signal 11" in ended[0]
+
+
+def _noise_jpeg(width: int, height: int) -> bytes:
+    import numpy as np
+
+    pixels = np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_a_child_that_comes_free_takes_a_small_request_before_a_large_one_asked_first(lookout):
+    """One child, busy with a 24-megapixel check; a 12-megapixel check is asked for, then a
+    look at a small image: the look is answered first, not after the second large decode
+    (first come first served held a 64 x 64 upload for seconds behind forty fresh visitors'
+    large ones: review 53 F1)."""
+    busy, large, small = _noise_jpeg(6000, 4000), _noise_jpeg(4000, 3000), make_image(64, 64)
+    lookout.look(small)  # its child started
+    answered: list[str] = []
+
+    def ask(name: str, work) -> None:  # type: ignore[no-untyped-def]
+        work()
+        answered.append(name)
+
+    threads = [
+        threading.Thread(target=ask, args=("busy", lambda: lookout.check(busy, 24_000_000))),
+        threading.Thread(target=ask, args=("large", lambda: lookout.check(large, 12_000_000))),
+        threading.Thread(target=ask, args=("small", lambda: lookout.look(small))),
+    ]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)  # each asks after the one before
+    for thread in threads:
+        thread.join()
+    assert answered == ["busy", "small", "large"]
