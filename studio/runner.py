@@ -337,10 +337,12 @@ class StepRunner:
         self._deadline_s = deadline_s
         self._now = now
         self._runs: dict[str, _Run] = {}
-        # Sources uploaded lately, by who paid (`_payer_of`) and the image's sha256: RunAPI
-        # fetches a file from the account that uploaded it, and one another visitor's key
-        # uploaded is no business of this one (review 21 F1).
-        self._uploads: dict[tuple[str, str], UploadedFile] = {}
+        # Sources uploaded lately, by who paid (`_payer_of`), whose session it was for and the
+        # image's sha256: RunAPI fetches a file from the account that uploaded it, and one
+        # another visitor's key uploaded is no business of this one (review 21 F1); nor is one
+        # made for another visitor on the server's key (its edit started sooner: anyone could
+        # tell that someone had edited that exact photo lately).
+        self._uploads: dict[tuple[str, str, str], UploadedFile] = {}
         self.signals = SessionSignals()
         self._blender = ThreadPoolExecutor(BLENDS_AT_ONCE, thread_name_prefix="kontext-blend")
         self._blend_turns = FairPlaces(BLENDS_AT_ONCE)
@@ -491,7 +493,9 @@ class StepRunner:
                 if step.source.image_sha256 is not None:
                     # (RunAPI may have lost the file: the next edit of it uploads it again,
                     # rather than failing the same way for the rest of its hour.)
-                    self._uploads.pop((payer, step.source.image_sha256), None)
+                    sha = step.source.image_sha256
+                    for lost in [k for k in self._uploads if k[0] == payer and k[2] == sha]:
+                        del self._uploads[lost]
                 return await self._fail(step, str(exc))
             except Exception as exc:
                 log.exception("Step %s failed unexpectedly: %r", step.step_id, exc)
@@ -634,7 +638,9 @@ class StepRunner:
             # (RunAPI has its task; were there none, the new one fails without a charge).
             return source.uploaded_url, step, ratio
         self._uploads = {k: u for k, u in self._uploads.items() if u.expires_at > now}
-        cached = self._uploads.get((payer, sha))
+        owners = await asyncio.to_thread(self._store.owners_of, [step.session_id])
+        owner = owners.get(step.session_id) or ""
+        cached = self._uploads.get((payer, owner, sha))
         if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
             self._report(step, "uploading")
             # A place that comes free goes to the conversion whose owner's sessions had the
@@ -642,8 +648,6 @@ class StepRunner:
             # 8-megapixel sources, first come first served, held another visitor's 64 x 64
             # edit for 58 s (review 52 F1). Counting this one's own pixels puts a small image
             # ahead of large ones from owners as new as its own.
-            owners = await asyncio.to_thread(self._store.owners_of, [step.session_id])
-            owner = owners.get(step.session_id) or ""
             pixels = image.width * image.height
             used = used_lately(self._converted, owner, pixels) + pixels
             async with self._upload_turns.place(used):
@@ -651,7 +655,7 @@ class StepRunner:
                     self._preparer, self._prepare, image
                 )
             cached = await client.upload_image(prepared.data, file_name=prepared.file_name)
-            self._uploads[(payer, sha)] = cached
+            self._uploads[(payer, owner, sha)] = cached
         step = step.with_upload(cached.url, cached.expires_at)
         await asyncio.to_thread(self._store.save_step, step)
         return cached.url, step, ratio

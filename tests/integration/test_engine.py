@@ -488,3 +488,28 @@ async def test_a_source_runapi_lost_is_uploaded_again_and_each_key_uploads_its_o
     mine = await engine.edit(own.session_id, EditParams(prompt="make it green"), visitor=theirs)
     assert mine.state is StepState.COMPLETED
     assert _uploads(sim)[-1] == "Bearer sk-another-account"
+
+
+async def test_an_upload_made_for_one_visitor_is_never_another_visitors_shortcut(engine, sim):
+    """Two visitors on the server's key edit the same photo: each edit of theirs uploads it for
+    them (reusing the other's upload started their edit sooner, so anyone could tell that
+    someone had edited that exact photo lately); a visitor's own second edit reuses theirs."""
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    photo = make_image(300, 200)
+    sessions = {}
+    for who in (a, b):
+        sessions[who] = await engine.start_session(
+            await engine.read_image(photo, visitor=who), visitor=who
+        )
+    for prompt in ("make it blue", "make it red"):
+        step = await engine.edit(
+            sessions[a].session_id,
+            EditParams(prompt=prompt),
+            parent_step_id=sessions[a].origin.step_id,
+            visitor=a,
+        )
+        assert step.state is StepState.COMPLETED
+    assert len(_uploads(sim)) == 1  # a's second edit of it: a's own upload again
+    step = await engine.edit(sessions[b].session_id, EditParams(prompt="make it red"), visitor=b)
+    assert step.state is StepState.COMPLETED
+    assert len(_uploads(sim)) == 2
