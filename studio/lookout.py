@@ -98,6 +98,7 @@ LOOKERS = 3
 # What a child is asked: look at a header, check a whole image, convert a stored one for upload,
 # or make its thumbnail.
 _LOOK, _CHECK, _UPLOAD, _THUMBNAIL = b"L", b"C", b"U", b"T"
+_MODE_NAMES = {_LOOK: "look at", _CHECK: "check", _UPLOAD: "convert", _THUMBNAIL: "shrink"}
 
 # A 1 x 1 PNG: what `Lookout.ready` asks a child to look at.
 _READY_PNG = bytes.fromhex(
@@ -394,6 +395,16 @@ class Lookout:
                 or "costly" in answer
                 or self._past_limits(mode, answer, data, number)
             )
+            if costly and answer is not None:
+                log.info(
+                    "An image was refused as too costly to %s: %.3f s of CPU, %d bytes past "
+                    "its %d (%d pixels counted)",
+                    _MODE_NAMES.get(mode, "read"),
+                    float(answer.get("cpu_s", 0.0)),
+                    int(answer.get("bytes", 0)) - len(data),
+                    len(data),
+                    number,
+                )
             ending = answer is not None and answer.get("ending", False)
             if child is not None and (costly or ending or self._closed):
                 child.close()  # (a child that grew is not kept: it starts again when needed)
