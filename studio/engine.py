@@ -415,14 +415,7 @@ class Engine:
             if await asyncio.to_thread(self._holds, visitor, sha256):
                 return await asyncio.to_thread(describe, data)
             await self._require_room(visitor, len(data))
-            source = await self._decode(data, visitor)
-            if visitor.owner is not None and await asyncio.to_thread(self._store.has_image, sha256):
-                # Another visitor's image: its thumbnail is made again, as a new image's is
-                # when its page is drawn, so that it costs what a new one does (review 53 F2).
-                pixels = source.width * source.height
-                used = self._thumbnails_lately(visitor.owner, pixels) + pixels
-                await self._thumbnail(sha256, used)
-            return source
+            return await self._decode(data, visitor)
 
     def _holds(self, visitor: Visitor, sha256: str) -> bool:
         """Whether image `sha256` is stored and in `visitor`'s sessions (any session, for the

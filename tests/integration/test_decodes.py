@@ -339,25 +339,6 @@ async def test_bytes_another_visitor_holds_are_decoded_for_a_visitor_who_does_no
         await engine.aclose()
 
 
-async def test_a_visitor_reading_another_visitors_image_has_its_thumbnail_made_too(sim, clean_env):
-    """A new image's first page makes its thumbnail; so that another visitor's image costs what
-    a new one does (review 53 F2), reading it makes its thumbnail again, while the visitor's own
-    again does not."""
-    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()))
-    a, b = Visitor("browser:a"), Visitor("browser:b")
-    photo = make_photo(800, 600)
-    try:
-        session = await engine.start_session_from_bytes(photo, visitor=a)
-        (thumb,) = (await engine.thumbnails([session.current.result], visitor=a)).values()
-        made = thumb.stat().st_ino
-        await engine.read_image(photo, visitor=a)
-        assert thumb.stat().st_ino == made
-        await engine.read_image(photo, visitor=b)
-        assert thumb.stat().st_ino != made  # written anew
-    finally:
-        await engine.aclose()
-
-
 def _noisy_jpeg(width: int, height: int, n: int) -> bytes:
     """A photo-like JPEG of its own for each `n` (noise: costly to decode for its size)."""
     import numpy as np
