@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import hashlib
 import hmac
 import itertools
@@ -332,7 +333,7 @@ class Engine:
         self._thumb_maker = concurrent.futures.ThreadPoolExecutor(1, "thumbnails")
         self._thumbnail_maker = None if self._lookout is None else self._lookout.make_thumbnail
         self._thumb_places = FairPlaces(1)
-        self._thumbs_making: dict[str, asyncio.Future[Path | None]] = {}
+        self._thumbs_making: dict[tuple[str, str | None], asyncio.Future[Path | None]] = {}
         self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
         # The pass over every stored file for unreferenced images (`delete_session`): when the
         # next may start, and the one running.
@@ -1367,36 +1368,42 @@ class Engine:
         same 48 images on the shared threads, stalled every other visitor's page for up to
         39 s; review 53 F1: forty fresh visitors' 7.8-megapixel thumbnails, first come first
         served, held another's 64 x 64 one for seconds)."""
-        found, missing = await asyncio.to_thread(self._store.existing_thumbnails, refs)
+        owner = visitor.owner
+        found, missing = await asyncio.to_thread(self._store.existing_thumbnails, refs, owner)
         missing = missing[:THUMBNAILS_PER_CALL]
         if missing:
             known = await asyncio.to_thread(self._store.image_pixels, missing)
             pixels = [known.get(sha, UNKNOWN_THUMBNAIL_PIXELS) for sha in missing]
-            used = self._thumbnails_lately(visitor.owner, sum(pixels))
+            used = self._thumbnails_lately(owner, sum(pixels))
             # Each counts the ones asked before it and its own: one large ask waits its turn.
             ahead = itertools.accumulate(pixels)
-            asks = (self._thumbnail(sha, used + n) for n, sha in zip(ahead, missing, strict=True))
+            asks = (
+                self._thumbnail(sha, owner, used + n) for n, sha in zip(ahead, missing, strict=True)
+            )
             made = await asyncio.gather(*asks)
             found.update({sha: path for sha, path in zip(missing, made, strict=True) if path})
         return found
 
-    def _thumbnail(self, sha256: str, used: int) -> asyncio.Future[Path | None]:
-        """The thumbnail of `sha256` being made (one making for all who ask), for one asker
-        (who may give up without stopping it for the others)."""
-        making = self._thumbs_making.get(sha256)
+    def _thumbnail(self, sha256: str, owner: str | None, used: int) -> asyncio.Future[Path | None]:
+        """`owner`'s thumbnail of `sha256` being made (one making for all their pages that
+        ask), for one asker (who may give up without stopping it for the others). Each
+        visitor's thumbnails are their own (`store.thumbnail_tag`)."""
+        key = (sha256, owner)
+        making = self._thumbs_making.get(key)
         if making is None:
-            making = asyncio.ensure_future(self._make_thumbnail(sha256, used))
-            self._thumbs_making[sha256] = making
-            making.add_done_callback(lambda _: self._thumbs_making.pop(sha256, None))
+            making = asyncio.ensure_future(self._make_thumbnail(sha256, owner, used))
+            self._thumbs_making[key] = making
+            making.add_done_callback(lambda _: self._thumbs_making.pop(key, None))
         return asyncio.shield(making)
 
-    async def _make_thumbnail(self, sha256: str, used: int) -> Path | None:
+    async def _make_thumbnail(self, sha256: str, owner: str | None, used: int) -> Path | None:
         async with self._thumb_places.place(used):
             loop = asyncio.get_running_loop()
+            make = functools.partial(
+                self._store.make_thumbnail, sha256, self._thumbnail_maker, owner
+            )
             try:
-                return await loop.run_in_executor(
-                    self._thumb_maker, self._store.make_thumbnail, sha256, self._thumbnail_maker
-                )
+                return await loop.run_in_executor(self._thumb_maker, make)
             except (StoreError, OSError, RuntimeError, ImageError):  # (or the studio closing)
                 return None
 

@@ -44,6 +44,18 @@ THUMBNAIL_SIDE = 256
 # Thumbnails made in one call at most: a page of a session of a thousand new imported steps
 # must not make a thousand on one request; the rest are made as the page asks again.
 THUMBNAILS_PER_CALL = 48
+
+
+def thumbnail_tag(owner: str | None) -> str:
+    """What a named owner's thumbnails carry in their names (`<sha256>.<tag>.<ext>`): each
+    visitor's are their own, so one visitor's page never finds ready a thumbnail another
+    visitor's made (it answered faster, and told that someone had that exact photo here:
+    review 53 F2). The studio's own user's have none."""
+    if owner is None:
+        return ""
+    return "." + hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 _PNG_SIGNATURE = b"\x89PNG"
 # Seconds a writer waits for another process's lock. Writes take milliseconds; this only has to
 # outlast a burst of tabs and a CLI run writing at once.
@@ -383,15 +395,19 @@ class Store:
 
     # Thumbnails: small copies for history strips, made once, removed with their image
 
-    def existing_thumbnails(self, refs: Collection[ImageRef]) -> tuple[dict[str, Path], list[str]]:
-        """The thumbnail of each image that has one, by sha256; and the images without one."""
+    def existing_thumbnails(
+        self, refs: Collection[ImageRef], owner: str | None = None
+    ) -> tuple[dict[str, Path], list[str]]:
+        """The thumbnail of each image that has one (`owner`'s own: `make_thumbnail`), by
+        sha256; and the images without one."""
         found: dict[str, Path] = {}
         missing: dict[str, None] = {}
+        tag = thumbnail_tag(owner)
         for ref in refs:
             if ref.sha256 in found or not _SHA256.fullmatch(ref.sha256):
                 continue
             for suffix in (".jpg", ".png"):
-                if (path := self.thumbs_dir / f"{ref.sha256}{suffix}").exists():
+                if (path := self.thumbs_dir / f"{ref.sha256}{tag}{suffix}").exists():
                     found[ref.sha256] = path
                     break
             else:
@@ -399,10 +415,14 @@ class Store:
         return found, list(missing)
 
     def make_thumbnail(
-        self, sha256: str, maker: Callable[[bytes, int], bytes] | None = None
+        self,
+        sha256: str,
+        maker: Callable[[bytes, int], bytes] | None = None,
+        owner: str | None = None,
     ) -> Path:
         """Make the thumbnail of a stored image with `maker(data, max_side)` (a full decode:
-        `StoreError` or `OSError` when it cannot be read)."""
+        `StoreError` or `OSError` when it cannot be read); a named `owner`'s is theirs alone
+        (`thumbnail_tag`)."""
         data = self.read_image(sha256)
         if maker is None:
             thumb = make_thumbnail(data, max_side=THUMBNAIL_SIDE)
@@ -410,7 +430,7 @@ class Store:
             thumb = maker(data, THUMBNAIL_SIDE)
         self.thumbs_dir.mkdir(parents=True, exist_ok=True)
         suffix = ".png" if thumb.startswith(_PNG_SIGNATURE) else ".jpg"
-        path = self.thumbs_dir / f"{sha256}{suffix}"
+        path = self.thumbs_dir / f"{sha256}{thumbnail_tag(owner)}{suffix}"
         temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             temp.write_bytes(thumb)

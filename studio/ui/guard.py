@@ -125,6 +125,8 @@ TOO_MANY_UPLOADS = (
 STALE_LOOK_S = 5.0
 STALE_SWEEP_S = 60.0
 _HASH_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})\.(?P<ext>[a-z0-9]{1,10})")
+# ... and a visitor's own thumbnail of one (`store.thumbnail_tag`): `<sha256>.<tag>.<ext>`.
+_FILE_NAME = re.compile(r"(?P<sha>[0-9a-f]{64})(?:\.[0-9a-f]{16})?\.(?P<ext>[a-z0-9]{1,10})")
 _NOT_FOUND = b"Not found."
 
 
@@ -506,8 +508,9 @@ def _after_route(url: str, route: str) -> str | None:
 
 
 def image_sha(name: str) -> str | None:
-    """The image a file name `<sha256>.<ext>` names (stored images and all their copies)."""
-    named = _HASH_NAME.fullmatch(name)
+    """The image a file name `<sha256>.<ext>` names (stored images and all their copies; a
+    visitor's thumbnail, `<sha256>.<tag>.<ext>`)."""
+    named = _FILE_NAME.fullmatch(name)
     return None if named is None else named["sha"]
 
 

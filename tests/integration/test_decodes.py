@@ -339,6 +339,32 @@ async def test_bytes_another_visitor_holds_are_decoded_for_a_visitor_who_does_no
         await engine.aclose()
 
 
+async def test_a_visitor_never_finds_ready_a_thumbnail_another_visitor_had_made(sim, clean_env):
+    """Each visitor's thumbnails are their own: a page drawn for a photo another visitor has
+    makes its thumbnail as a new photo's page does (one found ready answered faster, and told
+    that someone had that exact photo here: review 53 F2), and pages of the same visitor share
+    theirs."""
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=Limits(LimitSettings()))
+    a, b = Visitor("browser:a"), Visitor("browser:b")
+    photo = make_photo(800, 600)
+    try:
+        ref_a = (await engine.start_session_from_bytes(photo, visitor=a)).current.result
+        ref_b = (await engine.start_session_from_bytes(photo, visitor=b)).current.result
+        assert ref_a is not None
+        assert ref_b is not None
+        assert ref_a.sha256 == ref_b.sha256
+        (thumb_a,) = (await engine.thumbnails([ref_a], visitor=a)).values()
+        (thumb_b,) = (await engine.thumbnails([ref_b], visitor=b)).values()
+        assert thumb_a != thumb_b
+        assert thumb_a.is_file()
+        assert thumb_b.is_file()
+        made = thumb_a.stat().st_mtime_ns
+        assert (await engine.thumbnails([ref_a], visitor=a)) == {ref_a.sha256: thumb_a}
+        assert thumb_a.stat().st_mtime_ns == made  # a's second page: a's own, not made again
+    finally:
+        await engine.aclose()
+
+
 def _noisy_jpeg(width: int, height: int, n: int) -> bytes:
     """A photo-like JPEG of its own for each `n` (noise: costly to decode for its size)."""
     import numpy as np
