@@ -225,6 +225,13 @@ class Limits:
         s = self.settings
         self._new_day_if_needed()
         running = self._running.get(owner, set())
+        if steps > s.max_running:
+            # (Three or four results at once, where two run at most: nothing is running to wait
+            # for, review 54 F4.)
+            raise LimitError(
+                f"This studio runs at most {s.max_running} edits at once for each visitor; "
+                f"ask for {s.max_running} results or fewer."
+            )
         if len(running) + steps > s.max_running:
             raise LimitError(
                 f"You already have {len(running)} edit(s) running; this studio runs at most "

@@ -25,6 +25,18 @@ def test_a_visitor_runs_at_most_two_edits_at_once_and_others_are_not_held_back()
     caps.admit("a", ["3"], 5, server_key=True)
 
 
+def test_more_results_at_once_than_a_visitor_may_run_says_so_not_to_wait():
+    """Four results asked for, where two run at most, with nothing running: the sentence says
+    to ask for fewer, not to wait for one of "0 edit(s) running" (review 54 F4)."""
+    caps, _, _ = limits(visitor_budget_cents=1000)
+    with pytest.raises(LimitError) as refused:
+        caps.admit("a", ["1", "2", "3", "4"], 20, server_key=True)
+    assert str(refused.value) == (
+        "This studio runs at most 2 edits at once for each visitor; ask for 2 results or fewer."
+    )
+    caps.admit("a", ["1", "2"], 10, server_key=True)  # nothing was counted
+
+
 def test_a_visitor_makes_at_most_ten_edits_a_minute():
     caps, now, _ = limits(per_minute=10, max_running=100)
     for n in range(10):
