@@ -333,6 +333,8 @@ class Engine:
         self._thumb_maker = concurrent.futures.ThreadPoolExecutor(1, "thumbnails")
         self._thumbnail_maker = None if self._lookout is None else self._lookout.make_thumbnail
         self._thumb_places = FairPlaces(1)
+        # Failed steps' prices being taken off the day's budgets (`_run_ended`).
+        self._settling: set[asyncio.Future[None]] = set()
         self._thumbs_making: dict[tuple[str, str | None], asyncio.Future[Path | None]] = {}
         self._thumbed: dict[str, collections.deque[tuple[float, int]]] = {}
         # The pass over every stored file for unreferenced images (`delete_session`): when the
@@ -396,6 +398,8 @@ class Engine:
                 task.cancel()
         if self._full_collect is not None:
             await asyncio.wait([self._full_collect])
+        if self._settling:  # (prices being given back: written before the store closes)
+            await asyncio.wait(list(self._settling))
         await asyncio.to_thread(self._thumb_maker.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._lookers.shutdown, cancel_futures=True)
         await asyncio.to_thread(self._store.close)
@@ -1088,7 +1092,7 @@ class Engine:
         limits = self._limits
         if limits is not None and owner is not None:
             limits.hold(owner, step.step_id)
-        self._runner.launch(step, None, on_done=limits.release if limits else None)
+        self._runner.launch(step, None, on_done=self._run_ended if limits else None)
 
     async def _await_key(self, step: Step, owner: str | None, why: str) -> None:
         """A step found unfinished at start-up that waits for its visitor's key: paid with it
@@ -1820,9 +1824,29 @@ class Engine:
             await asyncio.to_thread(self._store.record_spend, day, owner, visitor.address, cents)
 
     def _launch(self, step: Step, visitor: Visitor) -> None:
-        limits = self._limits
-        on_done = limits.release if limits else None
+        on_done = self._run_ended if self._limits else None
         self._runner.launch(step, self._payer(visitor), on_done=on_done)
+
+    def _run_ended(self, step_id: str, final: Step | None) -> None:
+        """A hosted step's run ended: it no longer runs for its visitor, and one that failed
+        without a charge (no task made, or one RunAPI failed and did not charge) no longer
+        counts against the day's budgets (review 54 F5: a RunAPI outage kept every attempt's
+        price, and the studio stayed "used up" for the day once RunAPI was back)."""
+        if self._limits is None:
+            return
+        self._limits.release(step_id)
+        if final is None or final.state is not StepState.FAILED or final.cost_cents:
+            return
+        settling = asyncio.ensure_future(self._unspend(step_id))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+
+    async def _unspend(self, step_id: str) -> None:
+        with contextlib.suppress(StoreError, OSError):
+            unspent = await asyncio.to_thread(self._store.unspend, [step_id])
+            if self._limits is not None:
+                for day, owner, address, cents in unspent:
+                    self._limits.refund(day, owner, address, cents)
 
     @staticmethod
     def _payer(visitor: Visitor) -> Secret | None:

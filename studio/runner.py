@@ -305,6 +305,13 @@ class _Run:
     seen_s: float | None = None
 
 
+def _ended_as(task: asyncio.Task[Step]) -> Step | None:
+    """The step a finished run ended with; None if it was cancelled or broke."""
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 class StepRunner:
     """Launches, waits for, reports and watches steps; the store is written at every change."""
 
@@ -356,16 +363,17 @@ class StepRunner:
         step: Step,
         api_key: Secret | None,
         *,
-        on_done: Callable[[str], None] | None = None,
+        on_done: Callable[[str, Step | None], None] | None = None,
     ) -> None:
-        """Start running a stored step; returns at once. `on_done(step_id)` runs when it ends."""
+        """Start running a stored step; returns at once. `on_done(step_id, final)` runs when it
+        ends (`final`: the step as it ended, None if its run was cancelled or broke)."""
         phase: Phase = "queued" if step.task_id is None else "submitted"
         task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
         update = StepUpdate(step, phase, self._elapsed(step))
         self._runs[step.step_id] = _Run(task, update, waiting=step.is_waiting)
         task.add_done_callback(lambda _: self._forget(step))
         if on_done is not None:
-            task.add_done_callback(lambda _: on_done(step.step_id))
+            task.add_done_callback(lambda done: on_done(step.step_id, _ended_as(done)))
         self.signals.notify(step.session_id)
 
     def is_running(self, step_id: str) -> bool:

@@ -937,6 +937,20 @@ class Store:
                 [(i, day.isoformat(), owner, address, c) for i, c in cents_by_step.items()],
             )
 
+    def unspend(self, step_ids: Collection[str]) -> list[tuple[date, str, str | None, int]]:
+        """Take these steps off the days' spending (they cost nothing after all); what each
+        had been counted: (day, owner, address, cents)."""
+        ids = list(step_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT day, owner, address, cents FROM spend WHERE step_id IN ({marks})", ids
+            ).fetchall()
+            db.execute(f"DELETE FROM spend WHERE step_id IN ({marks})", ids)
+        return [(date.fromisoformat(r["day"]), r["owner"], r["address"], r["cents"]) for r in rows]
+
     def spend_on(self, day: date) -> DaySpend:
         """What the server's key was spent on for visitors on `day`: by owner, by address, all."""
         with self._read() as db:
