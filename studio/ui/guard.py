@@ -217,7 +217,14 @@ class VisitorGuard:
         if opened is None:
             # Nothing there: answered as the guard answers a file it keeps from the asker (404),
             # not by Gradio ("not allowed", 403), which told anyone whether a given image was
-            # stored, or where the data directory is (review 37 F1).
+            # stored, or where the data directory is (review 37 F1); after the same question
+            # to the store as for a stored image (the answer came 0.45 ms sooner for a path
+            # of no stored image: review 54 F2).
+            sha = image_sha(target.rstrip("/").rpartition("/")[2])
+            if sha is not None:
+                with contextlib.suppress(Refusal):
+                    who = visitor_from(request, hosted=True)
+                    await self.bridge.call(Engine.owns_image, sha, visitor=who)
             return False
         paths, inside_store = opened
         if any(p.name.startswith(".") for p in paths):
