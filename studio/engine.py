@@ -1829,13 +1829,15 @@ class Engine:
 
     def _run_ended(self, step_id: str, final: Step | None) -> None:
         """A hosted step's run ended: it no longer runs for its visitor, and one that failed
-        without a charge (no task made, or one RunAPI failed and did not charge) no longer
-        counts against the day's budgets (review 54 F5: a RunAPI outage kept every attempt's
-        price, and the studio stayed "used up" for the day once RunAPI was back)."""
+        before RunAPI had a task for it (so nothing can have been charged) no longer counts
+        against the day's budgets (review 54 F5: a refused key or a RunAPI outage kept every
+        attempt's price, and the studio stayed "used up" for the day once RunAPI was back). A
+        failed step with a task keeps its price: RunAPI may have charged it (a result that
+        could not be read), and the budgets protect the host."""
         if self._limits is None:
             return
         self._limits.release(step_id)
-        if final is None or final.state is not StepState.FAILED or final.cost_cents:
+        if final is None or final.state is not StepState.FAILED or final.task_id is not None:
             return
         settling = asyncio.ensure_future(self._unspend(step_id))
         self._settling.add(settling)

@@ -563,17 +563,18 @@ async def test_a_visitor_keeps_a_bounded_number_of_sessions(sim, clean_env):
     await engine.aclose()
 
 
-async def test_an_edit_that_failed_without_a_charge_gives_its_price_back(sim, clean_env):
-    """Two edits RunAPI failed (and did not charge) leave the visitor's 10¢ whole, today and
-    after a restart: a failure kept its price, and during an outage every attempt drained the
-    day's budgets (review 54 F5)."""
+async def test_an_edit_refused_before_runapi_had_a_task_gives_its_price_back(sim, clean_env):
+    """Two edits whose creates RunAPI refused (no task: nothing charged) leave the visitor's
+    10¢ whole, today and after a restart: a failure kept its price, and with a refused key or
+    during an outage every attempt drained the day's budgets (review 54 F5)."""
     engine = _engine(sim, clean_env)
     mine = await _session(engine, A)
-    sim.faults.fail_tasks(message="Upstream error", times=2)
+    sim.balance_cents = 0  # every create refused
     for _ in range(2):
         failed = await engine.edit(mine, BLUE, visitor=A)
         assert failed.state is StepState.FAILED
-        assert not failed.cost_cents
+        assert failed.task_id is None
+    sim.balance_cents = 10_000
     await engine.aclose()
     engine = _engine(sim, clean_env)  # a restart reads the day's spending back
     try:
