@@ -3,8 +3,8 @@
 Plain bookkeeping with the clock passed in; imports nothing of ours. The engine asks `admit`
 before it stores a step (so a refused edit leaves nothing behind), and `release` when the step's
 run ends. A budget counts an edit at its price when it is made; `refund` gives it back for one
-cancelled before it was sent, or failed before the service had a task for it. `FairPlaces` shares a few places (decodes) between
-visitors by how much each has used lately.
+cancelled before it was sent, or failed before the service had a task for it. `FairPlaces`
+shares a few places (decodes) between visitors by how much each has used lately.
 """
 
 from __future__ import annotations
