@@ -78,6 +78,7 @@ from studio.limits import (
     LimitSettings,
     taken_bytes,
     used_lately,
+    used_with,
 )
 from studio.links import fetch_link
 from studio.lookout import Lookout
@@ -491,7 +492,7 @@ class Engine:
             return await asyncio.to_thread(peek, data)
         owner = visitor.owner
         size = len(data)
-        used = 0 if owner is None else used_lately(self._looked, owner, size) + size
+        used = 0 if owner is None else used_with(self._looked, owner, size)
         async with self._looks.place(used):
             return await asyncio.get_running_loop().run_in_executor(
                 self._lookers, self._lookout.look, data
@@ -526,7 +527,7 @@ class Engine:
         the fewest goes first when a decode place comes free. (Without its own, forty fresh
         visitors' 7.8-megapixel images, all at 0, went first come first served, and another
         visitor's 64 x 64 upload waited 2.5 s behind them: review 53 F1.)"""
-        return 0 if owner is None else used_lately(self._decoded, owner, pixels) + pixels
+        return 0 if owner is None else used_with(self._decoded, owner, pixels)
 
     @contextlib.asynccontextmanager
     async def _intake(self, visitor: Visitor) -> AsyncIterator[None]:

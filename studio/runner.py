@@ -32,7 +32,7 @@ from studio.images import (
     describe,
     prepare_upload,
 )
-from studio.limits import FairPlaces, used_lately
+from studio.limits import FairPlaces, used_lately, used_with
 from studio.links import is_public_link
 from studio.params import (
     DEFAULT_GENERATE_RATIO,
@@ -657,7 +657,7 @@ class StepRunner:
             # edit for 58 s (review 52 F1). Counting this one's own pixels puts a small image
             # ahead of large ones from owners as new as its own.
             pixels = image.width * image.height
-            used = used_lately(self._converted, owner, pixels) + pixels
+            used = used_with(self._converted, owner, pixels)
             async with self._upload_turns.place(used):
                 prepared = await asyncio.get_running_loop().run_in_executor(
                     self._preparer, self._prepare, image

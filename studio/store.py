@@ -46,6 +46,20 @@ THUMBNAIL_SIDE = 256
 THUMBNAILS_PER_CALL = 48
 
 
+def _take_spend(
+    db: sqlite3.Connection, step_ids: Collection[str]
+) -> list[tuple[date, str, str | None, int]]:
+    """Delete these steps' rows of the days' spending; what each had been counted: (day, owner,
+    address, cents)."""
+    ids = list(step_ids)
+    marks = ",".join("?" * len(ids))
+    rows = db.execute(
+        f"SELECT day, owner, address, cents FROM spend WHERE step_id IN ({marks})", ids
+    ).fetchall()
+    db.execute(f"DELETE FROM spend WHERE step_id IN ({marks})", ids)
+    return [(date.fromisoformat(r["day"]), r["owner"], r["address"], r["cents"]) for r in rows]
+
+
 def thumbnail_tag(owner: str | None) -> str:
     """What a named owner's thumbnails carry in their names (`<sha256>.<tag>.<ext>`): each
     visitor's are their own, so one visitor's page never finds ready a thumbnail another
@@ -537,14 +551,7 @@ class Store:
                 f"DELETE FROM steps WHERE session_id = ? AND step_id IN ({marks})",
                 (session.session_id, *step_ids),
             )
-            unspent = [
-                (date.fromisoformat(r["day"]), r["owner"], r["address"], r["cents"])
-                for r in db.execute(
-                    f"SELECT day, owner, address, cents FROM spend WHERE step_id IN ({marks})",
-                    (*step_ids,),
-                )
-            ]
-            db.execute(f"DELETE FROM spend WHERE step_id IN ({marks})", (*step_ids,))
+            unspent = _take_spend(db, step_ids)
             self._write_current(db, session)
             _touch(db, session.session_id)
         return unspent
@@ -940,16 +947,10 @@ class Store:
     def unspend(self, step_ids: Collection[str]) -> list[tuple[date, str, str | None, int]]:
         """Take these steps off the days' spending (they cost nothing after all); what each
         had been counted: (day, owner, address, cents)."""
-        ids = list(step_ids)
-        if not ids:
+        if not step_ids:
             return []
-        marks = ",".join("?" * len(ids))
         with self._write() as db:
-            rows = db.execute(
-                f"SELECT day, owner, address, cents FROM spend WHERE step_id IN ({marks})", ids
-            ).fetchall()
-            db.execute(f"DELETE FROM spend WHERE step_id IN ({marks})", ids)
-        return [(date.fromisoformat(r["day"]), r["owner"], r["address"], r["cents"]) for r in rows]
+            return _take_spend(db, step_ids)
 
     def spend_on(self, day: date) -> DaySpend:
         """What the server's key was spent on for visitors on `day`: by owner, by address, all."""
