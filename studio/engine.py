@@ -94,7 +94,7 @@ from studio.params import (
 )
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
-from studio.runner import ClientPool, StepRunner
+from studio.runner import ClientPool, RunEnd, StepRunner
 from studio.store import THUMBNAILS_PER_CALL, Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
@@ -1828,17 +1828,17 @@ class Engine:
         on_done = self._run_ended if self._limits else None
         self._runner.launch(step, self._payer(visitor), on_done=on_done)
 
-    def _run_ended(self, step_id: str, final: Step | None) -> None:
+    def _run_ended(self, step_id: str, end: RunEnd) -> None:
         """A hosted step's run ended: it no longer runs for its visitor, and one that failed
-        before RunAPI had a task for it (so nothing can have been charged) no longer counts
-        against the day's budgets (review 54 F5: a refused key or a RunAPI outage kept every
-        attempt's price, and the studio stayed "used up" for the day once RunAPI was back). A
-        failed step with a task keeps its price: RunAPI may have charged it (a result that
-        could not be read), and the budgets protect the host."""
+        with nothing charged for it (before RunAPI had a task for it, or RunAPI failed the task
+        and so refunded it) no longer counts against the day's budgets (review 54 F5: a refused
+        key or a RunAPI outage kept every attempt's price, and the studio stayed "used up" for
+        the day once RunAPI was back). A failed step RunAPI may have charged keeps its price (a
+        result that could not be read, say): the budgets protect the host."""
         if self._limits is None:
             return
         self._limits.release(step_id)
-        if final is None or final.state is not StepState.FAILED or final.task_id is not None:
+        if end.charged:
             return
         settling = asyncio.ensure_future(self._unspend(step_id))
         self._settling.add(settling)

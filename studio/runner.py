@@ -55,6 +55,7 @@ from studio.runapi import (
     RunAPIError,
     ServiceUnavailableError,
     Task,
+    TaskFailedError,
     TaskRequest,
     TaskTimeoutError,
     UnexpectedResponseError,
@@ -312,6 +313,15 @@ def _ended_as(task: asyncio.Task[Step]) -> Step | None:
     return task.result()
 
 
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a step's run ended, for whoever launched it: the step as it ended (None if the run
+    was cancelled or broke), and whether RunAPI can have charged for it."""
+
+    step: Step | None
+    charged: bool
+
+
 class StepRunner:
     """Launches, waits for, reports and watches steps; the store is written at every change."""
 
@@ -344,6 +354,8 @@ class StepRunner:
         self._deadline_s = deadline_s
         self._now = now
         self._runs: dict[str, _Run] = {}
+        # Steps whose task RunAPI failed (so refunded), until their run's end is told.
+        self._refunded: set[str] = set()
         # Sources uploaded lately, by who paid (`_payer_of`), whose session it was for and the
         # image's sha256: RunAPI fetches a file from the account that uploaded it, and one
         # another visitor's key uploaded is no business of this one (review 21 F1); nor is one
@@ -363,18 +375,29 @@ class StepRunner:
         step: Step,
         api_key: Secret | None,
         *,
-        on_done: Callable[[str, Step | None], None] | None = None,
+        on_done: Callable[[str, RunEnd], None] | None = None,
     ) -> None:
-        """Start running a stored step; returns at once. `on_done(step_id, final)` runs when it
-        ends (`final`: the step as it ended, None if its run was cancelled or broke)."""
+        """Start running a stored step; returns at once. `on_done(step_id, end)` runs when it
+        ends (`RunEnd`)."""
         phase: Phase = "queued" if step.task_id is None else "submitted"
         task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
         update = StepUpdate(step, phase, self._elapsed(step))
         self._runs[step.step_id] = _Run(task, update, waiting=step.is_waiting)
         task.add_done_callback(lambda _: self._forget(step))
         if on_done is not None:
-            task.add_done_callback(lambda done: on_done(step.step_id, _ended_as(done)))
+            task.add_done_callback(lambda done: on_done(step.step_id, self._end_of(step, done)))
         self.signals.notify(step.session_id)
+
+    def _end_of(self, step: Step, done: asyncio.Task[Step]) -> RunEnd:
+        """How `step`'s run `done` ended. Nothing can have been charged for a step that failed
+        before RunAPI had a task for it, nor for one whose task RunAPI failed (it refunds a failed
+        task); anything else may have been (a result that could not be read, say)."""
+        refunded = step.step_id in self._refunded
+        self._refunded.discard(step.step_id)
+        final = _ended_as(done)
+        if final is None or final.state is not StepState.FAILED:
+            return RunEnd(final, charged=True)
+        return RunEnd(final, charged=final.task_id is not None and not refunded)
 
     def is_running(self, step_id: str) -> bool:
         return step_id in self._runs
@@ -498,6 +521,8 @@ class StepRunner:
                 # A visitor's pasted key was refused (revoked since it was checked, say).
                 return await self._fail(step, PASTED_KEY_REFUSED if api_key else str(exc))
             except (RunAPIError, ImageError, HistoryError, RegionError) as exc:
+                if isinstance(exc, TaskFailedError):
+                    self._refunded.add(step.step_id)
                 if step.source.image_sha256 is not None:
                     # (RunAPI may have lost the file: the next edit of it uploads it again,
                     # rather than failing the same way for the rest of its hour.)
@@ -669,14 +694,18 @@ class StepRunner:
         return cached.url, step, ratio
 
     async def _finish(self, step: Step, task: Task, client: RunAPIClient) -> Step:
+        # A completed task is charged: a step that ends without its image says what it cost.
+        cost = _charged(step, task)
         if not task.image_urls:
-            return await self._fail(step, "RunAPI reported the edit complete but sent no image.")
+            message = "RunAPI reported the edit complete but sent no image."
+            return await self._fail(step, message, cost_cents=cost)
         data, task = await self._fetch_result(step, task, client)
+        cost = _charged(step, task)
         step = replace(step, error=None)
-        result = await asyncio.to_thread(check_result, data)
-        cost = PRICE_CENTS[_model(step)]
-        if task.billing is not None and task.billing.charged_cents is not None:
-            cost = task.billing.charged_cents
+        try:
+            result = await asyncio.to_thread(check_result, data)
+        except ImageError as exc:
+            return await self._fail(step, str(exc), cost_cents=cost)
         delays = iter(RESULT_RETRY_S)
         started = time.monotonic()
         while True:
@@ -869,6 +898,13 @@ class StepRunner:
 
     def _elapsed(self, step: Step) -> float:
         return (self._now() - step.created_at).total_seconds()
+
+
+def _charged(step: Step, task: Task) -> int:
+    """What RunAPI charged for `step`'s completed `task`: its billing's, else the list price."""
+    if task.billing is not None and task.billing.charged_cents is not None:
+        return task.billing.charged_cents
+    return PRICE_CENTS[_model(step)]
 
 
 def _payer_of(api_key: Secret | None) -> str:

@@ -47,6 +47,7 @@ class Faults:
             self._fail_messages: list[str] = []
             self.results_expired = False
             self.first_result_urls_expire = False
+            self.results_damaged = False
             self.sources_unreachable = False
             self._chaos_rate = 0.0
             self._rng = random.Random()
@@ -93,6 +94,11 @@ class Faults:
         out a fresh URL that works."""
         with self._lock:
             self.first_result_urls_expire = True
+
+    def damage_results(self) -> None:
+        """Result images come with their bytes damaged from now on (whole length, bad CRCs)."""
+        with self._lock:
+            self.results_damaged = True
 
     def unreachable_sources(self) -> None:
         """Every `source_image_url` fails to fetch from now on, so new edit tasks fail."""

@@ -290,6 +290,13 @@ class _Api:
         data = None if expired else await self._result_bytes(request.path_params["name"])
         if data is None:
             return JSONResponse(error_body("not_found", "Result not found or expired."), 404)
+        if self.state.faults.results_damaged:
+            middle = len(data) // 2
+            data = (
+                data[:middle]
+                + bytes(b ^ 0xFF for b in data[middle : middle + 64])
+                + data[middle + 64 :]
+            )
         extension = request.path_params["name"].rpartition(".")[2]
         return Response(data, media_type=f"image/{extension}")
 

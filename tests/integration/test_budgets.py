@@ -585,3 +585,33 @@ async def test_an_edit_refused_before_runapi_had_a_task_gives_its_price_back(sim
             await engine.submit_edit(mine, BLUE, visitor=A)
     finally:
         await engine.aclose()
+
+
+async def test_an_edit_runapi_failed_gives_its_price_back_and_a_damaged_result_keeps_it(
+    sim, clean_env
+):
+    """RunAPI refunds a task it failed (moderated, say): two such edits leave the visitor's
+    10¢ whole. Before, each kept its 5¢ for the day, so a visitor whose prompts were refused
+    twice could edit no more. A completed task is charged even when its image comes damaged:
+    that step fails saying so, costs its price in the history and keeps it in the budget."""
+    engine = _engine(sim, clean_env)
+    try:
+        mine = await _session(engine, A)
+        sim.faults.fail_tasks("Content moderated", times=2)
+        for _ in range(2):
+            failed = await engine.edit(mine, BLUE, visitor=A)
+            assert failed.state is StepState.FAILED
+            assert failed.task_id is not None
+            assert "moderated" in (failed.error or "")
+            assert not failed.cost_cents
+        sim.faults.damage_results()
+        damaged = await engine.edit(mine, BLUE, visitor=A)
+        assert damaged.state is StepState.FAILED
+        assert damaged.cost_cents == 5
+        sim.faults.reset()
+        done = await engine.edit(mine, BLUE, visitor=A)  # the other 5¢ of A's 10
+        assert done.state is StepState.COMPLETED
+        with pytest.raises(LimitError):
+            await engine.submit_edit(mine, BLUE, visitor=A)
+    finally:
+        await engine.aclose()
