@@ -463,8 +463,9 @@ class VisitorGuard:
         if path is None or path.suffix != f".{named['ext']}":
             await _not_found(send)
             return
-        response = FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
-        await response(scope, receive, send)
+        # (Marked for the asker's own browser, varying with what names them: the same address
+        # answers its owner 200 and anyone else 404.)
+        await FileResponse(path)(scope, receive, _private(send))
 
 
 async def _serve_export(scope: Scope, receive: Receive, send: Send, folder: str, name: str) -> None:

@@ -248,7 +248,11 @@ def test_api_image_addresses_name_no_server_path_and_serve_only_their_caller(hos
     session = hosted.run(hosted.engine.load_session(made["session_id"]))
     stored = hosted.image_bytes(session.current.result)
     assert Path(image).read_bytes() == stored  # gradio_client fetched it, through that address
-    assert httpx.get(url, headers=owner).content == stored
+    served = httpx.get(url, headers=owner)
+    assert served.content == stored
+    # For the caller's own browser only: a shared cache keeps it for no next asker.
+    assert served.headers["cache-control"].startswith("private")
+    assert {"Cookie", "X-RunAPI-Key"} <= set(served.headers["vary"].replace(" ", "").split(","))
     assert httpx.get(url).status_code == 404
     stranger = httpx.Client()
     stranger.get(hosted.url)
