@@ -32,7 +32,7 @@ from studio.images import (
     describe,
     prepare_upload,
 )
-from studio.limits import FairPlaces, used_lately, used_with
+from studio.limits import FairPlaces, used_with
 from studio.links import is_public_link
 from studio.params import (
     DEFAULT_GENERATE_RATIO,
@@ -115,10 +115,13 @@ RESULT_GONE = (
 # their turn, holding only their encoded model output meanwhile, and never on the loop's own
 # threads, where the store's reads for every page wait (review round 3 F8: six blends at once
 # held all six of them, and another visitor's page for 12 s). The next turn goes to the
-# session owner who had the fewest blends in the last minute, so one visitor's pile never puts
-# another's first blend back more than one blend (review 5 F8: 17.8 s behind one address's four
-# 24-megapixel blends, 2.9 s alone).
+# session owner who had the fewest pixels blended in the last minute (the waiter's own counted),
+# so one visitor's pile never puts another's first blend back more than one blend (review 5 F8:
+# 17.8 s behind one address's four 24-megapixel blends, 2.9 s alone), and a small blend goes
+# ahead of large ones from owners as new as its own.
 BLENDS_AT_ONCE = 1
+# A blend's source whose size the store does not know counts as this many pixels for its turn.
+UNKNOWN_BLEND_PIXELS = 8_000_000
 # Sources converted for upload at once (a 24-megapixel photo: about half a second each).
 UPLOADS_AT_ONCE = 2
 # Said when RunAPI refuses a key a visitor pasted (they set no variable: not RUNAPI_API_KEY).
@@ -365,7 +368,7 @@ class StepRunner:
         self.signals = SessionSignals()
         self._blender = ThreadPoolExecutor(BLENDS_AT_ONCE, thread_name_prefix="kontext-blend")
         self._blend_turns = FairPlaces(BLENDS_AT_ONCE)
-        # The blends each session owner had in the last minute (`limits.used_lately`).
+        # The pixels each session owner had blended in the last minute (`limits.used_lately`).
         self._blended: dict[str, collections.deque[tuple[float, int]]] = {}
 
     # -- what callers see -----------------------------------------------------------------------
@@ -850,7 +853,11 @@ class StepRunner:
         try:
             owners = await asyncio.to_thread(store.owners_of, [step.session_id])
             owner = owners.get(step.session_id) or ""
-            async with self._blend_turns.place(used_lately(self._blended, owner, 1)):
+            # Turns by the pixels each owner had blended lately, this one's counted: a small
+            # blend goes ahead of large ones from owners as new as its own (as conversions do).
+            known = await asyncio.to_thread(store.image_pixels, [sha])
+            used = used_with(self._blended, owner, known.get(sha, UNKNOWN_BLEND_PIXELS))
+            async with self._blend_turns.place(used):
                 blended = await asyncio.get_running_loop().run_in_executor(self._blender, blend)
             size = (blended.width, blended.height)
             marked = await self._marked(blended.data, blended.format, step)

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from studio.engine import Engine
-from studio.history import HistoryError, StepState
+from studio.history import HistoryError, Step, StepState
 from studio.params import EditParams, RegionError, RegionRequest
 from studio.simulator.render import changed_boxes
 from studio.visitor import Visitor
@@ -245,3 +245,42 @@ async def test_one_visitors_pile_of_blends_puts_anothers_back_by_one_blend_at_mo
     # first come, first served it was blended, and stored, last.
     order = [s.step_id for s in sorted(done, key=lambda s: s.completed_at)]
     assert order.index(steps[3].step_id) < 3
+
+
+async def test_a_small_blend_goes_ahead_of_large_ones_of_visitors_as_new_as_its_own(
+    engine, clean_env
+):
+    """Three visitors' keep-the-rest edits of 1600 x 1200 photos wait to be blended, then a
+    fourth visitor's of a 64 x 64 image: it is blended first. First come, first served (and
+    turns by the number of blends, every visitor here having had none) put it last, behind
+    three large blends it has nothing to do with."""
+    big = await engine.read_image(make_image(1600, 1200, fmt="JPEG"))
+    small = await engine.read_image(make_image(64, 64, fmt="JPEG"))
+    lane = engine._runner._blend_turns
+
+    async def submit(n: int, image, box) -> Step:  # type: ignore[no-untyped-def]
+        who = Visitor(f"browser:{n}")
+        session = await engine.start_session(image, name=f"photo {n}", visitor=who)
+        params = EditParams(prompt=f"add hat {n}", output_format="jpeg")
+        region = RegionRequest(box=box)
+        return await engine.submit_edit(session.session_id, params, region=region, visitor=who)
+
+    async def waiting(count: int) -> None:  # blends waiting for their turn in the lane
+        while len(lane._waiting) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async with lane.place(0):  # a blend under way
+        steps = []
+        for n in range(3):
+            steps.append(await submit(n, big, (600, 400, 900, 800)))
+            await waiting(n + 1)
+        steps.append(await submit(3, small, (8, 8, 40, 40)))
+        await waiting(4)
+    done = []
+    for step in steps:
+        with contextlib.suppress(HistoryError):  # (still running: wait for it)
+            await engine.wait(step.step_id)
+        done.append((await engine.load_session(step.session_id)).steps[step.step_id])
+    assert all(s.state is StepState.COMPLETED and s.region is not None for s in done)
+    order = [s.step_id for s in sorted(done, key=lambda s: s.completed_at)]
+    assert order[0] == steps[3].step_id
