@@ -100,6 +100,8 @@ from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Told of a session deleted: the session, its images, and whether its owner still holds one.
+DeletedListener = Callable[[Session, frozenset[str], Callable[[str], bool]], None]
 
 # Errors whose `str()` is one sentence fit for a user; the UI and CLI show these and only these.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -348,6 +350,8 @@ class Engine:
         # The images of sessions deleted within `LEAVING_GRACE_S`, by owner: their bytes on
         # disk, and the task that removes them.
         self._leaving: dict[str, dict[asyncio.Future[None], int]] = {}
+        # Told of each session deleted (`when_deleted`).
+        self._on_deleted: list[DeletedListener] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -764,6 +768,7 @@ class Engine:
             for step_id in session.steps:
                 waiting.pop(step_id, None)
         self._runner.signals.notify(session_id)
+        await self._tell_deleted(session, held)
         await self._collect_deleted(held, session.owner)
         if time.monotonic() >= self._next_full_collect and self._full_collect is None:
             # Every file looked at (a second per 40,000 images): not on a visitor's delete, and
@@ -771,6 +776,27 @@ class Engine:
             self._next_full_collect = time.monotonic() + FULL_COLLECT_EVERY_S
             self._full_collect = asyncio.ensure_future(self._collect_all())
         return session
+
+    def when_deleted(self, listener: DeletedListener) -> None:
+        """Have `listener(session, images, still_held)` called (blocking, on a thread) after
+        each session is deleted: `images` the session's, `still_held(sha)` whether its owner
+        holds that image in another session. Whoever keeps copies of a session's files (its
+        exports, the page's fitted copies) removes them there."""
+        self._on_deleted.append(listener)
+
+    async def _tell_deleted(self, session: Session, images: set[str]) -> None:
+        owner, store = session.owner, self._store
+
+        def still_held(sha256: str) -> bool:
+            if owner is None:
+                return bool(store.still_referenced([sha256]))
+            return store.owner_holds_image(owner, sha256)
+
+        for listener in self._on_deleted:
+            try:
+                await asyncio.to_thread(listener, session, frozenset(images), still_held)
+            except (OSError, StoreError) as exc:
+                log.warning("Clean-up after a deleted session failed: %s", exc)
 
     async def _collect_deleted(self, images: set[str], owner: str | None) -> None:
         """Remove a deleted session's `images` that no other session refers to: at once those

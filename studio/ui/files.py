@@ -29,14 +29,18 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio
 import gradio.blocks
 import gradio.route_utils
 import gradio.routes
 import gradio_client.utils
+
+if TYPE_CHECKING:
+    from studio.history import Session
 
 # Seconds an export waits to be downloaded; a click on Export writes it again.
 EXPORT_TTL_S = 15 * 60
@@ -66,6 +70,13 @@ _writing: set[Path] = set()
 # What `new_export` noted of each export it made (by its folder): its visitor's tag, its
 # address's and its session's.
 _names: dict[str, tuple[str, str, str]] = {}
+# The sessions deleted lately (their tags, as `_names` holds them): an export of one that was
+# being written goes once written (`discard_session_files`).
+_deleted: dict[str, None] = {}
+DELETED_KEPT = 1000
+# The fitted copies made (`fitted_name`), by file name: whose (`_tag`), and the images (their
+# sha256) they were made of, so that they go with their session (`discard_session_files`).
+_fitted: dict[str, tuple[str, frozenset[str]]] = {}
 # This process's exports folders (`make_exports_folder`): where `exported` looks.
 _made: list[Path] = []
 # An export's folder and file as `new_export` names them: two tags, the session's 8 characters
@@ -82,6 +93,7 @@ _KEEP = {"downloads", "pairs"}
 # one visitor's many never push out another's few).
 FITTED_KEPT = 64
 FITTED_PER_VISITOR = 16
+FITTED_NOTED = 4 * FITTED_KEPT
 
 
 def make_exports_folder(parent: Path | None = None) -> Path:
@@ -173,6 +185,8 @@ def export_written(target: Path, *, kept: bool, shares: tuple[int, int] | None =
     """The export at `target` is written (`kept`: its young time starts now; its visitor's and
     address's older ones past their `shares` of bytes go) or was not (removed). Blocking."""
     _writing.discard(target.parent)
+    if kept and _named(target.parent)[2] in _deleted:
+        kept = False  # (its session was deleted while it was written)
     if kept:
         with contextlib.suppress(OSError):
             os.utime(target.parent)
@@ -395,7 +409,12 @@ def fitted_name(left: str, right: str, width: int, height: int, owner: str | Non
     the studio showed it (as with an export's link; made of the images' hashes it could be named
     by anyone who knew them)."""
     made_of = f"{left}|{right}|{width}x{height}".encode()
-    return f"{_tag(owner)}-{hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32]}.png"
+    name = f"{_tag(owner)}-{hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32]}.png"
+    _fitted.pop(name, None)
+    _fitted[name] = (_tag(owner), frozenset((left, right)))  # (the newest last)
+    while len(_fitted) > FITTED_NOTED:  # (the oldest are long gone: `FITTED_KEPT`)
+        del _fitted[next(iter(_fitted))]
+    return name
 
 
 def keep_fitted(folder: Path, owner: str | None = None, *, now: float | None = None) -> None:
@@ -494,6 +513,31 @@ def _no_downloads() -> None:
     block._kontext_no_downloads = True  # type: ignore[attr-defined]
 
 
+def discard_session_files(
+    folder: Path, session: Session, images: frozenset[str], still_held: Callable[[str], bool]
+) -> None:
+    """A session was deleted (`Engine.when_deleted`): its exports in `folder` go, and so do its
+    owner's fitted copies of its `images` they no longer hold in another session
+    (`still_held`). An export of it still being written goes once written. Before, both were
+    served to whoever had the link until their 15 minutes were up, after the session and its
+    images were gone (review 55 F1). Blocking: call it in a thread."""
+    of = _tag(f"session:{session.session_id}")
+    _deleted[of] = None
+    while len(_deleted) > DELETED_KEPT:
+        del _deleted[next(iter(_deleted))]
+    for _, entry in _exports(folder):
+        if _named(entry)[2] == of and entry not in _writing:
+            shutil.rmtree(entry, ignore_errors=True)
+    owner, pairs = _tag(session.owner), folder / "pairs"
+    kept: dict[str, bool] = {}
+    for name, (whose, made_of) in list(_fitted.items()):
+        if whose != owner or not made_of & images:
+            continue
+        if not any(kept.setdefault(sha, still_held(sha)) for sha in made_of & images):
+            (pairs / name).unlink(missing_ok=True)
+            _fitted.pop(name, None)
+
+
 def discard_upload(path: Path, upload_folder: Path) -> None:
     """Remove an upload Gradio kept (and its folder, once empty) after the store has it; any
     other file is left alone. Blocking: call it in a thread."""
@@ -517,6 +561,7 @@ __all__ = [
     "UploadApart",
     "UploadBook",
     "discard_export",
+    "discard_session_files",
     "discard_upload",
     "export_written",
     "exported",

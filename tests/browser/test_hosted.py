@@ -537,3 +537,39 @@ def _sessions_of(url: str, token: str) -> list[str] | str:
 
 def _cookie_header(client: httpx.Client) -> dict[str, str]:
     return {"Cookie": "; ".join(f"{k}={v}" for k, v in client.cookies.items())}
+
+
+def test_a_deleted_sessions_export_link_and_fitted_copy_go_with_it(browser, hosted, tmp_path):
+    """Deleting a session takes its images back: its export link and the compare slider's
+    fitted copy of its steps answer 404 at once. Both were served to whoever had the link for
+    their 15 minutes, after the session and its images were gone (review 55 F1)."""
+    context, page = _visit(browser, hosted.url)
+    try:
+        page.locator("#examples button[data-act=example]").nth(1).click()
+        expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+        page.select_option("#aspect", "16:9")  # the result's shape differs from its source's
+        box = page.locator("#prompt textarea")
+        box.fill("make it black and white")
+        box.press("Enter")
+        expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+        page.get_by_text("Compare two steps").click()
+        expect(page.locator("#pair-note")).to_contain_text("differ in shape", timeout=15_000)
+        shown = page.locator("#slider img")
+        expect(shown).to_have_count(2)
+        sources = [shown.nth(i).get_attribute("src") or "" for i in range(2)]
+        (fitted,) = [s for s in sources if "/pairs/" in s]
+        with page.expect_download(timeout=15_000) as download:
+            page.locator("#export").click()
+        link = download.value.url
+        cookies = {c["name"]: c["value"] for c in context.cookies()}
+        for url in (link, fitted):
+            assert httpx.get(url, cookies=cookies).status_code == 200
+        page.get_by_role("button", name="Rename or delete this session").click()
+        page.locator("#delete").click()
+        page.locator("#delete-yes").click()
+        expect(page.locator("#status")).to_contain_text("Deleted")
+        for url in (link, fitted):
+            assert httpx.get(url, cookies=cookies).status_code == 404, url
+            assert httpx.get(url).status_code == 404, url
+    finally:
+        context.close()
