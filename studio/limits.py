@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from studio.params import PRICE_CENTS
+
 # Defaults of issue "Share a hosted demo safely": two edits at once, ten a minute, per visitor.
 DEFAULT_MAX_RUNNING = 2
 DEFAULT_PER_MINUTE = 10
@@ -259,24 +261,22 @@ class Limits:
                 "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
                 "(API and MCP callers send it in an X-RunAPI-Key header)."
             )
-        mine = self._spent.get(owner, 0) + cost_cents
-        if s.visitor_budget_cents is not None and mine > s.visitor_budget_cents:
-            raise LimitError(
-                "You have used today's share of this studio's RunAPI budget; paste your own "
-                "RunAPI key under *RunAPI key* to go on."
-            )
-        here = self._spent_by_address.get(address or "", 0) + cost_cents
-        if address is not None and (cap := s.address_cap_cents) is not None and here > cap:
-            raise LimitError(
-                "Visitors from your network address have used today's share of this "
-                "studio's RunAPI budget; paste your own RunAPI key under *RunAPI key* to go on."
-            )
-        total = self._spent_total + cost_cents
-        if s.total_budget_cents is not None and total > s.total_budget_cents:
-            raise LimitError(
-                "This studio's RunAPI budget for today is used up; paste your own RunAPI key "
-                "under *RunAPI key* to go on."
-            )
+        address_spent = self._spent_by_address.get(address or "", 0)
+        budgets = (
+            (s.visitor_budget_cents, self._spent.get(owner, 0), "your share", _VISITOR_SPENT),
+            (
+                s.address_cap_cents if address is not None else None,
+                address_spent,
+                "your network address's share",
+                _ADDRESS_SPENT,
+            ),
+            (s.total_budget_cents, self._spent_total, "all that is left", _TOTAL_SPENT),
+        )
+        for cap, spent, whose, used_up in budgets:
+            if cap is not None and spent + cost_cents > cap:
+                left = cap - spent
+                fits = left >= min(PRICE_CENTS.values())
+                raise LimitError(_too_dear(cost_cents, left, whose) if fits else used_up)
 
     def admit_decode(self, owner: str, pixels: int) -> None:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they
@@ -415,3 +415,29 @@ class Limits:
                 self._spent_total = total
         self._recent = {k: v for k, v in self._recent.items() if v}
         self._decoded = {k: v for k, v in self._decoded.items() if v}
+
+
+# What a visitor is told when a budget of the day has nothing left (`Limits.admit`).
+_VISITOR_SPENT = (
+    "You have used today's share of this studio's RunAPI budget; paste your own RunAPI key "
+    "under *RunAPI key* to go on."
+)
+_ADDRESS_SPENT = (
+    "Visitors from your network address have used today's share of this studio's RunAPI "
+    "budget; paste your own RunAPI key under *RunAPI key* to go on."
+)
+_TOTAL_SPENT = (
+    "This studio's RunAPI budget for today is used up; paste your own RunAPI key under "
+    "*RunAPI key* to go on."
+)
+
+
+def _too_dear(cost_cents: int, left_cents: int, whose: str) -> str:
+    """What a request costing more than is left of a budget is told: how much is left, and that
+    a cheaper one fits (review 55 F2: it was told the budget was used up, and sent to paste a
+    key, with enough left for a pro edit)."""
+    return (
+        f"This costs ${cost_cents / 100:.2f}, more than the ${left_cents / 100:.2f} left today "
+        f"of this studio's RunAPI budget ({whose}): a cheaper edit fits (pro rather than max, "
+        "one model rather than a comparison), or paste your own RunAPI key under *RunAPI key*."
+    )

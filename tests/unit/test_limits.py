@@ -57,13 +57,36 @@ def test_without_a_budget_a_visitor_must_bring_a_key():
 def test_the_visitor_budget_counts_what_was_created_and_a_refusal_counts_nothing():
     caps, _, today = limits(visitor_budget_cents=15, max_running=100)
     caps.admit("a", ["1"], 10, server_key=True)
-    with pytest.raises(LimitError, match="today's share"):
+    with pytest.raises(LimitError, match=r"more than the \$0.05 left today"):
         caps.admit("a", ["2"], 10, server_key=True)
     assert caps.spent_cents("a") == 10
     caps.admit("a", ["3"], 5, server_key=True)
     caps.admit("b", ["4"], 10, server_key=True)  # another visitor has their own share
     today[0] = date(2026, 12, 1)
     assert caps.spent_cents("a") == 0
+
+
+def test_a_request_dearer_than_what_is_left_is_told_what_is_left_and_that_a_cheaper_fits():
+    """A compare (15c) with 10c of a visitor's 30c left was told the share was used up and
+    sent to paste a key, though a pro edit still fitted (review 55 F2)."""
+    caps, _, _ = limits(visitor_budget_cents=30, total_budget_cents=42, max_running=100)
+    caps.admit("a", ["1"], 20, server_key=True)
+    with pytest.raises(LimitError) as refused:
+        caps.admit("a", ["2", "3"], 15, server_key=True)
+    said = str(refused.value)
+    assert "This costs $0.15, more than the $0.10 left today" in said
+    assert "(your share)" in said
+    assert "pro rather than max" in said
+    caps.admit("a", ["4"], 5, server_key=True)  # it does
+    caps.admit("b", ["5"], 10, server_key=True)  # 7c left of the total
+    with pytest.raises(
+        LimitError, match=r"more than the \$0.07 left today .* \(all that is left\)"
+    ):
+        caps.admit("c", ["6"], 10, server_key=True)
+    caps.admit("c", ["7"], 5, server_key=True)
+    # Less than the cheapest edit left: used up, as before.
+    with pytest.raises(LimitError, match="budget for today is used up"):
+        caps.admit("d", ["8"], 5, server_key=True)
 
 
 def test_the_total_budget_is_shared_by_all_visitors():
