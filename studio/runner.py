@@ -103,8 +103,10 @@ TRANSIENT_RETRY_S = (1.0, 5.0, 15.0, 30.0)
 TRANSIENT = (RateLimitedError, ServiceUnavailableError, NetworkError)
 UNANSWERED = (
     "RunAPI did not answer for {minutes:.0f} minutes; this edit stays open and is asked for "
-    "again (under the same request, so never paid twice) when the studio next starts."
+    "again every minute (under the same request, so never paid twice)."
 )
+# Seconds before a step left open is run again (`StepRunner._again_later`; at most the deadline).
+LEFT_OPEN_AGAIN_S = 60.0
 RESULT_GONE = (
     "RunAPI finished this edit, but no longer has it, so its image could not be fetched; "
     "ask RunAPI's support about task {task_id}."
@@ -357,6 +359,10 @@ class StepRunner:
         self._deadline_s = deadline_s
         self._now = now
         self._runs: dict[str, _Run] = {}
+        # Runs that left their step open, waiting to run it again (`_again_later`), and how long.
+        self._waiting_again: set[asyncio.Future[None]] = set()
+        self._again_s = min(LEFT_OPEN_AGAIN_S, deadline_s)
+        self._closed = False
         # Steps whose task RunAPI failed (so refunded), until their run's end is told.
         self._refunded: set[str] = set()
         # Sources uploaded lately, by who paid (`_payer_of`), whose session it was for and the
@@ -389,7 +395,35 @@ class StepRunner:
         task.add_done_callback(lambda _: self._forget(step))
         if on_done is not None:
             task.add_done_callback(lambda done: on_done(step.step_id, self._end_of(step, done)))
+        task.add_done_callback(lambda done: self._again_later(step, api_key, on_done, done))
         self.signals.notify(step.session_id)
+
+    def _again_later(
+        self,
+        step: Step,
+        api_key: Secret | None,
+        on_done: Callable[[str, RunEnd], None] | None,
+        done: asyncio.Task[Step],
+    ) -> None:
+        """A run that left its step open (RunAPI did not answer, its task did not end, or its
+        image did not come, within the deadline) is run again `_again_s` later, from the step
+        as stored, for as long as the studio runs (and at its next start). Before, it waited
+        for a restart, days on a hosted studio, with a paid image at RunAPI (review 55 F4)."""
+        final = _ended_as(done)
+        if final is None or final.is_finished or self._closed:
+            return
+
+        async def again() -> None:
+            await asyncio.sleep(self._again_s)
+            unfinished = await asyncio.to_thread(self._store.unfinished_steps)
+            stored = next((s for s in unfinished if s.step_id == step.step_id), None)
+            if stored is not None and not self._closed and step.step_id not in self._runs:
+                log.info("Step %s: asking RunAPI again", step.step_id)
+                self.launch(stored, api_key, on_done=on_done)
+
+        waiting = asyncio.ensure_future(again())
+        self._waiting_again.add(waiting)
+        waiting.add_done_callback(self._waiting_again.discard)
 
     def _end_of(self, step: Step, done: asyncio.Task[Step]) -> RunEnd:
         """How `step`'s run `done` ended. Nothing can have been charged for a step that failed
@@ -467,7 +501,8 @@ class StepRunner:
 
     async def aclose(self) -> None:
         """Stop waiting on running steps (they stay unfinished in the store and resume later)."""
-        tasks = [run.task for run in self._runs.values()]
+        self._closed = True
+        tasks = [run.task for run in self._runs.values()] + list(self._waiting_again)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -506,17 +541,17 @@ class StepRunner:
             except asyncio.CancelledError:
                 raise  # shutting down: the step stays unfinished in the store, resumed next start
             except TaskTimeoutError as exc:
-                # The task may still finish and be charged: leave the step running in the store
-                # so the next start polls it again, and tell the watchers.
-                return replace(step, error=str(exc))
+                # The task may still finish and be charged: leave the step running in the store,
+                # saying so, to be read again (`_again_later`, and at the next start).
+                return await self._left_open(replace(step, error=str(exc)))
             except _StillFetching as fetching:
                 # Completed and charged: the step stays "completed, fetching" in the store.
                 return fetching.step
             except _Unanswered as unanswered:
-                # RunAPI may have the task: the step stays open in the store for the next start.
-                return replace(
-                    unanswered.step, error=UNANSWERED.format(minutes=self._deadline_s / 60)
-                )
+                # RunAPI may have the task: the step stays open in the store, saying so, to be
+                # asked for again (`_again_later`, and at the next start).
+                message = UNANSWERED.format(minutes=self._deadline_s / 60)
+                return await self._left_open(replace(unanswered.step, error=message))
             except _ResultGone:
                 message = RESULT_GONE.format(task_id=step.task_id)
                 return await self._fail(step, message, cost_cents=PRICE_CENTS[_model(step)])
@@ -874,6 +909,14 @@ class StepRunner:
         return await asyncio.to_thread(
             self._store.put_image, data, format=image_format, width=width, height=height
         )
+
+    async def _left_open(self, step: Step) -> Step:
+        """`step`, open, saying why in the store (when it can be written: the store may be what
+        failed) and to its watchers."""
+        with contextlib.suppress(OSError, StoreError):
+            await asyncio.to_thread(self._store.save_step, step)
+        self._report(step, "queued" if step.task_id is None else "submitted")
+        return step
 
     async def _fail(self, step: Step, message: str, *, cost_cents: int = 0) -> Step:
         failed = step.fail(message, self._now(), cost_cents=cost_cents)

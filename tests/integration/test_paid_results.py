@@ -11,7 +11,7 @@ import pytest
 from studio.engine import Engine
 from studio.history import Step, StepState
 from studio.params import EditParams
-from studio.runner import FETCHING, STORING
+from studio.runner import FETCHING, STORING, UNANSWERED
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -183,3 +183,29 @@ async def test_a_paid_result_the_server_cannot_save_yet_is_saved_once_it_can(sim
         away.rename(images)
     await _kept_and_paid_once(engine, sim, await engine.wait(step.step_id))
     await engine.aclose()
+
+
+async def test_an_edit_left_open_at_the_deadline_is_asked_for_again_while_the_studio_runs(
+    sim, clean_env
+):
+    """RunAPI silent past the deadline: the step stays open, says why in the store (the API
+    showed it queued, without a word), and is asked for again while the studio runs. It
+    waited for a restart, days on a hosted studio, with a paid image at RunAPI (review 55
+    F4). One task, one image, charged once."""
+    sim.faults.server_error(503, times=10_000)  # RunAPI answers nothing but 503 for now
+    engine = make_engine(clean_env, sim.base_url, sim.api_key, task_deadline_s=1.5)
+    try:
+        session_id = await _session(engine)
+        step = await engine.edit(session_id, EditParams(prompt="blue"))
+        stored = (await engine.load_session(session_id)).steps[step.step_id]
+        assert not stored.is_finished  # open, not failed: RunAPI may have the task
+        assert stored.error == UNANSWERED.format(minutes=1.5 / 60)
+        sim.faults.reset()  # RunAPI answers again; the studio is not restarted
+        for _ in range(300):
+            stored = (await engine.load_session(session_id)).steps[step.step_id]
+            if stored.is_finished:
+                break
+            await asyncio.sleep(0.05)
+        await _kept_and_paid_once(engine, sim, stored)
+    finally:
+        await engine.aclose()
