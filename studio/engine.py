@@ -1863,6 +1863,8 @@ class Engine:
         result that could not be read, say): the budgets protect the host."""
         if self._limits is None:
             return
+        if end.step is not None and not end.step.is_finished:
+            return  # left open, to be asked for again: it keeps its place (review 56 F3)
         self._limits.release(step_id)
         if end.charged:
             return

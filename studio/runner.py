@@ -102,8 +102,13 @@ STORING = (
 TRANSIENT_RETRY_S = (1.0, 5.0, 15.0, 30.0)
 TRANSIENT = (RateLimitedError, ServiceUnavailableError, NetworkError)
 UNANSWERED = (
-    "RunAPI did not answer for {minutes:.0f} minutes; this edit stays open and is asked for "
-    "again every minute (under the same request, so never paid twice)."
+    "RunAPI did not answer for {waited}; this edit stays open and is asked for again every "
+    "minute (under the same request, so never paid twice)."
+)
+# Said when a step left open is asked to be cancelled (`StepRunner.cancel`).
+LEFT_OPEN_NOT_CANCELLED = (
+    "RunAPI may already have this edit (it was sent before RunAPI stopped answering), so it "
+    "can no longer be cancelled; the studio keeps asking for it."
 )
 # Seconds before a step left open is run again (`StepRunner._again_later`; at most the deadline).
 LEFT_OPEN_AGAIN_S = 60.0
@@ -361,6 +366,8 @@ class StepRunner:
         self._runs: dict[str, _Run] = {}
         # Runs that left their step open, waiting to run it again (`_again_later`), and how long.
         self._waiting_again: set[asyncio.Future[None]] = set()
+        # Steps left open, from the end of their run to the next: never cancelled meanwhile.
+        self._open_ids: set[str] = set()
         self._again_s = min(LEFT_OPEN_AGAIN_S, deadline_s)
         self._closed = False
         # Steps whose task RunAPI failed (so refunded), until their run's end is told.
@@ -411,15 +418,23 @@ class StepRunner:
         for a restart, days on a hosted studio, with a paid image at RunAPI (review 55 F4)."""
         final = _ended_as(done)
         if final is None or final.is_finished or self._closed:
+            self._open_ids.discard(step.step_id)
             return
 
         async def again() -> None:
-            await asyncio.sleep(self._again_s)
-            unfinished = await asyncio.to_thread(self._store.unfinished_steps)
-            stored = next((s for s in unfinished if s.step_id == step.step_id), None)
-            if stored is not None and not self._closed and step.step_id not in self._runs:
-                log.info("Step %s: asking RunAPI again", step.step_id)
-                self.launch(stored, api_key, on_done=on_done)
+            try:
+                await asyncio.sleep(self._again_s)
+                unfinished = await asyncio.to_thread(self._store.unfinished_steps)
+                stored = next((s for s in unfinished if s.step_id == step.step_id), None)
+                if self._closed or step.step_id in self._runs:
+                    return
+                if stored is not None:
+                    log.info("Step %s: asking RunAPI again", step.step_id)
+                    self.launch(stored, api_key, on_done=on_done)
+                elif on_done is not None:  # (it ended elsewhere: its place goes)
+                    on_done(step.step_id, RunEnd(None, charged=True))
+            finally:
+                self._open_ids.discard(step.step_id)  # (running again: not cancelled either)
 
         waiting = asyncio.ensure_future(again())
         self._waiting_again.add(waiting)
@@ -442,8 +457,12 @@ class StepRunner:
     async def cancel(self, step_id: str) -> None:
         """Stop a step that still waits for its parent (nothing was sent, nothing is paid).
 
-        Raises `HistoryError` if it has started. A step not running here is left to the caller.
+        Raises `HistoryError` if it has started, or was left open to be asked for again (its
+        create may have reached RunAPI: review 56 F1). A step not running here otherwise is
+        left to the caller.
         """
+        if step_id in self._open_ids:
+            raise HistoryError(LEFT_OPEN_NOT_CANCELLED)
         run = self._runs.get(step_id)
         if run is None:
             return
@@ -550,7 +569,7 @@ class StepRunner:
             except _Unanswered as unanswered:
                 # RunAPI may have the task: the step stays open in the store, saying so, to be
                 # asked for again (`_again_later`, and at the next start).
-                message = UNANSWERED.format(minutes=self._deadline_s / 60)
+                message = UNANSWERED.format(waited=_duration(self._deadline_s))
                 return await self._left_open(replace(unanswered.step, error=message))
             except _ResultGone:
                 message = RESULT_GONE.format(task_id=step.task_id)
@@ -912,7 +931,8 @@ class StepRunner:
 
     async def _left_open(self, step: Step) -> Step:
         """`step`, open, saying why in the store (when it can be written: the store may be what
-        failed) and to its watchers."""
+        failed) and to its watchers; it cannot be cancelled until it is run again."""
+        self._open_ids.add(step.step_id)
         with contextlib.suppress(OSError, StoreError):
             await asyncio.to_thread(self._store.save_step, step)
         self._report(step, "queued" if step.task_id is None else "submitted")
@@ -948,6 +968,13 @@ class StepRunner:
 
     def _elapsed(self, step: Step) -> float:
         return (self._now() - step.created_at).total_seconds()
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` in words: "15 minutes", "30 seconds"."""
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} second{'' if round(seconds) == 1 else 's'}"
 
 
 def _charged(step: Step, task: Task) -> int:

@@ -435,6 +435,8 @@ class Endpoints:
                 visitor=self.who,
             )
         step = await self._follow(step, progress)
+        if not step.is_finished:
+            raise Refusal(_still_open(step))
         if step.state is not StepState.COMPLETED:
             raise Refusal(_failed(step))
         return self._address(step.result, request), _json(self._summary(step, request))
@@ -684,6 +686,17 @@ def _failed(step: Step) -> str:
     return (
         f"The edit failed: {reason} (step {step.step_id} in session {step.session_id}); "
         "change the instruction and try again."
+    )
+
+
+def _still_open(step: Step) -> str:
+    """What an edit not finished when its wait ended says: it is not failed, and sending it
+    again would be a second, paid edit (review 56 F2: "failed … try again")."""
+    reason = (step.error or "RunAPI has not finished it yet").rstrip(".")
+    return (
+        f"The edit is not finished yet: {reason}. Do not send it again (that would be a second, "
+        f"paid edit): look at step {step.step_id} later with show_session "
+        f"(session {step.session_id})."
     )
 
 

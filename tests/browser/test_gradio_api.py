@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from tests.support.engines import make_image
 
@@ -284,3 +286,33 @@ def test_a_file_is_sent_as_it_is_and_a_range_of_many_parts_whole(studio):
     one = httpx.get(f"{base}/{script}", headers={"Range": "bytes=0-9"})
     assert one.status_code == 206
     assert len(one.content) == 10
+
+
+def test_an_edit_runapi_left_unanswered_is_not_called_failed(sim, clean_env, tmp_path):
+    """RunAPI silent past the task's deadline: the edit is open, not failed, and asked for again
+    (its create replays, never paid twice). The caller was told "The edit failed … try again",
+    and one that did paid a second time (review 56 F2); the wait said "0 minutes"."""
+    from tests.browser.conftest import running_studio
+
+    with running_studio(sim, clean_env, task_deadline_s=2.0) as studio:
+        client = Client(studio.url, verbose=False)
+        photo = tmp_path / "photo.png"
+        photo.write_bytes(make_image(64, 48))
+        sim.faults.server_error(503, times=10_000)  # RunAPI answers nothing but 503 for now
+        with pytest.raises(AppError, match="not finished yet") as told:
+            client.predict(str(photo), "make it blue", "pro", "match", "", api_name="/edit_image")
+        said = str(told.value)
+        assert "The edit is not finished yet: RunAPI did not answer for 2 seconds" in said
+        assert "Do not send it again" in said
+        assert "failed" not in said
+        assert "try again" not in said
+        sim.faults.reset()
+        session_id = said.rsplit("(session ", 1)[1][:36]
+        for _ in range(100):  # asked for again while the studio runs: it lands
+            shown = json.loads(client.predict(session_id, api_name="/show_session"))
+            if shown["steps"][-1]["state"] == "completed":
+                break
+            time.sleep(0.1)
+        assert shown["steps"][-1]["state"] == "completed"
+        assert len(sim.tasks) == 1
+        client.close()

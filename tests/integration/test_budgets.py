@@ -4,6 +4,7 @@ one paid with a visitor's own key never runs on the server's. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import zipfile
@@ -613,5 +614,35 @@ async def test_an_edit_runapi_failed_gives_its_price_back_and_a_damaged_result_k
         assert done.state is StepState.COMPLETED
         with pytest.raises(LimitError):
             await engine.submit_edit(mine, BLUE, visitor=A)
+    finally:
+        await engine.aclose()
+
+
+async def test_an_edit_left_open_keeps_its_visitors_running_place(sim, clean_env):
+    """An edit RunAPI left unanswered past its deadline is still open (asked for again): it
+    holds its place among its visitor's edits at once until it ends. It gave the place back
+    at the deadline, so each outage freed more (review 56 F3)."""
+    caps = LimitSettings(visitor_budget_cents=100, max_running=1)
+    engine = make_engine(
+        clean_env, sim.base_url, sim.api_key, limits=Limits(caps), task_deadline_s=1.0
+    )
+    try:
+        mine = await _session(engine, A)
+        sim.faults.server_error(503, times=10_000)
+        step = await engine.edit(mine, BLUE, visitor=A)
+        assert not step.is_finished
+        with pytest.raises(LimitError, match="at most 1 at once"):
+            await engine.submit_edit(mine, BLUE, visitor=A)
+        sim.faults.reset()
+        for _ in range(200):  # asked for again: it lands, and its place comes free
+            with contextlib.suppress(LimitError):
+                next_one = await engine.submit_edit(mine, BLUE, visitor=A)
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the open edit's place never came free")
+        landed = (await engine.load_session(mine, visitor=A)).steps[step.step_id]
+        assert landed.state is StepState.COMPLETED
+        assert (await engine.wait(next_one.step_id)).state is StepState.COMPLETED
     finally:
         await engine.aclose()

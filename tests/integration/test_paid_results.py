@@ -9,9 +9,9 @@ import asyncio
 import pytest
 
 from studio.engine import Engine
-from studio.history import Step, StepState
+from studio.history import HistoryError, Step, StepState
 from studio.params import EditParams
-from studio.runner import FETCHING, STORING, UNANSWERED
+from studio.runner import FETCHING, LEFT_OPEN_NOT_CANCELLED, STORING, UNANSWERED
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -199,7 +199,13 @@ async def test_an_edit_left_open_at_the_deadline_is_asked_for_again_while_the_st
         step = await engine.edit(session_id, EditParams(prompt="blue"))
         stored = (await engine.load_session(session_id)).steps[step.step_id]
         assert not stored.is_finished  # open, not failed: RunAPI may have the task
-        assert stored.error == UNANSWERED.format(minutes=1.5 / 60)
+        assert stored.error == UNANSWERED.format(waited="2 seconds")
+        # Its create may have reached RunAPI: it is not cancelled before it is asked for again
+        # (review 56 F1: a click on its ✕ then lost a task RunAPI charged, outside the budgets).
+        with pytest.raises(HistoryError, match="can no longer be cancelled") as refused:
+            await engine.cancel(session_id, step.step_id)
+        assert str(refused.value) == LEFT_OPEN_NOT_CANCELLED
+        assert step.step_id in (await engine.load_session(session_id)).steps
         sim.faults.reset()  # RunAPI answers again; the studio is not restarted
         for _ in range(300):
             stored = (await engine.load_session(session_id)).steps[step.step_id]
