@@ -261,22 +261,21 @@ class Limits:
                 "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
                 "(API and MCP callers send it in an X-RunAPI-Key header)."
             )
-        address_spent = self._spent_by_address.get(address or "", 0)
+        # Each budget of the day: its cap, what it spent, whether it is the visitor's own.
+        address_cap = s.address_cap_cents if address is not None else None
         budgets = (
-            (s.visitor_budget_cents, self._spent.get(owner, 0), "your share", _VISITOR_SPENT),
-            (
-                s.address_cap_cents if address is not None else None,
-                address_spent,
-                "your network address's share",
-                _ADDRESS_SPENT,
-            ),
-            (s.total_budget_cents, self._spent_total, "all that is left", _TOTAL_SPENT),
+            (s.visitor_budget_cents, self._spent.get(owner, 0), True, _VISITOR_SPENT),
+            (address_cap, self._spent_by_address.get(address or "", 0), False, _ADDRESS_SPENT),
+            (s.total_budget_cents, self._spent_total, False, _TOTAL_SPENT),
         )
-        for cap, spent, whose, used_up in budgets:
+        for cap, spent, own, used_up in budgets:
             if cap is not None and spent + cost_cents > cap:
                 left = cap - spent
-                fits = left >= min(PRICE_CENTS.values())
-                raise LimitError(_too_dear(cost_cents, left, whose) if fits else used_up)
+                if left < min(PRICE_CENTS.values()):
+                    raise LimitError(used_up)
+                # (What is left of the budgets others share is not told to the cent: review
+                # 56 F5, anyone could read the other visitors' spending.)
+                raise LimitError(_too_dear(cost_cents, left if own else None))
 
     def admit_decode(self, owner: str, pixels: int) -> None:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they
@@ -432,12 +431,13 @@ _TOTAL_SPENT = (
 )
 
 
-def _too_dear(cost_cents: int, left_cents: int, whose: str) -> str:
-    """What a request costing more than is left of a budget is told: how much is left, and that
-    a cheaper one fits (review 55 F2: it was told the budget was used up, and sent to paste a
-    key, with enough left for a pro edit)."""
+def _too_dear(cost_cents: int, left_cents: int | None) -> str:
+    """What a request costing more than is left of a budget is told: that a cheaper one fits,
+    and how much is left when it is the visitor's own share (review 55 F2: it was told the
+    budget was used up, and sent to paste a key, with enough left for a pro edit)."""
+    left = "" if left_cents is None else f" (${left_cents / 100:.2f} of your share)"
     return (
-        f"This costs ${cost_cents / 100:.2f}, more than the ${left_cents / 100:.2f} left today "
-        f"of this studio's RunAPI budget ({whose}): a cheaper edit fits (pro rather than max, "
-        "one model rather than a comparison), or paste your own RunAPI key under *RunAPI key*."
+        f"This costs ${cost_cents / 100:.2f}, more than is left today of this studio's RunAPI "
+        f"budget{left}: a cheaper edit fits (pro rather than max, one model rather than a "
+        "comparison), or paste your own RunAPI key under *RunAPI key*."
     )
