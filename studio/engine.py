@@ -585,6 +585,15 @@ class Engine:
         if self._limits is None or visitor.owner is None:
             return
         expected = sum(_result_bytes(step, session) for step in steps)
+        cap = self._limits.settings.upload_bytes
+        if expected > cap:
+            # (Whatever the visitor keeps: the sentence about what they keep blamed them for a
+            # source too large to keep the rest of at its size, review 56 F4.)
+            raise LimitError(
+                f"Keeping the rest of this image at its full size may take up to "
+                f"{expected / 2**20:.0f} MB, more than the {cap / 2**20:.0f} MB each visitor "
+                "may keep: edit it without *Keep the rest* or a region, or a smaller copy of it."
+            )
         what = "another edit's result" if len(steps) == 1 else "these edits' results"
         await self._require_room(visitor, expected, what)
 

@@ -467,7 +467,9 @@ async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anythi
     at its floor, the edit is refused with one sentence, nothing is created at RunAPI and
     nothing is stored (review 8 F6: keep-the-rest edits grew the store without bound)."""
     a = Visitor("browser:a")
-    share = 12 * 2**20
+    # (13.6 MB: a box on the 3-megapixel photo may take 13.59 MB on its own; with what the
+    # visitor keeps already, it does not fit.)
+    share = int(13.6 * 2**20)
     limits = Limits(LimitSettings(visitor_budget_cents=500, upload_bytes=share))
     engine = make_engine(clean_env, sim.base_url, sim.api_key, limits=limits)
     try:
@@ -478,7 +480,7 @@ async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anythi
         tasks = len(sim.tasks)
         steps = len((await engine.load_session(session.session_id, visitor=a)).steps)
         # Kept to a box on the photo, the result would also store a blend at the photo's own
-        # 3 megapixels (9 MB): past the share.
+        # 3 megapixels (9 MB): with what the visitor keeps, past the share.
         with pytest.raises(LimitError, match="another edit's result does not fit"):
             await engine.submit_edit(
                 session.session_id,
@@ -489,6 +491,22 @@ async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anythi
             )
         assert len(sim.tasks) == tasks
         assert len((await engine.load_session(session.session_id, visitor=a)).steps) == steps
+        # A source whose full-size blend alone takes more than the share is told so, not that
+        # what the visitor keeps leaves no room (review 56 F4: every visitor was told that).
+        huge = await engine.read_image(make_image(2400, 1800), visitor=a)
+        alone = await engine.start_session(huge, name="huge", visitor=a)
+        with pytest.raises(LimitError) as refused:
+            await engine.submit_edit(
+                alone.session_id,
+                EditParams(prompt="add a scarf"),
+                visitor=a,
+                region=RegionRequest(box=(10, 10, 100, 100)),
+            )
+        assert str(refused.value).startswith(
+            "Keeping the rest of this image at its full size may take up to 17 MB, more than "
+            "the 14 MB each visitor may keep"
+        )
+        assert len(sim.tasks) == tasks
     finally:
         await engine.aclose()
     floor = Limits(LimitSettings(visitor_budget_cents=500, disk_floor_bytes=2**62))
