@@ -102,8 +102,9 @@ STORING = (
 TRANSIENT_RETRY_S = (1.0, 5.0, 15.0, 30.0)
 TRANSIENT = (RateLimitedError, ServiceUnavailableError, NetworkError)
 UNANSWERED = (
-    "RunAPI did not answer for {waited}; this edit stays open and is asked for again every "
-    "minute (under the same request, so never paid twice)."
+    "RunAPI did not answer for {waited}; this edit stays open and is asked for again (under "
+    "the same request, so never paid twice) every minute while the studio runs, and when it "
+    "next starts."
 )
 # Said when a step left open is asked to be cancelled (`StepRunner.cancel`).
 LEFT_OPEN_NOT_CANCELLED = (
