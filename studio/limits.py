@@ -261,21 +261,19 @@ class Limits:
                 "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
                 "(API and MCP callers send it in an X-RunAPI-Key header)."
             )
-        # Each budget of the day: its cap, what it spent, whether it is the visitor's own.
+        # Each budget of the day: its cap, what it spent, whose it is.
         address_cap = s.address_cap_cents if address is not None else None
         budgets = (
-            (s.visitor_budget_cents, self._spent.get(owner, 0), True, _VISITOR_SPENT),
-            (address_cap, self._spent_by_address.get(address or "", 0), False, _ADDRESS_SPENT),
-            (s.total_budget_cents, self._spent_total, False, _TOTAL_SPENT),
+            (s.visitor_budget_cents, self._spent.get(owner, 0), "own", _VISITOR_SPENT),
+            (address_cap, self._spent_by_address.get(address or "", 0), "address", _ADDRESS_SPENT),
+            (s.total_budget_cents, self._spent_total, "total", _TOTAL_SPENT),
         )
-        for cap, spent, own, used_up in budgets:
+        for cap, spent, whose, used_up in budgets:
             if cap is not None and spent + cost_cents > cap:
                 left = cap - spent
                 if left < min(PRICE_CENTS.values()):
                     raise LimitError(used_up)
-                # (What is left of the budgets others share is not told to the cent: review
-                # 56 F5, anyone could read the other visitors' spending.)
-                raise LimitError(_too_dear(cost_cents, left if own else None))
+                raise LimitError(_too_dear(cost_cents, left, whose))
 
     def admit_decode(self, owner: str, pixels: int) -> None:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they
@@ -431,13 +429,18 @@ _TOTAL_SPENT = (
 )
 
 
-def _too_dear(cost_cents: int, left_cents: int | None) -> str:
-    """What a request costing more than is left of a budget is told: that a cheaper one fits,
-    and how much is left when it is the visitor's own share (review 55 F2: it was told the
-    budget was used up, and sent to paste a key, with enough left for a pro edit)."""
-    left = "" if left_cents is None else f" (${left_cents / 100:.2f} of your share)"
+def _too_dear(cost_cents: int, left_cents: int, whose: str) -> str:
+    """What a request costing more than is left of a budget (`whose`: "own", "address" or
+    "total") is told: that a cheaper one fits, and which budget; how much is left only of the
+    visitor's own share (review 55 F2: it was told the budget was used up, and sent to paste a
+    key, with enough left for a pro edit; review 56 F5: told to the cent, the total's remainder
+    showed anyone the other visitors' spending)."""
+    which = {
+        "own": f" (${left_cents / 100:.2f} of your share)",
+        "address": " (the share of visitors from your network address)",
+    }.get(whose, "")
     return (
         f"This costs ${cost_cents / 100:.2f}, more than is left today of this studio's RunAPI "
-        f"budget{left}: a cheaper edit fits (pro rather than max, one model rather than a "
+        f"budget{which}: a cheaper edit fits (pro rather than max, one model rather than a "
         "comparison), or paste your own RunAPI key under *RunAPI key*."
     )

@@ -68,7 +68,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         addresses_apart=settings.addresses_apart,
     )
     # A deleted session's exports and fitted copies go with it, not 15 minutes later.
-    bridge.engine.when_deleted(functools.partial(files.discard_session_files, ctx.exports))
+    bridge.when_deleted(functools.partial(files.discard_session_files, ctx.exports))
     banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
     lean.install()  # a session's page config is built when read, not for every API call
     tabstate.install()  # a tab's record only for a visitor, and a bounded number of them

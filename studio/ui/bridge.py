@@ -34,6 +34,7 @@ from studio.engine import (
     MAX_BUNDLE_BYTES,
     USER_ERRORS,
     AuthenticationError,
+    DeletedListener,
     Engine,
     LimitError,
     RunAPIError,
@@ -105,6 +106,10 @@ class Bridge:
         while, remove the images it left that no session refers to."""
         self._loop.call_soon_threadsafe(self._engine.collect_after_start)
         return len(self.run(self._engine.resume_unfinished(), timeout_s))
+
+    def when_deleted(self, listener: DeletedListener) -> None:
+        """`Engine.when_deleted`: `listener` is told of each session deleted (on a thread)."""
+        self._engine.when_deleted(listener)
 
     @property
     def engine(self) -> Engine:

@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "images": {"params"},
     "links": {"images", "params"},
     "store": {"params", "history", "images"},
-    "limits": set(),
+    "limits": {"params"},  # (DESIGN: the prices, for what a refusal says fits)
     "lookout": {"images", "params"},
     "regions": {"images", "params"},
     "visitor": {"config"},
