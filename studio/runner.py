@@ -425,8 +425,7 @@ class StepRunner:
         async def again() -> None:
             try:
                 await asyncio.sleep(self._again_s)
-                unfinished = await asyncio.to_thread(self._store.unfinished_steps)
-                stored = next((s for s in unfinished if s.step_id == step.step_id), None)
+                stored = await asyncio.to_thread(self._still_open, step)
                 if self._closed or step.step_id in self._runs:
                     return
                 if stored is not None:
@@ -440,6 +439,15 @@ class StepRunner:
         waiting = asyncio.ensure_future(again())
         self._waiting_again.add(waiting)
         waiting.add_done_callback(self._waiting_again.discard)
+
+    def _still_open(self, step: Step) -> Step | None:
+        """`step` as stored, if it is still unfinished (one session read, cached: not a scan of
+        every unfinished step). Blocking."""
+        try:
+            stored = self._store.load_session(step.session_id).steps.get(step.step_id)
+        except StoreError:
+            return None
+        return stored if stored is not None and not stored.is_finished else None
 
     def _end_of(self, step: Step, done: asyncio.Task[Step]) -> RunEnd:
         """How `step`'s run `done` ended. Nothing can have been charged for a step that failed

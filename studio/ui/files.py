@@ -410,11 +410,17 @@ def fitted_name(left: str, right: str, width: int, height: int, owner: str | Non
     by anyone who knew them)."""
     made_of = f"{left}|{right}|{width}x{height}".encode()
     name = f"{_tag(owner)}-{hmac.new(_TAG_KEY, made_of, hashlib.sha256).hexdigest()[:32]}.png"
-    _fitted.pop(name, None)
-    _fitted[name] = (_tag(owner), frozenset((left, right)))  # (the newest last)
-    while len(_fitted) > FITTED_NOTED:  # (the oldest are long gone: `FITTED_KEPT`)
-        del _fitted[next(iter(_fitted))]
+    # (The oldest noted are long gone: `FITTED_KEPT`.)
+    _note(_fitted, name, (_tag(owner), frozenset((left, right))), FITTED_NOTED)
     return name
+
+
+def _note(notes: dict[str, Any], key: str, value: Any, kept: int) -> None:
+    """`notes[key] = value` as the newest, keeping the newest `kept`."""
+    notes.pop(key, None)
+    notes[key] = value
+    while len(notes) > kept:
+        del notes[next(iter(notes))]
 
 
 def keep_fitted(folder: Path, owner: str | None = None, *, now: float | None = None) -> None:
@@ -522,9 +528,7 @@ def discard_session_files(
     served to whoever had the link until their 15 minutes were up, after the session and its
     images were gone (review 55 F1). Blocking: call it in a thread."""
     of = _tag(f"session:{session.session_id}")
-    _deleted[of] = None
-    while len(_deleted) > DELETED_KEPT:
-        del _deleted[next(iter(_deleted))]
+    _note(_deleted, of, None, DELETED_KEPT)
     for _, entry in _exports(folder):
         if _named(entry)[2] == of and entry not in _writing:
             shutil.rmtree(entry, ignore_errors=True)
