@@ -144,13 +144,21 @@
       prompt: promptBox()?.value || "",
       region: studio.takeRegion?.() || "",
     });
-  // Export is one click: a ZIP the server has just made is saved at once, by clicking its
-  // *Download export* button (which stays, to save it again); each file is saved once.
-  studio.saveExport = (file) => {
-    const url = file && file.url;
+  // Export is one click: a ZIP the server has just made is saved at once, by following its
+  // *Download export* link (which stays, to save it again); each export is saved once.
+  studio.saveExport = (markup) => {
+    const made = new DOMParser().parseFromString(String(markup || ""), "text/html");
+    const link = made.querySelector("a[href]");
+    const url = link?.getAttribute("href");
     if (url && url !== studio.savedExport) {
       studio.savedExport = url;
-      byId("export-file")?.click();
+      const saving = document.createElement("a");
+      saving.href = url;
+      saving.download = link.getAttribute("download") || "";
+      saving.hidden = true;
+      document.body.append(saving);
+      saving.click();
+      saving.remove();
     }
   };
   // The server's word for the options row: the ratio's "Match source" label (it names the

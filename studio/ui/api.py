@@ -48,8 +48,8 @@ from studio.params import (
 from studio.summary import listed_session, session_summary, step_summary, tree_step_summary
 from studio.ui import mcp_answers
 from studio.ui.bridge import Bridge, Engine, Visitor
-from studio.ui.export import export_file
-from studio.ui.guard import EXPORT_ROUTE, IMAGE_ROUTE, image_sha
+from studio.ui.export import export_address, export_file
+from studio.ui.guard import IMAGE_ROUTE, image_sha
 from studio.ui.tabs import takes_large
 from studio.ui.turns import turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, guarded, public_origin
@@ -272,9 +272,8 @@ class Endpoints:
         path = await export_file(self.bridge, self.exports, session_id, name, self.who)
         # At the studio's own address (`ui.guard.EXPORT_ROUTE`): no path of the server in the
         # answer (review 30 F2: it named the temporary directory's).
-        root = self.settings.root_path.rstrip("/")
         origin = _origin(request, behind_proxy=self.settings.proxy_hops > 0)
-        return f"{origin}{root}{EXPORT_ROUTE}{path.parent.name}/{path.name}"
+        return origin + export_address(self.settings.root_path, path)
 
     @guarded
     async def list_sessions(self, limit: int) -> str:

@@ -60,12 +60,14 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     ctx = PageContext(
         assets=assets,
         examples=examples,
-        # Exports are handed to Gradio from the temp dir, which it may serve (gradio-notes §5).
+        # Exports are served at the studio's own address (`ui.guard.EXPORT_ROUTE`), never by
+        # Gradio's file route (review 57 L2: that named the server's temporary directory).
         exports=make_exports_folder(),
         simulator=settings.simulator,
         server_key=settings.api_key is not None and not settings.simulator,
         hosted=settings.hosted,
         addresses_apart=settings.addresses_apart,
+        root_path=settings.root_path or "",
     )
     # A deleted session's exports and fitted copies go with it, not 15 minutes later.
     bridge.when_deleted(functools.partial(files.discard_session_files, ctx.exports))
@@ -74,8 +76,8 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     tabstate.install()  # a tab's record only for a visitor, and a bounded number of them
     files.install()  # each upload in a folder of its own
     # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
-    # the examples, and exports (each kept once; gradio-notes §5).
-    gr.set_static_paths([*bridge.served_folders(), assets, ctx.exports])
+    # and the examples (each kept once; gradio-notes §5).
+    gr.set_static_paths([*bridge.served_folders(), assets])
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
     # everything a user made lives in the store, so a day-old copy there can go.
     demo = gr.Blocks(title="Kontext Studio", analytics_enabled=False, delete_cache=CACHE_PRUNE_S)

@@ -4,10 +4,12 @@ image in memory at a time) straight into a fresh folder of the exports folder (`
 from __future__ import annotations
 
 import asyncio
+import html
 from pathlib import Path
 
 from studio.ui.bridge import Bridge, Engine, Visitor
 from studio.ui.files import export_written, new_export
+from studio.ui.guard import EXPORT_ROUTE
 from studio.ui.visitor import Refusal
 
 EXPORTS_FULL = (
@@ -41,3 +43,15 @@ async def export_file(
         raise
     await asyncio.to_thread(export_written, target, kept=True, shares=shares)
     return target
+
+
+def export_address(root_path: str, path: Path) -> str:
+    """The export at `path` at the studio's own address (`ui.guard.EXPORT_ROUTE`, under the
+    studio's root path): a link for whoever holds it, naming no path of the server."""
+    return f"{root_path.rstrip('/')}{EXPORT_ROUTE}{path.parent.name}/{path.name}"
+
+
+def export_link(root_path: str, path: Path) -> str:
+    """The page's *Download export*: a link to the export at `path` (`export_address`)."""
+    address = html.escape(export_address(root_path, path))
+    return f'<a href="{address}" download="{html.escape(path.name)}">Download export</a>'

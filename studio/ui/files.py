@@ -122,6 +122,11 @@ def exported(folder: str, name: str) -> Path | None:
     return None
 
 
+def in_exports(path: Path) -> bool:
+    """Whether `path` (resolved) lies in one of this process's exports folders."""
+    return any(path.is_relative_to(made) for made in _made)
+
+
 def _remove_if_unused(folder: Path) -> None:
     try:
         fd = os.open(folder / _LIVE, os.O_RDWR)
@@ -570,6 +575,7 @@ __all__ = [
     "export_written",
     "exported",
     "fitted_name",
+    "in_exports",
     "install",
     "keep_fitted",
     "make_exports_folder",

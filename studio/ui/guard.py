@@ -50,7 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.params import split_url
 from studio.ui.bridge import Bridge, Engine
-from studio.ui.files import exported
+from studio.ui.files import exported, in_exports
 from studio.ui.visitor import REFUSED, Refusal, visitor_from
 
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
@@ -231,6 +231,10 @@ class VisitorGuard:
             # No file the studio serves is hidden: the exports folder's lock (`.live`) was
             # served to anyone who had the folder's name (review 17 L2).
             return False
+        if any(in_exports(p) for p in paths):
+            # An export has its own address (`EXPORT_ROUTE`); the file route named the server's
+            # temporary directory in its link (review 57 L2).
+            return False
         if any(p.parent == _upload_root() for p in paths):
             # Gradio's own spool files (a multipart body being parsed) lie directly in its
             # upload folder; an upload it keeps is in a folder of its own.
@@ -243,7 +247,7 @@ class VisitorGuard:
             # An upload nobody waits for any more (one from before a restart, whose record
             # went with it: served to anyone who had its path, review 12 F3), or another
             # program's file in Gradio's shared upload folder: nobody's to read here.
-            # Else the page's assets, and exports (in folders named by 128 random bits).
+            # Else the page's assets.
             return not any(p.is_relative_to(_upload_root()) for p in paths)
         try:
             who = visitor_from(request, hosted=True)

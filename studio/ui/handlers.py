@@ -34,7 +34,7 @@ from studio.history import Step, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
-from studio.ui.export import export_file
+from studio.ui.export import export_file, export_link
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
 from studio.ui.tabstate import was_forgotten
@@ -65,6 +65,8 @@ class PageContext:
     simulator: bool
     server_key: bool
     hosted: bool = False
+    # The studio's root path behind a proxy (`Settings.root_path`), for the page's own links.
+    root_path: str = ""
     # Whether turns are kept for each network address too (`Settings.addresses_apart`).
     addresses_apart: bool = True
 
@@ -951,7 +953,7 @@ class Handlers:
         path = await export_file(self.bridge, self.ctx.exports, session_id, session.name, self.who)
         edits = sum(step.kind != "origin" for step in session.steps.values())
         return {
-            self.c.export_file: gr.DownloadButton(value=str(path), visible=True),
+            self.c.export_file: gr.HTML(export_link(self.ctx.root_path, path), visible=True),
             # Counted as the session list counts them: the original is not a step.
             self.c.status: (
                 f"Exported the original and {edits} step{'s' if edits != 1 else ''} as a "

@@ -194,7 +194,7 @@ class Components:
     user_key: gr.Textbox
     history: gr.HTML
     history_tools: gr.HTML
-    export_file: gr.DownloadButton
+    export_file: gr.HTML
     import_file: gr.UploadButton
     pair_a: gr.Dropdown
     pair_b: gr.Dropdown
@@ -636,9 +636,9 @@ def _render_history() -> dict[str, Any]:
         import_file = gr.UploadButton(
             "Import", file_types=[".zip"], elem_id="import", size="sm", min_width=60
         )
-    export_file = gr.DownloadButton(
-        "Download export", elem_id="export-file", visible=False, size="sm"
-    )
+    # A link to the export at the studio's own address (`ui.guard.EXPORT_ROUTE`), which the page
+    # follows once (`kontextStudio.saveExport`); never a path on the server (review 57 L2).
+    export_file = gr.HTML("", elem_id="export-file", visible=False)
     history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
     manage_bar = _fold_bar(MANAGE_FOLD, "manage-fold")
     with fold("manage") as manage:

@@ -58,7 +58,7 @@ def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim,
     page.locator("#undo").click()
     expect(page.locator("#status")).not_to_contain_text("your browser saves it", timeout=15_000)
     with page.expect_download() as again:  # and the button saves it again
-        page.locator("#export-file").click()
+        page.locator("#export-file a").click()
     assert downloads == [again.value.suggested_filename]
     assert downloads[0].endswith(".zip")
     with page.expect_file_chooser() as chooser:

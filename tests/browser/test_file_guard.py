@@ -309,6 +309,15 @@ def test_an_api_export_is_at_an_address_that_names_no_server_path(hosted, sim, t
     ):
         assert httpx.get(wrong).status_code == 404
     assert httpx.post(url).status_code == 404
+    # Its file is not served by Gradio's file route, whose address named the server's temporary
+    # directory (review 57 L2), not even to its owner.
+    import tempfile
+
+    # (The export gradio_client asked for replaced the first.)
+    (on_disk,) = Path(tempfile.gettempdir()).glob(f"kontext-studio-exports-*/*/{name}")
+    assert httpx.get(url.replace(folder, on_disk.parent.name)).status_code == 200
+    for route in ("gradio_api/file=", "gradio_api/file/"):
+        assert httpx.get(f"{hosted.url}{route}{on_disk}", headers=owner).status_code == 404
     client.close()
 
 

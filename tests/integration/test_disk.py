@@ -102,7 +102,10 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
     update = await page.on_history_tool(
         session.session_id, None, gr.EventData(None, {"act": "export"})
     )
-    assert Path(update[page.c.export_file].value["path"]).name == "trip.zip"
+    # A link at the studio's own address, naming no path of the server (review 57 L2).
+    link = update[page.c.export_file].value
+    assert link.startswith('<a href="/studio/export/') and 'download="trip.zip"' in link
+    assert str(tmp_path) not in link
     # Counted as the session list counts them (it said one more: the original).
     assert update[page.c.status].startswith("Exported the original and 0 steps")
     (path,) = tmp_path.glob("*/trip.zip")  # in the exports folder
