@@ -2,7 +2,8 @@
 
     .venv/bin/python tests/bench/idle_pages.py [--pages 10] [--seconds 30] [--studio BIN ...]
 
-Each page's timer ticks every 2 s while nothing runs, for as long as the page is open. For each
+Each page's timer ticks every 2 s while nothing runs, for as long as the page is open. (With
+`--pages 0`: what a studio nobody visits costs.) For each
 `--studio` (a `kontext-studio` executable, this checkout's by default; give two, e.g. another
 worktree's, to compare side by side), this starts the simulator and a hosted studio on loopback,
 opens `--pages` pages in headless Chromium (each its own visitor), waits until they are drawn,
@@ -55,7 +56,7 @@ async def _up(url: str, proc: asyncio.subprocess.Process) -> None:
 
 
 async def one_run(studio: str, pages: int, seconds: float, home: Path) -> float:
-    """The studio's CPU milliseconds per tick of an idle page."""
+    """The studio's CPU seconds over `seconds` with `pages` idle pages open."""
     sim_port, port = _port(), _port()
     quiet = {"stdout": asyncio.subprocess.DEVNULL, "stderr": asyncio.subprocess.DEVNULL}
     sim = await asyncio.create_subprocess_exec(
@@ -92,7 +93,7 @@ async def one_run(studio: str, pages: int, seconds: float, home: Path) -> float:
         for proc in (app, sim):
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 30)
-    return 1000 * used / (pages * seconds / TICK_S)
+    return used
 
 
 async def main() -> None:
@@ -112,9 +113,15 @@ async def main() -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     print(f"{stamp}, load average {load:.1f}: {args.pages} idle pages, {args.seconds:.0f} s")
-    for studio, ms in runs.items():
-        each = ", ".join(f"{m:.1f}" for m in ms)
-        print(f"  {studio}: {statistics.median(ms):.1f} ms of CPU a tick (runs: {each})")
+    for studio, used in runs.items():
+        core = [100 * u / args.seconds for u in used]
+        each = ", ".join(f"{c:.2f}" for c in core)
+        line = f"  {studio}: {statistics.median(core):.2f} % of a core (runs: {each})"
+        if args.pages:
+            ms = [1000 * u / (args.pages * args.seconds / TICK_S) for u in used]
+            each = ", ".join(f"{m:.1f}" for m in ms)
+            line += f"; {statistics.median(ms):.1f} ms of CPU a tick (runs: {each})"
+        print(line)
 
 
 if __name__ == "__main__":
