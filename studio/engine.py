@@ -94,7 +94,7 @@ from studio.params import (
 )
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
-from studio.runner import ClientPool, RunEnd, StepRunner
+from studio.runner import LEFT_OPEN_NOT_CANCELLED, ClientPool, RunEnd, StepRunner
 from studio.store import THUMBNAILS_PER_CALL, Holding, Store, StoreError, text_bytes
 from studio.visitor import LOCAL, Visitor
 
@@ -1018,6 +1018,16 @@ class Engine:
         """
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
+            step = session.steps.get(step_id)
+            if (
+                step is not None
+                and step.state is StepState.QUEUED
+                and step.error is not None
+                and step_id not in self._awaiting_key.get(session.owner or "", {})
+            ):
+                # Left open by another process (a CLI run that ended at the deadline: its
+                # create may have reached RunAPI); the next start asks for it again.
+                raise HistoryError(LEFT_OPEN_NOT_CANCELLED)
             cancelled = session.cancel(step_id)
             moved = [cancelled.steps[s.step_id] for s in session.children(step_id)]
             await self._runner.cancel(step_id)  # if it started, nothing goes

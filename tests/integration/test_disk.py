@@ -104,7 +104,8 @@ async def test_the_page_s_export_is_written_into_the_exports_folder_and_imports_
     )
     # A link at the studio's own address, naming no path of the server (review 57 L2).
     link = update[page.c.export_file].value
-    assert link.startswith('<a href="/studio/export/') and 'download="trip.zip"' in link
+    assert link.startswith('<a href="/studio/export/')
+    assert 'download="trip.zip"' in link
     assert str(tmp_path) not in link
     # Counted as the session list counts them (it said one more: the original).
     assert update[page.c.status].startswith("Exported the original and 0 steps")

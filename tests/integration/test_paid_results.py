@@ -215,3 +215,32 @@ async def test_an_edit_left_open_at_the_deadline_is_asked_for_again_while_the_st
         await _kept_and_paid_once(engine, sim, stored)
     finally:
         await engine.aclose()
+
+
+async def test_an_edit_a_cli_run_left_open_cannot_be_cancelled_from_a_studio_already_running(
+    sim, clean_env
+):
+    """A CLI run ends at the deadline with its edit left open (its create may have reached
+    RunAPI); a studio already running on the same data directory did not know it, and its ✕
+    cancelled it and gave its price back. The next start asks for it again."""
+    studio = make_engine(clean_env, sim.base_url, sim.api_key)  # running before the CLI run
+    sim.faults.server_error(503, times=10_000)
+    cli = make_engine(clean_env, sim.base_url, sim.api_key, task_deadline_s=1.5)
+    session_id = await _session(cli)
+    step = await cli.edit(session_id, EditParams(prompt="blue"))
+    await cli.aclose()  # the CLI run ends; the step stays open in the store
+    try:
+        with pytest.raises(HistoryError) as refused:
+            await studio.cancel(session_id, step.step_id)
+        assert str(refused.value) == LEFT_OPEN_NOT_CANCELLED
+        stored = (await studio.load_session(session_id)).steps[step.step_id]
+        assert not stored.is_finished
+    finally:
+        await studio.aclose()
+    sim.faults.reset()
+    again = make_engine(clean_env, sim.base_url, sim.api_key)  # the next start
+    try:
+        await again.resume_unfinished()
+        await _kept_and_paid_once(again, sim, await again.wait(step.step_id))
+    finally:
+        await again.aclose()
