@@ -589,10 +589,15 @@ class Engine:
         if expected > cap:
             # (Whatever the visitor keeps: the sentence about what they keep blamed them for a
             # source too large to keep the rest of at its size, review 56 F4.)
+            size = f"{expected / 2**20:.0f} MB, more than the {cap / 2**20:.0f} MB each visitor"
+            if any(_keeps_rest(step) for step in steps):
+                raise LimitError(
+                    f"Keeping the rest of this image at its full size may take up to {size} "
+                    "may keep: edit it without *Keep the rest* or a region, or a smaller copy "
+                    "of it."
+                )
             raise LimitError(
-                f"Keeping the rest of this image at its full size may take up to "
-                f"{expected / 2**20:.0f} MB, more than the {cap / 2**20:.0f} MB each visitor "
-                "may keep: edit it without *Keep the rest* or a region, or a smaller copy of it."
+                f"These results may take up to {size} may keep: ask for fewer at once."
             )
         what = "another edit's result" if len(steps) == 1 else "these edits' results"
         await self._require_room(visitor, expected, what)
@@ -1996,6 +2001,11 @@ def _write_file(
         raise
 
 
+def _keeps_rest(step: Step) -> bool:
+    """Whether `step` is kept to a region (drawn, or found: *Keep the rest*)."""
+    return step.region is not None or (step.params is not None and step.params.keep_rest)
+
+
 def _result_bytes(step: Step, session: Session) -> int:
     """What `step`'s results may take on disk, counted before it runs: the model's image (about
     a megapixel: a PNG of at most `MODEL_RESULT_BYTES`), and for a step kept to a region the
@@ -2003,8 +2013,7 @@ def _result_bytes(step: Step, session: Session) -> int:
     takes about that). The source is the nearest image up the step's branch (a step typed
     ahead has none yet: its parent's will be the same size, as a blend keeps the size)."""
     expected = MODEL_RESULT_BYTES + STEP_BYTES
-    kept = step.region is not None or (step.params is not None and step.params.keep_rest)
-    if not kept:
+    if not _keeps_rest(step):
         return expected
     at: Step | None = step
     while at is not None and at.result is None:

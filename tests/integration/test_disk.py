@@ -511,6 +511,17 @@ async def test_edits_stop_at_the_visitors_share_and_the_disk_floor_before_anythi
             "the 14 MB each visitor may keep"
         )
         assert len(sim.tasks) == tasks
+        # Four results of a plain edit (no region) may take 20 MB: the sentence says to ask for
+        # fewer, not to leave out *Keep the rest*, which was not asked for.
+        with pytest.raises(LimitError) as refused:
+            await engine.candidates(
+                session.session_id, EditParams(prompt="add a scarf"), count=4, visitor=a
+            )
+        assert str(refused.value) == (
+            "These results may take up to 20 MB, more than the 14 MB each visitor may keep: "
+            "ask for fewer at once."
+        )
+        assert len(sim.tasks) == tasks
     finally:
         await engine.aclose()
     floor = Limits(LimitSettings(visitor_budget_cents=500, disk_floor_bytes=2**62))
