@@ -358,11 +358,15 @@ class Session:
     @property
     def next_parent(self) -> Step:
         """The step the next edit builds on: the current one, or, when the current step failed
-        (it has no image), the failed step's parent."""
-        parent = self.current
-        if parent.state is StepState.FAILED and parent.parent_id is not None:
-            parent = self.steps[parent.parent_id]
-        return parent
+        (it has no image), its nearest ancestor that did not fail (instructions typed ahead
+        fail together: the first, then each one after it)."""
+        return self._not_failed(self.current)
+
+    def _not_failed(self, step: Step) -> Step:
+        """`step`, or when it failed, its nearest ancestor that did not (the origin at worst)."""
+        while step.state is StepState.FAILED and step.parent_id is not None:
+            step = self.steps[step.parent_id]
+        return step
 
     @property
     def next_is_edit(self) -> bool:
@@ -419,17 +423,29 @@ class Session:
         failed = self._get(step_id)
         if failed.kind == "origin" or not failed.is_finished:
             raise HistoryError("Only a finished edit can be tried again.")
+        parent_id, kind, params = failed.parent_id, failed.kind, failed.params
+        source, region = failed.source, failed.region
+        if parent_id is not None and self.steps[parent_id].state is StepState.FAILED:
+            # Typed ahead of a step that failed, it never ran: tried again, it runs on the
+            # nearest image up its branch, as an instruction sent now would.
+            parent = self._not_failed(self.steps[parent_id])
+            parent_id, source = parent.step_id, self._output_of(parent)
+            editing = source.kind != "none"
+            kind = "edit" if editing else "generate"
+            region = region if editing else None
+            if params is not None:
+                params = params.validated(editing=editing)
         step = Step(
             step_id=new_step_id,
             session_id=self.session_id,
-            parent_id=failed.parent_id,
-            kind=failed.kind,
-            params=failed.params,
-            source=failed.source,
+            parent_id=parent_id,
+            kind=kind,
+            params=params,
+            source=source,
             state=StepState.QUEUED,
             created_at=_utc(now),
             retry_of=failed.step_id if failed.state is StepState.FAILED else None,
-            region=failed.region,
+            region=region,
         )
         return self._with_new_step(step)
 

@@ -157,6 +157,38 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     assert not any(t.body.get("prompt") == "add snow" for t in sim.tasks.values())
 
 
+def test_when_the_first_of_two_typed_ahead_fails_the_page_goes_on_from_the_last_image(
+    page, studio, sim
+):
+    """The first of two instructions typed ahead fails (a moderated prompt), so the second
+    does not run: the page froze on "Error" with both tiles still running and queued, an
+    instruction sent then was lost, and the session could not be opened again (UX audit 1)."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    sim.faults.fail_tasks(message="Content moderated", times=1)
+    box = page.locator("#prompt textarea")
+    for prompt in ("x one", "x two"):
+        box.fill(prompt)
+        box.press("Enter")
+        expect(box).to_have_value("")
+    history = page.locator("#history")
+    expect(history.locator("li.failed")).to_have_count(2, timeout=60_000)  # both, on the path
+    expect(history).not_to_contain_text("running")
+    expect(history).not_to_contain_text("queued")
+    expect(page.locator("#status")).to_contain_text("did not run", timeout=10_000)
+    box.fill("x three")
+    box.press("Enter")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("x three"), timeout=60_000)
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=60_000)
+    session = _only_session(studio)
+    third = _newest(studio)
+    assert third.params.prompt == "x three"
+    assert third.state is StepState.COMPLETED
+    assert third.parent_id == session.origin.step_id  # the last image: the original
+    page.reload()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("x three"), timeout=20_000)
+
+
 def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size

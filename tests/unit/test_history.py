@@ -120,6 +120,30 @@ def test_add_step_branches_from_the_parent_when_the_current_step_failed():
     assert session.steps["b"].parent_id == "a"
 
 
+def test_after_instructions_typed_ahead_all_fail_the_next_builds_on_the_last_image():
+    """Typed ahead, the second waits for the first; when the first fails, so does the second.
+    With the second current, the session could not say what the next edit builds on (the
+    failed step's parent had no image either): every page showing it raised (UX audit 1)."""
+    session = edit(start(), "a")
+    session = session.add_step("x1", EditParams(prompt="one"), T0)
+    session = session.add_step("x2", EditParams(prompt="two"), T0)
+    assert session.steps["x2"].parent_id == "x1"
+    for step_id in ("x1", "x2"):
+        session = with_step(session, session.steps[step_id].fail("failed", T0, cost_cents=0))
+    assert session.current_step_id == "x2"
+    assert session.next_parent.step_id == "a"
+    assert session.next_is_edit
+    again = session.add_step("x3", EditParams(prompt="three"), T0)
+    assert again.steps["x3"].parent_id == "a"
+    assert again.steps["x3"].source.image_sha256 == session.steps["a"].result.sha256
+    # The second tried again runs on that image too (its parent has none to give it).
+    retried = session.retry("x2", "r2", T0).steps["r2"]
+    assert retried.parent_id == "a"
+    assert retried.source.image_sha256 == session.steps["a"].result.sha256
+    assert retried.retry_of == "x2"
+    assert retried.params.prompt == "two"
+
+
 def test_add_step_branches_when_an_older_step_is_made_current():
     session = edit(edit(start(), "a"), "b").make_current("a")
     session = edit(session, "c")
