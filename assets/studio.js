@@ -340,6 +340,28 @@
       tile.click();
       return true;
     });
+  // Space presses a button the keyboard brought the focus to; a history tile that merely kept
+  // the focus after a click lets Space show "before", as anywhere else.
+  let clicked = "";
+  document.addEventListener(
+    "pointerdown",
+    (event) => {
+      clicked = event.target?.closest?.("#history button")?.dataset?.step || "";
+    },
+    true,
+  );
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      if (event.key === "Tab") clicked = "";
+    },
+    true,
+  );
+  const pressesButton = (target) => {
+    const button = target?.closest?.("button");
+    const kept = clicked && button?.closest("#history") && button.dataset.step === clicked;
+    return Boolean(button) && !kept;
+  };
   const canvas = () => byId("canvas");
   const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
   document.addEventListener("keydown", (event) => {
@@ -358,7 +380,7 @@
     } else if (!mod && !event.altKey && event.key === "ArrowRight") {
       event.preventDefault();
       walk(1);
-    } else if (event.key === " " && !event.target?.closest?.("button")) {
+    } else if (event.key === " " && !pressesButton(event.target)) {
       event.preventDefault();
       holdBefore(true);
     }
