@@ -42,9 +42,8 @@
 
   // The instruction box gets the focus on wide screens, without scrolling (on a phone the
   // page starts at the top: title, banner, source).
-  if (window.matchMedia("(min-width: 700px)").matches) {
-    promptBox()?.focus({ preventScroll: true });
-  }
+  const wide = () => window.matchMedia("(min-width: 700px)").matches;
+  if (wide()) promptBox()?.focus({ preventScroll: true });
 
   // An instruction typed before a reload (ours, or Gradio's after a lost connection) is put
   // back: nothing typed is lost.
@@ -108,7 +107,11 @@
   document.addEventListener(
     "click",
     (event) => {
-      if (event.target?.closest?.("#run")) studio.taken.push(take());
+      if (!event.target?.closest?.("#run")) return;
+      studio.taken.push(take());
+      // The next instruction is typed where the last was (not into the Edit button); on a
+      // phone the keyboard is not brought up again.
+      if (wide()) promptBox()?.focus({ preventScroll: true });
     },
     true,
   );

@@ -305,6 +305,13 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
         "aria-label", re.compile(r"^Step 2: add a red hat and a scarf \(.*\$"), timeout=30_000
     )
     assert _newest(studio).params.prompt == "add a red hat\nand a scarf"
+    # After a click on Edit, what is typed next goes into the box (it went to the button, and
+    # was lost: UX audit 1).
+    box.fill("add a moon")
+    page.locator("#run").click()
+    expect(box).to_have_value("")
+    page.keyboard.type("and stars")
+    expect(box).to_have_value("and stars")
 
 
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
