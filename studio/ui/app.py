@@ -76,8 +76,9 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
     tabstate.install()  # a tab's record only for a visitor, and a bounded number of them
     files.install()  # each upload in a folder of its own
     # Served where they are, never copied into Gradio's cache: the store's images and thumbnails,
-    # and the examples (each kept once; gradio-notes §5).
-    gr.set_static_paths([*bridge.served_folders(), assets])
+    # the examples, the compare slider's fitted copies and named downloads (each kept once;
+    # gradio-notes §5). Not the exports themselves: they have the studio's own address.
+    gr.set_static_paths([*bridge.served_folders(), assets, *files.served_in_place(ctx.exports)])
     # Gradio's cache (uploads, served copies) grows forever unless pruned (gradio-notes §5);
     # everything a user made lives in the store, so a day-old copy there can go.
     demo = gr.Blocks(title="Kontext Studio", analytics_enabled=False, delete_cache=CACHE_PRUNE_S)

@@ -123,8 +123,18 @@ def exported(folder: str, name: str) -> Path | None:
 
 
 def in_exports(path: Path) -> bool:
-    """Whether `path` (resolved) lies in one of this process's exports folders."""
-    return any(path.is_relative_to(made) for made in _made)
+    """Whether `path` (resolved) is an export's, in one of this process's exports folders (not
+    a fitted copy or a named download, which are kept there too: `_KEEP`)."""
+    return any(
+        path.is_relative_to(made) and not any(path.is_relative_to(made / k) for k in _KEEP)
+        for made in _made
+    )
+
+
+def served_in_place(folder: Path) -> list[Path]:
+    """What Gradio may serve of the exports folder `folder`, where it is: the fitted copies and
+    the named downloads (`_KEEP`), never an export (served at `ui.guard.EXPORT_ROUTE`)."""
+    return [folder / kept for kept in sorted(_KEEP)]
 
 
 def _remove_if_unused(folder: Path) -> None:
@@ -581,4 +591,5 @@ __all__ = [
     "make_exports_folder",
     "new_export",
     "prune_exports",
+    "served_in_place",
 ]
