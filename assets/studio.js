@@ -139,14 +139,20 @@
     studio.redrawPending();
     return out;
   };
-  // pro vs max: the instruction as the box shows it (left there), the region drawn on the
-  // canvas, and the options row as it is.
-  studio.withOptions = (args, at) =>
-    fill([...args], at, {
-      ...options(),
-      prompt: promptBox()?.value || "",
-      region: studio.takeRegion?.() || "",
-    });
+  // pro vs max: the instruction, taken from the box as Enter takes it (so an Enter after it
+  // does not pay for it again), the region drawn on the canvas, and the options row as it is.
+  // If the server refuses it (its answer's status is a warning), the text goes back.
+  studio.withOptions = (args, at) => {
+    const entry = take();
+    studio.compared = entry.text;
+    return fill([...args], at, { ...entry.options, prompt: entry.text, region: entry.region });
+  };
+  studio.afterCompare = (status) => {
+    const text = studio.compared;
+    studio.compared = "";
+    const said = new DOMParser().parseFromString(String(status || ""), "text/html").body;
+    if (text && text.trim() && said.textContent.trim().startsWith("⚠")) putBack(text);
+  };
   // Export is one click: a ZIP the server has just made is saved at once, by following its
   // *Download export* link (which stays, to save it again); each export is saved once.
   studio.saveExport = (markup) => {

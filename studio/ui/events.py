@@ -95,9 +95,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **_QUIET,
     )
     c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
-    # pro vs max (in the options row) takes the instruction as the box shows it (and leaves it
-    # there) and the region drawn on the canvas with it, as Enter does, and the ratio and Keep
-    # the rest as they are.
+    # pro vs max (in the options row) takes the instruction from the box and the region drawn
+    # on the canvas with it, as Enter does, and the ratio and Keep the rest as they are; a
+    # refused one's text goes back into the box (`kontextStudio.afterCompare`).
     compare_inputs = [*tab, c.prompt, *form, c.keep_rest, c.region]
     taken = {"prompt": c.prompt, "region": c.region, "aspect": c.aspect, "keep": c.keep_rest}
     c.options.click(
@@ -106,7 +106,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         h.compare_outputs,
         js=_page_fills("withOptions", {k: compare_inputs.index(x) for k, x in taken.items()}),
         **_QUIET,
-    )
+    ).then(None, [c.status], None, js="(s) => window.kontextStudio?.afterCompare?.(s)", **_QUIET)
     gr.on(
         [c.history.click, c.candidates.click],
         h.on_history_click,

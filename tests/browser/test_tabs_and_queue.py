@@ -160,8 +160,19 @@ def test_the_elapsed_time_ticks_within_one_phase(page, studio, sim):
 def test_pro_vs_max_shows_the_faster_side_before_the_slower_one_finishes(page, studio, sim):
     _start_from_example(page, 2)
     sim.latency = LatencyProfile(0.5, 1.0, 2.0, 14.0)  # max takes well over ten seconds
-    page.locator("#prompt textarea").fill("make it night")
+    box = page.locator("#prompt textarea")
+    # Refused (too long), the instruction goes back into the box, and nothing is queued.
+    box.fill("x" * 4001)
     page.locator("#compare").click()
+    expect(page.locator("#status")).to_contain_text("⚠", timeout=10_000)
+    expect(box).to_have_value("x" * 4001)
+    assert not sim.tasks
+    box.fill("make it night")
+    page.locator("#compare").click()
+    # Taken from the box as Enter takes it: an Enter after it does not send it again (it stayed
+    # in the box: UX audit 1).
+    expect(box).to_have_value("")
+    box.fill("typed meanwhile")
     candidates = page.locator("#candidates")
     expect(candidates).to_be_in_viewport()
     # Pro's result is shown while max is still under way.
@@ -174,9 +185,9 @@ def test_pro_vs_max_shows_the_faster_side_before_the_slower_one_finishes(page, s
     # Keep max: the next edit goes on with max.
     candidates.locator("button.keep", has_text="Keep max").click()
     expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked()
-    # The bar took the server's word on the model without being drawn again: the instruction
-    # pro vs max took is still in the box.
-    expect(page.locator("#prompt textarea")).to_have_value("make it night")
+    # The bar took the server's word on the model without being drawn again: what was typed
+    # meanwhile is still in the box.
+    expect(box).to_have_value("typed meanwhile")
 
 
 def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
