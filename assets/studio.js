@@ -709,6 +709,22 @@
     true,
   );
 
+  // Ctrl+V of an image while the page invites one (an empty session): the image goes in as a
+  // file picked in the upload box would (with the same size check), unless the paste is into
+  // the link box.
+  document.addEventListener("paste", (event) => {
+    const empty = byId("empty");
+    if (!empty?.offsetParent || event.target?.closest?.("#link")) return;
+    const image = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    const input = byId("source")?.querySelector("input[type=file]");
+    if (!image || !input) return;
+    event.preventDefault();
+    const files = new DataTransfer();
+    files.items.add(image);
+    input.files = files.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row
   // and the status line says the studio cannot be reached. When it answers again the page
   // reloads (as Gradio does), showing what the store holds.

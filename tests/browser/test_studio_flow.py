@@ -174,6 +174,30 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     assert studio.image_bytes(origin.result) == photo.read_bytes()
 
 
+def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
+    """The empty session invites a paste (Ctrl+V) of an image; it did nothing (UX audit 1)."""
+    import base64
+
+    from tests.support.engines import make_image
+
+    data = make_image(320, 240)
+    page.locator("#prompt textarea").focus()  # where the focus is when the page opens
+    page.evaluate(
+        """(b64) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const files = new DataTransfer();
+          files.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+          document.activeElement.dispatchEvent(
+            new ClipboardEvent("paste", { clipboardData: files, bubbles: true, cancelable: true })
+          );
+        }""",
+        base64.b64encode(data).decode(),
+    )
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    assert studio.image_bytes(_only_session(studio).origin.result) == data
+    expect(page.locator("#prompt textarea")).to_have_value("")  # no text pasted
+
+
 @pytest.fixture
 def image_server(tmp_path):
     """A plain HTTP server on loopback serving a photo and a web page."""
