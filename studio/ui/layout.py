@@ -450,9 +450,10 @@ def _render_instruction() -> dict[str, Any]:
     # The region drawn for this edit (a mask as a PNG data URL, or "box:x,y,w,h").
     # (`ui.tabs` takes a large body for an event with it.)
     region = takes_large(gr.Textbox("", visible=False, elem_id="region"))
-    options = _render_options()
-    # Candidates land here, side by side, under the bar (which stays where it is).
+    # Candidates land here, side by side, between the canvas (which makes room for them) and the
+    # bar, which stays where it is (under the bar, they pushed it 240 px up: UX audit 1).
     candidates = gr.HTML("", elem_id="candidates", js_on_load=_CLICKS_JS, visible=False)
+    options = _render_options()
     fold_bar = _fold_bar(FOLDS, "folds")
     folds = {}
     with fold("steps-box") as shown:

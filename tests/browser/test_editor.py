@@ -343,13 +343,23 @@ def test_holding_before_shows_the_step_s_source_in_place(page, studio):
 def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as_branches(
     page, studio, sim
 ):
+    page.set_viewport_size({"width": 1440, "height": 900})
     _start_from_example(page)
     page.get_by_label("Results").select_option(label="3 results")
     box = page.locator("#prompt textarea")
     box.fill("make it black and white")
+    bar = box.bounding_box()
     box.press("Enter")
     cards = page.locator("#candidates figure.card")
     expect(cards).to_have_count(3, timeout=15_000)
+    # The bar stays where it was (the candidates pushed it 240 px up, under the mouse: UX
+    # audit 1); the canvas makes room above it, and everything stays on screen.
+    moved = box.bounding_box()
+    assert bar is not None
+    assert moved is not None
+    assert abs(moved["y"] - bar["y"]) <= 24, (bar, moved)
+    for selector in ("#result", "#candidates", "#prompt", "#run"):
+        _on_screen(page, selector)
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
     shoot(page, "5-candidates", full_page=False)
