@@ -305,6 +305,9 @@
     const inner = target.getBoundingClientRect();
     if (inner.bottom > outer.bottom) box.scrollTop += inner.bottom - outer.bottom + 8;
     else if (inner.top < outer.top) box.scrollTop -= outer.top - inner.top + 8;
+    // On a phone the history is a strip that scrolls sideways.
+    if (inner.right > outer.right) box.scrollLeft += inner.right - outer.right + 8;
+    else if (inner.left < outer.left) box.scrollLeft -= outer.left - inner.left + 8;
   };
 
   // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)

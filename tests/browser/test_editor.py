@@ -266,10 +266,20 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         page.wait_for_function("() => window.scrollY > 100")
         for selector in ("#prompt textarea", "#run", "#history button.tile"):
             _on_screen(page, selector)
+        # A longer path: the strip keeps the tab's step in its view (it showed the first two
+        # tiles, the current one far off to the right: UX audit 1).
+        for prompt in ("add snow", "make it night"):
+            _edit(page, prompt)
+        current = _current(page).bounding_box()
+        strip = page.locator("#history").bounding_box()
+        assert current is not None
+        assert strip is not None
+        assert strip["x"] <= current["x"]
+        assert current["x"] + current["width"] <= strip["x"] + strip["width"] + 1
         # The step pickers show whole labels: the number and the instruction.
         page.get_by_text("Compare two steps").click()
         picker = page.locator("#pair-b input")
-        expect(picker).to_have_value("1 · make it black and white · pro")
+        expect(picker).to_have_value("3 · make it night · pro")
         assert picker.evaluate("input => input.scrollWidth <= input.clientWidth")
 
 
