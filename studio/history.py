@@ -424,7 +424,10 @@ class Session:
         if failed.kind == "origin" or not failed.is_finished:
             raise HistoryError("Only a finished edit can be tried again.")
         parent_id, kind, params = failed.parent_id, failed.kind, failed.params
-        source, region = failed.source, failed.region
+        # Not RunAPI's copy the try before was sent with: a new try is a new request, and that
+        # copy may be what failed it (RunAPI had lost the file: "HTTP 404"; UX audit 1).
+        source = replace(failed.source, uploaded_url=None, uploaded_expires_at=None)
+        region = failed.region
         if parent_id is not None and self.steps[parent_id].state is StepState.FAILED:
             # Typed ahead of a step that failed, it never ran: tried again, it runs on the
             # nearest image up its branch, as an instruction sent now would.

@@ -244,3 +244,31 @@ async def test_an_edit_a_cli_run_left_open_cannot_be_cancelled_from_a_studio_alr
         await _kept_and_paid_once(again, sim, await again.wait(step.step_id))
     finally:
         await again.aclose()
+
+
+async def test_a_retry_after_runapi_lost_the_uploaded_source_sends_it_again(sim, clean_env):
+    """RunAPI no longer has the copy of the source the studio uploaded (a purge, a restart of
+    its storage): the edit fails, refunded. Its *Try again* went with the same lost copy and
+    failed the same way (UX audit 1); it uploads the source again and completes."""
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        session_id = await _session(engine)
+        first = await engine.edit(session_id, EditParams(prompt="blue"))
+        assert first.state is StepState.COMPLETED
+        with sim.state.lock:
+            sim.state.files.clear()  # RunAPI lost its copy
+        origin = (await engine.load_session(session_id)).origin.step_id
+        failed = await engine.submit_edit(
+            session_id, EditParams(prompt="green"), parent_step_id=origin
+        )
+        failed = await engine.wait(failed.step_id)
+        assert failed is not None
+        assert failed.state is StepState.FAILED
+        uploads = [r for r in sim.requests if r.path == "/api/v1/files"]
+        again = await engine.retry(session_id, failed.step_id)
+        done = await engine.wait(again.step_id)
+        assert done is not None
+        assert done.state is StepState.COMPLETED
+        assert len([r for r in sim.requests if r.path == "/api/v1/files"]) == len(uploads) + 1
+    finally:
+        await engine.aclose()
