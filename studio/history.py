@@ -242,6 +242,8 @@ class StepUpdate:
     step: Step
     phase: Phase
     elapsed_s: float
+    # What holds it up, when something does ("RunAPI is not answering…"); "" otherwise.
+    note: str = ""
 
     @property
     def is_final(self) -> bool:

@@ -106,6 +106,8 @@ UNANSWERED = (
     "the same request, so never paid twice) every minute while the studio runs, and when it "
     "next starts."
 )
+# Said beside a running step's phase while RunAPI does not answer (`StepRunner._persist`).
+NOT_ANSWERING = "RunAPI is not answering; the studio keeps trying"
 # Said when a step left open is asked to be cancelled (`StepRunner.cancel`).
 LEFT_OPEN_NOT_CANCELLED = (
     "RunAPI may already have this edit (it was sent before RunAPI stopped answering), so it "
@@ -636,6 +638,10 @@ class StepRunner:
                 log.info(
                     "Step %s: RunAPI did not answer (%r); again in %.0f s", step.step_id, exc, delay
                 )
+                # Said while it lasts (the next answer's phase replaces it): the elapsed time
+                # alone only counted up (UX audit 1).
+                if (run := self._runs.get(step.step_id)) is not None:
+                    self._report(step, run.update.phase, NOT_ANSWERING)
                 await asyncio.sleep(delay)
 
     async def _await_parent(self, step: Step) -> Step:
@@ -963,11 +969,11 @@ class StepRunner:
                 run.seen_s = elapsed_s  # stored with the result, for the next process to learn
         self._report(step, _phase_of(task))
 
-    def _report(self, step: Step, phase: Phase) -> None:
+    def _report(self, step: Step, phase: Phase, note: str = "") -> None:
         run = self._runs.get(step.step_id)
         if run is None:
             return
-        run.update = StepUpdate(step, phase, self._elapsed(step))
+        run.update = StepUpdate(step, phase, self._elapsed(step), note)
         self.signals.notify(step.session_id)
 
     def _forget(self, step: Step) -> None:

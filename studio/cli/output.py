@@ -77,9 +77,10 @@ class Output:
         if self.quiet:
             return
         step_id = update.step.step_id
-        changed = self._phases.get(step_id) != update.phase
-        self._phases[step_id] = update.phase
-        line = f"{label}: {update.phase} {update.elapsed_s:.1f} s"
+        shown = f"{update.phase} ({update.note})" if update.note else update.phase
+        changed = self._phases.get(step_id) != shown
+        self._phases[step_id] = shown
+        line = f"{label}: {shown} {update.elapsed_s:.1f} s"
         if update.phase == "completed" and update.step.cost_cents is not None:
             line += f", {format_cents(update.step.cost_cents)}"
         if self._tty:

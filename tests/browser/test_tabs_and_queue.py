@@ -190,6 +190,19 @@ def test_pro_vs_max_shows_the_faster_side_before_the_slower_one_finishes(page, s
     expect(box).to_have_value("typed meanwhile")
 
 
+def test_while_runapi_does_not_answer_the_status_says_so(page, studio, sim):
+    """The status only counted up ("Sent to RunAPI… 17 s") while RunAPI did not answer (UX
+    audit 1); it says so, and goes on once RunAPI answers again."""
+    _start_from_example(page)
+    sim.faults.server_error(503, times=10_000)
+    _submit(page, "make it black and white")
+    status = page.locator("#status")
+    expect(status).to_contain_text("RunAPI is not answering", timeout=30_000)
+    sim.faults.reset()
+    expect(status).to_contain_text(DONE, timeout=60_000)
+    expect(status).not_to_contain_text("not answering")
+
+
 def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
     with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as tab:
         _start_from_example(tab)

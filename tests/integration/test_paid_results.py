@@ -11,7 +11,13 @@ import pytest
 from studio.engine import Engine
 from studio.history import HistoryError, Step, StepState
 from studio.params import EditParams
-from studio.runner import FETCHING, LEFT_OPEN_NOT_CANCELLED, STORING, UNANSWERED
+from studio.runner import (
+    FETCHING,
+    LEFT_OPEN_NOT_CANCELLED,
+    NOT_ANSWERING,
+    STORING,
+    UNANSWERED,
+)
 from tests.support.engines import make_engine, make_image
 
 pytestmark = pytest.mark.anyio
@@ -270,5 +276,32 @@ async def test_a_retry_after_runapi_lost_the_uploaded_source_sends_it_again(sim,
         assert done is not None
         assert done.state is StepState.COMPLETED
         assert len([r for r in sim.requests if r.path == "/api/v1/files"]) == len(uploads) + 1
+    finally:
+        await engine.aclose()
+
+
+async def test_while_runapi_does_not_answer_a_running_step_says_so(sim, clean_env):
+    """RunAPI stops answering while an edit runs: the step's update says so beside its phase
+    (the page's status only counted up: UX audit 1), and no longer once it answers again."""
+    engine = make_engine(clean_env, sim.base_url, sim.api_key)
+    try:
+        session_id = await _session(engine)
+        sim.faults.server_error(503, times=10_000)
+        step = await engine.submit_edit(session_id, EditParams(prompt="blue"))
+        for _ in range(300):
+            update = engine.running(session_id).get(step.step_id)
+            if update is not None and update.note == NOT_ANSWERING:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the step never said RunAPI was not answering")
+        sim.faults.reset()
+        for _ in range(600):
+            update = engine.running(session_id).get(step.step_id)
+            if update is None or not update.note:
+                break
+            await asyncio.sleep(0.05)
+        assert update is None or not update.note
+        await _kept_and_paid_once(engine, sim, await engine.wait(step.step_id))
     finally:
         await engine.aclose()
