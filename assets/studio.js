@@ -562,7 +562,7 @@
       if (!stepRegionImage.src.endsWith(src)) {
         stepRegionImage.src = src;
       } else if (stepRegionImage.complete && stepRegionImage.naturalWidth) {
-        ctx.globalAlpha = 0.35;
+        ctx.globalAlpha = 0.2; // (at 0.35 it hid the step's own pixels there: UX audit 1)
         ctx.drawImage(regionTint(src, view), 0, 0, view.width, view.height);
       }
     }

@@ -28,6 +28,8 @@ from studio.ui import present
 BEFORE = 30
 AHEAD = 10
 FORKS_SHOWN = 3
+# The other ends shown of a branch that forks again further on (its newest is the branch's own).
+ENDS_SHOWN = 3
 # The session list shows the newest this many (and the open one); the rest are one click away.
 SESSIONS_SHOWN = 50
 _Covered = TypeVar("_Covered", bound=present.Covered)
@@ -168,15 +170,29 @@ def _node(
             tip = _tip_of(branch, children)
             size = _size(branch, children)
             name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
+            ends = " → " + _prompt(tip) if tip is not branch else ""
             parts.append(
                 f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '
-                f'title="{_a(_prompt(branch))}">'
+                f'title="{_a(_prompt(branch) + ends)}">'
                 f"{_thumb(tip, thumbs, url, small=True)}"
                 f'<span class="num">{escape(name)}</span> '
                 f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
                 f' <span class="meta">{escape(_model(branch))}{size} '
                 f"step{'s' if size != 1 else ''}</span></button>"
             )
+            # The branch forks again further on: each other end is one click away too (only
+            # the newest showed; the rest took a click into the branch first: UX audit 1).
+            others = [e for e in _ends(branch, children) if e is not tip]
+            for k, end in enumerate(others[:ENDS_SHOWN]):
+                parts.append(
+                    f'<button class="branch end" data-act="go" data-step="{_a(end.step_id)}" '
+                    f'title="{_a(_prompt(branch) + " → " + _prompt(end))}">'
+                    f"{_thumb(end, thumbs, url, small=True)}"
+                    f'<span class="num">{escape(name)}.{k + 2}</span> '
+                    f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'
+                )
+            if len(others) > ENDS_SHOWN:
+                parts.append(f'<span class="meta">+{len(others) - ENDS_SHOWN} more ends</span>')
         if len(branches) > FORKS_SHOWN:
             parts.append(f'<span class="meta">+{len(branches) - FORKS_SHOWN} more</span>')
         parts.append("</div>")
@@ -326,6 +342,20 @@ def _tip_of(step: Step, children: Mapping[str, list[Step]]) -> Step:
         if not kept:
             return step
         step = max(kept, key=lambda s: s.created_at)
+
+
+def _ends(step: Step, children: Mapping[str, list[Step]]) -> list[Step]:
+    """Every end of the branch starting at `step` (a step nothing kept goes on from), newest
+    first."""
+    found, todo = [], [step]
+    while todo:
+        each = todo.pop()
+        kept = [c for c in children.get(each.step_id, []) if c.state is not StepState.FAILED]
+        if kept:
+            todo.extend(kept)
+        else:
+            found.append(each)
+    return sorted(found, key=lambda s: s.created_at, reverse=True)
 
 
 def _size(step: Step, children: Mapping[str, list[Step]]) -> int:

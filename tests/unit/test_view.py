@@ -124,6 +124,24 @@ def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_ga
     assert tree.current == 2  # the tab's step is the highlighted one
 
 
+def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
+    """Only the newest end of a branch showed; another end inside it took a click into the
+    branch first, and nothing said it was there (UX audit 1)."""
+    import re
+
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = edit(edit(session.make_current("a"), "x", "add fog"), "y", "add sun")
+    session = edit(session.make_current("x"), "z", "add moon").make_current("b")
+    html = render_page(data(session), TILES).history
+    tree = read_tree(html)
+    assert tree.line[-1].startswith("Step 2: add snow")
+    (chip, other) = tree.branches
+    assert chip == "2b add fog pro · 3 steps"
+    assert other in ("2b.2 → add sun", "2b.2 → add moon")
+    ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
+    assert sorted(ends) == ["y", "z"]
+
+
 def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow").undo()
     page = render_page(data(session), TILES)
