@@ -31,8 +31,9 @@ BROWSER_STORAGE_KEY = "kontext-studio-session"
 # Where a visitor's own key is kept when they ask the studio to remember it: their browser's
 # local storage, never the server's disk.
 KEY_STORAGE_KEY = "kontext-studio-visitor-key"
-# The canvas takes what the header, the instruction bar and its options leave of the window.
-CANVAS_HEIGHT = "calc(100vh - 320px)"
+# The canvas takes what the header, the instruction bar, its options and the toggles under it
+# (Compare two steps, Advanced, …) leave of the window.
+CANVAS_HEIGHT = "calc(100vh - 356px)"
 # How many results one instruction may ask for at once (candidates).
 MAX_CANDIDATES = 4
 

@@ -206,6 +206,9 @@ def test_at_1440x900_canvas_instruction_edit_and_history_are_on_screen(browser, 
         assert page.evaluate("() => window.scrollY") == 0
         for selector in ("#result img", "#prompt textarea", "#run", "#history button.tile"):
             _on_screen(page, selector)
+        # And the toggles under the bar (Compare two steps among them): just under the fold,
+        # a new user never saw that Compare exists (UX audit 1).
+        _on_screen(page, "#folds button[data-fold]")
         # The bar is plain controls a screen reader names; Tab goes from the box to Edit.
         page.get_by_role("textbox", name="Instruction").focus()
         page.keyboard.press("Tab")
