@@ -30,7 +30,7 @@ from gradio.blocks import Block
 from PIL import Image, ImageOps
 
 from studio.config import Secret
-from studio.history import Step, StepUpdate
+from studio.history import Step, StepState, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
@@ -71,6 +71,10 @@ class PageContext:
     addresses_apart: bool = True
 
 
+KEEP_FIRST = (
+    "Keep one of the results first: the next instruction edits the one you keep (or click a "
+    "step in the history to edit that one instead)."
+)
 TAB_FORGOTTEN = (
     "This tab was open so long that the studio let go of what it held for it (a RunAPI key "
     "pasted here among it); reload the page to go on."
@@ -105,6 +109,9 @@ class _Tab:
         # "Compare two steps" was opened in this tab: its two dropdowns (every finished step of
         # the session, a long list for a long history) go with each render from then on only.
         self.pair_open = False
+        # Results this tab asked for at once and has not kept one of yet: the step they were
+        # made from, and their ids (`Handlers._require_kept`).
+        self.unkept: tuple[str | None, tuple[str, ...]] | None = None
         self._turns = asyncio.Condition()
 
     @property
@@ -138,6 +145,7 @@ class _Tab:
     def moved(self) -> None:
         """The tab moved (a click, undo, a kept candidate): its next edit starts there."""
         self.chain = []
+        self.unkept = None
 
     @contextlib.asynccontextmanager
     async def turn(self, seq: int) -> AsyncIterator[None]:
@@ -501,6 +509,7 @@ class Handlers:
                 drawn = _region(region)
                 parent = tab.parent_for(tab_step)
                 session_id = await self._session_or_new(session_id)
+                await self._require_kept(tab, session_id, parent)
                 many = _count(count)
                 if many > 1:
                     steps = await self.bridge.call(
@@ -513,6 +522,7 @@ class Handlers:
                         visitor=self.payer(tab_key),
                     )
                     tab.moved()
+                    tab.unkept = (parent, tuple(s.step_id for s in steps))
                     return await self._with_candidates(session_id, parent, steps)
                 step = await self.bridge.call(
                     Engine.submit_edit,
@@ -576,8 +586,23 @@ class Handlers:
             region=drawn,
             visitor=self.payer(tab_key),
         )
-        self._tab().moved()
+        tab = self._tab()
+        tab.moved()
+        tab.unkept = (tab_step, tuple(s.step_id for s in steps))
         return await self._with_candidates(session_id, tab_step, steps)
+
+    async def _require_kept(self, tab: _Tab, session_id: str, parent: str | None) -> None:
+        """Refuse an instruction sent from the step this tab's results were made from while
+        none of them is kept: it would run from that step again, beside them, as many times as
+        the results asked for (UX audit 2: an instruction typed ahead of three results ran three
+        more times on the original). Results that all failed leave nothing to keep."""
+        if tab.unkept is None or tab.unkept[0] != parent:
+            return
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        results = [session.steps[i] for i in tab.unkept[1] if i in session.steps]
+        if any(step.state is not StepState.FAILED for step in results):
+            raise Refusal(KEEP_FIRST)
+        tab.unkept = None
 
     async def _with_candidates(
         self, session_id: str, tab_step: str | None, steps: list[Step]

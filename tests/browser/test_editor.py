@@ -373,6 +373,12 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     assert abs(moved["y"] - bar["y"]) <= 24, (bar, moved)
     for selector in ("#result", "#candidates", "#prompt", "#run"):
         _on_screen(page, selector)
+    # An instruction sent before one of them is kept would run three more times beside them
+    # (UX audit 2): it is refused with a sentence and goes back into the box, nothing is sent.
+    box.fill("add snow")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Keep one of the results first", timeout=15_000)
+    expect(box).to_have_value("add snow")
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
     shoot(page, "5-candidates", full_page=False)
@@ -383,6 +389,17 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     session = _only_session(studio)
     assert len(session.children(session.origin.step_id)) == 3
     assert len(sim.tasks) == 3
+    # Kept: the instruction goes on from the kept result (three of them: the count says 3).
+    kept = session.current_step_id
+    box.press("Enter")
+    expect(page.locator("#candidates figure.card")).to_have_count(3, timeout=15_000)
+    snow = [
+        s
+        for s in _only_session(studio).steps.values()
+        if s.params and s.params.prompt == "add snow"
+    ]
+    assert len(snow) == 3
+    assert all(s.parent_id == kept for s in snow)
 
 
 def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
