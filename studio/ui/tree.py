@@ -30,6 +30,9 @@ AHEAD = 10
 FORKS_SHOWN = 3
 # The other ends shown of a branch that forks again further on (its newest is the branch's own).
 ENDS_SHOWN = 3
+# Beyond those shown, how many more branches (or ends) are listed under "+N more" (a long
+# history's fork of hundreds of branches is not drawn whole).
+FORKS_LISTED = 50
 # The session list shows the newest this many (and the open one); the rest are one click away.
 SESSIONS_SHOWN = 50
 _Covered = TypeVar("_Covered", bound=present.Covered)
@@ -166,35 +169,8 @@ def _node(
         )
     if branches:
         parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">↳</span>')
-        for n, branch in enumerate(branches[:FORKS_SHOWN]):
-            tip = _tip_of(branch, children)
-            size = _size(branch, children)
-            name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
-            ends = " → " + _prompt(tip) if tip is not branch else ""
-            parts.append(
-                f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '
-                f'title="{_a(_prompt(branch) + ends)}">'
-                f"{_thumb(tip, thumbs, url, small=True)}"
-                f'<span class="num">{escape(name)}</span> '
-                f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
-                f' <span class="meta">{escape(_model(branch))}{size} '
-                f"step{'s' if size != 1 else ''}</span></button>"
-            )
-            # The branch forks again further on: each other end is one click away too (only
-            # the newest showed; the rest took a click into the branch first: UX audit 1).
-            others = [e for e in _ends(branch, children) if e is not tip]
-            for k, end in enumerate(others[:ENDS_SHOWN]):
-                parts.append(
-                    f'<button class="branch end" data-act="go" data-step="{_a(end.step_id)}" '
-                    f'title="{_a(_prompt(branch) + " → " + _prompt(end))}">'
-                    f"{_thumb(end, thumbs, url, small=True)}"
-                    f'<span class="num">{escape(name)}.{k + 2}</span> '
-                    f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'
-                )
-            if len(others) > ENDS_SHOWN:
-                parts.append(f'<span class="meta">+{len(others) - ENDS_SHOWN} more ends</span>')
-        if len(branches) > FORKS_SHOWN:
-            parts.append(f'<span class="meta">+{len(branches) - FORKS_SHOWN} more</span>')
+        chips = [_branch_chips(b, n, depth, thumbs, url, children) for n, b in enumerate(branches)]
+        parts.extend(_folded(chips, FORKS_SHOWN, "more"))
         parts.append("</div>")
     if failed:
         parts.append(
@@ -210,6 +186,56 @@ def _node(
         parts.append("</details>")
     parts.append("</li>")
     return "".join(parts)
+
+
+def _branch_chips(
+    branch: Step,
+    n: int,
+    depth: int,
+    thumbs: Mapping[str, str],
+    url: Callable[[str], str],
+    children: Mapping[str, list[Step]],
+) -> str:
+    """The chip of the `n`th branch forking after `depth`, going to its newest end, and one
+    chip for each of its other ends when it forks again further on (only the newest showed;
+    the rest took a click into the branch first: UX audit 1)."""
+    tip = _tip_of(branch, children)
+    size = _size(branch, children)
+    name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
+    ends = " → " + _prompt(tip) if tip is not branch else ""
+    chip = (
+        f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '
+        f'title="{_a(_prompt(branch) + ends)}">'
+        f"{_thumb(tip, thumbs, url, small=True)}"
+        f'<span class="num">{escape(name)}</span> '
+        f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
+        f' <span class="meta">{escape(_model(branch))}{size} '
+        f"step{'s' if size != 1 else ''}</span></button>"
+    )
+    others = [
+        f'<button class="branch end" data-act="go" data-step="{_a(end.step_id)}" '
+        f'title="{_a(_prompt(branch) + " → " + _prompt(end))}">'
+        f"{_thumb(end, thumbs, url, small=True)}"
+        f'<span class="num">{escape(name)}.{k + 2}</span> '
+        f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'
+        for k, end in enumerate([e for e in _ends(branch, children) if e is not tip][:FORKS_LISTED])
+    ]
+    return chip + "".join(_folded(others, ENDS_SHOWN, "more ends"))
+
+
+def _folded(chips: list[str], shown: int, more: str) -> list[str]:
+    """The first `shown` of `chips`, then the rest (at most `FORKS_LISTED`) folded under
+    "+N more": each still one click away once unfolded (a count alone left paid results with
+    no way to them from the history: UX audit 2)."""
+    if len(chips) <= shown:
+        return chips
+    rest = chips[shown : shown + FORKS_LISTED]
+    return [
+        *chips[:shown],
+        f'<details class="more-forks"><summary>+{len(chips) - shown} {more}</summary>',
+        *rest,
+        "</details>",
+    ]
 
 
 def _tile(

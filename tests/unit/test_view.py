@@ -142,6 +142,20 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     assert sorted(ends) == ["y", "z"]
 
 
+def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
+    """Past three branches at a fork, "+2 more" was a count with no way to them: paid results
+    the history could not open (UX audit 2). They are listed, folded under it."""
+    import re
+
+    session = edit(start(), "a", "make it blue")
+    for n in range(5):
+        session = edit(session.make_current("origin"), f"r{n}", f"try {n}")
+    html = render_page(data(session.make_current("a")), TILES).history
+    ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
+    assert sorted(ends) == [f"r{n}" for n in range(5)]
+    assert "<summary>+2 more</summary>" in html
+
+
 def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow").undo()
     page = render_page(data(session), TILES)
