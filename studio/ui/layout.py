@@ -75,8 +75,18 @@ const paint = () => {
     if (slot && slot.innerHTML !== (props[name] || '')) slot.innerHTML = props[name] || '';
   }
 };
+// The list stays open across a redraw (an edit that lands changes its step count): it
+// snapped shut under the pointer (UX audit 2).
+let listOpen = false;
+element.addEventListener('toggle', (event) => {
+  if (event.target.matches?.('#sessions details')) listOpen = event.target.open;
+}, true);
+const reopen = () => {
+  const list = element.querySelector('#sessions details');
+  if (list && listOpen && !list.open) list.open = true;
+};
 paint();
-watch(['value', ...slots], paint);
+watch(['value', ...slots], () => { paint(); reopen(); });
 """
 # The header's fixed parts; `${value}` is the session list (`tree.sessions_html`), and the
 # three prose slots are filled by `_HEADER_JS` (their HTML is `prose.to_html`: escaped).

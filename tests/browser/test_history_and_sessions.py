@@ -217,6 +217,18 @@ def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studi
     expect(_session_name(page)).to_have_text("Chelsea example")
     expect(page.locator("#history li.current")).to_contain_text("make it black and white")
     expect(page.locator("#sessions ul.list")).to_be_hidden()
+    # Open while an edit lands (its step count changes), the list stays open (it snapped shut
+    # under the pointer: UX audit 2).
+    box = page.locator("#prompt textarea")
+    box.fill("add snow")
+    box.press("Enter")
+    _listed(page)
+    expect(rows.filter(has_text="Chelsea example").locator(".meta")).to_have_text(
+        "2 steps · today", timeout=30_000
+    )
+    expect(page.locator("#sessions ul.list")).to_be_visible()
+    page.locator("#history").click(position={"x": 5, "y": 5})  # a click elsewhere folds it
+    expect(page.locator("#sessions ul.list")).to_be_hidden()
     # "+ New" leaves nothing behind until it gets an image or an instruction.
     page.locator("#new-session").click()
     expect(_session_name(page)).to_have_text("New session")
