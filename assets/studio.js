@@ -635,8 +635,19 @@
   studio.takeRegion = () => {
     if (!region.mask || !(region.boxes || region.strokes)) return "";
     let sent;
-    if (region.boxes === 1 && !region.strokes && region.lastBox) {
-      sent = `box:${region.lastBox.join(",")}`;
+    // A box goes in the pixels of the picture the edit starts from. Drawn on another picture
+    // than the one shown now (the tab moved, or the step it waited for landed meanwhile), it is
+    // scaled to the one shown, where it is drawn; while the tab's step still runs, the picture
+    // the edit will start from is not known yet: it goes as a mask, which is scaled to it (a
+    // box in the old picture's pixels landed elsewhere on the new one: UX audit 2).
+    const img = canvasImage();
+    const shown = img?.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null;
+    const step = document.querySelector("#history li.node.current");
+    const waiting = Boolean(step?.matches(".running, .queued"));
+    if (region.boxes === 1 && !region.strokes && region.lastBox && shown && !waiting) {
+      const [sx, sy] = [shown[0] / region.mask.width, shown[1] / region.mask.height];
+      const [x, y, w, h] = region.lastBox;
+      sent = `box:${[x * sx, y * sy, w * sx, h * sy].map(Math.round).join(",")}`;
     } else {
       const out = document.createElement("canvas");
       out.width = region.mask.width;

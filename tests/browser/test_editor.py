@@ -471,6 +471,34 @@ def test_a_box_drawn_on_the_canvas_goes_with_the_next_edit_and_shows_on_its_step
     expect(page.locator("#raw")).to_be_visible()  # the model's own output, before the blend
 
 
+def test_a_box_drawn_before_the_tab_moves_lands_where_it_is_shown(page, studio):
+    """A box drawn on one picture, then the tab moved to a picture of another size (the box
+    still shown where it was drawn): it went in the first picture's pixels and landed
+    elsewhere on the second (UX audit 2). It lands where it is shown."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")  # the model's size, not the original's
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.25, 0.25), (0.75, 0.75))
+    page.locator("#undo").click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#result img');"
+        " return i && i.complete && i.naturalWidth === 451; }"
+    )
+    _edit(page, "make the eyes blue")
+    step = _newest(studio)
+    assert step.parent_id == _only_session(studio).origin.step_id
+    assert step.region is not None
+    assert step.region.kind == "box"
+    x, y, w, h = step.region.box
+    width, height = step.region.drawn_on
+    assert (width, height) == (451, 300)
+    assert abs(x / width - 0.25) < 0.03
+    assert abs(w / width - 0.5) < 0.03
+    assert abs(y / height - 0.25) < 0.03
+    assert abs(h / height - 0.5) < 0.03
+
+
 # Whether the region layer over the canvas is painted at a point (fractions of its size).
 _TINTED_AT = """([fx, fy]) => {
   const layer = document.querySelector('#region-layer');
