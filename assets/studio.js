@@ -372,7 +372,8 @@
   const pressesButton = (target) => {
     const button = target?.closest?.("button");
     const kept = clicked && button?.closest("#history") && button.dataset.step === clicked;
-    return Boolean(button) && !kept;
+    // (The picture on the canvas is a button of Gradio's: clicked, it keeps the focus too.)
+    return Boolean(button) && !kept && !button.closest("#result");
   };
   const canvas = () => byId("canvas");
   const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
