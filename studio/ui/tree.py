@@ -431,9 +431,13 @@ def candidates_html(
     """Several results of one instruction side by side, each as it lands, with its time and
     cost (`texts`, plain text) and a Keep button once it has an image."""
     cards = []
-    for step in steps:
+    models = [step.params.model if step.params is not None else "" for step in steps]
+    # Runs of one model are told apart by their number (three "Keep pro" said nothing: UX
+    # audit 2); pro and max by their model.
+    numbered = len(set(models)) < len(models)
+    for n, step in enumerate(steps, 1):
         path = images.get(step.step_id)
-        model = step.params.model if step.params is not None else ""
+        model = models[n - 1]
         mark = "✗" if step.state is StepState.FAILED else "⏳"
         picture = (
             f'<img src="{_a(url(path))}" alt="{_a(model + " result: " + _prompt(step))}">'
@@ -441,8 +445,9 @@ def candidates_html(
             else f'<span class="placeholder">{mark}</span>'
         )
         keep = (
-            f'<button class="keep" data-act="keep" data-step="{_a(step.step_id)}">'
-            f"Keep {escape(model)}</button>"
+            f'<button class="keep" data-act="keep" data-step="{_a(step.step_id)}" '
+            f'title="{_a(f"Keep result {n} ({model})" if numbered else f"Keep {model}")}">'
+            f"Keep {n if numbered else escape(model)}</button>"
             if path
             else ""
         )

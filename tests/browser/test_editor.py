@@ -383,6 +383,8 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
     shoot(page, "5-candidates", full_page=False)
+    # Three runs of one model are told apart by number.
+    expect(page.locator("#candidates button.keep")).to_have_text(["Keep 1", "Keep 2", "Keep 3"])
     page.locator("#candidates button.keep").nth(1).click()
     expect(page.locator("#candidates")).to_be_hidden(timeout=15_000)
     expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
