@@ -31,8 +31,8 @@ FORKS_SHOWN = 3
 # The other ends shown of a branch that forks again further on (its newest is the branch's own).
 ENDS_SHOWN = 3
 # Beyond those shown, how many more branches (or ends) are listed under "+N more" (a long
-# history's fork of hundreds of branches is not drawn whole).
-FORKS_LISTED = 50
+# history's fork of hundreds of branches is not drawn whole, nor its thumbnails looked for).
+FORKS_LISTED = 20
 # The session list shows the newest this many (and the open one); the rest are one click away.
 SESSIONS_SHOWN = 50
 _Covered = TypeVar("_Covered", bound=present.Covered)
@@ -169,8 +169,11 @@ def _node(
         )
     if branches:
         parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">↳</span>')
-        chips = [_branch_chips(b, n, depth, thumbs, url, children) for n, b in enumerate(branches)]
-        parts.extend(_folded(chips, FORKS_SHOWN, "more"))
+        chips = [
+            _branch_chips(b, n, depth, thumbs, url, children)
+            for n, b in enumerate(_listed(branches))
+        ]
+        parts.extend(_folded(chips, len(branches), FORKS_SHOWN, "more"))
         parts.append("</div>")
     if failed:
         parts.append(
@@ -199,7 +202,7 @@ def _branch_chips(
     """The chip of the `n`th branch forking after `depth`, going to its newest end, and one
     chip for each of its other ends when it forks again further on (only the newest showed;
     the rest took a click into the branch first: UX audit 1)."""
-    tip = _tip_of(branch, children)
+    tip, other_ends = _branch_ends(branch, children)
     size = _size(branch, children)
     name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
     ends = " → " + _prompt(tip) if tip is not branch else ""
@@ -218,22 +221,34 @@ def _branch_chips(
         f"{_thumb(end, thumbs, url, small=True)}"
         f'<span class="num">{escape(name)}.{k + 2}</span> '
         f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'
-        for k, end in enumerate([e for e in _ends(branch, children) if e is not tip][:FORKS_LISTED])
+        for k, end in enumerate(other_ends)
     ]
-    return chip + "".join(_folded(others, ENDS_SHOWN, "more ends"))
+    return chip + "".join(_folded(others, len(others), ENDS_SHOWN, "more ends"))
 
 
-def _folded(chips: list[str], shown: int, more: str) -> list[str]:
-    """The first `shown` of `chips`, then the rest (at most `FORKS_LISTED`) folded under
+def _listed(steps: list[Step]) -> list[Step]:
+    """Of a fork's branches (or a branch's other ends), those drawn: the first `FORKS_SHOWN`
+    and at most `FORKS_LISTED` more, folded (`_folded`)."""
+    return steps[: FORKS_SHOWN + FORKS_LISTED]
+
+
+def _branch_ends(branch: Step, children: Mapping[str, list[Step]]) -> tuple[Step, list[Step]]:
+    """The newest end of the branch starting at `branch` (where its chip goes), and its other
+    ends that are drawn (`_listed`), newest first."""
+    tip = _tip_of(branch, children)
+    return tip, _listed([e for e in _ends(branch, children) if e is not tip])
+
+
+def _folded(chips: list[str], total: int, shown: int, more: str) -> list[str]:
+    """The first `shown` of `chips` (`_listed` of `total`), then the rest folded under
     "+N more": each still one click away once unfolded (a count alone left paid results with
     no way to them from the history: UX audit 2)."""
-    if len(chips) <= shown:
+    if total <= shown:
         return chips
-    rest = chips[shown : shown + FORKS_LISTED]
     return [
         *chips[:shown],
-        f'<details class="more-forks"><summary>+{len(chips) - shown} {more}</summary>',
-        *rest,
+        f'<details class="more-forks"><summary>+{total - shown} {more}</summary>',
+        *chips[shown:],
         "</details>",
     ]
 
@@ -310,15 +325,17 @@ def _state_class(step: Step) -> str:
 
 def drawn_steps(session: Session) -> list[Step]:
     """The steps whose pictures `history_html` draws for `session` (seen from the tab's step):
-    the origin, the path's window around the tab's step, and the newest end of each branch
-    shown where it forks. However long the session, a few dozen: only their thumbnails are
-    looked for (a page of a 1,000-step session looked for 1,000, a tenth of a second)."""
+    the origin, the path's window around the tab's step, and the ends of each branch drawn
+    where it forks (`_branch_ends`). However long the session, a few dozen as a rule (bounded
+    by `FORKS_LISTED`): only their thumbnails are looked for (a page of a 1,000-step session
+    looked for 1,000, a tenth of a second)."""
     tree = _drawn(session)
     drawn: list[Step] = []
     for _, step, others in tree.nodes:
         drawn.append(step)
-        branches = [c for c in others if c.state is not StepState.FAILED]
-        drawn.extend(_tip_of(b, tree.children) for b in branches[:FORKS_SHOWN])
+        for branch in _listed([c for c in others if c.state is not StepState.FAILED]):
+            tip, other_ends = _branch_ends(branch, tree.children)
+            drawn += [tip, *other_ends]
     return drawn
 
 

@@ -140,6 +140,11 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     assert other in ("2b.2 → add sun", "2b.2 → add moon")
     ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
     assert sorted(ends) == ["y", "z"]
+    # Both ends' pictures are looked for (the other end's chip had an empty thumbnail: UX
+    # audit 2).
+    from studio.ui.tree import drawn_steps
+
+    assert {"y", "z"} <= {s.step_id for s in drawn_steps(session)}
 
 
 def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
@@ -154,6 +159,9 @@ def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
     ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
     assert sorted(ends) == [f"r{n}" for n in range(5)]
     assert "<summary>+2 more</summary>" in html
+    from studio.ui.tree import drawn_steps
+
+    assert {f"r{n}" for n in range(5)} <= {s.step_id for s in drawn_steps(session)}
 
 
 def test_after_undo_the_step_ahead_is_on_the_redo_line_not_another_branch():
