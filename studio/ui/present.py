@@ -165,14 +165,16 @@ def step_status(
     return line
 
 
-def _note(update: StepUpdate) -> str:
-    """What holds a running step up, after its phase: " · RunAPI is not answering…"."""
-    return f" · {update.note}" if update.note else ""
+def _running(update: StepUpdate) -> str:
+    """A running step's phase, its seconds so far, and what holds it up, if anything:
+    "⏳ Sent to RunAPI… 12.0 s · RunAPI is not answering…"."""
+    note = f" · {update.note}" if update.note else ""
+    return f"⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{note}"
 
 
 def _step_line(step: Step, update: StepUpdate | None) -> str:
     if update is not None and not update.is_final:
-        return f"⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{_note(update)}"
+        return _running(update)
     match step.state:
         case StepState.COMPLETED if step.kind == "origin":
             return (
@@ -200,7 +202,7 @@ def compare_text(step: Step, update: StepUpdate | None) -> str:
     assert step.params is not None
     name = f"**{step.params.model}**"
     if update is not None and not update.is_final:
-        return f"{name} ⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{_note(update)}"
+        return f"{name} {_running(update)}"
     if step.state is StepState.COMPLETED:
         seconds = f"{step.elapsed_s:.1f} s" if step.elapsed_s is not None else "done"
         return f"{name} ✓ {seconds} to result · {format_cents(step.cost_cents or 0)}"
@@ -215,7 +217,7 @@ def candidate_text(step: Step, update: StepUpdate | None) -> str:
     assert step.params is not None
     name = step.params.model
     if update is not None and not update.is_final:
-        return f"{name} ⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{_note(update)}"
+        return f"{name} {_running(update)}"
     if step.state is StepState.COMPLETED:
         seconds = f"{step.elapsed_s:.1f} s" if step.elapsed_s is not None else "done"
         return f"{name} ✓ {seconds} · {format_cents(step.cost_cents or 0)}"
