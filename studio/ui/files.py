@@ -106,7 +106,7 @@ def make_exports_folder(parent: Path | None = None) -> Path:
     fd = os.open(folder / _LIVE, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     _held.append(fd)
-    _made.append(folder)
+    _made.append(folder.resolve())  # (compared with resolved paths: `in_exports`)
     return folder
 
 
