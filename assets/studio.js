@@ -69,6 +69,7 @@
   studio.seq = studio.seq || 0;
   studio.pending = studio.pending || new Map();
   studio.taken = studio.taken || [];
+  studio.withdrawn = studio.withdrawn || new Set();
   // A click whose edit never started (none seen within this time) gives its text back.
   const TAKEN_MS = 10000;
   // The options row (plain controls: studio/ui/layout.py, `bar_html`) as it is now.
@@ -211,10 +212,10 @@
     if (again) setTimeout(() => reveal(id, until, false), 700);
   };
 
-  const putBack = (text) => {
+  const putBack = (text, first = false) => {
     const box = promptBox();
     if (box) {
-      box.value = box.value ? `${box.value}\n${text}` : text;
+      box.value = !box.value ? text : first ? `${text}\n${box.value}` : `${box.value}\n${text}`;
       box.dispatchEvent(new Event("input", { bubbles: true }));
     }
   };
@@ -413,6 +414,14 @@
     const drawn = document.querySelectorAll("#history li.pending").length;
     const tree = document.querySelector("#history nav.tree");
     const fresh = tree && tree.dataset.seen !== "1";
+    // A queued edit this tab's undo took back: its instruction goes back into the box, once
+    // (before what is there: undone again and again, they come back in the order typed).
+    const withdrawn = tree?.dataset.withdrawn;
+    if (withdrawn && !studio.withdrawn.has(withdrawn)) {
+      studio.withdrawn.add(withdrawn);
+      const text = tree.dataset.withdrawnText || "";
+      if (text.trim()) putBack(text, true);
+    }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
       studio.redrawPending();

@@ -30,7 +30,7 @@ from gradio.blocks import Block
 from PIL import Image, ImageOps
 
 from studio.config import Secret
-from studio.history import Step, StepState, StepUpdate
+from studio.history import HistoryError, Step, StepState, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
@@ -233,10 +233,12 @@ class Handlers:
         tick: bool = False,
         model: str | None = None,
         sessions_open: bool = False,
+        withdrawn: tuple[str, str] | None = None,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store (for a
         `tick`: news of the session the page named, which does not move the tab;
-        `sessions_open`: with the session list unfolded)."""
+        `sessions_open`: with the session list unfolded; `withdrawn`: a queued step this tab's
+        undo took back, whose instruction the page puts back into the box)."""
         tab = self._tab()
         every = tab.every_session
         address = self.who.address if self.ctx.addresses_apart else None
@@ -265,6 +267,7 @@ class Handlers:
                 refused=tab.refused,
                 every_session=every,
                 sessions_open=sessions_open,
+                withdrawn=withdrawn,
             )
         if not tick:
             tab.showing, tab.known = page.session_id, True
@@ -697,13 +700,58 @@ class Handlers:
         if act in ("undo", "redo"):
             if not session_id:
                 return await self.page(None)
+            if act == "undo" and tab_step:
+                taken_back = await self._withdraw(session_id, tab_step)
+                if taken_back is not None:
+                    return taken_back
             move = Engine.undo if act == "undo" else Engine.redo
             session = await self.bridge.call(move, session_id, tab_step, visitor=self.who)
             self._tab().moved()
-            return await self.page(session_id, session.current_step_id)
+            update = await self.page(session_id, session.current_step_id)
+            left = session.steps.get(tab_step or "")
+            if act == "undo" and left is not None and not left.is_finished:
+                # (It was sent: it runs to its end, is paid, and lands in the history.)
+                update[self.c.status] = (
+                    f"{update[self.c.status]} · The edit undone had started at RunAPI: it "
+                    "runs to its end and lands in the history."
+                )
+            return update
         if act == "export":
             return await self._export(session_id)
         return {self.c.status: gr.skip()}
+
+    async def _withdraw(self, session_id: str, tab_step: str) -> Update | None:
+        """Undo on a queued edit that has not started takes it back (none of it was paid): it
+        goes as its ✕ would, the tab shows the step before it, and its instruction goes back
+        into the box (nothing typed is lost). None when the tab's step is not such an edit."""
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        step = session.steps.get(tab_step)
+        if (
+            step is None
+            or step.state is not StepState.QUEUED
+            or step.task_id
+            or step.parent_id is None
+            or step.params is None
+        ):
+            return None
+        try:
+            cancelled = await self.bridge.call(
+                Engine.cancel, session_id, tab_step, visitor=self.who
+            )
+        except HistoryError:  # it started meanwhile (or may not be cancelled): a plain undo
+            return None
+        self._tab().cancelled(tab_step)
+        shown = step.parent_id if step.parent_id in cancelled.steps else None
+        update = await self.page(
+            session_id,
+            shown or cancelled.current_step_id,
+            withdrawn=(tab_step, step.params.prompt),
+        )
+        update[self.c.status] = (
+            "↶ Took back the queued edit before it started (nothing was paid); its instruction "
+            "is back in the box."
+        )
+        return update
 
     async def _news(
         self, session_id: str | None, tab_step: str | None, version: str | None, tab_key: str | None

@@ -72,11 +72,14 @@ def history_html(
     refused: int = 0,
     masks: Mapping[str, str] | None = None,
     url: Callable[[str], str] = file_url,
+    withdrawn: tuple[str, str] | None = None,
 ) -> str:
     """`session` (seen from the tab's step) as the history tree. The tab's step carries the
     region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
     maps a region mask's sha256 to its file. `done` and `refused` are
-    the last Enter of the tab the server took and refused (the page's own "queued" tiles)."""
+    the last Enter of the tab the server took and refused (the page's own "queued" tiles);
+    `withdrawn`, a queued step this tab's undo took back and its instruction, which the page
+    puts back into the box (once: the step's id says which)."""
     drawn = _drawn(session)
     line, children = drawn.line, drawn.children
     items: list[str] = []
@@ -100,7 +103,7 @@ def history_html(
     if drawn.last < len(line.steps) - 1:  # the steps ahead of the window
         items.append(_gap(len(line.steps) - 1 - drawn.last, line.steps[-1]))
     return (
-        f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
+        f'<nav class="tree" aria-label="History" {_marks(done, refused, withdrawn)}>'
         f'<ol class="path">{"".join(items)}</ol></nav>'
     )
 
@@ -128,8 +131,12 @@ def _region_marks(step: Step, masks: Mapping[str, str], url: Callable[[str], str
     return marks
 
 
-def _marks(done: int, refused: int) -> str:
-    return f'data-done="{int(done)}" data-refused="{int(refused)}"'
+def _marks(done: int, refused: int, withdrawn: tuple[str, str] | None = None) -> str:
+    marks = f'data-done="{int(done)}" data-refused="{int(refused)}"'
+    if withdrawn is not None:
+        step_id, text = withdrawn
+        marks += f' data-withdrawn="{_a(step_id)}" data-withdrawn-text="{_a(text)}"'
+    return marks
 
 
 def _gap(count: int, target: Step) -> str:

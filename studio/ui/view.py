@@ -137,12 +137,14 @@ def render_page(
     now: datetime | None = None,
     every_session: bool = False,
     sessions_open: bool = False,
+    withdrawn: tuple[str, str] | None = None,
 ) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
     the server has taken (the page drops its own "queued" tiles up to it). `now` dates the
     session list ("today", "2 Dec"); `every_session` lists all of them, not only the newest
-    (`sessions_open`: unfolded)."""
+    (`sessions_open`: unfolded). `withdrawn`: a queued step this tab's undo took back, and its
+    instruction (`tree.history_html`)."""
     del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
@@ -208,7 +210,12 @@ def render_page(
         retry_visible=current.kind != "origin" and current.is_finished,
         aspect_choices=present.aspect_choices(match_ratio),
         history=tree.history_html(
-            session, data.thumbs, done=done, refused=refused, masks=data.images
+            session,
+            data.thumbs,
+            done=done,
+            refused=refused,
+            masks=data.images,
+            withdrawn=withdrawn,
         ),
         can_undo=session.can_undo,
         can_redo=session.can_redo,

@@ -327,6 +327,42 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     expect(box).to_have_value("and stars")
 
 
+def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(page, studio, sim):
+    """Ctrl+Z on edits typed ahead let them run and pay, as a branch, and said nothing (UX
+    audit 2): a queued edit is now taken back, its text returns, and a started one says it
+    runs on."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    for prompt in ("add snow", "make it night", "add a moon"):
+        box.fill(prompt)
+        box.press("Enter")
+        expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 4: add a moon"))
+    page.locator("#canvas").first.click()  # the focus leaves the instruction box
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 3: make it night"))
+    expect(page.locator("#history")).not_to_contain_text("add a moon")
+    expect(box).to_have_value("add a moon")
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(box).to_have_value("make it night\nadd a moon")  # in the order they were typed
+    page.keyboard.press("Control+z")  # "add snow" has started: it runs on, and says so
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(page.locator("#status")).to_contain_text("runs to its end")
+    expect(page.locator("#history")).to_contain_text(re.compile(r"add snow.*\$"), timeout=30_000)
+    prompts = [t.body.get("prompt") for t in sim.tasks.values()]
+    assert "add snow" in prompts
+    assert "make it night" not in prompts
+    assert "add a moon" not in prompts
+    session = _only_session(studio)
+    assert sorted(s.params.prompt for s in session.steps.values() if s.params) == [
+        "add snow",
+        "make it black and white",
+    ]
+
+
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
     _start_from_example(page)
     _edit(page, "make it black and white")

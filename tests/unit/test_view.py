@@ -338,3 +338,22 @@ def test_a_branch_still_running_says_so_in_a_mark_that_fits_its_small_picture():
     html = history_html(session.seen_from("a"), {})
     assert 'class="mini placeholder" title="running" aria-label="running">⏳</span>' in html
     assert ">running</span>" not in html  # the word cut to "runnin" in 28 pixels
+
+
+def test_an_instruction_taken_back_rides_on_the_tree_as_text_once_asked():
+    from html.parser import HTMLParser
+
+    session = edit(start(), "e1", "add snow")
+    typed = 'make it "night" & <b>dark</b>'
+    marks: dict[str, str | None] = {}
+
+    class Nav(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "nav":
+                marks.update(attrs)
+
+    Nav().feed(render_page(data(session), TILES, withdrawn=("q1", typed)).history)
+    assert (marks["data-withdrawn"], marks["data-withdrawn-text"]) == ("q1", typed)
+    marks.clear()
+    Nav().feed(render_page(data(session), TILES).history)
+    assert "data-withdrawn" not in marks
