@@ -363,6 +363,31 @@ def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(p
     ]
 
 
+_BADGE = "() => getComputedStyle(document.querySelector('#canvas'), '::after').content"
+
+
+def test_while_the_tab_s_step_runs_the_canvas_says_it_shows_the_picture_before_it(
+    page, studio, sim
+):
+    """The canvas kept the last picture while the step ran, with nothing on it to say so: it
+    was taken for the result (UX audit 2)."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    box.fill("add snow")
+    box.press("Enter")
+    box.fill("make it night")
+    box.press("Enter")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: make it night"))
+    page.wait_for_function(f"() => ({_BADGE})().includes('Queued')", timeout=10_000)
+    page.get_by_role("button", name=re.compile("^Step 1: add snow")).click()
+    page.wait_for_function(f"() => ({_BADGE})().includes('Running')", timeout=10_000)
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 1: add snow \(.*\$"), timeout=30_000
+    )
+    page.wait_for_function(f"() => ({_BADGE})() === 'none'", timeout=10_000)
+
+
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
     _start_from_example(page)
     _edit(page, "make it black and white")
