@@ -109,9 +109,15 @@ def css_path() -> Path:
 
 def page_head() -> str | None:
     """What runs before Gradio mounts the page: a stand-in for storage the browser denies a
-    framed page (`assets/storage.js`)."""
-    path = assets_dir() / "storage.js"
-    return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.exists() else None
+    framed page (`assets/storage.js`); and the few style rules for what lies outside the app's
+    own part of the page (`assets/outside.css`: Gradio scopes every rule of `css` inside a
+    media query under `.contain`, so a phone rule for the page's own padding never applied)."""
+    parts = []
+    if (script := assets_dir() / "storage.js").exists():
+        parts.append(f"<script>{script.read_text(encoding='utf-8')}</script>")
+    if (style := assets_dir() / "outside.css").exists():
+        parts.append(f"<style>{style.read_text(encoding='utf-8')}</style>")
+    return "".join(parts) or None
 
 
 def page_script() -> str | None:

@@ -264,11 +264,32 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert image["y"] < bar["y"]
         _edit(page, "make it black and white")
         shoot(page, "phone-1-editor", full_page=False)
-        # Scrolled down to the tree, the bar is still at the bottom of the window.
+        # Scrolled down to the tree, the bar is still at the bottom of the window, and the page
+        # ends clear of it (its last controls and the footer were under it: UX audit 2).
         page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
         page.wait_for_function("() => window.scrollY > 100")
-        for selector in ("#prompt textarea", "#run", "#history button.tile"):
+        for selector in ("#prompt textarea", "#run", "#history button.tile", "#manage-fold"):
             _on_screen(page, selector)
+        bar, last = page.locator("#bar").bounding_box(), page.locator("footer").bounding_box()
+        assert bar is not None
+        assert last is not None
+        assert last["y"] + last["height"] <= bar["y"]
+        # The width goes to the canvas, not to the page's margins (32 px a side before).
+        canvas = page.locator("#canvas").first.bounding_box()
+        assert canvas is not None
+        assert canvas["width"] >= 390 - 2 * 12
+        # News from another tab shows just over the bar, wherever the page is scrolled (in its
+        # place, far down the page, it was never seen: UX audit 2).
+        page.evaluate("() => window.scrollTo(0, 0)")
+        with open_page(browser, studio.url) as other:
+            expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 1"))
+            _edit(other, "add a hat")
+        expect(page.locator("#notice")).to_contain_text("1 new step", timeout=20_000)
+        _on_screen(page, "#notice")
+        page.locator("#notice").click()
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add a hat"))
+        page.locator("#history button.tile").nth(1).click()
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
         # A longer path: the strip keeps the tab's step in its view (it showed the first two
         # tiles, the current one far off to the right: UX audit 1).
         for prompt in ("add snow", "make it night"):
