@@ -256,3 +256,19 @@ def test_a_long_session_list_shows_the_newest_fifty_and_the_rest_one_click_away(
     expect(_session_name(page)).to_have_text("Kept 0")
     # Opened, it is in the list (marked) however old it is.
     expect(_listed(page).filter(has_text="Kept 0")).to_have_attribute("aria-current", "true")
+
+
+def test_the_session_list_opened_on_an_empty_page_is_drawn_over_the_upload_box(page, studio):
+    """The upload box's label was drawn over the list's first session (UX audit 2)."""
+    _start_from_example(page)
+    page.locator("#new-session").click()
+    expect(_session_name(page)).to_have_text("New session")
+    first = _listed(page).first
+    expect(first).to_be_visible()
+    box = first.bounding_box()
+    assert box is not None
+    for x, y in ((box["x"] + 60, box["y"] + box["height"] - 4), (box["x"] + 8, box["y"] + 4)):
+        drawn = page.evaluate(
+            "([x, y]) => Boolean(document.elementFromPoint(x, y)?.closest('#sessions'))", [x, y]
+        )
+        assert drawn, f"something else is drawn over the session list at {x},{y}"
