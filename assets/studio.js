@@ -733,20 +733,30 @@
     true,
   );
 
-  // Ctrl+V of an image while the page invites one (an empty session): the image goes in as a
-  // file picked in the upload box would (with the same size check), unless the paste is into
-  // the link box.
-  document.addEventListener("paste", (event) => {
-    const empty = byId("empty");
-    if (!empty?.offsetParent || event.target?.closest?.("#link")) return;
-    const image = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-    const input = byId("source")?.querySelector("input[type=file]");
-    if (!image || !input) return;
-    event.preventDefault();
+  // Ctrl+V of an image: it goes in as a file picked in the upload box would (with the same
+  // size check), starting a session from it; with a session open, a new one (+ New, then the
+  // image, once the upload box is there: a paste there did nothing and said nothing). Not a
+  // paste into the link box, nor text pasted into a text box.
+  const pasteInto = (image, until) => {
+    const input = byId("empty")?.offsetParent && byId("source")?.querySelector("input[type=file]");
+    if (!input) {
+      if (performance.now() < until) requestAnimationFrame(() => pasteInto(image, until));
+      else studio.say("⚠ The pasted image was not taken: click + New, then paste it again.");
+      return;
+    }
     const files = new DataTransfer();
     files.items.add(image);
     input.files = files.files;
     input.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  document.addEventListener("paste", (event) => {
+    if (event.target?.closest?.("#link")) return;
+    const image = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
+    if (!image) return;
+    if (typing(event.target) && event.clipboardData.types.includes("text/plain")) return;
+    event.preventDefault();
+    if (!byId("empty")?.offsetParent) byId("new-session")?.click();
+    pasteInto(image, performance.now() + 10000);
   });
 
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row

@@ -198,6 +198,37 @@ def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
     expect(page.locator("#prompt textarea")).to_have_value("")  # no text pasted
 
 
+def test_an_image_pasted_with_a_session_open_starts_another_session_from_it(page, studio):
+    """With a session open, a paste of an image did nothing and said nothing (UX audit 2)."""
+    import base64
+
+    from tests.support.engines import make_image
+
+    _start_from_example(page)
+    first = _only_session(studio)
+    data = make_image(320, 240)
+    page.locator("#canvas").first.click()  # the focus on the picture, not in a text box
+    page.evaluate(
+        """(b64) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const files = new DataTransfer();
+          files.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+          document.activeElement.dispatchEvent(
+            new ClipboardEvent("paste", { clipboardData: files, bubbles: true, cancelable: true })
+          );
+        }""",
+        base64.b64encode(data).decode(),
+    )
+    expect(_session_name(page)).not_to_have_text(first.name, timeout=15_000)
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    sessions = studio.run(studio.engine.list_sessions())
+    assert len(sessions) == 2
+    pasted = next(s for s in sessions if s.session_id != first.session_id)
+    session = studio.run(studio.engine.load_session(pasted.session_id))
+    assert studio.image_bytes(session.origin.result) == data
+    expect(_listed(page)).to_have_count(2)
+
+
 @pytest.fixture
 def image_server(tmp_path):
     """A plain HTTP server on loopback serving a photo and a web page."""
