@@ -34,6 +34,8 @@ KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
 CANVAS_HEIGHT = "calc(100vh - 356px)"
+# "Compare two steps" in the canvas's place: the canvas's height less its two step pickers.
+SLIDER_HEIGHT = "calc(100vh - 544px)"
 # How many results one instruction may ask for at once (candidates).
 MAX_CANDIDATES = 4
 
@@ -311,7 +313,7 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
             instruction = _render_instruction()
         with gr.Column(scale=1, min_width=260, elem_id="side"):
             history = _render_history()
-    folds = {**instruction.pop("folds"), **history.pop("folds")}
+    folds = {**canvas.pop("folds"), **instruction.pop("folds"), **history.pop("folds")}
     return Components(
         folds=folds,
         **header,
@@ -411,6 +413,23 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                 elem_id="examples",
                 js_on_load=_CLICKS_JS,
             )
+        # "Compare two steps" opens in the canvas's place, which it takes while it is open (it
+        # opened under the page's fold, and the page scrolled 778 px to it: UX audit 2).
+        with fold("steps-box") as steps_box:
+            with gr.Row():
+                pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
+                pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
+            pair_note = prose.component("", elem_id="pair-note")
+            # Shown once it has a pair (its module is not loaded with the page until then).
+            slider = gr.ImageSlider(
+                label="Before / after",
+                type="filepath",
+                format="png",
+                elem_id="slider",
+                height=SLIDER_HEIGHT,
+                max_height=4000,  # (pixels; the height above is what holds it in the window)
+                visible=False,
+            )
     with gr.Row(equal_height=True, elem_id="canvas-bar"):
         status = prose.component("", elem_id="status")
         # A region for the next edit, drawn on the canvas (assets/studio.js draws and sends it).
@@ -446,6 +465,11 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         "raw": raw,
         "download": download,
         "retry": retry,
+        "pair_a": pair_a,
+        "pair_b": pair_b,
+        "pair_note": pair_note,
+        "slider": slider,
+        "folds": {"steps-box": steps_box},
     }
 
 
@@ -467,21 +491,6 @@ def _render_instruction() -> dict[str, Any]:
     options = _render_options()
     fold_bar = _fold_bar(FOLDS, "folds")
     folds = {}
-    with fold("steps-box") as shown:
-        with gr.Row():
-            pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
-            pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
-        pair_note = prose.component("", elem_id="pair-note")
-        # Shown once it has a pair (its module is not loaded with the page until then).
-        slider = gr.ImageSlider(
-            label="Before / after",
-            type="filepath",
-            format="png",
-            elem_id="slider",
-            max_height=520,
-            visible=False,
-        )
-    folds["steps-box"] = shown
     with fold("advanced") as shown, gr.Row():
         output_format = gr.Radio(
             [("PNG (lossless, best for chains)", "png"), ("JPEG", "jpeg")],
@@ -529,10 +538,6 @@ def _render_instruction() -> dict[str, Any]:
         "region": region,
         **options,
         "fold_bar": fold_bar,
-        "pair_a": pair_a,
-        "pair_b": pair_b,
-        "pair_note": pair_note,
-        "slider": slider,
         "output_format": output_format,
         "translation": translation,
         "expansion": expansion,

@@ -235,19 +235,32 @@ def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, st
             _on_screen(page, selector)
 
 
-def test_compare_two_steps_opens_in_view_at_1440x900(browser, studio):
-    """It opened below the window's edge, so the click seemed to do nothing."""
+def test_compare_two_steps_opens_in_the_canvas_s_place_at_1440x900(browser, studio):
+    """It opened below the window's edge, so the click seemed to do nothing; then it opened
+    under the page's fold and the page scrolled 778 px to it (UX audit 2). It now takes the
+    canvas's place: nothing scrolls, the bar stays, and folding it brings the canvas back."""
     with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as page:
         _start_from_example(page)
         _edit(page, "make it black and white")
+        canvas, bar = page.locator("#result").bounding_box(), page.locator("#bar").bounding_box()
+        assert canvas is not None
+        assert bar is not None
         page.get_by_text("Compare two steps").click()
         slider = page.locator("#slider [data-testid=imageslider-image]")
         expect(slider).to_have_count(2)
-        page.wait_for_function(
-            "() => { const r = document.querySelector('#slider').getBoundingClientRect();"
-            " return r.top >= 0 && r.top < window.innerHeight - 100; }",
-            timeout=5_000,
-        )
+        page.wait_for_timeout(800)  # (the page's own reveal, were it to scroll, runs by then)
+        assert page.evaluate("() => window.scrollY") == 0
+        expect(page.locator("#result")).to_be_hidden()
+        for selector in ("#pair-a", "#slider", "#bar", "#folds button[data-fold=steps-box]"):
+            _on_screen(page, selector)
+        box, moved = page.locator("#steps-box").bounding_box(), page.locator("#bar").bounding_box()
+        assert box is not None
+        assert moved is not None
+        assert abs(box["y"] - canvas["y"]) < 16  # where the canvas was
+        assert abs(moved["y"] - bar["y"]) < 8  # the bar stays under the mouse
+        page.get_by_text("Compare two steps").click()
+        expect(page.locator("#result img")).to_be_visible()
+        expect(page.locator("#slider")).to_be_hidden()
 
 
 def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio):
