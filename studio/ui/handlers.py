@@ -614,7 +614,7 @@ class Handlers:
         return {
             **(await self.page(session_id, tab_step)),
             **(await self._candidates_panel(session_id, ids, {})),
-            self.c.status: f"⏳ {len(ids)} results on their way: keep the one you like.",
+            self.c.status: f"◷ {len(ids)} results on their way: keep the one you like.",
         }
 
     async def _candidates_panel(

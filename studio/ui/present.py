@@ -167,9 +167,9 @@ def step_status(
 
 def _running(update: StepUpdate) -> str:
     """A running step's phase, its seconds so far, and what holds it up, if anything:
-    "⏳ Sent to RunAPI… 12.0 s · RunAPI is not answering…"."""
+    "◷ Sent to RunAPI… 12.0 s · RunAPI is not answering…"."""
     note = f" · {update.note}" if update.note else ""
-    return f"⏳ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{note}"
+    return f"◷ {_PHASE_WORDS[update.phase]}… {update.elapsed_s:.1f} s{note}"
 
 
 def _step_line(step: Step, update: StepUpdate | None) -> str:
@@ -192,9 +192,9 @@ def _step_line(step: Step, update: StepUpdate | None) -> str:
                 f"✗ Failed: {as_text(step.error) if step.error else 'the service gave no reason.'}"
             )
         case _ if step.error:  # (why it waits: for its visitor's key after a restart, ...)
-            return f"⏳ {as_text(step.error)}"
+            return f"◷ {as_text(step.error)}"
         case _:
-            return f"⏳ {str(step.state).capitalize()}…"
+            return f"◷ {str(step.state).capitalize()}…"
 
 
 def compare_text(step: Step, update: StepUpdate | None) -> str:
@@ -209,7 +209,7 @@ def compare_text(step: Step, update: StepUpdate | None) -> str:
     if step.state is StepState.FAILED:
         reason = as_text(step.error) if step.error else "the service gave no reason."
         return f"{name} ✗ Failed: {reason}"
-    return f"{name} ⏳ {str(step.state).capitalize()}…"
+    return f"{name} ◷ {str(step.state).capitalize()}…"
 
 
 def candidate_text(step: Step, update: StepUpdate | None) -> str:
@@ -223,7 +223,7 @@ def candidate_text(step: Step, update: StepUpdate | None) -> str:
         return f"{name} ✓ {seconds} · {format_cents(step.cost_cents or 0)}"
     if step.state is StepState.FAILED:
         return f"{name} ✗ {step.error or 'the service gave no reason.'}"
-    return f"{name} ⏳ {step.state!s}…"
+    return f"{name} ◷ {step.state!s}…"
 
 
 def step_choice(step: Step, number: int) -> tuple[str, str]:

@@ -41,7 +41,7 @@ FAILED_SHOWN = 5
 
 # What stands for a step's picture while it has none, on a tile and on a branch's small one.
 _WORDS = {StepState.QUEUED: "queued", StepState.RUNNING: "running", StepState.FAILED: "✗"}
-_MARKS = {StepState.QUEUED: "…", StepState.RUNNING: "⏳", StepState.FAILED: "✗"}
+_MARKS = {StepState.QUEUED: "…", StepState.RUNNING: "◷", StepState.FAILED: "✗"}
 
 
 def file_url(path: str) -> str:
@@ -462,7 +462,7 @@ def candidates_html(
     for n, step in enumerate(steps, 1):
         path = images.get(step.step_id)
         model = models[n - 1]
-        mark = "✗" if step.state is StepState.FAILED else "⏳"
+        mark = "✗" if step.state is StepState.FAILED else "◷"
         picture = (
             f'<img src="{_a(url(path))}" alt="{_a(model + " result: " + _prompt(step))}">'
             if path

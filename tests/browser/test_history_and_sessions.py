@@ -190,7 +190,7 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         box_.fill("make it black and white")
         box_.press("Enter")
         expect(phone.locator("#result")).to_be_in_viewport()
-        expect(phone.locator("#status")).to_contain_text("⏳")
+        expect(phone.locator("#status")).to_contain_text("◷")
         expect(phone.locator("#status")).to_contain_text(DONE, timeout=30_000)
 
         # The history is a film strip of tiles a finger can hit.
@@ -224,7 +224,7 @@ def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studi
     box = page.locator("#prompt textarea")
     box.fill("add snow")
     box.press("Enter")
-    expect(page.locator("#status")).to_contain_text("⏳", timeout=10_000)
+    expect(page.locator("#status")).to_contain_text("◷", timeout=10_000)
     _listed(page)
     expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
     page.wait_for_timeout(1000)  # (a redraw of the list may follow the page's)

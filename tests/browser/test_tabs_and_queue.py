@@ -112,7 +112,7 @@ def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own
     editing_id = next(s.session_id for s in sessions if s.session_id != other_id)
     sim.latency = LatencyProfile(3.0, 3.0, 3.0, 3.0)
     _submit(page, "make it black and white")
-    expect(page.locator("#status")).to_contain_text("⏳")
+    expect(page.locator("#status")).to_contain_text("◷")
 
     # Open the other session while the edit runs.
     _open_session(page, "Astronaut example")
@@ -178,7 +178,7 @@ def test_pro_vs_max_shows_the_faster_side_before_the_slower_one_finishes(page, s
     # Pro's result is shown while max is still under way.
     expect(candidates.locator("img")).to_have_count(1, timeout=20_000)
     expect(candidates).to_contain_text("pro ✓")
-    expect(candidates).to_contain_text("max ⏳")
+    expect(candidates).to_contain_text("max ◷")
     (max_task,) = [t for t in sim.tasks.values() if t.model == "flux-kontext-max"]
     assert max_task.finished_at is None
     expect(candidates).to_contain_text("max ✓", timeout=40_000)
@@ -208,7 +208,7 @@ def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
         _start_from_example(tab)
         sim.latency = LatencyProfile(30.0, 1.0, 30.0, 1.0)
         _submit(tab, "make it black and white")
-        expect(tab.locator("#status")).to_contain_text("⏳")
+        expect(tab.locator("#status")).to_contain_text("◷")
         studio.demo.close()  # the studio stops (or the network drops)
         expect(tab.locator("#status")).to_contain_text(
             "The studio cannot be reached", timeout=20_000

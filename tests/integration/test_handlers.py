@@ -119,7 +119,7 @@ async def test_an_edit_returns_at_once_then_the_timer_shows_progress_and_the_res
     queued = await _edit(page, session_id, origin, "make it blue")
     assert c.prompt not in queued  # only the page itself empties the box
     assert queued[c.tab_step] != origin  # the tab now shows the new step
-    assert queued[c.status].startswith("⏳")
+    assert queued[c.status].startswith("◷")
     # The canvas keeps the image the edit builds on; the status under it says a run is on.
     assert _value(queued[c.result]).endswith(".png")
     ticks = await _settle(page, session_id, queued)
@@ -261,7 +261,7 @@ async def test_pro_vs_max_shows_both_results_and_keeping_max_continues_from_max(
     started = await page.on_compare(
         session_id, origin, "make it red", "match", "png", True, False, 2, None
     )
-    assert started[c.status] == "⏳ 2 results on their way: keep the one you like."
+    assert started[c.status] == "◷ 2 results on their way: keep the one you like."
     picks = started[c.picks]
     ticks = await _settle(page, session_id, started, picks)
     panel = _value(ticks[-1][c.candidates])

@@ -129,6 +129,6 @@ def test_a_step_that_waits_says_why():
     origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
     session = Session.start(new_id(), "s", origin, T0)
     queued = session.add_step(new_id(), EditParams(prompt="snow"), T0).current
-    assert present.step_status(queued) == "⏳ Queued…"
+    assert present.step_status(queued) == "◷ Queued…"
     waiting = present.step_status(replace(queued, error=WAITS_FOR_EARLIER))
-    assert waiting == f"⏳ {WAITS_FOR_EARLIER}"
+    assert waiting == f"◷ {WAITS_FOR_EARLIER}"

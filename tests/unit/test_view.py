@@ -108,7 +108,7 @@ def test_a_running_step_shows_its_phase_and_the_queued_one_after_it_can_be_cance
     session = session.add_step("c", EditParams(prompt="night"), T0)
     update = StepUpdate(session.steps["b"], "processing", 3.04)
     page = render_page(data(session, running={"b": update}), TILES, tab_step="b")
-    assert page.status == "⏳ Processing… 3.0 s"
+    assert page.status == "◷ Processing… 3.0 s"
     assert page.running
     tree = read_tree(page.history)
     assert tree.line[-2:] == ["Step 2: snow (pro · queued)", "Step 3: night (pro · queued)"]
@@ -336,7 +336,7 @@ def test_a_branch_still_running_says_so_in_a_mark_that_fits_its_small_picture():
     session = session.make_current("origin").add_step("b", EditParams(prompt="add snow"), T0)
     session = with_step(session, session.steps["b"].start("task-b", T0))
     html = history_html(session.seen_from("a"), {})
-    assert 'class="mini placeholder" title="running" aria-label="running">⏳</span>' in html
+    assert 'class="mini placeholder" title="running" aria-label="running">◷</span>' in html
     assert ">running</span>" not in html  # the word cut to "runnin" in 28 pixels
 
 
