@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
-from studio.params import ASPECT_RATIOS, MATCH_SOURCE, PRICE_CENTS, format_cents
+from studio.params import (
+    ASPECT_RATIOS,
+    MATCH_SOURCE,
+    PRICE_CENTS,
+    format_cents,
+    nearest_aspect_ratio,
+)
 
 GENERIC_ERROR = "Something went wrong in the studio; it has been logged. Please try again."
 
@@ -120,6 +126,16 @@ def banner(
 
 def model_choices() -> list[tuple[str, str]]:
     return [(f"{m} · {format_cents(PRICE_CENTS[m])}", m) for m in ("pro", "max")]
+
+
+def match_ratio(width: int, height: int) -> str:
+    """The ratio *Match source* sends for a picture of `width` x `height`: RunAPI's nearest,
+    marked "≈" when the picture's own differs from it by more than 2 % (a 3:2 photo goes as
+    4:3; "Match source (4:3)" read as a wrong guess of its shape)."""
+    ratio = nearest_aspect_ratio(width, height)
+    across, down = (int(n) for n in ratio.split(":"))
+    exact = abs(width / height - across / down) <= 0.02 * across / down
+    return ratio if exact else f"≈ {ratio}"
 
 
 def aspect_choices(match_ratio: str | None) -> list[tuple[str, str]]:

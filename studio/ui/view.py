@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.history import ImageRef, Session, Step, StepState, StepUpdate
-from studio.params import SAFETY_MAX_GENERATE, nearest_aspect_ratio, safety_max
+from studio.params import SAFETY_MAX_GENERATE, safety_max
 from studio.ui import present, tree
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def render_page(
         parent_image = _image(data, session.steps[shown.parent_id])
     match_ratio = None
     if shown.result is not None:
-        match_ratio = nearest_aspect_ratio(shown.result.width, shown.result.height)
+        match_ratio = present.match_ratio(shown.result.width, shown.result.height)
     numbers = step_numbers(session)
     pair_a, pair_b = pair(session, numbers)
     notice, notice_step = _news(session, stored, current)

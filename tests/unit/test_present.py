@@ -132,3 +132,12 @@ def test_a_step_that_waits_says_why():
     assert present.step_status(queued) == "◷ Queued…"
     waiting = present.step_status(replace(queued, error=WAITS_FOR_EARLIER))
     assert waiting == f"◷ {WAITS_FOR_EARLIER}"
+
+
+def test_match_source_names_runapi_s_ratio_and_says_when_it_is_only_the_nearest():
+    from studio.ui.present import match_ratio
+
+    assert match_ratio(1200, 900) == "4:3"
+    assert match_ratio(1920, 1080) == "16:9"
+    assert match_ratio(451, 300) == "≈ 4:3"  # a 3:2 photo: RunAPI has no 3:2
+    assert match_ratio(1000, 1010) == "1:1"

@@ -80,8 +80,9 @@ def test_a_chain_shows_the_latest_result_on_the_canvas_with_its_source_behind_it
     assert page.can_undo
     assert not page.can_redo
     assert not page.running
-    # The result is portrait (800x1200): "match source" names the ratio it would send.
-    assert page.aspect_choices[0] == ("Match source (3:4)", "match")
+    # The result is portrait (800x1200, 2:3): "match source" names the ratio it would send,
+    # RunAPI's nearest (it has no 2:3).
+    assert page.aspect_choices[0] == ("Match source (≈ 3:4)", "match")
 
 
 def test_the_origin_alone_shows_on_the_canvas_with_nothing_behind_it():
