@@ -87,8 +87,26 @@ const reopen = () => {
   const list = element.querySelector('#sessions details');
   if (list && listOpen && !list.open) list.open = true;
 };
+// Each session's last change in the visitor's own time, with the hour for the last two days:
+// "today 14:02", "yesterday 09:15", "2 Dec" (the server knows no visitor's zone).
+const localize = () => {
+  const now = new Date();
+  const day = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+  for (const time of element.querySelectorAll('#sessions time[datetime]')) {
+    const at = new Date(time.dateTime);
+    if (Number.isNaN(at.getTime())) continue;
+    const days = Math.round((day(now) - day(at)) / 86400000);
+    const clock = at.toLocaleTimeString([], {hour: '2-digit', minute: '2-digit'});
+    const year = at.getFullYear() === now.getFullYear() ? {} : {year: 'numeric'};
+    const text = days === 0 ? 'today ' + clock : days === 1 ? 'yesterday ' + clock
+      : at.toLocaleDateString([], {day: 'numeric', month: 'short', ...year});
+    if (time.textContent !== text) time.textContent = text;
+    time.title = at.toLocaleString();
+  }
+};
 paint();
-watch(['value', ...slots], () => { paint(); reopen(); });
+localize();
+watch(['value', ...slots], () => { paint(); reopen(); localize(); });
 """
 # The header's fixed parts; `${value}` is the session list (`tree.sessions_html`), and the
 # three prose slots are filled by `_HEADER_JS` (their HTML is `prose.to_html`: escaped).

@@ -572,9 +572,12 @@ def _session_row(
     if summary.damaged:
         meta = "damaged: cannot be opened"
     else:
-        meta = (
-            f"{present.steps_count(summary.step_count)} · {present.when(summary.updated_at, now)}"
+        # The day in UTC; the page writes it in the visitor's own time, with the hour
+        # (`_HEADER_JS`: a list of sessions all "today" told them apart by nothing).
+        moment = summary.updated_at
+        when = escape(present.when(moment, now))
+        stamp = moment.isoformat() if moment.tzinfo is not None else ""
+        meta = f"{present.steps_count(summary.step_count)} · " + (
+            f'<time datetime="{_a(stamp)}">{when}</time>' if stamp else when
         )
-    return (
-        f'{picture}<span class="name">{escape(name)}</span><span class="meta">{escape(meta)}</span>'
-    )
+    return f'{picture}<span class="name">{escape(name)}</span><span class="meta">{meta}</span>'

@@ -265,8 +265,9 @@ def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_sessio
     listed = page.sessions_html
     assert 'data-act="open" data-step="s2"' in listed
     assert '<img class="cover" src="gradio_api/file=/thumbs/c.jpg"' in listed
-    assert "1 step · yesterday" in listed
-    assert "2 steps · yesterday" in listed
+    # (The day in UTC, with the moment for the page to write in the visitor's time.)
+    assert '1 step · <time datetime="2025-01-02T03:04:05+00:00">yesterday</time>' in listed
+    assert "2 steps · <time" in listed
     assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
     assert "<b>" not in listed
     # The open session heads the list, and is marked in it.
