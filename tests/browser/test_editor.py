@@ -422,6 +422,19 @@ def test_while_the_tab_s_step_runs_the_canvas_says_it_shows_the_picture_before_i
     page.wait_for_function(f"() => ({_BADGE})() === 'none'", timeout=10_000)
 
 
+def test_the_region_tools_stay_in_place_from_step_to_step(page, studio):
+    """They sat after the status line, whose length changes with the step: Brush, Box and
+    Eraser moved sideways under the pointer (UX audit 2)."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    _start_from_example(page)  # "Ready: type an instruction and press Enter."
+    brush = page.get_by_role("button", name=re.compile("Brush"))
+    expect(brush).to_be_visible()
+    where = brush.bounding_box()
+    _edit(page, "make it black and white")  # "✓ Done in 0.7 s · pro · $0.05", and Try again
+    expect(page.locator("#status")).to_contain_text("Done")
+    assert brush.bounding_box() == where
+
+
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
     _start_from_example(page)
     _edit(page, "make it black and white")
