@@ -307,6 +307,13 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         # tiles, the current one far off to the right: UX audit 1).
         for prompt in ("add snow", "make it night"):
             _edit(page, prompt)
+        # Each tile shows its whole caption: number, instruction, model, time and cost (cut
+        # to "pro · 0.7 s ·…" in two lines: UX audit 2).
+        cut = page.evaluate(
+            "() => [...document.querySelectorAll('#history li.node .text')]"
+            ".filter((t) => t.scrollHeight > t.clientHeight + 1).map((t) => t.textContent)"
+        )
+        assert cut == []
         current = _current(page).bounding_box()
         strip = page.locator("#history").bounding_box()
         assert current is not None
