@@ -176,8 +176,13 @@ def _node(
         )
     if branches:
         parts.append('<div class="forks"><span class="fork-mark" aria-hidden="true">↳</span>')
+        # A branch's letter is its place among the step's children, in the order they were
+        # made (the path's own among them), so it keeps its name when the tab moves (given by
+        # place among the others, "2b" became "2c" after a move: UX audit 2).
+        made = [c for c in children.get(step.step_id, []) if c.state is not StepState.FAILED]
+        place = {c.step_id: k for k, c in enumerate(made)}
         chips = [
-            _branch_chips(b, n, depth, thumbs, url, children)
+            _branch_chips(b, place.get(b.step_id, n + 1), depth, thumbs, url, children)
             for n, b in enumerate(_listed(branches))
         ]
         parts.extend(_folded(chips, len(branches), FORKS_SHOWN, "more"))
@@ -206,12 +211,13 @@ def _branch_chips(
     url: Callable[[str], str],
     children: Mapping[str, list[Step]],
 ) -> str:
-    """The chip of the `n`th branch forking after `depth`, going to its newest end, and one
-    chip for each of its other ends when it forks again further on (only the newest showed;
-    the rest took a click into the branch first: UX audit 1)."""
+    """The chip of a branch forking after `depth`, the `n`th child made there (from 0: its
+    letter), going to its newest end, and one chip for each of its other ends when it forks
+    again further on (only the newest showed; the rest took a click into the branch first:
+    UX audit 1)."""
     tip, other_ends = _branch_ends(branch, children)
     size = _size(branch, children)
-    name = f"{depth + 1}{chr(ord('b') + n) if n < 25 else '+'}"
+    name = f"{depth + 1}{chr(ord('a') + n) if n < 26 else '+'}"
     ends = " → " + _prompt(tip) if tip is not branch else ""
     chip = (
         f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '

@@ -42,10 +42,11 @@ def test_the_tree_shows_whole_captions_highlights_the_tab_step_and_keeps_the_red
     expect(page.locator("#history li.ahead")).to_contain_text("add snow")
     expect(_thumbs(page, "#branches")).to_have_count(0)
 
-    # An edit from here branches: the undone step hangs where it forks, numbered "2b".
+    # An edit from here branches: the undone step hangs where it forks, named "2a" (the first
+    # step made there; the one on the path is the second).
     _edit(page, "make it night")
     expect(thumbs.nth(2)).to_have_attribute("aria-current", "step")
-    expect(_thumbs(page, "#branches")).to_contain_text("2b add snow")
+    expect(_thumbs(page, "#branches")).to_contain_text("2a add snow")
     expect(thumbs.nth(2)).to_contain_text("2 make it night")
 
 

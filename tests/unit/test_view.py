@@ -121,8 +121,14 @@ def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_ga
     session = edit(session.make_current("a"), "c", "add rain", model="max")
     tree = read_tree(render_page(data(session), TILES).history)
     assert tree.line[-1] == "Step 2: add rain (max · 6.0 s · $0.05)"
-    assert tree.branches == ["2b add snow pro · 1 step"]
+    assert tree.branches == ["2a add snow pro · 1 step"]
     assert tree.current == 2  # the tab's step is the highlighted one
+    # A branch keeps its letter when the tab moves: the order the fork's steps were made in
+    # (named by their place among the others, "2b" became another step after a move: UX
+    # audit 2).
+    tree = read_tree(render_page(data(session.make_current("b")), TILES).history)
+    assert tree.line[-1].startswith("Step 2: add snow")
+    assert tree.branches == ["2b add rain max · 1 step"]
 
 
 def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
@@ -137,7 +143,7 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     tree = read_tree(html)
     assert tree.line[-1].startswith("Step 2: add snow")
     (chip, other) = tree.branches
-    assert chip == "2b add fog pro · 3 steps"
+    assert chip == "2b add fog pro · 3 steps"  # (the second step made after step 1)
     assert other in ("2b.2 → add sun", "2b.2 → add moon")
     ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
     assert sorted(ends) == ["y", "z"]
