@@ -521,13 +521,21 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
 
 
 def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
+    page.set_viewport_size({"width": 1440, "height": 900})
     _start_from_example(page)
     _edit(page, "make it black and white")
+    tiles = page.locator("#history").bounding_box()
     with open_page(browser, studio.url) as other:
         expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 1"))
         _edit(other, "add snow")
     notice = page.locator("#notice")
     expect(notice).to_contain_text("1 new step from elsewhere: show", timeout=20_000)
+    _on_screen(page, "#notice")
+    # It pushed the tree 41 px down under the pointer (UX audit 2).
+    moved = page.locator("#history").bounding_box()
+    assert tiles is not None
+    assert moved is not None
+    assert (moved["x"], moved["y"]) == (tiles["x"], tiles["y"])
     # The tab never moved by itself.
     expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
     notice.click()
