@@ -721,9 +721,11 @@ class Handlers:
         return {self.c.status: gr.skip()}
 
     async def _withdraw(self, session_id: str, tab_step: str) -> Update | None:
-        """Undo on a queued edit that has not started takes it back (none of it was paid): it
-        goes as its ✕ would, the tab shows the step before it, and its instruction goes back
-        into the box (nothing typed is lost). None when the tab's step is not such an edit."""
+        """Undo on the last edit typed ahead, while it has not started, takes it back (none of
+        it was paid): it goes as its ✕ would, the tab shows the step before it, and its
+        instruction goes back into the box (nothing typed is lost). None when the tab's step is
+        not such an edit (one with edits queued after it is only moved back from, as walking
+        back with ← to it and pressing Ctrl+Z means)."""
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         step = session.steps.get(tab_step)
         if (
@@ -732,6 +734,7 @@ class Handlers:
             or step.task_id
             or step.parent_id is None
             or step.params is None
+            or session.children(tab_step)
         ):
             return None
         try:
