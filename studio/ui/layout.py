@@ -34,8 +34,9 @@ KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
 CANVAS_HEIGHT = "calc(100vh - 356px)"
-# "Compare two steps" in the canvas's place: the canvas's height less its two step pickers.
-SLIDER_HEIGHT = "calc(100vh - 544px)"
+# "Compare two steps" in the canvas's place: at most the canvas's height at 1440x900 (544 px)
+# less its two step pickers and its note.
+SLIDER_MAX_HEIGHT = 356
 # How many results one instruction may ask for at once (candidates).
 MAX_CANDIDATES = 4
 
@@ -444,8 +445,9 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                 type="filepath",
                 format="png",
                 elem_id="slider",
-                height=SLIDER_HEIGHT,
-                max_height=4000,  # (pixels; the height above is what holds it in the window)
+                # (Pixels: its own `height` in CSS units cropped both pictures, and shifted one
+                # against the other: UX audit 3.)
+                max_height=SLIDER_MAX_HEIGHT,
                 visible=False,
             )
     with gr.Row(equal_height=True, elem_id="canvas-bar"):

@@ -258,6 +258,18 @@ def test_compare_two_steps_opens_in_the_canvas_s_place_at_1440x900(browser, stud
         assert moved is not None
         assert abs(box["y"] - canvas["y"]) < 16  # where the canvas was
         assert abs(moved["y"] - bar["y"]) < 8  # the bar stays under the mouse
+        # Both pictures whole, one over the other in one frame (laid out taller than the
+        # slider, both were cut, and shifted 153 px against each other: UX audit 3).
+        frame = page.locator("#slider").bounding_box()
+        laid = page.evaluate(
+            "() => [...document.querySelectorAll('#slider img')].map((i) => {"
+            " const r = i.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })"
+        )
+        assert frame is not None
+        assert len(laid) == 2
+        assert laid[0] == laid[1]
+        assert laid[0][1] >= frame["y"] - 1
+        assert laid[0][1] + laid[0][3] <= frame["y"] + frame["height"] + 1
         page.get_by_text("Compare two steps").click()
         expect(page.locator("#result img")).to_be_visible()
         expect(page.locator("#slider")).to_be_hidden()
