@@ -73,9 +73,29 @@ def serve_simulator(task_s: float) -> None:
     sim.start()
     print(sim.base_url, flush=True)
     try:
-        sys.stdin.read()  # the parent closes our stdin (or dies) to stop us
+        # Each line the parent sends asks for the requests received so far, by kind (one JSON
+        # line back); the parent closes our stdin (or dies) to stop us.
+        for _ in sys.stdin:
+            print(json.dumps(request_counts(sim.requests)), flush=True)
     finally:
         sim.stop()
+
+
+def request_counts(requests: list[Any]) -> dict[str, int]:
+    """The simulator's requests by kind: creates, reads, uploads, result downloads, other."""
+    counts = dict.fromkeys(("create", "read", "upload", "result", "other"), 0)
+    for request in requests:
+        path = request.path
+        if path.startswith("/api/v1/flux_kontext/"):
+            kind = "create" if request.method == "POST" else "read"
+        elif path.startswith("/api/v1/files"):
+            kind = "upload"
+        elif path.startswith("/results/"):
+            kind = "result"
+        else:
+            kind = "other"
+        counts[kind] += 1
+    return counts
 
 
 async def _inputs(http: httpx.AsyncClient, url: str) -> list[Any]:
@@ -145,6 +165,15 @@ class Party:
             self.stop()
             raise RuntimeError(f"the bench's {self._args[0]} process did not start")
         return line
+
+    def ask(self, line: str = "") -> str:
+        """Send `line` to the party and return its one line of answer."""
+        assert self.process is not None, "not started"
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
 
     @property
     def pid(self) -> int:

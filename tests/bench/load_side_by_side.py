@@ -4,16 +4,17 @@ turns between studios run from different checkouts, and a bare Gradio endpoint, 
     .venv/bin/python tests/bench/load_side_by_side.py --tree before=/path/to/old/checkout \\
         --tree after=. [--edits 100] [--rounds 3] [--bare]
 
-Each `--tree LABEL=PATH` is a studio process whose `studio` package comes from PATH (put first
-on PYTHONPATH; PATH may list more folders, `:`-separated). The studios start once, learn from 4
-edits, then each round sends `--edits` at once to each in turn through the bench's light raw-HTTP
-client (its own process), so the machine's load falls on all alike. `--bare` adds the load row's
-bare Gradio endpoint (`studio.bench.load.BARE_EDIT`). Per burst: failures, overhead over the
-task (median, p95), the studio's CPU per edit and, when py-spy is installed, that CPU split by
-thread (`engine`: the engine's loop; `Thread-1 (run)`: Gradio's server loop; `asyncio_N`: the
-worker threads of `asyncio.to_thread`). `--profile DIR` also samples each studio with py-spy during
-its bursts (`DIR/LABEL-N.txt`, collapsed stacks, only samples holding the GIL, `--nonblocking`: a
-blocking sampler stops the studio's 100+ threads at every sample) and prints the
+Each `--tree LABEL=PATH` is a studio process whose `studio` package comes from PATH (put first on
+PYTHONPATH; PATH may list more folders, `:`-separated). The studios start once, learn from 4 edits,
+then each round sends `--edits` at once to each in turn through the bench's light raw-HTTP client
+(its own process), so the machine's load falls on all alike. `--bare` adds the load row's bare
+Gradio endpoint (`studio.bench.load.BARE_EDIT`). Per burst: failures, overhead over the task
+(median, p95), the studio's CPU per edit (and the simulator's and the client's, each in its own
+process, with the simulator's requests per edit by kind) and, when py-spy is installed, the studio's
+CPU split by thread (`engine`: the engine's loop; `Thread-1 (run)`: Gradio's server loop;
+`asyncio_N`: the worker threads of `asyncio.to_thread`). `--profile DIR` also samples each studio
+with py-spy during its bursts (`DIR/LABEL-N.txt`, collapsed stacks, only samples holding the GIL,
+`--nonblocking`: a blocking sampler stops the studio's 100+ threads at every sample) and prints the
 functions most often on the stack.
 """
 
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -74,8 +76,20 @@ def top_functions(stacks: Path, count: int = 12) -> list[tuple[str, float]]:
     return [(name, round(100 * n / total, 1)) for name, n in ranked[:count]] if total else []
 
 
+def children_cpu_seconds() -> float:
+    """User plus system CPU seconds of this process's children that have ended."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def burst(
-    label: str, party: Any, source: Path, edits: int, task_s: float, profile: Path | None = None
+    label: str,
+    party: Any,
+    source: Path,
+    edits: int,
+    task_s: float,
+    sim: Party,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     spy = None
     if profile is not None and Path(PY_SPY).exists():
@@ -99,9 +113,13 @@ def burst(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-    before, cpu = threads(party.pid), cpu_seconds(party.pid)
+    before, asked = threads(party.pid), json.loads(sim.ask())
+    sim_cpu, cpu, client_cpu = cpu_seconds(sim.pid), cpu_seconds(party.pid), children_cpu_seconds()
     results = run_client(party.url, edits, source)
     cpu = cpu_seconds(party.pid) - cpu
+    client_cpu = children_cpu_seconds() - client_cpu
+    sim_cpu = cpu_seconds(sim.pid) - sim_cpu
+    asked = {k: v - asked[k] for k, v in json.loads(sim.ask()).items() if v - asked[k]}
     if spy is not None:
         spy.send_signal(2)
         spy.wait(timeout=60)
@@ -123,6 +141,11 @@ def burst(
             for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1])
             if v > 0.0005 * edits
         },
+        # The other parties' CPU, so that a reader sees the studio is not charged for it, and
+        # what the studio asked of the simulator, per edit.
+        "sim_cpu_ms_per_edit": round(1000 * sim_cpu / edits, 1),
+        "client_cpu_ms_per_edit": round(1000 * client_cpu / edits, 1),
+        "sim_requests_per_edit": {k: round(v / edits, 2) for k, v in asked.items()},
         "load_average": round(os.getloadavg()[0], 1),
     }
 
@@ -160,7 +183,7 @@ def main() -> None:
                 for label, party in parties.items():
                     print(
                         json.dumps(
-                            burst(label, party, source, args.edits, args.task, args.profile)
+                            burst(label, party, source, args.edits, args.task, sim, args.profile)
                         ),
                         flush=True,
                     )
