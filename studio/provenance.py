@@ -76,25 +76,30 @@ def _png_with_xmp(data: bytes, packet: bytes) -> bytes:
     body = PNG_XMP_KEY.encode() + b"\x00\x00\x00\x00\x00" + packet
     chunk = struct.pack(">I", len(body)) + b"iTXt" + body
     chunk += struct.pack(">I", zlib.crc32(b"iTXt" + body) & 0xFFFFFFFF)
-    out = bytearray(_PNG_SIGNATURE)
-    offset = len(_PNG_SIGNATURE)
+    # The chunks are walked by their lengths alone, and the runs of them that stay are joined
+    # once at the end: copying each chunk into a growing buffer copied a result three times
+    # over on the engine's loop (6 % of the studio's CPU under 100 edits at once, py-spy).
+    view = memoryview(data)
+    pieces: list[bytes | memoryview] = [_PNG_SIGNATURE]
+    kept_from = offset = len(_PNG_SIGNATURE)
     while offset + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        (length,) = struct.unpack_from(">I", data, offset)
         kind = data[offset + 4 : offset + 8]
         end = offset + 12 + length
         if end > len(data):
             return data  # truncated: leave it as it is
-        whole = data[offset:end]
-        # (startswith at an offset: a slice would copy the rest of the file for every chunk)
-        is_xmp = kind == b"iTXt" and data.startswith(PNG_XMP_KEY.encode() + b"\x00", offset + 8)
-        if not is_xmp:
-            out += whole
+        if kind == b"iTXt" and data.startswith(PNG_XMP_KEY.encode() + b"\x00", offset + 8):
+            pieces.append(view[kept_from:offset])  # an earlier XMP chunk: left out
+            kept_from = end
         if kind == b"IHDR":
-            out += chunk
+            pieces += [view[kept_from:end], chunk]
+            kept_from = end
         offset = end
         if kind == b"IEND":
             break
-    return bytes(out)
+    # (Whatever follows IEND, or a tail too short to be a chunk, is left out.)
+    pieces.append(view[kept_from:offset])
+    return b"".join(pieces)
 
 
 def _jpeg_with_xmp(data: bytes, packet: bytes) -> bytes:
