@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
 from . import policy, tls
@@ -58,14 +59,25 @@ MAX_RESULT_BYTES = 50_000_000
 # The official SDK's run() waits 900 s for a task.
 DEFAULT_DEADLINE_S = 900.0
 # Every running edit polls on this client. httpcore's pool looks at each connection it holds
-# twice for every request (for an idle one a select() and a count of all the others), and at
-# each of them again for every request queued in it: its cost grows with the square of the pool.
-# With 100 kept alive it was the studio's largest cost under 100 edits at once (py-spy; the
-# README's Numbers). So the client spreads its requests over a few small pools in turn, and the
-# requests beyond a pool's connections wait outside it (`_Pool.slots`), where waiting costs
-# nothing: 32 connections in all, at about a third of the CPU a request of one pool of 100.
-HTTP_POOLS = 4
-HTTP_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+# twice for every request (for an idle one a select(), anyio's getpeername() and a count of all
+# the others), and at each of them again for every request queued in it: its cost grows with the
+# square of the pool. With 100 kept alive it was the studio's largest cost under 100 edits at
+# once (py-spy; the README's Numbers). So the client spreads its requests over small pools, each
+# request to the next pool with a connection free (`RunAPIClient._pool`), and the requests beyond
+# all pools' connections wait outside them (`_Pool.slots`), where waiting costs nothing: 32
+# connections in all. Pools of 2 cost 0.7 ms of CPU a task read and 2.4 ms a 1.3 MB result
+# against 0.9 ms and 3.0 ms with pools of 8, 100 requests at once on loopback.
+HTTP_POOLS = 16
+HTTP_LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+# httpcore reads an answer 64 KB at a time, while asyncio's socket transport hands over up to
+# 256 KB at once: each larger piece was cut (and what was left copied) into four reads, each
+# through a dozen layers of async generators and cancel scopes. A 1.3 MB result came in about
+# 40 reads; in pieces as large as the transport's, about 6, for 0.6 ms less CPU (100 downloads
+# at once on loopback). Only the size of a read changes (for every httpx client here).
+READ_BYTES = 256 * 1024
+httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES, READ_BYTES
+)
 
 PollSchedule = Callable[[str], Iterable[float]]
 StatusCallback = Callable[[Task, float], Awaitable[None] | None]
@@ -390,6 +402,15 @@ class RunAPIClient:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
+    def _pool(self) -> _Pool:
+        """The next pool in turn that has a connection free; the next in turn if none has."""
+        turn = next(self._turn)
+        for n in range(len(self._pools)):
+            pool = self._pools[(turn + n) % len(self._pools)]
+            if pool.has_room:
+                return pool
+        return self._pools[turn % len(self._pools)]
+
     async def _attempt(
         self,
         method: str,
@@ -401,7 +422,7 @@ class RunAPIClient:
         follow_redirects: bool,
     ) -> httpx.Response:
         """Send once and read the answer, refusing bodies over `max_bytes` as they stream in."""
-        pool = self._pools[next(self._turn) % len(self._pools)]
+        pool = self._pool()
         async with (
             pool.slots,
             pool.http.stream(
@@ -449,11 +470,16 @@ class _Pool:
 
     def __init__(self, http: httpx.AsyncClient, *, ours: bool) -> None:
         self.http = http
+        self._slots = asyncio.Semaphore(HTTP_LIMITS.max_connections or 1) if ours else None
         self.slots: contextlib.AbstractAsyncContextManager[Any] = (
-            asyncio.Semaphore(HTTP_LIMITS.max_connections or 1)
-            if ours
-            else contextlib.nullcontext()
+            self._slots or contextlib.nullcontext()
         )
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a request sent now would find a connection of this pool free (a client we
+        were given: always, as far as we know)."""
+        return self._slots is None or not self._slots.locked()
 
 
 def _normalise_base_url(base_url: str) -> str:
