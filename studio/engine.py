@@ -421,11 +421,19 @@ class Engine:
         decoded as `_decoding` allows. A hosted visitor reads at most `INTAKES_AT_ONCE` at a
         time."""
         async with self._intake(visitor):
-            sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-            if await asyncio.to_thread(self._holds, visitor, sha256):
-                return await asyncio.to_thread(describe, data)
+            held = await asyncio.to_thread(self._held_source, visitor, data)
+            if held is not None:
+                return held
             await self._require_room(visitor, len(data))
             return await self._decode(data, visitor)
+
+    def _held_source(self, visitor: Visitor, data: bytes) -> SourceImage | None:
+        """`data` described from its header when the store holds it for `visitor` (`_holds`),
+        else None; in one hop to a thread (three before: its digest, the question, the header).
+        Blocking."""
+        if not self._holds(visitor, hashlib.sha256(data).hexdigest()):
+            return None
+        return describe(data)
 
     def _holds(self, visitor: Visitor, sha256: str) -> bool:
         """Whether image `sha256` is stored and in `visitor`'s sessions (any session, for the
@@ -670,24 +678,27 @@ class Engine:
         """Store `source` (or nothing, to generate) as the origin of a new session; with room
         for `then_bytes` more (an edit's result to come), or none of it."""
         now = self._now()
-        origin = None
         # Even a session with no image counts (its rows), so one visitor cannot make millions.
         await self._require_session_room(visitor)
         await self._require_room(visitor, self._new_session_bytes(source, name) + then_bytes)
-        if source is not None:
-            origin = await self._put_image(source.data, source.format, source.width, source.height)
         step_source = StepSource(kind="link", link_url=link_url) if link_url else None
-        session = Session.start(
-            new_id(),
-            # Untitled until its first instruction names it (`_add_steps`).
-            name or (link_name(link_url) if link_url else None) or UNTITLED,
-            origin,
-            now,
-            source=step_source,
-            owner=visitor.owner,
-        )
-        await asyncio.to_thread(self._store.create_session, session)
-        return session
+        # Untitled until its first instruction names it (`_add_steps`).
+        title = name or (link_name(link_url) if link_url else None) or UNTITLED
+        session_id = new_id()
+
+        def store() -> Session:  # (the image, then the session: one hop to a thread)
+            origin = None
+            if source is not None:
+                origin = self._store.put_image(
+                    source.data, format=source.format, width=source.width, height=source.height
+                )
+            session = Session.start(
+                session_id, title, origin, now, source=step_source, owner=visitor.owner
+            )
+            self._store.create_session(session)
+            return session
+
+        return await asyncio.to_thread(store)
 
     async def start_session_from_bytes(
         self, data: bytes | None, *, name: str | None = None, visitor: Visitor = LOCAL
@@ -1747,8 +1758,10 @@ class Engine:
         An image the studio made, passed back by a script or an agent (a copy of the file, a
         data: URI, a download), is recognised by its content and continues from its step.
         """
-        sha256 = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        return await asyncio.to_thread(self._store.find_result_step, sha256, visitor.owner)
+        store, owner = self._store, visitor.owner
+        return await asyncio.to_thread(
+            lambda: store.find_result_step(hashlib.sha256(data).hexdigest(), owner)
+        )
 
     async def stored_image(self, path: Path, *, visitor: Visitor = LOCAL) -> bytes | None:
         """The bytes of `path` when it is a stored image that `visitor` may see, else None."""
@@ -1815,18 +1828,26 @@ class Engine:
             if mask_data is not None and mask is not None:  # stored once the edit is admitted
                 height, width = mask.shape[:2]
                 await self._put_image(mask_data, "png", width, height)
-            for step in steps:
-                await asyncio.to_thread(self._store.save_step, step)
+            name = None
             if is_untitled(session.name):
                 # A session started without a name is called after its first instruction.
                 name = name_from_prompt(steps[0].params.prompt if steps[0].params else "")
-                await asyncio.to_thread(self._store.rename_session, session_id, name)
             if keep_current:
                 # Back at the parent, with nothing to redo: none is current until kept.
                 session = replace(at_parent, redo_stack=())
-            await asyncio.to_thread(self._store.set_current, session)
+            await asyncio.to_thread(self._record_steps, steps, session, name)
         self._runner.signals.notify(session_id)
         return steps
+
+    def _record_steps(self, steps: list[Step], session: Session, name: str | None) -> None:
+        """`_add_steps`' writes, in order, each its own transaction as before, in one hop to a
+        thread: the new steps, the session's name (when it is given one) and its current step.
+        Blocking."""
+        for step in steps:
+            self._store.save_step(step)
+        if name is not None:
+            self._store.rename_session(session.session_id, name)
+        self._store.set_current(session)
 
     async def _step_region(
         self, parent: Step, region: RegionRequest | StepRegion | None, mask: Any

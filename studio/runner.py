@@ -731,8 +731,14 @@ class StepRunner:
         sha = source.image_sha256
         if sha is None:
             raise HistoryError("This step's source image is missing from the history.")
-        # Stored bytes were checked when they came in: their header says enough (no decode).
-        image = await asyncio.to_thread(lambda: describe(self._store.read_image(sha)))
+        store, session_id = self._store, step.session_id
+
+        def look() -> tuple[SourceImage, str]:  # (one hop to a thread: two reads)
+            # Stored bytes were checked when they came in: their header says enough (no decode).
+            image = describe(store.read_image(sha))
+            return image, store.owners_of([session_id]).get(session_id) or ""
+
+        image, owner = await asyncio.to_thread(look)
         ratio = nearest_aspect_ratio(image.width, image.height)
         if source.kind == "link" and source.link_url and is_public_link(source.link_url):
             return source.link_url, step, ratio
@@ -743,8 +749,6 @@ class StepRunner:
             # (RunAPI has its task; were there none, the new one fails without a charge).
             return source.uploaded_url, step, ratio
         self._uploads = {k: u for k, u in self._uploads.items() if u.expires_at > now}
-        owners = await asyncio.to_thread(self._store.owners_of, [step.session_id])
-        owner = owners.get(step.session_id) or ""
         cached = self._uploads.get((payer, owner, sha))
         if cached is None or cached.expires_at - now < UPLOAD_REUSE_MARGIN:
             self._report(step, "uploading")
@@ -790,6 +794,8 @@ class StepRunner:
     async def _keep(self, step: Step, result: ResultImage, cost: int) -> Step:
         """Store a completed step's checked `result` (marked, and blended into its source when
         kept to a region), and the step."""
+        if step.region is None and self._signer is None:
+            return await self._keep_as_is(step, result, cost)
         ref = await self._put(
             await self._marked(result.data, result.format, step),
             result.format,
@@ -808,6 +814,25 @@ class StepRunner:
         seen_s = run.seen_s if run is not None else None
         await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
+
+    async def _keep_as_is(self, step: Step, result: ResultImage, cost: int) -> Step:
+        """`_keep` for the usual result (no region, no C2PA signature): marked, stored and the
+        step recorded in one hop to a thread (three before, and the mark on the loop)."""
+        packet = xmp_packet(self._system(step), simulated=self._simulated)
+        run = self._runs.get(step.step_id)
+        seen_s = run.seen_s if run is not None else None
+        store = self._store
+
+        def keep() -> Step:
+            marked = mark(result.data, result.format, packet)
+            ref = store.put_image(
+                marked, format=result.format, width=result.width, height=result.height
+            )
+            kept = replace(step, error=None).complete(ref, self._now(), cost_cents=cost)
+            store.save_step(kept, poll_seen_s=seen_s)
+            return kept
+
+        return await asyncio.to_thread(keep)
 
     async def _fetch_result(
         self, step: Step, task: Task, client: RunAPIClient
@@ -858,11 +883,7 @@ class StepRunner:
         """`data` saying inside the file that AI made it, and which model (XMP; and a signed
         C2PA manifest when the host gave a certificate). A signing failure keeps the XMP: what
         was paid for is never lost."""
-        system = (
-            "Kontext Studio simulator (not FLUX.1 Kontext)"
-            if self._simulated
-            else f"FLUX.1 Kontext [{_model(step)}]"
-        )
+        system = self._system(step)
         marked = mark(data, image_format, xmp_packet(system, simulated=self._simulated))
         if self._signer is None or image_format not in ("png", "jpeg"):
             return marked
@@ -871,6 +892,12 @@ class StepRunner:
         except Exception as exc:  # c2pa-python's own errors; the image is kept unsigned
             log.warning("Step %s: the C2PA manifest could not be signed (%r)", step.step_id, exc)
             return marked
+
+    def _system(self, step: Step) -> str:
+        """What made `step`'s image, as its XMP says (`provenance.xmp_packet`)."""
+        if self._simulated:
+            return "Kontext Studio simulator (not FLUX.1 Kontext)"
+        return f"FLUX.1 Kontext [{_model(step)}]"
 
     async def _check_region(self, step: Step) -> None:
         """Before anything is paid: the step's box or mask must fit its source (a step typed
