@@ -1835,19 +1835,9 @@ class Engine:
             if keep_current:
                 # Back at the parent, with nothing to redo: none is current until kept.
                 session = replace(at_parent, redo_stack=())
-            await asyncio.to_thread(self._record_steps, steps, session, name)
+            await asyncio.to_thread(self._store.add_steps, steps, session, name)
         self._runner.signals.notify(session_id)
         return steps
-
-    def _record_steps(self, steps: list[Step], session: Session, name: str | None) -> None:
-        """`_add_steps`' writes, in order, each its own transaction as before, in one hop to a
-        thread: the new steps, the session's name (when it is given one) and its current step.
-        Blocking."""
-        for step in steps:
-            self._store.save_step(step)
-        if name is not None:
-            self._store.rename_session(session.session_id, name)
-        self._store.set_current(session)
 
     async def _step_region(
         self, parent: Step, region: RegionRequest | StepRegion | None, mask: Any

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -484,13 +484,18 @@ class Store:
             StoreError: the step is already finished here with other values (never rewritten).
         """
         with self._write() as db:
-            if _insert_step(db, step) == 0:
-                row = db.execute("SELECT * FROM steps WHERE step_id = ?", (step.step_id,))
-                if _decode_step(row.fetchone()) != step:
-                    raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
-            _touch(db, step.session_id)
-            if poll_seen_s is not None and poll_seen_s > 0 and step.params is not None:
-                _add_duration(db, step.params.model, poll_seen_s)
+            _save_step(db, step, poll_seen_s)
+
+    def add_steps(self, steps: Sequence[Step], session: Session, name: str | None = None) -> None:
+        """Insert new queued steps, then name `session` `name` (if given) and record its current
+        step and redo stack (`set_current`), in one transaction: all of it is stored, or none
+        (a new edit's steps were three transactions, and could be left without the rest)."""
+        with self._write() as db:
+            for step in steps:
+                _save_step(db, step, None)
+            if name is not None:
+                _rename(db, session.session_id, name)
+            self._write_current(db, session)
 
     def set_current(self, session: Session) -> None:
         """Record `session`'s current step and redo stack, so a reload lands in the same place."""
@@ -499,10 +504,7 @@ class Store:
 
     def rename_session(self, session_id: str, name: str) -> None:
         with self._write() as db:
-            sql = "UPDATE sessions SET name = ? WHERE session_id = ?"
-            if db.execute(sql, (name, session_id)).rowcount == 0:
-                raise StoreError("There is no such session.")
-            _touch(db, session_id)
+            _rename(db, session_id, name)
 
     def delete_steps(self, session: Session, step_ids: Collection[str]) -> None:
         """Delete `step_ids` (from `Session.subtree`) and record `session`'s new current step.
@@ -1143,6 +1145,25 @@ class Store:
             # Also after a failed COMMIT, which leaves the transaction open.
             if db.in_transaction:
                 db.execute("ROLLBACK")
+
+
+def _save_step(db: sqlite3.Connection, step: Step, poll_seen_s: float | None) -> None:
+    """`Store.save_step` within a transaction."""
+    if _insert_step(db, step) == 0:
+        row = db.execute("SELECT * FROM steps WHERE step_id = ?", (step.step_id,))
+        if _decode_step(row.fetchone()) != step:
+            raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
+    _touch(db, step.session_id)
+    if poll_seen_s is not None and poll_seen_s > 0 and step.params is not None:
+        _add_duration(db, step.params.model, poll_seen_s)
+
+
+def _rename(db: sqlite3.Connection, session_id: str, name: str) -> None:
+    """`Store.rename_session` within a transaction."""
+    sql = "UPDATE sessions SET name = ? WHERE session_id = ?"
+    if db.execute(sql, (name, session_id)).rowcount == 0:
+        raise StoreError("There is no such session.")
+    _touch(db, session_id)
 
 
 def _add_duration(db: sqlite3.Connection, model: str, seconds: float) -> None:

@@ -140,6 +140,23 @@ def test_a_step_for_an_unknown_session_is_refused(store):
         store.save_step(dataclasses.replace(orphan, session_id="nope"))
 
 
+def test_new_steps_their_name_and_the_current_step_are_stored_together(store):
+    session = start(store).add_step("a", EditParams(prompt="warmer"), T0)
+    store.add_steps([session.current], session, "Warmer")
+    stored = store.load_session("s1")
+    assert (stored.name, stored.current_step_id, stored.steps["a"].state) == (
+        "Warmer",
+        "a",
+        StepState.QUEUED,
+    )
+    # A current step that cannot be recorded: nothing of it is stored, the steps neither.
+    more = stored.add_step("b", EditParams(prompt="cooler"), T0)
+    with pytest.raises(StoreError, match="no such session or step"):
+        store.add_steps([more.current], dataclasses.replace(more, current_step_id="ghost"), "X")
+    stored = store.load_session("s1")
+    assert ("b" in stored.steps, stored.name, stored.current_step_id) == (False, "Warmer", "a")
+
+
 def _without(session, doomed):
     """`session` with the steps `doomed` gone (as a cancel leaves it)."""
     steps = {i: s for i, s in session.steps.items() if i not in doomed}
