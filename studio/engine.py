@@ -420,20 +420,34 @@ class Engine:
         else is refused past the visitor's share of the disk before a pixel is decoded, and then
         decoded as `_decoding` allows. A hosted visitor reads at most `INTAKES_AT_ONCE` at a
         time."""
+        source, _ = await self._take_image(data, visitor, find_made=False)
+        return source
+
+    async def _take_image(
+        self, data: bytes, visitor: Visitor, *, find_made: bool
+    ) -> tuple[SourceImage, Step | None]:
+        """`read_image`, and with `find_made` the step that made these bytes (`result_step`;
+        else None): for bytes the store holds, both in one hop to a thread, from one digest."""
         async with self._intake(visitor):
-            held = await asyncio.to_thread(self._held_source, visitor, data)
+            held = await asyncio.to_thread(self._held_source, visitor, data, find_made)
             if held is not None:
                 return held
             await self._require_room(visitor, len(data))
-            return await self._decode(data, visitor)
+            source = await self._decode(data, visitor)
+        made = await self.result_step(source.data, visitor=visitor) if find_made else None
+        return source, made
 
-    def _held_source(self, visitor: Visitor, data: bytes) -> SourceImage | None:
+    def _held_source(
+        self, visitor: Visitor, data: bytes, find_made: bool
+    ) -> tuple[SourceImage, Step | None] | None:
         """`data` described from its header when the store holds it for `visitor` (`_holds`),
-        else None; in one hop to a thread (three before: its digest, the question, the header).
-        Blocking."""
-        if not self._holds(visitor, hashlib.sha256(data).hexdigest()):
+        with the step that made it when `find_made`; else None. One hop to a thread where there
+        were three (its digest, the question, the header), and two more for the step. Blocking."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not self._holds(visitor, sha256):
             return None
-        return describe(data)
+        made = self._store.find_result_step(sha256, visitor.owner) if find_made else None
+        return describe(data), made
 
     def _holds(self, visitor: Visitor, sha256: str) -> bool:
         """Whether image `sha256` is stored and in `visitor`'s sessions (any session, for the
@@ -1725,12 +1739,11 @@ class Engine:
         session = await self.load_session(session_id, visitor=visitor) if session_id else None
         if data is None and link is None:
             return session or await self.start_session(None, name=name, visitor=visitor), None
-        source = await (
-            self.read_link(link, visitor=visitor)
-            if link
-            else self.read_image(data or b"", visitor=visitor)
-        )
-        made = await self.result_step(source.data, visitor=visitor)
+        if link:
+            source = await self.read_link(link, visitor=visitor)
+            made = await self.result_step(source.data, visitor=visitor)
+        else:
+            source, made = await self._take_image(data or b"", visitor, find_made=True)
         if made is not None:
             if session is not None and session.session_id != made.session_id:
                 raise HistoryError(

@@ -778,15 +778,19 @@ class StepRunner:
         data, task = await self._fetch_result(step, task, client)
         cost = _charged(step, task)
         step = replace(step, error=None)
-        try:
-            result = await asyncio.to_thread(check_result, data)
-        except ImageError as exc:
-            return await self._fail(step, str(exc), cost_cents=cost)
+        as_is = step.region is None and self._signer is None
+        result = None
         delays = iter(RESULT_RETRY_S)
         started = time.monotonic()
         while True:
             try:
+                if as_is:  # (checked in the same hop as it is stored)
+                    return await self._keep_as_is(step, data, cost)
+                if result is None:
+                    result = await asyncio.to_thread(check_result, data)
                 return await self._keep(step, result, cost)
+            except ImageError as exc:  # (the check's alone: it is not an image, or not whole)
+                return await self._fail(step, str(exc), cost_cents=cost)
             except (OSError, StoreError) as exc:
                 log.warning("Step %s: its image could not be saved (%r)", step.step_id, exc)
             step = await self._pause_paid(step, STORING, delays, started)
@@ -794,8 +798,6 @@ class StepRunner:
     async def _keep(self, step: Step, result: ResultImage, cost: int) -> Step:
         """Store a completed step's checked `result` (marked, and blended into its source when
         kept to a region), and the step."""
-        if step.region is None and self._signer is None:
-            return await self._keep_as_is(step, result, cost)
         ref = await self._put(
             await self._marked(result.data, result.format, step),
             result.format,
@@ -815,15 +817,17 @@ class StepRunner:
         await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
         return step
 
-    async def _keep_as_is(self, step: Step, result: ResultImage, cost: int) -> Step:
-        """`_keep` for the usual result (no region, no C2PA signature): marked, stored and the
-        step recorded in one hop to a thread (three before, and the mark on the loop)."""
+    async def _keep_as_is(self, step: Step, data: bytes, cost: int) -> Step:
+        """`_keep` for the usual result (no region, no C2PA signature): checked (`check_result`:
+        raises `ImageError`), marked, stored and the step recorded, in one hop to a thread (four
+        before, and the mark on the loop)."""
         packet = xmp_packet(self._system(step), simulated=self._simulated)
         run = self._runs.get(step.step_id)
         seen_s = run.seen_s if run is not None else None
         store = self._store
 
         def keep() -> Step:
+            result = check_result(data)
             marked = mark(result.data, result.format, packet)
             ref = store.put_image(
                 marked, format=result.format, width=result.width, height=result.height
