@@ -180,6 +180,10 @@
     const name = String(model || "").split("|")[0];
     const radio = name && row?.querySelector(`#model input[value="${CSS.escape(name)}"]`);
     if (radio) radio.checked = true;
+    // A result kept: the next instruction asks for one result again (several stayed chosen,
+    // and each Enter after paid for three: UX audit 3).
+    const count = name && row?.querySelector("#count");
+    if (count && count.value !== "1") count.value = "1";
   };
 
   // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server

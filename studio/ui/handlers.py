@@ -75,6 +75,11 @@ KEEP_FIRST = (
     "Keep one of the results first: the next instruction edits the one you keep (or click a "
     "step in the history to edit that one instead)."
 )
+# The status line while a tab's results wait for one to be kept (`_awaits_keep`).
+KEEP_TO_GO_ON = (
+    "Keep one of the results to go on from it (or click a step in the history to edit that "
+    "one instead)."
+)
 TAB_FORGOTTEN = (
     "This tab was open so long that the studio let go of what it held for it (a RunAPI key "
     "pasted here among it); reload the page to go on."
@@ -279,7 +284,12 @@ class Handlers:
             download = await asyncio.to_thread(
                 _named_download, folder, Path(download), page.download_name
             )
-        return self.updates(page, download, model)
+        update = self.updates(page, download, model)
+        if _awaits_keep(tab, page.tab_step, data.session):
+            # (It said "Ready: type an instruction", which is refused until one is kept: UX
+            # audit 3.)
+            update[self.c.status] = KEEP_TO_GO_ON
+        return update
 
     @property
     def who(self) -> Visitor:
@@ -1220,3 +1230,13 @@ def _named_download(folder: Path, stored: Path, name: str) -> str:
 
 
 __all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]
+
+
+def _awaits_keep(tab: _Tab, tab_step: str | None, session: Any) -> bool:
+    """Whether the page shows the step this tab's results were made from while none of them is
+    kept, and one of them may still be (not all failed): an instruction is refused there
+    (`Handlers._require_kept`)."""
+    if tab.unkept is None or session is None or tab.unkept[0] != tab_step:
+        return False
+    steps = [session.steps[i] for i in tab.unkept[1] if i in session.steps]
+    return any(step.state is not StepState.FAILED for step in steps)

@@ -509,6 +509,9 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     expect(box).to_have_value("add snow")
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
+    # The status says what to do (it said "Ready: type an instruction", which is refused until
+    # one is kept: UX audit 3).
+    expect(page.locator("#status")).to_contain_text("Keep one of the results to go on")
     shoot(page, "5-candidates", full_page=False)
     # Three runs of one model are told apart by number.
     expect(page.locator("#candidates button.keep")).to_have_text(["Keep 1", "Keep 2", "Keep 3"])
@@ -519,17 +522,21 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     session = _only_session(studio)
     assert len(session.children(session.origin.step_id)) == 3
     assert len(sim.tasks) == 3
-    # Kept: the instruction goes on from the kept result (three of them: the count says 3).
+    # Kept: the instruction goes on from the kept result, as one result again (three stayed
+    # chosen, and every Enter after paid for three: UX audit 3).
+    expect(page.locator("#count")).to_have_value("1")
     kept = session.current_step_id
     box.press("Enter")
-    expect(page.locator("#candidates figure.card")).to_have_count(3, timeout=15_000)
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 2: add snow \(.*\$"), timeout=30_000
+    )
     snow = [
         s
         for s in _only_session(studio).steps.values()
         if s.params and s.params.prompt == "add snow"
     ]
-    assert len(snow) == 3
-    assert all(s.parent_id == kept for s in snow)
+    assert len(snow) == 1
+    assert snow[0].parent_id == kept
 
 
 def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
