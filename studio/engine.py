@@ -1085,6 +1085,15 @@ class Engine:
         await self._resume_with_key(visitor)
         return await asyncio.to_thread(self._store.tab_version, session_id, visitor.owner)
 
+    async def show_branch(
+        self, session_id: str, step_id: str, end_id: str, *, visitor: Visitor = LOCAL
+    ) -> Session:
+        """Make `step_id` current with the rest of its branch, to `end_id`, ahead of it: Redo
+        walks on to that end (a branch's chip in the history)."""
+        return await self.navigate(
+            session_id, lambda s: s.make_current(end_id).make_current(step_id), visitor=visitor
+        )
+
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Make a step current (a compared result kept, a step clicked), so the chain goes on
         from it."""

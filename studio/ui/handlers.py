@@ -676,6 +676,15 @@ class Handlers:
             return {self.c.status: gr.skip()}
         if act == "keep":
             return await self._keep(session_id, step_id)
+        if act == "branch":  # a branch's chip: its first step, the rest ahead of it
+            session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+            if step_id in session.steps:
+                end = tree.branch_end(session, step_id)
+                session = await self.bridge.call(
+                    Engine.show_branch, session_id, step_id, end, visitor=self.who
+                )
+                self._tab().moved()
+                return await self.page(session_id, session.current_step_id)
         if act == "cancel":
             cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
             self._tab().cancelled(step_id)

@@ -219,10 +219,12 @@ def _branch_chips(
     size = _size(branch, children)
     name = f"{depth + 1}{chr(ord('a') + n) if n < 26 else '+'}"
     ends = " → " + _prompt(tip) if tip is not branch else ""
+    # It shows the step it names, with the rest of the branch ahead (↷ Redo walks to its end:
+    # it went to the end, a step it did not name: UX audit 3).
     chip = (
-        f'<button class="branch" data-act="go" data-step="{_a(tip.step_id)}" '
+        f'<button class="branch" data-act="branch" data-step="{_a(branch.step_id)}" '
         f'title="{_a(_prompt(branch) + ends)}">'
-        f"{_thumb(tip, thumbs, url, small=True)}"
+        f"{_thumb(branch, thumbs, url, small=True)}"
         f'<span class="num">{escape(name)}</span> '
         f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
         f' <span class="meta">{escape(_model(branch))}{size} '
@@ -250,6 +252,15 @@ def _branch_ends(branch: Step, children: Mapping[str, list[Step]]) -> tuple[Step
     ends that are drawn (`_listed`), newest first."""
     tip = _tip_of(branch, children)
     return tip, _listed([e for e in _ends(branch, children) if e is not tip])
+
+
+def branch_end(session: Session, step_id: str) -> str:
+    """The newest end of the branch starting at `step_id` (where its chip's Redo leads)."""
+    children: dict[str, list[Step]] = {}
+    for step in session.steps.values():
+        if step.parent_id is not None:
+            children.setdefault(step.parent_id, []).append(step)
+    return _tip_of(session.steps[step_id], children).step_id
 
 
 def _folded(chips: list[str], total: int, shown: int, more: str) -> list[str]:
@@ -338,17 +349,17 @@ def _state_class(step: Step) -> str:
 
 def drawn_steps(session: Session) -> list[Step]:
     """The steps whose pictures `history_html` draws for `session` (seen from the tab's step):
-    the origin, the path's window around the tab's step, and the ends of each branch drawn
-    where it forks (`_branch_ends`). However long the session, a few dozen as a rule (bounded
-    by `FORKS_LISTED`): only their thumbnails are looked for (a page of a 1,000-step session
-    looked for 1,000, a tenth of a second)."""
+    the origin, the path's window around the tab's step, and each branch drawn where it forks
+    with its other ends (`_branch_ends`). However long the session, a few dozen as a rule
+    (bounded by `FORKS_LISTED`): only their thumbnails are looked for (a page of a 1,000-step
+    session looked for 1,000, a tenth of a second)."""
     tree = _drawn(session)
     drawn: list[Step] = []
     for _, step, others in tree.nodes:
         drawn.append(step)
         for branch in _listed([c for c in others if c.state is not StepState.FAILED]):
-            tip, other_ends = _branch_ends(branch, tree.children)
-            drawn += [tip, *other_ends]
+            _, other_ends = _branch_ends(branch, tree.children)
+            drawn += [branch, *other_ends]
     return drawn
 
 

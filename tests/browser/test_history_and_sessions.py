@@ -12,6 +12,7 @@ from studio.simulator.tasks import LatencyProfile
 from studio.ui.layout import TICK_IDLE_S
 from tests.browser.test_studio_flow import (
     DONE,
+    _current,
     _edit,
     _listed,
     _only_session,
@@ -280,3 +281,28 @@ def test_the_session_list_opened_on_an_empty_page_is_drawn_over_the_upload_box(p
             "([x, y]) => Boolean(document.elementFromPoint(x, y)?.closest('#sessions'))", [x, y]
         )
         assert drawn, f"something else is drawn over the session list at {x},{y}"
+
+
+def test_a_branch_s_chip_shows_the_step_it_names_with_the_rest_of_the_branch_ahead(page):
+    """The chip "2a add snow · 2 steps" went to the branch's end, a step it did not name (UX
+    audit 3); it shows "add snow", and Redo walks on to the end."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    _edit(page, "add a moon")
+    _thumbs(page).nth(1).click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    _edit(page, "make it night")
+    chip = page.locator("#history button.branch", has_text="add snow")
+    expect(chip).to_contain_text("2a add snow")
+    expect(chip).to_contain_text("2 steps")
+    chip.click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(page.locator("#history li.ahead")).to_contain_text("add a moon")
+    page.locator("#canvas").first.click()  # the focus leaves the instruction box
+    page.keyboard.press("Control+Shift+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 3: add a moon"))
+    # The path the tab left hangs where it forks, named as before.
+    expect(page.locator("#history button.branch", has_text="make it night")).to_contain_text(
+        "2b make it night"
+    )

@@ -144,14 +144,20 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     assert tree.line[-1].startswith("Step 2: add snow")
     (chip, other) = tree.branches
     assert chip == "2b add fog pro · 3 steps"  # (the second step made after step 1)
-    assert other in ("2b.2 → add sun", "2b.2 → add moon")
-    ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
-    assert sorted(ends) == ["y", "z"]
-    # Both ends' pictures are looked for (the other end's chip had an empty thumbnail: UX
-    # audit 2).
-    from studio.ui.tree import drawn_steps
+    # The chip shows the step it names (it went to the branch's end: UX audit 3), whose
+    # newest end its Redo leads to; the other end's chip goes to that end.
+    from studio.ui.tree import branch_end, drawn_steps
 
-    assert {"y", "z"} <= {s.step_id for s in drawn_steps(session)}
+    newest = branch_end(session, "x")
+    (elsewhere,) = {"y", "z"} - {newest}
+    prompts = {"y": "add sun", "z": "add moon"}
+    assert other == f"2b.2 → {prompts[elsewhere]}"
+    assert re.findall(r'data-act="branch" data-step="([^"]+)"', html) == ["x"]
+    ends = re.findall(r'<button class="branch end" data-act="go" data-step="([^"]+)"', html)
+    assert ends == [elsewhere]
+    # The pictures of both are looked for (the other end's chip had an empty thumbnail: UX
+    # audit 2).
+    assert {"x", elsewhere} <= {s.step_id for s in drawn_steps(session)}
 
 
 def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
@@ -163,7 +169,7 @@ def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
     for n in range(5):
         session = edit(session.make_current("origin"), f"r{n}", f"try {n}")
     html = render_page(data(session.make_current("a")), TILES).history
-    ends = re.findall(r'<button class="branch[^"]*" data-act="go" data-step="([^"]+)"', html)
+    ends = re.findall(r'<button class="branch" data-act="branch" data-step="([^"]+)"', html)
     assert sorted(ends) == [f"r{n}" for n in range(5)]
     assert "<summary>+2 more</summary>" in html
     from studio.ui.tree import drawn_steps
