@@ -248,8 +248,8 @@ def _listed(steps: list[Step]) -> list[Step]:
 
 
 def _branch_ends(branch: Step, children: Mapping[str, list[Step]]) -> tuple[Step, list[Step]]:
-    """The newest end of the branch starting at `branch` (where its chip goes), and its other
-    ends that are drawn (`_listed`), newest first."""
+    """The newest end of the branch starting at `branch` (where its chip's Redo leads), and
+    its other ends that are drawn (`_listed`), newest first."""
     tip = _tip_of(branch, children)
     return tip, _listed([e for e in _ends(branch, children) if e is not tip])
 
