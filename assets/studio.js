@@ -209,12 +209,24 @@
       if (performance.now() < until) requestAnimationFrame(() => reveal(id, until, again));
       return;
     }
+    // (On a phone the instruction bar is fixed over the window's bottom: above it, or the
+    // panel's top if it is taller than that.)
     const box = panel.getBoundingClientRect();
-    if (box.bottom > window.innerHeight) {
-      window.scrollBy({ top: Math.min(box.top - 8, box.bottom - window.innerHeight + 8) });
-    }
+    const bottom = window.innerHeight - (wide() ? 0 : byId("bar")?.offsetHeight || 0);
+    if (box.top < 0) window.scrollBy({ top: box.top - 8 });
+    else if (box.bottom > bottom) window.scrollBy({ top: Math.min(box.top - 8, box.bottom - bottom + 8) });
     if (again) setTimeout(() => reveal(id, until, false), 700);
   };
+  // Results on show are brought into the window once when they appear, and again as the first
+  // of them lands (with its Keep): on a phone they were under the instruction bar (UX audit 3).
+  let cands = "";
+  new MutationObserver(() => {
+    const shown = document.querySelector("#candidates .cands");
+    const keeps = shown ? shown.querySelectorAll("button.keep").length : 0;
+    const now = shown ? `${shown.querySelectorAll("figure.card").length}|${Math.min(keeps, 1)}` : "";
+    if (now && now !== cands) reveal("candidates", performance.now() + 5000);
+    cands = now;
+  }).observe(document.body, { childList: true, subtree: true });
 
   const putBack = (text, first = false) => {
     const box = promptBox();

@@ -539,6 +539,32 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     assert snow[0].parent_id == kept
 
 
+def test_on_a_phone_the_results_keep_buttons_can_be_tapped_where_they_are(browser, studio):
+    """They landed under the instruction bar fixed at the window's bottom: a tap on "Keep 2"
+    pressed Edit (UX audit 3)."""
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        _start_from_example(page)
+        page.get_by_label("Results").select_option(label="2 results")
+        box = page.locator("#prompt textarea")
+        box.fill("make it black and white")
+        box.press("Enter")
+        keeps = page.locator("#candidates button.keep")
+        expect(keeps).to_have_count(2, timeout=30_000)
+        page.wait_for_timeout(800)  # (the page's second look, once what landed is drawn)
+        for n in range(2):
+            keep = keeps.nth(n).bounding_box()
+            assert keep is not None
+            hit = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y)?.closest('button.keep') !== null",
+                [keep["x"] + keep["width"] / 2, keep["y"] + keep["height"] / 2],
+            )
+            assert hit, f"Keep {n + 1} is covered: {keep}"
+        keeps.nth(1).tap()
+        expect(page.locator("#candidates")).to_be_hidden(timeout=15_000)
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it"))
+
+
 def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
     page.set_viewport_size({"width": 1440, "height": 900})
     _start_from_example(page)
