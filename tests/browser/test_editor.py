@@ -512,6 +512,10 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     # The status says what to do (it said "Ready: type an instruction", which is refused until
     # one is kept: UX audit 3).
     expect(page.locator("#status")).to_contain_text("Keep one of the results to go on")
+    # In the tree they hang from the original, lined up (two sat 14 px left of the first).
+    chips = page.locator("#history button.branch")
+    expect(chips).to_have_count(3)
+    assert len({round(chips.nth(n).bounding_box()["x"]) for n in range(3)}) == 1  # type: ignore[index]
     shoot(page, "5-candidates", full_page=False)
     # Three runs of one model are told apart by number.
     expect(page.locator("#candidates button.keep")).to_have_text(["Keep 1", "Keep 2", "Keep 3"])
