@@ -211,7 +211,7 @@ def test_the_session_list_shows_each_session_s_picture_steps_and_day(page, studi
     today = r" · today \d{1,2}:\d\d\b"
     expect(chelsea.locator(".meta")).to_have_text(re.compile("^1 step" + today))
     expect(rows.filter(has_text="Astronaut example").locator(".meta")).to_have_text(
-        re.compile("^0 steps" + today)
+        re.compile("^no edits yet" + today)
     )
     cover = chelsea.locator("img.cover")
     expect(cover).to_be_visible()
