@@ -282,8 +282,8 @@ def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_sessio
     assert "2 steps · <time" in listed
     fresh = Summary("s3", "Fresh")
     fresh.step_count = 0
-    listed = render_page(data(start(), summaries=[fresh]), TILES, now=now).sessions_html
-    assert "no edits yet · <time" in listed  # ("0 steps" read as an empty session)
+    only = render_page(data(start(), summaries=[fresh]), TILES, now=now).sessions_html
+    assert "no edits yet · <time" in only  # ("0 steps" read as an empty session)
     assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
     assert "<b>" not in listed
     # The open session heads the list, and is marked in it.
