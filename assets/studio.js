@@ -394,10 +394,21 @@
   };
   const canvas = () => byId("canvas");
   const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
+  // In the instruction box while it is empty (as it is right after Enter), Ctrl+Z and
+  // Ctrl+Shift+Z are the history's too: the box has nothing of its own to undo (its value is
+  // set by the page, which a browser's own undo does not follow), and they did nothing there
+  // (UX audit 3). Escape leaves the box, for the keys that move along the path.
+  const emptyBox = (target) => target === promptBox() && !target.value;
   document.addEventListener("keydown", (event) => {
-    if (typing(event.target)) return;
+    if (event.key === "Escape" && event.target === promptBox()) {
+      event.target.blur();
+      return;
+    }
     const mod = event.ctrlKey || event.metaKey;
     const key = event.key.toLowerCase();
+    if (typing(event.target) && !(mod && (key === "z" || key === "y") && emptyBox(event.target))) {
+      return;
+    }
     if (mod && key === "z") {
       event.preventDefault();
       press(event.shiftKey ? "redo" : "undo");
