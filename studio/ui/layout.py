@@ -33,10 +33,10 @@ BROWSER_STORAGE_KEY = "kontext-studio-session"
 KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
-CANVAS_HEIGHT = "calc(100vh - 356px)"
-# "Compare two steps" in the canvas's place: at most the canvas's height at 1440x900 (544 px)
+CANVAS_HEIGHT = "calc(100vh - 370px)"
+# "Compare two steps" in the canvas's place: at most the canvas's height at 1440x900 (530 px)
 # less its two step pickers and its note.
-SLIDER_MAX_HEIGHT = 356
+SLIDER_MAX_HEIGHT = 342
 # How many results one instruction may ask for at once (candidates).
 MAX_CANDIDATES = 4
 
