@@ -242,11 +242,11 @@ def candidate_text(step: Step, update: StepUpdate | None) -> str:
     return f"{name} ◷ {step.state!s}…"
 
 
-def step_choice(step: Step, number: int) -> tuple[str, str]:
+def step_choice(step: Step, number: int | str) -> tuple[str, str]:
     """A step as a dropdown choice, and its id: its number and instruction first (what tells
     steps apart, even where a phone cuts the label short), then its model."""
     if step.kind == "origin" or step.params is None:
-        return caption(step, number), step.step_id
+        return caption(step, 0), step.step_id  # ("Original": the origin has no number)
     return f"{number} · {_short(step.params.prompt)} · {step.params.model}", step.step_id
 
 

@@ -110,6 +110,24 @@ def step_numbers(session: Session) -> dict[str, int]:
     return depth
 
 
+def step_names(session: Session, numbers: dict[str, int] | None = None) -> dict[str, str]:
+    """Each step's name in the step pickers: its number, and where it forks, its letter among
+    the steps made there, as the tree names a branch ("2a"); the pickers named two steps "2 ·
+    add snow" where the tree showed "2" and "2a" (UX audit 3)."""
+    numbers = numbers if numbers is not None else step_numbers(session)
+    made: dict[str, list[str]] = {}
+    for step in session.steps.values():
+        if step.parent_id is not None and step.state is not StepState.FAILED:
+            made.setdefault(step.parent_id, []).append(step.step_id)
+    names = {step_id: str(number) for step_id, number in numbers.items()}
+    for siblings in made.values():
+        if len(siblings) > 1:
+            for place, step_id in enumerate(siblings):
+                letter = chr(ord("a") + place) if place < 26 else "+"
+                names[step_id] = f"{numbers[step_id]}{letter}"
+    return names
+
+
 def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choices, Choices]:
     """The two dropdowns of "Compare two steps" for the step `session` is seen from: every
     finished step to pick from, the step's parent on the left (itself when the parent has no
@@ -117,7 +135,8 @@ def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choic
     shown = shown_step(session)
     numbers = numbers if numbers is not None else step_numbers(session)
     finished = [s for s in session.steps.values() if s.result is not None]
-    choices = [present.step_choice(s, numbers[s.step_id]) for s in finished]
+    names = step_names(session, numbers)
+    choices = [present.step_choice(s, names[s.step_id]) for s in finished]
     ids = {s.step_id for s in finished}
     left = shown.parent_id if shown.parent_id in ids else shown.step_id
     # A value that is not among the choices (nothing finished yet) would make Gradio warn.

@@ -375,3 +375,18 @@ def test_an_instruction_taken_back_rides_on_the_tree_as_text_once_asked():
     marks.clear()
     Nav().feed(render_page(data(session), TILES).history)
     assert "data-withdrawn" not in marks
+
+
+def test_the_step_pickers_name_steps_as_the_tree_does_so_no_two_read_alike():
+    """They named two steps "2 · add snow · pro" where the tree showed "2" and "2a", and a step
+    tried again twice showed as two identical entries (UX audit 3)."""
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = edit(session.make_current("a"), "c", "add snow")
+    page = render_page(data(session), TILES)
+    labels = [label for label, _ in page.pair_a.choices]
+    assert labels == [
+        "Original",
+        "1 · make it blue · pro",
+        "2a · add snow · pro",
+        "2b · add snow · pro",
+    ]
