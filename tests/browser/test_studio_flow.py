@@ -174,14 +174,10 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     assert studio.image_bytes(origin.result) == photo.read_bytes()
 
 
-def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
-    """The empty session invites a paste (Ctrl+V) of an image; it did nothing (UX audit 1)."""
+def _paste_image(page, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    """A paste (Ctrl+V) of a PNG into what has the focus, as the browser sends it."""
     import base64
 
-    from tests.support.engines import make_image
-
-    data = make_image(320, 240)
-    page.locator("#prompt textarea").focus()  # where the focus is when the page opens
     page.evaluate(
         """(b64) => {
           const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -193,6 +189,15 @@ def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
         }""",
         base64.b64encode(data).decode(),
     )
+
+
+def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
+    """The empty session invites a paste (Ctrl+V) of an image; it did nothing (UX audit 1)."""
+    from tests.support.engines import make_image
+
+    data = make_image(320, 240)
+    page.locator("#prompt textarea").focus()  # where the focus is when the page opens
+    _paste_image(page, data)
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
     assert studio.image_bytes(_only_session(studio).origin.result) == data
     expect(page.locator("#prompt textarea")).to_have_value("")  # no text pasted
@@ -200,25 +205,13 @@ def test_an_image_pasted_with_ctrl_v_starts_a_session_from_it(page, studio):
 
 def test_an_image_pasted_with_a_session_open_starts_another_session_from_it(page, studio):
     """With a session open, a paste of an image did nothing and said nothing (UX audit 2)."""
-    import base64
-
     from tests.support.engines import make_image
 
     _start_from_example(page)
     first = _only_session(studio)
     data = make_image(320, 240)
     page.locator("#canvas").first.click()  # the focus on the picture, not in a text box
-    page.evaluate(
-        """(b64) => {
-          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-          const files = new DataTransfer();
-          files.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
-          document.activeElement.dispatchEvent(
-            new ClipboardEvent("paste", { clipboardData: files, bubbles: true, cancelable: true })
-          );
-        }""",
-        base64.b64encode(data).decode(),
-    )
+    _paste_image(page, data)
     expect(_session_name(page)).not_to_have_text(first.name, timeout=15_000)
     expect(_thumbs(page)).to_have_count(1, timeout=15_000)
     sessions = studio.run(studio.engine.list_sessions())
