@@ -719,8 +719,9 @@ class Handlers:
         if act in ("undo", "redo"):
             if not session_id:
                 return await self.page(None)
+            started = False
             if act == "undo" and tab_step:
-                taken_back = await self._withdraw(session_id, tab_step)
+                taken_back, started = await self._withdraw(session_id, tab_step)
                 if taken_back is not None:
                     return taken_back
             move = Engine.undo if act == "undo" else Engine.redo
@@ -728,7 +729,7 @@ class Handlers:
             self._tab().moved()
             update = await self.page(session_id, session.current_step_id)
             left = session.steps.get(tab_step or "")
-            if act == "undo" and left is not None and not left.is_finished:
+            if act == "undo" and left is not None and (started or left.state is StepState.RUNNING):
                 # (It was sent: it runs to its end, is paid, and lands in the history.)
                 update[self.c.status] = (
                     f"{update[self.c.status]} · The edit undone had started at RunAPI: it "
@@ -739,12 +740,13 @@ class Handlers:
             return await self._export(session_id)
         return {self.c.status: gr.skip()}
 
-    async def _withdraw(self, session_id: str, tab_step: str) -> Update | None:
+    async def _withdraw(self, session_id: str, tab_step: str) -> tuple[Update | None, bool]:
         """Undo on the last edit typed ahead, while it has not started, takes it back (none of
         it was paid): it goes as its ✕ would, the tab shows the step before it, and its
-        instruction goes back into the box (nothing typed is lost). None when the tab's step is
-        not such an edit (one with edits queued after it is only moved back from, as walking
-        back with ← to it and pressing Ctrl+Z means)."""
+        instruction goes back into the box (nothing typed is lost). No update when the tab's
+        step is not such an edit (one with edits queued after it is only moved back from, as
+        walking back with ← to it and pressing Ctrl+Z means), with whether it has started
+        (its upload or its create is under way: it runs to its end)."""
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         step = session.steps.get(tab_step)
         if (
@@ -755,13 +757,13 @@ class Handlers:
             or step.params is None
             or session.children(tab_step)
         ):
-            return None
+            return None, False
         try:
             cancelled = await self.bridge.call(
                 Engine.cancel, session_id, tab_step, visitor=self.who
             )
         except HistoryError:  # it started meanwhile (or may not be cancelled): a plain undo
-            return None
+            return None, True
         self._tab().cancelled(tab_step)
         shown = step.parent_id if step.parent_id in cancelled.steps else None
         update = await self.page(
@@ -773,7 +775,7 @@ class Handlers:
             "↶ Took back the queued edit before it started (nothing was paid); its instruction "
             "is back in the box."
         )
-        return update
+        return update, False
 
     async def _news(
         self, session_id: str | None, tab_step: str | None, version: str | None, tab_key: str | None
