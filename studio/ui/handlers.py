@@ -30,7 +30,7 @@ from gradio.blocks import Block
 from PIL import Image, ImageOps
 
 from studio.config import Secret
-from studio.history import HistoryError, Step, StepState, StepUpdate
+from studio.history import HistoryError, Session, Step, StepState, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
 from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
@@ -1243,7 +1243,7 @@ def _named_download(folder: Path, stored: Path, name: str) -> str:
 __all__ = ["Handlers", "PageContext", "Refusal", "error_sentence"]
 
 
-def _awaits_keep(tab: _Tab, tab_step: str | None, session: Any) -> bool:
+def _awaits_keep(tab: _Tab, tab_step: str | None, session: Session | None) -> bool:
     """Whether the page shows the step this tab's results were made from while none of them is
     kept, and one of them may still be (not all failed): an instruction is refused there
     (`Handlers._require_kept`)."""

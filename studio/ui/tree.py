@@ -182,8 +182,8 @@ def _node(
         made = [c for c in children.get(step.step_id, []) if c.state is not StepState.FAILED]
         place = {c.step_id: k for k, c in enumerate(made)}
         chips = [
-            _branch_chips(b, place.get(b.step_id, n + 1), depth, thumbs, url, children)
-            for n, b in enumerate(_listed(branches))
+            _branch_chips(b, place[b.step_id], depth, thumbs, url, children)
+            for b in _listed(branches)
         ]
         parts.extend(_folded(chips, len(branches), FORKS_SHOWN, "more"))
         parts.append("</div>")
@@ -217,7 +217,7 @@ def _branch_chips(
     UX audit 1)."""
     tip, other_ends = _branch_ends(branch, children)
     size = _size(branch, children)
-    name = f"{depth + 1}{chr(ord('a') + n) if n < 26 else '+'}"
+    name = f"{depth + 1}{fork_letter(n)}"
     ends = " → " + _prompt(tip) if tip is not branch else ""
     # It shows the step it names, with the rest of the branch ahead (↷ Redo walks to its end:
     # it went to the end, a step it did not name: UX audit 3).
@@ -256,11 +256,12 @@ def _branch_ends(branch: Step, children: Mapping[str, list[Step]]) -> tuple[Step
 
 def branch_end(session: Session, step_id: str) -> str:
     """The newest end of the branch starting at `step_id` (where its chip's Redo leads)."""
-    children: dict[str, list[Step]] = {}
-    for step in session.steps.values():
-        if step.parent_id is not None:
-            children.setdefault(step.parent_id, []).append(step)
-    return _tip_of(session.steps[step_id], children).step_id
+    return _tip_of(session.steps[step_id], _children(session)).step_id
+
+
+def fork_letter(place: int) -> str:
+    """The letter of the `place`th step made at a fork (from 0), which names it ("2a")."""
+    return chr(ord("a") + place) if place < 26 else "+"
 
 
 def _folded(chips: list[str], total: int, shown: int, more: str) -> list[str]:

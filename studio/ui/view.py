@@ -123,8 +123,7 @@ def step_names(session: Session, numbers: dict[str, int] | None = None) -> dict[
     for siblings in made.values():
         if len(siblings) > 1:
             for place, step_id in enumerate(siblings):
-                letter = chr(ord("a") + place) if place < 26 else "+"
-                names[step_id] = f"{numbers[step_id]}{letter}"
+                names[step_id] = f"{numbers[step_id]}{tree.fork_letter(place)}"
     return names
 
 
