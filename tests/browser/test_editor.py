@@ -482,6 +482,39 @@ def test_the_region_tools_stay_in_place_from_step_to_step(page, studio):
     assert brush.bounding_box() == where
 
 
+@pytest.mark.parametrize("width", [1440, 1100])
+def test_the_instruction_bar_stays_put_whatever_the_status_line_says(page, studio, sim, width):
+    """A failure's long sentence wrapped the status line under the canvas and pushed the
+    instruction box and Edit down under the pointer (38 px at 1440x900). The line keeps one
+    height; a sentence longer than it can show is shown whole while the pointer is on it."""
+    page.set_viewport_size({"width": width, "height": 900})
+    _start_from_example(page)  # "Ready: type an instruction and press Enter."
+    box = page.locator("#prompt textarea")
+    expect(box).to_be_visible()
+    where = box.bounding_box()
+    _edit(page, "make it black and white")  # "✓ Done in 0.7 s · pro · $0.05"
+    assert box.bounding_box() == where
+    long = "Content moderated: the request was flagged by the provider's safety system " * 3
+    sim.faults.fail_tasks(message=long.strip(), times=1)
+    box.fill("make it sepia")
+    box.press("Enter")
+    status = page.locator("#status")
+    expect(status).to_contain_text("Content moderated", timeout=30_000)
+    expect(page.locator("#retry")).to_be_visible()
+    assert box.bounding_box() == where
+    # Cut to two lines; the pointer on it shows it whole, over the canvas, and moves nothing.
+    sentence = status.locator(".prose")
+    shown = sentence.bounding_box()
+    assert shown is not None
+    assert shown["height"] < 50
+    sentence.hover()
+    whole = sentence.bounding_box()
+    assert whole is not None
+    assert whole["height"] > 60
+    assert whole["y"] + whole["height"] <= shown["y"] + shown["height"] + 8
+    assert box.bounding_box() == where
+
+
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
     _start_from_example(page)
     _edit(page, "make it black and white")
