@@ -570,6 +570,10 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     expect(box).to_have_value("add snow")
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
+    # Landing moves nothing under the pointer (each Keep's arrival pushed the bar 7 px).
+    landed = box.bounding_box()
+    assert landed is not None
+    assert abs(landed["y"] - moved["y"]) <= 1, (moved, landed)
     # The status says what to do (it said "Ready: type an instruction", which is refused until
     # one is kept: UX audit 3).
     expect(page.locator("#status")).to_contain_text("Keep one of the results to go on")
