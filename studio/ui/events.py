@@ -89,7 +89,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.options.submit(
         h.on_edit,
         edit_inputs,
-        h.compare_outputs,
+        page,
         js=_page_fills("send", {k: edit_inputs.index(x) for k, x in sent.items()}),
         trigger_mode="multiple",
         **_QUIET,
@@ -103,7 +103,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.options.click(
         h.on_compare,
         compare_inputs,
-        h.compare_outputs,
+        page,
         js=_page_fills("withOptions", {k: compare_inputs.index(x) for k, x in taken.items()}),
         **_QUIET,
     ).then(None, [c.status], None, js="(s) => window.kontextStudio?.afterCompare?.(s)", **_QUIET)
@@ -111,7 +111,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         [c.history.click, c.candidates.click],
         h.on_history_click,
         tab,
-        h.compare_outputs,
+        page,
         trigger_mode="multiple",
         **_QUIET,
     )
@@ -129,7 +129,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.news.change(
         h.on_tick,
         tick_inputs,
-        [*h.compare_outputs, c.balance_due],
+        [*page, c.balance_due],
         trigger_mode="always_last",
         **_QUIET,
     )

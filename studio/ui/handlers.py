@@ -117,6 +117,8 @@ class _Tab:
         # Results this tab asked for at once and has not kept one of yet: the step they were
         # made from, and their ids (`Handlers._require_kept`).
         self.unkept: tuple[str | None, tuple[str, ...]] | None = None
+        # Those results are on show under the canvas (until one is kept or the tab moves).
+        self.results_shown = False
         self._turns = asyncio.Condition()
 
     @property
@@ -222,12 +224,9 @@ class Handlers:
             c.history_tools,
             c.timer,
             c.safety,
+            c.picks,
+            c.candidates,
         ]
-
-    @property
-    def compare_outputs(self) -> list[Block]:
-        """The page, with the candidates on show."""
-        return [*self.view_outputs, self.c.picks, self.c.candidates]
 
     async def page(
         self,
@@ -285,6 +284,12 @@ class Handlers:
                 _named_download, folder, Path(download), page.download_name
             )
         update = self.updates(page, download, model)
+        if tab.results_shown and tab.unkept is None and not tick:
+            # One was kept, or the tab moved: the results fold (they stay in the tree as
+            # branches), and the ticks stop drawing them. (They stayed, with their Keep
+            # buttons, under a tab that had moved on: UX audit 3.)
+            tab.results_shown = False
+            update.update({self.c.picks: None, self.c.candidates: gr.HTML("", visible=False)})
         if _awaits_keep(tab, page.tab_step, data.session):
             # (It said "Ready: type an instruction", which is refused until one is kept: UX
             # audit 3.)
@@ -621,6 +626,7 @@ class Handlers:
         self, session_id: str, tab_step: str | None, steps: list[Step]
     ) -> Update:
         ids = tuple(s.step_id for s in steps)
+        self._tab().results_shown = True
         return {
             **(await self.page(session_id, tab_step)),
             **(await self._candidates_panel(session_id, ids, {})),
@@ -647,8 +653,8 @@ class Handlers:
         session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         kept = session.current.params
         self._tab().moved()
+        # The next edit goes on with the model that was kept; the results fold.
         update = {
-            # The next edit goes on with the model that was kept.
             **(
                 await self.page(
                     session_id, session.current_step_id, model=kept.model if kept else None
@@ -852,14 +858,14 @@ class Handlers:
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
-            if ids:
+            if ids and self._tab().results_shown:
                 update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update
         update = {}
         if tab_step in tick.running:
             running = tick.running[tab_step]
             update[self.c.status] = present.step_status(running.step, running)
-        if ids and any(i in tick.running for i in ids):
+        if ids and self._tab().results_shown and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}
 

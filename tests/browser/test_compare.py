@@ -67,3 +67,31 @@ def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim,
     expect(page.locator("#status")).to_contain_text("Imported", timeout=15_000)
     expect(page.locator("#status")).not_to_contain_text(DONE)
     assert len(studio.run(studio.engine.list_sessions())) == 2
+
+
+def test_moving_away_from_pro_vs_max_folds_its_panel_and_the_results_stay_in_the_tree(
+    page, studio, sim
+):
+    """The panel stayed under the canvas, with its Keep buttons, after the tab had moved to
+    another step (UX audit 3): a Keep there pulled the tab back without a word. Moving away
+    folds it; both results stay in the tree as branches, and an instruction from where the tab
+    now is runs as usual."""
+    _start_from_example(page, 2)
+    first = _only_session(studio).current_step_id
+    _edit(page, "make it black and white")
+    page.locator("#prompt textarea").fill("make it night")
+    page.locator("#compare").click()
+    candidates = page.locator("#candidates")
+    expect(candidates.locator("button.keep")).to_have_count(2, timeout=30_000)
+    page.locator(f'#history button.tile[data-step="{first}"]').click()
+    expect(candidates).to_be_hidden(timeout=15_000)
+    # The ticks that follow (another step lands, the tree is redrawn) leave it folded.
+    _edit(page, "add snow")
+    expect(candidates).to_be_hidden()
+    session = _only_session(studio)
+    night = [s for s in session.steps.values() if s.params and s.params.prompt == "make it night"]
+    assert len(night) == 2
+    snow = session.steps[session.current_step_id]
+    assert snow.params is not None
+    assert snow.params.prompt == "add snow"
+    assert snow.parent_id == first
