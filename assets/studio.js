@@ -707,6 +707,13 @@
     layer();
     paint();
   };
+  // Undo and redo under the picture on a phone press the history's own (disabled or not).
+  document.addEventListener("click", (event) => {
+    const proxy = event.target?.closest?.("#tools [data-proxy]");
+    if (!proxy) return;
+    event.preventDefault();
+    byId(proxy.dataset.proxy)?.click();
+  });
   document.addEventListener("click", (event) => {
     const button = event.target?.closest?.("#tools [data-tool]");
     if (!button) return;

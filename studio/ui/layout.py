@@ -152,6 +152,12 @@ TOOLS_HTML = (
     'title="Rub out part of the region">⌫ Eraser</button>'
     '<button type="button" data-tool="clear" title="No region">✕</button>'
     "</div>"
+    # On a phone the history (and its undo and redo) is below the fold: these two, shown there
+    # only, press its buttons (studio.js), and look unusable when those are (studio.css).
+    '<div class="tools phone-history" role="toolbar" aria-label="History">'
+    '<button type="button" data-proxy="undo" aria-label="Undo" title="Undo">↶</button>'
+    '<button type="button" data-proxy="redo" aria-label="Redo" title="Redo">↷</button>'
+    "</div>"
 )
 
 

@@ -306,6 +306,16 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert image["y"] < bar["y"]
         _edit(page, "make it black and white")
         shoot(page, "phone-1-editor", full_page=False)
+        # Undo and redo are at hand under the picture (over the history, they were below the
+        # fold, and a phone has no keys for them: UX audit 3).
+        undo, redo = (page.locator(f"#tools [data-proxy={act}]") for act in ("undo", "redo"))
+        _on_screen(page, "#tools [data-proxy=undo]")
+        undo.tap()
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+        expect(undo).to_have_css("opacity", "0.4")  # nothing before the original
+        redo.tap()
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it"))
+        assert page.evaluate("() => window.scrollY") == 0
         # Scrolled down to the tree, the bar is still at the bottom of the window, and the page
         # ends clear of it (its last controls and the footer were under it: UX audit 2).
         page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
