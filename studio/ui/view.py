@@ -276,11 +276,24 @@ def _waiting_after(session: Session, step: Step) -> tuple[int, int]:
 
 def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, str | None]:
     """A notice when the session's own current step (moved by another tab, the CLI or an
-    agent) is newer than the step this tab shows: how many steps were made since, and the
-    newest, one click away. The tab never moves by itself."""
+    agent) is newer than the step this tab shows: how many steps were made since on the way
+    to it, and the newest, one click away. The tab never moves by itself. (Every step made
+    since was counted: a step this tab had made and undone made one new step "2 new steps":
+    UX audit 4.)"""
     if stored.step_id == current.step_id or stored.created_at <= current.created_at:
         return None, None
-    count = sum(1 for s in session.steps.values() if s.created_at > current.created_at)
+
+    def line(step: Step | None) -> list[Step]:  # the step and the steps before it
+        steps = []
+        while step is not None:
+            steps.append(step)
+            step = session.steps.get(step.parent_id) if step.parent_id else None
+        return steps
+
+    shown = {s.step_id for s in line(current)}
+    count = sum(
+        1 for s in line(stored) if s.step_id not in shown and s.created_at > current.created_at
+    )
     plural = "s" if count != 1 else ""
     return f"✦ {count} new step{plural} from elsewhere: show", stored.step_id
 

@@ -200,6 +200,23 @@ def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving_and_a_no
     assert render_page(data(session), TILES, tab_step="b").notice is None
 
 
+def test_the_notice_counts_only_the_steps_made_on_the_way_to_the_newest():
+    """A step this tab made and undid is not news from elsewhere (UX audit 4: "2 new steps"
+    for the one another tab added); steps made elsewhere in a row are counted."""
+    later = lambda session, step, s: with_step(  # noqa: E731
+        session, replace(session.steps[step], created_at=T0 + timedelta(seconds=s))
+    )
+    undone = later(edit(edit(start(), "a", "make it blue"), "c", "add snow"), "c", 5).undo()
+    elsewhere = later(edit(undone, "d", "add a hat"), "d", 9)
+    assert render_page(data(elsewhere), TILES, tab_step="a").notice == (
+        "✦ 1 new step from elsewhere: show"
+    )
+    two = later(edit(elsewhere, "e", "make it night"), "e", 11)
+    assert render_page(data(two), TILES, tab_step="a").notice == (
+        "✦ 2 new steps from elsewhere: show"
+    )
+
+
 def test_failed_attempts_are_folded_into_a_count_where_they_were_made():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
     session = with_step(session, session.current.fail("Content moderated", T0, cost_cents=0))
