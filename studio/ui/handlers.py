@@ -117,8 +117,10 @@ class _Tab:
         # Results this tab asked for at once and has not kept one of yet: the step they were
         # made from, and their ids (`Handlers._require_kept`).
         self.unkept: tuple[str | None, tuple[str, ...]] | None = None
-        # Those results are on show under the canvas (until one is kept or the tab moves).
-        self.results_shown = False
+        # Those results are on show under the canvas (until one is kept or the tab moves), and
+        # the last ones folded away: a tick sent before the fold still names them.
+        self.results_shown: tuple[str, ...] = ()
+        self.results_folded: tuple[str, ...] = ()
         self._turns = asyncio.Condition()
 
     @property
@@ -288,7 +290,7 @@ class Handlers:
             # One was kept, or the tab moved: the results fold (they stay in the tree as
             # branches), and the ticks stop drawing them. (They stayed, with their Keep
             # buttons, under a tab that had moved on: UX audit 3.)
-            tab.results_shown = False
+            tab.results_folded, tab.results_shown = tab.results_shown, ()
             update.update({self.c.picks: None, self.c.candidates: gr.HTML("", visible=False)})
         if _awaits_keep(tab, page.tab_step, data.session):
             # (It said "Ready: type an instruction", which is refused until one is kept: UX
@@ -626,7 +628,7 @@ class Handlers:
         self, session_id: str, tab_step: str | None, steps: list[Step]
     ) -> Update:
         ids = tuple(s.step_id for s in steps)
-        self._tab().results_shown = True
+        self._tab().results_shown = ids
         return {
             **(await self.page(session_id, tab_step)),
             **(await self._candidates_panel(session_id, ids, {})),
@@ -858,14 +860,14 @@ class Handlers:
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
-            if ids and self._tab().results_shown:
+            if ids and ids != self._tab().results_folded:
                 update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update
         update = {}
         if tab_step in tick.running:
             running = tick.running[tab_step]
             update[self.c.status] = present.step_status(running.step, running)
-        if ids and self._tab().results_shown and any(i in tick.running for i in ids):
+        if ids and ids != self._tab().results_folded and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}
 
