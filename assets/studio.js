@@ -90,9 +90,15 @@
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
       box.value = "";
       box.dispatchEvent(new Event("input", { bubbles: true }));
+      studio.boxEdited = false;
     }
     return entry;
   };
+  // Whether the box was typed in (or emptied by hand) since it was last sent: only a box the
+  // page emptied leaves Ctrl+Z to the history (below).
+  document.addEventListener("input", (event) => {
+    if (event.isTrusted && event.target === promptBox()) studio.boxEdited = true;
+  });
   document.addEventListener(
     "keydown",
     (event) => {
@@ -332,6 +338,12 @@
   // Enter sends (above) and Shift+Enter starts a new line (the box's own).
   const typing = (target) =>
     Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
+  // A control whose own keys are undo and redo (text), as against a radio, a checkbox or a
+  // list of choices, where Ctrl+Z did nothing at all (UX audit 4).
+  const NOT_TEXT = ["radio", "checkbox", "button", "submit", "range", "color", "file"];
+  const textEntry = (target) =>
+    Boolean(target?.closest?.("textarea, [contenteditable='true']")) ||
+    (target?.tagName === "INPUT" && !NOT_TEXT.includes(target.type));
   // A key pressed again before the page has drawn the last one's move (Ctrl+Z three times in
   // quick succession) waits for that drawing, then moves on from there: each press is one
   // move (Gradio would drop a click sent while the last is on its way, and the step a move
@@ -394,11 +406,13 @@
   };
   const canvas = () => byId("canvas");
   const holdBefore = (on) => canvas()?.classList.toggle("show-before", on);
-  // In the instruction box while it is empty (as it is right after Enter), Ctrl+Z and
+  // In the instruction box while the page has emptied it (right after Enter), Ctrl+Z and
   // Ctrl+Shift+Z are the history's too: the box has nothing of its own to undo (its value is
   // set by the page, which a browser's own undo does not follow), and they did nothing there
-  // (UX audit 3). Escape leaves the box, for the keys that move along the path.
-  const emptyBox = (target) => target === promptBox() && !target.value;
+  // (UX audit 3). A box emptied by hand keeps them: the browser's undo brings its text back
+  // (the history's took it, and moved the tab: UX audit 4). Escape leaves the box, for the
+  // keys that move along the path.
+  const emptyBox = (target) => target === promptBox() && !target.value && !studio.boxEdited;
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && event.target === promptBox()) {
       event.target.blur();
@@ -406,8 +420,10 @@
     }
     const mod = event.ctrlKey || event.metaKey;
     const key = event.key.toLowerCase();
-    if (typing(event.target) && !(mod && (key === "z" || key === "y") && emptyBox(event.target))) {
-      return;
+    if (mod && (key === "z" || key === "y")) {
+      if (textEntry(event.target) && !emptyBox(event.target)) return;
+    } else if (typing(event.target)) {
+      return; // (arrows and Space in a control are its own)
     }
     if (mod && key === "z") {
       event.preventDefault();
@@ -766,6 +782,21 @@
     },
     true,
   );
+  // A file dropped anywhere else on the page (the canvas of an open session, say) starts a
+  // session from it, as a paste does; the browser used to open it in place of the studio
+  // (UX audit 4). Text dragged into the box stays the box's.
+  const carriesFiles = (event) => [...(event.dataTransfer?.types || [])].includes("Files");
+  document.addEventListener("dragover", (event) => {
+    if (carriesFiles(event) && !event.target?.closest?.("#source")) event.preventDefault();
+  });
+  document.addEventListener("drop", (event) => {
+    if (!carriesFiles(event) || event.target?.closest?.("#source")) return;
+    event.preventDefault();
+    const file = event.dataTransfer.files[0];
+    if (!file) return;
+    if (!byId("empty")?.offsetParent) byId("new-session")?.click();
+    pasteInto(file, performance.now() + 10000);
+  });
 
   // Ctrl+V of an image: it goes in as a file picked in the upload box would (with the same
   // size check), starting a session from it; with a session open, a new one (+ New, then the

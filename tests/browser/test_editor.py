@@ -416,6 +416,66 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     expect(box).to_have_value("and stars")
 
 
+def test_ctrl_z_gives_back_text_cleared_by_hand_and_works_beside_the_options(page, studio):
+    """UX audit 4: in a box emptied by hand, Ctrl+Z moved the tab back a step and the text was
+    gone for good; with the focus on an option (a radio, the ratio, a checkbox) it did
+    nothing at all."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    box = page.locator("#prompt textarea")
+    box.click()
+    box.press_sequentially("a long careful instruction")
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Backspace")
+    expect(box).to_have_value("")
+    page.keyboard.press("Control+z")
+    expect(box).to_have_value("a long careful instruction")
+    page.wait_for_timeout(500)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    # Sent, the box is the page's again: Ctrl+Z there is the history's (UX audit 3).
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: a long"))
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    for option in ("#keep-rest input", "#model input:checked", "#aspect"):
+        page.locator(option).focus()
+        page.keyboard.press("Control+Shift+z")
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: a long"))
+        page.keyboard.press("Control+z")
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it"))
+
+
+def test_an_image_dropped_on_the_canvas_starts_a_session_from_it(page, studio):
+    """Only the upload box of an empty page took a drop: on the canvas of an open session the
+    browser opened the file in the studio's place (UX audit 4)."""
+    import base64
+
+    _start_from_example(page)
+    url = page.url
+    dropped = base64.b64encode(make_image(320, 200)).decode()
+    prevented = page.evaluate(
+        """(data) => {
+          const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+          const files = new DataTransfer();
+          files.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+          const canvas = document.querySelector("#result");
+          const fire = (type) => canvas.dispatchEvent(
+            new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: files }));
+          fire("dragenter");
+          const over = !fire("dragover");
+          return over && !fire("drop");
+        }""",
+        dropped,
+    )
+    assert prevented  # the browser does not open the file itself
+    expect(page.locator("#history button.tile")).to_have_count(1, timeout=15_000)
+    expect(page.locator("#sessions")).to_contain_text("dropped.png", timeout=15_000)
+    sessions = studio.run(studio.engine.list_sessions())
+    assert len(sessions) == 2
+    assert page.url == url
+
+
 def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(page, studio, sim):
     """Ctrl+Z on edits typed ahead let them run and pay, as a branch, and said nothing (UX
     audit 2): a queued edit is now taken back, its text returns, and a started one says it
