@@ -120,6 +120,11 @@ class LimitError(ValueError):
     """An edit a hosted studio will not run for this visitor now; `str()` is one sentence."""
 
 
+class OwnKeyNeeded(LimitError):
+    """An edit on the server's key, on a hosted studio that gives it to no visitor (no budget of
+    the day is set): the visitor's own key is needed. (The page says it in its own words.)"""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LimitSettings:
     """Caps for visitors of a hosted studio; a budget of None means the server's key is never
@@ -257,7 +262,7 @@ class Limits:
         if not server_key:
             return
         if not s.server_key_for_visitors:
-            raise LimitError(
+            raise OwnKeyNeeded(
                 "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
                 "(API and MCP callers send it in an X-RunAPI-Key header)."
             )

@@ -64,14 +64,24 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         # Gradio's file route (review 57 L2: that named the server's temporary directory).
         exports=make_exports_folder(),
         simulator=settings.simulator,
-        server_key=settings.api_key is not None and not settings.simulator,
+        # A hosted studio gives its key to visitors only within a budget of the day
+        # (`LimitSettings.server_key_for_visitors`); without one, each visitor brings theirs.
+        server_key=settings.api_key is not None
+        and not settings.simulator
+        and (
+            not settings.hosted
+            or settings.visitor_budget_cents is not None
+            or settings.total_budget_cents is not None
+        ),
         hosted=settings.hosted,
         addresses_apart=settings.addresses_apart,
         root_path=settings.root_path or "",
     )
     # A deleted session's exports and fitted copies go with it, not 15 minutes later.
     bridge.when_deleted(functools.partial(files.discard_session_files, ctx.exports))
-    banner = present.banner(simulator=ctx.simulator, server_key=ctx.server_key, user_key=False)
+    banner = present.banner(
+        simulator=ctx.simulator, server_key=ctx.server_key, user_key=False, hosted=ctx.hosted
+    )
     lean.install()  # a session's page config is built when read, not for every API call
     tabstate.install()  # a tab's record only for a visitor, and a bounded number of them
     files.install()  # each upload in a folder of its own

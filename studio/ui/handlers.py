@@ -33,7 +33,7 @@ from studio.config import Secret
 from studio.history import HistoryError, Session, Step, StepState, StepUpdate
 from studio.params import EditParams, RegionRequest, parse_box, parse_params, safety_max
 from studio.ui import layout, present, prose, tree, view
-from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, Tick, Visitor
+from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, OwnKeyNeeded, Tick, Visitor
 from studio.ui.export import export_file, export_link
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
@@ -385,7 +385,8 @@ class Handlers:
         """The page as it was (most handlers take the session and the tab's step first), with
         the reason in a toast and in the status line; what was typed stays in the box."""
         session_id, tab_step = (_text(a) for a in (*args, None, None)[:2])
-        sentence = error_sentence(exc)
+        # (The engine's sentence also tells API and MCP callers which header takes a key.)
+        sentence = present.OWN_KEY_NEEDED if isinstance(exc, OwnKeyNeeded) else error_sentence(exc)
         gr.Warning(present.as_text(sentence))  # toasts render HTML; a refusal may quote input
         return {**(await self.page(session_id, tab_step)), self.c.status: present.warning(sentence)}
 

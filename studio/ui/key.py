@@ -122,5 +122,6 @@ class KeyHandlers:
             user_key=has_key,
             key_refused=has_key and accepted is False,
             remembered=remembered,
+            hosted=self.hosted,
         )
         return gr.HTML(banner=prose.to_html(text))

@@ -93,6 +93,13 @@ _PHASE_WORDS = {
 }
 
 
+# An edit refused on a hosted studio whose visitors edit with their own keys only.
+OWN_KEY_NEEDED = (
+    "This hosted studio edits with your own RunAPI key: paste it under RunAPI key, below the "
+    "instruction bar (it is used for this tab only), then send the instruction again."
+)
+
+
 def banner(
     *,
     simulator: bool,
@@ -100,8 +107,22 @@ def banner(
     user_key: bool,
     key_refused: bool = False,
     remembered: bool = False,
+    hosted: bool = False,
 ) -> str:
-    """Which service the edits go to (and whose key pays), said plainly."""
+    """Which service the edits go to (and whose key pays), said plainly; on a hosted studio,
+    that a visitor's sessions are theirs alone."""
+    said = _banner(simulator, server_key, user_key, key_refused, remembered, hosted)
+    return f"{said} Only this browser sees your sessions." if hosted else said
+
+
+def _banner(
+    simulator: bool,
+    server_key: bool,
+    user_key: bool,
+    key_refused: bool,
+    remembered: bool,
+    hosted: bool,
+) -> str:
     if user_key and key_refused:
         return (
             "**RunAPI refused the key you pasted.** Edits in this tab wait until you correct "
@@ -121,6 +142,8 @@ def banner(
         )
     if server_key:
         return "Using the server's RunAPI key: every edit is billed to it."
+    if hosted:  # (the server's key, if any, is not for visitors: no budget of the day is set)
+        return "**Edits here use your own RunAPI key:** paste it under *RunAPI key* to start."
     return "No RunAPI key: paste yours under *RunAPI key* to edit."
 
 

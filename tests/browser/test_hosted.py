@@ -573,3 +573,30 @@ def test_a_deleted_sessions_export_link_and_fitted_copy_go_with_it(browser, host
             assert httpx.get(url).status_code == 404, url
     finally:
         context.close()
+
+
+def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
+    browser, sim, clean_env
+):
+    """UX audit 4: its header told every visitor "Using the server's RunAPI key: every edit is
+    billed to it", and every edit was then refused with a sentence showing raw asterisks and
+    talking about API headers. The header now says what happens, and the refusal is the
+    page's own sentence."""
+    with running_studio(sim, clean_env, hosted=True, as_service=True) as studio:
+        context, page = _visit(browser, studio.url)
+        header = page.locator("#header")
+        expect(header).to_contain_text("Edits here use your own RunAPI key")
+        expect(header).to_contain_text("Only this browser sees your sessions.")
+        expect(header).not_to_contain_text("server's")
+        page.locator("#examples button[data-act=example]").nth(1).click()
+        expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+        box = page.locator("#prompt textarea")
+        box.fill("make it black and white")
+        box.press("Enter")
+        status = page.locator("#status")
+        expect(status).to_contain_text("edits with your own RunAPI key", timeout=15_000)
+        expect(status).not_to_contain_text("*")
+        expect(status).not_to_contain_text("X-RunAPI-Key")
+        expect(box).to_have_value("make it black and white")
+        assert sim.tasks == {}
+        context.close()
