@@ -143,13 +143,26 @@ class RunAPIClient:
             [http_client]
             if http_client is not None
             else [
-                httpx.AsyncClient(timeout=self._timeout, limits=HTTP_LIMITS, verify=_tls())
+                _HTTPClient(timeout=self._timeout, limits=HTTP_LIMITS, verify=_tls())
                 for _ in range(HTTP_POOLS)
             ]
         )
-        self._pools = [_Pool(client, ours=self._owns_http) for client in clients]
         self._turn = itertools.count()
         self._user_agent = user_agent or _user_agent()
+        # What every request carries (the key only to RunAPI's own address); a pool of ours
+        # merges them with its defaults once, where httpx's `build_request` did for every call.
+        self._key_sendable = self._api_key.isascii() and self._api_key.isprintable()
+        self._plain = {"User-Agent": self._user_agent}
+        self._signed = {
+            **self._plain,
+            "Authorization": f"Bearer {self._api_key}" if self._key_sendable else "",
+            "Accept": "application/json",
+        }
+        self._pools = [
+            _Pool(client, ours=self._owns_http, plain=self._plain, signed=self._signed)
+            for client in clients
+        ]
+        self._extensions = {"timeout": self._timeout.as_dict()}
 
     def __repr__(self) -> str:
         return f"RunAPIClient(base_url={self.base_url!r})"
@@ -350,16 +363,10 @@ class RunAPIClient:
         max_bytes: int = MAX_ANSWER_BYTES,
     ) -> httpx.Response:
         """One call with retries; returns a successful, fully read answer or raises."""
-        all_headers = {"User-Agent": self._user_agent, **(headers or {})}
-        if authorised and not (self._api_key.isascii() and self._api_key.isprintable()):
+        if authorised and not self._key_sendable:
             # No RunAPI key has such characters, and a header cannot carry them (httpx would
             # raise an encoding error whose message gives the key's shape away): refused unsent.
             raise AuthenticationError(task_id=task_id)
-        if authorised:
-            all_headers |= {
-                "Authorization": f"Bearer {self._api_key}",
-                "Accept": "application/json",
-            }
         started = time.monotonic()
         for attempt in range(1, self._max_attempts + 1):
             status: int | None = None
@@ -367,7 +374,7 @@ class RunAPIClient:
             cause: httpx.TransportError | None = None
             try:
                 response = await self._attempt(
-                    method, url, json, all_headers, max_bytes, follow_redirects=not authorised
+                    method, url, json, headers, max_bytes, authorised=authorised
                 )
             except httpx.TransportError as exc:
                 error: RunAPIError = NetworkError(task_id=task_id)
@@ -416,36 +423,53 @@ class RunAPIClient:
         method: str,
         url: httpx.URL,
         json: Any,
-        headers: dict[str, str],
+        headers: dict[str, str] | None,
         max_bytes: int,
         *,
-        follow_redirects: bool,
+        authorised: bool,
     ) -> httpx.Response:
         """Send once and read the answer, refusing bodies over `max_bytes` as they stream in."""
         pool = self._pool()
-        async with (
-            pool.slots,
-            pool.http.stream(
-                method,
-                url,
-                json=json,
-                headers=headers,
-                timeout=self._timeout,
-                # Only result downloads follow redirects (CDNs use them); API calls never do, so
-                # the key is never offered to another host.
-                follow_redirects=follow_redirects,
-            ) as response,
-        ):
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise _too_large(max_bytes)
-            chunks: list[bytes] = []
-            size_bytes = 0
-            async for chunk in response.aiter_bytes():
-                size_bytes += len(chunk)
-                if size_bytes > max_bytes:
+        if pool.merged is None:  # a client we were given merges its own defaults, as it is now
+            ours = {**self._plain, **(headers or {})}
+            if authorised:
+                ours |= {k: self._signed[k] for k in ("Authorization", "Accept")}
+            request = pool.http.build_request(
+                method, url, json=json, headers=ours, timeout=self._timeout
+            )
+        else:
+            # What `AsyncClient.stream` built for every call, from the headers merged once: a
+            # pool of ours has no base URL, query parameters or cookies to add.
+            merged = pool.merged[authorised]
+            if headers:
+                merged = merged.copy()
+                merged.update(headers)
+                if authorised:  # (ours last, as before: a caller's header never replaces them)
+                    merged.update({k: self._signed[k] for k in ("Authorization", "Accept")})
+            request = httpx.Request(
+                method, url, json=json, headers=merged, extensions=dict(self._extensions)
+            )
+        async with pool.slots:
+            response = await pool.http.send(
+                request,
+                stream=True,
+                # Only result downloads follow redirects (CDNs use them); API calls never do,
+                # so the key is never offered to another host.
+                follow_redirects=not authorised,
+            )
+            try:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
                     raise _too_large(max_bytes)
-                chunks.append(chunk)
+                chunks: list[bytes] = []
+                size_bytes = 0
+                async for chunk in response.aiter_bytes():
+                    size_bytes += len(chunk)
+                    if size_bytes > max_bytes:
+                        raise _too_large(max_bytes)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
         # A fresh, fully read Response; the body is already decoded, so drop the encoding.
         kept = [
             (name, value)
@@ -466,10 +490,23 @@ def _tls() -> ssl.SSLContext:
 
 class _Pool:
     """One of the client's connection pools, and the turns to use it: one per connection of a
-    pool of ours; a client we were given is used as its owner made it."""
+    pool of ours; a client we were given is used as its owner made it. A pool of ours keeps the
+    headers of a request through it merged with its defaults (`merged[authorised]`)."""
 
-    def __init__(self, http: httpx.AsyncClient, *, ours: bool) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        ours: bool,
+        plain: dict[str, str],
+        signed: dict[str, str],
+    ) -> None:
         self.http = http
+        self.merged: dict[bool, httpx.Headers] | None = (
+            {False: _merged(http.headers, plain), True: _merged(http.headers, signed)}
+            if ours
+            else None
+        )
         self._slots = asyncio.Semaphore(HTTP_LIMITS.max_connections or 1) if ours else None
         self.slots: contextlib.AbstractAsyncContextManager[Any] = (
             self._slots or contextlib.nullcontext()
@@ -480,6 +517,43 @@ class _Pool:
         """Whether a request sent now would find a connection of this pool free (a client we
         were given: always, as far as we know)."""
         return self._slots is None or not self._slots.locked()
+
+
+class _Cookies(httpx.Cookies):
+    """httpx's cookie store, which looks at an answer only when it sets a cookie: httpx wraps
+    every answer and its request for the standard library's cookie jar (a URL parse and two
+    objects), which then finds nothing to keep, as RunAPI's answers set no cookie."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if any(k.lower() in _SETS_COOKIE for k, _ in response.headers.raw):
+            super().extract_cookies(response)
+
+
+# The headers the standard library's cookie jar reads cookies from (`CookieJar.make_cookies`).
+_SETS_COOKIE = (b"set-cookie", b"set-cookie2")
+
+
+class _HTTPClient(httpx.AsyncClient):
+    """An `httpx.AsyncClient` whose cookie store is `_Cookies`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._jar = _Cookies(kwargs.get("cookies"))
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._jar = _Cookies(cookies)
+
+
+def _merged(defaults: httpx.Headers, ours: dict[str, str]) -> httpx.Headers:
+    """A client's default headers with `ours` set over them, as httpx merges them."""
+    merged = defaults.copy()
+    merged.update(ours)
+    return merged
 
 
 def _normalise_base_url(base_url: str) -> str:
