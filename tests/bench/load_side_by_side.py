@@ -106,7 +106,7 @@ def burst(
                 "--gil",
                 "--nonblocking",
                 "--rate",
-                "200",
+                "400",
                 "--output",
                 str(out),
             ],
