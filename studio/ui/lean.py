@@ -340,3 +340,20 @@ def wake_on_work(queue: Any) -> None:
         gradio.queueing.asyncio = _AsyncioWithNaps(asyncio)  # type: ignore[assignment,attr-defined]
     queue.sleep_when_free = _Nap(queue.sleep_when_free, until_work)
     queue.progress_update_sleep_when_free = _Nap(progress_every, until_running)
+
+
+# Optional modules Gradio imports around every event (`utils.MatplotlibBackendMananger` in
+# `route_utils.call_process_api`, twice an event), for components the studio does not have.
+OPTIONAL_IMPORTS = ("matplotlib",)
+
+
+def skip_missing_imports() -> None:
+    """Remember that an optional module Gradio imports on every event is not installed: each
+    such import searched the whole path again and failed (38 us, twice an event; py-spy). A
+    module that is installed is left alone (imported once, as before)."""
+    import importlib.util
+    import sys
+
+    for name in OPTIONAL_IMPORTS:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            sys.modules[name] = None  # type: ignore[assignment]  # (Python's "not there" mark)

@@ -252,6 +252,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
     lean.hold_answers(demo._queue)
     lean.wake_on_work(demo._queue)
+    lean.skip_missing_imports()
     if settings.hosted:
         # Each connection must send its headers in time; one address holds so many, unless
         # every visitor comes through one proxy (a share link's tunnel, a Space's proxy).
