@@ -571,8 +571,10 @@
   const stepRegionImage = new Image();
   stepRegionImage.onload = () => paint();
   // A stored mask is an opaque grey image (white where the edit might change): drawn as it is,
-  // it tinted the whole step. It becomes an amber layer whose opacity is the mask's, made once
-  // for each mask at the canvas's size (a full-size mask of a large photo is never read whole).
+  // it tinted the whole step. It becomes an amber layer, made once for each mask at the
+  // canvas's size (a full-size mask of a large photo is never read whole): a solid line along
+  // the region's edge and a faint fill inside (the fill alone, at 20 %, was all but invisible
+  // on a brown cup: UX audit 4).
   let tint = { key: "", canvas: null };
   const regionTint = (src, view) => {
     const key = `${src}@${view.width}x${view.height}`;
@@ -584,12 +586,26 @@
     g.drawImage(stepRegionImage, 0, 0, canvas.width, canvas.height);
     const pixels = g.getImageData(0, 0, canvas.width, canvas.height);
     const p = pixels.data;
-    for (let i = 0; i < p.length; i += 4) {
-      const alpha = Math.round((p[i] * p[i + 3]) / 255);
-      p[i] = 245;
-      p[i + 1] = 158;
-      p[i + 2] = 11;
-      p[i + 3] = alpha;
+    const [w, h] = [canvas.width, canvas.height];
+    const inside = new Uint8Array(w * h);
+    for (let j = 0; j < w * h; j += 1) inside[j] = p[j * 4] * p[j * 4 + 3] > 127 * 255 ? 1 : 0;
+    const at = (x, y) => (x >= 0 && y >= 0 && x < w && y < h ? inside[y * w + x] : 0);
+    const LINE = 2; // the edge's width, in the canvas's pixels
+    for (let y = 0; y < h; y += 1) {
+      for (let x = 0; x < w; x += 1) {
+        const i = (y * w + x) * 4;
+        let alpha = 0;
+        if (inside[y * w + x]) {
+          alpha = 50;
+          for (let d = 1; d <= LINE && alpha < 255; d += 1) {
+            if (!at(x - d, y) || !at(x + d, y) || !at(x, y - d) || !at(x, y + d)) alpha = 255;
+          }
+        }
+        p[i] = 245;
+        p[i + 1] = 158;
+        p[i + 2] = 11;
+        p[i + 3] = alpha;
+      }
     }
     g.putImageData(pixels, 0, 0);
     tint = { key, canvas };
@@ -615,7 +631,7 @@
       if (!stepRegionImage.src.endsWith(src)) {
         stepRegionImage.src = src;
       } else if (stepRegionImage.complete && stepRegionImage.naturalWidth) {
-        ctx.globalAlpha = 0.2; // (at 0.35 it hid the step's own pixels there: UX audit 1)
+        // (A fill at 0.35 hid the step's own pixels there: UX audit 1.)
         ctx.drawImage(regionTint(src, view), 0, 0, view.width, view.height);
       }
     }

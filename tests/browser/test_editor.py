@@ -818,6 +818,16 @@ _TINTED_AT = """([fx, fy]) => {
 }"""
 
 
+# The layer's opacity down a column at `fx`, from `fy0` to `fy1` of its height.
+_ALPHAS_ALONG = """([fx, fy0, fy1]) => {
+  const layer = document.querySelector('#region-layer');
+  const x = Math.floor(layer.width * fx);
+  const [y0, y1] = [Math.floor(layer.height * fy0), Math.floor(layer.height * fy1)];
+  const data = layer.getContext('2d').getImageData(x, y0, 1, y1 - y0).data;
+  return [...data].filter((_, i) => i % 4 === 3).filter((a) => a > 0);
+}"""
+
+
 def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
     _start_from_example(page)
     page.locator("#tools button[data-tool=brush]").click()
@@ -841,6 +851,11 @@ def test_a_brush_stroke_becomes_a_mask_for_the_next_edit(page, studio):
     page.wait_for_function(_TINTED_AT, arg=[0.3, 0.5], timeout=10_000)
     assert not page.evaluate(_TINTED_AT, [0.5, 0.1])
     assert not page.evaluate(_TINTED_AT, [0.5, 0.5])
+    # Its edge is drawn as a solid line (a faint fill alone was all but invisible on the
+    # photo: UX audit 4); inside, the step's own pixels show through.
+    alphas = page.evaluate(_ALPHAS_ALONG, [0.3, 0.2, 0.8])
+    assert max(alphas) == 255
+    assert 0 < alphas[len(alphas) // 2] < 100
     # The region is used once: the next edit has none.
     _edit(page, "add snow")
     assert _newest(studio).region is None
