@@ -739,6 +739,14 @@
     layer();
     paint();
   };
+  // On a phone the history is a strip far below the picture: a tap on one of its steps brings
+  // the picture into view, where that step is about to show (it changed off screen: UX
+  // audit 4).
+  document.addEventListener("click", (event) => {
+    const tile = event.target?.closest?.("#history button[data-act='go'], #history .branch");
+    if (!tile || wide()) return;
+    byId("canvas")?.scrollIntoView({ block: "start" });
+  });
   // Undo and redo under the picture on a phone press the history's own (disabled or not).
   document.addEventListener("click", (event) => {
     const proxy = event.target?.closest?.("#tools [data-proxy]");

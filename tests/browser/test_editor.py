@@ -316,6 +316,11 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         redo.tap()
         expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it"))
         assert page.evaluate("() => window.scrollY") == 0
+        # Made for fingers: the buttons under the picture are at least 38 px each way.
+        for button in page.locator("#canvas-bar button:visible").all():
+            size = button.bounding_box()
+            assert size is not None
+            assert min(size["width"], size["height"]) >= 38, button.inner_text()
         # Scrolled down to the tree, the bar is still at the bottom of the window, and the page
         # ends clear of it (its last controls and the footer were under it: UX audit 2).
         page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
@@ -340,8 +345,12 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         _on_screen(page, "#notice")
         page.locator("#notice").click()
         expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add a hat"))
-        page.locator("#history button.tile").nth(1).click()
+        # A tap on a step of the strip, far down the page, brings the picture into view (it
+        # changed off screen: UX audit 4).
+        page.locator("#history button.tile").nth(1).scroll_into_view_if_needed()
+        page.locator("#history button.tile").nth(1).tap()
         expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+        _on_screen(page, "#result img")
         # A longer path: the strip keeps the tab's step in its view (it showed the first two
         # tiles, the current one far off to the right: UX audit 1).
         for prompt in ("add snow", "make it night"):
