@@ -1109,12 +1109,23 @@ class Engine:
         )
 
     async def redo(
-        self, session_id: str, from_step_id: str | None = None, *, visitor: Visitor = LOCAL
+        self,
+        session_id: str,
+        from_step_id: str | None = None,
+        *,
+        via: Sequence[str] = (),
+        to: str | None = None,
+        visitor: Visitor = LOCAL,
     ) -> Session:
-        """Move back down to the step undone last from `from_step_id` (default the current)."""
-        return await self.navigate(
-            session_id, lambda s: s.seen_from(from_step_id).redo(), visitor=visitor
-        )
+        """Move back down to the step undone last from `from_step_id` (default the current),
+        or down the steps ahead of it to `to`; `via`: the steps ahead of it that the tab undid,
+        nearest first (`Session.seen_from`)."""
+
+        def down(session: Session) -> Session:
+            seen = session.seen_from(from_step_id, via)
+            return seen.make_current(to) if to is not None else seen.redo()
+
+        return await self.navigate(session_id, down, visitor=visitor)
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step started by this engine (or already finished in the store)."""

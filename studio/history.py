@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -454,12 +455,25 @@ class Session:
         )
         return self._with_new_step(step)
 
-    def seen_from(self, step_id: str | None) -> Session:
+    def seen_from(self, step_id: str | None, via: Sequence[str] = ()) -> Session:
         """The session as a tab showing `step_id` sees it (its path runs to that step); as
-        stored when no step is named or that step is gone."""
+        stored when no step is named or that step is gone. `via`: the steps ahead of it that
+        this tab undid, nearest first: its redo line runs through them, as far as each is the
+        child of the one before (not through steps another tab made there since)."""
         if step_id is None or step_id not in self.steps:
             return self
-        return self.make_current(step_id)
+        line: list[str] = []
+        for ahead in via:
+            step = self.steps.get(ahead)
+            if step is None or step.parent_id != (line[-1] if line else step_id):
+                break
+            line.append(ahead)
+        if not line:
+            return self.make_current(step_id)
+        session = replace(self, current_step_id=line[-1], redo_stack=())
+        for _ in line:
+            session = session.undo()
+        return session
 
     def make_current(self, step_id: str) -> Session:
         """Make any step current; the next edit branches from it.

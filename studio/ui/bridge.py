@@ -24,7 +24,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -156,6 +156,7 @@ class Bridge:
         *,
         every_session: bool = False,
         tab_step: str | None = None,
+        ahead: Sequence[str] = (),
         thumbnails: bool = True,
     ) -> PageData:
         """The session (or none), the visitor's sessions, what runs, and the files to show,
@@ -164,7 +165,7 @@ class Bridge:
         (`tree.drawn_steps`), covers for the sessions the list draws (`tree.listed_sessions`);
         not made here without `thumbnails` (the page's `wanted`: `Engine.thumbnails` makes them
         apart, while the draw waits outside the studio's draws)."""
-        return await self.call(_page, session_id, who, every_session, tab_step, thumbnails)
+        return await self.call(_page, session_id, who, every_session, tab_step, ahead, thumbnails)
 
     async def balance(self, who: Visitor) -> int | None:
         """The balance of the key that pays for `who`'s edits (a RunAPI call; None when it is
@@ -261,6 +262,7 @@ async def _page(
     who: Visitor,
     every_session: bool = False,
     tab_step: str | None = None,
+    ahead: Sequence[str] = (),
     thumbnails: bool = True,
 ) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
@@ -286,7 +288,7 @@ async def _page(
         listed = {sha: str(path) for sha, path in made.items()}
         return PageData(None, summaries, {}, {}, listed, damaged)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
-    drawn = [s.result for s in tree.drawn_steps(session.seen_from(tab_step)) if s.result]
+    drawn = [s.result for s in tree.drawn_steps(session.seen_from(tab_step, ahead)) if s.result]
     wanted = [*drawn, *covers]
     thumbs = await engine.thumbnails(wanted, visitor=who) if thumbnails else {}
     return PageData(

@@ -121,6 +121,10 @@ class _Tab:
         # the last ones folded away: a tick sent before the fold still names them.
         self.results_shown: tuple[str, ...] = ()
         self.results_folded: tuple[str, ...] = ()
+        # The steps this tab undid, nearest first: its redo line (`Session.seen_from`), whatever
+        # another tab made after its step since (that one is a branch, and a notice; another
+        # tab's step came back on this one's redo: UX audit 4).
+        self.ahead: list[str] = []
         self._turns = asyncio.Condition()
 
     @property
@@ -140,6 +144,7 @@ class _Tab:
         if self.last is None or tab_step not in self.chain:
             self.chain = [tab_step]
         self.chain.append(step_id)
+        self.ahead = []
         del self.chain[:-CHAIN_KEPT]
 
     def moved_from(self, session_id: str) -> bool:
@@ -155,6 +160,18 @@ class _Tab:
         """The tab moved (a click, undo, a kept candidate): its next edit starts there."""
         self.chain = []
         self.unkept = None
+        self.ahead = []
+
+    def undid(self, left: str | None) -> None:
+        """The tab went back from `left` (its step until then) to the step before it."""
+        ahead = self.ahead
+        self.moved()
+        self.ahead = [left, *ahead][:CHAIN_KEPT] if left else []
+
+    def went_down(self, ahead: list[str], to: str) -> None:
+        """The tab went down its redo line `ahead` to `to`."""
+        self.moved()
+        self.ahead = ahead[ahead.index(to) + 1 :] if to in ahead else []
 
     @contextlib.asynccontextmanager
     async def turn(self, seq: int) -> AsyncIterator[None]:
@@ -254,6 +271,7 @@ class Handlers:
                 self.who_with(tab_key),
                 every_session=every,
                 tab_step=tab_step,
+                ahead=tab.ahead,
                 thumbnails=False,
             )
             if data.wanted:
@@ -274,6 +292,7 @@ class Handlers:
                 every_session=every,
                 sessions_open=sessions_open,
                 withdrawn=withdrawn,
+                ahead=tab.ahead,
             )
         if not tick:
             tab.showing, tab.known = page.session_id, True
@@ -703,8 +722,16 @@ class Handlers:
                 self.c.status: "Cancelled the queued edit; the ones after it run from the step "
                 "before it.",
             }
-        session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
-        self._tab().moved()
+        tab = self._tab()
+        ahead = list(tab.ahead)
+        if step_id in ahead:  # down this tab's own redo line (→, or a click on a step ahead)
+            session = await self.bridge.call(
+                Engine.redo, session_id, tab_step, via=ahead, to=step_id, visitor=self.who
+            )
+            tab.went_down(ahead, step_id)
+        else:
+            session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
+            tab.moved()
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -733,9 +760,18 @@ class Handlers:
                 taken_back, started = await self._withdraw(session_id, tab_step)
                 if taken_back is not None:
                     return taken_back
-            move = Engine.undo if act == "undo" else Engine.redo
-            session = await self.bridge.call(move, session_id, tab_step, visitor=self.who)
-            self._tab().moved()
+            tab = self._tab()
+            if act == "undo":
+                session = await self.bridge.call(
+                    Engine.undo, session_id, tab_step, visitor=self.who
+                )
+                tab.undid(tab_step)
+            else:
+                ahead = list(tab.ahead)
+                session = await self.bridge.call(
+                    Engine.redo, session_id, tab_step, via=ahead, visitor=self.who
+                )
+                tab.went_down(ahead, session.current_step_id)
             update = await self.page(session_id, session.current_step_id)
             left = session.steps.get(tab_step or "")
             if act == "undo" and left is not None and (started or left.state is StepState.RUNNING):

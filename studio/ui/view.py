@@ -156,13 +156,15 @@ def render_page(
     every_session: bool = False,
     sessions_open: bool = False,
     withdrawn: tuple[str, str] | None = None,
+    ahead: Sequence[str] = (),
 ) -> PageUpdate:
     """The whole page for `data.session` seen from `tab_step` (default: the session's current
     step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
     the server has taken (the page drops its own "queued" tiles up to it). `now` dates the
     session list ("today", "2 Dec"); `every_session` lists all of them, not only the newest
     (`sessions_open`: unfolded). `withdrawn`: a queued step this tab's undo took back, and its
-    instruction (`tree.history_html`)."""
+    instruction (`tree.history_html`). `ahead`: the steps after `tab_step` this tab undid,
+    nearest first: its redo line (`Session.seen_from`)."""
     del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
@@ -198,7 +200,7 @@ def render_page(
             sessions_html=listed,
         )
     stored = session.current
-    session = session.seen_from(tab_step)
+    session = session.seen_from(tab_step, ahead)
     current = session.current
     shown = shown_step(session)
     image = _image(data, shown)

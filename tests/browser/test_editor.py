@@ -736,6 +736,35 @@ def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, pa
     expect(notice).to_be_hidden()
 
 
+def test_another_tab_s_step_never_takes_over_this_tab_s_redo(browser, page, studio):
+    """UX audit 4: this tab undid "add snow"; another tab then made a step after the same one.
+    It came back as this tab's redo (Ctrl+Shift+Z went to it, and "add snow" was demoted to a
+    branch), with a notice of "2 new steps". Now the redo is still this tab's own step; the
+    other tab's is a branch, and the notice counts one."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    page.locator("#canvas").first.click()
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    with open_page(browser, studio.url) as other:
+        expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 1"))
+        _edit(other, "add a hat")
+    expect(page.locator("#notice")).to_contain_text("1 new step from elsewhere", timeout=20_000)
+    ahead = page.locator("#history li.ahead button.tile")
+    expect(ahead).to_have_count(1)
+    expect(ahead).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(page.locator("#history button.branch")).to_have_count(1)
+    page.locator("#canvas").first.click()
+    page.keyboard.press("Control+Shift+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    # And walking with the arrow keys goes the same way.
+    page.keyboard.press("Control+z")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    page.keyboard.press("ArrowRight")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+
+
 def test_a_session_made_elsewhere_joins_the_list_without_moving_the_tab(page, studio):
     """A CLI edit (or an agent's) is a new session in the same store: an open tab never heard
     of it until a reload."""

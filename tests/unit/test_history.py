@@ -160,6 +160,30 @@ def test_redo_after_undo_goes_back_to_the_same_child():
     assert ids(session.redo().redo().path()) == ["origin", "a", "c", "d"]
 
 
+def test_a_tab_s_redo_line_runs_through_the_steps_it_undid_not_those_made_since():
+    # This tab made b and went back to a; another then made c after a (the session's newest).
+    session = edit(edit(edit(start(), "a"), "b").undo(), "c")
+    seen = session.seen_from("a")
+    assert seen.redo().current_step_id == "c"  # (seen from the session: its own path)
+    mine = session.seen_from("a", via=("b",))
+    assert mine.current_step_id == "a"
+    assert mine.redo().current_step_id == "b"
+    # Deeper: the tab went back two steps; what it undid comes back in order.
+    deep = edit(edit(edit(start(), "a"), "b"), "b2").undo().undo()
+    deep = edit(deep, "c")
+    assert ids(deep.seen_from("a", via=("b", "b2")).redo().redo().path()) == [
+        "origin",
+        "a",
+        "b",
+        "b2",
+    ]
+    # A line that no longer holds (a step gone, or not after the one before) goes as far as
+    # it does.
+    assert session.seen_from("a", via=("gone",)).redo().current_step_id == "c"
+    assert session.seen_from("origin", via=("b",)).redo().current_step_id == "a"
+    assert session.seen_from("c", via=("b",)).current_step_id == "c"
+
+
 def test_new_step_after_undo_clears_redo():
     session = edit(edit(start(), "a"), "b").undo()
     assert session.can_redo
