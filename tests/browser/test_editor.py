@@ -689,18 +689,23 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
 
 def test_on_a_phone_the_results_keep_buttons_can_be_tapped_where_they_are(browser, studio):
     """They landed under the instruction bar fixed at the window's bottom: a tap on "Keep 2"
-    pressed Edit (UX audit 3)."""
+    pressed Edit (UX audit 3). Three side by side were 111 px wide each (UX audit 4): two to a
+    row now."""
     phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
     with open_page(browser, studio.url, **phone) as page:
         _start_from_example(page)
-        page.get_by_label("Results").select_option(label="2 results")
+        page.get_by_label("Results").select_option(label="3 results")
         box = page.locator("#prompt textarea")
         box.fill("make it black and white")
         box.press("Enter")
         keeps = page.locator("#candidates button.keep")
-        expect(keeps).to_have_count(2, timeout=30_000)
+        expect(keeps).to_have_count(3, timeout=30_000)
         page.wait_for_timeout(800)  # (the page's second look, once what landed is drawn)
-        for n in range(2):
+        for picture in page.locator("#candidates figure.card img").all():
+            size = picture.bounding_box()
+            assert size is not None
+            assert size["width"] >= 160, size
+        for n in range(3):
             keep = keeps.nth(n).bounding_box()
             assert keep is not None
             hit = page.evaluate(
