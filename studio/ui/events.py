@@ -44,6 +44,9 @@ def _page_fills(function: str, at: dict[str, int]) -> str:
 
 # Clicks and ticks change only what they show: no dimming, no spinner over the page.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
+# Progress: Gradio's page sends each status of an event (pending, complete) to every
+# output it names, and again to every output any earlier event named; the load event names
+# 25, so its hidden progress goes to the status line alone (`show_progress_on`).
 
 
 def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
@@ -54,7 +57,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
     # the page up (a load or a change in the session sets `balance_due`).
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
-    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **_QUIET)
+    # Its (hidden) progress on the status line alone (see `_QUIET`).
+    load_progress = {**_QUIET, "show_progress_on": [c.status]}
+    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **load_progress)
     c.balance_due.change(
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
     )

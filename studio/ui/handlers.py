@@ -47,6 +47,35 @@ log = logging.getLogger(__name__)
 Update = dict[Block, object]
 
 
+_ABSENT = object()
+
+
+def changed_from_config(block: Block, update: object) -> object:
+    """`update` (a component's new props) less what the page already has from its config, or
+    `gr.skip()` when nothing is left: for the load event, whose page is the config as built.
+
+    Gradio's page applies each prop of each output apart, and a `visible` one (even unchanged)
+    walks its whole tree of components again. A returning visitor's load sent six hidden
+    components' `visible=False` and the canvas's `visible=True` again; without them, and with
+    the load's progress on one output (`events.wire`), the renderer used 130 ms less CPU a
+    load (845 against 975 ms, 8 rounds side by side). Values that are not component updates
+    (text, states) are sent as they are."""
+    if not isinstance(update, Block):
+        return update
+    props = getattr(block, "props", None)
+    changed = {
+        name: value
+        for name, value in update.constructor_args.items()
+        if value
+        != (
+            props[name]
+            if isinstance(props, dict) and name in props
+            else getattr(block, name, _ABSENT)
+        )
+    }
+    return type(update)(**changed) if changed else gr.skip()
+
+
 def error_sentence(exc: BaseException) -> str:
     """One sentence for a known error; unknown errors are logged and get a generic sentence."""
     if isinstance(exc, REFUSED):
@@ -420,7 +449,10 @@ class Handlers:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
-        update = await self.page(session_id)
+        update = {
+            block: changed_from_config(block, value)
+            for block, value in (await self.page(session_id)).items()
+        }
         update[self.c.balance_due] = "load"
         key = stored_key.strip() if isinstance(stored_key, str) else ""
         if key:
