@@ -42,26 +42,26 @@ def _page_fills(function: str, at: dict[str, int]) -> str:
     )
 
 
-# Clicks and ticks change only what they show: no dimming, no spinner over the page.
+# Clicks and ticks change only what they show: no dimming, no spinner over the page. Their
+# (hidden) progress goes to the status line alone (`show_progress_on`, in `wire`): Gradio's
+# page sends each status of an event (pending, complete) to every output it names, and again
+# to every output any earlier event named, so that the load (25 outputs), and each tick after
+# an edit or a click, updated every output of the page two or three times over.
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
-# Progress: Gradio's page sends each status of an event (pending, complete) to every
-# output it names, and again to every output any earlier event named; the load event names
-# 25, so its hidden progress goes to the status line alone (`show_progress_on`).
 
 
 def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     """Register every event of the page."""
     tab = [c.browser, c.tab_step]
+    quiet = {**_QUIET, "show_progress_on": [c.status]}  # (see `_QUIET`)
     page = h.view_outputs
     # One load event: the page, and a key this browser was asked to remember (put back in its
     # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
     # the page up (a load or a change in the session sets `balance_due`).
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
-    # Its (hidden) progress on the status line alone (see `_QUIET`).
-    load_progress = {**_QUIET, "show_progress_on": [c.status]}
-    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **load_progress)
+    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **quiet)
     c.balance_due.change(
-        h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **_QUIET
+        h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **quiet
     )
     # A folded panel opens (`layout.fold`): shown, and filled in for the tab's step.
     fold_outputs = [
@@ -84,7 +84,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.source.upload(h.on_source, [*tab, c.source], page, preprocess=False, **_INTAKE)
     c.examples.click(h.on_example, tab, page, **_INTAKE)
     gr.on([c.load_link.click, c.link.submit], h.on_link, [*tab, c.link], page, **_INTAKE)
-    c.header.click(h.on_header_click, tab, page, **_QUIET)
+    c.header.click(h.on_header_click, tab, page, **quiet)
 
     form = [c.aspect, c.output_format, c.translation, c.expansion, c.safety, c.tab_key]
     edit_inputs = [*tab, c.prompt, c.model, *form, c.ticket, c.keep_rest, c.count, c.region]
@@ -97,9 +97,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         page,
         js=_page_fills("send", {k: edit_inputs.index(x) for k, x in sent.items()}),
         trigger_mode="multiple",
-        **_QUIET,
+        **quiet,
     )
-    c.retry.click(h.on_retry, [*tab, c.tab_key], page, **_QUIET)
+    c.retry.click(h.on_retry, [*tab, c.tab_key], page, **quiet)
     # pro vs max (in the options row) takes the instruction from the box and the region drawn
     # on the canvas with it, as Enter does, and the ratio and Keep the rest as they are; a
     # refused one's text goes back into the box (`kontextStudio.afterCompare`).
@@ -110,33 +110,33 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         compare_inputs,
         page,
         js=_page_fills("withOptions", {k: compare_inputs.index(x) for k, x in taken.items()}),
-        **_QUIET,
-    ).then(None, [c.status], None, js="(s) => window.kontextStudio?.afterCompare?.(s)", **_QUIET)
+        **quiet,
+    ).then(None, [c.status], None, js="(s) => window.kontextStudio?.afterCompare?.(s)", **quiet)
     gr.on(
         [c.history.click, c.candidates.click],
         h.on_history_click,
         tab,
         page,
         trigger_mode="multiple",
-        **_QUIET,
+        **quiet,
     )
-    c.notice.click(h.on_notice, tab, page, **_QUIET)
+    c.notice.click(h.on_notice, tab, page, **quiet)
     # Export is one click: once the ZIP is made the page saves it (`kontextStudio.saveExport`).
     # Undo pressed again while the last is on its way counts too: the page sends it once the
     # last move is drawn ("multiple": Gradio would drop it while the chain runs).
     c.history_tools.click(
-        h.on_history_tool, tab, [*page, c.export_file], trigger_mode="multiple", **_QUIET
-    ).then(None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **_QUIET)
+        h.on_history_tool, tab, [*page, c.export_file], trigger_mode="multiple", **quiet
+    ).then(None, [c.export_file], None, js="(f) => window.kontextStudio?.saveExport?.(f)", **quiet)
     tick_inputs = [*tab, c.version, c.picks, c.tab_key]
     # The timer's tick answers two outputs (Gradio builds anew each output an answer leaves
     # alone); news that redraws the page comes as a change of `news`.
-    c.timer.tick(h.on_beat, tick_inputs, [c.status, c.news], **_QUIET)
+    c.timer.tick(h.on_beat, tick_inputs, [c.status, c.news], **quiet)
     c.news.change(
         h.on_tick,
         tick_inputs,
         [*page, c.balance_due],
         trigger_mode="always_last",
-        **_QUIET,
+        **quiet,
     )
     pair = [*tab, c.pair_a, c.pair_b]
     gr.on(
