@@ -375,21 +375,25 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert picker.evaluate("input => input.scrollWidth <= input.clientWidth")
 
 
+def _press_to(page, key: str, step: str) -> None:  # type: ignore[no-untyped-def]
+    """Press `key` (the focus out of any text box); the tab then shows `step` (its label)."""
+    page.keyboard.press(key)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile(f"^{re.escape(step)}"))
+
+
 def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page, studio):
     _start_from_example(page)
     _edit(page, "make it black and white")
     _edit(page, "add snow")
     page.locator("#canvas").first.click()  # the focus leaves the instruction box
-    page.keyboard.press("Control+z")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
-    page.keyboard.press("Control+Shift+z")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
-    page.keyboard.press("ArrowLeft")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
-    page.keyboard.press("ArrowLeft")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
-    page.keyboard.press("ArrowRight")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    for key, step in (
+        ("Control+z", "Step 1: make it black"),
+        ("Control+Shift+z", "Step 2: add snow"),
+        ("ArrowLeft", "Step 1: make it black"),
+        ("ArrowLeft", "Step 0: Original"),
+        ("ArrowRight", "Step 1: make it black"),
+    ):
+        _press_to(page, key, step)
     # In the box with text in it, Ctrl+Z is the box's own undo, not the history's.
     box = page.locator("#prompt textarea")
     box.click()
@@ -761,13 +765,10 @@ def test_another_tab_s_step_never_takes_over_this_tab_s_redo(browser, page, stud
     expect(ahead).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
     expect(page.locator("#history button.branch")).to_have_count(1)
     page.locator("#canvas").first.click()
-    page.keyboard.press("Control+Shift+z")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    _press_to(page, "Control+Shift+z", "Step 2: add snow")
     # And walking with the arrow keys goes the same way.
-    page.keyboard.press("Control+z")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
-    page.keyboard.press("ArrowRight")
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    _press_to(page, "Control+z", "Step 1: make it black")
+    _press_to(page, "ArrowRight", "Step 2: add snow")
 
 
 def test_a_session_made_elsewhere_joins_the_list_without_moving_the_tab(page, studio):
