@@ -284,17 +284,11 @@ def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, st
     UX audit 4.)"""
     if stored.step_id == current.step_id or stored.created_at <= current.created_at:
         return None, None
-
-    def line(step: Step | None) -> list[Step]:  # the step and the steps before it
-        steps = []
-        while step is not None:
-            steps.append(step)
-            step = session.steps.get(step.parent_id) if step.parent_id else None
-        return steps
-
-    shown = {s.step_id for s in line(current)}
+    shown = {s.step_id for s in session.path()}  # (`session` is seen from `current`)
     count = sum(
-        1 for s in line(stored) if s.step_id not in shown and s.created_at > current.created_at
+        1
+        for s in session.make_current(stored.step_id).path()
+        if s.step_id not in shown and s.created_at > current.created_at
     )
     plural = "s" if count != 1 else ""
     return f"✦ {count} new step{plural} from elsewhere: show", stored.step_id
