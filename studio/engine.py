@@ -2004,6 +2004,12 @@ def _c2pa_signer(settings: Settings) -> C2paSigner | None:
         raise SettingsError(str(exc)) from exc
 
 
+def server_key_for_visitors(settings: Settings) -> bool:
+    """Whether the server's key (if any) pays for a visitor's edits: always on a studio of
+    one's own; on a hosted one only within a budget of the day (`LimitSettings`)."""
+    return not settings.hosted or _limit_settings(settings).server_key_for_visitors
+
+
 def _limit_settings(settings: Settings) -> LimitSettings:
     return LimitSettings(
         visitor_budget_cents=settings.visitor_budget_cents,
@@ -2091,4 +2097,5 @@ __all__ = [
     "SessionSummary",
     "StepUpdate",
     "StoreError",
+    "server_key_for_visitors",
 ]

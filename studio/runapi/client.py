@@ -153,11 +153,11 @@ class RunAPIClient:
         # merges them with its defaults once, where httpx's `build_request` did for every call.
         self._key_sendable = self._api_key.isascii() and self._api_key.isprintable()
         self._plain = {"User-Agent": self._user_agent}
-        self._signed = {
-            **self._plain,
+        self._auth = {
             "Authorization": f"Bearer {self._api_key}" if self._key_sendable else "",
             "Accept": "application/json",
         }
+        self._signed = {**self._plain, **self._auth}
         self._pools = [
             _Pool(client, ours=self._owns_http, plain=self._plain, signed=self._signed)
             for client in clients
@@ -433,7 +433,7 @@ class RunAPIClient:
         if pool.merged is None:  # a client we were given merges its own defaults, as it is now
             ours = {**self._plain, **(headers or {})}
             if authorised:
-                ours |= {k: self._signed[k] for k in ("Authorization", "Accept")}
+                ours |= self._auth
             request = pool.http.build_request(
                 method, url, json=json, headers=ours, timeout=self._timeout
             )
@@ -445,7 +445,7 @@ class RunAPIClient:
                 merged = merged.copy()
                 merged.update(headers)
                 if authorised:  # (ours last, as before: a caller's header never replaces them)
-                    merged.update({k: self._signed[k] for k in ("Authorization", "Accept")})
+                    merged.update(self._auth)
             request = httpx.Request(
                 method, url, json=json, headers=merged, extensions=dict(self._extensions)
             )

@@ -11,7 +11,7 @@ import gradio as gr
 
 from studio.config import Settings
 from studio.ui import api, files, layout, lean, present, tabstate
-from studio.ui.bridge import Bridge
+from studio.ui.bridge import Bridge, server_key_for_visitors
 from studio.ui.events import wire
 from studio.ui.files import make_exports_folder
 from studio.ui.handlers import Handlers, PageContext
@@ -64,15 +64,11 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
         # Gradio's file route (review 57 L2: that named the server's temporary directory).
         exports=make_exports_folder(),
         simulator=settings.simulator,
-        # A hosted studio gives its key to visitors only within a budget of the day
-        # (`LimitSettings.server_key_for_visitors`); without one, each visitor brings theirs.
+        # (A hosted studio gives its key to visitors only within a budget of the day; without
+        # one, each visitor brings theirs.)
         server_key=settings.api_key is not None
         and not settings.simulator
-        and (
-            not settings.hosted
-            or settings.visitor_budget_cents is not None
-            or settings.total_budget_cents is not None
-        ),
+        and server_key_for_visitors(settings),
         hosted=settings.hosted,
         addresses_apart=settings.addresses_apart,
         root_path=settings.root_path or "",

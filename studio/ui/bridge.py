@@ -41,6 +41,7 @@ from studio.engine import (
     RunAPIError,
     SessionSummary,
     StoreError,
+    server_key_for_visitors,
 )
 from studio.history import ImageRef, Session, Step, StepUpdate
 from studio.ui import tree
@@ -66,6 +67,7 @@ __all__ = [
     "SessionSummary",
     "Tick",
     "Visitor",
+    "server_key_for_visitors",
 ]
 
 
