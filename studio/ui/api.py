@@ -598,13 +598,14 @@ def register(bridge: Bridge, exports: Path, settings: Settings, demo: gr.Blocks)
 
 
 def _off_the_page(demo: gr.Blocks, hidden: gr.Column) -> None:
-    """Leave the endpoints' hidden column out of the page's layout.
+    """Leave the endpoints' hidden column, its components and its events out of the page.
 
-    The page builds a node for every block of the layout, twice (README Numbers, page), and
-    never shows these. Their components stay in the config, with their endpoints: the API's
-    clients (`/config`, `/gradio_api/info`, gradio_client, MCP) read those, never the layout.
-    Each is marked hidden (the forms Gradio adds around them at launch too), as the page waits
-    for every component not hidden to appear.
+    The page builds a node for every block of the layout, twice, and for every component and
+    event its config lists (README Numbers, page), and never shows or fires these. They stay in
+    the whole config, with their endpoints: the API's clients (`/config`, `/gradio_api/info`,
+    gradio_client, MCP) read that; the page is sent its own part (`config["page"]`, which
+    Gradio's page route copies). Each is marked hidden (the forms Gradio adds around them at
+    launch too), as the page waits for every component not hidden to appear.
     """
     made = demo.get_config_file
 
@@ -622,6 +623,12 @@ def _off_the_page(demo: gr.Blocks, hidden: gr.Column) -> None:
         for component in config["components"]:
             if component["id"] in left_out:
                 component["props"]["visible"] = False
+        fired_off_page = {
+            d["id"] for d in config["dependencies"] if any(t[0] in left_out for t in d["targets"])
+        }
+        for page in config.get("page", {}).values():
+            page["components"] = [c for c in page["components"] if c not in left_out]
+            page["dependencies"] = [d for d in page["dependencies"] if d not in fired_off_page]
         return config
 
     demo.get_config_file = without_hidden  # type: ignore[method-assign]

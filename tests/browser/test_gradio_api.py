@@ -160,6 +160,35 @@ def test_the_studio_keeps_no_copy_of_a_callers_image_once_it_has_answered(studio
     assert kept < 3 * len(uris[0])
 
 
+def test_the_page_is_sent_only_its_own_parts_and_scripts_still_see_every_endpoint(client, studio):
+    """The page built and walked a node for every component and event of the config, the API's
+    35 hidden inputs and 7 endpoints too, which it never shows or fires (75 ms of the renderer's
+    CPU a load, README Numbers). The page is sent its own; `/config`, which gradio_client and
+    the API page read, keeps every endpoint."""
+    import re
+
+    import httpx
+
+    html = httpx.get(studio.url).text
+    found = re.search(r"window.gradio_config = (.*?);</script>", html, re.S)
+    assert found is not None
+    sent = json.loads(found.group(1))
+    whole = httpx.get(studio.url.rstrip("/") + "/config").json()
+    sent_names = {d["api_name"] for d in sent["dependencies"]}
+    whole_names = {d["api_name"] for d in whole["dependencies"]}
+    endpoints = {name.lstrip("/") for name in ENDPOINTS}
+    assert endpoints <= whole_names
+    assert not endpoints & sent_names
+    assert "on_load" in sent_names
+    assert len(sent["components"]) < len(whole["components"]) - 30
+    # Every component an event of the page's names is sent with it.
+    sent_ids = {c["id"] for c in sent["components"]}
+    for dependency in sent["dependencies"]:
+        for component in [*dependency["inputs"], *dependency["outputs"]]:
+            assert component in sent_ids, (dependency["api_name"], component)
+    assert client.predict(api_name="/list_sessions")
+
+
 def test_the_pages_files_come_compressed_once_and_whole(studio):
     """The page's scripts and styles come compressed, as Gradio compressed them for each request
     (6-10 ms of CPU for the page's script, 0.24 s for Plotly's; a loop asking for them had the
