@@ -375,6 +375,51 @@ def test_a_phone_shows_the_image_then_the_instruction_bar_first(browser, studio)
         assert picker.evaluate("input => input.scrollWidth <= input.clientWidth")
 
 
+# What a finger can tap outside the instruction bar, and whether the bar (fixed at the window's
+# bottom on a phone) covers it: the point elementFromPoint finds at its centre is the bar's.
+_UNDER_THE_BAR = """(selectors) => {
+  const bar = document.querySelector('#bar').getBoundingClientRect();
+  const found = [];
+  for (const element of document.querySelectorAll(selectors)) {
+    if (element.closest('#bar')) continue;
+    const box = element.getBoundingClientRect();
+    if (!box.width || !box.height || box.bottom <= bar.top) continue;
+    if (box.top >= bar.bottom) continue;  // below the window
+    const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    found.push([element.id || element.textContent.trim().slice(0, 30), Math.round(box.top),
+                hit?.closest('#bar') ? 'covered' : 'partly']);
+  }
+  return found;
+}"""
+_TAPPABLE = "button, select, input, a, label, summary, [data-act]"
+
+
+def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_bar(
+    browser, studio
+):
+    """At the top of the page "1 result" and "pro vs max" lay under the instruction bar fixed at
+    the window's bottom (a tap on them hit the bar), and at the page's end a bar grown to four
+    lines covered the footer (UX audit 4): the options now fit above the bar with the picture,
+    and the page ends clear of the bar at its tallest."""
+    with open_page(browser, studio.url, **PHONE) as page:
+        _start_from_example(page)
+        # The most the bar under the picture holds: Before, Download, Try again and the model's
+        # own output (an edit that kept the rest).
+        page.locator("#keep-rest input").check()
+        _edit(page, "make it black and white")
+        expect(page.locator("#raw")).to_be_visible()
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.wait_for_function("() => window.scrollY === 0")
+        options = "#model label, #aspect, #keep-rest, #count, #compare"
+        assert page.evaluate(_UNDER_THE_BAR, f"{options}, #canvas-bar button") == []
+        page.get_by_label("Results").select_option(label="2 results")  # (no scrolling needed)
+        assert page.evaluate("() => window.scrollY") == 0
+        page.locator("#prompt textarea").fill("one\ntwo\nthree\nfour\nfive")
+        page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+        page.wait_for_function("() => window.scrollY > 100")
+        assert page.evaluate(_UNDER_THE_BAR, _TAPPABLE) == []
+
+
 def _press_to(page, key: str, step: str) -> None:  # type: ignore[no-untyped-def]
     """Press `key` (the focus out of any text box); the tab then shows `step` (its label)."""
     page.keyboard.press(key)
