@@ -216,11 +216,15 @@
       return;
     }
     // (On a phone the instruction bar is fixed over the window's bottom: above it, or the
-    // panel's top if it is taller than that.)
+    // panel's top if it is taller than that.) A panel above the window comes down to its
+    // bottom, with what lies above it: "Compare two steps", opened in the canvas's place from
+    // its toggle far below on a phone, came to the window's top, the header pushed off screen
+    // (UX audit 4); now the page is back where the canvas was seen.
     const box = panel.getBoundingClientRect();
     const bottom = window.innerHeight - (wide() ? 0 : byId("bar")?.offsetHeight || 0);
-    if (box.top < 0) window.scrollBy({ top: box.top - 8 });
-    else if (box.bottom > bottom) window.scrollBy({ top: Math.min(box.top - 8, box.bottom - bottom + 8) });
+    if (box.top < 0 || box.bottom > bottom) {
+      window.scrollBy({ top: Math.min(box.top - 8, box.bottom - bottom + 8) });
+    }
     if (again) setTimeout(() => reveal(id, until, false), 700);
   };
   // Results on show are brought into the window once when they appear, and again as the first

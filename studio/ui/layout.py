@@ -448,6 +448,9 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             # Shown once it has a pair (its module is not loaded with the page until then).
             slider = gr.ImageSlider(
                 label="Before / after",
+                # (Its label lay over the top of both pictures: UX audit 4. The step pickers
+                # above it say which is which.)
+                show_label=False,
                 type="filepath",
                 format="png",
                 elem_id="slider",

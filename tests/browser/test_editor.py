@@ -420,6 +420,41 @@ def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_
         assert page.evaluate(_UNDER_THE_BAR, _TAPPABLE) == []
 
 
+def test_on_a_phone_compare_two_steps_opens_where_the_canvas_was_seen(browser, studio):
+    """Its toggle is below the fold; tapped there, the panel (in the canvas's place) came to the
+    window's top with the header pushed off (the page scrolled 167 px from where the canvas was
+    seen), the slider's "Before / after" label lay over the pictures' top, and the step's region
+    stayed drawn over the step pickers (UX audit 4)."""
+    with open_page(browser, studio.url, **PHONE) as page:
+        _start_from_example(page)
+        page.locator("#keep-rest input").check()  # (a step with a region of its own)
+        _edit(page, "make it black and white")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        expect(page.locator("#region-layer")).to_be_visible()
+        page.locator("#folds button[data-fold=steps-box]").tap()  # (scrolled to, as a finger)
+        slider = page.locator("#slider [data-testid=imageslider-image]")
+        expect(slider).to_have_count(2)
+        expect(page.locator("#slider img").first).to_be_visible()
+        page.wait_for_timeout(1000)  # (the page's second look at the panel runs by then)
+        for selector in ("#header", "#pair-a", "#pair-b", "#slider"):
+            _on_screen(page, selector)
+        panel, bar = page.locator("#steps-box").bounding_box(), page.locator("#bar").bounding_box()
+        assert panel is not None
+        assert bar is not None
+        assert panel["y"] + panel["height"] <= bar["y"]
+        expect(page.locator("#region-layer")).to_be_hidden()
+        # Nothing with words lies over the pictures (Gradio's block label did).
+        over = page.evaluate(
+            "() => { const r = document.querySelector('#slider img').getBoundingClientRect();"
+            " return [...document.querySelectorAll('#slider label, #slider [data-testid]')]"
+            ".filter((e) => e.textContent.trim()).map((e) => [e, e.getBoundingClientRect()])"
+            ".filter(([, b]) => b.width && b.bottom > r.top && b.top < r.bottom"
+            " && b.right > r.left && b.left < r.right && b.height < r.height / 2)"
+            ".map(([e]) => e.textContent.trim()); }"
+        )
+        assert over == []
+
+
 def _press_to(page, key: str, step: str) -> None:  # type: ignore[no-untyped-def]
     """Press `key` (the focus out of any text box); the tab then shows `step` (its label)."""
     page.keyboard.press(key)
