@@ -567,13 +567,17 @@ class Session:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionSummary:
-    """One line of the session list. `step_count` leaves out the origin."""
+    """One line of the session list. `step_count` leaves out the origin; of those steps,
+    `made_count` are done and `pending_count` queued or running (the page's list counts what
+    is made: it said "4 steps" with one done and three queued, UX audit 4)."""
 
     session_id: str
     name: str
     created_at: datetime
     updated_at: datetime
     step_count: int
+    made_count: int
+    pending_count: int
     cost_cents: int
     # The current step's image, else the newest image in the session; None if there is none.
     cover_sha256: str | None

@@ -863,6 +863,12 @@ class Store:
                 """SELECT s.session_id, s.name, s.created_at, s.updated_at,
                     (SELECT COUNT(*) FROM steps t
                         WHERE t.session_id = s.session_id AND t.kind != 'origin') AS step_count,
+                    (SELECT COUNT(*) FROM steps t
+                        WHERE t.session_id = s.session_id AND t.kind != 'origin'
+                            AND t.state = 'completed') AS made_count,
+                    (SELECT COUNT(*) FROM steps t
+                        WHERE t.session_id = s.session_id AND t.kind != 'origin'
+                            AND t.state IN ('queued', 'running')) AS pending_count,
                     (SELECT COALESCE(SUM(t.cost_cents), 0) FROM steps t
                         WHERE t.session_id = s.session_id
                             AND typeof(t.cost_cents) = 'integer') AS cost_cents,
@@ -1372,6 +1378,8 @@ def _summary(row: sqlite3.Row) -> SessionSummary:
             created_at=_EPOCH,
             updated_at=_EPOCH,
             step_count=int(values["step_count"]),
+            made_count=int(values["made_count"]),
+            pending_count=int(values["pending_count"]),
             cost_cents=0,
             cover_sha256=None,
             damaged=True,

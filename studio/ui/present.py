@@ -72,7 +72,10 @@ class Covered(Listed, Protocol):
     """A session as the list shows it with its picture: steps, last change, cover image."""
 
     @property
-    def step_count(self) -> int: ...
+    def made_count(self) -> int: ...
+
+    @property
+    def pending_count(self) -> int: ...
 
     @property
     def updated_at(self) -> Any: ...  # a datetime
@@ -302,6 +305,15 @@ def when(moment: Any, now: Any) -> str:
 
 def steps_count(count: int) -> str:
     return f"{count} step{'' if count == 1 else 's'}"
+
+
+def made_count(made: int, pending: int = 0) -> str:
+    """What a session has made, and apart what is still to come (edits running or queued):
+    "1 step · 3 to come" (its list said "4 steps" with one done and three queued: UX audit 4)."""
+    parts = [steps_count(made)] if made else []
+    parts += [f"{pending} to come"] if pending else []
+    # (A session holding only its picture said "0 steps", which read as empty: UX audit 3.)
+    return " · ".join(parts) or "no edits yet"
 
 
 def download_name(session_name: str, number: int, image_format: str) -> str:

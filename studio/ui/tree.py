@@ -595,7 +595,6 @@ def _session_row(
         moment = summary.updated_at
         when = escape(present.when(moment, now))
         stamp = moment.isoformat() if moment.tzinfo is not None else ""
-        # (A session holding only its picture said "0 steps", which read as empty: UX audit 3.)
-        count = present.steps_count(summary.step_count) if summary.step_count else "no edits yet"
+        count = present.made_count(summary.made_count, summary.pending_count)
         meta = f"{count} · " + (f'<time datetime="{_a(stamp)}">{when}</time>' if stamp else when)
     return f'{picture}<span class="name">{escape(name)}</span><span class="meta">{meta}</span>'

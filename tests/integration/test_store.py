@@ -224,6 +224,8 @@ def test_list_sessions_summarises_and_filters_by_owner(store):
     (mine,) = store.list_sessions(owner="visitor-1")
     session = store.load_session("s1")
     assert (mine.session_id, mine.name, mine.step_count, mine.cost_cents) == ("s1", "Trip", 4, 10)
+    # Of those, two are made (a failed attempt is not) and one, the retry, is still to come.
+    assert (mine.made_count, mine.pending_count) == (2, 1)
     # The current step (a retry) has no image yet, so the cover is the newest image.
     assert mine.cover_sha256 == session.steps["b"].result.sha256
     assert mine.created_at == T0

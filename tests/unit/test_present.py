@@ -101,6 +101,8 @@ def test_a_damaged_session_is_labelled_in_the_list():
         created_at=T0,
         updated_at=T0,
         step_count=1,
+        made_count=1,
+        pending_count=0,
         cost_cents=0,
         cover_sha256=None,
         damaged=True,

@@ -101,6 +101,8 @@ def test_a_listed_session_says_when_it_is_damaged():
         created_at=T0,
         updated_at=T0,
         step_count=2,
+        made_count=2,
+        pending_count=0,
         cost_cents=15,
         cover_sha256=None,
         damaged=True,

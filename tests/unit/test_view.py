@@ -261,7 +261,8 @@ def test_a_download_is_named_after_the_session_and_the_step():
 
 class Summary:
     damaged = False
-    step_count = 2
+    step_count = made_count = 2
+    pending_count = 0
     cover_sha256 = None
 
     def __init__(self, session_id: str, name: str, minute: int = 0) -> None:
@@ -284,7 +285,7 @@ def test_sessions_sharing_a_name_are_numbered_in_the_order_they_were_made():
 
 def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_session():
     holiday, cat = Summary("s1", "Holiday <b>"), Summary("s2", "Cat")
-    cat.cover_sha256, cat.step_count = "c" * 64, 1
+    cat.cover_sha256, cat.step_count, cat.made_count = "c" * 64, 1, 1
     now = T0 + timedelta(days=1, hours=1)
     page = render_page(
         data(start(), summaries=[cat, holiday], thumbs={"c" * 64: "/thumbs/c.jpg"}),
@@ -298,9 +299,18 @@ def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_sessio
     assert '1 step · <time datetime="2025-01-02T03:04:05+00:00">yesterday</time>' in listed
     assert "2 steps · <time" in listed
     fresh = Summary("s3", "Fresh")
-    fresh.step_count = 0
+    fresh.step_count = fresh.made_count = 0
     only = render_page(data(start(), summaries=[fresh]), TILES, now=now).sessions_html
     assert "no edits yet · <time" in only  # ("0 steps" read as an empty session)
+    # What is made is counted, and what is to come apart ("4 steps" with one done: UX audit 4).
+    busy = Summary("s4", "Busy")
+    busy.step_count, busy.made_count, busy.pending_count = 4, 1, 3
+    waiting = Summary("s5", "Waiting")
+    waiting.step_count, waiting.made_count, waiting.pending_count = 1, 0, 1
+    both = render_page(data(start(), summaries=[busy, waiting]), TILES, now=now).sessions_html
+    assert "1 step · 3 to come · <time" in both
+    assert "1 to come · <time" in both
+    assert "4 steps" not in both
     assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
     assert "<b>" not in listed
     # The open session heads the list, and is marked in it.
