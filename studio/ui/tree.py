@@ -96,6 +96,7 @@ def history_html(
                 failed=[c for c in others if c.state is StepState.FAILED],
                 children=children,
                 region=_region_marks(step, masks or {}, url) if depth == line.current else "",
+                letter=_path_letter(step, children),
             )
         )
         if depth == 0 and drawn.first > 1:  # the steps between the origin and the window
@@ -158,13 +159,14 @@ def _node(
     failed: list[Step],
     children: Mapping[str, list[Step]],
     region: str = "",
+    letter: str = "",
 ) -> str:
     classes = ["node", _state_class(step)]
     if current:
         classes.append("current")
     if ahead:
         classes.append("ahead")
-    label = "0" if depth == 0 else str(depth)
+    label = f"{depth}{letter}"
     parts = [f'<li class="{" ".join(classes)}" data-path="{depth}"{region}>']
     parts.append(_tile(step, label, thumbs, url, current=current, ahead=ahead))
     if step.state is StepState.QUEUED and not step.task_id and step.kind != "origin":
@@ -179,8 +181,7 @@ def _node(
         # A branch's letter is its place among the step's children, in the order they were
         # made (the path's own among them), so it keeps its name when the tab moves (given by
         # place among the others, "2b" became "2c" after a move: UX audit 2).
-        made = [c for c in children.get(step.step_id, []) if c.state is not StepState.FAILED]
-        place = {c.step_id: k for k, c in enumerate(made)}
+        place = {c.step_id: k for k, c in enumerate(_made(step.step_id, children))}
         chips = [
             _branch_chips(b, place[b.step_id], depth, thumbs, url, children)
             for b in _listed(branches)
@@ -257,6 +258,23 @@ def _branch_ends(branch: Step, children: Mapping[str, list[Step]]) -> tuple[Step
 def branch_end(session: Session, step_id: str) -> str:
     """The newest end of the branch starting at `step_id` (where its chip's Redo leads)."""
     return _tip_of(session.steps[step_id], _children(session)).step_id
+
+
+def _made(parent_id: str, children: Mapping[str, list[Step]]) -> list[Step]:
+    """The steps made at `parent_id`, in the order they were made (failed attempts apart)."""
+    return [c for c in children.get(parent_id, []) if c.state is not StepState.FAILED]
+
+
+def _path_letter(step: Step, children: Mapping[str, list[Step]]) -> str:
+    """The letter of a step of the path where the path forks ("2b", beside its branches "2a"
+    and "2c"), as the step pickers name it; none elsewhere. (Without it, keeping the second
+    of three results left branches "2a" and "2c", a gap with no reason: UX audit 4.)"""
+    if step.parent_id is None or step.state is StepState.FAILED:
+        return ""
+    made = _made(step.parent_id, children)
+    if len(made) < 2:
+        return ""
+    return fork_letter([c.step_id for c in made].index(step.step_id))
 
 
 def fork_letter(place: int) -> str:

@@ -756,8 +756,11 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     expect(page.locator("#candidates button.keep")).to_have_text(["Keep 1", "Keep 2", "Keep 3"])
     page.locator("#candidates button.keep").nth(1).click()
     expect(page.locator("#candidates")).to_be_hidden(timeout=15_000)
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1b: make it black"))
     expect(_thumbs(page, "#branches")).to_have_count(2)
+    # The kept one is "1b" on the path, the others "1a" and "1c" beside it (they read "1a" and
+    # "1c" with no "1b" anywhere: UX audit 4).
+    expect(page.locator("#history button.branch .num")).to_have_text(["1a", "1c"])
     session = _only_session(studio)
     assert len(session.children(session.origin.step_id)) == 3
     assert len(sim.tasks) == 3
@@ -806,7 +809,7 @@ def test_on_a_phone_the_results_keep_buttons_can_be_tapped_where_they_are(browse
             assert hit, f"Keep {n + 1} is covered: {keep}"
         keeps.nth(1).tap()
         expect(page.locator("#candidates")).to_be_hidden(timeout=15_000)
-        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it"))
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1b: make it"))
 
 
 def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, page, studio):
@@ -849,13 +852,13 @@ def test_another_tab_s_step_never_takes_over_this_tab_s_redo(browser, page, stud
     expect(page.locator("#notice")).to_contain_text("1 new step from elsewhere", timeout=20_000)
     ahead = page.locator("#history li.ahead button.tile")
     expect(ahead).to_have_count(1)
-    expect(ahead).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(ahead).to_have_attribute("aria-label", re.compile("^Step 2a: add snow"))
     expect(page.locator("#history button.branch")).to_have_count(1)
     page.locator("#canvas").first.click()
-    _press_to(page, "Control+Shift+z", "Step 2: add snow")
+    _press_to(page, "Control+Shift+z", "Step 2a: add snow")
     # And walking with the arrow keys goes the same way.
     _press_to(page, "Control+z", "Step 1: make it black")
-    _press_to(page, "ArrowRight", "Step 2: add snow")
+    _press_to(page, "ArrowRight", "Step 2a: add snow")
 
 
 def test_a_session_made_elsewhere_joins_the_list_without_moving_the_tab(page, studio):
@@ -1062,11 +1065,13 @@ def test_ten_edits_changing_course_twice_without_scrolling_waiting_or_retyping(
             for n in range(steps):
                 if phone:
                     page.locator("#tools [data-proxy=undo]").tap()
-                    label = re.compile(f"^Step {depth + steps - 1 - n}:")
+                    label = re.compile(f"^Step {depth + steps - 1 - n}[a-z]?:")
                     expect(_current(page)).to_have_attribute("aria-label", label)
                 else:
                     page.keyboard.press("Control+z")
-            expect(_current(page)).to_have_attribute("aria-label", re.compile(f"^Step {depth}:"))
+            expect(_current(page)).to_have_attribute(
+                "aria-label", re.compile(f"^Step {depth}[a-z]?:")
+            )
 
         send(["make it black and white", "add snow", "crop to the face", "brighter"])
         back(1)  # not brighter after all

@@ -44,11 +44,11 @@ def test_the_tree_shows_whole_captions_highlights_the_tab_step_and_keeps_the_red
     expect(_thumbs(page, "#branches")).to_have_count(0)
 
     # An edit from here branches: the undone step hangs where it forks, named "2a" (the first
-    # step made there; the one on the path is the second).
+    # step made there; the one on the path is the second, "2b").
     _edit(page, "make it night")
     expect(thumbs.nth(2)).to_have_attribute("aria-current", "step")
     expect(_thumbs(page, "#branches")).to_contain_text("2a add snow")
-    expect(thumbs.nth(2)).to_contain_text("2 make it night")
+    expect(thumbs.nth(2)).to_contain_text("2b make it night")
 
 
 def test_a_failed_attempt_is_folded_into_a_count_and_one_click_shows_why(page, sim):
@@ -297,7 +297,7 @@ def test_a_branch_s_chip_shows_the_step_it_names_with_the_rest_of_the_branch_ahe
     expect(chip).to_contain_text("2a add snow")
     expect(chip).to_contain_text("2 steps")
     chip.click()
-    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2a: add snow"))
     expect(page.locator("#history li.ahead")).to_contain_text("add a moon")
     page.locator("#canvas").first.click()  # the focus leaves the instruction box
     page.keyboard.press("Control+Shift+z")

@@ -120,15 +120,35 @@ def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_ga
     session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
     session = edit(session.make_current("a"), "c", "add rain", model="max")
     tree = read_tree(render_page(data(session), TILES).history)
-    assert tree.line[-1] == "Step 2: add rain (max · 6.0 s · $0.05)"
+    assert tree.line[-1] == "Step 2b: add rain (max · 6.0 s · $0.05)"  # its letter at the fork
     assert tree.branches == ["2a add snow pro · 1 step"]
     assert tree.current == 2  # the tab's step is the highlighted one
     # A branch keeps its letter when the tab moves: the order the fork's steps were made in
     # (named by their place among the others, "2b" became another step after a move: UX
     # audit 2).
     tree = read_tree(render_page(data(session.make_current("b")), TILES).history)
-    assert tree.line[-1].startswith("Step 2: add snow")
+    assert tree.line[-1].startswith("Step 2a: add snow")
     assert tree.branches == ["2b add rain max · 1 step"]
+
+
+def test_keeping_the_second_of_three_results_leaves_no_gap_in_the_letters():
+    """The kept one took "1b" unseen, and the others read "1a" and "1c" with no "1b" anywhere
+    (UX audit 4): the path's step where it forks shows its letter too, as the pickers do."""
+    session = start()
+    for step_id, prompt in (("a", "snow 1"), ("b", "snow 2"), ("c", "snow 3")):
+        session = edit(session.make_current("origin"), step_id, prompt)
+    kept = session.make_current("b")
+    page = render_page(data(kept), TILES)
+    tree = read_tree(page.history)
+    assert tree.line == ["Step 0: Original", "Step 1b: snow 2 (pro · 6.0 s · $0.05)"]
+    assert tree.branches == ["1a snow 1 pro · 1 step", "1c snow 3 pro · 1 step"]
+    assert "1b · snow 2 · pro" in [label for label, _ in page.pair_a.choices]
+    # A failed attempt beside a step is no fork: the step keeps its plain number.
+    alone = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    alone = alone.make_current("a").add_step("f", EditParams(prompt="x"), T0)
+    alone = with_step(alone, alone.current.fail("Content moderated", T0, cost_cents=0))
+    line = read_tree(render_page(data(alone.make_current("b")), TILES).history).line
+    assert line[-1].startswith("Step 2: add snow")
 
 
 def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
@@ -141,7 +161,7 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     session = edit(session.make_current("x"), "z", "add moon").make_current("b")
     html = render_page(data(session), TILES).history
     tree = read_tree(html)
-    assert tree.line[-1].startswith("Step 2: add snow")
+    assert tree.line[-1].startswith("Step 2a: add snow")
     (chip, other) = tree.branches
     assert chip == "2b add fog pro · 3 steps"  # (the second step made after step 1)
     # The chip shows the step it names (it went to the branch's end: UX audit 3), whose
