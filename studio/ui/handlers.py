@@ -422,7 +422,11 @@ class Handlers:
             c.options: gr.HTML(**options),
             c.history: page.history,
             c.notice: gr.Button(value=page.notice or "", visible=page.notice is not None),
-            c.history_tools: gr.HTML(can_undo=page.can_undo, can_redo=page.can_redo),
+            c.history_tools: gr.HTML(
+                can_undo=page.can_undo,
+                can_redo=page.can_redo,
+                can_export=page.session_id is not None,
+            ),
             c.timer: gr.Timer(value=tick, active=True),
             # The safety slider's top follows the tab's step: 2 when the next step edits, 6
             # when it generates (its value is brought within it when Advanced opens).

@@ -122,6 +122,9 @@ HEADER_TEMPLATE = (
     "</div>"
 )
 
+# What Export and "Rename or delete" say while there is no session to act on (a new one, until
+# it gets an image or an instruction): they were offered, and answered with a refusal.
+NO_SESSION_YET = "Nothing here yet: open an image or send an instruction first"
 # Undo, redo and export over the history; a click sends only its verb (`data-act`).
 HISTORY_TOOLS_TEMPLATE = (
     '<div class="history-buttons">'
@@ -130,9 +133,13 @@ HISTORY_TOOLS_TEMPLATE = (
     '<button type="button" id="redo" data-act="redo" class="opt-button" aria-label="Redo"'
     ' title="Redo (Ctrl+Shift+Z)" ${can_redo ? "" : "disabled"}>↷</button>'
     '<button type="button" id="export" data-act="export" class="opt-button"'
-    ' title="Save this session as a ZIP">Export</button>'
+    f" title=\"${{can_export ? 'Save this session as a ZIP' : '{NO_SESSION_YET}'}}\""
+    ' ${can_export ? "" : "disabled"}>Export</button>'
     "</div>"
 )
+# "Rename or delete" (its toggle under the history) can be used when Export can: disabled with
+# Export's reason otherwise, and its panel folded (it offered to rename a session not yet made).
+# (No prop's name is quoted alone here: see `_HEADER_JS`.)
 _HISTORY_TOOLS_JS = """
 element.addEventListener('click', (event) => {
   const target = event.target.closest('button[data-act]');
@@ -140,6 +147,20 @@ element.addEventListener('click', (event) => {
   event.preventDefault();
   trigger('click', {act: target.dataset.act});
 });
+const manage = () => {
+  const exporter = element.querySelector('#export');
+  const toggle = document.querySelector('#manage-fold button[data-fold]');
+  if (!exporter || !toggle) return;
+  toggle.disabled = exporter.disabled;
+  toggle.title = exporter.disabled ? exporter.title : '';
+  const panel = document.getElementById(toggle.dataset.fold);
+  if (exporter.disabled && panel && !panel.classList.contains('folded')) {
+    panel.classList.add('folded');
+    toggle.setAttribute('aria-expanded', 'false');
+  }
+};
+requestAnimationFrame(manage);
+watch('can_undo can_redo can_export'.split(' '), () => requestAnimationFrame(manage));
 """
 
 TOOLS_HTML = (
@@ -677,6 +698,8 @@ def _render_history() -> dict[str, Any]:
             scale=3,
             can_undo=False,
             can_redo=False,
+            # Whether there is a session to export (and to rename or delete).
+            can_export=False,
         )
         # Gradio's own upload button: its file is checked by Gradio as an upload of this page.
         import_file = gr.UploadButton(

@@ -306,3 +306,31 @@ def test_a_branch_s_chip_shows_the_step_it_names_with_the_rest_of_the_branch_ahe
     expect(page.locator("#history button.branch", has_text="make it night")).to_contain_text(
         "2b make it night"
     )
+
+
+def test_a_new_session_offers_no_export_rename_or_delete_until_it_has_something(page):
+    """On a new session with nothing in it yet, Export and "Rename or delete" were offered and
+    each answered with a refusal (UX audit 4): they are disabled, saying why, the panel open
+    for the session before folds, and nothing under the pointer moves (nor does the header:
+    "New session" had no picture's place, and was 5 px shorter)."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    _start_from_example(page)
+    exporter, importer = page.locator("#export"), page.locator("#import")
+    toggle = page.locator("#manage-fold button[data-fold=manage]")
+    expect(exporter).to_be_enabled()
+    expect(toggle).to_be_enabled()
+    toggle.click()
+    expect(page.locator("#session-name")).to_be_visible()
+    before = [exporter.bounding_box(), importer.bounding_box()]
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible()
+    for control in (exporter, toggle):
+        expect(control).to_be_disabled()
+        expect(control).to_have_attribute("title", re.compile("open an image or send an"))
+    expect(page.locator("#manage")).to_be_hidden()
+    expect(importer).to_be_enabled()  # (an import starts a session)
+    assert [exporter.bounding_box(), importer.bounding_box()] == before
+    _start_from_example(page, 2)
+    expect(exporter).to_be_enabled()
+    expect(exporter).to_have_attribute("title", "Save this session as a ZIP")
+    expect(toggle).to_be_enabled()
