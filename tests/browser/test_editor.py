@@ -497,7 +497,7 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     box.press("Enter")
     expect(box).to_have_value("")
     expect(_current(page)).to_have_attribute(
-        "aria-label", re.compile(r"^Step 2: add a red hat and a scarf \(.*\$"), timeout=30_000
+        "aria-label", re.compile(r"^Step 2b: add a red hat and a scarf \(.*\$"), timeout=30_000
     )
     assert _newest(studio).params.prompt == "add a red hat\nand a scarf"
     # After a click on Edit, what is typed next goes into the box (it went to the button, and
