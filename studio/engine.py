@@ -1049,15 +1049,7 @@ class Engine:
         """
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
-            step = session.steps.get(step_id)
-            if (
-                step is not None
-                and step.state is StepState.QUEUED
-                and step.error is not None
-                and step_id not in self._awaiting_key.get(session.owner or "", {})
-            ):
-                # Left open by another process (a CLI run that ended at the deadline: its
-                # create may have reached RunAPI); the next start asks for it again.
+            if step_id in self.left_open(session):
                 raise HistoryError(LEFT_OPEN_NOT_CANCELLED)
             cancelled = session.cancel(step_id)
             moved = [cancelled.steps[s.step_id] for s in session.children(step_id)]
@@ -1148,6 +1140,20 @@ class Engine:
     def running(self, session_id: str) -> dict[str, StepUpdate]:
         """The steps of a session running in this engine now, with phase and elapsed time."""
         return self._runner.running(session_id)
+
+    def left_open(self, session: Session) -> frozenset[str]:
+        """The queued steps of `session` that were left open to be asked for again (a run
+        that ended when RunAPI stopped answering, here or in another process such as a CLI
+        run: their create may have reached RunAPI): none can be cancelled (`cancel`). A step
+        that waits for its visitor's key is queued with a reason too, but can be."""
+        waiting = self._awaiting_key.get(session.owner or "", {})
+        return frozenset(
+            step.step_id
+            for step in session.steps.values()
+            if step.state is StepState.QUEUED
+            and step.error is not None
+            and step.step_id not in waiting
+        )
 
     async def resume_unfinished(self) -> list[Step]:
         """Pick up every queued or running step left by an earlier run (a crash or a restart).

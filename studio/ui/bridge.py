@@ -302,6 +302,7 @@ async def _page(
         damaged=damaged,
         version=version,
         wanted=() if thumbnails else tuple(wanted),
+        left_open=engine.left_open(session),
     )
 
 

@@ -73,13 +73,15 @@ def history_html(
     masks: Mapping[str, str] | None = None,
     url: Callable[[str], str] = file_url,
     withdrawn: tuple[str, str] | None = None,
+    left_open: frozenset[str] = frozenset(),
 ) -> str:
     """`session` (seen from the tab's step) as the history tree. The tab's step carries the
     region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
     maps a region mask's sha256 to its file. `done` and `refused` are
     the last Enter of the tab the server took and refused (the page's own "queued" tiles);
     `withdrawn`, a queued step this tab's undo took back and its instruction, which the page
-    puts back into the box (once: the step's id says which)."""
+    puts back into the box (once: the step's id says which). A queued step carries its ✕
+    unless it is `left_open` (it cannot be cancelled: the ✕ only answered so)."""
     drawn = _drawn(session)
     line, children = drawn.line, drawn.children
     items: list[str] = []
@@ -97,6 +99,7 @@ def history_html(
                 children=children,
                 region=_region_marks(step, masks or {}, url) if depth == line.current else "",
                 letter=_path_letter(step, children),
+                cancellable=step.step_id not in left_open,
             )
         )
         if depth == 0 and drawn.first > 1:  # the steps between the origin and the window
@@ -160,6 +163,7 @@ def _node(
     children: Mapping[str, list[Step]],
     region: str = "",
     letter: str = "",
+    cancellable: bool = True,
 ) -> str:
     classes = ["node", _state_class(step)]
     if current:
@@ -169,7 +173,12 @@ def _node(
     label = f"{depth}{letter}"
     parts = [f'<li class="{" ".join(classes)}" data-path="{depth}"{region}>']
     parts.append(_tile(step, label, thumbs, url, current=current, ahead=ahead))
-    if step.state is StepState.QUEUED and not step.task_id and step.kind != "origin":
+    if (
+        cancellable
+        and step.state is StepState.QUEUED
+        and not step.task_id
+        and step.kind != "origin"
+    ):
         text = _a(_prompt(step))
         parts.append(
             f'<button class="x" data-act="cancel" data-step="{_a(step.step_id)}" '

@@ -29,7 +29,8 @@ class PageData:
     """Everything one render of the page needs, read by the bridge in one crossing.
 
     `images` and `thumbs` map an image's sha256 to a file Gradio may serve; `damaged` is the
-    sentence saying why the asked-for session could not be read (the rest of the page works).
+    sentence saying why the asked-for session could not be read (the rest of the page works);
+    `left_open`, the queued steps that cannot be cancelled (`Engine.left_open`).
     """
 
     session: Session | None
@@ -41,6 +42,7 @@ class PageData:
     version: str | None = None
     # The images whose thumbnails `thumbs` is still to hold (made apart: `Bridge.page`).
     wanted: tuple[ImageRef, ...] = ()
+    left_open: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +238,7 @@ def render_page(
             refused=refused,
             masks=data.images,
             withdrawn=withdrawn,
+            left_open=data.left_open,
         ),
         can_undo=session.can_undo,
         can_redo=session.can_redo,

@@ -209,6 +209,37 @@ async def test_an_enter_sent_after_some_replies_arrived_still_follows_the_one_be
     await _settle(page, session_id, shown)
 
 
+async def test_an_edit_a_cli_run_left_open_shows_no_cancel_on_the_page(
+    page, tmp_path, sim, clean_env
+):
+    """A CLI run ended at its deadline with its edit left open (its create may have reached
+    RunAPI, so it can no longer be cancelled). The page drew a ✕ on it anyway, whose click only
+    said so; a step that is queued and can be cancelled keeps its ✕."""
+    from studio.params import EditParams
+
+    session_id, _ = await _start(page, tmp_path)
+    sim.faults.server_error(503, times=10_000)  # RunAPI answers nothing but 503 for now
+    cli = make_engine(clean_env, sim.base_url, sim.api_key, task_deadline_s=1.5)
+    left = await cli.edit(session_id, EditParams(prompt="blue"))
+    await cli.aclose()
+    shown = await page.on_tick(session_id, left.step_id, f"{session_id}@never", None)
+    tree = _tree(shown[page.c.history])
+    assert tree.line[-1].startswith("Step 1: blue")
+    assert left.step_id not in tree.cancels
+    queued = await _edit(page, session_id, left.step_id, "add snow")
+    assert _tree(queued[page.c.history]).cancels == [queued[page.c.tab_step]]
+    cancelled = await page.on_history_click(
+        session_id,
+        queued[page.c.tab_step],
+        gr.EventData(None, {"act": "cancel", "step": queued[page.c.tab_step]}),
+    )
+    session = await page.bridge.call(Engine.load_session, session_id)
+    assert queued[page.c.tab_step] not in session.steps
+    assert left.step_id in session.steps
+    assert cancelled[page.c.tab_step] == left.step_id
+    sim.faults.reset()
+
+
 async def test_cancelling_a_queued_tile_removes_that_one_only(page, tmp_path, sim):
     session_id, origin = await _start(page, tmp_path)
     first = await _edit(page, session_id, origin, "make it blue")
