@@ -1057,8 +1057,11 @@ class Engine:
             unspent = await asyncio.to_thread(self._store.cancel_steps, cancelled, [step_id], moved)
             self._runner.reparent(moved)
             self._unawait(session.owner, step_id, moved)
-            if self._limits is not None:  # (sent nothing: it costs nobody's budget)
-                for day, owner, address, cents in unspent:
+            if self._limits is not None:
+                for step in moved:  # (each now waits for the step before the cancelled one)
+                    if step.parent_id is not None:
+                        self._limits.follow(step.step_id, step.parent_id)
+                for day, owner, address, cents in unspent:  # (sent nothing: nobody's budget)
                     self._limits.refund(day, owner, address, cents)
         self._runner.signals.notify(session_id)
         return cancelled
@@ -1920,7 +1923,12 @@ class Engine:
         ids = [s.step_id for s in steps]
         server_key = self._payer(visitor) is None
         day = limits.admit(
-            owner, ids, sum(cents.values()), server_key=server_key, address=visitor.address
+            owner,
+            ids,
+            sum(cents.values()),
+            server_key=server_key,
+            address=visitor.address,
+            after=steps[0].parent_id,
         )
         if server_key:
             await asyncio.to_thread(self._store.record_spend, day, owner, visitor.address, cents)

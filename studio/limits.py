@@ -196,6 +196,9 @@ class Limits:
         self._recent: dict[str, deque[float]] = {}
         self._running: dict[str, set[str]] = {}
         self._owners: dict[str, str] = {}
+        # A step typed ahead, admitted while the step it follows was still in flight: it runs
+        # only once that one has ended, in its place (`places`).
+        self._after: dict[str, str] = {}
         self._decoded: dict[str, deque[tuple[float, int]]] = {}
 
     def admit(
@@ -206,12 +209,18 @@ class Limits:
         *,
         server_key: bool,
         address: str | None = None,
+        after: str | None = None,
     ) -> date:
-        """Count these steps for `owner` (asking from `address`), or raise `LimitError` and
-        count nothing; the day (UTC) they were counted in, for the ledger (read apart, at
-        midnight it could be the next day's: review 18 F3)."""
-        self.check(owner, len(step_ids), cost_cents, server_key=server_key, address=address)
+        """Count these steps for `owner` (asking from `address`; made after step `after`), or
+        raise `LimitError` and count nothing; the day (UTC) they were counted in, for the
+        ledger (read apart, at midnight it could be the next day's: review 18 F3)."""
+        self.check(
+            owner, len(step_ids), cost_cents, server_key=server_key, address=address, after=after
+        )
         assert self._day is not None  # (set by `check`)
+        if self._rides(owner, len(step_ids), after):
+            assert after is not None
+            self._after[step_ids[0]] = after
         if server_key:
             self._spent[owner] = self._spent.get(owner, 0) + cost_cents
             if address is not None:
@@ -232,12 +241,14 @@ class Limits:
         *,
         server_key: bool,
         address: str | None = None,
+        after: str | None = None,
     ) -> None:
         """Raise `LimitError` when `steps` more for `owner` (asking from `address`, costing
-        `cost_cents` of the server's key when `server_key`) would pass a cap; counts nothing."""
+        `cost_cents` of the server's key when `server_key`, made after step `after`) would pass
+        a cap; counts nothing."""
         s = self.settings
         self._new_day_if_needed()
-        running = self._running.get(owner, set())
+        places = self.places(owner)
         if steps > s.max_running:
             # (Three or four results at once, where two run at most: nothing is running to wait
             # for, review 54 F4.)
@@ -245,9 +256,9 @@ class Limits:
                 f"This studio runs at most {s.max_running} edits at once for each visitor; "
                 f"ask for {s.max_running} results or fewer."
             )
-        if len(running) + steps > s.max_running:
+        if not self._rides(owner, steps, after) and places + steps > s.max_running:
             raise LimitError(
-                f"You already have {len(running)} edit(s) running; this studio runs at most "
+                f"You already have {places} edit(s) running; this studio runs at most "
                 f"{s.max_running} at once for each visitor. Wait for one to finish."
             )
         recent = self._recent.setdefault(owner, deque())
@@ -369,6 +380,23 @@ class Limits:
                 f"{cap / 2**20:.0f} MB each visitor may keep{leaving}; {what} does not fit."
             )
 
+    def places(self, owner: str) -> int:
+        """How many of `owner`'s running places are taken: a step in flight takes one, except
+        one typed ahead after another still in flight (a chain runs one step at a time, so
+        three instructions typed one after another take one place, not three: a hosted
+        studio refused the third, UX audit 5)."""
+        running = self._running.get(owner, set())
+        return sum(1 for step_id in running if self._after.get(step_id) not in running)
+
+    def _rides(self, owner: str, steps: int, after: str | None) -> bool:
+        """Whether one new step after `after` waits for it, and so takes no place of its own."""
+        return steps == 1 and after is not None and after in self._running.get(owner, set())
+
+    def follow(self, step_id: str, after: str) -> None:
+        """A step typed ahead now follows `after` (the one it followed was cancelled)."""
+        if step_id in self._owners:
+            self._after[step_id] = after
+
     def hold(self, owner: str, step_id: str) -> None:
         """A step that runs again after a restart: it takes one of its visitor's places (its
         spending was counted when it was made), whatever the caps say now."""
@@ -384,6 +412,7 @@ class Limits:
     def release(self, step_id: str) -> None:
         """The step's run ended (or was cancelled)."""
         owner = self._owners.pop(step_id, None)
+        self._after.pop(step_id, None)
         if owner is None:
             return
         running = self._running.get(owner, set())

@@ -4,6 +4,7 @@ reaches B. Every request goes to loopback only."""
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -599,4 +600,40 @@ def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
         expect(status).not_to_contain_text("X-RunAPI-Key")
         expect(box).to_have_value("make it black and white")
         assert sim.tasks == {}
+        context.close()
+
+
+def test_a_visitor_typing_ahead_has_every_instruction_run_in_order_and_none_refused(
+    browser, hosted, sim
+):
+    """Issue 19's typing ahead, on a hosted studio: three instructions, each typed 150 ms after
+    the Enter before it at a key every 100 ms. The third was refused as if two edits ran (the
+    second only waited for the first), went back into the box, and the next one typed ran into
+    it: "V3 add a spoonV4 add a croissant", one paid edit (UX audit 5)."""
+    from tests.browser.test_editor import STEADY
+
+    context, page = _visit(browser, hosted.url)
+    try:
+        page.locator("#examples button[data-act=example]").nth(1).click()
+        expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+        sim.latency = STEADY
+        before = len(sim.tasks)
+        box = page.locator("#prompt textarea")
+        prompts = ["make it black and white", "add a spoon", "rotate it by six degrees"]
+        box.fill(prompts[0])
+        box.press("Enter")
+        for prompt in prompts[1:]:
+            page.wait_for_timeout(150)
+            box.press_sequentially(prompt, delay=100)
+            box.press("Enter")
+        expect(box).to_have_value("")
+        expect(page.locator('#history button.tile[aria-current="step"]')).to_have_attribute(
+            "aria-label", re.compile(prompts[-1]), timeout=20_000
+        )
+        expect(page.locator("#status")).to_contain_text(DONE, timeout=60_000)
+        sent = [t.body.get("prompt") for t in list(sim.tasks.values())[before:]]
+        assert sent == prompts
+        expect(box).to_have_value("")
+        expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
+    finally:
         context.close()

@@ -621,22 +621,24 @@ async def test_an_edit_runapi_failed_gives_its_price_back_and_a_damaged_result_k
 async def test_an_edit_left_open_keeps_its_visitors_running_place(sim, clean_env):
     """An edit RunAPI left unanswered past its deadline is still open (asked for again): it
     holds its place among its visitor's edits at once until it ends. It gave the place back
-    at the deadline, so each outage freed more (review 56 F3)."""
+    at the deadline, so each outage freed more (review 56 F3). (An edit typed after it waits
+    for it, in its place: it runs one at a time with it.)"""
     caps = LimitSettings(visitor_budget_cents=100, max_running=1)
     engine = make_engine(
         clean_env, sim.base_url, sim.api_key, limits=Limits(caps), task_deadline_s=1.0
     )
     try:
         mine = await _session(engine, A)
+        origin = (await engine.load_session(mine, visitor=A)).current.step_id
         sim.faults.server_error(503, times=10_000)
         step = await engine.edit(mine, BLUE, visitor=A)
         assert not step.is_finished
         with pytest.raises(LimitError, match="at most 1 at once"):
-            await engine.submit_edit(mine, BLUE, visitor=A)
+            await engine.submit_edit(mine, BLUE, parent_step_id=origin, visitor=A)
         sim.faults.reset()
         for _ in range(200):  # asked for again: it lands, and its place comes free
             with contextlib.suppress(LimitError):
-                next_one = await engine.submit_edit(mine, BLUE, visitor=A)
+                next_one = await engine.submit_edit(mine, BLUE, parent_step_id=origin, visitor=A)
                 break
             await asyncio.sleep(0.05)
         else:

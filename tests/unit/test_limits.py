@@ -25,6 +25,31 @@ def test_a_visitor_runs_at_most_two_edits_at_once_and_others_are_not_held_back()
     caps.admit("a", ["3"], 5, server_key=True)
 
 
+def test_instructions_typed_ahead_take_one_place_as_they_run_one_at_a_time():
+    """Each instruction typed after the one before, while it runs, waits for it: a chain runs
+    one step at a time. A hosted studio counted every one as running and refused the third
+    typed ahead, and its text ran into the next one typed in the box (UX audit 5)."""
+    caps, _, _ = limits(visitor_budget_cents=1000)
+    caps.admit("a", ["1"], 5, server_key=True, after="origin")
+    for n in range(2, 6):  # typed ahead, each after the one before
+        caps.admit("a", [str(n)], 5, server_key=True, after=str(n - 1))
+    assert caps.places("a") == 1
+    caps.admit("a", ["x"], 5, server_key=True, after="origin")  # a second chain
+    assert caps.places("a") == 2
+    with pytest.raises(LimitError, match="You already have 2 edit"):
+        caps.admit("a", ["y"], 5, server_key=True, after="origin")  # a third one: refused
+    caps.release("1")  # the first ended: the one after it runs in its place
+    assert caps.places("a") == 2
+    # The one after a cancelled step now waits for the step before it.
+    caps.release("3")
+    assert caps.places("a") == 3
+    caps.follow("4", "2")
+    assert caps.places("a") == 2
+    # Results of one instruction after a step in flight run side by side once it has ended.
+    with pytest.raises(LimitError):
+        caps.admit("a", ["p", "q"], 10, server_key=True, after="5")
+
+
 def test_more_results_at_once_than_a_visitor_may_run_says_so_not_to_wait():
     """Four results asked for, where two run at most, with nothing running: the sentence says
     to ask for fewer, not to wait for one of "0 edit(s) running" (review 54 F4)."""
