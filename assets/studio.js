@@ -72,6 +72,10 @@
   studio.withdrawn = studio.withdrawn || new Set();
   // A click whose edit never started (none seen within this time) gives its text back.
   const TAKEN_MS = 10000;
+  // An Enter whose event Gradio did not send within this time was not sent at all.
+  const UNSENT_MS = 5000;
+  const NOT_SENT =
+    "⚠ The studio could not be reached, so nothing was sent: your instruction is back in the box.";
   // The options row (plain controls: studio/ui/layout.py, `bar_html`) as it is now.
   const options = () => {
     const row = byId("options");
@@ -115,7 +119,17 @@
     "click",
     (event) => {
       if (!event.target?.closest?.("#run")) return;
-      studio.taken.push(take());
+      const entry = take();
+      studio.taken.push(entry);
+      // An Enter the page never sent (the studio unreachable: Gradio sends no event while
+      // its connection is down) gives its text back, with a word (UX audit 5: it was lost).
+      setTimeout(() => {
+        const at = studio.taken.indexOf(entry);
+        if (at < 0 || !entry.text.trim()) return;
+        studio.taken.splice(at, 1);
+        putBack(entry.text);
+        studio.say(NOT_SENT);
+      }, UNSENT_MS);
       // The next instruction is typed where the last was (not into the Edit button); on a
       // phone the keyboard is not brought up again.
       if (wide()) promptBox()?.focus({ preventScroll: true });
@@ -252,8 +266,16 @@
   // reads their answers, with the page's `fetch`.
   const fetched = window.fetch.bind(window);
   window.fetch = async (input, init) => {
-    const answer = await fetched(input, init);
     const url = String(input?.url || input);
+    let answer;
+    try {
+      answer = await fetched(input, init);
+    } catch (error) {
+      // The studio could not be reached (it stopped, or the connection dropped): an Enter
+      // sent then went nowhere, and its text, taken from the box, was lost (UX audit 5).
+      if (/\/queue\/join(\?|$)/.test(url)) unsent(init?.body);
+      throw error;
+    }
     if (answer.status === 429 && /\/queue\/join(\?|$)/.test(url)) {
       refusedAtDoor(init?.body, answer.clone());
     } else if (answer.headers.get("x-kontext-refused")) {
@@ -269,20 +291,33 @@
     studio.redrawPending();
     studio.say(`⚠ ${sentence}`);
   };
-  const refusedAtDoor = async (body, answer) => {
+  // The instructions an event's body carries (its ticket and its text), back into the box:
+  // whether any was; null for a body that is not an event's.
+  const giveBack = (body) => {
     let data = [];
     try {
       data = JSON.parse(body).data || [];
     } catch (error) {
-      return;
+      return null;
     }
+    let given = false;
     for (const [seq, text] of [...studio.pending]) {
       if (data.includes(String(seq)) && data.includes(text)) {
         studio.pending.delete(seq);
         putBack(text);
+        given = true;
       }
     }
     studio.redrawPending();
+    return given;
+  };
+  const unsent = (body) => {
+    if (giveBack(body)) {
+      studio.say(NOT_SENT);
+    }
+  };
+  const refusedAtDoor = async (body, answer) => {
+    if (giveBack(body) === null) return;
     try {
       const { detail } = await answer.json();
       if (detail) studio.say(`⚠ ${detail}`);

@@ -213,3 +213,25 @@ def test_a_lost_connection_is_named_as_such(browser, sim, clean_env):
         expect(tab.locator("#status")).to_contain_text(
             "The studio cannot be reached", timeout=20_000
         )
+
+
+def test_an_instruction_sent_while_the_studio_is_down_comes_back_into_the_box(
+    browser, sim, clean_env
+):
+    """The studio stopped (a crash, the network): Enter emptied the box, nothing was sent, no
+    tile and no word; when the studio came back the page reloaded and the text was gone (UX
+    audit 5). It comes back into the box with a sentence, and stays there once the studio is
+    back."""
+    with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as tab:
+        _start_from_example(tab)
+        studio.demo.close()  # the studio stops (or the network drops)
+        expect(tab.locator("#status")).to_contain_text(
+            "The studio cannot be reached", timeout=20_000
+        )
+        box = tab.locator("#prompt textarea")
+        box.fill("add a castle on the hill")
+        box.press("Enter")
+        expect(box).to_have_value("add a castle on the hill", timeout=10_000)
+        expect(tab.locator("#status")).to_contain_text("nothing was sent")
+        expect(tab.locator("#history li.pending")).to_have_count(0)
+        assert len(sim.tasks) == 0
