@@ -459,6 +459,25 @@
     }
     const mod = event.ctrlKey || event.metaKey;
     const key = event.key.toLowerCase();
+    if (
+      !mod &&
+      !event.altKey &&
+      !event.isComposing &&
+      event.key.length === 1 &&
+      event.key !== " " &&
+      !textEntry(event.target) &&
+      !event.target?.closest?.("select")
+    ) {
+      // A character typed with the focus elsewhere (on a history tile just clicked, after
+      // Escape, on an option) goes on at the end of the instruction: every key was dropped
+      // (UX audit 5). The box takes the focus now, so this key lands in it.
+      const box = promptBox();
+      if (box && !box.disabled) {
+        box.focus({ preventScroll: true });
+        box.selectionStart = box.selectionEnd = box.value.length;
+      }
+      return;
+    }
     if (mod && (key === "z" || key === "y")) {
       if (textEntry(event.target) && !emptyBox(event.target)) return;
     } else if (typing(event.target)) {

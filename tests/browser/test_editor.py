@@ -509,6 +509,32 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     expect(box).to_have_value("and stars")
 
 
+def test_what_is_typed_after_picking_a_step_goes_into_the_instruction(page, studio):
+    """A keyboard user clicks the step to edit from, then types: every key went to the tile and
+    was dropped; after Escape too (UX audit 5). Typed keys go on at the end of the instruction;
+    the keys of the path (arrows, Space for "before") stay the page's."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    box = page.locator("#prompt textarea")
+    page.locator("#history button.tile").first.click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    page.keyboard.type("add snow ")
+    expect(box).to_have_value("add snow ")
+    expect(box).to_be_focused()
+    box.press("Escape")
+    page.keyboard.press("ArrowRight")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    page.keyboard.type("and a moon")
+    expect(box).to_have_value("add snow and a moon")
+    page.locator("#model input:checked").focus()
+    page.keyboard.type("!")
+    expect(box).to_have_value("add snow and a moon!")
+    box.press("Enter")
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile("^Step 2: add snow and a moon!"), timeout=30_000
+    )
+
+
 def test_ctrl_z_gives_back_text_cleared_by_hand_and_works_beside_the_options(page, studio):
     """UX audit 4: in a box emptied by hand, Ctrl+Z moved the tab back a step and the text was
     gone for good; with the focus on an option (a radio, the ratio, a checkbox) it did
