@@ -606,6 +606,9 @@
     if (!view) return;
     const ctx = view.getContext("2d");
     ctx.clearRect(0, 0, view.width, view.height);
+    // Nothing is drawn before the picture has its size: an outline drawn on the layer's
+    // default size ran past the picture's edge, until something drew it again (UX audit 5).
+    if (!imageBox()) return;
     if (region.mask && (region.boxes || region.strokes)) {
       ctx.save();
       ctx.globalAlpha = 0.45;
@@ -825,6 +828,15 @@
     }
   });
   window.addEventListener("resize", () => paint());
+  // The canvas's picture loaded (a fresh browser opening on a step drawn in a region): the
+  // layer takes the picture's place and size. (A load does not bubble: caught on its way.)
+  document.addEventListener(
+    "load",
+    (event) => {
+      if (event.target === canvasImage()) studio.paintRegion();
+    },
+    true,
+  );
   new MutationObserver(() => {
     if (canvas()) requestAnimationFrame(paint);
   }).observe(document.body, { attributes: true, attributeFilter: ["src"], subtree: true });

@@ -941,6 +941,36 @@ def test_a_box_drawn_on_the_canvas_goes_with_the_next_edit_and_shows_on_its_step
     expect(page.locator("#raw")).to_be_visible()  # the model's own output, before the blend
 
 
+# The region layer's place against the picture's drawn place (object-fit: contain), in px.
+_LAYER_OFF_BY = """() => {
+  const img = document.querySelector('#result img');
+  const layer = document.querySelector('#region-layer');
+  if (!img || !img.complete || !img.naturalWidth || !layer) return null;
+  const box = img.getBoundingClientRect();
+  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+  const [w, h] = [img.naturalWidth * scale, img.naturalHeight * scale];
+  const at = layer.getBoundingClientRect();
+  return Math.max(Math.abs(at.width - w), Math.abs(at.height - h),
+                  Math.abs(at.left - (box.left + (box.width - w) / 2)),
+                  Math.abs(at.top - (box.top + (box.height - h) / 2)));
+}"""
+
+
+def test_a_step_drawn_in_a_region_shows_it_on_its_picture_in_a_fresh_browser(browser, page, studio):
+    """Opened in a fresh browser (nothing cached), a step's region outline was drawn before its
+    picture had loaded, on the layer's default size: wider, higher, past the picture's edge,
+    until something drew it again (UX audit 5)."""
+    _start_from_example(page)
+    page.locator("#tools button[data-tool=box]").click()
+    _drag(page, (0.55, 0.1), (0.9, 0.4))
+    _edit(page, "make the sky red")
+    with open_page(browser, studio.url, viewport={"width": 1440, "height": 900}) as fresh:
+        expect(fresh.locator("#history li.current")).to_have_attribute("data-region", "box")
+        fresh.wait_for_function(f"() => ({_LAYER_OFF_BY})() !== null", timeout=15_000)
+        fresh.wait_for_timeout(500)
+        assert fresh.evaluate(_LAYER_OFF_BY) < 2
+
+
 def test_a_box_drawn_before_the_tab_moves_lands_where_it_is_shown(page, studio):
     """A box drawn on one picture, then the tab moved to a picture of another size (the box
     still shown where it was drawn): it went in the first picture's pixels and landed
