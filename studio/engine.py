@@ -96,7 +96,14 @@ from studio.params import (
 from studio.provenance import C2paSigner
 from studio.runapi import AuthenticationError, LearnedSchedule, RunAPIClient, RunAPIError
 from studio.runner import LEFT_OPEN_NOT_CANCELLED, ClientPool, RunEnd, StepRunner
-from studio.store import THUMBNAILS_PER_CALL, Holding, Store, StoreError, text_bytes
+from studio.store import (
+    THUMBNAILS_PER_CALL,
+    Holding,
+    NoSuchSession,
+    Store,
+    StoreError,
+    text_bytes,
+)
 from studio.visitor import LOCAL, Visitor
 
 log = logging.getLogger(__name__)
@@ -115,9 +122,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     LimitError,
     RegionError,
 )
-# What anyone asking for a session that is not theirs is told: the same as for one that does not
-# exist, so that knowing an id reveals nothing.
-NO_SUCH_SESSION = "There is no such session."
 # Image files no step refers to are removed once they are this old (seconds): an edit stores
 # its image a moment before the step that refers to it, possibly in another process.
 UNREFERENCED_GRACE_S = 600.0
@@ -742,7 +746,8 @@ class Engine:
         """
         session = await asyncio.to_thread(self._store.load_session, session_id)
         if not visitor.is_local and session.owner != visitor.owner:
-            raise StoreError(NO_SUCH_SESSION)
+            # Told as for a session that does not exist: knowing an id reveals nothing.
+            raise NoSuchSession()
         await self._resume_with_key(visitor)
         return session
 
@@ -2105,6 +2110,7 @@ __all__ = [
     "Engine",
     "ImageError",
     "LimitError",
+    "NoSuchSession",
     "OwnKeyNeeded",
     "Phase",
     "RunAPIError",

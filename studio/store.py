@@ -119,6 +119,13 @@ class StoreError(Exception):
         self.path = path
 
 
+class NoSuchSession(StoreError):
+    """The session is not in the store (it was deleted, or never was)."""
+
+    def __init__(self) -> None:
+        super().__init__("There is no such session.")
+
+
 # Ordered, named and never edited once released: a schema change is a new entry at the end.
 # The columns of a step that name an image (by sha256): result, source, raw output, mask.
 _IMAGE_COLUMNS = ("result_sha256", "source_sha256", "raw_sha256", "mask_sha256")
@@ -660,7 +667,7 @@ class Store:
             db.execute("DELETE FROM steps WHERE session_id = ?", (session_id,))
             deleted = db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
             if deleted.rowcount == 0:
-                raise StoreError("There is no such session.")
+                raise NoSuchSession()
 
     def referenced_images(self, session_id: str | None = None) -> set[str]:
         """The sha256 of every image a step refers to (of session `session_id`, if given): its
@@ -789,7 +796,7 @@ class Store:
         """
         version = self.session_version(session_id)
         if version is None:
-            raise StoreError("There is no such session.")
+            raise NoSuchSession()
         if (session := self._cached(session_id, version)) is not None:
             return session
         with self._lock:
@@ -821,7 +828,7 @@ class Store:
             row = db.execute("SELECT * FROM sessions WHERE session_id = ?", (session_id,))
             session = row.fetchone()
             if session is None:
-                raise StoreError("There is no such session.")
+                raise NoSuchSession()
             rows = db.execute(
                 "SELECT * FROM steps WHERE session_id = ? ORDER BY created_at, rowid", (session_id,)
             ).fetchall()
@@ -1168,7 +1175,7 @@ def _rename(db: sqlite3.Connection, session_id: str, name: str) -> None:
     """`Store.rename_session` within a transaction."""
     sql = "UPDATE sessions SET name = ? WHERE session_id = ?"
     if db.execute(sql, (name, session_id)).rowcount == 0:
-        raise StoreError("There is no such session.")
+        raise NoSuchSession()
     _touch(db, session_id)
 
 

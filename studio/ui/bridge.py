@@ -37,6 +37,7 @@ from studio.engine import (
     DeletedListener,
     Engine,
     LimitError,
+    NoSuchSession,
     OwnKeyNeeded,
     RunAPIError,
     SessionSummary,
@@ -268,12 +269,14 @@ async def _page(
     thumbnails: bool = True,
 ) -> PageData:
     """The page's snapshot, on the engine's loop (`Bridge.page`)."""
-    session, damaged, version = None, None, None
+    session, damaged, version, gone = None, None, None, False
     if session_id:
         try:
             # Read before the session: a change in between shows at the next tick.
             version = await _version(engine, session_id, who)
             session = await engine.load_session(session_id, visitor=who)
+        except NoSuchSession:
+            gone = True
         except StoreError as exc:
             damaged = str(exc)
     summaries = await engine.list_sessions(visitor=who)
@@ -285,10 +288,10 @@ async def _page(
     ]
     if session is None:
         if not thumbnails:
-            return PageData(None, summaries, {}, {}, {}, damaged, wanted=tuple(covers))
+            return PageData(None, summaries, {}, {}, {}, damaged, wanted=tuple(covers), gone=gone)
         made = await engine.thumbnails(covers, visitor=who)
         listed = {sha: str(path) for sha, path in made.items()}
-        return PageData(None, summaries, {}, {}, listed, damaged)
+        return PageData(None, summaries, {}, {}, listed, damaged, gone=gone)
     shown: list[ImageRef] = [s.result for s in session.steps.values() if s.result]
     drawn = [s.result for s in tree.drawn_steps(session.seen_from(tab_step, ahead)) if s.result]
     wanted = [*drawn, *covers]

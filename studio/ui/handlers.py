@@ -394,7 +394,7 @@ class Handlers:
                 c.pair_b: gr.Dropdown(choices=page.pair_b.choices, value=page.pair_b.value),
             }
         return pair | {
-            c.browser: page.session_id if page.session_id else gr.skip(),
+            c.browser: page.session_id or (None if page.forget else gr.skip()),
             c.tab_step: page.tab_step,
             # What this render shows: the session's version, seen from which step. It goes with
             # the browser's session: a page that leaves that session (a damaged one was picked)

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 EMPTY_STATUS = (
     "Upload, paste or link an image, pick an example, or type an instruction to generate one."
 )
+# The tab's session is no longer in the store (UX audit 5: another tab deleted it, and this one
+# said only "There is no such session.", and refused each instruction typed there the same way).
+GONE_STATUS = (
+    "⚠ This session is no longer here: it was deleted, perhaps in another tab. Upload, paste or "
+    "link an image, or type an instruction, to start a new one."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +36,8 @@ class PageData:
 
     `images` and `thumbs` map an image's sha256 to a file Gradio may serve; `damaged` is the
     sentence saying why the asked-for session could not be read (the rest of the page works);
-    `left_open`, the queued steps that cannot be cancelled (`Engine.left_open`).
+    `left_open`, the queued steps that cannot be cancelled (`Engine.left_open`); `gone`, that
+    the asked-for session is not there (deleted, perhaps in another tab).
     """
 
     session: Session | None
@@ -43,6 +50,7 @@ class PageData:
     # The images whose thumbnails `thumbs` is still to hold (made apart: `Bridge.page`).
     wanted: tuple[ImageRef, ...] = ()
     left_open: frozenset[str] = frozenset()
+    gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +75,8 @@ class Tiles:
 
 @dataclass(frozen=True, slots=True)
 class PageUpdate:
-    """What every view output of the page shows. `session_id` None leaves the browser's own.
+    """What every view output of the page shows. `session_id` None leaves the browser's own,
+    unless `forget`: the browser's session is gone, and the next edit starts a new one.
 
     `tab_step` is the step this tab shows: the parent of its next edit, whatever another tab,
     the CLI or an agent does meanwhile. `version` is the session's version it shows. `result`
@@ -102,6 +111,7 @@ class PageUpdate:
     raw: str | None = None
     # The session list (`tree.sessions_html`): thumbnails, names, steps, last change.
     sessions_html: str = ""
+    forget: bool = False
 
 
 def step_numbers(session: Session) -> dict[str, int]:
@@ -180,7 +190,7 @@ def render_page(
         opened=sessions_open,
     )
     if session is None:
-        status = f"⚠ {data.damaged}" if data.damaged else EMPTY_STATUS
+        status = f"⚠ {data.damaged}" if data.damaged else GONE_STATUS if data.gone else EMPTY_STATUS
         return PageUpdate(
             session_id=None,
             tab_step=None,
@@ -200,6 +210,7 @@ def render_page(
             pair_a=Choices([], None),
             pair_b=Choices([], None),
             sessions_html=listed,
+            forget=data.gone,
         )
     stored = session.current
     session = session.seen_from(tab_step, ahead)

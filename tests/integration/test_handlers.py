@@ -422,6 +422,27 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     assert [s.session_id for s in await page.bridge.call(Engine.list_sessions)] == [first]
 
 
+async def test_a_session_deleted_in_another_tab_is_said_so_and_the_next_edit_starts_anew(
+    page, tmp_path
+):
+    """Another tab deleted the session this one shows: it said only "There is no such
+    session.", looked like the start page, and refused every instruction typed there with the
+    same sentence (UX audit 5). It says what happened, forgets the session, and the next
+    instruction starts a new one."""
+    c = page.c
+    session_id, origin = await _start(page, tmp_path)
+    shown = await page.on_tick(session_id, origin, f"{session_id}@never", None)
+    await page.on_delete(session_id, origin)  # (from the other tab)
+    gone = await page.on_tick(session_id, origin, shown[c.version], None)
+    assert "no longer here" in gone[c.status]
+    assert "deleted" in gone[c.status]
+    assert gone[c.browser] is None  # the page forgets it
+    form = ("match", "png", True, False, 2, None)
+    made = await page.on_edit(None, None, "a red bicycle on white", "pro", *form)
+    assert made[c.browser] not in (None, session_id)
+    assert "no such session" not in str(made.get(c.status, "")).lower()
+
+
 async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refused(
     page, tmp_path, sim
 ):
