@@ -438,7 +438,11 @@ class Handlers:
         the reason in a toast and in the status line; what was typed stays in the box."""
         session_id, tab_step = (_text(a) for a in (*args, None, None)[:2])
         # (The engine's sentence also tells API and MCP callers which header takes a key.)
-        sentence = present.OWN_KEY_NEEDED if isinstance(exc, OwnKeyNeeded) else error_sentence(exc)
+        sentence = (
+            present.OWN_KEY_NEEDED
+            if isinstance(exc, OwnKeyNeeded)
+            else present.on_page(error_sentence(exc))
+        )
         gr.Warning(present.as_text(sentence))  # toasts render HTML; a refusal may quote input
         return {**(await self.page(session_id, tab_step)), self.c.status: present.warning(sentence)}
 

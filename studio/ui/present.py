@@ -336,6 +336,18 @@ def warning(sentence: str) -> str:
     return f"⚠ {as_text(sentence)}"
 
 
+# The controls the engine's sentences name in Markdown's emphasis, for API and MCP callers.
+_MARKED = ("*RunAPI key*",)
+
+
+def on_page(sentence: str) -> str:
+    """An engine's sentence as the page says it: the controls it names unmarked (escaped for
+    the page, their marks showed as asterisks around "RunAPI key": UX audit 5)."""
+    for marked in _MARKED:
+        sentence = sentence.replace(marked, marked.strip("*"))
+    return sentence
+
+
 def imported(name: str) -> str:
     return f"Imported “{as_text(name)}”."
 

@@ -637,3 +637,27 @@ def test_a_visitor_typing_ahead_has_every_instruction_run_in_order_and_none_refu
         expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
     finally:
         context.close()
+
+
+def test_a_visitor_past_the_budget_is_told_in_plain_words_where_to_paste_a_key(
+    browser, sim, clean_env
+):
+    """The refusal named the key box in Markdown's marks, which the page showed as they were:
+    "paste your own RunAPI key under \\*RunAPI key\\*" (UX audit 5)."""
+    with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=5) as studio:
+        context, page = _visit(browser, studio.url)
+        try:
+            _edit_an_example(page)  # the visitor's 5 cents
+            box = page.locator("#prompt textarea")
+            box.fill("add snow")
+            box.press("Enter")
+            status = page.locator("#status")
+            expect(status).to_contain_text("today's share", timeout=20_000)
+            expect(status).to_contain_text("under RunAPI key")
+            assert "*" not in (status.text_content() or "")
+            toast = page.locator("[data-testid=toast-body]").first
+            expect(toast).to_contain_text("under RunAPI key")
+            assert "*" not in (toast.text_content() or "")
+            expect(box).to_have_value("add snow")
+        finally:
+            context.close()
