@@ -258,8 +258,9 @@ class Limits:
             )
         if not self._rides(owner, steps, after) and places + steps > s.max_running:
             raise LimitError(
-                f"You already have {places} edit(s) running; this studio runs at most "
-                f"{s.max_running} at once for each visitor. Wait for one to finish."
+                f"You already have {places} edit{'' if places == 1 else 's'} running; this "
+                f"studio runs at most {s.max_running} at once for each visitor. Wait for one "
+                "to finish."
             )
         recent = self._recent.setdefault(owner, deque())
         now = self._clock()

@@ -140,8 +140,10 @@ def _banner(
         return "Using **your own RunAPI key** for this tab. It is not stored."
     if simulator:
         return (
-            "**Simulator, not Flux:** simple, free image changes. For Flux, paste a RunAPI key "
-            "under *RunAPI key* or start with `RUNAPI_API_KEY`."
+            # (Not "free" alone: beside it the header counts each edit at RunAPI's price, and
+            # the two read as a contradiction: UX audit 5.)
+            "**Simulator, not Flux:** simple image changes at RunAPI's prices, never charged. "
+            "For Flux, paste a RunAPI key under *RunAPI key* or start with `RUNAPI_API_KEY`."
         )
     if server_key:
         return "Using the server's RunAPI key: every edit is billed to it."

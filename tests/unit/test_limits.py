@@ -18,8 +18,9 @@ def limits(**kw) -> tuple[Limits, list[float], list[date]]:
 def test_a_visitor_runs_at_most_two_edits_at_once_and_others_are_not_held_back():
     caps, _, _ = limits(visitor_budget_cents=1000)
     caps.admit("a", ["1", "2"], 10, server_key=True)  # a compare: two at once
-    with pytest.raises(LimitError, match="at most 2 at once"):
+    with pytest.raises(LimitError, match="at most 2 at once") as refused:
         caps.admit("a", ["3"], 5, server_key=True)
+    assert str(refused.value).startswith("You already have 2 edits running;")
     caps.admit("b", ["4"], 5, server_key=True)
     caps.release("1")
     caps.admit("a", ["3"], 5, server_key=True)

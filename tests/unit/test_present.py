@@ -143,3 +143,12 @@ def test_match_source_names_runapi_s_ratio_and_says_when_it_is_only_the_nearest(
     assert match_ratio(1920, 1080) == "16:9"
     assert match_ratio(451, 300) == "≈ 4:3"  # a 3:2 photo: RunAPI has no 3:2
     assert match_ratio(1000, 1010) == "1:1"
+
+
+def test_the_simulators_banner_says_its_costs_are_prices_never_charged():
+    """It said "simple, free image changes" while the header counted each edit at RunAPI's
+    price ("Session cost $0.85"): the two read as a contradiction (UX audit 5)."""
+    said = present.banner(simulator=True, server_key=False, user_key=False)
+    assert "never charged" in said
+    assert "RunAPI's prices" in said
+    assert "free" not in said
