@@ -70,9 +70,8 @@
   studio.pending = studio.pending || new Map();
   studio.taken = studio.taken || [];
   studio.withdrawn = studio.withdrawn || new Set();
-  // A click whose edit never started (none seen within this time) gives its text back.
-  const TAKEN_MS = 10000;
-  // An Enter whose event Gradio did not send within this time was not sent at all.
+  // A click whose event Gradio did not send within this time was not sent at all (the studio
+  // unreachable: Gradio sends no event while its connection is down): its text goes back.
   const UNSENT_MS = 5000;
   const NOT_SENT =
     "⚠ The studio could not be reached, so nothing was sent: your instruction is back in the box.";
@@ -88,7 +87,7 @@
   const take = () => {
     const box = promptBox();
     const text = box ? box.value : "";
-    const entry = { text, region: "", at: Date.now(), options: options() };
+    const entry = { text, region: "", options: options() };
     if (text.trim() && box) {
       // A region drawn on the canvas belongs to this edit, and goes with it.
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
@@ -121,14 +120,16 @@
       if (!event.target?.closest?.("#run")) return;
       const entry = take();
       studio.taken.push(entry);
-      // An Enter the page never sent (the studio unreachable: Gradio sends no event while
-      // its connection is down) gives its text back, with a word (UX audit 5: it was lost).
+      // Never sent: it goes, and its text back into the box with a word (UX audit 5: it was
+      // lost); an empty one goes too, or the next Enter would send it in place of its own.
       setTimeout(() => {
         const at = studio.taken.indexOf(entry);
-        if (at < 0 || !entry.text.trim()) return;
+        if (at < 0) return;
         studio.taken.splice(at, 1);
-        putBack(entry.text);
-        studio.say(NOT_SENT);
+        if (entry.text.trim()) {
+          putBack(entry.text);
+          studio.say(NOT_SENT);
+        }
       }, UNSENT_MS);
       // The next instruction is typed where the last was (not into the Edit button); on a
       // phone the keyboard is not brought up again.
@@ -146,11 +147,6 @@
   studio.send = (args, at) => {
     // What goes is what the click (or Enter) took; without one (an event not sent by a
     // click seen here), what the box shows now.
-    const now = Date.now();
-    while (studio.taken.length > 1 && now - studio.taken[0].at > TAKEN_MS) {
-      const stale = studio.taken.shift().text;
-      if (stale.trim()) putBack(stale);
-    }
     const entry = studio.taken.shift() || take();
     const out = fill([...args], at, { ...entry.options, prompt: entry.text, region: entry.region });
     if (!entry.text.trim()) return out; // the server says why, in one sentence
