@@ -966,18 +966,25 @@ class Engine:
         *,
         visitor: Visitor = LOCAL,
     ) -> Step:
-        """Run a failed step again as a new sibling step; the failed one stays as it was."""
+        """Run a finished step again as a new sibling step (the step stays as it was); the
+        step that runs it, the last of them when it was typed ahead of failed steps that run
+        again first, in order (`Session.to_try_again`)."""
         await self._require_key(visitor)
         async with self._lock(session_id):
             session = await self.load_session(session_id, visitor=visitor)
-            session = session.retry(step_id, new_id(), self._now())
-            step = await self._paid_by(session.current, visitor)
-            await self._require_result_room(visitor, session, [step])
-            await self._admit(session, [step], visitor)
-            await asyncio.to_thread(self._store.save_step, step)
+            steps: list[Step] = []
+            for old in session.to_try_again(step_id):
+                after = steps[-1].step_id if steps else None
+                session = session.retry(old.step_id, new_id(), self._now(), after=after)
+                steps.append(await self._paid_by(session.current, visitor))
+            await self._require_result_room(visitor, session, steps)
+            await self._admit(session, steps, visitor, chain=True)
+            for step in steps:
+                await asyncio.to_thread(self._store.save_step, step)
             await asyncio.to_thread(self._store.set_current, session)
-        self._launch(step, visitor)
-        return step
+        for step in steps:
+            self._launch(step, visitor)
+        return steps[-1]
 
     async def edit(
         self,
@@ -1918,9 +1925,12 @@ class Engine:
                 owner, 1, cents, server_key=self._payer(visitor) is None, address=visitor.address
             )
 
-    async def _admit(self, session: Session, steps: list[Step], visitor: Visitor) -> None:
-        """In a hosted studio, count these steps against the visitor's caps (or refuse them);
-        what they may cost the server's key is written down at once (`Store.record_spend`)."""
+    async def _admit(
+        self, session: Session, steps: list[Step], visitor: Visitor, *, chain: bool = False
+    ) -> None:
+        """In a hosted studio, count these steps (with `chain`, each after the one before)
+        against the visitor's caps (or refuse them); what they may cost the server's key is
+        written down at once (`Store.record_spend`)."""
         limits, owner = self._limits, session.owner
         if limits is None or owner is None:
             return
@@ -1934,6 +1944,7 @@ class Engine:
             server_key=server_key,
             address=visitor.address,
             after=steps[0].parent_id,
+            chain=chain,
         )
         if server_key:
             await asyncio.to_thread(self._store.record_spend, day, owner, visitor.address, cents)

@@ -365,6 +365,21 @@ class Session:
         fail together: the first, then each one after it)."""
         return self._not_failed(self.current)
 
+    def _tried_since(self, failed: Step) -> Step | None:
+        """The newest later try of `failed` that did not fail (done or on its way), following
+        tries of tries; None when there is none."""
+        tries = sorted(
+            (s for s in self.steps.values() if s.retry_of == failed.step_id),
+            key=lambda s: s.created_at,
+            reverse=True,
+        )
+        for step in tries:
+            if step.state is not StepState.FAILED:
+                return step
+            if (later := self._tried_since(step)) is not None:
+                return later
+        return None
+
     def _not_failed(self, step: Step) -> Step:
         """`step`, or when it failed, its nearest ancestor that did not (the origin at worst)."""
         while step.state is StepState.FAILED and step.parent_id is not None:
@@ -420,9 +435,34 @@ class Session:
         )
         return self._with_new_step(step)
 
-    def retry(self, step_id: str, new_step_id: str, now: datetime) -> Session:
+    def to_try_again(self, step_id: str) -> tuple[Step, ...]:
+        """What *Try again* on `step_id` runs again, oldest first: the step, after each failed
+        step it was typed ahead of and so never ran (RunAPI failed the first of a queue, and
+        the rest failed with it). Each instruction runs again, in order: tried again alone, the
+        second ran on the image before the first, and the first was dropped without a word
+        (UX audit 5). A failed step already tried again with success is not run again: the
+        steps after it run on that try (`retry`)."""
+        step = self._get(step_id)
+        chain = [step]
+        while step.state is StepState.FAILED and step.task_id is None and step.parent_id:
+            parent = self.steps[step.parent_id]
+            if (
+                parent.kind == "origin"
+                or parent.state is not StepState.FAILED
+                or self._tried_since(parent) is not None
+            ):
+                break
+            chain.insert(0, parent)
+            step = parent
+        return tuple(chain)
+
+    def retry(
+        self, step_id: str, new_step_id: str, now: datetime, *, after: str | None = None
+    ) -> Session:
         """Queue a copy of finished step `step_id` as its sibling and make it current: a retry
-        of a failed step, or another try of a finished one ("try again")."""
+        of a failed step, or another try of a finished one ("try again"). `after`: run it
+        after that step instead (a try of the failed step it was typed ahead of,
+        `to_try_again`)."""
         failed = self._get(step_id)
         if failed.kind == "origin" or not failed.is_finished:
             raise HistoryError("Only a finished edit can be tried again.")
@@ -431,10 +471,16 @@ class Session:
         # copy may be what failed it (RunAPI had lost the file: "HTTP 404"; UX audit 1).
         source = replace(failed.source, uploaded_url=None, uploaded_expires_at=None)
         region = failed.region
-        if parent_id is not None and self.steps[parent_id].state is StepState.FAILED:
-            # Typed ahead of a step that failed, it never ran: tried again, it runs on the
-            # nearest image up its branch, as an instruction sent now would.
-            parent = self._not_failed(self.steps[parent_id])
+        parent = None
+        if after is not None:
+            parent = self._get(after)
+        elif parent_id is not None and self.steps[parent_id].state is StepState.FAILED:
+            # Typed ahead of a step that failed, it never ran: tried again, it runs on that
+            # step's own later try if one did not fail, else on the nearest image up its
+            # branch, as an instruction sent now would.
+            before = self.steps[parent_id]
+            parent = self._tried_since(before) or self._not_failed(before)
+        if parent is not None:
             parent_id, source = parent.step_id, self._output_of(parent)
             editing = source.kind != "none"
             kind = "edit" if editing else "generate"

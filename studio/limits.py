@@ -210,17 +210,27 @@ class Limits:
         server_key: bool,
         address: str | None = None,
         after: str | None = None,
+        chain: bool = False,
     ) -> date:
-        """Count these steps for `owner` (asking from `address`; made after step `after`), or
-        raise `LimitError` and count nothing; the day (UTC) they were counted in, for the
-        ledger (read apart, at midnight it could be the next day's: review 18 F3)."""
+        """Count these steps for `owner` (asking from `address`; made after step `after`; with
+        `chain`, each after the one before it), or raise `LimitError` and count nothing; the
+        day (UTC) they were counted in, for the ledger (read apart, at midnight it could be the
+        next day's: review 18 F3)."""
         self.check(
-            owner, len(step_ids), cost_cents, server_key=server_key, address=address, after=after
+            owner,
+            len(step_ids),
+            cost_cents,
+            server_key=server_key,
+            address=address,
+            after=after,
+            chain=chain,
         )
         assert self._day is not None  # (set by `check`)
-        if self._rides(owner, len(step_ids), after):
+        if self._rides(owner, 1 if chain else len(step_ids), after):
             assert after is not None
             self._after[step_ids[0]] = after
+        if chain:
+            self._after.update(zip(step_ids[1:], step_ids, strict=False))
         if server_key:
             self._spent[owner] = self._spent.get(owner, 0) + cost_cents
             if address is not None:
@@ -242,21 +252,24 @@ class Limits:
         server_key: bool,
         address: str | None = None,
         after: str | None = None,
+        chain: bool = False,
     ) -> None:
         """Raise `LimitError` when `steps` more for `owner` (asking from `address`, costing
-        `cost_cents` of the server's key when `server_key`, made after step `after`) would pass
-        a cap; counts nothing."""
+        `cost_cents` of the server's key when `server_key`, made after step `after`; with
+        `chain`, each after the one before, so they take one place) would pass a cap; counts
+        nothing."""
         s = self.settings
         self._new_day_if_needed()
         places = self.places(owner)
-        if steps > s.max_running:
+        needed = 1 if chain else steps
+        if needed > s.max_running:
             # (Three or four results at once, where two run at most: nothing is running to wait
             # for, review 54 F4.)
             raise LimitError(
                 f"This studio runs at most {s.max_running} edits at once for each visitor; "
                 f"ask for {s.max_running} results or fewer."
             )
-        if not self._rides(owner, steps, after) and places + steps > s.max_running:
+        if not self._rides(owner, needed, after) and places + needed > s.max_running:
             raise LimitError(
                 f"You already have {places} edit{'' if places == 1 else 's'} running; this "
                 f"studio runs at most {s.max_running} at once for each visitor. Wait for one "

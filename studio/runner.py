@@ -659,7 +659,8 @@ class StepRunner:
                     break
                 if parent is not None and parent.is_finished:
                     raise HistoryError(
-                        "The step before this one failed, so it did not run; retry it when ready."
+                        "The step before this one failed, so this one did not run. Try again runs "
+                        "the one before again, then this one."
                     )
                 running = self._runs.get(step.parent_id)
                 if running is not None and not running.task.done():

@@ -907,7 +907,7 @@ class Handlers:
             return {self.c.news: next(_BEATS)}
         if tab_step in tick.running:
             running = tick.running[tab_step]
-            return {self.c.status: present.step_status(running.step, running)}
+            return {self.c.status: present.step_status(running.step, running, running=tick.running)}
         return {self.c.status: gr.skip()}
 
     @guarded
@@ -943,7 +943,7 @@ class Handlers:
         update = {}
         if tab_step in tick.running:
             running = tick.running[tab_step]
-            update[self.c.status] = present.step_status(running.step, running)
+            update[self.c.status] = present.step_status(running.step, running, running=tick.running)
         if ids and ids != self._tab().results_folded and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}

@@ -6,7 +6,7 @@ Markdown and toasts only through `as_text`, so it always shows as the characters
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from studio.history import Session, Step, StepState, StepUpdate
@@ -195,18 +195,46 @@ def caption(step: Step, number: int, *, failed_before: int = 0, ahead: bool = Fa
 
 
 def step_status(
-    step: Step, update: StepUpdate | None = None, *, waiting: tuple[int, int] = (0, 0)
+    step: Step,
+    update: StepUpdate | None = None,
+    *,
+    waiting: tuple[int, int] = (0, 0),
+    running: Mapping[str, StepUpdate] | None = None,
 ) -> str:
     """The status line under the result for the current step; `waiting` counts the edits not
     yet finished that build on it (typed ahead, or its candidates): how many run and how many
-    wait their turn, said after a finished step's line."""
+    wait their turn, said after a finished step's line. `running`: what runs now, by step;
+    a step queued behind another says what that one is doing (it said "◷ Queued… 42.8 s"
+    through a RunAPI outage, where the step it waited for said RunAPI was not answering:
+    UX audit 5)."""
+    ahead = _ahead(update, running or {}) if update is not None else None
+    if ahead is not None:
+        return f"◷ Queued behind the edit before it: {_running(ahead)[2:]}"
     line = _step_line(step, update)
-    running, queued = waiting
-    if (running or queued) and step.is_finished and (update is None or update.is_final):
-        words = [f"{running} running"] if running else []
+    under_way, queued = waiting
+    if (under_way or queued) and step.is_finished and (update is None or update.is_final):
+        words = [f"{under_way} running"] if under_way else []
         words += [f"{queued} more queued"] if queued else []
         line += " · " + ", ".join(words)
     return line
+
+
+def _ahead(update: StepUpdate, running: Mapping[str, StepUpdate]) -> StepUpdate | None:
+    """For a step still queued, the step up its branch it waits for that is under way (the
+    nearest one not queued itself); None otherwise."""
+    if update.phase != "queued":
+        return None
+    seen: set[str] = set()
+    parent = update.step.parent_id
+    while parent is not None and parent in running and parent not in seen:
+        seen.add(parent)
+        before = running[parent]
+        if before.is_final:
+            return None
+        if before.phase != "queued":
+            return before
+        parent = before.step.parent_id
+    return None
 
 
 def _running(update: StepUpdate) -> str:

@@ -237,7 +237,10 @@ def render_page(
         result=image,
         before=parent_image if image else None,
         status=present.step_status(
-            current, data.running.get(current.step_id), waiting=_waiting_after(session, current)
+            current,
+            data.running.get(current.step_id),
+            waiting=_waiting_after(session, current),
+            running=data.running,
         ),
         download=image,
         retry_visible=current.kind != "origin" and current.is_finished,

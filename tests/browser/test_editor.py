@@ -189,6 +189,37 @@ def test_when_the_first_of_two_typed_ahead_fails_the_page_goes_on_from_the_last_
     expect(_current(page)).to_have_attribute("aria-label", re.compile("x three"), timeout=20_000)
 
 
+def test_try_again_on_the_second_of_a_failed_queue_runs_both_instructions_in_order(
+    page, studio, sim
+):
+    """RunAPI failed the first of two instructions typed ahead, so the second never ran. Try
+    again on the second ran it alone on the original, and the first instruction was folded
+    into "1 failed attempt" without a word (UX audit 5). Now the second's sentence says what
+    Try again does, and it does it: both run again, in order."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    sim.faults.fail_tasks(message="Upstream error", times=1)
+    box = page.locator("#prompt textarea")
+    for prompt in ("x one", "x two"):
+        box.fill(prompt)
+        box.press("Enter")
+        expect(box).to_have_value("")
+    history = page.locator("#history")
+    expect(history.locator("li.failed")).to_have_count(2, timeout=60_000)
+    status = page.locator("#status")
+    expect(status).to_contain_text("Try again runs the one before again", timeout=10_000)
+    page.locator("#retry").click()
+    # Both on the path the page shows, and in the store: the second on the first's result.
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 2: x two"), timeout=60_000
+    )
+    expect(status).to_contain_text(DONE, timeout=60_000)
+    expect(history.locator('[aria-label^="Step 1: x one"]')).to_have_count(1)
+    last = _newest(studio)
+    assert _path_prompts(studio, last.step_id) == ["x one", "x two"]
+    assert [t.body.get("prompt") for t in sim.tasks.values()].count("x one") == 2
+
+
 def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size

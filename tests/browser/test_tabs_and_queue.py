@@ -198,6 +198,11 @@ def test_while_runapi_does_not_answer_the_status_says_so(page, studio, sim):
     _submit(page, "make it black and white")
     status = page.locator("#status")
     expect(status).to_contain_text("RunAPI is not answering", timeout=30_000)
+    # One typed ahead behind it says what holds it up: it said only "◷ Queued… 42.8 s"
+    # (UX audit 5).
+    _submit(page, "add snow")
+    expect(status).to_contain_text("Queued behind the edit before it", timeout=10_000)
+    expect(status).to_contain_text("RunAPI is not answering")
     sim.faults.reset()
     expect(status).to_contain_text(DONE, timeout=60_000)
     expect(status).not_to_contain_text("not answering")

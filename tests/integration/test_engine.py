@@ -86,6 +86,34 @@ async def test_a_failed_task_keeps_the_service_message_and_a_retry_is_a_new_sibl
     assert session.current_step_id == retried.step_id
 
 
+async def test_trying_again_the_second_of_a_failed_queue_runs_both_instructions_in_order(
+    engine, sim
+):
+    """RunAPI failed the first of two instructions typed ahead, so the second never ran. Try
+    again on the second ran it alone, on the original: the first instruction was gone (UX
+    audit 5). Now both run again, the second on the first's new result, paid once each."""
+    session = await _start(engine)
+    sid = session.session_id
+    sim.faults.fail_tasks(message="Upstream error", times=1)
+    first = await engine.submit_edit(sid, EditParams(prompt="make it blue"))
+    second = await engine.submit_edit(sid, EditParams(prompt="add snow"))
+    assert (await engine.wait(first.step_id)).state is StepState.FAILED
+    second = await engine.wait(second.step_id)
+    assert second.state is StepState.FAILED
+    assert "Try again runs the one before again" in second.error
+    tasks_before = len(sim.tasks)
+    again = await engine.wait((await engine.retry(sid, second.step_id)).step_id)
+    assert again.state is StepState.COMPLETED
+    session = await engine.load_session(sid)
+    path = session.path()
+    assert [s.params.prompt for s in path[1:]] == ["make it blue", "add snow"]
+    redone = path[1]
+    assert (redone.retry_of, again.retry_of) == (first.step_id, second.step_id)
+    assert again.parent_id == redone.step_id
+    assert again.source.image_sha256 == redone.result.sha256
+    assert len(sim.tasks) == tasks_before + 2  # each instruction sent once more, no more
+
+
 async def test_a_refused_create_fails_the_step_with_a_plain_sentence(engine, sim):
     session = await _start(engine)
     sim.balance_cents = 0

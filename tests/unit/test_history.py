@@ -144,6 +144,52 @@ def test_after_instructions_typed_ahead_all_fail_the_next_builds_on_the_last_ima
     assert retried.params.prompt == "two"
 
 
+def typed_ahead_both_failed() -> Session:
+    """Two instructions typed ahead; RunAPI failed the first (it had a task), so the second
+    never ran."""
+    session = edit(start(), "a")
+    session = session.add_step("x1", EditParams(prompt="one"), T0)
+    session = session.add_step("x2", EditParams(prompt="two"), T0)
+    sent = session.steps["x1"].start("task-x1", T0)
+    session = with_step(session, sent.fail("RunAPI lost the task", T0, cost_cents=0))
+    return with_step(session, session.steps["x2"].fail("the step before failed", T0))
+
+
+def test_trying_again_a_step_that_waited_for_a_failed_one_runs_both_again_in_order():
+    """RunAPI failed the first of two instructions typed ahead, and the second with it. Tried
+    again alone, the second ran on the image before the first: the first instruction was gone
+    from the path without a word (UX audit 5)."""
+    session = typed_ahead_both_failed()
+    assert ids(session.to_try_again("x2")) == ["x1", "x2"]
+    assert ids(session.to_try_again("x1")) == ["x1"]  # it ran: it alone is tried again
+    assert ids(session.to_try_again("a")) == ["a"]
+    first = session.retry("x1", "r1", T0)
+    both = first.retry("x2", "r2", T0, after="r1")
+    r1, r2 = both.steps["r1"], both.steps["r2"]
+    assert (r1.parent_id, r1.params.prompt, r1.retry_of) == ("a", "one", "x1")
+    assert (r2.parent_id, r2.params.prompt, r2.retry_of) == ("r1", "two", "x2")
+    assert r2.is_waiting  # it runs on the first one's image, once there is one
+    assert ids(both.path()) == ["origin", "a", "r1", "r2"]
+
+
+def test_after_the_failed_first_was_tried_again_the_second_runs_on_that_try():
+    """The user tried the first again (as its sentence said) and it worked: the second,
+    tried again, runs on that result, not on the image before the first."""
+    session = typed_ahead_both_failed()
+    session = session.retry("x1", "r1", T0)
+    done = session.steps["r1"].start("task-r1", T0).complete(image(9), T0, cost_cents=5)
+    session = with_step(session, done)
+    assert ids(session.to_try_again("x2")) == ["x2"]
+    r2 = session.retry("x2", "r2", T0).steps["r2"]
+    assert r2.parent_id == "r1"
+    assert r2.source.image_sha256 == image(9).sha256
+    # A try of the first that failed again is passed over, as the first was.
+    again = typed_ahead_both_failed().retry("x1", "r1", T0)
+    failed = again.steps["r1"].start("task-r1", T0).fail("again", T0, cost_cents=0)
+    again = with_step(again, failed)
+    assert ids(again.to_try_again("x2")) == ["x1", "x2"]
+
+
 def test_add_step_branches_when_an_older_step_is_made_current():
     session = edit(edit(start(), "a"), "b").make_current("a")
     session = edit(session, "c")

@@ -51,6 +51,24 @@ def test_instructions_typed_ahead_take_one_place_as_they_run_one_at_a_time():
         caps.admit("a", ["p", "q"], 10, server_key=True, after="5")
 
 
+def test_a_chain_tried_again_takes_one_place_and_rides_one_still_running():
+    """*Try again* on the second of a queue whose first failed runs both again, the second
+    after the first: one place, as when they were typed; none when it follows a step still
+    running. Three steps side by side would need three."""
+    caps, _, _ = limits(visitor_budget_cents=1000)
+    caps.admit("a", ["x"], 5, server_key=True, after="origin")  # something else runs
+    caps.admit("a", ["r1", "r2", "r3"], 15, server_key=True, after="origin", chain=True)
+    assert caps.places("a") == 2
+    caps.release("r1")
+    assert caps.places("a") == 2  # r2 runs now, r3 waits for it
+    caps.release("r2")
+    caps.release("r3")
+    caps.admit("a", ["y1", "y2"], 10, server_key=True, after="x", chain=True)  # rides x
+    assert caps.places("a") == 1
+    with pytest.raises(LimitError, match="ask for 2 results or fewer"):
+        caps.admit("a", ["z1", "z2", "z3"], 15, server_key=True, after="origin")
+
+
 def test_more_results_at_once_than_a_visitor_may_run_says_so_not_to_wait():
     """Four results asked for, where two run at most, with nothing running: the sentence says
     to ask for fewer, not to wait for one of "0 edit(s) running" (review 54 F4)."""

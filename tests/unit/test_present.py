@@ -136,6 +136,31 @@ def test_a_step_that_waits_says_why():
     assert waiting == f"◷ {WAITS_FOR_EARLIER}"
 
 
+def test_a_step_queued_behind_another_says_what_that_one_is_doing():
+    """Through a RunAPI outage the tab's step, typed ahead, said "◷ Queued… 42.8 s" while the
+    step it waited for was told RunAPI was not answering: the README's sentence never showed
+    (UX audit 5)."""
+    from studio.history import StepUpdate
+    from studio.runner import NOT_ANSWERING
+
+    origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
+    session = Session.start(new_id(), "s", origin, T0)
+    session = session.add_step(new_id(), EditParams(prompt="one"), T0)
+    first = session.current
+    session = session.add_step(new_id(), EditParams(prompt="two"), T0)
+    second = session.current
+    third = session.add_step(new_id(), EditParams(prompt="three"), T0).current
+    sent = StepUpdate(first, "submitted", 42.8, NOT_ANSWERING)
+    waits = [StepUpdate(s, "queued", 40.0) for s in (second, third)]
+    running = {u.step.step_id: u for u in (sent, *waits)}
+    said = present.step_status(third, waits[1], running=running)
+    assert said == f"◷ Queued behind the edit before it: Sent to RunAPI… 42.8 s · {NOT_ANSWERING}"
+    # With nothing under way before it (or not told what runs), it is only queued.
+    assert present.step_status(third, waits[1]) == "◷ Queued… 40.0 s"
+    del running[first.step_id]
+    assert present.step_status(third, waits[1], running=running) == "◷ Queued… 40.0 s"
+
+
 def test_match_source_names_runapi_s_ratio_and_says_when_it_is_only_the_nearest():
     from studio.ui.present import match_ratio
 
