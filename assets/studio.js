@@ -84,6 +84,42 @@
     const count = row?.querySelector("#count")?.value || "1";
     return { model, aspect, keep, count };
   };
+  // The options row is kept with the tab across a reload, as a draft is: a reload put the
+  // model back to pro and unticked Keep the rest, and the next edit quietly ran on pro after
+  // max was kept (UX audit 5).
+  const OPTIONS_KEY = "kontext-studio-options";
+  const keepOptions = () => {
+    try {
+      sessionStorage.setItem(OPTIONS_KEY, JSON.stringify(options()));
+    } catch {
+      // (storage refused: the options are only not kept)
+    }
+  };
+  const pick = (select, value) => {
+    if (select && [...select.options].some((option) => option.value === value)) {
+      select.value = value;
+    }
+  };
+  {
+    let saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(OPTIONS_KEY) || "null");
+    } catch {
+      saved = null;
+    }
+    const row = byId("options");
+    if (saved && row) {
+      const model = row.querySelector(`#model input[value="${CSS.escape(String(saved.model))}"]`);
+      if (model) model.checked = true;
+      const keep = row.querySelector("#keep-rest input");
+      if (keep) keep.checked = Boolean(saved.keep);
+      pick(row.querySelector("#aspect"), String(saved.aspect));
+      pick(row.querySelector("#count"), String(saved.count));
+    }
+  }
+  document.addEventListener("change", (event) => {
+    if (event.target?.closest?.("#options")) keepOptions();
+  });
   const take = () => {
     const box = promptBox();
     const text = box ? box.value : "";
@@ -200,6 +236,7 @@
     // and each Enter after paid for three: UX audit 3).
     const count = name && row?.querySelector("#count");
     if (count && count.value !== "1") count.value = "1";
+    if (name) keepOptions();
   };
 
   // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
