@@ -364,7 +364,7 @@ class Engine:
         if settings.api_key is None:
             raise ValueError("the engine needs a RunAPI key (or the simulator's)")
         store = Store.open(settings.home)
-        known = store.recent_durations()
+        known = store.recent_samples()
         schedule = LearnedSchedule(
             {MODEL_IDS[m]: known.get(m, []) for m in MODEL_IDS}, scale=settings.poll_scale
         )

@@ -315,8 +315,10 @@ class _Run:
     task: asyncio.Task[Step]
     update: StepUpdate
     waiting: bool = False
-    # Seconds from its create's answer to the read that saw its task finished (a fresh task).
+    # Seconds from its create's answer to the read that saw its task finished (a fresh task),
+    # and to the read before it, which saw it unfinished (0: none).
     seen_s: float | None = None
+    missed_s: float = 0.0
 
 
 def _ended_as(task: asyncio.Task[Step]) -> Step | None:
@@ -615,7 +617,9 @@ class StepRunner:
             return await client.wait_for_task(
                 step.task_id or "",
                 model=MODEL_IDS[_model(step)],
-                on_status=lambda t, elapsed_s: self._on_status(step, t, elapsed_s, fresh),
+                on_status=lambda t, elapsed_s, missed_s: self._on_status(
+                    step, t, elapsed_s, missed_s, fresh
+                ),
                 deadline_s=max(1.0, self._deadline_s - (time.monotonic() - started)),
                 created_at=since,
             )
@@ -814,8 +818,8 @@ class StepRunner:
             ref, self._now(), cost_cents=cost, raw_result=raw, found_mask_sha256=found
         )
         run = self._runs.get(step.step_id)
-        seen_s = run.seen_s if run is not None else None
-        await asyncio.to_thread(self._store.save_step, step, poll_seen_s=seen_s)
+        seen = (run.seen_s, run.missed_s) if run is not None and run.seen_s else None
+        await asyncio.to_thread(self._store.save_step, step, poll_seen=seen)
         return step
 
     async def _keep_as_is(self, step: Step, data: bytes, cost: int) -> Step:
@@ -824,7 +828,7 @@ class StepRunner:
         before, and the mark on the loop)."""
         packet = xmp_packet(self._system(step), simulated=self._simulated)
         run = self._runs.get(step.step_id)
-        seen_s = run.seen_s if run is not None else None
+        seen = (run.seen_s, run.missed_s) if run is not None and run.seen_s else None
         store = self._store
 
         def keep() -> Step:
@@ -834,7 +838,7 @@ class StepRunner:
                 marked, format=result.format, width=result.width, height=result.height
             )
             kept = replace(step, error=None).complete(ref, self._now(), cost_cents=cost)
-            store.save_step(kept, poll_seen_s=seen_s)
+            store.save_step(kept, poll_seen=seen)
             return kept
 
         return await asyncio.to_thread(keep)
@@ -992,13 +996,16 @@ class StepRunner:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _on_status(self, step: Step, task: Task, elapsed_s: float, learn: bool) -> None:
+    def _on_status(
+        self, step: Step, task: Task, elapsed_s: float, missed_s: float, learn: bool
+    ) -> None:
         # A resumed step's wait began after the restart, so only fresh ones teach the schedule.
         if learn and task.status == "completed":
             if self._schedule is not None:
-                self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s)
+                self._schedule.observe(MODEL_IDS[_model(step)], elapsed_s, after=missed_s)
             if (run := self._runs.get(step.step_id)) is not None:
-                run.seen_s = elapsed_s  # stored with the result, for the next process to learn
+                # Stored with the result, for the next process to learn.
+                run.seen_s, run.missed_s = elapsed_s, missed_s
         self._report(step, _phase_of(task))
 
     def _report(self, step: Step, phase: Phase, note: str = "") -> None:

@@ -258,6 +258,12 @@ def _record_addresses(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX new_visitors_by_time ON new_visitors (at)")
 
 
+def _poll_brackets(db: sqlite3.Connection) -> None:
+    # The read before the one that saw a task finished (which saw it unfinished): with it a
+    # finish is known to lie between two reads, and the schedule halves that bracket.
+    db.execute("ALTER TABLE poll_durations ADD COLUMN after_s REAL NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
@@ -267,6 +273,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("005_index_images", _index_images),
     ("006_payer_keys", _record_payer_keys),
     ("007_addresses", _record_addresses),
+    ("008_poll_brackets", _poll_brackets),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -481,17 +488,18 @@ class Store:
             for step in session.steps.values():
                 _insert_step(db, step)
 
-    def save_step(self, step: Step, *, poll_seen_s: float | None = None) -> None:
+    def save_step(self, step: Step, *, poll_seen: tuple[float, float] | None = None) -> None:
         """Insert a new step, or record how an unfinished one advanced.
 
-        `poll_seen_s`, with a completed step: seconds from its create's answer to the read that
-        saw the task finished, kept (in the same transaction) for `recent_durations`.
+        `poll_seen`, with a completed step: seconds from its create's answer to the read that
+        saw the task finished, and to the read before it (which saw it unfinished; 0: none),
+        kept (in the same transaction) for `recent_samples`.
 
         Raises:
             StoreError: the step is already finished here with other values (never rewritten).
         """
         with self._write() as db:
-            _save_step(db, step, poll_seen_s)
+            _save_step(db, step, poll_seen)
 
     def add_steps(self, steps: Sequence[Step], session: Session, name: str | None = None) -> None:
         """Insert new queued steps, then name `session` `name` (if given) and record its current
@@ -933,19 +941,27 @@ class Store:
         """Seconds from a create's answer to the read that saw the task finished, for the latest
         tasks of each model (`pro`, `max`), oldest first, at most `per_model` each: what the
         poll schedule learned, in this process or any other that shares the directory."""
+        return {
+            model: [seconds for seconds, _ in samples]
+            for model, samples in self.recent_samples(per_model).items()
+        }
+
+    def recent_samples(self, per_model: int = 8) -> dict[str, list[tuple[float, float]]]:
+        """`recent_durations`, each with the read before it (which saw the task unfinished; 0:
+        none, or not recorded)."""
         with self._read() as db:
             rows = db.execute(
-                """SELECT model, seconds FROM (
-                    SELECT model, seconds, n,
+                """SELECT model, seconds, after_s FROM (
+                    SELECT model, seconds, after_s, n,
                         ROW_NUMBER() OVER (PARTITION BY model ORDER BY n DESC) AS k
                     FROM poll_durations
                 ) WHERE k <= ? ORDER BY n""",
                 (per_model,),
             ).fetchall()
-        durations: dict[str, list[float]] = {}
+        samples: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
-            durations.setdefault(row["model"], []).append(row["seconds"])
-        return durations
+            samples.setdefault(row["model"], []).append((row["seconds"], row["after_s"]))
+        return samples
 
     # Spending of the server's key for hosted visitors
 
@@ -1160,15 +1176,15 @@ class Store:
                 db.execute("ROLLBACK")
 
 
-def _save_step(db: sqlite3.Connection, step: Step, poll_seen_s: float | None) -> None:
+def _save_step(db: sqlite3.Connection, step: Step, poll_seen: tuple[float, float] | None) -> None:
     """`Store.save_step` within a transaction."""
     if _insert_step(db, step) == 0:
         row = db.execute("SELECT * FROM steps WHERE step_id = ?", (step.step_id,))
         if _decode_step(row.fetchone()) != step:
             raise StoreError(f"Step {step.step_id} is finished and cannot be changed.")
     _touch(db, step.session_id)
-    if poll_seen_s is not None and poll_seen_s > 0 and step.params is not None:
-        _add_duration(db, step.params.model, poll_seen_s)
+    if poll_seen is not None and poll_seen[0] > 0 and step.params is not None:
+        _add_duration(db, step.params.model, *poll_seen)
 
 
 def _rename(db: sqlite3.Connection, session_id: str, name: str) -> None:
@@ -1179,8 +1195,12 @@ def _rename(db: sqlite3.Connection, session_id: str, name: str) -> None:
     _touch(db, session_id)
 
 
-def _add_duration(db: sqlite3.Connection, model: str, seconds: float) -> None:
-    db.execute("INSERT INTO poll_durations (model, seconds) VALUES (?, ?)", (model, seconds))
+def _add_duration(db: sqlite3.Connection, model: str, seconds: float, after: float) -> None:
+    after = after if 0 <= after < seconds else 0.0
+    db.execute(
+        "INSERT INTO poll_durations (model, seconds, after_s) VALUES (?, ?, ?)",
+        (model, seconds, after),
+    )
     db.execute(
         "DELETE FROM poll_durations WHERE model = ? AND n < (SELECT MIN(n) FROM"
         " (SELECT n FROM poll_durations WHERE model = ? ORDER BY n DESC LIMIT ?))",

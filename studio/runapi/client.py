@@ -80,7 +80,7 @@ httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = max(
 )
 
 PollSchedule = Callable[[str], Iterable[float]]
-StatusCallback = Callable[[Task, float], Awaitable[None] | None]
+StatusCallback = Callable[[Task, float, float], Awaitable[None] | None]
 
 
 @functools.cache
@@ -237,9 +237,10 @@ class RunAPIClient:
         Args:
             task_id: The task to wait for.
             model: Its wire model name; chooses the poll schedule.
-            on_status: `cb(task, elapsed_s)`, sync or async, called after the first read and
-                whenever the status changes; `elapsed_s` is when the read that saw it was sent
-                (seconds from the start of the wait), which is what a learned schedule needs.
+            on_status: `cb(task, elapsed_s, missed_s)`, sync or async, called after the first
+                read and whenever the status changes; `elapsed_s` is when the read that saw it
+                was sent and `missed_s` when the read before it was (0: none), in seconds from
+                the start of the wait: the bracket a learned schedule needs.
             deadline_s: Overall seconds to wait, reads included.
             created_at: `time.monotonic()` when the create that made this task answered.
 
@@ -273,6 +274,7 @@ class RunAPIClient:
         # Reads land at the schedule's times from the start (a slow read shortens the next
         # sleep), so the times a learned schedule is taught are on its own clock.
         read_at = started
+        missed = 0.0  # when the last read that saw the task unfinished was sent
         if not read_at_once:
             delay = next(delays, delay)
             read_at = started + delay
@@ -283,7 +285,7 @@ class RunAPIClient:
             if task.status != last_status:
                 last_status = task.status
                 if on_status is not None:
-                    result = on_status(task, sent - started)
+                    result = on_status(task, sent - started, missed)
                     if inspect.isawaitable(result):
                         await result
             if task.status == "completed":
@@ -291,6 +293,7 @@ class RunAPIClient:
             if task.status == "failed":
                 message = redact(task.error, [self._api_key]) if task.error else None
                 raise TaskFailedError(task.task_id, message)
+            missed = sent - started
             delay = next(delays, delay)
             read_at = max(read_at + delay, time.monotonic())
             await asyncio.sleep(read_at - time.monotonic())

@@ -178,13 +178,23 @@ LEARN_TAIL_FRACTION = 0.2
 
 
 def learned_poll_delays(
-    model: str, durations_s: Sequence[float], *, scale: float = 1.0
+    model: str,
+    durations_s: Sequence[float],
+    *,
+    scale: float = 1.0,
+    after_s: Sequence[float] = (),
 ) -> Iterator[float]:
     """The sleeps between task reads for `model`, placed by the finishes seen before; forever.
 
     `durations_s` are recent tasks of this model, oldest first: seconds from the create's answer
     until a read saw the task finished. Each is an upper bound (the finish happened at or before
-    that read), so the schedule keeps probing just below the fastest one.
+    that read), so the schedule keeps probing just below the fastest one. `after_s`, where
+    known, are the matching lower bounds: when the read before that one was sent (0: none, or
+    the create's answer). With `floor` the highest of them below `lo`, the probe goes no later
+    than halfway from `floor` to `lo`: a wide bracket is halved by each probe (the prior's
+    2 s grid leaves finishes known only to 2 s, and probing down from their tops alone took a
+    dozen tasks to find a 3 s task; README, Numbers), while a narrow one leaves the probe
+    where it was (it also finds a service turned faster, below any old floor).
 
     With fewer than `LEARN_MIN_SAMPLES` usable samples this is `poll_delays(model, scale=scale)`.
     Otherwise it uses the last `LEARN_WINDOW` samples, without those beyond 4x from their median
@@ -209,11 +219,13 @@ def learned_poll_delays(
         durations_s: Seconds per finished task, oldest first.
         scale: Multiplies the prior's delays (tests use a small one against a fast simulator).
     """
-    recent = _usable(durations_s)
-    if len(recent) < LEARN_MIN_SAMPLES:
+    samples = _usable(durations_s, after_s)
+    if len(samples) < LEARN_MIN_SAMPLES:
         yield from poll_delays(model, scale=scale)
         return
+    recent = [upper for upper, _ in samples]
     lo, hi = min(recent), max(recent)
+    floor = max((lower for _, lower in samples if lower < lo), default=0.0)
     fastest = recent.index(lo)
     misses = len(recent) - 1 - fastest
     # Earlier finishes within 1% of the fastest tell nothing about how deep to look.
@@ -221,7 +233,11 @@ def learned_poll_delays(
     gap = LEARN_PROBE_GROWTH * (min(earlier) / lo - 1) if earlier else LEARN_PROBE_DEPTH
     depth = max(LEARN_PROBE_FLOOR, min(LEARN_PROBE_DEPTH, gap) / 2**misses)
     step = max(LEARN_STEP_FRACTION * hi, (hi - lo) / LEARN_SPAN_READS)
-    reads = [lo * (1 - depth), *(lo + step * n for n in range(max(1, math.ceil((hi - lo) / step))))]
+    probe = lo * (1 - depth)
+    if floor > 0:
+        halfway = (floor + lo) / 2
+        probe = halfway if probe <= floor else min(probe, halfway)
+    reads = [probe, *(lo + step * n for n in range(max(1, math.ceil((hi - lo) / step))))]
     if hi > lo:
         reads.append(hi)
     waited = 0.0
@@ -235,16 +251,25 @@ def learned_poll_delays(
         yield delay
 
 
-def _usable(durations_s: Sequence[float]) -> list[float]:
-    """The last window of finite, positive samples without outliers or a regime left behind."""
-    recent = [d for d in durations_s[-LEARN_WINDOW:] if math.isfinite(d) and d > 0]
-    if not recent:
-        return []
-    median = statistics.median(recent)
-    recent = [
-        d for d in recent if median / LEARN_OUTLIER_FACTOR <= d <= median * LEARN_OUTLIER_FACTOR
+def _usable(
+    durations_s: Sequence[float], after_s: Sequence[float] = ()
+) -> list[tuple[float, float]]:
+    """The last window of finite, positive samples without outliers or a regime left behind,
+    each with its lower bound (0 where unknown or not below it)."""
+    lowers = [*after_s[: len(durations_s)], *[0.0] * (len(durations_s) - len(after_s))]
+    pairs = [
+        (d, a if math.isfinite(a) and 0 < a < d else 0.0)
+        for d, a in zip(durations_s[-LEARN_WINDOW:], lowers[-LEARN_WINDOW:], strict=True)
+        if math.isfinite(d) and d > 0
     ]
+    if not pairs:
+        return []
+    median = statistics.median(d for d, _ in pairs)
+    pairs = [
+        p for p in pairs if median / LEARN_OUTLIER_FACTOR <= p[0] <= median * LEARN_OUTLIER_FACTOR
+    ]
+    recent = [d for d, _ in pairs]
     for start in range(len(recent) - LEARN_JUMP_RUN, 0, -1):
         if min(recent[start : start + LEARN_JUMP_RUN]) > LEARN_JUMP_FACTOR * max(recent[:start]):
-            return recent[start:]
-    return recent
+            return pairs[start:]
+    return pairs

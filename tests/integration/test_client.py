@@ -106,12 +106,14 @@ async def test_an_invalid_request_is_refused_before_sending(sim):
 @pytest.mark.parametrize("callback_kind", ["sync", "async"])
 async def test_on_status_reports_each_status_once_with_elapsed_time(sim, callback_kind):
     seen: list[tuple[str, float]] = []
+    missed: list[float] = []
 
-    def record(task: Task, elapsed_s: float) -> None:
+    def record(task: Task, elapsed_s: float, missed_s: float) -> None:
         seen.append((task.status, elapsed_s))
+        missed.append(missed_s)
 
-    async def record_async(task: Task, elapsed_s: float) -> None:
-        record(task, elapsed_s)
+    async def record_async(task: Task, elapsed_s: float, missed_s: float) -> None:
+        record(task, elapsed_s, missed_s)
 
     async with _client(sim) as client:
         created = await client.create_task(_generate())
@@ -124,6 +126,10 @@ async def test_on_status_reports_each_status_once_with_elapsed_time(sim, callbac
     elapsed = [elapsed_s for _, elapsed_s in seen]
     assert elapsed == sorted(elapsed)
     assert elapsed[-1] > 0.2  # the task's own time, measured from its creation
+    # With each, the read before it (none before the first): the finish lies between the two.
+    assert missed[0] == 0.0
+    assert 0 < missed[-1] < elapsed[-1]
+    assert missed[-1] >= elapsed[-2]
 
 
 async def test_wait_raises_task_failed_with_the_service_message_when_the_task_fails(sim):

@@ -417,6 +417,10 @@ async def test_the_engine_learns_each_model_s_durations_and_keeps_them_across_a_
     try:
         # A new process (a CLI run, an agent's call) starts from what the last one learned.
         assert again.schedule.durations("flux-kontext-pro") == learned
+        # With the read before each finish: the bracket the next probe halves.
+        brackets = again.schedule.samples("flux-kontext-pro")
+        assert all(0 <= after < seen for seen, after in brackets)
+        assert any(after > 0 for _, after in brackets)
     finally:
         await again.aclose()
 

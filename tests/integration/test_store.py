@@ -390,7 +390,7 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
             "payer_key",
         ],
         "spend": ["step_id", "day", "owner", "address", "cents"],
-        "poll_durations": ["n", "model", "seconds"],
+        "poll_durations": ["n", "model", "seconds", "after_s"],
         "address_owners": ["address", "owner"],
         "new_visitors": ["address", "at"],
         "indexes": [
@@ -544,16 +544,18 @@ def test_recent_durations_are_what_the_schedule_saw_latest_per_model_oldest_firs
         else:  # the step's own elapsed time (upload, download) is not what is learned
             ref = store.put_image(f"{n}".encode(), format="png", width=8, height=8)
             step = step.complete(ref, now + timedelta(seconds=n + seen_s + 1.5))
-        store.save_step(step, poll_seen_s=seen_s)
+        store.save_step(step, poll_seen=None if seen_s is None else (seen_s, seen_s - 2))
         session = with_step(session, step)
     assert store.recent_durations(per_model=2) == {"pro": [4.0, 5.0], "max": [9.0, 8.0]}
     assert store.recent_durations()["pro"] == [3.0, 4.0, 5.0]
+    # Each with the read before it, which saw the task unfinished: the bracket it lies in.
+    assert store.recent_samples()["pro"] == [(3.0, 1.0), (4.0, 2.0), (5.0, 3.0)]
     # Only the latest are kept, per model, however busy the other model is.
     for n in range(KEPT_DURATIONS + 5):
         session = session.add_step(new_id(), EditParams(prompt="p"), now)
         step = session.current.start(f"more-{n}", now)
         ref = store.put_image(f"more {n}".encode(), format="png", width=8, height=8)
-        store.save_step(step.complete(ref, now), poll_seen_s=1.0 + n)
+        store.save_step(step.complete(ref, now), poll_seen=(1.0 + n, 0.0))
     kept = store.recent_durations(per_model=100)
     assert kept["max"] == [9.0, 8.0]
     assert kept["pro"] == [1.0 + n for n in range(5, KEPT_DURATIONS + 5)]
