@@ -1568,6 +1568,14 @@ class Engine:
         balance = await self._clients.get(key).get_balance()
         return balance.balance_cents
 
+    async def share_left(self, *, visitor: Visitor = LOCAL) -> tuple[int, int] | None:
+        """For a hosted visitor editing on the server's key: what they may still spend of it
+        today, and their day's share, in cents (`Limits.share_left`); None for anyone else
+        (a visitor with a key of their own pays for their own edits)."""
+        if self._limits is None or visitor.owner is None or self._payer(visitor) is not None:
+            return None
+        return self._limits.share_left(visitor.owner, visitor.address)
+
     async def check_key(self, api_key: Secret, *, visitor: Visitor = LOCAL) -> int | None:
         """Check a visitor's key with RunAPI (a balance call): the balance in cents, or None
         if its shape is unknown. Raises `AuthenticationError` whose sentence names the pasted

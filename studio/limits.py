@@ -291,19 +291,39 @@ class Limits:
                 "This hosted studio needs your own RunAPI key: paste it under *RunAPI key* "
                 "(API and MCP callers send it in an X-RunAPI-Key header)."
             )
-        # Each budget of the day: its cap, what it spent, whose it is.
-        address_cap = s.address_cap_cents if address is not None else None
-        budgets = (
-            (s.visitor_budget_cents, self._spent.get(owner, 0), "own", _VISITOR_SPENT),
-            (address_cap, self._spent_by_address.get(address or "", 0), "address", _ADDRESS_SPENT),
-            (s.total_budget_cents, self._spent_total, "total", _TOTAL_SPENT),
-        )
-        for cap, spent, whose, used_up in budgets:
+        for cap, spent, whose, used_up in self._budgets(owner, address):
             if cap is not None and spent + cost_cents > cap:
                 left = cap - spent
                 if left < min(PRICE_CENTS.values()):
                     raise LimitError(used_up)
                 raise LimitError(_too_dear(cost_cents, left, whose))
+
+    def _budgets(
+        self, owner: str, address: str | None
+    ) -> tuple[tuple[int | None, int, str, str], ...]:
+        """Each budget of the day: its cap, what it spent, whose it is, the sentence when it
+        is used up."""
+        s = self.settings
+        address_cap = s.address_cap_cents if address is not None else None
+        return (
+            (s.visitor_budget_cents, self._spent.get(owner, 0), "own", _VISITOR_SPENT),
+            (address_cap, self._spent_by_address.get(address or "", 0), "address", _ADDRESS_SPENT),
+            (s.total_budget_cents, self._spent_total, "total", _TOTAL_SPENT),
+        )
+
+    def share_left(self, owner: str, address: str | None = None) -> tuple[int, int] | None:
+        """What `owner` (asking from `address`) may still spend of the server's key today, the
+        least any of the day's budgets leaves, and the most it could be (their own share, or
+        the least cap); None when visitors do not edit on the server's key. Said on the page
+        before anything is refused: a visitor first heard of a budget when it refused them
+        (UX audit 5)."""
+        if not self.settings.server_key_for_visitors:
+            return None
+        self._new_day_if_needed()
+        budgets = [(cap, spent) for cap, spent, _, _ in self._budgets(owner, address) if cap]
+        left = min(max(0, cap - spent) for cap, spent in budgets)
+        share = self.settings.visitor_budget_cents or min(cap for cap, _ in budgets)
+        return left, share
 
     def admit_decode(self, owner: str, pixels: int) -> None:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they

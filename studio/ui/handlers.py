@@ -954,11 +954,16 @@ class Handlers:
         asked of RunAPI after the page is drawn, so a slow or failing answer never holds the
         page up. Nothing shows when it is not shown (a hosted visitor without a key of their
         own, the simulator) or RunAPI does not answer (the edits' own errors say why)."""
+        who = self.who_with(tab_key)
         try:
-            cents = await self.bridge.balance(self.who_with(tab_key))
+            cents = await self.bridge.balance(who)
         except REFUSED:
             cents = None
-        return {self.c.header: gr.HTML(balance=prose.to_html(present.balance_line(cents)))}
+        line = present.balance_line(cents)
+        if cents is None:  # a hosted visitor on the server's key: what is left of their share
+            with contextlib.suppress(*REFUSED):
+                line = present.share_line(await self.bridge.call(Engine.share_left, visitor=who))
+        return {self.c.header: gr.HTML(balance=prose.to_html(line))}
 
     @guarded
     async def on_pair(

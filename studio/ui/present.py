@@ -145,6 +145,13 @@ def _banner(
             "**Simulator, not Flux:** simple image changes at RunAPI's prices, never charged. "
             "For Flux, paste a RunAPI key under *RunAPI key* or start with `RUNAPI_API_KEY`."
         )
+    if server_key and hosted:
+        # (It said the server's key was "billed" for every edit: jargon to a visitor, and no
+        # word of a budget until one refused them: UX audit 5.)
+        return (
+            "**Edits here are on this studio**, within a share of its RunAPI budget for each "
+            "visitor a day. For more, paste your own RunAPI key under *RunAPI key*."
+        )
     if server_key:
         return "Using the server's RunAPI key: every edit is billed to it."
     if hosted:  # (the server's key, if any, is not for visitors: no budget of the day is set)
@@ -406,6 +413,15 @@ def cost_line(session: Session | None) -> str:
 def balance_line(balance_cents: int | None) -> str:
     """The balance beside the session's cost; nothing when it is not shown or not known."""
     return "" if balance_cents is None else f"· balance {format_cents(balance_cents)}"
+
+
+def share_line(share: tuple[int, int] | None) -> str:
+    """For a hosted visitor on the server's key, beside the session's cost: what is left of
+    their share of the day (`Engine.share_left`); nothing for anyone else."""
+    if share is None:
+        return ""
+    left, whole = share
+    return f"· today's share: {format_cents(left)} of {format_cents(whole)} left"
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -647,7 +647,12 @@ def test_a_visitor_past_the_budget_is_told_in_plain_words_where_to_paste_a_key(
     with running_studio(sim, clean_env, hosted=True, visitor_budget_cents=5) as studio:
         context, page = _visit(browser, studio.url)
         try:
+            # Told of the share, and what is left of it, before anything is refused: the
+            # first word of a budget was the refusal (UX audit 5).
+            header = page.locator("#header")
+            expect(header).to_contain_text("today's share: $0.05 of $0.05 left", timeout=20_000)
             _edit_an_example(page)  # the visitor's 5 cents
+            expect(header).to_contain_text("today's share: $0.00 of $0.05 left", timeout=20_000)
             box = page.locator("#prompt textarea")
             box.fill("add snow")
             box.press("Enter")

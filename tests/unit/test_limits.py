@@ -69,6 +69,20 @@ def test_a_chain_tried_again_takes_one_place_and_rides_one_still_running():
         caps.admit("a", ["z1", "z2", "z3"], 15, server_key=True, after="origin")
 
 
+def test_a_visitor_is_told_what_is_left_of_their_share_by_the_tightest_budget():
+    caps, _, today = limits(visitor_budget_cents=20, address_budget_cents=30)
+    assert caps.share_left("a", "1.2.3.4") == (20, 20)
+    caps.admit("a", ["1"], 5, server_key=True, address="1.2.3.4")
+    assert caps.share_left("a", "1.2.3.4") == (15, 20)
+    caps.admit("b", ["2"], 20, server_key=True, address="1.2.3.4")  # same address
+    assert caps.share_left("a", "1.2.3.4") == (5, 20)  # the address's budget is the tighter
+    assert caps.share_left("c") == (20, 20)
+    today[0] = date(2026, 12, 1)  # a new day, a new share
+    assert caps.share_left("a", "1.2.3.4") == (20, 20)
+    own_keys, _, _ = limits()
+    assert own_keys.share_left("a") is None  # visitors bring their own keys
+
+
 def test_more_results_at_once_than_a_visitor_may_run_says_so_not_to_wait():
     """Four results asked for, where two run at most, with nothing running: the sentence says
     to ask for fewer, not to wait for one of "0 edit(s) running" (review 54 F4)."""

@@ -161,6 +161,18 @@ def test_a_step_queued_behind_another_says_what_that_one_is_doing():
     assert present.step_status(third, waits[1], running=running) == "◷ Queued… 40.0 s"
 
 
+def test_a_hosted_visitor_on_the_server_s_key_is_told_of_a_daily_share_not_a_bill():
+    """It said "Using the server's RunAPI key: every edit is billed to it" (jargon, and it
+    sounds as if the visitor pays), and named no budget until one refused them (UX audit 5)."""
+    said = present.banner(simulator=False, server_key=True, user_key=False, hosted=True)
+    assert "share of its RunAPI budget for each visitor a day" in said
+    assert "billed" not in said
+    own = present.banner(simulator=False, server_key=True, user_key=False)
+    assert own == "Using the server's RunAPI key: every edit is billed to it."
+    assert present.share_line((15, 20)) == "· today's share: $0.15 of $0.20 left"
+    assert present.share_line(None) == ""
+
+
 def test_match_source_names_runapi_s_ratio_and_says_when_it_is_only_the_nearest():
     from studio.ui.present import match_ratio
 
