@@ -59,6 +59,43 @@
     if (text) sessionStorage.setItem(DRAFT_KEY, text);
   });
 
+  // A draft belongs to its session: opening another session from the list keeps what was
+  // typed for this one, and puts back what was typed for that one (or empties the box). It
+  // followed into the other session, where one Enter edited the wrong picture (UX audit 5).
+  // (+ New keeps it: an instruction typed before picking the photo is for the new session.)
+  const DRAFTS_KEY = "kontext-studio-drafts";
+  const drafts = () => {
+    try {
+      return JSON.parse(sessionStorage.getItem(DRAFTS_KEY) || "{}") || {};
+    } catch {
+      return {};
+    }
+  };
+  document.addEventListener(
+    "click",
+    (event) => {
+      const row = event.target?.closest?.('#sessions button.session[data-act="open"]');
+      const shown = document.querySelector("#sessions button.session.current")?.dataset.step;
+      const box = promptBox();
+      if (!row || !box || !shown || row.dataset.step === shown) return;
+      const kept = drafts();
+      if (box.value.trim()) kept[shown] = box.value;
+      else delete kept[shown];
+      const text = kept[row.dataset.step] || "";
+      delete kept[row.dataset.step];
+      try {
+        sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(kept));
+      } catch {
+        // (storage refused: the draft stays in the box, as before)
+        return;
+      }
+      box.value = text;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      studio.boxEdited = false;
+    },
+    true,
+  );
+
   // Enter (or Edit) is taken here, at the very moment of the key or the click, before
   // anything goes to the server: the box's text is read and the box emptied right then, and
   // the edit sent carries exactly that text. One path: Enter in the box clicks Edit; a click

@@ -334,3 +334,30 @@ def test_a_new_session_offers_no_export_rename_or_delete_until_it_has_something(
     expect(exporter).to_be_enabled()
     expect(exporter).to_have_attribute("title", "Save this session as a ZIP")
     expect(toggle).to_be_enabled()
+
+
+def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(page, sim):
+    """A half-typed instruction followed the user into another session: one Enter would have
+    edited the wrong picture (UX audit 5). Each session keeps its own draft; + New keeps the
+    box as it is (an instruction typed before the photo is picked is for the new one)."""
+    from tests.browser.test_studio_flow import EXAMPLES, _open_session
+
+    _start_from_example(page, 1)
+    _start_from_example(page, 2)
+    box = page.locator("#prompt textarea")
+    box.fill("for the coffee only")
+    _open_session(page, EXAMPLES[1])
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
+    expect(box).to_have_value("")
+    box.fill("for the cat")
+    _open_session(page, EXAMPLES[2])
+    expect(_session_name(page)).to_have_text(EXAMPLES[2], timeout=15_000)
+    expect(box).to_have_value("for the coffee only")
+    _open_session(page, EXAMPLES[1])
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
+    expect(box).to_have_value("for the cat")
+    # Sent here, it is this session's edit; nothing was sent anywhere before.
+    assert sim.tasks == {}
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(box).to_have_value("for the cat")
