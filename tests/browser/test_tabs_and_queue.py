@@ -240,3 +240,35 @@ def test_an_instruction_sent_while_the_studio_is_down_comes_back_into_the_box(
         expect(tab.locator("#status")).to_contain_text("nothing was sent")
         expect(tab.locator("#history li.pending")).to_have_count(0)
         assert len(sim.tasks) == 0
+
+
+def test_a_page_reloaded_while_pro_vs_max_runs_shows_both_again_with_their_keep_buttons(
+    page, studio, sim
+):
+    """Closing the tab (or reloading) while pro vs max ran came back with no side by side and
+    no Keep buttons, only two branch chips, and the next instruction quietly went on from the
+    old step (UX audit 5). The choice is still there: the results, their Keep buttons, and the
+    status saying one waits to be kept."""
+    _start_from_example(page, 2)
+    sim.latency = LatencyProfile(0.5, 1.0, 2.0, 8.0)
+    box = page.locator("#prompt textarea")
+    box.fill("make it night")
+    page.locator("#compare").click()
+    candidates = page.locator("#candidates")
+    expect(candidates).to_contain_text("pro", timeout=10_000)
+    page.reload()
+    expect(candidates).to_be_visible(timeout=20_000)
+    expect(candidates).to_contain_text("max", timeout=10_000)
+    expect(page.locator("#status")).to_contain_text("Keep one of the results")
+    expect(candidates.locator("button.keep", has_text="Keep max")).to_be_visible(timeout=40_000)
+    # Still refused to go on before one is kept, as in the tab that asked.
+    box.fill("add stars")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Keep one of the results first", timeout=10_000)
+    expect(box).to_have_value("add stars")
+    candidates.locator("button.keep", has_text="Keep max").click()
+    expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked(timeout=10_000)
+    expect(candidates).to_be_hidden()
+    page.reload()
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=20_000)
+    expect(candidates).to_be_hidden()
