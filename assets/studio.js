@@ -276,6 +276,21 @@
     if (name) keepOptions();
   };
 
+  // Keep answers the toast that asked for it: "Keep one of the results first…" stayed over
+  // the history, on the kept step, after one was kept (UX audit 5).
+  document.addEventListener(
+    "click",
+    (event) => {
+      if (!event.target?.closest?.("#candidates button.keep")) return;
+      for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
+        if (toast.textContent.includes("Keep one of the results")) {
+          toast.querySelector('[data-testid="toast-close"]')?.click();
+        }
+      }
+    },
+    true,
+  );
+
   // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
   // shows it and fills it in for the tab's step: true is returned, and the toggle's event goes)
   // or, when it is open, folds it again here, at once.
