@@ -269,10 +269,11 @@ def test_a_page_reloaded_while_pro_vs_max_runs_shows_both_again_with_their_keep_
     toast = page.locator("[data-testid=toast-body]", has_text="Keep one of the results first")
     expect(toast).to_be_visible()
     candidates.locator("button.keep", has_text="Keep max").click()
+    # The toast that asked for a keep goes with it (it stayed over the kept step: audit 5).
+    # (Gradio's own timer would close it 10 s after it opened: well after these 3 s.)
+    expect(toast).to_have_count(0, timeout=3_000)
     expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked(timeout=10_000)
     expect(candidates).to_be_hidden()
-    # The toast that asked for a keep goes with it (it stayed over the kept step: audit 5).
-    expect(toast).to_have_count(0)
     page.reload()
     expect(page.locator("#status")).to_contain_text(DONE, timeout=20_000)
     expect(candidates).to_be_hidden()
