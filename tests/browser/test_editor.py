@@ -241,6 +241,24 @@ def test_the_options_row_is_kept_with_the_tab_across_a_reload(page, studio, sim)
     assert task.model == "flux-kontext-max"
 
 
+def test_download_keeps_its_place_on_the_canvas_bar_as_other_buttons_come_and_go(page, studio):
+    """Download was at x 911 on a fresh upload, 805 once Before and Try again appeared and
+    704 with the model's own output: going for it by habit hit another button (UX audit 5)."""
+    _start_from_example(page)
+    download = page.locator("#download")
+    expect(download).to_be_visible()
+    first = download.bounding_box()
+    page.locator("#keep-rest input").check()
+    _edit(page, "make it black and white")
+    expect(page.locator("#raw")).to_be_visible()
+    expect(page.locator("#retry")).to_be_visible()
+    expect(page.locator("#hold")).to_be_visible()
+    after = download.bounding_box()
+    assert first is not None and after is not None
+    assert abs(after["x"] + after["width"] - first["x"] - first["width"]) <= 1, (first, after)
+    assert abs(after["y"] - first["y"]) <= 1, (first, after)
+
+
 def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size
