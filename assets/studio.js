@@ -291,6 +291,13 @@
     true,
   );
 
+  // Import's file picker offers exports (ZIPs) first; another file picked anyway is answered
+  // by the import itself, in its words (studio/ui/layout.py).
+  byId("import")?.parentElement?.querySelector('input[type="file"]')?.setAttribute(
+    "accept",
+    ".zip,application/zip",
+  );
+
   // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
   // shows it and fills it in for the tab's step: true is returned, and the toggle's event goes)
   // or, when it is open, folds it again here, at once.

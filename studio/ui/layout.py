@@ -702,9 +702,10 @@ def _render_history() -> dict[str, Any]:
             can_export=False,
         )
         # Gradio's own upload button: its file is checked by Gradio as an upload of this page.
-        import_file = gr.UploadButton(
-            "Import", file_types=[".zip"], elem_id="import", size="sm", min_width=60
-        )
+        # (No `file_types`: Gradio's page refused another file with its own raw "Invalid file
+        # type" error; the import says in its words what the file is not, UX audit 5. The
+        # picker still offers ZIPs first: assets/studio.js sets its `accept`.)
+        import_file = gr.UploadButton("Import", elem_id="import", size="sm", min_width=60)
     # A link to the export at the studio's own address (`ui.guard.EXPORT_ROUTE`), which the page
     # follows once (`kontextStudio.saveExport`); never a path on the server (review 57 L2).
     export_file = gr.HTML("", elem_id="export-file", visible=False)

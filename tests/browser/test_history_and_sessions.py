@@ -361,3 +361,22 @@ def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(pag
     page.locator("#new-session").click()
     expect(page.locator("#examples")).to_be_visible(timeout=15_000)
     expect(box).to_have_value("for the cat")
+
+
+def test_importing_a_file_that_is_not_an_export_says_so_in_the_page_s_own_words(page, tmp_path):
+    """A photo picked for Import gave Gradio's raw "Error — Invalid file type: exif6.jpg. Only
+    .zip allowed." while the status line went on saying what it said before (UX audit 5)."""
+    from tests.support.engines import make_image
+
+    _start_from_example(page)
+    photo = tmp_path / "holiday.jpg"
+    photo.write_bytes(make_image(64, 48, fmt="JPEG"))
+    picker = page.locator("#history-tools input[type=file]")
+    expect(picker).to_have_attribute("accept", re.compile(r"\.zip"))
+    with page.expect_file_chooser() as chooser:
+        page.locator("#import").click()
+    chooser.value.set_files(str(photo))
+    status = page.locator("#status")
+    expect(status).to_contain_text("not a Kontext Studio session export", timeout=15_000)
+    expect(page.locator("[data-testid=toast-body]", has_text="Invalid file type")).to_have_count(0)
+    expect(_session_name(page)).to_have_text("Chelsea example")
