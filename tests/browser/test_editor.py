@@ -254,7 +254,8 @@ def test_download_keeps_its_place_on_the_canvas_bar_as_other_buttons_come_and_go
     expect(page.locator("#retry")).to_be_visible()
     expect(page.locator("#hold")).to_be_visible()
     after = download.bounding_box()
-    assert first is not None and after is not None
+    assert first is not None
+    assert after is not None
     assert abs(after["x"] + after["width"] - first["x"] - first["width"]) <= 1, (first, after)
     assert abs(after["y"] - first["y"]) <= 1, (first, after)
 
