@@ -146,7 +146,9 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
         expect(box).to_have_value("")  # the page took it: the next is typed after that
     middle = page.locator("#history li.queued", has_text="add snow")
     expect(middle).to_contain_text("queued", timeout=10_000)
-    middle.get_by_role("button", name="Cancel the queued edit: add snow").click()
+    cancel = middle.get_by_role("button", name="Cancel the queued edit: add snow")
+    _big_enough(cancel)  # (25 x 22 px: UX audit 5)
+    cancel.click()
     expect(page.locator("#history")).not_to_contain_text("add snow", timeout=10_000)
     expect(page.locator("#history")).to_contain_text("make it night")
     expect(_current(page)).to_have_attribute(
@@ -258,6 +260,15 @@ def test_download_keeps_its_place_on_the_canvas_bar_as_other_buttons_come_and_go
     assert after is not None
     assert abs(after["x"] + after["width"] - first["x"] - first["width"]) <= 1, (first, after)
     assert abs(after["y"] - first["y"]) <= 1, (first, after)
+
+
+def _big_enough(control) -> None:  # type: ignore[no-untyped-def]
+    """At least 28 x 28 CSS px: WCAG 2.2's minimum target is 24, and a pointer near a small
+    ✕ or Keep hit the tile or the picture beside it."""
+    box = control.bounding_box()
+    assert box is not None
+    assert box["width"] >= 28, box
+    assert box["height"] >= 28, box
 
 
 def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]

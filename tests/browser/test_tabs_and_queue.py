@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 from studio.history import StepState
 from studio.simulator.tasks import LatencyProfile
 from tests.browser.conftest import open_page, running_studio
+from tests.browser.test_editor import _big_enough
 from tests.browser.test_studio_flow import (
     DONE,
     _current,
@@ -261,6 +262,8 @@ def test_a_page_reloaded_while_pro_vs_max_runs_shows_both_again_with_their_keep_
     expect(candidates).to_contain_text("max", timeout=10_000)
     expect(page.locator("#status")).to_contain_text("Keep one of the results")
     expect(candidates.locator("button.keep", has_text="Keep max")).to_be_visible(timeout=40_000)
+    for keep in candidates.locator("button.keep").all():
+        _big_enough(keep)  # (71 x 23 px: UX audit 5)
     # Still refused to go on before one is kept, as in the tab that asked.
     box.fill("add stars")
     box.press("Enter")
