@@ -225,7 +225,7 @@ def render_page(
         match_ratio = present.match_ratio(shown.result.width, shown.result.height)
     numbers = step_numbers(session)
     pair_a, pair_b = pair(session, numbers)
-    notice, notice_step = _news(session, stored, current)
+    notice, notice_step = _news(session, stored, current, ahead)
     return PageUpdate(
         session_id=session.session_id,
         tab_step=current.step_id,
@@ -293,7 +293,9 @@ def _waiting_after(session: Session, step: Step) -> tuple[int, int]:
     return running, queued
 
 
-def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, str | None]:
+def _news(
+    session: Session, stored: Step, current: Step, undone: Sequence[str] = ()
+) -> tuple[str | None, str | None]:
     """A notice when the session's own current step (moved by another tab, the CLI or an
     agent) is newer than the step this tab shows: how many steps were made since on the way
     to it, and the newest, one click away. The tab never moves by itself. (Every step made
@@ -301,7 +303,9 @@ def _news(session: Session, stored: Step, current: Step) -> tuple[str | None, st
     UX audit 4.)"""
     if stored.step_id == current.step_id or stored.created_at <= current.created_at:
         return None, None
-    shown = {s.step_id for s in session.path()}  # (`session` is seen from `current`)
+    # (`session` is seen from `current`.) What this tab undid (`undone`) is its own too:
+    # another tab going on from there counted it as a new step as well (UX audit 5).
+    shown = {s.step_id for s in session.path()} | set(undone)
     count = sum(
         1
         for s in session.make_current(stored.step_id).path()

@@ -235,6 +235,11 @@ def test_the_notice_counts_only_the_steps_made_on_the_way_to_the_newest():
     assert render_page(data(two), TILES, tab_step="a").notice == (
         "✦ 2 new steps from elsewhere: show"
     )
+    # Another tab went on from the step this one undid: that step is this tab's own, on its
+    # redo line, and not news (it said "2 new steps" for one: UX audit 5).
+    on_it = later(edit(undone.make_current("c"), "f", "add a scarf"), "f", 13)
+    page = render_page(data(on_it), TILES, tab_step="a", ahead=["c"])
+    assert page.notice == "✦ 1 new step from elsewhere: show"
 
 
 def test_failed_attempts_are_folded_into_a_count_where_they_were_made():
