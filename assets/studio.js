@@ -463,6 +463,18 @@
     if (inner.right > outer.right) box.scrollLeft += inner.right - outer.right + 8;
     else if (inner.left < outer.left) box.scrollLeft -= outer.left - inner.left + 8;
   };
+  // The history's box shrinks when a panel under it opens (Rename or delete, and its "are you
+  // sure"): the tab's step stays in its view (it went below the box: UX audit 5).
+  const historyBox = byId("history");
+  if (historyBox && window.ResizeObserver) {
+    let height = 0;
+    new ResizeObserver(([entry]) => {
+      const now = Math.round(entry.contentRect.height);
+      const tree = historyBox.querySelector("nav.tree");
+      if (now < height && tree) keepInView(tree);
+      height = now;
+    }).observe(historyBox);
+  }
 
   // Keys, when the focus is not in a text box: Ctrl/Cmd+Z undo, Ctrl/Cmd+Shift+Z (or Ctrl+Y)
   // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,

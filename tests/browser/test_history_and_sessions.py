@@ -380,3 +380,28 @@ def test_importing_a_file_that_is_not_an_export_says_so_in_the_page_s_own_words(
     expect(status).to_contain_text("not a Kontext Studio session export", timeout=15_000)
     expect(page.locator("[data-testid=toast-body]", has_text="Invalid file type")).to_have_count(0)
     expect(_session_name(page)).to_have_text("Chelsea example")
+
+
+def test_opening_rename_or_delete_keeps_the_tab_s_step_in_the_history_s_view(page):
+    """The panel takes room from the history, which scrolls inside its own box: opening it
+    hid the tab's step below that box (UX audit 5)."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    _start_from_example(page)
+    for n in range(8):
+        _edit(page, f"step {n}")
+    history, current = page.locator("#history"), _current(page)
+    page.locator("#manage-fold button[data-fold=manage]").click()
+    expect(page.locator("#session-name")).to_be_visible()
+    page.locator("#delete").click()  # (the confirmation takes more room still)
+    expect(page.locator("#delete-yes")).to_be_visible()
+    page.wait_for_function(
+        """() => {
+          const box = document.querySelector('#history').getBoundingClientRect();
+          const tile = document.querySelector('#history button.tile[aria-current="step"]')
+            .getBoundingClientRect();
+          return tile.top >= box.top - 1 && tile.bottom <= box.bottom + 1;
+        }""",
+        timeout=5_000,
+    )
+    expect(current).to_be_visible()
+    assert history.bounding_box() is not None
