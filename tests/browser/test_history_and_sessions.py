@@ -405,3 +405,26 @@ def test_opening_rename_or_delete_keeps_the_tab_s_step_in_the_history_s_view(pag
     )
     expect(current).to_be_visible()
     assert history.bounding_box() is not None
+
+
+def test_long_session_names_are_read_whole_in_the_list_on_a_phone(browser, studio):
+    """Two sessions read "Harbour poster v…" in the list on a phone: what told them apart, the
+    end of their names, was cut off (UX audit 5). In the unfolded list a name wraps."""
+    from tests.browser.conftest import open_page
+    from tests.browser.test_editor import PHONE
+
+    names = ["Harbour poster v2 final for the shop window", "Harbour poster v2 final (imported)"]
+    with open_page(browser, studio.url, **PHONE) as page:
+        for n, name in enumerate(names):
+            _start_from_example(page, n + 1)
+            page.get_by_role("button", name="Rename or delete this session").click()
+            box = page.locator("#session-name input")
+            box.fill(name)
+            page.locator("#rename").click()
+            expect(_session_name(page)).to_have_text(name, timeout=15_000)
+        rows = _listed(page)
+        for name in names:
+            shown = rows.locator(".name", has_text=name)
+            expect(shown).to_be_visible()
+            cut = shown.evaluate("(el) => el.scrollWidth > el.clientWidth + 1")
+            assert not cut, name
