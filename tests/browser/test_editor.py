@@ -159,15 +159,12 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     assert not any(t.body.get("prompt") == "add snow" for t in sim.tasks.values())
 
 
-def test_when_the_first_of_two_typed_ahead_fails_the_page_goes_on_from_the_last_image(
-    page, studio, sim
-):
-    """The first of two instructions typed ahead fails (a moderated prompt), so the second
-    does not run: the page froze on "Error" with both tiles still running and queued, an
-    instruction sent then was lost, and the session could not be opened again (UX audit 1)."""
+def _a_queue_whose_first_fails(page, sim, message: str):  # type: ignore[no-untyped-def]
+    """Two instructions typed ahead ("x one", "x two"); the service fails the first with
+    `message`, and the second with it. The box and the history."""
     _start_from_example(page)
     sim.latency = STEADY
-    sim.faults.fail_tasks(message="Content moderated", times=1)
+    sim.faults.fail_tasks(message=message, times=1)
     box = page.locator("#prompt textarea")
     for prompt in ("x one", "x two"):
         box.fill(prompt)
@@ -175,6 +172,16 @@ def test_when_the_first_of_two_typed_ahead_fails_the_page_goes_on_from_the_last_
         expect(box).to_have_value("")
     history = page.locator("#history")
     expect(history.locator("li.failed")).to_have_count(2, timeout=60_000)  # both, on the path
+    return box, history
+
+
+def test_when_the_first_of_two_typed_ahead_fails_the_page_goes_on_from_the_last_image(
+    page, studio, sim
+):
+    """The first of two instructions typed ahead fails (a moderated prompt), so the second
+    does not run: the page froze on "Error" with both tiles still running and queued, an
+    instruction sent then was lost, and the session could not be opened again (UX audit 1)."""
+    box, history = _a_queue_whose_first_fails(page, sim, "Content moderated")
     expect(history).not_to_contain_text("running")
     expect(history).not_to_contain_text("queued")
     expect(page.locator("#status")).to_contain_text("did not run", timeout=10_000)
@@ -198,16 +205,7 @@ def test_try_again_on_the_second_of_a_failed_queue_runs_both_instructions_in_ord
     again on the second ran it alone on the original, and the first instruction was folded
     into "1 failed attempt" without a word (UX audit 5). Now the second's sentence says what
     Try again does, and it does it: both run again, in order."""
-    _start_from_example(page)
-    sim.latency = STEADY
-    sim.faults.fail_tasks(message="Upstream error", times=1)
-    box = page.locator("#prompt textarea")
-    for prompt in ("x one", "x two"):
-        box.fill(prompt)
-        box.press("Enter")
-        expect(box).to_have_value("")
-    history = page.locator("#history")
-    expect(history.locator("li.failed")).to_have_count(2, timeout=60_000)
+    _, history = _a_queue_whose_first_fails(page, sim, "Upstream error")
     status = page.locator("#status")
     expect(status).to_contain_text("Try again runs the one before again", timeout=10_000)
     page.locator("#retry").click()
