@@ -338,6 +338,12 @@ class Handlers:
             download = await asyncio.to_thread(
                 _named_download, folder, Path(download), page.download_name
             )
+            if page.raw is not None and page.raw_name is not None:
+                # (It downloaded as its hash, "10189c4b…a49a1f.png": UX audit 5.)
+                raw = await asyncio.to_thread(
+                    _named_download, folder, Path(page.raw), page.raw_name
+                )
+                page = dataclasses.replace(page, raw=raw)
         update = self.updates(page, download, model)
         if tab.results_shown and tab.unkept is None and not tick:
             # One was kept, or the tab moved: the results fold (they stay in the tree as

@@ -353,11 +353,16 @@ def made_count(made: int, pending: int = 0) -> str:
     return " · ".join(parts) or "no edits yet"
 
 
-def download_name(session_name: str, number: int, image_format: str) -> str:
-    """What a downloaded image is called: the session's name and the step's number."""
+def download_name(
+    session_name: str, number: int, image_format: str, *, own_output: bool = False
+) -> str:
+    """What a downloaded image is called: the session's name and the step's number (and, for
+    the model's own output of a step kept to a region, that it is)."""
     words = "".join(ch if ch.isascii() and ch.isalnum() else " " for ch in session_name)
     slug = "-".join(words.lower().split())[:60].strip("-") or "kontext"
     step = "original" if number == 0 else f"step-{number}"
+    if own_output:
+        step += "-model-output"
     suffix = "jpg" if image_format == "jpeg" else image_format
     return f"{slug}-{step}.{suffix}"
 

@@ -103,6 +103,8 @@ class PageUpdate:
     pair_a: Choices
     pair_b: Choices = field(default_factory=lambda: Choices([], None))
     download_name: str | None = None
+    # What the model's own output downloads as (`raw`).
+    raw_name: str | None = None
     safety_max: int = SAFETY_MAX_GENERATE
     session_name: str | None = None
     notice: str | None = None
@@ -269,6 +271,13 @@ def render_page(
         notice=notice,
         notice_step=notice_step,
         raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
+        raw_name=(
+            present.download_name(
+                session.name, numbers[shown.step_id], shown.raw_result.format, own_output=True
+            )
+            if shown.raw_result is not None
+            else None
+        ),
         sessions_html=listed,
     )
 

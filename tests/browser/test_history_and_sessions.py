@@ -151,10 +151,15 @@ def test_new_then_enter_generates_a_new_image_and_leaves_no_empty_session(page, 
 
 def test_a_download_is_named_after_the_session_and_step(page):
     _start_from_example(page)
+    page.locator("#keep-rest input").check()
     _edit(page, "make it black and white")
     with page.expect_download() as download:
         page.locator("#download").click()
     assert download.value.suggested_filename == "chelsea-example-step-1.png"
+    # The model's own output too (it came as "10189c4b…a49a1f.png": UX audit 5).
+    with page.expect_download() as raw:
+        page.locator("#raw").click()
+    assert raw.value.suggested_filename == "chelsea-example-step-1-model-output.png"
 
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
