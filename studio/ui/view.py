@@ -228,6 +228,7 @@ def render_page(
     numbers = step_numbers(session)
     pair_a, pair_b = pair(session, numbers)
     notice, notice_step = _news(session, stored, current, ahead)
+    names = _download_names(session, shown, numbers[shown.step_id])
     return PageUpdate(
         session_id=session.session_id,
         tab_step=current.step_id,
@@ -261,24 +262,23 @@ def render_page(
         running=any(not s.is_finished for s in session.steps.values()),
         pair_a=pair_a,
         pair_b=pair_b,
-        download_name=(
-            present.download_name(session.name, numbers[shown.step_id], shown.result.format)
-            if shown.result is not None
-            else None
-        ),
+        download_name=names[0],
         safety_max=safety_max(editing=session.next_is_edit),
         session_name=session.name,
         notice=notice,
         notice_step=notice_step,
         raw=_image_of(data, shown.raw_result) if shown.step_id == current.step_id else None,
-        raw_name=(
-            present.download_name(
-                session.name, numbers[shown.step_id], shown.raw_result.format, own_output=True
-            )
-            if shown.raw_result is not None
-            else None
-        ),
+        raw_name=names[1],
         sessions_html=listed,
+    )
+
+
+def _download_names(session: Session, shown: Step, number: int) -> tuple[str | None, str | None]:
+    """What the shown step's image, and the model's own output of it, download as."""
+    image, raw = shown.result, shown.raw_result
+    return (
+        present.download_name(session.name, number, image.format) if image else None,
+        present.download_name(session.name, number, raw.format, own_output=True) if raw else None,
     )
 
 
