@@ -184,6 +184,12 @@ def test_on_a_phone_the_page_reads_top_to_bottom(browser, studio):
         assert box is not None
         assert box["height"] < 1.5 * line, "the title wraps"
         assert box["x"] + box["width"] <= 390
+        # + New, the only way to another photo with a session open, is a finger's size (it
+        # was 45 x 27 px: UX audit 5).
+        new = phone.locator("#new-session").bounding_box()
+        assert new is not None
+        assert new["height"] >= 36
+        assert new["width"] >= 56
 
         # The options row wraps within the screen: every control whole, none cut at its edge.
         for control in phone.locator("#options .opts > *").all():
