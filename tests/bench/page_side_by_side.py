@@ -19,15 +19,14 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import sync_playwright
 
 from studio.bench.coldstart import BareGradio
-from studio.bench.load import CHROMIUM, PAGE_TIMEOUT_MS
-from studio.bench.page import BARE_READY, CANVAS_READY, STUDIO_READY, _enter
+from studio.bench.load import CHROMIUM
+from studio.bench.page import BARE_READY, STUDIO_READY, _enter, timed_load
 from studio.bench.rig import StudioProcess
 
 
@@ -44,15 +43,7 @@ def _load(browser: Any, url: str, studio: bool, pid: int) -> tuple[float, float,
         cdp = context.new_cdp_session(page)
         cdp.send("Performance.enable")
         server = _cpu_s(pid)
-        started = time.monotonic()
-        page.goto(url, wait_until="commit")
-        page.wait_for_selector(
-            STUDIO_READY if studio else BARE_READY, state="visible", timeout=PAGE_TIMEOUT_MS
-        )
-        bar = time.monotonic() - started
-        if studio:
-            page.wait_for_function(CANVAS_READY, timeout=PAGE_TIMEOUT_MS, polling="raf")
-        usable = time.monotonic() - started
+        bar, usable = timed_load(page, url, STUDIO_READY if studio else BARE_READY, studio)
         metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         return bar, usable, float(metrics["ProcessTime"]), _cpu_s(pid) - server
     finally:
