@@ -320,10 +320,12 @@ class Limits:
         if not self.settings.server_key_for_visitors:
             return None
         self._new_day_if_needed()
-        budgets = [(cap, spent) for cap, spent, _, _ in self._budgets(owner, address) if cap]
+        budgets = [
+            (cap, spent) for cap, spent, _, _ in self._budgets(owner, address) if cap is not None
+        ]
         left = min(max(0, cap - spent) for cap, spent in budgets)
-        share = self.settings.visitor_budget_cents or min(cap for cap, _ in budgets)
-        return left, share
+        own = self.settings.visitor_budget_cents
+        return left, own if own is not None else min(cap for cap, _ in budgets)
 
     def admit_decode(self, owner: str, pixels: int) -> None:
         """Count `pixels` of large-image decoding for `owner`, or raise `LimitError` when they

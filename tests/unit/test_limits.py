@@ -81,6 +81,10 @@ def test_a_visitor_is_told_what_is_left_of_their_share_by_the_tightest_budget():
     assert caps.share_left("a", "1.2.3.4") == (20, 20)
     own_keys, _, _ = limits()
     assert own_keys.share_left("a") is None  # visitors bring their own keys
+    none_left, _, _ = limits(visitor_budget_cents=0)  # (a studio that lends nothing today)
+    assert none_left.share_left("a") == (0, 0)
+    total, _, _ = limits(total_budget_cents=50)
+    assert total.share_left("a") == (50, 50)
 
 
 def test_more_results_at_once_than_a_visitor_may_run_says_so_not_to_wait():
