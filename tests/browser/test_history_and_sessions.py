@@ -423,6 +423,7 @@ def test_long_session_names_are_read_whole_in_the_list_on_a_phone(browser, studi
     end of their names, was cut off (UX audit 5). In the unfolded list a name wraps."""
     from tests.browser.conftest import open_page
     from tests.browser.test_editor import PHONE
+    from tests.browser.test_studio_flow import EXAMPLES
 
     names = ["Harbour poster v2 final for the shop window", "Harbour poster v2 final (imported)"]
     with open_page(browser, studio.url, **PHONE) as page:
@@ -430,6 +431,8 @@ def test_long_session_names_are_read_whole_in_the_list_on_a_phone(browser, studi
             _start_from_example(page, n + 1)
             page.get_by_role("button", name="Rename or delete this session").click()
             box = page.locator("#session-name input")
+            # (The panel is filled in by the server: typed before that, the name was replaced.)
+            expect(box).to_have_value(EXAMPLES[n + 1], timeout=15_000)
             box.fill(name)
             page.locator("#rename").click()
             expect(_session_name(page)).to_have_text(name, timeout=15_000)
