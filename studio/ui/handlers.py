@@ -1011,7 +1011,7 @@ class Handlers:
         except REFUSED:
             cents = None
         line = present.balance_line(cents)
-        if cents is None:  # a hosted visitor on the server's key: what is left of their share
+        if cents is None and self.ctx.hosted:  # a visitor on the server's key: their share left
             with contextlib.suppress(*REFUSED):
                 line = present.share_line(await self.bridge.call(Engine.share_left, visitor=who))
         return {self.c.header: gr.HTML(balance=prose.to_html(line))}
