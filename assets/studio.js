@@ -313,6 +313,33 @@
     reveal(toggle.dataset.fold, performance.now() + 5000);
     return true;
   };
+  // "Rename or delete" shows the open session's name ready to edit (the session list carries
+  // it: `data-name`). A panel shown before is filled here as it opens, and the server sends no
+  // name (`fold` "manage", `filled`): its fill landed after what was typed at once and replaced
+  // it. A redrawn list (another session, a rename elsewhere) brings the box along, unless what
+  // is in it was typed for this same session.
+  const nameBox = () => document.querySelector("#session-name input, #session-name textarea");
+  studio.fillName = (fold = "manage") => {
+    const box = nameBox();
+    const list = document.querySelector("#sessions details.sessions");
+    if (fold !== "manage" || !box || !list) return false;
+    const id = list.dataset.session || "";
+    const name = list.dataset.name || "";
+    const typed = box.dataset.for === id && box.value !== box.dataset.filled;
+    if (box.value !== name && !typed) {
+      box.value = name;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    if (box.value === name || !typed) {
+      box.dataset.filled = name;
+      box.dataset.for = id;
+    }
+    return true;
+  };
+  new MutationObserver(() => studio.fillName()).observe(document.body, {
+    childList: true,
+    subtree: true,
+  });
   // An opened panel is brought into the window once the server has shown it (and again once
   // what it shows has loaded): "Compare two steps" used to open below the window's edge.
   const reveal = (id, until, again = true) => {

@@ -1099,7 +1099,8 @@ class Handlers:
             elif name == "advanced":
                 update |= await self._safety(session_id, tab_step, safety)
             elif name == "manage":
-                update |= await self._manage(session_id)
+                filled = isinstance(clicked, dict) and clicked.get("filled") is True
+                update |= await self._manage(session_id, filled=filled)
         return update
 
     async def _safety(
@@ -1117,14 +1118,19 @@ class Handlers:
 
     # -- managing sessions ----------------------------------------------------------------------
 
-    async def _manage(self, session_id: str | None) -> Update:
-        """Opening "Rename or delete" fills in the session's name, ready to edit."""
+    async def _manage(self, session_id: str | None, *, filled: bool) -> Update:
+        """Opening "Rename or delete" fills in the session's name, ready to edit; unless the
+        page did (`filled`: a panel shown before, filled from the session list as it opened),
+        where the name sent now would replace what was typed since."""
+        hidden = gr.Group(visible=False)
+        if filled:
+            return {self.c.session_name: gr.skip(), self.c.delete_confirm: hidden}
         name = ""
         if session_id:
             with contextlib.suppress(*REFUSED):
                 session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
                 name = session.name
-        return {self.c.session_name: name, self.c.delete_confirm: gr.Group(visible=False)}
+        return {self.c.session_name: name, self.c.delete_confirm: hidden}
 
     @guarded
     async def on_rename(

@@ -336,12 +336,17 @@ def folds_html(folds: dict[str, str]) -> str:
 
 
 # A toggle opens its panel (one event: the server shows and fills it) or folds it (the page).
+# A panel shown before is filled by the page as it opens where it can (the session's name:
+# `filled`), and the server leaves that alone: its fill, landing after what was typed at once,
+# replaced it.
 _FOLDS_JS = """
 element.addEventListener('click', (event) => {
   const toggle = event.target.closest('button[data-fold]');
   if (!toggle || !element.contains(toggle)) return;
   event.preventDefault();
-  if (window.kontextStudio?.toggleFold?.(toggle)) trigger('click', {act: toggle.dataset.fold});
+  const studio = window.kontextStudio;
+  if (!studio?.toggleFold?.(toggle)) return;
+  trigger('click', {act: toggle.dataset.fold, filled: Boolean(studio.fillName?.(toggle.dataset.fold))});
 });
 """
 

@@ -572,11 +572,15 @@ def sessions_html(
         '<span class="cover placeholder" aria-hidden="true"></span>'
         '<span class="name">New session</span>'
     )
+    # The open session's own name (the list's may be numbered), which "Rename or delete" shows
+    # ready to edit as it opens (assets/studio.js `fillName`).
+    named = ""
     for summary in listed_sessions(summaries, current, every=every):
         row = _session_row(summary, labels, thumbs, now, url)
         attrs = f'class="session" data-act="open" data-step="{_a(summary.session_id)}"'
         if summary.session_id == current:
             shown = row
+            named = f' data-session="{_a(summary.session_id)}" data-name="{_a(summary.name)}"'
             attrs = attrs.replace('"session"', '"session current"') + ' aria-current="true"'
         rows.append(f'<li><button type="button" {attrs}>{row}</button></li>')
     count = f"{len(summaries)} session{'s' if len(summaries) != 1 else ''}"
@@ -586,7 +590,7 @@ def sessions_html(
             f"Show all {count} ({len(summaries) - len(rows)} older)</button></li>"
         )
     return (
-        f'<details class="sessions"{" open" if opened else ""}>'
+        f'<details class="sessions"{" open" if opened else ""}{named}>'
         f'<summary title="Sessions ({count}): open another">{shown}'
         '<span class="fold" aria-hidden="true">▾</span></summary>'
         f'<ul class="list" aria-label="Sessions">{"".join(rows)}</ul></details>'

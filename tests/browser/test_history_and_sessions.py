@@ -393,6 +393,44 @@ def test_importing_a_file_that_is_not_an_export_says_so_in_the_page_s_own_words(
     expect(_session_name(page)).to_have_text("Chelsea example")
 
 
+def test_a_name_typed_as_rename_or_delete_opens_again_is_kept(page):
+    """Opened before, "Rename or delete" opened again on another session showed the old name,
+    and the server's fill of the new one, landing after what was typed at once, replaced it
+    (UX audit 5). The page fills it as it opens; what is typed then stays, and is the name."""
+    from tests.browser.test_studio_flow import EXAMPLES, _open_session
+
+    toggle = page.locator("#manage-fold button[data-fold=manage]")
+    box = page.locator("#session-name input")
+    _start_from_example(page, 1)
+    toggle.click()
+    expect(box).to_have_value(EXAMPLES[1])
+    toggle.click()  # folded again
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    _start_from_example(page, 2)
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    # Opened, and the name typed in the same moment (a reply takes longer than that on any
+    # studio but a local one: typed in the page's own task, it is always before it).
+    page.evaluate(
+        """() => {
+        document.querySelector('#manage-fold button[data-fold=manage]').click();
+        const box = document.querySelector('#session-name input');
+        box.focus();
+        box.value = 'Typed at once';
+        box.dispatchEvent(new InputEvent('input', {bubbles: true, inputType: 'insertText'}));
+      }"""
+    )
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    page.wait_for_timeout(1_500)  # the server's answer to the opening has come
+    expect(box).to_have_value("Typed at once")
+    page.locator("#rename").click()
+    expect(_session_name(page)).to_have_text("Typed at once")
+    expect(box).to_have_value("Typed at once")
+    # Another session opened from the list: the open panel names that one (Rename renamed the
+    # tab's session with the name of the one before).
+    _open_session(page, EXAMPLES[1])
+    expect(box).to_have_value(EXAMPLES[1])
+
+
 def test_opening_rename_or_delete_keeps_the_tab_s_step_in_the_history_s_view(page):
     """The panel takes room from the history, which scrolls inside its own box: opening it
     hid the tab's step below that box (UX audit 5)."""

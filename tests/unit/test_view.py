@@ -339,7 +339,10 @@ def test_the_session_list_shows_a_thumbnail_the_steps_and_the_day_of_each_sessio
     assert "Holiday &lt;b&gt;" in listed  # a name is text, never markup
     assert "<b>" not in listed
     # The open session heads the list, and is marked in it.
-    assert listed.index("<summary") < listed.index("Holiday &lt;b&gt;") < listed.index("</summary>")
+    summary = listed[listed.index("<summary") : listed.index("</summary>")]
+    assert "Holiday &lt;b&gt;" in summary
+    # The open session's own name, for "Rename or delete" to show as it opens.
+    assert 'data-session="s1" data-name="Holiday &lt;b&gt;"' in listed
     assert 'data-step="s1" aria-current="true"' in listed
 
 
@@ -354,14 +357,14 @@ def test_a_long_session_list_draws_the_newest_fifty_and_the_open_one_then_all_wh
     assert 'data-step="s70"' not in listed
     assert 'data-step="s1" aria-current="true"' in listed  # the open one, though old
     assert 'data-act="every">Show all 120 sessions (69 older)</button>' in listed
-    assert '<details class="sessions">' in listed  # folded
+    assert listed.startswith('<details class="sessions" data-session="s1" data-name=')  # folded
 
     every = render_page(
         data(start(), summaries=summaries), TILES, every_session=True, sessions_open=True
     ).sessions_html
     assert every.count('data-act="open"') == 120
     assert 'data-act="every"' not in every
-    assert '<details class="sessions" open>' in every
+    assert every.startswith('<details class="sessions" open data-session="s1"')
 
 
 def test_the_thumbnails_looked_for_are_those_of_the_steps_the_tree_draws():
