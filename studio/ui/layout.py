@@ -346,7 +346,8 @@ element.addEventListener('click', (event) => {
   event.preventDefault();
   const studio = window.kontextStudio;
   if (!studio?.toggleFold?.(toggle)) return;
-  trigger('click', {act: toggle.dataset.fold, filled: Boolean(studio.fillName?.(toggle.dataset.fold))});
+  const filled = Boolean(studio.fillName?.(toggle.dataset.fold));
+  trigger('click', {act: toggle.dataset.fold, filled});
 });
 """
 
