@@ -43,7 +43,7 @@ class Faults:
         with self._lock:
             self._errors: list[ErrorReply] = []
             self._drops: dict[Route, int] = {}
-            self._slow: list[float] = []
+            self._slow: dict[Route, list[float]] = {}
             self._fail_messages: list[str] = []
             self.results_expired = False
             self.first_result_urls_expire = False
@@ -73,10 +73,13 @@ class Faults:
         with self._lock:
             self._drops[route] = self._drops.get(route, 0) + times
 
-    def slow(self, seconds: float = 0.5, times: int = 1) -> None:
-        """Delay the next `times` API answers by `seconds` (after processing, before answering)."""
+    def slow(self, seconds: float = 0.5, times: int = 1, route: Route = "any") -> None:
+        """Delay the next `times` API answers (to `route`, or any) by `seconds` (after
+        processing, before answering)."""
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {', '.join(ROUTES)}")
         with self._lock:
-            self._slow.extend([seconds] * times)
+            self._slow.setdefault(route, []).extend([seconds] * times)
 
     def fail_tasks(self, message: str = "Content moderated", times: int = 1) -> None:
         """The next `times` created tasks end `failed` with `message` (and are refunded)."""
@@ -136,9 +139,12 @@ class Faults:
         with self._lock:
             return self._errors.pop(0) if self._errors else None
 
-    def take_slow_s(self) -> float:
+    def take_slow_s(self, route: Route | None = None) -> float:
         with self._lock:
-            return self._slow.pop(0) if self._slow else 0.0
+            for key in (route, "any"):
+                if key is not None and self._slow.get(key):
+                    return self._slow[key].pop(0)
+            return 0.0
 
     def take_drop(self, route: Route | None) -> bool:
         with self._lock:

@@ -78,8 +78,9 @@ class Gateway:
         if refusal is not None:
             await refusal(scope, receive, _with_headers(send, extra))
             return
-        slow_s = faults.chaos_slow_s if chaos == "slow" else faults.take_slow_s()
-        drop = chaos == "drop" or faults.take_drop(route_of(method, path))
+        route = route_of(method, path)
+        slow_s = faults.chaos_slow_s if chaos == "slow" else faults.take_slow_s(route)
+        drop = chaos == "drop" or faults.take_drop(route)
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":

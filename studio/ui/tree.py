@@ -14,13 +14,13 @@ or the service wrote is escaped: `gr.HTML` does not sanitise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from html import escape
 from typing import TypeVar
 from urllib.parse import quote
 
-from studio.history import Session, Step, StepState
+from studio.history import Session, Step, StepState, StepUpdate
 from studio.params import format_cents
 from studio.ui import present
 
@@ -74,6 +74,7 @@ def history_html(
     url: Callable[[str], str] = file_url,
     withdrawn: tuple[str, str] | None = None,
     left_open: frozenset[str] = frozenset(),
+    started: frozenset[str] = frozenset(),
 ) -> str:
     """`session` (seen from the tab's step) as the history tree. The tab's step carries the
     region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
@@ -81,11 +82,16 @@ def history_html(
     the last Enter of the tab the server took and refused (the page's own "queued" tiles);
     `withdrawn`, a queued step this tab's undo took back and its instruction, which the page
     puts back into the box (once: the step's id says which). A queued step carries its ✕
-    unless it is `left_open` (it cannot be cancelled: the ✕ only answered so)."""
+    unless it is `left_open` (it cannot be cancelled: the ✕ only answered so). A queued step
+    in `started` (the runner has taken it: its source uploads, its task is being created) is
+    drawn as running, without a ✕: its tile said "queued" and offered ✕ while the status line
+    said "◷ Uploading the source…", and the ✕ answered that it had started."""
     drawn = _drawn(session)
     line, children = drawn.line, drawn.children
     items: list[str] = []
-    for depth, step, others in drawn.nodes:
+    for depth, queued_step, queued_others in drawn.nodes:
+        step = _as_shown(queued_step, started)
+        others = [_as_shown(other, started) for other in queued_others]
         items.append(
             _node(
                 step,
@@ -110,6 +116,27 @@ def history_html(
         f'<nav class="tree" aria-label="History" {_marks(done, refused, withdrawn)}>'
         f'<ol class="path">{"".join(items)}</ol></nav>'
     )
+
+
+def started_steps(running: Mapping[str, StepUpdate]) -> frozenset[str]:
+    """The steps of `running` (`Engine.running`) the runner has started whose record still
+    says queued (their source uploads, or their task is being created): drawn as running
+    (`history_html`)."""
+    return frozenset(
+        step_id
+        for step_id, update in running.items()
+        if update.step.state is StepState.QUEUED
+        and update.phase != "queued"
+        and not update.is_final
+    )
+
+
+def _as_shown(step: Step, started: frozenset[str]) -> Step:
+    """`step`, running once the runner has started it (its record says queued until RunAPI
+    has given its task an id)."""
+    if step.state is StepState.QUEUED and step.step_id in started:
+        return replace(step, state=StepState.RUNNING)
+    return step
 
 
 def empty_html(done: int = 0, refused: int = 0) -> str:

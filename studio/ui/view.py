@@ -256,6 +256,7 @@ def render_page(
             masks=data.images,
             withdrawn=withdrawn,
             left_open=data.left_open,
+            started=tree.started_steps(data.running),
         ),
         can_undo=session.can_undo,
         can_redo=session.can_redo,

@@ -52,10 +52,12 @@ def test_typing_ahead_at_a_key_every_100_ms_keeps_every_instruction_verbatim_and
     box.fill(prompts[0])
     box.press("Enter")
     # The page itself shows the instruction as queued and empties the box (its own tile, drawn
-    # before any reply; the server's tile replaces it once the reply is in).
+    # before any reply; the server's tile replaces it once the reply is in: queued, or running
+    # once its upload has started).
     page.wait_for_function(
         "() => document.querySelector('#prompt textarea').value === '' &&"
-        " document.querySelectorAll('#history li.pending, #history li.queued').length > 0"
+        " [...document.querySelectorAll('#history li.pending, #history li.queued,"
+        " #history li.running')].some((li) => li.textContent.includes('black and white'))"
     )
     for prompt in prompts[1:]:
         page.wait_for_timeout(150)  # typing starts 150 ms after Enter
@@ -157,6 +159,54 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     last = _newest(studio)
     assert _path_prompts(studio, last.step_id) == ["make it black and white", "make it night"]
     assert not any(t.body.get("prompt") == "add snow" for t in sim.tasks.values())
+
+
+def test_an_edit_the_studio_has_started_reads_running_not_queued_and_offers_no_cancel(page, sim):
+    """While its source uploaded (no task id yet), the tile of the edit just sent said
+    "queued" and offered ✕, beside a status line saying "◷ Uploading the source…"; the ✕
+    answered that the edit had started. Started, it says running, and has no ✕."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    sim.faults.slow(4.0, times=1, route="files")  # its source's upload answers late
+    box = page.locator("#prompt textarea")
+    box.fill("make it sepia")
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("Uploading the source", timeout=10_000)
+    tile = page.locator("#history li.node", has_text="make it sepia")
+    expect(tile).to_have_class(re.compile(r"\brunning\b"), timeout=3_000)
+    expect(tile).to_contain_text("running")
+    expect(tile).not_to_contain_text("queued")
+    expect(tile.get_by_role("button", name=re.compile("^Cancel the queued edit"))).to_have_count(0)
+    expect(page.locator("#status")).to_contain_text("Uploading the source")  # (still)
+
+
+def test_an_edit_typed_ahead_reads_running_once_the_one_before_is_done_and_it_starts(page, sim):
+    """Typed ahead, the second edit is drawn queued; when the first is done and the second's
+    upload starts, its record still says queued (until RunAPI gives it a task): the tab draws
+    it again, running, without a ✕."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    for prompt in ("x one", "x two"):
+        box.fill(prompt)
+        box.press("Enter")
+        expect(box).to_have_value("")
+    second = page.locator("#history li.node", has_text="x two")
+    expect(second).to_contain_text("queued", timeout=10_000)
+    # The second's upload (of the first's result) answers late; the first's was made already.
+    expect(page.locator("#history li.node", has_text="x one")).to_contain_text(
+        "running", timeout=10_000
+    )
+    sim.faults.slow(6.0, times=1, route="files")
+    expect(page.locator("#history li.node", has_text="x one")).to_contain_text(
+        re.compile(r"\d s"), timeout=20_000
+    )  # done (its time shows)
+    expect(page.locator("#status")).to_contain_text("Uploading the source", timeout=5_000)
+    expect(second).to_have_class(re.compile(r"\brunning\b"), timeout=4_000)
+    expect(second.get_by_role("button", name=re.compile("^Cancel the queued edit"))).to_have_count(
+        0
+    )
+    expect(page.locator("#status")).to_contain_text("Uploading the source")  # (still)
 
 
 def _a_queue_whose_first_fails(page, sim, message: str):  # type: ignore[no-untyped-def]

@@ -515,6 +515,16 @@ def test_slow_delays_the_answer_when_set(sim, client):
     assert time.monotonic() - started < 0.3
 
 
+def test_slow_on_a_route_delays_only_that_route_s_next_answer(sim, client):
+    sim.faults.slow(seconds=0.3, times=1, route="create")
+    started = time.monotonic()
+    client.get("/api/v1/me/balance")
+    assert time.monotonic() - started < 0.3  # another route: not held
+    started = time.monotonic()
+    _create(client)
+    assert time.monotonic() - started >= 0.3
+
+
 def test_result_urls_answer_404_when_results_have_expired(sim, client):
     task = _wait(client, _create(client)["id"])
     url = task["images"][0]["url"]

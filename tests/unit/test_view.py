@@ -107,11 +107,17 @@ def test_a_failed_current_step_offers_retry_and_keeps_showing_the_last_image():
 def test_a_running_step_shows_its_phase_and_the_queued_one_after_it_can_be_cancelled():
     session = edit(start(), "a", "make it blue").add_step("b", EditParams(prompt="snow"), T0)
     session = session.add_step("c", EditParams(prompt="night"), T0)
-    update = StepUpdate(session.steps["b"], "processing", 3.04)
+    update = StepUpdate(session.steps["b"], "uploading", 3.04)
     page = render_page(data(session, running={"b": update}), TILES, tab_step="b")
-    assert page.status == "◷ Processing… 3.0 s"
+    assert page.status == "◷ Uploading the source… 3.0 s"
     assert page.running
     tree = read_tree(page.history)
+    # Its record says queued until RunAPI gives it a task; started, it reads running, and its
+    # ✕ (which answered that it had started) is gone. The one after it waits: ✕.
+    assert tree.line[-2:] == ["Step 2: snow (pro · running)", "Step 3: night (pro · queued)"]
+    assert tree.cancels == ["c"]
+    waiting = StepUpdate(session.steps["b"], "queued", 0.5)
+    tree = read_tree(render_page(data(session, running={"b": waiting}), TILES).history)
     assert tree.line[-2:] == ["Step 2: snow (pro · queued)", "Step 3: night (pro · queued)"]
     assert tree.cancels == ["b", "c"]  # neither was sent yet
 
