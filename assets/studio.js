@@ -357,8 +357,30 @@
     const bottom = window.innerHeight - (wide() ? 0 : byId("bar")?.offsetHeight || 0);
     if (box.top < 0 || box.bottom > bottom) {
       window.scrollBy({ top: Math.min(box.top - 8, box.bottom - bottom + 8) });
+      settleKeeps(true); // (what was under the finger has moved)
     }
     if (again) setTimeout(() => reveal(id, until, false), 700);
+  };
+  // A Keep that has just appeared, or moved as the page brought the results into view, takes
+  // no tap for a moment (disabled): on a phone, "Keep max" came to rest exactly where "pro vs
+  // max" had been tapped as the results landed, and a second tap there kept a result unseen
+  // (UX audit 6). Only the page's own are touched (`data-settling`).
+  const SETTLE_MS = 600;
+  let settleUntil = 0;
+  const settleKeeps = (moved = false) => {
+    const now = performance.now();
+    if (moved) settleUntil = now + SETTLE_MS;
+    const settling = now < settleUntil;
+    for (const keep of document.querySelectorAll("#candidates button.keep")) {
+      if (settling && !keep.disabled) {
+        keep.disabled = true;
+        keep.dataset.settling = "1";
+      } else if (!settling && keep.dataset.settling) {
+        keep.disabled = false;
+        delete keep.dataset.settling;
+      }
+    }
+    if (moved) setTimeout(() => settleKeeps(), SETTLE_MS + 20);
   };
   // Results on show are brought into the window once when they appear, and again as the first
   // of them lands (with its Keep): on a phone they were under the instruction bar (UX audit 3).
@@ -366,8 +388,13 @@
   new MutationObserver(() => {
     const shown = document.querySelector("#candidates .cands");
     const keeps = shown ? shown.querySelectorAll("button.keep").length : 0;
-    const now = shown ? `${shown.querySelectorAll("figure.card").length}|${Math.min(keeps, 1)}` : "";
-    if (now && now !== cands) reveal("candidates", performance.now() + 5000);
+    const now = shown ? `${shown.querySelectorAll("figure.card").length}|${keeps}` : "";
+    if (now && now !== cands) {
+      if (keeps) settleKeeps(true);
+      reveal("candidates", performance.now() + 5000);
+    } else if (keeps) {
+      settleKeeps(); // (drawn again meanwhile: still settling, or not)
+    }
     cands = now;
   }).observe(document.body, { childList: true, subtree: true });
 
@@ -939,6 +966,48 @@
     if (!tile || wide()) return;
     byId("canvas")?.scrollIntoView({ block: "start" });
   });
+  // On a phone the history is a strip far below the picture: the edits queued in it, each with
+  // its ✕, are shown over the instruction bar too, so changing one's mind needs no scrolling
+  // (UX audit 6: the queue was 110 px under the window's edge). A ✕ here presses the
+  // history's own (the server checks it as ever); wide, the history is on screen and this is
+  // not shown (studio.css).
+  const chips = document.createElement("div");
+  chips.id = "queue-chips";
+  chips.setAttribute("role", "group");
+  chips.setAttribute("aria-label", "Queued edits");
+  chips.hidden = true;
+  document.body.append(chips);
+  const drawChips = () => {
+    const cancels = [...document.querySelectorAll("#history li.queued button[data-act='cancel']")];
+    const key = cancels.map((x) => `${x.dataset.step}:${x.getAttribute("aria-label")}`).join("|");
+    if (chips.dataset.key === key) return;
+    chips.dataset.key = key;
+    chips.replaceChildren(
+      ...cancels.map((cancel) => {
+        const chip = document.createElement("span");
+        chip.className = "chip";
+        const text = document.createElement("span");
+        text.className = "chip-text";
+        text.textContent = `◷ ${cancel.closest("li")?.querySelector(".cap")?.textContent || ""}`;
+        const x = document.createElement("button");
+        x.type = "button";
+        x.textContent = "✕";
+        x.title = cancel.title;
+        x.setAttribute("aria-label", cancel.getAttribute("aria-label") || "Cancel");
+        x.addEventListener("click", () => {
+          const own = [...document.querySelectorAll("#history button[data-act='cancel']")].find(
+            (b) => b.dataset.step === cancel.dataset.step,
+          );
+          own?.click();
+          chip.remove();
+        });
+        chip.append(text, x);
+        return chip;
+      }),
+    );
+    chips.hidden = cancels.length === 0;
+  };
+  new MutationObserver(drawChips).observe(document.body, { childList: true, subtree: true });
   // Undo and redo under the picture on a phone press the history's own (disabled or not).
   document.addEventListener("click", (event) => {
     const proxy = event.target?.closest?.("#tools [data-proxy]");

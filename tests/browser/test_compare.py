@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import shoot
+from tests.browser.conftest import open_page, shoot
 from tests.browser.test_studio_flow import DONE, _edit, _only_session, _start_from_example, _thumbs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -95,3 +95,40 @@ def test_moving_away_from_pro_vs_max_folds_its_panel_and_the_results_stay_in_the
     assert snow.params is not None
     assert snow.params.prompt == "add snow"
     assert snow.parent_id == first
+
+
+# A finger already on its way down where the results come to rest: the first Keep that
+# appears is tapped in the same moment.
+_TAP_FIRST_KEEP = """() => {
+  window.__tapped = 0;
+  new MutationObserver((records, observer) => {
+    const keep = document.querySelector('#candidates button.keep');
+    if (!keep) return;
+    observer.disconnect();
+    keep.click();
+    window.__tapped = 1;
+  }).observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def test_a_keep_that_lands_under_the_finger_takes_no_tap_for_a_moment(browser, studio):
+    """On a phone, "Keep max" came to rest exactly where "pro vs max" had been tapped, as the
+    results landed and the page brought them into view; a second tap there kept a result unseen
+    (UX audit 6). A Keep just landed or moved is disabled for a moment, then works."""
+    from tests.browser.test_editor import PHONE
+
+    with open_page(browser, studio.url, **PHONE) as page:
+        _start_from_example(page)
+        page.locator("#prompt textarea").fill("make it night")
+        page.locator("#compare").tap()
+        candidates = page.locator("#candidates")
+        expect(candidates).to_contain_text("Keep one", timeout=15_000)
+        page.evaluate(_TAP_FIRST_KEEP)
+        page.wait_for_function("() => window.__tapped === 1", timeout=30_000)
+        page.wait_for_timeout(1_500)
+        expect(candidates).to_be_visible()  # nothing was kept
+        expect(page.locator("#status")).to_contain_text("Keep one of the results")
+        keep = candidates.locator("button.keep").first
+        expect(keep).to_be_enabled()  # a moment later, it works
+        keep.tap()
+        expect(candidates).to_be_hidden(timeout=15_000)

@@ -209,6 +209,46 @@ def test_an_edit_typed_ahead_reads_running_once_the_one_before_is_done_and_it_st
     expect(page.locator("#status")).to_contain_text("Uploading the source")  # (still)
 
 
+def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_scrolling(
+    browser, studio, sim
+):
+    """The queued edits and their ✕ were in the history strip 110 px under the window's edge:
+    changing one's mind meant scrolling down to it (UX audit 6). They show over the bar."""
+    with open_page(browser, studio.url, **PHONE) as page:
+        _start_from_example(page)
+        sim.latency = STEADY
+        box = page.locator("#prompt textarea")
+        for prompt in ("make it black and white", "add snow", "make it night"):
+            box.fill(prompt)
+            box.press("Enter")
+            expect(box).to_have_value("")
+        chips = page.locator("#queue-chips .chip")
+        expect(chips).to_have_text(["◷ add snow✕", "◷ make it night✕"], timeout=10_000)
+        scrolled = page.evaluate("() => window.scrollY")
+        cancel = page.locator("#queue-chips").get_by_role(
+            "button", name="Cancel the queued edit: add snow"
+        )
+        _big_enough(cancel)
+        box_ = cancel.bounding_box()
+        assert box_ is not None
+        assert 0 <= box_["y"] and box_["y"] + box_["height"] <= PHONE["viewport"]["height"]
+        hit = page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.closest('#queue-chips') !== null",
+            [box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2],
+        )
+        assert hit  # (not under the bar, nor under anything else)
+        cancel.tap()
+        expect(chips).to_have_text(["◷ make it night✕"], timeout=10_000)
+        expect(page.locator("#history")).not_to_contain_text("add snow", timeout=10_000)
+        assert page.evaluate("() => window.scrollY") == scrolled
+        expect(_current(page)).to_have_attribute(
+            "aria-label", re.compile(r"^Step 2: make it night \(.*\$"), timeout=60_000
+        )
+        expect(page.locator("#queue-chips")).to_be_hidden()
+        last = _newest(studio)
+        assert _path_prompts(studio, last.step_id) == ["make it black and white", "make it night"]
+
+
 def _a_queue_whose_first_fails(page, sim, message: str):  # type: ignore[no-untyped-def]
     """Two instructions typed ahead ("x one", "x two"); the service fails the first with
     `message`, and the second with it. The box and the history."""
@@ -832,6 +872,27 @@ def test_the_instruction_bar_stays_put_whatever_the_status_line_says(page, studi
     assert whole["height"] > 60
     assert whole["y"] + whole["height"] <= shown["y"] + shown["height"] + 8
     assert box.bounding_box() == where
+
+
+def test_on_a_phone_what_is_under_the_status_line_stays_put_whatever_it_says(browser, studio, sim):
+    """The status line grew from one line to two (42.75 to 65.5 px) and moved Before, Try
+    again and Download, and everything under them, 23 px under the finger (UX audit 6)."""
+    with open_page(browser, studio.url, **PHONE) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")  # "✓ Done in 0.7 s · pro · $0.05": one line
+        under = page.locator("#folds")
+        where = under.bounding_box()
+        long = "Content moderated: the request was flagged by the provider's safety system " * 3
+        sim.faults.fail_tasks(message=long.strip(), times=1)
+        box = page.locator("#prompt textarea")
+        box.fill("make it sepia")
+        box.press("Enter")
+        status = page.locator("#status")
+        expect(status).to_contain_text("Content moderated", timeout=30_000)
+        expect(page.locator("#retry")).to_be_visible()
+        height = status.locator(".prose").evaluate("(el) => el.getBoundingClientRect().height")
+        assert height > 30  # two lines
+        assert under.bounding_box() == where
 
 
 def test_holding_before_shows_the_step_s_source_in_place(page, studio):
