@@ -231,7 +231,8 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
         _big_enough(cancel)
         box_ = cancel.bounding_box()
         assert box_ is not None
-        assert 0 <= box_["y"] and box_["y"] + box_["height"] <= PHONE["viewport"]["height"]
+        assert box_["y"] >= 0
+        assert box_["y"] + box_["height"] <= PHONE["viewport"]["height"]
         hit = page.evaluate(
             "([x, y]) => document.elementFromPoint(x, y)?.closest('#queue-chips') !== null",
             [box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2],
