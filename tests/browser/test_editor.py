@@ -224,6 +224,10 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
             expect(box).to_have_value("")
         chips = page.locator("#queue-chips .chip")
         expect(chips).to_have_text(["◷ add snow✕", "◷ make it night✕"], timeout=10_000)
+        # The session's name is read whole; its steps and day give way first (UX audit 6).
+        expect(page.locator("#sessions summary .meta")).to_contain_text("to come")
+        name = page.locator("#sessions summary .name")
+        assert name.evaluate("(el) => el.scrollWidth <= el.clientWidth"), name.inner_text()
         scrolled = page.evaluate("() => window.scrollY")
         cancel = page.locator("#queue-chips").get_by_role(
             "button", name="Cancel the queued edit: add snow"
