@@ -999,7 +999,9 @@
             (b) => b.dataset.step === cancel.dataset.step,
           );
           own?.click();
+          // (Gone at once; drawn again from the history if the server kept it queued.)
           chip.remove();
+          chips.dataset.key = "";
         });
         chip.append(text, x);
         return chip;
