@@ -291,6 +291,28 @@
     true,
   );
 
+  // A warning the status line says too, while the status line is in view, is not also a
+  // toast: at the window's bottom right it lay over the tab's own step in the history for ten
+  // seconds (UX audit 6). With the status line out of view (scrolled away on a phone) it stays.
+  const spaced = (text) => (text || "").replace(/\s+/g, " ").trim();
+  const inView = (el) => {
+    const box = el?.getBoundingClientRect();
+    return Boolean(box?.height) && box.top >= 0 && box.bottom <= window.innerHeight;
+  };
+  new MutationObserver(() => {
+    const status = byId("status");
+    if (!document.querySelector('[data-testid="toast-body"]') || !inView(status)) return;
+    const said = spaced(status.textContent);
+    for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
+      const texts = [...toast.querySelectorAll('[data-testid="toast-text"]')].map((text) =>
+        spaced(text.textContent),
+      );
+      if (texts.length && texts.every((text) => text && said.includes(text))) {
+        toast.querySelector('[data-testid="toast-close"]')?.click();
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+
   // Import's file picker offers exports (ZIPs) first; another file picked anyway is answered
   // by the import itself, in its words (studio/ui/layout.py).
   byId("import")?.parentElement?.querySelector('input[type="file"]')?.setAttribute(

@@ -954,13 +954,10 @@ def test_three_candidates_land_side_by_side_and_keeping_one_leaves_the_others_as
     box.press("Enter")
     expect(page.locator("#status")).to_contain_text("Keep one of the results first", timeout=15_000)
     expect(box).to_have_value("add snow")
-    # Its toast leaves undo, redo and export uncovered (it sat over them for ten seconds).
-    toast = page.locator("[data-testid=toast-body]").first
-    expect(toast).to_be_visible()
-    over, under = toast.bounding_box(), page.locator("#history-buttons").bounding_box()
-    assert over is not None
-    assert under is not None
-    assert over["y"] > under["y"] + under["height"], (over, under)
+    # No toast says it again over the history: it sat over undo, redo and export for ten
+    # seconds (UX audit 2), then over the tab's own step (UX audit 6). (Gradio's own timer
+    # closes a toast 10 s after it opened: well after these 3 s.)
+    expect(page.locator("[data-testid=toast-body]")).to_have_count(0, timeout=3_000)
     expect(page.locator("#candidates button.keep")).to_have_count(3, timeout=30_000)
     expect(page.locator("#candidates")).to_contain_text("pro ✓")
     # Landing moves nothing under the pointer (each Keep's arrival pushed the bar 7 px).

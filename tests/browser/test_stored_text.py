@@ -107,6 +107,8 @@ def test_a_refusal_that_quotes_the_zip_shows_it_as_text(open_page, studio, tmp_p
 
     data = rewrite_export(_export_with_one_edit(studio), name_a_missing_image)
     page = open_page()
+    # (A window too short for the status line: out of view, a toast says it too.)
+    page.set_viewport_size({"width": 1440, "height": 320})
     _import(page, tmp_path, data)
     status = page.locator("#status")
     expect(status).to_contain_text("does not contain", timeout=20_000)
