@@ -42,6 +42,19 @@ def _newest(studio):  # type: ignore[no-untyped-def]
     return max(session.steps.values(), key=lambda s: s.created_at)
 
 
+def _typed_ahead(page, sim, prompts: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """An example opened, then `prompts` sent one after another while the first runs (each
+    edit takes seconds); the instruction box."""
+    _start_from_example(page)
+    sim.latency = STEADY
+    box = page.locator("#prompt textarea")
+    for prompt in prompts:
+        box.fill(prompt)
+        box.press("Enter")
+        expect(box).to_have_value("")  # the page took it: the next is typed after that
+    return box
+
+
 def test_typing_ahead_at_a_key_every_100_ms_keeps_every_instruction_verbatim_and_chained(
     page, studio, sim
 ):
@@ -139,13 +152,7 @@ def test_three_instructions_pasted_and_sent_within_one_frame_each_go_once_in_ord
 def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_the_first(
     page, studio, sim
 ):
-    _start_from_example(page)
-    sim.latency = STEADY
-    box = page.locator("#prompt textarea")
-    for prompt in ("make it black and white", "add snow", "make it night"):
-        box.fill(prompt)
-        box.press("Enter")
-        expect(box).to_have_value("")  # the page took it: the next is typed after that
+    _typed_ahead(page, sim, ("make it black and white", "add snow", "make it night"))
     middle = page.locator("#history li.queued", has_text="add snow")
     expect(middle).to_contain_text("queued", timeout=10_000)
     cancel = middle.get_by_role("button", name="Cancel the queued edit: add snow")
@@ -184,13 +191,7 @@ def test_an_edit_typed_ahead_reads_running_once_the_one_before_is_done_and_it_st
     """Typed ahead, the second edit is drawn queued; when the first is done and the second's
     upload starts, its record still says queued (until RunAPI gives it a task): the tab draws
     it again, running, without a ✕."""
-    _start_from_example(page)
-    sim.latency = STEADY
-    box = page.locator("#prompt textarea")
-    for prompt in ("x one", "x two"):
-        box.fill(prompt)
-        box.press("Enter")
-        expect(box).to_have_value("")
+    _typed_ahead(page, sim, ("x one", "x two"))
     second = page.locator("#history li.node", has_text="x two")
     expect(second).to_contain_text("queued", timeout=10_000)
     # The second's upload (of the first's result) answers late; the first's was made already.
@@ -215,13 +216,7 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
     """The queued edits and their ✕ were in the history strip 110 px under the window's edge:
     changing one's mind meant scrolling down to it (UX audit 6). They show over the bar."""
     with open_page(browser, studio.url, **PHONE) as page:
-        _start_from_example(page)
-        sim.latency = STEADY
-        box = page.locator("#prompt textarea")
-        for prompt in ("make it black and white", "add snow", "make it night"):
-            box.fill(prompt)
-            box.press("Enter")
-            expect(box).to_have_value("")
+        _typed_ahead(page, sim, ("make it black and white", "add snow", "make it night"))
         chips = page.locator("#queue-chips .chip")
         expect(chips).to_have_text(["◷ add snow✕", "◷ make it night✕"], timeout=10_000)
         # The session's name is read whole; its steps and day give way first (UX audit 6).
