@@ -153,3 +153,27 @@ def shoot(page, name: str, *, full_page: bool = True) -> None:  # type: ignore[n
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=full_page)
+
+
+# Every toast's text as it was first drawn, kept in the page (`window.__toasts`): a toast the
+# status line in view already says is closed at once (assets/studio.js), but what it showed
+# is still checked.
+RECORD_TOASTS = """() => {
+  window.__toasts = [];
+  new MutationObserver(() => {
+    for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
+      const text = toast.textContent || '';
+      if (!window.__toasts.includes(text)) window.__toasts.push(text);
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def toast_saying(page: Any, words: str) -> str:
+    """The text of the first toast the page drew with `words` in it (after `RECORD_TOASTS`)."""
+    found = page.wait_for_function(
+        "(words) => window.__toasts.find((text) => text.includes(words)) || false",
+        arg=words,
+        timeout=20_000,
+    )
+    return str(found.json_value())
