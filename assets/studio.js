@@ -282,14 +282,15 @@
     "click",
     (event) => {
       if (!event.target?.closest?.("#candidates button.keep")) return;
-      for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
-        if (toast.textContent.includes("Keep one of the results")) {
-          toast.querySelector('[data-testid="toast-close"]')?.click();
-        }
-      }
+      closeToasts((toast) => toast.textContent.includes("Keep one of the results"));
     },
     true,
   );
+  const closeToasts = (which) => {
+    for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
+      if (which(toast)) toast.querySelector('[data-testid="toast-close"]')?.click();
+    }
+  };
 
   // A warning the status line says too, while the status line is in view, is not also a
   // toast: at the window's bottom right it lay over the tab's own step in the history for ten
@@ -299,19 +300,17 @@
     const box = el?.getBoundingClientRect();
     return Boolean(box?.height) && box.top >= 0 && box.bottom <= window.innerHeight;
   };
-  new MutationObserver(() => {
+  const dropSaidToasts = () => {
     const status = byId("status");
     if (!document.querySelector('[data-testid="toast-body"]') || !inView(status)) return;
     const said = spaced(status.textContent);
-    for (const toast of document.querySelectorAll('[data-testid="toast-body"]')) {
+    closeToasts((toast) => {
       const texts = [...toast.querySelectorAll('[data-testid="toast-text"]')].map((text) =>
         spaced(text.textContent),
       );
-      if (texts.length && texts.every((text) => text && said.includes(text))) {
-        toast.querySelector('[data-testid="toast-close"]')?.click();
-      }
-    }
-  }).observe(document.body, { childList: true, subtree: true });
+      return texts.length > 0 && texts.every((text) => text && said.includes(text));
+    });
+  };
 
   // Import's file picker offers exports (ZIPs) first; another file picked anyway is answered
   // by the import itself, in its words (studio/ui/layout.py).
@@ -358,10 +357,6 @@
     }
     return true;
   };
-  new MutationObserver(() => studio.fillName()).observe(document.body, {
-    childList: true,
-    subtree: true,
-  });
   // An opened panel is brought into the window once the server has shown it (and again once
   // what it shows has loaded): "Compare two steps" used to open below the window's edge.
   const reveal = (id, until, again = true) => {
@@ -1031,7 +1026,12 @@
     );
     chips.hidden = cancels.length === 0;
   };
-  new MutationObserver(drawChips).observe(document.body, { childList: true, subtree: true });
+  // What follows each redraw of the page: the name box, the queue's chips, toasts said twice.
+  new MutationObserver(() => {
+    studio.fillName();
+    drawChips();
+    dropSaidToasts();
+  }).observe(document.body, { childList: true, subtree: true });
   // Undo and redo under the picture on a phone press the history's own (disabled or not).
   document.addEventListener("click", (event) => {
     const proxy = event.target?.closest?.("#tools [data-proxy]");
