@@ -511,7 +511,8 @@
       li.className = "node queued pending";
       li.innerHTML =
         '<span class="tile"><span class="thumb placeholder">queued</span>' +
-        '<span class="text"><span class="cap"></span><span class="meta">queued</span></span></span>';
+        '<span class="text"><span class="head"><span class="cap"></span></span>' +
+        '<span class="meta">queued</span></span></span>';
       li.querySelector(".cap").textContent = text;
       if (after) after.after(li);
       else list.append(li);

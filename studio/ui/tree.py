@@ -352,9 +352,9 @@ def _tile(
     return (
         f'<button class="tile" {attrs} title="{_a(caption)}">'
         f"{_thumb(step, thumbs, url)}"
-        f'<span class="text"><span class="num">{escape(label)}</span>'
+        f'<span class="text"><span class="head"><span class="num">{escape(label)}</span>'
         f"{' <span class=redo>↷</span>' if ahead else ''} "
-        f'<span class="cap">{escape(caption)}</span>'
+        f'<span class="cap">{escape(caption)}</span></span>'
         f'<span class="meta">{escape(meta)}</span></span></button>'
     )
 

@@ -350,6 +350,34 @@ def test_download_keeps_its_place_on_the_canvas_bar_as_other_buttons_come_and_go
     assert abs(after["y"] - first["y"]) <= 1, (first, after)
 
 
+def test_a_tile_shows_its_model_time_and_cost_whole_under_a_long_instruction(page, studio):
+    """The tile's number, instruction and meta shared one two-line clamp: a long instruction
+    with *kept the rest* cut the cost to "· 10.8…" (UX audit 6)."""
+    _start_from_example(page)
+    page.locator("#keep-rest input").check()
+    prompt = (
+        "replace the grey sky with a warm sunset over the hills and put soft golden light "
+        "on every roof and window of the town"
+    )
+    _edit(page, prompt)
+    meta = page.locator("#history li.current > .tile .meta")
+    expect(meta).to_have_text(re.compile(r"kept the rest · [\d.]+ s · \$\d+\.\d\d$"))
+    clipped = meta.evaluate(
+        """(meta) => {
+          const box = meta.closest('.tile').getBoundingClientRect();
+          const own = meta.getBoundingClientRect();
+          return own.bottom > box.bottom - 2 || own.right > box.right;
+        }"""
+    )
+    assert not clipped, "the tile's model, time and cost are cut off"
+    # The instruction itself still ends in an ellipsis after two lines, not the whole of it.
+    lines = page.locator("#history li.current > .tile .head").evaluate(
+        "(h) => Math.round(h.getBoundingClientRect().height"
+        " / parseFloat(getComputedStyle(h).lineHeight))"
+    )
+    assert lines == 2
+
+
 def _big_enough(control) -> None:  # type: ignore[no-untyped-def]
     """At least 28 x 28 CSS px: WCAG 2.2's minimum target is 24, and a pointer near a small
     ✕ or Keep hit the tile or the picture beside it."""
