@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from studio.history import ImageRef, StepState
 from studio.params import EditParams
 from studio.simulator.tasks import LatencyProfile
-from tests.browser.conftest import open_page, shoot
+from tests.browser.conftest import RECORD_TOASTS, open_page, shoot, toast_saying
 from tests.browser.test_studio_flow import (
     DONE,
     _current,
@@ -616,6 +616,39 @@ def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_
         page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
         page.wait_for_function("() => window.scrollY > 100")
         assert page.evaluate(_UNDER_THE_BAR, _TAPPABLE) == []
+
+
+def test_on_a_phone_scrolled_away_from_the_status_line_a_refusal_is_also_a_toast(
+    browser, studio, tmp_path
+):
+    """A sentence the status line says is not also a toast while the status line is in view;
+    scrolled down to the history (where Import is), the status line is off screen, and the
+    toast is what the visitor sees: it stays."""
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        page.evaluate(RECORD_TOASTS)
+        _start_from_example(page)
+        # Tips and Advanced open: the page is long enough to leave the status line behind.
+        for fold in ("Tips", "Advanced"):
+            page.locator("#folds").get_by_role("button", name=fold).click()
+        expect(page.locator("#tips")).to_be_visible()
+        expect(page.locator("#advanced")).to_be_visible()
+        # (An opened panel is brought into view again 0.7 s later, once what it shows has
+        # loaded: the page is scrolled away after that.)
+        page.wait_for_timeout(1_000)
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+        status = page.locator("#status")
+        assert not status.evaluate("(s) => s.getBoundingClientRect().bottom > 0")
+        junk = tmp_path / "holiday.zip"
+        junk.write_bytes(b"not a zip at all")
+        with page.expect_file_chooser() as chooser:
+            page.locator("#import").click()
+        chooser.value.set_files(str(junk))
+        sentence = "This file is not a Kontext Studio session export"
+        assert sentence in toast_saying(page, sentence)
+        expect(status).to_contain_text(sentence, timeout=10_000)
+        page.wait_for_timeout(1_500)  # the page's own check runs on every redraw
+        expect(page.locator("[data-testid=toast-body]", has_text=sentence)).to_be_visible()
 
 
 def test_on_a_phone_compare_two_steps_opens_where_the_canvas_was_seen(browser, studio):
