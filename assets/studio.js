@@ -359,12 +359,15 @@
   };
   // An opened panel is brought into the window once the server has shown it (and again once
   // what it shows has loaded): "Compare two steps" used to open below the window's edge.
-  const reveal = (id, until, again = true) => {
+  // The second look leaves a page scrolled since the first alone: whoever scrolled away
+  // from the panel meant to (it was pulled back 0.7 s after it opened).
+  const reveal = (id, until, again = true, left = null) => {
     const panel = byId(id);
     if (!panel?.offsetParent) {
       if (performance.now() < until) requestAnimationFrame(() => reveal(id, until, again));
       return;
     }
+    if (left !== null && Math.abs(window.scrollY - left) > 1) return;
     // (On a phone the instruction bar is fixed over the window's bottom: above it, or the
     // panel's top if it is taller than that.) A panel above the window comes down to its
     // bottom, with what lies above it: "Compare two steps", opened in the canvas's place from
@@ -376,7 +379,8 @@
       window.scrollBy({ top: Math.min(box.top - 8, box.bottom - bottom + 8) });
       settleKeeps(true); // (what was under the finger has moved)
     }
-    if (again) setTimeout(() => reveal(id, until, false), 700);
+    const at = window.scrollY;
+    if (again) setTimeout(() => reveal(id, until, false, at), 700);
   };
   // A Keep that has just appeared, or moved as the page brought the results into view, takes
   // no tap for a moment (disabled): on a phone, "Keep max" came to rest exactly where "pro vs

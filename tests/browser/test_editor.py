@@ -633,9 +633,6 @@ def test_on_a_phone_scrolled_away_from_the_status_line_a_refusal_is_also_a_toast
             page.locator("#folds").get_by_role("button", name=fold).click()
         expect(page.locator("#tips")).to_be_visible()
         expect(page.locator("#advanced")).to_be_visible()
-        # (An opened panel is brought into view again 0.7 s later, once what it shows has
-        # loaded: the page is scrolled away after that.)
-        page.wait_for_timeout(1_000)
         page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
         status = page.locator("#status")
         assert not status.evaluate("(s) => s.getBoundingClientRect().bottom > 0")
@@ -649,6 +646,24 @@ def test_on_a_phone_scrolled_away_from_the_status_line_a_refusal_is_also_a_toast
         expect(status).to_contain_text(sentence, timeout=10_000)
         page.wait_for_timeout(1_500)  # the page's own check runs on every redraw
         expect(page.locator("[data-testid=toast-body]", has_text=sentence)).to_be_visible()
+
+
+def test_a_panel_opened_then_scrolled_away_from_leaves_the_page_where_it_was_scrolled(
+    browser, studio
+):
+    """An opened panel is brought into view, and looked at again 0.7 s later (what it shows
+    may load late); a visitor who had scrolled on meanwhile was pulled back to it."""
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        _start_from_example(page)
+        page.locator("#folds").get_by_role("button", name="Tips").click()
+        expect(page.locator("#tips")).to_be_visible()
+        end = page.evaluate(
+            "() => { window.scrollTo(0, document.body.scrollHeight); return window.scrollY; }"
+        )
+        assert end > 0
+        page.wait_for_timeout(1_200)  # past the panel's second look
+        assert page.evaluate("() => window.scrollY") == end
 
 
 def test_on_a_phone_compare_two_steps_opens_where_the_canvas_was_seen(browser, studio):
