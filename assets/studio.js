@@ -62,7 +62,9 @@
   // A draft belongs to its session: opening another session from the list keeps what was
   // typed for this one, and puts back what was typed for that one (or empties the box). It
   // followed into the other session, where one Enter edited the wrong picture (UX audit 5).
-  // (+ New keeps it: an instruction typed before picking the photo is for the new session.)
+  // + New, pressed, keeps it with this session too: in the new one, empty, one Enter made a
+  // paid picture from words meant for the old one (UX audit 7). An image pasted or dropped
+  // (+ New pressed by the page) takes the box as it is: the words go with the picture given.
   const DRAFTS_KEY = "kontext-studio-drafts";
   const drafts = () => {
     try {
@@ -75,14 +77,18 @@
     "click",
     (event) => {
       const row = event.target?.closest?.('#sessions button.session[data-act="open"]');
+      const fresh =
+        event.isTrusted && event.target?.closest?.("#new-session") && !byId("empty")?.offsetParent;
       const shown = document.querySelector("#sessions button.session.current")?.dataset.step;
       const box = promptBox();
-      if (!row || !box || !shown || row.dataset.step === shown) return;
+      if (!(row || fresh) || !box || row?.dataset.step === shown) return;
+      // (From no session, the new one's upload box, what is typed stays: it is for no other.)
+      if (!shown && (fresh || box.value.trim())) return;
       const kept = drafts();
-      if (box.value.trim()) kept[shown] = box.value;
-      else delete kept[shown];
-      const text = kept[row.dataset.step] || "";
-      delete kept[row.dataset.step];
+      if (shown && box.value.trim()) kept[shown] = box.value;
+      else if (shown) delete kept[shown];
+      const text = (row && kept[row.dataset.step]) || "";
+      if (row) delete kept[row.dataset.step];
       try {
         sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(kept));
       } catch {

@@ -349,8 +349,9 @@ def test_a_new_session_offers_no_export_rename_or_delete_until_it_has_something(
 
 def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(page, sim):
     """A half-typed instruction followed the user into another session: one Enter would have
-    edited the wrong picture (UX audit 5). Each session keeps its own draft; + New keeps the
-    box as it is (an instruction typed before the photo is picked is for the new one)."""
+    edited the wrong picture (UX audit 5). Each session keeps its own draft, through + New too:
+    the new session's box was the old one's, and one Enter there made a paid picture from it
+    (UX audit 7)."""
     from tests.browser.test_studio_flow import EXAMPLES, _open_session
 
     _start_from_example(page, 1)
@@ -371,6 +372,9 @@ def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(pag
     assert sim.tasks == {}
     page.locator("#new-session").click()
     expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(box).to_have_value("")
+    _open_session(page, EXAMPLES[1])
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
     expect(box).to_have_value("for the cat")
 
 
