@@ -163,16 +163,30 @@
   document.addEventListener("change", (event) => {
     if (event.target?.closest?.("#options")) keepOptions();
   });
+  // Queued edits undone one after another come back into the box a line each (below); sent
+  // again as they came back, untouched, they go as the edits they were, in order: one Enter
+  // sent "make it night" and "add a moon" as one instruction, paid once (UX audit 7). Once
+  // the box is typed in, what it holds is one instruction.
+  studio.returned = [];
   const take = () => {
     const box = promptBox();
-    const text = box ? box.value : "";
+    let text = box ? box.value : "";
+    let rest = "";
+    const returned = studio.returned;
+    studio.returned = [];
+    if (returned.length > 1 && text === returned.join("\n")) {
+      text = returned[0];
+      studio.returned = returned.slice(1);
+      rest = studio.returned.join("\n");
+    }
     const entry = { text, region: "", options: options() };
     if (text.trim() && box) {
       // A region drawn on the canvas belongs to this edit, and goes with it.
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
-      box.value = "";
+      box.value = rest;
       box.dispatchEvent(new Event("input", { bubbles: true }));
       studio.boxEdited = false;
+      if (rest) setTimeout(() => byId("run")?.click(), 0); // the next, as if sent after
     }
     return entry;
   };
@@ -427,6 +441,7 @@
 
   const putBack = (text, first = false) => {
     const box = promptBox();
+    studio.returned = [];
     if (box) {
       box.value = !box.value ? text : first ? `${text}\n${box.value}` : `${box.value}\n${text}`;
       box.dispatchEvent(new Event("input", { bubbles: true }));
@@ -707,7 +722,12 @@
     if (withdrawn && !studio.withdrawn.has(withdrawn)) {
       studio.withdrawn.add(withdrawn);
       const text = tree.dataset.withdrawnText || "";
-      if (text.trim()) putBack(text, true);
+      const box = promptBox();
+      const before = box?.value === studio.returned.join("\n") ? studio.returned : null;
+      if (text.trim()) {
+        putBack(text, true);
+        if (before) studio.returned = [text, ...before];
+      }
     }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";

@@ -877,6 +877,19 @@ def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(p
         "add snow",
         "make it black and white",
     ]
+    # Sent again as they came back, they go as the two edits they were, in order (one Enter
+    # sent both lines as one instruction, paid once: UX audit 7).
+    box.click()
+    box.press("Enter")
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 3: add a moon"))
+    newest = _newest(studio)
+    assert newest.params.prompt == "add a moon"
+    assert _path_prompts(studio, newest.step_id) == [
+        "make it black and white",
+        "make it night",
+        "add a moon",
+    ]
 
 
 _BADGE = "() => getComputedStyle(document.querySelector('#canvas'), '::after').content"
