@@ -1139,6 +1139,45 @@ def test_a_step_made_elsewhere_shows_a_notice_and_one_click_shows_it(browser, pa
     expect(notice).to_be_hidden()
 
 
+def test_on_a_phone_the_notice_sits_in_the_instruction_bar_and_covers_no_option(browser, studio):
+    """On a phone the notice floated over the bar, on the ratio, Results and pro vs max, for
+    as long as it was not taken (UX audit 7): it sits in the bar, the box beside it."""
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")
+        with open_page(browser, studio.url) as other:
+            _edit(other, "add snow")
+        notice = page.locator("#notice")
+        expect(notice).to_contain_text("1 new step from elsewhere: show", timeout=20_000)
+        page.evaluate("() => window.scrollTo(0, 0)")
+        for option in ("#model label", "#aspect", "#keep-rest", "#count", "#compare"):
+            control = page.locator(option).last
+            covered = control.evaluate(
+                """(el) => {
+                  const r = el.getBoundingClientRect();
+                  const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+                  return !(top && (el === top || el.contains(top)));
+                }"""
+            )
+            assert not covered, f"{option} is covered at the top of the page"
+        bar, box, said = (
+            page.locator("#bar").bounding_box(),
+            page.locator("#prompt textarea").bounding_box(),
+            notice.bounding_box(),
+        )
+        assert bar is not None
+        assert box is not None
+        assert said is not None
+        assert said["y"] >= bar["y"]
+        assert said["x"] + said["width"] <= box["x"]  # beside the box, not over it
+        page.locator("#prompt textarea").fill("typed beside it")
+        notice.click()
+        expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+        expect(notice).to_be_hidden()
+        expect(page.locator("#prompt textarea")).to_have_value("typed beside it")
+
+
 def test_another_tab_s_step_never_takes_over_this_tab_s_redo(browser, page, studio):
     """UX audit 4: this tab undid "add snow"; another tab then made a step after the same one.
     It came back as this tab's redo (Ctrl+Shift+Z went to it, and "add snow" was demoted to a
