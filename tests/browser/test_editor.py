@@ -1178,6 +1178,26 @@ def test_on_a_phone_the_notice_sits_in_the_instruction_bar_and_covers_no_option(
         expect(page.locator("#prompt textarea")).to_have_value("typed beside it")
 
 
+def test_on_a_phone_a_fork_with_several_branches_leaves_no_gap_under_the_strip(browser, studio):
+    """Wrapped under their tile, a fork's branches made the whole strip as tall: a gap of
+    200 px under the tiles on show, above "Rename or delete" (UX audit 7)."""
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    with open_page(browser, studio.url, **phone) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")
+        for word in ("add a spoon", "add a hat", "add a cap", "add a bow"):
+            page.locator("#history button.tile").nth(1).click()
+            expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1"))
+            _edit(page, word)
+        expect(page.locator("#history .forks")).to_contain_text("add a cap")
+        tile = page.locator("#history li.current > .tile").bounding_box()
+        strip = page.locator("#history").bounding_box()
+        assert tile is not None
+        assert strip is not None
+        # The tile, and at most one line of branches under the fork beside it.
+        assert strip["height"] < 3.5 * tile["height"], (strip, tile)
+
+
 def test_another_tab_s_step_never_takes_over_this_tab_s_redo(browser, page, studio):
     """UX audit 4: this tab undid "add snow"; another tab then made a step after the same one.
     It came back as this tab's redo (Ctrl+Shift+Z went to it, and "add snow" was demoted to a
