@@ -163,6 +163,23 @@
   document.addEventListener("change", (event) => {
     if (event.target?.closest?.("#options")) keepOptions();
   });
+  // A tab with no choice of its own (a new tab, or one whose options were never touched)
+  // goes on with the model of the step it first shows: a second tab on a session where max
+  // had just been kept ran its first edit on pro (UX audit 7). Once; a choice is the tab's.
+  studio.followModel = () => {
+    let chosen = true;
+    try {
+      chosen = sessionStorage.getItem(OPTIONS_KEY) !== null;
+    } catch {
+      // (storage refused: the row is left as it is)
+    }
+    if (studio.modelFollowed || chosen) return;
+    const name = document.querySelector("#history li.current > .tile")?.dataset.model;
+    if (!name) return;
+    studio.modelFollowed = true;
+    const radio = byId("options")?.querySelector(`#model input[value="${CSS.escape(name)}"]`);
+    if (radio) radio.checked = true;
+  };
   // Queued edits undone one after another come back into the box a line each (below); sent
   // again as they came back, untouched, they go as the edits they were, in order: one Enter
   // sent "make it night" and "add a moon" as one instruction, paid once (UX audit 7). Once
@@ -731,6 +748,7 @@
     }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
+      studio.followModel();
       studio.redrawPending();
       if (fresh) studio.moved();
     }

@@ -347,6 +347,8 @@ def _tile(
     meta = _meta(step)
     aria = f"Step {label}: {caption}" + (f" ({meta})" if meta else "")
     attrs = f'data-act="go" data-step="{_a(step.step_id)}" aria-label="{_a(aria)}"'
+    if step.params is not None:  # (a tab's first view goes on with it: assets/studio.js)
+        attrs += f' data-model="{_a(step.params.model)}"'
     if current:
         attrs += ' aria-current="step"'
     return (

@@ -33,6 +33,9 @@ def test_compare_keep_max_then_edit_and_find_pro_as_a_sibling(page, studio, sim,
 
     keep_max.click()
     expect(candidates).to_be_hidden(timeout=15_000)
+    # A second tab on the session goes on with max too (it started on pro: UX audit 7).
+    with open_page(page.context.browser, studio.url) as other:
+        expect(other.locator("#model input[value=max]")).to_be_checked()
     _edit(page, "add snow")
     expect(_thumbs(page)).to_have_count(3)
     expect(_thumbs(page, "#branches")).to_have_count(1)
