@@ -431,6 +431,23 @@ def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, st
         assert page.evaluate("() => window.scrollY") == 0
         for selector in ("#history li.current", "#manage-fold", "#prompt textarea", "#run"):
             _on_screen(page, selector)
+        # A step made elsewhere: its notice, at the window's bottom right, leaves "Rename or
+        # delete" clear (it lay over it: UX audit 7), and the tab's step still shows.
+        studio.run(engine.edit(session.session_id, EditParams(prompt="made elsewhere")))
+        expect(page.locator("#notice")).to_be_visible(timeout=20_000)
+        fold = page.locator("#manage-fold button").first
+        covered = fold.evaluate(
+            """(el) => {
+              const r = el.getBoundingClientRect();
+              return [0.1, 0.5, 0.9].some((f) => {
+                const top = document.elementFromPoint(r.x + r.width * f, r.y + r.height / 2);
+                return !(top && (el === top || el.contains(top)));
+              });
+            }"""
+        )
+        assert not covered, "the notice lies over Rename or delete"
+        for selector in ("#history li.current", "#manage-fold"):
+            _on_screen(page, selector)
 
 
 # Records where the instruction bar is at every frame, for about six seconds.
