@@ -401,7 +401,7 @@
   const reveal = (id, until, again = true, left = null) => {
     const panel = byId(id);
     if (!panel?.offsetParent) {
-      if (performance.now() < until) requestAnimationFrame(() => reveal(id, until, again));
+      if (performance.now() < until) requestAnimationFrame(() => reveal(id, until, again, left));
       return;
     }
     if (left !== null && Math.abs(window.scrollY - left) > 1) return;
