@@ -219,6 +219,21 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
         _typed_ahead(page, sim, ("make it black and white", "add snow", "make it night"))
         chips = page.locator("#queue-chips .chip")
         expect(chips).to_have_text(["◷ add snow✕", "◷ make it night✕"], timeout=10_000)
+        # At the top of the page they lie on none of the options (a tap meant for the ratio
+        # hit a chip's ✕ and cancelled an edit: UX audit 8).
+        page.evaluate("() => window.scrollTo(0, 0)")
+        for option in ("#model label", "#aspect", "#keep-rest", "#count", "#compare"):
+            control = page.locator(option).last
+            covered = control.evaluate(
+                """(el) => {
+                  const r = el.getBoundingClientRect();
+                  return [0.1, 0.5, 0.9].some((f) => {
+                    const top = document.elementFromPoint(r.x + r.width * f, r.y + r.height / 2);
+                    return !(top && (el === top || el.contains(top)));
+                  });
+                }"""
+            )
+            assert not covered, f"{option} lies under the queue's chips"
         # The session's name is read whole; its steps and day give way first (UX audit 6).
         expect(page.locator("#sessions summary .meta")).to_contain_text("to come")
         name = page.locator("#sessions summary .name")
