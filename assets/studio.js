@@ -45,26 +45,7 @@
   const wide = () => window.matchMedia("(min-width: 700px)").matches;
   if (wide()) promptBox()?.focus({ preventScroll: true });
 
-  // An instruction typed before a reload (ours, or Gradio's after a lost connection) is put
-  // back: nothing typed is lost.
-  const draft = sessionStorage.getItem(DRAFT_KEY);
-  sessionStorage.removeItem(DRAFT_KEY);
-  const box = promptBox();
-  if (draft && box && !box.value) {
-    box.value = draft;
-    box.dispatchEvent(new Event("input", { bubbles: true }));
-  }
-  window.addEventListener("beforeunload", () => {
-    const text = promptBox()?.value;
-    if (text) sessionStorage.setItem(DRAFT_KEY, text);
-  });
-
-  // A draft belongs to its session: opening another session from the list keeps what was
-  // typed for this one, and puts back what was typed for that one (or empties the box). It
-  // followed into the other session, where one Enter edited the wrong picture (UX audit 5).
-  // + New, pressed, keeps it with this session too: in the new one, empty, one Enter made a
-  // paid picture from words meant for the old one (UX audit 7). An image pasted or dropped
-  // (+ New pressed by the page) takes the box as it is: the words go with the picture given.
+  // Drafts kept for sessions other than the open one, by session (below).
   const DRAFTS_KEY = "kontext-studio-drafts";
   const drafts = () => {
     try {
@@ -73,6 +54,58 @@
       return {};
     }
   };
+  // An instruction typed before a reload (ours, or Gradio's after a lost connection) is put
+  // back: nothing typed is lost. It is kept with the session it was typed for: a reload opens
+  // the session this browser opened last, perhaps in another tab, and the words for the coffee
+  // came back over the cat, one Enter from editing it (UX audit 8). Another session's words
+  // wait for it (opening it from the list brings them back, as below).
+  const openSession = () => document.querySelector("details.sessions")?.dataset.session || "";
+  let draft = null;
+  try {
+    const saved = sessionStorage.getItem(DRAFT_KEY);
+    sessionStorage.removeItem(DRAFT_KEY);
+    const parsed = saved ? JSON.parse(saved) : null;
+    if (typeof parsed?.text === "string") draft = parsed;
+  } catch {
+    // (storage refused, or a draft from before: nothing to put back)
+  }
+  studio.restoreDraft = () => {
+    if (!draft || !document.querySelector("#history nav.tree")) return;
+    const { text, session } = draft;
+    draft = null;
+    const box = promptBox();
+    if (!session || session === openSession()) {
+      if (box && !box.value) {
+        box.value = text;
+        box.dispatchEvent(new Event("input", { bubbles: true }));
+      }
+      return;
+    }
+    const kept = drafts();
+    if (kept[session]) return;
+    kept[session] = text;
+    try {
+      sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(kept));
+    } catch {
+      // (storage refused)
+    }
+  };
+  window.addEventListener("beforeunload", () => {
+    const text = promptBox()?.value;
+    if (!text) return;
+    try {
+      sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ text, session: openSession() }));
+    } catch {
+      // (storage refused: not kept)
+    }
+  });
+
+  // A draft belongs to its session: opening another session from the list keeps what was
+  // typed for this one, and puts back what was typed for that one (or empties the box). It
+  // followed into the other session, where one Enter edited the wrong picture (UX audit 5).
+  // + New, pressed, keeps it with this session too: in the new one, empty, one Enter made a
+  // paid picture from words meant for the old one (UX audit 7). An image pasted or dropped
+  // (+ New pressed by the page) takes the box as it is: the words go with the picture given.
   document.addEventListener(
     "click",
     (event) => {
@@ -748,6 +781,7 @@
     }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
+      studio.restoreDraft();
       studio.followModel();
       studio.redrawPending();
       if (fresh) studio.moved();
