@@ -59,7 +59,7 @@
   // the session this browser opened last, perhaps in another tab, and the words for the coffee
   // came back over the cat, one Enter from editing it (UX audit 8). Another session's words
   // wait for it (opening it from the list brings them back, as below).
-  const openSession = () => document.querySelector("details.sessions")?.dataset.session || "";
+  const openSession = () => document.querySelector("#history nav.tree")?.dataset.session || "";
   let draft = null;
   try {
     const saved = sessionStorage.getItem(DRAFT_KEY);

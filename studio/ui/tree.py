@@ -113,8 +113,8 @@ def history_html(
     if drawn.last < len(line.steps) - 1:  # the steps ahead of the window
         items.append(_gap(len(line.steps) - 1 - drawn.last, line.steps[-1]))
     return (
-        f'<nav class="tree" aria-label="History" {_marks(done, refused, withdrawn)}>'
-        f'<ol class="path">{"".join(items)}</ol></nav>'
+        f'<nav class="tree" aria-label="History" data-session="{_a(session.session_id)}" '
+        f'{_marks(done, refused, withdrawn)}><ol class="path">{"".join(items)}</ol></nav>'
     )
 
 

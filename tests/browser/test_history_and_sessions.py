@@ -386,12 +386,16 @@ def test_a_draft_kept_over_a_reload_goes_back_to_its_own_session(page):
 
     _start_from_example(page, 1)
     _start_from_example(page, 2)
+    box = page.locator("#prompt textarea")
+    box.fill("a draft for the coffee")
+    page.reload()  # the same session: the words are back
+    expect(_session_name(page)).to_have_text(EXAMPLES[2], timeout=20_000)
+    expect(box).to_have_value("a draft for the coffee", timeout=15_000)
     other = page.context.new_page()  # another tab of the same browser
     other.goto(page.url)
     expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
     _open_session(other, EXAMPLES[1])
     expect(_session_name(other)).to_have_text(EXAMPLES[1], timeout=15_000)
-    box = page.locator("#prompt textarea")
     expect(_session_name(page)).to_have_text(EXAMPLES[2])
     box.fill("make the coffee foam a heart")
     page.reload()
