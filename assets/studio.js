@@ -47,6 +47,7 @@
 
   // Drafts kept for sessions other than the open one, by session (below).
   const DRAFTS_KEY = "kontext-studio-drafts";
+  const NEW_DRAFT = "(new)";
   const drafts = () => {
     try {
       return JSON.parse(sessionStorage.getItem(DRAFTS_KEY) || "{}") || {};
@@ -115,13 +116,15 @@
       const shown = document.querySelector("#sessions button.session.current")?.dataset.step;
       const box = promptBox();
       if (!(row || fresh) || !box || row?.dataset.step === shown) return;
-      // (From no session, the new one's upload box, what is typed stays: it is for no other.)
-      if (!shown && (fresh || box.value.trim())) return;
+      // The new session's upload box keeps its own draft too: words typed there for a new
+      // picture went over the session opened next, and replaced the draft it had (UX audit 8).
+      const here = shown || NEW_DRAFT;
+      const there = row ? row.dataset.step : NEW_DRAFT;
       const kept = drafts();
-      if (shown && box.value.trim()) kept[shown] = box.value;
-      else if (shown) delete kept[shown];
-      const text = (row && kept[row.dataset.step]) || "";
-      if (row) delete kept[row.dataset.step];
+      if (box.value.trim()) kept[here] = box.value;
+      else delete kept[here];
+      const text = kept[there] || "";
+      delete kept[there];
       try {
         sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(kept));
       } catch {

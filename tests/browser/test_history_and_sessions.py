@@ -373,6 +373,15 @@ def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(pag
     page.locator("#new-session").click()
     expect(page.locator("#examples")).to_be_visible(timeout=15_000)
     expect(box).to_have_value("")
+    # Words typed for a new picture stay with the new one: they went over the session opened
+    # next, and replaced its draft (UX audit 8).
+    box.fill("a red bicycle on a beach")
+    _open_session(page, EXAMPLES[1])
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
+    expect(box).to_have_value("for the cat")
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(box).to_have_value("a red bicycle on a beach")
     _open_session(page, EXAMPLES[1])
     expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
     expect(box).to_have_value("for the cat")
