@@ -224,15 +224,7 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
         page.evaluate("() => window.scrollTo(0, 0)")
         for option in ("#model label", "#aspect", "#keep-rest", "#count", "#compare"):
             control = page.locator(option).last
-            covered = control.evaluate(
-                """(el) => {
-                  const r = el.getBoundingClientRect();
-                  return [0.1, 0.5, 0.9].some((f) => {
-                    const top = document.elementFromPoint(r.x + r.width * f, r.y + r.height / 2);
-                    return !(top && (el === top || el.contains(top)));
-                  });
-                }"""
-            )
+            covered = _covered(control)
             assert not covered, f"{option} lies under the queue's chips"
         # The session's name is read whole; its steps and day give way first (UX audit 6).
         expect(page.locator("#sessions summary .meta")).to_contain_text("to come")
@@ -402,6 +394,23 @@ def _big_enough(control) -> None:  # type: ignore[no-untyped-def]
     assert box["height"] >= 28, box
 
 
+def _covered(control, across: tuple[float, ...] = (0.1, 0.5, 0.9)) -> bool:  # type: ignore[no-untyped-def]
+    """Whether something else lies on `control` at any of the points `across` its width, half
+    way down it (the element a tap there would hit)."""
+    return bool(
+        control.evaluate(
+            """(el, across) => {
+              const r = el.getBoundingClientRect();
+              return across.some((f) => {
+                const top = document.elementFromPoint(r.x + r.width * f, r.y + r.height / 2);
+                return !(top && (el === top || el.contains(top)));
+              });
+            }""",
+            list(across),
+        )
+    )
+
+
 def _on_screen(page, selector: str) -> None:  # type: ignore[no-untyped-def]
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size
@@ -451,15 +460,7 @@ def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, st
         studio.run(engine.edit(session.session_id, EditParams(prompt="made elsewhere")))
         expect(page.locator("#notice")).to_be_visible(timeout=20_000)
         fold = page.locator("#manage-fold button").first
-        covered = fold.evaluate(
-            """(el) => {
-              const r = el.getBoundingClientRect();
-              return [0.1, 0.5, 0.9].some((f) => {
-                const top = document.elementFromPoint(r.x + r.width * f, r.y + r.height / 2);
-                return !(top && (el === top || el.contains(top)));
-              });
-            }"""
-        )
+        covered = _covered(fold)
         assert not covered, "the notice lies over Rename or delete"
         for selector in ("#history li.current", "#manage-fold"):
             _on_screen(page, selector)
@@ -1185,13 +1186,7 @@ def test_on_a_phone_the_notice_sits_in_the_instruction_bar_and_covers_no_option(
         page.evaluate("() => window.scrollTo(0, 0)")
         for option in ("#model label", "#aspect", "#keep-rest", "#count", "#compare"):
             control = page.locator(option).last
-            covered = control.evaluate(
-                """(el) => {
-                  const r = el.getBoundingClientRect();
-                  const top = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
-                  return !(top && (el === top || el.contains(top)));
-                }"""
-            )
+            covered = _covered(control, across=(0.5,))
             assert not covered, f"{option} is covered at the top of the page"
         bar, box, said = (
             page.locator("#bar").bounding_box(),
