@@ -142,10 +142,57 @@ def open_page(browser, url: str, **context: Any) -> Iterator[Any]:  # type: igno
     assert outside == [], f"the page reached outside loopback: {outside[:3]}"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Each phase's report kept on the test, for the `page` fixture's account of a failure."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+# What the page showed when a test failed: a failure seen once in a CI run could not be
+# reproduced from Playwright's message alone (the third of three instructions typed ahead never
+# became the tab's step, and nothing said whether the page had sent it).
+_PAGE_STATE = """() => ({
+  status: document.querySelector('#status')?.innerText || null,
+  box: document.querySelector('#prompt textarea')?.value ?? null,
+  tiles: [...document.querySelectorAll('#history .tile')].map(
+    (t) => t.getAttribute('aria-label') || t.textContent.trim()),
+  toasts: [...document.querySelectorAll('[data-testid="toast-body"]')].map((t) => t.innerText),
+  pending: window.kontextStudio ? [...window.kontextStudio.pending.values()] : null,
+  taken: window.kontextStudio ? window.kontextStudio.taken.map((e) => e.text) : null,
+})"""
+
+
+def _tell_failure(page: Any, studio: Studio, console: list[str]) -> None:
+    """Print what the page and the store held (pytest shows it under the failure)."""
+    try:
+        print("page:", page.evaluate(_PAGE_STATE))
+    except Exception as error:  # the page may be gone with the failure
+        print("page: not readable:", error)
+    print("console, last lines:", *console[-25:], sep="\n  ")
+    try:
+        for summary in studio.run(studio.engine.list_sessions()):
+            session = studio.run(studio.engine.load_session(summary.session_id))
+            steps = [
+                (s.params.prompt if s.params else s.kind, s.state.value)
+                for s in session.steps.values()
+            ]
+            print("store:", summary.name, steps)
+    except Exception as error:
+        print("store: not readable:", error)
+
+
 @pytest.fixture
-def page(browser, studio):  # type: ignore[no-untyped-def]
+def page(request, browser, studio):  # type: ignore[no-untyped-def]
     with open_page(browser, studio.url) as page:
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:300]))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"[:300]))
         yield page
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            _tell_failure(page, studio, console)
 
 
 def shoot(page, name: str, *, full_page: bool = True) -> None:  # type: ignore[no-untyped-def]
