@@ -261,8 +261,9 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     # Everything made so far (Gradio, the app, their modules: a million objects) lives as long as
     # the process: out of the collector's sight, so its full passes look at what edits make.
     # Under 100 edits at once they were a large share of the studio's CPU (each pass a few
-    # tenths of a second over every object, with the GIL held); README Numbers.
-    gc.collect()
+    # tenths of a second over every object, with the GIL held); README Numbers. No collection
+    # before it: one found about 200 unreachable objects here and cost a tenth of a second of
+    # every start (cold start, README Numbers).
     gc.freeze()
     return demo, bridge, url
 
