@@ -387,10 +387,11 @@ def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(pag
     expect(box).to_have_value("for the cat")
 
 
-def test_a_draft_kept_over_a_reload_goes_back_to_its_own_session(page):
-    """A reload opens the session this browser opened last, perhaps in another tab: the words
-    typed for the coffee came back in the box over the cat, one Enter from editing it (UX
-    audit 8). They wait for the coffee, and come back when it is opened."""
+def test_a_reload_keeps_the_tab_on_its_own_session_with_its_draft(page):
+    """A reload opened the session this browser had opened last, perhaps in another tab: the
+    words typed for the coffee came back in the box over the cat, one Enter from editing it
+    (UX audit 8), and the tab had moved to another photo. A tab keeps its session over a
+    reload, and its draft with it; a new tab opens the session the browser opened last."""
     from tests.browser.test_studio_flow import EXAMPLES, _open_session
 
     _start_from_example(page, 1)
@@ -403,18 +404,22 @@ def test_a_draft_kept_over_a_reload_goes_back_to_its_own_session(page):
     other = page.context.new_page()  # another tab of the same browser
     other.goto(page.url)
     expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    expect(_session_name(other)).to_have_text(EXAMPLES[2], timeout=15_000)
+    expect(other.locator("#prompt textarea")).to_have_value("")  # the draft is the tab's
     _open_session(other, EXAMPLES[1])
     expect(_session_name(other)).to_have_text(EXAMPLES[1], timeout=15_000)
     expect(_session_name(page)).to_have_text(EXAMPLES[2])
     box.fill("make the coffee foam a heart")
     page.reload()
-    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=20_000)
-    expect(page.locator("#history nav.tree")).to_be_attached(timeout=20_000)
-    page.wait_for_timeout(500)  # (the draft's place is settled as the history is first drawn)
-    expect(box).to_have_value("")
-    _open_session(page, EXAMPLES[2])
-    expect(_session_name(page)).to_have_text(EXAMPLES[2], timeout=15_000)
-    expect(box).to_have_value("make the coffee foam a heart")
+    expect(_session_name(page)).to_have_text(EXAMPLES[2], timeout=20_000)
+    expect(box).to_have_value("make the coffee foam a heart", timeout=15_000)
+    other.reload()
+    expect(_session_name(other)).to_have_text(EXAMPLES[1], timeout=20_000)
+    expect(other.locator("#prompt textarea")).to_have_value("")
+    third = page.context.new_page()  # a new tab: the session the browser opened last
+    third.goto(page.url)
+    expect(_session_name(third)).to_have_text(EXAMPLES[1], timeout=30_000)
+    expect(third.locator("#prompt textarea")).to_have_value("")
 
 
 def test_importing_a_file_that_is_not_an_export_says_so_in_the_page_s_own_words(page, tmp_path):
