@@ -1197,10 +1197,40 @@
     if (!carriesFiles(event) || event.target?.closest?.("#source")) return;
     event.preventDefault();
     const file = event.dataTransfer.files[0];
-    if (!file) return;
+    if (file) startFrom(file);
+  });
+  // A file dropped or pasted is looked at before the open session is left for a new one: a
+  // text file, or one named .png that is not a picture, closed the session shown and left the
+  // tab on an empty new one, with the draft typed for the old photo one Enter from generating
+  // a paid picture (UX audit 9); a text file also brought Gradio's raw "Invalid file type".
+  // The formats this browser draws are read here; others (HEIC, TIFF) go to the studio, which
+  // says itself what it cannot read.
+  const DRAWN = /^image\/(png|jpeg|webp|gif|bmp|avif)$/;
+  const OTHER_IMAGE = /\.(heic|heif|tiff?|avif|webp|png|jpe?g|gif|bmp)$/i;
+  const notReadable = async (file) => {
+    if (tooBig([file])) {
+      return `The file is ${megabytes(file.size)} MB, over the ${megabytes(limit)} MB limit; pick a smaller one.`;
+    }
+    const said = `${file.name || "The file"} is not an image the studio can read; nothing was changed.`;
+    if (DRAWN.test(file.type)) {
+      try {
+        (await createImageBitmap(file)).close();
+        return null;
+      } catch {
+        return said;
+      }
+    }
+    return file.type.startsWith("image/") || OTHER_IMAGE.test(file.name || "") ? null : said;
+  };
+  const startFrom = async (file) => {
+    const problem = await notReadable(file);
+    if (problem) {
+      studio.say(`⚠ ${problem}`);
+      return;
+    }
     if (!byId("empty")?.offsetParent) byId("new-session")?.click();
     pasteInto(file, performance.now() + 10000);
-  });
+  };
 
   // Ctrl+V of an image: it goes in as a file picked in the upload box would (with the same
   // size check), starting a session from it; with a session open, a new one (+ New, then the
@@ -1224,8 +1254,7 @@
     if (!image) return;
     if (typing(event.target) && event.clipboardData.types.includes("text/plain")) return;
     event.preventDefault();
-    if (!byId("empty")?.offsetParent) byId("new-session")?.click();
-    pasteInto(image, performance.now() + 10000);
+    startFrom(image);
   });
 
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row

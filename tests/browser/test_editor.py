@@ -874,6 +874,41 @@ def test_an_image_dropped_on_the_canvas_starts_a_session_from_it(page, studio):
     assert page.url == url
 
 
+_DROP = """([data, name, type]) => {
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  const files = new DataTransfer();
+  files.items.add(new File([bytes], name, { type }));
+  const canvas = document.querySelector("#result");
+  const drop = { bubbles: true, cancelable: true, dataTransfer: files };
+  canvas.dispatchEvent(new DragEvent("drop", drop));
+}"""
+
+
+@pytest.mark.parametrize(("name", "kind"), [("notes.png", "image/png"), ("doc.txt", "text/plain")])
+def test_a_file_dropped_that_is_no_picture_leaves_the_open_session_and_its_draft(
+    page, studio, name, kind
+):
+    """A text file dropped on the canvas (or one named .png) closed the open session for an
+    empty new one, the draft for the old photo in its box, one Enter from a paid picture; the
+    text file also brought Gradio's raw "Invalid file type" (UX audit 9)."""
+    import base64
+
+    _start_from_example(page)
+    box = page.locator("#prompt textarea")
+    box.fill("astro draft")
+    data = base64.b64encode(b"shopping list: eggs, milk\n" * 20).decode()
+    page.evaluate(_DROP, [data, name, kind])
+    expect(page.locator("#status")).to_contain_text(
+        f"{name} is not an image the studio can read", timeout=10_000
+    )
+    page.wait_for_timeout(1_000)  # (a new session, had one been asked for, is drawn by now)
+    expect(page.locator("#examples")).to_be_hidden()
+    expect(page.locator("#result img")).to_be_visible()
+    expect(box).to_have_value("astro draft")
+    expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
+    assert len(studio.run(studio.engine.list_sessions())) == 1
+
+
 def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(page, studio, sim):
     """Ctrl+Z on edits typed ahead let them run and pay, as a branch, and said nothing (UX
     audit 2): a queued edit is now taken back, its text returns, and a started one says it
