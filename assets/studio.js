@@ -782,6 +782,15 @@
         if (before) studio.returned = [text, ...before];
       }
     }
+    // *Download export* is the export of the session it was made for: once the tab shows
+    // another (or a new one), it is put away; it downloaded the other session's ZIP (UX
+    // audit 9). Back on that session, it is there again.
+    const exported = document.querySelector("#export-file a[data-session]");
+    const holder = byId("export-file");
+    if (exported && holder) {
+      const stale = exported.dataset.session !== tree?.dataset.session;
+      if (holder.hasAttribute("data-stale") !== stale) holder.toggleAttribute("data-stale", stale);
+    }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
       studio.restoreDraft();

@@ -51,7 +51,11 @@ def export_address(root_path: str, path: Path) -> str:
     return f"{root_path.rstrip('/')}{EXPORT_ROUTE}{path.parent.name}/{path.name}"
 
 
-def export_link(root_path: str, path: Path) -> str:
-    """The page's *Download export*: a link to the export at `path` (`export_address`)."""
+def export_link(root_path: str, path: Path, session_id: str) -> str:
+    """The page's *Download export*: a link to the export at `path` (`export_address`) of
+    session `session_id` (the page shows it only while that session is the tab's)."""
     address = html.escape(export_address(root_path, path))
-    return f'<a href="{address}" download="{html.escape(path.name)}">Download export</a>'
+    return (
+        f'<a href="{address}" download="{html.escape(path.name)}" '
+        f'data-session="{html.escape(session_id)}">Download export</a>'
+    )

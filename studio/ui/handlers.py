@@ -1197,7 +1197,9 @@ class Handlers:
         path = await export_file(self.bridge, self.ctx.exports, session_id, session.name, self.who)
         edits = sum(step.kind != "origin" for step in session.steps.values())
         return {
-            self.c.export_file: gr.HTML(export_link(self.ctx.root_path, path), visible=True),
+            self.c.export_file: gr.HTML(
+                export_link(self.ctx.root_path, path, session_id), visible=True
+            ),
             # Counted as the session list counts them: the original is not a step.
             self.c.status: (
                 f"Exported the original and {edits} step{'s' if edits != 1 else ''} as a "

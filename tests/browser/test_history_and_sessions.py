@@ -347,6 +347,29 @@ def test_a_new_session_offers_no_export_rename_or_delete_until_it_has_something(
     expect(toggle).to_be_enabled()
 
 
+def test_download_export_is_offered_only_on_the_session_it_was_made_of(page):
+    """After Export on one session, *Download export* stayed on the page when another was
+    opened (or + New pressed), and downloaded the first one's ZIP (UX audit 9)."""
+    from tests.browser.test_studio_flow import EXAMPLES, _open_session
+
+    _start_from_example(page, 1)
+    _start_from_example(page, 2)
+    link = page.locator("#export-file a")
+    with page.expect_download() as saved:
+        page.locator("#export").click()
+    assert saved.value.suggested_filename.startswith("Coffee")
+    expect(link).to_be_visible(timeout=15_000)
+    _open_session(page, EXAMPLES[1])
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=15_000)
+    expect(link).to_be_hidden()
+    _open_session(page, EXAMPLES[2])  # its own session again: it may be saved again
+    expect(_session_name(page)).to_have_text(EXAMPLES[2], timeout=15_000)
+    expect(link).to_be_visible()
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(link).to_be_hidden()
+
+
 def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(page, sim):
     """A half-typed instruction followed the user into another session: one Enter would have
     edited the wrong picture (UX audit 5). Each session keeps its own draft, through + New too:
