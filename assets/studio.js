@@ -727,6 +727,7 @@
       // (UX audit 5). The box takes the focus now, so this key lands in it.
       const box = promptBox();
       if (box && !box.disabled) {
+        if (spaceTap) typedSpace(box); // (Space still down: it came first)
         box.focus({ preventScroll: true });
         box.selectionStart = box.selectionEnd = box.value.length;
       }
@@ -752,10 +753,34 @@
     } else if (event.key === " " && !pressesButton(event.target)) {
       event.preventDefault();
       holdBefore(true);
+      spaceTap = event.repeat ? null : { at: performance.now() };
     }
   });
+  // Space tapped (not held) with the focus outside the box, while the box holds words, was
+  // the space between two of them: typing on after a click on a history tile gave "add ared
+  // sky" (UX audit 9). It goes on at the end of the box, as the other keys do (above); held,
+  // it shows the step's source, as before.
+  let spaceTap = null;
+  const TAP_MS = 300;
+  const typedSpace = (box) => {
+    spaceTap = null;
+    holdBefore(false);
+    if (!box.value || /\s$/.test(box.value)) return false;
+    box.value += " ";
+    studio.boxEdited = true;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+    return true;
+  };
   document.addEventListener("keyup", (event) => {
-    if (event.key === " ") holdBefore(false);
+    if (event.key !== " ") return;
+    const box = promptBox();
+    const tapped = spaceTap && performance.now() - spaceTap.at < TAP_MS;
+    if (tapped && box && !box.disabled && typedSpace(box)) {
+      box.focus({ preventScroll: true });
+      box.selectionStart = box.selectionEnd = box.value.length;
+    }
+    spaceTap = null;
+    holdBefore(false);
   });
   // The "◐ Before" button: hold it to see the step's source in place of the step.
   document.addEventListener("pointerdown", (event) => {

@@ -814,6 +814,32 @@ def test_what_is_typed_after_picking_a_step_goes_into_the_instruction(page, stud
     )
 
 
+def test_a_space_typed_after_picking_a_step_is_the_space_between_two_words(page, studio):
+    """Words typed, a step clicked, then typing on: the first space was taken as "hold Space
+    for before", and the words ran together, "add ared sky now" (UX audit 9). A space tapped
+    goes on at the end of the instruction; held, it still shows the step's source."""
+    _start_from_example(page)
+    box = page.locator("#prompt textarea")
+    box.fill("add a")
+    page.locator("#history button.tile").first.click()
+    page.keyboard.type(" red sky")
+    expect(box).to_have_value("add a red sky")
+    page.locator("#history button.tile").first.click()
+    page.keyboard.down(" ")  # the next key goes down before Space comes up
+    page.keyboard.press("n")
+    page.keyboard.up(" ")
+    page.keyboard.type("ow")
+    expect(box).to_have_value("add a red sky now")
+    expect(page.locator("#canvas").first).not_to_have_class(re.compile(r"\bshow-before\b"))
+    page.locator("#history button.tile").first.click()
+    page.keyboard.down(" ")  # held: before, and no space
+    expect(page.locator("#canvas").first).to_have_class(re.compile(r"\bshow-before\b"))
+    page.wait_for_timeout(500)
+    page.keyboard.up(" ")
+    expect(page.locator("#canvas").first).not_to_have_class(re.compile(r"\bshow-before\b"))
+    expect(box).to_have_value("add a red sky now")
+
+
 def test_ctrl_z_gives_back_text_cleared_by_hand_and_works_beside_the_options(page, studio):
     """UX audit 4: in a box emptied by hand, Ctrl+Z moved the tab back a step and the text was
     gone for good; with the focus on an option (a radio, the ratio, a checkbox) it did
