@@ -70,21 +70,29 @@
   } catch {
     // (storage refused, or a draft from before: nothing to put back)
   }
+  // Once the first history is drawn: the draft from before the reload goes to its session
+  // (the open one, or the one it waits for; a draft of a new session's box is that box's),
+  // and the open session's own draft, kept while the tab was on another, comes back. After
+  // + New and a reload, the words for the new picture came back over the bicycle, and the
+  // bicycle's own draft, kept aside, was lost when the tab moved on (UX audit 9).
+  let looked = false;
   studio.restoreDraft = () => {
-    if (!draft || !document.querySelector("#history nav.tree")) return;
-    const { text, session } = draft;
-    draft = null;
-    const box = promptBox();
-    if (!session || session === openSession()) {
-      if (box && !box.value) {
-        box.value = text;
-        box.dispatchEvent(new Event("input", { bubbles: true }));
-      }
-      return;
-    }
+    if (looked || !document.querySelector("#history nav.tree")) return;
+    looked = true;
+    const here = openSession() || NEW_DRAFT;
     const kept = drafts();
-    if (kept[session]) return;
-    kept[session] = text;
+    if (draft) {
+      const its = draft.session || NEW_DRAFT;
+      if (its === here) kept[here] = draft.text; // (newer than one kept before it)
+      else if (!kept[its]) kept[its] = draft.text;
+      draft = null;
+    }
+    const box = promptBox();
+    if (box && !box.value && kept[here]) {
+      box.value = kept[here];
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      delete kept[here];
+    }
     try {
       sessionStorage.setItem(DRAFTS_KEY, JSON.stringify(kept));
     } catch {

@@ -410,6 +410,27 @@ def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(pag
     expect(box).to_have_value("for the cat")
 
 
+def test_drafts_of_a_session_and_of_a_new_one_both_survive_a_reload(page):
+    """A draft for the bicycle, + New, words for a new picture, a reload: the page opened the
+    bicycle with the new picture's words in its box, and the bicycle's draft, kept aside, was
+    lost when the tab moved on (UX audit 9). Each comes back in its own box."""
+    from tests.browser.test_studio_flow import EXAMPLES
+
+    _start_from_example(page, 1)
+    box = page.locator("#prompt textarea")
+    box.fill("bike draft")
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(box).to_have_value("")
+    box.fill("generate a lighthouse")
+    page.reload()
+    expect(_session_name(page)).to_have_text(EXAMPLES[1], timeout=20_000)
+    expect(box).to_have_value("bike draft", timeout=15_000)
+    page.locator("#new-session").click()
+    expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+    expect(box).to_have_value("generate a lighthouse")
+
+
 def test_a_reload_keeps_the_tab_on_its_own_session_with_its_draft(page):
     """A reload opened the session this browser had opened last, perhaps in another tab: the
     words typed for the coffee came back in the box over the cat, one Enter from editing it
