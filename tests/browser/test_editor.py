@@ -226,6 +226,24 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
             control = page.locator(option).last
             covered = _covered(control)
             assert not covered, f"{option} lies under the queue's chips"
+        # What lies under them is hidden whole, by a band the page's width: the folds'
+        # toggles showed between and under bare chips, and a tap meant for "Compare two
+        # steps" hit a chip's ✕ (UX audit 9).
+        band = page.evaluate(
+            """() => {
+              const el = document.querySelector('#queue-chips');
+              const r = el.getBoundingClientRect();
+              const seen = [0.02, 0.5, 0.98].map((f) => document.elementFromPoint(
+                r.x + r.width * f, r.y + 3)?.closest('#queue-chips') !== null);
+              return {x: r.x, width: r.width, seen,
+                      background: getComputedStyle(el).backgroundColor};
+            }"""
+        )
+        assert band["x"] == 0, band
+        assert band["width"] == PHONE["viewport"]["width"], band
+        assert all(band["seen"]), band
+        assert band["background"].startswith("rgb("), band  # (opaque: rgba has an alpha)
+        shoot(page, "phone-queue-band", full_page=False)
         # The session's name is read whole; its steps and day give way first (UX audit 6).
         expect(page.locator("#sessions summary .meta")).to_contain_text("to come")
         name = page.locator("#sessions summary .name")
