@@ -229,6 +229,8 @@
   // sent "make it night" and "add a moon" as one instruction, paid once (UX audit 7). Once
   // the box is typed in, what it holds is one instruction.
   studio.returned = [];
+  studio.sentAt = -Infinity;
+  const BOUNCE_MS = 1000;
   const take = () => {
     const box = promptBox();
     let text = box ? box.value : "";
@@ -242,6 +244,7 @@
     }
     const entry = { text, region: "", options: options() };
     if (text.trim() && box) {
+      studio.sentAt = performance.now();
       // A region drawn on the canvas belongs to this edit, and goes with it.
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
       box.value = rest;
@@ -264,6 +267,10 @@
       const run = byId("run");
       if (!run || run.disabled) return;
       event.preventDefault(); // no new line
+      // A second Enter in the same moment (a key bounced, or pressed twice) found the box the
+      // first had just emptied: "The instruction is empty" replaced the status of the edit
+      // just sent (UX audit 9). An Enter on an empty box says so; just after one sent, not.
+      if (!event.target.value.trim() && performance.now() - studio.sentAt < BOUNCE_MS) return;
       run.click();
     },
     true,

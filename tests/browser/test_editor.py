@@ -111,6 +111,34 @@ def test_what_the_box_shows_is_sent_even_when_gradios_copy_lags(page, studio, si
     assert sent == ["add snow"]
 
 
+def test_enter_pressed_twice_at_once_sends_once_and_says_nothing_of_an_empty_box(page, sim):
+    """A second Enter in the same moment found the box the first had just emptied, and "The
+    instruction is empty" replaced the status of the edit just sent (UX audit 9). An Enter on
+    an empty box a while later still says so."""
+    _start_from_example(page)
+    page.evaluate(
+        """() => {
+          window.__said = [];
+          new MutationObserver(() => window.__said.push(
+            document.querySelector('#status').innerText)).observe(
+            document.querySelector('#status'), {childList: true, subtree: true,
+                                                characterData: true});
+        }"""
+    )
+    before = len(sim.tasks)
+    box = page.locator("#prompt textarea")
+    box.fill("add snow")
+    box.press("Enter")
+    box.press("Enter")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("add snow"), timeout=20_000)
+    page.wait_for_timeout(1_200)
+    said = page.evaluate("() => window.__said")
+    assert not [s for s in said if "is empty" in s], said
+    assert len(sim.tasks) == before + 1
+    box.press("Enter")  # a while later: the box is empty, and the page says so
+    expect(page.locator("#status")).to_contain_text("is empty", timeout=10_000)
+
+
 # Three pastes, each followed by Enter, all within one frame: the events a browser sends for a
 # paste and an Enter (keydown, then keypress unless the keydown was taken), dispatched in one go.
 _PASTE_AND_ENTER = """(prompts) => {
