@@ -262,6 +262,11 @@ class Settings:
                 value = parse_logins(value, source="--auth")
             values[name] = value
         values["root_path"] = _root_path(values.get("root_path", ""))
+        if "home" in values:
+            # Absolute from here on: files are linked into other folders (Download's named
+            # copies), where a relative path pointed nowhere and the download failed without
+            # a word (`--home data/a`: UX audit 10).
+            values["home"] = Path(values["home"]).expanduser().absolute()
         if values.get("events_per_s", 1) < 1:
             raise SettingsError("KONTEXT_STUDIO_EVENTS_PER_S must be 1 or more.")
         reasons = hosted_reasons(

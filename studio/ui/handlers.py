@@ -1381,7 +1381,7 @@ def _named_download(folder: Path, stored: Path, name: str) -> str:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            target.symlink_to(stored)
+            target.symlink_to(stored.absolute())  # (a relative one points from `folder`)
         except FileExistsError:
             pass
         except OSError:

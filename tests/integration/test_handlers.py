@@ -403,6 +403,34 @@ async def test_the_download_is_named_after_the_session_and_step(page, tmp_path):
     assert same
 
 
+async def test_the_download_is_the_image_with_a_data_folder_given_relative(
+    sim, clean_env, tmp_path, monkeypatch
+):
+    """Started with `--home data/a`, Download failed without a word: its named copy was a link
+    to a relative path, pointing nowhere from the downloads folder (UX audit 10)."""
+    monkeypatch.chdir(clean_env.parent)
+    relative = Path(clean_env.name)
+    bridge = Bridge(lambda: make_engine(relative, sim.base_url, sim.api_key))
+    with gr.Blocks():
+        c = layout.render(examples=[], browser_secret="test", banner="")
+    ctx = PageContext(
+        assets=assets_dir(), examples=[], exports=tmp_path, simulator=True, server_key=False
+    )
+    h = Handlers(c, bridge, ctx)
+    try:
+        shown = await h.on_source(None, None, {"path": _photo(tmp_path), "orig_name": "Cat.png"})
+        session_id = shown[c.browser]
+        done = await _edit(h, session_id, shown[c.tab_step], "make it blue")
+        final = (await _settle(h, session_id, done))[-1]
+        download = Path(final[c.download].constructor_args["value"])
+        session = await bridge.call(Engine.load_session, session_id)
+        stored = bridge.image_path(session.current)
+        same = await asyncio.to_thread(lambda: download.read_bytes() == Path(stored).read_bytes())
+        assert same
+    finally:
+        bridge.close()
+
+
 async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     first, _ = await _start(page, tmp_path)
     second, tab = await _start(page, tmp_path)

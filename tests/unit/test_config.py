@@ -173,3 +173,11 @@ def test_the_studios_event_pace_is_a_setting_of_one_event_a_second_at_least():
     for bad in ("0", "-4"):
         with pytest.raises(SettingsError, match="KONTEXT_STUDIO_EVENTS_PER_S must be 1 or more"):
             Settings.from_env({"KONTEXT_STUDIO_EVENTS_PER_S": bad})
+
+
+def test_a_data_folder_given_relative_is_made_absolute(tmp_path, monkeypatch):
+    """Files are linked from other folders (Download's named copies): a relative home pointed
+    nowhere from there (UX audit 10)."""
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}, home=Path("data/a")).home == tmp_path / "data" / "a"
+    assert Settings.from_env({"KONTEXT_STUDIO_HOME": "b"}).home == tmp_path / "b"
