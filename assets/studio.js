@@ -686,7 +686,14 @@
       const at = nodes.findIndex((li) => li.classList.contains("current"));
       const tile = nodes[at + step]?.querySelector(".tile");
       if (at < 0 || !tile) return false;
+      // The focus on a tile goes along: left on the step before, a second Enter went back
+      // there (UX audit 10). Space there still shows "before", as on a tile clicked.
+      const focused = document.activeElement?.closest?.("#history .tile");
       tile.click();
+      if (focused) {
+        tile.focus({ preventScroll: true });
+        clicked = tile.dataset.step || "";
+      }
       return true;
     });
   // Space presses a button the keyboard brought the focus to; a history tile that merely kept
@@ -722,6 +729,15 @@
   // keys that move along the path.
   const emptyBox = (target) => target === promptBox() && !target.value && !studio.boxEdited;
   document.addEventListener("keydown", (event) => {
+    // Escape folds the session list, as it closes any menu: it stayed open until a click
+    // outside it (UX audit 10). The focus, if it was in the list, goes back to its head.
+    const list = document.querySelector("#sessions details[open]");
+    if (event.key === "Escape" && list) {
+      const inside = list.contains(event.target);
+      list.open = false;
+      if (inside) list.querySelector("summary")?.focus({ preventScroll: true });
+      return;
+    }
     if (event.key === "Escape" && event.target === promptBox()) {
       event.target.blur();
       return;

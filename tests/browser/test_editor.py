@@ -860,6 +860,30 @@ def test_what_is_typed_after_picking_a_step_goes_into_the_instruction(page, stud
     )
 
 
+def test_the_focus_goes_along_the_path_with_the_arrows_and_escape_folds_the_list(page, studio):
+    """After → the focus stayed on the tile left, and a second Enter went back there; Escape
+    did not fold the session list (UX audit 10)."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    page.locator("#history button.tile").first.click()
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    page.keyboard.press("ArrowRight")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(_current(page)).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1_000)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    page.keyboard.down(" ")  # Space there still shows "before"
+    expect(page.locator("#canvas").first).to_have_class(re.compile(r"\bshow-before\b"))
+    page.keyboard.up(" ")
+    listed = page.locator("#sessions details")
+    page.locator("#sessions summary").click()
+    expect(listed).to_have_attribute("open", "")
+    page.keyboard.press("Escape")
+    expect(listed).not_to_have_attribute("open", "")
+    expect(page.locator("#sessions summary")).to_be_focused()
+
+
 def test_a_space_typed_after_picking_a_step_is_the_space_between_two_words(page, studio):
     """Words typed, a step clicked, then typing on: the first space was taken as "hold Space
     for before", and the words ran together, "add ared sky now" (UX audit 9). A space tapped
