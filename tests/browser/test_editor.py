@@ -1011,7 +1011,9 @@ def test_undo_takes_back_queued_edits_unpaid_and_their_text_returns_to_the_box(p
     runs on."""
     _start_from_example(page)
     _edit(page, "make it black and white")
-    sim.latency = STEADY
+    # "add snow" runs until both undos are done, "make it night" still queued behind it: at
+    # STEADY's 8 s a run of the suite got there after it had started (and it ran on).
+    sim.latency = LatencyProfile(3.0, 12.0, 3.0, 12.0)
     box = page.locator("#prompt textarea")
     for prompt in ("add snow", "make it night", "add a moon"):
         box.fill(prompt)
