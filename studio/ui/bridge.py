@@ -149,6 +149,11 @@ class Bridge:
         self.run(self._engine.aclose(), timeout_s=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            # Its selector and wake-up sockets go with it: a process that made and closed one
+            # studio after another (the test suite) held three more descriptors for each, and
+            # past 1,024 `select()` refused them.
+            self._loop.close()
 
     # -- what differs: the page's reads and watching ----------------------------------------------
 
