@@ -229,7 +229,7 @@
   // sent "make it night" and "add a moon" as one instruction, paid once (UX audit 7). Once
   // the box is typed in, what it holds is one instruction.
   studio.returned = [];
-  studio.sentAt = -Infinity;
+  let sentAt = -Infinity;
   const BOUNCE_MS = 1000;
   const take = () => {
     const box = promptBox();
@@ -244,7 +244,7 @@
     }
     const entry = { text, region: "", options: options() };
     if (text.trim() && box) {
-      studio.sentAt = performance.now();
+      sentAt = performance.now();
       // A region drawn on the canvas belongs to this edit, and goes with it.
       entry.region = studio.takeRegion ? studio.takeRegion() : "";
       box.value = rest;
@@ -270,7 +270,7 @@
       // A second Enter in the same moment (a key bounced, or pressed twice) found the box the
       // first had just emptied: "The instruction is empty" replaced the status of the edit
       // just sent (UX audit 9). An Enter on an empty box says so; just after one sent, not.
-      if (!event.target.value.trim() && performance.now() - studio.sentAt < BOUNCE_MS) return;
+      if (!event.target.value.trim() && performance.now() - sentAt < BOUNCE_MS) return;
       run.click();
     },
     true,
@@ -1221,13 +1221,13 @@
   const limit = Number(config.max_file_size) || 0;
   const megabytes = (bytes) => Math.ceil(bytes / (1024 * 1024));
   const tooBig = (files) => [...(files || [])].find((file) => limit && file.size > limit);
+  const overLimit = (file) =>
+    `The file is ${megabytes(file.size)} MB, over the ${megabytes(limit)} MB limit; ` +
+    "pick a smaller one.";
   const refuse = (event, file) => {
     event.stopImmediatePropagation();
     event.preventDefault();
-    studio.say(
-      `⚠ The file is ${megabytes(file.size)} MB, over the ${megabytes(limit)} MB limit; ` +
-        "pick a smaller one.",
-    );
+    studio.say(`⚠ ${overLimit(file)}`);
   };
   document.addEventListener(
     "change",
@@ -1282,9 +1282,7 @@
     [4, [0x66, 0x74, 0x79, 0x70]],
   ];
   const notReadable = async (file) => {
-    if (tooBig([file])) {
-      return `The file is ${megabytes(file.size)} MB, over the ${megabytes(limit)} MB limit; pick a smaller one.`;
-    }
+    if (tooBig([file])) return overLimit(file);
     let head;
     try {
       head = new Uint8Array(await file.slice(0, 16).arrayBuffer());
