@@ -400,6 +400,78 @@
     });
   };
 
+  // Gradio wraps each picture of the canvas in a button that does nothing here: two Tab stops
+  // on the canvas that led nowhere, one of them the hidden source's (UX audit 10).
+  const FRAMES = "#result .image-container > button, #before .image-container > button";
+  const quietFrames = () => {
+    for (const frame of document.querySelectorAll(FRAMES)) {
+      if (frame.tabIndex !== -1) frame.tabIndex = -1;
+    }
+  };
+
+  // The divider between two compared steps is a slider the keyboard moves too: ← and → by a
+  // twentieth of the picture, Home and End to its edges (it took a mouse only: UX audit 10).
+  // Gradio's slider follows a drag (d3-drag), so a key plays one: press on the divider, move
+  // to where it goes, let go. The zoom's "Undo" is called what it does.
+  const DIVIDER = '#slider [data-testid="slider"]';
+  const sliderKeys = () => {
+    const divider = document.querySelector(DIVIDER);
+    if (divider && divider.getAttribute("role") !== "slider") {
+      divider.setAttribute("role", "slider");
+      divider.tabIndex = 0;
+      divider.setAttribute("aria-label", "Divider between the two steps");
+      divider.setAttribute("aria-valuemin", "0");
+      divider.setAttribute("aria-valuemax", "100");
+      divider.setAttribute("aria-valuenow", "50");
+    }
+    const reset = document.querySelector('#slider button[aria-label="Undo"]');
+    if (reset) {
+      reset.setAttribute("aria-label", "Reset the zoom");
+      reset.title = "Reset the zoom";
+    }
+  };
+  // Where an <img> shown "contain" draws its picture: the element is wider or taller.
+  const drawnPicture = (img) => {
+    const box = img?.getBoundingClientRect();
+    if (!box?.width || !img.naturalWidth || !img.naturalHeight) return null;
+    const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+    const width = img.naturalWidth * scale;
+    const height = img.naturalHeight * scale;
+    return {
+      left: box.left + (box.width - width) / 2,
+      top: box.top + (box.height - height) / 2,
+      width,
+      height,
+    };
+  };
+  const SLIDER_KEYS = { ArrowLeft: -0.05, ArrowRight: 0.05, Home: -1, End: 1 };
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      const divider = event.target?.closest?.(DIVIDER);
+      const step = SLIDER_KEYS[event.key];
+      if (!divider || step === undefined || event.ctrlKey || event.metaKey || event.altKey) {
+        return;
+      }
+      event.preventDefault();
+      const picture = drawnPicture(document.querySelector("#slider img"));
+      if (!picture) return;
+      const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
+      const from = line.left + line.width / 2;
+      const at = Math.min(Math.max((from - picture.left) / picture.width + step, 0), 1);
+      const to = picture.left + at * picture.width;
+      const y = picture.top + picture.height / 2;
+      const mouse = (type, x) =>
+        new MouseEvent(type, { bubbles: true, cancelable: true, view: window, clientX: x,
+                               clientY: y, button: 0 });
+      divider.dispatchEvent(mouse("mousedown", from));
+      window.dispatchEvent(mouse("mousemove", to));
+      window.dispatchEvent(mouse("mouseup", to));
+      divider.setAttribute("aria-valuenow", String(Math.round(at * 100)));
+    },
+    true,
+  );
+
   // Import's file picker offers exports (ZIPs) first; another file picked anyway is answered
   // by the import itself, in its words (studio/ui/layout.py).
   byId("import")?.parentElement?.querySelector('input[type="file"]')?.setAttribute(
@@ -645,7 +717,7 @@
   // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,
   // Enter sends (above) and Shift+Enter starts a new line (the box's own).
   const typing = (target) =>
-    Boolean(target?.closest?.("textarea, input, select, [contenteditable='true']"));
+    Boolean(target?.closest?.("textarea, input, select, [contenteditable='true'], [role='slider']"));
   // A control whose own keys are undo and redo (text), as against a radio, a checkbox or a
   // list of choices, where Ctrl+Z did nothing at all (UX audit 4).
   const NOT_TEXT = ["radio", "checkbox", "button", "submit", "range", "color", "file"];
@@ -1182,6 +1254,8 @@
     studio.fillName();
     drawChips();
     dropSaidToasts();
+    quietFrames();
+    sliderKeys();
   }).observe(document.body, { childList: true, subtree: true });
   // Undo and redo under the picture on a phone press the history's own (disabled or not).
   document.addEventListener("click", (event) => {

@@ -171,7 +171,7 @@ TOOLS_HTML = (
     'title="Drag a box where the next edit may change">▭ Box</button>'
     '<button type="button" data-tool="eraser" aria-pressed="false" '
     'title="Rub out part of the region">⌫ Eraser</button>'
-    '<button type="button" data-tool="clear" title="No region">✕</button>'
+    '<button type="button" data-tool="clear" aria-label="No region" title="No region">✕</button>'
     "</div>"
     # On a phone the history (and its undo and redo) is below the fold: these two, shown there
     # only, press its buttons (studio.js), and look unusable when those are (studio.css).
@@ -484,6 +484,10 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                 # (Pixels: its own `height` in CSS units cropped both pictures, and shifted one
                 # against the other: UX audit 3.)
                 max_height=SLIDER_MAX_HEIGHT,
+                # No Download of its own: it saved the right-hand picture by a hash name, and a
+                # fitted copy at that (each step's own Download is on the canvas: UX audit 10).
+                buttons=["fullscreen"],
+                interactive=False,
                 visible=False,
             )
     with gr.Row(equal_height=True, elem_id="canvas-bar"):
@@ -492,9 +496,6 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         tools = gr.HTML(TOOLS_HTML, elem_id="tools", js_on_load=None, visible=False)
         hold = gr.Button(
             "◐ Before", elem_id="hold", size="sm", scale=0, min_width=90, visible=False
-        )
-        download = gr.DownloadButton(
-            "Download", elem_id="download", visible=False, size="sm", scale=0, min_width=100
         )
         retry = gr.Button(
             "↻ Try again", elem_id="retry", visible=False, size="sm", scale=0, min_width=100
@@ -506,6 +507,11 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             size="sm",
             scale=0,
             min_width=120,
+        )
+        # Last on the bar, at its right end, whatever else shows beside it (it moved by up to
+        # 230 px as the others came and went: UX audit 5); last in Tab order too, as it reads.
+        download = gr.DownloadButton(
+            "Download", elem_id="download", visible=False, size="sm", scale=0, min_width=100
         )
     return {
         "result": result,

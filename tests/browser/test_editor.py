@@ -489,6 +489,40 @@ def test_at_1440x900_canvas_instruction_edit_and_history_are_on_screen(browser, 
         shoot(page, "1-editor", full_page=False)
 
 
+# Names and left edges of the focused element, Tab after Tab, from "+ New" to the box.
+_TAB_TO_BOX = """() => {
+  const e = document.activeElement;
+  const r = e.getBoundingClientRect();
+  return [e.getAttribute('aria-label') || e.textContent.trim(), e.id, r.x, e.tagName];
+}"""
+
+
+def test_tab_across_the_canvas_stops_on_named_controls_in_reading_order(page, studio):
+    """From the header to the instruction box, every Tab stop on the canvas is a control with
+    a name, and the buttons under the picture come in the order they read (UX audit 10: two
+    stops were Gradio's frames around the pictures, and Tab went Before, Download, Try
+    again)."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    expect(page.locator("#retry")).to_be_visible()
+    page.locator("#new-session").focus()
+    stops = []
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        name, elem_id, x, tag = page.evaluate(_TAB_TO_BOX)
+        if tag == "TEXTAREA":
+            break
+        stops.append((name, elem_id, x))
+    else:
+        raise AssertionError(f"Tab never reached the instruction box: {stops}")
+    assert all(name for name, _, _ in stops), f"a Tab stop without a name: {stops}"
+    bar = [(name, x) for name, elem_id, x in stops if elem_id in {"hold", "retry", "download"}]
+    assert [name for name, _ in bar] == ["◐ Before", "↻ Try again", "Download"], stops
+    assert [x for _, x in bar] == sorted(x for _, x in bar), (
+        f"Tab order is not left to right: {bar}"
+    )
+
+
 def test_a_long_path_keeps_its_step_and_rename_on_screen_at_1440x900(browser, studio):
     """A long path used to push the tab's step below the window, and "Rename or delete" into
     a second column off its right edge: the tree scrolls in its own box, to the tab's step."""
@@ -743,6 +777,43 @@ def test_a_panel_opened_then_scrolled_away_from_leaves_the_page_where_it_was_scr
         assert end > 0
         page.wait_for_timeout(1_200)  # past the panel's second look
         assert page.evaluate("() => window.scrollY") == end
+
+
+# How much of the right-hand picture shows, in percent of the slider's frame.
+_RIGHT_SHOWN = """() => {
+  const inset = document.querySelectorAll('#slider img')[1].style.clipPath;
+  return 100 - parseFloat(inset.split(' ').pop());
+}"""
+
+
+def test_the_compare_divider_moves_from_the_keyboard(page, studio):
+    """The divider between two compared steps took a mouse only, and the slider's own
+    Download saved the right-hand picture by a hash name (UX audit 10): Tab reaches the
+    divider, ← → Home End move it, and the steps' own Download is the one there is."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    page.get_by_text("Compare two steps").click()
+    expect(page.locator("#slider [data-testid=imageslider-image]")).to_have_count(2)
+    divider = page.get_by_role("slider", name="Divider between the two steps")
+    page.locator("#pair-b").locator("input").focus()
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.getAttribute('role')") == "slider":
+            break
+    expect(divider).to_be_focused()
+    middle = page.evaluate(_RIGHT_SHOWN)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(divider).to_have_attribute("aria-valuenow", "60")
+    assert page.evaluate(_RIGHT_SHOWN) < middle - 2  # more of the left step shows
+    page.keyboard.press("Home")
+    expect(divider).to_have_attribute("aria-valuenow", "0")
+    assert page.evaluate(_RIGHT_SHOWN) > middle + 2
+    # The arrows moved the divider, not the tab along its path.
+    expect(page.locator("#history li.current")).to_have_count(1)
+    expect(page.locator("#history li.current")).to_contain_text("make it black and white")
+    expect(page.locator("#slider a[download]")).to_have_count(0)
+    expect(page.get_by_role("button", name="Reset the zoom")).to_have_count(1)
 
 
 def test_on_a_phone_compare_two_steps_opens_where_the_canvas_was_seen(browser, studio):
