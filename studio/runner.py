@@ -315,6 +315,9 @@ class _Run:
     task: asyncio.Task[Step]
     update: StepUpdate
     waiting: bool = False
+    # When it began its own work (it left the queue behind its parent; a resumed one, when it
+    # was sent): its phases count their seconds from then (None: still waiting).
+    started_at: datetime | None = None
     # Seconds from its create's answer to the read that saw its task finished (a fresh task),
     # and to the read before it, which saw it unfinished (0: none).
     seen_s: float | None = None
@@ -402,8 +405,10 @@ class StepRunner:
         ends (`RunEnd`)."""
         phase: Phase = "queued" if step.task_id is None else "submitted"
         task = asyncio.create_task(self._run(step, api_key), name=f"step-{step.step_id}")
-        update = StepUpdate(step, phase, self._elapsed(step))
-        self._runs[step.step_id] = _Run(task, update, waiting=step.is_waiting)
+        started = None if step.is_waiting else (step.submitted_at or self._now())
+        since = started or step.created_at
+        update = StepUpdate(step, phase, (self._now() - since).total_seconds())
+        self._runs[step.step_id] = _Run(task, update, step.is_waiting, started)
         task.add_done_callback(lambda _: self._forget(step))
         if on_done is not None:
             task.add_done_callback(lambda done: on_done(step.step_id, self._end_of(step, done)))
@@ -682,8 +687,8 @@ class StepRunner:
         await asyncio.to_thread(self._store.save_step, step)
         run = self._runs.get(step.step_id)
         if run is not None:
-            run.waiting = False
-            run.update = replace(run.update, step=step)
+            run.waiting, run.started_at = False, self._now()
+            run.update = replace(run.update, step=step, elapsed_s=0.0)
         return step
 
     def reparent(self, steps: list[Step]) -> None:
@@ -1021,7 +1026,12 @@ class StepRunner:
         self.signals.notify(step.session_id)
 
     def _elapsed(self, step: Step) -> float:
-        return (self._now() - step.created_at).total_seconds()
+        """Seconds since `step` began its own work; while it waits for its parent, since it
+        was made. (An edit typed ahead said "Sent to RunAPI… 73.6 s" four seconds after it
+        was sent, counting the wait behind the one before it: UX audit 10.)"""
+        run = self._runs.get(step.step_id)
+        since = run.started_at if run is not None and run.started_at is not None else None
+        return (self._now() - (since or step.created_at)).total_seconds()
 
 
 def _duration(seconds: float) -> str:

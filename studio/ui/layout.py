@@ -484,9 +484,7 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
                 # (Pixels: its own `height` in CSS units cropped both pictures, and shifted one
                 # against the other: UX audit 3.)
                 max_height=SLIDER_MAX_HEIGHT,
-                # No Download of its own: it saved the right-hand picture by a hash name, and a
-                # fitted copy at that (each step's own Download is on the canvas: UX audit 10).
-                buttons=["fullscreen"],
+                buttons=["fullscreen"],  # (its own Download saved a hash-named copy: audit 10)
                 interactive=False,
                 visible=False,
             )
@@ -508,8 +506,7 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             scale=0,
             min_width=120,
         )
-        # Last on the bar, at its right end, whatever else shows beside it (it moved by up to
-        # 230 px as the others came and went: UX audit 5); last in Tab order too, as it reads.
+        # Last on the bar (it moved as the others came and went: UX audit 5), and for Tab.
         download = gr.DownloadButton(
             "Download", elem_id="download", visible=False, size="sm", scale=0, min_width=100
         )

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import zipfile
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image
@@ -14,6 +15,7 @@ from studio.config import Secret
 from studio.engine import Engine, RunAPIError, StoreError
 from studio.history import HistoryError, StepState
 from studio.params import EditParams, ParamsError
+from studio.simulator.tasks import LatencyProfile
 from studio.visitor import Visitor
 from tests.support.engines import make_engine, make_image
 
@@ -445,6 +447,24 @@ async def test_cancelling_the_middle_of_three_queued_edits_runs_the_last_on_the_
     # The last one ran on the first one's image; the cancelled one was never sent.
     assert sim.tasks[done.task_id].source_bytes == await engine.image_bytes(first_done.result)
     assert len(sim.tasks) == 2
+
+
+async def test_an_edit_typed_ahead_counts_its_seconds_from_when_it_starts(engine, sim):
+    """The status of an edit typed ahead counted from when it was typed: four seconds after
+    it was sent it said "Sent to RunAPI… 73.6 s", its wait behind the one before included
+    (UX audit 10). Its seconds start when it leaves the queue, as its "Done in" does."""
+    sim.latency = LatencyProfile(0.6, 0.6, 0.6, 0.6)
+    session = await _start(engine)
+    sid = session.session_id
+    first = await engine.submit_edit(sid, EditParams(prompt="make it blue"))
+    second = await engine.submit_edit(sid, EditParams(prompt="add snow"))
+    assert (await engine.wait(first.step_id)).state is StepState.COMPLETED
+    await asyncio.sleep(0.2)
+    waited = (datetime.now(UTC) - second.created_at).total_seconds()
+    running = engine.running(sid)[second.step_id]
+    assert running.phase != "queued", running
+    assert waited > 1.0  # (the first took its 1.2 s)
+    assert running.elapsed_s < waited - 0.8, (running.elapsed_s, waited)
 
 
 async def test_candidates_run_one_instruction_several_times_and_keeping_one_leaves_branches(
