@@ -1121,18 +1121,30 @@ class Engine:
         from_step_id: str | None = None,
         *,
         via: Sequence[str] = (),
-        to: str | None = None,
         visitor: Visitor = LOCAL,
     ) -> Session:
-        """Move back down to the step undone last from `from_step_id` (default the current),
-        or down the steps ahead of it to `to`; `via`: the steps ahead of it that the tab undid,
-        nearest first (`Session.seen_from`)."""
+        """Move back down to the step undone last from `from_step_id` (default the current);
+        `via`: the steps ahead of it that the tab undid, nearest first (`Session.seen_from`)."""
+        return await self.navigate(
+            session_id, lambda s: s.seen_from(from_step_id, via).redo(), visitor=visitor
+        )
 
-        def down(session: Session) -> Session:
-            seen = session.seen_from(from_step_id, via)
-            return seen.make_current(to) if to is not None else seen.redo()
-
-        return await self.navigate(session_id, down, visitor=visitor)
+    async def go(
+        self,
+        session_id: str,
+        to: str,
+        from_step_id: str | None = None,
+        *,
+        via: Sequence[str] = (),
+        visitor: Visitor = LOCAL,
+    ) -> Session:
+        """Make `to` current as a tab showing `from_step_id` sees the session (`via`: the
+        steps ahead of it that the tab undid, nearest first): up its path is a series of
+        undos, which redo comes back down; down the steps ahead, redos; anywhere else, a new
+        start (`Session.make_current`)."""
+        return await self.navigate(
+            session_id, lambda s: s.seen_from(from_step_id, via).make_current(to), visitor=visitor
+        )
 
     async def wait(self, step_id: str) -> Step:
         """The final record of a step started by this engine (or already finished in the store)."""

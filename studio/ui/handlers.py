@@ -197,10 +197,11 @@ class _Tab:
         self.moved()
         self.ahead = [left, *ahead][:CHAIN_KEPT] if left else []
 
-    def went_down(self, ahead: list[str], to: str) -> None:
-        """The tab went down its redo line `ahead` to `to`."""
+    def went_to(self, session: Session) -> None:
+        """The tab moved to `session`'s current step, as it saw the session: its redo line is
+        what lies ahead of it there."""
         self.moved()
-        self.ahead = ahead[ahead.index(to) + 1 :] if to in ahead else []
+        self.ahead = list(reversed(session.redo_stack))[:CHAIN_KEPT]
 
     @contextlib.asynccontextmanager
     async def turn(self, seq: int) -> AsyncIterator[None]:
@@ -813,16 +814,14 @@ class Handlers:
                 self.c.status: "Cancelled the queued edit; the ones after it run from the step "
                 "before it.",
             }
+        # Up the tab's path (←, or a click on a step before) is undone, down its redo line
+        # (→) redone, as the tab sees them: ← then Ctrl+Z forgot the branch ahead, and redo
+        # stopped short of it (UX audit 11).
         tab = self._tab()
-        ahead = list(tab.ahead)
-        if step_id in ahead:  # down this tab's own redo line (→, or a click on a step ahead)
-            session = await self.bridge.call(
-                Engine.redo, session_id, tab_step, via=ahead, to=step_id, visitor=self.who
-            )
-            tab.went_down(ahead, step_id)
-        else:
-            session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
-            tab.moved()
+        session = await self.bridge.call(
+            Engine.go, session_id, step_id, tab_step, via=list(tab.ahead), visitor=self.who
+        )
+        tab.went_to(session)
         return await self.page(session_id, session.current_step_id)
 
     @guarded
@@ -858,11 +857,10 @@ class Handlers:
                 )
                 tab.undid(tab_step)
             else:
-                ahead = list(tab.ahead)
                 session = await self.bridge.call(
-                    Engine.redo, session_id, tab_step, via=ahead, visitor=self.who
+                    Engine.redo, session_id, tab_step, via=list(tab.ahead), visitor=self.who
                 )
-                tab.went_down(ahead, session.current_step_id)
+                tab.went_to(session)
             update = await self.page(session_id, session.current_step_id)
             left = session.steps.get(tab_step or "")
             if act == "undo" and left is not None and (started or left.state is StepState.RUNNING):

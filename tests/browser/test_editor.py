@@ -905,6 +905,36 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     expect(box).to_have_value("and stars")
 
 
+def test_redo_comes_back_down_a_branch_after_arrows_and_ctrl_z_mixed(page, studio):
+    """On a branch's step, ← ← → then Ctrl+Z: Ctrl+Shift+Z stopped one step short of the
+    branch, and ↷ went grey while the tree still offered the branch as ahead (UX audit 11,
+    5 of 5). The arrows undo and redo along the tab's path as Ctrl+Z does."""
+    engine = studio.engine
+    session = studio.run(engine.start_session(studio.run(engine.read_image(make_image()))))
+    sid = session.session_id
+    for prompt in ("make it blue", "add snow", "add a hat"):
+        studio.run(engine.edit(sid, EditParams(prompt=prompt)))
+    snow = studio.run(engine.load_session(sid)).current.parent_id
+    assert snow is not None
+    studio.run(engine.keep(sid, snow))
+    studio.run(engine.edit(sid, EditParams(prompt="add a scarf")))
+    page.goto(studio.url)
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 3b: add a scarf"))
+    page.locator("#canvas").first.click()
+    for key, step in (
+        ("ArrowLeft", "Step 2: add snow"),
+        ("ArrowLeft", "Step 1: make it blue"),
+        ("ArrowRight", "Step 2: add snow"),
+        ("Control+z", "Step 1: make it blue"),
+        ("Control+Shift+z", "Step 2: add snow"),
+        ("Control+Shift+z", "Step 3b: add a scarf"),
+        ("ArrowLeft", "Step 2: add snow"),
+        ("ArrowRight", "Step 3b: add a scarf"),
+    ):
+        _press_to(page, key, step)
+    expect(page.locator("#redo")).to_be_disabled()
+
+
 def test_what_is_typed_after_picking_a_step_goes_into_the_instruction(page, studio):
     """A keyboard user clicks the step to edit from, then types: every key went to the tile and
     was dropped; after Escape too (UX audit 5). Typed keys go on at the end of the instruction;
