@@ -41,8 +41,9 @@
   }
 
   // The instruction box gets the focus on wide screens, without scrolling (on a phone the
-  // page starts at the top: title, banner, source).
-  const wide = () => window.matchMedia("(min-width: 700px)").matches;
+  // page starts at the top: title, banner, source). A phone on its side is a phone: the
+  // page's layout is a phone's under 501 px of height (assets/studio.css).
+  const wide = () => window.matchMedia("(min-width: 700px) and (min-height: 501px)").matches;
   if (wide()) promptBox()?.focus({ preventScroll: true });
 
   // Drafts kept for sessions other than the open one, by session (below).

@@ -731,6 +731,50 @@ def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_
         assert page.evaluate(_UNDER_THE_BAR, _TAPPABLE) == []
 
 
+def test_a_phone_on_its_side_shows_the_picture_over_the_bar_and_whole_controls(browser, studio):
+    """At 844 x 390 (a phone on its side) the wide layout gave the picture 18 px, the ratio
+    and Results two empty boxes, the status "Do…", and laid Download and Try again over the
+    history (UX audit 11). It is a phone's layout there: the picture, then the bar fixed at
+    the window's bottom; below, every control whole and clear of the others."""
+    side = {**PHONE, "viewport": {"width": 844, "height": 390}}
+    with open_page(browser, studio.url, **side) as page:
+        _start_from_example(page)
+        _edit(page, "make it black and white")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.wait_for_function("() => window.scrollY === 0")
+        picture = page.locator("#result img").bounding_box()
+        bar = page.locator("#bar").bounding_box()
+        assert picture is not None
+        assert bar is not None
+        assert picture["height"] >= 150, picture
+        assert picture["y"] >= 0
+        assert picture["y"] + picture["height"] <= bar["y"] + 1, (picture, bar)
+        assert bar["y"] + bar["height"] <= 391, bar
+        for name in ("Ratio", "Results"):
+            select = page.get_by_label(name).bounding_box()
+            assert select is not None
+            assert select["width"] >= 60, (name, select)
+        # In the page's own coordinates: the status line whole, the buttons clear of the tree.
+        laid = page.evaluate(
+            _LAID_OUT, ["#status .prose", "#hold", "#retry", "#download", "#history"]
+        )
+        status, *buttons, history = laid
+        assert status["scrollWidth"] <= status["width"] + 1, status
+        for box in buttons:
+            assert box["right"] <= 844, box
+            apart = box["bottom"] <= history["top"] or box["top"] >= history["bottom"]
+            assert apart, (box, history)
+
+
+# Each selector's first element: its box in the page's coordinates, and its content's width.
+_LAID_OUT = """(selectors) => selectors.map((selector) => {
+  const el = document.querySelector(selector);
+  const r = el.getBoundingClientRect();
+  return {selector, top: r.top + scrollY, bottom: r.bottom + scrollY, left: r.left,
+          right: r.right, width: r.width, scrollWidth: el.scrollWidth};
+})"""
+
+
 def test_on_a_phone_scrolled_away_from_the_status_line_a_refusal_is_also_a_toast(
     browser, studio, tmp_path
 ):
