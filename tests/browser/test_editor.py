@@ -27,6 +27,8 @@ from tests.browser.test_studio_flow import (
 )
 from tests.support.engines import make_image
 
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # An edit takes about eight seconds: long enough to type two more instructions meanwhile.
 STEADY = LatencyProfile(3.0, 5.0, 3.0, 5.0)
@@ -731,13 +733,24 @@ def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_
         assert page.evaluate(_UNDER_THE_BAR, _TAPPABLE) == []
 
 
-def test_a_phone_on_its_side_shows_the_picture_over_the_bar_and_whole_controls(browser, studio):
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param({**PHONE, "viewport": {"width": 844, "height": 390}}, id="phone-on-its-side"),
+        pytest.param({"viewport": {"width": 820, "height": 1180}, "has_touch": True}, id="tablet"),
+    ],
+)
+def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whole(
+    browser, studio, where
+):
     """At 844 x 390 (a phone on its side) the wide layout gave the picture 18 px, the ratio
     and Results two empty boxes, the status "Do…", and laid Download and Try again over the
-    history (UX audit 11). It is a phone's layout there: the picture, then the bar fixed at
-    the window's bottom; below, every control whole and clear of the others."""
-    side = {**PHONE, "viewport": {"width": 844, "height": 390}}
-    with open_page(browser, studio.url, **side) as page:
+    history (UX audit 11); at 820 px wide (a tablet upright) all but the first too. On its
+    side it is a phone's layout (the picture, then the bar fixed at the window's bottom);
+    upright, the options and the status take more lines. Every control whole, none over
+    another."""
+    size = where["viewport"]
+    with open_page(browser, studio.url, **where) as page:
         _start_from_example(page)
         _edit(page, "make it black and white")
         page.evaluate("() => window.scrollTo(0, 0)")
@@ -749,20 +762,25 @@ def test_a_phone_on_its_side_shows_the_picture_over_the_bar_and_whole_controls(b
         assert picture["height"] >= 150, picture
         assert picture["y"] >= 0
         assert picture["y"] + picture["height"] <= bar["y"] + 1, (picture, bar)
-        assert bar["y"] + bar["height"] <= 391, bar
+        assert bar["y"] + bar["height"] <= size["height"] + 1, bar
         for name in ("Ratio", "Results"):
             select = page.get_by_label(name).bounding_box()
             assert select is not None
             assert select["width"] >= 60, (name, select)
         # In the page's own coordinates: the status line whole, the buttons clear of the tree.
         laid = page.evaluate(
-            _LAID_OUT, ["#status .prose", "#hold", "#retry", "#download", "#history"]
+            _LAID_OUT, ["#status .prose", "#hold", "#retry", "#download", "#stage", "#history"]
         )
-        status, *buttons, history = laid
+        status, *buttons, stage, history = laid
         assert status["scrollWidth"] <= status["width"] + 1, status
         for box in buttons:
-            assert box["right"] <= 844, box
-            apart = box["bottom"] <= history["top"] or box["top"] >= history["bottom"]
+            assert box["right"] <= min(size["width"], stage["right"] + 1), (box, stage)
+            apart = (
+                box["bottom"] <= history["top"]
+                or box["top"] >= history["bottom"]
+                or box["right"] <= history["left"]
+                or box["left"] >= history["right"]
+            )
             assert apart, (box, history)
 
 
@@ -1721,9 +1739,6 @@ def test_pro_vs_max_takes_the_region_drawn_on_the_canvas(page, studio):
     expect(page.locator("#history li.current")).to_have_attribute("data-region", "box")
     _edit(page, "add snow")
     assert _newest(studio).region.kind == "auto"
-
-
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 
 
 @pytest.mark.parametrize("where", ["1440x900", "phone"])
