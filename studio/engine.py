@@ -2069,6 +2069,7 @@ def _limit_settings(settings: Settings) -> LimitSettings:
         upload_bytes=settings.visitor_upload_bytes,
         address_budget_cents=settings.address_budget_cents,
         address_upload_bytes=settings.address_upload_bytes,
+        simulated=settings.simulator,
     )
 
 

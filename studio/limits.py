@@ -148,6 +148,9 @@ class LimitSettings:
     decode_pixels_per_minute: int = DEFAULT_DECODE_PIXELS_PER_MINUTE
     # Sessions one visitor may keep (every page they open lists them all).
     visitor_sessions: int = DEFAULT_VISITOR_SESSIONS
+    # The studio runs on its built-in simulator: the server's side costs nothing, so visitors
+    # edit there without a budget (a visitor's own key still goes to RunAPI itself).
+    simulated: bool = False
 
     @property
     def address_share_bytes(self) -> int:
@@ -165,7 +168,8 @@ class LimitSettings:
 
     @property
     def server_key_for_visitors(self) -> bool:
-        return self.visitor_budget_cents is not None or self.total_budget_cents is not None
+        budgets = (self.visitor_budget_cents, self.total_budget_cents)
+        return self.simulated or any(b is not None for b in budgets)
 
 
 # A day's spending of the server's key as kept on disk: by visitor, by address, and in all.

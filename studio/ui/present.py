@@ -139,11 +139,12 @@ def _banner(
     if user_key:
         return "Using **your own RunAPI key** for this tab. It is not stored."
     if simulator:
+        # (Not "free" alone: beside it the header counts each edit at RunAPI's price, and the
+        # two read as a contradiction: UX audit 5. A visitor of a hosted one cannot start it.)
+        start = "" if hosted else " or start with `RUNAPI_API_KEY`"
         return (
-            # (Not "free" alone: beside it the header counts each edit at RunAPI's price, and
-            # the two read as a contradiction: UX audit 5.)
             "**Simulator, not Flux:** simple image changes at RunAPI's prices, never charged. "
-            "For Flux, paste a RunAPI key under *RunAPI key* or start with `RUNAPI_API_KEY`."
+            f"For Flux, paste a RunAPI key under *RunAPI key*{start}."
         )
     if server_key and hosted:
         # (It said the server's key was "billed" for every edit: jargon to a visitor, and no

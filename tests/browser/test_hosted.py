@@ -603,6 +603,31 @@ def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
         context.close()
 
 
+def test_a_hosted_studio_on_the_simulator_lets_visitors_edit_as_its_banner_says(
+    browser, sim, clean_env
+):
+    """Hosted with no RunAPI key (a Space without its secret: README), the banner said
+    "Simulator, not Flux … never charged", and every edit was refused for want of the
+    visitor's own key (UX audit 11). Visitors edit on the simulator; the banner tells them
+    where a key goes, not how to start the server."""
+    with running_studio(sim, clean_env, hosted=True) as studio:
+        context, page = _visit(browser, studio.url)
+        try:
+            header = page.locator("#header")
+            expect(header).to_contain_text("Simulator, not Flux")
+            expect(header).not_to_contain_text("RUNAPI_API_KEY")
+            page.locator("#examples button[data-act=example]").nth(1).click()
+            expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+            box = page.locator("#prompt textarea")
+            box.fill("make it black and white")
+            box.press("Enter")
+            expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+            expect(page.locator("#status")).not_to_contain_text("your own RunAPI key")
+            assert [t.body.get("prompt") for t in sim.tasks.values()] == ["make it black and white"]
+        finally:
+            context.close()
+
+
 def test_a_visitor_typing_ahead_has_every_instruction_run_in_order_and_none_refused(
     browser, hosted, sim
 ):
