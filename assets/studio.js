@@ -911,13 +911,17 @@
         if (before) studio.returned = [text, ...before];
       }
     }
-    // *Download export* is the export of the session it was made for: once the tab shows
-    // another (or a new one), it is put away; it downloaded the other session's ZIP (UX
-    // audit 9). Back on that session, it is there again.
+    // *Download export* is the export of the session it was made for, as it was: once the
+    // tab shows another (or a new one), it is put away; it downloaded the other session's ZIP
+    // (UX audit 9). So it is once the session has changed (a step more, a new name): it
+    // saved the ZIP of two steps beside a tree of four (UX audit 11). Back on that session,
+    // unchanged, it is there again.
     const exported = document.querySelector("#export-file a[data-session]");
     const holder = byId("export-file");
     if (exported && holder) {
-      const stale = exported.dataset.session !== tree?.dataset.session;
+      const stale =
+        exported.dataset.session !== tree?.dataset.session ||
+        exported.dataset.contents !== tree?.dataset.contents;
       if (holder.hasAttribute("data-stale") !== stale) holder.toggleAttribute("data-stale", stale);
     }
     if (tree && (fresh || drawn !== studio.pending.size)) {

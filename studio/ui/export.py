@@ -51,11 +51,13 @@ def export_address(root_path: str, path: Path) -> str:
     return f"{root_path.rstrip('/')}{EXPORT_ROUTE}{path.parent.name}/{path.name}"
 
 
-def export_link(root_path: str, path: Path, session_id: str) -> str:
+def export_link(root_path: str, path: Path, session_id: str, contents: str) -> str:
     """The page's *Download export*: a link to the export at `path` (`export_address`) of
-    session `session_id` (the page shows it only while that session is the tab's)."""
+    session `session_id` as it was (`contents`: `tree.contents_mark`). The page shows it only
+    while the tab shows that session with those contents."""
     address = html.escape(export_address(root_path, path))
     return (
         f'<a href="{address}" download="{html.escape(path.name)}" '
-        f'data-session="{html.escape(session_id)}">Download export</a>'
+        f'data-session="{html.escape(session_id)}" data-contents="{html.escape(contents)}">'
+        "Download export</a>"
     )

@@ -1196,7 +1196,8 @@ class Handlers:
         edits = sum(step.kind != "origin" for step in session.steps.values())
         return {
             self.c.export_file: gr.HTML(
-                export_link(self.ctx.root_path, path, session_id), visible=True
+                export_link(self.ctx.root_path, path, session_id, tree.contents_mark(session)),
+                visible=True,
             ),
             # Counted as the session list counts them: the original is not a step.
             self.c.status: (

@@ -13,6 +13,7 @@ or the service wrote is escaped: `gr.HTML` does not sanitise.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -114,8 +115,16 @@ def history_html(
         items.append(_gap(len(line.steps) - 1 - drawn.last, line.steps[-1]))
     return (
         f'<nav class="tree" aria-label="History" data-session="{_a(session.session_id)}" '
+        f'data-contents="{contents_mark(session)}" '
         f'{_marks(done, refused, withdrawn)}><ol class="path">{"".join(items)}</ol></nav>'
     )
+
+
+def contents_mark(session: Session) -> str:
+    """A short mark of what an export of `session` holds (its name, its steps and their
+    states): the page puts a *Download export* away once the tree it shows has another."""
+    parts = [session.name, *sorted(f"{i}:{s.state}" for i, s in session.steps.items())]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def started_steps(running: Mapping[str, StepUpdate]) -> frozenset[str]:

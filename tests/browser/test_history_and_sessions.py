@@ -3,7 +3,9 @@ way, the redo line), sessions (names, rename, delete), and the smaller points of
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
 
 import pytest
 from playwright.sync_api import expect
@@ -368,6 +370,34 @@ def test_download_export_is_offered_only_on_the_session_it_was_made_of(page):
     page.locator("#new-session").click()
     expect(page.locator("#examples")).to_be_visible(timeout=15_000)
     expect(link).to_be_hidden()
+
+
+def test_download_export_goes_once_the_session_has_changed_since(page):
+    """Exported at two steps, *Download export* stayed beside a tree of four and saved the
+    ZIP of two (UX audit 11): once a step is made (or the session renamed) it is put away,
+    and Export makes the session as it is now."""
+    _start_from_example(page, 1)
+    _edit(page, "make it black and white")
+    link = page.locator("#export-file a")
+    with page.expect_download():
+        page.locator("#export").click()
+    expect(link).to_be_visible(timeout=15_000)
+    page.locator("#canvas").first.click()  # moving along the path changes nothing exported
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator('#history button.tile[aria-current="step"]')).to_have_attribute(
+        "aria-label", re.compile("^Step 0")
+    )
+    expect(link).to_be_visible()
+    page.keyboard.press("ArrowRight")
+    _edit(page, "add snow")
+    expect(link).to_be_hidden()
+    with page.expect_download() as saved:
+        page.locator("#export").click()
+    expect(link).to_be_visible(timeout=15_000)
+    with zipfile.ZipFile(saved.value.path()) as bundle:
+        record = json.loads(bundle.read("session.json"))
+    prompts = [(s.get("params") or {}).get("prompt") for s in record["steps"]]
+    assert "add snow" in prompts, prompts
 
 
 def test_a_draft_stays_with_its_session_when_another_is_opened_from_the_list(page, sim):
