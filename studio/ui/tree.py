@@ -239,9 +239,10 @@ def _node(
             f"attempt{'s' if len(failed) != 1 else ''}</summary>"
         )
         for attempt in failed[:FAILED_SHOWN]:
+            label = f"Failed: {_prompt(attempt)}" + (f" ({attempt.error})" if attempt.error else "")
             parts.append(
                 f'<button class="branch failed" data-act="go" data-step="{_a(attempt.step_id)}" '
-                f'title="{_a(attempt.error or "")}">'
+                f'title="{_a(attempt.error or "")}" aria-label="{_a(label)}">'
                 f'<span class="cap">✗ {escape(_short(_prompt(attempt)))}</span></button>'
             )
         parts.append("</details>")
@@ -267,18 +268,22 @@ def _branch_chips(
     ends = " → " + _prompt(tip) if tip is not branch else ""
     # It shows the step it names, with the rest of the branch ahead (↷ Redo walks to its end:
     # it went to the end, a step it did not name: UX audit 3).
+    # Named in full as the tiles are ("Branch 4a: …"): its short caption was all a screen
+    # reader had (UX audit 11).
+    steps = f"{size} step{'s' if size != 1 else ''}"
+    label = f"Branch {name}: {_prompt(branch)}{ends} ({_model(branch)}{steps})"
     chip = (
         f'<button class="branch" data-act="branch" data-step="{_a(branch.step_id)}" '
-        f'title="{_a(_prompt(branch) + ends)}">'
+        f'title="{_a(_prompt(branch) + ends)}" aria-label="{_a(label)}">'
         f"{_thumb(branch, thumbs, url, small=True)}"
         f'<span class="num">{escape(name)}</span> '
         f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
-        f' <span class="meta">{escape(_model(branch))}{size} '
-        f"step{'s' if size != 1 else ''}</span></button>"
+        f' <span class="meta">{escape(_model(branch))}{steps}</span></button>'
     )
     others = [
         f'<button class="branch end" data-act="go" data-step="{_a(end.step_id)}" '
-        f'title="{_a(_prompt(branch) + " → " + _prompt(end))}">'
+        f'title="{_a(_prompt(branch) + " → " + _prompt(end))}" '
+        f'aria-label="{_a(f"Branch {name}.{k + 2}: {_prompt(branch)} → {_prompt(end)}")}">'
         f"{_thumb(end, thumbs, url, small=True)}"
         f'<span class="num">{escape(name)}.{k + 2}</span> '
         f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'

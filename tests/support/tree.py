@@ -12,6 +12,8 @@ class Tree:
     current: int | None = None  # the tab's step among them
     ahead: list[int] = field(default_factory=list)  # the redo line
     branches: list[str] = field(default_factory=list)  # "2b add snow · 1 step"
+    # What a screen reader names each branch's chip: "Branch 2b: add snow (pro · 1 step)"
+    branch_labels: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "⚠ 1 failed attempt"
     cancels: list[str] = field(default_factory=list)  # step ids with a ✕
     steps: list[str] = field(default_factory=list)  # the step id of each path tile
@@ -41,6 +43,7 @@ class _Reader(HTMLParser):
             self.tree.steps.append(a.get("data-step", ""))
         if tag == "button" and "branch" in classes and "failed" not in classes:
             self._text, self._into = [], self.tree.branches
+            self.tree.branch_labels.append(a.get("aria-label", ""))
         if tag == "summary":
             self._text, self._into = [], self.tree.failed
         if tag == "button" and a.get("data-act") == "cancel":

@@ -128,6 +128,8 @@ def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_ga
     tree = read_tree(render_page(data(session), TILES).history)
     assert tree.line[-1] == "Step 2b: add rain (max · 6.0 s · $0.05)"  # its letter at the fork
     assert tree.branches == ["2a add snow pro · 1 step"]
+    # Named in full, as the path's tiles are (UX audit 11: its caption was all it said).
+    assert tree.branch_labels == ["Branch 2a: add snow (pro · 1 step)"]
     assert tree.current == 2  # the tab's step is the highlighted one
     # A branch keeps its letter when the tab moves: the order the fork's steps were made in
     # (named by their place among the others, "2b" became another step after a move: UX
@@ -178,6 +180,11 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     (elsewhere,) = {"y", "z"} - {newest}
     prompts = {"y": "add sun", "z": "add moon"}
     assert other == f"2b.2 → {prompts[elsewhere]}"
+    newest_prompt = prompts[newest]
+    assert tree.branch_labels == [
+        f"Branch 2b: add fog → {newest_prompt} (pro · 3 steps)",
+        f"Branch 2b.2: add fog → {prompts[elsewhere]}",
+    ]
     assert re.findall(r'data-act="branch" data-step="([^"]+)"', html) == ["x"]
     ends = re.findall(r'<button class="branch end" data-act="go" data-step="([^"]+)"', html)
     assert ends == [elsewhere]
