@@ -715,10 +715,11 @@ def _render_history() -> dict[str, Any]:
         # type" error; the import says in its words what the file is not, UX audit 5. The
         # picker still offers ZIPs first: assets/studio.js sets its `accept`.)
         import_file = gr.UploadButton("Import", elem_id="import", size="sm", min_width=60)
+    history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
     # A link to the export at the studio's own address (`ui.guard.EXPORT_ROUTE`), which the page
     # follows once (`kontextStudio.saveExport`); never a path on the server (review 57 L2).
+    # Under the tree: over it, it pushed the tree 53 px down under the pointer (UX audit 11).
     export_file = gr.HTML("", elem_id="export-file", visible=False)
-    history = gr.HTML("", elem_id="history", js_on_load=_CLICKS_JS)
     manage_bar = _fold_bar(MANAGE_FOLD, "manage-fold")
     with fold("manage") as manage:
         with gr.Row(equal_height=True):

@@ -379,9 +379,13 @@ def test_download_export_goes_once_the_session_has_changed_since(page):
     _start_from_example(page, 1)
     _edit(page, "make it black and white")
     link = page.locator("#export-file a")
+    tiles = page.locator("#history button.tile")
+    before = [tiles.nth(n).bounding_box() for n in range(2)]
     with page.expect_download():
         page.locator("#export").click()
     expect(link).to_be_visible(timeout=15_000)
+    # The link comes under the tree: over it, it pushed the tree 53 px down under the pointer.
+    assert [tiles.nth(n).bounding_box() for n in range(2)] == before
     page.locator("#canvas").first.click()  # moving along the path changes nothing exported
     page.keyboard.press("ArrowLeft")
     expect(page.locator('#history button.tile[aria-current="step"]')).to_have_attribute(
