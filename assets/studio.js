@@ -463,8 +463,14 @@
       const to = picture.left + at * picture.width;
       const y = picture.top + picture.height / 2;
       const mouse = (type, x) =>
-        new MouseEvent(type, { bubbles: true, cancelable: true, view: window, clientX: x,
-                               clientY: y, button: 0 });
+        new MouseEvent(type, {
+          bubbles: true,
+          cancelable: true,
+          view: window,
+          clientX: x,
+          clientY: y,
+          button: 0,
+        });
       divider.dispatchEvent(mouse("mousedown", from));
       window.dispatchEvent(mouse("mousemove", to));
       window.dispatchEvent(mouse("mouseup", to));
@@ -718,7 +724,9 @@
   // redo, ← → along the path; Space (held) shows the step's source. In the instruction box,
   // Enter sends (above) and Shift+Enter starts a new line (the box's own).
   const typing = (target) =>
-    Boolean(target?.closest?.("textarea, input, select, [contenteditable='true'], [role='slider']"));
+    Boolean(
+      target?.closest?.("textarea, input, select, [contenteditable='true'], [role='slider']"),
+    );
   // A control whose own keys are undo and redo (text), as against a radio, a checkbox or a
   // list of choices, where Ctrl+Z did nothing at all (UX audit 4).
   const NOT_TEXT = ["radio", "checkbox", "button", "submit", "range", "color", "file"];

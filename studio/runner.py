@@ -1030,8 +1030,8 @@ class StepRunner:
         was made. (An edit typed ahead said "Sent to RunAPI… 73.6 s" four seconds after it
         was sent, counting the wait behind the one before it: UX audit 10.)"""
         run = self._runs.get(step.step_id)
-        since = run.started_at if run is not None and run.started_at is not None else None
-        return (self._now() - (since or step.created_at)).total_seconds()
+        since = (run.started_at if run is not None else None) or step.created_at
+        return (self._now() - since).total_seconds()
 
 
 def _duration(seconds: float) -> str:
