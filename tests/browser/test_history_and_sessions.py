@@ -162,6 +162,15 @@ def test_a_download_is_named_after_the_session_and_step(page):
     with page.expect_download() as raw:
         page.locator("#raw").click()
     assert raw.value.suggested_filename == "chelsea-example-step-1-model-output.png"
+    # Named in another script, it keeps its letters (it downloaded as "kontext-step-1.png":
+    # UX audit 11).
+    page.locator("#manage-fold button").first.click()
+    page.locator("#session-name textarea, #session-name input").first.fill("قهوة 咖啡")
+    page.locator("#rename").click()
+    expect(page.locator("#sessions summary")).to_contain_text("قهوة 咖啡", timeout=15_000)
+    with page.expect_download() as renamed:
+        page.locator("#download").click()
+    assert renamed.value.suggested_filename == "قهوة-咖啡-step-1.png"
 
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
