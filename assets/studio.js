@@ -431,10 +431,11 @@
       reset.title = "Reset the zoom";
     }
   };
-  // Where an <img> shown "contain" draws its picture: the element is wider or taller.
+  // Where an <img> shown "contain" draws its picture (the element is wider or taller), and
+  // the picture's own size.
   const drawnPicture = (img) => {
     const box = img?.getBoundingClientRect();
-    if (!box?.width || !img.naturalWidth || !img.naturalHeight) return null;
+    if (!box || !img.naturalWidth || !img.naturalHeight) return null;
     const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
     const width = img.naturalWidth * scale;
     const height = img.naturalHeight * scale;
@@ -443,6 +444,7 @@
       top: box.top + (box.height - height) / 2,
       width,
       height,
+      natural: [img.naturalWidth, img.naturalHeight],
     };
   };
   const SLIDER_KEYS = { ArrowLeft: -0.05, ArrowRight: 0.05, Home: -1, End: 1 };
@@ -456,7 +458,7 @@
       }
       event.preventDefault();
       const picture = drawnPicture(document.querySelector("#slider img"));
-      if (!picture) return;
+      if (!picture?.width) return;
       const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
       const from = line.left + line.width / 2;
       const at = Math.min(Math.max((from - picture.left) / picture.width + step, 0), 1);
@@ -947,22 +949,8 @@
   // region outlined on the canvas.
   const region = { tool: null, mask: null, boxes: 0, strokes: 0, drawing: null, key: "" };
   const canvasImage = () => document.querySelector("#result img");
-  const imageBox = () => {
-    // Where the image is drawn inside its element (object-fit: contain).
-    const img = canvasImage();
-    if (!img || !img.naturalWidth) return null;
-    const box = img.getBoundingClientRect();
-    const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
-    const width = img.naturalWidth * scale;
-    const height = img.naturalHeight * scale;
-    return {
-      left: box.left + (box.width - width) / 2,
-      top: box.top + (box.height - height) / 2,
-      width,
-      height,
-      natural: [img.naturalWidth, img.naturalHeight],
-    };
-  };
+  // Where the canvas's image is drawn inside its element (object-fit: contain).
+  const imageBox = () => drawnPicture(canvasImage());
   const layer = () => {
     let view = byId("region-layer");
     const host = canvas();

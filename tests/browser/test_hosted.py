@@ -576,6 +576,16 @@ def test_a_deleted_sessions_export_link_and_fitted_copy_go_with_it(browser, host
         context.close()
 
 
+def _send_on_an_example(page, prompt: str):  # type: ignore[no-untyped-def]
+    """Open the second example and send `prompt` with Enter; the instruction box."""
+    page.locator("#examples button[data-act=example]").nth(1).click()
+    expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
+    box = page.locator("#prompt textarea")
+    box.fill(prompt)
+    box.press("Enter")
+    return box
+
+
 def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
     browser, sim, clean_env
 ):
@@ -589,11 +599,7 @@ def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
         expect(header).to_contain_text("Edits here use your own RunAPI key")
         expect(header).to_contain_text("Only this browser sees your sessions.")
         expect(header).not_to_contain_text("server's")
-        page.locator("#examples button[data-act=example]").nth(1).click()
-        expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
-        box = page.locator("#prompt textarea")
-        box.fill("make it black and white")
-        box.press("Enter")
+        box = _send_on_an_example(page, "make it black and white")
         status = page.locator("#status")
         expect(status).to_contain_text("edits with your own RunAPI key", timeout=15_000)
         expect(status).not_to_contain_text("*")
@@ -616,11 +622,7 @@ def test_a_hosted_studio_on_the_simulator_lets_visitors_edit_as_its_banner_says(
             header = page.locator("#header")
             expect(header).to_contain_text("Simulator, not Flux")
             expect(header).not_to_contain_text("RUNAPI_API_KEY")
-            page.locator("#examples button[data-act=example]").nth(1).click()
-            expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
-            box = page.locator("#prompt textarea")
-            box.fill("make it black and white")
-            box.press("Enter")
+            _send_on_an_example(page, "make it black and white")
             expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
             expect(page.locator("#status")).not_to_contain_text("your own RunAPI key")
             assert [t.body.get("prompt") for t in sim.tasks.values()] == ["make it black and white"]
