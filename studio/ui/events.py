@@ -139,11 +139,15 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **quiet,
     )
     pair = [*tab, c.pair_a, c.pair_b]
+    # On any change of a picker: a pick, and the page moving them (a step clicked, another
+    # session opened), when the slider kept the two pictures before, another session's too
+    # (UX audit 12). The last change of a render is the one answered.
     gr.on(
-        [c.pair_a.input, c.pair_b.input],
+        [c.pair_a.change, c.pair_b.change],
         h.on_pair,
         pair,
         [c.slider, c.pair_note],
+        trigger_mode="always_last",
         **_QUICK,
     )
 

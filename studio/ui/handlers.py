@@ -1024,8 +1024,8 @@ class Handlers:
 
     async def _pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
         skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
-        if not session_id or not left or not right:
-            return skip
+        if not session_id or not left or not right:  # (no pair to show: none kept on show)
+            return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
         try:
             session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         except REFUSED:

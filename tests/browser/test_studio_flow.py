@@ -272,3 +272,32 @@ def test_any_two_steps_can_be_put_in_the_slider(page, studio):
     session = _only_session(studio)
     original = studio.engine.image_path(session.origin.result)
     assert original.name.split(".")[0] in (slider.nth(0).get_attribute("src") or "")
+
+
+def test_the_slider_follows_its_pickers_when_the_page_moves_them(page, studio):
+    """With Compare two steps open, a click on another step moved the pickers to it and its
+    parent, and the slider went on showing the two pictures before, another session's too
+    once another was opened (UX audit 12, 3 of 3)."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    _edit(page, "add snow")
+    page.get_by_text("Compare two steps").click()
+    slider = page.locator("#slider [data-testid=imageslider-image]")
+    expect(slider).to_have_count(2)
+    session = _only_session(studio)
+    first, second = [s for s in session.path()[1:]]
+    path = studio.engine.image_path
+
+    def stem(step):  # type: ignore[no-untyped-def]
+        assert step.result is not None
+        return re.compile(re.escape(path(step.result).name.split(".")[0]))
+
+    # (The right one is a copy fitted into the left one's frame when their shapes differ.)
+    expect(slider.nth(0)).to_have_attribute("src", stem(first))
+    right = slider.nth(1).get_attribute("src") or ""
+    page.locator("#history button.tile").nth(1).click()  # step 1: the original and step 1
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1"))
+    expect(slider.nth(0)).to_have_attribute("src", stem(session.origin), timeout=10_000)
+    expect(slider.nth(1)).not_to_have_attribute("src", right)
+    assert second.result is not None
+    assert path(second.result).name.split(".")[0] not in (slider.nth(1).get_attribute("src") or "")
