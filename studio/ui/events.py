@@ -139,17 +139,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
         **quiet,
     )
     pair = [*tab, c.pair_a, c.pair_b]
-    # On any change of a picker: a pick, and the page moving them (a step clicked, another
-    # session opened), when the slider kept the two pictures before, another session's too
-    # (UX audit 12). The last change of a render is the one answered.
-    gr.on(
-        [c.pair_a.change, c.pair_b.change],
-        h.on_pair,
-        pair,
-        [c.slider, c.pair_note],
-        trigger_mode="always_last",
-        **_QUICK,
-    )
+    # Any change of a picker, the page's too (the slider kept the pictures before: audit 12).
+    pickers, shown = [c.pair_a.change, c.pair_b.change], [c.slider, c.pair_note]
+    gr.on(pickers, h.on_pair, pair, shown, trigger_mode="always_last", **_QUICK)
 
     # A pasted key is checked at once; typing is coalesced (only the last value is checked).
     # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a

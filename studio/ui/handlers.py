@@ -594,6 +594,7 @@ class Handlers:
         """
         tab = self._tab()
         seq = _ticket(ticket)
+        made: str | None = None  # a session made for this edit
         async with tab.turn(seq):
             try:
                 params = _form_params(
@@ -601,7 +602,13 @@ class Handlers:
                 )
                 drawn = _region(region)
                 parent = tab.parent_for(tab_step)
-                session_id = await self._session_or_new(session_id)
+                if not session_id:
+                    # A new session (none open, or the open one deleted elsewhere): the edit
+                    # generates there. The tab's step of the deleted one was sent as the parent:
+                    # "There is no step … in this session", an empty session left behind for
+                    # each Enter (UX audit 12).
+                    parent = None
+                    session_id = made = await self._blank_session()
                 await self._require_kept(tab, session_id, parent)
                 many = _count(count)
                 if many > 1:
@@ -628,6 +635,8 @@ class Handlers:
                 )
             except REFUSED:
                 tab.refused = max(tab.refused, seq)
+                if made is not None:  # (refused: the session made for it goes with it)
+                    await self._drop_empty(made)
                 raise
             finally:
                 tab.done = max(tab.done, seq)
@@ -670,16 +679,24 @@ class Handlers:
             prompt, "pro", aspect, output_format, translation, expansion, safety, keep_rest
         )
         drawn = _region(region)
-        session_id = await self._session_or_new(session_id)
-        steps = await self.bridge.call(
-            Engine.candidates,
-            session_id,
-            params,
-            models=("pro", "max"),
-            parent_step_id=tab_step,
-            region=drawn,
-            visitor=self.payer(tab_key),
-        )
+        made: str | None = None
+        if not session_id:  # (a new session: the tab's step, if any, is of another)
+            tab_step = None
+            session_id = made = await self._blank_session()
+        try:
+            steps = await self.bridge.call(
+                Engine.candidates,
+                session_id,
+                params,
+                models=("pro", "max"),
+                parent_step_id=tab_step,
+                region=drawn,
+                visitor=self.payer(tab_key),
+            )
+        except REFUSED:
+            if made is not None:
+                await self._drop_empty(made)
+            raise
         tab = self._tab()
         tab.moved()
         tab.unkept = (tab_step, tuple(s.step_id for s in steps))
@@ -1230,10 +1247,14 @@ class Handlers:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _session_or_new(self, session_id: str | None) -> str:
-        """The visitor's session, or a new one without an image (the edit then generates)."""
-        if session_id:
-            return session_id
+    async def _drop_empty(self, session_id: str) -> None:
+        """Delete a session made for an edit that was then refused (it holds nothing): one was
+        left in the list at each refused Enter."""
+        with contextlib.suppress(*REFUSED):
+            await self.bridge.call(Engine.delete_session, session_id, visitor=self.who)
+
+    async def _blank_session(self) -> str:
+        """A new session of the visitor's without an image (the edit then generates)."""
         session = await self.bridge.call(Engine.start_session_from_bytes, None, visitor=self.who)
         return session.session_id
 

@@ -6,7 +6,6 @@ Markdown and toasts only through `as_text`, so it always shows as the characters
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
@@ -360,10 +359,9 @@ def download_name(
 ) -> str:
     """What a downloaded image is called: the session's name and the step's number (and, for
     the model's own output of a step kept to a region, that it is)."""
-    # Letters of any script (a session named in Arabic or Chinese downloaded as "kontext-…":
-    # UX audit 11), composed as one character each; nothing else of the name.
-    name = unicodedata.normalize("NFC", session_name)
-    words = "".join(ch if ch.isalnum() else " " for ch in name)
+    # Letters and digits of any script, with their marks (a session named in Arabic or Chinese
+    # downloaded as "kontext-…": UX audit 11); nothing else of the name.
+    words = "".join(ch if f"a{ch}".isidentifier() and ch != "_" else " " for ch in session_name)
     slug = "-".join(words.lower().split())[:60].strip("-") or "kontext"
     step = "original" if number == 0 else f"step-{number}"
     if own_output:

@@ -606,6 +606,17 @@ def test_a_hosted_studio_without_a_budget_says_visitors_bring_their_own_key(
         expect(status).not_to_contain_text("X-RunAPI-Key")
         expect(box).to_have_value("make it black and white")
         assert sim.tasks == {}
+        # An instruction with no picture (to generate one) is refused the same way, and the
+        # session made for it goes with it: each refused Enter left an "Untitled session".
+        (opened,) = studio.run(studio.engine.list_sessions())
+        page.locator("#new-session").click()
+        expect(page.locator("#examples")).to_be_visible(timeout=15_000)
+        box.fill("a red bicycle against a white wall")
+        box.press("Enter")
+        expect(status).to_contain_text("edits with your own RunAPI key", timeout=15_000)
+        assert [s.session_id for s in studio.run(studio.engine.list_sessions())] == [
+            opened.session_id
+        ]
         context.close()
 
 

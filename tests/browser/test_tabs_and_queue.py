@@ -78,6 +78,23 @@ def test_two_pages_on_one_session_each_edit_what_they_show_and_see_each_others_s
         assert night.parent_id == blue.step_id
 
 
+def test_an_instruction_after_the_session_was_deleted_elsewhere_starts_a_new_one(page, studio):
+    """The session was deleted in another tab; this tab's next Enter was refused with "There
+    is no step 28f6a5f2-… in this session", and left an empty "Untitled session" behind at
+    each Enter (UX audit 12, 2 of 2). It makes a new picture in a new session."""
+    _start_from_example(page)
+    _edit(page, "make it black and white")
+    session = _only_session(studio)
+    studio.run(studio.engine.delete_session(session.session_id))  # (another tab, the CLI)
+    expect(page.locator("#status")).to_contain_text("no longer here", timeout=20_000)
+    _submit(page, "a red bicycle against a white wall")
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=30_000)
+    expect(page.locator("#status")).not_to_contain_text("There is no step")
+    (made,) = studio.run(studio.engine.list_sessions())
+    steps = studio.run(studio.engine.load_session(made.session_id)).steps.values()
+    assert [s.params.prompt for s in steps if s.params] == ["a red bicycle against a white wall"]
+
+
 def test_three_instructions_typed_during_an_edit_run_in_order_on_each_result(page, studio, sim):
     _start_from_example(page)
     sim.latency = STEADY
