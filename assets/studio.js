@@ -448,6 +448,25 @@
     };
   };
   const SLIDER_KEYS = { ArrowLeft: -0.05, ArrowRight: 0.05, Home: -1, End: 1 };
+  // Dragged, it says where it was let go (a screen reader heard the value before the drag).
+  const sayWhere = () => {
+    const divider = document.querySelector(DIVIDER);
+    const picture = drawnPicture(document.querySelector("#slider img"));
+    if (!divider || !picture?.width) return;
+    const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
+    const at = (line.left + line.width / 2 - picture.left) / picture.width;
+    divider.setAttribute("aria-valuenow", String(Math.round(Math.min(Math.max(at, 0), 1) * 100)));
+  };
+  let dragged = false;
+  document.addEventListener("pointerdown", (event) => {
+    dragged = Boolean(event.target?.closest?.("#slider"));
+  });
+  for (const name of ["pointerup", "pointercancel"]) {
+    window.addEventListener(name, () => {
+      if (dragged) requestAnimationFrame(sayWhere);
+      dragged = false;
+    });
+  }
   document.addEventListener(
     "keydown",
     (event) => {
@@ -461,7 +480,12 @@
       if (!picture?.width) return;
       const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
       const from = line.left + line.width / 2;
-      const at = Math.min(Math.max((from - picture.left) / picture.width + step, 0), 1);
+      // From where it says it is, unless it has been moved since (it stepped 40 → 44: where
+      // it is drawn is a few pixels off).
+      const seen = (from - picture.left) / picture.width;
+      const said = Number(divider.getAttribute("aria-valuenow")) / 100;
+      const here = Math.abs(seen - said) < 0.03 ? said : seen;
+      const at = Math.min(Math.max(Math.round((here + step) * 100) / 100, 0), 1);
       const to = picture.left + at * picture.width;
       const y = picture.top + picture.height / 2;
       const mouse = (type, x) =>
