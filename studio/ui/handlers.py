@@ -1174,7 +1174,7 @@ class Handlers:
             gr.Warning(sentence)
             return {self.c.status: f"⚠ {sentence}", self.c.delete_confirm: gr.skip()}
         edits = len(session.steps) - 1
-        text = present.delete_question(session.name, edits)
+        text = present.delete_question(await self._listed_as(session_id, session.name), edits)
         return {
             self.c.delete_text: text,
             self.c.delete_confirm: gr.Group(visible=True),
@@ -1190,6 +1190,7 @@ class Handlers:
         """Delete the session (once confirmed), and show the most recent other one."""
         if not session_id:
             raise Refusal("There is no session to delete.")
+        listed = await self._listed_as(session_id, "")
         gone = await self.bridge.call(Engine.delete_session, session_id, visitor=self.who)
         summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
         next_id = summaries[0].session_id if summaries else None
@@ -1200,8 +1201,15 @@ class Handlers:
             self.c.browser: next_id,
             self.c.delete_confirm: gr.Group(visible=False),
             self.c.manage: gr.Column(visible=False),
-            self.c.status: present.deleted(gone.name),
+            self.c.status: present.deleted(listed or gone.name),
         }
+
+    async def _listed_as(self, session_id: str, name: str) -> str:
+        """A session's name as the session list shows it ("Rocket example (2)" beside another
+        "Rocket example"): deleting the second said "Deleted 'Rocket example'" while that one
+        was still listed (UX audit 12)."""
+        summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
+        return {i: label for label, i in present.session_choices(summaries)}.get(session_id, name)
 
     # -- export and import ----------------------------------------------------------------------
 

@@ -450,6 +450,20 @@ async def test_rename_then_delete_after_a_confirmation(page, tmp_path):
     assert [s.session_id for s in await page.bridge.call(Engine.list_sessions)] == [first]
 
 
+async def test_deleting_one_of_two_sessions_of_one_name_names_it_as_the_list_does(page, tmp_path):
+    """Deleting "Rocket example (2)" said "Deleted 'Rocket example'" while that one was still
+    in the list (UX audit 12): the question and the answer name it as the list does."""
+    first, _ = await _start(page, tmp_path)
+    second, tab = await _start(page, tmp_path)
+    c = page.c
+    for session_id in (first, second):
+        await page.on_rename(session_id, tab, "Holiday")
+    asked = await page.on_delete_ask(second, tab)
+    assert "Delete “Holiday (2)”" in asked[c.delete_text]
+    deleted = await page.on_delete(second, tab)
+    assert deleted[c.status] == "Deleted “Holiday (2)” and the images only it used."
+
+
 async def test_a_session_deleted_in_another_tab_is_said_so_and_the_next_edit_starts_anew(
     page, tmp_path
 ):
