@@ -1041,8 +1041,10 @@ class Handlers:
 
     async def _pair(self, session_id: str | None, left: str | None, right: str | None) -> Update:
         skip: Update = {self.c.slider: gr.skip(), self.c.pair_note: gr.skip()}
-        if not session_id or not left or not right:  # (no pair to show: none kept on show)
+        if not session_id:  # (no session: no pair kept on show)
             return {self.c.slider: gr.ImageSlider(value=None, visible=False), self.c.pair_note: ""}
+        if not left or not right:  # (a picker between two values as the page updates it)
+            return skip
         try:
             session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         except REFUSED:

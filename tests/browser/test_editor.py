@@ -863,6 +863,9 @@ def test_the_compare_divider_moves_from_the_keyboard(page, studio):
         if page.evaluate("() => document.activeElement.getAttribute('role')") == "slider":
             break
     expect(divider).to_be_focused()
+    # The pickers' lists close as Tab leaves them (they stayed open over the pictures: UX
+    # audit 12).
+    expect(page.locator("#pair-b .options")).to_be_hidden()
     middle = page.evaluate(_RIGHT_SHOWN)
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowRight")
