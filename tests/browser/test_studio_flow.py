@@ -257,13 +257,19 @@ def test_a_pasted_link_starts_a_session_and_a_page_link_is_refused(page, studio,
     assert studio.image_bytes(origin.result) == (folder / "photo.jpg").read_bytes()
 
 
-def test_any_two_steps_can_be_put_in_the_slider(page, studio):
+def _two_steps_compared(page):  # type: ignore[no-untyped-def]
+    """Two edits made, "Compare two steps" open: the slider's two pictures."""
     _start_from_example(page)
     _edit(page, "make it black and white")
     _edit(page, "add snow")
     page.get_by_text("Compare two steps").click()
     slider = page.locator("#slider [data-testid=imageslider-image]")
     expect(slider).to_have_count(2)
+    return slider
+
+
+def test_any_two_steps_can_be_put_in_the_slider(page, studio):
+    slider = _two_steps_compared(page)
     before = slider.nth(0).get_attribute("src")
     # Compare the original (left) with the latest (right) instead of the last step's parent.
     page.locator("#pair-a input").click()
@@ -278,12 +284,7 @@ def test_the_slider_follows_its_pickers_when_the_page_moves_them(page, studio):
     """With Compare two steps open, a click on another step moved the pickers to it and its
     parent, and the slider went on showing the two pictures before, another session's too
     once another was opened (UX audit 12, 3 of 3)."""
-    _start_from_example(page)
-    _edit(page, "make it black and white")
-    _edit(page, "add snow")
-    page.get_by_text("Compare two steps").click()
-    slider = page.locator("#slider [data-testid=imageslider-image]")
-    expect(slider).to_have_count(2)
+    slider = _two_steps_compared(page)
     session = _only_session(studio)
     first, second = [s for s in session.path()[1:]]
     path = studio.engine.image_path
