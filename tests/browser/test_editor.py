@@ -204,7 +204,9 @@ def test_an_edit_the_studio_has_started_reads_running_not_queued_and_offers_no_c
     answered that the edit had started. Started, it says running, and has no ✕."""
     _start_from_example(page)
     sim.latency = STEADY
-    sim.faults.slow(4.0, times=1, route="files")  # its source's upload answers late
+    # Its source's upload answers late: long enough for the checks below on a loaded machine
+    # (at 4 s, the last one once saw the upload done, in a CI-like run).
+    sim.faults.slow(8.0, times=1, route="files")
     box = page.locator("#prompt textarea")
     box.fill("make it sepia")
     box.press("Enter")
