@@ -448,13 +448,17 @@
     };
   };
   const SLIDER_KEYS = { ArrowLeft: -0.05, ArrowRight: 0.05, Home: -1, End: 1 };
+  // Where the divider's line is drawn, across the page.
+  const dividerX = (divider) => {
+    const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
+    return line.left + line.width / 2;
+  };
   // Dragged, it says where it was let go (a screen reader heard the value before the drag).
   const sayWhere = () => {
     const divider = document.querySelector(DIVIDER);
     const picture = drawnPicture(document.querySelector("#slider img"));
     if (!divider || !picture?.width) return;
-    const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
-    const at = (line.left + line.width / 2 - picture.left) / picture.width;
+    const at = (dividerX(divider) - picture.left) / picture.width;
     divider.setAttribute("aria-valuenow", String(Math.round(Math.min(Math.max(at, 0), 1) * 100)));
   };
   let dragged = false;
@@ -478,8 +482,7 @@
       event.preventDefault();
       const picture = drawnPicture(document.querySelector("#slider img"));
       if (!picture?.width) return;
-      const line = (divider.querySelector(".inner") || divider).getBoundingClientRect();
-      const from = line.left + line.width / 2;
+      const from = dividerX(divider);
       // From where it says it is, unless it has been moved since (it stepped 40 → 44: where
       // it is drawn is a few pixels off).
       const seen = (from - picture.left) / picture.width;

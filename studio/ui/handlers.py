@@ -594,7 +594,6 @@ class Handlers:
         """
         tab = self._tab()
         seq = _ticket(ticket)
-        made: str | None = None  # a session made for this edit
         async with tab.turn(seq):
             try:
                 params = _form_params(
@@ -608,35 +607,33 @@ class Handlers:
                     # "There is no step … in this session", an empty session left behind for
                     # each Enter (UX audit 12).
                     parent = None
-                    session_id = made = await self._blank_session()
-                await self._require_kept(tab, session_id, parent)
-                many = _count(count)
-                if many > 1:
-                    steps = await self.bridge.call(
-                        Engine.candidates,
+                async with self._session_for_edit(session_id) as session_id:
+                    await self._require_kept(tab, session_id, parent)
+                    many = _count(count)
+                    if many > 1:
+                        steps = await self.bridge.call(
+                            Engine.candidates,
+                            session_id,
+                            params,
+                            count=many,
+                            parent_step_id=parent,
+                            region=drawn,
+                            visitor=self.payer(tab_key),
+                        )
+                        tab.moved()
+                        tab.unkept = (parent, tuple(s.step_id for s in steps))
+                        self._choice_pending(session_id, tab.unkept)
+                        return await self._with_candidates(session_id, parent, steps)
+                    step = await self.bridge.call(
+                        Engine.submit_edit,
                         session_id,
                         params,
-                        count=many,
                         parent_step_id=parent,
                         region=drawn,
                         visitor=self.payer(tab_key),
                     )
-                    tab.moved()
-                    tab.unkept = (parent, tuple(s.step_id for s in steps))
-                    self._choice_pending(session_id, tab.unkept)
-                    return await self._with_candidates(session_id, parent, steps)
-                step = await self.bridge.call(
-                    Engine.submit_edit,
-                    session_id,
-                    params,
-                    parent_step_id=parent,
-                    region=drawn,
-                    visitor=self.payer(tab_key),
-                )
             except REFUSED:
                 tab.refused = max(tab.refused, seq)
-                if made is not None:  # (refused: the session made for it goes with it)
-                    await self._drop_empty(made)
                 raise
             finally:
                 tab.done = max(tab.done, seq)
@@ -679,11 +676,9 @@ class Handlers:
             prompt, "pro", aspect, output_format, translation, expansion, safety, keep_rest
         )
         drawn = _region(region)
-        made: str | None = None
         if not session_id:  # (a new session: the tab's step, if any, is of another)
             tab_step = None
-            session_id = made = await self._blank_session()
-        try:
+        async with self._session_for_edit(session_id) as session_id:
             steps = await self.bridge.call(
                 Engine.candidates,
                 session_id,
@@ -693,10 +688,6 @@ class Handlers:
                 region=drawn,
                 visitor=self.payer(tab_key),
             )
-        except REFUSED:
-            if made is not None:
-                await self._drop_empty(made)
-            raise
         tab = self._tab()
         tab.moved()
         tab.unkept = (tab_step, tuple(s.step_id for s in steps))
@@ -1257,16 +1248,21 @@ class Handlers:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _drop_empty(self, session_id: str) -> None:
-        """Delete a session made for an edit that was then refused (it holds nothing): one was
-        left in the list at each refused Enter."""
-        with contextlib.suppress(*REFUSED):
-            await self.bridge.call(Engine.delete_session, session_id, visitor=self.who)
-
-    async def _blank_session(self) -> str:
-        """A new session of the visitor's without an image (the edit then generates)."""
-        session = await self.bridge.call(Engine.start_session_from_bytes, None, visitor=self.who)
-        return session.session_id
+    @contextlib.asynccontextmanager
+    async def _session_for_edit(self, session_id: str | None) -> AsyncIterator[str]:
+        """The tab's session, or a new one without an image (the edit then generates there),
+        deleted again if the edit in it is refused: it holds nothing, and one was left in the
+        list at each refused Enter."""
+        if session_id:
+            yield session_id
+            return
+        made = await self.bridge.call(Engine.start_session_from_bytes, None, visitor=self.who)
+        try:
+            yield made.session_id
+        except REFUSED:
+            with contextlib.suppress(*REFUSED):
+                await self.bridge.call(Engine.delete_session, made.session_id, visitor=self.who)
+            raise
 
 
 def _text(value: object) -> str | None:
