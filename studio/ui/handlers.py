@@ -814,14 +814,7 @@ class Handlers:
                 self._tab().moved()
                 return await self.page(session_id, session.current_step_id)
         if act == "cancel":
-            cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
-            self._tab().cancelled(step_id)
-            shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
-            return {
-                **(await self.page(session_id, shown)),
-                self.c.status: "Cancelled the queued edit; the ones after it run from the step "
-                "before it.",
-            }
+            return await self._cancel(session_id, step_id, tab_step)
         # Up the tab's path (←, or a click on a step before) is undone, down its redo line
         # (→) redone, as the tab sees them: ← then Ctrl+Z forgot the branch ahead, and redo
         # stopped short of it (UX audit 11).
@@ -831,6 +824,21 @@ class Handlers:
         )
         tab.went_to(session)
         return await self.page(session_id, session.current_step_id)
+
+    async def _cancel(self, session_id: str, step_id: str, tab_step: str | None) -> Update:
+        """A queued edit's ✕: it goes, the ones after it run from the step before it, and its
+        instruction goes back into the box (as an undo's does): nothing typed is lost."""
+        session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
+        step = session.steps.get(step_id)
+        prompt = step.params.prompt if step is not None and step.params is not None else ""
+        cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
+        self._tab().cancelled(step_id)
+        shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
+        return {
+            **(await self.page(session_id, shown, withdrawn=(step_id, prompt))),
+            self.c.status: "Cancelled the queued edit (nothing was paid); its instruction is "
+            "back in the box, and the ones after it run from the step before it.",
+        }
 
     @guarded
     async def on_notice(self, session_id: str | None, tab_step: str | None) -> Update:

@@ -189,6 +189,8 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     _big_enough(cancel)  # (25 x 22 px: UX audit 5)
     cancel.click()
     expect(page.locator("#history")).not_to_contain_text("add snow", timeout=10_000)
+    # Its words are back in the box, not lost (an undo of it does the same).
+    expect(page.locator("#prompt textarea")).to_have_value("add snow")
     expect(page.locator("#history")).to_contain_text("make it night")
     expect(_current(page)).to_have_attribute(
         "aria-label", re.compile(r"^Step 2: make it night \(.*\$"), timeout=60_000

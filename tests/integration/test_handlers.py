@@ -252,6 +252,9 @@ async def test_cancelling_a_queued_tile_removes_that_one_only(page, tmp_path, si
     click = gr.EventData(None, {"act": "cancel", "step": middle[page.c.tab_step]})
     cancelled = await page.on_history_click(session_id, last[page.c.tab_step], click)
     assert cancelled[page.c.tab_step] == last[page.c.tab_step]  # the tab stays where it was
+    # Its words go back into the box (the page puts them there), as an undo's do.
+    assert 'data-withdrawn-text="add snow"' in cancelled[page.c.history]
+    assert "back in the box" in cancelled[page.c.status]
     await _settle(page, session_id, cancelled)
     session = await page.bridge.call(Engine.load_session, session_id)
     path = session.make_current(last[page.c.tab_step]).path()
