@@ -853,6 +853,18 @@
       return;
     }
     const mod = event.ctrlKey || event.metaKey;
+    // ↓ ↑ (Home, End) go down and up the open session list, as in any menu: ↓ scrolled the
+    // page under it instead (audit 12).
+    const along = { ArrowDown: 1, ArrowUp: -1, Home: -Infinity, End: Infinity }[event.key];
+    if (along && list?.contains(event.target) && !mod && !event.altKey && !event.shiftKey) {
+      const rows = [...list.querySelectorAll("summary, .list button")];
+      const at = rows.indexOf(event.target.closest("summary, button"));
+      const to = Math.max(0, Math.min(rows.length - 1, (at < 0 ? 0 : at) + along));
+      event.preventDefault();
+      rows[to]?.focus();
+      rows[to]?.scrollIntoView({ block: "nearest" });
+      return;
+    }
     const key = event.key.toLowerCase();
     if (
       !mod &&

@@ -1067,6 +1067,15 @@ def test_the_focus_goes_along_the_path_with_the_arrows_and_escape_folds_the_list
     listed = page.locator("#sessions details")
     page.locator("#sessions summary").click()
     expect(listed).to_have_attribute("open", "")
+    # ↓ and ↑ go along the list (↓ scrolled the page: audit 12); End to its last row.
+    scrolled = page.evaluate("() => document.scrollingElement.scrollTop")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#sessions .list button").first).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#sessions summary")).to_be_focused()
+    page.keyboard.press("End")
+    expect(page.locator("#sessions .list button").last).to_be_focused()
+    assert page.evaluate("() => document.scrollingElement.scrollTop") == scrolled
     page.keyboard.press("Escape")
     expect(listed).not_to_have_attribute("open", "")
     expect(page.locator("#sessions summary")).to_be_focused()
