@@ -98,6 +98,7 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
             simulator=ctx.simulator,
             server_key=ctx.server_key,
             hosted=ctx.hosted,
+            tab_keys=ctx.tab_keys,
         )
         wire(components, Handlers(components, bridge, ctx), keys, demo)
         api.register(bridge, ctx.exports, settings, demo)

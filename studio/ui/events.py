@@ -15,7 +15,7 @@ import gradio as gr
 
 from studio.ui.handlers import Handlers
 from studio.ui.key import KeyHandlers
-from studio.ui.layout import Components
+from studio.ui.layout import KEY_TOKEN_STORAGE_KEY, Components
 
 _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # Navigation, ticks and submitting an edit are quick store reads and writes (an edit runs in the
@@ -50,6 +50,22 @@ def _page_fills(function: str, at: dict[str, int]) -> str:
 _QUIET: dict[str, Any] = {"show_progress": "hidden", **_QUICK}
 
 
+# The token of a key pasted in this tab (`ui.tabkeys`), kept in the tab's session storage (a
+# reload keeps it, closing the tab drops it) and sent with the page's load, in `key_token`.
+_TOKEN_KEPT = f"""(token) => {{
+  try {{
+    if (token) sessionStorage.setItem({json.dumps(KEY_TOKEN_STORAGE_KEY)}, token);
+    else sessionStorage.removeItem({json.dumps(KEY_TOKEN_STORAGE_KEY)});
+  }} catch (error) {{}}
+}}"""
+_TOKEN_SENT = f"""(...args) => {{
+  try {{
+    args[2] = sessionStorage.getItem({json.dumps(KEY_TOKEN_STORAGE_KEY)}) || "";
+  }} catch (error) {{}}
+  return args;
+}}"""
+
+
 def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     """Register every event of the page."""
     tab = [c.browser, c.tab_step]
@@ -59,7 +75,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
     # the page up (a load or a change in the session sets `balance_due`).
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
-    demo.load(h.on_load, [c.browser, c.key_store], load_outputs, **quiet)
+    demo.load(
+        h.on_load, [c.browser, c.key_store, c.key_token], load_outputs, js=_TOKEN_SENT, **quiet
+    )
     c.balance_due.change(
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **quiet
     )
@@ -143,16 +161,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     pickers, shown = [c.pair_a.change, c.pair_b.change], [c.slider, c.pair_note]
     gr.on(pickers, h.on_pair, pair, shown, trigger_mode="always_last", **_QUICK)
 
-    # A pasted key is checked at once; typing is coalesced (only the last value is checked).
-    # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
-    # paste would go unnoticed.
-    key_outputs = [c.tab_key, c.key_store, c.header, c.key_note]
-    c.user_key.change(
-        k.on_key, [c.user_key, c.remember_key], key_outputs, trigger_mode="always_last", **_QUICK
-    )
-    c.remember_key.input(
-        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.header], **_QUICK
-    )
+    _wire_key(c, k)
 
     gr.on(
         [c.rename.click, c.session_name.submit],
@@ -165,3 +174,21 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.delete_no.click(h.on_delete_no, None, [c.delete_confirm], **_QUICK)
     c.delete_yes.click(h.on_delete, tab, [*page, c.delete_confirm, c.manage], **_QUICK)
     c.import_file.upload(h.on_import, [*tab, c.import_file], page, **_INTAKE)
+
+
+def _wire_key(c: Components, k: KeyHandlers) -> None:
+    """The key box's events."""
+    # A pasted key is checked at once; typing is coalesced (only the last value is checked).
+    # `change`, not `input`: Gradio 6's password box sends `input` on key presses only, so a
+    # paste would go unnoticed.
+    key_outputs = [c.tab_key, c.key_store, c.header, c.key_note, c.key_token]
+    c.user_key.change(
+        k.on_key,
+        [c.user_key, c.remember_key, c.key_token],
+        key_outputs,
+        trigger_mode="always_last",
+        **_QUICK,
+    ).then(None, [c.key_token], None, js=_TOKEN_KEPT, **_QUICK)
+    c.remember_key.input(
+        k.on_remember, [c.user_key, c.remember_key], [c.key_store, c.key_note, c.header], **_QUICK
+    )

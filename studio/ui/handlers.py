@@ -21,7 +21,7 @@ import re
 import shutil
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from studio.ui.bridge import MAX_BUNDLE_BYTES, Bridge, Engine, OwnKeyNeeded, Tic
 from studio.ui.export import export_file, export_link
 from studio.ui.files import discard_upload, fitted_name, keep_fitted
 from studio.ui.layout import Components
+from studio.ui.tabkeys import TabKeys
 from studio.ui.tabstate import was_forgotten
 from studio.ui.turns import aside, turn_of
 from studio.ui.visitor import REFUSED, Refusal, current, current_tab, guarded
@@ -98,6 +99,8 @@ class PageContext:
     root_path: str = ""
     # Whether turns are kept for each network address too (`Settings.addresses_apart`).
     addresses_apart: bool = True
+    # Keys pasted in tabs, held over a reload of the tab (`ui.tabkeys`).
+    tab_keys: TabKeys = field(default_factory=TabKeys)
 
 
 KEEP_FIRST = (
@@ -461,9 +464,12 @@ class Handlers:
     # -- starting points ------------------------------------------------------------------------
 
     @guarded
-    async def on_load(self, session_id: str | None, stored_key: str | None = None) -> Update:
+    async def on_load(
+        self, session_id: str | None, stored_key: str | None = None, key_token: str | None = None
+    ) -> Update:
         """The page at load: the browser's session (else the newest), and the key this browser
-        was asked to remember, put back in its box (whose change checks it: `on_key`). The
+        was asked to remember, or else the key pasted in this tab before a reload (held under
+        `key_token`: `ui.tabkeys`), put back in its box (whose change checks it: `on_key`). The
         balance is asked of RunAPI once the page is drawn (`on_balance`), never before."""
         if not session_id:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
@@ -478,6 +484,8 @@ class Handlers:
         key = stored_key.strip() if isinstance(stored_key, str) else ""
         if key:
             update.update({self.c.remember_key: True, self.c.user_key: key})
+        elif (held := self.ctx.tab_keys.take(self.who.owner or "", key_token)) is not None:
+            update[self.c.user_key] = held.reveal()
         return update
 
     @guarded

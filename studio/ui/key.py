@@ -25,6 +25,7 @@ from studio.ui.bridge import (
 )
 from studio.ui.handlers import Update, error_sentence
 from studio.ui.layout import Components
+from studio.ui.tabkeys import TabKeys
 from studio.ui.visitor import REFUSED, Refusal, current, guarded
 
 NOT_ASKED = (
@@ -46,13 +47,21 @@ class KeyHandlers:
     """The events of the key box (registered by `events.wire`)."""
 
     def __init__(
-        self, c: Components, bridge: Bridge, *, simulator: bool, server_key: bool, hosted: bool
+        self,
+        c: Components,
+        bridge: Bridge,
+        *,
+        simulator: bool,
+        server_key: bool,
+        hosted: bool,
+        tab_keys: TabKeys,
     ) -> None:
         self.c = c
         self.bridge = bridge
         self.simulator = simulator
         self.server_key = server_key
         self.hosted = hosted
+        self.tab_keys = tab_keys
 
     def unnamed(self, refusal: Refusal) -> Update:
         return {self.c.key_note: f"⚠ {refusal}"}
@@ -61,25 +70,35 @@ class KeyHandlers:
         return {self.c.key_note: f"⚠ {error_sentence(exc)}"}
 
     @guarded
-    async def on_key(self, key: str | None, remember: bool = False) -> Update:
+    async def on_key(
+        self, key: str | None, remember: bool = False, token: str | None = None
+    ) -> Update:
         """A pasted key is checked at once (a balance call) and said so in one sentence. An
         accepted key is used for this tab (and kept in this browser if asked); a refused one
-        is kept too, so edits are refused rather than quietly run elsewhere."""
+        is kept too, so edits are refused rather than quietly run elsewhere. Either is held in
+        memory over a reload of the tab, under the token the tab keeps (`ui.tabkeys`)."""
         key = (key or "").strip() or None
         c = self.c
+        owner = current().owner or ""
         if key is None:
+            self.tab_keys.forget(owner, token)
             return {
                 c.tab_key: None,
                 c.key_store: None,
                 c.header: self._banner(None, has_key=False),
                 c.key_note: "",
+                c.key_token: "",
             }
         check = await self._check(key)
+        kept = self.tab_keys.keep(owner, Secret(key))
+        if token != kept:  # (another key was pasted over it)
+            self.tab_keys.forget(owner, token)
         return {
             c.tab_key: key,
             c.key_store: key if remember and check.accepted else None,
             c.header: self._banner(check.accepted, remembered=bool(remember and check.accepted)),
             c.key_note: check.note,
+            c.key_token: kept,
         }
 
     @guarded

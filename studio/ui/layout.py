@@ -31,6 +31,8 @@ BROWSER_STORAGE_KEY = "kontext-studio-session"
 # Where a visitor's own key is kept when they ask the studio to remember it: their browser's
 # local storage, never the server's disk.
 KEY_STORAGE_KEY = "kontext-studio-visitor-key"
+# Where a tab keeps the token of the key pasted in it (its session storage: `ui.tabkeys`).
+KEY_TOKEN_STORAGE_KEY = "kontext-studio-key-token"
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
 CANVAS_HEIGHT = "calc(100vh - 370px)"
@@ -268,6 +270,7 @@ class Components:
     remember_key: gr.Checkbox
     key_note: gr.HTML
     key_store: gr.BrowserState
+    key_token: gr.Textbox
     manage: gr.Column
     manage_bar: gr.HTML
     session_name: gr.Textbox
@@ -390,6 +393,9 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         tab_key=_state(),
         # Only when the visitor ticks "remember": in their browser's storage, never on disk here.
         key_store=gr.BrowserState(None, storage_key=KEY_STORAGE_KEY, secret=browser_secret),
+        # The token under which the studio holds a key pasted in this tab (`ui.tabkeys`): kept
+        # in the tab's session storage by the page, sent with its load (`events.wire`).
+        key_token=gr.Textbox("", visible=False),
     )
 
 

@@ -137,7 +137,10 @@ def _banner(
             "server). Clear it under *RunAPI key* to forget it."
         )
     if user_key:
-        return "Using **your own RunAPI key** for this tab. It is not stored."
+        return (
+            "Using **your own RunAPI key** for this tab (a reload of the tab keeps it; it is "
+            "never written to disk)."
+        )
     if simulator:
         # (Not "free" alone: beside it the header counts each edit at RunAPI's price, and the
         # two read as a contradiction: UX audit 5. A visitor of a hosted one cannot start it.)

@@ -134,3 +134,51 @@ def test_an_accepted_key_can_be_remembered_in_this_browser_and_is_named_after_a_
         tab.reload()
         expect(tab.locator("#status")).not_to_be_empty(timeout=30_000)
         expect(tab.locator("#banner")).to_contain_text("Simulator")
+
+
+def test_a_key_pasted_without_remember_is_kept_over_a_reload_of_the_tab_only(
+    browser, sim, clean_env
+):
+    """A key pasted without "Remember" was gone after a reload, without a word until the next
+    Enter was refused (audit 11). The tab keeps a token for it (in its session storage, never
+    the key); a new tab of the same browser does not get it."""
+    with (
+        running_studio(sim, clean_env, visitor_keys=True) as studio,
+        open_page(browser, studio.url) as tab,
+    ):
+        _start_from_example(tab)
+        _paste_key(tab, sim.api_key)
+        expect(tab.locator("#key-note")).to_contain_text("RunAPI accepted your key")
+        expect(tab.locator("#banner")).to_contain_text("your own RunAPI key")
+        stored = tab.evaluate("() => JSON.stringify({...sessionStorage, ...localStorage})")
+        assert sim.api_key not in stored
+
+        tab.reload()
+        expect(tab.locator("#status")).not_to_be_empty(timeout=30_000)
+        expect(tab.locator("#banner")).to_contain_text("your own RunAPI key", timeout=20_000)
+        expect(tab.locator("#banner")).not_to_contain_text("remembered in this browser")
+        before = len(sim.requests)
+        _edit(tab, "make it blue")
+        expect(tab.locator("#status")).to_contain_text(DONE)
+        assert any(
+            r.method == "POST" and sim.api_key in r.headers.get("authorization", "")
+            for r in sim.requests[before:]
+        )
+        other = tab.context.new_page()  # another tab: its own, without the key
+        try:
+            other.goto(studio.url)
+            expect(other.locator("#status")).not_to_be_empty(timeout=30_000)
+            other.wait_for_timeout(1_000)
+            expect(other.locator("#banner")).to_contain_text("Simulator")
+        finally:
+            other.close()
+        # Emptied: forgotten, and a reload does not bring it back.
+        _paste_key(tab, "")
+        expect(tab.locator("#banner")).to_contain_text("Simulator")
+        tab.reload()
+        expect(tab.locator("#status")).not_to_be_empty(timeout=30_000)
+        tab.wait_for_timeout(1_000)
+        expect(tab.locator("#banner")).to_contain_text("Simulator")
+        for path in clean_env.rglob("*"):
+            if path.is_file() and path.suffix not in (".png", ".jpg", ".jpeg"):
+                assert sim.api_key.encode() not in path.read_bytes(), path

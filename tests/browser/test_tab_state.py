@@ -77,7 +77,7 @@ def _records(studio: Studio) -> dict[str, Any]:
 
 def test_a_tabs_pasted_key_never_reaches_disk_or_another_visitor(hosted):
     alice = _Tab(hosted.url)
-    alice.run("on_key", [KEY, False])
+    alice.run("on_key", [KEY, False, ""])
     before = set(_deep_links().rglob("*")) if _deep_links().exists() else set()
     answer = alice.http.get("/gradio_api/deep_link", params={"session_hash": alice.hash})
     assert answer.status_code == 404
@@ -124,7 +124,7 @@ def test_once_all_tab_records_are_taken_a_visitors_one_tab_keeps_its_pasted_key(
     capacity, holder.capacity = holder.capacity, len(_records(hosted)) + 24
     try:
         alice = _Tab(hosted.url)
-        alice.run("on_key", [KEY, False])
+        alice.run("on_key", [KEY, False, ""])
         crowd = [_Tab(hosted.url) for _ in range(3)]
         for _ in range(12):
             for tab in crowd:
@@ -173,9 +173,9 @@ def test_a_tab_whose_record_went_spends_nothing_until_reloaded(hosted, sim):
     # server's key, while the page still said the visitor's own was used: it is refused, saying
     # to reload, and nothing is sent to RunAPI.
     alice = _Tab(hosted.url)
-    alice.run("on_key", [sim.api_key, False])
+    alice.run("on_key", [sim.api_key, False, ""])
     for _ in range(TABS_PER_VISITOR + 1):
-        alice.run("on_load", [None, None], fresh=True)
+        alice.run("on_load", [None, None, ""], fresh=True)
     assert alice.hash not in _records(hosted)
     before = len(sim.tasks)
     edit = [None, None, "make it red", "pro", "match", "png", False, False, 2, None, "0"]

@@ -493,7 +493,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
 ):
     session_id, origin = await _start(page, tmp_path)
     c = page.c
-    keys = KeyHandlers(c, page.bridge, simulator=True, server_key=False, hosted=False)
+    keys = _key_handlers(page)
     checked = await keys.on_key("sk-pasted-but-wrong", False)
     assert checked[c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
     assert "refused the key you pasted" in checked[c.header].props["banner"]
@@ -515,12 +515,49 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
     assert forgotten[c.key_store] is None
 
 
+def _key_handlers(page: Handlers) -> KeyHandlers:
+    return KeyHandlers(
+        page.c,
+        page.bridge,
+        simulator=True,
+        server_key=False,
+        hosted=False,
+        tab_keys=page.ctx.tab_keys,
+    )
+
+
+async def test_a_key_pasted_in_a_tab_comes_back_into_its_box_after_a_reload(page, tmp_path, sim):
+    """A key pasted without "Remember" was gone after a reload of the tab, without a word
+    until the next Enter was refused. The tab keeps a token (never the key); the load given
+    that token puts the key back in the box (whose change checks it again)."""
+    session_id, _ = await _start(page, tmp_path)
+    c = page.c
+    keys = _key_handlers(page)
+    pasted = await keys.on_key(sim.api_key, False, "")
+    token = pasted[c.key_token]
+    assert token
+    assert sim.api_key not in token
+    assert pasted[c.key_store] is None  # not remembered in the browser: not asked
+    loaded = await page.on_load(session_id, None, token)
+    assert loaded[c.user_key] == sim.api_key
+    # Checked again as it goes back into the box: the same token, nothing more held.
+    again = await keys.on_key(sim.api_key, False, token)
+    assert again[c.key_token] == token
+    assert len(page.ctx.tab_keys) == 1
+    # A token that is not one, or another tab's that was emptied, puts nothing back.
+    assert c.user_key not in await page.on_load(session_id, None, "made-up")
+    cleared = await keys.on_key("", False, token)
+    assert cleared[c.key_token] == ""
+    assert len(page.ctx.tab_keys) == 0
+    assert c.user_key not in await page.on_load(session_id, None, token)
+
+
 async def test_a_pasted_key_with_letters_no_key_has_gets_one_sentence_and_reaches_no_log(
     page, tmp_path, sim, caplog
 ):
     caplog.set_level("DEBUG")
     session_id, origin = await _start(page, tmp_path)
-    keys = KeyHandlers(page.c, page.bridge, simulator=True, server_key=False, hosted=False)
+    keys = _key_handlers(page)
     pasted = "sk-SECRETKEY-999 \u0436"
     checked = await keys.on_key(pasted, False)
     assert checked[page.c.key_note].startswith("⚠ RunAPI did not accept the key you pasted")
