@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from studio.ui.bridge import Bridge, Engine, Visitor
-from studio.ui.files import export_written, new_export
+from studio.ui.files import export_title, export_written, new_export
 from studio.ui.guard import EXPORT_ROUTE
 from studio.ui.visitor import Refusal
 
@@ -56,8 +56,9 @@ def export_link(root_path: str, path: Path, session_id: str, contents: str) -> s
     session `session_id` as it was (`contents`: `tree.contents_mark`). The page shows it only
     while the tab shows that session with those contents."""
     address = html.escape(export_address(root_path, path))
+    saved = html.escape(export_title(path) or path.name)
     return (
-        f'<a href="{address}" download="{html.escape(path.name)}" '
+        f'<a href="{address}" download="{saved}" '
         f'data-session="{html.escape(session_id)}" data-contents="{html.escape(contents)}">'
         "Download export</a>"
     )

@@ -39,6 +39,8 @@ import gradio.route_utils
 import gradio.routes
 import gradio_client.utils
 
+from studio.ui import present
+
 if TYPE_CHECKING:
     from studio.history import Session
 
@@ -77,6 +79,8 @@ DELETED_KEPT = 1000
 # The fitted copies made (`fitted_name`), by file name: whose (`_tag`), and the images (their
 # sha256) they were made of, so that they go with their session (`discard_session_files`).
 _fitted: dict[str, tuple[str, frozenset[str]]] = {}
+# What each export (its folder) is saved as (`new_export`).
+_titles: dict[str, str] = {}
 # This process's exports folders (`make_exports_folder`): where `exported` looks.
 _made: list[Path] = []
 # An export's folder and file as `new_export` names them: two tags, the session's 8 characters
@@ -120,6 +124,11 @@ def exported(folder: str, name: str) -> Path | None:
         if target.parent not in _writing and target.is_file() and not target.is_symlink():
             return target
     return None
+
+
+def export_title(path: Path) -> str | None:
+    """What the export at `path` (as `exported` found it) is saved as, if this process made it."""
+    return _titles.get(str(path.parent))
 
 
 def in_exports(path: Path) -> bool:
@@ -192,6 +201,9 @@ def new_export(
     target = folder / token / f"{slug}.zip"
     target.parent.mkdir(parents=True)
     _names[str(target.parent)] = (_tag(owner), _tag(address), of)
+    # What it is saved as: its address keeps ASCII letters only, the saved file the session's
+    # name in any script ("astronaut.zip" for a session named in Arabic: audit 12).
+    _titles[str(target.parent)] = present.export_name(name)
     _writing.add(target.parent)
     return target
 
@@ -343,6 +355,7 @@ def _exports(folder: Path) -> list[tuple[float, Path]]:
     here = {str(entry) for _, entry in found}
     for gone in [n for n in _names if n not in here and os.path.dirname(n) == str(folder)]:
         _names.pop(gone, None)
+        _titles.pop(gone, None)
     return found
 
 

@@ -50,7 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.params import split_url
 from studio.ui.bridge import Bridge, Engine
-from studio.ui.files import exported, in_exports
+from studio.ui.files import export_title, exported, in_exports
 from studio.ui.visitor import REFUSED, Refusal, visitor_from
 
 # Every route of Gradio 6 that opens a file by a path taken from the URL (gradio/routes.py:
@@ -484,7 +484,7 @@ async def _serve_export(scope: Scope, receive: Receive, send: Send, folder: str,
         return
     response = FileResponse(
         path,
-        filename=name,
+        filename=export_title(path) or name,
         media_type="application/zip",
         headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
     )

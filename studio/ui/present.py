@@ -357,15 +357,25 @@ def made_count(made: int, pending: int = 0) -> str:
     return " · ".join(parts) or "no edits yet"
 
 
+def name_slug(session_name: str) -> str:
+    """A session's name as a file's: its letters and digits of any script, with their marks,
+    joined by hyphens, at most 60 characters; "" when it has none. (A session named in Arabic
+    or Chinese downloaded as "kontext-…": UX audit 11.)"""
+    words = "".join(ch if f"a{ch}".isidentifier() and ch != "_" else " " for ch in session_name)
+    return "-".join(words.split())[:60].strip("-")
+
+
+def export_name(session_name: str) -> str:
+    """What a session's export is saved as: its name (`name_slug`), else "session"."""
+    return f"{name_slug(session_name) or 'session'}.zip"
+
+
 def download_name(
     session_name: str, number: int, image_format: str, *, own_output: bool = False
 ) -> str:
     """What a downloaded image is called: the session's name and the step's number (and, for
     the model's own output of a step kept to a region, that it is)."""
-    # Letters and digits of any script, with their marks (a session named in Arabic or Chinese
-    # downloaded as "kontext-…": UX audit 11); nothing else of the name.
-    words = "".join(ch if f"a{ch}".isidentifier() and ch != "_" else " " for ch in session_name)
-    slug = "-".join(words.lower().split())[:60].strip("-") or "kontext"
+    slug = name_slug(session_name).lower() or "kontext"
     step = "original" if number == 0 else f"step-{number}"
     if own_output:
         step += "-model-output"

@@ -171,6 +171,13 @@ def test_a_download_is_named_after_the_session_and_step(page):
     with page.expect_download() as renamed:
         page.locator("#download").click()
     assert renamed.value.suggested_filename == "قهوة-咖啡-step-1.png"
+    # So does its export, saved at once and by *Download export* (both were "session.zip").
+    with page.expect_download() as exported:
+        page.locator("#export").click()
+    assert exported.value.suggested_filename == "قهوة-咖啡.zip"
+    with page.expect_download() as again:
+        page.locator("#export-file a").click()
+    assert again.value.suggested_filename == "قهوة-咖啡.zip"
 
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
