@@ -229,7 +229,9 @@
   // again as they came back, untouched, they go as the edits they were, in order: one Enter
   // sent "make it night" and "add a moon" as one instruction, paid once (UX audit 7). Once
   // the box is typed in, what it holds is one instruction.
+  // Each is `{ text, at }`: `at` orders them as they were queued.
   studio.returned = [];
+  const lines = (returned) => returned.map((r) => r.text).join("\n");
   let sentAt = -Infinity;
   const BOUNCE_MS = 1000;
   const take = () => {
@@ -238,10 +240,10 @@
     let rest = "";
     const returned = studio.returned;
     studio.returned = [];
-    if (returned.length > 1 && text === returned.join("\n")) {
-      text = returned[0];
+    if (returned.length > 1 && text === lines(returned)) {
+      text = returned[0].text;
       studio.returned = returned.slice(1);
-      rest = studio.returned.join("\n");
+      rest = lines(studio.returned);
     }
     const entry = { text, region: "", options: options() };
     if (text.trim() && box) {
@@ -947,17 +949,24 @@
     const drawn = document.querySelectorAll("#history li.pending").length;
     const tree = document.querySelector("#history nav.tree");
     const fresh = tree && tree.dataset.seen !== "1";
-    // A queued edit this tab's undo took back: its instruction goes back into the box, once
-    // (before what is there: undone again and again, they come back in the order typed).
+    // A queued edit this tab's undo or ✕ took back: its instruction goes back into the box,
+    // once: among those already put back (nothing else typed), in the order they were queued
+    // (✕ on one, then on the one before it, gave them back in reverse, and sent them so:
+    // audit 13); else before what is there.
     const withdrawn = tree?.dataset.withdrawn;
     if (withdrawn && !studio.withdrawn.has(withdrawn)) {
       studio.withdrawn.add(withdrawn);
       const text = tree.dataset.withdrawnText || "";
+      const at = tree.dataset.withdrawnAt || "";
       const box = promptBox();
-      const before = box?.value === studio.returned.join("\n") ? studio.returned : null;
-      if (text.trim()) {
+      const before = box?.value === lines(studio.returned) ? studio.returned : null;
+      if (text.trim() && before) {
+        const now = [...before, { text, at }].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+        box.value = "";
+        putBack(lines(now));
+        studio.returned = now;
+      } else if (text.trim()) {
         putBack(text, true);
-        if (before) studio.returned = [text, ...before];
       }
     }
     // *Download export* is the export of the session it was made for, as it was: once the
@@ -1297,6 +1306,17 @@
     quietFrames();
     sliderKeys();
   }).observe(document.body, { childList: true, subtree: true });
+  // After a queued edit's ✕ the focus goes to the box its words come back to (on a phone, it
+  // leaves the ✕): the tree drawn again put the next queued edit's ✕ where the focus was, and
+  // the next Enter cancelled that one too (audit 13).
+  document.addEventListener("click", (event) => {
+    if (!event.target?.closest?.('#history [data-act="cancel"]')) return;
+    if (wide()) {
+      promptBox()?.focus({ preventScroll: true });
+    } else {
+      document.activeElement?.blur?.();
+    }
+  });
   // Undo and redo under the picture on a phone press the history's own (disabled or not).
   document.addEventListener("click", (event) => {
     const proxy = event.target?.closest?.("#tools [data-proxy]");

@@ -294,7 +294,7 @@ class Handlers:
         tick: bool = False,
         model: str | None = None,
         sessions_open: bool = False,
-        withdrawn: tuple[str, str] | None = None,
+        withdrawn: tuple[str, str, str] | None = None,
     ) -> Update:
         """The page for `session_id` seen from `tab_step`, read back from the store (for a
         `tick`: news of the session the page named, which does not move the tab;
@@ -839,11 +839,12 @@ class Handlers:
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         step = session.steps.get(step_id)
         prompt = step.params.prompt if step is not None and step.params is not None else ""
+        queued_at = step.created_at.isoformat() if step is not None else ""
         cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
         self._tab().cancelled(step_id)
         shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
         return {
-            **(await self.page(session_id, shown, withdrawn=(step_id, prompt))),
+            **(await self.page(session_id, shown, withdrawn=(step_id, prompt, queued_at))),
             self.c.status: "Cancelled the queued edit (nothing was paid); its instruction is "
             "back in the box, and the ones after it run from the step before it.",
         }
@@ -927,7 +928,7 @@ class Handlers:
         update = await self.page(
             session_id,
             shown or cancelled.current_step_id,
-            withdrawn=(tab_step, step.params.prompt),
+            withdrawn=(tab_step, step.params.prompt, step.created_at.isoformat()),
         )
         update[self.c.status] = (
             "↶ Took back the queued edit before it started (nothing was paid); its instruction "

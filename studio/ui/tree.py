@@ -73,7 +73,7 @@ def history_html(
     refused: int = 0,
     masks: Mapping[str, str] | None = None,
     url: Callable[[str], str] = file_url,
-    withdrawn: tuple[str, str] | None = None,
+    withdrawn: tuple[str, str, str] | None = None,
     left_open: frozenset[str] = frozenset(),
     started: frozenset[str] = frozenset(),
 ) -> str:
@@ -81,8 +81,9 @@ def history_html(
     region it was edited in (`data-region-*`), which the page outlines on the canvas; `masks`
     maps a region mask's sha256 to its file. `done` and `refused` are
     the last Enter of the tab the server took and refused (the page's own "queued" tiles);
-    `withdrawn`, a queued step this tab's undo took back and its instruction, which the page
-    puts back into the box (once: the step's id says which). A queued step carries its ✕
+    `withdrawn`, a queued step this tab's undo (or ✕) took back, its instruction and when it
+    was queued, which the page puts back into the box (once: the step's id says which; in the
+    order they were queued, among those it put back). A queued step carries its ✕
     unless it is `left_open` (it cannot be cancelled: the ✕ only answered so). A queued step
     in `started` (the runner has taken it: its source uploads, its task is being created) is
     drawn as running, without a ✕: its tile said "queued" and offered ✕ while the status line
@@ -171,11 +172,14 @@ def _region_marks(step: Step, masks: Mapping[str, str], url: Callable[[str], str
     return marks
 
 
-def _marks(done: int, refused: int, withdrawn: tuple[str, str] | None = None) -> str:
+def _marks(done: int, refused: int, withdrawn: tuple[str, str, str] | None = None) -> str:
     marks = f'data-done="{int(done)}" data-refused="{int(refused)}"'
     if withdrawn is not None:
-        step_id, text = withdrawn
-        marks += f' data-withdrawn="{_a(step_id)}" data-withdrawn-text="{_a(text)}"'
+        step_id, text, queued_at = withdrawn
+        marks += (
+            f' data-withdrawn="{_a(step_id)}" data-withdrawn-text="{_a(text)}"'
+            f' data-withdrawn-at="{_a(queued_at)}"'
+        )
     return marks
 
 

@@ -200,6 +200,30 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     assert not any(t.body.get("prompt") == "add snow" for t in sim.tasks.values())
 
 
+def test_queued_edits_cancelled_come_back_in_the_order_typed_and_the_next_enter_sends_them(
+    page, studio, sim
+):
+    """After a click on ✕ the focus was on the next queued edit's ✕ (the tree drawn again put
+    it there), so the next Enter cancelled that one too; and two edits cancelled one after
+    the other came back (and were sent again) in reverse (audit 13)."""
+    typed = ("make it black and white", "add snow", "make it night", "add a moon")
+    box = _typed_ahead(page, sim, typed)
+    for words in ("add snow", "make it night"):
+        tile = page.locator("#history li.queued", has_text=words)
+        expect(tile).to_contain_text("queued", timeout=10_000)
+        tile.get_by_role("button", name=f"Cancel the queued edit: {words}").click()
+        expect(page.locator("#history")).not_to_contain_text(words, timeout=10_000)
+        expect(box).to_be_focused()
+    expect(box).to_have_value("add snow\nmake it night")
+    box.press("Enter")  # sent as they came back: two edits, in order, after the moon
+    expect(box).to_have_value("")
+    expect(_current(page)).to_have_attribute(
+        "aria-label", re.compile(r"^Step 4: make it night \(.*\$"), timeout=90_000
+    )
+    last = _newest(studio)
+    assert _path_prompts(studio, last.step_id) == [typed[0], typed[3], typed[1], typed[2]]
+
+
 def test_an_edit_the_studio_has_started_reads_running_not_queued_and_offers_no_cancel(page, sim):
     """While its source uploaded (no task id yet), the tile of the edit just sent said
     "queued" and offered ✕, beside a status line saying "◷ Uploading the source…"; the ✕

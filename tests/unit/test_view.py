@@ -438,8 +438,10 @@ def test_an_instruction_taken_back_rides_on_the_tree_as_text_once_asked():
             if tag == "nav":
                 marks.update(attrs)
 
-    Nav().feed(render_page(data(session), TILES, withdrawn=("q1", typed)).history)
+    at = "2026-12-07T03:00:00+00:00"
+    Nav().feed(render_page(data(session), TILES, withdrawn=("q1", typed, at)).history)
     assert (marks["data-withdrawn"], marks["data-withdrawn-text"]) == ("q1", typed)
+    assert marks["data-withdrawn-at"] == at  # (the page puts several back in this order)
     marks.clear()
     Nav().feed(render_page(data(session), TILES).history)
     assert "data-withdrawn" not in marks
