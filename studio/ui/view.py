@@ -176,9 +176,9 @@ def render_page(
     step, as for a fresh page), or the empty page. `done` is the last Enter of this tab that
     the server has taken (the page drops its own "queued" tiles up to it). `now` dates the
     session list ("today", "2 Dec"); `every_session` lists all of them, not only the newest
-    (`sessions_open`: unfolded). `withdrawn`: a queued step this tab's undo (or ✕) took back, its
-    instruction and when it was queued (`tree.history_html`). `ahead`: the steps after `tab_step` this tab undid,
-    nearest first: its redo line (`Session.seen_from`)."""
+    (`sessions_open`: unfolded). `withdrawn`: a queued step this tab's undo (or ✕) took
+    back, its instruction and when it was queued (`tree.history_html`). `ahead`: the steps
+    after `tab_step` this tab undid, nearest first: its redo line (`Session.seen_from`)."""
     del tiles  # the tree draws its own placeholders
     choices = present.session_choices(data.summaries)
     session = data.session
