@@ -163,6 +163,9 @@
   const UNSENT_MS = 5000;
   const NOT_SENT =
     "⚠ The studio could not be reached, so nothing was sent: your instruction is back in the box.";
+  const NOT_SENT_OFFLINE =
+    "⚠ The studio cannot be reached just now, so nothing was sent: your instruction stays in " +
+    "the box. This page reconnects by itself when it is back.";
   // The options row (plain controls: studio/ui/layout.py, `bar_html`) as it is now.
   const options = () => {
     const row = byId("options");
@@ -282,6 +285,15 @@
     "click",
     (event) => {
       if (!event.target?.closest?.("#run")) return;
+      // Known to be unreachable (the status line says so): nothing is taken from the box, and
+      // nothing is sent. It emptied for five seconds, as if sent, before the words came back
+      // (audit 13).
+      if (document.body.classList.contains("studio-offline")) {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        studio.say(NOT_SENT_OFFLINE);
+        return;
+      }
       const entry = take();
       studio.taken.push(entry);
       // Never sent: it goes, and its text back into the box with a word (UX audit 5: it was

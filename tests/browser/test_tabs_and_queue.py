@@ -254,6 +254,9 @@ def test_an_instruction_sent_while_the_studio_is_down_comes_back_into_the_box(
         box = tab.locator("#prompt textarea")
         box.fill("add a castle on the hill")
         box.press("Enter")
+        # Known to be down, the page keeps the words where they are: it emptied the box for
+        # five seconds, as if sent, before they came back (audit 13).
+        assert box.input_value() == "add a castle on the hill"
         expect(box).to_have_value("add a castle on the hill", timeout=10_000)
         expect(tab.locator("#status")).to_contain_text("nothing was sent")
         expect(tab.locator("#history li.pending")).to_have_count(0)
