@@ -208,7 +208,26 @@
       pick(row.querySelector("#count"), String(saved.count));
     }
   }
+  // With Keep the rest the result keeps the source's size and ratio: the ratio shows "Match
+  // source", unchangeable, until it is unticked (its choice then comes back). A ratio chosen
+  // with it was taken and silently ignored (audit 13).
+  const syncRatio = () => {
+    const row = byId("options");
+    const select = row?.querySelector("#aspect");
+    if (!select) return;
+    const keep = Boolean(row.querySelector("#keep-rest input")?.checked);
+    if (keep && !select.disabled) {
+      select.dataset.chosen = select.value;
+      pick(select, "match");
+    } else if (!keep && select.disabled) {
+      pick(select, select.dataset.chosen || select.value);
+    }
+    select.disabled = keep;
+    select.title = keep ? "Keep the rest keeps the source's size and ratio" : "Ratio";
+  };
+  syncRatio();
   document.addEventListener("change", (event) => {
+    if (event.target?.closest?.("#keep-rest")) syncRatio();
     if (event.target?.closest?.("#options")) keepOptions();
   });
   // A tab with no choice of its own (a new tab, or one whose options were never touched)

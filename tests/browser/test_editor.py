@@ -224,6 +224,25 @@ def test_queued_edits_cancelled_come_back_in_the_order_typed_and_the_next_enter_
     assert _path_prompts(studio, last.step_id) == [typed[0], typed[3], typed[1], typed[2]]
 
 
+def test_with_keep_the_rest_the_ratio_is_the_sources_and_the_choice_comes_back_unticked(
+    page, studio, sim
+):
+    """A ratio chosen with Keep the rest was taken and silently ignored: the result keeps the
+    source's size (audit 13). The ratio shows "Match source" and cannot be changed meanwhile;
+    the edit asks for the source's ratio; unticked, the choice is back."""
+    _start_from_example(page)  # a 4:3 picture
+    ratio = page.locator("#aspect")
+    ratio.select_option("1:1")
+    page.locator("#keep-rest input").check()
+    expect(ratio).to_be_disabled()
+    expect(ratio).to_have_value("match")
+    _edit(page, "make it black and white")
+    assert list(sim.tasks.values())[-1].body["aspect_ratio"] == "4:3"
+    page.locator("#keep-rest input").uncheck()
+    expect(ratio).to_be_enabled()
+    expect(ratio).to_have_value("1:1")
+
+
 def test_an_edit_the_studio_has_started_reads_running_not_queued_and_offers_no_cancel(page, sim):
     """While its source uploaded (no task id yet), the tile of the edit just sent said
     "queued" and offered ✕, beside a status line saying "◷ Uploading the source…"; the ✕
