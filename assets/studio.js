@@ -1013,6 +1013,13 @@
         exported.dataset.contents !== tree?.dataset.contents;
       if (holder.hasAttribute("data-stale") !== stale) holder.toggleAttribute("data-stale", stale);
     }
+    if (fresh && tree.dataset.session && studio.canvasWanted) {
+      if (performance.now() < studio.canvasWanted) {
+        byId("canvas")?.scrollIntoView({ block: "start" });
+      }
+      studio.canvasWanted = 0;
+      setTimeout(() => document.documentElement.style.removeProperty("overflow-anchor"), 2000);
+    }
     if (tree && (fresh || drawn !== studio.pending.size)) {
       tree.dataset.seen = "1";
       studio.restoreDraft();
@@ -1280,11 +1287,24 @@
   };
   // On a phone the history is a strip far below the picture: a tap on one of its steps brings
   // the picture into view, where that step is about to show (it changed off screen: UX
-  // audit 4).
+  // audit 4). So does a tap on an example, or on the link's Load, below the upload box, and
+  // again once the new session is drawn: the browser kept what was in view in place as the
+  // upload box gave way to the picture, and on a phone on its side the new session came with
+  // the page at its history (audit 13).
   document.addEventListener("click", (event) => {
-    const tile = event.target?.closest?.("#history button[data-act='go'], #history .branch");
-    if (!tile || wide()) return;
-    byId("canvas")?.scrollIntoView({ block: "start" });
+    const tile = event.target?.closest?.(
+      "#history button[data-act='go'], #history .branch, #examples [data-act='example'], #load-link",
+    );
+    const canvas = byId("canvas");
+    if (!tile || !canvas || wide()) return;
+    if (tile.closest("#history")) {
+      canvas.scrollIntoView({ block: "start" });
+    } else if (canvas.getBoundingClientRect().top < 0) {
+      // (Only when the picture's place is above the window: a phone upright stays at its top.)
+      canvas.scrollIntoView({ block: "start" });
+      studio.canvasWanted = performance.now() + 30000;
+      document.documentElement.style.overflowAnchor = "none"; // (until it is drawn: below)
+    }
   });
   // On a phone the history is a strip far below the picture: the edits queued in it, each with
   // its ✕, are shown over the instruction bar too, so changing one's mind needs no scrolling

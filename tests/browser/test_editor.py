@@ -351,6 +351,21 @@ def test_on_a_phone_the_queue_shows_over_the_bar_and_one_is_cancelled_without_sc
         assert _path_prompts(studio, last.step_id) == ["make it black and white", "make it night"]
 
 
+def test_on_a_phone_each_queued_chip_reads_whole(browser, studio, sim):
+    """Three chips shrunk to fit the band read "add …", "add a …", "make it s…": which to ✕
+    could not be told (audit 13). Each is as wide as its words; the band scrolls sideways."""
+    with open_page(browser, studio.url, **PHONE) as page:
+        typed = ("make the suit blue", "add stars", "add a moon", "make it sunset")
+        _typed_ahead(page, sim, typed)
+        chips = page.locator("#queue-chips .chip-text")
+        expect(chips).to_have_text([f"◷ {t}" for t in typed[1:]], timeout=10_000)
+        cut = page.evaluate(
+            """() => [...document.querySelectorAll('#queue-chips .chip-text')]
+                 .filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.textContent)"""
+        )
+        assert cut == []
+
+
 def _a_queue_whose_first_fails(page, sim, message: str):  # type: ignore[no-untyped-def]
     """Two instructions typed ahead ("x one", "x two"); the service fails the first with
     `message`, and the second with it. The box and the history."""
@@ -829,6 +844,43 @@ def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whol
                 or box["left"] >= history["right"]
             )
             assert apart, (box, history)
+
+
+def test_on_a_phone_on_its_side_an_example_opens_in_view_and_the_queue_leaves_the_status_clear(
+    browser, studio, sim
+):
+    """At 844 x 390 an example tapped far down the page opened with the page left at the
+    history (the browser kept what was in view in place as the upload box gave way to the
+    picture); edits typed ahead then laid their chips over the picture's foot and the status
+    line (audit 13)."""
+    with open_page(
+        browser, studio.url, **{**PHONE, "viewport": {"width": 844, "height": 390}}
+    ) as page:
+        example = page.locator("#examples [data-act='example']").first
+        example.tap()  # (scrolled down to it first, as a thumb would)
+        expect(page.locator("#result img")).to_be_visible(timeout=20_000)
+        expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+        page.wait_for_timeout(1_500)  # the page settled
+        picture = page.locator("#result").bounding_box()
+        assert picture is not None
+        assert 0 <= picture["y"] < 100, picture
+        sim.latency = STEADY
+        box = page.locator("#prompt textarea")
+        for words in ("make the suit blue", "add stars", "add a moon"):
+            box.fill(words)
+            page.locator("#run").tap()
+            expect(box).to_have_value("")
+        chips = page.locator("#queue-chips")
+        expect(chips).to_contain_text("add a moon", timeout=10_000)
+        page.evaluate("() => document.querySelector('#canvas').scrollIntoView({block: 'start'})")
+        band = chips.bounding_box()
+        status = page.locator("#status").bounding_box()
+        picture = page.locator("#result").bounding_box()
+        assert band is not None
+        assert status is not None
+        assert picture is not None
+        assert picture["y"] + picture["height"] <= band["y"] + 1, (picture, band)
+        assert status["y"] + status["height"] <= band["y"] + 1, (status, band)
 
 
 # Each selector's first element: its box in the page's coordinates, and its content's width.
