@@ -551,6 +551,23 @@
   // The folded panels (studio/ui/layout.py, `fold`): a toggle opens its panel (the server
   // shows it and fills it in for the tab's step: true is returned, and the toggle's event goes)
   // or, when it is open, folds it again here, at once.
+  const FOCUSABLE = ["input", "select", "textarea", "button"]
+    .map((tag) => `${tag}:not([disabled])`)
+    .concat('[tabindex="0"]')
+    .join(", ");
+  document.addEventListener(
+    "click",
+    (event) => {
+      const toggle = event.target?.closest?.("#folds button[data-fold]");
+      // (A click from the keyboard has no pointer position: `detail` 0.)
+      if (toggle) studio.focusInto = event.detail === 0 ? toggle.dataset.fold : null;
+      // A session opened from the list with the keyboard: the focus goes back to the list's
+      // head once it is drawn (it fell to the page's body, and Tab started over: audit 13).
+      const row = event.target?.closest?.('#sessions button[data-act="open"]');
+      if (row) studio.focusSessions = event.detail === 0;
+    },
+    true,
+  );
   studio.toggleFold = (toggle) => {
     const panel = byId(toggle.dataset.fold);
     const shown = Boolean(panel?.offsetParent) && !panel.classList.contains("folded");
@@ -602,6 +619,12 @@
     // bottom, with what lies above it: "Compare two steps", opened in the canvas's place from
     // its toggle far below on a phone, came to the window's top, the header pushed off screen
     // (UX audit 4); now the page is back where the canvas was seen.
+    // Opened from the keyboard, the focus goes into it: "Compare two steps" opens above its
+    // toggle, and Tab went on to the toggles after it (audit 13).
+    if (studio.focusInto === id) {
+      studio.focusInto = null;
+      panel.querySelector(FOCUSABLE)?.focus({ preventScroll: true });
+    }
     const box = panel.getBoundingClientRect();
     const bottom = window.innerHeight - (wide() ? 0 : byId("bar")?.offsetHeight || 0);
     if (box.top < 0 || box.bottom > bottom) {
@@ -1012,6 +1035,10 @@
         exported.dataset.session !== tree?.dataset.session ||
         exported.dataset.contents !== tree?.dataset.contents;
       if (holder.hasAttribute("data-stale") !== stale) holder.toggleAttribute("data-stale", stale);
+    }
+    if (fresh && studio.focusSessions) {
+      studio.focusSessions = false;
+      document.querySelector("#sessions summary")?.focus({ preventScroll: true });
     }
     if (fresh && tree.dataset.session && studio.canvasWanted) {
       if (performance.now() < studio.canvasWanted) {

@@ -1176,6 +1176,29 @@ def test_the_focus_goes_along_the_path_with_the_arrows_and_escape_folds_the_list
     expect(page.locator("#sessions summary")).to_be_focused()
 
 
+def test_from_the_keyboard_compare_takes_the_focus_and_a_session_opened_keeps_it_in_the_list(
+    page, studio
+):
+    """"Compare two steps" opened from the keyboard opens above its toggle, and Tab went on
+    to the toggles after it; a session opened with Enter from the list dropped the focus to
+    the page's body (audit 13)."""
+    _start_from_example(page, 1)
+    _edit(page, "make it black and white")
+    toggle = page.locator("#folds").get_by_role("button", name="Compare two steps")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#pair-a input")).to_be_focused(timeout=15_000)
+    toggle.click()  # folded again
+    expect(page.locator("#result img")).to_be_visible()
+    _start_from_example(page, 2)
+    page.locator("#sessions summary").focus()
+    page.keyboard.press("Enter")  # unfolds the list
+    page.keyboard.press("End")  # the oldest: the first example's session
+    page.keyboard.press("Enter")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(page.locator("#sessions summary")).to_be_focused()
+
+
 def test_a_space_typed_after_picking_a_step_is_the_space_between_two_words(page, studio):
     """Words typed, a step clicked, then typing on: the first space was taken as "hold Space
     for before", and the words ran together, "add ared sky now" (UX audit 9). A space tapped
