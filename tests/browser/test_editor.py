@@ -1179,7 +1179,7 @@ def test_the_focus_goes_along_the_path_with_the_arrows_and_escape_folds_the_list
 def test_from_the_keyboard_compare_takes_the_focus_and_a_session_opened_keeps_it_in_the_list(
     page, studio
 ):
-    """"Compare two steps" opened from the keyboard opens above its toggle, and Tab went on
+    """*Compare two steps* opened from the keyboard opens above its toggle, and Tab went on
     to the toggles after it; a session opened with Enter from the list dropped the focus to
     the page's body (audit 13)."""
     _start_from_example(page, 1)
