@@ -134,11 +134,31 @@ def step_names(session: Session, numbers: dict[str, int] | None = None) -> dict[
         if step.parent_id is not None and step.state is not StepState.FAILED:
             made.setdefault(step.parent_id, []).append(step.step_id)
     names = {step_id: str(number) for step_id, number in numbers.items()}
+    lettered: set[str] = set()
     for siblings in made.values():
         if len(siblings) > 1:
             for place, step_id in enumerate(siblings):
                 names[step_id] = f"{numbers[step_id]}{tree.fork_letter(place)}"
+                lettered.add(step_id)
+    # Two steps of one depth on two branches (past where they fork) read alike, "4" and "4":
+    # each says the branch it is on, "4 (3b)" (audit 13).
+    alike: dict[str, int] = {}
+    for name in names.values():
+        alike[name] = alike.get(name, 0) + 1
+    for step_id, name in list(names.items()):
+        if alike[name] > 1 and step_id not in lettered:
+            fork = _fork_above(session, step_id, lettered)
+            if fork is not None:
+                names[step_id] = f"{name} ({names[fork]})"
     return names
+
+
+def _fork_above(session: Session, step_id: str, lettered: set[str]) -> str | None:
+    """The nearest step above `step_id` that is one of several made on one step."""
+    parent = session.steps[step_id].parent_id
+    while parent is not None and parent not in lettered:
+        parent = session.steps[parent].parent_id
+    return parent
 
 
 def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choices, Choices]:

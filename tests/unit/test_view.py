@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from studio.history import ImageRef, Session, StepUpdate
 from studio.params import EditParams
-from studio.ui.view import PageData, Tiles, render_page
+from studio.ui.view import PageData, Tiles, render_page, step_names
 from tests.support.sessions import with_step
 from tests.support.tree import read_tree
 
@@ -445,6 +445,18 @@ def test_an_instruction_taken_back_rides_on_the_tree_as_text_once_asked():
     marks.clear()
     Nav().feed(render_page(data(session), TILES).history)
     assert "data-withdrawn" not in marks
+
+
+def test_steps_of_one_depth_on_two_branches_say_which_branch_in_the_pickers():
+    """Past a fork, the steps of the two branches at one depth read alike: two "4 · …" and two
+    "6 · …" (audit 13). Each says the branch it is on."""
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = edit(session, "c", "add a moon")
+    session = edit(session.make_current("a"), "d", "add rain")
+    session = edit(session, "e", "add a cat")
+    names = step_names(session)
+    assert [names[s] for s in ("a", "b", "c", "d", "e")] == ["1", "2a", "3 (2a)", "2b", "3 (2b)"]
+    assert len(set(names.values())) == len(names)
 
 
 def test_the_step_pickers_name_steps_as_the_tree_does_so_no_two_read_alike():
