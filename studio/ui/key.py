@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio.config import Secret
-from studio.params import format_cents
 from studio.ui import present, prose
 from studio.ui.bridge import (
     USER_ERRORS,
@@ -119,7 +118,7 @@ class KeyHandlers:
         """Ask RunAPI about a pasted key (a balance call), counted per visitor (a few a
         minute); one sentence whatever the answer."""
         try:
-            balance = await self.bridge.call(Engine.check_key, Secret(key), visitor=current())
+            await self.bridge.call(Engine.check_key, Secret(key), visitor=current())
         except AuthenticationError as exc:  # RunAPI refused it
             return KeyCheck(False, f"⚠ {exc}")
         except RunAPIError:  # RunAPI did not answer
@@ -128,8 +127,13 @@ class KeyHandlers:
             return KeyCheck(None if isinstance(exc, LimitError) else False, f"⚠ {exc}")
         except REFUSED as exc:  # a request that names nobody
             return KeyCheck(None, f"⚠ {exc}")
-        money = "" if balance is None else f" The account has {format_cents(balance)}."
-        return KeyCheck(True, f"✓ RunAPI accepted your key.{money} Edits in this tab use it.")
+        # (Not its balance here: said once, it went stale beside the header's, which follows
+        # the edits: audit 13.)
+        return KeyCheck(
+            True,
+            "✓ RunAPI accepted your key. Edits in this tab use it; its balance is shown at "
+            "the top of the page.",
+        )
 
     def _banner(
         self, accepted: bool | None, *, has_key: bool = True, remembered: bool = False

@@ -509,6 +509,7 @@ async def test_a_wrong_pasted_key_is_named_at_once_and_an_edit_with_it_is_refuse
 
     accepted = await keys.on_key(sim.api_key, True)
     assert accepted[c.key_note].startswith("✓ RunAPI accepted your key.")
+    assert "$" not in accepted[c.key_note]  # (the header's balance follows the edits; this not)
     assert accepted[c.key_store] == sim.api_key  # kept in the browser, as asked
     assert "remembered in this browser" in accepted[c.header].props["banner"]
     forgotten = await keys.on_remember(sim.api_key, False)
