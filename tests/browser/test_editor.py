@@ -355,13 +355,20 @@ def test_on_a_phone_each_queued_chip_reads_whole(browser, studio, sim):
     """Three chips shrunk to fit the band read "add …", "add a …", "make it s…": which to ✕
     could not be told (audit 13). Each is as wide as its words; the band scrolls sideways."""
     with open_page(browser, studio.url, **PHONE) as page:
-        typed = ("make the suit blue", "add stars", "add a moon", "make it sunset")
+        typed = (
+            "make the suit blue",
+            "add stars",
+            "make it sunset over the launch tower",
+            "turn the background into a starry night sky",
+        )
         _typed_ahead(page, sim, typed)
         chips = page.locator("#queue-chips .chip-text")
         expect(chips).to_have_text([f"◷ {t}" for t in typed[1:]], timeout=10_000)
         cut = page.evaluate(
             """() => [...document.querySelectorAll('#queue-chips .chip-text')]
-                 .filter((el) => el.scrollWidth > el.clientWidth + 1).map((el) => el.textContent)"""
+                 .filter((el) => el.scrollWidth > el.clientWidth + 1
+                                 || el.scrollHeight > el.clientHeight + 1)
+                 .map((el) => el.textContent)"""
         )
         assert cut == []
 
