@@ -180,8 +180,11 @@
   // max was kept (UX audit 5).
   const OPTIONS_KEY = "kontext-studio-options";
   const keepOptions = () => {
+    const kept = options();
+    const ratio = byId("aspect");
+    if (ratio?.disabled && ratio.dataset.chosen) kept.aspect = ratio.dataset.chosen; // (below)
     try {
-      sessionStorage.setItem(OPTIONS_KEY, JSON.stringify(options()));
+      sessionStorage.setItem(OPTIONS_KEY, JSON.stringify(kept));
     } catch {
       // (storage refused: the options are only not kept)
     }

@@ -238,6 +238,8 @@ def test_with_keep_the_rest_the_ratio_is_the_sources_and_the_choice_comes_back_u
     expect(ratio).to_have_value("match")
     _edit(page, "make it black and white")
     assert list(sim.tasks.values())[-1].body["aspect_ratio"] == "4:3"
+    page.reload()  # (the choice is kept with the tab, as the options are)
+    expect(ratio).to_be_disabled()
     page.locator("#keep-rest input").uncheck()
     expect(ratio).to_be_enabled()
     expect(ratio).to_have_value("1:1")
