@@ -1569,7 +1569,9 @@
       return;
     }
     misses += 1;
-    if (misses >= 2) {
+    if (misses >= 2 && !offline) {
+      // (Said once: said again at each look, it replaced "nothing was sent" 3 s after an
+      // Enter: audit 14.)
       offline = true;
       document.body.classList.add("studio-offline");
       studio.say(

@@ -259,6 +259,9 @@ def test_an_instruction_sent_while_the_studio_is_down_comes_back_into_the_box(
         assert box.input_value() == "add a castle on the hill"
         expect(box).to_have_value("add a castle on the hill", timeout=10_000)
         expect(tab.locator("#status")).to_contain_text("nothing was sent")
+        tab.wait_for_timeout(7_000)  # two more looks for the studio, still not there
+        expect(tab.locator("#status")).to_contain_text("nothing was sent")
+        expect(box).to_have_value("add a castle on the hill")
         expect(tab.locator("#history li.pending")).to_have_count(0)
         assert len(sim.tasks) == 0
 
