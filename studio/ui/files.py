@@ -202,7 +202,7 @@ def new_export(
     target.parent.mkdir(parents=True)
     _names[str(target.parent)] = (_tag(owner), _tag(address), of)
     # What it is saved as: its address keeps ASCII letters only, the saved file the session's
-    # name in any script ("astronaut.zip" for a session named in Arabic: audit 12).
+    # name in any script ("session.zip" for a session named in Arabic: audit 12).
     _titles[str(target.parent)] = present.export_name(name)
     _writing.add(target.parent)
     return target

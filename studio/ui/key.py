@@ -1,8 +1,9 @@
 """The page's key box: a visitor's own RunAPI key, pasted, checked at once, used for their tab's
 edits, and kept in their browser if they ask.
 
-A key is never stored on the server and never reaches a log or another page: it travels with
-each edit of the tab that holds it (`Handlers.who_with`), and is checked here with one balance
+A key is never written to the server's disk and never reaches a log or another page: it travels
+with each edit of the tab that holds it (`Handlers.who_with`), is held in memory over a reload
+of that tab under a token the tab keeps (`ui.tabkeys`), and is checked here with one balance
 call, a few a minute per visitor (the engine counts them).
 """
 
