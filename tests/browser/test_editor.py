@@ -438,23 +438,28 @@ def test_try_again_on_the_second_of_a_failed_queue_runs_both_instructions_in_ord
 
 def test_the_options_row_is_kept_with_the_tab_across_a_reload(page, studio, sim):
     """A reload put the model back to pro, the ratio to Match source and unticked Keep the
-    rest: the next edit quietly ran on pro, without the rest kept (UX audit 5)."""
+    rest: the next edit quietly ran on pro, without the rest kept (UX audit 5). (With Keep the
+    rest ticked the ratio is the source's: `test_with_keep_the_rest_the_ratio_is_…`.)"""
     _start_from_example(page)
     page.locator("#model").get_by_label("max · $0.10").check()
-    page.locator("#keep-rest input").check()
     page.locator("#aspect").select_option("1:1")
     page.reload()
     expect(page.locator("#prompt textarea")).to_be_enabled(timeout=20_000)
     expect(page.locator("#status")).to_contain_text("Ready", timeout=15_000)
     expect(page.locator("#model").get_by_label("max · $0.10")).to_be_checked()
-    expect(page.locator("#keep-rest input")).to_be_checked()
     expect(page.locator("#aspect")).to_have_value("1:1")
     _edit(page, "make it black and white")
     step = _newest(studio)
     assert (step.params.model, step.params.aspect_ratio) == ("max", "1:1")
-    assert step.params.keep_rest
     (task,) = [t for t in sim.tasks.values() if t.body.get("prompt") == "make it black and white"]
     assert task.model == "flux-kontext-max"
+    page.locator("#keep-rest input").check()
+    page.reload()
+    expect(page.locator("#status")).to_contain_text(DONE, timeout=15_000)
+    expect(page.locator("#keep-rest input")).to_be_checked()
+    _edit(page, "add snow")
+    step = _newest(studio)
+    assert (step.params.model, step.params.keep_rest) == ("max", True)
 
 
 def test_download_keeps_its_place_on_the_canvas_bar_as_other_buttons_come_and_go(page, studio):
