@@ -1018,7 +1018,8 @@
       const box = promptBox();
       const before = box?.value === lines(studio.returned) ? studio.returned : null;
       if (text.trim() && before) {
-        const now = [...before, { text, at }].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+        const byQueued = (a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0);
+        const now = [...before, { text, at }].sort(byQueued);
         box.value = "";
         putBack(lines(now));
         studio.returned = now;
@@ -1327,11 +1328,12 @@
     );
     const canvas = byId("canvas");
     if (!tile || !canvas || wide()) return;
-    if (tile.closest("#history")) {
-      canvas.scrollIntoView({ block: "start" });
-    } else if (canvas.getBoundingClientRect().top < 0) {
-      // (Only when the picture's place is above the window: a phone upright stays at its top.)
-      canvas.scrollIntoView({ block: "start" });
+    // (Below the upload box, only when the picture's place is above the window: a phone
+    // upright stays at its top.)
+    const opening = !tile.closest("#history");
+    if (opening && canvas.getBoundingClientRect().top >= 0) return;
+    canvas.scrollIntoView({ block: "start" });
+    if (opening) {
       studio.canvasWanted = performance.now() + 30000;
       document.documentElement.style.overflowAnchor = "none"; // (until it is drawn: below)
     }

@@ -51,6 +51,13 @@ Update = dict[Block, object]
 _ABSENT = object()
 
 
+def _withdrawn(step: Step) -> tuple[str, str, str]:
+    """A queued step taken back (its ✕, or an undo), as the page puts its words back in the
+    box: its id, its instruction and when it was queued (`tree.history_html`)."""
+    prompt = step.params.prompt if step.params is not None else ""
+    return step.step_id, prompt, step.created_at.isoformat()
+
+
 def changed_from_config(block: Block, update: object) -> object:
     """`update` (a component's new props) less what the page already has from its config, or
     `gr.skip()` when nothing is left: for the load event, whose page is the config as built.
@@ -838,13 +845,12 @@ class Handlers:
         instruction goes back into the box (as an undo's does): nothing typed is lost."""
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         step = session.steps.get(step_id)
-        prompt = step.params.prompt if step is not None and step.params is not None else ""
-        queued_at = step.created_at.isoformat() if step is not None else ""
         cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
         self._tab().cancelled(step_id)
         shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
+        withdrawn = _withdrawn(step) if step is not None else None
         return {
-            **(await self.page(session_id, shown, withdrawn=(step_id, prompt, queued_at))),
+            **(await self.page(session_id, shown, withdrawn=withdrawn)),
             self.c.status: "Cancelled the queued edit (nothing was paid); its instruction is "
             "back in the box, and the ones after it run from the step before it.",
         }
@@ -928,7 +934,7 @@ class Handlers:
         update = await self.page(
             session_id,
             shown or cancelled.current_step_id,
-            withdrawn=(tab_step, step.params.prompt, step.created_at.isoformat()),
+            withdrawn=_withdrawn(step),
         )
         update[self.c.status] = (
             "↶ Took back the queued edit before it started (nothing was paid); its instruction "
