@@ -266,11 +266,15 @@ class Handlers:
     def view_outputs(self) -> list[Block]:
         c = self.c
         return [
+            # The tab's states first: Gradio sets them the moment the reply is made, before it
+            # lets anything else run (a thread for each other component). After those, a second
+            # Enter's reply could be made and set first: the tab stayed on the first edit (CI).
+            c.tab_step,
+            c.version,
+            c.picks,
             c.pair_a,
             c.pair_b,
             c.browser,
-            c.tab_step,
-            c.version,
             c.header,
             c.source,
             c.empty,
@@ -288,7 +292,6 @@ class Handlers:
             c.history_tools,
             c.timer,
             c.safety,
-            c.picks,
             c.candidates,
         ]
 

@@ -746,3 +746,36 @@ async def test_a_page_waiting_for_its_thumbnails_lets_another_visitors_page_be_d
     await draw(other)
     await theirs
     assert done == ["browser:other", "browser:importer"]
+
+
+async def test_the_tab_s_step_is_settled_the_moment_an_edit_s_reply_is_made(page, tmp_path):
+    """Two Enters of one tab: the second is taken once the first's reply is made, while Gradio
+    is still turning that reply into the page's update (a thread for each component before
+    the tab's step). The first's step then landed in the tab after the second's: the page
+    stayed on the first edit, and the next Enter went after it (CI, test_editor). The tab's
+    step is now set before Gradio lets anything else run."""
+    from gradio.state_holder import SessionState
+
+    from studio.ui.events import wire
+
+    with gr.Blocks() as demo:
+        c = layout.render(examples=[], browser_secret="test", banner="")
+        h = Handlers(c, page.bridge, page.ctx)
+        keys = KeyHandlers(
+            c,
+            page.bridge,
+            simulator=True,
+            server_key=False,
+            hosted=False,
+            tab_keys=page.ctx.tab_keys,
+        )
+        wire(c, h, keys, demo)
+    edit = next(fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "on_edit")
+    session_id, origin = await _start(h, tmp_path)
+    reply = await _edit(h, session_id, origin, "make it blue")
+    state = SessionState(demo)
+    drawn = asyncio.create_task(demo.postprocess_data(edit, reply, state))
+    await asyncio.sleep(0)  # Gradio's postprocessing, up to where it first lets others run
+    assert state[c.tab_step._id] == reply[c.tab_step]
+    assert state[c.version._id] == reply[c.version]
+    await drawn
