@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pillow_heif
-from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, features
+from PIL import Image, ImageCms, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin, features
 
 from studio.params import nearest_aspect_ratio
 
@@ -333,9 +333,57 @@ def make_thumbnail(data: bytes, *, max_side: int = 256) -> bytes:
         header = _open_header(data, MAX_SOURCE_BYTES)
         with _heavy(header):
             im = _decode_upright(header, max_side)
+            if profile := _rgb_profile(header):
+                # (A photo in Display P3 or Adobe RGB: its tile drawn as sRGB looked washed out
+                # beside the canvas, which honours the profile: audit 15.)
+                im = to_profile(im, profile, None)
         if im.mode == "RGBA":
             return _encode(im, "PNG", None)
         return _encode(im, "JPEG", None, quality=85)
+
+
+def colour_profile(data: bytes) -> bytes | None:
+    """The RGB colour profile an image's file carries (Display P3 on phones' photos), or None:
+    none, or one that does not describe RGB (a greyscale or CMYK profile, whose image the studio
+    decodes to RGB without it).
+
+    Raises:
+        ImageError: when `data` is not an image the studio takes.
+    """
+    with _decoding():
+        return _rgb_profile(_open_header(data, MAX_SOURCE_BYTES))
+
+
+def to_profile(im: Image.Image, profile: bytes, target: bytes | None) -> Image.Image:
+    """`im` (RGB or RGBA, in colour `profile`) converted to `target` (None: sRGB); alpha kept.
+    A profile LittleCMS cannot use leaves `im` as it is."""
+    if profile == target:
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+        goal = ImageCms.ImageCmsProfile(
+            io.BytesIO(target) if target else ImageCms.createProfile("sRGB")
+        )
+        converted = ImageCms.profileToProfile(
+            im.convert("RGB"), source, goal, renderingIntent=ImageCms.Intent.PERCEPTUAL
+        )
+    except (OSError, ImageCms.PyCMSError):
+        return im
+    assert converted is not None  # (not in place)
+    if im.mode == "RGBA":
+        converted.putalpha(im.getchannel("A"))
+    return converted
+
+
+def _rgb_profile(im: Image.Image) -> bytes | None:
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return None
+    try:
+        space = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile.xcolor_space
+    except (OSError, ImageCms.PyCMSError):
+        return None
+    return bytes(icc) if space.strip() == "RGB" else None
 
 
 def decode_full(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> Image.Image:
@@ -374,13 +422,17 @@ def decode_grey_and_alpha(data: bytes) -> tuple[Image.Image, Image.Image | None]
             return upright.convert("L"), alpha
 
 
-def encode_image(im: Image.Image, image_format: str, *, compress_level: int = 6) -> bytes:
-    """`im` as PNG (lossless; `compress_level` trades time for size) or as JPEG at quality 95."""
+def encode_image(
+    im: Image.Image, image_format: str, *, compress_level: int = 6, icc: bytes | None = None
+) -> bytes:
+    """`im` as PNG (lossless; `compress_level` trades time for size) or as JPEG at quality 95,
+    carrying colour profile `icc` if given."""
     buffer = io.BytesIO()
+    options: dict[str, object] = {"icc_profile": icc} if icc else {}
     if image_format == "png":
-        im.save(buffer, "PNG", compress_level=compress_level)
+        im.save(buffer, "PNG", compress_level=compress_level, **options)
     else:
-        im.convert("RGB").save(buffer, "JPEG", quality=95, subsampling=0)
+        im.convert("RGB").save(buffer, "JPEG", quality=95, subsampling=0, **options)
     return buffer.getvalue()
 
 

@@ -31,11 +31,13 @@ from PIL import Image
 from studio.images import (
     HEAVY_PIXELS,
     ImageError,
+    colour_profile,
     decode_full,
     decode_grey_and_alpha,
     describe,
     encode_image,
     give_back_memory,
+    to_profile,
 )
 from studio.params import RegionError
 
@@ -525,11 +527,21 @@ def blend_files(
         RegionError: the box or mask does not fit this source.
         ImageError: an image does not decode.
     """
+    # The result is the source's pixels outside the region, so it carries the source's colour
+    # profile: without it a Display P3 photo's kept pixels showed as sRGB, their colours
+    # shifted (audit 15). An output in another declared profile is converted into the source's
+    # first; one that declares none is taken to be in the space of what was sent, the source's.
+    profile = colour_profile(source)
+    theirs = colour_profile(output)
     with decode_full(source) as opened:
         pixels = np.asarray(opened)
     width, height = pixels.shape[1], pixels.shape[0]
     with decode_full(output) as opened:
-        drawn = np.asarray(opened.convert("RGB"))
+        rgb = opened.convert("RGB")
+        if theirs is not None and theirs != profile:
+            rgb = to_profile(rgb, theirs, profile)
+        drawn = np.asarray(rgb)
+        del rgb
     region = None
     if box is not None:
         region = box_mask(fit_box(box, width, height, drawn_on=drawn_on), width, height)
@@ -539,6 +551,8 @@ def blend_files(
     del pixels, drawn
     mode = "RGBA" if blend.image.shape[2] == 4 else "RGB"
     fmt = "png" if mode == "RGBA" else image_format
-    data = encode_image(Image.fromarray(blend.image), fmt, compress_level=compress_level)
+    data = encode_image(
+        Image.fromarray(blend.image), fmt, compress_level=compress_level, icc=profile
+    )
     found = mask_png(blend.region) if box is None and mask is None else None
     return BlendedImage(data, fmt, width, height, found)

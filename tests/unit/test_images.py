@@ -700,3 +700,23 @@ def test_a_large_run_length_bmp_is_refused_before_pillow_decodes_it_in_python():
     assert open_source(_rle_bmp(64, 64)).width == 64
     with pytest.raises(ImageError, match="save it as PNG first"):
         peek(_rle_bmp(1100, 1000))
+
+
+def test_a_display_p3_photo_s_tile_shows_the_colours_its_canvas_does():
+    """The history's tile dropped the photo's profile: a Display P3 photo's tile (sRGB, as
+    every tile is) showed its values unconverted, washed out beside the canvas (audit 15)."""
+    from tests.support.icc import display_p3
+
+    p3 = display_p3()
+    photo = io.BytesIO()
+    Image.new("RGB", (600, 400), (200, 120, 80)).save(photo, "JPEG", quality=95, icc_profile=p3)
+    srgb = ImageCms.profileToProfile(
+        Image.new("RGB", (1, 1), (200, 120, 80)),
+        ImageCms.ImageCmsProfile(io.BytesIO(p3)),
+        ImageCms.createProfile("sRGB"),
+    ).getpixel((0, 0))
+    assert max(abs(a - b) for a, b in zip(srgb, (200, 120, 80), strict=True)) > 8
+    tile = decode(make_thumbnail(photo.getvalue()))
+    assert tile.info.get("icc_profile") is None  # (an sRGB tile)
+    shown = tile.convert("RGB").getpixel((100, 60))
+    assert max(abs(a - b) for a, b in zip(shown, srgb, strict=True)) <= 3

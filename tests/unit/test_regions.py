@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from studio.params import ParamsError, RegionError, RegionRequest, parse_box
-from studio.regions import FEATHER_PX, fit_box, fit_mask, keep_the_rest, read_mask
+from studio.regions import FEATHER_PX, blend_files, fit_box, fit_mask, keep_the_rest, read_mask
 
 
 def _png(im: Image.Image) -> bytes:
@@ -123,3 +123,58 @@ def test_a_region_of_the_whole_image_takes_the_output_without_a_warning():
     image = keep_the_rest(source, output, region).image
     assert image.shape == source.shape
     assert (image == 90).all()  # the flat output, not a pixel of the noisy source
+
+
+def _encoded(im: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    out = io.BytesIO()
+    im.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def test_a_photo_in_display_p3_keeps_its_profile_and_colours_with_keep_the_rest():
+    """Phones write Display P3 photos. The full-size result carried no profile: its kept pixels,
+    the source's values, showed as sRGB, their colours shifted (audit 15)."""
+    from tests.support.icc import display_p3
+
+    p3 = display_p3()
+    source = Image.new("RGB", (200, 150), (200, 120, 80))
+    output = Image.new("RGB", (200, 150), (200, 120, 80))
+    output.paste((20, 40, 220), (50, 50, 150, 100))
+    for fmt in ("png", "jpeg"):
+        blended = blend_files(
+            _encoded(source, "JPEG", quality=95, icc_profile=p3),
+            _encoded(output, icc_profile=p3),  # (the simulator's output declares it too)
+            image_format=fmt,
+            box=(50, 50, 100, 50),
+        )
+        with Image.open(io.BytesIO(blended.data)) as result:
+            assert result.info.get("icc_profile") == p3
+            assert result.size == (200, 150)
+
+
+def test_an_output_in_srgb_is_converted_into_the_p3_source_s_colours_where_it_is_used():
+    from PIL import ImageCms
+
+    from tests.support.icc import display_p3, srgb
+
+    p3 = display_p3()
+    source = Image.new("RGB", (200, 150), (200, 120, 80))
+    output = Image.new("RGB", (200, 150), (200, 120, 80))
+    output.paste((20, 40, 220), (50, 50, 150, 100))
+    blended = blend_files(
+        _encoded(source, icc_profile=p3),
+        _encoded(output, icc_profile=srgb()),
+        image_format="png",
+        box=(50, 50, 100, 50),
+    )
+    with Image.open(io.BytesIO(blended.data)) as result:
+        pixels = np.asarray(result.convert("RGB"))
+    # Outside: the source's values, bit for bit; inside: the output's blue, as P3 values.
+    assert (pixels[10, 10] == (200, 120, 80)).all()
+    expected = ImageCms.profileToProfile(
+        Image.new("RGB", (1, 1), (20, 40, 220)),
+        ImageCms.ImageCmsProfile(io.BytesIO(srgb())),
+        ImageCms.ImageCmsProfile(io.BytesIO(p3)),
+    ).getpixel((0, 0))
+    assert expected != (20, 40, 220)
+    assert np.abs(pixels[75, 100].astype(int) - expected).max() <= 2
