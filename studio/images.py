@@ -221,8 +221,10 @@ def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> U
         im = _open_header(source.data, max(len(source.data), 1))
         width, height = _upright_size(im, source.data)
         kind = _KNOWN_FORMATS[_pil_format(im)]
-        if _can_pass_through(im, source.data, kind, max_side):
-            return _upload(source.data, "png" if kind == "png" else "jpeg", width, height)
+        if _can_pass_through(im, source.data, kind, max_side) and (
+            sent := _without_metadata(source.data, kind)
+        ):
+            return _upload(sent, "png" if kind == "png" else "jpeg", width, height)
         icc = im.info.get("icc_profile") if im.mode in ("RGB", "RGBA") else None
         with _heavy(im):
             upright = _decode_upright(im, max_side)
@@ -1131,6 +1133,44 @@ def _can_pass_through(im: ImageFile.ImageFile, data: bytes, kind: str, max_side:
     if kind == "png" and data[24] != 8:
         return False
     return max(im.size) <= max_side and _orientation(im, data) == 1
+
+
+# What an upload that goes as it is leaves behind: where a photo was taken, the camera, its
+# captions (EXIF, XMP, Photoshop's IPTC, comments, PNG texts). RunAPI is sent pixels, not them.
+_JPEG_METADATA = frozenset((0xE1, 0xED, 0xFE))
+_PNG_METADATA = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"))
+
+
+def _without_metadata(data: bytes, kind: str) -> bytes | None:
+    """`data` (a JPEG or PNG going up as it is) without its metadata segments or chunks, every
+    other byte as it was (colour profile, pixels); None if its parts are not as expected (it is
+    then converted, which keeps none)."""
+    if kind == "png":
+        out = [data[:8]]
+        for chunk, at, length in _png_walk(data):
+            if chunk not in _PNG_METADATA:
+                out.append(data[at - 8 : at + length + 4])
+            if chunk == b"IEND":
+                return _joined(data, out)
+        return None
+    out, at = [data[:2]], 2
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xDA:  # the first scan: the rest is the image
+            out.append(data[at:])
+            return _joined(data, out)
+        if marker in _JPEG_BARE or marker in (0x00, 0xFF) or marker not in _JPEG_MARKERS:
+            return None
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker not in _JPEG_METADATA:
+            out.append(data[at:end])
+        at = end
+    return None
+
+
+def _joined(data: bytes, parts: list[bytes]) -> bytes:
+    """`parts` of `data` joined: `data` itself when none was left out (no copy)."""
+    return data if sum(map(len, parts)) == len(data) else b"".join(parts)
 
 
 def _decode_upright(im: ImageFile.ImageFile, max_side: int) -> Image.Image:

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from studio.images import (
     MAX_UPLOAD_SIDE,
@@ -720,3 +720,37 @@ def test_a_display_p3_photo_s_tile_shows_the_colours_its_canvas_does():
     assert tile.info.get("icc_profile") is None  # (an sRGB tile)
     shown = tile.convert("RGB").getpixel((100, 60))
     assert max(abs(a - b) for a, b in zip(shown, srgb, strict=True)) <= 3
+
+
+def _gps_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x0132] = "2026:05:01 10:00:00"  # DateTime
+    exif.get_ifd(0x8825).update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    return exif
+
+
+def test_a_photo_sent_to_runapi_as_it_is_leaves_where_it_was_taken_behind():
+    """An upright JPEG or PNG within the size RunAPI takes went up byte for byte, its GPS
+    position, camera and captions with it (audit 15). Now only those go: the pixels and the
+    colour profile are the same bytes."""
+    from tests.support.icc import display_p3
+
+    p3 = display_p3()
+    im = corpus.photo((640, 480))
+    xmp = b"<x:xmpmeta><exif:GPSLatitude>48,51.5N</exif:GPSLatitude></x:xmpmeta>"
+    jpeg = corpus.encode(im, "JPEG", quality=90, exif=_gps_exif(), icc_profile=p3, xmp=xmp)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "taken at home, 12 Rue de Rivoli")
+    png = corpus.encode(im, "PNG", exif=_gps_exif(), icc_profile=p3, pnginfo=info)
+    for data in (jpeg, png):
+        assert b"PhoneMaker" in data
+        upload = prepare_upload(open_source(data))
+        assert b"PhoneMaker" not in upload.data
+        assert b"GPSLatitude" not in upload.data
+        assert b"Rue de Rivoli" not in upload.data
+        sent, original = decode(upload.data), decode(data)
+        assert not sent.getexif()
+        assert sent.info.get("icc_profile") == p3
+        assert sent.tobytes() == original.tobytes()  # the same image, not re-encoded
+        assert len(data) - len(upload.data) < 1000
