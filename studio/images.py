@@ -1137,8 +1137,19 @@ def _can_pass_through(im: ImageFile.ImageFile, data: bytes, kind: str, max_side:
 
 # What an upload that goes as it is leaves behind: where a photo was taken, the camera, its
 # captions (EXIF, XMP, Photoshop's IPTC, comments, PNG texts). RunAPI is sent pixels, not them.
+# The studio's own mark on what a model made (`provenance.xmp_packet`, which names nothing of
+# anyone's) stays: a result chained on goes up exactly as it came back.
 _JPEG_METADATA = frozenset((0xE1, 0xED, 0xFE))
 _PNG_METADATA = frozenset((b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"))
+_OWN_MARK = b'xmp:CreatorTool="Kontext Studio">'
+
+
+def _is_metadata(part: bytes, kind: bytes | int) -> bool:
+    """Whether a PNG chunk or JPEG segment (`part`, whole) of type `kind` is metadata to leave
+    behind."""
+    if kind not in _PNG_METADATA and kind not in _JPEG_METADATA:
+        return False
+    return _OWN_MARK not in part
 
 
 def _without_metadata(data: bytes, kind: str) -> bytes | None:
@@ -1148,8 +1159,8 @@ def _without_metadata(data: bytes, kind: str) -> bytes | None:
     if kind == "png":
         out = [data[:8]]
         for chunk, at, length in _png_walk(data):
-            if chunk not in _PNG_METADATA:
-                out.append(data[at - 8 : at + length + 4])
+            if not _is_metadata(part := data[at - 8 : at + length + 4], chunk):
+                out.append(part)
             if chunk == b"IEND":
                 return _joined(data, out)
         return None
@@ -1162,8 +1173,8 @@ def _without_metadata(data: bytes, kind: str) -> bytes | None:
         if marker in _JPEG_BARE or marker in (0x00, 0xFF) or marker not in _JPEG_MARKERS:
             return None
         end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-        if marker not in _JPEG_METADATA:
-            out.append(data[at:end])
+        if not _is_metadata(part := data[at:end], marker):
+            out.append(part)
         at = end
     return None
 

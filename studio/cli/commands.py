@@ -68,9 +68,10 @@ class Target:
 
 
 def plan_edit(args: argparse.Namespace, settings: Settings) -> Job:
-    params = _params(args, args.prompt, editing=True)
+    target = _target(args.output, single=True)
+    params = _params(args, args.prompt, editing=True, output_format=_format(args, target))
     region = _region(args, settings)
-    source, target = read_source(args.source, settings), _target(args.output, single=True)
+    source = read_source(args.source, settings)
     return Job(lambda run: _edit(run, source, [params], target, region))
 
 
@@ -82,8 +83,8 @@ def plan_chain(args: argparse.Namespace, settings: Settings) -> Job:
 
 
 def plan_generate(args: argparse.Namespace, _settings: Settings) -> Job:
-    params = _params(args, args.prompt, editing=False)
     target = _target(args.output, single=True)
+    params = _params(args, args.prompt, editing=False, output_format=_format(args, target))
     return Job(lambda run: _edit(run, None, [params], target))
 
 
@@ -141,23 +142,55 @@ def read_file(path: Path, max_bytes: int, *, what: str = "file") -> bytes:
 
 
 def _params(
-    args: argparse.Namespace, prompt: str, *, editing: bool, model: Model | None = None
+    args: argparse.Namespace,
+    prompt: str,
+    *,
+    editing: bool,
+    model: Model | None = None,
+    output_format: str | None = None,
 ) -> EditParams:
     params = parse_params(
         prompt,
         model=model if model is not None else args.model,
         aspect_ratio=args.aspect,
-        output_format=args.format,
+        output_format=output_format or args.format or "png",
         keep_rest=getattr(args, "keep_rest", False),
     )
     return params.validated(editing=editing)  # ParamsError: exit 2 before anything is written
 
 
-def _target(output: Path | None, *, single: bool) -> Target:
+# What a file named with -o holds, by its ending.
+_FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def _format(args: argparse.Namespace, target: Target) -> str:
+    """The format to ask for: --format, else the -o file's ending's, else PNG. A file named
+    with another ending, or one that says another format than --format, is refused: its name
+    would say one format and its bytes another (audit 15)."""
+    if target.file is None:
+        return str(args.format or "png")
+    named = _FORMAT_OF_SUFFIX.get(target.file.suffix.lower())
+    if named is None:
+        raise CommandError(
+            f"{target.file.name} does not end in .png or .jpg: the studio writes PNG or JPEG "
+            "(or give a folder, ending in /)."
+        )
+    if args.format is not None and args.format != named:
+        raise CommandError(
+            f"{target.file.name} names a {named.upper()} file, but --format asks for "
+            f"{args.format.upper()}; make them agree."
+        )
+    return named
+
+
+def _target(output: str | Path | None, *, single: bool) -> Target:
     if output is None:
         return Target(Path.cwd())
-    output = output.expanduser()
-    if output.is_dir():
+    folder = str(output).endswith(("/", os.sep))  # (one to be made: Path() drops the slash)
+    output = Path(output).expanduser()
+    if output.is_dir() or folder:
+        if output.exists() and not output.is_dir():
+            raise CommandError(f"{output} is a file; give a folder for the results.")
         return Target(output)
     if not single:
         if output.exists():
@@ -202,6 +235,14 @@ async def write_result(
     name = result_name(step.session_id, number, step.params.prompt, result.format, tag)
     data = await run.engine.image_bytes(result)
     path = target.path_for(name)
+    wanted = "jpg" if result.format == "jpeg" else result.format
+    if target.file is not None and _FORMAT_OF_SUFFIX.get(path.suffix.lower()) != result.format:
+        # A JPEG asked for of an image with transparency, kept to a region: it stays a PNG.
+        path = path.with_suffix(f".{wanted}")
+        run.out.note(
+            f"The result keeps the source's transparency, so it is a {wanted.upper()}: "
+            f"written to {path.name}."
+        )
     if target.file is None and path.exists():
         # A branch of a continued session at the same depth: never write over its sibling.
         path = path.with_stem(f"{path.stem}-{short_id(step.step_id)}")

@@ -114,7 +114,12 @@ def _edit_options(*, model: bool = True) -> CommandParser:
         metavar="RATIO",
         help=f"{', '.join(ASPECT_RATIOS)} or {MATCH_SOURCE} (default: the source's own)",
     )
-    options.add_argument("--format", choices=OUTPUT_FORMATS, default="png", help="default png")
+    options.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        default=None,
+        help="default: the -o file's (.png or .jpg), else png",
+    )
     return options
 
 
@@ -150,7 +155,7 @@ def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> N
     )
     edit.add_argument("source", metavar="SOURCE", help=source)
     edit.add_argument("prompt", metavar="INSTRUCTION", help='what to change, e.g. "make it night"')
-    edit.add_argument("-o", "--output", type=Path, help="file or folder to write (default: .)")
+    edit.add_argument("-o", "--output", help="file (.png or .jpg) or folder to write (default: .)")
 
     chain = commands.add_parser(
         "chain",
@@ -187,7 +192,9 @@ def _add_edit_commands(commands: argparse._SubParsersAction[CommandParser]) -> N
         formatter_class=_Formatter,
     )
     generate.add_argument("prompt", metavar="INSTRUCTION", help="what to make")
-    generate.add_argument("-o", "--output", type=Path, help="file or folder to write (default: .)")
+    generate.add_argument(
+        "-o", "--output", help="file (.png or .jpg) or folder to write (default: .)"
+    )
 
     replay = commands.add_parser(
         "replay",

@@ -108,6 +108,29 @@ def test_an_edit_loads_neither_the_browser_studio_nor_what_other_commands_need(c
     assert _is_image(workdir / "blue.png")
 
 
+def test_a_file_named_with_o_holds_what_its_name_says(cli, workdir):
+    """-o b.jpg wrote PNG bytes, a new folder named with a slash became a file with no ending,
+    and a JPEG asked for of a transparent image kept to a region went into a .jpg as a PNG,
+    all without a word (audit 15)."""
+    done = cli("edit", "photo.png", "make it blue", "-o", "b.jpg")
+    assert done.returncode == 0, done.stderr
+    assert _is_image(workdir / "b.jpg", "JPEG")
+    done = cli("edit", "photo.png", "make it blue", "-o", "new/")
+    assert done.returncode == 0, done.stderr
+    [written] = (workdir / "new").iterdir()
+    assert written.suffix == ".png"
+    assert _is_image(written)
+    clear = Image.new("RGBA", (320, 240), (200, 120, 80, 255))
+    clear.paste((0, 0, 0, 0), (0, 0, 100, 100))
+    clear.save(workdir / "clear.png")
+    done = cli("edit", "clear.png", "add a hat", "--keep-rest", "-o", "d.jpg")
+    assert done.returncode == 0, done.stderr
+    assert not (workdir / "d.jpg").exists()
+    assert _is_image(workdir / "d.png")
+    assert done.stdout.strip() == str(workdir / "d.png")
+    assert "keeps the source's transparency, so it is a PNG: written to d.png" in done.stderr
+
+
 def test_edit_json_names_the_step_the_task_and_what_was_sent(cli, workdir, sim):
     done = cli(
         "edit",
@@ -280,6 +303,16 @@ def test_a_session_exports_imports_and_replays_on_a_new_source(cli, workdir, sim
             ["edit", "photo.png", "x", "-o", "no/such/out.png"],
             "does not exist",
             id="output-folder-missing",
+        ),
+        pytest.param(
+            ["edit", "photo.png", "x", "--format", "jpeg", "-o", "a.png"],
+            "names a PNG file, but --format asks for JPEG",
+            id="output-name-says-another-format",
+        ),
+        pytest.param(
+            ["edit", "photo.png", "x", "-o", "out.webp"],
+            "does not end in .png or .jpg",
+            id="output-name-of-a-format-not-written",
         ),
         pytest.param(["edit", "notes.txt", "x"], "image", id="not-an-image"),
         pytest.param(["sessions", "show", "nope"], "no session", id="unknown-session"),
