@@ -100,6 +100,21 @@
       // (storage refused)
     }
   };
+  // A reload comes back on the step this tab showed, not on the session's newest (sent with
+  // the load: studio/ui/events.py): reloaded while another tab's edit ran, the tab came back on
+  // that edit, and its next instruction edited that picture (audit 15).
+  window.addEventListener("beforeunload", () => {
+    const step = document.querySelector('#history .tile[aria-current="step"]')?.dataset.step;
+    try {
+      if (openSession() && step) {
+        sessionStorage.setItem("kontext-studio-shown", `${openSession()}|${step}`);
+      } else {
+        sessionStorage.removeItem("kontext-studio-shown");
+      }
+    } catch {
+      // (storage refused: the reload shows the session's newest step)
+    }
+  });
   window.addEventListener("beforeunload", () => {
     const text = promptBox()?.value;
     if (!text) return;

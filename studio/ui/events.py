@@ -15,7 +15,7 @@ import gradio as gr
 
 from studio.ui.handlers import Handlers
 from studio.ui.key import KeyHandlers
-from studio.ui.layout import KEY_TOKEN_STORAGE_KEY, Components
+from studio.ui.layout import KEY_TOKEN_STORAGE_KEY, SHOWN_STORAGE_KEY, Components
 
 _INTERNAL: dict[str, Any] = {"api_visibility": "undocumented"}
 # Navigation, ticks and submitting an edit are quick store reads and writes (an edit runs in the
@@ -61,6 +61,7 @@ _TOKEN_KEPT = f"""(token) => {{
 _TOKEN_SENT = f"""(...args) => {{
   try {{
     args[2] = sessionStorage.getItem({json.dumps(KEY_TOKEN_STORAGE_KEY)}) || "";
+    args[3] = sessionStorage.getItem({json.dumps(SHOWN_STORAGE_KEY)}) || "";
   }} catch (error) {{}}
   return args;
 }}"""
@@ -76,7 +77,11 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # the page up (a load or a change in the session sets `balance_due`).
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
     demo.load(
-        h.on_load, [c.browser, c.key_store, c.key_token], load_outputs, js=_TOKEN_SENT, **quiet
+        h.on_load,
+        [c.browser, c.key_store, c.key_token, c.shown],
+        load_outputs,
+        js=_TOKEN_SENT,
+        **quiet,
     )
     c.balance_due.change(
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **quiet

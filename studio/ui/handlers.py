@@ -475,19 +475,29 @@ class Handlers:
 
     @guarded
     async def on_load(
-        self, session_id: str | None, stored_key: str | None = None, key_token: str | None = None
+        self,
+        session_id: str | None,
+        stored_key: str | None = None,
+        key_token: str | None = None,
+        shown: str | None = None,
     ) -> Update:
         """The page at load: the browser's session (else the newest), and the key this browser
         was asked to remember, or else the key pasted in this tab before a reload (held under
         `key_token`: `ui.tabkeys`), put back in its box (whose change checks it: `on_key`). The
-        balance is asked of RunAPI once the page is drawn (`on_balance`), never before."""
+        balance is asked of RunAPI once the page is drawn (`on_balance`), never before.
+
+        A reloaded tab comes back on the step it showed (`shown`: "session|step", kept by the
+        page), not on the session's newest: reloaded while another tab's edit ran, it came back
+        on that edit, and its next instruction edited that picture (audit 15)."""
         if not session_id:
             summaries = await self.bridge.call(Engine.list_sessions, visitor=self.who)
             readable = [s for s in summaries if not s.damaged]
             session_id = readable[0].session_id if readable else None
+        was_on, _, step = (shown if isinstance(shown, str) else "").partition("|")
+        tab_step = step if session_id and was_on == session_id and step else None
         update = {
             block: changed_from_config(block, value)
-            for block, value in (await self.page(session_id)).items()
+            for block, value in (await self.page(session_id, tab_step)).items()
         }
         update.update(await self._pending_choice(session_id, update.get(self.c.tab_step)))
         update[self.c.balance_due] = "load"

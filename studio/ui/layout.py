@@ -33,6 +33,8 @@ BROWSER_STORAGE_KEY = "kontext-studio-session"
 KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 # Where a tab keeps the token of the key pasted in it (its session storage: `ui.tabkeys`).
 KEY_TOKEN_STORAGE_KEY = "kontext-studio-key-token"
+# Where a tab keeps, over a reload, the session and the step it showed (assets/studio.js).
+SHOWN_STORAGE_KEY = "kontext-studio-shown"
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
 CANVAS_HEIGHT = "calc(100vh - 370px)"
@@ -261,7 +263,7 @@ class Components:
     pair_b: gr.Dropdown
     timer: gr.Timer
     tab_step: gr.State
-    version: gr.State
+    version: gr.Textbox
     browser: gr.BrowserState
     tab_key: gr.State
     picks: gr.State
@@ -271,6 +273,7 @@ class Components:
     key_note: gr.HTML
     key_store: gr.BrowserState
     key_token: gr.Textbox
+    shown: gr.Textbox
     manage: gr.Column
     manage_bar: gr.HTML
     session_name: gr.Textbox
@@ -378,9 +381,12 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         # Every open tab looks for news of its session (other tabs, the CLI, agents) and ticks
         # the elapsed time of what runs: a cheap version check when nothing changed.
         timer=gr.Timer(TICK_IDLE_S, active=True),
-        # The step this tab shows (the parent of its next edit), and the version it shows.
+        # The step this tab shows (the parent of its next edit), and the version its page shows:
+        # held by the page, as it is the last render the page drew (replies of one tab can
+        # reach it in another order than they were made: a render from another step than the
+        # tab's is drawn again, `Handlers._news`).
         tab_step=_state(),
-        version=_state(),
+        version=gr.Textbox("", visible=False),
         # The candidates on show (step ids), while some are.
         picks=_state(),
         # Set when the balance may have moved (a load, a change in the session): its change
@@ -396,6 +402,9 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         # The token under which the studio holds a key pasted in this tab (`ui.tabkeys`): kept
         # in the tab's session storage by the page, sent with its load (`events.wire`).
         key_token=gr.Textbox("", visible=False),
+        # The session and step this tab showed before it was reloaded ("session|step"), from
+        # its session storage, sent with the load: the tab comes back where it was.
+        shown=gr.Textbox("", visible=False),
     )
 
 

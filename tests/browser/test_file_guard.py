@@ -731,10 +731,12 @@ def test_everyones_draws_take_turns_and_whoever_drew_least_goes_next(hosted, mon
     light = _visitor_from(hosted.url, "127.0.0.60")
     with ThreadPoolExecutor(10) as pool:
         loads = [
-            pool.submit(_run_event, v, "on_load", [None, None, ""]) for v in heavy for _ in "abc"
+            pool.submit(_run_event, v, "on_load", [None, None, "", ""])
+            for v in heavy
+            for _ in "abc"
         ]
         time.sleep(1.0)
-        lights = pool.submit(_run_event, light, "on_load", [None, None, ""])
+        lights = pool.submit(_run_event, light, "on_load", [None, None, "", ""])
         assert lights.result(timeout=60)["success"] is True
         assert sum(load.done() for load in loads) <= 4  # it went ahead of those waiting
         assert all(load.result(timeout=60)["success"] for load in loads)
@@ -764,9 +766,9 @@ def test_one_visitors_pages_are_drawn_a_few_at_a_time_and_others_go_meanwhile(ho
     monkeypatch.setattr(hosted.bridge, "page", counted)
     alice, bob = _visitor(hosted.url), _visitor(hosted.url)
     with ThreadPoolExecutor(11) as pool:
-        loads = [pool.submit(_run_event, alice, "on_load", [None, None, ""]) for _ in range(10)]
+        loads = [pool.submit(_run_event, alice, "on_load", [None, None, "", ""]) for _ in range(10)]
         time.sleep(0.5)
-        bobs = pool.submit(_run_event, bob, "on_load", [None, None, ""])
+        bobs = pool.submit(_run_event, bob, "on_load", [None, None, "", ""])
         assert bobs.result(timeout=60)["success"] is True
         assert not all(load.done() for load in loads)  # Bob did not wait for all of Alice's
         assert all(load.result(timeout=60)["success"] for load in loads)
@@ -809,7 +811,7 @@ def test_one_visitors_folded_panels_opened_at_once_take_turns_too(hosted, monkey
     with ThreadPoolExecutor(11) as pool:
         opened = [pool.submit(_run_event, alice, "on_fold", data, fold) for _ in range(10)]
         time.sleep(0.5)
-        bobs = pool.submit(_run_event, bob, "on_load", [None, None, ""])
+        bobs = pool.submit(_run_event, bob, "on_load", [None, None, "", ""])
         assert bobs.result(timeout=60)["success"] is True
         assert not all(event.done() for event in opened)  # Bob did not wait for all of Alice's
         assert all(event.result(timeout=60)["success"] for event in opened)

@@ -900,7 +900,7 @@ def test_a_request_that_names_nobody_creates_nothing_and_is_told_why(hosted):
     load = next(d for d in config["dependencies"] if d.get("api_name") == "on_load")
     tab = "nobody-" + "x" * 8
     # An event joined to a tab of its own: answered as queued, its answer says why ...
-    body = {"data": [None, None, ""], "fn_index": load["id"], "session_hash": tab}
+    body = {"data": [None, None, "", ""], "fn_index": load["id"], "session_hash": tab}
     joined = httpx.post(f"{api}/queue/join", json=body)
     assert joined.status_code == 200
     stream = httpx.get(f"{api}/queue/data", params={"session_hash": tab}, timeout=10).text

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from studio.history import StepState
 from tests.browser.conftest import shoot
+from tests.support.sent import assert_sent_as_kept
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DONE = re.compile(r"Done in")
@@ -87,10 +88,12 @@ def test_three_chained_edits_each_start_from_the_previous_result(page, studio, s
         "add snow",
         "make it night",
     ]
-    # The simulator received, as each step's source, exactly the previous step's image.
+    # The simulator received, as each step's source, exactly the previous step's image (the
+    # photo itself without its metadata).
     for previous, step in itertools.pairwise(path):
         received = sim.tasks[step.task_id].source_bytes
-        assert received == studio.image_bytes(previous.result)
+        kept = studio.image_bytes(previous.result)
+        assert_sent_as_kept(received, kept, original=previous.params is None)
     # The page shows the latest result, and the cost of the three pro edits.
     expect(page.locator("#result img")).to_have_count(1)
     expect(page.locator("#cost")).to_contain_text("$0.15")
@@ -175,20 +178,20 @@ def test_an_upload_starts_a_session_from_the_file(page, studio, tmp_path):
     assert studio.image_bytes(origin.result) == photo.read_bytes()
 
 
-def _paste_image(page, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    """A paste (Ctrl+V) of a PNG into what has the focus, as the browser sends it."""
+def _paste_image(page, data: bytes, name: str = "pasted.png", mime: str = "image/png") -> None:  # type: ignore[no-untyped-def]
+    """A paste (Ctrl+V) of a file (a PNG) into what has the focus, as the browser sends it."""
     import base64
 
     page.evaluate(
-        """(b64) => {
+        """([b64, name, mime]) => {
           const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
           const files = new DataTransfer();
-          files.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+          files.items.add(new File([bytes], name, { type: mime }));
           document.activeElement.dispatchEvent(
             new ClipboardEvent("paste", { clipboardData: files, bubbles: true, cancelable: true })
           );
         }""",
-        base64.b64encode(data).decode(),
+        [base64.b64encode(data).decode(), name, mime],
     )
 
 

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def test_a_tab_whose_record_went_spends_nothing_until_reloaded(hosted, sim):
     alice = _Tab(hosted.url)
     alice.run("on_key", [sim.api_key, False, ""])
     for _ in range(TABS_PER_VISITOR + 1):
-        alice.run("on_load", [None, None, ""], fresh=True)
+        alice.run("on_load", [None, None, "", ""], fresh=True)
     assert alice.hash not in _records(hosted)
     before = len(sim.tasks)
     edit = [None, None, "make it red", "pro", "match", "png", False, False, 2, None, "0"]
@@ -245,3 +246,39 @@ def test_opening_compare_again_and_again_keeps_one_copy_of_its_lists(budgeted):
     for _ in range(12):
         assert "make it red" in tab.run("on_fold", [session_id, None, None, None, 1.0], event=fold)
     assert record_size() == size
+
+
+def test_a_page_that_drew_an_older_reply_last_is_drawn_again_at_its_next_beat(studio):
+    # Gradio sends each reply once it has made it, so two replies of one tab (a click, then
+    # another at once; an Enter typed ahead; a tick) can reach the page in the other order: it
+    # showed the first's step while the tab was on the second, until something else changed in
+    # the session (CI, test_editor). The page's beat now says which render it drew last (its
+    # version is the page's, not the server's record of the tab): one drawn from another step
+    # than the tab's is drawn again.
+    tab = _Tab(studio.url, cookie=False)
+    edit = [None, None, "a red bicycle", "pro", "match", "png", False, False, 2, None, "0"]
+    tab.run("on_edit", [*edit, False, None, ""])
+    [listed] = studio.run(studio.engine.list_sessions())
+    session_id = listed.session_id
+    edit[:3] = [session_id, None, "add snow"]
+    tab.run("on_edit", [*edit, False, None, ""])
+    deadline = time.monotonic() + 30
+    while not (session := studio.run(studio.engine.load_session(session_id))).current.is_finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    first, second = (step.step_id for step in session.path()[1:])
+    go = [session_id, None]
+    older = json.loads(tab.run("on_history_click", go, event={"act": "go", "step": first}))
+    newer = json.loads(tab.run("on_history_click", go, event={"act": "go", "step": second}))
+    # The page drew the reply to the first click last: the version it shows is that one's.
+    drawn = [v for v in older["output"]["data"] if isinstance(v, str) and v.endswith(first)]
+    assert drawn, "the page is not told which render it shows"
+    [latest] = [v for v in newer["output"]["data"] if isinstance(v, str) and v.endswith(second)]
+    config = tab.http.get("/config").json()
+    beat_fn = next(d for d in config["dependencies"] if d["id"] == tab.fns["on_beat"])
+    news = beat_fn["outputs"][1]
+    answer = json.loads(tab.run("on_beat", [session_id, None, drawn[0], None, None]))
+    assert news in answer["output"].get("changed_state_ids", [])  # (its change draws the page)
+    # Drawn from the tab's step, the page is up to date: the next beat has no news.
+    quiet = json.loads(tab.run("on_beat", [session_id, None, latest, None, None]))
+    assert news not in quiet["output"].get("changed_state_ids", [])

@@ -26,6 +26,7 @@ from tests.browser.test_studio_flow import (
     _start_from_example,
     _thumbs,
 )
+from tests.support.sent import assert_sent_as_kept
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # An edit takes about eight seconds: long enough to type two more instructions meanwhile.
@@ -118,7 +119,8 @@ def test_three_instructions_typed_during_an_edit_run_in_order_on_each_result(pag
     assert [s.params.prompt for s in path[1:]] == prompts
     assert all(s.state is StepState.COMPLETED for s in path)
     for previous, step in itertools.pairwise(path):
-        assert sim.tasks[step.task_id].source_bytes == studio.image_bytes(previous.result)
+        sent, kept = sim.tasks[step.task_id].source_bytes, studio.image_bytes(previous.result)
+        assert_sent_as_kept(sent, kept, original=previous.params is None)
 
 
 def test_switching_session_mid_edit_stays_put_while_the_edit_finishes_in_its_own(page, studio, sim):
@@ -303,3 +305,32 @@ def test_a_page_reloaded_while_pro_vs_max_runs_shows_both_again_with_their_keep_
     page.reload()
     expect(page.locator("#status")).to_contain_text(DONE, timeout=20_000)
     expect(candidates).to_be_hidden()
+
+
+def test_a_tab_reloaded_while_another_edits_comes_back_on_its_own_step(page, studio, sim):
+    """One tab on the original, another sends an edit; the first, reloaded while that edit
+    ran, came back on it (the session's newest step), and its next instruction edited that
+    picture (audit 15). It comes back where it was, and its edit branches from there."""
+    _start_from_example(page)
+    _edit(page, "make it blue")
+    origin = _only_session(studio).origin
+    other = page.context.new_page()  # a second tab of the same browser
+    other.goto(studio.url)
+    expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    other.locator('#history button.tile[aria-label^="Step 0"]').click()
+    expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    sim.latency = STEADY
+    _submit(page, "add snow")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    other.reload()
+    expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
+    assert (
+        not _only_session(studio)
+        .steps[_by_prompt(_only_session(studio), "add snow").step_id]
+        .is_finished
+    )
+    _submit(other, "make it night")
+    expect(other.locator("#history")).to_contain_text("make it night")
+    night = _by_prompt(_only_session(studio), "make it night")
+    assert night.parent_id == origin.step_id

@@ -777,5 +777,18 @@ async def test_the_tab_s_step_is_settled_the_moment_an_edit_s_reply_is_made(page
     drawn = asyncio.create_task(demo.postprocess_data(edit, reply, state))
     await asyncio.sleep(0)  # Gradio's postprocessing, up to where it first lets others run
     assert state[c.tab_step._id] == reply[c.tab_step]
-    assert state[c.version._id] == reply[c.version]
     await drawn
+
+
+async def test_a_reloaded_tab_comes_back_on_its_step_and_a_step_it_cannot_have_is_ignored(
+    page, tmp_path
+):
+    session_id, origin = await _start(page, tmp_path)
+    shown = await _edit(page, session_id, origin, "make it blue")
+    await _settle(page, session_id, shown)
+    blue = shown[page.c.tab_step]
+    back = await page.on_load(session_id, None, None, f"{session_id}|{origin}")
+    assert back[page.c.tab_step] == origin
+    other, _ = await _start(page, tmp_path)
+    for sent in (f"{session_id}|no-such-step", f"{other}|{origin}", "nonsense", None):
+        assert (await page.on_load(session_id, None, None, sent))[page.c.tab_step] == blue
