@@ -583,6 +583,10 @@
       // head once it is drawn (it fell to the page's body, and Tab started over: audit 13).
       const row = event.target?.closest?.('#sessions button[data-act="open"]');
       if (row) studio.focusSessions = event.detail === 0;
+      // An example (or a link) opened from the keyboard: the focus goes to the instruction
+      // box once the picture is drawn (it fell to the page's body: audit 15).
+      const opening = event.target?.closest?.("#examples [data-act='example'], #load-link");
+      if (opening) studio.focusBox = event.detail === 0;
     },
     true,
   );
@@ -922,6 +926,18 @@
       if (inside) list.querySelector("summary")?.focus({ preventScroll: true });
       return;
     }
+    // Escape folds the open panel the focus is in (or on whose toggle it is), and the focus
+    // goes back to its toggle, as a dialog closes; it left all four open (audit 15). Not
+    // while a list of the panel's own is open: Escape closes that first.
+    const open = [...document.querySelectorAll('button[data-fold][aria-expanded="true"]')];
+    const target = event.target;
+    const toggle = open.find((t) => t === target || byId(t.dataset.fold)?.contains(target));
+    const listOpen = target !== toggle && target.getAttribute?.("aria-expanded") === "true";
+    if (event.key === "Escape" && toggle && !listOpen) {
+      if (toggle !== event.target || byId(toggle.dataset.fold)?.offsetParent) toggle.click();
+      toggle.focus({ preventScroll: true });
+      return;
+    }
     if (event.key === "Escape" && event.target === promptBox()) {
       event.target.blur();
       return;
@@ -1058,6 +1074,10 @@
     if (fresh && studio.focusSessions) {
       studio.focusSessions = false;
       document.querySelector("#sessions summary")?.focus({ preventScroll: true });
+    }
+    if (fresh && tree.dataset.session && studio.focusBox) {
+      studio.focusBox = false;
+      if (wide()) promptBox()?.focus({ preventScroll: true });
     }
     if (fresh && tree.dataset.session && studio.canvasWanted) {
       if (performance.now() < studio.canvasWanted) {
@@ -1397,7 +1417,21 @@
     chips.hidden = cancels.length === 0;
   };
   // What follows each redraw of the page: the name box, the queue's chips, toasts said twice.
+  // For a screen reader: the canvas's picture is named after the step it shows (it had no
+  // name), and the status line is read out as it changes (it was never: audit 15).
+  const nameCanvas = () => {
+    const status = byId("status");
+    if (status && !status.hasAttribute("aria-live")) {
+      status.setAttribute("role", "status");
+      status.setAttribute("aria-live", "polite");
+    }
+    const picture = document.querySelector("#result img");
+    const tile = document.querySelector('#history .tile[aria-current="step"]');
+    const name = tile?.getAttribute("aria-label");
+    if (picture && name && picture.alt !== name) picture.alt = name;
+  };
   new MutationObserver(() => {
+    nameCanvas();
     studio.fillName();
     drawChips();
     dropSaidToasts();
@@ -1445,6 +1479,7 @@
     true,
   );
   new MutationObserver(() => {
+    nameCanvas();
     if (canvas()) requestAnimationFrame(paint);
   }).observe(document.body, { attributes: true, attributeFilter: ["src"], subtree: true });
 
@@ -1552,13 +1587,16 @@
     input.files = files.files;
     input.dispatchEvent(new Event("change", { bubbles: true }));
   };
+  // A file pasted that is no picture (a PDF, say) gets its sentence, as one dropped does: it
+  // did nothing and said nothing (audit 15).
   document.addEventListener("paste", (event) => {
     if (event.target?.closest?.("#link")) return;
-    const image = [...(event.clipboardData?.files || [])].find((f) => f.type.startsWith("image/"));
-    if (!image) return;
+    const files = [...(event.clipboardData?.files || [])];
+    const file = files.find((f) => f.type.startsWith("image/")) || files[0];
+    if (!file) return;
     if (typing(event.target) && event.clipboardData.types.includes("text/plain")) return;
     event.preventDefault();
-    startFrom(image);
+    startFrom(file);
   });
 
   // A lost connection is named as such: a cheap request every few seconds; two misses in a row

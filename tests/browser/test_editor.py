@@ -1215,6 +1215,35 @@ def test_from_the_keyboard_compare_takes_the_focus_and_a_session_opened_keeps_it
     expect(page.locator("#sessions summary")).to_be_focused()
 
 
+def test_from_the_keyboard_an_example_leaves_the_focus_in_the_box_and_escape_folds_a_panel(
+    page, studio
+):
+    """An example opened with Enter dropped the focus to the page's body (six Tabs back to the
+    box), and Escape left every panel open. For a screen reader the canvas's picture had no
+    name and the status line was never read out (audit 15)."""
+    page.locator("#examples [data-act='example']").first.focus()
+    page.keyboard.press("Enter")
+    expect(_thumbs(page)).to_have_count(1, timeout=15_000)
+    expect(page.locator("#prompt textarea")).to_be_focused()
+    expect(page.locator("#result img")).to_have_attribute("alt", re.compile("^Step 0: Original"))
+    expect(page.locator("#status")).to_have_attribute("aria-live", "polite")
+    for name in ("Advanced", "Tips", "Compare two steps"):
+        toggle = page.locator("#folds").get_by_role("button", name=name)
+        toggle.focus()
+        page.keyboard.press("Enter")
+        expect(toggle).to_have_attribute("aria-expanded", "true")
+        panel = page.locator(f"#{toggle.get_attribute('aria-controls')}")
+        expect(panel).to_be_visible()
+        if name == "Advanced":
+            page.keyboard.press("Tab")  # (into the panel: Escape from within it)
+        page.keyboard.press("Escape")
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        expect(panel).to_be_hidden()
+        expect(toggle).to_be_focused()
+    _edit(page, "make it black and white")
+    expect(page.locator("#result img")).to_have_attribute("alt", re.compile("^Step 1: make it"))
+
+
 def test_a_space_typed_after_picking_a_step_is_the_space_between_two_words(page, studio):
     """Words typed, a step clicked, then typing on: the first space was taken as "hold Space
     for before", and the words ran together, "add ared sky now" (UX audit 9). A space tapped

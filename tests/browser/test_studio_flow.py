@@ -226,6 +226,17 @@ def test_an_image_pasted_with_a_session_open_starts_another_session_from_it(page
     expect(_listed(page)).to_have_count(2)
 
 
+def test_a_pasted_file_that_is_no_picture_is_named_and_changes_nothing(page, studio):
+    """A PDF pasted said nothing at all, where one dropped is named (audit 15)."""
+    _start_from_example(page)
+    first = _only_session(studio)
+    page.locator("#canvas").first.click()
+    _paste_image(page, b"%PDF-1.4\n%fake\n", "doc.pdf", "application/pdf")
+    expect(page.locator("#status")).to_contain_text("doc.pdf is not an image")
+    expect(_session_name(page)).to_have_text(first.name)
+    assert len(studio.run(studio.engine.list_sessions())) == 1
+
+
 @pytest.fixture
 def image_server(tmp_path):
     """A plain HTTP server on loopback serving a photo and a web page."""
