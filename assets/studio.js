@@ -335,15 +335,25 @@
       studio.taken.push(entry);
       // Never sent: it goes, and its text back into the box with a word (UX audit 5: it was
       // lost); an empty one goes too, or the next Enter would send it in place of its own.
-      setTimeout(() => {
+      const giveBackEntry = (said) => {
         const at = studio.taken.indexOf(entry);
         if (at < 0) return;
         studio.taken.splice(at, 1);
         if (entry.text.trim()) {
           putBack(entry.text);
-          studio.say(NOT_SENT);
+          studio.say(said);
         }
-      }, UNSENT_MS);
+      };
+      setTimeout(() => giveBackEntry(NOT_SENT), UNSENT_MS);
+      // A studio that stopped a moment ago (before the page's look every few seconds found
+      // it out): Gradio holds the Enter, and the words were gone for up to five seconds, the
+      // status still "Ready" (audit 15). One look now: unanswered, and the Enter not sent,
+      // the words come back at once.
+      if (entry.text.trim()) {
+        reachable(1500).then((ok) => {
+          if (!ok) giveBackEntry(NOT_SENT_OFFLINE);
+        });
+      }
       // The next instruction is typed where the last was (not into the Edit button); on a
       // phone the keyboard is not brought up again.
       if (wide()) promptBox()?.focus({ preventScroll: true });
@@ -1603,21 +1613,24 @@
   // and the status line says the studio cannot be reached. When it answers again the page
   // reloads (as Gradio does), showing what the store holds.
   const root = String(config.root || window.location.origin).replace(/\/+$/, "");
+  // Whether the studio answers a cheap request within `ms`.
+  const reachable = async (ms) => {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    try {
+      const answer = await fetch(`${root}/robots.txt`, { cache: "no-store", signal: abort.signal });
+      return answer.ok;
+    } catch (error) {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const EVERY_MS = 3000;
   let misses = 0;
   let offline = false;
   const beat = async () => {
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), EVERY_MS);
-    let ok = false;
-    try {
-      const answer = await fetch(`${root}/robots.txt`, { cache: "no-store", signal: abort.signal });
-      ok = answer.ok;
-    } catch (error) {
-      ok = false;
-    } finally {
-      clearTimeout(timer);
-    }
+    const ok = await reachable(EVERY_MS);
     if (ok) {
       misses = 0;
       if (offline) window.location.reload();

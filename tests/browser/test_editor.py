@@ -862,6 +862,37 @@ def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whol
             assert apart, (box, history)
 
 
+# Every control a finger taps outside the instruction bar (whose options are labels wider than
+# a finger, and whose height the bar's place over the window keeps), with its size.
+_TARGETS = """() => [...document.querySelectorAll(
+  '#header button, #header summary, #canvas button, #download button, #folds button,'
+  + '#history-tools button, #source button, #manage-fold button')]
+  .filter((e) => e.offsetParent && getComputedStyle(e).visibility !== 'hidden')
+  .map((e) => {
+    const r = e.getBoundingClientRect();
+    const name = e.getAttribute('aria-label') || e.innerText.trim() || e.title;
+    return [name.slice(0, 30), Math.round(r.width), Math.round(r.height)];
+  })"""
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 390, "height": 844}, {"width": 844, "height": 390}], ids=str
+)
+def test_on_a_phone_every_control_outside_the_bar_is_a_finger_s_size(browser, studio, viewport):
+    """The panels' toggles were 34 px tall, Undo and Redo 32, Import 26, the canvas's
+    full-screen button 18 and the upload box's sources 22 (audit 15); now none is under 36
+    (those under the fixed bar 44: above it the picture and the options share the window)."""
+    with open_page(browser, studio.url, **{**PHONE, "viewport": viewport}) as page:
+        page.locator("#new-session").tap()
+        expect(page.locator("#source button").first).to_be_visible()
+        empty = page.evaluate(_TARGETS)
+        _start_from_example(page)
+        targets = empty + page.evaluate(_TARGETS)
+        assert len(targets) > 15
+        small = [t for t in targets if min(t[1], t[2]) < 36]
+        assert small == []
+
+
 def test_on_a_phone_on_its_side_an_example_opens_in_view_and_the_queue_leaves_the_status_clear(
     browser, studio, sim
 ):

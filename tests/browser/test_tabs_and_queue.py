@@ -334,3 +334,22 @@ def test_a_tab_reloaded_while_another_edits_comes_back_on_its_own_step(page, stu
     expect(other.locator("#history")).to_contain_text("make it night")
     night = _by_prompt(_only_session(studio), "make it night")
     assert night.parent_id == origin.step_id
+
+
+def test_an_enter_the_moment_the_studio_stops_gives_the_words_back_at_once(browser, sim, clean_env):
+    """Enter pressed after the studio stopped, before the page's look every few seconds found
+    it out: the box stayed empty, the status "Ready", for up to five seconds before the words
+    came back (audit 15). One look at the Enter, and they are back with the sentence."""
+    with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as tab:
+        _start_from_example(tab)
+        studio.demo.close()  # the studio stops (or the network drops)
+        # A moment later: Gradio has seen its stream end (it then holds an Enter), and the
+        # page's looks (two misses, three seconds apart) have not said so yet.
+        tab.wait_for_timeout(1_500)
+        box = tab.locator("#prompt textarea")
+        box.fill("add a castle on the hill")
+        box.press("Enter")
+        expect(tab.locator("#status")).to_contain_text("cannot be reached just now, so nothing")
+        expect(box).to_have_value("add a castle on the hill")
+        expect(tab.locator("#history li.pending")).to_have_count(0)
+        assert len(sim.tasks) == 0
