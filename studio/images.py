@@ -209,10 +209,11 @@ def open_source(data: bytes, *, max_bytes: int = MAX_SOURCE_BYTES) -> SourceImag
 def prepare_upload(source: SourceImage, *, max_side: int = MAX_UPLOAD_SIDE) -> UploadImage:
     """The image to upload for `source`, re-encoded only when it must be.
 
-    An upright 8-bit RGB/RGBA PNG or RGB JPEG within `max_side` goes through byte-identical, so a
-    chained result is sent exactly as it came back. Anything else is converted once: downscaled,
-    turned upright, converted to RGB or RGBA, then saved as PNG (alpha or lossless source) or as
-    JPEG at quality 95.
+    An upright 8-bit RGB/RGBA PNG or RGB JPEG within `max_side` goes through as it is, less its
+    metadata (where and with what it was taken: `_without_metadata`), so a chained result (whose
+    only metadata is the studio's own mark) is sent exactly as it came back. Anything else is
+    converted once: downscaled, turned upright, converted to RGB or RGBA, then saved as PNG
+    (alpha or lossless source) or as JPEG at quality 95.
 
     Raises:
         ImageError: when `source.data` does not decode (it should have come from `open_source`).

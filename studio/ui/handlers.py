@@ -269,9 +269,10 @@ class Handlers:
             # The tab's states first: Gradio sets them the moment the reply is made, before it
             # lets anything else run (a thread for each other component). After those, a second
             # Enter's reply could be made and set first: the tab stayed on the first edit (CI).
+            # (What the page itself holds, as `version`, lands in the order replies reach it.)
             c.tab_step,
-            c.version,
             c.picks,
+            c.version,
             c.pair_a,
             c.pair_b,
             c.browser,
