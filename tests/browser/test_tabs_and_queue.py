@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -43,6 +44,11 @@ def _submit(page, prompt: str) -> None:  # type: ignore[no-untyped-def]
 
 def _session(studio, session_id: str):  # type: ignore[no-untyped-def]
     return studio.run(studio.engine.load_session(session_id))
+
+
+def _stored(session, prompt: str):  # type: ignore[no-untyped-def]
+    """The step of `session` made by `prompt`, or None while there is none."""
+    return next((s for s in session.steps.values() if s.params and s.params.prompt == prompt), None)
 
 
 def _by_prompt(session, prompt: str):  # type: ignore[no-untyped-def]
@@ -331,8 +337,11 @@ def test_a_tab_reloaded_while_another_edits_comes_back_on_its_own_step(page, stu
         .is_finished
     )
     _submit(other, "make it night")
-    expect(other.locator("#history")).to_contain_text("make it night")
-    night = _by_prompt(_only_session(studio), "make it night")
+    # (The page's own queued tile shows at once: the step is stored once the server has it.)
+    deadline = time.monotonic() + 30
+    while not (night := _stored(_only_session(studio), "make it night")):
+        assert time.monotonic() < deadline, "the edit never reached the store"
+        time.sleep(0.1)
     assert night.parent_id == origin.step_id
 
 
