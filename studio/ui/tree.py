@@ -129,14 +129,18 @@ def contents_mark(session: Session) -> str:
 
 
 def started_steps(running: Mapping[str, StepUpdate]) -> frozenset[str]:
-    """The steps of `running` (`Engine.running`) the runner has started whose record still
-    says queued (their source uploads, or their task is being created): drawn as running
-    (`history_html`)."""
+    """The steps of `running` (`Engine.running`) the runner has taken whose record still says
+    queued (their source uploads, or their task is being created, or they are about to be):
+    drawn as running (`history_html`). Only a step that waits for the one before it may still
+    be cancelled. Taken from the moment it is launched, not once its upload starts: an
+    Enter's reply drawn before the runner began the upload (a loaded machine) showed the tile
+    queued with a ✕ beside "Uploading the source…" until the upload was done, as nothing in
+    the store changed to draw it again."""
     return frozenset(
         step_id
         for step_id, update in running.items()
         if update.step.state is StepState.QUEUED
-        and update.phase != "queued"
+        and not update.step.is_waiting
         and not update.is_final
     )
 

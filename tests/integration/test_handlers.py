@@ -792,3 +792,25 @@ async def test_a_reloaded_tab_comes_back_on_its_step_and_a_step_it_cannot_have_i
     other, _ = await _start(page, tmp_path)
     for sent in (f"{session_id}|no-such-step", f"{other}|{origin}", "nonsense", None):
         assert (await page.on_load(session_id, None, None, sent))[page.c.tab_step] == blue
+
+
+async def test_an_enter_s_reply_draws_its_edit_running_and_one_typed_ahead_queued(
+    page, tmp_path, sim
+):
+    """The reply to an Enter could be drawn before the runner began the upload (a loaded
+    machine): its tile said "queued" with a ✕ beside "Uploading the source…" until the upload
+    was done. Taken by the runner, it is running at once, without ✕; one typed ahead waits
+    for it, queued, and may still be cancelled."""
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    sim.faults.slow(3.0, times=1, route="files")
+    first = await _edit(page, session_id, origin, "make it blue")
+    tree = _tree(first[c.history])
+    assert "running" in tree.line[-1]
+    assert tree.cancels == []
+    second = await _edit(page, session_id, first[c.tab_step], "add snow")
+    tree = _tree(second[c.history])
+    assert "running" in tree.line[-2]
+    assert "queued" in tree.line[-1]
+    assert tree.cancels == [second[c.tab_step]]
+    await _settle(page, session_id, second)

@@ -116,10 +116,16 @@ def test_a_running_step_shows_its_phase_and_the_queued_one_after_it_can_be_cance
     # ✕ (which answered that it had started) is gone. The one after it waits: ✕.
     assert tree.line[-2:] == ["Step 2: snow (pro · running)", "Step 3: night (pro · queued)"]
     assert tree.cancels == ["c"]
-    waiting = StepUpdate(session.steps["b"], "queued", 0.5)
-    tree = read_tree(render_page(data(session, running={"b": waiting}), TILES).history)
-    assert tree.line[-2:] == ["Step 2: snow (pro · queued)", "Step 3: night (pro · queued)"]
-    assert tree.cancels == ["b", "c"]  # neither was sent yet
+    # Launched, not yet uploading (an Enter's reply drawn before the runner began: a loaded
+    # machine), it is running already: it can no longer be cancelled, and nothing in the
+    # store changes to draw it again until its upload is done.
+    assert not session.steps["b"].is_waiting
+    assert session.steps["c"].is_waiting
+    taken = {"b": StepUpdate(session.steps["b"], "queued", 0.1)}
+    taken["c"] = StepUpdate(session.steps["c"], "queued", 0.1)
+    tree = read_tree(render_page(data(session, running=taken), TILES).history)
+    assert tree.line[-2:] == ["Step 2: snow (pro · running)", "Step 3: night (pro · queued)"]
+    assert tree.cancels == ["c"]  # (it waits for the one before it)
 
 
 def test_other_branches_hang_where_they_fork_and_the_path_is_numbered_without_gaps():
