@@ -39,7 +39,14 @@ from studio.history import (
     new_id,
 )
 from studio.images import MAX_SOURCE_BYTES
-from studio.params import ASPECT_RATIOS, MODELS, OUTPUT_FORMATS, EditParams, ParamsError
+from studio.params import (
+    ASPECT_RATIOS,
+    MODELS,
+    OUTPUT_FORMATS,
+    EditParams,
+    ParamsError,
+    file_words,
+)
 
 FORMAT_NAME = "kontext-studio-session"
 FORMAT_VERSION = 1
@@ -712,8 +719,11 @@ def _ancestors_kept(session: Session, step: Step, wanted: set[str]) -> bool:
 
 
 def _slug(step: Step) -> str:
+    """A step's instruction as part of its image's name in the ZIP: its letters and digits of
+    any script, with their marks, joined by hyphens (an instruction in Japanese or Arabic
+    named every image of its steps "step")."""
     text = step.params.prompt if step.params else "original"
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "step"
+    return file_words(text.lower(), 40) or "step"
 
 
 def _suffix(image_format: str) -> str:

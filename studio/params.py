@@ -207,6 +207,14 @@ def format_cents(cents: int) -> str:
     return f"${cents / 100:.2f}"
 
 
+def file_words(text: str, limit: int) -> str:
+    """`text` as part of a file's name: its letters and digits of any script, with their
+    marks, joined by hyphens, at most `limit` characters; "" when it has none. (A session
+    named in Arabic or Chinese downloaded as "kontext-…": UX audit 11.)"""
+    words = "".join(ch if f"a{ch}".isidentifier() and ch != "_" else " " for ch in text)
+    return "-".join(words.split())[:limit].strip("-")
+
+
 def safety_max(*, editing: bool) -> int:
     """The highest safety tolerance the service takes: lower when editing than when generating."""
     return SAFETY_MAX_EDIT if editing else SAFETY_MAX_GENERATE

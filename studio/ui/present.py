@@ -14,6 +14,7 @@ from studio.params import (
     ASPECT_RATIOS,
     MATCH_SOURCE,
     PRICE_CENTS,
+    file_words,
     format_cents,
     nearest_aspect_ratio,
 )
@@ -358,11 +359,8 @@ def made_count(made: int, pending: int = 0) -> str:
 
 
 def name_slug(session_name: str) -> str:
-    """A session's name as a file's: its letters and digits of any script, with their marks,
-    joined by hyphens, at most 60 characters; "" when it has none. (A session named in Arabic
-    or Chinese downloaded as "kontext-…": UX audit 11.)"""
-    words = "".join(ch if f"a{ch}".isidentifier() and ch != "_" else " " for ch in session_name)
-    return "-".join(words.split())[:60].strip("-")
+    """A session's name as a file's (`params.file_words`), at most 60 characters."""
+    return file_words(session_name, 60)
 
 
 def export_name(session_name: str) -> str:

@@ -331,3 +331,18 @@ def test_not_a_zip_at_all():
     truncated = buffer.getvalue()[:-30]
     with pytest.raises(BundleError):
         read_bundle(truncated, now=NOW)
+
+
+def test_images_of_instructions_in_any_script_are_named_after_them_and_read_back():
+    """An instruction in Japanese named every image of its steps "step" in the ZIP."""
+    origin_png, result_png = make_image(), make_image(colour=(10, 200, 30))
+    images = {hashlib.sha256(d).hexdigest(): d for d in (origin_png, result_png)}
+    origin, result = (ImageRef(sha256=sha, format="png", width=320, height=240) for sha in images)
+    session = Session.start(new_id(), "旅", origin, NOW)
+    session = session.add_step(new_id(), EditParams(prompt="空を青くして"), NOW)
+    done = session.current.start("task-1", NOW).complete(result, NOW, cost_cents=5)
+    data = write_bundle(with_step(session, done), images.__getitem__)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert "images/001-空を青くして.png" in names
+    bundle = read_bundle(data, now=NOW)
+    assert [s.params.prompt for s in bundle.session.steps.values() if s.params] == ["空を青くして"]
