@@ -10,6 +10,8 @@
   const config = window.gradio_config || {};
   const DRAFT_KEY = "kontext-studio-draft";
   const promptBox = () => document.querySelector("#prompt textarea");
+  // The tile of the step the tab shows, in the history.
+  const currentTile = () => document.querySelector('#history .tile[aria-current="step"]');
 
   // A sentence in the status line, for what only the page knows.
   studio.say = (text) => {
@@ -104,7 +106,7 @@
   // the load: studio/ui/events.py): reloaded while another tab's edit ran, the tab came back on
   // that edit, and its next instruction edited that picture (audit 15).
   window.addEventListener("beforeunload", () => {
-    const step = document.querySelector('#history .tile[aria-current="step"]')?.dataset.step;
+    const step = currentTile()?.dataset.step;
     try {
       if (openSession() && step) {
         sessionStorage.setItem("kontext-studio-shown", `${openSession()}|${step}`);
@@ -1436,8 +1438,7 @@
       status.setAttribute("aria-live", "polite");
     }
     const picture = document.querySelector("#result img");
-    const tile = document.querySelector('#history .tile[aria-current="step"]');
-    const name = tile?.getAttribute("aria-label");
+    const name = currentTile()?.getAttribute("aria-label");
     if (picture && name && picture.alt !== name) picture.alt = name;
   };
   new MutationObserver(() => {
