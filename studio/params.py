@@ -87,7 +87,12 @@ class EditParams:
         if not prompt:
             errors["prompt"] = ["is empty; describe the change you want"]
         elif len(prompt) > MAX_PROMPT_CHARS:
-            errors["prompt"] = [f"is longer than {MAX_PROMPT_CHARS} characters"]
+            # (How much to cut: it said only "longer than 4000 characters": audit 15.)
+            over = len(prompt) - MAX_PROMPT_CHARS
+            errors["prompt"] = [
+                f"is {len(prompt):,} characters, longer than the {MAX_PROMPT_CHARS:,} allowed: "
+                f"cut {over:,} {'character' if over == 1 else 'characters'}"
+            ]
         if not is_model(self.model):
             errors["model"] = [f"must be pro or max, not {self.model!r}"]
         if self.aspect_ratio is not None and self.aspect_ratio not in ASPECT_RATIOS:

@@ -163,7 +163,7 @@ LATER = (NOW + timedelta(days=30)).isoformat()
         ),
         pytest.param(_set_param("enable_translation", "yes"), "settings are not ones", id="flag"),
         pytest.param(_set_param("prompt", "   "), "instruction is empty", id="prompt-empty"),
-        pytest.param(_set_param("prompt", "x" * 4001), "longer than 4000", id="prompt-long"),
+        pytest.param(_set_param("prompt", "x" * 4001), "longer than the 4,000", id="prompt-long"),
         pytest.param(_set_param("prompt", 7), "settings are not ones", id="prompt-number"),
         pytest.param(_set(1, "params", None), "settings are missing", id="no-params"),
         pytest.param(_set(1, "cost_cents", "abc"), "cost", id="cost-text"),

@@ -75,3 +75,14 @@ def test_safety_tolerance_six_is_accepted_when_generating_but_not_when_editing()
 def test_format_cents_shows_dollars():
     assert format_cents(5) == "$0.05"
     assert format_cents(125) == "$1.25"
+
+
+def test_an_instruction_over_the_limit_is_told_how_much_to_cut():
+    """It said only "longer than 4000 characters": how much to cut was left to count."""
+    with pytest.raises(ParamsError) as caught:
+        EditParams(prompt="x" * 4012).validated(editing=True)
+    assert str(caught.value) == (
+        "The instruction is 4,012 characters, longer than the 4,000 allowed: cut 12 characters."
+    )
+    with pytest.raises(ParamsError, match=r"cut 1 character\.$"):
+        EditParams(prompt="x" * 4001).validated(editing=True)
