@@ -19,6 +19,7 @@ import itertools
 import logging
 import re
 import shutil
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -123,6 +124,15 @@ TAB_FORGOTTEN = (
     "This tab was open so long that the studio let go of what it held for it (a RunAPI key "
     "pasted here among it); reload the page to go on."
 )
+# A ✕ the page drew a moment before its step went (`_cancel`).
+GONE_BEFORE_CANCEL = (
+    "That queued edit was no longer there to cancel: it had been cancelled or taken back a "
+    "moment before."
+)
+# Seconds a sentence a tab was just told (an edit cancelled or taken back) stays in its
+# status line before the timer's running time replaces it: it showed for half a second
+# (audit 16). News (a step done) replaces it at once.
+SAID_S = 3.0
 # How many tabs' typing-ahead records are kept (the oldest go first).
 MAX_TABS = 4096
 # How many steps of a tab's chain of Enters are remembered (a page is a few replies behind at most).
@@ -164,7 +174,19 @@ class _Tab:
         # another tab made after its step since (that one is a branch, and a notice; another
         # tab's step came back on this one's redo: UX audit 4).
         self.ahead: list[str] = []
+        # When this tab was last told something the timer's running time must not replace at
+        # once (`said`, `SAID_S`).
+        self._said_at = -SAID_S
         self._turns = asyncio.Condition()
+
+    def said(self) -> None:
+        """The tab was just told something to read (an edit cancelled or taken back)."""
+        self._said_at = time.monotonic()
+
+    @property
+    def telling(self) -> bool:
+        """Whether what the tab was last told is still to be left in its status line."""
+        return time.monotonic() - self._said_at < SAID_S
 
     @property
     def last(self) -> str | None:
@@ -859,15 +881,32 @@ class Handlers:
         instruction goes back into the box (as an undo's does): nothing typed is lost."""
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         step = session.steps.get(step_id)
-        cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
+        # A ✕ the page drew a moment before the step went (cancelled, or taken back, in this
+        # tab or another) or started (the edit before it finished) is answered in the status
+        # line under the tree drawn again, with no toast over it: it named the step's id ("There
+        # is no step 6ab318a3-… in this session"), and said that it had started in a toast as
+        # well (audit 16).
+        if step is None:
+            return {
+                **(await self.page(session_id, tab_step)),
+                self.c.status: present.warning(GONE_BEFORE_CANCEL),
+            }
+        try:
+            cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
+        except HistoryError as exc:
+            return {
+                **(await self.page(session_id, tab_step)),
+                self.c.status: present.warning(str(exc)),
+            }
         self._tab().cancelled(step_id)
+        self._tab().said()
         shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
-        withdrawn = _withdrawn(step) if step is not None else None
-        return {
-            **(await self.page(session_id, shown, withdrawn=withdrawn)),
-            self.c.status: "Cancelled the queued edit (nothing was paid); its instruction is "
-            "back in the box, and the ones after it run from the step before it.",
-        }
+        update = await self.page(session_id, shown, withdrawn=_withdrawn(step))
+        update[self.c.status] = (
+            "Cancelled the queued edit (nothing was paid); its instruction is back in the box, "
+            "and the ones after it run from the step before it."
+        )
+        return update
 
     @guarded
     async def on_notice(self, session_id: str | None, tab_step: str | None) -> Update:
@@ -944,6 +983,7 @@ class Handlers:
         except HistoryError:  # it started meanwhile (or may not be cancelled): a plain undo
             return None, True
         self._tab().cancelled(tab_step)
+        self._tab().said()
         shown = step.parent_id if step.parent_id in cancelled.steps else None
         update = await self.page(
             session_id,
@@ -999,7 +1039,7 @@ class Handlers:
         ids = _picks(pair)
         if tick.changed or any(i in tick.running for i in ids):
             return {self.c.news: next(_BEATS)}
-        if tab_step in tick.running:
+        if tab_step in tick.running and not self._tab().telling:
             running = tick.running[tab_step]
             return {self.c.status: present.step_status(running.step, running, running=tick.running)}
         return {self.c.status: gr.skip()}
@@ -1035,7 +1075,7 @@ class Handlers:
                 update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update
         update = {}
-        if tab_step in tick.running:
+        if tab_step in tick.running and not self._tab().telling:
             running = tick.running[tab_step]
             update[self.c.status] = present.step_status(running.step, running, running=tick.running)
         if ids and ids != self._tab().results_folded and any(i in tick.running for i in ids):

@@ -184,6 +184,7 @@ def test_three_instructions_pasted_and_sent_within_one_frame_each_go_once_in_ord
 def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_the_first(
     page, studio, sim
 ):
+    sim.faults.slow(8.0, times=1, route="files")  # the first edit runs on meanwhile
     _typed_ahead(page, sim, ("make it black and white", "add snow", "make it night"))
     middle = page.locator("#history li.queued", has_text="add snow")
     expect(middle).to_contain_text("queued", timeout=10_000)
@@ -191,6 +192,12 @@ def test_cancelling_the_middle_of_three_removes_that_one_and_the_last_runs_on_th
     _big_enough(cancel)  # (25 x 22 px: UX audit 5)
     cancel.click()
     expect(page.locator("#history")).not_to_contain_text("add snow", timeout=10_000)
+    # Said long enough to read: the running edit's time replaced it half a second later (audit
+    # 16). The timer beats once a second while an edit runs: at least once in this pause.
+    status = page.locator("#status")
+    expect(status).to_contain_text("Cancelled the queued edit", timeout=10_000)
+    page.wait_for_timeout(1_600)
+    expect(status).to_contain_text("Cancelled the queued edit", timeout=1)
     # Its words are back in the box, not lost (an undo of it does the same).
     expect(page.locator("#prompt textarea")).to_have_value("add snow")
     expect(page.locator("#history")).to_contain_text("make it night")

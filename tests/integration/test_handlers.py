@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import warnings
 from pathlib import Path
 
 import gradio as gr
@@ -16,7 +17,7 @@ from PIL import Image
 from studio.ui import layout
 from studio.ui.app import assets_dir
 from studio.ui.bridge import Bridge, Engine
-from studio.ui.handlers import Handlers, PageContext
+from studio.ui.handlers import SAID_S, Handlers, PageContext
 from studio.ui.key import KeyHandlers
 from tests.support.engines import make_engine, make_image
 from tests.support.tree import read_tree
@@ -814,3 +815,58 @@ async def test_an_enter_s_reply_draws_its_edit_running_and_one_typed_ahead_queue
     assert "queued" in tree.line[-1]
     assert tree.cancels == [second[c.tab_step]]
     await _settle(page, session_id, second)
+
+
+async def test_a_cancel_too_late_is_said_under_the_tree_drawn_again_without_a_toast(
+    page, tmp_path, sim
+):
+    """A ✕ the page drew just before its edit started (the one before it finished) answered in
+    a toast as well as the status line; one whose step had gone named the step's id ("There is
+    no step 6ab318a3-… in this session": audit 16)."""
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    sim.faults.slow(3.0, times=1, route="files")
+    first = await _edit(page, session_id, origin, "make it blue")
+    step = first[c.tab_step]
+    with warnings.catch_warnings(record=True) as toasts:
+        warnings.simplefilter("always")
+        late = await page.on_history_click(session_id, step, _click("cancel", step))
+        gone = await page.on_history_click(session_id, step, _click("cancel", "6ab318a3-ebb7"))
+    assert late[c.status] == "⚠ That edit has already started; it can no longer be cancelled."
+    assert "running" in _tree(late[c.history]).line[-1]  # drawn again, as it is
+    assert gone[c.status].startswith("⚠ That queued edit was no longer there to cancel")
+    assert "6ab318a3" not in gone[c.status]
+    assert [str(t.message) for t in toasts if "cancel" in str(t.message)] == []
+    await _settle(page, session_id, first)
+    assert len(sim.tasks) == 1  # it ran, once
+
+
+async def test_cancelled_stays_in_the_status_line_a_moment_before_the_timer_ticks_on(
+    page, tmp_path, sim
+):
+    """ "Cancelled the queued edit…" was replaced by the running edit's time half a second
+    later (audit 16): the timer leaves it a few seconds; news would replace it at once."""
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    sim.faults.slow(8.0, times=1, route="files")  # the first edit runs on meanwhile
+    first = await _edit(page, session_id, origin, "make it blue")
+    middle = await _edit(page, session_id, first[c.tab_step], "add snow")
+    last = await _edit(page, session_id, middle[c.tab_step], "make it night")
+    tab_step, tab = last[c.tab_step], gr.Request(session_hash="tab-1", headers={})
+    cancelled = await page.on_history_click(
+        session_id, tab_step, _click("cancel", middle[c.tab_step]), tab
+    )
+    assert cancelled[c.status].startswith("Cancelled the queued edit")
+    version = cancelled[c.version]
+    assert await page.on_beat(session_id, tab_step, version, None, None, tab) == {
+        c.status: gr.skip()
+    }
+    await asyncio.sleep(SAID_S + 0.2)
+    ticked = await page.on_beat(session_id, tab_step, version, None, None, tab)
+    assert ticked[c.status].startswith("◷ Queued behind the edit before it")
+    await _settle(page, session_id, cancelled)
+
+
+def _click(act: str, step: str) -> gr.EventData:
+    """A click on a tile's button (its ✕: "cancel"), as the page sends it."""
+    return gr.EventData(None, {"act": act, "step": step})
