@@ -35,8 +35,32 @@
     box.style.height = "auto";
     box.style.height = `${Math.min(box.scrollHeight, tallest) + borders}px`;
   };
+  // Near the instruction's limit (`data-max`: studio/params.py), how long it is, in the box's
+  // corner; over it, how much to cut. It was told only at Enter (audit 16). Counted as the
+  // server counts: characters, not UTF-16 units, of the trimmed text.
+  const count = (box) => {
+    const max = Number(box.dataset.max) || 0;
+    const length = [...box.value.trim()].length;
+    let shown = box.parentElement?.querySelector(".count");
+    if (!max || length < max * 0.9) {
+      shown?.remove();
+      return;
+    }
+    if (!shown) {
+      shown = document.createElement("span");
+      shown.className = "count";
+      box.after(shown);
+    }
+    const over = length - max;
+    shown.classList.toggle("over", over > 0);
+    shown.textContent =
+      `${length.toLocaleString("en-US")} / ${max.toLocaleString("en-US")}` +
+      (over > 0 ? `: cut ${over.toLocaleString("en-US")}` : "");
+  };
   document.addEventListener("input", (event) => {
-    if (event.target?.matches?.("#prompt textarea")) fit(event.target);
+    if (!event.target?.matches?.("#prompt textarea")) return;
+    fit(event.target);
+    count(event.target);
   });
   for (const control of [promptBox(), byId("run")]) {
     if (control) control.disabled = false;

@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.params import SAFETY_MAX_GENERATE
+from studio.params import MAX_PROMPT_CHARS, SAFETY_MAX_GENERATE
 from studio.ui import present, prose, tree
 from studio.ui.tabs import takes_large
 
@@ -633,7 +633,7 @@ BAR_HTML = (
     '<div id="prompt" class="prompt">'
     '<label for="prompt-box" class="sr-only">Instruction</label>'
     f'<textarea id="prompt-box" rows="1" placeholder="{html.escape(PLACEHOLDER)}"'
-    ' autocomplete="off" disabled></textarea>'
+    f' autocomplete="off" data-max="{MAX_PROMPT_CHARS}" disabled></textarea>'
     "</div>"
     '<button type="button" id="run" class="run" title="Edit (Enter)" disabled>Edit ⏎</button>'
     "</div>"

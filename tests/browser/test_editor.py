@@ -2056,3 +2056,24 @@ def test_ten_edits_changing_course_twice_without_scrolling_waiting_or_retyping(
 
 def _current_path(studio):  # type: ignore[no-untyped-def]
     return _only_session(studio).path()
+
+
+def test_near_its_limit_the_box_says_how_long_the_instruction_is_and_how_much_to_cut(page):
+    """An instruction over 4,000 characters was told so only at Enter (audit 16): near the
+    limit the box's corner counts, and over it says how much to cut."""
+    _start_from_example(page)
+    box = page.locator("#prompt textarea")
+    count = page.locator("#prompt .count")
+    box.fill("x" * 100)
+    expect(count).to_have_count(0)
+    box.fill("x" * 3_700)
+    expect(count).to_have_text("3,700 / 4,000")
+    box.fill("x" * 4_012)
+    expect(count).to_have_text("4,012 / 4,000: cut 12")
+    expect(count).to_have_class(re.compile(r"\bover\b"))
+    box.press("Enter")
+    expect(page.locator("#status")).to_contain_text("cut 12 characters", timeout=10_000)
+    expect(box).to_have_value("x" * 4_012)  # (given back, and counted again)
+    expect(count).to_have_text("4,012 / 4,000: cut 12")
+    box.fill("make it blue")
+    expect(count).to_have_count(0)
