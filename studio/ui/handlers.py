@@ -886,18 +886,14 @@ class Handlers:
         # line under the tree drawn again, with no toast over it: it named the step's id ("There
         # is no step 6ab318a3-… in this session"), and said that it had started in a toast as
         # well (audit 16).
-        if step is None:
-            return {
-                **(await self.page(session_id, tab_step)),
-                self.c.status: present.warning(GONE_BEFORE_CANCEL),
-            }
         try:
+            if step is None:
+                raise HistoryError(GONE_BEFORE_CANCEL)
             cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
         except HistoryError as exc:
-            return {
-                **(await self.page(session_id, tab_step)),
-                self.c.status: present.warning(str(exc)),
-            }
+            update = await self.page(session_id, tab_step)
+            update[self.c.status] = present.warning(str(exc))
+            return update
         self._tab().cancelled(step_id)
         self._tab().said()
         shown = tab_step if tab_step in cancelled.steps else cancelled.current_step_id
@@ -1039,10 +1035,17 @@ class Handlers:
         ids = _picks(pair)
         if tick.changed or any(i in tick.running for i in ids):
             return {self.c.news: next(_BEATS)}
-        if tab_step in tick.running and not self._tab().telling:
-            running = tick.running[tab_step]
-            return {self.c.status: present.step_status(running.step, running, running=tick.running)}
+        if (line := self._running_line(tab_step, tick)) is not None:
+            return {self.c.status: line}
         return {self.c.status: gr.skip()}
+
+    def _running_line(self, tab_step: str | None, tick: Tick) -> str | None:
+        """The status line of the tab's step while it runs (its elapsed time ticks), unless the
+        tab was just told something to read (`_Tab.telling`); None otherwise."""
+        running = tick.running.get(tab_step or "")
+        if running is None or self._tab().telling:
+            return None
+        return present.step_status(running.step, running, running=tick.running)
 
     @guarded
     async def on_tick(
@@ -1075,9 +1078,8 @@ class Handlers:
                 update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update
         update = {}
-        if tab_step in tick.running and not self._tab().telling:
-            running = tick.running[tab_step]
-            update[self.c.status] = present.step_status(running.step, running, running=tick.running)
+        if (line := self._running_line(tab_step, tick)) is not None:
+            update[self.c.status] = line
         if ids and ids != self._tab().results_folded and any(i in tick.running for i in ids):
             update.update(await self._candidates_panel(session_id, ids, tick.running))
         return update or {self.c.status: gr.skip()}

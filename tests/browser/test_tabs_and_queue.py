@@ -46,13 +46,17 @@ def _session(studio, session_id: str):  # type: ignore[no-untyped-def]
     return studio.run(studio.engine.load_session(session_id))
 
 
+def _made_by(session, prompt: str) -> list:  # type: ignore[no-untyped-def]
+    return [s for s in session.steps.values() if s.params and s.params.prompt == prompt]
+
+
 def _stored(session, prompt: str):  # type: ignore[no-untyped-def]
     """The step of `session` made by `prompt`, or None while there is none."""
-    return next((s for s in session.steps.values() if s.params and s.params.prompt == prompt), None)
+    return next(iter(_made_by(session, prompt)), None)
 
 
 def _by_prompt(session, prompt: str):  # type: ignore[no-untyped-def]
-    (step,) = [s for s in session.steps.values() if s.params and s.params.prompt == prompt]
+    (step,) = _made_by(session, prompt)
     return step
 
 
