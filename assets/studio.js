@@ -344,6 +344,15 @@
     },
     true,
   );
+  // Edit pressed while typing leaves the caret in the box: on a phone the keyboard dropped at
+  // every tap of Edit, and the next instruction, typed ahead, needed a tap on the box first.
+  // (Focus moves on the press, after which the click still sends.)
+  document.addEventListener("mousedown", (event) => {
+    const box = promptBox();
+    if (box && document.activeElement === box && event.target?.closest?.("#run")) {
+      event.preventDefault();
+    }
+  });
   document.addEventListener(
     "click",
     (event) => {
@@ -381,7 +390,8 @@
         });
       }
       // The next instruction is typed where the last was (not into the Edit button); on a
-      // phone the keyboard is not brought up again.
+      // phone the keyboard is not brought up by Edit (it stays up when Edit was tapped while
+      // typing: above).
       if (wide()) promptBox()?.focus({ preventScroll: true });
     },
     true,

@@ -937,6 +937,31 @@ def test_on_a_phone_on_its_side_an_example_opens_in_view_and_the_queue_leaves_th
         assert status["y"] + status["height"] <= band["y"] + 1, (status, band)
 
 
+@pytest.mark.parametrize("touch", [True, False], ids=["phone tap", "mouse click"])
+def test_edit_pressed_while_typing_leaves_the_caret_in_the_box_for_the_next_instruction(
+    browser, studio, sim, touch
+):
+    """On a phone the keyboard dropped at every tap of Edit: the next instruction, typed ahead,
+    needed a tap on the box first, and keys typed before it went nowhere."""
+    context = PHONE if touch else {"viewport": {"width": 1440, "height": 900}}
+    with open_page(browser, studio.url, **context) as page:
+        _start_from_example(page)
+        sim.latency = STEADY
+        box = page.locator("#prompt textarea")
+        box.tap() if touch else box.click()
+        page.keyboard.type("make the sky green")
+        run = page.locator("#run")
+        run.tap() if touch else run.click()
+        expect(box).to_have_value("")
+        expect(box).to_be_focused()
+        page.keyboard.type("add a moon")
+        expect(box).to_have_value("add a moon")
+        expect(page.locator("#history")).to_contain_text("make the sky green", timeout=10_000)
+        assert [s.params.prompt for s in _only_session(studio).steps.values() if s.params] == [
+            "make the sky green"
+        ]
+
+
 # Each selector's first element: its box in the page's coordinates, and its content's width.
 _LAID_OUT = """(selectors) => selectors.map((selector) => {
   const el = document.querySelector(selector);
