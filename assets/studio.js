@@ -1001,6 +1001,19 @@
       rows[to]?.scrollIntoView({ block: "nearest" });
       return;
     }
+    // The history is one stop of Tab (its current tile): ↓ ↑ (Home, End) go among its tiles,
+    // as in any tree; Enter opens the one focused.
+    const tile = event.target?.closest?.("#history button.tile");
+    if (along && tile && !mod && !event.altKey && !event.shiftKey) {
+      const tiles = [...document.querySelectorAll("#history button.tile")].filter((t) =>
+        t.checkVisibility(),
+      );
+      const to = Math.max(0, Math.min(tiles.length - 1, tiles.indexOf(tile) + along));
+      event.preventDefault();
+      tiles[to]?.focus();
+      tiles[to]?.scrollIntoView({ block: "nearest" });
+      return;
+    }
     const key = event.key.toLowerCase();
     if (
       !mod &&

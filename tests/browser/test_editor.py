@@ -1166,6 +1166,40 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
     expect(box).to_have_value("and stars")
 
 
+def test_tab_reaches_the_history_at_its_current_step_and_up_and_down_go_among_its_steps(
+    page, studio
+):
+    """Every tile of the history was a stop of Tab: the current step of a three-step session
+    was 17 presses from the box, of a ten-step one 24. The history is one stop now, at the tab's
+    step; ↑ and ↓ go among the others, and Enter opens the one focused."""
+    _start_from_example(page)
+    for words in ("make it black and white", "add snow", "add a red hat"):
+        _edit(page, words)
+    box = page.locator("#prompt textarea")
+    box.click()
+    presses = 0
+    while not page.evaluate("() => Boolean(document.activeElement.closest('#history'))"):
+        page.keyboard.press("Tab")
+        presses += 1
+        assert presses < 30, "Tab never reached the history"
+    focused = page.locator("#history button.tile:focus")
+    expect(focused).to_have_attribute("aria-current", "step")
+    expect(focused).to_have_attribute("aria-label", re.compile("^Step 3: add a red hat"))
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    expect(focused).to_have_attribute("aria-label", re.compile("^Step 1: make it black"))
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 3: add a red hat"))
+    page.keyboard.press("ArrowDown")
+    expect(focused).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    page.keyboard.press("Enter")
+    expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    expect(focused).to_have_attribute("aria-current", "step")
+    expect(focused).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
+    # Past the history, Tab leaves it (no stop at the step after it on the way).
+    page.keyboard.press("Tab")
+    expect(focused).to_have_count(0)
+
+
 def test_redo_comes_back_down_a_branch_after_arrows_and_ctrl_z_mixed(page, studio):
     """On a branch's step, ← ← → then Ctrl+Z: Ctrl+Shift+Z stopped one step short of the
     branch, and ↷ went grey while the tree still offered the branch as ahead (UX audit 11,

@@ -18,6 +18,7 @@ class Tree:
     cancels: list[str] = field(default_factory=list)  # step ids with a ✕
     steps: list[str] = field(default_factory=list)  # the step id of each path tile
     images: list[str] = field(default_factory=list)  # img src in the tree
+    tab_stops: list[int] = field(default_factory=list)  # path tiles Tab stops at
     done: int = 0
 
 
@@ -39,6 +40,8 @@ class _Reader(HTMLParser):
             if "ahead" in classes:
                 self.tree.ahead.append(len(self.tree.line))
         if tag == "button" and "tile" in classes:
+            if a.get("tabindex") != "-1":
+                self.tree.tab_stops.append(len(self.tree.line))
             self.tree.line.append(a.get("aria-label", ""))
             self.tree.steps.append(a.get("data-step", ""))
         if tag == "button" and "branch" in classes and "failed" not in classes:

@@ -239,6 +239,14 @@ def test_a_tab_on_an_earlier_step_sees_newer_steps_ahead_without_moving_and_a_no
     assert render_page(data(session), TILES, tab_step="b").notice is None
 
 
+def test_tab_stops_once_in_the_history_at_the_tab_s_step_wherever_it_is():
+    """Every tile was a stop of Tab: a ten-step session's current step was 24 presses away."""
+    session = edit(edit(edit(start(), "a", "make it blue"), "b", "add snow"), "c", "add a hat")
+    for tab_step, at in (("c", 3), ("a", 1), ("origin", 0)):
+        tree = read_tree(render_page(data(session), TILES, tab_step=tab_step).history)
+        assert (tree.current, tree.tab_stops) == (at, [at])
+
+
 def test_the_notice_counts_only_the_steps_made_on_the_way_to_the_newest():
     """A step this tab made and undid is not news from elsewhere (UX audit 4: "2 new steps"
     for the one another tab added); steps made elsewhere in a row are counted."""
