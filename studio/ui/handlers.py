@@ -891,6 +891,10 @@ class Handlers:
                 raise HistoryError(GONE_BEFORE_CANCEL)
             cancelled = await self.bridge.call(Engine.cancel, session_id, step_id, visitor=self.who)
         except HistoryError as exc:
+            # (Held as a cancel's word is: the running edit's time replaced it within half a
+            # second, and on a phone, whose ✕ was in a chip that went, nothing else said it:
+            # audit 17.)
+            self._tab().said()
             update = await self.page(session_id, tab_step)
             update[self.c.status] = present.warning(str(exc))
             return update
@@ -1074,6 +1078,9 @@ class Handlers:
             if tab_step is not None:
                 # Never move the tab: this tick may have crossed an edit that moved it on.
                 del update[self.c.tab_step]
+            if self._tab().telling:
+                # (The cancel itself is news: its word went within 0.7 s: audit 17.)
+                del update[self.c.status]
             if ids and ids != self._tab().results_folded:
                 update.update(await self._candidates_panel(session_id, ids, tick.running))
             return update

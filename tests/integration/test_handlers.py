@@ -867,6 +867,36 @@ async def test_cancelled_stays_in_the_status_line_a_moment_before_the_timer_tick
     await _settle(page, session_id, cancelled)
 
 
+async def test_a_cancel_s_answer_stays_over_the_timer_and_over_news_a_moment(page, tmp_path, sim):
+    """A ✕ refused (its edit had just started) was replaced by the running edit's time within
+    0.6 s, and on a phone, whose ✕ was in a chip that went at the tap, nothing else said it;
+    "Cancelled…" went within 0.7 s when a tick found the session changed, the cancel being news
+    itself (audit 17)."""
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    sim.faults.slow(8.0, times=1, route="files")  # the first edit runs on meanwhile
+    first = await _edit(page, session_id, origin, "make it blue")
+    middle = await _edit(page, session_id, first[c.tab_step], "add snow")
+    last = await _edit(page, session_id, middle[c.tab_step], "make it night")
+    tab_step, tab = last[c.tab_step], gr.Request(session_hash="tab-1", headers={})
+    late = await page.on_history_click(
+        session_id, tab_step, _click("cancel", first[c.tab_step]), tab
+    )
+    assert late[c.status] == "⚠ That edit has already started; it can no longer be cancelled."
+    assert await page.on_beat(session_id, tab_step, late[c.version], None, None, tab) == {
+        c.status: gr.skip()
+    }
+    before = late[c.version]
+    cancelled = await page.on_history_click(
+        session_id, tab_step, _click("cancel", middle[c.tab_step]), tab
+    )
+    assert cancelled[c.status].startswith("Cancelled the queued edit")
+    news = await page.on_tick(session_id, tab_step, before, None, None, tab)
+    assert c.history in news  # the news is drawn, under the word the tab was given
+    assert c.status not in news
+    await _settle(page, session_id, cancelled)
+
+
 def _click(act: str, step: str) -> gr.EventData:
     """A click on a tile's button (its ✕: "cancel"), as the page sends it."""
     return gr.EventData(None, {"act": act, "step": step})
