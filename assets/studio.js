@@ -88,6 +88,25 @@
   // came back over the cat, one Enter from editing it (UX audit 8). Another session's words
   // wait for it (opening it from the list brings them back, as below).
   const openSession = () => document.querySelector("#history nav.tree")?.dataset.session || "";
+  // The session this tab opened, in plain words, for the first answer of the next page
+  // (assets/predraw.js): written as Gradio writes the one it keeps (ciphered), when it changes,
+  // for the tab (kept over a reload) and for the browser (a new tab opens its last).
+  let opened;
+  try {
+    opened = sessionStorage.getItem("kontext-studio-tab-open") ?? undefined;
+  } catch {
+    opened = undefined;
+  }
+  const keepOpened = (session) => {
+    if (session === opened) return;
+    opened = session;
+    try {
+      sessionStorage.setItem("kontext-studio-tab-open", session);
+      localStorage.setItem("kontext-studio-open", session);
+    } catch {
+      // (storage refused: the next page is drawn by its load event)
+    }
+  };
   let draft = null;
   try {
     const saved = sessionStorage.getItem(DRAFT_KEY);
@@ -130,6 +149,9 @@
   // the load: studio/ui/events.py): reloaded while another tab's edit ran, the tab came back on
   // that edit, and its next instruction edited that picture (audit 15).
   window.addEventListener("beforeunload", () => {
+    // (A page whose load event never answered, the studio out of reach, keeps what it was told
+    // to come back on: reloaded twice, it came back on the session's newest.)
+    if (document.querySelector("#history nav.tree")?.dataset.seen !== "1") return;
     const step = currentTile()?.dataset.step;
     try {
       if (openSession() && step) {
@@ -1151,6 +1173,12 @@
       studio.followModel();
       studio.redrawPending();
       if (fresh) studio.moved();
+    }
+    if (fresh) keepOpened(tree.dataset.session || "");
+    // The page drawn with its first answer takes clicks once its load event has drawn it
+    // again (assets/predraw.js).
+    if (fresh && !tree.hasAttribute("data-predrawn")) {
+      document.documentElement.classList.remove("kontext-predrawn");
     }
   }).observe(document.body, { childList: true, subtree: true });
 

@@ -5,7 +5,8 @@ Both apps run as their own processes; headless Chromium (Playwright) opens each 
 new browser context every time (no cache shared), as a returning visitor would find the studio:
 with a session in it (made by an Enter before the first round). "Usable" on the studio is the
 instruction box visible and enabled and the canvas showing the session (its image loaded, or the
-upload box when it has none) after the page's load event answered; the instruction bar alone
+upload box when it has none), drawn by the page's first answer (`ui.predraw`) or by its load
+event; the instruction bar alone
 (`bar_s`) is reported too. On the bare page it is its text box visible and enabled. "Feedback"
 is the first change of the page outside the instruction box after Enter, seen by a
 MutationObserver installed before the key is pressed. Imports Playwright lazily.
@@ -25,8 +26,9 @@ from studio.bench.rig import StudioProcess, summary
 
 STUDIO_READY = "#prompt textarea:not([disabled])"
 BARE_READY = "textarea:not([disabled])"
-# The canvas shows the tab's session: the load event answered (the history is drawn) and the
-# step's image is loaded, or the upload box shows when there is none.
+# The canvas shows the tab's session: the history is drawn (by the page's first answer,
+# `ui.predraw`, or by its load event) and the step's image is loaded, or the upload box shows
+# when there is none.
 CANVAS_READY = """
 () => {
   if (!document.querySelector('#history nav.tree')) return false;

@@ -6,16 +6,20 @@ from __future__ import annotations
 import functools
 import secrets
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+from gradio.block_function import BlockFunction
+from starlette.requests import Request
 
 from studio.config import Settings
-from studio.ui import api, files, layout, lean, present, tabstate
+from studio.ui import api, files, layout, lean, predraw, present, tabstate
 from studio.ui.bridge import Bridge, server_key_for_visitors
 from studio.ui.events import wire
 from studio.ui.files import make_exports_folder
 from studio.ui.handlers import Handlers, PageContext
 from studio.ui.key import KeyHandlers
+from studio.ui.visitor import visitor_in
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # (how often, how old) in seconds: check hourly, remove cached files older than a day.
@@ -100,9 +104,48 @@ def create_app(bridge: Bridge, settings: Settings) -> gr.Blocks:
             hosted=ctx.hosted,
             tab_keys=ctx.tab_keys,
         )
-        wire(components, Handlers(components, bridge, ctx), keys, demo)
+        handlers = Handlers(components, bridge, ctx)
+        load = wire(components, handlers, keys, demo)
         api.register(bridge, ctx.exports, settings, demo)
+    predraw.prepare(demo, _page_drawer(demo, handlers, load, hosted=ctx.hosted))
     return demo
+
+
+def _page_drawer(
+    demo: gr.Blocks, handlers: Handlers, load: BlockFunction, *, hosted: bool
+) -> predraw.Draw:
+    """What a page request carries drawn (`ui.predraw`): the load event's answer for the
+    request's visitor as a tab with nothing in its storage sends it, less the tab's states,
+    the key's parts and the balance (those come with the load event itself); less the options
+    row (its props are applied by its own script as they change); and less the canvas's
+    Gradio buttons and its *before* picture, which the load event shows a moment later: drawn
+    at once, their modules were loaded before the page script ran, and the instruction bar was
+    enabled 0.1-0.2 s later than before (one run: 0.94 s against 0.79 s)."""
+    c = handlers.c
+    shown = (c.header, c.source, c.empty, c.result, c.tools, c.status)
+    more = (c.history, c.notice, c.history_tools, c.candidates)
+    drawable = {block._id for block in (*shown, *more)}
+
+    async def draw(request: Request) -> dict[str, Any] | None:
+        if hosted and visitor_in(request.scope) is None:
+            return None  # (the load handler's answer would be a refusal)
+        asking = gr.Request(request=request)
+        update = await handlers.on_load(None, None, None, None, asking)  # type: ignore[call-arg]
+        if c.history not in update:
+            return None
+        data = await demo.postprocess_data(load, update, lean.LeanSessionState(demo))
+        props = predraw.drawn_props(load.outputs, data, drawable)
+        history = props.get(str(c.history._id), {})
+        if isinstance(history.get("value"), str):
+            history["value"] = predraw.waiting(history["value"])
+        session, step = update.get(c.browser), update.get(c.tab_step)
+        return {
+            "session": session if isinstance(session, str) else "",
+            "step": step if isinstance(step, str) else "",
+            "props": props,
+        }
+
+    return draw
 
 
 def allowed_paths(bridge: Bridge) -> list[str]:
@@ -120,8 +163,9 @@ def page_head() -> str | None:
     own part of the page (`assets/outside.css`: Gradio scopes every rule of `css` inside a
     media query under `.contain`, so a phone rule for the page's own padding never applied)."""
     parts = []
-    if (script := assets_dir() / "storage.js").exists():
-        parts.append(f"<script>{script.read_text(encoding='utf-8')}</script>")
+    for name in ("storage.js", "predraw.js"):
+        if (script := assets_dir() / name).exists():
+            parts.append(f"<script>{script.read_text(encoding='utf-8')}</script>")
     if (style := assets_dir() / "outside.css").exists():
         parts.append(f"<style>{style.read_text(encoding='utf-8')}</style>")
     return "".join(parts) or None

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import gradio as gr
+from gradio.block_function import BlockFunction
 
 from studio.ui.handlers import Handlers
 from studio.ui.key import KeyHandlers
@@ -67,8 +68,8 @@ _TOKEN_SENT = f"""(...args) => {{
 }}"""
 
 
-def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
-    """Register every event of the page."""
+def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> BlockFunction:
+    """Register every event of the page; the load event's function."""
     tab = [c.browser, c.tab_step]
     quiet = {**_QUIET, "show_progress_on": [c.status]}  # (see `_QUIET`)
     page = h.view_outputs
@@ -76,7 +77,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
     # the page up (a load or a change in the session sets `balance_due`).
     load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
-    demo.load(
+    load = demo.load(
         h.on_load,
         [c.browser, c.key_store, c.key_token, c.shown],
         load_outputs,
@@ -179,6 +180,8 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> None:
     c.delete_no.click(h.on_delete_no, None, [c.delete_confirm], **_QUICK)
     c.delete_yes.click(h.on_delete, tab, [*page, c.delete_confirm, c.manage], **_QUICK)
     c.import_file.upload(h.on_import, [*tab, c.import_file], page, **_INTAKE)
+    fn: BlockFunction = demo.fns[load["id"]]
+    return fn
 
 
 def _wire_key(c: Components, k: KeyHandlers) -> None:

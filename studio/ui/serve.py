@@ -23,7 +23,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.config import Settings
-from studio.ui import assets, conn, lean
+from studio.ui import assets, conn, lean, predraw
 from studio.ui.app import allowed_paths, create_app, css_path, page_head, page_script
 from studio.ui.assets import CompressedAssets
 from studio.ui.bridge import Bridge
@@ -249,6 +249,7 @@ def start_studio(settings: Settings, *, mcp: bool = False) -> tuple[gr.Blocks, B
     assets.install()  # (Gradio compresses nothing; `CompressedAssets`, below, compresses)
     headers_outermost(settings.frame_ancestors)
     _, url, _ = demo.launch(prevent_thread_lock=True, **launch_kwargs(settings, bridge, mcp=mcp))
+    predraw.install(demo)
     lean.quiet_summary(demo._queue, monitoring=settings.monitoring)
     lean.hold_answers(demo._queue)
     lean.wake_on_work(demo._queue)

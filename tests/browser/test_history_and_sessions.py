@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 
 from studio.simulator.tasks import LatencyProfile
 from studio.ui.layout import TICK_IDLE_S
+from tests.browser.conftest import LOADED
 from tests.browser.test_studio_flow import (
     DONE,
     _current,
@@ -497,7 +498,7 @@ def test_a_reload_keeps_the_tab_on_its_own_session_with_its_draft(page):
     expect(box).to_have_value("a draft for the coffee", timeout=15_000)
     other = page.context.new_page()  # another tab of the same browser
     other.goto(page.url)
-    expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    expect(other.locator(LOADED)).to_be_attached(timeout=30_000)
     expect(_session_name(other)).to_have_text(EXAMPLES[2], timeout=15_000)
     expect(other.locator("#prompt textarea")).to_have_value("")  # the draft is the tab's
     _open_session(other, EXAMPLES[1])

@@ -69,6 +69,15 @@ def test_two_visitors_never_see_each_others_sessions_or_images(browser, hosted):
     assert b.request.get(image_url).status == 404
     assert httpx.get(image_url).status_code == 404
     assert a.request.get(image_url).status == 200
+    # A page's first answer draws its own visitor's session (ui/predraw.py), for that visitor
+    # alone: never B's, never a cache's on the way.
+    session = a.locator("#history nav.tree").get_attribute("data-session") or ""
+    own, other = a.request.get(hosted.url), b.request.get(hosted.url)
+    assert session
+    assert session in own.text()
+    assert own.headers["cache-control"] == "private, no-store"
+    assert session not in other.text()
+    assert image_url.split("file=")[-1] not in other.text()
     # The file route fetches no remote URL for anyone.
     remote = f"{hosted.url.rstrip('/')}/gradio_api/file=http://127.0.0.1:9/x.png"
     assert httpx.get(remote).status_code == 404

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from studio.history import StepState
 from studio.simulator.tasks import LatencyProfile
-from tests.browser.conftest import open_page, running_studio
+from tests.browser.conftest import LOADED, open_page, running_studio
 from tests.browser.test_editor import _big_enough
 from tests.browser.test_studio_flow import (
     DONE,
@@ -326,14 +326,14 @@ def test_a_tab_reloaded_while_another_edits_comes_back_on_its_own_step(page, stu
     origin = _only_session(studio).origin
     other = page.context.new_page()  # a second tab of the same browser
     other.goto(studio.url)
-    expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    expect(other.locator(LOADED)).to_be_attached(timeout=30_000)
     other.locator('#history button.tile[aria-label^="Step 0"]').click()
     expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
     sim.latency = STEADY
     _submit(page, "add snow")
     expect(_current(page)).to_have_attribute("aria-label", re.compile("^Step 2: add snow"))
     other.reload()
-    expect(other.locator("#history nav.tree")).to_be_attached(timeout=30_000)
+    expect(other.locator(LOADED)).to_be_attached(timeout=30_000)
     expect(_current(other)).to_have_attribute("aria-label", re.compile("^Step 0: Original"))
     assert (
         not _only_session(studio)
