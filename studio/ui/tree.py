@@ -379,7 +379,7 @@ def _tile(
         f"{_thumb(step, thumbs, url)}"
         f'<span class="text"><span class="head"><span class="num">{escape(label)}</span>'
         f"{' <span class=redo>↷</span>' if ahead else ''} "
-        f'<span class="cap">{escape(caption)}</span></span>'
+        f'<span class="cap">{escape(_lines(step) or caption)}</span></span>'
         f'<span class="meta">{escape(meta)}</span></span></button>'
     )
 
@@ -520,6 +520,15 @@ def _model(step: Step) -> str:
 
 def _prompt(step: Step) -> str:
     return " ".join(step.params.prompt.split()) if step.params is not None else ""
+
+
+def _lines(step: Step) -> str:
+    """The instruction as its lines (Shift+Enter), each on one line: a tile shows them so."""
+    if step.params is None:
+        return ""
+    return "\n".join(
+        " ".join(line.split()) for line in step.params.prompt.splitlines() if line.strip()
+    )
 
 
 def _short(text: str, limit: int = 40) -> str:

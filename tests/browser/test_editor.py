@@ -1157,6 +1157,9 @@ def test_keys_undo_redo_and_walk_the_path_and_enter_shift_enter_in_the_box(page,
         "aria-label", re.compile(r"^Step 2b: add a red hat and a scarf \(.*\$"), timeout=30_000
     )
     assert _newest(studio).params.prompt == "add a red hat\nand a scarf"
+    # It reads as two lines on its tile too (it read as one: audit 17).
+    caption = _current(page).locator(".cap")
+    assert caption.evaluate("(e) => e.innerText") == "add a red hat\nand a scarf"
     # After a click on Edit, what is typed next goes into the box (it went to the button, and
     # was lost: UX audit 1).
     box.fill("add a moon")
