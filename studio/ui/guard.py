@@ -552,6 +552,11 @@ def _is_remote(target: str) -> bool:
 def _private(send: Send) -> Send:
     """`send`, with an answer marked for the asker's own browser only (`Cache-Control:
     private`, varying with what names the asker)."""
+    return kept_for(send, b"private, max-age=3600", b"Cookie, X-RunAPI-Key")
+
+
+def kept_for(send: Send, cache_control: bytes, vary: bytes) -> Send:
+    """`send`, with its answer's `Cache-Control` and `Vary` replaced by these."""
 
     async def marked(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -560,10 +565,7 @@ def _private(send: Send) -> Send:
                 for k, v in message.get("headers", [])
                 if k.lower() not in (b"cache-control", b"vary")
             ]
-            headers += [
-                (b"cache-control", b"private, max-age=3600"),
-                (b"vary", b"Cookie, X-RunAPI-Key"),
-            ]
+            headers += [(b"cache-control", cache_control), (b"vary", vary)]
             message = {**message, "headers": headers}
         await send(message)
 

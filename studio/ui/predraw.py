@@ -32,7 +32,9 @@ from typing import Any
 
 import gradio as gr
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from studio.ui.guard import kept_for
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +102,7 @@ def _drawing(inner: ASGIApp, draw: Draw) -> ASGIApp:
 
 def _kept_private(send: Send) -> Send:
     """`send`, with a page that shows someone's session never kept by a cache on the way."""
-
-    async def marked(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [
-                (k, v)
-                for k, v in message.get("headers", [])
-                if k.lower() not in (b"cache-control", b"vary")
-            ]
-            headers += [(b"cache-control", b"private, no-store"), (b"vary", b"Cookie")]
-            message = {**message, "headers": headers}
-        await send(message)
-
-    return marked
+    return kept_for(send, b"private, no-store", b"Cookie")
 
 
 def drawn_props(outputs: Iterable[Any], data: Iterable[Any], drawable: set[int]) -> dict[str, Any]:

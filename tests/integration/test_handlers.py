@@ -846,12 +846,8 @@ async def test_cancelled_stays_in_the_status_line_a_moment_before_the_timer_tick
 ):
     """ "Cancelled the queued edit…" was replaced by the running edit's time half a second
     later (audit 16): the timer leaves it a few seconds; news would replace it at once."""
-    session_id, origin = await _start(page, tmp_path)
+    session_id, (_first, middle, last) = await _three_queued(page, tmp_path, sim)
     c = page.c
-    sim.faults.slow(8.0, times=1, route="files")  # the first edit runs on meanwhile
-    first = await _edit(page, session_id, origin, "make it blue")
-    middle = await _edit(page, session_id, first[c.tab_step], "add snow")
-    last = await _edit(page, session_id, middle[c.tab_step], "make it night")
     tab_step, tab = last[c.tab_step], gr.Request(session_hash="tab-1", headers={})
     cancelled = await page.on_history_click(
         session_id, tab_step, _click("cancel", middle[c.tab_step]), tab
@@ -872,12 +868,8 @@ async def test_a_cancel_s_answer_stays_over_the_timer_and_over_news_a_moment(pag
     0.6 s, and on a phone, whose ✕ was in a chip that went at the tap, nothing else said it;
     "Cancelled…" went within 0.7 s when a tick found the session changed, the cancel being news
     itself (audit 17)."""
-    session_id, origin = await _start(page, tmp_path)
+    session_id, (first, middle, last) = await _three_queued(page, tmp_path, sim)
     c = page.c
-    sim.faults.slow(8.0, times=1, route="files")  # the first edit runs on meanwhile
-    first = await _edit(page, session_id, origin, "make it blue")
-    middle = await _edit(page, session_id, first[c.tab_step], "add snow")
-    last = await _edit(page, session_id, middle[c.tab_step], "make it night")
     tab_step, tab = last[c.tab_step], gr.Request(session_hash="tab-1", headers={})
     late = await page.on_history_click(
         session_id, tab_step, _click("cancel", first[c.tab_step]), tab
@@ -895,6 +887,18 @@ async def test_a_cancel_s_answer_stays_over_the_timer_and_over_news_a_moment(pag
     assert c.history in news  # the news is drawn, under the word the tab was given
     assert c.status not in news
     await _settle(page, session_id, cancelled)
+
+
+async def _three_queued(page, tmp_path, sim):  # type: ignore[no-untyped-def]
+    """A session and three edits sent in a row: the first runs on (its upload is slow), the
+    other two wait their turn. The session and the three replies."""
+    session_id, origin = await _start(page, tmp_path)
+    c = page.c
+    sim.faults.slow(8.0, times=1, route="files")
+    first = await _edit(page, session_id, origin, "make it blue")
+    middle = await _edit(page, session_id, first[c.tab_step], "add snow")
+    last = await _edit(page, session_id, middle[c.tab_step], "make it night")
+    return session_id, (first, middle, last)
 
 
 def _click(act: str, step: str) -> gr.EventData:
