@@ -71,6 +71,9 @@
   // page's layout is a phone's under 501 px of height (assets/studio.css).
   const wide = () => window.matchMedia("(min-width: 700px) and (min-height: 501px)").matches;
   if (wide()) promptBox()?.focus({ preventScroll: true });
+  // A page drawn with its first answer takes clicks once its load event has drawn it again
+  // (below), or after 5 s if that never answers (the studio out of reach): it stayed inert.
+  setTimeout(() => document.documentElement.classList.remove("kontext-predrawn"), 5000);
 
   // Drafts kept for sessions other than the open one, by session (below).
   const DRAFTS_KEY = "kontext-studio-drafts";

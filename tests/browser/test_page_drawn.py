@@ -25,8 +25,9 @@ JOIN = "**/gradio_api/queue/join**"
 
 
 def _unanswered(page: Any) -> None:
-    """From now on the page's events (its load event first) never reach the server."""
-    page.route(JOIN, lambda route: route.abort())
+    """From now on the page's events (its load event first) are held on their way, never
+    answered (refused, Gradio would take the studio for gone and reload the page)."""
+    page.route(JOIN, lambda route: None)
 
 
 def _loaded(page: Any) -> None:
@@ -56,6 +57,11 @@ def test_a_returning_visitor_sees_the_session_before_the_page_s_load_event_answe
         )
         expect(_session_name(fresh)).to_have_text(EXAMPLES[1])
         expect(fresh.locator("#prompt textarea")).to_be_enabled()
+        # Until the load event answers it takes clicks only in the instruction bar; one that
+        # never answers (the studio out of reach) leaves it inert for a few seconds only.
+        takes_clicks = "() => getComputedStyle(document.querySelector('#history')).pointerEvents"
+        assert fresh.evaluate(takes_clicks) == "none"
+        fresh.wait_for_function(f"() => ({takes_clicks})() !== 'none'", timeout=10_000)
         # It takes clicks once the load event has drawn it (a click's answer could come
         # before the load's, and be undone by it): Step 0 is then opened as ever.
         _loaded(fresh)
