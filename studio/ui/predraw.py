@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, ItemsView, Iterable
 from typing import Any
 
@@ -61,18 +60,20 @@ class PageConfig(dict[str, Any]):
         return {**self, CONFIG_KEY: drawn}.items()
 
 
-_PREPARED: weakref.WeakKeyDictionary[gr.Blocks, Draw] = weakref.WeakKeyDictionary()
+# The attribute of a Blocks holding how its pages are drawn (on the Blocks itself: the drawing
+# holds the Blocks, and a table keyed by it would keep every app a test process made).
+_DRAW_ATTR = "_kontext_draw"
 
 
 def prepare(demo: gr.Blocks, draw: Draw) -> None:
     """`draw` is how `demo`'s pages are drawn, once it is launched (`install`)."""
-    _PREPARED[demo] = draw
+    setattr(demo, _DRAW_ATTR, draw)
 
 
 def install(demo: gr.Blocks) -> None:
     """Draw each page request of `demo` (launched) with its prepared `draw`'s answer for the
     request's visitor (nothing, if none was prepared)."""
-    draw = _PREPARED.get(demo)
+    draw: Draw | None = getattr(demo, _DRAW_ATTR, None)
     if draw is None:
         return
     demo.config = PageConfig(demo.config)  # type: ignore[assignment]
