@@ -39,6 +39,18 @@
           : value;
     }
   }
+  // The canvas's picture is asked for now, while Gradio loads: the canvas mounts a third of a
+  // second later, and found it still on its way (the page was usable ~0.1 s after its bar).
+  const canvas = config.components.find((c) => c.props?.elem_id === "result");
+  const url = canvas?.props?.value?.url;
+  if (typeof url === "string" && url) {
+    const link = document.createElement("link");
+    link.rel = "preload";
+    link.as = "image";
+    link.href = url;
+    link.fetchPriority = "high";
+    document.head.append(link);
+  }
   // Until the load event has answered, the page takes no clicks but in the instruction bar
   // (assets/outside.css): a click's answer could come before the load's, which would undo it.
   // (The page script lets them through once the load has drawn the page, or after 5 s.)

@@ -62,15 +62,27 @@
     fit(event.target);
     count(event.target);
   });
+  // (The bar's own script enables them as it is drawn: studio/ui/layout.py, `_OPTIONS_JS`.
+  // What was typed before this script ran is measured now; an Enter it held is sent below.)
   for (const control of [promptBox(), byId("run")]) {
     if (control) control.disabled = false;
+  }
+  if (promptBox()?.value) {
+    fit(promptBox());
+    count(promptBox());
   }
 
   // The instruction box gets the focus on wide screens, without scrolling (on a phone the
   // page starts at the top: title, banner, source). A phone on its side is a phone: the
   // page's layout is a phone's under 501 px of height (assets/studio.css).
   const wide = () => window.matchMedia("(min-width: 700px) and (min-height: 501px)").matches;
-  if (wide()) promptBox()?.focus({ preventScroll: true });
+  const unfocused = () => !document.activeElement || document.activeElement === document.body;
+  if (wide() && unfocused()) promptBox()?.focus({ preventScroll: true });
+  // An Enter (or Edit) the bar held before this script ran is sent now, as if pressed now.
+  if (promptBox()?.dataset.held) {
+    delete promptBox().dataset.held;
+    setTimeout(() => byId("run")?.click(), 0);
+  }
   // A page drawn with its first answer takes clicks once its load event has drawn it again
   // (below), or after 5 s if that never answers (the studio out of reach): it stayed inert.
   setTimeout(() => document.documentElement.classList.remove("kontext-predrawn"), 5000);

@@ -673,11 +673,32 @@ def bar_html() -> str:
 # as an edit goes); the server's word on the ratio's "Match source" label (`match`) and on the
 # model a kept candidate used (`model`) is put into the controls. Neither prop is in the
 # template, so the block is never drawn again: what is typed in the box stays.
+# The bar takes typing from the moment it is drawn (focused on wide screens, as the page script
+# would): the page script (assets/studio.js) starts tens of milliseconds later, once Gradio says
+# the page is ready. An Enter or Edit before then is held, on the box (`data-held`), and the page
+# script sends it as it starts: nothing is sent that it did not take.
 _OPTIONS_JS = """
+const box = element.querySelector('#prompt-box');
+const early = () => !window.kontextStudio?.started;
+for (const control of [box, element.querySelector('#run')]) if (control) control.disabled = false;
+if (box && window.matchMedia('(min-width: 700px) and (min-height: 501px)').matches
+    && (!document.activeElement || document.activeElement === document.body)) {
+  box.focus({preventScroll: true});
+}
+element.addEventListener('keydown', (event) => {
+  if (event.key !== 'Enter' || event.shiftKey || event.isComposing || event.target !== box) return;
+  if (!early()) return;
+  event.preventDefault();
+  box.dataset.held = 'enter';
+});
 element.addEventListener('click', (event) => {
   const button = event.target.closest('#run, #compare');
   if (!button || button.disabled || !element.contains(button)) return;
   event.preventDefault();
+  if (early()) {
+    if (button.id === 'run' && box) box.dataset.held = 'enter';
+    return;
+  }
   trigger(button.id === 'run' ? 'submit' : 'click');
 });
 watch('match model'.split(' '), () => window.kontextStudio?.setOptions?.(props.match, props.model));

@@ -111,3 +111,44 @@ def test_a_tab_on_another_step_or_session_is_never_first_drawn_another(page):
     assert _reloaded_unanswered(page) == 0
     _loaded(page)
     expect(_session_name(page)).to_have_text(EXAMPLES[1])
+
+
+# The page script (`launch(js=...)`, assets/studio.js) held for a moment as the page reads
+# Gradio's config: as a slow or busy machine runs it, after the page has mounted.
+_SCRIPT_LATE = """
+(() => {
+  let held;
+  Object.defineProperty(window, 'gradio_config', {
+    configurable: true,
+    get() { return held; },
+    set(config) {
+      if (config && typeof config.js === 'string') {
+        config.js = `async () => { await new Promise((r) => setTimeout(r, 2500));
+                                   return (${config.js})(); }`;
+      }
+      held = config;
+    },
+  });
+})();
+"""
+_SCRIPT_RAN = "() => Boolean(window.kontextStudio?.started)"
+
+
+def test_the_bar_takes_words_and_enter_before_the_page_script_runs(page):
+    """The instruction bar is usable as soon as it is drawn (it waited for the page script,
+    which Gradio runs once the whole page is ready: README, Numbers: page). An Enter pressed
+    before the page script runs is held, never a new line, and sent by it, verbatim."""
+    _start_from_example(page)
+    page.add_init_script(_SCRIPT_LATE)
+    page.reload()
+    box = page.locator("#prompt textarea")
+    expect(box).to_be_enabled(timeout=30_000)
+    box.fill("make it black and white")
+    box.press("Enter")
+    assert not page.evaluate(_SCRIPT_RAN)  # (what follows is what the bar did by itself)
+    expect(box).to_have_value("make it black and white")  # held: no new line, nothing lost
+    page.wait_for_function(_SCRIPT_RAN, timeout=30_000)
+    expect(box).to_have_value("", timeout=15_000)  # sent by the page script as it starts
+    done = re.compile(r"^Step 1: make it black and white \(.*\$")
+    expect(_current(page)).to_have_attribute("aria-label", done, timeout=30_000)
+    expect(page.locator("#history button.tile")).to_have_count(2)
