@@ -122,7 +122,7 @@ def _page_drawer(
     at once, their modules were loaded before the page script ran, and the instruction bar was
     enabled 0.1-0.2 s later than before (one run: 0.94 s against 0.79 s)."""
     c = handlers.c
-    shown = (c.header, c.source, c.empty, c.result, c.tools, c.status)
+    shown = (c.header, c.source, c.empty, c.link, c.load_link, c.result, c.tools, c.status)
     more = (c.history, c.notice, c.history_tools, c.candidates)
     drawable = {block._id for block in (*shown, *more)}
 

@@ -301,6 +301,8 @@ class Handlers:
             c.header,
             c.source,
             c.empty,
+            c.link,
+            c.load_link,
             c.result,
             c.before,
             c.hold,
@@ -457,6 +459,9 @@ class Handlers:
             c.header: gr.HTML(value=page.sessions_html, cost=prose.to_html(page.cost)),
             c.source: None,
             c.empty: gr.Column(visible=not has_image),
+            # (Hidden with the column at first: `layout`, `_render_canvas`.)
+            c.link: gr.Textbox(visible=not has_image),
+            c.load_link: gr.Button(visible=not has_image),
             c.result: gr.Image(value=page.result, visible=has_image),
             c.before: gr.Image(value=page.before, visible=page.before is not None),
             c.hold: gr.Button(visible=page.before is not None),
@@ -1159,8 +1164,8 @@ class Handlers:
         left = left if left in ids else a.value
         right = right if right in ids else b.value
         return {
-            self.c.pair_a: gr.Dropdown(choices=a.choices, value=left),
-            self.c.pair_b: gr.Dropdown(choices=b.choices, value=right),
+            self.c.pair_a: gr.Dropdown(choices=a.choices, value=left, visible=True),
+            self.c.pair_b: gr.Dropdown(choices=b.choices, value=right, visible=True),
         } | await self._pair(session_id, left, right)
 
     @guarded
@@ -1181,7 +1186,9 @@ class Handlers:
         panel = self.c.folds.get(name)
         if panel is None:
             return {self.c.delete_confirm: gr.skip()}  # no panel of that name: nothing changes
+        # What it holds shows with it (`layout.fold`); what is filled in below says so too.
         update: Update = {panel: gr.Column(visible=True)}
+        update |= {part: gr.update(visible=True) for part in self.c.fold_parts.get(name, ())}
         # Each reads the session, and "Compare two steps" lists every finished step of it
         # twice (a 1,000-step session: 0.1 s of CPU and a 129 KB answer): in the visitor's
         # and the address's turns, as a page drawn (review 10 F2: eight cookies opening it
@@ -1224,7 +1231,10 @@ class Handlers:
             with contextlib.suppress(*REFUSED):
                 session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
                 name = session.name
-        return {self.c.session_name: name, self.c.delete_confirm: hidden}
+        return {
+            self.c.session_name: gr.Textbox(value=name, visible=True),
+            self.c.delete_confirm: hidden,
+        }
 
     @guarded
     async def on_rename(

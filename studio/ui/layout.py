@@ -285,6 +285,8 @@ class Components:
     delete_no: gr.Button
     # The rarely used panels, by name, each shown when its toggle opens it (`fold`).
     folds: dict[str, gr.Column] = field(default_factory=dict)
+    # What each panel holds that is hidden until it opens (`fold`), by the panel's name.
+    fold_parts: dict[str, tuple[gr.components.Component, ...]] = field(default_factory=dict)
 
 
 # The rarely used panels: each one's name (its contents' `elem_id`) and its toggle's label.
@@ -321,9 +323,12 @@ def fold(name: str) -> gr.Column:
 
     Gradio loads the code of every component under a closed accordion with the page and builds
     each one, and an accordion is itself a block the page mounts; a hidden column costs the page
-    nothing (README Numbers, page). The toggles are plain buttons in one `gr.HTML` (`folds_html`):
-    opening one asks the server to show the column and fill it (`Handlers.on_fold`); folding it
-    is the page's own (assets/studio.js).
+    nothing (README Numbers, page). What it holds is hidden too (`visible=False`, listed in
+    `Components.fold_parts`) and shown as it opens: Gradio loads the module of every component
+    that is itself visible, under a hidden column or not, and the page's first draw waited for
+    those of the dropdowns, radios and checkboxes no one had opened. The toggles are plain
+    buttons in one `gr.HTML` (`folds_html`): opening one asks the server to show the column and
+    fill it (`Handlers.on_fold`); folding it is the page's own (assets/studio.js).
     """
     return gr.Column(visible=False, elem_id=name, elem_classes=["fold-panel"])
 
@@ -372,8 +377,11 @@ def render(*, examples: list[Path], browser_secret: str, banner: str) -> Compone
         with gr.Column(scale=1, min_width=260, elem_id="side"):
             history = _render_history()
     folds = {**canvas.pop("folds"), **instruction.pop("folds"), **history.pop("folds")}
+    parts = {**canvas.pop("fold_parts"), **instruction.pop("fold_parts")}
+    parts |= history.pop("fold_parts")
     return Components(
         folds=folds,
+        fold_parts=parts,
         **header,
         **canvas,
         **instruction,
@@ -425,6 +433,49 @@ def _render_header(banner: str) -> dict[str, Any]:
     return {"header": header}
 
 
+def _render_empty(examples: list[Path]) -> dict[str, Any]:
+    """What a session with no picture shows in the canvas's place: the upload box, a link, the
+    examples."""
+    with gr.Column(elem_id="empty", visible=False) as empty:
+        source = hand_over_unopened(
+            gr.Image(
+                label="Drop, paste or click to upload an image (or type an instruction)",
+                type="filepath",
+                image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
+                sources=["upload", "clipboard", "webcam"],
+                elem_id="source",
+                height=300,
+            )
+        )
+        with gr.Row(equal_height=True):
+            # (Shown with the column, by the page's draw: `Handlers.updates`. Visible
+            # under the hidden column, their modules held up every page's first draw.)
+            link = gr.Textbox(
+                label="Or a link to an image",
+                placeholder="https://…",
+                elem_id="link",
+                scale=4,
+                max_lines=1,
+                visible=False,
+            )
+            load_link = gr.Button("Load", elem_id="load-link", scale=1, min_width=60, visible=False)
+        # Small thumbnails in plain HTML: a Gallery would cost the page fifteen requests.
+        example_gallery = gr.HTML(
+            tree.examples_html(
+                [(str(_thumbnail(p)), p.stem) for p in examples], url=_thumbnail_url
+            ),
+            elem_id="examples",
+            js_on_load=_CLICKS_JS,
+        )
+    return {
+        "empty": empty,
+        "source": source,
+        "link": link,
+        "load_link": load_link,
+        "examples": example_gallery,
+    }
+
+
 def _render_canvas(examples: list[Path]) -> dict[str, Any]:
     with gr.Column(elem_id="canvas"):
         result = gr.Image(
@@ -452,40 +503,17 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
             buttons=[],
             visible=False,
         )
-        with gr.Column(elem_id="empty", visible=False) as empty:
-            source = hand_over_unopened(
-                gr.Image(
-                    label="Drop, paste or click to upload an image (or type an instruction)",
-                    type="filepath",
-                    image_mode=None,  # keep the file as uploaded: alpha and all (gradio-notes §2)
-                    sources=["upload", "clipboard", "webcam"],
-                    elem_id="source",
-                    height=300,
-                )
-            )
-            with gr.Row(equal_height=True):
-                link = gr.Textbox(
-                    label="Or a link to an image",
-                    placeholder="https://…",
-                    elem_id="link",
-                    scale=4,
-                    max_lines=1,
-                )
-                load_link = gr.Button("Load", elem_id="load-link", scale=1, min_width=60)
-            # Small thumbnails in plain HTML: a Gallery would cost the page fifteen requests.
-            example_gallery = gr.HTML(
-                tree.examples_html(
-                    [(str(_thumbnail(p)), p.stem) for p in examples], url=_thumbnail_url
-                ),
-                elem_id="examples",
-                js_on_load=_CLICKS_JS,
-            )
+        empty = _render_empty(examples)
         # "Compare two steps" opens in the canvas's place, which it takes while it is open (it
         # opened under the page's fold, and the page scrolled 778 px to it: UX audit 2).
         with fold("steps-box") as steps_box:
             with gr.Row():
-                pair_a = gr.Dropdown(label="Left", choices=[], elem_id="pair-a", scale=1)
-                pair_b = gr.Dropdown(label="Right", choices=[], elem_id="pair-b", scale=1)
+                pair_a = gr.Dropdown(
+                    label="Left", choices=[], elem_id="pair-a", scale=1, visible=False
+                )
+                pair_b = gr.Dropdown(
+                    label="Right", choices=[], elem_id="pair-b", scale=1, visible=False
+                )
             pair_note = prose.component("", elem_id="pair-note")
             # Shown once it has a pair (its module is not loaded with the page until then).
             slider = gr.ImageSlider(
@@ -528,11 +556,7 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
     return {
         "result": result,
         "before": before,
-        "empty": empty,
-        "source": source,
-        "link": link,
-        "load_link": load_link,
-        "examples": example_gallery,
+        **empty,
         "status": status,
         "hold": hold,
         "tools": tools,
@@ -544,6 +568,7 @@ def _render_canvas(examples: list[Path]) -> dict[str, Any]:
         "pair_note": pair_note,
         "slider": slider,
         "folds": {"steps-box": steps_box},
+        "fold_parts": {"steps-box": (pair_a, pair_b)},
     }
 
 
@@ -571,12 +596,16 @@ def _render_instruction() -> dict[str, Any]:
             value="png",
             label="Output format",
             elem_id="output-format",
+            visible=False,
         )
         translation = gr.Checkbox(
-            True, label="Translate non-English instructions", elem_id="translation"
+            True, label="Translate non-English instructions", elem_id="translation", visible=False
         )
         expansion = gr.Checkbox(
-            False, label="Let the service expand the instruction", elem_id="expansion"
+            False,
+            label="Let the service expand the instruction",
+            elem_id="expansion",
+            visible=False,
         )
         # Shown when Advanced opens (its module is not loaded with the page until then).
         safety = gr.Slider(
@@ -597,11 +626,13 @@ def _render_instruction() -> dict[str, Any]:
             label="Your RunAPI key (checked when pasted; used for this tab only)",
             type="password",
             elem_id="user-key",
+            visible=False,
         )
         remember_key = gr.Checkbox(
             False,
             label="Remember it in this browser (kept in this browser only, never on the server)",
             elem_id="remember-key",
+            visible=False,
         )
         key_note = prose.component("", elem_id="key-note")
     folds["key-box"] = shown
@@ -620,6 +651,10 @@ def _render_instruction() -> dict[str, Any]:
         "remember_key": remember_key,
         "key_note": key_note,
         "folds": folds,
+        "fold_parts": {
+            "advanced": (output_format, translation, expansion),
+            "key-box": (user_key, remember_key),
+        },
     }
 
 
@@ -760,15 +795,19 @@ def _render_history() -> dict[str, Any]:
     with fold("manage") as manage:
         with gr.Row(equal_height=True):
             session_name = gr.Textbox(
-                label="Session name", elem_id="session-name", scale=4, max_lines=1
+                label="Session name", elem_id="session-name", scale=4, max_lines=1, visible=False
             )
-            rename = gr.Button("Rename", elem_id="rename", scale=1)
-        delete = gr.Button("Delete this session…", elem_id="delete", variant="stop", size="sm")
+            rename = gr.Button("Rename", elem_id="rename", scale=1, visible=False)
+        delete = gr.Button(
+            "Delete this session…", elem_id="delete", variant="stop", size="sm", visible=False
+        )
         with gr.Group(visible=False, elem_id="delete-confirm") as delete_confirm:
             delete_text = prose.component("", elem_id="delete-text")
             with gr.Row():
-                delete_yes = gr.Button("Yes, delete it", elem_id="delete-yes", variant="stop")
-                delete_no = gr.Button("No, keep it", elem_id="delete-no")
+                delete_yes = gr.Button(
+                    "Yes, delete it", elem_id="delete-yes", variant="stop", visible=False
+                )
+                delete_no = gr.Button("No, keep it", elem_id="delete-no", visible=False)
     return {
         "notice": notice,
         "history": history,
@@ -782,6 +821,7 @@ def _render_history() -> dict[str, Any]:
         "delete_yes": delete_yes,
         "delete_no": delete_no,
         "folds": {"manage": manage},
+        "fold_parts": {"manage": (session_name, rename, delete, delete_yes, delete_no)},
         "history_tools": history_tools,
         "export_file": export_file,
         "import_file": import_file,

@@ -89,6 +89,13 @@ def _value(update):
     return update.constructor_args.get("value") if hasattr(update, "constructor_args") else update
 
 
+def _visible(update) -> bool:
+    """Whether a component update shows it (`gr.update(...)`, or a component instance)."""
+    if isinstance(update, dict):
+        return update.get("visible") is True
+    return getattr(update, "constructor_args", {}).get("visible") is True
+
+
 async def _edit(h: Handlers, session_id, tab_step, prompt: str, safety=2, *more):
     form = ("match", "png", True, False, safety, None)
     return await h.on_edit(session_id, tab_step, prompt, "pro", *form, *more)
@@ -680,6 +687,40 @@ def test_the_page_config_names_no_address_of_the_server():
     text = json.dumps(demo.get_config_file(), default=str)
     assert "delete_callback" in text
     assert not re.search(r" at 0x[0-9a-f]+", text)
+
+
+def test_what_no_one_opened_loads_no_code_with_the_page():
+    """Gradio loads the code of every component that is itself visible, under a hidden panel
+    or not: the dropdowns, radios, checkboxes, text boxes and buttons of the folded panels and
+    of the upload view held up every page's first draw (README, Numbers: page). They are
+    hidden until what holds them shows; the page loads only what its first view draws."""
+    with gr.Blocks() as demo:
+        layout.render(examples=[], browser_secret="test", banner="")
+    loaded = {
+        block["type"]
+        for block in demo.get_config_file()["components"]
+        if block["props"].get("visible", True) is not False
+    }
+    assert not loaded & {"textbox", "button", "dropdown", "radio", "checkbox", "slider"}
+    assert {"image", "html", "uploadbutton"} <= loaded  # (the canvas, the bar, Import)
+
+
+async def test_a_panel_shows_what_it_holds_as_it_opens(page, tmp_path):
+    """Each folded panel's controls are hidden with the page (above) and shown as it opens;
+    the upload view's link box and its button show with it."""
+    c = page.c
+    tab = gr.Request(session_hash="tab-one", headers={})
+    blank = await page.on_load(None, None, None, None, tab)  # type: ignore[call-arg]
+    assert _visible(blank[c.empty]) and _visible(blank[c.link]) and _visible(blank[c.load_link])
+    session_id, origin = await _start(page, tmp_path)
+    for name, parts in c.fold_parts.items():
+        opened = await page.on_fold(session_id, origin, None, None, 2, _act(name), tab)
+        assert _visible(opened[c.folds[name]]), name
+        for part in parts:
+            assert _visible(opened[part]), (name, part.elem_id)
+    shown = await page.on_fold(session_id, origin, None, None, 2, _act("manage"), tab)
+    name = _value(shown[c.session_name])
+    assert isinstance(name, str) and name  # (filled in, ready to edit)
 
 
 async def test_the_compare_dropdowns_go_with_renders_only_once_their_panel_opened(page, tmp_path):
