@@ -711,7 +711,8 @@ async def test_a_panel_shows_what_it_holds_as_it_opens(page, tmp_path):
     c = page.c
     tab = gr.Request(session_hash="tab-one", headers={})
     blank = await page.on_load(None, None, None, None, tab)  # type: ignore[call-arg]
-    assert _visible(blank[c.empty]) and _visible(blank[c.link]) and _visible(blank[c.load_link])
+    for shown_blank in (c.empty, c.link, c.load_link):
+        assert _visible(blank[shown_blank]), shown_blank.elem_id
     session_id, origin = await _start(page, tmp_path)
     for name, parts in c.fold_parts.items():
         opened = await page.on_fold(session_id, origin, None, None, 2, _act(name), tab)
@@ -720,7 +721,8 @@ async def test_a_panel_shows_what_it_holds_as_it_opens(page, tmp_path):
             assert _visible(opened[part]), (name, part.elem_id)
     shown = await page.on_fold(session_id, origin, None, None, 2, _act("manage"), tab)
     name = _value(shown[c.session_name])
-    assert isinstance(name, str) and name  # (filled in, ready to edit)
+    assert isinstance(name, str)
+    assert name  # (filled in, ready to edit)
 
 
 async def test_the_compare_dropdowns_go_with_renders_only_once_their_panel_opened(page, tmp_path):
