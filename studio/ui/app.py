@@ -13,7 +13,7 @@ from gradio.block_function import BlockFunction
 from starlette.requests import Request
 
 from studio.config import Settings
-from studio.ui import api, files, layout, lean, predraw, present, tabstate
+from studio.ui import api, files, layout, lean, predraw, present, tabstate, tree
 from studio.ui.bridge import Bridge, server_key_for_visitors
 from studio.ui.events import wire
 from studio.ui.files import make_exports_folder
@@ -137,7 +137,7 @@ def _page_drawer(
         props = predraw.drawn_props(load.outputs, data, drawable)
         history = props.get(str(c.history._id), {})
         if isinstance(history.get("value"), str):
-            history["value"] = predraw.waiting(history["value"])
+            history["value"] = tree.drawn_before_load(history["value"])
         session, step = update.get(c.browser), update.get(c.tab_step)
         return {
             "session": session if isinstance(session, str) else "",

@@ -130,10 +130,3 @@ def _own(props: Any) -> Any:
     if isinstance(props, dict):
         return {k: v for k, v in props.items() if k != "__type__"}
     return props
-
-
-def waiting(history: str) -> str:
-    """The history tree's HTML (`ui.tree`), marked as drawn before the load event: its clicks
-    wait for that (`layout._CLICKS_JS`), and the load event's own tree, unmarked, replaces it
-    (so the page script sees it drawn)."""
-    return history.replace('<nav class="tree"', '<nav class="tree" data-predrawn', 1)

@@ -115,7 +115,7 @@ def history_html(
     if drawn.last < len(line.steps) - 1:  # the steps ahead of the window
         items.append(_gap(len(line.steps) - 1 - drawn.last, line.steps[-1]))
     return (
-        f'<nav class="tree" aria-label="History" data-session="{_a(session.session_id)}" '
+        f'{_TREE} aria-label="History" data-session="{_a(session.session_id)}" '
         f'data-contents="{contents_mark(session)}" '
         f'{_marks(done, refused, withdrawn)}><ol class="path">{"".join(items)}</ol></nav>'
     )
@@ -153,10 +153,21 @@ def _as_shown(step: Step, started: frozenset[str]) -> Step:
     return step
 
 
+# How the history's tree opens (`history_html`, `empty_html`, `drawn_before_load`).
+_TREE = '<nav class="tree"'
+
+
+def drawn_before_load(history: str) -> str:
+    """A history tree (`history_html`, `empty_html`) marked as drawn before the page's load
+    event (`ui.predraw`): its clicks wait for that (`layout._CLICKS_JS`), and the load event's
+    own tree, unmarked, replaces it (so the page script sees it drawn)."""
+    return history.replace(_TREE, f"{_TREE} data-predrawn", 1)
+
+
 def empty_html(done: int = 0, refused: int = 0) -> str:
     """The tree of a page with no session yet."""
     return (
-        f'<nav class="tree" aria-label="History" {_marks(done, refused)}>'
+        f'{_TREE} aria-label="History" {_marks(done, refused)}>'
         '<p class="hint">Your steps appear here, as a tree.</p><ol class="path"></ol></nav>'
     )
 

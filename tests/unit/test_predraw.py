@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.ui import predraw
+from studio.ui import predraw, tree
 
 
 @dataclass
@@ -39,5 +39,6 @@ def test_the_page_config_carries_the_drawn_page_only_while_a_page_is_answered():
 
 
 def test_a_drawn_history_is_marked_until_its_load_event_draws_it():
-    html = '<nav class="tree" aria-label="History"><ol></ol></nav>'
-    assert predraw.waiting(html).startswith('<nav class="tree" data-predrawn aria-label')
+    marked = tree.drawn_before_load(tree.empty_html())
+    assert marked.startswith('<nav class="tree" data-predrawn aria-label')
+    assert marked.count("data-predrawn") == 1
