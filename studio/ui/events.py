@@ -76,7 +76,9 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> BlockFu
     # One load event: the page, and a key this browser was asked to remember (put back in its
     # box, whose change checks it). The balance comes after, apart: RunAPI's answer never holds
     # the page up (a load or a change in the session sets `balance_due`).
-    load_outputs = [*page, c.remember_key, c.user_key, c.balance_due]
+    keys = [c.remember_key, c.user_key]
+    held = [part for part in c.held_back if all(part is not out for out in [*page, *keys])]
+    load_outputs = [*page, *held, *keys, c.balance_due]
     load = demo.load(
         h.on_load,
         [c.browser, c.key_store, c.key_token, c.shown],

@@ -301,8 +301,6 @@ class Handlers:
             c.header,
             c.source,
             c.empty,
-            c.link,
-            c.load_link,
             c.result,
             c.before,
             c.hold,
@@ -459,9 +457,6 @@ class Handlers:
             c.header: gr.HTML(value=page.sessions_html, cost=prose.to_html(page.cost)),
             c.source: None,
             c.empty: gr.Column(visible=not has_image),
-            # (Hidden with the column at first: `layout`, `_render_canvas`.)
-            c.link: gr.Textbox(visible=not has_image),
-            c.load_link: gr.Button(visible=not has_image),
             c.result: gr.Image(value=page.result, visible=has_image),
             c.before: gr.Image(value=page.before, visible=page.before is not None),
             c.hold: gr.Button(visible=page.before is not None),
@@ -529,11 +524,16 @@ class Handlers:
         }
         update.update(await self._pending_choice(session_id, update.get(self.c.tab_step)))
         update[self.c.balance_due] = "load"
+        # What the page's first draw leaves out shows now, in what holds it (`layout.fold`):
+        # its code loads once the page can be used.
+        for part in self.c.held_back:
+            update.setdefault(part, gr.update(visible=True))
         key = stored_key.strip() if isinstance(stored_key, str) else ""
         if key:
-            update.update({self.c.remember_key: True, self.c.user_key: key})
+            update[self.c.remember_key] = gr.update(value=True, visible=True)
+            update[self.c.user_key] = gr.update(value=key, visible=True)
         elif (held := self.ctx.tab_keys.take(self.who.owner or "", key_token)) is not None:
-            update[self.c.user_key] = held.reveal()
+            update[self.c.user_key] = gr.update(value=held.reveal(), visible=True)
         return update
 
     @guarded

@@ -285,8 +285,15 @@ class Components:
     delete_no: gr.Button
     # The rarely used panels, by name, each shown when its toggle opens it (`fold`).
     folds: dict[str, gr.Column] = field(default_factory=dict)
-    # What each panel holds that is hidden until it opens (`fold`), by the panel's name.
+    # What each panel holds, hidden in the page's first draw (`fold`), by the panel's name.
     fold_parts: dict[str, tuple[gr.components.Component, ...]] = field(default_factory=dict)
+
+    @property
+    def held_back(self) -> tuple[gr.components.Component, ...]:
+        """What the page's first draw leaves out (`fold`): shown by its load event, in what
+        holds it (a folded panel, the upload view), once the page can be used."""
+        parts = tuple(part for held in self.fold_parts.values() for part in held)
+        return (*parts, self.link, self.load_link)
 
 
 # The rarely used panels: each one's name (its contents' `elem_id`) and its toggle's label.
@@ -324,9 +331,10 @@ def fold(name: str) -> gr.Column:
     Gradio loads the code of every component under a closed accordion with the page and builds
     each one, and an accordion is itself a block the page mounts; a hidden column costs the page
     nothing (README Numbers, page). What it holds is hidden too (`visible=False`, listed in
-    `Components.fold_parts`) and shown as it opens: Gradio loads the module of every component
-    that is itself visible, under a hidden column or not, and the page's first draw waited for
-    those of the dropdowns, radios and checkboxes no one had opened. The toggles are plain
+    `Components.fold_parts`) and shown by the page's load event, once the page can be used
+    (and as the panel opens): Gradio loads the module of every component that is itself
+    visible, under a hidden column or not, and the page's first draw waited for those of the
+    dropdowns, radios and checkboxes no one had opened. The toggles are plain
     buttons in one `gr.HTML` (`folds_html`): opening one asks the server to show the column and
     fill it (`Handlers.on_fold`); folding it is the page's own (assets/studio.js).
     """
@@ -448,8 +456,8 @@ def _render_empty(examples: list[Path]) -> dict[str, Any]:
             )
         )
         with gr.Row(equal_height=True):
-            # (Shown with the column, by the page's draw: `Handlers.updates`. Visible
-            # under the hidden column, their modules held up every page's first draw.)
+            # (Shown by the page's load event, under the column: visible in the first draw,
+            # their modules held it up. `Components.held_back`)
             link = gr.Textbox(
                 label="Or a link to an image",
                 placeholder="https://…",

@@ -548,17 +548,17 @@ async def test_a_key_pasted_in_a_tab_comes_back_into_its_box_after_a_reload(page
     assert sim.api_key not in token
     assert pasted[c.key_store] is None  # not remembered in the browser: not asked
     loaded = await page.on_load(session_id, None, token)
-    assert loaded[c.user_key] == sim.api_key
+    assert loaded[c.user_key]["value"] == sim.api_key
     # Checked again as it goes back into the box: the same token, nothing more held.
     again = await keys.on_key(sim.api_key, False, token)
     assert again[c.key_token] == token
     assert len(page.ctx.tab_keys) == 1
     # A token that is not one, or another tab's that was emptied, puts nothing back.
-    assert c.user_key not in await page.on_load(session_id, None, "made-up")
+    assert "value" not in (await page.on_load(session_id, None, "made-up"))[c.user_key]
     cleared = await keys.on_key("", False, token)
     assert cleared[c.key_token] == ""
     assert len(page.ctx.tab_keys) == 0
-    assert c.user_key not in await page.on_load(session_id, None, token)
+    assert "value" not in (await page.on_load(session_id, None, token))[c.user_key]
 
 
 async def test_a_pasted_key_with_letters_no_key_has_gets_one_sentence_and_reaches_no_log(
@@ -705,14 +705,22 @@ def test_what_no_one_opened_loads_no_code_with_the_page():
     assert {"image", "html", "uploadbutton"} <= loaded  # (the canvas, the bar, Import)
 
 
-async def test_a_panel_shows_what_it_holds_as_it_opens(page, tmp_path):
-    """Each folded panel's controls are hidden with the page (above) and shown as it opens;
-    the upload view's link box and its button show with it."""
+async def test_what_the_first_draw_left_out_shows_with_the_load_event_and_as_a_panel_opens(
+    page, tmp_path
+):
+    """What folded panels and the upload view hold is hidden in the page's first draw (above),
+    and shown by its load event, once the page can be used (a panel opened then found its
+    controls still loading); and again as each panel opens. A remembered key comes back into
+    its box, shown."""
     c = page.c
     tab = gr.Request(session_hash="tab-one", headers={})
     blank = await page.on_load(None, None, None, None, tab)  # type: ignore[call-arg]
-    for shown_blank in (c.empty, c.link, c.load_link):
-        assert _visible(blank[shown_blank]), shown_blank.elem_id
+    assert _visible(blank[c.empty])
+    for part in c.held_back:
+        assert _visible(blank[part]), part.elem_id
+    kept = await page.on_load(None, "rk-remembered", None, None, tab)  # type: ignore[call-arg]
+    assert _visible(kept[c.user_key])
+    assert kept[c.user_key]["value"] == "rk-remembered"
     session_id, origin = await _start(page, tmp_path)
     for name, parts in c.fold_parts.items():
         opened = await page.on_fold(session_id, origin, None, None, 2, _act(name), tab)
