@@ -78,10 +78,36 @@
   const wide = () => window.matchMedia("(min-width: 700px) and (min-height: 501px)").matches;
   const unfocused = () => !document.activeElement || document.activeElement === document.body;
   if (wide() && unfocused()) promptBox()?.focus({ preventScroll: true });
-  // An Enter (or Edit) the bar held before this script ran is sent now, as if pressed now.
-  if (promptBox()?.dataset.held) {
+  // The Enters (or Edits) the bar held before this script ran are sent now, as if pressed now:
+  // the words before each, in turn (`data-held`: how long the box's text was at each), and
+  // what was typed after the last stays in the box. A box changed since in another way than
+  // typed on is sent whole.
+  const held = (() => {
+    try {
+      return JSON.parse(promptBox()?.dataset.held || "[]");
+    } catch {
+      return [];
+    }
+  })();
+  if (held.length) {
     delete promptBox().dataset.held;
-    setTimeout(() => byId("run")?.click(), 0);
+    setTimeout(() => {
+      const box = promptBox();
+      if (!box) return;
+      const whole = box.value;
+      const ends = held.every((end, i) => Number.isInteger(end) && end >= (held[i - 1] ?? 0))
+        && held[held.length - 1] <= whole.length ? held : [whole.length];
+      let from = 0;
+      for (const end of ends) {
+        const words = whole.slice(from, end);
+        from = end;
+        if (!words.trim()) continue;
+        box.value = words;
+        byId("run")?.click();
+      }
+      box.value = whole.slice(from);
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }, 0);
   }
   // A page drawn with its first answer takes clicks once its load event has drawn it again
   // (below), or after 5 s if that never answers (the studio out of reach): it stayed inert.

@@ -718,11 +718,17 @@ def bar_html() -> str:
 # template, so the block is never drawn again: what is typed in the box stays.
 # The bar takes typing from the moment it is drawn (focused on wide screens, as the page script
 # would): the page script (assets/studio.js) starts tens of milliseconds later, once Gradio says
-# the page is ready. An Enter or Edit before then is held, on the box (`data-held`), and the page
-# script sends it as it starts: nothing is sent that it did not take.
+# the page is ready. An Enter or Edit before then is held, on the box (`data-held`: how long the
+# box's text was at each), and the page script sends the words before each as it starts, leaving
+# what was typed after the last: nothing is sent that it did not take.
 _OPTIONS_JS = """
 const box = element.querySelector('#prompt-box');
 const early = () => !window.kontextStudio?.started;
+const hold = () => {
+  let at = [];
+  try { at = JSON.parse(box.dataset.held || '[]'); } catch { at = []; }
+  box.dataset.held = JSON.stringify([...at, box.value.length]);
+};
 for (const control of [box, element.querySelector('#run')]) if (control) control.disabled = false;
 if (box && window.matchMedia('(min-width: 700px) and (min-height: 501px)').matches
     && (!document.activeElement || document.activeElement === document.body)) {
@@ -732,14 +738,14 @@ element.addEventListener('keydown', (event) => {
   if (event.key !== 'Enter' || event.shiftKey || event.isComposing || event.target !== box) return;
   if (!early()) return;
   event.preventDefault();
-  box.dataset.held = 'enter';
+  hold();
 });
 element.addEventListener('click', (event) => {
   const button = event.target.closest('#run, #compare');
   if (!button || button.disabled || !element.contains(button)) return;
   event.preventDefault();
   if (early()) {
-    if (button.id === 'run' && box) box.dataset.held = 'enter';
+    if (button.id === 'run' && box) hold();
     return;
   }
   trigger(button.id === 'run' ? 'submit' : 'click');

@@ -136,8 +136,9 @@ _SCRIPT_RAN = "() => Boolean(window.kontextStudio?.started)"
 
 def test_the_bar_takes_words_and_enter_before_the_page_script_runs(page):
     """The instruction bar is usable as soon as it is drawn (it waited for the page script,
-    which Gradio runs once the whole page is ready: README, Numbers: page). An Enter pressed
-    before the page script runs is held, never a new line, and sent by it, verbatim."""
+    which Gradio runs once the whole page is ready: README, Numbers: page). Enters pressed
+    before the page script runs are held, never new lines, and sent by it as it starts: each
+    instruction verbatim, in the order typed, chained; what was typed after the last stays."""
     _start_from_example(page)
     page.add_init_script(_SCRIPT_LATE)
     page.reload()
@@ -145,10 +146,18 @@ def test_the_bar_takes_words_and_enter_before_the_page_script_runs(page):
     expect(box).to_be_enabled(timeout=30_000)
     box.fill("make it black and white")
     box.press("Enter")
+    box.press_sequentially("add a red hat")
+    box.press("Enter")
+    box.press_sequentially("and more")
     assert not page.evaluate(_SCRIPT_RAN)  # (what follows is what the bar did by itself)
-    expect(box).to_have_value("make it black and white")  # held: no new line, nothing lost
+    # Held: no new line, nothing lost.
+    expect(box).to_have_value("make it black and whiteadd a red hatand more")
     page.wait_for_function(_SCRIPT_RAN, timeout=30_000)
-    expect(box).to_have_value("", timeout=15_000)  # sent by the page script as it starts
-    done = re.compile(r"^Step 1: make it black and white \(.*\$")
-    expect(_current(page)).to_have_attribute("aria-label", done, timeout=30_000)
-    expect(page.locator("#history button.tile")).to_have_count(2)
+    expect(box).to_have_value("and more", timeout=15_000)  # the rest sent by the page script
+    first = re.compile(r"^Step 1: make it black and white \(.*\$")
+    second = re.compile(r"^Step 2: add a red hat \(.*\$")
+    expect(page.locator("#history button.tile").nth(1)).to_have_attribute(
+        "aria-label", first, timeout=30_000
+    )
+    expect(_current(page)).to_have_attribute("aria-label", second, timeout=30_000)
+    expect(page.locator("#history button.tile")).to_have_count(3)
