@@ -90,8 +90,7 @@ def wire(c: Components, h: Handlers, k: KeyHandlers, demo: gr.Blocks) -> BlockFu
         h.on_balance, [c.browser, c.tab_key], [c.header], trigger_mode="always_last", **quiet
     )
     # A folded panel opens (`layout.fold`): shown, and filled in for the tab's step.
-    parts = [part for held in c.fold_parts.values() for part in held]
-    fold_outputs = [*c.folds.values(), *parts, c.slider, c.pair_note, c.safety]
+    fold_outputs = [*c.folds.values(), *c.folded, c.slider, c.pair_note, c.safety]
     gr.on(
         [c.fold_bar.click, c.manage_bar.click],
         h.on_fold,

@@ -289,11 +289,15 @@ class Components:
     fold_parts: dict[str, tuple[gr.components.Component, ...]] = field(default_factory=dict)
 
     @property
+    def folded(self) -> tuple[gr.components.Component, ...]:
+        """Every panel's parts (`fold_parts`), in one."""
+        return tuple(part for held in self.fold_parts.values() for part in held)
+
+    @property
     def held_back(self) -> tuple[gr.components.Component, ...]:
         """What the page's first draw leaves out (`fold`): shown by its load event, in what
         holds it (a folded panel, the upload view), once the page can be used."""
-        parts = tuple(part for held in self.fold_parts.values() for part in held)
-        return (*parts, self.link, self.load_link)
+        return (*self.folded, self.link, self.load_link)
 
 
 # The rarely used panels: each one's name (its contents' `elem_id`) and its toggle's label.
