@@ -13,6 +13,7 @@ or the service wrote is escaped: `gr.HTML` does not sanitise.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -90,6 +91,9 @@ def history_html(
     said "◷ Uploading the source…", and the ✕ answered that it had started."""
     drawn = _drawn(session)
     line, children = drawn.line, drawn.children
+    # Named as the step pickers name them (only a branch's other ends need it: it walks the
+    # whole session).
+    names = functools.cache(lambda: step_names(session))
     items: list[str] = []
     for depth, queued_step, queued_others in drawn.nodes:
         step = _as_shown(queued_step, started)
@@ -108,6 +112,7 @@ def history_html(
                 region=_region_marks(step, masks or {}, url) if depth == line.current else "",
                 letter=_path_letter(step, children),
                 cancellable=step.step_id not in left_open,
+                names=names,
             )
         )
         if depth == 0 and drawn.first > 1:  # the steps between the origin and the window
@@ -219,6 +224,7 @@ def _node(
     region: str = "",
     letter: str = "",
     cancellable: bool = True,
+    names: Callable[[], Mapping[str, str]] = dict,
 ) -> str:
     classes = ["node", _state_class(step)]
     if current:
@@ -247,7 +253,7 @@ def _node(
         # place among the others, "2b" became "2c" after a move: UX audit 2).
         place = {c.step_id: k for k, c in enumerate(_made(step.step_id, children))}
         chips = [
-            _branch_chips(b, place[b.step_id], depth, thumbs, url, children)
+            _branch_chips(b, place[b.step_id], depth, thumbs, url, children, names)
             for b in _listed(branches)
         ]
         parts.extend(_folded(chips, len(branches), FORKS_SHOWN, "more"))
@@ -276,11 +282,13 @@ def _branch_chips(
     thumbs: Mapping[str, str],
     url: Callable[[str], str],
     children: Mapping[str, list[Step]],
+    names: Callable[[], Mapping[str, str]],
 ) -> str:
     """The chip of a branch forking after `depth`, the `n`th child made there (from 0: its
     letter), going to its newest end, and one chip for each of its other ends when it forks
     again further on (only the newest showed; the rest took a click into the branch first:
-    UX audit 1)."""
+    UX audit 1), named as the step pickers name that step ("4a", "5 (3b)": it read "3a.2",
+    which named no step: audit 17)."""
     tip, other_ends = _branch_ends(branch, children)
     size = _size(branch, children)
     name = f"{depth + 1}{fork_letter(n)}"
@@ -299,14 +307,15 @@ def _branch_chips(
         f'<span class="cap">{escape(_short(_prompt(branch)))}</span>'
         f' <span class="meta">{escape(_model(branch))}{steps}</span></button>'
     )
+    named = names() if other_ends else {}
     others = [
         f'<button class="branch end" data-act="go" data-step="{_a(end.step_id)}" '
         f'title="{_a(_prompt(branch) + " → " + _prompt(end))}" '
-        f'aria-label="{_a(f"Branch {name}.{k + 2}: {_prompt(branch)} → {_prompt(end)}")}">'
+        f'aria-label="{_a(f"Step {named[end.step_id]}, on branch {name}: {_prompt(end)}")}">'
         f"{_thumb(end, thumbs, url, small=True)}"
-        f'<span class="num">{escape(name)}.{k + 2}</span> '
+        f'<span class="num">{escape(named[end.step_id])}</span> '
         f'<span class="cap">→ {escape(_short(_prompt(end)))}</span></button>'
-        for k, end in enumerate(other_ends)
+        for end in other_ends
     ]
     return chip + "".join(_folded(others, len(others), ENDS_SHOWN, "more ends"))
 
@@ -344,6 +353,51 @@ def _path_letter(step: Step, children: Mapping[str, list[Step]]) -> str:
     if len(made) < 2:
         return ""
     return fork_letter([c.step_id for c in made].index(step.step_id))
+
+
+def step_numbers(session: Session) -> dict[str, int]:
+    """Each step's number as the tree shows it: its depth (the original is 0)."""
+    depth: dict[str, int] = {}
+    for step_id, step in session.steps.items():  # parents come before their children
+        depth[step_id] = 0 if step.parent_id is None else depth.get(step.parent_id, 0) + 1
+    return depth
+
+
+def step_names(session: Session, numbers: dict[str, int] | None = None) -> dict[str, str]:
+    """Each step's name in the step pickers: its number, and where it forks, its letter among
+    the steps made there, as the tree names a branch ("2a"); the pickers named two steps "2 ·
+    add snow" where the tree showed "2" and "2a" (UX audit 3)."""
+    numbers = numbers if numbers is not None else step_numbers(session)
+    made: dict[str, list[str]] = {}
+    for step in session.steps.values():
+        if step.parent_id is not None and step.state is not StepState.FAILED:
+            made.setdefault(step.parent_id, []).append(step.step_id)
+    names = {step_id: str(number) for step_id, number in numbers.items()}
+    lettered: set[str] = set()
+    for siblings in made.values():
+        if len(siblings) > 1:
+            for place, step_id in enumerate(siblings):
+                names[step_id] = f"{numbers[step_id]}{fork_letter(place)}"
+                lettered.add(step_id)
+    # Two steps of one depth on two branches (past where they fork) read alike, "4" and "4":
+    # each says the branch it is on, "4 (3b)" (audit 13).
+    alike: dict[str, int] = {}
+    for name in names.values():
+        alike[name] = alike.get(name, 0) + 1
+    for step_id, name in list(names.items()):
+        if alike[name] > 1 and step_id not in lettered:
+            fork = _fork_above(session, step_id, lettered)
+            if fork is not None:
+                names[step_id] = f"{name} ({names[fork]})"
+    return names
+
+
+def _fork_above(session: Session, step_id: str, lettered: set[str]) -> str | None:
+    """The nearest step above `step_id` that is one of several made on one step."""
+    parent = session.steps[step_id].parent_id
+    while parent is not None and parent not in lettered:
+        parent = session.steps[parent].parent_id
+    return parent
 
 
 def fork_letter(place: int) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from studio.history import ImageRef, Session, Step, StepState, StepUpdate
 from studio.params import SAFETY_MAX_GENERATE, safety_max
 from studio.ui import present, tree
+from studio.ui.tree import step_names, step_numbers
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -114,51 +115,6 @@ class PageUpdate:
     # The session list (`tree.sessions_html`): thumbnails, names, steps, last change.
     sessions_html: str = ""
     forget: bool = False
-
-
-def step_numbers(session: Session) -> dict[str, int]:
-    """Each step's number as the tree shows it: its depth (the original is 0)."""
-    depth: dict[str, int] = {}
-    for step_id, step in session.steps.items():  # parents come before their children
-        depth[step_id] = 0 if step.parent_id is None else depth.get(step.parent_id, 0) + 1
-    return depth
-
-
-def step_names(session: Session, numbers: dict[str, int] | None = None) -> dict[str, str]:
-    """Each step's name in the step pickers: its number, and where it forks, its letter among
-    the steps made there, as the tree names a branch ("2a"); the pickers named two steps "2 ·
-    add snow" where the tree showed "2" and "2a" (UX audit 3)."""
-    numbers = numbers if numbers is not None else step_numbers(session)
-    made: dict[str, list[str]] = {}
-    for step in session.steps.values():
-        if step.parent_id is not None and step.state is not StepState.FAILED:
-            made.setdefault(step.parent_id, []).append(step.step_id)
-    names = {step_id: str(number) for step_id, number in numbers.items()}
-    lettered: set[str] = set()
-    for siblings in made.values():
-        if len(siblings) > 1:
-            for place, step_id in enumerate(siblings):
-                names[step_id] = f"{numbers[step_id]}{tree.fork_letter(place)}"
-                lettered.add(step_id)
-    # Two steps of one depth on two branches (past where they fork) read alike, "4" and "4":
-    # each says the branch it is on, "4 (3b)" (audit 13).
-    alike: dict[str, int] = {}
-    for name in names.values():
-        alike[name] = alike.get(name, 0) + 1
-    for step_id, name in list(names.items()):
-        if alike[name] > 1 and step_id not in lettered:
-            fork = _fork_above(session, step_id, lettered)
-            if fork is not None:
-                names[step_id] = f"{name} ({names[fork]})"
-    return names
-
-
-def _fork_above(session: Session, step_id: str, lettered: set[str]) -> str | None:
-    """The nearest step above `step_id` that is one of several made on one step."""
-    parent = session.steps[step_id].parent_id
-    while parent is not None and parent not in lettered:
-        parent = session.steps[parent].parent_id
-    return parent
 
 
 def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choices, Choices]:

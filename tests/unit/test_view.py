@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from studio.history import ImageRef, Session, StepUpdate
 from studio.params import EditParams
-from studio.ui.view import PageData, Tiles, render_page, step_names
+from studio.ui.tree import step_names
+from studio.ui.view import PageData, Tiles, render_page
 from tests.support.sessions import with_step
 from tests.support.tree import read_tree
 
@@ -185,11 +186,14 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     newest = branch_end(session, "x")
     (elsewhere,) = {"y", "z"} - {newest}
     prompts = {"y": "add sun", "z": "add moon"}
-    assert other == f"2b.2 → {prompts[elsewhere]}"
+    # Named as the step pickers name it: "2b.2" named no step (audit 17).
+    name = {"y": "3a", "z": "3b"}[elsewhere]
+    assert other == f"{name} → {prompts[elsewhere]}"
+    assert step_names(session)[elsewhere] == name
     newest_prompt = prompts[newest]
     assert tree.branch_labels == [
         f"Branch 2b: add fog → {newest_prompt} (pro · 3 steps)",
-        f"Branch 2b.2: add fog → {prompts[elsewhere]}",
+        f"Step {name}, on branch 2b: {prompts[elsewhere]}",
     ]
     assert re.findall(r'data-act="branch" data-step="([^"]+)"', html) == ["x"]
     ends = re.findall(r'<button class="branch end" data-act="go" data-step="([^"]+)"', html)
@@ -197,6 +201,28 @@ def test_a_branch_that_forks_again_shows_each_of_its_ends_one_click_away():
     # The pictures of both are looked for (the other end's chip had an empty thumbnail: UX
     # audit 2).
     assert {"x", elsewhere} <= {s.step_id for s in drawn_steps(session)}
+
+
+def test_an_end_deep_in_a_branch_is_named_by_its_step_and_the_fork_it_is_past():
+    """A branch's other end at a depth the path also has reads "4 (3a)", as in the step
+    pickers, not a number of the branch's own ("2b.2")."""
+    session = edit(edit(start(), "a", "make it blue"), "b", "add snow")
+    session = edit(edit(session, "c", "add a moon"), "d", "add stars")
+    session = edit(edit(session.make_current("a"), "x", "add fog"), "y", "add sun")
+    session = edit(session, "w", "add birds")
+    session = edit(session.make_current("x"), "z", "add rain")
+    session = edit(session, "v", "add a boat").make_current("d")
+    tree = read_tree(render_page(data(session), TILES).history)
+    names = step_names(session)
+    assert (names["w"], names["v"], names["d"]) == ("4 (3a)", "4 (3b)", "4 (2a)")
+    from studio.ui.tree import branch_end
+
+    (elsewhere,) = {"w", "v"} - {branch_end(session, "x")}
+    prompt = {"w": "add birds", "v": "add a boat"}[elsewhere]
+    (chip, other) = tree.branches
+    assert chip.startswith("2b add fog")
+    assert other == f"{names[elsewhere]} → {prompt}"
+    assert tree.branch_labels[1] == f"Step {names[elsewhere]}, on branch 2b: {prompt}"
 
 
 def test_every_branch_at_a_fork_is_one_click_away_past_the_first_three_too():
