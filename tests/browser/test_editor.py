@@ -823,6 +823,9 @@ def test_on_a_phone_the_options_and_the_page_s_end_lie_clear_of_the_instruction_
     [
         pytest.param({**PHONE, "viewport": {"width": 844, "height": 390}}, id="phone-on-its-side"),
         pytest.param({"viewport": {"width": 820, "height": 1180}, "has_touch": True}, id="tablet"),
+        pytest.param(
+            {"viewport": {"width": 1180, "height": 820}, "has_touch": True}, id="tablet-on-its-side"
+        ),
     ],
 )
 def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whole(
@@ -852,6 +855,8 @@ def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whol
             select = page.get_by_label(name).bounding_box()
             assert select is not None
             assert select["width"] >= 60, (name, select)
+        # How many results reads whole ("1 resul" on a tablet on its side: audit 17).
+        assert page.evaluate(_AT_ITS_OWN_WIDTH, "#count"), page.evaluate(_WIDTHS, "#count")
         # In the page's own coordinates: the status line whole, the buttons clear of the tree.
         laid = page.evaluate(
             _LAID_OUT, ["#status .prose", "#hold", "#retry", "#download", "#stage", "#history"]
@@ -867,6 +872,22 @@ def test_between_phone_and_laptop_the_picture_the_bar_and_every_control_are_whol
                 or box["left"] >= history["right"]
             )
             assert apart, (box, history)
+
+
+# Whether a control is as wide as it would be left to itself (a select: its longest option):
+# one squeezed narrower by its row cuts its text.
+_WIDTHS = """(selector) => {
+  const el = document.querySelector(selector);
+  const laid = el.getBoundingClientRect().width;
+  const saved = el.style.cssText;
+  el.style.cssText = 'flex: none; width: auto; max-width: none;';
+  const own = el.getBoundingClientRect().width;
+  el.style.cssText = saved;
+  return [laid, own];
+}"""
+_AT_ITS_OWN_WIDTH = (
+    f"(selector) => {{ const [laid, own] = ({_WIDTHS})(selector); return laid >= own - 0.5; }}"
+)
 
 
 # Every control a finger taps outside the instruction bar (whose options are labels wider than
