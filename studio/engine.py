@@ -1102,6 +1102,28 @@ class Engine:
             session_id, lambda s: s.make_current(end_id).make_current(step_id), visitor=visitor
         )
 
+    async def note_choice(
+        self,
+        session_id: str,
+        from_step_id: str | None,
+        step_ids: Sequence[str] | None,
+        *,
+        visitor: Visitor = LOCAL,
+    ) -> None:
+        """Results of `session_id` made side by side from `from_step_id` wait for one to be
+        kept, as the studio's page shows them (`step_ids` None: no longer). Kept in the store:
+        a restart forgets no pending choice."""
+        await self.load_session(session_id, visitor=visitor)
+        await asyncio.to_thread(self._store.note_choice, session_id, from_step_id, step_ids)
+
+    async def pending_choice(
+        self, session_id: str, *, visitor: Visitor = LOCAL
+    ) -> tuple[str | None, tuple[str, ...]] | None:
+        """The results of `session_id` waiting for one to be kept (`note_choice`), and the
+        step they were made from; None if none wait."""
+        await self.load_session(session_id, visitor=visitor)
+        return await asyncio.to_thread(self._store.pending_choice, session_id)
+
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Make a step current (a compared result kept, a step clicked), so the chain goes on
         from it."""

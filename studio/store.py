@@ -264,6 +264,19 @@ def _poll_brackets(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE poll_durations ADD COLUMN after_s REAL NOT NULL DEFAULT 0")
 
 
+def _pending_choices(db: sqlite3.Connection) -> None:
+    # Results asked for side by side (pro vs max, or several runs of one instruction) that wait
+    # for one to be kept: the step they were made from (none: a new picture) and theirs. Kept in
+    # memory, a restart forgot it: the page showed the results as branches, with no Keep.
+    db.execute(
+        """CREATE TABLE pending_choices (
+            session_id TEXT PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
+            from_step_id TEXT,
+            step_ids_json TEXT NOT NULL
+        )"""
+    )
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
@@ -274,6 +287,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("006_payer_keys", _record_payer_keys),
     ("007_addresses", _record_addresses),
     ("008_poll_brackets", _poll_brackets),
+    ("009_pending_choices", _pending_choices),
 )
 # Poll durations kept per model; the schedule looks at fewer (`policy.LEARN_WINDOW`).
 KEPT_DURATIONS = 32
@@ -516,6 +530,35 @@ class Store:
         """Record `session`'s current step and redo stack, so a reload lands in the same place."""
         with self._write() as db:
             self._write_current(db, session)
+
+    def note_choice(
+        self, session_id: str, from_step_id: str | None, step_ids: Sequence[str] | None
+    ) -> None:
+        """Results of `session_id` made side by side from `from_step_id` (None: from
+        nothing) wait for one to be kept; `step_ids` None: no longer."""
+        with self._write() as db:
+            if step_ids is None:
+                db.execute("DELETE FROM pending_choices WHERE session_id = ?", (session_id,))
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO pending_choices VALUES (?, ?, ?)",
+                (session_id, from_step_id, json.dumps(list(step_ids))),
+            )
+
+    def pending_choice(self, session_id: str) -> tuple[str | None, tuple[str, ...]] | None:
+        """The results of `session_id` waiting for one to be kept (`note_choice`): the step
+        they were made from and theirs; None if none wait."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT from_step_id, step_ids_json FROM pending_choices WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        ids = json.loads(row[1])
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return None
+        return row[0], tuple(ids)
 
     def rename_session(self, session_id: str, name: str) -> None:
         with self._write() as db:

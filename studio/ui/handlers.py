@@ -262,11 +262,6 @@ class Handlers:
         self.ctx = ctx
         self.tiles = view.Tiles.from_assets(ctx.assets)
         self._tabs: OrderedDict[str, _Tab] = OrderedDict()
-        # Results asked for at once and not kept yet, by session: the step they were made
-        # from and their ids. A tab closed or reloaded meanwhile came back with no side by side
-        # and no Keep buttons, and nothing said a choice was pending (UX audit 5): a page
-        # loaded on that step shows them again (`_pending_choice`).
-        self._unkept: OrderedDict[str, tuple[str | None, tuple[str, ...]]] = OrderedDict()
 
     def _tab(self) -> _Tab:
         """The record of the tab whose event is being handled (a fresh one for a direct call)."""
@@ -678,7 +673,7 @@ class Handlers:
                         )
                         tab.moved()
                         tab.unkept = (parent, tuple(s.step_id for s in steps))
-                        self._choice_pending(session_id, tab.unkept)
+                        await self._choice_pending(session_id, tab.unkept)
                         return await self._with_candidates(session_id, parent, steps)
                     step = await self.bridge.call(
                         Engine.submit_edit,
@@ -747,26 +742,35 @@ class Handlers:
         tab = self._tab()
         tab.moved()
         tab.unkept = (tab_step, tuple(s.step_id for s in steps))
-        self._choice_pending(session_id, tab.unkept)
+        await self._choice_pending(session_id, tab.unkept)
         return await self._with_candidates(session_id, tab_step, steps)
 
-    def _choice_pending(
+    async def _choice_pending(
         self, session_id: str, unkept: tuple[str | None, tuple[str, ...]] | None
     ) -> None:
-        """Results of `session_id` wait for one to be kept (None: no longer)."""
-        self._unkept.pop(session_id, None)
-        if unkept is not None:
-            self._unkept[session_id] = unkept
-            while len(self._unkept) > MAX_TABS:
-                self._unkept.popitem(last=False)
+        """Results of `session_id` wait for one to be kept (None: no longer). A tab closed or
+        reloaded meanwhile came back with no side by side and no Keep buttons, and nothing said
+        a choice was pending (UX audit 5): a page loaded on that step shows them again
+        (`_pending_choice`), after a restart too (the store keeps it)."""
+        if unkept is None:
+            await self.bridge.call(Engine.note_choice, session_id, None, None, visitor=self.who)
+        else:
+            await self.bridge.call(
+                Engine.note_choice, session_id, unkept[0], unkept[1], visitor=self.who
+            )
 
     async def _pending_choice(self, session_id: str | None, tab_step: object) -> Update:
         """For a page just loaded on the step results were made from while none is kept yet
         (and one may still be: not all failed, none edited on since): those results side by
         side with their Keep buttons, as the tab that asked for them showed them, and the
         status saying a choice waits."""
-        pending = self._unkept.get(session_id or "")
-        if not session_id or pending is None or pending[0] != tab_step:
+        if not session_id:
+            return {}
+        try:
+            pending = await self.bridge.call(Engine.pending_choice, session_id, visitor=self.who)
+        except REFUSED:  # (gone, or not this visitor's: the page says so already)
+            return {}
+        if pending is None or pending[0] != tab_step:
             return {}
         session = await self.bridge.call(Engine.load_session, session_id, visitor=self.who)
         results = [session.steps[i] for i in pending[1] if i in session.steps]
@@ -775,7 +779,7 @@ class Handlers:
             or all(step.state is StepState.FAILED for step in results)
             or any(session.children(step.step_id) for step in results)
         ):
-            self._choice_pending(session_id, None)
+            await self._choice_pending(session_id, None)
             return {}
         tab = self._tab()
         tab.unkept, tab.results_shown = pending, pending[1]
@@ -797,7 +801,7 @@ class Handlers:
         if any(step.state is not StepState.FAILED for step in results):
             raise Refusal(KEEP_FIRST)
         tab.unkept = None
-        self._choice_pending(session_id, None)
+        await self._choice_pending(session_id, None)
 
     async def _with_candidates(
         self, session_id: str, tab_step: str | None, steps: list[Step]
@@ -830,7 +834,7 @@ class Handlers:
         session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         kept = session.current.params
         self._tab().moved()
-        self._choice_pending(session_id, None)
+        await self._choice_pending(session_id, None)
         # The next edit goes on with the model that was kept; the results fold.
         update = {
             **(

@@ -135,3 +135,36 @@ def test_a_keep_that_lands_under_the_finger_takes_no_tap_for_a_moment(browser, s
         expect(keep).to_be_enabled()  # a moment later, it works
         keep.tap()
         expect(candidates).to_be_hidden(timeout=15_000)
+
+
+def test_results_waiting_for_a_keep_wait_through_a_restart(browser, sim, clean_env):
+    """Results asked for side by side and not kept yet came back after a reload with their
+    Keep buttons, but a restart of the studio forgot them: the page showed them as branches
+    only, and an instruction ran from the step they were made from, beside them. The store
+    keeps the pending choice: after a restart the page shows them, and the one kept goes on."""
+    from tests.browser.conftest import running_studio
+
+    with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as page:
+        _start_from_example(page, 2)
+        first = _only_session(studio).current_step_id
+        page.locator("#prompt textarea").fill("make it night")
+        page.locator("#compare").click()
+        expect(page.locator("#candidates button.keep")).to_have_count(2, timeout=30_000)
+        expect(page.locator("#candidates")).to_contain_text("max", timeout=30_000)
+
+    with running_studio(sim, clean_env) as studio, open_page(browser, studio.url) as page:
+        candidates = page.locator("#candidates")
+        expect(candidates.locator("button.keep")).to_have_count(2, timeout=15_000)
+        expect(page.locator("#status")).to_contain_text("Keep one of the results")
+        candidates.locator("button.keep").last.click()
+        expect(candidates).to_be_hidden(timeout=15_000)
+        session = _only_session(studio)
+        kept = session.steps[session.current_step_id]
+        assert kept.parent_id == first
+        assert kept.params is not None
+        assert (kept.params.prompt, kept.params.model) == ("make it night", "max")
+        # Kept: a reload shows no choice waiting.
+        page.reload()
+        expect(page.locator("#history nav.tree:not([data-predrawn])")).to_be_visible()
+        page.wait_for_timeout(1_000)
+        expect(candidates).to_be_hidden()

@@ -393,6 +393,7 @@ def test_migrations_build_the_final_schema_in_order(tmp_path):
         "poll_durations": ["n", "model", "seconds", "after_s"],
         "address_owners": ["address", "owner"],
         "new_visitors": ["address", "at"],
+        "pending_choices": ["session_id", "from_step_id", "step_ids_json"],
         "indexes": [
             "new_visitors_by_time",
             "poll_durations_by_model",
@@ -571,3 +572,27 @@ def test_a_secret_is_made_once_kept_private_and_read_by_every_later_opening(tmp_
     assert again.secret("other") != secret
     again.close()
     assert (tmp_path / "visitor-tokens.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_pending_choice_is_kept_across_a_reopen_and_goes_with_its_session(tmp_path):
+    """Results waiting for one to be kept: written, read after the store is opened again,
+    cleared, and gone with their session."""
+    home = tmp_path / "home"
+    store = Store.open(home)
+    session = start(store)
+    a = run_edit(store, session, "night").current_step_id
+    b = run_edit(store, session, "night").current_step_id
+    store.note_choice("s1", session.current_step_id, [a, b])
+    store.close()
+    store = Store.open(home)
+    try:
+        assert store.pending_choice("s1") == (session.current_step_id, (a, b))
+        store.note_choice("s1", None, [b, a])  # (a new picture: made from nothing)
+        assert store.pending_choice("s1") == (None, (b, a))
+        store.note_choice("s1", None, None)
+        assert store.pending_choice("s1") is None
+        store.note_choice("s1", session.current_step_id, [a, b])
+        store.delete_session("s1")
+        assert store.pending_choice("s1") is None
+    finally:
+        store.close()
