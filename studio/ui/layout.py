@@ -35,6 +35,30 @@ KEY_STORAGE_KEY = "kontext-studio-visitor-key"
 KEY_TOKEN_STORAGE_KEY = "kontext-studio-key-token"
 # Where a tab keeps, over a reload, the session and the step it showed (assets/studio.js).
 SHOWN_STORAGE_KEY = "kontext-studio-shown"
+# The session a tab opened (its session storage) and the one the browser opened last (local
+# storage), in plain words: the page's head reads them before Gradio (assets/predraw.js).
+TAB_OPEN_STORAGE_KEY = "kontext-studio-tab-open"
+OPEN_STORAGE_KEY = "kontext-studio-open"
+# A tab's own copy of the BrowserState's session (assets/storage.js).
+TAB_SESSION_STORAGE_KEY = "kontext-studio-tab-session"
+# What was typed and not sent, per session, and the options last used (assets/studio.js).
+DRAFT_STORAGE_KEY = "kontext-studio-draft"
+DRAFTS_STORAGE_KEY = "kontext-studio-drafts"
+OPTIONS_STORAGE_KEY = "kontext-studio-options"
+# Every key the studio keeps in a browser's storage. The page scripts spell them out (they run
+# before any config): tests/unit/test_page_storage.py holds them to these.
+STORAGE_KEYS = (
+    BROWSER_STORAGE_KEY,
+    KEY_STORAGE_KEY,
+    KEY_TOKEN_STORAGE_KEY,
+    SHOWN_STORAGE_KEY,
+    TAB_OPEN_STORAGE_KEY,
+    OPEN_STORAGE_KEY,
+    TAB_SESSION_STORAGE_KEY,
+    DRAFT_STORAGE_KEY,
+    DRAFTS_STORAGE_KEY,
+    OPTIONS_STORAGE_KEY,
+)
 # The canvas takes what the header, the instruction bar, its options and the toggles under it
 # (Compare two steps, Advanced, …) leave of the window.
 CANVAS_HEIGHT = "calc(100vh - 370px)"
