@@ -136,6 +136,22 @@ def test_a_step_that_waits_says_why():
     assert waiting == f"◷ {WAITS_FOR_EARLIER}"
 
 
+def test_a_step_the_runner_has_taken_says_it_is_starting_as_its_tile_says_running():
+    """Launched and not waiting for the step before it, it is drawn as running in the tree;
+    the status line beside it said "◷ Queued… 0.0 s"."""
+    from studio.history import StepUpdate
+
+    origin = ImageRef(sha256="a" * 64, format="png", width=64, height=64)
+    session = Session.start(new_id(), "s", origin, T0)
+    taken = session.add_step(new_id(), EditParams(prompt="snow"), T0).current
+    assert not taken.is_waiting
+    update = StepUpdate(taken, "queued", 0.2)
+    assert present.step_status(taken, update) == "◷ Starting… 0.2 s"
+    from studio.ui.tree import started_steps
+
+    assert started_steps({taken.step_id: update}) == {taken.step_id}
+
+
 def test_a_step_queued_behind_another_says_what_that_one_is_doing():
     """Through a RunAPI outage the tab's step, typed ahead, said "◷ Queued… 42.8 s" while the
     step it waited for was told RunAPI was not answering: the README's sentence never showed
