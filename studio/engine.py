@@ -1126,8 +1126,15 @@ class Engine:
 
     async def keep(self, session_id: str, step_id: str, *, visitor: Visitor = LOCAL) -> Session:
         """Make a step current (a compared result kept, a step clicked), so the chain goes on
-        from it."""
-        return await self.navigate(session_id, lambda s: s.make_current(step_id), visitor=visitor)
+        from it. A pending choice it is one of (`note_choice`) is answered: from the page, the
+        API or an agent alike."""
+        session = await self.navigate(
+            session_id, lambda s: s.make_current(step_id), visitor=visitor
+        )
+        pending = await asyncio.to_thread(self._store.pending_choice, session_id)
+        if pending is not None and step_id in pending[1]:
+            await asyncio.to_thread(self._store.note_choice, session_id, None, None)
+        return session
 
     async def undo(
         self, session_id: str, from_step_id: str | None = None, *, visitor: Visitor = LOCAL

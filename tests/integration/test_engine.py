@@ -488,6 +488,24 @@ async def test_candidates_run_one_instruction_several_times_and_keeping_one_leav
         await engine.candidates(sid, EditParams(prompt="make it red"), count=5)
 
 
+async def test_a_pending_choice_is_answered_by_a_keep_from_anywhere_and_only_by_its_own(
+    engine, sim
+):
+    """The page notes results waiting for a Keep; a keep of one of them (the API's
+    `keep_result`, an agent's) answers it, so a page on that step no longer asks for one. A
+    step clicked elsewhere leaves it waiting."""
+    session = await _start(engine)
+    sid, origin = session.session_id, session.origin.step_id
+    steps = await engine.candidates(sid, EditParams(prompt="make it blue"), models=("pro", "max"))
+    ids = tuple(s.step_id for s in steps)
+    await engine.note_choice(sid, origin, ids)
+    await asyncio.gather(*(engine.wait(i) for i in ids))
+    await engine.keep(sid, origin)  # (a click on the original: not one of them)
+    assert await engine.pending_choice(sid) == (origin, ids)
+    await engine.keep(sid, ids[1])
+    assert await engine.pending_choice(sid) is None
+
+
 async def test_images_a_killed_run_left_unreferenced_are_removed_after_the_next_start(
     engine, clean_env
 ):
