@@ -1131,9 +1131,7 @@ class Engine:
         session = await self.navigate(
             session_id, lambda s: s.make_current(step_id), visitor=visitor
         )
-        pending = await asyncio.to_thread(self._store.pending_choice, session_id)
-        if pending is not None and step_id in pending[1]:
-            await asyncio.to_thread(self._store.note_choice, session_id, None, None)
+        await asyncio.to_thread(self._store.answer_choice, session_id, step_id)
         return session
 
     async def undo(

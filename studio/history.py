@@ -250,6 +250,15 @@ class StepUpdate:
     def is_final(self) -> bool:
         return self.phase in FINAL_PHASES
 
+    @property
+    def is_taken(self) -> bool:
+        """The runner has it while its record still says queued (its source uploads, or its
+        task is being created, or it is about to be): under way, no longer cancellable. A step
+        waiting for the one before it is not."""
+        return (
+            self.step.state is StepState.QUEUED and not self.step.is_waiting and not self.is_final
+        )
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Session:

@@ -277,6 +277,14 @@ def _pending_choices(db: sqlite3.Connection) -> None:
     )
 
 
+def _choice_ids(stored: str) -> tuple[str, ...]:
+    """The results of a pending choice as `Store.note_choice` wrote them (none if unreadable)."""
+    ids = json.loads(stored)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return ()
+    return tuple(ids)
+
+
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("001_create_sessions_and_steps", _create_sessions_and_steps),
     ("002_index_lookups", _index_lookups),
@@ -545,6 +553,16 @@ class Store:
                 (session_id, from_step_id, json.dumps(list(step_ids))),
             )
 
+    def answer_choice(self, session_id: str, step_id: str) -> None:
+        """`step_id` was kept: the choice of `session_id` waiting, if it is one of its
+        results, is answered."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT step_ids_json FROM pending_choices WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is not None and step_id in _choice_ids(row[0]):
+                db.execute("DELETE FROM pending_choices WHERE session_id = ?", (session_id,))
+
     def pending_choice(self, session_id: str) -> tuple[str | None, tuple[str, ...]] | None:
         """The results of `session_id` waiting for one to be kept (`note_choice`): the step
         they were made from and theirs; None if none wait."""
@@ -553,12 +571,8 @@ class Store:
                 "SELECT from_step_id, step_ids_json FROM pending_choices WHERE session_id = ?",
                 (session_id,),
             ).fetchone()
-        if row is None:
-            return None
-        ids = json.loads(row[1])
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            return None
-        return row[0], tuple(ids)
+        ids = _choice_ids(row[1]) if row is not None else ()
+        return (row[0], ids) if ids else None
 
     def rename_session(self, session_id: str, name: str) -> None:
         with self._write() as db:

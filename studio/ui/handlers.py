@@ -752,12 +752,8 @@ class Handlers:
         reloaded meanwhile came back with no side by side and no Keep buttons, and nothing said
         a choice was pending (UX audit 5): a page loaded on that step shows them again
         (`_pending_choice`), after a restart too (the store keeps it)."""
-        if unkept is None:
-            await self.bridge.call(Engine.note_choice, session_id, None, None, visitor=self.who)
-        else:
-            await self.bridge.call(
-                Engine.note_choice, session_id, unkept[0], unkept[1], visitor=self.who
-            )
+        from_step, ids = unkept if unkept is not None else (None, None)
+        await self.bridge.call(Engine.note_choice, session_id, from_step, ids, visitor=self.who)
 
     async def _pending_choice(self, session_id: str | None, tab_step: object) -> Update:
         """For a page just loaded on the step results were made from while none is kept yet
@@ -833,8 +829,7 @@ class Handlers:
             raise Refusal("There is no result to keep here; ask for several results first.")
         session = await self.bridge.call(Engine.keep, session_id, step_id, visitor=self.who)
         kept = session.current.params
-        self._tab().moved()
-        await self._choice_pending(session_id, None)
+        self._tab().moved()  # (the choice it answers, `Engine.keep` clears)
         # The next edit goes on with the model that was kept; the results fold.
         update = {
             **(

@@ -253,11 +253,11 @@ def _running(update: StepUpdate) -> str:
     """A running step's phase, its seconds so far, and what holds it up, if anything:
     "◷ Sent to RunAPI… 12.0 s · RunAPI is not answering…"."""
     note = f" · {update.note}" if update.note else ""
-    words = _PHASE_WORDS[update.phase]
-    if update.phase == "queued" and not update.step.is_waiting:
-        # The runner has it (its upload or its task is about to start): its tile says running
-        # (`tree.started_steps`), and this line said "Queued… 0.0 s" beside it.
-        words = "Starting"
+    # (Taken by the runner, its tile says running: `tree.started_steps`. This line said
+    # "Queued… 0.0 s" beside it.)
+    words = (
+        "Starting" if update.phase == "queued" and update.is_taken else _PHASE_WORDS[update.phase]
+    )
     return f"◷ {words}… {update.elapsed_s:.1f} s{note}"
 
 

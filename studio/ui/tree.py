@@ -141,13 +141,7 @@ def started_steps(running: Mapping[str, StepUpdate]) -> frozenset[str]:
     Enter's reply drawn before the runner began the upload (a loaded machine) showed the tile
     queued with a ✕ beside "Uploading the source…" until the upload was done, as nothing in
     the store changed to draw it again."""
-    return frozenset(
-        step_id
-        for step_id, update in running.items()
-        if update.step.state is StepState.QUEUED
-        and not update.step.is_waiting
-        and not update.is_final
-    )
+    return frozenset(step_id for step_id, update in running.items() if update.is_taken)
 
 
 def _as_shown(step: Step, started: frozenset[str]) -> Step:
@@ -223,8 +217,8 @@ def _node(
     children: Mapping[str, list[Step]],
     region: str = "",
     letter: str = "",
+    names: Callable[[], Mapping[str, str]],
     cancellable: bool = True,
-    names: Callable[[], Mapping[str, str]] = dict,
 ) -> str:
     classes = ["node", _state_class(step)]
     if current:

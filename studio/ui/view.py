@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from studio.history import ImageRef, Session, Step, StepState, StepUpdate
 from studio.params import SAFETY_MAX_GENERATE, safety_max
 from studio.ui import present, tree
-from studio.ui.tree import step_names, step_numbers
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -122,9 +121,9 @@ def pair(session: Session, numbers: dict[str, int] | None = None) -> tuple[Choic
     finished step to pick from, the step's parent on the left (itself when the parent has no
     image) and the step on the right."""
     shown = shown_step(session)
-    numbers = numbers if numbers is not None else step_numbers(session)
+    numbers = numbers if numbers is not None else tree.step_numbers(session)
     finished = [s for s in session.steps.values() if s.result is not None]
-    names = step_names(session, numbers)
+    names = tree.step_names(session, numbers)
     choices = [present.step_choice(s, names[s.step_id]) for s in finished]
     ids = {s.step_id for s in finished}
     left = shown.parent_id if shown.parent_id in ids else shown.step_id
@@ -201,7 +200,7 @@ def render_page(
     match_ratio = None
     if shown.result is not None:
         match_ratio = present.match_ratio(shown.result.width, shown.result.height)
-    numbers = step_numbers(session)
+    numbers = tree.step_numbers(session)
     pair_a, pair_b = pair(session, numbers)
     notice, notice_step = _news(session, stored, current, ahead)
     names = _download_names(session, shown, numbers[shown.step_id])
